@@ -1,0 +1,15 @@
+"""zray: a Ray-compatible distributed runtime. Use it as ``import zray as ray``."""
+from zray import exceptions
+from zray.api import (available_resources, cancel, cluster_resources, get, get_gpu_ids, init,
+                      is_initialized, nodes, put, remote, shutdown, wait)
+from zray.object_ref import ObjectRef
+from zray.runtime_context import (ActorID, JobID, NodeID, TaskID, WorkerID,
+                                  get_runtime_context)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActorID", "JobID", "NodeID", "ObjectRef", "TaskID", "WorkerID", "available_resources",
+    "cancel", "cluster_resources", "exceptions", "get", "get_gpu_ids", "get_runtime_context",
+    "init", "is_initialized", "nodes", "put", "remote", "shutdown", "wait",
+]

@@ -1,0 +1,113 @@
+"""The one configuration object of zray.
+
+Every tunable lives here with a description; each can be overridden by an environment variable
+named ``ZRAY_<FIELD NAME IN CAPITALS>``.  No other module reads ``os.environ`` for settings, so this
+file is the complete list of knobs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+ENV_PREFIX = "ZRAY_"
+
+
+def _setting(default, description: str):
+    return field(default=default, metadata={"description": description})
+
+
+@dataclass
+class Config:
+    fast: bool = _setting(
+        True, "Use the compiled Cython modules in zray/_fast/; 0 selects their pure-Python twins."
+    )
+    max_inline_bytes: int = _setting(
+        100 * 1024,
+        "Serialized values up to this size travel inside messages and live in the owner's "
+        "in-process store; larger ones go to the node's shared-memory arena.",
+    )
+    object_store_fraction: float = _setting(
+        0.3, "Default object store size as a fraction of total RAM (Ray's default)."
+    )
+    arena_prefault_bytes: int = _setting(
+        512 * 2**20,
+        "How much of the arena the node faults in ahead of use, in the background. Fresh "
+        "shared-memory pages cost ~30x more to write than warm ones.",
+    )
+    session_dir_root: str = _setting(
+        "/tmp/zray", "Where session directories (sockets, logs, tokens) are created."
+    )
+    worker_start_timeout_s: float = _setting(
+        30.0, "How long the node waits for a spawned worker to connect before giving up."
+    )
+    node_start_timeout_s: float = _setting(
+        20.0, "How long init() waits for an embedded node daemon to become ready."
+    )
+    rpc_timeout_s: float = _setting(
+        30.0, "Bound on control-plane request/reply exchanges (head and node RPCs)."
+    )
+    lease_idle_s: float = _setting(
+        0.05,
+        "How long a caller keeps an idle worker lease before returning it, so back-to-back "
+        "synchronous tasks skip the lease round trip.",
+    )
+    max_pending_lease_requests: int = _setting(
+        10, "Lease requests one caller keeps in flight per resource shape."
+    )
+    infeasible_warning_s: float = _setting(
+        1.0, "How long a task waits on resources no node has before a warning says so."
+    )
+    log_to_driver: bool = _setting(True, "Forward worker stdout/stderr lines to the driver.")
+    head_port: int = _setting(6380, "Default TCP port of the head service for `zray start`.")
+    address: str = _setting("", "Cluster address for init(address='auto') (like RAY_ADDRESS).")
+    token: str = _setting("", "Cluster token for joining a cluster (issue 7).")
+    worker_pool_max_extra: int = _setting(
+        32, "Workers the node may start beyond num_cpus when running ones block in get()."
+    )
+
+    @classmethod
+    def from_env(cls, environ=None) -> "Config":
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.type, raw, f.name)
+        return cls(**values)
+
+    def describe(self) -> dict:
+        return {
+            f.name: (getattr(self, f.name), f.metadata["description"])
+            for f in dataclasses.fields(self)
+        }
+
+
+def _parse(type_name, raw: str, name: str):
+    kind = type_name if isinstance(type_name, str) else type_name.__name__
+    try:
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        return raw
+    except ValueError:
+        raise ValueError(f"environment variable {ENV_PREFIX}{name.upper()}={raw!r} is not a {kind}")
+
+
+config = Config.from_env()
+
+
+def environment_for_children(extra: dict | None = None) -> dict:
+    """The environment to give a spawned zray process: ours, plus explicit overrides."""
+    env = dict(os.environ)
+    if extra:
+        env.update({k: str(v) for k, v in extra.items()})
+    return env

@@ -1,0 +1,375 @@
+"""The core worker: the part of zray that lives in every driver and worker process.
+
+It owns the objects this process creates (an in-process memory store for small values, the
+node's shared-memory arena for large ones), answers borrowers, submits tasks through the
+TaskSubmitter and, in workers, feeds pushed tasks to the executor. One I/O thread reads the
+inbox; user threads send directly and wait on the memory store.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import logging
+import mmap
+import os
+import struct
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from queue import SimpleQueue
+
+import zmq
+
+from zray import exceptions as X
+from zray._config import config
+from zray._fast import (object_size, pinned_view, populate, random_id, read_object,
+                        write_object, object_id_for, TASK_ID_SIZE)
+from zray._private import protocol as P
+from zray._private import runtime
+from zray._private import session
+from zray._private.function_manager import FunctionManager
+from zray._private.memory_store import (KIND_ERROR, KIND_FREED, KIND_INLINE, KIND_PLASMA,
+                                        Entry, MemoryStore)
+from zray._private.reference_counter import ReferenceCounter
+from zray._private.serialization import deserialize, serialize
+from zray._private.task_submitter import TaskSubmitter
+from zray._private.transport import REPLY, Endpoint, Requests
+from zray.object_ref import ObjectRef
+
+logger = logging.getLogger(__name__)
+
+DRIVER, WORKER = "driver", "worker"
+PUT_INDEX_BASE = 100_000_000  # put objects are numbered apart from task returns (as Ray does)
+POPULATE_MIN_BYTES = 8 * 2**20
+
+
+class TaskContext(threading.local):
+    """What is running on this thread: the task id and name (workers; threaded actors later)."""
+    task_id: bytes | None = None
+    name: str = ""
+
+
+class CoreWorker:
+    def __init__(self, mode: str, node_address: str, job_id: bytes, worker_id: bytes,
+                 session_dir: str, namespace: str = ""):
+        self.mode = mode
+        self.worker_id = worker_id
+        self.job_id = job_id
+        self.namespace = namespace
+        self.node_address = node_address
+        self.ctx = zmq.Context()
+        self.endpoint = Endpoint(worker_id, [session.socket_address(
+            session_dir, ("d-" if mode == DRIVER else "w-") + worker_id.hex()[:16])], self.ctx)
+        self.address = self.endpoint.address
+        self.requests = Requests(self.endpoint)
+        self.memory_store = MemoryStore()
+        self.refs = ReferenceCounter()
+        self.functions = FunctionManager(self)
+        self.context = TaskContext()
+        self.task_queue: SimpleQueue = SimpleQueue()
+        self.running = True
+        self._put_index = itertools.count(1)
+        self._pin_releases: deque = deque()
+        self._live_views: dict[bytes, weakref.ref] = {}
+        self._owner_requests: set[bytes] = set()
+        self._blocked_depth = 0
+        self._cancel_handler = None
+        self._log_sink = None
+        self._futures_pool = None
+        self.driver_task_id = self._driver_task_id(job_id)
+        self.submitter = None  # needs the node's answer to registration; set below
+        self.io_thread = threading.Thread(target=self._io_loop, name="zray-io", daemon=True)
+        self.io_thread.start()
+        reply, _ = self.requests.call(node_address, P.RegisterClient(
+            worker_id, mode, os.getpid(), job_id), config.rpc_timeout_s)
+        if not isinstance(reply, P.ClientRegistered):
+            raise X.RaySystemError(f"node refused registration: {reply}")
+        self.node_id = reply.node_id
+        self.head_address = reply.head_address
+        self.session_dir = reply.session_dir
+        self.node_ip = reply.node_ip
+        fd = os.open(reply.arena_path, os.O_RDWR)
+        try:
+            self.arena = mmap.mmap(fd, reply.arena_size)
+        finally:
+            os.close(fd)
+        self.submitter = TaskSubmitter(self)
+
+    @staticmethod
+    def _driver_task_id(job_id: bytes) -> bytes:
+        # Ray's driver task id: nil unique part + nil actor part + the job id.
+        return b"\x00" + b"\xff" * (TASK_ID_SIZE - 5) + job_id
+
+    # ------------------------------------------------------------------ I/O thread
+
+    def _io_loop(self):
+        inbox = self.endpoint.inbox
+        poller = zmq.Poller()
+        poller.register(inbox, zmq.POLLIN)
+        handlers = self._handlers
+        while self.running:
+            try:
+                if poller.poll(20):
+                    for _ in range(1000):
+                        if not inbox.poll(0):
+                            break
+                        received = self.endpoint.receive()
+                        if received is None:
+                            continue
+                        identity, msg, seq, flags, payload = received
+                        if flags & REPLY:
+                            self.requests.deliver(msg, seq, payload)
+                            continue
+                        handler = handlers.get(type(msg))
+                        if handler is None:
+                            logger.warning("unexpected %s", type(msg).__name__)
+                        else:
+                            handler(self, identity, msg, seq, payload)
+                self._housekeeping()
+            except zmq.ContextTerminated:
+                return
+            except Exception:
+                if self.running:
+                    logger.exception("core worker I/O loop error")
+
+    def _housekeeping(self):
+        if self._pin_releases:
+            ids = []
+            while self._pin_releases:
+                ids.append(self._pin_releases.popleft())
+            self.endpoint.send(self.node_address, P.ReleaseObjects(ids))
+        freeable, forgotten = self.refs.collect()
+        if freeable:
+            self.free_objects(freeable)
+        for oid in forgotten:
+            self.memory_store.delete(oid)
+        if self.submitter is not None:
+            self.submitter.tick(time.monotonic())
+
+    def free_objects(self, object_ids):
+        plasma = []
+        for oid in object_ids:
+            entry = self.memory_store.get(oid)
+            self.memory_store.delete(oid)
+            if entry is not None and entry.kind == KIND_PLASMA:
+                plasma.append(oid)
+        if plasma:
+            self.endpoint.send(self.node_address, P.FreeObjects(plasma))
+
+    def on_task_done(self, identity, msg, seq, payload):
+        self.submitter.on_task_done(msg, payload)
+
+    def on_worker_died(self, identity, msg, seq, payload):
+        self.submitter.on_worker_died(msg)
+
+    def on_lease_infeasible(self, identity, msg, seq, payload):
+        self.submitter.on_infeasible(msg)
+
+    def on_push_task(self, identity, msg, seq, payload):
+        self.task_queue.put((msg, payload))
+
+    def on_cancel_task(self, identity, msg, seq, payload):
+        if self._cancel_handler is not None:
+            self._cancel_handler(msg.task_id, msg.force)
+
+    def on_get_object_status(self, identity, msg, seq, payload):
+        """A borrower asks for a value we own: answer when it is ready."""
+        if not self.refs.owns(msg.object_id) and not self.memory_store.contains(msg.object_id):
+            self.endpoint.reply(identity, P.ObjectStatus(msg.object_id, KIND_FREED, b"", 0, 0), seq)
+            return
+
+        def answer(object_id, entry):
+            frames = list(entry.frames) if entry.kind in (KIND_INLINE, KIND_ERROR) else []
+            self.endpoint.reply(identity, P.ObjectStatus(
+                object_id, entry.kind, entry.node_id, entry.size, len(frames)), seq, frames)
+
+        self.memory_store.on_ready(msg.object_id, answer)
+
+    def on_log_lines(self, identity, msg, seq, payload):
+        if self._log_sink is not None:
+            self._log_sink(msg)
+
+    _handlers = {
+        P.TaskDone: on_task_done,
+        P.WorkerDied: on_worker_died,
+        P.LeaseInfeasible: on_lease_infeasible,
+        P.PushTask: on_push_task,
+        P.CancelTask: on_cancel_task,
+        P.GetObjectStatus: on_get_object_status,
+        P.LogLines: on_log_lines,
+    }
+
+    # ------------------------------------------------------------------ put
+
+    def current_task_id(self) -> bytes:
+        return self.context.task_id or self.driver_task_id
+
+    def put(self, value, _owner=None) -> ObjectRef:
+        if isinstance(value, ObjectRef):
+            raise TypeError(
+                "Calling 'put' on an ObjectRef is not allowed. If you really want to do this, "
+                "you can wrap the ObjectRef in a list and call 'put' on it.")
+        object_id = object_id_for(self.current_task_id(), PUT_INDEX_BASE + next(self._put_index))
+        meta, buffers, contained = serialize(value)
+        self.refs.mark_escaped(contained)
+        self.refs.add_owned(object_id)
+        self.memory_store.put(object_id, self.store_value(object_id, meta, buffers))
+        return ObjectRef(object_id, self.address)
+
+    def store_value(self, object_id: bytes, meta: bytes, buffers: list, error=False) -> Entry:
+        """Places a serialized value: inline if small (copied, since the caller's buffers may
+        change after put), otherwise in this node's arena. Returns the memory store entry."""
+        size = object_size(len(meta), [b.nbytes for b in buffers])
+        if error or size <= config.max_inline_bytes:
+            frames = [meta] + [bytes(b) for b in buffers]
+            return Entry(KIND_ERROR if error else KIND_INLINE, frames, b"", size)
+        reply, _ = self.requests.call(self.node_address, P.CreateObject(
+            object_id, size, self.address), config.rpc_timeout_s)
+        if isinstance(reply, P.Error):
+            cls = getattr(X, reply.kind, X.RaySystemError)
+            raise cls(reply.message)
+        if size >= POPULATE_MIN_BYTES:
+            populate(self.arena, reply.offset, size)
+        write_object(self.arena, reply.offset, meta, buffers)
+        self.endpoint.send(self.node_address, P.SealObject(object_id))
+        return Entry(KIND_PLASMA, (), self.node_id, size)
+
+    # ------------------------------------------------------------------ get / wait
+
+    def get(self, refs: list, timeout: float | None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ids = [ref._id for ref in refs]
+        self._request_missing(refs)
+        ready = self.memory_store.wait(ids, len(set(ids)), deadline, self._on_block)
+        if len(ready) < len(set(ids)):
+            raise X.GetTimeoutError(
+                f"Get timed out: some object(s) not ready after {timeout} seconds.")
+        entries = [self.memory_store.get(oid) for oid in ids]
+        plasma = {oid for oid, e in zip(ids, entries) if e.kind == KIND_PLASMA}
+        views = self._map_plasma(list(plasma), deadline) if plasma else {}
+        values = []
+        for ref, entry in zip(refs, entries):
+            kind = entry.kind
+            if kind == KIND_INLINE:
+                values.append(deserialize(entry.frames[0], entry.frames[1:]))
+            elif kind == KIND_PLASMA:
+                meta, buffers = read_object(views[ref._id])
+                values.append(deserialize(meta, buffers))
+            elif kind == KIND_ERROR:
+                raise self._as_raisable(deserialize(entry.frames[0], entry.frames[1:]))
+            else:
+                raise X.ReferenceCountingAssertionError(
+                    f"{ref} was freed by its owner before this get")
+        return values
+
+    @staticmethod
+    def _as_raisable(error):
+        if isinstance(error, X.RayTaskError):
+            return error.as_instanceof_cause()
+        return error
+
+    def wait(self, refs: list, num_returns: int, timeout: float | None, fetch_local: bool):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._request_missing(refs)
+        ids = [ref._id for ref in refs]
+        ready_ids = set(self.memory_store.wait(ids, num_returns, deadline, self._on_block))
+        ready, not_ready = [], []
+        for ref in refs:
+            if ref._id in ready_ids and len(ready) < num_returns:
+                ready.append(ref)
+            else:
+                not_ready.append(ref)
+        return ready, not_ready
+
+    def _on_block(self, blocked: bool):
+        if self.mode != WORKER or self.context.task_id is None:
+            return
+        self.endpoint.send(self.node_address, P.NotifyBlocked(blocked))
+
+    def _request_missing(self, refs):
+        """Asks owners for borrowed values we do not hold yet (once per object)."""
+        for ref in refs:
+            oid = ref._id
+            if self.memory_store.contains(oid) or self.refs.owns(oid) or oid in self._owner_requests:
+                continue
+            if not ref._owner or ref._owner == self.address:
+                continue
+            self._owner_requests.add(oid)
+            self.requests.send(ref._owner, P.GetObjectStatus(oid), self._on_object_status)
+
+    def _on_object_status(self, reply, payload):
+        if isinstance(reply, P.Error):
+            logger.warning("owner could not answer: %s", reply.message)
+            return
+        self._owner_requests.discard(reply.object_id)
+        frames = [f.buffer for f in payload]
+        self.memory_store.put(reply.object_id, Entry(reply.kind, frames, reply.node_id, reply.size))
+
+    def _map_plasma(self, object_ids: list, deadline) -> dict:
+        views, missing = {}, []
+        for oid in object_ids:
+            view = self._live_views.get(oid)
+            view = view() if view is not None else None
+            if view is None:
+                missing.append(oid)
+            else:
+                views[oid] = view
+        if not missing:
+            return views
+        timeout = config.rpc_timeout_s if deadline is None else max(0.0, deadline - time.monotonic())
+        reply, _ = self.requests.call(self.node_address, P.GetObjects(missing, timeout),
+                                      timeout + config.rpc_timeout_s)
+        for oid, location in zip(missing, reply.offsets):
+            if location is None:
+                raise X.ObjectLostError(oid.hex())
+            offset, size = location
+            view = pinned_view(self.arena, offset, size, _Release(self._pin_releases, oid))
+            self._live_views[oid] = weakref.ref(view)
+            views[oid] = view
+        return views
+
+    def future_for(self, ref: ObjectRef) -> concurrent.futures.Future:
+        future = concurrent.futures.Future()
+        if self._futures_pool is None:
+            self._futures_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=4, thread_name_prefix="zray-future")
+        pool = self._futures_pool
+
+        def resolve():
+            try:
+                future.set_result(self.get([ref], None)[0])
+            except BaseException as exc:  # the future carries whatever get raises
+                future.set_exception(exc)
+
+        self._request_missing([ref])
+        self.memory_store.on_ready(ref._id, lambda *_: pool.submit(resolve))
+        return future
+
+    # ------------------------------------------------------------------ shutdown
+
+    def shutdown(self):
+        if not self.running:
+            return
+        self.submitter.shutdown()
+        self.running = False
+        self.io_thread.join(timeout=2)
+        if self._futures_pool is not None:
+            self._futures_pool.shutdown(wait=False, cancel_futures=True)
+        if self._pin_releases:
+            self.endpoint.send(self.node_address, P.ReleaseObjects(list(self._pin_releases)))
+        self.endpoint.close()
+        self.ctx.term()
+
+
+class _Release:
+    """on_release callback for a pinned view: cheap and safe to call from any thread."""
+    __slots__ = ("queue", "object_id")
+
+    def __init__(self, queue: deque, object_id: bytes):
+        self.queue = queue
+        self.object_id = object_id
+
+    def __call__(self):
+        self.queue.append(self.object_id)

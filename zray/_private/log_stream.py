@@ -1,0 +1,64 @@
+"""Worker stdout/stderr to the driver, line by line, prefixed like Ray: ``(add pid=1234) hi``.
+
+File descriptors 1 and 2 are replaced by pipes, so output of C extensions and subprocesses is
+caught too. A reader thread per stream batches complete lines and sends them to the node, which
+relays them to the drivers.
+"""
+from __future__ import annotations
+
+import io
+import os
+import sys
+import threading
+
+from zray._private import protocol as P
+
+_task_name = [""]
+
+
+def set_task_name(name: str):
+    _task_name[0] = name
+
+
+def capture_output() -> dict:
+    streams = {}
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        streams[name] = read_end
+    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0, closefd=False),
+                                  line_buffering=True, write_through=True)
+    sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", buffering=0, closefd=False),
+                                  line_buffering=True, write_through=True)
+    return streams
+
+
+def start_forwarding(streams: dict, core, pid: int):
+    for name, fd in streams.items():
+        threading.Thread(target=_forward, args=(fd, name, core, pid),
+                         name=f"zray-{name}", daemon=True).start()
+
+
+def _forward(fd: int, stream: str, core, pid: int):
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        pending += chunk
+        if b"\n" not in pending:
+            if len(pending) < 65536:
+                continue
+            pending += b"\n"  # an endless line is still shown, in pieces
+        text, _, pending = pending.rpartition(b"\n")
+        lines = text.decode(errors="replace").split("\n")
+        name = _task_name[0] or "worker"
+        prefix = f"({name} pid={pid})"
+        try:
+            core.endpoint.send(core.node_address, P.LogLines(stream, prefix, lines))
+        except Exception:  # the node is gone; nothing left to tell
+            return

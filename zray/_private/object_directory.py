@@ -1,0 +1,75 @@
+"""The head's object directory as a state machine without I/O: which nodes hold a sealed copy of
+each object, and subscriptions for objects not yet sealed anywhere.
+
+A subscription is answered exactly once: immediately if a copy is known, otherwise the moment
+the first copy is added (seed 002: the callback registered for an object that does not exist
+yet), or with an empty location list when the last copy's node dies.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Notify:
+    subscriber: object  # opaque to the directory: the daemon's reply handle
+    object_id: bytes
+    node_ids: tuple
+    size: int
+
+
+class ObjectDirectory:
+    def __init__(self):
+        self.locations: dict[bytes, set] = {}
+        self.sizes: dict[bytes, int] = {}
+        self.subscribers: dict[bytes, list] = {}
+
+    def add_locations(self, node_id: bytes, object_ids, sizes) -> list:
+        out = []
+        for object_id, size in zip(object_ids, sizes):
+            self.locations.setdefault(object_id, set()).add(node_id)
+            self.sizes[object_id] = size
+            waiting = self.subscribers.pop(object_id, None)
+            if waiting:
+                nodes = tuple(sorted(self.locations[object_id]))
+                out.extend(Notify(s, object_id, nodes, size) for s in waiting)
+        return out
+
+    def remove_locations(self, node_id: bytes, object_ids) -> list:
+        for object_id in object_ids:
+            nodes = self.locations.get(object_id)
+            if nodes is None:
+                continue
+            nodes.discard(node_id)
+            if not nodes:
+                del self.locations[object_id]
+                self.sizes.pop(object_id, None)
+        return []
+
+    def subscribe(self, subscriber, object_id: bytes) -> list:
+        nodes = self.locations.get(object_id)
+        if nodes:
+            return [Notify(subscriber, object_id, tuple(sorted(nodes)), self.sizes[object_id])]
+        self.subscribers.setdefault(object_id, []).append(subscriber)
+        return []
+
+    def unsubscribe(self, subscriber) -> list:
+        for object_id in list(self.subscribers):
+            remaining = [s for s in self.subscribers[object_id] if s != subscriber]
+            if remaining:
+                self.subscribers[object_id] = remaining
+            else:
+                del self.subscribers[object_id]
+        return []
+
+    def node_dead(self, node_id: bytes) -> list:
+        lost = [oid for oid, nodes in self.locations.items() if nodes == {node_id}]
+        self.remove_locations(node_id, list(self.locations))
+        return [Notify(None, oid, (), 0) for oid in lost]
+
+    def lookup(self, object_id: bytes) -> tuple:
+        return tuple(sorted(self.locations.get(object_id, ())))
+
+    def stats(self) -> dict:
+        return {"objects": len(self.locations),
+                "subscriptions": sum(len(v) for v in self.subscribers.values())}

@@ -1,0 +1,401 @@
+"""Message records of the zray wire protocol: the code counterpart of docs/protocol.md.
+
+Every ZeroMQ message is a multipart message::
+
+    [header (8 bytes)] [body (msgpack array)] [payload frame]*
+
+The header is ``<BBHI``: protocol version, message type, flags, sequence number. The body is a
+msgpack array holding the record's fields in declaration order. Payload frames carry object bytes
+(pickle-5 metadata and out-of-band buffers) and are never copied into the body.
+
+Requests that expect an answer carry a non-zero ``seq``; the answer repeats it. Receivers drop
+(and count) any message whose header, type, field count or field types do not match.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgpack
+
+from zray._fast import HEADER_SIZE, pack_header, unpack_header
+
+PROTOCOL_VERSION = 1
+
+_TYPES: dict[int, type] = {}
+_CODES: dict[type, int] = {}
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow docs/protocol.md; the receiver drops it."""
+
+
+def message(code: int):
+    def register(cls):
+        if code in _TYPES:
+            raise RuntimeError(f"message code {code} used twice")
+        _TYPES[code] = cls
+        _CODES[cls] = code
+        cls.CODE = code
+        cls._checks = tuple(_checker(_annotation_text(cls.__annotations__[name]))
+                            for name in cls._fields)
+        return cls
+
+    return register
+
+
+def message_types() -> dict[int, type]:
+    return dict(_TYPES)
+
+
+def encode(msg: NamedTuple, seq: int = 0, flags: int = 0) -> list:
+    return [pack_header(PROTOCOL_VERSION, _CODES[type(msg)], flags, seq),
+            msgpack.packb(tuple(msg), use_bin_type=True)]
+
+
+def decode(header, body) -> tuple[Any, int, int]:
+    """Returns (record, seq, flags); raises ProtocolError on anything malformed."""
+    try:
+        version, code, flags, seq = unpack_header(header)
+    except ValueError as exc:
+        raise ProtocolError(f"bad header: {exc}") from None
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"protocol version {version}, expected {PROTOCOL_VERSION}")
+    cls = _TYPES.get(code)
+    if cls is None:
+        raise ProtocolError(f"unknown message type {code}")
+    try:
+        fields = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated classes on garbage
+        raise ProtocolError(f"{cls.__name__}: undecodable body ({type(exc).__name__})") from None
+    if not isinstance(fields, list) or len(fields) != len(cls._fields):
+        raise ProtocolError(f"{cls.__name__}: expected {len(cls._fields)} fields")
+    for check, name, value in zip(cls._checks, cls._fields, fields):
+        if not check(value):
+            raise ProtocolError(f"{cls.__name__}.{name}: unexpected {type(value).__name__}")
+    return cls(*fields), seq, flags
+
+
+_CHECKS = {
+    "bytes": lambda v: isinstance(v, bytes),
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "list": lambda v: isinstance(v, list),
+    "dict": lambda v: isinstance(v, dict),
+    "Any": lambda v: True,
+}
+
+
+def _annotation_text(annotation) -> str:
+    return getattr(annotation, "__forward_arg__", annotation)
+
+
+def _checker(annotation: str):
+    if annotation.endswith(" | None"):
+        inner = _CHECKS[annotation[: -len(" | None")]]
+        return lambda v: v is None or inner(v)
+    return _CHECKS[annotation]
+
+
+# --------------------------------------------------------------------------- connection
+
+@message(1)
+class Hello(NamedTuple):
+    """First message on every connection: where to send answers to this sender."""
+    address: str
+    token: str
+
+
+@message(2)
+class Ok(NamedTuple):
+    """Generic answer to a request that returns nothing but success."""
+    pass_: int
+
+
+@message(3)
+class Error(NamedTuple):
+    """Answer to a request that failed; `kind` names a zray.exceptions class or ValueError."""
+    kind: str
+    message: str
+
+
+# --------------------------------------------------------------------------- head service
+
+@message(10)
+class RegisterNode(NamedTuple):
+    node_id: bytes
+    address: str
+    ip: str
+    hostname: str
+    resources: dict
+    object_store_memory: int
+    is_head: bool
+
+
+@message(11)
+class RegisterJob(NamedTuple):
+    driver_id: bytes
+    namespace: str
+    pid: int
+
+
+@message(12)
+class JobRegistered(NamedTuple):
+    job_id: bytes
+    namespace: str
+
+
+@message(13)
+class KvPut(NamedTuple):
+    namespace: str
+    key: bytes
+    value: bytes
+    overwrite: bool
+
+
+@message(14)
+class KvGet(NamedTuple):
+    """Answered with KvValue; waits up to wait_s for the key to appear (function exports race
+    with the first task that needs them)."""
+    namespace: str
+    key: bytes
+    wait_s: float
+
+
+@message(15)
+class KvValue(NamedTuple):
+    found: bool
+    value: bytes
+
+
+@message(16)
+class GetNodes(NamedTuple):
+    include_dead: bool
+
+
+@message(17)
+class NodeList(NamedTuple):
+    nodes: list  # of dicts, see head.NodeRecord.to_wire
+
+
+@message(18)
+class AddObjectLocations(NamedTuple):
+    node_id: bytes
+    object_ids: list
+    sizes: list
+
+
+@message(19)
+class RemoveObjectLocations(NamedTuple):
+    node_id: bytes
+    object_ids: list
+
+
+@message(20)
+class SubscribeObjectLocation(NamedTuple):
+    """Answered with ObjectLocation now if known, or as soon as the object is sealed anywhere."""
+    object_id: bytes
+
+
+@message(21)
+class ObjectLocation(NamedTuple):
+    object_id: bytes
+    node_ids: list
+    size: int
+
+
+@message(22)
+class NodeHeartbeat(NamedTuple):
+    node_id: bytes
+    available: dict
+    total: dict
+    store_used: int
+
+
+@message(23)
+class UnregisterJob(NamedTuple):
+    job_id: bytes
+
+
+# --------------------------------------------------------------------------- node daemon
+
+@message(30)
+class RegisterClient(NamedTuple):
+    worker_id: bytes
+    kind: str  # "driver" | "worker"
+    pid: int
+    job_id: bytes
+
+
+@message(31)
+class ClientRegistered(NamedTuple):
+    node_id: bytes
+    arena_path: str
+    arena_size: int
+    session_dir: str
+    head_address: str
+    node_ip: str
+
+
+@message(32)
+class RequestLease(NamedTuple):
+    request_id: int
+    resources: dict
+    job_id: bytes
+
+
+@message(33)
+class LeaseGranted(NamedTuple):
+    request_id: int
+    lease_id: int
+    worker_id: bytes
+    worker_address: str
+    node_id: bytes
+
+
+@message(34)
+class LeaseInfeasible(NamedTuple):
+    """Not an answer: a warning that a lease request waits on resources no node has."""
+    request_id: int
+    resources: dict
+    total: dict
+
+
+@message(35)
+class ReturnLease(NamedTuple):
+    lease_id: int
+    kill_worker: bool
+
+
+@message(36)
+class CancelLeaseRequest(NamedTuple):
+    request_id: int
+
+
+@message(37)
+class NotifyBlocked(NamedTuple):
+    blocked: bool
+
+
+@message(38)
+class CreateObject(NamedTuple):
+    object_id: bytes
+    size: int
+    owner_address: str
+
+
+@message(39)
+class ObjectCreated(NamedTuple):
+    offset: int
+
+
+@message(40)
+class SealObject(NamedTuple):
+    object_id: bytes
+
+
+@message(41)
+class GetObjects(NamedTuple):
+    """Pins and answers with ObjectsFound once every id is sealed locally (or at timeout)."""
+    object_ids: list
+    timeout_s: float
+
+
+@message(42)
+class ObjectsFound(NamedTuple):
+    offsets: list  # per id: [offset, size] or None when absent at timeout
+
+
+@message(43)
+class ReleaseObjects(NamedTuple):
+    object_ids: list
+
+
+@message(44)
+class FreeObjects(NamedTuple):
+    object_ids: list
+
+
+@message(45)
+class KillWorker(NamedTuple):
+    worker_id: bytes
+
+
+@message(46)
+class WorkerDied(NamedTuple):
+    """Node to lease holder: the leased worker exited."""
+    lease_id: int
+    worker_id: bytes
+    exit_code: int
+
+
+@message(47)
+class LogLines(NamedTuple):
+    stream: str  # "stdout" | "stderr"
+    prefix: str
+    lines: list
+
+
+@message(48)
+class GetResources(NamedTuple):
+    pass_: int
+
+
+@message(49)
+class Resources(NamedTuple):
+    total: dict
+    available: dict
+
+
+@message(50)
+class ShutdownNode(NamedTuple):
+    reason: str
+
+
+# --------------------------------------------------------------------------- core workers
+
+@message(60)
+class PushTask(NamedTuple):
+    """Owner to leased worker. Payload frames: pickled (args, kwargs) metadata, its `nbuffers`
+    out-of-band buffers, then the frames of each inline entry in `resolved` (top-level ObjectRef
+    arguments the owner already holds: [object_id, kind, nframes, node_id, size])."""
+    task_id: bytes
+    function_id: bytes
+    name: str
+    num_returns: int
+    owner_address: str
+    lease_id: int
+    nbuffers: int
+    resolved: list
+
+
+@message(61)
+class TaskDone(NamedTuple):
+    """Worker to owner. `returns` holds one entry per return object:
+    [object_id, kind, nframes, node_id, size]; kind is one of memory_store.KIND_*.
+    Payload frames: for each inline return, its metadata frame then its buffers."""
+    task_id: bytes
+    returns: list
+    lease_id: int
+
+
+@message(62)
+class CancelTask(NamedTuple):
+    task_id: bytes
+    force: bool
+
+
+@message(63)
+class GetObjectStatus(NamedTuple):
+    """Borrower to owner: answered with ObjectStatus once the object is ready."""
+    object_id: bytes
+
+
+@message(64)
+class ObjectStatus(NamedTuple):
+    object_id: bytes
+    kind: int
+    node_id: bytes
+    size: int
+    nframes: int

@@ -1,0 +1,47 @@
+"""Resource amounts in fixed point, as Ray does, so 0.1 + 0.2 CPUs never drifts.
+
+A ResourceSet maps resource names to integer units of 1/10000; the wire and the user see floats.
+"""
+from __future__ import annotations
+
+UNIT = 10000
+
+
+def to_units(resources: dict) -> dict:
+    out = {}
+    for name, amount in resources.items():
+        if not isinstance(name, str):
+            raise TypeError(f"resource names must be strings, got {name!r}")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+            raise TypeError(f"resource {name!r} must be a number, got {amount!r}")
+        if amount < 0:
+            raise ValueError(f"resource {name!r} must be non-negative, got {amount}")
+        units = round(amount * UNIT)
+        if amount > 1 and amount != int(amount):
+            raise ValueError(
+                f"resource {name!r}: amounts above 1 must be whole numbers, got {amount}")
+        if units:
+            out[name] = units
+    return out
+
+
+def to_floats(units: dict) -> dict:
+    return {name: value / UNIT for name, value in units.items()}
+
+
+def fits(need: dict, available: dict) -> bool:
+    return all(available.get(name, 0) >= amount for name, amount in need.items())
+
+
+def add(into: dict, amounts: dict):
+    for name, amount in amounts.items():
+        into[name] = into.get(name, 0) + amount
+
+
+def subtract(into: dict, amounts: dict):
+    for name, amount in amounts.items():
+        into[name] = into.get(name, 0) - amount
+
+
+def shape_key(units: dict) -> tuple:
+    return tuple(sorted(units.items()))

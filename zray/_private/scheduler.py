@@ -1,0 +1,253 @@
+"""The node's local scheduler as a state machine without I/O.
+
+Events come in as method calls; each returns a list of instructions for the daemon to carry out.
+Invariants (checked by tests/unit/test_scheduler.py with hypothesis):
+
+* ``available[r] + sum(lease.held[r]) == total[r]`` and every amount is >= 0;
+* a lease request is granted, reported infeasible, or still queued; never lost;
+* a worker holds at most one lease.
+
+A worker blocked in ``get`` gives its CPUs back so nested tasks can run (as Ray does); when it
+unblocks it takes back what is free and *owes* the rest, which returning leases repay before
+anyone else is granted.
+"""
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from zray._private import resources as R
+
+CPU = "CPU"
+
+
+# ---------------------------------------------------------------- instructions
+
+@dataclass(frozen=True)
+class Grant:
+    client: bytes
+    request_id: int
+    lease_id: int
+    worker_id: bytes
+
+
+@dataclass(frozen=True)
+class Infeasible:
+    client: bytes
+    request_id: int
+    need: dict
+
+
+@dataclass(frozen=True)
+class StartWorker:
+    pass
+
+
+@dataclass(frozen=True)
+class StopWorker:
+    worker_id: bytes
+
+
+@dataclass(frozen=True)
+class LeaseLost:
+    """Tell the lease holder its worker died."""
+    client: bytes
+    lease_id: int
+    worker_id: bytes
+
+
+# ---------------------------------------------------------------- state
+
+@dataclass
+class Request:
+    client: bytes
+    request_id: int
+    need: dict
+    reported_infeasible: bool = False
+
+
+@dataclass
+class Lease:
+    lease_id: int
+    client: bytes
+    worker_id: bytes
+    need: dict
+    held: dict
+    owed: dict = field(default_factory=dict)
+    blocked: bool = False
+
+
+IDLE, LEASED, STARTING = "idle", "leased", "starting"
+
+
+class LocalScheduler:
+    def __init__(self, total: dict, min_workers: int, max_extra_workers: int = 32):
+        self.total = dict(total)
+        self.available = dict(total)
+        self.min_workers = min_workers
+        self.max_workers = max(min_workers, 1) + max_extra_workers
+        self.queue: OrderedDict[tuple, Request] = OrderedDict()
+        self.leases: dict[int, Lease] = {}
+        self.workers: dict[bytes, str] = {}  # worker_id -> IDLE | LEASED
+        self.worker_lease: dict[bytes, int] = {}
+        self.starting = 0
+        self._lease_ids = itertools.count(1)
+
+    # ------------------------------------------------------------ events
+
+    def start(self) -> list:
+        self.starting += self.min_workers
+        return [StartWorker() for _ in range(self.min_workers)]
+
+    def request_lease(self, client: bytes, request_id: int, need: dict) -> list:
+        self.queue[(client, request_id)] = Request(client, request_id, dict(need))
+        return self._schedule()
+
+    def cancel_request(self, client: bytes, request_id: int) -> list:
+        self.queue.pop((client, request_id), None)
+        return []
+
+    def return_lease(self, lease_id: int, kill_worker: bool = False) -> list:
+        lease = self.leases.pop(lease_id, None)
+        if lease is None:
+            return []
+        out = []
+        self._release(lease)
+        del self.worker_lease[lease.worker_id]
+        if kill_worker:
+            out.append(StopWorker(lease.worker_id))
+        else:
+            self.workers[lease.worker_id] = IDLE
+        return out + self._schedule()
+
+    def worker_started(self, worker_id: bytes) -> list:
+        self.starting = max(0, self.starting - 1)
+        self.workers[worker_id] = IDLE
+        return self._schedule()
+
+    def worker_start_failed(self) -> list:
+        self.starting = max(0, self.starting - 1)
+        return self._schedule()
+
+    def worker_exited(self, worker_id: bytes) -> list:
+        state = self.workers.pop(worker_id, None)
+        out = []
+        lease_id = self.worker_lease.pop(worker_id, None)
+        if lease_id is not None:
+            lease = self.leases.pop(lease_id)
+            self._release(lease)
+            out.append(LeaseLost(lease.client, lease_id, worker_id))
+        if state is not None and len(self.workers) + self.starting < self.min_workers:
+            self.starting += 1
+            out.append(StartWorker())
+        return out + self._schedule()
+
+    def client_exited(self, client: bytes) -> list:
+        for key in [k for k in self.queue if k[0] == client]:
+            del self.queue[key]
+        out = []
+        for lease in [l for l in self.leases.values() if l.client == client]:
+            # The worker may be mid-task for an owner that is gone: stop it rather than reuse.
+            out += self.return_lease(lease.lease_id, kill_worker=True)
+        return out + self._schedule()
+
+    def set_blocked(self, worker_id: bytes, blocked: bool) -> list:
+        lease_id = self.worker_lease.get(worker_id)
+        lease = self.leases.get(lease_id) if lease_id is not None else None
+        if lease is None or lease.blocked == blocked:
+            return []
+        lease.blocked = blocked
+        cpu = lease.need.get(CPU, 0)
+        if not cpu:
+            return []
+        if blocked:
+            given_back = lease.held.get(CPU, 0)
+            lease.held[CPU] = 0
+            lease.owed.pop(CPU, None)
+            self.available[CPU] = self.available.get(CPU, 0) + given_back
+            return self._schedule()
+        taken = min(cpu, self.available.get(CPU, 0))
+        self.available[CPU] -= taken
+        lease.held[CPU] = taken
+        if taken < cpu:
+            lease.owed[CPU] = cpu - taken
+        return []
+
+    # ------------------------------------------------------------ internals
+
+    def _release(self, lease: Lease):
+        R.add(self.available, lease.held)
+
+    def _repay_debts(self):
+        for lease in self.leases.values():
+            for name, owed in list(lease.owed.items()):
+                pay = min(owed, self.available.get(name, 0))
+                if pay:
+                    self.available[name] -= pay
+                    lease.held[name] = lease.held.get(name, 0) + pay
+                    if pay == owed:
+                        del lease.owed[name]
+                    else:
+                        lease.owed[name] = owed - pay
+
+    def _schedule(self) -> list:
+        self._repay_debts()
+        out = []
+        idle = [w for w, state in self.workers.items() if state == IDLE]
+        waiting_for_worker = 0
+        for key, request in list(self.queue.items()):
+            if not R.fits(request.need, self.total):
+                if not request.reported_infeasible:
+                    request.reported_infeasible = True
+                    out.append(Infeasible(request.client, request.request_id, request.need))
+                continue
+            if not R.fits(request.need, self.available):
+                continue
+            if not idle:
+                waiting_for_worker += 1
+                continue
+            worker_id = idle.pop()
+            del self.queue[key]
+            lease = Lease(next(self._lease_ids), request.client, worker_id,
+                          request.need, dict(request.need))
+            R.subtract(self.available, request.need)
+            self.leases[lease.lease_id] = lease
+            self.workers[worker_id] = LEASED
+            self.worker_lease[worker_id] = lease.lease_id
+            out.append(Grant(request.client, request.request_id, lease.lease_id, worker_id))
+        room = self.max_workers - len(self.workers) - self.starting
+        for _ in range(max(0, min(waiting_for_worker - self.starting, room))):
+            self.starting += 1
+            out.append(StartWorker())
+        return out
+
+    def add_total(self, extra: dict):
+        """Grow the node's capacity (tests and dynamic custom resources)."""
+        R.add(self.total, extra)
+        R.add(self.available, extra)
+
+    # ------------------------------------------------------------ views
+
+    def stats(self) -> dict:
+        return {
+            "total": R.to_floats(self.total),
+            "available": R.to_floats({k: v for k, v in self.available.items()}),
+            "queued": len(self.queue),
+            "leases": len(self.leases),
+            "workers": len(self.workers),
+            "starting": self.starting,
+        }
+
+    def check_invariants(self):
+        held = {}
+        for lease in self.leases.values():
+            R.add(held, lease.held)
+            assert all(v >= 0 for v in lease.held.values()), lease
+        for name, total in self.total.items():
+            assert self.available.get(name, 0) >= 0, (name, self.available)
+            assert self.available.get(name, 0) + held.get(name, 0) == total, (name, self.available, held)
+        assert len(self.worker_lease) == len(self.leases)
+        for worker_id, lease_id in self.worker_lease.items():
+            assert self.leases[lease_id].worker_id == worker_id
+            assert self.workers[worker_id] == LEASED

@@ -1,0 +1,125 @@
+"""Session directories: where a cluster keeps its sockets, pid files and logs, and how the
+leftovers of a crashed session are found and removed at the next start."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+
+from zray._config import config
+
+logger = logging.getLogger(__name__)
+
+SHM_DIR = "/dev/shm"
+SHM_PREFIX = "zray-"
+
+
+def new_session_dir() -> str:
+    root = config.session_dir_root
+    os.makedirs(root, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    path = os.path.join(root, f"session_{stamp}_{os.getpid()}")
+    os.makedirs(os.path.join(path, "sockets"), exist_ok=True)
+    os.makedirs(os.path.join(path, "logs"), exist_ok=True)
+    os.makedirs(os.path.join(path, "nodes"), exist_ok=True)
+    return path
+
+
+def session_name(session_dir: str) -> str:
+    return os.path.basename(session_dir.rstrip("/"))
+
+
+def socket_address(session_dir: str, name: str) -> str:
+    return "ipc://" + os.path.join(session_dir, "sockets", name)
+
+
+def arena_path(session_dir: str, node_id: bytes) -> str:
+    return os.path.join(SHM_DIR, f"{SHM_PREFIX}{session_name(session_dir)}-{node_id.hex()[:12]}")
+
+
+def write_node_pid(session_dir: str, node_id: bytes):
+    with open(os.path.join(session_dir, "nodes", node_id.hex()), "w") as f:
+        f.write(str(os.getpid()))
+
+
+def remove_node_pid(session_dir: str, node_id: bytes):
+    try:
+        os.unlink(os.path.join(session_dir, "nodes", node_id.hex()))
+    except FileNotFoundError:
+        pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def session_alive(session_dir: str) -> bool:
+    nodes = os.path.join(session_dir, "nodes")
+    try:
+        entries = os.listdir(nodes)
+    except FileNotFoundError:
+        return False
+    for entry in entries:
+        try:
+            with open(os.path.join(nodes, entry)) as f:
+                if _pid_alive(int(f.read().strip() or 0)):
+                    return True
+        except (OSError, ValueError):
+            continue
+    # A session whose node is still starting has no pid file yet: judge by the creator's pid.
+    creator = session_dir.rsplit("_", 1)[-1]
+    return creator.isdigit() and not entries and _pid_alive(int(creator))
+
+
+def remove_session(session_dir: str):
+    name = session_name(session_dir)
+    shutil.rmtree(session_dir, ignore_errors=True)
+    for entry in _list(SHM_DIR):
+        if entry.startswith(f"{SHM_PREFIX}{name}-"):
+            _unlink(os.path.join(SHM_DIR, entry))
+
+
+def clean_stale_sessions() -> list:
+    """Removes what dead sessions left: their directories and /dev/shm arenas."""
+    removed = []
+    root = config.session_dir_root
+    live_names = set()
+    for entry in _list(root):
+        path = os.path.join(root, entry)
+        if not entry.startswith("session_") or entry == "session_latest":
+            continue
+        if session_alive(path):
+            live_names.add(entry)
+            continue
+        remove_session(path)
+        removed.append(path)
+    for entry in _list(SHM_DIR):
+        if entry.startswith(SHM_PREFIX):
+            owner = entry[len(SHM_PREFIX):].rsplit("-", 1)[0]
+            if owner not in live_names:
+                _unlink(os.path.join(SHM_DIR, entry))
+                removed.append(entry)
+    if removed:
+        logger.info("removed leftovers of dead sessions: %s", removed)
+    return removed
+
+
+def _list(path):
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,330 @@
+"""Owner-side task submission: dependency resolution, worker leases, direct pushes, retries.
+
+Tasks are grouped by resource shape. For each shape the submitter asks the local node for worker
+leases (as many as there are queued tasks, bounded), pushes tasks straight to leased workers,
+reuses a lease for the next queued task of the same shape, and returns it after it has been idle
+for `lease_idle_s` (so a loop of synchronous calls pays one round trip per task, not two).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from zray import exceptions as X
+from zray._config import config
+from zray._private import protocol as P
+from zray._private.memory_store import KIND_ERROR, KIND_INLINE, KIND_PLASMA, Entry
+from zray._private.serialization import serialize
+
+logger = logging.getLogger(__name__)
+
+MAX_TASKS_IN_FLIGHT_PER_WORKER = 1
+
+
+@dataclass(eq=False)
+class TaskSpec:
+    task_id: bytes
+    function_id: bytes
+    name: str
+    num_returns: int
+    return_ids: list
+    frames: list            # pickled (args, kwargs): metadata then out-of-band buffers
+    top_refs: list          # top-level ObjectRef arguments, resolved before running
+    resources: dict
+    key: tuple
+    max_retries: int
+    retry_exceptions: object
+    attempt: int = 0
+    resolved: list = field(default_factory=list)
+    resolved_frames: list = field(default_factory=list)
+    lease_id: int = 0
+    cancelled: bool = False
+    state: str = "resolving"  # resolving | queued | running | done
+
+
+@dataclass(eq=False)
+class LeaseState:
+    lease_id: int
+    key: tuple
+    worker_id: bytes
+    address: str
+    inflight: dict = field(default_factory=dict)
+    idle_since: float = 0.0
+
+
+@dataclass(eq=False)
+class ShapeQueue:
+    tasks: deque = field(default_factory=deque)
+    leases: dict = field(default_factory=dict)
+    pending_requests: set = field(default_factory=set)
+
+
+class TaskSubmitter:
+    def __init__(self, core):
+        self.core = core
+        self.lock = threading.RLock()
+        self.shapes: dict[tuple, ShapeQueue] = {}
+        self.tasks: dict[bytes, TaskSpec] = {}
+        self.leases: dict[int, LeaseState] = {}
+        self._request_ids = itertools.count(1)
+        self._warned_infeasible: set = set()
+
+    # ------------------------------------------------------------------ submission
+
+    def submit(self, spec: TaskSpec):
+        core = self.core
+        for oid in spec.return_ids:
+            core.refs.add_owned(oid)
+        core.refs.pin_for_task([ref._id for ref in spec.top_refs])
+        with self.lock:
+            self.tasks[spec.task_id] = spec
+        waiting = [ref for ref in spec.top_refs if core.refs.owns(ref._id)
+                   and not core.memory_store.contains(ref._id)]
+        if not waiting:
+            self._resolve(spec)
+            return
+        remaining = [len(waiting)]
+        lock = threading.Lock()
+
+        def one_ready(object_id, entry):
+            with lock:
+                remaining[0] -= 1
+                done = remaining[0] == 0
+            if done:
+                self._resolve(spec)
+
+        for ref in waiting:
+            core.memory_store.on_ready(ref._id, one_ready)
+
+    def _resolve(self, spec: TaskSpec):
+        """Inlines the values of owned, ready top-level arguments into the task message; an
+        argument that holds an error fails the task without running it (errors propagate)."""
+        store = self.core.memory_store
+        resolved, frames = [], []
+        for ref in spec.top_refs:
+            entry = store.get(ref._id)
+            if entry is None:
+                continue  # borrowed: the worker asks its owner
+            if entry.kind == KIND_ERROR:
+                self._finish_with_entry(spec, entry)
+                return
+            if entry.kind == KIND_INLINE:
+                resolved.append([ref._id, KIND_INLINE, len(entry.frames), b"", entry.size])
+                frames.extend(entry.frames)
+            elif entry.kind == KIND_PLASMA:
+                resolved.append([ref._id, KIND_PLASMA, 0, entry.node_id, entry.size])
+        spec.resolved, spec.resolved_frames = resolved, frames
+        with self.lock:
+            if spec.cancelled:
+                return
+            spec.state = "queued"
+            shape = self.shapes.get(spec.key)
+            if shape is None:
+                shape = self.shapes[spec.key] = ShapeQueue()
+            shape.tasks.append(spec)
+            self._pump(spec.key, shape)
+
+    # ------------------------------------------------------------------ leases
+
+    def _pump(self, key: tuple, shape: ShapeQueue):
+        """Pushes queued tasks onto free lease slots, then asks for more leases if needed.
+        Called with the lock held."""
+        tasks = shape.tasks
+        if tasks:
+            for lease in shape.leases.values():
+                while tasks and len(lease.inflight) < MAX_TASKS_IN_FLIGHT_PER_WORKER:
+                    self._push(lease, tasks.popleft())
+                if not tasks:
+                    break
+        want = min(len(tasks), config.max_pending_lease_requests)
+        while len(shape.pending_requests) < want:
+            request_id = next(self._request_ids)
+            shape.pending_requests.add(request_id)
+            resources = tasks[0].resources
+            self.core.requests.send(
+                self.core.node_address, P.RequestLease(request_id, resources, self.core.job_id),
+                lambda reply, payload, k=key, r=request_id: self._on_lease_reply(k, r, reply))
+
+    def _push(self, lease: LeaseState, spec: TaskSpec):
+        spec.state = "running"
+        spec.lease_id = lease.lease_id
+        lease.inflight[spec.task_id] = spec
+        msg = P.PushTask(spec.task_id, spec.function_id, spec.name, spec.num_returns,
+                         self.core.address, lease.lease_id, len(spec.frames) - 1, spec.resolved)
+        self.core.endpoint.send(lease.address, msg, payload=spec.frames + spec.resolved_frames)
+
+    def _on_lease_reply(self, key: tuple, request_id: int, reply):
+        with self.lock:
+            shape = self.shapes.get(key)
+            if shape is not None:
+                shape.pending_requests.discard(request_id)
+            if isinstance(reply, P.Error):
+                self._fail_queued(shape, X.RaySystemError(f"lease request failed: {reply.message}"))
+                return
+            lease = LeaseState(reply.lease_id, key, reply.worker_id, reply.worker_address)
+            lease.idle_since = time.monotonic()
+            self.leases[lease.lease_id] = lease
+            if shape is None:
+                shape = self.shapes[key] = ShapeQueue()
+            shape.leases[lease.lease_id] = lease
+            self._pump(key, shape)
+
+    def on_infeasible(self, msg: P.LeaseInfeasible):
+        key = tuple(sorted(msg.resources.items()))
+        if key in self._warned_infeasible:
+            return
+        self._warned_infeasible.add(key)
+        logger.warning(
+            "The task cannot be scheduled right now: it requires %s but the cluster has %s in "
+            "total. It will wait until a node with enough resources joins.",
+            msg.resources, msg.total)
+
+    def tick(self, now: float):
+        """Returns leases idle for longer than lease_idle_s (runs in the I/O thread)."""
+        if not self.leases:
+            return
+        idle_s = config.lease_idle_s
+        with self.lock:
+            for lease in list(self.leases.values()):
+                if not lease.inflight and now - lease.idle_since >= idle_s:
+                    self._return_lease(lease)
+
+    def _return_lease(self, lease: LeaseState, kill_worker: bool = False):
+        self.leases.pop(lease.lease_id, None)
+        shape = self.shapes.get(lease.key)
+        if shape is not None:
+            shape.leases.pop(lease.lease_id, None)
+        self.core.endpoint.send(self.core.node_address, P.ReturnLease(lease.lease_id, kill_worker))
+
+    # ------------------------------------------------------------------ completion
+
+    def on_task_done(self, msg: P.TaskDone, payload):
+        with self.lock:
+            lease = self.leases.get(msg.lease_id)
+            spec = lease.inflight.pop(msg.task_id, None) if lease else None
+            if spec is None:
+                spec = self.tasks.get(msg.task_id)
+            if lease is not None:
+                lease.idle_since = time.monotonic()
+        if spec is None:
+            return
+        entries, position = [], 0
+        for object_id, kind, nframes, node_id, size in msg.returns:
+            frames = [f.buffer for f in payload[position:position + nframes]]
+            position += nframes
+            entries.append((object_id, Entry(kind, frames, node_id, size)))
+        if (spec.retry_exceptions and entries and entries[0][1].kind == KIND_ERROR
+                and spec.attempt < spec.max_retries and not spec.cancelled
+                and self._should_retry(spec, entries[0][1])):
+            self._retry(spec)
+        else:
+            self._finish(spec, entries)
+        with self.lock:
+            if lease is not None and lease.lease_id in self.leases:
+                self._pump(lease.key, self.shapes[lease.key])
+
+    def _should_retry(self, spec: TaskSpec, entry: Entry) -> bool:
+        if spec.retry_exceptions is True:
+            return True
+        from zray._private.serialization import deserialize
+
+        error = deserialize(entry.frames[0], entry.frames[1:])
+        cause = getattr(error, "cause", error)
+        return isinstance(cause, tuple(spec.retry_exceptions))
+
+    def _retry(self, spec: TaskSpec):
+        spec.attempt += 1
+        logger.info("retrying task %s (attempt %d of %d)", spec.name, spec.attempt, spec.max_retries)
+        with self.lock:
+            spec.state = "queued"
+            shape = self.shapes.setdefault(spec.key, ShapeQueue())
+            shape.tasks.append(spec)
+            self._pump(spec.key, shape)
+
+    def _finish(self, spec: TaskSpec, entries):
+        with self.lock:
+            if spec.state == "done":
+                return
+            spec.state = "done"
+            self.tasks.pop(spec.task_id, None)
+        core = self.core
+        for object_id, entry in entries:
+            core.memory_store.put(object_id, entry)
+        freeable = core.refs.unpin_for_task([ref._id for ref in spec.top_refs])
+        dropped = [oid for oid, _ in entries if not core.refs.is_live(oid)]
+        if freeable or dropped:
+            core.free_objects(freeable + dropped)
+
+    def _finish_with_entry(self, spec: TaskSpec, entry: Entry):
+        self._finish(spec, [(oid, entry) for oid in spec.return_ids])
+
+    def _finish_with_error(self, spec: TaskSpec, error: BaseException):
+        meta, buffers, _ = serialize(error)
+        self._finish_with_entry(spec, Entry(KIND_ERROR, [meta] + [bytes(b) for b in buffers]))
+
+    def _fail_queued(self, shape, error):
+        if shape is None:
+            return
+        while shape.tasks:
+            self._finish_with_error(shape.tasks.popleft(), error)
+
+    # ------------------------------------------------------------------ failures
+
+    def on_worker_died(self, msg: P.WorkerDied):
+        with self.lock:
+            lease = self.leases.pop(msg.lease_id, None)
+            if lease is None:
+                return
+            shape = self.shapes.get(lease.key)
+            if shape is not None:
+                shape.leases.pop(lease.lease_id, None)
+            inflight = list(lease.inflight.values())
+            lease.inflight.clear()
+        for spec in inflight:
+            if spec.cancelled:
+                self._finish_with_error(spec, X.TaskCancelledError(spec.task_id.hex()))
+            elif spec.attempt < spec.max_retries or spec.max_retries < 0:
+                self._retry(spec)
+            else:
+                self._finish_with_error(spec, X.WorkerCrashedError(
+                    f"The worker died unexpectedly while executing task {spec.name} "
+                    f"(exit code {msg.exit_code}); it was tried {spec.attempt + 1} time(s)."))
+        with self.lock:
+            if shape is not None:
+                self._pump(lease.key, shape)
+
+    def cancel(self, task_id: bytes, force: bool):
+        with self.lock:
+            spec = self.tasks.get(task_id)
+            if spec is None or spec.state == "done":
+                return
+            spec.cancelled = True
+            if spec.state in ("resolving", "queued"):
+                shape = self.shapes.get(spec.key)
+                if shape is not None and spec in shape.tasks:
+                    shape.tasks.remove(spec)
+                run_remote = False
+            else:
+                run_remote = True
+                lease = self.leases.get(spec.lease_id)
+        if not run_remote:
+            self._finish_with_error(spec, X.TaskCancelledError(task_id.hex()))
+        elif lease is not None:
+            if force:
+                self.core.endpoint.send(self.core.node_address, P.KillWorker(lease.worker_id))
+            else:
+                self.core.endpoint.send(lease.address, P.CancelTask(task_id, False))
+
+    def shutdown(self):
+        with self.lock:
+            for lease in list(self.leases.values()):
+                self._return_lease(lease)
+
+    def stats(self) -> dict:
+        with self.lock:
+            return {"tasks": len(self.tasks), "leases": len(self.leases),
+                    "queued": sum(len(s.tasks) for s in self.shapes.values())}

@@ -1,0 +1,180 @@
+"""ZeroMQ plumbing shared by every zray process.
+
+Each process owns one *inbox* (a ROUTER socket) read only by its I/O loop, and one *outbox* per
+peer (a DEALER socket whose identity is our id) that any thread may send on under a lock.
+Messages therefore flow one way per socket, which keeps every socket single-threaded in effect
+without funnelling sends through the I/O thread (that hop would cost a thread wake-up on every
+task). The first message on each outbox is a Hello carrying our inbox address, so a peer can
+answer us without any address in the request itself.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from typing import Callable
+
+import zmq
+
+from zray._private import protocol as P
+
+logger = logging.getLogger(__name__)
+
+REPLY = 1  # header flag: this message answers the request with the same seq
+
+
+class Outbox:
+    __slots__ = ("address", "_socket", "_lock")
+
+    def __init__(self, ctx: zmq.Context, address: str, identity: bytes, hello: P.Hello):
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, identity)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.connect(address)
+        sock.send_multipart(P.encode(hello))
+        self.address = address
+        self._socket = sock
+        self._lock = threading.Lock()
+
+    def send(self, msg, seq: int = 0, flags: int = 0, payload=()):
+        frames = P.encode(msg, seq, flags)
+        if payload:
+            frames.extend(payload)
+        with self._lock:
+            self._socket.send_multipart(frames, copy=False)
+
+    def close(self):
+        with self._lock:
+            self._socket.close(linger=0)
+
+
+class Endpoint:
+    """Inbox plus lazily created outboxes, keyed by peer address."""
+
+    def __init__(self, identity: bytes, bind: list[str], ctx: zmq.Context | None = None,
+                 token: str = ""):
+        self.ctx = ctx or zmq.Context.instance()
+        self.identity = identity
+        self.token = token
+        self.inbox = self.ctx.socket(zmq.ROUTER)
+        self.inbox.setsockopt(zmq.LINGER, 0)
+        self.inbox.setsockopt(zmq.RCVHWM, 0)
+        self.inbox.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer may reuse its identity
+        self.addresses = []
+        for address in bind:
+            self.inbox.bind(address)
+            self.addresses.append(self.inbox.getsockopt(zmq.LAST_ENDPOINT).decode())
+        self.address = self.addresses[0]
+        self._outboxes: dict[str, Outbox] = {}
+        self._outbox_lock = threading.Lock()
+        self.peers: dict[bytes, str] = {}  # identity -> inbox address, learned from Hello
+        self.dropped = 0
+
+    def outbox(self, address: str) -> Outbox:
+        box = self._outboxes.get(address)
+        if box is None:
+            with self._outbox_lock:
+                box = self._outboxes.get(address)
+                if box is None:
+                    box = Outbox(self.ctx, address, self.identity, P.Hello(self.address, self.token))
+                    self._outboxes[address] = box
+        return box
+
+    def send(self, address: str, msg, seq: int = 0, flags: int = 0, payload=()):
+        self.outbox(address).send(msg, seq, flags, payload)
+
+    def reply(self, identity: bytes, msg, seq: int, payload=()):
+        address = self.peers.get(identity)
+        if address is None:
+            logger.warning("cannot answer %s: peer never said hello", identity.hex()[:12])
+            return
+        self.outbox(address).send(msg, seq, REPLY, payload)
+
+    def drop_outbox(self, address: str):
+        with self._outbox_lock:
+            box = self._outboxes.pop(address, None)
+        if box is not None:
+            box.close()
+
+    def receive(self):
+        """Reads one message (call only from the I/O loop). Returns (identity, msg, seq, flags,
+        payload) or None for a message that was dropped as malformed or that was a Hello."""
+        frames = self.inbox.recv_multipart(copy=False)
+        identity = frames[0].bytes
+        if len(frames) < 3:
+            return self._drop(identity, "too few frames")
+        try:
+            msg, seq, flags = P.decode(frames[1].buffer, frames[2].buffer)
+        except P.ProtocolError as exc:
+            return self._drop(identity, str(exc))
+        except Exception as exc:  # a decoder bug must not take the daemon down
+            return self._drop(identity, f"{type(exc).__name__}: {exc}")
+        if type(msg) is P.Hello:
+            if self.token and msg.token != self.token:
+                return self._drop(identity, "bad token")
+            self.peers[identity] = msg.address
+            return None
+        if self.token and identity not in self.peers:
+            return self._drop(identity, "message before authenticated hello")
+        return identity, msg, seq, flags, frames[3:]
+
+    def _drop(self, identity: bytes, why: str):
+        self.dropped += 1
+        if self.dropped <= 10 or self.dropped % 1000 == 0:
+            logger.warning("dropped message #%d from %s: %s", self.dropped, identity.hex()[:12], why)
+        return None
+
+    def close(self):
+        with self._outbox_lock:
+            boxes = list(self._outboxes.values())
+            self._outboxes.clear()
+        for box in boxes:
+            box.close()
+        self.inbox.close(linger=0)
+
+
+class Requests:
+    """Matches answers to requests by sequence number. Used from the I/O loop (callbacks) and
+    from user threads (blocking `call`)."""
+
+    def __init__(self, endpoint: Endpoint):
+        self.endpoint = endpoint
+        self._seq = itertools.count(1)
+        self._pending: dict[int, Callable] = {}
+
+    def send(self, address: str, msg, callback: Callable, payload=()) -> int:
+        seq = next(self._seq) & 0xFFFFFFFF or next(self._seq)
+        self._pending[seq] = callback
+        self.endpoint.send(address, msg, seq, 0, payload)
+        return seq
+
+    def call(self, address: str, msg, timeout: float, payload=()):
+        """Blocking request from a thread that is not the I/O loop."""
+        done = threading.Event()
+        box = []
+
+        def on_reply(reply, reply_payload):
+            box.append((reply, reply_payload))
+            done.set()
+
+        seq = self.send(address, msg, on_reply, payload)
+        if not done.wait(timeout):
+            self._pending.pop(seq, None)
+            raise TimeoutError(f"no answer to {type(msg).__name__} from {address} in {timeout}s")
+        return box[0]
+
+    def forget(self, seq: int):
+        self._pending.pop(seq, None)
+
+    def deliver(self, msg, seq: int, payload) -> bool:
+        callback = self._pending.pop(seq, None)
+        if callback is None:
+            return False
+        callback(msg, payload)
+        return True
+
+    def fail_all(self, error: Exception):
+        pending, self._pending = self._pending, {}
+        for callback in pending.values():
+            callback(P.Error(type(error).__name__, str(error)), ())

@@ -1,0 +1,179 @@
+"""Entry point of a worker process (forked by the zygote) and its task executor.
+
+The main thread executes pushed tasks one at a time; the core worker's I/O thread receives them.
+A task is cancelled (without force) by raising KeyboardInterrupt in the main thread, the way
+Ctrl-C would, and only while that very task runs.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from zray import exceptions as X
+from zray._config import config
+from zray._fast import object_id_for
+from zray._private import log_stream, runtime
+from zray._private.core_worker import WORKER, CoreWorker
+from zray._private.memory_store import KIND_ERROR, KIND_INLINE, KIND_PLASMA, Entry
+from zray._private.serialization import deserialize, serialize
+from zray.object_ref import ObjectRef
+
+logger = logging.getLogger(__name__)
+
+
+class Executor:
+    def __init__(self, core: CoreWorker):
+        self.core = core
+        self.running_task: bytes | None = None
+        self.cancel_requested: bytes | None = None
+        self._lock = threading.Lock()
+        self.main_thread_id = threading.main_thread().ident
+        core._cancel_handler = self.cancel
+
+    def cancel(self, task_id: bytes, force: bool):
+        with self._lock:
+            if self.running_task != task_id:
+                return
+            self.cancel_requested = task_id
+        signal.pthread_kill(self.main_thread_id, signal.SIGINT)
+
+    def loop(self):
+        queue = self.core.task_queue
+        while self.core.running:
+            try:
+                item = queue.get(timeout=1.0)
+            except Exception:  # queue.Empty
+                continue
+            except KeyboardInterrupt:  # a late cancel for a task that already finished
+                continue
+            push, payload = item
+            try:
+                self.execute(push, payload)
+            except KeyboardInterrupt:
+                continue
+
+    def execute(self, push, payload):
+        core = self.core
+        context = core.context
+        context.task_id = push.task_id
+        context.name = push.name
+        log_stream.set_task_name(push.name)
+        with self._lock:
+            self.running_task = push.task_id
+            self.cancel_requested = None
+        error = None
+        try:
+            try:
+                function = core.functions.load(push.function_id, config.rpc_timeout_s)
+                args, kwargs = self._arguments(push, payload)
+                result = function(*args, **kwargs)
+                del args, kwargs
+                returns = self._split_returns(result, push.num_returns, push.name)
+            except KeyboardInterrupt:
+                if self.cancel_requested == push.task_id:
+                    error = X.TaskCancelledError(push.task_id.hex())
+                else:
+                    raise
+            except X.RayTaskError as exc:
+                error = exc  # an argument's upstream error propagates unchanged
+            except BaseException as exc:  # noqa: BLE001 - everything goes back to the owner
+                error = X.RayTaskError.from_exception(
+                    exc, push.name, pid=os.getpid(), ip=core.node_ip)
+        finally:
+            with self._lock:
+                self.running_task = None
+            sys.stdout.flush()
+            sys.stderr.flush()
+            log_stream.set_task_name("")
+            context.task_id = None
+        self._reply(push, [error] * push.num_returns if error else returns, error is not None)
+
+    def _arguments(self, push, payload):
+        nbuf = push.nbuffers
+        args, kwargs = deserialize(payload[0].buffer, [f.buffer for f in payload[1:1 + nbuf]])
+        if not push.resolved and not any(isinstance(a, ObjectRef) for a in args) \
+                and not any(isinstance(v, ObjectRef) for v in kwargs.values()):
+            return args, kwargs
+        values = {}
+        position = 1 + nbuf
+        plasma = []
+        for object_id, kind, nframes, node_id, size in push.resolved:
+            frames = [f.buffer for f in payload[position:position + nframes]]
+            position += nframes
+            if kind == KIND_INLINE:
+                values[object_id] = deserialize(frames[0], frames[1:])
+            elif kind == KIND_PLASMA:
+                plasma.append(object_id)
+                self.core.memory_store.put(object_id, Entry(KIND_PLASMA, (), node_id, size))
+        refs = [a for a in args if isinstance(a, ObjectRef) and a._id not in values]
+        refs += [v for v in kwargs.values() if isinstance(v, ObjectRef) and v._id not in values]
+        if refs:
+            try:
+                for ref, value in zip(refs, self.core.get(refs, None)):
+                    values[ref._id] = value
+            finally:
+                for object_id in plasma:  # cached only for this task's get
+                    if not self.core.refs.owns(object_id):
+                        self.core.memory_store.delete(object_id)
+
+        def value_of(a):
+            return values[a._id] if isinstance(a, ObjectRef) else a
+
+        return [value_of(a) for a in args], {k: value_of(v) for k, v in kwargs.items()}
+
+    @staticmethod
+    def _split_returns(result, num_returns: int, name: str):
+        if num_returns == 1:
+            return [result]
+        if num_returns == 0:
+            return []
+        if not isinstance(result, (tuple, list)) or len(result) != num_returns:
+            raise ValueError(
+                f"Task {name} returned {type(result).__name__} but num_returns={num_returns} "
+                f"requires a sequence of exactly {num_returns} values.")
+        return list(result)
+
+    def _reply(self, push, values, is_error: bool):
+        core = self.core
+        returns, frames = [], []
+        for index, value in enumerate(values, start=1):
+            object_id = object_id_for(push.task_id, index)
+            try:
+                meta, buffers, contained = serialize(value)
+            except TypeError as exc:
+                meta, buffers, contained = serialize(X.RayTaskError.from_exception(
+                    exc, push.name, pid=os.getpid(), ip=core.node_ip))
+                is_error = True
+            core.refs.mark_escaped(contained)
+            try:
+                entry = core.store_value(object_id, meta, buffers, error=is_error)
+            except X.RayError as exc:
+                meta, buffers, _ = serialize(X.RayTaskError.from_exception(
+                    exc, push.name, pid=os.getpid(), ip=core.node_ip))
+                entry = core.store_value(object_id, meta, buffers, error=True)
+            returns.append([object_id, entry.kind, len(entry.frames), entry.node_id, entry.size])
+            frames.extend(entry.frames)
+        core.endpoint.send(push.owner_address, _task_done(push, returns), payload=frames)
+
+
+def _task_done(push, returns):
+    from zray._private import protocol as P
+
+    return P.TaskDone(push.task_id, returns, push.lease_id)
+
+
+def main(worker_id: bytes, args: list) -> int:
+    node_address, node_id_hex, session_dir = args[0], args[1], args[2]
+    streams = log_stream.capture_output()
+    core = CoreWorker(WORKER, node_address, b"\x00" * 4, worker_id, session_dir)
+    runtime.core = core
+    log_stream.start_forwarding(streams, core, os.getpid())
+    executor = Executor(core)
+    try:
+        executor.loop()
+    finally:
+        core.shutdown()
+    return 0

@@ -1,0 +1,120 @@
+"""The node's worker processes: spawned through the zygote fork server, tracked by pid."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from zray._config import environment_for_children
+from zray._fast import random_id, WORKER_ID_SIZE
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerPool:
+    def __init__(self, session_dir: str, node_address: str, node_id: bytes, start_timeout_s: float):
+        self.start_timeout_s = start_timeout_s
+        env = environment_for_children({"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+        from zray._private.zygote import set_parent_death_signal
+
+        self.zygote = subprocess.Popen(
+            [sys.executable, "-m", "zray._private.zygote", node_address, node_id.hex(), session_dir],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            preexec_fn=set_parent_death_signal, start_new_session=True)
+        os.set_blocking(self.zygote.stdout.fileno(), False)
+        self._buffer = b""
+        self.pids: dict[bytes, int] = {}  # worker_id -> pid
+        self.by_pid: dict[int, bytes] = {}
+        self.starting: dict[bytes, float] = {}  # worker_id -> deadline to register
+        self.registered: set[bytes] = set()
+        self.exit_codes: dict[bytes, int] = {}
+
+    @property
+    def fd(self) -> int:
+        return self.zygote.stdout.fileno()
+
+    def spawn(self) -> bytes:
+        worker_id = random_id(WORKER_ID_SIZE)
+        self.starting[worker_id] = time.monotonic() + self.start_timeout_s
+        self.zygote.stdin.write(f"spawn {worker_id.hex()}\n".encode())
+        self.zygote.stdin.flush()
+        return worker_id
+
+    def on_registered(self, worker_id: bytes) -> bool:
+        if self.starting.pop(worker_id, None) is None:
+            return False
+        self.registered.add(worker_id)
+        return True
+
+    def read_events(self) -> list:
+        """Returns ('exited', worker_id, code) events from the zygote's output."""
+        try:
+            chunk = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return []
+        if not chunk:
+            raise RuntimeError("worker zygote exited")
+        self._buffer += chunk
+        events = []
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            parts = line.decode(errors="replace").split()
+            if len(parts) == 3 and parts[0] == "started":
+                worker_id, pid = bytes.fromhex(parts[1]), int(parts[2])
+                self.pids[worker_id] = pid
+                self.by_pid[pid] = worker_id
+            elif len(parts) == 3 and parts[0] == "exited":
+                worker_id = self.by_pid.pop(int(parts[1]), None)
+                if worker_id is not None:
+                    self.pids.pop(worker_id, None)
+                    self.registered.discard(worker_id)
+                    was_starting = self.starting.pop(worker_id, None) is not None
+                    events.append(("exited", worker_id, int(parts[2]), was_starting))
+        return events
+
+    def expired_starts(self, now: float) -> list:
+        late = [w for w, deadline in self.starting.items() if deadline <= now]
+        for worker_id in late:
+            del self.starting[worker_id]
+            self.kill(worker_id)
+        return late
+
+    def kill(self, worker_id: bytes, sig=signal.SIGKILL):
+        pid = self.pids.get(worker_id)
+        if pid is not None:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def pid_of(self, worker_id: bytes):
+        return self.pids.get(worker_id)
+
+    def shutdown(self, timeout: float = 2.0):
+        for pid in list(self.by_pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.zygote.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.zygote.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.zygote.kill()
+            self.zygote.wait(timeout)
+        # Workers are the zygote's children; it reaped them before exiting. Any stragglers die
+        # through PR_SET_PDEATHSIG.
+        deadline = time.monotonic() + timeout
+        for pid in list(self.by_pid):
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.01)

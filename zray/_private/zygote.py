@@ -1,0 +1,132 @@
+"""A fork server for worker processes.
+
+Importing numpy, cloudpickle and zmq costs a fresh interpreter a few hundred milliseconds; the
+zygote pays it once and forks each worker from a warm image in a few milliseconds. It holds no
+ZeroMQ context and starts no threads, so forking it is safe.
+
+Protocol on its stdin/stdout, one line each:  ``spawn <worker_id hex>`` in;
+``started <worker_id hex> <pid>`` and ``exited <pid> <status>`` out.
+The zygote and every worker die with their parent (PR_SET_PDEATHSIG), so a killed daemon leaves
+no orphans behind.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+
+
+def set_parent_death_signal(sig=signal.SIGKILL):
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(sig), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def main():
+    set_parent_death_signal()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    args = sys.argv[1:]
+    # Warm the image: everything a worker imports.
+    import zray._private.worker_main as worker_main  # noqa: F401
+    import numpy  # noqa: F401
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stdin = sys.stdin.fileno()
+    out = sys.stdout
+    out.write("ready\n")
+    out.flush()
+    pending = b""
+    children: set[int] = set()
+    while True:
+        try:
+            readable, _, _ = select.select([stdin, wake_r], [], [], 1.0)
+        except InterruptedError:
+            readable = []
+        if wake_r in readable:
+            os.read(wake_r, 4096)
+        children.difference_update(_reap(out))
+        if stdin in readable:
+            chunk = os.read(stdin, 65536)
+            if not chunk:
+                break  # the daemon is gone: so are its workers
+            pending += chunk
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                parts = line.decode().split()
+                if len(parts) == 2 and parts[0] == "spawn":
+                    pid = os.fork()
+                    if pid == 0:
+                        os.close(wake_r)
+                        os.close(wake_w)
+                        signal.set_wakeup_fd(-1)
+                        _run_worker(parts[1], args)
+                    children.add(pid)
+                    out.write(f"started {parts[1]} {pid}\n")
+                    out.flush()
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in children:  # reap, so no zombie outlives the session
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    os._exit(0)
+
+
+def _reap(out) -> list:
+    reaped = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return reaped
+        if pid == 0:
+            return reaped
+        reaped.append(pid)
+        code = os.waitstatus_to_exitcode(status)
+        try:
+            out.write(f"exited {pid} {code}\n")
+            out.flush()
+        except BrokenPipeError:
+            pass
+
+
+def _run_worker(worker_id_hex: str, args: list):
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        set_parent_death_signal()
+        os.dup2(2, 1)  # fd 1 is the zygote's protocol pipe: nothing of the worker may reach it
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        from zray._private import worker_main
+
+        code = worker_main.main(bytes.fromhex(worker_id_hex), args)
+    except BaseException:  # the worker must never fall back into the zygote's loop
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code or 0)
+
+
+if __name__ == "__main__":
+    main()

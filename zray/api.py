@@ -1,0 +1,368 @@
+"""The Ray Core API: init/shutdown, remote, put/get/wait, cancel and cluster information."""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+from typing import Any
+
+from zray import exceptions as X
+from zray._config import config
+from zray._fast import random_id, WORKER_ID_SIZE
+from zray._private import protocol as P
+from zray._private import runtime
+from zray._private.core_worker import DRIVER, CoreWorker
+from zray.object_ref import ObjectRef
+from zray.remote_function import RemoteFunction
+
+logger = logging.getLogger("zray")
+
+_lock = threading.RLock()
+_embedded = None
+_warned: set = set()
+
+# Accepted for compatibility; zray has no counterpart (yet), so they only warn once.
+_IGNORED_INIT_ARGS = ("labels", "local_mode", "include_dashboard", "dashboard_host",
+                      "dashboard_port", "job_config", "logging_format", "logging_config",
+                      "runtime_env", "enable_resource_isolation", "cgroup_path",
+                      "system_reserved_cpu", "system_reserved_memory", "proxy_server_url")
+
+
+class _Unset:
+    def __repr__(self):
+        return "None"
+
+
+def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
+         resources: dict | None = None, labels: dict | None = None,
+         object_store_memory: int | None = None, local_mode: bool = False,
+         ignore_reinit_error: bool = False, include_dashboard: bool | None = None,
+         dashboard_host: str = "127.0.0.1", dashboard_port: int | None = None,
+         job_config=None, configure_logging: bool = True, logging_level: int = "info",
+         logging_format: str | None = None, logging_config=None, log_to_driver: bool | None = None,
+         namespace: str | None = None, runtime_env: dict | None = None,
+         enable_resource_isolation: bool = False, cgroup_path: str | None = None,
+         system_reserved_cpu: float | None = None, system_reserved_memory: int | None = None,
+         proxy_server_url: str | None = None, **kwargs):
+    """Starts an embedded single-node cluster (no address) or connects to a running one."""
+    global _embedded
+    with _lock:
+        if runtime.core is not None:
+            if ignore_reinit_error:
+                logger.info("Calling zray.init() again after it has already been called.")
+                return RayContext(runtime.core)
+            raise RuntimeError(
+                "Maybe you called ray.init twice by accident? This error can be suppressed by "
+                "passing in 'ignore_reinit_error=True' or by calling 'ray.shutdown()' prior to "
+                "'ray.init()'.")
+        given = dict(labels=labels, local_mode=local_mode, include_dashboard=include_dashboard,
+                     dashboard_host=dashboard_host, dashboard_port=dashboard_port,
+                     job_config=job_config, logging_format=logging_format,
+                     logging_config=logging_config, runtime_env=runtime_env,
+                     enable_resource_isolation=enable_resource_isolation, cgroup_path=cgroup_path,
+                     system_reserved_cpu=system_reserved_cpu,
+                     system_reserved_memory=system_reserved_memory,
+                     proxy_server_url=proxy_server_url)
+        defaults = {"local_mode": False, "dashboard_host": "127.0.0.1",
+                    "enable_resource_isolation": False}
+        for name in _IGNORED_INIT_ARGS:
+            if given[name] not in (None, defaults.get(name)) and not (name == "runtime_env" and not given[name]):
+                _warn_once(name)
+        for name in kwargs:
+            if not name.startswith("_"):
+                raise RuntimeError(f"Unknown keyword argument(s): {name}")
+            _warn_once(name)
+        if configure_logging:
+            _configure_logging(logging_level)
+        if resources is not None and not isinstance(resources, dict):
+            raise TypeError("resources must be a dict of resource name to quantity")
+        for reserved in ("CPU", "GPU"):
+            if resources and reserved in resources:
+                raise ValueError(f"Use the 'num_{reserved.lower()}s' argument instead of "
+                                 f"resources={{'{reserved}': ...}}.")
+        if address in ("", "local"):
+            address = None
+        if address is None and config.address:
+            address = config.address
+        if address is not None:
+            raise NotImplementedError(
+                "joining a running cluster arrives with the multi-node work (issue 4); "
+                "call zray.init() without an address for an embedded cluster")
+        from zray._private.driver import EmbeddedNode
+
+        _embedded = EmbeddedNode(num_cpus, num_gpus, resources, object_store_memory)
+        info = _embedded.info
+        try:
+            core = _connect(info["node_address"], info["session_dir"], namespace)
+        except BaseException:
+            _embedded.stop()
+            _embedded = None
+            raise
+        if log_to_driver is None:
+            log_to_driver = config.log_to_driver
+        if log_to_driver:
+            core._log_sink = _print_worker_lines
+        runtime.core = core
+        atexit.register(shutdown)
+        return RayContext(core)
+
+
+def _connect(node_address: str, session_dir: str, namespace: str | None) -> CoreWorker:
+    import uuid
+
+    worker_id = random_id(WORKER_ID_SIZE)
+    core = CoreWorker(DRIVER, node_address, b"\x00" * 4, worker_id, session_dir,
+                      namespace or str(uuid.uuid4()))
+    try:
+        reply, _ = core.requests.call(core.head_address, P.RegisterJob(
+            worker_id, core.namespace, os.getpid()), config.rpc_timeout_s)
+    except BaseException:
+        core.shutdown()
+        raise
+    core.job_id = reply.job_id
+    core.driver_task_id = core._driver_task_id(reply.job_id)
+    return core
+
+
+def _print_worker_lines(msg):
+    stream = sys.stderr if msg.stream == "stderr" else sys.stdout
+    try:
+        stream.write("".join(f"{msg.prefix} {line}\n" for line in msg.lines))
+        stream.flush()
+    except (ValueError, OSError):
+        pass  # the driver's stream was closed (interpreter exit)
+
+
+def _configure_logging(level):
+    if isinstance(level, str):
+        level = logging.getLevelName(level.upper())
+    if not isinstance(level, int):
+        level = logging.INFO
+    zray_logger = logging.getLogger("zray")
+    zray_logger.setLevel(level)
+    if not zray_logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s\t%(levelname)s %(filename)s:%(lineno)s -- %(message)s"))
+        zray_logger.addHandler(handler)
+        zray_logger.propagate = False
+
+
+def _warn_once(name: str):
+    if name not in _warned:
+        _warned.add(name)
+        logger.warning("zray.init(%s=...) is accepted for Ray compatibility but has no effect yet",
+                       name)
+
+
+def shutdown(wait_for_processes: bool = False, _exiting_interpreter: bool = False):
+    """Disconnects and stops every process init() started; leaves no process or segment."""
+    global _embedded
+    with _lock:
+        core = runtime.core
+        if core is not None:
+            runtime.core = None
+            try:
+                core.endpoint.send(core.head_address, P.UnregisterJob(core.job_id))
+            except Exception:
+                pass
+            core.shutdown()
+        if _embedded is not None:
+            _embedded.stop()
+            _embedded = None
+        try:
+            atexit.unregister(shutdown)
+        except Exception:
+            pass
+
+
+def is_initialized() -> bool:
+    return runtime.core is not None
+
+
+def _auto_init():
+    with _lock:
+        if runtime.core is None:
+            init()
+
+
+runtime.auto_init = _auto_init
+
+
+class RayContext(dict):
+    """What init() returns: a dict of addresses that also works as a context manager."""
+
+    def __init__(self, core):
+        super().__init__(address_info={"node_id": core.node_id.hex(),
+                                       "gcs_address": core.head_address.replace("tcp://", ""),
+                                       "session_dir": core.session_dir},
+                         node_id=core.node_id.hex(),
+                         gcs_address=core.head_address.replace("tcp://", ""))
+        self.address_info = self["address_info"]
+        self.dashboard_url = None
+        self.python_version = "%d.%d.%d" % sys.version_info[:3]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        shutdown()
+
+    def disconnect(self):
+        shutdown()
+
+
+# ---------------------------------------------------------------------- remote
+
+def remote(*args, **kwargs):
+    """`@remote` or `@remote(num_cpus=..., ...)` on a function (classes: the actors issue)."""
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return _make_remote(args[0], {})
+    if args:
+        raise TypeError("The @remote decorator must be applied either with no arguments and "
+                        "no parentheses, or with keyword arguments only, e.g. "
+                        "@remote(num_cpus=1).")
+
+    def decorator(function_or_class):
+        return _make_remote(function_or_class, kwargs)
+
+    return decorator
+
+
+def _make_remote(target, options):
+    import inspect
+
+    if inspect.isclass(target):
+        raise NotImplementedError("actors (@remote on a class) are not available in zray yet")
+    if not callable(target):
+        raise TypeError("The @remote decorator must be applied to a function or a class.")
+    return RemoteFunction(target, options)
+
+
+# ---------------------------------------------------------------------- objects
+
+def put(value: Any, *, _owner=None, _tensor_transport: str | None = None) -> ObjectRef:
+    return runtime.require_connected().put(value)
+
+
+def get(object_refs, *, timeout: float | None = None, _use_object_store: bool = False):
+    core = runtime.require_connected()
+    single = isinstance(object_refs, ObjectRef)
+    if single:
+        refs = [object_refs]
+    elif isinstance(object_refs, (list, tuple)):
+        refs = list(object_refs)
+        for ref in refs:
+            if not isinstance(ref, ObjectRef):
+                raise TypeError(
+                    f"Attempting to call `get` on the value {ref}, which is not an ray.ObjectRef.")
+    else:
+        raise ValueError(
+            f"Invalid type of object refs, {type(object_refs)}, is given. 'object_refs' must "
+            "either be an ObjectRef or a list of ObjectRefs. ")
+    _check_timeout(timeout)
+    values = core.get(refs, timeout)
+    return values[0] if single else values
+
+
+def wait(ray_waitables, *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True):
+    core = runtime.require_connected()
+    if isinstance(ray_waitables, ObjectRef):
+        raise TypeError("wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, "
+                        "got a single ray.ObjectRef " + repr(ray_waitables))
+    if not isinstance(ray_waitables, (list, tuple)):
+        raise TypeError("wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, "
+                        f"got {type(ray_waitables)}")
+    refs = list(ray_waitables)
+    for ref in refs:
+        if not isinstance(ref, ObjectRef):
+            raise TypeError("wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, "
+                            f"got list containing {type(ref)}")
+    if len(set(refs)) != len(refs):
+        raise ValueError("Wait requires a list of unique object refs.")
+    if not isinstance(num_returns, int) or isinstance(num_returns, bool) or num_returns <= 0:
+        raise ValueError("Invalid number of objects to return %s." % (num_returns,))
+    if num_returns > len(refs):
+        raise ValueError("num_returns cannot be greater than the number of objects provided "
+                         "to ray.wait.")
+    _check_timeout(timeout)
+    return core.wait(refs, num_returns, timeout, fetch_local)
+
+
+def _check_timeout(timeout):
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+        raise TypeError(f"timeout must be a number or None, got {timeout!r}")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"'timeout' must be a non-negative number or None, got {timeout}")
+
+
+def cancel(ray_waitable, *, force: bool = False, recursive: bool = True):
+    core = runtime.require_connected()
+    if not isinstance(ray_waitable, ObjectRef):
+        raise TypeError(
+            "ray.cancel() only supported for object refs. For actors, try ray.kill(). "
+            f"Got: {type(ray_waitable)}.")
+    core.submitter.cancel(ray_waitable.binary()[:24], force)
+
+
+# ---------------------------------------------------------------------- cluster
+
+def nodes() -> list:
+    core = runtime.require_connected()
+    reply, _ = core.requests.call(core.head_address, P.GetNodes(True), config.rpc_timeout_s)
+    return [_ray_node_dict(n) for n in reply.nodes]
+
+
+def _ray_node_dict(node: dict) -> dict:
+    node_id = node["node_id"].hex()
+    address = node["address"]
+    return {
+        "NodeID": node_id,
+        "Alive": node["alive"],
+        "NodeManagerAddress": node["ip"],
+        "NodeManagerHostname": node["hostname"],
+        "NodeManagerPort": _port_of(address),
+        "ObjectManagerPort": _port_of(address),
+        "ObjectStoreSocketName": address,
+        "RayletSocketName": address,
+        "MetricsExportPort": 0,
+        "MetricsAgentPort": 0,
+        "DashboardAgentListenPort": 0,
+        "NodeName": node["ip"],
+        "RuntimeEnvAgentPort": 0,
+        "DeathReason": 0 if node["alive"] else 1,
+        "DeathReasonMessage": node.get("death_reason", ""),
+        "alive": node["alive"],
+        "Resources": dict(node["resources"]),
+        "Labels": {"ray.io/node-id": node_id},
+    }
+
+
+def _port_of(address: str) -> int:
+    tail = address.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def cluster_resources() -> dict:
+    return _sum_resources("resources")
+
+
+def available_resources() -> dict:
+    return _sum_resources("available")
+
+
+def _sum_resources(field: str) -> dict:
+    core = runtime.require_connected()
+    reply, _ = core.requests.call(core.head_address, P.GetNodes(False), config.rpc_timeout_s)
+    total: dict = {}
+    for node in reply.nodes:
+        for name, amount in node[field].items():
+            total[name] = total.get(name, 0.0) + amount
+    return {name: amount for name, amount in total.items() if amount > 0}
+
+
+def get_gpu_ids() -> list:
+    runtime.require_connected()
+    return []

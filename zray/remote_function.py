@@ -1,0 +1,126 @@
+"""RemoteFunction: what `@zray.remote` makes of a function."""
+from __future__ import annotations
+
+import functools
+
+import cloudpickle
+
+from zray._fast import object_id_for, random_id
+from zray._private import options as O
+from zray._private import resources as R
+from zray._private import runtime
+from zray._private.function_manager import function_id_of
+from zray._private.serialization import serialize
+from zray._private.task_submitter import TaskSpec
+from zray.object_ref import ObjectRef
+
+
+class RemoteFunction:
+    def __init__(self, function, options: dict):
+        O.validate(options, O.TASK_OPTIONS, "remote functions", in_options_call=False)
+        self._function = function
+        self._default_options = options
+        self._pickled = None
+        self._function_id = None
+        self._shape_cache = {}
+        functools.update_wrapper(self, function)
+
+    def __call__(self, *args, **kwargs):
+        name = f"{self._function.__module__}.{self._function.__qualname__}"
+        raise TypeError(
+            "Remote functions cannot be called directly. Instead of running "
+            f"'{name}()', try '{name}.remote()'.")
+
+    def options(self, **options):
+        O.validate(options, O.TASK_OPTIONS, "remote functions", in_options_call=True)
+        merged = dict(self._default_options, **options)
+        outer = self
+
+        class _Bound:
+            def remote(self, *args, **kwargs):
+                return outer._remote(args, kwargs, merged)
+
+            def bind(self, *args, **kwargs):
+                raise NotImplementedError("zray does not support DAG bind() yet")
+
+        return _Bound()
+
+    def remote(self, *args, **kwargs):
+        return self._remote(args, kwargs, self._default_options)
+
+    def bind(self, *args, **kwargs):
+        raise NotImplementedError("zray does not support DAG bind() yet")
+
+    def __reduce__(self):
+        return RemoteFunction, (self._function, self._default_options)
+
+    # ------------------------------------------------------------------ submission
+
+    def _export(self, core) -> bytes:
+        if self._function_id is None:
+            self._pickled = cloudpickle.dumps(self._function)
+            self._function_id = function_id_of(self._pickled)
+            core.functions.remember(self._function_id, self._function)
+        core.functions.export(self._function_id, self._pickled)
+        return self._function_id
+
+    def _remote(self, args, kwargs, options):
+        core = runtime.require_connected()
+        function_id = self._export(core)
+        num_returns = options.get("num_returns")
+        num_returns = 1 if num_returns is None else num_returns
+        if not isinstance(num_returns, int):
+            raise ValueError(f"num_returns={num_returns!r} (generators) is not supported by zray yet")
+        shape = self._shape(options)
+        task_id = random_id(8) + core.current_task_id()[8:]
+        args, kwargs = _promote_large_args(core, args, kwargs)
+        top_refs = [a for a in args if isinstance(a, ObjectRef)]
+        top_refs += [v for v in kwargs.values() if isinstance(v, ObjectRef)]
+        meta, buffers, contained = serialize((args, kwargs))
+        top_ids = {r._id for r in top_refs}
+        core.refs.mark_escaped([r for r in contained if r._id not in top_ids])
+        return_ids = [object_id_for(task_id, i) for i in range(1, num_returns + 1)]
+        max_retries = options.get("max_retries")
+        spec = TaskSpec(
+            task_id=task_id, function_id=function_id,
+            name=options.get("name") or self._function.__name__,
+            num_returns=num_returns, return_ids=return_ids,
+            frames=[meta] + [bytes(b) if b.nbytes < 65536 else b for b in buffers],
+            top_refs=top_refs,
+            resources=shape[0], key=shape[1],
+            max_retries=3 if max_retries is None else max_retries,
+            retry_exceptions=options.get("retry_exceptions", False))
+        refs = [ObjectRef(oid, core.address) for oid in return_ids]
+        core.submitter.submit(spec)
+        if num_returns == 1:
+            return refs[0]
+        return refs
+
+    def _shape(self, options):
+        cache_key = id(options)
+        cached = self._shape_cache.get(cache_key)
+        if cached is not None and cached[0] is options:
+            return cached[1]
+        request = O.resource_request(options, default_cpus=1)
+        R.to_units(request)  # validates amounts (e.g. 1.5 CPUs) before anything is sent
+        shape = (request, R.shape_key(R.to_units(request)))
+        self._shape_cache[cache_key] = (options, shape)
+        return shape
+
+
+def _promote_large_args(core, args, kwargs):
+    """Puts large by-value arguments into the object store first (as Ray does), so the task
+    message stays small and the worker maps the value instead of receiving a copy."""
+    from zray._config import config
+
+    limit = config.max_inline_bytes
+
+    def big(value):
+        nbytes = getattr(value, "nbytes", None)
+        return isinstance(nbytes, int) and nbytes > limit
+
+    if not any(big(a) for a in args) and not any(big(v) for v in kwargs.values()):
+        return args, kwargs
+    args = tuple(core.put(a) if big(a) else a for a in args)
+    kwargs = {k: core.put(v) if big(v) else v for k, v in kwargs.items()}
+    return args, kwargs

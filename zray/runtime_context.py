@@ -1,0 +1,176 @@
+"""get_runtime_context(): ids and settings of the current driver or worker, as in Ray."""
+from __future__ import annotations
+
+from zray._private import runtime
+
+
+class BaseID:
+    SIZE = 0
+
+    def __init__(self, binary: bytes):
+        self._binary = binary
+
+    @classmethod
+    def from_hex(cls, hex_id: str):
+        return cls(bytes.fromhex(hex_id))
+
+    @classmethod
+    def from_binary(cls, id_bytes: bytes):
+        return cls(id_bytes)
+
+    @classmethod
+    def nil(cls):
+        return cls(b"\xff" * cls.SIZE)
+
+    def binary(self) -> bytes:
+        return self._binary
+
+    def hex(self) -> str:
+        return self._binary.hex()
+
+    def is_nil(self) -> bool:
+        return self._binary == b"\xff" * len(self._binary)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other._binary == self._binary
+
+    def __hash__(self):
+        return hash(self._binary)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.hex()})"
+
+
+class JobID(BaseID):
+    SIZE = 4
+
+
+class TaskID(BaseID):
+    SIZE = 24
+
+
+class NodeID(BaseID):
+    SIZE = 28
+
+
+class WorkerID(BaseID):
+    SIZE = 28
+
+
+class ActorID(BaseID):
+    SIZE = 16
+
+
+class RuntimeContext:
+    """What Ray's RuntimeContext offers; ids are hex strings from the get_* methods."""
+
+    def __init__(self, core):
+        self._core = core
+
+    def get(self) -> dict:
+        context = {"job_id": self.job_id, "node_id": self.node_id, "namespace": self.namespace}
+        if self._core.mode == "worker":
+            context["task_id"] = self.task_id
+        return context
+
+    def get_job_id(self) -> str:
+        return self._core.job_id.hex()
+
+    @property
+    def job_id(self) -> JobID:
+        return JobID(self._core.job_id)
+
+    def get_node_id(self) -> str:
+        return self._core.node_id.hex()
+
+    @property
+    def node_id(self) -> NodeID:
+        return NodeID(self._core.node_id)
+
+    def get_worker_id(self) -> str:
+        return self._core.worker_id.hex()
+
+    def get_task_id(self):
+        task_id = self._core.context.task_id
+        return task_id.hex() if task_id else None
+
+    @property
+    def task_id(self):
+        task_id = self._core.context.task_id
+        return TaskID(task_id) if task_id else None
+
+    def get_task_name(self):
+        return self._core.context.name or None
+
+    def get_task_function_name(self):
+        return self._core.context.name or None
+
+    def get_actor_id(self):
+        return None
+
+    @property
+    def actor_id(self):
+        return None
+
+    def get_actor_name(self):
+        return None
+
+    @property
+    def current_actor(self):
+        raise RuntimeError("This method is only available in an actor.")
+
+    @property
+    def namespace(self) -> str:
+        return self._core.namespace
+
+    @property
+    def was_current_actor_reconstructed(self) -> bool:
+        return False
+
+    @property
+    def gcs_address(self) -> str:
+        return self._core.head_address.replace("tcp://", "")
+
+    def get_session_name(self) -> str:
+        import os
+
+        return os.path.basename(self._core.session_dir)
+
+    def get_temp_dir(self) -> str:
+        return self._core.session_dir
+
+    def get_node_labels(self) -> dict:
+        return {"ray.io/node-id": self.get_node_id()}
+
+    def get_assigned_resources(self) -> dict:
+        return dict(getattr(self._core.context, "resources", {}) or {})
+
+    def get_resource_ids(self) -> dict:
+        return {}
+
+    def get_accelerator_ids(self) -> dict:
+        return {"GPU": []}
+
+    def get_runtime_env_string(self) -> str:
+        return "{}"
+
+    @property
+    def runtime_env(self) -> dict:
+        return {}
+
+    def get_placement_group_id(self):
+        return None
+
+    @property
+    def current_placement_group_id(self):
+        return None
+
+    def should_capture_child_tasks_in_placement_group(self) -> bool:
+        return False
+
+    def is_canceled(self) -> bool:
+        return False
+
+
+def get_runtime_context() -> RuntimeContext:
+    return RuntimeContext(runtime.require_connected())

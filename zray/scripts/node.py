@@ -1,0 +1,85 @@
+"""`zray-node`: runs one node daemon in the foreground (for systemd, containers and tests).
+
+Flags mirror `ray start` so habits carry over; `zray start` (zray.scripts.cli) runs the same
+daemon in the background.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zray-node", description=__doc__.splitlines()[0])
+    add_node_flags(parser)
+    parser.add_argument("--session-dir", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--embedded-by", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def add_node_flags(parser: argparse.ArgumentParser):
+    parser.add_argument("--head", action="store_true", help="start the head service on this node")
+    parser.add_argument("--port", type=int, default=None,
+                        help="port of the head service (head only; default 6380)")
+    parser.add_argument("--address", default=None, help="head address (host:port) to join")
+    parser.add_argument("--num-cpus", type=float, default=None, help="CPUs of this node")
+    parser.add_argument("--num-gpus", type=float, default=None, help="GPUs of this node")
+    parser.add_argument("--resources", default=None,
+                        help='custom resources as JSON, e.g. \'{"w1": 1}\'')
+    parser.add_argument("--object-store-memory", type=int, default=None,
+                        help="bytes of shared memory for objects (default 30%% of RAM)")
+    parser.add_argument("--node-ip-address", default="127.0.0.1",
+                        help="IP address this node binds and advertises")
+
+
+def options_from_args(args) -> "NodeOptions":
+    from zray._config import config
+    from zray._private import session
+    from zray._private.node import NodeOptions
+
+    if not args.head and not args.address:
+        raise SystemExit("zray-node: give --head to start a cluster or --address to join one")
+    resources = None
+    if args.resources:
+        try:
+            resources = json.loads(args.resources)
+        except ValueError as exc:
+            raise SystemExit(f"--resources is not valid JSON: {exc}")
+        if not isinstance(resources, dict):
+            raise SystemExit("--resources must be a JSON object such as '{\"w1\": 1}'")
+    head_address = ""
+    if args.address:
+        head_address = args.address if "://" in args.address else "tcp://" + args.address
+    session.clean_stale_sessions()
+    return NodeOptions(
+        session_dir=args.session_dir or session.new_session_dir(),
+        head=args.head,
+        head_address=head_address,
+        head_port=args.port if args.port is not None else (config.head_port if args.head else 0),
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        resources=resources,
+        object_store_memory=args.object_store_memory,
+        node_ip=args.node_ip_address,
+        embedded_by=args.embedded_by,
+    )
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from zray._private.node import run_node
+
+    opts = options_from_args(args)
+    if not args.ready_json:
+        print(f"zray-node: session {opts.session_dir}", file=sys.stderr)
+    run_node(opts, sys.stdout if args.ready_json else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
