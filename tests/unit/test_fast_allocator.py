@@ -160,6 +160,13 @@ def _check_invariants(a):
         assert o1 + s1 < o2
 
 
+# Few distinct sizes, so equal-sized holes (where the tie-break matters) are common.
+_sizes = st.one_of(
+    st.sampled_from([0, 1, 64, 65, 128, 192, 4096]), st.integers(0, 3).map(lambda k: k * 64),
+    st.integers(0, 70 * 64),
+)
+
+
 def _make_machine(Allocator):
     class AllocatorMachine(RuleBasedStateMachine):
         @initialize(
@@ -171,7 +178,7 @@ def _make_machine(Allocator):
             self.a = Allocator(units * alignment + tail, alignment)
             self.live = {}
 
-        @rule(size=st.integers(0, 70 * 64))
+        @rule(size=_sizes)
         def allocate(self, size):
             need = _rounded(size, self.a.alignment)
             fitting = [(s, o) for o, s in self.a.free_blocks() if s >= need]
@@ -226,15 +233,16 @@ def test_state_machine(Allocator):
 
 _ops = st.lists(
     st.one_of(
-        st.tuples(st.just("alloc"), st.integers(0, 3000)),
+        st.tuples(st.just("alloc"), _sizes),
         st.tuples(st.just("free"), st.integers(0, 10**6)),
     ),
-    max_size=120,
+    min_size=30,
+    max_size=200,
 )
 
 
 @settings(max_examples=80, deadline=None)
-@given(capacity=st.integers(0, 50_000), alignment=st.sampled_from([1, 16, 64]), ops=_ops)
+@given(capacity=st.integers(0, 20_000), alignment=st.sampled_from([1, 16, 64]), ops=_ops)
 def test_compiled_and_pure_decide_identically(both_allocators, capacity, alignment, ops):
     compiled, pure = both_allocators
     allocators = [compiled(capacity, alignment), pure(capacity, alignment)]

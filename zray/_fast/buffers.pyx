@@ -98,6 +98,7 @@ cdef class _PinnedRegion:
     cdef Py_ssize_t _len
     cdef Py_ssize_t _itemsize
     cdef object _on_release
+    cdef object __weakref__  # the core worker caches live regions by weak reference
 
     def __getbuffer__(self, Py_buffer *buffer, int flags):
         if flags & PyBUF_WRITABLE:

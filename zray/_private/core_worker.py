@@ -308,14 +308,16 @@ class CoreWorker:
         self.memory_store.put(reply.object_id, Entry(reply.kind, frames, reply.node_id, reply.size))
 
     def _map_plasma(self, object_ids: list, deadline) -> dict:
+        """Maps sealed objects of the local arena, pinned until the last view is gone. An object
+        still mapped by a live view is reused without asking the node again."""
         views, missing = {}, []
         for oid in object_ids:
-            view = self._live_views.get(oid)
-            view = view() if view is not None else None
-            if view is None:
+            region = self._live_views.get(oid)
+            region = region() if region is not None else None
+            if region is None:
                 missing.append(oid)
             else:
-                views[oid] = view
+                views[oid] = memoryview(region)
         if not missing:
             return views
         timeout = config.rpc_timeout_s if deadline is None else max(0.0, deadline - time.monotonic())
@@ -323,12 +325,20 @@ class CoreWorker:
                                       timeout + config.rpc_timeout_s)
         for oid, location in zip(missing, reply.offsets):
             if location is None:
-                raise X.ObjectLostError(oid.hex())
+                raise X.ObjectLostError(oid.hex(), None, "")
             offset, size = location
             view = pinned_view(self.arena, offset, size, _Release(self._pin_releases, oid))
-            self._live_views[oid] = weakref.ref(view)
+            self._live_views[oid] = weakref.ref(view.obj, self._forget_view(oid))
             views[oid] = view
         return views
+
+    def _forget_view(self, oid):
+        views = self._live_views
+
+        def forget(dead_ref):
+            if views.get(oid) is dead_ref:
+                views.pop(oid, None)
+        return forget
 
     def future_for(self, ref: ObjectRef) -> concurrent.futures.Future:
         future = concurrent.futures.Future()

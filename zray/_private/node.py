@@ -398,6 +398,14 @@ class NodeDaemon:
         self.endpoint.reply(identity, P.Resources(
             R.to_floats(self.scheduler.total), R.to_floats(self.scheduler.available)), seq)
 
+    def on_get_node_stats(self, identity, msg: P.GetNodeStats, seq):
+        stats = {"store": self.store.stats(), "scheduler": self.scheduler.stats(),
+                 "clients": len(self.clients), "workers": len(self.pool.pids),
+                 "dropped_messages": self.endpoint.dropped}
+        if self.head:
+            stats["head"] = self.head.stats()
+        self.endpoint.reply(identity, P.NodeStats(stats), seq)
+
     def on_shutdown_node(self, identity, msg: P.ShutdownNode, seq):
         logger.info("shutdown requested: %s", msg.reason)
         self.endpoint.reply(identity, P.Ok(0), seq)
@@ -418,6 +426,7 @@ class NodeDaemon:
         P.LogLines: on_log_lines,
         P.GetResources: on_get_resources,
         P.ShutdownNode: on_shutdown_node,
+        P.GetNodeStats: on_get_node_stats,
     }
 
     def _flush_locations(self):

@@ -353,6 +353,16 @@ class ShutdownNode(NamedTuple):
     reason: str
 
 
+@message(51)
+class GetNodeStats(NamedTuple):
+    pass_: int
+
+
+@message(52)
+class NodeStats(NamedTuple):
+    stats: dict
+
+
 # --------------------------------------------------------------------------- core workers
 
 @message(60)

@@ -1,0 +1,73 @@
+"""Shared fixtures: a real embedded cluster per test module, and a check that nothing leaks."""
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+import pytest
+
+SHM = "/dev/shm"
+
+
+def zray_segments() -> set:
+    return {name for name in os.listdir(SHM) if name.startswith("zray-")}
+
+
+def zray_sessions() -> set:
+    from zray._config import config
+
+    try:
+        return {n for n in os.listdir(config.session_dir_root) if n.startswith("session_")}
+    except FileNotFoundError:
+        return set()
+
+
+def child_processes() -> list:
+    return [p for p in psutil.Process().children(recursive=True) if _alive(p)]
+
+
+def _alive(process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def assert_no_leaks(before_segments: set, before_sessions: set, timeout: float = 10.0):
+    """Every process, /dev/shm segment and session directory the test made is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        procs = child_processes()
+        segments = zray_segments() - before_segments
+        sessions = zray_sessions() - before_sessions
+        if not procs and not segments and not sessions:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"leaked: processes={[(p.pid, p.cmdline()[-3:]) for p in procs]} "
+                f"segments={segments} sessions={sessions}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def ray():
+    """An embedded two-CPU cluster shared by the tests of one module."""
+    import zray
+
+    before_segments, before_sessions = zray_segments(), zray_sessions()
+    zray.init(num_cpus=2)
+    yield zray
+    zray.shutdown()
+    assert_no_leaks(before_segments, before_sessions)
+
+
+@pytest.fixture
+def fresh():
+    """For tests that start their own cluster: checks that it leaves nothing behind."""
+    import zray
+
+    before_segments, before_sessions = zray_segments(), zray_sessions()
+    yield zray
+    zray.shutdown()
+    assert_no_leaks(before_segments, before_sessions)
