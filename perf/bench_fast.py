@@ -10,13 +10,15 @@ live allocation and allocates a new one (2 ops).  copy_into: GB/s into an alread
 sizes >= 32 MiB cython-vs-python is also 2-threads-vs-1.
 """
 import mmap
+import os
 import random
 import sys
 import time
 
 import numpy as np
 
-import zray._fast as fast
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+import zray._fast as fast  # noqa: E402
 
 
 def bench_alloc(impls, live_counts=(1_000, 100_000), steps=200_000):
@@ -35,8 +37,14 @@ def bench_alloc(impls, live_counts=(1_000, 100_000), steps=200_000):
                 a.free(live[j])
                 live[j] = a.allocate(sizes[n + i])
             dt = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for i in range(k):  # the same loop without the calls: interpreter overhead
+                j = int(victims[i] * n)
+                live[j] = live[j] + sizes[n + i] * 0
+            overhead = time.perf_counter() - t0
             print(f"  {label:7s} live={n:>7,d}  {2 * k / dt / 1e6:6.2f} M ops/s  "
-                  f"({dt / (2 * k) * 1e9:6.0f} ns/op)")
+                  f"({dt / (2 * k) * 1e9:5.0f} ns/op, of which ~{overhead / (2 * k) * 1e9:.0f} "
+                  f"ns loop overhead)")
 
 
 def bench_copy(impls, sizes=(1 << 10, 64 << 10, 1 << 20, 16 << 20, 32 << 20, 64 << 20,

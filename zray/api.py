@@ -156,7 +156,7 @@ def _warn_once(name: str):
                        name)
 
 
-def shutdown(wait_for_processes: bool = False, _exiting_interpreter: bool = False):
+def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = False):
     """Disconnects and stops every process init() started; leaves no process or segment."""
     global _embedded
     with _lock:

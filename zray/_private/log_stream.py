@@ -6,18 +6,36 @@ relays them to the drivers.
 """
 from __future__ import annotations
 
+import fcntl
 import io
 import os
+import struct
 import sys
+import termios
 import threading
+import time
 
 from zray._private import protocol as P
 
 _task_name = [""]
+_read_fds: list = []
+_processing = threading.Lock()  # held by a reader between read() and sending the lines
 
 
-def set_task_name(name: str):
-    _task_name[0] = name
+def set_task_name(name: str, drain_timeout: float = 0.05):
+    """Switches the prefix once output already written is on its way under the old name."""
+    deadline = time.monotonic() + drain_timeout
+    while any(_unread(fd) for fd in _read_fds) and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    with _processing:
+        _task_name[0] = name
+
+
+def _unread(fd: int) -> int:
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
 
 
 def capture_output() -> dict:
@@ -27,6 +45,7 @@ def capture_output() -> dict:
         os.dup2(write_end, fd)
         os.close(write_end)
         streams[name] = read_end
+        _read_fds.append(read_end)
     sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0, closefd=False),
                                   line_buffering=True, write_through=True)
     sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", buffering=0, closefd=False),
@@ -49,16 +68,16 @@ def _forward(fd: int, stream: str, core, pid: int):
             return
         if not chunk:
             return
-        pending += chunk
-        if b"\n" not in pending:
-            if len(pending) < 65536:
-                continue
-            pending += b"\n"  # an endless line is still shown, in pieces
-        text, _, pending = pending.rpartition(b"\n")
-        lines = text.decode(errors="replace").split("\n")
-        name = _task_name[0] or "worker"
-        prefix = f"({name} pid={pid})"
-        try:
-            core.endpoint.send(core.node_address, P.LogLines(stream, prefix, lines))
-        except Exception:  # the node is gone; nothing left to tell
-            return
+        with _processing:
+            pending += chunk
+            if b"\n" not in pending:
+                if len(pending) < 65536:
+                    continue
+                pending += b"\n"  # an endless line is still shown, in pieces
+            text, _, pending = pending.rpartition(b"\n")
+            lines = text.decode(errors="replace").split("\n")
+            prefix = f"({_task_name[0] or 'worker'} pid={pid})"
+            try:
+                core.endpoint.send(core.node_address, P.LogLines(stream, prefix, lines))
+            except Exception:  # the node is gone; nothing left to tell
+                return

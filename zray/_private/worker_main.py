@@ -87,7 +87,6 @@ class Executor:
                 self.running_task = None
             sys.stdout.flush()
             sys.stderr.flush()
-            log_stream.set_task_name("")
             context.task_id = None
         self._reply(push, [error] * push.num_returns if error else returns, error is not None)
 

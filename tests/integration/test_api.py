@@ -1,0 +1,161 @@
+"""Ray's API surface and its answers to bad input."""
+import inspect
+import json
+import os
+import sys
+import time
+
+import pytest
+
+SURFACE = json.load(open(os.path.join(os.path.dirname(__file__), "..", "data", "ray_surface.json")))
+
+CORE_API = ["init", "shutdown", "is_initialized", "get", "put", "wait", "cancel",
+            "nodes", "cluster_resources", "available_resources", "get_runtime_context",
+            "get_gpu_ids"]
+
+
+@pytest.mark.parametrize("name", CORE_API)
+def test_signature_matches_ray(name):
+    import zray
+
+    ray_params = SURFACE["api"][name]["signature"]["parameters"]
+    ours = inspect.signature(getattr(zray, name)).parameters
+    assert [p["name"] for p in ray_params] == list(ours), name
+    for p in ray_params:
+        mine = ours[p["name"]]
+        assert mine.kind.name == p["kind"], (name, p["name"])
+        if "default" in p:
+            assert repr(mine.default) == p["default"], (name, p["name"])
+
+
+def test_object_ref_methods_exist():
+    import zray
+
+    wanted = {"binary", "hex", "is_nil", "task_id", "job_id", "owner_address", "future",
+              "as_future", "call_site", "nil"}
+    assert wanted <= set(SURFACE["object_ref"]["ObjectRef"]["public_members"])
+    for name in wanted:
+        assert hasattr(zray.ObjectRef, name), name
+
+
+def test_runtime_context_methods_exist():
+    from zray.runtime_context import RuntimeContext
+
+    for name in SURFACE["runtime_context"]["members"]:
+        assert hasattr(RuntimeContext, name), name
+
+
+def test_calling_remote_function_directly(ray):
+    @ray.remote
+    def f():
+        return 1
+
+    with pytest.raises(TypeError, match=r"Remote functions cannot be called directly.*f\.remote\(\)"):
+        f()
+
+
+def test_get_of_non_ref(ray):
+    with pytest.raises(ValueError, match="Invalid type of object refs"):
+        ray.get(123)
+    with pytest.raises(TypeError, match="not an ray.ObjectRef"):
+        ray.get([ray.put(1), 123])
+
+
+def test_unknown_option(ray):
+    with pytest.raises(ValueError, match="Invalid option keyword foo for remote functions"):
+        @ray.remote(foo=1)
+        def f():
+            pass
+
+    @ray.remote
+    def g():
+        return 1
+
+    with pytest.raises(ValueError, match="Invalid option keyword bar"):
+        g.options(bar=2)
+    with pytest.raises(TypeError, match="num_cpus"):
+        g.options(num_cpus="two")
+    with pytest.raises(ValueError, match="whole numbers"):
+        g.options(num_cpus=1.5).remote()
+    assert ray.get(g.options(num_cpus=0.5, name="renamed", max_retries=0).remote()) == 1
+
+
+def test_options_without_effect_are_accepted(ray):
+    @ray.remote(runtime_env={"env_vars": {"A": "1"}}, max_calls=0)
+    def f():
+        return 1
+
+    assert ray.get(f.remote()) == 1
+
+
+def test_init_twice(ray):
+    with pytest.raises(RuntimeError, match="Maybe you called ray.init twice by accident"):
+        ray.init()
+    ray.init(ignore_reinit_error=True)
+    assert ray.is_initialized()
+
+
+def test_wait_bad_input(ray):
+    ref = ray.put(1)
+    with pytest.raises(TypeError):
+        ray.wait(ref)
+    with pytest.raises(ValueError, match="unique"):
+        ray.wait([ref, ref])
+    with pytest.raises(ValueError):
+        ray.wait([ref], num_returns=2)
+    with pytest.raises(ValueError):
+        ray.wait([ref], num_returns=0)
+
+
+def test_runtime_context(ray):
+    ctx = ray.get_runtime_context()
+    assert len(ctx.get_job_id()) == 8
+    assert ctx.get_node_id() == ray.nodes()[0]["NodeID"]
+    assert ctx.get_task_id() is None
+
+    @ray.remote
+    def inside():
+        c = ray.get_runtime_context()
+        return c.get_task_id(), c.get_node_id(), c.get_worker_id(), c.get_job_id()
+
+    task_id, node_id, worker_id, job_id = ray.get(inside.remote())
+    assert len(task_id) == 48 and node_id == ctx.get_node_id() and len(worker_id) == 56
+
+
+def test_nodes_and_resources(ray):
+    nodes = ray.nodes()
+    assert len(nodes) == 1
+    node = nodes[0]
+    assert list(node) == SURFACE["live"]["nodes_keys"]
+    for key, type_name in SURFACE["live"]["nodes_value_types"].items():
+        assert type(node[key]).__name__ == type_name, key
+    assert node["Alive"] and node["alive"]
+    assert node["Resources"]["CPU"] == 2.0
+    total = ray.cluster_resources()
+    assert total["CPU"] == 2.0 and "object_store_memory" in total and "memory" in total
+    assert any(k.startswith("node:") for k in total)
+    deadline = time.monotonic() + 5
+    while ray.available_resources().get("CPU") != 2.0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ray.available_resources()["CPU"] == 2.0
+
+
+def test_worker_output_reaches_driver(ray, capfd):
+    @ray.remote
+    def speak(word):
+        print("said", word)
+        print("complaint", file=sys.stderr)
+        return os.getpid()
+
+    pid = ray.get(speak.remote("hello"))
+    deadline = time.monotonic() + 5
+    out = err = ""
+    while time.monotonic() < deadline:
+        captured = capfd.readouterr()
+        out += captured.out
+        err += captured.err
+        if "said hello" in out and "complaint" in err:
+            break
+        time.sleep(0.05)
+    assert f"(speak pid={pid}) said hello" in out
+    assert f"(speak pid={pid}) complaint" in err
