@@ -3,6 +3,7 @@
     python perf/bench_fast.py            # everything
     python perf/bench_fast.py alloc      # allocator only
     python perf/bench_fast.py copy       # copy_into only
+    python perf/bench_fast.py populate   # pre-faulting a fresh shm file
 
 allocate/free: steady state with N live allocations of mixed sizes -- each step frees a random
 live allocation and allocates a new one (2 ops).  copy_into: GB/s into an already-written
@@ -72,15 +73,44 @@ def bench_copy(impls, sizes=(1 << 10, 64 << 10, 1 << 20, 16 << 20, 32 << 20, 64 
     arena.close()
 
 
+def bench_populate(impls, size=256 << 20):
+    print(f"fresh {size >> 20} MiB shm file: write cold vs populate + write warm (GB/s)")
+    src = np.ones(size, dtype=np.uint8)
+    for label, module in impls:
+        results = []
+        for prefault in (False, True):
+            path = f"/dev/shm/zray-bench-{os.getpid()}"
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                os.ftruncate(fd, size)
+                with mmap.mmap(fd, size) as m:
+                    t0 = time.perf_counter()
+                    ok = module.populate(m, 0, size) if prefault else None
+                    t1 = time.perf_counter()
+                    module.copy_into(m, 0, src)
+                    t2 = time.perf_counter()
+            finally:
+                os.close(fd)
+                os.unlink(path)
+            if prefault:
+                results.append(f"populate {size / (t1 - t0) / 1e9:5.2f} (ok={ok}), "
+                               f"then copy {size / (t2 - t1) / 1e9:5.2f}")
+            else:
+                results.append(f"cold copy {size / (t2 - t1) / 1e9:5.2f}")
+        print(f"  {label:7s} " + "   ".join(results))
+
+
 def main(argv):
     pairs = fast.implementations()
     impls = lambda name: [(label, mod) for label, mod in zip(("cython", "python"), pairs[name])
                           if mod is not None]
-    what = set(argv[1:]) or {"alloc", "copy"}
+    what = set(argv[1:]) or {"alloc", "copy", "populate"}
     if "alloc" in what:
         bench_alloc(impls("allocator"))
     if "copy" in what:
         bench_copy(impls("buffers"))
+    if "populate" in what and os.path.isdir("/dev/shm"):
+        bench_populate(impls("buffers"))
 
 
 if __name__ == "__main__":

@@ -173,6 +173,13 @@ def test_populate_shm_file(buffers, tmp_path):
         os.unlink(path)
 
 
+def test_populate_large_range(buffers):
+    with mmap.mmap(-1, 20 << 20) as m:
+        m[-1] = 7
+        assert buffers.populate(m, 5, (20 << 20) - 5) is _kernel_has_populate_write()
+        assert m[-1] == 7
+
+
 def test_populate_errors(buffers, arena):
     with pytest.raises(ValueError):
         buffers.populate(arena, 0, len(arena) + 1)

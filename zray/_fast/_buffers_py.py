@@ -15,6 +15,7 @@ from operator import index as _index
 from pickle import PickleBuffer
 
 MADV_POPULATE_WRITE = 23  # Linux >= 5.14; not exported by the mmap module of every Python
+_POPULATE_CHUNK = 8 << 20  # a multiple of every page size
 
 # Weak references whose callbacks are the pending on_release calls, by id(): a weakref must
 # stay referenced for its callback to fire (and one to an ndarray cannot be hashed).
@@ -63,8 +64,12 @@ def populate(dest, offset, length) -> bool:
         return True
     # An mmap's data starts on a page boundary, so page-aligning the offset aligns the address.
     start = offset - offset % mmap.PAGESIZE
+    end = offset + length
     try:
-        dest.madvise(MADV_POPULATE_WRITE, start, offset + length - start)
+        # mmap.madvise holds the GIL (populating shm runs at ~1.4 GB/s here), so go in chunks
+        # of a few ms each to let other threads run in between.
+        for chunk in range(start, end, _POPULATE_CHUNK):
+            dest.madvise(MADV_POPULATE_WRITE, chunk, min(_POPULATE_CHUNK, end - chunk))
     except OSError as exc:
         if exc.errno == errno.EINVAL:
             return False
