@@ -3,6 +3,7 @@ import gc
 import mmap
 import os
 import pickle
+import tempfile
 import threading
 
 import numpy as np
@@ -160,8 +161,10 @@ def test_populate_anonymous(buffers, arena):
 
 def test_populate_shm_file(buffers, tmp_path):
     directory = "/dev/shm" if os.path.isdir("/dev/shm") else str(tmp_path)
-    path = os.path.join(directory, f"zray-test-populate-{os.getpid()}")
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    # Unlinked at once: nothing is left behind, and a zray session's cleanup of stale
+    # /dev/shm/zray-* arenas cannot race with us.
+    fd, path = tempfile.mkstemp(prefix="test-fast-populate-", dir=directory)
+    os.unlink(path)
     try:
         os.ftruncate(fd, 1 << 20)
         with mmap.mmap(fd, 1 << 20) as m:
@@ -170,7 +173,6 @@ def test_populate_shm_file(buffers, tmp_path):
             assert m[-3:] == b"end" and m[:4] == bytes(4)
     finally:
         os.close(fd)
-        os.unlink(path)
 
 
 def test_populate_large_range(buffers):

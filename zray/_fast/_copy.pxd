@@ -1,5 +1,9 @@
 # The one "copy bytes fast" routine, shared (inlined) by buffers.pyx and objformat.pyx so both
-# write into the arena the same way without a runtime dependency between the two modules.
+# write into the arena the same way without a runtime dependency between the two modules, plus
+# the buffer-acquisition helpers both use so their errors match the pure-Python twins.
+
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyObject_GetBuffer
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 
 cdef extern from *:
     """
@@ -41,7 +45,8 @@ cdef extern from *:
             memcpy(dest, src, n);
             return;
         }
-        /* Page-aligned split so the two threads never share a cache line or a page. */
+        /* Split at a 4 KiB multiple: with a page-aligned dest the threads never fault the
+         * same page or write the same cache line. */
         half = (n / 2) & ~(size_t)4095;
         job.dest = dest + half;
         job.src = src + half;
@@ -57,7 +62,8 @@ cdef extern from *:
     void zray_copy_bytes(char *dest, const char *src, size_t n) nogil
 
 
-# Releasing the GIL costs ~0.1-0.2 us; below this a copy takes less than that hand-off is worth.
+# Dropping the GIL is cheap, but taking it back can mean waiting out another thread's turn (up
+# to the 5 ms switch interval); only copies that themselves take microseconds are worth that.
 cdef enum:
     NOGIL_COPY_MIN = 64 * 1024
 
@@ -68,12 +74,6 @@ cdef inline void copy_bytes(char *dest, const char *src, size_t n) noexcept:
             zray_copy_bytes(dest, src, n)
     else:
         zray_copy_bytes(dest, src, n)
-
-
-# Buffer acquisition with the same errors the pure-Python twins raise.
-
-from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyObject_GetBuffer
-from cpython.long cimport PyLong_AsLongLongAndOverflow
 
 
 cdef inline long long non_negative(obj, str what) except -1:

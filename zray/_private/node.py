@@ -394,10 +394,6 @@ class NodeDaemon:
             if client.kind == "driver":
                 self._send_to_client(client_id, msg)
 
-    def on_get_resources(self, identity, msg: P.GetResources, seq):
-        self.endpoint.reply(identity, P.Resources(
-            R.to_floats(self.scheduler.total), R.to_floats(self.scheduler.available)), seq)
-
     def on_get_node_stats(self, identity, msg: P.GetNodeStats, seq):
         stats = {"store": self.store.stats(), "scheduler": self.scheduler.stats(),
                  "clients": len(self.clients), "workers": len(self.pool.pids),
@@ -424,7 +420,6 @@ class NodeDaemon:
         P.FreeObjects: on_free_objects,
         P.KillWorker: on_kill_worker,
         P.LogLines: on_log_lines,
-        P.GetResources: on_get_resources,
         P.ShutdownNode: on_shutdown_node,
         P.GetNodeStats: on_get_node_stats,
     }

@@ -337,17 +337,6 @@ class LogLines(NamedTuple):
     lines: list
 
 
-@message(48)
-class GetResources(NamedTuple):
-    pass_: int
-
-
-@message(49)
-class Resources(NamedTuple):
-    total: dict
-    available: dict
-
-
 @message(50)
 class ShutdownNode(NamedTuple):
     reason: str

@@ -101,7 +101,7 @@ def clean_stale_sessions() -> list:
         remove_session(path)
         removed.append(path)
     for entry in _list(SHM_DIR):
-        if entry.startswith(SHM_PREFIX):
+        if entry.startswith(SHM_PREFIX + "session_"):
             owner = entry[len(SHM_PREFIX):].rsplit("-", 1)[0]
             if owner not in live_names:
                 _unlink(os.path.join(SHM_DIR, entry))
