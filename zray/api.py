@@ -87,19 +87,22 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         if address is None and config.address:
             address = config.address
         if address is not None:
-            raise NotImplementedError(
-                "joining a running cluster arrives with the multi-node work (issue 4); "
-                "call zray.init() without an address for an embedded cluster")
-        from zray._private.driver import EmbeddedNode
+            from zray._private.cluster_info import local_node_of, resolve_address
 
-        _embedded = EmbeddedNode(num_cpus, num_gpus, resources, object_store_memory)
-        info = _embedded.info
-        try:
-            core = _connect(info["node_address"], info["session_dir"], namespace)
-        except BaseException:
-            _embedded.stop()
-            _embedded = None
-            raise
+            node = local_node_of(resolve_address(address))
+            session_dir = os.path.dirname(os.path.dirname(node["address"].replace("ipc://", "")))
+            core = _connect(node["address"], session_dir, namespace)
+        else:
+            from zray._private.driver import EmbeddedNode
+
+            _embedded = EmbeddedNode(num_cpus, num_gpus, resources, object_store_memory)
+            info = _embedded.info
+            try:
+                core = _connect(info["node_address"], info["session_dir"], namespace)
+            except BaseException:
+                _embedded.stop()
+                _embedded = None
+                raise
         if log_to_driver is None:
             log_to_driver = config.log_to_driver
         if log_to_driver:

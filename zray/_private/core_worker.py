@@ -24,7 +24,7 @@ import zmq
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import (object_size, pinned_view, populate, random_id, read_object,
+from zray._fast import (USING_FAST, object_size, pinned_view, populate, random_id, read_object,
                         write_object, object_id_for, TASK_ID_SIZE)
 from zray._private import protocol as P
 from zray._private import runtime
@@ -42,7 +42,11 @@ logger = logging.getLogger(__name__)
 
 DRIVER, WORKER = "driver", "worker"
 PUT_INDEX_BASE = 100_000_000  # put objects are numbered apart from task returns (as Ray does)
+# Populating page tables before a copy pays off between these sizes; above them the compiled
+# copy splits across two threads, which take the page faults in parallel and win (see
+# zray/_fast/_copy.pxd and perf/bench_fast.py populate).
 POPULATE_MIN_BYTES = 8 * 2**20
+POPULATE_MAX_BYTES = 32 * 2**20
 
 
 class TaskContext(threading.local):
@@ -230,7 +234,7 @@ class CoreWorker:
         if isinstance(reply, P.Error):
             cls = getattr(X, reply.kind, X.RaySystemError)
             raise cls(reply.message)
-        if size >= POPULATE_MIN_BYTES:
+        if POPULATE_MIN_BYTES <= size and (size < POPULATE_MAX_BYTES or not USING_FAST):
             populate(self.arena, reply.offset, size)
         write_object(self.arena, reply.offset, meta, buffers)
         self.endpoint.send(self.node_address, P.SealObject(object_id))

@@ -151,7 +151,7 @@ class NodeDaemon:
         threading.Thread(target=run, name="zray-prefault", daemon=True).start()
 
     def start(self):
-        session.write_node_pid(self.session_dir, self.node_id)
+        session.write_node_pid(self.session_dir, self.node_id, bool(self.opts.embedded_by))
         self._dispatch(self.scheduler.start())
         self.requests.send(self.head_address, P.RegisterNode(
             self.node_id, self.endpoint.address, self.opts.node_ip, socket.gethostname(),
@@ -432,8 +432,10 @@ class NodeDaemon:
             self.endpoint.send(self.head_address, P.AddObjectLocations(self.node_id, ids, sizes))
 
 
-def run_node(opts: NodeOptions, ready_stream=None):
-    """Runs a node daemon in this process until shutdown; writes one JSON line when ready."""
+def run_node(opts: NodeOptions, ready_stream=None, log_to_session: bool = False):
+    """Runs a node daemon in this process until shutdown; writes one JSON line when ready.
+    With `log_to_session`, stderr moves to <session>/logs/node.log once the node is up (until
+    then, start-up errors reach whoever started us)."""
     import signal
 
     def stop(*_):
@@ -447,6 +449,11 @@ def run_node(opts: NodeOptions, ready_stream=None):
     daemon = NodeDaemon(opts)
     try:
         daemon.start()
+        if log_to_session:
+            log = os.open(os.path.join(opts.session_dir, "logs", "node.log"),
+                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(log, 2)
+            os.close(log)
         if ready_stream is not None:
             ready_stream.write(json.dumps(daemon.ready_info()) + "\n")
             ready_stream.flush()

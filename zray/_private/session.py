@@ -30,17 +30,32 @@ def session_name(session_dir: str) -> str:
     return os.path.basename(session_dir.rstrip("/"))
 
 
+IPC_PATH_MAX = 107  # sun_path in struct sockaddr_un, less the terminating NUL
+
+
 def socket_address(session_dir: str, name: str) -> str:
-    return "ipc://" + os.path.join(session_dir, "sockets", name)
+    path = os.path.join(session_dir, "sockets", name)
+    if len(path) > IPC_PATH_MAX:
+        raise ValueError(
+            f"socket path {path!r} is {len(path)} characters, over the {IPC_PATH_MAX} a Unix "
+            f"socket allows: set ZRAY_SESSION_DIR_ROOT to a shorter directory")
+    return "ipc://" + path
 
 
 def arena_path(session_dir: str, node_id: bytes) -> str:
     return os.path.join(SHM_DIR, f"{SHM_PREFIX}{session_name(session_dir)}-{node_id.hex()[:12]}")
 
 
-def write_node_pid(session_dir: str, node_id: bytes):
+def write_node_pid(session_dir: str, node_id: bytes, embedded: bool):
+    """Records this daemon: `<pid> embedded|daemon` (`zray stop` leaves embedded ones alone)."""
     with open(os.path.join(session_dir, "nodes", node_id.hex()), "w") as f:
-        f.write(str(os.getpid()))
+        f.write(f"{os.getpid()} {'embedded' if embedded else 'daemon'}")
+
+
+def read_node_pid(path: str) -> tuple[int, str]:
+    with open(path) as f:
+        parts = f.read().split()
+    return int(parts[0]), parts[1] if len(parts) > 1 else "daemon"
 
 
 def remove_node_pid(session_dir: str, node_id: bytes):
@@ -68,10 +83,9 @@ def session_alive(session_dir: str) -> bool:
         return False
     for entry in entries:
         try:
-            with open(os.path.join(nodes, entry)) as f:
-                if _pid_alive(int(f.read().strip() or 0)):
-                    return True
-        except (OSError, ValueError):
+            if _pid_alive(read_node_pid(os.path.join(nodes, entry))[0]):
+                return True
+        except (OSError, ValueError, IndexError):
             continue
     # A session whose node is still starting has no pid file yet: judge by the creator's pid.
     creator = session_dir.rsplit("_", 1)[-1]

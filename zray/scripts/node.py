@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--session-dir", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--embedded-by", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--log-to-session", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     opts = options_from_args(args)
     if not args.ready_json:
         print(f"zray-node: session {opts.session_dir}", file=sys.stderr)
-    run_node(opts, sys.stdout if args.ready_json else None)
+    run_node(opts, sys.stdout if args.ready_json else None, log_to_session=args.log_to_session)
     return 0
 
 

@@ -1,0 +1,70 @@
+"""`zray start/status/stop` and joining a running cluster with init(address=...)."""
+import os
+import subprocess
+import sys
+
+from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
+from tests.integration.test_lifecycle import ROOT, run_script
+
+
+def zray_cli(*args, env):
+    return subprocess.run([sys.executable, "-m", "zray.scripts.cli", *args], capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def short_tmp():
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="zt", dir="/tmp")  # Unix socket paths must stay short
+
+
+def test_start_status_join_stop():
+    tmp_path = short_tmp()
+    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=str(tmp_path))
+    before = (zray_segments(), zray_sessions())
+    started = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1",
+                       "--resources", '{"special": 2}', env=env)
+    assert started.returncode == 0, started.stderr
+    address = [l for l in started.stdout.splitlines() if l.startswith("Head address:")][0].split()[-1]
+    try:
+        status = zray_cli("status", env=env)
+        assert status.returncode == 0, status.stderr
+        assert "1 alive" in status.stdout and "0/2 special" in status.stdout
+        for how in ("auto", address):
+            result = run_script(f"""
+                import zray as ray
+                ray.init(address={how!r})
+                @ray.remote(resources={{"special": 1}})
+                def f(x):
+                    return x * 2
+                print(ray.get(f.remote(21)), ray.cluster_resources()["special"])
+                ray.shutdown()
+            """, env={"ZRAY_SESSION_DIR_ROOT": str(tmp_path)})
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.split()[-2:] == ["42", "2.0"]
+    finally:
+        stopped = zray_cli("stop", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "Stopped 1" in stopped.stdout
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("session_")]
+    assert_no_leaks(*before)
+    import shutil
+
+    shutil.rmtree(tmp_path)
+
+
+def test_init_auto_without_cluster_says_so(tmp_path):
+    result = run_script("""
+        import zray as ray
+        try:
+            ray.init(address="auto")
+        except ConnectionError as exc:
+            print("refused:", exc)
+    """, env={"ZRAY_SESSION_DIR_ROOT": str(tmp_path)})
+    assert "Could not find any running zray instance" in result.stdout, result.stderr
+
+
+def test_zray_node_requires_head_or_address():
+    result = subprocess.run([sys.executable, "-m", "zray.scripts.node"], capture_output=True,
+                            text=True, timeout=30, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode != 0 and "--head" in result.stderr

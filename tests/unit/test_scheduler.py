@@ -1,0 +1,577 @@
+"""LocalScheduler: example tests plus a hypothesis state machine that plays the daemon.
+
+The machine models what the node daemon does with the scheduler's instructions: a StartWorker
+becomes a pending start that later registers (worker_started) or fails (worker_start_failed); a
+StopWorker makes the worker exit later (worker_exited); Grants hand a worker to a client, which
+may block in ``get`` (set_blocked), return the lease (optionally killing the worker), or exit.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine, initialize, invariant, precondition, rule,
+)
+
+from zray._private import resources as R
+from zray._private.scheduler import (
+    CPU, IDLE, LEASED, Grant, Infeasible, LeaseLost, LocalScheduler, StartWorker, StopWorker,
+)
+
+U = R.UNIT
+
+
+def units(**amounts) -> dict:
+    return R.to_units(amounts)
+
+
+def kinds(instructions) -> list:
+    return [type(i).__name__ for i in instructions]
+
+
+def started(sched: LocalScheduler, *worker_ids) -> list:
+    out = []
+    for w in worker_ids:
+        out += sched.worker_started(w)
+    return out
+
+
+# ================================================================== examples
+
+def test_start_asks_for_min_workers():
+    sched = LocalScheduler(units(CPU=2), min_workers=3)
+    assert sched.start() == [StartWorker()] * 3
+    assert sched.starting == 3
+    assert started(sched, b"w1", b"w2") == []
+    assert sched.starting == 1
+    assert sched.workers == {b"w1": IDLE, b"w2": IDLE}
+    sched.check_invariants()
+
+
+def test_grant_when_free():
+    sched = LocalScheduler(units(CPU=2), min_workers=1)
+    sched.start()
+    sched.worker_started(b"w1")
+    out = sched.request_lease(b"c", 1, units(CPU=1))
+    assert out == [Grant(b"c", 1, 1, b"w1")]
+    assert sched.available == {"CPU": U}
+    assert sched.workers[b"w1"] == LEASED
+    assert sched.worker_lease == {b"w1": 1}
+    sched.check_invariants()
+
+
+def test_request_before_any_worker_starts_one_and_is_granted_when_it_registers():
+    sched = LocalScheduler(units(CPU=2), min_workers=0)
+    assert sched.start() == []
+    assert sched.request_lease(b"c", 1, units(CPU=1)) == [StartWorker()]
+    # A second request while that start is pending asks for one more worker, not two.
+    assert sched.request_lease(b"c", 2, units(CPU=1)) == [StartWorker()]
+    assert sched.starting == 2
+    assert sched.worker_started(b"w1") == [Grant(b"c", 1, 1, b"w1")]
+    assert sched.worker_started(b"w2") == [Grant(b"c", 2, 2, b"w2")]
+    assert sched.starting == 0
+    sched.check_invariants()
+
+
+def test_failed_start_is_retried_while_requests_wait():
+    sched = LocalScheduler(units(CPU=1), min_workers=0)
+    assert sched.request_lease(b"c", 1, units(CPU=1)) == [StartWorker()]
+    assert sched.worker_start_failed() == [StartWorker()]
+    assert sched.starting == 1
+    assert sched.worker_started(b"w") == [Grant(b"c", 1, 1, b"w")]
+
+
+def test_queue_when_busy_and_grant_on_return():
+    sched = LocalScheduler(units(CPU=1), min_workers=2)
+    sched.start()
+    started(sched, b"w1", b"w2")
+    [g1] = sched.request_lease(b"a", 1, units(CPU=1))
+    assert sched.request_lease(b"b", 7, units(CPU=1)) == []  # no CPU left; an idle worker exists
+    assert list(sched.queue) == [(b"b", 7)]
+    out = sched.return_lease(g1.lease_id)
+    assert out == [Grant(b"b", 7, 2, g1.worker_id)]  # the returned worker is reused
+    assert not sched.queue
+    sched.check_invariants()
+
+
+def test_return_with_kill_stops_worker_and_never_reuses_it():
+    sched = LocalScheduler(units(CPU=1), min_workers=1)
+    sched.start()
+    sched.worker_started(b"w1")
+    [g] = sched.request_lease(b"a", 1, units(CPU=1))
+    sched.request_lease(b"a", 2, units(CPU=1))
+    out = sched.return_lease(g.lease_id, kill_worker=True)
+    assert out[0] == StopWorker(b"w1")
+    assert not any(isinstance(i, Grant) for i in out)
+    assert StartWorker() in out  # the queued request needs a worker
+    # The stopped worker exits later; it was the only one, so min_workers asks for none more
+    # (one start is already pending).
+    assert sched.worker_exited(b"w1") == []
+    assert sched.worker_started(b"w2") == [Grant(b"a", 2, 2, b"w2")]
+    sched.check_invariants()
+
+
+def test_cancel_request_removes_it():
+    sched = LocalScheduler(units(CPU=1), min_workers=0)
+    sched.request_lease(b"a", 1, units(CPU=1))
+    assert sched.cancel_request(b"a", 1) == []
+    assert sched.cancel_request(b"a", 1) == []  # idempotent
+    assert sched.worker_started(b"w") == []
+    assert not sched.leases
+
+
+def test_blocked_worker_frees_cpu_for_nested_request_then_owes_it_back():
+    sched = LocalScheduler(units(CPU=1), min_workers=2)
+    sched.start()
+    started(sched, b"w1", b"w2")
+    [outer] = sched.request_lease(b"driver", 1, units(CPU=1))
+    # The outer task submits a nested one: no CPU left, so it queues.
+    assert sched.request_lease(outer.worker_id, 1, units(CPU=1)) == []
+    # The outer task blocks in get(): its CPU goes back and the nested task runs.
+    out = sched.set_blocked(outer.worker_id, True)
+    assert out == [Grant(outer.worker_id, 1, 2, b"w1" if outer.worker_id == b"w2" else b"w2")]
+    [inner] = out
+    assert sched.available == {"CPU": 0}
+    assert sched.leases[outer.lease_id].held == {"CPU": 0}
+    sched.check_invariants()
+    # Another request queues behind the debt that is about to appear.
+    sched.request_lease(b"driver", 2, units(CPU=1))
+    # The outer task unblocks while the inner still runs: nothing is free, so it owes 1 CPU.
+    assert sched.set_blocked(outer.worker_id, False) == []
+    lease = sched.leases[outer.lease_id]
+    assert lease.held == {"CPU": 0} and lease.owed == {"CPU": U}
+    sched.check_invariants()
+    # The inner lease returns: its CPU repays the debt before the queued request sees it.
+    out = sched.return_lease(inner.lease_id)
+    assert not any(isinstance(i, Grant) for i in out)
+    assert lease.held == {"CPU": U} and lease.owed == {}
+    assert sched.available == {"CPU": 0}
+    assert (b"driver", 2) in sched.queue
+    sched.check_invariants()
+    # Only when the outer lease returns is the queued request granted.
+    out = sched.return_lease(outer.lease_id)
+    assert [type(i) for i in out] == [Grant] and out[0].request_id == 2
+    sched.check_invariants()
+
+
+def test_unblock_takes_back_what_is_free_and_owes_the_rest():
+    sched = LocalScheduler(units(CPU=2), min_workers=3)
+    sched.start()
+    started(sched, b"w1", b"w2", b"w3")
+    [outer] = sched.request_lease(b"d", 1, units(CPU=2))
+    sched.set_blocked(outer.worker_id, True)
+    [inner] = sched.request_lease(b"d", 2, units(CPU=1))
+    sched.set_blocked(outer.worker_id, False)
+    lease = sched.leases[outer.lease_id]
+    assert lease.held == {"CPU": U} and lease.owed == {"CPU": U}
+    assert sched.available == {"CPU": 0}
+    sched.check_invariants()
+    # Blocking again while owing: gives back only what it holds, forgets the debt.
+    sched.set_blocked(outer.worker_id, True)
+    assert lease.held == {"CPU": 0} and lease.owed == {}
+    assert sched.available == {"CPU": U}
+    sched.check_invariants()
+    # Repeated notifications are no-ops.
+    assert sched.set_blocked(outer.worker_id, True) == []
+    assert sched.set_blocked(b"not-a-worker", True) == []
+    sched.return_lease(inner.lease_id)
+    sched.return_lease(outer.lease_id)
+    assert sched.available == {"CPU": 2 * U}
+    sched.check_invariants()
+
+
+def test_blocked_lease_without_cpu_changes_nothing():
+    sched = LocalScheduler(units(CPU=1, x=1), min_workers=1)
+    sched.start()
+    sched.worker_started(b"w")
+    [g] = sched.request_lease(b"c", 1, units(x=1))
+    before = dict(sched.available)
+    assert sched.set_blocked(b"w", True) == []
+    assert sched.available == before
+    assert sched.set_blocked(b"w", False) == []
+    assert sched.available == before
+    sched.check_invariants()
+
+
+def test_fractional_half_cpu_packing():
+    """Four 0.5-CPU leases fit on 2 CPUs; a fifth waits for one of them."""
+    sched = LocalScheduler(units(CPU=2), min_workers=5)
+    sched.start()
+    started(sched, *[b"w%d" % i for i in range(5)])
+    grants = []
+    for rid in range(1, 5):
+        out = sched.request_lease(b"c", rid, units(CPU=0.5))
+        assert kinds(out) == ["Grant"]
+        grants += out
+    assert sched.available == {"CPU": 0}
+    assert len({g.worker_id for g in grants}) == 4
+    assert sched.request_lease(b"c", 5, units(CPU=0.5)) == []
+    out = sched.return_lease(grants[0].lease_id)
+    assert kinds(out) == ["Grant"] and out[0].request_id == 5
+    assert sched.available == {"CPU": 0}
+    sched.check_invariants()
+    for g in grants[1:] + out:
+        sched.return_lease(g.lease_id)
+    assert sched.available == {"CPU": 2 * U}
+    sched.check_invariants()
+
+
+def test_tenth_cpus_sum_exactly():
+    sched = LocalScheduler(units(CPU=1), min_workers=11)
+    sched.start()
+    started(sched, *[b"w%d" % i for i in range(11)])
+    grants = []
+    for rid in range(10):
+        grants += sched.request_lease(b"c", rid, units(CPU=0.1))
+    assert len(grants) == 10 and sched.available == {"CPU": 0}
+    assert sched.request_lease(b"c", 10, units(CPU=0.1)) == []
+    sched.check_invariants()
+
+
+def test_infeasible_reported_once_and_stays_queued():
+    sched = LocalScheduler(units(CPU=2), min_workers=1)
+    sched.start()
+    sched.worker_started(b"w")
+    need = units(CPU=4)
+    assert sched.request_lease(b"c", 1, need) == [Infeasible(b"c", 1, need)]
+    assert (b"c", 1) in sched.queue
+    # Later scheduling passes do not repeat the report.
+    [g] = sched.request_lease(b"c", 2, units(CPU=1))
+    assert kinds(sched.return_lease(g.lease_id)) == []
+    assert sched.request_lease(b"c", 3, units(GPU=1)) == [Infeasible(b"c", 3, units(GPU=1))]
+    assert sched.request_lease(b"c", 4, units(CPU=1)) == [Grant(b"c", 4, 2, b"w")]
+    # Capacity grows: the infeasible request becomes grantable.
+    sched.return_lease(2)
+    sched.add_total(units(CPU=2))
+    assert sched.return_lease(999) == []
+    assert sched.cancel_request(b"c", 3) == []
+    sched.worker_started(b"w2")
+    assert (b"c", 1) not in sched.queue
+    sched.check_invariants()
+
+
+def test_worker_exit_loses_lease_and_restarts_up_to_min():
+    sched = LocalScheduler(units(CPU=1), min_workers=1)
+    sched.start()
+    sched.worker_started(b"w")
+    [g] = sched.request_lease(b"c", 1, units(CPU=1))
+    out = sched.worker_exited(b"w")
+    assert out == [LeaseLost(b"c", g.lease_id, b"w"), StartWorker()]
+    assert sched.available == {"CPU": U} and not sched.leases
+    assert sched.worker_exited(b"w") == []  # a second report of the same exit
+    sched.check_invariants()
+
+
+def test_client_exit_drops_requests_and_kills_its_workers():
+    sched = LocalScheduler(units(CPU=2), min_workers=2)
+    sched.start()
+    started(sched, b"w1", b"w2")
+    [g] = sched.request_lease(b"a", 1, units(CPU=2))
+    sched.request_lease(b"a", 2, units(CPU=1))
+    sched.request_lease(b"b", 1, units(CPU=1))
+    out = sched.client_exited(b"a")
+    assert StopWorker(g.worker_id) in out
+    grants = [i for i in out if isinstance(i, Grant)]
+    assert [(i.client, i.request_id) for i in grants] == [(b"b", 1)]
+    assert grants[0].worker_id != g.worker_id
+    assert list(sched.queue) == []
+    sched.check_invariants()
+
+
+def test_pool_never_exceeds_max_workers():
+    sched = LocalScheduler(units(CPU=100), min_workers=1, max_extra_workers=2)
+    out = sched.start()
+    for rid in range(10):
+        out += sched.request_lease(b"c", rid, units(CPU=1))
+    assert out.count(StartWorker()) == sched.max_workers == 3
+    assert sched.starting == 3
+
+
+# ================================================================== state machine
+
+CLIENTS = (b"c0", b"c1", b"c2")
+CPU_AMOUNTS = (0, 0.25, 0.5, 1, 1, 2, 3, 16)
+GPU_AMOUNTS = (0, 0, 0, 0.5, 1, 4)
+CUSTOM_AMOUNTS = (0, 0, 0, 0.5, 1, 2, 100)
+
+shapes = st.builds(
+    lambda cpu, gpu, custom, unknown: R.to_units(
+        {"CPU": cpu, "GPU": gpu, "custom": custom, "nowhere": unknown}),
+    st.sampled_from(CPU_AMOUNTS), st.sampled_from(GPU_AMOUNTS),
+    st.sampled_from(CUSTOM_AMOUNTS), st.sampled_from((0,) * 9 + (1,)))
+
+
+class SchedulerMachine(RuleBasedStateMachine):
+    """Plays the node daemon against LocalScheduler and keeps a model of what it was told."""
+
+    @initialize(
+        cpus=st.sampled_from((0, 1, 2, 4)),
+        gpus=st.sampled_from((0, 1, 2)),
+        custom=st.sampled_from((0, 0.5, 1, 3)),
+        min_workers=st.integers(0, 3),
+        max_extra=st.integers(0, 4),
+    )
+    def setup(self, cpus, gpus, custom, min_workers, max_extra):
+        self.total = R.to_units({"CPU": cpus, "GPU": gpus, "custom": custom})
+        self.sched = LocalScheduler(self.total, min_workers, max_extra)
+        self.requests: dict[tuple, dict] = {}     # key -> need, for every request ever made
+        self.queued: set[tuple] = set()
+        self.granted: set[tuple] = set()
+        self.cancelled: set[tuple] = set()
+        self.infeasible: set[tuple] = set()
+        self.next_rid = Counter()
+        self.leases: dict[int, dict] = {}         # lease_id -> {key, worker, client, blocked}
+        self.lease_ids_seen: set[int] = set()
+        self.workers: dict[bytes, str] = {}       # worker -> idle | leased | stopping
+        self.pending_starts = 0
+        self.worker_seq = 0
+        self.apply(self.sched.start())
+        assert self.pending_starts == min_workers
+
+    # -------------------------------------------------------------- instruction handling
+
+    def apply(self, out, expect_stop=(), expect_lost=(), expect_start=None):
+        """Checks each instruction against the model, then updates the model as the daemon
+        would act on it. expect_* are instructions the event must (and may only) produce."""
+        stops, lost = [], []
+        starts = 0
+        for ins in out:
+            if isinstance(ins, Grant):
+                key = (ins.client, ins.request_id)
+                assert key in self.requests, ins
+                assert key not in self.granted, f"granted twice: {ins}"
+                assert key in self.queued, f"grant for a request not queued: {ins}"
+                need = self.requests[key]
+                assert R.fits(need, self.total), ins
+                assert self.workers.get(ins.worker_id) == "idle", (ins, self.workers)
+                assert ins.lease_id not in self.lease_ids_seen, ins
+                assert ins.worker_id not in {l["worker"] for l in self.leases.values()}
+                self.queued.discard(key)
+                self.granted.add(key)
+                self.lease_ids_seen.add(ins.lease_id)
+                self.leases[ins.lease_id] = {"key": key, "worker": ins.worker_id,
+                                             "client": ins.client, "blocked": False}
+                self.workers[ins.worker_id] = "leased"
+            elif isinstance(ins, Infeasible):
+                key = (ins.client, ins.request_id)
+                assert key in self.queued, ins
+                assert key not in self.infeasible, f"infeasible reported twice: {ins}"
+                assert ins.need == self.requests[key]
+                assert not R.fits(ins.need, self.sched.total), ins
+                self.infeasible.add(key)
+            elif isinstance(ins, StartWorker):
+                starts += 1
+                self.pending_starts += 1
+            elif isinstance(ins, StopWorker):
+                stops.append(ins)
+            elif isinstance(ins, LeaseLost):
+                lost.append(ins)
+            else:
+                raise AssertionError(f"unknown instruction {ins!r}")
+        assert sorted(stops, key=repr) == sorted(expect_stop, key=repr), (stops, expect_stop)
+        assert sorted(lost, key=repr) == sorted(expect_lost, key=repr), (lost, expect_lost)
+        for ins in stops:
+            self.workers[ins.worker_id] = "stopping"
+        if expect_start is not None:
+            assert starts >= expect_start, (out, expect_start)
+        return out
+
+    def _drop_lease(self, lease_id):
+        return self.leases.pop(lease_id)
+
+    # -------------------------------------------------------------- rules
+
+    @rule(client=st.sampled_from(CLIENTS), need=shapes)
+    def request_lease(self, client, need):
+        rid = self.next_rid[client]
+        self.next_rid[client] += 1
+        key = (client, rid)
+        self.requests[key] = need
+        self.queued.add(key)
+        out = self.apply(self.sched.request_lease(client, rid, need))
+        if not R.fits(need, self.total):
+            assert Infeasible(client, rid, need) in out  # reported at once
+            assert key in self.queued
+
+    @precondition(lambda self: self.requests)
+    @rule(data=st.data())
+    def cancel_request(self, data):
+        key = data.draw(st.sampled_from(sorted(self.requests)))
+        assert self.sched.cancel_request(*key) == []
+        if key in self.queued:
+            self.queued.discard(key)
+            self.cancelled.add(key)
+
+    @precondition(lambda self: self.leases)
+    @rule(data=st.data(), kill=st.booleans())
+    def return_lease(self, data, kill):
+        lease_id = data.draw(st.sampled_from(sorted(self.leases)))
+        lease = self._drop_lease(lease_id)
+        if not kill:
+            self.workers[lease["worker"]] = "idle"
+        self.apply(self.sched.return_lease(lease_id, kill_worker=kill),
+                   expect_stop=[StopWorker(lease["worker"])] if kill else [])
+
+    @precondition(lambda self: self.lease_ids_seen)
+    @rule(data=st.data(), kill=st.booleans())
+    def return_stale_lease(self, data, kill):
+        """A duplicate or late ReturnLease for a lease that is already gone."""
+        stale = sorted(self.lease_ids_seen - set(self.leases))
+        lease_id = data.draw(st.sampled_from(stale or [10**9]))
+        assert self.sched.return_lease(lease_id, kill_worker=kill) == []
+
+    @precondition(lambda self: self.pending_starts > 0)
+    @rule()
+    def worker_started(self):
+        self.pending_starts -= 1
+        self.worker_seq += 1
+        worker = b"w%d" % self.worker_seq
+        self.workers[worker] = "idle"
+        self.apply(self.sched.worker_started(worker))
+
+    @precondition(lambda self: self.pending_starts > 0)
+    @rule()
+    def worker_start_failed(self):
+        self.pending_starts -= 1
+        self.apply(self.sched.worker_start_failed())
+
+    @precondition(lambda self: self.workers)
+    @rule(data=st.data())
+    def worker_exited(self, data):
+        worker = data.draw(st.sampled_from(sorted(self.workers)))
+        state = self.workers.pop(worker)
+        lost = []
+        for lease_id, lease in list(self.leases.items()):
+            if lease["worker"] == worker:
+                assert state == "leased"
+                self._drop_lease(lease_id)
+                lost.append(LeaseLost(lease["client"], lease_id, worker))
+        below_min = len(self.workers) + self.pending_starts < self.sched.min_workers
+        out = self.apply(self.sched.worker_exited(worker), expect_lost=lost,
+                         expect_start=1 if below_min else None)
+        if lost:
+            assert out[0] == lost[0]  # the holder hears before anything else happens
+
+    @rule(client=st.sampled_from(CLIENTS))
+    def client_exited(self, client):
+        for key in [k for k in self.queued if k[0] == client]:
+            self.queued.discard(key)
+            self.cancelled.add(key)
+        stops = []
+        for lease_id, lease in list(self.leases.items()):
+            if lease["client"] == client:
+                self._drop_lease(lease_id)
+                stops.append(StopWorker(lease["worker"]))
+        self.apply(self.sched.client_exited(client), expect_stop=stops)
+
+    @precondition(lambda self: self.workers)
+    @rule(data=st.data(), blocked=st.booleans())
+    def set_blocked(self, data, blocked):
+        worker = data.draw(st.sampled_from(sorted(self.workers)))
+        held = [l for l in self.leases.values() if l["worker"] == worker]
+        out = self.sched.set_blocked(worker, blocked)
+        if blocked:
+            self.apply(out)
+        else:
+            assert out == []  # unblocking only takes resources
+        if held:
+            held[0]["blocked"] = blocked
+        else:
+            assert out == []
+
+    @rule(client=st.sampled_from(CLIENTS), blocked=st.booleans())
+    def driver_blocked(self, client, blocked):
+        """Drivers block in get() too; they hold no lease, so nothing changes."""
+        assert self.sched.set_blocked(client, blocked) == []
+
+    # -------------------------------------------------------------- invariants
+
+    @invariant()
+    def scheduler_invariants(self):
+        self.sched.check_invariants()
+
+    @invariant()
+    def resources_in_bounds(self):
+        s = self.sched
+        assert set(s.available) <= set(s.total), (s.available, s.total)
+        for name, total in s.total.items():
+            assert 0 <= s.available.get(name, 0) <= total, (name, s.available, s.total)
+        for lease in s.leases.values():
+            for name, amount in lease.held.items():
+                assert 0 <= amount <= lease.need.get(name, 0), lease
+
+    @invariant()
+    def every_request_in_exactly_one_state(self):
+        assert set(self.sched.queue) == self.queued
+        assert not (self.queued & self.granted)
+        assert not (self.queued & self.cancelled)
+        assert self.queued | self.granted | self.cancelled == set(self.requests)
+        # Infeasible requests are never granted here (total never grows in this machine).
+        assert not (self.infeasible & self.granted)
+        for key in self.queued:
+            request = self.sched.queue[key]
+            assert request.need == self.requests[key]
+            assert request.reported_infeasible == (key in self.infeasible)
+            # Every infeasible shape that is still queued has been reported.
+            assert R.fits(request.need, self.total) or key in self.infeasible
+
+    @invariant()
+    def leases_match_model(self):
+        s = self.sched
+        assert set(s.leases) == set(self.leases)
+        for lease_id, model in self.leases.items():
+            lease = s.leases[lease_id]
+            assert lease.worker_id == model["worker"]
+            assert lease.client == model["client"]
+            assert lease.need == self.requests[model["key"]]
+            assert lease.blocked == model["blocked"]
+            assert s.worker_lease[model["worker"]] == lease_id
+        holders = Counter(l["worker"] for l in self.leases.values())
+        assert all(n == 1 for n in holders.values()), holders
+
+    @invariant()
+    def held_plus_owed_is_need(self):
+        for lease in self.sched.leases.values():
+            for name, need in lease.need.items():
+                held = lease.held.get(name, 0)
+                owed = lease.owed.get(name, 0)
+                if lease.blocked and name == CPU:
+                    assert held == 0 and owed == 0, lease
+                else:
+                    assert held + owed == need, lease
+            assert set(lease.owed) <= {CPU}, lease
+
+    @invariant()
+    def debts_are_repaid_first(self):
+        """While any lease owes CPU, no CPU sits unused in the pool."""
+        if any(l.owed.get(CPU) for l in self.sched.leases.values()):
+            assert self.sched.available.get(CPU, 0) == 0, self.sched.available
+
+    @invariant()
+    def workers_match_model(self):
+        s = self.sched
+        assert s.starting == self.pending_starts
+        assert set(s.workers) == set(self.workers)
+        for worker, state in self.workers.items():
+            assert s.workers[worker] == (IDLE if state == "idle" else LEASED), (worker, state)
+        assert len(s.workers) + s.starting <= s.max_workers
+
+    @invariant()
+    def work_conserving(self):
+        """No feasible queued request fits the free resources while a worker idles, and if one
+        fits but lacks a worker, a worker is on its way (or the pool is full)."""
+        s = self.sched
+        fitting = [r for r in s.queue.values() if R.fits(r.need, s.available)]
+        if not fitting:
+            return
+        idle = [w for w, state in s.workers.items() if state == IDLE]
+        assert not idle, (fitting, idle)
+        assert s.starting > 0 or len(s.workers) >= s.max_workers, (fitting, s.workers)
+
+
+SchedulerMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+TestSchedulerMachine = SchedulerMachine.TestCase

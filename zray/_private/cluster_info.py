@@ -1,0 +1,71 @@
+"""Finding a running cluster: `address="auto"`, ZRAY_ADDRESS, and one-shot head queries for the
+CLI (no core worker needed)."""
+from __future__ import annotations
+
+import os
+
+import zmq
+
+from zray._config import config
+from zray._fast import random_id
+from zray._private import protocol as P
+from zray._private.transport import REPLY, Endpoint
+
+
+class ClusterNotFound(ConnectionError):
+    pass
+
+
+def resolve_address(address: str) -> str:
+    """'auto' -> the head started on this machine by `zray start --head`; otherwise host:port."""
+    if address in ("auto", None, ""):
+        address = config.address or _local_head_address()
+    return address if "://" in address else "tcp://" + address
+
+
+def _local_head_address() -> str:
+    path = os.path.join(config.session_dir_root, "head_address")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        raise ClusterNotFound(
+            "Could not find any running zray instance. Start one with 'zray start --head', or "
+            "call zray.init() without an address for a local cluster.") from None
+
+
+def request(address: str, msg, timeout: float = 5.0):
+    """Sends one request and waits for its answer, from a throwaway endpoint."""
+    ctx = zmq.Context()
+    endpoint = Endpoint(b"cli-" + random_id(8), ["tcp://127.0.0.1:*"], ctx)
+    try:
+        endpoint.send(address, msg, seq=1)
+        poller = zmq.Poller()
+        poller.register(endpoint.inbox, zmq.POLLIN)
+        remaining_ms = int(timeout * 1000)
+        while remaining_ms > 0:
+            if not poller.poll(min(remaining_ms, 100)):
+                remaining_ms -= 100
+                continue
+            received = endpoint.receive()
+            if received and received[3] & REPLY and received[2] == 1:
+                return received[1]
+        raise ClusterNotFound(f"no zray head answered at {address} within {timeout}s")
+    finally:
+        endpoint.close()
+        ctx.term()
+
+
+def fetch_nodes(address: str) -> list:
+    return request(address, P.GetNodes(True)).nodes
+
+
+def local_node_of(address: str) -> dict:
+    """The live node of this machine in the cluster at `address` (its ipc socket is here)."""
+    for node in fetch_nodes(address):
+        path = node["address"].replace("ipc://", "")
+        if node["alive"] and node["address"].startswith("ipc://") and os.path.exists(path):
+            return node
+    raise ClusterNotFound(
+        f"the cluster at {address} has no node on this machine; start one with "
+        f"'zray start --address={address.replace('tcp://', '')}'")

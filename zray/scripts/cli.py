@@ -1,0 +1,169 @@
+"""`zray start | stop | status`: the cluster CLI, with `ray`'s flags so habits carry over.
+
+This module only parses options and starts or signals daemons; the daemon is zray-node.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from zray.scripts.node import add_node_flags
+
+ADDRESS_FILE = "head_address"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="zray", description="Manage zray clusters.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    start = commands.add_parser("start", help="start a node daemon on this machine")
+    add_node_flags(start)
+    start.add_argument("--block", action="store_true", help="run in the foreground")
+
+    stop = commands.add_parser("stop", help="stop this machine's node daemons")
+    stop.add_argument("-f", "--force", action="store_true", help="kill with SIGKILL")
+    stop.add_argument("-g", "--grace-period", type=int, default=16,
+                      help="seconds to wait before killing (default 16)")
+
+    status = commands.add_parser("status", help="show the cluster's nodes and resources")
+    status.add_argument("--address", default=None, help="head address (default: the local one)")
+
+    args = parser.parse_args(argv)
+    return {"start": cmd_start, "stop": cmd_stop, "status": cmd_status}[args.command](args)
+
+
+def cmd_start(args) -> int:
+    from zray._config import config
+
+    if not args.head and not args.address:
+        print("zray start: give --head to start a cluster or --address=HOST:PORT to join one",
+              file=sys.stderr)
+        return 2
+    cmd = [sys.executable, "-m", "zray.scripts.node", "--ready-json"]
+    for flag in ("head",):
+        if getattr(args, flag):
+            cmd.append("--" + flag)
+    for flag in ("port", "address", "num_cpus", "num_gpus", "resources", "object_store_memory",
+                 "node_ip_address"):
+        value = getattr(args, flag)
+        if value is not None:
+            cmd += ["--" + flag.replace("_", "-"), str(value)]
+    if args.block:
+        return subprocess.call(cmd[:3] + cmd[4:])
+    import tempfile
+
+    # Until the node has its session directory, its errors go to a scratch file we show on
+    # failure; once ready it logs into <session>/logs/node.log.
+    with tempfile.TemporaryFile() as early_log:
+        process = subprocess.Popen(cmd + ["--log-to-session"], stdout=subprocess.PIPE,
+                                   stderr=early_log, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        line = process.stdout.readline()
+        process.stdout.close()
+        if not line:
+            early_log.seek(0)
+            sys.stderr.write(early_log.read().decode(errors="replace"))
+            print("zray start: the node failed to start", file=sys.stderr)
+            return 1
+    info = json.loads(line)
+    head = info["head_address"].replace("tcp://", "")
+    if args.head:
+        with open(os.path.join(config.session_dir_root, ADDRESS_FILE), "w") as f:
+            f.write(head)
+    print(f"Started zray node {info['node_id'][:12]} (pid {info['pid']}) in {info['session_dir']}")
+    print(f"Head address: {head}")
+    print(f"Connect with zray.init(address='{head}') or zray.init(address='auto');")
+    print(f"add nodes with: zray start --address={head}")
+    return 0
+
+
+def local_node_pids() -> list:
+    from zray._config import config
+    from zray._private import session
+
+    pids = []
+    root = config.session_dir_root
+    for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        nodes = os.path.join(root, entry, "nodes")
+        if not entry.startswith("session_") or not os.path.isdir(nodes):
+            continue
+        for name in os.listdir(nodes):
+            try:
+                pid, kind = session.read_node_pid(os.path.join(nodes, name))
+            except (OSError, ValueError, IndexError):
+                continue
+            if kind == "daemon" and session._pid_alive(pid):
+                pids.append(pid)
+    return pids
+
+
+def cmd_stop(args) -> int:
+    pids = local_node_pids()
+    sig = signal.SIGKILL if args.force else signal.SIGTERM
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + args.grace_period
+    remaining = list(pids)
+    while remaining and time.monotonic() < deadline:
+        remaining = [p for p in remaining if _alive(p)]
+        time.sleep(0.05)
+    for pid in remaining:
+        os.kill(pid, signal.SIGKILL)
+    from zray._config import config
+    from zray._private import session
+
+    session.clean_stale_sessions()
+    try:
+        os.unlink(os.path.join(config.session_dir_root, ADDRESS_FILE))
+    except FileNotFoundError:
+        pass
+    print(f"Stopped {len(pids)} zray node(s).")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def cmd_status(args) -> int:
+    from zray._private.cluster_info import fetch_nodes, resolve_address
+
+    address = resolve_address(args.address or "auto")
+    nodes = fetch_nodes(address)
+    alive = [n for n in nodes if n["alive"]]
+    print(f"======== zray cluster status ({address}) ========")
+    print(f"Nodes: {len(alive)} alive, {len(nodes) - len(alive)} dead")
+    for node in nodes:
+        state = "ALIVE" if node["alive"] else f"DEAD ({node['death_reason']})"
+        print(f"  {node['node_id'].hex()[:12]}  {node['ip']:<15} {state}"
+              f"{'  head' if node['is_head'] else ''}")
+    totals, used = {}, {}
+    for node in alive:
+        for name, amount in node["resources"].items():
+            totals[name] = totals.get(name, 0) + amount
+            used[name] = used.get(name, 0) + amount - node["available"].get(name, 0)
+    print("Resources (used/total):")
+    for name in sorted(totals):
+        if name.startswith("node:") or name in ("memory", "object_store_memory"):
+            continue
+        print(f"  {used[name]:g}/{totals[name]:g} {name}")
+    store_used = sum(n["store_used"] for n in alive)
+    store_total = sum(n["object_store_memory"] for n in alive)
+    print(f"Object store: {store_used / 2**20:.1f} MiB used of {store_total / 2**30:.2f} GiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
