@@ -526,12 +526,18 @@ def idle_cluster_memory():
     (psutil children(recursive=True): for Ray gcs_server, raylet, workers, agents, log monitor;
     for zray node daemon, zygote, workers), 3 s after init() returned.  Sum of RSS (shared pages
     counted once per process), sum of PSS (shared pages split between sharers) and sum of USS
-    (pages private to one process), in MiB."""
+    (pages private to one process), in MiB.  Also the growth of /dev/shm use (tmpfs pages of a
+    shared-memory object store are RAM too, but show in no process's RSS until mapped and
+    touched)."""
+    import shutil
+
     import psutil
 
+    shm_before = shutil.disk_usage("/dev/shm").used if os.path.isdir("/dev/shm") else None
     init()
     try:
         time.sleep(3.0)
+        shm_after = shutil.disk_usage("/dev/shm").used if shm_before is not None else None
         me = psutil.Process()
         procs = [me] + me.children(recursive=True)
         per = []
@@ -563,6 +569,9 @@ def idle_cluster_memory():
                      "unit": "MiB", "better": "lower"},
                     {"label": "sum of USS, driver + descendants", "value": uss / 2**20,
                      "unit": "MiB", "better": "lower"}]
+    if shm_before is not None:
+        rows.append({"label": "/dev/shm in use (growth since before init)",
+                     "value": (shm_after - shm_before) / 2**20, "unit": "MiB", "better": "lower"})
     return {"value": rss / 2**20, "unit": "MiB", "better": "lower",
             "extra": {"label": "sum of RSS, driver + descendants", "processes": per,
                       "rows": rows}}
@@ -590,6 +599,10 @@ def main(argv=None):
     if args.workload not in WORKLOADS:
         parser.error(f"unknown workload {args.workload!r}; see --list")
     FRAMEWORK = args.framework
+    dump_after = float(os.environ.get("ZRAY_PERF_DUMP_AFTER_S", "0") or 0)
+    if dump_after > 0:  # a hang leaves the driver's stacks on stderr for the harness' log
+        import faulthandler
+        faulthandler.dump_traceback_later(dump_after, exit=False)
     t0 = time.perf_counter()
     if FRAMEWORK == "ray":
         import ray as module
@@ -598,7 +611,7 @@ def main(argv=None):
     IMPORT_S = time.perf_counter() - t0
     ray = module
     result = {"workload": args.workload, "framework": FRAMEWORK,
-              "version": getattr(module, "__version__", None)}
+              "version": getattr(module, "__version__", None), "module": module.__file__}
     if FRAMEWORK == "zray":
         try:
             import zray._fast as fast

@@ -1,7 +1,9 @@
 """zray: a Ray-compatible distributed runtime. Use it as ``import zray as ray``."""
 from zray import exceptions
-from zray.api import (available_resources, cancel, cluster_resources, get, get_gpu_ids, init,
-                      is_initialized, nodes, put, remote, shutdown, wait)
+from zray import actor
+from zray.actor import method
+from zray.api import (available_resources, cancel, cluster_resources, get, get_actor,
+                      get_gpu_ids, init, is_initialized, kill, nodes, put, remote, shutdown, wait)
 from zray.object_ref import ObjectRef
 from zray.runtime_context import (ActorID, JobID, NodeID, TaskID, WorkerID,
                                   get_runtime_context)
@@ -10,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActorID", "JobID", "NodeID", "ObjectRef", "TaskID", "WorkerID", "available_resources",
-    "cancel", "cluster_resources", "exceptions", "get", "get_gpu_ids", "get_runtime_context",
-    "init", "is_initialized", "nodes", "put", "remote", "shutdown", "wait",
+    "actor", "cancel", "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids",
+    "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put", "remote",
+    "shutdown", "wait",
 ]

@@ -237,7 +237,9 @@ def _make_remote(target, options):
     import inspect
 
     if inspect.isclass(target):
-        raise NotImplementedError("actors (@remote on a class) are not available in zray yet")
+        from zray.actor import ActorClass
+
+        return ActorClass(target, options)
     if not callable(target):
         raise TypeError("The @remote decorator must be applied to a function or a class.")
     return RemoteFunction(target, options)
@@ -369,3 +371,33 @@ def _sum_resources(field: str) -> dict:
 def get_gpu_ids() -> list:
     runtime.require_connected()
     return []
+
+
+# ---------------------------------------------------------------------- actors
+
+def get_actor(name: str, namespace: str | None = None):
+    """The handle of the live actor named `name` in `namespace` (default: this job's)."""
+    from zray.actor import _lookup
+
+    if not isinstance(name, str) or not name:
+        raise ValueError("Please supply a non-empty value to get_actor")
+    if namespace is not None and not isinstance(namespace, str):
+        raise TypeError("namespace must be None or a string")
+    core = runtime.require_connected()
+    handle = _lookup(core, name, namespace if namespace is not None else core.namespace)
+    if handle is None:
+        raise ValueError(
+            f"Failed to look up actor with name '{name}'. This could because 1. You are trying "
+            "to look up a named actor you didn't create. 2. The named actor died. 3. You did "
+            "not use a namespace matching the namespace of the actor.")
+    return handle
+
+
+def kill(actor, *, no_restart: bool = True):
+    """Kills an actor immediately: its running and queued calls fail with ActorDiedError."""
+    from zray.actor import ActorHandle
+
+    if not isinstance(actor, ActorHandle):
+        raise ValueError("ray.kill() only supported for actors. For tasks, try ray.cancel(). "
+                         f"Got: {type(actor)}.")
+    runtime.require_connected().actor_submitter.kill(actor._actor_id, no_restart)

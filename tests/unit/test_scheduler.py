@@ -292,22 +292,25 @@ def test_pool_never_exceeds_max_workers():
 # ================================================================== state machine
 
 CLIENTS = (b"c0", b"c1", b"c2")
-CPU_AMOUNTS = (0, 0.25, 0.5, 1, 1, 2, 3, 16)
-GPU_AMOUNTS = (0, 0, 0, 0.5, 1, 4)
-CUSTOM_AMOUNTS = (0, 0, 0, 0.5, 1, 2, 100)
-
-shapes = st.builds(
+COMMON_SHAPES = [R.to_units(shape) for shape in (
+    {"CPU": 1}, {"CPU": 1}, {"CPU": 0.5}, {"CPU": 0.5}, {"CPU": 0.25}, {"CPU": 2}, {},
+    {"CPU": 1, "GPU": 1}, {"CPU": 0.5, "custom": 0.5}, {"custom": 1}, {"GPU": 0.5},
+    {"CPU": 16}, {"CPU": 1, "nowhere": 1}, {"GPU": 4}, {"custom": 100},
+)]
+mixed_shapes = st.builds(
     lambda cpu, gpu, custom, unknown: R.to_units(
         {"CPU": cpu, "GPU": gpu, "custom": custom, "nowhere": unknown}),
-    st.sampled_from(CPU_AMOUNTS), st.sampled_from(GPU_AMOUNTS),
-    st.sampled_from(CUSTOM_AMOUNTS), st.sampled_from((0,) * 9 + (1,)))
+    st.sampled_from((0, 0.25, 0.5, 1, 2, 3, 16)), st.sampled_from((0, 0.5, 1, 4)),
+    st.sampled_from((0, 0.5, 1, 2, 100)), st.sampled_from((0, 0, 0, 1)))
+common_shapes = st.sampled_from(COMMON_SHAPES).map(dict)
+shapes = st.one_of(common_shapes, common_shapes, common_shapes, mixed_shapes)
 
 
 class SchedulerMachine(RuleBasedStateMachine):
     """Plays the node daemon against LocalScheduler and keeps a model of what it was told."""
 
     @initialize(
-        cpus=st.sampled_from((0, 1, 2, 4)),
+        cpus=st.sampled_from((2, 4, 1, 0)),
         gpus=st.sampled_from((0, 1, 2)),
         custom=st.sampled_from((0, 0.5, 1, 3)),
         min_workers=st.integers(0, 3),
@@ -480,6 +483,36 @@ class SchedulerMachine(RuleBasedStateMachine):
             held[0]["blocked"] = blocked
         else:
             assert out == []
+
+    @precondition(lambda self: self.leases)
+    @rule(data=st.data())
+    def toggle_blocked(self, data):
+        """A leased worker enters or leaves get(): the common case, so it gets its own rule."""
+        lease_id = data.draw(st.sampled_from(sorted(self.leases)))
+        lease = self.leases[lease_id]
+        blocked = not lease["blocked"]
+        out = self.sched.set_blocked(lease["worker"], blocked)
+        if blocked:
+            self.apply(out)
+        else:
+            assert out == []
+        lease["blocked"] = blocked
+
+    @precondition(lambda self: self.leases)
+    @rule(data=st.data(), need=shapes)
+    def nested_request(self, data, need):
+        """A leased worker submits a task of its own and blocks waiting for it."""
+        lease_id = data.draw(st.sampled_from(sorted(self.leases)))
+        worker = self.leases[lease_id]["worker"]
+        rid = self.next_rid[worker]
+        self.next_rid[worker] += 1
+        key = (worker, rid)
+        self.requests[key] = need
+        self.queued.add(key)
+        self.apply(self.sched.request_lease(worker, rid, need))
+        if lease_id in self.leases and not self.leases[lease_id]["blocked"]:
+            self.leases[lease_id]["blocked"] = True
+            self.apply(self.sched.set_blocked(worker, True))
 
     @rule(client=st.sampled_from(CLIENTS), blocked=st.booleans())
     def driver_blocked(self, client, blocked):

@@ -34,6 +34,7 @@ from zray._private.memory_store import (KIND_ERROR, KIND_FREED, KIND_INLINE, KIN
                                         Entry, MemoryStore)
 from zray._private.reference_counter import ReferenceCounter
 from zray._private.serialization import deserialize, serialize
+from zray._private.actor_submitter import ActorSubmitter
 from zray._private.task_submitter import TaskSubmitter
 from zray._private.transport import REPLY, Endpoint, Requests
 from zray.object_ref import ObjectRef
@@ -53,6 +54,7 @@ class TaskContext(threading.local):
     """What is running on this thread: the task id and name (workers; threaded actors later)."""
     task_id: bytes | None = None
     name: str = ""
+    actor_id: bytes | None = None
 
 
 class CoreWorker:
@@ -84,6 +86,9 @@ class CoreWorker:
         self._futures_pool = None
         self.driver_task_id = self._driver_task_id(job_id)
         self.submitter = None  # needs the node's answer to registration; set below
+        self.actor_submitter = None
+        self.actor_dispatch = None  # set in an actor worker that runs calls off the main thread
+        self.actor_host = None
         self.io_thread = threading.Thread(target=self._io_loop, name="zray-io", daemon=True)
         self.io_thread.start()
         reply, _ = self.requests.call(node_address, P.RegisterClient(
@@ -100,6 +105,7 @@ class CoreWorker:
         finally:
             os.close(fd)
         self.submitter = TaskSubmitter(self)
+        self.actor_submitter = ActorSubmitter(self)
 
     @staticmethod
     def _driver_task_id(job_id: bytes) -> bytes:
@@ -151,6 +157,7 @@ class CoreWorker:
             self.memory_store.delete(oid)
         if self.submitter is not None:
             self.submitter.tick(time.monotonic())
+            self.actor_submitter.tick()
 
     def free_objects(self, object_ids):
         plasma = []
@@ -163,16 +170,29 @@ class CoreWorker:
             self.endpoint.send(self.node_address, P.FreeObjects(plasma))
 
     def on_task_done(self, identity, msg, seq, payload):
-        self.submitter.on_task_done(msg, payload)
+        if msg.lease_id == 0:
+            self.actor_submitter.on_task_done(msg, payload)
+        else:
+            self.submitter.on_task_done(msg, payload)
 
     def on_worker_died(self, identity, msg, seq, payload):
         self.submitter.on_worker_died(msg)
+
+    def on_actor_state(self, identity, msg, seq, payload):
+        self.actor_submitter.on_state(msg)
 
     def on_lease_infeasible(self, identity, msg, seq, payload):
         self.submitter.on_infeasible(msg)
 
     def on_push_task(self, identity, msg, seq, payload):
         self.task_queue.put((msg, payload))
+
+    def on_push_actor_task(self, identity, msg, seq, payload):
+        dispatch = self.actor_dispatch
+        if dispatch is None:
+            self.task_queue.put((msg, payload))
+        else:
+            dispatch(msg, payload)
 
     def on_cancel_task(self, identity, msg, seq, payload):
         if self._cancel_handler is not None:
@@ -200,6 +220,9 @@ class CoreWorker:
         P.WorkerDied: on_worker_died,
         P.LeaseInfeasible: on_lease_infeasible,
         P.PushTask: on_push_task,
+        P.StartActor: on_push_task,
+        P.PushActorTask: on_push_actor_task,
+        P.ActorState: on_actor_state,
         P.CancelTask: on_cancel_task,
         P.GetObjectStatus: on_get_object_status,
         P.LogLines: on_log_lines,
@@ -363,17 +386,18 @@ class CoreWorker:
 
     # ------------------------------------------------------------------ shutdown
 
-    def shutdown(self):
+    def shutdown(self, linger_ms: int = 0):
         if not self.running:
             return
         self.submitter.shutdown()
         self.running = False
-        self.io_thread.join(timeout=2)
+        if threading.current_thread() is not self.io_thread:
+            self.io_thread.join(timeout=2)
         if self._futures_pool is not None:
             self._futures_pool.shutdown(wait=False, cancel_futures=True)
         if self._pin_releases:
             self.endpoint.send(self.node_address, P.ReleaseObjects(list(self._pin_releases)))
-        self.endpoint.close()
+        self.endpoint.close(linger_ms)
         self.ctx.term()
 
 

@@ -5,14 +5,16 @@ It runs inside the head node's daemon process, on its own socket, driven by the 
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import struct
 import time
 from dataclasses import dataclass, field
 
+from zray._private import actor_manager as A
 from zray._private import protocol as P
 from zray._private.object_directory import ObjectDirectory
-from zray._private.transport import Endpoint
+from zray._private.transport import REPLY, Endpoint, Requests
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,10 @@ class NodeRecord:
 class HeadService:
     def __init__(self, endpoint: Endpoint, node_death_timeout_s: float):
         self.endpoint = endpoint
+        self.requests = Requests(endpoint)
+        self.actors = A.ActorManager()
+        self.actor_payloads: dict[bytes, list] = {}  # constructor frames, kept for restarts
+        self.actor_nodes: dict[bytes, str] = {}  # actor id -> address of the node running it
         self.node_death_timeout_s = node_death_timeout_s
         self.nodes: dict[bytes, NodeRecord] = {}
         self.jobs: dict[bytes, dict] = {}
@@ -54,15 +60,23 @@ class HeadService:
         self.kv_waiters: dict[tuple, list] = {}  # key -> [(identity, seq, deadline)]
         self.directory = ObjectDirectory()
         self._next_job = 1
+        self._pending_actor_placements: list = []
+        self._lease_request_ids = itertools.count(1)
 
     # ------------------------------------------------------------------ dispatch
 
-    def handle(self, identity: bytes, msg, seq: int, payload):
+    def handle(self, identity: bytes, msg, seq: int, flags: int, payload):
+        if flags & REPLY:
+            self.requests.deliver(msg, seq, payload)
+            return
         handler = getattr(self, "on_" + type(msg).__name__, None)
         if handler is None:
             logger.warning("head: unexpected %s", type(msg).__name__)
             return
-        handler(identity, msg, seq)
+        if type(msg) in (P.CreateActor, P.ActorStarted):
+            handler(identity, msg, seq, payload)
+        else:
+            handler(identity, msg, seq)
 
     def on_RegisterNode(self, identity, msg: P.RegisterNode, seq):
         self.nodes[msg.node_id] = NodeRecord(
@@ -70,6 +84,9 @@ class HeadService:
             msg.object_store_memory, msg.is_head, identity)
         logger.info("node %s joined at %s", msg.node_id.hex()[:12], msg.address)
         self.endpoint.reply(identity, P.Ok(0), seq)
+        pending, self._pending_actor_placements = self._pending_actor_placements, []
+        for actor_id, resources in pending:
+            self._request_actor_worker(actor_id, resources)
 
     def on_NodeHeartbeat(self, identity, msg: P.NodeHeartbeat, seq):
         node = self.nodes.get(msg.node_id)
@@ -91,6 +108,111 @@ class HeadService:
         job = self.jobs.get(msg.job_id)
         if job:
             job["alive"] = False
+            self._actor_instructions(self.actors.owner_died(job["driver_id"]))
+
+    # ------------------------------------------------------------------ actors
+
+    def on_CreateActor(self, identity, msg: P.CreateActor, seq, payload):
+        try:
+            instructions = self.actors.create(msg.actor_id, dict(msg.spec, nbuffers=msg.nbuffers,
+                                                                   resolved=msg.resolved))
+        except A.NameTaken as exc:
+            self.endpoint.reply(identity, P.Error("ValueError", str(exc)), seq)
+            return
+        self.actor_payloads[msg.actor_id] = [f.bytes for f in payload]
+        self.endpoint.reply(identity, P.Ok(0), seq)
+        self._actor_instructions(instructions)
+
+    def on_ActorStarted(self, identity, msg: P.ActorStarted, seq, payload):
+        error = payload[0].bytes if (not msg.ok and payload) else b""
+        self._actor_instructions(self.actors.started(msg.actor_id, msg.ok, error))
+
+    def on_SubscribeActor(self, identity, msg: P.SubscribeActor, seq):
+        self._actor_instructions(self.actors.subscribe(msg.actor_id, identity))
+
+    def on_KillActor(self, identity, msg: P.KillActor, seq):
+        self._actor_instructions(self.actors.kill(msg.actor_id, msg.no_restart, msg.cause))
+
+    def on_ActorExiting(self, identity, msg: P.ActorExiting, seq):
+        self._actor_instructions(self.actors.exited(msg.actor_id, msg.reason))
+
+    def on_GetNamedActor(self, identity, msg: P.GetNamedActor, seq):
+        actor = self.actors.lookup(msg.namespace, msg.name)
+        if actor is None:
+            self.endpoint.reply(identity, P.NamedActor(False, b"", b""), seq)
+        else:
+            self.endpoint.reply(identity, P.NamedActor(
+                True, actor.actor_id, actor.spec.get("handle_meta", b"")), seq)
+
+    def on_ClientDied(self, identity, msg: P.ClientDied, seq):
+        self._actor_instructions(self.actors.owner_died(msg.worker_id))
+        self.actors.unsubscribe_all(msg.worker_id)
+
+    def on_WorkerDied(self, identity, msg: P.WorkerDied, seq):
+        self._actor_instructions(self.actors.worker_died(msg.lease_id, msg.exit_code))
+
+    def _actor_instructions(self, instructions):
+        for ins in instructions:
+            kind = type(ins)
+            if kind is A.Publish:
+                if ins.subscriber is not None:
+                    self._send_to(ins.subscriber, P.ActorState(
+                        ins.actor_id, ins.state, ins.address, ins.num_restarts,
+                        ins.death_cause, ins.error))
+            elif kind is A.RequestWorker:
+                self._request_actor_worker(ins.actor_id, ins.resources)
+            elif kind is A.StartActor:
+                actor = self.actors.actors[ins.actor_id]
+                spec = actor.spec
+                self.endpoint.send(actor.address, P.StartActor(
+                    ins.actor_id, spec, spec["nbuffers"], spec["resolved"], ins.attempt),
+                    payload=self.actor_payloads.get(ins.actor_id, []))
+            elif kind is A.StopWorker:
+                node = self.actor_nodes.get(ins.actor_id)
+                if node:
+                    self.endpoint.send(node, P.KillWorker(ins.worker_id))
+            elif kind is A.ReturnWorker:
+                pass  # the lease of a dead actor: returned in _on_actor_lease
+
+    def _request_actor_worker(self, actor_id: bytes, resources: dict):
+        node = self._pick_node(resources)
+        if node is None:
+            logger.warning("no node can host actor %s needing %s; it stays pending",
+                           actor_id.hex()[:12], resources)
+            self._pending_actor_placements.append((actor_id, resources))
+            return
+        self.requests.send(node.address, P.RequestLease(next(self._lease_request_ids), resources,
+                                                        actor_id[-4:]),
+                           lambda reply, payload: self._on_actor_lease(actor_id, node, reply))
+
+    def _on_actor_lease(self, actor_id: bytes, node, reply):
+        if not isinstance(reply, P.LeaseGranted):
+            self._actor_instructions(self.actors.kill(actor_id, True, f"placement failed: {reply}"))
+            return
+        instructions = self.actors.lease_granted(actor_id, reply.lease_id, reply.worker_id,
+                                                 reply.worker_address)
+        if any(type(i) is A.ReturnWorker for i in instructions):
+            self.endpoint.send(node.address, P.ReturnLease(reply.lease_id, True))
+            return
+        self.actor_nodes[actor_id] = node.address
+        run = self.actors.actors[actor_id].spec.get("run_resources")
+        if run is not None and run != self.actors.actors[actor_id].spec.get("resources"):
+            self.endpoint.send(node.address, P.ResizeLease(reply.lease_id, run))
+        self._actor_instructions(instructions)
+
+    def _pick_node(self, resources: dict):
+        """The first live node whose total resources can ever fit the request (head first)."""
+        candidates = sorted((n for n in self.nodes.values() if n.alive),
+                            key=lambda n: not n.is_head)
+        for node in candidates:
+            if all(node.resources.get(k, 0) >= v for k, v in resources.items()):
+                return node
+        return None
+
+    def _send_to(self, identity: bytes, msg):
+        address = self.endpoint.peers.get(identity)
+        if address:
+            self.endpoint.send(address, msg)
 
     def on_KvPut(self, identity, msg: P.KvPut, seq):
         key = (msg.namespace, msg.key)
@@ -160,4 +282,5 @@ class HeadService:
 
     def stats(self) -> dict:
         return {"nodes": len(self.nodes), "jobs": len(self.jobs), "kv": len(self.kv),
+                "actors": self.actors.stats(),
                 "directory": self.directory.stats(), "dropped": self.endpoint.dropped}

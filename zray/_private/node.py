@@ -175,7 +175,7 @@ class NodeDaemon:
                 if self.head and self.head.endpoint.inbox in events:
                     self._drain(self.head.endpoint, self.head.handle)
                 if self.endpoint.inbox in events:
-                    self._drain(self.endpoint, self._handle)
+                    self._drain(self.endpoint, self._handle_or_reply)
                 if self.pool.fd in events:
                     for _, worker_id, code, was_starting in self.pool.read_events():
                         self._on_worker_exit(worker_id, code, was_starting)
@@ -198,10 +198,7 @@ class NodeDaemon:
                 continue
             identity, msg, seq, flags, payload = received
             try:
-                if flags & REPLY:
-                    self.requests.deliver(msg, seq, payload)
-                else:
-                    handler(identity, msg, seq, payload)
+                handler(identity, msg, seq, flags, payload)
             except _Stop:
                 raise
             except Exception:
@@ -308,6 +305,8 @@ class NodeDaemon:
     def _on_client_exit(self, identity: bytes):
         client = self.clients.pop(identity, None)
         self.store.client_exited(identity)
+        if client is not None:
+            self.endpoint.send(self.head_address, P.ClientDied(identity))
         if client is not None and client.kind == "driver":
             self._dispatch(self.scheduler.client_exited(identity))
         address = self.endpoint.peers.pop(identity, None)
@@ -316,7 +315,10 @@ class NodeDaemon:
 
     # ------------------------------------------------------------------ messages
 
-    def _handle(self, identity: bytes, msg, seq: int, payload):
+    def _handle_or_reply(self, identity: bytes, msg, seq: int, flags: int, payload):
+        if flags & REPLY:
+            self.requests.deliver(msg, seq, payload)
+            return
         handler = self._handlers.get(type(msg))
         if handler is None:
             logger.warning("node: unexpected %s", type(msg).__name__)
@@ -347,6 +349,15 @@ class NodeDaemon:
     def on_return_lease(self, identity, msg: P.ReturnLease, seq):
         self.resources_dirty = True
         self._dispatch(self.scheduler.return_lease(msg.lease_id, msg.kill_worker))
+
+    def on_resize_lease(self, identity, msg: P.ResizeLease, seq):
+        try:
+            need = R.to_units(msg.resources)
+        except (TypeError, ValueError) as exc:
+            logger.warning("bad ResizeLease: %s", exc)
+            return
+        self.resources_dirty = True
+        self._dispatch(self.scheduler.resize_lease(msg.lease_id, need))
 
     def on_notify_blocked(self, identity, msg: P.NotifyBlocked, seq):
         self.resources_dirty = True
@@ -413,6 +424,7 @@ class NodeDaemon:
         P.CancelLeaseRequest: on_cancel_lease_request,
         P.ReturnLease: on_return_lease,
         P.NotifyBlocked: on_notify_blocked,
+        P.ResizeLease: on_resize_lease,
         P.CreateObject: on_create_object,
         P.SealObject: on_seal_object,
         P.GetObjects: on_get_objects,

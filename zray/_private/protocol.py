@@ -398,3 +398,100 @@ class ObjectStatus(NamedTuple):
     node_id: bytes
     size: int
     nframes: int
+
+
+# --------------------------------------------------------------------------- actors
+
+@message(70)
+class CreateActor(NamedTuple):
+    """Creator to head; payload: the pickled constructor (args, kwargs) as for PushTask.
+    Answered Ok, or Error(ValueError) when the name is taken."""
+    actor_id: bytes
+    spec: dict
+    nbuffers: int
+    resolved: list
+
+
+@message(71)
+class StartActor(NamedTuple):
+    """Head to the leased worker: construct the actor (payload as in CreateActor)."""
+    actor_id: bytes
+    spec: dict
+    nbuffers: int
+    resolved: list
+    attempt: int
+
+
+@message(72)
+class ActorStarted(NamedTuple):
+    """Worker to head; when ok is false, payload holds the pickled constructor error."""
+    actor_id: bytes
+    ok: bool
+    nframes: int
+
+
+@message(73)
+class SubscribeActor(NamedTuple):
+    """Handle holder to head: ActorState now and at every change."""
+    actor_id: bytes
+
+
+@message(74)
+class ActorState(NamedTuple):
+    actor_id: bytes
+    state: str
+    address: str
+    num_restarts: int
+    death_cause: str
+    error: bytes
+
+
+@message(75)
+class KillActor(NamedTuple):
+    actor_id: bytes
+    no_restart: bool
+    cause: str
+
+
+@message(76)
+class GetNamedActor(NamedTuple):
+    name: str
+    namespace: str
+
+
+@message(77)
+class NamedActor(NamedTuple):
+    found: bool
+    actor_id: bytes
+    handle_meta: bytes
+
+
+@message(78)
+class ActorExiting(NamedTuple):
+    actor_id: bytes
+    reason: str
+
+
+@message(79)
+class ClientDied(NamedTuple):
+    """Node to head: a driver or worker of this node is gone (its non-detached actors die)."""
+    worker_id: bytes
+
+
+@message(80)
+class ResizeLease(NamedTuple):
+    """Head to node: an actor placed with `resources` holds only these while it runs."""
+    lease_id: int
+    resources: dict
+
+
+@message(81)
+class PushActorTask(NamedTuple):
+    """Caller to the actor's worker, in submission order; answered by TaskDone."""
+    actor_id: bytes
+    task_id: bytes
+    method: str
+    num_returns: int
+    owner_address: str
+    nbuffers: int
+    resolved: list

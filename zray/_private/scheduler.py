@@ -152,6 +152,19 @@ class LocalScheduler:
             out += self.return_lease(lease.lease_id, kill_worker=True)
         return out + self._schedule()
 
+    def resize_lease(self, lease_id: int, need: dict) -> list:
+        """Shrinks a lease to `need` (an actor placed with 1 CPU runs with 0, as in Ray)."""
+        lease = self.leases.get(lease_id)
+        if lease is None or lease.blocked or lease.owed:
+            return []
+        if any(need.get(k, 0) > v for k, v in lease.held.items()) or \
+                any(k not in lease.held for k in need):
+            return []  # growing a lease is not supported: it could oversubscribe the node
+        R.add(self.available, lease.held)
+        R.subtract(self.available, need)
+        lease.need, lease.held = dict(need), dict(need)
+        return self._schedule()
+
     def set_blocked(self, worker_id: bytes, blocked: bool) -> list:
         lease_id = self.worker_lease.get(worker_id)
         lease = self.leases.get(lease_id) if lease_id is not None else None

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from zray import exceptions as X
 from zray._config import config
 from zray._private import protocol as P
-from zray._private.memory_store import KIND_ERROR, KIND_INLINE, KIND_PLASMA, Entry
-from zray._private.serialization import serialize
+from zray._private.dependencies import (error_entry, returned_entries, store_results,
+                                        when_resolved)
+from zray._private.memory_store import KIND_ERROR, Entry
 
 logger = logging.getLogger(__name__)
 
@@ -82,41 +83,14 @@ class TaskSubmitter:
         core.refs.pin_for_task([ref._id for ref in spec.top_refs])
         with self.lock:
             self.tasks[spec.task_id] = spec
-        waiting = [ref for ref in spec.top_refs if core.refs.owns(ref._id)
-                   and not core.memory_store.contains(ref._id)]
-        if not waiting:
-            self._resolve(spec)
+        when_resolved(core, spec.top_refs, lambda *r: self._enqueue(spec, *r))
+
+    def _enqueue(self, spec: TaskSpec, resolved, frames, failed_entry):
+        """Arguments are ready: queue the task for a lease (or fail it with its argument's
+        error, which propagates without running it)."""
+        if failed_entry is not None:
+            self._finish_with_entry(spec, failed_entry)
             return
-        remaining = [len(waiting)]
-        lock = threading.Lock()
-
-        def one_ready(object_id, entry):
-            with lock:
-                remaining[0] -= 1
-                done = remaining[0] == 0
-            if done:
-                self._resolve(spec)
-
-        for ref in waiting:
-            core.memory_store.on_ready(ref._id, one_ready)
-
-    def _resolve(self, spec: TaskSpec):
-        """Inlines the values of owned, ready top-level arguments into the task message; an
-        argument that holds an error fails the task without running it (errors propagate)."""
-        store = self.core.memory_store
-        resolved, frames = [], []
-        for ref in spec.top_refs:
-            entry = store.get(ref._id)
-            if entry is None:
-                continue  # borrowed: the worker asks its owner
-            if entry.kind == KIND_ERROR:
-                self._finish_with_entry(spec, entry)
-                return
-            if entry.kind == KIND_INLINE:
-                resolved.append([ref._id, KIND_INLINE, len(entry.frames), b"", entry.size])
-                frames.extend(entry.frames)
-            elif entry.kind == KIND_PLASMA:
-                resolved.append([ref._id, KIND_PLASMA, 0, entry.node_id, entry.size])
         spec.resolved, spec.resolved_frames = resolved, frames
         with self.lock:
             if spec.cancelled:
@@ -212,11 +186,7 @@ class TaskSubmitter:
                 lease.idle_since = time.monotonic()
         if spec is None:
             return
-        entries, position = [], 0
-        for object_id, kind, nframes, node_id, size in msg.returns:
-            frames = [f.buffer for f in payload[position:position + nframes]]
-            position += nframes
-            entries.append((object_id, Entry(kind, frames, node_id, size)))
+        entries = returned_entries(msg.returns, payload)
         if (spec.retry_exceptions and entries and entries[0][1].kind == KIND_ERROR
                 and spec.attempt < spec.max_retries and not spec.cancelled
                 and self._should_retry(spec, entries[0][1])):
@@ -251,20 +221,13 @@ class TaskSubmitter:
                 return
             spec.state = "done"
             self.tasks.pop(spec.task_id, None)
-        core = self.core
-        for object_id, entry in entries:
-            core.memory_store.put(object_id, entry)
-        freeable = core.refs.unpin_for_task([ref._id for ref in spec.top_refs])
-        dropped = [oid for oid, _ in entries if not core.refs.is_live(oid)]
-        if freeable or dropped:
-            core.free_objects(freeable + dropped)
+        store_results(self.core, entries, spec.top_refs)
 
     def _finish_with_entry(self, spec: TaskSpec, entry: Entry):
         self._finish(spec, [(oid, entry) for oid in spec.return_ids])
 
     def _finish_with_error(self, spec: TaskSpec, error: BaseException):
-        meta, buffers, _ = serialize(error)
-        self._finish_with_entry(spec, Entry(KIND_ERROR, [meta] + [bytes(b) for b in buffers]))
+        self._finish_with_entry(spec, error_entry(error))
 
     def _fail_queued(self, shape, error):
         if shape is None:

@@ -44,9 +44,9 @@ class Outbox:
         with self._lock:
             self._socket.send_multipart(frames, copy=False)
 
-    def close(self):
+    def close(self, linger_ms: int = 0):
         with self._lock:
-            self._socket.close(linger=0)
+            self._socket.close(linger=linger_ms)
 
 
 class Endpoint:
@@ -125,12 +125,12 @@ class Endpoint:
             logger.warning("dropped message #%d from %s: %s", self.dropped, identity.hex()[:12], why)
         return None
 
-    def close(self):
+    def close(self, linger_ms: int = 0):
         with self._outbox_lock:
             boxes = list(self._outboxes.values())
             self._outboxes.clear()
         for box in boxes:
-            box.close()
+            box.close(linger_ms)
         self.inbox.close(linger=0)
 
 

@@ -16,6 +16,7 @@ from zray import exceptions as X
 from zray._config import config
 from zray._fast import object_id_for
 from zray._private import log_stream, runtime
+from zray._private import protocol as P
 from zray._private.core_worker import WORKER, CoreWorker
 from zray._private.memory_store import KIND_ERROR, KIND_INLINE, KIND_PLASMA, Entry
 from zray._private.serialization import deserialize, serialize
@@ -31,6 +32,7 @@ class Executor:
         self.cancel_requested: bytes | None = None
         self._lock = threading.Lock()
         self.main_thread_id = threading.main_thread().ident
+        self.actor = None
         core._cancel_handler = self.cancel
 
     def cancel(self, task_id: bytes, force: bool):
@@ -44,16 +46,35 @@ class Executor:
         queue = self.core.task_queue
         while self.core.running:
             try:
-                item = queue.get(timeout=1.0)
+                msg, payload = queue.get(timeout=1.0)
             except Exception:  # queue.Empty
                 continue
             except KeyboardInterrupt:  # a late cancel for a task that already finished
                 continue
-            push, payload = item
             try:
-                self.execute(push, payload)
+                kind = type(msg)
+                if kind is P.PushTask:
+                    self.execute(msg, payload)
+                elif kind is P.PushActorTask:
+                    self.actor.run_call(msg, payload)
+                elif kind is P.StartActor:
+                    self.start_actor(msg, payload)
             except KeyboardInterrupt:
                 continue
+
+    def start_actor(self, msg: P.StartActor, payload):
+        from zray._private.actor_host import ActorHost
+
+        self.actor = ActorHost(self, msg)
+        if not self.actor.construct(msg, payload):
+            return  # the head stops this worker
+        self.actor.start_serving()
+        if self.core.actor_dispatch is not None:
+            queue = self.core.task_queue  # calls that arrived during construction, in order
+            while not queue.empty():
+                self.core.actor_dispatch(*queue.get())
+        if self.actor.is_async:
+            self.actor.serve_async()
 
     def execute(self, push, payload):
         core = self.core
@@ -68,10 +89,10 @@ class Executor:
         try:
             try:
                 function = core.functions.load(push.function_id, config.rpc_timeout_s)
-                args, kwargs = self._arguments(push, payload)
+                args, kwargs = self.arguments(push.nbuffers, push.resolved, payload)
                 result = function(*args, **kwargs)
                 del args, kwargs
-                returns = self._split_returns(result, push.num_returns, push.name)
+                returns = self.split_returns(result, push.num_returns, push.name)
             except KeyboardInterrupt:
                 if self.cancel_requested == push.task_id:
                     error = X.TaskCancelledError(push.task_id.hex())
@@ -88,18 +109,20 @@ class Executor:
             sys.stdout.flush()
             sys.stderr.flush()
             context.task_id = None
-        self._reply(push, [error] * push.num_returns if error else returns, error is not None)
+        values = [error] * push.num_returns if error else returns
+        self.reply(push.task_id, push.owner_address, push.lease_id, push.name, values,
+                   error is not None)
 
-    def _arguments(self, push, payload):
-        nbuf = push.nbuffers
+    def arguments(self, nbuf: int, resolved: list, payload):
+        """Unpickles (args, kwargs) and replaces top-level ObjectRefs by their values."""
         args, kwargs = deserialize(payload[0].buffer, [f.buffer for f in payload[1:1 + nbuf]])
-        if not push.resolved and not any(isinstance(a, ObjectRef) for a in args) \
+        if not resolved and not any(isinstance(a, ObjectRef) for a in args) \
                 and not any(isinstance(v, ObjectRef) for v in kwargs.values()):
             return args, kwargs
         values = {}
         position = 1 + nbuf
         plasma = []
-        for object_id, kind, nframes, node_id, size in push.resolved:
+        for object_id, kind, nframes, node_id, size in resolved:
             frames = [f.buffer for f in payload[position:position + nframes]]
             position += nframes
             if kind == KIND_INLINE:
@@ -124,7 +147,7 @@ class Executor:
         return [value_of(a) for a in args], {k: value_of(v) for k, v in kwargs.items()}
 
     @staticmethod
-    def _split_returns(result, num_returns: int, name: str):
+    def split_returns(result, num_returns: int, name: str):
         if num_returns == 1:
             return [result]
         if num_returns == 0:
@@ -135,33 +158,28 @@ class Executor:
                 f"requires a sequence of exactly {num_returns} values.")
         return list(result)
 
-    def _reply(self, push, values, is_error: bool):
+    def reply(self, task_id: bytes, owner_address: str, lease_id: int, name: str, values,
+              is_error: bool):
         core = self.core
         returns, frames = [], []
         for index, value in enumerate(values, start=1):
-            object_id = object_id_for(push.task_id, index)
+            object_id = object_id_for(task_id, index)
             try:
                 meta, buffers, contained = serialize(value)
             except TypeError as exc:
                 meta, buffers, contained = serialize(X.RayTaskError.from_exception(
-                    exc, push.name, pid=os.getpid(), ip=core.node_ip))
+                    exc, name, pid=os.getpid(), ip=core.node_ip))
                 is_error = True
             core.refs.mark_escaped(contained)
             try:
                 entry = core.store_value(object_id, meta, buffers, error=is_error)
             except X.RayError as exc:
                 meta, buffers, _ = serialize(X.RayTaskError.from_exception(
-                    exc, push.name, pid=os.getpid(), ip=core.node_ip))
+                    exc, name, pid=os.getpid(), ip=core.node_ip))
                 entry = core.store_value(object_id, meta, buffers, error=True)
             returns.append([object_id, entry.kind, len(entry.frames), entry.node_id, entry.size])
             frames.extend(entry.frames)
-        core.endpoint.send(push.owner_address, _task_done(push, returns), payload=frames)
-
-
-def _task_done(push, returns):
-    from zray._private import protocol as P
-
-    return P.TaskDone(push.task_id, returns, push.lease_id)
+        core.endpoint.send(owner_address, P.TaskDone(task_id, returns, lease_id), payload=frames)
 
 
 def main(worker_id: bytes, args: list) -> int:

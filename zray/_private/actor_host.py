@@ -1,0 +1,182 @@
+"""The worker side of an actor: construct the instance, then run its method calls.
+
+Calls from one caller arrive in submission order on one ZeroMQ connection. A plain actor runs
+them one at a time on the main thread, in that order; with max_concurrency > 1 they run on a
+thread pool; an actor with `async def` methods runs them on an asyncio loop, at most
+max_concurrency at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import os
+
+from zray import exceptions as X
+from zray._config import config
+from zray._private import log_stream
+from zray._private import protocol as P
+from zray._private.serialization import serialize
+
+logger = logging.getLogger(__name__)
+
+
+class ExitActor(BaseException):
+    """Raised by exit_actor() inside an actor method; ends the actor on purpose."""
+
+
+class ActorHost:
+    def __init__(self, executor, start: P.StartActor):
+        self.executor = executor
+        self.core = executor.core
+        self.actor_id = start.actor_id
+        self.spec = start.spec
+        self.class_name = start.spec.get("class_name", "Actor")
+        self.instance = None
+        self.max_concurrency = start.spec.get("max_concurrency") or 1
+        self.is_async = bool(start.spec.get("is_async"))
+        self.loop = None
+        self.pool = None
+        self._semaphore = None
+
+    # ------------------------------------------------------------------ construction
+
+    def construct(self, start: P.StartActor, payload) -> bool:
+        core = self.core
+        core.context.actor_id = self.actor_id
+        core.actor_host = self
+        log_stream.set_task_name(self.class_name)
+        error = None
+        try:
+            cls = core.functions.load(self.spec["class_id"], config.rpc_timeout_s)
+            args, kwargs = self.executor.arguments(start.nbuffers, start.resolved, payload)
+            self.instance = cls.__new__(cls)
+            self.instance.__init__(*args, **kwargs)
+        except X.RayTaskError as exc:
+            error = exc
+        except BaseException as exc:  # noqa: BLE001 - reported to the head, never raised here
+            error = X.RayTaskError.from_exception(
+                exc, f"{self.class_name}.__init__", pid=os.getpid(), ip=core.node_ip,
+                actor_repr=self.class_name, actor_id=self.actor_id.hex())
+        frames = []
+        if error is not None:
+            meta, buffers, _ = serialize(error)
+            frames = [meta] + [bytes(b) for b in buffers]
+        core.endpoint.send(core.head_address, P.ActorStarted(self.actor_id, error is None,
+                                                             len(frames)), payload=frames)
+        return error is None
+
+    def start_serving(self):
+        """Switches the core worker's actor-call delivery to this actor's execution model."""
+        core = self.core
+        if self.is_async:
+            self.loop = asyncio.new_event_loop()
+            self._semaphore = asyncio.Semaphore(self.max_concurrency)
+            core.actor_dispatch = lambda msg, payload: self.loop.call_soon_threadsafe(
+                self._schedule_async, msg, payload)
+        elif self.max_concurrency > 1:
+            self.pool = concurrent.futures.ThreadPoolExecutor(
+                self.max_concurrency, thread_name_prefix="zray-actor")
+            core.actor_dispatch = lambda msg, payload: self.pool.submit(self.run_call, msg, payload)
+
+    def serve_async(self):
+        """Runs the actor's event loop on the main thread until the worker stops."""
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
+
+    # ------------------------------------------------------------------ calls
+
+    def run_call(self, msg: P.PushActorTask, payload):
+        """Runs one call to completion in the calling thread (main thread or pool thread)."""
+        core = self.core
+        context = core.context
+        context.task_id = msg.task_id
+        context.actor_id = self.actor_id
+        context.name = f"{self.class_name}.{msg.method}"
+        exit_requested = False
+        try:
+            args, kwargs = self.executor.arguments(msg.nbuffers, msg.resolved, payload)
+            method = self._method(msg.method)
+            result = method(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_awaited(result))
+            values, is_error = self.executor.split_returns(result, msg.num_returns, msg.method), False
+        except ExitActor:
+            values, is_error, exit_requested = self._exit_values(msg), True, True
+        except BaseException as exc:  # noqa: BLE001 - goes back to the caller
+            values, is_error = [self._error(exc, msg)] * msg.num_returns, True
+        finally:
+            context.task_id = None
+        self.executor.reply(msg.task_id, msg.owner_address, 0, context.name or msg.method,
+                            values, is_error)
+        if exit_requested:
+            self.exit("exit_actor() was called")
+
+    def _schedule_async(self, msg, payload):
+        self.loop.create_task(self._run_call_async(msg, payload))
+
+    async def _run_call_async(self, msg: P.PushActorTask, payload):
+        core = self.core
+        async with self._semaphore:
+            core.context.task_id = msg.task_id
+            core.context.actor_id = self.actor_id
+            exit_requested = False
+            try:
+                args, kwargs = self.executor.arguments(msg.nbuffers, msg.resolved, payload)
+                result = self._method(msg.method)(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                values = self.executor.split_returns(result, msg.num_returns, msg.method)
+                is_error = False
+            except (ExitActor, X.AsyncioActorExit):
+                values, is_error, exit_requested = self._exit_values(msg), True, True
+            except BaseException as exc:  # noqa: BLE001 - goes back to the caller
+                values, is_error = [self._error(exc, msg)] * msg.num_returns, True
+            self.executor.reply(msg.task_id, msg.owner_address, 0,
+                                f"{self.class_name}.{msg.method}", values, is_error)
+            if exit_requested:
+                self.exit("exit_actor() was called")
+
+    def _method(self, name: str):
+        if name == "__ray_terminate__":
+            raise ExitActor()
+        if name == "__ray_ready__":
+            return lambda: True
+        return getattr(self.instance, name)
+
+    def _error(self, exc, msg):
+        if isinstance(exc, X.RayTaskError):
+            return exc
+        return X.RayTaskError.from_exception(
+            exc, f"{self.class_name}.{msg.method}", pid=os.getpid(), ip=self.core.node_ip,
+            actor_repr=_safe_repr(self.instance, self.class_name), actor_id=self.actor_id.hex())
+
+    def _exit_values(self, msg):
+        return [X.ActorDiedError({"actor_id": self.actor_id, "class_name": self.class_name,
+                                  "pid": os.getpid(),
+                                  "error_message": "The actor exited: exit_actor() was called."})
+                ] * msg.num_returns
+
+    def exit(self, reason: str):
+        """Ends the actor on purpose: tell the head (no restart), then leave once the queued
+        answers are on the wire."""
+        core = self.core
+        core.endpoint.send(core.head_address, P.ActorExiting(self.actor_id, reason))
+        core.shutdown(linger_ms=1000)
+        os._exit(0)
+
+
+async def _awaited(awaitable):
+    return await awaitable
+
+
+def _safe_repr(instance, fallback: str) -> str:
+    try:
+        text = repr(instance)
+    except Exception:
+        return fallback
+    return text if len(text) < 200 else text[:197] + "..."

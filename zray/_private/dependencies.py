@@ -1,0 +1,74 @@
+"""What task and actor submission share: waiting for top-level ObjectRef arguments the caller
+owns, inlining their values into the message, and storing results when they come back."""
+from __future__ import annotations
+
+import threading
+
+from zray._private.memory_store import KIND_ERROR, KIND_INLINE, KIND_PLASMA, Entry
+from zray._private.serialization import serialize
+
+
+def when_resolved(core, top_refs: list, done):
+    """Calls done(resolved, frames, error_entry) once every owned top-level argument is ready:
+    `resolved` lists [object_id, kind, nframes, node_id, size] for values the caller holds,
+    `frames` their inline frames; `error_entry` is set when an argument is itself an error."""
+    waiting = [ref for ref in top_refs if core.refs.owns(ref._id)
+               and not core.memory_store.contains(ref._id)]
+    if not waiting:
+        done(*_inline(core, top_refs))
+        return
+    remaining = [len(waiting)]
+    lock = threading.Lock()
+
+    def one_ready(object_id, entry):
+        with lock:
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last:
+            done(*_inline(core, top_refs))
+
+    for ref in waiting:
+        core.memory_store.on_ready(ref._id, one_ready)
+
+
+def _inline(core, top_refs):
+    store = core.memory_store
+    resolved, frames = [], []
+    for ref in top_refs:
+        entry = store.get(ref._id)
+        if entry is None:
+            continue  # borrowed: the executing worker asks its owner
+        if entry.kind == KIND_ERROR:
+            return [], [], entry
+        if entry.kind == KIND_INLINE:
+            resolved.append([ref._id, KIND_INLINE, len(entry.frames), b"", entry.size])
+            frames.extend(entry.frames)
+        elif entry.kind == KIND_PLASMA:
+            resolved.append([ref._id, KIND_PLASMA, 0, entry.node_id, entry.size])
+    return resolved, frames, None
+
+
+def returned_entries(returns: list, payload) -> list:
+    """(object_id, Entry) pairs from a TaskDone's return records and payload frames."""
+    entries, position = [], 0
+    for object_id, kind, nframes, node_id, size in returns:
+        frames = [f.buffer for f in payload[position:position + nframes]]
+        position += nframes
+        entries.append((object_id, Entry(kind, frames, node_id, size)))
+    return entries
+
+
+def error_entry(error: BaseException) -> Entry:
+    meta, buffers, _ = serialize(error)
+    return Entry(KIND_ERROR, [meta] + [bytes(b) for b in buffers])
+
+
+def store_results(core, entries, top_refs):
+    """Publishes results, releases the arguments a finished call held, and frees results
+    nobody references any more."""
+    for object_id, entry in entries:
+        core.memory_store.put(object_id, entry)
+    freeable = core.refs.unpin_for_task([ref._id for ref in top_refs])
+    dropped = [oid for oid, _ in entries if not core.refs.is_live(oid)]
+    if freeable or dropped:
+        core.free_objects(freeable + dropped)

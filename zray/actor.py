@@ -1,0 +1,280 @@
+"""Actors: what `@zray.remote` makes of a class, handles to running actors, `@method`, and
+`exit_actor()`."""
+from __future__ import annotations
+
+import inspect
+
+import cloudpickle
+
+from zray._fast import object_id_for, random_id
+from zray._private import options as O
+from zray._private import protocol as P
+from zray._private import runtime
+from zray._private.actor_submitter import ActorCall
+from zray._private.function_manager import function_id_of
+from zray._private.serialization import serialize
+from zray.object_ref import ObjectRef
+from zray.remote_function import _promote_large_args
+
+_METHOD_OPTIONS = ("num_returns", "max_task_retries", "retry_exceptions", "concurrency_group",
+                   "enable_task_events", "_generator_backpressure_num_objects",
+                   "tensor_transport")
+
+
+def method(*args, **kwargs):
+    """`@method(num_returns=2)` on an actor method sets its default call options."""
+    if args:
+        raise ValueError("The @ray.method decorator must be applied using at least one of "
+                         "the arguments in the list ['num_returns', 'concurrency_group', "
+                         "'max_task_retries', 'retry_exceptions'], for example "
+                         "'@ray.method(num_returns=2)'.")
+    for key in kwargs:
+        if key not in _METHOD_OPTIONS:
+            raise ValueError(f"Invalid option keyword {key} for actor methods.")
+
+    def annotate(function):
+        function.__zray_method_options__ = dict(kwargs)
+        return function
+
+    return annotate
+
+
+def exit_actor():
+    """Ends the current actor on purpose, after the current call: it will not be restarted
+    and calls still queued for it fail with ActorDiedError."""
+    core = runtime.core
+    if core is None or core.actor_host is None:
+        raise TypeError("exit_actor API is called on a non-actor worker, "
+                        f"{type(core).__name__ if core else 'no worker'}. Call this API inside "
+                        "an actor methods if you'd like to exit the actor gracefully.")
+    from zray._private.actor_host import ExitActor
+
+    raise ExitActor()
+
+
+class ActorClass:
+    """What @remote returns for a class: `.remote(...)` creates an actor, `.options(...)` sets
+    its options. Calling the class directly is an error, as in Ray."""
+
+    def __init__(self, cls, options: dict):
+        O.validate(options, O.ACTOR_OPTIONS, "actors", in_options_call=False)
+        self._cls = cls
+        self._default_options = options
+        self._pickled = None
+        self._class_id = None
+        self._methods = _method_table(cls)
+        self._is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
+                             for _, m in inspect.getmembers(cls, inspect.isfunction))
+        self.__name__ = cls.__name__
+        self.__qualname__ = getattr(cls, "__qualname__", cls.__name__)
+        self.__module__ = cls.__module__
+        self.__doc__ = cls.__doc__
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Actors cannot be instantiated directly. Instead of "
+                        f"'{self._cls.__name__}()', use '{self._cls.__name__}.remote()'.")
+
+    def options(self, **options):
+        O.validate(options, O.ACTOR_OPTIONS, "actors", in_options_call=True)
+        merged = dict(self._default_options, **options)
+        outer = self
+
+        class _Bound:
+            def remote(self, *args, **kwargs):
+                return outer._remote(args, kwargs, merged)
+
+        return _Bound()
+
+    def remote(self, *args, **kwargs):
+        return self._remote(args, kwargs, self._default_options)
+
+    def bind(self, *args, **kwargs):
+        raise NotImplementedError("zray does not support DAG bind() yet")
+
+    def __reduce__(self):
+        return ActorClass, (self._cls, self._default_options)
+
+    def _export(self, core) -> bytes:
+        if self._class_id is None:
+            self._pickled = cloudpickle.dumps(self._cls)
+            self._class_id = function_id_of(self._pickled)
+            core.functions.remember(self._class_id, self._cls)
+        core.functions.export(self._class_id, self._pickled)
+        return self._class_id
+
+    def _remote(self, args, kwargs, options):
+        from zray._config import config
+
+        core = runtime.require_connected()
+        name = options.get("name")
+        namespace = options.get("namespace") or core.namespace
+        lifetime = options.get("lifetime")
+        if lifetime not in (None, "detached", "non_detached"):
+            raise ValueError("actor `lifetime` argument must be one of 'detached', "
+                             "'non_detached' and 'None'.")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"Actor name must be a non-empty string, got {name!r}")
+        if options.get("get_if_exists") and name:
+            existing = _lookup(core, name, namespace)
+            if existing is not None:
+                return existing
+        class_id = self._export(core)
+        actor_id = random_id(12) + core.job_id
+        placement, running = _actor_resources(options)
+        max_concurrency = options.get("max_concurrency") or (1000 if self._is_async else 1)
+        meta, buffers, contained = serialize((args, kwargs))
+        top_refs = [a for a in args if isinstance(a, ObjectRef)]
+        top_refs += [v for v in kwargs.values() if isinstance(v, ObjectRef)]
+        top_ids = {r._id for r in top_refs}
+        core.refs.mark_escaped([r for r in contained if r._id not in top_ids] + top_refs)
+        handle_meta = cloudpickle.dumps({
+            "class_name": self._cls.__name__, "methods": self._methods,
+            "max_task_retries": options.get("max_task_retries", 0)})
+        spec = {
+            "class_id": class_id, "class_name": self._cls.__name__, "name": name or "",
+            "namespace": namespace, "lifetime": lifetime or "non_detached",
+            "max_restarts": options.get("max_restarts", 0), "resources": placement,
+            "run_resources": running, "max_concurrency": max_concurrency,
+            "is_async": self._is_async, "owner_id": core.worker_id,
+            "owner_address": core.address, "handle_meta": handle_meta,
+        }
+        reply, _ = core.requests.call(core.head_address, P.CreateActor(
+            actor_id, spec, len(buffers), []), config.rpc_timeout_s,
+            payload=[meta] + [bytes(b) for b in buffers])
+        if isinstance(reply, P.Error):
+            raise ValueError(reply.message)
+        core.actor_submitter.track(actor_id, self._cls.__name__, owned=True,
+                                   detached=lifetime == "detached", add_handle=False)
+        return ActorHandle(actor_id, self._cls.__name__, self._methods,
+                           options.get("max_task_retries", 0))
+
+
+def _actor_resources(options) -> tuple[dict, dict]:
+    """(placement, while running): Ray places an actor with 1 CPU and runs it with 0 unless
+    num_cpus says otherwise."""
+    running = O.resource_request(options, default_cpus=0)
+    placement = dict(running)
+    if options.get("num_cpus") is None:
+        placement["CPU"] = max(placement.get("CPU", 0), 1.0)
+    from zray._private import resources as R
+
+    R.to_units(placement)
+    return placement, running
+
+
+def _method_table(cls) -> dict:
+    table = {}
+    for name, member in inspect.getmembers(cls):
+        if not callable(member) or (name.startswith("__") and name != "__call__"):
+            continue
+        options = getattr(member, "__zray_method_options__", {})
+        table[name] = {"num_returns": options.get("num_returns", 1),
+                       "max_task_retries": options.get("max_task_retries")}
+    return table
+
+
+def _lookup(core, name: str, namespace: str):
+    from zray._config import config
+
+    reply, _ = core.requests.call(core.head_address, P.GetNamedActor(name, namespace),
+                                  config.rpc_timeout_s)
+    if not reply.found:
+        return None
+    meta = cloudpickle.loads(reply.handle_meta)
+    return ActorHandle(reply.actor_id, meta["class_name"], meta["methods"],
+                       meta["max_task_retries"])
+
+
+class ActorHandle:
+    """A handle to a running actor: attribute access gives its methods. Handles can be passed
+    to tasks and other actors and keep working there."""
+
+    def __init__(self, actor_id: bytes, class_name: str, methods: dict, max_task_retries: int):
+        self._actor_id = actor_id
+        self._class_name = class_name
+        self._methods = methods
+        self._max_task_retries = max_task_retries
+        core = runtime.require_connected()
+        core.actor_submitter.track(actor_id, class_name)
+        self._core = core
+
+    def __del__(self):
+        core = runtime.core
+        if core is not None and core is getattr(self, "_core", None):
+            core.actor_submitter.handle_dropped(self._actor_id)
+
+    def __getattr__(self, name):
+        methods = self.__dict__.get("_methods", {})
+        if name in methods or name in ("__ray_terminate__", "__ray_ready__"):
+            return ActorMethod(self, name, methods.get(name, {"num_returns": 1}))
+        raise AttributeError(f"'{self._class_name}' object has no attribute '{name}'")
+
+    def __repr__(self):
+        return f"Actor({self._class_name}, {self._actor_id.hex()})"
+
+    def __hash__(self):
+        return hash(self._actor_id)
+
+    def __eq__(self, other):
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    @property
+    def _ray_actor_id(self):
+        from zray.runtime_context import ActorID
+
+        return ActorID(self._actor_id)
+
+    def __reduce__(self):
+        core = runtime.core
+        if core is not None:
+            core.actor_submitter.handle_escaped(self._actor_id)
+        return _rebuild_handle, (self._actor_id, self._class_name, self._methods,
+                                 self._max_task_retries)
+
+
+def _rebuild_handle(actor_id, class_name, methods, max_task_retries):
+    return ActorHandle(actor_id, class_name, methods, max_task_retries)
+
+
+class ActorMethod:
+    def __init__(self, handle: ActorHandle, name: str, defaults: dict, options=None):
+        self._handle = handle
+        self._name = name
+        self._defaults = defaults
+        self._options = options or {}
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Actor methods cannot be called directly. Instead of running "
+                        f"'object.{self._name}()', try 'object.{self._name}.remote()'.")
+
+    def options(self, **options):
+        for key in options:
+            if key not in _METHOD_OPTIONS + ("name",):
+                raise ValueError(f"Invalid option keyword {key} for actor methods.")
+        return ActorMethod(self._handle, self._name, self._defaults, options)
+
+    def remote(self, *args, **kwargs):
+        handle = self._handle
+        core = handle._core
+        num_returns = self._options.get("num_returns", self._defaults.get("num_returns", 1))
+        if not isinstance(num_returns, int) or num_returns < 0:
+            raise ValueError(f"num_returns={num_returns!r} is not supported for actor methods")
+        retries = self._options.get("max_task_retries", self._defaults.get("max_task_retries"))
+        if retries is None:
+            retries = handle._max_task_retries
+        task_id = random_id(8) + handle._actor_id
+        args, kwargs = _promote_large_args(core, args, kwargs)
+        meta, buffers, contained = serialize((args, kwargs))
+        top_refs = [a for a in args if isinstance(a, ObjectRef)]
+        top_refs += [v for v in kwargs.values() if isinstance(v, ObjectRef)]
+        top_ids = {r._id for r in top_refs}
+        core.refs.mark_escaped([r for r in contained if r._id not in top_ids])
+        return_ids = [object_id_for(task_id, i) for i in range(1, num_returns + 1)]
+        call = ActorCall(task_id, self._name, num_returns, return_ids,
+                         [meta] + [bytes(b) if b.nbytes < 65536 else b for b in buffers],
+                         top_refs, retries)
+        refs = [ObjectRef(oid, core.address) for oid in return_ids]
+        core.actor_submitter.submit(handle._actor_id, call)
+        if num_returns == 1:
+            return refs[0]
+        return refs
