@@ -255,6 +255,8 @@ def build_table(pairs: list[tuple[str, dict, dict]]) -> tuple[str, list[str]]:
         status = result.get("status")
         if status == "ok":
             return None
+        if status == "skipped":
+            return "—"
         text = {"n/a": "n/a", "error": "error", "timeout": "timeout", "missing": "missing"}.get(
             status, status)
         note = f"{result['framework']}: {result.get('error', '').strip()}"
@@ -356,7 +358,8 @@ def render_markdown(table: str, notes: list[str], info: dict, command: str, tota
     parts += [f"- CPU: {info['cpu']} ({info['cores']})", f"- RAM: {info['ram']}, /dev/shm "
               f"{info['dev_shm']}", f"- Kernel: {info['kernel']}",
               f"- Python (zray): {info['python_zray']}", f"- Python (Ray): {info['python_ray']}",
-              f"- Ray: {info['ray']}; zray: commit {info['zray_commit']}", ""]
+              f"- Ray: {info['ray']}; zray: commit {info['zray_commit']}",
+              f"- Machine load during the run: {info['load']}", ""]
     parts += ["## How to read this", "",
               HOW_TO_READ.format(warmup=settings["ZRAY_PERF_WARMUP_S"],
                                  rounds=settings["ZRAY_PERF_ROUNDS"],
@@ -405,6 +408,7 @@ def main(argv=None) -> int:
                                           if argv is None else " " + shlex.join(argv))
     print(f"# {len(names)} workloads x {frameworks}; logs in {log_dir}", file=sys.stderr)
 
+    load_start = os.getloadavg()
     start = time.monotonic()
     results: dict[tuple[str, str], dict] = {}
     for name in names:
@@ -416,12 +420,15 @@ def main(argv=None) -> int:
             print(f"  {name:48s} {fw:5s} {shown}  ({r['wall_s']:.1f} s)", file=sys.stderr,
                   flush=True)
     total = time.monotonic() - start
+    load_end = os.getloadavg()
 
     empty = {"status": "skipped", "value": None}
     pairs = [(n, results.get((n, "zray"), {**empty, "framework": "zray"}),
               results.get((n, "ray"), {**empty, "framework": "ray"})) for n in names]
     table, notes = build_table(pairs)
     info = machine()
+    info["load"] = (f"1-min load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end "
+                    f"(15-min: {load_start[2]:.2f} / {load_end[2]:.2f})")
     print(table)
     if notes:
         print()
@@ -430,7 +437,7 @@ def main(argv=None) -> int:
     print()
     print(f"Machine: {info['cpu']} ({info['cores']}), RAM {info['ram']}, {info['kernel']}, "
           f"Python {info['python_zray']}; Ray {info['ray']} (Python {info['python_ray']}); "
-          f"zray {info['zray_commit']}")
+          f"zray {info['zray_commit']}; {info['load']}")
     print(f"Command: {command}")
     print(f"Total runtime: {total:.0f} s ({total / 60:.1f} min); logs in {log_dir}")
     if args.json:

@@ -310,13 +310,14 @@ class SchedulerMachine(RuleBasedStateMachine):
     """Plays the node daemon against LocalScheduler and keeps a model of what it was told."""
 
     @initialize(
-        cpus=st.sampled_from((2, 4, 1, 0)),
-        gpus=st.sampled_from((0, 1, 2)),
-        custom=st.sampled_from((0, 0.5, 1, 3)),
-        min_workers=st.integers(0, 3),
+        cpus=st.sampled_from((2, 4, 1, 2, 4, 1, 0)),
+        gpus=st.sampled_from((1, 0, 2)),
+        custom=st.sampled_from((1, 0.5, 3, 0)),
+        min_workers=st.sampled_from((2, 3, 4, 1, 0)),
         max_extra=st.integers(0, 4),
+        initial=st.lists(st.tuples(st.sampled_from(CLIENTS), shapes), max_size=5),
     )
-    def setup(self, cpus, gpus, custom, min_workers, max_extra):
+    def setup(self, cpus, gpus, custom, min_workers, max_extra, initial):
         self.total = R.to_units({"CPU": cpus, "GPU": gpus, "custom": custom})
         self.sched = LocalScheduler(self.total, min_workers, max_extra)
         self.requests: dict[tuple, dict] = {}     # key -> need, for every request ever made
@@ -332,6 +333,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.worker_seq = 0
         self.apply(self.sched.start())
         assert self.pending_starts == min_workers
+        # The daemon boots the initial pool at once; most of it usually registers right away.
+        for _ in range(min_workers - 1):
+            self.worker_started()
+        for client, need in initial:  # start with some load so leases exist early
+            self.request_lease(client, need)
 
     # -------------------------------------------------------------- instruction handling
 
@@ -407,23 +413,20 @@ class SchedulerMachine(RuleBasedStateMachine):
             self.queued.discard(key)
             self.cancelled.add(key)
 
-    @precondition(lambda self: self.leases)
+    @precondition(lambda self: self.lease_ids_seen)
     @rule(data=st.data(), kill=st.booleans())
     def return_lease(self, data, kill):
+        stale = sorted(self.lease_ids_seen - set(self.leases))
+        if not self.leases or (stale and data.draw(st.integers(0, 9)) == 0):
+            # A duplicate or late ReturnLease for a lease that is already gone.
+            assert self.sched.return_lease(data.draw(st.sampled_from(stale)), kill) == []
+            return
         lease_id = data.draw(st.sampled_from(sorted(self.leases)))
         lease = self._drop_lease(lease_id)
         if not kill:
             self.workers[lease["worker"]] = "idle"
         self.apply(self.sched.return_lease(lease_id, kill_worker=kill),
                    expect_stop=[StopWorker(lease["worker"])] if kill else [])
-
-    @precondition(lambda self: self.lease_ids_seen)
-    @rule(data=st.data(), kill=st.booleans())
-    def return_stale_lease(self, data, kill):
-        """A duplicate or late ReturnLease for a lease that is already gone."""
-        stale = sorted(self.lease_ids_seen - set(self.leases))
-        lease_id = data.draw(st.sampled_from(stale or [10**9]))
-        assert self.sched.return_lease(lease_id, kill_worker=kill) == []
 
     @precondition(lambda self: self.pending_starts > 0)
     @rule()
@@ -469,10 +472,11 @@ class SchedulerMachine(RuleBasedStateMachine):
                 stops.append(StopWorker(lease["worker"]))
         self.apply(self.sched.client_exited(client), expect_stop=stops)
 
-    @precondition(lambda self: self.workers)
     @rule(data=st.data(), blocked=st.booleans())
     def set_blocked(self, data, blocked):
-        worker = data.draw(st.sampled_from(sorted(self.workers)))
+        """NotifyBlocked from any client: idle, leased or stopping workers, or a driver (which
+        holds no lease, so nothing changes)."""
+        worker = data.draw(st.sampled_from(sorted(self.workers) + list(CLIENTS)))
         held = [l for l in self.leases.values() if l["worker"] == worker]
         out = self.sched.set_blocked(worker, blocked)
         if blocked:
@@ -513,11 +517,6 @@ class SchedulerMachine(RuleBasedStateMachine):
         if lease_id in self.leases and not self.leases[lease_id]["blocked"]:
             self.leases[lease_id]["blocked"] = True
             self.apply(self.sched.set_blocked(worker, True))
-
-    @rule(client=st.sampled_from(CLIENTS), blocked=st.booleans())
-    def driver_blocked(self, client, blocked):
-        """Drivers block in get() too; they hold no lease, so nothing changes."""
-        assert self.sched.set_blocked(client, blocked) == []
 
     # -------------------------------------------------------------- invariants
 
@@ -605,6 +604,6 @@ class SchedulerMachine(RuleBasedStateMachine):
 
 
 SchedulerMachine.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=40, deadline=None,
+    max_examples=120, stateful_step_count=60, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestSchedulerMachine = SchedulerMachine.TestCase

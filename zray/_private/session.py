@@ -117,7 +117,10 @@ def clean_stale_sessions() -> list:
     for entry in _list(SHM_DIR):
         if entry.startswith(SHM_PREFIX + "session_"):
             owner = entry[len(SHM_PREFIX):].rsplit("-", 1)[0]
-            if owner not in live_names:
+            # Sessions may live under another root (ZRAY_SESSION_DIR_ROOT): judge an arena by
+            # the pid that created its session, which outlives its nodes by construction.
+            creator = owner.rsplit("_", 1)[-1]
+            if owner not in live_names and not (creator.isdigit() and _pid_alive(int(creator))):
                 _unlink(os.path.join(SHM_DIR, entry))
                 removed.append(entry)
     if removed:
