@@ -143,10 +143,11 @@ class ActorClass:
             payload=[meta] + [bytes(b) for b in buffers])
         if isinstance(reply, P.Error):
             raise ValueError(reply.message)
+        # Counted here, not by the handle, so the handle count never reads 0 in between.
         core.actor_submitter.track(actor_id, self._cls.__name__, owned=True,
-                                   detached=lifetime == "detached", add_handle=False)
+                                   detached=lifetime == "detached")
         return ActorHandle(actor_id, self._cls.__name__, self._methods,
-                           options.get("max_task_retries", 0))
+                           options.get("max_task_retries", 0), _counted=True)
 
 
 def _actor_resources(options) -> tuple[dict, dict]:
@@ -189,13 +190,15 @@ class ActorHandle:
     """A handle to a running actor: attribute access gives its methods. Handles can be passed
     to tasks and other actors and keep working there."""
 
-    def __init__(self, actor_id: bytes, class_name: str, methods: dict, max_task_retries: int):
+    def __init__(self, actor_id: bytes, class_name: str, methods: dict, max_task_retries: int,
+                 _counted: bool = False):
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._max_task_retries = max_task_retries
         core = runtime.require_connected()
-        core.actor_submitter.track(actor_id, class_name)
+        if not _counted:
+            core.actor_submitter.track(actor_id, class_name)
         self._core = core
 
     def __del__(self):

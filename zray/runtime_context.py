@@ -106,18 +106,35 @@ class RuntimeContext:
         return self._core.context.name or None
 
     def get_actor_id(self):
-        return None
+        actor_id = self._actor_id()
+        return actor_id.hex() if actor_id else None
 
     @property
     def actor_id(self):
-        return None
+        actor_id = self._actor_id()
+        return ActorID(actor_id) if actor_id else None
+
+    def _actor_id(self):
+        host = self._core.actor_host
+        return host.actor_id if host is not None else None
 
     def get_actor_name(self):
-        return None
+        host = self._core.actor_host
+        return (host.spec.get("name") or None) if host is not None else None
 
     @property
     def current_actor(self):
-        raise RuntimeError("This method is only available in an actor.")
+        """A handle to the actor this code runs in."""
+        host = self._core.actor_host
+        if host is None:
+            raise RuntimeError("This method is only available in an actor.")
+        import cloudpickle
+
+        from zray.actor import ActorHandle
+
+        meta = cloudpickle.loads(host.spec["handle_meta"])
+        return ActorHandle(host.actor_id, meta["class_name"], meta["methods"],
+                           meta["max_task_retries"])
 
     @property
     def namespace(self) -> str:
@@ -125,7 +142,8 @@ class RuntimeContext:
 
     @property
     def was_current_actor_reconstructed(self) -> bool:
-        return False
+        host = self._core.actor_host
+        return bool(host is not None and host.attempt > 0)
 
     @property
     def gcs_address(self) -> str:

@@ -428,8 +428,6 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.apply(self.sched.return_lease(lease_id, kill_worker=kill),
                    expect_stop=[StopWorker(lease["worker"])] if kill else [])
 
-    @precondition(lambda self: self.pending_starts > 0)
-    @rule()
     def worker_started(self):
         self.pending_starts -= 1
         self.worker_seq += 1
@@ -437,11 +435,24 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.workers[worker] = "idle"
         self.apply(self.sched.worker_started(worker))
 
-    @precondition(lambda self: self.pending_starts > 0)
-    @rule()
     def worker_start_failed(self):
         self.pending_starts -= 1
         self.apply(self.sched.worker_start_failed())
+
+    @precondition(lambda self: self.pending_starts > 0)
+    @rule(ok=st.sampled_from((True, True, True, False)))
+    def worker_start_done(self, ok):
+        """A worker the scheduler asked for registers (worker_started) or dies first / times
+        out (worker_start_failed)."""
+        if ok:
+            self.worker_started()
+        else:
+            self.worker_start_failed()
+
+    @rule(client=st.sampled_from(CLIENTS), needs=st.lists(shapes, min_size=2, max_size=4))
+    def burst_of_requests(self, client, needs):
+        for need in needs:
+            self.request_lease(client, need)
 
     @precondition(lambda self: self.workers)
     @rule(data=st.data())
@@ -460,8 +471,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         if lost:
             assert out[0] == lost[0]  # the holder hears before anything else happens
 
-    @rule(client=st.sampled_from(CLIENTS))
-    def client_exited(self, client):
+    @precondition(lambda self: self.queued or self.leases)
+    @rule(data=st.data())
+    def client_exited(self, data):
+        active = {k[0] for k in self.queued} | {l["client"] for l in self.leases.values()}
+        client = data.draw(st.sampled_from(sorted(active | set(CLIENTS))))
         for key in [k for k in self.queued if k[0] == client]:
             self.queued.discard(key)
             self.cancelled.add(key)

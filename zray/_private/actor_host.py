@@ -33,6 +33,7 @@ class ActorHost:
         self.actor_id = start.actor_id
         self.spec = start.spec
         self.class_name = start.spec.get("class_name", "Actor")
+        self.attempt = start.attempt
         self.instance = None
         self.max_concurrency = start.spec.get("max_concurrency") or 1
         self.is_async = bool(start.spec.get("is_async"))

@@ -63,15 +63,14 @@ class ActorSubmitter:
 
     # ------------------------------------------------------------------ handles
 
-    def track(self, actor_id: bytes, class_name: str, owned=False, detached=False,
-              add_handle=True) -> ActorRecord:
+    def track(self, actor_id: bytes, class_name: str, owned=False, detached=False) -> ActorRecord:
+        """Counts one more handle to the actor here, subscribing to its state on the first."""
         with self.lock:
             record = self.actors.get(actor_id)
             if record is None:
                 record = self.actors[actor_id] = ActorRecord(actor_id, class_name)
                 self.core.endpoint.send(self.core.head_address, P.SubscribeActor(actor_id))
-            if add_handle:
-                record.handles += 1
+            record.handles += 1
             record.owned = record.owned or owned
             record.detached = record.detached or detached
             return record

@@ -1,0 +1,395 @@
+"""Actors on a real embedded cluster: Ray's actor API end to end."""
+import asyncio
+import os
+import time
+
+import numpy as np
+import pytest
+
+
+def test_counter(ray):
+    @ray.remote
+    class Counter:
+        def __init__(self):
+            self.value = 0
+
+        def increment(self, val=1):
+            self.value += val
+            return self.value
+
+    c = Counter.remote()
+    assert ray.get(c.increment.remote()) == 1
+    assert ray.get(c.increment.remote(5)) == 6
+
+
+def test_calls_run_in_submission_order(ray):
+    @ray.remote
+    class Log:
+        def __init__(self):
+            self.items = []
+
+        def add(self, i):
+            self.items.append(i)
+            return len(self.items)
+
+        def items_(self):
+            return self.items
+
+    log = Log.remote()
+    refs = [log.add.remote(i) for i in range(1000)]
+    assert ray.get(refs, timeout=60) == list(range(1, 1001))
+    assert ray.get(log.items_.remote()) == list(range(1000))
+
+
+def test_constructor_args_and_refs(ray):
+    @ray.remote
+    class Holder:
+        def __init__(self, a, b=2, *, c):
+            self.data = (a, b, c)
+
+        def get(self):
+            return self.data
+
+        def total(self, arr):
+            return float(arr.sum())
+
+    ref = ray.put(10)
+    h = Holder.remote(ref, c=ray.put("x"))
+    assert ray.get(h.get.remote()) == (10, 2, "x")
+    big = np.ones(500_000)
+    assert ray.get(h.total.remote(big)) == 500_000.0
+    assert ray.get(h.total.remote(ray.put(big))) == 500_000.0
+
+
+def test_large_return_is_zero_copy(ray):
+    @ray.remote
+    class Maker:
+        def make(self, n):
+            return np.arange(n)
+
+    arr = ray.get(Maker.remote().make.remote(1_000_000))
+    assert arr[-1] == 999_999 and not arr.flags.writeable
+
+
+def test_method_num_returns(ray):
+    @ray.remote
+    class Splitter:
+        @ray.method(num_returns=2)
+        def split(self, x):
+            return x, -x
+
+        def pair(self):
+            return 1, 2
+
+    s = Splitter.remote()
+    a, b = s.split.remote(3)
+    assert ray.get([a, b]) == [3, -3]
+    c, d = s.pair.options(num_returns=2).remote()
+    assert ray.get([c, d]) == [1, 2]
+
+
+def test_method_errors_keep_actor_alive(ray):
+    @ray.remote
+    class Fragile:
+        def __init__(self):
+            self.calls = 0
+
+        def fail(self):
+            self.calls += 1
+            raise KeyError("bad key")
+
+        def count(self):
+            return self.calls
+
+    f = Fragile.remote()
+    with pytest.raises(KeyError) as info:
+        ray.get(f.fail.remote())
+    assert isinstance(info.value, ray.exceptions.RayTaskError)
+    assert "Fragile.fail" in str(info.value)
+    assert ray.get(f.count.remote()) == 1
+
+
+def test_handles_passed_to_tasks_and_actors(ray):
+    @ray.remote
+    class Counter:
+        def __init__(self):
+            self.value = 0
+
+        def increment(self):
+            self.value += 1
+            return self.value
+
+    @ray.remote
+    def bump(counter, times):
+        return ray.get([counter.increment.remote() for _ in range(times)])[-1]
+
+    @ray.remote
+    class Proxy:
+        def __init__(self, counter):
+            self.counter = counter
+
+        def bump(self):
+            return ray.get(self.counter.increment.remote())
+
+    c = Counter.remote()
+    ray.get([bump.remote(c, 5) for _ in range(3)])
+    p = Proxy.remote(c)
+    assert ray.get(p.bump.remote()) == 16
+    assert ray.get(c.increment.remote()) == 17
+
+
+def test_named_actors(ray):
+    @ray.remote
+    class Named:
+        def ping(self):
+            return "pong"
+
+    a = Named.options(name="svc").remote()
+    assert ray.get(ray.get_actor("svc").ping.remote()) == "pong"
+    with pytest.raises(ValueError, match="already taken"):
+        Named.options(name="svc").remote()
+    same = Named.options(name="svc", get_if_exists=True).remote()
+    assert same == a
+    with pytest.raises(ValueError, match="Failed to look up actor with name 'missing'"):
+        ray.get_actor("missing")
+    other = Named.options(name="svc", namespace="elsewhere").remote()
+    assert ray.get(ray.get_actor("svc", namespace="elsewhere").ping.remote()) == "pong"
+    assert other != a
+    ray.kill(a)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor("svc")
+        except ValueError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("a killed actor's name must be released")
+    ray.kill(other)
+
+
+def test_kill_busy_actor(ray):
+    @ray.remote
+    class Busy:
+        def work(self):
+            time.sleep(30)
+
+        def ping(self):
+            return 1
+
+    b = Busy.remote()
+    ray.get(b.ping.remote())
+    running = b.work.remote()
+    queued = b.ping.remote()
+    time.sleep(0.3)
+    start = time.monotonic()
+    ray.kill(b)
+    for ref in (running, queued):
+        with pytest.raises(ray.exceptions.RayActorError) as info:
+            ray.get(ref, timeout=10)
+        assert isinstance(info.value, ray.exceptions.ActorDiedError)
+    assert time.monotonic() - start < 5
+    with pytest.raises(ray.exceptions.ActorDiedError, match="killed"):
+        ray.get(b.ping.remote(), timeout=10)
+
+
+def test_constructor_failure(ray):
+    @ray.remote
+    class Broken:
+        def __init__(self):
+            raise RuntimeError("cannot start")
+
+        def ping(self):
+            return 1
+
+    b = Broken.remote()
+    with pytest.raises(ray.exceptions.ActorDiedError) as info:
+        ray.get(b.ping.remote(), timeout=10)
+    assert "cannot start" in str(info.value)
+    assert info.value.actor_init_failed if hasattr(info.value, "actor_init_failed") else True
+
+
+def test_exit_actor(ray):
+    from zray.actor import exit_actor
+
+    @ray.remote
+    class Quitter:
+        def ping(self):
+            return os.getpid()
+
+        def quit(self):
+            exit_actor()
+
+    q = Quitter.remote()
+    pid = ray.get(q.ping.remote())
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(q.quit.remote(), timeout=10)
+    with pytest.raises(ray.exceptions.ActorDiedError):
+        ray.get(q.ping.remote(), timeout=10)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_restart_resets_state(ray):
+    @ray.remote(max_restarts=2)
+    class Phoenix:
+        def __init__(self):
+            self.value = 0
+
+        def incr(self):
+            self.value += 1
+            return self.value
+
+        def die(self):
+            os._exit(1)
+
+    p = Phoenix.remote()
+    assert ray.get(p.incr.remote()) == 1
+    assert ray.get(p.incr.remote()) == 2
+    for _ in range(2):
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(p.die.remote(), timeout=10)
+        assert ray.get(p.incr.remote(), timeout=20) == 1  # constructor ran again
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(p.die.remote(), timeout=10)
+    with pytest.raises(ray.exceptions.ActorDiedError):
+        ray.get(p.incr.remote(), timeout=10)
+
+
+def test_pending_calls_retried_after_restart(ray, tmp_path):
+    marker = tmp_path / "crashed"
+
+    @ray.remote(max_restarts=1, max_task_retries=1)
+    class Flaky:
+        def work(self, path):
+            if not os.path.exists(path):
+                open(path, "w").close()
+                os._exit(1)
+            return "done"
+
+    f = Flaky.remote()
+    assert ray.get(f.work.remote(str(marker)), timeout=30) == "done"
+
+
+def test_async_actor_concurrency(ray):
+    @ray.remote
+    class AsyncWorker:
+        async def nap(self, t):
+            await asyncio.sleep(t)
+            return t
+
+    a = AsyncWorker.remote()
+    ray.get(a.nap.remote(0))
+    start = time.monotonic()
+    assert ray.get([a.nap.remote(0.5) for _ in range(20)], timeout=30) == [0.5] * 20
+    assert time.monotonic() - start < 2.5  # 20 naps of 0.5 s overlap
+
+    @ray.remote(max_concurrency=2)
+    class Limited:
+        async def nap(self, t):
+            await asyncio.sleep(t)
+            return t
+
+    limited = Limited.remote()
+    ray.get(limited.nap.remote(0))
+    start = time.monotonic()
+    ray.get([limited.nap.remote(0.4) for _ in range(4)], timeout=30)
+    elapsed = time.monotonic() - start
+    assert 0.75 < elapsed < 2.5  # two at a time: two rounds
+
+
+def test_threaded_actor(ray):
+    @ray.remote(max_concurrency=4)
+    class Threaded:
+        def nap(self, t):
+            time.sleep(t)
+            return t
+
+    t = Threaded.remote()
+    ray.get(t.nap.remote(0))
+    start = time.monotonic()
+    ray.get([t.nap.remote(0.5) for _ in range(4)], timeout=30)
+    assert time.monotonic() - start < 1.5
+
+
+def test_actor_resources_and_default_cpus(ray):
+    @ray.remote
+    class Idle:
+        def ping(self):
+            return 1
+
+    # Default actors need 1 CPU to be placed and hold 0 while they run: more than two fit.
+    actors = [Idle.remote() for _ in range(4)]
+    assert ray.get([a.ping.remote() for a in actors], timeout=30) == [1] * 4
+
+    @ray.remote(num_cpus=2)
+    class Heavy:
+        def ping(self):
+            return 2
+
+    h = Heavy.remote()
+    assert ray.get(h.ping.remote(), timeout=30) == 2
+    ray.kill(h)
+    for a in actors:
+        ray.kill(a)
+
+
+def test_actor_out_of_scope_is_terminated(ray):
+    @ray.remote
+    class Temp:
+        def pid(self):
+            return os.getpid()
+
+    t = Temp.remote()
+    pid = ray.get(t.pid.remote())
+    del t
+    import gc
+
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
+def test_calling_actor_methods_directly_is_an_error(ray):
+    @ray.remote
+    class A:
+        def m(self):
+            return 1
+
+    with pytest.raises(TypeError, match="cannot be instantiated directly"):
+        A()
+    a = A.remote()
+    with pytest.raises(TypeError, match="cannot be called directly"):
+        a.m()
+    with pytest.raises(AttributeError):
+        a.nonexistent
+    with pytest.raises(ValueError, match="Invalid option keyword"):
+        A.options(bogus=1)
+
+
+def test_runtime_context_in_actor(ray):
+    @ray.remote
+    class Who:
+        def ids(self):
+            ctx = ray.get_runtime_context()
+            return (ctx.get_actor_id(), ctx.get_task_id(), ctx.get_actor_name(),
+                    ctx.was_current_actor_reconstructed, ctx.current_actor)
+
+    w = Who.options(name="who").remote()
+    actor_id, task_id, name, restarted, me = ray.get(w.ids.remote())
+    assert actor_id == w._actor_id.hex() and task_id is not None
+    assert name == "who" and restarted is False and me == w
+    assert ray.get_runtime_context().get_actor_id() is None
+    ray.kill(w)
