@@ -19,7 +19,6 @@ import os
 import platform
 import shlex
 import signal
-import statistics  # noqa: F401  (kept for ad-hoc analysis of --json output)
 import subprocess
 import sys
 import tempfile
@@ -259,9 +258,10 @@ def build_table(pairs: list[tuple[str, dict, dict]]) -> tuple[str, list[str]]:
             return "—"
         text = {"n/a": "n/a", "error": "error", "timeout": "timeout", "missing": "missing"}.get(
             status, status)
-        note = f"{result['framework']}: {result.get('error', '').strip()}"
+        note = f"{result['framework']}: " + " ".join((result.get("error") or "").split())
         if status == "n/a" and "NotImplementedError" in note:
-            note = f"{result['framework']}: not implemented yet — {result.get('error')}"
+            note = f"{result['framework']}: not implemented yet — " + " ".join(
+                (result.get("error") or "").split())
         if note not in notes:
             notes.append(note)
         return f"{text} [{notes.index(note) + 1}]"
@@ -285,6 +285,8 @@ def build_table(pairs: list[tuple[str, dict, dict]]) -> tuple[str, list[str]]:
             if zr and rr and zr["value"] is not None and rr["value"]:
                 if unit == "processes":
                     ratio = f"{zr['value']:.0f}:{rr['value']:.0f}"
+                elif abs(zr["value"] / rr["value"]) > 1000:
+                    ratio = ">1000×"
                 else:
                     ratio = f"{zr['value'] / rr['value']:.2f}×"
             lines.append(f"| {title} | {unit} | {zs} | {rs} | {ratio} | {better} |")
@@ -308,9 +310,13 @@ HOW_TO_READ = """\
 - Both frameworks run `init(num_cpus=2)` on this 2-core machine; Ray additionally
   `include_dashboard=False` and `RAY_USAGE_STATS_ENABLED=0`.  Ray 2.60's other defaults are
   kept (token authentication on, runtime-env and dashboard agents started per node).
-- **n/a** means the workload needs something zray does not implement yet (actors raise
-  `NotImplementedError`).  **error** / **timeout** are failures; the notes under the table say
-  what happened.
+- **n/a** means the workload needs something the framework does not implement yet (it raised
+  `NotImplementedError`).  **error** / **timeout** are failures (an exception, or no result
+  within the per-run timeout); the numbered notes under the table say what happened, and the
+  per-run logs (stdout, stderr, a faulthandler stack dump on a hang) are in the log directory.
+- zray is measured at the commit named under *Machine*; with `--snapshot` that commit is
+  exported from git (plus the checkout's compiled extensions), so edits to the working tree
+  during a run do not leak into it.
 - **init wall time**: `init()` alone (import excluded, shown separately), median of 3 fresh
   processes.  **get 1GB array**: `get` of a `put` 1 GiB float64 array — both frameworks return
   a zero-copy read-only view, so this measures lookup + mapping, not a copy.  **put 800MB
@@ -330,7 +336,7 @@ HOW_TO_READ = """\
 
 
 def render_markdown(table: str, notes: list[str], info: dict, command: str, total_s: float,
-                    settings: dict, quick: bool) -> str:
+                    settings: dict, quick: bool, remarks: list[str] = ()) -> str:
     parts = ["# Benchmarks: zray vs Ray", ""]
     parts.append(
         "zray and Ray 2.60.0 on the same workloads: Ray's own microbenchmark "
@@ -354,6 +360,8 @@ def render_markdown(table: str, notes: list[str], info: dict, command: str, tota
         parts += ["Notes:", ""]
         parts += [f"{i}. {n}" for i, n in enumerate(notes, 1)]
         parts.append("")
+    if remarks:
+        parts += ["Remarks:", ""] + [f"- {r}" for r in remarks] + [""]
     parts += ["## Machine", ""]
     parts += [f"- CPU: {info['cpu']} ({info['cores']})", f"- RAM: {info['ram']}, /dev/shm "
               f"{info['dev_shm']}", f"- Kernel: {info['kernel']}",
@@ -365,6 +373,47 @@ def render_markdown(table: str, notes: list[str], info: dict, command: str, tota
                                  rounds=settings["ZRAY_PERF_ROUNDS"],
                                  round_s=settings["ZRAY_PERF_ROUND_S"])]
     return "\n".join(parts)
+
+
+def report(results: dict, names: list[str], info: dict, command: str, total: float,
+           settings: dict, quick: bool, write: str | None, log_dir: str | None,
+           remarks: list[str] = ()):
+    empty = {"status": "skipped", "value": None}
+    pairs = [(n, results.get((n, "zray"), {**empty, "framework": "zray"}),
+              results.get((n, "ray"), {**empty, "framework": "ray"})) for n in names]
+    table, notes = build_table(pairs)
+    print(table)
+    if notes:
+        print()
+        for i, n in enumerate(notes, 1):
+            print(f"{i}. {n}")
+    print()
+    print(f"Machine: {info['cpu']} ({info['cores']}), RAM {info['ram']}, {info['kernel']}, "
+          f"Python {info['python_zray']}; Ray {info['ray']} (Python {info['python_ray']}); "
+          f"zray {info['zray_commit']}; {info.get('load', '')}")
+    print(f"Command: {command}")
+    print(f"Total runtime: {total:.0f} s ({total / 60:.1f} min)"
+          + (f"; logs in {log_dir}" if log_dir else ""))
+    if write:
+        with open(write, "w") as f:
+            f.write(render_markdown(table, notes, info, command, total, settings, quick,
+                                    remarks))
+        print(f"wrote {write}", file=sys.stderr)
+
+
+def rerender(args) -> int:
+    with open(args.from_json) as f:
+        dump = json.load(f)
+    results, names = {}, []
+    for r in dump["results"]:
+        results[(r["workload"], r["framework"])] = r
+        if r["workload"] not in names:
+            names.append(r["workload"])
+    if args.only:
+        names = [n for n in names if any(o.lower() in n.lower() for o in args.only)]
+    report(results, names, dump["machine"], dump["command"], dump["total_s"], dump["settings"],
+           dump.get("quick", False), args.write, None, args.remark)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -383,11 +432,17 @@ def main(argv=None) -> int:
     parser.add_argument("--snapshot", nargs="?", const="HEAD", metavar="REV",
                         help="benchmark zray as committed at REV (default HEAD), exported to a "
                              "temporary directory, instead of the working tree")
+    parser.add_argument("--from-json", metavar="PATH",
+                        help="do not run anything: re-render the table/page from a --json dump")
+    parser.add_argument("--remark", action="append", default=[], metavar="TEXT",
+                        help="a remark to print under the table on the written page (repeatable)")
     parser.add_argument("--log-dir", help="where per-run stdout/stderr logs go (default: a "
                                           "temporary directory)")
     args = parser.parse_args(argv)
 
     global ZRAY_PATH, SNAPSHOT_COMMIT
+    if args.from_json:
+        return rerender(args)
     if args.snapshot:
         ZRAY_PATH, commit = snapshot(args.snapshot)
         SNAPSHOT_COMMIT = f"{commit} (committed tree, exported to {ZRAY_PATH})"
@@ -422,34 +477,16 @@ def main(argv=None) -> int:
     total = time.monotonic() - start
     load_end = os.getloadavg()
 
-    empty = {"status": "skipped", "value": None}
-    pairs = [(n, results.get((n, "zray"), {**empty, "framework": "zray"}),
-              results.get((n, "ray"), {**empty, "framework": "ray"})) for n in names]
-    table, notes = build_table(pairs)
     info = machine()
     info["load"] = (f"1-min load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end "
                     f"(15-min: {load_start[2]:.2f} / {load_end[2]:.2f})")
-    print(table)
-    if notes:
-        print()
-        for i, n in enumerate(notes, 1):
-            print(f"{i}. {n}")
-    print()
-    print(f"Machine: {info['cpu']} ({info['cores']}), RAM {info['ram']}, {info['kernel']}, "
-          f"Python {info['python_zray']}; Ray {info['ray']} (Python {info['python_ray']}); "
-          f"zray {info['zray_commit']}; {info['load']}")
-    print(f"Command: {command}")
-    print(f"Total runtime: {total:.0f} s ({total / 60:.1f} min); logs in {log_dir}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "command": command, "total_s": total,
-                       "settings": settings, "results": list(results.values())}, f, indent=1,
-                      default=str)
-    if args.write:
-        path = args.write if os.path.isabs(args.write) else os.path.join(os.getcwd(), args.write)
-        with open(path, "w") as f:
-            f.write(render_markdown(table, notes, info, command, total, settings, args.quick))
-        print(f"wrote {args.write}", file=sys.stderr)
+                       "settings": settings, "quick": args.quick,
+                       "results": list(results.values())}, f, indent=1, default=str)
+    report(results, names, info, command, total, settings, args.quick, args.write, log_dir,
+           args.remark)
     return 0
 
 

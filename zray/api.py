@@ -90,8 +90,10 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
             from zray._private.cluster_info import local_node_of, resolve_address
 
             node = local_node_of(resolve_address(address))
-            session_dir = os.path.dirname(os.path.dirname(node["address"].replace("ipc://", "")))
-            core = _connect(node["address"], session_dir, namespace)
+            from zray._private.transport import ipc_path
+
+            session_dir = os.path.dirname(os.path.dirname(ipc_path(node["address"])))
+            core = _connect(node["address"], session_dir, namespace, node["ip"])
         else:
             from zray._private.driver import EmbeddedNode
 
@@ -112,12 +114,13 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         return RayContext(core)
 
 
-def _connect(node_address: str, session_dir: str, namespace: str | None) -> CoreWorker:
+def _connect(node_address: str, session_dir: str, namespace: str | None,
+             node_ip: str = "127.0.0.1") -> CoreWorker:
     import uuid
 
     worker_id = random_id(WORKER_ID_SIZE)
     core = CoreWorker(DRIVER, node_address, b"\x00" * 4, worker_id, session_dir,
-                      namespace or str(uuid.uuid4()))
+                      namespace or str(uuid.uuid4()), node_ip)
     try:
         reply, _ = core.requests.call(core.head_address, P.RegisterJob(
             worker_id, core.namespace, os.getpid()), config.rpc_timeout_s)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, settings, target
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine, initialize, invariant, precondition, rule,
@@ -331,6 +331,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.workers: dict[bytes, str] = {}       # worker -> idle | leased | stopping
         self.pending_starts = 0
         self.worker_seq = 0
+        self.debts_made = 0  # unblocks that found their CPU taken: steer generation there
         self.apply(self.sched.start())
         assert self.pending_starts == min_workers
         # The daemon boots the initial pool at once; most of it usually registers right away.
@@ -518,6 +519,8 @@ class SchedulerMachine(RuleBasedStateMachine):
             [l for _, l in sorted(self.leases.items()) if l["blocked"]]))
         lease["blocked"] = False
         assert self.sched.set_blocked(lease["worker"], False) == []
+        if self.sched.leases[self.sched.worker_lease[lease["worker"]]].owed:
+            self.debts_made += 1
 
     @precondition(lambda self: self.leases)
     @rule(data=st.data(), need=shapes)
@@ -534,6 +537,10 @@ class SchedulerMachine(RuleBasedStateMachine):
         if lease_id in self.leases and not self.leases[lease_id]["blocked"]:
             self.leases[lease_id]["blocked"] = True
             self.apply(self.sched.set_blocked(worker, True))
+
+    def teardown(self):
+        target(float(self.debts_made), label="unblocked into debt")
+        target(float(len(self.lease_ids_seen)), label="leases granted")
 
     # -------------------------------------------------------------- invariants
 

@@ -9,7 +9,7 @@ import zmq
 from zray._config import config
 from zray._fast import random_id
 from zray._private import protocol as P
-from zray._private.transport import REPLY, Endpoint
+from zray._private.transport import REPLY, Endpoint, ipc_path
 
 
 class ClusterNotFound(ConnectionError):
@@ -63,8 +63,8 @@ def fetch_nodes(address: str) -> list:
 def local_node_of(address: str) -> dict:
     """The live node of this machine in the cluster at `address` (its ipc socket is here)."""
     for node in fetch_nodes(address):
-        path = node["address"].replace("ipc://", "")
-        if node["alive"] and node["address"].startswith("ipc://") and os.path.exists(path):
+        path = ipc_path(node["address"])
+        if node["alive"] and path and os.path.exists(path):
             return node
     raise ClusterNotFound(
         f"the cluster at {address} has no node on this machine; start one with "

@@ -59,7 +59,7 @@ class TaskContext(threading.local):
 
 class CoreWorker:
     def __init__(self, mode: str, node_address: str, job_id: bytes, worker_id: bytes,
-                 session_dir: str, namespace: str = ""):
+                 session_dir: str, namespace: str = "", node_ip: str = "127.0.0.1"):
         self.mode = mode
         self.worker_id = worker_id
         self.job_id = job_id
@@ -67,7 +67,8 @@ class CoreWorker:
         self.node_address = node_address
         self.ctx = zmq.Context()
         self.endpoint = Endpoint(worker_id, [session.socket_address(
-            session_dir, ("d-" if mode == DRIVER else "w-") + worker_id.hex()[:16])], self.ctx)
+            session_dir, ("d-" if mode == DRIVER else "w-") + worker_id.hex()[:16]),
+            f"tcp://{node_ip}:*"], self.ctx)
         self.address = self.endpoint.address
         self.requests = Requests(self.endpoint)
         self.memory_store = MemoryStore()

@@ -82,7 +82,8 @@ class NodeDaemon:
         units = R.to_units(self.resources)
         self.ctx = zmq.Context()
         self.endpoint = Endpoint(self.node_id, [
-            session.socket_address(self.session_dir, "node-" + self.node_id.hex()[:12])], self.ctx)
+            session.socket_address(self.session_dir, "node-" + self.node_id.hex()[:12]),
+            f"tcp://{opts.node_ip}:*"], self.ctx)
         self.requests = Requests(self.endpoint)
         self.head = None
         if opts.head:
@@ -99,7 +100,7 @@ class NodeDaemon:
         self.scheduler = S.LocalScheduler(units, min_workers=cpus,
                                           max_extra_workers=config.worker_pool_max_extra)
         self.pool = WorkerPool(self.session_dir, self.endpoint.address, self.node_id,
-                               config.worker_start_timeout_s)
+                               config.worker_start_timeout_s, opts.node_ip)
         self.clients: dict[bytes, Client] = {}
         self.lease_seq: dict[tuple, int] = {}  # (client, request_id) -> seq to answer
         self.pending_locations: list = []

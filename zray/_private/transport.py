@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 from typing import Callable
 
@@ -49,6 +50,29 @@ class Outbox:
             self._socket.close(linger=linger_ms)
 
 
+def choose_address(address: str) -> str:
+    """A process advertises all its inbox endpoints joined by '|' (e.g. an ipc path and a tcp
+    port). A peer on the same machine takes the ipc socket, which is faster; others take tcp."""
+    if "|" not in address:
+        return address
+    parts = address.split("|")
+    for part in parts:
+        if part.startswith("ipc://") and os.path.exists(part[len("ipc://"):]):
+            return part
+    for part in parts:
+        if not part.startswith("ipc://"):
+            return part
+    return parts[0]
+
+
+def ipc_path(address: str):
+    """The Unix socket path among an advertised address's endpoints, if it has one."""
+    for part in address.split("|"):
+        if part.startswith("ipc://"):
+            return part[len("ipc://"):]
+    return None
+
+
 class Endpoint:
     """Inbox plus lazily created outboxes, keyed by peer address."""
 
@@ -65,7 +89,7 @@ class Endpoint:
         for address in bind:
             self.inbox.bind(address)
             self.addresses.append(self.inbox.getsockopt(zmq.LAST_ENDPOINT).decode())
-        self.address = self.addresses[0]
+        self.address = "|".join(self.addresses)
         self._outboxes: dict[str, Outbox] = {}
         self._outbox_lock = threading.Lock()
         self.peers: dict[bytes, str] = {}  # identity -> inbox address, learned from Hello
@@ -77,7 +101,8 @@ class Endpoint:
             with self._outbox_lock:
                 box = self._outboxes.get(address)
                 if box is None:
-                    box = Outbox(self.ctx, address, self.identity, P.Hello(self.address, self.token))
+                    box = Outbox(self.ctx, choose_address(address), self.identity,
+                                 P.Hello(self.address, self.token))
                     self._outboxes[address] = box
         return box
 

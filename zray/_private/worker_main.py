@@ -183,9 +183,9 @@ class Executor:
 
 
 def main(worker_id: bytes, args: list) -> int:
-    node_address, node_id_hex, session_dir = args[0], args[1], args[2]
+    node_address, node_id_hex, session_dir, node_ip = args[0], args[1], args[2], args[3]
     streams = log_stream.capture_output()
-    core = CoreWorker(WORKER, node_address, b"\x00" * 4, worker_id, session_dir)
+    core = CoreWorker(WORKER, node_address, b"\x00" * 4, worker_id, session_dir, node_ip=node_ip)
     runtime.core = core
     log_stream.start_forwarding(streams, core, os.getpid())
     executor = Executor(core)

@@ -15,13 +15,15 @@ logger = logging.getLogger(__name__)
 
 
 class WorkerPool:
-    def __init__(self, session_dir: str, node_address: str, node_id: bytes, start_timeout_s: float):
+    def __init__(self, session_dir: str, node_address: str, node_id: bytes, start_timeout_s: float,
+                 node_ip: str):
         self.start_timeout_s = start_timeout_s
         env = environment_for_children({"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
         from zray._private.zygote import set_parent_death_signal
 
         self.zygote = subprocess.Popen(
-            [sys.executable, "-m", "zray._private.zygote", node_address, node_id.hex(), session_dir],
+            [sys.executable, "-m", "zray._private.zygote", node_address, node_id.hex(), session_dir,
+             node_ip],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
             preexec_fn=set_parent_death_signal, start_new_session=True)
         os.set_blocking(self.zygote.stdout.fileno(), False)
