@@ -59,6 +59,9 @@ def snapshot(rev: str) -> tuple[str, str]:
     commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, check=True,
                             stdout=subprocess.PIPE, text=True).stdout.strip()
     dest = tempfile.mkdtemp(prefix=f"zray-snapshot-{commit}-")
+    import atexit
+    import shutil
+    atexit.register(shutil.rmtree, dest, True)
     archive = subprocess.Popen(["git", "archive", rev, "zray"], cwd=REPO,
                                stdout=subprocess.PIPE)
     subprocess.run(["tar", "-x", "-C", dest], stdin=archive.stdout, check=True)
@@ -67,7 +70,6 @@ def snapshot(rev: str) -> tuple[str, str]:
     fast = os.path.join(REPO, "zray", "_fast")
     for name in os.listdir(fast):
         if name.endswith((".so", ".pyd")):
-            import shutil
             shutil.copy2(os.path.join(fast, name), os.path.join(dest, "zray", "_fast", name))
     return dest, commit
 

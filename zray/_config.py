@@ -32,8 +32,9 @@ class Config:
     )
     arena_prefault_bytes: int = _setting(
         512 * 2**20,
-        "How much of the arena the node faults in ahead of use, in the background. Fresh "
-        "shared-memory pages cost ~30x more to write than warm ones.",
+        "How much of the arena the node keeps faulted in ahead of the highest object, in the "
+        "background, once the first object is stored. Fresh shared-memory pages cost ~30x "
+        "more to write than warm ones.",
     )
     session_dir_root: str = _setting(
         "/tmp/zray", "Where session directories (sockets, logs, tokens) are created."

@@ -81,12 +81,18 @@ class ActorClass:
 
         class _Bound:
             def remote(self, *args, **kwargs):
-                return outer._remote(args, kwargs, merged)
+                return outer._create(args, kwargs, merged)
 
         return _Bound()
 
     def remote(self, *args, **kwargs):
-        return self._remote(args, kwargs, self._default_options)
+        return self._create(args, kwargs, self._default_options)
+
+    def _remote(self, args=None, kwargs=None, **actor_options):
+        """Ray's lower-level entry point: constructor arguments and options in one call."""
+        O.validate(actor_options, O.ACTOR_OPTIONS, "actors", in_options_call=True)
+        return self._create(tuple(args or ()), dict(kwargs or {}),
+                            dict(self._default_options, **actor_options))
 
     def bind(self, *args, **kwargs):
         raise NotImplementedError("zray does not support DAG bind() yet")
@@ -102,7 +108,7 @@ class ActorClass:
         core.functions.export(self._class_id, self._pickled)
         return self._class_id
 
-    def _remote(self, args, kwargs, options):
+    def _create(self, args, kwargs, options):
         from zray._config import config
 
         core = runtime.require_connected()

@@ -157,7 +157,6 @@ class NodeDaemon:
         self.requests.send(self.head_address, P.RegisterNode(
             self.node_id, self.endpoint.address, self.opts.node_ip, socket.gethostname(),
             self.resources, self.store_capacity, self.opts.head), lambda *_: None)
-        self._prefault(config.arena_prefault_bytes)
 
     def ready_info(self) -> dict:
         return {"node_id": self.node_id.hex(), "node_address": self.endpoint.address,
@@ -374,9 +373,12 @@ class NodeDaemon:
             self.endpoint.reply(identity, P.Error("ObjectExists", msg.object_id.hex()), seq)
             return
         self.endpoint.reply(identity, P.ObjectCreated(offset), seq)
+        # The first large object shows this workload uses the arena: from then on keep
+        # arena_prefault_bytes of warm pages ahead of the high-water mark. An idle cluster
+        # holds no shared memory.
         high = self.store.allocator.high_water
-        if high + 256 * 2**20 > self._prefaulted:
-            self._prefault(high + 512 * 2**20)
+        if high + config.arena_prefault_bytes // 2 > self._prefaulted:
+            self._prefault(high + config.arena_prefault_bytes)
 
     def on_seal_object(self, identity, msg: P.SealObject, seq):
         for waiter, locations in self.store.seal(msg.object_id):
