@@ -89,7 +89,7 @@ class RemoteFunction:
             top_refs=top_refs,
             resources=shape[0], key=shape[1],
             max_retries=3 if max_retries is None else max_retries,
-            retry_exceptions=options.get("retry_exceptions", False))
+            retry_exceptions=options.get("retry_exceptions", False), strategy=shape[2])
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
         core.submitter.submit(spec)
         if num_returns == 1:
@@ -101,9 +101,12 @@ class RemoteFunction:
         cached = self._shape_cache.get(cache_key)
         if cached is not None and cached[0] is options:
             return cached[1]
+        from zray.util.scheduling_strategies import encode
+
         request = O.resource_request(options, default_cpus=1)
         R.to_units(request)  # validates amounts (e.g. 1.5 CPUs) before anything is sent
-        shape = (request, R.shape_key(R.to_units(request)))
+        strategy = encode(options.get("scheduling_strategy"))
+        shape = (request, R.shape_key(R.to_units(request)) + (strategy,), strategy)
         self._shape_cache[cache_key] = (options, shape)
         return shape
 

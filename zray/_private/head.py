@@ -18,6 +18,8 @@ from zray._private.transport import REPLY, Endpoint, Requests
 
 logger = logging.getLogger(__name__)
 
+LOAD_BROADCAST_S = 0.5
+
 
 @dataclass
 class NodeRecord:
@@ -62,6 +64,7 @@ class HeadService:
         self._next_job = 1
         self._pending_actor_placements: list = []
         self._lease_request_ids = itertools.count(1)
+        self._last_load_broadcast = 0.0
 
     # ------------------------------------------------------------------ dispatch
 
@@ -84,6 +87,7 @@ class HeadService:
             msg.object_store_memory, msg.is_head, identity)
         logger.info("node %s joined at %s", msg.node_id.hex()[:12], msg.address)
         self.endpoint.reply(identity, P.Ok(0), seq)
+        self.broadcast_load(time.monotonic())
         pending, self._pending_actor_placements = self._pending_actor_placements, []
         for actor_id, resources in pending:
             self._request_actor_worker(actor_id, resources)
@@ -182,7 +186,7 @@ class HeadService:
             self._pending_actor_placements.append((actor_id, resources))
             return
         self.requests.send(node.address, P.RequestLease(next(self._lease_request_ids), resources,
-                                                        actor_id[-4:]),
+                                                        actor_id[-4:], "DEFAULT", True, b""),
                            lambda reply, payload: self._on_actor_lease(actor_id, node, reply))
 
     def _on_actor_lease(self, actor_id: bytes, node, reply):
@@ -201,13 +205,18 @@ class HeadService:
         self._actor_instructions(instructions)
 
     def _pick_node(self, resources: dict):
-        """The first live node whose total resources can ever fit the request (head first)."""
-        candidates = sorted((n for n in self.nodes.values() if n.alive),
-                            key=lambda n: not n.is_head)
-        for node in candidates:
-            if all(node.resources.get(k, 0) >= v for k, v in resources.items()):
-                return node
-        return None
+        """A live node that can run the actor now (most free CPU first), else one whose total
+        can ever fit it; None if no node can."""
+        alive = [n for n in self.nodes.values() if n.alive]
+
+        def fits(amounts):
+            return lambda n: all(amounts(n).get(k, 0) >= v for k, v in resources.items())
+
+        now = [n for n in alive if fits(lambda n: n.available or n.resources)(n)]
+        if now:
+            return max(now, key=lambda n: ((n.available or n.resources).get("CPU", 0), n.is_head))
+        ever = [n for n in alive if fits(lambda n: n.resources)(n)]
+        return ever[0] if ever else None
 
     def _send_to(self, identity: bytes, msg):
         address = self.endpoint.peers.get(identity)
@@ -270,6 +279,16 @@ class HeadService:
         for node in self.nodes.values():
             if node.alive and now - node.last_seen > self.node_death_timeout_s:
                 self.mark_dead(node.node_id, "missed heartbeats")
+        if now - self._last_load_broadcast >= LOAD_BROADCAST_S:
+            self.broadcast_load(now)
+
+    def broadcast_load(self, now: float):
+        """Relays every node's load to every node: the view spillback decisions use."""
+        self._last_load_broadcast = now
+        records = [n.to_wire() for n in self.nodes.values()]
+        for node in self.nodes.values():
+            if node.alive:
+                self.endpoint.send(node.address, P.ClusterLoad(records))
 
     def mark_dead(self, node_id: bytes, reason: str):
         node = self.nodes.get(node_id)

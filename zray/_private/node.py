@@ -22,6 +22,7 @@ from zray._private import scheduler as S
 from zray._private import session
 from zray._private.head import HeadService
 from zray._private.object_table import LocalObjectStore, ObjectExists, StoreFull
+from zray._private.placement import ClusterView
 from zray._private.transport import REPLY, Endpoint, Requests
 from zray._private.worker_pool import WorkerPool
 
@@ -103,6 +104,8 @@ class NodeDaemon:
                                config.worker_start_timeout_s, opts.node_ip)
         self.clients: dict[bytes, Client] = {}
         self.lease_seq: dict[tuple, int] = {}  # (client, request_id) -> seq to answer
+        self.lease_meta: dict[tuple, P.RequestLease] = {}  # queued requests, for rebalancing
+        self.view = ClusterView(self.node_id)
         self.pending_locations: list = []
         self.resources_dirty = True
         self.running = True
@@ -268,6 +271,7 @@ class NodeDaemon:
             kind = type(ins)
             if kind is S.Grant:
                 self.resources_dirty = True
+                self.lease_meta.pop((ins.client, ins.request_id), None)
                 seq = self.lease_seq.pop((ins.client, ins.request_id), 0)
                 address = self.endpoint.peers.get(ins.worker_id, "")
                 self.endpoint.reply(ins.client, P.LeaseGranted(
@@ -280,6 +284,8 @@ class NodeDaemon:
                 self.resources_dirty = True
                 self._send_to_client(ins.client, P.WorkerDied(ins.lease_id, ins.worker_id, -1))
             elif kind is S.Infeasible:
+                if self.view.feasible_anywhere(ins.need):
+                    continue  # another node can run it: _rebalance moves it there
                 self._send_to_client(ins.client, P.LeaseInfeasible(
                     ins.request_id, R.to_floats(ins.need), R.to_floats(self.scheduler.total)))
 
@@ -336,14 +342,48 @@ class NodeDaemon:
     def on_request_lease(self, identity, msg: P.RequestLease, seq):
         try:
             need = R.to_units(msg.resources)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             self.endpoint.reply(identity, P.Error("ValueError", str(exc)), seq)
             return
+        target = self.view.pick(need, msg.strategy, msg.spilled, self.scheduler.available,
+                                self.scheduler.total, msg.preferred_node)
+        if target is not None and self._spill(identity, msg.request_id, seq, target, need):
+            return
         self.lease_seq[(identity, msg.request_id)] = seq
+        self.lease_meta[(identity, msg.request_id)] = msg
         self._dispatch(self.scheduler.request_lease(identity, msg.request_id, need))
+
+    def _spill(self, identity, request_id: int, seq: int, target: bytes, need: dict) -> bool:
+        address = self.view.address_of(target)
+        if not address:
+            return False
+        self.view.reserve(target, need)
+        self.endpoint.reply(identity, P.LeaseSpillback(request_id, target, address), seq)
+        return True
+
+    def _rebalance(self):
+        """Queued requests that cannot run here now move to a node that can (spillback)."""
+        for (client, request_id), request in list(self.scheduler.queue.items()):
+            msg = self.lease_meta.get((client, request_id))
+            if msg is None or msg.spilled or R.fits(request.need, self.scheduler.available):
+                continue
+            target = self.view.pick(request.need, msg.strategy, False, self.scheduler.available,
+                                    self.scheduler.total, msg.preferred_node)
+            if target is None:
+                continue
+            seq = self.lease_seq.get((client, request_id), 0)
+            if self._spill(client, request_id, seq, target, request.need):
+                self.scheduler.cancel_request(client, request_id)
+                self.lease_seq.pop((client, request_id), None)
+                self.lease_meta.pop((client, request_id), None)
+
+    def on_cluster_load(self, identity, msg: P.ClusterLoad, seq):
+        self.view.update(msg.nodes)
+        self._rebalance()
 
     def on_cancel_lease_request(self, identity, msg: P.CancelLeaseRequest, seq):
         self.lease_seq.pop((identity, msg.request_id), None)
+        self.lease_meta.pop((identity, msg.request_id), None)
         self.scheduler.cancel_request(identity, msg.request_id)
 
     def on_return_lease(self, identity, msg: P.ReturnLease, seq):
@@ -411,7 +451,9 @@ class NodeDaemon:
     def on_get_node_stats(self, identity, msg: P.GetNodeStats, seq):
         stats = {"store": self.store.stats(), "scheduler": self.scheduler.stats(),
                  "clients": len(self.clients), "workers": len(self.pool.pids),
-                 "dropped_messages": self.endpoint.dropped}
+                 "dropped_messages": self.endpoint.dropped,
+                 "view": {n.node_id.hex()[:12]: R.to_floats(n.available).get("CPU", 0)
+                          for n in self.view.nodes.values()}}
         if self.head:
             stats["head"] = self.head.stats()
         self.endpoint.reply(identity, P.NodeStats(stats), seq)
@@ -428,6 +470,7 @@ class NodeDaemon:
         P.ReturnLease: on_return_lease,
         P.NotifyBlocked: on_notify_blocked,
         P.ResizeLease: on_resize_lease,
+        P.ClusterLoad: on_cluster_load,
         P.CreateObject: on_create_object,
         P.SealObject: on_seal_object,
         P.GetObjects: on_get_objects,

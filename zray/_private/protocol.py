@@ -240,9 +240,13 @@ class ClientRegistered(NamedTuple):
 
 @message(32)
 class RequestLease(NamedTuple):
+    """Answered LeaseGranted, or LeaseSpillback naming the node to ask instead."""
     request_id: int
     resources: dict
     job_id: bytes
+    strategy: str  # DEFAULT | SPREAD | NODE_AFFINITY:<node hex>:<soft 0|1>
+    spilled: bool  # already redirected once: run or queue here, never redirect again
+    preferred_node: bytes  # the node holding most of the task's argument bytes, or b""
 
 
 @message(33)
@@ -252,6 +256,19 @@ class LeaseGranted(NamedTuple):
     worker_id: bytes
     worker_address: str
     node_id: bytes
+
+
+@message(53)
+class LeaseSpillback(NamedTuple):
+    request_id: int
+    node_id: bytes
+    address: str
+
+
+@message(54)
+class ClusterLoad(NamedTuple):
+    """Head to every node, every heartbeat period: each node's resources and liveness."""
+    nodes: list
 
 
 @message(34)

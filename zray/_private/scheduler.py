@@ -14,6 +14,7 @@ anyone else is granted.
 from __future__ import annotations
 
 import itertools
+import random
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -92,7 +93,9 @@ class LocalScheduler:
         self.workers: dict[bytes, str] = {}  # worker_id -> IDLE | LEASED
         self.worker_lease: dict[bytes, int] = {}
         self.starting = 0
-        self._lease_ids = itertools.count(1)
+        # Owners hold leases from many nodes and key them by id alone: start each node's
+        # counter at a random point of a 62-bit space so ids never collide across nodes.
+        self._lease_ids = itertools.count(random.randrange(1, 2**62))
 
     # ------------------------------------------------------------ events
 

@@ -45,6 +45,7 @@ class TaskSpec:
     lease_id: int = 0
     cancelled: bool = False
     state: str = "resolving"  # resolving | queued | running | done
+    strategy: str = "DEFAULT"
 
 
 @dataclass(eq=False)
@@ -53,6 +54,7 @@ class LeaseState:
     key: tuple
     worker_id: bytes
     address: str
+    node_address: str
     inflight: dict = field(default_factory=dict)
     idle_since: float = 0.0
 
@@ -118,10 +120,26 @@ class TaskSubmitter:
         while len(shape.pending_requests) < want:
             request_id = next(self._request_ids)
             shape.pending_requests.add(request_id)
-            resources = tasks[0].resources
-            self.core.requests.send(
-                self.core.node_address, P.RequestLease(request_id, resources, self.core.job_id),
-                lambda reply, payload, k=key, r=request_id: self._on_lease_reply(k, r, reply))
+            head = tasks[len(shape.pending_requests) - 1]
+            self._request_lease(key, request_id, P.RequestLease(
+                request_id, head.resources, self.core.job_id, head.strategy, False,
+                self._preferred_node(head)), self.core.node_address)
+
+    def _request_lease(self, key: tuple, request_id: int, msg: P.RequestLease, node_address: str):
+        self.core.requests.send(
+            node_address, msg,
+            lambda reply, payload: self._on_lease_reply(key, request_id, reply, msg, node_address))
+
+    def _preferred_node(self, spec: TaskSpec) -> bytes:
+        """The node holding most of the task's argument bytes (b"" when that is ours)."""
+        by_node: dict = {}
+        for object_id, kind, nframes, node_id, size in spec.resolved:
+            if node_id:
+                by_node[node_id] = by_node.get(node_id, 0) + size
+        if not by_node:
+            return b""
+        best = max(by_node, key=by_node.get)
+        return b"" if best == self.core.node_id else best
 
     def _push(self, lease: LeaseState, spec: TaskSpec):
         spec.state = "running"
@@ -131,7 +149,12 @@ class TaskSubmitter:
                          self.core.address, lease.lease_id, len(spec.frames) - 1, spec.resolved)
         self.core.endpoint.send(lease.address, msg, payload=spec.frames + spec.resolved_frames)
 
-    def _on_lease_reply(self, key: tuple, request_id: int, reply):
+    def _on_lease_reply(self, key: tuple, request_id: int, reply, request: P.RequestLease,
+                        node_address: str):
+        if isinstance(reply, P.LeaseSpillback):
+            # Another node can run it now: ask there, where it runs or queues (never re-spills).
+            self._request_lease(key, request_id, request._replace(spilled=True), reply.address)
+            return
         with self.lock:
             shape = self.shapes.get(key)
             if shape is not None:
@@ -139,7 +162,8 @@ class TaskSubmitter:
             if isinstance(reply, P.Error):
                 self._fail_queued(shape, X.RaySystemError(f"lease request failed: {reply.message}"))
                 return
-            lease = LeaseState(reply.lease_id, key, reply.worker_id, reply.worker_address)
+            lease = LeaseState(reply.lease_id, key, reply.worker_id, reply.worker_address,
+                               node_address)
             lease.idle_since = time.monotonic()
             self.leases[lease.lease_id] = lease
             if shape is None:
@@ -172,7 +196,7 @@ class TaskSubmitter:
         shape = self.shapes.get(lease.key)
         if shape is not None:
             shape.leases.pop(lease.lease_id, None)
-        self.core.endpoint.send(self.core.node_address, P.ReturnLease(lease.lease_id, kill_worker))
+        self.core.endpoint.send(lease.node_address, P.ReturnLease(lease.lease_id, kill_worker))
 
     # ------------------------------------------------------------------ completion
 
@@ -278,7 +302,7 @@ class TaskSubmitter:
             self._finish_with_error(spec, X.TaskCancelledError(task_id.hex()))
         elif lease is not None:
             if force:
-                self.core.endpoint.send(self.core.node_address, P.KillWorker(lease.worker_id))
+                self.core.endpoint.send(lease.node_address, P.KillWorker(lease.worker_id))
             else:
                 self.core.endpoint.send(lease.address, P.CancelTask(task_id, False))
 
