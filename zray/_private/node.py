@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -98,8 +99,11 @@ class NodeDaemon:
         self._create_arena()
         self.store = LocalObjectStore(Allocator(self.store_capacity))
         cpus = int(self.resources.get("CPU", 0))
+        # Owners hold leases from many nodes and key them by id alone: each node counts from a
+        # random point of a 62-bit space so ids never collide across nodes.
         self.scheduler = S.LocalScheduler(units, min_workers=cpus,
-                                          max_extra_workers=config.worker_pool_max_extra)
+                                          max_extra_workers=config.worker_pool_max_extra,
+                                          first_lease_id=random.randrange(1, 2**62))
         self.pool = WorkerPool(self.session_dir, self.endpoint.address, self.node_id,
                                config.worker_start_timeout_s, opts.node_ip)
         self.clients: dict[bytes, Client] = {}

@@ -14,7 +14,6 @@ anyone else is granted.
 from __future__ import annotations
 
 import itertools
-import random
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -83,7 +82,8 @@ IDLE, LEASED, STARTING = "idle", "leased", "starting"
 
 
 class LocalScheduler:
-    def __init__(self, total: dict, min_workers: int, max_extra_workers: int = 32):
+    def __init__(self, total: dict, min_workers: int, max_extra_workers: int = 32,
+                 first_lease_id: int = 1):
         self.total = dict(total)
         self.available = dict(total)
         self.min_workers = min_workers
@@ -93,9 +93,7 @@ class LocalScheduler:
         self.workers: dict[bytes, str] = {}  # worker_id -> IDLE | LEASED
         self.worker_lease: dict[bytes, int] = {}
         self.starting = 0
-        # Owners hold leases from many nodes and key them by id alone: start each node's
-        # counter at a random point of a 62-bit space so ids never collide across nodes.
-        self._lease_ids = itertools.count(random.randrange(1, 2**62))
+        self._lease_ids = itertools.count(first_lease_id)
 
     # ------------------------------------------------------------ events
 

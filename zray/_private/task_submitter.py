@@ -57,6 +57,8 @@ class LeaseState:
     node_address: str
     inflight: dict = field(default_factory=dict)
     idle_since: float = 0.0
+    single_use: bool = False  # SPREAD: one task per lease, or reuse would pile them on one node
+    used: bool = False
 
 
 @dataclass(eq=False)
@@ -112,7 +114,8 @@ class TaskSubmitter:
         tasks = shape.tasks
         if tasks:
             for lease in shape.leases.values():
-                while tasks and len(lease.inflight) < MAX_TASKS_IN_FLIGHT_PER_WORKER:
+                while (tasks and len(lease.inflight) < MAX_TASKS_IN_FLIGHT_PER_WORKER
+                       and not (lease.single_use and lease.used)):
                     self._push(lease, tasks.popleft())
                 if not tasks:
                     break
@@ -144,6 +147,7 @@ class TaskSubmitter:
     def _push(self, lease: LeaseState, spec: TaskSpec):
         spec.state = "running"
         spec.lease_id = lease.lease_id
+        lease.used = True
         lease.inflight[spec.task_id] = spec
         msg = P.PushTask(spec.task_id, spec.function_id, spec.name, spec.num_returns,
                          self.core.address, lease.lease_id, len(spec.frames) - 1, spec.resolved)
@@ -163,7 +167,7 @@ class TaskSubmitter:
                 self._fail_queued(shape, X.RaySystemError(f"lease request failed: {reply.message}"))
                 return
             lease = LeaseState(reply.lease_id, key, reply.worker_id, reply.worker_address,
-                               node_address)
+                               node_address, single_use=request.strategy == "SPREAD")
             lease.idle_since = time.monotonic()
             self.leases[lease.lease_id] = lease
             if shape is None:
@@ -219,6 +223,8 @@ class TaskSubmitter:
             self._finish(spec, entries)
         with self.lock:
             if lease is not None and lease.lease_id in self.leases:
+                if lease.single_use:
+                    self._return_lease(lease)
                 self._pump(lease.key, self.shapes[lease.key])
 
     def _should_retry(self, spec: TaskSpec, entry: Entry) -> bool:
