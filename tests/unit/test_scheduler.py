@@ -182,6 +182,28 @@ def test_unblock_takes_back_what_is_free_and_owes_the_rest():
     sched.check_invariants()
 
 
+def test_debt_is_repaid_in_fractional_installments():
+    sched = LocalScheduler(units(CPU=1), min_workers=3)
+    sched.start()
+    started(sched, b"w1", b"w2", b"w3")
+    [outer] = sched.request_lease(b"d", 1, units(CPU=1))
+    sched.set_blocked(outer.worker_id, True)
+    [n1] = sched.request_lease(outer.worker_id, 1, units(CPU=0.5))
+    [n2] = sched.request_lease(outer.worker_id, 2, units(CPU=0.5))
+    sched.set_blocked(outer.worker_id, False)
+    lease = sched.leases[outer.lease_id]
+    assert lease.held == {"CPU": 0} and lease.owed == {"CPU": U}
+    sched.request_lease(b"d", 2, units(CPU=0.25))  # must wait until the debt is paid
+    assert sched.return_lease(n1.lease_id) == []
+    assert lease.held == {"CPU": U // 2} and lease.owed == {"CPU": U // 2}
+    assert sched.available == {"CPU": 0}
+    sched.check_invariants()
+    assert sched.return_lease(n2.lease_id) == []
+    assert lease.held == {"CPU": U} and lease.owed == {}
+    assert sched.available == {"CPU": 0}
+    sched.check_invariants()
+
+
 def test_blocked_lease_without_cpu_changes_nothing():
     sched = LocalScheduler(units(CPU=1, x=1), min_workers=1)
     sched.start()

@@ -168,7 +168,7 @@ class CoreWorker:
             if entry is not None and entry.kind == KIND_PLASMA:
                 plasma.append(oid)
         if plasma:
-            self.endpoint.send(self.node_address, P.FreeObjects(plasma))
+            self.endpoint.send(self.node_address, P.FreeObjects(plasma, True))
 
     def on_task_done(self, identity, msg, seq, payload):
         if msg.lease_id == 0:
@@ -349,10 +349,14 @@ class CoreWorker:
         if not missing:
             return views
         timeout = config.rpc_timeout_s if deadline is None else max(0.0, deadline - time.monotonic())
-        reply, _ = self.requests.call(self.node_address, P.GetObjects(missing, timeout),
+        hints = [getattr(self.memory_store.get(oid), "node_id", b"") for oid in missing]
+        reply, _ = self.requests.call(self.node_address, P.GetObjects(missing, timeout, hints),
                                       timeout + config.rpc_timeout_s)
         for oid, location in zip(missing, reply.offsets):
             if location is None:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise X.GetTimeoutError(
+                        f"Get timed out: object {oid.hex()} was not fetched in time.")
                 raise X.ObjectLostError(oid.hex(), None, "")
             offset, size = location
             view = pinned_view(self.arena, offset, size, _Release(self._pin_releases, oid))

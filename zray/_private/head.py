@@ -249,6 +249,16 @@ class HeadService:
         self._notify(self.directory.add_locations(msg.node_id, msg.object_ids, msg.sizes))
 
     def on_RemoveObjectLocations(self, identity, msg: P.RemoveObjectLocations, seq):
+        if msg.freed:  # the owner let go: every other copy goes too
+            by_node: dict = {}
+            for object_id in msg.object_ids:
+                for node_id in self.directory.lookup(object_id):
+                    if node_id != msg.node_id:
+                        by_node.setdefault(node_id, []).append(object_id)
+            for node_id, ids in by_node.items():
+                node = self.nodes.get(node_id)
+                if node is not None and node.alive:
+                    self.endpoint.send(node.address, P.FreeObjects(ids, False))
         self.directory.remove_locations(msg.node_id, msg.object_ids)
 
     def on_SubscribeObjectLocation(self, identity, msg: P.SubscribeObjectLocation, seq):

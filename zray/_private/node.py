@@ -22,6 +22,7 @@ from zray._private import resources as R
 from zray._private import scheduler as S
 from zray._private import session
 from zray._private.head import HeadService
+from zray._private.object_manager import ObjectManager
 from zray._private.object_table import LocalObjectStore, ObjectExists, StoreFull
 from zray._private.placement import ClusterView
 from zray._private.transport import REPLY, Endpoint, Requests
@@ -110,6 +111,7 @@ class NodeDaemon:
         self.lease_seq: dict[tuple, int] = {}  # (client, request_id) -> seq to answer
         self.lease_meta: dict[tuple, P.RequestLease] = {}  # queued requests, for rebalancing
         self.view = ClusterView(self.node_id)
+        self.objects = ObjectManager(self)
         self.pending_locations: list = []
         self.resources_dirty = True
         self.running = True
@@ -436,13 +438,33 @@ class NodeDaemon:
         found = self.store.get(identity, seq, msg.object_ids, deadline)
         if found is not None:
             self.endpoint.reply(identity, P.ObjectsFound(found), seq)
+            return
+        hints = msg.node_hints if len(msg.node_hints) == len(msg.object_ids) else []
+        for index, object_id in enumerate(msg.object_ids):
+            if object_id not in self.store.objects:
+                hint = hints[index] if hints and isinstance(hints[index], bytes) else b""
+                self.objects.want(object_id, hint)
+
+    def object_lost(self, object_id: bytes):
+        for waiter, locations in self.store.give_up(object_id):
+            self.endpoint.reply(waiter.client, P.ObjectsFound(locations), waiter.handle)
+
+    def on_pull_object(self, identity, msg: P.PullObject, seq):
+        self.objects.on_pull_object(identity, msg, seq)
+
+    def on_pull_chunk(self, identity, msg: P.PullChunk, seq):
+        self.objects.on_pull_chunk(identity, msg, seq)
+
+    def on_pull_done(self, identity, msg: P.PullDone, seq):
+        self.objects.on_pull_done(identity, msg)
 
     def on_release_objects(self, identity, msg: P.ReleaseObjects, seq):
         self.store.release(identity, msg.object_ids)
 
     def on_free_objects(self, identity, msg: P.FreeObjects, seq):
         self.store.free(msg.object_ids)
-        self.endpoint.send(self.head_address, P.RemoveObjectLocations(self.node_id, msg.object_ids))
+        self.endpoint.send(self.head_address, P.RemoveObjectLocations(
+            self.node_id, msg.object_ids, msg.cascade))
 
     def on_kill_worker(self, identity, msg: P.KillWorker, seq):
         self.pool.kill(msg.worker_id)
@@ -454,6 +476,7 @@ class NodeDaemon:
 
     def on_get_node_stats(self, identity, msg: P.GetNodeStats, seq):
         stats = {"store": self.store.stats(), "scheduler": self.scheduler.stats(),
+                 "transfer": self.objects.stats(),
                  "clients": len(self.clients), "workers": len(self.pool.pids),
                  "dropped_messages": self.endpoint.dropped,
                  "view": {n.node_id.hex()[:12]: R.to_floats(n.available).get("CPU", 0)
@@ -475,6 +498,9 @@ class NodeDaemon:
         P.NotifyBlocked: on_notify_blocked,
         P.ResizeLease: on_resize_lease,
         P.ClusterLoad: on_cluster_load,
+        P.PullObject: on_pull_object,
+        P.PullChunk: on_pull_chunk,
+        P.PullDone: on_pull_done,
         P.CreateObject: on_create_object,
         P.SealObject: on_seal_object,
         P.GetObjects: on_get_objects,

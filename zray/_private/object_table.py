@@ -77,6 +77,10 @@ class LocalObjectStore:
     def expire(self, now: float) -> list:
         return self._satisfied(lambda w: w.deadline <= now, partial=True)
 
+    def give_up(self, object_id: bytes) -> list:
+        """Answers the waiters of an object that cannot be had (None in its place)."""
+        return self._satisfied(lambda w: object_id in w.object_ids, partial=True)
+
     def next_deadline(self):
         return min((w.deadline for w in self.waiters), default=None)
 

@@ -19,6 +19,7 @@ class NodeLoad:
     total: dict  # resource units
     available: dict
     alive: bool = True
+    ip: str = ""
 
 
 class ClusterView:
@@ -34,7 +35,7 @@ class ClusterView:
         for record in records:
             nodes[record["node_id"]] = NodeLoad(
                 record["node_id"], record["address"], R.to_units(record["resources"]),
-                R.to_units(record["available"]), record["alive"])
+                R.to_units(record["available"]), record["alive"], record.get("ip", ""))
         self.nodes = nodes
 
     def address_of(self, node_id: bytes):

@@ -188,8 +188,10 @@ class AddObjectLocations(NamedTuple):
 
 @message(19)
 class RemoveObjectLocations(NamedTuple):
+    """With `freed`, the owner freed these objects: the head frees every other copy too."""
     node_id: bytes
     object_ids: list
+    freed: bool
 
 
 @message(20)
@@ -314,9 +316,11 @@ class SealObject(NamedTuple):
 
 @message(41)
 class GetObjects(NamedTuple):
-    """Pins and answers with ObjectsFound once every id is sealed locally (or at timeout)."""
+    """Pins and answers with ObjectsFound once every id is sealed locally (or at timeout);
+    objects held elsewhere are pulled first, from the node in `node_hints` when given."""
     object_ids: list
     timeout_s: float
+    node_hints: list
 
 
 @message(42)
@@ -331,7 +335,9 @@ class ReleaseObjects(NamedTuple):
 
 @message(44)
 class FreeObjects(NamedTuple):
+    """Owner to its node (cascade: free the copies on other nodes too), or head to a node."""
     object_ids: list
+    cascade: bool
 
 
 @message(45)
@@ -367,6 +373,48 @@ class GetNodeStats(NamedTuple):
 @message(52)
 class NodeStats(NamedTuple):
     stats: dict
+
+
+@message(55)
+class PullObject(NamedTuple):
+    """Node to node: answered ObjectInfo; the source pins the object until PullDone."""
+    object_id: bytes
+
+
+@message(56)
+class ObjectInfo(NamedTuple):
+    object_id: bytes
+    found: bool
+    size: int
+    owner_address: str
+
+
+@message(57)
+class PullChunk(NamedTuple):
+    """Answered ObjectChunk with the bytes [offset, offset+length) as its payload frame."""
+    object_id: bytes
+    offset: int
+    length: int
+    compress: bool
+
+
+@message(58)
+class ObjectChunk(NamedTuple):
+    object_id: bytes
+    offset: int
+    compressed: bool
+
+
+@message(59)
+class PullDone(NamedTuple):
+    object_id: bytes
+
+
+@message(65)
+class NodeDied(NamedTuple):
+    """Head to every node, node to every local client: a node was declared dead."""
+    node_id: bytes
+    address: str
 
 
 # --------------------------------------------------------------------------- core workers
