@@ -61,6 +61,8 @@ class Config:
     )
     log_to_driver: bool = _setting(True, "Forward worker stdout/stderr lines to the driver.")
     head_port: int = _setting(6380, "Default TCP port of the head service for `zray start`.")
+    node_death_timeout_s: float = _setting(
+        10.0, "A node that sends no heartbeat (every second) for this long is declared dead.")
     address: str = _setting("", "Cluster address for init(address='auto') (like RAY_ADDRESS).")
     token: str = _setting("", "Cluster token for joining a cluster (issue 7).")
     worker_pool_max_extra: int = _setting(

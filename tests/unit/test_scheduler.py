@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine, initialize, invariant, precondition, rule,
@@ -653,7 +653,10 @@ class SchedulerMachine(RuleBasedStateMachine):
         assert s.starting > 0 or len(s.workers) >= s.max_workers, (fitting, s.workers)
 
 
+# No explain phase: for a state machine it adds a minute to a failure and little insight, and
+# the per-test timeout must leave room for shrinking.
 SchedulerMachine.TestCase.settings = settings(
     max_examples=150, stateful_step_count=50, deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestSchedulerMachine = SchedulerMachine.TestCase

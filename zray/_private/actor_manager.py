@@ -104,7 +104,7 @@ class ActorManager:
         actor.state = ALIVE
         return self._publish(actor)
 
-    def worker_died(self, lease_id: int, exit_code: int) -> list:
+    def worker_died(self, lease_id: int, exit_code: int, why: str = "") -> list:
         actor_id = self.by_lease.pop(lease_id, None)
         actor = self.actors.get(actor_id) if actor_id else None
         if actor is None or actor.state == DEAD:
@@ -116,7 +116,8 @@ class ActorManager:
             actor.state = RESTARTING
             return self._publish(actor) + [RequestWorker(actor_id, actor.spec.get("resources", {}))]
         cause = actor.death_cause or (
-            f"The actor's worker process died unexpectedly (exit code {exit_code})"
+            (f"The actor died because {why}" if why else
+             f"The actor's worker process died unexpectedly (exit code {exit_code})")
             + (f" after {actor.num_restarts} restart(s)." if actor.num_restarts else "."))
         return self._die(actor, cause, b"", stop_worker=False)
 

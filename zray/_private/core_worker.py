@@ -182,6 +182,9 @@ class CoreWorker:
     def on_actor_state(self, identity, msg, seq, payload):
         self.actor_submitter.on_state(msg)
 
+    def on_node_died(self, identity, msg, seq, payload):
+        self.submitter.on_node_died(msg.address)
+
     def on_lease_infeasible(self, identity, msg, seq, payload):
         self.submitter.on_infeasible(msg)
 
@@ -224,6 +227,7 @@ class CoreWorker:
         P.StartActor: on_push_task,
         P.PushActorTask: on_push_actor_task,
         P.ActorState: on_actor_state,
+        P.NodeDied: on_node_died,
         P.CancelTask: on_cancel_task,
         P.GetObjectStatus: on_get_object_status,
         P.LogLines: on_log_lines,

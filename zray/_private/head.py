@@ -308,6 +308,16 @@ class HeadService:
         node.death_reason = reason
         logger.warning("node %s is dead: %s", node_id.hex()[:12], reason)
         self._notify(self.directory.node_dead(node_id))
+        for other in self.nodes.values():
+            if other.alive:
+                self.endpoint.send(other.address, P.NodeDied(node_id, node.address))
+        for actor_id, address in list(self.actor_nodes.items()):
+            actor = self.actors.actors.get(actor_id)
+            if address == node.address and actor is not None and actor.lease_id:
+                self.actor_nodes.pop(actor_id)
+                self._actor_instructions(self.actors.worker_died(
+                    actor.lease_id, -1, f"the node {node_id.hex()[:12]} running it died"))
+        self.broadcast_load(time.monotonic())
 
     def stats(self) -> dict:
         return {"nodes": len(self.nodes), "jobs": len(self.jobs), "kv": len(self.kv),

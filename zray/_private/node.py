@@ -46,7 +46,7 @@ class NodeOptions:
     object_store_memory: int | None = None
     node_ip: str = "127.0.0.1"
     embedded_by: int = 0  # pid of the driver that started us; we stop when it dies
-    node_death_timeout_s: float = 10.0
+    node_death_timeout_s: float = config.node_death_timeout_s
 
 
 @dataclass
@@ -383,6 +383,16 @@ class NodeDaemon:
                 self.lease_seq.pop((client, request_id), None)
                 self.lease_meta.pop((client, request_id), None)
 
+    def on_node_died(self, identity, msg: P.NodeDied, seq):
+        """A peer node is gone: stop pulling from it, drop its transfer pins, tell clients."""
+        node = self.view.nodes.get(msg.node_id)
+        if node is not None:
+            node.alive = False
+        self.objects.peer_gone(msg.node_id)
+        self.objects.node_died(msg.address)
+        for client_id in self.clients:
+            self._send_to_client(client_id, msg)
+
     def on_cluster_load(self, identity, msg: P.ClusterLoad, seq):
         self.view.update(msg.nodes)
         self._rebalance()
@@ -498,6 +508,7 @@ class NodeDaemon:
         P.NotifyBlocked: on_notify_blocked,
         P.ResizeLease: on_resize_lease,
         P.ClusterLoad: on_cluster_load,
+        P.NodeDied: on_node_died,
         P.PullObject: on_pull_object,
         P.PullChunk: on_pull_chunk,
         P.PullDone: on_pull_done,

@@ -23,10 +23,12 @@ class ObjectDirectory:
         self.locations: dict[bytes, set] = {}
         self.sizes: dict[bytes, int] = {}
         self.subscribers: dict[bytes, list] = {}
+        self.lost: set = set()  # had copies, all on nodes that died
 
     def add_locations(self, node_id: bytes, object_ids, sizes) -> list:
         out = []
         for object_id, size in zip(object_ids, sizes):
+            self.lost.discard(object_id)
             self.locations.setdefault(object_id, set()).add(node_id)
             self.sizes[object_id] = size
             waiting = self.subscribers.pop(object_id, None)
@@ -37,6 +39,7 @@ class ObjectDirectory:
 
     def remove_locations(self, node_id: bytes, object_ids) -> list:
         for object_id in object_ids:
+            self.lost.discard(object_id)
             nodes = self.locations.get(object_id)
             if nodes is None:
                 continue
@@ -50,6 +53,8 @@ class ObjectDirectory:
         nodes = self.locations.get(object_id)
         if nodes:
             return [Notify(subscriber, object_id, tuple(sorted(nodes)), self.sizes[object_id])]
+        if object_id in self.lost:
+            return [Notify(subscriber, object_id, (), 0)]
         self.subscribers.setdefault(object_id, []).append(subscriber)
         return []
 
@@ -63,8 +68,11 @@ class ObjectDirectory:
         return []
 
     def node_dead(self, node_id: bytes) -> list:
+        """Forgets the node's copies; objects left with none are lost, and later
+        subscriptions to them are answered at once with no location."""
         lost = [oid for oid, nodes in self.locations.items() if nodes == {node_id}]
         self.remove_locations(node_id, list(self.locations))
+        self.lost.update(lost)
         return [Notify(None, oid, (), 0) for oid in lost]
 
     def lookup(self, object_id: bytes) -> tuple:

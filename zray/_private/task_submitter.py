@@ -65,7 +65,7 @@ class LeaseState:
 class ShapeQueue:
     tasks: deque = field(default_factory=deque)
     leases: dict = field(default_factory=dict)
-    pending_requests: set = field(default_factory=set)
+    pending_requests: dict = field(default_factory=dict)  # request id -> node address asked
 
 
 class TaskSubmitter:
@@ -122,7 +122,7 @@ class TaskSubmitter:
         want = min(len(tasks), config.max_pending_lease_requests)
         while len(shape.pending_requests) < want:
             request_id = next(self._request_ids)
-            shape.pending_requests.add(request_id)
+            shape.pending_requests[request_id] = self.core.node_address
             head = tasks[len(shape.pending_requests) - 1]
             self._request_lease(key, request_id, P.RequestLease(
                 request_id, head.resources, self.core.job_id, head.strategy, False,
@@ -157,12 +157,21 @@ class TaskSubmitter:
                         node_address: str):
         if isinstance(reply, P.LeaseSpillback):
             # Another node can run it now: ask there, where it runs or queues (never re-spills).
+            with self.lock:
+                shape = self.shapes.get(key)
+                if shape is None or request_id not in shape.pending_requests:
+                    return
+                shape.pending_requests[request_id] = reply.address
             self._request_lease(key, request_id, request._replace(spilled=True), reply.address)
             return
         with self.lock:
             shape = self.shapes.get(key)
             if shape is not None:
-                shape.pending_requests.discard(request_id)
+                if shape.pending_requests.pop(request_id, None) is None:
+                    # Given up on (its node died): hand the lease straight back.
+                    if isinstance(reply, P.LeaseGranted):
+                        self.core.endpoint.send(node_address, P.ReturnLease(reply.lease_id, False))
+                    return
             if isinstance(reply, P.Error):
                 self._fail_queued(shape, X.RaySystemError(f"lease request failed: {reply.message}"))
                 return
@@ -289,6 +298,20 @@ class TaskSubmitter:
         with self.lock:
             if shape is not None:
                 self._pump(lease.key, shape)
+
+    def on_node_died(self, address: str):
+        """Tasks leased on a dead node are retried elsewhere (or fail); lease requests waiting
+        there are asked again of our own node."""
+        with self.lock:
+            dead = [l for l in self.leases.values() if l.node_address == address]
+            for shape in self.shapes.values():
+                for request_id in [r for r, a in shape.pending_requests.items() if a == address]:
+                    del shape.pending_requests[request_id]
+        for lease in dead:
+            self.on_worker_died(P.WorkerDied(lease.lease_id, lease.worker_id, -1))
+        with self.lock:
+            for key, shape in self.shapes.items():
+                self._pump(key, shape)
 
     def cancel(self, task_id: bytes, force: bool):
         with self.lock:

@@ -1,0 +1,99 @@
+"""A node killed with SIGKILL mid-job: its tasks and actors move elsewhere, lost objects say so."""
+import os
+import re
+import shutil
+import signal
+import tempfile
+import time
+
+import pytest
+
+from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
+from tests.integration.test_cli import zray_cli
+from tests.integration.test_lifecycle import ROOT
+
+DEATH_TIMEOUT_S = 2.0
+
+
+@pytest.fixture
+def cluster():
+    import zray
+
+    root = tempfile.mkdtemp(prefix="zt", dir="/tmp")
+    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root,
+               ZRAY_NODE_DEATH_TIMEOUT_S=str(DEATH_TIMEOUT_S))
+    before = (zray_segments(), zray_sessions())
+    head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
+    assert head.returncode == 0, head.stderr
+    address = re.search(r"Head address: (\S+)", head.stdout).group(1)
+    pids = {}
+    for name in ("w1", "w2"):
+        joined = zray_cli("start", f"--address={address}", "--num-cpus", "1", "--resources",
+                          f'{{"{name}": 1, "any": 1}}', env=env)
+        assert joined.returncode == 0, joined.stderr
+        pids[name] = int(re.search(r"\(pid (\d+)\)", joined.stdout).group(1))
+    zray.init(address=address)
+    deadline = time.monotonic() + 10
+    while len([n for n in zray.nodes() if n["Alive"]]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    yield zray, pids
+    zray.shutdown()
+    zray_cli("stop", env=env)
+    assert_no_leaks(*before)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_job_survives_a_killed_node(cluster):
+    import numpy as np
+
+    ray, pids = cluster
+
+    @ray.remote(resources={"any": 1}, max_retries=3)
+    def work(i):
+        time.sleep(1.0)
+        return i * i, ray.get_runtime_context().get_node_id()
+
+    @ray.remote(resources={"w2": 1})
+    def big_on_w2():
+        return np.ones(2**20)
+
+    lost_ref = big_on_w2.remote()
+    ray.wait([lost_ref], timeout=30)
+    refs = [work.remote(i) for i in range(6)]
+    time.sleep(0.5)
+    os.kill(pids["w2"], signal.SIGKILL)
+    killed_at = time.monotonic()
+    results = ray.get(refs, timeout=60)
+    assert [r[0] for r in results] == [i * i for i in range(6)]
+    dead = [n for n in ray.nodes() if not n["Alive"]]
+    assert len(dead) == 1 and "w2" in dead[0]["Resources"]
+    assert time.monotonic() - killed_at < DEATH_TIMEOUT_S + 8
+    with pytest.raises(ray.exceptions.ObjectLostError):
+        ray.get(lost_ref, timeout=20)
+    # The cluster keeps serving.
+    assert ray.get(work.remote(7), timeout=30)[0] == 49
+
+
+def test_actor_restarts_on_another_node(cluster):
+    ray, pids = cluster
+
+    @ray.remote(resources={"any": 1}, max_restarts=1)
+    class Survivor:
+        def node(self):
+            return ray.get_runtime_context().get_node_id()
+
+    a = Survivor.remote()
+    first = ray.get(a.node.remote(), timeout=30)
+    victim = [name for name in ("w1", "w2")
+              if any(n["NodeID"] == first and name in n["Resources"] for n in ray.nodes())][0]
+    os.kill(pids[victim], signal.SIGKILL)
+    deadline = time.monotonic() + DEATH_TIMEOUT_S + 20
+    while time.monotonic() < deadline:
+        try:
+            second = ray.get(a.node.remote(), timeout=10)
+            break
+        except ray.exceptions.RayActorError:
+            time.sleep(0.2)
+    else:
+        pytest.fail("the actor never came back")
+    assert second != first

@@ -1,0 +1,204 @@
+"""ObjectDirectory: examples plus a hypothesis state machine against a simple model."""
+from __future__ import annotations
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from zray._private.object_directory import Notify, ObjectDirectory
+
+A, B, C = b"node-a", b"node-b", b"node-c"
+
+
+# ================================================================== examples
+
+def test_subscribe_before_location_fires_once_when_first_copy_is_added():
+    d = ObjectDirectory()
+    assert d.subscribe("s1", b"x") == []
+    assert d.stats() == {"objects": 0, "subscriptions": 1}
+    assert d.add_locations(A, [b"x"], [10]) == [Notify("s1", b"x", (A,), 10)]
+    # A second copy does not notify again.
+    assert d.add_locations(B, [b"x"], [10]) == []
+    assert d.lookup(b"x") == (A, B)
+    assert d.stats() == {"objects": 1, "subscriptions": 0}
+
+
+def test_subscribe_after_location_fires_at_once_with_all_nodes_sorted():
+    d = ObjectDirectory()
+    d.add_locations(B, [b"x"], [5])
+    d.add_locations(A, [b"x"], [5])
+    assert d.subscribe("s", b"x") == [Notify("s", b"x", (A, B), 5)]
+    assert d.stats()["subscriptions"] == 0
+
+
+def test_several_subscribers_and_objects_in_one_add():
+    d = ObjectDirectory()
+    d.subscribe("s1", b"x")
+    d.subscribe("s2", b"x")
+    d.subscribe("s3", b"y")
+    out = d.add_locations(A, [b"x", b"y", b"z"], [1, 2, 3])
+    assert out == [Notify("s1", b"x", (A,), 1), Notify("s2", b"x", (A,), 1),
+                   Notify("s3", b"y", (A,), 2)]
+
+
+def test_remove_last_copy_forgets_object_and_new_subscription_waits():
+    d = ObjectDirectory()
+    d.add_locations(A, [b"x"], [1])
+    assert d.remove_locations(A, [b"x", b"unknown"]) == []
+    assert d.lookup(b"x") == ()
+    assert d.subscribe("s", b"x") == []
+    assert d.add_locations(B, [b"x"], [2]) == [Notify("s", b"x", (B,), 2)]
+
+
+def test_node_dead_reports_objects_whose_only_copy_was_there():
+    d = ObjectDirectory()
+    d.add_locations(A, [b"only-a", b"both"], [1, 2])
+    d.add_locations(B, [b"both", b"only-b"], [2, 3])
+    out = d.node_dead(A)
+    assert out == [Notify(None, b"only-a", (), 0)]
+    assert d.lookup(b"only-a") == ()
+    assert d.lookup(b"both") == (B,)
+    assert d.lookup(b"only-b") == (B,)
+    assert d.node_dead(A) == []
+    assert d.node_dead(C) == []
+
+
+def test_node_dead_leaves_pending_subscriptions_waiting():
+    d = ObjectDirectory()
+    d.subscribe("s", b"x")
+    assert d.node_dead(A) == []
+    assert d.add_locations(B, [b"x"], [4]) == [Notify("s", b"x", (B,), 4)]
+
+
+def test_unsubscribe_drops_every_pending_subscription_of_that_subscriber():
+    d = ObjectDirectory()
+    d.subscribe("s", b"x")
+    d.subscribe("s", b"y")
+    d.subscribe("t", b"x")
+    assert d.unsubscribe("s") == []
+    assert d.stats()["subscriptions"] == 1
+    assert d.add_locations(A, [b"x", b"y"], [1, 1]) == [Notify("t", b"x", (A,), 1)]
+
+
+def test_size_is_the_latest_reported():
+    d = ObjectDirectory()
+    d.add_locations(A, [b"x"], [1])
+    d.add_locations(B, [b"x"], [7])
+    assert d.subscribe("s", b"x") == [Notify("s", b"x", (A, B), 7)]
+
+
+# ================================================================== state machine
+
+NODES = (A, B, C)
+OBJECTS = tuple(b"obj%d" % i for i in range(6))
+SIZES = st.sampled_from((0, 1, 100, 2**40))
+
+
+class DirectoryMachine(RuleBasedStateMachine):
+    @initialize()
+    def setup(self):
+        self.d = ObjectDirectory()
+        self.locations: dict[bytes, set] = {}
+        self.sizes: dict[bytes, int] = {}
+        self.pending: dict[tuple, bytes] = {}   # subscriber handle -> object id
+        self.notified: dict[tuple, Notify] = {}
+        self.cancelled: set[tuple] = set()
+        self.seq = 0
+
+    def _check_notifications(self, out):
+        """Each notification answers a pending subscription, once, with the current copies."""
+        for note in out:
+            assert isinstance(note, Notify)
+            assert note.subscriber is not None, note
+            handle = note.subscriber
+            assert handle not in self.notified, f"notified twice: {note}"
+            assert handle not in self.cancelled, f"notified after unsubscribe: {note}"
+            assert self.pending.pop(handle) == note.object_id, note
+            nodes = self.locations.get(note.object_id)
+            assert nodes, f"notified before the object has a location: {note}"
+            assert note.node_ids == tuple(sorted(nodes)), note
+            assert note.size == self.sizes[note.object_id]
+            self.notified[handle] = note
+
+    @rule(node=st.sampled_from(NODES),
+          batch=st.lists(st.tuples(st.sampled_from(OBJECTS), SIZES), max_size=4))
+    def add_locations(self, node, batch):
+        oids = [oid for oid, _ in batch]
+        sizes = [size for _, size in batch]
+        # Model: apply one by one (the directory answers each object as it is added).
+        out = self.d.add_locations(node, oids, sizes)
+        expected_handles = []
+        for oid, size in batch:
+            first = not self.locations.get(oid)
+            self.locations.setdefault(oid, set()).add(node)
+            self.sizes[oid] = size
+            if first:
+                expected_handles += [h for h, o in self.pending.items()
+                                     if o == oid and h not in expected_handles]
+        # Notifications carry the nodes known when the object was added in this batch; an
+        # object appears once per batch in practice, so compare with the final state.
+        assert sorted(n.subscriber for n in out) == sorted(expected_handles)
+        self._check_notifications(out)
+
+    @rule(node=st.sampled_from(NODES), oids=st.lists(st.sampled_from(OBJECTS), max_size=4))
+    def remove_locations(self, node, oids):
+        assert self.d.remove_locations(node, oids) == []
+        for oid in oids:
+            nodes = self.locations.get(oid)
+            if nodes is not None:
+                nodes.discard(node)
+                if not nodes:
+                    del self.locations[oid]
+                    del self.sizes[oid]
+
+    @rule(oid=st.sampled_from(OBJECTS), who=st.sampled_from((b"driver", b"worker")))
+    def subscribe(self, oid, who):
+        self.seq += 1
+        handle = (who, self.seq)  # what the head passes: (identity, request seq)
+        self.pending[handle] = oid
+        out = self.d.subscribe(handle, oid)
+        if self.locations.get(oid):
+            assert len(out) == 1
+        else:
+            assert out == []
+        self._check_notifications(out)
+
+    @precondition(lambda self: self.pending)
+    @rule(data=st.data())
+    def unsubscribe(self, data):
+        handle = data.draw(st.sampled_from(sorted(self.pending)))
+        del self.pending[handle]
+        self.cancelled.add(handle)
+        assert self.d.unsubscribe(handle) == []
+
+    @rule(node=st.sampled_from(NODES))
+    def node_dead(self, node):
+        lost = sorted(oid for oid, nodes in self.locations.items() if nodes == {node})
+        out = self.d.node_dead(node)
+        assert sorted(n.object_id for n in out) == lost
+        for note in out:
+            assert note.subscriber is None and note.node_ids == () and note.size == 0, note
+        for oid in list(self.locations):
+            self.locations[oid].discard(node)
+            if not self.locations[oid]:
+                del self.locations[oid]
+                del self.sizes[oid]
+
+    @invariant()
+    def matches_model(self):
+        for oid in OBJECTS:
+            assert self.d.lookup(oid) == tuple(sorted(self.locations.get(oid, ())))
+        # A subscription never waits for an object that already has a copy.
+        for handle, oid in self.pending.items():
+            assert not self.locations.get(oid), (handle, oid)
+        assert self.d.stats() == {"objects": len(self.locations),
+                                  "subscriptions": len(self.pending)}
+        assert set(self.d.locations) == set(self.locations)
+        assert self.d.sizes == self.sizes
+
+
+DirectoryMachine.TestCase.settings = settings(
+    max_examples=200, stateful_step_count=40, deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+TestDirectoryMachine = DirectoryMachine.TestCase
