@@ -87,7 +87,10 @@ def test_actor_restarts_on_another_node(cluster):
     victim = [name for name in ("w1", "w2")
               if any(n["NodeID"] == first and name in n["Resources"] for n in ray.nodes())][0]
     os.kill(pids[victim], signal.SIGKILL)
-    deadline = time.monotonic() + DEATH_TIMEOUT_S + 20
+    deadline = time.monotonic() + DEATH_TIMEOUT_S + 10
+    while all(n["Alive"] for n in ray.nodes()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
             second = ray.get(a.node.remote(), timeout=10)
