@@ -196,3 +196,21 @@ def test_pending_get_released_by_directory_callback(cluster):
     assert time.monotonic() - start >= 0.9
     core.endpoint.send(core.node_address, P.ReleaseObjects([ref.binary()]))
     assert int(ray.get(ref, timeout=10)[0]) == 3
+
+
+def test_tasks_run_where_their_arguments_are(cluster):
+    import numpy as np
+
+    ray = cluster
+
+    @ray.remote(resources={"w2": 1})
+    def produce():
+        return np.ones(8 * 2**20)  # 64 MiB, sealed on w2
+
+    @ray.remote
+    def where(arr):
+        return ray.get_runtime_context().get_node_id()
+
+    data = produce.remote()
+    ray.wait([data], timeout=30)
+    assert ray.get(where.remote(data), timeout=30) == node_of(ray, "w2")

@@ -71,8 +71,9 @@ class ClusterView:
         if strategy == "SPREAD":
             return self._spread(need, local_total)
         if preferred and preferred != self.local:
+            # Moving large arguments costs more than waiting a little for their node.
             node = self.nodes.get(preferred)
-            if node is not None and node.alive and R.fits(need, node.available):
+            if node is not None and node.alive and R.fits(need, node.total):
                 return preferred
         if R.fits(need, local_available):
             return None

@@ -24,6 +24,7 @@ from zray._private.memory_store import KIND_ERROR, Entry
 logger = logging.getLogger(__name__)
 
 MAX_TASKS_IN_FLIGHT_PER_WORKER = 1
+LOCALITY_MIN_BYTES = 1 * 2**20  # smaller arguments are cheaper to move than to wait for
 
 
 @dataclass(eq=False)
@@ -134,7 +135,8 @@ class TaskSubmitter:
             lambda reply, payload: self._on_lease_reply(key, request_id, reply, msg, node_address))
 
     def _preferred_node(self, spec: TaskSpec) -> bytes:
-        """The node holding most of the task's argument bytes (b"" when that is ours)."""
+        """The node holding most of the task's argument bytes, when they are worth moving the
+        task for (b"" when that node is ours, or the arguments are small)."""
         by_node: dict = {}
         for object_id, kind, nframes, node_id, size in spec.resolved:
             if node_id:
@@ -142,7 +144,9 @@ class TaskSubmitter:
         if not by_node:
             return b""
         best = max(by_node, key=by_node.get)
-        return b"" if best == self.core.node_id else best
+        if best == self.core.node_id or by_node[best] < LOCALITY_MIN_BYTES:
+            return b""
+        return best
 
     def _push(self, lease: LeaseState, spec: TaskSpec):
         spec.state = "running"

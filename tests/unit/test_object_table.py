@@ -1,0 +1,377 @@
+"""LocalObjectStore over a real allocator: examples plus a hypothesis state machine, run against
+both allocator implementations (the selected ``zray._fast.Allocator`` and the pure-Python one)."""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+import zray._fast
+from zray._fast import _allocator_py
+from zray._private.object_table import LocalObjectStore, ObjectExists, StoreFull
+
+ALLOCATORS = {"selected": zray._fast.Allocator, "python": _allocator_py.Allocator}
+ALIGN = 64
+
+
+def rounded(size: int) -> int:
+    return max(ALIGN, -(-size // ALIGN) * ALIGN)
+
+
+@pytest.fixture(params=sorted(ALLOCATORS))
+def store(request):
+    return LocalObjectStore(ALLOCATORS[request.param](4096, ALIGN))
+
+
+# ================================================================== examples
+
+def test_create_seal_get_release(store):
+    offset = store.create(b"c", b"x", 100, "owner")
+    assert store.allocator.used == 128
+    assert store.get(b"r", "h", [b"x"], deadline=10.0) is None  # not sealed yet: parks
+    [(waiter, locations)] = store.seal(b"x")
+    assert waiter.handle == "h" and locations == [(offset, 100)]
+    assert store.objects[b"x"].pins == {b"r": 1}
+    assert store.get(b"r", "h2", [b"x", b"x"], deadline=10.0) == [(offset, 100)] * 2
+    assert store.objects[b"x"].pins == {b"r": 3}
+    assert store.release(b"r", [b"x", b"x", b"x"]) == []
+    assert store.objects[b"x"].pins == {}
+    assert store.free([b"x"]) == [(offset, 100)]
+    assert store.allocator.used == 0 and not store.objects
+
+
+def test_free_while_pinned_is_deferred_to_last_release(store):
+    offset = store.create(b"c", b"x", 10, "")
+    store.seal(b"x")
+    store.get(b"a", 1, [b"x"], 0.0)
+    store.get(b"b", 2, [b"x"], 0.0)
+    assert store.free([b"x"]) == []
+    assert store.objects[b"x"].free_requested
+    assert store.release(b"a", [b"x"]) == []
+    assert b"x" in store.objects
+    assert store.release(b"b", [b"x"]) == [(offset, 10)]
+    assert not store.objects and store.allocator.used == 0
+
+
+def test_duplicate_create_raises_object_exists(store):
+    store.create(b"c", b"x", 10, "")
+    with pytest.raises(ObjectExists):
+        store.create(b"d", b"x", 10, "")
+    assert store.allocator.used == ALIGN
+
+
+def test_store_full(store):
+    with pytest.raises(StoreFull, match="does not fit"):
+        store.create(b"c", b"big", 4097, "")
+    store.create(b"c", b"a", 4096, "")
+    with pytest.raises(StoreFull):
+        store.create(b"c", b"zero", 0, "")  # even an empty object takes one aligned slot
+    assert list(store.objects) == [b"a"]
+
+
+def test_zero_size_object(store):
+    offset = store.create(b"c", b"z", 0, "")
+    store.seal(b"z")
+    assert store.get(b"c", 1, [b"z"], 0.0) == [(offset, 0)]
+    assert store.allocator.used == ALIGN
+
+
+def test_waiter_for_several_objects_is_answered_when_the_last_is_sealed(store):
+    store.create(b"c", b"x", 1, "")
+    store.create(b"c", b"y", 1, "")
+    assert store.get(b"r", "h", [b"x", b"y"], 5.0) is None
+    assert store.seal(b"x") == []
+    assert store.seal(b"x") == []  # sealing twice is a no-op
+    [(waiter, locations)] = store.seal(b"y")
+    assert waiter.handle == "h" and [loc is not None for loc in locations] == [True, True]
+    assert not store.waiters
+
+
+def test_expire_answers_partially_and_pins_only_what_is_there(store):
+    store.create(b"c", b"x", 1, "")
+    store.seal(b"x")
+    assert store.get(b"r", "h", [b"x", b"missing"], deadline=5.0) is None
+    assert store.next_deadline() == 5.0
+    assert store.expire(4.9) == []
+    [(waiter, locations)] = store.expire(5.0)
+    assert locations[0] is not None and locations[1] is None
+    assert store.objects[b"x"].pins == {b"r": 1}
+    assert store.next_deadline() is None
+
+
+def test_client_exit_drops_its_pins_waiters_and_unsealed_objects(store):
+    store.create(b"w", b"half", 100, "")
+    store.create(b"w", b"done", 100, "")
+    store.seal(b"done")
+    store.get(b"w", 1, [b"done"], 0.0)
+    store.free([b"done"])
+    store.get(b"w", 2, [b"half"], 9.0)
+    freed = store.client_exited(b"w")
+    assert sorted(size for _, size in freed) == [100, 100]
+    assert not store.objects and not store.waiters and store.allocator.used == 0
+
+
+def test_client_exit_keeps_sealed_objects_it_created(store):
+    store.create(b"w", b"x", 1, "")
+    store.seal(b"x")
+    assert store.client_exited(b"w") == []
+    assert b"x" in store.objects
+
+
+def test_free_of_unsealed_object_drops_it(store):
+    offset = store.create(b"w", b"x", 1, "")
+    assert store.free([b"x"]) == [(offset, 1)]
+    assert store.seal(b"x") == []  # the creator's late seal finds nothing
+
+
+def test_stats(store):
+    store.create(b"c", b"x", 100, "")
+    store.seal(b"x")
+    store.get(b"c", 1, [b"x"], 0.0)
+    store.get(b"c", 2, [b"y"], 0.0)
+    assert store.stats() == {"objects": 1, "used": 128, "capacity": 4096, "pinned": 1,
+                             "waiters": 1}
+
+
+# ================================================================== state machine
+
+CAPACITY = 1024
+CLIENTS = (b"c0", b"c1", b"c2")
+OBJECTS = tuple(b"o%d" % i for i in range(7))
+SIZES = st.sampled_from((0, 1, 63, 64, 65, 200, 100, 512, CAPACITY, CAPACITY + 1, 10**6))
+oid_lists = st.lists(st.sampled_from(OBJECTS), min_size=0, max_size=3)
+
+
+class ObjectTableMachine(RuleBasedStateMachine):
+    ALLOCATOR = None  # set by the subclasses below
+
+    @initialize()
+    def setup(self):
+        self.store = LocalObjectStore(self.ALLOCATOR(CAPACITY, ALIGN))
+        self.objects: dict[bytes, dict] = {}    # oid -> offset, size, creator, sealed, pins, free
+        self.waiters: list[dict] = []           # client, handle, oids, deadline (in order)
+        self.answered: set[int] = set()
+        self.abandoned: set[int] = set()
+        self.handles = 0
+        self.now = 0.0
+
+    # -------------------------------------------------------------- model helpers
+
+    def _ready(self, oid):
+        obj = self.objects.get(oid)
+        return obj is not None and obj["sealed"]
+
+    def _pin_all(self, client, oids):
+        out = []
+        for oid in oids:
+            if self._ready(oid):
+                obj = self.objects[oid]
+                obj["pins"][client] += 1
+                out.append((obj["offset"], obj["size"]))
+            else:
+                out.append(None)
+        return out
+
+    def _drop(self, oid):
+        obj = self.objects.pop(oid)
+        assert not +obj["pins"], f"freed {oid!r} while pinned: {obj}"
+        return obj["offset"], obj["size"]
+
+    def _answer(self, results, expected_waiters):
+        """results: [(Waiter, locations)] from the store; expected_waiters: model waiters that
+        must be answered now, in order (their pins are applied by the model here)."""
+        assert [w.handle for w, _ in results] == [w["handle"] for w in expected_waiters]
+        for (waiter, locations), model in zip(results, expected_waiters):
+            assert waiter.handle not in self.answered, f"answered twice: {waiter}"
+            assert waiter.handle not in self.abandoned, f"answered after exit: {waiter}"
+            assert waiter.client == model["client"] and waiter.object_ids == model["oids"]
+            assert locations == self._pin_all(model["client"], model["oids"])
+            self.answered.add(waiter.handle)
+            self.waiters.remove(model)
+
+    # -------------------------------------------------------------- rules
+
+    @rule(client=st.sampled_from(CLIENTS), oid=st.sampled_from(OBJECTS), size=SIZES)
+    def create(self, client, oid, size):
+        largest = self.store.allocator.largest_free
+        if oid in self.objects:
+            with pytest.raises(ObjectExists):
+                self.store.create(client, oid, size, "owner")
+        elif rounded(size) > largest:
+            with pytest.raises(StoreFull):
+                self.store.create(client, oid, size, "owner")
+        else:
+            offset = self.store.create(client, oid, size, "owner")
+            assert offset % ALIGN == 0 and 0 <= offset and offset + rounded(size) <= CAPACITY
+            self.objects[oid] = {"offset": offset, "size": size, "creator": client,
+                                 "sealed": False, "pins": Counter(), "free": False}
+
+    @rule(oid=st.sampled_from(OBJECTS))
+    def seal(self, oid):
+        was_unsealed = oid in self.objects and not self.objects[oid]["sealed"]
+        out = self.store.seal(oid)
+        if not was_unsealed:
+            assert out == []
+            return
+        self.objects[oid]["sealed"] = True
+        due = [w for w in self.waiters
+               if oid in w["oids"] and all(self._ready(o) for o in w["oids"])]
+        self._answer(out, due)
+
+    @precondition(lambda self: any(not o["sealed"] for o in self.objects.values()))
+    @rule(data=st.data())
+    def seal_unsealed(self, data):
+        """Seal an object that is being written (random seals rarely hit one)."""
+        self.seal(data.draw(st.sampled_from(
+            [oid for oid, o in self.objects.items() if not o["sealed"]])))
+
+    @precondition(lambda self: self.objects)
+    @rule(client=st.sampled_from(CLIENTS), data=st.data(),
+          timeout=st.sampled_from((0.0, 1.0, 5.0, math.inf)), also_missing=st.booleans())
+    def get_stored(self, client, data, timeout, also_missing):
+        """Get objects that exist (sealed or not), possibly along with one that does not."""
+        oids = data.draw(st.lists(st.sampled_from(sorted(self.objects)), min_size=1, max_size=3))
+        if also_missing:
+            oids.append(data.draw(st.sampled_from(OBJECTS)))
+        self.get(client, oids, timeout)
+
+    @rule(client=st.sampled_from(CLIENTS), oids=oid_lists,
+          timeout=st.sampled_from((0.0, 1.0, 5.0, math.inf)))
+    def get(self, client, oids, timeout):
+        self.handles += 1
+        handle = self.handles
+        deadline = self.now + timeout
+        out = self.store.get(client, handle, oids, deadline)
+        if all(self._ready(o) for o in oids):
+            assert out == self._pin_all(client, oids)
+            self.answered.add(handle)
+        else:
+            assert out is None
+            self.waiters.append({"client": client, "handle": handle, "oids": list(oids),
+                                 "deadline": deadline})
+
+    @rule(client=st.sampled_from(CLIENTS), oids=oid_lists)
+    def release(self, client, oids):
+        expected = []
+        for oid in oids:
+            obj = self.objects.get(oid)
+            if obj is None:
+                continue
+            if obj["pins"][client] <= 1:
+                del obj["pins"][client]
+            else:
+                obj["pins"][client] -= 1
+            if obj["free"] and not +obj["pins"]:
+                expected.append(self._drop(oid))
+        assert self.store.release(client, oids) == expected
+
+    @precondition(lambda self: any(+o["pins"] for o in self.objects.values()))
+    @rule(data=st.data())
+    def release_a_pin(self, data):
+        """Release a pin that is actually held (random releases rarely hit one)."""
+        pinned = sorted((oid, client) for oid, o in self.objects.items() for client in +o["pins"])
+        oid, client = data.draw(st.sampled_from(pinned))
+        self.release(client, [oid])
+
+    @precondition(lambda self: self.objects)
+    @rule(data=st.data(), pinned_only=st.booleans())
+    def free_stored(self, data, pinned_only):
+        """Free objects that exist, often ones still pinned (the deferred-free path)."""
+        candidates = sorted(oid for oid, o in self.objects.items()
+                            if +o["pins"] or not pinned_only) or sorted(self.objects)
+        self.free(data.draw(st.lists(st.sampled_from(candidates), min_size=1, max_size=2)))
+
+    @rule(oids=oid_lists)
+    def free(self, oids):
+        expected = []
+        for oid in oids:
+            obj = self.objects.get(oid)
+            if obj is None:
+                continue
+            if +obj["pins"]:
+                obj["free"] = True
+            else:
+                expected.append(self._drop(oid))
+        assert self.store.free(oids) == expected
+
+    @rule(client=st.sampled_from(CLIENTS))
+    def client_exited(self, client):
+        expected = []
+        for oid, obj in list(self.objects.items()):
+            had_pins = obj["pins"].pop(client, 0) > 0
+            if had_pins and obj["free"] and not +obj["pins"]:
+                expected.append(self._drop(oid))
+            elif not obj["sealed"] and obj["creator"] == client:
+                expected.append(self._drop(oid))
+        for w in [w for w in self.waiters if w["client"] == client]:
+            self.waiters.remove(w)
+            self.abandoned.add(w["handle"])
+        assert self.store.client_exited(client) == expected
+
+    @rule(advance=st.sampled_from((0.0, 0.5, 1.0, 5.0)))
+    def expire(self, advance):
+        self.now += advance
+        due = [w for w in self.waiters if w["deadline"] <= self.now]
+        self._answer(self.store.expire(self.now), due)
+
+    # -------------------------------------------------------------- invariants
+
+    @invariant()
+    def matches_model(self):
+        store, alloc = self.store, self.store.allocator
+        assert list(store.objects) == list(self.objects)
+        assert alloc.used == sum(rounded(o["size"]) for o in self.objects.values())
+        assert alloc.num_allocations == len(self.objects)
+        assert alloc.allocations() == sorted(
+            (o["offset"], rounded(o["size"])) for o in self.objects.values())
+        for oid, model in self.objects.items():
+            obj = store.objects[oid]
+            assert (obj.offset, obj.size, obj.creator) == (
+                model["offset"], model["size"], model["creator"])
+            assert obj.sealed == model["sealed"]
+            assert obj.pins == dict(+model["pins"]), (oid, obj.pins, model["pins"])
+            assert all(n > 0 for n in obj.pins.values())
+            assert obj.free_requested == model["free"]
+            # A free request only lingers while pins remain.
+            assert not obj.free_requested or obj.pins
+            # Only sealed objects are pinned.
+            assert obj.sealed or not obj.pins
+        assert [w.handle for w in store.waiters] == [w["handle"] for w in self.waiters]
+        assert store.next_deadline() == min((w["deadline"] for w in self.waiters), default=None)
+        assert not (self.answered & self.abandoned)
+        pending = {w["handle"] for w in self.waiters}
+        assert not (pending & self.answered)
+
+    def teardown(self):
+        # Every waiter still parked is answered exactly once by a final expiry.
+        if not hasattr(self, "store"):
+            return
+        self.now = math.inf
+        due = list(self.waiters)
+        self._answer(self.store.expire(self.now), due)
+        assert not self.store.waiters
+        assert self.answered | self.abandoned == set(range(1, self.handles + 1))
+
+
+SETTINGS = settings(
+    max_examples=120, stateful_step_count=40, deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+class SelectedAllocatorMachine(ObjectTableMachine):
+    ALLOCATOR = ALLOCATORS["selected"]
+
+
+class PythonAllocatorMachine(ObjectTableMachine):
+    ALLOCATOR = ALLOCATORS["python"]
+
+
+SelectedAllocatorMachine.TestCase.settings = SETTINGS
+PythonAllocatorMachine.TestCase.settings = SETTINGS
+TestObjectTableSelectedAllocator = SelectedAllocatorMachine.TestCase
+TestObjectTablePythonAllocator = PythonAllocatorMachine.TestCase
