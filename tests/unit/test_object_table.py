@@ -139,10 +139,14 @@ def test_stats(store):
 
 # ================================================================== state machine
 
-CAPACITY = 1024
+CAPACITY = 2048
 CLIENTS = (b"c0", b"c1", b"c2")
-OBJECTS = tuple(b"o%d" % i for i in range(7))
-SIZES = st.sampled_from((0, 1, 63, 64, 65, 200, 100, 512, CAPACITY, CAPACITY + 1, 10**6))
+OBJECTS = tuple(b"o%d" % i for i in range(8))
+SIZES = st.one_of(
+    st.sampled_from((0, 1, 63, 64, 65, 100, 200)),       # fit unless the arena is full
+    st.sampled_from((0, 1, 63, 64, 65, 100, 200)),
+    st.sampled_from((1000, CAPACITY, CAPACITY + 1, 10**6)),  # often or always StoreFull
+)
 
 
 class ObjectTableMachine(RuleBasedStateMachine):
@@ -203,8 +207,15 @@ class ObjectTableMachine(RuleBasedStateMachine):
             element = st.one_of(st.sampled_from(pool), st.sampled_from(pool), element)
         return data.draw(st.lists(element, min_size=min_size, max_size=max_size))
 
-    @rule(client=st.sampled_from(CLIENTS), oid=st.sampled_from(OBJECTS), size=SIZES)
-    def create(self, client, oid, size):
+    @rule(client=st.sampled_from(CLIENTS), data=st.data(), size=SIZES, seal_now=st.booleans())
+    def create(self, client, data, size, seal_now):
+        """Creates an object (mostly under an unused id); the usual put seals it right after
+        writing."""
+        unused = [oid for oid in OBJECTS if oid not in self.objects]
+        if unused and data.draw(st.sampled_from((True, True, True, False))):
+            oid = data.draw(st.sampled_from(unused))
+        else:
+            oid = data.draw(st.sampled_from(OBJECTS))
         largest = self.store.allocator.largest_free
         if oid in self.objects:
             with pytest.raises(ObjectExists):
@@ -217,12 +228,17 @@ class ObjectTableMachine(RuleBasedStateMachine):
             assert offset % ALIGN == 0 and 0 <= offset and offset + rounded(size) <= CAPACITY
             self.objects[oid] = {"offset": offset, "size": size, "creator": client,
                                  "sealed": False, "pins": Counter(), "free": False}
+            if seal_now:
+                self._seal(oid)
 
     @rule(data=st.data())
     def seal(self, data):
         unsealed = [oid for oid, o in self.objects.items() if not o["sealed"]]
         [oid] = self._some_oids(data, 1, 1, unsealed)
-        was_unsealed = oid in unsealed
+        self._seal(oid)
+
+    def _seal(self, oid):
+        was_unsealed = oid in self.objects and not self.objects[oid]["sealed"]
         out = self.store.seal(oid)
         if not was_unsealed:
             assert out == []  # unknown or already sealed
@@ -235,7 +251,9 @@ class ObjectTableMachine(RuleBasedStateMachine):
     @rule(client=st.sampled_from(CLIENTS), data=st.data(),
           timeout=st.sampled_from((0.0, 1.0, 5.0, math.inf)))
     def get(self, client, data, timeout):
-        oids = self._some_oids(data)
+        sealed = [oid for oid, o in self.objects.items() if o["sealed"]]
+        oids = self._some_oids(data, min_size=data.draw(st.sampled_from((1, 1, 1, 0))),
+                               pool=sealed if sealed and data.draw(st.booleans()) else None)
         self.handles += 1
         handle = self.handles
         deadline = self.now + timeout
@@ -251,7 +269,7 @@ class ObjectTableMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def release(self, data):
         pinned = sorted((oid, client) for oid, o in self.objects.items() for client in +o["pins"])
-        if pinned and data.draw(st.integers(0, 3)):
+        if pinned and data.draw(st.sampled_from((True, True, True, False))):
             oid, client = data.draw(st.sampled_from(pinned))
             oids = [oid] * data.draw(st.integers(1, 2))  # maybe one more than held
         else:

@@ -173,11 +173,8 @@ def test_nan_raises_value_error():
         R.to_units({"CPU": math.nan})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "resources.to_units({'CPU': float('inf')}) raises OverflowError from round(inf * UNIT) "
-    "(resources.py line 19) before any validation; callers such as node.on_request_lease only "
-    "catch (TypeError, ValueError), so an infinite amount escapes as an unhandled error "
-    "instead of the documented ValueError"))
-def test_infinite_amount_raises_value_error():
+def test_infinite_and_nan_amounts_raise_value_error():
     with pytest.raises(ValueError):
         R.to_units({"CPU": math.inf})
+    with pytest.raises(ValueError):
+        R.to_units({"CPU": math.nan})

@@ -9,7 +9,10 @@ hand out zero-copy slices::
     offset 16   lengths    nbufs x u64 LE, the byte length of each buffer
     then        metadata   meta_len bytes
     then        buffer i   at the next offset (relative to the object start) that is a
-                           multiple of 64, so numpy views of it are aligned; the gap is zeroed
+                           multiple of 64, so numpy views of it are aligned -- or of 4096 for
+                           buffers of 64 KiB or more, because copying into a destination whose
+                           page offset differs from the source's runs ~4x slower here (glibc's
+                           non-temporal memcpy); the gap is zeroed
 
 The object ends where its last buffer (or, with none, its metadata) ends: no trailing padding.
 """
@@ -22,13 +25,16 @@ from pickle import PickleBuffer
 MAGIC = b"ZOB1"
 HEADER_BYTES = 16
 ALIGNMENT = 64
+PAGE_ALIGNMENT = 4096
+PAGE_ALIGN_MIN = 64 * 1024
 
 _HEADER = struct.Struct("<4sIQ")
 _MAX_BUFFERS = 0xFFFFFFFF
 
 
-def _align(pos: int) -> int:
-    return (pos + ALIGNMENT - 1) & ~(ALIGNMENT - 1)
+def _align(pos: int, length: int) -> int:
+    alignment = PAGE_ALIGNMENT if length >= PAGE_ALIGN_MIN else ALIGNMENT
+    return (pos + alignment - 1) & ~(alignment - 1)
 
 
 def _non_negative(value, what: str) -> int:
@@ -46,7 +52,8 @@ def object_size(meta_len, buffer_lens) -> int:
         raise ValueError(f"at most {_MAX_BUFFERS} buffers per object, got {n}")
     pos += 8 * n
     for length in buffer_lens:
-        pos = _align(pos) + _non_negative(length, "buffer length")
+        length = _non_negative(length, "buffer length")
+        pos = _align(pos, length) + length
     return pos
 
 
@@ -81,7 +88,7 @@ def write_object(dest, offset, metadata, buffers) -> int:
     out[pos:pos + meta.nbytes] = meta
     pos += meta.nbytes
     for v in views:
-        start = offset + _align(pos - offset)
+        start = offset + _align(pos - offset, v.nbytes)
         out[pos:start] = bytes(start - pos)
         out[start:start + v.nbytes] = v
         pos = start + v.nbytes
@@ -116,7 +123,7 @@ def read_object(view) -> tuple[memoryview, list[memoryview]]:
     pos = meta_end
     buffers = []
     for i, length in enumerate(struct.unpack_from(f"<{nbufs}Q", mv, HEADER_BYTES)):
-        start = _align(pos)
+        start = _align(pos, length)
         if start > n or length > n - start:
             raise ValueError(
                 f"truncated object: buffer {i} ends at {start + length}, view has {n} bytes")

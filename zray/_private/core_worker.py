@@ -47,6 +47,7 @@ PUT_INDEX_BASE = 100_000_000  # put objects are numbered apart from task returns
 # copy splits across two threads, which take the page faults in parallel and win (see
 # zray/_fast/_copy.pxd and perf/bench_fast.py populate).
 POPULATE_MIN_BYTES = 8 * 2**20
+HOUSEKEEPING_S = 0.005  # unpins, frees, idle-lease returns: batched at most this often
 POPULATE_MAX_BYTES = 32 * 2**20
 
 
@@ -100,11 +101,8 @@ class CoreWorker:
         self.head_address = reply.head_address
         self.session_dir = reply.session_dir
         self.node_ip = reply.node_ip
-        fd = os.open(reply.arena_path, os.O_RDWR)
-        try:
-            self.arena = mmap.mmap(fd, reply.arena_size)
-        finally:
-            os.close(fd)
+        self.arena_fd = os.open(reply.arena_path, os.O_RDWR)
+        self.arena = mmap.mmap(self.arena_fd, reply.arena_size)
         self.submitter = TaskSubmitter(self)
         self.actor_submitter = ActorSubmitter(self)
 
@@ -120,9 +118,10 @@ class CoreWorker:
         poller = zmq.Poller()
         poller.register(inbox, zmq.POLLIN)
         handlers = self._handlers
+        next_housekeeping = 0.0
         while self.running:
             try:
-                if poller.poll(20):
+                if poller.poll(HOUSEKEEPING_S * 1000):
                     for _ in range(1000):
                         if not inbox.poll(0):
                             break
@@ -138,7 +137,10 @@ class CoreWorker:
                             logger.warning("unexpected %s", type(msg).__name__)
                         else:
                             handler(self, identity, msg, seq, payload)
-                self._housekeeping()
+                now = time.monotonic()
+                if now >= next_housekeeping:  # not after every message: it is on the hot path
+                    next_housekeeping = now + HOUSEKEEPING_S
+                    self._housekeeping()
             except zmq.ContextTerminated:
                 return
             except Exception:
@@ -151,14 +153,17 @@ class CoreWorker:
             while self._pin_releases:
                 ids.append(self._pin_releases.popleft())
             self.endpoint.send(self.node_address, P.ReleaseObjects(ids))
+        self._free_released()
+        if self.submitter is not None:
+            self.submitter.tick(time.monotonic())
+            self.actor_submitter.tick()
+
+    def _free_released(self):
         freeable, forgotten = self.refs.collect()
         if freeable:
             self.free_objects(freeable)
         for oid in forgotten:
             self.memory_store.delete(oid)
-        if self.submitter is not None:
-            self.submitter.tick(time.monotonic())
-            self.actor_submitter.tick()
 
     def free_objects(self, object_ids):
         plasma = []
@@ -245,6 +250,7 @@ class CoreWorker:
                 "you can wrap the ObjectRef in a list and call 'put' on it.")
         object_id = object_id_for(self.current_task_id(), PUT_INDEX_BASE + next(self._put_index))
         meta, buffers, contained = serialize(value)
+        self._free_released()  # a loop of put/del reuses warm memory only if frees come first
         self.refs.mark_escaped(contained)
         self.refs.add_owned(object_id)
         self.memory_store.put(object_id, self.store_value(object_id, meta, buffers))
@@ -262,6 +268,10 @@ class CoreWorker:
         if isinstance(reply, P.Error):
             cls = getattr(X, reply.kind, X.RaySystemError)
             raise cls(reply.message)
+        end = reply.offset + size
+        if reply.warm_upto < end and size >= POPULATE_MIN_BYTES:
+            start = max(reply.offset, reply.warm_upto)
+            os.posix_fallocate(self.arena_fd, start, end - start)  # ~4x faster than faulting
         if POPULATE_MIN_BYTES <= size and (size < POPULATE_MAX_BYTES or not USING_FAST):
             populate(self.arena, reply.offset, size)
         write_object(self.arena, reply.offset, meta, buffers)
@@ -408,6 +418,9 @@ class CoreWorker:
             self.endpoint.send(self.node_address, P.ReleaseObjects(list(self._pin_releases)))
         self.endpoint.close(linger_ms)
         self.ctx.term()
+        if getattr(self, "arena_fd", None) is not None:
+            os.close(self.arena_fd)
+            self.arena_fd = None
 
 
 class _Release:

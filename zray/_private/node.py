@@ -98,7 +98,9 @@ class NodeDaemon:
             self.head_address = opts.head_address
         self.arena_path = session.arena_path(self.session_dir, self.node_id)
         self._create_arena()
-        self.store = LocalObjectStore(Allocator(self.store_capacity))
+        # Page-aligned objects (with page-aligned large buffers inside, see objformat) copy
+        # ~4x faster than ones whose page offset differs from the source's.
+        self.store = LocalObjectStore(Allocator(self.store_capacity, alignment=4096))
         cpus = int(self.resources.get("CPU", 0))
         # Owners hold leases from many nodes and key them by id alone: each node counts from a
         # random point of a 62-bit space so ids never collide across nodes.
@@ -117,7 +119,9 @@ class NodeDaemon:
         self.running = True
         self._last_heartbeat = 0.0
         self._last_client_check = time.monotonic()
-        self._prefaulted = 0
+        self._next_timers = 0.0
+        self._prefaulted = 0      # pre-fault requested up to here
+        self._prefault_done = 0   # pages allocated up to here
         self._prefault_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -153,6 +157,7 @@ class NodeDaemon:
                     if not self.running:
                         break
                     os.posix_fallocate(fd, offset, min(chunk, upto - offset))
+                    self._prefault_done = max(self._prefault_done, offset + chunk)
             except OSError as exc:
                 logger.warning("arena pre-fault stopped: %s", exc)
             finally:
@@ -188,7 +193,10 @@ class NodeDaemon:
                 if self.pool.fd in events:
                     for _, worker_id, code, was_starting in self.pool.read_events():
                         self._on_worker_exit(worker_id, code, was_starting)
-                self._timers()
+                now = time.monotonic()
+                if now >= self._next_timers:  # timers are not worth running per message
+                    self._next_timers = now + 0.005
+                    self._timers()
                 self._flush_locations()
         except _Stop:
             pass
@@ -420,6 +428,7 @@ class NodeDaemon:
         self._dispatch(self.scheduler.set_blocked(identity, msg.blocked))
 
     def on_create_object(self, identity, msg: P.CreateObject, seq):
+        warm = max(self.store.allocator.high_water, self._prefault_done)
         try:
             offset = self.store.create(identity, msg.object_id, msg.size, msg.owner_address)
         except StoreFull as exc:
@@ -428,7 +437,7 @@ class NodeDaemon:
         except ObjectExists:
             self.endpoint.reply(identity, P.Error("ObjectExists", msg.object_id.hex()), seq)
             return
-        self.endpoint.reply(identity, P.ObjectCreated(offset), seq)
+        self.endpoint.reply(identity, P.ObjectCreated(offset, warm), seq)
         # The first large object shows this workload uses the arena: from then on keep
         # arena_prefault_bytes of warm pages ahead of the high-water mark. An idle cluster
         # holds no shared memory.

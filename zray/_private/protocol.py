@@ -306,7 +306,10 @@ class CreateObject(NamedTuple):
 
 @message(39)
 class ObjectCreated(NamedTuple):
+    """Where to write; arena pages from `warm_upto` on were never allocated (the writer
+    allocates them in bulk first: far cheaper than faulting them in one by one)."""
     offset: int
+    warm_upto: int
 
 
 @message(40)

@@ -14,8 +14,8 @@ def to_units(resources: dict) -> dict:
             raise TypeError(f"resource names must be strings, got {name!r}")
         if isinstance(amount, bool) or not isinstance(amount, (int, float)):
             raise TypeError(f"resource {name!r} must be a number, got {amount!r}")
-        if amount < 0:
-            raise ValueError(f"resource {name!r} must be non-negative, got {amount}")
+        if amount < 0 or amount != amount or amount == float("inf"):
+            raise ValueError(f"resource {name!r} must be a finite non-negative number, got {amount}")
         units = round(amount * UNIT)
         if amount > 1 and amount != int(amount):
             raise ValueError(
