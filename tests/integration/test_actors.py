@@ -393,3 +393,20 @@ def test_runtime_context_in_actor(ray):
     assert name == "who" and restarted is False and me == w
     assert ray.get_runtime_context().get_actor_id() is None
     ray.kill(w)
+
+
+def test_more_actors_than_the_worker_pool_cap(ray):
+    """Each actor gets a process of its own; the pool's cap is for task workers only."""
+    from zray._config import config
+
+    @ray.remote
+    class Tiny:
+        def pid(self):
+            return os.getpid()
+
+    count = config.worker_pool_max_extra + 8
+    actors = [Tiny.remote() for _ in range(count)]
+    pids = ray.get([a.pid.remote() for a in actors], timeout=120)
+    assert len(set(pids)) == count
+    for a in actors:
+        ray.kill(a)

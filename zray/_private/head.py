@@ -186,7 +186,8 @@ class HeadService:
             self._pending_actor_placements.append((actor_id, resources))
             return
         self.requests.send(node.address, P.RequestLease(next(self._lease_request_ids), resources,
-                                                        actor_id[-4:], "DEFAULT", True, b""),
+                                                        actor_id[-4:], "DEFAULT", True, b"",
+                                                        True),
                            lambda reply, payload: self._on_actor_lease(actor_id, node, reply))
 
     def _on_actor_lease(self, actor_id: bytes, node, reply):

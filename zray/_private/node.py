@@ -365,7 +365,8 @@ class NodeDaemon:
             return
         self.lease_seq[(identity, msg.request_id)] = seq
         self.lease_meta[(identity, msg.request_id)] = msg
-        self._dispatch(self.scheduler.request_lease(identity, msg.request_id, need))
+        self._dispatch(self.scheduler.request_lease(identity, msg.request_id, need,
+                                                    msg.for_actor))
 
     def _spill(self, identity, request_id: int, seq: int, target: bytes, need: dict) -> bool:
         address = self.view.address_of(target)

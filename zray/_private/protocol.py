@@ -249,6 +249,7 @@ class RequestLease(NamedTuple):
     strategy: str  # DEFAULT | SPREAD | NODE_AFFINITY:<node hex>:<soft 0|1>
     spilled: bool  # already redirected once: run or queue here, never redirect again
     preferred_node: bytes  # the node holding most of the task's argument bytes, or b""
+    for_actor: bool  # the worker will host an actor for good (outside the pool's cap)
 
 
 @message(33)

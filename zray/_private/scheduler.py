@@ -64,6 +64,7 @@ class Request:
     client: bytes
     request_id: int
     need: dict
+    for_actor: bool = False
     reported_infeasible: bool = False
 
 
@@ -91,6 +92,7 @@ class LocalScheduler:
         self.queue: OrderedDict[tuple, Request] = OrderedDict()
         self.leases: dict[int, Lease] = {}
         self.workers: dict[bytes, str] = {}  # worker_id -> IDLE | LEASED
+        self.dedicated: set[bytes] = set()  # workers hosting actors: outside the pool's cap
         self.worker_lease: dict[bytes, int] = {}
         self.starting = 0
         self._lease_ids = itertools.count(first_lease_id)
@@ -101,8 +103,11 @@ class LocalScheduler:
         self.starting += self.min_workers
         return [StartWorker() for _ in range(self.min_workers)]
 
-    def request_lease(self, client: bytes, request_id: int, need: dict) -> list:
-        self.queue[(client, request_id)] = Request(client, request_id, dict(need))
+    def request_lease(self, client: bytes, request_id: int, need: dict,
+                      for_actor: bool = False) -> list:
+        """`for_actor`: the worker will be dedicated to an actor for its lifetime, so it does
+        not count against the pool's cap (every actor needs a process of its own, as in Ray)."""
+        self.queue[(client, request_id)] = Request(client, request_id, dict(need), for_actor)
         return self._schedule()
 
     def cancel_request(self, client: bytes, request_id: int) -> list:
@@ -133,6 +138,7 @@ class LocalScheduler:
 
     def worker_exited(self, worker_id: bytes) -> list:
         state = self.workers.pop(worker_id, None)
+        self.dedicated.discard(worker_id)
         out = []
         lease_id = self.worker_lease.pop(worker_id, None)
         if lease_id is not None:
@@ -209,7 +215,7 @@ class LocalScheduler:
         self._repay_debts()
         out = []
         idle = [w for w, state in self.workers.items() if state == IDLE]
-        waiting_for_worker = 0
+        waiting_for_worker = waiting_for_actor = 0
         for key, request in list(self.queue.items()):
             if not R.fits(request.need, self.total):
                 if not request.reported_infeasible:
@@ -219,7 +225,10 @@ class LocalScheduler:
             if not R.fits(request.need, self.available):
                 continue
             if not idle:
-                waiting_for_worker += 1
+                if request.for_actor:
+                    waiting_for_actor += 1
+                else:
+                    waiting_for_worker += 1
                 continue
             worker_id = idle.pop()
             del self.queue[key]
@@ -229,9 +238,14 @@ class LocalScheduler:
             self.leases[lease.lease_id] = lease
             self.workers[worker_id] = LEASED
             self.worker_lease[worker_id] = lease.lease_id
+            if request.for_actor:
+                self.dedicated.add(worker_id)
             out.append(Grant(request.client, request.request_id, lease.lease_id, worker_id))
-        room = self.max_workers - len(self.workers) - self.starting
-        for _ in range(max(0, min(waiting_for_worker - self.starting, room))):
+        pool = len(self.workers) - len(self.dedicated)
+        room = self.max_workers - pool - self.starting
+        wanted = max(0, min(waiting_for_worker - self.starting, room))
+        wanted += max(0, waiting_for_actor - max(0, self.starting - wanted))
+        for _ in range(wanted):
             self.starting += 1
             out.append(StartWorker())
         return out
