@@ -1,4 +1,10 @@
-"""ObjectDirectory: examples plus a hypothesis state machine against a simple model."""
+"""ObjectDirectory: examples plus a hypothesis state machine against a simple model.
+
+Properties: each subscription is answered exactly once -- at once if the object has a copy (or
+is lost), otherwise when its first copy is added -- with the sorted nodes holding it and its
+latest size; a lost object (all copies on dead nodes) is answered with no nodes and size 0;
+node_dead reports exactly the objects whose only copy was on that node; lookup matches the
+model."""
 from __future__ import annotations
 
 from hypothesis import HealthCheck, Phase, settings
@@ -63,6 +69,25 @@ def test_node_dead_reports_objects_whose_only_copy_was_there():
     assert d.node_dead(C) == []
 
 
+def test_lost_object_answers_later_subscriptions_at_once_with_no_location():
+    d = ObjectDirectory()
+    d.add_locations(A, [b"x"], [9])
+    assert d.node_dead(A) == [Notify(None, b"x", (), 0)]
+    assert d.subscribe("s", b"x") == [Notify("s", b"x", (), 0)]
+    assert d.stats()["subscriptions"] == 0
+    # A new copy (e.g. reconstruction) makes it findable again.
+    assert d.add_locations(B, [b"x"], [9]) == []
+    assert d.subscribe("t", b"x") == [Notify("t", b"x", (B,), 9)]
+
+
+def test_freeing_a_lost_object_forgets_that_it_was_lost():
+    d = ObjectDirectory()
+    d.add_locations(A, [b"x"], [1])
+    d.node_dead(A)
+    d.remove_locations(B, [b"x"])  # the owner's free cascades to every node
+    assert d.subscribe("s", b"x") == []
+
+
 def test_node_dead_leaves_pending_subscriptions_waiting():
     d = ObjectDirectory()
     d.subscribe("s", b"x")
@@ -100,6 +125,7 @@ class DirectoryMachine(RuleBasedStateMachine):
         self.d = ObjectDirectory()
         self.locations: dict[bytes, set] = {}
         self.sizes: dict[bytes, int] = {}
+        self.lost: set[bytes] = set()           # had copies, all on nodes that died
         self.pending: dict[tuple, bytes] = {}   # subscriber handle -> object id
         self.notified: dict[tuple, Notify] = {}
         self.cancelled: set[tuple] = set()
@@ -115,9 +141,13 @@ class DirectoryMachine(RuleBasedStateMachine):
             assert handle not in self.cancelled, f"notified after unsubscribe: {note}"
             assert self.pending.pop(handle) == note.object_id, note
             nodes = self.locations.get(note.object_id)
-            assert nodes, f"notified before the object has a location: {note}"
-            assert note.node_ids == tuple(sorted(nodes)), note
-            assert note.size == self.sizes[note.object_id]
+            if nodes:
+                assert note.node_ids == tuple(sorted(nodes)), note
+                assert note.size == self.sizes[note.object_id]
+            else:
+                # Without a location only a lost object is answered: no nodes, size 0.
+                assert note.object_id in self.lost, f"notified with no location: {note}"
+                assert note.node_ids == () and note.size == 0, note
             self.notified[handle] = note
 
     @rule(node=st.sampled_from(NODES),
@@ -130,6 +160,7 @@ class DirectoryMachine(RuleBasedStateMachine):
         out = self.d.add_locations(node, oids, sizes)
         expected_handles = []
         for oid, size in batch:
+            self.lost.discard(oid)
             first = not self.locations.get(oid)
             self.locations.setdefault(oid, set()).add(node)
             self.sizes[oid] = size
@@ -144,6 +175,7 @@ class DirectoryMachine(RuleBasedStateMachine):
     def remove_locations(self, node, oids):
         assert self.d.remove_locations(node, oids) == []
         for oid in oids:
+            self.lost.discard(oid)  # a free: the object is gone, not lost
             nodes = self.locations.get(oid)
             if nodes is not None:
                 nodes.discard(node)
@@ -157,8 +189,8 @@ class DirectoryMachine(RuleBasedStateMachine):
         handle = (who, self.seq)  # what the head passes: (identity, request seq)
         self.pending[handle] = oid
         out = self.d.subscribe(handle, oid)
-        if self.locations.get(oid):
-            assert len(out) == 1
+        if self.locations.get(oid) or oid in self.lost:
+            assert len(out) == 1  # answered at once
         else:
             assert out == []
         self._check_notifications(out)
@@ -183,14 +215,16 @@ class DirectoryMachine(RuleBasedStateMachine):
             if not self.locations[oid]:
                 del self.locations[oid]
                 del self.sizes[oid]
+        self.lost.update(lost)
 
     @invariant()
     def matches_model(self):
         for oid in OBJECTS:
             assert self.d.lookup(oid) == tuple(sorted(self.locations.get(oid, ())))
-        # A subscription never waits for an object that already has a copy.
+        # A subscription never waits for an object that already has a copy, or is lost.
         for handle, oid in self.pending.items():
-            assert not self.locations.get(oid), (handle, oid)
+            assert not self.locations.get(oid) and oid not in self.lost, (handle, oid)
+        assert self.d.lost == self.lost
         assert self.d.stats() == {"objects": len(self.locations),
                                   "subscriptions": len(self.pending)}
         assert set(self.d.locations) == set(self.locations)
@@ -198,7 +232,7 @@ class DirectoryMachine(RuleBasedStateMachine):
 
 
 DirectoryMachine.TestCase.settings = settings(
-    max_examples=200, stateful_step_count=40, deadline=None,
+    max_examples=150, stateful_step_count=40, deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestDirectoryMachine = DirectoryMachine.TestCase

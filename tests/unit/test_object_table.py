@@ -103,6 +103,18 @@ def test_expire_answers_partially_and_pins_only_what_is_there(store):
     assert store.next_deadline() is None
 
 
+def test_give_up_answers_waiters_of_that_object_only(store):
+    offset = store.create(b"c", b"x", 1, "")
+    store.seal(b"x")
+    store.get(b"r", "both", [b"x", b"lost"], 99.0)
+    store.get(b"r", "other", [b"y"], 99.0)
+    [(waiter, locations)] = store.give_up(b"lost")
+    assert waiter.handle == "both" and locations == [(offset, 1), None]
+    assert store.objects[b"x"].pins == {b"r": 1}
+    assert [w.handle for w in store.waiters] == ["other"]
+    assert store.give_up(b"lost") == []
+
+
 def test_client_exit_drops_its_pins_waiters_and_unsealed_objects(store):
     store.create(b"w", b"half", 100, "")
     store.create(b"w", b"done", 100, "")
@@ -317,6 +329,15 @@ class ObjectTableMachine(RuleBasedStateMachine):
             self.abandoned.add(w["handle"])
         assert self.store.client_exited(client) == expected
 
+    @rule(data=st.data())
+    def give_up(self, data):
+        """The object cannot be had (e.g. its owner or every copy is gone): its waiters are
+        answered now with whatever else is there."""
+        waited = sorted({oid for w in self.waiters for oid in w["oids"]})
+        [oid] = self._some_oids(data, 1, 1, waited)
+        due = [w for w in self.waiters if oid in w["oids"]]
+        self._answer(self.store.give_up(oid), due)
+
     @rule(advance=st.sampled_from((0.0, 0.5, 1.0, 5.0)))
     def expire(self, advance):
         self.now += advance
@@ -363,7 +384,7 @@ class ObjectTableMachine(RuleBasedStateMachine):
 
 
 SETTINGS = settings(
-    max_examples=120, stateful_step_count=40, deadline=None,
+    max_examples=100, stateful_step_count=40, deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 

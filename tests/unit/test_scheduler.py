@@ -3,7 +3,16 @@
 The machine models what the node daemon does with the scheduler's instructions: a StartWorker
 becomes a pending start that later registers (worker_started) or fails (worker_start_failed); a
 StopWorker makes the worker exit later (worker_exited); Grants hand a worker to a client, which
-may block in ``get`` (set_blocked), return the lease (optionally killing the worker), or exit.
+may block in ``get`` (set_blocked), submit nested requests, return the lease (optionally killing
+the worker), have it resized (actors), or exit.
+
+Checked after every step: ``check_invariants()``; resources within [0, total]; every request is
+queued (possibly reported infeasible), granted once, or cancelled -- never lost; no Grant twice
+per (client, request_id), only to an idle worker, never for a shape above the node total; a
+worker holds at most one lease; Infeasible at most once per request and only for shapes above
+the total; held + owed == need; debts are repaid before CPU sits free; the pool's size matches
+the starts asked for; and the scheduler is work-conserving (no fitting request waits while a
+worker idles, and one that lacks a worker has one on the way unless the pool is full).
 """
 from __future__ import annotations
 
@@ -240,6 +249,60 @@ def test_fractional_half_cpu_packing():
     sched.check_invariants()
 
 
+def test_resize_lease_shrinks_and_frees_resources_for_queued_requests():
+    sched = LocalScheduler(units(CPU=1, GPU=1), min_workers=2)
+    sched.start()
+    started(sched, b"w1", b"w2")
+    [actor] = sched.request_lease(b"head", 1, units(CPU=1, GPU=1))
+    assert sched.request_lease(b"d", 1, units(CPU=1)) == []
+    # Growing, adding a resource, or an unknown lease: refused, nothing changes.
+    assert sched.resize_lease(actor.lease_id, units(CPU=2)) == []
+    assert sched.resize_lease(actor.lease_id, units(CPU=1, custom=1)) == []
+    assert sched.resize_lease(12345, {}) == []
+    assert sched.leases[actor.lease_id].need == units(CPU=1, GPU=1)
+    # Shrinking to no CPU (an actor runs with 0 CPUs by default) lets the queued task run.
+    out = sched.resize_lease(actor.lease_id, units(GPU=1))
+    assert [(type(i), i.request_id) for i in out] == [(Grant, 1)]
+    assert sched.leases[actor.lease_id].held == units(GPU=1)
+    sched.check_invariants()
+    sched.return_lease(actor.lease_id)
+    assert sched.available == {"CPU": 0, "GPU": U}
+    sched.check_invariants()
+
+
+def test_resize_of_blocked_or_indebted_lease_applies():
+    """An actor whose constructor blocks in get() before the resize arrives must not keep its
+    placement CPU for life: the resize also applies to blocked and indebted leases."""
+    sched = LocalScheduler(units(CPU=1), min_workers=2)
+    sched.start()
+    started(sched, b"w1", b"w2")
+    [actor] = sched.request_lease(b"head", 1, units(CPU=1))
+    sched.set_blocked(actor.worker_id, True)
+    [nested] = sched.request_lease(actor.worker_id, 1, units(CPU=1))
+    sched.set_blocked(actor.worker_id, False)  # owes its CPU now
+    assert sched.leases[actor.lease_id].owed == {"CPU": U}
+    assert sched.resize_lease(actor.lease_id, {}) == []
+    lease = sched.leases[actor.lease_id]
+    assert lease.owed == {} and lease.held == {} and lease.need == {}
+    sched.check_invariants()
+    sched.return_lease(nested.lease_id)
+    assert sched.available == {"CPU": U}  # nothing is owed any more: the CPU is free
+    sched.check_invariants()
+
+    sched.set_blocked(actor.worker_id, True)
+    assert sched.resize_lease(actor.lease_id, {}) == []
+    sched.set_blocked(actor.worker_id, False)
+    assert sched.available == {"CPU": U}
+    sched.check_invariants()
+
+
+def test_first_lease_id():
+    sched = LocalScheduler(units(CPU=1), min_workers=1, first_lease_id=2**40)
+    sched.start()
+    sched.worker_started(b"w")
+    assert sched.request_lease(b"c", 1, units(CPU=1)) == [Grant(b"c", 1, 2**40, b"w")]
+
+
 def test_tenth_cpus_sum_exactly():
     sched = LocalScheduler(units(CPU=1), min_workers=11)
     sched.start()
@@ -346,18 +409,21 @@ class SchedulerMachine(RuleBasedStateMachine):
         custom=st.sampled_from((1, 3, 1, 3, 0.5, 0)),
         min_workers=st.sampled_from((2, 3, 4, 1, 0)),
         max_extra=st.integers(0, 4),
+        first_lease_id=st.sampled_from((1, 2**40 + 7)),
         initial=st.lists(st.tuples(st.sampled_from(CLIENTS), shapes), max_size=5),
     )
-    def setup(self, cpus, gpus, custom, min_workers, max_extra, initial):
+    def setup(self, cpus, gpus, custom, min_workers, max_extra, first_lease_id, initial):
         self.total = R.to_units({"CPU": cpus, "GPU": gpus, "custom": custom})
-        self.sched = LocalScheduler(self.total, min_workers, max_extra)
+        self.sched = LocalScheduler(self.total, min_workers, max_extra,
+                                    first_lease_id=first_lease_id)
+        self.first_lease_id = first_lease_id
         self.requests: dict[tuple, dict] = {}     # key -> need, for every request ever made
         self.queued: set[tuple] = set()
         self.granted: set[tuple] = set()
         self.cancelled: set[tuple] = set()
         self.infeasible: set[tuple] = set()
         self.next_rid = Counter()
-        self.leases: dict[int, dict] = {}         # lease_id -> {key, worker, client, blocked}
+        self.leases: dict[int, dict] = {}         # lease_id -> key, worker, client, blocked, need
         self.lease_ids_seen: set[int] = set()
         self.workers: dict[bytes, str] = {}       # worker -> idle | leased | stopping
         self.pending_starts = 0
@@ -387,12 +453,14 @@ class SchedulerMachine(RuleBasedStateMachine):
                 assert R.fits(need, self.total), ins
                 assert self.workers.get(ins.worker_id) == "idle", (ins, self.workers)
                 assert ins.lease_id not in self.lease_ids_seen, ins
+                assert ins.lease_id >= self.first_lease_id, ins
                 assert ins.worker_id not in {l["worker"] for l in self.leases.values()}
                 self.queued.discard(key)
                 self.granted.add(key)
                 self.lease_ids_seen.add(ins.lease_id)
                 self.leases[ins.lease_id] = {"key": key, "worker": ins.worker_id,
-                                             "client": ins.client, "blocked": False}
+                                             "client": ins.client, "blocked": False,
+                                             "need": dict(need)}
                 self.workers[ins.worker_id] = "leased"
             elif isinstance(ins, Infeasible):
                 key = (ins.client, ins.request_id)
@@ -549,6 +617,30 @@ class SchedulerMachine(RuleBasedStateMachine):
             self.pending_starts -= 1
             self.apply(self.sched.worker_start_failed())
 
+    @precondition(lambda self: self.leases)
+    @rule(data=st.data(), cpu=st.sampled_from((0, 0, 0.5, 1, 3)), keep_others=st.booleans())
+    def resize_lease(self, data, cpu, keep_others):
+        """An actor placed with its creation resources shrinks to what it runs with (usually
+        0 CPU), blocked or indebted or not; growing is refused."""
+        lease_id = data.draw(st.sampled_from(sorted(self.leases)))
+        model = self.leases[lease_id]
+        lease = self.sched.leases[lease_id]
+        need = {name: v for name, v in model["need"].items() if keep_others and name != CPU}
+        need.update(R.to_units({CPU: cpu}))
+        refused = any(amount > lease.need.get(name, 0) for name, amount in need.items())
+        before = (dict(self.sched.available), dict(lease.held))
+        out = self.apply(self.sched.resize_lease(lease_id, need))
+        if refused:
+            assert out == []
+            assert (self.sched.available, lease.held) == before
+        else:
+            model["need"] = dict(need)
+            assert lease.need == need
+            assert all(lease.held.get(k, 0) + lease.owed.get(k, 0) <= need.get(k, 0)
+                       for k in set(lease.held) | set(lease.owed))
+            if not lease.blocked and not lease.owed:
+                assert lease.held == {k: v for k, v in need.items() if v}
+
     @precondition(lambda self: self.workers)
     @rule(data=st.data())
     def worker_exited(self, data):
@@ -611,7 +703,7 @@ class SchedulerMachine(RuleBasedStateMachine):
             lease = s.leases[lease_id]
             assert lease.worker_id == model["worker"]
             assert lease.client == model["client"]
-            assert lease.need == self.requests[model["key"]]
+            assert lease.need == model["need"]
             assert lease.blocked == model["blocked"]
             assert s.worker_lease[model["worker"]] == lease_id
         holders = Counter(l["worker"] for l in self.leases.values())

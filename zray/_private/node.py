@@ -327,7 +327,8 @@ class NodeDaemon:
         self.store.client_exited(identity)
         if client is not None:
             self.endpoint.send(self.head_address, P.ClientDied(identity))
-        if client is not None and client.kind == "driver":
+            # Leases and queued requests the client held (a worker submits nested tasks too)
+            # would otherwise leak their CPUs and workers.
             self._dispatch(self.scheduler.client_exited(identity))
         address = self.endpoint.peers.pop(identity, None)
         if address:

@@ -16,7 +16,10 @@ def to_units(resources: dict) -> dict:
             raise TypeError(f"resource {name!r} must be a number, got {amount!r}")
         if amount < 0 or amount != amount or amount == float("inf"):
             raise ValueError(f"resource {name!r} must be a finite non-negative number, got {amount}")
-        units = round(amount * UNIT)
+        scaled = amount * UNIT
+        if scaled == float("inf"):
+            raise ValueError(f"resource {name!r}: {amount} is too large")
+        units = round(scaled)
         if amount > 1 and amount != int(amount):
             raise ValueError(
                 f"resource {name!r}: amounts above 1 must be whole numbers, got {amount}")

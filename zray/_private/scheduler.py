@@ -160,16 +160,28 @@ class LocalScheduler:
         return out + self._schedule()
 
     def resize_lease(self, lease_id: int, need: dict) -> list:
-        """Shrinks a lease to `need` (an actor placed with 1 CPU runs with 0, as in Ray)."""
+        """Shrinks a lease to `need` (an actor placed with 1 CPU runs with 0, as in Ray). Works
+        while the worker is blocked or owes CPU too: an actor whose constructor blocks in get()
+        before the resize arrives must not keep its placement CPU for life."""
         lease = self.leases.get(lease_id)
-        if lease is None or lease.blocked or lease.owed:
+        if lease is None:
             return []
-        if any(need.get(k, 0) > v for k, v in lease.held.items()) or \
-                any(k not in lease.held for k in need):
+        if any(amount > lease.need.get(name, 0) for name, amount in need.items()):
             return []  # growing a lease is not supported: it could oversubscribe the node
-        R.add(self.available, lease.held)
-        R.subtract(self.available, need)
-        lease.need, lease.held = dict(need), dict(need)
+        for name in set(lease.held) | set(lease.owed):
+            target = need.get(name, 0)
+            held = lease.held.get(name, 0)
+            if held > target:
+                self.available[name] = self.available.get(name, 0) + held - target
+                held = target
+            lease.held[name] = held
+            owed = min(lease.owed.get(name, 0), target - held)
+            if owed > 0:
+                lease.owed[name] = owed
+            else:
+                lease.owed.pop(name, None)
+        lease.held = {k: v for k, v in lease.held.items() if v}
+        lease.need = dict(need)
         return self._schedule()
 
     def set_blocked(self, worker_id: bytes, blocked: bool) -> list:

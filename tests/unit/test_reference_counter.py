@@ -1,0 +1,301 @@
+"""ReferenceCounter: examples plus a hypothesis state machine.
+
+An owned object is reported freeable exactly once, iff no local ref is alive (after the queued
+__del__ decrements are collected), no submitted task pins it, and it never escaped.
+"""
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from types import SimpleNamespace
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from zray._private.reference_counter import ReferenceCounter
+
+
+def ref(oid: bytes, owner: str = "owner-addr"):
+    return SimpleNamespace(_id=oid, _owner=owner)
+
+
+# ================================================================== examples
+
+def test_owned_object_freeable_after_last_ref_collected():
+    rc = ReferenceCounter()
+    rc.add_owned(b"x")
+    rc.add_local(b"x")
+    rc.add_local(b"x")
+    rc.remove_local_later(b"x")
+    assert rc.collect() == ([], [])
+    assert rc.is_live(b"x")
+    rc.remove_local_later(b"x")
+    assert rc.is_live(b"x")  # the decrement is only queued
+    assert rc.collect() == ([b"x"], [])
+    assert not rc.is_live(b"x") and not rc.owns(b"x")
+    assert rc.collect() == ([], [])
+
+
+def test_task_pin_keeps_object_until_unpinned():
+    rc = ReferenceCounter()
+    rc.add_owned(b"x")
+    rc.add_local(b"x")
+    rc.pin_for_task([b"x", b"x"])
+    rc.remove_local_later(b"x")
+    assert rc.collect() == ([], [])
+    assert rc.is_live(b"x")
+    assert rc.unpin_for_task([b"x"]) == []
+    assert rc.unpin_for_task([b"x"]) == [b"x"]
+    assert rc.unpin_for_task([b"x"]) == []  # reported once only
+
+
+def test_unpin_while_decrement_still_queued_defers_to_collect():
+    rc = ReferenceCounter()
+    rc.add_owned(b"x")
+    rc.add_local(b"x")
+    rc.pin_for_task([b"x"])
+    rc.remove_local_later(b"x")
+    assert rc.unpin_for_task([b"x"]) == []
+    assert rc.collect() == ([b"x"], [])
+
+
+def test_escaped_object_is_never_freeable():
+    rc = ReferenceCounter()
+    rc.add_owned(b"x")
+    rc.add_local(b"x")
+    rc.mark_escaped([ref(b"x")])
+    rc.remove_local_later(b"x")
+    assert rc.collect() == ([], [])
+    assert rc.owns(b"x")
+    assert rc.stats()["escaped"] == 1
+
+
+def test_borrowed_object_is_forgotten_not_freed():
+    rc = ReferenceCounter()
+    rc.add_local(b"b")
+    rc.note_borrowed(ref(b"b", "other-owner"))
+    assert rc.borrowed_owner == {b"b": "other-owner"}
+    rc.remove_local_later(b"b")
+    assert rc.collect() == ([], [b"b"])
+    assert rc.borrowed_owner == {}
+
+
+def test_note_borrowed_ignores_owned_and_ownerless_refs():
+    rc = ReferenceCounter()
+    rc.add_owned(b"x")
+    rc.note_borrowed(ref(b"x"))
+    rc.note_borrowed(ref(b"y", ""))
+    assert rc.borrowed_owner == {}
+
+
+def test_stats():
+    rc = ReferenceCounter()
+    rc.add_owned(b"x")
+    rc.add_local(b"x")
+    rc.pin_for_task([b"y"])
+    assert rc.stats() == {"local": 1, "owned": 1, "escaped": 0, "task_pinned": 1,
+                          "borrowed": 0}
+
+
+def test_decrements_from_other_threads_are_all_applied():
+    """__del__ may run on any thread: queued decrements from many threads all land."""
+    rc = ReferenceCounter()
+    ids = [b"o%d" % i for i in range(50)]
+    for oid in ids:
+        rc.add_owned(oid)
+        for _ in range(20):
+            rc.add_local(oid)
+
+    def drop(oid):
+        for _ in range(20):
+            rc.remove_local_later(oid)
+
+    threads = [threading.Thread(target=drop, args=(oid,)) for oid in ids]
+    freed = []
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        freed += rc.collect()[0]
+    for t in threads:
+        t.join()
+    freed += rc.collect()[0]
+    assert sorted(freed) == sorted(ids)
+    assert rc.stats()["local"] == 0 and rc.stats()["owned"] == 0
+
+
+# ================================================================== state machine
+
+OBJECTS = tuple(b"obj%d" % i for i in range(6))
+
+
+class RefCountMachine(RuleBasedStateMachine):
+    @initialize()
+    def setup(self):
+        self.rc = ReferenceCounter()
+        self.kind: dict[bytes, str] = {}       # oid -> "owned" | "borrowed"
+        self.live = Counter()                   # refs alive (created, not yet __del__'d)
+        self.queue: deque = deque()             # __del__ decrements not yet collected
+        self.counted = Counter()                # what the counter has applied: live + queued
+        self.pins = Counter()
+        self.tasks: list[list] = []             # pinned argument lists of running tasks
+        self.escaped: set[bytes] = set()
+        self.reported: set[bytes] = set()
+        self.forgotten: set[bytes] = set()
+
+    # -------------------------------------------------------------- model helpers
+
+    def _freeable(self, oid) -> bool:
+        return (self.kind.get(oid) == "owned" and oid not in self.reported
+                and self.counted[oid] == 0 and self.pins[oid] == 0
+                and oid not in self.escaped)
+
+    def _check_reported(self, got, expected):
+        assert got == expected, (got, expected)
+        for oid in got:
+            assert oid not in self.reported, f"{oid!r} reported twice"
+            # Never reported while referenced, pinned or escaped.
+            assert self.live[oid] == 0 and not [q for q in self.queue if q == oid]
+            assert self.pins[oid] == 0 and oid not in self.escaped
+            self.reported.add(oid)
+
+    def _unused(self):
+        return [oid for oid in OBJECTS if oid not in self.kind]
+
+    # -------------------------------------------------------------- rules
+
+    @precondition(lambda self: self._unused())
+    @rule(data=st.data())
+    def put(self, data):
+        """A put or task return: the owner records ownership, then creates the ObjectRef."""
+        oid = data.draw(st.sampled_from(self._unused()))
+        self.kind[oid] = "owned"
+        self.rc.add_owned(oid)
+        self._add_ref(oid)
+
+    @precondition(lambda self: self._unused())
+    @rule(data=st.data())
+    def borrow(self, data):
+        """A ref owned elsewhere arrives (deserialized) in this process."""
+        oid = data.draw(st.sampled_from(self._unused()))
+        self.kind[oid] = "borrowed"
+        self._add_ref(oid)
+        self.rc.note_borrowed(ref(oid))
+
+    @precondition(lambda self: any(self.live.values()))
+    @rule(data=st.data())
+    def copy_ref(self, data):
+        """Another ObjectRef instance for an id this process already references."""
+        oid = data.draw(st.sampled_from(sorted(o for o, n in self.live.items() if n)))
+        self._add_ref(oid)
+        if self.kind[oid] == "borrowed":
+            self.rc.note_borrowed(ref(oid))
+
+    def _add_ref(self, oid):
+        self.rc.add_local(oid)
+        self.live[oid] += 1
+        self.counted[oid] += 1
+
+    @precondition(lambda self: any(self.live.values()))
+    @rule(data=st.data())
+    def drop_ref(self, data):
+        """ObjectRef.__del__: only queues the decrement."""
+        oid = data.draw(st.sampled_from(sorted(o for o, n in self.live.items() if n)))
+        self.live[oid] -= 1
+        self.queue.append(oid)
+        self.rc.remove_local_later(oid)
+
+    @rule()
+    def collect(self):
+        expected_freeable, expected_forgotten = [], []
+        while self.queue:
+            oid = self.queue.popleft()
+            self.counted[oid] -= 1
+            assert self.counted[oid] >= 0
+            if self.counted[oid]:
+                continue
+            if self.kind[oid] == "owned":
+                if self._freeable(oid):
+                    expected_freeable.append(oid)
+            elif oid not in self.forgotten:
+                expected_forgotten.append(oid)
+        freeable, forgotten = self.rc.collect()
+        self._check_reported(freeable, expected_freeable)
+        assert forgotten == expected_forgotten
+        self.forgotten.update(forgotten)
+
+    @precondition(lambda self: any(self.live.values()))
+    @rule(data=st.data())
+    def mark_escaped(self, data):
+        """A ref is pickled inside another value (or sent to another process)."""
+        live = sorted(o for o, n in self.live.items() if n)
+        oids = data.draw(st.lists(st.sampled_from(live), min_size=1, max_size=2))
+        self.rc.mark_escaped([ref(o) for o in oids])
+        self.escaped.update(oids)
+
+    @precondition(lambda self: any(self.live.values()))
+    @rule(data=st.data())
+    def pin_for_task(self, data):
+        """A task is submitted with some live refs as top-level arguments (maybe repeated)."""
+        live = sorted(o for o, n in self.live.items() if n)
+        oids = data.draw(st.lists(st.sampled_from(live), min_size=1, max_size=3))
+        self.rc.pin_for_task(oids)
+        self.tasks.append(oids)
+        for oid in oids:
+            self.pins[oid] += 1
+
+    @precondition(lambda self: self.tasks)
+    @rule(data=st.data())
+    def unpin_for_task(self, data):
+        """A task finished: its arguments are unpinned."""
+        oids = self.tasks.pop(data.draw(st.integers(0, len(self.tasks) - 1)))
+        expected = []
+        for oid in oids:
+            self.pins[oid] -= 1
+            if self.pins[oid] == 0 and self._freeable(oid) and oid not in expected:
+                expected.append(oid)
+        self._check_reported(self.rc.unpin_for_task(oids), expected)
+
+    # -------------------------------------------------------------- invariants
+
+    @invariant()
+    def matches_model(self):
+        rc = self.rc
+        for oid in OBJECTS:
+            assert rc.is_live(oid) == bool(self.counted[oid] or self.pins[oid])
+            owned = self.kind.get(oid) == "owned" and oid not in self.reported
+            assert rc.owns(oid) == owned
+            # Never reported while referenced; not yet reported while unreferenced only if a
+            # decrement is still queued (or it escaped).
+            if owned and not self.live[oid] and not self.pins[oid] and oid not in self.escaped:
+                assert oid in self.queue, f"{oid!r} unreferenced but never reported"
+        stats = rc.stats()
+        assert stats["local"] == sum(1 for n in self.counted.values() if n)
+        assert stats["task_pinned"] == sum(1 for n in self.pins.values() if n)
+        assert stats["escaped"] == len(self.escaped)
+        assert rc.borrowed_owner == {
+            oid: "owner-addr" for oid, kind in self.kind.items()
+            if kind == "borrowed" and oid not in self.forgotten}
+
+    def teardown(self):
+        """Drop everything: each owned object that never escaped is reported exactly once."""
+        if not hasattr(self, "rc"):
+            return
+        for oid, n in list(self.live.items()):
+            for _ in range(n):
+                self.live[oid] -= 1
+                self.queue.append(oid)
+                self.rc.remove_local_later(oid)
+        self.collect()
+        while self.tasks:
+            self.unpin_for_task(SimpleNamespace(draw=lambda strategy: 0))
+        owned = {oid for oid, kind in self.kind.items() if kind == "owned"}
+        assert self.reported == owned - self.escaped
+        assert self.forgotten == {oid for oid, kind in self.kind.items() if kind == "borrowed"}
+
+
+RefCountMachine.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=40, deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+TestRefCountMachine = RefCountMachine.TestCase
