@@ -60,6 +60,8 @@ class Config:
         1.0, "How long a task waits on resources no node has before a warning says so."
     )
     log_to_driver: bool = _setting(True, "Forward worker stdout/stderr lines to the driver.")
+    spill_dir: str = _setting(
+        "", "Where objects are spilled when the store is full (default: <session>/spill).")
     head_port: int = _setting(6380, "Default TCP port of the head service for `zray start`.")
     node_death_timeout_s: float = _setting(
         10.0, "A node that sends no heartbeat (every second) for this long is declared dead.")

@@ -25,6 +25,7 @@ from zray._private.head import HeadService
 from zray._private.object_manager import ObjectManager
 from zray._private.object_table import LocalObjectStore, ObjectExists, StoreFull
 from zray._private.placement import ClusterView
+from zray._private.spill import Spiller
 from zray._private.transport import REPLY, Endpoint, Requests
 from zray._private.worker_pool import WorkerPool
 
@@ -114,6 +115,8 @@ class NodeDaemon:
         self.lease_meta: dict[tuple, P.RequestLease] = {}  # queued requests, for rebalancing
         self.view = ClusterView(self.node_id)
         self.objects = ObjectManager(self)
+        self.spiller = Spiller(self.store, self.arena_path, self.store_capacity,
+                               config.spill_dir or os.path.join(self.session_dir, "spill"))
         self.pending_locations: list = []
         self.resources_dirty = True
         self.running = True
@@ -198,6 +201,8 @@ class NodeDaemon:
                     self._next_timers = now + 0.005
                     self._timers()
                 self._flush_locations()
+                if self.store.dropped_spills:
+                    self.spiller.forget_dropped()
         except _Stop:
             pass
         finally:
@@ -432,6 +437,11 @@ class NodeDaemon:
     def on_create_object(self, identity, msg: P.CreateObject, seq):
         warm = max(self.store.allocator.high_water, self._prefault_done)
         try:
+            if msg.size > self.store_capacity:
+                raise StoreFull(f"an object of {msg.size} bytes is larger than the whole object "
+                                f"store ({self.store_capacity} bytes); raise object_store_memory")
+            if not self.spiller.make_room(msg.size):
+                raise StoreFull(self.spiller.full_message(msg.size))
             offset = self.store.create(identity, msg.object_id, msg.size, msg.owner_address)
         except StoreFull as exc:
             self.endpoint.reply(identity, P.Error("ObjectStoreFullError", str(exc)), seq)
@@ -460,6 +470,15 @@ class NodeDaemon:
         if found is not None:
             self.endpoint.reply(identity, P.ObjectsFound(found), seq)
             return
+        for object_id in self.store.spilled_ids(msg.object_ids):
+            try:
+                satisfied = self.spiller.restore(object_id, exclude=msg.object_ids)
+            except (StoreFull, OSError) as exc:
+                logger.error("cannot restore %s: %s", object_id.hex()[:16], exc)
+                self.object_lost(object_id)
+                continue
+            for waiter, locations in satisfied:
+                self.endpoint.reply(waiter.client, P.ObjectsFound(locations), waiter.handle)
         hints = msg.node_hints if len(msg.node_hints) == len(msg.object_ids) else []
         for index, object_id in enumerate(msg.object_ids):
             if object_id not in self.store.objects:
@@ -497,7 +516,7 @@ class NodeDaemon:
 
     def on_get_node_stats(self, identity, msg: P.GetNodeStats, seq):
         stats = {"store": self.store.stats(), "scheduler": self.scheduler.stats(),
-                 "transfer": self.objects.stats(),
+                 "transfer": self.objects.stats(), "spill": self.spiller.stats(),
                  "clients": len(self.clients), "workers": len(self.pool.pids),
                  "dropped_messages": self.endpoint.dropped,
                  "view": {n.node_id.hex()[:12]: R.to_floats(n.available).get("CPU", 0)

@@ -105,6 +105,8 @@ class ObjectManager:
             self._locate(pull)  # that copy is gone: ask the directory for another
             return
         try:
+            if not self.node.spiller.make_room(reply.size):
+                raise StoreFull(self.node.spiller.full_message(reply.size))
             pull.offset = self.node.store.create(self.node.node_id, pull.object_id, reply.size,
                                                  reply.owner_address)
         except ObjectExists:
@@ -180,6 +182,12 @@ class ObjectManager:
     def on_pull_object(self, identity: bytes, msg: P.PullObject, seq: int):
         store = self.node.store
         obj = store.objects.get(msg.object_id)
+        if obj is not None and obj.spilled:
+            try:
+                self.node.spiller.restore(msg.object_id)
+            except (StoreFull, OSError) as exc:
+                logger.error("cannot restore %s for a pull: %s", msg.object_id.hex()[:16], exc)
+                obj = None
         if obj is None or not obj.sealed:
             self.node.endpoint.reply(identity, P.ObjectInfo(msg.object_id, False, 0, ""), seq)
             return

@@ -19,13 +19,15 @@ class ObjectExists(Exception):
 
 @dataclass
 class StoredObject:
-    offset: int
+    offset: int  # -1 while spilled
     size: int
     creator: bytes
     owner_address: str
     sealed: bool = False
     pins: dict = field(default_factory=dict)  # client -> count
     free_requested: bool = False
+    spilled: bool = False  # its bytes live in a spill file, not in the arena
+    last_used: int = 0
 
 
 @dataclass
@@ -41,6 +43,8 @@ class LocalObjectStore:
         self.allocator = allocator
         self.objects: dict[bytes, StoredObject] = {}
         self.waiters: list[Waiter] = []
+        self._clock = 0  # orders uses, for least-recently-used spilling
+        self.dropped_spills: list = []  # ids of spilled objects dropped: their files must go
 
     # ------------------------------------------------------------------ writes
 
@@ -124,18 +128,54 @@ class LocalObjectStore:
 
     # ------------------------------------------------------------------ internals
 
+    # ------------------------------------------------------------------ spilling
+
+    def spill_candidates(self, exclude=()) -> list:
+        """Sealed, unpinned objects in memory, least recently used first: what may go to disk."""
+        found = [(o.last_used, oid) for oid, o in self.objects.items()
+                 if o.sealed and not o.pins and not o.spilled and oid not in exclude]
+        return [oid for _, oid in sorted(found)]
+
+    def mark_spilled(self, object_id: bytes) -> tuple:
+        """The daemon wrote the bytes out: release the arena space. Returns (offset, size)."""
+        obj = self.objects[object_id]
+        offset = obj.offset
+        self.allocator.free(offset)
+        obj.offset, obj.spilled = -1, True
+        return offset, obj.size
+
+    def restore_to(self, object_id: bytes) -> int:
+        """Allocates arena space for a spilled object (StoreFull if none); the daemon then
+        reads the bytes back and calls restored()."""
+        obj = self.objects[object_id]
+        offset = self.allocator.allocate(obj.size)
+        if offset < 0:
+            raise StoreFull(f"no room to restore a {obj.size}-byte object")
+        obj.offset = offset
+        return offset
+
+    def restored(self, object_id: bytes) -> list:
+        obj = self.objects[object_id]
+        obj.spilled = False
+        return self._satisfied(lambda w: object_id in w.object_ids)
+
+    def spilled_ids(self, object_ids) -> list:
+        return [oid for oid in object_ids if oid in self.objects and self.objects[oid].spilled]
+
     def _ready(self, object_id) -> bool:
         obj = self.objects.get(object_id)
-        return obj is not None and obj.sealed
+        return obj is not None and obj.sealed and not obj.spilled
 
     def _pin_all(self, client, object_ids) -> list:
         out = []
         for object_id in object_ids:
             obj = self.objects.get(object_id)
-            if obj is None or not obj.sealed:
+            if obj is None or not obj.sealed or obj.spilled:
                 out.append(None)
                 continue
             obj.pins[client] = obj.pins.get(client, 0) + 1
+            self._clock += 1
+            obj.last_used = self._clock
             out.append((obj.offset, obj.size))
         return out
 
@@ -151,7 +191,10 @@ class LocalObjectStore:
 
     def _drop(self, object_id) -> tuple:
         obj = self.objects.pop(object_id)
-        self.allocator.free(obj.offset)
+        if obj.spilled:
+            self.dropped_spills.append(object_id)
+        else:
+            self.allocator.free(obj.offset)
         return obj.offset, obj.size
 
     def stats(self) -> dict:
@@ -160,5 +203,6 @@ class LocalObjectStore:
             "used": self.allocator.used,
             "capacity": self.allocator.capacity,
             "pinned": sum(1 for o in self.objects.values() if o.pins),
+            "spilled": sum(1 for o in self.objects.values() if o.spilled),
             "waiters": len(self.waiters),
         }

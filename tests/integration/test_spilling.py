@@ -1,0 +1,87 @@
+"""A full object store spills to disk instead of failing, and restores on demand."""
+import gc
+import glob
+import os
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
+
+STORE = 200 * 2**20
+
+
+@pytest.fixture(scope="module")
+def small_store():
+    import zray
+
+    before = (zray_segments(), zray_sessions())
+    zray.init(num_cpus=2, object_store_memory=STORE)
+    yield zray
+    zray.shutdown()
+    assert_no_leaks(*before)
+
+
+def spill_files(ray):
+    import zray._private.runtime as runtime
+
+    return glob.glob(os.path.join(runtime.core.session_dir, "spill", "*"))
+
+
+def test_three_times_the_store_with_every_byte_checked(small_store):
+    ray = small_store
+    rng = np.random.default_rng(7)
+    arrays = [rng.integers(0, 2**62, 25 * 2**20 // 8, dtype=np.int64) for _ in range(24)]  # 600 MB
+    refs = [ray.put(a) for a in arrays]
+    assert spill_files(ray)
+    for array, ref in zip(arrays, refs):
+        assert np.array_equal(ray.get(ref), array)
+    for array, ref in zip(reversed(arrays), reversed(refs)):  # and back again
+        assert np.array_equal(ray.get(ref), array)
+    del refs
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while spill_files(ray) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert spill_files(ray) == []
+
+
+def test_issue_example(small_store):
+    ray = small_store
+    refs = [ray.put(np.random.rand(50 * 2**20 // 8)) for _ in range(10)]  # 500 MB, 200 MB store
+    assert all(ray.get(r).sum() > 0 for r in refs)
+    del refs
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while spill_files(ray) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert spill_files(ray) == []
+
+
+def test_spilled_object_as_task_argument(small_store):
+    ray = small_store
+
+    @ray.remote
+    def checksum(arr):
+        return int(arr.sum())
+
+    first = ray.put(np.arange(10 * 2**20, dtype=np.int64))  # 80 MB
+    others = [ray.put(np.ones(10 * 2**20)) for _ in range(3)]  # push it out to disk
+    assert ray.get(checksum.remote(first), timeout=60) == (10 * 2**20) * (10 * 2**20 - 1) // 2
+    del others
+
+
+def test_store_full_when_nothing_can_be_spilled(small_store):
+    ray = small_store
+    held = [ray.get(ray.put(np.ones(60 * 2**20 // 8))) for _ in range(3)]  # mapped: pinned
+    with pytest.raises(ray.exceptions.ObjectStoreFullError) as info:
+        ray.put(np.ones(80 * 2**20 // 8))
+    message = str(info.value)
+    assert "Largest objects" in message and "pinned" in message
+    with pytest.raises(ray.exceptions.ObjectStoreFullError, match="larger than the whole"):
+        ray.put(np.ones(STORE // 8 + 1024))
+    del held
+    gc.collect()
+    time.sleep(0.1)
+    assert ray.get(ray.put(np.ones(80 * 2**20 // 8))).sum() == 80 * 2**20 // 8
