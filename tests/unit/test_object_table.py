@@ -146,7 +146,28 @@ def test_stats(store):
     store.get(b"c", 1, [b"x"], 0.0)
     store.get(b"c", 2, [b"y"], 0.0)
     assert store.stats() == {"objects": 1, "used": 128, "capacity": 4096, "pinned": 1,
-                             "waiters": 1}
+                             "spilled": 0, "waiters": 1}
+
+
+def test_spill_candidates_restore_and_drop(store):
+    for oid in (b"a", b"b", b"c"):
+        store.create(b"w", oid, 100, "")
+        store.seal(oid)
+    store.get(b"r", 1, [b"b"], 0.0)  # b is mapped: never spilled
+    store.get(b"r", 2, [b"a"], 0.0)
+    store.release(b"r", [b"a"])      # a was used after c: c goes first
+    assert store.spill_candidates() == [b"c", b"a"]
+    used = store.allocator.used
+    assert store.mark_spilled(b"c")[1] == 100
+    assert store.allocator.used == used - 128 and store.objects[b"c"].spilled
+    assert store.get(b"r", 3, [b"c"], 10.0) is None  # waits until restored
+    store.restore_to(b"c")
+    [(waiter, locations)] = store.restored(b"c")
+    assert waiter.handle == 3 and locations[0][1] == 100
+    store.release(b"r", [b"c"])
+    store.mark_spilled(b"c")
+    store.free([b"c"])
+    assert b"c" not in store.objects and store.dropped_spills == [b"c"]
 
 
 # ================================================================== state machine
