@@ -12,9 +12,8 @@ from zray._private import protocol as P
 from zray._private import runtime
 from zray._private.actor_submitter import ActorCall
 from zray._private.function_manager import function_id_of
-from zray._private.serialization import serialize
+from zray._private.arguments import pack_arguments
 from zray.object_ref import ObjectRef
-from zray.remote_function import _promote_large_args
 
 _METHOD_OPTIONS = ("num_returns", "max_task_retries", "retry_exceptions", "concurrency_group",
                    "enable_task_events", "_generator_backpressure_num_objects",
@@ -128,11 +127,9 @@ class ActorClass:
         actor_id = random_id(12) + core.job_id
         placement, running = _actor_resources(options)
         max_concurrency = options.get("max_concurrency") or (1000 if self._is_async else 1)
-        meta, buffers, contained = serialize((args, kwargs))
-        top_refs = [a for a in args if isinstance(a, ObjectRef)]
-        top_refs += [v for v in kwargs.values() if isinstance(v, ObjectRef)]
-        top_ids = {r._id for r in top_refs}
-        core.refs.mark_escaped([r for r in contained if r._id not in top_ids] + top_refs)
+        # The head keeps the constructor's arguments for restarts: every ref in them escapes.
+        frames, top_refs = pack_arguments(core, args, kwargs, promote=False)
+        core.refs.mark_escaped(top_refs)
         handle_meta = cloudpickle.dumps({
             "class_name": self._cls.__name__, "methods": self._methods,
             "max_task_retries": options.get("max_task_retries", 0)})
@@ -145,8 +142,7 @@ class ActorClass:
             "owner_address": core.address, "handle_meta": handle_meta,
         }
         reply, _ = core.requests.call(core.head_address, P.CreateActor(
-            actor_id, spec, len(buffers), []), config.rpc_timeout_s,
-            payload=[meta] + [bytes(b) for b in buffers])
+            actor_id, spec, len(frames) - 1, []), config.rpc_timeout_s, payload=frames)
         if isinstance(reply, P.Error):
             raise ValueError(reply.message)
         # Counted here, not by the handle, so the handle count never reads 0 in between.
@@ -272,16 +268,9 @@ class ActorMethod:
         if retries is None:
             retries = handle._max_task_retries
         task_id = random_id(8) + handle._actor_id
-        args, kwargs = _promote_large_args(core, args, kwargs)
-        meta, buffers, contained = serialize((args, kwargs))
-        top_refs = [a for a in args if isinstance(a, ObjectRef)]
-        top_refs += [v for v in kwargs.values() if isinstance(v, ObjectRef)]
-        top_ids = {r._id for r in top_refs}
-        core.refs.mark_escaped([r for r in contained if r._id not in top_ids])
+        frames, top_refs = pack_arguments(core, args, kwargs)
         return_ids = [object_id_for(task_id, i) for i in range(1, num_returns + 1)]
-        call = ActorCall(task_id, self._name, num_returns, return_ids,
-                         [meta] + [bytes(b) if b.nbytes < 65536 else b for b in buffers],
-                         top_refs, retries)
+        call = ActorCall(task_id, self._name, num_returns, return_ids, frames, top_refs, retries)
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
         core.actor_submitter.submit(handle._actor_id, call)
         if num_returns == 1:

@@ -10,7 +10,7 @@ from zray._private import options as O
 from zray._private import resources as R
 from zray._private import runtime
 from zray._private.function_manager import function_id_of
-from zray._private.serialization import serialize
+from zray._private.arguments import pack_arguments
 from zray._private.task_submitter import TaskSpec
 from zray.object_ref import ObjectRef
 
@@ -73,19 +73,14 @@ class RemoteFunction:
             raise ValueError(f"num_returns={num_returns!r} (generators) is not supported by zray yet")
         shape = self._shape(options)
         task_id = random_id(8) + core.current_task_id()[8:]
-        args, kwargs = _promote_large_args(core, args, kwargs)
-        top_refs = [a for a in args if isinstance(a, ObjectRef)]
-        top_refs += [v for v in kwargs.values() if isinstance(v, ObjectRef)]
-        meta, buffers, contained = serialize((args, kwargs))
-        top_ids = {r._id for r in top_refs}
-        core.refs.mark_escaped([r for r in contained if r._id not in top_ids])
+        frames, top_refs = pack_arguments(core, args, kwargs)
         return_ids = [object_id_for(task_id, i) for i in range(1, num_returns + 1)]
         max_retries = options.get("max_retries")
         spec = TaskSpec(
             task_id=task_id, function_id=function_id,
             name=options.get("name") or self._function.__name__,
             num_returns=num_returns, return_ids=return_ids,
-            frames=[meta] + [bytes(b) if b.nbytes < 65536 else b for b in buffers],
+            frames=frames,
             top_refs=top_refs,
             resources=shape[0], key=shape[1],
             max_retries=3 if max_retries is None else max_retries,
@@ -109,21 +104,3 @@ class RemoteFunction:
         shape = (request, R.shape_key(R.to_units(request)) + (strategy,), strategy)
         self._shape_cache[cache_key] = (options, shape)
         return shape
-
-
-def _promote_large_args(core, args, kwargs):
-    """Puts large by-value arguments into the object store first (as Ray does), so the task
-    message stays small and the worker maps the value instead of receiving a copy."""
-    from zray._config import config
-
-    limit = config.max_inline_bytes
-
-    def big(value):
-        nbytes = getattr(value, "nbytes", None)
-        return isinstance(nbytes, int) and nbytes > limit
-
-    if not any(big(a) for a in args) and not any(big(v) for v in kwargs.values()):
-        return args, kwargs
-    args = tuple(core.put(a) if big(a) else a for a in args)
-    kwargs = {k: core.put(v) if big(v) else v for k, v in kwargs.items()}
-    return args, kwargs

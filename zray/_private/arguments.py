@@ -1,0 +1,40 @@
+"""Packing a call's arguments, shared by tasks, actor creation and actor method calls."""
+from __future__ import annotations
+
+from zray._config import config
+from zray._private.serialization import serialize
+
+COPY_BELOW = 64 * 1024  # smaller out-of-band buffers are copied: cheaper than tracking them
+
+
+def pack_arguments(core, args: tuple, kwargs: dict, promote: bool = True):
+    """Returns (frames, top_refs): the pickled (args, kwargs) as message frames, and the
+    ObjectRefs passed directly as arguments (resolved to their values before the call runs).
+    Refs nested inside arguments travel as refs and count as escaped."""
+    from zray.object_ref import ObjectRef
+
+    if promote:
+        args, kwargs = _promote_large(core, args, kwargs)
+    top_refs = [a for a in args if isinstance(a, ObjectRef)]
+    top_refs += [v for v in kwargs.values() if isinstance(v, ObjectRef)]
+    meta, buffers, contained = serialize((args, kwargs))
+    top_ids = {r._id for r in top_refs}
+    core.refs.mark_escaped([r for r in contained if r._id not in top_ids])
+    frames = [meta] + [bytes(b) if b.nbytes < COPY_BELOW else b for b in buffers]
+    return frames, top_refs
+
+
+def _promote_large(core, args, kwargs):
+    """Puts large by-value arguments into the object store first (as Ray does), so the message
+    stays small and the executing worker maps the value instead of receiving a copy."""
+    limit = config.max_inline_bytes
+
+    def big(value):
+        nbytes = getattr(value, "nbytes", None)
+        return isinstance(nbytes, int) and nbytes > limit
+
+    if not any(big(a) for a in args) and not any(big(v) for v in kwargs.values()):
+        return args, kwargs
+    args = tuple(core.put(a) if big(a) else a for a in args)
+    kwargs = {k: core.put(v) if big(v) else v for k, v in kwargs.items()}
+    return args, kwargs
