@@ -111,8 +111,10 @@ config = Config.from_env()
 
 
 def environment_for_children(extra: dict | None = None) -> dict:
-    """The environment to give a spawned zray process: ours, plus explicit overrides."""
+    """The environment to give a spawned zray process: ours, plus explicit overrides. Workers
+    get OMP_NUM_THREADS=1 unless the user chose a value, as Ray does: each task has one CPU."""
     env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
     if extra:
         env.update({k: str(v) for k, v in extra.items()})
     return env

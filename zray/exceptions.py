@@ -102,16 +102,14 @@ _node_ip_cache: Optional[str] = None
 
 
 def _local_ip() -> str:
-    """Best-effort IP of this host, resolved locally (no network traffic)."""
+    """Best-effort IP of this host, resolved locally (no network traffic); the runtime passes
+    the node's own address explicitly, this is only the fallback."""
     global _node_ip_cache
     if _node_ip_cache is None:
-        ip = os.environ.get("ZRAY_NODE_IP_ADDRESS")
-        if not ip:
-            try:
-                ip = socket.gethostbyname(socket.gethostname())
-            except OSError:
-                ip = "127.0.0.1"
-        _node_ip_cache = ip
+        try:
+            _node_ip_cache = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            _node_ip_cache = "127.0.0.1"
     return _node_ip_cache
 
 

@@ -29,6 +29,14 @@ def spill_files(ray):
     return glob.glob(os.path.join(runtime.core.session_dir, "spill", "*"))
 
 
+def assert_spill_files_go(ray, timeout=5.0):
+    gc.collect()
+    deadline = time.monotonic() + timeout
+    while spill_files(ray) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert spill_files(ray) == []
+
+
 def test_three_times_the_store_with_every_byte_checked(small_store):
     ray = small_store
     rng = np.random.default_rng(7)
@@ -40,11 +48,7 @@ def test_three_times_the_store_with_every_byte_checked(small_store):
     for array, ref in zip(reversed(arrays), reversed(refs)):  # and back again
         assert np.array_equal(ray.get(ref), array)
     del refs
-    gc.collect()
-    deadline = time.monotonic() + 5
-    while spill_files(ray) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert spill_files(ray) == []
+    assert_spill_files_go(ray)
 
 
 def test_issue_example(small_store):
@@ -52,11 +56,7 @@ def test_issue_example(small_store):
     refs = [ray.put(np.random.rand(50 * 2**20 // 8)) for _ in range(10)]  # 500 MB, 200 MB store
     assert all(ray.get(r).sum() > 0 for r in refs)
     del refs
-    gc.collect()
-    deadline = time.monotonic() + 5
-    while spill_files(ray) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert spill_files(ray) == []
+    assert_spill_files_go(ray)
 
 
 def test_spilled_object_as_task_argument(small_store):

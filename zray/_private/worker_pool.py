@@ -18,7 +18,7 @@ class WorkerPool:
     def __init__(self, session_dir: str, node_address: str, node_id: bytes, start_timeout_s: float,
                  node_ip: str):
         self.start_timeout_s = start_timeout_s
-        env = environment_for_children({"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+        env = environment_for_children()
         from zray._private.zygote import set_parent_death_signal
 
         self.zygote = subprocess.Popen(

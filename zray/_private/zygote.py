@@ -29,7 +29,6 @@ def set_parent_death_signal(sig=signal.SIGKILL):
 
 def main():
     set_parent_death_signal()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     args = sys.argv[1:]
     # Warm the image: everything a worker imports.
     import zray._private.worker_main as worker_main  # noqa: F401
