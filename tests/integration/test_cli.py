@@ -68,3 +68,40 @@ def test_zray_node_requires_head_or_address():
     result = subprocess.run([sys.executable, "-m", "zray.scripts.node"], capture_output=True,
                             text=True, timeout=30, env=dict(os.environ, PYTHONPATH=ROOT))
     assert result.returncode != 0 and "--head" in result.stderr
+
+
+def test_sigkilled_cluster_is_cleaned_at_next_start():
+    import re
+    import signal
+    import shutil
+    import time
+
+    tmp_path = short_tmp()
+    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=tmp_path)
+    before = (zray_segments(), zray_sessions())
+    first = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
+    assert first.returncode == 0, first.stderr
+    pid = int(re.search(r"\(pid (\d+)\)", first.stdout).group(1))
+    session = re.search(r"in (\S+session_\S+)", first.stdout).group(1)
+    result = run_script("""
+        import numpy as np
+        import zray as ray
+        ray.init(address="auto")
+        ray.put(np.ones(2**20))  # the arena gets pages
+    """, env={"ZRAY_SESSION_DIR_ROOT": tmp_path})
+    assert result.returncode == 0, result.stderr
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    assert os.path.isdir(session)  # a crash leaves its session behind ...
+    second = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
+    assert second.returncode == 0, second.stderr
+    assert not os.path.exists(session)  # ... and the next start removes it
+    zray_cli("stop", env=env)
+    assert_no_leaks(*before)
+    shutil.rmtree(tmp_path)
