@@ -34,6 +34,19 @@ def _alive(process) -> bool:
         return False
 
 
+def exited(pid: int, timeout: float = 10.0) -> bool:
+    """Waits (bounded) for process `pid` to be gone; True if it is."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
 def assert_no_leaks(before_segments: set, before_sessions: set, timeout: float = 10.0):
     """Every process, /dev/shm segment and session directory the test made is gone."""
     deadline = time.monotonic() + timeout

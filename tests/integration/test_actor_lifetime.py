@@ -2,11 +2,10 @@
 import os
 import shutil
 import tempfile
-import time
 
 import pytest
 
-from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
+from tests.conftest import assert_no_leaks, exited, zray_segments, zray_sessions
 from tests.integration.test_cli import zray_cli
 from tests.integration.test_lifecycle import ROOT, run_script
 
@@ -62,15 +61,7 @@ p = Pid.options(name="ephemeral").remote()
 print("pid", ray.get(p.pid.remote()))
 """, cluster)
     pid = int(out.split("pid")[-1].split()[0])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("the actor outlived its driver")
+    assert exited(pid), "the actor outlived its driver"
     out = driver("""
 try:
     ray.get_actor("ephemeral")

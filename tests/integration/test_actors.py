@@ -6,6 +6,8 @@ import time
 import numpy as np
 import pytest
 
+from tests.conftest import exited
+
 
 def test_counter(ray):
     @ray.remote
@@ -226,18 +228,7 @@ def test_exit_actor(ray):
         ray.get(q.quit.remote(), timeout=10)
     with pytest.raises(ray.exceptions.ActorDiedError):
         ray.get(q.ping.remote(), timeout=10)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
-    assert not _alive(pid)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    assert exited(pid)
 
 
 def test_restart_resets_state(ray):
@@ -356,10 +347,7 @@ def test_actor_out_of_scope_is_terminated(ray):
     import gc
 
     gc.collect()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
-    assert not _alive(pid)
+    assert exited(pid)
 
 
 def test_calling_actor_methods_directly_is_an_error(ray):

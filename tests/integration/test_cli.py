@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
+from tests.conftest import assert_no_leaks, exited, zray_segments, zray_sessions
 from tests.integration.test_lifecycle import ROOT, run_script
 
 
@@ -74,7 +74,6 @@ def test_sigkilled_cluster_is_cleaned_at_next_start():
     import re
     import signal
     import shutil
-    import time
 
     tmp_path = short_tmp()
     env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=tmp_path)
@@ -91,13 +90,7 @@ def test_sigkilled_cluster_is_cleaned_at_next_start():
     """, env={"ZRAY_SESSION_DIR_ROOT": tmp_path})
     assert result.returncode == 0, result.stderr
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
+    assert exited(pid)
     assert os.path.isdir(session)  # a crash leaves its session behind ...
     second = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
     assert second.returncode == 0, second.stderr
