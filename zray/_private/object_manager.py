@@ -47,6 +47,7 @@ class ObjectManager:
         self._arena = None
         self.bytes_pulled = 0
         self.bytes_served = 0
+        self.compressed_chunks = 0
 
     @property
     def arena(self):
@@ -67,7 +68,7 @@ class ObjectManager:
         pull = self.pulls[object_id] = Pull(object_id)
         source = self.node.view.address_of(hint) if hint and hint != self.node.node_id else None
         if source:
-            self._start(pull, source)
+            self._start(pull, source, hint)
         else:
             self._locate(pull)
 
@@ -144,6 +145,7 @@ class ObjectManager:
         data = payload[0].buffer
         if reply.compressed:
             data = lz4.block.decompress(data, uncompressed_size=length)
+            self.compressed_chunks += 1
         copy_into(self.arena, pull.offset + offset, data)
         pull.received += length
         self.bytes_pulled += length
@@ -229,4 +231,5 @@ class ObjectManager:
 
     def stats(self) -> dict:
         return {"pulling": len(self.pulls), "serving": len(self.serving),
-                "bytes_pulled": self.bytes_pulled, "bytes_served": self.bytes_served}
+                "bytes_pulled": self.bytes_pulled, "bytes_served": self.bytes_served,
+                "compressed_chunks": self.compressed_chunks}
