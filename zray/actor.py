@@ -128,8 +128,10 @@ class ActorClass:
         placement, running = _actor_resources(options)
         max_concurrency = options.get("max_concurrency") or (1000 if self._is_async else 1)
         # The head keeps the constructor's arguments for restarts: every ref in them escapes.
-        frames, top_refs = pack_arguments(core, args, kwargs, promote=False)
-        core.refs.mark_escaped(top_refs)
+        frames, top_refs, nested = pack_arguments(core, args, kwargs, promote=False)
+        # The head starts (and restarts) the actor on a worker we never learn about, so we
+        # cannot register it as a borrower: refs given to a constructor are kept for good.
+        core.refs.mark_escaped([r._id for r in top_refs] + [oid for oid, _ in nested])
         handle_meta = cloudpickle.dumps({
             "class_name": self._cls.__name__, "methods": self._methods,
             "max_task_retries": options.get("max_task_retries", 0)})
@@ -268,9 +270,10 @@ class ActorMethod:
         if retries is None:
             retries = handle._max_task_retries
         task_id = random_id(8) + handle._actor_id
-        frames, top_refs = pack_arguments(core, args, kwargs)
+        frames, top_refs, nested = pack_arguments(core, args, kwargs)
         return_ids = [object_id_for(task_id, i) for i in range(1, num_returns + 1)]
-        call = ActorCall(task_id, self._name, num_returns, return_ids, frames, top_refs, retries)
+        call = ActorCall(task_id, self._name, num_returns, return_ids, frames, top_refs, retries,
+                         nested)
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
         core.actor_submitter.submit(handle._actor_id, call)
         if num_returns == 1:

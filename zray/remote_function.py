@@ -73,7 +73,7 @@ class RemoteFunction:
             raise ValueError(f"num_returns={num_returns!r} (generators) is not supported by zray yet")
         shape = self._shape(options)
         task_id = random_id(8) + core.current_task_id()[8:]
-        frames, top_refs = pack_arguments(core, args, kwargs)
+        frames, top_refs, nested = pack_arguments(core, args, kwargs)
         return_ids = [object_id_for(task_id, i) for i in range(1, num_returns + 1)]
         max_retries = options.get("max_retries")
         spec = TaskSpec(
@@ -81,7 +81,7 @@ class RemoteFunction:
             name=options.get("name") or self._function.__name__,
             num_returns=num_returns, return_ids=return_ids,
             frames=frames,
-            top_refs=top_refs,
+            top_refs=top_refs, nested=nested,
             resources=shape[0], key=shape[1],
             max_retries=3 if max_retries is None else max_retries,
             retry_exceptions=options.get("retry_exceptions", False), strategy=shape[2])

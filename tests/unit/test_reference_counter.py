@@ -1,7 +1,8 @@
 """ReferenceCounter: examples plus a hypothesis state machine.
 
-An owned object is reported freeable exactly once, iff no local ref is alive (after the queued
-__del__ decrements are collected), no submitted task pins it, and it never escaped.
+One process's view: an owned object is reported freeable exactly once, iff no local ref is
+alive (after the queued __del__ decrements are collected), no submitted task pins it, and it
+never escaped. test_reference_protocol.py checks borrowing across processes.
 """
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ def ref(oid: bytes, owner: str = "owner-addr"):
     return SimpleNamespace(_id=oid, _owner=owner)
 
 
+def pair(released):
+    return released.freed, released.forgotten
+
+
 # ================================================================== examples
 
 def test_owned_object_freeable_after_last_ref_collected():
@@ -28,45 +33,45 @@ def test_owned_object_freeable_after_last_ref_collected():
     rc.add_local(b"x")
     rc.add_local(b"x")
     rc.remove_local_later(b"x")
-    assert rc.collect() == ([], [])
+    assert pair(rc.collect()) == ([], [])
     assert rc.is_live(b"x")
     rc.remove_local_later(b"x")
     assert rc.is_live(b"x")  # the decrement is only queued
-    assert rc.collect() == ([b"x"], [])
+    assert pair(rc.collect()) == ([b"x"], [])
     assert not rc.is_live(b"x") and not rc.owns(b"x")
-    assert rc.collect() == ([], [])
+    assert pair(rc.collect()) == ([], [])
 
 
 def test_task_pin_keeps_object_until_unpinned():
     rc = ReferenceCounter()
     rc.add_owned(b"x")
     rc.add_local(b"x")
-    rc.pin_for_task([b"x", b"x"])
+    rc.pin([b"x", b"x"])
     rc.remove_local_later(b"x")
-    assert rc.collect() == ([], [])
+    assert pair(rc.collect()) == ([], [])
     assert rc.is_live(b"x")
-    assert rc.unpin_for_task([b"x"]) == []
-    assert rc.unpin_for_task([b"x"]) == [b"x"]
-    assert rc.unpin_for_task([b"x"]) == []  # reported once only
+    assert rc.unpin([b"x"]).freed == []
+    assert rc.unpin([b"x"]).freed == [b"x"]
+    assert rc.unpin([b"x"]).freed == []  # reported once only
 
 
 def test_unpin_while_decrement_still_queued_defers_to_collect():
     rc = ReferenceCounter()
     rc.add_owned(b"x")
     rc.add_local(b"x")
-    rc.pin_for_task([b"x"])
+    rc.pin([b"x"])
     rc.remove_local_later(b"x")
-    assert rc.unpin_for_task([b"x"]) == []
-    assert rc.collect() == ([b"x"], [])
+    assert rc.unpin([b"x"]).freed == []
+    assert pair(rc.collect()) == ([b"x"], [])
 
 
 def test_escaped_object_is_never_freeable():
     rc = ReferenceCounter()
     rc.add_owned(b"x")
     rc.add_local(b"x")
-    rc.mark_escaped([ref(b"x")])
+    rc.mark_escaped([b"x"])
     rc.remove_local_later(b"x")
-    assert rc.collect() == ([], [])
+    assert pair(rc.collect()) == ([], [])
     assert rc.owns(b"x")
     assert rc.stats()["escaped"] == 1
 
@@ -75,10 +80,10 @@ def test_borrowed_object_is_forgotten_not_freed():
     rc = ReferenceCounter()
     rc.add_local(b"b")
     rc.note_borrowed(ref(b"b", "other-owner"))
-    assert rc.borrowed_owner == {b"b": "other-owner"}
+    assert rc.owner_of(b"b") == "other-owner"
     rc.remove_local_later(b"b")
-    assert rc.collect() == ([], [b"b"])
-    assert rc.borrowed_owner == {}
+    assert pair(rc.collect()) == ([], [b"b"])
+    assert rc.owner_of(b"b") == ""
 
 
 def test_note_borrowed_ignores_owned_and_ownerless_refs():
@@ -86,16 +91,18 @@ def test_note_borrowed_ignores_owned_and_ownerless_refs():
     rc.add_owned(b"x")
     rc.note_borrowed(ref(b"x"))
     rc.note_borrowed(ref(b"y", ""))
-    assert rc.borrowed_owner == {}
+    rc2 = ReferenceCounter("me")
+    rc2.note_borrowed(ref(b"z", "me"))  # a ref to our own object that came back
+    assert rc.stats()["borrowed"] == 0 and rc2.stats()["borrowed"] == 0
 
 
 def test_stats():
     rc = ReferenceCounter()
     rc.add_owned(b"x")
     rc.add_local(b"x")
-    rc.pin_for_task([b"y"])
+    rc.pin([b"y"])
     assert rc.stats() == {"local": 1, "owned": 1, "escaped": 0, "task_pinned": 1,
-                          "borrowed": 0}
+                          "borrowed": 0, "with_borrowers": 0, "containers": 0}
 
 
 def test_decrements_from_other_threads_are_all_applied():
@@ -116,10 +123,10 @@ def test_decrements_from_other_threads_are_all_applied():
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):
-        freed += rc.collect()[0]
+        freed += rc.collect().freed
     for t in threads:
         t.join()
-    freed += rc.collect()[0]
+    freed += rc.collect().freed
     assert sorted(freed) == sorted(ids)
     assert rc.stats()["local"] == 0 and rc.stats()["owned"] == 0
 
@@ -217,9 +224,9 @@ class RefCountMachine(RuleBasedStateMachine):
             if self.kind[oid] == "owned":
                 if self._freeable(oid):
                     expected_freeable.append(oid)
-            elif oid not in self.forgotten:
+            elif oid not in self.forgotten and oid not in self.escaped and not self.pins[oid]:
                 expected_forgotten.append(oid)
-        freeable, forgotten = self.rc.collect()
+        freeable, forgotten = pair(self.rc.collect())
         self._check_reported(freeable, expected_freeable)
         assert forgotten == expected_forgotten
         self.forgotten.update(forgotten)
@@ -230,31 +237,38 @@ class RefCountMachine(RuleBasedStateMachine):
         """A ref is pickled inside another value (or sent to another process)."""
         live = sorted(o for o, n in self.live.items() if n)
         oids = data.draw(st.lists(st.sampled_from(live), min_size=1, max_size=2))
-        self.rc.mark_escaped([ref(o) for o in oids])
+        self.rc.mark_escaped(oids)
         self.escaped.update(oids)
 
     @precondition(lambda self: any(self.live.values()))
     @rule(data=st.data())
-    def pin_for_task(self, data):
+    def pin(self, data):
         """A task is submitted with some live refs as top-level arguments (maybe repeated)."""
         live = sorted(o for o, n in self.live.items() if n)
         oids = data.draw(st.lists(st.sampled_from(live), min_size=1, max_size=3))
-        self.rc.pin_for_task(oids)
+        self.rc.pin(oids)
         self.tasks.append(oids)
         for oid in oids:
             self.pins[oid] += 1
 
     @precondition(lambda self: self.tasks)
     @rule(data=st.data())
-    def unpin_for_task(self, data):
+    def unpin(self, data):
         """A task finished: its arguments are unpinned."""
         oids = self.tasks.pop(data.draw(st.integers(0, len(self.tasks) - 1)))
-        expected = []
+        expected, expected_forgotten = [], []
         for oid in oids:
             self.pins[oid] -= 1
             if self.pins[oid] == 0 and self._freeable(oid) and oid not in expected:
                 expected.append(oid)
-        self._check_reported(self.rc.unpin_for_task(oids), expected)
+            if (self.kind[oid] == "borrowed" and self.pins[oid] == 0 and not self.counted[oid]
+                    and oid not in self.escaped and oid not in self.forgotten
+                    and oid not in expected_forgotten):
+                expected_forgotten.append(oid)
+        freed, forgotten = pair(self.rc.unpin(oids))
+        self._check_reported(freed, expected)
+        assert forgotten == expected_forgotten
+        self.forgotten.update(forgotten)
 
     # -------------------------------------------------------------- invariants
 
@@ -262,7 +276,8 @@ class RefCountMachine(RuleBasedStateMachine):
     def matches_model(self):
         rc = self.rc
         for oid in OBJECTS:
-            assert rc.is_live(oid) == bool(self.counted[oid] or self.pins[oid])
+            assert rc.is_live(oid) == bool(self.counted[oid] or self.pins[oid]
+                                           or oid in self.escaped)
             owned = self.kind.get(oid) == "owned" and oid not in self.reported
             assert rc.owns(oid) == owned
             # Never reported while referenced; not yet reported while unreferenced only if a
@@ -273,9 +288,9 @@ class RefCountMachine(RuleBasedStateMachine):
         assert stats["local"] == sum(1 for n in self.counted.values() if n)
         assert stats["task_pinned"] == sum(1 for n in self.pins.values() if n)
         assert stats["escaped"] == len(self.escaped)
-        assert rc.borrowed_owner == {
-            oid: "owner-addr" for oid, kind in self.kind.items()
-            if kind == "borrowed" and oid not in self.forgotten}
+        for oid, kind in self.kind.items():
+            expected = "owner-addr" if kind == "borrowed" and oid not in self.forgotten else ""
+            assert rc.owner_of(oid) == expected
 
     def teardown(self):
         """Drop everything: each owned object that never escaped is reported exactly once."""
@@ -288,10 +303,11 @@ class RefCountMachine(RuleBasedStateMachine):
                 self.rc.remove_local_later(oid)
         self.collect()
         while self.tasks:
-            self.unpin_for_task(SimpleNamespace(draw=lambda strategy: 0))
+            self.unpin(SimpleNamespace(draw=lambda strategy: 0))
         owned = {oid for oid, kind in self.kind.items() if kind == "owned"}
         assert self.reported == owned - self.escaped
-        assert self.forgotten == {oid for oid, kind in self.kind.items() if kind == "borrowed"}
+        assert self.forgotten == {oid for oid, kind in self.kind.items()
+                                  if kind == "borrowed"} - self.escaped
 
 
 RefCountMachine.TestCase.settings = settings(

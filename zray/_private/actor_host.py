@@ -99,6 +99,7 @@ class ActorHost:
         context.actor_id = self.actor_id
         context.name = f"{self.class_name}.{msg.method}"
         exit_requested = False
+        held = core.refs.receive_for_task(msg.borrowed) if msg.borrowed else ()
         try:
             args, kwargs = self.executor.arguments(msg.nbuffers, msg.resolved, payload)
             method = self._method(msg.method)
@@ -114,6 +115,9 @@ class ActorHost:
             context.task_id = None
         self.executor.reply(msg.task_id, msg.owner_address, 0, context.name or msg.method,
                             values, is_error)
+        del values
+        if held:
+            core.apply_released(core.refs.unpin(held))
         if exit_requested:
             self.exit("exit_actor() was called")
 
@@ -126,6 +130,7 @@ class ActorHost:
             core.context.task_id = msg.task_id
             core.context.actor_id = self.actor_id
             exit_requested = False
+            held = core.refs.receive_for_task(msg.borrowed) if msg.borrowed else ()
             try:
                 args, kwargs = self.executor.arguments(msg.nbuffers, msg.resolved, payload)
                 result = self._method(msg.method)(*args, **kwargs)
@@ -139,6 +144,9 @@ class ActorHost:
                 values, is_error = [self._error(exc, msg)] * msg.num_returns, True
             self.executor.reply(msg.task_id, msg.owner_address, 0,
                                 f"{self.class_name}.{msg.method}", values, is_error)
+            del values
+            if held:
+                core.apply_released(core.refs.unpin(held))
             if exit_requested:
                 self.exit("exit_actor() was called")
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from zray import exceptions as X
 from zray._private import protocol as P
 from zray._private.actor_manager import ALIVE, DEAD, PENDING, RESTARTING
-from zray._private.dependencies import (error_entry, returned_entries, store_results,
-                                        when_resolved)
+from zray._private.dependencies import (borrowed_by_call, error_entry, returned_entries,
+                                        store_results, when_resolved)
 from zray._private.serialization import deserialize
 
 
@@ -31,10 +31,17 @@ class ActorCall:
     frames: list
     top_refs: list
     retries_left: int
+    nested: list = field(default_factory=list)  # [(object id, owner)] nested in the arguments
+    borrowed: list = field(default_factory=list)  # what the actor's worker will hold
+    pushed_to: str = ""
     resolved: list = field(default_factory=list)
     resolved_frames: list = field(default_factory=list)
     ready: bool = False
     failed_entry: object = None
+
+    @property
+    def pinned_ids(self) -> list:
+        return [ref._id for ref in self.top_refs] + [oid for oid, _ in self.nested]
 
 
 @dataclass(eq=False)
@@ -112,7 +119,7 @@ class ActorSubmitter:
         core = self.core
         for oid in call.return_ids:
             core.refs.add_owned(oid)
-        core.refs.pin_for_task([ref._id for ref in call.top_refs])
+        core.refs.pin(call.pinned_ids)
         with self.lock:
             record = self.actors[actor_id]
             self.calls[call.task_id] = (record, call)
@@ -123,6 +130,7 @@ class ActorSubmitter:
         when_resolved(core, call.top_refs, lambda *r: self._ready(record, call, *r))
 
     def _ready(self, record: ActorRecord, call: ActorCall, resolved, frames, failed_entry):
+        call.borrowed = borrowed_by_call(self.core, call.top_refs, call.nested)
         with self.lock:
             call.resolved, call.resolved_frames = resolved, frames
             call.failed_entry = failed_entry
@@ -142,9 +150,13 @@ class ActorSubmitter:
                 return
             queue.popleft()
             record.inflight[call.task_id] = call
+            if call.borrowed:
+                call.pushed_to = record.address
+                self.core.register_borrower(record.address, call.borrowed)
             self.core.endpoint.send(record.address, P.PushActorTask(
                 record.actor_id, call.task_id, call.method, call.num_returns, self.core.address,
-                len(call.frames) - 1, call.resolved), payload=call.frames + call.resolved_frames)
+                len(call.frames) - 1, call.resolved, call.borrowed),
+                payload=call.frames + call.resolved_frames)
 
     def on_state(self, msg: P.ActorState):
         with self.lock:
@@ -166,6 +178,7 @@ class ActorSubmitter:
         """The worker running these calls died: retry those with retries left, in order."""
         retry = []
         for call in record.inflight.values():
+            self._lost(call)
             if call.retries_left != 0:
                 call.retries_left -= 1
                 retry.append(call)
@@ -191,11 +204,19 @@ class ActorSubmitter:
 
     def _fail_all(self, record: ActorRecord):
         entry = error_entry(record.death or X.ActorDiedError(None))
+        for call in record.inflight.values():
+            self._lost(call)
         calls = list(record.inflight.values()) + list(record.queue)
         record.inflight.clear()
         record.queue.clear()
         for call in calls:
             self._finish(record, call, [(oid, entry) for oid in call.return_ids], inflight=False)
+
+    def _lost(self, call: ActorCall):
+        """A pushed call died with its worker: give back what we registered for it there."""
+        if call.pushed_to:
+            self.core.unregister_borrower(call.pushed_to, call.borrowed)
+            call.pushed_to = ""
 
     def on_task_done(self, msg: P.TaskDone, payload):
         with self.lock:
@@ -204,14 +225,16 @@ class ActorSubmitter:
                 return
             record, call = found
             record.inflight.pop(msg.task_id, None)
-        self._finish(record, call, returned_entries(msg.returns, payload), inflight=False)
+        self._finish(record, call, returned_entries(msg.returns, payload), inflight=False,
+                     contained=msg.contained)
 
-    def _finish(self, record: ActorRecord, call: ActorCall, entries, inflight=True):
+    def _finish(self, record: ActorRecord, call: ActorCall, entries, inflight=True,
+                contained=None):
         if self.calls.pop(call.task_id, None) is None:
             return
         if inflight:
             record.inflight.pop(call.task_id, None)
-        store_results(self.core, entries, call.top_refs)
+        store_results(self.core, entries, call.pinned_ids, contained)
 
     def state_of(self, actor_id: bytes) -> str:
         record = self.actors.get(actor_id)

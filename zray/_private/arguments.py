@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 from zray._config import config
+from zray._private.reference_counter import distinct
 from zray._private.serialization import serialize
 
 COPY_BELOW = 64 * 1024  # smaller out-of-band buffers are copied: cheaper than tracking them
 
 
 def pack_arguments(core, args: tuple, kwargs: dict, promote: bool = True):
-    """Returns (frames, top_refs): the pickled (args, kwargs) as message frames, and the
-    ObjectRefs passed directly as arguments (resolved to their values before the call runs).
-    Refs nested inside arguments travel as refs and count as escaped."""
+    """Returns (frames, top_refs, nested): the pickled (args, kwargs) as message frames, the
+    ObjectRefs passed directly as arguments (resolved to their values before the call runs),
+    and [(object id, owner)] of refs nested inside arguments, which travel as refs: the caller
+    holds them until the call is done and registers the executing worker as their borrower."""
     from zray.object_ref import ObjectRef
 
     if promote:
@@ -19,9 +21,11 @@ def pack_arguments(core, args: tuple, kwargs: dict, promote: bool = True):
     top_refs += [v for v in kwargs.values() if isinstance(v, ObjectRef)]
     meta, buffers, contained = serialize((args, kwargs))
     top_ids = {r._id for r in top_refs}
-    core.refs.mark_escaped([r for r in contained if r._id not in top_ids])
+    # A ref passed both directly and nested is pickled once (pickle memoizes the instance), so
+    # it is indistinguishable from a top-level one here; it is held only for the call then.
+    nested = distinct([r for r in contained if r._id not in top_ids])
     frames = [meta] + [bytes(b) if b.nbytes < COPY_BELOW else b for b in buffers]
-    return frames, top_refs
+    return frames, top_refs, nested
 
 
 def _promote_large(core, args, kwargs):

@@ -32,7 +32,7 @@ from zray._private import session
 from zray._private.function_manager import FunctionManager
 from zray._private.memory_store import (KIND_ERROR, KIND_FREED, KIND_INLINE, KIND_PLASMA,
                                         Entry, MemoryStore)
-from zray._private.reference_counter import ReferenceCounter
+from zray._private.reference_counter import Released, ReferenceCounter, distinct
 from zray._private.serialization import deserialize, serialize
 from zray._private.actor_submitter import ActorSubmitter
 from zray._private.task_submitter import TaskSubmitter
@@ -73,7 +73,7 @@ class CoreWorker:
         self.address = self.endpoint.address
         self.requests = Requests(self.endpoint)
         self.memory_store = MemoryStore()
-        self.refs = ReferenceCounter()
+        self.refs = ReferenceCounter(self.address)
         self.functions = FunctionManager(self)
         self.context = TaskContext()
         self.task_queue: SimpleQueue = SimpleQueue()
@@ -159,11 +159,53 @@ class CoreWorker:
             self.actor_submitter.tick()
 
     def _free_released(self):
-        freeable, forgotten = self.refs.collect()
-        if freeable:
-            self.free_objects(freeable)
-        for oid in forgotten:
+        self.apply_released(self.refs.collect())
+
+    def apply_released(self, released: Released):
+        """Frees what we own and no one holds, gives back borrowed registrations, and drops
+        cached values of borrowed objects no longer used here."""
+        if not released:
+            return
+        if released.freed:
+            self.free_objects(released.freed)
+        for oid in released.forgotten:
             self.memory_store.delete(oid)
+        by_owner: dict = {}
+        for owner, oid, count in released.removes:
+            ids, counts = by_owner.setdefault(owner, ([], []))
+            ids.append(oid)
+            counts.append(count)
+        for owner, (ids, counts) in by_owner.items():
+            self.endpoint.send(owner, P.RemoveBorrowers(self.address, ids, counts))
+
+    def register_borrower(self, holder: str, refs):
+        """Tells each ref's owner that `holder` was handed it. Callers do this while they still
+        hold the refs themselves, which keeps the objects alive until the owner knows."""
+        for owner, ids in self.refs.hand_over(holder, refs).items():
+            self.endpoint.send(owner, P.AddBorrowers(holder, ids))
+
+    def unregister_borrower(self, holder: str, refs):
+        """Gives back, on a dead holder's behalf, registrations made for a call it never
+        finished: nobody else will."""
+        released, remote = self.refs.give_back_for(holder, refs)
+        for owner, ids in remote.items():
+            self.endpoint.send(owner, P.RemoveBorrowers(holder, ids, [1] * len(ids)))
+        self.apply_released(released)
+
+    def on_add_borrowers(self, identity, msg, seq, payload):
+        for oid in msg.object_ids:
+            if self.refs.owns(oid):
+                self.refs.add_borrower(oid, msg.holder)
+            else:
+                logger.warning("borrower registered for %s, which is not (or no longer) ours",
+                               oid.hex())
+
+    def on_remove_borrowers(self, identity, msg, seq, payload):
+        released = Released()
+        for oid, count in zip(msg.object_ids, msg.counts):
+            if isinstance(oid, bytes) and isinstance(count, int):
+                released.extend(self.refs.remove_borrower(oid, msg.holder, count))
+        self.apply_released(released)
 
     def free_objects(self, object_ids):
         plasma = []
@@ -210,13 +252,18 @@ class CoreWorker:
     def on_get_object_status(self, identity, msg, seq, payload):
         """A borrower asks for a value we own: answer when it is ready."""
         if not self.refs.owns(msg.object_id) and not self.memory_store.contains(msg.object_id):
-            self.endpoint.reply(identity, P.ObjectStatus(msg.object_id, KIND_FREED, b"", 0, 0), seq)
+            self.endpoint.reply(identity, P.ObjectStatus(
+                msg.object_id, KIND_FREED, b"", 0, 0, []), seq)
             return
 
         def answer(object_id, entry):
             frames = list(entry.frames) if entry.kind in (KIND_INLINE, KIND_ERROR) else []
+            contained = self.refs.contents(object_id)
+            if contained:
+                self.register_borrower(self.endpoint.peers.get(identity, ""), contained)
             self.endpoint.reply(identity, P.ObjectStatus(
-                object_id, entry.kind, entry.node_id, entry.size, len(frames)), seq, frames)
+                object_id, entry.kind, entry.node_id, entry.size, len(frames),
+                [list(r) for r in contained]), seq, frames)
 
         self.memory_store.on_ready(msg.object_id, answer)
 
@@ -236,6 +283,8 @@ class CoreWorker:
         P.CancelTask: on_cancel_task,
         P.GetObjectStatus: on_get_object_status,
         P.LogLines: on_log_lines,
+        P.AddBorrowers: on_add_borrowers,
+        P.RemoveBorrowers: on_remove_borrowers,
     }
 
     # ------------------------------------------------------------------ put
@@ -251,8 +300,7 @@ class CoreWorker:
         object_id = object_id_for(self.current_task_id(), PUT_INDEX_BASE + next(self._put_index))
         meta, buffers, contained = serialize(value)
         self._free_released()  # a loop of put/del reuses warm memory only if frees come first
-        self.refs.mark_escaped(contained)
-        self.refs.add_owned(object_id)
+        self.refs.add_owned(object_id, distinct(contained))
         self.memory_store.put(object_id, self.store_value(object_id, meta, buffers))
         return ObjectRef(object_id, self.address)
 
@@ -346,6 +394,9 @@ class CoreWorker:
             logger.warning("owner could not answer: %s", reply.message)
             return
         self._owner_requests.discard(reply.object_id)
+        if reply.contained:
+            self.apply_released(self.refs.receive_contained(
+                reply.object_id, [tuple(r) for r in reply.contained]))
         frames = [f.buffer for f in payload]
         self.memory_store.put(reply.object_id, Entry(reply.kind, frames, reply.node_id, reply.size))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from zray._private.memory_store import KIND_ERROR, KIND_INLINE, KIND_PLASMA, Entry
+from zray._private.reference_counter import Released
 from zray._private.serialization import serialize
 
 
@@ -63,12 +64,29 @@ def error_entry(error: BaseException) -> Entry:
     return Entry(KIND_ERROR, [meta] + [bytes(b) for b in buffers])
 
 
-def store_results(core, entries, top_refs):
-    """Publishes results, releases the arguments a finished call held, and frees results
-    nobody references any more."""
+def borrowed_by_call(core, top_refs: list, nested: list) -> list:
+    """[(object id, owner)] the executing worker will hold: refs nested in the arguments and
+    refs inside the values of top-level arguments (which reach it as values)."""
+    refs, seen = list(nested), {oid for oid, _ in nested}
+    for ref in top_refs:
+        for oid, owner in core.refs.contents(ref._id):
+            if oid not in seen:
+                seen.add(oid)
+                refs.append((oid, owner))
+    return refs
+
+
+def store_results(core, entries, pinned_ids, contained=None):
+    """Publishes results (with the refs inside them, registered for us by the worker),
+    releases the arguments a finished call held, and frees results nobody references."""
+    refs = core.refs
+    released = Released()
+    if contained:
+        for (object_id, _), inner in zip(entries, contained):
+            if inner:
+                released.extend(refs.receive_contained(object_id, [tuple(r) for r in inner]))
     for object_id, entry in entries:
         core.memory_store.put(object_id, entry)
-    freeable = core.refs.unpin_for_task([ref._id for ref in top_refs])
-    dropped = [oid for oid, _ in entries if not core.refs.is_live(oid)]
-    if freeable or dropped:
-        core.free_objects(freeable + dropped)
+    released.extend(refs.unpin(pinned_ids))
+    released.extend(refs.check([oid for oid, _ in entries]))
+    core.apply_released(released)

@@ -436,16 +436,20 @@ class PushTask(NamedTuple):
     lease_id: int
     nbuffers: int
     resolved: list
+    borrowed: list
 
 
 @message(61)
 class TaskDone(NamedTuple):
     """Worker to owner. `returns` holds one entry per return object:
     [object_id, kind, nframes, node_id, size]; kind is one of memory_store.KIND_*.
-    Payload frames: for each inline return, its metadata frame then its buffers."""
+    Payload frames: for each inline return, its metadata frame then its buffers.
+    `contained` lists, per return, the refs inside its value as [object_id, owner_address];
+    the worker registered the task's owner as their borrower before sending this."""
     task_id: bytes
     returns: list
     lease_id: int
+    contained: list
 
 
 @message(62)
@@ -462,11 +466,14 @@ class GetObjectStatus(NamedTuple):
 
 @message(64)
 class ObjectStatus(NamedTuple):
+    """Owner to borrower. `contained`: the refs inside the value, [object_id, owner_address],
+    whose owners were told the borrower holds them."""
     object_id: bytes
     kind: int
     node_id: bytes
     size: int
     nframes: int
+    contained: list
 
 
 # --------------------------------------------------------------------------- actors
@@ -564,3 +571,23 @@ class PushActorTask(NamedTuple):
     owner_address: str
     nbuffers: int
     resolved: list
+    borrowed: list
+
+
+# --------------------------------------------------------------------------- references
+
+@message(90)
+class AddBorrowers(NamedTuple):
+    """Anyone handing refs to another process, to each ref's owner, before the sender drops
+    its own hold: `holder` now holds one more registration of each object."""
+    holder: str
+    object_ids: list
+
+
+@message(91)
+class RemoveBorrowers(NamedTuple):
+    """Holder to owner, once nothing in the holder uses the objects any more: gives back
+    `counts[i]` registrations of `object_ids[i]`."""
+    holder: str
+    object_ids: list
+    counts: list

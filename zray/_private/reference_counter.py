@@ -1,8 +1,18 @@
-"""Local reference counting by the owner (the process that created an object).
+"""Reference counting by ownership, as a state machine without I/O.
 
-An owned object is freed when no ObjectRef to it is alive in this process, no submitted task
-still needs it as an argument, and it never escaped into another value or process (escaped
-objects are kept until borrower accounting lands; see docs/design.md).
+Every object has one owner: the process that created it. The owner frees it once nothing
+holds it any more, in any process. A process holds an object while any of these is true:
+  - a Python ObjectRef to it is alive here (local count);
+  - a call this process submitted, or is executing, uses it (task pin);
+  - a value this process holds contains it (containment, e.g. `put([ref])` or a task result);
+  - (owner only) another process is registered as a borrower.
+
+Borrowers are counted, not listed: whoever hands a ref to another process registers that
+process with the owner (AddBorrowers) while still holding the ref itself, and the receiving
+process later removes exactly the registrations it was given (RemoveBorrowers). Because the
+sender's registration travels before its own removal on the same channel, and counts commute,
+no interleaving of messages frees an object that someone still holds (tests/unit/
+test_reference_protocol.py checks this against a model of several processes).
 
 ObjectRef.__del__ can run in any thread at any moment (garbage collection), even while this
 process holds a lock, so it only appends to a deque; counts change under our own lock.
@@ -13,15 +23,51 @@ import threading
 from collections import deque
 
 
-class ReferenceCounter:
+class Released:
+    """What a change in counts means for the rest of the system."""
+    __slots__ = ("freed", "removes", "forgotten")
+
     def __init__(self):
+        self.freed: list = []       # owned ids no one holds: free every copy
+        self.removes: list = []     # (owner address, object id, registrations) to give back
+        self.forgotten: list = []   # borrowed ids no longer held here: drop cached values
+
+    def __bool__(self):
+        return bool(self.freed or self.removes or self.forgotten)
+
+    def extend(self, other: "Released"):
+        self.freed += other.freed
+        self.removes += other.removes
+        self.forgotten += other.forgotten
+        return self
+
+
+def distinct(refs) -> list:
+    """[(object id, owner address)] of ObjectRefs, each object once: one registration per
+    object per hand-over, counted the same way by sender and receiver."""
+    seen, out = set(), []
+    for ref in refs:
+        if ref._id not in seen:
+            seen.add(ref._id)
+            out.append((ref._id, ref._owner))
+    return out
+
+
+class ReferenceCounter:
+    def __init__(self, address: str = ""):
+        self.address = address  # our own address: refs carrying it are owned here
         self._lock = threading.Lock()
-        self._local: dict[bytes, int] = {}
         self._released = deque()
+        self._local: dict[bytes, int] = {}
+        self._pins: dict[bytes, int] = {}
         self._owned: set[bytes] = set()
         self._escaped: set[bytes] = set()
-        self._task_pins: dict[bytes, int] = {}
-        self.borrowed_owner: dict[bytes, str] = {}
+        self._borrowers: dict[bytes, dict[str, int]] = {}  # owned id -> holder -> registrations
+        self._borrowed: dict[bytes, list] = {}  # borrowed id -> [owner address, registrations]
+        self._contains: dict[bytes, list] = {}  # outer id -> [(inner id, inner owner)]
+        self._contained_in: dict[bytes, set] = {}  # inner id -> outer ids holding it
+
+    # ------------------------------------------------------------------ local refs
 
     def add_local(self, object_id: bytes):
         with self._lock:
@@ -30,45 +76,12 @@ class ReferenceCounter:
     def remove_local_later(self, object_id: bytes):
         self._released.append(object_id)
 
-    def add_owned(self, object_id: bytes):
-        self._owned.add(object_id)
-
-    def owns(self, object_id: bytes) -> bool:
-        return object_id in self._owned
-
-    def note_borrowed(self, ref):
-        if ref._id not in self._owned and ref._owner:
-            self.borrowed_owner[ref._id] = ref._owner
-
-    def mark_escaped(self, refs):
-        for ref in refs:
-            self._escaped.add(ref._id)
-
-    def pin_for_task(self, object_ids):
-        with self._lock:
-            for oid in object_ids:
-                self._task_pins[oid] = self._task_pins.get(oid, 0) + 1
-
-    def unpin_for_task(self, object_ids) -> list:
-        freeable = []
-        with self._lock:
-            for oid in object_ids:
-                count = self._task_pins.get(oid, 0) - 1
-                if count > 0:
-                    self._task_pins[oid] = count
-                else:
-                    self._task_pins.pop(oid, None)
-                    if self._freeable(oid):
-                        freeable.append(oid)
-        return self._forget(freeable)
-
-    def collect(self) -> tuple[list, list]:
-        """Applies the decrements queued by __del__. Returns (owned ids that can now be freed,
-        borrowed ids no longer referenced here, whose cached values can go)."""
+    def collect(self) -> Released:
+        """Applies the decrements queued by __del__."""
+        out = Released()
         released = self._released
         if not released:
-            return [], []
-        freeable, forgotten = [], []
+            return out
         with self._lock:
             while released:
                 oid = released.popleft()
@@ -77,26 +90,202 @@ class ReferenceCounter:
                     self._local[oid] = count
                     continue
                 self._local.pop(oid, None)
-                if oid in self._owned:
-                    if self._freeable(oid):
-                        freeable.append(oid)
-                elif self.borrowed_owner.pop(oid, None) is not None:
-                    forgotten.append(oid)
-        return self._forget(freeable), forgotten
+                self._check(oid, out)
+        return out
+
+    # ------------------------------------------------------------------ ownership
+
+    def add_owned(self, object_id: bytes, contains=()):
+        """`contains`: the refs inside the object's value, held for as long as it is."""
+        with self._lock:
+            self._owned.add(object_id)
+            if contains:
+                self._contain(object_id, contains)
+
+    def owns(self, object_id: bytes) -> bool:
+        return object_id in self._owned
+
+    def mark_escaped(self, object_ids):
+        """Refs that left through a path we do not track (e.g. an actor's constructor
+        arguments, or a user pickling a ref by hand): owned ones are never freed."""
+        with self._lock:
+            self._escaped.update(object_ids)
+
+    # ------------------------------------------------------------------ borrowing
+
+    def note_borrowed(self, ref):
+        """A ref to someone else's object was deserialized here."""
+        if ref._id not in self._owned and ref._owner and ref._owner != self.address:
+            with self._lock:
+                if ref._id not in self._borrowed:
+                    self._borrowed[ref._id] = [ref._owner, 0]
+
+    def owner_of(self, object_id: bytes) -> str:
+        entry = self._borrowed.get(object_id)
+        return entry[0] if entry else ""
+
+    def receive_for_task(self, refs) -> list:
+        """A caller registered us for the refs nested in a call we are about to execute: they
+        stay held until unpin(returned ids) when the call is done."""
+        pinned = []
+        with self._lock:
+            for oid, owner in refs:
+                if self._register(oid, owner):
+                    self._pins[oid] = self._pins.get(oid, 0) + 1
+                    pinned.append(oid)
+        return pinned
+
+    def receive_contained(self, outer: bytes, refs) -> Released:
+        """The value of `outer` (owned here, or borrowed and cached here) contains `refs`, and
+        whoever sent it registered us for those we do not own. They are held as long as
+        `outer` is; if it no longer is, they are given back at once."""
+        out = Released()
+        with self._lock:
+            self._contain(outer, refs)
+            for oid, owner in refs:
+                self._register(oid, owner)
+            self._check(outer, out)
+        return out
+
+    def hand_over(self, holder: str, refs) -> dict:
+        """We are handing `refs` to `holder` while still holding them: registers it for the
+        objects we own, and returns {owner: [object ids]} to register with other owners."""
+        remote: dict = {}
+        for oid, owner in refs:
+            if owner == holder:
+                continue
+            if owner == self.address:
+                self.add_borrower(oid, holder)
+            else:
+                remote.setdefault(owner, []).append(oid)
+        return remote
+
+    def give_back_for(self, holder: str, refs) -> tuple:
+        """Undoes hand_over() for a holder that died before it could: returns (Released,
+        {owner: [object ids]} whose registrations to give back on its behalf)."""
+        out, remote = Released(), {}
+        for oid, owner in refs:
+            if owner == holder:
+                continue
+            if owner == self.address:
+                out.extend(self.remove_borrower(oid, holder, 1))
+            else:
+                remote.setdefault(owner, []).append(oid)
+        return out, remote
+
+    def add_borrower(self, object_id: bytes, holder: str, count: int = 1):
+        """(Owner) `holder` was handed a ref to our object."""
+        with self._lock:
+            holders = self._borrowers.setdefault(object_id, {})
+            holders[holder] = holders.get(holder, 0) + count
+
+    def remove_borrower(self, object_id: bytes, holder: str, count: int) -> Released:
+        """(Owner) `holder` gave back `count` registrations. A removal may overtake its
+        registration (they travel on different channels): the count goes negative meanwhile,
+        which still holds the object."""
+        out = Released()
+        with self._lock:
+            holders = self._borrowers.setdefault(object_id, {})
+            left = holders.get(holder, 0) - count
+            if left:
+                holders[holder] = left
+            else:
+                holders.pop(holder, None)
+                if not holders:
+                    del self._borrowers[object_id]
+                self._check(object_id, out)
+        return out
+
+    # ------------------------------------------------------------------ tasks
+
+    def pin(self, object_ids):
+        with self._lock:
+            for oid in object_ids:
+                self._pins[oid] = self._pins.get(oid, 0) + 1
+
+    def unpin(self, object_ids) -> Released:
+        out = Released()
+        with self._lock:
+            for oid in object_ids:
+                count = self._pins.get(oid, 0) - 1
+                if count > 0:
+                    self._pins[oid] = count
+                else:
+                    self._pins.pop(oid, None)
+                    self._check(oid, out)
+        return out
+
+    # ------------------------------------------------------------------ containment
+
+    def contents(self, outer: bytes) -> list:
+        return list(self._contains.get(outer, ()))
+
+    def check(self, object_ids) -> Released:
+        """Re-examines objects whose holders may all be gone (e.g. results no one kept)."""
+        out = Released()
+        with self._lock:
+            for oid in object_ids:
+                self._check(oid, out)
+        return out
+
+    # ------------------------------------------------------------------ queries
 
     def is_live(self, object_id: bytes) -> bool:
-        return object_id in self._local or object_id in self._task_pins
+        return self._held(object_id)
 
-    def _freeable(self, oid) -> bool:
-        return (oid in self._owned and oid not in self._local and oid not in self._task_pins
-                and oid not in self._escaped)
-
-    def _forget(self, ids) -> list:
-        for oid in ids:
-            self._owned.discard(oid)
-        return ids
+    def borrowers(self, object_id: bytes) -> dict:
+        return dict(self._borrowers.get(object_id, {}))
 
     def stats(self) -> dict:
         return {"local": len(self._local), "owned": len(self._owned),
-                "escaped": len(self._escaped), "task_pinned": len(self._task_pins),
-                "borrowed": len(self.borrowed_owner)}
+                "escaped": len(self._escaped), "task_pinned": len(self._pins),
+                "borrowed": len(self._borrowed), "with_borrowers": len(self._borrowers),
+                "containers": len(self._contains)}
+
+    # ------------------------------------------------------------------ internals (lock held)
+
+    def _contain(self, outer: bytes, refs):
+        inner = self._contains.setdefault(outer, [])
+        for oid, owner in refs:
+            if oid in self._contained_in and outer in self._contained_in[oid]:
+                continue
+            inner.append((oid, owner))
+            self._contained_in.setdefault(oid, set()).add(outer)
+            if owner != self.address and oid not in self._owned and oid not in self._borrowed:
+                self._borrowed[oid] = [owner, 0]
+
+    def _register(self, oid: bytes, owner: str) -> bool:
+        if owner == self.address or oid in self._owned:
+            return False
+        entry = self._borrowed.get(oid)
+        if entry is None:
+            entry = self._borrowed[oid] = [owner, 0]
+        entry[1] += 1
+        return True
+
+    def _held(self, oid: bytes) -> bool:
+        return (oid in self._local or oid in self._pins or oid in self._contained_in
+                or oid in self._borrowers or oid in self._escaped)
+
+    def _check(self, oid: bytes, out: Released):
+        pending = [oid]
+        while pending:
+            oid = pending.pop()
+            if self._held(oid):
+                continue
+            if oid in self._owned:
+                self._owned.discard(oid)
+                out.freed.append(oid)
+            else:
+                entry = self._borrowed.pop(oid, None)
+                if entry is not None:
+                    if entry[1]:
+                        out.removes.append((entry[0], oid, entry[1]))
+                    out.forgotten.append(oid)
+            for inner, _ in self._contains.pop(oid, ()):
+                outers = self._contained_in.get(inner)
+                if outers is not None:
+                    outers.discard(oid)
+                    if not outers:
+                        del self._contained_in[inner]
+                        pending.append(inner)

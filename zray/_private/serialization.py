@@ -30,6 +30,14 @@ def note_ref_serialized(ref):
     collector = getattr(_context, "collector", None)
     if collector is not None:
         collector.refs.append(ref)
+        return
+    # Pickled outside zray (by hand, or by a library): we cannot know who will hold it, so
+    # the object is kept for the owner's lifetime rather than freed under a future reader.
+    from zray._private import runtime
+
+    core = runtime.core
+    if core is not None:
+        core.refs.mark_escaped([ref._id])
 
 
 def serialize(value) -> tuple[bytes, list, list]:

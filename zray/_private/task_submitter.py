@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from zray import exceptions as X
 from zray._config import config
 from zray._private import protocol as P
-from zray._private.dependencies import (error_entry, returned_entries, store_results,
-                                        when_resolved)
+from zray._private.dependencies import (borrowed_by_call, error_entry, returned_entries,
+                                        store_results, when_resolved)
 from zray._private.memory_store import KIND_ERROR, Entry
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class TaskSpec:
     return_ids: list
     frames: list            # pickled (args, kwargs): metadata then out-of-band buffers
     top_refs: list          # top-level ObjectRef arguments, resolved before running
+    nested: list            # [(object id, owner)] of refs nested in the arguments
     resources: dict
     key: tuple
     max_retries: int
@@ -47,6 +48,11 @@ class TaskSpec:
     cancelled: bool = False
     state: str = "resolving"  # resolving | queued | running | done
     strategy: str = "DEFAULT"
+    borrowed: list = field(default_factory=list)  # what the executing worker will hold
+
+    @property
+    def pinned_ids(self) -> list:
+        return [ref._id for ref in self.top_refs] + [oid for oid, _ in self.nested]
 
 
 @dataclass(eq=False)
@@ -85,7 +91,7 @@ class TaskSubmitter:
         core = self.core
         for oid in spec.return_ids:
             core.refs.add_owned(oid)
-        core.refs.pin_for_task([ref._id for ref in spec.top_refs])
+        core.refs.pin(spec.pinned_ids)
         with self.lock:
             self.tasks[spec.task_id] = spec
         when_resolved(core, spec.top_refs, lambda *r: self._enqueue(spec, *r))
@@ -97,6 +103,7 @@ class TaskSubmitter:
             self._finish_with_entry(spec, failed_entry)
             return
         spec.resolved, spec.resolved_frames = resolved, frames
+        spec.borrowed = borrowed_by_call(self.core, spec.top_refs, spec.nested)
         with self.lock:
             if spec.cancelled:
                 return
@@ -153,8 +160,11 @@ class TaskSubmitter:
         spec.lease_id = lease.lease_id
         lease.used = True
         lease.inflight[spec.task_id] = spec
+        if spec.borrowed:
+            self.core.register_borrower(lease.address, spec.borrowed)
         msg = P.PushTask(spec.task_id, spec.function_id, spec.name, spec.num_returns,
-                         self.core.address, lease.lease_id, len(spec.frames) - 1, spec.resolved)
+                         self.core.address, lease.lease_id, len(spec.frames) - 1, spec.resolved,
+                         spec.borrowed)
         self.core.endpoint.send(lease.address, msg, payload=spec.frames + spec.resolved_frames)
 
     def _on_lease_reply(self, key: tuple, request_id: int, reply, request: P.RequestLease,
@@ -233,7 +243,7 @@ class TaskSubmitter:
                 and self._should_retry(spec, entries[0][1])):
             self._retry(spec)
         else:
-            self._finish(spec, entries)
+            self._finish(spec, entries, msg.contained)
         with self.lock:
             if lease is not None and lease.lease_id in self.leases:
                 if lease.single_use:
@@ -258,13 +268,13 @@ class TaskSubmitter:
             shape.tasks.append(spec)
             self._pump(spec.key, shape)
 
-    def _finish(self, spec: TaskSpec, entries):
+    def _finish(self, spec: TaskSpec, entries, contained=None):
         with self.lock:
             if spec.state == "done":
                 return
             spec.state = "done"
             self.tasks.pop(spec.task_id, None)
-        store_results(self.core, entries, spec.top_refs)
+        store_results(self.core, entries, spec.pinned_ids, contained)
 
     def _finish_with_entry(self, spec: TaskSpec, entry: Entry):
         self._finish(spec, [(oid, entry) for oid in spec.return_ids])
@@ -291,6 +301,8 @@ class TaskSubmitter:
             inflight = list(lease.inflight.values())
             lease.inflight.clear()
         for spec in inflight:
+            if spec.borrowed:
+                self.core.unregister_borrower(lease.address, spec.borrowed)
             if spec.cancelled:
                 self._finish_with_error(spec, X.TaskCancelledError(spec.task_id.hex()))
             elif spec.attempt < spec.max_retries or spec.max_retries < 0:

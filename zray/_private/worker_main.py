@@ -19,6 +19,7 @@ from zray._private import log_stream, runtime
 from zray._private import protocol as P
 from zray._private.core_worker import WORKER, CoreWorker
 from zray._private.memory_store import KIND_ERROR, KIND_INLINE, KIND_PLASMA, Entry
+from zray._private.reference_counter import distinct
 from zray._private.serialization import deserialize, serialize
 from zray.object_ref import ObjectRef
 
@@ -85,6 +86,7 @@ class Executor:
         with self._lock:
             self.running_task = push.task_id
             self.cancel_requested = None
+        held = core.refs.receive_for_task(push.borrowed) if push.borrowed else ()
         error = None
         try:
             try:
@@ -112,6 +114,8 @@ class Executor:
         values = [error] * push.num_returns if error else returns
         self.reply(push.task_id, push.owner_address, push.lease_id, push.name, values,
                    error is not None)
+        if held:
+            core.apply_released(core.refs.unpin(held))
 
     def arguments(self, nbuf: int, resolved: list, payload):
         """Unpickles (args, kwargs) and replaces top-level ObjectRefs by their values."""
@@ -161,7 +165,7 @@ class Executor:
     def reply(self, task_id: bytes, owner_address: str, lease_id: int, name: str, values,
               is_error: bool):
         core = self.core
-        returns, frames = [], []
+        returns, frames, contained_per_return = [], [], []
         for index, value in enumerate(values, start=1):
             object_id = object_id_for(task_id, index)
             try:
@@ -170,7 +174,11 @@ class Executor:
                 meta, buffers, contained = serialize(X.RayTaskError.from_exception(
                     exc, name, pid=os.getpid(), ip=core.node_ip))
                 is_error = True
-            core.refs.mark_escaped(contained)
+            contained = distinct(contained)
+            if contained:
+                # Registered now, while `values` still holds the refs here.
+                core.register_borrower(owner_address, contained)
+            contained_per_return.append([list(r) for r in contained])
             try:
                 entry = core.store_value(object_id, meta, buffers, error=is_error)
             except X.RayError as exc:
@@ -179,7 +187,9 @@ class Executor:
                 entry = core.store_value(object_id, meta, buffers, error=True)
             returns.append([object_id, entry.kind, len(entry.frames), entry.node_id, entry.size])
             frames.extend(entry.frames)
-        core.endpoint.send(owner_address, P.TaskDone(task_id, returns, lease_id), payload=frames)
+        core.endpoint.send(owner_address, P.TaskDone(
+            task_id, returns, lease_id,
+            contained_per_return if any(contained_per_return) else []), payload=frames)
 
 
 def main(worker_id: bytes, args: list) -> int:
