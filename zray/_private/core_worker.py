@@ -193,12 +193,14 @@ class CoreWorker:
         self.apply_released(released)
 
     def on_add_borrowers(self, identity, msg, seq, payload):
+        released = Released()
         for oid in msg.object_ids:
             if self.refs.owns(oid):
-                self.refs.add_borrower(oid, msg.holder)
+                released.extend(self.refs.add_borrower(oid, msg.holder))
             else:
                 logger.warning("borrower registered for %s, which is not (or no longer) ours",
                                oid.hex())
+        self.apply_released(released)
 
     def on_remove_borrowers(self, identity, msg, seq, payload):
         released = Released()

@@ -155,7 +155,7 @@ class ReferenceCounter:
             if owner == holder:
                 continue
             if owner == self.address:
-                self.add_borrower(oid, holder)
+                self.add_borrower(oid, holder)  # frees nothing: we hold it ourselves
             else:
                 remote.setdefault(owner, []).append(oid)
         return remote
@@ -173,11 +173,9 @@ class ReferenceCounter:
                 remote.setdefault(owner, []).append(oid)
         return out, remote
 
-    def add_borrower(self, object_id: bytes, holder: str, count: int = 1):
-        """(Owner) `holder` was handed a ref to our object."""
-        with self._lock:
-            holders = self._borrowers.setdefault(object_id, {})
-            holders[holder] = holders.get(holder, 0) + count
+    def add_borrower(self, object_id: bytes, holder: str, count: int = 1) -> Released:
+        """(Owner) `holder` was handed a ref to our object (`count` times)."""
+        return self.remove_borrower(object_id, holder, -count)
 
     def remove_borrower(self, object_id: bytes, holder: str, count: int) -> Released:
         """(Owner) `holder` gave back `count` registrations. A removal may overtake its
