@@ -206,7 +206,10 @@ class NodeDaemon:
                     for _, worker_id, code, was_starting in self.pool.read_events():
                         self._on_worker_exit(worker_id, code, was_starting)
                 if self.spiller.io.fd in events:
-                    self.spiller.on_io_ready()
+                    try:
+                        self.spiller.on_io_ready()
+                    except Exception:  # a bug in one completion must not stop the node
+                        logger.exception("error handling spill I/O completions")
                 now = time.monotonic()
                 if now >= self._next_timers:  # timers are not worth running per message
                     self._next_timers = now + 0.005
@@ -447,6 +450,9 @@ class NodeDaemon:
         self._dispatch(self.scheduler.set_blocked(identity, msg.blocked))
 
     def on_create_object(self, identity, msg: P.CreateObject, seq):
+        if msg.size < 0:
+            self.endpoint.reply(identity, P.Error("ValueError", f"size {msg.size} < 0"), seq)
+            return
         if msg.size > self.store_capacity:
             self.endpoint.reply(identity, P.Error("ObjectStoreFullError", (
                 f"an object of {msg.size} bytes is larger than the whole object store "

@@ -71,7 +71,7 @@ class Spiller:
         deadline = time.monotonic() + (self.wait_s if wait_s is None else wait_s)
         request = RoomRequest(need, size, then, deadline, frozenset(exclude))
         if not self.waiting and self._free_without_io(need, request.exclude):
-            then(True, "")
+            _call(then, True, "")
             self.spill_above_threshold()
             return
         self.counters["waited_for_room"] += 1
@@ -107,12 +107,12 @@ class Spiller:
             request = self.waiting[0]
             if self._free_without_io(request.need, request.exclude):
                 self.waiting.popleft()
-                request.then(True, "")
+                _call(request.then, True, "")
                 continue
             if self._spill_for(request):
                 break
             self.waiting.popleft()
-            request.then(False, self.full_message(request.size))
+            _call(request.then, False, self.full_message(request.size))
         self.spill_above_threshold()
 
     def _spill_for(self, request: RoomRequest) -> bool:
@@ -179,8 +179,8 @@ class Spiller:
         keep = collections.deque()
         for request in self.waiting:
             if request.deadline <= now:
-                request.then(False, "timed out waiting for the object store to spill: " +
-                             self.full_message(request.size))
+                _call(request.then, False, "timed out waiting for the object store to spill: " +
+                      self.full_message(request.size))
             else:
                 keep.append(request)
         self.waiting = keep
@@ -224,7 +224,7 @@ class Spiller:
 
     def _finish_restore(self, object_id: bytes, ok: bool):
         for then in self.after_restore.pop(object_id, []):
-            then(ok)
+            _call(then, ok)
 
     # ------------------------------------------------------------------ completions
 
@@ -301,6 +301,15 @@ class Spiller:
         out["spilling_bytes"] = self.store.spilling_bytes
         out["directory"] = self.directory
         return out
+
+
+def _call(then, *args):
+    """Runs a waiter's continuation. These run from the I/O completion path and timers, outside
+    the message handlers' guard, and one bad request must not stop the node's loop."""
+    try:
+        then(*args)
+    except Exception:
+        logger.exception("error in a continuation of spilling")
 
 
 def _where(obj) -> str:
