@@ -61,7 +61,16 @@ class Config:
     )
     log_to_driver: bool = _setting(True, "Forward worker stdout/stderr lines to the driver.")
     spill_dir: str = _setting(
-        "", "Where objects are spilled when the store is full (default: <session>/spill).")
+        "", "Where objects are spilled (default: <session>/spill). Each node writes into its "
+        "own <session name>-<node id> subdirectory there, removed at shutdown, or by the next "
+        "start after a crash.")
+    object_spilling_threshold: float = _setting(
+        0.8, "Once this fraction of the object store is in use, the node spills in the "
+        "background so later puts find room (Ray's setting of the same name); 1.0 spills only "
+        "when a put does not fit.")
+    min_spilling_size: int = _setting(
+        100 * 2**20, "Objects are spilled in batches of at least this many bytes, fused into "
+        "one file, when that many can go (Ray's setting of the same name).")
     head_port: int = _setting(6380, "Default TCP port of the head service for `zray start`.")
     node_death_timeout_s: float = _setting(
         10.0, "A node that sends no heartbeat (every second) for this long is declared dead.")

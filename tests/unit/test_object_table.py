@@ -146,7 +146,8 @@ def test_stats(store):
     store.get(b"c", 1, [b"x"], 0.0)
     store.get(b"c", 2, [b"y"], 0.0)
     assert store.stats() == {"objects": 1, "used": 128, "capacity": 4096, "pinned": 1,
-                             "spilled": 0, "waiters": 1}
+                             "spilled": 0, "spilling_bytes": 0, "secondary": 0,
+                             "spill_files": 0, "waiters": 1}
 
 
 def test_spill_candidates_restore_and_drop(store):
@@ -156,18 +157,106 @@ def test_spill_candidates_restore_and_drop(store):
     store.get(b"r", 1, [b"b"], 0.0)  # b is mapped: never spilled
     store.get(b"r", 2, [b"a"], 0.0)
     store.release(b"r", [b"a"])      # a was used after c: c goes first
-    assert store.spill_candidates() == [b"c", b"a"]
+    assert store.eviction_candidates() == ([], [], [b"c", b"a"])
     used = store.allocator.used
-    assert store.mark_spilled(b"c")[1] == 100
+    batch = store.begin_spill([b"c"])
+    assert batch.entries == [(b"c", store.objects[b"c"].offset, 100, 0)]
+    assert store.spilling_bytes == 100 and store.allocator.used == used  # still in memory
+    assert store.eviction_candidates() == ([], [], [b"a"])  # being written: not again
+    assert store.spill_done(batch.file_id, ok=True) == []
     assert store.allocator.used == used - 128 and store.objects[b"c"].spilled
     assert store.get(b"r", 3, [b"c"], 10.0) is None  # waits until restored
-    store.restore_to(b"c")
-    [(waiter, locations)] = store.restored(b"c")
-    assert waiter.handle == 3 and locations[0][1] == 100
-    store.release(b"r", [b"c"])
-    store.mark_spilled(b"c")
+    assert store.restorable(b"c")
+    store.begin_restore(b"c")
+    assert not store.restorable(b"c") and store.get(b"r", 4, [b"c"], 10.0) is None
+    [(w3, l3), (w4, _)] = store.restore_done(b"c", ok=True)
+    assert (w3.handle, w4.handle) == (3, 4) and l3[0][1] == 100
+    store.release(b"r", [b"c", b"c"])
+    # Restored, its file copy is still valid: it can leave memory without being written.
+    assert store.eviction_candidates() == ([], [b"c"], [b"a"])
+    assert store.evict(b"c") is False and store.objects[b"c"].spilled
     store.free([b"c"])
-    assert b"c" not in store.objects and store.dropped_spills == [b"c"]
+    assert b"c" not in store.objects and store.dead_files == [batch.file_id]
+
+
+def test_fused_file_dies_with_its_last_object(store):
+    for oid in (b"a", b"b"):
+        store.create(b"w", oid, 100, "")
+        store.seal(oid)
+    batch = store.begin_spill([b"a", b"b"])
+    assert [e[3] for e in batch.entries] == [0, 4096]  # page-aligned offsets in one file
+    store.spill_done(batch.file_id, ok=True)
+    assert store.files == {batch.file_id: 2} and store.allocator.used == 0
+    store.free([b"a"])
+    assert store.dead_files == []
+    store.free([b"b"])
+    assert store.dead_files == [batch.file_id] and store.files == {}
+
+
+def test_free_or_pin_while_spilling(store):
+    for oid in (b"a", b"b", b"c"):
+        store.create(b"w", oid, 100, "")
+        store.seal(oid)
+    batch = store.begin_spill([b"a", b"b", b"c"])
+    assert store.free([b"a"]) == []  # the spill thread reads its range: deferred
+    assert b"a" in store.objects and store.objects[b"a"].free_requested
+    assert store.get(b"r", 1, [b"b"], 0.0) == [(store.objects[b"b"].offset, 100)]  # readable
+    freed = store.spill_done(batch.file_id, ok=True)
+    assert [size for _, size in freed] == [100] and b"a" not in store.objects
+    b = store.objects[b"b"]
+    assert b.offset >= 0 and b.spill_file == batch.file_id  # pinned: stays, file kept
+    assert store.objects[b"c"].spilled
+    assert store.allocator.used == 128 and store.files == {batch.file_id: 2}
+    store.release(b"r", [b"b"])
+    assert store.evict(b"b") is False and store.allocator.used == 0
+
+
+def test_failed_spill_keeps_objects_in_memory(store):
+    store.create(b"w", b"a", 100, "")
+    store.seal(b"a")
+    batch = store.begin_spill([b"a"])
+    store.spill_done(batch.file_id, ok=False)
+    a = store.objects[b"a"]
+    assert a.offset >= 0 and not a.spill_file and store.files == {} and store.dead_files == []
+    assert store.eviction_candidates() == ([], [], [b"a"])
+
+
+def test_failed_restore_and_free_while_restoring(store):
+    for oid in (b"a", b"b"):
+        store.create(b"w", oid, 100, "")
+        store.seal(oid)
+    batch = store.begin_spill([b"a", b"b"])
+    store.spill_done(batch.file_id, ok=True)
+    store.get(b"r", 1, [b"a"], 10.0)
+    store.begin_restore(b"a")
+    assert store.restore_done(b"a", ok=False) == []  # the caller gives the waiter up
+    assert store.objects[b"a"].spilled and store.allocator.used == 0
+    store.begin_restore(b"b")
+    store.free([b"b"])  # the restore thread writes its range: deferred
+    assert b"b" in store.objects
+    assert store.restore_done(b"b", ok=True) == []
+    assert b"b" not in store.objects and store.allocator.used == 0
+
+
+def test_secondary_copies_are_evicted_first(store):
+    store.create(b"w", b"p", 100, "")
+    store.create(b"node", b"s", 100, "", primary=False)
+    store.seal(b"p")
+    store.seal(b"s")
+    store.get(b"r", 1, [b"p"], 0.0)
+    store.release(b"r", [b"p"])  # s is older than p, but it is a copy: p still goes second
+    assert store.eviction_candidates() == ([b"s"], [], [b"p"])
+    assert store.evict(b"s") is True and b"s" not in store.objects
+
+
+def test_waited_for_objects_are_not_evicted(store):
+    for oid in (b"a", b"b"):
+        store.create(b"w", oid, 100, "")
+        store.seal(oid)
+    batch = store.begin_spill([b"b"])
+    store.spill_done(batch.file_id, ok=True)
+    assert store.get(b"r", 1, [b"a", b"b"], 10.0) is None  # a waits for b's restore
+    assert store.eviction_candidates() == ([], [], [])
 
 
 # ================================================================== state machine

@@ -25,7 +25,7 @@ from zray._private.head import HeadService
 from zray._private.object_manager import ObjectManager
 from zray._private.object_table import LocalObjectStore, ObjectExists, StoreFull
 from zray._private.placement import ClusterView
-from zray._private.spill import Spiller
+from zray._private.spill import Spiller, spill_directory
 from zray._private.transport import REPLY, Endpoint, Requests
 from zray._private.worker_pool import WorkerPool
 
@@ -115,8 +115,16 @@ class NodeDaemon:
         self.lease_meta: dict[tuple, P.RequestLease] = {}  # queued requests, for rebalancing
         self.view = ClusterView(self.node_id)
         self.objects = ObjectManager(self)
-        self.spiller = Spiller(self.store, self.arena_path, self.store_capacity,
-                               config.spill_dir or os.path.join(self.session_dir, "spill"))
+        # A put waiting for room must get its answer before the client's own RPC bound.
+        self.spiller = Spiller(
+            self.store, self.arena_path, self.store_capacity,
+            spill_directory(self.session_dir, config.spill_dir,
+                            session.session_name(self.session_dir), self.node_id.hex()),
+            threshold=config.object_spilling_threshold,
+            min_spilling_size=config.min_spilling_size,
+            wait_s=config.rpc_timeout_s * 2 / 3,
+            on_evicted=self._copies_evicted, on_restored=self._answer_waiters,
+            on_lost=self.object_lost)
         self.pending_locations: list = []
         self.resources_dirty = True
         self.running = True
@@ -186,6 +194,7 @@ class NodeDaemon:
         if self.head:
             poller.register(self.head.endpoint.inbox, zmq.POLLIN)
         poller.register(self.pool.fd, zmq.POLLIN)
+        poller.register(self.spiller.io.fd, zmq.POLLIN)
         try:
             while self.running:
                 events = dict(poller.poll(self._poll_timeout_ms()))
@@ -196,13 +205,18 @@ class NodeDaemon:
                 if self.pool.fd in events:
                     for _, worker_id, code, was_starting in self.pool.read_events():
                         self._on_worker_exit(worker_id, code, was_starting)
+                if self.spiller.io.fd in events:
+                    try:
+                        self.spiller.on_io_ready()
+                    except Exception:  # a bug in one completion must not stop the node
+                        logger.exception("error handling spill I/O completions")
                 now = time.monotonic()
                 if now >= self._next_timers:  # timers are not worth running per message
                     self._next_timers = now + 0.005
                     self._timers()
                 self._flush_locations()
-                if self.store.dropped_spills:
-                    self.spiller.forget_dropped()
+                if self.store.dead_files:
+                    self.spiller.delete_dead_files()
         except _Stop:
             pass
         finally:
@@ -235,8 +249,8 @@ class NodeDaemon:
 
     def _timers(self):
         now = time.monotonic()
-        for waiter, locations in self.store.expire(now):
-            self.endpoint.reply(waiter.client, P.ObjectsFound(locations), waiter.handle)
+        self._answer_waiters(self.store.expire(now))
+        self.spiller.expire(now)
         for worker_id in self.pool.expired_starts(now):
             logger.error("worker %s did not start in time", worker_id.hex()[:12])
             self._dispatch(self.scheduler.worker_start_failed())
@@ -271,6 +285,7 @@ class NodeDaemon:
         try:
             self.pool.shutdown()
         finally:
+            self.spiller.close()
             session.remove_node_pid(self.session_dir, self.node_id)
             try:
                 os.unlink(self.arena_path)
@@ -435,13 +450,28 @@ class NodeDaemon:
         self._dispatch(self.scheduler.set_blocked(identity, msg.blocked))
 
     def on_create_object(self, identity, msg: P.CreateObject, seq):
+        if msg.size < 0:
+            self.endpoint.reply(identity, P.Error("ValueError", f"size {msg.size} < 0"), seq)
+            return
+        if msg.size > self.store_capacity:
+            self.endpoint.reply(identity, P.Error("ObjectStoreFullError", (
+                f"an object of {msg.size} bytes is larger than the whole object store "
+                f"({self.store_capacity} bytes); raise object_store_memory")), seq)
+            return
+        if msg.object_id in self.store.objects:
+            self.endpoint.reply(identity, P.Error("ObjectExists", msg.object_id.hex()), seq)
+            return
+        self.spiller.request_room(
+            msg.size, lambda ok, why: self._create_object(identity, msg, seq, ok, why))
+
+    def _create_object(self, identity, msg: P.CreateObject, seq, ok: bool, why: str):
+        """Runs once room was made (maybe after waiting for spills) or could not be."""
+        if identity not in self.endpoint.peers:
+            return  # the writer died while it waited: nobody would seal the object
         warm = max(self.store.allocator.high_water, self._prefault_done)
         try:
-            if msg.size > self.store_capacity:
-                raise StoreFull(f"an object of {msg.size} bytes is larger than the whole object "
-                                f"store ({self.store_capacity} bytes); raise object_store_memory")
-            if not self.spiller.make_room(msg.size):
-                raise StoreFull(self.spiller.full_message(msg.size))
+            if not ok:
+                raise StoreFull(why)
             offset = self.store.create(identity, msg.object_id, msg.size, msg.owner_address)
         except StoreFull as exc:
             self.endpoint.reply(identity, P.Error("ObjectStoreFullError", str(exc)), seq)
@@ -450,6 +480,7 @@ class NodeDaemon:
             self.endpoint.reply(identity, P.Error("ObjectExists", msg.object_id.hex()), seq)
             return
         self.endpoint.reply(identity, P.ObjectCreated(offset, warm), seq)
+        self.spiller.spill_above_threshold()
         # The first large object shows this workload uses the arena: from then on keep
         # arena_prefault_bytes of warm pages ahead of the high-water mark. An idle cluster
         # holds no shared memory.
@@ -458,8 +489,7 @@ class NodeDaemon:
             self._prefault(high + config.arena_prefault_bytes)
 
     def on_seal_object(self, identity, msg: P.SealObject, seq):
-        for waiter, locations in self.store.seal(msg.object_id):
-            self.endpoint.reply(waiter.client, P.ObjectsFound(locations), waiter.handle)
+        self._answer_waiters(self.store.seal(msg.object_id))
         obj = self.store.objects.get(msg.object_id)
         if obj is not None:
             self.pending_locations.append((msg.object_id, obj.size))
@@ -471,14 +501,7 @@ class NodeDaemon:
             self.endpoint.reply(identity, P.ObjectsFound(found), seq)
             return
         for object_id in self.store.spilled_ids(msg.object_ids):
-            try:
-                satisfied = self.spiller.restore(object_id, exclude=msg.object_ids)
-            except (StoreFull, OSError) as exc:
-                logger.error("cannot restore %s: %s", object_id.hex()[:16], exc)
-                self.object_lost(object_id)
-                continue
-            for waiter, locations in satisfied:
-                self.endpoint.reply(waiter.client, P.ObjectsFound(locations), waiter.handle)
+            self.spiller.restore(object_id, exclude=msg.object_ids)
         hints = msg.node_hints if len(msg.node_hints) == len(msg.object_ids) else []
         for index, object_id in enumerate(msg.object_ids):
             if object_id not in self.store.objects:
@@ -486,8 +509,17 @@ class NodeDaemon:
                 self.objects.want(object_id, hint)
 
     def object_lost(self, object_id: bytes):
-        for waiter, locations in self.store.give_up(object_id):
+        self._answer_waiters(self.store.give_up(object_id))
+
+    def _answer_waiters(self, satisfied):
+        for waiter, locations in satisfied:
             self.endpoint.reply(waiter.client, P.ObjectsFound(locations), waiter.handle)
+
+    def _copies_evicted(self, object_ids: list):
+        """Copies pulled from other nodes were deleted to make room: the directory must stop
+        sending pullers here (not a free: the primary copy lives on)."""
+        self.endpoint.send(self.head_address, P.RemoveObjectLocations(
+            self.node_id, object_ids, False))
 
     def on_pull_object(self, identity, msg: P.PullObject, seq):
         self.objects.on_pull_object(identity, msg, seq)

@@ -37,6 +37,7 @@ class Pull:
     inflight: int = 0
     compress: bool = False
     tried: set = field(default_factory=set)
+    attempt: int = 0         # bumped per source tried: stale answers are recognised
 
 
 class ObjectManager:
@@ -89,6 +90,7 @@ class ObjectManager:
 
     def _start(self, pull: Pull, source: str, node_id: bytes = b""):
         pull.source = source
+        pull.attempt += 1
         if node_id:
             pull.tried.add(node_id)
         pull.compress = self._remote_host(node_id)
@@ -105,11 +107,21 @@ class ObjectManager:
         if not isinstance(reply, P.ObjectInfo) or not reply.found:
             self._locate(pull)  # that copy is gone: ask the directory for another
             return
+        # The source pins its copy until PullDone, so waiting here for room is safe.
+        attempt, source = pull.attempt, pull.source
+        self.node.spiller.request_room(
+            reply.size, lambda ok, why: self._allocate(pull, attempt, source, reply, ok, why))
+
+    def _allocate(self, pull: Pull, attempt: int, source: str, reply, ok: bool, why: str):
+        if self.pulls.get(pull.object_id) is not pull or pull.attempt != attempt:
+            self.node.endpoint.send(source, P.PullDone(pull.object_id))
+            return
         try:
-            if not self.node.spiller.make_room(reply.size):
-                raise StoreFull(self.node.spiller.full_message(reply.size))
+            if not ok:
+                raise StoreFull(why)
+            # A pulled copy is secondary: when room is short it is deleted, not spilled.
             pull.offset = self.node.store.create(self.node.node_id, pull.object_id, reply.size,
-                                                 reply.owner_address)
+                                                 reply.owner_address, primary=False)
         except ObjectExists:
             self.pulls.pop(pull.object_id, None)
             self.node.endpoint.send(pull.source, P.PullDone(pull.object_id))
@@ -185,11 +197,10 @@ class ObjectManager:
         store = self.node.store
         obj = store.objects.get(msg.object_id)
         if obj is not None and obj.spilled:
-            try:
-                self.node.spiller.restore(msg.object_id)
-            except (StoreFull, OSError) as exc:
-                logger.error("cannot restore %s for a pull: %s", msg.object_id.hex()[:16], exc)
-                obj = None
+            # Answered once the object is back in memory (or lost).
+            self.node.spiller.restore(msg.object_id, then=lambda ok: self._serve_restored(
+                identity, msg, seq, ok))
+            return
         if obj is None or not obj.sealed:
             self.node.endpoint.reply(identity, P.ObjectInfo(msg.object_id, False, 0, ""), seq)
             return
@@ -198,6 +209,13 @@ class ObjectManager:
         self.serving[key] = self.serving.get(key, 0) + 1
         self.node.endpoint.reply(identity, P.ObjectInfo(msg.object_id, True, obj.size,
                                                         obj.owner_address), seq)
+
+    def _serve_restored(self, identity: bytes, msg: P.PullObject, seq: int, ok: bool):
+        obj = self.node.store.objects.get(msg.object_id)
+        if not ok or obj is None or obj.spilled:
+            self.node.endpoint.reply(identity, P.ObjectInfo(msg.object_id, False, 0, ""), seq)
+            return
+        self.on_pull_object(identity, msg, seq)
 
     def on_pull_chunk(self, identity: bytes, msg: P.PullChunk, seq: int):
         obj = self.node.store.objects.get(msg.object_id)

@@ -3,6 +3,24 @@
 An object is created (space allocated), written by its creator, then sealed (immutable, visible
 to readers). Readers pin what they map; a free requested while pins remain is deferred until the
 last pin goes, so a live numpy view never points at reused memory.
+
+Spilling adds where the bytes are, independent of pins:
+
+    in memory --begin_spill--> SPILLING --spill_done--> spilled (file only)
+                                   |                       |
+                                   | (pinned meanwhile)    begin_restore
+                                   v                       v
+                  in memory + file copy  <--restore_done-- RESTORING
+
+A SPILLING object is still readable (its arena range is only read by the spill thread); a
+RESTORING one is not (the restore thread is writing it). While either I/O is in flight the
+arena range must not be reused, so a free is deferred exactly as for a pin. An object whose file
+copy is still valid (restored, or pinned while being spilled) leaves memory for free: objects
+are immutable, so the file never goes stale. Copies pulled from another node are secondary:
+they are simply deleted when room is needed, before any primary copy is written to disk.
+
+Spill files hold several objects each (fused small objects); a file is dead, and listed in
+`dead_files` for the daemon to delete, once no object in the table refers to it any more.
 """
 from __future__ import annotations
 
@@ -17,17 +35,36 @@ class ObjectExists(Exception):
     pass
 
 
+IO_NONE, IO_SPILLING, IO_RESTORING = 0, 1, 2
+FILE_ALIGN = 4096  # objects start page-aligned in spill files: restores read whole pages
+
+
 @dataclass
 class StoredObject:
-    offset: int  # -1 while spilled
+    offset: int  # -1 while only on disk
     size: int
     creator: bytes
     owner_address: str
     sealed: bool = False
     pins: dict = field(default_factory=dict)  # client -> count
     free_requested: bool = False
-    spilled: bool = False  # its bytes live in a spill file, not in the arena
     last_used: int = 0
+    primary: bool = True  # False: a copy pulled from another node, deleted rather than spilled
+    spill_file: int = 0   # 0, or the spill file holding a copy of the bytes
+    file_offset: int = 0
+    io: int = IO_NONE
+
+    @property
+    def spilled(self) -> bool:
+        """Its bytes are only in a spill file (maybe being read back)."""
+        return self.offset < 0 or self.io == IO_RESTORING
+
+
+@dataclass
+class SpillBatch:
+    """Objects written together into one file, each at its page-aligned file offset."""
+    file_id: int
+    entries: list  # [(object_id, arena offset, size, file offset)]
 
 
 @dataclass
@@ -44,11 +81,16 @@ class LocalObjectStore:
         self.objects: dict[bytes, StoredObject] = {}
         self.waiters: list[Waiter] = []
         self._clock = 0  # orders uses, for least-recently-used spilling
-        self.dropped_spills: list = []  # ids of spilled objects dropped: their files must go
+        self.files: dict[int, int] = {}  # spill file -> objects in the table referring to it
+        self.dead_files: list = []       # spill files no object needs: the daemon deletes them
+        self.batches: dict[int, SpillBatch] = {}  # being written
+        self.spilling_bytes = 0  # arena bytes that finished spills will free
+        self._next_file = 1
 
     # ------------------------------------------------------------------ writes
 
-    def create(self, client: bytes, object_id: bytes, size: int, owner_address: str) -> int:
+    def create(self, client: bytes, object_id: bytes, size: int, owner_address: str,
+               primary: bool = True) -> int:
         if object_id in self.objects:
             raise ObjectExists(object_id.hex())
         offset = self.allocator.allocate(size)
@@ -57,7 +99,8 @@ class LocalObjectStore:
                 f"object of {size} bytes does not fit: {self.allocator.used} of "
                 f"{self.allocator.capacity} bytes in use, largest free block "
                 f"{self.allocator.largest_free}")
-        self.objects[object_id] = StoredObject(offset, size, client, owner_address)
+        self.objects[object_id] = StoredObject(offset, size, client, owner_address,
+                                               primary=primary)
         return offset
 
     def seal(self, object_id: bytes) -> list:
@@ -100,7 +143,7 @@ class LocalObjectStore:
                 obj.pins.pop(client, None)
             else:
                 obj.pins[client] = count - 1
-            if obj.free_requested and not obj.pins:
+            if obj.free_requested and not obj.pins and obj.io == IO_NONE:
                 freed.append(self._drop(object_id))
         return freed
 
@@ -110,7 +153,7 @@ class LocalObjectStore:
             obj = self.objects.get(object_id)
             if obj is None:
                 continue
-            if obj.pins:
+            if obj.pins or obj.io != IO_NONE:
                 obj.free_requested = True
             else:
                 freed.append(self._drop(object_id))
@@ -119,48 +162,119 @@ class LocalObjectStore:
     def client_exited(self, client: bytes) -> list:
         freed = []
         for object_id, obj in list(self.objects.items()):
-            if obj.pins.pop(client, None) and obj.free_requested and not obj.pins:
+            if obj.pins.pop(client, None) and obj.free_requested and not obj.pins \
+                    and obj.io == IO_NONE:
                 freed.append(self._drop(object_id))
             elif not obj.sealed and obj.creator == client:
                 freed.append(self._drop(object_id))  # half-written: nobody can seal it now
         self.waiters = [w for w in self.waiters if w.client != client]
         return freed
 
-    # ------------------------------------------------------------------ internals
-
     # ------------------------------------------------------------------ spilling
 
-    def spill_candidates(self, exclude=()) -> list:
-        """Sealed, unpinned objects in memory, least recently used first: what may go to disk."""
-        found = [(o.last_used, oid) for oid, o in self.objects.items()
-                 if o.sealed and not o.pins and not o.spilled and oid not in exclude]
-        return [oid for _, oid in sorted(found)]
+    def eviction_candidates(self, exclude=()) -> tuple:
+        """What may leave memory, each list least recently used first: (secondary copies to
+        delete, objects whose file copy is valid and can just leave memory, primary copies that
+        must be written out). Only sealed objects nobody has mapped and no I/O is touching, and
+        none a parked get waits for: it would be evicted while the rest of that get arrives."""
+        secondary, on_disk, primary = [], [], []
+        waited = {oid for w in self.waiters for oid in w.object_ids}
+        for oid, o in self.objects.items():
+            if not o.sealed or o.pins or o.offset < 0 or o.io != IO_NONE or o.free_requested \
+                    or oid in exclude or oid in waited:
+                continue
+            (secondary if not o.primary else on_disk if o.spill_file else primary).append(
+                (o.last_used, oid))
+        return tuple([oid for _, oid in sorted(group)] for group in (secondary, on_disk, primary))
 
-    def mark_spilled(self, object_id: bytes) -> tuple:
-        """The daemon wrote the bytes out: release the arena space. Returns (offset, size)."""
+    def evict(self, object_id: bytes) -> bool:
+        """Takes an unpinned object out of memory without I/O: a secondary copy is deleted (True:
+        tell the directory), one with a valid file copy keeps only the file (False)."""
         obj = self.objects[object_id]
-        offset = obj.offset
-        self.allocator.free(offset)
-        obj.offset, obj.spilled = -1, True
-        return offset, obj.size
+        assert obj.sealed and not obj.pins and obj.offset >= 0 and obj.io == IO_NONE
+        if not obj.primary:
+            self._drop(object_id)
+            return True
+        assert obj.spill_file
+        self.allocator.free(obj.offset)
+        obj.offset = -1
+        return False
 
-    def restore_to(self, object_id: bytes) -> int:
-        """Allocates arena space for a spilled object (StoreFull if none); the daemon then
-        reads the bytes back and calls restored()."""
+    def begin_spill(self, object_ids) -> SpillBatch:
+        """Starts writing primary copies into one new file. They stay readable meanwhile, and
+        their arena space stays allocated until spill_done."""
+        file_id, self._next_file = self._next_file, self._next_file + 1
+        entries, position = [], 0
+        for object_id in object_ids:
+            obj = self.objects[object_id]
+            assert obj.primary and obj.sealed and not obj.pins and obj.offset >= 0
+            assert obj.io == IO_NONE and not obj.spill_file
+            obj.io = IO_SPILLING
+            entries.append((object_id, obj.offset, obj.size, position))
+            self.spilling_bytes += obj.size
+            position += -(-obj.size // FILE_ALIGN) * FILE_ALIGN
+        batch = self.batches[file_id] = SpillBatch(file_id, entries)
+        return batch
+
+    def spill_done(self, file_id: int, ok: bool) -> list:
+        """The spill thread finished writing a file (ok) or gave up (not ok: the objects just
+        stay in memory). Objects nobody pinned meanwhile leave memory; a pinned one keeps its
+        arena copy and the file copy, so it can leave later without I/O. Returns the
+        (offset, size) of objects dropped because a free came while they were being written."""
+        batch = self.batches.pop(file_id)
+        freed = []
+        for object_id, _, size, file_offset in batch.entries:
+            obj = self.objects[object_id]
+            obj.io = IO_NONE
+            self.spilling_bytes -= size
+            if obj.free_requested and not obj.pins:
+                freed.append(self._drop(object_id))
+                continue
+            if not ok:
+                continue
+            obj.spill_file, obj.file_offset = file_id, file_offset
+            self.files[file_id] = self.files.get(file_id, 0) + 1
+            if not obj.pins:
+                self.allocator.free(obj.offset)
+                obj.offset = -1
+        if ok and file_id not in self.files:
+            self.dead_files.append(file_id)
+        return freed
+
+    def begin_restore(self, object_id: bytes) -> int:
+        """Allocates arena space for a spilled object (StoreFull if none) and marks it being
+        read back; not readable until restore_done."""
         obj = self.objects[object_id]
+        assert obj.offset < 0 and obj.io == IO_NONE and obj.spill_file
         offset = self.allocator.allocate(obj.size)
         if offset < 0:
             raise StoreFull(f"no room to restore a {obj.size}-byte object")
-        obj.offset = offset
+        obj.offset, obj.io = offset, IO_RESTORING
         return offset
 
-    def restored(self, object_id: bytes) -> list:
+    def restore_done(self, object_id: bytes, ok: bool) -> list:
+        """Returns the waiters now satisfied (none when the read failed: the arena copy is
+        dropped again and the caller gives up on the object)."""
         obj = self.objects[object_id]
-        obj.spilled = False
+        obj.io = IO_NONE
+        if not ok:
+            self.allocator.free(obj.offset)
+            obj.offset = -1
+        if obj.free_requested and not obj.pins:
+            self._drop(object_id)
+            return []
+        if not ok:
+            return []
+        self._clock += 1
+        obj.last_used = self._clock
         return self._satisfied(lambda w: object_id in w.object_ids)
 
     def spilled_ids(self, object_ids) -> list:
         return [oid for oid in object_ids if oid in self.objects and self.objects[oid].spilled]
+
+    def restorable(self, object_id) -> bool:
+        obj = self.objects.get(object_id)
+        return obj is not None and obj.offset < 0 and obj.io == IO_NONE
 
     def _ready(self, object_id) -> bool:
         obj = self.objects.get(object_id)
@@ -191,10 +305,16 @@ class LocalObjectStore:
 
     def _drop(self, object_id) -> tuple:
         obj = self.objects.pop(object_id)
-        if obj.spilled:
-            self.dropped_spills.append(object_id)
-        else:
+        assert obj.io == IO_NONE
+        if obj.offset >= 0:
             self.allocator.free(obj.offset)
+        if obj.spill_file:
+            left = self.files[obj.spill_file] - 1
+            if left:
+                self.files[obj.spill_file] = left
+            else:
+                del self.files[obj.spill_file]
+                self.dead_files.append(obj.spill_file)
         return obj.offset, obj.size
 
     def stats(self) -> dict:
@@ -204,5 +324,8 @@ class LocalObjectStore:
             "capacity": self.allocator.capacity,
             "pinned": sum(1 for o in self.objects.values() if o.pins),
             "spilled": sum(1 for o in self.objects.values() if o.spilled),
+            "spilling_bytes": self.spilling_bytes,
+            "secondary": sum(1 for o in self.objects.values() if not o.primary),
+            "spill_files": len(self.files) + len(self.batches),
             "waiters": len(self.waiters),
         }

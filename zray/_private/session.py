@@ -100,8 +100,17 @@ def remove_session(session_dir: str):
             _unlink(os.path.join(SHM_DIR, entry))
 
 
+def _owner_dead(owner: str, live_names: set) -> bool:
+    """Whether the session named `owner` is gone. Sessions may live under another root
+    (ZRAY_SESSION_DIR_ROOT): judge by the pid that created the session, which outlives its
+    nodes by construction."""
+    creator = owner.rsplit("_", 1)[-1]
+    return owner not in live_names and not (creator.isdigit() and _pid_alive(int(creator)))
+
+
 def clean_stale_sessions() -> list:
-    """Removes what dead sessions left: their directories and /dev/shm arenas."""
+    """Removes what dead sessions left: their directories, /dev/shm arenas, and their nodes'
+    subdirectories of a configured spill directory (<session name>-<node id>)."""
     removed = []
     root = config.session_dir_root
     live_names = set()
@@ -116,13 +125,16 @@ def clean_stale_sessions() -> list:
         removed.append(path)
     for entry in _list(SHM_DIR):
         if entry.startswith(SHM_PREFIX + "session_"):
-            owner = entry[len(SHM_PREFIX):].rsplit("-", 1)[0]
-            # Sessions may live under another root (ZRAY_SESSION_DIR_ROOT): judge an arena by
-            # the pid that created its session, which outlives its nodes by construction.
-            creator = owner.rsplit("_", 1)[-1]
-            if owner not in live_names and not (creator.isdigit() and _pid_alive(int(creator))):
+            if _owner_dead(entry[len(SHM_PREFIX):].rsplit("-", 1)[0], live_names):
                 _unlink(os.path.join(SHM_DIR, entry))
                 removed.append(entry)
+    if config.spill_dir:
+        for entry in _list(config.spill_dir):
+            path = os.path.join(config.spill_dir, entry)
+            if entry.startswith("session_") and os.path.isdir(path) \
+                    and _owner_dead(entry.rsplit("-", 1)[0], live_names):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
     if removed:
         logger.info("removed leftovers of dead sessions: %s", removed)
     return removed
