@@ -269,6 +269,16 @@ class CoreWorker:
 
         self.memory_store.on_ready(msg.object_id, answer)
 
+    def on_get_ref_table(self, identity, msg, seq, payload):
+        rows = []
+        for oid, owner, reasons, borrowers in self.refs.table():
+            view = self._live_views.get(oid)
+            if view is not None and view() is not None:
+                reasons.insert(1, "PINNED_IN_MEMORY")
+            entry = self.memory_store.get(oid)
+            rows.append([oid, owner, entry.size if entry is not None else -1, reasons, borrowers])
+        self.endpoint.reply(identity, P.RefTable(self.address, rows), seq)
+
     def on_log_lines(self, identity, msg, seq, payload):
         if self._log_sink is not None:
             self._log_sink(msg)
@@ -286,6 +296,7 @@ class CoreWorker:
         P.GetObjectStatus: on_get_object_status,
         P.LogLines: on_log_lines,
         P.AddBorrowers: on_add_borrowers,
+        P.GetRefTable: on_get_ref_table,
         P.RemoveBorrowers: on_remove_borrowers,
     }
 

@@ -26,6 +26,7 @@ from zray._private.object_manager import ObjectManager
 from zray._private.object_table import LocalObjectStore, ObjectExists, StoreFull
 from zray._private.placement import ClusterView
 from zray._private.spill import Spiller, spill_directory
+from zray._private.memory_report import MemoryReportGather
 from zray._private.transport import REPLY, Endpoint, Requests
 from zray._private.worker_pool import WorkerPool
 
@@ -131,6 +132,7 @@ class NodeDaemon:
         self._last_heartbeat = 0.0
         self._last_client_check = time.monotonic()
         self._next_timers = 0.0
+        self._memory_reports: list = []  # `zray memory` requests waiting for clients
         self._prefaulted = 0      # pre-fault requested up to here
         self._prefault_done = 0   # pages allocated up to here
         self._prefault_lock = threading.Lock()
@@ -256,6 +258,8 @@ class NodeDaemon:
             self._dispatch(self.scheduler.worker_start_failed())
         if self.head:
             self.head.tick(now)
+        if self._memory_reports:
+            self._memory_reports = [r for r in self._memory_reports if not r.expire(now)]
         if now - self._last_heartbeat > (0.1 if self.resources_dirty else HEARTBEAT_S):
             self._heartbeat(now)
         if now - self._last_client_check > CLIENT_CHECK_S:
@@ -546,6 +550,10 @@ class NodeDaemon:
             if client.kind == "driver":
                 self._send_to_client(client_id, msg)
 
+    def on_get_memory_report(self, identity, msg: P.GetMemoryReport, seq):
+        timeout_s = min(max(msg.timeout_ms, 0), 60_000) / 1000
+        self._memory_reports.append(MemoryReportGather(self, identity, seq, timeout_s))
+
     def on_get_node_stats(self, identity, msg: P.GetNodeStats, seq):
         stats = {"store": self.store.stats(), "scheduler": self.scheduler.stats(),
                  "transfer": self.objects.stats(), "spill": self.spiller.stats(),
@@ -583,6 +591,7 @@ class NodeDaemon:
         P.LogLines: on_log_lines,
         P.ShutdownNode: on_shutdown_node,
         P.GetNodeStats: on_get_node_stats,
+        P.GetMemoryReport: on_get_memory_report,
     }
 
     def _flush_locations(self):

@@ -234,6 +234,25 @@ class ReferenceCounter:
     def borrowers(self, object_id: bytes) -> dict:
         return dict(self._borrowers.get(object_id, {}))
 
+    def table(self) -> list:
+        """[object id, owner address, reasons held here, borrower registrations] for every
+        object this process knows, for `zray memory`."""
+        rows = []
+        with self._lock:
+            known = (set(self._local) | set(self._pins) | set(self._contained_in)
+                     | set(self._borrowers) | self._owned | set(self._borrowed))
+            for oid in known:
+                reasons = [name for name, held in (
+                    ("LOCAL_REFERENCE", oid in self._local),
+                    ("USED_BY_PENDING_TASK", oid in self._pins),
+                    ("CAPTURED_IN_OBJECT", oid in self._contained_in),
+                    ("BORROWED", oid in self._borrowers),
+                    ("ESCAPED", oid in self._escaped)) if held]
+                owner = self.address if oid in self._owned else self._borrowed.get(oid, [""])[0]
+                borrowers = sum(max(0, n) for n in self._borrowers.get(oid, {}).values())
+                rows.append([oid, owner, reasons, borrowers])
+        return rows
+
     def stats(self) -> dict:
         return {"local": len(self._local), "owned": len(self._owned),
                 "escaped": len(self._escaped), "task_pinned": len(self._pins),

@@ -1,4 +1,4 @@
-"""`zray start | stop | status`: the cluster CLI, with `ray`'s flags so habits carry over.
+"""`zray start | stop | status | memory`: the cluster CLI, with `ray`'s flags so habits carry over.
 
 This module only parses options and starts or signals daemons; the daemon is zray-node.
 """
@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from zray.scripts import memory
 from zray.scripts.node import add_node_flags
 
 ADDRESS_FILE = "head_address"
@@ -33,8 +34,11 @@ def main(argv=None) -> int:
     status = commands.add_parser("status", help="show the cluster's nodes and resources")
     status.add_argument("--address", default=None, help="head address (default: the local one)")
 
+    memory.add_parser(commands)
+
     args = parser.parse_args(argv)
-    return {"start": cmd_start, "stop": cmd_stop, "status": cmd_status}[args.command](args)
+    return {"start": cmd_start, "stop": cmd_stop, "status": cmd_status,
+            "memory": memory.cmd_memory}[args.command](args)
 
 
 def cmd_start(args) -> int:
