@@ -37,14 +37,15 @@ except m.PackageNotFoundError:
     pass
 PY
 )"
-has_numpy="$("$VPY" -c 'import numpy' >/dev/null 2>&1 && echo yes || echo no)"
+# grpcio: Ray's memory_summary (store use in perf/bench_leak_loop.py) needs it.
+has_deps="$("$VPY" -c 'import numpy, grpc' >/dev/null 2>&1 && echo yes || echo no)"
 
-if [ "$installed" = "$RAY_VERSION" ] && [ "$has_numpy" = yes ]; then
+if [ "$installed" = "$RAY_VERSION" ] && [ "$has_deps" = yes ]; then
   echo "ray==$RAY_VERSION already installed in $venv_abs; skipping" >&2
 else
-  echo "Installing ray==$RAY_VERSION and numpy into $venv_abs" >&2
+  echo "Installing ray==$RAY_VERSION, numpy and grpcio into $venv_abs" >&2
   "$VPY" -m pip install --quiet --upgrade pip >&2
-  "$VPY" -m pip install --quiet "ray==$RAY_VERSION" numpy >&2
+  "$VPY" -m pip install --quiet "ray==$RAY_VERSION" numpy grpcio >&2
 fi
 
 echo "$VPY"
