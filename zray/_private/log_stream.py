@@ -24,6 +24,8 @@ _processing = threading.Lock()  # held by a reader between read() and sending th
 
 def set_task_name(name: str, drain_timeout: float = 0.05):
     """Switches the prefix once output already written is on its way under the old name."""
+    if name == _task_name[0]:
+        return  # the usual case (the same function again): no drain, no syscalls
     deadline = time.monotonic() + drain_timeout
     while any(_unread(fd) for fd in _read_fds) and time.monotonic() < deadline:
         time.sleep(0.0005)

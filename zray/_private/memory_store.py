@@ -27,17 +27,34 @@ class Entry:
         return f"Entry(kind={self.kind}, size={self.size})"
 
 
+class _Waiter:
+    """One blocked wait: woken once `needed` more of its objects have arrived, so a put
+    touches only the waits that asked for that object (a wait on 1,000 refs would otherwise
+    rescan all of them on every arrival)."""
+    __slots__ = ("needed", "event")
+
+    def __init__(self, needed: int):
+        self.needed = needed
+        self.event = threading.Event()
+
+
 class MemoryStore:
     def __init__(self):
         self._entries: dict[bytes, Entry] = {}
         self._callbacks: dict[bytes, list] = {}
-        self._cond = threading.Condition(threading.Lock())
+        self._waiters: dict[bytes, list] = {}
+        self._lock = threading.Lock()
 
     def put(self, object_id: bytes, entry: Entry):
-        with self._cond:
+        with self._lock:
             self._entries[object_id] = entry
             callbacks = self._callbacks.pop(object_id, None)
-            self._cond.notify_all()
+            waiters = self._waiters.pop(object_id, None)
+            if waiters:
+                for waiter in waiters:
+                    waiter.needed -= 1
+                    if waiter.needed <= 0:
+                        waiter.event.set()
         if callbacks:
             for callback in callbacks:
                 callback(object_id, entry)
@@ -49,11 +66,11 @@ class MemoryStore:
         return object_id in self._entries
 
     def delete(self, object_id: bytes):
-        with self._cond:
+        with self._lock:
             self._entries.pop(object_id, None)
 
     def on_ready(self, object_id: bytes, callback):
-        with self._cond:
+        with self._lock:
             entry = self._entries.get(object_id)
             if entry is None:
                 self._callbacks.setdefault(object_id, []).append(callback)
@@ -67,28 +84,33 @@ class MemoryStore:
         ready = [oid for oid in object_ids if oid in entries]
         if len(ready) >= num_returns:
             return ready
-        blocked = False
+        with self._lock:
+            missing = {oid for oid in object_ids if oid not in entries}
+            present = len(set(object_ids)) - len(missing)
+            if present >= num_returns:
+                return [oid for oid in object_ids if oid in entries]
+            waiter = _Waiter(num_returns - present)
+            for oid in missing:
+                self._waiters.setdefault(oid, []).append(waiter)
+        if on_block is not None:
+            on_block(True)
         try:
-            with self._cond:
-                while True:
-                    ready = [oid for oid in object_ids if oid in entries]
-                    if len(ready) >= num_returns:
-                        return ready
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return ready
-                    if on_block is not None and not blocked:
-                        blocked = True
-                        self._cond.release()
-                        try:
-                            on_block(True)
-                        finally:
-                            self._cond.acquire()
-                        continue
-                    self._cond.wait(remaining if remaining is None else min(remaining, 1.0))
+            while not waiter.event.is_set():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                waiter.event.wait(1.0 if remaining is None else min(remaining, 1.0))
         finally:
-            if blocked:
+            with self._lock:
+                for oid in missing:
+                    waiting = self._waiters.get(oid)
+                    if waiting and waiter in waiting:
+                        waiting.remove(waiter)
+                        if not waiting:
+                            del self._waiters[oid]
+            if on_block is not None:
                 on_block(False)
+        return [oid for oid in object_ids if oid in entries]
 
     def __len__(self):
         return len(self._entries)
