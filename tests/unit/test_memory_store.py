@@ -1,0 +1,66 @@
+"""MemoryStore.wait: wakes for its own objects, counts distinct ids, honours deadlines."""
+from __future__ import annotations
+
+import threading
+import time
+
+from zray._private.memory_store import KIND_INLINE, Entry, MemoryStore
+
+
+def entry():
+    return Entry(KIND_INLINE, [b""], b"", 1)
+
+
+def test_returns_at_once_when_enough_are_present():
+    store = MemoryStore()
+    store.put(b"a", entry())
+    assert store.wait([b"a", b"b"], 1, None) == [b"a"]
+
+
+def test_wakes_when_the_last_needed_object_arrives():
+    store = MemoryStore()
+    ids = [b"%d" % i for i in range(1000)]
+    blocked = []
+
+    def produce():
+        for oid in ids:
+            store.put(oid, entry())
+
+    timer = threading.Timer(0.05, produce)
+    timer.start()
+    started = time.monotonic()
+    ready = store.wait(ids, len(ids), time.monotonic() + 10, on_block=blocked.append)
+    timer.join()
+    assert ready == ids and time.monotonic() - started < 5
+    assert blocked == [True, False]
+    assert store._waiters == {}
+
+
+def test_deadline_returns_what_is_there_and_unregisters():
+    store = MemoryStore()
+    store.put(b"a", entry())
+    started = time.monotonic()
+    assert store.wait([b"a", b"b", b"c"], 2, time.monotonic() + 0.1) == [b"a"]
+    assert 0.08 < time.monotonic() - started < 2
+    assert store._waiters == {}
+    store.put(b"b", entry())  # a late arrival touches no stale waiter
+
+
+def test_duplicate_ids_count_once():
+    store = MemoryStore()
+    threading.Timer(0.05, lambda: store.put(b"a", entry())).start()
+    assert store.wait([b"a", b"a"], 1, time.monotonic() + 5) == [b"a", b"a"]
+
+
+def test_two_waits_on_one_object_both_wake():
+    store = MemoryStore()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        store.wait([b"x"], 1, time.monotonic() + 5))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    store.put(b"x", entry())
+    for t in threads:
+        t.join(5)
+    assert results == [[b"x"], [b"x"]]
