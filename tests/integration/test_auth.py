@@ -256,3 +256,27 @@ def test_joining_without_or_with_a_wrong_token_fails_fast(plain):
         assert why in joined.stderr, joined.stderr
     # The refused nodes removed their sessions (they never made an arena).
     assert len([s for s in os.listdir(cluster["root"]) if s.startswith("session_")]) == 2
+
+
+def test_every_tcp_listener_is_on_the_node_ip(plain):
+    import psutil
+
+    ray, cluster = plain
+
+    @ray.remote
+    def ping():
+        return 1
+
+    assert sum(ray.get([ping.options(scheduling_strategy="SPREAD").remote()
+                        for _ in range(4)], timeout=30)) == 4  # workers on both nodes
+    processes = [psutil.Process()]
+    for session in os.listdir(cluster["root"]):
+        nodes = os.path.join(cluster["root"], session, "nodes")
+        for name in os.listdir(nodes) if os.path.isdir(nodes) else []:
+            pid = int(open(os.path.join(nodes, name)).read().split()[0])
+            daemon = psutil.Process(pid)
+            processes += [daemon] + daemon.children(recursive=True)
+    listeners = [(p.pid, c.laddr) for p in processes for c in p.net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN]
+    assert len(listeners) >= 5  # head, two nodes, workers, this driver
+    assert {laddr.ip for _, laddr in listeners} <= {"127.0.0.1", "127.0.0.2"}, listeners
