@@ -75,7 +75,15 @@ class Config:
     node_death_timeout_s: float = _setting(
         10.0, "A node that sends no heartbeat (every second) for this long is declared dead.")
     address: str = _setting("", "Cluster address for init(address='auto') (like RAY_ADDRESS).")
-    token: str = _setting("", "Cluster token for joining a cluster (issue 7).")
+    token: str = _setting(
+        "", "Cluster token: every connection must prove it holds it. A head generates one "
+        "unless given; joining nodes and remote drivers need it (local ones read the session).")
+    encrypt: bool = _setting(
+        False, "Encrypt every connection with CURVE (keys derived from the token). Joining "
+        "nodes and drivers switch to it on their own when the head uses it.")
+    join_timeout_s: float = _setting(
+        10.0, "How long a joining node, a driver or the CLI waits for the head's security "
+        "handshake before reporting it unreachable.")
     worker_pool_max_extra: int = _setting(
         32, "Workers the node may start beyond num_cpus when running ones block in get()."
     )

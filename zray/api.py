@@ -87,20 +87,25 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         if address is None and config.address:
             address = config.address
         if address is not None:
-            from zray._private.cluster_info import local_node_of, resolve_address
+            from zray._private.cluster_info import (credentials_for, local_node_of,
+                                                    resolve_address)
 
-            node = local_node_of(resolve_address(address))
+            address = resolve_address(address)
+            creds = credentials_for(address)
+            node = local_node_of(address, creds)
             from zray._private.transport import ipc_path
 
             session_dir = os.path.dirname(os.path.dirname(ipc_path(node["address"])))
-            core = _connect(node["address"], session_dir, namespace, node["ip"])
+            core = _connect(node["address"], session_dir, namespace, creds, node["ip"])
         else:
             from zray._private.driver import EmbeddedNode
+            from zray._private.security import Credentials, new_token
 
-            _embedded = EmbeddedNode(num_cpus, num_gpus, resources, object_store_memory)
+            creds = Credentials(config.token or new_token(), config.encrypt)
+            _embedded = EmbeddedNode(creds, num_cpus, num_gpus, resources, object_store_memory)
             info = _embedded.info
             try:
-                core = _connect(info["node_address"], info["session_dir"], namespace)
+                core = _connect(info["node_address"], info["session_dir"], namespace, creds)
             except BaseException:
                 _embedded.stop()
                 _embedded = None
@@ -114,12 +119,12 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         return RayContext(core)
 
 
-def _connect(node_address: str, session_dir: str, namespace: str | None,
+def _connect(node_address: str, session_dir: str, namespace: str | None, creds,
              node_ip: str = "127.0.0.1") -> CoreWorker:
     import uuid
 
     worker_id = random_id(WORKER_ID_SIZE)
-    core = CoreWorker(DRIVER, node_address, b"\x00" * 4, worker_id, session_dir,
+    core = CoreWorker(DRIVER, node_address, b"\x00" * 4, worker_id, session_dir, creds,
                       namespace or str(uuid.uuid4()), node_ip)
     try:
         reply, _ = core.requests.call(core.head_address, P.RegisterJob(

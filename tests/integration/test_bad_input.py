@@ -47,6 +47,7 @@ def test_ten_thousand_malformed_messages_then_a_real_job(ray):
             from zray._private.transport import choose_address
 
             sock = ctx.socket(zmq.DEALER)
+            core.creds.present(sock)  # a cluster member gone wrong: strangers never get this far
             sock.setsockopt(zmq.LINGER, 10_000)  # every message is delivered before close
             sock.setsockopt(zmq.SNDHWM, 0)
             sock.connect(choose_address(address))

@@ -12,6 +12,11 @@ def zray_cli(*args, env):
                           text=True, timeout=60, env=env)
 
 
+def token_of(head_stdout: str) -> str:
+    """The cluster token `zray start --head` printed, which joining nodes must present."""
+    return [l for l in head_stdout.splitlines() if l.startswith("Cluster token:")][0].split()[-1]
+
+
 def short_tmp():
     import tempfile
 

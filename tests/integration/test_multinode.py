@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
-from tests.integration.test_cli import zray_cli
+from tests.integration.test_cli import token_of, zray_cli
 from tests.integration.test_lifecycle import ROOT
 
 
@@ -26,9 +26,17 @@ def cluster():
     # (lz4 compression is tried) although everything runs on this machine.
     for name, ip in (("w1", "127.0.0.1"), ("w2", "127.0.0.2")):
         joined = zray_cli("start", f"--address={address}", "--num-cpus", "1", "--resources",
-                          f'{{"{name}": 1}}', "--node-ip-address", ip, env=env)
+                          f'{{"{name}": 1}}', "--node-ip-address", ip,
+                          "--token", token_of(head.stdout), env=env)
         assert joined.returncode == 0, joined.stderr
-    zray.init(address=address)
+    from zray._config import config
+
+    # This process keeps its sessions elsewhere, so like a remote driver it is given the token.
+    config.token = token_of(head.stdout)
+    try:
+        zray.init(address=address)
+    finally:
+        config.token = ""
     deadline = time.monotonic() + 10
     while len([n for n in zray.nodes() if n["Alive"]]) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -5,18 +5,18 @@ The head tells every handle holder where an actor lives and when it restarts or 
 worker died are retried after the restart if `max_task_retries` allows, otherwise they fail with
 ActorDiedError, as do all calls once the actor is DEAD.
 
-A call whose arguments are not ready holds back the calls after it, which keeps submission
-order without sequence numbers on the wire.
+The ordering itself (what is sent when) is decided by zray/_private/actor_ordering.py.
 """
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 
 from zray import exceptions as X
+from zray._private import actor_ordering as O
 from zray._private import protocol as P
-from zray._private.actor_manager import ALIVE, DEAD, PENDING, RESTARTING
+from zray._private.actor_manager import DEAD, PENDING
 from zray._private.dependencies import (borrowed_by_call, error_entry, returned_entries,
                                         store_results, when_resolved)
 from zray._private.serialization import deserialize
@@ -37,6 +37,7 @@ class ActorCall:
     resolved: list = field(default_factory=list)
     resolved_frames: list = field(default_factory=list)
     ready: bool = False
+    args_failed: bool = False
     failed_entry: object = None
 
     @property
@@ -48,11 +49,8 @@ class ActorCall:
 class ActorRecord:
     actor_id: bytes
     class_name: str
-    state: str = PENDING
-    address: str = ""
+    order: O.CallOrder = field(default_factory=O.CallOrder)
     death: BaseException | None = None
-    queue: deque = field(default_factory=deque)
-    inflight: OrderedDict = field(default_factory=OrderedDict)
     handles: int = 0
     owned: bool = False
     escaped: bool = False
@@ -103,7 +101,7 @@ class ActorSubmitter:
             for record in self.actors.values():
                 if (record.handles <= 0 and record.owned and not record.escaped
                         and not record.detached and not record.kill_requested
-                        and not record.queue and not record.inflight and record.state != DEAD):
+                        and record.order.idle and record.order.state != DEAD):
                     record.kill_requested = True
                     self.core.endpoint.send(self.core.head_address, P.KillActor(
                         record.actor_id, True,
@@ -123,9 +121,9 @@ class ActorSubmitter:
         with self.lock:
             record = self.actors[actor_id]
             self.calls[call.task_id] = (record, call)
-            record.queue.append(call)
-            if record.state == DEAD:
-                self._fail_all(record)
+            failed = record.order.submit(call)  # an actor already dead fails it at once
+            if failed:
+                self._carry_out(record, failed)
                 return
         when_resolved(core, call.top_refs, lambda *r: self._ready(record, call, *r))
 
@@ -134,62 +132,42 @@ class ActorSubmitter:
         with self.lock:
             call.resolved, call.resolved_frames = resolved, frames
             call.failed_entry = failed_entry
-            call.ready = True
-            self._pump(record)
+            self._carry_out(record, record.order.resolved(call, failed_entry is not None))
 
-    def _pump(self, record: ActorRecord):
-        """Sends ready calls from the front of the queue (lock held)."""
-        queue = record.queue
-        while queue and queue[0].ready:
-            call = queue[0]
-            if call.failed_entry is not None:
-                queue.popleft()
-                self._finish(record, call, [(oid, call.failed_entry) for oid in call.return_ids])
-                continue
-            if record.state != ALIVE:
-                return
-            queue.popleft()
-            record.inflight[call.task_id] = call
-            if call.borrowed:
-                call.pushed_to = record.address
-                self.core.register_borrower(record.address, call.borrowed)
-            self.core.endpoint.send(record.address, P.PushActorTask(
-                record.actor_id, call.task_id, call.method, call.num_returns, self.core.address,
-                len(call.frames) - 1, call.resolved, call.borrowed),
-                payload=call.frames + call.resolved_frames)
+    def _carry_out(self, record: ActorRecord, instructions):
+        """Sends and fails what the ordering decided (lock held)."""
+        for ins in instructions:
+            call = ins.call
+            if call.pushed_to:  # sent before, to a worker that died: sent again or failed now
+                self._lost(call)
+            if type(ins) is O.Send:
+                if call.borrowed:
+                    call.pushed_to = ins.address
+                    self.core.register_borrower(ins.address, call.borrowed)
+                self.core.endpoint.send(ins.address, P.PushActorTask(
+                    record.actor_id, call.task_id, call.method, call.num_returns,
+                    self.core.address, len(call.frames) - 1, call.resolved, call.borrowed),
+                    payload=call.frames + call.resolved_frames)
+            elif ins.why == O.ARGUMENTS:
+                self._finish(call, [(oid, call.failed_entry) for oid in call.return_ids])
+            elif ins.why == O.RETRIES:
+                self._finish(call, [(oid, error_entry(X.ActorDiedError({
+                    "actor_id": record.actor_id, "class_name": record.class_name,
+                    "error_message": "The actor's worker died while running this call; "
+                                     "it was restarted but max_task_retries is exhausted."}))
+                ) for oid in call.return_ids])
+            else:
+                entry = error_entry(record.death or X.ActorDiedError(None))
+                self._finish(call, [(oid, entry) for oid in call.return_ids])
 
     def on_state(self, msg: P.ActorState):
         with self.lock:
             record = self.actors.get(msg.actor_id)
-            if record is None or record.state == DEAD:
+            if record is None or record.order.state == DEAD:
                 return
-            moved = msg.address != record.address and record.inflight
-            record.state, record.address = msg.state, msg.address
             if msg.state == DEAD:
                 record.death = self._death_error(record, msg)
-                self._fail_all(record)
-                return
-            if moved or msg.state == RESTARTING:
-                self._requeue_inflight(record)
-            if msg.state == ALIVE:
-                self._pump(record)
-
-    def _requeue_inflight(self, record: ActorRecord):
-        """The worker running these calls died: retry those with retries left, in order."""
-        retry = []
-        for call in record.inflight.values():
-            self._lost(call)
-            if call.retries_left != 0:
-                call.retries_left -= 1
-                retry.append(call)
-            else:
-                self._finish(record, call, [(oid, error_entry(X.ActorDiedError({
-                    "actor_id": record.actor_id, "class_name": record.class_name,
-                    "error_message": "The actor's worker died while running this call; "
-                                     "it was restarted but max_task_retries is exhausted."}))
-                ) for oid in call.return_ids], inflight=False)
-        record.inflight.clear()
-        record.queue.extendleft(reversed(retry))
+            self._carry_out(record, record.order.state_changed(msg.state, msg.address))
 
     def _death_error(self, record: ActorRecord, msg: P.ActorState) -> BaseException:
         if msg.error:
@@ -202,21 +180,10 @@ class ActorSubmitter:
         return X.ActorDiedError({"actor_id": record.actor_id, "class_name": record.class_name,
                                  "error_message": msg.death_cause})
 
-    def _fail_all(self, record: ActorRecord):
-        entry = error_entry(record.death or X.ActorDiedError(None))
-        for call in record.inflight.values():
-            self._lost(call)
-        calls = list(record.inflight.values()) + list(record.queue)
-        record.inflight.clear()
-        record.queue.clear()
-        for call in calls:
-            self._finish(record, call, [(oid, entry) for oid in call.return_ids], inflight=False)
-
     def _lost(self, call: ActorCall):
         """A pushed call died with its worker: give back what we registered for it there."""
-        if call.pushed_to:
-            self.core.unregister_borrower(call.pushed_to, call.borrowed)
-            call.pushed_to = ""
+        self.core.unregister_borrower(call.pushed_to, call.borrowed)
+        call.pushed_to = ""
 
     def on_task_done(self, msg: P.TaskDone, payload):
         with self.lock:
@@ -224,18 +191,15 @@ class ActorSubmitter:
             if found is None:
                 return
             record, call = found
-            record.inflight.pop(msg.task_id, None)
-        self._finish(record, call, returned_entries(msg.returns, payload), inflight=False,
-                     contained=msg.contained)
+            record.order.done(msg.task_id)
+            call.pushed_to = ""  # the worker answered: it gives back its own registrations
+        self._finish(call, returned_entries(msg.returns, payload), msg.contained)
 
-    def _finish(self, record: ActorRecord, call: ActorCall, entries, inflight=True,
-                contained=None):
+    def _finish(self, call: ActorCall, entries, contained=None):
         if self.calls.pop(call.task_id, None) is None:
             return
-        if inflight:
-            record.inflight.pop(call.task_id, None)
         store_results(self.core, entries, call.pinned_ids, contained)
 
     def state_of(self, actor_id: bytes) -> str:
         record = self.actors.get(actor_id)
-        return record.state if record else PENDING
+        return record.order.state if record else PENDING

@@ -1,5 +1,5 @@
-"""Finding a running cluster: `address="auto"`, ZRAY_ADDRESS, and one-shot head queries for the
-CLI (no core worker needed)."""
+"""Finding a running cluster: `address="auto"`, ZRAY_ADDRESS, its credentials, and one-shot head
+queries for the CLI (no core worker needed)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,8 @@ import zmq
 from zray._config import config
 from zray._fast import random_id
 from zray._private import protocol as P
-from zray._private.transport import REPLY, Endpoint, ipc_path
+from zray._private import security, session
+from zray._private.transport import REPLY, Endpoint, choose_address, ipc_path, serve_context
 
 
 class ClusterNotFound(ConnectionError):
@@ -34,10 +35,37 @@ def _local_head_address() -> str:
             "call zray.init() without an address for a local cluster.") from None
 
 
-def request(address: str, msg, timeout: float = 5.0):
+def credentials_for(address: str) -> security.Credentials:
+    """The token for the cluster at `address` (ZRAY_TOKEN, else the session of a node of this
+    machine), with the encryption the head turns out to use."""
+    if config.token:
+        creds = security.Credentials(config.token, config.encrypt)
+    else:
+        live = session.live_sessions()
+        if not live:
+            raise ClusterNotFound(
+                f"no zray node runs on this machine to join the cluster at {address}; start "
+                f"one with 'zray start --address=... --token=...'")
+        creds = security.local_credentials(address, live)
+        if creds is None:
+            raise security.AuthenticationError(
+                f"no token for the zray cluster at {address}: set ZRAY_TOKEN to the token "
+                f"`zray start --head` printed (it is in the head's session directory, file "
+                f"'{security.TOKEN_FILE}')")
+        if config.encrypt:
+            creds = security.Credentials(creds.token, True)
+    ctx = zmq.Context()
+    try:
+        return security.negotiate(ctx, choose_address(address), creds, config.join_timeout_s)
+    finally:
+        ctx.term()
+
+
+def request(address: str, msg, creds: security.Credentials, timeout: float = 5.0):
     """Sends one request and waits for its answer, from a throwaway endpoint."""
     ctx = zmq.Context()
-    endpoint = Endpoint(b"cli-" + random_id(8), ["tcp://127.0.0.1:*"], ctx)
+    serve_context(ctx, creds)
+    endpoint = Endpoint(b"cli-" + random_id(8), ["tcp://127.0.0.1:*"], ctx, creds)
     try:
         endpoint.send(address, msg, seq=1)
         poller = zmq.Poller()
@@ -56,14 +84,14 @@ def request(address: str, msg, timeout: float = 5.0):
         ctx.term()
 
 
-def fetch_nodes(address: str) -> list:
-    return request(address, P.GetNodes(True)).nodes
+def fetch_nodes(address: str, creds: security.Credentials) -> list:
+    return request(address, P.GetNodes(True), creds).nodes
 
 
-def local_node_of(address: str) -> dict:
+def local_node_of(address: str, creds: security.Credentials) -> dict:
     """The live node of this machine in the cluster at `address` (its ipc socket is here)."""
     # The head node first: on a machine that runs several nodes (tests), drivers join the head's.
-    for node in sorted(fetch_nodes(address), key=lambda n: not n["is_head"]):
+    for node in sorted(fetch_nodes(address, creds), key=lambda n: not n["is_head"]):
         path = ipc_path(node["address"])
         if node["alive"] and path and os.path.exists(path):
             return node

@@ -36,7 +36,7 @@ from zray._private.reference_counter import Released, ReferenceCounter, distinct
 from zray._private.serialization import deserialize, serialize
 from zray._private.actor_submitter import ActorSubmitter
 from zray._private.task_submitter import TaskSubmitter
-from zray._private.transport import REPLY, Endpoint, Requests
+from zray._private.transport import REPLY, Endpoint, Requests, serve_context
 from zray.object_ref import ObjectRef
 
 logger = logging.getLogger(__name__)
@@ -60,16 +60,18 @@ class TaskContext(threading.local):
 
 class CoreWorker:
     def __init__(self, mode: str, node_address: str, job_id: bytes, worker_id: bytes,
-                 session_dir: str, namespace: str = "", node_ip: str = "127.0.0.1"):
+                 session_dir: str, creds, namespace: str = "", node_ip: str = "127.0.0.1"):
         self.mode = mode
         self.worker_id = worker_id
         self.job_id = job_id
         self.namespace = namespace
         self.node_address = node_address
         self.ctx = zmq.Context()
+        self.creds = creds
+        serve_context(self.ctx, creds)
         self.endpoint = Endpoint(worker_id, [session.socket_address(
             session_dir, ("d-" if mode == DRIVER else "w-") + worker_id.hex()[:16]),
-            f"tcp://{node_ip}:*"], self.ctx)
+            f"tcp://{node_ip}:*"], self.ctx, creds)
         self.address = self.endpoint.address
         self.requests = Requests(self.endpoint)
         self.memory_store = MemoryStore()

@@ -17,7 +17,8 @@ from zray._private import session
 class EmbeddedNode:
     """A `zray-node --head` child process owned by this driver."""
 
-    def __init__(self, num_cpus=None, num_gpus=None, resources=None, object_store_memory=None):
+    def __init__(self, creds, num_cpus=None, num_gpus=None, resources=None,
+                 object_store_memory=None):
         session.clean_stale_sessions()
         self.session_dir = session.new_session_dir()
         cmd = [sys.executable, "-m", "zray.scripts.node", "--head", "--port", "0",
@@ -36,7 +37,9 @@ class EmbeddedNode:
         try:
             self.process = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                env=environment_for_children(), start_new_session=True)
+                env=environment_for_children({  # never argv: every local user can read that
+                    "ZRAY_TOKEN": creds.token, "ZRAY_ENCRYPT": "1" if creds.encrypt else "0"}),
+                start_new_session=True)
         finally:
             log.close()
         self.info = self._read_ready(config.node_start_timeout_s)

@@ -323,4 +323,5 @@ class HeadService:
     def stats(self) -> dict:
         return {"nodes": len(self.nodes), "jobs": len(self.jobs), "kv": len(self.kv),
                 "actors": self.actors.stats(),
-                "directory": self.directory.stats(), "dropped": self.endpoint.dropped}
+                "directory": self.directory.stats(), "dropped": self.endpoint.dropped,
+                "auth_rejected": self.endpoint.rejected}

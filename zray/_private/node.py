@@ -20,14 +20,15 @@ from zray._fast import Allocator, random_id, NODE_ID_SIZE
 from zray._private import protocol as P
 from zray._private import resources as R
 from zray._private import scheduler as S
+from zray._private import security
 from zray._private import session
 from zray._private.head import HeadService
 from zray._private.object_manager import ObjectManager
 from zray._private.object_table import LocalObjectStore, ObjectExists, StoreFull
 from zray._private.placement import ClusterView
-from zray._private.spill import Spiller, spill_directory
 from zray._private.memory_report import MemoryReportGather
-from zray._private.transport import REPLY, Endpoint, Requests
+from zray._private.spill import Spiller, spill_directory
+from zray._private.transport import REPLY, Endpoint, Requests, choose_address, serve_context
 from zray._private.worker_pool import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class NodeOptions:
     resources: dict | None = None
     object_store_memory: int | None = None
     node_ip: str = "127.0.0.1"
+    token: str = ""
+    encrypt: bool = False
     embedded_by: int = 0  # pid of the driver that started us; we stop when it dies
     node_death_timeout_s: float = config.node_death_timeout_s
 
@@ -86,14 +89,27 @@ class NodeDaemon:
         self.resources, self.store_capacity = default_resources(opts)
         units = R.to_units(self.resources)
         self.ctx = zmq.Context()
+        creds = security.Credentials(opts.token, opts.encrypt)
+        if not opts.head:
+            # Learn now, with a clear error, whether the head takes our token (and whether it
+            # encrypts): later every message to it would just go unanswered.
+            try:
+                creds = security.negotiate(self.ctx, choose_address(opts.head_address), creds,
+                                           config.join_timeout_s)
+            except BaseException:
+                self.ctx.term()
+                raise
+        self.creds = creds
+        self.zap = serve_context(self.ctx, creds)
         self.endpoint = Endpoint(self.node_id, [
             session.socket_address(self.session_dir, "node-" + self.node_id.hex()[:12]),
-            f"tcp://{opts.node_ip}:*"], self.ctx)
+            f"tcp://{opts.node_ip}:*"], self.ctx, creds, count_rejections=True, name="node")
         self.requests = Requests(self.endpoint)
         self.head = None
         if opts.head:
             head_endpoint = Endpoint(b"head-" + self.node_id, [
-                f"tcp://{opts.node_ip}:{opts.head_port}"], self.ctx)
+                f"tcp://{opts.node_ip}:{opts.head_port}"], self.ctx, creds,
+                count_rejections=True, name="head")
             self.head = HeadService(head_endpoint, opts.node_death_timeout_s)
             self.head_address = head_endpoint.address
         else:
@@ -110,7 +126,9 @@ class NodeDaemon:
                                           max_extra_workers=config.worker_pool_max_extra,
                                           first_lease_id=random.randrange(1, 2**62))
         self.pool = WorkerPool(self.session_dir, self.endpoint.address, self.node_id,
-                               config.worker_start_timeout_s, opts.node_ip)
+                               config.worker_start_timeout_s, opts.node_ip,
+                               {"ZRAY_TOKEN": creds.token,
+                                "ZRAY_ENCRYPT": "1" if creds.encrypt else "0"})
         self.clients: dict[bytes, Client] = {}
         self.lease_seq: dict[tuple, int] = {}  # (client, request_id) -> seq to answer
         self.lease_meta: dict[tuple, P.RequestLease] = {}  # queued requests, for rebalancing
@@ -179,6 +197,7 @@ class NodeDaemon:
         threading.Thread(target=run, name="zray-prefault", daemon=True).start()
 
     def start(self):
+        security.write_session_files(self.session_dir, self.creds, self.head_address)
         session.write_node_pid(self.session_dir, self.node_id, bool(self.opts.embedded_by))
         self._dispatch(self.scheduler.start())
         self.requests.send(self.head_address, P.RegisterNode(
@@ -197,6 +216,9 @@ class NodeDaemon:
             poller.register(self.head.endpoint.inbox, zmq.POLLIN)
         poller.register(self.pool.fd, zmq.POLLIN)
         poller.register(self.spiller.io.fd, zmq.POLLIN)
+        monitors = [e for e in (self.endpoint, self.head and self.head.endpoint) if e]
+        for endpoint in monitors:
+            poller.register(endpoint.monitor, zmq.POLLIN)
         try:
             while self.running:
                 events = dict(poller.poll(self._poll_timeout_ms()))
@@ -204,6 +226,9 @@ class NodeDaemon:
                     self._drain(self.head.endpoint, self.head.handle)
                 if self.endpoint.inbox in events:
                     self._drain(self.endpoint, self._handle_or_reply)
+                for endpoint in monitors:
+                    if endpoint.monitor in events:
+                        endpoint.read_monitor()
                 if self.pool.fd in events:
                     for _, worker_id, code, was_starting in self.pool.read_events():
                         self._on_worker_exit(worker_id, code, was_starting)
@@ -559,6 +584,7 @@ class NodeDaemon:
                  "transfer": self.objects.stats(), "spill": self.spiller.stats(),
                  "clients": len(self.clients), "workers": len(self.pool.pids),
                  "dropped_messages": self.endpoint.dropped,
+                 "auth_rejected": self.endpoint.rejected,
                  "view": {n.node_id.hex()[:12]: R.to_floats(n.available).get("CPU", 0)
                           for n in self.view.nodes.values()}}
         if self.head:
@@ -616,7 +642,12 @@ def run_node(opts: NodeOptions, ready_stream=None, log_to_session: bool = False)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver's Ctrl-C is the driver's
     else:
         signal.signal(signal.SIGINT, stop)
-    daemon = NodeDaemon(opts)
+    try:
+        daemon = NodeDaemon(opts)
+    except BaseException:
+        if not opts.embedded_by:  # the session is ours alone; an embedding driver removes its own
+            session.remove_session(opts.session_dir)
+        raise
     try:
         daemon.start()
         if log_to_session:

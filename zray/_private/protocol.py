@@ -102,9 +102,9 @@ def _checker(annotation: str):
 
 @message(1)
 class Hello(NamedTuple):
-    """First message on every connection: where to send answers to this sender."""
+    """First message on every connection: where to send answers to this sender. The sender
+    already proved it holds the cluster token in the connection's handshake."""
     address: str
-    token: str
 
 
 @message(2)

@@ -92,6 +92,12 @@ def session_alive(session_dir: str) -> bool:
     return creator.isdigit() and not entries and _pid_alive(int(creator))
 
 
+def live_sessions() -> list:
+    root = config.session_dir_root
+    return [os.path.join(root, entry) for entry in sorted(_list(root))
+            if entry.startswith("session_") and session_alive(os.path.join(root, entry))]
+
+
 def remove_session(session_dir: str):
     name = session_name(session_dir)
     shutil.rmtree(session_dir, ignore_errors=True)

@@ -6,6 +6,9 @@ Messages therefore flow one way per socket, which keeps every socket single-thre
 without funnelling sends through the I/O thread (that hop would cost a thread wake-up on every
 task). The first message on each outbox is a Hello carrying our inbox address, so a peer can
 answer us without any address in the request itself.
+
+Every socket authenticates at the ZeroMQ handshake (zray/_private/security.py): an inbox
+receives nothing from a peer that has not proved it holds the cluster token.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import Callable
 import zmq
 
 from zray._private import protocol as P
+from zray._private.security import Credentials, RejectionCounter, ZapHandler
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +38,10 @@ def _nbytes(frame) -> int:
 class Outbox:
     __slots__ = ("address", "_socket", "_lock")
 
-    def __init__(self, ctx: zmq.Context, address: str, identity: bytes, hello: P.Hello):
+    def __init__(self, ctx: zmq.Context, address: str, identity: bytes, hello: P.Hello,
+                 creds: Credentials):
         sock = ctx.socket(zmq.DEALER)
+        creds.present(sock)
         sock.setsockopt(zmq.IDENTITY, identity)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 0)
@@ -89,15 +95,26 @@ def ipc_path(address: str):
     return None
 
 
-class Endpoint:
-    """Inbox plus lazily created outboxes, keyed by peer address."""
+def serve_context(ctx: zmq.Context, creds: Credentials) -> ZapHandler:
+    """Call once per context, before any of its Endpoints exist."""
+    return ZapHandler(ctx, creds)
 
-    def __init__(self, identity: bytes, bind: list[str], ctx: zmq.Context | None = None,
-                 token: str = ""):
-        self.ctx = ctx or zmq.Context.instance()
+
+class Endpoint:
+    """Inbox plus lazily created outboxes, keyed by peer address. The context must have a ZAP
+    handler (serve_context): without one, libzmq would let PLAIN and CURVE peers in unchecked.
+    With `count_rejections`, failed handshakes are counted (`rejected`); whoever polls the
+    inbox must also poll `monitor` and call `read_monitor`."""
+
+    def __init__(self, identity: bytes, bind: list[str], ctx: zmq.Context, creds: Credentials,
+                 count_rejections: bool = False, name: str = "inbox"):
+        self.ctx = ctx
         self.identity = identity
-        self.token = token
+        self.creds = creds
         self.inbox = self.ctx.socket(zmq.ROUTER)
+        creds.serve(self.inbox)
+        self._rejections = RejectionCounter(self.inbox, name) if count_rejections else None
+        self.monitor = self._rejections.socket if count_rejections else None
         self.inbox.setsockopt(zmq.LINGER, 0)
         self.inbox.setsockopt(zmq.RCVHWM, 0)
         self.inbox.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer may reuse its identity
@@ -118,7 +135,7 @@ class Endpoint:
                 box = self._outboxes.get(address)
                 if box is None:
                     box = Outbox(self.ctx, choose_address(address), self.identity,
-                                 P.Hello(self.address, self.token))
+                                 P.Hello(self.address), self.creds)
                     self._outboxes[address] = box
         return box
 
@@ -152,13 +169,17 @@ class Endpoint:
         except Exception as exc:  # a decoder bug must not take the daemon down
             return self._drop(identity, f"{type(exc).__name__}: {exc}")
         if type(msg) is P.Hello:
-            if self.token and msg.token != self.token:
-                return self._drop(identity, "bad token")
             self.peers[identity] = msg.address
             return None
-        if self.token and identity not in self.peers:
-            return self._drop(identity, "message before authenticated hello")
         return identity, msg, seq, flags, frames[3:]
+
+    @property
+    def rejected(self) -> int:
+        return self._rejections.count if self._rejections else 0
+
+    def read_monitor(self):
+        if self._rejections is not None:
+            self._rejections.read()
 
     def _drop(self, identity: bytes, why: str):
         self.dropped += 1
@@ -172,6 +193,9 @@ class Endpoint:
             self._outboxes.clear()
         for box in boxes:
             box.close(linger_ms)
+        if self._rejections is not None:
+            self.inbox.disable_monitor()
+            self._rejections.close()
         self.inbox.close(linger=0)
 
 

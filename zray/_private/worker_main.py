@@ -195,7 +195,10 @@ class Executor:
 def main(worker_id: bytes, args: list) -> int:
     node_address, node_id_hex, session_dir, node_ip = args[0], args[1], args[2], args[3]
     streams = log_stream.capture_output()
-    core = CoreWorker(WORKER, node_address, b"\x00" * 4, worker_id, session_dir, node_ip=node_ip)
+    from zray._private.security import Credentials
+
+    core = CoreWorker(WORKER, node_address, b"\x00" * 4, worker_id, session_dir,
+                      Credentials.from_config(), node_ip=node_ip)
     runtime.core = core
     log_stream.start_forwarding(streams, core, os.getpid())
     executor = Executor(core)

@@ -16,9 +16,10 @@ logger = logging.getLogger(__name__)
 
 class WorkerPool:
     def __init__(self, session_dir: str, node_address: str, node_id: bytes, start_timeout_s: float,
-                 node_ip: str):
+                 node_ip: str, env_extra: dict):
         self.start_timeout_s = start_timeout_s
-        env = environment_for_children()
+        # The token goes by environment, not argv, which every local user can read in ps.
+        env = environment_for_children(env_extra)
         from zray._private.zygote import set_parent_death_signal
 
         self.zygote = subprocess.Popen(

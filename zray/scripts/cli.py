@@ -49,7 +49,7 @@ def cmd_start(args) -> int:
               file=sys.stderr)
         return 2
     cmd = [sys.executable, "-m", "zray.scripts.node", "--ready-json"]
-    for flag in ("head",):
+    for flag in ("head", "encrypt"):
         if getattr(args, flag):
             cmd.append("--" + flag)
     for flag in ("port", "address", "num_cpus", "num_gpus", "resources", "object_store_memory",
@@ -57,8 +57,12 @@ def cmd_start(args) -> int:
         value = getattr(args, flag)
         if value is not None:
             cmd += ["--" + flag.replace("_", "-"), str(value)]
+    from zray._config import environment_for_children
+
+    # The token travels by environment: argv is readable by every local user (ps).
+    env = environment_for_children({"ZRAY_TOKEN": args.token} if args.token else None)
     if args.block:
-        return subprocess.call(cmd[:3] + cmd[4:])
+        return subprocess.call(cmd[:3] + cmd[4:], env=env)
     import tempfile
 
     # Until the node has its session directory, its errors go to a scratch file we show on
@@ -66,7 +70,7 @@ def cmd_start(args) -> int:
     with tempfile.TemporaryFile() as early_log:
         process = subprocess.Popen(cmd + ["--log-to-session"], stdout=subprocess.PIPE,
                                    stderr=early_log, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+                                   start_new_session=True, env=env)
         line = process.stdout.readline()
         process.stdout.close()
         if not line:
@@ -82,7 +86,17 @@ def cmd_start(args) -> int:
     print(f"Started zray node {info['node_id'][:12]} (pid {info['pid']}) in {info['session_dir']}")
     print(f"Head address: {head}")
     print(f"Connect with zray.init(address='{head}') or zray.init(address='auto');")
-    print(f"add nodes with: zray start --address={head}")
+    if args.head:
+        from zray._private import security
+
+        token = security.read_token(info["session_dir"])
+        encrypt = " --encrypt" if security.read_cluster_info(info["session_dir"])["encrypt"] else ""
+        print(f"Cluster token: {token}")
+        print(f"  (also in {os.path.join(info['session_dir'], security.TOKEN_FILE)}, mode 0600; "
+              f"remote drivers need ZRAY_TOKEN={token})")
+        print(f"add nodes with: zray start --address={head} --token={token}{encrypt}")
+    else:
+        print(f"add nodes with: zray start --address={head} --token=<cluster token>")
     return 0
 
 
@@ -142,10 +156,10 @@ def _alive(pid: int) -> bool:
 
 
 def cmd_status(args) -> int:
-    from zray._private.cluster_info import fetch_nodes, resolve_address
+    from zray._private.cluster_info import credentials_for, fetch_nodes, resolve_address
 
     address = resolve_address(args.address or "auto")
-    nodes = fetch_nodes(address)
+    nodes = fetch_nodes(address, credentials_for(address))
     alive = [n for n in nodes if n["alive"]]
     print(f"======== zray cluster status ({address}) ========")
     print(f"Nodes: {len(alive)} alive, {len(nodes) - len(alive)} dead")

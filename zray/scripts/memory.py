@@ -35,11 +35,12 @@ def collect(address: str, timeout: float = 5.0) -> list:
     from zray._private import cluster_info
     from zray._private import protocol as P
 
+    creds = cluster_info.credentials_for(address)
     reports = []
-    for node in cluster_info.fetch_nodes(address):
+    for node in cluster_info.fetch_nodes(address, creds):
         if node["alive"]:
             reports.append(cluster_info.request(
-                node["address"], P.GetMemoryReport(int(timeout * 1000)), timeout + 5))
+                node["address"], P.GetMemoryReport(int(timeout * 1000)), creds, timeout + 5))
     return reports
 
 
@@ -74,12 +75,12 @@ def rows_of(reports: list) -> list:
 def cmd_memory(args) -> int:
     import sys
 
-    from zray._private import cluster_info
+    from zray._private import cluster_info, security
 
     try:
         address = cluster_info.resolve_address(args.address)
         reports = collect(address)
-    except cluster_info.ClusterNotFound as exc:
+    except (cluster_info.ClusterNotFound, security.AuthenticationError) as exc:
         print(f"zray memory: {exc}", file=sys.stderr)
         return 1
     print(render(reports, args))

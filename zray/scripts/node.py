@@ -34,11 +34,17 @@ def add_node_flags(parser: argparse.ArgumentParser):
                         help="bytes of shared memory for objects (default 30%% of RAM)")
     parser.add_argument("--node-ip-address", default="127.0.0.1",
                         help="IP address this node binds and advertises")
+    parser.add_argument("--token", default=None,
+                        help="cluster token (default: ZRAY_TOKEN; a head generates one). "
+                             "ZRAY_TOKEN keeps it out of the process list")
+    parser.add_argument("--encrypt", action="store_true", default=None,
+                        help="encrypt every connection (CURVE); joining nodes and drivers "
+                             "follow the head (default: ZRAY_ENCRYPT)")
 
 
 def options_from_args(args) -> "NodeOptions":
     from zray._config import config
-    from zray._private import session
+    from zray._private import security, session
     from zray._private.node import NodeOptions
 
     if not args.head and not args.address:
@@ -54,6 +60,14 @@ def options_from_args(args) -> "NodeOptions":
     head_address = ""
     if args.address:
         head_address = args.address if "://" in args.address else "tcp://" + args.address
+    token = args.token or config.token
+    if not token:
+        if not args.head:
+            raise SystemExit(
+                "zray-node: joining a cluster needs its token: give --token=TOKEN or set "
+                "ZRAY_TOKEN (`zray start --head` printed it; it is also in the head's session "
+                "directory, file 'token')")
+        token = security.new_token()
     session.clean_stale_sessions()
     return NodeOptions(
         session_dir=args.session_dir or session.new_session_dir(),
@@ -66,6 +80,8 @@ def options_from_args(args) -> "NodeOptions":
         object_store_memory=args.object_store_memory,
         node_ip=args.node_ip_address,
         embedded_by=args.embedded_by,
+        token=token,
+        encrypt=config.encrypt if args.encrypt is None else args.encrypt,
     )
 
 
@@ -78,7 +94,15 @@ def main(argv=None) -> int:
     opts = options_from_args(args)
     if not args.ready_json:
         print(f"zray-node: session {opts.session_dir}", file=sys.stderr)
-    run_node(opts, sys.stdout if args.ready_json else None, log_to_session=args.log_to_session)
+    from zray._private.security import AuthenticationError
+
+    try:
+        run_node(opts, sys.stdout if args.ready_json else None,
+                 log_to_session=args.log_to_session)
+    except (AuthenticationError, ConnectionError) as exc:
+        where = "" if opts.head else f"cannot join the cluster at {opts.head_address}: "
+        print(f"zray-node: {where}{exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,0 +1,113 @@
+"""The caller's side of actor call ordering, without I/O (tests/unit/test_actor_ordering.py).
+
+Calls from one caller to one actor go out on one ZeroMQ connection, which keeps their order, so
+the actor needs no sequence numbers: ordering is decided here, by what is sent when. A call is
+sent only once every call submitted before it was sent (or failed); a call whose arguments are
+still resolving holds back the ones after it. When the actor's worker dies, the calls in flight
+go back to the front of the queue, in their order, and are sent again to the restarted actor
+before any later call.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from typing import NamedTuple
+
+from zray._private.actor_manager import ALIVE, DEAD, PENDING, RESTARTING
+
+ARGUMENTS, RETRIES, DEAD_ACTOR = "arguments", "retries", "dead"
+
+
+class Send(NamedTuple):
+    call: object
+    address: str
+
+
+class Fail(NamedTuple):
+    call: object
+    why: str  # ARGUMENTS (an argument is an error), RETRIES (died in flight), DEAD_ACTOR
+
+
+class CallOrder:
+    """One actor as one caller sees it. Calls are any objects with `task_id`, `ready`,
+    `args_failed` and `retries_left` (-1: unlimited) attributes."""
+
+    def __init__(self):
+        self.state = PENDING
+        self.address = ""
+        self.queue: deque = deque()
+        self.inflight: OrderedDict = OrderedDict()
+
+    @property
+    def idle(self) -> bool:
+        return not self.queue and not self.inflight
+
+    def submit(self, call) -> list:
+        call.ready = False
+        self.queue.append(call)
+        if self.state == DEAD:
+            return self._fail_all()
+        return []
+
+    def resolved(self, call, args_failed: bool) -> list:
+        """The call's arguments are ready (or one of them is an error)."""
+        call.ready, call.args_failed = True, args_failed
+        return self._pump()
+
+    def state_changed(self, state: str, address: str) -> list:
+        if self.state == DEAD:
+            return []
+        moved = address != self.address and self.inflight
+        self.state, self.address = state, address
+        if state == DEAD:
+            return self._fail_all()
+        out = []
+        if moved or state == RESTARTING:
+            out = self._requeue_inflight()
+        if state == ALIVE:
+            out += self._pump()
+        return out
+
+    def done(self, task_id: bytes):
+        """An answer arrived: the call is over wherever it is. An answer from a worker that
+        died may arrive after the call was queued again for the restarted actor."""
+        call = self.inflight.pop(task_id, None)
+        if call is None:
+            for queued in self.queue:
+                if queued.task_id == task_id:
+                    self.queue.remove(queued)
+                    return queued
+        return call
+
+    def _pump(self) -> list:
+        out = []
+        queue = self.queue
+        while queue and queue[0].ready:
+            call = queue[0]
+            if call.args_failed:
+                queue.popleft()
+                out.append(Fail(call, ARGUMENTS))
+                continue
+            if self.state != ALIVE:
+                break
+            queue.popleft()
+            self.inflight[call.task_id] = call
+            out.append(Send(call, self.address))
+        return out
+
+    def _requeue_inflight(self) -> list:
+        out, retry = [], []
+        for call in self.inflight.values():
+            if call.retries_left != 0:
+                call.retries_left -= 1
+                retry.append(call)
+            else:
+                out.append(Fail(call, RETRIES))
+        self.inflight.clear()
+        self.queue.extendleft(reversed(retry))
+        return out
+
+    def _fail_all(self) -> list:
+        calls = list(self.inflight.values()) + list(self.queue)
+        self.inflight.clear()
+        self.queue.clear()
+        return [Fail(call, DEAD_ACTOR) for call in calls]
