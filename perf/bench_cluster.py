@@ -1,7 +1,10 @@
 """Multi-node figures on one machine (loopback): object transfer GB/s between two nodes,
 10,000 tiny tasks over two nodes, and the time to declare a killed node dead.
 
-    python perf/bench_cluster.py [--death-timeout 10]
+    python perf/bench_cluster.py [--death-timeout 10] [--encrypt]
+
+`--encrypt` starts the cluster with CURVE on every connection (the joined node and the driver
+learn it from the head).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ def cli(*args, env):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--death-timeout", type=float, default=10.0)
+    parser.add_argument("--encrypt", action="store_true")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="zb", dir="/tmp")
     env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root,
@@ -37,12 +41,17 @@ def main():
     import zray as ray
 
     try:
-        out = cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
+        out = cli("start", "--head", "--port", "0", "--num-cpus", "1",
+                  *(["--encrypt"] if args.encrypt else []), env=env)
         address = re.search(r"Head address: (\S+)", out).group(1)
+        token = re.search(r"Cluster token: (\S+)", out).group(1)
         out = cli("start", f"--address={address}", "--num-cpus", "1", "--resources",
-                  '{"remote": 1}', env=env)
+                  '{"remote": 1}', "--token", token, env=env)
         remote_pid = int(re.search(r"\(pid (\d+)\)", out).group(1))
         ray.init(address=address)
+        import zray._private.runtime as runtime
+
+        print(f"encryption: {'CURVE' if runtime.core.creds.encrypt else 'off (PLAIN auth)'}")
         while len(ray.nodes()) < 2:
             time.sleep(0.1)
 
