@@ -6,9 +6,12 @@ rather than holding it up.
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from zray._private import protocol as P
+
+logger = logging.getLogger(__name__)
 
 
 def store_rows(store) -> list:
@@ -60,6 +63,9 @@ class MemoryReportGather:
     def _finish(self):
         self.done = True
         node = self.node
-        node.endpoint.reply(self.identity, P.MemoryReport(
-            node.node_id, node.opts.node_ip, node.store.stats(), store_rows(node.store),
-            self.processes), self.seq)
+        try:
+            node.endpoint.reply(self.identity, P.MemoryReport(
+                node.node_id, node.opts.node_ip, node.store.stats(), store_rows(node.store),
+                self.processes), self.seq)
+        except Exception:  # runs from the node's timers: the asker's problem must not stop it
+            logger.exception("could not answer a memory report request")

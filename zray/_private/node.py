@@ -240,7 +240,12 @@ class NodeDaemon:
                 now = time.monotonic()
                 if now >= self._next_timers:  # timers are not worth running per message
                     self._next_timers = now + 0.005
-                    self._timers()
+                    try:
+                        self._timers()
+                    except _Stop:
+                        raise
+                    except Exception:  # one failing timer must not take the daemon down
+                        logger.exception("error in the node's timers")
                 self._flush_locations()
                 if self.store.dead_files:
                     self.spiller.delete_dead_files()

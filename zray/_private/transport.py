@@ -45,7 +45,11 @@ class Outbox:
         sock.setsockopt(zmq.IDENTITY, identity)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 0)
-        sock.connect(address)
+        try:
+            sock.connect(address)
+        except zmq.ZMQError:
+            sock.close(linger=0)  # a leaked socket would hang the context's term() at exit
+            raise
         sock.send_multipart(P.encode(hello))
         self.address = address
         self._socket = sock
@@ -85,6 +89,15 @@ def choose_address(address: str) -> str:
         if not part.startswith("ipc://"):
             return part
     return parts[0]
+
+
+def valid_address(address) -> bool:
+    """An advertised inbox address: tcp:// or ipc:// endpoints joined by '|'. A peer's Hello
+    is the only place addresses come from, so a bad one is refused there, not at reply time."""
+    if not isinstance(address, str) or not 0 < len(address) <= 1024:
+        return False
+    return all(part.startswith(("tcp://", "ipc://")) and len(part) > 6
+               for part in address.split("|"))
 
 
 def ipc_path(address: str):
@@ -169,6 +182,8 @@ class Endpoint:
         except Exception as exc:  # a decoder bug must not take the daemon down
             return self._drop(identity, f"{type(exc).__name__}: {exc}")
         if type(msg) is P.Hello:
+            if not valid_address(msg.address):
+                return self._drop(identity, "hello with an invalid address")
             self.peers[identity] = msg.address
             return None
         return identity, msg, seq, flags, frames[3:]
