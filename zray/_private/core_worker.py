@@ -124,10 +124,11 @@ class CoreWorker:
         while self.running:
             try:
                 if poller.poll(HOUSEKEEPING_S * 1000):
+                    receive = self.endpoint.receive
                     for _ in range(1000):
-                        if not inbox.poll(0):
+                        received = receive(False)
+                        if received is False:
                             break
-                        received = self.endpoint.receive()
                         if received is None:
                             continue
                         identity, msg, seq, flags, payload = received

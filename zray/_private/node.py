@@ -257,7 +257,7 @@ class NodeDaemon:
     def _drain(self, endpoint: Endpoint, handler, budget: int = 1000):
         for _ in range(budget):
             try:
-                received = endpoint.receive() if endpoint.inbox.poll(0) else False
+                received = endpoint.receive(False)
             except zmq.ZMQError:
                 return
             if received is False:

@@ -168,10 +168,17 @@ class Endpoint:
         if box is not None:
             box.close()
 
-    def receive(self):
+    def receive(self, block: bool = True):
         """Reads one message (call only from the I/O loop). Returns (identity, msg, seq, flags,
-        payload) or None for a message that was dropped as malformed or that was a Hello."""
-        frames = self.inbox.recv_multipart(copy=False)
+        payload), None for a message that was dropped as malformed or that was a Hello, or
+        (with block=False) False when none is waiting: cheaper than polling before each read."""
+        if block:
+            frames = self.inbox.recv_multipart(copy=False)
+        else:
+            try:
+                frames = self.inbox.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return False
         identity = frames[0].bytes
         if len(frames) < 3:
             return self._drop(identity, "too few frames")
