@@ -33,7 +33,7 @@ def test_wakes_when_the_last_needed_object_arrives():
     timer.join()
     assert ready == ids and time.monotonic() - started < 5
     assert blocked == [True, False]
-    assert store._waiters == {}
+    assert store._waiters == []
 
 
 def test_deadline_returns_what_is_there_and_unregisters():
@@ -42,7 +42,7 @@ def test_deadline_returns_what_is_there_and_unregisters():
     started = time.monotonic()
     assert store.wait([b"a", b"b", b"c"], 2, time.monotonic() + 0.1) == [b"a"]
     assert 0.08 < time.monotonic() - started < 2
-    assert store._waiters == {}
+    assert store._waiters == []
     store.put(b"b", entry())  # a late arrival touches no stale waiter
 
 

@@ -396,9 +396,10 @@ class CoreWorker:
 
     def _request_missing(self, refs):
         """Asks owners for borrowed values we do not hold yet (once per object)."""
-        for ref in refs:
+        present, owned, asked = self.memory_store._entries, self.refs._owned, self._owner_requests
+        for ref in refs:  # runs over every ref of every get and wait: kept to set lookups
             oid = ref._id
-            if self.memory_store.contains(oid) or self.refs.owns(oid) or oid in self._owner_requests:
+            if oid in present or oid in owned or oid in asked:
                 continue
             if not ref._owner or ref._owner == self.address:
                 continue
