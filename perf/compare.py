@@ -397,10 +397,25 @@ def report(results: dict, names: list[str], info: dict, command: str, total: flo
     print(f"Total runtime: {total:.0f} s ({total / 60:.1f} min)"
           + (f"; logs in {log_dir}" if log_dir else ""))
     if write:
+        page = render_markdown(table, notes, info, command, total, settings, quick, remarks)
+        kept = _kept_sections(write)  # read before "w" truncates it
         with open(write, "w") as f:
-            f.write(render_markdown(table, notes, info, command, total, settings, quick,
-                                    remarks))
+            f.write(page.rstrip("\n") + "\n\n" + kept)
         print(f"wrote {write}", file=sys.stderr)
+
+
+KEEP_MARKER = "<!-- Sections below are written by hand; perf/compare.py keeps them. -->"
+
+
+def _kept_sections(path: str) -> str:
+    """What follows KEEP_MARKER in the page being replaced (other benchmarks' results)."""
+    try:
+        with open(path) as f:
+            old = f.read()
+    except FileNotFoundError:
+        return KEEP_MARKER + "\n"
+    at = old.find(KEEP_MARKER)
+    return old[at:] if at >= 0 else KEEP_MARKER + "\n"
 
 
 def rerender(args) -> int:
