@@ -186,3 +186,24 @@ def test_put_task_get_loop_keeps_store_use_flat(ray):
             samples.append((node_stats()["store"]["used"], len(core.memory_store)))
     assert max(used for used, _ in samples) < 8 * 2**20, samples  # a few objects, not 10,000
     assert max(entries for _, entries in samples) <= baseline + 4, samples
+
+
+def test_get_right_after_the_view_died_reuses_the_pin(ray):
+    """The release of a dead view is batched; a get before it is sent takes the pin back
+    instead of asking the node, and the pin count stays exact either way."""
+    gc.collect()
+    time.sleep(0.1)  # earlier tests' releases have landed
+    before = node_stats()["store"]
+    ref = ray.put(np.arange(1_000_000, dtype=np.float64))
+    for i in range(200):
+        out = ray.get(ref)
+        assert out[i] == i
+        del out
+        if i % 50 == 0:
+            time.sleep(0.02)  # let some releases reach the node in between
+    assert wait_until(lambda: node_stats()["store"]["pinned"] == before["pinned"])
+    out = ray.get(ref)
+    assert node_stats()["store"]["pinned"] == before["pinned"] + 1
+    del out, ref
+    gc.collect()
+    assert wait_until(lambda: node_stats()["store"]["objects"] == before["objects"])

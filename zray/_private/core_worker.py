@@ -83,6 +83,7 @@ class CoreWorker:
         self._put_index = itertools.count(1)
         self._pin_releases: deque = deque()
         self._live_views: dict[bytes, weakref.ref] = {}
+        self._mapped_at: dict[bytes, tuple] = {}  # arena (offset, size) of pinned objects
         self._owner_requests: set[bytes] = set()
         self._blocked_depth = 0
         self._cancel_handler = None
@@ -156,6 +157,9 @@ class CoreWorker:
             while self._pin_releases:
                 ids.append(self._pin_releases.popleft())
             self.endpoint.send(self.node_address, P.ReleaseObjects(ids))
+            for oid in ids:
+                if oid not in self._live_views and oid not in self._pin_releases:
+                    self._mapped_at.pop(oid, None)
         self._free_released()
         if self.submitter is not None:
             self.submitter.tick(time.monotonic())
@@ -424,10 +428,14 @@ class CoreWorker:
         for oid in object_ids:
             region = self._live_views.get(oid)
             region = region() if region is not None else None
-            if region is None:
-                missing.append(oid)
-            else:
+            if region is not None:
                 views[oid] = memoryview(region)
+                continue
+            location = self._revive(oid)
+            if location is not None:
+                views[oid] = self._pin(oid, *location)
+            else:
+                missing.append(oid)
         if not missing:
             return views
         timeout = config.rpc_timeout_s if deadline is None else max(0.0, deadline - time.monotonic())
@@ -440,11 +448,28 @@ class CoreWorker:
                     raise X.GetTimeoutError(
                         f"Get timed out: object {oid.hex()} was not fetched in time.")
                 raise X.ObjectLostError(oid.hex(), None, "")
-            offset, size = location
-            view = pinned_view(self.arena, offset, size, _Release(self._pin_releases, oid))
-            self._live_views[oid] = weakref.ref(view.obj, self._forget_view(oid))
-            views[oid] = view
+            views[oid] = self._pin(oid, *location)
         return views
+
+    def _pin(self, oid: bytes, offset: int, size: int):
+        view = pinned_view(self.arena, offset, size, _Release(self._pin_releases, oid))
+        self._live_views[oid] = weakref.ref(view.obj, self._forget_view(oid))
+        self._mapped_at[oid] = (offset, size)
+        return view
+
+    def _revive(self, oid: bytes):
+        """Takes back a pin whose release has not been sent yet (releases go out every few ms)
+        and returns where the object is: a get right after the previous view died then costs
+        no round trip to the node. Both deque operations are atomic, so either we or the
+        housekeeping thread get the release; while it is unsent the object cannot move."""
+        location = self._mapped_at.get(oid)
+        if location is None:
+            return None
+        try:
+            self._pin_releases.remove(oid)
+        except ValueError:
+            return None
+        return location
 
     def _forget_view(self, oid):
         views = self._live_views
