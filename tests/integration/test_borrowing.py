@@ -126,3 +126,24 @@ def test_a_borrower_can_hand_the_ref_on_to_a_third_process(ray):
     assert ray.get(holder.read.remote()) == MB8
     assert store_objects() == baseline + 1
     ray.kill(holder)
+
+
+def test_an_object_borrowed_by_a_killed_actor_is_freed(ray):
+    @ray.remote
+    class Holder:
+        def hold(self, refs):
+            self.ref = refs[0]
+            return True
+
+    holder = Holder.remote()
+    assert ray.get(holder.hold.remote([ray.put(0)]))
+    settle(store_objects())
+    baseline = store_objects()
+    ref = ray.put(np.ones(MB8))
+    assert ray.get(holder.hold.remote([ref]))
+    del ref
+    gc.collect()
+    time.sleep(0.3)
+    assert store_objects() == baseline + 1  # the actor still holds it
+    ray.kill(holder)
+    assert settle(baseline), (store_objects(), baseline)  # its registration died with it

@@ -315,3 +315,18 @@ RefCountMachine.TestCase.settings = settings(
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestRefCountMachine = RefCountMachine.TestCase
+
+
+def test_a_dead_holder_stops_holding_and_late_messages_are_ignored():
+    rc = ReferenceCounter("owner")
+    rc.add_owned(b"x")
+    rc.add_local(b"x")
+    rc.add_borrower(b"x", "w1")
+    rc.add_borrower(b"x", "w2")
+    rc.remove_local_later(b"x")
+    assert pair(rc.collect()) == ([], [])
+    assert rc.forget_holder("w1").freed == []          # w2 still holds it
+    assert rc.add_borrower(b"x", "w1").freed == []     # a late registration from the dead
+    assert rc.remove_borrower(b"x", "w2", 1).freed == [b"x"]
+    assert rc.remove_borrower(b"x", "w1", 5).freed == []  # ignored, not negative
+    assert rc.stats()["with_borrowers"] == 0

@@ -276,6 +276,9 @@ class CoreWorker:
 
         self.memory_store.on_ready(msg.object_id, answer)
 
+    def on_holder_died(self, identity, msg, seq, payload):
+        self.apply_released(self.refs.forget_holder(msg.address))
+
     def on_get_ref_table(self, identity, msg, seq, payload):
         rows = []
         for oid, owner, reasons, borrowers in self.refs.table():
@@ -304,6 +307,7 @@ class CoreWorker:
         P.LogLines: on_log_lines,
         P.AddBorrowers: on_add_borrowers,
         P.GetRefTable: on_get_ref_table,
+        P.HolderDied: on_holder_died,
         P.RemoveBorrowers: on_remove_borrowers,
     }
 

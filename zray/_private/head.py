@@ -152,6 +152,11 @@ class HeadService:
         self._actor_instructions(self.actors.owner_died(msg.worker_id))
         self.actors.unsubscribe_all(msg.worker_id)
 
+    def on_HolderDied(self, identity, msg: P.HolderDied, seq):
+        for node in self.nodes.values():
+            if node.alive:
+                self.endpoint.send(node.address, msg)
+
     def on_WorkerDied(self, identity, msg: P.WorkerDied, seq):
         self._actor_instructions(self.actors.worker_died(msg.lease_id, msg.exit_code))
 

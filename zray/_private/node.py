@@ -379,8 +379,11 @@ class NodeDaemon:
     def _on_client_exit(self, identity: bytes):
         client = self.clients.pop(identity, None)
         self.store.client_exited(identity)
+        address = self.endpoint.peers.get(identity)
         if client is not None:
             self.endpoint.send(self.head_address, P.ClientDied(identity))
+            if address:  # owners elsewhere stop counting its borrowed refs
+                self.endpoint.send(self.head_address, P.HolderDied(address))
             # Leases and queued requests the client held (a worker submits nested tasks too)
             # would otherwise leak their CPUs and workers.
             self._dispatch(self.scheduler.client_exited(identity))
@@ -454,6 +457,10 @@ class NodeDaemon:
             node.alive = False
         self.objects.peer_gone(msg.node_id)
         self.objects.node_died(msg.address)
+        for client_id in self.clients:
+            self._send_to_client(client_id, msg)
+
+    def on_holder_died(self, identity, msg: P.HolderDied, seq):
         for client_id in self.clients:
             self._send_to_client(client_id, msg)
 
@@ -610,6 +617,7 @@ class NodeDaemon:
         P.ResizeLease: on_resize_lease,
         P.ClusterLoad: on_cluster_load,
         P.NodeDied: on_node_died,
+        P.HolderDied: on_holder_died,
         P.PullObject: on_pull_object,
         P.PullChunk: on_pull_chunk,
         P.PullDone: on_pull_done,

@@ -628,3 +628,10 @@ class MemoryReport(NamedTuple):
     store: dict
     objects: list
     processes: list
+
+
+@message(96)
+class HolderDied(NamedTuple):
+    """A node's process (driver or worker) is gone: node to head, head to every live node, node
+    to its local clients. Owners drop the borrower registrations that process held."""
+    address: str

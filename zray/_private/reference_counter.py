@@ -66,6 +66,7 @@ class ReferenceCounter:
         self._borrowed: dict[bytes, list] = {}  # borrowed id -> [owner address, registrations]
         self._contains: dict[bytes, list] = {}  # outer id -> [(inner id, inner owner)]
         self._contained_in: dict[bytes, set] = {}  # inner id -> outer ids holding it
+        self._dead_holders: set[str] = set()  # their registrations no longer count
 
     # ------------------------------------------------------------------ local refs
 
@@ -183,6 +184,8 @@ class ReferenceCounter:
         which still holds the object."""
         out = Released()
         with self._lock:
+            if holder in self._dead_holders:
+                return out  # a registration or removal that arrived after its holder died
             holders = self._borrowers.setdefault(object_id, {})
             left = holders.get(holder, 0) - count
             if left:
@@ -192,6 +195,20 @@ class ReferenceCounter:
                 if not holders:
                     del self._borrowers[object_id]
                 self._check(object_id, out)
+        return out
+
+    def forget_holder(self, holder: str) -> Released:
+        """(Owner) `holder` died: its registrations will never be given back, and any still
+        on their way are ignored."""
+        out = Released()
+        with self._lock:
+            self._dead_holders.add(holder)
+            for oid in [o for o, holders in self._borrowers.items() if holder in holders]:
+                holders = self._borrowers[oid]
+                del holders[holder]
+                if not holders:
+                    del self._borrowers[oid]
+                    self._check(oid, out)
         return out
 
     # ------------------------------------------------------------------ tasks
