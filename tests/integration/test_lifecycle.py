@@ -134,3 +134,30 @@ def test_pure_python_twins_run_the_same_workload():
     """, env={"ZRAY_FAST": "0"})
     assert result.returncode == 0, result.stderr
     assert "pure ok" in result.stdout
+
+
+def test_children_use_the_drivers_zray_not_one_in_the_working_directory(tmp_path):
+    """A `zray/` folder in the working directory (another checkout, a user package) must not
+    be what the node, zygote and workers import."""
+    stray = tmp_path / "zray"
+    stray.mkdir()
+    (stray / "__init__.py").write_text("raise ImportError('the stray zray was imported')\n")
+    (tmp_path / "helper_mod.py").write_text("def triple(x):\n    return 3 * x\n")
+    script = tmp_path / "job" / "job.py"
+    script.parent.mkdir()
+    script.write_text(textwrap.dedent("""
+        import zray as ray
+        ray.init(num_cpus=1)
+        import helper_mod  # from the working directory, as workers must find it too
+
+        @ray.remote
+        def f(x):
+            return helper_mod.triple(x)
+
+        print("result", ray.get(f.remote(14), timeout=60))
+        ray.shutdown()
+    """))
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + str(tmp_path))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=90, env=env, cwd=str(tmp_path))
+    assert "result 42" in result.stdout, result.stdout + result.stderr

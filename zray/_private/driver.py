@@ -12,6 +12,7 @@ import time
 from zray import exceptions as X
 from zray._config import config, environment_for_children
 from zray._private import session
+from zray._private.launch import module_command
 
 
 class EmbeddedNode:
@@ -21,9 +22,9 @@ class EmbeddedNode:
                  object_store_memory=None):
         session.clean_stale_sessions()
         self.session_dir = session.new_session_dir()
-        cmd = [sys.executable, "-m", "zray.scripts.node", "--head", "--port", "0",
-               "--session-dir", self.session_dir, "--embedded-by", str(os.getpid()),
-               "--ready-json"]
+        cmd = module_command("zray.scripts.node") + [
+            "--head", "--port", "0", "--session-dir", self.session_dir,
+            "--embedded-by", str(os.getpid()), "--ready-json"]
         if num_cpus is not None:
             cmd += ["--num-cpus", str(num_cpus)]
         if num_gpus is not None:

@@ -10,6 +10,7 @@ import time
 
 from zray._config import environment_for_children
 from zray._fast import random_id, WORKER_ID_SIZE
+from zray._private.launch import module_command
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +24,8 @@ class WorkerPool:
         from zray._private.zygote import set_parent_death_signal
 
         self.zygote = subprocess.Popen(
-            [sys.executable, "-m", "zray._private.zygote", node_address, node_id.hex(), session_dir,
-             node_ip],
+            module_command("zray._private.zygote") + [node_address, node_id.hex(), session_dir,
+                                                      node_ip],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
             preexec_fn=set_parent_death_signal, start_new_session=True)
         os.set_blocking(self.zygote.stdout.fileno(), False)

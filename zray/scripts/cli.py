@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from zray._private.launch import module_command
 from zray.scripts import memory
 from zray.scripts.node import add_node_flags
 
@@ -48,7 +49,7 @@ def cmd_start(args) -> int:
         print("zray start: give --head to start a cluster or --address=HOST:PORT to join one",
               file=sys.stderr)
         return 2
-    cmd = [sys.executable, "-m", "zray.scripts.node", "--ready-json"]
+    cmd = module_command("zray.scripts.node") + ["--ready-json"]
     for flag in ("head", "encrypt"):
         if getattr(args, flag):
             cmd.append("--" + flag)
@@ -62,7 +63,7 @@ def cmd_start(args) -> int:
     # The token travels by environment: argv is readable by every local user (ps).
     env = environment_for_children({"ZRAY_TOKEN": args.token} if args.token else None)
     if args.block:
-        return subprocess.call(cmd[:3] + cmd[4:], env=env)
+        return subprocess.call([arg for arg in cmd if arg != "--ready-json"], env=env)
     import tempfile
 
     # Until the node has its session directory, its errors go to a scratch file we show on
