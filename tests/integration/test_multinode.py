@@ -245,3 +245,49 @@ def test_tasks_run_where_their_arguments_are(cluster):
     data = produce.remote()
     ray.wait([data], timeout=30)
     assert ray.get(where.remote(data), timeout=30) == node_of(ray, "w2")
+
+
+def test_borrowed_across_nodes_then_freed_everywhere(cluster):
+    """An actor on w2 borrows a driver-owned object through a nested ref and pulls a copy; the
+    object outlives the driver's ref, and once the actor lets go every copy on every node goes."""
+    import gc
+
+    import numpy as np
+
+    ray = cluster
+
+    @ray.remote(resources={"w2": 1})
+    class Holder:
+        def hold(self, refs):
+            self.ref = refs[0]
+            return float(ray.get(self.ref).sum())  # pulls a copy to w2
+
+        def read(self):
+            return float(ray.get(self.ref).sum())
+
+        def drop(self):
+            self.ref = None
+            return True
+
+    def objects_everywhere():
+        return sum(node_stats(ray, n["ObjectStoreSocketName"])["store"]["objects"]
+                   for n in ray.nodes() if n["Alive"])
+
+    holder = Holder.remote()
+    assert ray.get(holder.drop.remote(), timeout=30)
+    gc.collect()
+    time.sleep(0.3)
+    baseline = objects_everywhere()
+    ref = ray.put(np.ones(2**20))
+    assert ray.get(holder.hold.remote([ref]), timeout=30) == 2**20
+    del ref
+    gc.collect()
+    time.sleep(0.5)
+    assert ray.get(holder.read.remote(), timeout=30) == 2**20  # still alive, borrowed on w2
+    assert objects_everywhere() == baseline + 2  # the primary here and the copy on w2
+    assert ray.get(holder.drop.remote(), timeout=30)
+    deadline = time.monotonic() + 10
+    while objects_everywhere() > baseline and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert objects_everywhere() == baseline
+    ray.kill(holder)
