@@ -48,6 +48,11 @@ PUT_INDEX_BASE = 100_000_000  # put objects are numbered apart from task returns
 # zray/_fast/_copy.pxd and perf/bench_fast.py populate).
 POPULATE_MIN_BYTES = 8 * 2**20
 HOUSEKEEPING_S = 0.005  # unpins, frees, idle-lease returns: batched at most this often
+# With no lease, task or queued release, the loop sleeps longer: a pool of idle workers waking
+# 200 times a second each took ~10% of two cores from the ones doing work. Releases queued
+# meanwhile (a view dying) wait at most this long, except that a put sends them first and a
+# worker sends them as soon as its task is done.
+IDLE_POLL_S = 0.02
 POPULATE_MAX_BYTES = 32 * 2**20
 
 
@@ -124,7 +129,7 @@ class CoreWorker:
         next_housekeeping = 0.0
         while self.running:
             try:
-                if poller.poll(HOUSEKEEPING_S * 1000):
+                if poller.poll(1000 * (HOUSEKEEPING_S if self._busy() else IDLE_POLL_S)):
                     receive = self.endpoint.receive
                     for _ in range(1000):
                         received = receive(False)
@@ -151,15 +156,28 @@ class CoreWorker:
                 if self.running:
                     logger.exception("core worker I/O loop error")
 
-    def _housekeeping(self):
-        if self._pin_releases:
-            ids = []
-            while self._pin_releases:
+    def _send_pin_releases(self):
+        """Sends the unpins of dead views (from any thread: each id is popped exactly once)."""
+        ids = []
+        try:
+            while True:
                 ids.append(self._pin_releases.popleft())
+        except IndexError:
+            pass
+        if ids:
             self.endpoint.send(self.node_address, P.ReleaseObjects(ids))
             for oid in ids:
                 if oid not in self._live_views and oid not in self._pin_releases:
                     self._mapped_at.pop(oid, None)
+
+    def _busy(self) -> bool:
+        submitter = self.submitter
+        return bool(self._pin_releases or self.refs._released
+                    or (submitter is not None and (submitter.leases or submitter.tasks))
+                    or (self.actor_submitter is not None and self.actor_submitter._released))
+
+    def _housekeeping(self):
+        self._send_pin_releases()
         self._free_released()
         if self.submitter is not None:
             self.submitter.tick(time.monotonic())
@@ -335,6 +353,8 @@ class CoreWorker:
         if error or size <= config.max_inline_bytes:
             frames = [meta] + [bytes(b) for b in buffers]
             return Entry(KIND_ERROR if error else KIND_INLINE, frames, b"", size)
+        # Views dropped just before this put free their room first (same channel, so in order).
+        self._send_pin_releases()
         reply, _ = self.requests.call(self.node_address, P.CreateObject(
             object_id, size, self.address), config.rpc_timeout_s)
         if isinstance(reply, P.Error):

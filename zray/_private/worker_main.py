@@ -62,6 +62,10 @@ class Executor:
                     self.start_actor(msg, payload)
             except KeyboardInterrupt:
                 continue
+            del msg, payload
+            # The call's views of its arguments are gone: free their room now, not at the I/O
+            # thread's next idle tick.
+            self.core._send_pin_releases()
 
     def start_actor(self, msg: P.StartActor, payload):
         from zray._private.actor_host import ActorHost
