@@ -1,4 +1,5 @@
 """`zray start/status/stop` and joining a running cluster with init(address=...)."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,6 +16,17 @@ def zray_cli(*args, env):
 def token_of(head_stdout: str) -> str:
     """The cluster token `zray start --head` printed, which joining nodes must present."""
     return [l for l in head_stdout.splitlines() if l.startswith("Cluster token:")][0].split()[-1]
+
+
+@contextlib.contextmanager
+def stopped_on_failure(env):
+    """Around a fixture's cluster start: if anything fails before the cluster is handed over,
+    stop every daemon started so far (a failed setup never reaches the teardown)."""
+    try:
+        yield
+    except BaseException:
+        zray_cli("stop", "--force", env=env)
+        raise
 
 
 def short_tmp():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_no_leaks, exited, zray_segments, zray_sessions
-from tests.integration.test_cli import short_tmp, token_of, zray_cli
+from tests.integration.test_cli import short_tmp, stopped_on_failure, token_of, zray_cli
 from tests.integration.test_lifecycle import ROOT, run_script
 
 STORE = 200 * 2**20
@@ -25,25 +25,28 @@ def cluster():
     root = short_tmp()
     env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root)
     before = (zray_segments(), zray_sessions())
-    head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", "--object-store-memory",
-                    str(STORE), "--resources", '{"head": 1}', env=env)
-    assert head.returncode == 0, head.stderr
-    address = [l for l in head.stdout.splitlines() if l.startswith("Head address:")][0].split()[-1]
-    joined = zray_cli("start", f"--address={address}", "--num-cpus", "1", "--object-store-memory",
-                      str(STORE), "--resources", '{"w2": 1}', "--node-ip-address", "127.0.0.2",
-                      "--token", token_of(head.stdout), env=env)
-    assert joined.returncode == 0, joined.stderr
-    from zray._config import config
+    with stopped_on_failure(env):
+        head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1",
+                        "--object-store-memory", str(STORE), "--resources", '{"head": 1}', env=env)
+        assert head.returncode == 0, head.stderr
+        address = [line for line in head.stdout.splitlines()
+                   if line.startswith("Head address:")][0].split()[-1]
+        joined = zray_cli("start", f"--address={address}", "--num-cpus", "1",
+                          "--object-store-memory", str(STORE), "--resources", '{"w2": 1}',
+                          "--node-ip-address", "127.0.0.2", "--token", token_of(head.stdout),
+                          env=env)
+        assert joined.returncode == 0, joined.stderr
+        from zray._config import config
 
-    # This process keeps its sessions elsewhere, so like a remote driver it is given the token.
-    config.token = token_of(head.stdout)
-    try:
-        zray.init(address=address)
-    finally:
-        config.token = ""
-    deadline = time.monotonic() + 10
-    while len([n for n in zray.nodes() if n["Alive"]]) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+        # This process keeps its sessions elsewhere, so like a remote driver it is given the token.
+        config.token = token_of(head.stdout)
+        try:
+            zray.init(address=address)
+        finally:
+            config.token = ""
+        deadline = time.monotonic() + 10
+        while len([n for n in zray.nodes() if n["Alive"]]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
     yield zray
     zray.shutdown()
     stopped = zray_cli("stop", env=env)
