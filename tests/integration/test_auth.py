@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
-from tests.integration.test_cli import token_of, zray_cli
+from tests.integration.test_cli import connect_remote_driver, token_of, zray_cli
 from tests.integration.test_lifecycle import ROOT, run_script
 from zray._private import protocol as P
 from zray._private.security import Credentials
@@ -43,16 +43,7 @@ def start_cluster(*head_flags, join_flags=("--token",)):
 
 
 def connect_driver(zray, cluster):
-    from zray._config import config
-
-    config.token = cluster["token"]  # as ZRAY_TOKEN would: this process's sessions live elsewhere
-    try:
-        zray.init(address=cluster["address"])
-    finally:
-        config.token = ""
-    deadline = time.monotonic() + 10
-    while len([n for n in zray.nodes() if n["Alive"]]) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    connect_remote_driver(zray, cluster["address"], cluster["token"], 2)
 
 
 # First: the module's plain cluster and its driver live until the module ends.

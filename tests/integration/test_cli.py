@@ -3,6 +3,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 
 from tests.conftest import assert_no_leaks, exited, zray_segments, zray_sessions
 from tests.integration.test_lifecycle import ROOT, run_script
@@ -16,6 +17,22 @@ def zray_cli(*args, env):
 def token_of(head_stdout: str) -> str:
     """The cluster token `zray start --head` printed, which joining nodes must present."""
     return [l for l in head_stdout.splitlines() if l.startswith("Cluster token:")][0].split()[-1]
+
+
+def connect_remote_driver(zray, address: str, token: str, nodes: int):
+    """init() into a CLI-started cluster as a remote driver would (this process keeps its
+    sessions elsewhere, so it is given the token as ZRAY_TOKEN would), then wait (bounded) until
+    `nodes` nodes are alive."""
+    from zray._config import config
+
+    config.token = token
+    try:
+        zray.init(address=address)
+    finally:
+        config.token = ""
+    deadline = time.monotonic() + 10
+    while len([n for n in zray.nodes() if n["Alive"]]) < nodes and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
-from tests.integration.test_cli import stopped_on_failure, token_of, zray_cli
+from tests.integration.test_cli import connect_remote_driver, stopped_on_failure, token_of, zray_cli
 from tests.integration.test_lifecycle import ROOT
 
 
@@ -31,17 +31,7 @@ def cluster():
                               f'{{"{name}": 1}}', "--node-ip-address", ip,
                               "--token", token_of(head.stdout), env=env)
             assert joined.returncode == 0, joined.stderr
-        from zray._config import config
-
-        # This process keeps its sessions elsewhere, so like a remote driver it is given the token.
-        config.token = token_of(head.stdout)
-        try:
-            zray.init(address=address)
-        finally:
-            config.token = ""
-        deadline = time.monotonic() + 10
-        while len([n for n in zray.nodes() if n["Alive"]]) < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        connect_remote_driver(zray, address, token_of(head.stdout), 3)
     yield zray
     zray.shutdown()
     stopped = zray_cli("stop", env=env)

@@ -49,7 +49,7 @@ def node_stats():
     return reply.stats
 
 
-def wait_until(predicate, timeout=5.0):
+def wait_until(predicate, timeout=10.0):
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

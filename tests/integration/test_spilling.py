@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
+from tests.integration.test_objects import node_stats, wait_until
 
 STORE = 200 * 2**20
 
@@ -23,20 +24,6 @@ def small_store():
     assert_no_leaks(*before)
 
 
-def node_stats():
-    import zray._private.runtime as runtime
-    from zray._private import protocol as P
-
-    core = runtime.core
-    reply, _ = core.requests.call(core.node_address, P.GetNodeStats(0), 10)
-    return reply.stats
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return predicate()
 
 
 def spill_files(ray):
@@ -65,20 +52,20 @@ def test_three_times_the_store_with_every_byte_checked(small_store):
         assert np.array_equal(ray.get(ref), array)
     del refs, ref  # a restored object keeps its file until it is freed
     assert_spill_files_go(ray)
-    assert wait_for(lambda: node_stats()["store"]["used"] < 2**20), node_stats()["store"]
+    assert wait_until(lambda: node_stats()["store"]["used"] < 2**20), node_stats()["store"]
     assert node_stats()["store"]["objects"] == 0
 
 
 def test_threshold_spills_in_the_background(small_store):
     ray = small_store
-    assert wait_for(lambda: node_stats()["store"]["used"] < 2**20)
+    assert wait_until(lambda: node_stats()["store"]["used"] < 2**20)
     before = node_stats()["spill"]
     one = 25 * 2**20
     refs = [ray.put(np.full(one // 8, i)) for i in range(7)]  # 175 MiB: past 80% of 200 MiB
     during = node_stats()
     assert during["spill"]["waited_for_room"] == before["waited_for_room"]  # nobody waited
     # The node spills on its own, down to the threshold, without a put asking for room.
-    assert wait_for(lambda: node_stats()["spill"]["spilling_bytes"] == 0)
+    assert wait_until(lambda: node_stats()["spill"]["spilling_bytes"] == 0)
     after = node_stats()
     assert after["spill"]["threshold_batches"] > before["threshold_batches"]
     assert after["spill"]["bytes_spilled"] - before["bytes_spilled"] >= 4 * one  # 100 MiB batch

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_no_leaks, exited, zray_segments, zray_sessions
-from tests.integration.test_cli import short_tmp, stopped_on_failure, token_of, zray_cli
+from tests.integration.test_cli import (connect_remote_driver, short_tmp,
+                                          stopped_on_failure, token_of, zray_cli)
 from tests.integration.test_lifecycle import ROOT, run_script
+from tests.integration.test_objects import wait_until
 
 STORE = 200 * 2**20
 
@@ -36,17 +38,7 @@ def cluster():
                           "--node-ip-address", "127.0.0.2", "--token", token_of(head.stdout),
                           env=env)
         assert joined.returncode == 0, joined.stderr
-        from zray._config import config
-
-        # This process keeps its sessions elsewhere, so like a remote driver it is given the token.
-        config.token = token_of(head.stdout)
-        try:
-            zray.init(address=address)
-        finally:
-            config.token = ""
-        deadline = time.monotonic() + 10
-        while len([n for n in zray.nodes() if n["Alive"]]) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        connect_remote_driver(zray, address, token_of(head.stdout), 2)
     yield zray
     zray.shutdown()
     stopped = zray_cli("stop", env=env)
@@ -64,12 +56,6 @@ def stats_of(ray, resource):
     return reply.stats
 
 
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return predicate()
-
 
 def test_spilled_object_as_argument_on_another_node(cluster):
     ray = cluster
@@ -81,7 +67,7 @@ def test_spilled_object_as_argument_on_another_node(cluster):
     n = 10 * 2**20
     first = ray.put(np.arange(n, dtype=np.int64))  # 80 MiB on the driver's (head) node
     others = [ray.put(np.ones(n)) for _ in range(4)]  # 320 MiB more: the first goes to disk
-    assert wait_for(lambda: stats_of(ray, "head")["spill"]["spilling_bytes"] == 0)
+    assert wait_until(lambda: stats_of(ray, "head")["spill"]["spilling_bytes"] == 0)
     assert stats_of(ray, "head")["store"]["spilled"] >= 1
     total, where = ray.get(checksum.remote(first), timeout=60)  # restored on head, pulled to w2
     assert total == n * (n - 1) // 2
@@ -102,7 +88,7 @@ def test_copies_from_other_nodes_go_before_primaries_are_spilled(cluster):
         return [ray.put(np.full(mib * 2**20 // 8, i, dtype=np.int64)) for i in range(count)]
 
     gc.collect()
-    assert wait_for(lambda: stats_of(ray, "w2")["store"]["used"] < 2**20)
+    assert wait_until(lambda: stats_of(ray, "w2")["store"]["used"] < 2**20)
     inputs = [ray.put(np.ones(40 * 2**20 // 8)) for _ in range(3)]
     assert ray.get(total.remote(*inputs), timeout=60) == 3 * 40 * 2**20 // 8
     w2 = stats_of(ray, "w2")
@@ -110,7 +96,7 @@ def test_copies_from_other_nodes_go_before_primaries_are_spilled(cluster):
     before = w2["spill"]
     # 100 MiB of primaries on w2: past the 160 MiB threshold, so something must leave memory.
     made = ray.get(make.remote(4, 25), timeout=60)
-    assert wait_for(lambda: stats_of(ray, "w2")["spill"]["spilling_bytes"] == 0)
+    assert wait_until(lambda: stats_of(ray, "w2")["spill"]["spilling_bytes"] == 0)
     after = stats_of(ray, "w2")
     assert after["spill"]["secondary_evicted"] - before["secondary_evicted"] >= 2
     assert after["spill"]["bytes_spilled"] == before["bytes_spilled"]  # no primary went to disk
