@@ -379,7 +379,7 @@ class NodeDaemon:
     def _on_client_exit(self, identity: bytes):
         client = self.clients.pop(identity, None)
         self.store.client_exited(identity)
-        address = self.endpoint.peers.get(identity)
+        address = self.endpoint.peers.pop(identity, None)
         if client is not None:
             self.endpoint.send(self.head_address, P.ClientDied(identity))
             if address:  # owners elsewhere stop counting its borrowed refs
@@ -387,7 +387,6 @@ class NodeDaemon:
             # Leases and queued requests the client held (a worker submits nested tasks too)
             # would otherwise leak their CPUs and workers.
             self._dispatch(self.scheduler.client_exited(identity))
-        address = self.endpoint.peers.pop(identity, None)
         if address:
             self.endpoint.drop_outbox(address)
 

@@ -248,9 +248,6 @@ class ReferenceCounter:
     def is_live(self, object_id: bytes) -> bool:
         return self._held(object_id)
 
-    def borrowers(self, object_id: bytes) -> dict:
-        return dict(self._borrowers.get(object_id, {}))
-
     def table(self) -> list:
         """[object id, owner address, reasons held here, borrower registrations] for every
         object this process knows, for `zray memory`."""
