@@ -149,3 +149,10 @@ def test_token_file_is_private_and_found_by_head_address(tmp_path):
     assert security.local_credentials("tcp://127.0.0.1:2", sessions) == Credentials("tb", True)
     assert security.local_credentials("tcp://127.0.0.1:9", sessions) is None  # ambiguous
     assert security.local_credentials("tcp://127.0.0.1:9", sessions[:1]) == Credentials("ta")
+
+
+def test_generated_tokens_never_look_like_an_option():
+    from zray._private.security import new_token
+
+    tokens = [new_token() for _ in range(2000)]  # ~31 would start with '-' by chance
+    assert not any(t.startswith("-") for t in tokens) and len(set(tokens)) == 2000

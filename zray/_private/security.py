@@ -43,7 +43,12 @@ class AuthenticationError(ConnectionError):
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(32)
+    """A url-safe token that never starts with '-': `--token TOKEN` would otherwise read it as
+    an option (1 start in 64)."""
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
 
 
 @lru_cache(maxsize=8)
