@@ -48,6 +48,11 @@ class Config:
     rpc_timeout_s: float = _setting(
         30.0, "Bound on control-plane request/reply exchanges (head and node RPCs)."
     )
+    direct_calls: bool = _setting(
+        True,
+        "Push tasks and actor calls to workers on the same machine over a plain Unix socket "
+        "read by the executing thread (zray/_private/direct.py); 0 sends them over ZeroMQ.",
+    )
     lease_idle_s: float = _setting(
         0.05,
         "How long a caller keeps an idle worker lease before returning it, so back-to-back "

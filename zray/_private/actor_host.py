@@ -74,12 +74,13 @@ class ActorHost:
         if self.is_async:
             self.loop = asyncio.new_event_loop()
             self._semaphore = asyncio.Semaphore(self.max_concurrency)
-            core.actor_dispatch = lambda msg, payload: self.loop.call_soon_threadsafe(
-                self._schedule_async, msg, payload)
+            core.actor_dispatch = lambda msg, payload, connection: (
+                self.loop.call_soon_threadsafe(self._schedule_async, msg, payload, connection))
         elif self.max_concurrency > 1:
             self.pool = concurrent.futures.ThreadPoolExecutor(
                 self.max_concurrency, thread_name_prefix="zray-actor")
-            core.actor_dispatch = lambda msg, payload: self.pool.submit(self.run_call, msg, payload)
+            core.actor_dispatch = lambda msg, payload, connection: self.pool.submit(
+                self.run_call, msg, payload, connection)
 
     def serve_async(self):
         """Runs the actor's event loop on the main thread until the worker stops."""
@@ -91,7 +92,7 @@ class ActorHost:
 
     # ------------------------------------------------------------------ calls
 
-    def run_call(self, msg: P.PushActorTask, payload):
+    def run_call(self, msg: P.PushActorTask, payload, connection=None):
         """Runs one call to completion in the calling thread (main thread or pool thread)."""
         core = self.core
         context = core.context
@@ -100,6 +101,7 @@ class ActorHost:
         context.name = f"{self.class_name}.{msg.method}"
         exit_requested = False
         held = core.refs.receive_for_task(msg.borrowed) if msg.borrowed else ()
+        sent_before = core.endpoint.sent
         try:
             args, kwargs = self.executor.arguments(msg.nbuffers, msg.resolved, payload)
             method = self._method(msg.method)
@@ -114,23 +116,24 @@ class ActorHost:
         finally:
             context.task_id = None
         self.executor.reply(msg.task_id, msg.owner_address, 0, context.name or msg.method,
-                            values, is_error)
+                            values, is_error, connection, sent_before)
         del values
         if held:
             core.apply_released(core.refs.unpin(held))
         if exit_requested:
             self.exit("exit_actor() was called")
 
-    def _schedule_async(self, msg, payload):
-        self.loop.create_task(self._run_call_async(msg, payload))
+    def _schedule_async(self, msg, payload, connection):
+        self.loop.create_task(self._run_call_async(msg, payload, connection))
 
-    async def _run_call_async(self, msg: P.PushActorTask, payload):
+    async def _run_call_async(self, msg: P.PushActorTask, payload, connection):
         core = self.core
         async with self._semaphore:
             core.context.task_id = msg.task_id
             core.context.actor_id = self.actor_id
             exit_requested = False
             held = core.refs.receive_for_task(msg.borrowed) if msg.borrowed else ()
+            sent_before = core.endpoint.sent
             try:
                 args, kwargs = self.executor.arguments(msg.nbuffers, msg.resolved, payload)
                 result = self._method(msg.method)(*args, **kwargs)
@@ -143,7 +146,8 @@ class ActorHost:
             except BaseException as exc:  # noqa: BLE001 - goes back to the caller
                 values, is_error = [self._error(exc, msg)] * msg.num_returns, True
             self.executor.reply(msg.task_id, msg.owner_address, 0,
-                                f"{self.class_name}.{msg.method}", values, is_error)
+                                f"{self.class_name}.{msg.method}", values, is_error, connection,
+                                sent_before)
             del values
             if held:
                 core.apply_released(core.refs.unpin(held))

@@ -144,7 +144,7 @@ class ActorSubmitter:
                 if call.borrowed:
                     call.pushed_to = ins.address
                     self.core.register_borrower(ins.address, call.borrowed)
-                self.core.endpoint.send(ins.address, P.PushActorTask(
+                self.core.push(ins.address, P.PushActorTask(
                     record.actor_id, call.task_id, call.method, call.num_returns,
                     self.core.address, len(call.frames) - 1, call.resolved, call.borrowed),
                     payload=call.frames + call.resolved_frames)

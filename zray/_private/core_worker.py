@@ -26,6 +26,7 @@ from zray import exceptions as X
 from zray._config import config
 from zray._fast import (USING_FAST, object_size, pinned_view, populate, random_id, read_object,
                         write_object, object_id_for, TASK_ID_SIZE)
+from zray._private import direct
 from zray._private import protocol as P
 from zray._private import runtime
 from zray._private import session
@@ -77,7 +78,16 @@ class CoreWorker:
         self.endpoint = Endpoint(worker_id, [session.socket_address(
             session_dir, ("d-" if mode == DRIVER else "w-") + worker_id.hex()[:16]),
             f"tcp://{node_ip}:*"], self.ctx, creds)
+        # Workers take pushed calls from local owners on a Unix socket of their own: set up
+        # before the first Hello, which advertises the address.
+        self.direct_server = None
+        if mode == WORKER and config.direct_calls:
+            path = session.socket_address(session_dir, "x-" + worker_id.hex()[:16])
+            self.direct_server = direct.Server(path[len("ipc://"):])
+            self.endpoint.address += "|" + self.direct_server.address
         self.address = self.endpoint.address
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.channels = direct.Channels(self._wake_io)
         self.requests = Requests(self.endpoint)
         self.memory_store = MemoryStore()
         self.refs = ReferenceCounter(self.address)
@@ -125,27 +135,23 @@ class CoreWorker:
         inbox = self.endpoint.inbox
         poller = zmq.Poller()
         poller.register(inbox, zmq.POLLIN)
-        handlers = self._handlers
+        poller.register(self._wake_r, zmq.POLLIN)
+        channels = self.channels
         next_housekeeping = 0.0
         while self.running:
             try:
-                if poller.poll(1000 * (HOUSEKEEPING_S if self._busy() else IDLE_POLL_S)):
-                    receive = self.endpoint.receive
-                    for _ in range(1000):
-                        received = receive(False)
-                        if received is False:
-                            break
-                        if received is None:
-                            continue
-                        identity, msg, seq, flags, payload = received
-                        if flags & REPLY:
-                            self.requests.deliver(msg, seq, payload)
-                            continue
-                        handler = handlers.get(type(msg))
-                        if handler is None:
-                            logger.warning("unexpected %s", type(msg).__name__)
+                events = poller.poll(1000 * (HOUSEKEEPING_S if self._busy() else IDLE_POLL_S))
+                for source, event in events:
+                    if source is inbox:
+                        self._read_inbox()
+                    elif source == self._wake_r:
+                        self._take_up_channels(poller)
+                    else:
+                        connection = channels.by_fd.get(source)
+                        if connection is None:
+                            poller.unregister(source)
                         else:
-                            handler(self, identity, msg, seq, payload)
+                            self._serve_channel(poller, connection, event)
                 now = time.monotonic()
                 if now >= next_housekeeping:  # not after every message: it is on the hot path
                     next_housekeeping = now + HOUSEKEEPING_S
@@ -155,6 +161,65 @@ class CoreWorker:
             except Exception:
                 if self.running:
                     logger.exception("core worker I/O loop error")
+
+    def _read_inbox(self):
+        receive = self.endpoint.receive
+        for _ in range(1000):
+            received = receive(False)
+            if received is False:
+                return
+            if received is not None:
+                identity, msg, seq, flags, payload = received
+                self._dispatch(identity, msg, seq, flags, payload)
+
+    def _dispatch(self, identity, msg, seq, flags, payload):
+        if flags & REPLY:
+            self.requests.deliver(msg, seq, payload)
+            return
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            logger.warning("unexpected %s", type(msg).__name__)
+        else:
+            handler(self, identity, msg, seq, payload)
+
+    def _wake_io(self):
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already woken, or shutting down
+
+    def _take_up_channels(self, poller):
+        """Polls connections opened (or backlogged) by other threads since the last wake."""
+        try:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            pass
+        changes = self.channels.changes
+        while changes:
+            connection = changes.popleft()
+            if connection.closed or connection.fd not in self.channels.by_fd:
+                continue
+            flags = zmq.POLLIN | (zmq.POLLOUT if connection.backlogged else 0)
+            poller.register(connection.fd, flags)  # registering again updates the flags
+
+    def _serve_channel(self, poller, connection, event):
+        if event & zmq.POLLOUT and not connection.flush():
+            poller.register(connection.fd, zmq.POLLIN)
+        messages = connection.read() if event & (zmq.POLLIN | zmq.POLLERR) else []
+        for frames in messages or ():
+            decoded = direct.decode(frames)
+            if decoded is not None:
+                msg, seq, flags, payload = decoded
+                self._dispatch(b"", msg, seq, flags, payload)
+        if messages is None or connection.closed:
+            poller.unregister(connection.fd)
+            self.channels.forget(connection)
+
+    def push(self, address: str, msg, payload=()):
+        """Sends a task or actor call to a worker: directly if it is on this machine."""
+        connection = self.channels.get(address) if config.direct_calls else None
+        if connection is None or not connection.send(msg, payload=payload):
+            self.endpoint.send(address, msg, payload=payload)
 
     def _send_pin_releases(self):
         """Sends the unpins of dead views (from any thread: each id is popped exactly once)."""
@@ -263,14 +328,20 @@ class CoreWorker:
         self.submitter.on_infeasible(msg)
 
     def on_push_task(self, identity, msg, seq, payload):
-        self.task_queue.put((msg, payload))
+        self.queue_task(msg, payload)
 
     def on_push_actor_task(self, identity, msg, seq, payload):
         dispatch = self.actor_dispatch
         if dispatch is None:
-            self.task_queue.put((msg, payload))
+            self.queue_task(msg, payload)
         else:
-            dispatch(msg, payload)
+            dispatch(msg, payload, None)
+
+    def queue_task(self, msg, payload):
+        """Hands a task that came over ZeroMQ to the executing thread."""
+        self.task_queue.put((msg, payload))
+        if self.direct_server is not None:
+            self.direct_server.wake()  # it may be waiting on direct connections only
 
     def on_cancel_task(self, identity, msg, seq, payload):
         if self._cancel_handler is not None:
@@ -535,6 +606,11 @@ class CoreWorker:
             self.endpoint.send(self.node_address, P.ReleaseObjects(list(self._pin_releases)))
         self.endpoint.close(linger_ms)
         self.ctx.term()
+        self.channels.close()
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+        if self.direct_server is not None:
+            self.direct_server.close()
         if getattr(self, "arena_fd", None) is not None:
             os.close(self.arena_fd)
             self.arena_fd = None

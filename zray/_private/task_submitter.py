@@ -165,7 +165,7 @@ class TaskSubmitter:
         msg = P.PushTask(spec.task_id, spec.function_id, spec.name, spec.num_returns,
                          self.core.address, lease.lease_id, len(spec.frames) - 1, spec.resolved,
                          spec.borrowed)
-        self.core.endpoint.send(lease.address, msg, payload=spec.frames + spec.resolved_frames)
+        self.core.push(lease.address, msg, payload=spec.frames + spec.resolved_frames)
 
     def _on_lease_reply(self, key: tuple, request_id: int, reply, request: P.RequestLease,
                         node_address: str):

@@ -81,7 +81,8 @@ def choose_address(address: str) -> str:
     port). A peer on the same machine takes the ipc socket, which is faster; others take tcp."""
     if "|" not in address:
         return address
-    parts = address.split("|")
+    # direct:// is not ZeroMQ: a worker's socket for pushed calls (zray/_private/direct.py).
+    parts = [part for part in address.split("|") if not part.startswith("direct://")]
     for part in parts:
         if part.startswith("ipc://") and os.path.exists(part[len("ipc://"):]):
             return part
@@ -96,7 +97,7 @@ def valid_address(address) -> bool:
     is the only place addresses come from, so a bad one is refused there, not at reply time."""
     if not isinstance(address, str) or not 0 < len(address) <= 1024:
         return False
-    return all(part.startswith(("tcp://", "ipc://")) and len(part) > 6
+    return all(part.startswith(("tcp://", "ipc://", "direct://")) and len(part) > 6
                for part in address.split("|"))
 
 
@@ -140,6 +141,7 @@ class Endpoint:
         self._outbox_lock = threading.Lock()
         self.peers: dict[bytes, str] = {}  # identity -> inbox address, learned from Hello
         self.dropped = 0
+        self.sent = 0  # messages handed to ZeroMQ: see Executor.reply for why it is counted
 
     def outbox(self, address: str) -> Outbox:
         box = self._outboxes.get(address)
@@ -153,6 +155,7 @@ class Endpoint:
         return box
 
     def send(self, address: str, msg, seq: int = 0, flags: int = 0, payload=()):
+        self.sent += 1
         self.outbox(address).send(msg, seq, flags, payload)
 
     def reply(self, identity: bytes, msg, seq: int, payload=()):
@@ -160,6 +163,7 @@ class Endpoint:
         if address is None:
             logger.warning("cannot answer %s: peer never said hello", identity.hex()[:12])
             return
+        self.sent += 1
         self.outbox(address).send(msg, seq, REPLY, payload)
 
     def drop_outbox(self, address: str):

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+from queue import Empty
 
 from zray import exceptions as X
 from zray._config import config
@@ -44,28 +45,62 @@ class Executor:
         signal.pthread_kill(self.main_thread_id, signal.SIGINT)
 
     def loop(self):
-        queue = self.core.task_queue
         while self.core.running:
             try:
-                msg, payload = queue.get(timeout=1.0)
-            except Exception:  # queue.Empty
-                continue
-            except KeyboardInterrupt:  # a late cancel for a task that already finished
-                continue
-            try:
+                work = self.next_work(1.0)
+                if work is None:
+                    continue
+                msg, payload, connection = work
                 kind = type(msg)
                 if kind is P.PushTask:
-                    self.execute(msg, payload)
+                    self.execute(msg, payload, connection)
                 elif kind is P.PushActorTask:
-                    self.actor.run_call(msg, payload)
+                    if self.core.actor_dispatch is not None:
+                        self.core.actor_dispatch(msg, payload, connection)
+                    else:
+                        self.actor.run_call(msg, payload, connection)
                 elif kind is P.StartActor:
                     self.start_actor(msg, payload)
-            except KeyboardInterrupt:
+                else:
+                    logger.warning("unexpected %s on a direct connection", kind.__name__)
+            except KeyboardInterrupt:  # a late cancel for a task that already finished
                 continue
-            del msg, payload
+            del work, msg, payload
             # The call's views of its arguments are gone: free their room now, not at the I/O
             # thread's next idle tick.
             self.core._send_pin_releases()
+
+    def next_work(self, timeout: float):
+        """The next task: from the I/O thread's queue (ZeroMQ) first, then from the direct
+        connections, waiting up to `timeout` on both. Returns (msg, payload, connection)."""
+        queue, server = self.core.task_queue, self.core.direct_server
+        for _ in range(2):
+            if not queue.empty():
+                msg, payload = queue.get()
+                return msg, payload, None
+            if server is None:
+                try:
+                    msg, payload = queue.get(timeout=timeout)
+                except Empty:
+                    return None
+                return msg, payload, None
+            if server.ready:
+                return server.ready.popleft()
+            server.poll(timeout)
+        return None
+
+    def serve_direct_calls(self):
+        """Async actors run their event loop on the main thread: this thread reads their
+        direct connections instead and hands each call to the loop."""
+        server = self.core.direct_server
+        while self.core.running:
+            try:
+                while server.ready:
+                    self.core.actor_dispatch(*server.ready.popleft())
+                server.poll(1.0)
+            except Exception:  # noqa: BLE001 - the reader must outlive one bad call
+                if self.core.running:
+                    logger.exception("direct call reader failed")
 
     def start_actor(self, msg: P.StartActor, payload):
         from zray._private.actor_host import ActorHost
@@ -77,11 +112,14 @@ class Executor:
         if self.core.actor_dispatch is not None:
             queue = self.core.task_queue  # calls that arrived during construction, in order
             while not queue.empty():
-                self.core.actor_dispatch(*queue.get())
+                self.core.actor_dispatch(*queue.get(), None)
         if self.actor.is_async:
+            if self.core.direct_server is not None:
+                threading.Thread(target=self.serve_direct_calls, name="zray-direct",
+                                 daemon=True).start()
             self.actor.serve_async()
 
-    def execute(self, push, payload):
+    def execute(self, push, payload, connection=None):
         core = self.core
         context = core.context
         context.task_id = push.task_id
@@ -91,6 +129,7 @@ class Executor:
             self.running_task = push.task_id
             self.cancel_requested = None
         held = core.refs.receive_for_task(push.borrowed) if push.borrowed else ()
+        sent_before = core.endpoint.sent
         error = None
         try:
             try:
@@ -117,7 +156,7 @@ class Executor:
             context.task_id = None
         values = [error] * push.num_returns if error else returns
         self.reply(push.task_id, push.owner_address, push.lease_id, push.name, values,
-                   error is not None)
+                   error is not None, connection, sent_before)
         if held:
             core.apply_released(core.refs.unpin(held))
 
@@ -167,7 +206,12 @@ class Executor:
         return list(result)
 
     def reply(self, task_id: bytes, owner_address: str, lease_id: int, name: str, values,
-              is_error: bool):
+              is_error: bool, connection=None, sent_before: int = -1):
+        """Sends a call's results to its owner: on the connection the call came on, if the
+        call sent nothing over ZeroMQ since `sent_before`. Otherwise the answer follows those
+        messages through libzmq's I/O thread: a seal or borrower registration must be on its
+        way before the owner hears the call is done, or an owner that kills this worker at
+        once (an actor out of scope) would lose the object."""
         core = self.core
         returns, frames, contained_per_return = [], [], []
         for index, value in enumerate(values, start=1):
@@ -191,9 +235,11 @@ class Executor:
                 entry = core.store_value(object_id, meta, buffers, error=True)
             returns.append([object_id, entry.kind, len(entry.frames), entry.node_id, entry.size])
             frames.extend(entry.frames)
-        core.endpoint.send(owner_address, P.TaskDone(
-            task_id, returns, lease_id,
-            contained_per_return if any(contained_per_return) else []), payload=frames)
+        done = P.TaskDone(task_id, returns, lease_id,
+                          contained_per_return if any(contained_per_return) else [])
+        if connection is None or core.endpoint.sent != sent_before \
+                or not connection.send(done, payload=frames):
+            core.endpoint.send(owner_address, done, payload=frames)
 
 
 def main(worker_id: bytes, args: list) -> int:

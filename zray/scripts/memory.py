@@ -63,7 +63,7 @@ def rows_of(reports: list) -> list:
                 rows.append({
                     "node": report.node_ip, "pid": pid, "kind": kind.capitalize(),
                     "object_id": oid.hex(), "size": size, "reasons": reasons,
-                    "owner": names.get(owner) or owner.split("|")[-1] or "?",
+                    "owner": names.get(owner) or _tcp_part(owner) or "?",
                     "borrowers": borrowers,
                     "copies": ", ".join(
                         f"{ip}:{state}{'' if primary else '(copy)'}"
@@ -155,3 +155,9 @@ def _format(lines: list, no_format: bool) -> list:
         return [" ".join(line) for line in lines]
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     return ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+
+
+def _tcp_part(address: str) -> str:
+    """The part of an advertised address another machine would use."""
+    parts = address.split("|")
+    return next((p for p in parts if p.startswith("tcp://")), parts[-1])

@@ -1,0 +1,149 @@
+"""Direct calls (zray/_private/direct.py): framing over any chunking, garbage, sends that never
+block, and a server that only serves its own user."""
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zray._private import direct
+from zray._private import protocol as P
+
+frames_st = st.lists(st.binary(max_size=300), min_size=1, max_size=6)
+
+
+def wire(messages) -> bytes:
+    return b"".join(b"".join(bytes(b) for b in direct.pack(m)) for m in messages)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(frames_st, min_size=1, max_size=8), st.data())
+def test_any_chunking_yields_the_messages_sent(messages, data):
+    stream = wire(messages)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
+    unpacker, received, start = direct.Unpacker(), [], 0
+    for cut in cuts + [len(stream)]:
+        received += unpacker.feed(stream[start:cut])
+        start = cut
+    assert [[f.bytes for f in m] for m in received] == messages
+    assert unpacker.buffered == 0
+
+
+def test_large_frames_are_views_small_ones_copies():
+    big = b"x" * (direct.COPY_BELOW + 1)
+    [message] = direct.Unpacker().feed(wire([[b"small", big]]))
+    assert message[0].buffer.obj is not message[1].buffer.obj
+    assert message[1].bytes == big
+
+
+@pytest.mark.parametrize("head", [struct.pack("<I", 0), struct.pack("<I", direct.MAX_FRAMES + 1),
+                                  struct.pack("<II", 1, direct.MAX_MESSAGE_BYTES)])
+def test_garbage_raises_framing_error(head):
+    with pytest.raises(direct.FramingError):
+        direct.Unpacker().feed(head + b"\0" * 8)
+
+
+def test_decode_drops_undecodable_messages():
+    assert direct.decode([direct.Frame(memoryview(b"h"))]) is None
+    assert direct.decode([direct.Frame(memoryview(b"hdr")), direct.Frame(memoryview(b"x"))]) is None
+    header, body = P.encode(P.Hello("tcp://127.0.0.1:1"), 7)
+    msg, seq, flags, payload = direct.decode(
+        [direct.Frame(memoryview(header)), direct.Frame(memoryview(body)),
+         direct.Frame(memoryview(b"p"))])
+    assert msg == P.Hello("tcp://127.0.0.1:1") and seq == 7 and payload[0].bytes == b"p"
+
+
+def test_send_queues_what_the_socket_cannot_take_and_flushes_in_order():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    sender = direct.Connection(a)
+    backlogs = []
+    sender.on_backlog = backlogs.append
+    msg = P.Hello("tcp://127.0.0.1:1")
+    payload = [b"y" * 100_000]
+    count = 200  # 20 MB: far more than the socket buffers
+    for _ in range(count):
+        assert sender.send(msg, payload=payload)  # never blocks
+    assert sender.backlogged and backlogs == [sender]
+    b.setblocking(False)
+    unpacker, received = direct.Unpacker(), []
+    while len(received) < count:
+        select.select([b], [a] if sender.backlogged else [], [], 5)
+        sender.flush()
+        try:
+            received += unpacker.feed(b.recv(1 << 20))
+        except BlockingIOError:
+            pass
+    assert not sender.backlogged
+    assert all(direct.decode(m)[0] == msg and m[2].bytes == payload[0] for m in received)
+    sender.close()
+    b.close()
+
+
+def test_send_to_a_closed_peer_reports_failure():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    b.close()
+    connection = direct.Connection(a)
+    assert not connection.send(P.Hello("tcp://127.0.0.1:1"))
+    assert connection.closed
+    connection.close()
+
+
+def test_server_delivers_calls_and_answers_on_the_same_connection(tmp_path):
+    server = direct.Server(str(tmp_path / "w.sock"))
+    channels = direct.Channels(lambda: None)
+    try:
+        connection = channels.get("tcp://127.0.0.1:1|" + server.address)
+        assert connection is not None
+        assert channels.get("tcp://127.0.0.1:1|" + server.address) is connection
+        assert channels.get("tcp://127.0.0.1:2|direct:///no/such/path") is None
+        for i in range(3):
+            connection.send(P.Hello(f"tcp://127.0.0.1:{i + 1}"))
+        for _ in range(10):
+            if len(server.ready) == 3:
+                break
+            server.poll(1.0)
+        calls = [server.ready.popleft() for _ in range(3)]
+        assert [c[0].address for c in calls] == [f"tcp://127.0.0.1:{i + 1}" for i in range(3)]
+        calls[0][2].send(P.Hello("tcp://127.0.0.1:9"), payload=[b"answer"])
+        select.select([connection.fd], [], [], 5)
+        [answer] = connection.read()
+        assert direct.decode(answer)[0].address == "tcp://127.0.0.1:9"
+    finally:
+        channels.close()
+        server.close()
+    assert not os.path.exists(str(tmp_path / "w.sock"))
+
+
+def test_wake_interrupts_poll(tmp_path):
+    server = direct.Server(str(tmp_path / "w.sock"))
+    try:
+        threading.Timer(0.05, server.wake).start()
+        done = threading.Event()
+        thread = threading.Thread(target=lambda: (server.poll(10.0), done.set()))
+        thread.start()
+        assert done.wait(5.0)
+        thread.join(5.0)
+    finally:
+        server.close()
+
+
+def test_server_refuses_other_users(tmp_path, monkeypatch):
+    server = direct.Server(str(tmp_path / "w.sock"))
+    uid = os.getuid()
+    monkeypatch.setattr(direct.os, "getuid", lambda: uid + 1)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        client.connect(server.path)
+        server.poll(1.0)
+        assert server.refused == 1 and not server.connections
+        client.settimeout(5.0)
+        assert client.recv(1) == b""  # closed by the server
+    finally:
+        client.close()
+        server.close()

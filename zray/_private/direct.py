@@ -1,0 +1,440 @@
+"""Direct calls: task and actor-call pushes between processes of one machine over a plain Unix
+stream socket, without ZeroMQ.
+
+A ZeroMQ message wakes libzmq's I/O thread on both sides, and the worker's own I/O thread then
+hands the call to the thread that runs it: on two shared cores those wake-ups, not Python,
+were most of a synchronous call (docs/benchmarks.md). Here the owner's thread writes the call
+into the socket itself, the worker's executing thread is the one blocked reading it, and the
+answer comes back on the same connection to the owner's I/O thread. Everything else (leases,
+borrowers, failures, calls from other machines) stays on ZeroMQ; a worker that dies closes its
+connections, and the node's WorkerDied or the head's ActorState still decide about retries.
+
+A worker advertises `direct://PATH` as one more part of its address. Only processes of the
+worker's own user may connect (SO_PEERCRED): they could read the cluster token anyway.
+
+Wire format, repeated: u32 frame count, one u32 length per frame, then the frames; the first
+two frames are a zray header and body (zray/_private/protocol.py), the rest the payload.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import selectors
+import socket
+import struct
+import threading
+from collections import deque
+
+from zray._private import protocol as P
+
+logger = logging.getLogger(__name__)
+
+SCHEME = "direct://"
+MAX_FRAMES = 4096
+MAX_MESSAGE_BYTES = 256 * 2**20
+READ_CHUNK = 256 * 1024
+# Copying a small frame out of the read chunk lets the chunk go; a stored result must not pin
+# a quarter of a MiB of other messages for as long as it lives.
+COPY_BELOW = 64 * 1024
+SOCKET_BUFFER_BYTES = 4 * 2**20
+_U32 = struct.Struct("<I")
+
+
+class FramingError(ValueError):
+    """The byte stream is not a sequence of messages: the connection cannot be resynchronised."""
+
+
+class Frame:
+    """What a ZeroMQ frame offers the handlers: `.buffer` and `.bytes`."""
+    __slots__ = ("buffer",)
+
+    def __init__(self, buffer: memoryview):
+        self.buffer = buffer
+
+    @property
+    def bytes(self) -> bytes:
+        return bytes(self.buffer)
+
+
+def direct_path(address: str):
+    for part in address.split("|"):
+        if part.startswith(SCHEME):
+            return part[len(SCHEME):]
+    return None
+
+
+def pack(frames) -> list:
+    """One message as a list of buffers for sendmsg (no join of large frames)."""
+    lengths = [memoryview(f).nbytes for f in frames]
+    head = struct.pack(f"<{len(frames) + 1}I", len(frames), *lengths)
+    return [head, *frames]
+
+
+class Unpacker:
+    """Splits a byte stream into messages, whatever the chunks it arrives in."""
+
+    def __init__(self):
+        self._chunks: list = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> list:
+        """Returns the complete messages (lists of frames) the stream now holds."""
+        if self._chunks:
+            self._chunks.append(data)
+            data = b"".join(self._chunks)
+            self._chunks = []
+        view = memoryview(data)
+        messages, pos, end = [], 0, len(data)
+        while True:
+            if end - pos < 4:
+                break
+            count = _U32.unpack_from(view, pos)[0]
+            if not 0 < count <= MAX_FRAMES:
+                raise FramingError(f"a message of {count} frames")
+            table = 4 + 4 * count
+            if end - pos < table:
+                break
+            lengths = struct.unpack_from(f"<{count}I", view, pos + 4)
+            total = table + sum(lengths)
+            if total > MAX_MESSAGE_BYTES:
+                raise FramingError(f"a message of {total} bytes")
+            if end - pos < total:
+                break
+            frames, start = [], pos + table
+            for length in lengths:
+                frame = view[start:start + length]
+                frames.append(Frame(memoryview(bytes(frame)) if length < COPY_BELOW else frame))
+                start += length
+            messages.append(frames)
+            pos += total
+        if pos < end:
+            self._chunks.append(data[pos:] if pos else data)
+        self._size = end - pos
+        return messages
+
+    @property
+    def buffered(self) -> int:
+        return self._size
+
+
+def decode(frames):
+    """(msg, seq, flags, payload) or None for a message that is dropped (logged)."""
+    if len(frames) < 2:
+        logger.warning("dropped direct message: %d frames", len(frames))
+        return None
+    try:
+        msg, seq, flags = P.decode(frames[0].buffer, frames[1].buffer)
+    except Exception as exc:  # a decoder bug must not end the connection's reader
+        logger.warning("dropped direct message: %s", exc)
+        return None
+    return msg, seq, flags, frames[2:]
+
+
+def _tune(sock: socket.socket):
+    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER_BYTES)
+        except OSError:
+            pass
+
+
+class Connection:
+    """One end of a direct connection. Any thread may send; a send never blocks: what the
+    socket cannot take now waits in `_pending` until `flush` (the reader's loop calls it when
+    the socket is writable), so `f.remote()` never waits on a busy worker."""
+
+    def __init__(self, sock: socket.socket):
+        sock.setblocking(False)
+        _tune(sock)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.unpacker = Unpacker()
+        self.closed = False
+        self._lock = threading.Lock()
+        self._pending: deque = deque()
+        self.on_backlog = None  # called (outside the lock) when sends start to queue
+
+    def send(self, msg, seq: int = 0, flags: int = 0, payload=()) -> bool:
+        buffers = pack([*P.encode(msg, seq, flags), *payload])
+        backlogged = False
+        with self._lock:
+            if self.closed:
+                return False
+            if self._pending:
+                self._pending.extend(buffers)
+                return True
+            try:
+                sent = self.sock.sendmsg(buffers)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._close_locked()
+                return False
+            backlogged = self._keep_unsent(buffers, sent)
+        if backlogged and self.on_backlog is not None:
+            self.on_backlog(self)
+        return True
+
+    def _keep_unsent(self, buffers, sent: int) -> bool:
+        for buffer in buffers:
+            size = memoryview(buffer).nbytes
+            if sent >= size:
+                sent -= size
+                continue
+            self._pending.append(memoryview(buffer)[sent:] if sent else buffer)
+            sent = 0
+        return bool(self._pending)
+
+    @property
+    def backlogged(self) -> bool:
+        return bool(self._pending)
+
+    def flush(self) -> bool:
+        """Sends what waits; returns whether anything still does."""
+        with self._lock:
+            while self._pending and not self.closed:
+                batch = list(self._pending)[:64]
+                try:
+                    sent = self.sock.sendmsg(batch)
+                except (BlockingIOError, InterruptedError):
+                    return True
+                except OSError:
+                    self._close_locked()
+                    return False
+                for _ in batch:
+                    self._pending.popleft()
+                for index, buffer in enumerate(batch):
+                    size = memoryview(buffer).nbytes
+                    if sent >= size:
+                        sent -= size
+                        continue
+                    rest = list(batch[index:])
+                    rest[0] = memoryview(rest[0])[sent:] if sent else rest[0]
+                    self._pending.extendleft(reversed(rest))
+                    break
+            return bool(self._pending)
+
+    def read(self) -> list | None:
+        """Reads what the socket holds (only the one thread that reads this connection).
+        Returns complete messages, or None once the peer is gone or the stream is garbage;
+        that thread then unregisters the socket and calls `close`."""
+        messages = []
+        while True:
+            try:
+                data = self.sock.recv(READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                return messages
+            except OSError as exc:
+                if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
+                    logger.warning("direct connection failed: %s", exc)
+                data = b""
+            if not data:
+                self.closed = True
+                return messages or None
+            try:
+                messages.extend(self.unpacker.feed(data))
+            except FramingError as exc:
+                logger.warning("closing a direct connection: %s", exc)
+                self.closed = True
+                return messages or None
+            if len(data) < READ_CHUNK:
+                return messages
+
+    def close(self):
+        """Closes the socket: only its reading thread, once the fd is no longer polled (a
+        sender closing it could hand the fd number to a new socket still being polled)."""
+        with self._lock:
+            self._close_locked()
+            self.sock.close()
+
+    def _close_locked(self):
+        self.closed = True
+        self._pending.clear()
+
+
+def _peer_is_us(sock: socket.socket) -> bool:
+    try:
+        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    except OSError:
+        return False
+    return uid == os.getuid()
+
+
+class Server:
+    """Worker side: accepts local owners and reads their calls. Read only by the thread that
+    executes them (`poll`); other threads hand work to that thread through `wake`."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(128)
+        self.listener.setblocking(False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, None)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.connections: dict[int, Connection] = {}
+        self.ready: deque = deque()  # (msg, payload, connection) in arrival order
+        self.refused = 0
+        self._interest: deque = deque()  # connections whose replies queued up
+
+    @property
+    def address(self) -> str:
+        return SCHEME + self.path
+
+    def wake(self):
+        """From any thread: the reading thread leaves `poll` (work was queued elsewhere)."""
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already woken, or closing
+
+    def poll(self, timeout: float):
+        """Waits up to `timeout` for calls; decoded ones are appended to `ready`."""
+        self.apply_interest()
+        for key, events in self.selector.select(timeout):
+            data = key.data
+            if data is None:
+                self._accept()
+            elif data == "wake":
+                try:
+                    os.read(self._wake_r, 4096)
+                except BlockingIOError:
+                    pass
+            else:
+                if events & selectors.EVENT_WRITE:
+                    self._flushed(data)
+                if events & selectors.EVENT_READ:
+                    self._read(data)
+
+    def _accept(self):
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                logger.warning("direct accept failed: %s", exc)
+                return
+            if not _peer_is_us(sock):
+                self.refused += 1
+                logger.warning("refused a direct connection from another user")
+                sock.close()
+                continue
+            connection = Connection(sock)
+            connection.on_backlog = lambda c: self._watch_writable(c)
+            self.connections[connection.fd] = connection
+            self.selector.register(connection.fd, selectors.EVENT_READ, connection)
+
+    def _watch_writable(self, connection: Connection):
+        # Replies are sent by the thread that reads (or by actor threads, which wake it).
+        self._interest.append(connection)
+        self.wake()
+
+    def _read(self, connection: Connection):
+        messages = connection.read()
+        for frames in messages or ():
+            decoded = decode(frames)
+            if decoded is not None:
+                msg, _seq, _flags, payload = decoded
+                self.ready.append((msg, payload, connection))
+        if messages is None or connection.closed:
+            self._drop(connection)
+
+    def _flushed(self, connection: Connection):
+        if not connection.flush():
+            self._set_events(connection, selectors.EVENT_READ)
+
+    def apply_interest(self):
+        """Watches for room on connections whose sends queued up (reading thread only)."""
+        while self._interest:
+            connection = self._interest.popleft()
+            if not connection.closed and connection.backlogged:
+                self._set_events(connection, selectors.EVENT_READ | selectors.EVENT_WRITE)
+
+    def _set_events(self, connection: Connection, events: int):
+        if connection.fd in self.connections:
+            self.selector.modify(connection.fd, events, connection)
+
+    def _drop(self, connection: Connection):
+        if self.connections.pop(connection.fd, None) is not None:
+            self.selector.unregister(connection.fd)
+        connection.close()
+
+    def close(self):
+        for connection in list(self.connections.values()):
+            self._drop(connection)
+        self.selector.close()
+        self.listener.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+_UNKNOWN = object()
+
+
+class Channels:
+    """Owner side: one connection per local worker, opened by whichever thread first pushes to
+    it and read by the I/O thread (which `wake` interrupts to take up new connections)."""
+
+    def __init__(self, wake):
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._by_address: dict = {}  # address -> Connection, or None: not reachable directly
+        self.by_fd: dict[int, Connection] = {}
+        self.changes: deque = deque()  # connections the I/O thread must (re)register
+
+    def get(self, address: str):
+        connection = self._by_address.get(address, _UNKNOWN)
+        if connection is _UNKNOWN:
+            with self._lock:
+                connection = self._by_address.get(address, _UNKNOWN)
+                if connection is _UNKNOWN:
+                    connection = self._by_address[address] = self._open(address)
+        return connection
+
+    def _open(self, address: str):
+        path = direct_path(address)
+        if path is None or not os.path.exists(path):
+            return None  # another machine's worker, or one without direct calls
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(5.0)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            sock.close()
+            logger.warning("direct connection to %s failed (%s): using ZeroMQ", path, exc)
+            return None
+        connection = Connection(sock)
+        connection.on_backlog = self._backlogged
+        self.by_fd[connection.fd] = connection
+        self.changes.append(connection)
+        self._wake()
+        return connection
+
+    def _backlogged(self, connection: Connection):
+        self.changes.append(connection)
+        self._wake()
+
+    def forget(self, connection: Connection):
+        """The I/O thread saw the connection end (its worker is gone)."""
+        self.by_fd.pop(connection.fd, None)
+        connection.close()
+
+    def close(self):
+        with self._lock:
+            connections = [c for c in self._by_address.values() if c is not None]
+            self._by_address.clear()
+        for connection in connections:
+            connection.close()
+        self.by_fd.clear()
