@@ -1,0 +1,113 @@
+"""Calls to workers on the same machine travel over direct connections (zray/_private/direct.py);
+ZeroMQ carries them when direct calls are off, and a busy worker never blocks its caller."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+from tests.integration.test_lifecycle import run_script
+
+
+def _core():
+    import zray._private.runtime as runtime
+
+    return runtime.core
+
+
+def test_local_tasks_and_actor_calls_use_direct_connections(ray):
+    @ray.remote
+    def square(x):
+        return x * x
+
+    @ray.remote
+    class Counter:
+        def __init__(self):
+            self.n = 0
+
+        def add(self, k):
+            self.n += k
+            return self.n
+
+    assert ray.get([square.remote(i) for i in range(50)]) == [i * i for i in range(50)]
+    counter = Counter.remote()
+    assert [ray.get(counter.add.remote(1)) for _ in range(20)] == list(range(1, 21))
+    connections = [c for c in _core().channels.by_fd.values() if not c.closed]
+    assert connections, "no direct connection was opened"
+    assert all(c.unpacker.buffered == 0 for c in connections)
+
+
+def test_results_that_live_in_the_arena_still_arrive_over_direct_connections(ray):
+    @ray.remote
+    class Maker:
+        def make(self, n):
+            return np.arange(n)
+
+    # The handle dies at once: the actor is killed as soon as the call is answered, so the
+    # seal must be on its way first (the answer then follows it over ZeroMQ).
+    for _ in range(5):
+        arr = ray.get(Maker.remote().make.remote(1_000_000), timeout=60)
+        assert arr.sum() == 499999500000
+
+
+def test_a_busy_actor_never_blocks_its_caller(ray):
+    @ray.remote
+    class Slow:
+        def nap(self, seconds):
+            time.sleep(seconds)
+
+        def echo(self, blob):
+            return len(blob)
+
+    slow = Slow.remote()
+    ray.get(slow.nap.remote(0))
+    slow.nap.remote(2.0)
+    blob = b"x" * 20_000
+    start = time.monotonic()
+    refs = [slow.echo.remote(blob) for _ in range(1000)]  # 20 MB: far more than the socket holds
+    assert time.monotonic() - start < 1.9, "submitting blocked on the sleeping actor"
+    assert ray.get(refs, timeout=60) == [len(blob)] * 1000
+
+
+def test_an_actor_dying_mid_call_over_a_direct_connection_is_reported(ray):
+    @ray.remote(max_restarts=0)
+    class Doomed:
+        def crash(self):
+            os._exit(1)
+
+    doomed = Doomed.remote()
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(doomed.crash.remote(), timeout=60)
+
+
+@pytest.mark.parametrize("direct", ["0", "1"])
+def test_tasks_and_actors_work_with_direct_calls_on_or_off(direct):
+    result = run_script("""
+        import zray as ray
+        import zray._private.runtime as runtime
+        ray.init(num_cpus=2)
+
+        @ray.remote
+        def f(x):
+            return x + 1
+
+        @ray.remote
+        class A:
+            async def g(self, x):
+                return x * 2
+
+        @ray.remote(max_concurrency=4)
+        class T:
+            def h(self, x):
+                return x - 1
+
+        a, t = A.remote(), T.remote()
+        assert ray.get([f.remote(i) for i in range(100)]) == [i + 1 for i in range(100)]
+        assert ray.get([a.g.remote(i) for i in range(100)]) == [i * 2 for i in range(100)]
+        assert ray.get([t.h.remote(i) for i in range(100)]) == [i - 1 for i in range(100)]
+        print("direct connections:", len(runtime.core.channels.by_fd))
+        ray.shutdown()
+    """, env={"ZRAY_DIRECT_CALLS": direct})
+    assert result.returncode == 0, result.stderr
+    count = int(result.stdout.split("direct connections:")[1].split()[0])
+    assert (count > 0) == (direct == "1")
