@@ -12,6 +12,7 @@ import itertools
 import logging
 import mmap
 import os
+import select
 import struct
 import sys
 import threading
@@ -87,7 +88,13 @@ class CoreWorker:
             self.endpoint.address += "|" + self.direct_server.address
         self.address = self.endpoint.address
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.channels = direct.Channels(self._wake_io)
+        self._reader_wake_r, self._reader_wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.channels = direct.Channels(self._wake_readers)
+        # Whoever holds this reads the direct connections: the I/O thread, or a thread blocked
+        # in get/wait, which then needs no hand-off from the I/O thread (see _read_while_blocked).
+        self._channel_reader = threading.Lock()
+        self._channel_reader_ident = None
+        self._channels_parked = False  # the I/O thread stopped polling them for a reader
         self.requests = Requests(self.endpoint)
         self.memory_store = MemoryStore()
         self.refs = ReferenceCounter(self.address)
@@ -146,16 +153,26 @@ class CoreWorker:
                         self._read_inbox()
                     elif source == self._wake_r:
                         self._take_up_channels(poller)
+                    elif self._channels_parked:
+                        pass  # parked in this very batch: the reader has them
+                    elif not self._channel_reader.acquire(False):
+                        self._park_channels(poller)  # a blocked get reads them: stay out
                     else:
-                        connection = channels.by_fd.get(source)
-                        if connection is None:
-                            poller.unregister(source)
-                        else:
-                            self._serve_channel(poller, connection, event)
+                        try:
+                            connection = channels.by_fd.get(source)
+                            if connection is None:
+                                poller.unregister(source)
+                            else:
+                                self._serve_channel(poller, connection, event)
+                        finally:
+                            self._channel_reader.release()
                 now = time.monotonic()
                 if now >= next_housekeeping:  # not after every message: it is on the hot path
                     next_housekeeping = now + HOUSEKEEPING_S
                     self._housekeeping()
+                    # Polled again once no get reads them, so results reach callbacks and
+                    # futures within a tick even if no thread ever waits for them.
+                    self._unpark_channels(poller)
             except zmq.ContextTerminated:
                 return
             except Exception:
@@ -188,30 +205,125 @@ class CoreWorker:
         except (BlockingIOError, OSError):
             pass  # already woken, or shutting down
 
+    def _wake_readers(self):
+        self._wake_io()
+        try:
+            os.write(self._reader_wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
     def _take_up_channels(self, poller):
-        """Polls connections opened (or backlogged) by other threads since the last wake."""
+        """Polls connections opened (or backlogged) by other threads since the last wake, and
+        takes all of them back if a reader asked for that."""
         try:
             os.read(self._wake_r, 4096)
         except BlockingIOError:
             pass
         changes = self.channels.changes
+        if self._channels_parked:
+            changes.clear()  # all are registered when the I/O thread takes them back
+            self._unpark_channels(poller)
+            return
         while changes:
             connection = changes.popleft()
             if connection.closed or connection.fd not in self.channels.by_fd:
                 continue
-            flags = zmq.POLLIN | (zmq.POLLOUT if connection.backlogged else 0)
-            poller.register(connection.fd, flags)  # registering again updates the flags
+            self._register_channel(poller, connection)
 
-    def _serve_channel(self, poller, connection, event):
-        if event & zmq.POLLOUT and not connection.flush():
-            poller.register(connection.fd, zmq.POLLIN)
-        messages = connection.read() if event & (zmq.POLLIN | zmq.POLLERR) else []
+    @staticmethod
+    def _register_channel(poller, connection):
+        flags = zmq.POLLIN | (zmq.POLLOUT if connection.backlogged else 0)
+        poller.register(connection.fd, flags)  # registering again updates the flags
+
+    def _park_channels(self, poller):
+        for fd in list(self.channels.by_fd):
+            poller.unregister(fd)
+        self._channels_parked = True
+
+    def _unpark_channels(self, poller):
+        if not self._channels_parked or not self._channel_reader.acquire(False):
+            return
+        try:
+            self._channels_parked = False
+            for connection in list(self.channels.by_fd.values()):
+                if connection.closed:  # a reader saw it end; closing is ours
+                    self.channels.forget(connection)
+                else:
+                    self._register_channel(poller, connection)
+        finally:
+            self._channel_reader.release()
+
+    def _read_while_blocked(self, waiter, timeout: float):
+        """memory_store.wait's block: a thread waiting for results reads the direct
+        connections itself, so an answer wakes the thread that wants it rather than the I/O
+        thread, which would then wake this one (two wake-ups on two shared cores). Only one
+        thread reads at a time; the I/O thread stays out while one does (it parks the
+        connections when it sees one) and takes them back at its next tick."""
+        channels = self.channels
+        me = threading.get_ident()
+        nested = self._channel_reader_ident == me
+        if not channels.by_fd or not (nested or self._channel_reader.acquire(timeout=0.002)):
+            waiter.event.wait(timeout)
+            return
+        self._channel_reader_ident = me
+        deadline = time.monotonic() + timeout
+        waiter.wake = self._wake_blocked_reader
+        try:
+            while not waiter.event.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                poll = select.poll()
+                poll.register(self._reader_wake_r, select.POLLIN)
+                watched = {}
+                for connection in list(channels.by_fd.values()):
+                    if not connection.closed:
+                        watched[connection.fd] = connection
+                        poll.register(connection.fd, select.POLLIN | (
+                            select.POLLOUT if connection.backlogged else 0))
+                for fd, event in poll.poll(remaining * 1000):
+                    connection = watched.get(fd)
+                    if connection is None:
+                        try:
+                            os.read(self._reader_wake_r, 4096)
+                        except BlockingIOError:
+                            pass
+                        continue
+                    if event & select.POLLOUT:
+                        connection.flush()
+                    if event & (select.POLLIN | select.POLLERR | select.POLLHUP):
+                        self._read_channel(connection)
+        finally:
+            waiter.wake = None
+            if not nested:
+                self._channel_reader_ident = None
+                self._channel_reader.release()
+                if self._channels_parked and self.memory_store.has_other_waiters():
+                    self._wake_io()  # others still wait: the I/O thread reads for them
+
+    def _wake_blocked_reader(self):
+        try:
+            os.write(self._reader_wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
+    def _read_channel(self, connection) -> bool:
+        """Reads and handles what a direct connection holds (the channel reader only).
+        Returns False once it ended; the I/O thread closes it (it may still poll the fd)."""
+        messages = connection.read()
         for frames in messages or ():
             decoded = direct.decode(frames)
             if decoded is not None:
                 msg, seq, flags, payload = decoded
                 self._dispatch(b"", msg, seq, flags, payload)
-        if messages is None or connection.closed:
+        return messages is not None and not connection.closed
+
+    def _serve_channel(self, poller, connection, event):
+        if event & zmq.POLLOUT and not connection.flush():
+            poller.register(connection.fd, zmq.POLLIN)
+        if event & (zmq.POLLIN | zmq.POLLERR) and not connection.closed:
+            self._read_channel(connection)
+        if connection.closed:
             poller.unregister(connection.fd)
             self.channels.forget(connection)
 
@@ -237,7 +349,7 @@ class CoreWorker:
 
     def _busy(self) -> bool:
         submitter = self.submitter
-        return bool(self._pin_releases or self.refs._released
+        return bool(self._pin_releases or self.refs._released or self._channels_parked
                     or (submitter is not None and (submitter.leases or submitter.tasks))
                     or (self.actor_submitter is not None and self.actor_submitter._released))
 
@@ -447,7 +559,8 @@ class CoreWorker:
         deadline = None if timeout is None else time.monotonic() + timeout
         ids = [ref._id for ref in refs]
         self._request_missing(refs)
-        ready = self.memory_store.wait(ids, len(set(ids)), deadline, self._on_block)
+        ready = self.memory_store.wait(ids, len(set(ids)), deadline, self._on_block,
+                                       self._read_while_blocked)
         if len(ready) < len(set(ids)):
             raise X.GetTimeoutError(
                 f"Get timed out: some object(s) not ready after {timeout} seconds.")
@@ -479,7 +592,8 @@ class CoreWorker:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._request_missing(refs)
         ids = [ref._id for ref in refs]
-        ready_ids = set(self.memory_store.wait(ids, num_returns, deadline, self._on_block))
+        ready_ids = set(self.memory_store.wait(ids, num_returns, deadline, self._on_block,
+                                               self._read_while_blocked))
         ready, not_ready = [], []
         for ref in refs:
             if ref._id in ready_ids and len(ready) < num_returns:
@@ -607,7 +721,7 @@ class CoreWorker:
         self.endpoint.close(linger_ms)
         self.ctx.term()
         self.channels.close()
-        for fd in (self._wake_r, self._wake_w):
+        for fd in (self._wake_r, self._wake_w, self._reader_wake_r, self._reader_wake_w):
             os.close(fd)
         if self.direct_server is not None:
             self.direct_server.close()

@@ -31,12 +31,13 @@ class _Waiter:
     """One blocked wait: woken once `needed` more of the objects in `wanted` have arrived. A
     put checks each blocked wait with one set lookup instead of every wait rescanning all of
     its ids on every arrival (a get of 1,000 refs did that 1,000 times)."""
-    __slots__ = ("wanted", "needed", "event")
+    __slots__ = ("wanted", "needed", "event", "wake")
 
     def __init__(self, wanted: set, needed: int):
         self.wanted = wanted
         self.needed = needed
         self.event = threading.Event()
+        self.wake = None  # set by a `block` that waits on something other than the event
 
 
 class MemoryStore:
@@ -56,6 +57,8 @@ class MemoryStore:
                     waiter.needed -= 1
                     if waiter.needed <= 0:
                         waiter.event.set()
+                        if waiter.wake is not None:
+                            waiter.wake()
         if callbacks:
             for callback in callbacks:
                 callback(object_id, entry)
@@ -78,9 +81,12 @@ class MemoryStore:
                 return
         callback(object_id, entry)
 
-    def wait(self, object_ids, num_returns: int, deadline: float | None, on_block=None) -> list:
+    def wait(self, object_ids, num_returns: int, deadline: float | None, on_block=None,
+             block=None) -> list:
         """Blocks until `num_returns` of `object_ids` are present or the deadline passes;
-        returns the ids present. `on_block(True/False)` brackets any actual wait."""
+        returns the ids present. `on_block(True/False)` brackets any actual wait.
+        `block(waiter, timeout)` replaces waiting on the waiter's event (the core worker reads
+        direct connections meanwhile); it returns when the event is set or the time is up."""
         entries = self._entries
         ready = [oid for oid in object_ids if oid in entries]
         if len(ready) >= num_returns:
@@ -99,13 +105,20 @@ class MemoryStore:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
-                waiter.event.wait(1.0 if remaining is None else min(remaining, 1.0))
+                timeout = 1.0 if remaining is None else min(remaining, 1.0)
+                if block is None:
+                    waiter.event.wait(timeout)
+                else:
+                    block(waiter, timeout)
         finally:
             with self._lock:
                 self._waiters.remove(waiter)
             if on_block is not None:
                 on_block(False)
         return [oid for oid in object_ids if oid in entries]
+
+    def has_other_waiters(self, than: int = 1) -> bool:
+        return len(self._waiters) > than
 
     def __len__(self):
         return len(self._entries)
