@@ -111,3 +111,51 @@ def test_tasks_and_actors_work_with_direct_calls_on_or_off(direct):
     assert result.returncode == 0, result.stderr
     count = int(result.stdout.split("direct connections:")[1].split()[0])
     assert (count > 0) == (direct == "1")
+
+
+def test_results_reach_futures_and_awaits_after_gets_read_them(ray):
+    """A blocked get takes the connections from the I/O thread; results nobody waits for in
+    get (futures, asyncio) must still arrive once it is over."""
+    import asyncio
+
+    @ray.remote
+    class Echo:
+        def echo(self, x):
+            return x
+
+    echo = Echo.remote()
+    for i in range(200):
+        assert ray.get(echo.echo.remote(i)) == i
+    futures = [echo.echo.remote(i).future() for i in range(50)]
+    assert [f.result(timeout=30) for f in futures] == list(range(50))
+
+    async def gather():
+        return await asyncio.wait_for(
+            asyncio.gather(*[echo.echo.remote(i) for i in range(50)]), 30)
+
+    assert asyncio.run(gather()) == list(range(50))
+
+
+def test_many_threads_blocked_in_get_all_wake(ray):
+    import threading
+
+    @ray.remote
+    def slow_square(x):
+        time.sleep(0.01)
+        return x * x
+
+    results, errors = {}, []
+
+    def worker(k):
+        try:
+            results[k] = [ray.get(slow_square.remote(k * 10 + i), timeout=60) for i in range(10)]
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert not errors
+    assert results == {k: [(k * 10 + i) ** 2 for i in range(10)] for k in range(6)}

@@ -64,3 +64,21 @@ def test_two_waits_on_one_object_both_wake():
     for t in threads:
         t.join(5)
     assert results == [[b"x"], [b"x"]]
+
+
+def test_a_custom_block_is_woken_by_the_put_it_waits_for():
+    store = MemoryStore()
+    wakes, calls = [], []
+
+    def block(waiter, timeout):
+        calls.append(timeout)
+        waiter.wake = lambda: wakes.append(True)
+        # The producer runs "inside" the block, as a reader thread dispatching would.
+        store.put(b"other", entry())
+        assert not waiter.event.is_set() and not wakes
+        store.put(b"mine", entry())
+        assert waiter.event.is_set() and wakes == [True]
+
+    assert store.wait([b"mine"], 1, time.monotonic() + 10, block=block) == [b"mine"]
+    assert len(calls) == 1 and 0 < calls[0] <= 1.0
+    assert store._waiters == [] and not store.has_other_waiters(0)
