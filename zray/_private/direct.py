@@ -144,9 +144,10 @@ class Connection:
     socket cannot take now waits in `_pending` until `flush` (the reader's loop calls it when
     the socket is writable), so `f.remote()` never waits on a busy worker."""
 
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, address: str = ""):
         sock.setblocking(False)
         _tune(sock)
+        self.address = address  # the peer's advertised address (owner side)
         self.sock = sock
         self.fd = sock.fileno()
         self.unpacker = Unpacker()
@@ -411,11 +412,11 @@ class Channels:
         sock.settimeout(5.0)
         try:
             sock.connect(path)
-        except OSError as exc:
+        except OSError as exc:  # e.g. refused: the worker died and left its socket file
             sock.close()
-            logger.warning("direct connection to %s failed (%s): using ZeroMQ", path, exc)
+            logger.debug("direct connection to %s failed (%s): using ZeroMQ", path, exc)
             return None
-        connection = Connection(sock)
+        connection = Connection(sock, address)
         connection.on_backlog = self._backlogged
         self.by_fd[connection.fd] = connection
         self.changes.append(connection)
@@ -429,6 +430,9 @@ class Channels:
     def forget(self, connection: Connection):
         """The I/O thread saw the connection end (its worker is gone)."""
         self.by_fd.pop(connection.fd, None)
+        with self._lock:
+            if self._by_address.get(connection.address) is connection:
+                del self._by_address[connection.address]
         connection.close()
 
     def close(self):
