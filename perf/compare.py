@@ -331,9 +331,9 @@ HOW_TO_READ = """\
 - Numbers are from **one run on a noisy 2-core VM**; differences under ~20 % are within
   run-to-run noise, and everything (driver, node/raylet, workers) competes for the same two
   cores.
-- Not measured: object transfer between two nodes and spilling/restoring objects to disk
-  (zray has neither yet), Ray's placement-group and Ray Client microbenchmarks (zray has
-  neither).
+- Not compared in this table: Ray's placement-group and Ray Client microbenchmarks (zray has
+  neither). Spilling is compared below (`perf/bench_spill.py`); multi-node figures are
+  zray-only (`perf/bench_cluster.py`).
 """
 
 
