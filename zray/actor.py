@@ -7,6 +7,7 @@ import inspect
 import cloudpickle
 
 from zray._fast import object_id_for, random_id
+from zray._private import definitions
 from zray._private import options as O
 from zray._private import protocol as P
 from zray._private import runtime
@@ -101,7 +102,7 @@ class ActorClass:
 
     def _export(self, core) -> bytes:
         if self._class_id is None:
-            self._pickled = cloudpickle.dumps(self._cls)
+            self._pickled = definitions.dumps(self._cls)
             self._class_id = function_id_of(self._pickled)
             core.functions.remember(self._class_id, self._cls)
         core.functions.export(self._class_id, self._pickled)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import functools
 
-import cloudpickle
 
 from zray._fast import object_id_for, random_id
+from zray._private import definitions
 from zray._private import options as O
 from zray._private import resources as R
 from zray._private import runtime
@@ -58,7 +58,7 @@ class RemoteFunction:
 
     def _export(self, core) -> bytes:
         if self._function_id is None:
-            self._pickled = cloudpickle.dumps(self._function)
+            self._pickled = definitions.dumps(self._function)
             self._function_id = function_id_of(self._pickled)
             core.functions.remember(self._function_id, self._function)
         core.functions.export(self._function_id, self._pickled)

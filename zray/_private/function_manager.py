@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 
-import cloudpickle
-
+from zray._private import definitions
 from zray._private import protocol as P
 
 NAMESPACE = "fn"
@@ -45,6 +44,6 @@ class FunctionManager:
                 self.core.head_address, P.KvGet(NAMESPACE, function_id, timeout), timeout + 5)
             if not isinstance(reply, P.KvValue) or not reply.found:
                 raise RuntimeError(f"function {function_id.hex()} was never exported")
-            value = cloudpickle.loads(reply.value)
+            value = definitions.loads(reply.value)
             self._loaded[function_id] = value
             return value
