@@ -87,8 +87,8 @@ class CoreWorker:
             self.direct_server = direct.Server(path[len("ipc://"):])
             self.endpoint.address += "|" + self.direct_server.address
         self.address = self.endpoint.address
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._reader_wake_r, self._reader_wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._io_waker = direct.Waker()
+        self._reader_waker = direct.Waker()  # for a thread reading in _read_while_blocked
         self.channels = direct.Channels(self._wake_readers)
         # Whoever holds this reads the direct connections: the I/O thread, or a thread blocked
         # in get/wait, which then needs no hand-off from the I/O thread (see _read_while_blocked).
@@ -142,7 +142,7 @@ class CoreWorker:
         inbox = self.endpoint.inbox
         poller = zmq.Poller()
         poller.register(inbox, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(self._io_waker.fd, zmq.POLLIN)
         channels = self.channels
         next_housekeeping = 0.0
         while self.running:
@@ -151,7 +151,7 @@ class CoreWorker:
                 for source, event in events:
                     if source is inbox:
                         self._read_inbox()
-                    elif source == self._wake_r:
+                    elif source == self._io_waker.fd:
                         self._take_up_channels(poller)
                     elif self._channels_parked:
                         pass  # parked in this very batch: the reader has them
@@ -199,26 +199,15 @@ class CoreWorker:
         else:
             handler(self, identity, msg, seq, payload)
 
-    def _wake_io(self):
-        try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # already woken, or shutting down
-
     def _wake_readers(self):
-        self._wake_io()
-        try:
-            os.write(self._reader_wake_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass
+        """A connection was opened or its sends queued up: whoever reads must look again."""
+        self._io_waker.wake()
+        self._reader_waker.wake()
 
     def _take_up_channels(self, poller):
         """Polls connections opened (or backlogged) by other threads since the last wake, and
         takes all of them back if a reader asked for that."""
-        try:
-            os.read(self._wake_r, 4096)
-        except BlockingIOError:
-            pass
+        self._io_waker.drain()
         changes = self.channels.changes
         if self._channels_parked:
             changes.clear()  # all are registered when the I/O thread takes them back
@@ -267,14 +256,14 @@ class CoreWorker:
             return
         self._channel_reader_ident = me
         deadline = time.monotonic() + timeout
-        waiter.wake = self._wake_blocked_reader
+        waiter.wake = self._reader_waker.wake
         try:
             while not waiter.event.is_set():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
                 poll = select.poll()
-                poll.register(self._reader_wake_r, select.POLLIN)
+                poll.register(self._reader_waker.fd, select.POLLIN)
                 watched = {}
                 for connection in list(channels.by_fd.values()):
                     if not connection.closed:
@@ -284,10 +273,7 @@ class CoreWorker:
                 for fd, event in poll.poll(remaining * 1000):
                     connection = watched.get(fd)
                     if connection is None:
-                        try:
-                            os.read(self._reader_wake_r, 4096)
-                        except BlockingIOError:
-                            pass
+                        self._reader_waker.drain()
                         continue
                     if event & select.POLLOUT:
                         connection.flush()
@@ -299,24 +285,17 @@ class CoreWorker:
                 self._channel_reader_ident = None
                 self._channel_reader.release()
                 if self._channels_parked and self.memory_store.has_other_waiters():
-                    self._wake_io()  # others still wait: the I/O thread reads for them
+                    self._io_waker.wake()  # others still wait: the I/O thread reads for them
 
-    def _wake_blocked_reader(self):
-        try:
-            os.write(self._reader_wake_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass
-
-    def _read_channel(self, connection) -> bool:
-        """Reads and handles what a direct connection holds (the channel reader only).
-        Returns False once it ended; the I/O thread closes it (it may still poll the fd)."""
+    def _read_channel(self, connection):
+        """Reads and handles what a direct connection holds (the channel reader only). One
+        that ended is only marked closed: the I/O thread closes it (it may still poll the fd)."""
         messages = connection.read()
         for frames in messages or ():
             decoded = direct.decode(frames)
             if decoded is not None:
                 msg, seq, flags, payload = decoded
                 self._dispatch(b"", msg, seq, flags, payload)
-        return messages is not None and not connection.closed
 
     def _serve_channel(self, poller, connection, event):
         if event & zmq.POLLOUT and not connection.flush():
@@ -721,8 +700,8 @@ class CoreWorker:
         self.endpoint.close(linger_ms)
         self.ctx.term()
         self.channels.close()
-        for fd in (self._wake_r, self._wake_w, self._reader_wake_r, self._reader_wake_w):
-            os.close(fd)
+        self._io_waker.close()
+        self._reader_waker.close()
         if self.direct_server is not None:
             self.direct_server.close()
         if getattr(self, "arena_fd", None) is not None:

@@ -172,20 +172,11 @@ class Connection:
             except OSError:
                 self._close_locked()
                 return False
-            backlogged = self._keep_unsent(buffers, sent)
+            self._pending.extend(_unsent(buffers, sent))
+            backlogged = bool(self._pending)
         if backlogged and self.on_backlog is not None:
             self.on_backlog(self)
         return True
-
-    def _keep_unsent(self, buffers, sent: int) -> bool:
-        for buffer in buffers:
-            size = memoryview(buffer).nbytes
-            if sent >= size:
-                sent -= size
-                continue
-            self._pending.append(memoryview(buffer)[sent:] if sent else buffer)
-            sent = 0
-        return bool(self._pending)
 
     @property
     def backlogged(self) -> bool:
@@ -195,25 +186,18 @@ class Connection:
         """Sends what waits; returns whether anything still does."""
         with self._lock:
             while self._pending and not self.closed:
-                batch = list(self._pending)[:64]
+                batch = [self._pending.popleft() for _ in range(min(64, len(self._pending)))]
                 try:
                     sent = self.sock.sendmsg(batch)
                 except (BlockingIOError, InterruptedError):
-                    return True
+                    sent = 0
                 except OSError:
                     self._close_locked()
                     return False
-                for _ in batch:
-                    self._pending.popleft()
-                for index, buffer in enumerate(batch):
-                    size = memoryview(buffer).nbytes
-                    if sent >= size:
-                        sent -= size
-                        continue
-                    rest = list(batch[index:])
-                    rest[0] = memoryview(rest[0])[sent:] if sent else rest[0]
-                    self._pending.extendleft(reversed(rest))
-                    break
+                unsent = _unsent(batch, sent)
+                self._pending.extendleft(reversed(unsent))
+                if unsent:
+                    return True  # the socket is full again
             return bool(self._pending)
 
     def read(self) -> list | None:
@@ -254,6 +238,45 @@ class Connection:
         self._pending.clear()
 
 
+def _unsent(buffers, sent: int) -> list:
+    """What of `buffers` a send of `sent` bytes did not take, in order."""
+    for index, buffer in enumerate(buffers):
+        size = memoryview(buffer).nbytes
+        if sent < size:
+            rest = list(buffers[index:])
+            if sent:
+                rest[0] = memoryview(buffer)[sent:]
+            return rest
+        sent -= size
+    return []
+
+
+class Waker:
+    """A non-blocking pipe that makes another thread's poll return: any thread may `wake`."""
+
+    def __init__(self):
+        self.fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def wake(self):
+        try:
+            os.write(self._write_fd, b"\0")
+        except OSError:  # full (already woken) or closed (shutting down)
+            pass
+
+    def drain(self):
+        try:
+            os.read(self.fd, 4096)
+        except OSError:
+            pass
+
+    def close(self):
+        for fd in (self.fd, self._write_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 def _peer_is_us(sock: socket.socket) -> bool:
     try:
         _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(
@@ -275,8 +298,8 @@ class Server:
         self.listener.setblocking(False)
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.listener, selectors.EVENT_READ, None)
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._waker = Waker()
+        self.selector.register(self._waker.fd, selectors.EVENT_READ, "wake")
         self.connections: dict[int, Connection] = {}
         self.ready: deque = deque()  # (msg, payload, connection) in arrival order
         self.refused = 0
@@ -288,10 +311,7 @@ class Server:
 
     def wake(self):
         """From any thread: the reading thread leaves `poll` (work was queued elsewhere)."""
-        try:
-            os.write(self._wake_w, b"\0")
-        except (BlockingIOError, OSError):
-            pass  # already woken, or closing
+        self._waker.wake()
 
     def poll(self, timeout: float):
         """Waits up to `timeout` for calls; decoded ones are appended to `ready`."""
@@ -301,10 +321,7 @@ class Server:
             if data is None:
                 self._accept()
             elif data == "wake":
-                try:
-                    os.read(self._wake_r, 4096)
-                except BlockingIOError:
-                    pass
+                self._waker.drain()
             else:
                 if events & selectors.EVENT_WRITE:
                     self._flushed(data)
@@ -326,7 +343,7 @@ class Server:
                 sock.close()
                 continue
             connection = Connection(sock)
-            connection.on_backlog = lambda c: self._watch_writable(c)
+            connection.on_backlog = self._watch_writable
             self.connections[connection.fd] = connection
             self.selector.register(connection.fd, selectors.EVENT_READ, connection)
 
@@ -370,11 +387,7 @@ class Server:
             self._drop(connection)
         self.selector.close()
         self.listener.close()
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._waker.close()
         try:
             os.unlink(self.path)
         except OSError:
