@@ -12,7 +12,7 @@ import time
 from zray import exceptions as X
 from zray._config import config, environment_for_children
 from zray._private import session
-from zray._private.launch import module_command
+from zray._private.launch import daemon_command
 
 
 class EmbeddedNode:
@@ -22,7 +22,7 @@ class EmbeddedNode:
                  object_store_memory=None):
         session.clean_stale_sessions()
         self.session_dir = session.new_session_dir()
-        cmd = module_command("zray.scripts.node") + [
+        cmd = daemon_command("zray.scripts.node") + [
             "--head", "--port", "0", "--session-dir", self.session_dir,
             "--embedded-by", str(os.getpid()), "--ready-json"]
         if num_cpus is not None:

@@ -66,9 +66,7 @@ class _Stop(Exception):
 
 
 def default_resources(opts: NodeOptions) -> tuple[dict, int]:
-    import psutil
-
-    total_ram = psutil.virtual_memory().total
+    total_ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # psutil's figure
     store = opts.object_store_memory or int(total_ram * config.object_store_fraction)
     cpus = opts.num_cpus if opts.num_cpus is not None else os.cpu_count()
     resources = {"CPU": float(cpus), "memory": float(int(total_ram * 0.7)),

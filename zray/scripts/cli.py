@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from zray._private.launch import module_command
+from zray._private.launch import daemon_command
 from zray.scripts import memory
 from zray.scripts.node import add_node_flags
 
@@ -49,7 +49,7 @@ def cmd_start(args) -> int:
         print("zray start: give --head to start a cluster or --address=HOST:PORT to join one",
               file=sys.stderr)
         return 2
-    cmd = module_command("zray.scripts.node") + ["--ready-json"]
+    cmd = daemon_command("zray.scripts.node") + ["--ready-json"]
     for flag in ("head", "encrypt"):
         if getattr(args, flag):
             cmd.append("--" + flag)
