@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zray._private.serialization import _plain, deserialize, serialize
+from zray._private.serialization import deserialize, is_plain, serialize
 
 scalars = st.one_of(st.integers(), st.floats(allow_nan=False), st.text(), st.binary(),
                     st.booleans(), st.none())
@@ -26,7 +26,7 @@ def test_every_value_round_trips(value):
 
 def test_builtin_values_take_the_fast_path():
     for value in (1, 2.5, "s", b"b", True, None, (1, "a"), [1, [2, 3]], {"k": (1, 2)}, ((), {})):
-        assert _plain(value), value
+        assert is_plain(value), value
         meta, buffers, _ = serialize(value)
         assert meta == pickle.dumps(value, protocol=5) and buffers == []
 
@@ -37,6 +37,6 @@ def test_values_that_need_cloudpickle_do_not():
 
     for value in (Local(), lambda: 1, np.zeros(3), [[[1]]], list(range(17)), {1: Local()},
                   {(1, 2): 3}, bytearray(b"x")):
-        assert not _plain(value), value
+        assert not is_plain(value), value
     meta, _, _ = serialize(Local())
     assert type(deserialize(meta, [])).__name__ == "Local"

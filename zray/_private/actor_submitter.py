@@ -125,7 +125,10 @@ class ActorSubmitter:
             if failed:
                 self._carry_out(record, failed)
                 return
-        when_resolved(core, call.top_refs, lambda *r: self._ready(record, call, *r))
+        if call.top_refs:
+            when_resolved(core, call.top_refs, lambda *r: self._ready(record, call, *r))
+        else:
+            self._ready(record, call, [], [], None)
 
     def _ready(self, record: ActorRecord, call: ActorCall, resolved, frames, failed_entry):
         call.borrowed = borrowed_by_call(self.core, call.top_refs, call.nested)

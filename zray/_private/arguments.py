@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from zray._config import config
 from zray._private.reference_counter import distinct
-from zray._private.serialization import serialize
+from zray._private.serialization import is_plain, serialize, serialize_plain
 
 COPY_BELOW = 64 * 1024  # smaller out-of-band buffers are copied: cheaper than tracking them
 
@@ -15,6 +15,9 @@ def pack_arguments(core, args: tuple, kwargs: dict, promote: bool = True):
     holds them until the call is done and registers the executing worker as their borrower."""
     from zray.object_ref import ObjectRef
 
+    call = (args, kwargs)
+    if is_plain(call):  # scalars: no ref, no buffer, nothing to promote (most small calls)
+        return [serialize_plain(call)], [], []
     if promote:
         args, kwargs = _promote_large(core, args, kwargs)
     top_refs = [a for a in args if isinstance(a, ObjectRef)]

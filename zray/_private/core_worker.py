@@ -256,7 +256,7 @@ class CoreWorker:
             return
         self._channel_reader_ident = me
         deadline = time.monotonic() + timeout
-        waiter.wake = self._reader_waker.wake
+        waiter.wake = self._wake_reader
         try:
             while not waiter.event.is_set():
                 remaining = deadline - time.monotonic()
@@ -286,6 +286,13 @@ class CoreWorker:
                 self._channel_reader.release()
                 if self._channels_parked and self.memory_store.has_other_waiters():
                     self._io_waker.wake()  # others still wait: the I/O thread reads for them
+
+    def _wake_reader(self):
+        """Wakes the thread reading in _read_while_blocked, unless it is this one: it stored
+        the answer itself and sees that at once (a byte to its own pipe cost it a second
+        poll, and a read to drain it, on the next get)."""
+        if threading.get_ident() != self._channel_reader_ident:
+            self._reader_waker.wake()
 
     def _read_channel(self, connection):
         """Reads and handles what a direct connection holds (the channel reader only). One

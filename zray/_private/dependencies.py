@@ -67,6 +67,8 @@ def error_entry(error: BaseException) -> Entry:
 def borrowed_by_call(core, top_refs: list, nested: list) -> list:
     """[(object id, owner)] the executing worker will hold: refs nested in the arguments and
     refs inside the values of top-level arguments (which reach it as values)."""
+    if not top_refs:
+        return list(nested)
     refs, seen = list(nested), {oid for oid, _ in nested}
     for ref in top_refs:
         for oid, owner in core.refs.contents(ref._id):

@@ -43,7 +43,7 @@ def note_ref_serialized(ref):
 _PLAIN_TYPES = frozenset((int, float, str, bytes, bool, type(None)))
 
 
-def _plain(value, depth: int = 0) -> bool:
+def is_plain(value, depth: int = 0) -> bool:
     """Builtin scalars, and small tuples/lists/dicts of them: the standard pickler writes these
     exactly as cloudpickle would, at a fraction of the cost (no pickler class per call), and
     they hold no ObjectRef and no out-of-band buffer."""
@@ -53,17 +53,22 @@ def _plain(value, depth: int = 0) -> bool:
     if depth >= 2:
         return False
     if kind is tuple or kind is list:
-        return len(value) <= 16 and all(_plain(item, depth + 1) for item in value)
+        return len(value) <= 16 and all(is_plain(item, depth + 1) for item in value)
     if kind is dict:
         return len(value) <= 16 and all(
-            type(key) in _PLAIN_TYPES and _plain(item, depth + 1) for key, item in value.items())
+            type(key) in _PLAIN_TYPES and is_plain(item, depth + 1) for key, item in value.items())
     return False
+
+
+def serialize_plain(value) -> bytes:
+    """serialize() of a value `is_plain` accepted: its metadata alone."""
+    return pickle.dumps(value, protocol=5)
 
 
 def serialize(value) -> tuple[bytes, list, list]:
     """Returns (metadata, out-of-band buffers as memoryviews, ObjectRefs found inside)."""
-    if _plain(value):
-        return pickle.dumps(value, protocol=5), [], []
+    if is_plain(value):
+        return serialize_plain(value), [], []
     buffers = []
     with RefCollector() as collector:
         try:
