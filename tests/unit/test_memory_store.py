@@ -75,10 +75,33 @@ def test_a_custom_block_is_woken_by_the_put_it_waits_for():
         waiter.wake = lambda: wakes.append(True)
         # The producer runs "inside" the block, as a reader thread dispatching would.
         store.put(b"other", entry())
-        assert not waiter.event.is_set() and not wakes
+        assert not waiter.done and not wakes
         store.put(b"mine", entry())
-        assert waiter.event.is_set() and wakes == [True]
+        assert waiter.done and wakes == [True]
 
     assert store.wait([b"mine"], 1, time.monotonic() + 10, block=block) == [b"mine"]
     assert len(calls) == 1 and 0 < calls[0] <= 1.0
     assert store._waiters == [] and not store.has_other_waiters(0)
+
+
+def test_a_waiter_set_before_or_while_it_sleeps_returns_at_once():
+    from zray._private.memory_store import _Waiter
+
+    early = _Waiter({b"a"}, 1)
+    early.set()
+    started = time.monotonic()
+    early.sleep(5)
+    assert early.done and time.monotonic() - started < 1
+
+    late = _Waiter({b"a"}, 1)
+    threading.Timer(0.05, late.set).start()
+    started = time.monotonic()
+    while not late.done and time.monotonic() - started < 5:
+        late.sleep(5)
+    assert late.done and time.monotonic() - started < 1
+
+    never = _Waiter({b"a"}, 1)
+    started = time.monotonic()
+    never.sleep(0.05)
+    never.sleep(0.05)  # a second sleep after a timeout waits again
+    assert not never.done and time.monotonic() - started >= 0.1

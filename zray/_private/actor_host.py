@@ -22,6 +22,10 @@ from zray._private.serialization import serialize
 logger = logging.getLogger(__name__)
 
 
+# Results that cannot be awaitables: isawaitable's ABC check is a measurable part of a call.
+_PLAIN_RESULTS = frozenset((type(None), bool, int, float, str, bytes, tuple, list, dict))
+
+
 class ExitActor(BaseException):
     """Raised by exit_actor() inside an actor method; ends the actor on purpose."""
 
@@ -106,7 +110,7 @@ class ActorHost:
             args, kwargs = self.executor.arguments(msg.nbuffers, msg.resolved, payload)
             method = self._method(msg.method)
             result = method(*args, **kwargs)
-            if inspect.isawaitable(result):
+            if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
                 result = asyncio.run(_awaited(result))
             values, is_error = self.executor.split_returns(result, msg.num_returns, msg.method), False
         except ExitActor:

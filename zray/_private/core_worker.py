@@ -252,13 +252,13 @@ class CoreWorker:
         me = threading.get_ident()
         nested = self._channel_reader_ident == me
         if not channels.by_fd or not (nested or self._channel_reader.acquire(timeout=0.002)):
-            waiter.event.wait(timeout)
+            waiter.sleep(timeout)
             return
         self._channel_reader_ident = me
         deadline = time.monotonic() + timeout
         waiter.wake = self._wake_reader
         try:
-            while not waiter.event.is_set():
+            while not waiter.done:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
@@ -321,6 +321,8 @@ class CoreWorker:
 
     def _send_pin_releases(self):
         """Sends the unpins of dead views (from any thread: each id is popped exactly once)."""
+        if not self._pin_releases:
+            return  # the usual case, after every call a worker runs
         ids = []
         try:
             while True:

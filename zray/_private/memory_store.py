@@ -1,6 +1,6 @@
 """The owner's in-process object store: small values by value, large ones by location.
 
-Entries are immutable once put. Readers block on a condition; producers (the I/O thread)
+Entries are immutable once put. Readers block on a waiter; producers (the I/O thread)
 never block. Callbacks registered with `on_ready` run outside the lock, in the producer's thread.
 """
 from __future__ import annotations
@@ -30,14 +30,39 @@ class Entry:
 class _Waiter:
     """One blocked wait: woken once `needed` more of the objects in `wanted` have arrived. A
     put checks each blocked wait with one set lookup instead of every wait rescanning all of
-    its ids on every arrival (a get of 1,000 refs did that 1,000 times)."""
-    __slots__ = ("wanted", "needed", "event", "wake")
+    its ids on every arrival (a get of 1,000 refs did that 1,000 times).
+
+    Not a threading.Event: a sync call's get usually returns without ever sleeping on one
+    (its thread reads the answer itself), and building an Event (a Condition and two locks)
+    was a measurable part of that call. A lock is made only for a thread that does sleep."""
+    __slots__ = ("wanted", "needed", "done", "wake", "_sleep")
 
     def __init__(self, wanted: set, needed: int):
         self.wanted = wanted
         self.needed = needed
-        self.event = threading.Event()
-        self.wake = None  # set by a `block` that waits on something other than the event
+        self.done = False
+        self.wake = None  # set by a `block` that waits on something other than `sleep`
+        self._sleep = None  # held while a thread sleeps in `sleep`; released by `set`
+
+    def set(self):
+        self.done = True
+        lock = self._sleep
+        if lock is not None:
+            try:
+                lock.release()
+            except RuntimeError:  # released already
+                pass
+
+    def sleep(self, timeout: float):
+        """Returns once `set` was called or `timeout` passed, whichever is first."""
+        lock = self._sleep
+        if lock is None:
+            lock = threading.Lock()
+            lock.acquire()
+            self._sleep = lock  # from here on, `set` releases it
+            if self.done:  # `set` ran before it could see the lock
+                return
+        lock.acquire(timeout=timeout)
 
 
 class MemoryStore:
@@ -56,7 +81,7 @@ class MemoryStore:
                     waiter.wanted.discard(object_id)
                     waiter.needed -= 1
                     if waiter.needed <= 0:
-                        waiter.event.set()
+                        waiter.set()
                         if waiter.wake is not None:
                             waiter.wake()
         if callbacks:
@@ -85,8 +110,8 @@ class MemoryStore:
              block=None) -> list:
         """Blocks until `num_returns` of `object_ids` are present or the deadline passes;
         returns the ids present. `on_block(True/False)` brackets any actual wait.
-        `block(waiter, timeout)` replaces waiting on the waiter's event (the core worker reads
-        direct connections meanwhile); it returns when the event is set or the time is up."""
+        `block(waiter, timeout)` replaces `waiter.sleep` (the core worker reads direct
+        connections meanwhile); it returns once `waiter.done` or when the time is up."""
         entries = self._entries
         ready = [oid for oid in object_ids if oid in entries]
         if len(ready) >= num_returns:
@@ -101,13 +126,13 @@ class MemoryStore:
         if on_block is not None:
             on_block(True)
         try:
-            while not waiter.event.is_set():
+            while not waiter.done:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
                 timeout = 1.0 if remaining is None else min(remaining, 1.0)
                 if block is None:
-                    waiter.event.wait(timeout)
+                    waiter.sleep(timeout)
                 else:
                     block(waiter, timeout)
         finally:
