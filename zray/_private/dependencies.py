@@ -89,6 +89,7 @@ def store_results(core, entries, pinned_ids, contained=None):
                 released.extend(refs.receive_contained(object_id, [tuple(r) for r in inner]))
     for object_id, entry in entries:
         core.memory_store.put(object_id, entry)
-    released.extend(refs.unpin(pinned_ids))
+    if pinned_ids:
+        released.extend(refs.unpin(pinned_ids))
     released.extend(refs.check([oid for oid, _ in entries]))
     core.apply_released(released)

@@ -339,7 +339,8 @@ class Server:
     def poll(self, timeout: float):
         """Waits up to `timeout` for calls; decoded ones are appended to `ready`."""
         self.apply_interest()
-        for fd, flags in self._epoll.poll(timeout):
+        # maxevents given: by default epoll.poll allocates room for 1,023 events per call.
+        for fd, flags in self._epoll.poll(timeout, len(self.connections) + 2):
             connection = self.connections.get(fd)
             if connection is not None:
                 if flags & select.EPOLLOUT:
