@@ -62,6 +62,10 @@ class ActorSubmitter:
     def __init__(self, core):
         self.core = core
         self.lock = threading.RLock()
+        # Pushes are made after `lock` is let go, under this one, taken before `lock` is:
+        # they leave in the order they were decided, and a thread storing answers (which
+        # takes `lock`) never waits for another thread's sendmsg.
+        self._send_lock = threading.Lock()
         self.actors: dict[bytes, ActorRecord] = {}
         self.calls: dict[bytes, tuple] = {}  # task_id -> (record, call)
         self._released = deque()
@@ -123,8 +127,10 @@ class ActorSubmitter:
             self.calls[call.task_id] = (record, call)
             failed = record.order.submit(call)  # an actor already dead fails it at once
             if failed:
-                self._carry_out(record, failed)
-                return
+                decided = self._decide(record, failed)
+        if failed:
+            self._carry_out(decided)
+            return
         if call.top_refs:
             when_resolved(core, call.top_refs, lambda *r: self._ready(record, call, *r))
         else:
@@ -135,10 +141,14 @@ class ActorSubmitter:
         with self.lock:
             call.resolved, call.resolved_frames = resolved, frames
             call.failed_entry = failed_entry
-            self._carry_out(record, record.order.resolved(call, failed_entry is not None))
+            decided = self._decide(record, record.order.resolved(call, failed_entry is not None))
+        self._carry_out(decided)
 
-    def _carry_out(self, record: ActorRecord, instructions):
-        """Sends and fails what the ordering decided (lock held)."""
+    def _decide(self, record: ActorRecord, instructions) -> tuple[list, list]:
+        """Turns the ordering's instructions into (pushes, failures), registering borrowers
+        for the pushes now (lock held). Takes the send lock when there is anything to push:
+        `_carry_out`, called once `lock` is let go, makes the pushes and gives it back."""
+        pushes, failures = [], []
         for ins in instructions:
             call = ins.call
             if call.pushed_to:  # sent before, to a worker that died: sent again or failed now
@@ -147,21 +157,35 @@ class ActorSubmitter:
                 if call.borrowed:
                     call.pushed_to = ins.address
                     self.core.register_borrower(ins.address, call.borrowed)
-                self.core.push(ins.address, P.PushActorTask(
+                pushes.append((ins.address, P.PushActorTask(
                     record.actor_id, call.task_id, call.method, call.num_returns,
                     self.core.address, len(call.frames) - 1, call.resolved, call.borrowed),
-                    payload=call.frames + call.resolved_frames)
+                    call.frames + call.resolved_frames))
             elif ins.why == O.ARGUMENTS:
-                self._finish(call, [(oid, call.failed_entry) for oid in call.return_ids])
+                failures.append((call, call.failed_entry))
             elif ins.why == O.RETRIES:
-                self._finish(call, [(oid, error_entry(X.ActorDiedError({
+                failures.append((call, error_entry(X.ActorDiedError({
                     "actor_id": record.actor_id, "class_name": record.class_name,
                     "error_message": "The actor's worker died while running this call; "
-                                     "it was restarted but max_task_retries is exhausted."}))
-                ) for oid in call.return_ids])
+                                     "it was restarted but max_task_retries is exhausted."}))))
             else:
-                entry = error_entry(record.death or X.ActorDiedError(None))
-                self._finish(call, [(oid, entry) for oid in call.return_ids])
+                failures.append((call, error_entry(record.death or X.ActorDiedError(None))))
+        if pushes:
+            self._send_lock.acquire()
+        return pushes, failures
+
+    def _carry_out(self, decided: tuple[list, list]):
+        """Makes the pushes `_decide` returned, in order, then fails its failures (whose
+        results may resolve, and so push, later calls)."""
+        pushes, failures = decided
+        if pushes:
+            try:
+                for address, msg, payload in pushes:
+                    self.core.push(address, msg, payload=payload, batch=True)
+            finally:
+                self._send_lock.release()
+        for call, entry in failures:
+            self._finish(call, [(oid, entry) for oid in call.return_ids])
 
     def on_state(self, msg: P.ActorState):
         with self.lock:
@@ -170,7 +194,8 @@ class ActorSubmitter:
                 return
             if msg.state == DEAD:
                 record.death = self._death_error(record, msg)
-            self._carry_out(record, record.order.state_changed(msg.state, msg.address))
+            decided = self._decide(record, record.order.state_changed(msg.state, msg.address))
+        self._carry_out(decided)
 
     def _death_error(self, record: ActorRecord, msg: P.ActorState) -> BaseException:
         if msg.error:

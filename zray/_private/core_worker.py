@@ -90,6 +90,7 @@ class CoreWorker:
         self._io_waker = direct.Waker()
         self._reader_waker = direct.Waker()  # for a thread reading in _read_while_blocked
         self.channels = direct.Channels(self._wake_readers)
+        self.batcher = direct.Batcher(self._io_waker.wake)
         # Whoever holds this reads the direct connections: the I/O thread, or a thread blocked
         # in get/wait, which then needs no hand-off from the I/O thread (see _read_while_blocked).
         self._channel_reader = threading.Lock()
@@ -147,7 +148,10 @@ class CoreWorker:
         next_housekeeping = 0.0
         while self.running:
             try:
-                events = poller.poll(1000 * (HOUSEKEEPING_S if self._busy() else IDLE_POLL_S))
+                timeout = HOUSEKEEPING_S if self._busy() else IDLE_POLL_S
+                if self.batcher.holding:
+                    timeout = min(timeout, max(0.0, self.batcher.deadline - time.monotonic()))
+                events = poller.poll(1000 * timeout)
                 for source, event in events:
                     if source is inbox:
                         self._read_inbox()
@@ -167,6 +171,7 @@ class CoreWorker:
                         finally:
                             self._channel_reader.release()
                 now = time.monotonic()
+                self.batcher.release_due(now)
                 if now >= next_housekeeping:  # not after every message: it is on the hot path
                     next_housekeeping = now + HOUSEKEEPING_S
                     self._housekeeping()
@@ -313,11 +318,17 @@ class CoreWorker:
             poller.unregister(connection.fd)
             self.channels.forget(connection)
 
-    def push(self, address: str, msg, payload=()):
-        """Sends a task or actor call to a worker: directly if it is on this machine."""
+    def push(self, address: str, msg, payload=(), batch: bool = False):
+        """Sends a task or actor call to a worker: directly if it is on this machine, and with
+        `batch` (actor calls) possibly held for a batch (direct.Batcher)."""
         connection = self.channels.get(address) if config.direct_calls else None
-        if connection is None or not connection.send(msg, payload=payload):
-            self.endpoint.send(address, msg, payload=payload)
+        if connection is not None:
+            if batch:
+                if self.batcher.send(connection, msg, payload):
+                    return
+            elif connection.send(msg, payload=payload):
+                return
+        self.endpoint.send(address, msg, payload=payload)
 
     def _send_pin_releases(self):
         """Sends the unpins of dead views (from any thread: each id is popped exactly once)."""
@@ -544,6 +555,7 @@ class CoreWorker:
     # ------------------------------------------------------------------ get / wait
 
     def get(self, refs: list, timeout: float | None):
+        self.batcher.release()  # the calls this get may wait for must be on their way
         deadline = None if timeout is None else time.monotonic() + timeout
         ids = [ref._id for ref in refs]
         self._request_missing(refs)
@@ -577,6 +589,7 @@ class CoreWorker:
         return error
 
     def wait(self, refs: list, num_returns: int, timeout: float | None, fetch_local: bool):
+        self.batcher.release()
         deadline = None if timeout is None else time.monotonic() + timeout
         self._request_missing(refs)
         ids = [ref._id for ref in refs]
