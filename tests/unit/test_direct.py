@@ -85,6 +85,73 @@ def test_send_queues_what_the_socket_cannot_take_and_flushes_in_order():
     b.close()
 
 
+def _pending_messages(sock) -> list:
+    """Decoded Hello addresses the peer can read right now (non-blocking)."""
+    sock.setblocking(False)
+    unpacker, received = direct.Unpacker(), []
+    while True:
+        try:
+            data = sock.recv(1 << 20)
+        except BlockingIOError:
+            break
+        received += unpacker.feed(data)
+    return [direct.decode(m)[0].address for m in received]
+
+
+def test_held_sends_leave_in_order_on_release_or_once_hold_max_wait():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    sender = direct.Connection(a)
+    for i in range(3):
+        assert sender.send(P.Hello(f"h{i}"), hold=True)
+    assert _pending_messages(b) == []
+    assert sender.send(P.Hello("now"))  # an unheld send takes the held ones with it, first
+    assert _pending_messages(b) == ["h0", "h1", "h2", "now"]
+    for i in range(direct.HOLD_MAX - 1):
+        sender.send(P.Hello(f"x{i}"), hold=True)
+    assert _pending_messages(b) == []
+    sender.send(P.Hello("last"), hold=True)  # the HOLD_MAX-th: all go
+    assert _pending_messages(b) == [f"x{i}" for i in range(direct.HOLD_MAX - 1)] + ["last"]
+    sender.send(P.Hello("r"), hold=True)
+    assert sender.release() and _pending_messages(b) == ["r"]
+    sender.close()
+    b.close()
+
+
+def test_a_message_of_more_buffers_than_sendmsg_takes_is_split():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    sender = direct.Connection(a)
+    payload = [b"%d" % i for i in range(direct.IOV_MAX + 10)]
+    assert sender.send(P.Hello("many"), payload=payload) and not sender.closed
+    b.setblocking(False)
+    [message] = direct.Unpacker().feed(b.recv(1 << 20))
+    assert [f.bytes for f in message[2:]] == payload
+    sender.close()
+    b.close()
+
+
+def test_batcher_sends_the_first_call_of_a_streak_at_once_and_holds_the_rest():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection = direct.Connection(a)
+    wakes = []
+    batcher = direct.Batcher(lambda: wakes.append(1))
+    assert batcher.send(connection, P.Hello("first"), ())
+    assert _pending_messages(b) == ["first"] and not batcher.holding
+    batcher.send(connection, P.Hello("second"), ())
+    batcher.send(connection, P.Hello("third"), ())
+    assert _pending_messages(b) == [] and batcher.holding and wakes == [1]
+    batcher.release_due(batcher.deadline - 0.0005)  # not due yet
+    assert _pending_messages(b) == []
+    batcher.release_due(batcher.deadline)
+    assert _pending_messages(b) == ["second", "third"] and not batcher.holding
+    batcher.send(connection, P.Hello("alone"), ())  # the streak ended: at once again
+    assert _pending_messages(b) == ["alone"]
+    batcher.send(connection, P.Hello("held"), ())
+    batcher.release()  # what a get does
+    assert _pending_messages(b) == ["held"] and wakes == [1, 1]
+    connection.close()
+    b.close()
+
+
 def test_send_to_a_closed_peer_reports_failure():
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     b.close()
