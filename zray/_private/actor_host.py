@@ -8,7 +8,6 @@ max_concurrency at once.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import inspect
 import logging
 import os
@@ -17,6 +16,7 @@ from zray import exceptions as X
 from zray._config import config
 from zray._private import log_stream
 from zray._private import protocol as P
+from zray._private.call_pool import CallPool
 from zray._private.serialization import serialize
 
 logger = logging.getLogger(__name__)
@@ -81,10 +81,8 @@ class ActorHost:
             core.actor_dispatch = lambda msg, payload, connection: (
                 self.loop.call_soon_threadsafe(self._schedule_async, msg, payload, connection))
         elif self.max_concurrency > 1:
-            self.pool = concurrent.futures.ThreadPoolExecutor(
-                self.max_concurrency, thread_name_prefix="zray-actor")
-            core.actor_dispatch = lambda msg, payload, connection: self.pool.submit(
-                self.run_call, msg, payload, connection)
+            self.pool = CallPool(self.max_concurrency, self.run_call, "zray-actor")
+            core.actor_dispatch = self.pool.submit
 
     def serve_async(self):
         """Runs the actor's event loop on the main thread until the worker stops."""

@@ -47,7 +47,12 @@ class Executor:
     def loop(self):
         while self.core.running:
             try:
-                work = self.next_work(1.0)
+                pool = self.actor.pool if self.actor is not None else None
+                if pool is not None:  # a threaded actor's queued calls may need a thread
+                    work = self.next_work(pool.poll_timeout(1.0))
+                    pool.check()
+                else:
+                    work = self.next_work(1.0)
                 if work is None:
                     continue
                 msg, payload, connection = work
