@@ -1,6 +1,7 @@
 """Actors on a real embedded cluster: Ray's actor API end to end."""
 import asyncio
 import os
+import threading
 import time
 
 import numpy as np
@@ -311,6 +312,24 @@ def test_threaded_actor(ray):
     start = time.monotonic()
     ray.get([t.nap.remote(0.5) for _ in range(4)], timeout=30)
     assert time.monotonic() - start < 1.5
+
+
+def test_threaded_actor_calls_that_wait_for_each_other(ray):
+    @ray.remote(max_concurrency=2)
+    class Rendezvous:
+        def __init__(self):
+            self.event = threading.Event()
+
+        def wait(self):
+            return self.event.wait(10)
+
+        def set(self):
+            self.event.set()
+            return "set"
+
+    r = Rendezvous.remote()
+    waiting = r.wait.remote()
+    assert ray.get([waiting, r.set.remote()], timeout=30) == [True, "set"]
 
 
 def test_actor_resources_and_default_cpus(ray):
