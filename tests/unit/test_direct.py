@@ -214,3 +214,22 @@ def test_server_refuses_other_users(tmp_path, monkeypatch):
     finally:
         client.close()
         server.close()
+
+
+def test_spin_returns_what_arrives_within_its_window_and_gives_up_after_it():
+    import time
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    poll = select.poll()
+    poll.register(b, select.POLLIN)
+    started = time.perf_counter()
+    assert direct.spin(lambda: poll.poll(0), 0.002) == []
+    assert time.perf_counter() - started >= 0.002
+    threading.Timer(0.001, lambda: a.send(b"x")).start()
+    assert direct.spin(lambda: poll.poll(0), 1.0) == [(b.fileno(), select.POLLIN)]
+    assert time.perf_counter() - started < 0.5
+    calls = []
+    direct.spin(lambda: calls.append(1) or [], 0)  # no window: one poll
+    assert calls == [1]
+    a.close()
+    b.close()

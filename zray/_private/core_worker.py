@@ -91,6 +91,7 @@ class CoreWorker:
         self._reader_waker = direct.Waker()  # for a thread reading in _read_while_blocked
         self.channels = direct.Channels(self._wake_readers)
         self.batcher = direct.Batcher(self._io_waker.wake)
+        self._spin_s = direct.spin_seconds()
         # Whoever holds this reads the direct connections: the I/O thread, or a thread blocked
         # in get/wait, which then needs no hand-off from the I/O thread (see _read_while_blocked).
         self._channel_reader = threading.Lock()
@@ -275,7 +276,9 @@ class CoreWorker:
                         watched[connection.fd] = connection
                         poll.register(connection.fd, select.POLLIN | (
                             select.POLLOUT if connection.backlogged else 0))
-                for fd, event in poll.poll(remaining * 1000):
+                events = (direct.spin(lambda: poll.poll(0), min(self._spin_s, remaining))
+                          if self._spin_s else None)
+                for fd, event in events or poll.poll(remaining * 1000):
                     connection = watched.get(fd)
                     if connection is None:
                         self._reader_waker.drain()

@@ -16,7 +16,7 @@ from queue import Empty
 from zray import exceptions as X
 from zray._config import config
 from zray._fast import object_id_for
-from zray._private import log_stream, runtime
+from zray._private import direct, log_stream, runtime
 from zray._private import protocol as P
 from zray._private.core_worker import WORKER, CoreWorker
 from zray._private.memory_store import KIND_ERROR, KIND_INLINE, KIND_PLASMA, Entry
@@ -35,6 +35,7 @@ class Executor:
         self._lock = threading.Lock()
         self.main_thread_id = threading.main_thread().ident
         self.actor = None
+        self._spin_s = direct.spin_seconds()
         core._cancel_handler = self.cancel
 
     def cancel(self, task_id: bytes, force: bool):
@@ -91,7 +92,7 @@ class Executor:
                 return msg, payload, None
             if server.ready:
                 return server.ready.popleft()
-            server.poll(timeout)
+            server.poll(timeout, self._spin_s)
         return None
 
     def serve_direct_calls(self):
@@ -102,7 +103,7 @@ class Executor:
             try:
                 while server.ready:
                     self.core.actor_dispatch(*server.ready.popleft())
-                server.poll(1.0)
+                server.poll(1.0, self._spin_s)
             except Exception:  # noqa: BLE001 - the reader must outlive one bad call
                 if self.core.running:
                     logger.exception("direct call reader failed")
