@@ -1,53 +1,16 @@
-"""Direct calls (zray/_private/direct.py): framing over any chunking, garbage, sends that never
-block, and a server that only serves its own user."""
+"""Direct calls (zray/_private/direct.py): decoding, sends that never block, held sends and
+batches, and a server that only serves its own user. The framing itself is tested for both
+implementations in test_fast_stream.py."""
 from __future__ import annotations
 
 import os
 import select
 import socket
-import struct
 import threading
 
-import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from zray._private import direct
 from zray._private import protocol as P
-
-frames_st = st.lists(st.binary(max_size=300), min_size=1, max_size=6)
-
-
-def wire(messages) -> bytes:
-    return b"".join(b"".join(bytes(b) for b in direct.pack(m)) for m in messages)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(frames_st, min_size=1, max_size=8), st.data())
-def test_any_chunking_yields_the_messages_sent(messages, data):
-    stream = wire(messages)
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
-    unpacker, received, start = direct.Unpacker(), [], 0
-    for cut in cuts + [len(stream)]:
-        received += unpacker.feed(stream[start:cut])
-        start = cut
-    assert [[f.bytes for f in m] for m in received] == messages
-    assert unpacker.buffered == 0
-
-
-def test_large_frames_are_views_small_ones_copies():
-    big = b"x" * (direct.COPY_BELOW + 1)
-    [message] = direct.Unpacker().feed(wire([[b"small", big]]))
-    assert message[0].buffer.obj is not message[1].buffer.obj
-    assert message[1].bytes == big
-
-
-@pytest.mark.parametrize("head", [struct.pack("<I", 0), struct.pack("<I", direct.MAX_FRAMES + 1),
-                                  struct.pack("<II", 1, direct.MAX_MESSAGE_BYTES)])
-def test_garbage_raises_framing_error(head):
-    with pytest.raises(direct.FramingError):
-        direct.Unpacker().feed(head + b"\0" * 8)
-
 
 def test_decode_drops_undecodable_messages():
     assert direct.decode([direct.Frame(memoryview(b"h"))]) is None

@@ -12,7 +12,7 @@ import importlib
 
 from zray._config import config
 
-MODULES = ("allocator", "buffers", "objformat", "frames", "ids")
+MODULES = ("allocator", "buffers", "objformat", "frames", "ids", "stream")
 
 # Public names re-exported at package level, per module.
 _EXPORTS = {
@@ -20,6 +20,8 @@ _EXPORTS = {
     "buffers": ("copy_into", "populate", "pinned_view"),
     "objformat": ("object_size", "write_object", "read_object"),
     "frames": ("HEADER_SIZE", "pack_header", "unpack_header"),
+    "stream": ("COPY_BELOW", "MAX_FRAMES", "MAX_MESSAGE_BYTES", "Frame", "FramingError",
+               "Unpacker", "pack"),
     "ids": (
         "JOB_ID_SIZE", "ACTOR_ID_SIZE", "TASK_ID_SIZE", "OBJECT_ID_SIZE", "NODE_ID_SIZE",
         "WORKER_ID_SIZE", "random_id", "object_id_for", "task_id_of", "index_of",

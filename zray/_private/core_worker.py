@@ -13,8 +13,6 @@ import logging
 import mmap
 import os
 import select
-import struct
-import sys
 import threading
 import time
 import weakref
@@ -25,11 +23,10 @@ import zmq
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import (USING_FAST, object_size, pinned_view, populate, random_id, read_object,
+from zray._fast import (USING_FAST, object_size, pinned_view, populate, read_object,
                         write_object, object_id_for, TASK_ID_SIZE)
 from zray._private import direct
 from zray._private import protocol as P
-from zray._private import runtime
 from zray._private import session
 from zray._private.function_manager import FunctionManager
 from zray._private.memory_store import (KIND_ERROR, KIND_FREED, KIND_INLINE, KIND_PLASMA,

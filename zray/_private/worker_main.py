@@ -19,7 +19,7 @@ from zray._fast import object_id_for
 from zray._private import direct, log_stream, runtime
 from zray._private import protocol as P
 from zray._private.core_worker import WORKER, CoreWorker
-from zray._private.memory_store import KIND_ERROR, KIND_INLINE, KIND_PLASMA, Entry
+from zray._private.memory_store import KIND_INLINE, KIND_PLASMA, Entry
 from zray._private.reference_counter import distinct
 from zray._private.serialization import deserialize, serialize
 from zray.object_ref import ObjectRef
@@ -249,7 +249,7 @@ class Executor:
 
 
 def main(worker_id: bytes, args: list) -> int:
-    node_address, node_id_hex, session_dir, node_ip = args[0], args[1], args[2], args[3]
+    node_address, session_dir, node_ip = args[0], args[2], args[3]  # args[1]: the node id
     streams = log_stream.capture_output()
     from zray._private.security import Credentials
 

@@ -1,0 +1,81 @@
+"""zray._fast stream: the framing of direct connections, for both implementations."""
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import zray._fast as fast
+from zray._config import config
+
+
+def _load(impl):
+    compiled, pure = fast.implementations()["stream"]
+    if impl == "python":
+        return pure
+    if compiled is None:
+        if not config.fast:
+            pytest.skip("compiled modules not built and ZRAY_FAST=0")
+        pytest.fail(f"zray._fast.stream is not built: {fast.FAST_IMPORT_ERRORS.get('stream')}")
+    return compiled
+
+
+@pytest.fixture(scope="module", params=["cython", "python"])
+def stream(request):
+    return _load(request.param)
+
+
+frames_st = st.lists(st.binary(max_size=300), min_size=1, max_size=6)
+
+
+def wire(stream, messages) -> bytes:
+    return b"".join(b"".join(bytes(b) for b in stream.pack(m)) for m in messages)
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages=st.lists(frames_st, min_size=1, max_size=8), data=st.data())
+def test_any_chunking_yields_the_messages_sent(stream, messages, data):
+    raw = wire(stream, messages)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=10)))
+    unpacker, received, start = stream.Unpacker(), [], 0
+    for cut in cuts + [len(raw)]:
+        received += unpacker.feed(raw[start:cut])
+        start = cut
+    assert [[f.bytes for f in m] for m in received] == messages
+    assert all(isinstance(f.buffer, memoryview) for m in received for f in m)
+    assert unpacker.buffered == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(frames=frames_st)
+def test_both_implementations_write_the_same_bytes(frames):
+    pure, compiled = _load("python"), _load("cython")
+    views = [memoryview(f) for f in frames]  # any buffer, not only bytes
+    assert wire(pure, [views]) == wire(compiled, [frames])
+    head = pure.pack(frames)[0]
+    assert head == struct.pack(f"<{len(frames) + 1}I", len(frames), *map(len, frames))
+
+
+def test_small_frames_of_a_big_chunk_are_copies_large_ones_views(stream):
+    big = b"x" * (stream.COPY_BELOW + 1)
+    [message] = stream.Unpacker().feed(wire(stream, [[b"small", big]]))
+    assert message[0].buffer.obj is not message[1].buffer.obj
+    assert message[0].bytes == b"small" and message[1].bytes == big
+
+
+def test_frames_of_a_small_chunk_are_views_of_it(stream):
+    chunk = wire(stream, [[b"a", b"bc"], [b"d"]])
+    first, second = stream.Unpacker().feed(chunk)
+    assert first[0].buffer.obj is first[1].buffer.obj is second[0].buffer.obj
+
+
+@pytest.mark.parametrize("head", [struct.pack("<I", 0), struct.pack("<I", 4097),
+                                  struct.pack("<II", 1, 256 * 2**20)])
+def test_garbage_raises_framing_error(stream, head):
+    assert stream.MAX_FRAMES == 4096 and stream.MAX_MESSAGE_BYTES == 256 * 2**20
+    with pytest.raises(stream.FramingError):
+        stream.Unpacker().feed(head + b"\0" * 8)
+
+
+def test_both_raise_the_same_framing_error_class():
+    assert _load("python").FramingError is _load("cython").FramingError

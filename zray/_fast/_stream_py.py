@@ -1,0 +1,103 @@
+"""Framing of direct connections (pure-Python twin of ``stream.pyx``).
+
+A message on the stream is: u32 frame count, one u32 length per frame, then the frames
+(little-endian). `pack` lays one out as buffers for sendmsg; `Unpacker` splits whatever chunks
+arrive back into messages, each a list of `Frame`s.
+"""
+from __future__ import annotations
+
+import struct
+
+MAX_FRAMES = 4096
+MAX_MESSAGE_BYTES = 256 * 2**20
+# Copying a small frame out of the read chunk lets the chunk go; a stored result must not pin
+# a quarter of a MiB of other messages for as long as it lives.
+COPY_BELOW = 64 * 1024
+
+_U32 = struct.Struct("<I")
+
+
+_LENGTHS: dict = {}
+
+
+def _lengths(count: int) -> struct.Struct:
+    """The Struct of a frame-length table (struct's own cache is a dict lookup keyed by the
+    format string, which would have to be formatted for every message first)."""
+    table = _LENGTHS.get(count)
+    if table is None:
+        table = _LENGTHS[count] = struct.Struct(f"<{count}I")
+    return table
+
+
+class FramingError(ValueError):
+    """The byte stream is not a sequence of messages: the connection cannot be resynchronised."""
+
+
+class Frame:
+    """What a ZeroMQ frame offers the handlers: `.buffer` and `.bytes`."""
+    __slots__ = ("buffer",)
+
+    def __init__(self, buffer: memoryview):
+        self.buffer = buffer
+
+    @property
+    def bytes(self) -> bytes:
+        return bytes(self.buffer)
+
+
+def pack(frames) -> list:
+    """One message as a list of buffers for sendmsg (no join of large frames)."""
+    lengths = [len(f) if type(f) is bytes else memoryview(f).nbytes for f in frames]
+    return [_lengths(len(frames) + 1).pack(len(frames), *lengths), *frames]
+
+
+class Unpacker:
+    """Splits a byte stream into messages, whatever the chunks it arrives in."""
+
+    def __init__(self):
+        self._chunks: list = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> list:
+        """Returns the complete messages (lists of frames) the stream now holds."""
+        if self._chunks:
+            self._chunks.append(data)
+            data = b"".join(self._chunks)
+            self._chunks = []
+        view = memoryview(data)
+        messages, pos, end = [], 0, len(data)
+        # Frames of a small chunk are views of it: it pins nothing much. Those of a big one
+        # (many messages, or a large frame) are copied out when small, so that a stored
+        # result does not keep a quarter of a MiB of other messages alive.
+        small_chunk = end < COPY_BELOW
+        while end - pos >= 4:
+            count = _U32.unpack_from(view, pos)[0]
+            if not 0 < count <= MAX_FRAMES:
+                raise FramingError(f"a message of {count} frames")
+            table = 4 + 4 * count
+            if end - pos < table:
+                break
+            lengths = _lengths(count).unpack_from(view, pos + 4)
+            total = table + sum(lengths)
+            if total > MAX_MESSAGE_BYTES:
+                raise FramingError(f"a message of {total} bytes")
+            if end - pos < total:
+                break
+            frames, start = [], pos + table
+            for length in lengths:
+                stop = start + length
+                if small_chunk or length >= COPY_BELOW:
+                    frames.append(Frame(view[start:stop]))
+                else:
+                    frames.append(Frame(memoryview(data[start:stop])))
+                start = stop
+            messages.append(frames)
+            pos += total
+        if pos < end:
+            self._chunks.append(data[pos:] if pos else data)
+        self._size = end - pos
+        return messages
+
+    @property
+    def buffered(self) -> int:
+        return self._size

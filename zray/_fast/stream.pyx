@@ -1,0 +1,126 @@
+"""Framing of direct connections (compiled twin of ``_stream_py``).
+
+A message on the stream is: u32 frame count, one u32 length per frame, then the frames
+(little-endian). Both ends of every direct call run this per message, so the parse loop and
+the frame objects are C here.
+"""
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport uint32_t
+
+from zray._fast._stream_py import COPY_BELOW, MAX_FRAMES, MAX_MESSAGE_BYTES, FramingError
+
+cdef Py_ssize_t _COPY_BELOW = COPY_BELOW
+cdef Py_ssize_t _MAX_FRAMES = MAX_FRAMES
+cdef Py_ssize_t _MAX_MESSAGE_BYTES = MAX_MESSAGE_BYTES
+
+
+cdef class Frame:
+    """What a ZeroMQ frame offers the handlers: `.buffer` and `.bytes`."""
+    cdef public object buffer
+
+    def __init__(self, buffer):
+        self.buffer = buffer
+
+    @property
+    def bytes(self):
+        return bytes(self.buffer)
+
+
+cdef inline uint32_t _u32(const unsigned char *p) noexcept nogil:
+    return <uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
+
+
+cdef inline void _put_u32(unsigned char *p, uint32_t v) noexcept nogil:
+    p[0] = v & 0xFF
+    p[1] = (v >> 8) & 0xFF
+    p[2] = (v >> 16) & 0xFF
+    p[3] = v >> 24
+
+
+cdef Py_ssize_t _nbytes(obj) except -1:
+    cdef Py_buffer view
+    if type(obj) is bytes:
+        return len(<bytes>obj)
+    PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE)
+    try:
+        return view.len
+    finally:
+        PyBuffer_Release(&view)
+
+
+def pack(frames):
+    """One message as a list of buffers for sendmsg (no join of large frames)."""
+    cdef Py_ssize_t count = len(frames), i
+    head = PyBytes_FromStringAndSize(NULL, 4 * (count + 1))
+    cdef unsigned char *p = <unsigned char *>PyBytes_AS_STRING(head)
+    _put_u32(p, <uint32_t>count)
+    for i in range(count):
+        _put_u32(p + 4 * (i + 1), <uint32_t>_nbytes(frames[i]))
+    out = [head]
+    out.extend(frames)
+    return out
+
+
+cdef class Unpacker:
+    """Splits a byte stream into messages, whatever the chunks it arrives in."""
+    cdef list _chunks
+    cdef Py_ssize_t _size
+
+    def __init__(self):
+        self._chunks = []
+        self._size = 0
+
+    def feed(self, data):
+        """Returns the complete messages (lists of frames) the stream now holds."""
+        if self._chunks:
+            self._chunks.append(data)
+            data = b"".join(self._chunks)
+            self._chunks = []
+        elif type(data) is not bytes:
+            data = bytes(data)
+        cdef const unsigned char *base = <const unsigned char *>PyBytes_AS_STRING(data)
+        cdef Py_ssize_t end = len(<bytes>data), pos = 0, count, table, total, start, length, i
+        # Frames of a small chunk are views of it: it pins nothing much. Those of a big one
+        # (many messages, or a large frame) are copied out when small, so that a stored
+        # result does not keep a quarter of a MiB of other messages alive.
+        cdef bint small_chunk = end < _COPY_BELOW
+        cdef Frame frame
+        view = memoryview(data)
+        messages = []
+        while end - pos >= 4:
+            count = _u32(base + pos)
+            if not 0 < count <= _MAX_FRAMES:
+                raise FramingError(f"a message of {count} frames")
+            table = 4 + 4 * count
+            if end - pos < table:
+                break
+            total = table
+            for i in range(count):
+                total += _u32(base + pos + 4 + 4 * i)
+            if total > _MAX_MESSAGE_BYTES:
+                raise FramingError(f"a message of {total} bytes")
+            if end - pos < total:
+                break
+            frames = []
+            start = pos + table
+            for i in range(count):
+                length = _u32(base + pos + 4 + 4 * i)
+                frame = Frame.__new__(Frame)
+                if small_chunk or length >= _COPY_BELOW:
+                    frame.buffer = view[start:start + length]
+                else:
+                    frame.buffer = memoryview(
+                        PyBytes_FromStringAndSize(<const char *>base + start, length))
+                frames.append(frame)
+                start += length
+            messages.append(frames)
+            pos += total
+        if pos < end:
+            self._chunks.append(data[pos:] if pos else data)
+        self._size = end - pos
+        return messages
+
+    @property
+    def buffered(self):
+        return self._size
