@@ -1,4 +1,4 @@
-"""Direct calls (zray/_private/direct.py): decoding, sends that never block, held sends and
+"""Direct calls (zray/_private/direct.py, pacing.py): decoding, sends that never block, held sends,
 batches, and a server that only serves its own user. The framing itself is tested for both
 implementations in test_fast_stream.py."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import socket
 import threading
 
 
-from zray._private import direct
+from zray._private import direct, pacing
 from zray._private import protocol as P
 
 def test_decode_drops_undecodable_messages():
@@ -96,7 +96,7 @@ def test_batcher_sends_the_first_call_of_a_streak_at_once_and_holds_the_rest():
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     connection = direct.Connection(a)
     wakes = []
-    batcher = direct.Batcher(lambda: wakes.append(1))
+    batcher = pacing.Batcher(lambda: wakes.append(1))
     assert batcher.send(connection, P.Hello("first"), ())
     assert _pending_messages(b) == ["first"] and not batcher.holding
     batcher.send(connection, P.Hello("second"), ())
@@ -186,13 +186,13 @@ def test_spin_returns_what_arrives_within_its_window_and_gives_up_after_it():
     poll = select.poll()
     poll.register(b, select.POLLIN)
     started = time.perf_counter()
-    assert direct.spin(lambda: poll.poll(0), 0.002) == []
+    assert pacing.spin(lambda: poll.poll(0), 0.002) == []
     assert time.perf_counter() - started >= 0.002
     threading.Timer(0.001, lambda: a.send(b"x")).start()
-    assert direct.spin(lambda: poll.poll(0), 1.0) == [(b.fileno(), select.POLLIN)]
+    assert pacing.spin(lambda: poll.poll(0), 1.0) == [(b.fileno(), select.POLLIN)]
     assert time.perf_counter() - started < 0.5
     calls = []
-    direct.spin(lambda: calls.append(1) or [], 0)  # no window: one poll
+    pacing.spin(lambda: calls.append(1) or [], 0)  # no window: one poll
     assert calls == [1]
     a.close()
     b.close()

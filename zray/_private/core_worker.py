@@ -25,7 +25,7 @@ from zray import exceptions as X
 from zray._config import config
 from zray._fast import (USING_FAST, object_size, pinned_view, populate, read_object,
                         write_object, object_id_for, TASK_ID_SIZE)
-from zray._private import direct
+from zray._private import direct, pacing
 from zray._private import protocol as P
 from zray._private import session
 from zray._private.function_manager import FunctionManager
@@ -87,8 +87,8 @@ class CoreWorker:
         self._io_waker = direct.Waker()
         self._reader_waker = direct.Waker()  # for a thread reading in _read_while_blocked
         self.channels = direct.Channels(self._wake_readers)
-        self.batcher = direct.Batcher(self._io_waker.wake)
-        self._spin_s = direct.spin_seconds()
+        self.batcher = pacing.Batcher(self._io_waker.wake)
+        self._spin_s = pacing.spin_seconds()
         # Whoever holds this reads the direct connections: the I/O thread, or a thread blocked
         # in get/wait, which then needs no hand-off from the I/O thread (see _read_while_blocked).
         self._channel_reader = threading.Lock()
@@ -273,7 +273,7 @@ class CoreWorker:
                         watched[connection.fd] = connection
                         poll.register(connection.fd, select.POLLIN | (
                             select.POLLOUT if connection.backlogged else 0))
-                events = (direct.spin(lambda: poll.poll(0), min(self._spin_s, remaining))
+                events = (pacing.spin(lambda: poll.poll(0), min(self._spin_s, remaining))
                           if self._spin_s else None)
                 for fd, event in events or poll.poll(remaining * 1000):
                     connection = watched.get(fd)
@@ -320,7 +320,7 @@ class CoreWorker:
 
     def push(self, address: str, msg, payload=(), batch: bool = False):
         """Sends a task or actor call to a worker: directly if it is on this machine, and with
-        `batch` (actor calls) possibly held for a batch (direct.Batcher)."""
+        `batch` (actor calls) possibly held for a batch (pacing.Batcher)."""
         connection = self.channels.get(address) if config.direct_calls else None
         if connection is not None:
             if batch:

@@ -16,7 +16,7 @@ from queue import Empty
 from zray import exceptions as X
 from zray._config import config
 from zray._fast import object_id_for
-from zray._private import direct, log_stream, runtime
+from zray._private import log_stream, pacing, runtime
 from zray._private import protocol as P
 from zray._private.core_worker import WORKER, CoreWorker
 from zray._private.memory_store import KIND_INLINE, KIND_PLASMA, Entry
@@ -35,7 +35,7 @@ class Executor:
         self._lock = threading.Lock()
         self.main_thread_id = threading.main_thread().ident
         self.actor = None
-        self._spin_s = direct.spin_seconds()
+        self._spin_s = pacing.spin_seconds()
         core._cancel_handler = self.cancel
 
     def cancel(self, task_id: bytes, force: bool):
