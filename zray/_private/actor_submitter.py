@@ -121,7 +121,8 @@ class ActorSubmitter:
         core = self.core
         for oid in call.return_ids:
             core.refs.add_owned(oid)
-        core.refs.pin(call.pinned_ids)
+        if call.top_refs or call.nested:
+            core.refs.pin(call.pinned_ids)
         with self.lock:
             record = self.actors[actor_id]
             self.calls[call.task_id] = (record, call)

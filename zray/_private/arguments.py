@@ -6,6 +6,7 @@ from zray._private.reference_counter import distinct
 from zray._private.serialization import is_plain, serialize, serialize_plain
 
 COPY_BELOW = 64 * 1024  # smaller out-of-band buffers are copied: cheaper than tracking them
+_NO_ARGUMENTS = serialize_plain(((), {}))
 
 
 def pack_arguments(core, args: tuple, kwargs: dict, promote: bool = True):
@@ -15,6 +16,8 @@ def pack_arguments(core, args: tuple, kwargs: dict, promote: bool = True):
     holds them until the call is done and registers the executing worker as their borrower."""
     from zray.object_ref import ObjectRef
 
+    if not args and not kwargs:
+        return [_NO_ARGUMENTS], [], []
     call = (args, kwargs)
     if is_plain(call):  # scalars: no ref, no buffer, nothing to promote (most small calls)
         return [serialize_plain(call)], [], []
