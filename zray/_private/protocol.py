@@ -36,7 +36,7 @@ def message(code: int):
         _TYPES[code] = cls
         _CODES[cls] = code
         cls.CODE = code
-        cls._checks = tuple(_checker(_annotation_text(cls.__annotations__[name]))
+        cls._checks = tuple(_allowed_types(_annotation_text(cls.__annotations__[name]))
                             for name in cls._fields)
         return cls
 
@@ -69,21 +69,23 @@ def decode(header, body) -> tuple[Any, int, int]:
         raise ProtocolError(f"{cls.__name__}: undecodable body ({type(exc).__name__})") from None
     if not isinstance(fields, list) or len(fields) != len(cls._fields):
         raise ProtocolError(f"{cls.__name__}: expected {len(cls._fields)} fields")
-    for check, name, value in zip(cls._checks, cls._fields, fields):
-        if not check(value):
+    for allowed, name, value in zip(cls._checks, cls._fields, fields):
+        if allowed is not None and type(value) not in allowed:
             raise ProtocolError(f"{cls.__name__}.{name}: unexpected {type(value).__name__}")
     return cls(*fields), seq, flags
 
 
+# The exact types msgpack decodes each annotation to (so bool is no int here); None: any.
+# One set lookup per field: every message a daemon receives is checked field by field.
 _CHECKS = {
-    "bytes": lambda v: isinstance(v, bytes),
-    "str": lambda v: isinstance(v, str),
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "bool": lambda v: isinstance(v, bool),
-    "list": lambda v: isinstance(v, list),
-    "dict": lambda v: isinstance(v, dict),
-    "Any": lambda v: True,
+    "bytes": frozenset({bytes}),
+    "str": frozenset({str}),
+    "int": frozenset({int}),
+    "float": frozenset({int, float}),
+    "bool": frozenset({bool}),
+    "list": frozenset({list}),
+    "dict": frozenset({dict}),
+    "Any": None,
 }
 
 
@@ -91,11 +93,17 @@ def _annotation_text(annotation) -> str:
     return getattr(annotation, "__forward_arg__", annotation)
 
 
-def _checker(annotation: str):
+def _allowed_types(annotation: str):
     if annotation.endswith(" | None"):
         inner = _CHECKS[annotation[: -len(" | None")]]
-        return lambda v: v is None or inner(v)
+        return None if inner is None else inner | {type(None)}
     return _CHECKS[annotation]
+
+
+def _checker(annotation: str):
+    """The predicate `decode` applies to a field of this annotation."""
+    allowed = _allowed_types(annotation)
+    return lambda v: allowed is None or type(v) in allowed
 
 
 # --------------------------------------------------------------------------- connection
