@@ -159,3 +159,20 @@ def test_many_threads_blocked_in_get_all_wake(ray):
         t.join(90)
     assert not errors
     assert results == {k: [(k * 10 + i) ** 2 for i in range(10)] for k in range(6)}
+
+
+def test_calls_held_for_a_batch_leave_without_a_get(ray):
+    """The second call of a streak is held (zray/_private/pacing.py); with no get or wait
+    after it, the I/O thread must still send it within its hold time, not at the next get."""
+    @ray.remote
+    class Clock:
+        def now(self):
+            return time.monotonic()
+
+    clock = Clock.remote()
+    ray.get(clock.now.remote())
+    refs = [clock.now.remote() for _ in range(3)]  # the 2nd and 3rd are held
+    sent_by = time.monotonic()
+    time.sleep(0.5)
+    ran_at = ray.get(refs, timeout=30)
+    assert all(t - sent_by < 0.25 for t in ran_at), [t - sent_by for t in ran_at]
