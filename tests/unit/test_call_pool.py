@@ -73,3 +73,15 @@ def test_never_more_than_size_calls_at_once():
     run_until(pool, lambda: pool.threads == 3 and running[0] == 0 and not pool._queue)
     assert peak[0] == 3 and pool.threads == 3
     pool.close()
+
+
+def test_a_full_pool_of_blocked_calls_is_not_watched():
+    release = threading.Event()
+    pool = CallPool(1, lambda _: release.wait(10), "test")
+    pool.submit(1)
+    pool.submit(2)
+    run_until(pool, lambda: pool._running == 1)
+    assert pool.poll_timeout(1.0) == 1.0  # the one thread is busy: nothing to check for
+    release.set()
+    run_until(pool, lambda: not pool._queue and pool._running == 0)
+    pool.close()

@@ -9,16 +9,17 @@ import socket
 import threading
 
 
+from zray._fast import Frame, Unpacker
 from zray._private import direct, pacing
 from zray._private import protocol as P
 
 def test_decode_drops_undecodable_messages():
-    assert direct.decode([direct.Frame(memoryview(b"h"))]) is None
-    assert direct.decode([direct.Frame(memoryview(b"hdr")), direct.Frame(memoryview(b"x"))]) is None
+    assert direct.decode([Frame(memoryview(b"h"))]) is None
+    assert direct.decode([Frame(memoryview(b"hdr")), Frame(memoryview(b"x"))]) is None
     header, body = P.encode(P.Hello("tcp://127.0.0.1:1"), 7)
     msg, seq, flags, payload = direct.decode(
-        [direct.Frame(memoryview(header)), direct.Frame(memoryview(body)),
-         direct.Frame(memoryview(b"p"))])
+        [Frame(memoryview(header)), Frame(memoryview(body)),
+         Frame(memoryview(b"p"))])
     assert msg == P.Hello("tcp://127.0.0.1:1") and seq == 7 and payload[0].bytes == b"p"
 
 
@@ -34,7 +35,7 @@ def test_send_queues_what_the_socket_cannot_take_and_flushes_in_order():
         assert sender.send(msg, payload=payload)  # never blocks
     assert sender.backlogged and backlogs == [sender]
     b.setblocking(False)
-    unpacker, received = direct.Unpacker(), []
+    unpacker, received = Unpacker(), []
     while len(received) < count:
         select.select([b], [a] if sender.backlogged else [], [], 5)
         sender.flush()
@@ -51,7 +52,7 @@ def test_send_queues_what_the_socket_cannot_take_and_flushes_in_order():
 def _pending_messages(sock) -> list:
     """Decoded Hello addresses the peer can read right now (non-blocking)."""
     sock.setblocking(False)
-    unpacker, received = direct.Unpacker(), []
+    unpacker, received = Unpacker(), []
     while True:
         try:
             data = sock.recv(1 << 20)
@@ -86,7 +87,7 @@ def test_a_message_of_more_buffers_than_sendmsg_takes_is_split():
     payload = [b"%d" % i for i in range(direct.IOV_MAX + 10)]
     assert sender.send(P.Hello("many"), payload=payload) and not sender.closed
     b.setblocking(False)
-    [message] = direct.Unpacker().feed(b.recv(1 << 20))
+    [message] = Unpacker().feed(b.recv(1 << 20))
     assert [f.bytes for f in message[2:]] == payload
     sender.close()
     b.close()

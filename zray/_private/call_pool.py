@@ -43,7 +43,9 @@ class CallPool:
                 self._add_searcher()
 
     def poll_timeout(self, default: float) -> float:
-        return STALL_S if self._queue else default
+        """How long the owner may wait before the next `check`: STALL_S only while queued
+        calls could still get a thread (a full pool of blocked calls needs no watching)."""
+        return STALL_S if self._queue and self._running < self._size else default
 
     def check(self, now: float | None = None):
         """Gives queued calls another thread if none has started a call for STALL_S."""

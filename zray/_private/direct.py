@@ -26,8 +26,7 @@ import struct
 import threading
 from collections import deque
 
-from zray._fast import (COPY_BELOW, MAX_FRAMES, MAX_MESSAGE_BYTES, Frame, FramingError,  # noqa: F401
-                        Unpacker, pack)
+from zray._fast import FramingError, Unpacker, pack
 from zray._private import protocol as P
 from zray._private.pacing import spin
 
@@ -296,7 +295,8 @@ class Server:
         self.apply_interest()
         # maxevents given: by default epoll.poll allocates room for 1,023 events per call.
         maxevents = len(self.connections) + 2
-        events = spin(lambda: self._epoll.poll(0, maxevents), spin_s) if spin_s else None
+        events = (spin(lambda: self._epoll.poll(0, maxevents), min(spin_s, timeout))
+                  if spin_s else None)
         for fd, flags in events or self._epoll.poll(timeout, maxevents):
             connection = self.connections.get(fd)
             if connection is not None:

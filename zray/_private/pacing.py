@@ -59,12 +59,12 @@ class Batcher:
         if not connection.send(msg, payload=payload, hold=hold):
             return False
         if hold and connection not in self._connections:
-            if not self._connections:
-                self.deadline = time.monotonic() + HOLD_S
-                self._connections.add(connection)
+            first = not self._connections
+            if first:
+                self.deadline = time.monotonic() + HOLD_S  # before `holding` turns true
+            self._connections.add(connection)
+            if first:
                 self._wake()
-            else:
-                self._connections.add(connection)
         return True
 
     def release(self):
