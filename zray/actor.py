@@ -113,7 +113,7 @@ class ActorClass:
 
         core = runtime.require_connected()
         name = options.get("name")
-        namespace = options.get("namespace") or core.namespace
+        namespace = options.get("namespace") or core.current_namespace()
         lifetime = options.get("lifetime")
         if lifetime not in (None, "detached", "non_detached"):
             raise ValueError("actor `lifetime` argument must be one of 'detached', "
@@ -125,7 +125,7 @@ class ActorClass:
             if existing is not None:
                 return existing
         class_id = self._export(core)
-        actor_id = random_id(12) + core.job_id
+        actor_id = random_id(12) + core.current_job_id()
         placement, running = _actor_resources(options)
         max_concurrency = options.get("max_concurrency") or (1000 if self._is_async else 1)
         # The head keeps the constructor's arguments for restarts: every ref in them escapes.

@@ -392,7 +392,7 @@ def get_actor(name: str, namespace: str | None = None):
     if namespace is not None and not isinstance(namespace, str):
         raise TypeError("namespace must be None or a string")
     core = runtime.require_connected()
-    handle = _lookup(core, name, namespace if namespace is not None else core.namespace)
+    handle = _lookup(core, name, namespace if namespace is not None else core.current_namespace())
     if handle is None:
         raise ValueError(
             f"Failed to look up actor with name '{name}'. This could because 1. You are trying "

@@ -74,11 +74,11 @@ class RuntimeContext:
         return context
 
     def get_job_id(self) -> str:
-        return self._core.job_id.hex()
+        return self._core.current_job_id().hex()
 
     @property
     def job_id(self) -> JobID:
-        return JobID(self._core.job_id)
+        return JobID(self._core.current_job_id())
 
     def get_node_id(self) -> str:
         return self._core.node_id.hex()
@@ -138,7 +138,7 @@ class RuntimeContext:
 
     @property
     def namespace(self) -> str:
-        return self._core.namespace
+        return self._core.current_namespace()
 
     @property
     def was_current_actor_reconstructed(self) -> bool:

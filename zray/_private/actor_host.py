@@ -38,6 +38,10 @@ class ActorHost:
         self.spec = start.spec
         self.class_name = start.spec.get("class_name", "Actor")
         self.attempt = start.attempt
+        # Ray's actor creation task id is a nil unique part and the actor id; a restarted
+        # actor numbers its attempt there, so its puts never reuse an earlier attempt's ids.
+        unique = b"\xff" * 8 if not start.attempt else b"\xff" * 4 + start.attempt.to_bytes(4, "little")
+        self.creation_task_id = unique + start.actor_id
         self.instance = None
         self.max_concurrency = start.spec.get("max_concurrency") or 1
         self.is_async = bool(start.spec.get("is_async"))
@@ -49,8 +53,10 @@ class ActorHost:
 
     def construct(self, start: P.StartActor, payload) -> bool:
         core = self.core
-        core.context.actor_id = self.actor_id
         core.actor_host = self
+        context = core.context
+        context.task_id = self.creation_task_id
+        context.name = f"{self.class_name}.__init__"
         log_stream.set_task_name(self.class_name)
         error = None
         try:
@@ -64,6 +70,8 @@ class ActorHost:
             error = X.RayTaskError.from_exception(
                 exc, f"{self.class_name}.__init__", pid=os.getpid(), ip=core.node_ip,
                 actor_repr=self.class_name, actor_id=self.actor_id.hex())
+        finally:
+            context.task_id = None
         frames = []
         if error is not None:
             meta, buffers, _ = serialize(error)
@@ -99,7 +107,6 @@ class ActorHost:
         core = self.core
         context = core.context
         context.task_id = msg.task_id
-        context.actor_id = self.actor_id
         context.name = f"{self.class_name}.{msg.method}"
         exit_requested = False
         held = core.refs.receive_for_task(msg.borrowed) if msg.borrowed else ()
@@ -131,8 +138,9 @@ class ActorHost:
     async def _run_call_async(self, msg: P.PushActorTask, payload, connection):
         core = self.core
         async with self._semaphore:
+            # Each call is an asyncio task with its own copy of the context variables.
             core.context.task_id = msg.task_id
-            core.context.actor_id = self.actor_id
+            core.context.name = f"{self.class_name}.{msg.method}"
             exit_requested = False
             held = core.refs.receive_for_task(msg.borrowed) if msg.borrowed else ()
             sent_before = core.endpoint.sent

@@ -8,6 +8,7 @@ inbox; user threads send directly and wait on the memory store.
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import itertools
 import logging
 import mmap
@@ -24,7 +25,7 @@ import zmq
 from zray import exceptions as X
 from zray._config import config
 from zray._fast import (USING_FAST, object_size, pinned_view, populate, read_object,
-                        write_object, object_id_for, TASK_ID_SIZE)
+                        write_object, object_id_for, random_id, TASK_ID_SIZE)
 from zray._private import direct, pacing
 from zray._private import protocol as P
 from zray._private import session
@@ -55,11 +56,23 @@ IDLE_POLL_S = 0.02
 POPULATE_MAX_BYTES = 32 * 2**20
 
 
-class TaskContext(threading.local):
-    """What is running on this thread: the task id and name (workers; threaded actors later)."""
-    task_id: bytes | None = None
-    name: str = ""
-    actor_id: bytes | None = None
+_task_id: contextvars.ContextVar = contextvars.ContextVar("zray_task_id", default=None)
+_task_name: contextvars.ContextVar = contextvars.ContextVar("zray_task_name", default="")
+_task_resources: contextvars.ContextVar = contextvars.ContextVar("zray_task_resources",
+                                                                 default=None)
+
+
+class TaskContext:
+    """What is running here: the task id, name and the resources it holds. Kept in context
+    variables rather than thread-locals: each thread starts empty, as with threading.local,
+    and each asyncio task of an async actor has its own, so a call that awaits still sees its
+    own id after another call ran on the same loop thread."""
+    __slots__ = ()
+
+    task_id = property(lambda self: _task_id.get(), lambda self, value: _task_id.set(value))
+    name = property(lambda self: _task_name.get(), lambda self, value: _task_name.set(value))
+    resources = property(lambda self: _task_resources.get(),
+                         lambda self, value: _task_resources.set(value))
 
 
 class CoreWorker:
@@ -102,6 +115,8 @@ class CoreWorker:
         self.task_queue: SimpleQueue = SimpleQueue()
         self.running = True
         self._put_index = itertools.count(1)
+        self._idle_task_id = None  # a worker's task id outside any task (current_task_id)
+        self._namespaces: dict[bytes, str] = {}  # job id -> namespace, in workers
         self._pin_releases: deque = deque()
         self._live_views: dict[bytes, weakref.ref] = {}
         self._mapped_at: dict[bytes, tuple] = {}  # arena (offset, size) of pinned objects
@@ -514,7 +529,42 @@ class CoreWorker:
     # ------------------------------------------------------------------ put
 
     def current_task_id(self) -> bytes:
-        return self.context.task_id or self.driver_task_id
+        """The task running on this thread; outside any task, the process's own: the driver's
+        task id, an actor's creation task, or a worker's idle id. Put ids derive from it, so
+        it must differ between processes (every worker of a job would otherwise put the same
+        ids, all numbered from 1)."""
+        task_id = self.context.task_id
+        if task_id is not None:
+            return task_id
+        if self.mode == DRIVER:
+            return self.driver_task_id
+        host = self.actor_host
+        if host is not None:
+            return host.creation_task_id
+        if self._idle_task_id is None:
+            self._idle_task_id = random_id(8) + b"\xff" * (TASK_ID_SIZE - 12) + b"\x00" * 4
+        return self._idle_task_id
+
+    def current_job_id(self) -> bytes:
+        """The job of the code running on this thread. Workers serve every job, so theirs
+        comes from the running task: the last bytes of a task id (and of an actor id) are its
+        job's id, as in Ray."""
+        if self.mode == DRIVER:
+            return self.job_id
+        return self.current_task_id()[-4:]
+
+    def current_namespace(self) -> str:
+        """The namespace of the running code's job (asked of the head once per job)."""
+        if self.mode == DRIVER:
+            return self.namespace
+        job_id = self.current_job_id()
+        namespace = self._namespaces.get(job_id)
+        if namespace is None:
+            reply, _ = self.requests.call(self.head_address, P.GetJobInfo(job_id),
+                                          config.rpc_timeout_s)
+            namespace = reply.namespace if isinstance(reply, P.JobRegistered) else ""
+            self._namespaces[job_id] = namespace
+        return namespace
 
     def put(self, value, _owner=None) -> ObjectRef:
         if isinstance(value, ObjectRef):

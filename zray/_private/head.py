@@ -108,6 +108,13 @@ class HeadService:
                              "namespace": msg.namespace, "start": time.time(), "alive": True}
         self.endpoint.reply(identity, P.JobRegistered(job_id, msg.namespace), seq)
 
+    def on_GetJobInfo(self, identity, msg: P.GetJobInfo, seq):
+        job = self.jobs.get(msg.job_id)
+        if job is None:
+            self.endpoint.reply(identity, P.Error("ValueError", f"no job {msg.job_id.hex()}"), seq)
+        else:
+            self.endpoint.reply(identity, P.JobRegistered(msg.job_id, job["namespace"]), seq)
+
     def on_UnregisterJob(self, identity, msg: P.UnregisterJob, seq):
         job = self.jobs.get(msg.job_id)
         if job:

@@ -228,6 +228,13 @@ class UnregisterJob(NamedTuple):
     job_id: bytes
 
 
+@message(24)
+class GetJobInfo(NamedTuple):
+    """Worker to head: the namespace of a job its task runs for; answered JobRegistered, or
+    Error when the head never registered that job."""
+    job_id: bytes
+
+
 # --------------------------------------------------------------------------- node daemon
 
 @message(30)

@@ -133,7 +133,7 @@ class TaskSubmitter:
             shape.pending_requests[request_id] = self.core.node_address
             head = tasks[len(shape.pending_requests) - 1]
             self._request_lease(key, request_id, P.RequestLease(
-                request_id, head.resources, self.core.job_id, head.strategy, False,
+                request_id, head.resources, head.task_id[-4:], head.strategy, False,
                 self._preferred_node(head), False), self.core.node_address)
 
     def _request_lease(self, key: tuple, request_id: int, msg: P.RequestLease, node_address: str):
