@@ -317,7 +317,10 @@ def cancel(ray_waitable, *, force: bool = False, recursive: bool = True):
         raise TypeError(
             "ray.cancel() only supported for object refs. For actors, try ray.kill(). "
             f"Got: {type(ray_waitable)}.")
-    core.submitter.cancel(ray_waitable.binary()[:24], force)
+    task_id = ray_waitable.binary()[:24]
+    if force and core.actor_submitter.owns_call(task_id):
+        raise ValueError("force=True is not supported for actor tasks.")
+    core.cancel_task(task_id, force, recursive)
 
 
 # ---------------------------------------------------------------------- cluster

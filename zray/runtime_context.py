@@ -187,7 +187,17 @@ class RuntimeContext:
         return False
 
     def is_canceled(self) -> bool:
-        return False
+        """Whether `cancel()` was called on the task running here: a sync or threaded actor's
+        call checks it to stop early (Ray does not interrupt those)."""
+        core = self._core
+        if core.mode != "worker":
+            raise RuntimeError("This method is only available when the process is a worker. "
+                               "Current mode: 0")
+        host = core.actor_host
+        if host is not None and host.is_async:
+            raise RuntimeError("This method is not supported in an async actor.")
+        task_id = core.context.task_id
+        return task_id is not None and core.cancellations.is_cancelled(task_id)
 
 
 def get_runtime_context() -> RuntimeContext:

@@ -201,3 +201,146 @@ def test_actor_created_in_a_task_is_named_in_the_jobs_namespace(ray):
     actor = ray.get_actor("made-in-task")
     assert ray.get(actor.ping.remote(), timeout=30) == "pong"
     ray.kill(actor)
+
+
+# ---------------------------------------------------------------------- cancellation
+
+
+def _wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def test_cancel_running_sync_actor_call_sets_is_canceled(ray):
+    @ray.remote
+    class Loop:
+        def __init__(self):
+            self.started = False
+
+        def run(self):
+            self.started = True
+            deadline = time.monotonic() + 20
+            while not ray.get_runtime_context().is_canceled():
+                assert time.monotonic() < deadline, "never saw the cancellation"
+                time.sleep(0.01)
+            return "stopped"
+
+        def started_(self):
+            return self.started
+
+    actor = Loop.options(max_concurrency=2).remote()
+    ref = actor.run.remote()
+    _wait_for(lambda: ray.get(actor.started_.remote(), timeout=10))
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    assert ray.get(actor.started_.remote(), timeout=10)  # the actor lives on
+
+
+def test_cancel_queued_actor_call_never_runs(ray):
+    @ray.remote
+    class Slow:
+        def __init__(self):
+            self.ran = []
+
+        def work(self, i, seconds):
+            time.sleep(seconds)
+            self.ran.append(i)
+            return i
+
+        def ran_(self):
+            return self.ran
+
+    actor = Slow.remote()
+    first = actor.work.remote(0, 1.0)
+    second = actor.work.remote(1, 0.0)
+    third = actor.work.remote(2, 0.0)
+    ray.cancel(second)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(second, timeout=30)
+    assert ray.get([first, third], timeout=30) == [0, 2]
+    assert ray.get(actor.ran_.remote(), timeout=10) == [0, 2]
+
+
+def test_cancel_running_async_actor_call(ray):
+    @ray.remote
+    class Async:
+        def __init__(self):
+            self.cancelled = False
+
+        async def sleep(self):
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
+
+        async def saw_cancel(self):
+            return self.cancelled
+
+    actor = Async.remote()
+    ref = actor.sleep.remote()
+    time.sleep(0.5)
+    ray.cancel(ref)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=20)
+    assert ray.get(actor.saw_cancel.remote(), timeout=10)
+
+
+def test_force_cancel_of_actor_call_is_an_error(ray):
+    @ray.remote
+    class A:
+        def f(self):
+            return 1
+
+    actor = A.remote()
+    ref = actor.f.remote()
+    with pytest.raises(ValueError, match="force=True is not supported for actor tasks"):
+        ray.cancel(ref, force=True)
+    assert ray.get(ref, timeout=10) == 1
+
+
+def test_is_canceled_in_a_task_and_in_the_driver(ray):
+    @ray.remote
+    def check():
+        return ray.get_runtime_context().is_canceled()
+
+    assert ray.get(check.remote(), timeout=30) is False
+    with pytest.raises(RuntimeError, match="only available when the process is a worker"):
+        ray.get_runtime_context().is_canceled()
+
+
+def test_cancel_recursive_cancels_children(ray):
+    @ray.remote
+    class Flags:
+        def __init__(self):
+            self.flags = set()
+
+        def set(self, name):
+            self.flags.add(name)
+
+        def has(self, name):
+            return name in self.flags
+
+    @ray.remote(num_cpus=0)
+    def child(flags):
+        ray.get(flags.set.remote("child started"))
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:
+            ray.get(flags.set.remote("child cancelled"))
+            raise
+
+    @ray.remote(num_cpus=0)
+    def parent(flags):
+        return ray.get(child.remote(flags))
+
+    flags = Flags.remote()
+    ref = parent.remote(flags)
+    _wait_for(lambda: ray.get(flags.has.remote("child started"), timeout=10))
+    ray.cancel(ref, recursive=True)
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(ref, timeout=30)
+    _wait_for(lambda: ray.get(flags.has.remote("child cancelled"), timeout=10))

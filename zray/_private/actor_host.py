@@ -48,6 +48,7 @@ class ActorHost:
         self.loop = None
         self.pool = None
         self._semaphore = None
+        self._async_calls: dict[bytes, asyncio.Task] = {}  # running calls, for cancellation
 
     # ------------------------------------------------------------------ construction
 
@@ -111,7 +112,10 @@ class ActorHost:
         exit_requested = False
         held = core.refs.receive_for_task(msg.borrowed) if msg.borrowed else ()
         sent_before = core.endpoint.sent
+        cancellations = core.cancellations
         try:
+            if cancellations.is_cancelled(msg.task_id):
+                raise X.TaskCancelledError(msg.task_id.hex())  # cancelled before it started
             args, kwargs = self.executor.arguments(msg.nbuffers, msg.resolved, payload)
             method = self._method(msg.method)
             result = method(*args, **kwargs)
@@ -124,6 +128,9 @@ class ActorHost:
             values, is_error = [self._error(exc, msg)] * msg.num_returns, True
         finally:
             context.task_id = None
+        if cancellations.is_cancelled(msg.task_id):
+            values, is_error = [X.TaskCancelledError(msg.task_id.hex())] * msg.num_returns, True
+        cancellations.finished(msg.task_id)
         self.executor.reply(msg.task_id, msg.owner_address, 0, context.name or msg.method,
                             values, is_error, connection, sent_before)
         del values
@@ -132,12 +139,35 @@ class ActorHost:
         if exit_requested:
             self.exit("exit_actor() was called")
 
+    def cancel(self, task_id: bytes):
+        """Cancels a running call (the core worker marked it cancelled already). Calls of a
+        sync or threaded actor are not interrupted: they see is_canceled(), as in Ray."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._cancel_async, task_id)
+
+    def _cancel_async(self, task_id: bytes):
+        call = self._async_calls.get(task_id)
+        if call is not None:
+            call.cancel()
+
     def _schedule_async(self, msg, payload, connection):
-        self.loop.create_task(self._run_call_async(msg, payload, connection))
+        task_id = msg.task_id
+        call = self.loop.create_task(self._run_call_async(msg, payload, connection))
+        self._async_calls[task_id] = call
+        call.add_done_callback(lambda _: self._async_calls.pop(task_id, None))
 
     async def _run_call_async(self, msg: P.PushActorTask, payload, connection):
         core = self.core
-        async with self._semaphore:
+        cancellations = core.cancellations
+        try:
+            await self._semaphore.acquire()
+        except asyncio.CancelledError:  # cancelled while waiting for its turn
+            self.executor.reply(msg.task_id, msg.owner_address, 0, msg.method,
+                                [X.TaskCancelledError(msg.task_id.hex())] * msg.num_returns,
+                                True, connection)
+            cancellations.finished(msg.task_id)
+            return
+        try:
             # Each call is an asyncio task with its own copy of the context variables.
             core.context.task_id = msg.task_id
             core.context.name = f"{self.class_name}.{msg.method}"
@@ -145,6 +175,8 @@ class ActorHost:
             held = core.refs.receive_for_task(msg.borrowed) if msg.borrowed else ()
             sent_before = core.endpoint.sent
             try:
+                if cancellations.is_cancelled(msg.task_id):
+                    raise X.TaskCancelledError(msg.task_id.hex())
                 args, kwargs = self.executor.arguments(msg.nbuffers, msg.resolved, payload)
                 result = self._method(msg.method)(*args, **kwargs)
                 if inspect.isawaitable(result):
@@ -155,6 +187,10 @@ class ActorHost:
                 values, is_error, exit_requested = self._exit_values(msg), True, True
             except BaseException as exc:  # noqa: BLE001 - goes back to the caller
                 values, is_error = [self._error(exc, msg)] * msg.num_returns, True
+            if cancellations.is_cancelled(msg.task_id):
+                values = [X.TaskCancelledError(msg.task_id.hex())] * msg.num_returns
+                is_error = True
+            cancellations.finished(msg.task_id)
             self.executor.reply(msg.task_id, msg.owner_address, 0,
                                 f"{self.class_name}.{msg.method}", values, is_error, connection,
                                 sent_before)
@@ -163,6 +199,8 @@ class ActorHost:
                 core.apply_released(core.refs.unpin(held))
             if exit_requested:
                 self.exit("exit_actor() was called")
+        finally:
+            self._semaphore.release()
 
     def _method(self, name: str):
         if name == "__ray_terminate__":
@@ -172,7 +210,7 @@ class ActorHost:
         return getattr(self.instance, name)
 
     def _error(self, exc, msg):
-        if isinstance(exc, X.RayTaskError):
+        if isinstance(exc, (X.RayTaskError, X.TaskCancelledError)):
             return exc
         return X.RayTaskError.from_exception(
             exc, f"{self.class_name}.{msg.method}", pid=os.getpid(), ip=self.core.node_ip,

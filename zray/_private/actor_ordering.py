@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from zray._private.actor_manager import ALIVE, DEAD, PENDING, RESTARTING
 
-ARGUMENTS, RETRIES, DEAD_ACTOR = "arguments", "retries", "dead"
+ARGUMENTS, RETRIES, DEAD_ACTOR, CANCELLED = "arguments", "retries", "dead", "cancelled"
 
 
 class Send(NamedTuple):
@@ -24,7 +24,8 @@ class Send(NamedTuple):
 
 class Fail(NamedTuple):
     call: object
-    why: str  # ARGUMENTS (an argument is an error), RETRIES (died in flight), DEAD_ACTOR
+    why: str  # ARGUMENTS (an argument is an error), RETRIES (died in flight), DEAD_ACTOR,
+    # CANCELLED (cancelled before it was sent, or in flight when its worker died)
 
 
 class CallOrder:
@@ -78,6 +79,15 @@ class CallOrder:
                     return queued
         return call
 
+    def cancel(self, task_id: bytes):
+        """Drops a call not sent yet: returns its failure and the calls it held back, or None
+        when the call is in flight (its worker decides) or unknown."""
+        for queued in self.queue:
+            if queued.task_id == task_id:
+                self.queue.remove(queued)
+                return [Fail(queued, CANCELLED)] + self._pump()
+        return None
+
     def _pump(self) -> list:
         out = []
         queue = self.queue
@@ -97,7 +107,9 @@ class CallOrder:
     def _requeue_inflight(self) -> list:
         out, retry = [], []
         for call in self.inflight.values():
-            if call.retries_left != 0:
+            if getattr(call, "cancelled", False):  # cancelled calls are never retried
+                out.append(Fail(call, CANCELLED))
+            elif call.retries_left != 0:
                 call.retries_left -= 1
                 retry.append(call)
             else:

@@ -39,6 +39,7 @@ class ActorCall:
     ready: bool = False
     args_failed: bool = False
     failed_entry: object = None
+    cancelled: bool = False
 
     @property
     def pinned_ids(self) -> list:
@@ -111,6 +112,26 @@ class ActorSubmitter:
                         record.actor_id, True,
                         "The actor is dead because all references to the actor were removed."))
 
+    def owns_call(self, task_id: bytes) -> bool:
+        return task_id in self.calls
+
+    def cancel(self, task_id: bytes, recursive: bool):
+        """A call not sent yet is dropped and fails with TaskCancelledError; one in flight is
+        cancelled by its worker, which answers TaskCancelledError unless it had finished."""
+        with self.lock:
+            found = self.calls.get(task_id)
+            if found is None:
+                return
+            record, call = found
+            call.cancelled = True
+            instructions = record.order.cancel(task_id)
+            address = record.order.address
+            decided = self._decide(record, instructions) if instructions is not None else None
+        if decided is not None:
+            self._carry_out(decided)
+        elif address:
+            self.core.endpoint.send(address, P.CancelTask(task_id, False, recursive))
+
     def kill(self, actor_id: bytes, no_restart: bool):
         self.core.endpoint.send(self.core.head_address, P.KillActor(
             actor_id, no_restart, "The actor was killed by ray.kill()."))
@@ -123,6 +144,7 @@ class ActorSubmitter:
             core.refs.add_owned(oid)
         if call.top_refs or call.nested:
             core.refs.pin(call.pinned_ids)
+        core.note_submitted(call.task_id)
         with self.lock:
             record = self.actors[actor_id]
             self.calls[call.task_id] = (record, call)
@@ -164,6 +186,8 @@ class ActorSubmitter:
                     call.frames + call.resolved_frames))
             elif ins.why == O.ARGUMENTS:
                 failures.append((call, call.failed_entry))
+            elif ins.why == O.CANCELLED:
+                failures.append((call, error_entry(X.TaskCancelledError(call.task_id.hex()))))
             elif ins.why == O.RETRIES:
                 failures.append((call, error_entry(X.ActorDiedError({
                     "actor_id": record.actor_id, "class_name": record.class_name,

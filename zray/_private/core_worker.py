@@ -27,6 +27,7 @@ from zray._config import config
 from zray._fast import (USING_FAST, object_size, pinned_view, populate, read_object,
                         write_object, object_id_for, random_id, TASK_ID_SIZE)
 from zray._private import direct, pacing
+from zray._private.cancellation import Cancellations
 from zray._private import protocol as P
 from zray._private import session
 from zray._private.function_manager import FunctionManager
@@ -122,7 +123,8 @@ class CoreWorker:
         self._mapped_at: dict[bytes, tuple] = {}  # arena (offset, size) of pinned objects
         self._owner_requests: set[bytes] = set()
         self._blocked_depth = 0
-        self._cancel_handler = None
+        self._cancel_handler = None  # the executor's: interrupts a running task (workers)
+        self.cancellations = Cancellations()
         self._log_sink = None
         self._futures_pool = None
         self.driver_task_id = self._driver_task_id(job_id)
@@ -470,8 +472,31 @@ class CoreWorker:
             self.direct_server.wake()  # it may be waiting on direct connections only
 
     def on_cancel_task(self, identity, msg, seq, payload):
+        if self.mode != WORKER:
+            return
+        children = self.cancellations.children_of(msg.task_id) if msg.recursive else ()
+        self.cancellations.cancel(msg.task_id)
         if self._cancel_handler is not None:
             self._cancel_handler(msg.task_id, msg.force)
+        for child in children:
+            self.cancel_task(child, msg.force, True)
+
+    def cancel_task(self, task_id: bytes, force: bool, recursive: bool):
+        """Cancels a task or actor call this process submitted (ray.cancel's semantics)."""
+        if self.actor_submitter.owns_call(task_id):
+            self.actor_submitter.cancel(task_id, recursive)
+        else:
+            self.submitter.cancel(task_id, force, recursive)
+
+    def note_submitted(self, task_id: bytes):
+        """Remembers, in workers, which running task submitted `task_id`, for recursive
+        cancellation."""
+        parent = self.context.task_id
+        if parent is not None and self.mode == WORKER:
+            self.cancellations.note_child(parent, task_id, self._still_pending)
+
+    def _still_pending(self, task_id: bytes) -> bool:
+        return task_id in self.submitter.tasks or self.actor_submitter.owns_call(task_id)
 
     def on_get_object_status(self, identity, msg, seq, payload):
         """A borrower asks for a value we own: answer when it is ready."""

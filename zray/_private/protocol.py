@@ -469,8 +469,11 @@ class TaskDone(NamedTuple):
 
 @message(62)
 class CancelTask(NamedTuple):
+    """Owner to the worker running (or about to run) a task or actor call; with `recursive`,
+    the tasks and actor calls that task submitted are cancelled too."""
     task_id: bytes
     force: bool
+    recursive: bool
 
 
 @message(63)

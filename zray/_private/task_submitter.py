@@ -92,6 +92,7 @@ class TaskSubmitter:
         for oid in spec.return_ids:
             core.refs.add_owned(oid)
         core.refs.pin(spec.pinned_ids)
+        core.note_submitted(spec.task_id)
         with self.lock:
             self.tasks[spec.task_id] = spec
         when_resolved(core, spec.top_refs, lambda *r: self._enqueue(spec, *r))
@@ -329,7 +330,7 @@ class TaskSubmitter:
             for key, shape in self.shapes.items():
                 self._pump(key, shape)
 
-    def cancel(self, task_id: bytes, force: bool):
+    def cancel(self, task_id: bytes, force: bool, recursive: bool = True):
         with self.lock:
             spec = self.tasks.get(task_id)
             if spec is None or spec.state == "done":
@@ -349,7 +350,7 @@ class TaskSubmitter:
             if force:
                 self.core.endpoint.send(lease.node_address, P.KillWorker(lease.worker_id))
             else:
-                self.core.endpoint.send(lease.address, P.CancelTask(task_id, False))
+                self.core.endpoint.send(lease.address, P.CancelTask(task_id, False, recursive))
 
     def shutdown(self):
         with self.lock:

@@ -2,7 +2,10 @@
 
 The main thread executes pushed tasks one at a time; the core worker's I/O thread receives them.
 A task is cancelled (without force) by raising KeyboardInterrupt in the main thread, the way
-Ctrl-C would, and only while that very task runs.
+Ctrl-C would, and only while that very task runs. Actor calls are not interrupted: a sync or
+threaded actor's call sees `is_canceled()`, an async one is cancelled as an asyncio task (Ray's
+semantics). Either way a cancelled call answers TaskCancelledError, and one cancelled before it
+started never runs.
 """
 from __future__ import annotations
 
@@ -31,7 +34,6 @@ class Executor:
     def __init__(self, core: CoreWorker):
         self.core = core
         self.running_task: bytes | None = None
-        self.cancel_requested: bytes | None = None
         self._lock = threading.Lock()
         self.main_thread_id = threading.main_thread().ident
         self.actor = None
@@ -39,10 +41,12 @@ class Executor:
         core._cancel_handler = self.cancel
 
     def cancel(self, task_id: bytes, force: bool):
+        if self.actor is not None:
+            self.actor.cancel(task_id)
+            return
         with self._lock:
             if self.running_task != task_id:
                 return
-            self.cancel_requested = task_id
         signal.pthread_kill(self.main_thread_id, signal.SIGINT)
 
     def loop(self):
@@ -133,21 +137,21 @@ class Executor:
         log_stream.set_task_name(push.name)
         with self._lock:
             self.running_task = push.task_id
-            self.cancel_requested = None
         held = core.refs.receive_for_task(push.borrowed) if push.borrowed else ()
         sent_before = core.endpoint.sent
         error = None
+        cancellations = core.cancellations
         try:
             try:
+                if cancellations.is_cancelled(push.task_id):
+                    raise KeyboardInterrupt  # cancelled before it arrived: never runs
                 function = core.functions.load(push.function_id, config.rpc_timeout_s)
                 args, kwargs = self.arguments(push.nbuffers, push.resolved, payload)
                 result = function(*args, **kwargs)
                 del args, kwargs
                 returns = self.split_returns(result, push.num_returns, push.name)
             except KeyboardInterrupt:
-                if self.cancel_requested == push.task_id:
-                    error = X.TaskCancelledError(push.task_id.hex())
-                else:
+                if not cancellations.is_cancelled(push.task_id):
                     raise
             except X.RayTaskError as exc:
                 error = exc  # an argument's upstream error propagates unchanged
@@ -160,6 +164,9 @@ class Executor:
             sys.stdout.flush()
             sys.stderr.flush()
             context.task_id = None
+        if cancellations.is_cancelled(push.task_id):  # even if the task caught the interrupt
+            error = X.TaskCancelledError(push.task_id.hex())
+        cancellations.finished(push.task_id)
         values = [error] * push.num_returns if error else returns
         self.reply(push.task_id, push.owner_address, push.lease_id, push.name, values,
                    error is not None, connection, sent_before)

@@ -1,0 +1,47 @@
+"""What a worker knows about cancellation, without I/O: which tasks were cancelled, and which
+tasks each running task submitted (for `cancel(recursive=True)`).
+
+A cancel can arrive before its task does (the cancel travels over ZeroMQ, the call over a
+direct connection) or after the task finished; both are remembered, in a bounded table, so a
+late call never runs and a stale mark never grows memory without limit.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+MAX_REMEMBERED = 10_000
+PRUNE_CHILDREN_AT = 1_024  # a long-running parent's list of children is swept of done ones
+
+
+class Cancellations:
+    def __init__(self):
+        self._cancelled: OrderedDict[bytes, None] = OrderedDict()
+        self._children: dict[bytes, list] = {}
+
+    def cancel(self, task_id: bytes):
+        self._cancelled[task_id] = None
+        if len(self._cancelled) > MAX_REMEMBERED:
+            self._cancelled.popitem(last=False)
+
+    def is_cancelled(self, task_id) -> bool:
+        return bool(self._cancelled) and task_id in self._cancelled
+
+    def note_child(self, parent: bytes, child: bytes, still_pending=None):
+        """`parent` submitted `child`. `still_pending(task_id)` tells which children are not
+        done yet; it is used to keep the list short for parents that run for long."""
+        children = self._children.get(parent)
+        if children is None:
+            self._children[parent] = [child]
+            return
+        children.append(child)
+        if still_pending is not None and len(children) >= PRUNE_CHILDREN_AT \
+                and len(children) & (len(children) - 1) == 0:  # at powers of two: amortized
+            children[:] = [c for c in children if still_pending(c)]
+
+    def children_of(self, parent: bytes) -> list:
+        return list(self._children.get(parent, ()))
+
+    def finished(self, task_id: bytes):
+        """The task's execution here ended: its children are no longer its to cancel."""
+        self._children.pop(task_id, None)
+        self._cancelled.pop(task_id, None)
