@@ -156,9 +156,12 @@ class ActorClass:
 
 
 def _actor_resources(options) -> tuple[dict, dict]:
-    """(placement, while running): Ray places an actor with 1 CPU and runs it with 0 unless
-    num_cpus says otherwise."""
-    running = O.resource_request(options, default_cpus=0)
+    """(placement, while running), by Ray's rule: an actor that asks for nothing (or only
+    memory) is placed with 1 CPU and runs with 0; one that asks for anything else holds what
+    it asks for, with 1 CPU unless num_cpus says otherwise, for its whole life."""
+    asked = O.resource_request(options, default_cpus=0)
+    specified = set(asked) - {"CPU", "memory", "object_store_memory"}
+    running = O.resource_request(options, default_cpus=1 if specified else 0)
     placement = dict(running)
     if options.get("num_cpus") is None:
         placement["CPU"] = max(placement.get("CPU", 0), 1.0)

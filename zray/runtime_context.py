@@ -61,6 +61,11 @@ class ActorID(BaseID):
     SIZE = 16
 
 
+# Ray 2.60.0's accelerator resource names, in the keys of get_accelerator_ids().
+ACCELERATOR_KINDS = ("GPU", "TPU", "NPU", "HPU", "neuron_cores", "RBLN", "FURIOSA", "MBLT",
+                     "TTNPU")
+
+
 class RuntimeContext:
     """What Ray's RuntimeContext offers; ids are hex strings from the get_* methods."""
 
@@ -161,13 +166,25 @@ class RuntimeContext:
         return {"ray.io/node-id": self.get_node_id()}
 
     def get_assigned_resources(self) -> dict:
-        return dict(getattr(self._core.context, "resources", {}) or {})
+        """What the running task or actor holds: {"CPU": 1.0} for a default task, {} for a
+        default actor (placed with a CPU, it runs with none), as in Ray."""
+        core = self._core
+        assert core.mode == "worker", (
+            "This method is only available when the process is a worker. Current mode: 0")
+        resources = core.context.resources
+        if resources is None and core.actor_host is not None:
+            resources = core.actor_host.resources
+        return {name: float(amount) for name, amount in (resources or {}).items() if amount}
 
     def get_resource_ids(self) -> dict:
-        return {}
+        return self.get_accelerator_ids()
 
     def get_accelerator_ids(self) -> dict:
-        return {"GPU": []}
+        """The accelerator ids visible to the running task or actor, as strings, for every
+        accelerator kind Ray knows (zray assigns GPUs; the others are always empty)."""
+        ids = {kind: [] for kind in ACCELERATOR_KINDS}
+        ids["GPU"] = [str(i) for i in self._core.gpu_ids]
+        return ids
 
     def get_runtime_env_string(self) -> str:
         return "{}"
@@ -201,4 +218,6 @@ class RuntimeContext:
 
 
 def get_runtime_context() -> RuntimeContext:
+    """What the calling code runs as: its job, node, worker, task and actor ids, namespace,
+    the resources it holds and whether it was cancelled."""
     return RuntimeContext(runtime.require_connected())

@@ -166,6 +166,28 @@ def test_compressible_transfer_across_hosts(cluster):
     assert w2["NodeManagerAddress"] == "127.0.0.2"
 
 
+def test_wait_fetch_local_pulls_objects_here(cluster):
+    import numpy as np
+
+    ray = cluster
+
+    @ray.remote(resources={"w1": 0.5})
+    def produce(seed):
+        return np.full(4 * 2**20, seed, dtype=np.uint8)  # in w1's shared memory
+
+    def pulled():
+        return node_stats(ray)["transfer"]["bytes_pulled"]
+
+    refs = [produce.remote(i) for i in range(2)]
+    before = pulled()
+    ready, _ = ray.wait(refs, num_returns=2, timeout=30, fetch_local=False)
+    assert len(ready) == 2 and pulled() == before  # ready where they are: nothing moved
+    ready, _ = ray.wait(refs, num_returns=2, timeout=30)
+    assert ready == refs and pulled() - before >= 8 * 2**20  # both are on this node now
+    assert [int(a[0]) for a in ray.get(refs, timeout=30)] == [0, 1]
+    assert pulled() - before < 12 * 2**20  # get found them here: no second pull
+
+
 def test_copies_everywhere_are_freed(cluster):
     import gc
 

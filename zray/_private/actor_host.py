@@ -44,6 +44,8 @@ class ActorHost:
         self.creation_task_id = unique + start.actor_id
         self.instance = None
         self.max_concurrency = start.spec.get("max_concurrency") or 1
+        self.resources = dict(start.spec.get("run_resources") or {})  # held while it lives
+        self.gpu_ids = list(start.spec.get("gpu_ids") or [])
         self.is_async = bool(start.spec.get("is_async"))
         self.loop = None
         self.pool = None
@@ -55,6 +57,7 @@ class ActorHost:
     def construct(self, start: P.StartActor, payload) -> bool:
         core = self.core
         core.actor_host = self
+        self.executor.show_gpus(self.gpu_ids)
         context = core.context
         context.task_id = self.creation_task_id
         context.name = f"{self.class_name}.__init__"

@@ -125,6 +125,7 @@ class CoreWorker:
         self._blocked_depth = 0
         self._cancel_handler = None  # the executor's: interrupts a running task (workers)
         self.cancellations = Cancellations()
+        self.gpu_ids: list = []  # GPUs of the running task or actor (workers)
         self._log_sink = None
         self._futures_pool = None
         self.driver_task_id = self._driver_task_id(job_id)
@@ -670,6 +671,8 @@ class CoreWorker:
         ids = [ref._id for ref in refs]
         ready_ids = set(self.memory_store.wait(ids, num_returns, deadline, self._on_block,
                                                self._read_while_blocked))
+        if fetch_local:
+            ready_ids = self._fetch_here(ready_ids, num_returns, deadline)
         ready, not_ready = [], []
         for ref in refs:
             if ref._id in ready_ids and len(ready) < num_returns:
@@ -677,6 +680,36 @@ class CoreWorker:
             else:
                 not_ready.append(ref)
         return ready, not_ready
+
+    def _fetch_here(self, ready_ids: set, num_returns: int, deadline) -> set:
+        """wait(fetch_local=True): objects in shared memory on other nodes count as ready
+        once they are on this one. Pulls all of them; waits only if fewer than
+        `num_returns` are here already."""
+        remote = []
+        for oid in ready_ids:
+            entry = self.memory_store.get(oid)
+            if entry is not None and entry.kind == KIND_PLASMA and entry.node_id != self.node_id:
+                remote.append(oid)
+        if not remote:
+            return ready_ids
+        here = ready_ids.difference(remote)
+        hints = [self.memory_store.get(oid).node_id for oid in remote]
+        if len(here) >= num_returns or deadline is not None and time.monotonic() >= deadline:
+            self.requests.send(self.node_address, P.GetObjects(remote, config.rpc_timeout_s, hints),
+                               lambda reply, _: self._unpin_fetched(remote, reply))
+            return here
+        timeout = config.rpc_timeout_s if deadline is None else deadline - time.monotonic()
+        reply, _ = self.requests.call(self.node_address, P.GetObjects(remote, timeout, hints),
+                                      timeout + config.rpc_timeout_s)
+        return here.union(self._unpin_fetched(remote, reply))
+
+    def _unpin_fetched(self, object_ids: list, reply) -> list:
+        """GetObjects pinned what it found; a wait only wanted it here, not mapped."""
+        found = [oid for oid, location in zip(object_ids, getattr(reply, "offsets", ()))
+                 if location is not None]
+        if found:
+            self.endpoint.send(self.node_address, P.ReleaseObjects(found))
+        return found
 
     def _on_block(self, blocked: bool):
         if self.mode != WORKER or self.context.task_id is None:

@@ -212,6 +212,7 @@ class HeadService:
             self.endpoint.send(node.address, P.ReturnLease(reply.lease_id, True))
             return
         self.actor_nodes[actor_id] = node.address
+        self.actors.actors[actor_id].spec["gpu_ids"] = reply.gpu_ids  # this attempt's GPUs
         run = self.actors.actors[actor_id].spec.get("run_resources")
         if run is not None and run != self.actors.actors[actor_id].spec.get("resources"):
             self.endpoint.send(node.address, P.ResizeLease(reply.lease_id, run))

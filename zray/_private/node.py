@@ -341,7 +341,8 @@ class NodeDaemon:
                 seq = self.lease_seq.pop((ins.client, ins.request_id), 0)
                 address = self.endpoint.peers.get(ins.worker_id, "")
                 self.endpoint.reply(ins.client, P.LeaseGranted(
-                    ins.request_id, ins.lease_id, ins.worker_id, address, self.node_id), seq)
+                    ins.request_id, ins.lease_id, ins.worker_id, address, self.node_id,
+                    list(ins.gpu_ids)), seq)
             elif kind is S.StartWorker:
                 self.pool.spawn()
             elif kind is S.StopWorker:

@@ -269,11 +269,13 @@ class RequestLease(NamedTuple):
 
 @message(33)
 class LeaseGranted(NamedTuple):
+    """`gpu_ids`: which of the node's GPUs the lease holds (empty without GPUs)."""
     request_id: int
     lease_id: int
     worker_id: bytes
     worker_address: str
     node_id: bytes
+    gpu_ids: list
 
 
 @message(53)
@@ -452,6 +454,8 @@ class PushTask(NamedTuple):
     nbuffers: int
     resolved: list
     borrowed: list
+    resources: dict  # what the task holds while it runs (get_assigned_resources)
+    gpu_ids: list  # the lease's GPUs: the worker's CUDA_VISIBLE_DEVICES while it runs
 
 
 @message(61)

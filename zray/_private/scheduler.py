@@ -18,6 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from zray._private import resources as R
+from zray._private.instances import GPU, GpuInstances
 
 CPU = "CPU"
 
@@ -30,6 +31,7 @@ class Grant:
     request_id: int
     lease_id: int
     worker_id: bytes
+    gpu_ids: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class Lease:
     held: dict
     owed: dict = field(default_factory=dict)
     blocked: bool = False
+    gpu_ids: tuple = ()  # which GPUs (instances.GpuInstances) the lease holds ...
+    gpu_units: int = 0  # ... and how much of each (all of it for whole amounts)
 
 
 IDLE, LEASED, STARTING = "idle", "leased", "starting"
@@ -89,6 +93,7 @@ class LocalScheduler:
         self.available = dict(total)
         self.min_workers = min_workers
         self.max_workers = max(min_workers, 1) + max_extra_workers
+        self.gpus = GpuInstances(self.total.get(GPU, 0))
         self.queue: OrderedDict[tuple, Request] = OrderedDict()
         self.leases: dict[int, Lease] = {}
         self.workers: dict[bytes, str] = {}  # worker_id -> IDLE | LEASED
@@ -182,6 +187,8 @@ class LocalScheduler:
                 lease.owed.pop(name, None)
         lease.held = {k: v for k, v in lease.held.items() if v}
         lease.need = dict(need)
+        if not need.get(GPU):
+            self._release_gpus(lease)  # a partial shrink keeps its GPUs: none happens today
         return self._schedule()
 
     def set_blocked(self, worker_id: bytes, blocked: bool) -> list:
@@ -210,6 +217,12 @@ class LocalScheduler:
 
     def _release(self, lease: Lease):
         R.add(self.available, lease.held)
+        self._release_gpus(lease)
+
+    def _release_gpus(self, lease: Lease):
+        if lease.gpu_ids:
+            self.gpus.release(list(lease.gpu_ids), lease.gpu_units)
+            lease.gpu_ids, lease.gpu_units = (), 0
 
     def _repay_debts(self):
         for lease in self.leases.values():
@@ -242,17 +255,23 @@ class LocalScheduler:
                 else:
                     waiting_for_worker += 1
                 continue
+            gpu_units = request.need.get(GPU, 0)
+            gpu_ids = self.gpus.assign(gpu_units) if gpu_units else []
+            if gpu_ids is None:
+                continue  # enough GPU in total, but spread over too many GPUs
             worker_id = idle.pop()
             del self.queue[key]
             lease = Lease(next(self._lease_ids), request.client, worker_id,
-                          request.need, dict(request.need))
+                          request.need, dict(request.need), gpu_ids=tuple(gpu_ids),
+                          gpu_units=gpu_units if gpu_ids else 0)
             R.subtract(self.available, request.need)
             self.leases[lease.lease_id] = lease
             self.workers[worker_id] = LEASED
             self.worker_lease[worker_id] = lease.lease_id
             if request.for_actor:
                 self.dedicated.add(worker_id)
-            out.append(Grant(request.client, request.request_id, lease.lease_id, worker_id))
+            out.append(Grant(request.client, request.request_id, lease.lease_id, worker_id,
+                             tuple(gpu_ids)))
         pool = len(self.workers) - len(self.dedicated)
         room = self.max_workers - pool - self.starting
         wanted = max(0, min(waiting_for_worker - self.starting, room))
@@ -288,6 +307,11 @@ class LocalScheduler:
             assert self.available.get(name, 0) >= 0, (name, self.available)
             assert self.available.get(name, 0) + held.get(name, 0) == total, (name, self.available, held)
         assert len(self.worker_lease) == len(self.leases)
+        gpu_used = [0] * len(self.gpus.free)
+        for lease in self.leases.values():
+            for i in lease.gpu_ids:
+                gpu_used[i] += min(lease.gpu_units, R.UNIT)
+        assert [R.UNIT - used for used in gpu_used] == self.gpus.free, (gpu_used, self.gpus.free)
         for worker_id, lease_id in self.worker_lease.items():
             assert self.leases[lease_id].worker_id == worker_id
             assert self.workers[worker_id] == LEASED

@@ -66,6 +66,7 @@ class LeaseState:
     idle_since: float = 0.0
     single_use: bool = False  # SPREAD: one task per lease, or reuse would pile them on one node
     used: bool = False
+    gpu_ids: list = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -165,7 +166,7 @@ class TaskSubmitter:
             self.core.register_borrower(lease.address, spec.borrowed)
         msg = P.PushTask(spec.task_id, spec.function_id, spec.name, spec.num_returns,
                          self.core.address, lease.lease_id, len(spec.frames) - 1, spec.resolved,
-                         spec.borrowed)
+                         spec.borrowed, spec.resources, lease.gpu_ids)
         self.core.push(lease.address, msg, payload=spec.frames + spec.resolved_frames)
 
     def _on_lease_reply(self, key: tuple, request_id: int, reply, request: P.RequestLease,
@@ -191,7 +192,8 @@ class TaskSubmitter:
                 self._fail_queued(shape, X.RaySystemError(f"lease request failed: {reply.message}"))
                 return
             lease = LeaseState(reply.lease_id, key, reply.worker_id, reply.worker_address,
-                               node_address, single_use=request.strategy == "SPREAD")
+                               node_address, single_use=request.strategy == "SPREAD",
+                               gpu_ids=reply.gpu_ids)
             lease.idle_since = time.monotonic()
             self.leases[lease.lease_id] = lease
             if shape is None:

@@ -37,6 +37,7 @@ class Executor:
         self._lock = threading.Lock()
         self.main_thread_id = threading.main_thread().ident
         self.actor = None
+        self.visible_gpus: list = []  # what CUDA_VISIBLE_DEVICES was set to, by us
         self._spin_s = pacing.spin_seconds()
         core._cancel_handler = self.cancel
 
@@ -79,6 +80,18 @@ class Executor:
             # The call's views of its arguments are gone: free their room now, not at the I/O
             # thread's next idle tick.
             self.core._send_pin_releases()
+
+    def show_gpus(self, gpu_ids: list):
+        """Points CUDA at the GPUs the running task or actor holds, as Ray does, and takes
+        away those of the previous task (a worker runs tasks of many leases)."""
+        if gpu_ids == self.visible_gpus:
+            return
+        self.visible_gpus = list(gpu_ids)
+        self.core.gpu_ids = self.visible_gpus
+        if gpu_ids:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
+        else:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
 
     def next_work(self, timeout: float):
         """The next task: from the I/O thread's queue (ZeroMQ) first, then from the direct
@@ -134,6 +147,9 @@ class Executor:
         context = core.context
         context.task_id = push.task_id
         context.name = push.name
+        context.resources = push.resources
+        if push.gpu_ids or self.visible_gpus:
+            self.show_gpus(push.gpu_ids)
         log_stream.set_task_name(push.name)
         with self._lock:
             self.running_task = push.task_id
@@ -163,7 +179,7 @@ class Executor:
                 self.running_task = None
             sys.stdout.flush()
             sys.stderr.flush()
-            context.task_id = None
+            context.task_id = context.resources = None
         if cancellations.is_cancelled(push.task_id):  # even if the task caught the interrupt
             error = X.TaskCancelledError(push.task_id.hex())
         cancellations.finished(push.task_id)
