@@ -23,10 +23,11 @@ _lock = threading.RLock()
 _embedded = None
 _warned: set = set()
 
-# Accepted for compatibility; zray has no counterpart (yet), so they only warn once.
+# Accepted for compatibility; zray has no counterpart (yet) and they do not change what a
+# program computes, so they only warn once. (runtime_env would: it is refused instead.)
 _IGNORED_INIT_ARGS = ("labels", "local_mode", "include_dashboard", "dashboard_host",
                       "dashboard_port", "job_config", "logging_format", "logging_config",
-                      "runtime_env", "enable_resource_isolation", "cgroup_path",
+                      "enable_resource_isolation", "cgroup_path",
                       "system_reserved_cpu", "system_reserved_memory", "proxy_server_url")
 
 
@@ -46,7 +47,35 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
          enable_resource_isolation: bool = False, cgroup_path: str | None = None,
          system_reserved_cpu: float | None = None, system_reserved_memory: int | None = None,
          proxy_server_url: str | None = None, **kwargs):
-    """Starts an embedded single-node cluster (no address) or connects to a running one."""
+    """Connects this process to a cluster, starting a local one if there is none to join.
+
+    Args:
+        address: The cluster to connect to: ``"host:port"`` of a head started with
+            ``zray start --head``, ``"auto"`` for a cluster running on this machine, or
+            ``None``/``"local"`` to start a new single-node cluster inside this program
+            (a node daemon and its worker processes, stopped again by ``shutdown()``).
+        num_cpus, num_gpus: CPUs and GPUs the new local node offers (default: the
+            machine's CPUs, no GPUs). Only for a new local cluster.
+        resources: Custom resources of the new local node, e.g. ``{"disk": 2}``.
+        object_store_memory: Bytes of the new local node's shared-memory object store.
+        namespace: The namespace named actors of this job live in; a fresh anonymous one
+            if not given.
+        ignore_reinit_error: Return quietly, rather than raise, if already connected.
+        log_to_driver: Print the stdout and stderr of this job's tasks and actors here.
+        logging_level: Level of zray's own log messages in this process.
+        The remaining arguments are Ray's; where zray has no counterpart yet and the
+        argument would not change what the program computes, it is accepted with a
+        warning.
+
+    Returns:
+        A dict of addresses (``address_info``, ``node_id``, ``gcs_address``) that can also
+        be used as a context manager, which calls ``shutdown()`` on exit.
+
+    Raises:
+        RuntimeError: if already connected and ``ignore_reinit_error`` is False, or an
+            argument is not one Ray accepts.
+        ConnectionError: if the cluster at ``address`` cannot be reached.
+    """
     global _embedded
     with _lock:
         if runtime.core is not None:
@@ -60,7 +89,7 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         given = dict(labels=labels, local_mode=local_mode, include_dashboard=include_dashboard,
                      dashboard_host=dashboard_host, dashboard_port=dashboard_port,
                      job_config=job_config, logging_format=logging_format,
-                     logging_config=logging_config, runtime_env=runtime_env,
+                     logging_config=logging_config,
                      enable_resource_isolation=enable_resource_isolation, cgroup_path=cgroup_path,
                      system_reserved_cpu=system_reserved_cpu,
                      system_reserved_memory=system_reserved_memory,
@@ -68,8 +97,12 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         defaults = {"local_mode": False, "dashboard_host": "127.0.0.1",
                     "enable_resource_isolation": False}
         for name in _IGNORED_INIT_ARGS:
-            if given[name] not in (None, defaults.get(name)) and not (name == "runtime_env" and not given[name]):
+            if given[name] not in (None, defaults.get(name)):
                 _warn_once(name)
+        if runtime_env:
+            from zray._private.options import UNSUPPORTED, check_support
+
+            check_support("runtime_env", UNSUPPORTED, runtime_env)
         for name in kwargs:
             if not name.startswith("_"):
                 raise RuntimeError(f"Unknown keyword argument(s): {name}")
@@ -168,7 +201,9 @@ def _warn_once(name: str):
 
 
 def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = False):
-    """Disconnects and stops every process init() started; leaves no process or segment."""
+    """Disconnects from the cluster; a cluster that ``init()`` started is stopped with every
+    process, socket and shared-memory segment it made. Objects this program owns are freed
+    and its non-detached actors end. ``init()`` may be called again afterwards."""
     global _embedded
     with _lock:
         core = runtime.core
@@ -189,6 +224,7 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
 
 
 def is_initialized() -> bool:
+    """True if ``init()`` has connected this process (or it runs as a task or actor)."""
     return runtime.core is not None
 
 
@@ -227,7 +263,23 @@ class RayContext(dict):
 # ---------------------------------------------------------------------- remote
 
 def remote(*args, **kwargs):
-    """`@remote` or `@remote(num_cpus=..., ...)` on a function (classes: the actors issue)."""
+    """Makes a function a remote function (a task) or a class an actor class.
+
+    Use it bare (``@remote``) or with options (``@remote(num_cpus=2, num_returns=2)``).
+    ``f.remote(*args)`` then runs the function on the cluster and returns an ``ObjectRef``
+    to its result at once (a list of them with ``num_returns`` > 1);
+    ``Cls.remote(*args)`` starts an actor: a worker process holding one instance, whose
+    methods are called with ``handle.method.remote(*args)``, one at a time in submission
+    order unless ``max_concurrency`` says otherwise. ``ObjectRef`` arguments are passed
+    to the function as the values they stand for, once those exist.
+
+    Task options: ``num_cpus`` (default 1), ``num_gpus``, ``resources``, ``memory``,
+    ``num_returns``, ``max_retries`` (default 3: reruns if the worker dies),
+    ``retry_exceptions``, ``scheduling_strategy``, ``name``. Actor options: ``num_cpus``,
+    ``num_gpus``, ``resources``, ``name``, ``namespace``, ``lifetime``, ``get_if_exists``,
+    ``max_restarts``, ``max_task_retries``, ``max_concurrency``, ``concurrency_groups``,
+    ``scheduling_strategy``. ``.options(...)`` overrides them for one call.
+    """
     if len(args) == 1 and not kwargs and callable(args[0]):
         return _make_remote(args[0], {})
     if args:
@@ -256,10 +308,33 @@ def _make_remote(target, options):
 # ---------------------------------------------------------------------- objects
 
 def put(value: Any, *, _owner=None, _tensor_transport: str | None = None) -> ObjectRef:
+    """Stores ``value`` in the object store and returns an ``ObjectRef`` to it.
+
+    The value is serialized once; large values (numpy arrays, bytes, Arrow data) go to the
+    node's shared memory, where every process on the node reads them without a copy. The
+    object lives while any process holds a reference to it. Putting an ``ObjectRef`` is an
+    error (wrap it in a list to store the ref itself).
+    """
     return runtime.require_connected().put(value)
 
 
 def get(object_refs, *, timeout: float | None = None, _use_object_store: bool = False):
+    """Returns the value of an ``ObjectRef``, or a list of values for a list of refs, waiting
+    until they exist (and fetching them from other nodes).
+
+    Numpy arrays in shared memory come back as read-only views: no copy is made. If the task
+    that makes a value failed, ``get`` raises its error: a ``RayTaskError`` that is also an
+    instance of the original exception's class, with the remote traceback.
+
+    Args:
+        object_refs: An ``ObjectRef`` or a list of them.
+        timeout: Seconds to wait at most; ``None`` waits as long as it takes.
+
+    Raises:
+        GetTimeoutError: if ``timeout`` passed before every value existed.
+        RayTaskError: if a task raised; TaskCancelledError, WorkerCrashedError,
+            ActorDiedError, ObjectLostError for the other ways a value can fail to exist.
+    """
     core = runtime.require_connected()
     single = isinstance(object_refs, ObjectRef)
     if single:
@@ -281,6 +356,13 @@ def get(object_refs, *, timeout: float | None = None, _use_object_store: bool = 
 
 def wait(ray_waitables, *, num_returns: int = 1, timeout: float | None = None,
          fetch_local: bool = True):
+    """Waits until ``num_returns`` of the given refs are ready, or ``timeout`` passed.
+
+    Returns ``(ready, not_ready)``: two lists of the refs, in the order given, ``ready``
+    holding at most ``num_returns``. A ref is ready once its value (or its error) exists;
+    with ``fetch_local`` (the default) also once it is on this node, and waiting starts
+    fetching it here. ``timeout=None`` waits as long as it takes; ``0`` only looks.
+    """
     core = runtime.require_connected()
     if isinstance(ray_waitables, ObjectRef):
         raise TypeError("wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, "
@@ -312,6 +394,17 @@ def _check_timeout(timeout):
 
 
 def cancel(ray_waitable, *, force: bool = False, recursive: bool = True):
+    """Cancels the task or actor call that makes ``ray_waitable``; ``get`` on it then raises
+    ``TaskCancelledError``. Cancelled work is not retried.
+
+    A task not started yet never runs. A running task gets a ``KeyboardInterrupt``, or with
+    ``force=True`` its worker is killed (``get`` raises ``WorkerCrashedError``). An actor
+    call not started yet never runs; a running one is not interrupted but sees
+    ``get_runtime_context().is_canceled()`` become true, except in an async actor, where
+    its asyncio task is cancelled. ``force=True`` is an error for actor calls (use
+    ``kill``). With ``recursive`` (the default), the tasks and actor calls the cancelled
+    task submitted are cancelled too. A finished task is left as it is.
+    """
     core = runtime.require_connected()
     if not isinstance(ray_waitable, ObjectRef):
         raise TypeError(
@@ -326,6 +419,8 @@ def cancel(ray_waitable, *, force: bool = False, recursive: bool = True):
 # ---------------------------------------------------------------------- cluster
 
 def nodes() -> list:
+    """One dict per node the cluster has known, dead ones included: ``NodeID``, ``Alive``,
+    ``NodeManagerAddress``, ``Resources`` and Ray's other keys."""
     core = runtime.require_connected()
     reply, _ = core.requests.call(core.head_address, P.GetNodes(True), config.rpc_timeout_s)
     return [_ray_node_dict(n) for n in reply.nodes]
@@ -362,10 +457,13 @@ def _port_of(address: str) -> int:
 
 
 def cluster_resources() -> dict:
+    """The resources of all live nodes together, e.g. ``{"CPU": 8.0, "memory": ...}``."""
     return _sum_resources("resources")
 
 
 def available_resources() -> dict:
+    """The resources of all live nodes not held by tasks and actors right now (as of the
+    nodes' last report); a resource none is free of is left out."""
     return _sum_resources("available")
 
 
@@ -380,14 +478,19 @@ def _sum_resources(field: str) -> dict:
 
 
 def get_gpu_ids() -> list:
-    runtime.require_connected()
-    return []
+    """The ids of the GPUs the running task or actor holds (also its CUDA_VISIBLE_DEVICES);
+    empty in a driver and for work that asked for no GPU."""
+    return list(runtime.require_connected().gpu_ids)
 
 
 # ---------------------------------------------------------------------- actors
 
 def get_actor(name: str, namespace: str | None = None):
-    """The handle of the live actor named `name` in `namespace` (default: this job's)."""
+    """A handle to the live actor named ``name`` in ``namespace`` (default: this job's).
+
+    Raises:
+        ValueError: if no live actor has that name there.
+    """
     from zray.actor import _lookup
 
     if not isinstance(name, str) or not name:
@@ -405,7 +508,9 @@ def get_actor(name: str, namespace: str | None = None):
 
 
 def kill(actor, *, no_restart: bool = True):
-    """Kills an actor immediately: its running and queued calls fail with ActorDiedError."""
+    """Ends an actor at once, without waiting for its calls: running and queued calls fail
+    with ``ActorDiedError``, as do later calls through any handle. With
+    ``no_restart=False`` an actor with ``max_restarts`` left is restarted instead."""
     from zray.actor import ActorHandle
 
     if not isinstance(actor, ActorHandle):

@@ -81,11 +81,39 @@ def test_unknown_option(ray):
 
 
 def test_options_without_effect_are_accepted(ray):
-    @ray.remote(runtime_env={"env_vars": {"A": "1"}}, max_calls=0)
+    @ray.remote(max_calls=2, enable_task_events=False, runtime_env={})
     def f():
         return 1
 
-    assert ray.get(f.remote()) == 1
+    assert ray.get(f.options(runtime_env=None).remote()) == 1
+
+
+@pytest.mark.parametrize("option, value", [
+    ("runtime_env", {"env_vars": {"A": "1"}}), ("label_selector", {"zone": "a"}),
+    ("placement_group_bundle_index", 0), ("accelerator_type", "A100"),
+    ("_generator_backpressure_num_objects", 2)])
+def test_options_that_would_change_results_are_refused(ray, option, value):
+    with pytest.raises(NotImplementedError, match=option):
+        @ray.remote(**{option: value})
+        def f():
+            return 1
+
+    @ray.remote
+    def g():
+        return 1
+
+    with pytest.raises(NotImplementedError, match=option):
+        g.options(**{option: value})
+
+
+def test_actor_options_that_would_change_results_are_refused(ray):
+    @ray.remote
+    class A:
+        pass
+
+    for option, value in (("max_pending_calls", 10), ("allow_out_of_order_execution", True)):
+        with pytest.raises(NotImplementedError, match=option):
+            A.options(**{option: value})
 
 
 def test_init_twice(ray):

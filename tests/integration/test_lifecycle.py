@@ -35,6 +35,14 @@ def test_init_shutdown_cycles(fresh):
         assert not ray.is_initialized()
 
 
+def test_init_refuses_a_runtime_env_it_cannot_honour(fresh):
+    with pytest.raises(NotImplementedError, match="runtime_env"):
+        fresh.init(num_cpus=1, runtime_env={"env_vars": {"A": "1"}})
+    assert not fresh.is_initialized()
+    fresh.init(num_cpus=1, runtime_env={})  # asks for nothing: fine
+    fresh.shutdown()
+
+
 def test_exit_without_shutdown_cleans_up():
     before = (zray_segments(), zray_sessions())
     result = run_script("""

@@ -1,7 +1,11 @@
 """The options `@remote(...)` and `.options(...)` accept, with Ray's names, defaults and errors.
 
-Options zray does not act on yet are accepted (never a TypeError for a valid Ray option) and
-warned about once per option name.
+Every option Ray accepts is known here (never a "no such option" error for a valid Ray option).
+Those zray does not act on yet are of two kinds: options that do not change what a program
+computes (task events, tensor transports) are accepted with a one-time warning; options that
+would (a runtime environment, a placement group, a label selector) raise NotImplementedError
+naming the option when given anything but their default, because ignoring them would run the
+program differently from Ray without saying so.
 """
 from __future__ import annotations
 
@@ -11,56 +15,59 @@ from dataclasses import dataclass
 logger = logging.getLogger(__name__)
 
 
+SUPPORTED, WARN, UNSUPPORTED = "supported", "warn", "unsupported"
+
+
 @dataclass(frozen=True)
 class Option:
     default: object
     types: tuple
-    supported: bool = True
+    support: str = SUPPORTED
 
 
 _NUM = (int, float, type(None))
 
 _COMMON = {
-    "accelerator_type": Option(None, (str, type(None)), False),
-    "label_selector": Option(None, (dict, type(None)), False),
-    "fallback_strategy": Option(None, (list, type(None)), False),
+    "accelerator_type": Option(None, (str, type(None)), UNSUPPORTED),
+    "label_selector": Option(None, (dict, type(None)), UNSUPPORTED),
+    "fallback_strategy": Option(None, (list, type(None)), UNSUPPORTED),
     "memory": Option(None, _NUM),
     "name": Option(None, (str, type(None))),
     "num_cpus": Option(1, _NUM),
     "num_gpus": Option(None, _NUM),
-    "object_store_memory": Option(None, (int, type(None)), False),
-    "placement_group": Option("default", (type(None), str, object), False),
-    "placement_group_bundle_index": Option(-1, (int,), False),
-    "placement_group_capture_child_tasks": Option(None, (bool, type(None)), False),
+    "object_store_memory": Option(None, (int, type(None)), WARN),
+    "placement_group": Option("default", (type(None), str, object), UNSUPPORTED),
+    "placement_group_bundle_index": Option(-1, (int,), UNSUPPORTED),
+    "placement_group_capture_child_tasks": Option(None, (bool, type(None)), UNSUPPORTED),
     "resources": Option(None, (dict, type(None))),
-    "runtime_env": Option(None, (dict, type(None)), False),
+    "runtime_env": Option(None, (dict, type(None)), UNSUPPORTED),
     "scheduling_strategy": Option(None, (type(None), str, object)),
-    "enable_task_events": Option(True, (bool,), False),
-    "_labels": Option(None, (dict, type(None)), False),
+    "enable_task_events": Option(True, (bool,), WARN),
+    "_labels": Option(None, (dict, type(None)), WARN),
 }
 
 TASK_OPTIONS = dict(_COMMON, **{
-    "max_calls": Option(0, (int, type(None)), False),
+    "max_calls": Option(0, (int, type(None)), WARN),
     "max_retries": Option(3, (int, type(None))),
     "num_returns": Option(None, (int, str, type(None))),
     "retry_exceptions": Option(False, (bool, list, tuple)),
-    "_generator_backpressure_num_objects": Option(None, (int, type(None)), False),
-    "_num_objects_per_yield": Option(1, (int, type(None)), False),
+    "_generator_backpressure_num_objects": Option(None, (int, type(None)), UNSUPPORTED),
+    "_num_objects_per_yield": Option(1, (int, type(None)), UNSUPPORTED),
 })
 
 ACTOR_OPTIONS = dict(_COMMON, **{
     "num_cpus": Option(None, _NUM),
-    "concurrency_groups": Option(None, (list, dict, type(None)), False),
-    "enable_tensor_transport": Option(None, (bool, type(None)), False),
+    "concurrency_groups": Option(None, (list, dict, type(None)), UNSUPPORTED),
+    "enable_tensor_transport": Option(None, (bool, type(None)), WARN),
     "lifetime": Option(None, (str, type(None))),
     "max_concurrency": Option(None, (int, type(None))),
     "max_restarts": Option(0, (int,)),
     "max_task_retries": Option(0, (int,)),
-    "max_pending_calls": Option(-1, (int,)),
+    "max_pending_calls": Option(-1, (int,), UNSUPPORTED),
     "namespace": Option(None, (str, type(None))),
     "get_if_exists": Option(False, (bool,)),
-    "allow_out_of_order_execution": Option(None, (bool, type(None)), False),
-    "_actor_generator_backpressure_num_objects": Option(None, (int, type(None)), False),
+    "allow_out_of_order_execution": Option(None, (bool, type(None)), UNSUPPORTED),
+    "_actor_generator_backpressure_num_objects": Option(None, (int, type(None)), UNSUPPORTED),
 })
 
 _warned: set = set()
@@ -83,10 +90,29 @@ def validate(options: dict, table: dict, what: str, in_options_call: bool) -> di
         if isinstance(value, bool) and key in ("num_cpus", "num_gpus", "memory", "max_retries"):
             raise TypeError(f"The type of keyword '{key}' must be a number, but received {value!r}")
         _check_value(key, value)
-        if not spec.supported and value != spec.default and key not in _warned:
-            _warned.add(key)
-            logger.warning("zray accepts the option %r but does not act on it yet", key)
+        if spec.support != SUPPORTED and not _asks_for_nothing(value, spec.default):
+            check_support(key, spec.support, value)
     return options
+
+
+def _asks_for_nothing(value, default) -> bool:
+    if value is None or value is False or value is default:
+        return True
+    if isinstance(value, (dict, list, tuple, str)) and not value:
+        return True
+    return type(value) is type(default) and value == default
+
+
+def check_support(name: str, support: str, value=None):
+    """Raises for an option zray cannot honour yet; warns once for one it may ignore."""
+    if support == UNSUPPORTED:
+        raise NotImplementedError(
+            f"zray does not support the option {name!r} yet (given {value!r}); running without "
+            "it would not do what Ray does. See 'Differences from Ray' in zray's README.")
+    if name not in _warned:
+        _warned.add(name)
+        logger.warning("zray accepts the option %r but does not act on it yet; it does not "
+                       "change what the program computes", name)
 
 
 def _check_value(key, value):
