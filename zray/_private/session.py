@@ -92,8 +92,8 @@ def session_alive(session_dir: str) -> bool:
     return creator.isdigit() and not entries and _pid_alive(int(creator))
 
 
-def live_sessions() -> list:
-    root = config.session_dir_root
+def live_sessions(root: str | None = None) -> list:
+    root = root or config.session_dir_root
     return [os.path.join(root, entry) for entry in sorted(_list(root))
             if entry.startswith("session_") and session_alive(os.path.join(root, entry))]
 
@@ -114,11 +114,12 @@ def _owner_dead(owner: str, live_names: set) -> bool:
     return owner not in live_names and not (creator.isdigit() and _pid_alive(int(creator)))
 
 
-def clean_stale_sessions() -> list:
-    """Removes what dead sessions left: their directories, /dev/shm arenas, and their nodes'
-    subdirectories of a configured spill directory (<session name>-<node id>)."""
+def clean_stale_sessions(root: str | None = None) -> list:
+    """Removes what dead sessions under `root` (default: the session root) left: their
+    directories, /dev/shm arenas, and their nodes' subdirectories of a configured spill
+    directory (<session name>-<node id>)."""
     removed = []
-    root = config.session_dir_root
+    root = root or config.session_dir_root
     live_names = set()
     for entry in _list(root):
         path = os.path.join(root, entry)
