@@ -1,5 +1,5 @@
 """Finding a `zray start` cluster on this machine: nodes joining without --token, init() without
-an address (the recorded cluster, RAY_ADDRESS, ZRAY_ADDRESS), and stale records."""
+an address (the recorded cluster, RAY_ADDRESS, ZRAY_ADDRESS), stale records, and --temp-dir."""
 import contextlib
 import os
 import re
@@ -120,6 +120,23 @@ def test_stale_record_falls_back_to_a_new_local_cluster():
         auto = subprocess.run([sys.executable, "-c", AUTO], capture_output=True, text=True,
                               timeout=60, env=cli_env(root))
         assert "Could not find any running zray instance" in auto.stdout, auto.stderr
+
+
+def test_temp_dir_keeps_sessions_apart_and_the_cluster_findable():
+    with cli_root() as (root, env):
+        temp_dir = os.path.join(root, "t")
+        head = start(env, "--head", "--port", "0", "--temp-dir", temp_dir,
+                     "--resources", '{"c_temp": 1}')
+        assert f"in {temp_dir}/session_" in head.stdout
+        address = head_address(head.stdout)
+        joined = start(env, f"--address={address}", "--temp-dir", temp_dir)
+        assert f"in {temp_dir}/session_" in joined.stdout
+        assert not [s for s in os.listdir(root) if s.startswith("session_")]
+        assert driver(root)[0] == "['c_temp'] 2"  # found from the default root
+        assert driver(temp_dir)[0] == "['c_temp'] 2"  # and from the cluster's own
+        stopped = zray_cli("stop", env=env)
+        assert "Stopped 2" in stopped.stdout, stopped.stdout + stopped.stderr
+        assert not [s for s in os.listdir(temp_dir) if s.startswith("session_")]
 
 
 def test_record_whose_head_is_gone_falls_back_to_a_new_local_cluster():

@@ -13,7 +13,7 @@ import sys
 import time
 
 from zray._private.launch import daemon_command
-from zray.scripts import memory
+from zray.scripts import memory, ray_flags
 from zray.scripts.node import add_node_flags
 
 
@@ -24,23 +24,49 @@ def build_parser() -> argparse.ArgumentParser:
     start = commands.add_parser("start", help="start a node daemon on this machine")
     add_node_flags(start)
     start.add_argument("--block", action="store_true", help="run in the foreground")
+    start.add_argument("--temp-dir", default=None,
+                       help="root of this node's session directories (default: "
+                            "ZRAY_SESSION_DIR_ROOT); drivers and nodes of this machine still "
+                            "find the cluster")
+    start.add_argument("--memory", type=int, default=None,
+                       help="bytes of the 'memory' resource tasks and actors may reserve")
+    start.add_argument("--object-spilling-directory", default=None,
+                       help="where this node spills objects (default: ZRAY_SPILL_DIR)")
+    ray_flags.add_flags(start, ray_flags.START_FLAGS)
 
     stop = commands.add_parser("stop", help="stop this machine's node daemons")
     stop.add_argument("-f", "--force", action="store_true", help="kill with SIGKILL")
     stop.add_argument("-g", "--grace-period", type=int, default=16,
                       help="seconds to wait before killing (default 16)")
+    ray_flags.add_flags(stop, ray_flags.STOP_FLAGS)
 
     status = commands.add_parser("status", help="show the cluster's nodes and resources")
     status.add_argument("--address", default=None, help="head address (default: the local one)")
+    ray_flags.add_flags(status, ray_flags.STATUS_FLAGS)
 
     memory.add_parser(commands)
     return parser
 
 
+FLAG_TABLES = {"start": ray_flags.START_FLAGS, "stop": ray_flags.STOP_FLAGS,
+               "status": ray_flags.STATUS_FLAGS}
+
+
 def main(argv=None) -> int:
+    import zmq
+
     args = build_parser().parse_args(argv)
-    return {"start": cmd_start, "stop": cmd_stop, "status": cmd_status,
-            "memory": memory.cmd_memory}[args.command](args)
+    refused = ray_flags.check_flags(args, FLAG_TABLES.get(args.command, {}), args.command,
+                                    lambda line: print(line, file=sys.stderr))
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
+    try:
+        return {"start": cmd_start, "stop": cmd_stop, "status": cmd_status,
+                "memory": memory.cmd_memory}[args.command](args)
+    except (OSError, zmq.ZMQError) as exc:  # ConnectionError is an OSError: no cluster there
+        print(f"zray {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_start(args) -> int:
@@ -51,10 +77,19 @@ def cmd_start(args) -> int:
         print("zray start: give --head to start a cluster or --address=HOST:PORT to join one",
               file=sys.stderr)
         return 2
+    if args.address == "auto":  # as `ray start --address=auto`: the cluster this machine knows
+        from zray._private.cluster_info import resolve_address
+
+        args.address = resolve_address("auto").replace("tcp://", "")
     cmd = daemon_command("zray.scripts.node") + ["--ready-json"]
     for flag in ("head", "encrypt"):
         if getattr(args, flag):
             cmd.append("--" + flag)
+    if args.memory is not None:
+        resources = _json_object(args.resources)
+        if resources is None:
+            return 2
+        args.resources = json.dumps({**resources, "memory": args.memory})
     for flag in ("port", "address", "num_cpus", "num_gpus", "resources", "object_store_memory",
                  "node_ip_address"):
         value = getattr(args, flag)
@@ -63,11 +98,19 @@ def cmd_start(args) -> int:
     extra = {}
     token = args.token or config.token
     if not token and args.address:
+        # Found here, not by the daemon: with --temp-dir it looks under another root.
         creds = cluster_record.local_credentials(args.address)
         token = creds.token if creds is not None else None
     if token:
         extra["ZRAY_TOKEN"] = token  # by environment: argv is readable by every local user (ps)
     roots = [config.session_dir_root]
+    if args.temp_dir:
+        temp_dir = os.path.abspath(args.temp_dir)
+        extra["ZRAY_SESSION_DIR_ROOT"] = temp_dir
+        cluster_record.remember_temp_dir(config.session_dir_root, temp_dir)
+        roots.append(temp_dir)
+    if args.object_spilling_directory:
+        extra["ZRAY_SPILL_DIR"] = os.path.abspath(args.object_spilling_directory)
     env = environment_for_children(extra)
     if args.block:
         return _run_blocking(cmd, env, roots)
@@ -88,6 +131,19 @@ def cmd_start(args) -> int:
             return 1
     _started(json.loads(line), args.head, roots)
     return 0
+
+
+def _json_object(raw):
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        print(f"zray start: --resources is not valid JSON: {exc}", file=sys.stderr)
+        return None
+    if not isinstance(value, dict):
+        print("zray start: --resources must be a JSON object such as '{\"w1\": 1}'",
+              file=sys.stderr)
+        return None
+    return value
 
 
 def _run_blocking(cmd: list, env: dict, roots: list) -> int:
