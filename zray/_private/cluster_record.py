@@ -60,7 +60,7 @@ def write(record: ClusterRecord, roots: list):
                         record.address, previous.address)
         path = os.path.join(root, RECORD_FILE)
         scratch = f"{path}.{os.getpid()}"
-        with open(scratch, "w") as f:
+        with open(os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             json.dump(dataclasses.asdict(record), f)
         os.replace(scratch, path)  # readers never see half a record
 
@@ -70,11 +70,17 @@ def read(root: str | None = None) -> ClusterRecord | None:
     path = os.path.join(root or config.session_dir_root, RECORD_FILE)
     try:
         with open(path) as f:
+            owner = os.fstat(f.fileno()).st_uid
             record = ClusterRecord(**json.load(f))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError) as exc:
         logger.warning("ignoring the unreadable cluster record %s: %s", path, exc)
+        return None
+    if owner != os.getuid():
+        # Another user's record would send our programs (and the token it points us to) to
+        # a cluster of theirs: as if the root were shared with a stranger.
+        logger.warning("ignoring the cluster record %s: it belongs to user %d", path, owner)
         return None
     return record if record.alive() else None
 
