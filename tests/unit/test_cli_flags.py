@@ -66,3 +66,11 @@ def test_tuning_flags_warn_once_and_result_changing_flags_are_refused():
     args = cli.build_parser().parse_args(["start", "--head", "--labels", "zone=a"])
     refused = ray_flags.check_flags(args, ray_flags.START_FLAGS, "start", warnings.append)
     assert refused.startswith("zray start: --labels is not supported")
+
+
+@pytest.mark.parametrize("flag", [["--port", "6380"], ["--redis-shard-ports", "1"],
+                                  ["--include-dashboard", "false"]])
+def test_head_only_flags_are_refused_when_joining(flag, capsys):
+    assert cli.main(["start", "--address=127.0.0.1:9", *flag]) == 2
+    assert f"{flag[0]} should only be specified when starting head node" in \
+        capsys.readouterr().err

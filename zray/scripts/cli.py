@@ -77,6 +77,12 @@ def cmd_start(args) -> int:
         print("zray start: give --head to start a cluster or --address=HOST:PORT to join one",
               file=sys.stderr)
         return 2
+    if not args.head:
+        for flag in ("port", "redis_shard_ports", "include_dashboard"):  # Ray's head-only flags
+            if getattr(args, flag) is not None:
+                print(f"zray start: --{flag.replace('_', '-')} should only be specified when "
+                      f"starting head node with `--head`.", file=sys.stderr)
+                return 2
     if args.address == "auto":  # as `ray start --address=auto`: the cluster this machine knows
         from zray._private.cluster_info import resolve_address
 
