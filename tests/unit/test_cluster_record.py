@@ -51,3 +51,4 @@ def test_another_users_record_is_ignored(tmp_path):
     recorded(tmp_path)
     os.chown(tmp_path / cluster_record.RECORD_FILE, 65534, 65534)
     assert cluster_record.read(str(tmp_path)) is None
+
