@@ -76,6 +76,10 @@ def test_node_on_the_heads_machine_joins_without_token():
         assert "Started zray node" in joined.stdout
         status = zray_cli("status", env=env)
         assert "2 alive" in status.stdout, status.stdout + status.stderr
+        # The token goes only to the address the head recorded, not to another spelling of it.
+        port = address.rsplit(":", 1)[1]
+        guessed = zray_cli("start", f"--address=localhost:{port}", "--num-cpus", "1", env=env)
+        assert guessed.returncode == 1 and "needs its token" in guessed.stderr, guessed.stderr
         # A machine without the cluster's sessions (another root) still needs the token.
         elsewhere = short_tmp()
         try:

@@ -125,7 +125,8 @@ def local_sessions() -> list:
     return sessions
 
 
-def local_credentials(address: str) -> security.Credentials | None:
-    """The credentials a node of this machine holds for the cluster at `address`, if any."""
+def local_credentials(address: str, exact: bool = False) -> security.Credentials | None:
+    """The credentials a node of this machine holds for the cluster at `address`, if any (see
+    security.local_credentials)."""
     address = address if "://" in address else "tcp://" + address
-    return security.local_credentials(address, local_sessions())
+    return security.local_credentials(address, local_sessions(), exact)

@@ -105,7 +105,7 @@ def cmd_start(args) -> int:
     token = args.token or config.token
     if not token and args.address:
         # Found here, not by the daemon: with --temp-dir it looks under another root.
-        creds = cluster_record.local_credentials(args.address)
+        creds = cluster_record.local_credentials(args.address, exact=True)
         token = creds.token if creds is not None else None
     if token:
         extra["ZRAY_TOKEN"] = token  # by environment: argv is readable by every local user (ps)

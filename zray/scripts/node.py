@@ -92,7 +92,8 @@ def local_token(head_address: str) -> str:
     itself, or a node joined before): as for drivers, same-host joins need no --token."""
     from zray._private import cluster_record
 
-    creds = cluster_record.local_credentials(head_address)
+    # Only for the exact address a head recorded: a mistyped address may be anyone's host.
+    creds = cluster_record.local_credentials(head_address, exact=True)
     return creds.token if creds is not None else ""
 
 
