@@ -80,6 +80,25 @@ def assert_no_leaks(before_segments: set, before_sessions: set, timeout: float =
         time.sleep(0.05)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def embedded_clusters_stay_embedded():
+    """init() without an address attaches to ZRAY_ADDRESS/RAY_ADDRESS or to the cluster `zray
+    start` recorded under the session root. Tests that start clusters keep them under roots of
+    their own, so neither may point anywhere here, or tests would share a cluster unawares."""
+    from zray._config import config
+    from zray._private import cluster_record
+
+    if config.address:
+        pytest.exit(f"ZRAY_ADDRESS/RAY_ADDRESS is set ({config.address!r}): unset it to run the "
+                    f"tests", returncode=1)
+    record = cluster_record.read()
+    if record is not None:
+        pytest.exit(f"`zray start` left a cluster at {record.address} recorded under the test "
+                    f"session root {config.session_dir_root}: stop it with `zray stop`",
+                    returncode=1)
+    yield
+
+
 @pytest.fixture(scope="module")
 def ray():
     """An embedded two-CPU cluster shared by the tests of one module."""

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 
 ENV_PREFIX = "ZRAY_"
+# Ray's own variables that zray honours too (its ZRAY_ twin wins when both are set).
+RAY_ALIASES = {"address": "RAY_ADDRESS"}
 
 
 def _setting(default, description: str):
@@ -86,7 +88,9 @@ class Config:
     head_port: int = _setting(6380, "Default TCP port of the head service for `zray start`.")
     node_death_timeout_s: float = _setting(
         10.0, "A node that sends no heartbeat (every second) for this long is declared dead.")
-    address: str = _setting("", "Cluster address for init(address='auto') (like RAY_ADDRESS).")
+    address: str = _setting(
+        "", "Cluster that init() without an address (or with 'auto') and the CLI connect to. "
+        "RAY_ADDRESS is read too, so Ray habits carry over; ZRAY_ADDRESS wins if both are set.")
     token: str = _setting(
         "", "Cluster token: every connection must prove it holds it. A head generates one "
         "unless given; joining nodes and remote drivers need it (local ones read the session).")
@@ -109,6 +113,9 @@ class Config:
             if raw is None:
                 continue
             values[f.name] = _parse(f.type, raw, f.name)
+        for name, ray_name in RAY_ALIASES.items():
+            if not values.get(name) and environ.get(ray_name):
+                values[name] = environ[ray_name]
         return cls(**values)
 
     def describe(self) -> dict:

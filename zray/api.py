@@ -115,22 +115,35 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
             if resources and reserved in resources:
                 raise ValueError(f"Use the 'num_{reserved.lower()}s' argument instead of "
                                  f"resources={{'{reserved}': ...}}.")
+        from zray._private import cluster_info
+
+        fallback_to_local = False
         if address in ("", "local"):
             address = None
-        if address is None and config.address:
-            address = config.address
-        if address is not None:
-            from zray._private.cluster_info import (credentials_for, local_node_of,
-                                                    resolve_address)
-
-            address = resolve_address(address)
-            creds = credentials_for(address)
-            node = local_node_of(address, creds)
-            from zray._private.transport import ipc_path
-
-            session_dir = os.path.dirname(os.path.dirname(ipc_path(node["address"])))
-            core = _connect(node["address"], session_dir, namespace, creds, node["ip"])
         else:
+            address, fallback_to_local = cluster_info.bootstrap_address(address)
+        core = None
+        if address is not None:
+            for name, value in (("num_cpus and num_gpus", num_cpus), ("num_cpus and num_gpus",
+                                num_gpus), ("resources", resources), ("labels", labels),
+                                ("object_store_memory", object_store_memory)):
+                if value is not None:  # the cluster's nodes already have their resources
+                    raise ValueError(f"When connecting to an existing cluster, {name} must not "
+                                     f"be provided.")
+            logger.info("Connecting to existing zray cluster at address: %s...", address)
+            try:
+                node, session_dir, creds = cluster_info.attach(address)
+            except ConnectionError as exc:
+                if not fallback_to_local:
+                    raise
+                # The recorded cluster's node lives but its head does not answer: as for a
+                # record left by a crash, a program that named no cluster gets a new one.
+                logger.warning("Failed to connect to the cluster `zray start` recorded at %s "
+                               "(%s); starting a new local cluster. `zray stop` clears the "
+                               "record.", address, exc)
+            else:
+                core = _connect(node["address"], session_dir, namespace, creds, node["ip"])
+        if core is None:
             from zray._private.driver import EmbeddedNode
             from zray._private.security import Credentials, new_token
 

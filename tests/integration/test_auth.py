@@ -237,14 +237,22 @@ def test_strangers_messages_are_never_acted_on(plain):
 
 def test_joining_without_or_with_a_wrong_token_fails_fast(plain):
     _, cluster = plain
-    for extra, why in (((), "needs its token"), (("--token", "wrong"), "rejected our cluster"),
-                       (("--token", "wrong", "--encrypt"), "does not use encryption")):
-        start = time.monotonic()
-        joined = zray_cli("start", f"--address={cluster['address']}", "--num-cpus", "1",
-                          "--node-ip-address", "127.0.0.2", *extra, env=cluster["env"])
-        assert time.monotonic() - start < 30
-        assert joined.returncode == 1
-        assert why in joined.stderr, joined.stderr
+    # A machine that holds none of the cluster's sessions (here: another session root).
+    elsewhere = dict(cluster["env"],
+                     ZRAY_SESSION_DIR_ROOT=tempfile.mkdtemp(prefix="zt", dir="/tmp"))
+    try:
+        for extra, env, why in (((), elsewhere, "needs its token"),
+                                (("--token", "wrong"), cluster["env"], "rejected our cluster"),
+                                (("--token", "wrong", "--encrypt"), cluster["env"],
+                                 "does not use encryption")):
+            start = time.monotonic()
+            joined = zray_cli("start", f"--address={cluster['address']}", "--num-cpus", "1",
+                              "--node-ip-address", "127.0.0.2", *extra, env=env)
+            assert time.monotonic() - start < 30
+            assert joined.returncode == 1
+            assert why in joined.stderr, joined.stderr
+    finally:
+        shutil.rmtree(elsewhere["ZRAY_SESSION_DIR_ROOT"], ignore_errors=True)
     # The refused nodes removed their sessions (they never made an arena).
     assert len([s for s in os.listdir(cluster["root"]) if s.startswith("session_")]) == 2
 

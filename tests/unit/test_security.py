@@ -149,6 +149,10 @@ def test_token_file_is_private_and_found_by_head_address(tmp_path):
     assert security.local_credentials("tcp://127.0.0.1:2", sessions) == Credentials("tb", True)
     assert security.local_credentials("tcp://127.0.0.1:9", sessions) is None  # ambiguous
     assert security.local_credentials("tcp://127.0.0.1:9", sessions[:1]) == Credentials("ta")
+    # Joining nodes send it only to the address a head recorded, never to a guess.
+    assert security.local_credentials("tcp://127.0.0.1:9", sessions[:1], exact=True) is None
+    assert security.local_credentials("tcp://127.0.0.1:1", sessions, exact=True) == \
+        Credentials("ta")
 
 
 def test_generated_tokens_never_look_like_an_option():

@@ -1,5 +1,5 @@
-"""Finding a running cluster: `address="auto"`, ZRAY_ADDRESS, its credentials, and one-shot head
-queries for the CLI (no core worker needed)."""
+"""Finding a running cluster: `address="auto"`, ZRAY_ADDRESS/RAY_ADDRESS, the cluster `zray start`
+recorded, its credentials, and one-shot head queries for the CLI (no core worker needed)."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ import zmq
 from zray._config import config
 from zray._fast import random_id
 from zray._private import protocol as P
-from zray._private import security, session
+from zray._private import cluster_record, security
 from zray._private.transport import REPLY, Endpoint, choose_address, ipc_path, serve_context
 
 
@@ -17,22 +17,35 @@ class ClusterNotFound(ConnectionError):
     pass
 
 
-def resolve_address(address: str) -> str:
-    """'auto' -> the head started on this machine by `zray start --head`; otherwise host:port."""
-    if address in ("auto", None, ""):
-        address = config.address or _local_head_address()
+NOT_FOUND = ("Could not find any running zray instance. Please specify the one to connect to by "
+             "setting `--address` flag or `RAY_ADDRESS` environment variable.")
+
+
+def bootstrap_address(address: str | None) -> tuple[str | None, bool]:
+    """Which cluster `address` names, in Ray's order: an explicit address; for None or 'auto',
+    ZRAY_ADDRESS/RAY_ADDRESS, then the cluster `zray start` last started or joined here; None
+    (start a new local cluster) when nothing is found and no address was asked for. Also says
+    whether a new local cluster is the fallback should the recorded cluster's head not answer
+    (no address was asked for, and the record named this one)."""
+    if address not in (None, "auto"):
+        return address, False
+    if config.address:
+        address = config.address
+        if address != "auto":
+            return address, False
+    record = cluster_record.read()
+    if record is not None:
+        return record.address, address is None
+    if address is None:
+        return None, False
+    raise ClusterNotFound(NOT_FOUND)
+
+
+def resolve_address(address: str | None) -> str:
+    """'auto' or None -> the cluster this machine knows of (see bootstrap_address), as a
+    tcp:// address; otherwise host:port, likewise."""
+    address = bootstrap_address(address or "auto")[0]
     return address if "://" in address else "tcp://" + address
-
-
-def _local_head_address() -> str:
-    path = os.path.join(config.session_dir_root, "head_address")
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except FileNotFoundError:
-        raise ClusterNotFound(
-            "Could not find any running zray instance. Start one with 'zray start --head', or "
-            "call zray.init() without an address for a local cluster.") from None
 
 
 def credentials_for(address: str) -> security.Credentials:
@@ -41,7 +54,7 @@ def credentials_for(address: str) -> security.Credentials:
     if config.token:
         creds = security.Credentials(config.token, config.encrypt)
     else:
-        live = session.live_sessions()
+        live = cluster_record.local_sessions()
         if not live:
             raise ClusterNotFound(
                 f"no zray node runs on this machine to join the cluster at {address}; start "
@@ -98,3 +111,13 @@ def local_node_of(address: str, creds: security.Credentials) -> dict:
     raise ClusterNotFound(
         f"the cluster at {address} has no node on this machine; start one with "
         f"'zray start --address={address.replace('tcp://', '')}'")
+
+
+def attach(address: str) -> tuple[dict, str, security.Credentials]:
+    """What a driver of this machine needs to join the cluster at `address`: the live node of
+    this machine it connects to, that node's session directory, and the credentials."""
+    address = address if "://" in address else "tcp://" + address
+    creds = credentials_for(address)
+    node = local_node_of(address, creds)
+    session_dir = os.path.dirname(os.path.dirname(ipc_path(node["address"])))
+    return node, session_dir, creds

@@ -269,9 +269,10 @@ def read_cluster_info(session_dir: str) -> dict:
         return json.load(f)
 
 
-def local_credentials(head_address: str, live_sessions: list) -> Credentials | None:
+def local_credentials(head_address: str, live_sessions: list,
+                      exact: bool = False) -> Credentials | None:
     """The credentials a node of this machine holds for the cluster at `head_address`; failing
-    an exact address match, those of the only cluster with a node here."""
+    an exact address match, unless `exact`, those of the only cluster with a node here."""
     found = []
     for session_dir in live_sessions:
         try:
@@ -283,4 +284,4 @@ def local_credentials(head_address: str, live_sessions: list) -> Credentials | N
             return creds
         found.append(creds)
     tokens = {c.token for c in found}
-    return found[0] if len(tokens) == 1 else None
+    return found[0] if len(tokens) == 1 and not exact else None

@@ -72,7 +72,18 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A dead process its parent has not reaped yet: daemons started by `zray start` belong
+    to init, and some containers' init reaps late or never."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False  # no procfs: trust kill(0)
+    return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"Z"
 
 
 def session_alive(session_dir: str) -> bool:
@@ -92,8 +103,8 @@ def session_alive(session_dir: str) -> bool:
     return creator.isdigit() and not entries and _pid_alive(int(creator))
 
 
-def live_sessions() -> list:
-    root = config.session_dir_root
+def live_sessions(root: str | None = None) -> list:
+    root = root or config.session_dir_root
     return [os.path.join(root, entry) for entry in sorted(_list(root))
             if entry.startswith("session_") and session_alive(os.path.join(root, entry))]
 
@@ -114,11 +125,12 @@ def _owner_dead(owner: str, live_names: set) -> bool:
     return owner not in live_names and not (creator.isdigit() and _pid_alive(int(creator)))
 
 
-def clean_stale_sessions() -> list:
-    """Removes what dead sessions left: their directories, /dev/shm arenas, and their nodes'
-    subdirectories of a configured spill directory (<session name>-<node id>)."""
+def clean_stale_sessions(root: str | None = None) -> list:
+    """Removes what dead sessions under `root` (default: the session root) left: their
+    directories, /dev/shm arenas, and their nodes' subdirectories of a configured spill
+    directory (<session name>-<node id>)."""
     removed = []
-    root = config.session_dir_root
+    root = root or config.session_dir_root
     live_names = set()
     for entry in _list(root):
         path = os.path.join(root, entry)

@@ -13,57 +13,113 @@ import sys
 import time
 
 from zray._private.launch import daemon_command
-from zray.scripts import memory
+from zray.scripts import memory, ray_flags
 from zray.scripts.node import add_node_flags
 
-ADDRESS_FILE = "head_address"
 
-
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zray", description="Manage zray clusters.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     start = commands.add_parser("start", help="start a node daemon on this machine")
     add_node_flags(start)
     start.add_argument("--block", action="store_true", help="run in the foreground")
+    start.add_argument("--temp-dir", default=None,
+                       help="root of this node's session directories (default: "
+                            "ZRAY_SESSION_DIR_ROOT); drivers and nodes of this machine still "
+                            "find the cluster")
+    start.add_argument("--memory", type=int, default=None,
+                       help="bytes of the 'memory' resource tasks and actors may reserve")
+    start.add_argument("--object-spilling-directory", default=None,
+                       help="where this node spills objects (default: ZRAY_SPILL_DIR)")
+    ray_flags.add_flags(start, ray_flags.START_FLAGS)
 
     stop = commands.add_parser("stop", help="stop this machine's node daemons")
     stop.add_argument("-f", "--force", action="store_true", help="kill with SIGKILL")
     stop.add_argument("-g", "--grace-period", type=int, default=16,
                       help="seconds to wait before killing (default 16)")
+    ray_flags.add_flags(stop, ray_flags.STOP_FLAGS)
 
     status = commands.add_parser("status", help="show the cluster's nodes and resources")
     status.add_argument("--address", default=None, help="head address (default: the local one)")
+    ray_flags.add_flags(status, ray_flags.STATUS_FLAGS)
 
     memory.add_parser(commands)
+    return parser
 
-    args = parser.parse_args(argv)
-    return {"start": cmd_start, "stop": cmd_stop, "status": cmd_status,
-            "memory": memory.cmd_memory}[args.command](args)
+
+FLAG_TABLES = {"start": ray_flags.START_FLAGS, "stop": ray_flags.STOP_FLAGS,
+               "status": ray_flags.STATUS_FLAGS}
+
+
+def main(argv=None) -> int:
+    import zmq
+
+    args = build_parser().parse_args(argv)
+    refused = ray_flags.check_flags(args, FLAG_TABLES.get(args.command, {}), args.command,
+                                    lambda line: print(line, file=sys.stderr))
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
+    try:
+        return {"start": cmd_start, "stop": cmd_stop, "status": cmd_status,
+                "memory": memory.cmd_memory}[args.command](args)
+    except (OSError, zmq.ZMQError) as exc:  # ConnectionError is an OSError: no cluster there
+        print(f"zray {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_start(args) -> int:
-    from zray._config import config
+    from zray._config import config, environment_for_children
+    from zray._private import cluster_record
 
     if not args.head and not args.address:
         print("zray start: give --head to start a cluster or --address=HOST:PORT to join one",
               file=sys.stderr)
         return 2
+    if not args.head:
+        for flag in ("port", "redis_shard_ports", "include_dashboard"):  # Ray's head-only flags
+            if getattr(args, flag) is not None:
+                print(f"zray start: --{flag.replace('_', '-')} should only be specified when "
+                      f"starting head node with `--head`.", file=sys.stderr)
+                return 2
+    if args.address == "auto":  # as `ray start --address=auto`: the cluster this machine knows
+        from zray._private.cluster_info import resolve_address
+
+        args.address = resolve_address("auto").replace("tcp://", "")
     cmd = daemon_command("zray.scripts.node") + ["--ready-json"]
     for flag in ("head", "encrypt"):
         if getattr(args, flag):
             cmd.append("--" + flag)
+    if args.memory is not None:
+        resources = _json_object(args.resources)
+        if resources is None:
+            return 2
+        args.resources = json.dumps({**resources, "memory": args.memory})
     for flag in ("port", "address", "num_cpus", "num_gpus", "resources", "object_store_memory",
                  "node_ip_address"):
         value = getattr(args, flag)
         if value is not None:
             cmd += ["--" + flag.replace("_", "-"), str(value)]
-    from zray._config import environment_for_children
-
-    # The token travels by environment: argv is readable by every local user (ps).
-    env = environment_for_children({"ZRAY_TOKEN": args.token} if args.token else None)
+    extra = {}
+    token = args.token or config.token
+    if not token and args.address:
+        # Found here, not by the daemon: with --temp-dir it looks under another root.
+        creds = cluster_record.local_credentials(args.address, exact=True)
+        token = creds.token if creds is not None else None
+    if token:
+        extra["ZRAY_TOKEN"] = token  # by environment: argv is readable by every local user (ps)
+    roots = [config.session_dir_root]
+    if args.temp_dir:
+        temp_dir = os.path.abspath(args.temp_dir)
+        extra["ZRAY_SESSION_DIR_ROOT"] = temp_dir
+        cluster_record.remember_temp_dir(config.session_dir_root, temp_dir)
+        roots.append(temp_dir)
+    if args.object_spilling_directory:
+        extra["ZRAY_SPILL_DIR"] = os.path.abspath(args.object_spilling_directory)
+    env = environment_for_children(extra)
     if args.block:
-        return subprocess.call([arg for arg in cmd if arg != "--ready-json"], env=env)
+        return _run_blocking(cmd, env, roots)
     import tempfile
 
     # Until the node has its session directory, its errors go to a scratch file we show on
@@ -79,50 +135,108 @@ def cmd_start(args) -> int:
             sys.stderr.write(early_log.read().decode(errors="replace"))
             print("zray start: the node failed to start", file=sys.stderr)
             return 1
-    info = json.loads(line)
-    head = info["head_address"].replace("tcp://", "")
-    if args.head:
-        with open(os.path.join(config.session_dir_root, ADDRESS_FILE), "w") as f:
-            f.write(head)
-    print(f"Started zray node {info['node_id'][:12]} (pid {info['pid']}) in {info['session_dir']}")
-    print(f"Head address: {head}")
-    print(f"Connect with zray.init(address='{head}') or zray.init(address='auto');")
-    if args.head:
-        from zray._private import security
-
-        token = security.read_token(info["session_dir"])
-        encrypt = " --encrypt" if security.read_cluster_info(info["session_dir"])["encrypt"] else ""
-        print(f"Cluster token: {token}")
-        print(f"  (also in {os.path.join(info['session_dir'], security.TOKEN_FILE)}, mode 0600; "
-              f"remote drivers need ZRAY_TOKEN={token})")
-        print(f"add nodes with: zray start --address={head} --token={token}{encrypt}")
-    else:
-        print(f"add nodes with: zray start --address={head} --token=<cluster token>")
+    _started(json.loads(line), args.head, roots)
     return 0
 
 
-def local_node_pids() -> list:
+def _json_object(raw):
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError as exc:
+        print(f"zray start: --resources is not valid JSON: {exc}", file=sys.stderr)
+        return None
+    if not isinstance(value, dict):
+        print("zray start: --resources must be a JSON object such as '{\"w1\": 1}'",
+              file=sys.stderr)
+        return None
+    return value
+
+
+def _run_blocking(cmd: list, env: dict, roots: list) -> int:
+    """Runs the node in the foreground (its log on our stderr) until it ends or Ctrl-C."""
+    from zray._private import cluster_record
+
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    line = process.stdout.readline()
+    process.stdout.close()
+    if not line:
+        return process.wait() or 1
+    info = json.loads(line)
+    _started(info, "--head" in cmd, roots)
+    # Ctrl-C reaches the node too (same process group); a service manager's SIGTERM only us.
+    signal.signal(signal.SIGTERM, lambda *_: process.terminate())
+    try:
+        return process.wait()
+    except KeyboardInterrupt:  # a terminal's Ctrl-C reached the node too; a lone kill -INT not
+        process.send_signal(signal.SIGINT)
+        return process.wait()
+    finally:
+        # As `zray stop` would: a stopped daemon leaves its session for others to remove.
+        from zray._private import session
+
+        session.remove_session(info["session_dir"])
+        for root in roots:
+            record = cluster_record.read(root)
+            if record is None or record.session_dir == info["session_dir"]:
+                cluster_record.clear(root)
+
+
+def _started(info: dict, head_node: bool, roots: list):
+    from zray._private import cluster_record, security
+
+    head = info["head_address"].replace("tcp://", "")
+    cluster_record.write(cluster_record.record_for(head, info["session_dir"], info["pid"]), roots)
+    print(f"Started zray node {info['node_id'][:12]} (pid {info['pid']}) in {info['session_dir']}")
+    print(f"Head address: {head}")
+    print(f"Connect with zray.init(address='{head}') or zray.init(address='auto'); on this "
+          f"machine plain zray.init() connects too")
+    if head_node:
+        token = security.read_token(info["session_dir"])
+        encrypt = " --encrypt" if security.read_cluster_info(info["session_dir"])["encrypt"] else ""
+        print(f"Cluster token: {token}")
+        print(f"  (also in {os.path.join(info['session_dir'], security.TOKEN_FILE)}, mode 0600, "
+              f"where nodes and drivers of this machine find it; remote drivers need "
+              f"ZRAY_TOKEN={token})")
+        print(f"add nodes on this machine with: zray start --address={head}")
+        print(f"add nodes with: zray start --address={head} --token={token}{encrypt}")
+    else:
+        print(f"add nodes with: zray start --address={head} --token=<cluster token>")
+
+
+def session_roots() -> list:
+    """The session root and every --temp-dir a `zray start` used instead."""
     from zray._config import config
+    from zray._private import cluster_record
+
+    root = config.session_dir_root
+    return [root] + cluster_record.temp_dirs(root)
+
+
+def local_node_pids(roots: list) -> list:
     from zray._private import session
 
     pids = []
-    root = config.session_dir_root
-    for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        nodes = os.path.join(root, entry, "nodes")
-        if not entry.startswith("session_") or not os.path.isdir(nodes):
-            continue
-        for name in os.listdir(nodes):
-            try:
-                pid, kind = session.read_node_pid(os.path.join(nodes, name))
-            except (OSError, ValueError, IndexError):
+    for root in roots:
+        for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+            nodes = os.path.join(root, entry, "nodes")
+            if not entry.startswith("session_") or not os.path.isdir(nodes):
                 continue
-            if kind == "daemon" and session._pid_alive(pid):
-                pids.append(pid)
+            for name in os.listdir(nodes):
+                try:
+                    pid, kind = session.read_node_pid(os.path.join(nodes, name))
+                except (OSError, ValueError, IndexError):
+                    continue
+                if kind == "daemon" and session._pid_alive(pid):
+                    pids.append(pid)
     return pids
 
 
 def cmd_stop(args) -> int:
-    pids = local_node_pids()
+    from zray._config import config
+    from zray._private import cluster_record, session
+
+    roots = session_roots()
+    pids = local_node_pids(roots)
     sig = signal.SIGKILL if args.force else signal.SIGTERM
     for pid in pids:
         try:
@@ -135,16 +249,18 @@ def cmd_stop(args) -> int:
         remaining = [p for p in remaining if _alive(p)]
         time.sleep(0.05)
     for pid in remaining:
-        os.kill(pid, signal.SIGKILL)
-    from zray._config import config
-    from zray._private import session
-
-    session.clean_stale_sessions()
-    try:
-        os.unlink(os.path.join(config.session_dir_root, ADDRESS_FILE))
-    except FileNotFoundError:
-        pass
-    print(f"Stopped {len(pids)} zray node(s).")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for root in roots:
+        session.clean_stale_sessions(root)
+        cluster_record.clear(root)
+    cluster_record.forget_temp_dirs(config.session_dir_root)
+    if pids:
+        print(f"Stopped {len(pids)} zray node(s).")
+    else:
+        print("Did not find any active zray processes.")
     return 0
 
 

@@ -61,12 +61,14 @@ def options_from_args(args) -> "NodeOptions":
     if args.address:
         head_address = args.address if "://" in args.address else "tcp://" + args.address
     token = args.token or config.token
+    if not token and not args.head:
+        token = local_token(head_address)
     if not token:
         if not args.head:
             raise SystemExit(
                 "zray-node: joining a cluster needs its token: give --token=TOKEN or set "
                 "ZRAY_TOKEN (`zray start --head` printed it; it is also in the head's session "
-                "directory, file 'token')")
+                "directory, file 'token'). A node on the head's machine finds it by itself.")
         token = security.new_token()
     session.clean_stale_sessions()
     return NodeOptions(
@@ -83,6 +85,16 @@ def options_from_args(args) -> "NodeOptions":
         token=token,
         encrypt=config.encrypt if args.encrypt is None else args.encrypt,
     )
+
+
+def local_token(head_address: str) -> str:
+    """The token of the cluster at `head_address` if a node of this machine holds it (the head
+    itself, or a node joined before): as for drivers, same-host joins need no --token."""
+    from zray._private import cluster_record
+
+    # Only for the exact address a head recorded: a mistyped address may be anyone's host.
+    creds = cluster_record.local_credentials(head_address, exact=True)
+    return creds.token if creds is not None else ""
 
 
 def main(argv=None) -> int:
