@@ -108,6 +108,7 @@ class CoreWorker:
         self._owner_requests: set[bytes] = set()
         self._blocked_depth = 0
         self._cancel_handler = None
+        self._inline_runner = None  # set in a worker: runs awaited children while blocked
         self._log_sink = None
         self._futures_pool = None
         self.driver_task_id = self._driver_task_id(job_id)
@@ -559,6 +560,8 @@ class CoreWorker:
         deadline = None if timeout is None else time.monotonic() + timeout
         ids = [ref._id for ref in refs]
         self._request_missing(refs)
+        if self._inline_runner is not None and timeout is None:
+            self._inline_runner.run_awaited(ids, len(set(ids)))
         ready = self.memory_store.wait(ids, len(set(ids)), deadline, self._on_block,
                                        self._read_while_blocked)
         if len(ready) < len(set(ids)):
@@ -593,6 +596,8 @@ class CoreWorker:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._request_missing(refs)
         ids = [ref._id for ref in refs]
+        if self._inline_runner is not None and timeout is None:
+            self._inline_runner.run_awaited(ids, num_returns)
         ready_ids = set(self.memory_store.wait(ids, num_returns, deadline, self._on_block,
                                                self._read_while_blocked))
         ready, not_ready = [], []

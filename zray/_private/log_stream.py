@@ -22,6 +22,10 @@ _read_fds: list = []
 _processing = threading.Lock()  # held by a reader between read() and sending the lines
 
 
+def task_name() -> str:
+    return _task_name[0]
+
+
 def set_task_name(name: str, drain_timeout: float = 0.05):
     """Switches the prefix once output already written is on its way under the old name."""
     if name == _task_name[0]:
