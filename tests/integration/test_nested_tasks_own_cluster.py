@@ -46,6 +46,28 @@ def test_child_needing_what_its_parent_holds_runs_with_its_own_context(slot_clus
     assert child_pid == pid  # it did run in the blocked parent's process
 
 
+def test_withdrawn_lease_requests_leave_no_pending_callbacks(slot_cluster):
+    """Each inline child withdraws the lease request sent for it; the node answers the
+    withdrawal, so the owner's table of requests awaiting an answer does not grow per child."""
+    ray = slot_cluster
+
+    @ray.remote(resources={"slot": 1})
+    def child(i):
+        return i
+
+    @ray.remote(resources={"slot": 1})
+    def parent(n):
+        from zray._private import runtime
+
+        assert sum(ray.get(child.remote(i)) for i in range(n)) == n * (n - 1) // 2
+        deadline = time.monotonic() + 10
+        while len(runtime.core.requests._pending) > 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return len(runtime.core.requests._pending)
+
+    assert ray.get(parent.remote(200), timeout=60) <= 5
+
+
 def test_inline_child_output_carries_its_own_name(slot_cluster, capfd):
     ray = slot_cluster
 

@@ -489,9 +489,17 @@ class NodeDaemon:
         self._rebalance()
 
     def on_cancel_lease_request(self, identity, msg: P.CancelLeaseRequest, seq):
-        self.lease_seq.pop((identity, msg.request_id), None)
-        self.lease_meta.pop((identity, msg.request_id), None)
+        key = (identity, msg.request_id)
+        request_seq = self.lease_seq.pop(key, None)
+        self.lease_meta.pop(key, None)
+        queued = key in self.scheduler.queue
         self.scheduler.cancel_request(identity, msg.request_id)
+        if queued and request_seq:
+            # Answered, so the owner's pending callback for it is released (else one leaks
+            # per withdrawn request); a request already granted is answered by its grant.
+            self.endpoint.reply(identity, P.Error(
+                "LeaseRequestCancelled", f"lease request {msg.request_id} withdrawn"),
+                request_seq)
 
     def on_return_lease(self, identity, msg: P.ReturnLease, seq):
         self.resources_dirty = True
