@@ -103,6 +103,11 @@ class Config:
     worker_pool_max_extra: int = _setting(
         32, "Workers the node may start beyond num_cpus when running ones block in get()."
     )
+    inline_nested_tasks: bool = _setting(
+        True, "A worker blocked in get() on tasks it submitted runs those not yet leased to "
+        "another worker itself, on the blocked thread (when they fit in its lease), so a deep "
+        "recursion needs a few processes, not one per blocked parent. 0 gives every task its "
+        "own worker lease.")
 
     @classmethod
     def from_env(cls, environ=None) -> "Config":

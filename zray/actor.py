@@ -127,6 +127,7 @@ class ActorClass:
         class_id = self._export(core)
         actor_id = random_id(12) + core.current_job_id()
         placement, running = _actor_resources(options)
+        from zray.util.scheduling_strategies import encode as encode_strategy
         max_concurrency = options.get("max_concurrency") or (1000 if self._is_async else 1)
         # The head keeps the constructor's arguments for restarts: every ref in them escapes.
         frames, top_refs, nested = pack_arguments(core, args, kwargs, promote=False)
@@ -143,6 +144,7 @@ class ActorClass:
             "run_resources": running, "max_concurrency": max_concurrency,
             "is_async": self._is_async, "owner_id": core.worker_id,
             "owner_address": core.address, "handle_meta": handle_meta,
+            "strategy": encode_strategy(options.get("scheduling_strategy")),
         }
         reply, _ = core.requests.call(core.head_address, P.CreateActor(
             actor_id, spec, len(frames) - 1, []), config.rpc_timeout_s, payload=frames)

@@ -112,6 +112,37 @@ def test_actor_placed_by_resource(cluster):
     ray.kill(a)
 
 
+def test_actor_node_affinity(cluster):
+    """Soft affinity places an actor on its node while that node can host it (the default
+    would pick the head: every node has one free CPU, and ties go to the head); hard affinity
+    too; soft affinity to an unknown node or one that lacks a resource goes elsewhere."""
+    ray = cluster
+    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy as Affinity
+
+    @ray.remote
+    class Where:
+        def node(self):
+            return ray.get_runtime_context().get_node_id()
+
+    w1, w2, head = node_of(ray, "w1"), node_of(ray, "w2"), node_of(ray, "head")
+    placed = {
+        "soft to w2": (Where.options(scheduling_strategy=Affinity(w2, soft=True)), w2),
+        "hard to w1": (Where.options(scheduling_strategy=Affinity(w1, soft=False)), w1),
+        "soft to a node that lacks 'head'": (Where.options(
+            resources={"head": 0.5}, scheduling_strategy=Affinity(w2, soft=True)), head),
+    }
+    actors = []
+    for case, (cls, expected) in placed.items():
+        actor = cls.remote()
+        actors.append(actor)
+        assert ray.get(actor.node.remote(), timeout=30) == expected, case
+    unknown = Where.options(scheduling_strategy=Affinity("ab" * 28, soft=True)).remote()
+    actors.append(unknown)
+    assert ray.get(unknown.node.remote(), timeout=30) in (w1, w2, head)
+    for actor in actors:
+        ray.kill(actor)
+
+
 def node_stats(ray, address=None):
     import zray._private.runtime as runtime
     from zray._private import protocol as P

@@ -27,6 +27,7 @@ from hypothesis.stateful import (
 from zray._private import resources as R
 from zray._private.scheduler import (
     CPU, IDLE, LEASED, Grant, Infeasible, LeaseLost, LocalScheduler, StartWorker, StopWorker,
+    WorkerLimitReached,
 )
 
 U = R.UNIT
@@ -374,6 +375,34 @@ def test_pool_never_exceeds_max_workers():
     assert sched.starting == 3
 
 
+def test_blocked_workers_filling_the_pool_are_reported_once():
+    sched = LocalScheduler(units(CPU=1), min_workers=1, max_extra_workers=1)
+    sched.start()
+    out = started(sched, b"w1") + sched.request_lease(b"driver", 0, units(CPU=1))
+    assert kinds(out) == ["Grant"]
+    assert sched.set_blocked(b"w1", True) == []  # nothing queued yet
+    out = sched.request_lease(b"w1", 0, units(CPU=1))
+    assert out == [StartWorker()]  # the one extra worker the cap allows
+    out = started(sched, b"w2")
+    assert kinds(out) == ["Grant"]
+    assert sched.set_blocked(b"w2", True) == []
+    # The CPU is free again but the pool is full: the wait is reported, once, with the cause.
+    out = sched.request_lease(b"w2", 0, units(CPU=1))
+    assert out == [WorkerLimitReached(limit=2, blocked=2)]
+    assert sched.request_lease(b"w2", 1, units(CPU=1)) == []
+    assert len(sched.queue) == 2
+    sched.check_invariants()
+
+
+def test_pool_limit_is_not_reported_when_requests_wait_for_cpu():
+    sched = LocalScheduler(units(CPU=1), min_workers=1, max_extra_workers=0)
+    sched.start()
+    out = started(sched, b"w1")
+    for rid in range(5):
+        out += sched.request_lease(b"driver", rid, units(CPU=1))
+    assert kinds(out) == ["Grant"]  # the others wait for the CPU, not for a process
+
+
 # ================================================================== state machine
 
 CLIENTS = (b"c0", b"c1", b"c2")
@@ -476,6 +505,10 @@ class SchedulerMachine(RuleBasedStateMachine):
                 stops.append(ins)
             elif isinstance(ins, LeaseLost):
                 lost.append(ins)
+            elif isinstance(ins, WorkerLimitReached):
+                assert not getattr(self, "limit_reported", False), f"reported twice: {ins}"
+                self.limit_reported = True
+                assert ins.limit == self.sched.max_workers, ins
             else:
                 raise AssertionError(f"unknown instruction {ins!r}")
         assert sorted(stops, key=repr) == sorted(expect_stop, key=repr), (stops, expect_stop)

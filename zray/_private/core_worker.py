@@ -75,6 +75,16 @@ class TaskContext:
     resources = property(lambda self: _task_resources.get(),
                          lambda self, value: _task_resources.set(value))
 
+    def snapshot(self) -> tuple:
+        """All of it, for code that runs another task on this thread and then resumes."""
+        return _task_id.get(), _task_name.get(), _task_resources.get()
+
+    def restore(self, snapshot: tuple):
+        task_id, name, resources = snapshot
+        _task_id.set(task_id)
+        _task_name.set(name)
+        _task_resources.set(resources)
+
 
 class CoreWorker:
     def __init__(self, mode: str, node_address: str, job_id: bytes, worker_id: bytes,
@@ -126,6 +136,7 @@ class CoreWorker:
         self._cancel_handler = None  # the executor's: interrupts a running task (workers)
         self.cancellations = Cancellations()
         self.gpu_ids: list = []  # GPUs of the running task or actor (workers)
+        self._inline_runner = None  # set in a worker: runs awaited children while blocked
         self._log_sink = None
         self._futures_pool = None
         self.driver_task_id = self._driver_task_id(job_id)
@@ -635,6 +646,8 @@ class CoreWorker:
         deadline = None if timeout is None else time.monotonic() + timeout
         ids = [ref._id for ref in refs]
         self._request_missing(refs)
+        if self._inline_runner is not None and timeout is None:
+            self._inline_runner.run_awaited(ids, len(set(ids)))
         ready = self.memory_store.wait(ids, len(set(ids)), deadline, self._on_block,
                                        self._read_while_blocked)
         if len(ready) < len(set(ids)):
@@ -669,6 +682,8 @@ class CoreWorker:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._request_missing(refs)
         ids = [ref._id for ref in refs]
+        if self._inline_runner is not None and timeout is None:
+            self._inline_runner.run_awaited(ids, num_returns)
         ready_ids = set(self.memory_store.wait(ids, num_returns, deadline, self._on_block,
                                                self._read_while_blocked))
         if fetch_local:

@@ -191,10 +191,12 @@ class HeadService:
                 pass  # the lease of a dead actor: returned in _on_actor_lease
 
     def _request_actor_worker(self, actor_id: bytes, resources: dict):
-        node = self._pick_node(resources)
+        actor = self.actors.actors.get(actor_id)
+        strategy = actor.spec.get("strategy", "DEFAULT") if actor is not None else "DEFAULT"
+        node = self._pick_node(resources, strategy if isinstance(strategy, str) else "DEFAULT")
         if node is None:
-            logger.warning("no node can host actor %s needing %s; it stays pending",
-                           actor_id.hex()[:12], resources)
+            logger.warning("no node can host actor %s needing %s (strategy %s); it stays pending",
+                           actor_id.hex()[:12], resources, strategy)
             self._pending_actor_placements.append((actor_id, resources))
             return
         self.requests.send(node.address, P.RequestLease(next(self._lease_request_ids), resources,
@@ -218,10 +220,23 @@ class HeadService:
             self.endpoint.send(node.address, P.ResizeLease(reply.lease_id, run))
         self._actor_instructions(instructions)
 
-    def _pick_node(self, resources: dict):
+    def _pick_node(self, resources: dict, strategy: str = "DEFAULT"):
         """A live node that can run the actor now (most free CPU first), else one whose total
-        can ever fit it; None if no node can."""
+        can ever fit it; None if no node can. Node affinity, as Ray does it: the named node
+        whenever it is alive and its total fits the actor (it waits there while the node is
+        busy); otherwise, if soft, any node as above, and if hard, none (pending)."""
         alive = [n for n in self.nodes.values() if n.alive]
+        if strategy.startswith("NODE_AFFINITY:"):
+            _, node_hex, soft = strategy.split(":")
+            try:
+                target = self.nodes.get(bytes.fromhex(node_hex))
+            except ValueError:
+                target = None
+            if target is not None and target.alive and all(
+                    target.resources.get(k, 0) >= v for k, v in resources.items()):
+                return target
+            if soft != "1":
+                return None
 
         def fits(amounts):
             return lambda n: all(amounts(n).get(k, 0) >= v for k, v in resources.items())

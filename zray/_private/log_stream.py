@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import io
 import os
+import select
 import struct
 import sys
 import termios
@@ -20,6 +21,10 @@ from zray._private import protocol as P
 _task_name = [""]
 _read_fds: list = []
 _processing = threading.Lock()  # held by a reader between read() and sending the lines
+
+
+def task_name() -> str:
+    return _task_name[0]
 
 
 def set_task_name(name: str, drain_timeout: float = 0.05):
@@ -63,14 +68,23 @@ def start_forwarding(streams: dict, core, pid: int):
 
 def _forward(fd: int, stream: str, core, pid: int):
     pending = b""
+    readable = select.poll()
+    readable.register(fd, select.POLLIN)
     while True:
         try:
-            chunk = os.read(fd, 65536)
+            readable.poll()
         except OSError:
             return
-        if not chunk:
-            return
+        # Read under the lock: set_task_name waits for the pipe to be empty, then for the
+        # lock, so bytes read before a switch always go out under the name they were written
+        # with (a child run inline switches names right after its last print).
         with _processing:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
             pending += chunk
             if b"\n" not in pending:
                 if len(pending) < 65536:

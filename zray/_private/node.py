@@ -79,6 +79,17 @@ def default_resources(opts: NodeOptions) -> tuple[dict, int]:
     return resources, store
 
 
+def worker_limit_message(limit: S.WorkerLimitReached, cpus: int) -> str:
+    return (
+        f"This node reached its limit of {limit.limit} worker processes (num_cpus {cpus} + "
+        f"worker_pool_max_extra {limit.limit - max(cpus, 1)}) while tasks that fit its free "
+        f"resources wait for a worker; {limit.blocked} of the workers are blocked in "
+        f"ray.get()/ray.wait(). Those tasks wait until a worker is free, and stall for good if "
+        f"every worker waits on them. Raise the limit with the environment variable "
+        f"ZRAY_WORKER_POOL_MAX_EXTRA=<n> (where the node starts: the driver's init() or "
+        f"`zray start`). This warning is shown once per node.")
+
+
 class NodeDaemon:
     def __init__(self, opts: NodeOptions):
         self.opts = opts
@@ -350,11 +361,23 @@ class NodeDaemon:
             elif kind is S.LeaseLost:
                 self.resources_dirty = True
                 self._send_to_client(ins.client, P.WorkerDied(ins.lease_id, ins.worker_id, -1))
+            elif kind is S.WorkerLimitReached:
+                self._warn_drivers(worker_limit_message(ins, int(self.resources.get("CPU", 0))))
             elif kind is S.Infeasible:
                 if self.view.feasible_anywhere(ins.need):
                     continue  # another node can run it: _rebalance moves it there
                 self._send_to_client(ins.client, P.LeaseInfeasible(
                     ins.request_id, R.to_floats(ins.need), R.to_floats(self.scheduler.total)))
+
+    def _warn_drivers(self, message: str):
+        """A warning in the node's log and on every driver's stderr, prefixed as a worker's
+        output is, so the user running the program sees it."""
+        logger.warning("%s", message)
+        lines = P.LogLines("stderr", f"(node {self.node_id.hex()[:8]} ip={self.opts.node_ip})",
+                           [f"WARNING: {message}"])
+        for client_id, client in self.clients.items():
+            if client.kind == "driver":
+                self._send_to_client(client_id, lines)
 
     def _send_to_client(self, identity: bytes, msg):
         address = self.endpoint.peers.get(identity)
@@ -467,9 +490,17 @@ class NodeDaemon:
         self._rebalance()
 
     def on_cancel_lease_request(self, identity, msg: P.CancelLeaseRequest, seq):
-        self.lease_seq.pop((identity, msg.request_id), None)
-        self.lease_meta.pop((identity, msg.request_id), None)
+        key = (identity, msg.request_id)
+        request_seq = self.lease_seq.pop(key, None)
+        self.lease_meta.pop(key, None)
+        queued = key in self.scheduler.queue
         self.scheduler.cancel_request(identity, msg.request_id)
+        if queued and request_seq:
+            # Answered, so the owner's pending callback for it is released (else one leaks
+            # per withdrawn request); a request already granted is answered by its grant.
+            self.endpoint.reply(identity, P.Error(
+                "LeaseRequestCancelled", f"lease request {msg.request_id} withdrawn"),
+                request_seq)
 
     def on_return_lease(self, identity, msg: P.ReturnLease, seq):
         self.resources_dirty = True

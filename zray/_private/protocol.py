@@ -444,7 +444,9 @@ class NodeDied(NamedTuple):
 class PushTask(NamedTuple):
     """Owner to leased worker. Payload frames: pickled (args, kwargs) metadata, its `nbuffers`
     out-of-band buffers, then the frames of each inline entry in `resolved` (top-level ObjectRef
-    arguments the owner already holds: [object_id, kind, nframes, node_id, size])."""
+    arguments the owner already holds: [object_id, kind, nframes, node_id, size]).
+    `resources`: what the lease holds for the task (a worker blocked in get runs its own queued
+    children inline only when they fit in it)."""
     task_id: bytes
     function_id: bytes
     name: str

@@ -52,6 +52,14 @@ class StopWorker:
 
 
 @dataclass(frozen=True)
+class WorkerLimitReached:
+    """Requests that fit the free resources wait because the pool is at its cap (said once
+    per node: the daemon warns the drivers, so a stall is never silent)."""
+    limit: int
+    blocked: int  # leased workers blocked in get, holding a process but no CPU
+
+
+@dataclass(frozen=True)
 class LeaseLost:
     """Tell the lease holder its worker died."""
     client: bytes
@@ -100,6 +108,7 @@ class LocalScheduler:
         self.dedicated: set[bytes] = set()  # workers hosting actors: outside the pool's cap
         self.worker_lease: dict[bytes, int] = {}
         self.starting = 0
+        self.limit_reported = False
         self._lease_ids = itertools.count(first_lease_id)
 
     # ------------------------------------------------------------ events
@@ -275,6 +284,10 @@ class LocalScheduler:
         pool = len(self.workers) - len(self.dedicated)
         room = self.max_workers - pool - self.starting
         wanted = max(0, min(waiting_for_worker - self.starting, room))
+        if waiting_for_worker - self.starting > room and not self.limit_reported:
+            self.limit_reported = True
+            out.append(WorkerLimitReached(
+                self.max_workers, sum(1 for lease in self.leases.values() if lease.blocked)))
         wanted += max(0, waiting_for_actor - max(0, self.starting - wanted))
         for _ in range(wanted):
             self.starting += 1

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 from zray import exceptions as X
 from zray._config import config
+from zray._fast import TASK_ID_SIZE
 from zray._private import protocol as P
+from zray._private import resources as R
 from zray._private.dependencies import (borrowed_by_call, error_entry, returned_entries,
                                         store_results, when_resolved)
 from zray._private.memory_store import KIND_ERROR, Entry
@@ -47,6 +49,7 @@ class TaskSpec:
     lease_id: int = 0
     cancelled: bool = False
     state: str = "resolving"  # resolving | queued | running | done
+    inline: bool = False  # running on its owner's thread, blocked in get on it (no lease)
     strategy: str = "DEFAULT"
     borrowed: list = field(default_factory=list)  # what the executing worker will hold
 
@@ -138,6 +141,63 @@ class TaskSubmitter:
                 request_id, head.resources, head.task_id[-4:], head.strategy, False,
                 self._preferred_node(head), False), self.core.node_address)
 
+    def take_inline(self, object_id: bytes, capacity: dict) -> TaskSpec | None:
+        """The queued task that returns `object_id`, taken off its queue so that this process,
+        blocked in get on it, runs it on its own thread instead of waiting for a lease; None if
+        it is not ours, not queued, or may not run here: only the default strategy (SPREAD and
+        node affinity choose a node) with its arguments at hand (not on another node), and
+        only if its resources fit in `capacity`, what the blocked task's lease holds (units)."""
+        spec = self.tasks.get(object_id[:TASK_ID_SIZE])
+        if spec is None or spec.state != "queued":
+            return None
+        with self.lock:
+            if spec.state != "queued" or spec.cancelled or spec.strategy != "DEFAULT":
+                return None
+            if not R.fits(dict(spec.key[:-1]), capacity) or self._preferred_node(spec):
+                return None
+            shape = self.shapes.get(spec.key)
+            if shape is None:
+                return None
+            tasks = shape.tasks
+            if tasks and tasks[-1] is spec:  # the usual case: the latest submission
+                tasks.pop()
+            else:
+                try:
+                    tasks.remove(spec)
+                except ValueError:
+                    return None
+            spec.state, spec.lease_id, spec.inline = "running", 0, True
+            self._cancel_surplus_requests(shape)
+        return spec
+
+    def _cancel_surplus_requests(self, shape: ShapeQueue):
+        """Lease requests beyond the queued tasks would be granted a worker with nothing to run
+        (kept idle for lease_idle_s, a CPU lost to the node meanwhile): withdraw the newest.
+        A grant already on its way is handed back on arrival (_on_lease_reply)."""
+        surplus = len(shape.pending_requests) - len(shape.tasks)
+        for request_id in list(shape.pending_requests)[::-1][:max(0, surplus)]:
+            node_address = shape.pending_requests.pop(request_id)
+            self.core.endpoint.send(node_address, P.CancelLeaseRequest(request_id))
+
+    def inline_message(self, spec: TaskSpec) -> tuple:
+        """The PushTask (and its payload) a leased worker would receive for `spec`, for its
+        owner to run it itself; the owner registers itself for the refs the call borrows, as
+        it would register the worker, so the executor's bookkeeping stays the same."""
+        if spec.borrowed:
+            self.core.register_borrower(self.core.address, spec.borrowed)
+        msg = P.PushTask(spec.task_id, spec.function_id, spec.name, spec.num_returns,
+                         self.core.address, 0, len(spec.frames) - 1, spec.resolved,
+                         spec.borrowed, spec.resources,
+                         list(self.core.gpu_ids) if spec.resources.get("GPU") else [])
+        return msg, spec.frames + spec.resolved_frames
+
+    def inline_failed(self, spec: TaskSpec, error: BaseException):
+        """An inline run ended without an answer (its owner's own task was cancelled under
+        it): the task ends with `error`, as a child of a cancelled task does in Ray."""
+        if spec.borrowed:
+            self.core.unregister_borrower(self.core.address, spec.borrowed)
+        self._finish_with_error(spec, error)
+
     def _request_lease(self, key: tuple, request_id: int, msg: P.RequestLease, node_address: str):
         self.core.requests.send(
             node_address, msg,
@@ -160,6 +220,7 @@ class TaskSubmitter:
     def _push(self, lease: LeaseState, spec: TaskSpec):
         spec.state = "running"
         spec.lease_id = lease.lease_id
+        spec.inline = False
         lease.used = True
         lease.inflight[spec.task_id] = spec
         if spec.borrowed:
@@ -266,7 +327,7 @@ class TaskSubmitter:
         spec.attempt += 1
         logger.info("retrying task %s (attempt %d of %d)", spec.name, spec.attempt, spec.max_retries)
         with self.lock:
-            spec.state = "queued"
+            spec.state, spec.inline = "queued", False
             shape = self.shapes.setdefault(spec.key, ShapeQueue())
             shape.tasks.append(spec)
             self._pump(spec.key, shape)
@@ -348,6 +409,11 @@ class TaskSubmitter:
                 lease = self.leases.get(spec.lease_id)
         if not run_remote:
             self._finish_with_error(spec, X.TaskCancelledError(task_id.hex()))
+        elif spec.inline:
+            # Running on this process's own thread: interrupt it as its worker would; force
+            # cannot kill the worker, which is also running the task blocked on it.
+            if self.core._cancel_handler is not None:
+                self.core._cancel_handler(task_id, False)
         elif lease is not None:
             if force:
                 self.core.endpoint.send(lease.node_address, P.KillWorker(lease.worker_id))

@@ -22,6 +22,7 @@ from zray._fast import object_id_for
 from zray._private import log_stream, pacing, runtime
 from zray._private import protocol as P
 from zray._private.core_worker import WORKER, CoreWorker
+from zray._private.inline_tasks import InlineRunner
 from zray._private.memory_store import KIND_INLINE, KIND_PLASMA, Entry
 from zray._private.reference_counter import distinct
 from zray._private.serialization import deserialize, serialize
@@ -40,13 +41,18 @@ class Executor:
         self.visible_gpus: list = []  # what CUDA_VISIBLE_DEVICES was set to, by us
         self._spin_s = pacing.spin_seconds()
         core._cancel_handler = self.cancel
+        # Tasks whose thread runs a child inline (inline_tasks): cancelling one interrupts
+        # the child, which unwinds into the cancelled task's get.
+        self.suspended: list = []
+        self.inline = InlineRunner(self)
+        core._inline_runner = self.inline
 
     def cancel(self, task_id: bytes, force: bool):
         if self.actor is not None:
             self.actor.cancel(task_id)
             return
         with self._lock:
-            if self.running_task != task_id:
+            if self.running_task != task_id and task_id not in self.suspended:
                 return
         signal.pthread_kill(self.main_thread_id, signal.SIGINT)
 
@@ -64,7 +70,11 @@ class Executor:
                 msg, payload, connection = work
                 kind = type(msg)
                 if kind is P.PushTask:
-                    self.execute(msg, payload, connection)
+                    self.inline.task_started(msg.resources)
+                    try:
+                        self.execute(msg, payload, connection)
+                    finally:
+                        self.inline.task_finished()
                 elif kind is P.PushActorTask:
                     if self.core.actor_dispatch is not None:
                         self.core.actor_dispatch(msg, payload, connection)
@@ -266,7 +276,8 @@ class Executor:
             frames.extend(entry.frames)
         done = P.TaskDone(task_id, returns, lease_id,
                           contained_per_return if any(contained_per_return) else [])
-        if connection is None or core.endpoint.sent != sent_before \
+        in_process = getattr(connection, "in_process", False)  # a child run inline
+        if connection is None or (core.endpoint.sent != sent_before and not in_process) \
                 or not connection.send(done, payload=frames):
             core.endpoint.send(owner_address, done, payload=frames)
 
