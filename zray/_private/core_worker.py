@@ -484,14 +484,18 @@ class CoreWorker:
             self.direct_server.wake()  # it may be waiting on direct connections only
 
     def on_cancel_task(self, identity, msg, seq, payload):
-        if self.mode != WORKER:
-            return
-        children = self.cancellations.children_of(msg.task_id) if msg.recursive else ()
-        self.cancellations.cancel(msg.task_id)
+        if self.mode == WORKER:
+            self.cancel_running_here(msg.task_id, msg.force, msg.recursive)
+
+    def cancel_running_here(self, task_id: bytes, force: bool, recursive: bool):
+        """Cancels a task this worker runs (or is about to run), and with `recursive` what it
+        submitted."""
+        children = self.cancellations.children_of(task_id) if recursive else ()
+        self.cancellations.cancel(task_id)
         if self._cancel_handler is not None:
-            self._cancel_handler(msg.task_id, msg.force)
+            self._cancel_handler(task_id, force)
         for child in children:
-            self.cancel_task(child, msg.force, True)
+            self.cancel_task(child, force, True)
 
     def cancel_task(self, task_id: bytes, force: bool, recursive: bool):
         """Cancels a task or actor call this process submitted (ray.cancel's semantics)."""

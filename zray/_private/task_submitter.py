@@ -412,8 +412,7 @@ class TaskSubmitter:
         elif spec.inline:
             # Running on this process's own thread: interrupt it as its worker would; force
             # cannot kill the worker, which is also running the task blocked on it.
-            if self.core._cancel_handler is not None:
-                self.core._cancel_handler(task_id, False)
+            self.core.cancel_running_here(task_id, False, recursive)
         elif lease is not None:
             if force:
                 self.core.endpoint.send(lease.node_address, P.KillWorker(lease.worker_id))
