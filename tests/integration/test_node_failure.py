@@ -55,7 +55,7 @@ def test_job_survives_a_killed_node(cluster):
         return np.ones(2**20)
 
     lost_ref = big_on_w2.remote()
-    ray.wait([lost_ref], timeout=30)
+    ray.wait([lost_ref], timeout=30, fetch_local=False)  # its only copy stays on w2
     refs = [work.remote(i) for i in range(6)]
     time.sleep(0.5)
     os.kill(pids["w2"], signal.SIGKILL)
