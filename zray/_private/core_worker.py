@@ -94,6 +94,11 @@ class CoreWorker:
         self._channel_reader = threading.Lock()
         self._channel_reader_ident = None
         self._channels_parked = False  # the I/O thread stopped polling them for a reader
+        # Connection fds in the I/O thread's poller (that thread alone reads or changes it):
+        # a connection can be opened, or end, without ever being polled, so membership in
+        # `channels.by_fd` says nothing about the poller.
+        self._polled: set[int] = set()
+        self._closed_unpolled = False  # a connection ended before the I/O thread polled it
         self.requests = Requests(self.endpoint)
         self.memory_store = MemoryStore()
         self.refs = ReferenceCounter(self.address)
@@ -163,7 +168,7 @@ class CoreWorker:
                         try:
                             connection = channels.by_fd.get(source)
                             if connection is None:
-                                poller.unregister(source)
+                                self._unpoll(poller, source)
                             else:
                                 self._serve_channel(poller, connection, event)
                         finally:
@@ -218,27 +223,43 @@ class CoreWorker:
             return
         while changes:
             connection = changes.popleft()
-            if connection.closed or connection.fd not in self.channels.by_fd:
+            if connection.fd not in self.channels.by_fd:
+                continue
+            if connection.closed:
+                # A get read its end before we ever polled it: no event will come for it,
+                # so the next tick closes it (only while no get reads the connections).
+                self._closed_unpolled = True
                 continue
             self._register_channel(poller, connection)
 
-    @staticmethod
-    def _register_channel(poller, connection):
+    def _register_channel(self, poller, connection):
         flags = zmq.POLLIN | (zmq.POLLOUT if connection.backlogged else 0)
         poller.register(connection.fd, flags)  # registering again updates the flags
+        self._polled.add(connection.fd)
+
+    def _unpoll(self, poller, fd: int):
+        if fd in self._polled:
+            self._polled.discard(fd)
+            poller.unregister(fd)
 
     def _park_channels(self, poller):
-        for fd in list(self.channels.by_fd):
+        for fd in self._polled:
             poller.unregister(fd)
+        self._polled.clear()
         self._channels_parked = True
 
     def _unpark_channels(self, poller):
-        if not self._channels_parked or not self._channel_reader.acquire(False):
+        """Polls the connections again after a get read them, and closes those that ended
+        meanwhile (or before they were ever polled). Only while no get reads them: closing
+        a socket a reader still polls could hand its fd number to a new connection."""
+        if not (self._channels_parked or self._closed_unpolled) \
+                or not self._channel_reader.acquire(False):
             return
         try:
-            self._channels_parked = False
+            self._channels_parked = self._closed_unpolled = False
             for connection in list(self.channels.by_fd.values()):
                 if connection.closed:  # a reader saw it end; closing is ours
+                    self._unpoll(poller, connection.fd)
                     self.channels.forget(connection)
                 else:
                     self._register_channel(poller, connection)
@@ -311,11 +332,11 @@ class CoreWorker:
 
     def _serve_channel(self, poller, connection, event):
         if event & zmq.POLLOUT and not connection.flush():
-            poller.register(connection.fd, zmq.POLLIN)
+            self._register_channel(poller, connection)  # drops POLLOUT: nothing waits
         if event & (zmq.POLLIN | zmq.POLLERR) and not connection.closed:
             self._read_channel(connection)
         if connection.closed:
-            poller.unregister(connection.fd)
+            self._unpoll(poller, connection.fd)
             self.channels.forget(connection)
 
     def push(self, address: str, msg, payload=(), batch: bool = False):
@@ -349,6 +370,7 @@ class CoreWorker:
     def _busy(self) -> bool:
         submitter = self.submitter
         return bool(self._pin_releases or self.refs._released or self._channels_parked
+                    or self._closed_unpolled
                     or (submitter is not None and (submitter.leases or submitter.tasks))
                     or (self.actor_submitter is not None and self.actor_submitter._released))
 
