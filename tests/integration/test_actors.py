@@ -196,6 +196,52 @@ def test_kill_busy_actor(ray):
         ray.get(b.ping.remote(), timeout=10)
 
 
+def test_no_call_made_after_kill_returns_reaches_the_actor(ray):
+    """After kill() returns, every call through any handle in this process fails, and so
+    do calls queued before it; none is answered by the dying worker."""
+    @ray.remote
+    class Pinger:
+        def ping(self):
+            return 1
+
+    for i in range(20):
+        pinger = Pinger.options(name=f"pinger-{i}").remote()
+        other_handle = ray.get_actor(f"pinger-{i}")
+        assert ray.get(pinger.ping.remote(), timeout=30) == 1
+        queued = [pinger.ping.remote() for _ in range(3)]
+        ray.kill(pinger)
+        later = [pinger.ping.remote(), other_handle.ping.remote()]
+        for ref in later:
+            with pytest.raises(ray.exceptions.ActorDiedError, match="killed by `ray.kill`"):
+                ray.get(ref, timeout=10)
+        for ref in queued:
+            try:
+                assert ray.get(ref, timeout=10) == 1  # answered before the kill: fine
+            except ray.exceptions.RayActorError:
+                pass
+
+
+def test_calls_after_a_restarting_kill_go_to_the_new_instance(ray):
+    @ray.remote(max_restarts=-1)
+    class Instance:
+        def __init__(self):
+            self.started = time.monotonic_ns()
+
+        def started_at(self):
+            return self.started
+
+        def pid(self):
+            return os.getpid()
+
+    actor = Instance.remote()
+    for _ in range(5):
+        before = ray.get(actor.started_at.remote(), timeout=30)
+        ray.kill(actor, no_restart=False)
+        after = ray.get(actor.started_at.remote(), timeout=30)
+        assert after != before
+    ray.kill(actor)
+
+
 def test_constructor_failure(ray):
     @ray.remote
     class Broken:

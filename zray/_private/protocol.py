@@ -537,6 +537,15 @@ class KillActor(NamedTuple):
     cause: str
 
 
+@message(82)
+class ActorKilled(NamedTuple):
+    """Head's answer to a KillActor sent as a request: whether it stops the actor's worker
+    (so the next instance, if any, is restart number `num_restarts` + 1)."""
+    actor_id: bytes
+    stopping: bool
+    num_restarts: int
+
+
 @message(76)
 class GetNamedActor(NamedTuple):
     name: str
