@@ -31,6 +31,7 @@ from zray._private import session
 from zray._private.function_manager import FunctionManager
 from zray._private.memory_store import (KIND_ERROR, KIND_FREED, KIND_INLINE, KIND_PLASMA,
                                         Entry, MemoryStore)
+from zray._private.push_checks import PushChecker
 from zray._private.reference_counter import Released, ReferenceCounter, distinct
 from zray._private.serialization import deserialize, serialize
 from zray._private.actor_submitter import ActorSubmitter
@@ -79,9 +80,10 @@ class CoreWorker:
         # Workers take pushed calls from local owners on a Unix socket of their own: set up
         # before the first Hello, which advertises the address.
         self.direct_server = None
+        self.push_checker = PushChecker()
         if mode == WORKER and config.direct_calls:
             path = session.socket_address(session_dir, "x-" + worker_id.hex()[:16])
-            self.direct_server = direct.Server(path[len("ipc://"):])
+            self.direct_server = direct.Server(path[len("ipc://"):], self.push_checker.problem)
             self.endpoint.address += "|" + self.direct_server.address
         self.address = self.endpoint.address
         self._io_waker = direct.Waker()
@@ -324,6 +326,8 @@ class CoreWorker:
         """Reads and handles what a direct connection holds (the channel reader only). One
         that ended is only marked closed: the I/O thread closes it (it may still poll the fd)."""
         messages = connection.read()
+        if connection.failure:
+            logger.warning("closing a direct connection: %s", connection.failure)
         for frames in messages or ():
             decoded = direct.decode(frames)
             if decoded is not None:
@@ -460,10 +464,21 @@ class CoreWorker:
     def on_lease_infeasible(self, identity, msg, seq, payload):
         self.submitter.on_infeasible(msg)
 
+    def on_start_actor(self, identity, msg, seq, payload):
+        self.queue_task(msg, payload)
+
     def on_push_task(self, identity, msg, seq, payload):
+        problem = self.push_checker.problem(msg, len(payload))
+        if problem is not None:
+            self.endpoint.drop(identity, problem)
+            return
         self.queue_task(msg, payload)
 
     def on_push_actor_task(self, identity, msg, seq, payload):
+        problem = self.push_checker.problem(msg, len(payload))
+        if problem is not None:
+            self.endpoint.drop(identity, problem)
+            return
         dispatch = self.actor_dispatch
         if dispatch is None:
             self.queue_task(msg, payload)
@@ -520,7 +535,7 @@ class CoreWorker:
         P.WorkerDied: on_worker_died,
         P.LeaseInfeasible: on_lease_infeasible,
         P.PushTask: on_push_task,
-        P.StartActor: on_push_task,
+        P.StartActor: on_start_actor,
         P.PushActorTask: on_push_actor_task,
         P.ActorState: on_actor_state,
         P.NodeDied: on_node_died,

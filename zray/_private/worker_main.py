@@ -71,6 +71,9 @@ class Executor:
                     logger.warning("unexpected %s on a direct connection", kind.__name__)
             except KeyboardInterrupt:  # a late cancel for a task that already finished
                 continue
+            except Exception:  # noqa: BLE001 - pushes are checked at the inbox; this is a bug
+                logger.exception("a pushed call failed outside its own error handling")
+                continue
             del work, msg, payload
             # The call's views of its arguments are gone: free their room now, not at the I/O
             # thread's next idle tick.
@@ -112,6 +115,7 @@ class Executor:
         from zray._private.actor_host import ActorHost
 
         self.actor = ActorHost(self, msg)
+        self.core.push_checker.actor_id = msg.actor_id  # from now on only its calls run here
         if not self.actor.construct(msg, payload):
             return  # the head stops this worker
         self.actor.start_serving()
