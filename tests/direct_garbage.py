@@ -22,6 +22,7 @@ def stream(frames) -> bytes:
 def call(**fields) -> P.PushActorTask:
     """A well-formed call to ACTOR_ID, with `fields` replaced."""
     values = dict(actor_id=ACTOR_ID, task_id=b"t" * 24, method="ping", num_returns=1,
+                  concurrency_group="",
                   owner_address=OWNER, nbuffers=0, resolved=[], borrowed=[])
     values.update(fields)
     return P.PushActorTask(**values)

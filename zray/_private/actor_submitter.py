@@ -36,6 +36,7 @@ class ActorCall:
     top_refs: list
     retries_left: int
     nested: list = field(default_factory=list)  # [(object id, owner)] nested in the arguments
+    concurrency_group: str = ""  # "" for the actor's default group
     borrowed: list = field(default_factory=list)  # what the actor's worker will hold
     pushed_to: str = ""
     resolved: list = field(default_factory=list)
@@ -195,7 +196,8 @@ class ActorSubmitter:
                     self.core.register_borrower(ins.address, call.borrowed)
                 pushes.append((ins.address, P.PushActorTask(
                     record.actor_id, call.task_id, call.method, call.num_returns,
-                    self.core.address, len(call.frames) - 1, call.resolved, call.borrowed),
+                    self.core.address, len(call.frames) - 1, call.resolved, call.borrowed,
+                    call.concurrency_group),
                     call.frames + call.resolved_frames))
             elif ins.why == O.ARGUMENTS:
                 failures.append((call, call.failed_entry))

@@ -580,7 +580,8 @@ class ResizeLease(NamedTuple):
 
 @message(81)
 class PushActorTask(NamedTuple):
-    """Caller to the actor's worker, in submission order; answered by TaskDone."""
+    """Caller to the actor's worker, in submission order; answered by TaskDone.
+    `concurrency_group`: the group the call runs in ("" for the actor's default group)."""
     actor_id: bytes
     task_id: bytes
     method: str
@@ -589,6 +590,7 @@ class PushActorTask(NamedTuple):
     nbuffers: int
     resolved: list
     borrowed: list
+    concurrency_group: str
 
 
 # --------------------------------------------------------------------------- references

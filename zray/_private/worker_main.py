@@ -48,10 +48,11 @@ class Executor:
     def loop(self):
         while self.core.running:
             try:
-                pool = self.actor.pool if self.actor is not None else None
-                if pool is not None:  # a threaded actor's queued calls may need a thread
-                    work = self.next_work(pool.poll_timeout(1.0))
-                    pool.check()
+                pools = self.actor.pools if self.actor is not None else ()
+                if pools:  # a threaded actor's queued calls may need a thread
+                    work = self.next_work(min([pool.poll_timeout(1.0) for pool in pools]))
+                    for pool in pools:
+                        pool.check()
                 else:
                     work = self.next_work(1.0)
                 if work is None:
