@@ -293,7 +293,7 @@ class ActorMethod:
         handle = self._handle
         core = handle._core
         num_returns = self._options.get("num_returns", self._defaults.get("num_returns", 1))
-        if not isinstance(num_returns, int) or num_returns < 0:
+        if not isinstance(num_returns, int) or not 0 <= num_returns <= P.MAX_NUM_RETURNS:
             raise ValueError(f"num_returns={num_returns!r} is not supported for actor methods")
         retries = self._options.get("max_task_retries", self._defaults.get("max_task_retries"))
         if retries is None:

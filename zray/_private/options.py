@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from zray._private.protocol import MAX_NUM_RETURNS
+
 logger = logging.getLogger(__name__)
 
 
@@ -96,6 +98,8 @@ def _check_value(key, value):
         raise ValueError("The keyword 'max_retries' only accepts -1, 0 or a positive integer.")
     if key == "num_returns" and isinstance(value, int) and value < 0:
         raise ValueError("The keyword 'num_returns' only accepts 0 or a positive integer.")
+    if key == "num_returns" and isinstance(value, int) and value > MAX_NUM_RETURNS:
+        raise ValueError(f"num_returns={value} is more than zray supports ({MAX_NUM_RETURNS}).")
     if key == "num_returns" and isinstance(value, str) and value not in ("dynamic", "streaming"):
         raise ValueError("The keyword 'num_returns' only accepts 0, a positive integer, "
                          "'dynamic' or 'streaming'.")

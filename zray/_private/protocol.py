@@ -20,6 +20,10 @@ import msgpack
 from zray._fast import HEADER_SIZE, pack_header, unpack_header
 
 PROTOCOL_VERSION = 1
+# Returns per task or actor call: more than any program asks for, and bounded because a worker
+# builds one result (or error) per return before it answers; callers refuse more, and workers
+# drop pushes asking for more (zray/_private/push_checks.py).
+MAX_NUM_RETURNS = 100_000
 
 _TYPES: dict[int, type] = {}
 _CODES: dict[type, int] = {}

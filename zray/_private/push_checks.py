@@ -16,9 +16,6 @@ from zray._fast import OBJECT_ID_SIZE, TASK_ID_SIZE
 from zray._private import protocol as P
 from zray._private.transport import valid_address
 
-# More returns than any program asks for; bounded because the worker builds one result (or one
-# error) per return before it answers.
-MAX_RETURNS = 100_000
 _KNOWN_OWNERS_MAX = 4096
 
 
@@ -42,7 +39,7 @@ class PushChecker:
             return "a task pushed to an actor's worker"
         if len(msg.task_id) != TASK_ID_SIZE:
             return f"task id of {len(msg.task_id)} bytes"
-        if not 0 <= msg.num_returns <= MAX_RETURNS:
+        if not 0 <= msg.num_returns <= P.MAX_NUM_RETURNS:
             return f"num_returns={msg.num_returns}"
         if not self._owner(msg.owner_address):
             return "invalid owner address"
