@@ -124,6 +124,9 @@ class ActorClass:
             existing = _lookup(core, name, namespace)
             if existing is not None:
                 return existing
+        # Checked at creation, as Ray does; only @remote's groups count (see the spec below).
+        concurrency_groups = _concurrency_groups(
+            self._default_options.get("concurrency_groups"), self._methods)
         class_id = self._export(core)
         actor_id = random_id(12) + core.current_job_id()
         placement, running = _actor_resources(options)
@@ -143,6 +146,8 @@ class ActorClass:
             "max_restarts": options.get("max_restarts", 0), "resources": placement,
             "run_resources": running, "max_concurrency": max_concurrency,
             "is_async": self._is_async, "owner_id": core.worker_id,
+            # From @remote only: Ray ignores concurrency_groups given to .options().
+            "concurrency_groups": concurrency_groups,
             "owner_address": core.address, "handle_meta": handle_meta,
             "strategy": encode_strategy(options.get("scheduling_strategy")),
         }
@@ -180,8 +185,31 @@ def _method_table(cls) -> dict:
             continue
         options = getattr(member, "__zray_method_options__", {})
         table[name] = {"num_returns": options.get("num_returns", 1),
-                       "max_task_retries": options.get("max_task_retries")}
+                       "max_task_retries": options.get("max_task_retries"),
+                       "concurrency_group": options.get("concurrency_group")}
     return table
+
+
+def _concurrency_groups(groups, methods: dict) -> dict:
+    """{name: max concurrency} from @remote(concurrency_groups=...), checked: every group a
+    method names must be defined (Ray asserts it when the actor is created)."""
+    if groups is None:
+        groups = {}
+    if not isinstance(groups, dict):
+        raise TypeError("concurrency_groups must be a dict of group name to max concurrency, "
+                        f"got {type(groups).__name__}")
+    for name, size in groups.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"concurrency group names must be non-empty strings, got {name!r}")
+        if type(size) is not int or size < 1:
+            raise ValueError(f"The max concurrency of concurrency group {name!r} must be a "
+                             f"positive integer, got {size!r}")
+    for method_name, options in methods.items():
+        group = options.get("concurrency_group")
+        if group is not None and group not in groups:
+            raise ValueError(f"Method {method_name!r} is in concurrency group {group!r}, which "
+                             f"the actor does not define (concurrency_groups={groups}).")
+    return dict(groups)
 
 
 def _lookup(core, name: str, namespace: str):
@@ -270,16 +298,19 @@ class ActorMethod:
         handle = self._handle
         core = handle._core
         num_returns = self._options.get("num_returns", self._defaults.get("num_returns", 1))
-        if not isinstance(num_returns, int) or num_returns < 0:
+        if not isinstance(num_returns, int) or not 0 <= num_returns <= P.MAX_NUM_RETURNS:
             raise ValueError(f"num_returns={num_returns!r} is not supported for actor methods")
         retries = self._options.get("max_task_retries", self._defaults.get("max_task_retries"))
         if retries is None:
             retries = handle._max_task_retries
+        group = self._options.get("concurrency_group") or self._defaults.get("concurrency_group")
+        if group is not None and not isinstance(group, str):
+            raise TypeError(f"concurrency_group must be a string, got {type(group).__name__}")
         task_id = random_id(8) + handle._actor_id
         frames, top_refs, nested = pack_arguments(core, args, kwargs)
         return_ids = [object_id_for(task_id, i) for i in range(1, num_returns + 1)]
         call = ActorCall(task_id, self._name, num_returns, return_ids, frames, top_refs, retries,
-                         nested)
+                         nested, group or "")
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
         core.actor_submitter.submit(handle._actor_id, call)
         if num_returns == 1:

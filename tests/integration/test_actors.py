@@ -196,6 +196,52 @@ def test_kill_busy_actor(ray):
         ray.get(b.ping.remote(), timeout=10)
 
 
+def test_no_call_made_after_kill_returns_reaches_the_actor(ray):
+    """After kill() returns, every call through any handle in this process fails, and so
+    do calls queued before it; none is answered by the dying worker."""
+    @ray.remote
+    class Pinger:
+        def ping(self):
+            return 1
+
+    for i in range(20):
+        pinger = Pinger.options(name=f"pinger-{i}").remote()
+        other_handle = ray.get_actor(f"pinger-{i}")
+        assert ray.get(pinger.ping.remote(), timeout=30) == 1
+        queued = [pinger.ping.remote() for _ in range(3)]
+        ray.kill(pinger)
+        later = [pinger.ping.remote(), other_handle.ping.remote()]
+        for ref in later:
+            with pytest.raises(ray.exceptions.ActorDiedError, match="killed by `ray.kill`"):
+                ray.get(ref, timeout=10)
+        for ref in queued:
+            try:
+                assert ray.get(ref, timeout=10) == 1  # answered before the kill: fine
+            except ray.exceptions.RayActorError:
+                pass
+
+
+def test_calls_after_a_restarting_kill_go_to_the_new_instance(ray):
+    @ray.remote(max_restarts=-1)
+    class Instance:
+        def __init__(self):
+            self.started = time.monotonic_ns()
+
+        def started_at(self):
+            return self.started
+
+        def pid(self):
+            return os.getpid()
+
+    actor = Instance.remote()
+    for _ in range(5):
+        before = ray.get(actor.started_at.remote(), timeout=30)
+        ray.kill(actor, no_restart=False)
+        after = ray.get(actor.started_at.remote(), timeout=30)
+        assert after != before
+    ray.kill(actor)
+
+
 def test_constructor_failure(ray):
     @ray.remote
     class Broken:
@@ -271,6 +317,133 @@ def test_pending_calls_retried_after_restart(ray, tmp_path):
 
     f = Flaky.remote()
     assert ray.get(f.work.remote(str(marker)), timeout=30) == "done"
+
+
+def _grouped_actor(ray, is_async: bool):
+    """An actor with groups "pair" (2) and "solo" (1) and a default group of 1: `meet` calls
+    wait for each other, `crowd` calls report how many of their group ran at once."""
+    import zray
+
+    if is_async:
+        class Grouped:
+            def __init__(self):
+                self.events, self.inside, self.peak = {}, {}, {}
+
+            async def meet(self, mine, other, timeout=10.0):
+                self.events.setdefault(mine, asyncio.Event()).set()
+                waiting = self.events.setdefault(other, asyncio.Event())
+                try:
+                    await asyncio.wait_for(waiting.wait(), timeout)
+                    return True
+                except asyncio.TimeoutError:
+                    return False
+
+            @zray.method(concurrency_group="solo")
+            async def crowd(self, group):
+                self.inside[group] = self.inside.get(group, 0) + 1
+                self.peak[group] = max(self.peak.get(group, 0), self.inside[group])
+                await asyncio.sleep(0.05)
+                self.inside[group] -= 1
+                return self.peak[group]
+
+            @zray.method(concurrency_group="pair")
+            async def meet_in_pair(self, mine, other):
+                return await self.meet(mine, other)
+    else:
+        class Grouped:
+            def __init__(self):
+                self.lock = threading.Lock()
+                self.events, self.inside, self.peak = {}, {}, {}
+
+            def _event(self, name):
+                with self.lock:
+                    return self.events.setdefault(name, threading.Event())
+
+            def meet(self, mine, other, timeout=10.0):
+                self._event(mine).set()
+                return self._event(other).wait(timeout)
+
+            @zray.method(concurrency_group="solo")
+            def crowd(self, group):
+                with self.lock:
+                    self.inside[group] = self.inside.get(group, 0) + 1
+                    self.peak[group] = max(self.peak.get(group, 0), self.inside[group])
+                time.sleep(0.05)
+                with self.lock:
+                    self.inside[group] -= 1
+                    return self.peak[group]
+
+            @zray.method(concurrency_group="pair")
+            def meet_in_pair(self, mine, other):
+                return self.meet(mine, other)
+
+    # max_concurrency=1 for both: only the groups can let calls overlap.
+    return ray.remote(concurrency_groups={"pair": 2, "solo": 1}, max_concurrency=1)(
+        Grouped).remote()
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["threaded", "async"])
+def test_calls_in_a_concurrency_group_of_two_overlap(ray, is_async):
+    actor = _grouped_actor(ray, is_async)
+    # Each waits for the other to start: only two calls running at once both return True.
+    assert ray.get([actor.meet_in_pair.remote("a", "b"), actor.meet_in_pair.remote("b", "a")],
+                   timeout=30) == [True, True]
+    by_option = actor.meet.options(concurrency_group="pair")
+    assert ray.get([by_option.remote("c", "d"), by_option.remote("d", "c")],
+                   timeout=30) == [True, True]
+    ray.kill(actor)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["threaded", "async"])
+def test_a_concurrency_group_of_one_runs_its_calls_one_at_a_time(ray, is_async):
+    actor = _grouped_actor(ray, is_async)
+    assert max(ray.get([actor.crowd.remote("solo") for _ in range(4)], timeout=30)) == 1
+    # One call of "solo" waiting for another "solo" call times out: they never overlap.
+    solo = actor.meet.options(concurrency_group="solo")
+    assert ray.get([solo.remote("e", "f", 0.5), solo.remote("f", "e", 0.5)],
+                   timeout=30) == [False, True]
+    ray.kill(actor)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["threaded", "async"])
+def test_concurrency_groups_do_not_wait_for_each_other(ray, is_async):
+    """A call blocked in one group never holds up another group's or the default group's:
+    the default group (max_concurrency 1 here) runs while "solo" waits for it."""
+    actor = _grouped_actor(ray, is_async)
+    waiting = actor.meet.options(concurrency_group="solo").remote("g", "h")
+    assert ray.get(actor.meet.remote("h", "g"), timeout=30) is True
+    assert ray.get(waiting, timeout=30) is True
+    ray.kill(actor)
+
+
+def test_concurrency_group_errors(ray):
+    @ray.remote(concurrency_groups={"io": 2})
+    class Plain:
+        def ping(self):
+            return 1
+
+    actor = Plain.remote()
+    with pytest.raises(ValueError, match="not defined"):
+        ray.get(actor.ping.options(concurrency_group="nope").remote(), timeout=30)
+    assert ray.get(actor.ping.remote(), timeout=30) == 1  # the actor carries on
+
+    @ray.remote
+    class Undefined:
+        @ray.method(concurrency_group="io")
+        def ping(self):
+            return 1
+
+    with pytest.raises(ValueError, match="does not define"):
+        Undefined.remote()
+
+    @ray.remote(concurrency_groups={"io": 0})
+    class Empty:
+        def ping(self):
+            return 1
+
+    with pytest.raises(ValueError, match="positive integer"):
+        Empty.remote()
+    ray.kill(actor)
 
 
 def test_async_actor_concurrency(ray):

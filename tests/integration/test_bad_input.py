@@ -76,3 +76,90 @@ def test_ten_thousand_malformed_messages_then_a_real_job(ray):
         time.sleep(0.1)
     assert dropped() >= 9_000  # the rest were well-formed enough to be handled or ignored
     assert ray.get(ray.put("still alive")) == "still alive"
+
+
+def test_garbage_on_an_actors_direct_socket_and_inbox_leaves_its_callers_served(ray):
+    """A process of the same user writes garbage into an actor's direct-call socket (and
+    pushes unusable calls into its ZeroMQ inbox) while a real driver calls it: the worker
+    drops each such stream or message, counts it, and goes on serving; nothing dies."""
+    import os
+    import socket
+    import threading
+
+    from hypothesis import HealthCheck, given, settings
+
+    import zray._private.runtime as runtime
+    from tests import direct_garbage
+    from zray._private.transport import choose_address
+
+    @ray.remote
+    class Target:
+        def ping(self, x):
+            return x
+
+        def pid(self):
+            return os.getpid()
+
+        def dropped(self):
+            core = runtime.core
+            return core.direct_server.dropped, core.endpoint.dropped
+
+    target = Target.remote()
+    pid = ray.get(target.pid.remote(), timeout=60)
+    core = runtime.core
+    address = core.actor_submitter.actors[target._actor_id].order.address
+    path = [p for p in address.split("|") if p.startswith("direct://")][0][len("direct://"):]
+    stop, failures, served = threading.Event(), [], [0]
+
+    def legit_caller():
+        i = 0
+        while not stop.is_set():
+            try:
+                assert ray.get(target.ping.remote(i), timeout=30) == i
+                served[0] += 1
+            except Exception as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+                return
+            i += 1
+
+    written = [0]
+
+    @settings(max_examples=300, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(garbage=direct_garbage.garbage(target._actor_id))
+    def write_garbage(garbage):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stranger:
+            stranger.connect(path)
+            try:
+                stranger.sendall(garbage)
+            except OSError:  # closed by the worker before all of it was read: fine
+                pass
+        written[0] += 1
+
+    caller = threading.Thread(target=legit_caller)
+    caller.start()
+    ctx = zmq.Context()
+    try:
+        write_garbage()
+        inbox = ctx.socket(zmq.DEALER)
+        core.creds.present(inbox)
+        inbox.setsockopt(zmq.LINGER, 10_000)
+        inbox.connect(choose_address(address))
+        for task_id in (b"short", b"z" * 24):
+            bad = direct_garbage.call(actor_id=target._actor_id, task_id=task_id,
+                                      num_returns=10**9, owner_address=core.address)
+            inbox.send_multipart(P.encode(bad) + [msgpack.packb(((), {}))])
+        inbox.close()
+    finally:
+        stop.set()
+        caller.join(60)
+        ctx.term()
+    assert not failures and served[0] > 0
+    assert ray.get(target.pid.remote(), timeout=30) == pid  # the same worker, alive
+    assert ray.get([target.ping.remote(i) for i in range(100)], timeout=30) == list(range(100))
+    deadline = time.monotonic() + 10
+    while ray.get(target.dropped.remote(), timeout=30)[1] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    direct_dropped, inbox_dropped = ray.get(target.dropped.remote(), timeout=30)
+    assert written[0] >= 300 and direct_dropped >= 100 and inbox_dropped >= 2
+    ray.kill(target)

@@ -176,3 +176,71 @@ def test_calls_held_for_a_batch_leave_without_a_get(ray):
     time.sleep(0.5)
     ran_at = ray.get(refs, timeout=30)
     assert all(t - sent_by < 0.25 for t in ran_at), [t - sent_by for t in ran_at]
+
+
+def test_connections_that_end_while_gets_read_them_raise_no_io_loop_errors(ray):
+    """Actors killed and re-created while other threads wait in get: a connection may be
+    opened, read to its end by a get and closed without the I/O thread ever polling it. Its
+    poller once unregistered such an fd anyway (KeyError) on every event, for as long as the
+    dead connection stayed listed: hundreds of tracebacks per second."""
+    import logging
+    import threading
+
+    class LoopErrors(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.records = []
+
+        def emit(self, record):
+            if "I/O loop error" in record.getMessage():
+                self.records.append(record)
+
+    @ray.remote
+    class Echo:
+        async def echo(self, x):
+            return x
+
+    @ray.remote
+    class Short:
+        def ping(self):
+            return 1
+
+    core = _core()
+    handler = LoopErrors()
+    logging.getLogger("zray._private.core_worker").addHandler(handler)
+    echo = Echo.remote()
+    ray.get(echo.echo.remote(0), timeout=60)
+    stop = time.monotonic() + 4
+    errors = []
+
+    def hammer():
+        try:
+            while time.monotonic() < stop:
+                assert ray.get([echo.echo.remote(i) for i in range(50)], timeout=60) == \
+                    list(range(50))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        created = 0
+        while time.monotonic() < stop:
+            short = Short.remote()
+            assert ray.get(short.ping.remote(), timeout=60) == 1
+            ray.kill(short)
+            created += 1
+        for t in threads:
+            t.join(90)
+        # Ended connections are closed at the I/O thread's next ticks, not kept forever.
+        deadline = time.monotonic() + 10
+        while len(core.channels.by_fd) > 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        logging.getLogger("zray._private.core_worker").removeHandler(handler)
+    assert not errors
+    assert created > 5
+    assert handler.records == []
+    assert len(core.channels.by_fd) <= 2, len(core.channels.by_fd)
+    ray.kill(echo)

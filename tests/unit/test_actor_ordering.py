@@ -185,3 +185,23 @@ def test_answer_from_a_dead_worker_after_its_call_was_queued_again():
     assert order.done(calls[0].task_id) is calls[0]  # the late answer ends it here and now
     sent = order.state_changed(ALIVE, "worker-2")
     assert [(i.call.seq, i.address) for i in sent] == [(1, "worker-2")]  # 0 is not run again
+
+
+def test_after_a_kill_calls_wait_for_the_next_instance_not_a_stale_alive():
+    """kill(no_restart=False): the head may have published ALIVE for the instance it is now
+    stopping; that message must not send calls to it."""
+    order = O.CallOrder()
+    order.state_changed(ALIVE, "worker-1", 0)
+    inflight, retried = Call(0, 0), Call(1, 1)
+    for call in (inflight, retried):
+        order.submit(call)
+        order.resolved(call, False)
+    failed = order.killed(0)
+    assert [(type(i), i.why, i.call.seq) for i in failed] == [(O.Fail, O.RETRIES, 0)]
+    later = Call(2, 0)
+    order.submit(later)
+    assert order.resolved(later, False) == []
+    assert order.state_changed(ALIVE, "worker-1", 0) == []  # published before the kill
+    assert order.state_changed(RESTARTING, "", 1) == []
+    sent = order.state_changed(ALIVE, "worker-2", 1)
+    assert [(i.call.seq, i.address) for i in sent] == [(1, "worker-2"), (2, "worker-2")]

@@ -8,7 +8,9 @@ import select
 import socket
 import threading
 
+from hypothesis import HealthCheck, given, settings
 
+from tests import direct_garbage
 from zray._fast import Frame, Unpacker
 from zray._private import direct, pacing
 from zray._private import protocol as P
@@ -197,3 +199,62 @@ def test_spin_returns_what_arrives_within_its_window_and_gives_up_after_it():
     assert calls == [1]
     a.close()
     b.close()
+
+
+def _serve_until(server, condition, timeout=5.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        server.poll(0.05)
+    return condition()
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(garbage=direct_garbage.garbage())
+def test_garbage_on_a_direct_socket_ends_that_connection_only(tmp_path_factory, garbage):
+    """Whatever a stranger writes, no call reaches `ready` but the real owner's, the server
+    keeps its other connections, and a stream it cannot use is counted and closed."""
+    from zray._private.push_checks import PushChecker
+
+    checker = PushChecker()
+    checker.actor_id = direct_garbage.ACTOR_ID
+    path = str(tmp_path_factory.mktemp("direct") / "w.sock")
+    server = direct.Server(path, checker.problem)
+    owner = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stranger = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    legit = direct_garbage.stream(
+        P.encode(direct_garbage.call(task_id=b"L" * 24)) + [b"args"])
+    try:
+        owner.connect(path)
+        owner.sendall(legit)
+        assert _serve_until(server, lambda: len(server.ready) == 1)
+        stranger.connect(path)
+        assert _serve_until(server, lambda: len(server.connections) == 2)
+        stranger.sendall(garbage)
+        stranger.shutdown(socket.SHUT_WR)
+        owner.sendall(legit)
+        assert _serve_until(server, lambda: len(server.connections) == 1 and len(server.ready) == 2)
+        assert [(m.task_id, c.fd) for m, _, c in server.ready] == \
+            [(b"L" * 24, server.ready[0][2].fd)] * 2
+        stranger.settimeout(5.0)
+        assert stranger.recv(1) == b""  # the server let go of it
+    finally:
+        owner.close()
+        stranger.close()
+        server.close()
+
+
+def test_a_stream_that_is_not_framing_is_counted_and_closed(tmp_path):
+    server = direct.Server(str(tmp_path / "w.sock"), lambda msg, nframes: None)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        client.connect(server.path)
+        client.sendall(b"\xff" * 64)  # a message of 4294967295 frames
+        assert _serve_until(server, lambda: server.dropped == 1 and not server.connections)
+        client.settimeout(5.0)
+        assert client.recv(1) == b""
+    finally:
+        client.close()
+        server.close()

@@ -57,11 +57,19 @@ class Unpacker:
     def __init__(self):
         self._chunks: list = []
         self._size = 0
+        self._need = 0  # bytes the buffered start of a message must reach to be parsed further
 
     def feed(self, data: bytes) -> list:
         """Returns the complete messages (lists of frames) the stream now holds."""
         if self._chunks:
+            if type(data) is not bytes:
+                data = bytes(data)  # kept past this call: the caller may reuse its buffer
             self._chunks.append(data)
+            self._size += len(data)
+            if self._size < self._need:
+                # Joined only once the message is whole: joining the whole prefix at every
+                # chunk copied a 256 MiB message ~1,000 times (a stranger could trickle one).
+                return []
             data = b"".join(self._chunks)
             self._chunks = []
         view = memoryview(data)
@@ -70,18 +78,21 @@ class Unpacker:
         # (many messages, or a large frame) are copied out when small, so that a stored
         # result does not keep a quarter of a MiB of other messages alive.
         small_chunk = end < COPY_BELOW
+        need = 4
         while end - pos >= 4:
             count = _U32.unpack_from(view, pos)[0]
             if not 0 < count <= MAX_FRAMES:
                 raise FramingError(f"a message of {count} frames")
             table = 4 + 4 * count
             if end - pos < table:
+                need = table
                 break
             lengths = _lengths(count).unpack_from(view, pos + 4)
             total = table + sum(lengths)
             if total > MAX_MESSAGE_BYTES:
                 raise FramingError(f"a message of {total} bytes")
             if end - pos < total:
+                need = total
                 break
             frames, start = [], pos + table
             for length in lengths:
@@ -96,6 +107,7 @@ class Unpacker:
         if pos < end:
             self._chunks.append(data[pos:] if pos else data)
         self._size = end - pos
+        self._need = need
         return messages
 
     @property

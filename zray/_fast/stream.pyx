@@ -66,21 +66,27 @@ cdef class Unpacker:
     """Splits a byte stream into messages, whatever the chunks it arrives in."""
     cdef list _chunks
     cdef Py_ssize_t _size
+    cdef Py_ssize_t _need
 
     def __init__(self):
         self._chunks = []
         self._size = 0
+        self._need = 0
 
     def feed(self, data):
         """Returns the complete messages (lists of frames) the stream now holds."""
+        if type(data) is not bytes:
+            data = bytes(data)
         if self._chunks:
             self._chunks.append(data)
+            self._size += len(<bytes>data)
+            if self._size < self._need:
+                return []  # see _stream_py: joined once the message is whole
             data = b"".join(self._chunks)
             self._chunks = []
-        elif type(data) is not bytes:
-            data = bytes(data)
         cdef const unsigned char *base = <const unsigned char *>PyBytes_AS_STRING(data)
         cdef Py_ssize_t end = len(<bytes>data), pos = 0, count, table, total, start, length, i
+        cdef Py_ssize_t need = 4
         # Frames of a small chunk are views of it: it pins nothing much. Those of a big one
         # (many messages, or a large frame) are copied out when small, so that a stored
         # result does not keep a quarter of a MiB of other messages alive.
@@ -94,6 +100,7 @@ cdef class Unpacker:
                 raise FramingError(f"a message of {count} frames")
             table = 4 + 4 * count
             if end - pos < table:
+                need = table
                 break
             total = table
             for i in range(count):
@@ -101,6 +108,7 @@ cdef class Unpacker:
             if total > _MAX_MESSAGE_BYTES:
                 raise FramingError(f"a message of {total} bytes")
             if end - pos < total:
+                need = total
                 break
             frames = []
             start = pos + table
@@ -119,6 +127,7 @@ cdef class Unpacker:
         if pos < end:
             self._chunks.append(data[pos:] if pos else data)
         self._size = end - pos
+        self._need = need
         return messages
 
     @property

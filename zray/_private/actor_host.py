@@ -4,6 +4,12 @@ Calls from one caller arrive in submission order on one ZeroMQ connection. A pla
 them one at a time on the main thread, in that order; with max_concurrency > 1 they run on a
 thread pool; an actor with `async def` methods runs them on an asyncio loop, at most
 max_concurrency at once.
+
+Concurrency groups (`@remote(concurrency_groups={"io": 2})`, `@method(concurrency_group=...)`
+or `.options(concurrency_group=...)` per call), as in Ray: each group runs its calls on a pool
+of its own size (an async actor: under a semaphore of that size), in arrival order within the
+group; calls in no group use the default group of max_concurrency. A threaded actor's groups
+never wait for each other, so an actor with groups runs even its default group on a pool.
 """
 from __future__ import annotations
 
@@ -47,10 +53,13 @@ class ActorHost:
         self.resources = dict(start.spec.get("run_resources") or {})  # held while it lives
         self.gpu_ids = list(start.spec.get("gpu_ids") or [])
         self.is_async = bool(start.spec.get("is_async"))
+        self.concurrency_groups = dict(start.spec.get("concurrency_groups") or {})
         self.loop = None
-        self.pool = None
+        self.pools: tuple = ()  # every CallPool, for the executor's stall checks
+        self._pool_of: dict = {}  # concurrency group ("" default) -> CallPool
         self._semaphore = None
         self._async_calls: dict[bytes, asyncio.Task] = {}  # running calls, for cancellation
+        self._semaphores: dict = {}  # concurrency group ("" default) -> asyncio.Semaphore
 
     # ------------------------------------------------------------------ construction
 
@@ -87,14 +96,44 @@ class ActorHost:
     def start_serving(self):
         """Switches the core worker's actor-call delivery to this actor's execution model."""
         core = self.core
+        groups = self.concurrency_groups
         if self.is_async:
             self.loop = asyncio.new_event_loop()
             self._semaphore = asyncio.Semaphore(self.max_concurrency)
+            self._semaphores = {"": self._semaphore}
+            for name, size in groups.items():
+                self._semaphores[name] = asyncio.Semaphore(size)
             core.actor_dispatch = lambda msg, payload, connection: (
                 self.loop.call_soon_threadsafe(self._schedule_async, msg, payload, connection))
+        elif groups:
+            self._pool_of = {"": CallPool(self.max_concurrency, self.run_call, "zray-actor")}
+            for name, size in groups.items():
+                self._pool_of[name] = CallPool(size, self.run_call, f"zray-actor-{name}")
+            self.pools = tuple(self._pool_of.values())
+            core.actor_dispatch = self._dispatch_to_group
         elif self.max_concurrency > 1:
-            self.pool = CallPool(self.max_concurrency, self.run_call, "zray-actor")
-            core.actor_dispatch = self.pool.submit
+            pool = CallPool(self.max_concurrency, self.run_call, "zray-actor")
+            self.pools = (pool,)
+            core.actor_dispatch = pool.submit
+
+    def _dispatch_to_group(self, msg: P.PushActorTask, payload, connection):
+        pool = self._pool_of.get(msg.concurrency_group)
+        if pool is None:
+            self._reply_unknown_group(msg, connection)
+        else:
+            pool.submit(msg, payload, connection)
+
+    def _unknown_group(self, msg: P.PushActorTask) -> ValueError:
+        # Ray's worker fails a check and dies here; the call failing is kinder.
+        return ValueError(f"Concurrency group {msg.concurrency_group!r} is not defined for "
+                          f"actor {self.class_name}; it defines "
+                          f"{sorted(self.concurrency_groups)}.")
+
+    def _reply_unknown_group(self, msg: P.PushActorTask, connection):
+        error = self._error(self._unknown_group(msg), msg)
+        self.executor.reply(msg.task_id, msg.owner_address, 0,
+                            f"{self.class_name}.{msg.method}", [error] * msg.num_returns, True,
+                            connection)
 
     def serve_async(self):
         """Runs the actor's event loop on the main thread until the worker stops."""
@@ -119,6 +158,8 @@ class ActorHost:
         try:
             if cancellations.is_cancelled(msg.task_id):
                 raise X.TaskCancelledError(msg.task_id.hex())  # cancelled before it started
+            if msg.concurrency_group and msg.concurrency_group not in self.concurrency_groups:
+                raise self._unknown_group(msg)
             args, kwargs = self.executor.arguments(msg.nbuffers, msg.resolved, payload)
             method = self._method(msg.method)
             result = method(*args, **kwargs)
@@ -154,16 +195,21 @@ class ActorHost:
             call.cancel()
 
     def _schedule_async(self, msg, payload, connection):
+        semaphore = self._semaphore if not msg.concurrency_group else \
+            self._semaphores.get(msg.concurrency_group)
+        if semaphore is None:
+            self._reply_unknown_group(msg, connection)
+            return
         task_id = msg.task_id
-        call = self.loop.create_task(self._run_call_async(msg, payload, connection))
+        call = self.loop.create_task(self._run_call_async(msg, payload, connection, semaphore))
         self._async_calls[task_id] = call
         call.add_done_callback(lambda _: self._async_calls.pop(task_id, None))
 
-    async def _run_call_async(self, msg: P.PushActorTask, payload, connection):
+    async def _run_call_async(self, msg: P.PushActorTask, payload, connection, semaphore):
         core = self.core
         cancellations = core.cancellations
         try:
-            await self._semaphore.acquire()
+            await semaphore.acquire()
         except asyncio.CancelledError:  # cancelled while waiting for its turn
             self.executor.reply(msg.task_id, msg.owner_address, 0, msg.method,
                                 [X.TaskCancelledError(msg.task_id.hex())] * msg.num_returns,
@@ -203,7 +249,7 @@ class ActorHost:
             if exit_requested:
                 self.exit("exit_actor() was called")
         finally:
-            self._semaphore.release()
+            semaphore.release()
 
     def _method(self, name: str):
         if name == "__ray_terminate__":

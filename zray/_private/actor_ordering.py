@@ -37,6 +37,9 @@ class CallOrder:
         self.address = ""
         self.queue: deque = deque()
         self.inflight: OrderedDict = OrderedDict()
+        # After a kill that restarts the actor, an ALIVE published before the head saw the
+        # kill names the instance being killed: calls wait for the restart number this is.
+        self.restarts_awaited = 0
 
     @property
     def idle(self) -> bool:
@@ -54,9 +57,11 @@ class CallOrder:
         call.ready, call.args_failed = True, args_failed
         return self._pump()
 
-    def state_changed(self, state: str, address: str) -> list:
+    def state_changed(self, state: str, address: str, num_restarts: int = 0) -> list:
         if self.state == DEAD:
             return []
+        if state == ALIVE and num_restarts < self.restarts_awaited:
+            return []  # the instance a kill is ending
         moved = address != self.address and self.inflight
         self.state, self.address = state, address
         if state == DEAD:
@@ -67,6 +72,16 @@ class CallOrder:
         if state == ALIVE:
             out += self._pump()
         return out
+
+    def killed(self, num_restarts: int) -> list:
+        """The caller killed the actor and the head stops its worker (instance number
+        `num_restarts`), which restarts it if restarts remain. Calls already sent are retried
+        or fail as if the worker had died; later calls wait for the next instance, never the
+        one being killed."""
+        if self.state == DEAD:
+            return []
+        self.restarts_awaited = max(self.restarts_awaited, num_restarts + 1)
+        return self.state_changed(RESTARTING, "")
 
     def done(self, task_id: bytes):
         """An answer arrived: the call is over wherever it is. An answer from a worker that

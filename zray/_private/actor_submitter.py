@@ -14,12 +14,16 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from zray import exceptions as X
+from zray._config import config
 from zray._private import actor_ordering as O
 from zray._private import protocol as P
 from zray._private.actor_manager import DEAD, PENDING
 from zray._private.dependencies import (borrowed_by_call, error_entry, returned_entries,
                                         store_results, when_resolved)
 from zray._private.serialization import deserialize
+
+
+KILLED_CAUSE = "The actor is dead because it was killed by `ray.kill`."  # Ray's words
 
 
 @dataclass(eq=False)
@@ -32,6 +36,7 @@ class ActorCall:
     top_refs: list
     retries_left: int
     nested: list = field(default_factory=list)  # [(object id, owner)] nested in the arguments
+    concurrency_group: str = ""  # "" for the actor's default group
     borrowed: list = field(default_factory=list)  # what the actor's worker will hold
     pushed_to: str = ""
     resolved: list = field(default_factory=list)
@@ -133,8 +138,39 @@ class ActorSubmitter:
             self.core.endpoint.send(address, P.CancelTask(task_id, False, recursive))
 
     def kill(self, actor_id: bytes, no_restart: bool):
-        self.core.endpoint.send(self.core.head_address, P.KillActor(
-            actor_id, no_restart, "The actor was killed by ray.kill()."))
+        """Once this returns, no call made from this process reaches the killed instance:
+        with `no_restart` every call, queued, in flight or later, fails at once (the worker
+        may still answer some before it dies; those answers are ignored); otherwise calls
+        wait for the instance the head restarts, if any."""
+        core = self.core
+        kill = P.KillActor(actor_id, no_restart, KILLED_CAUSE)
+        if no_restart:
+            core.endpoint.send(core.head_address, kill)
+            self._dead_here(actor_id, KILLED_CAUSE)
+            return
+        # The head's answer says which instance it stops: an ALIVE naming that one may still
+        # be on its way to us, and must not receive calls.
+        reply, _ = core.requests.call(core.head_address, kill, config.rpc_timeout_s)
+        if not isinstance(reply, P.ActorKilled) or not reply.stopping:
+            return  # not started yet (or gone): the instance to come is a fresh one
+        with self.lock:
+            record = self.actors.get(actor_id)
+            if record is None:
+                return
+            decided = self._decide(record, record.order.killed(reply.num_restarts))
+        self._carry_out(decided)
+
+    def _dead_here(self, actor_id: bytes, cause: str):
+        """Treats the actor as DEAD in this process without waiting for the head to say so."""
+        with self.lock:
+            record = self.actors.get(actor_id)
+            if record is None or record.order.state == DEAD:
+                return
+            record.death = X.ActorDiedError({
+                "actor_id": record.actor_id, "class_name": record.class_name,
+                "error_message": cause})
+            decided = self._decide(record, record.order.state_changed(DEAD, ""))
+        self._carry_out(decided)
 
     # ------------------------------------------------------------------ calls
 
@@ -182,7 +218,8 @@ class ActorSubmitter:
                     self.core.register_borrower(ins.address, call.borrowed)
                 pushes.append((ins.address, P.PushActorTask(
                     record.actor_id, call.task_id, call.method, call.num_returns,
-                    self.core.address, len(call.frames) - 1, call.resolved, call.borrowed),
+                    self.core.address, len(call.frames) - 1, call.resolved, call.borrowed,
+                    call.concurrency_group),
                     call.frames + call.resolved_frames))
             elif ins.why == O.ARGUMENTS:
                 failures.append((call, call.failed_entry))
@@ -219,7 +256,8 @@ class ActorSubmitter:
                 return
             if msg.state == DEAD:
                 record.death = self._death_error(record, msg)
-            decided = self._decide(record, record.order.state_changed(msg.state, msg.address))
+            decided = self._decide(record, record.order.state_changed(
+                msg.state, msg.address, msg.num_restarts))
         self._carry_out(decided)
 
     def _death_error(self, record: ActorRecord, msg: P.ActorState) -> BaseException:

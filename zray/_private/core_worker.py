@@ -33,6 +33,7 @@ from zray._private import session
 from zray._private.function_manager import FunctionManager
 from zray._private.memory_store import (KIND_ERROR, KIND_FREED, KIND_INLINE, KIND_PLASMA,
                                         Entry, MemoryStore)
+from zray._private.push_checks import PushChecker
 from zray._private.reference_counter import Released, ReferenceCounter, distinct
 from zray._private.serialization import deserialize, serialize
 from zray._private.actor_submitter import ActorSubmitter
@@ -103,9 +104,10 @@ class CoreWorker:
         # Workers take pushed calls from local owners on a Unix socket of their own: set up
         # before the first Hello, which advertises the address.
         self.direct_server = None
+        self.push_checker = PushChecker()
         if mode == WORKER and config.direct_calls:
             path = session.socket_address(session_dir, "x-" + worker_id.hex()[:16])
-            self.direct_server = direct.Server(path[len("ipc://"):])
+            self.direct_server = direct.Server(path[len("ipc://"):], self.push_checker.problem)
             self.endpoint.address += "|" + self.direct_server.address
         self.address = self.endpoint.address
         self._io_waker = direct.Waker()
@@ -118,6 +120,11 @@ class CoreWorker:
         self._channel_reader = threading.Lock()
         self._channel_reader_ident = None
         self._channels_parked = False  # the I/O thread stopped polling them for a reader
+        # Connection fds in the I/O thread's poller (that thread alone reads or changes it):
+        # a connection can be opened, or end, without ever being polled, so membership in
+        # `channels.by_fd` says nothing about the poller.
+        self._polled: set[int] = set()
+        self._closed_unpolled = False  # a connection ended before the I/O thread polled it
         self.requests = Requests(self.endpoint)
         self.memory_store = MemoryStore()
         self.refs = ReferenceCounter(self.address)
@@ -192,7 +199,7 @@ class CoreWorker:
                         try:
                             connection = channels.by_fd.get(source)
                             if connection is None:
-                                poller.unregister(source)
+                                self._unpoll(poller, source)
                             else:
                                 self._serve_channel(poller, connection, event)
                         finally:
@@ -247,27 +254,43 @@ class CoreWorker:
             return
         while changes:
             connection = changes.popleft()
-            if connection.closed or connection.fd not in self.channels.by_fd:
+            if connection.fd not in self.channels.by_fd:
+                continue
+            if connection.closed:
+                # A get read its end before we ever polled it: no event will come for it,
+                # so the next tick closes it (only while no get reads the connections).
+                self._closed_unpolled = True
                 continue
             self._register_channel(poller, connection)
 
-    @staticmethod
-    def _register_channel(poller, connection):
+    def _register_channel(self, poller, connection):
         flags = zmq.POLLIN | (zmq.POLLOUT if connection.backlogged else 0)
         poller.register(connection.fd, flags)  # registering again updates the flags
+        self._polled.add(connection.fd)
+
+    def _unpoll(self, poller, fd: int):
+        if fd in self._polled:
+            self._polled.discard(fd)
+            poller.unregister(fd)
 
     def _park_channels(self, poller):
-        for fd in list(self.channels.by_fd):
+        for fd in self._polled:
             poller.unregister(fd)
+        self._polled.clear()
         self._channels_parked = True
 
     def _unpark_channels(self, poller):
-        if not self._channels_parked or not self._channel_reader.acquire(False):
+        """Polls the connections again after a get read them, and closes those that ended
+        meanwhile (or before they were ever polled). Only while no get reads them: closing
+        a socket a reader still polls could hand its fd number to a new connection."""
+        if not (self._channels_parked or self._closed_unpolled) \
+                or not self._channel_reader.acquire(False):
             return
         try:
-            self._channels_parked = False
+            self._channels_parked = self._closed_unpolled = False
             for connection in list(self.channels.by_fd.values()):
                 if connection.closed:  # a reader saw it end; closing is ours
+                    self._unpoll(poller, connection.fd)
                     self.channels.forget(connection)
                 else:
                     self._register_channel(poller, connection)
@@ -332,6 +355,8 @@ class CoreWorker:
         """Reads and handles what a direct connection holds (the channel reader only). One
         that ended is only marked closed: the I/O thread closes it (it may still poll the fd)."""
         messages = connection.read()
+        if connection.failure:
+            logger.warning("closing a direct connection: %s", connection.failure)
         for frames in messages or ():
             decoded = direct.decode(frames)
             if decoded is not None:
@@ -340,11 +365,11 @@ class CoreWorker:
 
     def _serve_channel(self, poller, connection, event):
         if event & zmq.POLLOUT and not connection.flush():
-            poller.register(connection.fd, zmq.POLLIN)
+            self._register_channel(poller, connection)  # drops POLLOUT: nothing waits
         if event & (zmq.POLLIN | zmq.POLLERR) and not connection.closed:
             self._read_channel(connection)
         if connection.closed:
-            poller.unregister(connection.fd)
+            self._unpoll(poller, connection.fd)
             self.channels.forget(connection)
 
     def push(self, address: str, msg, payload=(), batch: bool = False):
@@ -378,6 +403,7 @@ class CoreWorker:
     def _busy(self) -> bool:
         submitter = self.submitter
         return bool(self._pin_releases or self.refs._released or self._channels_parked
+                    or self._closed_unpolled
                     or (submitter is not None and (submitter.leases or submitter.tasks))
                     or (self.actor_submitter is not None and self.actor_submitter._released))
 
@@ -467,10 +493,21 @@ class CoreWorker:
     def on_lease_infeasible(self, identity, msg, seq, payload):
         self.submitter.on_infeasible(msg)
 
+    def on_start_actor(self, identity, msg, seq, payload):
+        self.queue_task(msg, payload)
+
     def on_push_task(self, identity, msg, seq, payload):
+        problem = self.push_checker.problem(msg, len(payload))
+        if problem is not None:
+            self.endpoint.drop(identity, problem)
+            return
         self.queue_task(msg, payload)
 
     def on_push_actor_task(self, identity, msg, seq, payload):
+        problem = self.push_checker.problem(msg, len(payload))
+        if problem is not None:
+            self.endpoint.drop(identity, problem)
+            return
         dispatch = self.actor_dispatch
         if dispatch is None:
             self.queue_task(msg, payload)
@@ -554,7 +591,7 @@ class CoreWorker:
         P.WorkerDied: on_worker_died,
         P.LeaseInfeasible: on_lease_infeasible,
         P.PushTask: on_push_task,
-        P.StartActor: on_push_task,
+        P.StartActor: on_start_actor,
         P.PushActorTask: on_push_actor_task,
         P.ActorState: on_actor_state,
         P.NodeDied: on_node_died,

@@ -10,7 +10,8 @@ borrowers, failures, calls from other machines) stays on ZeroMQ; a worker that d
 connections, and the node's WorkerDied or the head's ActorState still decide about retries.
 
 A worker advertises `direct://PATH` as one more part of its address. Only processes of the
-worker's own user may connect (SO_PEERCRED): they could read the cluster token anyway.
+worker's own user may connect (SO_PEERCRED): they could read the cluster token anyway (see
+docs/protocol.md, Security). What they write is not trusted: see `Server`.
 
 Wire format, repeated: u32 frame count, one u32 length per frame, then the frames; the first
 two frames are a zray header and body (zray/_private/protocol.py), the rest the payload.
@@ -49,14 +50,21 @@ def direct_path(address: str):
 
 def decode(frames):
     """(msg, seq, flags, payload) or None for a message that is dropped (logged)."""
-    if len(frames) < 2:
-        logger.warning("dropped direct message: %d frames", len(frames))
+    decoded = _decode(frames)
+    if type(decoded) is str:
+        logger.warning("dropped direct message: %s", decoded)
         return None
+    return decoded
+
+
+def _decode(frames):
+    """(msg, seq, flags, payload), or why the message cannot be decoded."""
+    if len(frames) < 2:
+        return f"{len(frames)} frames"
     try:
         msg, seq, flags = P.decode(frames[0].buffer, frames[1].buffer)
     except Exception as exc:  # a decoder bug must not end the connection's reader
-        logger.warning("dropped direct message: %s", exc)
-        return None
+        return str(exc) or type(exc).__name__
     return msg, seq, flags, frames[2:]
 
 
@@ -82,6 +90,7 @@ class Connection:
         self.unpacker = Unpacker()
         self._inbox = None  # recv buffer, made by the first read
         self.closed = False
+        self.failure = ""  # why `read` gave up on the stream, if it was garbage
         self._lock = threading.Lock()
         self._pending: deque = deque()
         self._held: list = []  # buffers of messages sent with hold=True, not written yet
@@ -193,8 +202,8 @@ class Connection:
                 return messages or None
             try:
                 messages.extend(self.unpacker.feed(data))
-            except FramingError as exc:
-                logger.warning("closing a direct connection: %s", exc)
+            except FramingError as exc:  # the reader logs it: it knows who sent garbage
+                self.failure = str(exc)
                 self.closed = True
                 return messages or None
             if len(data) < READ_CHUNK:
@@ -263,10 +272,16 @@ def _peer_is_us(sock: socket.socket) -> bool:
 
 class Server:
     """Worker side: accepts local owners and reads their calls. Read only by the thread that
-    executes them (`poll`); other threads hand work to that thread through `wake`."""
+    executes them (`poll`); other threads hand work to that thread through `wake`.
 
-    def __init__(self, path: str):
+    Whoever can connect may write anything: a stream that is not framing, a message that does
+    not decode, or one `check(msg, nframes)` finds a problem with (it returns why) ends that
+    connection (a real owner never sends one, and the stream cannot be trusted after it), is
+    counted in `dropped` and logged now and then; the server and its other connections go on."""
+
+    def __init__(self, path: str, check=None):
         self.path = path
+        self._check = check
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(path)
         self.listener.listen(128)
@@ -279,6 +294,7 @@ class Server:
         self.connections: dict[int, Connection] = {}
         self.ready: deque = deque()  # (msg, payload, connection) in arrival order
         self.refused = 0
+        self.dropped = 0  # connections ended for sending what cannot be used
         self._interest: deque = deque()  # connections whose replies queued up
 
     @property
@@ -335,13 +351,28 @@ class Server:
 
     def _read(self, connection: Connection):
         messages = connection.read()
+        check, ready = self._check, self.ready
         for frames in messages or ():
-            decoded = decode(frames)
-            if decoded is not None:
-                msg, _seq, _flags, payload = decoded
-                self.ready.append((msg, payload, connection))
+            decoded = _decode(frames)
+            if type(decoded) is str:
+                return self._refuse(connection, decoded)
+            msg, _seq, _flags, payload = decoded
+            if check is not None:
+                problem = check(msg, len(payload))
+                if problem is not None:
+                    return self._refuse(connection, problem)
+            ready.append((msg, payload, connection))
+        if connection.failure:
+            return self._refuse(connection, connection.failure)
         if messages is None or connection.closed:
             self._drop(connection)
+
+    def _refuse(self, connection: Connection, why: str):
+        self.dropped += 1
+        if self.dropped <= 10 or self.dropped % 1000 == 0:
+            logger.warning("closed direct connection #%d that sent what cannot be used: %s",
+                           self.dropped, why)
+        self._drop(connection)
 
     def _flushed(self, connection: Connection):
         if not connection.flush():

@@ -142,7 +142,13 @@ class HeadService:
         self._actor_instructions(self.actors.subscribe(msg.actor_id, identity))
 
     def on_KillActor(self, identity, msg: P.KillActor, seq):
+        actor = self.actors.actors.get(msg.actor_id)
+        stopping = bool(actor is not None and actor.state != A.DEAD and actor.worker_id)
+        num_restarts = actor.num_restarts if actor is not None else 0
         self._actor_instructions(self.actors.kill(msg.actor_id, msg.no_restart, msg.cause))
+        if seq:
+            self.endpoint.reply(identity, P.ActorKilled(msg.actor_id, stopping, num_restarts),
+                                seq)
 
     def on_ActorExiting(self, identity, msg: P.ActorExiting, seq):
         self._actor_instructions(self.actors.exited(msg.actor_id, msg.reason))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from zray._private.protocol import MAX_NUM_RETURNS
+
 logger = logging.getLogger(__name__)
 
 
@@ -57,7 +59,7 @@ TASK_OPTIONS = dict(_COMMON, **{
 
 ACTOR_OPTIONS = dict(_COMMON, **{
     "num_cpus": Option(None, _NUM),
-    "concurrency_groups": Option(None, (list, dict, type(None)), UNSUPPORTED),
+    "concurrency_groups": Option(None, (list, dict, type(None))),
     "enable_tensor_transport": Option(None, (bool, type(None)), WARN),
     "lifetime": Option(None, (str, type(None))),
     "max_concurrency": Option(None, (int, type(None))),
@@ -122,6 +124,8 @@ def _check_value(key, value):
         raise ValueError("The keyword 'max_retries' only accepts -1, 0 or a positive integer.")
     if key == "num_returns" and isinstance(value, int) and value < 0:
         raise ValueError("The keyword 'num_returns' only accepts 0 or a positive integer.")
+    if key == "num_returns" and isinstance(value, int) and value > MAX_NUM_RETURNS:
+        raise ValueError(f"num_returns={value} is more than zray supports ({MAX_NUM_RETURNS}).")
     if key == "num_returns" and isinstance(value, str) and value not in ("dynamic", "streaming"):
         raise ValueError("The keyword 'num_returns' only accepts 0, a positive integer, "
                          "'dynamic' or 'streaming'.")

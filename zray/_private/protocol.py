@@ -20,6 +20,10 @@ import msgpack
 from zray._fast import HEADER_SIZE, pack_header, unpack_header
 
 PROTOCOL_VERSION = 1
+# Returns per task or actor call: more than any program asks for, and bounded because a worker
+# builds one result (or error) per return before it answers; callers refuse more, and workers
+# drop pushes asking for more (zray/_private/push_checks.py).
+MAX_NUM_RETURNS = 100_000
 
 _TYPES: dict[int, type] = {}
 _CODES: dict[type, int] = {}
@@ -553,6 +557,15 @@ class KillActor(NamedTuple):
     cause: str
 
 
+@message(82)
+class ActorKilled(NamedTuple):
+    """Head's answer to a KillActor sent as a request: whether it stops the actor's worker
+    (so the next instance, if any, is restart number `num_restarts` + 1)."""
+    actor_id: bytes
+    stopping: bool
+    num_restarts: int
+
+
 @message(76)
 class GetNamedActor(NamedTuple):
     name: str
@@ -587,7 +600,8 @@ class ResizeLease(NamedTuple):
 
 @message(81)
 class PushActorTask(NamedTuple):
-    """Caller to the actor's worker, in submission order; answered by TaskDone."""
+    """Caller to the actor's worker, in submission order; answered by TaskDone.
+    `concurrency_group`: the group the call runs in ("" for the actor's default group)."""
     actor_id: bytes
     task_id: bytes
     method: str
@@ -596,6 +610,7 @@ class PushActorTask(NamedTuple):
     nbuffers: int
     resolved: list
     borrowed: list
+    concurrency_group: str
 
 
 # --------------------------------------------------------------------------- references

@@ -185,16 +185,16 @@ class Endpoint:
                 return False
         identity = frames[0].bytes
         if len(frames) < 3:
-            return self._drop(identity, "too few frames")
+            return self.drop(identity, "too few frames")
         try:
             msg, seq, flags = P.decode(frames[1].buffer, frames[2].buffer)
         except P.ProtocolError as exc:
-            return self._drop(identity, str(exc))
+            return self.drop(identity, str(exc))
         except Exception as exc:  # a decoder bug must not take the daemon down
-            return self._drop(identity, f"{type(exc).__name__}: {exc}")
+            return self.drop(identity, f"{type(exc).__name__}: {exc}")
         if type(msg) is P.Hello:
             if not valid_address(msg.address):
-                return self._drop(identity, "hello with an invalid address")
+                return self.drop(identity, "hello with an invalid address")
             self.peers[identity] = msg.address
             return None
         return identity, msg, seq, flags, frames[3:]
@@ -207,7 +207,9 @@ class Endpoint:
         if self._rejections is not None:
             self._rejections.read()
 
-    def _drop(self, identity: bytes, why: str):
+    def drop(self, identity: bytes, why: str):
+        """Counts (and now and then logs) a message that is not handled: malformed here, or
+        found unusable by its handler."""
         self.dropped += 1
         if self.dropped <= 10 or self.dropped % 1000 == 0:
             logger.warning("dropped message #%d from %s: %s", self.dropped, identity.hex()[:12], why)

@@ -59,10 +59,11 @@ class Executor:
     def loop(self):
         while self.core.running:
             try:
-                pool = self.actor.pool if self.actor is not None else None
-                if pool is not None:  # a threaded actor's queued calls may need a thread
-                    work = self.next_work(pool.poll_timeout(1.0))
-                    pool.check()
+                pools = self.actor.pools if self.actor is not None else ()
+                if pools:  # a threaded actor's queued calls may need a thread
+                    work = self.next_work(min([pool.poll_timeout(1.0) for pool in pools]))
+                    for pool in pools:
+                        pool.check()
                 else:
                     work = self.next_work(1.0)
                 if work is None:
@@ -85,6 +86,9 @@ class Executor:
                 else:
                     logger.warning("unexpected %s on a direct connection", kind.__name__)
             except KeyboardInterrupt:  # a late cancel for a task that already finished
+                continue
+            except Exception:  # noqa: BLE001 - pushes are checked at the inbox; this is a bug
+                logger.exception("a pushed call failed outside its own error handling")
                 continue
             del work, msg, payload
             # The call's views of its arguments are gone: free their room now, not at the I/O
@@ -139,6 +143,7 @@ class Executor:
         from zray._private.actor_host import ActorHost
 
         self.actor = ActorHost(self, msg)
+        self.core.push_checker.actor_id = msg.actor_id  # from now on only its calls run here
         if not self.actor.construct(msg, payload):
             return  # the head stops this worker
         self.actor.start_serving()
