@@ -19,6 +19,21 @@ from zray.object_ref import ObjectRef
 _METHOD_OPTIONS = ("num_returns", "max_task_retries", "retry_exceptions", "concurrency_group",
                    "enable_task_events", "_generator_backpressure_num_objects",
                    "tensor_transport")
+# Method options zray does not act on yet: refused where they would change results (retrying
+# a call that raised, generator back-pressure), warned about where they would not.
+_METHOD_SUPPORT = {"retry_exceptions": O.Option(False, (), O.UNSUPPORTED),
+                   "_generator_backpressure_num_objects": O.Option(None, (), O.UNSUPPORTED),
+                   "enable_task_events": O.Option(True, (), O.WARN),
+                   "tensor_transport": O.Option(None, (), O.WARN)}
+
+
+def _check_method_options(options: dict):
+    for key, value in options.items():
+        if key not in _METHOD_OPTIONS and key != "name":
+            raise ValueError(f"Invalid option keyword {key} for actor methods.")
+        spec = _METHOD_SUPPORT.get(key)
+        if spec is not None and not O.asks_for_nothing(value, spec.default):
+            O.check_support(key, spec.support, value)
 
 
 def method(*args, **kwargs):
@@ -28,9 +43,9 @@ def method(*args, **kwargs):
                          "the arguments in the list ['num_returns', 'concurrency_group', "
                          "'max_task_retries', 'retry_exceptions'], for example "
                          "'@ray.method(num_returns=2)'.")
-    for key in kwargs:
-        if key not in _METHOD_OPTIONS:
-            raise ValueError(f"Invalid option keyword {key} for actor methods.")
+    if "name" in kwargs:
+        raise ValueError("Invalid option keyword name for actor methods.")
+    _check_method_options(kwargs)
 
     def annotate(function):
         function.__zray_method_options__ = dict(kwargs)
@@ -289,9 +304,7 @@ class ActorMethod:
                         f"'object.{self._name}()', try 'object.{self._name}.remote()'.")
 
     def options(self, **options):
-        for key in options:
-            if key not in _METHOD_OPTIONS + ("name",):
-                raise ValueError(f"Invalid option keyword {key} for actor methods.")
+        _check_method_options(options)
         return ActorMethod(self._handle, self._name, self._defaults, options)
 
     def remote(self, *args, **kwargs):

@@ -187,3 +187,19 @@ def test_worker_output_reaches_driver(ray, capfd):
         time.sleep(0.05)
     assert f"(speak pid={pid}) said hello" in out
     assert f"(speak pid={pid}) complaint" in err
+
+
+def test_method_options_that_would_change_results_are_refused(ray):
+    with pytest.raises(NotImplementedError, match="retry_exceptions"):
+        ray.method(retry_exceptions=True)
+
+    @ray.remote
+    class A:
+        @ray.method(retry_exceptions=False, enable_task_events=False)
+        def f(self):
+            return 1
+
+    a = A.remote()
+    with pytest.raises(NotImplementedError, match="_generator_backpressure_num_objects"):
+        a.f.options(_generator_backpressure_num_objects=2)
+    assert ray.get(a.f.options(enable_task_events=False).remote(), timeout=30) == 1

@@ -92,12 +92,12 @@ def validate(options: dict, table: dict, what: str, in_options_call: bool) -> di
         if isinstance(value, bool) and key in ("num_cpus", "num_gpus", "memory", "max_retries"):
             raise TypeError(f"The type of keyword '{key}' must be a number, but received {value!r}")
         _check_value(key, value)
-        if spec.support != SUPPORTED and not _asks_for_nothing(value, spec.default):
+        if spec.support != SUPPORTED and not asks_for_nothing(value, spec.default):
             check_support(key, spec.support, value)
     return options
 
 
-def _asks_for_nothing(value, default) -> bool:
+def asks_for_nothing(value, default) -> bool:
     if value is None or value is False or value is default:
         return True
     if isinstance(value, (dict, list, tuple, str)) and not value:
