@@ -11,7 +11,7 @@ errors). Only children whose resources fit in what the parent's lease holds are 
 only on the thread that executes the parent (the one a cancel interrupts), only in a `get` or
 `wait` without a timeout (a child run inline cannot be left when a timeout passes), and only
 while the thread's stack is under half of Python's recursion limit (each level adds about
-five frames to the same stack; deeper chains block and go to other workers as before).
+six frames to the same stack; deeper chains block and go to other workers as before).
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from zray import exceptions as X
 from zray._config import config
 from zray._private import log_stream
 from zray._private import resources as R
-
 
 
 def stack_room() -> bool:
