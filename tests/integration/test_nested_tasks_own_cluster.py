@@ -155,10 +155,10 @@ def test_cancelling_an_inline_child_raises_in_its_parent(slot_cluster, tmp_path)
     assert ray.get(parent.remote(), timeout=60) == "child cancelled"
 
 
-def test_deep_recursion_with_one_cpu_and_one_spare_worker(fresh, monkeypatch):
+def test_deep_recursion_with_one_cpu_and_few_spare_workers(fresh, monkeypatch):
     """A chain and a tree far deeper than the pool: before inline execution every level
-    held a process, and the second level already found the pool full."""
-    monkeypatch.setenv("ZRAY_WORKER_POOL_MAX_EXTRA", "1")
+    held a process, and the sixth level already found the pool full."""
+    monkeypatch.setenv("ZRAY_WORKER_POOL_MAX_EXTRA", "4")
     ray = fresh
     ray.init(num_cpus=1)
 
@@ -173,8 +173,9 @@ def test_deep_recursion_with_one_cpu_and_one_spare_worker(fresh, monkeypatch):
         mid = (lo + hi) // 2
         return sum(ray.get([tree_sum.remote(lo, mid), tree_sum.remote(mid, hi)]))
 
-    # Past MAX_INLINE_DEPTH (32) a chain blocks and the next levels go to another worker.
-    assert ray.get(chain.remote(40), timeout=60) == 40
+    # Past half the recursion limit (~100 levels) a chain blocks and the next levels go to
+    # another worker, which runs them inline in turn.
+    assert ray.get(chain.remote(250), timeout=60) == 250
     assert ray.get(tree_sum.remote(0, 256), timeout=60) == 256 * 255 // 2
 
 

@@ -232,8 +232,9 @@ class HeadService:
         whenever it is alive and its total fits the actor (it waits there while the node is
         busy); otherwise, if soft, any node as above, and if hard, none (pending)."""
         alive = [n for n in self.nodes.values() if n.alive]
-        if strategy.startswith("NODE_AFFINITY:"):
-            _, node_hex, soft = strategy.split(":")
+        parts = strategy.split(":")
+        if parts[0] == "NODE_AFFINITY" and len(parts) == 3:
+            _, node_hex, soft = parts
             try:
                 target = self.nodes.get(bytes.fromhex(node_hex))
             except ValueError:

@@ -9,11 +9,13 @@ as its worker would: the same executor, the same PushTask and payload, the child
 name in the runtime context, its answer stored through the submitter's usual path (retries,
 errors). Only children whose resources fit in what the parent's lease holds are run this way,
 only on the thread that executes the parent (the one a cancel interrupts), only in a `get` or
-`wait` without a timeout (a child run inline cannot be left when a timeout passes), and at most
-MAX_INLINE_DEPTH levels deep (each level adds Python frames to the same stack).
+`wait` without a timeout (a child run inline cannot be left when a timeout passes), and only
+while the thread's stack is under half of Python's recursion limit (each level adds about
+six frames to the same stack; deeper chains block and go to other workers as before).
 """
 from __future__ import annotations
 
+import sys
 import threading
 
 from zray import exceptions as X
@@ -21,9 +23,15 @@ from zray._config import config
 from zray._private import log_stream
 from zray._private import resources as R
 
-# A level costs about 15 frames: 32 levels (a tree of 2^32 leaves) stay far from Python's
-# recursion limit; deeper chains block and are leased to other workers as before.
-MAX_INLINE_DEPTH = 32
+
+def stack_room() -> bool:
+    """Whether this thread's stack is under half of the recursion limit: the other half is
+    left to the child's own code (a RecursionError would fail a task that runs remotely)."""
+    budget = sys.getrecursionlimit() // 2
+    frame = sys._getframe(1)
+    while frame is not None and budget > 0:
+        frame, budget = frame.f_back, budget - 1
+    return budget > 0
 
 
 class _Frame:
@@ -57,7 +65,6 @@ class InlineRunner:
         self.core = executor.core
         self.main_thread_id = threading.main_thread().ident
         self.capacity: dict | None = None  # what the running task's lease holds, in units
-        self.depth = 0
 
     def task_started(self, resources: dict):
         """A plain task begins on the main thread with a lease holding `resources`."""
@@ -73,10 +80,10 @@ class InlineRunner:
         """Runs, on this thread, the awaited tasks this process owns that still wait for a
         lease, until `num_needed` of `object_ids` are ready or none is left to run."""
         core = self.core
-        if (self.capacity is None or self.depth >= MAX_INLINE_DEPTH
-                or not config.inline_nested_tasks or core.context.task_id is None
+        if (self.capacity is None or not config.inline_nested_tasks
+                or core.context.task_id is None
                 or threading.get_ident() != self.main_thread_id
-                or self.executor.actor is not None):
+                or self.executor.actor is not None or not stack_room()):
             return
         entries = core.memory_store._entries
         unique = list(dict.fromkeys(object_ids))
@@ -106,7 +113,6 @@ class InlineRunner:
         saved_capacity = self.capacity
         parent_task = executor.running_task
         executor.suspended.append(parent_task)
-        self.depth += 1
         try:
             self.task_started(push.resources)
             executor.execute(push, frames, holder)
@@ -116,7 +122,6 @@ class InlineRunner:
             submitter.inline_failed(spec, X.TaskCancelledError(spec.task_id.hex()))
             raise
         finally:
-            self.depth -= 1
             executor.suspended.pop()
             executor.running_task = parent_task
             self.capacity = saved_capacity
