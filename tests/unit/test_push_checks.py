@@ -16,7 +16,8 @@ def checker(actor_id=ACTOR_ID) -> PushChecker:
 
 def task(**fields) -> P.PushTask:
     values = dict(task_id=b"t" * 24, function_id=b"f" * 20, name="f", num_returns=1,
-                  owner_address=OWNER, lease_id=1, nbuffers=0, resolved=[], borrowed=[])
+                  owner_address=OWNER, lease_id=1, nbuffers=0, resolved=[], borrowed=[],
+                  resources={"CPU": 1.0}, gpu_ids=[])
     values.update(fields)
     return P.PushTask(**values)
 
@@ -36,6 +37,14 @@ def test_well_formed_calls_and_tasks_pass():
     dict(borrowed=[[OID, "x"]]), dict(borrowed=[OID]), dict(actor_id=b"\xbb" * 16)])
 def test_calls_a_worker_could_not_use_are_refused(fields):
     assert checker().problem(call(**fields), 1) is not None
+
+
+@pytest.mark.parametrize("fields", [
+    dict(resources={"CPU": "1"}), dict(resources={1: 1.0}), dict(resources={"CPU": -1}),
+    dict(gpu_ids=[-1]), dict(gpu_ids=["0"]), dict(gpu_ids=list(range(2000)))])
+def test_tasks_with_malformed_resources_or_gpus_are_refused(fields):
+    assert checker(None).problem(task(**fields), 1) is not None
+    assert checker(None).problem(task(resources={"CPU": 0.5, "GPU": 1}, gpu_ids=[0, 3]), 1) is None
 
 
 def test_an_actors_worker_takes_only_its_own_calls_and_a_plain_worker_no_calls():

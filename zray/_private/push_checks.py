@@ -17,6 +17,13 @@ from zray._private import protocol as P
 from zray._private.transport import valid_address
 
 _KNOWN_OWNERS_MAX = 4096
+_MAX_GPUS = 1024
+
+
+def _resources(resources: dict) -> bool:
+    """{name: amount}: what get_assigned_resources hands the task's code."""
+    return all(type(name) is str and type(amount) in (int, float) and 0 <= amount < 2**53
+               for name, amount in resources.items())
 
 
 class PushChecker:
@@ -56,6 +63,13 @@ class PushChecker:
             if not (type(entry) is list and len(entry) == 2 and _object_id(entry[0])
                     and self._owner(entry[1])):
                 return "malformed borrowed entry"
+        if kind is P.PushTask and msg.resources:
+            if not _resources(msg.resources):
+                return "malformed resources"
+        if kind is P.PushTask and msg.gpu_ids:
+            if len(msg.gpu_ids) > _MAX_GPUS or not all(
+                    type(i) is int and 0 <= i < _MAX_GPUS for i in msg.gpu_ids):
+                return "malformed gpu ids"
         return None
 
     def _owner(self, address) -> bool:
