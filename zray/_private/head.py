@@ -205,12 +205,27 @@ class HeadService:
                            actor_id.hex()[:12], resources, strategy)
             self._pending_actor_placements.append((actor_id, resources))
             return
-        self.requests.send(node.address, P.RequestLease(next(self._lease_request_ids), resources,
-                                                        actor_id[-4:], "DEFAULT", True, b"",
-                                                        True),
-                           lambda reply, payload: self._on_actor_lease(actor_id, node, reply))
+        # The head's view of free resources is up to a heartbeat old: a node picked by it may
+        # be busy by now, so it may redirect a default placement (once) to a node that is free.
+        # Node affinity that found its node stays there.
+        may_spill = not (isinstance(strategy, str) and strategy.startswith("NODE_AFFINITY")
+                         and node.node_id.hex() in strategy)
+        self._send_actor_lease_request(actor_id, node, P.RequestLease(
+            next(self._lease_request_ids), resources, actor_id[-4:], "DEFAULT", not may_spill,
+            b"", True))
 
-    def _on_actor_lease(self, actor_id: bytes, node, reply):
+    def _send_actor_lease_request(self, actor_id: bytes, node, request: P.RequestLease):
+        self.requests.send(node.address, request,
+                           lambda reply, payload: self._on_actor_lease(actor_id, node, reply,
+                                                                       request))
+
+    def _on_actor_lease(self, actor_id: bytes, node, reply, request: P.RequestLease):
+        if isinstance(reply, P.LeaseSpillback):
+            target = self.nodes.get(reply.node_id)
+            if target is not None and target.alive:
+                self._send_actor_lease_request(actor_id, target, request._replace(spilled=True))
+                return
+            reply = P.Error("RaySystemError", "spilled back to a node that is gone")
         if not isinstance(reply, P.LeaseGranted):
             self._actor_instructions(self.actors.kill(actor_id, True, f"placement failed: {reply}"))
             return
