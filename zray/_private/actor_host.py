@@ -200,12 +200,17 @@ class ActorHost:
         if semaphore is None:
             self._reply_unknown_group(msg, connection)
             return
-        task_id = msg.task_id
-        call = self.loop.create_task(self._run_call_async(msg, payload, connection, semaphore))
-        self._async_calls[task_id] = call
-        call.add_done_callback(lambda _: self._async_calls.pop(task_id, None))
+        # Registered before the call's first step runs, which removes it when done.
+        self._async_calls[msg.task_id] = self.loop.create_task(
+            self._run_call_async(msg, payload, connection, semaphore))
 
     async def _run_call_async(self, msg: P.PushActorTask, payload, connection, semaphore):
+        try:
+            await self._run_call_async_turn(msg, payload, connection, semaphore)
+        finally:
+            self._async_calls.pop(msg.task_id, None)
+
+    async def _run_call_async_turn(self, msg: P.PushActorTask, payload, connection, semaphore):
         core = self.core
         cancellations = core.cancellations
         try:

@@ -65,22 +65,30 @@ class InlineRunner:
         self.core = executor.core
         self.main_thread_id = threading.main_thread().ident
         self.capacity: dict | None = None  # what the running task's lease holds, in units
+        self._lease_resources = None  # ... as the task was pushed: converted when first needed
 
     def task_started(self, resources: dict):
-        """A plain task begins on the main thread with a lease holding `resources`."""
-        try:
-            self.capacity = R.to_units(resources)
-        except (TypeError, ValueError, AttributeError):
-            self.capacity = None
+        """A plain task begins on the main thread with a lease holding `resources`. Kept as
+        given: most tasks never block in get, and converting costs a microsecond each."""
+        self.capacity, self._lease_resources = None, resources
 
     def task_finished(self):
-        self.capacity = None
+        self.capacity = self._lease_resources = None
+
+    def _capacity(self) -> dict | None:
+        if self.capacity is None and self._lease_resources is not None:
+            try:
+                self.capacity = R.to_units(self._lease_resources)
+            except (TypeError, ValueError, AttributeError):
+                self.capacity = None
+            self._lease_resources = None
+        return self.capacity
 
     def run_awaited(self, object_ids: list, num_needed: int):
         """Runs, on this thread, the awaited tasks this process owns that still wait for a
         lease, until `num_needed` of `object_ids` are ready or none is left to run."""
         core = self.core
-        if (self.capacity is None or not config.inline_nested_tasks
+        if (self._capacity() is None or not config.inline_nested_tasks
                 or core.context.task_id is None
                 or threading.get_ident() != self.main_thread_id
                 or self.executor.actor is not None or not stack_room()):
@@ -124,7 +132,7 @@ class InlineRunner:
         finally:
             executor.suspended.pop()
             executor.running_task = parent_task
-            self.capacity = saved_capacity
+            self.capacity, self._lease_resources = saved_capacity, None
             context.restore(saved_context)
             executor.show_gpus(saved_gpus)
             log_stream.set_task_name(saved_log_name)
