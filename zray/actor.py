@@ -276,7 +276,7 @@ class ActorHandle:
 
     @property
     def _ray_actor_id(self):
-        from zray.runtime_context import ActorID
+        from zray._private.id_types import ActorID
 
         return ActorID(self._actor_id)
 

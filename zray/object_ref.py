@@ -46,12 +46,12 @@ class ObjectRef:
         return self._id == b"\xff" * _OBJECT_ID_SIZE
 
     def task_id(self):
-        from zray.runtime_context import TaskID
+        from zray._private.id_types import TaskID
 
         return TaskID(self._id[:_TASK_ID_SIZE])
 
     def job_id(self):
-        from zray.runtime_context import JobID
+        from zray._private.id_types import JobID
 
         return JobID(self._id[_TASK_ID_SIZE - 4:_TASK_ID_SIZE])
 

@@ -4,61 +4,7 @@ from __future__ import annotations
 from zray._private import runtime
 
 
-class BaseID:
-    SIZE = 0
-
-    def __init__(self, binary: bytes):
-        self._binary = binary
-
-    @classmethod
-    def from_hex(cls, hex_id: str):
-        return cls(bytes.fromhex(hex_id))
-
-    @classmethod
-    def from_binary(cls, id_bytes: bytes):
-        return cls(id_bytes)
-
-    @classmethod
-    def nil(cls):
-        return cls(b"\xff" * cls.SIZE)
-
-    def binary(self) -> bytes:
-        return self._binary
-
-    def hex(self) -> str:
-        return self._binary.hex()
-
-    def is_nil(self) -> bool:
-        return self._binary == b"\xff" * len(self._binary)
-
-    def __eq__(self, other):
-        return type(other) is type(self) and other._binary == self._binary
-
-    def __hash__(self):
-        return hash(self._binary)
-
-    def __repr__(self):
-        return f"{type(self).__name__}({self.hex()})"
-
-
-class JobID(BaseID):
-    SIZE = 4
-
-
-class TaskID(BaseID):
-    SIZE = 24
-
-
-class NodeID(BaseID):
-    SIZE = 28
-
-
-class WorkerID(BaseID):
-    SIZE = 28
-
-
-class ActorID(BaseID):
-    SIZE = 16
+from zray._private.id_types import ActorID, BaseID, JobID, NodeID, TaskID, WorkerID  # noqa: F401
 
 
 # Ray 2.60.0's accelerator resource names, in the keys of get_accelerator_ids().
