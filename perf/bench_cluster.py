@@ -79,7 +79,6 @@ def main():
         refs = [tiny.remote() for _ in range(10_000)]
         ray.get(refs)
         elapsed = time.perf_counter() - start
-        nodes = {}
         print(f"10,000 tiny tasks on two nodes: {10_000 / elapsed:,.0f} tasks/s")
 
         os.kill(remote_pid, signal.SIGKILL)

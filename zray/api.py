@@ -8,7 +8,6 @@ import sys
 import threading
 from typing import Any
 
-from zray import exceptions as X
 from zray._config import config
 from zray._fast import random_id, WORKER_ID_SIZE
 from zray._private import protocol as P

@@ -3,7 +3,6 @@
 child sees (results, errors, retries, runtime context, output, cancellation) is unchanged."""
 from __future__ import annotations
 
-import pytest
 
 from zray import exceptions as X
 

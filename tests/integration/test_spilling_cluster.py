@@ -5,8 +5,6 @@ import gc
 import os
 import re
 import shutil
-import signal
-import time
 
 import numpy as np
 import pytest

@@ -81,7 +81,7 @@ class ActorManager:
         key = (spec.get("namespace", ""), spec.get("name") or "")
         if key[1] and key in self.names:
             raise NameTaken(f"The name {key[1]} (namespace={key[0]}) is already taken.")
-        actor = self.actors[actor_id] = Actor(actor_id, spec)
+        self.actors[actor_id] = Actor(actor_id, spec)
         if key[1]:
             self.names[key] = actor_id
         return [RequestWorker(actor_id, spec.get("resources", {}))]

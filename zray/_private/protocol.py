@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from zray._fast import HEADER_SIZE, pack_header, unpack_header
+from zray._fast import pack_header, unpack_header
 
 PROTOCOL_VERSION = 1
 # Returns per task or actor call: more than any program asks for, and bounded because a worker

@@ -42,7 +42,7 @@ def add_node_flags(parser: argparse.ArgumentParser):
                              "follow the head (default: ZRAY_ENCRYPT)")
 
 
-def options_from_args(args) -> "NodeOptions":
+def options_from_args(args):  # -> zray._private.node.NodeOptions (imported late: lean start)
     from zray._config import config
     from zray._private import security, session
     from zray._private.node import NodeOptions
