@@ -113,7 +113,7 @@ class CoreWorker(ChannelReading):
         self._blocked_depth = 0
         self._cancel_handler = None  # the executor's: interrupts a running task (workers)
         self.cancellations = Cancellations()
-        self.gpu_ids: list = []  # GPUs of the running task or actor (workers)
+        self.gpu_ids: list = []  # GPUs of the running task or actor: its CUDA_VISIBLE_DEVICES
         self._inline_runner = None  # set in a worker: runs awaited children while blocked
         self._log_sink = None
         self._futures_pool = None
@@ -334,22 +334,24 @@ class CoreWorker(ChannelReading):
         self.queue_task(msg, payload)
 
     def on_push_task(self, identity, msg, seq, payload):
-        problem = self.push_checker.problem(msg, len(payload))
-        if problem is not None:
-            self.endpoint.drop(identity, problem)
-            return
-        self.queue_task(msg, payload)
+        if self._accepts(identity, msg, payload):
+            self.queue_task(msg, payload)
 
     def on_push_actor_task(self, identity, msg, seq, payload):
-        problem = self.push_checker.problem(msg, len(payload))
-        if problem is not None:
-            self.endpoint.drop(identity, problem)
+        if not self._accepts(identity, msg, payload):
             return
         dispatch = self.actor_dispatch
         if dispatch is None:
             self.queue_task(msg, payload)
         else:
             dispatch(msg, payload, None)
+
+    def _accepts(self, identity, msg, payload) -> bool:
+        """Drops (and counts) a pushed call this worker cannot run (push_checks.py)."""
+        problem = self.push_checker.problem(msg, len(payload))
+        if problem is not None:
+            self.endpoint.drop(identity, problem)
+        return problem is None
 
     def queue_task(self, msg, payload):
         """Hands a task that came over ZeroMQ to the executing thread."""

@@ -116,7 +116,7 @@ class InlineRunner:
         holder = _AnswerHolder()
         context = core.context
         saved_context = context.snapshot()
-        saved_gpus = executor.visible_gpus
+        saved_gpus = core.gpu_ids
         saved_log_name = log_stream.task_name()
         saved_capacity = self.capacity
         parent_task = executor.running_task

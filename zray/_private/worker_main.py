@@ -38,7 +38,6 @@ class Executor:
         self._lock = threading.Lock()
         self.main_thread_id = threading.main_thread().ident
         self.actor = None
-        self.visible_gpus: list = []  # what CUDA_VISIBLE_DEVICES was set to, by us
         self._spin_s = pacing.spin_seconds()
         core._cancel_handler = self.cancel
         # Tasks whose thread runs a child inline (inline_tasks): cancelling one interrupts
@@ -98,10 +97,10 @@ class Executor:
     def show_gpus(self, gpu_ids: list):
         """Points CUDA at the GPUs the running task or actor holds, as Ray does, and takes
         away those of the previous task (a worker runs tasks of many leases)."""
-        if gpu_ids == self.visible_gpus:
+        if gpu_ids == self.core.gpu_ids:
             return
-        self.visible_gpus = list(gpu_ids)
-        self.core.gpu_ids = self.visible_gpus
+        self.core.gpu_ids = list(gpu_ids)
+        # The user code's environment, as Ray sets it: not a zray setting (zray/_config.py).
         if gpu_ids:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
         else:
@@ -163,7 +162,7 @@ class Executor:
         context.task_id = push.task_id
         context.name = push.name
         context.resources = push.resources
-        if push.gpu_ids or self.visible_gpus:
+        if push.gpu_ids or core.gpu_ids:
             self.show_gpus(push.gpu_ids)
         log_stream.set_task_name(push.name)
         with self._lock:
