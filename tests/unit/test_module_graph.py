@@ -18,11 +18,12 @@ STATE_MACHINES = {
     "zray._private.scheduler", "zray._private.object_table", "zray._private.object_directory",
     "zray._private.reference_counter", "zray._private.actor_manager",
     "zray._private.actor_ordering", "zray._private.cancellation", "zray._private.instances",
-    "zray._private.resources", "zray._private.placement",
+    "zray._private.resources", "zray._private.placement", "zray._private.placement_groups",
+    "zray._private.bundles",
 }
 # What a state machine may import: the standard library's pure parts and other state machines.
 PURE_STDLIB = {"__future__", "itertools", "collections", "dataclasses", "typing", "threading",
-               "random", "bisect", "heapq", "enum", "functools", "math"}
+               "random", "bisect", "heapq", "enum", "functools", "math", "re"}
 # The wire layer: records, framing and transport, shared by every process role.
 WIRE = {"zray._private.protocol", "zray._private.transport", "zray._private.security",
         "zray._private.direct", "zray._private.pacing", "zray._private.push_checks"}

@@ -66,3 +66,11 @@ class ActorID(BaseID):
 
 for _cls in (BaseID, JobID, TaskID, NodeID, WorkerID, ActorID):
     _cls.__module__ = "zray.runtime_context"  # keeps pickles made before the move loadable
+
+
+class PlacementGroupID(BaseID):
+    """14 random bytes, then the creating job's 4 (as in Ray)."""
+    SIZE = 18
+
+
+PlacementGroupID.__module__ = "zray.runtime_context"

@@ -17,6 +17,7 @@ import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from zray._private import bundles as B
 from zray._private import resources as R
 from zray._private.instances import GPU, GpuInstances
 
@@ -91,7 +92,14 @@ class Lease:
     gpu_units: int = 0  # ... and how much of each (all of it for whole amounts)
 
 
-IDLE, LEASED, STARTING = "idle", "leased", "starting"
+@dataclass
+class Bundle:
+    """A placement group bundle on this node: reserved (prepared), then committed."""
+    units: dict
+    committed: bool = False
+
+
+IDLE, LEASED, STARTING, STOPPING = "idle", "leased", "starting", "stopping"
 
 
 class LocalScheduler:
@@ -109,6 +117,7 @@ class LocalScheduler:
         self.worker_lease: dict[bytes, int] = {}
         self.starting = 0
         self.limit_reported = False
+        self.bundles: dict[tuple, Bundle] = {}  # (placement group id, index) -> bundle
         self._lease_ids = itertools.count(first_lease_id)
 
     # ------------------------------------------------------------ events
@@ -222,6 +231,63 @@ class LocalScheduler:
             lease.owed[CPU] = cpu - taken
         return []
 
+    # ------------------------------------------------------------ placement group bundles
+
+    def prepare_bundles(self, pg_id: bytes, bundles: list) -> bool:
+        """Reserves every bundle of `bundles` ([(index, units)]) or none (phase one of the
+        head's two-phase reservation). Asking again for a bundle held already is a yes."""
+        fresh = [(i, units) for i, units in bundles if (pg_id, i) not in self.bundles]
+        need: dict = {}
+        for _, units in fresh:
+            R.add(need, units)
+        if not R.fits(need, self.available):
+            return False
+        R.subtract(self.available, need)
+        for index, units in fresh:
+            self.bundles[(pg_id, index)] = Bundle(dict(units))
+        return True
+
+    def commit_bundles(self, pg_id: bytes, indices: list) -> list:
+        """Phase two: the reservation becomes the group's named resources (bundles.py)."""
+        for index in indices:
+            bundle = self.bundles.get((pg_id, index))
+            if bundle is None or bundle.committed:
+                continue
+            bundle.committed = True
+            named = B.committed_units(pg_id.hex(), index, bundle.units)
+            R.add(self.total, named)
+            R.add(self.available, named)
+        return self._schedule()
+
+    def return_bundles(self, pg_id: bytes, indices: list) -> list:
+        """Cancels a reservation or gives committed bundles back. As in Ray, every worker
+        leased with this group's resources here is stopped first (its holder hears the
+        worker died), so what the bundles lent is all back before they go."""
+        pg_hex = pg_id.hex()
+        out = []
+        for lease in [lease for lease in self.leases.values()
+                      if any(B.group_of(name) == pg_hex for name in lease.need)]:
+            out.append(LeaseLost(lease.client, lease.lease_id, lease.worker_id))
+            self.leases.pop(lease.lease_id)
+            self._release(lease)
+            del self.worker_lease[lease.worker_id]
+            self.workers[lease.worker_id] = STOPPING  # never handed out again
+            out.append(StopWorker(lease.worker_id))
+        for index in indices:
+            bundle = self.bundles.pop((pg_id, index), None)
+            if bundle is None:
+                continue
+            if bundle.committed:
+                for name, amount in B.committed_units(pg_hex, index, bundle.units).items():
+                    for table in (self.total, self.available):
+                        left = table.get(name, 0) - amount
+                        if left:
+                            table[name] = left
+                        else:
+                            table.pop(name, None)
+            R.add(self.available, bundle.units)
+        return out + self._schedule()
+
     # ------------------------------------------------------------ internals
 
     def _release(self, lease: Lease):
@@ -316,6 +382,8 @@ class LocalScheduler:
         for lease in self.leases.values():
             R.add(held, lease.held)
             assert all(v >= 0 for v in lease.held.values()), lease
+        for bundle in self.bundles.values():  # reserved out of the node's own resources
+            R.add(held, bundle.units)
         for name, total in self.total.items():
             assert self.available.get(name, 0) >= 0, (name, self.available)
             assert self.available.get(name, 0) + held.get(name, 0) == total, (name, self.available, held)

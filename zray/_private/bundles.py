@@ -1,0 +1,84 @@
+"""How a placement group's bundles appear among a node's resources, with Ray's names.
+
+Committing bundle ``i`` of group ``G`` (hex id) that holds ``{"CPU": 2}`` adds to its node::
+
+    CPU_group_i_G: 2        the bundle itself
+    CPU_group_G: 2          the "wildcard": any bundle of G on this node (summed over them)
+    bundle_group_i_G: 1000  lets a task that asks for nothing still land on the bundle's node
+    bundle_group_G: 1000
+
+and takes the 2 CPUs out of the node's free ``CPU``. A task placed in bundle ``i`` asks for
+``CPU_group_i_G`` instead of ``CPU`` plus 0.001 of ``bundle_group_i_G``; with index -1 it asks
+for the wildcard names. The node's scheduler needs nothing else: a group's resources are
+ordinary resources that exist only where its bundles were committed.
+"""
+from __future__ import annotations
+
+import re
+
+from zray._private import resources as R
+
+BUNDLE = "bundle"
+BUNDLE_AMOUNT = 1000.0  # of the bundle marker resource, per committed bundle
+TASK_BUNDLE_SHARE = 0.001  # what every task in a bundle takes of its marker
+
+_INDEXED = re.compile(r"^(.+)_group_(\d+)_([0-9a-f]{36})$")
+_WILDCARD = re.compile(r"^(.+)_group_([0-9a-f]{36})$")
+
+
+def indexed_name(name: str, index: int, pg_hex: str) -> str:
+    return f"{name}_group_{index}_{pg_hex}"
+
+
+def wildcard_name(name: str, pg_hex: str) -> str:
+    return f"{name}_group_{pg_hex}"
+
+
+def committed_units(pg_hex: str, index: int, units: dict) -> dict:
+    """What committing the bundle adds to its node's total (in resource units)."""
+    out = {}
+    for name, amount in units.items():
+        out[indexed_name(name, index, pg_hex)] = amount
+        out[wildcard_name(name, pg_hex)] = amount
+    marker = round(BUNDLE_AMOUNT * R.UNIT)
+    out[indexed_name(BUNDLE, index, pg_hex)] = marker
+    out[wildcard_name(BUNDLE, pg_hex)] = marker
+    return out
+
+
+def request_in_bundle(resources: dict, pg_hex: str, index: int) -> dict:
+    """A task's resource request (floats) rewritten to run in bundle `index` (-1: any)."""
+    if index < 0:
+        out = {wildcard_name(name, pg_hex): amount for name, amount in resources.items()}
+        out[wildcard_name(BUNDLE, pg_hex)] = TASK_BUNDLE_SHARE
+    else:
+        out = {indexed_name(name, index, pg_hex): amount for name, amount in resources.items()}
+        out[indexed_name(BUNDLE, index, pg_hex)] = TASK_BUNDLE_SHARE
+    return out
+
+
+def is_group_resource(name: str) -> bool:
+    return bool(_INDEXED.match(name) or _WILDCARD.match(name))
+
+
+def group_of(name: str) -> str | None:
+    """The hex id of the placement group a resource name belongs to, if any."""
+    match = _INDEXED.match(name) or _WILDCARD.match(name)
+    return match.group(match.lastindex) if match else None
+
+
+def original(resources: dict) -> dict:
+    """Resource names as the task asked for them (what get_assigned_resources shows)."""
+    out = {}
+    for name, amount in resources.items():
+        match = _INDEXED.match(name) or _WILDCARD.match(name)
+        if match is None:
+            out[name] = amount
+        elif match.group(1) != BUNDLE:
+            out[match.group(1)] = amount
+    return out
+
+
+def without_groups(resources: dict) -> dict:
+    """What cluster_resources() and available_resources() show: Ray leaves groups out."""
+    return {name: amount for name, amount in resources.items() if not is_group_resource(name)}

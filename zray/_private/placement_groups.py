@@ -1,0 +1,462 @@
+"""Placement groups at the head, as a state machine without I/O.
+
+A group's bundles are reserved with two phases, as Ray does across raylets. The head picks a
+node for every bundle not yet placed, from its view of the nodes' free resources (heartbeats, a
+moment old), and sends each chosen node one ``Prepare`` holding all of that node's bundles. A
+node reserves them all or none, and answers. When every node said yes the head sends
+``Commit`` (the node turns the reservation into the group's named resources, see bundles.py)
+and the group is CREATED; when any node says no, dies, or does not answer in time, the head
+sends ``Return`` to every node of the attempt (a node processes it after the Prepare that came
+first on the same channel, so nothing stays reserved) and tries again later. One attempt is in
+flight at a time, so two groups never race for the same free resources in the head's view.
+
+Events come in as method calls and each returns the instructions for the head to carry out.
+Invariants (tests/unit/test_placement_groups.py drives this with real node schedulers):
+
+* a bundle is committed on at most one node, and a group's placed bundles obey its strategy;
+* a node's resources are never reserved twice: what the nodes hold adds up to what the
+  groups placed there;
+* everything a removed group held goes back.
+"""
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+
+from zray._private import bundles as B
+from zray._private import resources as R
+
+PENDING, CREATED, REMOVED, RESCHEDULING = "PENDING", "CREATED", "REMOVED", "RESCHEDULING"
+STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+PREPARE_TIMEOUT_S = 10.0
+RETRY_S = 0.1  # after a refused attempt: the refusing node's heartbeat tells us more by then
+KEEP_REMOVED = 1000  # removed groups still listed by placement_group_table(), as in Ray
+SPREAD_SEARCH_STEPS = 10_000  # STRICT_SPREAD's matching search gives up (pending) past this
+
+
+class NameTaken(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------- instructions
+
+@dataclass(frozen=True)
+class Prepare:
+    node_id: bytes
+    pg_id: bytes
+    attempt: int
+    bundles: tuple  # ((index, units), ...)
+
+
+@dataclass(frozen=True)
+class Commit:
+    node_id: bytes
+    pg_id: bytes
+    attempt: int
+    bundles: tuple  # ((index, units), ...)
+
+
+@dataclass(frozen=True)
+class Return:
+    """Give back a prepared reservation (committed=False) or committed bundles."""
+    node_id: bytes
+    pg_id: bytes
+    bundles: tuple  # ((index, units), ...)
+    committed: bool
+
+
+@dataclass(frozen=True)
+class Created:
+    pg_id: bytes
+
+
+@dataclass(frozen=True)
+class Removed:
+    pg_id: bytes
+
+
+@dataclass(frozen=True)
+class Infeasible:
+    """No node set of the cluster could ever hold the group (said once per group)."""
+    pg_id: bytes
+    bundles: tuple
+    strategy: str
+
+
+# ---------------------------------------------------------------- state
+
+@dataclass
+class NodeCapacity:
+    total: dict
+    available: dict
+    alive: bool = True
+
+
+@dataclass
+class Group:
+    pg_id: bytes
+    name: str
+    namespace: str
+    strategy: str
+    bundles: list  # resource units per bundle
+    detached: bool
+    job_id: bytes
+    soft_target: bytes
+    created_at: float
+    nodes: list = field(default_factory=list)  # node id per bundle, None while unplaced
+    state: str = PENDING
+    scheduling_state: str = "QUEUED"
+    attempts: int = 0
+    ready_at: float = 0.0
+    attempt_started: float = 0.0
+    retry_at: float = 0.0
+    reported_infeasible: bool = False
+
+    def unplaced(self) -> list:
+        return [(i, self.bundles[i]) for i, node in enumerate(self.nodes) if node is None]
+
+    def placed(self) -> dict:
+        return {i: node for i, node in enumerate(self.nodes) if node is not None}
+
+
+@dataclass
+class Attempt:
+    pg_id: bytes
+    number: int
+    placement: dict  # bundle index -> node id
+    waiting: set
+    refused: set
+    deadline: float
+
+
+class PlacementGroupManager:
+    def __init__(self, prepare_timeout_s: float = PREPARE_TIMEOUT_S):
+        self.prepare_timeout_s = prepare_timeout_s
+        self.nodes: dict[bytes, NodeCapacity] = {}
+        self.groups: dict[bytes, Group] = {}
+        self.names: dict[tuple, bytes] = {}  # (namespace, name) -> live group
+        self.queue: list[bytes] = []  # groups with bundles to place, in order
+        self.attempt: Attempt | None = None
+        self._numbers = itertools.count(1)
+        self._removed: deque = deque()
+
+    # ------------------------------------------------------------ events
+
+    def node_update(self, node_id: bytes, total: dict, available: dict, now: float) -> list:
+        """A node joined or reported its resources (units)."""
+        node = self.nodes.get(node_id)
+        if node is None:
+            self.nodes[node_id] = NodeCapacity(dict(total), dict(available))
+            for pg_id in self.queue:
+                self.groups[pg_id].reported_infeasible = False  # it may fit now
+        elif node.alive:
+            node.total, node.available = dict(total), dict(available)
+        else:
+            return []
+        return self._schedule(now)
+
+    def node_dead(self, node_id: bytes, now: float) -> list:
+        node = self.nodes.get(node_id)
+        if node is None or not node.alive:
+            return []
+        node.alive = False
+        out = []
+        if self.attempt is not None and node_id in self.attempt.placement.values():
+            out += self._abort(now)
+        rescheduled = []
+        for group in self.groups.values():
+            if group.state == REMOVED or node_id not in group.nodes:
+                continue
+            group.nodes = [None if n == node_id else n for n in group.nodes]
+            group.state = RESCHEDULING
+            group.scheduling_state = "QUEUED"
+            group.retry_at = 0.0
+            if group.pg_id not in self.queue:
+                rescheduled.append(group.pg_id)
+        self.queue[:0] = rescheduled  # as in Ray: groups that lost bundles go first
+        return out + self._schedule(now)
+
+    def create(self, pg_id: bytes, name: str, namespace: str, strategy: str, bundles: list,
+               detached: bool, job_id: bytes, soft_target: bytes, now: float) -> list:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown placement strategy {strategy!r}")
+        if pg_id in self.groups:
+            return []  # a resent request
+        if name and (namespace, name) in self.names:
+            raise NameTaken(f"Failed to create placement group '{name}' because name is "
+                            f"already taken in namespace '{namespace}'")
+        group = Group(pg_id, name, namespace, strategy, [dict(b) for b in bundles], detached,
+                      job_id, soft_target, now, nodes=[None] * len(bundles))
+        self.groups[pg_id] = group
+        if name:
+            self.names[(namespace, name)] = pg_id
+        self.queue.append(pg_id)
+        return self._schedule(now)
+
+    def remove(self, pg_id: bytes, now: float) -> list:
+        group = self.groups.get(pg_id)
+        if group is None or group.state == REMOVED:
+            return []
+        out = []
+        if self.attempt is not None and self.attempt.pg_id == pg_id:
+            out += self._abort(now)
+        for node_id, bundles in _by_node(group, group.placed()).items():
+            if self._alive(node_id):
+                out.append(Return(node_id, pg_id, bundles, True))
+                self._view_returned(node_id, pg_id, bundles)
+        group.nodes = [None] * len(group.bundles)
+        group.state = REMOVED
+        group.scheduling_state = "REMOVED"
+        if group.name and self.names.get((group.namespace, group.name)) == pg_id:
+            del self.names[(group.namespace, group.name)]
+        if pg_id in self.queue:
+            self.queue.remove(pg_id)
+        self._removed.append(pg_id)
+        while len(self._removed) > KEEP_REMOVED:
+            self.groups.pop(self._removed.popleft(), None)
+        out.append(Removed(pg_id))
+        return out + self._schedule(now)
+
+    def job_dead(self, job_id: bytes, now: float) -> list:
+        """Groups fate-share with the job that made them unless detached."""
+        out = []
+        for group in list(self.groups.values()):
+            if group.job_id == job_id and not group.detached and group.state != REMOVED:
+                out += self.remove(group.pg_id, now)
+        return out
+
+    def prepared(self, pg_id: bytes, attempt: int, node_id: bytes, ok: bool,
+                 now: float) -> list:
+        current = self.attempt
+        if (current is None or current.number != attempt or current.pg_id != pg_id
+                or node_id not in current.waiting):
+            return []  # an attempt already aborted: its Return went out behind the Prepare
+        current.waiting.discard(node_id)
+        if not ok:
+            current.refused.add(node_id)
+            return self._abort(now)
+        if current.waiting:
+            return []
+        return self._commit(now)
+
+    def tick(self, now: float) -> list:
+        out = []
+        if self.attempt is not None and now >= self.attempt.deadline:
+            out += self._abort(now)
+        return out + self._schedule(now)
+
+    # ------------------------------------------------------------ views
+
+    def lookup(self, namespace: str, name: str) -> Group | None:
+        pg_id = self.names.get((namespace, name))
+        return self.groups.get(pg_id) if pg_id else None
+
+    def table_entry(self, group: Group) -> dict:
+        """One row of placement_group_table(), with Ray's keys."""
+        latency = (group.ready_at - group.created_at) * 1000 if group.ready_at else 0.0
+        scheduling = (group.ready_at - group.attempt_started) * 1000 if group.ready_at else 0.0
+        return {
+            "placement_group_id": group.pg_id.hex(),
+            "name": group.name,
+            "bundles": {i: R.to_floats(b) for i, b in enumerate(group.bundles)},
+            "bundles_to_node_id": {i: (n.hex() if n else "") for i, n in enumerate(group.nodes)},
+            "strategy": group.strategy,
+            "state": group.state,
+            "stats": {
+                "end_to_end_creation_latency_ms": round(latency, 3),
+                "scheduling_latency_ms": round(scheduling, 3),
+                "scheduling_attempt": group.attempts,
+                "highest_retry_delay_ms": RETRY_S * 1000 if group.attempts > 1 else 0.0,
+                "scheduling_state": group.scheduling_state,
+            },
+        }
+
+    def stats(self) -> dict:
+        states: dict = {}
+        for group in self.groups.values():
+            states[group.state] = states.get(group.state, 0) + 1
+        return {"groups": states, "queued": len(self.queue),
+                "attempt": self.attempt.pg_id.hex() if self.attempt else None}
+
+    # ------------------------------------------------------------ internals
+
+    def _alive(self, node_id: bytes) -> bool:
+        node = self.nodes.get(node_id)
+        return node is not None and node.alive
+
+    def _schedule(self, now: float) -> list:
+        if self.attempt is not None:
+            return []
+        out = []
+        for pg_id in self.queue:
+            group = self.groups[pg_id]
+            if group.retry_at > now:
+                continue
+            unplaced = group.unplaced()
+            alive = {n: node for n, node in self.nodes.items() if node.alive}
+            placement = place(group.strategy, unplaced, group.placed(),
+                              {n: node.available for n, node in alive.items()},
+                              group.soft_target)
+            if placement is None:
+                if group.scheduling_state != "INFEASIBLE":
+                    group.scheduling_state = "NO_RESOURCES"
+                if not group.reported_infeasible:
+                    group.reported_infeasible = True
+                    if place(group.strategy, unplaced, group.placed(),
+                             {n: node.total for n, node in alive.items()}, b"") is None:
+                        group.scheduling_state = "INFEASIBLE"
+                        out.append(Infeasible(pg_id, tuple(R.to_floats(b) for b in group.bundles),
+                                              group.strategy))
+                continue
+            group.attempts += 1
+            group.attempt_started = now
+            group.scheduling_state = "SCHEDULING_STARTED"
+            attempt = Attempt(pg_id, next(self._numbers), placement, set(placement.values()),
+                              set(), now + self.prepare_timeout_s)
+            self.attempt = attempt
+            for node_id, bundles in _by_node(group, placement).items():
+                out.append(Prepare(node_id, pg_id, attempt.number, bundles))
+            return out
+        return out
+
+    def _abort(self, now: float) -> list:
+        attempt, self.attempt = self.attempt, None
+        group = self.groups[attempt.pg_id]
+        out = []
+        for node_id, bundles in _by_node(group, attempt.placement).items():
+            if node_id not in attempt.refused and self._alive(node_id):
+                out.append(Return(node_id, attempt.pg_id, bundles, False))
+        group.retry_at = now + RETRY_S
+        group.scheduling_state = "FAILED_TO_COMMIT_RESOURCES"
+        return out
+
+    def _commit(self, now: float) -> list:
+        attempt, self.attempt = self.attempt, None
+        group = self.groups[attempt.pg_id]
+        out = []
+        for node_id, bundles in _by_node(group, attempt.placement).items():
+            out.append(Commit(node_id, attempt.pg_id, attempt.number, bundles))
+            self._view_committed(node_id, attempt.pg_id, bundles)
+        for index, node_id in attempt.placement.items():
+            group.nodes[index] = node_id
+        if group.unplaced():  # a node holding another bundle died meanwhile: not done yet
+            group.scheduling_state = "QUEUED"
+            return out + self._schedule(now)
+        group.state = CREATED
+        group.scheduling_state = "FINISHED"
+        group.ready_at = group.ready_at or now
+        self.queue.remove(attempt.pg_id)
+        out.append(Created(attempt.pg_id))
+        return out + self._schedule(now)
+
+    def _view_committed(self, node_id: bytes, pg_id: bytes, bundles: tuple):
+        """Until the node's next heartbeat says so itself, count what it just took."""
+        node = self.nodes[node_id]
+        for index, units in bundles:
+            R.subtract(node.available, units)
+            named = B.committed_units(pg_id.hex(), index, units)
+            R.add(node.total, named)
+            R.add(node.available, named)
+
+    def _view_returned(self, node_id: bytes, pg_id: bytes, bundles: tuple):
+        node = self.nodes[node_id]
+        for index, units in bundles:
+            R.add(node.available, units)
+            for name, amount in B.committed_units(pg_id.hex(), index, units).items():
+                for table in (node.total, node.available):
+                    left = table.get(name, 0) - amount
+                    if left > 0:
+                        table[name] = left
+                    else:
+                        table.pop(name, None)
+
+
+def _by_node(group: Group, placement: dict) -> dict:
+    out: dict = {}
+    for index in sorted(placement):
+        out.setdefault(placement[index], []).append((index, group.bundles[index]))
+    return {node_id: tuple(bundles) for node_id, bundles in out.items()}
+
+
+# ---------------------------------------------------------------- placement policy
+
+def place(strategy: str, bundles: list, placed: dict, free: dict,
+          soft_target: bytes = b"") -> dict | None:
+    """Nodes for `bundles` ([(index, units)]) given the group's `placed` bundles
+    ({index: node}) and each live node's `free` units; None if they do not fit now."""
+    if not bundles:
+        return {}
+    free = {node_id: dict(units) for node_id, units in free.items()}
+    order = sorted(free, key=lambda n: (-free[n].get("CPU", 0), n))
+    if strategy in ("STRICT_PACK", "PACK"):
+        holding = set(placed.values())
+        candidates = [n for n in order if n in holding] if holding else list(order)
+        if soft_target in candidates:
+            candidates.remove(soft_target)
+            candidates.insert(0, soft_target)
+        total: dict = {}
+        for _, units in bundles:
+            R.add(total, units)
+        for node_id in candidates:
+            if R.fits(total, free[node_id]):
+                return {index: node_id for index, _ in bundles}
+        if strategy == "STRICT_PACK":
+            return None
+        return _greedy(bundles, placed, free, order, prefer_used=True)
+    if strategy == "SPREAD":
+        return _greedy(bundles, placed, free, order, prefer_used=False)
+    if strategy == "STRICT_SPREAD":
+        return _distinct(bundles, set(placed.values()), free, order)
+    raise ValueError(f"unknown placement strategy {strategy!r}")
+
+
+def _greedy(bundles, placed, free, order, prefer_used: bool):
+    """PACK's fallback (fill nodes the group already uses first) and SPREAD (nodes the group
+    uses least first); largest bundles choose first."""
+    count: dict = {}
+    for node_id in placed.values():
+        count[node_id] = count.get(node_id, 0) + 1
+    out = {}
+    rank = {node_id: i for i, node_id in enumerate(order)}
+    for index, units in sorted(bundles, key=lambda b: -sum(b[1].values())):
+        able = [n for n in order if R.fits(units, free[n])]
+        if not able:
+            return None
+        sign = -1 if prefer_used else 1
+        node_id = min(able, key=lambda n: (sign * count.get(n, 0), rank[n]))
+        R.subtract(free[node_id], units)
+        count[node_id] = count.get(node_id, 0) + 1
+        out[index] = node_id
+    return out
+
+
+def _distinct(bundles, taken: set, free, order):
+    """One node per bundle, none already holding one of the group's bundles: a small
+    backtracking search (a greedy pass can miss a matching that exists)."""
+    nodes = [n for n in order if n not in taken]
+    if len(nodes) < len(bundles):
+        return None
+    ordered = sorted(bundles, key=lambda b: -sum(b[1].values()))
+    chosen: dict = {}
+    used: set = set()
+    steps = itertools.count()
+
+    def search(k: int) -> bool:
+        if k == len(ordered):
+            return True
+        index, units = ordered[k]
+        for node_id in nodes:
+            if next(steps) > SPREAD_SEARCH_STEPS:
+                return False
+            if node_id in used or not R.fits(units, free[node_id]):
+                continue
+            used.add(node_id)
+            chosen[index] = node_id
+            if search(k + 1):
+                return True
+            used.discard(node_id)
+            del chosen[index]
+        return False
+
+    return dict(chosen) if search(0) else None
