@@ -5,14 +5,15 @@ from zray.actor import method
 from zray.api import (available_resources, cancel, cluster_resources, get, get_actor,
                       get_gpu_ids, init, is_initialized, kill, nodes, put, remote, shutdown, wait)
 from zray.object_ref import ObjectRef
-from zray.runtime_context import (ActorID, JobID, NodeID, TaskID, WorkerID,
+from zray.runtime_context import (ActorID, JobID, NodeID, PlacementGroupID, TaskID, WorkerID,
                                   get_runtime_context)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ActorID", "JobID", "NodeID", "ObjectRef", "TaskID", "WorkerID", "available_resources",
+    "ActorID", "JobID", "NodeID", "ObjectRef", "PlacementGroupID", "TaskID", "WorkerID", "available_resources",
     "actor", "cancel", "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids",
     "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put", "remote",
-    "shutdown", "wait",
+    "shutdown", "util", "wait",
 ]
+from zray import util  # noqa: E402  (Ray's ray.util is there after `import ray`)

@@ -145,7 +145,16 @@ class ActorClass:
         class_id = self._export(core)
         actor_id = random_id(12) + core.current_job_id()
         placement, running = _actor_resources(options)
+        from zray.util.placement_group import in_group, placement_of
         from zray.util.scheduling_strategies import encode as encode_strategy
+
+        strategy = encode_strategy(options.get("scheduling_strategy"))
+        group = ""
+        in_bundle = placement_of(core, options, running,
+                                 placement if placement != running else {}, self._cls.__name__)
+        if in_bundle is not None:
+            placement, strategy, group = in_group(placement, in_bundle)
+            running = in_group(running, in_bundle)[0]
         max_concurrency = options.get("max_concurrency") or (1000 if self._is_async else 1)
         # The head keeps the constructor's arguments for restarts: every ref in them escapes.
         frames, top_refs, nested = pack_arguments(core, args, kwargs, promote=False)
@@ -164,7 +173,7 @@ class ActorClass:
             # From @remote only: Ray ignores concurrency_groups given to .options().
             "concurrency_groups": concurrency_groups,
             "owner_address": core.address, "handle_meta": handle_meta,
-            "strategy": encode_strategy(options.get("scheduling_strategy")),
+            "strategy": strategy, "placement_group": group,
         }
         reply, _ = core.requests.call(core.head_address, P.CreateActor(
             actor_id, spec, len(frames) - 1, []), config.rpc_timeout_s, payload=frames)

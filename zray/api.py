@@ -11,6 +11,7 @@ from typing import Any
 from zray._config import config
 from zray._fast import random_id, WORKER_ID_SIZE
 from zray._private import protocol as P
+from zray._private.bundles import without_groups
 from zray._private import runtime
 from zray._private.core_worker import DRIVER, CoreWorker
 from zray.object_ref import ObjectRef
@@ -458,7 +459,7 @@ def _ray_node_dict(node: dict) -> dict:
         "DeathReason": 0 if node["alive"] else 1,
         "DeathReasonMessage": node.get("death_reason", ""),
         "alive": node["alive"],
-        "Resources": dict(node["resources"]),
+        "Resources": without_groups(node["resources"]),
         "Labels": {"ray.io/node-id": node_id},
     }
 
@@ -484,7 +485,7 @@ def _sum_resources(field: str) -> dict:
     reply, _ = core.requests.call(core.head_address, P.GetNodes(False), config.rpc_timeout_s)
     total: dict = {}
     for node in reply.nodes:
-        for name, amount in node[field].items():
+        for name, amount in without_groups(node[field]).items():
             total[name] = total.get(name, 0.0) + amount
     return {name: amount for name, amount in total.items() if amount > 0}
 

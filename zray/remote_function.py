@@ -12,6 +12,7 @@ from zray._private import runtime
 from zray._private.function_manager import function_id_of
 from zray._private.arguments import pack_arguments
 from zray._private.task_submitter import TaskSpec
+from zray.util.placement_group import in_group, placement_of
 from zray.object_ref import ObjectRef
 
 
@@ -72,6 +73,11 @@ class RemoteFunction:
         if not isinstance(num_returns, int):
             raise ValueError(f"num_returns={num_returns!r} (generators) is not supported by zray yet")
         shape = self._shape(options)
+        group = ""
+        placement = placement_of(core, options, shape[0], {}, self._function.__name__)
+        if placement is not None:
+            request, strategy, group = in_group(shape[0], placement)
+            shape = (request, R.shape_key(R.to_units(request)) + (strategy,), strategy)
         task_id = random_id(8) + core.current_task_id()[8:]
         frames, top_refs, nested = pack_arguments(core, args, kwargs)
         return_ids = [object_id_for(task_id, i) for i in range(1, num_returns + 1)]
@@ -84,7 +90,8 @@ class RemoteFunction:
             top_refs=top_refs, nested=nested,
             resources=shape[0], key=shape[1],
             max_retries=3 if max_retries is None else max_retries,
-            retry_exceptions=options.get("retry_exceptions", False), strategy=shape[2])
+            retry_exceptions=options.get("retry_exceptions", False), strategy=shape[2],
+            placement_group=group)
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
         core.submitter.submit(spec)
         if num_returns == 1:

@@ -4,7 +4,8 @@ from __future__ import annotations
 from zray._private import runtime
 
 
-from zray._private.id_types import ActorID, BaseID, JobID, NodeID, TaskID, WorkerID  # noqa: F401
+from zray._private.id_types import (ActorID, BaseID, JobID, NodeID, PlacementGroupID,  # noqa: F401
+                                    TaskID, WorkerID)
 
 
 # Ray 2.60.0's accelerator resource names, in the keys of get_accelerator_ids().
@@ -120,7 +121,10 @@ class RuntimeContext:
         resources = core.context.resources
         if resources is None and core.actor_host is not None:
             resources = core.actor_host.resources
-        return {name: float(amount) for name, amount in (resources or {}).items() if amount}
+        from zray._private.bundles import original  # a task in a bundle asks for CPU_group_...
+
+        return {name: float(amount) for name, amount in original(resources or {}).items()
+                if amount}
 
     def get_resource_ids(self) -> dict:
         return self.get_accelerator_ids()
@@ -139,15 +143,25 @@ class RuntimeContext:
     def runtime_env(self) -> dict:
         return {}
 
+    def _placement_group(self) -> str:
+        from zray.util.placement_group import _current
+
+        return _current(self._core)  # "<hex>:<capture>" or ""
+
     def get_placement_group_id(self):
-        return None
+        """The hex id of the placement group the running task or actor is in, or None."""
+        current = self._placement_group()
+        return current.split(":")[0] if current else None
 
     @property
     def current_placement_group_id(self):
-        return None
+
+        current = self._placement_group()
+        return PlacementGroupID.from_hex(current.split(":")[0]) if current else \
+            PlacementGroupID.nil()
 
     def should_capture_child_tasks_in_placement_group(self) -> bool:
-        return False
+        return self._placement_group().endswith(":1")
 
     def is_canceled(self) -> bool:
         """Whether `cancel()` was called on the task running here: a sync or threaded actor's

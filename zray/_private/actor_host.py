@@ -52,6 +52,7 @@ class ActorHost:
         self.max_concurrency = start.spec.get("max_concurrency") or 1
         self.resources = dict(start.spec.get("run_resources") or {})  # held while it lives
         self.gpu_ids = list(start.spec.get("gpu_ids") or [])
+        self.placement_group = start.spec.get("placement_group", "")  # as PushTask's
         self.is_async = bool(start.spec.get("is_async"))
         self.concurrency_groups = dict(start.spec.get("concurrency_groups") or {})
         self.loop = None

@@ -495,6 +495,19 @@ class CoreWorker(ChannelReading):
         self.memory_store.put(object_id, self.store_value(object_id, meta, buffers))
         return ObjectRef(object_id, self.address)
 
+    def promise(self):
+        """An object this process owns whose value comes later, from any thread: returns
+        (ref, fulfil(value, error=False)). pg.ready() is one."""
+        object_id = object_id_for(self.current_task_id(), PUT_INDEX_BASE + next(self._put_index))
+        self.refs.add_owned(object_id)
+
+        def fulfil(value, error: bool = False):
+            meta, buffers, _ = serialize(value)
+            self.memory_store.put(object_id, Entry(KIND_ERROR if error else KIND_INLINE,
+                                                   [meta] + [bytes(b) for b in buffers]))
+
+        return ObjectRef(object_id, self.address), fulfil
+
     def store_value(self, object_id: bytes, meta: bytes, buffers: list, error=False) -> Entry:
         """Places a serialized value: inline if small (copied, since the caller's buffers may
         change after put), otherwise in this node's arena. Returns the memory store entry."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from zray._private import actor_manager as A
 from zray._private import protocol as P
+from zray._private.head_placement import PlacementGroupHandlers
 from zray._private.object_directory import ObjectDirectory
 from zray._private.transport import REPLY, Endpoint, Requests
 
@@ -48,7 +49,7 @@ class NodeRecord:
         }
 
 
-class HeadService:
+class HeadService(PlacementGroupHandlers):
     def __init__(self, endpoint: Endpoint, node_death_timeout_s: float):
         self.endpoint = endpoint
         self.requests = Requests(endpoint)
@@ -65,6 +66,7 @@ class HeadService:
         self._pending_actor_placements: list = []
         self._lease_request_ids = itertools.count(1)
         self._last_load_broadcast = 0.0
+        self._init_placement_groups()
 
     # ------------------------------------------------------------------ dispatch
 
@@ -88,6 +90,7 @@ class HeadService:
         logger.info("node %s joined at %s", msg.node_id.hex()[:12], msg.address)
         self.endpoint.reply(identity, P.Ok(0), seq)
         self.broadcast_load(time.monotonic())
+        self._placement_node_update(self.nodes[msg.node_id])
         pending, self._pending_actor_placements = self._pending_actor_placements, []
         for actor_id, resources in pending:
             self._request_actor_worker(actor_id, resources)
@@ -100,6 +103,7 @@ class HeadService:
         node.available = msg.available
         node.resources = msg.total
         node.store_used = msg.store_used
+        self._placement_node_update(node)
 
     def on_RegisterJob(self, identity, msg: P.RegisterJob, seq):
         job_id = struct.pack("<I", self._next_job)
@@ -120,6 +124,7 @@ class HeadService:
         if job:
             job["alive"] = False
             self._actor_instructions(self.actors.owner_died(job["driver_id"]))
+            self._placement_job_dead(msg.job_id)
 
     # ------------------------------------------------------------------ actors
 
@@ -164,6 +169,10 @@ class HeadService:
     def on_ClientDied(self, identity, msg: P.ClientDied, seq):
         self._actor_instructions(self.actors.owner_died(msg.worker_id))
         self.actors.unsubscribe_all(msg.worker_id)
+        for job_id, job in self.jobs.items():
+            if job["alive"] and job["driver_id"] == msg.worker_id:  # a driver killed mid-job
+                job["alive"] = False
+                self._placement_job_dead(job_id)
 
     def on_HolderDied(self, identity, msg: P.HolderDied, seq):
         for node in self.nodes.values():
@@ -201,8 +210,10 @@ class HeadService:
         strategy = actor.spec.get("strategy", "DEFAULT") if actor is not None else "DEFAULT"
         node = self._pick_node(resources, strategy if isinstance(strategy, str) else "DEFAULT")
         if node is None:
-            logger.warning("no node can host actor %s needing %s (strategy %s); it stays pending",
-                           actor_id.hex()[:12], resources, strategy)
+            in_group = actor is not None and actor.spec.get("placement_group")
+            (logger.debug if in_group else logger.warning)(
+                "no node can host actor %s needing %s (strategy %s); it stays pending",
+                actor_id.hex()[:12], resources, strategy)
             self._pending_actor_placements.append((actor_id, resources))
             return
         # The head's view of free resources is up to a heartbeat old: a node picked by it may
@@ -340,6 +351,7 @@ class HeadService:
         for node in self.nodes.values():
             if node.alive and now - node.last_seen > self.node_death_timeout_s:
                 self.mark_dead(node.node_id, "missed heartbeats")
+        self._placement_tick(now)
         if now - self._last_load_broadcast >= LOAD_BROADCAST_S:
             self.broadcast_load(now)
 
@@ -368,10 +380,11 @@ class HeadService:
                 self.actor_nodes.pop(actor_id)
                 self._actor_instructions(self.actors.worker_died(
                     actor.lease_id, -1, f"the node {node_id.hex()[:12]} running it died"))
+        self._placement_node_dead(node_id)
         self.broadcast_load(time.monotonic())
 
     def stats(self) -> dict:
         return {"nodes": len(self.nodes), "jobs": len(self.jobs), "kv": len(self.kv),
-                "actors": self.actors.stats(),
+                "actors": self.actors.stats(), "placement_groups": self.placement.stats(),
                 "directory": self.directory.stats(), "dropped": self.endpoint.dropped,
                 "auth_rejected": self.endpoint.rejected}

@@ -17,6 +17,7 @@ import zmq
 
 from zray._config import config
 from zray._fast import Allocator, random_id, NODE_ID_SIZE
+from zray._private import bundles as B
 from zray._private import protocol as P
 from zray._private import resources as R
 from zray._private import scheduler as S
@@ -366,6 +367,8 @@ class NodeDaemon:
             elif kind is S.Infeasible:
                 if self.view.feasible_anywhere(ins.need):
                     continue  # another node can run it: _rebalance moves it there
+                if any(B.is_group_resource(name) for name in ins.need):
+                    continue  # waits for its placement group's bundle, as in Ray
                 self._send_to_client(ins.client, P.LeaseInfeasible(
                     ins.request_id, R.to_floats(ins.need), R.to_floats(self.scheduler.total)))
 
@@ -632,6 +635,24 @@ class NodeDaemon:
             stats["head"] = self.head.stats()
         self.endpoint.reply(identity, P.NodeStats(stats), seq)
 
+    def on_prepare_bundles(self, identity, msg: P.PrepareBundles, seq):
+        try:
+            bundles = [(int(index), R.to_units(resources)) for index, resources in msg.bundles]
+        except (TypeError, ValueError) as exc:
+            logger.warning("bad PrepareBundles: %s", exc)
+            bundles = None
+        ok = bundles is not None and self.scheduler.prepare_bundles(msg.pg_id, bundles)
+        self.resources_dirty = True
+        self.endpoint.reply(identity, P.BundlesPrepared(msg.pg_id, msg.attempt, ok), seq)
+
+    def on_commit_bundles(self, identity, msg: P.CommitBundles, seq):
+        self.resources_dirty = True
+        self._dispatch(self.scheduler.commit_bundles(msg.pg_id, msg.indices))
+
+    def on_return_bundles(self, identity, msg: P.ReturnBundles, seq):
+        self.resources_dirty = True
+        self._dispatch(self.scheduler.return_bundles(msg.pg_id, msg.indices))
+
     def on_shutdown_node(self, identity, msg: P.ShutdownNode, seq):
         logger.info("shutdown requested: %s", msg.reason)
         self.endpoint.reply(identity, P.Ok(0), seq)
@@ -658,6 +679,9 @@ class NodeDaemon:
         P.KillWorker: on_kill_worker,
         P.LogLines: on_log_lines,
         P.ShutdownNode: on_shutdown_node,
+        P.PrepareBundles: on_prepare_bundles,
+        P.CommitBundles: on_commit_bundles,
+        P.ReturnBundles: on_return_bundles,
         P.GetNodeStats: on_get_node_stats,
         P.GetMemoryReport: on_get_memory_report,
     }

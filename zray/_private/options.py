@@ -3,7 +3,7 @@
 Every option Ray accepts is known here (never a "no such option" error for a valid Ray option).
 Those zray does not act on yet are of two kinds: options that do not change what a program
 computes (task events, tensor transports) are accepted with a one-time warning; options that
-would (a runtime environment, a placement group, a label selector) raise NotImplementedError
+would (a runtime environment, a label selector) raise NotImplementedError
 naming the option when given anything but their default, because ignoring them would run the
 program differently from Ray without saying so.
 """
@@ -38,9 +38,9 @@ _COMMON = {
     "num_cpus": Option(1, _NUM),
     "num_gpus": Option(None, _NUM),
     "object_store_memory": Option(None, (int, type(None)), WARN),
-    "placement_group": Option("default", (type(None), str, object), UNSUPPORTED),
-    "placement_group_bundle_index": Option(-1, (int,), UNSUPPORTED),
-    "placement_group_capture_child_tasks": Option(None, (bool, type(None)), UNSUPPORTED),
+    "placement_group": Option("default", (type(None), str, object)),
+    "placement_group_bundle_index": Option(-1, (int,)),
+    "placement_group_capture_child_tasks": Option(None, (bool, type(None))),
     "resources": Option(None, (dict, type(None))),
     "runtime_env": Option(None, (dict, type(None)), UNSUPPORTED),
     "scheduling_strategy": Option(None, (type(None), str, object)),

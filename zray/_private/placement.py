@@ -34,8 +34,8 @@ class ClusterView:
         nodes = {}
         for record in records:
             nodes[record["node_id"]] = NodeLoad(
-                record["node_id"], record["address"], R.to_units(record["resources"]),
-                R.to_units(record["available"]), record["alive"], record.get("ip", ""))
+                record["node_id"], record["address"], R.from_wire(record["resources"]),
+                R.from_wire(record["available"]), record["alive"], record.get("ip", ""))
         self.nodes = nodes
 
     def address_of(self, node_id: bytes):

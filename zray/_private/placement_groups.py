@@ -140,6 +140,7 @@ class PlacementGroupManager:
         self.attempt: Attempt | None = None
         self._numbers = itertools.count(1)
         self._removed: deque = deque()
+        self._wake_at = float("inf")  # when a group refused earlier may try again
 
     # ------------------------------------------------------------ events
 
@@ -244,7 +245,9 @@ class PlacementGroupManager:
         out = []
         if self.attempt is not None and now >= self.attempt.deadline:
             out += self._abort(now)
-        return out + self._schedule(now)
+        if self.attempt is None and now >= self._wake_at:
+            out += self._schedule(now)
+        return out
 
     # ------------------------------------------------------------ views
 
@@ -289,9 +292,11 @@ class PlacementGroupManager:
         if self.attempt is not None:
             return []
         out = []
+        self._wake_at = float("inf")
         for pg_id in self.queue:
             group = self.groups[pg_id]
             if group.retry_at > now:
+                self._wake_at = min(self._wake_at, group.retry_at)
                 continue
             unplaced = group.unplaced()
             alive = {n: node for n, node in self.nodes.items() if node.alive}
@@ -328,6 +333,7 @@ class PlacementGroupManager:
             if node_id not in attempt.refused and self._alive(node_id):
                 out.append(Return(node_id, attempt.pg_id, bundles, False))
         group.retry_at = now + RETRY_S
+        self._wake_at = min(self._wake_at, group.retry_at)
         group.scheduling_state = "FAILED_TO_COMMIT_RESOURCES"
         return out
 

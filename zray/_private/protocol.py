@@ -462,6 +462,7 @@ class PushTask(NamedTuple):
     borrowed: list
     resources: dict  # what the task holds while it runs (get_assigned_resources)
     gpu_ids: list  # the lease's GPUs: the worker's CUDA_VISIBLE_DEVICES while it runs
+    placement_group: str  # "<group hex>:<capture 0|1>" for a task in a group, else ""
 
 
 @message(61)
@@ -674,3 +675,78 @@ class HolderDied(NamedTuple):
     """A node's process (driver or worker) is gone: node to head, head to every live node, node
     to its local clients. Owners drop the borrower registrations that process held."""
     address: str
+
+
+# --------------------------------------------------------------------------- placement groups
+
+@message(100)
+class CreatePlacementGroup(NamedTuple):
+    """Driver or worker to head; bundles: resource dicts; answered Ok, or Error (ValueError)."""
+    pg_id: bytes
+    name: str
+    namespace: str
+    strategy: str
+    bundles: list
+    detached: bool
+    job_id: bytes
+    soft_target: bytes
+
+
+@message(101)
+class RemovePlacementGroup(NamedTuple):
+    pg_id: bytes
+
+
+@message(102)
+class WaitPlacementGroup(NamedTuple):
+    """Answered PlacementGroupReady once the group is created or removed, or after timeout_s
+    (a negative timeout waits for one of the two)."""
+    pg_id: bytes
+    timeout_s: float
+
+
+@message(103)
+class PlacementGroupReady(NamedTuple):
+    pg_id: bytes
+    created: bool
+    state: str
+
+
+@message(104)
+class GetPlacementGroups(NamedTuple):
+    """pg_id, or a name in a namespace, or neither for all; answered PlacementGroupTable."""
+    pg_id: bytes
+    name: str
+    namespace: str
+
+
+@message(105)
+class PlacementGroupTable(NamedTuple):
+    groups: list
+
+
+@message(106)
+class PrepareBundles(NamedTuple):
+    """Head to node, phase one: reserve all of bundles ([index, resources]) or none."""
+    pg_id: bytes
+    attempt: int
+    bundles: list
+
+
+@message(107)
+class BundlesPrepared(NamedTuple):
+    pg_id: bytes
+    attempt: int
+    ok: bool
+
+
+@message(108)
+class CommitBundles(NamedTuple):
+    pg_id: bytes
+    indices: list
+
+
+@message(109)
+class ReturnBundles(NamedTuple):
+    pg_id: bytes
+    indices: list

@@ -28,6 +28,12 @@ def to_units(resources: dict) -> dict:
     return out
 
 
+def from_wire(amounts: dict) -> dict:
+    """Units of amounts a node reported: already checked where they were made, and a free
+    amount may be fractional above 1 (999.999 of a bundle marker while a task holds 0.001)."""
+    return {name: round(amount * UNIT) for name, amount in amounts.items()}
+
+
 def to_floats(units: dict) -> dict:
     return {name: value / UNIT for name, value in units.items()}
 

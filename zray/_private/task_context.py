@@ -8,6 +8,9 @@ _task_id: contextvars.ContextVar = contextvars.ContextVar("zray_task_id", defaul
 _task_name: contextvars.ContextVar = contextvars.ContextVar("zray_task_name", default="")
 _task_resources: contextvars.ContextVar = contextvars.ContextVar("zray_task_resources",
                                                                  default=None)
+# "<group hex>:<capture 0|1>" while a task placed in a placement group runs, else "".
+_placement_group: contextvars.ContextVar = contextvars.ContextVar("zray_placement_group",
+                                                                  default="")
 
 
 class TaskContext:
@@ -21,13 +24,16 @@ class TaskContext:
     name = property(lambda self: _task_name.get(), lambda self, value: _task_name.set(value))
     resources = property(lambda self: _task_resources.get(),
                          lambda self, value: _task_resources.set(value))
+    placement_group = property(lambda self: _placement_group.get(),
+                               lambda self, value: _placement_group.set(value))
 
     def snapshot(self) -> tuple:
         """All of it, for code that runs another task on this thread and then resumes."""
-        return _task_id.get(), _task_name.get(), _task_resources.get()
+        return _task_id.get(), _task_name.get(), _task_resources.get(), _placement_group.get()
 
     def restore(self, snapshot: tuple):
-        task_id, name, resources = snapshot
+        task_id, name, resources, placement_group = snapshot
         _task_id.set(task_id)
         _task_name.set(name)
         _task_resources.set(resources)
+        _placement_group.set(placement_group)

@@ -51,6 +51,7 @@ class TaskSpec:
     state: str = "resolving"  # resolving | queued | running | done
     inline: bool = False  # running on its owner's thread, blocked in get on it (no lease)
     strategy: str = "DEFAULT"
+    placement_group: str = ""  # "<group hex>:<capture 0|1>", see PushTask
     borrowed: list = field(default_factory=list)  # what the executing worker will hold
 
     @property
@@ -188,7 +189,8 @@ class TaskSubmitter:
         msg = P.PushTask(spec.task_id, spec.function_id, spec.name, spec.num_returns,
                          self.core.address, 0, len(spec.frames) - 1, spec.resolved,
                          spec.borrowed, spec.resources,
-                         list(self.core.gpu_ids) if spec.resources.get("GPU") else [])
+                         list(self.core.gpu_ids) if spec.resources.get("GPU") else [],
+                         spec.placement_group)
         return msg, spec.frames + spec.resolved_frames
 
     def inline_failed(self, spec: TaskSpec, error: BaseException):
@@ -227,7 +229,7 @@ class TaskSubmitter:
             self.core.register_borrower(lease.address, spec.borrowed)
         msg = P.PushTask(spec.task_id, spec.function_id, spec.name, spec.num_returns,
                          self.core.address, lease.lease_id, len(spec.frames) - 1, spec.resolved,
-                         spec.borrowed, spec.resources, lease.gpu_ids)
+                         spec.borrowed, spec.resources, lease.gpu_ids, spec.placement_group)
         self.core.push(lease.address, msg, payload=spec.frames + spec.resolved_frames)
 
     def _on_lease_reply(self, key: tuple, request_id: int, reply, request: P.RequestLease,

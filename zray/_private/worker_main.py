@@ -162,6 +162,7 @@ class Executor:
         context.task_id = push.task_id
         context.name = push.name
         context.resources = push.resources
+        context.placement_group = push.placement_group
         if push.gpu_ids or core.gpu_ids:
             self.show_gpus(push.gpu_ids)
         log_stream.set_task_name(push.name)
@@ -194,6 +195,7 @@ class Executor:
             sys.stdout.flush()
             sys.stderr.flush()
             context.task_id = context.resources = None
+            context.placement_group = ""
         if cancellations.is_cancelled(push.task_id):  # even if the task caught the interrupt
             error = X.TaskCancelledError(push.task_id.hex())
         cancellations.finished(push.task_id)

@@ -20,7 +20,9 @@ class NodeAffinitySchedulingStrategy:
 
 
 class PlacementGroupSchedulingStrategy:
-    """Accepted for compatibility; zray has no placement groups yet."""
+    """Run in bundle `placement_group_bundle_index` of `placement_group` (-1: any of its
+    bundles); with `placement_group_capture_child_tasks`, the tasks and actors this one
+    creates run in the group too unless they say otherwise."""
 
     def __init__(self, placement_group, placement_group_bundle_index: int = -1,
                  placement_group_capture_child_tasks=None):
@@ -38,5 +40,8 @@ def encode(strategy) -> str:
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
         return f"NODE_AFFINITY:{strategy.node_id}:{int(bool(strategy.soft))}"
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
-        return "DEFAULT"
+        # Where it may run is in its resource names (zray/_private/bundles.py); the wire
+        # strategy only keeps tasks of different groups from sharing leases.
+        return (f"PLACEMENT_GROUP:{strategy.placement_group.id.hex()}:"
+                f"{strategy.placement_group_bundle_index}")
     raise ValueError(f"Invalid scheduling_strategy {strategy!r}")
