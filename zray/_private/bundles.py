@@ -8,8 +8,8 @@ Committing bundle ``i`` of group ``G`` (hex id) that holds ``{"CPU": 2}`` adds t
     bundle_group_G: 1000
 
 and takes the 2 CPUs out of the node's free ``CPU``. A task placed in bundle ``i`` asks for
-``CPU_group_i_G`` instead of ``CPU`` plus 0.001 of ``bundle_group_i_G``; with index -1 it asks
-for the wildcard names. The node's scheduler needs nothing else: a group's resources are
+``CPU_group_i_G`` and ``CPU_group_G`` instead of ``CPU``, plus 0.001 of both bundle markers;
+with index -1 it asks for the wildcard names alone. The node's scheduler needs nothing else: a group's resources are
 ordinary resources that exist only where its bundles were committed.
 """
 from __future__ import annotations
@@ -47,13 +47,14 @@ def committed_units(pg_hex: str, index: int, units: dict) -> dict:
 
 
 def request_in_bundle(resources: dict, pg_hex: str, index: int) -> dict:
-    """A task's resource request (floats) rewritten to run in bundle `index` (-1: any)."""
-    if index < 0:
-        out = {wildcard_name(name, pg_hex): amount for name, amount in resources.items()}
-        out[wildcard_name(BUNDLE, pg_hex)] = TASK_BUNDLE_SHARE
-    else:
-        out = {indexed_name(name, index, pg_hex): amount for name, amount in resources.items()}
-        out[indexed_name(BUNDLE, index, pg_hex)] = TASK_BUNDLE_SHARE
+    """A task's resource request (floats) rewritten to run in bundle `index` (-1: any). A
+    request for one bundle takes the wildcard names too, as in Ray: the wildcard then counts
+    everything the group's bundles on a node lend, so a task placed in "any bundle" never
+    takes what one placed in a given bundle holds."""
+    asked = dict(resources, **{BUNDLE: TASK_BUNDLE_SHARE})
+    out = {wildcard_name(name, pg_hex): amount for name, amount in asked.items()}
+    if index >= 0:
+        out.update({indexed_name(name, index, pg_hex): amount for name, amount in asked.items()})
     return out
 
 

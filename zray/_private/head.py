@@ -64,6 +64,7 @@ class HeadService(PlacementGroupHandlers):
         self.directory = ObjectDirectory()
         self._next_job = 1
         self._pending_actor_placements: list = []
+        self._warned_pending: set = set()  # actors whose wait for a node was logged
         self._lease_request_ids = itertools.count(1)
         self._last_load_broadcast = 0.0
         self._init_placement_groups()
@@ -91,6 +92,9 @@ class HeadService(PlacementGroupHandlers):
         self.endpoint.reply(identity, P.Ok(0), seq)
         self.broadcast_load(time.monotonic())
         self._placement_node_update(self.nodes[msg.node_id])
+        self._retry_actor_placements()
+
+    def _retry_actor_placements(self):
         pending, self._pending_actor_placements = self._pending_actor_placements, []
         for actor_id, resources in pending:
             self._request_actor_worker(actor_id, resources)
@@ -104,6 +108,9 @@ class HeadService(PlacementGroupHandlers):
         node.resources = msg.total
         node.store_used = msg.store_used
         self._placement_node_update(node)
+        if self._pending_actor_placements:
+            # The head's view was a heartbeat behind (a bundle committed a moment ago).
+            self._retry_actor_placements()
 
     def on_RegisterJob(self, identity, msg: P.RegisterJob, seq):
         job_id = struct.pack("<I", self._next_job)
@@ -211,9 +218,10 @@ class HeadService(PlacementGroupHandlers):
         node = self._pick_node(resources, strategy if isinstance(strategy, str) else "DEFAULT")
         if node is None:
             in_group = actor is not None and actor.spec.get("placement_group")
-            (logger.debug if in_group else logger.warning)(
-                "no node can host actor %s needing %s (strategy %s); it stays pending",
-                actor_id.hex()[:12], resources, strategy)
+            if not in_group and actor_id not in self._warned_pending:
+                self._warned_pending.add(actor_id)
+                logger.warning("no node can host actor %s needing %s (strategy %s); it stays "
+                               "pending", actor_id.hex()[:12], resources, strategy)
             self._pending_actor_placements.append((actor_id, resources))
             return
         # The head's view of free resources is up to a heartbeat old: a node picked by it may
@@ -386,5 +394,6 @@ class HeadService(PlacementGroupHandlers):
     def stats(self) -> dict:
         return {"nodes": len(self.nodes), "jobs": len(self.jobs), "kv": len(self.kv),
                 "actors": self.actors.stats(), "placement_groups": self.placement.stats(),
+                "actors_waiting_for_a_node": len(self._pending_actor_placements),
                 "directory": self.directory.stats(), "dropped": self.endpoint.dropped,
                 "auth_rejected": self.endpoint.rejected}

@@ -122,10 +122,7 @@ class PlacementGroupHandlers:
         if changed:
             self._sync_node_records()
             self.broadcast_load(time.monotonic())
-            # Actors waiting for a bundle (created, or rescheduled after a node died).
-            pending, self._pending_actor_placements = self._pending_actor_placements, []
-            for actor_id, resources in pending:
-                self._request_actor_worker(actor_id, resources)
+            self._retry_actor_placements()  # actors waiting for a bundle
 
     def _send_prepare(self, ins: G.Prepare):
         node = self.nodes.get(ins.node_id)

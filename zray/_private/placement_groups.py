@@ -11,7 +11,7 @@ first on the same channel, so nothing stays reserved) and tries again later. One
 flight at a time, so two groups never race for the same free resources in the head's view.
 
 Events come in as method calls and each returns the instructions for the head to carry out.
-Invariants (tests/unit/test_placement_groups.py drives this with real node schedulers):
+Invariants (tests/unit/test_placement_group_manager.py drives this with real node schedulers):
 
 * a bundle is committed on at most one node, and a group's placed bundles obey its strategy;
 * a node's resources are never reserved twice: what the nodes hold adds up to what the

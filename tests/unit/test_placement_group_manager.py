@@ -70,7 +70,8 @@ def test_resource_names_are_rays():
                           f"bundle_group_{pg}"}
     assert named[f"bundle_group_{pg}"] == 1000 * U
     request = B.request_in_bundle({"CPU": 1.0}, pg, 0)
-    assert request == {f"CPU_group_0_{pg}": 1.0, f"bundle_group_0_{pg}": 0.001}
+    assert request == {f"CPU_group_0_{pg}": 1.0, f"bundle_group_0_{pg}": 0.001,
+                       f"CPU_group_{pg}": 1.0, f"bundle_group_{pg}": 0.001}
     assert B.original(request) == {"CPU": 1.0}
     assert B.original(B.request_in_bundle({"GPU": 1.0}, pg, -1)) == {"GPU": 1.0}
     assert B.without_groups(dict(named, CPU=1)) == {"CPU": 1}
