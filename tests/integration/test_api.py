@@ -90,8 +90,7 @@ def test_options_without_effect_are_accepted(ray):
 
 @pytest.mark.parametrize("option, value", [
     ("runtime_env", {"env_vars": {"A": "1"}}), ("label_selector", {"zone": "a"}),
-    ("placement_group_bundle_index", 0), ("accelerator_type", "A100"),
-    ("_generator_backpressure_num_objects", 2)])
+    ("accelerator_type", "A100"), ("_generator_backpressure_num_objects", 2)])
 def test_options_that_would_change_results_are_refused(ray, option, value):
     with pytest.raises(NotImplementedError, match=option):
         @ray.remote(**{option: value})
@@ -104,6 +103,15 @@ def test_options_that_would_change_results_are_refused(ray, option, value):
 
     with pytest.raises(NotImplementedError, match=option):
         g.options(**{option: value})
+
+
+def test_a_bundle_index_without_a_placement_group_is_refused(ray):
+    @ray.remote
+    def f():
+        return 1
+
+    with pytest.raises(ValueError, match="bundle index must be -1"):
+        f.options(placement_group_bundle_index=0).remote()
 
 
 def test_actor_options_that_would_change_results_are_refused(ray):

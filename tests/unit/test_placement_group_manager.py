@@ -78,6 +78,31 @@ def test_resource_names_are_rays():
     assert B.group_of(f"CPU_group_1_{pg}") == pg and B.group_of("CPU") is None
 
 
+def test_a_task_in_a_bundle_gets_the_bundles_gpus():
+    node = S.LocalScheduler(units(CPU=4, GPU=4), min_workers=0)
+    pg, other = b"p" * 18, b"q" * 18
+    assert node.prepare_bundles(pg, [(0, units(GPU=2)), (1, units(GPU=1))])
+    assert node.prepare_bundles(other, [(0, units(GPU=0.5))])
+    node.commit_bundles(pg, [0, 1])
+    node.commit_bundles(other, [0])
+    node.worker_started(b"w1")
+    node.worker_started(b"w2")
+    granted = node.request_lease(b"c", 1, R.to_units(B.request_in_bundle({"GPU": 1}, pg.hex(), 1)))
+    granted += node.request_lease(b"c", 2, R.to_units(B.request_in_bundle({"GPU": 0.5}, other.hex(), -1)))
+    ids = {g.request_id: g.gpu_ids for g in granted if isinstance(g, S.Grant)}
+    assert ids[1] == (2,)  # bundle 1 holds the third GPU; bundle 0 the first two
+    assert ids[2] == (3,)  # the other group's half GPU
+    # Plain GPU work gets only what no bundle holds: nothing whole is left.
+    node.worker_started(b"w3")
+    assert not [g for g in node.request_lease(b"c", 3, units(GPU=1)) if isinstance(g, S.Grant)]
+    node.check_invariants()
+    out = node.return_bundles(pg, [0, 1])
+    node.check_invariants()
+    # The waiting request gets a freed GPU; the group's task was stopped, its GPU returned.
+    assert [g.gpu_ids for g in out if isinstance(g, S.Grant)] == [(0,)]
+    assert node.gpus.free[:3] == [0, U, U]
+
+
 def test_manager_reserves_in_two_phases_and_returns_everything():
     manager = G.PlacementGroupManager()
     node = S.LocalScheduler(units(CPU=2), min_workers=0)
@@ -217,9 +242,10 @@ class PlacementMachine(RuleBasedStateMachine):
         self._carry_out(self.manager.tick(self.now))
 
     @precondition(lambda self: self.created)
-    @rule(data=st.data(), index=st.integers(-1, 3))
-    def lease_in_a_bundle(self, data, index):
-        """A task runs in a bundle, so returning the bundle must take its lease back too."""
+    @rule(data=st.data(), index=st.integers(-1, 3), whole=st.booleans())
+    def lease_in_a_bundle(self, data, index, whole):
+        """A task runs in a bundle (asking for nothing, or for all of it: GPUs included), so
+        returning the bundle must take its lease back too."""
         pg_id = data.draw(st.sampled_from(sorted(self.created)))
         group = self.manager.groups.get(pg_id)
         if group is None or group.state != G.CREATED or index >= len(group.bundles):
@@ -227,7 +253,8 @@ class PlacementMachine(RuleBasedStateMachine):
         node_id = group.nodes[max(index, 0)]
         if node_id not in self.nodes:
             return
-        need = R.to_units(B.request_in_bundle({}, pg_id.hex(), index))
+        asked = R.to_floats(group.bundles[index]) if whole and index >= 0 else {}
+        need = R.to_units(B.request_in_bundle(asked, pg_id.hex(), index))
         node = self.nodes[node_id]
         self._node_instructions(node_id, node.request_lease(b"owner", next(self.ids), need))
 

@@ -68,6 +68,15 @@ def group_of(name: str) -> str | None:
     return match.group(match.lastindex) if match else None
 
 
+def group_and_index(name: str) -> tuple:
+    """(group hex, bundle index or -1 for a wildcard name) of a group resource name."""
+    match = _INDEXED.match(name)
+    if match:
+        return match.group(3), int(match.group(2))
+    match = _WILDCARD.match(name)
+    return (match.group(2), -1) if match else (None, -1)
+
+
 def original(resources: dict) -> dict:
     """Resource names as the task asked for them (what get_assigned_resources shows)."""
     out = {}

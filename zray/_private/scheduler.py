@@ -90,13 +90,18 @@ class Lease:
     blocked: bool = False
     gpu_ids: tuple = ()  # which GPUs (instances.GpuInstances) the lease holds ...
     gpu_units: int = 0  # ... and how much of each (all of it for whole amounts)
+    gpu_bundle: tuple = ()  # the bundle whose GPUs they are, if any; gpu_ids are then ...
+    gpu_local: tuple = ()  # ... these positions of the bundle's own GPUs
 
 
 @dataclass
 class Bundle:
-    """A placement group bundle on this node: reserved (prepared), then committed."""
+    """A placement group bundle on this node: reserved (prepared), then committed. A bundle
+    with GPUs holds particular GPUs of the node, and hands them out to the leases in it."""
     units: dict
     committed: bool = False
+    gpu_ids: list = field(default_factory=list)
+    gpus: GpuInstances | None = None
 
 
 IDLE, LEASED, STARTING, STOPPING = "idle", "leased", "starting", "stopping"
@@ -205,7 +210,7 @@ class LocalScheduler:
                 lease.owed.pop(name, None)
         lease.held = {k: v for k, v in lease.held.items() if v}
         lease.need = dict(need)
-        if not need.get(GPU):
+        if not any(name == GPU or name.startswith(GPU + "_group_") for name in need):
             self._release_gpus(lease)  # a partial shrink keeps its GPUs: none happens today
         return self._schedule()
 
@@ -242,9 +247,23 @@ class LocalScheduler:
             R.add(need, units)
         if not R.fits(need, self.available):
             return False
-        R.subtract(self.available, need)
+        made = []
         for index, units in fresh:
-            self.bundles[(pg_id, index)] = Bundle(dict(units))
+            bundle = Bundle(dict(units))
+            gpu_units = units.get(GPU, 0)
+            if gpu_units:
+                ids = self.gpus.assign(gpu_units)
+                if ids is None:  # enough GPU in total, but spread over too many GPUs
+                    for earlier in made:
+                        self.gpus.release(earlier.gpu_ids, earlier.units[GPU])
+                    return False
+                bundle.gpu_ids = ids
+                bundle.gpus = GpuInstances(0)
+                bundle.gpus.free = [R.UNIT] * len(ids) if gpu_units >= R.UNIT else [gpu_units]
+            made.append(bundle)
+        R.subtract(self.available, need)
+        for (index, _), bundle in zip(fresh, made):
+            self.bundles[(pg_id, index)] = bundle
         return True
 
     def commit_bundles(self, pg_id: bytes, indices: list) -> list:
@@ -286,6 +305,8 @@ class LocalScheduler:
                         else:
                             table.pop(name, None)
             R.add(self.available, bundle.units)
+            if bundle.gpu_ids:
+                self.gpus.release(bundle.gpu_ids, bundle.units[GPU])
         return out + self._schedule()
 
     # ------------------------------------------------------------ internals
@@ -295,9 +316,34 @@ class LocalScheduler:
         self._release_gpus(lease)
 
     def _release_gpus(self, lease: Lease):
-        if lease.gpu_ids:
+        if lease.gpu_bundle:
+            bundle = self.bundles.get(lease.gpu_bundle)
+            if bundle is not None:
+                bundle.gpus.release(list(lease.gpu_local), lease.gpu_units)
+        elif lease.gpu_ids:
             self.gpus.release(list(lease.gpu_ids), lease.gpu_units)
-            lease.gpu_ids, lease.gpu_units = (), 0
+        lease.gpu_ids, lease.gpu_units, lease.gpu_bundle, lease.gpu_local = (), 0, (), ()
+
+    def _assign_gpus(self, need: dict):
+        """(gpu ids, units, bundle key, positions in the bundle) for a request, or None when
+        its GPUs are not free as whole instances. A request in a bundle gets the bundle's."""
+        units = need.get(GPU, 0)
+        if units:
+            ids = self.gpus.assign(units)
+            return None if ids is None else (ids, units, (), ())
+        parsed = [B.group_and_index(name) for name in need if name.startswith(GPU + "_group_")]
+        if not parsed:
+            return [], 0, (), ()
+        pg_hex, index = max(parsed, key=lambda p: p[1])  # an indexed name picks the bundle
+        amount = need[B.indexed_name(GPU, index, pg_hex) if index >= 0
+                      else B.wildcard_name(GPU, pg_hex)]
+        for key in sorted(k for k in self.bundles
+                          if k[0].hex() == pg_hex and (index < 0 or k[1] == index)):
+            bundle = self.bundles[key]
+            local = bundle.gpus.assign(amount) if bundle.gpus is not None else None
+            if local:
+                return [bundle.gpu_ids[j] for j in local], amount, key, tuple(local)
+        return None
 
     def _repay_debts(self):
         for lease in self.leases.values():
@@ -330,15 +376,16 @@ class LocalScheduler:
                 else:
                     waiting_for_worker += 1
                 continue
-            gpu_units = request.need.get(GPU, 0)
-            gpu_ids = self.gpus.assign(gpu_units) if gpu_units else []
-            if gpu_ids is None:
+            gpus = self._assign_gpus(request.need)
+            if gpus is None:
                 continue  # enough GPU in total, but spread over too many GPUs
+            gpu_ids, gpu_units, gpu_bundle, gpu_local = gpus
             worker_id = idle.pop()
             del self.queue[key]
             lease = Lease(next(self._lease_ids), request.client, worker_id,
                           request.need, dict(request.need), gpu_ids=tuple(gpu_ids),
-                          gpu_units=gpu_units if gpu_ids else 0)
+                          gpu_units=gpu_units if gpu_ids else 0, gpu_bundle=gpu_bundle,
+                          gpu_local=gpu_local)
             R.subtract(self.available, request.need)
             self.leases[lease.lease_id] = lease
             self.workers[worker_id] = LEASED
@@ -390,8 +437,12 @@ class LocalScheduler:
         assert len(self.worker_lease) == len(self.leases)
         gpu_used = [0] * len(self.gpus.free)
         for lease in self.leases.values():
-            for i in lease.gpu_ids:
-                gpu_used[i] += min(lease.gpu_units, R.UNIT)
+            if not lease.gpu_bundle:
+                for i in lease.gpu_ids:
+                    gpu_used[i] += min(lease.gpu_units, R.UNIT)
+        for bundle in self.bundles.values():
+            for i in bundle.gpu_ids:
+                gpu_used[i] += min(bundle.units[GPU], R.UNIT)
         assert [R.UNIT - used for used in gpu_used] == self.gpus.free, (gpu_used, self.gpus.free)
         for worker_id, lease_id in self.worker_lease.items():
             assert self.leases[lease_id].worker_id == worker_id
