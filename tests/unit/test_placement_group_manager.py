@@ -321,3 +321,21 @@ PlacementMachine.TestCase.settings = settings(
     max_examples=100, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 TestPlacementMachine = PlacementMachine.TestCase
+
+
+def test_a_group_an_actor_made_goes_when_both_the_actor_and_its_job_are_gone():
+    manager = G.PlacementGroupManager()
+    manager.node_update(b"n", units(CPU=4), units(CPU=4), 0.0)
+    job, actor = b"j" * 4, b"a" * 16
+    manager.create(b"p" * 18, "", "ns", "PACK", [units(CPU=1)], False, job, b"", 0.0,
+                   creator_actor=actor)
+    assert manager.job_dead(job, 1.0) == []  # its (detached) creator actor lives on
+    removed = manager.actor_dead(actor, 2.0)
+    assert any(isinstance(i, G.Removed) for i in removed)
+    # Made by the driver: the job alone decides.
+    manager.create(b"q" * 18, "", "ns", "PACK", [units(CPU=1)], False, job, b"", 3.0)
+    assert any(isinstance(i, G.Removed) for i in manager.job_dead(job, 4.0))
+    # Detached: neither does.
+    manager.create(b"r" * 18, "", "ns", "PACK", [units(CPU=1)], True, job, b"", 5.0,
+                   creator_actor=actor)
+    assert manager.job_dead(job, 6.0) == [] and manager.actor_dead(actor, 7.0) == []

@@ -190,6 +190,14 @@ class HeadService(PlacementGroupHandlers):
         self._actor_instructions(self.actors.worker_died(msg.lease_id, msg.exit_code))
 
     def _actor_instructions(self, instructions):
+        if self.placement.creators and instructions:
+            instructions = list(instructions)
+            self._actor_instructions_now(instructions)
+            self._placement_creators_check()
+            return
+        self._actor_instructions_now(instructions)
+
+    def _actor_instructions_now(self, instructions):
         for ins in instructions:
             kind = type(ins)
             if kind is A.Publish:

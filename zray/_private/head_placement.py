@@ -31,7 +31,7 @@ class PlacementGroupHandlers:
             bundles = [R.to_units(b) for b in msg.bundles]
             instructions = self.placement.create(
                 msg.pg_id, msg.name, msg.namespace, msg.strategy, bundles, msg.detached,
-                msg.job_id, msg.soft_target, time.monotonic())
+                msg.job_id, msg.soft_target, time.monotonic(), msg.creator_actor)
         except (TypeError, ValueError) as exc:
             self.endpoint.reply(identity, P.Error("ValueError", str(exc)), seq)
             return
@@ -79,6 +79,14 @@ class PlacementGroupHandlers:
 
     def _placement_job_dead(self, job_id: bytes):
         self._placement_instructions(self.placement.job_dead(job_id, time.monotonic()))
+
+    def _placement_creators_check(self):
+        """Groups made by an actor go when it is dead and so is its job (Ray's rule)."""
+        for actor_id in list(self.placement.creators):
+            actor = self.actors.actors.get(actor_id)
+            if actor is None or actor.state == A.DEAD:
+                self._placement_instructions(self.placement.actor_dead(actor_id,
+                                                                       time.monotonic()))
 
     def _placement_tick(self, now: float):
         self._placement_instructions(self.placement.tick(now))

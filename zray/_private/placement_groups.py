@@ -104,6 +104,8 @@ class Group:
     job_id: bytes
     soft_target: bytes
     created_at: float
+    creator_actor: bytes = b""  # the actor that made it, if an actor did
+    job_dead: bool = False
     nodes: list = field(default_factory=list)  # node id per bundle, None while unplaced
     state: str = PENDING
     scheduling_state: str = "QUEUED"
@@ -141,6 +143,7 @@ class PlacementGroupManager:
         self._numbers = itertools.count(1)
         self._removed: deque = deque()
         self._wake_at = float("inf")  # when a group refused earlier may try again
+        self.creators: dict[bytes, set] = {}  # creating actor -> its live, non-detached groups
 
     # ------------------------------------------------------------ events
 
@@ -179,7 +182,8 @@ class PlacementGroupManager:
         return out + self._schedule(now)
 
     def create(self, pg_id: bytes, name: str, namespace: str, strategy: str, bundles: list,
-               detached: bool, job_id: bytes, soft_target: bytes, now: float) -> list:
+               detached: bool, job_id: bytes, soft_target: bytes, now: float,
+               creator_actor: bytes = b"") -> list:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown placement strategy {strategy!r}")
         if pg_id in self.groups:
@@ -188,8 +192,10 @@ class PlacementGroupManager:
             raise NameTaken(f"Failed to create placement group '{name}' because name is "
                             f"already taken in namespace '{namespace}'")
         group = Group(pg_id, name, namespace, strategy, [dict(b) for b in bundles], detached,
-                      job_id, soft_target, now, nodes=[None] * len(bundles))
+                      job_id, soft_target, now, creator_actor, nodes=[None] * len(bundles))
         self.groups[pg_id] = group
+        if creator_actor and not detached:
+            self.creators.setdefault(creator_actor, set()).add(pg_id)
         if name:
             self.names[(namespace, name)] = pg_id
         self.queue.append(pg_id)
@@ -213,6 +219,11 @@ class PlacementGroupManager:
             del self.names[(group.namespace, group.name)]
         if pg_id in self.queue:
             self.queue.remove(pg_id)
+        created_by = self.creators.get(group.creator_actor)
+        if created_by is not None:
+            created_by.discard(pg_id)
+            if not created_by:
+                del self.creators[group.creator_actor]
         self._removed.append(pg_id)
         while len(self._removed) > KEEP_REMOVED:
             self.groups.pop(self._removed.popleft(), None)
@@ -220,11 +231,22 @@ class PlacementGroupManager:
         return out + self._schedule(now)
 
     def job_dead(self, job_id: bytes, now: float) -> list:
-        """Groups fate-share with the job that made them unless detached."""
+        """A group that is not detached fate-shares with its creator, as in Ray: the job that
+        made it, and also the actor that made it if one did (an actor may be detached)."""
         out = []
         for group in list(self.groups.values()):
             if group.job_id == job_id and not group.detached and group.state != REMOVED:
-                out += self.remove(group.pg_id, now)
+                group.job_dead = True
+                if group.creator_actor not in self.creators:
+                    out += self.remove(group.pg_id, now)
+        return out
+
+    def actor_dead(self, actor_id: bytes, now: float) -> list:
+        out = []
+        for pg_id in sorted(self.creators.pop(actor_id, ())):
+            group = self.groups.get(pg_id)
+            if group is not None and group.job_dead:
+                out += self.remove(pg_id, now)
         return out
 
     def prepared(self, pg_id: bytes, attempt: int, node_id: bytes, ok: bool,

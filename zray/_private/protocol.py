@@ -690,6 +690,7 @@ class CreatePlacementGroup(NamedTuple):
     detached: bool
     job_id: bytes
     soft_target: bytes
+    creator_actor: bytes  # the actor creating it (it fate-shares with it), or b""
 
 
 @message(101)

@@ -108,7 +108,8 @@ def placement_group(bundles: list, strategy: str | None = None, name: str = "",
     reply, _ = core.requests.call(core.head_address, P.CreatePlacementGroup(
         pg_id, name, core.current_namespace(), strategy or "PACK",
         [{k: v for k, v in b.items() if v} for b in floats], lifetime == "detached",
-        core.current_job_id(), soft_target), config.rpc_timeout_s)
+        core.current_job_id(), soft_target,
+        core.actor_host.actor_id if core.actor_host is not None else b""), config.rpc_timeout_s)
     if isinstance(reply, P.Error):
         raise ValueError(reply.message)
     return PlacementGroup(PlacementGroupID(pg_id), bundle_cache=floats)
