@@ -106,6 +106,22 @@ def test_strategies_place_bundles_as_named(cluster, name, bundles, distinct):
     assert api.placement_group_table(pg)["state"] == "REMOVED"
 
 
+def test_status_shows_what_groups_reserve_as_ray_status_does(cluster):
+    ray, api = cluster.ray, pg_api()
+    pg = api.placement_group([{"CPU": 1}, {"CPU": 1}], strategy="PACK")
+    assert pg.wait(30)
+
+    @ray.remote
+    def busy():
+        return 1
+
+    ray.get(busy.options(scheduling_strategy=strategy(pg, 0)).remote(), timeout=30)
+    out = zray_cli("status", env=cluster.env).stdout
+    assert re.search(r"2/6 CPU \(\d used of 2 reserved in placement groups\)", out), out
+    assert "_group_" not in out
+    api.remove_placement_group(pg)
+
+
 def test_strict_spread_cannot_fit_more_bundles_than_nodes(cluster):
     ray, api = cluster.ray, pg_api()
     pg = api.placement_group([{"CPU": 0.1}] * 4, strategy="STRICT_SPREAD")

@@ -284,16 +284,28 @@ def cmd_status(args) -> int:
         state = "ALIVE" if node["alive"] else f"DEAD ({node['death_reason']})"
         print(f"  {node['node_id'].hex()[:12]}  {node['ip']:<15} {state}"
               f"{'  head' if node['is_head'] else ''}")
-    totals, used = {}, {}
+    from zray._private.bundles import group_and_index, is_group_resource, original
+
+    totals, used, reserved, reserved_used = {}, {}, {}, {}
     for node in alive:
         for name, amount in node["resources"].items():
+            free = node["available"].get(name, 0)
+            if is_group_resource(name):
+                # As `ray status` shows them: what placement groups reserve, and use of it.
+                if group_and_index(name)[1] < 0:
+                    for base in original({name: amount}):  # none for the bundle marker
+                        reserved[base] = reserved.get(base, 0) + amount
+                        reserved_used[base] = reserved_used.get(base, 0) + amount - free
+                continue
             totals[name] = totals.get(name, 0) + amount
-            used[name] = used.get(name, 0) + amount - node["available"].get(name, 0)
+            used[name] = used.get(name, 0) + amount - free
     print("Resources (used/total):")
     for name in sorted(totals):
         if name.startswith("node:") or name in ("memory", "object_store_memory"):
             continue
-        print(f"  {used[name]:g}/{totals[name]:g} {name}")
+        note = (f" ({reserved_used[name]:g} used of {reserved[name]:g} reserved in placement "
+                "groups)") if name in reserved else ""
+        print(f"  {used[name]:g}/{totals[name]:g} {name}{note}")
     store_used = sum(n["store_used"] for n in alive)
     store_total = sum(n["object_store_memory"] for n in alive)
     print(f"Object store: {store_used / 2**20:.1f} MiB used of {store_total / 2**30:.2f} GiB")
