@@ -20,6 +20,9 @@ from zray._private.transport import REPLY, Endpoint, Requests
 logger = logging.getLogger(__name__)
 
 LOAD_BROADCAST_S = 0.5
+# Sooner after placement groups change a node's resources, so nodes spill tasks to a new
+# bundle at once; but one broadcast for a burst of groups, not one per group.
+LOAD_CHANGE_S = 0.02
 
 
 @dataclass
@@ -67,6 +70,7 @@ class HeadService(PlacementGroupHandlers):
         self._warned_pending: set = set()  # actors whose wait for a node was logged
         self._lease_request_ids = itertools.count(1)
         self._last_load_broadcast = 0.0
+        self._load_changed = False  # a placement group changed some node's resources
         self._init_placement_groups()
 
     # ------------------------------------------------------------------ dispatch
@@ -368,12 +372,14 @@ class HeadService(PlacementGroupHandlers):
             if node.alive and now - node.last_seen > self.node_death_timeout_s:
                 self.mark_dead(node.node_id, "missed heartbeats")
         self._placement_tick(now)
-        if now - self._last_load_broadcast >= LOAD_BROADCAST_S:
+        since = now - self._last_load_broadcast
+        if since >= LOAD_BROADCAST_S or (self._load_changed and since >= LOAD_CHANGE_S):
             self.broadcast_load(now)
 
     def broadcast_load(self, now: float):
         """Relays every node's load to every node: the view spillback decisions use."""
         self._last_load_broadcast = now
+        self._load_changed = False
         records = [n.to_wire() for n in self.nodes.values()]
         for node in self.nodes.values():
             if node.alive:

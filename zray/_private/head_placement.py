@@ -129,7 +129,7 @@ class PlacementGroupHandlers:
                 self._warn_infeasible_group(ins)
         if changed:
             self._sync_node_records()
-            self.broadcast_load(time.monotonic())
+            self._load_changed = True
             self._retry_actor_placements()  # actors waiting for a bundle
 
     def _send_prepare(self, ins: G.Prepare):
