@@ -5,6 +5,7 @@ a separate Ray virtualenv) is the reference.
 """
 
 import inspect
+import io
 import json
 import os
 import pickle
@@ -516,6 +517,85 @@ def test_to_bytes_from_bytes():
     assert isinstance(back, ValueError) and str(back) == str(dual)
     junk = RayError.from_bytes(b"not a pickle")
     assert isinstance(junk, zex.UnserializableException)
+
+
+# --- pickled names ------------------------------------------------------------
+# zray.exceptions is a package whose files are free to change; pickles users may have stored
+# name each class (and the RayTaskError rebuilder) as zray.exceptions.X and must keep loading.
+
+class _NameRecorder(pickle.Unpickler):
+    """Unpickles while noting every global the pickle names, whatever the protocol."""
+
+    def __init__(self, data):
+        super().__init__(io.BytesIO(data))
+        self.names = []
+
+    def find_class(self, module, name):
+        self.names.append((module, name))
+        return super().find_class(module, name)
+
+
+def _names_in(data):
+    recorder = _NameRecorder(data)
+    recorder.load()
+    return recorder.names
+
+
+def _exception_classes():
+    return {name: obj for name, obj in vars(zex).items()
+            if inspect.isclass(obj) and issubclass(obj, BaseException)}
+
+
+def test_the_exception_classes_are_ray_s():
+    assert sorted(_exception_classes()) == RAY_EXC_NAMES
+    assert {c["module"] for c in RAY_EXC.values()} == {"ray.exceptions"}
+
+
+@pytest.mark.parametrize("name", sorted(_exception_classes()))
+def test_every_exception_class_pickles_by_its_public_name(name):
+    cls = getattr(zex, name)
+    assert (cls.__module__, cls.__qualname__) == ("zray.exceptions", name)
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert _names_in(pickle.dumps(cls, protocol)) == [("zray.exceptions", name)]
+    assert _names_in(cloudpickle.dumps(cls)) == [("zray.exceptions", name)]
+
+
+@pytest.mark.parametrize("dumps", DUMPERS)
+def test_every_exception_instance_names_only_public_globals(dumps):
+    task_error = _task_error(KeyError("k"))
+    for error in _samples() + [task_error, task_error.as_instanceof_cause()]:
+        ours = [n for n in _names_in(dumps(error)) if n[0].split(".")[0] == "zray"]
+        assert ours and {module for module, _ in ours} == {"zray.exceptions"}, ours
+        if not isinstance(error, RayTaskError):
+            assert ("zray.exceptions", type(error).__name__) in ours
+    assert type(task_error.as_instanceof_cause()).__module__ == "zray.exceptions"
+
+
+# Written by zray.exceptions when it was one module (protocol 2): a dual RayTaskError(KeyError)
+# and an OwnerDiedError, as a user's stored results would hold them.
+OLD_DUAL_PICKLE = (
+    b"\x80\x02czray.exceptions\n_rebuild_task_error\nq\x00((X\n\x00\x00\x00__main__.fq\x01X3\x00"
+    b"\x00\x00Traceback (most recent call last):\nValueError: boomq\x02NX\x07\x00\x00\x00zray::fq"
+    b"\x03K\x07X\x08\x00\x00\x0010.0.0.1q\x04NNtq\x05X\x03\x00\x00\x00objq\x06cexceptions\nKeyError"
+    b"\nq\x07X\x01\x00\x00\x00kq\x08\x85q\tRq\n\x86q\x0b\x88Ntq\x0cRq\r."
+)
+OLD_OWNER_DIED_PICKLE = (
+    b"\x80\x02czray.exceptions\nOwnerDiedError\nq\x00X\x04\x00\x00\x0000ffq\x01c_codecs\nencode\nq"
+    b"\x02X\r\x00\x00\x0010.0.0.1:1234q\x03X\x06\x00\x00\x00latin1q\x04\x86q\x05Rq\x06X\x00\x00\x00"
+    b"\x00q\x07\x87q\x08Rq\t}q\n(X\x0e\x00\x00\x00object_ref_hexq\x0bh\x01X\r\x00\x00\x00owner_addr"
+    b"essq\x0ch\x06X\t\x00\x00\x00call_siteq\rh\x07ub."
+)
+
+
+def test_pickles_from_the_single_module_still_load():
+    dual = pickle.loads(OLD_DUAL_PICKLE)
+    assert isinstance(dual, RayTaskError) and isinstance(dual, KeyError)
+    assert dual.cause.args == ("k",) and (dual.pid, dual.ip) == (7, "10.0.0.1")
+    assert str(dual) == "zray::f() (pid=7, ip=10.0.0.1)\nValueError: boom"
+    owner_died = pickle.loads(OLD_OWNER_DIED_PICKLE)
+    assert type(owner_died) is zex.OwnerDiedError
+    assert owner_died.owner_address == b"10.0.0.1:1234"
+    assert pickle.dumps(owner_died, 2) == OLD_OWNER_DIED_PICKLE
 
 
 # --- individual messages ----------------------------------------------------

@@ -8,6 +8,7 @@ an actor lives. Subscribers receive every state change exactly once, in order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Union
 
 PENDING, ALIVE, RESTARTING, DEAD = "PENDING", "ALIVE", "RESTARTING", "DEAD"
 
@@ -15,7 +16,7 @@ PENDING, ALIVE, RESTARTING, DEAD = "PENDING", "ALIVE", "RESTARTING", "DEAD"
 @dataclass(frozen=True)
 class RequestWorker:
     actor_id: bytes
-    resources: dict
+    resources: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ class Publish:
 @dataclass
 class Actor:
     actor_id: bytes
-    spec: dict  # name, namespace, class_name, lifetime, max_restarts, resources, owner_id ...
+    # name, namespace, class_name, lifetime, max_restarts, resources, owner_id ...
+    spec: dict[str, Any]
     state: str = PENDING
     address: str = ""
     worker_id: bytes = b""
@@ -60,7 +62,10 @@ class Actor:
     death_cause: str = ""
     error: bytes = b""
     no_restart: bool = False
-    subscribers: list = field(default_factory=list)
+    subscribers: list[object] = field(default_factory=list)
+
+
+Instruction = Union[RequestWorker, StartActor, StopWorker, ReturnWorker, Publish]
 
 
 class NameTaken(Exception):
@@ -68,14 +73,15 @@ class NameTaken(Exception):
 
 
 class ActorManager:
-    def __init__(self):
+    def __init__(self) -> None:
         self.actors: dict[bytes, Actor] = {}
-        self.names: dict[tuple, bytes] = {}  # (namespace, name) -> actor_id of a live actor
+        # (namespace, name) -> actor_id of a live actor
+        self.names: dict[tuple[str, str], bytes] = {}
         self.by_lease: dict[int, bytes] = {}
 
     # ------------------------------------------------------------------ events
 
-    def create(self, actor_id: bytes, spec: dict) -> list:
+    def create(self, actor_id: bytes, spec: dict[str, Any]) -> list[Instruction]:
         if actor_id in self.actors:
             return []
         key = (spec.get("namespace", ""), spec.get("name") or "")
@@ -86,7 +92,8 @@ class ActorManager:
             self.names[key] = actor_id
         return [RequestWorker(actor_id, spec.get("resources", {}))]
 
-    def lease_granted(self, actor_id: bytes, lease_id: int, worker_id: bytes, address: str) -> list:
+    def lease_granted(self, actor_id: bytes, lease_id: int, worker_id: bytes,
+                      address: str) -> list[Instruction]:
         actor = self.actors.get(actor_id)
         if actor is None or actor.state == DEAD:
             return [ReturnWorker(lease_id)]
@@ -94,7 +101,7 @@ class ActorManager:
         self.by_lease[lease_id] = actor_id
         return [StartActor(actor_id, worker_id, actor.num_restarts)]
 
-    def started(self, actor_id: bytes, ok: bool, error: bytes = b"") -> list:
+    def started(self, actor_id: bytes, ok: bool, error: bytes = b"") -> list[Instruction]:
         actor = self.actors.get(actor_id)
         if actor is None or actor.state == DEAD:
             return []
@@ -104,7 +111,7 @@ class ActorManager:
         actor.state = ALIVE
         return self._publish(actor)
 
-    def worker_died(self, lease_id: int, exit_code: int, why: str = "") -> list:
+    def worker_died(self, lease_id: int, exit_code: int, why: str = "") -> list[Instruction]:
         actor_id = self.by_lease.pop(lease_id, None)
         actor = self.actors.get(actor_id) if actor_id else None
         if actor is None or actor.state == DEAD:
@@ -114,14 +121,15 @@ class ActorManager:
         if not actor.no_restart and (limit == -1 or actor.num_restarts < limit):
             actor.num_restarts += 1
             actor.state = RESTARTING
-            return self._publish(actor) + [RequestWorker(actor_id, actor.spec.get("resources", {}))]
+            return self._publish(actor) + [RequestWorker(actor.actor_id,
+                                                        actor.spec.get("resources", {}))]
         cause = actor.death_cause or (
             (f"The actor died because {why}" if why else
              f"The actor's worker process died unexpectedly (exit code {exit_code})")
             + (f" after {actor.num_restarts} restart(s)." if actor.num_restarts else "."))
         return self._die(actor, cause, b"", stop_worker=False)
 
-    def kill(self, actor_id: bytes, no_restart: bool, cause: str) -> list:
+    def kill(self, actor_id: bytes, no_restart: bool, cause: str) -> list[Instruction]:
         actor = self.actors.get(actor_id)
         if actor is None or actor.state == DEAD:
             return []
@@ -134,7 +142,7 @@ class ActorManager:
             return self._die(actor, cause, b"", stop_worker=False)
         return []
 
-    def exited(self, actor_id: bytes, cause: str) -> list:
+    def exited(self, actor_id: bytes, cause: str) -> list[Instruction]:
         """The actor ended itself (exit_actor): never restarted."""
         actor = self.actors.get(actor_id)
         if actor is None or actor.state == DEAD:
@@ -142,8 +150,8 @@ class ActorManager:
         actor.no_restart = True
         return self._die(actor, cause, b"", stop_worker=True)
 
-    def owner_died(self, owner_id: bytes) -> list:
-        out = []
+    def owner_died(self, owner_id: bytes) -> list[Instruction]:
+        out: list[Instruction] = []
         for actor in list(self.actors.values()):
             if (actor.spec.get("owner_id") == owner_id and actor.state != DEAD
                     and actor.spec.get("lifetime") != "detached"):
@@ -151,7 +159,7 @@ class ActorManager:
                                  "The actor's owner (the process that created it) has exited.")
         return out
 
-    def subscribe(self, actor_id: bytes, subscriber) -> list:
+    def subscribe(self, actor_id: bytes, subscriber: object) -> list[Instruction]:
         actor = self.actors.get(actor_id)
         if actor is None:
             return [Publish(subscriber, actor_id, DEAD, "", 0,
@@ -160,42 +168,42 @@ class ActorManager:
             actor.subscribers.append(subscriber)
         return [self._state(actor, subscriber)]
 
-    def unsubscribe_all(self, subscriber) -> list:
+    def unsubscribe_all(self, subscriber: object) -> list[Instruction]:
         for actor in self.actors.values():
             if subscriber in actor.subscribers:
                 actor.subscribers.remove(subscriber)
         return []
 
-    def lookup(self, namespace: str, name: str):
+    def lookup(self, namespace: str, name: str) -> Actor | None:
         actor_id = self.names.get((namespace, name))
         return self.actors.get(actor_id) if actor_id else None
 
     # ------------------------------------------------------------------ internals
 
-    def _die(self, actor: Actor, cause: str, error: bytes, stop_worker: bool) -> list:
+    def _die(self, actor: Actor, cause: str, error: bytes, stop_worker: bool) -> list[Instruction]:
         actor.state = DEAD
         actor.death_cause = cause
         actor.error = error
         key = (actor.spec.get("namespace", ""), actor.spec.get("name") or "")
         if key[1] and self.names.get(key) == actor.actor_id:
             del self.names[key]
-        out = []
+        out: list[Instruction] = []
         if stop_worker and actor.worker_id:
             out.append(StopWorker(actor.actor_id, actor.worker_id))
         self.by_lease.pop(actor.lease_id, None)
         out += self._publish(actor)
         return out
 
-    def _publish(self, actor: Actor) -> list:
+    def _publish(self, actor: Actor) -> list[Instruction]:
         return [self._state(actor, s) for s in actor.subscribers]
 
     @staticmethod
-    def _state(actor: Actor, subscriber) -> Publish:
+    def _state(actor: Actor, subscriber: object) -> Publish:
         return Publish(subscriber, actor.actor_id, actor.state, actor.address, actor.num_restarts,
                        actor.death_cause, actor.error)
 
-    def stats(self) -> dict:
-        counts: dict = {}
+    def stats(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
         for actor in self.actors.values():
             counts[actor.state] = counts.get(actor.state, 0) + 1
         return counts

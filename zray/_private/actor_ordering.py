@@ -10,7 +10,7 @@ before any later call.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import NamedTuple
+from typing import Any, NamedTuple, Union
 
 from zray._private.actor_manager import ALIVE, DEAD, PENDING, RESTARTING
 
@@ -28,15 +28,18 @@ class Fail(NamedTuple):
     # CANCELLED (cancelled before it was sent, or in flight when its worker died)
 
 
+Instruction = Union[Send, Fail]
+
+
 class CallOrder:
     """One actor as one caller sees it. Calls are any objects with `task_id`, `ready`,
     `args_failed` and `retries_left` (-1: unlimited) attributes."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.state = PENDING
         self.address = ""
-        self.queue: deque = deque()
-        self.inflight: OrderedDict = OrderedDict()
+        self.queue: deque[Any] = deque()
+        self.inflight: OrderedDict[bytes, Any] = OrderedDict()
         # After a kill that restarts the actor, an ALIVE published before the head saw the
         # kill names the instance being killed: calls wait for the restart number this is.
         self.restarts_awaited = 0
@@ -45,19 +48,20 @@ class CallOrder:
     def idle(self) -> bool:
         return not self.queue and not self.inflight
 
-    def submit(self, call) -> list:
+    def submit(self, call: Any) -> list[Instruction]:
         call.ready = False
         self.queue.append(call)
         if self.state == DEAD:
             return self._fail_all()
         return []
 
-    def resolved(self, call, args_failed: bool) -> list:
+    def resolved(self, call: Any, args_failed: bool) -> list[Instruction]:
         """The call's arguments are ready (or one of them is an error)."""
         call.ready, call.args_failed = True, args_failed
         return self._pump()
 
-    def state_changed(self, state: str, address: str, num_restarts: int = 0) -> list:
+    def state_changed(self, state: str, address: str,
+                      num_restarts: int = 0) -> list[Instruction]:
         if self.state == DEAD:
             return []
         if state == ALIVE and num_restarts < self.restarts_awaited:
@@ -66,14 +70,14 @@ class CallOrder:
         self.state, self.address = state, address
         if state == DEAD:
             return self._fail_all()
-        out = []
+        out: list[Instruction] = []
         if moved or state == RESTARTING:
             out = self._requeue_inflight()
         if state == ALIVE:
             out += self._pump()
         return out
 
-    def killed(self, num_restarts: int) -> list:
+    def killed(self, num_restarts: int) -> list[Instruction]:
         """The caller killed the actor and the head stops its worker (instance number
         `num_restarts`), which restarts it if restarts remain. Calls already sent are retried
         or fail as if the worker had died; later calls wait for the next instance, never the
@@ -83,7 +87,7 @@ class CallOrder:
         self.restarts_awaited = max(self.restarts_awaited, num_restarts + 1)
         return self.state_changed(RESTARTING, "")
 
-    def done(self, task_id: bytes):
+    def done(self, task_id: bytes) -> Any:
         """An answer arrived: the call is over wherever it is. An answer from a worker that
         died may arrive after the call was queued again for the restarted actor."""
         call = self.inflight.pop(task_id, None)
@@ -94,7 +98,7 @@ class CallOrder:
                     return queued
         return call
 
-    def cancel(self, task_id: bytes):
+    def cancel(self, task_id: bytes) -> list[Instruction] | None:
         """Drops a call not sent yet: returns its failure and the calls it held back, or None
         when the call is in flight (its worker decides) or unknown."""
         for queued in self.queue:
@@ -103,8 +107,8 @@ class CallOrder:
                 return [Fail(queued, CANCELLED)] + self._pump()
         return None
 
-    def _pump(self) -> list:
-        out = []
+    def _pump(self) -> list[Instruction]:
+        out: list[Instruction] = []
         queue = self.queue
         while queue and queue[0].ready:
             call = queue[0]
@@ -119,8 +123,9 @@ class CallOrder:
             out.append(Send(call, self.address))
         return out
 
-    def _requeue_inflight(self) -> list:
-        out, retry = [], []
+    def _requeue_inflight(self) -> list[Instruction]:
+        out: list[Instruction] = []
+        retry: list[Any] = []
         for call in self.inflight.values():
             if getattr(call, "cancelled", False):  # cancelled calls are never retried
                 out.append(Fail(call, CANCELLED))
@@ -133,7 +138,7 @@ class CallOrder:
         self.queue.extendleft(reversed(retry))
         return out
 
-    def _fail_all(self) -> list:
+    def _fail_all(self) -> list[Instruction]:
         calls = list(self.inflight.values()) + list(self.queue)
         self.inflight.clear()
         self.queue.clear()

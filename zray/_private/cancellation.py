@@ -8,25 +8,27 @@ late call never runs and a stale mark never grows memory without limit.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Callable
 
 MAX_REMEMBERED = 10_000
 PRUNE_CHILDREN_AT = 1_024  # a long-running parent's list of children is swept of done ones
 
 
 class Cancellations:
-    def __init__(self):
+    def __init__(self) -> None:
         self._cancelled: OrderedDict[bytes, None] = OrderedDict()
-        self._children: dict[bytes, list] = {}
+        self._children: dict[bytes, list[bytes]] = {}
 
-    def cancel(self, task_id: bytes):
+    def cancel(self, task_id: bytes) -> None:
         self._cancelled[task_id] = None
         if len(self._cancelled) > MAX_REMEMBERED:
             self._cancelled.popitem(last=False)
 
-    def is_cancelled(self, task_id) -> bool:
+    def is_cancelled(self, task_id: bytes) -> bool:
         return bool(self._cancelled) and task_id in self._cancelled
 
-    def note_child(self, parent: bytes, child: bytes, still_pending=None):
+    def note_child(self, parent: bytes, child: bytes,
+                   still_pending: Callable[[bytes], bool] | None = None) -> None:
         """`parent` submitted `child`. `still_pending(task_id)` tells which children are not
         done yet; it is used to keep the list short for parents that run for long."""
         children = self._children.get(parent)
@@ -38,10 +40,10 @@ class Cancellations:
                 and len(children) & (len(children) - 1) == 0:  # at powers of two: amortized
             children[:] = [c for c in children if still_pending(c)]
 
-    def children_of(self, parent: bytes) -> list:
+    def children_of(self, parent: bytes) -> list[bytes]:
         return list(self._children.get(parent, ()))
 
-    def finished(self, task_id: bytes):
+    def finished(self, task_id: bytes) -> None:
         """The task's execution here ended: its children are no longer its to cancel."""
         self._children.pop(task_id, None)
         self._cancelled.pop(task_id, None)

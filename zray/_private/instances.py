@@ -16,7 +16,7 @@ class GpuInstances:
     def __init__(self, total_units: int):
         self.free = [UNIT] * (total_units // UNIT)  # per GPU index, in resource units
 
-    def assign(self, units: int) -> list | None:
+    def assign(self, units: int) -> list[int] | None:
         """GPU ids for a request of `units`, taken from the free amounts; None if it does not
         fit. A whole amount takes that many entirely free GPUs (lowest ids first); a fraction
         takes the fullest GPU it fits on, so whole GPUs stay free for whole requests."""
@@ -36,7 +36,7 @@ class GpuInstances:
         self.free[best] -= units
         return [best]
 
-    def release(self, ids: list, units: int):
+    def release(self, ids: list[int], units: int) -> None:
         """Gives back what `assign(units)` returned as `ids`."""
         share = UNIT if units >= UNIT else units
         for i in ids:

@@ -8,25 +8,27 @@ yet), or with an empty location list when the last copy's node dies.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 
 @dataclass(frozen=True)
 class Notify:
     subscriber: object  # opaque to the directory: the daemon's reply handle
     object_id: bytes
-    node_ids: tuple
+    node_ids: tuple[bytes, ...]
     size: int
 
 
 class ObjectDirectory:
-    def __init__(self):
-        self.locations: dict[bytes, set] = {}
+    def __init__(self) -> None:
+        self.locations: dict[bytes, set[bytes]] = {}
         self.sizes: dict[bytes, int] = {}
-        self.subscribers: dict[bytes, list] = {}
-        self.lost: set = set()  # had copies, all on nodes that died
+        self.subscribers: dict[bytes, list[object]] = {}
+        self.lost: set[bytes] = set()  # had copies, all on nodes that died
 
-    def add_locations(self, node_id: bytes, object_ids, sizes) -> list:
-        out = []
+    def add_locations(self, node_id: bytes, object_ids: Iterable[bytes],
+                      sizes: Iterable[int]) -> list[Notify]:
+        out: list[Notify] = []
         for object_id, size in zip(object_ids, sizes):
             self.lost.discard(object_id)
             self.locations.setdefault(object_id, set()).add(node_id)
@@ -37,7 +39,7 @@ class ObjectDirectory:
                 out.extend(Notify(s, object_id, nodes, size) for s in waiting)
         return out
 
-    def remove_locations(self, node_id: bytes, object_ids) -> list:
+    def remove_locations(self, node_id: bytes, object_ids: Iterable[bytes]) -> list[Notify]:
         for object_id in object_ids:
             self.lost.discard(object_id)
             nodes = self.locations.get(object_id)
@@ -49,7 +51,7 @@ class ObjectDirectory:
                 self.sizes.pop(object_id, None)
         return []
 
-    def subscribe(self, subscriber, object_id: bytes) -> list:
+    def subscribe(self, subscriber: object, object_id: bytes) -> list[Notify]:
         nodes = self.locations.get(object_id)
         if nodes:
             return [Notify(subscriber, object_id, tuple(sorted(nodes)), self.sizes[object_id])]
@@ -58,7 +60,7 @@ class ObjectDirectory:
         self.subscribers.setdefault(object_id, []).append(subscriber)
         return []
 
-    def unsubscribe(self, subscriber) -> list:
+    def unsubscribe(self, subscriber: object) -> list[Notify]:
         for object_id in list(self.subscribers):
             remaining = [s for s in self.subscribers[object_id] if s != subscriber]
             if remaining:
@@ -67,7 +69,7 @@ class ObjectDirectory:
                 del self.subscribers[object_id]
         return []
 
-    def node_dead(self, node_id: bytes) -> list:
+    def node_dead(self, node_id: bytes) -> list[Notify]:
         """Forgets the node's copies; objects left with none are lost, and later
         subscriptions to them are answered at once with no location."""
         lost = [oid for oid, nodes in self.locations.items() if nodes == {node_id}]
@@ -75,9 +77,9 @@ class ObjectDirectory:
         self.lost.update(lost)
         return [Notify(None, oid, (), 0) for oid in lost]
 
-    def lookup(self, object_id: bytes) -> tuple:
+    def lookup(self, object_id: bytes) -> tuple[bytes, ...]:
         return tuple(sorted(self.locations.get(object_id, ())))
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
         return {"objects": len(self.locations),
                 "subscriptions": sum(len(v) for v in self.subscribers.values())}

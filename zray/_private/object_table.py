@@ -25,6 +25,7 @@ Spill files hold several objects each (fused small objects); a file is dead, and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Container, Iterable, Optional, Protocol
 
 
 class StoreFull(Exception):
@@ -38,6 +39,27 @@ class ObjectExists(Exception):
 IO_NONE, IO_SPILLING, IO_RESTORING = 0, 1, 2
 FILE_ALIGN = 4096  # objects start page-aligned in spill files: restores read whole pages
 
+# Where a pinned object lies in the arena, (offset, size); None for one that cannot be had.
+Location = Optional[tuple[int, int]]
+
+
+class Allocator(Protocol):
+    """What the table needs of the arena's allocator (zray._fast's, which it must not import:
+    a state machine does no I/O and loads no compiled code)."""
+
+    @property
+    def used(self) -> int: ...
+
+    @property
+    def capacity(self) -> int: ...
+
+    @property
+    def largest_free(self) -> int: ...
+
+    def allocate(self, size: int) -> int: ...
+
+    def free(self, offset: int) -> int: ...
+
 
 @dataclass
 class StoredObject:
@@ -46,7 +68,7 @@ class StoredObject:
     creator: bytes
     owner_address: str
     sealed: bool = False
-    pins: dict = field(default_factory=dict)  # client -> count
+    pins: dict[bytes, int] = field(default_factory=dict)  # client -> count
     free_requested: bool = False
     last_used: int = 0
     primary: bool = True  # False: a copy pulled from another node, deleted rather than spilled
@@ -64,25 +86,29 @@ class StoredObject:
 class SpillBatch:
     """Objects written together into one file, each at its page-aligned file offset."""
     file_id: int
-    entries: list  # [(object_id, arena offset, size, file offset)]
+    entries: list[tuple[bytes, int, int, int]]  # (object_id, arena offset, size, file offset)
 
 
 @dataclass
 class Waiter:
     client: bytes
     handle: object  # opaque: how the daemon answers (e.g. the request seq)
-    object_ids: list
+    object_ids: list[bytes]
     deadline: float
 
 
+# A parked get answered: the waiter and where each of its objects is.
+Answer = tuple[Waiter, list[Location]]
+
+
 class LocalObjectStore:
-    def __init__(self, allocator):
+    def __init__(self, allocator: Allocator) -> None:
         self.allocator = allocator
         self.objects: dict[bytes, StoredObject] = {}
         self.waiters: list[Waiter] = []
         self._clock = 0  # orders uses, for least-recently-used spilling
         self.files: dict[int, int] = {}  # spill file -> objects in the table referring to it
-        self.dead_files: list = []       # spill files no object needs: the daemon deletes them
+        self.dead_files: list[int] = []  # spill files no object needs: the daemon deletes them
         self.batches: dict[int, SpillBatch] = {}  # being written
         self.spilling_bytes = 0  # arena bytes that finished spills will free
         self._next_file = 1
@@ -103,7 +129,7 @@ class LocalObjectStore:
                                                primary=primary)
         return offset
 
-    def seal(self, object_id: bytes) -> list:
+    def seal(self, object_id: bytes) -> list[Answer]:
         """Returns the waiters now satisfied, as (waiter, locations) pairs."""
         obj = self.objects.get(object_id)
         if obj is None or obj.sealed:
@@ -113,7 +139,8 @@ class LocalObjectStore:
 
     # ------------------------------------------------------------------ reads
 
-    def get(self, client: bytes, handle, object_ids: list, deadline: float):
+    def get(self, client: bytes, handle: object, object_ids: list[bytes],
+            deadline: float) -> list[Location] | None:
         """Pins and returns locations if all are sealed; otherwise parks a waiter and returns
         None (answered later by seal or expire)."""
         if all(self._ready(oid) for oid in object_ids):
@@ -121,17 +148,17 @@ class LocalObjectStore:
         self.waiters.append(Waiter(client, handle, list(object_ids), deadline))
         return None
 
-    def expire(self, now: float) -> list:
+    def expire(self, now: float) -> list[Answer]:
         return self._satisfied(lambda w: w.deadline <= now, partial=True)
 
-    def give_up(self, object_id: bytes) -> list:
+    def give_up(self, object_id: bytes) -> list[Answer]:
         """Answers the waiters of an object that cannot be had (None in its place)."""
         return self._satisfied(lambda w: object_id in w.object_ids, partial=True)
 
-    def next_deadline(self):
+    def next_deadline(self) -> float | None:
         return min((w.deadline for w in self.waiters), default=None)
 
-    def release(self, client: bytes, object_ids) -> list:
+    def release(self, client: bytes, object_ids: Iterable[bytes]) -> list[tuple[int, int]]:
         """Unpins; returns the (offset, size) of objects actually freed as a result."""
         freed = []
         for object_id in object_ids:
@@ -147,7 +174,7 @@ class LocalObjectStore:
                 freed.append(self._drop(object_id))
         return freed
 
-    def free(self, object_ids) -> list:
+    def free(self, object_ids: Iterable[bytes]) -> list[tuple[int, int]]:
         freed = []
         for object_id in object_ids:
             obj = self.objects.get(object_id)
@@ -159,7 +186,7 @@ class LocalObjectStore:
                 freed.append(self._drop(object_id))
         return freed
 
-    def client_exited(self, client: bytes) -> list:
+    def client_exited(self, client: bytes) -> list[tuple[int, int]]:
         freed = []
         for object_id, obj in list(self.objects.items()):
             if obj.pins.pop(client, None) and obj.free_requested and not obj.pins \
@@ -172,12 +199,14 @@ class LocalObjectStore:
 
     # ------------------------------------------------------------------ spilling
 
-    def eviction_candidates(self, exclude=()) -> tuple:
+    def eviction_candidates(self, exclude: Container[bytes] = ()) -> tuple[list[bytes], ...]:
         """What may leave memory, each list least recently used first: (secondary copies to
         delete, objects whose file copy is valid and can just leave memory, primary copies that
         must be written out). Only sealed objects nobody has mapped and no I/O is touching, and
         none a parked get waits for: it would be evicted while the rest of that get arrives."""
-        secondary, on_disk, primary = [], [], []
+        secondary: list[tuple[int, bytes]] = []
+        on_disk: list[tuple[int, bytes]] = []
+        primary: list[tuple[int, bytes]] = []
         waited = {oid for w in self.waiters for oid in w.object_ids}
         for oid, o in self.objects.items():
             if not o.sealed or o.pins or o.offset < 0 or o.io != IO_NONE or o.free_requested \
@@ -200,11 +229,12 @@ class LocalObjectStore:
         obj.offset = -1
         return False
 
-    def begin_spill(self, object_ids) -> SpillBatch:
+    def begin_spill(self, object_ids: Iterable[bytes]) -> SpillBatch:
         """Starts writing primary copies into one new file. They stay readable meanwhile, and
         their arena space stays allocated until spill_done."""
         file_id, self._next_file = self._next_file, self._next_file + 1
-        entries, position = [], 0
+        entries: list[tuple[bytes, int, int, int]] = []
+        position = 0
         for object_id in object_ids:
             obj = self.objects[object_id]
             assert obj.primary and obj.sealed and not obj.pins and obj.offset >= 0
@@ -216,7 +246,7 @@ class LocalObjectStore:
         batch = self.batches[file_id] = SpillBatch(file_id, entries)
         return batch
 
-    def spill_done(self, file_id: int, ok: bool) -> list:
+    def spill_done(self, file_id: int, ok: bool) -> list[tuple[int, int]]:
         """The spill thread finished writing a file (ok) or gave up (not ok: the objects just
         stay in memory). Objects nobody pinned meanwhile leave memory; a pinned one keeps its
         arena copy and the file copy, so it can leave later without I/O. Returns the
@@ -252,7 +282,7 @@ class LocalObjectStore:
         obj.offset, obj.io = offset, IO_RESTORING
         return offset
 
-    def restore_done(self, object_id: bytes, ok: bool) -> list:
+    def restore_done(self, object_id: bytes, ok: bool) -> list[Answer]:
         """Returns the waiters now satisfied (none when the read failed: the arena copy is
         dropped again and the caller gives up on the object)."""
         obj = self.objects[object_id]
@@ -269,19 +299,19 @@ class LocalObjectStore:
         obj.last_used = self._clock
         return self._satisfied(lambda w: object_id in w.object_ids)
 
-    def spilled_ids(self, object_ids) -> list:
+    def spilled_ids(self, object_ids: Iterable[bytes]) -> list[bytes]:
         return [oid for oid in object_ids if oid in self.objects and self.objects[oid].spilled]
 
-    def restorable(self, object_id) -> bool:
+    def restorable(self, object_id: bytes) -> bool:
         obj = self.objects.get(object_id)
         return obj is not None and obj.offset < 0 and obj.io == IO_NONE
 
-    def _ready(self, object_id) -> bool:
+    def _ready(self, object_id: bytes) -> bool:
         obj = self.objects.get(object_id)
         return obj is not None and obj.sealed and not obj.spilled
 
-    def _pin_all(self, client, object_ids) -> list:
-        out = []
+    def _pin_all(self, client: bytes, object_ids: Iterable[bytes]) -> list[Location]:
+        out: list[Location] = []
         for object_id in object_ids:
             obj = self.objects.get(object_id)
             if obj is None or not obj.sealed or obj.spilled:
@@ -293,8 +323,9 @@ class LocalObjectStore:
             out.append((obj.offset, obj.size))
         return out
 
-    def _satisfied(self, touched, partial=False) -> list:
-        out, keep = [], []
+    def _satisfied(self, touched: Callable[[Waiter], bool], partial: bool = False) -> list[Answer]:
+        out: list[Answer] = []
+        keep: list[Waiter] = []
         for waiter in self.waiters:
             if touched(waiter) and (partial or all(self._ready(o) for o in waiter.object_ids)):
                 out.append((waiter, self._pin_all(waiter.client, waiter.object_ids)))
@@ -303,7 +334,7 @@ class LocalObjectStore:
         self.waiters = keep
         return out
 
-    def _drop(self, object_id) -> tuple:
+    def _drop(self, object_id: bytes) -> tuple[int, int]:
         obj = self.objects.pop(object_id)
         assert obj.io == IO_NONE
         if obj.offset >= 0:
@@ -317,7 +348,7 @@ class LocalObjectStore:
                 self.dead_files.append(obj.spill_file)
         return obj.offset, obj.size
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
         return {
             "objects": len(self.objects),
             "used": self.allocator.used,

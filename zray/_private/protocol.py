@@ -13,7 +13,7 @@ Requests that expect an answer carry a non-zero ``seq``; the answer repeats it. 
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import msgpack
 
@@ -25,16 +25,17 @@ PROTOCOL_VERSION = 1
 # drop pushes asking for more (zray/_private/push_checks.py).
 MAX_NUM_RETURNS = 100_000
 
-_TYPES: dict[int, type] = {}
+_TYPES: dict[int, Any] = {}  # the record classes, with the CODE and _checks set on them
 _CODES: dict[type, int] = {}
+_Record = TypeVar("_Record")
 
 
 class ProtocolError(ValueError):
     """A message that does not follow docs/protocol.md; the receiver drops it."""
 
 
-def message(code: int):
-    def register(cls):
+def message(code: int) -> Callable[[_Record], _Record]:
+    def register(cls: Any) -> Any:
         if code in _TYPES:
             raise RuntimeError(f"message code {code} used twice")
         _TYPES[code] = cls
@@ -51,12 +52,12 @@ def message_types() -> dict[int, type]:
     return dict(_TYPES)
 
 
-def encode(msg: NamedTuple, seq: int = 0, flags: int = 0) -> list:
+def encode(msg: NamedTuple, seq: int = 0, flags: int = 0) -> list[bytes]:
     return [pack_header(PROTOCOL_VERSION, _CODES[type(msg)], flags, seq),
             msgpack.packb(tuple(msg), use_bin_type=True)]
 
 
-def decode(header, body) -> tuple[Any, int, int]:
+def decode(header: bytes | memoryview, body: bytes | memoryview) -> tuple[Any, int, int]:
     """Returns (record, seq, flags); raises ProtocolError on anything malformed."""
     try:
         version, code, flags, seq = unpack_header(header)
@@ -93,18 +94,19 @@ _CHECKS = {
 }
 
 
-def _annotation_text(annotation) -> str:
-    return getattr(annotation, "__forward_arg__", annotation)
+def _annotation_text(annotation: Any) -> str:
+    text: str = getattr(annotation, "__forward_arg__", annotation)
+    return text
 
 
-def _allowed_types(annotation: str):
+def _allowed_types(annotation: str) -> frozenset[type] | None:
     if annotation.endswith(" | None"):
         inner = _CHECKS[annotation[: -len(" | None")]]
         return None if inner is None else inner | {type(None)}
     return _CHECKS[annotation]
 
 
-def _checker(annotation: str):
+def _checker(annotation: str) -> Callable[[Any], bool]:
     """The predicate `decode` applies to a field of this annotation."""
     allowed = _allowed_types(annotation)
     return lambda v: allowed is None or type(v) in allowed

@@ -21,31 +21,37 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from typing import Any, Iterable, Sequence
+
+# (object id, owner address): a tuple when made here, a list when it came off the wire.
+RefPair = Sequence[Any]
 
 
 class Released:
     """What a change in counts means for the rest of the system."""
     __slots__ = ("freed", "removes", "forgotten")
 
-    def __init__(self):
-        self.freed: list = []       # owned ids no one holds: free every copy
-        self.removes: list = []     # (owner address, object id, registrations) to give back
-        self.forgotten: list = []   # borrowed ids no longer held here: drop cached values
+    def __init__(self) -> None:
+        self.freed: list[bytes] = []  # owned ids no one holds: free every copy
+        # (owner address, object id, registrations) to give back
+        self.removes: list[tuple[str, bytes, int]] = []
+        self.forgotten: list[bytes] = []  # borrowed ids no longer held here: drop cached values
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self.freed or self.removes or self.forgotten)
 
-    def extend(self, other: "Released"):
+    def extend(self, other: "Released") -> "Released":
         self.freed += other.freed
         self.removes += other.removes
         self.forgotten += other.forgotten
         return self
 
 
-def distinct(refs) -> list:
+def distinct(refs: Iterable[Any]) -> list[tuple[bytes, str]]:
     """[(object id, owner address)] of ObjectRefs, each object once: one registration per
     object per hand-over, counted the same way by sender and receiver."""
-    seen, out = set(), []
+    seen: set[bytes] = set()
+    out: list[tuple[bytes, str]] = []
     for ref in refs:
         if ref._id not in seen:
             seen.add(ref._id)
@@ -54,27 +60,28 @@ def distinct(refs) -> list:
 
 
 class ReferenceCounter:
-    def __init__(self, address: str = ""):
+    def __init__(self, address: str = "") -> None:
         self.address = address  # our own address: refs carrying it are owned here
         self._lock = threading.Lock()
-        self._released = deque()
+        self._released: deque[bytes] = deque()
         self._local: dict[bytes, int] = {}
         self._pins: dict[bytes, int] = {}
         self._owned: set[bytes] = set()
         self._escaped: set[bytes] = set()
         self._borrowers: dict[bytes, dict[str, int]] = {}  # owned id -> holder -> registrations
-        self._borrowed: dict[bytes, list] = {}  # borrowed id -> [owner address, registrations]
-        self._contains: dict[bytes, list] = {}  # outer id -> [(inner id, inner owner)]
-        self._contained_in: dict[bytes, set] = {}  # inner id -> outer ids holding it
+        self._borrowed: dict[bytes, list[Any]] = {}  # borrowed id -> [owner address, registrations]
+        # outer id -> [(inner id, inner owner)]
+        self._contains: dict[bytes, list[tuple[bytes, str]]] = {}
+        self._contained_in: dict[bytes, set[bytes]] = {}  # inner id -> outer ids holding it
         self._dead_holders: set[str] = set()  # their registrations no longer count
 
     # ------------------------------------------------------------------ local refs
 
-    def add_local(self, object_id: bytes):
+    def add_local(self, object_id: bytes) -> None:
         with self._lock:
             self._local[object_id] = self._local.get(object_id, 0) + 1
 
-    def remove_local_later(self, object_id: bytes):
+    def remove_local_later(self, object_id: bytes) -> None:
         self._released.append(object_id)
 
     def collect(self) -> Released:
@@ -96,7 +103,7 @@ class ReferenceCounter:
 
     # ------------------------------------------------------------------ ownership
 
-    def add_owned(self, object_id: bytes, contains=()):
+    def add_owned(self, object_id: bytes, contains: Sequence[RefPair] = ()) -> None:
         """`contains`: the refs inside the object's value, held for as long as it is."""
         with self._lock:
             self._owned.add(object_id)
@@ -106,7 +113,7 @@ class ReferenceCounter:
     def owns(self, object_id: bytes) -> bool:
         return object_id in self._owned
 
-    def mark_escaped(self, object_ids):
+    def mark_escaped(self, object_ids: Iterable[bytes]) -> None:
         """Refs that left through a path we do not track (e.g. an actor's constructor
         arguments, or a user pickling a ref by hand): owned ones are never freed."""
         with self._lock:
@@ -114,7 +121,7 @@ class ReferenceCounter:
 
     # ------------------------------------------------------------------ borrowing
 
-    def note_borrowed(self, ref):
+    def note_borrowed(self, ref: Any) -> None:
         """A ref to someone else's object was deserialized here."""
         if ref._id not in self._owned and ref._owner and ref._owner != self.address:
             with self._lock:
@@ -125,10 +132,10 @@ class ReferenceCounter:
         entry = self._borrowed.get(object_id)
         return entry[0] if entry else ""
 
-    def receive_for_task(self, refs) -> list:
+    def receive_for_task(self, refs: Iterable[RefPair]) -> list[bytes]:
         """A caller registered us for the refs nested in a call we are about to execute: they
         stay held until unpin(returned ids) when the call is done."""
-        pinned = []
+        pinned: list[bytes] = []
         with self._lock:
             for oid, owner in refs:
                 if self._register(oid, owner):
@@ -136,7 +143,7 @@ class ReferenceCounter:
                     pinned.append(oid)
         return pinned
 
-    def receive_contained(self, outer: bytes, refs) -> Released:
+    def receive_contained(self, outer: bytes, refs: Sequence[RefPair]) -> Released:
         """The value of `outer` (owned here, or borrowed and cached here) contains `refs`, and
         whoever sent it registered us for those we do not own. They are held as long as
         `outer` is; if it no longer is, they are given back at once."""
@@ -148,10 +155,10 @@ class ReferenceCounter:
             self._check(outer, out)
         return out
 
-    def hand_over(self, holder: str, refs) -> dict:
+    def hand_over(self, holder: str, refs: Iterable[RefPair]) -> dict[str, list[bytes]]:
         """We are handing `refs` to `holder` while still holding them: registers it for the
         objects we own, and returns {owner: [object ids]} to register with other owners."""
-        remote: dict = {}
+        remote: dict[str, list[bytes]] = {}
         for oid, owner in refs:
             if owner == holder:
                 continue
@@ -161,10 +168,12 @@ class ReferenceCounter:
                 remote.setdefault(owner, []).append(oid)
         return remote
 
-    def give_back_for(self, holder: str, refs) -> tuple:
+    def give_back_for(self, holder: str,
+                      refs: Iterable[RefPair]) -> tuple[Released, dict[str, list[bytes]]]:
         """Undoes hand_over() for a holder that died before it could: returns (Released,
         {owner: [object ids]} whose registrations to give back on its behalf)."""
-        out, remote = Released(), {}
+        out = Released()
+        remote: dict[str, list[bytes]] = {}
         for oid, owner in refs:
             if owner == holder:
                 continue
@@ -213,12 +222,12 @@ class ReferenceCounter:
 
     # ------------------------------------------------------------------ tasks
 
-    def pin(self, object_ids):
+    def pin(self, object_ids: Iterable[bytes]) -> None:
         with self._lock:
             for oid in object_ids:
                 self._pins[oid] = self._pins.get(oid, 0) + 1
 
-    def unpin(self, object_ids) -> Released:
+    def unpin(self, object_ids: Iterable[bytes]) -> Released:
         out = Released()
         with self._lock:
             for oid in object_ids:
@@ -232,10 +241,10 @@ class ReferenceCounter:
 
     # ------------------------------------------------------------------ containment
 
-    def contents(self, outer: bytes) -> list:
+    def contents(self, outer: bytes) -> list[tuple[bytes, str]]:
         return list(self._contains.get(outer, ()))
 
-    def check(self, object_ids) -> Released:
+    def check(self, object_ids: Iterable[bytes]) -> Released:
         """Re-examines objects whose holders may all be gone (e.g. results no one kept)."""
         out = Released()
         with self._lock:
@@ -248,10 +257,10 @@ class ReferenceCounter:
     def is_live(self, object_id: bytes) -> bool:
         return self._held(object_id)
 
-    def table(self) -> list:
+    def table(self) -> list[list[Any]]:
         """[object id, owner address, reasons held here, borrower registrations] for every
         object this process knows, for `zray memory`."""
-        rows = []
+        rows: list[list[Any]] = []
         with self._lock:
             known = (set(self._local) | set(self._pins) | set(self._contained_in)
                      | set(self._borrowers) | self._owned | set(self._borrowed))
@@ -267,7 +276,7 @@ class ReferenceCounter:
                 rows.append([oid, owner, reasons, borrowers])
         return rows
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
         return {"local": len(self._local), "owned": len(self._owned),
                 "escaped": len(self._escaped), "task_pinned": len(self._pins),
                 "borrowed": len(self._borrowed), "with_borrowers": len(self._borrowers),
@@ -275,7 +284,7 @@ class ReferenceCounter:
 
     # ------------------------------------------------------------------ internals (lock held)
 
-    def _contain(self, outer: bytes, refs):
+    def _contain(self, outer: bytes, refs: Iterable[RefPair]) -> None:
         inner = self._contains.setdefault(outer, [])
         for oid, owner in refs:
             if oid in self._contained_in and outer in self._contained_in[oid]:
@@ -298,7 +307,7 @@ class ReferenceCounter:
         return (oid in self._local or oid in self._pins or oid in self._contained_in
                 or oid in self._borrowers or oid in self._escaped)
 
-    def _check(self, oid: bytes, out: Released):
+    def _check(self, oid: bytes, out: Released) -> None:
         pending = [oid]
         while pending:
             oid = pending.pop()

@@ -7,7 +7,7 @@ from __future__ import annotations
 UNIT = 10000
 
 
-def to_units(resources: dict) -> dict:
+def to_units(resources: dict[str, float]) -> dict[str, int]:
     out = {}
     for name, amount in resources.items():
         if not isinstance(name, str):
@@ -28,29 +28,29 @@ def to_units(resources: dict) -> dict:
     return out
 
 
-def from_wire(amounts: dict) -> dict:
+def from_wire(amounts: dict[str, float]) -> dict[str, int]:
     """Units of amounts a node reported: already checked where they were made, and a free
     amount may be fractional above 1 (999.999 of a bundle marker while a task holds 0.001)."""
     return {name: round(amount * UNIT) for name, amount in amounts.items()}
 
 
-def to_floats(units: dict) -> dict:
+def to_floats(units: dict[str, int]) -> dict[str, float]:
     return {name: value / UNIT for name, value in units.items()}
 
 
-def fits(need: dict, available: dict) -> bool:
+def fits(need: dict[str, int], available: dict[str, int]) -> bool:
     return all(available.get(name, 0) >= amount for name, amount in need.items())
 
 
-def add(into: dict, amounts: dict):
+def add(into: dict[str, int], amounts: dict[str, int]) -> None:
     for name, amount in amounts.items():
         into[name] = into.get(name, 0) + amount
 
 
-def subtract(into: dict, amounts: dict):
+def subtract(into: dict[str, int], amounts: dict[str, int]) -> None:
     for name, amount in amounts.items():
         into[name] = into.get(name, 0) - amount
 
 
-def shape_key(units: dict) -> tuple:
+def shape_key(units: dict[str, int]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(units.items()))
