@@ -89,7 +89,7 @@ def bad_call(draw, actor_id: bytes):
 def not_a_call(draw, actor_id: bytes):
     msg = draw(st.sampled_from([
         P.StartActor(actor_id, {"class_id": b"x"}, 0, [], 0), P.TaskDone(b"t" * 24, [], 0, []),
-        P.PushTask(b"t" * 24, b"f" * 20, "f", 1, OWNER, 1, 0, [], [], {"CPU": 1.0}, [], ""),
+        P.PushTask(b"t" * 24, b"f" * 20, "f", 1, OWNER, 1, 0, [], [], {"CPU": 1.0}, [], "", -1),
         P.Hello(OWNER), P.KillWorker(b"w" * 28)]))
     return stream(P.encode(msg))
 

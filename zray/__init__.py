@@ -4,6 +4,7 @@ from zray import actor
 from zray.actor import method
 from zray.api import (available_resources, cancel, cluster_resources, get, get_actor,
                       get_gpu_ids, init, is_initialized, kill, nodes, put, remote, shutdown, wait)
+from zray._private.generators import DynamicObjectRefGenerator, ObjectRefGenerator
 from zray.object_ref import ObjectRef
 from zray.runtime_context import (ActorID, JobID, NodeID, PlacementGroupID, TaskID, WorkerID,
                                   get_runtime_context)
@@ -11,7 +12,7 @@ from zray.runtime_context import (ActorID, JobID, NodeID, PlacementGroupID, Task
 __version__ = "0.1.0"
 
 __all__ = [
-    "ActorID", "JobID", "NodeID", "ObjectRef", "PlacementGroupID", "TaskID", "WorkerID", "available_resources",
+    "ActorID", "DynamicObjectRefGenerator", "JobID", "NodeID", "ObjectRef", "ObjectRefGenerator", "PlacementGroupID", "TaskID", "WorkerID", "available_resources",
     "actor", "cancel", "cluster_resources", "exceptions", "get", "get_actor", "get_gpu_ids",
     "get_runtime_context", "init", "is_initialized", "kill", "method", "nodes", "put", "remote",
     "shutdown", "util", "wait",

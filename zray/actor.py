@@ -208,7 +208,9 @@ def _method_table(cls) -> dict:
         if not callable(member) or (name.startswith("__") and name != "__call__"):
             continue
         options = getattr(member, "__zray_method_options__", {})
-        table[name] = {"num_returns": options.get("num_returns", 1),
+        streams = inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member)
+        table[name] = {"num_returns": options.get("num_returns",
+                                                  "streaming" if streams else 1),
                        "max_task_retries": options.get("max_task_retries"),
                        "concurrency_group": options.get("concurrency_group")}
     return table
@@ -320,7 +322,9 @@ class ActorMethod:
         handle = self._handle
         core = handle._core
         num_returns = self._options.get("num_returns", self._defaults.get("num_returns", 1))
-        if not isinstance(num_returns, int) or not 0 <= num_returns <= P.MAX_NUM_RETURNS:
+        streaming = num_returns in ("streaming", "dynamic")
+        if not streaming and (not isinstance(num_returns, int)
+                              or not 0 <= num_returns <= P.MAX_NUM_RETURNS):
             raise ValueError(f"num_returns={num_returns!r} is not supported for actor methods")
         retries = self._options.get("max_task_retries", self._defaults.get("max_task_retries"))
         if retries is None:
@@ -330,10 +334,21 @@ class ActorMethod:
             raise TypeError(f"concurrency_group must be a string, got {type(group).__name__}")
         task_id = random_id(8) + handle._actor_id
         frames, top_refs, nested = pack_arguments(core, args, kwargs)
-        return_ids = [object_id_for(task_id, i) for i in range(1, num_returns + 1)]
-        call = ActorCall(task_id, self._name, num_returns, return_ids, frames, top_refs, retries,
-                         nested, group or "")
+        return_ids = [object_id_for(task_id, i)
+                      for i in range(1, (1 if streaming else num_returns) + 1)]
+        call = ActorCall(task_id, self._name, P.STREAMING if streaming else num_returns,
+                         return_ids, frames, top_refs, retries, nested, group or "")
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
+        if streaming:  # values arrive as they are yielded (zray/_private/generators.py)
+            from zray._private.generators import ObjectRefGenerator, dynamic_result
+
+            result = ObjectRefGenerator(refs[0], core.streams.open(task_id), core)
+            if num_returns == "dynamic":
+                stream = result
+                result, fulfil = core.promise()
+                dynamic_result(core, stream, fulfil)
+            core.actor_submitter.submit(handle._actor_id, call)
+            return result
         core.actor_submitter.submit(handle._actor_id, call)
         if num_returns == 1:
             return refs[0]

@@ -14,6 +14,7 @@ from zray._private import protocol as P
 from zray._private.bundles import without_groups
 from zray._private import runtime
 from zray._private.core_worker import DRIVER, CoreWorker
+from zray._private.generators import ObjectRefGenerator
 from zray.object_ref import ObjectRef
 from zray.remote_function import RemoteFunction
 
@@ -385,7 +386,7 @@ def wait(ray_waitables, *, num_returns: int = 1, timeout: float | None = None,
                         f"got {type(ray_waitables)}")
     refs = list(ray_waitables)
     for ref in refs:
-        if not isinstance(ref, ObjectRef):
+        if not isinstance(ref, (ObjectRef, ObjectRefGenerator)):
             raise TypeError("wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, "
                             f"got list containing {type(ref)}")
     if len(set(refs)) != len(refs):
@@ -396,7 +397,27 @@ def wait(ray_waitables, *, num_returns: int = 1, timeout: float | None = None,
         raise ValueError("num_returns cannot be greater than the number of objects provided "
                          "to ray.wait.")
     _check_timeout(timeout)
+    if any(isinstance(ref, ObjectRefGenerator) for ref in refs):
+        return _wait_with_generators(core, refs, num_returns, timeout, fetch_local)
     return core.wait(refs, num_returns, timeout, fetch_local)
+
+
+def _wait_with_generators(core, waitables, num_returns, timeout, fetch_local):
+    """A generator is ready when next() would not block: its next ref arrived, or it ended.
+    Checked every few milliseconds (streams end without an object to wait on)."""
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    plain = [w for w in waitables if isinstance(w, ObjectRef)]
+    while True:
+        ready_refs = set(core.wait(plain, len(plain), 0, fetch_local)[0]) if plain else set()
+        ready = [w for w in waitables if (w in ready_refs if isinstance(w, ObjectRef)
+                                          else w.next_ready() or w.is_finished())]
+        if len(ready) >= num_returns or (deadline is not None and time.monotonic() >= deadline):
+            ready = ready[:num_returns]
+            chosen = set(map(id, ready))
+            return ready, [w for w in waitables if id(w) not in chosen]
+        time.sleep(0.002)
 
 
 def _check_timeout(timeout):

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import functools
+import inspect
 
 
 from zray._fast import object_id_for, random_id
 from zray._private import definitions
+from zray._private import protocol as P
+from zray._private.generators import ObjectRefGenerator, dynamic_result
 from zray._private import options as O
 from zray._private import resources as R
 from zray._private import runtime
@@ -21,6 +24,8 @@ class RemoteFunction:
         O.validate(options, O.TASK_OPTIONS, "remote functions", in_options_call=False)
         self._function = function
         self._default_options = options
+        self._is_generator = (inspect.isgeneratorfunction(function)
+                              or inspect.isasyncgenfunction(function))
         self._pickled = None
         self._function_id = None
         self._shape_cache = {}
@@ -69,9 +74,9 @@ class RemoteFunction:
         core = runtime.require_connected()
         function_id = self._export(core)
         num_returns = options.get("num_returns")
-        num_returns = 1 if num_returns is None else num_returns
-        if not isinstance(num_returns, int):
-            raise ValueError(f"num_returns={num_returns!r} (generators) is not supported by zray yet")
+        if num_returns is None:  # Ray 2.8+: a generator function streams by default
+            num_returns = "streaming" if self._is_generator else 1
+        streaming = num_returns in ("streaming", "dynamic")
         shape = self._shape(options)
         group = ""
         placement = placement_of(core, options, shape[0], {}, self._function.__name__)
@@ -80,19 +85,30 @@ class RemoteFunction:
             shape = (request, R.shape_key(R.to_units(request)) + (strategy,), strategy)
         task_id = random_id(8) + core.current_task_id()[8:]
         frames, top_refs, nested = pack_arguments(core, args, kwargs)
-        return_ids = [object_id_for(task_id, i) for i in range(1, num_returns + 1)]
+        # A stream's one fixed return is its completion; its values come as they are yielded.
+        return_ids = [object_id_for(task_id, i)
+                      for i in range(1, (1 if streaming else num_returns) + 1)]
         max_retries = options.get("max_retries")
+        backpressure = options.get("_generator_backpressure_num_objects") or -1
         spec = TaskSpec(
             task_id=task_id, function_id=function_id,
             name=options.get("name") or self._function.__name__,
-            num_returns=num_returns, return_ids=return_ids,
+            num_returns=P.STREAMING if streaming else num_returns, return_ids=return_ids,
             frames=frames,
             top_refs=top_refs, nested=nested,
             resources=shape[0], key=shape[1],
             max_retries=3 if max_retries is None else max_retries,
             retry_exceptions=options.get("retry_exceptions", False), strategy=shape[2],
-            placement_group=group)
+            placement_group=group, generator_backpressure=backpressure)
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
+        if streaming:
+            stream = ObjectRefGenerator(refs[0], core.streams.open(task_id, backpressure), core)
+            result = stream
+            if num_returns == "dynamic":
+                result, fulfil = core.promise()
+                dynamic_result(core, stream, fulfil)
+            core.submitter.submit(spec)
+            return result
         core.submitter.submit(spec)
         if num_returns == 1:
             return refs[0]

@@ -17,7 +17,8 @@ def checker(actor_id=ACTOR_ID) -> PushChecker:
 def task(**fields) -> P.PushTask:
     values = dict(task_id=b"t" * 24, function_id=b"f" * 20, name="f", num_returns=1,
                   owner_address=OWNER, lease_id=1, nbuffers=0, resolved=[], borrowed=[],
-                  resources={"CPU": 1.0}, gpu_ids=[], placement_group="")
+                  resources={"CPU": 1.0}, gpu_ids=[], placement_group="",
+                  generator_backpressure=-1)
     values.update(fields)
     return P.PushTask(**values)
 

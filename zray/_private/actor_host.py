@@ -22,6 +22,7 @@ from zray import exceptions as X
 from zray._config import config
 from zray._private import log_stream
 from zray._private import protocol as P
+from zray._private.streaming import fixed_returns
 from zray._private.call_pool import CallPool
 from zray._private.serialization import serialize
 
@@ -133,7 +134,7 @@ class ActorHost:
     def _reply_unknown_group(self, msg: P.PushActorTask, connection):
         error = self._error(self._unknown_group(msg), msg)
         self.executor.reply(msg.task_id, msg.owner_address, 0,
-                            f"{self.class_name}.{msg.method}", [error] * msg.num_returns, True,
+                            f"{self.class_name}.{msg.method}", [error] * fixed_returns(msg.num_returns), True,
                             connection)
 
     def serve_async(self):
@@ -166,15 +167,19 @@ class ActorHost:
             result = method(*args, **kwargs)
             if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
                 result = asyncio.run(_awaited(result))
-            values, is_error = self.executor.split_returns(result, msg.num_returns, msg.method), False
+            if msg.num_returns == P.STREAMING:
+                core.producer.run(msg.task_id, msg.owner_address, context.name, iter(result), -1)
+                result = None  # the completion
+            values, is_error = self.executor.split_returns(
+                result, fixed_returns(msg.num_returns), msg.method), False
         except ExitActor:
             values, is_error, exit_requested = self._exit_values(msg), True, True
         except BaseException as exc:  # noqa: BLE001 - goes back to the caller
-            values, is_error = [self._error(exc, msg)] * msg.num_returns, True
+            values, is_error = [self._error(exc, msg)] * fixed_returns(msg.num_returns), True
         finally:
             context.task_id = None
         if cancellations.is_cancelled(msg.task_id):
-            values, is_error = [X.TaskCancelledError(msg.task_id.hex())] * msg.num_returns, True
+            values, is_error = [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns), True
         cancellations.finished(msg.task_id)
         self.executor.reply(msg.task_id, msg.owner_address, 0, context.name or msg.method,
                             values, is_error, connection, sent_before)
@@ -218,7 +223,7 @@ class ActorHost:
             await semaphore.acquire()
         except asyncio.CancelledError:  # cancelled while waiting for its turn
             self.executor.reply(msg.task_id, msg.owner_address, 0, msg.method,
-                                [X.TaskCancelledError(msg.task_id.hex())] * msg.num_returns,
+                                [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns),
                                 True, connection)
             cancellations.finished(msg.task_id)
             return
@@ -236,14 +241,23 @@ class ActorHost:
                 result = self._method(msg.method)(*args, **kwargs)
                 if inspect.isawaitable(result):
                     result = await result
-                values = self.executor.split_returns(result, msg.num_returns, msg.method)
+                if msg.num_returns == P.STREAMING:
+                    name = f"{self.class_name}.{msg.method}"
+                    if inspect.isasyncgen(result):
+                        await core.producer.run_async(msg.task_id, msg.owner_address, name,
+                                                      result, -1)
+                    else:
+                        core.producer.run(msg.task_id, msg.owner_address, name, iter(result), -1)
+                    result = None  # the completion
+                values = self.executor.split_returns(result, fixed_returns(msg.num_returns),
+                                                     msg.method)
                 is_error = False
             except (ExitActor, X.AsyncioActorExit):
                 values, is_error, exit_requested = self._exit_values(msg), True, True
             except BaseException as exc:  # noqa: BLE001 - goes back to the caller
-                values, is_error = [self._error(exc, msg)] * msg.num_returns, True
+                values, is_error = [self._error(exc, msg)] * fixed_returns(msg.num_returns), True
             if cancellations.is_cancelled(msg.task_id):
-                values = [X.TaskCancelledError(msg.task_id.hex())] * msg.num_returns
+                values = [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns)
                 is_error = True
             cancellations.finished(msg.task_id)
             self.executor.reply(msg.task_id, msg.owner_address, 0,
@@ -275,7 +289,7 @@ class ActorHost:
         return [X.ActorDiedError({"actor_id": self.actor_id, "class_name": self.class_name,
                                   "pid": os.getpid(),
                                   "error_message": "The actor exited: exit_actor() was called."})
-                ] * msg.num_returns
+                ] * fixed_returns(msg.num_returns)
 
     def exit(self, reason: str):
         """Ends the actor on purpose: tell the head (no restart), then leave once the queued

@@ -37,6 +37,8 @@ from zray._private.push_checks import PushChecker
 from zray._private.reference_counter import Released, ReferenceCounter, distinct
 from zray._private.serialization import deserialize, serialize
 from zray._private.actor_submitter import ActorSubmitter
+from zray._private.generators import Streams
+from zray._private.streaming import Producer
 from zray._private.task_submitter import TaskSubmitter
 from zray._private.transport import REPLY, Endpoint, Requests, serve_context
 from zray.object_ref import ObjectRef
@@ -136,6 +138,8 @@ class CoreWorker(ChannelReading):
         self.arena = mmap.mmap(self.arena_fd, reply.arena_size)
         self.submitter = TaskSubmitter(self)
         self.actor_submitter = ActorSubmitter(self)
+        self.streams = Streams(self)  # generator tasks this process submitted
+        self.producer = Producer(self)  # generator tasks this process runs
 
     @staticmethod
     def _driver_task_id(job_id: bytes) -> bytes:
@@ -425,8 +429,16 @@ class CoreWorker(ChannelReading):
         if self._log_sink is not None:
             self._log_sink(msg)
 
+    def on_generator_item(self, identity, msg, seq, payload):
+        self.streams.on_item(msg, payload)
+
+    def on_generator_consumed(self, identity, msg, seq, payload):
+        self.producer.on_consumed(msg)
+
     _handlers = {
         P.TaskDone: on_task_done,
+        P.GeneratorItem: on_generator_item,
+        P.GeneratorConsumed: on_generator_consumed,
         P.WorkerDied: on_worker_died,
         P.LeaseInfeasible: on_lease_infeasible,
         P.PushTask: on_push_task,
@@ -502,7 +514,9 @@ class CoreWorker(ChannelReading):
         self.refs.add_owned(object_id)
 
         def fulfil(value, error: bool = False):
-            meta, buffers, _ = serialize(value)
+            meta, buffers, contained = serialize(value)
+            if contained:  # held for as long as the value is (a dynamic generator's refs)
+                self.refs.add_owned(object_id, distinct(contained))
             self.memory_store.put(object_id, Entry(KIND_ERROR if error else KIND_INLINE,
                                                    [meta] + [bytes(b) for b in buffers]))
 
@@ -520,6 +534,11 @@ class CoreWorker(ChannelReading):
         reply, _ = self.requests.call(self.node_address, P.CreateObject(
             object_id, size, self.address), config.rpc_timeout_s)
         if isinstance(reply, P.Error):
+            if reply.kind == "ObjectExists":
+                # Sealed here by an earlier attempt of this task (a retried task, or a
+                # generator re-yielding after its worker died): ids are per position, so
+                # the value is that one.
+                return Entry(KIND_PLASMA, (), self.node_id, size)
             cls = getattr(X, reply.kind, X.RaySystemError)
             raise cls(reply.message)
         end = reply.offset + size

@@ -53,7 +53,7 @@ TASK_OPTIONS = dict(_COMMON, **{
     "max_retries": Option(3, (int, type(None))),
     "num_returns": Option(None, (int, str, type(None))),
     "retry_exceptions": Option(False, (bool, list, tuple)),
-    "_generator_backpressure_num_objects": Option(None, (int, type(None)), UNSUPPORTED),
+    "_generator_backpressure_num_objects": Option(None, (int, type(None))),
     "_num_objects_per_yield": Option(1, (int, type(None)), UNSUPPORTED),
 })
 

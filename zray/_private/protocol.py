@@ -465,6 +465,7 @@ class PushTask(NamedTuple):
     resources: dict  # what the task holds while it runs (get_assigned_resources)
     gpu_ids: list  # the lease's GPUs: the worker's CUDA_VISIBLE_DEVICES while it runs
     placement_group: str  # "<group hex>:<capture 0|1>" for a task in a group, else ""
+    generator_backpressure: int  # a streaming task pauses this many values ahead (-1: never)
 
 
 @message(61)
@@ -753,3 +754,29 @@ class CommitBundles(NamedTuple):
 class ReturnBundles(NamedTuple):
     pg_id: bytes
     indices: list
+
+
+# --------------------------------------------------------------------------- generators
+
+STREAMING = -2  # PushTask.num_returns of a streaming generator task (Ray's marker too)
+
+
+@message(66)
+class GeneratorItem(NamedTuple):
+    """Worker to owner, once per value a generator task yields (before its TaskDone, on the
+    same channel). `item`: [object_id, kind, nframes, node_id, size] of stream position
+    `position` (2, 3, ...; 1 is the task's completion); payload: its inline frames. `contained`:
+    refs inside the value, registered for the owner as for a return."""
+    task_id: bytes
+    position: int
+    item: list
+    contained: list
+    worker_address: str
+
+
+@message(67)
+class GeneratorConsumed(NamedTuple):
+    """Owner to the worker running a generator task with back-pressure: the consumer took the
+    values up to stream position `position`."""
+    task_id: bytes
+    position: int

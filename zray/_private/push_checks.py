@@ -46,7 +46,7 @@ class PushChecker:
             return "a task pushed to an actor's worker"
         if len(msg.task_id) != TASK_ID_SIZE:
             return f"task id of {len(msg.task_id)} bytes"
-        if not 0 <= msg.num_returns <= P.MAX_NUM_RETURNS:
+        if not 0 <= msg.num_returns <= P.MAX_NUM_RETURNS and msg.num_returns != P.STREAMING:
             return f"num_returns={msg.num_returns}"
         if not self._owner(msg.owner_address):
             return "invalid owner address"

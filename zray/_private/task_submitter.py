@@ -52,6 +52,7 @@ class TaskSpec:
     inline: bool = False  # running on its owner's thread, blocked in get on it (no lease)
     strategy: str = "DEFAULT"
     placement_group: str = ""  # "<group hex>:<capture 0|1>", see PushTask
+    generator_backpressure: int = -1
     borrowed: list = field(default_factory=list)  # what the executing worker will hold
 
     @property
@@ -152,7 +153,8 @@ class TaskSubmitter:
         if spec is None or spec.state != "queued":
             return None
         with self.lock:
-            if spec.state != "queued" or spec.cancelled or spec.strategy != "DEFAULT":
+            if (spec.state != "queued" or spec.cancelled or spec.strategy != "DEFAULT"
+                    or spec.num_returns < 0):  # a stream's items go to its owner's inbox
                 return None
             if not R.fits(dict(spec.key[:-1]), capacity) or self._preferred_node(spec):
                 return None
@@ -190,7 +192,7 @@ class TaskSubmitter:
                          self.core.address, 0, len(spec.frames) - 1, spec.resolved,
                          spec.borrowed, spec.resources,
                          list(self.core.gpu_ids) if spec.resources.get("GPU") else [],
-                         spec.placement_group)
+                         spec.placement_group, spec.generator_backpressure)
         return msg, spec.frames + spec.resolved_frames
 
     def inline_failed(self, spec: TaskSpec, error: BaseException):
@@ -229,7 +231,8 @@ class TaskSubmitter:
             self.core.register_borrower(lease.address, spec.borrowed)
         msg = P.PushTask(spec.task_id, spec.function_id, spec.name, spec.num_returns,
                          self.core.address, lease.lease_id, len(spec.frames) - 1, spec.resolved,
-                         spec.borrowed, spec.resources, lease.gpu_ids, spec.placement_group)
+                         spec.borrowed, spec.resources, lease.gpu_ids, spec.placement_group,
+                         spec.generator_backpressure)
         self.core.push(lease.address, msg, payload=spec.frames + spec.resolved_frames)
 
     def _on_lease_reply(self, key: tuple, request_id: int, reply, request: P.RequestLease,

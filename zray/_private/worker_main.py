@@ -9,6 +9,7 @@ started never runs.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ from zray._private.inline_tasks import InlineRunner
 from zray._private.memory_store import KIND_INLINE, KIND_PLASMA, Entry
 from zray._private.reference_counter import distinct
 from zray._private.serialization import deserialize, serialize
+from zray._private.streaming import fixed_returns
 from zray.object_ref import ObjectRef
 
 logger = logging.getLogger(__name__)
@@ -180,7 +182,11 @@ class Executor:
                 args, kwargs = self.arguments(push.nbuffers, push.resolved, payload)
                 result = function(*args, **kwargs)
                 del args, kwargs
-                returns = self.split_returns(result, push.num_returns, push.name)
+                if push.num_returns == P.STREAMING:
+                    core.producer.run(push.task_id, push.owner_address, push.name,
+                                      iter(result), push.generator_backpressure)
+                    result = None  # the completion, position 1
+                returns = self.split_returns(result, fixed_returns(push.num_returns), push.name)
             except KeyboardInterrupt:
                 if not cancellations.is_cancelled(push.task_id):
                     raise
@@ -199,7 +205,7 @@ class Executor:
         if cancellations.is_cancelled(push.task_id):  # even if the task caught the interrupt
             error = X.TaskCancelledError(push.task_id.hex())
         cancellations.finished(push.task_id)
-        values = [error] * push.num_returns if error else returns
+        values = [error] * fixed_returns(push.num_returns) if error else returns
         self.reply(push.task_id, push.owner_address, push.lease_id, push.name, values,
                    error is not None, connection, sent_before)
         if held:
@@ -240,6 +246,13 @@ class Executor:
 
     @staticmethod
     def split_returns(result, num_returns: int, name: str):
+        if inspect.isgenerator(result):  # a generator with a fixed num_returns (Ray's rule)
+            values = list(result)
+            if len(values) != num_returns:
+                raise ValueError(
+                    f"Task {name} yielded {len(values)} values but num_returns={num_returns} "
+                    f"requires exactly {num_returns}.")
+            return values
         if num_returns == 1:
             return [result]
         if num_returns == 0:
