@@ -185,7 +185,7 @@ def run(item: str, framework: str, count: int, timeout: float, mem_cap: int) -> 
         result["peak_procs"] = max(result["peak_procs"], procs)
         phase = events[-1].get("phase") if events else None
         if phase == "baseline":
-            result["baseline_pss"] = pss
+            result.setdefault("baseline_pss", pss)  # before the first submission
         elif phase == "submitted" and "submitted_pss" not in result:
             result["submitted_pss"] = pss
         if pss > mem_cap:
@@ -203,7 +203,8 @@ def run(item: str, framework: str, count: int, timeout: float, mem_cap: int) -> 
     if stop:
         result["stopped"] = stop
     elif proc.returncode != 0 or "seconds" not in result:
-        result["stopped"] = f"failed (exit {proc.returncode}): " + "".join(stderr_tail[-3:])[-300:]
+        why = " ".join("".join(stderr_tail[-3:]).split())[-200:]
+        result["stopped"] = f"failed (exit {proc.returncode}): {why}"
     return result
 
 
