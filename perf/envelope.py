@@ -213,7 +213,7 @@ def _mib(nbytes) -> str:
 
 
 def describe(item: str, count: int, r: dict) -> str:
-    if "stopped" in r and "seconds" not in r:
+    if "stopped" in r:  # progress events carry seconds too: not a finished run
         got = f"{r['alive']:,} alive after {r['seconds']:.1f} s; " if "alive" in r else ""
         return f"{got}{r['stopped']} (peak {_mib(r['peak_pss'])}, {r['peak_procs']} procs)"
     text = f"{r['seconds']:.2f} s, peak {_mib(r['peak_pss'])}"
