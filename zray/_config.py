@@ -29,6 +29,13 @@ class Config:
         "Serialized values up to this size travel inside messages and live in the owner's "
         "in-process store; larger ones go to the node's shared-memory arena.",
     )
+    task_rpc_inlined_bytes_limit: int = _setting(
+        10 * 2**20,
+        "Small values of a call's ObjectRef arguments travel inside the call up to this total "
+        "(Ray's setting of the same name); the executing worker asks the owner for the rest. "
+        "Results are inlined into the answer up to the same total, larger ones go to the "
+        "arena, so no message outgrows what a connection carries.",
+    )
     object_store_fraction: float = _setting(
         0.3, "Default object store size as a fraction of total RAM (Ray's default)."
     )
@@ -103,6 +110,9 @@ class Config:
     worker_pool_max_extra: int = _setting(
         32, "Workers the node may start beyond num_cpus when running ones block in get()."
     )
+    worker_startup_concurrency: int = _setting(
+        0, "Workers a node starts at once beyond its first ones (Ray's "
+        "maximum_startup_concurrency); 0: the number of CPUs, at least 2.")
     inline_nested_tasks: bool = _setting(
         True, "A worker blocked in get() on tasks it submitted runs those not yet leased to "
         "another worker itself, on the blocked thread (when they fit in its lease), so a deep "

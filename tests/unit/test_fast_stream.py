@@ -69,16 +69,28 @@ def test_frames_of_a_small_chunk_are_views_of_it(stream):
     assert first[0].buffer.obj is first[1].buffer.obj is second[0].buffer.obj
 
 
-@pytest.mark.parametrize("head", [struct.pack("<I", 0), struct.pack("<I", 4097),
+@pytest.mark.parametrize("head", [struct.pack("<I", 0), struct.pack("<I", 2**20 + 1),
                                   struct.pack("<II", 1, 256 * 2**20)])
 def test_garbage_raises_framing_error(stream, head):
-    assert stream.MAX_FRAMES == 4096 and stream.MAX_MESSAGE_BYTES == 256 * 2**20
+    assert stream.MAX_FRAMES == 2**20 and stream.MAX_MESSAGE_BYTES == 256 * 2**20
     with pytest.raises(stream.FramingError):
         stream.Unpacker().feed(head + b"\0" * 8)
 
 
 def test_both_raise_the_same_framing_error_class():
     assert _load("python").FramingError is _load("cython").FramingError
+    assert _load("python").MessageTooLarge is _load("cython").MessageTooLarge
+
+
+def test_pack_refuses_what_the_reader_would_refuse(stream):
+    """A message the reader drops as garbage must never be written: its caller would wait
+    for an answer that cannot come. Up to the limits it goes through whole."""
+    many = [b"x"] * (stream.MAX_FRAMES - 1)
+    assert len(stream.Unpacker().feed(b"".join(stream.pack(many)))[0]) == len(many)
+    with pytest.raises(stream.MessageTooLarge):
+        stream.pack([b"x"] * (stream.MAX_FRAMES + 1))
+    with pytest.raises(stream.MessageTooLarge):
+        stream.pack([b"", memoryview(bytearray(stream.MAX_MESSAGE_BYTES))])
 
 
 def test_a_message_arriving_in_pieces_is_joined_once_it_is_whole():

@@ -85,6 +85,19 @@ def test_request_before_any_worker_starts_one_and_is_granted_when_it_registers()
     sched.check_invariants()
 
 
+def test_startup_concurrency_bounds_workers_starting_at_once():
+    """A thousand actors asked at once must not fork a thousand workers together: the rest
+    start as earlier ones register."""
+    sched = LocalScheduler(units(CPU=2), min_workers=0, startup_concurrency=2)
+    out = []
+    for request_id in range(10):
+        out += sched.request_lease(b"head", request_id, units(), for_actor=True)
+    assert out == [StartWorker(), StartWorker()] and sched.starting == 2
+    assert kinds(sched.worker_started(b"w0")) == ["Grant", "StartWorker"]
+    assert sched.starting == 2
+    sched.check_invariants()
+
+
 def test_failed_start_is_retried_while_requests_wait():
     sched = LocalScheduler(units(CPU=1), min_workers=0)
     assert sched.request_lease(b"c", 1, units(CPU=1)) == [StartWorker()]

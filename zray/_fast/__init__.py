@@ -21,7 +21,7 @@ _EXPORTS = {
     "objformat": ("object_size", "write_object", "read_object"),
     "frames": ("HEADER_SIZE", "pack_header", "unpack_header"),
     "stream": ("COPY_BELOW", "MAX_FRAMES", "MAX_MESSAGE_BYTES", "Frame", "FramingError",
-               "Unpacker", "pack"),
+               "MessageTooLarge", "Unpacker", "pack"),
     "ids": (
         "JOB_ID_SIZE", "ACTOR_ID_SIZE", "TASK_ID_SIZE", "OBJECT_ID_SIZE", "NODE_ID_SIZE",
         "WORKER_ID_SIZE", "random_id", "object_id_for", "task_id_of", "index_of",

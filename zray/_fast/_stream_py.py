@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import struct
 
-MAX_FRAMES = 4096
+# A reader refuses more (the stream is garbage then), so `pack` refuses to write more: a call
+# over either limit fails at its caller with MessageTooLarge instead of vanishing at the
+# reader. A frame per inline argument or return value: 4,096 frames hung a call with 4,094
+# ref arguments (refused by the worker; its caller never heard). A table of 2**20 lengths is
+# 4 MiB, which is all a forged count can make a reader buffer.
+MAX_FRAMES = 2**20
 MAX_MESSAGE_BYTES = 256 * 2**20
 # Copying a small frame out of the read chunk lets the chunk go; a stored result must not pin
 # a quarter of a MiB of other messages for as long as it lives.
@@ -33,6 +38,17 @@ class FramingError(ValueError):
     """The byte stream is not a sequence of messages: the connection cannot be resynchronised."""
 
 
+class MessageTooLarge(ValueError):
+    """`pack` was given a message its reader would refuse (MAX_FRAMES, MAX_MESSAGE_BYTES)."""
+
+
+def too_large(count: int, total: int) -> MessageTooLarge:
+    size = f" and {total} bytes" if total >= 0 else ""
+    return MessageTooLarge(
+        f"a message of {count} frames{size} exceeds what a direct connection carries "
+        f"({MAX_FRAMES} frames, {MAX_MESSAGE_BYTES} bytes)")
+
+
 class Frame:
     """What a ZeroMQ frame offers the handlers: `.buffer` and `.bytes`."""
     __slots__ = ("buffer",)
@@ -48,7 +64,11 @@ class Frame:
 def pack(frames) -> list:
     """One message as a list of buffers for sendmsg (no join of large frames)."""
     lengths = [len(f) if type(f) is bytes else memoryview(f).nbytes for f in frames]
-    return [_lengths(len(frames) + 1).pack(len(frames), *lengths), *frames]
+    count = len(frames)
+    total = 4 + 4 * count + sum(lengths)
+    if not 0 < count <= MAX_FRAMES or total > MAX_MESSAGE_BYTES:
+        raise too_large(count, total)
+    return [_lengths(count + 1).pack(count, *lengths), *frames]
 
 
 class Unpacker:

@@ -8,7 +8,8 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
 
-from zray._fast._stream_py import COPY_BELOW, MAX_FRAMES, MAX_MESSAGE_BYTES, FramingError
+from zray._fast._stream_py import (COPY_BELOW, MAX_FRAMES, MAX_MESSAGE_BYTES, FramingError,
+                                   MessageTooLarge, too_large)
 
 cdef Py_ssize_t _COPY_BELOW = COPY_BELOW
 cdef Py_ssize_t _MAX_FRAMES = MAX_FRAMES
@@ -51,12 +52,19 @@ cdef Py_ssize_t _nbytes(obj) except -1:
 
 def pack(frames):
     """One message as a list of buffers for sendmsg (no join of large frames)."""
-    cdef Py_ssize_t count = len(frames), i
+    cdef Py_ssize_t count = len(frames), i, length
+    if not 0 < count <= _MAX_FRAMES:
+        raise too_large(count, -1)
     head = PyBytes_FromStringAndSize(NULL, 4 * (count + 1))
     cdef unsigned char *p = <unsigned char *>PyBytes_AS_STRING(head)
+    cdef Py_ssize_t total = 4 * (count + 1)
     _put_u32(p, <uint32_t>count)
     for i in range(count):
-        _put_u32(p + 4 * (i + 1), <uint32_t>_nbytes(frames[i]))
+        length = _nbytes(frames[i])
+        total += length
+        _put_u32(p + 4 * (i + 1), <uint32_t>length)
+    if total > _MAX_MESSAGE_BYTES:
+        raise too_large(count, total)
     out = [head]
     out.extend(frames)
     return out

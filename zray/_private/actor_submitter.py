@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 
 from zray import exceptions as X
 from zray._config import config
+from zray._fast import MessageTooLarge
 from zray._private import actor_ordering as O
 from zray._private import protocol as P
 from zray._private.actor_manager import DEAD, PENDING
 from zray._private.dependencies import (borrowed_by_call, error_entry, returned_entries,
-                                        store_results, when_resolved)
+                                        store_results, too_large_error, when_resolved)
 from zray._private.serialization import deserialize
 
 
@@ -92,6 +93,9 @@ class ActorSubmitter:
 
     def handle_dropped(self, actor_id: bytes):
         self._released.append(actor_id)  # from __del__: any thread, any moment
+        wake = self.core.doze_wake
+        if wake is not None:
+            wake()
 
     def handle_escaped(self, actor_id: bytes):
         record = self.actors.get(actor_id)
@@ -243,7 +247,10 @@ class ActorSubmitter:
         if pushes:
             try:
                 for address, msg, payload in pushes:
-                    self.core.push(address, msg, payload=payload, batch=True)
+                    try:
+                        self.core.push(address, msg, payload=payload, batch=True)
+                    except MessageTooLarge as exc:
+                        failures.append(self._unsendable(msg.task_id, address, exc))
             finally:
                 self._send_lock.release()
         for call, entry in failures:
@@ -270,6 +277,16 @@ class ActorSubmitter:
                 return X.ActorDiedError(cause)
         return X.ActorDiedError({"actor_id": record.actor_id, "class_name": record.class_name,
                                  "error_message": msg.death_cause})
+
+    def _unsendable(self, task_id: bytes, address: str, exc: MessageTooLarge) -> tuple:
+        """A call too large for its connection fails at its caller, as the worker's answer
+        would: the worker never sees it."""
+        with self.lock:
+            record, call = self.calls[task_id]
+            record.order.done(task_id)
+            if call.pushed_to:
+                self._lost(call)
+        return call, error_entry(too_large_error(exc))
 
     def _lost(self, call: ActorCall):
         """A pushed call died with its worker: give back what we registered for it there."""

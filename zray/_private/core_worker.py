@@ -40,7 +40,7 @@ from zray._private.actor_submitter import ActorSubmitter
 from zray._private.generators import Streams
 from zray._private.streaming import Producer
 from zray._private.task_submitter import TaskSubmitter
-from zray._private.transport import REPLY, Endpoint, Requests, serve_context
+from zray._private.transport import REPLY, Endpoint, Requests, new_context, serve_context
 from zray.object_ref import ObjectRef
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,12 @@ HOUSEKEEPING_S = 0.005  # unpins, frees, idle-lease returns: batched at most thi
 # meanwhile (a view dying) wait at most this long, except that a put sends them first and a
 # worker sends them as soon as its task is done.
 IDLE_POLL_S = 0.02
+# After this long without any event or pending work the loop dozes: it polls every DOZE_S and
+# whoever queues work for it (a ref or handle dropped, a view released) wakes it. A thousand
+# idle actors polling every 20 ms took both cores here, so new workers could not register in
+# time and the node kept forking replacements.
+DOZE_AFTER_S = 1.0
+DOZE_S = 2.0
 POPULATE_MAX_BYTES = 32 * 2**20
 
 
@@ -68,7 +74,7 @@ class CoreWorker(ChannelReading):
         self.job_id = job_id
         self.namespace = namespace
         self.node_address = node_address
-        self.ctx = zmq.Context()
+        self.ctx = new_context()
         self.creds = creds
         serve_context(self.ctx, creds)
         self.endpoint = Endpoint(worker_id, [session.socket_address(
@@ -101,6 +107,7 @@ class CoreWorker(ChannelReading):
         self.requests = Requests(self.endpoint)
         self.memory_store = MemoryStore()
         self.refs = ReferenceCounter(self.address)
+        self.doze_wake = None  # set while the I/O thread dozes (see DOZE_AFTER_S)
         self.functions = FunctionManager(self)
         self.context = TaskContext()
         self.task_queue: SimpleQueue = SimpleQueue()
@@ -136,10 +143,11 @@ class CoreWorker(ChannelReading):
         self.node_ip = reply.node_ip
         self.arena_fd = os.open(reply.arena_path, os.O_RDWR)
         self.arena = mmap.mmap(self.arena_fd, reply.arena_size)
-        self.submitter = TaskSubmitter(self)
+        # The I/O thread ticks both once `submitter` is set: the other must exist by then.
         self.actor_submitter = ActorSubmitter(self)
         self.streams = Streams(self)  # generator tasks this process submitted
         self.producer = Producer(self)  # generator tasks this process runs
+        self.submitter = TaskSubmitter(self)
 
     @staticmethod
     def _driver_task_id(job_id: bytes) -> bytes:
@@ -155,12 +163,27 @@ class CoreWorker(ChannelReading):
         poller.register(self._io_waker.fd, zmq.POLLIN)
         channels = self.channels
         next_housekeeping = 0.0
+        last_active = time.monotonic()
         while self.running:
             try:
-                timeout = HOUSEKEEPING_S if self._busy() else IDLE_POLL_S
+                dozing = False
+                if self._busy():
+                    timeout = HOUSEKEEPING_S
+                elif time.monotonic() - last_active < DOZE_AFTER_S:
+                    timeout = IDLE_POLL_S
+                else:
+                    # The hook first, then one more look: work queued before it was set is
+                    # seen here, work queued after it wakes the poll.
+                    self._set_doze_wake(self._io_waker.wake)
+                    dozing = True
+                    timeout = HOUSEKEEPING_S if self._busy() else DOZE_S
                 if self.batcher.holding:
                     timeout = min(timeout, max(0.0, self.batcher.deadline - time.monotonic()))
                 events = poller.poll(1000 * timeout)
+                if dozing:
+                    self._set_doze_wake(None)
+                if events:
+                    last_active = time.monotonic()
                 for source, event in events:
                     if source is inbox:
                         self._read_inbox()
@@ -193,6 +216,10 @@ class CoreWorker(ChannelReading):
                 if self.running:
                     logger.exception("core worker I/O loop error")
 
+    def _set_doze_wake(self, wake):
+        """Lets the producers of the I/O thread's deferred work wake it (None: no need)."""
+        self.doze_wake = self.refs.wake = wake
+
     def _read_inbox(self):
         receive = self.endpoint.receive
         for _ in range(1000):
@@ -215,7 +242,8 @@ class CoreWorker(ChannelReading):
 
     def push(self, address: str, msg, payload=(), batch: bool = False):
         """Sends a task or actor call to a worker: directly if it is on this machine, and with
-        `batch` (actor calls) possibly held for a batch (pacing.Batcher)."""
+        `batch` (actor calls) possibly held for a batch (pacing.Batcher). Raises
+        MessageTooLarge, having sent nothing, for a call its direct connection cannot carry."""
         connection = self.channels.get(address) if config.direct_calls else None
         if connection is not None:
             if batch:
@@ -522,11 +550,13 @@ class CoreWorker(ChannelReading):
 
         return ObjectRef(object_id, self.address), fulfil
 
-    def store_value(self, object_id: bytes, meta: bytes, buffers: list, error=False) -> Entry:
+    def store_value(self, object_id: bytes, meta: bytes, buffers: list, error=False,
+                    inline_limit: int | None = None) -> Entry:
         """Places a serialized value: inline if small (copied, since the caller's buffers may
         change after put), otherwise in this node's arena. Returns the memory store entry."""
         size = object_size(len(meta), [b.nbytes for b in buffers])
-        if error or size <= config.max_inline_bytes:
+        limit = config.max_inline_bytes if inline_limit is None else inline_limit
+        if error or size <= limit:
             frames = [meta] + [bytes(b) for b in buffers]
             return Entry(KIND_ERROR if error else KIND_INLINE, frames, b"", size)
         # Views dropped just before this put free their room first (same channel, so in order).
@@ -697,7 +727,7 @@ class CoreWorker(ChannelReading):
         return views
 
     def _pin(self, oid: bytes, offset: int, size: int):
-        view = pinned_view(self.arena, offset, size, _Release(self._pin_releases, oid))
+        view = pinned_view(self.arena, offset, size, _Release(self, oid))
         self._live_views[oid] = weakref.ref(view.obj, self._forget_view(oid))
         self._mapped_at[oid] = (offset, size)
         return view
@@ -768,11 +798,15 @@ class CoreWorker(ChannelReading):
 
 class _Release:
     """on_release callback for a pinned view: cheap and safe to call from any thread."""
-    __slots__ = ("queue", "object_id")
+    __slots__ = ("core", "object_id")
 
-    def __init__(self, queue: deque, object_id: bytes):
-        self.queue = queue
+    def __init__(self, core: CoreWorker, object_id: bytes):
+        self.core = core
         self.object_id = object_id
 
     def __call__(self):
-        self.queue.append(self.object_id)
+        core = self.core
+        core._pin_releases.append(self.object_id)
+        wake = core.doze_wake
+        if wake is not None:
+            wake()

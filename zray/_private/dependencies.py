@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from zray._config import config
+from zray._fast import MAX_FRAMES
 from zray._private.memory_store import KIND_ERROR, KIND_INLINE, KIND_PLASMA, Entry
 from zray._private.reference_counter import Released
 from zray._private.serialization import serialize
@@ -35,6 +37,8 @@ def when_resolved(core, top_refs: list, done):
 def _inline(core, top_refs):
     store = core.memory_store
     resolved, frames = [], []
+    budget = config.task_rpc_inlined_bytes_limit
+    frame_budget = MAX_FRAMES // 4
     for ref in top_refs:
         entry = store.get(ref._id)
         if entry is None:
@@ -42,11 +46,23 @@ def _inline(core, top_refs):
         if entry.kind == KIND_ERROR:
             return [], [], entry
         if entry.kind == KIND_INLINE:
+            budget -= entry.size
+            frame_budget -= len(entry.frames)
+            if budget < 0 or frame_budget < 0:
+                continue  # past the call's share: the executing worker asks us for it
             resolved.append([ref._id, KIND_INLINE, len(entry.frames), b"", entry.size])
             frames.extend(entry.frames)
         elif entry.kind == KIND_PLASMA:
             resolved.append([ref._id, KIND_PLASMA, 0, entry.node_id, entry.size])
     return resolved, frames, None
+
+
+def too_large_error(exc) -> Exception:
+    """What a caller's get raises for a call that no connection to its worker can carry."""
+    from zray.exceptions import RpcError
+
+    return RpcError(f"The call was not sent: {exc}. Pass large values through ray.put() "
+                    "and ObjectRefs.", rpc_code=8)  # gRPC's RESOURCE_EXHAUSTED, as Ray's
 
 
 def returned_entries(returns: list, payload) -> list:

@@ -29,7 +29,8 @@ from zray._private.object_table import LocalObjectStore, ObjectExists, StoreFull
 from zray._private.placement import ClusterView
 from zray._private.memory_report import MemoryReportGather
 from zray._private.spill import Spiller, spill_directory
-from zray._private.transport import REPLY, Endpoint, Requests, choose_address, serve_context
+from zray._private.transport import (REPLY, Endpoint, Requests, choose_address, new_context,
+                                     serve_context)
 from zray._private.worker_pool import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class NodeDaemon:
         self.session_dir = opts.session_dir
         self.resources, self.store_capacity = default_resources(opts)
         units = R.to_units(self.resources)
-        self.ctx = zmq.Context()
+        self.ctx = new_context()
         creds = security.Credentials(opts.token, opts.encrypt)
         if not opts.head:
             # Learn now, with a clear error, whether the head takes our token (and whether it
@@ -134,7 +135,9 @@ class NodeDaemon:
         # random point of a 62-bit space so ids never collide across nodes.
         self.scheduler = S.LocalScheduler(units, min_workers=cpus,
                                           max_extra_workers=config.worker_pool_max_extra,
-                                          first_lease_id=random.randrange(1, 2**62))
+                                          first_lease_id=random.randrange(1, 2**62),
+                                          startup_concurrency=config.worker_startup_concurrency
+                                          or max(cpus, 2))
         self.pool = WorkerPool(self.session_dir, self.endpoint.address, self.node_id,
                                config.worker_start_timeout_s, opts.node_ip,
                                {"ZRAY_TOKEN": creds.token,
@@ -293,9 +296,7 @@ class NodeDaemon:
         now = time.monotonic()
         self._answer_waiters(self.store.expire(now))
         self.spiller.expire(now)
-        for worker_id in self.pool.expired_starts(now):
-            logger.error("worker %s did not start in time", worker_id.hex()[:12])
-            self._dispatch(self.scheduler.worker_start_failed())
+        self._expire_starts(now)
         if self.head:
             self.head.tick(now)
         if self._memory_reports:
@@ -356,7 +357,11 @@ class NodeDaemon:
                     ins.request_id, ins.lease_id, ins.worker_id, address, self.node_id,
                     list(ins.gpu_ids)), seq)
             elif kind is S.StartWorker:
-                self.pool.spawn()
+                if self.pool.refusing():
+                    self.scheduler.starting = max(0, self.scheduler.starting - 1)
+                    self._refuse_waiting_leases()
+                else:
+                    self.pool.spawn()
             elif kind is S.StopWorker:
                 self.pool.kill(ins.worker_id)
             elif kind is S.LeaseLost:
@@ -371,6 +376,28 @@ class NodeDaemon:
                     continue  # waits for its placement group's bundle, as in Ray
                 self._send_to_client(ins.client, P.LeaseInfeasible(
                     ins.request_id, R.to_floats(ins.need), R.to_floats(self.scheduler.total)))
+
+    def _expire_starts(self, now: float):
+        for worker_id in self.pool.expired_starts(now):
+            logger.error("worker %s did not start in time", worker_id.hex()[:12])
+            self._worker_start_failed("did not register within "
+                                      f"{config.worker_start_timeout_s:g}s")
+
+    def _worker_start_failed(self, why: str):
+        if self.pool.start_failed(why):
+            self._warn_drivers(self.pool.refusal_message())
+        self._dispatch(self.scheduler.worker_start_failed())
+
+    def _refuse_waiting_leases(self):
+        """Fails the lease requests that wait only for a worker (their resources are free)
+        with why none starts: the caller's tasks or actor fail instead of hanging."""
+        scheduler = self.scheduler
+        error = P.Error("RaySystemError", self.pool.refusal_message())
+        for key, request in list(scheduler.queue.items()):
+            if R.fits(request.need, scheduler.available):
+                scheduler.cancel_request(*key)
+                self.lease_meta.pop(key, None)
+                self.endpoint.reply(request.client, error, self.lease_seq.pop(key, 0))
 
     def _warn_drivers(self, message: str):
         """A warning in the node's log and on every driver's stderr, prefixed as a worker's
@@ -390,7 +417,7 @@ class NodeDaemon:
     def _on_worker_exit(self, worker_id: bytes, code: int, was_starting: bool):
         if was_starting:
             logger.error("worker %s exited with %s before it registered", worker_id.hex()[:12], code)
-            self._dispatch(self.scheduler.worker_start_failed())
+            self._worker_start_failed(f"exit code {code}")
             return
         lease_id = self.scheduler.worker_lease.get(worker_id)
         holder = self.scheduler.leases[lease_id].client if lease_id else None
@@ -432,6 +459,9 @@ class NodeDaemon:
         self.endpoint.reply(identity, P.ClientRegistered(
             self.node_id, self.arena_path, self.store_capacity, self.session_dir,
             self.head_address, self.opts.node_ip), seq)
+        if msg.kind == "worker":
+            # Late is late even if the timer has not run yet: the same verdict either way.
+            self._expire_starts(time.monotonic())
         if msg.kind == "worker" and self.pool.on_registered(identity):
             self._dispatch(self.scheduler.worker_started(identity))
 

@@ -12,7 +12,7 @@ comparisons and one set lookup.
 """
 from __future__ import annotations
 
-from zray._fast import OBJECT_ID_SIZE, TASK_ID_SIZE
+from zray._fast import MAX_FRAMES, OBJECT_ID_SIZE, TASK_ID_SIZE
 from zray._private import protocol as P
 from zray._private.transport import valid_address
 
@@ -93,5 +93,5 @@ def _object_id(value) -> bool:
 def _resolved_entry(entry) -> bool:
     """[object_id, kind, nframes, node_id, size], as PushTask documents it."""
     return (type(entry) is list and len(entry) == 5 and _object_id(entry[0])
-            and type(entry[1]) is int and type(entry[2]) is int and 0 <= entry[2] <= 4096
+            and type(entry[1]) is int and type(entry[2]) is int and 0 <= entry[2] <= MAX_FRAMES
             and type(entry[3]) is bytes and type(entry[4]) is int and entry[4] >= 0)

@@ -64,6 +64,7 @@ class ReferenceCounter:
         self.address = address  # our own address: refs carrying it are owned here
         self._lock = threading.Lock()
         self._released: deque[bytes] = deque()
+        self.wake = None  # called after a release is queued, when set (the owner's I/O thread dozes)
         self._local: dict[bytes, int] = {}
         self._pins: dict[bytes, int] = {}
         self._owned: set[bytes] = set()
@@ -83,6 +84,9 @@ class ReferenceCounter:
 
     def remove_local_later(self, object_id: bytes) -> None:
         self._released.append(object_id)
+        wake = self.wake
+        if wake is not None:
+            wake()
 
     def collect(self) -> Released:
         """Applies the decrements queued by __del__."""

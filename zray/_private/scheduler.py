@@ -109,7 +109,7 @@ IDLE, LEASED, STARTING, STOPPING = "idle", "leased", "starting", "stopping"
 
 class LocalScheduler:
     def __init__(self, total: dict, min_workers: int, max_extra_workers: int = 32,
-                 first_lease_id: int = 1):
+                 first_lease_id: int = 1, startup_concurrency: int = 0):
         self.total = dict(total)
         self.available = dict(total)
         self.min_workers = min_workers
@@ -123,6 +123,10 @@ class LocalScheduler:
         self.starting = 0
         self.limit_reported = False
         self.bundles: dict[tuple, Bundle] = {}  # (placement group id, index) -> bundle
+        # Workers starting at once, beyond the initial ones (0: no bound), as Ray's
+        # maximum_startup_concurrency: a thousand actors asked at once forked a thousand
+        # workers together, and on two cores many missed their registration deadline.
+        self.startup_concurrency = startup_concurrency
         self._lease_ids = itertools.count(first_lease_id)
 
     # ------------------------------------------------------------ events
@@ -402,6 +406,8 @@ class LocalScheduler:
             out.append(WorkerLimitReached(
                 self.max_workers, sum(1 for lease in self.leases.values() if lease.blocked)))
         wanted += max(0, waiting_for_actor - max(0, self.starting - wanted))
+        if self.startup_concurrency:
+            wanted = min(wanted, max(0, self.startup_concurrency - self.starting))
         for _ in range(wanted):
             self.starting += 1
             out.append(StartWorker())

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import TASK_ID_SIZE
+from zray._fast import TASK_ID_SIZE, MessageTooLarge
 from zray._private import protocol as P
 from zray._private import resources as R
 from zray._private.dependencies import (borrowed_by_call, error_entry, returned_entries,
-                                        store_results, when_resolved)
+                                        store_results, too_large_error, when_resolved)
 from zray._private.memory_store import KIND_ERROR, Entry
 
 logger = logging.getLogger(__name__)
@@ -233,7 +233,13 @@ class TaskSubmitter:
                          self.core.address, lease.lease_id, len(spec.frames) - 1, spec.resolved,
                          spec.borrowed, spec.resources, lease.gpu_ids, spec.placement_group,
                          spec.generator_backpressure)
-        self.core.push(lease.address, msg, payload=spec.frames + spec.resolved_frames)
+        try:
+            self.core.push(lease.address, msg, payload=spec.frames + spec.resolved_frames)
+        except MessageTooLarge as exc:  # never sent: the lease is free for the next task
+            del lease.inflight[spec.task_id]
+            if spec.borrowed:
+                self.core.unregister_borrower(lease.address, spec.borrowed)
+            self._finish_with_error(spec, too_large_error(exc))
 
     def _on_lease_reply(self, key: tuple, request_id: int, reply, request: P.RequestLease,
                         node_address: str):

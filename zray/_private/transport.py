@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import resource
 import threading
 from typing import Callable
 
@@ -107,6 +108,32 @@ def ipc_path(address: str):
         if part.startswith("ipc://"):
             return part[len("ipc://"):]
     return None
+
+
+def raise_fd_limit() -> int:
+    """Raises this process's soft RLIMIT_NOFILE to its hard limit and returns it. A node
+    holds a few descriptors per worker (its outboxes and their connections, the head's), and
+    an owner one per direct connection: the common soft limit of 1,024 stalled a node at a few
+    hundred actors. Children inherit the raised limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def new_context() -> zmq.Context:
+    """A ZeroMQ context whose socket limit follows the descriptor limit: libzmq's default of
+    1,023 sockets per context refuses the node's outboxes beyond ~500 workers (one from the
+    node and one from the head per worker) with EMFILE, which looked like descriptors ran out."""
+    nofile = raise_fd_limit()
+    ctx = zmq.Context()
+    ctx.set(zmq.MAX_SOCKETS, max(1023, min(ctx.get(zmq.SOCKET_LIMIT), nofile)))
+    return ctx
 
 
 def serve_context(ctx: zmq.Context, creds: Credentials) -> ZapHandler:

@@ -19,7 +19,7 @@ from queue import Empty
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import object_id_for
+from zray._fast import MessageTooLarge, object_id_for
 from zray._private import log_stream, pacing, runtime
 from zray._private import protocol as P
 from zray._private.core_worker import WORKER, CoreWorker
@@ -272,6 +272,9 @@ class Executor:
         once (an actor out of scope) would lose the object."""
         core = self.core
         returns, frames, contained_per_return = [], [], []
+        # Past this many inline bytes, results go to the arena: 3,000 results of 100 KiB
+        # would not fit in one message.
+        budget = config.task_rpc_inlined_bytes_limit
         for index, value in enumerate(values, start=1):
             object_id = object_id_for(task_id, index)
             try:
@@ -286,19 +289,31 @@ class Executor:
                 core.register_borrower(owner_address, contained)
             contained_per_return.append([list(r) for r in contained])
             try:
-                entry = core.store_value(object_id, meta, buffers, error=is_error)
+                entry = core.store_value(object_id, meta, buffers, error=is_error,
+                                         inline_limit=min(budget, config.max_inline_bytes))
             except X.RayError as exc:
                 meta, buffers, _ = serialize(X.RayTaskError.from_exception(
                     exc, name, pid=os.getpid(), ip=core.node_ip))
                 entry = core.store_value(object_id, meta, buffers, error=True)
             returns.append([object_id, entry.kind, len(entry.frames), entry.node_id, entry.size])
             frames.extend(entry.frames)
+            if entry.kind != KIND_PLASMA:
+                budget -= entry.size
         done = P.TaskDone(task_id, returns, lease_id,
                           contained_per_return if any(contained_per_return) else [])
         in_process = getattr(connection, "in_process", False)  # a child run inline
         if connection is None or (core.endpoint.sent != sent_before and not in_process) \
-                or not connection.send(done, payload=frames):
+                or not _send_direct(connection, done, frames):
             core.endpoint.send(owner_address, done, payload=frames)
+
+
+def _send_direct(connection, msg, frames) -> bool:
+    """False if the answer must go over ZeroMQ: the connection is gone, or it cannot carry a
+    message this large (ZeroMQ can, and an answer has no order to keep with other calls)."""
+    try:
+        return connection.send(msg, payload=frames)
+    except MessageTooLarge:
+        return False
 
 
 def main(worker_id: bytes, args: list) -> int:

@@ -11,6 +11,7 @@ no orphans behind.
 """
 from __future__ import annotations
 
+import gc
 import os
 import select
 import signal
@@ -34,6 +35,10 @@ def main():
     import zray._private.worker_main as worker_main  # noqa: F401
     import numpy  # noqa: F401
 
+    # Moves the warm image out of the collector's reach: a worker's collections would
+    # otherwise touch (and so copy) every page of it that holds a tracked object.
+    gc.collect()
+    gc.freeze()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)

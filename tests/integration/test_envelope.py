@@ -1,0 +1,90 @@
+"""Ray's scalability envelope on one node, at counts that keep each test to a few seconds
+(perf/envelope.py runs the full counts): many ref arguments, many returns, a get of many
+shared-memory objects, many actors, and calls too large for their connection."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+import zray
+
+
+def test_ten_thousand_ref_arguments(ray):
+    # Each small value is one frame of the call: 4,094 of them used to exceed the direct
+    # connection's frame limit, the worker dropped the call and the caller hung.
+    refs = [ray.put(i) for i in range(10_000)]
+
+    @ray.remote
+    def count(*values):
+        return len(values), sum(values)
+
+    assert ray.get(count.remote(*refs), timeout=60) == (10_000, sum(range(10_000)))
+
+
+def test_ref_arguments_past_the_inline_budget(ray):
+    # 12 MiB of small values: more than a call inlines (task_rpc_inlined_bytes_limit), so the
+    # worker asks the owner for the rest.
+    refs = [ray.put(bytes([i % 256]) * 20_000) for i in range(600)]
+
+    @ray.remote
+    def check(*values):
+        return [v[0] for v in values if len(v) == 20_000]
+
+    assert ray.get(check.remote(*refs), timeout=60) == [i % 256 for i in range(600)]
+
+
+def test_three_thousand_returns(ray):
+    # 3,000 x 10 KB: past the answer's inline budget, so most results go to the arena.
+    @ray.remote(num_returns=3000)
+    def many():
+        return tuple(bytes([i % 256]) * 10_000 for i in range(3000))
+
+    start = time.monotonic()
+    values = ray.get(many.remote(), timeout=60)
+    assert [v[:1] for v in values] == [bytes([i % 256]) for i in range(3000)]
+    assert all(len(v) == 10_000 for v in values)
+    assert time.monotonic() - start < 30
+
+
+def test_get_of_many_shared_memory_objects(ray):
+    refs = [ray.put(np.full(13_000, i, dtype=np.int64)) for i in range(2_000)]  # 104 KB each
+    values = ray.get(refs, timeout=60)
+    assert [int(v[0]) for v in values] == list(range(2_000))
+    assert all(v.shape == (13_000,) and not v.flags.writeable for v in values)
+
+
+def test_call_too_large_for_its_connection_fails_with_a_typed_error(ray):
+    @ray.remote
+    def size(value):
+        return len(value)
+
+    @ray.remote
+    class Sizer:
+        def size(self, value):
+            return len(value)
+
+    big = b"x" * (300 * 2**20)  # bytes pickle in-band: one 300 MiB frame, never put
+    with pytest.raises(zray.exceptions.RpcError, match="was not sent"):
+        ray.get(size.remote(big), timeout=60)
+    assert ray.get(size.remote(b"ok"), timeout=30) == 2  # the lease is still usable
+    sizer = Sizer.remote()
+    with pytest.raises(zray.exceptions.RpcError, match="was not sent"):
+        ray.get(sizer.size.remote(big), timeout=60)
+    assert ray.get(sizer.size.remote(b"ok"), timeout=30) == 2
+
+
+def test_150_actors(ray):
+    @ray.remote(num_cpus=0)
+    class Idle:
+        def pid(self):
+            return os.getpid()
+
+    start = time.monotonic()
+    actors = [Idle.remote() for _ in range(150)]
+    pids = ray.get([a.pid.remote() for a in actors], timeout=60)
+    assert len(set(pids)) == 150
+    assert time.monotonic() - start < 30
+    for actor in actors:
+        ray.kill(actor)
+
