@@ -34,9 +34,9 @@ def wildcard_name(name: str, pg_hex: str) -> str:
     return f"{name}_group_{pg_hex}"
 
 
-def committed_units(pg_hex: str, index: int, units: dict) -> dict:
+def committed_units(pg_hex: str, index: int, units: R.Units) -> R.Units:
     """What committing the bundle adds to its node's total (in resource units)."""
-    out = {}
+    out: R.Units = {}
     for name, amount in units.items():
         out[indexed_name(name, index, pg_hex)] = amount
         out[wildcard_name(name, pg_hex)] = amount
@@ -46,7 +46,7 @@ def committed_units(pg_hex: str, index: int, units: dict) -> dict:
     return out
 
 
-def request_in_bundle(resources: dict, pg_hex: str, index: int) -> dict:
+def request_in_bundle(resources: dict[str, float], pg_hex: str, index: int) -> dict[str, float]:
     """A task's resource request (floats) rewritten to run in bundle `index` (-1: any). A
     request for one bundle takes the wildcard names too, as in Ray: the wildcard then counts
     everything the group's bundles on a node lend, so a task placed in "any bundle" never
@@ -64,11 +64,10 @@ def is_group_resource(name: str) -> bool:
 
 def group_of(name: str) -> str | None:
     """The hex id of the placement group a resource name belongs to, if any."""
-    match = _INDEXED.match(name) or _WILDCARD.match(name)
-    return match.group(match.lastindex) if match else None
+    return group_and_index(name)[0]
 
 
-def group_and_index(name: str) -> tuple:
+def group_and_index(name: str) -> tuple[str | None, int]:
     """(group hex, bundle index or -1 for a wildcard name) of a group resource name."""
     match = _INDEXED.match(name)
     if match:
@@ -77,9 +76,9 @@ def group_and_index(name: str) -> tuple:
     return (match.group(2), -1) if match else (None, -1)
 
 
-def original(resources: dict) -> dict:
+def original(resources: dict[str, float]) -> dict[str, float]:
     """Resource names as the task asked for them (what get_assigned_resources shows)."""
-    out = {}
+    out: dict[str, float] = {}
     for name, amount in resources.items():
         match = _INDEXED.match(name) or _WILDCARD.match(name)
         if match is None:
@@ -89,6 +88,6 @@ def original(resources: dict) -> dict:
     return out
 
 
-def without_groups(resources: dict) -> dict:
+def without_groups(resources: dict[str, float]) -> dict[str, float]:
     """What cluster_resources() and available_resources() show: Ray leaves groups out."""
     return {name: amount for name, amount in resources.items() if not is_group_resource(name)}

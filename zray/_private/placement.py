@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from zray._private import resources as R
 
@@ -16,20 +17,20 @@ from zray._private import resources as R
 class NodeLoad:
     node_id: bytes
     address: str
-    total: dict  # resource units
-    available: dict
+    total: R.Units
+    available: R.Units
     alive: bool = True
     ip: str = ""
 
 
 class ClusterView:
-    def __init__(self, local_node_id: bytes, seed: int | None = None):
+    def __init__(self, local_node_id: bytes, seed: int | None = None) -> None:
         self.local = local_node_id
         self.nodes: dict[bytes, NodeLoad] = {}
         self.random = random.Random(seed)
         self._spread_next = 0
 
-    def update(self, records: list):
+    def update(self, records: list[dict[str, Any]]) -> None:
         """records: dicts with node_id, address, resources, available, alive (float amounts)."""
         nodes = {}
         for record in records:
@@ -38,7 +39,7 @@ class ClusterView:
                 R.from_wire(record["available"]), record["alive"], record.get("ip", ""))
         self.nodes = nodes
 
-    def address_of(self, node_id: bytes):
+    def address_of(self, node_id: bytes) -> str | None:
         node = self.nodes.get(node_id)
         return node.address if node and node.alive else None
 
@@ -46,14 +47,14 @@ class ClusterView:
         node = self.nodes.get(node_id)
         return node is not None and node.alive
 
-    def reserve(self, node_id: bytes, need: dict):
+    def reserve(self, node_id: bytes, need: R.Units) -> None:
         """Counts a request we sent there until the next load report says otherwise."""
         node = self.nodes.get(node_id)
         if node is not None:
             R.subtract(node.available, need)
 
-    def pick(self, need: dict, strategy: str, spilled: bool, local_available: dict,
-             local_total: dict, preferred: bytes = b""):
+    def pick(self, need: R.Units, strategy: str, spilled: bool, local_available: R.Units,
+             local_total: R.Units, preferred: bytes = b"") -> bytes | None:
         """Returns the node id that should run the request, or None to keep it here."""
         if strategy.startswith("NODE_AFFINITY:"):
             _, node_hex, soft = strategy.split(":")
@@ -86,13 +87,13 @@ class ClusterView:
         able = [n for n in self._remote() if R.fits(need, n.total)]
         return self.random.choice(able).node_id if able else None
 
-    def feasible_anywhere(self, need: dict) -> bool:
+    def feasible_anywhere(self, need: R.Units) -> bool:
         return any(n.alive and R.fits(need, n.total) for n in self.nodes.values())
 
-    def _remote(self):
+    def _remote(self) -> list[NodeLoad]:
         return [n for n in self.nodes.values() if n.alive and n.node_id != self.local]
 
-    def _spread(self, need: dict, local_total: dict):
+    def _spread(self, need: R.Units, local_total: R.Units) -> bytes | None:
         candidates = sorted(n.node_id for n in self.nodes.values()
                             if n.alive and R.fits(need, n.total))
         if self.local not in candidates and R.fits(need, local_total):
@@ -104,6 +105,6 @@ class ClusterView:
         return None if choice == self.local else choice
 
 
-def _headroom(need: dict, available: dict) -> int:
+def _headroom(need: R.Units, available: R.Units) -> int:
     cpu = available.get("CPU", 0) - need.get("CPU", 0)
     return cpu

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Union
 
 from zray._private import bundles as B
 from zray._private import resources as R
@@ -39,6 +40,11 @@ class NameTaken(ValueError):
     pass
 
 
+IndexedBundle = tuple[int, R.Units]  # (bundle index, its units)
+IndexedBundles = tuple[IndexedBundle, ...]  # what a Prepare, Commit or Return carries
+Placement = dict[int, bytes]  # bundle index -> node id
+
+
 # ---------------------------------------------------------------- instructions
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class Prepare:
     node_id: bytes
     pg_id: bytes
     attempt: int
-    bundles: tuple  # ((index, units), ...)
+    bundles: IndexedBundles
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ class Commit:
     node_id: bytes
     pg_id: bytes
     attempt: int
-    bundles: tuple  # ((index, units), ...)
+    bundles: IndexedBundles
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class Return:
     """Give back a prepared reservation (committed=False) or committed bundles."""
     node_id: bytes
     pg_id: bytes
-    bundles: tuple  # ((index, units), ...)
+    bundles: IndexedBundles
     committed: bool
 
 
@@ -80,16 +86,19 @@ class Removed:
 class Infeasible:
     """No node set of the cluster could ever hold the group (said once per group)."""
     pg_id: bytes
-    bundles: tuple
+    bundles: tuple[dict[str, float], ...]
     strategy: str
+
+
+Instruction = Union[Prepare, Commit, Return, Created, Removed, Infeasible]
 
 
 # ---------------------------------------------------------------- state
 
 @dataclass
 class NodeCapacity:
-    total: dict
-    available: dict
+    total: R.Units
+    available: R.Units
     alive: bool = True
 
 
@@ -99,14 +108,14 @@ class Group:
     name: str
     namespace: str
     strategy: str
-    bundles: list  # resource units per bundle
+    bundles: list[R.Units]
     detached: bool
     job_id: bytes
     soft_target: bytes
     created_at: float
     creator_actor: bytes = b""  # the actor that made it, if an actor did
     job_dead: bool = False
-    nodes: list = field(default_factory=list)  # node id per bundle, None while unplaced
+    nodes: list[bytes | None] = field(default_factory=list)  # node per bundle, None while unplaced
     state: str = PENDING
     scheduling_state: str = "QUEUED"
     attempts: int = 0
@@ -115,10 +124,10 @@ class Group:
     retry_at: float = 0.0
     reported_infeasible: bool = False
 
-    def unplaced(self) -> list:
+    def unplaced(self) -> list[IndexedBundle]:
         return [(i, self.bundles[i]) for i, node in enumerate(self.nodes) if node is None]
 
-    def placed(self) -> dict:
+    def placed(self) -> Placement:
         return {i: node for i, node in enumerate(self.nodes) if node is not None}
 
 
@@ -126,28 +135,29 @@ class Group:
 class Attempt:
     pg_id: bytes
     number: int
-    placement: dict  # bundle index -> node id
-    waiting: set
-    refused: set
+    placement: Placement
+    waiting: set[bytes]
+    refused: set[bytes]
     deadline: float
 
 
 class PlacementGroupManager:
-    def __init__(self, prepare_timeout_s: float = PREPARE_TIMEOUT_S):
+    def __init__(self, prepare_timeout_s: float = PREPARE_TIMEOUT_S) -> None:
         self.prepare_timeout_s = prepare_timeout_s
         self.nodes: dict[bytes, NodeCapacity] = {}
         self.groups: dict[bytes, Group] = {}
-        self.names: dict[tuple, bytes] = {}  # (namespace, name) -> live group
+        self.names: dict[tuple[str, str], bytes] = {}  # (namespace, name) -> live group
         self.queue: list[bytes] = []  # groups with bundles to place, in order
         self.attempt: Attempt | None = None
         self._numbers = itertools.count(1)
-        self._removed: deque = deque()
+        self._removed: deque[bytes] = deque()
         self._wake_at = float("inf")  # when a group refused earlier may try again
-        self.creators: dict[bytes, set] = {}  # creating actor -> its live, non-detached groups
+        self.creators: dict[bytes, set[bytes]] = {}  # actor -> live, non-detached groups it made
 
     # ------------------------------------------------------------ events
 
-    def node_update(self, node_id: bytes, total: dict, available: dict, now: float) -> list:
+    def node_update(self, node_id: bytes, total: R.Units, available: R.Units,
+                    now: float) -> list[Instruction]:
         """A node joined or reported its resources (units)."""
         node = self.nodes.get(node_id)
         if node is None:
@@ -160,12 +170,12 @@ class PlacementGroupManager:
             return []
         return self._schedule(now)
 
-    def node_dead(self, node_id: bytes, now: float) -> list:
+    def node_dead(self, node_id: bytes, now: float) -> list[Instruction]:
         node = self.nodes.get(node_id)
         if node is None or not node.alive:
             return []
         node.alive = False
-        out = []
+        out: list[Instruction] = []
         if self.attempt is not None and node_id in self.attempt.placement.values():
             out += self._abort(now)
         rescheduled = []
@@ -181,9 +191,9 @@ class PlacementGroupManager:
         self.queue[:0] = rescheduled  # as in Ray: groups that lost bundles go first
         return out + self._schedule(now)
 
-    def create(self, pg_id: bytes, name: str, namespace: str, strategy: str, bundles: list,
-               detached: bool, job_id: bytes, soft_target: bytes, now: float,
-               creator_actor: bytes = b"") -> list:
+    def create(self, pg_id: bytes, name: str, namespace: str, strategy: str,
+               bundles: list[R.Units], detached: bool, job_id: bytes, soft_target: bytes,
+               now: float, creator_actor: bytes = b"") -> list[Instruction]:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown placement strategy {strategy!r}")
         if pg_id in self.groups:
@@ -201,11 +211,11 @@ class PlacementGroupManager:
         self.queue.append(pg_id)
         return self._schedule(now)
 
-    def remove(self, pg_id: bytes, now: float) -> list:
+    def remove(self, pg_id: bytes, now: float) -> list[Instruction]:
         group = self.groups.get(pg_id)
         if group is None or group.state == REMOVED:
             return []
-        out = []
+        out: list[Instruction] = []
         if self.attempt is not None and self.attempt.pg_id == pg_id:
             out += self._abort(now)
         for node_id, bundles in _by_node(group, group.placed()).items():
@@ -230,10 +240,10 @@ class PlacementGroupManager:
         out.append(Removed(pg_id))
         return out + self._schedule(now)
 
-    def job_dead(self, job_id: bytes, now: float) -> list:
+    def job_dead(self, job_id: bytes, now: float) -> list[Instruction]:
         """A group that is not detached fate-shares with its creator, as in Ray: the job that
         made it, and also the actor that made it if one did (an actor may be detached)."""
-        out = []
+        out: list[Instruction] = []
         for group in list(self.groups.values()):
             if group.job_id == job_id and not group.detached and group.state != REMOVED:
                 group.job_dead = True
@@ -241,8 +251,8 @@ class PlacementGroupManager:
                     out += self.remove(group.pg_id, now)
         return out
 
-    def actor_dead(self, actor_id: bytes, now: float) -> list:
-        out = []
+    def actor_dead(self, actor_id: bytes, now: float) -> list[Instruction]:
+        out: list[Instruction] = []
         for pg_id in sorted(self.creators.pop(actor_id, ())):
             group = self.groups.get(pg_id)
             if group is not None and group.job_dead:
@@ -250,7 +260,7 @@ class PlacementGroupManager:
         return out
 
     def prepared(self, pg_id: bytes, attempt: int, node_id: bytes, ok: bool,
-                 now: float) -> list:
+                 now: float) -> list[Instruction]:
         current = self.attempt
         if (current is None or current.number != attempt or current.pg_id != pg_id
                 or node_id not in current.waiting):
@@ -263,8 +273,8 @@ class PlacementGroupManager:
             return []
         return self._commit(now)
 
-    def tick(self, now: float) -> list:
-        out = []
+    def tick(self, now: float) -> list[Instruction]:
+        out: list[Instruction] = []
         if self.attempt is not None and now >= self.attempt.deadline:
             out += self._abort(now)
         if self.attempt is None and now >= self._wake_at:
@@ -277,7 +287,7 @@ class PlacementGroupManager:
         pg_id = self.names.get((namespace, name))
         return self.groups.get(pg_id) if pg_id else None
 
-    def table_entry(self, group: Group) -> dict:
+    def table_entry(self, group: Group) -> dict[str, object]:
         """One row of placement_group_table(), with Ray's keys."""
         latency = (group.ready_at - group.created_at) * 1000 if group.ready_at else 0.0
         scheduling = (group.ready_at - group.attempt_started) * 1000 if group.ready_at else 0.0
@@ -297,8 +307,8 @@ class PlacementGroupManager:
             },
         }
 
-    def stats(self) -> dict:
-        states: dict = {}
+    def stats(self) -> dict[str, object]:
+        states: dict[str, int] = {}
         for group in self.groups.values():
             states[group.state] = states.get(group.state, 0) + 1
         return {"groups": states, "queued": len(self.queue),
@@ -310,10 +320,10 @@ class PlacementGroupManager:
         node = self.nodes.get(node_id)
         return node is not None and node.alive
 
-    def _schedule(self, now: float) -> list:
+    def _schedule(self, now: float) -> list[Instruction]:
         if self.attempt is not None:
             return []
-        out = []
+        out: list[Instruction] = []
         self._wake_at = float("inf")
         for pg_id in self.queue:
             group = self.groups[pg_id]
@@ -347,10 +357,11 @@ class PlacementGroupManager:
             return out
         return out
 
-    def _abort(self, now: float) -> list:
+    def _abort(self, now: float) -> list[Instruction]:
         attempt, self.attempt = self.attempt, None
+        assert attempt is not None  # callers abort the attempt in flight
         group = self.groups[attempt.pg_id]
-        out = []
+        out: list[Instruction] = []
         for node_id, bundles in _by_node(group, attempt.placement).items():
             if node_id not in attempt.refused and self._alive(node_id):
                 out.append(Return(node_id, attempt.pg_id, bundles, False))
@@ -359,10 +370,11 @@ class PlacementGroupManager:
         group.scheduling_state = "FAILED_TO_COMMIT_RESOURCES"
         return out
 
-    def _commit(self, now: float) -> list:
+    def _commit(self, now: float) -> list[Instruction]:
         attempt, self.attempt = self.attempt, None
+        assert attempt is not None  # called when every node of the attempt in flight said yes
         group = self.groups[attempt.pg_id]
-        out = []
+        out: list[Instruction] = []
         for node_id, bundles in _by_node(group, attempt.placement).items():
             out.append(Commit(node_id, attempt.pg_id, attempt.number, bundles))
             self._view_committed(node_id, attempt.pg_id, bundles)
@@ -378,7 +390,7 @@ class PlacementGroupManager:
         out.append(Created(attempt.pg_id))
         return out + self._schedule(now)
 
-    def _view_committed(self, node_id: bytes, pg_id: bytes, bundles: tuple):
+    def _view_committed(self, node_id: bytes, pg_id: bytes, bundles: IndexedBundles) -> None:
         """Until the node's next heartbeat says so itself, count what it just took."""
         node = self.nodes[node_id]
         for index, units in bundles:
@@ -387,7 +399,7 @@ class PlacementGroupManager:
             R.add(node.total, named)
             R.add(node.available, named)
 
-    def _view_returned(self, node_id: bytes, pg_id: bytes, bundles: tuple):
+    def _view_returned(self, node_id: bytes, pg_id: bytes, bundles: IndexedBundles) -> None:
         node = self.nodes[node_id]
         for index, units in bundles:
             R.add(node.available, units)
@@ -400,8 +412,8 @@ class PlacementGroupManager:
                         table.pop(name, None)
 
 
-def _by_node(group: Group, placement: dict) -> dict:
-    out: dict = {}
+def _by_node(group: Group, placement: Placement) -> dict[bytes, IndexedBundles]:
+    out: dict[bytes, list[IndexedBundle]] = {}
     for index in sorted(placement):
         out.setdefault(placement[index], []).append((index, group.bundles[index]))
     return {node_id: tuple(bundles) for node_id, bundles in out.items()}
@@ -409,8 +421,8 @@ def _by_node(group: Group, placement: dict) -> dict:
 
 # ---------------------------------------------------------------- placement policy
 
-def place(strategy: str, bundles: list, placed: dict, free: dict,
-          soft_target: bytes = b"") -> dict | None:
+def place(strategy: str, bundles: list[IndexedBundle], placed: Placement,
+          free: dict[bytes, R.Units], soft_target: bytes = b"") -> Placement | None:
     """Nodes for `bundles` ([(index, units)]) given the group's `placed` bundles
     ({index: node}) and each live node's `free` units; None if they do not fit now."""
     if not bundles:
@@ -423,7 +435,7 @@ def place(strategy: str, bundles: list, placed: dict, free: dict,
         if soft_target in candidates:
             candidates.remove(soft_target)
             candidates.insert(0, soft_target)
-        total: dict = {}
+        total: R.Units = {}
         for _, units in bundles:
             R.add(total, units)
         for node_id in candidates:
@@ -439,13 +451,14 @@ def place(strategy: str, bundles: list, placed: dict, free: dict,
     raise ValueError(f"unknown placement strategy {strategy!r}")
 
 
-def _greedy(bundles, placed, free, order, prefer_used: bool):
+def _greedy(bundles: list[IndexedBundle], placed: Placement, free: dict[bytes, R.Units],
+            order: list[bytes], prefer_used: bool) -> Placement | None:
     """PACK's fallback (fill nodes the group already uses first) and SPREAD (nodes the group
     uses least first); largest bundles choose first."""
-    count: dict = {}
+    count: dict[bytes, int] = {}
     for node_id in placed.values():
         count[node_id] = count.get(node_id, 0) + 1
-    out = {}
+    out: Placement = {}
     rank = {node_id: i for i, node_id in enumerate(order)}
     for index, units in sorted(bundles, key=lambda b: -sum(b[1].values())):
         able = [n for n in order if R.fits(units, free[n])]
@@ -459,15 +472,16 @@ def _greedy(bundles, placed, free, order, prefer_used: bool):
     return out
 
 
-def _distinct(bundles, taken: set, free, order):
+def _distinct(bundles: list[IndexedBundle], taken: set[bytes],
+              free: dict[bytes, R.Units], order: list[bytes]) -> Placement | None:
     """One node per bundle, none already holding one of the group's bundles: a small
     backtracking search (a greedy pass can miss a matching that exists)."""
     nodes = [n for n in order if n not in taken]
     if len(nodes) < len(bundles):
         return None
     ordered = sorted(bundles, key=lambda b: -sum(b[1].values()))
-    chosen: dict = {}
-    used: set = set()
+    chosen: Placement = {}
+    used: set[bytes] = set()
     steps = itertools.count()
 
     def search(k: int) -> bool:

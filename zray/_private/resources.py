@@ -6,8 +6,10 @@ from __future__ import annotations
 
 UNIT = 10000
 
+Units = dict[str, int]  # resource name -> amount in units of 1/UNIT
 
-def to_units(resources: dict[str, float]) -> dict[str, int]:
+
+def to_units(resources: dict[str, float]) -> Units:
     out = {}
     for name, amount in resources.items():
         if not isinstance(name, str):
@@ -28,29 +30,29 @@ def to_units(resources: dict[str, float]) -> dict[str, int]:
     return out
 
 
-def from_wire(amounts: dict[str, float]) -> dict[str, int]:
+def from_wire(amounts: dict[str, float]) -> Units:
     """Units of amounts a node reported: already checked where they were made, and a free
     amount may be fractional above 1 (999.999 of a bundle marker while a task holds 0.001)."""
     return {name: round(amount * UNIT) for name, amount in amounts.items()}
 
 
-def to_floats(units: dict[str, int]) -> dict[str, float]:
+def to_floats(units: Units) -> dict[str, float]:
     return {name: value / UNIT for name, value in units.items()}
 
 
-def fits(need: dict[str, int], available: dict[str, int]) -> bool:
+def fits(need: Units, available: Units) -> bool:
     return all(available.get(name, 0) >= amount for name, amount in need.items())
 
 
-def add(into: dict[str, int], amounts: dict[str, int]) -> None:
+def add(into: Units, amounts: Units) -> None:
     for name, amount in amounts.items():
         into[name] = into.get(name, 0) + amount
 
 
-def subtract(into: dict[str, int], amounts: dict[str, int]) -> None:
+def subtract(into: Units, amounts: Units) -> None:
     for name, amount in amounts.items():
         into[name] = into.get(name, 0) - amount
 
 
-def shape_key(units: dict[str, int]) -> tuple[tuple[str, int], ...]:
+def shape_key(units: Units) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(units.items()))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Union
 
 from zray._private import bundles as B
 from zray._private import resources as R
@@ -32,14 +33,14 @@ class Grant:
     request_id: int
     lease_id: int
     worker_id: bytes
-    gpu_ids: tuple = ()
+    gpu_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
 class Infeasible:
     client: bytes
     request_id: int
-    need: dict
+    need: R.Units
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,19 @@ class LeaseLost:
     worker_id: bytes
 
 
+Instruction = Union[Grant, Infeasible, StartWorker, StopWorker, WorkerLimitReached, LeaseLost]
+
+
 # ---------------------------------------------------------------- state
+
+BundleKey = tuple[bytes, int]  # (placement group id, bundle index)
+
 
 @dataclass
 class Request:
     client: bytes
     request_id: int
-    need: dict
+    need: R.Units
     for_actor: bool = False
     reported_infeasible: bool = False
 
@@ -84,45 +91,48 @@ class Lease:
     lease_id: int
     client: bytes
     worker_id: bytes
-    need: dict
-    held: dict
-    owed: dict = field(default_factory=dict)
+    need: R.Units
+    held: R.Units
+    owed: R.Units = field(default_factory=dict)
     blocked: bool = False
-    gpu_ids: tuple = ()  # which GPUs (instances.GpuInstances) the lease holds ...
+    gpu_ids: tuple[int, ...] = ()  # which GPUs (instances.GpuInstances) the lease holds ...
     gpu_units: int = 0  # ... and how much of each (all of it for whole amounts)
-    gpu_bundle: tuple = ()  # the bundle whose GPUs they are, if any; gpu_ids are then ...
-    gpu_local: tuple = ()  # ... these positions of the bundle's own GPUs
+    gpu_bundle: BundleKey | tuple[()] = ()  # the bundle whose GPUs they are, if any; ...
+    gpu_local: tuple[int, ...] = ()  # ... gpu_ids are then these positions of its own GPUs
 
 
 @dataclass
 class Bundle:
     """A placement group bundle on this node: reserved (prepared), then committed. A bundle
     with GPUs holds particular GPUs of the node, and hands them out to the leases in it."""
-    units: dict
+    units: R.Units
     committed: bool = False
-    gpu_ids: list = field(default_factory=list)
+    gpu_ids: list[int] = field(default_factory=list)
     gpus: GpuInstances | None = None
 
+
+# What _assign_gpus finds for a request: the Lease fields gpu_ids, gpu_units, gpu_bundle, gpu_local.
+GpuAssignment = tuple[list[int], int, Union[BundleKey, tuple[()]], tuple[int, ...]]
 
 IDLE, LEASED, STARTING, STOPPING = "idle", "leased", "starting", "stopping"
 
 
 class LocalScheduler:
-    def __init__(self, total: dict, min_workers: int, max_extra_workers: int = 32,
-                 first_lease_id: int = 1, startup_concurrency: int = 0):
+    def __init__(self, total: R.Units, min_workers: int, max_extra_workers: int = 32,
+                 first_lease_id: int = 1, startup_concurrency: int = 0) -> None:
         self.total = dict(total)
         self.available = dict(total)
         self.min_workers = min_workers
         self.max_workers = max(min_workers, 1) + max_extra_workers
         self.gpus = GpuInstances(self.total.get(GPU, 0))
-        self.queue: OrderedDict[tuple, Request] = OrderedDict()
+        self.queue: OrderedDict[tuple[bytes, int], Request] = OrderedDict()  # (client, request id)
         self.leases: dict[int, Lease] = {}
         self.workers: dict[bytes, str] = {}  # worker_id -> IDLE | LEASED
         self.dedicated: set[bytes] = set()  # workers hosting actors: outside the pool's cap
         self.worker_lease: dict[bytes, int] = {}
         self.starting = 0
         self.limit_reported = False
-        self.bundles: dict[tuple, Bundle] = {}  # (placement group id, index) -> bundle
+        self.bundles: dict[BundleKey, Bundle] = {}  # (placement group id, index) -> bundle
         # Workers starting at once, beyond the initial ones (0: no bound), as Ray's
         # maximum_startup_concurrency: a thousand actors asked at once forked a thousand
         # workers together, and on two cores many missed their registration deadline.
@@ -131,26 +141,26 @@ class LocalScheduler:
 
     # ------------------------------------------------------------ events
 
-    def start(self) -> list:
+    def start(self) -> list[Instruction]:
         self.starting += self.min_workers
         return [StartWorker() for _ in range(self.min_workers)]
 
-    def request_lease(self, client: bytes, request_id: int, need: dict,
-                      for_actor: bool = False) -> list:
+    def request_lease(self, client: bytes, request_id: int, need: R.Units,
+                      for_actor: bool = False) -> list[Instruction]:
         """`for_actor`: the worker will be dedicated to an actor for its lifetime, so it does
         not count against the pool's cap (every actor needs a process of its own, as in Ray)."""
         self.queue[(client, request_id)] = Request(client, request_id, dict(need), for_actor)
         return self._schedule()
 
-    def cancel_request(self, client: bytes, request_id: int) -> list:
+    def cancel_request(self, client: bytes, request_id: int) -> list[Instruction]:
         self.queue.pop((client, request_id), None)
         return []
 
-    def return_lease(self, lease_id: int, kill_worker: bool = False) -> list:
+    def return_lease(self, lease_id: int, kill_worker: bool = False) -> list[Instruction]:
         lease = self.leases.pop(lease_id, None)
         if lease is None:
             return []
-        out = []
+        out: list[Instruction] = []
         self._release(lease)
         del self.worker_lease[lease.worker_id]
         if kill_worker:
@@ -159,19 +169,19 @@ class LocalScheduler:
             self.workers[lease.worker_id] = IDLE
         return out + self._schedule()
 
-    def worker_started(self, worker_id: bytes) -> list:
+    def worker_started(self, worker_id: bytes) -> list[Instruction]:
         self.starting = max(0, self.starting - 1)
         self.workers[worker_id] = IDLE
         return self._schedule()
 
-    def worker_start_failed(self) -> list:
+    def worker_start_failed(self) -> list[Instruction]:
         self.starting = max(0, self.starting - 1)
         return self._schedule()
 
-    def worker_exited(self, worker_id: bytes) -> list:
+    def worker_exited(self, worker_id: bytes) -> list[Instruction]:
         state = self.workers.pop(worker_id, None)
         self.dedicated.discard(worker_id)
-        out = []
+        out: list[Instruction] = []
         lease_id = self.worker_lease.pop(worker_id, None)
         if lease_id is not None:
             lease = self.leases.pop(lease_id)
@@ -182,16 +192,16 @@ class LocalScheduler:
             out.append(StartWorker())
         return out + self._schedule()
 
-    def client_exited(self, client: bytes) -> list:
+    def client_exited(self, client: bytes) -> list[Instruction]:
         for key in [k for k in self.queue if k[0] == client]:
             del self.queue[key]
-        out = []
+        out: list[Instruction] = []
         for lease in [l for l in self.leases.values() if l.client == client]:
             # The worker may be mid-task for an owner that is gone: stop it rather than reuse.
             out += self.return_lease(lease.lease_id, kill_worker=True)
         return out + self._schedule()
 
-    def resize_lease(self, lease_id: int, need: dict) -> list:
+    def resize_lease(self, lease_id: int, need: R.Units) -> list[Instruction]:
         """Shrinks a lease to `need` (an actor placed with 1 CPU runs with 0, as in Ray). Works
         while the worker is blocked or owes CPU too: an actor whose constructor blocks in get()
         before the resize arrives must not keep its placement CPU for life."""
@@ -218,7 +228,7 @@ class LocalScheduler:
             self._release_gpus(lease)  # a partial shrink keeps its GPUs: none happens today
         return self._schedule()
 
-    def set_blocked(self, worker_id: bytes, blocked: bool) -> list:
+    def set_blocked(self, worker_id: bytes, blocked: bool) -> list[Instruction]:
         lease_id = self.worker_lease.get(worker_id)
         lease = self.leases.get(lease_id) if lease_id is not None else None
         if lease is None or lease.blocked == blocked:
@@ -242,16 +252,16 @@ class LocalScheduler:
 
     # ------------------------------------------------------------ placement group bundles
 
-    def prepare_bundles(self, pg_id: bytes, bundles: list) -> bool:
+    def prepare_bundles(self, pg_id: bytes, bundles: list[tuple[int, R.Units]]) -> bool:
         """Reserves every bundle of `bundles` ([(index, units)]) or none (phase one of the
         head's two-phase reservation). Asking again for a bundle held already is a yes."""
         fresh = [(i, units) for i, units in bundles if (pg_id, i) not in self.bundles]
-        need: dict = {}
+        need: R.Units = {}
         for _, units in fresh:
             R.add(need, units)
         if not R.fits(need, self.available):
             return False
-        made = []
+        made: list[Bundle] = []
         for index, units in fresh:
             bundle = Bundle(dict(units))
             gpu_units = units.get(GPU, 0)
@@ -270,7 +280,7 @@ class LocalScheduler:
             self.bundles[(pg_id, index)] = bundle
         return True
 
-    def commit_bundles(self, pg_id: bytes, indices: list) -> list:
+    def commit_bundles(self, pg_id: bytes, indices: list[int]) -> list[Instruction]:
         """Phase two: the reservation becomes the group's named resources (bundles.py)."""
         for index in indices:
             bundle = self.bundles.get((pg_id, index))
@@ -282,12 +292,12 @@ class LocalScheduler:
             R.add(self.available, named)
         return self._schedule()
 
-    def return_bundles(self, pg_id: bytes, indices: list) -> list:
+    def return_bundles(self, pg_id: bytes, indices: list[int]) -> list[Instruction]:
         """Cancels a reservation or gives committed bundles back. As in Ray, every worker
         leased with this group's resources here is stopped first (its holder hears the
         worker died), so what the bundles lent is all back before they go."""
         pg_hex = pg_id.hex()
-        out = []
+        out: list[Instruction] = []
         for lease in [lease for lease in self.leases.values()
                       if any(B.group_of(name) == pg_hex for name in lease.need)]:
             out.append(LeaseLost(lease.client, lease.lease_id, lease.worker_id))
@@ -315,20 +325,21 @@ class LocalScheduler:
 
     # ------------------------------------------------------------ internals
 
-    def _release(self, lease: Lease):
+    def _release(self, lease: Lease) -> None:
         R.add(self.available, lease.held)
         self._release_gpus(lease)
 
-    def _release_gpus(self, lease: Lease):
+    def _release_gpus(self, lease: Lease) -> None:
         if lease.gpu_bundle:
             bundle = self.bundles.get(lease.gpu_bundle)
             if bundle is not None:
+                assert bundle.gpus is not None  # _assign_gpus took the lease's GPUs from them
                 bundle.gpus.release(list(lease.gpu_local), lease.gpu_units)
         elif lease.gpu_ids:
             self.gpus.release(list(lease.gpu_ids), lease.gpu_units)
         lease.gpu_ids, lease.gpu_units, lease.gpu_bundle, lease.gpu_local = (), 0, (), ()
 
-    def _assign_gpus(self, need: dict):
+    def _assign_gpus(self, need: R.Units) -> GpuAssignment | None:
         """(gpu ids, units, bundle key, positions in the bundle) for a request, or None when
         its GPUs are not free as whole instances. A request in a bundle gets the bundle's."""
         units = need.get(GPU, 0)
@@ -339,6 +350,7 @@ class LocalScheduler:
         if not parsed:
             return [], 0, (), ()
         pg_hex, index = max(parsed, key=lambda p: p[1])  # an indexed name picks the bundle
+        assert pg_hex is not None, need  # GPU_group_ names are bundles.py's
         amount = need[B.indexed_name(GPU, index, pg_hex) if index >= 0
                       else B.wildcard_name(GPU, pg_hex)]
         for key in sorted(k for k in self.bundles
@@ -349,7 +361,7 @@ class LocalScheduler:
                 return [bundle.gpu_ids[j] for j in local], amount, key, tuple(local)
         return None
 
-    def _repay_debts(self):
+    def _repay_debts(self) -> None:
         for lease in self.leases.values():
             for name, owed in list(lease.owed.items()):
                 pay = min(owed, self.available.get(name, 0))
@@ -361,9 +373,9 @@ class LocalScheduler:
                     else:
                         lease.owed[name] = owed - pay
 
-    def _schedule(self) -> list:
+    def _schedule(self) -> list[Instruction]:
         self._repay_debts()
-        out = []
+        out: list[Instruction] = []
         idle = [w for w, state in self.workers.items() if state == IDLE]
         waiting_for_worker = waiting_for_actor = 0
         for key, request in list(self.queue.items()):
@@ -413,14 +425,14 @@ class LocalScheduler:
             out.append(StartWorker())
         return out
 
-    def add_total(self, extra: dict):
+    def add_total(self, extra: R.Units) -> None:
         """Grow the node's capacity (tests and dynamic custom resources)."""
         R.add(self.total, extra)
         R.add(self.available, extra)
 
     # ------------------------------------------------------------ views
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, object]:
         return {
             "total": R.to_floats(self.total),
             "available": R.to_floats({k: v for k, v in self.available.items()}),
@@ -430,8 +442,8 @@ class LocalScheduler:
             "starting": self.starting,
         }
 
-    def check_invariants(self):
-        held = {}
+    def check_invariants(self) -> None:
+        held: R.Units = {}
         for lease in self.leases.values():
             R.add(held, lease.held)
             assert all(v >= 0 for v in lease.held.values()), lease
