@@ -122,11 +122,13 @@ def test_status_shows_what_groups_reserve_as_ray_status_does(cluster):
     api.remove_placement_group(pg)
 
 
-def test_strict_spread_cannot_fit_more_bundles_than_nodes(cluster):
+def test_strict_spread_cannot_fit_more_bundles_than_nodes(cluster, capfd):
     ray, api = cluster.ray, pg_api()
     pg = api.placement_group([{"CPU": 0.1}] * 4, strategy="STRICT_SPREAD")
     assert pg.wait(1) is False
     assert api.placement_group_table(pg)["state"] == "PENDING"
+    # Warned on the driver's stderr, as an infeasible task is.
+    wait_until(lambda: "cannot be created" in capfd.readouterr().err, 10, "the warning")
     api.remove_placement_group(pg)
     with pytest.raises(ray.exceptions.RaySystemError, match="removed before it was created"):
         ray.get(pg.ready(), timeout=10)
@@ -153,9 +155,10 @@ def test_tasks_and_actors_run_in_their_bundle(cluster):
     # Any bundle (-1): on one of the group's nodes.
     assert ray.get(where.options(scheduling_strategy=strategy(pg)).remote(),
                    timeout=30)[0] in nodes.values()
-    # Ray's older options form.
-    assert ray.get(where.options(placement_group=pg, placement_group_bundle_index=1).remote(),
-                   timeout=30)[0] == nodes[1]
+    # Ray's older options form, with Ray's deprecation warning.
+    with pytest.warns(DeprecationWarning, match="placement_group parameter is deprecated"):
+        older = where.options(placement_group=pg, placement_group_bundle_index=1).remote()
+    assert ray.get(older, timeout=30)[0] == nodes[1]
 
     @ray.remote
     class Worker:

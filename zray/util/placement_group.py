@@ -254,6 +254,8 @@ def placement_of(core, options: dict, resources: dict, placement_resources: dict
     if group not in ("default", None) and strategy is not None:
         raise ValueError("Placement groups should be specified via the scheduling_strategy "
                          "option. The placement_group option is deprecated.")
+    if not isinstance(strategy, PlacementGroupSchedulingStrategy):
+        _warn_deprecated(group, index, capture)
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
         group = strategy.placement_group
         index = strategy.placement_group_bundle_index
@@ -274,6 +276,18 @@ def placement_of(core, options: dict, resources: dict, placement_resources: dict
         return None
     _validate_resource_shape(group, resources, placement_resources, what)
     return group, index, bool(capture)
+
+
+def _warn_deprecated(group, index: int, capture):
+    """Ray's DeprecationWarnings for the older `placement_group*` options."""
+    for name, given in (("placement_group", group != "default"),
+                        ("placement_group_bundle_index", index != -1),
+                        ("placement_group_capture_child_tasks", bool(capture))):
+        if given:
+            warnings.warn(f"{name} parameter is deprecated. Use scheduling_strategy="
+                          "PlacementGroupSchedulingStrategy(...) instead, see the usage at "
+                          "https://docs.ray.io/en/releases-2.60.0/ray-core/package-ref.html"
+                          "#ray-remote.", DeprecationWarning, stacklevel=5)
 
 
 def _validate_resource_shape(group: PlacementGroup, resources: dict, placement_resources: dict,
