@@ -110,7 +110,8 @@ def test_a_bundle_index_without_a_placement_group_is_refused(ray):
     def f():
         return 1
 
-    with pytest.raises(ValueError, match="bundle index must be -1"):
+    with pytest.raises(ValueError, match="bundle index must be -1"), \
+            pytest.warns(DeprecationWarning, match="placement_group_bundle_index"):
         f.options(placement_group_bundle_index=0).remote()
 
 

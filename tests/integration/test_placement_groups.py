@@ -156,8 +156,10 @@ def test_tasks_and_actors_run_in_their_bundle(cluster):
     assert ray.get(where.options(scheduling_strategy=strategy(pg)).remote(),
                    timeout=30)[0] in nodes.values()
     # Ray's older options form, with Ray's deprecation warning.
-    with pytest.warns(DeprecationWarning, match="placement_group parameter is deprecated"):
+    with pytest.warns(DeprecationWarning) as warned:
         older = where.options(placement_group=pg, placement_group_bundle_index=1).remote()
+    assert sorted(str(w.message).split()[0] for w in warned) == [
+        "placement_group", "placement_group_bundle_index"]
     assert ray.get(older, timeout=30)[0] == nodes[1]
 
     @ray.remote
