@@ -517,6 +517,13 @@ class NodeDaemon:
     def on_holder_died(self, identity, msg: P.HolderDied, seq):
         for client_id in self.clients:
             self._send_to_client(client_id, msg)
+        # What the dead process owned can never be asked for again: free every copy here
+        # (Ray frees a dead owner's objects; borrowers get OwnerDiedError).
+        owned = self.store.owned_by(msg.address)
+        if owned:
+            self.store.free(owned)
+            self.endpoint.send(self.head_address, P.RemoveObjectLocations(
+                self.node_id, owned, False))
 
     def on_cluster_load(self, identity, msg: P.ClusterLoad, seq):
         self.view.update(msg.nodes)

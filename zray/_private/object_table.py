@@ -186,6 +186,11 @@ class LocalObjectStore:
                 freed.append(self._drop(object_id))
         return freed
 
+    def owned_by(self, owner_address: str) -> list[bytes]:
+        """The objects whose owner is the process at `owner_address` (it died: as in Ray,
+        what it owned goes with it)."""
+        return [oid for oid, obj in self.objects.items() if obj.owner_address == owner_address]
+
     def client_exited(self, client: bytes) -> list[tuple[int, int]]:
         freed = []
         for object_id, obj in list(self.objects.items()):
