@@ -37,6 +37,7 @@ from zray._private.push_checks import PushChecker
 from zray._private.reference_counter import Released, ReferenceCounter, distinct
 from zray._private.serialization import deserialize, serialize
 from zray._private.actor_submitter import ActorSubmitter
+from zray._private.dependencies import error_entry
 from zray._private.generators import Streams
 from zray._private.streaming import Producer
 from zray._private.task_submitter import TaskSubmitter
@@ -118,7 +119,8 @@ class CoreWorker(ChannelReading):
         self._pin_releases: deque = deque()
         self._live_views: dict[bytes, weakref.ref] = {}
         self._mapped_at: dict[bytes, tuple] = {}  # arena (offset, size) of pinned objects
-        self._owner_requests: set[bytes] = set()
+        self._owner_requests: dict[bytes, str] = {}  # borrowed ids asked of their owner
+        self._dead_owners: set[str] = set()  # processes announced dead (HolderDied)
         self._blocked_depth = 0
         self._cancel_handler = None  # the executor's: interrupts a running task (workers)
         self.cancellations = Cancellations()
@@ -442,6 +444,10 @@ class CoreWorker(ChannelReading):
 
     def on_holder_died(self, identity, msg, seq, payload):
         self.apply_released(self.refs.forget_holder(msg.address))
+        self._dead_owners.add(msg.address)
+        for object_id, owner in list(self._owner_requests.items()):
+            if owner == msg.address:
+                self._owner_gone(object_id, owner)
 
     def on_get_ref_table(self, identity, msg, seq, payload):
         rows = []
@@ -682,14 +688,25 @@ class CoreWorker(ChannelReading):
                 continue
             if not ref._owner or ref._owner == self.address:
                 continue
-            self._owner_requests.add(oid)
+            if ref._owner in self._dead_owners:
+                self._owner_gone(oid, ref._owner)
+                continue
+            self._owner_requests[oid] = ref._owner
             self.requests.send(ref._owner, P.GetObjectStatus(oid), self._on_object_status)
+
+    def _owner_gone(self, object_id: bytes, owner: str):
+        """Its owner died before telling us the value: nobody ever will (Ray's OwnerDiedError,
+        raised at once rather than when the get times out)."""
+        self._owner_requests.pop(object_id, None)
+        if not self.memory_store.contains(object_id):
+            self.memory_store.put(object_id, error_entry(X.OwnerDiedError(
+                object_id.hex(), owner.encode(), "")))
 
     def _on_object_status(self, reply, payload):
         if isinstance(reply, P.Error):
             logger.warning("owner could not answer: %s", reply.message)
             return
-        self._owner_requests.discard(reply.object_id)
+        self._owner_requests.pop(reply.object_id, None)
         if reply.contained:
             self.apply_released(self.refs.receive_contained(
                 reply.object_id, [tuple(r) for r in reply.contained]))

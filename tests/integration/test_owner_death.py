@@ -1,0 +1,30 @@
+"""An object whose owner died raises OwnerDiedError at once (Ray's error), not at the get's
+timeout."""
+import os
+import time
+
+import numpy as np
+import pytest
+
+
+def test_a_get_of_an_object_whose_owner_died_fails_fast(ray):
+    @ray.remote
+    class Maker:
+        def make(self, big):
+            value = np.ones(2**20) if big else "small"
+            return [ray.put(value)], os.getpid()  # the actor owns the object
+
+    for big in (False, True):
+        maker = Maker.remote()
+        (inner,), pid = ray.get(maker.make.remote(big), timeout=30)
+        ray.kill(maker)
+        deadline = time.monotonic() + 30
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the news of its death reaches this driver through its node and the head
+        start = time.monotonic()
+        with pytest.raises(ray.exceptions.OwnerDiedError) as raised:
+            ray.get(inner, timeout=30)
+        assert time.monotonic() - start < 10
+        assert isinstance(raised.value, ray.exceptions.ObjectLostError)
+        assert inner.hex() in str(raised.value)
