@@ -20,6 +20,7 @@ from zray._private.transport import REPLY, Endpoint, Requests
 logger = logging.getLogger(__name__)
 
 LOAD_BROADCAST_S = 0.5
+SILENCE_AFTER_DISCONNECT_S = 1.5  # nodes send a heartbeat every second
 # Sooner after placement groups change a node's resources, so nodes spill tasks to a new
 # bundle at once; but one broadcast for a burst of groups, not one per group.
 LOAD_CHANGE_S = 0.02
@@ -40,6 +41,7 @@ class NodeRecord:
     store_used: int = 0
     last_seen: float = field(default_factory=time.monotonic)
     death_reason: str = ""
+    suspect_since: float = 0.0  # its connection broke at this time (0: it did not)
 
     def to_wire(self) -> dict:
         return {
@@ -94,6 +96,9 @@ class HeadService(PlacementGroupHandlers):
             msg.object_store_memory, msg.is_head, identity)
         logger.info("node %s joined at %s", msg.node_id.hex()[:12], msg.address)
         self.endpoint.reply(identity, P.Ok(0), seq)
+        # A node whose process dies closes its connections: hearing of that takes
+        # milliseconds where missed heartbeats take node_death_timeout_s.
+        self.endpoint.outbox(msg.address).watch_disconnects()
         self.broadcast_load(time.monotonic())
         self._placement_node_update(self.nodes[msg.node_id])
         self._retry_actor_placements()
@@ -368,13 +373,29 @@ class HeadService(PlacementGroupHandlers):
                 self.kv_waiters[key] = keep
             else:
                 del self.kv_waiters[key]
-        for node in self.nodes.values():
-            if node.alive and now - node.last_seen > self.node_death_timeout_s:
+        for node in list(self.nodes.values()):
+            if not node.alive:
+                continue
+            if now - node.last_seen > self.node_death_timeout_s:
                 self.mark_dead(node.node_id, "missed heartbeats")
+            elif self._connection_lost(node, now):
+                self.mark_dead(node.node_id, "its connection closed and it stayed silent")
         self._placement_tick(now)
         since = now - self._last_load_broadcast
         if since >= LOAD_BROADCAST_S or (self._load_changed and since >= LOAD_CHANGE_S):
             self.broadcast_load(now)
+
+    def _connection_lost(self, node: NodeRecord, now: float) -> bool:
+        """A broken connection alone is not death (a network blip reconnects); one followed
+        by a heartbeat-and-a-half of silence is."""
+        if self.endpoint.outbox(node.address).disconnected() and not node.suspect_since:
+            node.suspect_since = now
+        if not node.suspect_since:
+            return False
+        if node.last_seen > node.suspect_since:
+            node.suspect_since = 0.0  # it spoke since: the connection came back
+            return False
+        return now - node.suspect_since >= SILENCE_AFTER_DISCONNECT_S
 
     def broadcast_load(self, now: float):
         """Relays every node's load to every node: the view spillback decisions use."""

@@ -37,7 +37,7 @@ def _nbytes(frame) -> int:
 
 
 class Outbox:
-    __slots__ = ("address", "_socket", "_lock")
+    __slots__ = ("address", "_socket", "_lock", "_watch")
 
     def __init__(self, ctx: zmq.Context, address: str, identity: bytes, hello: P.Hello,
                  creds: Credentials):
@@ -55,6 +55,7 @@ class Outbox:
         self.address = address
         self._socket = sock
         self._lock = threading.Lock()
+        self._watch = None  # monitor socket, once someone asked to hear of disconnections
 
     def send(self, msg, seq: int = 0, flags: int = 0, payload=()):
         header, body = P.encode(msg, seq, flags)
@@ -72,8 +73,29 @@ class Outbox:
                 big = _nbytes(frame) >= ZERO_COPY_MIN
                 sock.send(frame, SNDMORE if i < last else 0, copy=not big)
 
+    def watch_disconnects(self):
+        """From now on, `disconnected()` says whether the connection broke (the peer's
+        process died, or its machine went away) since it was last asked."""
+        with self._lock:
+            if self._watch is None:
+                self._watch = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+
+    def disconnected(self) -> bool:
+        watch, broke = self._watch, False
+        while watch is not None:
+            try:
+                watch.recv_multipart(zmq.NOBLOCK)  # an event: two frames, nothing to read
+            except zmq.Again:
+                break
+            broke = True
+        return broke
+
     def close(self, linger_ms: int = 0):
         with self._lock:
+            if self._watch is not None:  # before the socket: a live monitor hangs term()
+                self._socket.disable_monitor()
+                self._watch.close(linger=0)
+                self._watch = None
             self._socket.close(linger=linger_ms)
 
 
