@@ -7,6 +7,8 @@ import signal
 import tempfile
 import time
 
+import pytest
+
 from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
 from tests.integration.test_cli import connect_remote_driver, stopped_on_failure, token_of, zray_cli
 from tests.integration.test_lifecycle import ROOT
@@ -40,6 +42,12 @@ def test_a_killed_node_is_declared_dead_within_seconds():
             time.sleep(1.0)
             return i
 
+        @zray.remote(resources={"w": 0.5})
+        class Keeper:
+            def keep(self):
+                return [zray.put("kept on the node that dies")]  # the actor owns it
+
+        (inner,) = zray.get(Keeper.remote().keep.remote(), timeout=30)
         refs = [work.remote(i) for i in range(4)]
         time.sleep(0.5)  # running on both nodes with "any"
         os.kill(victim, signal.SIGKILL)
@@ -50,6 +58,11 @@ def test_a_killed_node_is_declared_dead_within_seconds():
         noticed = time.monotonic() - killed
         assert noticed < 5, f"the dead node was noticed only after {noticed:.1f} s"
         assert zray.get(refs, timeout=30) == [0, 1, 2, 3]
+        # Its processes are announced dead with it: what they owned is gone, and says so.
+        start = time.monotonic()
+        with pytest.raises(zray.exceptions.OwnerDiedError):
+            zray.get(inner, timeout=30)
+        assert time.monotonic() - start < 5
         dead = [n for n in zray.nodes() if not n["Alive"]]
         assert len(dead) == 1 and "connection closed" in dead[0]["DeathReasonMessage"]
         print(f"dead node noticed {noticed:.2f} s after SIGKILL")

@@ -70,6 +70,8 @@ class HeadService(PlacementGroupHandlers):
         self._next_job = 1
         self._pending_actor_placements: list = []
         self._warned_pending: set = set()  # actors whose wait for a node was logged
+        self.clients_of: dict[bytes, set] = {}  # node id -> addresses of its live processes
+        self.node_of_client: dict[str, bytes] = {}
         self._lease_request_ids = itertools.count(1)
         self._last_load_broadcast = 0.0
         self._load_changed = False  # a placement group changed some node's resources
@@ -190,7 +192,14 @@ class HeadService(PlacementGroupHandlers):
                 job["alive"] = False
                 self._placement_job_dead(job_id)
 
+    def on_ClientJoined(self, identity, msg: P.ClientJoined, seq):
+        self.clients_of.setdefault(msg.node_id, set()).add(msg.address)
+        self.node_of_client[msg.address] = msg.node_id
+
     def on_HolderDied(self, identity, msg: P.HolderDied, seq):
+        node_id = self.node_of_client.pop(msg.address, None)
+        if node_id is not None:
+            self.clients_of.get(node_id, set()).discard(msg.address)
         for node in self.nodes.values():
             if node.alive:
                 self.endpoint.send(node.address, msg)
@@ -424,6 +433,10 @@ class HeadService(PlacementGroupHandlers):
                 self._actor_instructions(self.actors.worker_died(
                     actor.lease_id, -1, f"the node {node_id.hex()[:12]} running it died"))
         self._placement_node_dead(node_id)
+        # Its processes died with it: announce each, as their node would have (owners drop
+        # their borrows, nodes free what they owned, borrowers get OwnerDiedError).
+        for address in sorted(self.clients_of.pop(node_id, ())):
+            self.on_HolderDied(b"", P.HolderDied(address), 0)
         self.broadcast_load(time.monotonic())
 
     def stats(self) -> dict:

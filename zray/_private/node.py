@@ -456,6 +456,9 @@ class NodeDaemon:
 
     def on_register_client(self, identity, msg: P.RegisterClient, seq):
         self.clients[identity] = Client(msg.kind, msg.pid, msg.job_id)
+        address = self.endpoint.peers.get(identity)
+        if address:
+            self.endpoint.send(self.head_address, P.ClientJoined(self.node_id, address))
         self.endpoint.reply(identity, P.ClientRegistered(
             self.node_id, self.arena_path, self.store_capacity, self.session_dir,
             self.head_address, self.opts.node_ip), seq)

@@ -243,6 +243,14 @@ class GetJobInfo(NamedTuple):
 
 # --------------------------------------------------------------------------- node daemon
 
+@message(25)
+class ClientJoined(NamedTuple):
+    """Node to head: a driver or worker registered there. When the node dies, the head
+    announces each of its processes dead (HolderDied), as their node would have."""
+    node_id: bytes
+    address: str
+
+
 @message(30)
 class RegisterClient(NamedTuple):
     worker_id: bytes
