@@ -105,3 +105,19 @@ def test_a_waiter_set_before_or_while_it_sleeps_returns_at_once():
     never.sleep(0.05)
     never.sleep(0.05)  # a second sleep after a timeout waits again
     assert not never.done and time.monotonic() - started >= 0.1
+
+
+def test_shared_memory_entries_are_counted_per_node():
+    from zray._private.memory_store import KIND_INLINE, KIND_PLASMA, Entry, MemoryStore
+
+    store = MemoryStore()
+    store.put(b"a", Entry(KIND_PLASMA, (), b"n1", 10))
+    store.put(b"b", Entry(KIND_PLASMA, (), b"n2", 10))
+    store.put(b"c", Entry(KIND_INLINE, [b"x"]))
+    assert store.plasma_per_node == {b"n1": 1, b"n2": 1}
+    store.put(b"a", Entry(KIND_PLASMA, (), b"n2", 10))  # a copy moved: counted once, there
+    assert store.plasma_per_node == {b"n2": 2}
+    store.delete(b"a")
+    store.delete(b"b")
+    store.delete(b"c")
+    assert store.plasma_per_node == {}

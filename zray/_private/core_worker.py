@@ -636,6 +636,8 @@ class CoreWorker(ChannelReading):
                                                self._read_while_blocked))
         if fetch_local:
             ready_ids = self._fetch_here(ready_ids, num_returns, deadline)
+        if len(ready_ids) == len(refs) and num_returns >= len(refs):
+            return list(refs), []  # everything is ready: the common case, kept cheap
         ready, not_ready = [], []
         for ref in refs:
             if ref._id in ready_ids and len(ready) < num_returns:
@@ -648,10 +650,14 @@ class CoreWorker(ChannelReading):
         """wait(fetch_local=True): objects in shared memory on other nodes count as ready
         once they are on this one. Pulls all of them; waits only if fewer than
         `num_returns` are here already."""
+        here_id = self.node_id
+        if not any(node != here_id for node in self.memory_store.plasma_per_node):
+            return ready_ids  # every copy we know of is on this node
         remote = []
+        entries = self.memory_store._entries
         for oid in ready_ids:
-            entry = self.memory_store.get(oid)
-            if entry is not None and entry.kind == KIND_PLASMA and entry.node_id != self.node_id:
+            entry = entries.get(oid)
+            if entry is not None and entry.kind == KIND_PLASMA and entry.node_id != here_id:
                 remote.append(oid)
         if not remote:
             return ready_ids
