@@ -45,6 +45,8 @@ def test_map_starmap_apply(pool):
     assert pool.apply(divmod, (7, 2)) == (3, 1)
     assert pool.apply(int, ("ff",), {"base": 16}) == 255
     assert pool.map(lambda x: x + 1, [1, 2]) == [2, 3]  # closures travel too
+    returned = pool.map(KeyError, ["k"])  # an exception returned is a value, not a failure
+    assert type(returned[0]) is KeyError and returned[0].args == ("k",)
 
 
 def test_work_runs_in_the_pool_actors(pool):
@@ -137,8 +139,11 @@ def test_async_result_timeout(pool):
     assert slow.get(timeout=30) is None
 
 
-def test_bad_chunksize_and_process_counts(ray):
+def test_bad_chunksize_and_process_counts(ray, pool):
     from zray.util.multiprocessing import Pool
+
+    with pytest.raises(ValueError, match="Chunksize must be 1"):
+        pool.map(abs, [1, 2], chunksize=0)
 
     with pytest.raises(ValueError, match="Processes in the pool must be >0."):
         Pool(processes=0)
