@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, TypeVar
 
-import zray
+from zray import api
 from zray.exceptions import ActorDiedError
 
 V = TypeVar("V")
@@ -102,7 +102,7 @@ class ActorPool:
         ready = True
         if timeout is not None:
             refs = _refs_of(future)
-            done, _ = zray.wait(refs, num_returns=len(refs), timeout=timeout)
+            done, _ = api.wait(refs, num_returns=len(refs), timeout=timeout)
             ready = len(done) == len(refs)
             if not ready and not ignore_if_timedout:
                 raise TimeoutError(_TIMED_OUT)
@@ -124,7 +124,7 @@ class ActorPool:
         for key, (index, _) in self._future_to_actor.items():
             for ref in _refs_of(self._index_to_future[index]):
                 by_ref[ref] = index
-        done, _ = zray.wait(list(by_ref), num_returns=1, timeout=timeout)
+        done, _ = api.wait(list(by_ref), num_returns=1, timeout=timeout)
         if done:
             index = by_ref[done[0]]
         elif ignore_if_timedout:
@@ -146,7 +146,7 @@ class ActorPool:
             raise TimeoutError(f"{_TIMED_OUT}. The task {future} has been ignored.")
         alive = True
         try:
-            return zray.get(future)
+            return api.get(future)
         except ActorDiedError:
             # A dead actor never goes back to the idle set, or submit() would keep picking it.
             alive = False

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
-import zray
+from zray import api
 
 # As Ray: a few results per wait, so a stream of small tasks costs fewer round trips than one
 # wait per result.
@@ -20,8 +20,8 @@ def _check(chunk_size: int, kwargs: dict) -> None:
 
 def _next_batch(refs: list, chunk_size: int, yield_obj_refs: bool, kwargs: dict):
     """(ready values or refs, refs still pending) after one ``wait`` for up to ``chunk_size``."""
-    ready, pending = zray.wait(refs, num_returns=min(chunk_size, len(refs)), **kwargs)
-    return (ready if yield_obj_refs else zray.get(ready)), pending
+    ready, pending = api.wait(refs, num_returns=min(chunk_size, len(refs)), **kwargs)
+    return (ready if yield_obj_refs else api.get(ready)), pending
 
 
 def as_completed(refs: Sequence, *, chunk_size: int = DEFAULT_CHUNK_SIZE,

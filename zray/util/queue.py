@@ -7,7 +7,7 @@ import queue
 from collections.abc import Iterable
 from typing import Any, Dict, List, Optional
 
-import zray
+from zray import api
 
 
 class Empty(queue.Empty):
@@ -44,17 +44,17 @@ class Queue:
 
     def size(self) -> int:
         """The number of items in the queue."""
-        return zray.get(self.actor.qsize.remote())
+        return api.get(self.actor.qsize.remote())
 
     def qsize(self) -> int:
         """The number of items in the queue."""
         return self.size()
 
     def empty(self) -> bool:
-        return zray.get(self.actor.empty.remote())
+        return api.get(self.actor.empty.remote())
 
     def full(self) -> bool:
-        return zray.get(self.actor.full.remote())
+        return api.get(self.actor.full.remote())
 
     def put(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         """Adds ``item``; when the queue is full, waits up to ``timeout`` seconds (None: as
@@ -62,12 +62,12 @@ class Queue:
         Producers blocked on a full queue are not served in any promised order."""
         if not block:
             try:
-                zray.get(self.actor.put_nowait.remote(item))
+                api.get(self.actor.put_nowait.remote(item))
             except asyncio.QueueFull:
                 raise Full from None
             return
         _check_timeout(timeout)
-        zray.get(self.actor.put.remote(item, timeout))
+        api.get(self.actor.put.remote(item, timeout))
 
     async def put_async(self, item: Any, block: bool = True,
                         timeout: Optional[float] = None) -> None:
@@ -87,11 +87,11 @@ class Queue:
         ``Empty`` at once."""
         if not block:
             try:
-                return zray.get(self.actor.get_nowait.remote())
+                return api.get(self.actor.get_nowait.remote())
             except asyncio.QueueEmpty:
                 raise Empty from None
         _check_timeout(timeout)
-        return zray.get(self.actor.get.remote(timeout))
+        return api.get(self.actor.get.remote(timeout))
 
     async def get_async(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         """``get`` for asyncio code: awaits instead of blocking the event loop."""
@@ -112,7 +112,7 @@ class Queue:
         if not isinstance(items, Iterable):
             raise TypeError("Argument 'items' must be an Iterable")
         # A list travels to the actor; a generator would not pickle.
-        zray.get(self.actor.put_nowait_batch.remote(list(items)))
+        api.get(self.actor.put_nowait_batch.remote(list(items)))
 
     def get_nowait(self) -> Any:
         """``get(block=False)``."""
@@ -125,7 +125,7 @@ class Queue:
             raise TypeError("Argument 'num_items' must be an int")
         if num_items < 0:
             raise ValueError("'num_items' must be nonnegative")
-        return zray.get(self.actor.get_nowait_batch.remote(num_items))
+        return api.get(self.actor.get_nowait_batch.remote(num_items))
 
     def shutdown(self, force: bool = False, grace_period_s: int = 5) -> None:
         """Ends the queue's actor (its items are lost) and frees what it reserved: at once with
@@ -133,16 +133,16 @@ class Queue:
         than ``grace_period_s`` seconds."""
         if self.actor:
             if force:
-                zray.kill(self.actor, no_restart=True)
+                api.kill(self.actor, no_restart=True)
             else:
                 done = self.actor.__ray_terminate__.remote()
-                _, not_done = zray.wait([done], timeout=grace_period_s)
+                _, not_done = api.wait([done], timeout=grace_period_s)
                 if not_done:
-                    zray.kill(self.actor, no_restart=True)
+                    api.kill(self.actor, no_restart=True)
         self.actor = None
 
 
-@zray.remote
+@api.remote
 class _QueueActor:
     """Holds the items. Its methods are coroutines, which makes it an async actor: a blocked
     get or put waits on the event loop while other calls (the put that unblocks it) run."""

@@ -9,18 +9,18 @@ from typing import Any, Dict, Optional
 from joblib._parallel_backends import (FallbackToBackend, MultiprocessingBackend,
                                        SequentialBackend)
 
-import zray
+from zray import api
 from zray.util.multiprocessing.pool import Pool
 
 logger = logging.getLogger(__name__)
 
 
 def _cluster_cpus() -> int:
-    if not zray.is_initialized():
+    if not api.is_initialized():
         logger.info("starting a local zray cluster for joblib (or joining the one "
                     "ZRAY_ADDRESS/RAY_ADDRESS names)")
-        zray.init()
-    return int(zray.cluster_resources().get("CPU", 0))
+        api.init()
+    return int(api.cluster_resources().get("CPU", 0))
 
 
 class RayBackend(MultiprocessingBackend):

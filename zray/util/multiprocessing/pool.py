@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-import zray
+from zray import api
 from zray.util.multiprocessing.results import (AsyncResult, OrderedIMapIterator, PoolTaskError,
                                                UnorderedIMapIterator)
 
 logger = logging.getLogger(__name__)
 
 
-@zray.remote(num_cpus=0)
+@api.remote(num_cpus=0)
 class PoolActor:
     """One pool process. It holds no CPU of its own, as in Ray: the pool's size is checked
     against the cluster's CPUs instead."""
@@ -72,23 +72,23 @@ class Pool:
         processes = self._init_ray(processes, ray_address)
         self._pool_actor = PoolActor.options(**self._ray_remote_args)
         self._actor_pool = [self._new_actor_entry() for _ in range(processes)]
-        zray.get([actor.ping.remote() for actor, _ in self._actor_pool])
+        api.get([actor.ping.remote() for actor, _ in self._actor_pool])
 
     @staticmethod
     def _init_ray(processes: Optional[int], ray_address: Optional[str]) -> int:
-        if not zray.is_initialized():
+        if not api.is_initialized():
             from zray._config import config
             from zray._private import cluster_record
 
             if ray_address is None and (config.address or cluster_record.read() is not None):
                 # init() finds that cluster itself; "local" asks for a new one, of our size.
-                zray.init(**({"num_cpus": processes} if config.address == "local" else {}))
+                api.init(**({"num_cpus": processes} if config.address == "local" else {}))
             elif ray_address is not None:
-                zray.init(address=ray_address,
+                api.init(address=ray_address,
                           **({"num_cpus": processes} if ray_address == "local" else {}))
             else:
-                zray.init(num_cpus=processes)
-        cpus = int(zray.cluster_resources().get("CPU", 0))
+                api.init(num_cpus=processes)
+        cpus = int(api.cluster_resources().get("CPU", 0))
         if processes is None:
             processes = cpus
         if processes <= 0:
@@ -111,7 +111,7 @@ class Pool:
 
     def _wait_for_stopping_actors(self, timeout: Optional[float] = None):
         if self._actor_deletion_ids:
-            _, self._actor_deletion_ids = zray.wait(
+            _, self._actor_deletion_ids = api.wait(
                 self._actor_deletion_ids, num_returns=len(self._actor_deletion_ids),
                 timeout=timeout)
 
@@ -238,7 +238,7 @@ class Pool:
         if not self._closed:
             self.close()
         for actor, _ in self._actor_pool:
-            zray.kill(actor)
+            api.kill(actor)
 
     def join(self):
         """Waits for the actors of a closed pool to end (after their work, unless

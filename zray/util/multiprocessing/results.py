@@ -13,8 +13,8 @@ import time
 from multiprocessing import TimeoutError
 from typing import Optional
 
-import zray
-from zray.exceptions import RayError
+from zray import api
+from zray.exceptions import RayError, RaySystemError
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def error_of(result) -> Optional[BaseException]:
 
 def fetch(ref) -> list:
     try:
-        return zray.get(ref)
+        return api.get(ref)
     except RayError as exc:
         return [ChunkFailed(exc)]
 
@@ -86,11 +86,11 @@ class AsyncResult:
         try:
             pending = {ref: i for i, ref in enumerate(self._refs)}
             while pending:
-                if not zray.is_initialized():
+                if not api.is_initialized():
                     return
-                ready, rest = zray.wait(list(pending), num_returns=1, timeout=_POLL_S)
+                ready, rest = api.wait(list(pending), num_returns=1, timeout=_POLL_S)
                 if ready and rest:  # take every chunk that is ready, not one per wait
-                    more, _ = zray.wait(rest, num_returns=len(rest), timeout=0)
+                    more, _ = api.wait(rest, num_returns=len(rest), timeout=0)
                     ready += more
                 for ref in ready:
                     self._store(pending.pop(ref), fetch(ref))
@@ -135,7 +135,7 @@ class AsyncResult:
             if error is not None:
                 raise error
         if not self._complete():
-            raise zray.exceptions.RaySystemError("the cluster shut down before the result came")
+            raise RaySystemError("the cluster shut down before the result came")
         return values[0] if self._single_result else values
 
     def ready(self) -> bool:
@@ -201,7 +201,7 @@ class IMapIterator:
             if not self._in_flight:
                 raise StopIteration
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            done, _ = zray.wait(list(self._in_flight), num_returns=1, timeout=left)
+            done, _ = api.wait(list(self._in_flight), num_returns=1, timeout=left)
             if not done:
                 raise TimeoutError
             chunk_index, actor_index = self._in_flight.pop(done[0])
