@@ -178,6 +178,11 @@ class ActorManager:
         actor_id = self.names.get((namespace, name))
         return self.actors.get(actor_id) if actor_id else None
 
+    def named(self, namespace: str | None) -> list[tuple[str, str]]:
+        """(namespace, name) of every named actor not dead, in `namespace` or (None) in all.
+        Dead actors have given their names up already, so the name table is the answer."""
+        return [key for key in self.names if namespace is None or key[0] == namespace]
+
     # ------------------------------------------------------------------ internals
 
     def _die(self, actor: Actor, cause: str, error: bytes, stop_worker: bool) -> list[Instruction]:

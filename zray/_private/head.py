@@ -184,6 +184,10 @@ class HeadService(PlacementGroupHandlers):
             self.endpoint.reply(identity, P.NamedActor(
                 True, actor.actor_id, actor.spec.get("handle_meta", b"")), seq)
 
+    def on_ListNamedActors(self, identity, msg: P.ListNamedActors, seq):
+        named = self.actors.named(None if msg.all_namespaces else msg.namespace)
+        self.endpoint.reply(identity, P.NamedActorList([list(key) for key in named]), seq)
+
     def on_ClientDied(self, identity, msg: P.ClientDied, seq):
         self._actor_instructions(self.actors.owner_died(msg.worker_id))
         self.actors.unsubscribe_all(msg.worker_id)

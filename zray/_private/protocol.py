@@ -591,6 +591,17 @@ class NamedActor(NamedTuple):
     handle_meta: bytes
 
 
+@message(83)
+class ListNamedActors(NamedTuple):
+    namespace: str
+    all_namespaces: bool
+
+
+@message(84)
+class NamedActorList(NamedTuple):
+    actors: list
+
+
 @message(78)
 class ActorExiting(NamedTuple):
     actor_id: bytes
