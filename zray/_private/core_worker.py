@@ -26,6 +26,7 @@ from zray._fast import (USING_FAST, object_size, pinned_view, populate, read_obj
                         write_object, object_id_for, random_id, TASK_ID_SIZE)
 from zray._private import direct, pacing
 from zray._private.cancellation import Cancellations
+from zray._private.borrowed_values import BorrowedValues
 from zray._private.channel_reading import ChannelReading
 from zray._private import protocol as P
 from zray._private import session
@@ -37,7 +38,6 @@ from zray._private.push_checks import PushChecker
 from zray._private.reference_counter import Released, ReferenceCounter, distinct
 from zray._private.serialization import deserialize, serialize
 from zray._private.actor_submitter import ActorSubmitter
-from zray._private.dependencies import error_entry
 from zray._private.generators import Streams
 from zray._private.streaming import Producer
 from zray._private.task_submitter import TaskSubmitter
@@ -67,7 +67,7 @@ DOZE_S = 2.0
 POPULATE_MAX_BYTES = 32 * 2**20
 
 
-class CoreWorker(ChannelReading):
+class CoreWorker(ChannelReading, BorrowedValues):
     def __init__(self, mode: str, node_address: str, job_id: bytes, worker_id: bytes,
                  session_dir: str, creds, namespace: str = "", node_ip: str = "127.0.0.1"):
         self.mode = mode
@@ -119,8 +119,7 @@ class CoreWorker(ChannelReading):
         self._pin_releases: deque = deque()
         self._live_views: dict[bytes, weakref.ref] = {}
         self._mapped_at: dict[bytes, tuple] = {}  # arena (offset, size) of pinned objects
-        self._owner_requests: dict[bytes, str] = {}  # borrowed ids asked of their owner
-        self._dead_owners: set[str] = set()  # processes announced dead (HolderDied)
+        self._init_borrowed_values()
         self._blocked_depth = 0
         self._cancel_handler = None  # the executor's: interrupts a running task (workers)
         self.cancellations = Cancellations()
@@ -444,10 +443,7 @@ class CoreWorker(ChannelReading):
 
     def on_holder_died(self, identity, msg, seq, payload):
         self.apply_released(self.refs.forget_holder(msg.address))
-        self._dead_owners.add(msg.address)
-        for object_id, owner in list(self._owner_requests.items()):
-            if owner == msg.address:
-                self._owner_gone(object_id, owner)
+        self.owner_died(msg.address)
 
     def on_get_ref_table(self, identity, msg, seq, payload):
         rows = []
@@ -684,40 +680,6 @@ class CoreWorker(ChannelReading):
         if self.mode != WORKER or self.context.task_id is None:
             return
         self.endpoint.send(self.node_address, P.NotifyBlocked(blocked))
-
-    def _request_missing(self, refs):
-        """Asks owners for borrowed values we do not hold yet (once per object)."""
-        present, owned, asked = self.memory_store._entries, self.refs._owned, self._owner_requests
-        for ref in refs:  # runs over every ref of every get and wait: kept to set lookups
-            oid = ref._id
-            if oid in present or oid in owned or oid in asked:
-                continue
-            if not ref._owner or ref._owner == self.address:
-                continue
-            if ref._owner in self._dead_owners:
-                self._owner_gone(oid, ref._owner)
-                continue
-            self._owner_requests[oid] = ref._owner
-            self.requests.send(ref._owner, P.GetObjectStatus(oid), self._on_object_status)
-
-    def _owner_gone(self, object_id: bytes, owner: str):
-        """Its owner died before telling us the value: nobody ever will (Ray's OwnerDiedError,
-        raised at once rather than when the get times out)."""
-        self._owner_requests.pop(object_id, None)
-        if not self.memory_store.contains(object_id):
-            self.memory_store.put(object_id, error_entry(X.OwnerDiedError(
-                object_id.hex(), owner.encode(), "")))
-
-    def _on_object_status(self, reply, payload):
-        if isinstance(reply, P.Error):
-            logger.warning("owner could not answer: %s", reply.message)
-            return
-        self._owner_requests.pop(reply.object_id, None)
-        if reply.contained:
-            self.apply_released(self.refs.receive_contained(
-                reply.object_id, [tuple(r) for r in reply.contained]))
-        frames = [f.buffer for f in payload]
-        self.memory_store.put(reply.object_id, Entry(reply.kind, frames, reply.node_id, reply.size))
 
     def _map_plasma(self, object_ids: list, deadline) -> dict:
         """Maps sealed objects of the local arena, pinned until the last view is gone. An object
