@@ -69,6 +69,16 @@ class Config:
         "wake-up and itself a context switch (a fifth of a sync actor call on two cores). "
         "0 disables; a one-CPU machine never spins.",
     )
+    enable_object_reconstruction: bool = _setting(
+        True,
+        "Recompute a task's output in shared memory whose every copy was lost (its node died) "
+        "by running the task again, as Ray's object reconstruction does; 0 turns it off.",
+    )
+    max_lineage_bytes: int = _setting(
+        1 * 2**30,
+        "The task specs an owner keeps for reconstruction, at most (Ray's default); the oldest "
+        "go first, and their outputs then cannot be recomputed.",
+    )
     lease_idle_s: float = _setting(
         0.05,
         "How long a caller keeps an idle worker lease before returning it, so back-to-back "

@@ -46,6 +46,8 @@ from zray.object_ref import ObjectRef
 
 logger = logging.getLogger(__name__)
 
+MAX_RECONSTRUCTIONS_PER_GET = 1000  # each lost object of a get recomputed once per round
+
 DRIVER, WORKER = "driver", "worker"
 PUT_INDEX_BASE = 100_000_000  # put objects are numbered apart from task returns (as Ray does)
 # Populating page tables before a copy pays off between these sizes; above them the compiled
@@ -336,6 +338,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self.apply_released(released)
 
     def free_objects(self, object_ids):
+        self.submitter.lineage.freed(object_ids)
         plasma = []
         for oid in object_ids:
             entry = self.memory_store.get(oid)
@@ -588,6 +591,18 @@ class CoreWorker(ChannelReading, BorrowedValues):
     def get(self, refs: list, timeout: float | None):
         self.batcher.release()  # the calls this get may wait for must be on their way
         deadline = None if timeout is None else time.monotonic() + timeout
+        for _ in range(MAX_RECONSTRUCTIONS_PER_GET):
+            try:
+                return self._get(refs, timeout, deadline)
+            except X.ObjectLostError as lost:
+                if type(lost) is not X.ObjectLostError:
+                    raise  # the owner died, or recomputing failed: final
+                object_id = bytes.fromhex(lost.object_ref_hex)
+                if not self.refs.owns(object_id) or not self.submitter.reconstruct(object_id):
+                    raise
+        raise X.ObjectLostError(refs[0].hex(), None, "")
+
+    def _get(self, refs: list, timeout: float | None, deadline):
         ids = [ref._id for ref in refs]
         self._request_missing(refs)
         if self._inline_runner is not None and timeout is None:

@@ -21,11 +21,13 @@ from zray._private import protocol as P
 from zray._private import resources as R
 from zray._private.dependencies import (borrowed_by_call, error_entry, returned_entries,
                                         store_results, too_large_error, when_resolved)
-from zray._private.memory_store import KIND_ERROR, Entry
+from zray._private.lineage import Lineage
+from zray._private.memory_store import KIND_ERROR, KIND_PLASMA, Entry
 
 logger = logging.getLogger(__name__)
 
 MAX_TASKS_IN_FLIGHT_PER_WORKER = 1
+MAX_RECONSTRUCTION_DEPTH = 1000  # a chain of lost outputs recomputed, argument first
 LOCALITY_MIN_BYTES = 1 * 2**20  # smaller arguments are cheaper to move than to wait for
 
 
@@ -53,6 +55,8 @@ class TaskSpec:
     strategy: str = "DEFAULT"
     placement_group: str = ""  # "<group hex>:<capture 0|1>", see PushTask
     generator_backpressure: int = -1
+    reconstructions: int = 0  # times run again because an output was lost (lineage.py)
+    args_released: bool = False  # its arguments were let go when it first finished
     borrowed: list = field(default_factory=list)  # what the executing worker will hold
 
     @property
@@ -90,6 +94,7 @@ class TaskSubmitter:
         self.leases: dict[int, LeaseState] = {}
         self._request_ids = itertools.count(1)
         self._warned_infeasible: set = set()
+        self.lineage = Lineage(config.max_lineage_bytes, config.enable_object_reconstruction)
 
     # ------------------------------------------------------------------ submission
 
@@ -349,7 +354,50 @@ class TaskSubmitter:
                 return
             spec.state = "done"
             self.tasks.pop(spec.task_id, None)
-        store_results(self.core, entries, spec.pinned_ids, contained)
+        if spec.num_returns > 0 and entries and all(e.kind != KIND_ERROR for _, e in entries):
+            self.lineage.keep(spec, entries)  # before store_results may free unwanted ones
+        pinned = [] if spec.args_released else spec.pinned_ids
+        spec.args_released = True
+        store_results(self.core, entries, pinned, contained)
+
+    # ------------------------------------------------------------------ reconstruction
+
+    def reconstruct(self, object_id: bytes, depth: int = 0) -> bool:
+        """Runs again the task that made `object_id`, whose every copy was lost, after its
+        lost arguments; False when it is not ours to recompute (a put, max_retries=0)."""
+        spec = self.lineage.spec_for(object_id)
+        if spec is None:
+            return False
+        with self.lock:
+            if spec.state != "done":
+                return True  # already being recomputed: the caller waits for it
+            if spec.max_retries != -1 and spec.reconstructions >= spec.max_retries:
+                raise X.ObjectReconstructionFailedError(
+                    object_id.hex(), "OBJECT_UNRECONSTRUCTABLE_MAX_ATTEMPTS_EXCEEDED")
+            spec.reconstructions += 1
+            spec.state, spec.cancelled = "resolving", False
+            self.tasks[spec.task_id] = spec
+        logger.info("recomputing %s: an output of it was lost (reconstruction %d)",
+                    spec.name, spec.reconstructions)
+        for ref in spec.top_refs:
+            if depth < MAX_RECONSTRUCTION_DEPTH and self._lost(ref._id):
+                self.reconstruct(ref._id, depth + 1)
+        for oid in spec.return_ids:
+            self.core.memory_store.delete(oid)  # gets wait for the new copies
+        when_resolved(self.core, spec.top_refs, lambda *r: self._enqueue(spec, *r))
+        return True
+
+    def _lost(self, object_id: bytes) -> bool:
+        """Whether an argument we own in shared memory has no copy left anywhere."""
+        entry = self.core.memory_store.get(object_id)
+        if entry is None or entry.kind != KIND_PLASMA or not self.core.refs.owns(object_id):
+            return False
+        try:
+            reply, _ = self.core.requests.call(
+                self.core.head_address, P.SubscribeObjectLocation(object_id), 2.0)
+        except TimeoutError:
+            return False  # its first copy is on its way: not lost
+        return isinstance(reply, P.ObjectLocation) and not reply.node_ids
 
     def _finish_with_entry(self, spec: TaskSpec, entry: Entry):
         self._finish(spec, [(oid, entry) for oid in spec.return_ids])
