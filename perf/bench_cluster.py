@@ -65,7 +65,7 @@ def main():
 
         for size in (100 * 2**20, 1024 * 2**20):
             ref = produce.remote(size)
-            ray.wait([ref], timeout=120)
+            ray.wait([ref], timeout=120, fetch_local=False)  # fetch_local would pull it here
             start = time.perf_counter()
             arr = ray.get(ref)  # pulled from the remote node into ours
             elapsed = time.perf_counter() - start
