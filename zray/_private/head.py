@@ -261,7 +261,7 @@ class HeadService(PlacementGroupHandlers):
                          and node.node_id.hex() in strategy)
         self._send_actor_lease_request(actor_id, node, P.RequestLease(
             next(self._lease_request_ids), resources, actor_id[-4:], "DEFAULT", not may_spill,
-            b"", True))
+            b"", True, actor.spec.get("runtime_env", "") if actor is not None else ""))
 
     def _send_actor_lease_request(self, actor_id: bytes, node, request: P.RequestLease):
         self.requests.send(node.address, request,
@@ -275,6 +275,10 @@ class HeadService(PlacementGroupHandlers):
                 self._send_actor_lease_request(actor_id, target, request._replace(spilled=True))
                 return
             reply = P.Error("RaySystemError", "spilled back to a node that is gone")
+        if isinstance(reply, P.Error) and reply.kind == "RuntimeEnvSetupError":
+            self._actor_instructions(self.actors.kill(
+                actor_id, True, f"its runtime env failed to set up: {reply.message}"))
+            return
         if not isinstance(reply, P.LeaseGranted):
             self._actor_instructions(self.actors.kill(actor_id, True, f"placement failed: {reply}"))
             return

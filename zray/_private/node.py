@@ -31,6 +31,7 @@ from zray._private.memory_report import MemoryReportGather
 from zray._private.spill import Spiller, spill_directory
 from zray._private.transport import (REPLY, Endpoint, Requests, choose_address, new_context,
                                      serve_context)
+from zray._private.node_envs import NodeEnvs
 from zray._private.worker_pool import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,7 @@ class NodeDaemon:
                                {"ZRAY_TOKEN": creds.token,
                                 "ZRAY_ENCRYPT": "1" if creds.encrypt else "0"})
         self.clients: dict[bytes, Client] = {}
+        self.envs = NodeEnvs(self)
         self.lease_seq: dict[tuple, int] = {}  # (client, request_id) -> seq to answer
         self.lease_meta: dict[tuple, P.RequestLease] = {}  # queued requests, for rebalancing
         self.view = ClusterView(self.node_id)
@@ -229,6 +231,7 @@ class NodeDaemon:
             poller.register(self.head.endpoint.inbox, zmq.POLLIN)
         poller.register(self.pool.fd, zmq.POLLIN)
         poller.register(self.spiller.io.fd, zmq.POLLIN)
+        poller.register(self.envs.fd, zmq.POLLIN)
         monitors = [e for e in (self.endpoint, self.head and self.head.endpoint) if e]
         for endpoint in monitors:
             poller.register(endpoint.monitor, zmq.POLLIN)
@@ -250,6 +253,8 @@ class NodeDaemon:
                         self.spiller.on_io_ready()
                     except Exception:  # a bug in one completion must not stop the node
                         logger.exception("error handling spill I/O completions")
+                if self.envs.fd in events:
+                    self.envs.on_ready()
                 now = time.monotonic()
                 if now >= self._next_timers:  # timers are not worth running per message
                     self._next_timers = now + 0.005
@@ -297,6 +302,7 @@ class NodeDaemon:
         self._answer_waiters(self.store.expire(now))
         self.spiller.expire(now)
         self._expire_starts(now)
+        self.envs.tick(now)
         if self.head:
             self.head.tick(now)
         if self._memory_reports:
@@ -330,6 +336,7 @@ class NodeDaemon:
         try:
             self.pool.shutdown()
         finally:
+            self.envs.shutdown()
             self.spiller.close()
             session.remove_node_pid(self.session_dir, self.node_id)
             try:
@@ -357,7 +364,9 @@ class NodeDaemon:
                     ins.request_id, ins.lease_id, ins.worker_id, address, self.node_id,
                     list(ins.gpu_ids)), seq)
             elif kind is S.StartWorker:
-                if self.pool.refusing():
+                if ins.runtime_env:
+                    self.envs.start_worker(ins.runtime_env)
+                elif self.pool.refusing():
                     self.scheduler.starting = max(0, self.scheduler.starting - 1)
                     self._refuse_waiting_leases()
                 else:
@@ -381,12 +390,13 @@ class NodeDaemon:
         for worker_id in self.pool.expired_starts(now):
             logger.error("worker %s did not start in time", worker_id.hex()[:12])
             self._worker_start_failed("did not register within "
-                                      f"{config.worker_start_timeout_s:g}s")
+                                      f"{config.worker_start_timeout_s:g}s",
+                                      self.envs.worker_gone(worker_id))
 
-    def _worker_start_failed(self, why: str):
+    def _worker_start_failed(self, why: str, runtime_env: str = ""):
         if self.pool.start_failed(why):
             self._warn_drivers(self.pool.refusal_message())
-        self._dispatch(self.scheduler.worker_start_failed())
+        self._dispatch(self.scheduler.worker_start_failed(runtime_env))
 
     def _refuse_waiting_leases(self):
         """Fails the lease requests that wait only for a worker (their resources are free)
@@ -417,8 +427,9 @@ class NodeDaemon:
     def _on_worker_exit(self, worker_id: bytes, code: int, was_starting: bool):
         if was_starting:
             logger.error("worker %s exited with %s before it registered", worker_id.hex()[:12], code)
-            self._worker_start_failed(f"exit code {code}")
+            self._worker_start_failed(f"exit code {code}", self.envs.worker_gone(worker_id))
             return
+        self.envs.worker_gone(worker_id)
         lease_id = self.scheduler.worker_lease.get(worker_id)
         holder = self.scheduler.leases[lease_id].client if lease_id else None
         self._on_client_exit(worker_id)
@@ -466,7 +477,8 @@ class NodeDaemon:
             # Late is late even if the timer has not run yet: the same verdict either way.
             self._expire_starts(time.monotonic())
         if msg.kind == "worker" and self.pool.on_registered(identity):
-            self._dispatch(self.scheduler.worker_started(identity))
+            self._dispatch(self.scheduler.worker_started(identity,
+                                                         self.pool.env_of.get(identity, "")))
 
     def on_request_lease(self, identity, msg: P.RequestLease, seq):
         try:
@@ -481,7 +493,7 @@ class NodeDaemon:
         self.lease_seq[(identity, msg.request_id)] = seq
         self.lease_meta[(identity, msg.request_id)] = msg
         self._dispatch(self.scheduler.request_lease(identity, msg.request_id, need,
-                                                    msg.for_actor))
+                                                    msg.for_actor, msg.runtime_env))
 
     def _spill(self, identity, request_id: int, seq: int, target: bytes, need: dict) -> bool:
         address = self.view.address_of(target)

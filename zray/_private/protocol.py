@@ -279,6 +279,7 @@ class RequestLease(NamedTuple):
     spilled: bool  # already redirected once: run or queue here, never redirect again
     preferred_node: bytes  # the node holding most of the task's argument bytes, or b""
     for_actor: bool  # the worker will host an actor for good (outside the pool's cap)
+    runtime_env: str  # canonical runtime env the worker must run in ("": the default env)
 
 
 @message(33)
