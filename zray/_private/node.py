@@ -338,6 +338,7 @@ class NodeDaemon:
         finally:
             self.envs.shutdown()
             self.spiller.close()
+            self.objects.close()
             session.remove_node_pid(self.session_dir, self.node_id)
             try:
                 os.unlink(self.arena_path)
@@ -526,6 +527,7 @@ class NodeDaemon:
             node.alive = False
         self.objects.peer_gone(msg.node_id)
         self.objects.node_died(msg.address)
+        self.objects.forget_arena_of(msg.node_id)
         for client_id in self.clients:
             self._send_to_client(client_id, msg)
 

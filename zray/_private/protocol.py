@@ -419,10 +419,14 @@ class PullObject(NamedTuple):
 
 @message(56)
 class ObjectInfo(NamedTuple):
+    """`arena_path`/`offset`: where the pinned copy lies, for a puller on the same machine to
+    copy it straight from the source's shared memory (one copy, no chunks)."""
     object_id: bytes
     found: bool
     size: int
     owner_address: str
+    arena_path: str
+    offset: int
 
 
 @message(57)
