@@ -15,6 +15,7 @@ from zray._private import actor_manager as A
 from zray._private import protocol as P
 from zray._private.head_placement import PlacementGroupHandlers
 from zray._private.object_directory import ObjectDirectory
+from zray._private.state_queries import StateQueries
 from zray._private.transport import REPLY, Endpoint, Requests
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class NodeRecord:
     last_seen: float = field(default_factory=time.monotonic)
     death_reason: str = ""
     suspect_since: float = 0.0  # its connection broke at this time (0: it did not)
+    started_at: float = field(default_factory=time.time)  # wall clock, for the state API
+    ended_at: float = 0.0
 
     def to_wire(self) -> dict:
         return {
@@ -54,13 +57,15 @@ class NodeRecord:
         }
 
 
-class HeadService(PlacementGroupHandlers):
+class HeadService(PlacementGroupHandlers, StateQueries):
     def __init__(self, endpoint: Endpoint, node_death_timeout_s: float):
         self.endpoint = endpoint
         self.requests = Requests(endpoint)
         self.actors = A.ActorManager()
         self.actor_payloads: dict[bytes, list] = {}  # constructor frames, kept for restarts
         self.actor_nodes: dict[bytes, str] = {}  # actor id -> address of the node running it
+        # actor id -> its latest worker, kept after death: the state API shows a dead actor's pid
+        self.actor_workers: dict[bytes, bytes] = {}
         self.node_death_timeout_s = node_death_timeout_s
         self.nodes: dict[bytes, NodeRecord] = {}
         self.jobs: dict[bytes, dict] = {}
@@ -127,7 +132,8 @@ class HeadService(PlacementGroupHandlers):
         job_id = struct.pack("<I", self._next_job)
         self._next_job += 1
         self.jobs[job_id] = {"driver_id": msg.driver_id, "pid": msg.pid,
-                             "namespace": msg.namespace, "start": time.time(), "alive": True}
+                             "namespace": msg.namespace, "start": time.time(), "alive": True,
+                             "address": self.endpoint.peers.get(identity, "")}
         self.endpoint.reply(identity, P.JobRegistered(job_id, msg.namespace), seq)
 
     def on_GetJobInfo(self, identity, msg: P.GetJobInfo, seq):
@@ -141,6 +147,7 @@ class HeadService(PlacementGroupHandlers):
         job = self.jobs.get(msg.job_id)
         if job:
             job["alive"] = False
+            job["end"] = time.time()
             self._actor_instructions(self.actors.owner_died(job["driver_id"]))
             self._placement_job_dead(msg.job_id)
 
@@ -194,6 +201,7 @@ class HeadService(PlacementGroupHandlers):
         for job_id, job in self.jobs.items():
             if job["alive"] and job["driver_id"] == msg.worker_id:  # a driver killed mid-job
                 job["alive"] = False
+                job["end"] = time.time()
                 self._placement_job_dead(job_id)
 
     def on_ClientJoined(self, identity, msg: P.ClientJoined, seq):
@@ -288,6 +296,7 @@ class HeadService(PlacementGroupHandlers):
             self.endpoint.send(node.address, P.ReturnLease(reply.lease_id, True))
             return
         self.actor_nodes[actor_id] = node.address
+        self.actor_workers[actor_id] = reply.worker_id
         self.actors.actors[actor_id].spec["gpu_ids"] = reply.gpu_ids  # this attempt's GPUs
         run = self.actors.actors[actor_id].spec.get("run_resources")
         if run is not None and run != self.actors.actors[actor_id].spec.get("resources"):
@@ -429,6 +438,7 @@ class HeadService(PlacementGroupHandlers):
             return
         node.alive = False
         node.death_reason = reason
+        node.ended_at = time.time()
         logger.warning("node %s is dead: %s", node_id.hex()[:12], reason)
         self._notify(self.directory.node_dead(node_id))
         for other in self.nodes.values():

@@ -33,6 +33,7 @@ from zray._private.transport import (REPLY, Endpoint, Requests, choose_address, 
                                      serve_context)
 from zray._private.node_envs import NodeEnvs
 from zray._private.worker_pool import WorkerPool
+from zray._private import worker_table
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ class NodeDaemon:
                                 "ZRAY_ENCRYPT": "1" if creds.encrypt else "0"})
         self.clients: dict[bytes, Client] = {}
         self.envs = NodeEnvs(self)
+        self.worker_table = worker_table.WorkerTable()
         self.lease_seq: dict[tuple, int] = {}  # (client, request_id) -> seq to answer
         self.lease_meta: dict[tuple, P.RequestLease] = {}  # queued requests, for rebalancing
         self.view = ClusterView(self.node_id)
@@ -433,15 +435,16 @@ class NodeDaemon:
         self.envs.worker_gone(worker_id)
         lease_id = self.scheduler.worker_lease.get(worker_id)
         holder = self.scheduler.leases[lease_id].client if lease_id else None
-        self._on_client_exit(worker_id)
+        self._on_client_exit(worker_id, code)
         instructions = self.scheduler.worker_exited(worker_id)
         for ins in instructions:
             if type(ins) is S.LeaseLost and holder is not None:
                 self._send_to_client(holder, P.WorkerDied(lease_id, worker_id, code))
         self._dispatch([i for i in instructions if type(i) is not S.LeaseLost])
 
-    def _on_client_exit(self, identity: bytes):
+    def _on_client_exit(self, identity: bytes, exit_code: int | None = None):
         client = self.clients.pop(identity, None)
+        self.worker_table.left(identity, exit_code)
         self.store.client_exited(identity)
         address = self.endpoint.peers.pop(identity, None)
         if client is not None:
@@ -468,6 +471,7 @@ class NodeDaemon:
 
     def on_register_client(self, identity, msg: P.RegisterClient, seq):
         self.clients[identity] = Client(msg.kind, msg.pid, msg.job_id)
+        self.worker_table.joined(identity, msg.kind, msg.pid)
         address = self.endpoint.peers.get(identity)
         if address:
             self.endpoint.send(self.head_address, P.ClientJoined(self.node_id, address))
@@ -738,6 +742,7 @@ class NodeDaemon:
         P.ReturnBundles: on_return_bundles,
         P.GetNodeStats: on_get_node_stats,
         P.GetMemoryReport: on_get_memory_report,
+        P.GetStateTable: worker_table.on_get_state_table,
     }
 
     def _flush_locations(self):

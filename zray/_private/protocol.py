@@ -780,6 +780,24 @@ class ReturnBundles(NamedTuple):
     indices: list
 
 
+# --------------------------------------------------------------------------- state API
+
+
+@message(110)
+class GetStateTable(NamedTuple):
+    """`zray.util.state` to the head (kind: actors, nodes, jobs, placement_groups) or to a node
+    (workers); answered StateTable."""
+    kind: str
+
+
+@message(111)
+class StateTable(NamedTuple):
+    """Rows with Ray's state field names (detail ones included); the asker filters, limits and
+    trims them, so the head does no per-query work beyond building the rows."""
+    kind: str
+    rows: list
+
+
 # --------------------------------------------------------------------------- generators
 
 STREAMING = -2  # PushTask.num_returns of a streaming generator task (Ray's marker too)
