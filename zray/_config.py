@@ -70,11 +70,9 @@ class Config:
         "0 disables; a one-CPU machine never spins.",
     )
     enable_object_reconstruction: bool = _setting(
-        False,
+        True,
         "Recompute a task's output in shared memory whose every copy was lost (its node died) "
-        "by running the task again, as Ray's object reconstruction does. Off until an "
-        "intermittent hang is found: a get of a recomputed output is sometimes never answered "
-        "by the driver's node (about half the runs of a chain of three on three loopback nodes).",
+        "by running the task again, as Ray's object reconstruction does; 0 turns it off.",
     )
     max_lineage_bytes: int = _setting(
         1 * 2**30,

@@ -236,3 +236,15 @@ DirectoryMachine.TestCase.settings = settings(
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestDirectoryMachine = DirectoryMachine.TestCase
+
+
+def test_a_copy_whose_node_died_before_reporting_it_is_lost_not_awaited():
+    from zray._private.object_directory import ObjectDirectory
+
+    directory = ObjectDirectory()
+    # The owner says node n1 holds it; n1 dies before its location report went out.
+    assert directory.subscribe("early", b"o", b"n1") == []
+    (notify,) = directory.node_dead(b"n1")
+    assert (notify.subscriber, notify.node_ids) == ("early", ())
+    (late,) = directory.subscribe("late", b"o2", b"n1", sealed_on_dead=True)
+    assert late.node_ids == () and not directory.subscribers

@@ -375,7 +375,10 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         self.directory.remove_locations(msg.node_id, msg.object_ids)
 
     def on_SubscribeObjectLocation(self, identity, msg: P.SubscribeObjectLocation, seq):
-        self._notify(self.directory.subscribe((identity, seq), msg.object_id))
+        holder = self.nodes.get(msg.sealed_on) if msg.sealed_on else None
+        dead = bool(msg.sealed_on) and (holder is None or not holder.alive)
+        self._notify(self.directory.subscribe((identity, seq), msg.object_id, msg.sealed_on,
+                                              dead))
 
     def _notify(self, notifications):
         for note in notifications:

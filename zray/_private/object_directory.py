@@ -25,6 +25,9 @@ class ObjectDirectory:
         self.sizes: dict[bytes, int] = {}
         self.subscribers: dict[bytes, list[object]] = {}
         self.lost: set[bytes] = set()  # had copies, all on nodes that died
+        # Subscriptions naming the node said to hold the object: if it dies before reporting
+        # the copy, they are answered "lost" (node -> [(subscriber, object id)]).
+        self.sealed_on: dict[bytes, list[tuple[object, bytes]]] = {}
 
     def add_locations(self, node_id: bytes, object_ids: Iterable[bytes],
                       sizes: Iterable[int]) -> list[Notify]:
@@ -51,13 +54,16 @@ class ObjectDirectory:
                 self.sizes.pop(object_id, None)
         return []
 
-    def subscribe(self, subscriber: object, object_id: bytes) -> list[Notify]:
+    def subscribe(self, subscriber: object, object_id: bytes, sealed_on: bytes = b"",
+                  sealed_on_dead: bool = False) -> list[Notify]:
         nodes = self.locations.get(object_id)
         if nodes:
             return [Notify(subscriber, object_id, tuple(sorted(nodes)), self.sizes[object_id])]
-        if object_id in self.lost:
+        if object_id in self.lost or sealed_on_dead:
             return [Notify(subscriber, object_id, (), 0)]
         self.subscribers.setdefault(object_id, []).append(subscriber)
+        if sealed_on:
+            self.sealed_on.setdefault(sealed_on, []).append((subscriber, object_id))
         return []
 
     def unsubscribe(self, subscriber: object) -> list[Notify]:
@@ -75,7 +81,16 @@ class ObjectDirectory:
         lost = [oid for oid, nodes in self.locations.items() if nodes == {node_id}]
         self.remove_locations(node_id, list(self.locations))
         self.lost.update(lost)
-        return [Notify(None, oid, (), 0) for oid in lost]
+        out = [Notify(None, oid, (), 0) for oid in lost]
+        for subscriber, object_id in self.sealed_on.pop(node_id, []):
+            waiting = self.subscribers.get(object_id, [])
+            if subscriber in waiting and not self.locations.get(object_id):
+                waiting.remove(subscriber)
+                if not waiting:
+                    del self.subscribers[object_id]
+                self.lost.add(object_id)
+                out.append(Notify(subscriber, object_id, (), 0))
+        return out
 
     def lookup(self, object_id: bytes) -> tuple[bytes, ...]:
         return tuple(sorted(self.locations.get(object_id, ())))

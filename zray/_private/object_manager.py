@@ -39,6 +39,7 @@ class Pull:
     compress: bool = False
     tried: set = field(default_factory=set)
     attempt: int = 0         # bumped per source tried: stale answers are recognised
+    hint: bytes = b""        # the node its owner says holds it
 
 
 class ObjectManager:
@@ -69,7 +70,7 @@ class ObjectManager:
         """Makes sure a pull of `object_id` is under way (a no-op if we hold or fetch it)."""
         if object_id in self.pulls or object_id in self.node.store.objects:
             return
-        pull = self.pulls[object_id] = Pull(object_id)
+        pull = self.pulls[object_id] = Pull(object_id, hint=hint)
         source = self.node.view.address_of(hint) if hint and hint != self.node.node_id else None
         if source:
             self._start(pull, source, hint)
@@ -78,7 +79,8 @@ class ObjectManager:
 
     def _locate(self, pull: Pull):
         """Asks the head's directory; it answers once a copy exists anywhere (seed 002)."""
-        self.node.requests.send(self.node.head_address, P.SubscribeObjectLocation(pull.object_id),
+        self.node.requests.send(self.node.head_address,
+                                P.SubscribeObjectLocation(pull.object_id, pull.hint),
                                 lambda reply, payload: self._on_location(pull, reply))
 
     def _on_location(self, pull: Pull, reply):
@@ -316,4 +318,6 @@ class ObjectManager:
         return {"pulling": len(self.pulls), "serving": len(self.serving),
                 "bytes_pulled": self.bytes_pulled, "bytes_served": self.bytes_served,
                 "compressed_chunks": self.compressed_chunks,
-                "copied_from_shared_memory": self.copied_locally}
+                "copied_from_shared_memory": self.copied_locally,
+                "pulls": [[p.object_id.hex()[:16], p.source, p.size, p.received, p.inflight]
+                          for p in list(self.pulls.values())[:10]]}

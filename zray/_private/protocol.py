@@ -210,8 +210,12 @@ class RemoveObjectLocations(NamedTuple):
 
 @message(20)
 class SubscribeObjectLocation(NamedTuple):
-    """Answered with ObjectLocation now if known, or as soon as the object is sealed anywhere."""
+    """Answered with ObjectLocation now if known, or as soon as the object is sealed anywhere.
+    `sealed_on`: the node its owner was told holds it (b"": not known). If that node is dead
+    and the directory never heard of the copy (the node died before its report went out),
+    the answer is no location at once, not a wait for a copy that will never come."""
     object_id: bytes
+    sealed_on: bytes
 
 
 @message(21)

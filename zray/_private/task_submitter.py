@@ -401,7 +401,7 @@ class TaskSubmitter:
             return False
         try:
             reply, _ = self.core.requests.call(
-                self.core.head_address, P.SubscribeObjectLocation(object_id), 2.0)
+                self.core.head_address, P.SubscribeObjectLocation(object_id, entry.node_id), 2.0)
         except TimeoutError:
             return False  # its first copy is on its way: not lost
         return isinstance(reply, P.ObjectLocation) and not reply.node_ids
