@@ -455,6 +455,8 @@ def cancel(ray_waitable, *, force: bool = False, recursive: bool = True):
     task submitted are cancelled too. A finished task is left as it is.
     """
     core = runtime.require_connected()
+    if isinstance(ray_waitable, ObjectRefGenerator):  # its task: the stream then ends
+        ray_waitable = ray_waitable.completed()
     if not isinstance(ray_waitable, ObjectRef):
         raise TypeError(
             "ray.cancel() only supported for object refs. For actors, try ray.kill(). "

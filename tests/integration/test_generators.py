@@ -165,6 +165,24 @@ def test_dropping_the_generator_stops_the_producer(ray, tmp_path):
     assert open(marker).read() == last  # nothing runs any more
 
 
+def test_cancelling_a_generator_ends_its_stream(ray):
+    @ray.remote
+    def endless():
+        i = 0
+        while True:
+            time.sleep(0.02)
+            i += 1
+            yield i
+
+    stream = endless.remote()
+    assert ray.get(next(stream), timeout=30) == 1
+    ray.cancel(stream)
+    refs = list(stream)  # ends: the values yielded before, then the cancellation
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(refs[-1], timeout=30)
+    assert stream.is_finished()
+
+
 def test_a_retried_generator_yields_no_duplicates(ray, tmp_path):
     flag = str(tmp_path / "died-once")
 
