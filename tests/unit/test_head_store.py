@@ -114,9 +114,21 @@ def test_reopened_store_has_every_write(opener):
             batch.put("placement_groups", b"pg", b"spec")
     with opener() as again:
         loaded = again.load()
-    assert loaded == {"jobs": {}, "kv": {b"b": b"2"}, "actors": {},
+    assert loaded == {"jobs": {}, "kv": {b"b": b"2"}, "actors": {}, "actor_args": {},
                       "named_actors": {b"ns\x00name": b"actor-id"},
                       "placement_groups": {b"pg": b"spec"}, "nodes": {}}
+
+
+def test_clear_empties_every_table(opener):
+    with opener() as store:
+        assert store.empty()
+        for table in H.TABLES:
+            store.put(table, b"k", b"v")
+        assert not store.empty()
+        store.clear()
+        assert store.empty()
+    with opener() as again:
+        assert again.empty()
 
 
 def test_closed_store_refuses_use(opener):

@@ -35,7 +35,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 logger = logging.getLogger(__name__)
 
-TABLES = ("jobs", "kv", "actors", "named_actors", "placement_groups", "nodes")
+# actor_args: an actor's constructor arguments, written once, apart from its record that
+# changes with every state.
+TABLES = ("jobs", "kv", "actors", "actor_args", "named_actors", "placement_groups", "nodes")
 SQLITE_FILE = "head_state.sqlite3"
 
 # (table, key, value); a value of None deletes the key.
@@ -108,6 +110,13 @@ class HeadStore(abc.ABC):
     def load(self) -> dict[str, dict[bytes, bytes]]:
         """Every table, as a restarting head reads them back."""
         return {table: dict(self.scan(table)) for table in TABLES}
+
+    def empty(self) -> bool:
+        return not any(any(True for _ in self.scan(table)) for table in TABLES)
+
+    def clear(self) -> None:
+        """Deletes every table: a cluster that ended cleanly leaves nothing to resume."""
+        self.write([(table, key, None) for table in TABLES for key, _ in self.scan(table)])
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -217,6 +226,9 @@ class SqliteStore(HeadStore):
                                     (table,)).fetchall()
         return iter([(bytes(k), bytes(v)) for k, v in rows])
 
+    def clear(self) -> None:
+        self._conn().execute("DELETE FROM head")
+
     def close(self) -> None:
         db, self._db = getattr(self, "_db", None), None
         if db is not None:
@@ -319,7 +331,6 @@ class RedisStore(HeadStore):
         return iter(sorted((bytes(k), bytes(v)) for k, v in rows.items()))
 
     def clear(self) -> None:
-        """Deletes this namespace's tables (a fresh cluster on a Redis that held an old one)."""
         self._client().delete(*[self._hash(t) for t in TABLES])
 
     def close(self) -> None:

@@ -121,7 +121,14 @@ class NodeDaemon:
             head_endpoint = Endpoint(b"head-" + self.node_id, [
                 f"tcp://{opts.node_ip}:{opts.head_port}"], self.ctx, creds,
                 count_rejections=True, name="head")
-            self.head = HeadService(head_endpoint, opts.node_death_timeout_s)
+            try:
+                self.head = HeadService(head_endpoint, opts.node_death_timeout_s,
+                                        self.session_dir)
+            except BaseException:  # its state cannot be opened: nothing runs yet to stop
+                head_endpoint.close()
+                self.endpoint.close()
+                self.ctx.term()
+                raise
             self.head_address = head_endpoint.address
         else:
             self.head_address = opts.head_address
@@ -339,6 +346,7 @@ class NodeDaemon:
             self.endpoint.close()
             if self.head:
                 self.head.endpoint.close()
+                self.head.tables.close(clean=True)
             self.ctx.term()
             if self.opts.embedded_by or not session.session_alive(self.session_dir):
                 session.remove_session(self.session_dir)
