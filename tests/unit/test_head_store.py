@@ -230,3 +230,28 @@ def test_redis_url_addresses(redis_server):  # noqa: F811
         store.put("jobs", b"j", b"1")
         assert store.get("jobs", b"j") == b"1"
         store.clear()
+
+
+def test_sqlite_checkpoints_off_the_writers_path_and_the_wal_stays_bounded(tmp_path,
+                                                                           monkeypatch):
+    """Automatic checkpoints are off (their fsync would stall a head's write); the store's
+    thread does them, so the WAL is reused from its start instead of growing."""
+    monkeypatch.setattr(H, "CHECKPOINT_S", 0.1)
+    path = str(tmp_path / H.SQLITE_FILE)
+    value = b"v" * 4000
+    with H.SqliteStore(path) as store:
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        for i in range(500):
+            store.put("kv", b"%d" % i, value)
+        first = os.path.getsize(path + "-wal")
+        deadline = time.monotonic() + 10
+        while True:  # bounded wait for a checkpoint that copied every frame
+            time.sleep(0.2)
+            store.put("kv", b"probe", b"")  # starts the WAL over once all was checkpointed
+            if os.path.getsize(path + "-wal") == first or time.monotonic() > deadline:
+                break
+        for i in range(500):
+            store.put("kv", b"%d" % i, value)
+        assert os.path.getsize(path + "-wal") <= first * 1.2
+        assert store._checkpointer.is_alive()
+    assert not store._checkpointer.is_alive()  # close() ended it

@@ -159,7 +159,7 @@ class HeadService(PlacementGroupHandlers):
             self.endpoint.reply(identity, P.Error("ValueError", str(exc)), seq)
             return
         self.actor_payloads[msg.actor_id] = [f.bytes for f in payload]
-        self.tables.actor_created(self.actors.actors[msg.actor_id],
+        self.tables.actor_created(self.actors, self.actors.actors[msg.actor_id],
                                   self.actor_payloads[msg.actor_id])
         self.endpoint.reply(identity, P.Ok(0), seq)
         self._actor_instructions(instructions)
@@ -460,5 +460,6 @@ class HeadService(PlacementGroupHandlers):
         return {"nodes": len(self.nodes), "jobs": len(self.jobs), "kv": len(self.kv),
                 "actors": self.actors.stats(), "placement_groups": self.placement.stats(),
                 "actors_waiting_for_a_node": len(self._pending_actor_placements),
-                "directory": self.directory.stats(), "dropped": self.endpoint.dropped,
+                "directory": self.directory.stats(), "tables": self.tables.stats(),
+                "dropped": self.endpoint.dropped,
                 "auth_rejected": self.endpoint.rejected}

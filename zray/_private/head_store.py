@@ -31,6 +31,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import threading
 from typing import Any, Callable, Iterator, Sequence
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 # changes with every state.
 TABLES = ("jobs", "kv", "actors", "actor_args", "named_actors", "placement_groups", "nodes")
 SQLITE_FILE = "head_state.sqlite3"
+# A WAL checkpoint fsyncs the database file: 10 ms or more, which SQLite's automatic ones would
+# spend inside some unlucky write on the head's loop. A thread of the store's own does them.
+CHECKPOINT_S = 1.0
 
 # (table, key, value); a value of None deletes the key.
 Op = tuple[str, bytes, "bytes | None"]
@@ -155,6 +159,7 @@ class SqliteStore(HeadStore):
                 raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); is it "
                                  f"on a network file system?")
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._db.execute("CREATE TABLE IF NOT EXISTS head (tbl TEXT NOT NULL, key BLOB NOT "
                              "NULL, value BLOB NOT NULL, PRIMARY KEY (tbl, key)) WITHOUT ROWID")
         except sqlite3.Error as exc:
@@ -163,6 +168,23 @@ class SqliteStore(HeadStore):
         except BaseException:
             self.close()
             raise
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
+                                              name="head-state-checkpoint")
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        # Its own connection: sqlite3 releases the GIL while it fsyncs, and a PASSIVE
+        # checkpoint never blocks the writer.
+        db = sqlite3.connect(self.path, check_same_thread=False)
+        try:
+            while not self._stop.wait(CHECKPOINT_S):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # busy or full disk: the WAL keeps the data
+                    logger.warning("checkpointing the head state %s: %s", self.path, exc)
+        finally:
+            db.close()
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -230,6 +252,10 @@ class SqliteStore(HeadStore):
         self._conn().execute("DELETE FROM head")
 
     def close(self) -> None:
+        stop, checkpointer = getattr(self, "_stop", None), getattr(self, "_checkpointer", None)
+        if stop is not None and checkpointer is not None:
+            stop.set()
+            checkpointer.join(10)
         db, self._db = getattr(self, "_db", None), None
         if db is not None:
             db.close()

@@ -19,6 +19,7 @@ one commit would cost less, but needs the head's sends held until that commit.
 from __future__ import annotations
 
 import logging
+import time
 
 import msgpack
 
@@ -35,6 +36,8 @@ class HeadTables:
     def __init__(self, store: H.HeadStore | None):
         self.store = store
         self._actor_records: dict[bytes, bytes] = {}  # last written: unchanged ones are skipped
+        self.commits = 0
+        self.commit_s = 0.0  # time the head's loop spent waiting for them
 
     @classmethod
     def open(cls, session_dir: str) -> HeadTables:
@@ -63,37 +66,53 @@ class HeadTables:
         logger.info("head tables are written through to %s", store.description)
         return cls(store)
 
+    def _commit(self, batch: H.Batch, actor_records: dict | None = None) -> None:
+        if not batch.ops or self.store is None:
+            return
+        start = time.perf_counter()
+        self.store.write(batch.ops)
+        self.commit_s += time.perf_counter() - start
+        self.commits += 1
+        # Only now: a failed write must be retried by the next change, not skipped as written.
+        self._actor_records.update(actor_records or {})
+
     def job(self, job_id: bytes, record: dict) -> None:
-        if self.store is not None:
-            self.store.put("jobs", job_id, _pack(record))
+        batch = H.Batch()
+        batch.put("jobs", job_id, _pack(record))
+        self._commit(batch)
 
     def kv(self, namespace: str, key: bytes, value: bytes) -> None:
-        if self.store is not None:
-            self.store.put("kv", namespace.encode() + b"\0" + key, value)
+        batch = H.Batch()
+        batch.put("kv", namespace.encode() + b"\0" + key, value)
+        self._commit(batch)
 
     def node(self, record: dict) -> None:
-        if self.store is not None:
-            self.store.put("nodes", record["node_id"], _pack(record))
+        batch = H.Batch()
+        batch.put("nodes", record["node_id"], _pack(record))
+        self._commit(batch)
 
-    def actor_created(self, actor, frames: list) -> None:
+    def actor_created(self, manager, actor, frames: list) -> None:
         """A new actor, with its constructor's arguments, in one commit."""
         if self.store is None:
             return
-        with self.store.batch() as batch:
-            batch.put("actor_args", actor.actor_id, _pack(frames))
-            self._actor(batch, actor)
+        batch, records = H.Batch(), {}
+        batch.put("actor_args", actor.actor_id, _pack(frames))
+        self._actor(batch, manager, actor, records)
+        self._commit(batch, records)
 
     def actors(self, manager, actor_ids) -> None:
-        """The current records of `actor_ids` (an actor manager's), in one commit."""
+        """The current records of `actor_ids` (an actor manager's), in one commit; records
+        that did not change since they were last written are not written again."""
         if self.store is None:
             return
-        with self.store.batch() as batch:
-            for actor_id in actor_ids:
-                actor = manager.actors.get(actor_id)
-                if actor is not None:
-                    self._actor(batch, actor)
+        batch, records = H.Batch(), {}
+        for actor_id in actor_ids:
+            actor = manager.actors.get(actor_id)
+            if actor is not None:
+                self._actor(batch, manager, actor, records)
+        self._commit(batch, records)
 
-    def _actor(self, batch: H.Batch, actor) -> None:
+    def _actor(self, batch: H.Batch, manager, actor, records: dict) -> None:
         record = _pack({
             "spec": actor.spec, "state": actor.state, "address": actor.address,
             "worker_id": actor.worker_id, "lease_id": actor.lease_id,
@@ -101,34 +120,41 @@ class HeadTables:
             "error": actor.error, "no_restart": actor.no_restart})
         if self._actor_records.get(actor.actor_id) == record:
             return
-        self._actor_records[actor.actor_id] = record
+        records[actor.actor_id] = record
         batch.put("actors", actor.actor_id, record)
         name = actor.spec.get("name")
         if name:
-            key = actor.spec.get("namespace", "").encode() + b"\0" + name.encode()
-            if actor.state == "DEAD":
+            # As the manager's name table has it now: a dead actor's name may be a new one's.
+            namespace = actor.spec.get("namespace", "")
+            key = namespace.encode() + b"\0" + name.encode()
+            holder = manager.names.get((namespace, name))
+            if holder is None:
                 batch.delete("named_actors", key)
             else:
-                batch.put("named_actors", key, actor.actor_id)
+                batch.put("named_actors", key, holder)
 
     def placement_groups(self, manager, pg_ids) -> None:
         if self.store is None:
             return
         from zray._private import resources as R
 
-        with self.store.batch() as batch:
-            for pg_id in pg_ids:
-                group = manager.groups.get(pg_id)
-                if group is None or group.state == "REMOVED":
-                    batch.delete("placement_groups", pg_id)
-                    continue
-                batch.put("placement_groups", pg_id, _pack({
-                    "name": group.name, "namespace": group.namespace,
-                    "strategy": group.strategy,
-                    "bundles": [R.to_floats(b) for b in group.bundles],
-                    "detached": group.detached, "job_id": group.job_id,
-                    "soft_target": group.soft_target, "creator_actor": group.creator_actor,
-                    "job_dead": group.job_dead, "nodes": group.nodes, "state": group.state}))
+        batch = H.Batch()
+        for pg_id in pg_ids:
+            group = manager.groups.get(pg_id)
+            if group is None or group.state == "REMOVED":
+                batch.delete("placement_groups", pg_id)
+                continue
+            batch.put("placement_groups", pg_id, _pack({
+                "name": group.name, "namespace": group.namespace, "strategy": group.strategy,
+                "bundles": [R.to_floats(b) for b in group.bundles],
+                "detached": group.detached, "job_id": group.job_id,
+                "soft_target": group.soft_target, "creator_actor": group.creator_actor,
+                "job_dead": group.job_dead, "nodes": group.nodes, "state": group.state}))
+        self._commit(batch)
+
+    def stats(self) -> dict:
+        return {"store": self.store.description if self.store is not None else "off",
+                "commits": self.commits, "commit_s": round(self.commit_s, 6)}
 
     def close(self, clean: bool) -> None:
         """`clean`: the cluster ended on purpose, so its tables go (nothing will resume them)."""
