@@ -113,3 +113,39 @@ def test_ray_redis_variables_select_the_redis_store(fresh, redis, monkeypatch):
         assert tables["nodes"] and tables["jobs"] and tables["placement_groups"]
         zray.shutdown()
         assert store.empty()
+
+
+def test_zray_start_head_state_path_and_redis_password(fresh, redis, tmp_path):
+    """`zray start --head` takes --head-state-path, and --redis-password (honoured, not warned
+    about) with RAY_REDIS_ADDRESS; `zray stop` is a clean end that clears the tables."""
+    import os
+    import shutil
+
+    from tests.integration.test_cli import short_tmp, zray_cli
+    from tests.integration.test_lifecycle import ROOT
+
+    root = short_tmp()
+    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root)
+    path = str(tmp_path / "cli-state.db")
+    try:
+        started = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1",
+                           "--head-state-path", path, env=env)
+        assert started.returncode == 0, started.stderr
+        assert set(rows(path, "nodes")) and rows(path, "jobs") == {}
+        stopped = zray_cli("stop", env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        with H.SqliteStore(path) as store:
+            assert store.empty()
+
+        redis_env = dict(env, RAY_REDIS_ADDRESS=redis.address)
+        started = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1",
+                           "--redis-password", PASSWORD, env=redis_env)
+        assert started.returncode == 0, started.stderr
+        assert "redis-password" not in started.stderr  # used, so no "ignoring" warning
+        with H.RedisStore(redis.address, PASSWORD) as store:
+            assert store.load()["nodes"]
+            assert zray_cli("stop", env=env).returncode == 0
+            assert store.empty()
+    finally:
+        zray_cli("stop", "--force", env=env)
+        shutil.rmtree(root, ignore_errors=True)

@@ -335,6 +335,11 @@ class NodeDaemon:
         self._shut = True
         self.running = False
         try:
+            if self.head:  # first: a slow worker shutdown may end in our SIGKILL
+                try:
+                    self.head.tables.close(clean=True)
+                except Exception:  # e.g. Redis gone: the workers must still be stopped
+                    logger.exception("closing the head's durable state")
             self.pool.shutdown()
         finally:
             self.spiller.close()
@@ -346,7 +351,6 @@ class NodeDaemon:
             self.endpoint.close()
             if self.head:
                 self.head.endpoint.close()
-                self.head.tables.close(clean=True)
             self.ctx.term()
             if self.opts.embedded_by or not session.session_alive(self.session_dir):
                 session.remove_session(self.session_dir)
