@@ -74,7 +74,8 @@ def test_a_head_refuses_the_tables_a_crashed_head_left(fresh, tmp_path, monkeypa
     with H.SqliteStore(path) as store:
         store.put("jobs", b"\x01\x00\x00\x00", msgpack.packb({"alive": True}))
     monkeypatch.setenv("ZRAY_HEAD_STATE_PATH", path)
-    with pytest.raises(Exception, match="did not shut down cleanly"):
+    with pytest.raises(Exception, match="holds the tables of another head: one that did not "
+                       "shut down cleanly"):
         fresh.init(num_cpus=1)
     with H.SqliteStore(path) as store:  # untouched
         assert dict(store.scan("jobs")) == {b"\x01\x00\x00\x00": msgpack.packb({"alive": True})}

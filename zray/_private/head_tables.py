@@ -56,10 +56,10 @@ class HeadTables:
         try:
             if not store.empty():
                 raise H.StoreError(
-                    f"the head state in {store.description} holds the tables of a head that "
-                    f"did not shut down cleanly; zray cannot resume a head from them yet. "
-                    f"Remove them (or give another --head-state-path, or another Redis) to "
-                    f"start a new cluster")
+                    f"the head state in {store.description} holds the tables of another head: "
+                    f"one that did not shut down cleanly (zray cannot resume a head from them "
+                    f"yet), or, on a shared Redis, one running now. Remove them, or give "
+                    f"another --head-state-path or Redis, to start a new cluster")
         except BaseException:
             store.close()
             raise
