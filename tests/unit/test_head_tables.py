@@ -91,3 +91,17 @@ def test_clean_close_clears_the_tables_and_unclean_keeps_them(tmp_path):
     cleared.close(clean=True)
     with H.SqliteStore(path) as store:
         assert store.empty()
+
+
+def test_clear_is_a_commit_of_its_own(tmp_path):
+    """A node clears the tables at the start of its shutdown and closes the store at its end:
+    a SIGKILL between the two must still find them cleared."""
+    path = str(tmp_path / "state.db")
+    tables = HeadTables(H.SqliteStore(path))
+    tables.kv("ns", b"k", b"v")
+    tables.clear()
+    import sqlite3
+
+    with sqlite3.connect(path) as other:  # another process's view: what is committed
+        assert other.execute("SELECT count(*) FROM head").fetchone()[0] == 0
+    tables.close()

@@ -156,8 +156,16 @@ class HeadTables:
         return {"store": self.store.description if self.store is not None else "off",
                 "commits": self.commits, "commit_s": round(self.commit_s, 6)}
 
-    def close(self, clean: bool) -> None:
-        """`clean`: the cluster ended on purpose, so its tables go (nothing will resume them)."""
+    def clear(self) -> None:
+        """The cluster ended on purpose: its tables go, nothing will resume them. A commit like
+        any other, so it is done when this returns even if `close()` never runs."""
+        if self.store is not None:
+            self.store.clear()
+
+    def close(self, clean: bool = False) -> None:
+        """Releases the store (`clean`: clears it first). Closing SQLite checkpoints its WAL
+        with an fsync, which waits behind every dirty page of the file system: seconds while a
+        node spills, so a node clears first and closes last."""
         store, self.store = self.store, None
         if store is None:
             return

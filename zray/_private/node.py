@@ -337,9 +337,9 @@ class NodeDaemon:
         try:
             if self.head:  # first: a slow worker shutdown may end in our SIGKILL
                 try:
-                    self.head.tables.close(clean=True)
+                    self.head.tables.clear()
                 except Exception:  # e.g. Redis gone: the workers must still be stopped
-                    logger.exception("closing the head's durable state")
+                    logger.exception("clearing the head's durable state")
             self.pool.shutdown()
         finally:
             self.spiller.close()
@@ -354,6 +354,8 @@ class NodeDaemon:
             self.ctx.term()
             if self.opts.embedded_by or not session.session_alive(self.session_dir):
                 session.remove_session(self.session_dir)
+            if self.head:
+                self.head.tables.close()
 
     # ------------------------------------------------------------------ instructions
 
