@@ -28,8 +28,9 @@ def cli(*args, env):
 
 def main():
     root = tempfile.mkdtemp(prefix="zrc", dir="/tmp")
-    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root)
-    os.environ.update(ZRAY_SESSION_DIR_ROOT=root)
+    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root,
+               ZRAY_ENABLE_OBJECT_RECONSTRUCTION="1")
+    os.environ.update(ZRAY_SESSION_DIR_ROOT=root, ZRAY_ENABLE_OBJECT_RECONSTRUCTION="1")
     sys.path.insert(0, ROOT)
     import zray as ray
     from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

@@ -18,3 +18,4 @@ __all__ = [
     "shutdown", "util", "wait",
 ]
 from zray import util  # noqa: E402  (Ray's ray.util is there after `import ray`)
+from zray import runtime_env  # noqa: E402,F401  (ray.runtime_env, as after `import ray`)

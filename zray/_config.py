@@ -71,9 +71,11 @@ class Config:
         "0 disables; a one-CPU machine never spins.",
     )
     enable_object_reconstruction: bool = _setting(
-        True,
+        False,
         "Recompute a task's output in shared memory whose every copy was lost (its node died) "
-        "by running the task again, as Ray's object reconstruction does; 0 turns it off.",
+        "by running the task again, as Ray's object reconstruction does. Off until an "
+        "intermittent hang is found: a get of a recomputed output is sometimes never answered "
+        "by the driver's node (about half the runs of a chain of three on three loopback nodes).",
     )
     max_lineage_bytes: int = _setting(
         1 * 2**30,

@@ -11,6 +11,7 @@ from zray._private import definitions
 from zray._private import options as O
 from zray._private import protocol as P
 from zray._private import runtime
+from zray._private.packaging import for_call
 from zray._private.actor_submitter import ActorCall
 from zray._private.function_manager import function_id_of
 from zray._private.arguments import pack_arguments
@@ -174,6 +175,7 @@ class ActorClass:
             "concurrency_groups": concurrency_groups,
             "owner_address": core.address, "handle_meta": handle_meta,
             "strategy": strategy, "placement_group": group,
+            "runtime_env": for_call(core, options.get("runtime_env")),
         }
         reply, _ = core.requests.call(core.head_address, P.CreateActor(
             actor_id, spec, len(frames) - 1, []), config.rpc_timeout_s, payload=frames)

@@ -25,7 +25,7 @@ _embedded = None
 _warned: set = set()
 
 # Accepted for compatibility; zray has no counterpart (yet) and they do not change what a
-# program computes, so they only warn once. (runtime_env would: it is refused instead.)
+# program computes, so they only warn once.
 _IGNORED_INIT_ARGS = ("labels", "local_mode", "include_dashboard", "dashboard_host",
                       "dashboard_port", "job_config", "logging_format", "logging_config",
                       "enable_resource_isolation", "cgroup_path",
@@ -100,10 +100,9 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         for name in _IGNORED_INIT_ARGS:
             if given[name] not in (None, defaults.get(name)):
                 _warn_once(name)
-        if runtime_env:
-            from zray._private.options import UNSUPPORTED, check_support
+        from zray._private import runtime_env as RE
 
-            check_support("runtime_env", UNSUPPORTED, runtime_env)
+        job_env = RE.parse(runtime_env)  # bad input fails before any process starts
         for name in kwargs:
             if not name.startswith("_"):
                 raise RuntimeError(f"Unknown keyword argument(s): {name}")
@@ -156,6 +155,17 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
             except BaseException:
                 _embedded.stop()
                 _embedded = None
+                raise
+        if job_env:
+            try:
+                from zray._private.packaging import upload
+
+                core.runtime_env = upload(core, job_env)
+            except BaseException:
+                core.shutdown()
+                if _embedded is not None:
+                    _embedded.stop()
+                    _embedded = None
                 raise
         if log_to_driver is None:
             log_to_driver = config.log_to_driver

@@ -12,6 +12,7 @@ from zray._private.generators import ObjectRefGenerator, dynamic_result
 from zray._private import options as O
 from zray._private import resources as R
 from zray._private import runtime
+from zray._private.packaging import for_call
 from zray._private.function_manager import function_id_of
 from zray._private.arguments import pack_arguments
 from zray._private.task_submitter import TaskSpec
@@ -77,12 +78,13 @@ class RemoteFunction:
         if num_returns is None:  # Ray 2.8+: a generator function streams by default
             num_returns = "streaming" if self._is_generator else 1
         streaming = num_returns in ("streaming", "dynamic")
-        shape = self._shape(options)
+        shape = self._shape(core, options)
         group = ""
         placement = placement_of(core, options, shape[0], {}, self._function.__name__)
         if placement is not None:
             request, strategy, group = in_group(shape[0], placement)
-            shape = (request, R.shape_key(R.to_units(request)) + (strategy,), strategy)
+            key = R.shape_key(R.to_units(request)) + (strategy,)
+            shape = (request, key + (shape[3],) if shape[3] else key, strategy, shape[3])
         task_id = random_id(8) + core.current_task_id()[8:]
         frames, top_refs, nested = pack_arguments(core, args, kwargs)
         # A stream's one fixed return is its completion; its values come as they are yielded.
@@ -99,7 +101,8 @@ class RemoteFunction:
             resources=shape[0], key=shape[1],
             max_retries=3 if max_retries is None else max_retries,
             retry_exceptions=options.get("retry_exceptions", False), strategy=shape[2],
-            placement_group=group, generator_backpressure=backpressure)
+            placement_group=group, generator_backpressure=backpressure,
+            runtime_env=shape[3])
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
         if streaming:
             stream = ObjectRefGenerator(refs[0], core.streams.open(task_id, backpressure), core)
@@ -114,16 +117,21 @@ class RemoteFunction:
             return refs[0]
         return refs
 
-    def _shape(self, options):
+    def _shape(self, core, options):
+        """(resources, queue key, strategy, runtime env string), computed once per options
+        dict and process (a runtime env's packing and upload too)."""
         cache_key = id(options)
         cached = self._shape_cache.get(cache_key)
-        if cached is not None and cached[0] is options:
-            return cached[1]
+        if cached is not None and cached[0] is options and cached[1] is core:
+            return cached[2]
         from zray.util.scheduling_strategies import encode
 
         request = O.resource_request(options, default_cpus=1)
         R.to_units(request)  # validates amounts (e.g. 1.5 CPUs) before anything is sent
         strategy = encode(options.get("scheduling_strategy"))
-        shape = (request, R.shape_key(R.to_units(request)) + (strategy,), strategy)
-        self._shape_cache[cache_key] = (options, shape)
+        env = for_call(core, options.get("runtime_env"))
+        shape = (request, R.shape_key(R.to_units(request)) + (strategy,), strategy, env)
+        if env:  # tasks of another env need leases (workers) of their own
+            shape = (request, shape[1] + (env,), strategy, env)
+        self._shape_cache[cache_key] = (options, core, shape)
         return shape

@@ -137,11 +137,18 @@ class RuntimeContext:
         return ids
 
     def get_runtime_env_string(self) -> str:
-        return "{}"
+        """The runtime env of this job (in a driver) or of this task or actor, as JSON."""
+        import json
+
+        return json.dumps(self._core.runtime_env, sort_keys=True)
 
     @property
-    def runtime_env(self) -> dict:
-        return {}
+    def runtime_env(self):
+        """The runtime env as a ``zray.runtime_env.RuntimeEnv`` (a dict), working_dir and
+        py_modules as the URIs of their uploaded packages, as in Ray."""
+        from zray.runtime_env import RuntimeEnv
+
+        return RuntimeEnv(_validate=False, **self._core.runtime_env)
 
     def _placement_group(self) -> str:
         from zray.util.placement_group import _current

@@ -89,7 +89,7 @@ def test_options_without_effect_are_accepted(ray):
 
 
 @pytest.mark.parametrize("option, value", [
-    ("runtime_env", {"env_vars": {"A": "1"}}), ("label_selector", {"zone": "a"}),
+    ("runtime_env", {"conda": "env"}), ("label_selector", {"zone": "a"}),
     ("accelerator_type", "A100")])
 def test_options_that_would_change_results_are_refused(ray, option, value):
     with pytest.raises(NotImplementedError, match=option):

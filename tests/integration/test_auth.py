@@ -207,7 +207,7 @@ def test_strangers_messages_are_never_acted_on(plain):
                 sock.connect(choose_address(address))
                 sock.send_multipart(P.encode(P.Hello(f"tcp://127.0.0.1:{port}")))
                 sock.send_multipart(P.encode(P.RequestLease(
-                    1, {"CPU": 1.0}, b"\x01\x00\x00\x00", "DEFAULT", False, b"", False), seq=5))
+                    1, {"CPU": 1.0}, b"\x01\x00\x00\x00", "DEFAULT", False, b"", False, ""), seq=5))
                 sock.send_multipart(P.encode(P.KvPut("fn", b"evil", b"x", True), seq=6))
                 sock.send_multipart(P.encode(P.ShutdownNode("stranger"), seq=7))
                 socks.append((sock, inbox))

@@ -35,8 +35,8 @@ def test_init_shutdown_cycles(fresh):
 
 
 def test_init_refuses_a_runtime_env_it_cannot_honour(fresh):
-    with pytest.raises(NotImplementedError, match="runtime_env"):
-        fresh.init(num_cpus=1, runtime_env={"env_vars": {"A": "1"}})
+    with pytest.raises(NotImplementedError, match="'container'"):
+        fresh.init(num_cpus=1, runtime_env={"container": {"image": "x"}})
     assert not fresh.is_initialized()
     fresh.init(num_cpus=1, runtime_env={})  # asks for nothing: fine
     fresh.shutdown()

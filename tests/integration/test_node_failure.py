@@ -50,7 +50,7 @@ def test_job_survives_a_killed_node(cluster):
         time.sleep(1.0)
         return i * i, ray.get_runtime_context().get_node_id()
 
-    @ray.remote(resources={"w2": 1})
+    @ray.remote(resources={"w2": 1}, max_retries=0)  # not recomputed: lost for good
     def big_on_w2():
         return np.ones(2**20)
 

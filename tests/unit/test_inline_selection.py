@@ -30,6 +30,7 @@ class FakeCore:
     node_id = b"n" * 28
     job_id = b"\x01\x00\x00\x00"
     address = "me"
+    runtime_env: dict = {}
 
     def __init__(self):
         self.requests = FakeRequests()

@@ -47,7 +47,7 @@ def raw_client(ctx, address: str, setup):
     sock.connect(address)
     sock.send_multipart(P.encode(P.Hello("tcp://127.0.0.1:1")))
     sock.send_multipart(P.encode(P.RequestLease(1, {"CPU": 1.0}, b"j", "DEFAULT", False, b"",
-                                                False), seq=7))
+                                                False, ""), seq=7))
     return sock
 
 

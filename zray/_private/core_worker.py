@@ -76,6 +76,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self.worker_id = worker_id
         self.job_id = job_id
         self.namespace = namespace
+        self.runtime_env: dict = {}  # the job's env (driver) or this worker's, parsed
         self.node_address = node_address
         self.ctx = new_context()
         self.creds = creds

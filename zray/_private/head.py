@@ -16,6 +16,7 @@ from zray._private import protocol as P
 from zray._private.head_placement import PlacementGroupHandlers
 from zray._private.head_tables import HeadTables
 from zray._private.object_directory import ObjectDirectory
+from zray._private.state_queries import StateQueries
 from zray._private.transport import REPLY, Endpoint, Requests
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class NodeRecord:
     last_seen: float = field(default_factory=time.monotonic)
     death_reason: str = ""
     suspect_since: float = 0.0  # its connection broke at this time (0: it did not)
+    started_at: float = field(default_factory=time.time)  # wall clock, for the state API
+    ended_at: float = 0.0
 
     def to_wire(self) -> dict:
         return {
@@ -55,7 +58,7 @@ class NodeRecord:
         }
 
 
-class HeadService(PlacementGroupHandlers):
+class HeadService(PlacementGroupHandlers, StateQueries):
     def __init__(self, endpoint: Endpoint, node_death_timeout_s: float, session_dir: str = ""):
         self.endpoint = endpoint
         self.tables = HeadTables.open(session_dir)  # durable copies of the tables below
@@ -63,6 +66,8 @@ class HeadService(PlacementGroupHandlers):
         self.actors = A.ActorManager()
         self.actor_payloads: dict[bytes, list] = {}  # constructor frames, kept for restarts
         self.actor_nodes: dict[bytes, str] = {}  # actor id -> address of the node running it
+        # actor id -> its latest worker, kept after death: the state API shows a dead actor's pid
+        self.actor_workers: dict[bytes, bytes] = {}
         self.node_death_timeout_s = node_death_timeout_s
         self.nodes: dict[bytes, NodeRecord] = {}
         self.jobs: dict[bytes, dict] = {}
@@ -130,7 +135,8 @@ class HeadService(PlacementGroupHandlers):
         job_id = struct.pack("<I", self._next_job)
         self._next_job += 1
         self.jobs[job_id] = {"driver_id": msg.driver_id, "pid": msg.pid,
-                             "namespace": msg.namespace, "start": time.time(), "alive": True}
+                             "namespace": msg.namespace, "start": time.time(), "alive": True,
+                             "address": self.endpoint.peers.get(identity, "")}
         self.tables.job(job_id, self.jobs[job_id])
         self.endpoint.reply(identity, P.JobRegistered(job_id, msg.namespace), seq)
 
@@ -145,6 +151,7 @@ class HeadService(PlacementGroupHandlers):
         job = self.jobs.get(msg.job_id)
         if job:
             job["alive"] = False
+            job["end"] = time.time()
             self.tables.job(msg.job_id, job)
             self._actor_instructions(self.actors.owner_died(job["driver_id"]))
             self._placement_job_dead(msg.job_id)
@@ -201,6 +208,7 @@ class HeadService(PlacementGroupHandlers):
         for job_id, job in self.jobs.items():
             if job["alive"] and job["driver_id"] == msg.worker_id:  # a driver killed mid-job
                 job["alive"] = False
+                job["end"] = time.time()
                 self.tables.job(job_id, job)
                 self._placement_job_dead(job_id)
 
@@ -272,7 +280,7 @@ class HeadService(PlacementGroupHandlers):
                          and node.node_id.hex() in strategy)
         self._send_actor_lease_request(actor_id, node, P.RequestLease(
             next(self._lease_request_ids), resources, actor_id[-4:], "DEFAULT", not may_spill,
-            b"", True))
+            b"", True, actor.spec.get("runtime_env", "") if actor is not None else ""))
 
     def _send_actor_lease_request(self, actor_id: bytes, node, request: P.RequestLease):
         self.requests.send(node.address, request,
@@ -286,6 +294,10 @@ class HeadService(PlacementGroupHandlers):
                 self._send_actor_lease_request(actor_id, target, request._replace(spilled=True))
                 return
             reply = P.Error("RaySystemError", "spilled back to a node that is gone")
+        if isinstance(reply, P.Error) and reply.kind == "RuntimeEnvSetupError":
+            self._actor_instructions(self.actors.kill(
+                actor_id, True, f"its runtime env failed to set up: {reply.message}"))
+            return
         if not isinstance(reply, P.LeaseGranted):
             self._actor_instructions(self.actors.kill(actor_id, True, f"placement failed: {reply}"))
             return
@@ -295,6 +307,7 @@ class HeadService(PlacementGroupHandlers):
             self.endpoint.send(node.address, P.ReturnLease(reply.lease_id, True))
             return
         self.actor_nodes[actor_id] = node.address
+        self.actor_workers[actor_id] = reply.worker_id
         self.actors.actors[actor_id].spec["gpu_ids"] = reply.gpu_ids  # this attempt's GPUs
         run = self.actors.actors[actor_id].spec.get("run_resources")
         if run is not None and run != self.actors.actors[actor_id].spec.get("resources"):
@@ -437,6 +450,7 @@ class HeadService(PlacementGroupHandlers):
             return
         node.alive = False
         node.death_reason = reason
+        node.ended_at = time.time()
         self.tables.node(node.to_wire())
         logger.warning("node %s is dead: %s", node_id.hex()[:12], reason)
         self._notify(self.directory.node_dead(node_id))

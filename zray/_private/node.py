@@ -31,7 +31,9 @@ from zray._private.memory_report import MemoryReportGather
 from zray._private.spill import Spiller, spill_directory
 from zray._private.transport import (REPLY, Endpoint, Requests, choose_address, new_context,
                                      serve_context)
+from zray._private.node_envs import NodeEnvs
 from zray._private.worker_pool import WorkerPool
+from zray._private import worker_table
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +152,8 @@ class NodeDaemon:
                                {"ZRAY_TOKEN": creds.token,
                                 "ZRAY_ENCRYPT": "1" if creds.encrypt else "0"})
         self.clients: dict[bytes, Client] = {}
+        self.envs = NodeEnvs(self)
+        self.worker_table = worker_table.WorkerTable()
         self.lease_seq: dict[tuple, int] = {}  # (client, request_id) -> seq to answer
         self.lease_meta: dict[tuple, P.RequestLease] = {}  # queued requests, for rebalancing
         self.view = ClusterView(self.node_id)
@@ -236,6 +240,7 @@ class NodeDaemon:
             poller.register(self.head.endpoint.inbox, zmq.POLLIN)
         poller.register(self.pool.fd, zmq.POLLIN)
         poller.register(self.spiller.io.fd, zmq.POLLIN)
+        poller.register(self.envs.fd, zmq.POLLIN)
         monitors = [e for e in (self.endpoint, self.head and self.head.endpoint) if e]
         for endpoint in monitors:
             poller.register(endpoint.monitor, zmq.POLLIN)
@@ -257,6 +262,8 @@ class NodeDaemon:
                         self.spiller.on_io_ready()
                     except Exception:  # a bug in one completion must not stop the node
                         logger.exception("error handling spill I/O completions")
+                if self.envs.fd in events:
+                    self.envs.on_ready()
                 now = time.monotonic()
                 if now >= self._next_timers:  # timers are not worth running per message
                     self._next_timers = now + 0.005
@@ -304,6 +311,7 @@ class NodeDaemon:
         self._answer_waiters(self.store.expire(now))
         self.spiller.expire(now)
         self._expire_starts(now)
+        self.envs.tick(now)
         if self.head:
             self.head.tick(now)
         if self._memory_reports:
@@ -342,7 +350,9 @@ class NodeDaemon:
                     logger.exception("clearing the head's durable state")
             self.pool.shutdown()
         finally:
+            self.envs.shutdown()
             self.spiller.close()
+            self.objects.close()
             session.remove_node_pid(self.session_dir, self.node_id)
             try:
                 os.unlink(self.arena_path)
@@ -371,7 +381,9 @@ class NodeDaemon:
                     ins.request_id, ins.lease_id, ins.worker_id, address, self.node_id,
                     list(ins.gpu_ids)), seq)
             elif kind is S.StartWorker:
-                if self.pool.refusing():
+                if ins.runtime_env:
+                    self.envs.start_worker(ins.runtime_env)
+                elif self.pool.refusing():
                     self.scheduler.starting = max(0, self.scheduler.starting - 1)
                     self._refuse_waiting_leases()
                 else:
@@ -395,12 +407,13 @@ class NodeDaemon:
         for worker_id in self.pool.expired_starts(now):
             logger.error("worker %s did not start in time", worker_id.hex()[:12])
             self._worker_start_failed("did not register within "
-                                      f"{config.worker_start_timeout_s:g}s")
+                                      f"{config.worker_start_timeout_s:g}s",
+                                      self.envs.worker_gone(worker_id))
 
-    def _worker_start_failed(self, why: str):
+    def _worker_start_failed(self, why: str, runtime_env: str = ""):
         if self.pool.start_failed(why):
             self._warn_drivers(self.pool.refusal_message())
-        self._dispatch(self.scheduler.worker_start_failed())
+        self._dispatch(self.scheduler.worker_start_failed(runtime_env))
 
     def _refuse_waiting_leases(self):
         """Fails the lease requests that wait only for a worker (their resources are free)
@@ -431,19 +444,21 @@ class NodeDaemon:
     def _on_worker_exit(self, worker_id: bytes, code: int, was_starting: bool):
         if was_starting:
             logger.error("worker %s exited with %s before it registered", worker_id.hex()[:12], code)
-            self._worker_start_failed(f"exit code {code}")
+            self._worker_start_failed(f"exit code {code}", self.envs.worker_gone(worker_id))
             return
+        self.envs.worker_gone(worker_id)
         lease_id = self.scheduler.worker_lease.get(worker_id)
         holder = self.scheduler.leases[lease_id].client if lease_id else None
-        self._on_client_exit(worker_id)
+        self._on_client_exit(worker_id, code)
         instructions = self.scheduler.worker_exited(worker_id)
         for ins in instructions:
             if type(ins) is S.LeaseLost and holder is not None:
                 self._send_to_client(holder, P.WorkerDied(lease_id, worker_id, code))
         self._dispatch([i for i in instructions if type(i) is not S.LeaseLost])
 
-    def _on_client_exit(self, identity: bytes):
+    def _on_client_exit(self, identity: bytes, exit_code: int | None = None):
         client = self.clients.pop(identity, None)
+        self.worker_table.left(identity, exit_code)
         self.store.client_exited(identity)
         address = self.endpoint.peers.pop(identity, None)
         if client is not None:
@@ -470,6 +485,7 @@ class NodeDaemon:
 
     def on_register_client(self, identity, msg: P.RegisterClient, seq):
         self.clients[identity] = Client(msg.kind, msg.pid, msg.job_id)
+        self.worker_table.joined(identity, msg.kind, msg.pid)
         address = self.endpoint.peers.get(identity)
         if address:
             self.endpoint.send(self.head_address, P.ClientJoined(self.node_id, address))
@@ -480,7 +496,8 @@ class NodeDaemon:
             # Late is late even if the timer has not run yet: the same verdict either way.
             self._expire_starts(time.monotonic())
         if msg.kind == "worker" and self.pool.on_registered(identity):
-            self._dispatch(self.scheduler.worker_started(identity))
+            self._dispatch(self.scheduler.worker_started(identity,
+                                                         self.pool.env_of.get(identity, "")))
 
     def on_request_lease(self, identity, msg: P.RequestLease, seq):
         try:
@@ -495,7 +512,7 @@ class NodeDaemon:
         self.lease_seq[(identity, msg.request_id)] = seq
         self.lease_meta[(identity, msg.request_id)] = msg
         self._dispatch(self.scheduler.request_lease(identity, msg.request_id, need,
-                                                    msg.for_actor))
+                                                    msg.for_actor, msg.runtime_env))
 
     def _spill(self, identity, request_id: int, seq: int, target: bytes, need: dict) -> bool:
         address = self.view.address_of(target)
@@ -528,6 +545,7 @@ class NodeDaemon:
             node.alive = False
         self.objects.peer_gone(msg.node_id)
         self.objects.node_died(msg.address)
+        self.objects.forget_arena_of(msg.node_id)
         for client_id in self.clients:
             self._send_to_client(client_id, msg)
 
@@ -738,6 +756,7 @@ class NodeDaemon:
         P.ReturnBundles: on_return_bundles,
         P.GetNodeStats: on_get_node_stats,
         P.GetMemoryReport: on_get_memory_report,
+        P.GetStateTable: worker_table.on_get_state_table,
     }
 
     def _flush_locations(self):

@@ -3,7 +3,7 @@
 Every option Ray accepts is known here (never a "no such option" error for a valid Ray option).
 Those zray does not act on yet are of two kinds: options that do not change what a program
 computes (task events, tensor transports) are accepted with a one-time warning; options that
-would (a runtime environment, a label selector) raise NotImplementedError
+would (a label selector) raise NotImplementedError
 naming the option when given anything but their default, because ignoring them would run the
 program differently from Ray without saying so.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from zray._private import runtime_env as RE
 from zray._private.protocol import MAX_NUM_RETURNS
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ _COMMON = {
     "placement_group_bundle_index": Option(-1, (int,)),
     "placement_group_capture_child_tasks": Option(None, (bool, type(None))),
     "resources": Option(None, (dict, type(None))),
-    "runtime_env": Option(None, (dict, type(None)), UNSUPPORTED),
+    "runtime_env": Option(None, (dict, type(None))),
     "scheduling_strategy": Option(None, (type(None), str, object)),
     "enable_task_events": Option(True, (bool,), WARN),
     "_labels": Option(None, (dict, type(None)), WARN),
@@ -118,6 +119,8 @@ def check_support(name: str, support: str, value=None):
 
 
 def _check_value(key, value):
+    if key == "runtime_env":
+        RE.parse(value)  # a bad env fails where it is given, as in Ray
     if key in ("num_cpus", "num_gpus", "memory") and value is not None and value < 0:
         raise ValueError(f"The keyword '{key}' only accepts None, 0 or a positive number, got {value}")
     if key == "max_retries" and value is not None and value < -1:

@@ -279,6 +279,7 @@ class RequestLease(NamedTuple):
     spilled: bool  # already redirected once: run or queue here, never redirect again
     preferred_node: bytes  # the node holding most of the task's argument bytes, or b""
     for_actor: bool  # the worker will host an actor for good (outside the pool's cap)
+    runtime_env: str  # canonical runtime env the worker must run in ("": the default env)
 
 
 @message(33)
@@ -418,10 +419,14 @@ class PullObject(NamedTuple):
 
 @message(56)
 class ObjectInfo(NamedTuple):
+    """`arena_path`/`offset`: where the pinned copy lies, for a puller on the same machine to
+    copy it straight from the source's shared memory (one copy, no chunks)."""
     object_id: bytes
     found: bool
     size: int
     owner_address: str
+    arena_path: str
+    offset: int
 
 
 @message(57)
@@ -773,6 +778,24 @@ class CommitBundles(NamedTuple):
 class ReturnBundles(NamedTuple):
     pg_id: bytes
     indices: list
+
+
+# --------------------------------------------------------------------------- state API
+
+
+@message(110)
+class GetStateTable(NamedTuple):
+    """`zray.util.state` to the head (kind: actors, nodes, jobs, placement_groups) or to a node
+    (workers); answered StateTable."""
+    kind: str
+
+
+@message(111)
+class StateTable(NamedTuple):
+    """Rows with Ray's state field names (detail ones included); the asker filters, limits and
+    trims them, so the head does no per-query work beyond building the rows."""
+    kind: str
+    rows: list
 
 
 # --------------------------------------------------------------------------- generators

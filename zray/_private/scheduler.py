@@ -45,7 +45,7 @@ class Infeasible:
 
 @dataclass(frozen=True)
 class StartWorker:
-    pass
+    runtime_env: str = ""  # the env the worker is set up for ("": the default env)
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,7 @@ class Request:
     need: R.Units
     for_actor: bool = False
     reported_infeasible: bool = False
+    runtime_env: str = ""
 
 
 @dataclass
@@ -138,6 +139,10 @@ class LocalScheduler:
         # workers together, and on two cores many missed their registration deadline.
         self.startup_concurrency = startup_concurrency
         self._lease_ids = itertools.count(first_lease_id)
+        # Workers are pooled per runtime env (a worker set up for one env never runs another
+        # env's task). Only non-default envs are recorded, so the default path pays nothing.
+        self.worker_env: dict[bytes, str] = {}
+        self.starting_env: dict[str, int] = {}  # of self.starting, those for non-default envs
 
     # ------------------------------------------------------------ events
 
@@ -146,10 +151,12 @@ class LocalScheduler:
         return [StartWorker() for _ in range(self.min_workers)]
 
     def request_lease(self, client: bytes, request_id: int, need: R.Units,
-                      for_actor: bool = False) -> list[Instruction]:
+                      for_actor: bool = False, runtime_env: str = "") -> list[Instruction]:
         """`for_actor`: the worker will be dedicated to an actor for its lifetime, so it does
-        not count against the pool's cap (every actor needs a process of its own, as in Ray)."""
-        self.queue[(client, request_id)] = Request(client, request_id, dict(need), for_actor)
+        not count against the pool's cap (every actor needs a process of its own, as in Ray).
+        `runtime_env`: only a worker set up for this env may take the lease."""
+        self.queue[(client, request_id)] = Request(client, request_id, dict(need), for_actor,
+                                                   runtime_env=runtime_env)
         return self._schedule()
 
     def cancel_request(self, client: bytes, request_id: int) -> list[Instruction]:
@@ -169,18 +176,30 @@ class LocalScheduler:
             self.workers[lease.worker_id] = IDLE
         return out + self._schedule()
 
-    def worker_started(self, worker_id: bytes) -> list[Instruction]:
-        self.starting = max(0, self.starting - 1)
+    def worker_started(self, worker_id: bytes, runtime_env: str = "") -> list[Instruction]:
+        self._started(runtime_env)
         self.workers[worker_id] = IDLE
+        if runtime_env:
+            self.worker_env[worker_id] = runtime_env
         return self._schedule()
 
-    def worker_start_failed(self) -> list[Instruction]:
-        self.starting = max(0, self.starting - 1)
+    def worker_start_failed(self, runtime_env: str = "") -> list[Instruction]:
+        self._started(runtime_env)
         return self._schedule()
+
+    def _started(self, runtime_env: str) -> None:
+        self.starting = max(0, self.starting - 1)
+        if runtime_env:
+            left = self.starting_env.get(runtime_env, 0) - 1
+            if left > 0:
+                self.starting_env[runtime_env] = left
+            else:
+                self.starting_env.pop(runtime_env, None)
 
     def worker_exited(self, worker_id: bytes) -> list[Instruction]:
         state = self.workers.pop(worker_id, None)
         self.dedicated.discard(worker_id)
+        self.worker_env.pop(worker_id, None)
         out: list[Instruction] = []
         lease_id = self.worker_lease.pop(worker_id, None)
         if lease_id is not None:
@@ -377,7 +396,12 @@ class LocalScheduler:
         self._repay_debts()
         out: list[Instruction] = []
         idle = [w for w, state in self.workers.items() if state == IDLE]
-        waiting_for_worker = waiting_for_actor = 0
+        idle_by_env: dict[str, list[bytes]] = {"": idle}
+        if self.worker_env:
+            idle_by_env = {}
+            for worker_id in idle:
+                idle_by_env.setdefault(self.worker_env.get(worker_id, ""), []).append(worker_id)
+        waiting: dict[str, list[int]] = {}  # env -> [requests waiting for a worker, for an actor]
         for key, request in list(self.queue.items()):
             if not R.fits(request.need, self.total):
                 if not request.reported_infeasible:
@@ -386,11 +410,9 @@ class LocalScheduler:
                 continue
             if not R.fits(request.need, self.available):
                 continue
+            idle = idle_by_env.get(request.runtime_env, [])
             if not idle:
-                if request.for_actor:
-                    waiting_for_actor += 1
-                else:
-                    waiting_for_worker += 1
+                waiting.setdefault(request.runtime_env, [0, 0])[request.for_actor] += 1
                 continue
             gpus = self._assign_gpus(request.need)
             if gpus is None:
@@ -412,17 +434,41 @@ class LocalScheduler:
                              tuple(gpu_ids)))
         pool = len(self.workers) - len(self.dedicated)
         room = self.max_workers - pool - self.starting
-        wanted = max(0, min(waiting_for_worker - self.starting, room))
-        if waiting_for_worker - self.starting > room and not self.limit_reported:
-            self.limit_reported = True
-            out.append(WorkerLimitReached(
-                self.max_workers, sum(1 for lease in self.leases.values() if lease.blocked)))
-        wanted += max(0, waiting_for_actor - max(0, self.starting - wanted))
-        if self.startup_concurrency:
-            wanted = min(wanted, max(0, self.startup_concurrency - self.starting))
-        for _ in range(wanted):
-            self.starting += 1
-            out.append(StartWorker())
+        budget = max(0, self.startup_concurrency - self.starting) if self.startup_concurrency \
+            else None
+        for env, (for_worker, for_actor) in waiting.items():
+            starting = self.starting_env.get(env, 0) if env else \
+                self.starting - sum(self.starting_env.values())
+            wanted = max(0, min(for_worker - starting, room))
+            short = for_worker - starting - wanted
+            if short > 0:
+                evicted = self._evict_idle(env, idle_by_env, short)
+                out += evicted
+                if len(evicted) < short and not self.limit_reported:
+                    self.limit_reported = True
+                    out.append(WorkerLimitReached(self.max_workers, sum(
+                        1 for lease in self.leases.values() if lease.blocked)))
+            room -= wanted
+            wanted += max(0, for_actor - max(0, starting - wanted))
+            if budget is not None:
+                wanted = min(wanted, budget)
+                budget -= wanted
+            self.starting += wanted
+            if env and wanted:
+                self.starting_env[env] = self.starting_env.get(env, 0) + wanted
+            out += [StartWorker(env)] * wanted
+        return out
+
+    def _evict_idle(self, env: str, idle_by_env: dict[str, list[bytes]],
+                    count: int) -> list[Instruction]:
+        """At the pool's cap, idle workers of other envs make room for `env`'s (as Ray's
+        worker pool kills idle workers of other runtime envs)."""
+        out: list[Instruction] = []
+        for other, idle in idle_by_env.items():
+            while other != env and idle and len(out) < count:
+                worker_id = idle.pop()
+                self.workers[worker_id] = STOPPING
+                out.append(StopWorker(worker_id))
         return out
 
     def add_total(self, extra: R.Units) -> None:

@@ -18,6 +18,7 @@ from zray import exceptions as X
 from zray._config import config
 from zray._fast import TASK_ID_SIZE, MessageTooLarge
 from zray._private import protocol as P
+from zray._private import runtime_env as RE
 from zray._private import resources as R
 from zray._private.dependencies import (borrowed_by_call, error_entry, returned_entries,
                                         store_results, too_large_error, when_resolved)
@@ -58,6 +59,7 @@ class TaskSpec:
     reconstructions: int = 0  # times run again because an output was lost (lineage.py)
     args_released: bool = False  # its arguments were let go when it first finished
     borrowed: list = field(default_factory=list)  # what the executing worker will hold
+    runtime_env: str = ""  # canonical (runtime_env.dumps); "" for the default env
 
     @property
     def pinned_ids(self) -> list:
@@ -146,7 +148,7 @@ class TaskSubmitter:
             head = tasks[len(shape.pending_requests) - 1]
             self._request_lease(key, request_id, P.RequestLease(
                 request_id, head.resources, head.task_id[-4:], head.strategy, False,
-                self._preferred_node(head), False), self.core.node_address)
+                self._preferred_node(head), False, head.runtime_env), self.core.node_address)
 
     def take_inline(self, object_id: bytes, capacity: dict) -> TaskSpec | None:
         """The queued task that returns `object_id`, taken off its queue so that this process,
@@ -161,7 +163,10 @@ class TaskSubmitter:
             if (spec.state != "queued" or spec.cancelled or spec.strategy != "DEFAULT"
                     or spec.num_returns < 0):  # a stream's items go to its owner's inbox
                 return None
-            if not R.fits(dict(spec.key[:-1]), capacity) or self._preferred_node(spec):
+            if spec.runtime_env != RE.dumps(self.core.runtime_env):
+                return None  # this process is not set up for the child's env
+            resources = spec.key[:-2] if spec.runtime_env else spec.key[:-1]
+            if not R.fits(dict(resources), capacity) or self._preferred_node(spec):
                 return None
             shape = self.shapes.get(spec.key)
             if shape is None:
@@ -266,7 +271,9 @@ class TaskSubmitter:
                         self.core.endpoint.send(node_address, P.ReturnLease(reply.lease_id, False))
                     return
             if isinstance(reply, P.Error):
-                self._fail_queued(shape, X.RaySystemError(f"lease request failed: {reply.message}"))
+                self._fail_queued(shape, X.RuntimeEnvSetupError(reply.message)
+                                  if reply.kind == "RuntimeEnvSetupError" else
+                                  X.RaySystemError(f"lease request failed: {reply.message}"))
                 return
             lease = LeaseState(reply.lease_id, key, reply.worker_id, reply.worker_address,
                                node_address, single_use=request.strategy == "SPREAD",

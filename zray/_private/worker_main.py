@@ -22,6 +22,7 @@ from zray._config import config
 from zray._fast import MessageTooLarge, object_id_for
 from zray._private import log_stream, pacing, runtime
 from zray._private import protocol as P
+from zray._private import runtime_env as RE
 from zray._private.core_worker import WORKER, CoreWorker
 from zray._private.inline_tasks import InlineRunner
 from zray._private.memory_store import KIND_INLINE, KIND_PLASMA, Entry
@@ -316,13 +317,14 @@ def _send_direct(connection, msg, frames) -> bool:
         return False
 
 
-def main(worker_id: bytes, args: list) -> int:
+def main(worker_id: bytes, args: list, runtime_env: str = "") -> int:
     node_address, session_dir, node_ip = args[0], args[2], args[3]  # args[1]: the node id
     streams = log_stream.capture_output()
     from zray._private.security import Credentials
 
     core = CoreWorker(WORKER, node_address, b"\x00" * 4, worker_id, session_dir,
                       Credentials.from_config(), node_ip=node_ip)
+    core.runtime_env = RE.loads(runtime_env)
     runtime.core = core
     log_stream.start_forwarding(streams, core, os.getpid())
     executor = Executor(core)

@@ -1,6 +1,7 @@
 """The node's worker processes: spawned through the zygote fork server, tracked by pid."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -41,6 +42,8 @@ class WorkerPool:
         self.starting: dict[bytes, float] = {}  # worker_id -> deadline to register
         self.registered: set[bytes] = set()
         self.exit_codes: dict[bytes, int] = {}
+        # worker_id -> its runtime env, non-default only; the node drops it when it exits.
+        self.env_of: dict[bytes, str] = {}
         self.failed_starts = 0  # in a row: a registration resets it
         self.last_failure = ""
         self.refusing_until = 0.0
@@ -49,10 +52,15 @@ class WorkerPool:
     def fd(self) -> int:
         return self.zygote.stdout.fileno()
 
-    def spawn(self) -> bytes:
+    def spawn(self, runtime_env: str = "", context: dict | None = None) -> bytes:
+        """Starts a worker; one for a runtime env gets that env's `context` (see zygote.py)."""
         worker_id = random_id(WORKER_ID_SIZE)
         self.starting[worker_id] = time.monotonic() + self.start_timeout_s
-        self.zygote.stdin.write(f"spawn {worker_id.hex()}\n".encode())
+        line = f"spawn {worker_id.hex()}"
+        if runtime_env:
+            self.env_of[worker_id] = runtime_env
+            line += " " + json.dumps(context).encode().hex()
+        self.zygote.stdin.write(line.encode() + b"\n")
         self.zygote.stdin.flush()
         return worker_id
 

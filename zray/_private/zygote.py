@@ -4,7 +4,8 @@ Importing numpy, cloudpickle and zmq costs a fresh interpreter a few hundred mil
 zygote pays it once and forks each worker from a warm image in a few milliseconds. It holds no
 ZeroMQ context and starts no threads, so forking it is safe.
 
-Protocol on its stdin/stdout, one line each:  ``spawn <worker_id hex>`` in;
+Protocol on its stdin/stdout, one line each:  ``spawn <worker_id hex> [<context hex>]`` in
+(the context: a runtime env's env_vars, cwd, sys.path and python, see runtime_env_agent.py);
 ``started <worker_id hex> <pid>`` and ``exited <pid> <status>`` out.
 The zygote and every worker die with their parent (PR_SET_PDEATHSIG), so a killed daemon leaves
 no orphans behind.
@@ -12,6 +13,7 @@ no orphans behind.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import select
 import signal
@@ -66,13 +68,13 @@ def main():
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
                 parts = line.decode().split()
-                if len(parts) == 2 and parts[0] == "spawn":
+                if len(parts) in (2, 3) and parts[0] == "spawn":
                     pid = os.fork()
                     if pid == 0:
                         os.close(wake_r)
                         os.close(wake_w)
                         signal.set_wakeup_fd(-1)
-                        _run_worker(parts[1], args)
+                        _run_worker(parts[1], args, parts[2] if len(parts) == 3 else "")
                     children.add(pid)
                     out.write(f"started {parts[1]} {pid}\n")
                     out.flush()
@@ -107,7 +109,7 @@ def _reap(out) -> list:
             pass
 
 
-def _run_worker(worker_id_hex: str, args: list):
+def _run_worker(worker_id_hex: str, args: list, context_hex: str = ""):
     code = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -117,9 +119,21 @@ def _run_worker(worker_id_hex: str, args: list):
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
+        runtime_env = ""
+        if context_hex:
+            context = json.loads(bytes.fromhex(context_hex))
+            if context.get("python"):
+                # A pip env's virtualenv needs its own interpreter: exec it (same pid, still
+                # the zygote's child, so its exit is reported as any other worker's).
+                from zray._private.launch import module_command
+
+                os.environ[CONTEXT_VARIABLE] = context_hex
+                command = [context["python"]] + module_command("zray._private.zygote")[1:]
+                os.execv(command[0], command + [EXEC_WORKER, worker_id_hex] + args)
+            runtime_env = apply_context(context)
         from zray._private import worker_main
 
-        code = worker_main.main(bytes.fromhex(worker_id_hex), args)
+        code = worker_main.main(bytes.fromhex(worker_id_hex), args, runtime_env)
     except BaseException:  # the worker must never fall back into the zygote's loop
         import traceback
 
@@ -132,5 +146,45 @@ def _run_worker(worker_id_hex: str, args: list):
             os._exit(code or 0)
 
 
+CONTEXT_VARIABLE = "ZRAY_WORKER_CONTEXT"
+EXEC_WORKER = "--exec-worker"
+
+
+def apply_context(context: dict) -> str:
+    """Makes this process the runtime env's worker: its env_vars, its working_dir as cwd and
+    sys.path[0] (py_modules after it). Returns the env's canonical string."""
+    import importlib
+
+    os.environ.update(context.get("env_vars") or {})
+    if context.get("cwd"):
+        os.chdir(context["cwd"])
+    sys.path[0:0] = context.get("sys_path") or []
+    importlib.invalidate_caches()
+    return context.get("runtime_env", "")
+
+
+def _exec_worker(worker_id_hex: str, args: list):
+    """A pip env's worker, exec'd under the virtualenv's python by a forked zygote child."""
+    code = 1
+    try:
+        context_hex = os.environ.pop(CONTEXT_VARIABLE)
+        runtime_env = apply_context(json.loads(bytes.fromhex(context_hex)))
+        from zray._private import worker_main
+
+        code = worker_main.main(bytes.fromhex(worker_id_hex), args, runtime_env)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code or 0)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == EXEC_WORKER:
+        _exec_worker(sys.argv[2], sys.argv[3:])
     main()

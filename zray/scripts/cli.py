@@ -1,4 +1,4 @@
-"""`zray start | stop | status | memory`: the cluster CLI, with `ray`'s flags so habits carry over.
+"""`zray start | stop | status | memory | list | get | summary`: the cluster CLI, with `ray`'s flags so habits carry over.
 
 This module only parses options and starts or signals daemons; the daemon is zray-node.
 """
@@ -13,7 +13,7 @@ import sys
 import time
 
 from zray._private.launch import daemon_command
-from zray.scripts import memory, ray_flags
+from zray.scripts import memory, ray_flags, state_cli
 from zray.scripts.node import add_node_flags
 
 
@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     ray_flags.add_flags(status, ray_flags.STATUS_FLAGS)
 
     memory.add_parser(commands)
+    state_cli.add_parsers(commands)
+    state_cli.add_version_flag(parser)
     return parser
 
 
@@ -63,7 +65,8 @@ def main(argv=None) -> int:
         return 2
     try:
         return {"start": cmd_start, "stop": cmd_stop, "status": cmd_status,
-                "memory": memory.cmd_memory}[args.command](args)
+                "memory": memory.cmd_memory, "list": state_cli.main, "get": state_cli.main,
+                "summary": state_cli.main}[args.command](args)
     except (OSError, zmq.ZMQError) as exc:  # ConnectionError is an OSError: no cluster there
         print(f"zray {args.command}: {exc}", file=sys.stderr)
         return 1
