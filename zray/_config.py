@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 ENV_PREFIX = "ZRAY_"
 # Ray's own variables that zray honours too (its ZRAY_ twin wins when both are set).
-RAY_ALIASES = {"address": "RAY_ADDRESS"}
+RAY_ALIASES = {"address": "RAY_ADDRESS", "redis_address": "RAY_REDIS_ADDRESS",
+               "redis_password": "RAY_REDIS_PASSWORD"}
 
 
 def _setting(default, description: str):
@@ -105,6 +106,19 @@ class Config:
     head_port: int = _setting(6380, "Default TCP port of the head service for `zray start`.")
     node_death_timeout_s: float = _setting(
         10.0, "A node that sends no heartbeat (every second) for this long is declared dead.")
+    head_persistence: bool = _setting(
+        True, "The head writes its tables (jobs, KV, actors, named actors, placement groups, "
+        "nodes) through to durable storage (zray/_private/head_store.py) before it answers.")
+    head_state_path: str = _setting(
+        "", "The SQLite file (or a directory for it) the head keeps its tables in; default: "
+        "head_state.sqlite3 in its session directory. `zray start --head-state-path`.")
+    redis_address: str = _setting(
+        "", "HOST:PORT (or a redis:// URL) of a Redis server the head keeps its tables in "
+        "instead of SQLite, as Ray's RAY_REDIS_ADDRESS (read too) selects an external Redis.")
+    redis_password: str = _setting(
+        "", "Password of that Redis (`zray start --redis-password`; RAY_REDIS_PASSWORD is read "
+        "too).")
+    redis_username: str = _setting("", "User name of that Redis (`--redis-username`).")
     address: str = _setting(
         "", "Cluster that init() without an address (or with 'auto') and the CLI connect to. "
         "RAY_ADDRESS is read too, so Ray habits carry over; ZRAY_ADDRESS wins if both are set.")

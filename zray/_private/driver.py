@@ -53,16 +53,23 @@ class EmbeddedNode:
             if not ready:
                 break
             chunk = os.read(out.fileno(), 65536)
-            if not chunk:
+            if not chunk:  # it is exiting: wait a moment for its code
+                try:
+                    self.process.wait(2)
+                except subprocess.TimeoutExpired:
+                    pass
                 break
             buffer += chunk
             if b"\n" in buffer:
                 out.close()
                 return json.loads(buffer.split(b"\n", 1)[0])
+        # Read before stop(), which removes the session directory the log is in.
+        tail = _tail(self.log_path)
+        code = self.process.poll()
         self.stop()
-        raise X.RaySystemError(
-            f"the zray node did not start within {timeout}s; see {self.log_path}:\n"
-            + _tail(self.log_path))
+        what = (f"exited with code {code}" if code is not None
+                else f"did not start within {timeout}s")
+        raise X.RaySystemError(f"the zray node {what}; see {self.log_path}:\n" + tail)
 
     def stop(self, timeout: float = 5.0):
         if self.process.poll() is None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from zray._private import actor_manager as A
 from zray._private import protocol as P
 from zray._private.head_placement import PlacementGroupHandlers
+from zray._private.head_tables import HeadTables
 from zray._private.object_directory import ObjectDirectory
 from zray._private.state_queries import StateQueries
 from zray._private.transport import REPLY, Endpoint, Requests
@@ -58,8 +59,9 @@ class NodeRecord:
 
 
 class HeadService(PlacementGroupHandlers, StateQueries):
-    def __init__(self, endpoint: Endpoint, node_death_timeout_s: float):
+    def __init__(self, endpoint: Endpoint, node_death_timeout_s: float, session_dir: str = ""):
         self.endpoint = endpoint
+        self.tables = HeadTables.open(session_dir)  # durable copies of the tables below
         self.requests = Requests(endpoint)
         self.actors = A.ActorManager()
         self.actor_payloads: dict[bytes, list] = {}  # constructor frames, kept for restarts
@@ -101,6 +103,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         self.nodes[msg.node_id] = NodeRecord(
             msg.node_id, msg.address, msg.ip, msg.hostname, msg.resources,
             msg.object_store_memory, msg.is_head, identity)
+        self.tables.node(self.nodes[msg.node_id].to_wire())
         logger.info("node %s joined at %s", msg.node_id.hex()[:12], msg.address)
         self.endpoint.reply(identity, P.Ok(0), seq)
         # A node whose process dies closes its connections: hearing of that takes
@@ -134,6 +137,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         self.jobs[job_id] = {"driver_id": msg.driver_id, "pid": msg.pid,
                              "namespace": msg.namespace, "start": time.time(), "alive": True,
                              "address": self.endpoint.peers.get(identity, "")}
+        self.tables.job(job_id, self.jobs[job_id])
         self.endpoint.reply(identity, P.JobRegistered(job_id, msg.namespace), seq)
 
     def on_GetJobInfo(self, identity, msg: P.GetJobInfo, seq):
@@ -148,6 +152,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         if job:
             job["alive"] = False
             job["end"] = time.time()
+            self.tables.job(msg.job_id, job)
             self._actor_instructions(self.actors.owner_died(job["driver_id"]))
             self._placement_job_dead(msg.job_id)
 
@@ -161,6 +166,8 @@ class HeadService(PlacementGroupHandlers, StateQueries):
             self.endpoint.reply(identity, P.Error("ValueError", str(exc)), seq)
             return
         self.actor_payloads[msg.actor_id] = [f.bytes for f in payload]
+        self.tables.actor_created(self.actors, self.actors.actors[msg.actor_id],
+                                  self.actor_payloads[msg.actor_id])
         self.endpoint.reply(identity, P.Ok(0), seq)
         self._actor_instructions(instructions)
 
@@ -202,6 +209,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
             if job["alive"] and job["driver_id"] == msg.worker_id:  # a driver killed mid-job
                 job["alive"] = False
                 job["end"] = time.time()
+                self.tables.job(job_id, job)
                 self._placement_job_dead(job_id)
 
     def on_ClientJoined(self, identity, msg: P.ClientJoined, seq):
@@ -228,6 +236,9 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         self._actor_instructions_now(instructions)
 
     def _actor_instructions_now(self, instructions):
+        touched = {ins.actor_id for ins in instructions if type(ins) is not A.ReturnWorker}
+        if touched:  # before any of them is told to anyone
+            self.tables.actors(self.actors, touched)
         for ins in instructions:
             kind = type(ins)
             if kind is A.Publish:
@@ -340,6 +351,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         key = (msg.namespace, msg.key)
         if msg.overwrite or key not in self.kv:
             self.kv[key] = msg.value
+            self.tables.kv(msg.namespace, msg.key, msg.value)
         for waiter_identity, waiter_seq, _ in self.kv_waiters.pop(key, []):
             self.endpoint.reply(waiter_identity, P.KvValue(True, self.kv[key]), waiter_seq)
         if seq:
@@ -442,6 +454,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         node.alive = False
         node.death_reason = reason
         node.ended_at = time.time()
+        self.tables.node(node.to_wire())
         logger.warning("node %s is dead: %s", node_id.hex()[:12], reason)
         self._notify(self.directory.node_dead(node_id))
         for other in self.nodes.values():
@@ -464,5 +477,6 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         return {"nodes": len(self.nodes), "jobs": len(self.jobs), "kv": len(self.kv),
                 "actors": self.actors.stats(), "placement_groups": self.placement.stats(),
                 "actors_waiting_for_a_node": len(self._pending_actor_placements),
-                "directory": self.directory.stats(), "dropped": self.endpoint.dropped,
+                "directory": self.directory.stats(), "tables": self.tables.stats(),
+                "dropped": self.endpoint.dropped,
                 "auth_rejected": self.endpoint.rejected}

@@ -35,6 +35,7 @@ class PlacementGroupHandlers:
         except (TypeError, ValueError) as exc:
             self.endpoint.reply(identity, P.Error("ValueError", str(exc)), seq)
             return
+        self.tables.placement_groups(self.placement, [msg.pg_id])
         self.endpoint.reply(identity, P.Ok(0), seq)
         self._placement_instructions(instructions)
 
@@ -108,6 +109,9 @@ class PlacementGroupHandlers:
 
     def _placement_instructions(self, instructions):
         changed = False
+        touched = {ins.pg_id for ins in instructions if type(ins) is not G.Infeasible}
+        if touched:  # before any node or waiter hears of the change
+            self.tables.placement_groups(self.placement, touched)
         for ins in instructions:
             kind = type(ins)
             if kind is G.Prepare:

@@ -123,7 +123,14 @@ class NodeDaemon:
             head_endpoint = Endpoint(b"head-" + self.node_id, [
                 f"tcp://{opts.node_ip}:{opts.head_port}"], self.ctx, creds,
                 count_rejections=True, name="head")
-            self.head = HeadService(head_endpoint, opts.node_death_timeout_s)
+            try:
+                self.head = HeadService(head_endpoint, opts.node_death_timeout_s,
+                                        self.session_dir)
+            except BaseException:  # its state cannot be opened: nothing runs yet to stop
+                head_endpoint.close()
+                self.endpoint.close()
+                self.ctx.term()
+                raise
             self.head_address = head_endpoint.address
         else:
             self.head_address = opts.head_address
@@ -336,6 +343,11 @@ class NodeDaemon:
         self._shut = True
         self.running = False
         try:
+            if self.head:  # first: a slow worker shutdown may end in our SIGKILL
+                try:
+                    self.head.tables.clear()
+                except Exception:  # e.g. Redis gone: the workers must still be stopped
+                    logger.exception("clearing the head's durable state")
             self.pool.shutdown()
         finally:
             self.envs.shutdown()
@@ -352,6 +364,8 @@ class NodeDaemon:
             self.ctx.term()
             if self.opts.embedded_by or not session.session_alive(self.session_dir):
                 session.remove_session(self.session_dir)
+            if self.head:
+                self.head.tables.close()
 
     # ------------------------------------------------------------------ instructions
 

@@ -81,7 +81,8 @@ def cmd_start(args) -> int:
               file=sys.stderr)
         return 2
     if not args.head:
-        for flag in ("port", "redis_shard_ports", "include_dashboard"):  # Ray's head-only flags
+        for flag in ("port", "redis_shard_ports", "include_dashboard",  # Ray's head-only flags
+                     "head_state_path"):
             if getattr(args, flag) is not None:
                 print(f"zray start: --{flag.replace('_', '-')} should only be specified when "
                       f"starting head node with `--head`.", file=sys.stderr)
@@ -100,7 +101,7 @@ def cmd_start(args) -> int:
             return 2
         args.resources = json.dumps({**resources, "memory": args.memory})
     for flag in ("port", "address", "num_cpus", "num_gpus", "resources", "object_store_memory",
-                 "node_ip_address"):
+                 "node_ip_address", "head_state_path"):
         value = getattr(args, flag)
         if value is not None:
             cmd += ["--" + flag.replace("_", "-"), str(value)]
@@ -118,6 +119,15 @@ def cmd_start(args) -> int:
         extra["ZRAY_SESSION_DIR_ROOT"] = temp_dir
         cluster_record.remember_temp_dir(config.session_dir_root, temp_dir)
         roots.append(temp_dir)
+    if args.head:
+        # By environment, as the token: argv is readable by every local user.
+        if args.redis_password:
+            extra["ZRAY_REDIS_PASSWORD"] = args.redis_password
+        if args.redis_username:
+            extra["ZRAY_REDIS_USERNAME"] = args.redis_username
+    elif args.redis_password or args.redis_username:
+        print("zray start: ignoring --redis-password/--redis-username: only the head uses "
+              "Redis (RAY_REDIS_ADDRESS)", file=sys.stderr)
     if args.object_spilling_directory:
         extra["ZRAY_SPILL_DIR"] = os.path.abspath(args.object_spilling_directory)
     env = environment_for_children(extra)

@@ -37,6 +37,10 @@ def add_node_flags(parser: argparse.ArgumentParser):
     parser.add_argument("--token", default=None,
                         help="cluster token (default: ZRAY_TOKEN; a head generates one). "
                              "ZRAY_TOKEN keeps it out of the process list")
+    parser.add_argument("--head-state-path", default=None,
+                        help="SQLite file (or directory) the head keeps its tables in (head "
+                             "only; default: in its session directory; RAY_REDIS_ADDRESS "
+                             "selects a Redis instead)")
     parser.add_argument("--encrypt", action="store_true", default=None,
                         help="encrypt every connection (CURVE); joining nodes and drivers "
                              "follow the head (default: ZRAY_ENCRYPT)")
@@ -104,13 +108,23 @@ def main(argv=None) -> int:
     from zray._private.node import run_node
 
     opts = options_from_args(args)
+    if args.head_state_path:
+        import os
+
+        from zray._config import config
+
+        config.head_state_path = os.path.abspath(args.head_state_path)
     if not args.ready_json:
         print(f"zray-node: session {opts.session_dir}", file=sys.stderr)
+    from zray._private.head_store import StoreError
     from zray._private.security import AuthenticationError
 
     try:
         run_node(opts, sys.stdout if args.ready_json else None,
                  log_to_session=args.log_to_session)
+    except StoreError as exc:
+        print(f"zray-node: the head cannot keep its state: {exc}", file=sys.stderr)
+        return 1
     except (AuthenticationError, ConnectionError) as exc:
         where = "" if opts.head else f"cannot join the cluster at {opts.head_address}: "
         print(f"zray-node: {where}{exc}", file=sys.stderr)

@@ -43,9 +43,10 @@ _NO_PORT = "zray chooses this port itself"
 
 START_FLAGS = {
     "--node-name": (str, TUNE, "nodes are named by their IP address"),
-    "--redis-username": (str, TUNE, "zray has no Redis; the cluster token authenticates"),
-    "--redis-password": (str, TUNE, "zray has no Redis; the cluster token authenticates"),
-    "--redis-shard-ports": (str, TUNE, "zray has no Redis"),
+    # With RAY_REDIS_ADDRESS, the head keeps its tables in that Redis (cli.cmd_start).
+    "--redis-username": (str, HONOURED, "the user of the Redis in RAY_REDIS_ADDRESS"),
+    "--redis-password": (str, HONOURED, "the password of the Redis in RAY_REDIS_ADDRESS"),
+    "--redis-shard-ports": (str, TUNE, "zray starts no Redis; it uses one, RAY_REDIS_ADDRESS"),
     "--object-manager-port": (int, TUNE, _NO_PORT),
     "--node-manager-port": (int, TUNE, _NO_PORT),
     "--min-worker-port": (int, TUNE, "workers take any free port"),
