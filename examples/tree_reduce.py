@@ -12,7 +12,7 @@ import os
 import threading
 import time
 
-ZRAY_NAMES = ("zray._private.zygote",)
+ZRAY_NAMES = ("zray._private.worker.zygote",)
 
 def worker_processes(root_pid: int, names: tuple) -> list:
     import psutil

@@ -49,7 +49,7 @@ def main():
                   '{"remote": 1}', "--token", token, env=env)
         remote_pid = int(re.search(r"\(pid (\d+)\)", out).group(1))
         ray.init(address=address)
-        import zray._private.runtime as runtime
+        import zray._private.core.runtime as runtime
 
         print(f"encryption: {'CURVE' if runtime.core.creds.encrypt else 'off (PLAIN auth)'}")
         while len(ray.nodes()) < 2:

@@ -37,8 +37,8 @@ def f():
     return 1
 
 def head_tables():
-    import zray._private.runtime as runtime
-    from zray._private import protocol as P
+    import zray._private.core.runtime as runtime
+    from zray._private.wire import protocol as P
     core = runtime.core
     return core.requests.call(core.node_address, P.GetNodeStats(0), 10)[0].stats["head"]["tables"]
 
@@ -77,7 +77,7 @@ def cluster_run(env: dict, n_actors: int, n_tasks: int) -> dict:
 
 
 def store_costs(redis_address: str, password: str) -> list:
-    from zray._private.head_store import RedisStore, SqliteStore
+    from zray._private.head.store import RedisStore, SqliteStore
 
     rows = []
     value = os.urandom(200)

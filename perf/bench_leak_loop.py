@@ -19,9 +19,8 @@ import numpy as np
 
 
 def store_used_zray() -> int:
-    import zray._private.runtime as runtime
-    from zray._private import protocol as P
-
+    import zray._private.core.runtime as runtime
+    from zray._private.wire import protocol as P
     core = runtime.core
     reply, _ = core.requests.call(core.node_address, P.GetNodeStats(0), 10)
     return reply.stats["store"]["used"]

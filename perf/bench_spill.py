@@ -41,9 +41,8 @@ def internal_stats(framework: str, ray) -> str:
         except ImportError as exc:  # the summary needs grpcio, which a minimal venv lacks
             return f"(Ray's spill counters unavailable: {exc})"
         return "\n".join(l.strip() for l in lines if "Spilled" in l or "Restored" in l)
-    import zray._private.runtime as runtime
-    from zray._private import protocol as P
-
+    import zray._private.core.runtime as runtime
+    from zray._private.wire import protocol as P
     core = runtime.core
     stats = core.requests.call(core.node_address, P.GetNodeStats(0), 10)[0].stats["spill"]
     write_s, read_s = stats.get("write_us", 0) / 1e6, stats.get("read_us", 0) / 1e6

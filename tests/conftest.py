@@ -86,8 +86,7 @@ def embedded_clusters_stay_embedded():
     start` recorded under the session root. Tests that start clusters keep them under roots of
     their own, so neither may point anywhere here, or tests would share a cluster unawares."""
     from zray._config import config
-    from zray._private import cluster_record
-
+    from zray._private.common import cluster_record
     if config.address:
         pytest.exit(f"ZRAY_ADDRESS/RAY_ADDRESS is set ({config.address!r}): unset it to run the "
                     f"tests", returncode=1)

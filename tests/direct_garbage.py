@@ -1,5 +1,5 @@
 """Hypothesis strategies for what a stranger may write into a worker's direct-call socket
-(zray/_private/direct.py): byte streams that must never be delivered as a call."""
+(zray/_private/wire/direct.py): byte streams that must never be delivered as a call."""
 from __future__ import annotations
 
 import struct
@@ -8,8 +8,7 @@ import msgpack
 from hypothesis import strategies as st
 
 from zray._fast import pack
-from zray._private import protocol as P
-
+from zray._private.wire import protocol as P
 HEADER = struct.Struct("<BBHI")
 ACTOR_ID = b"\xaa" * 16
 OWNER = "ipc:///tmp/zray-nowhere/d-owner"

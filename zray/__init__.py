@@ -4,7 +4,7 @@ from zray import actor
 from zray.actor import method
 from zray.api import (available_resources, cancel, cluster_resources, get, get_actor,
                       get_gpu_ids, init, is_initialized, kill, nodes, put, remote, shutdown, wait)
-from zray._private.generators import DynamicObjectRefGenerator, ObjectRefGenerator
+from zray._private.core.generators import DynamicObjectRefGenerator, ObjectRefGenerator
 from zray.object_ref import ObjectRef
 from zray.runtime_context import (ActorID, JobID, NodeID, PlacementGroupID, TaskID, WorkerID,
                                   get_runtime_context)

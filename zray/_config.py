@@ -61,7 +61,7 @@ class Config:
     direct_calls: bool = _setting(
         True,
         "Push tasks and actor calls to workers on the same machine over a plain Unix socket "
-        "read by the executing thread (zray/_private/direct.py); 0 sends them over ZeroMQ.",
+        "read by the executing thread (zray/_private/wire/direct.py); 0 sends them over ZeroMQ.",
     )
     spin_wait_us: int = _setting(
         200,
@@ -108,7 +108,7 @@ class Config:
         10.0, "A node that sends no heartbeat (every second) for this long is declared dead.")
     head_persistence: bool = _setting(
         True, "The head writes its tables (jobs, KV, actors, named actors, placement groups, "
-        "nodes) through to durable storage (zray/_private/head_store.py) before it answers.")
+        "nodes) through to durable storage (zray/_private/head/store.py) before it answers.")
     head_state_path: str = _setting(
         "", "The SQLite file (or a directory for it) the head keeps its tables in; default: "
         "head_state.sqlite3 in its session directory. `zray start --head-state-path`.")

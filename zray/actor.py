@@ -7,14 +7,14 @@ import inspect
 import cloudpickle
 
 from zray._fast import object_id_for, random_id
-from zray._private import definitions
-from zray._private import options as O
-from zray._private import protocol as P
-from zray._private import runtime
-from zray._private.packaging import for_call
-from zray._private.actor_submitter import ActorCall
-from zray._private.function_manager import function_id_of
-from zray._private.arguments import pack_arguments
+from zray._private.common import definitions
+from zray._private.core import options as O
+from zray._private.wire import protocol as P
+from zray._private.core import runtime
+from zray._private.common.packaging import for_call
+from zray._private.core.actor_submitter import ActorCall
+from zray._private.core.function_manager import function_id_of
+from zray._private.core.arguments import pack_arguments
 from zray.object_ref import ObjectRef
 
 _METHOD_OPTIONS = ("num_returns", "max_task_retries", "retry_exceptions", "concurrency_group",
@@ -63,7 +63,7 @@ def exit_actor():
         raise TypeError("exit_actor API is called on a non-actor worker, "
                         f"{type(core).__name__ if core else 'no worker'}. Call this API inside "
                         "an actor methods if you'd like to exit the actor gracefully.")
-    from zray._private.actor_host import ExitActor
+    from zray._private.worker.actor_host import ExitActor
 
     raise ExitActor()
 
@@ -198,8 +198,7 @@ def _actor_resources(options) -> tuple[dict, dict]:
     placement = dict(running)
     if options.get("num_cpus") is None:
         placement["CPU"] = max(placement.get("CPU", 0), 1.0)
-    from zray._private import resources as R
-
+    from zray._private.common import resources as R
     R.to_units(placement)
     return placement, running
 
@@ -289,7 +288,7 @@ class ActorHandle:
 
     @property
     def _ray_actor_id(self):
-        from zray._private.id_types import ActorID
+        from zray._private.common.id_types import ActorID
 
         return ActorID(self._actor_id)
 
@@ -341,8 +340,8 @@ class ActorMethod:
         call = ActorCall(task_id, self._name, P.STREAMING if streaming else num_returns,
                          return_ids, frames, top_refs, retries, nested, group or "")
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
-        if streaming:  # values arrive as they are yielded (zray/_private/generators.py)
-            from zray._private.generators import ObjectRefGenerator, dynamic_result
+        if streaming:  # values arrive as they are yielded (zray/_private/core/generators.py)
+            from zray._private.core.generators import ObjectRefGenerator, dynamic_result
 
             result = ObjectRefGenerator(refs[0], core.streams.open(task_id), core)
             if num_returns == "dynamic":

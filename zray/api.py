@@ -10,11 +10,11 @@ from typing import Any
 
 from zray._config import config
 from zray._fast import random_id, WORKER_ID_SIZE
-from zray._private import protocol as P
-from zray._private.bundles import without_groups
-from zray._private import runtime
-from zray._private.core_worker import DRIVER, CoreWorker
-from zray._private.generators import ObjectRefGenerator
+from zray._private.wire import protocol as P
+from zray._private.common.bundles import without_groups
+from zray._private.core import runtime
+from zray._private.core.core_worker import DRIVER, CoreWorker
+from zray._private.core.generators import ObjectRefGenerator
 from zray.object_ref import ObjectRef
 from zray.remote_function import RemoteFunction
 
@@ -100,8 +100,7 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         for name in _IGNORED_INIT_ARGS:
             if given[name] not in (None, defaults.get(name)):
                 _warn_once(name)
-        from zray._private import runtime_env as RE
-
+        from zray._private.common import runtime_env as RE
         job_env = RE.parse(runtime_env)  # bad input fails before any process starts
         for name in kwargs:
             if not name.startswith("_"):
@@ -115,8 +114,7 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
             if resources and reserved in resources:
                 raise ValueError(f"Use the 'num_{reserved.lower()}s' argument instead of "
                                  f"resources={{'{reserved}': ...}}.")
-        from zray._private import cluster_info
-
+        from zray._private.common import cluster_info
         fallback_to_local = False
         if address in ("", "local"):
             address = None
@@ -144,8 +142,8 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
             else:
                 core = _connect(node["address"], session_dir, namespace, creds, node["ip"])
         if core is None:
-            from zray._private.driver import EmbeddedNode
-            from zray._private.security import Credentials, new_token
+            from zray._private.core.driver import EmbeddedNode
+            from zray._private.wire.security import Credentials, new_token
 
             creds = Credentials(config.token or new_token(), config.encrypt)
             _embedded = EmbeddedNode(creds, num_cpus, num_gpus, resources, object_store_memory)
@@ -158,7 +156,7 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
                 raise
         if job_env:
             try:
-                from zray._private.packaging import upload
+                from zray._private.common.packaging import upload
 
                 core.runtime_env = upload(core, job_env)
             except BaseException:

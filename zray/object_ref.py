@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 
-from zray._private import runtime
-from zray._private.serialization import note_ref_serialized
+from zray._private.core import runtime
+from zray._private.core.serialization import note_ref_serialized
 
 _OBJECT_ID_SIZE = 28
 _TASK_ID_SIZE = 24
@@ -46,12 +46,12 @@ class ObjectRef:
         return self._id == b"\xff" * _OBJECT_ID_SIZE
 
     def task_id(self):
-        from zray._private.id_types import TaskID
+        from zray._private.common.id_types import TaskID
 
         return TaskID(self._id[:_TASK_ID_SIZE])
 
     def job_id(self):
-        from zray._private.id_types import JobID
+        from zray._private.common.id_types import JobID
 
         return JobID(self._id[_TASK_ID_SIZE - 4:_TASK_ID_SIZE])
 

@@ -6,16 +6,16 @@ import inspect
 
 
 from zray._fast import object_id_for, random_id
-from zray._private import definitions
-from zray._private import protocol as P
-from zray._private.generators import ObjectRefGenerator, dynamic_result
-from zray._private import options as O
-from zray._private import resources as R
-from zray._private import runtime
-from zray._private.packaging import for_call
-from zray._private.function_manager import function_id_of
-from zray._private.arguments import pack_arguments
-from zray._private.task_submitter import TaskSpec
+from zray._private.common import definitions
+from zray._private.wire import protocol as P
+from zray._private.core.generators import ObjectRefGenerator, dynamic_result
+from zray._private.core import options as O
+from zray._private.common import resources as R
+from zray._private.core import runtime
+from zray._private.common.packaging import for_call
+from zray._private.core.function_manager import function_id_of
+from zray._private.core.arguments import pack_arguments
+from zray._private.core.task_submitter import TaskSpec
 from zray.util.placement_group import in_group, placement_of
 from zray.object_ref import ObjectRef
 

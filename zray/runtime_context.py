@@ -1,10 +1,8 @@
 """get_runtime_context(): ids and settings of the current driver or worker, as in Ray."""
 from __future__ import annotations
 
-from zray._private import runtime
-
-
-from zray._private.id_types import (ActorID, BaseID, JobID, NodeID, PlacementGroupID,  # noqa: F401
+from zray._private.core import runtime
+from zray._private.common.id_types import (ActorID, BaseID, JobID, NodeID, PlacementGroupID,  # noqa: F401
                                     TaskID, WorkerID)
 
 
@@ -121,7 +119,7 @@ class RuntimeContext:
         resources = core.context.resources
         if resources is None and core.actor_host is not None:
             resources = core.actor_host.resources
-        from zray._private.bundles import original  # a task in a bundle asks for CPU_group_...
+        from zray._private.common.bundles import original  # a task in a bundle asks for CPU_group_...
 
         return {name: float(amount) for name, amount in original(resources or {}).items()
                 if amount}

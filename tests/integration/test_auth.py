@@ -12,9 +12,9 @@ import zmq
 from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
 from tests.integration.test_cli import connect_remote_driver, token_of, zray_cli
 from tests.integration.test_lifecycle import ROOT, run_script
-from zray._private import protocol as P
-from zray._private.security import Credentials
-from zray._private.transport import choose_address
+from zray._private.wire import protocol as P
+from zray._private.wire.security import Credentials
+from zray._private.wire.transport import choose_address
 
 
 def start_cluster(*head_flags, join_flags=("--token",)):
@@ -55,7 +55,7 @@ def test_encrypted_cluster_runs_tasks_and_moves_large_objects(fresh):
     try:
         assert "--encrypt" in cluster["head"].stdout  # the join command the head printed
         connect_driver(ray, cluster)
-        import zray._private.runtime as runtime
+        import zray._private.core.runtime as runtime
 
         assert runtime.core.creds.encrypt  # learned from the head: ZRAY_ENCRYPT was not set
 
@@ -108,7 +108,7 @@ def plain():
 
 
 def stats(address):
-    import zray._private.runtime as runtime
+    import zray._private.core.runtime as runtime
 
     return runtime.core.requests.call(address, P.GetNodeStats(0), 10)[0].stats
 
@@ -183,7 +183,7 @@ def test_driver_with_wrong_or_no_token_is_refused(plain):
 
 
 def test_strangers_messages_are_never_acted_on(plain):
-    import zray._private.runtime as runtime
+    import zray._private.core.runtime as runtime
 
     ray, cluster = plain
     core = runtime.core

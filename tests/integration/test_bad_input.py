@@ -6,9 +6,7 @@ import time
 import msgpack
 import zmq
 
-from zray._private import protocol as P
-
-
+from zray._private.wire import protocol as P
 def garbage(rng: random.Random, types: list) -> list:
     """One malformed multipart message of a random kind."""
     kind = rng.randrange(7)
@@ -35,7 +33,7 @@ def garbage(rng: random.Random, types: list) -> list:
 
 
 def test_ten_thousand_malformed_messages_then_a_real_job(ray):
-    import zray._private.runtime as runtime
+    import zray._private.core.runtime as runtime
 
     core = runtime.core
     rng = random.Random(20261122)
@@ -45,7 +43,7 @@ def test_ten_thousand_malformed_messages_then_a_real_job(ray):
     sent = 0
     try:
         for address in (core.node_address, core.head_address):
-            from zray._private.transport import choose_address
+            from zray._private.wire.transport import choose_address
 
             sock = ctx.socket(zmq.DEALER)
             core.creds.present(sock)  # a cluster member gone wrong: strangers never get this far
@@ -88,9 +86,9 @@ def test_garbage_on_an_actors_direct_socket_and_inbox_leaves_its_callers_served(
 
     from hypothesis import HealthCheck, given, settings
 
-    import zray._private.runtime as runtime
+    import zray._private.core.runtime as runtime
     from tests import direct_garbage
-    from zray._private.transport import choose_address
+    from zray._private.wire.transport import choose_address
 
     @ray.remote
     class Target:

@@ -1,4 +1,4 @@
-"""Calls to workers on the same machine travel over direct connections (zray/_private/direct.py);
+"""Calls to workers on the same machine travel over direct connections (zray/_private/wire/direct.py);
 ZeroMQ carries them when direct calls are off, and a busy worker never blocks its caller."""
 import os
 import time
@@ -10,7 +10,7 @@ from tests.integration.test_lifecycle import run_script
 
 
 def _core():
-    import zray._private.runtime as runtime
+    import zray._private.core.runtime as runtime
 
     return runtime.core
 
@@ -84,7 +84,7 @@ def test_an_actor_dying_mid_call_over_a_direct_connection_is_reported(ray):
 def test_tasks_and_actors_work_with_direct_calls_on_or_off(direct):
     result = run_script("""
         import zray as ray
-        import zray._private.runtime as runtime
+        import zray._private.core.runtime as runtime
         ray.init(num_cpus=2)
 
         @ray.remote
@@ -162,7 +162,7 @@ def test_many_threads_blocked_in_get_all_wake(ray):
 
 
 def test_calls_held_for_a_batch_leave_without_a_get(ray):
-    """The second call of a streak is held (zray/_private/pacing.py); with no get or wait
+    """The second call of a streak is held (zray/_private/wire/pacing.py); with no get or wait
     after it, the I/O thread must still send it within its hold time, not at the next get."""
     @ray.remote
     class Clock:
@@ -207,7 +207,7 @@ def test_connections_that_end_while_gets_read_them_raise_no_io_loop_errors(ray):
 
     core = _core()
     handler = LoopErrors()
-    logging.getLogger("zray._private.core_worker").addHandler(handler)
+    logging.getLogger("zray._private.core.core_worker").addHandler(handler)
     echo = Echo.remote()
     ray.get(echo.echo.remote(0), timeout=60)
     stop = time.monotonic() + 4
@@ -238,7 +238,7 @@ def test_connections_that_end_while_gets_read_them_raise_no_io_loop_errors(ray):
         while len(core.channels.by_fd) > 2 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
-        logging.getLogger("zray._private.core_worker").removeHandler(handler)
+        logging.getLogger("zray._private.core.core_worker").removeHandler(handler)
     assert not errors
     assert created > 5
     assert handler.records == []

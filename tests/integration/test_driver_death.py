@@ -16,16 +16,14 @@ from tests.integration.test_lifecycle import ROOT
 
 
 def node_stats(core):
-    from zray._private import protocol as P
-
+    from zray._private.wire import protocol as P
     reply, _ = core.requests.call(core.node_address, P.GetNodeStats(0), 10)
     return reply.stats
 
 
 def test_a_killed_driver_leaves_nothing_behind():
     import zray
-    from zray._private import runtime
-
+    from zray._private.core import runtime
     root = tempfile.mkdtemp(prefix="zt", dir="/tmp")
     env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root)
     before = (zray_segments(), zray_sessions())

@@ -9,9 +9,7 @@ import msgpack
 import pytest
 
 from tests.redis_server import PASSWORD, RedisServer, require_redis
-from zray._private import head_store as H
-
-
+from zray._private.head import store as H
 def named_actor_and_group(zray):
     @zray.remote
     class Counter:

@@ -10,7 +10,7 @@ from tests.integration.test_cli import ROOT, zray_cli
 
 
 def head_address() -> str:
-    import zray._private.runtime as runtime
+    import zray._private.core.runtime as runtime
 
     return runtime.core.head_address.split("|")[-1]
 

@@ -144,9 +144,8 @@ def test_actor_node_affinity(cluster):
 
 
 def node_stats(ray, address=None):
-    import zray._private.runtime as runtime
-    from zray._private import protocol as P
-
+    import zray._private.core.runtime as runtime
+    from zray._private.wire import protocol as P
     core = runtime.core
     reply, _ = core.requests.call(address or core.node_address, P.GetNodeStats(0), 10)
     return reply.stats
@@ -251,9 +250,8 @@ def test_copies_everywhere_are_freed(cluster):
 def test_pending_get_released_by_directory_callback(cluster):
     import numpy as np
 
-    import zray._private.runtime as runtime
-    from zray._private import protocol as P
-
+    import zray._private.core.runtime as runtime
+    from zray._private.wire import protocol as P
     ray = cluster
 
     @ray.remote(resources={"w1": 1})

@@ -1,5 +1,5 @@
 """Nested tasks: a worker blocked in get runs its own children that no worker was leased for
-(zray/_private/inline_tasks.py), so deep recursions complete with a few processes, and what a
+(zray/_private/worker/inline_tasks.py), so deep recursions complete with a few processes, and what a
 child sees (results, errors, retries, runtime context, output, cancellation) is unchanged."""
 from __future__ import annotations
 

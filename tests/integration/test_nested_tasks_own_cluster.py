@@ -1,5 +1,5 @@
 """Nested tasks on clusters of their own: a child that needs what its blocked parent holds can
-only run inline (zray/_private/inline_tasks.py), so its context, output and cancellation are
+only run inline (zray/_private/worker/inline_tasks.py), so its context, output and cancellation are
 checked here; and a pool too small for blocked parents is reported to the driver."""
 from __future__ import annotations
 
@@ -57,8 +57,7 @@ def test_withdrawn_lease_requests_leave_no_pending_callbacks(slot_cluster):
 
     @ray.remote(resources={"slot": 1})
     def parent(n):
-        from zray._private import runtime
-
+        from zray._private.core import runtime
         assert sum(ray.get(child.remote(i)) for i in range(n)) == n * (n - 1) // 2
         deadline = time.monotonic() + 10
         while len(runtime.core.requests._pending) > 5 and time.monotonic() < deadline:

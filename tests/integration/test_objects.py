@@ -41,9 +41,8 @@ def test_arrow_table_zero_copy(ray):
 
 
 def node_stats():
-    import zray._private.runtime as runtime
-    from zray._private import protocol as P
-
+    import zray._private.core.runtime as runtime
+    from zray._private.wire import protocol as P
     core = runtime.core
     reply, _ = core.requests.call(core.node_address, P.GetNodeStats(0), 10)
     return reply.stats
@@ -166,7 +165,7 @@ def test_unpicklable_argument_names_the_culprit(ray):
 
 def test_put_task_get_loop_keeps_store_use_flat(ray):
     """10,000 rounds of put -> task -> get: the arena and the memory store stay flat."""
-    import zray._private.runtime as runtime
+    import zray._private.core.runtime as runtime
 
     core = runtime.core
 

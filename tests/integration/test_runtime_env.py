@@ -208,8 +208,7 @@ def test_public_runtime_env_classes(ray):
 
 def test_a_failing_setup_raises_runtime_env_setup_error_on_get(ray, monkeypatch):
     from zray.exceptions import RuntimeEnvSetupError
-    from zray._private import packaging
-
+    from zray._private.common import packaging
     @ray.remote
     def f():
         return 1

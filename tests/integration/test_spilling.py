@@ -27,7 +27,7 @@ def small_store():
 
 
 def spill_files(ray):
-    import zray._private.runtime as runtime
+    import zray._private.core.runtime as runtime
 
     return glob.glob(os.path.join(runtime.core.session_dir, "spill", "*"))
 

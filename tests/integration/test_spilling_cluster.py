@@ -46,9 +46,8 @@ def cluster():
 
 
 def stats_of(ray, resource):
-    import zray._private.runtime as runtime
-    from zray._private import protocol as P
-
+    import zray._private.core.runtime as runtime
+    from zray._private.wire import protocol as P
     node = [n for n in ray.nodes() if resource in n["Resources"]][0]
     reply, _ = runtime.core.requests.call(node["ObjectStoreSocketName"], P.GetNodeStats(0), 10)
     return reply.stats

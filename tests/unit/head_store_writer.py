@@ -1,7 +1,7 @@
 """A head store writer the recovery test kills: opens the store named in argv, then runs the
 JSON commands read from stdin, one a line, answering each on stdout once it is durable.
 
-It loads zray/_private/head_store.py by its path, without importing zray: it starts in a tenth of
+It loads zray/_private/head/store.py by its path, without importing zray: it starts in a tenth of
 the time, and the store must not need the rest of the package to recover anyway.
 
 Commands (bytes as hex; a value of null deletes):
@@ -21,8 +21,8 @@ import time
 
 
 def load_head_store():
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "zray", "_private",
-                        "head_store.py")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "zray", "_private", "head",
+                        "store.py")
     spec = importlib.util.spec_from_file_location("head_store", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

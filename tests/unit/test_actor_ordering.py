@@ -1,6 +1,6 @@
 """Calls from one caller to a plain actor (max_concurrency=1) run in submission order.
 
-zray/_private/actor_ordering.py decides what the caller sends when; this drives it against a
+zray/_private/core/actor_ordering.py decides what the caller sends when; this drives it against a
 model of everything around it that can reorder: arguments resolve in any order, the actor's
 worker crashes with calls in flight (its unexecuted messages are lost) and restarts at a new
 address, the head's notices (one FIFO connection) and the old and new workers' answers (other
@@ -13,8 +13,8 @@ from collections import deque
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from zray._private import actor_ordering as O
-from zray._private.actor_manager import ALIVE, DEAD, RESTARTING
+from zray._private.core import actor_ordering as O
+from zray._private.head.actor_manager import ALIVE, DEAD, RESTARTING
 
 
 class Call:

@@ -1,11 +1,11 @@
-"""CallPool (zray/_private/call_pool.py): at most `size` calls at once, one thread for a burst
+"""CallPool (zray/_private/worker/call_pool.py): at most `size` calls at once, one thread for a burst
 of short calls, and more threads as soon as the running calls stop making progress."""
 from __future__ import annotations
 
 import threading
 import time
 
-from zray._private.call_pool import STALL_S, CallPool
+from zray._private.worker.call_pool import STALL_S, CallPool
 
 
 def run_until(pool: CallPool, done, timeout: float = 10.0):

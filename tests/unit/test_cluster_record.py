@@ -7,9 +7,7 @@ import sys
 
 import pytest
 
-from zray._private import cluster_record
-
-
+from zray._private.common import cluster_record
 def recorded(tmp_path, **changes):
     session_dir = tmp_path / "session_x"
     session_dir.mkdir(exist_ok=True)

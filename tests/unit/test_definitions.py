@@ -4,9 +4,7 @@ from __future__ import annotations
 import linecache
 import traceback
 
-from zray._private import definitions
-
-
+from zray._private.common import definitions
 def _fails():
     def boom():
         raise ValueError("boom happened")

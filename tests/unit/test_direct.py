@@ -1,4 +1,4 @@
-"""Direct calls (zray/_private/direct.py, pacing.py): decoding, sends that never block, held sends,
+"""Direct calls (zray/_private/wire/direct.py, pacing.py): decoding, sends that never block, held sends,
 batches, and a server that only serves its own user. The framing itself is tested for both
 implementations in test_fast_stream.py."""
 from __future__ import annotations
@@ -12,9 +12,8 @@ from hypothesis import HealthCheck, given, settings
 
 from tests import direct_garbage
 from zray._fast import Frame, Unpacker
-from zray._private import direct, pacing
-from zray._private import protocol as P
-
+from zray._private.wire import direct, pacing
+from zray._private.wire import protocol as P
 def test_decode_drops_undecodable_messages():
     assert direct.decode([Frame(memoryview(b"h"))]) is None
     assert direct.decode([Frame(memoryview(b"hdr")), Frame(memoryview(b"x"))]) is None
@@ -216,7 +215,7 @@ def _serve_until(server, condition, timeout=5.0):
 def test_garbage_on_a_direct_socket_ends_that_connection_only(tmp_path_factory, garbage):
     """Whatever a stranger writes, no call reaches `ready` but the real owner's, the server
     keeps its other connections, and a stream it cannot use is counted and closed."""
-    from zray._private.push_checks import PushChecker
+    from zray._private.core.push_checks import PushChecker
 
     checker = PushChecker()
     checker.actor_id = direct_garbage.ACTOR_ID

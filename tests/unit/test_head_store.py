@@ -9,9 +9,7 @@ import uuid
 import pytest
 
 from tests.redis_server import PASSWORD, redis_server  # noqa: F401 (a fixture)
-from zray._private import head_store as H
-
-
+from zray._private.head import store as H
 @pytest.fixture(params=["sqlite", "redis"])
 def opener(request, tmp_path):
     """A function that opens the same store again each call (as a restarted head would)."""

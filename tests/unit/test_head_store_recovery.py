@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from tests.redis_server import PASSWORD, redis_server  # noqa: F401 (a fixture)
-from zray._private.head_store import TABLES
+from zray._private.head.store import TABLES
 
 WRITER = os.path.join(os.path.dirname(__file__), "head_store_writer.py")
 
@@ -159,7 +159,7 @@ def test_sqlite_recovers_exactly_the_acknowledged_writes(tmp_path):
 
 
 def test_redis_recovers_exactly_the_acknowledged_writes(redis_server):  # noqa: F811
-    from zray._private.head_store import RedisStore
+    from zray._private.head.store import RedisStore
 
     def new_store():
         how = {"kind": "redis", "address": redis_server.address, "password": PASSWORD,

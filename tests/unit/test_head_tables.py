@@ -4,9 +4,9 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from zray._private import actor_manager as A
-from zray._private import head_store as H
-from zray._private.head_tables import HeadTables
+from zray._private.head import actor_manager as A
+from zray._private.head import store as H
+from zray._private.head.tables import HeadTables
 
 
 @pytest.fixture

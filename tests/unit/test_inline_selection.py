@@ -3,9 +3,9 @@ lease requests it withdraws when it does (a fake core records what would be sent
 from __future__ import annotations
 
 from zray._fast import object_id_for
-from zray._private import protocol as P
-from zray._private import resources as R
-from zray._private.task_submitter import TaskSpec, TaskSubmitter
+from zray._private.wire import protocol as P
+from zray._private.common import resources as R
+from zray._private.core.task_submitter import TaskSpec, TaskSubmitter
 
 
 class FakeRequests:

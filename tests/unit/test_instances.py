@@ -1,10 +1,10 @@
-"""GPU instance assignment (zray/_private/instances.py) and the scheduler's use of it."""
+"""GPU instance assignment (zray/_private/node/instances.py) and the scheduler's use of it."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zray._private.instances import GpuInstances
-from zray._private.resources import UNIT
-from zray._private.scheduler import Grant, LocalScheduler
+from zray._private.node.instances import GpuInstances
+from zray._private.common.resources import UNIT
+from zray._private.node.scheduler import Grant, LocalScheduler
 
 
 def test_whole_amounts_take_whole_gpus_lowest_first():

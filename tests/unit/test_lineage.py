@@ -1,11 +1,11 @@
-"""The owner's lineage table (zray/_private/lineage.py): what is kept, freed and evicted."""
+"""The owner's lineage table (zray/_private/core/lineage.py): what is kept, freed and evicted."""
 from types import SimpleNamespace
 
 import pytest
 
 from zray import exceptions as X
-from zray._private.lineage import Lineage
-from zray._private.memory_store import KIND_INLINE, KIND_PLASMA, Entry
+from zray._private.core.lineage import Lineage
+from zray._private.core.memory_store import KIND_INLINE, KIND_PLASMA, Entry
 
 
 def spec(n: int, size: int = 100, max_retries: int = 3):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 import time
 
-from zray._private.memory_store import KIND_INLINE, Entry, MemoryStore
+from zray._private.core.memory_store import KIND_INLINE, Entry, MemoryStore
 
 
 def entry():
@@ -85,7 +85,7 @@ def test_a_custom_block_is_woken_by_the_put_it_waits_for():
 
 
 def test_a_waiter_set_before_or_while_it_sleeps_returns_at_once():
-    from zray._private.memory_store import _Waiter
+    from zray._private.core.memory_store import _Waiter
 
     early = _Waiter({b"a"}, 1)
     early.set()
@@ -108,7 +108,7 @@ def test_a_waiter_set_before_or_while_it_sleeps_returns_at_once():
 
 
 def test_shared_memory_entries_are_counted_per_node():
-    from zray._private.memory_store import KIND_INLINE, KIND_PLASMA, Entry, MemoryStore
+    from zray._private.core.memory_store import KIND_INLINE, KIND_PLASMA, Entry, MemoryStore
 
     store = MemoryStore()
     store.put(b"a", Entry(KIND_PLASMA, (), b"n1", 10))

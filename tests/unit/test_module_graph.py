@@ -15,25 +15,31 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "zray")
 
 # State machines: events in, instructions out, no I/O (tested without sockets).
 STATE_MACHINES = {
-    "zray._private.scheduler", "zray._private.object_table", "zray._private.object_directory",
-    "zray._private.reference_counter", "zray._private.actor_manager",
-    "zray._private.actor_ordering", "zray._private.cancellation", "zray._private.instances",
-    "zray._private.resources", "zray._private.placement", "zray._private.placement_groups",
-    "zray._private.bundles",
+    "zray._private.node.scheduler", "zray._private.node.object_table",
+    "zray._private.head.object_directory", "zray._private.core.reference_counter",
+    "zray._private.head.actor_manager", "zray._private.common.actor_states",
+    "zray._private.core.actor_ordering", "zray._private.core.cancellation",
+    "zray._private.node.instances", "zray._private.common.resources",
+    "zray._private.node.placement", "zray._private.head.placement_groups",
+    "zray._private.common.bundles",
 }
 # What a state machine may import: the standard library's pure parts and other state machines.
 PURE_STDLIB = {"__future__", "itertools", "collections", "dataclasses", "typing", "threading",
                "random", "bisect", "heapq", "enum", "functools", "math", "re"}
-# The wire layer: records, framing and transport, shared by every process role.
-WIRE = {"zray._private.protocol", "zray._private.transport", "zray._private.security",
-        "zray._private.direct", "zray._private.pacing", "zray._private.push_checks"}
-# Process roles and the public surface, which the wire layer must not know about.
-ROLES_AND_SURFACE = {
-    "zray._private.core_worker", "zray._private.worker_main", "zray._private.actor_host",
-    "zray._private.node", "zray._private.head", "zray._private.task_submitter",
-    "zray._private.actor_submitter", "zray._private.driver", "zray.api", "zray.actor",
-    "zray.remote_function", "zray.runtime_context",
+# zray/_private's packages, each allowed to import only the packages named beside it. The wire
+# layer knows no process role; the head and the core worker do not know each other; the node
+# daemon hosts the head service; workers run a core worker.
+ALLOWED = {
+    "wire": set(),
+    "common": {"wire"},
+    "head": {"wire", "common"},
+    "core": {"wire", "common"},
+    "node": {"wire", "common", "head"},
+    "worker": {"wire", "common", "core"},
 }
+# The public modules below every package: configuration, exceptions and ObjectRef.
+FOUNDATION = {"zray._config", "zray.exceptions", "zray.exceptions._base",
+              "zray.exceptions._task_error", "zray.object_ref"}
 
 
 def _modules() -> dict:
@@ -114,7 +120,7 @@ def _cycles() -> list:
 
 
 def test_the_graph_was_read():
-    assert len(MODULES) > 40 and "zray._private.core_worker" in GRAPH["zray._private.worker_main"]
+    assert len(MODULES) > 40 and "zray._private.core.core_worker" in GRAPH["zray._private.worker.worker_main"]
 
 
 def test_no_import_cycles():
@@ -122,8 +128,8 @@ def test_no_import_cycles():
 
 
 def test_a_cycle_would_be_found(monkeypatch):
-    monkeypatch.setitem(GRAPH, "zray._private.resources", {"zray._private.scheduler"})
-    assert any({"zray._private.resources", "zray._private.scheduler"} <= set(component)
+    monkeypatch.setitem(GRAPH, "zray._private.common.resources", {"zray._private.node.scheduler"})
+    assert any({"zray._private.common.resources", "zray._private.node.scheduler"} <= set(component)
                for component in _cycles())
 
 
@@ -139,6 +145,24 @@ def test_compiled_primitives_import_no_policy(module):
         "zray._config"}, GRAPH[module]
 
 
-@pytest.mark.parametrize("module", sorted(WIRE))
-def test_the_wire_layer_knows_no_process_role(module):
-    assert not _own(GRAPH[module]) & ROLES_AND_SURFACE
+def _package(module: str) -> str:
+    """`core` for zray._private.core.x; "" for anything else."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["zray", "_private"] else ""
+
+
+PRIVATE = sorted(m for m in MODULES if _package(m))
+
+
+def test_every_private_module_sits_in_a_role_package():
+    loose = {m for m in MODULES if m.startswith("zray._private.") and not _package(m)
+             and m.removeprefix("zray._private.") not in ALLOWED}
+    assert loose == set() and {_package(m) for m in PRIVATE} == ALLOWED.keys()
+
+
+@pytest.mark.parametrize("module", PRIVATE)
+def test_a_package_imports_only_the_packages_below_it(module):
+    own = _package(module)
+    reached = {_package(m) or m for m in _own(GRAPH[module])} - {own}
+    allowed = ALLOWED[own] | FOUNDATION | {m for m in MODULES if m.startswith("zray._fast")}
+    assert reached <= allowed, reached - allowed

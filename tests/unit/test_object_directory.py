@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from zray._private.object_directory import Notify, ObjectDirectory
+from zray._private.head.object_directory import Notify, ObjectDirectory
 
 A, B, C = b"node-a", b"node-b", b"node-c"
 
@@ -239,7 +239,7 @@ TestDirectoryMachine = DirectoryMachine.TestCase
 
 
 def test_a_copy_whose_node_died_before_reporting_it_is_lost_not_awaited():
-    from zray._private.object_directory import ObjectDirectory
+    from zray._private.head.object_directory import ObjectDirectory
 
     directory = ObjectDirectory()
     # The owner says node n1 holds it; n1 dies before its location report went out.

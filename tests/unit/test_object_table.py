@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 import zray._fast
 from zray._fast import _allocator_py
-from zray._private.object_table import LocalObjectStore, ObjectExists, StoreFull
+from zray._private.node.object_table import LocalObjectStore, ObjectExists, StoreFull
 
 ALLOCATORS = {"selected": zray._fast.Allocator, "python": _allocator_py.Allocator}
 ALIGN = 64

@@ -11,7 +11,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from zray._fast import _allocator_py
 import zray._fast
-from zray._private.object_table import IO_NONE, IO_RESTORING, IO_SPILLING, LocalObjectStore, \
+from zray._private.node.object_table import IO_NONE, IO_RESTORING, IO_SPILLING, LocalObjectStore, \
     StoreFull
 
 CAPACITY = 2048

@@ -10,11 +10,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from zray._private import bundles as B
-from zray._private import placement_groups as G
-from zray._private import resources as R
-from zray._private import scheduler as S
-
+from zray._private.common import bundles as B
+from zray._private.head import placement_groups as G
+from zray._private.common import resources as R
+from zray._private.node import scheduler as S
 U = R.UNIT
 
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from zray._fast import HEADER_SIZE, pack_header
-from zray._private import protocol as P
-from zray._private.protocol import ProtocolError, decode, encode, message_types
+from zray._private.wire import protocol as P
+from zray._private.wire.protocol import ProtocolError, decode, encode, message_types
 
 TYPES = message_types()
 CODES = sorted(TYPES)

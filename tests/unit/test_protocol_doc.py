@@ -1,9 +1,8 @@
-"""docs/protocol.md and zray/_private/protocol.py describe the same messages."""
+"""docs/protocol.md and zray/_private/wire/protocol.py describe the same messages."""
 import os
 import re
 
-from zray._private import protocol as P
-
+from zray._private.wire import protocol as P
 DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "protocol.md")
 
 

@@ -1,9 +1,9 @@
-"""What a worker refuses of a pushed call (zray/_private/push_checks.py)."""
+"""What a worker refuses of a pushed call (zray/_private/core/push_checks.py)."""
 import pytest
 
 from tests.direct_garbage import ACTOR_ID, OWNER, call
-from zray._private import protocol as P
-from zray._private.push_checks import PushChecker
+from zray._private.wire import protocol as P
+from zray._private.core.push_checks import PushChecker
 
 OID = b"o" * 28
 
@@ -55,7 +55,6 @@ def test_an_actors_worker_takes_only_its_own_calls_and_a_plain_worker_no_calls()
 
 
 def test_callers_refuse_more_returns_than_workers_take():
-    from zray._private import options as O
-
+    from zray._private.core import options as O
     with pytest.raises(ValueError, match="more than zray supports"):
         O._check_value("num_returns", P.MAX_NUM_RETURNS + 1)

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from zray._private.reference_counter import ReferenceCounter
+from zray._private.core.reference_counter import ReferenceCounter
 
 
 def ref(oid: bytes, owner: str = "owner-addr"):

@@ -1,4 +1,4 @@
-"""zray._private.resources: fixed-point resource amounts (1/10000 units)."""
+"""zray._private.common.resources: fixed-point resource amounts (1/10000 units)."""
 from __future__ import annotations
 
 import math
@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zray._private import resources as R
-
+from zray._private.common import resources as R
 UNIT = R.UNIT
 FAST = settings(max_examples=300, deadline=None)
 

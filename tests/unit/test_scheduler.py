@@ -24,8 +24,8 @@ from hypothesis.stateful import (
     RuleBasedStateMachine, initialize, invariant, precondition, rule,
 )
 
-from zray._private import resources as R
-from zray._private.scheduler import (
+from zray._private.common import resources as R
+from zray._private.node.scheduler import (
     CPU, IDLE, LEASED, Grant, Infeasible, LeaseLost, LocalScheduler, StartWorker, StopWorker,
     WorkerLimitReached,
 )

@@ -6,10 +6,10 @@ import time
 import pytest
 import zmq
 
-from zray._private import protocol as P
-from zray._private import security
-from zray._private.security import AuthenticationError, Credentials
-from zray._private.transport import Endpoint, serve_context
+from zray._private.wire import protocol as P
+from zray._private.wire import security
+from zray._private.wire.security import AuthenticationError, Credentials
+from zray._private.wire.transport import Endpoint, serve_context
 
 TOKEN = "unit-test-token"
 
@@ -156,7 +156,7 @@ def test_token_file_is_private_and_found_by_head_address(tmp_path):
 
 
 def test_generated_tokens_never_look_like_an_option():
-    from zray._private.security import new_token
+    from zray._private.wire.security import new_token
 
     tokens = [new_token() for _ in range(2000)]  # ~31 would start with '-' by chance
     assert not any(t.startswith("-") for t in tokens) and len(set(tokens)) == 2000

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zray._private.serialization import deserialize, is_plain, serialize
+from zray._private.core.serialization import deserialize, is_plain, serialize
 
 scalars = st.one_of(st.integers(), st.floats(allow_nan=False), st.text(), st.binary(),
                     st.booleans(), st.none())

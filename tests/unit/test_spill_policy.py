@@ -9,8 +9,8 @@ import time
 import pytest
 
 from zray._fast import _allocator_py
-from zray._private.object_table import LocalObjectStore
-from zray._private.spill import Spiller
+from zray._private.node.object_table import LocalObjectStore
+from zray._private.node.spill import Spiller
 
 KIB = 1024
 CAPACITY = 64 * KIB

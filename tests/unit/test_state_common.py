@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from zray._private.worker_table import WorkerTable
+from zray._private.node.worker_table import WorkerTable
 from zray.scripts import state_cli
 from zray.util.state.common import (ActorState, JobState, ListApiOptions, NodeState,
                                     WorkerState, do_filter)

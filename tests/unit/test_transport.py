@@ -1,5 +1,5 @@
 """Addresses a peer announces in its Hello are checked before anything connects to them."""
-from zray._private.transport import choose_address, valid_address
+from zray._private.wire.transport import choose_address, valid_address
 
 
 def test_valid_addresses():

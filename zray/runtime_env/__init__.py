@@ -1,9 +1,7 @@
 """Ray's `ray.runtime_env`: RuntimeEnv and RuntimeEnvConfig, dicts with Ray's constructors."""
 from __future__ import annotations
 
-from zray._private import runtime_env as _RE
-
-
+from zray._private.common import runtime_env as _RE
 class RuntimeEnvConfig(dict):
     """A runtime env's `config`: `setup_timeout_seconds` (default 600, -1 for no bound),
     `eager_install` and `log_files`, validated as Ray validates them."""

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from zray._private.launch import daemon_command
+from zray._private.common.launch import daemon_command
 from zray.scripts import memory, ray_flags, state_cli
 from zray.scripts.node import add_node_flags
 
@@ -74,8 +74,7 @@ def main(argv=None) -> int:
 
 def cmd_start(args) -> int:
     from zray._config import config, environment_for_children
-    from zray._private import cluster_record
-
+    from zray._private.common import cluster_record
     if not args.head and not args.address:
         print("zray start: give --head to start a cluster or --address=HOST:PORT to join one",
               file=sys.stderr)
@@ -88,7 +87,7 @@ def cmd_start(args) -> int:
                       f"starting head node with `--head`.", file=sys.stderr)
                 return 2
     if args.address == "auto":  # as `ray start --address=auto`: the cluster this machine knows
-        from zray._private.cluster_info import resolve_address
+        from zray._private.common.cluster_info import resolve_address
 
         args.address = resolve_address("auto").replace("tcp://", "")
     cmd = daemon_command("zray.scripts.node") + ["--ready-json"]
@@ -167,8 +166,7 @@ def _json_object(raw):
 
 def _run_blocking(cmd: list, env: dict, roots: list) -> int:
     """Runs the node in the foreground (its log on our stderr) until it ends or Ctrl-C."""
-    from zray._private import cluster_record
-
+    from zray._private.common import cluster_record
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
     line = process.stdout.readline()
     process.stdout.close()
@@ -185,8 +183,7 @@ def _run_blocking(cmd: list, env: dict, roots: list) -> int:
         return process.wait()
     finally:
         # As `zray stop` would: a stopped daemon leaves its session for others to remove.
-        from zray._private import session
-
+        from zray._private.common import session
         session.remove_session(info["session_dir"])
         for root in roots:
             record = cluster_record.read(root)
@@ -195,8 +192,8 @@ def _run_blocking(cmd: list, env: dict, roots: list) -> int:
 
 
 def _started(info: dict, head_node: bool, roots: list):
-    from zray._private import cluster_record, security
-
+    from zray._private.common import cluster_record
+    from zray._private.wire import security
     head = info["head_address"].replace("tcp://", "")
     cluster_record.write(cluster_record.record_for(head, info["session_dir"], info["pid"]), roots)
     print(f"Started zray node {info['node_id'][:12]} (pid {info['pid']}) in {info['session_dir']}")
@@ -219,15 +216,13 @@ def _started(info: dict, head_node: bool, roots: list):
 def session_roots() -> list:
     """The session root and every --temp-dir a `zray start` used instead."""
     from zray._config import config
-    from zray._private import cluster_record
-
+    from zray._private.common import cluster_record
     root = config.session_dir_root
     return [root] + cluster_record.temp_dirs(root)
 
 
 def local_node_pids(roots: list) -> list:
-    from zray._private import session
-
+    from zray._private.common import session
     pids = []
     for root in roots:
         for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
@@ -246,8 +241,7 @@ def local_node_pids(roots: list) -> list:
 
 def cmd_stop(args) -> int:
     from zray._config import config
-    from zray._private import cluster_record, session
-
+    from zray._private.common import cluster_record, session
     roots = session_roots()
     pids = local_node_pids(roots)
     sig = signal.SIGKILL if args.force else signal.SIGTERM
@@ -286,7 +280,7 @@ def _alive(pid: int) -> bool:
 
 
 def cmd_status(args) -> int:
-    from zray._private.cluster_info import credentials_for, fetch_nodes, resolve_address
+    from zray._private.common.cluster_info import credentials_for, fetch_nodes, resolve_address
 
     address = resolve_address(args.address or "auto")
     nodes = fetch_nodes(address, credentials_for(address))
@@ -297,7 +291,7 @@ def cmd_status(args) -> int:
         state = "ALIVE" if node["alive"] else f"DEAD ({node['death_reason']})"
         print(f"  {node['node_id'].hex()[:12]}  {node['ip']:<15} {state}"
               f"{'  head' if node['is_head'] else ''}")
-    from zray._private.bundles import group_and_index, is_group_resource, original
+    from zray._private.common.bundles import group_and_index, is_group_resource, original
 
     totals, used, reserved, reserved_used = {}, {}, {}, {}
     for node in alive:

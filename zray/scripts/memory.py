@@ -32,9 +32,8 @@ def add_parser(commands):
 
 def collect(address: str, timeout: float = 5.0) -> list:
     """One MemoryReport per live node of the cluster at `address`."""
-    from zray._private import cluster_info
-    from zray._private import protocol as P
-
+    from zray._private.common import cluster_info
+    from zray._private.wire import protocol as P
     creds = cluster_info.credentials_for(address)
     reports = []
     for node in cluster_info.fetch_nodes(address, creds):
@@ -75,8 +74,9 @@ def rows_of(reports: list) -> list:
 def cmd_memory(args) -> int:
     import sys
 
-    from zray._private import cluster_info, security
+    from zray._private.common import cluster_info
 
+    from zray._private.wire import security
     try:
         address = cluster_info.resolve_address(args.address)
         reports = collect(address)

@@ -46,10 +46,11 @@ def add_node_flags(parser: argparse.ArgumentParser):
                              "follow the head (default: ZRAY_ENCRYPT)")
 
 
-def options_from_args(args):  # -> zray._private.node.NodeOptions (imported late: lean start)
+def options_from_args(args):  # -> zray._private.node.daemon.NodeOptions (imported late: lean start)
     from zray._config import config
-    from zray._private import security, session
-    from zray._private.node import NodeOptions
+    from zray._private.wire import security
+    from zray._private.common import session
+    from zray._private.node.daemon import NodeOptions
 
     if not args.head and not args.address:
         raise SystemExit("zray-node: give --head to start a cluster or --address to join one")
@@ -94,8 +95,7 @@ def options_from_args(args):  # -> zray._private.node.NodeOptions (imported late
 def local_token(head_address: str) -> str:
     """The token of the cluster at `head_address` if a node of this machine holds it (the head
     itself, or a node joined before): as for drivers, same-host joins need no --token."""
-    from zray._private import cluster_record
-
+    from zray._private.common import cluster_record
     # Only for the exact address a head recorded: a mistyped address may be anyone's host.
     creds = cluster_record.local_credentials(head_address, exact=True)
     return creds.token if creds is not None else ""
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from zray._private.node import run_node
+    from zray._private.node.daemon import run_node
 
     opts = options_from_args(args)
     if args.head_state_path:
@@ -116,8 +116,8 @@ def main(argv=None) -> int:
         config.head_state_path = os.path.abspath(args.head_state_path)
     if not args.ready_json:
         print(f"zray-node: session {opts.session_dir}", file=sys.stderr)
-    from zray._private.head_store import StoreError
-    from zray._private.security import AuthenticationError
+    from zray._private.head.store import StoreError
+    from zray._private.wire.security import AuthenticationError
 
     try:
         run_node(opts, sys.stdout if args.ready_json else None,

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import socket
 
-from zray._private import protocol as P
-from zray._private import runtime
-
+from zray._private.wire import protocol as P
+from zray._private.core import runtime
 # Ray asks the kernel which local address routes toward a public resolver. A UDP connect only
 # picks the route; no packet leaves the machine.
 _PERSPECTIVE = "8.8.8.8:53"

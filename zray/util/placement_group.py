@@ -1,9 +1,9 @@
 """Placement groups with Ray's API: reserve bundles of resources across nodes, then run tasks
 and actors in them (`PlacementGroupSchedulingStrategy`).
 
-The head places a group's bundles with a two-phase reservation (zray/_private/placement_groups.py,
+The head places a group's bundles with a two-phase reservation (zray/_private/head/placement_groups.py,
 docs/protocol.md "Placement groups"); once committed, a bundle is a set of named resources on its
-node (zray/_private/bundles.py), and a task in it asks for those names instead of CPU, GPU, ...
+node (zray/_private/common/bundles.py), and a task in it asks for those names instead of CPU, GPU, ...
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import os
 import warnings
 
 from zray._config import config
-from zray._private import bundles as B
-from zray._private import protocol as P
-from zray._private import resources as R
-from zray._private import runtime
-from zray._private.id_types import PlacementGroupID
+from zray._private.common import bundles as B
+from zray._private.wire import protocol as P
+from zray._private.common import resources as R
+from zray._private.core import runtime
+from zray._private.common.id_types import PlacementGroupID
 
 VALID_PLACEMENT_GROUP_STRATEGIES = {"PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"}
 

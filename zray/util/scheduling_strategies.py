@@ -40,7 +40,7 @@ def encode(strategy) -> str:
     if isinstance(strategy, NodeAffinitySchedulingStrategy):
         return f"NODE_AFFINITY:{strategy.node_id}:{int(bool(strategy.soft))}"
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
-        # Where it may run is in its resource names (zray/_private/bundles.py); the wire
+        # Where it may run is in its resource names (zray/_private/common/bundles.py); the wire
         # strategy only keeps tasks of different groups from sharing leases.
         return (f"PLACEMENT_GROUP:{strategy.placement_group.id.hex()}:"
                 f"{strategy.placement_group_bundle_index}")

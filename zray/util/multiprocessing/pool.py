@@ -78,8 +78,7 @@ class Pool:
     def _init_ray(processes: Optional[int], ray_address: Optional[str]) -> int:
         if not api.is_initialized():
             from zray._config import config
-            from zray._private import cluster_record
-
+            from zray._private.common import cluster_record
             if ray_address is None and (config.address or cluster_record.read() is not None):
                 # init() finds that cluster itself; "local" asks for a new one, of our size.
                 api.init(**({"num_cpus": processes} if config.address == "local" else {}))

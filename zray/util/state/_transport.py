@@ -10,15 +10,15 @@ from __future__ import annotations
 import threading
 import time
 
-from zray._private import protocol as P
-from zray._private import runtime
+from zray._private.wire import protocol as P
+from zray._private.core import runtime
 from zray.util.state.exception import RayStateApiException, ServerUnavailable
 
 
 class Connection:
     def __init__(self, address: str | None):
-        from zray._private import cluster_info, security
-
+        from zray._private.common import cluster_info
+        from zray._private.wire import security
         self.core = runtime.core if address in (None, "auto") else None
         if self.core is not None:
             self.head = self.core.head_address
@@ -70,7 +70,7 @@ class Connection:
         import zmq
 
         from zray._fast import random_id
-        from zray._private.transport import REPLY, Endpoint, serve_context
+        from zray._private.wire.transport import REPLY, Endpoint, serve_context
 
         ctx = zmq.Context()
         serve_context(ctx, self.creds)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from typing import List, Optional, Tuple
 
-from zray._private import protocol as P
+from zray._private.wire import protocol as P
 from zray.util.state.common import (DEFAULT_LIMIT, DEFAULT_RPC_TIMEOUT, MAX_LIMIT, ActorState,
                                     JobState, ListApiOptions, NodeState, ObjectState,
                                     PlacementGroupState, PredicateType, StateResource,

@@ -1,0 +1,1 @@
+"""Values and helpers every process role shares: ids, resources, serialization, sessions."""

@@ -1,0 +1,1 @@
+"""The core worker, in every driver and worker: submission, ownership, references."""

@@ -1,0 +1,313 @@
+"""Caller-side actor calls: pushed straight to the actor's worker, in submission order.
+
+The head tells every handle holder where an actor lives and when it restarts or dies
+(ActorState). Calls wait while the actor is PENDING or RESTARTING; calls in flight when its
+worker died are retried after the restart if `max_task_retries` allows, otherwise they fail with
+ActorDiedError, as do all calls once the actor is DEAD.
+
+The ordering itself (what is sent when) is decided by zray/_private/core/actor_ordering.py.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+from zray import exceptions as X
+from zray._config import config
+from zray._fast import MessageTooLarge
+from zray._private.core import actor_ordering as O
+from zray._private.wire import protocol as P
+from zray._private.common.actor_states import DEAD, PENDING
+from zray._private.core.dependencies import (borrowed_by_call, error_entry, returned_entries,
+                                        store_results, too_large_error, when_resolved)
+from zray._private.core.serialization import deserialize
+
+
+KILLED_CAUSE = "The actor is dead because it was killed by `ray.kill`."  # Ray's words
+
+
+@dataclass(eq=False)
+class ActorCall:
+    task_id: bytes
+    method: str
+    num_returns: int
+    return_ids: list
+    frames: list
+    top_refs: list
+    retries_left: int
+    nested: list = field(default_factory=list)  # [(object id, owner)] nested in the arguments
+    concurrency_group: str = ""  # "" for the actor's default group
+    borrowed: list = field(default_factory=list)  # what the actor's worker will hold
+    pushed_to: str = ""
+    resolved: list = field(default_factory=list)
+    resolved_frames: list = field(default_factory=list)
+    ready: bool = False
+    args_failed: bool = False
+    failed_entry: object = None
+    cancelled: bool = False
+
+    @property
+    def pinned_ids(self) -> list:
+        return [ref._id for ref in self.top_refs] + [oid for oid, _ in self.nested]
+
+
+@dataclass(eq=False)
+class ActorRecord:
+    actor_id: bytes
+    class_name: str
+    order: O.CallOrder = field(default_factory=O.CallOrder)
+    death: BaseException | None = None
+    handles: int = 0
+    owned: bool = False
+    escaped: bool = False
+    detached: bool = False
+    kill_requested: bool = False
+
+
+class ActorSubmitter:
+    def __init__(self, core):
+        self.core = core
+        self.lock = threading.RLock()
+        # Pushes are made after `lock` is let go, under this one, taken before `lock` is:
+        # they leave in the order they were decided, and a thread storing answers (which
+        # takes `lock`) never waits for another thread's sendmsg.
+        self._send_lock = threading.Lock()
+        self.actors: dict[bytes, ActorRecord] = {}
+        self.calls: dict[bytes, tuple] = {}  # task_id -> (record, call)
+        self._released = deque()
+
+    # ------------------------------------------------------------------ handles
+
+    def track(self, actor_id: bytes, class_name: str, owned=False, detached=False) -> ActorRecord:
+        """Counts one more handle to the actor here, subscribing to its state on the first."""
+        with self.lock:
+            record = self.actors.get(actor_id)
+            if record is None:
+                record = self.actors[actor_id] = ActorRecord(actor_id, class_name)
+                self.core.endpoint.send(self.core.head_address, P.SubscribeActor(actor_id))
+            record.handles += 1
+            record.owned = record.owned or owned
+            record.detached = record.detached or detached
+            return record
+
+    def handle_dropped(self, actor_id: bytes):
+        self._released.append(actor_id)  # from __del__: any thread, any moment
+        wake = self.core.doze_wake
+        if wake is not None:
+            wake()
+
+    def handle_escaped(self, actor_id: bytes):
+        record = self.actors.get(actor_id)
+        if record is not None:
+            record.escaped = True
+
+    def tick(self):
+        """Applies dropped handles: an actor whose creator holds no handle any more, which
+        never escaped to another process, ends once its calls are done (as in Ray)."""
+        while self._released:
+            actor_id = self._released.popleft()
+            with self.lock:
+                record = self.actors.get(actor_id)
+                if record is not None:
+                    record.handles -= 1
+        with self.lock:
+            for record in self.actors.values():
+                if (record.handles <= 0 and record.owned and not record.escaped
+                        and not record.detached and not record.kill_requested
+                        and record.order.idle and record.order.state != DEAD):
+                    record.kill_requested = True
+                    self.core.endpoint.send(self.core.head_address, P.KillActor(
+                        record.actor_id, True,
+                        "The actor is dead because all references to the actor were removed."))
+
+    def owns_call(self, task_id: bytes) -> bool:
+        return task_id in self.calls
+
+    def cancel(self, task_id: bytes, recursive: bool):
+        """A call not sent yet is dropped and fails with TaskCancelledError; one in flight is
+        cancelled by its worker, which answers TaskCancelledError unless it had finished."""
+        with self.lock:
+            found = self.calls.get(task_id)
+            if found is None:
+                return
+            record, call = found
+            call.cancelled = True
+            instructions = record.order.cancel(task_id)
+            address = record.order.address
+            decided = self._decide(record, instructions) if instructions is not None else None
+        if decided is not None:
+            self._carry_out(decided)
+        elif address:
+            self.core.endpoint.send(address, P.CancelTask(task_id, False, recursive))
+
+    def kill(self, actor_id: bytes, no_restart: bool):
+        """Once this returns, no call made from this process reaches the killed instance:
+        with `no_restart` every call, queued, in flight or later, fails at once (the worker
+        may still answer some before it dies; those answers are ignored); otherwise calls
+        wait for the instance the head restarts, if any."""
+        core = self.core
+        kill = P.KillActor(actor_id, no_restart, KILLED_CAUSE)
+        if no_restart:
+            core.endpoint.send(core.head_address, kill)
+            self._dead_here(actor_id, KILLED_CAUSE)
+            return
+        # The head's answer says which instance it stops: an ALIVE naming that one may still
+        # be on its way to us, and must not receive calls.
+        reply, _ = core.requests.call(core.head_address, kill, config.rpc_timeout_s)
+        if not isinstance(reply, P.ActorKilled) or not reply.stopping:
+            return  # not started yet (or gone): the instance to come is a fresh one
+        with self.lock:
+            record = self.actors.get(actor_id)
+            if record is None:
+                return
+            decided = self._decide(record, record.order.killed(reply.num_restarts))
+        self._carry_out(decided)
+
+    def _dead_here(self, actor_id: bytes, cause: str):
+        """Treats the actor as DEAD in this process without waiting for the head to say so."""
+        with self.lock:
+            record = self.actors.get(actor_id)
+            if record is None or record.order.state == DEAD:
+                return
+            record.death = X.ActorDiedError({
+                "actor_id": record.actor_id, "class_name": record.class_name,
+                "error_message": cause})
+            decided = self._decide(record, record.order.state_changed(DEAD, ""))
+        self._carry_out(decided)
+
+    # ------------------------------------------------------------------ calls
+
+    def submit(self, actor_id: bytes, call: ActorCall):
+        core = self.core
+        for oid in call.return_ids:
+            core.refs.add_owned(oid)
+        if call.top_refs or call.nested:
+            core.refs.pin(call.pinned_ids)
+        core.note_submitted(call.task_id)
+        with self.lock:
+            record = self.actors[actor_id]
+            self.calls[call.task_id] = (record, call)
+            failed = record.order.submit(call)  # an actor already dead fails it at once
+            if failed:
+                decided = self._decide(record, failed)
+        if failed:
+            self._carry_out(decided)
+            return
+        if call.top_refs:
+            when_resolved(core, call.top_refs, lambda *r: self._ready(record, call, *r))
+        else:
+            self._ready(record, call, [], [], None)
+
+    def _ready(self, record: ActorRecord, call: ActorCall, resolved, frames, failed_entry):
+        call.borrowed = borrowed_by_call(self.core, call.top_refs, call.nested)
+        with self.lock:
+            call.resolved, call.resolved_frames = resolved, frames
+            call.failed_entry = failed_entry
+            decided = self._decide(record, record.order.resolved(call, failed_entry is not None))
+        self._carry_out(decided)
+
+    def _decide(self, record: ActorRecord, instructions) -> tuple[list, list]:
+        """Turns the ordering's instructions into (pushes, failures), registering borrowers
+        for the pushes now (lock held). Takes the send lock when there is anything to push:
+        `_carry_out`, called once `lock` is let go, makes the pushes and gives it back."""
+        pushes, failures = [], []
+        for ins in instructions:
+            call = ins.call
+            if call.pushed_to:  # sent before, to a worker that died: sent again or failed now
+                self._lost(call)
+            if type(ins) is O.Send:
+                if call.borrowed:
+                    call.pushed_to = ins.address
+                    self.core.register_borrower(ins.address, call.borrowed)
+                pushes.append((ins.address, P.PushActorTask(
+                    record.actor_id, call.task_id, call.method, call.num_returns,
+                    self.core.address, len(call.frames) - 1, call.resolved, call.borrowed,
+                    call.concurrency_group),
+                    call.frames + call.resolved_frames))
+            elif ins.why == O.ARGUMENTS:
+                failures.append((call, call.failed_entry))
+            elif ins.why == O.CANCELLED:
+                failures.append((call, error_entry(X.TaskCancelledError(call.task_id.hex()))))
+            elif ins.why == O.RETRIES:
+                failures.append((call, error_entry(X.ActorDiedError({
+                    "actor_id": record.actor_id, "class_name": record.class_name,
+                    "error_message": "The actor's worker died while running this call; "
+                                     "it was restarted but max_task_retries is exhausted."}))))
+            else:
+                failures.append((call, error_entry(record.death or X.ActorDiedError(None))))
+        if pushes:
+            self._send_lock.acquire()
+        return pushes, failures
+
+    def _carry_out(self, decided: tuple[list, list]):
+        """Makes the pushes `_decide` returned, in order, then fails its failures (whose
+        results may resolve, and so push, later calls)."""
+        pushes, failures = decided
+        if pushes:
+            try:
+                for address, msg, payload in pushes:
+                    try:
+                        self.core.push(address, msg, payload=payload, batch=True)
+                    except MessageTooLarge as exc:
+                        failures.append(self._unsendable(msg.task_id, address, exc))
+            finally:
+                self._send_lock.release()
+        for call, entry in failures:
+            self._finish(call, [(oid, entry) for oid in call.return_ids])
+
+    def on_state(self, msg: P.ActorState):
+        with self.lock:
+            record = self.actors.get(msg.actor_id)
+            if record is None or record.order.state == DEAD:
+                return
+            if msg.state == DEAD:
+                record.death = self._death_error(record, msg)
+            decided = self._decide(record, record.order.state_changed(
+                msg.state, msg.address, msg.num_restarts))
+        self._carry_out(decided)
+
+    def _death_error(self, record: ActorRecord, msg: P.ActorState) -> BaseException:
+        if msg.error:
+            try:
+                cause = deserialize(msg.error, [])
+            except Exception:  # noqa: BLE001 - a broken error still means a dead actor
+                cause = None
+            if isinstance(cause, X.RayTaskError):
+                return X.ActorDiedError(cause)
+        return X.ActorDiedError({"actor_id": record.actor_id, "class_name": record.class_name,
+                                 "error_message": msg.death_cause})
+
+    def _unsendable(self, task_id: bytes, address: str, exc: MessageTooLarge) -> tuple:
+        """A call too large for its connection fails at its caller, as the worker's answer
+        would: the worker never sees it."""
+        with self.lock:
+            record, call = self.calls[task_id]
+            record.order.done(task_id)
+            if call.pushed_to:
+                self._lost(call)
+        return call, error_entry(too_large_error(exc))
+
+    def _lost(self, call: ActorCall):
+        """A pushed call died with its worker: give back what we registered for it there."""
+        self.core.unregister_borrower(call.pushed_to, call.borrowed)
+        call.pushed_to = ""
+
+    def on_task_done(self, msg: P.TaskDone, payload):
+        with self.lock:
+            found = self.calls.get(msg.task_id)
+            if found is None:
+                return
+            record, call = found
+            record.order.done(msg.task_id)
+            call.pushed_to = ""  # the worker answered: it gives back its own registrations
+        self._finish(call, returned_entries(msg.returns, payload), msg.contained)
+
+    def _finish(self, call: ActorCall, entries, contained=None):
+        if self.calls.pop(call.task_id, None) is None:
+            return
+        store_results(self.core, entries, call.pinned_ids, contained)
+
+    def state_of(self, actor_id: bytes) -> str:
+        record = self.actors.get(actor_id)
+        return record.order.state if record else PENDING

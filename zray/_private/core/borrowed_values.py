@@ -1,0 +1,61 @@
+"""Values a process borrows: asked of their owner once, or failed at once when it died.
+
+Mixed into CoreWorker (core_worker.py), which owns the memory store and the requests.
+"""
+from __future__ import annotations
+
+import logging
+
+from zray import exceptions as X
+from zray._private.wire import protocol as P
+from zray._private.core.dependencies import error_entry
+from zray._private.core.memory_store import Entry
+
+logger = logging.getLogger(__name__)
+
+
+class BorrowedValues:
+    def _init_borrowed_values(self):
+        self._owner_requests: dict[bytes, str] = {}  # borrowed ids asked of their owner
+        self._dead_owners: set[str] = set()  # processes announced dead (HolderDied)
+
+    def owner_died(self, address: str):
+        """A process was announced dead: what we asked of it will never be answered."""
+        self._dead_owners.add(address)
+        for object_id, owner in list(self._owner_requests.items()):
+            if owner == address:
+                self._owner_gone(object_id, owner)
+
+    def _request_missing(self, refs):
+        """Asks owners for borrowed values we do not hold yet (once per object)."""
+        present, owned, asked = self.memory_store._entries, self.refs._owned, self._owner_requests
+        for ref in refs:  # runs over every ref of every get and wait: kept to set lookups
+            oid = ref._id
+            if oid in present or oid in owned or oid in asked:
+                continue
+            if not ref._owner or ref._owner == self.address:
+                continue
+            if ref._owner in self._dead_owners:
+                self._owner_gone(oid, ref._owner)
+                continue
+            self._owner_requests[oid] = ref._owner
+            self.requests.send(ref._owner, P.GetObjectStatus(oid), self._on_object_status)
+
+    def _owner_gone(self, object_id: bytes, owner: str):
+        """Its owner died before telling us the value: nobody ever will (Ray's OwnerDiedError,
+        raised at once rather than when the get times out)."""
+        self._owner_requests.pop(object_id, None)
+        if not self.memory_store.contains(object_id):
+            self.memory_store.put(object_id, error_entry(X.OwnerDiedError(
+                object_id.hex(), owner.encode(), "")))
+
+    def _on_object_status(self, reply, payload):
+        if isinstance(reply, P.Error):
+            logger.warning("owner could not answer: %s", reply.message)
+            return
+        self._owner_requests.pop(reply.object_id, None)
+        if reply.contained:
+            self.apply_released(self.refs.receive_contained(
+                reply.object_id, [tuple(r) for r in reply.contained]))
+        frames = [f.buffer for f in payload]
+        self.memory_store.put(reply.object_id, Entry(reply.kind, frames, reply.node_id, reply.size))

@@ -1,0 +1,20 @@
+"""The process-wide core worker (driver or worker), set by init() or by the worker entry point."""
+from __future__ import annotations
+
+core = None  # zray._private.core.core_worker.CoreWorker while connected
+
+
+def require():
+    if core is None:
+        raise RuntimeError(
+            "zray is not initialized: call zray.init() (or ray.init()) first")
+    return core
+
+
+auto_init = None  # set by zray.api: Ray starts a local cluster on first use without init()
+
+
+def require_connected():
+    if core is None and auto_init is not None:
+        auto_init()
+    return require()

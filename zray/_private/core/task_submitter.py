@@ -1,0 +1,496 @@
+"""Owner-side task submission: dependency resolution, worker leases, direct pushes, retries.
+
+Tasks are grouped by resource shape. For each shape the submitter asks the local node for worker
+leases (as many as there are queued tasks, bounded), pushes tasks straight to leased workers,
+reuses a lease for the next queued task of the same shape, and returns it after it has been idle
+for `lease_idle_s` (so a loop of synchronous calls pays one round trip per task, not two).
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from zray import exceptions as X
+from zray._config import config
+from zray._fast import TASK_ID_SIZE, MessageTooLarge
+from zray._private.wire import protocol as P
+from zray._private.common import runtime_env as RE
+from zray._private.common import resources as R
+from zray._private.core.dependencies import (borrowed_by_call, error_entry, returned_entries,
+                                        store_results, too_large_error, when_resolved)
+from zray._private.core.lineage import Lineage
+from zray._private.core.memory_store import KIND_ERROR, KIND_PLASMA, Entry
+
+logger = logging.getLogger(__name__)
+
+MAX_TASKS_IN_FLIGHT_PER_WORKER = 1
+MAX_RECONSTRUCTION_DEPTH = 1000  # a chain of lost outputs recomputed, argument first
+LOCALITY_MIN_BYTES = 1 * 2**20  # smaller arguments are cheaper to move than to wait for
+
+
+@dataclass(eq=False)
+class TaskSpec:
+    task_id: bytes
+    function_id: bytes
+    name: str
+    num_returns: int
+    return_ids: list
+    frames: list            # pickled (args, kwargs): metadata then out-of-band buffers
+    top_refs: list          # top-level ObjectRef arguments, resolved before running
+    nested: list            # [(object id, owner)] of refs nested in the arguments
+    resources: dict
+    key: tuple
+    max_retries: int
+    retry_exceptions: object
+    attempt: int = 0
+    resolved: list = field(default_factory=list)
+    resolved_frames: list = field(default_factory=list)
+    lease_id: int = 0
+    cancelled: bool = False
+    state: str = "resolving"  # resolving | queued | running | done
+    inline: bool = False  # running on its owner's thread, blocked in get on it (no lease)
+    strategy: str = "DEFAULT"
+    placement_group: str = ""  # "<group hex>:<capture 0|1>", see PushTask
+    generator_backpressure: int = -1
+    reconstructions: int = 0  # times run again because an output was lost (lineage.py)
+    args_released: bool = False  # its arguments were let go when it first finished
+    borrowed: list = field(default_factory=list)  # what the executing worker will hold
+    runtime_env: str = ""  # canonical (runtime_env.dumps); "" for the default env
+
+    @property
+    def pinned_ids(self) -> list:
+        return [ref._id for ref in self.top_refs] + [oid for oid, _ in self.nested]
+
+
+@dataclass(eq=False)
+class LeaseState:
+    lease_id: int
+    key: tuple
+    worker_id: bytes
+    address: str
+    node_address: str
+    inflight: dict = field(default_factory=dict)
+    idle_since: float = 0.0
+    single_use: bool = False  # SPREAD: one task per lease, or reuse would pile them on one node
+    used: bool = False
+    gpu_ids: list = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class ShapeQueue:
+    tasks: deque = field(default_factory=deque)
+    leases: dict = field(default_factory=dict)
+    pending_requests: dict = field(default_factory=dict)  # request id -> node address asked
+
+
+class TaskSubmitter:
+    def __init__(self, core):
+        self.core = core
+        self.lock = threading.RLock()
+        self.shapes: dict[tuple, ShapeQueue] = {}
+        self.tasks: dict[bytes, TaskSpec] = {}
+        self.leases: dict[int, LeaseState] = {}
+        self._request_ids = itertools.count(1)
+        self._warned_infeasible: set = set()
+        self.lineage = Lineage(config.max_lineage_bytes, config.enable_object_reconstruction)
+
+    # ------------------------------------------------------------------ submission
+
+    def submit(self, spec: TaskSpec):
+        core = self.core
+        for oid in spec.return_ids:
+            core.refs.add_owned(oid)
+        core.refs.pin(spec.pinned_ids)
+        core.note_submitted(spec.task_id)
+        with self.lock:
+            self.tasks[spec.task_id] = spec
+        when_resolved(core, spec.top_refs, lambda *r: self._enqueue(spec, *r))
+
+    def _enqueue(self, spec: TaskSpec, resolved, frames, failed_entry):
+        """Arguments are ready: queue the task for a lease (or fail it with its argument's
+        error, which propagates without running it)."""
+        if failed_entry is not None:
+            self._finish_with_entry(spec, failed_entry)
+            return
+        spec.resolved, spec.resolved_frames = resolved, frames
+        spec.borrowed = borrowed_by_call(self.core, spec.top_refs, spec.nested)
+        with self.lock:
+            if spec.cancelled:
+                return
+            spec.state = "queued"
+            shape = self.shapes.get(spec.key)
+            if shape is None:
+                shape = self.shapes[spec.key] = ShapeQueue()
+            shape.tasks.append(spec)
+            self._pump(spec.key, shape)
+
+    # ------------------------------------------------------------------ leases
+
+    def _pump(self, key: tuple, shape: ShapeQueue):
+        """Pushes queued tasks onto free lease slots, then asks for more leases if needed.
+        Called with the lock held."""
+        tasks = shape.tasks
+        if tasks:
+            for lease in shape.leases.values():
+                while (tasks and len(lease.inflight) < MAX_TASKS_IN_FLIGHT_PER_WORKER
+                       and not (lease.single_use and lease.used)):
+                    self._push(lease, tasks.popleft())
+                if not tasks:
+                    break
+        want = min(len(tasks), config.max_pending_lease_requests)
+        while len(shape.pending_requests) < want:
+            request_id = next(self._request_ids)
+            shape.pending_requests[request_id] = self.core.node_address
+            head = tasks[len(shape.pending_requests) - 1]
+            self._request_lease(key, request_id, P.RequestLease(
+                request_id, head.resources, head.task_id[-4:], head.strategy, False,
+                self._preferred_node(head), False, head.runtime_env), self.core.node_address)
+
+    def take_inline(self, object_id: bytes, capacity: dict) -> TaskSpec | None:
+        """The queued task that returns `object_id`, taken off its queue so that this process,
+        blocked in get on it, runs it on its own thread instead of waiting for a lease; None if
+        it is not ours, not queued, or may not run here: only the default strategy (SPREAD and
+        node affinity choose a node) with its arguments at hand (not on another node), and
+        only if its resources fit in `capacity`, what the blocked task's lease holds (units)."""
+        spec = self.tasks.get(object_id[:TASK_ID_SIZE])
+        if spec is None or spec.state != "queued":
+            return None
+        with self.lock:
+            if (spec.state != "queued" or spec.cancelled or spec.strategy != "DEFAULT"
+                    or spec.num_returns < 0):  # a stream's items go to its owner's inbox
+                return None
+            if spec.runtime_env != RE.dumps(self.core.runtime_env):
+                return None  # this process is not set up for the child's env
+            resources = spec.key[:-2] if spec.runtime_env else spec.key[:-1]
+            if not R.fits(dict(resources), capacity) or self._preferred_node(spec):
+                return None
+            shape = self.shapes.get(spec.key)
+            if shape is None:
+                return None
+            tasks = shape.tasks
+            if tasks and tasks[-1] is spec:  # the usual case: the latest submission
+                tasks.pop()
+            else:
+                try:
+                    tasks.remove(spec)
+                except ValueError:
+                    return None
+            spec.state, spec.lease_id, spec.inline = "running", 0, True
+            self._cancel_surplus_requests(shape)
+        return spec
+
+    def _cancel_surplus_requests(self, shape: ShapeQueue):
+        """Lease requests beyond the queued tasks would be granted a worker with nothing to run
+        (kept idle for lease_idle_s, a CPU lost to the node meanwhile): withdraw the newest.
+        A grant already on its way is handed back on arrival (_on_lease_reply)."""
+        surplus = len(shape.pending_requests) - len(shape.tasks)
+        for request_id in list(shape.pending_requests)[::-1][:max(0, surplus)]:
+            node_address = shape.pending_requests.pop(request_id)
+            self.core.endpoint.send(node_address, P.CancelLeaseRequest(request_id))
+
+    def inline_message(self, spec: TaskSpec) -> tuple:
+        """The PushTask (and its payload) a leased worker would receive for `spec`, for its
+        owner to run it itself; the owner registers itself for the refs the call borrows, as
+        it would register the worker, so the executor's bookkeeping stays the same."""
+        if spec.borrowed:
+            self.core.register_borrower(self.core.address, spec.borrowed)
+        msg = P.PushTask(spec.task_id, spec.function_id, spec.name, spec.num_returns,
+                         self.core.address, 0, len(spec.frames) - 1, spec.resolved,
+                         spec.borrowed, spec.resources,
+                         list(self.core.gpu_ids) if spec.resources.get("GPU") else [],
+                         spec.placement_group, spec.generator_backpressure)
+        return msg, spec.frames + spec.resolved_frames
+
+    def inline_failed(self, spec: TaskSpec, error: BaseException):
+        """An inline run ended without an answer (its owner's own task was cancelled under
+        it): the task ends with `error`, as a child of a cancelled task does in Ray."""
+        if spec.borrowed:
+            self.core.unregister_borrower(self.core.address, spec.borrowed)
+        self._finish_with_error(spec, error)
+
+    def _request_lease(self, key: tuple, request_id: int, msg: P.RequestLease, node_address: str):
+        self.core.requests.send(
+            node_address, msg,
+            lambda reply, payload: self._on_lease_reply(key, request_id, reply, msg, node_address))
+
+    def _preferred_node(self, spec: TaskSpec) -> bytes:
+        """The node holding most of the task's argument bytes, when they are worth moving the
+        task for (b"" when that node is ours, or the arguments are small)."""
+        by_node: dict = {}
+        for object_id, kind, nframes, node_id, size in spec.resolved:
+            if node_id:
+                by_node[node_id] = by_node.get(node_id, 0) + size
+        if not by_node:
+            return b""
+        best = max(by_node, key=by_node.get)
+        if best == self.core.node_id or by_node[best] < LOCALITY_MIN_BYTES:
+            return b""
+        return best
+
+    def _push(self, lease: LeaseState, spec: TaskSpec):
+        spec.state = "running"
+        spec.lease_id = lease.lease_id
+        spec.inline = False
+        lease.used = True
+        lease.inflight[spec.task_id] = spec
+        if spec.borrowed:
+            self.core.register_borrower(lease.address, spec.borrowed)
+        msg = P.PushTask(spec.task_id, spec.function_id, spec.name, spec.num_returns,
+                         self.core.address, lease.lease_id, len(spec.frames) - 1, spec.resolved,
+                         spec.borrowed, spec.resources, lease.gpu_ids, spec.placement_group,
+                         spec.generator_backpressure)
+        try:
+            self.core.push(lease.address, msg, payload=spec.frames + spec.resolved_frames)
+        except MessageTooLarge as exc:  # never sent: the lease is free for the next task
+            del lease.inflight[spec.task_id]
+            if spec.borrowed:
+                self.core.unregister_borrower(lease.address, spec.borrowed)
+            self._finish_with_error(spec, too_large_error(exc))
+
+    def _on_lease_reply(self, key: tuple, request_id: int, reply, request: P.RequestLease,
+                        node_address: str):
+        if isinstance(reply, P.LeaseSpillback):
+            # Another node can run it now: ask there, where it runs or queues (never re-spills).
+            with self.lock:
+                shape = self.shapes.get(key)
+                if shape is None or request_id not in shape.pending_requests:
+                    return
+                shape.pending_requests[request_id] = reply.address
+            self._request_lease(key, request_id, request._replace(spilled=True), reply.address)
+            return
+        with self.lock:
+            shape = self.shapes.get(key)
+            if shape is not None:
+                if shape.pending_requests.pop(request_id, None) is None:
+                    # Given up on (its node died): hand the lease straight back.
+                    if isinstance(reply, P.LeaseGranted):
+                        self.core.endpoint.send(node_address, P.ReturnLease(reply.lease_id, False))
+                    return
+            if isinstance(reply, P.Error):
+                self._fail_queued(shape, X.RuntimeEnvSetupError(reply.message)
+                                  if reply.kind == "RuntimeEnvSetupError" else
+                                  X.RaySystemError(f"lease request failed: {reply.message}"))
+                return
+            lease = LeaseState(reply.lease_id, key, reply.worker_id, reply.worker_address,
+                               node_address, single_use=request.strategy == "SPREAD",
+                               gpu_ids=reply.gpu_ids)
+            lease.idle_since = time.monotonic()
+            self.leases[lease.lease_id] = lease
+            if shape is None:
+                shape = self.shapes[key] = ShapeQueue()
+            shape.leases[lease.lease_id] = lease
+            self._pump(key, shape)
+
+    def on_infeasible(self, msg: P.LeaseInfeasible):
+        key = tuple(sorted(msg.resources.items()))
+        if key in self._warned_infeasible:
+            return
+        self._warned_infeasible.add(key)
+        logger.warning(
+            "The task cannot be scheduled right now: it requires %s but the cluster has %s in "
+            "total. It will wait until a node with enough resources joins.",
+            msg.resources, msg.total)
+
+    def tick(self, now: float):
+        """Returns leases idle for longer than lease_idle_s (runs in the I/O thread)."""
+        if not self.leases:
+            return
+        idle_s = config.lease_idle_s
+        with self.lock:
+            for lease in list(self.leases.values()):
+                if not lease.inflight and now - lease.idle_since >= idle_s:
+                    self._return_lease(lease)
+
+    def _return_lease(self, lease: LeaseState, kill_worker: bool = False):
+        self.leases.pop(lease.lease_id, None)
+        shape = self.shapes.get(lease.key)
+        if shape is not None:
+            shape.leases.pop(lease.lease_id, None)
+        self.core.endpoint.send(lease.node_address, P.ReturnLease(lease.lease_id, kill_worker))
+
+    # ------------------------------------------------------------------ completion
+
+    def on_task_done(self, msg: P.TaskDone, payload):
+        with self.lock:
+            lease = self.leases.get(msg.lease_id)
+            spec = lease.inflight.pop(msg.task_id, None) if lease else None
+            if spec is None:
+                spec = self.tasks.get(msg.task_id)
+            if lease is not None:
+                lease.idle_since = time.monotonic()
+        if spec is None:
+            return
+        entries = returned_entries(msg.returns, payload)
+        if (spec.retry_exceptions and entries and entries[0][1].kind == KIND_ERROR
+                and spec.attempt < spec.max_retries and not spec.cancelled
+                and self._should_retry(spec, entries[0][1])):
+            self._retry(spec)
+        else:
+            self._finish(spec, entries, msg.contained)
+        with self.lock:
+            if lease is not None and lease.lease_id in self.leases:
+                if lease.single_use:
+                    self._return_lease(lease)
+                self._pump(lease.key, self.shapes[lease.key])
+
+    def _should_retry(self, spec: TaskSpec, entry: Entry) -> bool:
+        if spec.retry_exceptions is True:
+            return True
+        from zray._private.core.serialization import deserialize
+
+        error = deserialize(entry.frames[0], entry.frames[1:])
+        cause = getattr(error, "cause", error)
+        return isinstance(cause, tuple(spec.retry_exceptions))
+
+    def _retry(self, spec: TaskSpec):
+        spec.attempt += 1
+        logger.info("retrying task %s (attempt %d of %d)", spec.name, spec.attempt, spec.max_retries)
+        with self.lock:
+            spec.state, spec.inline = "queued", False
+            shape = self.shapes.setdefault(spec.key, ShapeQueue())
+            shape.tasks.append(spec)
+            self._pump(spec.key, shape)
+
+    def _finish(self, spec: TaskSpec, entries, contained=None):
+        with self.lock:
+            if spec.state == "done":
+                return
+            spec.state = "done"
+            self.tasks.pop(spec.task_id, None)
+        if spec.num_returns > 0 and entries and all(e.kind != KIND_ERROR for _, e in entries):
+            self.lineage.keep(spec, entries)  # before store_results may free unwanted ones
+        pinned = [] if spec.args_released else spec.pinned_ids
+        spec.args_released = True
+        store_results(self.core, entries, pinned, contained)
+
+    # ------------------------------------------------------------------ reconstruction
+
+    def reconstruct(self, object_id: bytes, depth: int = 0) -> bool:
+        """Runs again the task that made `object_id`, whose every copy was lost, after its
+        lost arguments; False when it is not ours to recompute (a put, max_retries=0)."""
+        spec = self.lineage.spec_for(object_id)
+        if spec is None:
+            return False
+        with self.lock:
+            if spec.state != "done":
+                return True  # already being recomputed: the caller waits for it
+            if spec.max_retries != -1 and spec.reconstructions >= spec.max_retries:
+                raise X.ObjectReconstructionFailedError(
+                    object_id.hex(), "OBJECT_UNRECONSTRUCTABLE_MAX_ATTEMPTS_EXCEEDED")
+            spec.reconstructions += 1
+            spec.state, spec.cancelled = "resolving", False
+            self.tasks[spec.task_id] = spec
+        logger.info("recomputing %s: an output of it was lost (reconstruction %d)",
+                    spec.name, spec.reconstructions)
+        for ref in spec.top_refs:
+            if depth < MAX_RECONSTRUCTION_DEPTH and self._lost(ref._id):
+                self.reconstruct(ref._id, depth + 1)
+        for oid in spec.return_ids:
+            self.core.memory_store.delete(oid)  # gets wait for the new copies
+        when_resolved(self.core, spec.top_refs, lambda *r: self._enqueue(spec, *r))
+        return True
+
+    def _lost(self, object_id: bytes) -> bool:
+        """Whether an argument we own in shared memory has no copy left anywhere."""
+        entry = self.core.memory_store.get(object_id)
+        if entry is None or entry.kind != KIND_PLASMA or not self.core.refs.owns(object_id):
+            return False
+        try:
+            reply, _ = self.core.requests.call(
+                self.core.head_address, P.SubscribeObjectLocation(object_id, entry.node_id), 2.0)
+        except TimeoutError:
+            return False  # its first copy is on its way: not lost
+        return isinstance(reply, P.ObjectLocation) and not reply.node_ids
+
+    def _finish_with_entry(self, spec: TaskSpec, entry: Entry):
+        self._finish(spec, [(oid, entry) for oid in spec.return_ids])
+
+    def _finish_with_error(self, spec: TaskSpec, error: BaseException):
+        self._finish_with_entry(spec, error_entry(error))
+
+    def _fail_queued(self, shape, error):
+        if shape is None:
+            return
+        while shape.tasks:
+            self._finish_with_error(shape.tasks.popleft(), error)
+
+    # ------------------------------------------------------------------ failures
+
+    def on_worker_died(self, msg: P.WorkerDied):
+        with self.lock:
+            lease = self.leases.pop(msg.lease_id, None)
+            if lease is None:
+                return
+            shape = self.shapes.get(lease.key)
+            if shape is not None:
+                shape.leases.pop(lease.lease_id, None)
+            inflight = list(lease.inflight.values())
+            lease.inflight.clear()
+        for spec in inflight:
+            if spec.borrowed:
+                self.core.unregister_borrower(lease.address, spec.borrowed)
+            if spec.cancelled:
+                self._finish_with_error(spec, X.TaskCancelledError(spec.task_id.hex()))
+            elif spec.attempt < spec.max_retries or spec.max_retries < 0:
+                self._retry(spec)
+            else:
+                self._finish_with_error(spec, X.WorkerCrashedError(
+                    f"The worker died unexpectedly while executing task {spec.name} "
+                    f"(exit code {msg.exit_code}); it was tried {spec.attempt + 1} time(s)."))
+        with self.lock:
+            if shape is not None:
+                self._pump(lease.key, shape)
+
+    def on_node_died(self, address: str):
+        """Tasks leased on a dead node are retried elsewhere (or fail); lease requests waiting
+        there are asked again of our own node."""
+        with self.lock:
+            dead = [l for l in self.leases.values() if l.node_address == address]
+            for shape in self.shapes.values():
+                for request_id in [r for r, a in shape.pending_requests.items() if a == address]:
+                    del shape.pending_requests[request_id]
+        for lease in dead:
+            self.on_worker_died(P.WorkerDied(lease.lease_id, lease.worker_id, -1))
+        with self.lock:
+            for key, shape in self.shapes.items():
+                self._pump(key, shape)
+
+    def cancel(self, task_id: bytes, force: bool, recursive: bool = True):
+        with self.lock:
+            spec = self.tasks.get(task_id)
+            if spec is None or spec.state == "done":
+                return
+            spec.cancelled = True
+            if spec.state in ("resolving", "queued"):
+                shape = self.shapes.get(spec.key)
+                if shape is not None and spec in shape.tasks:
+                    shape.tasks.remove(spec)
+                run_remote = False
+            else:
+                run_remote = True
+                lease = self.leases.get(spec.lease_id)
+        if not run_remote:
+            self._finish_with_error(spec, X.TaskCancelledError(task_id.hex()))
+        elif spec.inline:
+            # Running on this process's own thread: interrupt it as its worker would; force
+            # cannot kill the worker, which is also running the task blocked on it.
+            self.core.cancel_running_here(task_id, False, recursive)
+        elif lease is not None:
+            if force:
+                self.core.endpoint.send(lease.node_address, P.KillWorker(lease.worker_id))
+            else:
+                self.core.endpoint.send(lease.address, P.CancelTask(task_id, False, recursive))
+
+    def shutdown(self):
+        with self.lock:
+            for lease in list(self.leases.values()):
+                self._return_lease(lease)
+
+    def stats(self) -> dict:
+        with self.lock:
+            return {"tasks": len(self.tasks), "leases": len(self.leases),
+                    "queued": sum(len(s.tasks) for s in self.shapes.values())}

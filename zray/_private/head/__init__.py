@@ -1,0 +1,1 @@
+"""The head service: cluster tables, actor manager, object directory, placement groups."""

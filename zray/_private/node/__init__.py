@@ -1,0 +1,1 @@
+"""The node daemon: local scheduler, worker pool, shared-memory object table, spilling."""

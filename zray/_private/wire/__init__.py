@@ -1,0 +1,1 @@
+"""The wire layer: message records, framing, transport and security, shared by every process."""

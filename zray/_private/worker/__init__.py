@@ -1,0 +1,1 @@
+"""What only worker processes run: the task executor, actor host, streaming."""

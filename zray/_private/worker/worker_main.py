@@ -1,0 +1,337 @@
+"""Entry point of a worker process (forked by the zygote) and its task executor.
+
+The main thread executes pushed tasks one at a time; the core worker's I/O thread receives them.
+A task is cancelled (without force) by raising KeyboardInterrupt in the main thread, the way
+Ctrl-C would, and only while that very task runs. Actor calls are not interrupted: a sync or
+threaded actor's call sees `is_canceled()`, an async one is cancelled as an asyncio task (Ray's
+semantics). Either way a cancelled call answers TaskCancelledError, and one cancelled before it
+started never runs.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import signal
+import sys
+import threading
+from queue import Empty
+
+from zray import exceptions as X
+from zray._config import config
+from zray._fast import MessageTooLarge, object_id_for
+from zray._private.worker import log_stream
+from zray._private.wire import pacing
+from zray._private.core import runtime
+from zray._private.wire import protocol as P
+from zray._private.common import runtime_env as RE
+from zray._private.core.core_worker import WORKER, CoreWorker
+from zray._private.worker.inline_tasks import InlineRunner
+from zray._private.core.memory_store import KIND_INLINE, KIND_PLASMA, Entry
+from zray._private.core.reference_counter import distinct
+from zray._private.core.serialization import deserialize, serialize
+from zray._private.core.streaming import fixed_returns
+from zray.object_ref import ObjectRef
+
+logger = logging.getLogger(__name__)
+
+
+class Executor:
+    def __init__(self, core: CoreWorker):
+        self.core = core
+        self.running_task: bytes | None = None
+        self._lock = threading.Lock()
+        self.main_thread_id = threading.main_thread().ident
+        self.actor = None
+        self._spin_s = pacing.spin_seconds()
+        core._cancel_handler = self.cancel
+        # Tasks whose thread runs a child inline (inline_tasks): cancelling one interrupts
+        # the child, which unwinds into the cancelled task's get.
+        self.suspended: list = []
+        self.inline = InlineRunner(self)
+        core._inline_runner = self.inline
+
+    def cancel(self, task_id: bytes, force: bool):
+        if self.actor is not None:
+            self.actor.cancel(task_id)
+            return
+        with self._lock:
+            if self.running_task != task_id and task_id not in self.suspended:
+                return
+        signal.pthread_kill(self.main_thread_id, signal.SIGINT)
+
+    def loop(self):
+        while self.core.running:
+            try:
+                pools = self.actor.pools if self.actor is not None else ()
+                if pools:  # a threaded actor's queued calls may need a thread
+                    work = self.next_work(min([pool.poll_timeout(1.0) for pool in pools]))
+                    for pool in pools:
+                        pool.check()
+                else:
+                    work = self.next_work(1.0)
+                if work is None:
+                    continue
+                msg, payload, connection = work
+                kind = type(msg)
+                if kind is P.PushTask:
+                    self.inline.task_started(msg.resources)
+                    try:
+                        self.execute(msg, payload, connection)
+                    finally:
+                        self.inline.task_finished()
+                elif kind is P.PushActorTask:
+                    if self.core.actor_dispatch is not None:
+                        self.core.actor_dispatch(msg, payload, connection)
+                    else:
+                        self.actor.run_call(msg, payload, connection)
+                elif kind is P.StartActor:
+                    self.start_actor(msg, payload)
+                else:
+                    logger.warning("unexpected %s on a direct connection", kind.__name__)
+            except KeyboardInterrupt:  # a late cancel for a task that already finished
+                continue
+            except Exception:  # noqa: BLE001 - pushes are checked at the inbox; this is a bug
+                logger.exception("a pushed call failed outside its own error handling")
+                continue
+            del work, msg, payload
+            # The call's views of its arguments are gone: free their room now, not at the I/O
+            # thread's next idle tick.
+            self.core._send_pin_releases()
+
+    def show_gpus(self, gpu_ids: list):
+        """Points CUDA at the GPUs the running task or actor holds, as Ray does, and takes
+        away those of the previous task (a worker runs tasks of many leases)."""
+        if gpu_ids == self.core.gpu_ids:
+            return
+        self.core.gpu_ids = list(gpu_ids)
+        # The user code's environment, as Ray sets it: not a zray setting (zray/_config.py).
+        if gpu_ids:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
+        else:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+
+    def next_work(self, timeout: float):
+        """The next task: from the I/O thread's queue (ZeroMQ) first, then from the direct
+        connections, waiting up to `timeout` on both. Returns (msg, payload, connection)."""
+        queue, server = self.core.task_queue, self.core.direct_server
+        for _ in range(2):
+            if not queue.empty():
+                msg, payload = queue.get()
+                return msg, payload, None
+            if server is None:
+                try:
+                    msg, payload = queue.get(timeout=timeout)
+                except Empty:
+                    return None
+                return msg, payload, None
+            if server.ready:
+                return server.ready.popleft()
+            server.poll(timeout, self._spin_s)
+        return None
+
+    def serve_direct_calls(self):
+        """Async actors run their event loop on the main thread: this thread reads their
+        direct connections instead and hands each call to the loop."""
+        server = self.core.direct_server
+        while self.core.running:
+            try:
+                while server.ready:
+                    self.core.actor_dispatch(*server.ready.popleft())
+                server.poll(1.0, self._spin_s)
+            except Exception:  # noqa: BLE001 - the reader must outlive one bad call
+                if self.core.running:
+                    logger.exception("direct call reader failed")
+
+    def start_actor(self, msg: P.StartActor, payload):
+        from zray._private.worker.actor_host import ActorHost
+
+        self.actor = ActorHost(self, msg)
+        self.core.push_checker.actor_id = msg.actor_id  # from now on only its calls run here
+        if not self.actor.construct(msg, payload):
+            return  # the head stops this worker
+        self.actor.start_serving()
+        if self.core.actor_dispatch is not None:
+            queue = self.core.task_queue  # calls that arrived during construction, in order
+            while not queue.empty():
+                self.core.actor_dispatch(*queue.get(), None)
+        if self.actor.is_async:
+            if self.core.direct_server is not None:
+                threading.Thread(target=self.serve_direct_calls, name="zray-direct",
+                                 daemon=True).start()
+            self.actor.serve_async()
+
+    def execute(self, push, payload, connection=None):
+        core = self.core
+        context = core.context
+        context.task_id = push.task_id
+        context.name = push.name
+        context.resources = push.resources
+        context.placement_group = push.placement_group
+        if push.gpu_ids or core.gpu_ids:
+            self.show_gpus(push.gpu_ids)
+        log_stream.set_task_name(push.name)
+        with self._lock:
+            self.running_task = push.task_id
+        held = core.refs.receive_for_task(push.borrowed) if push.borrowed else ()
+        sent_before = core.endpoint.sent
+        error = None
+        cancellations = core.cancellations
+        try:
+            try:
+                if cancellations.is_cancelled(push.task_id):
+                    raise KeyboardInterrupt  # cancelled before it arrived: never runs
+                function = core.functions.load(push.function_id, config.rpc_timeout_s)
+                args, kwargs = self.arguments(push.nbuffers, push.resolved, payload)
+                result = function(*args, **kwargs)
+                del args, kwargs
+                if push.num_returns == P.STREAMING:
+                    core.producer.run(push.task_id, push.owner_address, push.name,
+                                      iter(result), push.generator_backpressure)
+                    result = None  # the completion, position 1
+                returns = self.split_returns(result, fixed_returns(push.num_returns), push.name)
+            except KeyboardInterrupt:
+                if not cancellations.is_cancelled(push.task_id):
+                    raise
+            except X.RayTaskError as exc:
+                error = exc  # an argument's upstream error propagates unchanged
+            except BaseException as exc:  # noqa: BLE001 - everything goes back to the owner
+                error = X.RayTaskError.from_exception(
+                    exc, push.name, pid=os.getpid(), ip=core.node_ip)
+        finally:
+            with self._lock:
+                self.running_task = None
+            sys.stdout.flush()
+            sys.stderr.flush()
+            context.task_id = context.resources = None
+            context.placement_group = ""
+        if cancellations.is_cancelled(push.task_id):  # even if the task caught the interrupt
+            error = X.TaskCancelledError(push.task_id.hex())
+        cancellations.finished(push.task_id)
+        values = [error] * fixed_returns(push.num_returns) if error else returns
+        self.reply(push.task_id, push.owner_address, push.lease_id, push.name, values,
+                   error is not None, connection, sent_before)
+        if held:
+            core.apply_released(core.refs.unpin(held))
+
+    def arguments(self, nbuf: int, resolved: list, payload):
+        """Unpickles (args, kwargs) and replaces top-level ObjectRefs by their values."""
+        args, kwargs = deserialize(payload[0].buffer, [f.buffer for f in payload[1:1 + nbuf]])
+        if not resolved and not any(isinstance(a, ObjectRef) for a in args) \
+                and not any(isinstance(v, ObjectRef) for v in kwargs.values()):
+            return args, kwargs
+        values = {}
+        position = 1 + nbuf
+        plasma = []
+        for object_id, kind, nframes, node_id, size in resolved:
+            frames = [f.buffer for f in payload[position:position + nframes]]
+            position += nframes
+            if kind == KIND_INLINE:
+                values[object_id] = deserialize(frames[0], frames[1:])
+            elif kind == KIND_PLASMA:
+                plasma.append(object_id)
+                self.core.memory_store.put(object_id, Entry(KIND_PLASMA, (), node_id, size))
+        refs = [a for a in args if isinstance(a, ObjectRef) and a._id not in values]
+        refs += [v for v in kwargs.values() if isinstance(v, ObjectRef) and v._id not in values]
+        if refs:
+            try:
+                for ref, value in zip(refs, self.core.get(refs, None)):
+                    values[ref._id] = value
+            finally:
+                for object_id in plasma:  # cached only for this task's get
+                    if not self.core.refs.owns(object_id):
+                        self.core.memory_store.delete(object_id)
+
+        def value_of(a):
+            return values[a._id] if isinstance(a, ObjectRef) else a
+
+        return [value_of(a) for a in args], {k: value_of(v) for k, v in kwargs.items()}
+
+    @staticmethod
+    def split_returns(result, num_returns: int, name: str):
+        if inspect.isgenerator(result):  # a generator with a fixed num_returns (Ray's rule)
+            values = list(result)
+            if len(values) != num_returns:
+                raise ValueError(
+                    f"Task {name} yielded {len(values)} values but num_returns={num_returns} "
+                    f"requires exactly {num_returns}.")
+            return values
+        if num_returns == 1:
+            return [result]
+        if num_returns == 0:
+            return []
+        if not isinstance(result, (tuple, list)) or len(result) != num_returns:
+            raise ValueError(
+                f"Task {name} returned {type(result).__name__} but num_returns={num_returns} "
+                f"requires a sequence of exactly {num_returns} values.")
+        return list(result)
+
+    def reply(self, task_id: bytes, owner_address: str, lease_id: int, name: str, values,
+              is_error: bool, connection=None, sent_before: int = -1):
+        """Sends a call's results to its owner: on the connection the call came on, if the
+        call sent nothing over ZeroMQ since `sent_before`. Otherwise the answer follows those
+        messages through libzmq's I/O thread: a seal or borrower registration must be on its
+        way before the owner hears the call is done, or an owner that kills this worker at
+        once (an actor out of scope) would lose the object."""
+        core = self.core
+        returns, frames, contained_per_return = [], [], []
+        # Past this many inline bytes, results go to the arena: 3,000 results of 100 KiB
+        # would not fit in one message.
+        budget = config.task_rpc_inlined_bytes_limit
+        for index, value in enumerate(values, start=1):
+            object_id = object_id_for(task_id, index)
+            try:
+                meta, buffers, contained = serialize(value)
+            except TypeError as exc:
+                meta, buffers, contained = serialize(X.RayTaskError.from_exception(
+                    exc, name, pid=os.getpid(), ip=core.node_ip))
+                is_error = True
+            contained = distinct(contained)
+            if contained:
+                # Registered now, while `values` still holds the refs here.
+                core.register_borrower(owner_address, contained)
+            contained_per_return.append([list(r) for r in contained])
+            try:
+                entry = core.store_value(object_id, meta, buffers, error=is_error,
+                                         inline_limit=min(budget, config.max_inline_bytes))
+            except X.RayError as exc:
+                meta, buffers, _ = serialize(X.RayTaskError.from_exception(
+                    exc, name, pid=os.getpid(), ip=core.node_ip))
+                entry = core.store_value(object_id, meta, buffers, error=True)
+            returns.append([object_id, entry.kind, len(entry.frames), entry.node_id, entry.size])
+            frames.extend(entry.frames)
+            if entry.kind != KIND_PLASMA:
+                budget -= entry.size
+        done = P.TaskDone(task_id, returns, lease_id,
+                          contained_per_return if any(contained_per_return) else [])
+        in_process = getattr(connection, "in_process", False)  # a child run inline
+        if connection is None or (core.endpoint.sent != sent_before and not in_process) \
+                or not _send_direct(connection, done, frames):
+            core.endpoint.send(owner_address, done, payload=frames)
+
+
+def _send_direct(connection, msg, frames) -> bool:
+    """False if the answer must go over ZeroMQ: the connection is gone, or it cannot carry a
+    message this large (ZeroMQ can, and an answer has no order to keep with other calls)."""
+    try:
+        return connection.send(msg, payload=frames)
+    except MessageTooLarge:
+        return False
+
+
+def main(worker_id: bytes, args: list, runtime_env: str = "") -> int:
+    node_address, session_dir, node_ip = args[0], args[2], args[3]  # args[1]: the node id
+    streams = log_stream.capture_output()
+    from zray._private.wire.security import Credentials
+
+    core = CoreWorker(WORKER, node_address, b"\x00" * 4, worker_id, session_dir,
+                      Credentials.from_config(), node_ip=node_ip)
+    core.runtime_env = RE.loads(runtime_env)
+    runtime.core = core
+    log_stream.start_forwarding(streams, core, os.getpid())
+    executor = Executor(core)
+    try:
+        executor.loop()
+    finally:
+        core.shutdown()
+    return 0
