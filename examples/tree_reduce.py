@@ -5,6 +5,7 @@
 prints the sum, the wall time, and the peak number of worker processes (and their peak total
 memory) seen while it ran. Runs unchanged under Ray (`--ray`), for comparison.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,6 +14,7 @@ import threading
 import time
 
 ZRAY_NAMES = ("zray._private.worker.zygote",)
+
 
 def worker_processes(root_pid: int, names: tuple) -> list:
     import psutil
@@ -70,16 +72,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leaves", type=int, default=4096)
     parser.add_argument("--num-cpus", type=int, default=2)
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds the final get waits before giving up")
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds the final get waits before giving up"
+    )
     parser.add_argument("--ray", action="store_true", help="run on Ray instead of zray")
     args = parser.parse_args()
 
     if args.ray:
         import ray
+
         names = ("default_worker.py", "ray::")
     else:
         import zray as ray
+
         names = ZRAY_NAMES
 
     @ray.remote
@@ -96,10 +101,12 @@ def main():
             total = ray.get(tree_sum.remote(0, args.leaves), timeout=args.timeout)
             elapsed = time.perf_counter() - start
         expected = args.leaves * (args.leaves - 1) // 2
-        print(f"leaves={args.leaves} sum={total} ({'ok' if total == expected else 'WRONG'}) "
-              f"time={elapsed:.2f}s peak_workers={sampler.peak_workers} "
-              f"peak_rss={sampler.peak_rss / 2**20:.0f}MiB "
-              f"peak_pss={sampler.peak_pss / 2**20:.0f}MiB")
+        print(
+            f"leaves={args.leaves} sum={total} ({'ok' if total == expected else 'WRONG'}) "
+            f"time={elapsed:.2f}s peak_workers={sampler.peak_workers} "
+            f"peak_rss={sampler.peak_rss / 2**20:.0f}MiB "
+            f"peak_pss={sampler.peak_pss / 2**20:.0f}MiB"
+        )
     finally:
         ray.shutdown()
 

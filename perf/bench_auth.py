@@ -6,6 +6,7 @@ Prints synchronous tasks/s (`ray.get(f.remote())` in a loop) and the round trip 
 call (median and p99 microseconds). Authentication happens once per connection, so it should
 not show; CURVE encrypts every message. See docs/benchmarks.md, "Security".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,9 +56,11 @@ def main():
         samples.append(time.perf_counter() - t)
     samples.sort()
     mode = "CURVE" if args.encrypt else "PLAIN"
-    print(f"{mode}: sync tasks {tasks:,.0f}/s; actor round trip median "
-          f"{statistics.median(samples) * 1e6:.0f} us, p99 "
-          f"{samples[int(len(samples) * 0.99)] * 1e6:.0f} us")
+    print(
+        f"{mode}: sync tasks {tasks:,.0f}/s; actor round trip median "
+        f"{statistics.median(samples) * 1e6:.0f} us, p99 "
+        f"{samples[int(len(samples) * 0.99)] * 1e6:.0f} us"
+    )
     ray.shutdown()
 
 

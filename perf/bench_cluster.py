@@ -6,6 +6,7 @@
 `--encrypt` starts the cluster with CURVE on every connection (the joined node and the driver
 learn it from the head).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cli(*args, env):
-    return subprocess.run([sys.executable, "-m", "zray.scripts.cli", *args], capture_output=True,
-                          text=True, timeout=60, env=env, check=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "zray.scripts.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=True,
+    ).stdout
 
 
 def main():
@@ -34,19 +41,40 @@ def main():
     parser.add_argument("--encrypt", action="store_true")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="zb", dir="/tmp")
-    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root,
-               ZRAY_NODE_DEATH_TIMEOUT_S=str(args.death_timeout))
+    env = dict(
+        os.environ,
+        PYTHONPATH=ROOT,
+        ZRAY_SESSION_DIR_ROOT=root,
+        ZRAY_NODE_DEATH_TIMEOUT_S=str(args.death_timeout),
+    )
     os.environ.update(ZRAY_SESSION_DIR_ROOT=root)
     sys.path.insert(0, ROOT)
     import zray as ray
 
     try:
-        out = cli("start", "--head", "--port", "0", "--num-cpus", "1",
-                  *(["--encrypt"] if args.encrypt else []), env=env)
+        out = cli(
+            "start",
+            "--head",
+            "--port",
+            "0",
+            "--num-cpus",
+            "1",
+            *(["--encrypt"] if args.encrypt else []),
+            env=env,
+        )
         address = re.search(r"Head address: (\S+)", out).group(1)
         token = re.search(r"Cluster token: (\S+)", out).group(1)
-        out = cli("start", f"--address={address}", "--num-cpus", "1", "--resources",
-                  '{"remote": 1}', "--token", token, env=env)
+        out = cli(
+            "start",
+            f"--address={address}",
+            "--num-cpus",
+            "1",
+            "--resources",
+            '{"remote": 1}',
+            "--token",
+            token,
+            env=env,
+        )
         remote_pid = int(re.search(r"\(pid (\d+)\)", out).group(1))
         ray.init(address=address)
         import zray._private.core.runtime as runtime
@@ -71,8 +99,10 @@ def main():
                 arr = ray.get(ref)  # pulled from the remote node into ours
                 elapsed = time.perf_counter() - start
                 assert arr.nbytes == size
-                print(f"object transfer {size // 2**20} MiB ({store} store): "
-                      f"{size / elapsed / 1e9:.2f} GB/s ({elapsed * 1000:.0f} ms)")
+                print(
+                    f"object transfer {size // 2**20} MiB ({store} store): "
+                    f"{size / elapsed / 1e9:.2f} GB/s ({elapsed * 1000:.0f} ms)"
+                )
                 del arr, ref
 
         ray.get([tiny.options(scheduling_strategy="SPREAD").remote() for _ in range(20)])
@@ -86,12 +116,18 @@ def main():
         start = time.perf_counter()
         while all(n["Alive"] for n in ray.nodes()):
             time.sleep(0.05)
-        print(f"dead node declared after {time.perf_counter() - start:.2f} s "
-              f"(node_death_timeout_s={args.death_timeout})")
+        print(
+            f"dead node declared after {time.perf_counter() - start:.2f} s "
+            f"(node_death_timeout_s={args.death_timeout})"
+        )
         ray.shutdown()
     finally:
-        subprocess.run([sys.executable, "-m", "zray.scripts.cli", "stop"], env=env,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "zray.scripts.cli", "stop"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -10,6 +10,7 @@ live allocation and allocates a new one (2 ops).  copy_into: GB/s into an alread
 ("warm") shared mmap.  The pure twin's copy is one memcpy (memoryview slice assignment), so for
 sizes >= 32 MiB cython-vs-python is also 2-threads-vs-1.
 """
+
 import mmap
 import os
 import random
@@ -19,7 +20,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+sys.path.insert(
+    0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)  # run from a checkout
 import zray._fast as fast  # noqa: E402
 
 
@@ -44,13 +47,27 @@ def bench_alloc(impls, live_counts=(1_000, 100_000), steps=200_000):
                 j = int(victims[i] * n)
                 live[j] = live[j] + sizes[n + i] * 0
             overhead = time.perf_counter() - t0
-            print(f"  {label:7s} live={n:>7,d}  {2 * k / dt / 1e6:6.2f} M ops/s  "
-                  f"({dt / (2 * k) * 1e9:5.0f} ns/op, of which ~{overhead / (2 * k) * 1e9:.0f} "
-                  f"ns loop overhead)")
+            print(
+                f"  {label:7s} live={n:>7,d}  {2 * k / dt / 1e6:6.2f} M ops/s  "
+                f"({dt / (2 * k) * 1e9:5.0f} ns/op, of which ~{overhead / (2 * k) * 1e9:.0f} "
+                f"ns loop overhead)"
+            )
 
 
-def bench_copy(impls, sizes=(1 << 10, 64 << 10, 1 << 20, 16 << 20, 32 << 20, 64 << 20,
-                             128 << 20, 256 << 20, 512 << 20)):
+def bench_copy(
+    impls,
+    sizes=(
+        1 << 10,
+        64 << 10,
+        1 << 20,
+        16 << 20,
+        32 << 20,
+        64 << 20,
+        128 << 20,
+        256 << 20,
+        512 << 20,
+    ),
+):
     print("copy_into a warm shared mmap (GB/s, median)")
     cap = max(sizes)
     arena = mmap.mmap(-1, cap)  # MAP_SHARED anonymous, like the shm arena
@@ -75,8 +92,10 @@ def bench_copy(impls, sizes=(1 << 10, 64 << 10, 1 << 20, 16 << 20, 32 << 20, 64 
 
 
 def bench_populate(impls, size=256 << 20):
-    print(f"{size >> 20} MiB into a new mapping of a shm file, fresh or fallocated beforehand (as "
-          "the node pre-faults): copy directly vs populate then copy (GB/s of the whole write)")
+    print(
+        f"{size >> 20} MiB into a new mapping of a shm file, fresh or fallocated beforehand (as "
+        "the node pre-faults): copy directly vs populate then copy (GB/s of the whole write)"
+    )
     src = np.ones(size, dtype=np.uint8)
     for label, module in impls:
         for fallocated in (False, True):
@@ -99,8 +118,10 @@ def bench_populate(impls, size=256 << 20):
                 finally:
                     os.close(fd)
                 if prefault:
-                    row.append(f"populate {size / (t1 - t0) / 1e9:5.2f} + copy "
-                               f"{size / (t2 - t1) / 1e9:5.2f} = {size / (t2 - t0) / 1e9:5.2f}")
+                    row.append(
+                        f"populate {size / (t1 - t0) / 1e9:5.2f} + copy "
+                        f"{size / (t2 - t1) / 1e9:5.2f} = {size / (t2 - t0) / 1e9:5.2f}"
+                    )
                 else:
                     row.append(f"direct {size / (t2 - t1) / 1e9:5.2f}")
             kind = "fallocated" if fallocated else "fresh"
@@ -109,8 +130,9 @@ def bench_populate(impls, size=256 << 20):
 
 def main(argv):
     pairs = fast.implementations()
-    impls = lambda name: [(label, mod) for label, mod in zip(("cython", "python"), pairs[name])
-                          if mod is not None]
+    impls = lambda name: [
+        (label, mod) for label, mod in zip(("cython", "python"), pairs[name]) if mod is not None
+    ]
     what = set(argv[1:]) or {"alloc", "copy", "populate"}
     if "alloc" in what:
         bench_alloc(impls("allocator"))

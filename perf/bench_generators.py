@@ -9,6 +9,7 @@
 
 Each framework runs in its own subprocess; Ray runs under the venv's python, never imported here.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,6 +34,7 @@ def measure(framework: str) -> dict:
         import ray
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:
+
         @ray.remote
         def small(n):
             for i in range(n):
@@ -63,16 +65,19 @@ def measure(framework: str) -> dict:
             ray.get(next(stream))
             first.append((time.perf_counter() - start) * 1000)
             del stream
-        return {"small_items_per_s": statistics.median(rates),
-                "mib_items_gb_s": statistics.median(throughput),
-                "first_item_ms": statistics.median(first)}
+        return {
+            "small_items_per_s": statistics.median(rates),
+            "mib_items_gb_s": statistics.median(throughput),
+            "first_item_ms": statistics.median(first),
+        }
     finally:
         ray.shutdown()
 
 
 def ray_python() -> str:
-    venv = os.environ.get("RAY_VENV") or os.path.join(os.path.expanduser("~"), ".zray-perf",
-                                                      "ray-venv")
+    venv = os.environ.get("RAY_VENV") or os.path.join(
+        os.path.expanduser("~"), ".zray-perf", "ray-venv"
+    )
     return os.path.join(venv, "bin", "python")
 
 
@@ -86,11 +91,22 @@ def main():
             print(f"no Ray venv at {python}: run bash perf/setup_ray.sh", file=sys.stderr)
             continue
         root = tempfile.mkdtemp(prefix="zgen", dir="/tmp")
-        env = dict(os.environ, PYTHONPATH=REPO if framework == "zray" else "",
-                   ZRAY_SESSION_DIR_ROOT=root, RAY_TMPDIR=root, RAY_AUTH_MODE="disabled")
+        env = dict(
+            os.environ,
+            PYTHONPATH=REPO if framework == "zray" else "",
+            ZRAY_SESSION_DIR_ROOT=root,
+            RAY_TMPDIR=root,
+            RAY_AUTH_MODE="disabled",
+        )
         try:
-            done = subprocess.run([python, os.path.abspath(__file__), "inner", framework],
-                                  env=env, capture_output=True, text=True, timeout=900, cwd=root)
+            done = subprocess.run(
+                [python, os.path.abspath(__file__), "inner", framework],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                cwd=root,
+            )
             line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
             if line:
                 results[framework] = json.loads(line[0][7:])
@@ -102,9 +118,10 @@ def main():
     print("| generators, one node | zray | Ray 2.60.0 | zray / Ray |")
     print("| --- | --- | --- | --- |")
     for key, label, lower_is_better in (
-            ("small_items_per_s", "stream of 10,000 small items (items/s)", False),
-            ("mib_items_gb_s", "stream of 100 x 1 MiB items (GB/s)", False),
-            ("first_item_ms", "first item in hand (ms, median of 50)", True)):
+        ("small_items_per_s", "stream of 10,000 small items (items/s)", False),
+        ("mib_items_gb_s", "stream of 100 x 1 MiB items (GB/s)", False),
+        ("first_item_ms", "first item in hand (ms, median of 50)", True),
+    ):
         zv = z[key] if z else float("nan")
         rv = r[key] if r else float("nan")
         ratio = (rv / zv if lower_is_better else zv / rv) if z and r else float("nan")

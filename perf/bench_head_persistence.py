@@ -7,6 +7,7 @@ durable write, lone and in batches.
 
 Needs redis-server on PATH for the Redis rows (skipped, and said so, without it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,13 @@ print(json.dumps(result))
 
 
 def cluster_run(env: dict, n_actors: int, n_tasks: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CLUSTER_RUN, str(n_actors), str(n_tasks)],
-                         env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", CLUSTER_RUN, str(n_actors), str(n_tasks)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -97,15 +103,22 @@ def store_costs(redis_address: str, password: str) -> list:
     try:
         for sync in ("NORMAL", "FULL"):
             with SqliteStore(os.path.join(scratch, sync + ".db"), synchronous=sync) as store:
-                rows.append((f"SQLite WAL, synchronous={sync}",
-                             [per_write(store, 2000 if b == 1 else 20000, b)
-                              for b in (1, 10, 100)]))
+                rows.append(
+                    (
+                        f"SQLite WAL, synchronous={sync}",
+                        [per_write(store, 2000 if b == 1 else 20000, b) for b in (1, 10, 100)],
+                    )
+                )
     finally:
         shutil.rmtree(scratch)
     if redis_address:
         with RedisStore(redis_address, password, namespace="bench") as store:
-            rows.append(("Redis, appendfsync always",
-                         [per_write(store, 5000 if b == 1 else 20000, b) for b in (1, 10, 100)]))
+            rows.append(
+                (
+                    "Redis, appendfsync always",
+                    [per_write(store, 5000 if b == 1 else 20000, b) for b in (1, 10, 100)],
+                )
+            )
             store.clear()
     return rows
 
@@ -127,25 +140,31 @@ def main():
     try:
         modes = [("off", {"ZRAY_HEAD_PERSISTENCE": "0"}), ("SQLite", {})]
         if server:
-            modes.append(("Redis", {"RAY_REDIS_ADDRESS": server.address,
-                                    "RAY_REDIS_PASSWORD": PASSWORD}))
+            modes.append(
+                ("Redis", {"RAY_REDIS_ADDRESS": server.address, "RAY_REDIS_PASSWORD": PASSWORD})
+            )
         results = {name: [] for name, _ in modes}
         for _ in range(2):  # alternate, so a noisy moment does not favour one mode
             for name, extra in modes:
                 results[name].append(cluster_run(dict(base, **extra), args.actors, args.tasks))
-        print(f"| persistence | actors/s ({args.actors}, each answered) | named actors/s | "
-              f"tasks/s ({args.tasks}, async) | commits per actor | head's wait per actor |")
+        print(
+            f"| persistence | actors/s ({args.actors}, each answered) | named actors/s | "
+            f"tasks/s ({args.tasks}, async) | commits per actor | head's wait per actor |"
+        )
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         for name, runs in results.items():
             best = {k: max(r[k] for r in runs) for k in runs[0]}
             wait = min(r["head us/actor"] for r in runs)
-            print(f"| {name} | {best['actors/s']:.0f} | {best['named actors/s']:.0f} | "
-                  f"{best['tasks/s']:.0f} | {best['commits/actor']:.1f} | {wait:.0f} µs |")
+            print(
+                f"| {name} | {best['actors/s']:.0f} | {best['named actors/s']:.0f} | "
+                f"{best['tasks/s']:.0f} | {best['commits/actor']:.1f} | {wait:.0f} µs |"
+            )
         print()
         print("| store | µs/write, lone | batches of 10 | batches of 100 |")
         print("| --- | ---: | ---: | ---: |")
-        for name, costs in store_costs(server.address if server else "",
-                                       PASSWORD if server else ""):
+        for name, costs in store_costs(
+            server.address if server else "", PASSWORD if server else ""
+        ):
             print(f"| {name} | " + " | ".join(f"{c:.1f}" for c in costs) + " |")
     finally:
         if server:

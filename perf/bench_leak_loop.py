@@ -9,6 +9,7 @@ Three loops of N iterations each, sampling the object store's used bytes every N
     python perf/bench_leak_loop.py --framework zray
     ~/.zray-perf/ray-venv/bin/python perf/bench_leak_loop.py --framework ray
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,6 +22,7 @@ import numpy as np
 def store_used_zray() -> int:
     import zray._private.core.runtime as runtime
     from zray._private.wire import protocol as P
+
     core = runtime.core
     reply, _ = core.requests.call(core.node_address, P.GetNodeStats(0), 10)
     return reply.stats["store"]["used"]
@@ -86,9 +88,12 @@ def main():
         time.sleep(1.0)
         gc.collect()
         time.sleep(1.0)
-        print(f"{args.framework} {name:7s} {n / elapsed:8.0f} it/s  store used (MiB) every "
-              f"{n // 10}: {' '.join(f'{s / 2**20:.1f}' for s in samples)}  "
-              f"after: {used() / 2**20:.1f}", flush=True)
+        print(
+            f"{args.framework} {name:7s} {n / elapsed:8.0f} it/s  store used (MiB) every "
+            f"{n // 10}: {' '.join(f'{s / 2**20:.1f}' for s in samples)}  "
+            f"after: {used() / 2**20:.1f}",
+            flush=True,
+        )
     ray.shutdown()
 
 

@@ -12,6 +12,7 @@
 Each framework runs in its own subprocess (Ray under the venv's python, never imported here)
 and starts, then stops, its own three nodes with its own CLI.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,38 +42,96 @@ def start_cluster(framework: str, env: dict) -> str:
     resources = json.dumps({"custom": 100})
     if framework == "zray":
         cli = [sys.executable, "-m", "zray.scripts.cli"]
-        out = subprocess.run(cli + ["start", "--head", "--port", "0", "--num-cpus",
-                                    str(CPUS_PER_NODE), "--resources", resources],
-                             env=env, capture_output=True, text=True, timeout=120, check=True).stdout
+        out = subprocess.run(
+            cli
+            + [
+                "start",
+                "--head",
+                "--port",
+                "0",
+                "--num-cpus",
+                str(CPUS_PER_NODE),
+                "--resources",
+                resources,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
         address = re.search(r"Head address: (\S+)", out).group(1)
         token = re.search(r"Cluster token: (\S+)", out).group(1)
         for _ in range(NODES - 1):
-            subprocess.run(cli + ["start", f"--address={address}", "--num-cpus",
-                                  str(CPUS_PER_NODE), "--token", token],
-                           env=env, capture_output=True, text=True, timeout=120, check=True)
+            subprocess.run(
+                cli
+                + [
+                    "start",
+                    f"--address={address}",
+                    "--num-cpus",
+                    str(CPUS_PER_NODE),
+                    "--token",
+                    token,
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            )
         os.environ["ZRAY_TOKEN"] = token
         return address
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
     port = free_port()
-    subprocess.run([ray_cli, "start", "--head", f"--port={port}", f"--num-cpus={CPUS_PER_NODE}",
-                    f"--resources={resources}", "--include-dashboard=false",
-                    "--disable-usage-stats"], env=env, capture_output=True, timeout=300,
-                   check=True)
+    subprocess.run(
+        [
+            ray_cli,
+            "start",
+            "--head",
+            f"--port={port}",
+            f"--num-cpus={CPUS_PER_NODE}",
+            f"--resources={resources}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=300,
+        check=True,
+    )
     for _ in range(NODES - 1):
-        joined = subprocess.run([ray_cli, "start", f"--address=127.0.0.1:{port}",
-                                 f"--num-cpus={CPUS_PER_NODE}", "--disable-usage-stats"],
-                                env=env, capture_output=True, text=True, timeout=300)
+        joined = subprocess.run(
+            [
+                ray_cli,
+                "start",
+                f"--address=127.0.0.1:{port}",
+                f"--num-cpus={CPUS_PER_NODE}",
+                "--disable-usage-stats",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert joined.returncode == 0, joined.stdout[-2000:] + joined.stderr[-2000:]
     return f"127.0.0.1:{port}"
 
 
 def stop_cluster(framework: str, env: dict):
     if framework == "zray":
-        subprocess.run([sys.executable, "-m", "zray.scripts.cli", "stop"], env=env,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-m", "zray.scripts.cli", "stop"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
     else:
-        subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"), "stop", "--force"],
-                       env=env, capture_output=True, timeout=120)
+        subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "ray"), "stop", "--force"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 def measure(framework: str) -> dict:
@@ -117,15 +176,18 @@ def measure(framework: str) -> dict:
                 api.remove_placement_group(pg)
             rates.append(100 / (time.perf_counter() - start))
         ray.shutdown()
-        return {"ready_4_bundles_ms": statistics.median(ready_ms),
-                "create_remove_per_s": statistics.median(rates)}
+        return {
+            "ready_4_bundles_ms": statistics.median(ready_ms),
+            "create_remove_per_s": statistics.median(rates),
+        }
     finally:
         stop_cluster(framework, env)
 
 
 def ray_python() -> str:
-    venv = os.environ.get("RAY_VENV") or os.path.join(os.path.expanduser("~"), ".zray-perf",
-                                                      "ray-venv")
+    venv = os.environ.get("RAY_VENV") or os.path.join(
+        os.path.expanduser("~"), ".zray-perf", "ray-venv"
+    )
     return os.path.join(venv, "bin", "python")
 
 
@@ -138,15 +200,26 @@ def main():
         root = tempfile.mkdtemp(prefix="zpg", dir="/tmp")
         # Ray's token auth would need the token passed to joining nodes; zray keeps its own
         # (always on) auth, so any cost of it is on zray's side of the table.
-        env = dict(os.environ, PYTHONPATH=REPO if framework == "zray" else "",
-                   ZRAY_SESSION_DIR_ROOT=root, RAY_TMPDIR=root, RAY_AUTH_MODE="disabled")
+        env = dict(
+            os.environ,
+            PYTHONPATH=REPO if framework == "zray" else "",
+            ZRAY_SESSION_DIR_ROOT=root,
+            RAY_TMPDIR=root,
+            RAY_AUTH_MODE="disabled",
+        )
         if framework == "ray" and not os.path.exists(python):
             results[framework] = None
             print(f"no Ray venv at {python}: run bash perf/setup_ray.sh", file=sys.stderr)
             continue
         try:
-            done = subprocess.run([python, os.path.abspath(__file__), "inner", framework],
-                                  env=env, capture_output=True, text=True, timeout=900, cwd=root)
+            done = subprocess.run(
+                [python, os.path.abspath(__file__), "inner", framework],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                cwd=root,
+            )
             line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
             results[framework] = json.loads(line[0][7:]) if line else None
             if not line:
@@ -157,8 +230,9 @@ def main():
     print("| placement groups, 3 nodes on loopback | zray | Ray 2.60.0 | zray / Ray |")
     print("| --- | --- | --- | --- |")
     for key, label, better_low in (
-            ("ready_4_bundles_ms", "create + ready, 4 bundles SPREAD (ms, median of 20)", True),
-            ("create_remove_per_s", "create/removal (groups/s, 100 per round)", False)):
+        ("ready_4_bundles_ms", "create + ready, 4 bundles SPREAD (ms, median of 20)", True),
+        ("create_remove_per_s", "create/removal (groups/s, 100 per round)", False),
+    ):
         zv = z[key] if z else float("nan")
         rv = r[key] if r else float("nan")
         ratio = (rv / zv if better_low else zv / rv) if z and r else float("nan")

@@ -4,6 +4,7 @@ Prints the time from the kill to the value in hand (death detection included).
 
     python perf/bench_reconstruction.py
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,14 @@ SIZE = 100 * 2**20
 
 
 def cli(*args, env):
-    return subprocess.run([sys.executable, "-m", "zray.scripts.cli", *args], capture_output=True,
-                          text=True, timeout=120, env=env, check=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "zray.scripts.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=True,
+    ).stdout
 
 
 def main():
@@ -38,8 +45,17 @@ def main():
         out = cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
         address = re.search(r"Head address: (\S+)", out).group(1)
         token = re.search(r"Cluster token: (\S+)", out).group(1)
-        out = cli("start", f"--address={address}", "--num-cpus", "1", "--resources",
-                  '{"victim": 1}', "--token", token, env=env)
+        out = cli(
+            "start",
+            f"--address={address}",
+            "--num-cpus",
+            "1",
+            "--resources",
+            '{"victim": 1}',
+            "--token",
+            token,
+            env=env,
+        )
         victim_pid = int(re.search(r"\(pid (\d+)\)", out).group(1))
         cli("start", f"--address={address}", "--num-cpus", "1", "--token", token, env=env)
         os.environ["ZRAY_TOKEN"] = token
@@ -68,8 +84,12 @@ def main():
         del value
         ray.shutdown()
     finally:
-        subprocess.run([sys.executable, "-m", "zray.scripts.cli", "stop"], env=env,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-m", "zray.scripts.cli", "stop"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

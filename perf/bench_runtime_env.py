@@ -7,6 +7,7 @@ Each env is new to the cluster (a fresh working_dir content, a fresh pip spec), 
 task pays the whole setup: packing and upload on the driver, fetch and unpack on the node, a
 worker started for the env; the next task finds a warm worker of that env.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,11 +47,19 @@ def main():
         for index in range(20):  # ~2 MiB of sources: a modest project
             with open(os.path.join(scratch, f"module_{index}.py"), "w") as f:
                 f.write(f"# {time.time_ns()}\n" + "x = 1\n" * 15000)
-        rows = [("env_vars", first_and_next(task, {"env_vars": {"RUN": str(time.time_ns())}})),
-                ("working_dir (20 files, 2 MiB)", first_and_next(task, {"working_dir": scratch}))]
+        rows = [
+            ("env_vars", first_and_next(task, {"env_vars": {"RUN": str(time.time_ns())}})),
+            ("working_dir (20 files, 2 MiB)", first_and_next(task, {"working_dir": scratch})),
+        ]
         if args.pip:
-            rows.append(("pip (pyjokes, new venv)", first_and_next(
-                task, {"pip": ["pyjokes==0.6.0"], "env_vars": {"RUN": str(time.time_ns())}})))
+            rows.append(
+                (
+                    "pip (pyjokes, new venv)",
+                    first_and_next(
+                        task, {"pip": ["pyjokes==0.6.0"], "env_vars": {"RUN": str(time.time_ns())}}
+                    ),
+                )
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         ray.shutdown()

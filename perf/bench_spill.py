@@ -12,6 +12,7 @@ Spill files go to a directory on the root disk for both (Ray: /tmp/ray/session_*
 session dir under /tmp/zray). Throughputs are wall-clock bytes over seconds as the user sees them;
 the framework's own spill/restore counters are printed after.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,17 +44,20 @@ def internal_stats(framework: str, ray) -> str:
         return "\n".join(l.strip() for l in lines if "Spilled" in l or "Restored" in l)
     import zray._private.core.runtime as runtime
     from zray._private.wire import protocol as P
+
     core = runtime.core
     stats = core.requests.call(core.node_address, P.GetNodeStats(0), 10)[0].stats["spill"]
     write_s, read_s = stats.get("write_us", 0) / 1e6, stats.get("read_us", 0) / 1e6
-    return (f"Spilled {stats['bytes_spilled'] / 2**20:.0f} MiB in "
-            f"{stats.get('files_written', 0)} files, {stats.get('objects_spilled', 0)} objects, "
-            f"write thread {gbps(stats['bytes_spilled'], write_s) if write_s else '-'}\n"
-            f"Restored {stats['bytes_restored'] / 2**20:.0f} MiB, "
-            f"{stats.get('objects_restored', 0)} objects, "
-            f"read thread {gbps(stats['bytes_restored'], read_s) if read_s else '-'}\n"
-            f"Puts that waited for room: {stats['waited_for_room']}, threshold batches: "
-            f"{stats['threshold_batches']}")
+    return (
+        f"Spilled {stats['bytes_spilled'] / 2**20:.0f} MiB in "
+        f"{stats.get('files_written', 0)} files, {stats.get('objects_spilled', 0)} objects, "
+        f"write thread {gbps(stats['bytes_spilled'], write_s) if write_s else '-'}\n"
+        f"Restored {stats['bytes_restored'] / 2**20:.0f} MiB, "
+        f"{stats.get('objects_restored', 0)} objects, "
+        f"read thread {gbps(stats['bytes_restored'], read_s) if read_s else '-'}\n"
+        f"Puts that waited for room: {stats['waited_for_room']}, threshold batches: "
+        f"{stats['threshold_batches']}"
+    )
 
 
 def main():
@@ -85,11 +89,15 @@ def main():
     for i in (0, SMALL_COUNT // 2, SMALL_COUNT - 1):
         assert int(ray.get(small_refs[i])[0]) == i
     total = COUNT * OBJECT
-    print(f"{args.framework}: put {total / 2**30:.2f} GiB of {OBJECT // 2**20} MiB arrays through "
-          f"a {STORE // 2**20} MiB store: {put_s:.2f} s, {gbps(total, put_s)}")
+    print(
+        f"{args.framework}: put {total / 2**30:.2f} GiB of {OBJECT // 2**20} MiB arrays through "
+        f"a {STORE // 2**20} MiB store: {put_s:.2f} s, {gbps(total, put_s)}"
+    )
     print(f"{args.framework}: get all back (restores): {get_s:.2f} s, {gbps(total, get_s)}")
-    print(f"{args.framework}: put {SMALL_COUNT * SMALL / 2**30:.2f} GiB of 1 MiB arrays over the "
-          f"threshold: {small_s:.2f} s, {gbps(SMALL_COUNT * SMALL, small_s)}")
+    print(
+        f"{args.framework}: put {SMALL_COUNT * SMALL / 2**30:.2f} GiB of 1 MiB arrays over the "
+        f"threshold: {small_s:.2f} s, {gbps(SMALL_COUNT * SMALL, small_s)}"
+    )
     print(internal_stats(args.framework, ray))
     del refs, small_refs
     ray.shutdown()

@@ -11,6 +11,7 @@ with all its descendants and shown as "timeout".  zray runs under this interpret
 checkout on PYTHONPATH; Ray runs under the python of the venv made by perf/setup_ray.sh
 ($RAY_VENV, default ~/.zray-perf/ray-venv).  Ray is never imported here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,18 @@ WORKLOADS_PY = os.path.join(HERE, "workloads.py")
 DEFAULT_RAY_VENV = os.path.join(os.path.expanduser("~"), ".zray-perf", "ray-venv")
 REPRO = "bash perf/setup_ray.sh && python perf/compare.py --write docs/benchmarks.md"
 
-FULL = {"ZRAY_PERF_WARMUP_S": "0.5", "ZRAY_PERF_ROUND_S": "0.8", "ZRAY_PERF_ROUNDS": "3",
-        "ZRAY_PERF_REPEATS": "5"}
-QUICK = {"ZRAY_PERF_WARMUP_S": "0.1", "ZRAY_PERF_ROUND_S": "0.2", "ZRAY_PERF_ROUNDS": "2",
-         "ZRAY_PERF_REPEATS": "2"}
+FULL = {
+    "ZRAY_PERF_WARMUP_S": "0.5",
+    "ZRAY_PERF_ROUND_S": "0.8",
+    "ZRAY_PERF_ROUNDS": "3",
+    "ZRAY_PERF_REPEATS": "5",
+}
+QUICK = {
+    "ZRAY_PERF_WARMUP_S": "0.1",
+    "ZRAY_PERF_ROUND_S": "0.2",
+    "ZRAY_PERF_ROUNDS": "2",
+    "ZRAY_PERF_REPEATS": "2",
+}
 
 
 def ray_python() -> str:
@@ -43,8 +52,13 @@ def ray_python() -> str:
 
 
 def workload_names() -> list[str]:
-    out = subprocess.run([sys.executable, WORKLOADS_PY, "--list"], check=True,
-                         stdout=subprocess.PIPE, text=True, cwd=REPO).stdout
+    out = subprocess.run(
+        [sys.executable, WORKLOADS_PY, "--list"],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    ).stdout
     return [line for line in out.splitlines() if line.strip()]
 
 
@@ -56,14 +70,19 @@ def snapshot(rev: str) -> tuple[str, str]:
     """Exports zray/ at git revision `rev` into a temporary directory, with the compiled
     extensions of the checkout copied in (they are build products, not in git), so a run
     measures one fixed commit even while the working tree is being edited."""
-    commit = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, check=True,
-                            stdout=subprocess.PIPE, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", rev],
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout.strip()
     dest = tempfile.mkdtemp(prefix=f"zray-snapshot-{commit}-")
     import atexit
     import shutil
+
     atexit.register(shutil.rmtree, dest, True)
-    archive = subprocess.Popen(["git", "archive", rev, "zray"], cwd=REPO,
-                               stdout=subprocess.PIPE)
+    archive = subprocess.Popen(["git", "archive", rev, "zray"], cwd=REPO, stdout=subprocess.PIPE)
     subprocess.run(["tar", "-x", "-C", dest], stdin=archive.stdout, check=True)
     if archive.wait() != 0:
         raise SystemExit(f"git archive {rev} failed")
@@ -83,7 +102,9 @@ def child_env(framework: str, settings: dict, timeout: float) -> dict:
     env["RAY_DISABLE_DOCKER_CPU_WARNING"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     if framework == "zray":
-        env["PYTHONPATH"] = ZRAY_PATH + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["PYTHONPATH"] = ZRAY_PATH + (
+            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+        )
     else:
         env.pop("PYTHONPATH", None)  # the Ray venv needs nothing from this checkout
     return env
@@ -95,6 +116,7 @@ def kill_tree(pid: int):
     victims = []
     try:
         import psutil
+
         parent = psutil.Process(pid)
         victims = parent.children(recursive=True) + [parent]
     except Exception:  # noqa: BLE001
@@ -125,14 +147,25 @@ def run_one(framework: str, workload: str, settings: dict, timeout: float, log_d
     python = sys.executable if framework == "zray" else ray_python()
     base = {"workload": workload, "framework": framework}
     if not os.path.exists(python):
-        return {**base, "status": "missing", "value": None,
-                "error": f"{python} not found: run bash perf/setup_ray.sh"}
+        return {
+            **base,
+            "status": "missing",
+            "value": None,
+            "error": f"{python} not found: run bash perf/setup_ray.sh",
+        }
     cmd = [python, WORKLOADS_PY, "--framework", framework, "--workload", workload]
     t0 = time.monotonic()
     # cwd outside the checkout: `python -m zray...` children put their cwd first on sys.path.
-    proc = subprocess.Popen(cmd, cwd=log_dir, env=child_env(framework, settings, timeout),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=log_dir,
+        env=child_env(framework, settings, timeout),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
         timed_out = False
@@ -155,12 +188,20 @@ def run_one(framework: str, workload: str, settings: dict, timeout: float, log_d
             except ValueError:
                 pass
     if timed_out:
-        result = {**base, "status": "timeout", "value": None,
-                  "error": f"no result within {timeout:.0f} s (killed); see {log_path}"}
+        result = {
+            **base,
+            "status": "timeout",
+            "value": None,
+            "error": f"no result within {timeout:.0f} s (killed); see {log_path}",
+        }
     elif result is None:
         tail = (stderr or "").strip().splitlines()[-1:] or ["(no output)"]
-        result = {**base, "status": "error", "value": None,
-                  "error": f"exit code {proc.returncode}, no result: {tail[0]}"}
+        result = {
+            **base,
+            "status": "error",
+            "value": None,
+            "error": f"exit code {proc.returncode}, no result: {tail[0]}",
+        }
     result["wall_s"] = wall
     result["log"] = log_path
     return result
@@ -172,8 +213,9 @@ def run_one(framework: str, workload: str, settings: dict, timeout: float, log_d
 
 def _cmd_out(cmd, **kw) -> str:
     try:
-        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              timeout=30, **kw).stdout.strip()
+        return subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=30, **kw
+        ).stdout.strip()
     except Exception:  # noqa: BLE001
         return ""
 
@@ -190,6 +232,7 @@ def machine() -> dict:
         pass
     try:
         import psutil
+
         ram = f"{psutil.virtual_memory().total / 2**30:.1f} GiB"
         phys = psutil.cpu_count(logical=False)
     except Exception:  # noqa: BLE001
@@ -197,10 +240,12 @@ def machine() -> dict:
     shm = ""
     if os.path.isdir("/dev/shm"):
         import shutil
+
         shm = f"{shutil.disk_usage('/dev/shm').total / 2**30:.1f} GiB"
     commit = _cmd_out(["git", "rev-parse", "--short", "HEAD"], cwd=REPO)
-    dirty = _cmd_out(["git", "status", "--porcelain", "--untracked-files=no", "--", "zray"],
-                     cwd=REPO)
+    dirty = _cmd_out(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", "zray"], cwd=REPO
+    )
     rp = ray_python()
     return {
         "cpu": cpu,
@@ -209,12 +254,17 @@ def machine() -> dict:
         "dev_shm": shm,
         "kernel": f"{platform.system()} {platform.release()}",
         "python_zray": f"{platform.python_version()} ({sys.executable})",
-        "python_ray": _cmd_out([rp, "-c", "import platform,sys;print(platform.python_version(),"
-                                          "f'({sys.executable})')"]) if os.path.exists(rp) else "missing",
+        "python_ray": _cmd_out(
+            [rp, "-c", "import platform,sys;print(platform.python_version(),f'({sys.executable})')"]
+        )
+        if os.path.exists(rp)
+        else "missing",
         "ray": _cmd_out([rp, "-c", "import importlib.metadata as m;print(m.version('ray'))"])
-        if os.path.exists(rp) else "missing",
-        "zray_commit": SNAPSHOT_COMMIT or (commit + (" + uncommitted changes in zray/" if dirty
-                                                     else "")) or "?",
+        if os.path.exists(rp)
+        else "missing",
+        "zray_commit": SNAPSHOT_COMMIT
+        or (commit + (" + uncommitted changes in zray/" if dirty else ""))
+        or "?",
     }
 
 
@@ -242,8 +292,16 @@ def rows_of(result: dict) -> list[tuple[str, dict]]:
     if result.get("status") != "ok":
         return []
     extra = result.get("extra") or {}
-    out = [(extra.get("label", ""), {"value": result.get("value"), "unit": result.get("unit"),
-                                     "better": result.get("better", "higher")})]
+    out = [
+        (
+            extra.get("label", ""),
+            {
+                "value": result.get("value"),
+                "unit": result.get("unit"),
+                "better": result.get("better", "higher"),
+            },
+        )
+    ]
     for row in extra.get("rows", []):
         out.append((row["label"], row))
     return out
@@ -259,17 +317,21 @@ def build_table(pairs: list[tuple[str, dict, dict]]) -> tuple[str, list[str]]:
         if status == "skipped":
             return "—"
         text = {"n/a": "n/a", "error": "error", "timeout": "timeout", "missing": "missing"}.get(
-            status, status)
+            status, status
+        )
         note = f"{result['framework']}: " + " ".join((result.get("error") or "").split())
         if status == "n/a" and "NotImplementedError" in note:
             note = f"{result['framework']}: not implemented yet — " + " ".join(
-                (result.get("error") or "").split())
+                (result.get("error") or "").split()
+            )
         if note not in notes:
             notes.append(note)
         return f"{text} [{notes.index(note) + 1}]"
 
-    lines = ["| workload | unit | zray | Ray | zray:Ray | better |",
-             "| --- | --- | ---: | ---: | ---: | --- |"]
+    lines = [
+        "| workload | unit | zray | Ray | zray:Ray | better |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
+    ]
     for name, z, r in pairs:
         zrows, rrows = rows_of(z), rows_of(r)
         labels = [label for label, _ in (zrows or rrows)] or [""]
@@ -337,27 +399,54 @@ HOW_TO_READ = """\
 """
 
 
-def render_markdown(table: str, notes: list[str], info: dict, command: str, total_s: float,
-                    settings: dict, quick: bool, remarks: list[str] = ()) -> str:
+def render_markdown(
+    table: str,
+    notes: list[str],
+    info: dict,
+    command: str,
+    total_s: float,
+    settings: dict,
+    quick: bool,
+    remarks: list[str] = (),
+) -> str:
     parts = ["# Benchmarks: zray vs Ray", ""]
     parts.append(
         "zray and Ray 2.60.0 on the same workloads: Ray's own microbenchmark "
         "(`ray microbenchmark`) plus init time, large-array get/put and idle memory. "
         "Written once against the Ray API in `perf/workloads.py`; `perf/compare.py` runs each "
-        "workload in a fresh process per framework and builds this page.")
+        "workload in a fresh process per framework and builds this page."
+    )
     parts.append("")
-    parts.append("> Numbers are from **one run on a noisy 2-core VM**. Treat differences under "
-                 "~20 % as noise." + (" **Quick (smoke) run: even noisier.**" if quick else ""))
-    parts += ["", "## Reproduce", "", "```bash", REPRO, "```", "",
-              "Ray is installed only in a separate virtualenv (`perf/setup_ray.sh`, "
-              "`$RAY_VENV`, default `~/.zray-perf/ray-venv`); zray runs from the checkout. "
-              "`--quick` shortens every measurement for a smoke run; `--only SUBSTRING` "
-              "selects workloads (repeatable); `python perf/workloads.py --list` names them; "
-              "one workload alone: "
-              "`PYTHONPATH=. python perf/workloads.py --framework zray --workload "
-              "\"single client tasks sync\"`.", ""]
-    parts += ["## Results", "", f"Command: `{command}`  ", f"Total runtime: {total_s / 60:.1f} min",
-              "", table, ""]
+    parts.append(
+        "> Numbers are from **one run on a noisy 2-core VM**. Treat differences under "
+        "~20 % as noise." + (" **Quick (smoke) run: even noisier.**" if quick else "")
+    )
+    parts += [
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        REPRO,
+        "```",
+        "",
+        "Ray is installed only in a separate virtualenv (`perf/setup_ray.sh`, "
+        "`$RAY_VENV`, default `~/.zray-perf/ray-venv`); zray runs from the checkout. "
+        "`--quick` shortens every measurement for a smoke run; `--only SUBSTRING` "
+        "selects workloads (repeatable); `python perf/workloads.py --list` names them; "
+        "one workload alone: "
+        "`PYTHONPATH=. python perf/workloads.py --framework zray --workload "
+        '"single client tasks sync"`.',
+        "",
+    ]
+    parts += [
+        "## Results",
+        "",
+        f"Command: `{command}`  ",
+        f"Total runtime: {total_s / 60:.1f} min",
+        "",
+        table,
+        "",
+    ]
     if notes:
         parts += ["Notes:", ""]
         parts += [f"{i}. {n}" for i, n in enumerate(notes, 1)]
@@ -365,24 +454,49 @@ def render_markdown(table: str, notes: list[str], info: dict, command: str, tota
     if remarks:
         parts += ["Remarks:", ""] + [f"- {r}" for r in remarks] + [""]
     parts += ["## Machine", ""]
-    parts += [f"- CPU: {info['cpu']} ({info['cores']})", f"- RAM: {info['ram']}, /dev/shm "
-              f"{info['dev_shm']}", f"- Kernel: {info['kernel']}",
-              f"- Python (zray): {info['python_zray']}", f"- Python (Ray): {info['python_ray']}",
-              f"- Ray: {info['ray']}; zray: commit {info['zray_commit']}",
-              f"- Machine load during the run: {info['load']}", ""]
-    parts += ["## How to read this", "",
-              HOW_TO_READ.format(warmup=settings["ZRAY_PERF_WARMUP_S"],
-                                 rounds=settings["ZRAY_PERF_ROUNDS"],
-                                 round_s=settings["ZRAY_PERF_ROUND_S"])]
+    parts += [
+        f"- CPU: {info['cpu']} ({info['cores']})",
+        f"- RAM: {info['ram']}, /dev/shm {info['dev_shm']}",
+        f"- Kernel: {info['kernel']}",
+        f"- Python (zray): {info['python_zray']}",
+        f"- Python (Ray): {info['python_ray']}",
+        f"- Ray: {info['ray']}; zray: commit {info['zray_commit']}",
+        f"- Machine load during the run: {info['load']}",
+        "",
+    ]
+    parts += [
+        "## How to read this",
+        "",
+        HOW_TO_READ.format(
+            warmup=settings["ZRAY_PERF_WARMUP_S"],
+            rounds=settings["ZRAY_PERF_ROUNDS"],
+            round_s=settings["ZRAY_PERF_ROUND_S"],
+        ),
+    ]
     return "\n".join(parts)
 
 
-def report(results: dict, names: list[str], info: dict, command: str, total: float,
-           settings: dict, quick: bool, write: str | None, log_dir: str | None,
-           remarks: list[str] = ()):
+def report(
+    results: dict,
+    names: list[str],
+    info: dict,
+    command: str,
+    total: float,
+    settings: dict,
+    quick: bool,
+    write: str | None,
+    log_dir: str | None,
+    remarks: list[str] = (),
+):
     empty = {"status": "skipped", "value": None}
-    pairs = [(n, results.get((n, "zray"), {**empty, "framework": "zray"}),
-              results.get((n, "ray"), {**empty, "framework": "ray"})) for n in names]
+    pairs = [
+        (
+            n,
+            results.get((n, "zray"), {**empty, "framework": "zray"}),
+            results.get((n, "ray"), {**empty, "framework": "ray"}),
+        )
+        for n in names
+    ]
     table, notes = build_table(pairs)
     print(table)
     if notes:
@@ -390,12 +504,16 @@ def report(results: dict, names: list[str], info: dict, command: str, total: flo
         for i, n in enumerate(notes, 1):
             print(f"{i}. {n}")
     print()
-    print(f"Machine: {info['cpu']} ({info['cores']}), RAM {info['ram']}, {info['kernel']}, "
-          f"Python {info['python_zray']}; Ray {info['ray']} (Python {info['python_ray']}); "
-          f"zray {info['zray_commit']}; {info.get('load', '')}")
+    print(
+        f"Machine: {info['cpu']} ({info['cores']}), RAM {info['ram']}, {info['kernel']}, "
+        f"Python {info['python_zray']}; Ray {info['ray']} (Python {info['python_ray']}); "
+        f"zray {info['zray_commit']}; {info.get('load', '')}"
+    )
     print(f"Command: {command}")
-    print(f"Total runtime: {total:.0f} s ({total / 60:.1f} min)"
-          + (f"; logs in {log_dir}" if log_dir else ""))
+    print(
+        f"Total runtime: {total:.0f} s ({total / 60:.1f} min)"
+        + (f"; logs in {log_dir}" if log_dir else "")
+    )
     if write:
         page = render_markdown(table, notes, info, command, total, settings, quick, remarks)
         kept = _kept_sections(write)  # read before "w" truncates it
@@ -428,8 +546,18 @@ def rerender(args) -> int:
             names.append(r["workload"])
     if args.only:
         names = [n for n in names if any(o.lower() in n.lower() for o in args.only)]
-    report(results, names, dump["machine"], dump["command"], dump["total_s"], dump["settings"],
-           dump.get("quick", False), args.write, None, args.remark)
+    report(
+        results,
+        names,
+        dump["machine"],
+        dump["command"],
+        dump["total_s"],
+        dump["settings"],
+        dump.get("quick", False),
+        args.write,
+        None,
+        args.remark,
+    )
     return 0
 
 
@@ -445,25 +573,54 @@ def compile_bytecode(path: str):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short measurements (smoke run)")
-    parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help="run workloads whose name contains NAME (repeatable)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run workloads whose name contains NAME (repeatable)",
+    )
     parser.add_argument("--write", metavar="PATH", help="write the results page (Markdown)")
     parser.add_argument("--json", metavar="PATH", help="also dump the raw results as JSON")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds per (workload, framework) run (default 150, quick 60)")
-    parser.add_argument("--frameworks", default="zray,ray",
-                        help="comma-separated, in the order they alternate (default zray,ray)")
-    parser.add_argument("--zray-path", metavar="DIR",
-                        help="benchmark the zray package under DIR (default: this checkout)")
-    parser.add_argument("--snapshot", nargs="?", const="HEAD", metavar="REV",
-                        help="benchmark zray as committed at REV (default HEAD), exported to a "
-                             "temporary directory, instead of the working tree")
-    parser.add_argument("--from-json", metavar="PATH",
-                        help="do not run anything: re-render the table/page from a --json dump")
-    parser.add_argument("--remark", action="append", default=[], metavar="TEXT",
-                        help="a remark to print under the table on the written page (repeatable)")
-    parser.add_argument("--log-dir", help="where per-run stdout/stderr logs go (default: a "
-                                          "temporary directory)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per (workload, framework) run (default 150, quick 60)",
+    )
+    parser.add_argument(
+        "--frameworks",
+        default="zray,ray",
+        help="comma-separated, in the order they alternate (default zray,ray)",
+    )
+    parser.add_argument(
+        "--zray-path",
+        metavar="DIR",
+        help="benchmark the zray package under DIR (default: this checkout)",
+    )
+    parser.add_argument(
+        "--snapshot",
+        nargs="?",
+        const="HEAD",
+        metavar="REV",
+        help="benchmark zray as committed at REV (default HEAD), exported to a "
+        "temporary directory, instead of the working tree",
+    )
+    parser.add_argument(
+        "--from-json",
+        metavar="PATH",
+        help="do not run anything: re-render the table/page from a --json dump",
+    )
+    parser.add_argument(
+        "--remark",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a remark to print under the table on the written page (repeatable)",
+    )
+    parser.add_argument(
+        "--log-dir", help="where per-run stdout/stderr logs go (default: a temporary directory)"
+    )
     args = parser.parse_args(argv)
 
     global ZRAY_PATH, SNAPSHOT_COMMIT
@@ -486,8 +643,11 @@ def main(argv=None) -> int:
             parser.error(f"no workload matches {args.only}")
     log_dir = args.log_dir or tempfile.mkdtemp(prefix="zray-perf-")
     os.makedirs(log_dir, exist_ok=True)
-    command = "python perf/compare.py" + ("".join(" " + shlex.quote(a) for a in sys.argv[1:])
-                                          if argv is None else " " + shlex.join(argv))
+    command = "python perf/compare.py" + (
+        "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+        if argv is None
+        else " " + shlex.join(argv)
+    )
     print(f"# {len(names)} workloads x {frameworks}; logs in {log_dir}", file=sys.stderr)
 
     load_start = os.getloadavg()
@@ -497,23 +657,40 @@ def main(argv=None) -> int:
         for fw in frameworks:
             r = run_one(fw, name, settings, timeout, log_dir)
             results[(name, fw)] = r
-            shown = fmt(r["value"], r.get("unit")) + " " + (r.get("unit") or "") \
-                if r.get("status") == "ok" else f"{r['status']}: {r.get('error', '')[:100]}"
-            print(f"  {name:48s} {fw:5s} {shown}  ({r['wall_s']:.1f} s)", file=sys.stderr,
-                  flush=True)
+            shown = (
+                fmt(r["value"], r.get("unit")) + " " + (r.get("unit") or "")
+                if r.get("status") == "ok"
+                else f"{r['status']}: {r.get('error', '')[:100]}"
+            )
+            print(
+                f"  {name:48s} {fw:5s} {shown}  ({r['wall_s']:.1f} s)", file=sys.stderr, flush=True
+            )
     total = time.monotonic() - start
     load_end = os.getloadavg()
 
     info = machine()
-    info["load"] = (f"1-min load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end "
-                    f"(15-min: {load_start[2]:.2f} / {load_end[2]:.2f})")
+    info["load"] = (
+        f"1-min load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end "
+        f"(15-min: {load_start[2]:.2f} / {load_end[2]:.2f})"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": info, "command": command, "total_s": total,
-                       "settings": settings, "quick": args.quick,
-                       "results": list(results.values())}, f, indent=1, default=str)
-    report(results, names, info, command, total, settings, args.quick, args.write, log_dir,
-           args.remark)
+            json.dump(
+                {
+                    "machine": info,
+                    "command": command,
+                    "total_s": total,
+                    "settings": settings,
+                    "quick": args.quick,
+                    "results": list(results.values()),
+                },
+                f,
+                indent=1,
+                default=str,
+            )
+    report(
+        results, names, info, command, total, settings, args.quick, args.write, log_dir, args.remark
+    )
     return 0
 
 

@@ -14,6 +14,7 @@ killed (Ray's actors take ~57 MB each: a thousand would exhaust this machine), a
 over --timeout; the row then says how far it got. Items follow Ray's
 release/benchmarks/single_node/test_single_node.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,6 +33,7 @@ ITEMS = ("args", "returns", "get", "queued", "actors")
 
 
 # ---------------------------------------------------------------- child side
+
 
 def _emit(**fields):
     print("ENVELOPE " + json.dumps(fields), flush=True)
@@ -57,6 +59,7 @@ def child(item: str, framework: str, count: int):
         assert ray.get(sum_args.remote(*refs)) == 10_000 * count
         _emit(seconds=time.perf_counter() - start)
     elif item == "returns":
+
         @ray.remote(num_returns=count)
         def many():
             return tuple(list(range(10_000)) for _ in range(count))
@@ -73,6 +76,7 @@ def child(item: str, framework: str, count: int):
         assert all(v.shape == (20_000,) for v in values)
         _emit(seconds=time.perf_counter() - start)
     elif item == "queued":
+
         @ray.remote
         def tiny():
             return None
@@ -87,9 +91,13 @@ def child(item: str, framework: str, count: int):
         drain_start = time.perf_counter()
         ray.get(refs)
         drained = time.perf_counter() - drain_start
-        _emit(seconds=submitted - start + drained, submit_seconds=submitted - start,
-              drain_seconds=drained)
+        _emit(
+            seconds=submitted - start + drained,
+            submit_seconds=submitted - start,
+            drain_seconds=drained,
+        )
     elif item == "actors":
+
         @ray.remote(num_cpus=0)
         class Idle:
             def ping(self):
@@ -109,6 +117,7 @@ def child(item: str, framework: str, count: int):
 
 
 # ---------------------------------------------------------------- parent side
+
 
 def _tree(pid: int) -> list:
     import psutil
@@ -145,8 +154,9 @@ def _kill_tree(pid: int):
 
 
 def ray_python() -> str:
-    venv = os.environ.get("RAY_VENV") or os.path.join(os.path.expanduser("~"), ".zray-perf",
-                                                      "ray-venv")
+    venv = os.environ.get("RAY_VENV") or os.path.join(
+        os.path.expanduser("~"), ".zray-perf", "ray-venv"
+    )
     return os.path.join(venv, "bin", "python")
 
 
@@ -154,24 +164,30 @@ def run(item: str, framework: str, count: int, timeout: float, mem_cap: int) -> 
     env = dict(os.environ)
     if framework == "zray":
         env["PYTHONPATH"] = REPO
-        env.setdefault("ZRAY_SESSION_DIR_ROOT", os.path.join(tempfile.gettempdir(),
-                                                             "zray-envelope"))
+        env.setdefault(
+            "ZRAY_SESSION_DIR_ROOT", os.path.join(tempfile.gettempdir(), "zray-envelope")
+        )
         python = sys.executable
     else:
         env.pop("PYTHONPATH", None)
         env["RAY_DEDUP_LOGS"] = "0"
         python = ray_python()
-    proc = subprocess.Popen([python, os.path.abspath(__file__), "--child", item, framework,
-                             str(count)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=tempfile.gettempdir(),
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [python, os.path.abspath(__file__), "--child", item, framework, str(count)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tempfile.gettempdir(),
+        start_new_session=True,
+    )
     result = {"peak_pss": 0, "peak_procs": 0}
     events = []
 
     def read():
         for line in proc.stdout:
             if line.startswith("ENVELOPE "):
-                events.append(json.loads(line[len("ENVELOPE "):]))
+                events.append(json.loads(line[len("ENVELOPE ") :]))
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -219,9 +235,11 @@ def describe(item: str, count: int, r: dict) -> str:
     text = f"{r['seconds']:.2f} s, peak {_mib(r['peak_pss'])}"
     if item == "queued":
         per_task = (r.get("submitted_pss", 0) - r.get("baseline_pss", 0)) / count
-        text = (f"submit {r['submit_seconds']:.1f} s ({count / r['submit_seconds']:,.0f}/s), "
-                f"drain {r['drain_seconds']:.1f} s ({count / r['drain_seconds']:,.0f}/s), "
-                f"{per_task / 1024:.1f} KiB/queued task, peak {_mib(r['peak_pss'])}")
+        text = (
+            f"submit {r['submit_seconds']:.1f} s ({count / r['submit_seconds']:,.0f}/s), "
+            f"drain {r['drain_seconds']:.1f} s ({count / r['drain_seconds']:,.0f}/s), "
+            f"{per_task / 1024:.1f} KiB/queued task, peak {_mib(r['peak_pss'])}"
+        )
     elif item == "actors":
         text += f" ({r['peak_pss'] / max(1, r['alive']) / 2**20:.1f} MiB/actor)"
     return text
@@ -250,9 +268,13 @@ def main(argv=None) -> int:
     if args.child:
         child(args.child[0], args.child[1], int(args.child[2]))
         return 0
-    counts = {"args": [10_000], "returns": [3_000], "get": [10_000],
-              "queued": [int(n) for n in args.queued.split(",") if n],
-              "actors": [args.actors]}
+    counts = {
+        "args": [10_000],
+        "returns": [3_000],
+        "get": [10_000],
+        "queued": [int(n) for n in args.queued.split(",") if n],
+        "actors": [args.actors],
+    }
     rows = []
     for item in args.only.split(","):
         for count in counts[item]:
@@ -260,14 +282,19 @@ def main(argv=None) -> int:
             for framework in args.frameworks.split(","):
                 result = run(item, framework, count, args.timeout, int(args.mem_cap_gib * 2**30))
                 cells[framework] = describe(item, count, result)
-                print(f"{item} {count} {framework}: {cells[framework]}", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"{item} {count} {framework}: {cells[framework]}", file=sys.stderr, flush=True
+                )
             rows.append((LABELS[item].format(n=count), cells))
     frameworks = args.frameworks.split(",")
-    lines = ["| item | " + " | ".join(frameworks) + " |",
-             "| --- | " + " | ".join("---" for _ in frameworks) + " |"]
-    lines += [f"| {label} | " + " | ".join(cells.get(f, "") for f in frameworks) + " |"
-              for label, cells in rows]
+    lines = [
+        "| item | " + " | ".join(frameworks) + " |",
+        "| --- | " + " | ".join("---" for _ in frameworks) + " |",
+    ]
+    lines += [
+        f"| {label} | " + " | ".join(cells.get(f, "") for f in frameworks) + " |"
+        for label, cells in rows
+    ]
     table = "\n".join(lines)
     print(table)
     if args.write:

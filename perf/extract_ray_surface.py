@@ -41,12 +41,35 @@ import ray  # noqa: E402
 EMPTY = inspect.Parameter.empty
 
 TOP_LEVEL = [
-    "init", "shutdown", "is_initialized", "remote", "get", "put", "wait",
-    "cancel", "kill", "get_actor", "method", "nodes", "cluster_resources",
-    "available_resources", "get_runtime_context", "get_gpu_ids", "timeline",
-    "ObjectRef", "ObjectRefGenerator", "DynamicObjectRefGenerator", "actor",
-    "exceptions", "util", "runtime_context", "LoggingConfig", "client",
-    "java_function", "java_actor_class", "cross_language",
+    "init",
+    "shutdown",
+    "is_initialized",
+    "remote",
+    "get",
+    "put",
+    "wait",
+    "cancel",
+    "kill",
+    "get_actor",
+    "method",
+    "nodes",
+    "cluster_resources",
+    "available_resources",
+    "get_runtime_context",
+    "get_gpu_ids",
+    "timeline",
+    "ObjectRef",
+    "ObjectRefGenerator",
+    "DynamicObjectRefGenerator",
+    "actor",
+    "exceptions",
+    "util",
+    "runtime_context",
+    "LoggingConfig",
+    "client",
+    "java_function",
+    "java_actor_class",
+    "cross_language",
 ]
 
 CLI_COMMANDS = ["start", "stop", "status", "memory"]
@@ -55,6 +78,7 @@ CLI_COMMANDS = ["start", "stop", "status", "memory"]
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
+
 
 def _safe_repr(v, limit=300):
     try:
@@ -82,8 +106,9 @@ def _signature(obj):
         if p.default is not EMPTY:
             rec["default"] = _safe_repr(p.default)
         if p.annotation is not EMPTY:
-            rec["annotation"] = _safe_repr(p.annotation, 200) if not isinstance(
-                p.annotation, str) else p.annotation
+            rec["annotation"] = (
+                _safe_repr(p.annotation, 200) if not isinstance(p.annotation, str) else p.annotation
+            )
         params.append(rec)
     out = {"parameters": params, "text": str(sig)}
     if sig.return_annotation is not EMPTY:
@@ -120,7 +145,9 @@ def _public_members(cls):
         elif type(raw).__name__ in ("getset_descriptor", "member_descriptor"):
             rec["kind"] = "property"  # Cython/C-level attribute
         elif callable(raw) or type(raw).__name__ in (
-            "method_descriptor", "cython_function_or_method", "builtin_function_or_method",
+            "method_descriptor",
+            "cython_function_or_method",
+            "builtin_function_or_method",
             "classmethod_descriptor",
         ):
             kind = "method"
@@ -161,8 +188,11 @@ def _describe(name, obj):
                     "init_signature": _signature(m.__init__) if "__init__" in vars(m) else None,
                 }
             elif callable(m):
-                members[n] = {"type": "function", "signature": _signature(m),
-                              "doc": _doc_first_line(m)}
+                members[n] = {
+                    "type": "function",
+                    "signature": _signature(m),
+                    "doc": _doc_first_line(m),
+                }
             else:
                 members[n] = {"type": "value", "repr": _safe_repr(m)}
         rec["members"] = members
@@ -188,6 +218,7 @@ def _describe(name, obj):
 # static sections
 # --------------------------------------------------------------------------
 
+
 def extract_api():
     out = {}
     for name in TOP_LEVEL:
@@ -197,6 +228,7 @@ def extract_api():
         out[name] = _describe(name, getattr(ray, name))
     # ray.actor module: the bits users touch.
     import ray.actor as ra
+
     out["actor"]["core_members"] = {
         n: _describe(n, getattr(ra, n))
         for n in ("ActorClass", "ActorHandle", "ActorMethod", "exit_actor", "method")
@@ -208,19 +240,23 @@ def extract_api():
 
 def extract_runtime_context():
     from ray.runtime_context import RuntimeContext
+
     return {
         "qualname": f"{RuntimeContext.__module__}.{RuntimeContext.__qualname__}",
         "init_signature": _signature(RuntimeContext.__init__),
         "members": _public_members(RuntimeContext),
         "properties": sorted(
-            n for n in dir(RuntimeContext)
-            if not n.startswith("_") and isinstance(inspect.getattr_static(RuntimeContext, n), property)
+            n
+            for n in dir(RuntimeContext)
+            if not n.startswith("_")
+            and isinstance(inspect.getattr_static(RuntimeContext, n), property)
         ),
     }
 
 
 def extract_exceptions():
     import ray.exceptions as rex
+
     classes = {}
     for name in sorted(dir(rex)):
         obj = getattr(rex, name)
@@ -238,13 +274,17 @@ def extract_exceptions():
             "init_signature": _signature(obj.__init__),
             "overrides_str": "__str__" in vars(obj),
             "class_attributes": {
-                k: _safe_repr(v) for k, v in vars(obj).items()
-                if not k.startswith("_") and not callable(v)
+                k: _safe_repr(v)
+                for k, v in vars(obj).items()
+                if not k.startswith("_")
+                and not callable(v)
                 and not isinstance(v, (property, staticmethod, classmethod))
             },
             "public_methods": sorted(
-                k for k, v in vars(obj).items()
-                if not k.startswith("_") and (callable(v) or isinstance(v, (property, staticmethod, classmethod)))
+                k
+                for k, v in vars(obj).items()
+                if not k.startswith("_")
+                and (callable(v) or isinstance(v, (property, staticmethod, classmethod)))
             ),
             "doc": _doc_first_line(obj),
         }
@@ -252,7 +292,7 @@ def extract_exceptions():
         "classes": classes,
         "ray_exception_types_list": [c.__name__ for c in getattr(rex, "RAY_EXCEPTION_TYPES", [])],
         "note": "classes includes every BaseException subclass reachable as an attribute of "
-                "ray.exceptions; defined_in_ray_exceptions=False marks re-exports.",
+        "ray.exceptions; defined_in_ray_exceptions=False marks re-exports.",
     }
 
 
@@ -263,11 +303,26 @@ def extract_object_ref():
             "mro": [c.__name__ for c in cls.__mro__],
             "public_members": _public_members(cls),
             "dunder_methods": sorted(
-                n for n in dir(cls)
-                if n.startswith("__") and n.endswith("__")
-                and n in ("__await__", "__iter__", "__next__", "__aiter__", "__anext__",
-                          "__hash__", "__eq__", "__reduce__", "__len__", "__del__",
-                          "__repr__", "__str__", "__bool__")
+                n
+                for n in dir(cls)
+                if n.startswith("__")
+                and n.endswith("__")
+                and n
+                in (
+                    "__await__",
+                    "__iter__",
+                    "__next__",
+                    "__aiter__",
+                    "__anext__",
+                    "__hash__",
+                    "__eq__",
+                    "__reduce__",
+                    "__len__",
+                    "__del__",
+                    "__repr__",
+                    "__str__",
+                    "__bool__",
+                )
             ),
         }
     return out
@@ -293,16 +348,20 @@ def _type_constraint_names(tc):
 def extract_options():
     try:
         import ray._common.ray_option_utils as rou
+
         src = "ray/_common/ray_option_utils.py"
     except ImportError:  # older Ray layout
         import ray._private.ray_option_utils as rou
+
         src = "ray/_private/ray_option_utils.py"
 
     def dump(d):
         return {
-            k: {"default": _option_default(v),
+            k: {
+                "default": _option_default(v),
                 "types": _type_constraint_names(v.type_constraint),
-                "has_value_constraint": v.value_constraint is not None}
+                "has_value_constraint": v.value_constraint is not None,
+            }
             for k, v in d.items()
         }
 
@@ -364,8 +423,11 @@ def extract_cli():
         if ray_bin.exists():
             try:
                 help_text = subprocess.run(
-                    [str(ray_bin), cmd, "--help"], capture_output=True, text=True,
-                    timeout=120, env={**os.environ, "COLUMNS": "100"},
+                    [str(ray_bin), cmd, "--help"],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    env={**os.environ, "COLUMNS": "100"},
                 ).stdout
             except Exception as e:
                 help_text = f"<failed: {e}>"
@@ -482,8 +544,7 @@ def extract_live():
         try:
             fref = f.remote()
             ray.wait([fref])
-            vals, _ = ray._private.worker.global_worker.get_objects(
-                [fref], return_exceptions=True)
+            vals, _ = ray._private.worker.global_worker.get_objects([fref], return_exceptions=True)
             raw = vals[0]
             live["ray_task_error_raw"] = {
                 "type_name": type(raw).__name__,
@@ -500,12 +561,15 @@ def extract_live():
         except Exception:
             live["ray_task_error_raw"] = {"extraction_error": traceback.format_exc()}
         # Formatting of a hand-built RayTaskError (deterministic inputs).
-        tb = ('Traceback (most recent call last):\n'
-              '  File "/x/y.py", line 3, in f\n'
-              '    raise ValueError("boom")\n'
-              'ValueError: boom')
+        tb = (
+            "Traceback (most recent call last):\n"
+            '  File "/x/y.py", line 3, in f\n'
+            '    raise ValueError("boom")\n'
+            "ValueError: boom"
+        )
         built = ray.exceptions.RayTaskError(
-            "f", tb, ValueError("boom"), proctitle="ray::f", pid=1234, ip="10.0.0.1")
+            "f", tb, ValueError("boom"), proctitle="ray::f", pid=1234, ip="10.0.0.1"
+        )
         dual = built.as_instanceof_cause()
         live["ray_task_error_constructed"] = {
             "call": "RayTaskError('f', tb, ValueError('boom'), proctitle='ray::f', pid=1234, ip='10.0.0.1')",
@@ -518,9 +582,18 @@ def extract_live():
             "dual_repr": repr(dual),
             "dual_args_repr": _safe_repr(dual.args),
             "dual_mro": [c.__name__ for c in type(dual).__mro__],
-            "actor_variant_str": str(ray.exceptions.RayTaskError(
-                "m", tb, ValueError("boom"), proctitle="ray::A.m", pid=1234,
-                ip="10.0.0.1", actor_repr="<A object>", actor_id="abc")),
+            "actor_variant_str": str(
+                ray.exceptions.RayTaskError(
+                    "m",
+                    tb,
+                    ValueError("boom"),
+                    proctitle="ray::A.m",
+                    pid=1234,
+                    ip="10.0.0.1",
+                    actor_repr="<A object>",
+                    actor_id="abc",
+                )
+            ),
         }
         a = A.remote()
         live["actor_handle_repr"] = _redact(repr(a))
@@ -531,8 +604,15 @@ def extract_live():
         ctx = ray.get_runtime_context()
         live["runtime_context_driver"] = {
             n: _err(getattr(ctx, n))
-            for n in ("get_job_id", "get_node_id", "get_worker_id", "get_actor_id",
-                      "get_task_id", "get_assigned_resources", "get_accelerator_ids")
+            for n in (
+                "get_job_id",
+                "get_node_id",
+                "get_worker_id",
+                "get_actor_id",
+                "get_task_id",
+                "get_assigned_resources",
+                "get_accelerator_ids",
+            )
         }
         live["runtime_context_driver"]["namespace"] = _err(lambda: ctx.namespace)
 
@@ -541,9 +621,17 @@ def extract_live():
             c = ray.get_runtime_context()
             return {
                 n: _err(getattr(c, n))
-                for n in ("get_job_id", "get_node_id", "get_worker_id", "get_actor_id",
-                          "get_task_id", "get_assigned_resources", "get_accelerator_ids",
-                          "get_task_name", "get_task_function_name")
+                for n in (
+                    "get_job_id",
+                    "get_node_id",
+                    "get_worker_id",
+                    "get_actor_id",
+                    "get_task_id",
+                    "get_assigned_resources",
+                    "get_accelerator_ids",
+                    "get_task_name",
+                    "get_task_function_name",
+                )
             }
 
         live["runtime_context_in_task"] = ray.get(ctx_in_task.remote())
@@ -551,6 +639,7 @@ def extract_live():
         @ray.remote
         def slow():
             import time
+
             time.sleep(5)
 
         bad = {}
@@ -558,7 +647,8 @@ def extract_live():
         bad["unknown_actor_option_in_options"] = _err(lambda: A.options(foo=1))
         bad["unknown_option_in_decorator"] = _err(lambda: ray.remote(foo=1)(lambda: 1))
         bad["unknown_option_in_decorator_class"] = _err(
-            lambda: ray.remote(foo=1)(type("B", (), {})))
+            lambda: ray.remote(foo=1)(type("B", (), {}))
+        )
         bad["max_calls_in_options"] = _err(lambda: ok.options(max_calls=1))
         bad["bad_option_type"] = _err(lambda: ok.options(num_cpus="x"))
         bad["negative_num_cpus"] = _err(lambda: ok.options(num_cpus=-1))
@@ -579,12 +669,14 @@ def extract_live():
         bad["cancel_non_ref"] = _err(lambda: ray.cancel(123))
         bad["init_twice"] = _err(lambda: ray.init(num_cpus=1))
         bad["init_twice_ignore_reinit_error"] = _err(
-            lambda: ray.init(num_cpus=1, ignore_reinit_error=True))
+            lambda: ray.init(num_cpus=1, ignore_reinit_error=True)
+        )
         cref = slow.remote()
         ray.cancel(cref)
         bad["get_cancelled_task"] = _err(lambda: ray.get(cref))
         ray.kill(a)
         import time
+
         time.sleep(1)
         bad["call_killed_actor"] = _err(lambda: ray.get(a.m.remote()))
         live["bad_inputs"] = bad

@@ -7,6 +7,7 @@ Run with the *Ray* virtualenv's interpreter (Ray is not a zray dependency); no c
 tests/integration/test_util_surface.py compares zray.util against the file, parameter by
 parameter (names, kinds and defaults), so a drift from Ray's API fails a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,12 +20,20 @@ import ray
 
 # module -> names whose signature matters (classes: their public methods too)
 TARGETS = {
-    "ray.util": ["get_node_ip_address", "list_named_actors", "as_completed", "map_unordered",
-                 "ActorPool"],
+    "ray.util": [
+        "get_node_ip_address",
+        "list_named_actors",
+        "as_completed",
+        "map_unordered",
+        "ActorPool",
+    ],
     "ray.util.queue": ["Queue"],
     "ray.util.multiprocessing": ["Pool"],
-    "ray.util.multiprocessing.pool": ["AsyncResult", "OrderedIMapIterator",
-                                      "UnorderedIMapIterator"],
+    "ray.util.multiprocessing.pool": [
+        "AsyncResult",
+        "OrderedIMapIterator",
+        "UnorderedIMapIterator",
+    ],
 }
 
 
@@ -43,8 +52,10 @@ def describe(obj) -> dict:
         return {"kind": "function", "signature": signature(obj)}
     methods = {"__init__": signature(obj.__init__)}
     for name, member in vars(obj).items():
-        if (not name.startswith("_") or name in ("__enter__", "__exit__", "__len__",
-                                                 "__iter__", "__next__")) and callable(member):
+        if (
+            not name.startswith("_")
+            or name in ("__enter__", "__exit__", "__len__", "__iter__", "__next__")
+        ) and callable(member):
             methods[name] = signature(member)
     for base in obj.__mro__[1:]:  # inherited public methods (the imap iterators' next)
         for name, member in vars(base).items():
@@ -55,15 +66,20 @@ def describe(obj) -> dict:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests" /
-                                             "data" / "ray_util_surface.json"))
+    parser.add_argument(
+        "--out",
+        default=str(
+            Path(__file__).resolve().parents[1] / "tests" / "data" / "ray_util_surface.json"
+        ),
+    )
     args = parser.parse_args()
     surface = {"ray_version": ray.__version__, "modules": {}}
     for module_name, names in TARGETS.items():
         module = importlib.import_module(module_name)
         surface["modules"][module_name] = {
             "all": sorted(getattr(module, "__all__", [])),
-            "names": {name: describe(getattr(module, name)) for name in names}}
+            "names": {name: describe(getattr(module, name)) for name in names},
+        }
     Path(args.out).write_text(json.dumps(surface, indent=1, sort_keys=True) + "\n")
 
 

@@ -22,6 +22,7 @@ warm-up and 4 rounds of 2 s.
 Both frameworks get ``init(num_cpus=2)``; Ray additionally ``include_dashboard=False`` (and
 RAY_USAGE_STATS_ENABLED=0), so neither starts a dashboard or talks to the network.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,18 +88,24 @@ def timeit(fn, multiplier=1):
 
 def rate(fn, multiplier=1, unit="ops/s", **extra):
     mean, sd, stats = timeit(fn, multiplier)
-    return {"value": mean, "unit": unit, "better": "higher",
-            "extra": {"sd": sd, "rounds": stats, **extra}}
+    return {
+        "value": mean,
+        "unit": unit,
+        "better": "higher",
+        "extra": {"sd": sd, "rounds": stats, **extra},
+    }
 
 
 def with_cluster(body):
     """Runs body() between init() and shutdown()."""
+
     def run():
         init()
         try:
             return body()
         finally:
             ray.shutdown()
+
     run.__doc__ = body.__doc__
     return run
 
@@ -113,6 +120,7 @@ def workload(name):
     def register(fn):
         WORKLOADS[name] = fn
         return fn
+
     return register
 
 
@@ -120,6 +128,7 @@ def _small_value():
     @ray.remote
     def small_value():
         return b"ok"
+
     return small_value
 
 
@@ -185,6 +194,7 @@ def _client_class():
 
 def _n_cpu():
     import multiprocessing
+
     return multiprocessing.cpu_count() // 2  # as ray_perf.py: cores of the machine, not num_cpus
 
 
@@ -207,6 +217,7 @@ def single_client_put_calls():
 @with_cluster
 def multi_client_put_calls():
     """10 tasks, each doing 100 x ray.put(0); rate in puts/s."""
+
     @ray.remote
     def do_put_small():
         for _ in range(100):
@@ -241,6 +252,7 @@ def single_client_tasks_and_get_batch():
 @with_cluster
 def multi_client_put_gigabytes():
     """10 tasks, each putting 10 x 80 MiB int64 arrays; GB/s (Ray's multiplier 10*8*0.1)."""
+
     @ray.remote
     def do_put():
         for _ in range(10):
@@ -253,6 +265,7 @@ def multi_client_put_gigabytes():
 @with_cluster
 def single_client_get_object_containing_10k_refs():
     """ray.get of a task result that is a list of 10,000 refs put by the task."""
+
     @ray.remote
     def create_object_containing_ref():
         obj_refs = []
@@ -360,8 +373,9 @@ def actor_calls_n_n_with_arg_async():
     n = 1000
     actors = [Actor._remote() for _ in range(_n_cpu())]
     clients = [Client.remote(a) for a in actors]
-    return rate(lambda: ray.get([c.small_value_batch_arg.remote(n) for c in clients]),
-                n * len(clients))
+    return rate(
+        lambda: ray.get([c.small_value_batch_arg.remote(n) for c in clients]), n * len(clients)
+    )
 
 
 @workload("1:1 async-actor calls sync")
@@ -415,10 +429,17 @@ def async_actor_calls_n_n_async():
 
 def _run_self(workload_name, timeout=120):
     """Runs a workload of this file in a fresh interpreter; returns its JSON result."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--framework", FRAMEWORK,
-           "--workload", workload_name]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          timeout=timeout)
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--framework",
+        FRAMEWORK,
+        "--workload",
+        workload_name,
+    ]
+    proc = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout
+    )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
             result = json.loads(line)
@@ -436,8 +457,12 @@ def init_once():
     t1 = time.perf_counter()
     ray.shutdown()
     t2 = time.perf_counter()
-    return {"value": t1 - t0, "unit": "s", "better": "lower",
-            "extra": {"shutdown_s": t2 - t1, "import_s": IMPORT_S}}
+    return {
+        "value": t1 - t0,
+        "unit": "s",
+        "better": "lower",
+        "extra": {"shutdown_s": t2 - t1, "import_s": IMPORT_S},
+    }
 
 
 @workload("init wall time")
@@ -448,13 +473,29 @@ def init_wall_time():
     inits = [s["value"] for s in samples]
     imports = [s["extra"]["import_s"] for s in samples]
     shutdowns = [s["extra"]["shutdown_s"] for s in samples]
-    return {"value": statistics.median(inits), "unit": "s", "better": "lower",
-            "extra": {"label": "init(), median of 3 fresh processes", "samples": inits,
-                      "rows": [
-                          {"label": "import, median", "value": statistics.median(imports),
-                           "unit": "s", "better": "lower"},
-                          {"label": "shutdown(), median", "value": statistics.median(shutdowns),
-                           "unit": "s", "better": "lower"}]}}
+    return {
+        "value": statistics.median(inits),
+        "unit": "s",
+        "better": "lower",
+        "extra": {
+            "label": "init(), median of 3 fresh processes",
+            "samples": inits,
+            "rows": [
+                {
+                    "label": "import, median",
+                    "value": statistics.median(imports),
+                    "unit": "s",
+                    "better": "lower",
+                },
+                {
+                    "label": "shutdown(), median",
+                    "value": statistics.median(shutdowns),
+                    "unit": "s",
+                    "better": "lower",
+                },
+            ],
+        },
+    }
 
 
 @workload("get 1GB array")
@@ -480,13 +521,24 @@ def get_1gb_array():
         del ref
         gc.collect()
         time.sleep(0.2)  # let the store free it
-    return {"value": 1e3 * statistics.median(firsts), "unit": "ms", "better": "lower",
-            "extra": {"label": f"first get after put, median of {REPEATS}",
-                      "first_ms": [1e3 * x for x in firsts],
-                      "repeated_ms": [1e3 * x for x in repeats],
-                      "rows": [{"label": f"repeated get, median of {REPEATS * REPEATS}",
-                                "value": 1e3 * statistics.median(repeats), "unit": "ms",
-                                "better": "lower"}]}}
+    return {
+        "value": 1e3 * statistics.median(firsts),
+        "unit": "ms",
+        "better": "lower",
+        "extra": {
+            "label": f"first get after put, median of {REPEATS}",
+            "first_ms": [1e3 * x for x in firsts],
+            "repeated_ms": [1e3 * x for x in repeats],
+            "rows": [
+                {
+                    "label": f"repeated get, median of {REPEATS * REPEATS}",
+                    "value": 1e3 * statistics.median(repeats),
+                    "unit": "ms",
+                    "better": "lower",
+                }
+            ],
+        },
+    }
 
 
 @workload("put 800MB array")
@@ -512,12 +564,24 @@ def put_800mb_array():
     finally:
         ray.shutdown()
     gb = arr.nbytes / 1e9
-    return {"value": gb / first, "unit": "GB/s", "better": "higher",
-            "extra": {"label": "first put into a fresh cluster", "first_s": first,
-                      "repeated_s": repeated,
-                      "rows": [{"label": f"repeated put after freeing, median of {REPEATS}",
-                                "value": gb / statistics.median(repeated), "unit": "GB/s",
-                                "better": "higher"}]}}
+    return {
+        "value": gb / first,
+        "unit": "GB/s",
+        "better": "higher",
+        "extra": {
+            "label": "first put into a fresh cluster",
+            "first_s": first,
+            "repeated_s": repeated,
+            "rows": [
+                {
+                    "label": f"repeated put after freeing, median of {REPEATS}",
+                    "value": gb / statistics.median(repeated),
+                    "unit": "GB/s",
+                    "better": "higher",
+                }
+            ],
+        },
+    }
 
 
 @workload("idle cluster memory")
@@ -557,24 +621,50 @@ def idle_cluster_memory():
             rss += r
             pss += s or 0
             uss += u or 0
-            per.append({"pid": p.pid, "cmd": name, "rss_mib": r / 2**20,
-                        "pss_mib": None if s is None else s / 2**20,
-                        "uss_mib": None if u is None else u / 2**20})
+            per.append(
+                {
+                    "pid": p.pid,
+                    "cmd": name,
+                    "rss_mib": r / 2**20,
+                    "pss_mib": None if s is None else s / 2**20,
+                    "uss_mib": None if u is None else u / 2**20,
+                }
+            )
     finally:
         ray.shutdown()
-    rows = [{"label": "number of processes", "value": len(per), "unit": "processes",
-             "better": "lower"}]
+    rows = [
+        {"label": "number of processes", "value": len(per), "unit": "processes", "better": "lower"}
+    ]
     if have_full:
-        rows[:0] = [{"label": "sum of PSS, driver + descendants", "value": pss / 2**20,
-                     "unit": "MiB", "better": "lower"},
-                    {"label": "sum of USS, driver + descendants", "value": uss / 2**20,
-                     "unit": "MiB", "better": "lower"}]
+        rows[:0] = [
+            {
+                "label": "sum of PSS, driver + descendants",
+                "value": pss / 2**20,
+                "unit": "MiB",
+                "better": "lower",
+            },
+            {
+                "label": "sum of USS, driver + descendants",
+                "value": uss / 2**20,
+                "unit": "MiB",
+                "better": "lower",
+            },
+        ]
     if shm_before is not None:
-        rows.append({"label": "/dev/shm in use (growth since before init)",
-                     "value": (shm_after - shm_before) / 2**20, "unit": "MiB", "better": "lower"})
-    return {"value": rss / 2**20, "unit": "MiB", "better": "lower",
-            "extra": {"label": "sum of RSS, driver + descendants", "processes": per,
-                      "rows": rows}}
+        rows.append(
+            {
+                "label": "/dev/shm in use (growth since before init)",
+                "value": (shm_after - shm_before) / 2**20,
+                "unit": "MiB",
+                "better": "lower",
+            }
+        )
+    return {
+        "value": rss / 2**20,
+        "unit": "MiB",
+        "better": "lower",
+        "extra": {"label": "sum of RSS, driver + descendants", "processes": per, "rows": rows},
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -602,6 +692,7 @@ def main(argv=None):
     dump_after = float(os.environ.get("ZRAY_PERF_DUMP_AFTER_S", "0") or 0)
     if dump_after > 0:  # a hang leaves the driver's stacks on stderr for the harness' log
         import faulthandler
+
         faulthandler.dump_traceback_later(dump_after, exit=False)
     t0 = time.perf_counter()
     if FRAMEWORK == "ray":
@@ -610,11 +701,16 @@ def main(argv=None):
         import zray as module
     IMPORT_S = time.perf_counter() - t0
     ray = module
-    result = {"workload": args.workload, "framework": FRAMEWORK,
-              "version": getattr(module, "__version__", None), "module": module.__file__}
+    result = {
+        "workload": args.workload,
+        "framework": FRAMEWORK,
+        "version": getattr(module, "__version__", None),
+        "module": module.__file__,
+    }
     if FRAMEWORK == "zray":
         try:
             import zray._fast as fast
+
             result["implementation"] = getattr(fast, "IMPLEMENTATION", None)
         except Exception:  # noqa: BLE001
             pass
@@ -625,8 +721,12 @@ def main(argv=None):
     except NotImplementedError as exc:
         result.update(status="n/a", value=None, error=f"NotImplementedError: {exc}")
     except Exception as exc:  # noqa: BLE001
-        result.update(status="error", value=None, error=f"{type(exc).__name__}: {exc}",
-                      extra={"traceback": traceback.format_exc()})
+        result.update(
+            status="error",
+            value=None,
+            error=f"{type(exc).__name__}: {exc}",
+            extra={"traceback": traceback.format_exc()},
+        )
         rc = 1
     finally:
         try:

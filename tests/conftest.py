@@ -1,4 +1,5 @@
 """Shared fixtures: a real embedded cluster per test module, and a check that nothing leaks."""
+
 from __future__ import annotations
 
 import os
@@ -76,7 +77,8 @@ def assert_no_leaks(before_segments: set, before_sessions: set, timeout: float =
         if time.monotonic() > deadline:
             raise AssertionError(
                 f"leaked: processes={[(p.pid, p.cmdline()[-3:]) for p in procs]} "
-                f"segments={segments} sessions={sessions}")
+                f"segments={segments} sessions={sessions}"
+            )
         time.sleep(0.05)
 
 
@@ -87,14 +89,19 @@ def embedded_clusters_stay_embedded():
     their own, so neither may point anywhere here, or tests would share a cluster unawares."""
     from zray._config import config
     from zray._private.common import cluster_record
+
     if config.address:
-        pytest.exit(f"ZRAY_ADDRESS/RAY_ADDRESS is set ({config.address!r}): unset it to run the "
-                    f"tests", returncode=1)
+        pytest.exit(
+            f"ZRAY_ADDRESS/RAY_ADDRESS is set ({config.address!r}): unset it to run the tests",
+            returncode=1,
+        )
     record = cluster_record.read()
     if record is not None:
-        pytest.exit(f"`zray start` left a cluster at {record.address} recorded under the test "
-                    f"session root {config.session_dir_root}: stop it with `zray stop`",
-                    returncode=1)
+        pytest.exit(
+            f"`zray start` left a cluster at {record.address} recorded under the test "
+            f"session root {config.session_dir_root}: stop it with `zray stop`",
+            returncode=1,
+        )
     yield
 
 

@@ -1,5 +1,6 @@
 """Hypothesis strategies for what a stranger may write into a worker's direct-call socket
 (zray/_private/wire/direct.py): byte streams that must never be delivered as a call."""
+
 from __future__ import annotations
 
 import struct
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from zray._fast import pack
 from zray._private.wire import protocol as P
+
 HEADER = struct.Struct("<BBHI")
 ACTOR_ID = b"\xaa" * 16
 OWNER = "ipc:///tmp/zray-nowhere/d-owner"
@@ -20,19 +22,33 @@ def stream(frames) -> bytes:
 
 def call(**fields) -> P.PushActorTask:
     """A well-formed call to ACTOR_ID, with `fields` replaced."""
-    values = dict(actor_id=ACTOR_ID, task_id=b"t" * 24, method="ping", num_returns=1,
-                  concurrency_group="",
-                  owner_address=OWNER, nbuffers=0, resolved=[], borrowed=[])
+    values = dict(
+        actor_id=ACTOR_ID,
+        task_id=b"t" * 24,
+        method="ping",
+        num_returns=1,
+        concurrency_group="",
+        owner_address=OWNER,
+        nbuffers=0,
+        resolved=[],
+        borrowed=[],
+    )
     values.update(fields)
     return P.PushActorTask(**values)
 
 
 _ANY = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=False)
-    | st.binary(max_size=40).filter(lambda b: len(b) not in (16, 24, 28)) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner,
-                                                                 max_size=4),
-    max_leaves=12)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.binary(max_size=40).filter(lambda b: len(b) not in (16, 24, 28))
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 @st.composite
@@ -57,7 +73,7 @@ def huge_prefix(draw):
 @st.composite
 def truncated(draw):
     whole = stream(P.encode(call()) + [msgpack.packb(((), {}))])
-    return whole[:draw(st.integers(1, len(whole) - 1))]
+    return whole[: draw(st.integers(1, len(whole) - 1))]
 
 
 @st.composite
@@ -66,34 +82,68 @@ def wrong_types(draw):
     code = draw(st.sampled_from(sorted(P.message_types())))
     cls = P.message_types()[code]
     values = draw(st.lists(_ANY, min_size=len(cls._fields), max_size=len(cls._fields)))
-    return stream([HEADER.pack(P.PROTOCOL_VERSION, code, 0, draw(st.integers(0, 2**32 - 1))),
-                   msgpack.packb(values)] + draw(st.lists(st.binary(max_size=8), max_size=3)))
+    return stream(
+        [
+            HEADER.pack(P.PROTOCOL_VERSION, code, 0, draw(st.integers(0, 2**32 - 1))),
+            msgpack.packb(values),
+        ]
+        + draw(st.lists(st.binary(max_size=8), max_size=3))
+    )
 
 
 @st.composite
 def bad_call(draw, actor_id: bytes):
     """A call that decodes, with one field the worker could not use."""
-    bad = draw(st.sampled_from([
-        dict(task_id=b"short"), dict(num_returns=10**9), dict(num_returns=-1),
-        dict(owner_address="nowhere"), dict(owner_address=""), dict(nbuffers=7),
-        dict(nbuffers=-3), dict(resolved=[[1, 2]]), dict(resolved=[["x"] * 5]),
-        dict(resolved=[[b"o" * 28, 1, 10**6, b"", 0]]), dict(borrowed=[[b"o" * 28]]),
-        dict(borrowed=[[b"o" * 28, "not an address"]]), dict(borrowed=["x"]),
-        dict(actor_id=b"\xbb" * 16)]))
+    bad = draw(
+        st.sampled_from(
+            [
+                dict(task_id=b"short"),
+                dict(num_returns=10**9),
+                dict(num_returns=-1),
+                dict(owner_address="nowhere"),
+                dict(owner_address=""),
+                dict(nbuffers=7),
+                dict(nbuffers=-3),
+                dict(resolved=[[1, 2]]),
+                dict(resolved=[["x"] * 5]),
+                dict(resolved=[[b"o" * 28, 1, 10**6, b"", 0]]),
+                dict(borrowed=[[b"o" * 28]]),
+                dict(borrowed=[[b"o" * 28, "not an address"]]),
+                dict(borrowed=["x"]),
+                dict(actor_id=b"\xbb" * 16),
+            ]
+        )
+    )
     msg = call(**dict(dict(actor_id=actor_id), **bad))
     return stream(P.encode(msg) + [msgpack.packb(((), {}))])
 
 
 @st.composite
 def not_a_call(draw, actor_id: bytes):
-    msg = draw(st.sampled_from([
-        P.StartActor(actor_id, {"class_id": b"x"}, 0, [], 0), P.TaskDone(b"t" * 24, [], 0, []),
-        P.PushTask(b"t" * 24, b"f" * 20, "f", 1, OWNER, 1, 0, [], [], {"CPU": 1.0}, [], "", -1),
-        P.Hello(OWNER), P.KillWorker(b"w" * 28)]))
+    msg = draw(
+        st.sampled_from(
+            [
+                P.StartActor(actor_id, {"class_id": b"x"}, 0, [], 0),
+                P.TaskDone(b"t" * 24, [], 0, []),
+                P.PushTask(
+                    b"t" * 24, b"f" * 20, "f", 1, OWNER, 1, 0, [], [], {"CPU": 1.0}, [], "", -1
+                ),
+                P.Hello(OWNER),
+                P.KillWorker(b"w" * 28),
+            ]
+        )
+    )
     return stream(P.encode(msg))
 
 
 def garbage(actor_id: bytes = ACTOR_ID):
     """Any of the kinds above; the calls among them address `actor_id`."""
-    return st.one_of(random_bytes(), garbage_body(), huge_prefix(), truncated(), wrong_types(),
-                     bad_call(actor_id), not_a_call(actor_id))
+    return st.one_of(
+        random_bytes(),
+        garbage_body(),
+        huge_prefix(),
+        truncated(),
+        wrong_types(),
+        bad_call(actor_id),
+        not_a_call(actor_id),
+    )

@@ -1,5 +1,6 @@
 """A real redis-server for the tests of the Redis head store: on a free port, in a temp dir,
 with a password, persisting every write (appendfsync always), stopped by the fixture."""
+
 from __future__ import annotations
 
 import os
@@ -43,10 +44,27 @@ class RedisServer:
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-             "--requirepass", PASSWORD],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                self.dir,
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--requirepass",
+                PASSWORD,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         self._wait_ready(10.0)
 
     def _wait_ready(self, timeout: float):

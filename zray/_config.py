@@ -4,6 +4,7 @@ Every tunable lives here with a description; each can be overridden by an enviro
 named ``ZRAY_<FIELD NAME IN CAPITALS>``.  No other module reads ``os.environ`` for settings, so this
 file is the complete list of knobs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,11 @@ from dataclasses import dataclass, field
 
 ENV_PREFIX = "ZRAY_"
 # Ray's own variables that zray honours too (its ZRAY_ twin wins when both are set).
-RAY_ALIASES = {"address": "RAY_ADDRESS", "redis_address": "RAY_REDIS_ADDRESS",
-               "redis_password": "RAY_REDIS_PASSWORD"}
+RAY_ALIASES = {
+    "address": "RAY_ADDRESS",
+    "redis_address": "RAY_REDIS_ADDRESS",
+    "redis_password": "RAY_REDIS_PASSWORD",
+}
 
 
 def _setting(default, description: str):
@@ -93,55 +97,81 @@ class Config:
     )
     log_to_driver: bool = _setting(True, "Forward worker stdout/stderr lines to the driver.")
     spill_dir: str = _setting(
-        "", "Where objects are spilled (default: <session>/spill). Each node writes into its "
+        "",
+        "Where objects are spilled (default: <session>/spill). Each node writes into its "
         "own <session name>-<node id> subdirectory there, removed at shutdown, or by the next "
-        "start after a crash.")
+        "start after a crash.",
+    )
     object_spilling_threshold: float = _setting(
-        0.8, "Once this fraction of the object store is in use, the node spills in the "
+        0.8,
+        "Once this fraction of the object store is in use, the node spills in the "
         "background so later puts find room (Ray's setting of the same name); 1.0 spills only "
-        "when a put does not fit.")
+        "when a put does not fit.",
+    )
     min_spilling_size: int = _setting(
-        100 * 2**20, "Objects are spilled in batches of at least this many bytes, fused into "
-        "one file, when that many can go (Ray's setting of the same name).")
+        100 * 2**20,
+        "Objects are spilled in batches of at least this many bytes, fused into "
+        "one file, when that many can go (Ray's setting of the same name).",
+    )
     head_port: int = _setting(6380, "Default TCP port of the head service for `zray start`.")
     node_death_timeout_s: float = _setting(
-        10.0, "A node that sends no heartbeat (every second) for this long is declared dead.")
+        10.0, "A node that sends no heartbeat (every second) for this long is declared dead."
+    )
     head_persistence: bool = _setting(
-        True, "The head writes its tables (jobs, KV, actors, named actors, placement groups, "
-        "nodes) through to durable storage (zray/_private/head/store.py) before it answers.")
+        True,
+        "The head writes its tables (jobs, KV, actors, named actors, placement groups, "
+        "nodes) through to durable storage (zray/_private/head/store.py) before it answers.",
+    )
     head_state_path: str = _setting(
-        "", "The SQLite file (or a directory for it) the head keeps its tables in; default: "
-        "head_state.sqlite3 in its session directory. `zray start --head-state-path`.")
+        "",
+        "The SQLite file (or a directory for it) the head keeps its tables in; default: "
+        "head_state.sqlite3 in its session directory. `zray start --head-state-path`.",
+    )
     redis_address: str = _setting(
-        "", "HOST:PORT (or a redis:// URL) of a Redis server the head keeps its tables in "
-        "instead of SQLite, as Ray's RAY_REDIS_ADDRESS (read too) selects an external Redis.")
+        "",
+        "HOST:PORT (or a redis:// URL) of a Redis server the head keeps its tables in "
+        "instead of SQLite, as Ray's RAY_REDIS_ADDRESS (read too) selects an external Redis.",
+    )
     redis_password: str = _setting(
-        "", "Password of that Redis (`zray start --redis-password`; RAY_REDIS_PASSWORD is read "
-        "too).")
+        "",
+        "Password of that Redis (`zray start --redis-password`; RAY_REDIS_PASSWORD is read too).",
+    )
     redis_username: str = _setting("", "User name of that Redis (`--redis-username`).")
     address: str = _setting(
-        "", "Cluster that init() without an address (or with 'auto') and the CLI connect to. "
-        "RAY_ADDRESS is read too, so Ray habits carry over; ZRAY_ADDRESS wins if both are set.")
+        "",
+        "Cluster that init() without an address (or with 'auto') and the CLI connect to. "
+        "RAY_ADDRESS is read too, so Ray habits carry over; ZRAY_ADDRESS wins if both are set.",
+    )
     token: str = _setting(
-        "", "Cluster token: every connection must prove it holds it. A head generates one "
-        "unless given; joining nodes and remote drivers need it (local ones read the session).")
+        "",
+        "Cluster token: every connection must prove it holds it. A head generates one "
+        "unless given; joining nodes and remote drivers need it (local ones read the session).",
+    )
     encrypt: bool = _setting(
-        False, "Encrypt every connection with CURVE (keys derived from the token). Joining "
-        "nodes and drivers switch to it on their own when the head uses it.")
+        False,
+        "Encrypt every connection with CURVE (keys derived from the token). Joining "
+        "nodes and drivers switch to it on their own when the head uses it.",
+    )
     join_timeout_s: float = _setting(
-        10.0, "How long a joining node, a driver or the CLI waits for the head's security "
-        "handshake before reporting it unreachable.")
+        10.0,
+        "How long a joining node, a driver or the CLI waits for the head's security "
+        "handshake before reporting it unreachable.",
+    )
     worker_pool_max_extra: int = _setting(
         32, "Workers the node may start beyond num_cpus when running ones block in get()."
     )
     worker_startup_concurrency: int = _setting(
-        0, "Workers a node starts at once beyond its first ones (Ray's "
-        "maximum_startup_concurrency); 0: the number of CPUs, at least 2.")
+        0,
+        "Workers a node starts at once beyond its first ones (Ray's "
+        "maximum_startup_concurrency); 0: the number of CPUs, at least 2.",
+    )
     inline_nested_tasks: bool = _setting(
-        True, "A worker blocked in get() on tasks it submitted runs those not yet leased to "
+        True,
+        "A worker blocked in get() on tasks it submitted runs those not yet leased to "
         "another worker itself, on the blocked thread (when they fit in its lease), so a deep "
         "recursion needs a few processes, not one per blocked parent. 0 gives every task its "
-        "own worker lease.")
+        "own worker lease.",
+    )
 
     @classmethod
     def from_env(cls, environ=None) -> "Config":

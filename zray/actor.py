@@ -1,5 +1,6 @@
 """Actors: what `@zray.remote` makes of a class, handles to running actors, `@method`, and
 `exit_actor()`."""
+
 from __future__ import annotations
 
 import inspect
@@ -17,15 +18,23 @@ from zray._private.core.function_manager import function_id_of
 from zray._private.core.arguments import pack_arguments
 from zray.object_ref import ObjectRef
 
-_METHOD_OPTIONS = ("num_returns", "max_task_retries", "retry_exceptions", "concurrency_group",
-                   "enable_task_events", "_generator_backpressure_num_objects",
-                   "tensor_transport")
+_METHOD_OPTIONS = (
+    "num_returns",
+    "max_task_retries",
+    "retry_exceptions",
+    "concurrency_group",
+    "enable_task_events",
+    "_generator_backpressure_num_objects",
+    "tensor_transport",
+)
 # Method options zray does not act on yet: refused where they would change results (retrying
 # a call that raised, generator back-pressure), warned about where they would not.
-_METHOD_SUPPORT = {"retry_exceptions": O.Option(False, (), O.UNSUPPORTED),
-                   "_generator_backpressure_num_objects": O.Option(None, (), O.UNSUPPORTED),
-                   "enable_task_events": O.Option(True, (), O.WARN),
-                   "tensor_transport": O.Option(None, (), O.WARN)}
+_METHOD_SUPPORT = {
+    "retry_exceptions": O.Option(False, (), O.UNSUPPORTED),
+    "_generator_backpressure_num_objects": O.Option(None, (), O.UNSUPPORTED),
+    "enable_task_events": O.Option(True, (), O.WARN),
+    "tensor_transport": O.Option(None, (), O.WARN),
+}
 
 
 def _check_method_options(options: dict):
@@ -40,10 +49,12 @@ def _check_method_options(options: dict):
 def method(*args, **kwargs):
     """`@method(num_returns=2)` on an actor method sets its default call options."""
     if args:
-        raise ValueError("The @ray.method decorator must be applied using at least one of "
-                         "the arguments in the list ['num_returns', 'concurrency_group', "
-                         "'max_task_retries', 'retry_exceptions'], for example "
-                         "'@ray.method(num_returns=2)'.")
+        raise ValueError(
+            "The @ray.method decorator must be applied using at least one of "
+            "the arguments in the list ['num_returns', 'concurrency_group', "
+            "'max_task_retries', 'retry_exceptions'], for example "
+            "'@ray.method(num_returns=2)'."
+        )
     if "name" in kwargs:
         raise ValueError("Invalid option keyword name for actor methods.")
     _check_method_options(kwargs)
@@ -60,9 +71,11 @@ def exit_actor():
     and calls still queued for it fail with ActorDiedError."""
     core = runtime.core
     if core is None or core.actor_host is None:
-        raise TypeError("exit_actor API is called on a non-actor worker, "
-                        f"{type(core).__name__ if core else 'no worker'}. Call this API inside "
-                        "an actor methods if you'd like to exit the actor gracefully.")
+        raise TypeError(
+            "exit_actor API is called on a non-actor worker, "
+            f"{type(core).__name__ if core else 'no worker'}. Call this API inside "
+            "an actor methods if you'd like to exit the actor gracefully."
+        )
     from zray._private.worker.actor_host import ExitActor
 
     raise ExitActor()
@@ -79,16 +92,20 @@ class ActorClass:
         self._pickled = None
         self._class_id = None
         self._methods = _method_table(cls)
-        self._is_async = any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
-                             for _, m in inspect.getmembers(cls, inspect.isfunction))
+        self._is_async = any(
+            inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
+            for _, m in inspect.getmembers(cls, inspect.isfunction)
+        )
         self.__name__ = cls.__name__
         self.__qualname__ = getattr(cls, "__qualname__", cls.__name__)
         self.__module__ = cls.__module__
         self.__doc__ = cls.__doc__
 
     def __call__(self, *args, **kwargs):
-        raise TypeError(f"Actors cannot be instantiated directly. Instead of "
-                        f"'{self._cls.__name__}()', use '{self._cls.__name__}.remote()'.")
+        raise TypeError(
+            f"Actors cannot be instantiated directly. Instead of "
+            f"'{self._cls.__name__}()', use '{self._cls.__name__}.remote()'."
+        )
 
     def options(self, **options):
         O.validate(options, O.ACTOR_OPTIONS, "actors", in_options_call=True)
@@ -107,8 +124,9 @@ class ActorClass:
     def _remote(self, args=None, kwargs=None, **actor_options):
         """Ray's lower-level entry point: constructor arguments and options in one call."""
         O.validate(actor_options, O.ACTOR_OPTIONS, "actors", in_options_call=True)
-        return self._create(tuple(args or ()), dict(kwargs or {}),
-                            dict(self._default_options, **actor_options))
+        return self._create(
+            tuple(args or ()), dict(kwargs or {}), dict(self._default_options, **actor_options)
+        )
 
     def bind(self, *args, **kwargs):
         raise NotImplementedError("zray does not support DAG bind() yet")
@@ -132,8 +150,9 @@ class ActorClass:
         namespace = options.get("namespace") or core.current_namespace()
         lifetime = options.get("lifetime")
         if lifetime not in (None, "detached", "non_detached"):
-            raise ValueError("actor `lifetime` argument must be one of 'detached', "
-                             "'non_detached' and 'None'.")
+            raise ValueError(
+                "actor `lifetime` argument must be one of 'detached', 'non_detached' and 'None'."
+            )
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"Actor name must be a non-empty string, got {name!r}")
         if options.get("get_if_exists") and name:
@@ -142,7 +161,8 @@ class ActorClass:
                 return existing
         # Checked at creation, as Ray does; only @remote's groups count (see the spec below).
         concurrency_groups = _concurrency_groups(
-            self._default_options.get("concurrency_groups"), self._methods)
+            self._default_options.get("concurrency_groups"), self._methods
+        )
         class_id = self._export(core)
         actor_id = random_id(12) + core.current_job_id()
         placement, running = _actor_resources(options)
@@ -151,8 +171,9 @@ class ActorClass:
 
         strategy = encode_strategy(options.get("scheduling_strategy"))
         group = ""
-        in_bundle = placement_of(core, options, running,
-                                 placement if placement != running else {}, self._cls.__name__)
+        in_bundle = placement_of(
+            core, options, running, placement if placement != running else {}, self._cls.__name__
+        )
         if in_bundle is not None:
             placement, strategy, group = in_group(placement, in_bundle)
             running = in_group(running, in_bundle)[0]
@@ -162,30 +183,52 @@ class ActorClass:
         # The head starts (and restarts) the actor on a worker we never learn about, so we
         # cannot register it as a borrower: refs given to a constructor are kept for good.
         core.refs.mark_escaped([r._id for r in top_refs] + [oid for oid, _ in nested])
-        handle_meta = cloudpickle.dumps({
-            "class_name": self._cls.__name__, "methods": self._methods,
-            "max_task_retries": options.get("max_task_retries", 0)})
+        handle_meta = cloudpickle.dumps(
+            {
+                "class_name": self._cls.__name__,
+                "methods": self._methods,
+                "max_task_retries": options.get("max_task_retries", 0),
+            }
+        )
         spec = {
-            "class_id": class_id, "class_name": self._cls.__name__, "name": name or "",
-            "namespace": namespace, "lifetime": lifetime or "non_detached",
-            "max_restarts": options.get("max_restarts", 0), "resources": placement,
-            "run_resources": running, "max_concurrency": max_concurrency,
-            "is_async": self._is_async, "owner_id": core.worker_id,
+            "class_id": class_id,
+            "class_name": self._cls.__name__,
+            "name": name or "",
+            "namespace": namespace,
+            "lifetime": lifetime or "non_detached",
+            "max_restarts": options.get("max_restarts", 0),
+            "resources": placement,
+            "run_resources": running,
+            "max_concurrency": max_concurrency,
+            "is_async": self._is_async,
+            "owner_id": core.worker_id,
             # From @remote only: Ray ignores concurrency_groups given to .options().
             "concurrency_groups": concurrency_groups,
-            "owner_address": core.address, "handle_meta": handle_meta,
-            "strategy": strategy, "placement_group": group,
+            "owner_address": core.address,
+            "handle_meta": handle_meta,
+            "strategy": strategy,
+            "placement_group": group,
             "runtime_env": for_call(core, options.get("runtime_env")),
         }
-        reply, _ = core.requests.call(core.head_address, P.CreateActor(
-            actor_id, spec, len(frames) - 1, []), config.rpc_timeout_s, payload=frames)
+        reply, _ = core.requests.call(
+            core.head_address,
+            P.CreateActor(actor_id, spec, len(frames) - 1, []),
+            config.rpc_timeout_s,
+            payload=frames,
+        )
         if isinstance(reply, P.Error):
             raise ValueError(reply.message)
         # Counted here, not by the handle, so the handle count never reads 0 in between.
-        core.actor_submitter.track(actor_id, self._cls.__name__, owned=True,
-                                   detached=lifetime == "detached")
-        return ActorHandle(actor_id, self._cls.__name__, self._methods,
-                           options.get("max_task_retries", 0), _counted=True)
+        core.actor_submitter.track(
+            actor_id, self._cls.__name__, owned=True, detached=lifetime == "detached"
+        )
+        return ActorHandle(
+            actor_id,
+            self._cls.__name__,
+            self._methods,
+            options.get("max_task_retries", 0),
+            _counted=True,
+        )
 
 
 def _actor_resources(options) -> tuple[dict, dict]:
@@ -199,6 +242,7 @@ def _actor_resources(options) -> tuple[dict, dict]:
     if options.get("num_cpus") is None:
         placement["CPU"] = max(placement.get("CPU", 0), 1.0)
     from zray._private.common import resources as R
+
     R.to_units(placement)
     return placement, running
 
@@ -210,10 +254,11 @@ def _method_table(cls) -> dict:
             continue
         options = getattr(member, "__zray_method_options__", {})
         streams = inspect.isgeneratorfunction(member) or inspect.isasyncgenfunction(member)
-        table[name] = {"num_returns": options.get("num_returns",
-                                                  "streaming" if streams else 1),
-                       "max_task_retries": options.get("max_task_retries"),
-                       "concurrency_group": options.get("concurrency_group")}
+        table[name] = {
+            "num_returns": options.get("num_returns", "streaming" if streams else 1),
+            "max_task_retries": options.get("max_task_retries"),
+            "concurrency_group": options.get("concurrency_group"),
+        }
     return table
 
 
@@ -223,40 +268,54 @@ def _concurrency_groups(groups, methods: dict) -> dict:
     if groups is None:
         groups = {}
     if not isinstance(groups, dict):
-        raise TypeError("concurrency_groups must be a dict of group name to max concurrency, "
-                        f"got {type(groups).__name__}")
+        raise TypeError(
+            "concurrency_groups must be a dict of group name to max concurrency, "
+            f"got {type(groups).__name__}"
+        )
     for name, size in groups.items():
         if not isinstance(name, str) or not name:
             raise ValueError(f"concurrency group names must be non-empty strings, got {name!r}")
         if type(size) is not int or size < 1:
-            raise ValueError(f"The max concurrency of concurrency group {name!r} must be a "
-                             f"positive integer, got {size!r}")
+            raise ValueError(
+                f"The max concurrency of concurrency group {name!r} must be a "
+                f"positive integer, got {size!r}"
+            )
     for method_name, options in methods.items():
         group = options.get("concurrency_group")
         if group is not None and group not in groups:
-            raise ValueError(f"Method {method_name!r} is in concurrency group {group!r}, which "
-                             f"the actor does not define (concurrency_groups={groups}).")
+            raise ValueError(
+                f"Method {method_name!r} is in concurrency group {group!r}, which "
+                f"the actor does not define (concurrency_groups={groups})."
+            )
     return dict(groups)
 
 
 def _lookup(core, name: str, namespace: str):
     from zray._config import config
 
-    reply, _ = core.requests.call(core.head_address, P.GetNamedActor(name, namespace),
-                                  config.rpc_timeout_s)
+    reply, _ = core.requests.call(
+        core.head_address, P.GetNamedActor(name, namespace), config.rpc_timeout_s
+    )
     if not reply.found:
         return None
     meta = cloudpickle.loads(reply.handle_meta)
-    return ActorHandle(reply.actor_id, meta["class_name"], meta["methods"],
-                       meta["max_task_retries"])
+    return ActorHandle(
+        reply.actor_id, meta["class_name"], meta["methods"], meta["max_task_retries"]
+    )
 
 
 class ActorHandle:
     """A handle to a running actor: attribute access gives its methods. Handles can be passed
     to tasks and other actors and keep working there."""
 
-    def __init__(self, actor_id: bytes, class_name: str, methods: dict, max_task_retries: int,
-                 _counted: bool = False):
+    def __init__(
+        self,
+        actor_id: bytes,
+        class_name: str,
+        methods: dict,
+        max_task_retries: int,
+        _counted: bool = False,
+    ):
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
@@ -296,8 +355,12 @@ class ActorHandle:
         core = runtime.core
         if core is not None:
             core.actor_submitter.handle_escaped(self._actor_id)
-        return _rebuild_handle, (self._actor_id, self._class_name, self._methods,
-                                 self._max_task_retries)
+        return _rebuild_handle, (
+            self._actor_id,
+            self._class_name,
+            self._methods,
+            self._max_task_retries,
+        )
 
 
 def _rebuild_handle(actor_id, class_name, methods, max_task_retries):
@@ -312,8 +375,10 @@ class ActorMethod:
         self._options = options or {}
 
     def __call__(self, *args, **kwargs):
-        raise TypeError(f"Actor methods cannot be called directly. Instead of running "
-                        f"'object.{self._name}()', try 'object.{self._name}.remote()'.")
+        raise TypeError(
+            f"Actor methods cannot be called directly. Instead of running "
+            f"'object.{self._name}()', try 'object.{self._name}.remote()'."
+        )
 
     def options(self, **options):
         _check_method_options(options)
@@ -324,8 +389,9 @@ class ActorMethod:
         core = handle._core
         num_returns = self._options.get("num_returns", self._defaults.get("num_returns", 1))
         streaming = num_returns in ("streaming", "dynamic")
-        if not streaming and (not isinstance(num_returns, int)
-                              or not 0 <= num_returns <= P.MAX_NUM_RETURNS):
+        if not streaming and (
+            not isinstance(num_returns, int) or not 0 <= num_returns <= P.MAX_NUM_RETURNS
+        ):
             raise ValueError(f"num_returns={num_returns!r} is not supported for actor methods")
         retries = self._options.get("max_task_retries", self._defaults.get("max_task_retries"))
         if retries is None:
@@ -335,10 +401,20 @@ class ActorMethod:
             raise TypeError(f"concurrency_group must be a string, got {type(group).__name__}")
         task_id = random_id(8) + handle._actor_id
         frames, top_refs, nested = pack_arguments(core, args, kwargs)
-        return_ids = [object_id_for(task_id, i)
-                      for i in range(1, (1 if streaming else num_returns) + 1)]
-        call = ActorCall(task_id, self._name, P.STREAMING if streaming else num_returns,
-                         return_ids, frames, top_refs, retries, nested, group or "")
+        return_ids = [
+            object_id_for(task_id, i) for i in range(1, (1 if streaming else num_returns) + 1)
+        ]
+        call = ActorCall(
+            task_id,
+            self._name,
+            P.STREAMING if streaming else num_returns,
+            return_ids,
+            frames,
+            top_refs,
+            retries,
+            nested,
+            group or "",
+        )
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
         if streaming:  # values arrive as they are yielded (zray/_private/core/generators.py)
             from zray._private.core.generators import ObjectRefGenerator, dynamic_result

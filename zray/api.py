@@ -1,4 +1,5 @@
 """The Ray Core API: init/shutdown, remote, put/get/wait, cancel and cluster information."""
+
 from __future__ import annotations
 
 import atexit
@@ -26,10 +27,21 @@ _warned: set = set()
 
 # Accepted for compatibility; zray has no counterpart (yet) and they do not change what a
 # program computes, so they only warn once.
-_IGNORED_INIT_ARGS = ("labels", "local_mode", "include_dashboard", "dashboard_host",
-                      "dashboard_port", "job_config", "logging_format", "logging_config",
-                      "enable_resource_isolation", "cgroup_path",
-                      "system_reserved_cpu", "system_reserved_memory", "proxy_server_url")
+_IGNORED_INIT_ARGS = (
+    "labels",
+    "local_mode",
+    "include_dashboard",
+    "dashboard_host",
+    "dashboard_port",
+    "job_config",
+    "logging_format",
+    "logging_config",
+    "enable_resource_isolation",
+    "cgroup_path",
+    "system_reserved_cpu",
+    "system_reserved_memory",
+    "proxy_server_url",
+)
 
 
 class _Unset:
@@ -37,17 +49,34 @@ class _Unset:
         return "None"
 
 
-def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: int | None = None,
-         resources: dict | None = None, labels: dict | None = None,
-         object_store_memory: int | None = None, local_mode: bool = False,
-         ignore_reinit_error: bool = False, include_dashboard: bool | None = None,
-         dashboard_host: str = "127.0.0.1", dashboard_port: int | None = None,
-         job_config=None, configure_logging: bool = True, logging_level: int = "info",
-         logging_format: str | None = None, logging_config=None, log_to_driver: bool | None = None,
-         namespace: str | None = None, runtime_env: dict | None = None,
-         enable_resource_isolation: bool = False, cgroup_path: str | None = None,
-         system_reserved_cpu: float | None = None, system_reserved_memory: int | None = None,
-         proxy_server_url: str | None = None, **kwargs):
+def init(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    resources: dict | None = None,
+    labels: dict | None = None,
+    object_store_memory: int | None = None,
+    local_mode: bool = False,
+    ignore_reinit_error: bool = False,
+    include_dashboard: bool | None = None,
+    dashboard_host: str = "127.0.0.1",
+    dashboard_port: int | None = None,
+    job_config=None,
+    configure_logging: bool = True,
+    logging_level: int = "info",
+    logging_format: str | None = None,
+    logging_config=None,
+    log_to_driver: bool | None = None,
+    namespace: str | None = None,
+    runtime_env: dict | None = None,
+    enable_resource_isolation: bool = False,
+    cgroup_path: str | None = None,
+    system_reserved_cpu: float | None = None,
+    system_reserved_memory: int | None = None,
+    proxy_server_url: str | None = None,
+    **kwargs,
+):
     """Connects this process to a cluster, starting a local one if there is none to join.
 
     Args:
@@ -86,21 +115,33 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
             raise RuntimeError(
                 "Maybe you called ray.init twice by accident? This error can be suppressed by "
                 "passing in 'ignore_reinit_error=True' or by calling 'ray.shutdown()' prior to "
-                "'ray.init()'.")
-        given = dict(labels=labels, local_mode=local_mode, include_dashboard=include_dashboard,
-                     dashboard_host=dashboard_host, dashboard_port=dashboard_port,
-                     job_config=job_config, logging_format=logging_format,
-                     logging_config=logging_config,
-                     enable_resource_isolation=enable_resource_isolation, cgroup_path=cgroup_path,
-                     system_reserved_cpu=system_reserved_cpu,
-                     system_reserved_memory=system_reserved_memory,
-                     proxy_server_url=proxy_server_url)
-        defaults = {"local_mode": False, "dashboard_host": "127.0.0.1",
-                    "enable_resource_isolation": False}
+                "'ray.init()'."
+            )
+        given = dict(
+            labels=labels,
+            local_mode=local_mode,
+            include_dashboard=include_dashboard,
+            dashboard_host=dashboard_host,
+            dashboard_port=dashboard_port,
+            job_config=job_config,
+            logging_format=logging_format,
+            logging_config=logging_config,
+            enable_resource_isolation=enable_resource_isolation,
+            cgroup_path=cgroup_path,
+            system_reserved_cpu=system_reserved_cpu,
+            system_reserved_memory=system_reserved_memory,
+            proxy_server_url=proxy_server_url,
+        )
+        defaults = {
+            "local_mode": False,
+            "dashboard_host": "127.0.0.1",
+            "enable_resource_isolation": False,
+        }
         for name in _IGNORED_INIT_ARGS:
             if given[name] not in (None, defaults.get(name)):
                 _warn_once(name)
         from zray._private.common import runtime_env as RE
+
         job_env = RE.parse(runtime_env)  # bad input fails before any process starts
         for name in kwargs:
             if not name.startswith("_"):
@@ -112,9 +153,12 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
             raise TypeError("resources must be a dict of resource name to quantity")
         for reserved in ("CPU", "GPU"):
             if resources and reserved in resources:
-                raise ValueError(f"Use the 'num_{reserved.lower()}s' argument instead of "
-                                 f"resources={{'{reserved}': ...}}.")
+                raise ValueError(
+                    f"Use the 'num_{reserved.lower()}s' argument instead of "
+                    f"resources={{'{reserved}': ...}}."
+                )
         from zray._private.common import cluster_info
+
         fallback_to_local = False
         if address in ("", "local"):
             address = None
@@ -122,12 +166,17 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
             address, fallback_to_local = cluster_info.bootstrap_address(address)
         core = None
         if address is not None:
-            for name, value in (("num_cpus and num_gpus", num_cpus), ("num_cpus and num_gpus",
-                                num_gpus), ("resources", resources), ("labels", labels),
-                                ("object_store_memory", object_store_memory)):
+            for name, value in (
+                ("num_cpus and num_gpus", num_cpus),
+                ("num_cpus and num_gpus", num_gpus),
+                ("resources", resources),
+                ("labels", labels),
+                ("object_store_memory", object_store_memory),
+            ):
                 if value is not None:  # the cluster's nodes already have their resources
-                    raise ValueError(f"When connecting to an existing cluster, {name} must not "
-                                     f"be provided.")
+                    raise ValueError(
+                        f"When connecting to an existing cluster, {name} must not be provided."
+                    )
             logger.info("Connecting to existing zray cluster at address: %s...", address)
             try:
                 node, session_dir, creds = cluster_info.attach(address)
@@ -136,9 +185,13 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
                     raise
                 # The recorded cluster's node lives but its head does not answer: as for a
                 # record left by a crash, a program that named no cluster gets a new one.
-                logger.warning("Failed to connect to the cluster `zray start` recorded at %s "
-                               "(%s); starting a new local cluster. `zray stop` clears the "
-                               "record.", address, exc)
+                logger.warning(
+                    "Failed to connect to the cluster `zray start` recorded at %s "
+                    "(%s); starting a new local cluster. `zray stop` clears the "
+                    "record.",
+                    address,
+                    exc,
+                )
             else:
                 core = _connect(node["address"], session_dir, namespace, creds, node["ip"])
         if core is None:
@@ -174,16 +227,28 @@ def init(address: str | None = None, *, num_cpus: int | None = None, num_gpus: i
         return RayContext(core)
 
 
-def _connect(node_address: str, session_dir: str, namespace: str | None, creds,
-             node_ip: str = "127.0.0.1") -> CoreWorker:
+def _connect(
+    node_address: str, session_dir: str, namespace: str | None, creds, node_ip: str = "127.0.0.1"
+) -> CoreWorker:
     import uuid
 
     worker_id = random_id(WORKER_ID_SIZE)
-    core = CoreWorker(DRIVER, node_address, b"\x00" * 4, worker_id, session_dir, creds,
-                      namespace or str(uuid.uuid4()), node_ip)
+    core = CoreWorker(
+        DRIVER,
+        node_address,
+        b"\x00" * 4,
+        worker_id,
+        session_dir,
+        creds,
+        namespace or str(uuid.uuid4()),
+        node_ip,
+    )
     try:
-        reply, _ = core.requests.call(core.head_address, P.RegisterJob(
-            worker_id, core.namespace, os.getpid()), config.rpc_timeout_s)
+        reply, _ = core.requests.call(
+            core.head_address,
+            P.RegisterJob(worker_id, core.namespace, os.getpid()),
+            config.rpc_timeout_s,
+        )
     except BaseException:
         core.shutdown()
         raise
@@ -210,7 +275,9 @@ def _configure_logging(level):
     zray_logger.setLevel(level)
     if not zray_logger.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s\t%(levelname)s %(filename)s:%(lineno)s -- %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s\t%(levelname)s %(filename)s:%(lineno)s -- %(message)s")
+        )
         zray_logger.addHandler(handler)
         zray_logger.propagate = False
 
@@ -218,8 +285,9 @@ def _configure_logging(level):
 def _warn_once(name: str):
     if name not in _warned:
         _warned.add(name)
-        logger.warning("zray.init(%s=...) is accepted for Ray compatibility but has no effect yet",
-                       name)
+        logger.warning(
+            "zray.init(%s=...) is accepted for Ray compatibility but has no effect yet", name
+        )
 
 
 def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = False):
@@ -263,11 +331,15 @@ class RayContext(dict):
     """What init() returns: a dict of addresses that also works as a context manager."""
 
     def __init__(self, core):
-        super().__init__(address_info={"node_id": core.node_id.hex(),
-                                       "gcs_address": core.head_address.replace("tcp://", ""),
-                                       "session_dir": core.session_dir},
-                         node_id=core.node_id.hex(),
-                         gcs_address=core.head_address.replace("tcp://", ""))
+        super().__init__(
+            address_info={
+                "node_id": core.node_id.hex(),
+                "gcs_address": core.head_address.replace("tcp://", ""),
+                "session_dir": core.session_dir,
+            },
+            node_id=core.node_id.hex(),
+            gcs_address=core.head_address.replace("tcp://", ""),
+        )
         self.address_info = self["address_info"]
         self.dashboard_url = None
         self.python_version = "%d.%d.%d" % sys.version_info[:3]
@@ -283,6 +355,7 @@ class RayContext(dict):
 
 
 # ---------------------------------------------------------------------- remote
+
 
 def remote(*args, **kwargs):
     """Makes a function a remote function (a task) or a class an actor class.
@@ -305,9 +378,11 @@ def remote(*args, **kwargs):
     if len(args) == 1 and not kwargs and callable(args[0]):
         return _make_remote(args[0], {})
     if args:
-        raise TypeError("The @remote decorator must be applied either with no arguments and "
-                        "no parentheses, or with keyword arguments only, e.g. "
-                        "@remote(num_cpus=1).")
+        raise TypeError(
+            "The @remote decorator must be applied either with no arguments and "
+            "no parentheses, or with keyword arguments only, e.g. "
+            "@remote(num_cpus=1)."
+        )
 
     def decorator(function_or_class):
         return _make_remote(function_or_class, kwargs)
@@ -328,6 +403,7 @@ def _make_remote(target, options):
 
 
 # ---------------------------------------------------------------------- objects
+
 
 def put(value: Any, *, _owner=None, _tensor_transport: str | None = None) -> ObjectRef:
     """Stores ``value`` in the object store and returns an ``ObjectRef`` to it.
@@ -366,18 +442,21 @@ def get(object_refs, *, timeout: float | None = None, _use_object_store: bool = 
         for ref in refs:
             if not isinstance(ref, ObjectRef):
                 raise TypeError(
-                    f"Attempting to call `get` on the value {ref}, which is not an ray.ObjectRef.")
+                    f"Attempting to call `get` on the value {ref}, which is not an ray.ObjectRef."
+                )
     else:
         raise ValueError(
             f"Invalid type of object refs, {type(object_refs)}, is given. 'object_refs' must "
-            "either be an ObjectRef or a list of ObjectRefs. ")
+            "either be an ObjectRef or a list of ObjectRefs. "
+        )
     _check_timeout(timeout)
     values = core.get(refs, timeout)
     return values[0] if single else values
 
 
-def wait(ray_waitables, *, num_returns: int = 1, timeout: float | None = None,
-         fetch_local: bool = True):
+def wait(
+    ray_waitables, *, num_returns: int = 1, timeout: float | None = None, fetch_local: bool = True
+):
     """Waits until ``num_returns`` of the given refs are ready, or ``timeout`` passed.
 
     Returns ``(ready, not_ready)``: two lists of the refs, in the order given, ``ready``
@@ -387,11 +466,15 @@ def wait(ray_waitables, *, num_returns: int = 1, timeout: float | None = None,
     """
     core = runtime.require_connected()
     if isinstance(ray_waitables, ObjectRef):
-        raise TypeError("wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, "
-                        "got a single ray.ObjectRef " + repr(ray_waitables))
+        raise TypeError(
+            "wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, "
+            "got a single ray.ObjectRef " + repr(ray_waitables)
+        )
     if not isinstance(ray_waitables, (list, tuple)):
-        raise TypeError("wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, "
-                        f"got {type(ray_waitables)}")
+        raise TypeError(
+            "wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, "
+            f"got {type(ray_waitables)}"
+        )
     refs = list(ray_waitables)
     streams = False
     for ref in refs:  # one pass: a wait on 1,000 ready refs is a benchmark row
@@ -399,16 +482,19 @@ def wait(ray_waitables, *, num_returns: int = 1, timeout: float | None = None,
             if isinstance(ref, ObjectRefGenerator):
                 streams = True
             elif not isinstance(ref, ObjectRef):
-                raise TypeError("wait() expected a list of ray.ObjectRef or "
-                                f"ray.ObjectRefGenerator, got list containing {type(ref)}")
+                raise TypeError(
+                    "wait() expected a list of ray.ObjectRef or "
+                    f"ray.ObjectRefGenerator, got list containing {type(ref)}"
+                )
     distinct = len(set(refs)) if streams else len({ref._id for ref in refs})
     if distinct != len(refs):
         raise ValueError("Wait requires a list of unique object refs.")
     if not isinstance(num_returns, int) or isinstance(num_returns, bool) or num_returns <= 0:
         raise ValueError("Invalid number of objects to return %s." % (num_returns,))
     if num_returns > len(refs):
-        raise ValueError("num_returns cannot be greater than the number of objects provided "
-                         "to ray.wait.")
+        raise ValueError(
+            "num_returns cannot be greater than the number of objects provided to ray.wait."
+        )
     _check_timeout(timeout)
     if streams:
         return _wait_with_generators(core, refs, num_returns, timeout, fetch_local)
@@ -424,8 +510,11 @@ def _wait_with_generators(core, waitables, num_returns, timeout, fetch_local):
     plain = [w for w in waitables if isinstance(w, ObjectRef)]
     while True:
         ready_refs = set(core.wait(plain, len(plain), 0, fetch_local)[0]) if plain else set()
-        ready = [w for w in waitables if (w in ready_refs if isinstance(w, ObjectRef)
-                                          else w.next_ready() or w.is_finished())]
+        ready = [
+            w
+            for w in waitables
+            if (w in ready_refs if isinstance(w, ObjectRef) else w.next_ready() or w.is_finished())
+        ]
         if len(ready) >= num_returns or (deadline is not None and time.monotonic() >= deadline):
             ready = ready[:num_returns]
             chosen = set(map(id, ready))
@@ -458,7 +547,8 @@ def cancel(ray_waitable, *, force: bool = False, recursive: bool = True):
     if not isinstance(ray_waitable, ObjectRef):
         raise TypeError(
             "ray.cancel() only supported for object refs. For actors, try ray.kill(). "
-            f"Got: {type(ray_waitable)}.")
+            f"Got: {type(ray_waitable)}."
+        )
     task_id = ray_waitable.binary()[:24]
     if force and core.actor_submitter.owns_call(task_id):
         raise ValueError("force=True is not supported for actor tasks.")
@@ -466,6 +556,7 @@ def cancel(ray_waitable, *, force: bool = False, recursive: bool = True):
 
 
 # ---------------------------------------------------------------------- cluster
+
 
 def nodes() -> list:
     """One dict per node the cluster has known, dead ones included: ``NodeID``, ``Alive``,
@@ -534,6 +625,7 @@ def get_gpu_ids() -> list:
 
 # ---------------------------------------------------------------------- actors
 
+
 def get_actor(name: str, namespace: str | None = None):
     """A handle to the live actor named ``name`` in ``namespace`` (default: this job's).
 
@@ -552,7 +644,8 @@ def get_actor(name: str, namespace: str | None = None):
         raise ValueError(
             f"Failed to look up actor with name '{name}'. This could because 1. You are trying "
             "to look up a named actor you didn't create. 2. The named actor died. 3. You did "
-            "not use a namespace matching the namespace of the actor.")
+            "not use a namespace matching the namespace of the actor."
+        )
     return handle
 
 
@@ -563,6 +656,8 @@ def kill(actor, *, no_restart: bool = True):
     from zray.actor import ActorHandle
 
     if not isinstance(actor, ActorHandle):
-        raise ValueError("ray.kill() only supported for actors. For tasks, try ray.cancel(). "
-                         f"Got: {type(actor)}.")
+        raise ValueError(
+            "ray.kill() only supported for actors. For tasks, try ray.cancel(). "
+            f"Got: {type(actor)}."
+        )
     runtime.require_connected().actor_submitter.kill(actor._actor_id, no_restart)

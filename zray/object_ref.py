@@ -3,6 +3,7 @@
 Equality and hashing are by object id; pickling an ObjectRef inside another value keeps its
 owner's address so the receiving process can fetch the value from wherever it lives.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -53,7 +54,7 @@ class ObjectRef:
     def job_id(self):
         from zray._private.common.id_types import JobID
 
-        return JobID(self._id[_TASK_ID_SIZE - 4:_TASK_ID_SIZE])
+        return JobID(self._id[_TASK_ID_SIZE - 4 : _TASK_ID_SIZE])
 
     def owner_address(self) -> str:
         return self._owner

@@ -1,4 +1,5 @@
 """RemoteFunction: what `@zray.remote` makes of a function."""
+
 from __future__ import annotations
 
 import functools
@@ -25,8 +26,9 @@ class RemoteFunction:
         O.validate(options, O.TASK_OPTIONS, "remote functions", in_options_call=False)
         self._function = function
         self._default_options = options
-        self._is_generator = (inspect.isgeneratorfunction(function)
-                              or inspect.isasyncgenfunction(function))
+        self._is_generator = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(
+            function
+        )
         self._pickled = None
         self._function_id = None
         self._shape_cache = {}
@@ -36,7 +38,8 @@ class RemoteFunction:
         name = f"{self._function.__module__}.{self._function.__qualname__}"
         raise TypeError(
             "Remote functions cannot be called directly. Instead of running "
-            f"'{name}()', try '{name}.remote()'.")
+            f"'{name}()', try '{name}.remote()'."
+        )
 
     def options(self, **options):
         O.validate(options, O.TASK_OPTIONS, "remote functions", in_options_call=True)
@@ -88,21 +91,29 @@ class RemoteFunction:
         task_id = random_id(8) + core.current_task_id()[8:]
         frames, top_refs, nested = pack_arguments(core, args, kwargs)
         # A stream's one fixed return is its completion; its values come as they are yielded.
-        return_ids = [object_id_for(task_id, i)
-                      for i in range(1, (1 if streaming else num_returns) + 1)]
+        return_ids = [
+            object_id_for(task_id, i) for i in range(1, (1 if streaming else num_returns) + 1)
+        ]
         max_retries = options.get("max_retries")
         backpressure = options.get("_generator_backpressure_num_objects") or -1
         spec = TaskSpec(
-            task_id=task_id, function_id=function_id,
+            task_id=task_id,
+            function_id=function_id,
             name=options.get("name") or self._function.__name__,
-            num_returns=P.STREAMING if streaming else num_returns, return_ids=return_ids,
+            num_returns=P.STREAMING if streaming else num_returns,
+            return_ids=return_ids,
             frames=frames,
-            top_refs=top_refs, nested=nested,
-            resources=shape[0], key=shape[1],
+            top_refs=top_refs,
+            nested=nested,
+            resources=shape[0],
+            key=shape[1],
             max_retries=3 if max_retries is None else max_retries,
-            retry_exceptions=options.get("retry_exceptions", False), strategy=shape[2],
-            placement_group=group, generator_backpressure=backpressure,
-            runtime_env=shape[3])
+            retry_exceptions=options.get("retry_exceptions", False),
+            strategy=shape[2],
+            placement_group=group,
+            generator_backpressure=backpressure,
+            runtime_env=shape[3],
+        )
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
         if streaming:
             stream = ObjectRefGenerator(refs[0], core.streams.open(task_id, backpressure), core)

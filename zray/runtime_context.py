@@ -1,14 +1,21 @@
 """get_runtime_context(): ids and settings of the current driver or worker, as in Ray."""
+
 from __future__ import annotations
 
 from zray._private.core import runtime
-from zray._private.common.id_types import (ActorID, BaseID, JobID, NodeID, PlacementGroupID,  # noqa: F401
-                                    TaskID, WorkerID)
+from zray._private.common.id_types import (
+    ActorID,
+    BaseID,
+    JobID,
+    NodeID,
+    PlacementGroupID,  # noqa: F401
+    TaskID,
+    WorkerID,
+)
 
 
 # Ray 2.60.0's accelerator resource names, in the keys of get_accelerator_ids().
-ACCELERATOR_KINDS = ("GPU", "TPU", "NPU", "HPU", "neuron_cores", "RBLN", "FURIOSA", "MBLT",
-                     "TTNPU")
+ACCELERATOR_KINDS = ("GPU", "TPU", "NPU", "HPU", "neuron_cores", "RBLN", "FURIOSA", "MBLT", "TTNPU")
 
 
 class RuntimeContext:
@@ -83,8 +90,9 @@ class RuntimeContext:
         from zray.actor import ActorHandle
 
         meta = cloudpickle.loads(host.spec["handle_meta"])
-        return ActorHandle(host.actor_id, meta["class_name"], meta["methods"],
-                           meta["max_task_retries"])
+        return ActorHandle(
+            host.actor_id, meta["class_name"], meta["methods"], meta["max_task_retries"]
+        )
 
     @property
     def namespace(self) -> str:
@@ -115,14 +123,16 @@ class RuntimeContext:
         default actor (placed with a CPU, it runs with none), as in Ray."""
         core = self._core
         assert core.mode == "worker", (
-            "This method is only available when the process is a worker. Current mode: 0")
+            "This method is only available when the process is a worker. Current mode: 0"
+        )
         resources = core.context.resources
         if resources is None and core.actor_host is not None:
             resources = core.actor_host.resources
-        from zray._private.common.bundles import original  # a task in a bundle asks for CPU_group_...
+        from zray._private.common.bundles import (
+            original,
+        )  # a task in a bundle asks for CPU_group_...
 
-        return {name: float(amount) for name, amount in original(resources or {}).items()
-                if amount}
+        return {name: float(amount) for name, amount in original(resources or {}).items() if amount}
 
     def get_resource_ids(self) -> dict:
         return self.get_accelerator_ids()
@@ -162,8 +172,9 @@ class RuntimeContext:
     def current_placement_group_id(self):
 
         current = self._placement_group()
-        return PlacementGroupID.from_hex(current.split(":")[0]) if current else \
-            PlacementGroupID.nil()
+        return (
+            PlacementGroupID.from_hex(current.split(":")[0]) if current else PlacementGroupID.nil()
+        )
 
     def should_capture_child_tasks_in_placement_group(self) -> bool:
         return self._placement_group().endswith(":1")
@@ -173,8 +184,9 @@ class RuntimeContext:
         call checks it to stop early (Ray does not interrupt those)."""
         core = self._core
         if core.mode != "worker":
-            raise RuntimeError("This method is only available when the process is a worker. "
-                               "Current mode: 0")
+            raise RuntimeError(
+                "This method is only available when the process is a worker. Current mode: 0"
+            )
         host = core.actor_host
         if host is not None and host.is_async:
             raise RuntimeError("This method is not supported in an async actor.")

@@ -1,4 +1,5 @@
 """Actor lifetimes across drivers on a cluster started with `zray start`."""
+
 import os
 import shutil
 import tempfile
@@ -24,13 +25,16 @@ def cluster():
 
 
 def driver(code: str, env: dict) -> str:
-    result = run_script("import zray as ray\nray.init(address='auto', namespace='shared')\n" + code, env=env)
+    result = run_script(
+        "import zray as ray\nray.init(address='auto', namespace='shared')\n" + code, env=env
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 def test_detached_actor_outlives_its_driver(cluster):
-    driver("""
+    driver(
+        """
 @ray.remote
 class Store:
     def __init__(self):
@@ -41,17 +45,23 @@ class Store:
         return self.items.get(k)
 s = Store.options(name="store", lifetime="detached").remote()
 ray.get(s.put.remote("answer", 42))
-""", cluster)
-    out = driver("""
+""",
+        cluster,
+    )
+    out = driver(
+        """
 s = ray.get_actor("store")
 print("value", ray.get(s.get.remote("answer")))
 ray.kill(s)
-""", cluster)
+""",
+        cluster,
+    )
     assert "value 42" in out
 
 
 def test_non_detached_actor_dies_with_its_driver(cluster):
-    out = driver("""
+    out = driver(
+        """
 import os
 @ray.remote
 class Pid:
@@ -59,13 +69,18 @@ class Pid:
         return os.getpid()
 p = Pid.options(name="ephemeral").remote()
 print("pid", ray.get(p.pid.remote()))
-""", cluster)
+""",
+        cluster,
+    )
     pid = int(out.split("pid")[-1].split()[0])
     assert exited(pid), "the actor outlived its driver"
-    out = driver("""
+    out = driver(
+        """
 try:
     ray.get_actor("ephemeral")
 except ValueError:
     print("gone")
-""", cluster)
+""",
+        cluster,
+    )
     assert "gone" in out

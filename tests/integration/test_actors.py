@@ -1,4 +1,5 @@
 """Actors on a real embedded cluster: Ray's actor API end to end."""
+
 import asyncio
 import os
 import threading
@@ -199,6 +200,7 @@ def test_kill_busy_actor(ray):
 def test_no_call_made_after_kill_returns_reaches_the_actor(ray):
     """After kill() returns, every call through any handle in this process fails, and so
     do calls queued before it; none is answered by the dying worker."""
+
     @ray.remote
     class Pinger:
         def ping(self):
@@ -325,6 +327,7 @@ def _grouped_actor(ray, is_async: bool):
     import zray
 
     if is_async:
+
         class Grouped:
             def __init__(self):
                 self.events, self.inside, self.peak = {}, {}, {}
@@ -350,6 +353,7 @@ def _grouped_actor(ray, is_async: bool):
             async def meet_in_pair(self, mine, other):
                 return await self.meet(mine, other)
     else:
+
         class Grouped:
             def __init__(self):
                 self.lock = threading.Lock()
@@ -379,18 +383,22 @@ def _grouped_actor(ray, is_async: bool):
 
     # max_concurrency=1 for both: only the groups can let calls overlap.
     return ray.remote(concurrency_groups={"pair": 2, "solo": 1}, max_concurrency=1)(
-        Grouped).remote()
+        Grouped
+    ).remote()
 
 
 @pytest.mark.parametrize("is_async", [False, True], ids=["threaded", "async"])
 def test_calls_in_a_concurrency_group_of_two_overlap(ray, is_async):
     actor = _grouped_actor(ray, is_async)
     # Each waits for the other to start: only two calls running at once both return True.
-    assert ray.get([actor.meet_in_pair.remote("a", "b"), actor.meet_in_pair.remote("b", "a")],
-                   timeout=30) == [True, True]
+    assert ray.get(
+        [actor.meet_in_pair.remote("a", "b"), actor.meet_in_pair.remote("b", "a")], timeout=30
+    ) == [True, True]
     by_option = actor.meet.options(concurrency_group="pair")
-    assert ray.get([by_option.remote("c", "d"), by_option.remote("d", "c")],
-                   timeout=30) == [True, True]
+    assert ray.get([by_option.remote("c", "d"), by_option.remote("d", "c")], timeout=30) == [
+        True,
+        True,
+    ]
     ray.kill(actor)
 
 
@@ -400,8 +408,10 @@ def test_a_concurrency_group_of_one_runs_its_calls_one_at_a_time(ray, is_async):
     assert max(ray.get([actor.crowd.remote("solo") for _ in range(4)], timeout=30)) == 1
     # One call of "solo" waiting for another "solo" call times out: they never overlap.
     solo = actor.meet.options(concurrency_group="solo")
-    assert ray.get([solo.remote("e", "f", 0.5), solo.remote("f", "e", 0.5)],
-                   timeout=30) == [False, True]
+    assert ray.get([solo.remote("e", "f", 0.5), solo.remote("f", "e", 0.5)], timeout=30) == [
+        False,
+        True,
+    ]
     ray.kill(actor)
 
 
@@ -564,8 +574,13 @@ def test_runtime_context_in_actor(ray):
     class Who:
         def ids(self):
             ctx = ray.get_runtime_context()
-            return (ctx.get_actor_id(), ctx.get_task_id(), ctx.get_actor_name(),
-                    ctx.was_current_actor_reconstructed, ctx.current_actor)
+            return (
+                ctx.get_actor_id(),
+                ctx.get_task_id(),
+                ctx.get_actor_name(),
+                ctx.was_current_actor_reconstructed,
+                ctx.current_actor,
+            )
 
     w = Who.options(name="who").remote()
     actor_id, task_id, name, restarted, me = ray.get(w.ids.remote())

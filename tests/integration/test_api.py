@@ -1,4 +1,5 @@
 """Ray's API surface and its answers to bad input."""
+
 import inspect
 import json
 import os
@@ -9,9 +10,20 @@ import pytest
 
 SURFACE = json.load(open(os.path.join(os.path.dirname(__file__), "..", "data", "ray_surface.json")))
 
-CORE_API = ["init", "shutdown", "is_initialized", "get", "put", "wait", "cancel",
-            "nodes", "cluster_resources", "available_resources", "get_runtime_context",
-            "get_gpu_ids"]
+CORE_API = [
+    "init",
+    "shutdown",
+    "is_initialized",
+    "get",
+    "put",
+    "wait",
+    "cancel",
+    "nodes",
+    "cluster_resources",
+    "available_resources",
+    "get_runtime_context",
+    "get_gpu_ids",
+]
 
 
 @pytest.mark.parametrize("name", CORE_API)
@@ -31,8 +43,18 @@ def test_signature_matches_ray(name):
 def test_object_ref_methods_exist():
     import zray
 
-    wanted = {"binary", "hex", "is_nil", "task_id", "job_id", "owner_address", "future",
-              "as_future", "call_site", "nil"}
+    wanted = {
+        "binary",
+        "hex",
+        "is_nil",
+        "task_id",
+        "job_id",
+        "owner_address",
+        "future",
+        "as_future",
+        "call_site",
+        "nil",
+    }
     assert wanted <= set(SURFACE["object_ref"]["ObjectRef"]["public_members"])
     for name in wanted:
         assert hasattr(zray.ObjectRef, name), name
@@ -50,7 +72,9 @@ def test_calling_remote_function_directly(ray):
     def f():
         return 1
 
-    with pytest.raises(TypeError, match=r"Remote functions cannot be called directly.*f\.remote\(\)"):
+    with pytest.raises(
+        TypeError, match=r"Remote functions cannot be called directly.*f\.remote\(\)"
+    ):
         f()
 
 
@@ -63,6 +87,7 @@ def test_get_of_non_ref(ray):
 
 def test_unknown_option(ray):
     with pytest.raises(ValueError, match="Invalid option keyword foo for remote functions"):
+
         @ray.remote(foo=1)
         def f():
             pass
@@ -88,11 +113,17 @@ def test_options_without_effect_are_accepted(ray):
     assert ray.get(f.options(runtime_env=None).remote()) == 1
 
 
-@pytest.mark.parametrize("option, value", [
-    ("runtime_env", {"conda": "env"}), ("label_selector", {"zone": "a"}),
-    ("accelerator_type", "A100")])
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("runtime_env", {"conda": "env"}),
+        ("label_selector", {"zone": "a"}),
+        ("accelerator_type", "A100"),
+    ],
+)
 def test_options_that_would_change_results_are_refused(ray, option, value):
     with pytest.raises(NotImplementedError, match=option):
+
         @ray.remote(**{option: value})
         def f():
             return 1
@@ -110,8 +141,10 @@ def test_a_bundle_index_without_a_placement_group_is_refused(ray):
     def f():
         return 1
 
-    with pytest.raises(ValueError, match="bundle index must be -1"), \
-            pytest.warns(DeprecationWarning, match="placement_group_bundle_index"):
+    with (
+        pytest.raises(ValueError, match="bundle index must be -1"),
+        pytest.warns(DeprecationWarning, match="placement_group_bundle_index"),
+    ):
         f.options(placement_group_bundle_index=0).remote()
 
 

@@ -1,5 +1,6 @@
 """What tasks and actors hold, seen from inside: get_assigned_resources, GPU ids and
 CUDA_VISIBLE_DEVICES, on a node that declares two GPUs (none need exist, as in Ray)."""
+
 import os
 
 import pytest
@@ -22,14 +23,20 @@ def test_tasks_see_what_they_hold(ray):
     @ray.remote
     def inside():
         context = ray.get_runtime_context()
-        return (context.get_assigned_resources(), ray.get_gpu_ids(),
-                os.environ.get("CUDA_VISIBLE_DEVICES"), context.get_accelerator_ids()["GPU"])
+        return (
+            context.get_assigned_resources(),
+            ray.get_gpu_ids(),
+            os.environ.get("CUDA_VISIBLE_DEVICES"),
+            context.get_accelerator_ids()["GPU"],
+        )
 
     assert ray.get(inside.remote(), timeout=30) == ({"CPU": 1.0}, [], None, [])
     assert ray.get(inside.options(num_cpus=0, memory=100).remote(), timeout=30)[0] == {
-        "memory": 100.0}
+        "memory": 100.0
+    }
     resources, gpus, visible, accelerators = ray.get(
-        inside.options(num_gpus=1).remote(), timeout=30)
+        inside.options(num_gpus=1).remote(), timeout=30
+    )
     assert resources == {"CPU": 1.0, "GPU": 1.0}
     assert len(gpus) == 1 and gpus[0] in (0, 1)
     assert visible == str(gpus[0]) and accelerators == [str(gpus[0])]
@@ -47,8 +54,9 @@ def test_fractional_gpus_share_one_gpu(ray):
             return ray.get_gpu_ids(), os.environ.get("CUDA_VISIBLE_DEVICES")
 
     first, second = Half.remote(), Half.remote()
-    (ids1, visible1), (ids2, visible2) = ray.get([first.ids.remote(), second.ids.remote()],
-                                                 timeout=30)
+    (ids1, visible1), (ids2, visible2) = ray.get(
+        [first.ids.remote(), second.ids.remote()], timeout=30
+    )
     assert ids1 == ids2 and len(ids1) == 1  # packed onto one GPU: the other stays whole
     assert visible1 == visible2 == str(ids1[0])
 
@@ -66,12 +74,17 @@ def test_actors_see_what_they_hold(ray):
     class Inside:
         def inside(self):
             context = ray.get_runtime_context()
-            return (context.get_assigned_resources(), ray.get_gpu_ids(),
-                    os.environ.get("CUDA_VISIBLE_DEVICES"), context.get_accelerator_ids()["GPU"])
+            return (
+                context.get_assigned_resources(),
+                ray.get_gpu_ids(),
+                os.environ.get("CUDA_VISIBLE_DEVICES"),
+                context.get_accelerator_ids()["GPU"],
+            )
 
     assert ray.get(Inside.remote().inside.remote(), timeout=30) == ({}, [], None, [])
     assert ray.get(Inside.options(num_cpus=1).remote().inside.remote(), timeout=30)[0] == {
-        "CPU": 1.0}
+        "CPU": 1.0
+    }
     gpu_actor = Inside.options(num_gpus=1).remote()
     resources, gpus, visible, _ = ray.get(gpu_actor.inside.remote(), timeout=30)
     assert resources == {"CPU": 1.0, "GPU": 1.0}  # asking for a GPU holds a CPU too (Ray)

@@ -1,5 +1,6 @@
 """Cluster token and encryption end to end: CLI clusters on loopback, a second node on 127.0.0.2,
 drivers with the right, a wrong and no token, and raw ZeroMQ strangers."""
+
 import os
 import shutil
 import stat
@@ -24,13 +25,34 @@ def start_cluster(*head_flags, join_flags=("--token",)):
     env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root)
     env.pop("ZRAY_TOKEN", None)
     before = (zray_segments(), zray_sessions())
-    head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", "--resources",
-                    '{"head": 1}', *head_flags, env=env)
+    head = zray_cli(
+        "start",
+        "--head",
+        "--port",
+        "0",
+        "--num-cpus",
+        "1",
+        "--resources",
+        '{"head": 1}',
+        *head_flags,
+        env=env,
+    )
     assert head.returncode == 0, head.stderr
     address = [l for l in head.stdout.splitlines() if l.startswith("Head address:")][0].split()[-1]
     token = token_of(head.stdout)
-    joined = zray_cli("start", f"--address={address}", "--num-cpus", "1", "--resources",
-                      '{"w": 1}', "--node-ip-address", "127.0.0.2", "--token", token, env=env)
+    joined = zray_cli(
+        "start",
+        f"--address={address}",
+        "--num-cpus",
+        "1",
+        "--resources",
+        '{"w": 1}',
+        "--node-ip-address",
+        "127.0.0.2",
+        "--token",
+        token,
+        env=env,
+    )
     assert joined.returncode == 0, joined.stderr
 
     def stop():
@@ -119,8 +141,11 @@ def test_head_prints_token_and_keeps_it_private(plain):
     token = cluster["token"]
     assert len(token) >= 40
     assert f"zray start --address={cluster['address']} --token={token}" in out
-    sessions = [os.path.join(cluster["root"], s) for s in os.listdir(cluster["root"])
-                if s.startswith("session_")]
+    sessions = [
+        os.path.join(cluster["root"], s)
+        for s in os.listdir(cluster["root"])
+        if s.startswith("session_")
+    ]
     assert len(sessions) == 2  # head and joined node both keep the token
     for session in sessions:
         path = os.path.join(session, "token")
@@ -135,8 +160,9 @@ def test_token_holders_run_tasks_on_both_nodes(plain):
     def where(x):
         return x, ray.get_runtime_context().get_node_id()
 
-    results = ray.get([where.options(scheduling_strategy="SPREAD").remote(i) for i in range(6)],
-                      timeout=60)
+    results = ray.get(
+        [where.options(scheduling_strategy="SPREAD").remote(i) for i in range(6)], timeout=60
+    )
     assert [x for x, _ in results] == list(range(6))
     assert len({node for _, node in results}) == 2
     # A driver on this machine finds the token in the session directory by itself.
@@ -168,16 +194,23 @@ def test_driver_with_wrong_or_no_token_is_refused(plain):
     """.format(cluster["address"])
     elsewhere = tempfile.mkdtemp(prefix="zt", dir="/tmp")  # no session to find a token in
     try:
-        for env in ({"ZRAY_TOKEN": "wrong"}, {"ZRAY_TOKEN": "wrong", "ZRAY_ENCRYPT": "1"},
-                    {"ZRAY_SESSION_DIR_ROOT": elsewhere}):
+        for env in (
+            {"ZRAY_TOKEN": "wrong"},
+            {"ZRAY_TOKEN": "wrong", "ZRAY_ENCRYPT": "1"},
+            {"ZRAY_SESSION_DIR_ROOT": elsewhere},
+        ):
             env.setdefault("ZRAY_SESSION_DIR_ROOT", cluster["root"])
             start = time.monotonic()
             result = run_script(script, env=env, timeout=60)
             assert result.returncode == 0, result.stderr
             assert "refused:" in result.stdout, result.stdout + result.stderr
             assert time.monotonic() - start < 30
-        assert "rejected our cluster token" in run_script(
-            script, env={"ZRAY_TOKEN": "wrong", "ZRAY_SESSION_DIR_ROOT": cluster["root"]}).stdout
+        assert (
+            "rejected our cluster token"
+            in run_script(
+                script, env={"ZRAY_TOKEN": "wrong", "ZRAY_SESSION_DIR_ROOT": cluster["root"]}
+            ).stdout
+        )
     finally:
         shutil.rmtree(elsewhere, ignore_errors=True)
 
@@ -193,10 +226,12 @@ def test_strangers_messages_are_never_acted_on(plain):
     ctx = zmq.Context()
     socks = []
     try:
-        for setup in (lambda s: None,  # no credentials at all
-                      Credentials("wrong-token").present,
-                      Credentials("wrong-token", encrypt=True).present,
-                      Credentials(cluster["token"], encrypt=True).present):  # wrong mechanism
+        for setup in (
+            lambda s: None,  # no credentials at all
+            Credentials("wrong-token").present,
+            Credentials("wrong-token", encrypt=True).present,
+            Credentials(cluster["token"], encrypt=True).present,
+        ):  # wrong mechanism
             for address in targets.values():
                 sock = ctx.socket(zmq.DEALER)
                 sock.linger = 0
@@ -206,8 +241,14 @@ def test_strangers_messages_are_never_acted_on(plain):
                 port = inbox.bind_to_random_port("tcp://127.0.0.1")
                 sock.connect(choose_address(address))
                 sock.send_multipart(P.encode(P.Hello(f"tcp://127.0.0.1:{port}")))
-                sock.send_multipart(P.encode(P.RequestLease(
-                    1, {"CPU": 1.0}, b"\x01\x00\x00\x00", "DEFAULT", False, b"", False, ""), seq=5))
+                sock.send_multipart(
+                    P.encode(
+                        P.RequestLease(
+                            1, {"CPU": 1.0}, b"\x01\x00\x00\x00", "DEFAULT", False, b"", False, ""
+                        ),
+                        seq=5,
+                    )
+                )
                 sock.send_multipart(P.encode(P.KvPut("fn", b"evil", b"x", True), seq=6))
                 sock.send_multipart(P.encode(P.ShutdownNode("stranger"), seq=7))
                 socks.append((sock, inbox))
@@ -238,16 +279,26 @@ def test_strangers_messages_are_never_acted_on(plain):
 def test_joining_without_or_with_a_wrong_token_fails_fast(plain):
     _, cluster = plain
     # A machine that holds none of the cluster's sessions (here: another session root).
-    elsewhere = dict(cluster["env"],
-                     ZRAY_SESSION_DIR_ROOT=tempfile.mkdtemp(prefix="zt", dir="/tmp"))
+    elsewhere = dict(
+        cluster["env"], ZRAY_SESSION_DIR_ROOT=tempfile.mkdtemp(prefix="zt", dir="/tmp")
+    )
     try:
-        for extra, env, why in (((), elsewhere, "needs its token"),
-                                (("--token", "wrong"), cluster["env"], "rejected our cluster"),
-                                (("--token", "wrong", "--encrypt"), cluster["env"],
-                                 "does not use encryption")):
+        for extra, env, why in (
+            ((), elsewhere, "needs its token"),
+            (("--token", "wrong"), cluster["env"], "rejected our cluster"),
+            (("--token", "wrong", "--encrypt"), cluster["env"], "does not use encryption"),
+        ):
             start = time.monotonic()
-            joined = zray_cli("start", f"--address={cluster['address']}", "--num-cpus", "1",
-                              "--node-ip-address", "127.0.0.2", *extra, env=env)
+            joined = zray_cli(
+                "start",
+                f"--address={cluster['address']}",
+                "--num-cpus",
+                "1",
+                "--node-ip-address",
+                "127.0.0.2",
+                *extra,
+                env=env,
+            )
             assert time.monotonic() - start < 30
             assert joined.returncode == 1
             assert why in joined.stderr, joined.stderr
@@ -266,8 +317,14 @@ def test_every_tcp_listener_is_on_the_node_ip(plain):
     def ping():
         return 1
 
-    assert sum(ray.get([ping.options(scheduling_strategy="SPREAD").remote()
-                        for _ in range(4)], timeout=30)) == 4  # workers on both nodes
+    assert (
+        sum(
+            ray.get(
+                [ping.options(scheduling_strategy="SPREAD").remote() for _ in range(4)], timeout=30
+            )
+        )
+        == 4
+    )  # workers on both nodes
     processes = [psutil.Process()]
     for session in os.listdir(cluster["root"]):
         nodes = os.path.join(cluster["root"], session, "nodes")
@@ -275,7 +332,11 @@ def test_every_tcp_listener_is_on_the_node_ip(plain):
             pid = int(open(os.path.join(nodes, name)).read().split()[0])
             daemon = psutil.Process(pid)
             processes += [daemon] + daemon.children(recursive=True)
-    listeners = [(p.pid, c.laddr) for p in processes for c in p.net_connections("tcp")
-                 if c.status == psutil.CONN_LISTEN]
+    listeners = [
+        (p.pid, c.laddr)
+        for p in processes
+        for c in p.net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN
+    ]
     assert len(listeners) >= 5  # head, two nodes, workers, this driver
     assert {laddr.ip for _, laddr in listeners} <= {"127.0.0.1", "127.0.0.2"}, listeners

@@ -1,4 +1,5 @@
 """Malformed messages never crash a daemon: they are dropped and counted, and work goes on."""
+
 import random
 import struct
 import time
@@ -7,6 +8,8 @@ import msgpack
 import zmq
 
 from zray._private.wire import protocol as P
+
+
 def garbage(rng: random.Random, types: list) -> list:
     """One malformed multipart message of a random kind."""
     kind = rng.randrange(7)
@@ -15,8 +18,10 @@ def garbage(rng: random.Random, types: list) -> list:
     if kind == 1:  # truncated header
         return [struct.pack("<BBHI", 1, 1, 0, 0)[: rng.randrange(0, 8)], b""]
     if kind == 2:  # wrong version
-        return [struct.pack("<BBHI", rng.randrange(2, 256), rng.choice(types), 0, 0),
-                msgpack.packb([])]
+        return [
+            struct.pack("<BBHI", rng.randrange(2, 256), rng.choice(types), 0, 0),
+            msgpack.packb([]),
+        ]
     if kind == 3:  # unknown type
         return [struct.pack("<BBHI", 1, rng.choice([0, 9, 99, 200, 255]), 0, 0), b"\x90"]
     code = rng.choice(types)
@@ -27,8 +32,9 @@ def garbage(rng: random.Random, types: list) -> list:
         return [header, msgpack.packb([0] * rng.randrange(0, 12))]
     # right count, wrong types, and absurd sizes
     nfields = len(P.message_types()[code]._fields)
-    values = [rng.choice([2**63 - 1, -1, "x" * 1000, b"", None, [], {}, 1e308])
-              for _ in range(nfields)]
+    values = [
+        rng.choice([2**63 - 1, -1, "x" * 1000, b"", None, [], {}, 1e308]) for _ in range(nfields)
+    ]
     return [header, msgpack.packb(values)] + [b"\x00" * rng.randrange(0, 3)]
 
 
@@ -106,7 +112,7 @@ def test_garbage_on_an_actors_direct_socket_and_inbox_leaves_its_callers_served(
     pid = ray.get(target.pid.remote(), timeout=60)
     core = runtime.core
     address = core.actor_submitter.actors[target._actor_id].order.address
-    path = [p for p in address.split("|") if p.startswith("direct://")][0][len("direct://"):]
+    path = [p for p in address.split("|") if p.startswith("direct://")][0][len("direct://") :]
     stop, failures, served = threading.Event(), [], [0]
 
     def legit_caller():
@@ -122,8 +128,9 @@ def test_garbage_on_an_actors_direct_socket_and_inbox_leaves_its_callers_served(
 
     written = [0]
 
-    @settings(max_examples=300, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(garbage=direct_garbage.garbage(target._actor_id))
     def write_garbage(garbage):
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stranger:
@@ -144,8 +151,12 @@ def test_garbage_on_an_actors_direct_socket_and_inbox_leaves_its_callers_served(
         inbox.setsockopt(zmq.LINGER, 10_000)
         inbox.connect(choose_address(address))
         for task_id in (b"short", b"z" * 24):
-            bad = direct_garbage.call(actor_id=target._actor_id, task_id=task_id,
-                                      num_returns=10**9, owner_address=core.address)
+            bad = direct_garbage.call(
+                actor_id=target._actor_id,
+                task_id=task_id,
+                num_returns=10**9,
+                owner_address=core.address,
+            )
             inbox.send_multipart(P.encode(bad) + [msgpack.packb(((), {}))])
         inbox.close()
     finally:

@@ -1,5 +1,6 @@
 """Distributed reference counting: refs handed to other processes keep their objects alive
 exactly as long as someone holds them, and no longer."""
+
 from __future__ import annotations
 
 import gc

@@ -1,4 +1,5 @@
 """`zray start/status/stop` and joining a running cluster with init(address=...)."""
+
 import contextlib
 import os
 import subprocess
@@ -10,8 +11,13 @@ from tests.integration.test_lifecycle import ROOT, run_script
 
 
 def zray_cli(*args, env):
-    return subprocess.run([sys.executable, "-m", "zray.scripts.cli", *args], capture_output=True,
-                          text=True, timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "zray.scripts.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def token_of(head_stdout: str) -> str:
@@ -56,16 +62,28 @@ def test_start_status_join_stop():
     tmp_path = short_tmp()
     env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=str(tmp_path))
     before = (zray_segments(), zray_sessions())
-    started = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1",
-                       "--resources", '{"special": 2}', env=env)
+    started = zray_cli(
+        "start",
+        "--head",
+        "--port",
+        "0",
+        "--num-cpus",
+        "1",
+        "--resources",
+        '{"special": 2}',
+        env=env,
+    )
     assert started.returncode == 0, started.stderr
-    address = [l for l in started.stdout.splitlines() if l.startswith("Head address:")][0].split()[-1]
+    address = [l for l in started.stdout.splitlines() if l.startswith("Head address:")][0].split()[
+        -1
+    ]
     try:
         status = zray_cli("status", env=env)
         assert status.returncode == 0, status.stderr
         assert "1 alive" in status.stdout and "0/2 special" in status.stdout
         for how in ("auto", address):
-            result = run_script(f"""
+            result = run_script(
+                f"""
                 import zray as ray
                 ray.init(address={how!r})
                 @ray.remote(resources={{"special": 1}})
@@ -73,7 +91,9 @@ def test_start_status_join_stop():
                     return x * 2
                 print(ray.get(f.remote(21)), ray.cluster_resources()["special"])
                 ray.shutdown()
-            """, env={"ZRAY_SESSION_DIR_ROOT": str(tmp_path)})
+            """,
+                env={"ZRAY_SESSION_DIR_ROOT": str(tmp_path)},
+            )
             assert result.returncode == 0, result.stderr
             assert result.stdout.split()[-2:] == ["42", "2.0"]
     finally:
@@ -88,19 +108,27 @@ def test_start_status_join_stop():
 
 
 def test_init_auto_without_cluster_says_so(tmp_path):
-    result = run_script("""
+    result = run_script(
+        """
         import zray as ray
         try:
             ray.init(address="auto")
         except ConnectionError as exc:
             print("refused:", exc)
-    """, env={"ZRAY_SESSION_DIR_ROOT": str(tmp_path)})
+    """,
+        env={"ZRAY_SESSION_DIR_ROOT": str(tmp_path)},
+    )
     assert "Could not find any running zray instance" in result.stdout, result.stderr
 
 
 def test_zray_node_requires_head_or_address():
-    result = subprocess.run([sys.executable, "-m", "zray.scripts.node"], capture_output=True,
-                            text=True, timeout=30, env=dict(os.environ, PYTHONPATH=ROOT))
+    result = subprocess.run(
+        [sys.executable, "-m", "zray.scripts.node"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )
     assert result.returncode != 0 and "--head" in result.stderr
 
 
@@ -116,12 +144,15 @@ def test_sigkilled_cluster_is_cleaned_at_next_start():
     assert first.returncode == 0, first.stderr
     pid = int(re.search(r"\(pid (\d+)\)", first.stdout).group(1))
     session = re.search(r"in (\S+session_\S+)", first.stdout).group(1)
-    result = run_script("""
+    result = run_script(
+        """
         import numpy as np
         import zray as ray
         ray.init(address="auto")
         ray.put(np.ones(2**20))  # the arena gets pages
-    """, env={"ZRAY_SESSION_DIR_ROOT": tmp_path})
+    """,
+        env={"ZRAY_SESSION_DIR_ROOT": tmp_path},
+    )
     assert result.returncode == 0, result.stderr
     os.kill(pid, signal.SIGKILL)
     assert exited(pid)
@@ -138,8 +169,7 @@ def test_cli_without_a_cluster_says_so_in_one_line():
     import socket
 
     tmp_path = short_tmp()
-    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=tmp_path,
-               ZRAY_JOIN_TIMEOUT_S="2")
+    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=tmp_path, ZRAY_JOIN_TIMEOUT_S="2")
     for name in ("ZRAY_ADDRESS", "RAY_ADDRESS", "ZRAY_TOKEN"):
         env.pop(name, None)
     with socket.socket() as probe:  # a port nothing listens on
@@ -152,16 +182,21 @@ def test_cli_without_a_cluster_says_so_in_one_line():
             assert result.stderr.strip() == (
                 f"zray {verb[0]}: Could not find any running zray instance. Please specify the "
                 "one to connect to by setting `--address` flag or `RAY_ADDRESS` environment "
-                "variable.")
-        for verb in (("status", "--address", nowhere), ("memory", "--address", nowhere),
-                     ("status", "--address", "not an address")):
+                "variable."
+            )
+        for verb in (
+            ("status", "--address", nowhere),
+            ("memory", "--address", nowhere),
+            ("status", "--address", "not an address"),
+        ):
             result = zray_cli(*verb, env=env)
             assert result.returncode == 1, result.stderr
             assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
         with_token = dict(env, ZRAY_TOKEN="some-token")
         result = zray_cli("status", "--address", nowhere, env=with_token)
-        assert result.returncode == 1 and result.stderr.startswith("zray status: no zray process "
-                                                                   "answered"), result.stderr
+        assert result.returncode == 1 and result.stderr.startswith(
+            "zray status: no zray process answered"
+        ), result.stderr
         joined = zray_cli("start", f"--address={nowhere}", env=with_token)
         assert joined.returncode == 1 and "Traceback" not in joined.stderr, joined.stderr
         assert f"cannot join the cluster at tcp://{nowhere}" in joined.stderr
@@ -187,22 +222,46 @@ def test_rays_start_flags_are_acted_on_warned_about_or_refused():
         assert refused.returncode == 2 and "--labels is not supported" in refused.stderr
         assert not zray_sessions() - before[1]  # nothing was started
         spill = os.path.join(tmp_path, "spill")
-        started = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1",
-                           "--memory", str(10**9), "--object-spilling-directory", spill,
-                           "--dashboard-port", "8265", "--include-dashboard", "false",
-                           "--disable-usage-stats", "--log-style", "record", "-v", env=env)
+        started = zray_cli(
+            "start",
+            "--head",
+            "--port",
+            "0",
+            "--num-cpus",
+            "1",
+            "--memory",
+            str(10**9),
+            "--object-spilling-directory",
+            spill,
+            "--dashboard-port",
+            "8265",
+            "--include-dashboard",
+            "false",
+            "--disable-usage-stats",
+            "--log-style",
+            "record",
+            "-v",
+            env=env,
+        )
         assert started.returncode == 0, started.stderr
         warned = [line for line in started.stderr.splitlines() if "ignoring" in line]
         assert [re.search(r"ignoring (\S+)", line).group(1) for line in warned] == [
-            "--include-dashboard", "--dashboard-port", "--log-style", "--verbose"]
+            "--include-dashboard",
+            "--dashboard-port",
+            "--log-style",
+            "--verbose",
+        ]
         pid = int(re.search(r"\(pid (\d+)\)", started.stdout).group(1))
         assert psutil.Process(pid).environ()["ZRAY_SPILL_DIR"] == spill
-        result = run_script("""
+        result = run_script(
+            """
             import zray as ray
             ray.init()
             print(ray.cluster_resources()["memory"])
             ray.shutdown()
-        """, env={"ZRAY_SESSION_DIR_ROOT": tmp_path})
+        """,
+            env={"ZRAY_SESSION_DIR_ROOT": tmp_path},
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout.split()[-1] == "1000000000.0"
     finally:
@@ -219,9 +278,24 @@ def test_block_runs_the_node_until_interrupted_and_leaves_nothing():
     tmp_path = short_tmp()
     env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=tmp_path)
     before = (zray_segments(), zray_sessions())
-    cli = subprocess.Popen([sys.executable, "-m", "zray.scripts.cli", "start", "--head", "--port",
-                            "0", "--num-cpus", "1", "--block"], stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True, env=env)
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zray.scripts.cli",
+            "start",
+            "--head",
+            "--port",
+            "0",
+            "--num-cpus",
+            "1",
+            "--block",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     try:
         lines = [cli.stdout.readline() for _ in range(2)]  # bounded by the node's start timeout
         assert lines[1].startswith("Head address:"), lines

@@ -1,5 +1,6 @@
 """Finding a `zray start` cluster on this machine: nodes joining without --token, init() without
 an address (the recorded cluster, RAY_ADDRESS, ZRAY_ADDRESS), stale records, and --temp-dir."""
+
 import contextlib
 import os
 import re
@@ -61,8 +62,13 @@ def start(env, *flags):
 
 
 def driver(root, **env):
-    result = subprocess.run([sys.executable, "-c", DRIVER], capture_output=True, text=True,
-                            timeout=60, env=cli_env(root, **env))
+    result = subprocess.run(
+        [sys.executable, "-c", DRIVER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cli_env(root, **env),
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.split("resources:")[-1].strip(), result.stderr
 
@@ -83,8 +89,9 @@ def test_node_on_the_heads_machine_joins_without_token():
         # A machine without the cluster's sessions (another root) still needs the token.
         elsewhere = short_tmp()
         try:
-            refused = zray_cli("start", f"--address={address}", "--num-cpus", "1",
-                               env=cli_env(elsewhere))
+            refused = zray_cli(
+                "start", f"--address={address}", "--num-cpus", "1", env=cli_env(elsewhere)
+            )
         finally:
             shutil.rmtree(elsewhere, ignore_errors=True)
         assert refused.returncode == 1 and "needs its token" in refused.stderr, refused.stderr
@@ -95,8 +102,7 @@ def test_init_without_address_attaches_to_the_started_cluster_until_stop():
         head = start(env, "--head", "--port", "0", "--resources", '{"c_started": 1}')
         seen, log = driver(root)
         assert seen == "['c_started'] 1"
-        assert f"Connecting to existing zray cluster at address: {head_address(head.stdout)}" \
-            in log
+        assert f"Connecting to existing zray cluster at address: {head_address(head.stdout)}" in log
         stopped = zray_cli("stop", env=env)
         assert "Stopped 1" in stopped.stdout
         seen, log = driver(root)  # the record went with the cluster: a new local one
@@ -105,10 +111,12 @@ def test_init_without_address_attaches_to_the_started_cluster_until_stop():
 
 def test_ray_address_then_zray_address_pick_the_cluster():
     with cli_root() as (root, env):
-        first = head_address(start(env, "--head", "--port", "0", "--resources",
-                                   '{"c_first": 1}').stdout)
-        second = head_address(start(env, "--head", "--port", "0", "--resources",
-                                    '{"c_second": 1}').stdout)
+        first = head_address(
+            start(env, "--head", "--port", "0", "--resources", '{"c_first": 1}').stdout
+        )
+        second = head_address(
+            start(env, "--head", "--port", "0", "--resources", '{"c_second": 1}').stdout
+        )
         assert driver(root)[0] == "['c_second'] 1"  # the cluster started last
         assert driver(root, RAY_ADDRESS=first)[0] == "['c_first'] 1"
         assert driver(root, RAY_ADDRESS=first, ZRAY_ADDRESS=second)[0] == "['c_second'] 1"
@@ -121,16 +129,22 @@ def test_stale_record_falls_back_to_a_new_local_cluster():
         os.kill(pid, signal.SIGKILL)
         seen, log = driver(root, ZRAY_JOIN_TIMEOUT_S="5")
         assert seen == "[] 1" and "Connecting to existing" not in log
-        auto = subprocess.run([sys.executable, "-c", AUTO], capture_output=True, text=True,
-                              timeout=60, env=cli_env(root))
+        auto = subprocess.run(
+            [sys.executable, "-c", AUTO],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=cli_env(root),
+        )
         assert "Could not find any running zray instance" in auto.stdout, auto.stderr
 
 
 def test_temp_dir_keeps_sessions_apart_and_the_cluster_findable():
     with cli_root() as (root, env):
         temp_dir = os.path.join(root, "t")
-        head = start(env, "--head", "--port", "0", "--temp-dir", temp_dir,
-                     "--resources", '{"c_temp": 1}')
+        head = start(
+            env, "--head", "--port", "0", "--temp-dir", temp_dir, "--resources", '{"c_temp": 1}'
+        )
         assert f"in {temp_dir}/session_" in head.stdout
         address = head_address(head.stdout)
         joined = start(env, f"--address={address}", "--temp-dir", temp_dir)
@@ -154,6 +168,11 @@ def test_record_whose_head_is_gone_falls_back_to_a_new_local_cluster():
         seen, log = driver(node_root, ZRAY_JOIN_TIMEOUT_S="2")
         assert seen == "[] 1", log
         assert "starting a new local cluster" in log
-        auto = subprocess.run([sys.executable, "-c", AUTO], capture_output=True, text=True,
-                              timeout=60, env=cli_env(node_root, ZRAY_JOIN_TIMEOUT_S="2"))
+        auto = subprocess.run(
+            [sys.executable, "-c", AUTO],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=cli_env(node_root, ZRAY_JOIN_TIMEOUT_S="2"),
+        )
         assert "refused: no zray process answered" in auto.stdout, auto.stdout + auto.stderr

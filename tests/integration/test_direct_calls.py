@@ -1,5 +1,6 @@
 """Calls to workers on the same machine travel over direct connections (zray/_private/wire/direct.py);
 ZeroMQ carries them when direct calls are off, and a busy worker never blocks its caller."""
+
 import os
 import time
 
@@ -82,7 +83,8 @@ def test_an_actor_dying_mid_call_over_a_direct_connection_is_reported(ray):
 
 @pytest.mark.parametrize("direct", ["0", "1"])
 def test_tasks_and_actors_work_with_direct_calls_on_or_off(direct):
-    result = run_script("""
+    result = run_script(
+        """
         import zray as ray
         import zray._private.core.runtime as runtime
         ray.init(num_cpus=2)
@@ -107,7 +109,9 @@ def test_tasks_and_actors_work_with_direct_calls_on_or_off(direct):
         assert ray.get([t.h.remote(i) for i in range(100)]) == [i - 1 for i in range(100)]
         print("direct connections:", len(runtime.core.channels.by_fd))
         ray.shutdown()
-    """, env={"ZRAY_DIRECT_CALLS": direct})
+    """,
+        env={"ZRAY_DIRECT_CALLS": direct},
+    )
     assert result.returncode == 0, result.stderr
     count = int(result.stdout.split("direct connections:")[1].split()[0])
     assert (count > 0) == (direct == "1")
@@ -130,8 +134,7 @@ def test_results_reach_futures_and_awaits_after_gets_read_them(ray):
     assert [f.result(timeout=30) for f in futures] == list(range(50))
 
     async def gather():
-        return await asyncio.wait_for(
-            asyncio.gather(*[echo.echo.remote(i) for i in range(50)]), 30)
+        return await asyncio.wait_for(asyncio.gather(*[echo.echo.remote(i) for i in range(50)]), 30)
 
     assert asyncio.run(gather()) == list(range(50))
 
@@ -164,6 +167,7 @@ def test_many_threads_blocked_in_get_all_wake(ray):
 def test_calls_held_for_a_batch_leave_without_a_get(ray):
     """The second call of a streak is held (zray/_private/wire/pacing.py); with no get or wait
     after it, the I/O thread must still send it within its hold time, not at the next get."""
+
     @ray.remote
     class Clock:
         def now(self):
@@ -216,8 +220,9 @@ def test_connections_that_end_while_gets_read_them_raise_no_io_loop_errors(ray):
     def hammer():
         try:
             while time.monotonic() < stop:
-                assert ray.get([echo.echo.remote(i) for i in range(50)], timeout=60) == \
-                    list(range(50))
+                assert ray.get([echo.echo.remote(i) for i in range(50)], timeout=60) == list(
+                    range(50)
+                )
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 

@@ -1,5 +1,6 @@
 """A driver SIGKILLed mid-job takes its job with it, as in Ray: its non-detached actors end, its
 leased workers stop, and every object it owned leaves the store within seconds."""
+
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from tests.integration.test_lifecycle import ROOT
 
 def node_stats(core):
     from zray._private.wire import protocol as P
+
     reply, _ = core.requests.call(core.node_address, P.GetNodeStats(0), 10)
     return reply.stats
 
@@ -24,6 +26,7 @@ def node_stats(core):
 def test_a_killed_driver_leaves_nothing_behind():
     import zray
     from zray._private.core import runtime
+
     root = tempfile.mkdtemp(prefix="zt", dir="/tmp")
     env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root)
     before = (zray_segments(), zray_sessions())
@@ -61,8 +64,14 @@ def test_a_killed_driver_leaves_nothing_behind():
             print("ready", flush=True)
             time.sleep(600)
         """)
-        driver = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        driver = subprocess.Popen(
+            [sys.executable, "-c", script],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert driver.stdout.readline().strip() == "ready", driver.stderr.read()
             busy = node_stats(core)

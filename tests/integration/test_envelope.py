@@ -1,6 +1,7 @@
 """Ray's scalability envelope on one node, at counts that keep each test to a few seconds
 (perf/envelope.py runs the full counts): many ref arguments, many returns, a get of many
 shared-memory objects, many actors, and calls too large for their connection."""
+
 import os
 import time
 
@@ -87,4 +88,3 @@ def test_150_actors(ray):
     assert time.monotonic() - start < 30
     for actor in actors:
         ray.kill(actor)
-

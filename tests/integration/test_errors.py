@@ -1,4 +1,5 @@
 """Task failures: exceptions, propagation, crashes with retries, cancellation."""
+
 import os
 import time
 

@@ -1,5 +1,6 @@
 """A node whose process dies is noticed when its connection breaks, not after missing
 heartbeats for node_death_timeout_s: its tasks are retried elsewhere within seconds."""
+
 import os
 import re
 import shutil
@@ -20,19 +21,41 @@ def test_a_killed_node_is_declared_dead_within_seconds():
     import zray
 
     root = tempfile.mkdtemp(prefix="zt", dir="/tmp")
-    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root,
-               ZRAY_NODE_DEATH_TIMEOUT_S=str(HEARTBEAT_TIMEOUT_S))
+    env = dict(
+        os.environ,
+        PYTHONPATH=ROOT,
+        ZRAY_SESSION_DIR_ROOT=root,
+        ZRAY_NODE_DEATH_TIMEOUT_S=str(HEARTBEAT_TIMEOUT_S),
+    )
     before = (zray_segments(), zray_sessions())
     with stopped_on_failure(env):
         head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
         assert head.returncode == 0, head.stderr
         address = re.search(r"Head address: (\S+)", head.stdout).group(1)
-        joined = zray_cli("start", f"--address={address}", "--num-cpus", "1", "--resources",
-                          '{"w": 1, "any": 1}', "--token", token_of(head.stdout), env=env)
+        joined = zray_cli(
+            "start",
+            f"--address={address}",
+            "--num-cpus",
+            "1",
+            "--resources",
+            '{"w": 1, "any": 1}',
+            "--token",
+            token_of(head.stdout),
+            env=env,
+        )
         assert joined.returncode == 0, joined.stderr
         victim = int(re.search(r"\(pid (\d+)\)", joined.stdout).group(1))
-        other = zray_cli("start", f"--address={address}", "--num-cpus", "1", "--resources",
-                         '{"any": 1}', "--token", token_of(head.stdout), env=env)
+        other = zray_cli(
+            "start",
+            f"--address={address}",
+            "--num-cpus",
+            "1",
+            "--resources",
+            '{"any": 1}',
+            "--token",
+            token_of(head.stdout),
+            env=env,
+        )
         assert other.returncode == 0, other.stderr
     try:
         connect_remote_driver(zray, address, token_of(head.stdout), 3)

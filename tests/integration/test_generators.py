@@ -1,4 +1,5 @@
 """Ray generators: tasks and actor methods that yield stream their values as ObjectRefs."""
+
 import asyncio
 import gc
 import os

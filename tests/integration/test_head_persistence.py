@@ -1,6 +1,7 @@
 """The head writes its tables through to durable storage (SQLite by default, Redis when Ray's
 RAY_REDIS_ADDRESS names one), clears them when the cluster ends cleanly, and refuses to start on
 tables a crashed head left (resuming from them comes later)."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -10,6 +11,8 @@ import pytest
 
 from tests.redis_server import PASSWORD, RedisServer, require_redis
 from zray._private.head import store as H
+
+
 def named_actor_and_group(zray):
     @zray.remote
     class Counter:
@@ -28,12 +31,13 @@ def named_actor_and_group(zray):
 def rows(path: str, table: str) -> dict:
     # Read past the head's lock, as an operator would: WAL lets a reader in beside the writer.
     with sqlite3.connect(path) as db:
-        return {bytes(k): bytes(v) for k, v in
-                db.execute("SELECT key, value FROM head WHERE tbl = ?", (table,))}
+        return {
+            bytes(k): bytes(v)
+            for k, v in db.execute("SELECT key, value FROM head WHERE tbl = ?", (table,))
+        }
 
 
-def test_sqlite_tables_are_written_through_and_cleared_at_shutdown(fresh, tmp_path,
-                                                                   monkeypatch):
+def test_sqlite_tables_are_written_through_and_cleared_at_shutdown(fresh, tmp_path, monkeypatch):
     path = str(tmp_path / "state.db")
     monkeypatch.setenv("ZRAY_HEAD_STATE_PATH", path)
     zray = fresh
@@ -45,7 +49,8 @@ def test_sqlite_tables_are_written_through_and_cleared_at_shutdown(fresh, tmp_pa
     assert list(rows(path, "named_actors")) == [b"ns\0durable"]
     assert len(rows(path, "actor_args")) == 1
     assert [msgpack.unpackb(v)["state"] for v in rows(path, "placement_groups").values()] == [
-        "CREATED"]
+        "CREATED"
+    ]
     assert [msgpack.unpackb(v)["alive"] for v in rows(path, "jobs").values()] == [True]
     assert [msgpack.unpackb(v)["is_head"] for v in rows(path, "nodes").values()] == [True]
     assert rows(path, "kv")  # the exported class
@@ -72,8 +77,9 @@ def test_a_head_refuses_the_tables_a_crashed_head_left(fresh, tmp_path, monkeypa
     with H.SqliteStore(path) as store:
         store.put("jobs", b"\x01\x00\x00\x00", msgpack.packb({"alive": True}))
     monkeypatch.setenv("ZRAY_HEAD_STATE_PATH", path)
-    with pytest.raises(Exception, match="holds the tables of another head: one that did not "
-                       "shut down cleanly"):
+    with pytest.raises(
+        Exception, match="holds the tables of another head: one that did not shut down cleanly"
+    ):
         fresh.init(num_cpus=1)
     with H.SqliteStore(path) as store:  # untouched
         assert dict(store.scan("jobs")) == {b"\x01\x00\x00\x00": msgpack.packb({"alive": True})}
@@ -127,8 +133,9 @@ def test_zray_start_head_state_path_and_redis_password(fresh, redis, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root)
     path = str(tmp_path / "cli-state.db")
     try:
-        started = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1",
-                           "--head-state-path", path, env=env)
+        started = zray_cli(
+            "start", "--head", "--port", "0", "--num-cpus", "1", "--head-state-path", path, env=env
+        )
         assert started.returncode == 0, started.stderr
         assert set(rows(path, "nodes")) and rows(path, "jobs") == {}
         stopped = zray_cli("stop", env=env)
@@ -137,8 +144,17 @@ def test_zray_start_head_state_path_and_redis_password(fresh, redis, tmp_path):
             assert store.empty()
 
         redis_env = dict(env, RAY_REDIS_ADDRESS=redis.address)
-        started = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1",
-                           "--redis-password", PASSWORD, env=redis_env)
+        started = zray_cli(
+            "start",
+            "--head",
+            "--port",
+            "0",
+            "--num-cpus",
+            "1",
+            "--redis-password",
+            PASSWORD,
+            env=redis_env,
+        )
         assert started.returncode == 0, started.stderr
         assert "redis-password" not in started.stderr  # used, so no "ignoring" warning
         with H.RedisStore(redis.address, PASSWORD) as store:

@@ -1,4 +1,5 @@
 """Starting, stopping and crashing: nothing may be left behind."""
+
 import os
 import signal
 import subprocess
@@ -15,8 +16,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def run_script(code: str, timeout: float = 60, env=None, **kwargs):
     full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=timeout, env=full_env, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        **kwargs,
+    )
 
 
 def test_init_shutdown_cycles(fresh):
@@ -72,7 +79,11 @@ def test_auto_init_on_first_use():
 
 def test_killed_driver_takes_its_cluster_down_and_leftovers_are_cleaned():
     before = (zray_segments(), zray_sessions())
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import sys, time
         import numpy as np
         import zray as ray
@@ -80,7 +91,12 @@ def test_killed_driver_takes_its_cluster_down_and_leftovers_are_cleaned():
         ref = ray.put(np.ones(10**6))
         print("ready", flush=True)
         time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         descendants = psutil.Process(proc.pid).children(recursive=True)
@@ -117,7 +133,8 @@ def test_start_removes_leftovers_of_a_crashed_session(fresh):
 
 def test_pure_python_twins_run_the_same_workload():
     """ZRAY_FAST=0 selects the pure-Python _fast twins everywhere (driver, node, workers)."""
-    result = run_script("""
+    result = run_script(
+        """
         import numpy as np
         import zray as ray
         from zray import _fast
@@ -138,7 +155,9 @@ def test_pure_python_twins_run_the_same_workload():
         assert ray.get(which.remote()) == "python"
         ray.shutdown()
         print("pure ok")
-    """, env={"ZRAY_FAST": "0"})
+    """,
+        env={"ZRAY_FAST": "0"},
+    )
     assert result.returncode == 0, result.stderr
     assert "pure ok" in result.stdout
 
@@ -152,7 +171,8 @@ def test_children_use_the_drivers_zray_not_one_in_the_working_directory(tmp_path
     (tmp_path / "helper_mod.py").write_text("def triple(x):\n    return 3 * x\n")
     script = tmp_path / "job" / "job.py"
     script.parent.mkdir()
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import zray as ray
         ray.init(num_cpus=1)
         import helper_mod  # from the working directory, as workers must find it too
@@ -163,8 +183,15 @@ def test_children_use_the_drivers_zray_not_one_in_the_working_directory(tmp_path
 
         print("result", ray.get(f.remote(14), timeout=60))
         ray.shutdown()
-    """))
+    """)
+    )
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + str(tmp_path))
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            timeout=90, env=env, cwd=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        cwd=str(tmp_path),
+    )
     assert "result 42" in result.stdout, result.stdout + result.stderr

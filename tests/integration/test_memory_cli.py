@@ -1,4 +1,5 @@
 """`zray memory`: objects in scope, why each process holds them, and where their bytes are."""
+
 from __future__ import annotations
 
 import os
@@ -29,27 +30,33 @@ def rows_for(output: str, object_ref) -> list:
 def test_memory_lists_holders_reasons_and_copies(fresh):
     ray = fresh
     ray.init(num_cpus=2)
+
     @ray.remote
     class Holder:
         def hold(self, refs):
             self.ref = refs[0]
             return True
 
-    held = ray.put(np.ones(1_000_000))         # 8 MB in the arena
+    held = ray.put(np.ones(1_000_000))  # 8 MB in the arena
     inner = ray.put(np.zeros(500_000))
-    outer = ray.put([inner])                    # small: inline, contains `inner`
-    view = ray.get(inner)                       # a live zero-copy view pins it
+    outer = ray.put([inner])  # small: inline, contains `inner`
+    view = ray.get(inner)  # a live zero-copy view pins it
     holder = Holder.remote()
     assert ray.get(holder.hold.remote([held]))
 
     output = memory("--units", "MB", "--sort-by", "PID")
     held_rows = rows_for(output, held)
-    assert any("Driver" in r and "LOCAL_REFERENCE,BORROWED" in r and "8.00 MB" in r
-               and "127.0.0.1:memory" in r for r in held_rows), output
+    assert any(
+        "Driver" in r
+        and "LOCAL_REFERENCE,BORROWED" in r
+        and "8.00 MB" in r
+        and "127.0.0.1:memory" in r
+        for r in held_rows
+    ), output
     assert any("Worker" in r and "LOCAL_REFERENCE" in r for r in held_rows), output
-    inner_row, = rows_for(output, inner)
+    (inner_row,) = rows_for(output, inner)
     assert "PINNED_IN_MEMORY" in inner_row and "CAPTURED_IN_OBJECT" in inner_row
-    outer_row, = rows_for(output, outer)
+    (outer_row,) = rows_for(output, outer)
     assert "inline" in outer_row
     assert f"driver pid {os.getpid()}" in inner_row  # owners are named by process
     assert "Plasma memory usage" in output and "2 objects" in output

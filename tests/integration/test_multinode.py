@@ -1,4 +1,5 @@
 """Three node daemons on loopback forming one cluster: placement, spillback, strategies."""
+
 import os
 import shutil
 import tempfile
@@ -19,17 +20,37 @@ def cluster():
     env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root)
     before = (zray_segments(), zray_sessions())
     with stopped_on_failure(env):
-        head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", "--resources",
-                        '{"head": 1}', env=env)
+        head = zray_cli(
+            "start",
+            "--head",
+            "--port",
+            "0",
+            "--num-cpus",
+            "1",
+            "--resources",
+            '{"head": 1}',
+            env=env,
+        )
         assert head.returncode == 0, head.stderr
-        address = [line for line in head.stdout.splitlines()
-                   if line.startswith("Head address:")][0].split()[-1]
+        address = [line for line in head.stdout.splitlines() if line.startswith("Head address:")][
+            0
+        ].split()[-1]
         # w2 advertises another loopback address, so transfers with it count as crossing hosts
         # (lz4 compression is tried) although everything runs on this machine.
         for name, ip in (("w1", "127.0.0.1"), ("w2", "127.0.0.2")):
-            joined = zray_cli("start", f"--address={address}", "--num-cpus", "1", "--resources",
-                              f'{{"{name}": 1}}', "--node-ip-address", ip,
-                              "--token", token_of(head.stdout), env=env)
+            joined = zray_cli(
+                "start",
+                f"--address={address}",
+                "--num-cpus",
+                "1",
+                "--resources",
+                f'{{"{name}": 1}}',
+                "--node-ip-address",
+                ip,
+                "--token",
+                token_of(head.stdout),
+                env=env,
+            )
             assert joined.returncode == 0, joined.stderr
         connect_remote_driver(zray, address, token_of(head.stdout), 3)
     yield zray
@@ -63,8 +84,9 @@ def test_custom_resources_route_work(cluster):
         return ray.get_runtime_context().get_node_id()
 
     for name in ("head", "w1", "w2"):
-        assert ray.get(where.options(resources={name: 0.5}).remote(), timeout=30) == \
-            node_of(ray, name)
+        assert ray.get(where.options(resources={name: 0.5}).remote(), timeout=30) == node_of(
+            ray, name
+        )
 
 
 def test_load_spreads_over_nodes(cluster):
@@ -91,8 +113,9 @@ def test_spread_and_node_affinity(cluster):
     def where():
         return ray.get_runtime_context().get_node_id()
 
-    spread = ray.get([where.options(scheduling_strategy="SPREAD").remote() for _ in range(6)],
-                     timeout=30)
+    spread = ray.get(
+        [where.options(scheduling_strategy="SPREAD").remote() for _ in range(6)], timeout=30
+    )
     assert len(set(spread)) == 3
     target = node_of(ray, "w2")
     pinned = where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(target, soft=False))
@@ -128,8 +151,10 @@ def test_actor_node_affinity(cluster):
     placed = {
         "soft to w2": (Where.options(scheduling_strategy=Affinity(w2, soft=True)), w2),
         "hard to w1": (Where.options(scheduling_strategy=Affinity(w1, soft=False)), w1),
-        "soft to a node that lacks 'head'": (Where.options(
-            resources={"head": 0.5}, scheduling_strategy=Affinity(w2, soft=True)), head),
+        "soft to a node that lacks 'head'": (
+            Where.options(resources={"head": 0.5}, scheduling_strategy=Affinity(w2, soft=True)),
+            head,
+        ),
     }
     actors = []
     for case, (cls, expected) in placed.items():
@@ -146,6 +171,7 @@ def test_actor_node_affinity(cluster):
 def node_stats(ray, address=None):
     import zray._private.core.runtime as runtime
     from zray._private.wire import protocol as P
+
     core = runtime.core
     reply, _ = core.requests.call(address or core.node_address, P.GetNodeStats(0), 10)
     return reply.stats
@@ -230,8 +256,9 @@ def test_copies_everywhere_are_freed(cluster):
         return np.ones(4 * 2**20)
 
     def objects_everywhere():
-        return sum(node_stats(ray, n["ObjectStoreSocketName"])["store"]["objects"]
-                   for n in ray.nodes())
+        return sum(
+            node_stats(ray, n["ObjectStoreSocketName"])["store"]["objects"] for n in ray.nodes()
+        )
 
     gc.collect()
     time.sleep(0.3)
@@ -252,6 +279,7 @@ def test_pending_get_released_by_directory_callback(cluster):
 
     import zray._private.core.runtime as runtime
     from zray._private.wire import protocol as P
+
     ray = cluster
 
     @ray.remote(resources={"w1": 1})
@@ -264,8 +292,7 @@ def test_pending_get_released_by_directory_callback(cluster):
     # Ask our node for the object before it exists anywhere and without saying where it will
     # be: the node subscribes in the head's directory and is called back when w1 seals it.
     start = time.monotonic()
-    reply, _ = core.requests.call(core.node_address,
-                                  P.GetObjects([ref.binary()], 20.0, [b""]), 30)
+    reply, _ = core.requests.call(core.node_address, P.GetObjects([ref.binary()], 20.0, [b""]), 30)
     assert reply.offsets[0] is not None
     assert time.monotonic() - start >= 0.9
     core.endpoint.send(core.node_address, P.ReleaseObjects([ref.binary()]))
@@ -313,8 +340,11 @@ def test_borrowed_across_nodes_then_freed_everywhere(cluster):
             return True
 
     def objects_everywhere():
-        return sum(node_stats(ray, n["ObjectStoreSocketName"])["store"]["objects"]
-                   for n in ray.nodes() if n["Alive"])
+        return sum(
+            node_stats(ray, n["ObjectStoreSocketName"])["store"]["objects"]
+            for n in ray.nodes()
+            if n["Alive"]
+        )
 
     holder = Holder.remote()
     assert ray.get(holder.drop.remote(), timeout=30)

@@ -1,6 +1,7 @@
 """Nested tasks: a worker blocked in get runs its own children that no worker was leased for
 (zray/_private/worker/inline_tasks.py), so deep recursions complete with a few processes, and what a
 child sees (results, errors, retries, runtime context, output, cancellation) is unchanged."""
+
 from __future__ import annotations
 
 
@@ -38,7 +39,7 @@ def test_wait_runs_awaited_children_too(ray):
         ready, _ = ray.wait([tree.remote(depth - 1), tree.remote(depth - 1)], num_returns=2)
         return sum(ray.get(ready))
 
-    assert ray.get(tree.remote(6), timeout=120) == 2 ** 6 * 12
+    assert ray.get(tree.remote(6), timeout=120) == 2**6 * 12
 
 
 def test_child_error_and_retries_reach_the_parent(ray, tmp_path):

@@ -1,6 +1,7 @@
 """Nested tasks on clusters of their own: a child that needs what its blocked parent holds can
 only run inline (zray/_private/worker/inline_tasks.py), so its context, output and cancellation are
 checked here; and a pool too small for blocked parents is reported to the driver."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,11 @@ def test_child_needing_what_its_parent_holds_runs_with_its_own_context(slot_clus
     @ray.remote(resources={"slot": 1})
     def child():
         context = ray.get_runtime_context()
-        return context.get_task_id(), context.get_task_name() if hasattr(
-            context, "get_task_name") else None, os.getpid()
+        return (
+            context.get_task_id(),
+            context.get_task_name() if hasattr(context, "get_task_name") else None,
+            os.getpid(),
+        )
 
     @ray.remote(resources={"slot": 1})
     def parent():
@@ -35,11 +39,19 @@ def test_child_needing_what_its_parent_holds_runs_with_its_own_context(slot_clus
         before = context.get_task_id()
         ref = child.options(name="the_child").remote()
         child_id, child_name, child_pid = ray.get(ref)
-        return before, context.get_task_id(), child_id, ref.task_id().hex(), child_name, \
-            child_pid, os.getpid()
+        return (
+            before,
+            context.get_task_id(),
+            child_id,
+            ref.task_id().hex(),
+            child_name,
+            child_pid,
+            os.getpid(),
+        )
 
     before, after, child_id, child_ref_task, child_name, child_pid, pid = ray.get(
-        parent.remote(), timeout=60)
+        parent.remote(), timeout=60
+    )
     assert after == before  # the parent's context is back after its get
     assert child_id == child_ref_task != before
     assert child_name in (None, "the_child")
@@ -58,6 +70,7 @@ def test_withdrawn_lease_requests_leave_no_pending_callbacks(slot_cluster):
     @ray.remote(resources={"slot": 1})
     def parent(n):
         from zray._private.core import runtime
+
         assert sum(ray.get(child.remote(i)) for i in range(n)) == n * (n - 1) // 2
         deadline = time.monotonic() + 10
         while len(runtime.core.requests._pending) > 5 and time.monotonic() < deadline:

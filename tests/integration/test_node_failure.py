@@ -1,4 +1,5 @@
 """A node killed with SIGKILL mid-job: its tasks and actors move elsewhere, lost objects say so."""
+
 import os
 import re
 import shutil
@@ -20,16 +21,29 @@ def cluster():
     import zray
 
     root = tempfile.mkdtemp(prefix="zt", dir="/tmp")
-    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root,
-               ZRAY_NODE_DEATH_TIMEOUT_S=str(DEATH_TIMEOUT_S))
+    env = dict(
+        os.environ,
+        PYTHONPATH=ROOT,
+        ZRAY_SESSION_DIR_ROOT=root,
+        ZRAY_NODE_DEATH_TIMEOUT_S=str(DEATH_TIMEOUT_S),
+    )
     before = (zray_segments(), zray_sessions())
     head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
     assert head.returncode == 0, head.stderr
     address = re.search(r"Head address: (\S+)", head.stdout).group(1)
     pids = {}
     for name in ("w1", "w2"):
-        joined = zray_cli("start", f"--address={address}", "--num-cpus", "1", "--resources",
-                          f'{{"{name}": 1, "any": 1}}', "--token", token_of(head.stdout), env=env)
+        joined = zray_cli(
+            "start",
+            f"--address={address}",
+            "--num-cpus",
+            "1",
+            "--resources",
+            f'{{"{name}": 1, "any": 1}}',
+            "--token",
+            token_of(head.stdout),
+            env=env,
+        )
         assert joined.returncode == 0, joined.stderr
         pids[name] = int(re.search(r"\(pid (\d+)\)", joined.stdout).group(1))
     connect_remote_driver(zray, address, token_of(head.stdout), 3)
@@ -81,8 +95,11 @@ def test_actor_restarts_on_another_node(cluster):
 
     a = Survivor.remote()
     first = ray.get(a.node.remote(), timeout=30)
-    victim = [name for name in ("w1", "w2")
-              if any(n["NodeID"] == first and name in n["Resources"] for n in ray.nodes())][0]
+    victim = [
+        name
+        for name in ("w1", "w2")
+        if any(n["NodeID"] == first and name in n["Resources"] for n in ray.nodes())
+    ][0]
     os.kill(pids[victim], signal.SIGKILL)
     deadline = time.monotonic() + DEATH_TIMEOUT_S + 10
     while all(n["Alive"] for n in ray.nodes()) and time.monotonic() < deadline:

@@ -1,4 +1,5 @@
 """put/get/wait and the shared-memory object store."""
+
 import gc
 import pickle
 import time
@@ -37,12 +38,16 @@ def test_arrow_table_zero_copy(ray):
     table = pa.table({"x": np.arange(1_000_000), "y": np.ones(1_000_000)})
     out = ray.get(ray.put(table))
     assert out.equals(table)
-    assert out.column("x").chunk(0).buffers()[1].address != table.column("x").chunk(0).buffers()[1].address
+    assert (
+        out.column("x").chunk(0).buffers()[1].address
+        != table.column("x").chunk(0).buffers()[1].address
+    )
 
 
 def node_stats():
     import zray._private.core.runtime as runtime
     from zray._private.wire import protocol as P
+
     core = runtime.core
     reply, _ = core.requests.call(core.node_address, P.GetNodeStats(0), 10)
     return reply.stats

@@ -1,5 +1,6 @@
 """An object whose owner died raises OwnerDiedError at once (Ray's error), not at the get's
 timeout."""
+
 import os
 import time
 

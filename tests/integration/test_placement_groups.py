@@ -1,6 +1,7 @@
 """Placement groups on a three-node loopback cluster: strategies, bundle targeting, child capture,
 pending groups placed when a node joins, removal, node death with rescheduling, detached
 lifetime and Ray's errors for bad input."""
+
 import os
 import re
 import shutil
@@ -25,8 +26,17 @@ class Cluster:
         self.ray, self.env, self.address, self.token = ray, env, address, token
 
     def join(self, resources: str, cpus: int = 1) -> int:
-        joined = zray_cli("start", f"--address={self.address}", "--num-cpus", str(cpus),
-                          "--resources", resources, "--token", self.token, env=self.env)
+        joined = zray_cli(
+            "start",
+            f"--address={self.address}",
+            "--num-cpus",
+            str(cpus),
+            "--resources",
+            resources,
+            "--token",
+            self.token,
+            env=self.env,
+        )
         assert joined.returncode == 0, joined.stderr
         return int(re.search(r"\(pid (\d+)\)", joined.stdout).group(1))
 
@@ -42,12 +52,25 @@ def cluster():
     import zray
 
     root = tempfile.mkdtemp(prefix="zt", dir="/tmp")
-    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root,
-               ZRAY_NODE_DEATH_TIMEOUT_S=str(DEATH_TIMEOUT_S))
+    env = dict(
+        os.environ,
+        PYTHONPATH=ROOT,
+        ZRAY_SESSION_DIR_ROOT=root,
+        ZRAY_NODE_DEATH_TIMEOUT_S=str(DEATH_TIMEOUT_S),
+    )
     before = (zray_segments(), zray_sessions())
     with stopped_on_failure(env):
-        head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "2", "--resources",
-                        '{"head": 1}', env=env)
+        head = zray_cli(
+            "start",
+            "--head",
+            "--port",
+            "0",
+            "--num-cpus",
+            "2",
+            "--resources",
+            '{"head": 1}',
+            env=env,
+        )
         assert head.returncode == 0, head.stderr
         address = re.search(r"Head address: (\S+)", head.stdout).group(1)
         cluster = Cluster(zray, env, address, token_of(head.stdout))
@@ -83,12 +106,15 @@ def wait_until(predicate, timeout_s: float, what: str):
     pytest.fail(f"timed out waiting for {what}")
 
 
-@pytest.mark.parametrize("name,bundles,distinct", [
-    ("STRICT_SPREAD", [{"CPU": 1}] * 3, 3),
-    ("STRICT_PACK", [{"CPU": 1}] * 2, 1),
-    ("PACK", [{"CPU": 1}] * 2, 1),
-    ("SPREAD", [{"CPU": 1}] * 3, 3),
-])
+@pytest.mark.parametrize(
+    "name,bundles,distinct",
+    [
+        ("STRICT_SPREAD", [{"CPU": 1}] * 3, 3),
+        ("STRICT_PACK", [{"CPU": 1}] * 2, 1),
+        ("PACK", [{"CPU": 1}] * 2, 1),
+        ("SPREAD", [{"CPU": 1}] * 3, 3),
+    ],
+)
 def test_strategies_place_bundles_as_named(cluster, name, bundles, distinct):
     ray, api = cluster.ray, pg_api()
     free_before = ray.available_resources()["CPU"]
@@ -97,12 +123,18 @@ def test_strategies_place_bundles_as_named(cluster, name, bundles, distinct):
     row = api.placement_group_table(pg)
     assert row["state"] == "CREATED" and row["strategy"] == name
     assert len(set(row["bundles_to_node_id"].values())) == distinct
-    wait_until(lambda: ray.available_resources()["CPU"] == free_before - len(bundles), 10,
-               "the bundles' CPUs to be taken")
+    wait_until(
+        lambda: ray.available_resources()["CPU"] == free_before - len(bundles),
+        10,
+        "the bundles' CPUs to be taken",
+    )
     assert not any("_group_" in name for name in ray.cluster_resources())  # as in Ray 2.60
     api.remove_placement_group(pg)
-    wait_until(lambda: ray.available_resources()["CPU"] == free_before, 10,
-               "the bundles' CPUs to come back")
+    wait_until(
+        lambda: ray.available_resources()["CPU"] == free_before,
+        10,
+        "the bundles' CPUs to come back",
+    )
     assert api.placement_group_table(pg)["state"] == "REMOVED"
 
 
@@ -136,8 +168,9 @@ def test_strict_spread_cannot_fit_more_bundles_than_nodes(cluster, capfd):
 
 def test_tasks_and_actors_run_in_their_bundle(cluster):
     ray, api = cluster.ray, pg_api()
-    pg = api.placement_group([{"CPU": 1, "w1": 1}, {"CPU": 1, "w2": 1}], strategy="SPREAD",
-                             name="gang")
+    pg = api.placement_group(
+        [{"CPU": 1, "w1": 1}, {"CPU": 1, "w2": 1}], strategy="SPREAD", name="gang"
+    )
     assert pg.wait(30)
     nodes = api.placement_group_table(pg)["bundles_to_node_id"]
     assert nodes[0] == cluster.node_of("w1") and nodes[1] == cluster.node_of("w2")
@@ -145,21 +178,29 @@ def test_tasks_and_actors_run_in_their_bundle(cluster):
     @ray.remote
     def where():
         context = ray.get_runtime_context()
-        return context.get_node_id(), context.get_assigned_resources(), \
-            api.get_current_placement_group()
+        return (
+            context.get_node_id(),
+            context.get_assigned_resources(),
+            api.get_current_placement_group(),
+        )
 
     for index in (0, 1):
-        node, held, current = ray.get(where.options(scheduling_strategy=strategy(pg, index))
-                                      .remote(), timeout=30)
+        node, held, current = ray.get(
+            where.options(scheduling_strategy=strategy(pg, index)).remote(), timeout=30
+        )
         assert node == nodes[index] and held == {"CPU": 1.0} and current == pg
     # Any bundle (-1): on one of the group's nodes.
-    assert ray.get(where.options(scheduling_strategy=strategy(pg)).remote(),
-                   timeout=30)[0] in nodes.values()
+    assert (
+        ray.get(where.options(scheduling_strategy=strategy(pg)).remote(), timeout=30)[0]
+        in nodes.values()
+    )
     # Ray's older options form, with Ray's deprecation warning.
     with pytest.warns(DeprecationWarning) as warned:
         older = where.options(placement_group=pg, placement_group_bundle_index=1).remote()
     assert sorted(str(w.message).split()[0] for w in warned) == [
-        "placement_group", "placement_group_bundle_index"]
+        "placement_group",
+        "placement_group_bundle_index",
+    ]
     assert ray.get(older, timeout=30)[0] == nodes[1]
 
     @ray.remote
@@ -199,14 +240,17 @@ def test_children_stay_in_the_group_when_captured(cluster):
 
     @ray.remote(num_cpus=0.5)
     def parent():
-        return ray.get(child.remote(), timeout=30), \
-            ray.get_runtime_context().should_capture_child_tasks_in_placement_group()
+        return ray.get(
+            child.remote(), timeout=30
+        ), ray.get_runtime_context().should_capture_child_tasks_in_placement_group()
 
-    (group, node), captures = ray.get(parent.options(
-        scheduling_strategy=strategy(pg, 0, capture=True)).remote(), timeout=30)
+    (group, node), captures = ray.get(
+        parent.options(scheduling_strategy=strategy(pg, 0, capture=True)).remote(), timeout=30
+    )
     assert group == pg and node in nodes and captures
-    (group, _), captures = ray.get(parent.options(
-        scheduling_strategy=strategy(pg, 0)).remote(), timeout=30)
+    (group, _), captures = ray.get(
+        parent.options(scheduling_strategy=strategy(pg, 0)).remote(), timeout=30
+    )
     assert group is None and not captures
     api.remove_placement_group(pg)
 
@@ -262,12 +306,18 @@ def test_pending_group_is_placed_when_a_node_joins_and_rescheduled_when_it_dies(
     survivor = Survivor.options(scheduling_strategy=strategy(pg, 1)).remote()
     assert ray.get(survivor.node.remote(), timeout=30) == late_node
     os.kill(first, signal.SIGKILL)
-    wait_until(lambda: api.placement_group_table(pg)["state"] == "RESCHEDULING",
-               DEATH_TIMEOUT_S + 10, "the group to lose its bundle")
+    wait_until(
+        lambda: api.placement_group_table(pg)["state"] == "RESCHEDULING",
+        DEATH_TIMEOUT_S + 10,
+        "the group to lose its bundle",
+    )
     second = cluster.join('{"late": 1}')
     try:
-        wait_until(lambda: api.placement_group_table(pg)["state"] == "CREATED", 30,
-                   "the lost bundle to be placed again")
+        wait_until(
+            lambda: api.placement_group_table(pg)["state"] == "CREATED",
+            30,
+            "the lost bundle to be placed again",
+        )
         new_node = api.placement_group_table(pg)["bundles_to_node_id"][1]
         assert new_node == cluster.node_of("late") != late_node
         # The actor had a restart left: it comes back in the bundle's new home.
@@ -289,16 +339,27 @@ def test_detached_groups_outlive_their_job_and_others_do_not(cluster):
         assert kept.wait(30) and gone.wait(30)
         zray.shutdown()
     """)
-    done = subprocess.run([sys.executable, "-c", script], env=dict(cluster.env, PYTHONPATH=ROOT),
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=dict(cluster.env, PYTHONPATH=ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     by_name = {}
-    wait_until(lambda: by_name.update({row["name"]: row for row in
-                                       api.placement_group_table().values()})
-               or by_name.get("gone", {}).get("state") == "REMOVED", 10,
-               "the job's group to go with it")
+    wait_until(
+        lambda: (
+            by_name.update({row["name"]: row for row in api.placement_group_table().values()})
+            or by_name.get("gone", {}).get("state") == "REMOVED"
+        ),
+        10,
+        "the job's group to go with it",
+    )
     assert by_name["kept"]["state"] == "CREATED"
-    kept = api.PlacementGroup(cluster.ray.PlacementGroupID.from_hex(
-        by_name["kept"]["placement_group_id"]))
+    kept = api.PlacementGroup(
+        cluster.ray.PlacementGroupID.from_hex(by_name["kept"]["placement_group_id"])
+    )
     api.remove_placement_group(kept)
     assert api.placement_group_table(kept)["state"] == "REMOVED"

@@ -1,5 +1,6 @@
 """Lineage reconstruction: outputs lost with their node are recomputed by their owner,
 transparently to a waiting get; puts and max_retries=0 tasks are not (ObjectLostError)."""
+
 import os
 import re
 import shutil
@@ -20,8 +21,9 @@ def cluster():
     import zray
 
     root = tempfile.mkdtemp(prefix="zt", dir="/tmp")
-    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root,
-               ZRAY_NODE_DEATH_TIMEOUT_S="5")
+    env = dict(
+        os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root, ZRAY_NODE_DEATH_TIMEOUT_S="5"
+    )
     before = (zray_segments(), zray_sessions())
     with stopped_on_failure(env):
         head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
@@ -30,9 +32,17 @@ def cluster():
         pids = {}
         for name in ("a", "b"):
             resources = f'{{"{name}": 1}}'
-            joined = zray_cli("start", f"--address={address}", "--num-cpus", "1",
-                              "--resources", resources, "--token", token_of(head.stdout),
-                              env=env)
+            joined = zray_cli(
+                "start",
+                f"--address={address}",
+                "--num-cpus",
+                "1",
+                "--resources",
+                resources,
+                "--token",
+                token_of(head.stdout),
+                env=env,
+            )
             assert joined.returncode == 0, joined.stderr
             pids[name] = int(re.search(r"\(pid (\d+)\)", joined.stdout).group(1))
         connect_remote_driver(zray, address, token_of(head.stdout), 3)
@@ -49,8 +59,12 @@ def test_a_chain_of_lost_outputs_is_recomputed(cluster):
 
     # Never the driver's own node: a driver dies with its node, as in Ray.
     here = ray.get_runtime_context().get_node_id()
-    victim, victim_node = [(name, n["NodeID"]) for n in ray.nodes() for name in ("a", "b")
-                           if name in n["Resources"] and n["NodeID"] != here][0]
+    victim, victim_node = [
+        (name, n["NodeID"])
+        for n in ray.nodes()
+        for name in ("a", "b")
+        if name in n["Resources"] and n["NodeID"] != here
+    ][0]
     on_victim = NodeAffinitySchedulingStrategy(victim_node, soft=True)
 
     @ray.remote(scheduling_strategy=on_victim, max_retries=2)

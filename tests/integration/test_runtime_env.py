@@ -1,6 +1,7 @@
 """Runtime environments with Ray's semantics: job, task and actor envs merged as Ray merges
 them, working_dir and py_modules uploaded once and cached per node, workers pooled per env,
 setup failures as RuntimeEnvSetupError, unsupported fields refused by name, pip virtualenvs."""
+
 import json
 import os
 import subprocess
@@ -21,9 +22,17 @@ def _reporter():
         import zray
 
         context = zray.get_runtime_context()
-        return {"A": os.environ.get("A"), "B": os.environ.get("B"), "C": os.environ.get("C"),
-                "cwd": os.getcwd(), "path0": sys.path[0], "pid": os.getpid(),
-                "string": context.get_runtime_env_string(), "env": dict(context.runtime_env)}
+        return {
+            "A": os.environ.get("A"),
+            "B": os.environ.get("B"),
+            "C": os.environ.get("C"),
+            "cwd": os.getcwd(),
+            "path0": sys.path[0],
+            "pid": os.getpid(),
+            "string": context.get_runtime_env_string(),
+            "env": dict(context.runtime_env),
+        }
+
     return env_report
 
 
@@ -59,8 +68,9 @@ def test_job_env_is_the_default_and_task_env_vars_merge_key_by_key(ray):
     base = ray.get(report.remote())
     assert base["A"] == "job" and base["B"] is None
     assert json.loads(base["string"]) == {"env_vars": {"A": "job"}}
-    assert json.loads(ray.get_runtime_context().get_runtime_env_string()) == \
-        {"env_vars": {"A": "job"}}
+    assert json.loads(ray.get_runtime_context().get_runtime_env_string()) == {
+        "env_vars": {"A": "job"}
+    }
     both = ray.get(report.options(runtime_env={"env_vars": {"B": "task"}}).remote())
     assert (both["A"], both["B"]) == ("job", "task")
     assert both["env"] == {"env_vars": {"A": "job", "B": "task"}}
@@ -79,7 +89,8 @@ def test_children_inherit_the_parent_env_unless_they_set_their_own(ray):
     @ray.remote
     def parent():
         return ray.get(report.remote()), ray.get(
-            report.options(runtime_env={"env_vars": {"C": "child"}}).remote())
+            report.options(runtime_env={"env_vars": {"C": "child"}}).remote()
+        )
 
     inherited, own = ray.get(parent.options(runtime_env={"env_vars": {"B": "parent"}}).remote())
     assert (inherited["A"], inherited["B"], inherited["C"]) == ("job", "parent", None)
@@ -108,8 +119,9 @@ def test_working_dir_is_cwd_and_importable_and_excludes_apply(ray, project):
 
         with open("data/input.txt") as f:
             text = f.read()
-        files = sorted(os.path.relpath(os.path.join(d, n), ".")
-                       for d, _, names in os.walk(".") for n in names)
+        files = sorted(
+            os.path.relpath(os.path.join(d, n), ".") for d, _, names in os.walk(".") for n in names
+        )
         return helper_mod.VALUE, text, files, env_report()
 
     env = {"working_dir": str(project), "excludes": ["*.bin", "logs/"]}
@@ -148,8 +160,11 @@ def test_working_dir_zip_and_py_modules_directory_and_wheel(ray, tmp_path):
         return zipped_helper.VALUE, renv_pkg.NAME, renv_wheel.NAME
 
     env = {"working_dir": str(archive), "py_modules": [str(package), str(wheel)]}
-    assert ray.get(imports.options(runtime_env=env).remote()) == \
-        ("zipped", "renv_pkg", "renv_wheel")
+    assert ray.get(imports.options(runtime_env=env).remote()) == (
+        "zipped",
+        "renv_pkg",
+        "renv_wheel",
+    )
 
 
 def test_job_level_working_dir(project):
@@ -168,8 +183,13 @@ def test_job_level_working_dir(project):
         assert ray.get_runtime_context().runtime_env["working_dir"].startswith("gcs://")
         print("ok")
         """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, env=dict(os.environ, PYTHONPATH=ROOT))
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
@@ -198,8 +218,7 @@ def test_public_runtime_env_classes(ray):
     from zray.runtime_env import RuntimeEnv, RuntimeEnvConfig
 
     env = RuntimeEnv(env_vars={"B": "obj"}, config=RuntimeEnvConfig(setup_timeout_seconds=30))
-    assert env["config"] == {"setup_timeout_seconds": 30, "eager_install": True,
-                             "log_files": []}
+    assert env["config"] == {"setup_timeout_seconds": 30, "eager_install": True, "log_files": []}
     report = ray.get(ray.remote(env_report).options(runtime_env=env).remote())
     assert report["B"] == "obj" and report["env"]["config"]["setup_timeout_seconds"] == 30
     with pytest.raises(NotImplementedError, match="'conda'"):
@@ -209,6 +228,7 @@ def test_public_runtime_env_classes(ray):
 def test_a_failing_setup_raises_runtime_env_setup_error_on_get(ray, monkeypatch):
     from zray.exceptions import RuntimeEnvSetupError
     from zray._private.common import packaging
+
     @ray.remote
     def f():
         return 1
@@ -254,8 +274,9 @@ def test_pip_env_in_a_virtualenv_and_a_failing_install(ray):
     prefix, version = ray.get(ref, timeout=60)
     assert version == "0.6.0" and "/runtime_resources/pip/" in prefix
     assert ray.get(where.options(runtime_env={"pip": ["pyjokes==0.6.0"]}).remote())[0] == prefix
-    slow = quick.options(runtime_env={"pip": ["pyjokes==0.5.0"],
-                                      "config": {"setup_timeout_seconds": 1}}).remote()
+    slow = quick.options(
+        runtime_env={"pip": ["pyjokes==0.5.0"], "config": {"setup_timeout_seconds": 1}}
+    ).remote()
     with pytest.raises(RuntimeEnvSetupError, match="setup_timeout_seconds"):
         ray.get(slow, timeout=60)
     bad = quick.options(runtime_env={"pip": ["zray-surely-no-such-package==0.0.1"]}).remote()

@@ -1,4 +1,5 @@
 """A full object store spills to disk instead of failing, and restores on demand."""
+
 import gc
 import glob
 import os
@@ -22,8 +23,6 @@ def small_store():
     yield zray
     zray.shutdown()
     assert_no_leaks(*before)
-
-
 
 
 def spill_files(ray):

@@ -1,6 +1,7 @@
 """Spilling across nodes (a second node on 127.0.0.2): a spilled object is served to another
 node, copies pulled from other nodes leave before primary copies are spilled, and a cluster
 killed with SIGKILL leaves nothing once the next one starts, even in a configured spill dir."""
+
 import gc
 import os
 import re
@@ -10,8 +11,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import assert_no_leaks, exited, zray_segments, zray_sessions
-from tests.integration.test_cli import (connect_remote_driver, short_tmp,
-                                          stopped_on_failure, token_of, zray_cli)
+from tests.integration.test_cli import (
+    connect_remote_driver,
+    short_tmp,
+    stopped_on_failure,
+    token_of,
+    zray_cli,
+)
 from tests.integration.test_lifecycle import ROOT, run_script
 from tests.integration.test_objects import wait_until
 
@@ -26,15 +32,38 @@ def cluster():
     env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root)
     before = (zray_segments(), zray_sessions())
     with stopped_on_failure(env):
-        head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1",
-                        "--object-store-memory", str(STORE), "--resources", '{"head": 1}', env=env)
+        head = zray_cli(
+            "start",
+            "--head",
+            "--port",
+            "0",
+            "--num-cpus",
+            "1",
+            "--object-store-memory",
+            str(STORE),
+            "--resources",
+            '{"head": 1}',
+            env=env,
+        )
         assert head.returncode == 0, head.stderr
-        address = [line for line in head.stdout.splitlines()
-                   if line.startswith("Head address:")][0].split()[-1]
-        joined = zray_cli("start", f"--address={address}", "--num-cpus", "1",
-                          "--object-store-memory", str(STORE), "--resources", '{"w2": 1}',
-                          "--node-ip-address", "127.0.0.2", "--token", token_of(head.stdout),
-                          env=env)
+        address = [line for line in head.stdout.splitlines() if line.startswith("Head address:")][
+            0
+        ].split()[-1]
+        joined = zray_cli(
+            "start",
+            f"--address={address}",
+            "--num-cpus",
+            "1",
+            "--object-store-memory",
+            str(STORE),
+            "--resources",
+            '{"w2": 1}',
+            "--node-ip-address",
+            "127.0.0.2",
+            "--token",
+            token_of(head.stdout),
+            env=env,
+        )
         assert joined.returncode == 0, joined.stderr
         connect_remote_driver(zray, address, token_of(head.stdout), 2)
     yield zray
@@ -48,10 +77,10 @@ def cluster():
 def stats_of(ray, resource):
     import zray._private.core.runtime as runtime
     from zray._private.wire import protocol as P
+
     node = [n for n in ray.nodes() if resource in n["Resources"]][0]
     reply, _ = runtime.core.requests.call(node["ObjectStoreSocketName"], P.GetNodeStats(0), 10)
     return reply.stats
-
 
 
 def test_spilled_object_as_argument_on_another_node(cluster):
@@ -109,12 +138,22 @@ def test_sigkilled_cluster_spill_files_are_removed_at_next_start():
     spill_dir = os.path.join(tmp, "spill")
     env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=tmp, ZRAY_SPILL_DIR=spill_dir)
     before = (zray_segments(), zray_sessions())
-    first = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1",
-                     "--object-store-memory", str(STORE), env=env)
+    first = zray_cli(
+        "start",
+        "--head",
+        "--port",
+        "0",
+        "--num-cpus",
+        "1",
+        "--object-store-memory",
+        str(STORE),
+        env=env,
+    )
     assert first.returncode == 0, first.stderr
     pid = int(re.search(r"\(pid (\d+)\)", first.stdout).group(1))
     session = re.search(r"in (\S+session_\S+)", first.stdout).group(1)
-    result = run_script(f"""
+    result = run_script(
+        f"""
         import os, signal, time
         import numpy as np
         import zray as ray
@@ -126,7 +165,9 @@ def test_sigkilled_cluster_spill_files_are_removed_at_next_start():
             time.sleep(0.05)
         os.kill({pid}, signal.SIGKILL)  # the whole cluster dies with the refs still held
         os._exit(0)
-    """, env={"ZRAY_SESSION_DIR_ROOT": tmp, "ZRAY_SPILL_DIR": spill_dir})
+    """,
+        env={"ZRAY_SESSION_DIR_ROOT": tmp, "ZRAY_SPILL_DIR": spill_dir},
+    )
     assert result.returncode == 0, result.stderr
     assert exited(pid)
     [left] = os.listdir(spill_dir)  # a crash leaves its spill files behind ...
@@ -143,7 +184,8 @@ def test_sigkilled_cluster_spill_files_are_removed_at_next_start():
 def test_shutdown_removes_spill_files_in_a_configured_dir():
     tmp = short_tmp()
     spill_dir = os.path.join(tmp, "spill")
-    result = run_script("""
+    result = run_script(
+        """
         import os
         import numpy as np
         import zray as ray
@@ -154,7 +196,9 @@ def test_shutdown_removes_spill_files_in_a_configured_dir():
         print(sum(len(files) for _, _, files in os.walk(config.spill_dir)))
         ray.shutdown()
         print(sum(len(files) for _, _, files in os.walk(config.spill_dir)))
-    """, env={"ZRAY_SESSION_DIR_ROOT": tmp, "ZRAY_SPILL_DIR": spill_dir})
+    """,
+        env={"ZRAY_SESSION_DIR_ROOT": tmp, "ZRAY_SPILL_DIR": spill_dir},
+    )
     assert result.returncode == 0, result.stderr
     during, after = map(int, result.stdout.split())
     assert during > 0 and after == 0 and os.listdir(spill_dir) == []

@@ -1,4 +1,5 @@
 """zray.util.state on a live cluster: Ray's functions, fields, filters and errors."""
+
 import os
 import time
 import warnings
@@ -26,7 +27,11 @@ def test_nodes(ray):
     assert [type(n) for n in nodes] == [common.NodeState]
     node = nodes[0]
     assert (node.node_id, node.state, node.is_head_node, node["node_ip"]) == (
-        node_id, "ALIVE", True, "127.0.0.1")
+        node_id,
+        "ALIVE",
+        True,
+        "127.0.0.1",
+    )
     assert node.resources_total["CPU"] == 2.0 and node.start_time_ms is None  # detail only
     detailed = state.get_node(node_id)
     assert detailed.start_time_ms > 0 and detailed.end_time_ms == 0
@@ -51,7 +56,8 @@ def test_actors_with_filters_pids_and_summary(ray):
 
     listed = state.list_actors(filters=[("state", "=", "alive"), ("class_name", "=", "Counter")])
     assert [(a.actor_id, a.name, a.pid, a.job_id) for a in listed] == [
-        (alive._actor_id.hex(), "state-counter", pid, ray.get_runtime_context().get_job_id())]
+        (alive._actor_id.hex(), "state-counter", pid, ray.get_runtime_context().get_job_id())
+    ]
     assert listed[0].num_restarts is None  # a detail column
     assert state.list_actors(filters=[("pid", "=", str(pid))]) == listed
     assert state.list_actors(filters=[("pid", "=", pid)]) == listed
@@ -97,8 +103,10 @@ def test_jobs_and_workers(ray):
 
     task_pid = ray.get(where.remote())
     workers = state.list_workers(filters=[("is_alive", "=", "true")])
-    assert {(w.worker_type, w.pid) for w in workers} >= {("DRIVER", os.getpid()),
-                                                         ("WORKER", task_pid)}
+    assert {(w.worker_type, w.pid) for w in workers} >= {
+        ("DRIVER", os.getpid()),
+        ("WORKER", task_pid),
+    }
 
     @ray.remote
     class Doomed:
@@ -108,8 +116,11 @@ def test_jobs_and_workers(ray):
     doomed = Doomed.remote()
     doomed_pid = ray.get(doomed.pid.remote())
     ray.kill(doomed)
-    gone = wait_for(lambda: state.list_workers(
-        filters=[("pid", "=", doomed_pid), ("is_alive", "=", "false")], detail=True))
+    gone = wait_for(
+        lambda: state.list_workers(
+            filters=[("pid", "=", doomed_pid), ("is_alive", "=", "false")], detail=True
+        )
+    )
     assert gone[0].exit_type in ("INTENDED_SYSTEM_EXIT", "SYSTEM_ERROR")
     assert gone[0].end_time_ms >= gone[0].start_time_ms > 0
 
@@ -119,7 +130,11 @@ def test_objects_and_summary(ray):
     object_id = big.hex()
     [entry] = state.list_objects(filters=[("object_id", "=", object_id)])
     assert (entry.pid, entry.type, entry.reference_type, entry.ip) == (
-        os.getpid(), "DRIVER", "LOCAL_REFERENCE", "127.0.0.1")
+        os.getpid(),
+        "DRIVER",
+        "LOCAL_REFERENCE",
+        "127.0.0.1",
+    )
     assert entry.object_size >= 300_000
     assert [e.object_id for e in state.get_objects(object_id)] == [object_id]
     summary = state.summarize_objects()["cluster"]
@@ -137,13 +152,17 @@ def test_limit_and_bad_filters(ray):
 
     ray.get([noop.remote() for _ in range(2)])
     assert len(state.list_workers(limit=1)) == 1
-    with pytest.raises(ValueError, match=r"Unsupported filter predicate > is given. "
-                                         r"Available predicates: =, !=."):
+    with pytest.raises(
+        ValueError,
+        match=r"Unsupported filter predicate > is given. "
+        r"Available predicates: =, !=.",
+    ):
         state.list_actors(filters=[("state", ">", "ALIVE")])
     with pytest.raises(ValueError, match="not enough values to unpack"):
         state.list_actors(filters=[("state",)])
-    with pytest.raises(RayStateApiException,
-                       match="The given filter column bogus is not supported"):
+    with pytest.raises(
+        RayStateApiException, match="The given filter column bogus is not supported"
+    ):
         state.list_actors(filters=[("bogus", "=", "1")])
     with pytest.raises(RayStateApiException, match="for a boolean type column"):
         state.list_nodes(filters=[("is_head_node", "=", "maybe")])
@@ -153,4 +172,3 @@ def test_limit_and_bad_filters(ray):
         warnings.simplefilter("always")
         assert state.list_nodes(filters=[("state", "=", "ALIVE"), ("state", "=", "DEAD")]) == []
     assert "multiple '=' filters" in str(caught[0].message)
-

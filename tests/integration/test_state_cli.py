@@ -1,5 +1,6 @@
 """`zray list | get | summary` against a CLI-started cluster (its own module: the embedded
 cluster of test_state_api.py would count as leaked processes here)."""
+
 import json
 import os
 import shutil
@@ -21,7 +22,8 @@ def test_cli_verbs_and_the_api_by_address():
         head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
         assert head.returncode == 0, head.stderr
     try:
-        made = run_script("""
+        made = run_script(
+            """
             import zray as ray
             ray.init(address="auto")
             @ray.remote
@@ -32,7 +34,9 @@ def test_cli_verbs_and_the_api_by_address():
             ray.get(keeper.ping.remote())
             print(keeper._actor_id.hex())
             ray.shutdown()
-        """, env={"ZRAY_SESSION_DIR_ROOT": root})
+        """,
+            env={"ZRAY_SESSION_DIR_ROOT": root},
+        )
         assert made.returncode == 0, made.stderr
         actor_id = made.stdout.split()[-1]
 
@@ -43,8 +47,10 @@ def test_cli_verbs_and_the_api_by_address():
         assert listed.returncode == 0, listed.stderr
         [row] = json.loads(listed.stdout)
         assert (row["actor_id"], row["name"], row["state"]) == (actor_id, "keeper", "ALIVE")
-        assert "num_restarts" in json.loads(
-            cli("list", "actors", "--detail", "--format", "json").stdout)[0]
+        assert (
+            "num_restarts"
+            in json.loads(cli("list", "actors", "--detail", "--format", "json").stdout)[0]
+        )
         table = cli("list", "nodes")
         assert "Total: 1" in table.stdout and "ALIVE" in table.stdout
         got = cli("get", "actors", actor_id)
@@ -64,8 +70,9 @@ def test_cli_verbs_and_the_api_by_address():
         assert cli("list", "tasks").returncode == 2
         assert cli("--version").stdout.startswith("zray, version ")
 
-        address = [line for line in head.stdout.splitlines()
-                   if line.startswith("Head address:")][0].split()[-1]
+        address = [line for line in head.stdout.splitlines() if line.startswith("Head address:")][
+            0
+        ].split()[-1]
         config.token = token_of(head.stdout)
         try:
             [actor] = state.list_actors(address=address, filters=[("name", "=", "keeper")])

@@ -1,5 +1,6 @@
 """What code running inside tasks and actors sees of its own context: ids it derives (put
 objects), its job and namespace, the resources it holds, and cancellation."""
+
 import asyncio
 import threading
 import time
@@ -78,8 +79,11 @@ def test_constructor_sees_an_actor_creation_task_id(ray):
 
 # Kinds of code that put objects: a task, an actor's constructor, a method of a plain,
 # threaded or async actor, and a thread a task started.
-PUTTERS = st.lists(st.sampled_from(["task", "ctor", "method", "threaded", "async", "thread"]),
-                   min_size=1, max_size=6)
+PUTTERS = st.lists(
+    st.sampled_from(["task", "ctor", "method", "threaded", "async", "thread"]),
+    min_size=1,
+    max_size=6,
+)
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))

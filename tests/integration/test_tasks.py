@@ -1,4 +1,5 @@
 """Remote functions on a real embedded cluster: submission, returns, resources, nesting."""
+
 import time
 
 import numpy as np

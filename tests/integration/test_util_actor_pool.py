@@ -1,4 +1,5 @@
 """zray.util.ActorPool with Ray's semantics, and the as_completed / map_unordered helpers."""
+
 import os
 import time
 
@@ -38,7 +39,15 @@ def test_map_keeps_order_and_uses_every_actor(ray, Worker):
     actors = [Worker.remote(), Worker.remote()]
     pool = ActorPool(actors)
     assert list(pool.map(lambda a, v: a.double.remote(v, 0.05 * (v % 2)), range(8))) == [
-        0, 2, 4, 6, 8, 10, 12, 14]
+        0,
+        2,
+        4,
+        6,
+        8,
+        10,
+        12,
+        14,
+    ]
     pids = set(pool.map(lambda a, v: a.pid.remote(v), range(4)))
     assert len(pids) == 2
 
@@ -47,8 +56,9 @@ def test_map_unordered_yields_the_fast_result_first(ray, Worker):
     from zray.util import ActorPool
 
     pool = ActorPool([Worker.remote(), Worker.remote()])
-    results = list(pool.map_unordered(lambda a, v: a.double.remote(v, 1.0 if v == 0 else 0),
-                                      [0, 1, 2, 3]))
+    results = list(
+        pool.map_unordered(lambda a, v: a.double.remote(v, 1.0 if v == 0 else 0), [0, 1, 2, 3])
+    )
     assert sorted(results) == [0, 2, 4, 6]
     assert results[-1] == 0
 

@@ -1,4 +1,5 @@
 """zray.util.list_named_actors and get_node_ip_address on a real cluster."""
+
 import time
 
 import pytest
@@ -47,7 +48,8 @@ def test_an_actor_lists_the_names_of_its_job_namespace(ray, Named):
     named = Named.options(name="util-asker").remote()
     assert "util-asker" in ray.get(named.names.remote(False), timeout=30)
     assert {"name": "util-asker", "namespace": ray.get_runtime_context().namespace} in ray.get(
-        named.names.remote(True), timeout=30)
+        named.names.remote(True), timeout=30
+    )
     ray.kill(named)
 
 

@@ -1,4 +1,5 @@
 """The "ray" joblib backend (zray.util.joblib.register_ray) on a real cluster."""
+
 import os
 
 import pytest
@@ -18,6 +19,7 @@ def backend(ray):
 def _local():
     def square_and_pid(x):  # defined in a function so it travels by value
         return x * x, os.getpid()
+
     return square_and_pid
 
 
@@ -26,8 +28,7 @@ _square_and_pid = _local()
 
 def test_parallel_runs_on_pool_actors(backend):
     with joblib.parallel_backend(backend):
-        results = joblib.Parallel(n_jobs=2)(joblib.delayed(_square_and_pid)(i)
-                                            for i in range(40))
+        results = joblib.Parallel(n_jobs=2)(joblib.delayed(_square_and_pid)(i) for i in range(40))
     assert [value for value, _ in results] == [i * i for i in range(40)]
     pids = {pid for _, pid in results}
     assert os.getpid() not in pids and 1 <= len(pids) <= 2

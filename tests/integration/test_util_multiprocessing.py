@@ -1,10 +1,10 @@
 """zray.util.multiprocessing.Pool: the multiprocessing.Pool interface on actors."""
+
 import multiprocessing
 import os
 import time
 
 import pytest
-
 
 
 def _functions():
@@ -105,8 +105,7 @@ def test_map_raises_the_first_failed_item(pool):
 
 def test_async_results_and_callbacks(pool):
     got, errors = [], []
-    result = pool.map_async(abs, [-1, -2, -3], callback=got.append,
-                            error_callback=errors.append)
+    result = pool.map_async(abs, [-1, -2, -3], callback=got.append, error_callback=errors.append)
     assert result.get(timeout=30) == [1, 2, 3]
     assert result.ready() and result.successful()
     assert got == [[1, 2, 3]] and errors == []
@@ -114,8 +113,9 @@ def test_async_results_and_callbacks(pool):
     single = pool.apply_async(divmod, (9, 2), callback=got.append)
     assert single.get(timeout=30) == (4, 1) and got[-1] == (4, 1)
 
-    failing = pool.map_async(_fail_on_three, range(6), chunksize=1, callback=got.append,
-                             error_callback=errors.append)
+    failing = pool.map_async(
+        _fail_on_three, range(6), chunksize=1, callback=got.append, error_callback=errors.append
+    )
     failing.wait(timeout=30)
     assert failing.ready() and not failing.successful()
     assert len(errors) == 1 and isinstance(errors[0], KeyError)
@@ -147,8 +147,11 @@ def test_bad_chunksize_and_process_counts(ray, pool):
 
     with pytest.raises(ValueError, match="Processes in the pool must be >0."):
         Pool(processes=0)
-    with pytest.raises(ValueError, match="Tried to start a pool with 3 processes on an existing "
-                                         "ray cluster, but there are only 2 CPUs"):
+    with pytest.raises(
+        ValueError,
+        match="Tried to start a pool with 3 processes on an existing "
+        "ray cluster, but there are only 2 CPUs",
+    ):
         Pool(processes=3)
 
 

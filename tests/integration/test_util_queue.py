@@ -1,4 +1,5 @@
 """zray.util.queue: an actor-backed FIFO with Ray's blocking, batch and asyncio methods."""
+
 import asyncio
 import queue as std_queue
 import time

@@ -1,5 +1,6 @@
 """A node that cannot start workers says so and fails what waits for one (own cluster: the
 setting must reach the node when it starts)."""
+
 import pytest
 
 import zray

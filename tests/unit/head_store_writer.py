@@ -11,6 +11,7 @@ Commands (bytes as hex; a value of null deletes):
                                             Redis queued); then it waits to be killed
   ["dump"]                               -> every table, as JSON
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,8 +22,9 @@ import time
 
 
 def load_head_store():
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "zray", "_private", "head",
-                        "store.py")
+    path = os.path.join(
+        os.path.dirname(__file__), "..", "..", "zray", "_private", "head", "store.py"
+    )
     spec = importlib.util.spec_from_file_location("head_store", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

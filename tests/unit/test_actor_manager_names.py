@@ -1,5 +1,8 @@
 """The head's answer to list_named_actors: ActorManager.named, without sockets."""
+
 from zray._private.head import actor_manager as A
+
+
 def _manager():
     manager = A.ActorManager()
     manager.create(b"a" * 8, {"name": "first", "namespace": "ns1"})

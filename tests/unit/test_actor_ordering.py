@@ -8,6 +8,7 @@ connections) interleave arbitrarily, and an answer from a dead worker may arrive
 was queued again. The actor executes what reaches it in arrival order, one call at a time, as
 ZeroMQ delivers one connection's messages in order.
 """
+
 from collections import deque
 
 from hypothesis import settings, strategies as st
@@ -33,13 +34,13 @@ class ActorCallOrdering(RuleBasedStateMachine):
         self.calls: list[Call] = []
         self.unresolved: list[Call] = []
         self.epoch = 0
-        self.live = None           # address of the running worker, if any
+        self.live = None  # address of the running worker, if any
         self.dead = False
-        self.channels: dict[str, deque] = {}   # address -> calls on the wire, in order
-        self.notices: deque = deque()          # head -> caller, in order
-        self.replies: list[bytes] = []         # worker -> caller, any order
-        self.executed: dict[str, list] = {}    # address -> seqs run there, in order
-        self.finished: dict[int, str] = {}     # seq -> "done" or why it failed
+        self.channels: dict[str, deque] = {}  # address -> calls on the wire, in order
+        self.notices: deque = deque()  # head -> caller, in order
+        self.replies: list[bytes] = []  # worker -> caller, any order
+        self.executed: dict[str, list] = {}  # address -> seqs run there, in order
+        self.finished: dict[int, str] = {}  # seq -> "done" or why it failed
 
     # ------------------------------------------------------------ the caller's inputs
 
@@ -117,12 +118,14 @@ class ActorCallOrdering(RuleBasedStateMachine):
     def actor_runs_next_call(self):
         call = self.channels[self.live].popleft()
         ran_here = self.executed.setdefault(self.live, [])
-        assert not ran_here or ran_here[-1] < call.seq, \
+        assert not ran_here or ran_here[-1] < call.seq, (
             f"{self.live} ran {call.seq} after {ran_here[-1]}"
-        for earlier in self.calls[:call.seq]:
+        )
+        for earlier in self.calls[: call.seq]:
             # Nothing overtakes an earlier call the caller still waits for.
-            assert earlier.seq in ran_here or earlier.seq in self.finished, \
+            assert earlier.seq in ran_here or earlier.seq in self.finished, (
                 f"{call.seq} ran on {self.live} before pending call {earlier.seq}"
+            )
         ran_here.append(call.seq)
         self.replies.append(call.task_id)
 
@@ -166,8 +169,7 @@ class ActorCallOrdering(RuleBasedStateMachine):
 
 
 TestActorCallOrdering = ActorCallOrdering.TestCase
-TestActorCallOrdering.settings = settings(max_examples=300, stateful_step_count=60,
-                                          deadline=None)
+TestActorCallOrdering.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
 
 
 def test_answer_from_a_dead_worker_after_its_call_was_queued_again():

@@ -1,5 +1,6 @@
 """CallPool (zray/_private/worker/call_pool.py): at most `size` calls at once, one thread for a burst
 of short calls, and more threads as soon as the running calls stop making progress."""
+
 from __future__ import annotations
 
 import threading

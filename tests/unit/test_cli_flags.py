@@ -1,4 +1,5 @@
 """`zray start|stop|status|memory` parse every flag `ray` accepts, with Ray's value shapes."""
+
 import json
 import os
 
@@ -14,7 +15,7 @@ COUNTS = {("start", "--verbose"), ("stop", "--verbose")}
 def sample_value(param: dict) -> str:
     kind = str(param["type"])
     if kind.startswith("Choice("):
-        return kind[len("Choice(['"):].split("'")[0]
+        return kind[len("Choice(['") :].split("'")[0]
     return {"INT": "3", "FLOAT": "1.5", "BOOLEAN": "false", "BOOL": "false"}.get(kind, "x")
 
 
@@ -36,7 +37,8 @@ CASES = [case for verb in ("start", "stop", "status", "memory") for case in ray_
 
 def test_the_surface_lists_every_verbs_flags():
     assert len(CASES) > 60 and {"--temp-dir", "--labels", "--block"} <= {
-        argv[0] for verb, argv in CASES if verb == "start"}
+        argv[0] for verb, argv in CASES if verb == "start"
+    }
 
 
 @pytest.mark.parametrize("verb,argv", CASES, ids=[" ".join(a) + f" ({v})" for v, a in CASES])
@@ -59,7 +61,8 @@ def test_value_shapes_follow_ray():
 def test_tuning_flags_warn_once_and_result_changing_flags_are_refused():
     warnings = []
     args = cli.build_parser().parse_args(
-        ["start", "--head", "--dashboard-port", "1", "--disable-usage-stats", "-v"])
+        ["start", "--head", "--dashboard-port", "1", "--disable-usage-stats", "-v"]
+    )
     assert ray_flags.check_flags(args, ray_flags.START_FLAGS, "start", warnings.append) is None
     assert len(warnings) == 2
     assert "--dashboard-port" in warnings[0] and "--verbose" in warnings[1]
@@ -68,9 +71,9 @@ def test_tuning_flags_warn_once_and_result_changing_flags_are_refused():
     assert refused.startswith("zray start: --labels is not supported")
 
 
-@pytest.mark.parametrize("flag", [["--port", "6380"], ["--redis-shard-ports", "1"],
-                                  ["--include-dashboard", "false"]])
+@pytest.mark.parametrize(
+    "flag", [["--port", "6380"], ["--redis-shard-ports", "1"], ["--include-dashboard", "false"]]
+)
 def test_head_only_flags_are_refused_when_joining(flag, capsys):
     assert cli.main(["start", "--address=127.0.0.1:9", *flag]) == 2
-    assert f"{flag[0]} should only be specified when starting head node" in \
-        capsys.readouterr().err
+    assert f"{flag[0]} should only be specified when starting head node" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """The record of the cluster `zray start` started: it reads as absent once its node is gone."""
+
 import dataclasses
 import json
 import os
@@ -8,6 +9,8 @@ import sys
 import pytest
 
 from zray._private.common import cluster_record
+
+
 def recorded(tmp_path, **changes):
     session_dir = tmp_path / "session_x"
     session_dir.mkdir(exist_ok=True)
@@ -49,4 +52,3 @@ def test_another_users_record_is_ignored(tmp_path):
     recorded(tmp_path)
     os.chown(tmp_path / cluster_record.RECORD_FILE, 65534, 65534)
     assert cluster_record.read(str(tmp_path)) is None
-

@@ -1,13 +1,17 @@
 """Remote definitions keep their file name and source lines through by-value pickling."""
+
 from __future__ import annotations
 
 import linecache
 import traceback
 
 from zray._private.common import definitions
+
+
 def _fails():
     def boom():
         raise ValueError("boom happened")
+
     return boom
 
 
@@ -46,8 +50,9 @@ def test_a_class_keeps_file_names_of_methods_and_nested_code():
 def test_lines_are_served_where_the_file_does_not_exist(monkeypatch):
     pickled = definitions.dumps(_fails())
     real_exists = definitions.os.path.exists
-    monkeypatch.setattr(definitions.os.path, "exists",
-                        lambda p: False if p == __file__ else real_exists(p))
+    monkeypatch.setattr(
+        definitions.os.path, "exists", lambda p: False if p == __file__ else real_exists(p)
+    )
     linecache.clearcache()
     loaded = definitions.loads(pickled)
     assert linecache.cache[__file__][1] is None  # not re-read from disk by checkcache

@@ -1,6 +1,7 @@
 """Direct calls (zray/_private/wire/direct.py, pacing.py): decoding, sends that never block, held sends,
 batches, and a server that only serves its own user. The framing itself is tested for both
 implementations in test_fast_stream.py."""
+
 from __future__ import annotations
 
 import os
@@ -14,13 +15,15 @@ from tests import direct_garbage
 from zray._fast import Frame, Unpacker
 from zray._private.wire import direct, pacing
 from zray._private.wire import protocol as P
+
+
 def test_decode_drops_undecodable_messages():
     assert direct.decode([Frame(memoryview(b"h"))]) is None
     assert direct.decode([Frame(memoryview(b"hdr")), Frame(memoryview(b"x"))]) is None
     header, body = P.encode(P.Hello("tcp://127.0.0.1:1"), 7)
     msg, seq, flags, payload = direct.decode(
-        [Frame(memoryview(header)), Frame(memoryview(body)),
-         Frame(memoryview(b"p"))])
+        [Frame(memoryview(header)), Frame(memoryview(body)), Frame(memoryview(b"p"))]
+    )
     assert msg == P.Hello("tcp://127.0.0.1:1") and seq == 7 and payload[0].bytes == b"p"
 
 
@@ -209,8 +212,11 @@ def _serve_until(server, condition, timeout=5.0):
     return condition()
 
 
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(garbage=direct_garbage.garbage())
 def test_garbage_on_a_direct_socket_ends_that_connection_only(tmp_path_factory, garbage):
     """Whatever a stranger writes, no call reaches `ready` but the real owner's, the server
@@ -223,8 +229,7 @@ def test_garbage_on_a_direct_socket_ends_that_connection_only(tmp_path_factory, 
     server = direct.Server(path, checker.problem)
     owner = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stranger = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    legit = direct_garbage.stream(
-        P.encode(direct_garbage.call(task_id=b"L" * 24)) + [b"args"])
+    legit = direct_garbage.stream(P.encode(direct_garbage.call(task_id=b"L" * 24)) + [b"args"])
     try:
         owner.connect(path)
         owner.sendall(legit)
@@ -235,8 +240,9 @@ def test_garbage_on_a_direct_socket_ends_that_connection_only(tmp_path_factory, 
         stranger.shutdown(socket.SHUT_WR)
         owner.sendall(legit)
         assert _serve_until(server, lambda: len(server.connections) == 1 and len(server.ready) == 2)
-        assert [(m.task_id, c.fd) for m, _, c in server.ready] == \
-            [(b"L" * 24, server.ready[0][2].fd)] * 2
+        assert [(m.task_id, c.fd) for m, _, c in server.ready] == [
+            (b"L" * 24, server.ready[0][2].fd)
+        ] * 2
         stranger.settimeout(5.0)
         assert stranger.recv(1) == b""  # the server let go of it
     finally:

@@ -26,13 +26,16 @@ RAY_EXC = SURFACE["exceptions"]["classes"]
 RAY_EXC_NAMES = sorted(n for n, c in RAY_EXC.items() if c["defined_in_ray_exceptions"])
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
-TB = ('Traceback (most recent call last):\n'
-      '  File "/x/y.py", line 3, in f\n'
-      '    raise ValueError("boom")\n'
-      'ValueError: boom')
+TB = (
+    "Traceback (most recent call last):\n"
+    '  File "/x/y.py", line 3, in f\n'
+    '    raise ValueError("boom")\n'
+    "ValueError: boom"
+)
 
 
 # --- cause types used below (module level so plain pickle can find them) ----
+
 
 class Weird(Exception):
     """__init__ with required positional and keyword-only args."""
@@ -104,15 +107,28 @@ def _roundtrip(obj, dumps):
     return pickle.loads(dumps(obj))
 
 
-DUMPERS = [pytest.param(pickle.dumps, id="pickle"), pytest.param(cloudpickle.dumps, id="cloudpickle")]
+DUMPERS = [
+    pytest.param(pickle.dumps, id="pickle"),
+    pytest.param(cloudpickle.dumps, id="cloudpickle"),
+]
 
 
 # --- surface parity -----------------------------------------------------------
 
+
 def test_surface_file_lists_core_exceptions():
-    for name in ("RayError", "RayTaskError", "GetTimeoutError", "ActorDiedError",
-                 "ObjectLostError", "OwnerDiedError", "TaskCancelledError",
-                 "WorkerCrashedError", "RayActorError", "ActorUnavailableError"):
+    for name in (
+        "RayError",
+        "RayTaskError",
+        "GetTimeoutError",
+        "ActorDiedError",
+        "ObjectLostError",
+        "OwnerDiedError",
+        "TaskCancelledError",
+        "WorkerCrashedError",
+        "RayActorError",
+        "ActorUnavailableError",
+    ):
         assert name in RAY_EXC_NAMES
 
 
@@ -135,13 +151,17 @@ def test_exception_init_signature_matches_ray(name):
     ref = RAY_EXC[name]["init_signature"]
     cls = getattr(zex, name)
     sig = inspect.signature(cls.__init__)
-    ours = [(p.name, p.kind.name, None if p.default is inspect.Parameter.empty else repr(p.default))
-            for p in sig.parameters.values()]
+    ours = [
+        (p.name, p.kind.name, None if p.default is inspect.Parameter.empty else repr(p.default))
+        for p in sig.parameters.values()
+    ]
     assert ours == _params(ref)
 
 
 def test_ray_exception_types_list_matches():
-    assert [c.__name__ for c in zex.RAY_EXCEPTION_TYPES] == SURFACE["exceptions"]["ray_exception_types_list"]
+    assert [c.__name__ for c in zex.RAY_EXCEPTION_TYPES] == SURFACE["exceptions"][
+        "ray_exception_types_list"
+    ]
 
 
 def test_hierarchy_highlights():
@@ -165,10 +185,12 @@ def test_get_timeout_error_is_timeout_error():
 
 # --- RayTaskError formatting ------------------------------------------------
 
+
 def test_task_error_str_matches_ray_format_with_zray_prefix():
     ref = SURFACE["live"]["ray_task_error_constructed"]
-    err = RayTaskError("f", ref["traceback_str"], ValueError("boom"),
-                       proctitle="zray::f", pid=1234, ip="10.0.0.1")
+    err = RayTaskError(
+        "f", ref["traceback_str"], ValueError("boom"), proctitle="zray::f", pid=1234, ip="10.0.0.1"
+    )
     expected = ANSI.sub("", ref["str"]).replace("ray::f()", "zray::f()", 1)
     assert str(err) == expected
     assert str(err).splitlines()[0] == "zray::f() (pid=1234, ip=10.0.0.1)"
@@ -176,8 +198,16 @@ def test_task_error_str_matches_ray_format_with_zray_prefix():
 
 def test_task_error_actor_header_matches_ray_format():
     ref = SURFACE["live"]["ray_task_error_constructed"]
-    err = RayTaskError("m", ref["traceback_str"], ValueError("boom"), proctitle="zray::A.m",
-                       pid=1234, ip="10.0.0.1", actor_repr="<A object>", actor_id="abc")
+    err = RayTaskError(
+        "m",
+        ref["traceback_str"],
+        ValueError("boom"),
+        proctitle="zray::A.m",
+        pid=1234,
+        ip="10.0.0.1",
+        actor_repr="<A object>",
+        actor_id="abc",
+    )
     expected = ANSI.sub("", ref["actor_variant_str"]).replace("ray::A.m()", "zray::A.m()", 1)
     assert str(err) == expected
     assert err.actor_id == "abc"
@@ -195,13 +225,15 @@ def test_task_error_defaults():
 
 
 def test_task_error_hides_internal_frames():
-    tb = ('Traceback (most recent call last):\n'
-          '  File "/site/zray/_private/worker_loop.py", line 10, in run\n'
-          '    result = fn(*args)\n'
-          '             ^^^^^^^^^\n'
-          '  File "/home/u/job.py", line 3, in f\n'
-          '    raise ValueError("boom")\n'
-          'ValueError: boom\n')
+    tb = (
+        "Traceback (most recent call last):\n"
+        '  File "/site/zray/_private/worker_loop.py", line 10, in run\n'
+        "    result = fn(*args)\n"
+        "             ^^^^^^^^^\n"
+        '  File "/home/u/job.py", line 3, in f\n'
+        '    raise ValueError("boom")\n'
+        "ValueError: boom\n"
+    )
     text = str(_task_error(ValueError("boom"), tb=tb))
     assert "zray/_private" not in text and "^^^" not in text
     assert text.splitlines() == [
@@ -238,6 +270,7 @@ def test_unpicklable_cause_is_replaced():
 
 
 # --- as_instanceof_cause ----------------------------------------------------
+
 
 def test_dual_instance_basic():
     cause = ValueError("boom")
@@ -352,14 +385,19 @@ def test_nested_task_error_keeps_user_type():
 
 # --- pickling ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dumps", DUMPERS)
-@pytest.mark.parametrize("cause", [
-    ValueError("boom"),
-    Weird(1, 2, c=3),
-    NeedsNew(1, 1),
-    FileNotFoundError(2, "No such file", "/nope"),
-    KeyError("k"),
-], ids=lambda c: type(c).__name__)
+@pytest.mark.parametrize(
+    "cause",
+    [
+        ValueError("boom"),
+        Weird(1, 2, c=3),
+        NeedsNew(1, 1),
+        FileNotFoundError(2, "No such file", "/nope"),
+        KeyError("k"),
+    ],
+    ids=lambda c: type(c).__name__,
+)
 def test_dual_pickle_roundtrip(dumps, cause):
     err = _task_error(cause, actor_repr="<A>", actor_id="ab")
     dual = err.as_instanceof_cause()
@@ -409,8 +447,10 @@ def test_dual_unpickles_in_fresh_process(tmp_path):
     import subprocess
 
     blob = tmp_path / "err.pkl"
-    errs = [_task_error(ValueError("boom")).as_instanceof_cause(),
-            _task_error(FileNotFoundError(2, "No such file", "/nope")).as_instanceof_cause()]
+    errs = [
+        _task_error(ValueError("boom")).as_instanceof_cause(),
+        _task_error(FileNotFoundError(2, "No such file", "/nope")).as_instanceof_cause(),
+    ]
     blob.write_bytes(cloudpickle.dumps(errs))
     code = (
         "import pickle, sys\n"
@@ -422,10 +462,15 @@ def test_dual_unpickles_in_fresh_process(tmp_path):
         "print(str(a))\n"
     )
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
-    out = subprocess.run([sys.executable, "-c", code, str(blob)], capture_output=True,
-                         text=True, env=env, timeout=60)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p]
+        ),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(blob)], capture_output=True, text=True, env=env, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(errs[0])
 
@@ -456,8 +501,15 @@ def _samples():
         zex.WorkerCrashedError(),
         zex.RayActorError("aa", "msg", True, False),
         zex.ActorDiedError(),
-        zex.ActorDiedError({"class_name": "A", "actor_id": b"\x01\x02", "pid": 4,
-                            "node_ip_address": "1.2.3.4", "error_message": "killed"}),
+        zex.ActorDiedError(
+            {
+                "class_name": "A",
+                "actor_id": b"\x01\x02",
+                "pid": 4,
+                "node_ip_address": "1.2.3.4",
+                "error_message": "killed",
+            }
+        ),
         zex.ActorDiedError(_task_error(ValueError("init failed"), actor_id="ff", actor_repr="<A>")),
         zex.ActorUnavailableError("restarting", b"\xab\xcd"),
         zex.ActorUnavailableError(error_message="gone", actor_id=None),
@@ -523,6 +575,7 @@ def test_to_bytes_from_bytes():
 # zray.exceptions is a package whose files are free to change; pickles users may have stored
 # name each class (and the RayTaskError rebuilder) as zray.exceptions.X and must keep loading.
 
+
 class _NameRecorder(pickle.Unpickler):
     """Unpickles while noting every global the pickle names, whatever the protocol."""
 
@@ -542,8 +595,11 @@ def _names_in(data):
 
 
 def _exception_classes():
-    return {name: obj for name, obj in vars(zex).items()
-            if inspect.isclass(obj) and issubclass(obj, BaseException)}
+    return {
+        name: obj
+        for name, obj in vars(zex).items()
+        if inspect.isclass(obj) and issubclass(obj, BaseException)
+    }
 
 
 def test_the_exception_classes_are_ray_s():
@@ -600,28 +656,43 @@ def test_pickles_from_the_single_module_still_load():
 
 # --- individual messages ----------------------------------------------------
 
+
 def test_messages():
     assert str(zex.TaskCancelledError("t1")) == "Task: t1 was cancelled. "
     assert str(zex.TaskCancelledError()) == ""  # what Ray shows for a queued task
     assert str(zex.ActorDiedError()) == zex.ActorDiedError.BASE_ERROR_MSG
-    assert zex.ActorDiedError.BASE_ERROR_MSG == "The actor died unexpectedly before finishing this task."
-    died = zex.ActorDiedError({"class_name": "A", "actor_id": "ab12", "pid": 4,
-                               "error_message": "The actor is dead because it was killed by `ray.kill`."})
+    assert (
+        zex.ActorDiedError.BASE_ERROR_MSG
+        == "The actor died unexpectedly before finishing this task."
+    )
+    died = zex.ActorDiedError(
+        {
+            "class_name": "A",
+            "actor_id": "ab12",
+            "pid": 4,
+            "error_message": "The actor is dead because it was killed by `ray.kill`.",
+        }
+    )
     assert str(died).splitlines() == [
         "The actor died unexpectedly before finishing this task.",
-        "\tclass_name: A", "\tactor_id: ab12", "\tpid: 4",
+        "\tclass_name: A",
+        "\tactor_id: ab12",
+        "\tpid: 4",
         "The actor is dead because it was killed by `ray.kill`.",
     ]
     assert died.actor_id == "ab12" and not died.actor_init_failed
     init_failed = zex.ActorDiedError.from_task_error(
-        _task_error(ValueError("bad init"), actor_id="ff", actor_repr="<A>"))
+        _task_error(ValueError("bad init"), actor_id="ff", actor_repr="<A>")
+    )
     assert init_failed.actor_init_failed and init_failed.actor_id == "ff"
     assert "error raised in its creation task" in str(init_failed)
     unavailable = zex.ActorUnavailableError("restarting", b"\xab\xcd")
     assert unavailable.actor_id == "abcd"
     assert str(unavailable).startswith("The actor abcd is unavailable: restarting.")
     lost = zex.ObjectLostError("00ff", None, "a.py:1 | b.py:2")
-    assert str(lost).startswith("Failed to retrieve object 00ff. The ObjectRef was created at: a.py:1\n  b.py:2")
+    assert str(lost).startswith(
+        "Failed to retrieve object 00ff. The ObjectRef was created at: a.py:1\n  b.py:2"
+    )
     assert str(zex.TaskUnschedulableError("x")) == "The task is not schedulable: x"
     assert str(zex.RaySystemError("boom")) == "System error: boom"
     assert str(zex.RuntimeEnvSetupError("pip")) == "Failed to set up runtime environment.\npip"

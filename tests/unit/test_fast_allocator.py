@@ -1,11 +1,17 @@
 """zray._fast allocator: both implementations, and that they decide identically."""
+
 import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
 )
 
 import zray._fast as fast
@@ -19,7 +25,9 @@ def _load(impl):
     if compiled is None:
         if not config.fast:
             pytest.skip("compiled modules not built and ZRAY_FAST=0")
-        pytest.fail(f"zray._fast.allocator is not built: {fast.FAST_IMPORT_ERRORS.get('allocator')}")
+        pytest.fail(
+            f"zray._fast.allocator is not built: {fast.FAST_IMPORT_ERRORS.get('allocator')}"
+        )
     return compiled
 
 
@@ -59,9 +67,9 @@ def test_best_fit_prefers_smallest_then_lowest(Allocator):
     # Holes: 2 units at 0, 1 unit at 5, 3 units at 9, 1 unit at 15.
     for i in (0, 1, 5, 9, 10, 11, 15):
         a.free(offs[i])
-    assert a.allocate(64) == 5 * 64      # smallest hole, lowest of the two 1-unit holes
-    assert a.allocate(64) == 15 * 64     # the other 1-unit hole
-    assert a.allocate(100) == 0          # 2 units: the 2-unit hole beats the 3-unit one
+    assert a.allocate(64) == 5 * 64  # smallest hole, lowest of the two 1-unit holes
+    assert a.allocate(64) == 15 * 64  # the other 1-unit hole
+    assert a.allocate(100) == 0  # 2 units: the 2-unit hole beats the 3-unit one
     assert a.allocate(3 * 64) == 9 * 64
     assert a.allocate(1) == -1
     assert a.free_bytes == 0 and a.largest_free == 0
@@ -162,7 +170,8 @@ def _check_invariants(a):
 
 # Few distinct sizes, so equal-sized holes (where the tie-break matters) are common.
 _sizes = st.one_of(
-    st.sampled_from([0, 1, 64, 65, 128, 192, 4096]), st.integers(0, 3).map(lambda k: k * 64),
+    st.sampled_from([0, 1, 64, 65, 128, 192, 4096]),
+    st.integers(0, 3).map(lambda k: k * 64),
     st.integers(0, 70 * 64),
 )
 
@@ -226,8 +235,12 @@ def _make_machine(Allocator):
 def test_state_machine(Allocator):
     run_state_machine_as_test(
         _make_machine(Allocator),
-        settings=settings(max_examples=60, stateful_step_count=40, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow]),
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=40,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
     )
 
 

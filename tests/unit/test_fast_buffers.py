@@ -1,4 +1,5 @@
 """zray._fast buffers: copy_into, populate and pinned_view, for both implementations."""
+
 import gc
 import mmap
 import os
@@ -65,6 +66,7 @@ class Counter:
 # ---------------------------------------------------------------------------------------------
 # copy_into
 
+
 def _sources():
     yield b"hello"
     yield bytearray(b"\x00\x01\x02" * 7)
@@ -84,9 +86,9 @@ def test_copy_into_any_contiguous_source(buffers, src, dest_kind):
     backing = mmap.mmap(-1, 4096) if dest_kind == "mmap" else bytearray(4096)
     dest = memoryview(backing) if dest_kind == "memoryview" else backing
     assert buffers.copy_into(dest, 100, src) == len(raw)
-    assert bytes(backing[100:100 + len(raw)]) == raw
+    assert bytes(backing[100 : 100 + len(raw)]) == raw
     assert bytes(backing[:100]) == bytes(100)
-    assert bytes(backing[100 + len(raw):]) == bytes(4096 - 100 - len(raw))
+    assert bytes(backing[100 + len(raw) :]) == bytes(4096 - 100 - len(raw))
     del dest
     if dest_kind == "mmap":
         backing.close()
@@ -122,8 +124,8 @@ def test_copy_into_large(buffers, size):
     with mmap.mmap(-1, size + 8192) as m:
         assert buffers.copy_into(m, 4095, src) == size
         out = np.frombuffer(m, dtype=np.uint8)
-        assert np.array_equal(out[4095:4095 + size], src)
-        assert not out[:4095].any() and not out[4095 + size:].any()
+        assert np.array_equal(out[4095 : 4095 + size], src)
+        assert not out[:4095].any() and not out[4095 + size :].any()
         del out
 
 
@@ -137,13 +139,14 @@ def test_copy_into_matches_slice_assignment(both_buffers, data, offset):
             with pytest.raises(ValueError):
                 buffers.copy_into(dest, offset, data)
         else:
-            expected[offset:offset + len(data)] = data
+            expected[offset : offset + len(data)] = data
             assert buffers.copy_into(dest, offset, data) == len(data)
         assert dest == expected
 
 
 # ---------------------------------------------------------------------------------------------
 # populate
+
 
 def _kernel_has_populate_write():
     major, minor = (int(x) for x in os.uname().release.split(".")[:2])
@@ -195,6 +198,7 @@ def test_populate_errors(buffers, arena):
 
 # ---------------------------------------------------------------------------------------------
 # pinned_view
+
 
 def test_pinned_view_basic(buffers, arena):
     arena[10:15] = b"hello"

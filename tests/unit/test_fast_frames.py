@@ -1,4 +1,5 @@
 """zray._fast frames: the 8-byte message header, for both implementations."""
+
 import struct
 
 import numpy as np
@@ -44,7 +45,12 @@ def test_round_trip(frames, fields):
 
 def test_unpack_other_buffers(frames):
     packed = frames.pack_header(1, 2, 0x0304, 0x05060708)
-    assert frames.unpack_header(np.frombuffer(packed, dtype=np.uint16)) == (1, 2, 0x0304, 0x05060708)
+    assert frames.unpack_header(np.frombuffer(packed, dtype=np.uint16)) == (
+        1,
+        2,
+        0x0304,
+        0x05060708,
+    )
     assert frames.unpack_header(memoryview(packed).cast("Q")) == (1, 2, 0x0304, 0x05060708)
 
 

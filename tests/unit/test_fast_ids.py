@@ -1,4 +1,5 @@
 """zray._fast ids: Ray-compatible id sizes and derivations, for both implementations."""
+
 import os
 import warnings
 

@@ -1,4 +1,5 @@
 """zray._fast objformat: layout, round trips and malformed input, for both implementations."""
+
 import pickle
 import struct
 
@@ -18,7 +19,9 @@ def _load(impl):
     if compiled is None:
         if not config.fast:
             pytest.skip("compiled modules not built and ZRAY_FAST=0")
-        pytest.fail(f"zray._fast.objformat is not built: {fast.FAST_IMPORT_ERRORS.get('objformat')}")
+        pytest.fail(
+            f"zray._fast.objformat is not built: {fast.FAST_IMPORT_ERRORS.get('objformat')}"
+        )
     return compiled
 
 
@@ -43,13 +46,13 @@ def test_layout(objformat):
     assert size == objformat.object_size(5, [3, 0, 70])
     # header 16 + 3 lengths 24 + meta 5 = 45 -> buffers at 64, 128 (empty: 67 -> 128), 128.
     assert size == 128 + 70
-    obj = dest[8:8 + size]
+    obj = dest[8 : 8 + size]
     assert struct.unpack_from("<4sIQ3Q", obj) == (b"ZOB1", 3, 5, 3, 0, 70)
     assert obj[40:45] == b"meta!"
     assert obj[45:64] == bytes(19)  # padding is zeroed
     assert obj[64:67] == b"abc" and obj[67:128] == bytes(61)
     assert obj[128:198] == b"x" * 70
-    assert dest[:8] == b"\xaa" * 8 and dest[8 + size:] == b"\xaa" * (512 - 8 - size)
+    assert dest[:8] == b"\xaa" * 8 and dest[8 + size :] == b"\xaa" * (512 - 8 - size)
 
 
 def test_object_size(objformat):
@@ -80,7 +83,7 @@ def test_round_trip_both_ways(both, meta, bufs, offset):
         assert writer.write_object(dest, offset, meta, bufs) == size
         written.append(bytes(dest))
         for reader in impls:
-            view = memoryview(dest)[offset:offset + size]
+            view = memoryview(dest)[offset : offset + size]
             meta_view, buf_views = reader.read_object(view)
             assert bytes(meta_view) == meta
             assert [bytes(b) for b in buf_views] == bufs
@@ -110,8 +113,14 @@ def test_numpy_pickle5_round_trip(objformat):
 def test_read_accepts_longer_views_and_other_buffers(objformat):
     dest = bytearray(300)
     size = objformat.write_object(dest, 0, b"m", [b"buf"])
-    for view in (dest, bytes(dest), memoryview(dest), np.frombuffer(dest, dtype=np.uint8),
-                 memoryview(dest)[:size], memoryview(dest).cast("I")):
+    for view in (
+        dest,
+        bytes(dest),
+        memoryview(dest),
+        np.frombuffer(dest, dtype=np.uint8),
+        memoryview(dest)[:size],
+        memoryview(dest).cast("I"),
+    ):
         meta, bufs = objformat.read_object(view)
         assert bytes(meta) == b"m" and [bytes(b) for b in bufs] == [b"buf"]
 

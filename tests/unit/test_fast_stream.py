@@ -1,4 +1,5 @@
 """zray._fast stream: the framing of direct connections, for both implementations."""
+
 import struct
 
 import pytest
@@ -69,8 +70,9 @@ def test_frames_of_a_small_chunk_are_views_of_it(stream):
     assert first[0].buffer.obj is first[1].buffer.obj is second[0].buffer.obj
 
 
-@pytest.mark.parametrize("head", [struct.pack("<I", 0), struct.pack("<I", 2**20 + 1),
-                                  struct.pack("<II", 1, 256 * 2**20)])
+@pytest.mark.parametrize(
+    "head", [struct.pack("<I", 0), struct.pack("<I", 2**20 + 1), struct.pack("<II", 1, 256 * 2**20)]
+)
 def test_garbage_raises_framing_error(stream, head):
     assert stream.MAX_FRAMES == 2**20 and stream.MAX_MESSAGE_BYTES == 256 * 2**20
     with pytest.raises(stream.FramingError):
@@ -99,7 +101,7 @@ def test_a_message_arriving_in_pieces_is_joined_once_it_is_whole():
     trickled in by a stranger). Pieces now wait as they are until the message is whole."""
     pure = _load("python")
     raw = wire(pure, [[b"x" * 100_000]])
-    unpacker, pieces = pure.Unpacker(), [raw[i:i + 1000] for i in range(0, len(raw), 1000)]
+    unpacker, pieces = pure.Unpacker(), [raw[i : i + 1000] for i in range(0, len(raw), 1000)]
     for piece in pieces[:-1]:
         assert unpacker.feed(piece) == []
     assert len(unpacker._chunks) == len(pieces) - 1  # not one blob re-joined each time

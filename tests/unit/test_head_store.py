@@ -1,4 +1,5 @@
 """The head store's contract, run on both implementations: SQLite and a real Redis."""
+
 from __future__ import annotations
 
 import os
@@ -10,6 +11,8 @@ import pytest
 
 from tests.redis_server import PASSWORD, redis_server  # noqa: F401 (a fixture)
 from zray._private.head import store as H
+
+
 @pytest.fixture(params=["sqlite", "redis"])
 def opener(request, tmp_path):
     """A function that opens the same store again each call (as a restarted head would)."""
@@ -45,14 +48,19 @@ def test_tables_are_separate(store):
     for table in H.TABLES:
         store.put(table, b"k", table.encode())
     assert {table: store.get(table, b"k") for table in H.TABLES} == {
-        table: table.encode() for table in H.TABLES}
+        table: table.encode() for table in H.TABLES
+    }
     store.delete("jobs", b"k")
     assert store.get("jobs", b"k") is None and store.get("actors", b"k") == b"actors"
 
 
 def test_binary_keys_and_values_of_any_size(store):
-    values = {b"": b"empty key", b"\x00\xff": b"", b"big": os.urandom(2**20),
-              bytes(range(256)): b"\x00" * 10}
+    values = {
+        b"": b"empty key",
+        b"\x00\xff": b"",
+        b"big": os.urandom(2**20),
+        bytes(range(256)): b"\x00" * 10,
+    }
     for key, value in values.items():
         store.put("actors", key, value)
     assert dict(store.scan("actors")) == values
@@ -112,9 +120,15 @@ def test_reopened_store_has_every_write(opener):
             batch.put("placement_groups", b"pg", b"spec")
     with opener() as again:
         loaded = again.load()
-    assert loaded == {"jobs": {}, "kv": {b"b": b"2"}, "actors": {}, "actor_args": {},
-                      "named_actors": {b"ns\x00name": b"actor-id"},
-                      "placement_groups": {b"pg": b"spec"}, "nodes": {}}
+    assert loaded == {
+        "jobs": {},
+        "kv": {b"b": b"2"},
+        "actors": {},
+        "actor_args": {},
+        "named_actors": {b"ns\x00name": b"actor-id"},
+        "placement_groups": {b"pg": b"spec"},
+        "nodes": {},
+    }
 
 
 def test_clear_empties_every_table(opener):
@@ -192,15 +206,21 @@ def test_open_store_picks_sqlite_under_the_session_or_the_given_path(tmp_path):
 
 
 def test_open_store_picks_redis_when_given_an_address(redis_server):  # noqa: F811
-    with H.open_store(session_dir="/nonexistent", redis_address=redis_server.address,
-                      redis_password=PASSWORD, namespace="pick") as store:
+    with H.open_store(
+        session_dir="/nonexistent",
+        redis_address=redis_server.address,
+        redis_password=PASSWORD,
+        namespace="pick",
+    ) as store:
         assert isinstance(store, H.RedisStore)
         assert "Redis at" in store.description
 
 
 def test_redis_namespaces_are_separate_clusters(redis_server):  # noqa: F811
-    with H.RedisStore(redis_server.address, PASSWORD, namespace="one") as one, \
-            H.RedisStore(redis_server.address, PASSWORD, namespace="two") as two:
+    with (
+        H.RedisStore(redis_server.address, PASSWORD, namespace="one") as one,
+        H.RedisStore(redis_server.address, PASSWORD, namespace="two") as two,
+    ):
         one.put("kv", b"k", b"1")
         assert two.get("kv", b"k") is None
         one.clear()
@@ -230,8 +250,7 @@ def test_redis_url_addresses(redis_server):  # noqa: F811
         store.clear()
 
 
-def test_sqlite_checkpoints_off_the_writers_path_and_the_wal_stays_bounded(tmp_path,
-                                                                           monkeypatch):
+def test_sqlite_checkpoints_off_the_writers_path_and_the_wal_stays_bounded(tmp_path, monkeypatch):
     """Automatic checkpoints are off (their fsync would stall a head's write); the store's
     thread does them, so the WAL is reused from its start instead of growing."""
     monkeypatch.setattr(H, "CHECKPOINT_S", 0.1)

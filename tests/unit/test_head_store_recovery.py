@@ -3,6 +3,7 @@ writes, deletes and batches by a writer process that is SIGKILLed at random poin
 writes, in the middle of a batch's transaction, or with a write in flight); a new process that
 opens the store must read back exactly the acknowledged writes, and of a write in flight either
 all or nothing."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,10 @@ WRITER = os.path.join(os.path.dirname(__file__), "head_store_writer.py")
 # Few keys, so writes overwrite and delete each other; some values of a few KiB, so a batch
 # fills pages that SQLite spills into its WAL before the commit.
 ops_strategy = st.tuples(
-    st.sampled_from(TABLES), st.binary(max_size=1),
-    st.one_of(st.none(), st.binary(max_size=8), st.binary(min_size=3000, max_size=4000)))
+    st.sampled_from(TABLES),
+    st.binary(max_size=1),
+    st.one_of(st.none(), st.binary(max_size=8), st.binary(min_size=3000, max_size=4000)),
+)
 
 
 def encode(ops):
@@ -50,8 +53,9 @@ class Writer:
     """The writer subprocess, with bounded reads of its answers."""
 
     def __init__(self, how: dict):
-        self.proc = subprocess.Popen([sys.executable, WRITER, json.dumps(how)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, WRITER, json.dumps(how)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         self._buffer = b""
         try:
             assert self.answer() == "ready"
@@ -81,8 +85,10 @@ class Writer:
     def dump(self) -> dict:
         self.send(["dump"])
         tables = json.loads(self.answer())
-        return {t: {bytes.fromhex(k): bytes.fromhex(v) for k, v in rows.items()}
-                for t, rows in tables.items()}
+        return {
+            t: {bytes.fromhex(k): bytes.fromhex(v) for k, v in rows.items()}
+            for t, rows in tables.items()
+        }
 
     def kill(self):
         self.proc.kill()  # SIGKILL: no handler, no flush, no close
@@ -144,15 +150,21 @@ class StoreRecovery(RuleBasedStateMachine):
             self.cleanup()
 
 
-SETTINGS = settings(max_examples=10, stateful_step_count=10, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=10,
+    stateful_step_count=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def test_sqlite_recovers_exactly_the_acknowledged_writes(tmp_path):
     def new_store():
         directory = tempfile.mkdtemp(dir=tmp_path)
-        return ({"kind": "sqlite", "path": os.path.join(directory, "state.db")},
-                lambda: shutil.rmtree(directory))
+        return (
+            {"kind": "sqlite", "path": os.path.join(directory, "state.db")},
+            lambda: shutil.rmtree(directory),
+        )
 
     machine = type("SqliteRecovery", (StoreRecovery,), {"new_store": staticmethod(new_store)})
     run_state_machine_as_test(machine, settings=SETTINGS)
@@ -162,12 +174,17 @@ def test_redis_recovers_exactly_the_acknowledged_writes(redis_server):  # noqa: 
     from zray._private.head.store import RedisStore
 
     def new_store():
-        how = {"kind": "redis", "address": redis_server.address, "password": PASSWORD,
-               "namespace": uuid.uuid4().hex}
+        how = {
+            "kind": "redis",
+            "address": redis_server.address,
+            "password": PASSWORD,
+            "namespace": uuid.uuid4().hex,
+        }
 
         def cleanup():
             with RedisStore(redis_server.address, PASSWORD, namespace=how["namespace"]) as s:
                 s.clear()
+
         return how, cleanup
 
     machine = type("RedisRecovery", (StoreRecovery,), {"new_store": staticmethod(new_store)})
@@ -182,8 +199,12 @@ def test_a_batch_killed_before_its_commit_was_really_underway(kind, tmp_path, re
         how = {"kind": "sqlite", "path": str(tmp_path / "state.db")}
     else:
         server = request.getfixturevalue("redis_server")
-        how = {"kind": "redis", "address": server.address, "password": PASSWORD,
-               "namespace": uuid.uuid4().hex}
+        how = {
+            "kind": "redis",
+            "address": server.address,
+            "password": PASSWORD,
+            "namespace": uuid.uuid4().hex,
+        }
     ops = [("kv", b"k%d" % i, os.urandom(4000)) for i in range(20)] + [("jobs", b"j", b"1")]
     writer = Writer(how)
     try:

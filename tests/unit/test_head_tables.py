@@ -1,4 +1,5 @@
 """The head's write-through records (head_tables.py), against a real SQLite store."""
+
 from __future__ import annotations
 
 import msgpack
@@ -61,6 +62,7 @@ def test_a_failed_write_is_retried_by_the_next_change(tables, monkeypatch):
 
     def fail(ops):
         raise H.StoreError("disk full")
+
     monkeypatch.setattr(tables.store, "_write", fail)
     with pytest.raises(H.StoreError):
         tables.actors(manager, [b"a1"])

@@ -1,5 +1,6 @@
 """TaskSubmitter.take_inline: which queued tasks a worker blocked in get may run itself, and the
 lease requests it withdraws when it does (a fake core records what would be sent)."""
+
 from __future__ import annotations
 
 from zray._fast import object_id_for
@@ -42,10 +43,20 @@ def spec(n: int, strategy: str = "DEFAULT", **resources) -> TaskSpec:
     resources = resources or {"CPU": 1.0}
     task_id = bytes([n]) * 24
     return TaskSpec(
-        task_id=task_id, function_id=b"f" * 28, name=f"t{n}", num_returns=1,
-        return_ids=[object_id_for(task_id, 1)], frames=[b"args"], top_refs=[], nested=[],
-        resources=resources, key=R.shape_key(R.to_units(resources)) + (strategy,),
-        max_retries=0, retry_exceptions=False, strategy=strategy)
+        task_id=task_id,
+        function_id=b"f" * 28,
+        name=f"t{n}",
+        num_returns=1,
+        return_ids=[object_id_for(task_id, 1)],
+        frames=[b"args"],
+        top_refs=[],
+        nested=[],
+        resources=resources,
+        key=R.shape_key(R.to_units(resources)) + (strategy,),
+        max_retries=0,
+        retry_exceptions=False,
+        strategy=strategy,
+    )
 
 
 def queued(submitter: TaskSubmitter, *specs):
@@ -78,8 +89,12 @@ def test_only_what_fits_the_blocked_lease_and_the_default_strategy():
     core = FakeCore()
     submitter = TaskSubmitter(core)
     gpu, spread, affinity, half = queued(
-        submitter, spec(1, CPU=1.0, GPU=1.0), spec(2, "SPREAD"),
-        spec(3, "NODE_AFFINITY:" + "ab" * 28 + ":1"), spec(4, CPU=0.5))
+        submitter,
+        spec(1, CPU=1.0, GPU=1.0),
+        spec(2, "SPREAD"),
+        spec(3, "NODE_AFFINITY:" + "ab" * 28 + ":1"),
+        spec(4, CPU=0.5),
+    )
     for s in (gpu, spread, affinity):
         assert submitter.take_inline(s.return_ids[0], CPU1) is None
         assert s.state == "queued"

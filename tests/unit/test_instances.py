@@ -1,4 +1,5 @@
 """GPU instance assignment (zray/_private/node/instances.py) and the scheduler's use of it."""
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,8 +36,12 @@ def test_spread_fractions_do_not_make_a_whole_gpu():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([UNIT // 4, UNIT // 2, UNIT, 2 * UNIT]),
-                          st.booleans()), max_size=30))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([UNIT // 4, UNIT // 2, UNIT, 2 * UNIT]), st.booleans()),
+        max_size=30,
+    )
+)
 def test_assigned_never_exceeds_a_gpu_and_release_restores(ops):
     gpus = GpuInstances(3 * UNIT)
     held = []

@@ -1,4 +1,5 @@
 """The owner's lineage table (zray/_private/core/lineage.py): what is kept, freed and evicted."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -10,8 +11,13 @@ from zray._private.core.memory_store import KIND_INLINE, KIND_PLASMA, Entry
 
 def spec(n: int, size: int = 100, max_retries: int = 3):
     task_id = bytes([n]) * 24
-    return SimpleNamespace(task_id=task_id, max_retries=max_retries, frames=[b"x" * size],
-                           resolved_frames=[], oid=task_id + b"\x01\x00\x00\x00")
+    return SimpleNamespace(
+        task_id=task_id,
+        max_retries=max_retries,
+        frames=[b"x" * size],
+        resolved_frames=[],
+        oid=task_id + b"\x01\x00\x00\x00",
+    )
 
 
 def plasma(s):

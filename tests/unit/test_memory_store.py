@@ -1,4 +1,5 @@
 """MemoryStore.wait: wakes for its own objects, counts distinct ids, honours deadlines."""
+
 from __future__ import annotations
 
 import threading
@@ -55,8 +56,10 @@ def test_duplicate_ids_count_once():
 def test_two_waits_on_one_object_both_wake():
     store = MemoryStore()
     results = []
-    threads = [threading.Thread(target=lambda: results.append(
-        store.wait([b"x"], 1, time.monotonic() + 5))) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(store.wait([b"x"], 1, time.monotonic() + 5)))
+        for _ in range(2)
+    ]
     for t in threads:
         t.start()
     time.sleep(0.05)

@@ -4,6 +4,7 @@ Imports inside functions count too: a deferred import only hides a cycle until t
 moves it to the top. `from package import name` counts as importing the submodule when `name`
 is one, not the package (importing any submodule runs the package's __init__ anyway).
 """
+
 from __future__ import annotations
 
 import ast
@@ -15,17 +16,36 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "zray")
 
 # State machines: events in, instructions out, no I/O (tested without sockets).
 STATE_MACHINES = {
-    "zray._private.node.scheduler", "zray._private.node.object_table",
-    "zray._private.head.object_directory", "zray._private.core.reference_counter",
-    "zray._private.head.actor_manager", "zray._private.common.actor_states",
-    "zray._private.core.actor_ordering", "zray._private.core.cancellation",
-    "zray._private.node.instances", "zray._private.common.resources",
-    "zray._private.node.placement", "zray._private.head.placement_groups",
+    "zray._private.node.scheduler",
+    "zray._private.node.object_table",
+    "zray._private.head.object_directory",
+    "zray._private.core.reference_counter",
+    "zray._private.head.actor_manager",
+    "zray._private.common.actor_states",
+    "zray._private.core.actor_ordering",
+    "zray._private.core.cancellation",
+    "zray._private.node.instances",
+    "zray._private.common.resources",
+    "zray._private.node.placement",
+    "zray._private.head.placement_groups",
     "zray._private.common.bundles",
 }
 # What a state machine may import: the standard library's pure parts and other state machines.
-PURE_STDLIB = {"__future__", "itertools", "collections", "dataclasses", "typing", "threading",
-               "random", "bisect", "heapq", "enum", "functools", "math", "re"}
+PURE_STDLIB = {
+    "__future__",
+    "itertools",
+    "collections",
+    "dataclasses",
+    "typing",
+    "threading",
+    "random",
+    "bisect",
+    "heapq",
+    "enum",
+    "functools",
+    "math",
+    "re",
+}
 # zray/_private's packages, each allowed to import only the packages named beside it. The wire
 # layer knows no process role; the head and the core worker do not know each other; the node
 # daemon hosts the head service; workers run a core worker.
@@ -38,8 +58,13 @@ ALLOWED = {
     "worker": {"wire", "common", "core"},
 }
 # The public modules below every package: configuration, exceptions and ObjectRef.
-FOUNDATION = {"zray._config", "zray.exceptions", "zray.exceptions._base",
-              "zray.exceptions._task_error", "zray.object_ref"}
+FOUNDATION = {
+    "zray._config",
+    "zray.exceptions",
+    "zray.exceptions._base",
+    "zray.exceptions._task_error",
+    "zray.object_ref",
+}
 
 
 def _modules() -> dict:
@@ -120,7 +145,10 @@ def _cycles() -> list:
 
 
 def test_the_graph_was_read():
-    assert len(MODULES) > 40 and "zray._private.core.core_worker" in GRAPH["zray._private.worker.worker_main"]
+    assert (
+        len(MODULES) > 40
+        and "zray._private.core.core_worker" in GRAPH["zray._private.worker.worker_main"]
+    )
 
 
 def test_no_import_cycles():
@@ -129,8 +157,10 @@ def test_no_import_cycles():
 
 def test_a_cycle_would_be_found(monkeypatch):
     monkeypatch.setitem(GRAPH, "zray._private.common.resources", {"zray._private.node.scheduler"})
-    assert any({"zray._private.common.resources", "zray._private.node.scheduler"} <= set(component)
-               for component in _cycles())
+    assert any(
+        {"zray._private.common.resources", "zray._private.node.scheduler"} <= set(component)
+        for component in _cycles()
+    )
 
 
 @pytest.mark.parametrize("module", sorted(STATE_MACHINES))
@@ -141,8 +171,9 @@ def test_state_machines_do_no_io(module):
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("zray._fast")))
 def test_compiled_primitives_import_no_policy(module):
-    assert {m for m in _own(GRAPH[module]) if not m.startswith("zray._fast")} <= {
-        "zray._config"}, GRAPH[module]
+    assert {m for m in _own(GRAPH[module]) if not m.startswith("zray._fast")} <= {"zray._config"}, (
+        GRAPH[module]
+    )
 
 
 def _package(module: str) -> str:
@@ -155,8 +186,13 @@ PRIVATE = sorted(m for m in MODULES if _package(m))
 
 
 def test_every_private_module_sits_in_a_role_package():
-    loose = {m for m in MODULES if m.startswith("zray._private.") and not _package(m)
-             and m.removeprefix("zray._private.") not in ALLOWED}
+    loose = {
+        m
+        for m in MODULES
+        if m.startswith("zray._private.")
+        and not _package(m)
+        and m.removeprefix("zray._private.") not in ALLOWED
+    }
     assert loose == set() and {_package(m) for m in PRIVATE} == ALLOWED.keys()
 
 

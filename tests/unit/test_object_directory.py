@@ -5,6 +5,7 @@ is lost), otherwise when its first copy is added -- with the sorted nodes holdin
 latest size; a lost object (all copies on dead nodes) is answered with no nodes and size 0;
 node_dead reports exactly the objects whose only copy was on that node; lookup matches the
 model."""
+
 from __future__ import annotations
 
 from hypothesis import HealthCheck, Phase, settings
@@ -17,6 +18,7 @@ A, B, C = b"node-a", b"node-b", b"node-c"
 
 
 # ================================================================== examples
+
 
 def test_subscribe_before_location_fires_once_when_first_copy_is_added():
     d = ObjectDirectory()
@@ -43,8 +45,11 @@ def test_several_subscribers_and_objects_in_one_add():
     d.subscribe("s2", b"x")
     d.subscribe("s3", b"y")
     out = d.add_locations(A, [b"x", b"y", b"z"], [1, 2, 3])
-    assert out == [Notify("s1", b"x", (A,), 1), Notify("s2", b"x", (A,), 1),
-                   Notify("s3", b"y", (A,), 2)]
+    assert out == [
+        Notify("s1", b"x", (A,), 1),
+        Notify("s2", b"x", (A,), 1),
+        Notify("s3", b"y", (A,), 2),
+    ]
 
 
 def test_remove_last_copy_forgets_object_and_new_subscription_waits():
@@ -125,8 +130,8 @@ class DirectoryMachine(RuleBasedStateMachine):
         self.d = ObjectDirectory()
         self.locations: dict[bytes, set] = {}
         self.sizes: dict[bytes, int] = {}
-        self.lost: set[bytes] = set()           # had copies, all on nodes that died
-        self.pending: dict[tuple, bytes] = {}   # subscriber handle -> object id
+        self.lost: set[bytes] = set()  # had copies, all on nodes that died
+        self.pending: dict[tuple, bytes] = {}  # subscriber handle -> object id
         self.notified: dict[tuple, Notify] = {}
         self.cancelled: set[tuple] = set()
         self.seq = 0
@@ -150,9 +155,12 @@ class DirectoryMachine(RuleBasedStateMachine):
                 assert note.node_ids == () and note.size == 0, note
             self.notified[handle] = note
 
-    @rule(node=st.sampled_from(NODES),
-          batch=st.lists(st.tuples(st.sampled_from(OBJECTS), SIZES), max_size=4,
-                         unique_by=lambda t: t[0]))
+    @rule(
+        node=st.sampled_from(NODES),
+        batch=st.lists(
+            st.tuples(st.sampled_from(OBJECTS), SIZES), max_size=4, unique_by=lambda t: t[0]
+        ),
+    )
     def add_locations(self, node, batch):
         oids = [oid for oid, _ in batch]
         sizes = [size for _, size in batch]
@@ -165,8 +173,9 @@ class DirectoryMachine(RuleBasedStateMachine):
             self.locations.setdefault(oid, set()).add(node)
             self.sizes[oid] = size
             if first:
-                expected_handles += [h for h, o in self.pending.items()
-                                     if o == oid and h not in expected_handles]
+                expected_handles += [
+                    h for h, o in self.pending.items() if o == oid and h not in expected_handles
+                ]
         # Each object appears once per batch, so the final model state is what was notified.
         assert sorted(n.subscriber for n in out) == sorted(expected_handles)
         self._check_notifications(out)
@@ -225,16 +234,21 @@ class DirectoryMachine(RuleBasedStateMachine):
         for handle, oid in self.pending.items():
             assert not self.locations.get(oid) and oid not in self.lost, (handle, oid)
         assert self.d.lost == self.lost
-        assert self.d.stats() == {"objects": len(self.locations),
-                                  "subscriptions": len(self.pending)}
+        assert self.d.stats() == {
+            "objects": len(self.locations),
+            "subscriptions": len(self.pending),
+        }
         assert set(self.d.locations) == set(self.locations)
         assert self.d.sizes == self.sizes
 
 
 DirectoryMachine.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=40, deadline=None,
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 TestDirectoryMachine = DirectoryMachine.TestCase
 
 

@@ -1,5 +1,6 @@
 """LocalObjectStore over a real allocator: examples plus a hypothesis state machine, run against
 both allocator implementations (the selected ``zray._fast.Allocator`` and the pure-Python one)."""
+
 from __future__ import annotations
 
 import math
@@ -28,6 +29,7 @@ def store(request):
 
 
 # ================================================================== examples
+
 
 def test_create_seal_get_release(store):
     offset = store.create(b"c", b"x", 100, "owner")
@@ -145,9 +147,17 @@ def test_stats(store):
     store.seal(b"x")
     store.get(b"c", 1, [b"x"], 0.0)
     store.get(b"c", 2, [b"y"], 0.0)
-    assert store.stats() == {"objects": 1, "used": 128, "capacity": 4096, "pinned": 1,
-                             "spilled": 0, "spilling_bytes": 0, "secondary": 0,
-                             "spill_files": 0, "waiters": 1}
+    assert store.stats() == {
+        "objects": 1,
+        "used": 128,
+        "capacity": 4096,
+        "pinned": 1,
+        "spilled": 0,
+        "spilling_bytes": 0,
+        "secondary": 0,
+        "spill_files": 0,
+        "waiters": 1,
+    }
 
 
 def test_spill_candidates_restore_and_drop(store):
@@ -156,7 +166,7 @@ def test_spill_candidates_restore_and_drop(store):
         store.seal(oid)
     store.get(b"r", 1, [b"b"], 0.0)  # b is mapped: never spilled
     store.get(b"r", 2, [b"a"], 0.0)
-    store.release(b"r", [b"a"])      # a was used after c: c goes first
+    store.release(b"r", [b"a"])  # a was used after c: c goes first
     assert store.eviction_candidates() == ([], [], [b"c", b"a"])
     used = store.allocator.used
     batch = store.begin_spill([b"c"])
@@ -265,7 +275,7 @@ CAPACITY = 2048
 CLIENTS = (b"c0", b"c1", b"c2")
 OBJECTS = tuple(b"o%d" % i for i in range(8))
 SIZES = st.one_of(
-    st.sampled_from((0, 1, 63, 64, 65, 100, 200)),       # fit unless the arena is full
+    st.sampled_from((0, 1, 63, 64, 65, 100, 200)),  # fit unless the arena is full
     st.sampled_from((0, 1, 63, 64, 65, 100, 200)),
     st.sampled_from((1000, CAPACITY, CAPACITY + 1, 10**6)),  # often or always StoreFull
 )
@@ -277,8 +287,8 @@ class ObjectTableMachine(RuleBasedStateMachine):
     @initialize()
     def setup(self):
         self.store = LocalObjectStore(self.ALLOCATOR(CAPACITY, ALIGN))
-        self.objects: dict[bytes, dict] = {}    # oid -> offset, size, creator, sealed, pins, free
-        self.waiters: list[dict] = []           # client, handle, oids, deadline (in order)
+        self.objects: dict[bytes, dict] = {}  # oid -> offset, size, creator, sealed, pins, free
+        self.waiters: list[dict] = []  # client, handle, oids, deadline (in order)
         self.answered: set[int] = set()
         self.abandoned: set[int] = set()
         self.handles = 0
@@ -348,8 +358,14 @@ class ObjectTableMachine(RuleBasedStateMachine):
         else:
             offset = self.store.create(client, oid, size, "owner")
             assert offset % ALIGN == 0 and 0 <= offset and offset + rounded(size) <= CAPACITY
-            self.objects[oid] = {"offset": offset, "size": size, "creator": client,
-                                 "sealed": False, "pins": Counter(), "free": False}
+            self.objects[oid] = {
+                "offset": offset,
+                "size": size,
+                "creator": client,
+                "sealed": False,
+                "pins": Counter(),
+                "free": False,
+            }
             if seal_now:
                 self._seal(oid)
 
@@ -366,16 +382,23 @@ class ObjectTableMachine(RuleBasedStateMachine):
             assert out == []  # unknown or already sealed
             return
         self.objects[oid]["sealed"] = True
-        due = [w for w in self.waiters
-               if oid in w["oids"] and all(self._ready(o) for o in w["oids"])]
+        due = [
+            w for w in self.waiters if oid in w["oids"] and all(self._ready(o) for o in w["oids"])
+        ]
         self._answer(out, due)
 
-    @rule(client=st.sampled_from(CLIENTS), data=st.data(),
-          timeout=st.sampled_from((0.0, 1.0, 5.0, math.inf)))
+    @rule(
+        client=st.sampled_from(CLIENTS),
+        data=st.data(),
+        timeout=st.sampled_from((0.0, 1.0, 5.0, math.inf)),
+    )
     def get(self, client, data, timeout):
         sealed = [oid for oid, o in self.objects.items() if o["sealed"]]
-        oids = self._some_oids(data, min_size=data.draw(st.sampled_from((1, 1, 1, 0))),
-                               pool=sealed if sealed and data.draw(st.booleans()) else None)
+        oids = self._some_oids(
+            data,
+            min_size=data.draw(st.sampled_from((1, 1, 1, 0))),
+            pool=sealed if sealed and data.draw(st.booleans()) else None,
+        )
         self.handles += 1
         handle = self.handles
         deadline = self.now + timeout
@@ -385,8 +408,9 @@ class ObjectTableMachine(RuleBasedStateMachine):
             self.answered.add(handle)
         else:
             assert out is None
-            self.waiters.append({"client": client, "handle": handle, "oids": list(oids),
-                                 "deadline": deadline})
+            self.waiters.append(
+                {"client": client, "handle": handle, "oids": list(oids), "deadline": deadline}
+            )
 
     @rule(data=st.data())
     def release(self, data):
@@ -463,11 +487,15 @@ class ObjectTableMachine(RuleBasedStateMachine):
         assert alloc.used == sum(rounded(o["size"]) for o in self.objects.values())
         assert alloc.num_allocations == len(self.objects)
         assert alloc.allocations() == sorted(
-            (o["offset"], rounded(o["size"])) for o in self.objects.values())
+            (o["offset"], rounded(o["size"])) for o in self.objects.values()
+        )
         for oid, model in self.objects.items():
             obj = store.objects[oid]
             assert (obj.offset, obj.size, obj.creator) == (
-                model["offset"], model["size"], model["creator"])
+                model["offset"],
+                model["size"],
+                model["creator"],
+            )
             assert obj.sealed == model["sealed"]
             assert obj.pins == dict(+model["pins"]), (oid, obj.pins, model["pins"])
             assert all(n > 0 for n in obj.pins.values())
@@ -494,9 +522,12 @@ class ObjectTableMachine(RuleBasedStateMachine):
 
 
 SETTINGS = settings(
-    max_examples=100, stateful_step_count=40, deadline=None,
+    max_examples=100,
+    stateful_step_count=40,
+    deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 class SelectedAllocatorMachine(ObjectTableMachine):

@@ -1,6 +1,7 @@
 """The object table's spilling states under random interleavings (hypothesis), with a simulated
 arena and spill files: bytes a reader has mapped, or that a spill is still writing out, are never
 overwritten; restored bytes are the ones spilled; every file dies with its last object."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -11,8 +12,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from zray._fast import _allocator_py
 import zray._fast
-from zray._private.node.object_table import IO_NONE, IO_RESTORING, IO_SPILLING, LocalObjectStore, \
-    StoreFull
+from zray._private.node.object_table import (
+    IO_NONE,
+    IO_RESTORING,
+    IO_SPILLING,
+    LocalObjectStore,
+    StoreFull,
+)
 
 CAPACITY = 2048
 ALIGN = 64
@@ -30,11 +36,11 @@ class SpillMachine(RuleBasedStateMachine):
     def setup(self):
         self.store = LocalObjectStore(self.ALLOCATOR(CAPACITY, ALIGN))
         self.arena = bytearray(CAPACITY)
-        self.files: dict[int, dict] = {}   # file id -> file offset -> (tag, size)
-        self.tags: dict[bytes, int] = {}   # object -> the byte its contents are made of
-        self.freed: set = set()            # objects whose free was requested
+        self.files: dict[int, dict] = {}  # file id -> file offset -> (tag, size)
+        self.tags: dict[bytes, int] = {}  # object -> the byte its contents are made of
+        self.freed: set = set()  # objects whose free was requested
         self.dead_seen: set = set()
-        self.written: set = set()          # files whose write succeeded
+        self.written: set = set()  # files whose write succeeded
         self.next_id = 0
         self.handles = 0
 
@@ -43,13 +49,16 @@ class SpillMachine(RuleBasedStateMachine):
     def _check_bytes(self, oid):
         obj = self.store.objects[oid]
         tag = self.tags[oid]
-        assert self.arena[obj.offset:obj.offset + obj.size] == bytes([tag]) * obj.size, oid
+        assert self.arena[obj.offset : obj.offset + obj.size] == bytes([tag]) * obj.size, oid
 
     def _pinned(self, results):
         for waiter, locations in results:
             for oid, location in zip(waiter.object_ids, locations):
                 if location is not None:
-                    assert location == (self.store.objects[oid].offset, self.store.objects[oid].size)
+                    assert location == (
+                        self.store.objects[oid].offset,
+                        self.store.objects[oid].size,
+                    )
                     self._check_bytes(oid)
 
     def _where(self, io=None, in_memory=None, pinned=None):
@@ -78,15 +87,16 @@ class SpillMachine(RuleBasedStateMachine):
             raise AssertionError("create should not fit")
         offset = self.store.create(b"w", oid, size, "", primary=primary)
         self.tags[oid] = self.next_id % 251 + 1
-        self.arena[offset:offset + size] = bytes([self.tags[oid]]) * size
+        self.arena[offset : offset + size] = bytes([self.tags[oid]]) * size
         self._pinned(self.store.seal(oid))
 
     @rule(client=st.sampled_from(CLIENTS), data=st.data())
     def get(self, client, data):
         if not self.store.objects:
             return
-        oids = data.draw(st.lists(st.sampled_from(sorted(self.store.objects)), min_size=1,
-                                  max_size=2))
+        oids = data.draw(
+            st.lists(st.sampled_from(sorted(self.store.objects)), min_size=1, max_size=2)
+        )
         self.handles += 1
         found = self.store.get(client, self.handles, oids, 1e9)
         if found is not None:
@@ -130,7 +140,8 @@ class SpillMachine(RuleBasedStateMachine):
         ends = [fo + size for _, _, size, fo in batch.entries]
         starts = [fo for _, _, _, fo in batch.entries]
         assert all(s % 4096 == 0 for s in starts) and all(
-            a <= b for a, b in zip(ends, starts[1:]))  # no overlap inside the file
+            a <= b for a, b in zip(ends, starts[1:])
+        )  # no overlap inside the file
 
     @rule(data=st.data(), ok=st.sampled_from((True, True, False)))
     def spill_done(self, data, ok):
@@ -158,7 +169,7 @@ class SpillMachine(RuleBasedStateMachine):
         if rounded(size) > self.store.allocator.largest_free:
             return
         offset = self.store.begin_restore(oid)
-        self.arena[offset:offset + size] = b"\xff" * size  # garbage until read back
+        self.arena[offset : offset + size] = b"\xff" * size  # garbage until read back
 
     @rule(data=st.data(), ok=st.sampled_from((True, True, False)))
     def restore_done(self, data, ok):
@@ -170,7 +181,7 @@ class SpillMachine(RuleBasedStateMachine):
         if ok:
             tag, size = self.files[obj.spill_file][obj.file_offset]
             assert (tag, size) == (self.tags[oid], obj.size)
-            self.arena[obj.offset:obj.offset + size] = bytes([tag]) * size
+            self.arena[obj.offset : obj.offset + size] = bytes([tag]) * size
         self._pinned(self.store.restore_done(oid, ok))
 
     @rule(client=st.sampled_from(CLIENTS))
@@ -197,10 +208,12 @@ class SpillMachine(RuleBasedStateMachine):
         in_memory = [o for o in store.objects.values() if o.offset >= 0]
         assert alloc.used == sum(rounded(o.size) for o in in_memory)
         assert alloc.num_allocations == len(in_memory)
-        assert store.spilling_bytes == sum(o.size for o in store.objects.values()
-                                           if o.io == IO_SPILLING)
-        assert store.files == dict(Counter(o.spill_file for o in store.objects.values()
-                                           if o.spill_file))
+        assert store.spilling_bytes == sum(
+            o.size for o in store.objects.values() if o.io == IO_SPILLING
+        )
+        assert store.files == dict(
+            Counter(o.spill_file for o in store.objects.values() if o.spill_file)
+        )
         in_batches = [e[0] for b in store.batches.values() for e in b.entries]
         assert sorted(in_batches) == self._where(io=IO_SPILLING)
         referenced = set(store.files) | set(store.batches)
@@ -220,8 +233,9 @@ class SpillMachine(RuleBasedStateMachine):
             if o.free_requested:  # a free lingers only while someone still uses the object
                 assert o.pins or o.io != IO_NONE
         # A freed object leaves the table as soon as nobody uses it.
-        assert not any(oid in self.freed for oid, o in store.objects.items()
-                       if not o.pins and o.io == IO_NONE)
+        assert not any(
+            oid in self.freed for oid, o in store.objects.items() if not o.pins and o.io == IO_NONE
+        )
 
     def teardown(self):
         if not hasattr(self, "store"):
@@ -245,8 +259,12 @@ class SpillMachine(RuleBasedStateMachine):
         assert dead == self.written
 
 
-SETTINGS = settings(max_examples=150, stateful_step_count=50, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+SETTINGS = settings(
+    max_examples=150,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 class SelectedAllocatorSpill(SpillMachine):

@@ -1,6 +1,7 @@
 """Placement groups: the head's two-phase reservation (placement_groups.py) driven against
 real node schedulers (scheduler.py), with messages delivered in any order a network allows
 (FIFO per channel), nodes joining and dying, timeouts, and leases running in bundles."""
+
 from __future__ import annotations
 
 import itertools
@@ -14,6 +15,7 @@ from zray._private.common import bundles as B
 from zray._private.head import placement_groups as G
 from zray._private.common import resources as R
 from zray._private.node import scheduler as S
+
 U = R.UNIT
 
 
@@ -22,6 +24,7 @@ def units(**amounts):
 
 
 # ---------------------------------------------------------------- the placement policy
+
 
 def test_strict_spread_uses_distinct_nodes_or_waits():
     free = {b"a": units(CPU=2), b"b": units(CPU=2), b"c": units(CPU=2)}
@@ -42,8 +45,10 @@ def test_strict_spread_finds_a_matching_greedy_misses():
 
 def test_strict_pack_needs_one_node_for_all():
     free = {b"a": units(CPU=2), b"b": units(CPU=3)}
-    assert G.place("STRICT_PACK", [(0, units(CPU=1)), (1, units(CPU=2))], {}, free) == \
-        {0: b"b", 1: b"b"}
+    assert G.place("STRICT_PACK", [(0, units(CPU=1)), (1, units(CPU=2))], {}, free) == {
+        0: b"b",
+        1: b"b",
+    }
     assert G.place("STRICT_PACK", [(0, units(CPU=2)), (1, units(CPU=2))], {}, free) is None
     assert G.place("STRICT_PACK", [(0, units(CPU=1))], {}, free, soft_target=b"a") == {0: b"a"}
 
@@ -65,12 +70,20 @@ def test_spread_spreads_and_still_places_when_nodes_run_out():
 def test_resource_names_are_rays():
     pg = "ab" * 18
     named = B.committed_units(pg, 1, units(CPU=2))
-    assert set(named) == {f"CPU_group_1_{pg}", f"CPU_group_{pg}", f"bundle_group_1_{pg}",
-                          f"bundle_group_{pg}"}
+    assert set(named) == {
+        f"CPU_group_1_{pg}",
+        f"CPU_group_{pg}",
+        f"bundle_group_1_{pg}",
+        f"bundle_group_{pg}",
+    }
     assert named[f"bundle_group_{pg}"] == 1000 * U
     request = B.request_in_bundle({"CPU": 1.0}, pg, 0)
-    assert request == {f"CPU_group_0_{pg}": 1.0, f"bundle_group_0_{pg}": 0.001,
-                       f"CPU_group_{pg}": 1.0, f"bundle_group_{pg}": 0.001}
+    assert request == {
+        f"CPU_group_0_{pg}": 1.0,
+        f"bundle_group_0_{pg}": 0.001,
+        f"CPU_group_{pg}": 1.0,
+        f"bundle_group_{pg}": 0.001,
+    }
     assert B.original(request) == {"CPU": 1.0}
     assert B.original(B.request_in_bundle({"GPU": 1.0}, pg, -1)) == {"GPU": 1.0}
     assert B.without_groups(dict(named, CPU=1)) == {"CPU": 1}
@@ -87,7 +100,9 @@ def test_a_task_in_a_bundle_gets_the_bundles_gpus():
     node.worker_started(b"w1")
     node.worker_started(b"w2")
     granted = node.request_lease(b"c", 1, R.to_units(B.request_in_bundle({"GPU": 1}, pg.hex(), 1)))
-    granted += node.request_lease(b"c", 2, R.to_units(B.request_in_bundle({"GPU": 0.5}, other.hex(), -1)))
+    granted += node.request_lease(
+        b"c", 2, R.to_units(B.request_in_bundle({"GPU": 0.5}, other.hex(), -1))
+    )
     ids = {g.request_id: g.gpu_ids for g in granted if isinstance(g, S.Grant)}
     assert ids[1] == (2,)  # bundle 1 holds the third GPU; bundle 0 the first two
     assert ids[2] == (3,)  # the other group's half GPU
@@ -107,8 +122,9 @@ def test_manager_reserves_in_two_phases_and_returns_everything():
     node = S.LocalScheduler(units(CPU=2), min_workers=0)
     out = manager.node_update(b"n", node.total, node.available, 0.0)
     assert out == []
-    out = manager.create(b"p" * 18, "g", "ns", "PACK", [units(CPU=1), units(CPU=1)], False,
-                         b"j" * 4, b"", 0.0)
+    out = manager.create(
+        b"p" * 18, "g", "ns", "PACK", [units(CPU=1), units(CPU=1)], False, b"j" * 4, b"", 0.0
+    )
     (prepare,) = out
     assert isinstance(prepare, G.Prepare) and len(prepare.bundles) == 2
     assert node.prepare_bundles(prepare.pg_id, list(prepare.bundles))
@@ -132,8 +148,9 @@ def test_manager_reserves_in_two_phases_and_returns_everything():
 
 # ---------------------------------------------------------------- the whole protocol
 
-SHAPES = st.sampled_from([units(CPU=1), units(CPU=0.5), units(CPU=2), units(CPU=1, X=1),
-                          units(X=1), units(GPU=1)])
+SHAPES = st.sampled_from(
+    [units(CPU=1), units(CPU=0.5), units(CPU=2), units(CPU=1, X=1), units(X=1), units(GPU=1)]
+)
 NODE_SHAPES = [units(CPU=2), units(CPU=4, X=1), units(CPU=1, X=2), units(CPU=2, GPU=2)]
 
 
@@ -183,18 +200,36 @@ class PlacementMachine(RuleBasedStateMachine):
             ok = node.prepare_bundles(msg.pg_id, list(msg.bundles))
             self.to_head.append((node_id, msg.pg_id, msg.attempt, ok))
         elif isinstance(msg, G.Commit):
-            self._node_instructions(node_id, node.commit_bundles(msg.pg_id, [i for i, _ in msg.bundles]))
+            self._node_instructions(
+                node_id, node.commit_bundles(msg.pg_id, [i for i, _ in msg.bundles])
+            )
         else:
-            self._node_instructions(node_id, node.return_bundles(msg.pg_id, [i for i, _ in msg.bundles]))
+            self._node_instructions(
+                node_id, node.return_bundles(msg.pg_id, [i for i, _ in msg.bundles])
+            )
 
     # ------------------------------------------------------------ rules
 
-    @rule(bundles=st.lists(SHAPES, min_size=1, max_size=4),
-          strategy=st.sampled_from(G.STRATEGIES), detached=st.booleans())
+    @rule(
+        bundles=st.lists(SHAPES, min_size=1, max_size=4),
+        strategy=st.sampled_from(G.STRATEGIES),
+        detached=st.booleans(),
+    )
     def create(self, bundles, strategy, detached):
         pg_id = b"%018d" % next(self.ids)
-        self._carry_out(self.manager.create(pg_id, "", "ns", strategy, bundles, detached,
-                                            b"job1" if not detached else b"job2", b"", self.now))
+        self._carry_out(
+            self.manager.create(
+                pg_id,
+                "",
+                "ns",
+                strategy,
+                bundles,
+                detached,
+                b"job1" if not detached else b"job2",
+                b"",
+                self.now,
+            )
+        )
 
     @precondition(lambda self: self.manager.groups)
     @rule(data=st.data())
@@ -211,8 +246,9 @@ class PlacementMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.to_head)
     @rule(data=st.data())
     def deliver_to_head(self, data):
-        node_id, pg_id, attempt, ok = self.to_head.pop(data.draw(
-            st.integers(0, len(self.to_head) - 1)))
+        node_id, pg_id, attempt, ok = self.to_head.pop(
+            data.draw(st.integers(0, len(self.to_head) - 1))
+        )
         self._carry_out(self.manager.prepared(pg_id, attempt, node_id, ok, self.now))
 
     @precondition(lambda self: self.nodes)
@@ -271,15 +307,20 @@ class PlacementMachine(RuleBasedStateMachine):
                 self.now += 0.2
                 before = self.manager.attempt
                 self._carry_out(self.manager.tick(self.now))
-                if before is None and self.manager.attempt is None and not any(
-                        self.to_node.values()):
+                if (
+                    before is None
+                    and self.manager.attempt is None
+                    and not any(self.to_node.values())
+                ):
                     break
         assert self.manager.attempt is None
         for node_id, node in self.nodes.items():
             for (pg_id, index), bundle in node.bundles.items():
                 group = self.manager.groups.get(pg_id)
                 assert bundle.committed, "a reservation outlived its attempt"
-                assert group is not None and group.state != G.REMOVED, "a removed group's bundle stayed"
+                assert group is not None and group.state != G.REMOVED, (
+                    "a removed group's bundle stayed"
+                )
                 assert group.nodes[index] == node_id, "a bundle on a node its group does not name"
         for group in self.manager.groups.values():
             if group.state == G.CREATED:
@@ -317,8 +358,11 @@ class PlacementMachine(RuleBasedStateMachine):
 
 
 PlacementMachine.TestCase.settings = settings(
-    max_examples=100, stateful_step_count=40, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow])
+    max_examples=100,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 TestPlacementMachine = PlacementMachine.TestCase
 
 
@@ -326,8 +370,9 @@ def test_a_group_an_actor_made_goes_when_both_the_actor_and_its_job_are_gone():
     manager = G.PlacementGroupManager()
     manager.node_update(b"n", units(CPU=4), units(CPU=4), 0.0)
     job, actor = b"j" * 4, b"a" * 16
-    manager.create(b"p" * 18, "", "ns", "PACK", [units(CPU=1)], False, job, b"", 0.0,
-                   creator_actor=actor)
+    manager.create(
+        b"p" * 18, "", "ns", "PACK", [units(CPU=1)], False, job, b"", 0.0, creator_actor=actor
+    )
     assert manager.job_dead(job, 1.0) == []  # its (detached) creator actor lives on
     removed = manager.actor_dead(actor, 2.0)
     assert any(isinstance(i, G.Removed) for i in removed)
@@ -335,6 +380,7 @@ def test_a_group_an_actor_made_goes_when_both_the_actor_and_its_job_are_gone():
     manager.create(b"q" * 18, "", "ns", "PACK", [units(CPU=1)], False, job, b"", 3.0)
     assert any(isinstance(i, G.Removed) for i in manager.job_dead(job, 4.0))
     # Detached: neither does.
-    manager.create(b"r" * 18, "", "ns", "PACK", [units(CPU=1)], True, job, b"", 5.0,
-                   creator_actor=actor)
+    manager.create(
+        b"r" * 18, "", "ns", "PACK", [units(CPU=1)], True, job, b"", 5.0, creator_actor=actor
+    )
     assert manager.job_dead(job, 6.0) == [] and manager.actor_dead(actor, 7.0) == []

@@ -4,6 +4,7 @@ ProtocolError.
 Strategies are derived from each record's field annotations (strings under ``from __future__
 import annotations``, or ForwardRefs), so new message types are covered without editing this file.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,14 @@ from zray._private.wire.protocol import ProtocolError, decode, encode, message_t
 TYPES = message_types()
 CODES = sorted(TYPES)
 VERSION = P.PROTOCOL_VERSION
-QUICK = settings(deadline=None, suppress_health_check=[
-    HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+QUICK = settings(
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
 
 
 def examples(n: int):
@@ -50,6 +57,7 @@ def test_registry_is_consistent():
 
 # ------------------------------------------------------------------ value strategies
 
+
 def _random_bytes(n: int):
     return st.integers(0, 2**32 - 1).map(lambda seed: random.Random(seed).randbytes(n))
 
@@ -71,13 +79,15 @@ float_values = st.one_of(
     st.floats(allow_nan=False),
     st.sampled_from((0.0, -0.0, 1.5, math.inf, -math.inf, 5e-324, 1.7976931348623157e308)),
 )
-scalar_values = st.one_of(st.none(), st.booleans(), int_values, float_values,
-                          st.text(max_size=10), st.binary(max_size=10))
+scalar_values = st.one_of(
+    st.none(), st.booleans(), int_values, float_values, st.text(max_size=10), st.binary(max_size=10)
+)
 map_keys = st.one_of(st.text(max_size=10), st.binary(max_size=8), st.integers(-1000, 1000))
 nested_values = st.recursive(
     scalar_values,
-    lambda children: st.one_of(st.lists(children, max_size=4),
-                               st.dictionaries(map_keys, children, max_size=4)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(map_keys, children, max_size=4)
+    ),
     max_leaves=6,
 )
 
@@ -100,15 +110,23 @@ def field_strategy(annotation: str):
 
 
 def message_strategy(cls):
-    return st.builds(cls, **{name: field_strategy(annotation_of(cls, name))
-                             for name in cls._fields})
+    return st.builds(
+        cls, **{name: field_strategy(annotation_of(cls, name)) for name in cls._fields}
+    )
 
 
 def data_for(annotation: str):
     """One fixed valid value per annotation."""
-    return {"bytes": b"x", "str": "naïve ☃", "int": 2**63 - 1, "float": -2.5, "bool": True,
-            "list": [1, "a", b"b", None, [2.5, {"k": []}]], "dict": {"a": 1, b"b": [None], 3: {}},
-            "Any": [None]}[annotation.removesuffix(" | None")]
+    return {
+        "bytes": b"x",
+        "str": "naïve ☃",
+        "int": 2**63 - 1,
+        "float": -2.5,
+        "bool": True,
+        "list": [1, "a", b"b", None, [2.5, {"k": []}]],
+        "dict": {"a": 1, b"b": [None], 3: {}},
+        "Any": [None],
+    }[annotation.removesuffix(" | None")]
 
 
 seqs = st.one_of(st.sampled_from((0, 1, 2**32 - 1)), st.integers(0, 2**32 - 1))
@@ -122,9 +140,11 @@ def same(a, b) -> bool:
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     if isinstance(a, dict):
-        return (len(a) == len(b)
-                and all(any(same(k, k2) for k2 in b) for k in a)
-                and all(same(v, b[k]) for k, v in a.items()))
+        return (
+            len(a) == len(b)
+            and all(any(same(k, k2) for k2 in b) for k in a)
+            and all(same(v, b[k]) for k, v in a.items())
+        )
     if isinstance(a, float) and math.isnan(a):
         return math.isnan(b)
     return a == b
@@ -139,12 +159,14 @@ def test_field_strategies_produce_what_the_decoder_accepts(data):
     annotation = base + data.draw(st.sampled_from(("", " | None")))
     value = data.draw(field_strategy(annotation))
     assert P._checker(annotation)(value)
-    wire = msgpack.unpackb(msgpack.packb([value], use_bin_type=True), raw=False,
-                           use_list=True, strict_map_key=False)
+    wire = msgpack.unpackb(
+        msgpack.packb([value], use_bin_type=True), raw=False, use_list=True, strict_map_key=False
+    )
     assert same(wire, [value])
 
 
 # ------------------------------------------------------------------ round trips
+
 
 @pytest.mark.parametrize("code", CODES, ids=[TYPES[c].__name__ for c in CODES])
 @examples(16)
@@ -166,8 +188,16 @@ def test_round_trip(code, data, seq, flags):
 
 def test_round_trip_extreme_seq_and_empty_values():
     """Every type with its 'smallest' field values and the extreme sequence numbers."""
-    empty = {"bytes": b"", "str": "", "int": 0, "float": 0.0, "bool": False, "list": [],
-             "dict": {}, "Any": None}
+    empty = {
+        "bytes": b"",
+        "str": "",
+        "int": 0,
+        "float": 0.0,
+        "bool": False,
+        "list": [],
+        "dict": {},
+        "Any": None,
+    }
     for cls in TYPES.values():
         fields = []
         for name in cls._fields:
@@ -182,21 +212,25 @@ def test_round_trip_extreme_seq_and_empty_values():
 def test_round_trip_mebibyte_payload_in_every_bytes_field():
     big = random.Random(1).randbytes(2**20)
     for cls in TYPES.values():
-        fields = [big if annotation_of(cls, n) == "bytes" else
-                  data_for(annotation_of(cls, n)) for n in cls._fields]
+        fields = [
+            big if annotation_of(cls, n) == "bytes" else data_for(annotation_of(cls, n))
+            for n in cls._fields
+        ]
         msg = cls(*fields)
         assert decode(*encode(msg, 7, 3)) == (msg, 7, 3)
 
 
 def test_encode_rejects_out_of_range_header_fields():
-    msg = TYPES[CODES[0]](*[data_for(annotation_of(TYPES[CODES[0]], n))
-                           for n in TYPES[CODES[0]]._fields])
+    msg = TYPES[CODES[0]](
+        *[data_for(annotation_of(TYPES[CODES[0]], n)) for n in TYPES[CODES[0]]._fields]
+    )
     for seq, flags in [(-1, 0), (2**32, 0), (0, -1), (0, 2**16)]:
         with pytest.raises(ValueError):
             encode(msg, seq, flags)
 
 
 # ------------------------------------------------------------------ malformed input
+
 
 def assert_rejected_or_consistent(header, body):
     """decode either raises ProtocolError (and nothing else) or returns a message that
@@ -223,8 +257,7 @@ def test_random_bytes_only_raise_protocol_error(header, body):
 
 
 @examples(400)
-@given(code=st.sampled_from(CODES), seq=seqs, flags=flag_values,
-       body=st.binary(max_size=64))
+@given(code=st.sampled_from(CODES), seq=seqs, flags=flag_values, body=st.binary(max_size=64))
 def test_random_body_behind_valid_header_only_raises_protocol_error(code, seq, flags, body):
     assert_rejected_or_consistent(pack_header(VERSION, code, flags, seq), body)
 
@@ -240,7 +273,7 @@ def test_corrupted_valid_bodies_only_raise_protocol_error(code, data):
             i = data.draw(st.integers(0, len(body) - 1))
             body[i] = data.draw(st.integers(0, 255))
         elif action == "truncate":
-            del body[data.draw(st.integers(0, len(body))):]
+            del body[data.draw(st.integers(0, len(body))) :]
         elif action == "insert":
             body.insert(data.draw(st.integers(0, len(body))), data.draw(st.integers(0, 255)))
         else:
@@ -278,8 +311,17 @@ def test_wrong_field_count_and_shape(code):
     cls = TYPES[code]
     fields = [data_for(annotation_of(cls, n)) for n in cls._fields]
     header = pack_header(VERSION, code, 0, 1)
-    bodies = [fields + [0], fields[:-1], [], fields + fields,
-              dict(zip(cls._fields, fields)), 0, "x", None, b"fields"]
+    bodies = [
+        fields + [0],
+        fields[:-1],
+        [],
+        fields + fields,
+        dict(zip(cls._fields, fields)),
+        0,
+        "x",
+        None,
+        b"fields",
+    ]
     for value in bodies:
         with pytest.raises(ProtocolError):
             decode(header, msgpack.packb(value, use_bin_type=True))
@@ -295,8 +337,26 @@ ALLOWED = {  # an independent statement of which Python types each annotation ad
     "dict": lambda v: type(v) is dict,
     "Any": lambda v: True,
 }
-WRONG_POOL = (None, True, False, 0, 7, -3, 2**64 - 1, 1.5, "", "text", b"", b"bytes", [], [1],
-              {}, {"a": 1}, msgpack.ExtType(5, b"x"), msgpack.Timestamp(1, 0))
+WRONG_POOL = (
+    None,
+    True,
+    False,
+    0,
+    7,
+    -3,
+    2**64 - 1,
+    1.5,
+    "",
+    "text",
+    b"",
+    b"bytes",
+    [],
+    [1],
+    {},
+    {"a": 1},
+    msgpack.ExtType(5, b"x"),
+    msgpack.Timestamp(1, 0),
+)
 
 
 def _admits(annotation: str, value) -> bool:
@@ -322,19 +382,19 @@ def test_wrong_field_types(code, data):
 
 
 HUGE = [
-    b"\xdd\xff\xff\xff\xff",                      # array32 of 4G elements
-    b"\xdf\xff\xff\xff\xff",                      # map32 of 4G pairs
-    b"\xdb\xff\xff\xff\xff" + b"a",               # str32 of 4G bytes
-    b"\xc6\xff\xff\xff\xff" + b"a",               # bin32 of 4G bytes
-    b"\xc9\xff\xff\xff\xff\x01",                  # ext32 of 4G bytes
-    b"\x91\xc6\xff\xff\xff\xff",                  # [bin32 4G]
-    b"\x93\xc4\x01a\xdd\xff\xff\xff\xff\x00",     # [b"a", array32 4G, ...]
-    b"\x91" * 100_000,                            # nesting far beyond any stack limit
-    b"\x81" * 50_000 + b"\xc0",                   # nested maps
-    b"\x92\x81\x90\x00\x00",                      # a map keyed by a list (unhashable)
-    b"\x91\xc1",                                  # reserved byte 0xc1
-    b"\x91\xa2\xff\xfe",                          # invalid UTF-8 in a str
-    b"\x91\xc0\xc0",                              # extra data after a valid array
+    b"\xdd\xff\xff\xff\xff",  # array32 of 4G elements
+    b"\xdf\xff\xff\xff\xff",  # map32 of 4G pairs
+    b"\xdb\xff\xff\xff\xff" + b"a",  # str32 of 4G bytes
+    b"\xc6\xff\xff\xff\xff" + b"a",  # bin32 of 4G bytes
+    b"\xc9\xff\xff\xff\xff\x01",  # ext32 of 4G bytes
+    b"\x91\xc6\xff\xff\xff\xff",  # [bin32 4G]
+    b"\x93\xc4\x01a\xdd\xff\xff\xff\xff\x00",  # [b"a", array32 4G, ...]
+    b"\x91" * 100_000,  # nesting far beyond any stack limit
+    b"\x81" * 50_000 + b"\xc0",  # nested maps
+    b"\x92\x81\x90\x00\x00",  # a map keyed by a list (unhashable)
+    b"\x91\xc1",  # reserved byte 0xc1
+    b"\x91\xa2\xff\xfe",  # invalid UTF-8 in a str
+    b"\x91\xc0\xc0",  # extra data after a valid array
     b"",
 ]
 
@@ -349,11 +409,15 @@ def test_huge_declared_sizes_and_garbage_bodies(body):
 @pytest.mark.parametrize("size", ["just-too-long", 2**16, 2**32 - 1])
 def test_truncated_bin_field(size):
     """A bytes field that declares more bytes than the body holds."""
-    code = next(c for c in CODES if annotation_of(TYPES[c], TYPES[c]._fields[0]) == "bytes"
-                and len(TYPES[c]._fields) < 16)
+    code = next(
+        c
+        for c in CODES
+        if annotation_of(TYPES[c], TYPES[c]._fields[0]) == "bytes" and len(TYPES[c]._fields) < 16
+    )
     cls = TYPES[code]
-    rest = b"".join(msgpack.packb(data_for(annotation_of(cls, n)), use_bin_type=True)
-                    for n in cls._fields[1:])
+    rest = b"".join(
+        msgpack.packb(data_for(annotation_of(cls, n)), use_bin_type=True) for n in cls._fields[1:]
+    )
     if size == "just-too-long":
         size = len(rest) + 2
     body = bytes([0x90 + len(cls._fields)]) + b"\xc6" + struct.pack(">I", size) + b"x" + rest

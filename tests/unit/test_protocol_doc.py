@@ -1,8 +1,10 @@
 """docs/protocol.md and zray/_private/wire/protocol.py describe the same messages."""
+
 import os
 import re
 
 from zray._private.wire import protocol as P
+
 DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "protocol.md")
 
 
@@ -22,7 +24,8 @@ def test_every_message_type_is_documented_with_its_fields():
         name, fields = rows[code]
         assert name == cls.__name__
         expected = ", ".join(
-            f"{field}: {P._annotation_text(cls.__annotations__[field])}" for field in cls._fields)
+            f"{field}: {P._annotation_text(cls.__annotations__[field])}" for field in cls._fields
+        )
         assert fields == expected, cls.__name__
 
 

@@ -4,6 +4,7 @@ One process's view: an owned object is reported freeable exactly once, iff no lo
 alive (after the queued __del__ decrements are collected), no submitted task pins it, and it
 never escaped. test_reference_protocol.py checks borrowing across processes.
 """
+
 from __future__ import annotations
 
 import threading
@@ -26,6 +27,7 @@ def pair(released):
 
 
 # ================================================================== examples
+
 
 def test_owned_object_freeable_after_last_ref_collected():
     rc = ReferenceCounter()
@@ -101,8 +103,15 @@ def test_stats():
     rc.add_owned(b"x")
     rc.add_local(b"x")
     rc.pin([b"y"])
-    assert rc.stats() == {"local": 1, "owned": 1, "escaped": 0, "task_pinned": 1,
-                          "borrowed": 0, "with_borrowers": 0, "containers": 0}
+    assert rc.stats() == {
+        "local": 1,
+        "owned": 1,
+        "escaped": 0,
+        "task_pinned": 1,
+        "borrowed": 0,
+        "with_borrowers": 0,
+        "containers": 0,
+    }
 
 
 def test_decrements_from_other_threads_are_all_applied():
@@ -140,12 +149,12 @@ class RefCountMachine(RuleBasedStateMachine):
     @initialize()
     def setup(self):
         self.rc = ReferenceCounter()
-        self.kind: dict[bytes, str] = {}       # oid -> "owned" | "borrowed"
-        self.live = Counter()                   # refs alive (created, not yet __del__'d)
-        self.queue: deque = deque()             # __del__ decrements not yet collected
-        self.counted = Counter()                # what the counter has applied: live + queued
+        self.kind: dict[bytes, str] = {}  # oid -> "owned" | "borrowed"
+        self.live = Counter()  # refs alive (created, not yet __del__'d)
+        self.queue: deque = deque()  # __del__ decrements not yet collected
+        self.counted = Counter()  # what the counter has applied: live + queued
         self.pins = Counter()
-        self.tasks: list[list] = []             # pinned argument lists of running tasks
+        self.tasks: list[list] = []  # pinned argument lists of running tasks
         self.escaped: set[bytes] = set()
         self.reported: set[bytes] = set()
         self.forgotten: set[bytes] = set()
@@ -153,9 +162,13 @@ class RefCountMachine(RuleBasedStateMachine):
     # -------------------------------------------------------------- model helpers
 
     def _freeable(self, oid) -> bool:
-        return (self.kind.get(oid) == "owned" and oid not in self.reported
-                and self.counted[oid] == 0 and self.pins[oid] == 0
-                and oid not in self.escaped)
+        return (
+            self.kind.get(oid) == "owned"
+            and oid not in self.reported
+            and self.counted[oid] == 0
+            and self.pins[oid] == 0
+            and oid not in self.escaped
+        )
 
     def _check_reported(self, got, expected):
         assert got == expected, (got, expected)
@@ -261,9 +274,14 @@ class RefCountMachine(RuleBasedStateMachine):
             self.pins[oid] -= 1
             if self.pins[oid] == 0 and self._freeable(oid) and oid not in expected:
                 expected.append(oid)
-            if (self.kind[oid] == "borrowed" and self.pins[oid] == 0 and not self.counted[oid]
-                    and oid not in self.escaped and oid not in self.forgotten
-                    and oid not in expected_forgotten):
+            if (
+                self.kind[oid] == "borrowed"
+                and self.pins[oid] == 0
+                and not self.counted[oid]
+                and oid not in self.escaped
+                and oid not in self.forgotten
+                and oid not in expected_forgotten
+            ):
                 expected_forgotten.append(oid)
         freed, forgotten = pair(self.rc.unpin(oids))
         self._check_reported(freed, expected)
@@ -276,8 +294,9 @@ class RefCountMachine(RuleBasedStateMachine):
     def matches_model(self):
         rc = self.rc
         for oid in OBJECTS:
-            assert rc.is_live(oid) == bool(self.counted[oid] or self.pins[oid]
-                                           or oid in self.escaped)
+            assert rc.is_live(oid) == bool(
+                self.counted[oid] or self.pins[oid] or oid in self.escaped
+            )
             owned = self.kind.get(oid) == "owned" and oid not in self.reported
             assert rc.owns(oid) == owned
             # Never reported while referenced; not yet reported while unreferenced only if a
@@ -306,14 +325,19 @@ class RefCountMachine(RuleBasedStateMachine):
             self.unpin(SimpleNamespace(draw=lambda strategy: 0))
         owned = {oid for oid, kind in self.kind.items() if kind == "owned"}
         assert self.reported == owned - self.escaped
-        assert self.forgotten == {oid for oid, kind in self.kind.items()
-                                  if kind == "borrowed"} - self.escaped
+        assert (
+            self.forgotten
+            == {oid for oid, kind in self.kind.items() if kind == "borrowed"} - self.escaped
+        )
 
 
 RefCountMachine.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=40, deadline=None,
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 TestRefCountMachine = RefCountMachine.TestCase
 
 
@@ -325,8 +349,8 @@ def test_a_dead_holder_stops_holding_and_late_messages_are_ignored():
     rc.add_borrower(b"x", "w2")
     rc.remove_local_later(b"x")
     assert pair(rc.collect()) == ([], [])
-    assert rc.forget_holder("w1").freed == []          # w2 still holds it
-    assert rc.add_borrower(b"x", "w1").freed == []     # a late registration from the dead
+    assert rc.forget_holder("w1").freed == []  # w2 still holds it
+    assert rc.add_borrower(b"x", "w1").freed == []  # a late registration from the dead
     assert rc.remove_borrower(b"x", "w2", 1).freed == [b"x"]
     assert rc.remove_borrower(b"x", "w1", 5).freed == []  # ignored, not negative
     assert rc.stats()["with_borrowers"] == 0

@@ -7,6 +7,7 @@ a task argument in flight or running, a value in flight, or a container that is 
 Calls may be lost with their worker before they run. Liveness: once every ref is dropped and every message delivered, every object has been freed
 exactly once, by its owner.
 """
+
 from __future__ import annotations
 
 from collections import Counter, deque
@@ -26,8 +27,8 @@ class Process:
         self.address = address
         self.rc = ReferenceCounter(address)
         self.world = world
-        self.local = Counter()   # ObjectRefs alive here (the model's truth)
-        self.running = {}        # task id -> (pinned ids, refs)
+        self.local = Counter()  # ObjectRefs alive here (the model's truth)
+        self.running = {}  # task id -> (pinned ids, refs)
         self.getting = Counter()  # refs held by a get waiting for its answer
 
     # what CoreWorker does with the counter's answers ---------------------------------
@@ -100,8 +101,10 @@ class ProtocolMachine(RuleBasedStateMachine):
                     return True
                 if msg[0] == "done" and any(r == oid for r, _ in msg[3]):
                     return True
-        return any(not self.freed[c] and any(r == oid for r, _ in inner)
-                   for c, inner in self.contains.items())
+        return any(
+            not self.freed[c] and any(r == oid for r, _ in inner)
+            for c, inner in self.contains.items()
+        )
 
     def _new_id(self, owner: str) -> bytes:
         oid = b"o%d" % self.next_id
@@ -224,8 +227,12 @@ class ProtocolMachine(RuleBasedStateMachine):
         proc.apply(proc.rc.unpin(pinned))
 
     def _pushes_in_flight(self):
-        return [(src, dst, msg) for (src, dst), queue in sorted(self.channels.items())
-                for msg in queue if msg[0] == "push"]
+        return [
+            (src, dst, msg)
+            for (src, dst), queue in sorted(self.channels.items())
+            for msg in queue
+            if msg[0] == "push"
+        ]
 
     @precondition(lambda self: self._borrowed_containers())
     @rule(data=st.data())
@@ -238,8 +245,9 @@ class ProtocolMachine(RuleBasedStateMachine):
         self.send(at, self.owner[outer], ("get", outer, at))
 
     def _borrowed_containers(self):
-        return [(a, oid) for a, oid in self._holding()
-                if oid in self.contains and self.owner[oid] != a]
+        return [
+            (a, oid) for a, oid in self._holding() if oid in self.contains and self.owner[oid] != a
+        ]
 
     @rule(data=st.data())
     def hand_container(self, data):
@@ -292,7 +300,10 @@ class ProtocolMachine(RuleBasedStateMachine):
 
 
 ProtocolMachine.TestCase.settings = settings(
-    max_examples=300, stateful_step_count=50, deadline=None,
+    max_examples=300,
+    stateful_step_count=50,
+    deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 TestProtocolMachine = ProtocolMachine.TestCase

@@ -1,4 +1,5 @@
 """zray._private.common.resources: fixed-point resource amounts (1/10000 units)."""
+
 from __future__ import annotations
 
 import math
@@ -10,11 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zray._private.common import resources as R
+
 UNIT = R.UNIT
 FAST = settings(max_examples=300, deadline=None)
 
 
 # ------------------------------------------------------------------ round trips
+
 
 def test_unit_is_ten_thousandth():
     assert UNIT == 10000
@@ -56,10 +59,13 @@ def test_whole_round_trip(n, as_float):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.dictionaries(st.sampled_from(["CPU", "GPU", "memory", "custom", "ü", "a b", ""]),
-                       st.one_of(st.integers(0, UNIT).map(lambda k: k / UNIT),
-                                 st.integers(0, 1000)),
-                       max_size=6))
+@given(
+    st.dictionaries(
+        st.sampled_from(["CPU", "GPU", "memory", "custom", "ü", "a b", ""]),
+        st.one_of(st.integers(0, UNIT).map(lambda k: k / UNIT), st.integers(0, 1000)),
+        max_size=6,
+    )
+)
 def test_dict_round_trip(amounts):
     units = R.to_units(amounts)
     assert set(units) == {name for name, v in amounts.items() if v}
@@ -68,6 +74,7 @@ def test_dict_round_trip(amounts):
 
 
 # ------------------------------------------------------------------ exact sums
+
 
 def test_point_one_plus_point_two_is_exact():
     assert 0.1 + 0.2 != 0.3  # the float problem fixed point avoids
@@ -127,7 +134,8 @@ def test_to_units_does_not_mutate_input():
 
 # ------------------------------------------------------------------ invalid input
 
-@pytest.mark.parametrize("amount", [-1, -0.5, -1e-9, -10**20, float("-inf")])
+
+@pytest.mark.parametrize("amount", [-1, -0.5, -1e-9, -(10**20), float("-inf")])
 def test_negative_raises_value_error(amount):
     with pytest.raises(ValueError, match="non-negative"):
         R.to_units({"CPU": amount})

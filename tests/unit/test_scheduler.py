@@ -14,6 +14,7 @@ the total; held + owed == need; debts are repaid before CPU sits free; the pool'
 the starts asked for; and the scheduler is work-conserving (no fitting request waits while a
 worker idles, and one that lacks a worker has one on the way unless the pool is full).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -21,12 +22,24 @@ from collections import Counter
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine, initialize, invariant, precondition, rule,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
 )
 
 from zray._private.common import resources as R
 from zray._private.node.scheduler import (
-    CPU, IDLE, LEASED, Grant, Infeasible, LeaseLost, LocalScheduler, StartWorker, StopWorker,
+    CPU,
+    IDLE,
+    LEASED,
+    Grant,
+    Infeasible,
+    LeaseLost,
+    LocalScheduler,
+    StartWorker,
+    StopWorker,
     WorkerLimitReached,
 )
 
@@ -49,6 +62,7 @@ def started(sched: LocalScheduler, *worker_ids) -> list:
 
 
 # ================================================================== examples
+
 
 def test_start_asks_for_min_workers():
     sched = LocalScheduler(units(CPU=2), min_workers=3)
@@ -419,22 +433,48 @@ def test_pool_limit_is_not_reported_when_requests_wait_for_cpu():
 # ================================================================== state machine
 
 CLIENTS = (b"c0", b"c1", b"c2")
-CPU_SHAPES = [R.to_units(shape) for shape in (
-    {"CPU": 1}, {"CPU": 0.5}, {"CPU": 0.25}, {"CPU": 2}, {"CPU": 1}, {"CPU": 0.5}, {},
-    {"CPU": 1, "GPU": 1}, {"CPU": 0.5, "custom": 0.5}, {"custom": 1}, {"GPU": 0.5},
-)]
-INFEASIBLE_SHAPES = [R.to_units(shape) for shape in (
-    {"CPU": 16}, {"CPU": 1, "nowhere": 1}, {"GPU": 4}, {"custom": 100},
-)]
+CPU_SHAPES = [
+    R.to_units(shape)
+    for shape in (
+        {"CPU": 1},
+        {"CPU": 0.5},
+        {"CPU": 0.25},
+        {"CPU": 2},
+        {"CPU": 1},
+        {"CPU": 0.5},
+        {},
+        {"CPU": 1, "GPU": 1},
+        {"CPU": 0.5, "custom": 0.5},
+        {"custom": 1},
+        {"GPU": 0.5},
+    )
+]
+INFEASIBLE_SHAPES = [
+    R.to_units(shape)
+    for shape in (
+        {"CPU": 16},
+        {"CPU": 1, "nowhere": 1},
+        {"GPU": 4},
+        {"custom": 100},
+    )
+]
 mixed_shapes = st.builds(
     lambda cpu, gpu, custom, unknown: R.to_units(
-        {"CPU": cpu, "GPU": gpu, "custom": custom, "nowhere": unknown}),
-    st.sampled_from((0, 0.25, 0.5, 1, 2, 3, 16)), st.sampled_from((0, 0.5, 1, 4)),
-    st.sampled_from((0, 0.5, 1, 2, 100)), st.sampled_from((0, 0, 0, 1)))
+        {"CPU": cpu, "GPU": gpu, "custom": custom, "nowhere": unknown}
+    ),
+    st.sampled_from((0, 0.25, 0.5, 1, 2, 3, 16)),
+    st.sampled_from((0, 0.5, 1, 4)),
+    st.sampled_from((0, 0.5, 1, 2, 100)),
+    st.sampled_from((0, 0, 0, 1)),
+)
 # Mostly shapes that fit a typical node; sometimes random mixtures or shapes that never fit.
-shapes = st.sampled_from(
-    [st.sampled_from(CPU_SHAPES)] * 6 + [mixed_shapes, st.sampled_from(INFEASIBLE_SHAPES)]
-).flatmap(lambda strategy: strategy).map(dict)
+shapes = (
+    st.sampled_from(
+        [st.sampled_from(CPU_SHAPES)] * 6 + [mixed_shapes, st.sampled_from(INFEASIBLE_SHAPES)]
+    )
+    .flatmap(lambda strategy: strategy)
+    .map(dict)
+)
 
 
 class SchedulerMachine(RuleBasedStateMachine):
@@ -456,18 +496,19 @@ class SchedulerMachine(RuleBasedStateMachine):
     )
     def setup(self, cpus, gpus, custom, min_workers, max_extra, first_lease_id, initial):
         self.total = R.to_units({"CPU": cpus, "GPU": gpus, "custom": custom})
-        self.sched = LocalScheduler(self.total, min_workers, max_extra,
-                                    first_lease_id=first_lease_id)
+        self.sched = LocalScheduler(
+            self.total, min_workers, max_extra, first_lease_id=first_lease_id
+        )
         self.first_lease_id = first_lease_id
-        self.requests: dict[tuple, dict] = {}     # key -> need, for every request ever made
+        self.requests: dict[tuple, dict] = {}  # key -> need, for every request ever made
         self.queued: set[tuple] = set()
         self.granted: set[tuple] = set()
         self.cancelled: set[tuple] = set()
         self.infeasible: set[tuple] = set()
         self.next_rid = Counter()
-        self.leases: dict[int, dict] = {}         # lease_id -> key, worker, client, blocked, need
+        self.leases: dict[int, dict] = {}  # lease_id -> key, worker, client, blocked, need
         self.lease_ids_seen: set[int] = set()
-        self.workers: dict[bytes, str] = {}       # worker -> idle | leased | stopping
+        self.workers: dict[bytes, str] = {}  # worker -> idle | leased | stopping
         self.pending_starts = 0
         self.worker_seq = 0
         self.apply(self.sched.start())
@@ -500,9 +541,13 @@ class SchedulerMachine(RuleBasedStateMachine):
                 self.queued.discard(key)
                 self.granted.add(key)
                 self.lease_ids_seen.add(ins.lease_id)
-                self.leases[ins.lease_id] = {"key": key, "worker": ins.worker_id,
-                                             "client": ins.client, "blocked": False,
-                                             "need": dict(need)}
+                self.leases[ins.lease_id] = {
+                    "key": key,
+                    "worker": ins.worker_id,
+                    "client": ins.client,
+                    "blocked": False,
+                    "need": dict(need),
+                }
                 self.workers[ins.worker_id] = "leased"
             elif isinstance(ins, Infeasible):
                 key = (ins.client, ins.request_id)
@@ -587,12 +632,18 @@ class SchedulerMachine(RuleBasedStateMachine):
         lease = self.leases.pop(lease_id)
         if not kill:
             self.workers[lease["worker"]] = "idle"
-        self.apply(self.sched.return_lease(lease_id, kill_worker=kill),
-                   expect_stop=[StopWorker(lease["worker"])] if kill else [])
+        self.apply(
+            self.sched.return_lease(lease_id, kill_worker=kill),
+            expect_stop=[StopWorker(lease["worker"])] if kill else [],
+        )
 
     @precondition(lambda self: self.leases)
-    @rule(data=st.data(), need=st.one_of(st.none(), shapes), worker_arrives=st.booleans(),
-          unblock_at_once=st.booleans())
+    @rule(
+        data=st.data(),
+        need=st.one_of(st.none(), shapes),
+        worker_arrives=st.booleans(),
+        unblock_at_once=st.booleans(),
+    )
     def nested_request(self, data, need, worker_arrives, unblock_at_once):
         """A leased worker submits a task of its own (by default of its own shape, as recursive
         tasks do) and blocks in get() for it. While it is blocked a pending worker may register
@@ -613,15 +664,17 @@ class SchedulerMachine(RuleBasedStateMachine):
     @precondition(lambda self: any(not l["blocked"] for l in self.leases.values()))
     @rule(data=st.data())
     def leased_worker_blocks(self, data):
-        lease = data.draw(st.sampled_from(
-            [l for _, l in sorted(self.leases.items()) if not l["blocked"]]))
+        lease = data.draw(
+            st.sampled_from([l for _, l in sorted(self.leases.items()) if not l["blocked"]])
+        )
         self._block(lease, True)
 
     @precondition(lambda self: any(l["blocked"] for l in self.leases.values()))
     @rule(data=st.data())
     def leased_worker_unblocks(self, data):
-        lease = data.draw(st.sampled_from(
-            [l for _, l in sorted(self.leases.items()) if l["blocked"]]))
+        lease = data.draw(
+            st.sampled_from([l for _, l in sorted(self.leases.items()) if l["blocked"]])
+        )
         self._block(lease, False)
 
     @rule(data=st.data(), blocked=st.booleans())
@@ -682,8 +735,10 @@ class SchedulerMachine(RuleBasedStateMachine):
         else:
             model["need"] = dict(need)
             assert lease.need == need
-            assert all(lease.held.get(k, 0) + lease.owed.get(k, 0) <= need.get(k, 0)
-                       for k in set(lease.held) | set(lease.owed))
+            assert all(
+                lease.held.get(k, 0) + lease.owed.get(k, 0) <= need.get(k, 0)
+                for k in set(lease.held) | set(lease.owed)
+            )
             if not lease.blocked and not lease.owed:
                 assert lease.held == {k: v for k, v in need.items() if v}
 
@@ -700,8 +755,11 @@ class SchedulerMachine(RuleBasedStateMachine):
                 del self.leases[lease_id]
                 lost.append(LeaseLost(lease["client"], lease_id, worker))
         below_min = len(self.workers) + self.pending_starts < self.sched.min_workers
-        out = self.apply(self.sched.worker_exited(worker), expect_lost=lost,
-                         expect_start=1 if below_min else None)
+        out = self.apply(
+            self.sched.worker_exited(worker),
+            expect_lost=lost,
+            expect_start=1 if below_min else None,
+        )
         if lost:
             assert out[0] == lost[0]  # the holder hears before anything else happens
 
@@ -794,7 +852,10 @@ class SchedulerMachine(RuleBasedStateMachine):
 # No explain phase: for a state machine it adds a minute to a failure and little insight, and
 # the per-test timeout must leave room for shrinking.
 SchedulerMachine.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=50, deadline=None,
+    max_examples=150,
+    stateful_step_count=50,
+    deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 TestSchedulerMachine = SchedulerMachine.TestCase

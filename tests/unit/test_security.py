@@ -1,4 +1,5 @@
 """Handshake authentication of Endpoints: token holders get through, nobody else is heard."""
+
 import os
 import stat
 import time
@@ -46,8 +47,9 @@ def raw_client(ctx, address: str, setup):
     setup(sock)
     sock.connect(address)
     sock.send_multipart(P.encode(P.Hello("tcp://127.0.0.1:1")))
-    sock.send_multipart(P.encode(P.RequestLease(1, {"CPU": 1.0}, b"j", "DEFAULT", False, b"",
-                                                False, ""), seq=7))
+    sock.send_multipart(
+        P.encode(P.RequestLease(1, {"CPU": 1.0}, b"j", "DEFAULT", False, b"", False, ""), seq=7)
+    )
     return sock
 
 
@@ -113,8 +115,11 @@ def test_negotiate_upgrades_to_encryption_but_never_downgrades():
                     with pytest.raises(AuthenticationError, match="requires it"):
                         security.negotiate(ctx, endpoint.address, Credentials(TOKEN, True), 5)
                 for encrypt in (False, True):
-                    why = ("requires it" if encrypt and not server_encrypts
-                           else "rejected our cluster token")
+                    why = (
+                        "requires it"
+                        if encrypt and not server_encrypts
+                        else "rejected our cluster token"
+                    )
                     with pytest.raises(AuthenticationError, match=why):
                         security.negotiate(ctx, endpoint.address, Credentials("x", encrypt), 5)
             finally:
@@ -151,8 +156,9 @@ def test_token_file_is_private_and_found_by_head_address(tmp_path):
     assert security.local_credentials("tcp://127.0.0.1:9", sessions[:1]) == Credentials("ta")
     # Joining nodes send it only to the address a head recorded, never to a guess.
     assert security.local_credentials("tcp://127.0.0.1:9", sessions[:1], exact=True) is None
-    assert security.local_credentials("tcp://127.0.0.1:1", sessions, exact=True) == \
-        Credentials("ta")
+    assert security.local_credentials("tcp://127.0.0.1:1", sessions, exact=True) == Credentials(
+        "ta"
+    )
 
 
 def test_generated_tokens_never_look_like_an_option():

@@ -1,4 +1,5 @@
 """serialize(): the plain-pickle fast path takes only values cloudpickle would write the same way."""
+
 from __future__ import annotations
 
 import pickle
@@ -9,12 +10,18 @@ from hypothesis import strategies as st
 
 from zray._private.core.serialization import deserialize, is_plain, serialize
 
-scalars = st.one_of(st.integers(), st.floats(allow_nan=False), st.text(), st.binary(),
-                    st.booleans(), st.none())
+scalars = st.one_of(
+    st.integers(), st.floats(allow_nan=False), st.text(), st.binary(), st.booleans(), st.none()
+)
 plain_values = st.recursive(
-    scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.tuples(inner, inner),
-                                     st.dictionaries(st.text(max_size=4), inner, max_size=4)),
-    max_leaves=12)
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
 
 
 @given(plain_values)
@@ -35,8 +42,16 @@ def test_values_that_need_cloudpickle_do_not():
     class Local:  # pickled by value by cloudpickle; by reference (wrongly) by pickle
         pass
 
-    for value in (Local(), lambda: 1, np.zeros(3), [[[1]]], list(range(17)), {1: Local()},
-                  {(1, 2): 3}, bytearray(b"x")):
+    for value in (
+        Local(),
+        lambda: 1,
+        np.zeros(3),
+        [[[1]]],
+        list(range(17)),
+        {1: Local()},
+        {(1, 2): 3},
+        bytearray(b"x"),
+    ):
         assert not is_plain(value), value
     meta, _, _ = serialize(Local())
     assert type(deserialize(meta, [])).__name__ == "Local"

@@ -1,10 +1,13 @@
 """Session bookkeeping: which processes and sessions count as alive."""
+
 import os
 import subprocess
 import sys
 import time
 
 from zray._private.common import session
+
+
 def test_an_unreaped_dead_process_is_not_alive():
     """`zray stop` counted SIGKILLed daemons that init had not reaped as running nodes, and
     their sessions as live ones."""

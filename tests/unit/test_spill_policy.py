@@ -1,5 +1,6 @@
 """The spilling policy (spill.py) over a real object table and spill threads, on a small arena
 file: no node, no sockets. Completions are delivered by polling the I/O pipe as the node does."""
+
 from __future__ import annotations
 
 import os
@@ -23,10 +24,18 @@ def env(tmp_path):
         f.truncate(CAPACITY)
     store = LocalObjectStore(_allocator_py.Allocator(CAPACITY, 4096))
     events = {"evicted": [], "restored": [], "lost": []}
-    spiller = Spiller(store, str(arena), CAPACITY, str(tmp_path / "spill"), threshold=0.75,
-                      min_spilling_size=16 * KIB, wait_s=5.0,
-                      on_evicted=events["evicted"].extend,
-                      on_restored=events["restored"].extend, on_lost=events["lost"].append)
+    spiller = Spiller(
+        store,
+        str(arena),
+        CAPACITY,
+        str(tmp_path / "spill"),
+        threshold=0.75,
+        min_spilling_size=16 * KIB,
+        wait_s=5.0,
+        on_evicted=events["evicted"].extend,
+        on_restored=events["restored"].extend,
+        on_lost=events["lost"].append,
+    )
     yield store, spiller, events, arena
     spiller.close()
 

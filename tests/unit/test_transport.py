@@ -1,4 +1,5 @@
 """Addresses a peer announces in its Hello are checked before anything connects to them."""
+
 from zray._private.wire.transport import choose_address, valid_address
 
 
@@ -8,8 +9,17 @@ def test_valid_addresses():
 
 
 def test_invalid_addresses():
-    for bad in ("", "x" * 100, "tcp://", "tcp://a|", "udp://1.2.3.4:5", None, 7,
-                "tcp://" + "a" * 2000, "ipc:///x|http://y"):
+    for bad in (
+        "",
+        "x" * 100,
+        "tcp://",
+        "tcp://a|",
+        "udp://1.2.3.4:5",
+        None,
+        7,
+        "tcp://" + "a" * 2000,
+        "ipc:///x|http://y",
+    ):
         assert not valid_address(bad), bad
 
 

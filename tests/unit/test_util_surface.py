@@ -1,5 +1,6 @@
 """zray.util against Ray 2.60's ray.util signatures, recorded in tests/data/ray_util_surface.json
 by perf/extract_ray_util_surface.py (Ray itself is never imported here)."""
+
 import importlib
 import inspect
 import json
@@ -7,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-SURFACE = json.loads((Path(__file__).resolve().parents[1] / "data" /
-                      "ray_util_surface.json").read_text())
+SURFACE = json.loads(
+    (Path(__file__).resolve().parents[1] / "data" / "ray_util_surface.json").read_text()
+)
 # Constructed by the pool, never by users: their __init__ is an implementation detail.
 INTERNAL_INIT = {"AsyncResult", "OrderedIMapIterator", "UnorderedIMapIterator"}
 
@@ -24,11 +26,15 @@ def _cases():
                     yield module_name, name, method, signature
 
 
-@pytest.mark.parametrize("module_name,name,method,expected", list(_cases()),
-                         ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "module_name,name,method,expected",
+    list(_cases()),
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 def test_signature_matches_ray(module_name, name, method, expected):
-    module = importlib.import_module(module_name.replace("ray.", "zray.", 1)
-                                     if module_name.startswith("ray.") else module_name)
+    module = importlib.import_module(
+        module_name.replace("ray.", "zray.", 1) if module_name.startswith("ray.") else module_name
+    )
     target = getattr(module, name)
     if method is not None:
         target = getattr(target, method)
@@ -45,12 +51,22 @@ def test_exported_names():
     import zray.util.multiprocessing
 
     ray_util = set(SURFACE["modules"]["ray.util"]["all"])
-    ours = {"ActorPool", "as_completed", "get_current_placement_group", "get_node_ip_address",
-            "get_placement_group", "list_named_actors", "map_unordered", "placement_group",
-            "placement_group_table", "remove_placement_group"}
+    ours = {
+        "ActorPool",
+        "as_completed",
+        "get_current_placement_group",
+        "get_node_ip_address",
+        "get_placement_group",
+        "list_named_actors",
+        "map_unordered",
+        "placement_group",
+        "placement_group_table",
+        "remove_placement_group",
+    }
     assert ours <= ray_util and ours <= set(zray.util.__all__)
     assert set(zray.util.multiprocessing.__all__) == set(
-        SURFACE["modules"]["ray.util.multiprocessing"]["all"])
+        SURFACE["modules"]["ray.util.multiprocessing"]["all"]
+    )
     assert callable(zray.util.placement_group)  # a function, as in Ray, not the submodule
 
 

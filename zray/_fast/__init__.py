@@ -6,6 +6,7 @@ built) the whole pure set is used instead, silently -- check ``USING_FAST`` /
 ``IMPLEMENTATION`` (and ``FAST_IMPORT_ERRORS`` for why).  The set is all-or-nothing so that
 ``IMPLEMENTATION`` says exactly what runs.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,11 +21,27 @@ _EXPORTS = {
     "buffers": ("copy_into", "populate", "pinned_view"),
     "objformat": ("object_size", "write_object", "read_object"),
     "frames": ("HEADER_SIZE", "pack_header", "unpack_header"),
-    "stream": ("COPY_BELOW", "MAX_FRAMES", "MAX_MESSAGE_BYTES", "Frame", "FramingError",
-               "MessageTooLarge", "Unpacker", "pack"),
+    "stream": (
+        "COPY_BELOW",
+        "MAX_FRAMES",
+        "MAX_MESSAGE_BYTES",
+        "Frame",
+        "FramingError",
+        "MessageTooLarge",
+        "Unpacker",
+        "pack",
+    ),
     "ids": (
-        "JOB_ID_SIZE", "ACTOR_ID_SIZE", "TASK_ID_SIZE", "OBJECT_ID_SIZE", "NODE_ID_SIZE",
-        "WORKER_ID_SIZE", "random_id", "object_id_for", "task_id_of", "index_of",
+        "JOB_ID_SIZE",
+        "ACTOR_ID_SIZE",
+        "TASK_ID_SIZE",
+        "OBJECT_ID_SIZE",
+        "NODE_ID_SIZE",
+        "WORKER_ID_SIZE",
+        "random_id",
+        "object_id_for",
+        "task_id_of",
+        "index_of",
     ),
 }
 
@@ -67,6 +84,10 @@ for _name, _names in _EXPORTS.items():
 del _name, _names, _attr
 
 __all__ = [
-    "MODULES", "USING_FAST", "IMPLEMENTATION", "FAST_IMPORT_ERRORS", "implementations",
+    "MODULES",
+    "USING_FAST",
+    "IMPLEMENTATION",
+    "FAST_IMPORT_ERRORS",
+    "implementations",
     *(attr for names in _EXPORTS.values() for attr in names),
 ]

@@ -8,6 +8,7 @@ Free blocks are indexed twice -- by offset (for coalescing) and by (size, offset
 fit) -- as sorted lists searched with ``bisect``.  Insertion is O(n) memmove, which is fine for
 a fallback; the compiled twin is O(log n).  Not thread-safe by itself; callers serialise access.
 """
+
 from __future__ import annotations
 
 from bisect import bisect_left, insort
@@ -19,8 +20,14 @@ MAX_CAPACITY = 1 << 62
 
 class Allocator:
     __slots__ = (
-        "_capacity", "_alignment", "_used", "_high_water",
-        "_free_offsets", "_free_size", "_free_by_size", "_live",
+        "_capacity",
+        "_alignment",
+        "_used",
+        "_high_water",
+        "_free_offsets",
+        "_free_size",
+        "_free_by_size",
+        "_live",
     )
 
     def __init__(self, capacity: int, alignment: int = 64):
@@ -34,10 +41,10 @@ class Allocator:
         self._alignment = alignment
         self._used = 0
         self._high_water = 0
-        self._free_offsets: list[int] = []              # sorted
-        self._free_size: dict[int, int] = {}            # offset -> size
+        self._free_offsets: list[int] = []  # sorted
+        self._free_size: dict[int, int] = {}  # offset -> size
         self._free_by_size: list[tuple[int, int]] = []  # sorted (size, offset)
-        self._live: dict[int, int] = {}                 # offset -> rounded size
+        self._live: dict[int, int] = {}  # offset -> rounded size
         if capacity > 0:
             self._add_free(0, capacity)
 
@@ -136,5 +143,7 @@ class Allocator:
         return [(offset, self._free_size[offset]) for offset in self._free_offsets]
 
     def __repr__(self) -> str:
-        return (f"Allocator(capacity={self._capacity}, used={self._used}, "
-                f"allocations={len(self._live)}, largest_free={self.largest_free})")
+        return (
+            f"Allocator(capacity={self._capacity}, used={self._used}, "
+            f"allocations={len(self._live)}, largest_free={self.largest_free})"
+        )

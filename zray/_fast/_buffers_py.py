@@ -6,6 +6,7 @@
   and everything derived from it (slices, numpy arrays, unpickled out-of-band buffers, pyarrow
   buffers) are gone, so the owner knows when the range may be reused.
 """
+
 from __future__ import annotations
 
 import errno
@@ -43,7 +44,7 @@ def copy_into(dest, dest_offset, src) -> int:
         raise ValueError(f"{n} bytes do not fit at offset {offset} of a {d.nbytes}-byte buffer")
     if n:
         # raw() is a flat byte view whatever the format or shape (numpy records, 0-d arrays).
-        PickleBuffer(d).raw()[offset:offset + n] = PickleBuffer(s).raw()
+        PickleBuffer(d).raw()[offset : offset + n] = PickleBuffer(s).raw()
     return n
 
 
@@ -92,7 +93,8 @@ def pinned_view(base, offset, length, on_release) -> memoryview:
         whole = whole.cast("B")
     if offset > whole.nbytes or length > whole.nbytes - offset:
         raise ValueError(
-            f"range [{offset}, {offset + length}) exceeds the {whole.nbytes}-byte buffer")
+            f"range [{offset}, {offset + length}) exceeds the {whole.nbytes}-byte buffer"
+        )
     import numpy  # deferred: only this function needs it
 
     # The view must be exported by an object we can watch.  A memoryview slice will not do:
@@ -110,4 +112,5 @@ def _release_callback(on_release):
     def released(ref):
         _pending.pop(id(ref), None)
         on_release()
+
     return released

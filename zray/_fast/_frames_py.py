@@ -2,6 +2,7 @@
 
 Layout ``<BBHI``: u8 version, u8 msg_type, u16 flags, u32 seq, little-endian.
 """
+
 from __future__ import annotations
 
 import struct

@@ -4,6 +4,7 @@ Random ids come from a PRNG seeded from ``os.urandom``: ids need to be unique, n
 forked child inherits the parent's generator state, so the generator is reseeded whenever
 ``os.getpid()`` changes.
 """
+
 from __future__ import annotations
 
 import os

@@ -16,6 +16,7 @@ hand out zero-copy slices::
 
 The object ends where its last buffer (or, with none, its metadata) ends: no trailing padding.
 """
+
 from __future__ import annotations
 
 import struct
@@ -80,17 +81,18 @@ def write_object(dest, offset, metadata, buffers) -> int:
     total = object_size(meta.nbytes, [v.nbytes for v in views])
     if offset > out.nbytes or total > out.nbytes - offset:
         raise ValueError(
-            f"a {total}-byte object does not fit at offset {offset} of a {out.nbytes}-byte buffer")
+            f"a {total}-byte object does not fit at offset {offset} of a {out.nbytes}-byte buffer"
+        )
 
     _HEADER.pack_into(out, offset, MAGIC, len(views), meta.nbytes)
     struct.pack_into(f"<{len(views)}Q", out, offset + HEADER_BYTES, *(v.nbytes for v in views))
     pos = offset + HEADER_BYTES + 8 * len(views)
-    out[pos:pos + meta.nbytes] = meta
+    out[pos : pos + meta.nbytes] = meta
     pos += meta.nbytes
     for v in views:
         start = offset + _align(pos - offset, v.nbytes)
         out[pos:start] = bytes(start - pos)
-        out[start:start + v.nbytes] = v
+        out[start : start + v.nbytes] = v
         pos = start + v.nbytes
     return pos - offset
 
@@ -115,10 +117,12 @@ def read_object(view) -> tuple[memoryview, list[memoryview]]:
     table_end = HEADER_BYTES + 8 * nbufs
     if table_end > n:
         raise ValueError(
-            f"truncated object: {nbufs} buffer lengths end at {table_end}, view has {n} bytes")
+            f"truncated object: {nbufs} buffer lengths end at {table_end}, view has {n} bytes"
+        )
     if meta_len > n - table_end:
         raise ValueError(
-            f"truncated object: metadata ends at {table_end + meta_len}, view has {n} bytes")
+            f"truncated object: metadata ends at {table_end + meta_len}, view has {n} bytes"
+        )
     meta_end = table_end + meta_len
     pos = meta_end
     buffers = []
@@ -126,7 +130,8 @@ def read_object(view) -> tuple[memoryview, list[memoryview]]:
         start = _align(pos, length)
         if start > n or length > n - start:
             raise ValueError(
-                f"truncated object: buffer {i} ends at {start + length}, view has {n} bytes")
-        buffers.append(mv[start:start + length])
+                f"truncated object: buffer {i} ends at {start + length}, view has {n} bytes"
+            )
+        buffers.append(mv[start : start + length])
         pos = start + length
     return mv[table_end:meta_end], buffers

@@ -4,6 +4,7 @@ A message on the stream is: u32 frame count, one u32 length per frame, then the 
 (little-endian). `pack` lays one out as buffers for sendmsg; `Unpacker` splits whatever chunks
 arrive back into messages, each a list of `Frame`s.
 """
+
 from __future__ import annotations
 
 import struct
@@ -46,11 +47,13 @@ def too_large(count: int, total: int) -> MessageTooLarge:
     size = f" and {total} bytes" if total >= 0 else ""
     return MessageTooLarge(
         f"a message of {count} frames{size} exceeds what a direct connection carries "
-        f"({MAX_FRAMES} frames, {MAX_MESSAGE_BYTES} bytes)")
+        f"({MAX_FRAMES} frames, {MAX_MESSAGE_BYTES} bytes)"
+    )
 
 
 class Frame:
     """What a ZeroMQ frame offers the handlers: `.buffer` and `.bytes`."""
+
     __slots__ = ("buffer",)
 
     def __init__(self, buffer: memoryview):

@@ -4,6 +4,7 @@ It runs a small but real workload: a Monte Carlo estimate of pi fanned out over 
 map-reduce word count whose reducers consume the mappers' outputs, and a zero-copy analysis of a
 large shared array that every task maps instead of copying.
 """
+
 from __future__ import annotations
 
 import collections
@@ -19,7 +20,7 @@ import zray as ray
 def sample_pi(n: int, seed: int) -> int:
     rng = np.random.default_rng(seed)
     xy = rng.random((n, 2))
-    return int(((xy ** 2).sum(axis=1) <= 1.0).sum())
+    return int(((xy**2).sum(axis=1) <= 1.0).sum())
 
 
 @ray.remote
@@ -51,25 +52,31 @@ def fragile(x: int) -> int:
 def main():
     started = time.perf_counter()
     ray.init()
-    print(f"zray started in {time.perf_counter() - started:.3f}s with {ray.cluster_resources()['CPU']:.0f} CPUs")
+    print(
+        f"zray started in {time.perf_counter() - started:.3f}s with {ray.cluster_resources()['CPU']:.0f} CPUs"
+    )
 
     t = time.perf_counter()
     samples, tasks = 200_000, 64
     hits = ray.get([sample_pi.remote(samples, seed) for seed in range(tasks)])
-    print(f"pi ~= {4 * sum(hits) / (samples * tasks):.5f} from {tasks} tasks "
-          f"in {time.perf_counter() - t:.2f}s")
+    print(
+        f"pi ~= {4 * sum(hits) / (samples * tasks):.5f} from {tasks} tasks "
+        f"in {time.perf_counter() - t:.2f}s"
+    )
 
     t = time.perf_counter()
     vocabulary = ["ray", "zray", "task", "actor", "object", "store", "node", "shared", "memory"]
     rng = random.Random(0)
     lines = [" ".join(rng.choice(vocabulary) for _ in range(12)) for _ in range(40_000)]
-    chunks = [lines[i:i + 2_000] for i in range(0, len(lines), 2_000)]
+    chunks = [lines[i : i + 2_000] for i in range(0, len(lines), 2_000)]
     mapped = [count_words.remote(chunk) for chunk in chunks]
-    reduced = [merge_counts.remote(*mapped[i:i + 5]) for i in range(0, len(mapped), 5)]
+    reduced = [merge_counts.remote(*mapped[i : i + 5]) for i in range(0, len(mapped), 5)]
     counts = ray.get(merge_counts.remote(*reduced))
     top = sorted(counts.items(), key=lambda kv: -kv[1])[:3]
-    print(f"word count over {len(lines)} lines via {len(mapped)} mappers and {len(reduced)} "
-          f"reducers in {time.perf_counter() - t:.2f}s: top {top}")
+    print(
+        f"word count over {len(lines)} lines via {len(mapped)} mappers and {len(reduced)} "
+        f"reducers in {time.perf_counter() - t:.2f}s: top {top}"
+    )
 
     matrix = np.random.default_rng(1).standard_normal((4_096, 4_096))  # 128 MiB
     t = time.perf_counter()
@@ -81,11 +88,13 @@ def main():
     assert np.allclose(means, matrix.mean(axis=0))
     assert not any(writeable for *_, writeable in stats)
     shared = ray.get(matrix_ref)
-    print(f"put a {matrix.nbytes / 2**20:.0f} MiB array in {put_s * 1000:.0f} ms "
-          f"({matrix.nbytes / put_s / 1e9:.1f} GB/s, into fresh pages); {len(stats)} tasks "
-          f"read it zero-copy; "
-          f"get returns a read-only view (writeable={shared.flags.writeable}) "
-          f"in {time.perf_counter() - t:.2f}s total")
+    print(
+        f"put a {matrix.nbytes / 2**20:.0f} MiB array in {put_s * 1000:.0f} ms "
+        f"({matrix.nbytes / put_s / 1e9:.1f} GB/s, into fresh pages); {len(stats)} tasks "
+        f"read it zero-copy; "
+        f"get returns a read-only view (writeable={shared.flags.writeable}) "
+        f"in {time.perf_counter() - t:.2f}s total"
+    )
 
     results = [fragile.remote(i) for i in range(5)]
     ready, _ = ray.wait(results, num_returns=5, timeout=10)

@@ -151,7 +151,6 @@ class TaskCancelledError(RayError):
         return msg
 
 
-
 # ---------------------------------------------------------------------------
 # Worker / actor failures
 # ---------------------------------------------------------------------------
@@ -162,8 +161,9 @@ class LocalRayletDiedError(RayError):
     schedules work on its machine) died before the task finished."""
 
     def __str__(self):
-        return ("The task's local raylet died. Check the zray node daemon's "
-                "log for more information.")
+        return (
+            "The task's local raylet died. Check the zray node daemon's log for more information."
+        )
 
 
 class WorkerCrashedError(RayError):
@@ -172,8 +172,10 @@ class WorkerCrashedError(RayError):
     once the task's ``max_retries`` are used up."""
 
     def __str__(self):
-        return ("The worker died unexpectedly while executing this task. "
-                "Check the zray worker logs for more information.")
+        return (
+            "The worker died unexpectedly while executing this task. "
+            "Check the zray worker logs for more information."
+        )
 
 
 class RayActorError(RayError):
@@ -237,16 +239,21 @@ class ActorDiedError(RayActorError):
         elif isinstance(cause, RayTaskError):
             actor_init_failed = True
             actor_id = cause.__dict__.get("_actor_id")
-            error_msg = ("The actor died because of an error raised in its "
-                         f"creation task, {RayTaskError.__str__(cause)}")
+            error_msg = (
+                "The actor died because of an error raised in its "
+                f"creation task, {RayTaskError.__str__(cause)}"
+            )
         else:
             actor_id = _hex(_field(cause, "actor_id"))
             lines = [ActorDiedError.BASE_ERROR_MSG]
             lines.append(f"\tclass_name: {_field(cause, 'class_name', '')}")
             lines.append(f"\tactor_id: {actor_id}")
-            for label, key in (("pid", "pid"), ("name", "name"),
-                               ("namespace", "ray_namespace"),
-                               ("ip", "node_ip_address")):
+            for label, key in (
+                ("pid", "pid"),
+                ("name", "name"),
+                ("namespace", "ray_namespace"),
+                ("ip", "node_ip_address"),
+            ):
                 value = _field(cause, key)
                 if value not in (None, "", 0):
                     lines.append(f"\t{label}: {value}")
@@ -254,8 +261,7 @@ class ActorDiedError(RayActorError):
             if message:
                 lines.append(str(message))
             if _field(cause, "never_started", False):
-                lines.append("The actor never ran - it was cancelled before it "
-                             "started running.")
+                lines.append("The actor never ran - it was cancelled before it started running.")
             preempted = bool(_field(cause, "preempted", False))
             error_msg = "\n".join(lines)
         super().__init__(actor_id, error_msg, actor_init_failed, preempted)
@@ -310,8 +316,10 @@ class AuthenticationError(RayError):
         super().__init__(message)
 
     def __str__(self) -> str:
-        return (f"{self.message}. Make sure the cluster's authentication token "
-                "is available to this process.")
+        return (
+            f"{self.message}. Make sure the cluster's authentication token "
+            "is available to this process."
+        )
 
 
 class UserCodeException(RayError):
@@ -400,9 +408,11 @@ class ObjectLostError(RayError):
         if self.call_site:
             msg += f"The ObjectRef was created at: {self.call_site}"
         else:
-            msg += ("To see where this ObjectRef was created, set the environment "
-                    "variable RAY_record_ref_creation_sites=1 before starting "
-                    "zray.")
+            msg += (
+                "To see where this ObjectRef was created, set the environment "
+                "variable RAY_record_ref_creation_sites=1 before starting "
+                "zray."
+            )
         return msg
 
     def __str__(self):
@@ -516,8 +526,7 @@ class ObjectReconstructionFailedError(ObjectLostError):
             "produce it was cancelled."
         ),
         "OBJECT_UNRECONSTRUCTABLE_LINEAGE_DISABLED": (
-            "The object cannot be reconstructed because lineage reconstruction "
-            "is disabled."
+            "The object cannot be reconstructed because lineage reconstruction is disabled."
         ),
     }
 
@@ -661,7 +670,6 @@ class RayCgraphCapacityExceeded(RaySystemError):
 class RayDirectTransportError(RaySystemError):
     """Raised when a direct (out-of-object-store) tensor transfer fails
     (experimental)."""
-
 
 
 class ActorAlreadyExistsError(ValueError, RayError):

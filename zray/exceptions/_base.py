@@ -58,7 +58,6 @@ class RayError(Exception):
             )
 
 
-
 class UnserializableException(RayError):
     """Raised by ``get()`` when a task's exception reached this process but
     could not be unpickled here (for example its class is not importable).
@@ -71,8 +70,9 @@ class UnserializableException(RayError):
         self.args = (original_stack_trace,)
 
     def __str__(self):
-        return ("Failed to deserialize exception. Make sure the exception's "
-                "class can be imported and unpickled in this process.\n"
-                "Original exception:\n"
-                f"{self._original_stack_trace}")
-
+        return (
+            "Failed to deserialize exception. Make sure the exception's "
+            "class can be imported and unpickled in this process.\n"
+            "Original exception:\n"
+            f"{self._original_stack_trace}"
+        )

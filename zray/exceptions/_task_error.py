@@ -49,8 +49,7 @@ def _is_internal_frame(line: str, markers: Sequence[str]) -> bool:
     return line.startswith("  File ") and any(m in line for m in markers)
 
 
-def _format_remote_traceback(header: str, traceback_str: str,
-                             markers: Sequence[str]) -> str:
+def _format_remote_traceback(header: str, traceback_str: str, markers: Sequence[str]) -> str:
     """Replace each ``Traceback ...`` line by ``header``; drop internal frames."""
     out = []
     skipping = False
@@ -69,8 +68,16 @@ def _format_remote_traceback(header: str, traceback_str: str,
 
 
 # The attributes that make up a RayTaskError, in constructor order.
-_TASK_ERROR_FIELDS = ("function_name", "traceback_str", "cause", "proctitle",
-                      "pid", "ip", "actor_repr", "_actor_id")
+_TASK_ERROR_FIELDS = (
+    "function_name",
+    "traceback_str",
+    "cause",
+    "proctitle",
+    "pid",
+    "ip",
+    "actor_repr",
+    "_actor_id",
+)
 
 _dual_classes: dict = {}
 _dual_lock = threading.Lock()
@@ -78,10 +85,18 @@ _dual_lock = threading.Lock()
 
 # Attributes stored in BaseException's C struct (or shadowing it) that must
 # not be copied between exception objects.
-_SKIP_BUILTIN_FIELDS = frozenset({
-    "args", "__traceback__", "__context__", "__cause__", "__suppress_context__",
-    "__dict__", "__notes__", "__weakref__",
-})
+_SKIP_BUILTIN_FIELDS = frozenset(
+    {
+        "args",
+        "__traceback__",
+        "__context__",
+        "__cause__",
+        "__suppress_context__",
+        "__dict__",
+        "__notes__",
+        "__weakref__",
+    }
+)
 
 
 def _builtin_fields(exc: BaseException) -> dict:
@@ -143,8 +158,11 @@ def _needs_generic_reduce(exc: Any) -> bool:
         return False
     if cls.__reduce_ex__ is not BaseException.__reduce_ex__:
         return False
-    return any(("__init__" in vars(c) or "__new__" in vars(c))
-               for c in cls.__mro__ if c.__module__ != "builtins")
+    return any(
+        ("__init__" in vars(c) or "__new__" in vars(c))
+        for c in cls.__mro__
+        if c.__module__ != "builtins"
+    )
 
 
 def _pack_cause(cause: Any) -> tuple:
@@ -167,15 +185,22 @@ def _unpack_cause(packed: tuple) -> Any:
     return inst
 
 
-def _rebuild_task_error(state: tuple, packed_cause: tuple, dual: bool,
-                        extra: Optional[dict] = None):
+def _rebuild_task_error(
+    state: tuple, packed_cause: tuple, dual: bool, extra: Optional[dict] = None
+):
     """Unpickling helper for RayTaskError and its dual subclasses."""
     err = RayTaskError.__new__(RayTaskError)
     err.__dict__.update(zip(_TASK_ERROR_FIELDS, state))
     err.__dict__["cause"] = _unpack_cause(packed_cause)
     d = err.__dict__
-    err.args = (d["function_name"], d["traceback_str"], d["cause"],
-                d["proctitle"], d["pid"], d["ip"])
+    err.args = (
+        d["function_name"],
+        d["traceback_str"],
+        d["cause"],
+        d["proctitle"],
+        d["pid"],
+        d["ip"],
+    )
     if dual:
         err = err.as_instanceof_cause()
     if extra:
@@ -255,21 +280,36 @@ class RayTaskError(RayError):
                     f"Original exception details:\n{traceback_str}"
                 )
         self.cause = cause
-        self.args = (function_name, traceback_str, cause, self.proctitle,
-                     self.pid, self.ip)
+        self.args = (function_name, traceback_str, cause, self.proctitle, self.pid, self.ip)
 
     @classmethod
-    def from_exception(cls, exc: BaseException, function_name: str, *,
-                       proctitle=None, pid=None, ip=None, actor_repr=None,
-                       actor_id=None) -> "RayTaskError":
+    def from_exception(
+        cls,
+        exc: BaseException,
+        function_name: str,
+        *,
+        proctitle=None,
+        pid=None,
+        ip=None,
+        actor_repr=None,
+        actor_id=None,
+    ) -> "RayTaskError":
         """Build a RayTaskError from an exception caught while running a task.
 
         Must be called while ``exc``'s traceback is still attached (inside the
         ``except`` block or with ``exc.__traceback__`` set).
         """
         tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return cls(function_name, tb, exc, proctitle=proctitle, pid=pid, ip=ip,
-                   actor_repr=actor_repr, actor_id=actor_id)
+        return cls(
+            function_name,
+            tb,
+            exc,
+            proctitle=proctitle,
+            pid=pid,
+            ip=ip,
+            actor_repr=actor_repr,
+            actor_id=actor_id,
+        )
 
     @property
     def actor_id(self):
@@ -389,9 +429,11 @@ def _make_dual_class(cause_cls: type) -> Optional[type]:
         "__reduce_ex__": __reduce_ex__,
         "__module__": PUBLIC_MODULE,
         "__qualname__": name,
-        "__doc__": (f"A RayTaskError whose cause is a {cause_cls.__name__}; "
-                    "raised by get() for a task that raised "
-                    f"{cause_cls.__name__}."),
+        "__doc__": (
+            f"A RayTaskError whose cause is a {cause_cls.__name__}; "
+            "raised by get() for a task that raised "
+            f"{cause_cls.__name__}."
+        ),
     }
     try:
         meta = type(cause_cls)

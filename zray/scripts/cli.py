@@ -2,6 +2,7 @@
 
 This module only parses options and starts or signals daemons; the daemon is zray-node.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,20 +25,35 @@ def build_parser() -> argparse.ArgumentParser:
     start = commands.add_parser("start", help="start a node daemon on this machine")
     add_node_flags(start)
     start.add_argument("--block", action="store_true", help="run in the foreground")
-    start.add_argument("--temp-dir", default=None,
-                       help="root of this node's session directories (default: "
-                            "ZRAY_SESSION_DIR_ROOT); drivers and nodes of this machine still "
-                            "find the cluster")
-    start.add_argument("--memory", type=int, default=None,
-                       help="bytes of the 'memory' resource tasks and actors may reserve")
-    start.add_argument("--object-spilling-directory", default=None,
-                       help="where this node spills objects (default: ZRAY_SPILL_DIR)")
+    start.add_argument(
+        "--temp-dir",
+        default=None,
+        help="root of this node's session directories (default: "
+        "ZRAY_SESSION_DIR_ROOT); drivers and nodes of this machine still "
+        "find the cluster",
+    )
+    start.add_argument(
+        "--memory",
+        type=int,
+        default=None,
+        help="bytes of the 'memory' resource tasks and actors may reserve",
+    )
+    start.add_argument(
+        "--object-spilling-directory",
+        default=None,
+        help="where this node spills objects (default: ZRAY_SPILL_DIR)",
+    )
     ray_flags.add_flags(start, ray_flags.START_FLAGS)
 
     stop = commands.add_parser("stop", help="stop this machine's node daemons")
     stop.add_argument("-f", "--force", action="store_true", help="kill with SIGKILL")
-    stop.add_argument("-g", "--grace-period", type=int, default=16,
-                      help="seconds to wait before killing (default 16)")
+    stop.add_argument(
+        "-g",
+        "--grace-period",
+        type=int,
+        default=16,
+        help="seconds to wait before killing (default 16)",
+    )
     ray_flags.add_flags(stop, ray_flags.STOP_FLAGS)
 
     status = commands.add_parser("status", help="show the cluster's nodes and resources")
@@ -50,23 +66,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-FLAG_TABLES = {"start": ray_flags.START_FLAGS, "stop": ray_flags.STOP_FLAGS,
-               "status": ray_flags.STATUS_FLAGS}
+FLAG_TABLES = {
+    "start": ray_flags.START_FLAGS,
+    "stop": ray_flags.STOP_FLAGS,
+    "status": ray_flags.STATUS_FLAGS,
+}
 
 
 def main(argv=None) -> int:
     import zmq
 
     args = build_parser().parse_args(argv)
-    refused = ray_flags.check_flags(args, FLAG_TABLES.get(args.command, {}), args.command,
-                                    lambda line: print(line, file=sys.stderr))
+    refused = ray_flags.check_flags(
+        args,
+        FLAG_TABLES.get(args.command, {}),
+        args.command,
+        lambda line: print(line, file=sys.stderr),
+    )
     if refused:
         print(refused, file=sys.stderr)
         return 2
     try:
-        return {"start": cmd_start, "stop": cmd_stop, "status": cmd_status,
-                "memory": memory.cmd_memory, "list": state_cli.main, "get": state_cli.main,
-                "summary": state_cli.main}[args.command](args)
+        return {
+            "start": cmd_start,
+            "stop": cmd_stop,
+            "status": cmd_status,
+            "memory": memory.cmd_memory,
+            "list": state_cli.main,
+            "get": state_cli.main,
+            "summary": state_cli.main,
+        }[args.command](args)
     except (OSError, zmq.ZMQError) as exc:  # ConnectionError is an OSError: no cluster there
         print(f"zray {args.command}: {exc}", file=sys.stderr)
         return 1
@@ -75,16 +104,26 @@ def main(argv=None) -> int:
 def cmd_start(args) -> int:
     from zray._config import config, environment_for_children
     from zray._private.common import cluster_record
+
     if not args.head and not args.address:
-        print("zray start: give --head to start a cluster or --address=HOST:PORT to join one",
-              file=sys.stderr)
+        print(
+            "zray start: give --head to start a cluster or --address=HOST:PORT to join one",
+            file=sys.stderr,
+        )
         return 2
     if not args.head:
-        for flag in ("port", "redis_shard_ports", "include_dashboard",  # Ray's head-only flags
-                     "head_state_path"):
+        for flag in (
+            "port",
+            "redis_shard_ports",
+            "include_dashboard",  # Ray's head-only flags
+            "head_state_path",
+        ):
             if getattr(args, flag) is not None:
-                print(f"zray start: --{flag.replace('_', '-')} should only be specified when "
-                      f"starting head node with `--head`.", file=sys.stderr)
+                print(
+                    f"zray start: --{flag.replace('_', '-')} should only be specified when "
+                    f"starting head node with `--head`.",
+                    file=sys.stderr,
+                )
                 return 2
     if args.address == "auto":  # as `ray start --address=auto`: the cluster this machine knows
         from zray._private.common.cluster_info import resolve_address
@@ -99,8 +138,16 @@ def cmd_start(args) -> int:
         if resources is None:
             return 2
         args.resources = json.dumps({**resources, "memory": args.memory})
-    for flag in ("port", "address", "num_cpus", "num_gpus", "resources", "object_store_memory",
-                 "node_ip_address", "head_state_path"):
+    for flag in (
+        "port",
+        "address",
+        "num_cpus",
+        "num_gpus",
+        "resources",
+        "object_store_memory",
+        "node_ip_address",
+        "head_state_path",
+    ):
         value = getattr(args, flag)
         if value is not None:
             cmd += ["--" + flag.replace("_", "-"), str(value)]
@@ -125,8 +172,11 @@ def cmd_start(args) -> int:
         if args.redis_username:
             extra["ZRAY_REDIS_USERNAME"] = args.redis_username
     elif args.redis_password or args.redis_username:
-        print("zray start: ignoring --redis-password/--redis-username: only the head uses "
-              "Redis (RAY_REDIS_ADDRESS)", file=sys.stderr)
+        print(
+            "zray start: ignoring --redis-password/--redis-username: only the head uses "
+            "Redis (RAY_REDIS_ADDRESS)",
+            file=sys.stderr,
+        )
     if args.object_spilling_directory:
         extra["ZRAY_SPILL_DIR"] = os.path.abspath(args.object_spilling_directory)
     env = environment_for_children(extra)
@@ -137,9 +187,14 @@ def cmd_start(args) -> int:
     # Until the node has its session directory, its errors go to a scratch file we show on
     # failure; once ready it logs into <session>/logs/node.log.
     with tempfile.TemporaryFile() as early_log:
-        process = subprocess.Popen(cmd + ["--log-to-session"], stdout=subprocess.PIPE,
-                                   stderr=early_log, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, env=env)
+        process = subprocess.Popen(
+            cmd + ["--log-to-session"],
+            stdout=subprocess.PIPE,
+            stderr=early_log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
         line = process.stdout.readline()
         process.stdout.close()
         if not line:
@@ -158,8 +213,9 @@ def _json_object(raw):
         print(f"zray start: --resources is not valid JSON: {exc}", file=sys.stderr)
         return None
     if not isinstance(value, dict):
-        print("zray start: --resources must be a JSON object such as '{\"w1\": 1}'",
-              file=sys.stderr)
+        print(
+            "zray start: --resources must be a JSON object such as '{\"w1\": 1}'", file=sys.stderr
+        )
         return None
     return value
 
@@ -167,6 +223,7 @@ def _json_object(raw):
 def _run_blocking(cmd: list, env: dict, roots: list) -> int:
     """Runs the node in the foreground (its log on our stderr) until it ends or Ctrl-C."""
     from zray._private.common import cluster_record
+
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
     line = process.stdout.readline()
     process.stdout.close()
@@ -184,6 +241,7 @@ def _run_blocking(cmd: list, env: dict, roots: list) -> int:
     finally:
         # As `zray stop` would: a stopped daemon leaves its session for others to remove.
         from zray._private.common import session
+
         session.remove_session(info["session_dir"])
         for root in roots:
             record = cluster_record.read(root)
@@ -194,19 +252,24 @@ def _run_blocking(cmd: list, env: dict, roots: list) -> int:
 def _started(info: dict, head_node: bool, roots: list):
     from zray._private.common import cluster_record
     from zray._private.wire import security
+
     head = info["head_address"].replace("tcp://", "")
     cluster_record.write(cluster_record.record_for(head, info["session_dir"], info["pid"]), roots)
     print(f"Started zray node {info['node_id'][:12]} (pid {info['pid']}) in {info['session_dir']}")
     print(f"Head address: {head}")
-    print(f"Connect with zray.init(address='{head}') or zray.init(address='auto'); on this "
-          f"machine plain zray.init() connects too")
+    print(
+        f"Connect with zray.init(address='{head}') or zray.init(address='auto'); on this "
+        f"machine plain zray.init() connects too"
+    )
     if head_node:
         token = security.read_token(info["session_dir"])
         encrypt = " --encrypt" if security.read_cluster_info(info["session_dir"])["encrypt"] else ""
         print(f"Cluster token: {token}")
-        print(f"  (also in {os.path.join(info['session_dir'], security.TOKEN_FILE)}, mode 0600, "
-              f"where nodes and drivers of this machine find it; remote drivers need "
-              f"ZRAY_TOKEN={token})")
+        print(
+            f"  (also in {os.path.join(info['session_dir'], security.TOKEN_FILE)}, mode 0600, "
+            f"where nodes and drivers of this machine find it; remote drivers need "
+            f"ZRAY_TOKEN={token})"
+        )
         print(f"add nodes on this machine with: zray start --address={head}")
         print(f"add nodes with: zray start --address={head} --token={token}{encrypt}")
     else:
@@ -217,12 +280,14 @@ def session_roots() -> list:
     """The session root and every --temp-dir a `zray start` used instead."""
     from zray._config import config
     from zray._private.common import cluster_record
+
     root = config.session_dir_root
     return [root] + cluster_record.temp_dirs(root)
 
 
 def local_node_pids(roots: list) -> list:
     from zray._private.common import session
+
     pids = []
     for root in roots:
         for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
@@ -242,6 +307,7 @@ def local_node_pids(roots: list) -> list:
 def cmd_stop(args) -> int:
     from zray._config import config
     from zray._private.common import cluster_record, session
+
     roots = session_roots()
     pids = local_node_pids(roots)
     sig = signal.SIGKILL if args.force else signal.SIGTERM
@@ -289,8 +355,10 @@ def cmd_status(args) -> int:
     print(f"Nodes: {len(alive)} alive, {len(nodes) - len(alive)} dead")
     for node in nodes:
         state = "ALIVE" if node["alive"] else f"DEAD ({node['death_reason']})"
-        print(f"  {node['node_id'].hex()[:12]}  {node['ip']:<15} {state}"
-              f"{'  head' if node['is_head'] else ''}")
+        print(
+            f"  {node['node_id'].hex()[:12]}  {node['ip']:<15} {state}"
+            f"{'  head' if node['is_head'] else ''}"
+        )
     from zray._private.common.bundles import group_and_index, is_group_resource, original
 
     totals, used, reserved, reserved_used = {}, {}, {}, {}
@@ -310,8 +378,11 @@ def cmd_status(args) -> int:
     for name in sorted(totals):
         if name.startswith("node:") or name in ("memory", "object_store_memory"):
             continue
-        note = (f" ({reserved_used[name]:g} used of {reserved[name]:g} reserved in placement "
-                "groups)") if name in reserved else ""
+        note = (
+            (f" ({reserved_used[name]:g} used of {reserved[name]:g} reserved in placement groups)")
+            if name in reserved
+            else ""
+        )
         print(f"  {used[name]:g}/{totals[name]:g} {name}{note}")
     store_used = sum(n["store_used"] for n in alive)
     store_total = sum(n["object_store_memory"] for n in alive)

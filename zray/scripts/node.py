@@ -3,6 +3,7 @@
 Flags mirror `ray start` so habits carry over; `zray start` (zray.scripts.cli) runs the same
 daemon in the background.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,27 +24,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_node_flags(parser: argparse.ArgumentParser):
     parser.add_argument("--head", action="store_true", help="start the head service on this node")
-    parser.add_argument("--port", type=int, default=None,
-                        help="port of the head service (head only; default 6380)")
+    parser.add_argument(
+        "--port", type=int, default=None, help="port of the head service (head only; default 6380)"
+    )
     parser.add_argument("--address", default=None, help="head address (host:port) to join")
     parser.add_argument("--num-cpus", type=float, default=None, help="CPUs of this node")
     parser.add_argument("--num-gpus", type=float, default=None, help="GPUs of this node")
-    parser.add_argument("--resources", default=None,
-                        help='custom resources as JSON, e.g. \'{"w1": 1}\'')
-    parser.add_argument("--object-store-memory", type=int, default=None,
-                        help="bytes of shared memory for objects (default 30%% of RAM)")
-    parser.add_argument("--node-ip-address", default="127.0.0.1",
-                        help="IP address this node binds and advertises")
-    parser.add_argument("--token", default=None,
-                        help="cluster token (default: ZRAY_TOKEN; a head generates one). "
-                             "ZRAY_TOKEN keeps it out of the process list")
-    parser.add_argument("--head-state-path", default=None,
-                        help="SQLite file (or directory) the head keeps its tables in (head "
-                             "only; default: in its session directory; RAY_REDIS_ADDRESS "
-                             "selects a Redis instead)")
-    parser.add_argument("--encrypt", action="store_true", default=None,
-                        help="encrypt every connection (CURVE); joining nodes and drivers "
-                             "follow the head (default: ZRAY_ENCRYPT)")
+    parser.add_argument(
+        "--resources", default=None, help="custom resources as JSON, e.g. '{\"w1\": 1}'"
+    )
+    parser.add_argument(
+        "--object-store-memory",
+        type=int,
+        default=None,
+        help="bytes of shared memory for objects (default 30%% of RAM)",
+    )
+    parser.add_argument(
+        "--node-ip-address", default="127.0.0.1", help="IP address this node binds and advertises"
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="cluster token (default: ZRAY_TOKEN; a head generates one). "
+        "ZRAY_TOKEN keeps it out of the process list",
+    )
+    parser.add_argument(
+        "--head-state-path",
+        default=None,
+        help="SQLite file (or directory) the head keeps its tables in (head "
+        "only; default: in its session directory; RAY_REDIS_ADDRESS "
+        "selects a Redis instead)",
+    )
+    parser.add_argument(
+        "--encrypt",
+        action="store_true",
+        default=None,
+        help="encrypt every connection (CURVE); joining nodes and drivers "
+        "follow the head (default: ZRAY_ENCRYPT)",
+    )
 
 
 def options_from_args(args):  # -> zray._private.node.daemon.NodeOptions (imported late: lean start)
@@ -73,7 +91,8 @@ def options_from_args(args):  # -> zray._private.node.daemon.NodeOptions (import
             raise SystemExit(
                 "zray-node: joining a cluster needs its token: give --token=TOKEN or set "
                 "ZRAY_TOKEN (`zray start --head` printed it; it is also in the head's session "
-                "directory, file 'token'). A node on the head's machine finds it by itself.")
+                "directory, file 'token'). A node on the head's machine finds it by itself."
+            )
         token = security.new_token()
     session.clean_stale_sessions()
     return NodeOptions(
@@ -96,6 +115,7 @@ def local_token(head_address: str) -> str:
     """The token of the cluster at `head_address` if a node of this machine holds it (the head
     itself, or a node joined before): as for drivers, same-host joins need no --token."""
     from zray._private.common import cluster_record
+
     # Only for the exact address a head recorded: a mistyped address may be anyone's host.
     creds = cluster_record.local_credentials(head_address, exact=True)
     return creds.token if creds is not None else ""
@@ -103,8 +123,11 @@ def local_token(head_address: str) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     from zray._private.node.daemon import run_node
 
     opts = options_from_args(args)
@@ -120,8 +143,7 @@ def main(argv=None) -> int:
     from zray._private.wire.security import AuthenticationError
 
     try:
-        run_node(opts, sys.stdout if args.ready_json else None,
-                 log_to_session=args.log_to_session)
+        run_node(opts, sys.stdout if args.ready_json else None, log_to_session=args.log_to_session)
     except StoreError as exc:
         print(f"zray-node: the head cannot keep its state: {exc}", file=sys.stderr)
         return 1

@@ -4,6 +4,7 @@ that only tune Ray's own machinery (ports, dashboard, logging style) get a warni
 flags whose effect programs could observe (labels a scheduler would match, system settings,
 lineage reconstruction) are refused with an error, since ignoring them would change results.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ def choice(*names):
         if raw not in names:
             raise argparse.ArgumentTypeError(f"{raw!r} is not one of {', '.join(names)}")
         return raw
+
     return parse
 
 
@@ -67,21 +69,38 @@ START_FLAGS = {
     "--tracing-startup-hook": (str, TUNE, "zray has no tracing"),
     "--ray-debugger-external": (SWITCH, TUNE, "zray has no Ray debugger"),
     "--disable-usage-stats": (SWITCH, HONOURED, "zray collects no usage stats"),
-    "--include-log-monitor": (click_bool, TUNE,
-                              "worker output reaches drivers as ZRAY_LOG_TO_DRIVER says"),
+    "--include-log-monitor": (
+        click_bool,
+        TUNE,
+        "worker output reaches drivers as ZRAY_LOG_TO_DRIVER says",
+    ),
     "--enable-resource-isolation": (SWITCH, TUNE, "zray does not use cgroups"),
     "--system-reserved-cpu": (float, TUNE, "zray does not use cgroups"),
     "--system-reserved-memory": (int, TUNE, "zray does not use cgroups"),
     "--cgroup-path": (str, TUNE, "zray does not use cgroups"),
     "--proxy-server-url": (str, TUNE, _NO_DASHBOARD),
-    "--labels": (str, REFUSE, "zray nodes carry no labels, so tasks selecting on them would not "
-                 "be placed as Ray places them"),
-    "--labels-file": (str, REFUSE, "zray nodes carry no labels, so tasks selecting on them would "
-                      "not be placed as Ray places them"),
-    "--system-config": (str, REFUSE, "Ray's system settings have no zray counterpart; zray's "
-                        "are ZRAY_* environment variables"),
-    "--enable-object-reconstruction": (SWITCH, REFUSE,
-                                       "zray does not reconstruct lost objects from lineage"),
+    "--labels": (
+        str,
+        REFUSE,
+        "zray nodes carry no labels, so tasks selecting on them would not "
+        "be placed as Ray places them",
+    ),
+    "--labels-file": (
+        str,
+        REFUSE,
+        "zray nodes carry no labels, so tasks selecting on them would "
+        "not be placed as Ray places them",
+    ),
+    "--system-config": (
+        str,
+        REFUSE,
+        "Ray's system settings have no zray counterpart; zray's are ZRAY_* environment variables",
+    ),
+    "--enable-object-reconstruction": (
+        SWITCH,
+        REFUSE,
+        "zray does not reconstruct lost objects from lineage",
+    ),
     **LOG_FLAGS,
 }
 STOP_FLAGS = dict(LOG_FLAGS)
@@ -109,6 +128,5 @@ def check_flags(args, table: dict, verb: str, warn) -> str | None:
             continue
         if kind == REFUSE:
             return f"zray {verb}: {flag} is not supported: {why}"
-        warn(f"zray {verb}: ignoring {flag} (accepted for compatibility with `ray {verb}`: "
-             f"{why})")
+        warn(f"zray {verb}: ignoring {flag} (accepted for compatibility with `ray {verb}`: {why})")
     return None

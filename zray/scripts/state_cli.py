@@ -1,5 +1,6 @@
 """`zray list | get | summary`: Ray's state CLI verbs and flags (`ray list --help`, Ray 2.60),
 printing what `zray.util.state` returns in Ray's layouts (default/table, json, yaml)."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,16 +10,34 @@ import sys
 import warnings
 from datetime import datetime
 
-LIST_RESOURCES = ["actors", "jobs", "placement-groups", "nodes", "workers", "tasks", "objects",
-                  "runtime-envs", "cluster-events"]
-GET_RESOURCES = ["actors", "placement-groups", "nodes", "workers", "tasks", "objects",
-                 "cluster-events"]
+LIST_RESOURCES = [
+    "actors",
+    "jobs",
+    "placement-groups",
+    "nodes",
+    "workers",
+    "tasks",
+    "objects",
+    "runtime-envs",
+    "cluster-events",
+]
+GET_RESOURCES = [
+    "actors",
+    "placement-groups",
+    "nodes",
+    "workers",
+    "tasks",
+    "objects",
+    "cluster-events",
+]
 FORMATS = ["default", "json", "yaml", "table"]
 # What zray's state API does not cover yet (tasks come with task events).
 NOT_YET = {"tasks", "runtime-envs", "cluster-events"}
 
-_ADDRESS_HELP = ("The address of the head (host:port). If not provided, the cluster this "
-                 "machine runs or last started is used.")
+_ADDRESS_HELP = (
+    "The address of the head (host:port). If not provided, the cluster this "
+    "machine runs or last started is used."
+)
 _TIMEOUT_HELP = "Timeout in seconds for the API requests. Default is 30"
 
 
@@ -26,13 +45,20 @@ def add_parsers(commands):
     listing = commands.add_parser("list", help="list the states of a given resource")
     listing.add_argument("resource", choices=LIST_RESOURCES)
     listing.add_argument("--format", default="default", choices=FORMATS)
-    listing.add_argument("-f", "--filter", action="append", default=[],
-                         help="key=value or key!=value; repeat to AND several (string values "
-                              "are case-insensitive)")
-    listing.add_argument("--limit", type=int, default=100,
-                         help="Maximum number of entries to return. 100 by default.")
-    listing.add_argument("--detail", action="store_true",
-                         help="include the detail columns")
+    listing.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        help="key=value or key!=value; repeat to AND several (string values are case-insensitive)",
+    )
+    listing.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        help="Maximum number of entries to return. 100 by default.",
+    )
+    listing.add_argument("--detail", action="store_true", help="include the detail columns")
     listing.add_argument("--timeout", type=int, default=30, help=_TIMEOUT_HELP)
     listing.add_argument("--address", default=None, help=_ADDRESS_HELP)
 
@@ -58,13 +84,17 @@ def parse_filter(text: str) -> tuple:
     """'key=value' or 'key!=value' (the first predicate found), as Ray parses --filter."""
     match = re.search(r"!=|=", text)
     if match is None:
-        raise UsageError(f"The format of a given filter {text} is invalid: Cannot find the "
-                         "predicate. Please provide key=val or key!=val format string.")
-    key, value = text[:match.start()], text[match.end():]
+        raise UsageError(
+            f"The format of a given filter {text} is invalid: Cannot find the "
+            "predicate. Please provide key=val or key!=val format string."
+        )
+    key, value = text[: match.start()], text[match.end() :]
     if not key or not value:
-        raise UsageError(f"The format of a given filter {text} is invalid: Cannot identify key "
-                         f"{key} or value, {value}. Please provide key=val or key!=val format "
-                         "string.")
+        raise UsageError(
+            f"The format of a given filter {text} is invalid: Cannot identify key "
+            f"{key} or value, {value}. Please provide key=val or key!=val format "
+            "string."
+        )
     return key, match.group(), value
 
 
@@ -77,9 +107,11 @@ def normalize_keys(schema, resource: str, filters: list) -> list:
     for key, predicate, value in filters:
         column = by_lower.get(key.lower())
         if column is None:
-            raise UsageError(f"Invalid value: Invalid filter key {key!r} for resource "
-                             f"{resource.replace('-', '_')!r}. Available filter keys are: "
-                             f"{', '.join(columns)}")
+            raise UsageError(
+                f"Invalid value: Invalid filter key {key!r} for resource "
+                f"{resource.replace('-', '_')!r}. Available filter keys are: "
+                f"{', '.join(columns)}"
+            )
         out.append((column, predicate, value))
     return out
 
@@ -89,8 +121,11 @@ def main(args) -> int:
 
     try:
         if args.resource in NOT_YET:
-            print(f"zray {args.command}: {args.resource} are not available yet (zray records "
-                  "no task events)", file=sys.stderr)
+            print(
+                f"zray {args.command}: {args.resource} are not available yet (zray records "
+                "no task events)",
+                file=sys.stderr,
+            )
             return 2
         with warnings.catch_warnings():
             warnings.simplefilter("always")
@@ -116,9 +151,13 @@ def _list(args) -> str:
     filters = normalize_keys(schema, args.resource, [parse_filter(f) for f in args.filter])
     fmt = args.format
     data = StateApiClient(address=args.address).list(
-        resource, options=common.ListApiOptions(limit=args.limit, timeout=args.timeout,
-                                                filters=filters, detail=args.detail),
-        raise_on_missing_output=False, _explain=fmt in ("default", "table"))
+        resource,
+        options=common.ListApiOptions(
+            limit=args.limit, timeout=args.timeout, filters=filters, detail=args.detail
+        ),
+        raise_on_missing_output=False,
+        _explain=fmt in ("default", "table"),
+    )
     if args.detail and fmt == "default":
         fmt = "yaml"
     if not data:
@@ -131,24 +170,26 @@ def _get(args) -> str:
     from zray.util.state.api import StateApiClient
 
     if not args.id:
-        raise UsageError(f"Invalid value: Missing argument 'ID'. Do you mean 'zray list "
-                         f"{args.resource}'?")
+        raise UsageError(
+            f"Invalid value: Missing argument 'ID'. Do you mean 'zray list {args.resource}'?"
+        )
     resource = common.StateResource(args.resource.replace("-", "_"))
     data = StateApiClient(address=args.address).get(
-        resource, args.id, common.ListApiOptions(timeout=args.timeout), _explain=True)
+        resource, args.id, common.ListApiOptions(timeout=args.timeout), _explain=True
+    )
     if not data:
         return f"Resource with id={args.id} not found in the cluster."
     states = data if isinstance(data, list) else [data]
-    return render([s.asdict() for s in states], common.resource_to_schema(resource), "yaml",
-                  True)
+    return render([s.asdict() for s in states], common.resource_to_schema(resource), "yaml", True)
 
 
 def _summary(args) -> str:
     from zray.util import state
 
     fn = {"actors": state.summarize_actors, "objects": state.summarize_objects}[args.resource]
-    data = fn(address=args.address, timeout=args.timeout, raise_on_missing_output=False,
-              _explain=True)
+    data = fn(
+        address=args.address, timeout=args.timeout, raise_on_missing_output=False, _explain=True
+    )
     return summary_text(data, args.resource)
 
 
@@ -165,8 +206,10 @@ def render(rows: list, schema, fmt: str, detail: bool) -> str:
     headers = [c.upper() for c in columns if rows and c in rows[0]]
     table = [[_cell(row.get(h.lower())) for h in headers] for row in rows]
     header = "=" * 8 + f" List: {datetime.now()} " + "=" * 8
-    return (f"\n{header}\nStats:\n------------------------------\nTotal: {len(rows)}\n\n"
-            f"Table:\n------------------------------\n{plain_table(headers, table)}\n")
+    return (
+        f"\n{header}\nStats:\n------------------------------\nTotal: {len(rows)}\n\n"
+        f"Table:\n------------------------------\n{plain_table(headers, table)}\n"
+    )
 
 
 def _cell(value) -> str:
@@ -242,19 +285,26 @@ def summary_text(data: dict, resource: str) -> str:
         tables = []
         for callsite, summary in summaries.items():
             headers = sorted(k.upper() for k in summary)
-            tables.append(callsite.replace("|", "\n|") + "\n" + plain_table(
-                headers, [[_cell(summary[h.lower()]) for h in headers]]))
+            tables.append(
+                callsite.replace("|", "\n|")
+                + "\n"
+                + plain_table(headers, [[_cell(summary[h.lower()]) for h in headers]])
+            )
         body = "\n\n\n\n".join(tables)
-        return (f"\n{header}\nStats:\n------------------------------------\n{stats}\n"
-                f"Table (group by {summary_by})\n------------------------------------\n{body}\n")
+        return (
+            f"\n{header}\nStats:\n------------------------------------\n{stats}\n"
+            f"Table (group by {summary_by})\n------------------------------------\n{body}\n"
+        )
     headers: list = []
     table = []
     for summary in summaries.values():
         headers = sorted(k.upper() for k in summary)
         table.append([_cell(summary[h.lower()]) for h in headers])
-    return (f"\n{header}\nStats:\n------------------------------------\n{stats}\n"
-            f"Table (group by {summary_by}):\n------------------------------------\n"
-            f"{plain_table(headers, table)}\n")
+    return (
+        f"\n{header}\nStats:\n------------------------------------\n{stats}\n"
+        f"Table (group by {summary_by}):\n------------------------------------\n"
+        f"{plain_table(headers, table)}\n"
+    )
 
 
 class _Version(argparse.Action):

@@ -1,13 +1,28 @@
 """zray.util: Ray's utility namespace. ``queue``, ``multiprocessing`` and ``joblib`` are
 submodules imported on demand, as in Ray (``from zray.util.queue import Queue``)."""
+
 from zray.util import scheduling_strategies
 from zray.util.actor_pool import ActorPool
 from zray.util.cluster_queries import get_node_ip_address, list_named_actors
 from zray.util.helpers import as_completed, map_unordered
-from zray.util.placement_group import (get_current_placement_group, get_placement_group,
-                                       placement_group, placement_group_table,
-                                       remove_placement_group)
+from zray.util.placement_group import (
+    get_current_placement_group,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 
-__all__ = ["ActorPool", "as_completed", "get_current_placement_group", "get_node_ip_address",
-           "get_placement_group", "list_named_actors", "map_unordered", "placement_group",
-           "placement_group_table", "remove_placement_group", "scheduling_strategies"]
+__all__ = [
+    "ActorPool",
+    "as_completed",
+    "get_current_placement_group",
+    "get_node_ip_address",
+    "get_placement_group",
+    "list_named_actors",
+    "map_unordered",
+    "placement_group",
+    "placement_group_table",
+    "remove_placement_group",
+    "scheduling_strategies",
+]

@@ -1,4 +1,5 @@
 """``ActorPool``: spread calls over a fixed set of actors, one call per actor at a time."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, TypeVar
@@ -92,8 +93,10 @@ class ActorPool:
         if not self.has_next():
             raise StopIteration("No more results to get")
         # get_next_unordered may have taken results out of order: skip the holes it left.
-        while (self._next_return_index < self._next_task_index
-               and self._next_return_index not in self._index_to_future):
+        while (
+            self._next_return_index < self._next_task_index
+            and self._next_return_index not in self._index_to_future
+        ):
             self._next_return_index += 1
         if self._next_return_index >= self._next_task_index:
             raise ValueError("It is not allowed to call get_next() after get_next_unordered().")
@@ -108,8 +111,7 @@ class ActorPool:
                 raise TimeoutError(_TIMED_OUT)
         return self._take(index, future, ready)
 
-    def get_next_unordered(self, timeout: Optional[float] = None,
-                           ignore_if_timedout: bool = False):
+    def get_next_unordered(self, timeout: Optional[float] = None, ignore_if_timedout: bool = False):
         """Any ready result (results may come back in a different order than submitted),
         waiting up to ``timeout`` seconds.
 

@@ -1,10 +1,12 @@
 """``get_node_ip_address`` and ``list_named_actors``: questions about the cluster and this node."""
+
 from __future__ import annotations
 
 import socket
 
 from zray._private.wire import protocol as P
 from zray._private.core import runtime
+
 # Ray asks the kernel which local address routes toward a public resolver. A UDP connect only
 # picks the route; no packet leaves the machine.
 _PERSPECTIVE = "8.8.8.8:53"
@@ -33,8 +35,10 @@ def list_named_actors(all_namespaces: bool = False) -> list:
 
     core = runtime.require_connected()
     reply, _ = core.requests.call(
-        core.head_address, P.ListNamedActors(core.current_namespace(), bool(all_namespaces)),
-        config.rpc_timeout_s)
+        core.head_address,
+        P.ListNamedActors(core.current_namespace(), bool(all_namespaces)),
+        config.rpc_timeout_s,
+    )
     if all_namespaces:
         return [{"name": name, "namespace": namespace} for namespace, name in reply.actors]
     return [name for _, name in reply.actors]

@@ -1,4 +1,5 @@
 """``as_completed`` and ``map_unordered``: results in the order they finish, a batch at a time."""
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Optional, Sequence
@@ -24,8 +25,9 @@ def _next_batch(refs: list, chunk_size: int, yield_obj_refs: bool, kwargs: dict)
     return (ready if yield_obj_refs else api.get(ready)), pending
 
 
-def as_completed(refs: Sequence, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 yield_obj_refs: bool = False, **kwargs) -> Iterator[Any]:
+def as_completed(
+    refs: Sequence, *, chunk_size: int = DEFAULT_CHUNK_SIZE, yield_obj_refs: bool = False, **kwargs
+) -> Iterator[Any]:
     """Yields the values of ``refs`` (or, with ``yield_obj_refs``, the refs) as they become
     ready, waiting for up to ``chunk_size`` at a time; ``kwargs`` go to ``wait`` (``timeout``,
     ``fetch_local``). Within a batch, refs keep their submission order."""
@@ -36,10 +38,15 @@ def as_completed(refs: Sequence, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
         yield from values
 
 
-def map_unordered(fn, items: Iterable[Any], *,
-                  backpressure_size: Optional[int] = DEFAULT_BACKPRESSURE_SIZE,
-                  chunk_size: int = DEFAULT_CHUNK_SIZE, yield_obj_refs: bool = False,
-                  **kwargs) -> Iterator[Any]:
+def map_unordered(
+    fn,
+    items: Iterable[Any],
+    *,
+    backpressure_size: Optional[int] = DEFAULT_BACKPRESSURE_SIZE,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    yield_obj_refs: bool = False,
+    **kwargs,
+) -> Iterator[Any]:
     """Calls ``fn.remote(item)`` for each item, with at most ``backpressure_size`` calls in
     flight (None: no bound), and yields the results as they finish."""
     if backpressure_size is None:

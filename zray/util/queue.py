@@ -1,5 +1,6 @@
 """``Queue``: a first-in, first-out queue held by an actor, shared by every process that gets
 a copy of it (pass it to tasks and actors like any value)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -69,8 +70,9 @@ class Queue:
         _check_timeout(timeout)
         api.get(self.actor.put.remote(item, timeout))
 
-    async def put_async(self, item: Any, block: bool = True,
-                        timeout: Optional[float] = None) -> None:
+    async def put_async(
+        self, item: Any, block: bool = True, timeout: Optional[float] = None
+    ) -> None:
         """``put`` for asyncio code: awaits instead of blocking the event loop."""
         if not block:
             try:
@@ -177,8 +179,10 @@ class _QueueActor:
 
     async def put_nowait_batch(self, items: list):
         if self.maxsize > 0 and len(items) + self.queue.qsize() > self.maxsize:
-            raise Full(f"Cannot add {len(items)} items to queue of size {self.queue.qsize()} "
-                       f"and maxsize {self.maxsize}.")
+            raise Full(
+                f"Cannot add {len(items)} items to queue of size {self.queue.qsize()} "
+                f"and maxsize {self.maxsize}."
+            )
         for item in items:
             self.queue.put_nowait(item)
 
@@ -187,6 +191,5 @@ class _QueueActor:
 
     async def get_nowait_batch(self, num_items: int):
         if num_items > self.queue.qsize():
-            raise Empty(f"Cannot get {num_items} items from queue of size "
-                        f"{self.queue.qsize()}.")
+            raise Empty(f"Cannot get {num_items} items from queue of size {self.queue.qsize()}.")
         return [self.queue.get_nowait() for _ in range(num_items)]

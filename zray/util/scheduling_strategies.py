@@ -1,4 +1,5 @@
 """Scheduling strategies with Ray's names: pass one as `scheduling_strategy=`."""
+
 from __future__ import annotations
 
 
@@ -6,8 +7,13 @@ class NodeAffinitySchedulingStrategy:
     """Run on the node with id `node_id` (hex). With `soft=True`, run elsewhere if that node
     is dead or cannot fit the task; otherwise the task waits for that node."""
 
-    def __init__(self, node_id: str, soft: bool, _spill_on_unavailable: bool = False,
-                 _fail_on_unavailable: bool = False):
+    def __init__(
+        self,
+        node_id: str,
+        soft: bool,
+        _spill_on_unavailable: bool = False,
+        _fail_on_unavailable: bool = False,
+    ):
         if not isinstance(node_id, str):
             raise TypeError(f"node_id must be a hex string, got {type(node_id).__name__}")
         self.node_id = node_id
@@ -24,8 +30,12 @@ class PlacementGroupSchedulingStrategy:
     bundles); with `placement_group_capture_child_tasks`, the tasks and actors this one
     creates run in the group too unless they say otherwise."""
 
-    def __init__(self, placement_group, placement_group_bundle_index: int = -1,
-                 placement_group_capture_child_tasks=None):
+    def __init__(
+        self,
+        placement_group,
+        placement_group_bundle_index: int = -1,
+        placement_group_capture_child_tasks=None,
+    ):
         self.placement_group = placement_group
         self.placement_group_bundle_index = placement_group_bundle_index
         self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
@@ -42,6 +52,8 @@ def encode(strategy) -> str:
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
         # Where it may run is in its resource names (zray/_private/common/bundles.py); the wire
         # strategy only keeps tasks of different groups from sharing leases.
-        return (f"PLACEMENT_GROUP:{strategy.placement_group.id.hex()}:"
-                f"{strategy.placement_group_bundle_index}")
+        return (
+            f"PLACEMENT_GROUP:{strategy.placement_group.id.hex()}:"
+            f"{strategy.placement_group_bundle_index}"
+        )
     raise ValueError(f"Invalid scheduling_strategy {strategy!r}")

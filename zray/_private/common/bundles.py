@@ -12,11 +12,13 @@ and takes the 2 CPUs out of the node's free ``CPU``. A task placed in bundle ``i
 with index -1 it asks for the wildcard names alone. The node's scheduler needs nothing else: a group's resources are
 ordinary resources that exist only where its bundles were committed.
 """
+
 from __future__ import annotations
 
 import re
 
 from zray._private.common import resources as R
+
 BUNDLE = "bundle"
 BUNDLE_AMOUNT = 1000.0  # of the bundle marker resource, per committed bundle
 TASK_BUNDLE_SHARE = 0.001  # what every task in a bundle takes of its marker

@@ -1,5 +1,6 @@
 """Finding a running cluster: `address="auto"`, ZRAY_ADDRESS/RAY_ADDRESS, the cluster `zray start`
 recorded, its credentials, and one-shot head queries for the CLI (no core worker needed)."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,10 @@ class ClusterNotFound(ConnectionError):
     pass
 
 
-NOT_FOUND = ("Could not find any running zray instance. Please specify the one to connect to by "
-             "setting `--address` flag or `RAY_ADDRESS` environment variable.")
+NOT_FOUND = (
+    "Could not find any running zray instance. Please specify the one to connect to by "
+    "setting `--address` flag or `RAY_ADDRESS` environment variable."
+)
 
 
 def bootstrap_address(address: str | None) -> tuple[str | None, bool]:
@@ -59,13 +62,15 @@ def credentials_for(address: str) -> security.Credentials:
         if not live:
             raise ClusterNotFound(
                 f"no zray node runs on this machine to join the cluster at {address}; start "
-                f"one with 'zray start --address=... --token=...'")
+                f"one with 'zray start --address=... --token=...'"
+            )
         creds = security.local_credentials(address, live)
         if creds is None:
             raise security.AuthenticationError(
                 f"no token for the zray cluster at {address}: set ZRAY_TOKEN to the token "
                 f"`zray start --head` printed (it is in the head's session directory, file "
-                f"'{security.TOKEN_FILE}')")
+                f"'{security.TOKEN_FILE}')"
+            )
         if config.encrypt:
             creds = security.Credentials(creds.token, True)
     ctx = zmq.Context()
@@ -111,7 +116,8 @@ def local_node_of(address: str, creds: security.Credentials) -> dict:
             return node
     raise ClusterNotFound(
         f"the cluster at {address} has no node on this machine; start one with "
-        f"'zray start --address={address.replace('tcp://', '')}'")
+        f"'zray start --address={address.replace('tcp://', '')}'"
+    )
 
 
 def attach(address: str) -> tuple[dict, str, security.Credentials]:

@@ -5,6 +5,7 @@ through it even when its sessions live under another root (`zray start --temp-di
 is kept in the session root, so ZRAY_SESSION_DIR_ROOT keeps clusters of different users of one
 account (tests, CI jobs) apart. A record whose node is gone (crash, reboot) reads as no record.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,6 +16,7 @@ import os
 from zray._config import config
 from zray._private.wire import security
 from zray._private.common import session
+
 logger = logging.getLogger(__name__)
 
 RECORD_FILE = "current_cluster"
@@ -38,15 +40,19 @@ class ClusterRecord:
         except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
             return False
         # A killed daemon stays a zombie until its (adoptive) parent reaps it.
-        return (abs(started - self.started) < 0.01 and status != psutil.STATUS_ZOMBIE
-                and os.path.isdir(self.session_dir))
+        return (
+            abs(started - self.started) < 0.01
+            and status != psutil.STATUS_ZOMBIE
+            and os.path.isdir(self.session_dir)
+        )
 
 
 def record_for(address: str, session_dir: str, pid: int) -> ClusterRecord:
     import psutil
 
-    return ClusterRecord(address.replace("tcp://", ""), session_dir, pid,
-                         psutil.Process(pid).create_time())
+    return ClusterRecord(
+        address.replace("tcp://", ""), session_dir, pid, psutil.Process(pid).create_time()
+    )
 
 
 def write(record: ClusterRecord, roots: list):
@@ -54,10 +60,14 @@ def write(record: ClusterRecord, roots: list):
         os.makedirs(root, exist_ok=True)
         previous = read(root)
         if previous is not None and previous.address != record.address:
-            logger.info("Overwriting previous zray address (%s). Running zray.init() on this "
-                        "node will now connect to the new instance at %s. To override this "
-                        "behavior, pass address=%s to zray.init().", previous.address,
-                        record.address, previous.address)
+            logger.info(
+                "Overwriting previous zray address (%s). Running zray.init() on this "
+                "node will now connect to the new instance at %s. To override this "
+                "behavior, pass address=%s to zray.init().",
+                previous.address,
+                record.address,
+                previous.address,
+            )
         path = os.path.join(root, RECORD_FILE)
         scratch = f"{path}.{os.getpid()}"
         with open(os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:

@@ -7,6 +7,7 @@ line. The definition travels with the file it came from and that file's lines; t
 side puts the name back and, where the file is not on its machine, serves the lines from
 linecache.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -59,6 +60,7 @@ def _functions(definition) -> list:
 def _renamed(code: types.CodeType, filename: str) -> types.CodeType:
     if code.co_filename != DYNAMIC:
         return code  # pickled by reference, or an older cloudpickle: already right
-    consts = tuple(_renamed(c, filename) if isinstance(c, types.CodeType) else c
-                   for c in code.co_consts)
+    consts = tuple(
+        _renamed(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts
+    )
     return code.replace(co_filename=filename, co_consts=consts)

@@ -4,6 +4,7 @@ They live below everything that hands them out (ObjectRef, actor handles, the ru
 so those import them without importing each other. Users import them from `zray` or
 `zray.runtime_context`, and that is the module their pickles name.
 """
+
 from __future__ import annotations
 
 
@@ -70,6 +71,7 @@ for _cls in (BaseID, JobID, TaskID, NodeID, WorkerID, ActorID):
 
 class PlacementGroupID(BaseID):
     """14 random bytes, then the creating job's 4 (as in Ray)."""
+
     SIZE = 18
 
 

@@ -12,6 +12,7 @@ here), on this process's sys.path instead, and without running `zray/__init__.py
 API (cloudpickle, asyncio) the daemon does not use. Its modules therefore import zray's
 submodules by name and never reach for `zray.<public name>`.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,9 @@ def _boot(module: str, run_init: bool, path: list | None = None) -> str:
     if path is not None:
         code += f"import sys\nsys.path[:] = {path!r}\n"
     code += _BIND + (_RUN_INIT if run_init else "") + _RUN
-    return code.format(init=os.path.join(_PACKAGE_DIR, "__init__.py"), package=_PACKAGE_DIR,
-                       module=module)
+    return code.format(
+        init=os.path.join(_PACKAGE_DIR, "__init__.py"), package=_PACKAGE_DIR, module=module
+    )
 
 
 def module_command(module: str) -> list:

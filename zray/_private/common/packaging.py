@@ -9,6 +9,7 @@ environments" in docs/design.md for why there rather than the object store). A n
 each package once into `<session>/runtime_resources/<kind>_files/<name>/`, atomically (a
 temporary directory renamed into place), so concurrent setups never see half a tree.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,9 +62,9 @@ class Excludes:
                 body, i = body + "[^/]*", i + 1
             elif pattern[i] == "?":
                 body, i = body + "[^/]", i + 1
-            elif pattern[i] == "[" and "]" in pattern[i + 1:]:
+            elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
                 end = pattern.index("]", i + 1)
-                body, i = body + "[" + pattern[i + 1:end].replace("!", "^", 1) + "]", end + 1
+                body, i = body + "[" + pattern[i + 1 : end].replace("!", "^", 1) + "]", end + 1
             else:
                 body, i = body + re.escape(pattern[i]), i + 1
         prefix = "" if anchored else "(?:.*/)?"
@@ -100,16 +101,19 @@ def zip_directory(root: str, excludes: list, include_parent: bool) -> bytes:
         for directory, dirnames, filenames in os.walk(root):
             relative_dir = os.path.relpath(directory, root)
             relative_dir = "" if relative_dir == "." else relative_dir.replace(os.sep, "/") + "/"
-            dirnames[:] = sorted(d for d in dirnames
-                                 if not rules.excluded(relative_dir + d, True)
-                                 and d != "__pycache__")
+            dirnames[:] = sorted(
+                d
+                for d in dirnames
+                if not rules.excluded(relative_dir + d, True) and d != "__pycache__"
+            )
             for name in sorted(filenames):
                 relative = relative_dir + name
                 path = os.path.join(directory, name)
                 if rules.excluded(relative, False) or not os.path.isfile(path):
                     continue
-                info = zipfile.ZipInfo(os.path.join(top, relative) if top else relative,
-                                       _FIXED_TIME)
+                info = zipfile.ZipInfo(
+                    os.path.join(top, relative) if top else relative, _FIXED_TIME
+                )
                 info.external_attr = (stat.S_IMODE(os.stat(path).st_mode) | stat.S_IFREG) << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 with open(path, "rb") as f:
@@ -122,9 +126,11 @@ def zip_directory(root: str, excludes: list, include_parent: bool) -> bytes:
 
 
 def _too_large(size: int, what: str) -> str:
-    return (f"Package size ({_mib(size)}) of {what} exceeds the maximum size of "
-            f"{_mib(MAX_PACKAGE_BYTES)}. To exclude large files, add them to '.gitignore' or "
-            "'.rayignore' files, or use the 'excludes' option in the runtime_env.")
+    return (
+        f"Package size ({_mib(size)}) of {what} exceeds the maximum size of "
+        f"{_mib(MAX_PACKAGE_BYTES)}. To exclude large files, add them to '.gitignore' or "
+        "'.rayignore' files, or use the 'excludes' option in the runtime_env."
+    )
 
 
 def package_of(path: str, excludes: list, include_parent: bool) -> tuple:
@@ -145,7 +151,7 @@ def package_of(path: str, excludes: list, include_parent: bool) -> tuple:
 
 def local_dir(resources_dir: str, kind: str, uri: str) -> str:
     """Where a node keeps the unpacked package `uri` of `kind` (working_dir or py_modules)."""
-    name = uri[len(PACKAGE_SCHEME):].rsplit(".", 1)[0]
+    name = uri[len(PACKAGE_SCHEME) :].rsplit(".", 1)[0]
     return os.path.join(resources_dir, f"{kind}_files", name)
 
 
@@ -183,6 +189,7 @@ def upload(core, env: dict) -> dict:
     package stored in the head's KV first (acknowledged, so no node asks for it in vain)."""
     from zray._config import config
     from zray._private.wire import protocol as P
+
     excludes = env.get("excludes") or []
 
     def store(path: str, include_parent: bool) -> str:
@@ -190,8 +197,11 @@ def upload(core, env: dict) -> dict:
             return path
         uri, data = package_of(path, excludes, include_parent)
         if uri not in _uploaded:
-            reply, _ = core.requests.call(core.head_address, P.KvPut(
-                KV_NAMESPACE, uri.encode(), data, False), config.rpc_timeout_s)
+            reply, _ = core.requests.call(
+                core.head_address,
+                P.KvPut(KV_NAMESPACE, uri.encode(), data, False),
+                config.rpc_timeout_s,
+            )
             if isinstance(reply, P.Error):
                 raise RuntimeError(f"uploading {path} to the cluster failed: {reply.message}")
             _uploaded.add(uri)
@@ -201,8 +211,7 @@ def upload(core, env: dict) -> dict:
     if "working_dir" in env:
         out["working_dir"] = store(env["working_dir"], include_parent=False)
     if "py_modules" in env:
-        out["py_modules"] = [store(m, include_parent=os.path.isdir(m))
-                             for m in env["py_modules"]]
+        out["py_modules"] = [store(m, include_parent=os.path.isdir(m)) for m in env["py_modules"]]
     return out
 
 

@@ -2,6 +2,7 @@
 
 A ResourceSet maps resource names to integer units of 1/10000; the wire and the user see floats.
 """
+
 from __future__ import annotations
 
 UNIT = 10000
@@ -17,14 +18,17 @@ def to_units(resources: dict[str, float]) -> Units:
         if isinstance(amount, bool) or not isinstance(amount, (int, float)):
             raise TypeError(f"resource {name!r} must be a number, got {amount!r}")
         if amount < 0 or amount != amount or amount == float("inf"):
-            raise ValueError(f"resource {name!r} must be a finite non-negative number, got {amount}")
+            raise ValueError(
+                f"resource {name!r} must be a finite non-negative number, got {amount}"
+            )
         scaled = amount * UNIT
         if scaled == float("inf"):
             raise ValueError(f"resource {name!r}: {amount} is too large")
         units = round(scaled)
         if amount > 1 and amount != int(amount):
             raise ValueError(
-                f"resource {name!r}: amounts above 1 must be whole numbers, got {amount}")
+                f"resource {name!r}: amounts above 1 must be whole numbers, got {amount}"
+            )
         if units:
             out[name] = units
     return out

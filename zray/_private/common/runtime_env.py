@@ -7,6 +7,7 @@ by field, except `env_vars`, merged key by key; a child that sets no env inherit
 (the job's env in the driver). Fields zray cannot honour raise NotImplementedError naming the
 field: running without them would not compute what Ray computes.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,34 @@ logger = logging.getLogger(__name__)
 
 SUPPORTED = ("env_vars", "working_dir", "py_modules", "excludes", "config", "pip")
 # Ray's known fields zray has no counterpart for (the rest are plugins, which zray lacks too).
-KNOWN_UNSUPPORTED = ("conda", "container", "image_uri", "uv", "java_jars", "py_executable",
-                     "worker_process_setup_hook", "nsight", "_nsight", "rocprof_sys",
-                     "_rocprof_sys", "_ray_release", "_ray_commit", "_inject_current_ray")
+KNOWN_UNSUPPORTED = (
+    "conda",
+    "container",
+    "image_uri",
+    "uv",
+    "java_jars",
+    "py_executable",
+    "worker_process_setup_hook",
+    "nsight",
+    "_nsight",
+    "rocprof_sys",
+    "_rocprof_sys",
+    "_ray_release",
+    "_ray_commit",
+    "_inject_current_ray",
+)
 DEFAULT_SETUP_TIMEOUT_S = 600  # Ray's DEFAULT_RUNTIME_ENV_TIMEOUT_SECONDS
 CONFIG_FIELDS = ("setup_timeout_seconds", "eager_install", "log_files")
-REMOTE_SCHEMES = ("s3://", "gs://", "https://", "http://", "file://", "hdfs://", "azure://",
-                  "abfss://")
+REMOTE_SCHEMES = (
+    "s3://",
+    "gs://",
+    "https://",
+    "http://",
+    "file://",
+    "hdfs://",
+    "azure://",
+    "abfss://",
+)
 PACKAGE_SCHEME = "gcs://"  # a package uploaded to the cluster, as Ray names them
 
 
@@ -34,15 +56,20 @@ def parse(runtime_env) -> dict:
     if runtime_env is None:
         return {}
     if not isinstance(runtime_env, dict):
-        raise TypeError("runtime_env must be a dict or a RuntimeEnv, "
-                        f"got {type(runtime_env).__name__}")
+        raise TypeError(
+            f"runtime_env must be a dict or a RuntimeEnv, got {type(runtime_env).__name__}"
+        )
     for key in runtime_env:
         if key not in SUPPORTED:
-            what = "a field zray does not support" if key in KNOWN_UNSUPPORTED else \
-                "not a runtime_env field zray knows (zray has no runtime_env plugins)"
+            what = (
+                "a field zray does not support"
+                if key in KNOWN_UNSUPPORTED
+                else "not a runtime_env field zray knows (zray has no runtime_env plugins)"
+            )
             raise NotImplementedError(
                 f"runtime_env field {key!r} is {what}; running without it would not do what "
-                "Ray does. zray supports: " + ", ".join(SUPPORTED) + ".")
+                "Ray does. zray supports: " + ", ".join(SUPPORTED) + "."
+            )
     env: dict = {}
     for key, value in runtime_env.items():
         if value is None:
@@ -55,15 +82,20 @@ def parse(runtime_env) -> dict:
 
 def _env_vars(env_vars) -> dict | None:
     if not isinstance(env_vars, dict):
-        raise TypeError("runtime_env['env_vars'] must be of type "
-                        f"Dict[str, str], got {type(env_vars)}")
+        raise TypeError(
+            f"runtime_env['env_vars'] must be of type Dict[str, str], got {type(env_vars)}"
+        )
     for key, val in env_vars.items():
         if not isinstance(key, str):
-            raise TypeError("runtime_env['env_vars'] must be of type "
-                            f"Dict[str, str], but the key {key} is of type {type(key)}")
+            raise TypeError(
+                "runtime_env['env_vars'] must be of type "
+                f"Dict[str, str], but the key {key} is of type {type(key)}"
+            )
         if not isinstance(val, str):
-            raise TypeError("runtime_env['env_vars'] must be of type "
-                            f"Dict[str, str], but the value {val} is of type {type(val)}")
+            raise TypeError(
+                "runtime_env['env_vars'] must be of type "
+                f"Dict[str, str], but the value {val} is of type {type(val)}"
+            )
     return dict(env_vars) or None
 
 
@@ -73,7 +105,8 @@ def _check_location(value: str, field: str) -> None:
     if value.startswith(REMOTE_SCHEMES):
         raise NotImplementedError(
             f"runtime_env[{field!r}] = {value!r}: zray does not download remote packages; "
-            "give a local directory (or a .zip/.whl file), which zray uploads to the cluster.")
+            "give a local directory (or a .zip/.whl file), which zray uploads to the cluster."
+        )
     if not os.path.exists(value):
         raise ValueError(f"{value} is not a valid path.")
 
@@ -83,7 +116,8 @@ def _working_dir(working_dir) -> str:
         raise TypeError(f"`working_dir` must be a string, got {type(working_dir)}.")
     _check_location(working_dir, "working_dir")
     if not working_dir.startswith(PACKAGE_SCHEME) and not (
-            os.path.isdir(working_dir) or working_dir.endswith(".zip")):
+        os.path.isdir(working_dir) or working_dir.endswith(".zip")
+    ):
         raise ValueError(f"`working_dir` must be a directory or a .zip file, got {working_dir}.")
     return working_dir
 
@@ -96,7 +130,8 @@ def _py_modules(py_modules) -> list:
             raise TypeError(f"`py_module` must be a string, got {type(module)}.")
         _check_location(module, "py_modules")
         if not module.startswith(PACKAGE_SCHEME) and not (
-                os.path.isdir(module) or module.endswith((".whl", ".zip"))):
+            os.path.isdir(module) or module.endswith((".whl", ".zip"))
+        ):
             raise ValueError(f"py_modules entry {module} must be a directory, a .whl or a .zip.")
     return list(py_modules)
 
@@ -109,26 +144,29 @@ def _excludes(excludes) -> list | None:
 
 def _config(config) -> dict:
     if not isinstance(config, dict):
-        raise TypeError(f"runtime_env['config'] must be a dict or RuntimeEnvConfig, "
-                        f"got {type(config)}")
+        raise TypeError(
+            f"runtime_env['config'] must be a dict or RuntimeEnvConfig, got {type(config)}"
+        )
     unknown = set(config) - set(CONFIG_FIELDS)
     if unknown:
-        raise NotImplementedError(f"runtime_env['config'] fields {sorted(unknown)} are not "
-                                  f"known; zray knows {list(CONFIG_FIELDS)}.")
+        raise NotImplementedError(
+            f"runtime_env['config'] fields {sorted(unknown)} are not "
+            f"known; zray knows {list(CONFIG_FIELDS)}."
+        )
     timeout = config.get("setup_timeout_seconds", DEFAULT_SETUP_TIMEOUT_S)
     if not isinstance(timeout, int) or isinstance(timeout, bool):
         raise TypeError(f"setup_timeout_seconds must be of type int, got: {type(timeout)}")
     if timeout <= 0 and timeout != -1:
-        raise ValueError(f"setup_timeout_seconds must be greater than zero or equals to -1, "
-                         f"got: {timeout}")
+        raise ValueError(
+            f"setup_timeout_seconds must be greater than zero or equals to -1, got: {timeout}"
+        )
     eager = config.get("eager_install", True)
     if not isinstance(eager, bool):
         raise TypeError(f"eager_install must be a boolean. got {type(eager)}")
     log_files = config.get("log_files", [])
     if not isinstance(log_files, list):
         raise TypeError(f"log_files must be a list of strings. got {type(log_files)}")
-    return {"eager_install": eager, "log_files": list(log_files),
-            "setup_timeout_seconds": timeout}
+    return {"eager_install": eager, "log_files": list(log_files), "setup_timeout_seconds": timeout}
 
 
 def _pip(pip) -> dict | None:
@@ -139,28 +177,35 @@ def _pip(pip) -> dict | None:
     elif isinstance(pip, dict):
         extra = set(pip) - {"packages", "pip_check", "pip_install_options", "pip_version"}
         if extra:
-            raise ValueError("runtime_env['pip'] can only have these fields: packages, "
-                             "pip_check, pip_install_options and pip_version, but got: "
-                             f"{list(pip)}")
+            raise ValueError(
+                "runtime_env['pip'] can only have these fields: packages, "
+                "pip_check, pip_install_options and pip_version, but got: "
+                f"{list(pip)}"
+            )
         if "packages" not in pip:
             raise ValueError(f"runtime_env['pip'] must include field 'packages', but got {pip}")
         result = dict(pip)
         result["pip_check"] = pip.get("pip_check", False)
         if not isinstance(result["pip_check"], bool):
-            raise TypeError("runtime_env['pip']['pip_check'] must be of type bool, "
-                            f"got {type(result['pip_check'])}")
+            raise TypeError(
+                "runtime_env['pip']['pip_check'] must be of type bool, "
+                f"got {type(result['pip_check'])}"
+            )
         if not isinstance(result.get("pip_version", ""), str):
-            raise TypeError("runtime_env['pip']['pip_version'] must be of type str, "
-                            f"got {type(result['pip_version'])}")
+            raise TypeError(
+                "runtime_env['pip']['pip_version'] must be of type str, "
+                f"got {type(result['pip_version'])}"
+            )
         options = result.get("pip_install_options", [])
         if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
-            raise TypeError("runtime_env['pip']['pip_install_options'] must be of type "
-                            "list[str]")
+            raise TypeError("runtime_env['pip']['pip_install_options'] must be of type list[str]")
         if isinstance(pip["packages"], str):
             result["packages"] = _requirements_file(pip["packages"])
         elif not isinstance(pip["packages"], list):
-            raise ValueError("runtime_env['pip']['packages'] must be of type str of list, "
-                             f"got: {type(pip['packages'])}")
+            raise ValueError(
+                "runtime_env['pip']['packages'] must be of type str of list, "
+                f"got: {type(pip['packages'])}"
+            )
     else:
         raise TypeError(f"runtime_env['pip'] must be of type str or List[str], got {type(pip)}")
     # pip refuses a requirement given twice; order kept, so the spec's key is deterministic.
@@ -176,8 +221,14 @@ def _requirements_file(path: str) -> list:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-_PARSERS = {"env_vars": _env_vars, "working_dir": _working_dir, "py_modules": _py_modules,
-            "excludes": _excludes, "config": _config, "pip": _pip}
+_PARSERS = {
+    "env_vars": _env_vars,
+    "working_dir": _working_dir,
+    "py_modules": _py_modules,
+    "excludes": _excludes,
+    "config": _config,
+    "pip": _pip,
+}
 
 
 def merge(parent: dict, child: dict) -> dict:
@@ -207,4 +258,3 @@ def setup_timeout_s(env: dict) -> float | None:
     """How long the node may take to set `env` up (None: no bound, Ray's -1)."""
     timeout = (env.get("config") or {}).get("setup_timeout_seconds", DEFAULT_SETUP_TIMEOUT_S)
     return None if timeout == -1 else float(timeout)
-

@@ -1,5 +1,6 @@
 """Session directories: where a cluster keeps its sockets, pid files and logs, and how the
 leftovers of a crashed session are found and removed at the next start."""
+
 from __future__ import annotations
 
 import logging
@@ -38,7 +39,8 @@ def socket_address(session_dir: str, name: str) -> str:
     if len(path) > IPC_PATH_MAX:
         raise ValueError(
             f"socket path {path!r} is {len(path)} characters, over the {IPC_PATH_MAX} a Unix "
-            f"socket allows: set ZRAY_SESSION_DIR_ROOT to a shorter directory")
+            f"socket allows: set ZRAY_SESSION_DIR_ROOT to a shorter directory"
+        )
     return "ipc://" + path
 
 
@@ -83,7 +85,7 @@ def _zombie(pid: int) -> bool:
             stat = f.read()
     except OSError:
         return False  # no procfs: trust kill(0)
-    return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"Z"
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"Z"
 
 
 def session_alive(session_dir: str) -> bool:
@@ -105,8 +107,11 @@ def session_alive(session_dir: str) -> bool:
 
 def live_sessions(root: str | None = None) -> list:
     root = root or config.session_dir_root
-    return [os.path.join(root, entry) for entry in sorted(_list(root))
-            if entry.startswith("session_") and session_alive(os.path.join(root, entry))]
+    return [
+        os.path.join(root, entry)
+        for entry in sorted(_list(root))
+        if entry.startswith("session_") and session_alive(os.path.join(root, entry))
+    ]
 
 
 def remove_session(session_dir: str):
@@ -143,14 +148,17 @@ def clean_stale_sessions(root: str | None = None) -> list:
         removed.append(path)
     for entry in _list(SHM_DIR):
         if entry.startswith(SHM_PREFIX + "session_"):
-            if _owner_dead(entry[len(SHM_PREFIX):].rsplit("-", 1)[0], live_names):
+            if _owner_dead(entry[len(SHM_PREFIX) :].rsplit("-", 1)[0], live_names):
                 _unlink(os.path.join(SHM_DIR, entry))
                 removed.append(entry)
     if config.spill_dir:
         for entry in _list(config.spill_dir):
             path = os.path.join(config.spill_dir, entry)
-            if entry.startswith("session_") and os.path.isdir(path) \
-                    and _owner_dead(entry.rsplit("-", 1)[0], live_names):
+            if (
+                entry.startswith("session_")
+                and os.path.isdir(path)
+                and _owner_dead(entry.rsplit("-", 1)[0], live_names)
+            ):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
     if removed:

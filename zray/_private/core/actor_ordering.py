@@ -7,6 +7,7 @@ still resolving holds back the ones after it. When the actor's worker dies, the 
 go back to the front of the queue, in their order, and are sent again to the restarted actor
 before any later call.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict, deque
@@ -60,8 +61,7 @@ class CallOrder:
         call.ready, call.args_failed = True, args_failed
         return self._pump()
 
-    def state_changed(self, state: str, address: str,
-                      num_restarts: int = 0) -> list[Instruction]:
+    def state_changed(self, state: str, address: str, num_restarts: int = 0) -> list[Instruction]:
         if self.state == DEAD:
             return []
         if state == ALIVE and num_restarts < self.restarts_awaited:

@@ -7,6 +7,7 @@ ActorDiedError, as do all calls once the actor is DEAD.
 
 The ordering itself (what is sent when) is decided by zray/_private/core/actor_ordering.py.
 """
+
 from __future__ import annotations
 
 import threading
@@ -19,8 +20,14 @@ from zray._fast import MessageTooLarge
 from zray._private.core import actor_ordering as O
 from zray._private.wire import protocol as P
 from zray._private.common.actor_states import DEAD, PENDING
-from zray._private.core.dependencies import (borrowed_by_call, error_entry, returned_entries,
-                                        store_results, too_large_error, when_resolved)
+from zray._private.core.dependencies import (
+    borrowed_by_call,
+    error_entry,
+    returned_entries,
+    store_results,
+    too_large_error,
+    when_resolved,
+)
 from zray._private.core.serialization import deserialize
 
 
@@ -113,13 +120,24 @@ class ActorSubmitter:
                     record.handles -= 1
         with self.lock:
             for record in self.actors.values():
-                if (record.handles <= 0 and record.owned and not record.escaped
-                        and not record.detached and not record.kill_requested
-                        and record.order.idle and record.order.state != DEAD):
+                if (
+                    record.handles <= 0
+                    and record.owned
+                    and not record.escaped
+                    and not record.detached
+                    and not record.kill_requested
+                    and record.order.idle
+                    and record.order.state != DEAD
+                ):
                     record.kill_requested = True
-                    self.core.endpoint.send(self.core.head_address, P.KillActor(
-                        record.actor_id, True,
-                        "The actor is dead because all references to the actor were removed."))
+                    self.core.endpoint.send(
+                        self.core.head_address,
+                        P.KillActor(
+                            record.actor_id,
+                            True,
+                            "The actor is dead because all references to the actor were removed.",
+                        ),
+                    )
 
     def owns_call(self, task_id: bytes) -> bool:
         return task_id in self.calls
@@ -170,9 +188,13 @@ class ActorSubmitter:
             record = self.actors.get(actor_id)
             if record is None or record.order.state == DEAD:
                 return
-            record.death = X.ActorDiedError({
-                "actor_id": record.actor_id, "class_name": record.class_name,
-                "error_message": cause})
+            record.death = X.ActorDiedError(
+                {
+                    "actor_id": record.actor_id,
+                    "class_name": record.class_name,
+                    "error_message": cause,
+                }
+            )
             decided = self._decide(record, record.order.state_changed(DEAD, ""))
         self._carry_out(decided)
 
@@ -220,20 +242,43 @@ class ActorSubmitter:
                 if call.borrowed:
                     call.pushed_to = ins.address
                     self.core.register_borrower(ins.address, call.borrowed)
-                pushes.append((ins.address, P.PushActorTask(
-                    record.actor_id, call.task_id, call.method, call.num_returns,
-                    self.core.address, len(call.frames) - 1, call.resolved, call.borrowed,
-                    call.concurrency_group),
-                    call.frames + call.resolved_frames))
+                pushes.append(
+                    (
+                        ins.address,
+                        P.PushActorTask(
+                            record.actor_id,
+                            call.task_id,
+                            call.method,
+                            call.num_returns,
+                            self.core.address,
+                            len(call.frames) - 1,
+                            call.resolved,
+                            call.borrowed,
+                            call.concurrency_group,
+                        ),
+                        call.frames + call.resolved_frames,
+                    )
+                )
             elif ins.why == O.ARGUMENTS:
                 failures.append((call, call.failed_entry))
             elif ins.why == O.CANCELLED:
                 failures.append((call, error_entry(X.TaskCancelledError(call.task_id.hex()))))
             elif ins.why == O.RETRIES:
-                failures.append((call, error_entry(X.ActorDiedError({
-                    "actor_id": record.actor_id, "class_name": record.class_name,
-                    "error_message": "The actor's worker died while running this call; "
-                                     "it was restarted but max_task_retries is exhausted."}))))
+                failures.append(
+                    (
+                        call,
+                        error_entry(
+                            X.ActorDiedError(
+                                {
+                                    "actor_id": record.actor_id,
+                                    "class_name": record.class_name,
+                                    "error_message": "The actor's worker died while running this call; "
+                                    "it was restarted but max_task_retries is exhausted.",
+                                }
+                            )
+                        ),
+                    )
+                )
             else:
                 failures.append((call, error_entry(record.death or X.ActorDiedError(None))))
         if pushes:
@@ -263,8 +308,9 @@ class ActorSubmitter:
                 return
             if msg.state == DEAD:
                 record.death = self._death_error(record, msg)
-            decided = self._decide(record, record.order.state_changed(
-                msg.state, msg.address, msg.num_restarts))
+            decided = self._decide(
+                record, record.order.state_changed(msg.state, msg.address, msg.num_restarts)
+            )
         self._carry_out(decided)
 
     def _death_error(self, record: ActorRecord, msg: P.ActorState) -> BaseException:
@@ -275,8 +321,13 @@ class ActorSubmitter:
                 cause = None
             if isinstance(cause, X.RayTaskError):
                 return X.ActorDiedError(cause)
-        return X.ActorDiedError({"actor_id": record.actor_id, "class_name": record.class_name,
-                                 "error_message": msg.death_cause})
+        return X.ActorDiedError(
+            {
+                "actor_id": record.actor_id,
+                "class_name": record.class_name,
+                "error_message": msg.death_cause,
+            }
+        )
 
     def _unsendable(self, task_id: bytes, address: str, exc: MessageTooLarge) -> tuple:
         """A call too large for its connection fails at its caller, as the worker's answer

@@ -1,4 +1,5 @@
 """Packing a call's arguments, shared by tasks, actor creation and actor method calls."""
+
 from __future__ import annotations
 
 from zray._config import config

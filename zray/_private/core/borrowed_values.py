@@ -2,6 +2,7 @@
 
 Mixed into CoreWorker (core_worker.py), which owns the memory store and the requests.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,9 @@ class BorrowedValues:
         raised at once rather than when the get times out)."""
         self._owner_requests.pop(object_id, None)
         if not self.memory_store.contains(object_id):
-            self.memory_store.put(object_id, error_entry(X.OwnerDiedError(
-                object_id.hex(), owner.encode(), "")))
+            self.memory_store.put(
+                object_id, error_entry(X.OwnerDiedError(object_id.hex(), owner.encode(), ""))
+            )
 
     def _on_object_status(self, reply, payload):
         if isinstance(reply, P.Error):
@@ -55,7 +57,8 @@ class BorrowedValues:
             return
         self._owner_requests.pop(reply.object_id, None)
         if reply.contained:
-            self.apply_released(self.refs.receive_contained(
-                reply.object_id, [tuple(r) for r in reply.contained]))
+            self.apply_released(
+                self.refs.receive_contained(reply.object_id, [tuple(r) for r in reply.contained])
+            )
         frames = [f.buffer for f in payload]
         self.memory_store.put(reply.object_id, Entry(reply.kind, frames, reply.node_id, reply.size))

@@ -5,6 +5,7 @@ A cancel can arrive before its task does (the cancel travels over ZeroMQ, the ca
 direct connection) or after the task finished; both are remembered, in a bounded table, so a
 late call never runs and a stale mark never grows memory without limit.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -27,8 +28,9 @@ class Cancellations:
     def is_cancelled(self, task_id: bytes) -> bool:
         return bool(self._cancelled) and task_id in self._cancelled
 
-    def note_child(self, parent: bytes, child: bytes,
-                   still_pending: Callable[[bytes], bool] | None = None) -> None:
+    def note_child(
+        self, parent: bytes, child: bytes, still_pending: Callable[[bytes], bool] | None = None
+    ) -> None:
         """`parent` submitted `child`. `still_pending(task_id)` tells which children are not
         done yet; it is used to keep the list short for parents that run for long."""
         children = self._children.get(parent)
@@ -36,8 +38,11 @@ class Cancellations:
             self._children[parent] = [child]
             return
         children.append(child)
-        if still_pending is not None and len(children) >= PRUNE_CHILDREN_AT \
-                and len(children) & (len(children) - 1) == 0:  # at powers of two: amortized
+        if (
+            still_pending is not None
+            and len(children) >= PRUNE_CHILDREN_AT
+            and len(children) & (len(children) - 1) == 0
+        ):  # at powers of two: amortized
             children[:] = [c for c in children if still_pending(c)]
 
     def children_of(self, parent: bytes) -> list[bytes]:

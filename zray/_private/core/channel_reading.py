@@ -7,6 +7,7 @@ which would then wake it: two wake-ups on two shared cores). The I/O thread park
 connections (stops polling them) while a blocked thread reads, and takes them back at its next
 tick. A mixin of CoreWorker, which owns the state it uses.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,6 +18,7 @@ import time
 import zmq
 
 from zray._private.wire import direct, pacing
+
 logger = logging.getLogger(__name__)
 
 
@@ -66,8 +68,9 @@ class ChannelReading:
         """Polls the connections again after a get read them, and closes those that ended
         meanwhile (or before they were ever polled). Only while no get reads them: closing
         a socket a reader still polls could hand its fd number to a new connection."""
-        if not (self._channels_parked or self._closed_unpolled) \
-                or not self._channel_reader.acquire(False):
+        if not (self._channels_parked or self._closed_unpolled) or not self._channel_reader.acquire(
+            False
+        ):
             return
         try:
             self._channels_parked = self._closed_unpolled = False
@@ -106,10 +109,15 @@ class ChannelReading:
                 for connection in list(channels.by_fd.values()):
                     if not connection.closed:
                         watched[connection.fd] = connection
-                        poll.register(connection.fd, select.POLLIN | (
-                            select.POLLOUT if connection.backlogged else 0))
-                events = (pacing.spin(lambda: poll.poll(0), min(self._spin_s, remaining))
-                          if self._spin_s else None)
+                        poll.register(
+                            connection.fd,
+                            select.POLLIN | (select.POLLOUT if connection.backlogged else 0),
+                        )
+                events = (
+                    pacing.spin(lambda: poll.poll(0), min(self._spin_s, remaining))
+                    if self._spin_s
+                    else None
+                )
                 for fd, event in events or poll.poll(remaining * 1000):
                     connection = watched.get(fd)
                     if connection is None:

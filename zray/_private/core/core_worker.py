@@ -5,6 +5,7 @@ node's shared-memory arena for large ones), answers borrowers, submits tasks thr
 TaskSubmitter and, in workers, feeds pushed tasks to the executor. One I/O thread reads the
 inbox; user threads send directly and wait on the memory store.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -22,8 +23,17 @@ import zmq
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import (USING_FAST, object_size, pinned_view, populate, read_object,
-                        write_object, object_id_for, random_id, TASK_ID_SIZE)
+from zray._fast import (
+    USING_FAST,
+    object_size,
+    pinned_view,
+    populate,
+    read_object,
+    write_object,
+    object_id_for,
+    random_id,
+    TASK_ID_SIZE,
+)
 from zray._private.wire import direct, pacing
 from zray._private.core.cancellation import Cancellations
 from zray._private.core.borrowed_values import BorrowedValues
@@ -32,8 +42,14 @@ from zray._private.wire import protocol as P
 from zray._private.common import session
 from zray._private.core.function_manager import FunctionManager
 from zray._private.core.task_context import TaskContext
-from zray._private.core.memory_store import (KIND_ERROR, KIND_FREED, KIND_INLINE, KIND_PLASMA,
-                                        Entry, MemoryStore)
+from zray._private.core.memory_store import (
+    KIND_ERROR,
+    KIND_FREED,
+    KIND_INLINE,
+    KIND_PLASMA,
+    Entry,
+    MemoryStore,
+)
 from zray._private.core.push_checks import PushChecker
 from zray._private.core.reference_counter import Released, ReferenceCounter, distinct
 from zray._private.core.serialization import deserialize, serialize
@@ -70,8 +86,17 @@ POPULATE_MAX_BYTES = 32 * 2**20
 
 
 class CoreWorker(ChannelReading, BorrowedValues):
-    def __init__(self, mode: str, node_address: str, job_id: bytes, worker_id: bytes,
-                 session_dir: str, creds, namespace: str = "", node_ip: str = "127.0.0.1"):
+    def __init__(
+        self,
+        mode: str,
+        node_address: str,
+        job_id: bytes,
+        worker_id: bytes,
+        session_dir: str,
+        creds,
+        namespace: str = "",
+        node_ip: str = "127.0.0.1",
+    ):
         self.mode = mode
         self.worker_id = worker_id
         self.job_id = job_id
@@ -81,16 +106,24 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self.ctx = new_context()
         self.creds = creds
         serve_context(self.ctx, creds)
-        self.endpoint = Endpoint(worker_id, [session.socket_address(
-            session_dir, ("d-" if mode == DRIVER else "w-") + worker_id.hex()[:16]),
-            f"tcp://{node_ip}:*"], self.ctx, creds)
+        self.endpoint = Endpoint(
+            worker_id,
+            [
+                session.socket_address(
+                    session_dir, ("d-" if mode == DRIVER else "w-") + worker_id.hex()[:16]
+                ),
+                f"tcp://{node_ip}:*",
+            ],
+            self.ctx,
+            creds,
+        )
         # Workers take pushed calls from local owners on a Unix socket of their own: set up
         # before the first Hello, which advertises the address.
         self.direct_server = None
         self.push_checker = PushChecker()
         if mode == WORKER and config.direct_calls:
             path = session.socket_address(session_dir, "x-" + worker_id.hex()[:16])
-            self.direct_server = direct.Server(path[len("ipc://"):], self.push_checker.problem)
+            self.direct_server = direct.Server(path[len("ipc://") :], self.push_checker.problem)
             self.endpoint.address += "|" + self.direct_server.address
         self.address = self.endpoint.address
         self._io_waker = direct.Waker()
@@ -137,8 +170,11 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self.actor_host = None
         self.io_thread = threading.Thread(target=self._io_loop, name="zray-io", daemon=True)
         self.io_thread.start()
-        reply, _ = self.requests.call(node_address, P.RegisterClient(
-            worker_id, mode, os.getpid(), job_id), config.rpc_timeout_s)
+        reply, _ = self.requests.call(
+            node_address,
+            P.RegisterClient(worker_id, mode, os.getpid(), job_id),
+            config.rpc_timeout_s,
+        )
         if not isinstance(reply, P.ClientRegistered):
             raise X.RaySystemError(f"node refused registration: {reply}")
         self.node_id = reply.node_id
@@ -275,10 +311,14 @@ class CoreWorker(ChannelReading, BorrowedValues):
 
     def _busy(self) -> bool:
         submitter = self.submitter
-        return bool(self._pin_releases or self.refs._released or self._channels_parked
-                    or self._closed_unpolled
-                    or (submitter is not None and (submitter.leases or submitter.tasks))
-                    or (self.actor_submitter is not None and self.actor_submitter._released))
+        return bool(
+            self._pin_releases
+            or self.refs._released
+            or self._channels_parked
+            or self._closed_unpolled
+            or (submitter is not None and (submitter.leases or submitter.tasks))
+            or (self.actor_submitter is not None and self.actor_submitter._released)
+        )
 
     def _housekeeping(self):
         self._send_pin_releases()
@@ -327,8 +367,9 @@ class CoreWorker(ChannelReading, BorrowedValues):
             if self.refs.owns(oid):
                 released.extend(self.refs.add_borrower(oid, msg.holder))
             else:
-                logger.warning("borrower registered for %s, which is not (or no longer) ours",
-                               oid.hex())
+                logger.warning(
+                    "borrower registered for %s, which is not (or no longer) ours", oid.hex()
+                )
         self.apply_released(released)
 
     def on_remove_borrowers(self, identity, msg, seq, payload):
@@ -430,8 +471,9 @@ class CoreWorker(ChannelReading, BorrowedValues):
     def on_get_object_status(self, identity, msg, seq, payload):
         """A borrower asks for a value we own: answer when it is ready."""
         if not self.refs.owns(msg.object_id) and not self.memory_store.contains(msg.object_id):
-            self.endpoint.reply(identity, P.ObjectStatus(
-                msg.object_id, KIND_FREED, b"", 0, 0, []), seq)
+            self.endpoint.reply(
+                identity, P.ObjectStatus(msg.object_id, KIND_FREED, b"", 0, 0, []), seq
+            )
             return
 
         def answer(object_id, entry):
@@ -439,9 +481,19 @@ class CoreWorker(ChannelReading, BorrowedValues):
             contained = self.refs.contents(object_id)
             if contained:
                 self.register_borrower(self.endpoint.peers.get(identity, ""), contained)
-            self.endpoint.reply(identity, P.ObjectStatus(
-                object_id, entry.kind, entry.node_id, entry.size, len(frames),
-                [list(r) for r in contained]), seq, frames)
+            self.endpoint.reply(
+                identity,
+                P.ObjectStatus(
+                    object_id,
+                    entry.kind,
+                    entry.node_id,
+                    entry.size,
+                    len(frames),
+                    [list(r) for r in contained],
+                ),
+                seq,
+                frames,
+            )
 
         self.memory_store.on_ready(msg.object_id, answer)
 
@@ -523,8 +575,9 @@ class CoreWorker(ChannelReading, BorrowedValues):
         job_id = self.current_job_id()
         namespace = self._namespaces.get(job_id)
         if namespace is None:
-            reply, _ = self.requests.call(self.head_address, P.GetJobInfo(job_id),
-                                          config.rpc_timeout_s)
+            reply, _ = self.requests.call(
+                self.head_address, P.GetJobInfo(job_id), config.rpc_timeout_s
+            )
             namespace = reply.namespace if isinstance(reply, P.JobRegistered) else ""
             self._namespaces[job_id] = namespace
         return namespace
@@ -533,7 +586,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
         if isinstance(value, ObjectRef):
             raise TypeError(
                 "Calling 'put' on an ObjectRef is not allowed. If you really want to do this, "
-                "you can wrap the ObjectRef in a list and call 'put' on it.")
+                "you can wrap the ObjectRef in a list and call 'put' on it."
+            )
         object_id = object_id_for(self.current_task_id(), PUT_INDEX_BASE + next(self._put_index))
         meta, buffers, contained = serialize(value)
         self._free_released()  # a loop of put/del reuses warm memory only if frees come first
@@ -551,13 +605,21 @@ class CoreWorker(ChannelReading, BorrowedValues):
             meta, buffers, contained = serialize(value)
             if contained:  # held for as long as the value is (a dynamic generator's refs)
                 self.refs.add_owned(object_id, distinct(contained))
-            self.memory_store.put(object_id, Entry(KIND_ERROR if error else KIND_INLINE,
-                                                   [meta] + [bytes(b) for b in buffers]))
+            self.memory_store.put(
+                object_id,
+                Entry(KIND_ERROR if error else KIND_INLINE, [meta] + [bytes(b) for b in buffers]),
+            )
 
         return ObjectRef(object_id, self.address), fulfil
 
-    def store_value(self, object_id: bytes, meta: bytes, buffers: list, error=False,
-                    inline_limit: int | None = None) -> Entry:
+    def store_value(
+        self,
+        object_id: bytes,
+        meta: bytes,
+        buffers: list,
+        error=False,
+        inline_limit: int | None = None,
+    ) -> Entry:
         """Places a serialized value: inline if small (copied, since the caller's buffers may
         change after put), otherwise in this node's arena. Returns the memory store entry."""
         size = object_size(len(meta), [b.nbytes for b in buffers])
@@ -567,8 +629,9 @@ class CoreWorker(ChannelReading, BorrowedValues):
             return Entry(KIND_ERROR if error else KIND_INLINE, frames, b"", size)
         # Views dropped just before this put free their room first (same channel, so in order).
         self._send_pin_releases()
-        reply, _ = self.requests.call(self.node_address, P.CreateObject(
-            object_id, size, self.address), config.rpc_timeout_s)
+        reply, _ = self.requests.call(
+            self.node_address, P.CreateObject(object_id, size, self.address), config.rpc_timeout_s
+        )
         if isinstance(reply, P.Error):
             if reply.kind == "ObjectExists":
                 # Sealed here by an earlier attempt of this task (a retried task, or a
@@ -608,11 +671,13 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self._request_missing(refs)
         if self._inline_runner is not None and timeout is None:
             self._inline_runner.run_awaited(ids, len(set(ids)))
-        ready = self.memory_store.wait(ids, len(set(ids)), deadline, self._on_block,
-                                       self._read_while_blocked)
+        ready = self.memory_store.wait(
+            ids, len(set(ids)), deadline, self._on_block, self._read_while_blocked
+        )
         if len(ready) < len(set(ids)):
             raise X.GetTimeoutError(
-                f"Get timed out: some object(s) not ready after {timeout} seconds.")
+                f"Get timed out: some object(s) not ready after {timeout} seconds."
+            )
         entries = [self.memory_store.get(oid) for oid in ids]
         plasma = {oid for oid, e in zip(ids, entries) if e.kind == KIND_PLASMA}
         views = self._map_plasma(list(plasma), deadline) if plasma else {}
@@ -628,7 +693,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
                 raise self._as_raisable(deserialize(entry.frames[0], entry.frames[1:]))
             else:
                 raise X.ReferenceCountingAssertionError(
-                    f"{ref} was freed by its owner before this get")
+                    f"{ref} was freed by its owner before this get"
+                )
         return values
 
     @staticmethod
@@ -644,8 +710,11 @@ class CoreWorker(ChannelReading, BorrowedValues):
         ids = [ref._id for ref in refs]
         if self._inline_runner is not None and timeout is None:
             self._inline_runner.run_awaited(ids, num_returns)
-        ready_ids = set(self.memory_store.wait(ids, num_returns, deadline, self._on_block,
-                                               self._read_while_blocked))
+        ready_ids = set(
+            self.memory_store.wait(
+                ids, num_returns, deadline, self._on_block, self._read_while_blocked
+            )
+        )
         if fetch_local:
             ready_ids = self._fetch_here(ready_ids, num_returns, deadline)
         if len(ready_ids) == len(refs) and num_returns >= len(refs):
@@ -676,18 +745,25 @@ class CoreWorker(ChannelReading, BorrowedValues):
         here = ready_ids.difference(remote)
         hints = [self.memory_store.get(oid).node_id for oid in remote]
         if len(here) >= num_returns or deadline is not None and time.monotonic() >= deadline:
-            self.requests.send(self.node_address, P.GetObjects(remote, config.rpc_timeout_s, hints),
-                               lambda reply, _: self._unpin_fetched(remote, reply))
+            self.requests.send(
+                self.node_address,
+                P.GetObjects(remote, config.rpc_timeout_s, hints),
+                lambda reply, _: self._unpin_fetched(remote, reply),
+            )
             return here
         timeout = config.rpc_timeout_s if deadline is None else deadline - time.monotonic()
-        reply, _ = self.requests.call(self.node_address, P.GetObjects(remote, timeout, hints),
-                                      timeout + config.rpc_timeout_s)
+        reply, _ = self.requests.call(
+            self.node_address, P.GetObjects(remote, timeout, hints), timeout + config.rpc_timeout_s
+        )
         return here.union(self._unpin_fetched(remote, reply))
 
     def _unpin_fetched(self, object_ids: list, reply) -> list:
         """GetObjects pinned what it found; a wait only wanted it here, not mapped."""
-        found = [oid for oid, location in zip(object_ids, getattr(reply, "offsets", ()))
-                 if location is not None]
+        found = [
+            oid
+            for oid, location in zip(object_ids, getattr(reply, "offsets", ()))
+            if location is not None
+        ]
         if found:
             self.endpoint.send(self.node_address, P.ReleaseObjects(found))
         return found
@@ -714,15 +790,19 @@ class CoreWorker(ChannelReading, BorrowedValues):
                 missing.append(oid)
         if not missing:
             return views
-        timeout = config.rpc_timeout_s if deadline is None else max(0.0, deadline - time.monotonic())
+        timeout = (
+            config.rpc_timeout_s if deadline is None else max(0.0, deadline - time.monotonic())
+        )
         hints = [getattr(self.memory_store.get(oid), "node_id", b"") for oid in missing]
-        reply, _ = self.requests.call(self.node_address, P.GetObjects(missing, timeout, hints),
-                                      timeout + config.rpc_timeout_s)
+        reply, _ = self.requests.call(
+            self.node_address, P.GetObjects(missing, timeout, hints), timeout + config.rpc_timeout_s
+        )
         for oid, location in zip(missing, reply.offsets):
             if location is None:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise X.GetTimeoutError(
-                        f"Get timed out: object {oid.hex()} was not fetched in time.")
+                        f"Get timed out: object {oid.hex()} was not fetched in time."
+                    )
                 raise X.ObjectLostError(oid.hex(), None, "")
             views[oid] = self._pin(oid, *location)
         return views
@@ -753,13 +833,15 @@ class CoreWorker(ChannelReading, BorrowedValues):
         def forget(dead_ref):
             if views.get(oid) is dead_ref:
                 views.pop(oid, None)
+
         return forget
 
     def future_for(self, ref: ObjectRef) -> concurrent.futures.Future:
         future = concurrent.futures.Future()
         if self._futures_pool is None:
             self._futures_pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=4, thread_name_prefix="zray-future")
+                max_workers=4, thread_name_prefix="zray-future"
+            )
         pool = self._futures_pool
 
         def resolve():
@@ -799,6 +881,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
 
 class _Release:
     """on_release callback for a pinned view: cheap and safe to call from any thread."""
+
     __slots__ = ("core", "object_id")
 
     def __init__(self, core: CoreWorker, object_id: bytes):

@@ -1,5 +1,6 @@
 """What task and actor submission share: waiting for top-level ObjectRef arguments the caller
 owns, inlining their values into the message, and storing results when they come back."""
+
 from __future__ import annotations
 
 import threading
@@ -15,8 +16,11 @@ def when_resolved(core, top_refs: list, done):
     """Calls done(resolved, frames, error_entry) once every owned top-level argument is ready:
     `resolved` lists [object_id, kind, nframes, node_id, size] for values the caller holds,
     `frames` their inline frames; `error_entry` is set when an argument is itself an error."""
-    waiting = [ref for ref in top_refs if core.refs.owns(ref._id)
-               and not core.memory_store.contains(ref._id)]
+    waiting = [
+        ref
+        for ref in top_refs
+        if core.refs.owns(ref._id) and not core.memory_store.contains(ref._id)
+    ]
     if not waiting:
         done(*_inline(core, top_refs))
         return
@@ -61,15 +65,17 @@ def too_large_error(exc) -> Exception:
     """What a caller's get raises for a call that no connection to its worker can carry."""
     from zray.exceptions import RpcError
 
-    return RpcError(f"The call was not sent: {exc}. Pass large values through ray.put() "
-                    "and ObjectRefs.", rpc_code=8)  # gRPC's RESOURCE_EXHAUSTED, as Ray's
+    return RpcError(
+        f"The call was not sent: {exc}. Pass large values through ray.put() and ObjectRefs.",
+        rpc_code=8,
+    )  # gRPC's RESOURCE_EXHAUSTED, as Ray's
 
 
 def returned_entries(returns: list, payload) -> list:
     """(object_id, Entry) pairs from a TaskDone's return records and payload frames."""
     entries, position = [], 0
     for object_id, kind, nframes, node_id, size in returns:
-        frames = [f.buffer for f in payload[position:position + nframes]]
+        frames = [f.buffer for f in payload[position : position + nframes]]
         position += nframes
         entries.append((object_id, Entry(kind, frames, node_id, size)))
     return entries

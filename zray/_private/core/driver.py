@@ -1,5 +1,6 @@
 """Starting and stopping the processes behind `init()`: an embedded node daemon (with the head
 service) for `init()` without an address, and the driver's connection to a cluster."""
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,21 @@ from zray._private.common.launch import daemon_command
 class EmbeddedNode:
     """A `zray-node --head` child process owned by this driver."""
 
-    def __init__(self, creds, num_cpus=None, num_gpus=None, resources=None,
-                 object_store_memory=None):
+    def __init__(
+        self, creds, num_cpus=None, num_gpus=None, resources=None, object_store_memory=None
+    ):
         session.clean_stale_sessions()
         self.session_dir = session.new_session_dir()
         cmd = daemon_command("zray.scripts.node") + [
-            "--head", "--port", "0", "--session-dir", self.session_dir,
-            "--embedded-by", str(os.getpid()), "--ready-json"]
+            "--head",
+            "--port",
+            "0",
+            "--session-dir",
+            self.session_dir,
+            "--embedded-by",
+            str(os.getpid()),
+            "--ready-json",
+        ]
         if num_cpus is not None:
             cmd += ["--num-cpus", str(num_cpus)]
         if num_gpus is not None:
@@ -36,10 +45,18 @@ class EmbeddedNode:
         log = open(self.log_path, "ab")
         try:
             self.process = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                env=environment_for_children({  # never argv: every local user can read that
-                    "ZRAY_TOKEN": creds.token, "ZRAY_ENCRYPT": "1" if creds.encrypt else "0"}),
-                start_new_session=True)
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=environment_for_children(
+                    {  # never argv: every local user can read that
+                        "ZRAY_TOKEN": creds.token,
+                        "ZRAY_ENCRYPT": "1" if creds.encrypt else "0",
+                    }
+                ),
+                start_new_session=True,
+            )
         finally:
             log.close()
         self.info = self._read_ready(config.node_start_timeout_s)
@@ -67,8 +84,9 @@ class EmbeddedNode:
         tail = _tail(self.log_path)
         code = self.process.poll()
         self.stop()
-        what = (f"exited with code {code}" if code is not None
-                else f"did not start within {timeout}s")
+        what = (
+            f"exited with code {code}" if code is not None else f"did not start within {timeout}s"
+        )
         raise X.RaySystemError(f"the zray node {what}; see {self.log_path}:\n" + tail)
 
     def stop(self, timeout: float = 5.0):

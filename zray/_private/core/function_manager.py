@@ -1,5 +1,6 @@
 """Exports remote function and class definitions to the head's registry once, and loads them in
 workers on first use (waiting briefly when a worker gets a task before the export lands)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,6 +8,7 @@ import threading
 
 from zray._private.common import definitions
 from zray._private.wire import protocol as P
+
 NAMESPACE = "fn"
 
 
@@ -25,8 +27,9 @@ class FunctionManager:
         if function_id in self._exported:
             return
         self._exported.add(function_id)
-        self.core.endpoint.send(self.core.head_address,
-                                P.KvPut(NAMESPACE, function_id, pickled, False))
+        self.core.endpoint.send(
+            self.core.head_address, P.KvPut(NAMESPACE, function_id, pickled, False)
+        )
 
     def remember(self, function_id: bytes, value):
         self._loaded[function_id] = value
@@ -40,7 +43,8 @@ class FunctionManager:
             if value is not None:
                 return value
             reply, _ = self.core.requests.call(
-                self.core.head_address, P.KvGet(NAMESPACE, function_id, timeout), timeout + 5)
+                self.core.head_address, P.KvGet(NAMESPACE, function_id, timeout), timeout + 5
+            )
             if not isinstance(reply, P.KvValue) or not reply.found:
                 raise RuntimeError(f"function {function_id.hex()} was never exported")
             value = definitions.loads(reply.value)

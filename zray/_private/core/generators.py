@@ -9,6 +9,7 @@ last one it hands out the completion if it is an error (once), then raises StopI
 Until the consumer takes an item, the stream pins it; dropping the generator unpins what is
 left and cancels the task if it still runs (Ray's behaviour).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,18 @@ FIRST_ITEM = 2  # stream position of the first yielded value; 1 is the completio
 class StreamState:
     """What the owner knows of one generator task's stream (touched by the I/O thread, which
     adds items, and the consumer's thread, which takes them)."""
-    __slots__ = ("task_id", "received", "next_index", "raised", "backpressure", "worker",
-                 "lock", "dropped", "__weakref__")
+
+    __slots__ = (
+        "task_id",
+        "received",
+        "next_index",
+        "raised",
+        "backpressure",
+        "worker",
+        "lock",
+        "dropped",
+        "__weakref__",
+    )
 
     def __init__(self, task_id: bytes, backpressure: int = -1):
         self.task_id = task_id
@@ -69,16 +80,18 @@ class Streams:
         core.refs.add_owned(object_id)
         core.refs.pin([object_id])  # held by the stream until the consumer takes it
         if msg.contained:
-            core.apply_released(core.refs.receive_contained(
-                object_id, [tuple(r) for r in msg.contained]))
+            core.apply_released(
+                core.refs.receive_contained(object_id, [tuple(r) for r in msg.contained])
+            )
         core.memory_store.put(object_id, entry)
 
     def close(self, state: StreamState):
         """The generator is gone: unpin what the consumer never took."""
         with state.lock:
             state.dropped = True
-            left = [object_id_for(state.task_id, i) for i in state.received
-                    if i >= state.next_index]
+            left = [
+                object_id_for(state.task_id, i) for i in state.received if i >= state.next_index
+            ]
         self.streams.pop(state.task_id, None)
         if left:
             self.core.apply_released(self.core.refs.unpin(left))
@@ -197,8 +210,9 @@ class ObjectRefGenerator:
         next_id = self._next_id()
         deadline = None if timeout_s is None or timeout_s < 0 else time.monotonic() + timeout_s
         core.batcher.release()
-        ready = core.memory_store.wait([next_id, self._completion._id], 1, deadline,
-                                       core._on_block, core._read_while_blocked)
+        ready = core.memory_store.wait(
+            [next_id, self._completion._id], 1, deadline, core._on_block, core._read_while_blocked
+        )
         if not ready:
             return ObjectRef.nil()
         if core.memory_store.contains(next_id):  # items come before the completion
@@ -218,8 +232,10 @@ class ObjectRefGenerator:
             pass
 
     def __getstate__(self):
-        raise TypeError("You cannot return or pass a generator to other task. Serializing a "
-                        "ObjectRefGenerator is not allowed.")
+        raise TypeError(
+            "You cannot return or pass a generator to other task. Serializing a "
+            "ObjectRefGenerator is not allowed."
+        )
 
     def __repr__(self):
         return f"ObjectRefGenerator(task_id={self._state.task_id.hex()})"

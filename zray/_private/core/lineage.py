@@ -8,6 +8,7 @@ argument of it that is lost too is recomputed first. Attempts are bounded by the
 `max_retries`; the kept specs by `max_lineage_bytes` (the oldest go first, and their outputs
 then fail with Ray's "lineage evicted" reason).
 """
+
 from __future__ import annotations
 
 import threading
@@ -74,10 +75,12 @@ class Lineage:
                 return spec
             if task_id in self._evicted:
                 raise X.ObjectReconstructionFailedError(
-                    object_id.hex(), "OBJECT_UNRECONSTRUCTABLE_LINEAGE_EVICTED")
+                    object_id.hex(), "OBJECT_UNRECONSTRUCTABLE_LINEAGE_EVICTED"
+                )
         if not self.enabled:
             raise X.ObjectReconstructionFailedError(
-                object_id.hex(), "OBJECT_UNRECONSTRUCTABLE_LINEAGE_DISABLED")
+                object_id.hex(), "OBJECT_UNRECONSTRUCTABLE_LINEAGE_DISABLED"
+            )
         return None
 
     def _evict_oldest(self):

@@ -3,6 +3,7 @@
 Entries are immutable once put. Readers block on a waiter; producers (the I/O thread)
 never block. Callbacks registered with `on_ready` run outside the lock, in the producer's thread.
 """
+
 from __future__ import annotations
 
 import threading
@@ -10,8 +11,8 @@ import time
 
 KIND_INLINE = 0  # frames hold pickle-5 metadata then out-of-band buffers
 KIND_PLASMA = 1  # the value lives in node `node_id`'s shared-memory arena
-KIND_ERROR = 2   # frames hold a pickled exception to raise on get
-KIND_FREED = 3   # the owner no longer has it (borrower asked too late)
+KIND_ERROR = 2  # frames hold a pickled exception to raise on get
+KIND_FREED = 3  # the owner no longer has it (borrower asked too late)
 
 
 class Entry:
@@ -35,6 +36,7 @@ class _Waiter:
     Not a threading.Event: a sync call's get usually returns without ever sleeping on one
     (its thread reads the answer itself), and building an Event (a Condition and two locks)
     was a measurable part of that call. A lock is made only for a thread that does sleep."""
+
     __slots__ = ("wanted", "needed", "done", "wake", "_sleep")
 
     def __init__(self, wanted: set, needed: int):
@@ -123,8 +125,9 @@ class MemoryStore:
                 return
         callback(object_id, entry)
 
-    def wait(self, object_ids, num_returns: int, deadline: float | None, on_block=None,
-             block=None) -> list:
+    def wait(
+        self, object_ids, num_returns: int, deadline: float | None, on_block=None, block=None
+    ) -> list:
         """Blocks until `num_returns` of `object_ids` are present or the deadline passes;
         returns the ids present. `on_block(True/False)` brackets any actual wait.
         `block(waiter, timeout)` replaces `waiter.sleep` (the core worker reads direct

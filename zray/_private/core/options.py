@@ -7,6 +7,7 @@ would (a label selector) raise NotImplementedError
 naming the option when given anything but their default, because ignoring them would run the
 program differently from Ray without saying so.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,29 +50,35 @@ _COMMON = {
     "_labels": Option(None, (dict, type(None)), WARN),
 }
 
-TASK_OPTIONS = dict(_COMMON, **{
-    "max_calls": Option(0, (int, type(None)), WARN),
-    "max_retries": Option(3, (int, type(None))),
-    "num_returns": Option(None, (int, str, type(None))),
-    "retry_exceptions": Option(False, (bool, list, tuple)),
-    "_generator_backpressure_num_objects": Option(None, (int, type(None))),
-    "_num_objects_per_yield": Option(1, (int, type(None)), UNSUPPORTED),
-})
+TASK_OPTIONS = dict(
+    _COMMON,
+    **{
+        "max_calls": Option(0, (int, type(None)), WARN),
+        "max_retries": Option(3, (int, type(None))),
+        "num_returns": Option(None, (int, str, type(None))),
+        "retry_exceptions": Option(False, (bool, list, tuple)),
+        "_generator_backpressure_num_objects": Option(None, (int, type(None))),
+        "_num_objects_per_yield": Option(1, (int, type(None)), UNSUPPORTED),
+    },
+)
 
-ACTOR_OPTIONS = dict(_COMMON, **{
-    "num_cpus": Option(None, _NUM),
-    "concurrency_groups": Option(None, (list, dict, type(None))),
-    "enable_tensor_transport": Option(None, (bool, type(None)), WARN),
-    "lifetime": Option(None, (str, type(None))),
-    "max_concurrency": Option(None, (int, type(None))),
-    "max_restarts": Option(0, (int,)),
-    "max_task_retries": Option(0, (int,)),
-    "max_pending_calls": Option(-1, (int,), UNSUPPORTED),
-    "namespace": Option(None, (str, type(None))),
-    "get_if_exists": Option(False, (bool,)),
-    "allow_out_of_order_execution": Option(None, (bool, type(None)), UNSUPPORTED),
-    "_actor_generator_backpressure_num_objects": Option(None, (int, type(None)), UNSUPPORTED),
-})
+ACTOR_OPTIONS = dict(
+    _COMMON,
+    **{
+        "num_cpus": Option(None, _NUM),
+        "concurrency_groups": Option(None, (list, dict, type(None))),
+        "enable_tensor_transport": Option(None, (bool, type(None)), WARN),
+        "lifetime": Option(None, (str, type(None))),
+        "max_concurrency": Option(None, (int, type(None))),
+        "max_restarts": Option(0, (int,)),
+        "max_task_retries": Option(0, (int,)),
+        "max_pending_calls": Option(-1, (int,), UNSUPPORTED),
+        "namespace": Option(None, (str, type(None))),
+        "get_if_exists": Option(False, (bool,)),
+        "allow_out_of_order_execution": Option(None, (bool, type(None)), UNSUPPORTED),
+        "_actor_generator_backpressure_num_objects": Option(None, (int, type(None)), UNSUPPORTED),
+    },
+)
 
 _warned: set = set()
 
@@ -82,14 +89,14 @@ def validate(options: dict, table: dict, what: str, in_options_call: bool) -> di
         spec = table.get(key)
         if spec is None:
             raise ValueError(
-                f"Invalid option keyword {key} for {what}. "
-                f"Valid ones are {list(table)}.")
+                f"Invalid option keyword {key} for {what}. Valid ones are {list(table)}."
+            )
         if in_options_call and key == "max_calls":
             raise ValueError("Setting 'max_calls' is not supported in '.options()'.")
         if object not in spec.types and not isinstance(value, spec.types):
             raise TypeError(
-                f"The type of keyword '{key}' must be {spec.types}, "
-                f"but received type {type(value)}")
+                f"The type of keyword '{key}' must be {spec.types}, but received type {type(value)}"
+            )
         if isinstance(value, bool) and key in ("num_cpus", "num_gpus", "memory", "max_retries"):
             raise TypeError(f"The type of keyword '{key}' must be a number, but received {value!r}")
         _check_value(key, value)
@@ -111,18 +118,24 @@ def check_support(name: str, support: str, value=None):
     if support == UNSUPPORTED:
         raise NotImplementedError(
             f"zray does not support the option {name!r} yet (given {value!r}); running without "
-            "it would not do what Ray does. See 'Differences from Ray' in zray's README.")
+            "it would not do what Ray does. See 'Differences from Ray' in zray's README."
+        )
     if name not in _warned:
         _warned.add(name)
-        logger.warning("zray accepts the option %r but does not act on it yet; it does not "
-                       "change what the program computes", name)
+        logger.warning(
+            "zray accepts the option %r but does not act on it yet; it does not "
+            "change what the program computes",
+            name,
+        )
 
 
 def _check_value(key, value):
     if key == "runtime_env":
         RE.parse(value)  # a bad env fails where it is given, as in Ray
     if key in ("num_cpus", "num_gpus", "memory") and value is not None and value < 0:
-        raise ValueError(f"The keyword '{key}' only accepts None, 0 or a positive number, got {value}")
+        raise ValueError(
+            f"The keyword '{key}' only accepts None, 0 or a positive number, got {value}"
+        )
     if key == "max_retries" and value is not None and value < -1:
         raise ValueError("The keyword 'max_retries' only accepts -1, 0 or a positive integer.")
     if key == "num_returns" and isinstance(value, int) and value < 0:
@@ -130,18 +143,28 @@ def _check_value(key, value):
     if key == "num_returns" and isinstance(value, int) and value > MAX_NUM_RETURNS:
         raise ValueError(f"num_returns={value} is more than zray supports ({MAX_NUM_RETURNS}).")
     if key == "num_returns" and isinstance(value, str) and value not in ("dynamic", "streaming"):
-        raise ValueError("The keyword 'num_returns' only accepts 0, a positive integer, "
-                         "'dynamic' or 'streaming'.")
+        raise ValueError(
+            "The keyword 'num_returns' only accepts 0, a positive integer, "
+            "'dynamic' or 'streaming'."
+        )
     if key == "resources" and value:
         for name in value:
             if name in ("CPU", "GPU", "memory", "object_store_memory"):
                 raise ValueError(
                     f"Use the '{name.lower() if name != 'CPU' else 'num_cpus'}' option instead "
-                    f"of resources={{'{name}': ...}}." if name in ("CPU", "GPU") else
-                    f"Cannot set resource '{name}' through 'resources'.")
-    if key == "scheduling_strategy" and isinstance(value, str) and value not in ("DEFAULT", "SPREAD"):
-        raise ValueError(f"Invalid scheduling_strategy {value!r}: use 'DEFAULT', 'SPREAD' "
-                         "or a SchedulingStrategy object.")
+                    f"of resources={{'{name}': ...}}."
+                    if name in ("CPU", "GPU")
+                    else f"Cannot set resource '{name}' through 'resources'."
+                )
+    if (
+        key == "scheduling_strategy"
+        and isinstance(value, str)
+        and value not in ("DEFAULT", "SPREAD")
+    ):
+        raise ValueError(
+            f"Invalid scheduling_strategy {value!r}: use 'DEFAULT', 'SPREAD' "
+            "or a SchedulingStrategy object."
+        )
 
 
 def resource_request(options: dict, default_cpus: float) -> dict:

@@ -10,6 +10,7 @@ here once, at the inbox, and dropped (and counted) if it fails.
 The common call has no `resolved` or `borrowed` entries and an owner seen before: a few
 comparisons and one set lookup.
 """
+
 from __future__ import annotations
 
 from zray._fast import MAX_FRAMES, OBJECT_ID_SIZE, TASK_ID_SIZE
@@ -22,8 +23,10 @@ _MAX_GPUS = 1024
 
 def _resources(resources: dict) -> bool:
     """{name: amount}: what get_assigned_resources hands the task's code."""
-    return all(type(name) is str and type(amount) in (int, float) and 0 <= amount < 2**53
-               for name, amount in resources.items())
+    return all(
+        type(name) is str and type(amount) in (int, float) and 0 <= amount < 2**53
+        for name, amount in resources.items()
+    )
 
 
 class PushChecker:
@@ -60,15 +63,20 @@ class PushChecker:
         if frames > nframes:
             return f"{nframes} payload frames for {frames}"
         for entry in msg.borrowed:  # [object_id, owner address]: given back to that owner
-            if not (type(entry) is list and len(entry) == 2 and _object_id(entry[0])
-                    and self._owner(entry[1])):
+            if not (
+                type(entry) is list
+                and len(entry) == 2
+                and _object_id(entry[0])
+                and self._owner(entry[1])
+            ):
                 return "malformed borrowed entry"
         if kind is P.PushTask and msg.resources:
             if not _resources(msg.resources):
                 return "malformed resources"
         if kind is P.PushTask and msg.gpu_ids:
             if len(msg.gpu_ids) > _MAX_GPUS or not all(
-                    type(i) is int and 0 <= i < _MAX_GPUS for i in msg.gpu_ids):
+                type(i) is int and 0 <= i < _MAX_GPUS for i in msg.gpu_ids
+            ):
                 return "malformed gpu ids"
         return None
 
@@ -92,6 +100,14 @@ def _object_id(value) -> bool:
 
 def _resolved_entry(entry) -> bool:
     """[object_id, kind, nframes, node_id, size], as PushTask documents it."""
-    return (type(entry) is list and len(entry) == 5 and _object_id(entry[0])
-            and type(entry[1]) is int and type(entry[2]) is int and 0 <= entry[2] <= MAX_FRAMES
-            and type(entry[3]) is bytes and type(entry[4]) is int and entry[4] >= 0)
+    return (
+        type(entry) is list
+        and len(entry) == 5
+        and _object_id(entry[0])
+        and type(entry[1]) is int
+        and type(entry[2]) is int
+        and 0 <= entry[2] <= MAX_FRAMES
+        and type(entry[3]) is bytes
+        and type(entry[4]) is int
+        and entry[4] >= 0
+    )

@@ -17,6 +17,7 @@ test_reference_protocol.py checks this against a model of several processes).
 ObjectRef.__del__ can run in any thread at any moment (garbage collection), even while this
 process holds a lock, so it only appends to a deque; counts change under our own lock.
 """
+
 from __future__ import annotations
 
 import threading
@@ -29,6 +30,7 @@ RefPair = Sequence[Any]
 
 class Released:
     """What a change in counts means for the rest of the system."""
+
     __slots__ = ("freed", "removes", "forgotten")
 
     def __init__(self) -> None:
@@ -64,7 +66,9 @@ class ReferenceCounter:
         self.address = address  # our own address: refs carrying it are owned here
         self._lock = threading.Lock()
         self._released: deque[bytes] = deque()
-        self.wake = None  # called after a release is queued, when set (the owner's I/O thread dozes)
+        self.wake = (
+            None  # called after a release is queued, when set (the owner's I/O thread dozes)
+        )
         self._local: dict[bytes, int] = {}
         self._pins: dict[bytes, int] = {}
         self._owned: set[bytes] = set()
@@ -172,8 +176,9 @@ class ReferenceCounter:
                 remote.setdefault(owner, []).append(oid)
         return remote
 
-    def give_back_for(self, holder: str,
-                      refs: Iterable[RefPair]) -> tuple[Released, dict[str, list[bytes]]]:
+    def give_back_for(
+        self, holder: str, refs: Iterable[RefPair]
+    ) -> tuple[Released, dict[str, list[bytes]]]:
         """Undoes hand_over() for a holder that died before it could: returns (Released,
         {owner: [object ids]} whose registrations to give back on its behalf)."""
         out = Released()
@@ -266,25 +271,41 @@ class ReferenceCounter:
         object this process knows, for `zray memory`."""
         rows: list[list[Any]] = []
         with self._lock:
-            known = (set(self._local) | set(self._pins) | set(self._contained_in)
-                     | set(self._borrowers) | self._owned | set(self._borrowed))
+            known = (
+                set(self._local)
+                | set(self._pins)
+                | set(self._contained_in)
+                | set(self._borrowers)
+                | self._owned
+                | set(self._borrowed)
+            )
             for oid in known:
-                reasons = [name for name, held in (
-                    ("LOCAL_REFERENCE", oid in self._local),
-                    ("USED_BY_PENDING_TASK", oid in self._pins),
-                    ("CAPTURED_IN_OBJECT", oid in self._contained_in),
-                    ("BORROWED", oid in self._borrowers),
-                    ("ESCAPED", oid in self._escaped)) if held]
+                reasons = [
+                    name
+                    for name, held in (
+                        ("LOCAL_REFERENCE", oid in self._local),
+                        ("USED_BY_PENDING_TASK", oid in self._pins),
+                        ("CAPTURED_IN_OBJECT", oid in self._contained_in),
+                        ("BORROWED", oid in self._borrowers),
+                        ("ESCAPED", oid in self._escaped),
+                    )
+                    if held
+                ]
                 owner = self.address if oid in self._owned else self._borrowed.get(oid, [""])[0]
                 borrowers = sum(max(0, n) for n in self._borrowers.get(oid, {}).values())
                 rows.append([oid, owner, reasons, borrowers])
         return rows
 
     def stats(self) -> dict[str, int]:
-        return {"local": len(self._local), "owned": len(self._owned),
-                "escaped": len(self._escaped), "task_pinned": len(self._pins),
-                "borrowed": len(self._borrowed), "with_borrowers": len(self._borrowers),
-                "containers": len(self._contains)}
+        return {
+            "local": len(self._local),
+            "owned": len(self._owned),
+            "escaped": len(self._escaped),
+            "task_pinned": len(self._pins),
+            "borrowed": len(self._borrowed),
+            "with_borrowers": len(self._borrowers),
+            "containers": len(self._contains),
+        }
 
     # ------------------------------------------------------------------ internals (lock held)
 
@@ -308,8 +329,13 @@ class ReferenceCounter:
         return True
 
     def _held(self, oid: bytes) -> bool:
-        return (oid in self._local or oid in self._pins or oid in self._contained_in
-                or oid in self._borrowers or oid in self._escaped)
+        return (
+            oid in self._local
+            or oid in self._pins
+            or oid in self._contained_in
+            or oid in self._borrowers
+            or oid in self._escaped
+        )
 
     def _check(self, oid: bytes, out: Released) -> None:
         pending = [oid]

@@ -1,4 +1,5 @@
 """The process-wide core worker (driver or worker), set by init() or by the worker entry point."""
+
 from __future__ import annotations
 
 core = None  # zray._private.core.core_worker.CoreWorker while connected
@@ -6,8 +7,7 @@ core = None  # zray._private.core.core_worker.CoreWorker while connected
 
 def require():
     if core is None:
-        raise RuntimeError(
-            "zray is not initialized: call zray.init() (or ray.init()) first")
+        raise RuntimeError("zray is not initialized: call zray.init() (or ray.init()) first")
     return core
 
 

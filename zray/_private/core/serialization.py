@@ -1,6 +1,7 @@
 """Values to bytes and back: pickle protocol 5 with out-of-band buffers (cloudpickle, so lambdas
 and closures work), so numpy and Arrow data are written to shared memory without an extra copy
 and read back as zero-copy views."""
+
 from __future__ import annotations
 
 import pickle
@@ -34,6 +35,7 @@ def note_ref_serialized(ref):
     # Pickled outside zray (by hand, or by a library): we cannot know who will hold it, so
     # the object is kept for the owner's lifetime rather than freed under a future reader.
     from zray._private.core import runtime
+
     core = runtime.core
     if core is not None:
         core.refs.mark_escaped([ref._id])
@@ -55,7 +57,8 @@ def is_plain(value, depth: int = 0) -> bool:
         return len(value) <= 16 and all(is_plain(item, depth + 1) for item in value)
     if kind is dict:
         return len(value) <= 16 and all(
-            type(key) in _PLAIN_TYPES and is_plain(item, depth + 1) for key, item in value.items())
+            type(key) in _PLAIN_TYPES and is_plain(item, depth + 1) for key, item in value.items()
+        )
     return False
 
 
@@ -84,8 +87,7 @@ def deserialize(meta, buffers):
 def _unpicklable_message(value, exc) -> str:
     culprit = _find_unpicklable(value)
     where = f" (the culprit is {culprit})" if culprit else ""
-    return (f"Could not serialize {type(value).__name__} value{where}: "
-            f"{type(exc).__name__}: {exc}")
+    return f"Could not serialize {type(value).__name__} value{where}: {type(exc).__name__}: {exc}"
 
 
 def _find_unpicklable(value, depth=0):

@@ -6,6 +6,7 @@ An exception the generator raises becomes the last item, so the consumer meets i
 happened. With back-pressure, the producer pauses once it is that many values ahead of what
 the consumer took (GeneratorConsumed).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -58,16 +59,14 @@ class Producer:
                 self._consumed.pop(task_id, None)
         return index - FIRST_ITEM + 1
 
-    async def run_async(self, task_id: bytes, owner: str, name: str, generator,
-                        backpressure: int):
+    async def run_async(self, task_id: bytes, owner: str, name: str, generator, backpressure: int):
         """The same for an async generator (an async actor's method), on its event loop."""
         index = FIRST_ITEM - 1
         try:
             async for value in generator:
                 index += 1
                 self.send(task_id, owner, name, index, value)
-                while backpressure > 0 and not self._caught_up(task_id,
-                                                                index - backpressure + 1):
+                while backpressure > 0 and not self._caught_up(task_id, index - backpressure + 1):
                     await asyncio.sleep(0.005)
         except (asyncio.CancelledError, SystemExit):
             raise
@@ -91,9 +90,17 @@ class Producer:
         if contained:
             core.register_borrower(owner, contained)
         entry = core.store_value(object_id, meta, buffers, error=error)
-        core.endpoint.send(owner, P.GeneratorItem(
-            task_id, index, [object_id, entry.kind, len(entry.frames), entry.node_id, entry.size],
-            [list(r) for r in contained], core.address), payload=entry.frames)
+        core.endpoint.send(
+            owner,
+            P.GeneratorItem(
+                task_id,
+                index,
+                [object_id, entry.kind, len(entry.frames), entry.node_id, entry.size],
+                [list(r) for r in contained],
+                core.address,
+            ),
+            payload=entry.frames,
+        )
 
     def _caught_up(self, task_id: bytes, needed: int) -> bool:
         return self._consumed.get(task_id, FIRST_ITEM - 1) >= needed

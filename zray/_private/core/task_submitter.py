@@ -5,6 +5,7 @@ leases (as many as there are queued tasks, bounded), pushes tasks straight to le
 reuses a lease for the next queued task of the same shape, and returns it after it has been idle
 for `lease_idle_s` (so a loop of synchronous calls pays one round trip per task, not two).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -20,8 +21,14 @@ from zray._fast import TASK_ID_SIZE, MessageTooLarge
 from zray._private.wire import protocol as P
 from zray._private.common import runtime_env as RE
 from zray._private.common import resources as R
-from zray._private.core.dependencies import (borrowed_by_call, error_entry, returned_entries,
-                                        store_results, too_large_error, when_resolved)
+from zray._private.core.dependencies import (
+    borrowed_by_call,
+    error_entry,
+    returned_entries,
+    store_results,
+    too_large_error,
+    when_resolved,
+)
 from zray._private.core.lineage import Lineage
 from zray._private.core.memory_store import KIND_ERROR, KIND_PLASMA, Entry
 
@@ -39,9 +46,9 @@ class TaskSpec:
     name: str
     num_returns: int
     return_ids: list
-    frames: list            # pickled (args, kwargs): metadata then out-of-band buffers
-    top_refs: list          # top-level ObjectRef arguments, resolved before running
-    nested: list            # [(object id, owner)] of refs nested in the arguments
+    frames: list  # pickled (args, kwargs): metadata then out-of-band buffers
+    top_refs: list  # top-level ObjectRef arguments, resolved before running
+    nested: list  # [(object id, owner)] of refs nested in the arguments
     resources: dict
     key: tuple
     max_retries: int
@@ -136,8 +143,11 @@ class TaskSubmitter:
         tasks = shape.tasks
         if tasks:
             for lease in shape.leases.values():
-                while (tasks and len(lease.inflight) < MAX_TASKS_IN_FLIGHT_PER_WORKER
-                       and not (lease.single_use and lease.used)):
+                while (
+                    tasks
+                    and len(lease.inflight) < MAX_TASKS_IN_FLIGHT_PER_WORKER
+                    and not (lease.single_use and lease.used)
+                ):
                     self._push(lease, tasks.popleft())
                 if not tasks:
                     break
@@ -146,9 +156,21 @@ class TaskSubmitter:
             request_id = next(self._request_ids)
             shape.pending_requests[request_id] = self.core.node_address
             head = tasks[len(shape.pending_requests) - 1]
-            self._request_lease(key, request_id, P.RequestLease(
-                request_id, head.resources, head.task_id[-4:], head.strategy, False,
-                self._preferred_node(head), False, head.runtime_env), self.core.node_address)
+            self._request_lease(
+                key,
+                request_id,
+                P.RequestLease(
+                    request_id,
+                    head.resources,
+                    head.task_id[-4:],
+                    head.strategy,
+                    False,
+                    self._preferred_node(head),
+                    False,
+                    head.runtime_env,
+                ),
+                self.core.node_address,
+            )
 
     def take_inline(self, object_id: bytes, capacity: dict) -> TaskSpec | None:
         """The queued task that returns `object_id`, taken off its queue so that this process,
@@ -160,8 +182,12 @@ class TaskSubmitter:
         if spec is None or spec.state != "queued":
             return None
         with self.lock:
-            if (spec.state != "queued" or spec.cancelled or spec.strategy != "DEFAULT"
-                    or spec.num_returns < 0):  # a stream's items go to its owner's inbox
+            if (
+                spec.state != "queued"
+                or spec.cancelled
+                or spec.strategy != "DEFAULT"
+                or spec.num_returns < 0
+            ):  # a stream's items go to its owner's inbox
                 return None
             if spec.runtime_env != RE.dumps(self.core.runtime_env):
                 return None  # this process is not set up for the child's env
@@ -188,7 +214,7 @@ class TaskSubmitter:
         (kept idle for lease_idle_s, a CPU lost to the node meanwhile): withdraw the newest.
         A grant already on its way is handed back on arrival (_on_lease_reply)."""
         surplus = len(shape.pending_requests) - len(shape.tasks)
-        for request_id in list(shape.pending_requests)[::-1][:max(0, surplus)]:
+        for request_id in list(shape.pending_requests)[::-1][: max(0, surplus)]:
             node_address = shape.pending_requests.pop(request_id)
             self.core.endpoint.send(node_address, P.CancelLeaseRequest(request_id))
 
@@ -198,11 +224,21 @@ class TaskSubmitter:
         it would register the worker, so the executor's bookkeeping stays the same."""
         if spec.borrowed:
             self.core.register_borrower(self.core.address, spec.borrowed)
-        msg = P.PushTask(spec.task_id, spec.function_id, spec.name, spec.num_returns,
-                         self.core.address, 0, len(spec.frames) - 1, spec.resolved,
-                         spec.borrowed, spec.resources,
-                         list(self.core.gpu_ids) if spec.resources.get("GPU") else [],
-                         spec.placement_group, spec.generator_backpressure)
+        msg = P.PushTask(
+            spec.task_id,
+            spec.function_id,
+            spec.name,
+            spec.num_returns,
+            self.core.address,
+            0,
+            len(spec.frames) - 1,
+            spec.resolved,
+            spec.borrowed,
+            spec.resources,
+            list(self.core.gpu_ids) if spec.resources.get("GPU") else [],
+            spec.placement_group,
+            spec.generator_backpressure,
+        )
         return msg, spec.frames + spec.resolved_frames
 
     def inline_failed(self, spec: TaskSpec, error: BaseException):
@@ -214,8 +250,10 @@ class TaskSubmitter:
 
     def _request_lease(self, key: tuple, request_id: int, msg: P.RequestLease, node_address: str):
         self.core.requests.send(
-            node_address, msg,
-            lambda reply, payload: self._on_lease_reply(key, request_id, reply, msg, node_address))
+            node_address,
+            msg,
+            lambda reply, payload: self._on_lease_reply(key, request_id, reply, msg, node_address),
+        )
 
     def _preferred_node(self, spec: TaskSpec) -> bytes:
         """The node holding most of the task's argument bytes, when they are worth moving the
@@ -239,10 +277,21 @@ class TaskSubmitter:
         lease.inflight[spec.task_id] = spec
         if spec.borrowed:
             self.core.register_borrower(lease.address, spec.borrowed)
-        msg = P.PushTask(spec.task_id, spec.function_id, spec.name, spec.num_returns,
-                         self.core.address, lease.lease_id, len(spec.frames) - 1, spec.resolved,
-                         spec.borrowed, spec.resources, lease.gpu_ids, spec.placement_group,
-                         spec.generator_backpressure)
+        msg = P.PushTask(
+            spec.task_id,
+            spec.function_id,
+            spec.name,
+            spec.num_returns,
+            self.core.address,
+            lease.lease_id,
+            len(spec.frames) - 1,
+            spec.resolved,
+            spec.borrowed,
+            spec.resources,
+            lease.gpu_ids,
+            spec.placement_group,
+            spec.generator_backpressure,
+        )
         try:
             self.core.push(lease.address, msg, payload=spec.frames + spec.resolved_frames)
         except MessageTooLarge as exc:  # never sent: the lease is free for the next task
@@ -251,8 +300,9 @@ class TaskSubmitter:
                 self.core.unregister_borrower(lease.address, spec.borrowed)
             self._finish_with_error(spec, too_large_error(exc))
 
-    def _on_lease_reply(self, key: tuple, request_id: int, reply, request: P.RequestLease,
-                        node_address: str):
+    def _on_lease_reply(
+        self, key: tuple, request_id: int, reply, request: P.RequestLease, node_address: str
+    ):
         if isinstance(reply, P.LeaseSpillback):
             # Another node can run it now: ask there, where it runs or queues (never re-spills).
             with self.lock:
@@ -271,13 +321,22 @@ class TaskSubmitter:
                         self.core.endpoint.send(node_address, P.ReturnLease(reply.lease_id, False))
                     return
             if isinstance(reply, P.Error):
-                self._fail_queued(shape, X.RuntimeEnvSetupError(reply.message)
-                                  if reply.kind == "RuntimeEnvSetupError" else
-                                  X.RaySystemError(f"lease request failed: {reply.message}"))
+                self._fail_queued(
+                    shape,
+                    X.RuntimeEnvSetupError(reply.message)
+                    if reply.kind == "RuntimeEnvSetupError"
+                    else X.RaySystemError(f"lease request failed: {reply.message}"),
+                )
                 return
-            lease = LeaseState(reply.lease_id, key, reply.worker_id, reply.worker_address,
-                               node_address, single_use=request.strategy == "SPREAD",
-                               gpu_ids=reply.gpu_ids)
+            lease = LeaseState(
+                reply.lease_id,
+                key,
+                reply.worker_id,
+                reply.worker_address,
+                node_address,
+                single_use=request.strategy == "SPREAD",
+                gpu_ids=reply.gpu_ids,
+            )
             lease.idle_since = time.monotonic()
             self.leases[lease.lease_id] = lease
             if shape is None:
@@ -293,7 +352,9 @@ class TaskSubmitter:
         logger.warning(
             "The task cannot be scheduled right now: it requires %s but the cluster has %s in "
             "total. It will wait until a node with enough resources joins.",
-            msg.resources, msg.total)
+            msg.resources,
+            msg.total,
+        )
 
     def tick(self, now: float):
         """Returns leases idle for longer than lease_idle_s (runs in the I/O thread)."""
@@ -325,9 +386,14 @@ class TaskSubmitter:
         if spec is None:
             return
         entries = returned_entries(msg.returns, payload)
-        if (spec.retry_exceptions and entries and entries[0][1].kind == KIND_ERROR
-                and spec.attempt < spec.max_retries and not spec.cancelled
-                and self._should_retry(spec, entries[0][1])):
+        if (
+            spec.retry_exceptions
+            and entries
+            and entries[0][1].kind == KIND_ERROR
+            and spec.attempt < spec.max_retries
+            and not spec.cancelled
+            and self._should_retry(spec, entries[0][1])
+        ):
             self._retry(spec)
         else:
             self._finish(spec, entries, msg.contained)
@@ -348,7 +414,9 @@ class TaskSubmitter:
 
     def _retry(self, spec: TaskSpec):
         spec.attempt += 1
-        logger.info("retrying task %s (attempt %d of %d)", spec.name, spec.attempt, spec.max_retries)
+        logger.info(
+            "retrying task %s (attempt %d of %d)", spec.name, spec.attempt, spec.max_retries
+        )
         with self.lock:
             spec.state, spec.inline = "queued", False
             shape = self.shapes.setdefault(spec.key, ShapeQueue())
@@ -380,12 +448,16 @@ class TaskSubmitter:
                 return True  # already being recomputed: the caller waits for it
             if spec.max_retries != -1 and spec.reconstructions >= spec.max_retries:
                 raise X.ObjectReconstructionFailedError(
-                    object_id.hex(), "OBJECT_UNRECONSTRUCTABLE_MAX_ATTEMPTS_EXCEEDED")
+                    object_id.hex(), "OBJECT_UNRECONSTRUCTABLE_MAX_ATTEMPTS_EXCEEDED"
+                )
             spec.reconstructions += 1
             spec.state, spec.cancelled = "resolving", False
             self.tasks[spec.task_id] = spec
-        logger.info("recomputing %s: an output of it was lost (reconstruction %d)",
-                    spec.name, spec.reconstructions)
+        logger.info(
+            "recomputing %s: an output of it was lost (reconstruction %d)",
+            spec.name,
+            spec.reconstructions,
+        )
         for ref in spec.top_refs:
             if depth < MAX_RECONSTRUCTION_DEPTH and self._lost(ref._id):
                 self.reconstruct(ref._id, depth + 1)
@@ -401,7 +473,8 @@ class TaskSubmitter:
             return False
         try:
             reply, _ = self.core.requests.call(
-                self.core.head_address, P.SubscribeObjectLocation(object_id, entry.node_id), 2.0)
+                self.core.head_address, P.SubscribeObjectLocation(object_id, entry.node_id), 2.0
+            )
         except TimeoutError:
             return False  # its first copy is on its way: not lost
         return isinstance(reply, P.ObjectLocation) and not reply.node_ids
@@ -438,9 +511,13 @@ class TaskSubmitter:
             elif spec.attempt < spec.max_retries or spec.max_retries < 0:
                 self._retry(spec)
             else:
-                self._finish_with_error(spec, X.WorkerCrashedError(
-                    f"The worker died unexpectedly while executing task {spec.name} "
-                    f"(exit code {msg.exit_code}); it was tried {spec.attempt + 1} time(s)."))
+                self._finish_with_error(
+                    spec,
+                    X.WorkerCrashedError(
+                        f"The worker died unexpectedly while executing task {spec.name} "
+                        f"(exit code {msg.exit_code}); it was tried {spec.attempt + 1} time(s)."
+                    ),
+                )
         with self.lock:
             if shape is not None:
                 self._pump(lease.key, shape)
@@ -492,5 +569,8 @@ class TaskSubmitter:
 
     def stats(self) -> dict:
         with self.lock:
-            return {"tasks": len(self.tasks), "leases": len(self.leases),
-                    "queued": sum(len(s.tasks) for s in self.shapes.values())}
+            return {
+                "tasks": len(self.tasks),
+                "leases": len(self.leases),
+                "queued": sum(len(s.tasks) for s in self.shapes.values()),
+            }

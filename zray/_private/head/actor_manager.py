@@ -5,6 +5,7 @@ An actor is PENDING (waiting for a worker lease), ALIVE (its constructor returne
 restarts actors, so detached actors outlive their driver and any handle holder can learn where
 an actor lives. Subscribers receive every state change exactly once, in order.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class StopWorker:
 @dataclass(frozen=True)
 class ReturnWorker:
     """The lease is no longer needed (actor died before or while starting)."""
+
     lease_id: int
 
 
@@ -92,8 +94,9 @@ class ActorManager:
             self.names[key] = actor_id
         return [RequestWorker(actor_id, spec.get("resources", {}))]
 
-    def lease_granted(self, actor_id: bytes, lease_id: int, worker_id: bytes,
-                      address: str) -> list[Instruction]:
+    def lease_granted(
+        self, actor_id: bytes, lease_id: int, worker_id: bytes, address: str
+    ) -> list[Instruction]:
         actor = self.actors.get(actor_id)
         if actor is None or actor.state == DEAD:
             return [ReturnWorker(lease_id)]
@@ -106,8 +109,9 @@ class ActorManager:
         if actor is None or actor.state == DEAD:
             return []
         if not ok:
-            return self._die(actor, "the actor's constructor raised an exception", error,
-                             stop_worker=True)
+            return self._die(
+                actor, "the actor's constructor raised an exception", error, stop_worker=True
+            )
         actor.state = ALIVE
         return self._publish(actor)
 
@@ -121,12 +125,17 @@ class ActorManager:
         if not actor.no_restart and (limit == -1 or actor.num_restarts < limit):
             actor.num_restarts += 1
             actor.state = RESTARTING
-            return self._publish(actor) + [RequestWorker(actor.actor_id,
-                                                        actor.spec.get("resources", {}))]
+            return self._publish(actor) + [
+                RequestWorker(actor.actor_id, actor.spec.get("resources", {}))
+            ]
         cause = actor.death_cause or (
-            (f"The actor died because {why}" if why else
-             f"The actor's worker process died unexpectedly (exit code {exit_code})")
-            + (f" after {actor.num_restarts} restart(s)." if actor.num_restarts else "."))
+            (
+                f"The actor died because {why}"
+                if why
+                else f"The actor's worker process died unexpectedly (exit code {exit_code})"
+            )
+            + (f" after {actor.num_restarts} restart(s)." if actor.num_restarts else ".")
+        )
         return self._die(actor, cause, b"", stop_worker=False)
 
     def kill(self, actor_id: bytes, no_restart: bool, cause: str) -> list[Instruction]:
@@ -153,17 +162,26 @@ class ActorManager:
     def owner_died(self, owner_id: bytes) -> list[Instruction]:
         out: list[Instruction] = []
         for actor in list(self.actors.values()):
-            if (actor.spec.get("owner_id") == owner_id and actor.state != DEAD
-                    and actor.spec.get("lifetime") != "detached"):
-                out += self.kill(actor.actor_id, True,
-                                 "The actor's owner (the process that created it) has exited.")
+            if (
+                actor.spec.get("owner_id") == owner_id
+                and actor.state != DEAD
+                and actor.spec.get("lifetime") != "detached"
+            ):
+                out += self.kill(
+                    actor.actor_id,
+                    True,
+                    "The actor's owner (the process that created it) has exited.",
+                )
         return out
 
     def subscribe(self, actor_id: bytes, subscriber: object) -> list[Instruction]:
         actor = self.actors.get(actor_id)
         if actor is None:
-            return [Publish(subscriber, actor_id, DEAD, "", 0,
-                            "The actor is unknown to this cluster.", b"")]
+            return [
+                Publish(
+                    subscriber, actor_id, DEAD, "", 0, "The actor is unknown to this cluster.", b""
+                )
+            ]
         if subscriber not in actor.subscribers:
             actor.subscribers.append(subscriber)
         return [self._state(actor, subscriber)]
@@ -204,8 +222,15 @@ class ActorManager:
 
     @staticmethod
     def _state(actor: Actor, subscriber: object) -> Publish:
-        return Publish(subscriber, actor.actor_id, actor.state, actor.address, actor.num_restarts,
-                       actor.death_cause, actor.error)
+        return Publish(
+            subscriber,
+            actor.actor_id,
+            actor.state,
+            actor.address,
+            actor.num_restarts,
+            actor.death_cause,
+            actor.error,
+        )
 
     def stats(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -5,6 +5,7 @@ A subscription is answered exactly once: immediately if a copy is known, otherwi
 the first copy is added (seed 002: the callback registered for an object that does not exist
 yet), or with an empty location list when the last copy's node dies.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,8 +30,9 @@ class ObjectDirectory:
         # the copy, they are answered "lost" (node -> [(subscriber, object id)]).
         self.sealed_on: dict[bytes, list[tuple[object, bytes]]] = {}
 
-    def add_locations(self, node_id: bytes, object_ids: Iterable[bytes],
-                      sizes: Iterable[int]) -> list[Notify]:
+    def add_locations(
+        self, node_id: bytes, object_ids: Iterable[bytes], sizes: Iterable[int]
+    ) -> list[Notify]:
         out: list[Notify] = []
         for object_id, size in zip(object_ids, sizes):
             self.lost.discard(object_id)
@@ -54,8 +56,13 @@ class ObjectDirectory:
                 self.sizes.pop(object_id, None)
         return []
 
-    def subscribe(self, subscriber: object, object_id: bytes, sealed_on: bytes = b"",
-                  sealed_on_dead: bool = False) -> list[Notify]:
+    def subscribe(
+        self,
+        subscriber: object,
+        object_id: bytes,
+        sealed_on: bytes = b"",
+        sealed_on_dead: bool = False,
+    ) -> list[Notify]:
         nodes = self.locations.get(object_id)
         if nodes:
             return [Notify(subscriber, object_id, tuple(sorted(nodes)), self.sizes[object_id])]
@@ -96,5 +103,7 @@ class ObjectDirectory:
         return tuple(sorted(self.locations.get(object_id, ())))
 
     def stats(self) -> dict[str, int]:
-        return {"objects": len(self.locations),
-                "subscriptions": sum(len(v) for v in self.subscribers.values())}
+        return {
+            "objects": len(self.locations),
+            "subscriptions": sum(len(v) for v in self.subscribers.values()),
+        }

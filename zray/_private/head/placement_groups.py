@@ -18,6 +18,7 @@ Invariants (tests/unit/test_placement_group_manager.py drives this with real nod
   groups placed there;
 * everything a removed group held goes back.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -27,6 +28,7 @@ from typing import Union
 
 from zray._private.common import bundles as B
 from zray._private.common import resources as R
+
 PENDING, CREATED, REMOVED, RESCHEDULING = "PENDING", "CREATED", "REMOVED", "RESCHEDULING"
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 PREPARE_TIMEOUT_S = 10.0
@@ -45,6 +47,7 @@ Placement = dict[int, bytes]  # bundle index -> node id
 
 
 # ---------------------------------------------------------------- instructions
+
 
 @dataclass(frozen=True)
 class Prepare:
@@ -65,6 +68,7 @@ class Commit:
 @dataclass(frozen=True)
 class Return:
     """Give back a prepared reservation (committed=False) or committed bundles."""
+
     node_id: bytes
     pg_id: bytes
     bundles: IndexedBundles
@@ -84,6 +88,7 @@ class Removed:
 @dataclass(frozen=True)
 class Infeasible:
     """No node set of the cluster could ever hold the group (said once per group)."""
+
     pg_id: bytes
     bundles: tuple[dict[str, float], ...]
     strategy: str
@@ -93,6 +98,7 @@ Instruction = Union[Prepare, Commit, Return, Created, Removed, Infeasible]
 
 
 # ---------------------------------------------------------------- state
+
 
 @dataclass
 class NodeCapacity:
@@ -155,8 +161,9 @@ class PlacementGroupManager:
 
     # ------------------------------------------------------------ events
 
-    def node_update(self, node_id: bytes, total: R.Units, available: R.Units,
-                    now: float) -> list[Instruction]:
+    def node_update(
+        self, node_id: bytes, total: R.Units, available: R.Units, now: float
+    ) -> list[Instruction]:
         """A node joined or reported its resources (units)."""
         node = self.nodes.get(node_id)
         if node is None:
@@ -190,18 +197,41 @@ class PlacementGroupManager:
         self.queue[:0] = rescheduled  # as in Ray: groups that lost bundles go first
         return out + self._schedule(now)
 
-    def create(self, pg_id: bytes, name: str, namespace: str, strategy: str,
-               bundles: list[R.Units], detached: bool, job_id: bytes, soft_target: bytes,
-               now: float, creator_actor: bytes = b"") -> list[Instruction]:
+    def create(
+        self,
+        pg_id: bytes,
+        name: str,
+        namespace: str,
+        strategy: str,
+        bundles: list[R.Units],
+        detached: bool,
+        job_id: bytes,
+        soft_target: bytes,
+        now: float,
+        creator_actor: bytes = b"",
+    ) -> list[Instruction]:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown placement strategy {strategy!r}")
         if pg_id in self.groups:
             return []  # a resent request
         if name and (namespace, name) in self.names:
-            raise NameTaken(f"Failed to create placement group '{name}' because name is "
-                            f"already taken in namespace '{namespace}'")
-        group = Group(pg_id, name, namespace, strategy, [dict(b) for b in bundles], detached,
-                      job_id, soft_target, now, creator_actor, nodes=[None] * len(bundles))
+            raise NameTaken(
+                f"Failed to create placement group '{name}' because name is "
+                f"already taken in namespace '{namespace}'"
+            )
+        group = Group(
+            pg_id,
+            name,
+            namespace,
+            strategy,
+            [dict(b) for b in bundles],
+            detached,
+            job_id,
+            soft_target,
+            now,
+            creator_actor,
+            nodes=[None] * len(bundles),
+        )
         self.groups[pg_id] = group
         if creator_actor and not detached:
             self.creators.setdefault(creator_actor, set()).add(pg_id)
@@ -258,11 +288,16 @@ class PlacementGroupManager:
                 out += self.remove(pg_id, now)
         return out
 
-    def prepared(self, pg_id: bytes, attempt: int, node_id: bytes, ok: bool,
-                 now: float) -> list[Instruction]:
+    def prepared(
+        self, pg_id: bytes, attempt: int, node_id: bytes, ok: bool, now: float
+    ) -> list[Instruction]:
         current = self.attempt
-        if (current is None or current.number != attempt or current.pg_id != pg_id
-                or node_id not in current.waiting):
+        if (
+            current is None
+            or current.number != attempt
+            or current.pg_id != pg_id
+            or node_id not in current.waiting
+        ):
             return []  # an attempt already aborted: its Return went out behind the Prepare
         current.waiting.discard(node_id)
         if not ok:
@@ -310,8 +345,11 @@ class PlacementGroupManager:
         states: dict[str, int] = {}
         for group in self.groups.values():
             states[group.state] = states.get(group.state, 0) + 1
-        return {"groups": states, "queued": len(self.queue),
-                "attempt": self.attempt.pg_id.hex() if self.attempt else None}
+        return {
+            "groups": states,
+            "queued": len(self.queue),
+            "attempt": self.attempt.pg_id.hex() if self.attempt else None,
+        }
 
     # ------------------------------------------------------------ internals
 
@@ -331,25 +369,46 @@ class PlacementGroupManager:
                 continue
             unplaced = group.unplaced()
             alive = {n: node for n, node in self.nodes.items() if node.alive}
-            placement = place(group.strategy, unplaced, group.placed(),
-                              {n: node.available for n, node in alive.items()},
-                              group.soft_target)
+            placement = place(
+                group.strategy,
+                unplaced,
+                group.placed(),
+                {n: node.available for n, node in alive.items()},
+                group.soft_target,
+            )
             if placement is None:
                 if group.scheduling_state != "INFEASIBLE":
                     group.scheduling_state = "NO_RESOURCES"
                 if not group.reported_infeasible:
                     group.reported_infeasible = True
-                    if place(group.strategy, unplaced, group.placed(),
-                             {n: node.total for n, node in alive.items()}, b"") is None:
+                    if (
+                        place(
+                            group.strategy,
+                            unplaced,
+                            group.placed(),
+                            {n: node.total for n, node in alive.items()},
+                            b"",
+                        )
+                        is None
+                    ):
                         group.scheduling_state = "INFEASIBLE"
-                        out.append(Infeasible(pg_id, tuple(R.to_floats(b) for b in group.bundles),
-                                              group.strategy))
+                        out.append(
+                            Infeasible(
+                                pg_id, tuple(R.to_floats(b) for b in group.bundles), group.strategy
+                            )
+                        )
                 continue
             group.attempts += 1
             group.attempt_started = now
             group.scheduling_state = "SCHEDULING_STARTED"
-            attempt = Attempt(pg_id, next(self._numbers), placement, set(placement.values()),
-                              set(), now + self.prepare_timeout_s)
+            attempt = Attempt(
+                pg_id,
+                next(self._numbers),
+                placement,
+                set(placement.values()),
+                set(),
+                now + self.prepare_timeout_s,
+            )
             self.attempt = attempt
             for node_id, bundles in _by_node(group, placement).items():
                 out.append(Prepare(node_id, pg_id, attempt.number, bundles))
@@ -420,8 +479,14 @@ def _by_node(group: Group, placement: Placement) -> dict[bytes, IndexedBundles]:
 
 # ---------------------------------------------------------------- placement policy
 
-def place(strategy: str, bundles: list[IndexedBundle], placed: Placement,
-          free: dict[bytes, R.Units], soft_target: bytes = b"") -> Placement | None:
+
+def place(
+    strategy: str,
+    bundles: list[IndexedBundle],
+    placed: Placement,
+    free: dict[bytes, R.Units],
+    soft_target: bytes = b"",
+) -> Placement | None:
     """Nodes for `bundles` ([(index, units)]) given the group's `placed` bundles
     ({index: node}) and each live node's `free` units; None if they do not fit now."""
     if not bundles:
@@ -450,8 +515,13 @@ def place(strategy: str, bundles: list[IndexedBundle], placed: Placement,
     raise ValueError(f"unknown placement strategy {strategy!r}")
 
 
-def _greedy(bundles: list[IndexedBundle], placed: Placement, free: dict[bytes, R.Units],
-            order: list[bytes], prefer_used: bool) -> Placement | None:
+def _greedy(
+    bundles: list[IndexedBundle],
+    placed: Placement,
+    free: dict[bytes, R.Units],
+    order: list[bytes],
+    prefer_used: bool,
+) -> Placement | None:
     """PACK's fallback (fill nodes the group already uses first) and SPREAD (nodes the group
     uses least first); largest bundles choose first."""
     count: dict[bytes, int] = {}
@@ -471,8 +541,9 @@ def _greedy(bundles: list[IndexedBundle], placed: Placement, free: dict[bytes, R
     return out
 
 
-def _distinct(bundles: list[IndexedBundle], taken: set[bytes],
-              free: dict[bytes, R.Units], order: list[bytes]) -> Placement | None:
+def _distinct(
+    bundles: list[IndexedBundle], taken: set[bytes], free: dict[bytes, R.Units], order: list[bytes]
+) -> Placement | None:
     """One node per bundle, none already holding one of the group's bundles: a small
     backtracking search (a greedy pass can miss a matching that exists)."""
     nodes = [n for n in order if n not in taken]

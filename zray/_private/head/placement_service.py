@@ -4,6 +4,7 @@ Mixed into HeadService (head.py), whose node table, endpoint and actor manager i
 decisions are in placement_groups.py; this module only moves messages and keeps the head's
 node records in step with what the groups took, so actors placed in a bundle find it at once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,6 +14,7 @@ from zray._private.head import actor_manager as A
 from zray._private.head import placement_groups as G
 from zray._private.wire import protocol as P
 from zray._private.common import resources as R
+
 logger = logging.getLogger(__name__)
 
 MAX_WAIT_S = 3600.0
@@ -29,8 +31,17 @@ class PlacementGroupHandlers:
         try:
             bundles = [R.to_units(b) for b in msg.bundles]
             instructions = self.placement.create(
-                msg.pg_id, msg.name, msg.namespace, msg.strategy, bundles, msg.detached,
-                msg.job_id, msg.soft_target, time.monotonic(), msg.creator_actor)
+                msg.pg_id,
+                msg.name,
+                msg.namespace,
+                msg.strategy,
+                bundles,
+                msg.detached,
+                msg.job_id,
+                msg.soft_target,
+                time.monotonic(),
+                msg.creator_actor,
+            )
         except (TypeError, ValueError) as exc:
             self.endpoint.reply(identity, P.Error("ValueError", str(exc)), seq)
             return
@@ -47,12 +58,12 @@ class PlacementGroupHandlers:
         group = self.placement.groups.get(msg.pg_id)
         if group is None or group.state in (G.CREATED, G.REMOVED) or msg.timeout_s == 0:
             state = group.state if group is not None else G.REMOVED
-            self.endpoint.reply(identity, P.PlacementGroupReady(
-                msg.pg_id, state == G.CREATED, state), seq)
+            self.endpoint.reply(
+                identity, P.PlacementGroupReady(msg.pg_id, state == G.CREATED, state), seq
+            )
             return
         wait_s = MAX_WAIT_S if msg.timeout_s < 0 else min(msg.timeout_s, MAX_WAIT_S)
-        self.pg_waiters.setdefault(msg.pg_id, []).append(
-            (identity, seq, time.monotonic() + wait_s))
+        self.pg_waiters.setdefault(msg.pg_id, []).append((identity, seq, time.monotonic() + wait_s))
 
     def on_GetPlacementGroups(self, identity, msg: P.GetPlacementGroups, seq):
         if msg.pg_id:
@@ -70,9 +81,14 @@ class PlacementGroupHandlers:
     # ------------------------------------------------------------------ events from the head
 
     def _placement_node_update(self, node):
-        self._placement_instructions(self.placement.node_update(
-            node.node_id, R.from_wire(node.resources), R.from_wire(node.available or node.resources),
-            time.monotonic()))
+        self._placement_instructions(
+            self.placement.node_update(
+                node.node_id,
+                R.from_wire(node.resources),
+                R.from_wire(node.available or node.resources),
+                time.monotonic(),
+            )
+        )
 
     def _placement_node_dead(self, node_id: bytes):
         self._placement_instructions(self.placement.node_dead(node_id, time.monotonic()))
@@ -85,8 +101,7 @@ class PlacementGroupHandlers:
         for actor_id in list(self.placement.creators):
             actor = self.actors.actors.get(actor_id)
             if actor is None or actor.state == A.DEAD:
-                self._placement_instructions(self.placement.actor_dead(actor_id,
-                                                                       time.monotonic()))
+                self._placement_instructions(self.placement.actor_dead(actor_id, time.monotonic()))
 
     def _placement_tick(self, now: float):
         self._placement_instructions(self.placement.tick(now))
@@ -95,8 +110,11 @@ class PlacementGroupHandlers:
             for identity, seq, deadline in waiters:
                 if deadline <= now:
                     group = self.placement.groups.get(pg_id)
-                    self.endpoint.reply(identity, P.PlacementGroupReady(
-                        pg_id, False, group.state if group else G.REMOVED), seq)
+                    self.endpoint.reply(
+                        identity,
+                        P.PlacementGroupReady(pg_id, False, group.state if group else G.REMOVED),
+                        seq,
+                    )
                 else:
                     keep.append((identity, seq, deadline))
             if keep:
@@ -117,12 +135,14 @@ class PlacementGroupHandlers:
                 self._send_prepare(ins)
             elif kind is G.Commit:
                 changed = True
-                self._send_to_node(ins.node_id, P.CommitBundles(
-                    ins.pg_id, [index for index, _ in ins.bundles]))
+                self._send_to_node(
+                    ins.node_id, P.CommitBundles(ins.pg_id, [index for index, _ in ins.bundles])
+                )
             elif kind is G.Return:
                 changed = changed or ins.committed
-                self._send_to_node(ins.node_id, P.ReturnBundles(
-                    ins.pg_id, [index for index, _ in ins.bundles]))
+                self._send_to_node(
+                    ins.node_id, P.ReturnBundles(ins.pg_id, [index for index, _ in ins.bundles])
+                )
             elif kind is G.Created:
                 self._answer_pg_waiters(ins.pg_id, True, G.CREATED)
             elif kind is G.Removed:
@@ -143,11 +163,13 @@ class PlacementGroupHandlers:
 
         def on_reply(reply, payload):
             ok = isinstance(reply, P.BundlesPrepared) and reply.ok
-            self._placement_instructions(self.placement.prepared(
-                ins.pg_id, ins.attempt, ins.node_id, ok, time.monotonic()))
+            self._placement_instructions(
+                self.placement.prepared(ins.pg_id, ins.attempt, ins.node_id, ok, time.monotonic())
+            )
 
-        self.requests.send(node.address, P.PrepareBundles(ins.pg_id, ins.attempt, bundles),
-                           on_reply)
+        self.requests.send(
+            node.address, P.PrepareBundles(ins.pg_id, ins.attempt, bundles), on_reply
+        )
 
     def _send_to_node(self, node_id: bytes, msg):
         node = self.nodes.get(node_id)
@@ -171,13 +193,18 @@ class PlacementGroupHandlers:
         pg_hex = pg_id.hex()
         for actor in list(self.actors.actors.values()):
             if actor.state != A.DEAD and actor.spec.get("placement_group", "")[:36] == pg_hex:
-                self._actor_instructions(self.actors.kill(
-                    actor.actor_id, True, "the actor's placement group was removed"))
+                self._actor_instructions(
+                    self.actors.kill(
+                        actor.actor_id, True, "the actor's placement group was removed"
+                    )
+                )
 
     def _warn_infeasible_group(self, ins: G.Infeasible):
-        message = (f"The placement group {ins.pg_id.hex()} cannot be created: no set of nodes "
-                   f"in the cluster can hold its bundles {list(ins.bundles)} with strategy "
-                   f"{ins.strategy}. It stays pending until nodes that can join the cluster.")
+        message = (
+            f"The placement group {ins.pg_id.hex()} cannot be created: no set of nodes "
+            f"in the cluster can hold its bundles {list(ins.bundles)} with strategy "
+            f"{ins.strategy}. It stays pending until nodes that can join the cluster."
+        )
         logger.warning("%s", message)
         lines = P.LogLines("stderr", "(head)", [f"WARNING: {message}"])
         job = self.jobs.get(ins.pg_id[-4:])  # a group's id ends with its job's

@@ -3,6 +3,7 @@ function registry) and the object directory. It never touches object bytes.
 
 It runs inside the head node's daemon process, on its own socket, driven by the daemon's loop.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -49,11 +50,16 @@ class NodeRecord:
 
     def to_wire(self) -> dict:
         return {
-            "node_id": self.node_id, "address": self.address, "ip": self.ip,
-            "hostname": self.hostname, "resources": self.resources,
+            "node_id": self.node_id,
+            "address": self.address,
+            "ip": self.ip,
+            "hostname": self.hostname,
+            "resources": self.resources,
             "available": self.available or self.resources,
-            "object_store_memory": self.object_store_memory, "is_head": self.is_head,
-            "alive": self.alive, "store_used": self.store_used,
+            "object_store_memory": self.object_store_memory,
+            "is_head": self.is_head,
+            "alive": self.alive,
+            "store_used": self.store_used,
             "death_reason": self.death_reason,
         }
 
@@ -101,8 +107,15 @@ class HeadService(PlacementGroupHandlers, StateQueries):
 
     def on_RegisterNode(self, identity, msg: P.RegisterNode, seq):
         self.nodes[msg.node_id] = NodeRecord(
-            msg.node_id, msg.address, msg.ip, msg.hostname, msg.resources,
-            msg.object_store_memory, msg.is_head, identity)
+            msg.node_id,
+            msg.address,
+            msg.ip,
+            msg.hostname,
+            msg.resources,
+            msg.object_store_memory,
+            msg.is_head,
+            identity,
+        )
         self.tables.node(self.nodes[msg.node_id].to_wire())
         logger.info("node %s joined at %s", msg.node_id.hex()[:12], msg.address)
         self.endpoint.reply(identity, P.Ok(0), seq)
@@ -134,9 +147,14 @@ class HeadService(PlacementGroupHandlers, StateQueries):
     def on_RegisterJob(self, identity, msg: P.RegisterJob, seq):
         job_id = struct.pack("<I", self._next_job)
         self._next_job += 1
-        self.jobs[job_id] = {"driver_id": msg.driver_id, "pid": msg.pid,
-                             "namespace": msg.namespace, "start": time.time(), "alive": True,
-                             "address": self.endpoint.peers.get(identity, "")}
+        self.jobs[job_id] = {
+            "driver_id": msg.driver_id,
+            "pid": msg.pid,
+            "namespace": msg.namespace,
+            "start": time.time(),
+            "alive": True,
+            "address": self.endpoint.peers.get(identity, ""),
+        }
         self.tables.job(job_id, self.jobs[job_id])
         self.endpoint.reply(identity, P.JobRegistered(job_id, msg.namespace), seq)
 
@@ -160,14 +178,16 @@ class HeadService(PlacementGroupHandlers, StateQueries):
 
     def on_CreateActor(self, identity, msg: P.CreateActor, seq, payload):
         try:
-            instructions = self.actors.create(msg.actor_id, dict(msg.spec, nbuffers=msg.nbuffers,
-                                                                   resolved=msg.resolved))
+            instructions = self.actors.create(
+                msg.actor_id, dict(msg.spec, nbuffers=msg.nbuffers, resolved=msg.resolved)
+            )
         except A.NameTaken as exc:
             self.endpoint.reply(identity, P.Error("ValueError", str(exc)), seq)
             return
         self.actor_payloads[msg.actor_id] = [f.bytes for f in payload]
-        self.tables.actor_created(self.actors, self.actors.actors[msg.actor_id],
-                                  self.actor_payloads[msg.actor_id])
+        self.tables.actor_created(
+            self.actors, self.actors.actors[msg.actor_id], self.actor_payloads[msg.actor_id]
+        )
         self.endpoint.reply(identity, P.Ok(0), seq)
         self._actor_instructions(instructions)
 
@@ -184,8 +204,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         num_restarts = actor.num_restarts if actor is not None else 0
         self._actor_instructions(self.actors.kill(msg.actor_id, msg.no_restart, msg.cause))
         if seq:
-            self.endpoint.reply(identity, P.ActorKilled(msg.actor_id, stopping, num_restarts),
-                                seq)
+            self.endpoint.reply(identity, P.ActorKilled(msg.actor_id, stopping, num_restarts), seq)
 
     def on_ActorExiting(self, identity, msg: P.ActorExiting, seq):
         self._actor_instructions(self.actors.exited(msg.actor_id, msg.reason))
@@ -195,8 +214,11 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         if actor is None:
             self.endpoint.reply(identity, P.NamedActor(False, b"", b""), seq)
         else:
-            self.endpoint.reply(identity, P.NamedActor(
-                True, actor.actor_id, actor.spec.get("handle_meta", b"")), seq)
+            self.endpoint.reply(
+                identity,
+                P.NamedActor(True, actor.actor_id, actor.spec.get("handle_meta", b"")),
+                seq,
+            )
 
     def on_ListNamedActors(self, identity, msg: P.ListNamedActors, seq):
         named = self.actors.named(None if msg.all_namespaces else msg.namespace)
@@ -243,17 +265,29 @@ class HeadService(PlacementGroupHandlers, StateQueries):
             kind = type(ins)
             if kind is A.Publish:
                 if ins.subscriber is not None:
-                    self._send_to(ins.subscriber, P.ActorState(
-                        ins.actor_id, ins.state, ins.address, ins.num_restarts,
-                        ins.death_cause, ins.error))
+                    self._send_to(
+                        ins.subscriber,
+                        P.ActorState(
+                            ins.actor_id,
+                            ins.state,
+                            ins.address,
+                            ins.num_restarts,
+                            ins.death_cause,
+                            ins.error,
+                        ),
+                    )
             elif kind is A.RequestWorker:
                 self._request_actor_worker(ins.actor_id, ins.resources)
             elif kind is A.StartActor:
                 actor = self.actors.actors[ins.actor_id]
                 spec = actor.spec
-                self.endpoint.send(actor.address, P.StartActor(
-                    ins.actor_id, spec, spec["nbuffers"], spec["resolved"], ins.attempt),
-                    payload=self.actor_payloads.get(ins.actor_id, []))
+                self.endpoint.send(
+                    actor.address,
+                    P.StartActor(
+                        ins.actor_id, spec, spec["nbuffers"], spec["resolved"], ins.attempt
+                    ),
+                    payload=self.actor_payloads.get(ins.actor_id, []),
+                )
             elif kind is A.StopWorker:
                 node = self.actor_nodes.get(ins.actor_id)
                 if node:
@@ -269,23 +303,43 @@ class HeadService(PlacementGroupHandlers, StateQueries):
             in_group = actor is not None and actor.spec.get("placement_group")
             if not in_group and actor_id not in self._warned_pending:
                 self._warned_pending.add(actor_id)
-                logger.warning("no node can host actor %s needing %s (strategy %s); it stays "
-                               "pending", actor_id.hex()[:12], resources, strategy)
+                logger.warning(
+                    "no node can host actor %s needing %s (strategy %s); it stays pending",
+                    actor_id.hex()[:12],
+                    resources,
+                    strategy,
+                )
             self._pending_actor_placements.append((actor_id, resources))
             return
         # The head's view of free resources is up to a heartbeat old: a node picked by it may
         # be busy by now, so it may redirect a default placement (once) to a node that is free.
         # Node affinity that found its node stays there.
-        may_spill = not (isinstance(strategy, str) and strategy.startswith("NODE_AFFINITY")
-                         and node.node_id.hex() in strategy)
-        self._send_actor_lease_request(actor_id, node, P.RequestLease(
-            next(self._lease_request_ids), resources, actor_id[-4:], "DEFAULT", not may_spill,
-            b"", True, actor.spec.get("runtime_env", "") if actor is not None else ""))
+        may_spill = not (
+            isinstance(strategy, str)
+            and strategy.startswith("NODE_AFFINITY")
+            and node.node_id.hex() in strategy
+        )
+        self._send_actor_lease_request(
+            actor_id,
+            node,
+            P.RequestLease(
+                next(self._lease_request_ids),
+                resources,
+                actor_id[-4:],
+                "DEFAULT",
+                not may_spill,
+                b"",
+                True,
+                actor.spec.get("runtime_env", "") if actor is not None else "",
+            ),
+        )
 
     def _send_actor_lease_request(self, actor_id: bytes, node, request: P.RequestLease):
-        self.requests.send(node.address, request,
-                           lambda reply, payload: self._on_actor_lease(actor_id, node, reply,
-                                                                       request))
+        self.requests.send(
+            node.address,
+            request,
+            lambda reply, payload: self._on_actor_lease(actor_id, node, reply, request),
+        )
 
     def _on_actor_lease(self, actor_id: bytes, node, reply, request: P.RequestLease):
         if isinstance(reply, P.LeaseSpillback):
@@ -295,14 +349,18 @@ class HeadService(PlacementGroupHandlers, StateQueries):
                 return
             reply = P.Error("RaySystemError", "spilled back to a node that is gone")
         if isinstance(reply, P.Error) and reply.kind == "RuntimeEnvSetupError":
-            self._actor_instructions(self.actors.kill(
-                actor_id, True, f"its runtime env failed to set up: {reply.message}"))
+            self._actor_instructions(
+                self.actors.kill(
+                    actor_id, True, f"its runtime env failed to set up: {reply.message}"
+                )
+            )
             return
         if not isinstance(reply, P.LeaseGranted):
             self._actor_instructions(self.actors.kill(actor_id, True, f"placement failed: {reply}"))
             return
-        instructions = self.actors.lease_granted(actor_id, reply.lease_id, reply.worker_id,
-                                                 reply.worker_address)
+        instructions = self.actors.lease_granted(
+            actor_id, reply.lease_id, reply.worker_id, reply.worker_address
+        )
         if any(type(i) is A.ReturnWorker for i in instructions):
             self.endpoint.send(node.address, P.ReturnLease(reply.lease_id, True))
             return
@@ -327,8 +385,11 @@ class HeadService(PlacementGroupHandlers, StateQueries):
                 target = self.nodes.get(bytes.fromhex(node_hex))
             except ValueError:
                 target = None
-            if target is not None and target.alive and all(
-                    target.resources.get(k, 0) >= v for k, v in resources.items()):
+            if (
+                target is not None
+                and target.alive
+                and all(target.resources.get(k, 0) >= v for k, v in resources.items())
+            ):
                 return target
             if soft != "1":
                 return None
@@ -389,8 +450,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
     def on_SubscribeObjectLocation(self, identity, msg: P.SubscribeObjectLocation, seq):
         holder = self.nodes.get(msg.sealed_on) if msg.sealed_on else None
         dead = bool(msg.sealed_on) and (holder is None or not holder.alive)
-        self._notify(self.directory.subscribe((identity, seq), msg.object_id, msg.sealed_on,
-                                              dead))
+        self._notify(self.directory.subscribe((identity, seq), msg.object_id, msg.sealed_on, dead))
 
     def _notify(self, notifications):
         for note in notifications:
@@ -398,7 +458,8 @@ class HeadService(PlacementGroupHandlers, StateQueries):
                 continue
             identity, seq = note.subscriber
             self.endpoint.reply(
-                identity, P.ObjectLocation(note.object_id, list(note.node_ids), note.size), seq)
+                identity, P.ObjectLocation(note.object_id, list(note.node_ids), note.size), seq
+            )
 
     # ------------------------------------------------------------------ timers
 
@@ -464,8 +525,11 @@ class HeadService(PlacementGroupHandlers, StateQueries):
             actor = self.actors.actors.get(actor_id)
             if address == node.address and actor is not None and actor.lease_id:
                 self.actor_nodes.pop(actor_id)
-                self._actor_instructions(self.actors.worker_died(
-                    actor.lease_id, -1, f"the node {node_id.hex()[:12]} running it died"))
+                self._actor_instructions(
+                    self.actors.worker_died(
+                        actor.lease_id, -1, f"the node {node_id.hex()[:12]} running it died"
+                    )
+                )
         self._placement_node_dead(node_id)
         # Its processes died with it: announce each, as their node would have (owners drop
         # their borrows, nodes free what they owned, borrowers get OwnerDiedError).
@@ -474,9 +538,15 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         self.broadcast_load(time.monotonic())
 
     def stats(self) -> dict:
-        return {"nodes": len(self.nodes), "jobs": len(self.jobs), "kv": len(self.kv),
-                "actors": self.actors.stats(), "placement_groups": self.placement.stats(),
-                "actors_waiting_for_a_node": len(self._pending_actor_placements),
-                "directory": self.directory.stats(), "tables": self.tables.stats(),
-                "dropped": self.endpoint.dropped,
-                "auth_rejected": self.endpoint.rejected}
+        return {
+            "nodes": len(self.nodes),
+            "jobs": len(self.jobs),
+            "kv": len(self.kv),
+            "actors": self.actors.stats(),
+            "placement_groups": self.placement.stats(),
+            "actors_waiting_for_a_node": len(self._pending_actor_placements),
+            "directory": self.directory.stats(),
+            "tables": self.tables.stats(),
+            "dropped": self.endpoint.dropped,
+            "auth_rejected": self.endpoint.rejected,
+        }

@@ -23,6 +23,7 @@ sends the answers that depend on them only after it returns.
 This module imports only the standard library (redis lazily), so a test can load it in a bare
 subprocess that it then kills mid-write.
 """
+
 from __future__ import annotations
 
 import abc
@@ -136,8 +137,9 @@ class HeadStore(abc.ABC):
 class SqliteStore(HeadStore):
     def __init__(self, path: str, synchronous: str = "NORMAL"):
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
-            raise ValueError(f"synchronous={synchronous!r}: NORMAL, FULL or EXTRA (OFF is not "
-                             f"durable)")
+            raise ValueError(
+                f"synchronous={synchronous!r}: NORMAL, FULL or EXTRA (OFF is not durable)"
+            )
         self.path = os.path.abspath(path)
         self.description = f"SQLite at {self.path}"
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -153,15 +155,20 @@ class SqliteStore(HeadStore):
             # isolation_level=None: no implicit transactions, so each lone write commits at once
             # and a batch is exactly the BEGIN..COMMIT written below.
             self._db: sqlite3.Connection | None = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False)
+                self.path, isolation_level=None, check_same_thread=False
+            )
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
-                raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode!r}); is it "
-                                 f"on a network file system?")
+                raise StoreError(
+                    f"{self.path}: SQLite refused WAL mode (got {mode!r}); is it "
+                    f"on a network file system?"
+                )
             self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._db.execute("PRAGMA wal_autocheckpoint=0")
-            self._db.execute("CREATE TABLE IF NOT EXISTS head (tbl TEXT NOT NULL, key BLOB NOT "
-                             "NULL, value BLOB NOT NULL, PRIMARY KEY (tbl, key)) WITHOUT ROWID")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS head (tbl TEXT NOT NULL, key BLOB NOT "
+                "NULL, value BLOB NOT NULL, PRIMARY KEY (tbl, key)) WITHOUT ROWID"
+            )
         except sqlite3.Error as exc:
             self.close()
             raise StoreError(f"cannot open the head state {self.path}: {exc}")
@@ -169,8 +176,9 @@ class SqliteStore(HeadStore):
             self.close()
             raise
         self._stop = threading.Event()
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
-                                              name="head-state-checkpoint")
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, daemon=True, name="head-state-checkpoint"
+        )
         self._checkpointer.start()
 
     def _checkpoint_loop(self) -> None:
@@ -219,11 +227,14 @@ class SqliteStore(HeadStore):
             while end < len(ops) and (ops[end][2] is None) == deleting:
                 end += 1
             if deleting:
-                db.executemany("DELETE FROM head WHERE tbl = ? AND key = ?",
-                               [(t, k) for t, k, _ in ops[start:end]])
+                db.executemany(
+                    "DELETE FROM head WHERE tbl = ? AND key = ?",
+                    [(t, k) for t, k, _ in ops[start:end]],
+                )
             else:
-                db.executemany("INSERT OR REPLACE INTO head (tbl, key, value) VALUES (?, ?, ?)",
-                               ops[start:end])
+                db.executemany(
+                    "INSERT OR REPLACE INTO head (tbl, key, value) VALUES (?, ?, ?)", ops[start:end]
+                )
             start = end
 
     @staticmethod
@@ -231,21 +242,29 @@ class SqliteStore(HeadStore):
         if value is None:
             db.execute("DELETE FROM head WHERE tbl = ? AND key = ?", (table, key))
         else:
-            db.execute("INSERT OR REPLACE INTO head (tbl, key, value) VALUES (?, ?, ?)",
-                       (table, key, value))
+            db.execute(
+                "INSERT OR REPLACE INTO head (tbl, key, value) VALUES (?, ?, ?)",
+                (table, key, value),
+            )
 
     def get(self, table: str, key: bytes) -> bytes | None:
         table, key, _ = _check(table, key, None)
-        row = self._conn().execute("SELECT value FROM head WHERE tbl = ? AND key = ?",
-                                   (table, key)).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT value FROM head WHERE tbl = ? AND key = ?", (table, key))
+            .fetchone()
+        )
         return None if row is None else bytes(row[0])
 
     def scan(self, table: str) -> Iterator[tuple[bytes, bytes]]:
         _check(table, b"", None)
         # Read whole: a cursor left open across later writes on the same connection would see
         # some of them. The head's tables are metadata, small enough to hold.
-        rows = self._conn().execute("SELECT key, value FROM head WHERE tbl = ? ORDER BY key",
-                                    (table,)).fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT key, value FROM head WHERE tbl = ? ORDER BY key", (table,))
+            .fetchall()
+        )
         return iter([(bytes(k), bytes(v)) for k, v in rows])
 
     def clear(self) -> None:
@@ -265,26 +284,36 @@ class SqliteStore(HeadStore):
 
 
 class RedisStore(HeadStore):
-    def __init__(self, address: str, password: str = "", username: str = "",
-                 namespace: str = "default", timeout_s: float = 10.0):
+    def __init__(
+        self,
+        address: str,
+        password: str = "",
+        username: str = "",
+        namespace: str = "default",
+        timeout_s: float = 10.0,
+    ):
         try:
             import redis
         except ImportError:
-            raise StoreError("a Redis address was given (RAY_REDIS_ADDRESS) but the redis "
-                             "client is not installed: pip install 'zray[redis]'")
+            raise StoreError(
+                "a Redis address was given (RAY_REDIS_ADDRESS) but the redis "
+                "client is not installed: pip install 'zray[redis]'"
+            )
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError,)
         if "," in address:
-            raise StoreError(f"Redis address {address!r}: zray uses one Redis server, not "
-                             f"shards")
+            raise StoreError(f"Redis address {address!r}: zray uses one Redis server, not shards")
         from redis.backoff import ExponentialBackoff
         from redis.retry import Retry
 
         # A blip (a failover, a dropped connection) is retried twice, quickly; the client's
         # default backs off for seconds, also on a wrong password, which no retry mends.
-        kwargs: dict[str, Any] = {"password": password or None, "username": username or None,
-                                  "socket_timeout": timeout_s,
-                                  "socket_connect_timeout": timeout_s,
-                                  "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)}
+        kwargs: dict[str, Any] = {
+            "password": password or None,
+            "username": username or None,
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            "retry": Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+        }
         if "://" in address:
             client = redis.Redis.from_url(address, **kwargs)
         else:
@@ -309,9 +338,11 @@ class RedisStore(HeadStore):
         except response_error:  # managed Redis often disables CONFIG: it knows its durability
             return
         if aof == "no" and not save:
-            logger.warning("%s keeps no data on disk (appendonly no, no save points): the "
-                           "head's state survives a head restart, not a Redis restart",
-                           self.description)
+            logger.warning(
+                "%s keeps no data on disk (appendonly no, no save points): the "
+                "head's state survives a head restart, not a Redis restart",
+                self.description,
+            )
 
     def _client(self) -> Any:
         if self._redis is None:
@@ -396,9 +427,15 @@ class GroupCommit:
             callback()
 
 
-def open_store(*, session_dir: str = "", state_path: str = "", redis_address: str = "",
-               redis_password: str = "", redis_username: str = "",
-               namespace: str = "default") -> HeadStore:
+def open_store(
+    *,
+    session_dir: str = "",
+    state_path: str = "",
+    redis_address: str = "",
+    redis_password: str = "",
+    redis_username: str = "",
+    namespace: str = "default",
+) -> HeadStore:
     """Redis when an address is given (as Ray picks its external Redis), else SQLite at
     `state_path`, or in the session directory when no path is given."""
     if redis_address:

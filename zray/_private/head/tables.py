@@ -16,6 +16,7 @@ Writes are synchronous, one commit per change (or per actor-state batch): about 
 SQLite, a round trip with Redis (docs/benchmarks.md). Grouping the changes of a loop turn into
 one commit would cost less, but needs the head's sends held until that commit.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,6 +25,7 @@ import time
 import msgpack
 
 from zray._private.head import store as H
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,20 +47,25 @@ class HeadTables:
         from them is not implemented yet, and writing over them would mix two clusters."""
         from zray._config import config
 
-        if not config.head_persistence or not (session_dir or config.head_state_path
-                                               or config.redis_address):
+        if not config.head_persistence or not (
+            session_dir or config.head_state_path or config.redis_address
+        ):
             return cls(None)
-        store = H.open_store(session_dir=session_dir, state_path=config.head_state_path,
-                             redis_address=config.redis_address,
-                             redis_password=config.redis_password,
-                             redis_username=config.redis_username)
+        store = H.open_store(
+            session_dir=session_dir,
+            state_path=config.head_state_path,
+            redis_address=config.redis_address,
+            redis_password=config.redis_password,
+            redis_username=config.redis_username,
+        )
         try:
             if not store.empty():
                 raise H.StoreError(
                     f"the head state in {store.description} holds the tables of another head: "
                     f"one that did not shut down cleanly (zray cannot resume a head from them "
                     f"yet), or, on a shared Redis, one running now. Remove them, or give "
-                    f"another --head-state-path or Redis, to start a new cluster")
+                    f"another --head-state-path or Redis, to start a new cluster"
+                )
         except BaseException:
             store.close()
             raise
@@ -112,11 +119,19 @@ class HeadTables:
         self._commit(batch, records)
 
     def _actor(self, batch: H.Batch, manager, actor, records: dict) -> None:
-        record = _pack({
-            "spec": actor.spec, "state": actor.state, "address": actor.address,
-            "worker_id": actor.worker_id, "lease_id": actor.lease_id,
-            "num_restarts": actor.num_restarts, "death_cause": actor.death_cause,
-            "error": actor.error, "no_restart": actor.no_restart})
+        record = _pack(
+            {
+                "spec": actor.spec,
+                "state": actor.state,
+                "address": actor.address,
+                "worker_id": actor.worker_id,
+                "lease_id": actor.lease_id,
+                "num_restarts": actor.num_restarts,
+                "death_cause": actor.death_cause,
+                "error": actor.error,
+                "no_restart": actor.no_restart,
+            }
+        )
         if self._actor_records.get(actor.actor_id) == record:
             return
         records[actor.actor_id] = record
@@ -136,23 +151,40 @@ class HeadTables:
         if self.store is None:
             return
         from zray._private.common import resources as R
+
         batch = H.Batch()
         for pg_id in pg_ids:
             group = manager.groups.get(pg_id)
             if group is None or group.state == "REMOVED":
                 batch.delete("placement_groups", pg_id)
                 continue
-            batch.put("placement_groups", pg_id, _pack({
-                "name": group.name, "namespace": group.namespace, "strategy": group.strategy,
-                "bundles": [R.to_floats(b) for b in group.bundles],
-                "detached": group.detached, "job_id": group.job_id,
-                "soft_target": group.soft_target, "creator_actor": group.creator_actor,
-                "job_dead": group.job_dead, "nodes": group.nodes, "state": group.state}))
+            batch.put(
+                "placement_groups",
+                pg_id,
+                _pack(
+                    {
+                        "name": group.name,
+                        "namespace": group.namespace,
+                        "strategy": group.strategy,
+                        "bundles": [R.to_floats(b) for b in group.bundles],
+                        "detached": group.detached,
+                        "job_id": group.job_id,
+                        "soft_target": group.soft_target,
+                        "creator_actor": group.creator_actor,
+                        "job_dead": group.job_dead,
+                        "nodes": group.nodes,
+                        "state": group.state,
+                    }
+                ),
+            )
         self._commit(batch)
 
     def stats(self) -> dict:
-        return {"store": self.store.description if self.store is not None else "off",
-                "commits": self.commits, "commit_s": round(self.commit_s, 6)}
+        return {
+            "store": self.store.description if self.store is not None else "off",
+            "commits": self.commits,
+            "commit_s": round(self.commit_s, 6),
+        }
 
     def clear(self) -> None:
         """The cluster ended on purpose: its tables go, nothing will resume them. A commit like

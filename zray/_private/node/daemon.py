@@ -2,6 +2,7 @@
 the head service. One thread runs everything; the state machines decide, this module only moves
 messages and carries out their instructions.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,11 +30,18 @@ from zray._private.node.object_table import LocalObjectStore, ObjectExists, Stor
 from zray._private.node.placement import ClusterView
 from zray._private.node.memory_report import MemoryReportGather
 from zray._private.node.spill import Spiller, spill_directory
-from zray._private.wire.transport import (REPLY, Endpoint, Requests, choose_address, new_context,
-                                     serve_context)
+from zray._private.wire.transport import (
+    REPLY,
+    Endpoint,
+    Requests,
+    choose_address,
+    new_context,
+    serve_context,
+)
 from zray._private.node.envs import NodeEnvs
 from zray._private.node.worker_pool import WorkerPool
 from zray._private.node import worker_table
+
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_S = 1.0
@@ -72,8 +80,12 @@ def default_resources(opts: NodeOptions) -> tuple[dict, int]:
     total_ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # psutil's figure
     store = opts.object_store_memory or int(total_ram * config.object_store_fraction)
     cpus = opts.num_cpus if opts.num_cpus is not None else os.cpu_count()
-    resources = {"CPU": float(cpus), "memory": float(int(total_ram * 0.7)),
-                 "object_store_memory": float(store), f"node:{opts.node_ip}": 1.0}
+    resources = {
+        "CPU": float(cpus),
+        "memory": float(int(total_ram * 0.7)),
+        "object_store_memory": float(store),
+        f"node:{opts.node_ip}": 1.0,
+    }
     if opts.num_gpus:
         resources["GPU"] = float(opts.num_gpus)
     if opts.head:
@@ -90,7 +102,8 @@ def worker_limit_message(limit: S.WorkerLimitReached, cpus: int) -> str:
         f"ray.get()/ray.wait(). Those tasks wait until a worker is free, and stall for good if "
         f"every worker waits on them. Raise the limit with the environment variable "
         f"ZRAY_WORKER_POOL_MAX_EXTRA=<n> (where the node starts: the driver's init() or "
-        f"`zray start`). This warning is shown once per node.")
+        f"`zray start`). This warning is shown once per node."
+    )
 
 
 class NodeDaemon:
@@ -106,25 +119,38 @@ class NodeDaemon:
             # Learn now, with a clear error, whether the head takes our token (and whether it
             # encrypts): later every message to it would just go unanswered.
             try:
-                creds = security.negotiate(self.ctx, choose_address(opts.head_address), creds,
-                                           config.join_timeout_s)
+                creds = security.negotiate(
+                    self.ctx, choose_address(opts.head_address), creds, config.join_timeout_s
+                )
             except BaseException:
                 self.ctx.term()
                 raise
         self.creds = creds
         self.zap = serve_context(self.ctx, creds)
-        self.endpoint = Endpoint(self.node_id, [
-            session.socket_address(self.session_dir, "node-" + self.node_id.hex()[:12]),
-            f"tcp://{opts.node_ip}:*"], self.ctx, creds, count_rejections=True, name="node")
+        self.endpoint = Endpoint(
+            self.node_id,
+            [
+                session.socket_address(self.session_dir, "node-" + self.node_id.hex()[:12]),
+                f"tcp://{opts.node_ip}:*",
+            ],
+            self.ctx,
+            creds,
+            count_rejections=True,
+            name="node",
+        )
         self.requests = Requests(self.endpoint)
         self.head = None
         if opts.head:
-            head_endpoint = Endpoint(b"head-" + self.node_id, [
-                f"tcp://{opts.node_ip}:{opts.head_port}"], self.ctx, creds,
-                count_rejections=True, name="head")
+            head_endpoint = Endpoint(
+                b"head-" + self.node_id,
+                [f"tcp://{opts.node_ip}:{opts.head_port}"],
+                self.ctx,
+                creds,
+                count_rejections=True,
+                name="head",
+            )
             try:
-                self.head = HeadService(head_endpoint, opts.node_death_timeout_s,
-                                        self.session_dir)
+                self.head = HeadService(head_endpoint, opts.node_death_timeout_s, self.session_dir)
             except BaseException:  # its state cannot be opened: nothing runs yet to stop
                 head_endpoint.close()
                 self.endpoint.close()
@@ -141,15 +167,21 @@ class NodeDaemon:
         cpus = int(self.resources.get("CPU", 0))
         # Owners hold leases from many nodes and key them by id alone: each node counts from a
         # random point of a 62-bit space so ids never collide across nodes.
-        self.scheduler = S.LocalScheduler(units, min_workers=cpus,
-                                          max_extra_workers=config.worker_pool_max_extra,
-                                          first_lease_id=random.randrange(1, 2**62),
-                                          startup_concurrency=config.worker_startup_concurrency
-                                          or max(cpus, 2))
-        self.pool = WorkerPool(self.session_dir, self.endpoint.address, self.node_id,
-                               config.worker_start_timeout_s, opts.node_ip,
-                               {"ZRAY_TOKEN": creds.token,
-                                "ZRAY_ENCRYPT": "1" if creds.encrypt else "0"})
+        self.scheduler = S.LocalScheduler(
+            units,
+            min_workers=cpus,
+            max_extra_workers=config.worker_pool_max_extra,
+            first_lease_id=random.randrange(1, 2**62),
+            startup_concurrency=config.worker_startup_concurrency or max(cpus, 2),
+        )
+        self.pool = WorkerPool(
+            self.session_dir,
+            self.endpoint.address,
+            self.node_id,
+            config.worker_start_timeout_s,
+            opts.node_ip,
+            {"ZRAY_TOKEN": creds.token, "ZRAY_ENCRYPT": "1" if creds.encrypt else "0"},
+        )
         self.clients: dict[bytes, Client] = {}
         self.envs = NodeEnvs(self)
         self.worker_table = worker_table.WorkerTable()
@@ -159,14 +191,22 @@ class NodeDaemon:
         self.objects = ObjectManager(self)
         # A put waiting for room must get its answer before the client's own RPC bound.
         self.spiller = Spiller(
-            self.store, self.arena_path, self.store_capacity,
-            spill_directory(self.session_dir, config.spill_dir,
-                            session.session_name(self.session_dir), self.node_id.hex()),
+            self.store,
+            self.arena_path,
+            self.store_capacity,
+            spill_directory(
+                self.session_dir,
+                config.spill_dir,
+                session.session_name(self.session_dir),
+                self.node_id.hex(),
+            ),
             threshold=config.object_spilling_threshold,
             min_spilling_size=config.min_spilling_size,
             wait_s=config.rpc_timeout_s * 2 / 3,
-            on_evicted=self._copies_evicted, on_restored=self._answer_waiters,
-            on_lost=self.object_lost)
+            on_evicted=self._copies_evicted,
+            on_restored=self._answer_waiters,
+            on_lost=self.object_lost,
+        )
         self.pending_locations: list = []
         self.resources_dirty = True
         self.running = True
@@ -174,8 +214,8 @@ class NodeDaemon:
         self._last_client_check = time.monotonic()
         self._next_timers = 0.0
         self._memory_reports: list = []  # `zray memory` requests waiting for clients
-        self._prefaulted = 0      # pre-fault requested up to here
-        self._prefault_done = 0   # pages allocated up to here
+        self._prefaulted = 0  # pre-fault requested up to here
+        self._prefault_done = 0  # pages allocated up to here
         self._prefault_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -223,14 +263,29 @@ class NodeDaemon:
         security.write_session_files(self.session_dir, self.creds, self.head_address)
         session.write_node_pid(self.session_dir, self.node_id, bool(self.opts.embedded_by))
         self._dispatch(self.scheduler.start())
-        self.requests.send(self.head_address, P.RegisterNode(
-            self.node_id, self.endpoint.address, self.opts.node_ip, socket.gethostname(),
-            self.resources, self.store_capacity, self.opts.head), lambda *_: None)
+        self.requests.send(
+            self.head_address,
+            P.RegisterNode(
+                self.node_id,
+                self.endpoint.address,
+                self.opts.node_ip,
+                socket.gethostname(),
+                self.resources,
+                self.store_capacity,
+                self.opts.head,
+            ),
+            lambda *_: None,
+        )
 
     def ready_info(self) -> dict:
-        return {"node_id": self.node_id.hex(), "node_address": self.endpoint.address,
-                "head_address": self.head_address, "session_dir": self.session_dir,
-                "arena_path": self.arena_path, "pid": os.getpid()}
+        return {
+            "node_id": self.node_id.hex(),
+            "node_address": self.endpoint.address,
+            "head_address": self.head_address,
+            "session_dir": self.session_dir,
+            "arena_path": self.arena_path,
+            "pid": os.getpid(),
+        }
 
     def run(self):
         poller = zmq.Poller()
@@ -324,9 +379,15 @@ class NodeDaemon:
     def _heartbeat(self, now):
         self._last_heartbeat = now
         self.resources_dirty = False
-        self.endpoint.send(self.head_address, P.NodeHeartbeat(
-            self.node_id, R.to_floats(self.scheduler.available), R.to_floats(self.scheduler.total),
-            self.store.allocator.used))
+        self.endpoint.send(
+            self.head_address,
+            P.NodeHeartbeat(
+                self.node_id,
+                R.to_floats(self.scheduler.available),
+                R.to_floats(self.scheduler.total),
+                self.store.allocator.used,
+            ),
+        )
 
     def _check_clients(self):
         for identity, client in list(self.clients.items()):
@@ -376,9 +437,18 @@ class NodeDaemon:
                 self.lease_meta.pop((ins.client, ins.request_id), None)
                 seq = self.lease_seq.pop((ins.client, ins.request_id), 0)
                 address = self.endpoint.peers.get(ins.worker_id, "")
-                self.endpoint.reply(ins.client, P.LeaseGranted(
-                    ins.request_id, ins.lease_id, ins.worker_id, address, self.node_id,
-                    list(ins.gpu_ids)), seq)
+                self.endpoint.reply(
+                    ins.client,
+                    P.LeaseGranted(
+                        ins.request_id,
+                        ins.lease_id,
+                        ins.worker_id,
+                        address,
+                        self.node_id,
+                        list(ins.gpu_ids),
+                    ),
+                    seq,
+                )
             elif kind is S.StartWorker:
                 if ins.runtime_env:
                     self.envs.start_worker(ins.runtime_env)
@@ -399,15 +469,20 @@ class NodeDaemon:
                     continue  # another node can run it: _rebalance moves it there
                 if any(B.is_group_resource(name) for name in ins.need):
                     continue  # waits for its placement group's bundle, as in Ray
-                self._send_to_client(ins.client, P.LeaseInfeasible(
-                    ins.request_id, R.to_floats(ins.need), R.to_floats(self.scheduler.total)))
+                self._send_to_client(
+                    ins.client,
+                    P.LeaseInfeasible(
+                        ins.request_id, R.to_floats(ins.need), R.to_floats(self.scheduler.total)
+                    ),
+                )
 
     def _expire_starts(self, now: float):
         for worker_id in self.pool.expired_starts(now):
             logger.error("worker %s did not start in time", worker_id.hex()[:12])
-            self._worker_start_failed("did not register within "
-                                      f"{config.worker_start_timeout_s:g}s",
-                                      self.envs.worker_gone(worker_id))
+            self._worker_start_failed(
+                f"did not register within {config.worker_start_timeout_s:g}s",
+                self.envs.worker_gone(worker_id),
+            )
 
     def _worker_start_failed(self, why: str, runtime_env: str = ""):
         if self.pool.start_failed(why):
@@ -429,8 +504,11 @@ class NodeDaemon:
         """A warning in the node's log and on every driver's stderr, prefixed as a worker's
         output is, so the user running the program sees it."""
         logger.warning("%s", message)
-        lines = P.LogLines("stderr", f"(node {self.node_id.hex()[:8]} ip={self.opts.node_ip})",
-                           [f"WARNING: {message}"])
+        lines = P.LogLines(
+            "stderr",
+            f"(node {self.node_id.hex()[:8]} ip={self.opts.node_ip})",
+            [f"WARNING: {message}"],
+        )
         for client_id, client in self.clients.items():
             if client.kind == "driver":
                 self._send_to_client(client_id, lines)
@@ -442,7 +520,9 @@ class NodeDaemon:
 
     def _on_worker_exit(self, worker_id: bytes, code: int, was_starting: bool):
         if was_starting:
-            logger.error("worker %s exited with %s before it registered", worker_id.hex()[:12], code)
+            logger.error(
+                "worker %s exited with %s before it registered", worker_id.hex()[:12], code
+            )
             self._worker_start_failed(f"exit code {code}", self.envs.worker_gone(worker_id))
             return
         self.envs.worker_gone(worker_id)
@@ -488,15 +568,25 @@ class NodeDaemon:
         address = self.endpoint.peers.get(identity)
         if address:
             self.endpoint.send(self.head_address, P.ClientJoined(self.node_id, address))
-        self.endpoint.reply(identity, P.ClientRegistered(
-            self.node_id, self.arena_path, self.store_capacity, self.session_dir,
-            self.head_address, self.opts.node_ip), seq)
+        self.endpoint.reply(
+            identity,
+            P.ClientRegistered(
+                self.node_id,
+                self.arena_path,
+                self.store_capacity,
+                self.session_dir,
+                self.head_address,
+                self.opts.node_ip,
+            ),
+            seq,
+        )
         if msg.kind == "worker":
             # Late is late even if the timer has not run yet: the same verdict either way.
             self._expire_starts(time.monotonic())
         if msg.kind == "worker" and self.pool.on_registered(identity):
-            self._dispatch(self.scheduler.worker_started(identity,
-                                                         self.pool.env_of.get(identity, "")))
+            self._dispatch(
+                self.scheduler.worker_started(identity, self.pool.env_of.get(identity, ""))
+            )
 
     def on_request_lease(self, identity, msg: P.RequestLease, seq):
         try:
@@ -504,14 +594,23 @@ class NodeDaemon:
         except (TypeError, ValueError, OverflowError) as exc:
             self.endpoint.reply(identity, P.Error("ValueError", str(exc)), seq)
             return
-        target = self.view.pick(need, msg.strategy, msg.spilled, self.scheduler.available,
-                                self.scheduler.total, msg.preferred_node)
+        target = self.view.pick(
+            need,
+            msg.strategy,
+            msg.spilled,
+            self.scheduler.available,
+            self.scheduler.total,
+            msg.preferred_node,
+        )
         if target is not None and self._spill(identity, msg.request_id, seq, target, need):
             return
         self.lease_seq[(identity, msg.request_id)] = seq
         self.lease_meta[(identity, msg.request_id)] = msg
-        self._dispatch(self.scheduler.request_lease(identity, msg.request_id, need,
-                                                    msg.for_actor, msg.runtime_env))
+        self._dispatch(
+            self.scheduler.request_lease(
+                identity, msg.request_id, need, msg.for_actor, msg.runtime_env
+            )
+        )
 
     def _spill(self, identity, request_id: int, seq: int, target: bytes, need: dict) -> bool:
         address = self.view.address_of(target)
@@ -527,8 +626,14 @@ class NodeDaemon:
             msg = self.lease_meta.get((client, request_id))
             if msg is None or msg.spilled or R.fits(request.need, self.scheduler.available):
                 continue
-            target = self.view.pick(request.need, msg.strategy, False, self.scheduler.available,
-                                    self.scheduler.total, msg.preferred_node)
+            target = self.view.pick(
+                request.need,
+                msg.strategy,
+                False,
+                self.scheduler.available,
+                self.scheduler.total,
+                msg.preferred_node,
+            )
             if target is None:
                 continue
             seq = self.lease_seq.get((client, request_id), 0)
@@ -556,8 +661,9 @@ class NodeDaemon:
         owned = self.store.owned_by(msg.address)
         if owned:
             self.store.free(owned)
-            self.endpoint.send(self.head_address, P.RemoveObjectLocations(
-                self.node_id, owned, False))
+            self.endpoint.send(
+                self.head_address, P.RemoveObjectLocations(self.node_id, owned, False)
+            )
 
     def on_cluster_load(self, identity, msg: P.ClusterLoad, seq):
         self.view.update(msg.nodes)
@@ -572,9 +678,11 @@ class NodeDaemon:
         if queued and request_seq:
             # Answered, so the owner's pending callback for it is released (else one leaks
             # per withdrawn request); a request already granted is answered by its grant.
-            self.endpoint.reply(identity, P.Error(
-                "LeaseRequestCancelled", f"lease request {msg.request_id} withdrawn"),
-                request_seq)
+            self.endpoint.reply(
+                identity,
+                P.Error("LeaseRequestCancelled", f"lease request {msg.request_id} withdrawn"),
+                request_seq,
+            )
 
     def on_return_lease(self, identity, msg: P.ReturnLease, seq):
         self.resources_dirty = True
@@ -598,15 +706,24 @@ class NodeDaemon:
             self.endpoint.reply(identity, P.Error("ValueError", f"size {msg.size} < 0"), seq)
             return
         if msg.size > self.store_capacity:
-            self.endpoint.reply(identity, P.Error("ObjectStoreFullError", (
-                f"an object of {msg.size} bytes is larger than the whole object store "
-                f"({self.store_capacity} bytes); raise object_store_memory")), seq)
+            self.endpoint.reply(
+                identity,
+                P.Error(
+                    "ObjectStoreFullError",
+                    (
+                        f"an object of {msg.size} bytes is larger than the whole object store "
+                        f"({self.store_capacity} bytes); raise object_store_memory"
+                    ),
+                ),
+                seq,
+            )
             return
         if msg.object_id in self.store.objects:
             self.endpoint.reply(identity, P.Error("ObjectExists", msg.object_id.hex()), seq)
             return
         self.spiller.request_room(
-            msg.size, lambda ok, why: self._create_object(identity, msg, seq, ok, why))
+            msg.size, lambda ok, why: self._create_object(identity, msg, seq, ok, why)
+        )
 
     def _create_object(self, identity, msg: P.CreateObject, seq, ok: bool, why: str):
         """Runs once room was made (maybe after waiting for spills) or could not be."""
@@ -662,8 +779,9 @@ class NodeDaemon:
     def _copies_evicted(self, object_ids: list):
         """Copies pulled from other nodes were deleted to make room: the directory must stop
         sending pullers here (not a free: the primary copy lives on)."""
-        self.endpoint.send(self.head_address, P.RemoveObjectLocations(
-            self.node_id, object_ids, False))
+        self.endpoint.send(
+            self.head_address, P.RemoveObjectLocations(self.node_id, object_ids, False)
+        )
 
     def on_pull_object(self, identity, msg: P.PullObject, seq):
         self.objects.on_pull_object(identity, msg, seq)
@@ -679,8 +797,9 @@ class NodeDaemon:
 
     def on_free_objects(self, identity, msg: P.FreeObjects, seq):
         self.store.free(msg.object_ids)
-        self.endpoint.send(self.head_address, P.RemoveObjectLocations(
-            self.node_id, msg.object_ids, msg.cascade))
+        self.endpoint.send(
+            self.head_address, P.RemoveObjectLocations(self.node_id, msg.object_ids, msg.cascade)
+        )
 
     def on_kill_worker(self, identity, msg: P.KillWorker, seq):
         self.pool.kill(msg.worker_id)
@@ -695,13 +814,20 @@ class NodeDaemon:
         self._memory_reports.append(MemoryReportGather(self, identity, seq, timeout_s))
 
     def on_get_node_stats(self, identity, msg: P.GetNodeStats, seq):
-        stats = {"store": self.store.stats(), "scheduler": self.scheduler.stats(),
-                 "transfer": self.objects.stats(), "spill": self.spiller.stats(),
-                 "clients": len(self.clients), "workers": len(self.pool.pids),
-                 "dropped_messages": self.endpoint.dropped,
-                 "auth_rejected": self.endpoint.rejected,
-                 "view": {n.node_id.hex()[:12]: R.to_floats(n.available).get("CPU", 0)
-                          for n in self.view.nodes.values()}}
+        stats = {
+            "store": self.store.stats(),
+            "scheduler": self.scheduler.stats(),
+            "transfer": self.objects.stats(),
+            "spill": self.spiller.stats(),
+            "clients": len(self.clients),
+            "workers": len(self.pool.pids),
+            "dropped_messages": self.endpoint.dropped,
+            "auth_rejected": self.endpoint.rejected,
+            "view": {
+                n.node_id.hex()[:12]: R.to_floats(n.available).get("CPU", 0)
+                for n in self.view.nodes.values()
+            },
+        }
         if self.head:
             stats["head"] = self.head.stats()
         self.endpoint.reply(identity, P.NodeStats(stats), seq)
@@ -789,8 +915,11 @@ def run_node(opts: NodeOptions, ready_stream=None, log_to_session: bool = False)
     try:
         daemon.start()
         if log_to_session:
-            log = os.open(os.path.join(opts.session_dir, "logs", "node.log"),
-                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            log = os.open(
+                os.path.join(opts.session_dir, "logs", "node.log"),
+                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                0o644,
+            )
             os.dup2(log, 2)
             os.close(log)
         if ready_stream is not None:

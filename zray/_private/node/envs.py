@@ -1,6 +1,7 @@
 """The node daemon's side of runtime envs: a worker for a non-default env starts once the env
 is set up on this node (runtime_env_agent.py); a setup that fails or times out fails the lease
 requests waiting for that env with RuntimeEnvSetupError, carrying the reason."""
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,9 @@ class NodeEnvs:
 
         # No waiting for the key: a driver stores its package (acknowledged) before it submits
         # any task of the env, so a package missing now is missing for good.
-        node.requests.send(node.head_address, P.KvGet(
-            packaging.KV_NAMESPACE, uri.encode(), 0.0), on_reply)
+        node.requests.send(
+            node.head_address, P.KvGet(packaging.KV_NAMESPACE, uri.encode(), 0.0), on_reply
+        )
 
     def start_worker(self, runtime_env: str):
         """Carries out StartWorker(runtime_env)."""

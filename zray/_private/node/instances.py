@@ -5,6 +5,7 @@ The scheduler's totals say how much GPU is free; these ids say which. They can d
 fractions are spread out (0.5 free on each of two GPUs is 1.0 free, but no whole GPU), so a
 request is granted only when `assign` finds instances for it.
 """
+
 from __future__ import annotations
 
 from zray._private.common.resources import UNIT

@@ -4,12 +4,14 @@ holds them; the node adds its store's own view (where the bytes are) and answers
 Bounded: a process that does not answer within the CLI's timeout is left out of the report
 rather than holding it up.
 """
+
 from __future__ import annotations
 
 import logging
 import time
 
 from zray._private.wire import protocol as P
+
 logger = logging.getLogger(__name__)
 
 
@@ -18,8 +20,7 @@ def store_rows(store) -> list:
     rows = []
     for oid, obj in store.objects.items():
         state = "spilled" if obj.spilled else "spilling" if obj.io else "memory"
-        rows.append([oid, obj.size, state, obj.primary, sum(obj.pins.values()),
-                     obj.owner_address])
+        rows.append([oid, obj.size, state, obj.primary, sum(obj.pins.values()), obj.owner_address])
     return rows
 
 
@@ -37,8 +38,10 @@ class MemoryReportGather:
             if not address:
                 continue
             self.waiting[client_id] = node.requests.send(
-                address, P.GetRefTable(0),
-                lambda reply, payload, c=client_id, info=client: self._answered(c, info, reply))
+                address,
+                P.GetRefTable(0),
+                lambda reply, payload, c=client_id, info=client: self._answered(c, info, reply),
+            )
         if not self.waiting:
             self._finish()
 
@@ -63,8 +66,16 @@ class MemoryReportGather:
         self.done = True
         node = self.node
         try:
-            node.endpoint.reply(self.identity, P.MemoryReport(
-                node.node_id, node.opts.node_ip, node.store.stats(), store_rows(node.store),
-                self.processes), self.seq)
+            node.endpoint.reply(
+                self.identity,
+                P.MemoryReport(
+                    node.node_id,
+                    node.opts.node_ip,
+                    node.store.stats(),
+                    store_rows(node.store),
+                    self.processes,
+                ),
+                self.seq,
+            )
         except Exception:  # runs from the node's timers: the asker's problem must not stop it
             logger.exception("could not answer a memory report request")

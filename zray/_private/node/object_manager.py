@@ -6,6 +6,7 @@ holds more than WINDOW x CHUNK bytes of buffers. Chunks are lz4-compressed when 
 another host and compression pays. The finished copy is sealed locally, which registers it in the
 head's object directory like any other object.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,14 +33,14 @@ class Pull:
     object_id: bytes
     source: str = ""
     size: int = 0
-    offset: int = 0          # where the local copy lives in our arena
-    next_chunk: int = 0      # next byte to request
+    offset: int = 0  # where the local copy lives in our arena
+    next_chunk: int = 0  # next byte to request
     received: int = 0
     inflight: int = 0
     compress: bool = False
     tried: set = field(default_factory=set)
-    attempt: int = 0         # bumped per source tried: stale answers are recognised
-    hint: bytes = b""        # the node its owner says holds it
+    attempt: int = 0  # bumped per source tried: stale answers are recognised
+    hint: bytes = b""  # the node its owner says holds it
 
 
 class ObjectManager:
@@ -79,15 +80,20 @@ class ObjectManager:
 
     def _locate(self, pull: Pull):
         """Asks the head's directory; it answers once a copy exists anywhere (seed 002)."""
-        self.node.requests.send(self.node.head_address,
-                                P.SubscribeObjectLocation(pull.object_id, pull.hint),
-                                lambda reply, payload: self._on_location(pull, reply))
+        self.node.requests.send(
+            self.node.head_address,
+            P.SubscribeObjectLocation(pull.object_id, pull.hint),
+            lambda reply, payload: self._on_location(pull, reply),
+        )
 
     def _on_location(self, pull: Pull, reply):
         if self.pulls.get(pull.object_id) is not pull:
             return
-        candidates = [n for n in getattr(reply, "node_ids", []) if n != self.node.node_id
-                      and self.node.view.address_of(n) and n not in pull.tried]
+        candidates = [
+            n
+            for n in getattr(reply, "node_ids", [])
+            if n != self.node.node_id and self.node.view.address_of(n) and n not in pull.tried
+        ]
         if not candidates:
             self._lost(pull, "no live node holds a copy")
             return
@@ -99,8 +105,9 @@ class ObjectManager:
         if node_id:
             pull.tried.add(node_id)
         pull.compress = self._remote_host(node_id)
-        self.node.requests.send(source, P.PullObject(pull.object_id),
-                                lambda reply, payload: self._on_info(pull, reply))
+        self.node.requests.send(
+            source, P.PullObject(pull.object_id), lambda reply, payload: self._on_info(pull, reply)
+        )
 
     def _remote_host(self, node_id: bytes) -> bool:
         node = self.node.view.nodes.get(node_id)
@@ -115,7 +122,8 @@ class ObjectManager:
         # The source pins its copy until PullDone, so waiting here for room is safe.
         attempt, source = pull.attempt, pull.source
         self.node.spiller.request_room(
-            reply.size, lambda ok, why: self._allocate(pull, attempt, source, reply, ok, why))
+            reply.size, lambda ok, why: self._allocate(pull, attempt, source, reply, ok, why)
+        )
 
     def _allocate(self, pull: Pull, attempt: int, source: str, reply, ok: bool, why: str):
         if self.pulls.get(pull.object_id) is not pull or pull.attempt != attempt:
@@ -125,8 +133,9 @@ class ObjectManager:
             if not ok:
                 raise StoreFull(why)
             # A pulled copy is secondary: when room is short it is deleted, not spilled.
-            pull.offset = self.node.store.create(self.node.node_id, pull.object_id, reply.size,
-                                                 reply.owner_address, primary=False)
+            pull.offset = self.node.store.create(
+                self.node.node_id, pull.object_id, reply.size, reply.owner_address, primary=False
+            )
         except ObjectExists:
             self.pulls.pop(pull.object_id, None)
             self.node.endpoint.send(pull.source, P.PullDone(pull.object_id))
@@ -150,7 +159,9 @@ class ObjectManager:
         if source is None or not 0 <= reply.offset <= len(source) - pull.size:
             return False
         self._map_ahead(source, reply.offset, pull.offset, pull.size)
-        copy_into(self.arena, pull.offset, memoryview(source)[reply.offset:reply.offset + pull.size])
+        copy_into(
+            self.arena, pull.offset, memoryview(source)[reply.offset : reply.offset + pull.size]
+        )
         pull.received = pull.size
         self.bytes_pulled += pull.size
         self.copied_locally += 1
@@ -197,9 +208,12 @@ class ObjectManager:
             pull.next_chunk += length
             pull.inflight += 1
             self.node.requests.send(
-                pull.source, P.PullChunk(pull.object_id, offset, length, pull.compress),
-                lambda reply, payload, o=offset, n=length: self._on_chunk(pull, o, n, reply,
-                                                                          payload))
+                pull.source,
+                P.PullChunk(pull.object_id, offset, length, pull.compress),
+                lambda reply, payload, o=offset, n=length: self._on_chunk(
+                    pull, o, n, reply, payload
+                ),
+            )
 
     def _on_chunk(self, pull: Pull, offset: int, length: int, reply, payload):
         if self.pulls.get(pull.object_id) is not pull:
@@ -252,44 +266,57 @@ class ObjectManager:
         obj = store.objects.get(msg.object_id)
         if obj is not None and obj.spilled:
             # Answered once the object is back in memory (or lost).
-            self.node.spiller.restore(msg.object_id, then=lambda ok: self._serve_restored(
-                identity, msg, seq, ok))
+            self.node.spiller.restore(
+                msg.object_id, then=lambda ok: self._serve_restored(identity, msg, seq, ok)
+            )
             return
         if obj is None or not obj.sealed:
-            self.node.endpoint.reply(identity, P.ObjectInfo(msg.object_id, False, 0, "", "", 0),
-                                     seq)
+            self.node.endpoint.reply(
+                identity, P.ObjectInfo(msg.object_id, False, 0, "", "", 0), seq
+            )
             return
         store.get(identity, None, [msg.object_id], 0)  # pin for the transfer
         key = (identity, msg.object_id)
         self.serving[key] = self.serving.get(key, 0) + 1
-        self.node.endpoint.reply(identity, P.ObjectInfo(
-            msg.object_id, True, obj.size, obj.owner_address, self.node.arena_path, obj.offset),
-            seq)
+        self.node.endpoint.reply(
+            identity,
+            P.ObjectInfo(
+                msg.object_id, True, obj.size, obj.owner_address, self.node.arena_path, obj.offset
+            ),
+            seq,
+        )
 
     def _serve_restored(self, identity: bytes, msg: P.PullObject, seq: int, ok: bool):
         obj = self.node.store.objects.get(msg.object_id)
         if not ok or obj is None or obj.spilled:
-            self.node.endpoint.reply(identity, P.ObjectInfo(msg.object_id, False, 0, "", "", 0),
-                                     seq)
+            self.node.endpoint.reply(
+                identity, P.ObjectInfo(msg.object_id, False, 0, "", "", 0), seq
+            )
             return
         self.on_pull_object(identity, msg, seq)
 
     def on_pull_chunk(self, identity: bytes, msg: P.PullChunk, seq: int):
         obj = self.node.store.objects.get(msg.object_id)
-        if (identity, msg.object_id) not in self.serving or obj is None \
-                or msg.offset < 0 or msg.length < 0 or msg.offset + msg.length > obj.size:
+        if (
+            (identity, msg.object_id) not in self.serving
+            or obj is None
+            or msg.offset < 0
+            or msg.length < 0
+            or msg.offset + msg.length > obj.size
+        ):
             self.node.endpoint.reply(identity, P.Error("ObjectLostError", "not serving"), seq)
             return
         start = obj.offset + msg.offset
-        data = self.arena[start:start + msg.length]  # a copy: the arena may be reused later
+        data = self.arena[start : start + msg.length]  # a copy: the arena may be reused later
         compressed = False
         if msg.compress:
             packed = lz4.block.compress(data, store_size=False)
             if len(packed) < len(data) * (1 - COMPRESSION_MIN_SAVING):
                 data, compressed = packed, True
         self.bytes_served += msg.length
-        self.node.endpoint.reply(identity, P.ObjectChunk(msg.object_id, msg.offset, compressed),
-                                 seq, [data])
+        self.node.endpoint.reply(
+            identity, P.ObjectChunk(msg.object_id, msg.offset, compressed), seq, [data]
+        )
 
     def on_pull_done(self, identity: bytes, msg: P.PullDone):
         key = (identity, msg.object_id)
@@ -315,9 +342,15 @@ class ObjectManager:
         self._peer_arenas.clear()
 
     def stats(self) -> dict:
-        return {"pulling": len(self.pulls), "serving": len(self.serving),
-                "bytes_pulled": self.bytes_pulled, "bytes_served": self.bytes_served,
-                "compressed_chunks": self.compressed_chunks,
-                "copied_from_shared_memory": self.copied_locally,
-                "pulls": [[p.object_id.hex()[:16], p.source, p.size, p.received, p.inflight]
-                          for p in list(self.pulls.values())[:10]]}
+        return {
+            "pulling": len(self.pulls),
+            "serving": len(self.serving),
+            "bytes_pulled": self.bytes_pulled,
+            "bytes_served": self.bytes_served,
+            "compressed_chunks": self.compressed_chunks,
+            "copied_from_shared_memory": self.copied_locally,
+            "pulls": [
+                [p.object_id.hex()[:16], p.source, p.size, p.received, p.inflight]
+                for p in list(self.pulls.values())[:10]
+            ],
+        }

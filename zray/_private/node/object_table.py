@@ -22,6 +22,7 @@ they are simply deleted when room is needed, before any primary copy is written 
 Spill files hold several objects each (fused small objects); a file is dead, and listed in
 `dead_files` for the daemon to delete, once no object in the table refers to it any more.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ class StoredObject:
     free_requested: bool = False
     last_used: int = 0
     primary: bool = True  # False: a copy pulled from another node, deleted rather than spilled
-    spill_file: int = 0   # 0, or the spill file holding a copy of the bytes
+    spill_file: int = 0  # 0, or the spill file holding a copy of the bytes
     file_offset: int = 0
     io: int = IO_NONE
 
@@ -85,6 +86,7 @@ class StoredObject:
 @dataclass
 class SpillBatch:
     """Objects written together into one file, each at its page-aligned file offset."""
+
     file_id: int
     entries: list[tuple[bytes, int, int, int]]  # (object_id, arena offset, size, file offset)
 
@@ -115,8 +117,9 @@ class LocalObjectStore:
 
     # ------------------------------------------------------------------ writes
 
-    def create(self, client: bytes, object_id: bytes, size: int, owner_address: str,
-               primary: bool = True) -> int:
+    def create(
+        self, client: bytes, object_id: bytes, size: int, owner_address: str, primary: bool = True
+    ) -> int:
         if object_id in self.objects:
             raise ObjectExists(object_id.hex())
         offset = self.allocator.allocate(size)
@@ -124,9 +127,9 @@ class LocalObjectStore:
             raise StoreFull(
                 f"object of {size} bytes does not fit: {self.allocator.used} of "
                 f"{self.allocator.capacity} bytes in use, largest free block "
-                f"{self.allocator.largest_free}")
-        self.objects[object_id] = StoredObject(offset, size, client, owner_address,
-                                               primary=primary)
+                f"{self.allocator.largest_free}"
+            )
+        self.objects[object_id] = StoredObject(offset, size, client, owner_address, primary=primary)
         return offset
 
     def seal(self, object_id: bytes) -> list[Answer]:
@@ -139,8 +142,9 @@ class LocalObjectStore:
 
     # ------------------------------------------------------------------ reads
 
-    def get(self, client: bytes, handle: object, object_ids: list[bytes],
-            deadline: float) -> list[Location] | None:
+    def get(
+        self, client: bytes, handle: object, object_ids: list[bytes], deadline: float
+    ) -> list[Location] | None:
         """Pins and returns locations if all are sealed; otherwise parks a waiter and returns
         None (answered later by seal or expire)."""
         if all(self._ready(oid) for oid in object_ids):
@@ -194,8 +198,12 @@ class LocalObjectStore:
     def client_exited(self, client: bytes) -> list[tuple[int, int]]:
         freed = []
         for object_id, obj in list(self.objects.items()):
-            if obj.pins.pop(client, None) and obj.free_requested and not obj.pins \
-                    and obj.io == IO_NONE:
+            if (
+                obj.pins.pop(client, None)
+                and obj.free_requested
+                and not obj.pins
+                and obj.io == IO_NONE
+            ):
                 freed.append(self._drop(object_id))
             elif not obj.sealed and obj.creator == client:
                 freed.append(self._drop(object_id))  # half-written: nobody can seal it now
@@ -214,11 +222,19 @@ class LocalObjectStore:
         primary: list[tuple[int, bytes]] = []
         waited = {oid for w in self.waiters for oid in w.object_ids}
         for oid, o in self.objects.items():
-            if not o.sealed or o.pins or o.offset < 0 or o.io != IO_NONE or o.free_requested \
-                    or oid in exclude or oid in waited:
+            if (
+                not o.sealed
+                or o.pins
+                or o.offset < 0
+                or o.io != IO_NONE
+                or o.free_requested
+                or oid in exclude
+                or oid in waited
+            ):
                 continue
             (secondary if not o.primary else on_disk if o.spill_file else primary).append(
-                (o.last_used, oid))
+                (o.last_used, oid)
+            )
         return tuple([oid for _, oid in sorted(group)] for group in (secondary, on_disk, primary))
 
     def evict(self, object_id: bytes) -> bool:

@@ -4,6 +4,7 @@ A node runs work locally while it has the resources; otherwise it answers with a
 can (spillback), chosen from the load reports the head relays. A request that was already
 spilled once stays where it lands, so a stale view cannot bounce it around forever.
 """
+
 from __future__ import annotations
 
 import random
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from zray._private.common import resources as R
+
+
 @dataclass
 class NodeLoad:
     node_id: bytes
@@ -33,8 +36,13 @@ class ClusterView:
         nodes = {}
         for record in records:
             nodes[record["node_id"]] = NodeLoad(
-                record["node_id"], record["address"], R.from_wire(record["resources"]),
-                R.from_wire(record["available"]), record["alive"], record.get("ip", ""))
+                record["node_id"],
+                record["address"],
+                R.from_wire(record["resources"]),
+                R.from_wire(record["available"]),
+                record["alive"],
+                record.get("ip", ""),
+            )
         self.nodes = nodes
 
     def address_of(self, node_id: bytes) -> str | None:
@@ -51,8 +59,15 @@ class ClusterView:
         if node is not None:
             R.subtract(node.available, need)
 
-    def pick(self, need: R.Units, strategy: str, spilled: bool, local_available: R.Units,
-             local_total: R.Units, preferred: bytes = b"") -> bytes | None:
+    def pick(
+        self,
+        need: R.Units,
+        strategy: str,
+        spilled: bool,
+        local_available: R.Units,
+        local_total: R.Units,
+        preferred: bytes = b"",
+    ) -> bytes | None:
         """Returns the node id that should run the request, or None to keep it here."""
         if strategy.startswith("NODE_AFFINITY:"):
             _, node_hex, soft = strategy.split(":")
@@ -79,7 +94,9 @@ class ClusterView:
         ready = [n for n in self._remote() if R.fits(need, n.available)]
         if ready:
             best = max(_headroom(need, n.available) for n in ready)
-            return self.random.choice([n for n in ready if _headroom(need, n.available) == best]).node_id
+            return self.random.choice(
+                [n for n in ready if _headroom(need, n.available) == best]
+            ).node_id
         if R.fits(need, local_total):
             return None  # it will run here once something finishes
         able = [n for n in self._remote() if R.fits(need, n.total)]
@@ -92,8 +109,9 @@ class ClusterView:
         return [n for n in self.nodes.values() if n.alive and n.node_id != self.local]
 
     def _spread(self, need: R.Units, local_total: R.Units) -> bytes | None:
-        candidates = sorted(n.node_id for n in self.nodes.values()
-                            if n.alive and R.fits(need, n.total))
+        candidates = sorted(
+            n.node_id for n in self.nodes.values() if n.alive and R.fits(need, n.total)
+        )
         if self.local not in candidates and R.fits(need, local_total):
             candidates = sorted(candidates + [self.local])
         if not candidates:

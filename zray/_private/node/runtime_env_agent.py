@@ -12,6 +12,7 @@ Unpacked packages and venvs live under `<session>/runtime_resources/`, keyed by 
 (packages) or by the hash of the pip spec (venvs), and are reused by every later env that names
 them; they go with the session directory.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 
 from zray._private.common import packaging
 from zray._private.common import runtime_env as RE
+
 PENDING, READY, FAILED = "pending", "ready", "failed"
 SETUP_THREADS = 4
 PIP_OUTPUT_TAIL = 4000  # characters of pip's output kept in the error
@@ -86,8 +88,12 @@ class EnvSetups:
         if state is None or state.status != PENDING or uri not in state.missing:
             return
         if data is None:  # reported through the pipe, like every other verdict
-            self._report(serialized, None, f"the package {uri} is not in the cluster's KV "
-                         "store (was the driver that uploaded it gone before it was stored?)")
+            self._report(
+                serialized,
+                None,
+                f"the package {uri} is not in the cluster's KV "
+                "store (was the driver that uploaded it gone before it was stored?)",
+            )
             return
         state.missing.discard(uri)
         state.fetched[uri] = data
@@ -123,8 +129,13 @@ class EnvSetups:
             if kind == "working_dir":
                 cwd = target
             sys_path.append(target)
-        context = {"env_vars": env.get("env_vars") or {}, "cwd": cwd, "sys_path": sys_path,
-                   "runtime_env": RE.dumps(env), "python": None}
+        context = {
+            "env_vars": env.get("env_vars") or {},
+            "cwd": cwd,
+            "sys_path": sys_path,
+            "runtime_env": RE.dumps(env),
+            "python": None,
+        }
         if env.get("pip"):
             context["python"] = self._venv(env["pip"], deadline)
         return context
@@ -144,24 +155,40 @@ class EnvSetups:
             # --system-site-packages: zray and what the node's python has stay importable,
             # and pip installs only what is missing. No pip of its own in the venv: the
             # node's pip installs into it (seconds saved per env).
-            _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
-                  path], deadline, "creating the virtualenv")
+            _run(
+                [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", path],
+                deadline,
+                "creating the virtualenv",
+            )
             # A node that itself runs in a virtualenv: its site-packages, not the base
             # interpreter's, are the ones the workers must still see.
             purelib = subprocess.run(
                 [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                capture_output=True, text=True, timeout=_remaining(deadline)).stdout.strip()
+                capture_output=True,
+                text=True,
+                timeout=_remaining(deadline),
+            ).stdout.strip()
             with open(os.path.join(purelib, "_zray_node_site.pth"), "w") as f:
                 f.write("\n".join(site.getsitepackages() + [site.getusersitepackages()]) + "\n")
-            command = [sys.executable, "-m", "pip", "--python", python, "install",
-                       "--disable-pip-version-check"]
+            command = [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                python,
+                "install",
+                "--disable-pip-version-check",
+            ]
             command += pip.get("pip_install_options") or ["--no-cache-dir"]
             if pip.get("pip_version"):
                 command.append("pip" + pip["pip_version"])
             _run(command + list(pip["packages"]), deadline, "pip install")
             if pip.get("pip_check"):
-                _run([sys.executable, "-m", "pip", "--python", python, "check"], deadline,
-                     "pip check")
+                _run(
+                    [sys.executable, "-m", "pip", "--python", python, "check"],
+                    deadline,
+                    "pip check",
+                )
             open(os.path.join(path, "zray-ready"), "w").close()
             return python
 
@@ -192,9 +219,16 @@ class EnvSetups:
         for serialized, state in list(self.states.items()):
             if state.status == PENDING and state.deadline is not None and now >= state.deadline:
                 timeout = RE.setup_timeout_s(RE.loads(serialized))
-                out.append((serialized, self._fail(
-                    serialized, f"the runtime env was not set up within setup_timeout_seconds="
-                    f"{timeout:g}")))
+                out.append(
+                    (
+                        serialized,
+                        self._fail(
+                            serialized,
+                            f"the runtime env was not set up within setup_timeout_seconds="
+                            f"{timeout:g}",
+                        ),
+                    )
+                )
         return out
 
     def _fail(self, serialized: str, error: str) -> EnvState:
@@ -228,11 +262,17 @@ def _remaining(deadline) -> float | None:
 
 def _run(command: list, deadline, what: str):
     try:
-        done = subprocess.run(command, capture_output=True, text=True,
-                              timeout=_remaining(deadline), stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=_remaining(deadline),
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         raise TimeoutError(f"{what} did not finish within setup_timeout_seconds") from None
     if done.returncode != 0:
         output = (done.stdout + done.stderr).strip()
-        raise RuntimeError(f"{what} failed (exit code {done.returncode}):\n"
-                           f"{output[-PIP_OUTPUT_TAIL:]}")
+        raise RuntimeError(
+            f"{what} failed (exit code {done.returncode}):\n{output[-PIP_OUTPUT_TAIL:]}"
+        )

@@ -11,6 +11,7 @@ A worker blocked in ``get`` gives its CPUs back so nested tasks can run (as Ray 
 unblocks it takes back what is free and *owes* the rest, which returning leases repay before
 anyone else is granted.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -26,6 +27,7 @@ CPU = "CPU"
 
 
 # ---------------------------------------------------------------- instructions
+
 
 @dataclass(frozen=True)
 class Grant:
@@ -57,6 +59,7 @@ class StopWorker:
 class WorkerLimitReached:
     """Requests that fit the free resources wait because the pool is at its cap (said once
     per node: the daemon warns the drivers, so a stall is never silent)."""
+
     limit: int
     blocked: int  # leased workers blocked in get, holding a process but no CPU
 
@@ -64,6 +67,7 @@ class WorkerLimitReached:
 @dataclass(frozen=True)
 class LeaseLost:
     """Tell the lease holder its worker died."""
+
     client: bytes
     lease_id: int
     worker_id: bytes
@@ -106,6 +110,7 @@ class Lease:
 class Bundle:
     """A placement group bundle on this node: reserved (prepared), then committed. A bundle
     with GPUs holds particular GPUs of the node, and hands them out to the leases in it."""
+
     units: R.Units
     committed: bool = False
     gpu_ids: list[int] = field(default_factory=list)
@@ -119,8 +124,14 @@ IDLE, LEASED, STARTING, STOPPING = "idle", "leased", "starting", "stopping"
 
 
 class LocalScheduler:
-    def __init__(self, total: R.Units, min_workers: int, max_extra_workers: int = 32,
-                 first_lease_id: int = 1, startup_concurrency: int = 0) -> None:
+    def __init__(
+        self,
+        total: R.Units,
+        min_workers: int,
+        max_extra_workers: int = 32,
+        first_lease_id: int = 1,
+        startup_concurrency: int = 0,
+    ) -> None:
         self.total = dict(total)
         self.available = dict(total)
         self.min_workers = min_workers
@@ -150,13 +161,20 @@ class LocalScheduler:
         self.starting += self.min_workers
         return [StartWorker() for _ in range(self.min_workers)]
 
-    def request_lease(self, client: bytes, request_id: int, need: R.Units,
-                      for_actor: bool = False, runtime_env: str = "") -> list[Instruction]:
+    def request_lease(
+        self,
+        client: bytes,
+        request_id: int,
+        need: R.Units,
+        for_actor: bool = False,
+        runtime_env: str = "",
+    ) -> list[Instruction]:
         """`for_actor`: the worker will be dedicated to an actor for its lifetime, so it does
         not count against the pool's cap (every actor needs a process of its own, as in Ray).
         `runtime_env`: only a worker set up for this env may take the lease."""
-        self.queue[(client, request_id)] = Request(client, request_id, dict(need), for_actor,
-                                                   runtime_env=runtime_env)
+        self.queue[(client, request_id)] = Request(
+            client, request_id, dict(need), for_actor, runtime_env=runtime_env
+        )
         return self._schedule()
 
     def cancel_request(self, client: bytes, request_id: int) -> list[Instruction]:
@@ -317,8 +335,11 @@ class LocalScheduler:
         worker died), so what the bundles lent is all back before they go."""
         pg_hex = pg_id.hex()
         out: list[Instruction] = []
-        for lease in [lease for lease in self.leases.values()
-                      if any(B.group_of(name) == pg_hex for name in lease.need)]:
+        for lease in [
+            lease
+            for lease in self.leases.values()
+            if any(B.group_of(name) == pg_hex for name in lease.need)
+        ]:
             out.append(LeaseLost(lease.client, lease.lease_id, lease.worker_id))
             self.leases.pop(lease.lease_id)
             self._release(lease)
@@ -370,10 +391,12 @@ class LocalScheduler:
             return [], 0, (), ()
         pg_hex, index = max(parsed, key=lambda p: p[1])  # an indexed name picks the bundle
         assert pg_hex is not None, need  # GPU_group_ names are bundles.py's
-        amount = need[B.indexed_name(GPU, index, pg_hex) if index >= 0
-                      else B.wildcard_name(GPU, pg_hex)]
-        for key in sorted(k for k in self.bundles
-                          if k[0].hex() == pg_hex and (index < 0 or k[1] == index)):
+        amount = need[
+            B.indexed_name(GPU, index, pg_hex) if index >= 0 else B.wildcard_name(GPU, pg_hex)
+        ]
+        for key in sorted(
+            k for k in self.bundles if k[0].hex() == pg_hex and (index < 0 or k[1] == index)
+        ):
             bundle = self.bundles[key]
             local = bundle.gpus.assign(amount) if bundle.gpus is not None else None
             if local:
@@ -420,25 +443,37 @@ class LocalScheduler:
             gpu_ids, gpu_units, gpu_bundle, gpu_local = gpus
             worker_id = idle.pop()
             del self.queue[key]
-            lease = Lease(next(self._lease_ids), request.client, worker_id,
-                          request.need, dict(request.need), gpu_ids=tuple(gpu_ids),
-                          gpu_units=gpu_units if gpu_ids else 0, gpu_bundle=gpu_bundle,
-                          gpu_local=gpu_local)
+            lease = Lease(
+                next(self._lease_ids),
+                request.client,
+                worker_id,
+                request.need,
+                dict(request.need),
+                gpu_ids=tuple(gpu_ids),
+                gpu_units=gpu_units if gpu_ids else 0,
+                gpu_bundle=gpu_bundle,
+                gpu_local=gpu_local,
+            )
             R.subtract(self.available, request.need)
             self.leases[lease.lease_id] = lease
             self.workers[worker_id] = LEASED
             self.worker_lease[worker_id] = lease.lease_id
             if request.for_actor:
                 self.dedicated.add(worker_id)
-            out.append(Grant(request.client, request.request_id, lease.lease_id, worker_id,
-                             tuple(gpu_ids)))
+            out.append(
+                Grant(request.client, request.request_id, lease.lease_id, worker_id, tuple(gpu_ids))
+            )
         pool = len(self.workers) - len(self.dedicated)
         room = self.max_workers - pool - self.starting
-        budget = max(0, self.startup_concurrency - self.starting) if self.startup_concurrency \
-            else None
+        budget = (
+            max(0, self.startup_concurrency - self.starting) if self.startup_concurrency else None
+        )
         for env, (for_worker, for_actor) in waiting.items():
-            starting = self.starting_env.get(env, 0) if env else \
-                self.starting - sum(self.starting_env.values())
+            starting = (
+                self.starting_env.get(env, 0)
+                if env
+                else self.starting - sum(self.starting_env.values())
+            )
             wanted = max(0, min(for_worker - starting, room))
             short = for_worker - starting - wanted
             if short > 0:
@@ -446,8 +481,12 @@ class LocalScheduler:
                 out += evicted
                 if len(evicted) < short and not self.limit_reported:
                     self.limit_reported = True
-                    out.append(WorkerLimitReached(self.max_workers, sum(
-                        1 for lease in self.leases.values() if lease.blocked)))
+                    out.append(
+                        WorkerLimitReached(
+                            self.max_workers,
+                            sum(1 for lease in self.leases.values() if lease.blocked),
+                        )
+                    )
             room -= wanted
             wanted += max(0, for_actor - max(0, starting - wanted))
             if budget is not None:
@@ -459,8 +498,9 @@ class LocalScheduler:
             out += [StartWorker(env)] * wanted
         return out
 
-    def _evict_idle(self, env: str, idle_by_env: dict[str, list[bytes]],
-                    count: int) -> list[Instruction]:
+    def _evict_idle(
+        self, env: str, idle_by_env: dict[str, list[bytes]], count: int
+    ) -> list[Instruction]:
         """At the pool's cap, idle workers of other envs make room for `env`'s (as Ray's
         worker pool kills idle workers of other runtime envs)."""
         out: list[Instruction] = []
@@ -497,7 +537,11 @@ class LocalScheduler:
             R.add(held, bundle.units)
         for name, total in self.total.items():
             assert self.available.get(name, 0) >= 0, (name, self.available)
-            assert self.available.get(name, 0) + held.get(name, 0) == total, (name, self.available, held)
+            assert self.available.get(name, 0) + held.get(name, 0) == total, (
+                name,
+                self.available,
+                held,
+            )
         assert len(self.worker_lease) == len(self.leases)
         gpu_used = [0] * len(self.gpus.free)
         for lease in self.leases.values():

@@ -13,6 +13,7 @@ primary copies written out, least recently used first, fused into files of at le
 the file is complete (see the object table's states). Restores read an object's range of its
 file on another thread and answer the waiting readers when done.
 """
+
 from __future__ import annotations
 
 import collections
@@ -32,26 +33,37 @@ PAUSE_AFTER_ERROR_S = 1.0  # a failing disk is retried at this pace, not in a ti
 
 @dataclass
 class RoomRequest:
-    need: int       # aligned bytes that must be free in one block
+    need: int  # aligned bytes that must be free in one block
     size: int
-    then: object    # then(ok: bool, message: str), called once
+    then: object  # then(ok: bool, message: str), called once
     deadline: float
     exclude: frozenset
 
 
 class Spiller:
-    def __init__(self, store, arena_path: str, capacity: int, directory: str, *,
-                 threshold: float, min_spilling_size: int, wait_s: float,
-                 on_evicted=None, on_restored=None, on_lost=None):
+    def __init__(
+        self,
+        store,
+        arena_path: str,
+        capacity: int,
+        directory: str,
+        *,
+        threshold: float,
+        min_spilling_size: int,
+        wait_s: float,
+        on_evicted=None,
+        on_restored=None,
+        on_lost=None,
+    ):
         self.store = store
         self.capacity = capacity
         self.directory = directory
         self.threshold = threshold
         self.min_spilling_size = max(1, min_spilling_size)
         self.wait_s = wait_s
-        self.on_evicted = on_evicted or (lambda ids: None)    # secondary copies deleted
+        self.on_evicted = on_evicted or (lambda ids: None)  # secondary copies deleted
         self.on_restored = on_restored or (lambda sat: None)  # waiters a restore satisfied
-        self.on_lost = on_lost or (lambda oid: None)          # an object that cannot come back
+        self.on_lost = on_lost or (lambda oid: None)  # an object that cannot come back
         self.io = SpillIO(directory, arena_path, capacity)
         self.waiting: collections.deque = collections.deque()
         self.after_restore: dict[bytes, list] = {}  # object id -> callbacks(ok)
@@ -179,8 +191,12 @@ class Spiller:
         keep = collections.deque()
         for request in self.waiting:
             if request.deadline <= now:
-                _call(request.then, False, "timed out waiting for the object store to spill: " +
-                      self.full_message(request.size))
+                _call(
+                    request.then,
+                    False,
+                    "timed out waiting for the object store to spill: "
+                    + self.full_message(request.size),
+                )
             else:
                 keep.append(request)
         self.waiting = keep
@@ -201,8 +217,11 @@ class Spiller:
         if object_id in self._restores_requested or not self.store.restorable(object_id):
             return  # already on its way back
         self._restores_requested.add(object_id)
-        self.request_room(obj.size, lambda ok, message: self._begin_restore(object_id, ok, message),
-                          exclude=set(exclude) | {object_id})
+        self.request_room(
+            obj.size,
+            lambda ok, message: self._begin_restore(object_id, ok, message),
+            exclude=set(exclude) | {object_id},
+        )
 
     def _begin_restore(self, object_id: bytes, ok: bool, message: str):
         if not self.store.restorable(object_id):  # freed meanwhile
@@ -284,18 +303,28 @@ class Spiller:
 
     def full_message(self, size: int) -> str:
         biggest = sorted(self.store.objects.items(), key=lambda item: -item[1].size)[:5]
-        lines = [f"  {oid.hex()}  {o.size / 2**20:.1f} MiB  owner {o.owner_address.split('|')[0]}"
-                 f"  {_where(o)}" for oid, o in biggest]
+        lines = [
+            f"  {oid.hex()}  {o.size / 2**20:.1f} MiB  owner {o.owner_address.split('|')[0]}"
+            f"  {_where(o)}"
+            for oid, o in biggest
+        ]
         allocator = self.store.allocator
         error = f" Last spill error: {self.last_error}." if self.last_error else ""
-        return (f"Failed to put an object of {size} bytes: the object store is full "
-                f"({allocator.used} of {allocator.capacity} bytes in use) and everything in it "
-                f"is in use by a reader or still being written, so nothing can be spilled."
-                f"{error} Largest objects in the store:\n" + "\n".join(lines))
+        return (
+            f"Failed to put an object of {size} bytes: the object store is full "
+            f"({allocator.used} of {allocator.capacity} bytes in use) and everything in it "
+            f"is in use by a reader or still being written, so nothing can be spilled."
+            f"{error} Largest objects in the store:\n" + "\n".join(lines)
+        )
 
     def stats(self) -> dict:
-        out = {"bytes_spilled": 0, "bytes_restored": 0, "secondary_evicted": 0,
-               "threshold_batches": 0, "waited_for_room": 0}
+        out = {
+            "bytes_spilled": 0,
+            "bytes_restored": 0,
+            "secondary_evicted": 0,
+            "threshold_batches": 0,
+            "waited_for_room": 0,
+        }
         out.update(self.counters)
         out["waiting_for_room"] = len(self.waiting)
         out["spilling_bytes"] = self.store.spilling_bytes

@@ -7,6 +7,7 @@ files with os.pwrite/os.preadv, which release the GIL for the whole copy. Writes
 a thread each, so a restore someone waits for never queues behind a large fused write. Each
 finished job is queued and announced by a byte on a pipe the loop polls.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,10 +55,19 @@ class SpillIO:
         self._writes: queue.SimpleQueue = queue.SimpleQueue()
         self._reads: queue.SimpleQueue = queue.SimpleQueue()
         self._threads = [
-            threading.Thread(target=self._serve, args=(self._writes, self._write),
-                             name="zray-spill-write", daemon=True),
-            threading.Thread(target=self._serve, args=(self._reads, self._read),
-                             name="zray-spill-read", daemon=True)]
+            threading.Thread(
+                target=self._serve,
+                args=(self._writes, self._write),
+                name="zray-spill-write",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._serve,
+                args=(self._reads, self._read),
+                name="zray-spill-read",
+                daemon=True,
+            ),
+        ]
         self._started = False
         self.closed = False
 
@@ -74,8 +84,7 @@ class SpillIO:
         self._start()
         self._writes.put((file_id, entries))
 
-    def read(self, object_id: bytes, file_id: int, file_offset: int, arena_offset: int,
-             size: int):
+    def read(self, object_id: bytes, file_id: int, file_offset: int, arena_offset: int, size: int):
         self._start()
         self._reads.put((object_id, file_id, file_offset, arena_offset, size))
 
@@ -161,8 +170,9 @@ class SpillIO:
                 done = 0
                 while done < size:
                     n = min(size - done, MAX_IO)
-                    done += os.pwrite(fd, arena[offset + done:offset + done + n],
-                                      file_offset + done)
+                    done += os.pwrite(
+                        fd, arena[offset + done : offset + done + n], file_offset + done
+                    )
                 total += size
         except BaseException:
             os.close(fd)
@@ -178,16 +188,18 @@ class SpillIO:
             arena.release()
         return total
 
-    def _read(self, object_id: bytes, file_id: int, file_offset: int, arena_offset: int,
-              size: int) -> int:
+    def _read(
+        self, object_id: bytes, file_id: int, file_offset: int, arena_offset: int, size: int
+    ) -> int:
         arena = self._view()
         fd = os.open(self.path_of(file_id), os.O_RDONLY)
         try:
             done = 0
             while done < size:
                 n = min(size - done, MAX_IO)
-                got = os.preadv(fd, [arena[arena_offset + done:arena_offset + done + n]],
-                                file_offset + done)
+                got = os.preadv(
+                    fd, [arena[arena_offset + done : arena_offset + done + n]], file_offset + done
+                )
                 if got == 0:
                     raise OSError(f"spill file {self.path_of(file_id)} is truncated")
                 done += got

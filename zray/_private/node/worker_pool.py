@@ -1,4 +1,5 @@
 """The node's worker processes: spawned through the zygote fork server, tracked by pid."""
+
 from __future__ import annotations
 
 import json
@@ -23,18 +24,29 @@ START_BACKOFF_S = 10.0
 
 
 class WorkerPool:
-    def __init__(self, session_dir: str, node_address: str, node_id: bytes, start_timeout_s: float,
-                 node_ip: str, env_extra: dict):
+    def __init__(
+        self,
+        session_dir: str,
+        node_address: str,
+        node_id: bytes,
+        start_timeout_s: float,
+        node_ip: str,
+        env_extra: dict,
+    ):
         self.start_timeout_s = start_timeout_s
         # The token goes by environment, not argv, which every local user can read in ps.
         env = environment_for_children(env_extra)
         from zray._private.common.launch import set_parent_death_signal
 
         self.zygote = subprocess.Popen(
-            module_command("zray._private.worker.zygote") + [node_address, node_id.hex(), session_dir,
-                                                      node_ip],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-            preexec_fn=set_parent_death_signal, start_new_session=True)
+            module_command("zray._private.worker.zygote")
+            + [node_address, node_id.hex(), session_dir, node_ip],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            preexec_fn=set_parent_death_signal,
+            start_new_session=True,
+        )
         os.set_blocking(self.zygote.stdout.fileno(), False)
         self._buffer = b""
         self.pids: dict[bytes, int] = {}  # worker_id -> pid
@@ -85,10 +97,12 @@ class WorkerPool:
         return time.monotonic() < self.refusing_until
 
     def refusal_message(self) -> str:
-        return (f"the node could not start a worker: {self.failed_starts} in a row exited or "
-                f"timed out before registering (last: {self.last_failure}); it starts none "
-                f"for {START_BACKOFF_S:.0f}s and fails the requests waiting for one. See the "
-                f"node's log; descriptor or memory limits are the usual cause.")
+        return (
+            f"the node could not start a worker: {self.failed_starts} in a row exited or "
+            f"timed out before registering (last: {self.last_failure}); it starts none "
+            f"for {START_BACKOFF_S:.0f}s and fails the requests waiting for one. See the "
+            f"node's log; descriptor or memory limits are the usual cause."
+        )
 
     def read_events(self) -> list:
         """Returns ('exited', worker_id, code) events from the zygote's output."""

@@ -3,6 +3,7 @@ ones, and the latest that exited, kept so `list_workers` can say how they ended 
 dead workers too). Bounded: a node that runs many short-lived workers keeps only the last
 MAX_EXITED.
 """
+
 from __future__ import annotations
 
 import signal
@@ -11,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from zray._private.wire import protocol as P
+
 MAX_EXITED = 1000
 # Exit codes of a worker the node itself stopped (idle, killed, its lease or group gone).
 _STOPPED = {0, -signal.SIGTERM, -signal.SIGKILL}
@@ -42,8 +44,9 @@ class WorkerTable:
             self.exited.append(entry)
 
     def rows(self, node_id: str, ip: str) -> list:
-        return [_row(e, node_id, ip, alive=True) for e in self.live.values()] + \
-            [_row(e, node_id, ip, alive=False) for e in self.exited]
+        return [_row(e, node_id, ip, alive=True) for e in self.live.values()] + [
+            _row(e, node_id, ip, alive=False) for e in self.exited
+        ]
 
 
 def _row(entry: Entry, node_id: str, ip: str, alive: bool) -> dict:
@@ -51,15 +54,21 @@ def _row(entry: Entry, node_id: str, ip: str, alive: bool) -> dict:
     if not alive:
         exit_type, exit_detail = _how_it_ended(entry)
     return {
-        "worker_id": entry.worker_id.hex(), "is_alive": alive,
+        "worker_id": entry.worker_id.hex(),
+        "is_alive": alive,
         "worker_type": "DRIVER" if entry.kind == "driver" else "WORKER",
-        "exit_type": exit_type, "node_id": node_id, "ip": ip, "pid": entry.pid,
+        "exit_type": exit_type,
+        "node_id": node_id,
+        "ip": ip,
+        "pid": entry.pid,
         "exit_detail": exit_detail,
         # -1: Ray's "not known" (zray's zygote forks a worker in well under a millisecond).
-        "worker_launch_time_ms": -1, "worker_launched_time_ms": -1,
+        "worker_launch_time_ms": -1,
+        "worker_launched_time_ms": -1,
         "start_time_ms": int(entry.started_at * 1000),
         "end_time_ms": int(entry.ended_at * 1000),
-        "debugger_port": 0, "num_paused_threads": 0,
+        "debugger_port": 0,
+        "num_paused_threads": 0,
     }
 
 
@@ -76,8 +85,12 @@ def _how_it_ended(entry: Entry) -> tuple[str, str]:
 def on_get_state_table(node, identity: bytes, msg: P.GetStateTable, seq: int) -> None:
     """The node's handler: it answers for its own workers only (the head has the rest)."""
     if msg.kind != "workers":
-        node.endpoint.reply(identity, P.Error(
-            "ValueError", f"a node has no {msg.kind!r} table"), seq)
+        node.endpoint.reply(
+            identity, P.Error("ValueError", f"a node has no {msg.kind!r} table"), seq
+        )
         return
-    node.endpoint.reply(identity, P.StateTable(
-        msg.kind, node.worker_table.rows(node.node_id.hex(), node.opts.node_ip)), seq)
+    node.endpoint.reply(
+        identity,
+        P.StateTable(msg.kind, node.worker_table.rows(node.node_id.hex(), node.opts.node_ip)),
+        seq,
+    )

@@ -16,6 +16,7 @@ docs/protocol.md, Security). What they write is not trusted: see `Server`.
 Wire format, repeated: u32 frame count, one u32 length per frame, then the frames; the first
 two frames are a zray header and body (zray/_private/wire/protocol.py), the rest the payload.
 """
+
 from __future__ import annotations
 
 import errno
@@ -44,7 +45,7 @@ IOV_MAX = 1024  # buffers per sendmsg (Linux)
 def direct_path(address: str):
     for part in address.split("|"):
         if part.startswith(SCHEME):
-            return part[len(SCHEME):]
+            return part[len(SCHEME) :]
     return None
 
 
@@ -141,7 +142,7 @@ class Connection:
             self._pending.extend(buffers)
             return True, False
         for start in range(0, len(buffers), IOV_MAX):  # sendmsg takes at most IOV_MAX
-            chunk = buffers[start:start + IOV_MAX]
+            chunk = buffers[start : start + IOV_MAX]
             try:
                 sent = self.sock.sendmsg(chunk)
             except (BlockingIOError, InterruptedError):
@@ -152,7 +153,7 @@ class Connection:
             unsent = _unsent(chunk, sent)
             if unsent:
                 self._pending.extend(unsent)
-                self._pending.extend(buffers[start + IOV_MAX:])
+                self._pending.extend(buffers[start + IOV_MAX :])
                 return True, True
         return True, False
 
@@ -190,7 +191,7 @@ class Connection:
             try:
                 # Into a buffer kept for the connection: recv(READ_CHUNK) allocates 256 KiB per
                 # call, which glibc often serves with mmap and munmap (17 us of a 20 us recv).
-                data = bytes(inbox[:self.sock.recv_into(inbox)])
+                data = bytes(inbox[: self.sock.recv_into(inbox)])
             except (BlockingIOError, InterruptedError):
                 return messages
             except OSError as exc:
@@ -263,8 +264,9 @@ class Waker:
 
 def _peer_is_us(sock: socket.socket) -> bool:
     try:
-        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(
-            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        _pid, uid, _gid = struct.unpack(
+            "3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        )
     except OSError:
         return False
     return uid == os.getuid()
@@ -311,8 +313,9 @@ class Server:
         self.apply_interest()
         # maxevents given: by default epoll.poll allocates room for 1,023 events per call.
         maxevents = len(self.connections) + 2
-        events = (spin(lambda: self._epoll.poll(0, maxevents), min(spin_s, timeout))
-                  if spin_s else None)
+        events = (
+            spin(lambda: self._epoll.poll(0, maxevents), min(spin_s, timeout)) if spin_s else None
+        )
         for fd, flags in events or self._epoll.poll(timeout, maxevents):
             connection = self.connections.get(fd)
             if connection is not None:
@@ -370,8 +373,9 @@ class Server:
     def _refuse(self, connection: Connection, why: str):
         self.dropped += 1
         if self.dropped <= 10 or self.dropped % 1000 == 0:
-            logger.warning("closed direct connection #%d that sent what cannot be used: %s",
-                           self.dropped, why)
+            logger.warning(
+                "closed direct connection #%d that sent what cannot be used: %s", self.dropped, why
+            )
         self._drop(connection)
 
     def _flushed(self, connection: Connection):

@@ -2,6 +2,7 @@
 wake-ups a message costs on two shared cores (docs/design.md, "Batched actor calls" and
 "Spinning before sleeping").
 """
+
 from __future__ import annotations
 
 import os

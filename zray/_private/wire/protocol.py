@@ -11,6 +11,7 @@ msgpack array holding the record's fields in declaration order. Payload frames c
 Requests that expect an answer carry a non-zero ``seq``; the answer repeats it. Receivers drop
 (and count) any message whose header, type, field count or field types do not match.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, TypeVar
@@ -41,8 +42,9 @@ def message(code: int) -> Callable[[_Record], _Record]:
         _TYPES[code] = cls
         _CODES[cls] = code
         cls.CODE = code
-        cls._checks = tuple(_allowed_types(_annotation_text(cls.__annotations__[name]))
-                            for name in cls._fields)
+        cls._checks = tuple(
+            _allowed_types(_annotation_text(cls.__annotations__[name])) for name in cls._fields
+        )
         return cls
 
     return register
@@ -53,8 +55,10 @@ def message_types() -> dict[int, type]:
 
 
 def encode(msg: NamedTuple, seq: int = 0, flags: int = 0) -> list[bytes]:
-    return [pack_header(PROTOCOL_VERSION, _CODES[type(msg)], flags, seq),
-            msgpack.packb(tuple(msg), use_bin_type=True)]
+    return [
+        pack_header(PROTOCOL_VERSION, _CODES[type(msg)], flags, seq),
+        msgpack.packb(tuple(msg), use_bin_type=True),
+    ]
 
 
 def decode(header: bytes | memoryview, body: bytes | memoryview) -> tuple[Any, int, int]:
@@ -114,27 +118,32 @@ def _checker(annotation: str) -> Callable[[Any], bool]:
 
 # --------------------------------------------------------------------------- connection
 
+
 @message(1)
 class Hello(NamedTuple):
     """First message on every connection: where to send answers to this sender. The sender
     already proved it holds the cluster token in the connection's handshake."""
+
     address: str
 
 
 @message(2)
 class Ok(NamedTuple):
     """Generic answer to a request that returns nothing but success."""
+
     pass_: int
 
 
 @message(3)
 class Error(NamedTuple):
     """Answer to a request that failed; `kind` names a zray.exceptions class or ValueError."""
+
     kind: str
     message: str
 
 
 # --------------------------------------------------------------------------- head service
+
 
 @message(10)
 class RegisterNode(NamedTuple):
@@ -172,6 +181,7 @@ class KvPut(NamedTuple):
 class KvGet(NamedTuple):
     """Answered with KvValue; waits up to wait_s for the key to appear (function exports race
     with the first task that needs them)."""
+
     namespace: str
     key: bytes
     wait_s: float
@@ -203,6 +213,7 @@ class AddObjectLocations(NamedTuple):
 @message(19)
 class RemoveObjectLocations(NamedTuple):
     """With `freed`, the owner freed these objects: the head frees every other copy too."""
+
     node_id: bytes
     object_ids: list
     freed: bool
@@ -214,6 +225,7 @@ class SubscribeObjectLocation(NamedTuple):
     `sealed_on`: the node its owner was told holds it (b"": not known). If that node is dead
     and the directory never heard of the copy (the node died before its report went out),
     the answer is no location at once, not a wait for a copy that will never come."""
+
     object_id: bytes
     sealed_on: bytes
 
@@ -242,15 +254,18 @@ class UnregisterJob(NamedTuple):
 class GetJobInfo(NamedTuple):
     """Worker to head: the namespace of a job its task runs for; answered JobRegistered, or
     Error when the head never registered that job."""
+
     job_id: bytes
 
 
 # --------------------------------------------------------------------------- node daemon
 
+
 @message(25)
 class ClientJoined(NamedTuple):
     """Node to head: a driver or worker registered there. When the node dies, the head
     announces each of its processes dead (HolderDied), as their node would have."""
+
     node_id: bytes
     address: str
 
@@ -276,6 +291,7 @@ class ClientRegistered(NamedTuple):
 @message(32)
 class RequestLease(NamedTuple):
     """Answered LeaseGranted, or LeaseSpillback naming the node to ask instead."""
+
     request_id: int
     resources: dict
     job_id: bytes
@@ -289,6 +305,7 @@ class RequestLease(NamedTuple):
 @message(33)
 class LeaseGranted(NamedTuple):
     """`gpu_ids`: which of the node's GPUs the lease holds (empty without GPUs)."""
+
     request_id: int
     lease_id: int
     worker_id: bytes
@@ -307,12 +324,14 @@ class LeaseSpillback(NamedTuple):
 @message(54)
 class ClusterLoad(NamedTuple):
     """Head to every node, every heartbeat period: each node's resources and liveness."""
+
     nodes: list
 
 
 @message(34)
 class LeaseInfeasible(NamedTuple):
     """Not an answer: a warning that a lease request waits on resources no node has."""
+
     request_id: int
     resources: dict
     total: dict
@@ -345,6 +364,7 @@ class CreateObject(NamedTuple):
 class ObjectCreated(NamedTuple):
     """Where to write; arena pages from `warm_upto` on were never allocated (the writer
     allocates them in bulk first: far cheaper than faulting them in one by one)."""
+
     offset: int
     warm_upto: int
 
@@ -358,6 +378,7 @@ class SealObject(NamedTuple):
 class GetObjects(NamedTuple):
     """Pins and answers with ObjectsFound once every id is sealed locally (or at timeout);
     objects held elsewhere are pulled first, from the node in `node_hints` when given."""
+
     object_ids: list
     timeout_s: float
     node_hints: list
@@ -376,6 +397,7 @@ class ReleaseObjects(NamedTuple):
 @message(44)
 class FreeObjects(NamedTuple):
     """Owner to its node (cascade: free the copies on other nodes too), or head to a node."""
+
     object_ids: list
     cascade: bool
 
@@ -388,6 +410,7 @@ class KillWorker(NamedTuple):
 @message(46)
 class WorkerDied(NamedTuple):
     """Node to lease holder: the leased worker exited."""
+
     lease_id: int
     worker_id: bytes
     exit_code: int
@@ -418,6 +441,7 @@ class NodeStats(NamedTuple):
 @message(55)
 class PullObject(NamedTuple):
     """Node to node: answered ObjectInfo; the source pins the object until PullDone."""
+
     object_id: bytes
 
 
@@ -425,6 +449,7 @@ class PullObject(NamedTuple):
 class ObjectInfo(NamedTuple):
     """`arena_path`/`offset`: where the pinned copy lies, for a puller on the same machine to
     copy it straight from the source's shared memory (one copy, no chunks)."""
+
     object_id: bytes
     found: bool
     size: int
@@ -436,6 +461,7 @@ class ObjectInfo(NamedTuple):
 @message(57)
 class PullChunk(NamedTuple):
     """Answered ObjectChunk with the bytes [offset, offset+length) as its payload frame."""
+
     object_id: bytes
     offset: int
     length: int
@@ -457,11 +483,13 @@ class PullDone(NamedTuple):
 @message(65)
 class NodeDied(NamedTuple):
     """Head to every node, node to every local client: a node was declared dead."""
+
     node_id: bytes
     address: str
 
 
 # --------------------------------------------------------------------------- core workers
+
 
 @message(60)
 class PushTask(NamedTuple):
@@ -470,6 +498,7 @@ class PushTask(NamedTuple):
     arguments the owner already holds: [object_id, kind, nframes, node_id, size]).
     `resources`: what the lease holds for the task (a worker blocked in get runs its own queued
     children inline only when they fit in it)."""
+
     task_id: bytes
     function_id: bytes
     name: str
@@ -492,6 +521,7 @@ class TaskDone(NamedTuple):
     Payload frames: for each inline return, its metadata frame then its buffers.
     `contained` lists, per return, the refs inside its value as [object_id, owner_address];
     the worker registered the task's owner as their borrower before sending this."""
+
     task_id: bytes
     returns: list
     lease_id: int
@@ -502,6 +532,7 @@ class TaskDone(NamedTuple):
 class CancelTask(NamedTuple):
     """Owner to the worker running (or about to run) a task or actor call; with `recursive`,
     the tasks and actor calls that task submitted are cancelled too."""
+
     task_id: bytes
     force: bool
     recursive: bool
@@ -510,6 +541,7 @@ class CancelTask(NamedTuple):
 @message(63)
 class GetObjectStatus(NamedTuple):
     """Borrower to owner: answered with ObjectStatus once the object is ready."""
+
     object_id: bytes
 
 
@@ -517,6 +549,7 @@ class GetObjectStatus(NamedTuple):
 class ObjectStatus(NamedTuple):
     """Owner to borrower. `contained`: the refs inside the value, [object_id, owner_address],
     whose owners were told the borrower holds them."""
+
     object_id: bytes
     kind: int
     node_id: bytes
@@ -527,10 +560,12 @@ class ObjectStatus(NamedTuple):
 
 # --------------------------------------------------------------------------- actors
 
+
 @message(70)
 class CreateActor(NamedTuple):
     """Creator to head; payload: the pickled constructor (args, kwargs) as for PushTask.
     Answered Ok, or Error(ValueError) when the name is taken."""
+
     actor_id: bytes
     spec: dict
     nbuffers: int
@@ -540,6 +575,7 @@ class CreateActor(NamedTuple):
 @message(71)
 class StartActor(NamedTuple):
     """Head to the leased worker: construct the actor (payload as in CreateActor)."""
+
     actor_id: bytes
     spec: dict
     nbuffers: int
@@ -550,6 +586,7 @@ class StartActor(NamedTuple):
 @message(72)
 class ActorStarted(NamedTuple):
     """Worker to head; when ok is false, payload holds the pickled constructor error."""
+
     actor_id: bytes
     ok: bool
     nframes: int
@@ -558,6 +595,7 @@ class ActorStarted(NamedTuple):
 @message(73)
 class SubscribeActor(NamedTuple):
     """Handle holder to head: ActorState now and at every change."""
+
     actor_id: bytes
 
 
@@ -582,6 +620,7 @@ class KillActor(NamedTuple):
 class ActorKilled(NamedTuple):
     """Head's answer to a KillActor sent as a request: whether it stops the actor's worker
     (so the next instance, if any, is restart number `num_restarts` + 1)."""
+
     actor_id: bytes
     stopping: bool
     num_restarts: int
@@ -620,12 +659,14 @@ class ActorExiting(NamedTuple):
 @message(79)
 class ClientDied(NamedTuple):
     """Node to head: a driver or worker of this node is gone (its non-detached actors die)."""
+
     worker_id: bytes
 
 
 @message(80)
 class ResizeLease(NamedTuple):
     """Head to node: an actor placed with `resources` holds only these while it runs."""
+
     lease_id: int
     resources: dict
 
@@ -634,6 +675,7 @@ class ResizeLease(NamedTuple):
 class PushActorTask(NamedTuple):
     """Caller to the actor's worker, in submission order; answered by TaskDone.
     `concurrency_group`: the group the call runs in ("" for the actor's default group)."""
+
     actor_id: bytes
     task_id: bytes
     method: str
@@ -647,10 +689,12 @@ class PushActorTask(NamedTuple):
 
 # --------------------------------------------------------------------------- references
 
+
 @message(90)
 class AddBorrowers(NamedTuple):
     """Anyone handing refs to another process, to each ref's owner, before the sender drops
     its own hold: `holder` now holds one more registration of each object."""
+
     holder: str
     object_ids: list
 
@@ -659,6 +703,7 @@ class AddBorrowers(NamedTuple):
 class RemoveBorrowers(NamedTuple):
     """Holder to owner, once nothing in the holder uses the objects any more: gives back
     `counts[i]` registrations of `object_ids[i]`."""
+
     holder: str
     object_ids: list
     counts: list
@@ -666,9 +711,11 @@ class RemoveBorrowers(NamedTuple):
 
 # --------------------------------------------------------------------------- memory report
 
+
 @message(92)
 class GetRefTable(NamedTuple):
     """Node to each of its clients, for `zray memory`; answered RefTable."""
+
     pass_: int
 
 
@@ -678,6 +725,7 @@ class RefTable(NamedTuple):
     reasons, borrowers]; `reasons` say why it is held here (LOCAL_REFERENCE, PINNED_IN_MEMORY,
     USED_BY_PENDING_TASK, CAPTURED_IN_OBJECT, BORROWED, ESCAPED); `borrowers`: registrations
     other processes hold (owner only). `address`: the client's own, to name owners."""
+
     address: str
     rows: list
 
@@ -685,6 +733,7 @@ class RefTable(NamedTuple):
 @message(94)
 class GetMemoryReport(NamedTuple):
     """`zray memory` to each node; answered MemoryReport within `timeout_ms`."""
+
     timeout_ms: int
 
 
@@ -694,6 +743,7 @@ class MemoryReport(NamedTuple):
     in its store, [object_id, size, state, primary, pins, owner_address] with state "memory",
     "spilled" or "spilling"; `processes` one entry per client that answered in time,
     [pid, kind, address, rows as in RefTable]."""
+
     node_id: bytes
     node_ip: str
     store: dict
@@ -705,14 +755,17 @@ class MemoryReport(NamedTuple):
 class HolderDied(NamedTuple):
     """A node's process (driver or worker) is gone: node to head, head to every live node, node
     to its local clients. Owners drop the borrower registrations that process held."""
+
     address: str
 
 
 # --------------------------------------------------------------------------- placement groups
 
+
 @message(100)
 class CreatePlacementGroup(NamedTuple):
     """Driver or worker to head; bundles: resource dicts; answered Ok, or Error (ValueError)."""
+
     pg_id: bytes
     name: str
     namespace: str
@@ -733,6 +786,7 @@ class RemovePlacementGroup(NamedTuple):
 class WaitPlacementGroup(NamedTuple):
     """Answered PlacementGroupReady once the group is created or removed, or after timeout_s
     (a negative timeout waits for one of the two)."""
+
     pg_id: bytes
     timeout_s: float
 
@@ -747,6 +801,7 @@ class PlacementGroupReady(NamedTuple):
 @message(104)
 class GetPlacementGroups(NamedTuple):
     """pg_id, or a name in a namespace, or neither for all; answered PlacementGroupTable."""
+
     pg_id: bytes
     name: str
     namespace: str
@@ -760,6 +815,7 @@ class PlacementGroupTable(NamedTuple):
 @message(106)
 class PrepareBundles(NamedTuple):
     """Head to node, phase one: reserve all of bundles ([index, resources]) or none."""
+
     pg_id: bytes
     attempt: int
     bundles: list
@@ -791,6 +847,7 @@ class ReturnBundles(NamedTuple):
 class GetStateTable(NamedTuple):
     """`zray.util.state` to the head (kind: actors, nodes, jobs, placement_groups) or to a node
     (workers); answered StateTable."""
+
     kind: str
 
 
@@ -798,6 +855,7 @@ class GetStateTable(NamedTuple):
 class StateTable(NamedTuple):
     """Rows with Ray's state field names (detail ones included); the asker filters, limits and
     trims them, so the head does no per-query work beyond building the rows."""
+
     kind: str
     rows: list
 
@@ -813,6 +871,7 @@ class GeneratorItem(NamedTuple):
     same channel). `item`: [object_id, kind, nframes, node_id, size] of stream position
     `position` (2, 3, ...; 1 is the task's completion); payload: its inline frames. `contained`:
     refs inside the value, registered for the owner as for a return."""
+
     task_id: bytes
     position: int
     item: list
@@ -824,5 +883,6 @@ class GeneratorItem(NamedTuple):
 class GeneratorConsumed(NamedTuple):
     """Owner to the worker running a generator task with back-pressure: the consumer took the
     values up to stream position `position`."""
+
     task_id: bytes
     position: int

@@ -11,6 +11,7 @@ With encryption, both CURVE keypairs are derived from the token: the server's so
 holders know its public key without any exchange, the client's so that the ZAP handler can
 demand the one public key only token holders can prove they own.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,8 +35,11 @@ TOKEN_FILE = "token"
 CLUSTER_FILE = "cluster.json"
 PLAIN_USER = b"zray"
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
-HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+HANDSHAKE_FAILURES = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
 
 
 class AuthenticationError(ConnectionError):
@@ -93,10 +97,18 @@ class Credentials:
 
     def accepts(self, mechanism: bytes, credentials: list) -> bool:
         if self.encrypt:
-            return (mechanism == b"CURVE" and len(credentials) == 1 and hmac.compare_digest(
-                credentials[0], z85.decode(_keypair(self.token, "client")[0])))
-        return (mechanism == b"PLAIN" and len(credentials) == 2
-                and hmac.compare_digest(credentials[1], self.token.encode()))
+            return (
+                mechanism == b"CURVE"
+                and len(credentials) == 1
+                and hmac.compare_digest(
+                    credentials[0], z85.decode(_keypair(self.token, "client")[0])
+                )
+            )
+        return (
+            mechanism == b"PLAIN"
+            and len(credentials) == 2
+            and hmac.compare_digest(credentials[1], self.token.encode())
+        )
 
 
 class ZapHandler:
@@ -133,9 +145,12 @@ class ZapHandler:
             return [version, request_id, b"200", b"OK", b"zray", b""]
         self.rejected += 1
         if self.rejected <= 10 or self.rejected % 1000 == 0:
-            logger.warning("rejected connection #%d from %s: %s credentials do not match the "
-                           "cluster token", self.rejected, peer.decode(errors="replace") or "ipc",
-                           mechanism.decode(errors="replace"))
+            logger.warning(
+                "rejected connection #%d from %s: %s credentials do not match the cluster token",
+                self.rejected,
+                peer.decode(errors="replace") or "ipc",
+                mechanism.decode(errors="replace"),
+            )
         return [version, request_id, b"400", b"wrong cluster token", b"", b""]
 
 
@@ -156,8 +171,13 @@ class RejectionCounter:
                 return
             self.count += 1
             if self.count <= 10 or self.count % 1000 == 0:
-                logger.warning("%s: rejected connection #%d on %s (%s)", self.name, self.count,
-                               endpoint.decode(errors="replace"), _why(kind, value))
+                logger.warning(
+                    "%s: rejected connection #%d on %s (%s)",
+                    self.name,
+                    self.count,
+                    endpoint.decode(errors="replace"),
+                    _why(kind, value),
+                )
 
     def close(self):
         self.socket.close(linger=0)
@@ -236,7 +256,8 @@ def negotiate(ctx: zmq.Context, address: str, creds: Credentials, timeout: float
         if check_handshake(ctx, address, Credentials("not-a-token"), timeout) == BAD_TOKEN:
             raise AuthenticationError(
                 f"{address} does not use encryption, but this process requires it "
-                f"(--encrypt or ZRAY_ENCRYPT=1)")
+                f"(--encrypt or ZRAY_ENCRYPT=1)"
+            )
         raise rejected
     upgraded = dataclasses.replace(creds, encrypt=True)
     if check_handshake(ctx, address, upgraded, timeout) != OK:
@@ -246,6 +267,7 @@ def negotiate(ctx: zmq.Context, address: str, creds: Credentials, timeout: float
 
 
 # ---------------------------------------------------------------------- session files
+
 
 def write_session_files(session_dir: str, creds: Credentials, head_address: str):
     path = os.path.join(session_dir, TOKEN_FILE)
@@ -269,8 +291,9 @@ def read_cluster_info(session_dir: str) -> dict:
         return json.load(f)
 
 
-def local_credentials(head_address: str, live_sessions: list,
-                      exact: bool = False) -> Credentials | None:
+def local_credentials(
+    head_address: str, live_sessions: list, exact: bool = False
+) -> Credentials | None:
     """The credentials a node of this machine holds for the cluster at `head_address`; failing
     an exact address match, unless `exact`, those of the only cluster with a node here."""
     found = []

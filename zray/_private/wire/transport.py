@@ -10,6 +10,7 @@ answer us without any address in the request itself.
 Every socket authenticates at the ZeroMQ handshake (zray/_private/wire/security.py): an inbox
 receives nothing from a peer that has not proved it holds the cluster token.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -39,8 +40,9 @@ def _nbytes(frame) -> int:
 class Outbox:
     __slots__ = ("address", "_socket", "_lock", "_watch")
 
-    def __init__(self, ctx: zmq.Context, address: str, identity: bytes, hello: P.Hello,
-                 creds: Credentials):
+    def __init__(
+        self, ctx: zmq.Context, address: str, identity: bytes, hello: P.Hello, creds: Credentials
+    ):
         sock = ctx.socket(zmq.DEALER)
         creds.present(sock)
         sock.setsockopt(zmq.IDENTITY, identity)
@@ -107,7 +109,7 @@ def choose_address(address: str) -> str:
     # direct:// is not ZeroMQ: a worker's socket for pushed calls (zray/_private/wire/direct.py).
     parts = [part for part in address.split("|") if not part.startswith("direct://")]
     for part in parts:
-        if part.startswith("ipc://") and os.path.exists(part[len("ipc://"):]):
+        if part.startswith("ipc://") and os.path.exists(part[len("ipc://") :]):
             return part
     for part in parts:
         if not part.startswith("ipc://"):
@@ -120,15 +122,17 @@ def valid_address(address) -> bool:
     is the only place addresses come from, so a bad one is refused there, not at reply time."""
     if not isinstance(address, str) or not 0 < len(address) <= 1024:
         return False
-    return all(part.startswith(("tcp://", "ipc://", "direct://")) and len(part) > 6
-               for part in address.split("|"))
+    return all(
+        part.startswith(("tcp://", "ipc://", "direct://")) and len(part) > 6
+        for part in address.split("|")
+    )
 
 
 def ipc_path(address: str):
     """The Unix socket path among an advertised address's endpoints, if it has one."""
     for part in address.split("|"):
         if part.startswith("ipc://"):
-            return part[len("ipc://"):]
+            return part[len("ipc://") :]
     return None
 
 
@@ -169,8 +173,15 @@ class Endpoint:
     With `count_rejections`, failed handshakes are counted (`rejected`); whoever polls the
     inbox must also poll `monitor` and call `read_monitor`."""
 
-    def __init__(self, identity: bytes, bind: list[str], ctx: zmq.Context, creds: Credentials,
-                 count_rejections: bool = False, name: str = "inbox"):
+    def __init__(
+        self,
+        identity: bytes,
+        bind: list[str],
+        ctx: zmq.Context,
+        creds: Credentials,
+        count_rejections: bool = False,
+        name: str = "inbox",
+    ):
         self.ctx = ctx
         self.identity = identity
         self.creds = creds
@@ -198,8 +209,13 @@ class Endpoint:
             with self._outbox_lock:
                 box = self._outboxes.get(address)
                 if box is None:
-                    box = Outbox(self.ctx, choose_address(address), self.identity,
-                                 P.Hello(self.address), self.creds)
+                    box = Outbox(
+                        self.ctx,
+                        choose_address(address),
+                        self.identity,
+                        P.Hello(self.address),
+                        self.creds,
+                    )
                     self._outboxes[address] = box
         return box
 
@@ -261,7 +277,9 @@ class Endpoint:
         found unusable by its handler."""
         self.dropped += 1
         if self.dropped <= 10 or self.dropped % 1000 == 0:
-            logger.warning("dropped message #%d from %s: %s", self.dropped, identity.hex()[:12], why)
+            logger.warning(
+                "dropped message #%d from %s: %s", self.dropped, identity.hex()[:12], why
+            )
         return None
 
     def close(self, linger_ms: int = 0):

@@ -11,6 +11,7 @@ of its own size (an async actor: under a semaphore of that size), in arrival ord
 group; calls in no group use the default group of max_concurrency. A threaded actor's groups
 never wait for each other, so an actor with groups runs even its default group on a pool.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -47,7 +48,9 @@ class ActorHost:
         self.attempt = start.attempt
         # Ray's actor creation task id is a nil unique part and the actor id; a restarted
         # actor numbers its attempt there, so its puts never reuse an earlier attempt's ids.
-        unique = b"\xff" * 8 if not start.attempt else b"\xff" * 4 + start.attempt.to_bytes(4, "little")
+        unique = (
+            b"\xff" * 8 if not start.attempt else b"\xff" * 4 + start.attempt.to_bytes(4, "little")
+        )
         self.creation_task_id = unique + start.actor_id
         self.instance = None
         self.max_concurrency = start.spec.get("max_concurrency") or 1
@@ -83,16 +86,24 @@ class ActorHost:
             error = exc
         except BaseException as exc:  # noqa: BLE001 - reported to the head, never raised here
             error = X.RayTaskError.from_exception(
-                exc, f"{self.class_name}.__init__", pid=os.getpid(), ip=core.node_ip,
-                actor_repr=self.class_name, actor_id=self.actor_id.hex())
+                exc,
+                f"{self.class_name}.__init__",
+                pid=os.getpid(),
+                ip=core.node_ip,
+                actor_repr=self.class_name,
+                actor_id=self.actor_id.hex(),
+            )
         finally:
             context.task_id = None
         frames = []
         if error is not None:
             meta, buffers, _ = serialize(error)
             frames = [meta] + [bytes(b) for b in buffers]
-        core.endpoint.send(core.head_address, P.ActorStarted(self.actor_id, error is None,
-                                                             len(frames)), payload=frames)
+        core.endpoint.send(
+            core.head_address,
+            P.ActorStarted(self.actor_id, error is None, len(frames)),
+            payload=frames,
+        )
         return error is None
 
     def start_serving(self):
@@ -105,8 +116,9 @@ class ActorHost:
             self._semaphores = {"": self._semaphore}
             for name, size in groups.items():
                 self._semaphores[name] = asyncio.Semaphore(size)
-            core.actor_dispatch = lambda msg, payload, connection: (
-                self.loop.call_soon_threadsafe(self._schedule_async, msg, payload, connection))
+            core.actor_dispatch = lambda msg, payload, connection: self.loop.call_soon_threadsafe(
+                self._schedule_async, msg, payload, connection
+            )
         elif groups:
             self._pool_of = {"": CallPool(self.max_concurrency, self.run_call, "zray-actor")}
             for name, size in groups.items():
@@ -127,15 +139,23 @@ class ActorHost:
 
     def _unknown_group(self, msg: P.PushActorTask) -> ValueError:
         # Ray's worker fails a check and dies here; the call failing is kinder.
-        return ValueError(f"Concurrency group {msg.concurrency_group!r} is not defined for "
-                          f"actor {self.class_name}; it defines "
-                          f"{sorted(self.concurrency_groups)}.")
+        return ValueError(
+            f"Concurrency group {msg.concurrency_group!r} is not defined for "
+            f"actor {self.class_name}; it defines "
+            f"{sorted(self.concurrency_groups)}."
+        )
 
     def _reply_unknown_group(self, msg: P.PushActorTask, connection):
         error = self._error(self._unknown_group(msg), msg)
-        self.executor.reply(msg.task_id, msg.owner_address, 0,
-                            f"{self.class_name}.{msg.method}", [error] * fixed_returns(msg.num_returns), True,
-                            connection)
+        self.executor.reply(
+            msg.task_id,
+            msg.owner_address,
+            0,
+            f"{self.class_name}.{msg.method}",
+            [error] * fixed_returns(msg.num_returns),
+            True,
+            connection,
+        )
 
     def serve_async(self):
         """Runs the actor's event loop on the main thread until the worker stops."""
@@ -170,8 +190,10 @@ class ActorHost:
             if msg.num_returns == P.STREAMING:
                 core.producer.run(msg.task_id, msg.owner_address, context.name, iter(result), -1)
                 result = None  # the completion
-            values, is_error = self.executor.split_returns(
-                result, fixed_returns(msg.num_returns), msg.method), False
+            values, is_error = (
+                self.executor.split_returns(result, fixed_returns(msg.num_returns), msg.method),
+                False,
+            )
         except ExitActor:
             values, is_error, exit_requested = self._exit_values(msg), True, True
         except BaseException as exc:  # noqa: BLE001 - goes back to the caller
@@ -179,10 +201,21 @@ class ActorHost:
         finally:
             context.task_id = None
         if cancellations.is_cancelled(msg.task_id):
-            values, is_error = [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns), True
+            values, is_error = (
+                [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns),
+                True,
+            )
         cancellations.finished(msg.task_id)
-        self.executor.reply(msg.task_id, msg.owner_address, 0, context.name or msg.method,
-                            values, is_error, connection, sent_before)
+        self.executor.reply(
+            msg.task_id,
+            msg.owner_address,
+            0,
+            context.name or msg.method,
+            values,
+            is_error,
+            connection,
+            sent_before,
+        )
         del values
         if held:
             core.apply_released(core.refs.unpin(held))
@@ -201,14 +234,18 @@ class ActorHost:
             call.cancel()
 
     def _schedule_async(self, msg, payload, connection):
-        semaphore = self._semaphore if not msg.concurrency_group else \
-            self._semaphores.get(msg.concurrency_group)
+        semaphore = (
+            self._semaphore
+            if not msg.concurrency_group
+            else self._semaphores.get(msg.concurrency_group)
+        )
         if semaphore is None:
             self._reply_unknown_group(msg, connection)
             return
         # Registered before the call's first step runs, which removes it when done.
         self._async_calls[msg.task_id] = self.loop.create_task(
-            self._run_call_async(msg, payload, connection, semaphore))
+            self._run_call_async(msg, payload, connection, semaphore)
+        )
 
     async def _run_call_async(self, msg: P.PushActorTask, payload, connection, semaphore):
         try:
@@ -222,9 +259,15 @@ class ActorHost:
         try:
             await semaphore.acquire()
         except asyncio.CancelledError:  # cancelled while waiting for its turn
-            self.executor.reply(msg.task_id, msg.owner_address, 0, msg.method,
-                                [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns),
-                                True, connection)
+            self.executor.reply(
+                msg.task_id,
+                msg.owner_address,
+                0,
+                msg.method,
+                [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns),
+                True,
+                connection,
+            )
             cancellations.finished(msg.task_id)
             return
         try:
@@ -244,13 +287,15 @@ class ActorHost:
                 if msg.num_returns == P.STREAMING:
                     name = f"{self.class_name}.{msg.method}"
                     if inspect.isasyncgen(result):
-                        await core.producer.run_async(msg.task_id, msg.owner_address, name,
-                                                      result, -1)
+                        await core.producer.run_async(
+                            msg.task_id, msg.owner_address, name, result, -1
+                        )
                     else:
                         core.producer.run(msg.task_id, msg.owner_address, name, iter(result), -1)
                     result = None  # the completion
-                values = self.executor.split_returns(result, fixed_returns(msg.num_returns),
-                                                     msg.method)
+                values = self.executor.split_returns(
+                    result, fixed_returns(msg.num_returns), msg.method
+                )
                 is_error = False
             except (ExitActor, X.AsyncioActorExit):
                 values, is_error, exit_requested = self._exit_values(msg), True, True
@@ -260,9 +305,16 @@ class ActorHost:
                 values = [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns)
                 is_error = True
             cancellations.finished(msg.task_id)
-            self.executor.reply(msg.task_id, msg.owner_address, 0,
-                                f"{self.class_name}.{msg.method}", values, is_error, connection,
-                                sent_before)
+            self.executor.reply(
+                msg.task_id,
+                msg.owner_address,
+                0,
+                f"{self.class_name}.{msg.method}",
+                values,
+                is_error,
+                connection,
+                sent_before,
+            )
             del values
             if held:
                 core.apply_released(core.refs.unpin(held))
@@ -282,14 +334,25 @@ class ActorHost:
         if isinstance(exc, (X.RayTaskError, X.TaskCancelledError)):
             return exc
         return X.RayTaskError.from_exception(
-            exc, f"{self.class_name}.{msg.method}", pid=os.getpid(), ip=self.core.node_ip,
-            actor_repr=_safe_repr(self.instance, self.class_name), actor_id=self.actor_id.hex())
+            exc,
+            f"{self.class_name}.{msg.method}",
+            pid=os.getpid(),
+            ip=self.core.node_ip,
+            actor_repr=_safe_repr(self.instance, self.class_name),
+            actor_id=self.actor_id.hex(),
+        )
 
     def _exit_values(self, msg):
-        return [X.ActorDiedError({"actor_id": self.actor_id, "class_name": self.class_name,
-                                  "pid": os.getpid(),
-                                  "error_message": "The actor exited: exit_actor() was called."})
-                ] * fixed_returns(msg.num_returns)
+        return [
+            X.ActorDiedError(
+                {
+                    "actor_id": self.actor_id,
+                    "class_name": self.class_name,
+                    "pid": os.getpid(),
+                    "error_message": "The actor exited: exit_actor() was called.",
+                }
+            )
+        ] * fixed_returns(msg.num_returns)
 
     def exit(self, reason: str):
         """Ends the actor on purpose: tell the head (no restart), then leave once the queued

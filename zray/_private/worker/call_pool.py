@@ -9,6 +9,7 @@ queued call, or when calls are queued and none has started for STALL_S: then the
 are presumably blocked (sleeping, waiting on I/O or on each other), and more of them at once is
 what they need. The owner calls `check` at least every `poll_timeout()` seconds.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,9 +31,9 @@ class CallPool:
         self._wakeup = threading.Condition(self._lock)
         self._queue: deque = deque()
         self._threads = 0
-        self._running = 0     # threads inside a call
-        self._searching = 0   # threads awake and about to look at the queue
-        self._waiting = 0     # threads asleep in _wakeup
+        self._running = 0  # threads inside a call
+        self._searching = 0  # threads awake and about to look at the queue
+        self._waiting = 0  # threads asleep in _wakeup
         self._last_start = 0.0
         self._open = True
 
@@ -53,8 +54,12 @@ class CallPool:
             return
         now = time.monotonic() if now is None else now
         with self._lock:
-            if (self._queue and self._searching == 0 and self._running < self._size
-                    and now - self._last_start >= STALL_S):
+            if (
+                self._queue
+                and self._searching == 0
+                and self._running < self._size
+                and now - self._last_start >= STALL_S
+            ):
                 self._add_searcher()
 
     def close(self):
@@ -70,14 +75,17 @@ class CallPool:
     def _add_searcher(self):
         """Wakes an idle thread, or starts one while fewer than `size` exist (lock held)."""
         if self._waiting:
-            self._waiting -= 1  # counted here, not by the thread: a second call must not wake it again
+            self._waiting -= (
+                1  # counted here, not by the thread: a second call must not wake it again
+            )
             self._searching += 1
             self._wakeup.notify()
         elif self._threads < self._size:
             self._threads += 1
             self._searching += 1
-            threading.Thread(target=self._work, name=f"{self._name}-{self._threads}",
-                             daemon=True).start()
+            threading.Thread(
+                target=self._work, name=f"{self._name}-{self._threads}", daemon=True
+            ).start()
 
     def _work(self):
         with self._lock:

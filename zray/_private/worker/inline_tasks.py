@@ -13,6 +13,7 @@ only on the thread that executes the parent (the one a cancel interrupts), only 
 while the thread's stack is under half of Python's recursion limit (each level adds about
 six frames to the same stack; deeper chains block and go to other workers as before).
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,6 +23,8 @@ from zray import exceptions as X
 from zray._config import config
 from zray._private.worker import log_stream
 from zray._private.common import resources as R
+
+
 def stack_room() -> bool:
     """Whether this thread's stack is under half of the recursion limit: the other half is
     left to the child's own code (a RecursionError would fail a task that runs remotely)."""
@@ -34,6 +37,7 @@ def stack_room() -> bool:
 
 class _Frame:
     """The payload frame shape the executor reads (`.buffer`), over private bytes."""
+
     __slots__ = ("buffer",)
 
     def __init__(self, data):
@@ -46,6 +50,7 @@ class _AnswerHolder:
     """Stands in for the connection a call came on: keeps the answer for the runner. The
     answer never goes through ZeroMQ, even after the call sent something there: what it
     sent went to other processes (the order that rule keeps matters to a remote owner)."""
+
     __slots__ = ("answer",)
     in_process = True
 
@@ -86,10 +91,14 @@ class InlineRunner:
         """Runs, on this thread, the awaited tasks this process owns that still wait for a
         lease, until `num_needed` of `object_ids` are ready or none is left to run."""
         core = self.core
-        if (self._capacity() is None or not config.inline_nested_tasks
-                or core.context.task_id is None
-                or threading.get_ident() != self.main_thread_id
-                or self.executor.actor is not None or not stack_room()):
+        if (
+            self._capacity() is None
+            or not config.inline_nested_tasks
+            or core.context.task_id is None
+            or threading.get_ident() != self.main_thread_id
+            or self.executor.actor is not None
+            or not stack_room()
+        ):
             return
         entries = core.memory_store._entries
         unique = list(dict.fromkeys(object_ids))

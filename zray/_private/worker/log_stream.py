@@ -4,6 +4,7 @@ File descriptors 1 and 2 are replaced by pipes, so output of C extensions and su
 caught too. A reader thread per stream batches complete lines and sends them to the node, which
 relays them to the drivers.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -17,6 +18,7 @@ import threading
 import time
 
 from zray._private.wire import protocol as P
+
 _task_name = [""]
 _read_fds: list = []
 _processing = threading.Lock()  # held by a reader between read() and sending the lines
@@ -52,17 +54,20 @@ def capture_output() -> dict:
         os.close(write_end)
         streams[name] = read_end
         _read_fds.append(read_end)
-    sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", buffering=0, closefd=False),
-                                  line_buffering=True, write_through=True)
-    sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", buffering=0, closefd=False),
-                                  line_buffering=True, write_through=True)
+    sys.stdout = io.TextIOWrapper(
+        os.fdopen(1, "wb", buffering=0, closefd=False), line_buffering=True, write_through=True
+    )
+    sys.stderr = io.TextIOWrapper(
+        os.fdopen(2, "wb", buffering=0, closefd=False), line_buffering=True, write_through=True
+    )
     return streams
 
 
 def start_forwarding(streams: dict, core, pid: int):
     for name, fd in streams.items():
-        threading.Thread(target=_forward, args=(fd, name, core, pid),
-                         name=f"zray-{name}", daemon=True).start()
+        threading.Thread(
+            target=_forward, args=(fd, name, core, pid), name=f"zray-{name}", daemon=True
+        ).start()
 
 
 def _forward(fd: int, stream: str, core, pid: int):

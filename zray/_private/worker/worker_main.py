@@ -7,6 +7,7 @@ threaded actor's call sees `is_canceled()`, an async one is cancelled as an asyn
 semantics). Either way a cancelled call answers TaskCancelledError, and one cancelled before it
 started never runs.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -157,8 +158,9 @@ class Executor:
                 self.core.actor_dispatch(*queue.get(), None)
         if self.actor.is_async:
             if self.core.direct_server is not None:
-                threading.Thread(target=self.serve_direct_calls, name="zray-direct",
-                                 daemon=True).start()
+                threading.Thread(
+                    target=self.serve_direct_calls, name="zray-direct", daemon=True
+                ).start()
             self.actor.serve_async()
 
     def execute(self, push, payload, connection=None):
@@ -186,8 +188,13 @@ class Executor:
                 result = function(*args, **kwargs)
                 del args, kwargs
                 if push.num_returns == P.STREAMING:
-                    core.producer.run(push.task_id, push.owner_address, push.name,
-                                      iter(result), push.generator_backpressure)
+                    core.producer.run(
+                        push.task_id,
+                        push.owner_address,
+                        push.name,
+                        iter(result),
+                        push.generator_backpressure,
+                    )
                     result = None  # the completion, position 1
                 returns = self.split_returns(result, fixed_returns(push.num_returns), push.name)
             except KeyboardInterrupt:
@@ -197,7 +204,8 @@ class Executor:
                 error = exc  # an argument's upstream error propagates unchanged
             except BaseException as exc:  # noqa: BLE001 - everything goes back to the owner
                 error = X.RayTaskError.from_exception(
-                    exc, push.name, pid=os.getpid(), ip=core.node_ip)
+                    exc, push.name, pid=os.getpid(), ip=core.node_ip
+                )
         finally:
             with self._lock:
                 self.running_task = None
@@ -209,22 +217,33 @@ class Executor:
             error = X.TaskCancelledError(push.task_id.hex())
         cancellations.finished(push.task_id)
         values = [error] * fixed_returns(push.num_returns) if error else returns
-        self.reply(push.task_id, push.owner_address, push.lease_id, push.name, values,
-                   error is not None, connection, sent_before)
+        self.reply(
+            push.task_id,
+            push.owner_address,
+            push.lease_id,
+            push.name,
+            values,
+            error is not None,
+            connection,
+            sent_before,
+        )
         if held:
             core.apply_released(core.refs.unpin(held))
 
     def arguments(self, nbuf: int, resolved: list, payload):
         """Unpickles (args, kwargs) and replaces top-level ObjectRefs by their values."""
-        args, kwargs = deserialize(payload[0].buffer, [f.buffer for f in payload[1:1 + nbuf]])
-        if not resolved and not any(isinstance(a, ObjectRef) for a in args) \
-                and not any(isinstance(v, ObjectRef) for v in kwargs.values()):
+        args, kwargs = deserialize(payload[0].buffer, [f.buffer for f in payload[1 : 1 + nbuf]])
+        if (
+            not resolved
+            and not any(isinstance(a, ObjectRef) for a in args)
+            and not any(isinstance(v, ObjectRef) for v in kwargs.values())
+        ):
             return args, kwargs
         values = {}
         position = 1 + nbuf
         plasma = []
         for object_id, kind, nframes, node_id, size in resolved:
-            frames = [f.buffer for f in payload[position:position + nframes]]
+            frames = [f.buffer for f in payload[position : position + nframes]]
             position += nframes
             if kind == KIND_INLINE:
                 values[object_id] = deserialize(frames[0], frames[1:])
@@ -254,7 +273,8 @@ class Executor:
             if len(values) != num_returns:
                 raise ValueError(
                     f"Task {name} yielded {len(values)} values but num_returns={num_returns} "
-                    f"requires exactly {num_returns}.")
+                    f"requires exactly {num_returns}."
+                )
             return values
         if num_returns == 1:
             return [result]
@@ -263,11 +283,21 @@ class Executor:
         if not isinstance(result, (tuple, list)) or len(result) != num_returns:
             raise ValueError(
                 f"Task {name} returned {type(result).__name__} but num_returns={num_returns} "
-                f"requires a sequence of exactly {num_returns} values.")
+                f"requires a sequence of exactly {num_returns} values."
+            )
         return list(result)
 
-    def reply(self, task_id: bytes, owner_address: str, lease_id: int, name: str, values,
-              is_error: bool, connection=None, sent_before: int = -1):
+    def reply(
+        self,
+        task_id: bytes,
+        owner_address: str,
+        lease_id: int,
+        name: str,
+        values,
+        is_error: bool,
+        connection=None,
+        sent_before: int = -1,
+    ):
         """Sends a call's results to its owner: on the connection the call came on, if the
         call sent nothing over ZeroMQ since `sent_before`. Otherwise the answer follows those
         messages through libzmq's I/O thread: a seal or borrower registration must be on its
@@ -283,8 +313,9 @@ class Executor:
             try:
                 meta, buffers, contained = serialize(value)
             except TypeError as exc:
-                meta, buffers, contained = serialize(X.RayTaskError.from_exception(
-                    exc, name, pid=os.getpid(), ip=core.node_ip))
+                meta, buffers, contained = serialize(
+                    X.RayTaskError.from_exception(exc, name, pid=os.getpid(), ip=core.node_ip)
+                )
                 is_error = True
             contained = distinct(contained)
             if contained:
@@ -292,21 +323,31 @@ class Executor:
                 core.register_borrower(owner_address, contained)
             contained_per_return.append([list(r) for r in contained])
             try:
-                entry = core.store_value(object_id, meta, buffers, error=is_error,
-                                         inline_limit=min(budget, config.max_inline_bytes))
+                entry = core.store_value(
+                    object_id,
+                    meta,
+                    buffers,
+                    error=is_error,
+                    inline_limit=min(budget, config.max_inline_bytes),
+                )
             except X.RayError as exc:
-                meta, buffers, _ = serialize(X.RayTaskError.from_exception(
-                    exc, name, pid=os.getpid(), ip=core.node_ip))
+                meta, buffers, _ = serialize(
+                    X.RayTaskError.from_exception(exc, name, pid=os.getpid(), ip=core.node_ip)
+                )
                 entry = core.store_value(object_id, meta, buffers, error=True)
             returns.append([object_id, entry.kind, len(entry.frames), entry.node_id, entry.size])
             frames.extend(entry.frames)
             if entry.kind != KIND_PLASMA:
                 budget -= entry.size
-        done = P.TaskDone(task_id, returns, lease_id,
-                          contained_per_return if any(contained_per_return) else [])
+        done = P.TaskDone(
+            task_id, returns, lease_id, contained_per_return if any(contained_per_return) else []
+        )
         in_process = getattr(connection, "in_process", False)  # a child run inline
-        if connection is None or (core.endpoint.sent != sent_before and not in_process) \
-                or not _send_direct(connection, done, frames):
+        if (
+            connection is None
+            or (core.endpoint.sent != sent_before and not in_process)
+            or not _send_direct(connection, done, frames)
+        ):
             core.endpoint.send(owner_address, done, payload=frames)
 
 
@@ -324,8 +365,15 @@ def main(worker_id: bytes, args: list, runtime_env: str = "") -> int:
     streams = log_stream.capture_output()
     from zray._private.wire.security import Credentials
 
-    core = CoreWorker(WORKER, node_address, b"\x00" * 4, worker_id, session_dir,
-                      Credentials.from_config(), node_ip=node_ip)
+    core = CoreWorker(
+        WORKER,
+        node_address,
+        b"\x00" * 4,
+        worker_id,
+        session_dir,
+        Credentials.from_config(),
+        node_ip=node_ip,
+    )
     core.runtime_env = RE.loads(runtime_env)
     runtime.core = core
     log_stream.start_forwarding(streams, core, os.getpid())

@@ -10,6 +10,7 @@ Protocol on its stdin/stdout, one line each:  ``spawn <worker_id hex> [<context 
 The zygote and every worker die with their parent (PR_SET_PDEATHSIG), so a killed daemon leaves
 no orphans behind.
 """
+
 from __future__ import annotations
 
 import gc
@@ -124,6 +125,7 @@ def _run_worker(worker_id_hex: str, args: list, context_hex: str = ""):
                 os.execv(command[0], command + [EXEC_WORKER, worker_id_hex] + args)
             runtime_env = apply_context(context)
         from zray._private.worker import worker_main
+
         code = worker_main.main(bytes.fromhex(worker_id_hex), args, runtime_env)
     except BaseException:  # the worker must never fall back into the zygote's loop
         import traceback
@@ -161,6 +163,7 @@ def _exec_worker(worker_id_hex: str, args: list):
         context_hex = os.environ.pop(CONTEXT_VARIABLE)
         runtime_env = apply_context(json.loads(bytes.fromhex(context_hex)))
         from zray._private.worker import worker_main
+
         code = worker_main.main(bytes.fromhex(worker_id_hex), args, runtime_env)
     except BaseException:
         import traceback

@@ -8,8 +8,10 @@ def register_ray():
     try:
         from joblib.parallel import register_parallel_backend
     except ImportError:
-        raise ImportError("The ray joblib backend needs joblib: "
-                          "pip install joblib (or pip install 'zray[joblib]').") from None
+        raise ImportError(
+            "The ray joblib backend needs joblib: "
+            "pip install joblib (or pip install 'zray[joblib]')."
+        ) from None
     from zray.util.joblib.ray_backend import RayBackend
 
     register_parallel_backend("ray", RayBackend)

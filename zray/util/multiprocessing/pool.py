@@ -4,14 +4,19 @@ node of the cluster.
 Work is cut into chunks of items; each chunk is one call on one actor, which runs the items
 one after the other and answers with all their results.
 """
+
 from __future__ import annotations
 
 import logging
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from zray import api
-from zray.util.multiprocessing.results import (AsyncResult, OrderedIMapIterator, PoolTaskError,
-                                               UnorderedIMapIterator)
+from zray.util.multiprocessing.results import (
+    AsyncResult,
+    OrderedIMapIterator,
+    PoolTaskError,
+    UnorderedIMapIterator,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +59,16 @@ class Pool:
         ray_remote_args: options for the actors (``PoolActor.options(**ray_remote_args)``).
     """
 
-    def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable] = None,
-                 initargs: Optional[Iterable] = None, maxtasksperchild: Optional[int] = None,
-                 context: Any = None, ray_address: Optional[str] = None,
-                 ray_remote_args: Optional[Dict[str, Any]] = None):
+    def __init__(
+        self,
+        processes: Optional[int] = None,
+        initializer: Optional[Callable] = None,
+        initargs: Optional[Iterable] = None,
+        maxtasksperchild: Optional[int] = None,
+        context: Any = None,
+        ray_address: Optional[str] = None,
+        ray_remote_args: Optional[Dict[str, Any]] = None,
+    ):
         self._closed = False
         self._initializer = initializer
         self._initargs = initargs
@@ -67,8 +78,9 @@ class Pool:
         self._ray_remote_args = ray_remote_args or {}
         self._pool_actor = None
         if context:
-            logger.warning("The 'context' argument of Pool is ignored: the actors are zray "
-                           "processes.")
+            logger.warning(
+                "The 'context' argument of Pool is ignored: the actors are zray processes."
+            )
         processes = self._init_ray(processes, ray_address)
         self._pool_actor = PoolActor.options(**self._ray_remote_args)
         self._actor_pool = [self._new_actor_entry() for _ in range(processes)]
@@ -79,12 +91,15 @@ class Pool:
         if not api.is_initialized():
             from zray._config import config
             from zray._private.common import cluster_record
+
             if ray_address is None and (config.address or cluster_record.read() is not None):
                 # init() finds that cluster itself; "local" asks for a new one, of our size.
                 api.init(**({"num_cpus": processes} if config.address == "local" else {}))
             elif ray_address is not None:
-                api.init(address=ray_address,
-                          **({"num_cpus": processes} if ray_address == "local" else {}))
+                api.init(
+                    address=ray_address,
+                    **({"num_cpus": processes} if ray_address == "local" else {}),
+                )
             else:
                 api.init(num_cpus=processes)
         cpus = int(api.cluster_resources().get("CPU", 0))
@@ -93,8 +108,10 @@ class Pool:
         if processes <= 0:
             raise ValueError("Processes in the pool must be >0.")
         if cpus < processes:
-            raise ValueError(f"Tried to start a pool with {processes} processes on an existing "
-                             f"ray cluster, but there are only {cpus} CPUs in the ray cluster.")
+            raise ValueError(
+                f"Tried to start a pool with {processes} processes on an existing "
+                f"ray cluster, but there are only {cpus} CPUs in the ray cluster."
+            )
         return processes
 
     # ------------------------------------------------------------------ actors
@@ -111,8 +128,8 @@ class Pool:
     def _wait_for_stopping_actors(self, timeout: Optional[float] = None):
         if self._actor_deletion_ids:
             _, self._actor_deletion_ids = api.wait(
-                self._actor_deletion_ids, num_returns=len(self._actor_deletion_ids),
-                timeout=timeout)
+                self._actor_deletion_ids, num_returns=len(self._actor_deletion_ids), timeout=timeout
+            )
 
     def _next_actor_index(self) -> int:
         self._current_index = (self._current_index + 1) % len(self._actor_pool)
@@ -135,8 +152,9 @@ class Pool:
         chunksize, extra = divmod(len(iterable), len(self._actor_pool) * 4)
         return chunksize + 1 if extra else chunksize
 
-    def _submit_chunk(self, func, iterator, chunksize: int, actor_index: int,
-                      unpack_args: bool = False):
+    def _submit_chunk(
+        self, func, iterator, chunksize: int, actor_index: int, unpack_args: bool = False
+    ):
         chunk = []
         for args in iterator:
             chunk.append((args if unpack_args else (args,), {}))
@@ -144,20 +162,25 @@ class Pool:
                 break
         return self._run_batch(actor_index, func, chunk)
 
-    def _chunk_and_run(self, func, iterable, chunksize: Optional[int] = None,
-                       unpack_args: bool = False) -> list:
+    def _chunk_and_run(
+        self, func, iterable, chunksize: Optional[int] = None, unpack_args: bool = False
+    ) -> list:
         items = iterable if hasattr(iterable, "__len__") else list(iterable)
         if chunksize is None:
             chunksize = self._calculate_chunksize(items)
         iterator = iter(items)
         refs: list = []
         while len(refs) * chunksize < len(items):
-            refs.append(self._submit_chunk(func, iterator, chunksize,
-                                           len(refs) % len(self._actor_pool), unpack_args))
+            refs.append(
+                self._submit_chunk(
+                    func, iterator, chunksize, len(refs) % len(self._actor_pool), unpack_args
+                )
+            )
         return refs
 
-    def _map_async(self, func, iterable, chunksize=None, unpack_args=False, callback=None,
-                   error_callback=None) -> AsyncResult:
+    def _map_async(
+        self, func, iterable, chunksize=None, unpack_args=False, callback=None, error_callback=None
+    ) -> AsyncResult:
         self._check_running()
         if chunksize is not None and chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
@@ -166,14 +189,18 @@ class Pool:
 
     # ------------------------------------------------------------------ the stdlib interface
 
-    def apply(self, func: Callable, args: Optional[Tuple] = None,
-              kwargs: Optional[Dict] = None):
+    def apply(self, func: Callable, args: Optional[Tuple] = None, kwargs: Optional[Dict] = None):
         """``func(*args, **kwargs)`` on one of the actors; returns its result."""
         return self.apply_async(func, args, kwargs).get()
 
-    def apply_async(self, func: Callable, args: Optional[Tuple] = None,
-                    kwargs: Optional[Dict] = None, callback: Optional[Callable] = None,
-                    error_callback: Optional[Callable] = None) -> AsyncResult:
+    def apply_async(
+        self,
+        func: Callable,
+        args: Optional[Tuple] = None,
+        kwargs: Optional[Dict] = None,
+        callback: Optional[Callable] = None,
+        error_callback: Optional[Callable] = None,
+    ) -> AsyncResult:
         """``func(*args, **kwargs)`` on the next actor in turn; ``callback`` gets the result,
         ``error_callback`` the exception."""
         self._check_running()
@@ -184,9 +211,14 @@ class Pool:
         """``[func(x) for x in iterable]``, computed in chunks spread over the actors."""
         return self._map_async(func, iterable, chunksize).get()
 
-    def map_async(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None,
-                  callback: Optional[Callable] = None,
-                  error_callback: Optional[Callable] = None) -> AsyncResult:
+    def map_async(
+        self,
+        func: Callable,
+        iterable: Iterable,
+        chunksize: Optional[int] = None,
+        callback: Optional[Callable] = None,
+        error_callback: Optional[Callable] = None,
+    ) -> AsyncResult:
         """``map`` without waiting: ``callback`` gets the list of results if every item
         succeeded, ``error_callback`` the first exception otherwise."""
         return self._map_async(func, iterable, chunksize, False, callback, error_callback)
@@ -195,9 +227,13 @@ class Pool:
         """``[func(*args) for args in iterable]``."""
         return self._map_async(func, iterable, chunksize, unpack_args=True).get()
 
-    def starmap_async(self, func: Callable, iterable: Iterable,
-                      callback: Optional[Callable] = None,
-                      error_callback: Optional[Callable] = None) -> AsyncResult:
+    def starmap_async(
+        self,
+        func: Callable,
+        iterable: Iterable,
+        callback: Optional[Callable] = None,
+        error_callback: Optional[Callable] = None,
+    ) -> AsyncResult:
         """``starmap`` without waiting, with ``map_async``'s callbacks."""
         return self._map_async(func, iterable, None, True, callback, error_callback)
 
@@ -207,8 +243,7 @@ class Pool:
         self._check_running()
         return OrderedIMapIterator(self, func, iterable, chunksize)
 
-    def imap_unordered(self, func: Callable, iterable: Iterable,
-                       chunksize: Optional[int] = 1):
+    def imap_unordered(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = 1):
         """As ``imap``, but yields results in the order they finish."""
         self._check_running()
         return UnorderedIMapIterator(self, func, iterable, chunksize)

@@ -3,6 +3,7 @@
 Each pool call runs a *chunk* of items on one actor, which answers with a list holding, per
 item, its value or a ``PoolTaskError``. A chunk whose actor died answers with a ``ChunkFailed``.
 """
+
 from __future__ import annotations
 
 import collections
@@ -69,8 +70,7 @@ class AsyncResult:
     exception seen. ``ready()`` turns true after the callbacks ran.
     """
 
-    def __init__(self, chunk_object_refs, callback=None, error_callback=None,
-                 single_result=False):
+    def __init__(self, chunk_object_refs, callback=None, error_callback=None, single_result=False):
         self._refs = list(chunk_object_refs)
         self._chunks: list = [None] * len(self._refs)
         self._single_result = single_result
@@ -78,8 +78,7 @@ class AsyncResult:
         self._error_callback = error_callback
         self._error: Optional[BaseException] = None
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._collect, name="zray-pool-result",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._collect, name="zray-pool-result", daemon=True)
         self._thread.start()
 
     def _collect(self):

@@ -1,11 +1,37 @@
 """zray.util.state: Ray's state API (`ray.util.state`) for what zray's head and nodes know.
 Tasks (`list_tasks`, `get_task`, `summarize_tasks`), logs, runtime envs and cluster events are
 not there yet."""
-from zray.util.state.api import (StateApiClient, get_actor, get_node, get_objects,
-                                 get_placement_group, get_worker, list_actors, list_jobs,
-                                 list_nodes, list_objects, list_placement_groups, list_workers,
-                                 summarize_actors, summarize_objects)
 
-__all__ = ["StateApiClient", "get_actor", "get_node", "get_objects", "get_placement_group",
-           "get_worker", "list_actors", "list_jobs", "list_nodes", "list_objects",
-           "list_placement_groups", "list_workers", "summarize_actors", "summarize_objects"]
+from zray.util.state.api import (
+    StateApiClient,
+    get_actor,
+    get_node,
+    get_objects,
+    get_placement_group,
+    get_worker,
+    list_actors,
+    list_jobs,
+    list_nodes,
+    list_objects,
+    list_placement_groups,
+    list_workers,
+    summarize_actors,
+    summarize_objects,
+)
+
+__all__ = [
+    "StateApiClient",
+    "get_actor",
+    "get_node",
+    "get_objects",
+    "get_placement_group",
+    "get_worker",
+    "list_actors",
+    "list_jobs",
+    "list_nodes",
+    "list_objects",
+    "list_placement_groups",
+    "list_workers",
+    "summarize_actors",
+    "summarize_objects",
+]

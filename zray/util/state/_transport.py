@@ -5,6 +5,7 @@ credentials of the cluster at `address` (the CLI, or a script that never called 
 Questions to several nodes go out at once and are waited for together, so one slow node costs
 the timeout once, not once per node.
 """
+
 from __future__ import annotations
 
 import threading
@@ -19,6 +20,7 @@ class Connection:
     def __init__(self, address: str | None):
         from zray._private.common import cluster_info
         from zray._private.wire import security
+
         self.core = runtime.core if address in (None, "auto") else None
         if self.core is not None:
             self.head = self.core.head_address
@@ -32,8 +34,7 @@ class Connection:
     def ask_head(self, msg, timeout: float):
         reply = self.gather([(self.head, msg)], timeout)[0]
         if reply is None:
-            raise ServerUnavailable(
-                f"The head at {self.head} did not answer within {timeout}s.")
+            raise ServerUnavailable(f"The head at {self.head} did not answer within {timeout}s.")
         return _checked(reply)
 
     def gather(self, requests: list, timeout: float) -> list:
@@ -57,9 +58,10 @@ class Connection:
                 if not remaining[0]:
                     done.set()
 
-        seqs = [self.core.requests.send(address, msg,
-                                        lambda r, p, i=i: answered(i, r, p))
-                for i, (address, msg) in enumerate(requests)]
+        seqs = [
+            self.core.requests.send(address, msg, lambda r, p, i=i: answered(i, r, p))
+            for i, (address, msg) in enumerate(requests)
+        ]
         if not done.wait(timeout):
             for seq in seqs:
                 self.core.requests.forget(seq)

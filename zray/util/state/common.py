@@ -4,6 +4,7 @@
 Results are dataclasses that also read like dicts (`actor["state"]`, `actor.get("pid")`), as
 Ray's are.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -73,8 +74,11 @@ class StateSchema:
 
     @classmethod
     def list_columns(cls, detail: bool = True) -> List[str]:
-        return [f.name for f in fields(cls)  # type: ignore[arg-type]
-                if detail or not f.metadata.get("detail", False)]
+        return [
+            f.name
+            for f in fields(cls)  # type: ignore[arg-type]
+            if detail or not f.metadata.get("detail", False)
+        ]
 
     @classmethod
     def columns(cls) -> Set[str]:
@@ -82,8 +86,11 @@ class StateSchema:
 
     @classmethod
     def filterable_columns(cls) -> Set[str]:
-        return {f.name for f in fields(cls)  # type: ignore[arg-type]
-                if f.metadata.get("filterable", False)}
+        return {
+            f.name
+            for f in fields(cls)  # type: ignore[arg-type]
+            if f.metadata.get("filterable", False)
+        }
 
     @classmethod
     def base_columns(cls) -> Set[str]:
@@ -140,8 +147,7 @@ class ActorState(StateSchema):
     placement_group_id: Optional[str] = state_column(detail=True, filterable=True)
     repr_name: Optional[str] = state_column(detail=True, filterable=True)
     num_restarts: int = state_column(filterable=False, detail=True)
-    num_restarts_due_to_lineage_reconstruction: int = state_column(filterable=False,
-                                                                   detail=True)
+    num_restarts_due_to_lineage_reconstruction: int = state_column(filterable=False, detail=True)
     num_restarts_due_to_node_preemption: int = state_column(filterable=False, detail=True)
     call_site: Optional[str] = state_column(detail=True, filterable=False)
     label_selector: Optional[dict] = state_column(detail=True, filterable=False)
@@ -170,13 +176,14 @@ class NodeState(StateSchema):
     state: str = state_column(filterable=True)  # ALIVE or DEAD
     state_message: Optional[str] = state_column(filterable=False)
     node_name: str = state_column(filterable=True)
-    resources_total: dict = state_column(filterable=False,
-                                         format_fn=Humanify.node_resources)
+    resources_total: dict = state_column(filterable=False, format_fn=Humanify.node_resources)
     labels: dict = state_column(filterable=False)
-    start_time_ms: Optional[int] = state_column(filterable=False, detail=True,
-                                                format_fn=Humanify.timestamp)
-    end_time_ms: Optional[int] = state_column(filterable=False, detail=True,
-                                              format_fn=Humanify.timestamp)
+    start_time_ms: Optional[int] = state_column(
+        filterable=False, detail=True, format_fn=Humanify.timestamp
+    )
+    end_time_ms: Optional[int] = state_column(
+        filterable=False, detail=True, format_fn=Humanify.timestamp
+    )
 
 
 @dataclass
@@ -189,13 +196,22 @@ class DriverInfo:
         return asdict(self)
 
 
-_JOB_BASE_COLUMNS = ["job_id", "submission_id", "entrypoint", "type", "status", "message",
-                     "error_type", "driver_info"]
+_JOB_BASE_COLUMNS = [
+    "job_id",
+    "submission_id",
+    "entrypoint",
+    "type",
+    "status",
+    "message",
+    "error_type",
+    "driver_info",
+]
 
 
 @dataclass(kw_only=True)
 class JobState(StateSchema):
     """Ray's JobState is its Jobs API's JobDetails; zray has driver jobs only (no Jobs API)."""
+
     type: str  # DRIVER (SUBMISSION jobs come from Ray's Jobs API)
     job_id: Optional[str] = None
     submission_id: Optional[str] = None
@@ -243,15 +259,17 @@ class WorkerState(StateSchema):
     pid: int = state_column(filterable=True)
     exit_detail: Optional[str] = state_column(detail=True, filterable=False)
     worker_launch_time_ms: Optional[int] = state_column(
-        filterable=False, detail=True,
-        format_fn=lambda x: "" if x == -1 else Humanify.timestamp(x))
+        filterable=False, detail=True, format_fn=lambda x: "" if x == -1 else Humanify.timestamp(x)
+    )
     worker_launched_time_ms: Optional[int] = state_column(
-        filterable=False, detail=True,
-        format_fn=lambda x: "" if x == -1 else Humanify.timestamp(x))
-    start_time_ms: Optional[int] = state_column(filterable=False, detail=True,
-                                                format_fn=Humanify.timestamp)
-    end_time_ms: Optional[int] = state_column(filterable=False, detail=True,
-                                              format_fn=Humanify.timestamp)
+        filterable=False, detail=True, format_fn=lambda x: "" if x == -1 else Humanify.timestamp(x)
+    )
+    start_time_ms: Optional[int] = state_column(
+        filterable=False, detail=True, format_fn=Humanify.timestamp
+    )
+    end_time_ms: Optional[int] = state_column(
+        filterable=False, detail=True, format_fn=Humanify.timestamp
+    )
     debugger_port: Optional[int] = state_column(filterable=True, detail=True)
     num_paused_threads: Optional[int] = state_column(filterable=True, detail=True)
 
@@ -270,9 +288,12 @@ class ObjectState(StateSchema):
 
 
 SCHEMAS: Dict[StateResource, Any] = {
-    StateResource.ACTORS: ActorState, StateResource.JOBS: JobState,
-    StateResource.NODES: NodeState, StateResource.OBJECTS: ObjectState,
-    StateResource.PLACEMENT_GROUPS: PlacementGroupState, StateResource.WORKERS: WorkerState,
+    StateResource.ACTORS: ActorState,
+    StateResource.JOBS: JobState,
+    StateResource.NODES: NodeState,
+    StateResource.OBJECTS: ObjectState,
+    StateResource.PLACEMENT_GROUPS: PlacementGroupState,
+    StateResource.WORKERS: WorkerState,
 }
 
 
@@ -289,7 +310,8 @@ class ListApiOptions:
     timeout: int = DEFAULT_RPC_TIMEOUT
     detail: bool = False
     filters: Optional[List[Tuple[str, PredicateType, SupportedFilterType]]] = field(
-        default_factory=list)
+        default_factory=list
+    )
     exclude_driver: bool = True
 
     def __post_init__(self):
@@ -298,8 +320,10 @@ class ListApiOptions:
         for filter in self.filters:
             _, predicate, _ = filter  # Ray's unpacking error for a filter of another length
             if predicate != "=" and predicate != "!=":
-                raise ValueError(f"Unsupported filter predicate {predicate} is given. "
-                                 "Available predicates: =, !=.")
+                raise ValueError(
+                    f"Unsupported filter predicate {predicate} is given. "
+                    "Available predicates: =, !=."
+                )
 
     def has_conflicting_filters(self) -> bool:
         """Two '=' filters on one key with different values: nothing can match."""
@@ -312,7 +336,10 @@ class ListApiOptions:
                     "There are multiple '=' filters with the same "
                     f"key '{key}' but different values"
                     f"'{equal[key]}' & '{value}'. "
-                    "Empty result set will be returned", UserWarning, stacklevel=5)
+                    "Empty result set will be returned",
+                    UserWarning,
+                    stacklevel=5,
+                )
                 return True
             equal.setdefault(key, value)
         return False
@@ -338,10 +365,15 @@ def _convert(value: str, to: type):
     raise ValueError(f"Failed to convert a value {value} of type {type(value)} to {to}")
 
 
-_TYPE_HINTS = {"int": (int, "a int", "an integer filter `--filter {col} [int]`"),
-               "float": (float, "a float", "an integer filter `--filter {col} [float]`"),
-               "bool": (bool, "a boolean", "`--filter {col} [True|true|1]` for True or "
-                        "`--filter {col} [False|false|0]` for False.")}
+_TYPE_HINTS = {
+    "int": (int, "a int", "an integer filter `--filter {col} [int]`"),
+    "float": (float, "a float", "an integer filter `--filter {col} [float]`"),
+    "bool": (
+        bool,
+        "a boolean",
+        "`--filter {col} [True|true|1]` for True or `--filter {col} [False|false|0]` for False.",
+    ),
+}
 
 
 def _typed_filters(filters: list, schema) -> list:
@@ -358,7 +390,8 @@ def _typed_filters(filters: list, schema) -> list:
             except ValueError:
                 raise ValueError(
                     f"Invalid filter `--filter {col} {value}` for {kind} type column. "
-                    f"Please provide {advice.format(col=col)}") from None
+                    f"Please provide {advice.format(col=col)}"
+                ) from None
         out.append((col, predicate, value))
     return out
 
@@ -393,7 +426,8 @@ def do_filter(data: list, filters: list, schema, detail: bool) -> list:
                     f"The given filter column {col} is not supported. "
                     "Enter filters with –-filter key=value "
                     "or –-filter key!=value "
-                    f"Supported filter columns: {filterable}")
+                    f"Supported filter columns: {filterable}"
+                )
             if not _matches(datum, col, predicate, value):
                 keep = False
                 break
