@@ -96,6 +96,16 @@ class Config:
         1.0, "How long a task waits on resources no node has before a warning says so."
     )
     log_to_driver: bool = _setting(True, "Forward worker stdout/stderr lines to the driver.")
+    metrics_export_port: int = _setting(
+        -1,
+        "Port on which each node started here serves Prometheus metrics at /metrics (Ray's "
+        "--metrics-export-port); 0 picks a free port, -1 serves none.",
+    )
+    metrics_report_interval_s: float = _setting(
+        1.0,
+        "How often a driver or worker sends its changed zray.util.metrics values and task "
+        "counts to its node, and the node refreshes what it serves.",
+    )
     spill_dir: str = _setting(
         "",
         "Where objects are spilled (default: <session>/spill). Each node writes into its "

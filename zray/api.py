@@ -143,6 +143,7 @@ def init(
         from zray._private.common import runtime_env as RE
 
         job_env = RE.parse(runtime_env)  # bad input fails before any process starts
+        metrics_export_port = _metrics_port(kwargs.pop("_metrics_export_port", None))
         for name in kwargs:
             if not name.startswith("_"):
                 raise RuntimeError(f"Unknown keyword argument(s): {name}")
@@ -194,12 +195,16 @@ def init(
                 )
             else:
                 core = _connect(node["address"], session_dir, namespace, creds, node["ip"])
+                if metrics_export_port is not None:  # as in Ray: the nodes already run
+                    _warn_once("_metrics_export_port")
         if core is None:
             from zray._private.core.driver import EmbeddedNode
             from zray._private.wire.security import Credentials, new_token
 
             creds = Credentials(config.token or new_token(), config.encrypt)
-            _embedded = EmbeddedNode(creds, num_cpus, num_gpus, resources, object_store_memory)
+            _embedded = EmbeddedNode(
+                creds, num_cpus, num_gpus, resources, object_store_memory, metrics_export_port
+            )
             info = _embedded.info
             try:
                 core = _connect(info["node_address"], info["session_dir"], namespace, creds)
@@ -280,6 +285,14 @@ def _configure_logging(level):
         )
         zray_logger.addHandler(handler)
         zray_logger.propagate = False
+
+
+def _metrics_port(port):
+    if port is None:
+        return None
+    if type(port) is not int or not 0 <= port <= 65535:
+        raise ValueError(f"_metrics_export_port must be a port number (int), got {port!r}")
+    return port
 
 
 def _warn_once(name: str):

@@ -147,6 +147,7 @@ def cmd_start(args) -> int:
         "object_store_memory",
         "node_ip_address",
         "head_state_path",
+        "metrics_export_port",
     ):
         value = getattr(args, flag)
         if value is not None:
@@ -257,6 +258,8 @@ def _started(info: dict, head_node: bool, roots: list):
     cluster_record.write(cluster_record.record_for(head, info["session_dir"], info["pid"]), roots)
     print(f"Started zray node {info['node_id'][:12]} (pid {info['pid']}) in {info['session_dir']}")
     print(f"Head address: {head}")
+    if info.get("metrics_export_port", -1) >= 0:
+        print(f"Prometheus metrics: http://{info['node_ip']}:{info['metrics_export_port']}/metrics")
     print(
         f"Connect with zray.init(address='{head}') or zray.init(address='auto'); on this "
         f"machine plain zray.init() connects too"

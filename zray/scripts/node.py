@@ -19,6 +19,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--embedded-by", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--ready-json", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--log-to-session", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--metrics-export-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this port at /metrics (0: any free port; "
+        "default: ZRAY_METRICS_EXPORT_PORT, -1 for none)",
+    )
     return parser
 
 
@@ -108,6 +115,11 @@ def options_from_args(args):  # -> zray._private.node.daemon.NodeOptions (import
         embedded_by=args.embedded_by,
         token=token,
         encrypt=config.encrypt if args.encrypt is None else args.encrypt,
+        metrics_export_port=(
+            config.metrics_export_port
+            if args.metrics_export_port is None
+            else args.metrics_export_port
+        ),
     )
 
 
@@ -140,12 +152,16 @@ def main(argv=None) -> int:
     if not args.ready_json:
         print(f"zray-node: session {opts.session_dir}", file=sys.stderr)
     from zray._private.head.store import StoreError
+    from zray._private.node.metrics_table import MetricsPortError
     from zray._private.wire.security import AuthenticationError
 
     try:
         run_node(opts, sys.stdout if args.ready_json else None, log_to_session=args.log_to_session)
     except StoreError as exc:
         print(f"zray-node: the head cannot keep its state: {exc}", file=sys.stderr)
+        return 1
+    except MetricsPortError as exc:
+        print(f"zray-node: {exc}", file=sys.stderr)
         return 1
     except (AuthenticationError, ConnectionError) as exc:
         where = "" if opts.head else f"cannot join the cluster at {opts.head_address}: "

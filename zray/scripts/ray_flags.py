@@ -64,7 +64,7 @@ START_FLAGS = {
     "--plasma-directory": (str, TUNE, "objects always live in /dev/shm"),
     "--autoscaling-config": (str, TUNE, "zray has no autoscaler"),
     "--no-redirect-output": (SWITCH, TUNE, "the node's output goes to <session>/logs/node.log"),
-    "--metrics-export-port": (int, TUNE, "zray exports no metrics"),
+    "--metrics-export-port": (int, HONOURED, "served by the node daemon at /metrics"),
     "--no-monitor": (SWITCH, HONOURED, "zray has no autoscaler monitor"),
     "--tracing-startup-hook": (str, TUNE, "zray has no tracing"),
     "--ray-debugger-external": (SWITCH, TUNE, "zray has no Ray debugger"),

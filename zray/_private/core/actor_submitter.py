@@ -18,6 +18,8 @@ from zray import exceptions as X
 from zray._config import config
 from zray._fast import MessageTooLarge
 from zray._private.core import actor_ordering as O
+from zray._private.core import metrics_registry
+from zray._private.core.memory_store import KIND_ERROR
 from zray._private.wire import protocol as P
 from zray._private.common.actor_states import DEAD, PENDING
 from zray._private.core.dependencies import (
@@ -355,8 +357,11 @@ class ActorSubmitter:
         self._finish(call, returned_entries(msg.returns, payload), msg.contained)
 
     def _finish(self, call: ActorCall, entries, contained=None):
-        if self.calls.pop(call.task_id, None) is None:
+        found = self.calls.pop(call.task_id, None)
+        if found is None:
             return
+        failed = any(e.kind == KIND_ERROR for _, e in entries or ())
+        metrics_registry.tasks.finished(f"{found[0].class_name}.{call.method}", failed, False)
         store_results(self.core, entries, call.pinned_ids, contained)
 
     def state_of(self, actor_id: bytes) -> str:

@@ -42,6 +42,7 @@ from zray._private.wire import protocol as P
 from zray._private.common import session
 from zray._private.core.function_manager import FunctionManager
 from zray._private.core.task_context import TaskContext
+from zray._private.core import metrics_registry
 from zray._private.core.memory_store import (
     KIND_ERROR,
     KIND_FREED,
@@ -188,6 +189,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self.streams = Streams(self)  # generator tasks this process submitted
         self.producer = Producer(self)  # generator tasks this process runs
         self.submitter = TaskSubmitter(self)
+        self.metrics_reporter = metrics_registry.Reporter(self)
+        self.metrics_reporter.start()
 
     @staticmethod
     def _driver_task_id(job_id: bytes) -> bytes:
@@ -867,6 +870,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
             self._futures_pool.shutdown(wait=False, cancel_futures=True)
         if self._pin_releases:
             self.endpoint.send(self.node_address, P.ReleaseObjects(list(self._pin_releases)))
+        self.metrics_reporter.close()  # its last report, before the endpoint closes
         self.endpoint.close(linger_ms)
         self.ctx.term()
         self.channels.close()

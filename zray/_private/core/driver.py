@@ -19,7 +19,13 @@ class EmbeddedNode:
     """A `zray-node --head` child process owned by this driver."""
 
     def __init__(
-        self, creds, num_cpus=None, num_gpus=None, resources=None, object_store_memory=None
+        self,
+        creds,
+        num_cpus=None,
+        num_gpus=None,
+        resources=None,
+        object_store_memory=None,
+        metrics_export_port=None,
     ):
         session.clean_stale_sessions()
         self.session_dir = session.new_session_dir()
@@ -41,6 +47,8 @@ class EmbeddedNode:
             cmd += ["--resources", json.dumps(resources)]
         if object_store_memory is not None:
             cmd += ["--object-store-memory", str(int(object_store_memory))]
+        if metrics_export_port is not None:
+            cmd += ["--metrics-export-port", str(metrics_export_port)]
         self.log_path = os.path.join(self.session_dir, "logs", "node.log")
         log = open(self.log_path, "ab")
         try:

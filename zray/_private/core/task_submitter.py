@@ -29,6 +29,7 @@ from zray._private.core.dependencies import (
     too_large_error,
     when_resolved,
 )
+from zray._private.core import metrics_registry
 from zray._private.core.lineage import Lineage
 from zray._private.core.memory_store import KIND_ERROR, KIND_PLASMA, Entry
 
@@ -429,6 +430,8 @@ class TaskSubmitter:
                 return
             spec.state = "done"
             self.tasks.pop(spec.task_id, None)
+        failed = any(e.kind == KIND_ERROR for _, e in entries or ())
+        metrics_registry.tasks.finished(spec.name, failed, spec.attempt > 0)
         if spec.num_returns > 0 and entries and all(e.kind != KIND_ERROR for _, e in entries):
             self.lineage.keep(spec, entries)  # before store_results may free unwanted ones
         pinned = [] if spec.args_released else spec.pinned_ids

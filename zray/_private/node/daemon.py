@@ -63,6 +63,7 @@ class NodeOptions:
     encrypt: bool = False
     embedded_by: int = 0  # pid of the driver that started us; we stop when it dies
     node_death_timeout_s: float = config.node_death_timeout_s
+    metrics_export_port: int = config.metrics_export_port  # -1: none
 
 
 @dataclass
@@ -111,6 +112,13 @@ class NodeDaemon:
         self.opts = opts
         self.node_id = random_id(NODE_ID_SIZE)
         self.session_dir = opts.session_dir
+        # First: a port in use fails here, before anything exists that would need undoing.
+        self.metrics = None
+        if opts.metrics_export_port >= 0:
+            # Imported only here: prometheus-client and psutil cost the daemon's start ~20 ms.
+            from zray._private.node import metrics_export
+
+            self.metrics = metrics_export.start(self, opts.metrics_export_port)
         self.resources, self.store_capacity = default_resources(opts)
         units = R.to_units(self.resources)
         self.ctx = new_context()
@@ -285,6 +293,8 @@ class NodeDaemon:
             "session_dir": self.session_dir,
             "arena_path": self.arena_path,
             "pid": os.getpid(),
+            "metrics_export_port": self.metrics.port if self.metrics else -1,
+            "node_ip": self.opts.node_ip,
         }
 
     def run(self):
@@ -366,6 +376,8 @@ class NodeDaemon:
         self.spiller.expire(now)
         self._expire_starts(now)
         self.envs.tick(now)
+        if self.metrics:
+            self.metrics.tick(now)
         if self.head:
             self.head.tick(now)
         if self._memory_reports:
@@ -410,6 +422,8 @@ class NodeDaemon:
                     logger.exception("clearing the head's durable state")
             self.pool.shutdown()
         finally:
+            if self.metrics:
+                self.metrics.close()
             self.envs.shutdown()
             self.spiller.close()
             self.objects.close()
@@ -538,6 +552,8 @@ class NodeDaemon:
     def _on_client_exit(self, identity: bytes, exit_code: int | None = None):
         client = self.clients.pop(identity, None)
         self.worker_table.left(identity, exit_code)
+        if self.metrics:
+            self.metrics.process_exited(identity)
         self.store.client_exited(identity)
         address = self.endpoint.peers.pop(identity, None)
         if client is not None:
@@ -850,6 +866,10 @@ class NodeDaemon:
         self.resources_dirty = True
         self._dispatch(self.scheduler.return_bundles(msg.pg_id, msg.indices))
 
+    def on_metrics_report(self, identity, msg: P.MetricsReport, seq):
+        if self.metrics is not None:  # else nobody asked for metrics: drop it
+            self.metrics.on_report(identity, msg.metrics, msg.tasks)
+
     def on_shutdown_node(self, identity, msg: P.ShutdownNode, seq):
         logger.info("shutdown requested: %s", msg.reason)
         self.endpoint.reply(identity, P.Ok(0), seq)
@@ -882,6 +902,7 @@ class NodeDaemon:
         P.GetNodeStats: on_get_node_stats,
         P.GetMemoryReport: on_get_memory_report,
         P.GetStateTable: worker_table.on_get_state_table,
+        P.MetricsReport: on_metrics_report,
     }
 
     def _flush_locations(self):

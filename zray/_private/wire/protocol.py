@@ -840,6 +840,23 @@ class ReturnBundles(NamedTuple):
     indices: list
 
 
+# --------------------------------------------------------------------------- metrics
+
+
+@message(130)
+class MetricsReport(NamedTuple):
+    """Driver or worker to its node, at most once per `metrics_report_interval_s` and only when
+    something changed: the process's `zray.util.metrics` series and task counts, each as its
+    current total (so a lost or repeated report does no harm). `metrics`: rows
+    [kind, name, description, tag_keys, boundaries, series], series [[tag values], value]
+    (a histogram's value: [bucket counts, sum, count]); `tasks`: rows
+    [name, state, source, is_retry, count]."""
+
+    worker_id: bytes
+    metrics: list
+    tasks: list
+
+
 # --------------------------------------------------------------------------- state API
 
 

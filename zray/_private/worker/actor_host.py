@@ -22,6 +22,7 @@ import os
 from zray import exceptions as X
 from zray._config import config
 from zray._private.worker import log_stream
+from zray._private.core.metrics_registry import tasks as task_counts
 from zray._private.wire import protocol as P
 from zray._private.core.streaming import fixed_returns
 from zray._private.worker.call_pool import CallPool
@@ -177,6 +178,8 @@ class ActorHost:
         held = core.refs.receive_for_task(msg.borrowed) if msg.borrowed else ()
         sent_before = core.endpoint.sent
         cancellations = core.cancellations
+        running_name = context.name
+        task_counts.started(running_name)
         try:
             if cancellations.is_cancelled(msg.task_id):
                 raise X.TaskCancelledError(msg.task_id.hex())  # cancelled before it started
@@ -200,6 +203,7 @@ class ActorHost:
             values, is_error = [self._error(exc, msg)] * fixed_returns(msg.num_returns), True
         finally:
             context.task_id = None
+            task_counts.stopped(running_name)
         if cancellations.is_cancelled(msg.task_id):
             values, is_error = (
                 [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns),

@@ -22,6 +22,7 @@ from zray import exceptions as X
 from zray._config import config
 from zray._fast import MessageTooLarge, object_id_for
 from zray._private.worker import log_stream
+from zray._private.core.metrics_registry import tasks as task_counts
 from zray._private.wire import pacing
 from zray._private.core import runtime
 from zray._private.wire import protocol as P
@@ -179,6 +180,7 @@ class Executor:
         sent_before = core.endpoint.sent
         error = None
         cancellations = core.cancellations
+        task_counts.started(push.name)
         try:
             try:
                 if cancellations.is_cancelled(push.task_id):
@@ -207,6 +209,7 @@ class Executor:
                     exc, push.name, pid=os.getpid(), ip=core.node_ip
                 )
         finally:
+            task_counts.stopped(push.name)
             with self._lock:
                 self.running_task = None
             sys.stdout.flush()
