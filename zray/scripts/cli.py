@@ -1,4 +1,4 @@
-"""`zray start | stop | status | memory | list | get | summary`: the cluster CLI, with `ray`'s flags so habits carry over.
+"""`zray start | stop | status | memory | list | get | summary | logs`: the cluster CLI, with `ray`'s flags so habits carry over.
 
 This module only parses options and starts or signals daemons; the daemon is zray-node.
 """
@@ -14,7 +14,7 @@ import sys
 import time
 
 from zray._private.common.launch import daemon_command
-from zray.scripts import memory, ray_flags, state_cli
+from zray.scripts import logs_cli, memory, ray_flags, state_cli
 from zray.scripts.node import add_node_flags
 
 
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     memory.add_parser(commands)
     state_cli.add_parsers(commands)
+    logs_cli.add_parser(commands)
     state_cli.add_version_flag(parser)
     return parser
 
@@ -95,6 +96,7 @@ def main(argv=None) -> int:
             "list": state_cli.main,
             "get": state_cli.main,
             "summary": state_cli.main,
+            "logs": logs_cli.main,
         }[args.command](args)
     except (OSError, zmq.ZMQError) as exc:  # ConnectionError is an OSError: no cluster there
         print(f"zray {args.command}: {exc}", file=sys.stderr)

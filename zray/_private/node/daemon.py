@@ -40,7 +40,7 @@ from zray._private.wire.transport import (
 )
 from zray._private.node.envs import NodeEnvs
 from zray._private.node.worker_pool import WorkerPool
-from zray._private.node import worker_table
+from zray._private.node import log_files, worker_table
 
 logger = logging.getLogger(__name__)
 
@@ -903,6 +903,8 @@ class NodeDaemon:
         P.GetMemoryReport: on_get_memory_report,
         P.GetStateTable: worker_table.on_get_state_table,
         P.MetricsReport: on_metrics_report,
+        P.ListLogs: log_files.on_list_logs,
+        P.ReadLog: log_files.on_read_log,
     }
 
     def _flush_locations(self):

@@ -857,6 +857,36 @@ class MetricsReport(NamedTuple):
     tasks: list
 
 
+@message(131)
+class ListLogs(NamedTuple):
+    """`zray logs` and `zray.util.state.list_logs` to a node: its log files whose names match
+    the glob; answered LogList."""
+
+    glob: str
+
+
+@message(132)
+class LogList(NamedTuple):
+    files: list  # names in the node's <session>/logs, sorted
+
+
+@message(133)
+class ReadLog(NamedTuple):
+    """To a node: bytes of one of its log files from `offset`, or (offset < 0) from the start
+    of its last `tail_lines` lines (-1: the whole file); answered LogData, at most 1 MiB."""
+
+    filename: str
+    offset: int
+    tail_lines: int
+
+
+@message(134)
+class LogData(NamedTuple):
+    offset: int  # where `data` starts in the file
+    size: int  # the file's size when read
+    data: bytes
+
+
 # --------------------------------------------------------------------------- state API
 
 

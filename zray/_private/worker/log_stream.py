@@ -2,7 +2,8 @@
 
 File descriptors 1 and 2 are replaced by pipes, so output of C extensions and subprocesses is
 caught too. A reader thread per stream batches complete lines and sends them to the node, which
-relays them to the drivers.
+relays them to the drivers. Every byte also goes to the worker's file in the session's logs
+directory (`worker-<id>-ffffffff-<pid>.out|err`, Ray's names), for `zray logs`.
 """
 
 from __future__ import annotations
@@ -70,7 +71,20 @@ def start_forwarding(streams: dict, core, pid: int):
         ).start()
 
 
+def _open_log_file(core, stream: str, pid: int) -> int:
+    """The worker's log file of `stream` (-1 if it cannot be created: output still reaches the
+    driver)."""
+    from zray._private.common.log_names import worker_log_name
+
+    path = os.path.join(core.session_dir, "logs", worker_log_name(core.worker_id, pid, stream))
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        return -1
+
+
 def _forward(fd: int, stream: str, core, pid: int):
+    log_file = _open_log_file(core, stream, pid)
     pending = b""
     readable = select.poll()
     readable.register(fd, select.POLLIN)
@@ -89,6 +103,12 @@ def _forward(fd: int, stream: str, core, pid: int):
                 return
             if not chunk:
                 return
+            if log_file >= 0:
+                try:
+                    os.write(log_file, chunk)
+                except OSError:  # e.g. the disk is full: the driver still sees the output
+                    os.close(log_file)
+                    log_file = -1
             pending += chunk
             if b"\n" not in pending:
                 if len(pending) < 65536:

@@ -1,6 +1,6 @@
 """zray.util.state: Ray's state API (`ray.util.state`) for what zray's head and nodes know.
-Tasks (`list_tasks`, `get_task`, `summarize_tasks`), logs, runtime envs and cluster events are
-not there yet."""
+Logs (`list_logs`, `get_log`) are read from each node's session directory. Tasks (`list_tasks`,
+`get_task`, `summarize_tasks`), runtime envs and cluster events are not there yet."""
 
 from zray.util.state.api import (
     StateApiClient,
@@ -18,6 +18,7 @@ from zray.util.state.api import (
     summarize_actors,
     summarize_objects,
 )
+from zray.util.state.logs import get_log, list_logs
 
 __all__ = [
     "StateApiClient",
@@ -26,8 +27,10 @@ __all__ = [
     "get_objects",
     "get_placement_group",
     "get_worker",
+    "get_log",
     "list_actors",
     "list_jobs",
+    "list_logs",
     "list_nodes",
     "list_objects",
     "list_placement_groups",

@@ -1,0 +1,188 @@
+"""Ray's log API (`ray.util.state.list_logs`, `get_log`) over zray's nodes: each node lists and
+reads the files of its session's logs directory (`ListLogs`, `ReadLog`), so logs of any machine
+are reachable from any other, as through Ray's dashboard agents.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import time
+from typing import Dict, Generator, List, Optional
+
+from zray._private.common import log_names
+from zray._private.wire import protocol as P
+from zray.util.state._transport import Connection
+from zray.util.state.exception import RayStateApiException
+
+DEFAULT_RPC_TIMEOUT = 30
+FOLLOW_INTERVAL_S = 0.5
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def list_logs(
+    address: Optional[str] = None,
+    node_id: Optional[str] = None,
+    node_ip: Optional[str] = None,
+    glob_filter: Optional[str] = None,
+    timeout: int = DEFAULT_RPC_TIMEOUT,
+) -> Dict[str, List[str]]:
+    """The log files of one node, grouped as Ray groups them (`worker_out`, `worker_err`,
+    `raylet` for the node daemon's `node.log`, `internal`).
+
+    Args:
+        address: The cluster's address; by default the one this process is connected to, or
+            the one `zray start` recorded on this machine.
+        node_id: Id of the node containing the logs.
+        node_ip: Ip of the node containing the logs.
+        glob_filter: Glob of the file names, e.g. `"*worker*"`.
+        timeout: Seconds to wait for the cluster's answers.
+    """
+    assert node_ip is not None or node_id is not None, (
+        "At least one of node ip and node id is required"
+    )
+    conn = Connection(address)
+    node = _node(conn, node_id, node_ip, timeout)
+    return log_names.categorize(_list(conn, node, glob_filter or "*", timeout))
+
+
+def get_log(
+    address: Optional[str] = None,
+    node_id: Optional[str] = None,
+    node_ip: Optional[str] = None,
+    filename: Optional[str] = None,
+    actor_id: Optional[str] = None,
+    task_id: Optional[str] = None,
+    pid: Optional[int] = None,
+    follow: bool = False,
+    tail: int = -1,
+    timeout: int = DEFAULT_RPC_TIMEOUT,
+    suffix: str = "out",
+    encoding: Optional[str] = "utf-8",
+    errors: Optional[str] = "strict",
+    submission_id: Optional[str] = None,
+    attempt_number: int = 0,
+    _interval: Optional[float] = None,
+    filter_ansi_code: bool = False,
+) -> Generator[str, None, None]:
+    """Yields the text of one log file: by `filename` on a node, or a worker's stdout
+    (`suffix="out"`) or stderr (`"err"`) by its `pid` or the `actor_id` it hosts. `tail`:
+    only the last lines (-1: all); `follow`: keep yielding what is appended until closed.
+
+    Raises:
+        NotImplementedError: for `task_id` and `submission_id` (zray records no task log
+            offsets and has no job submission).
+        RayStateApiException: if no file or more than one matches.
+    """
+    if task_id is not None:
+        raise NotImplementedError(
+            "get_log(task_id=...) is not supported: zray does not record where a task's "
+            "output starts in its worker's log; use actor_id= or pid= for the whole log"
+        )
+    if submission_id is not None:
+        raise NotImplementedError("get_log(submission_id=...): zray has no job submission")
+    if suffix not in ("out", "err"):
+        raise ValueError(f"suffix must be 'out' or 'err', got {suffix!r}")
+    conn = Connection(address)
+    if actor_id is not None:
+        node, filename = _actor_log(conn, actor_id, suffix, timeout)
+    else:
+        node = None
+        if node_id is not None or node_ip is not None:
+            node = _node(conn, node_id, node_ip, timeout)
+        if pid is not None:
+            node, filename = _unique(conn, [node] if node else None, f"*-{pid}.{suffix}", timeout)
+        elif filename is None:
+            raise ValueError("get_log needs one of filename, actor_id or pid")
+        elif node is None:
+            node = _node(conn, None, None, timeout)
+    return _read(conn, node, filename, follow, tail, timeout, encoding, errors, _interval,
+                 filter_ansi_code)  # fmt: skip
+
+
+def _read(conn, node, filename, follow, tail, timeout, encoding, errors, interval, strip_ansi):
+    decoder = codecs.getincrementaldecoder(encoding or "utf-8")(errors or "strict")
+    offset, tail_lines = -1, tail
+    while True:
+        reply = _ask(conn, node, P.ReadLog(filename, offset, tail_lines), timeout)
+        if not isinstance(reply, P.LogData):
+            raise RayStateApiException(f"unexpected answer {type(reply).__name__}")
+        offset = reply.offset + len(reply.data)
+        text = decoder.decode(reply.data)
+        if text:
+            yield _ANSI.sub("", text) if strip_ansi else text
+        if offset < reply.size:
+            continue  # more than one answer's worth is there already
+        if not follow:
+            return
+        time.sleep(interval or FOLLOW_INTERVAL_S)
+
+
+def _ask(conn, node: dict, msg, timeout: float):
+    reply = conn.gather([(node["_address"], msg)], timeout)[0]
+    if reply is None:
+        raise RayStateApiException(
+            f"Node {node['node_id']} ({node['node_ip']}) did not answer within {timeout}s."
+        )
+    if isinstance(reply, P.Error):
+        raise RayStateApiException(reply.message)
+    return reply
+
+
+def _nodes(conn, timeout: float) -> list:
+    rows = conn.ask_head(P.GetStateTable("nodes"), timeout).rows
+    return sorted(
+        (row for row in rows if row["state"] == "ALIVE"), key=lambda r: not r["is_head_node"]
+    )
+
+
+def _node(conn, node_id, node_ip, timeout: float) -> dict:
+    """The live node of that id (or unique id prefix) or ip; with neither, the head node."""
+    nodes = _nodes(conn, timeout)
+    if node_id is not None:
+        found = [n for n in nodes if n["node_id"].startswith(node_id)]
+        what = f"node id {node_id}"
+    elif node_ip is not None:
+        found = [n for n in nodes if n["node_ip"] == node_ip]
+        what = f"node ip {node_ip}"
+    else:
+        found, what = nodes[:1], "a head node"
+    if not found or (node_id is not None and len(found) > 1):
+        raise RayStateApiException(f"There is no alive node with {what}.")
+    return found[0]
+
+
+def _list(conn, node: dict, glob: str, timeout: float) -> list:
+    return _ask(conn, node, P.ListLogs(glob), timeout).files
+
+
+def _unique(conn, nodes, glob: str, timeout: float) -> tuple:
+    """The one (node, file) matching `glob` among `nodes` (default: every live node)."""
+    nodes = nodes or _nodes(conn, timeout)
+    replies = conn.gather([(n["_address"], P.ListLogs(glob)) for n in nodes], timeout)
+    found = [
+        (node, name)
+        for node, reply in zip(nodes, replies)
+        if isinstance(reply, P.LogList)
+        for name in reply.files
+    ]
+    if len(found) != 1:
+        where = ", ".join(f"{n['node_id'][:8]}:{name}" for n, name in found)
+        raise RayStateApiException(
+            f"Expected one log file matching {glob!r}, found {len(found)}" + (f": {where}" if where else "")
+        )  # fmt: skip
+    return found[0]
+
+
+def _actor_log(conn, actor_id: str, suffix: str, timeout: float) -> tuple:
+    rows = conn.ask_head(P.GetStateTable("actors"), timeout).rows
+    actor = next((r for r in rows if r["actor_id"] == actor_id), None)
+    if actor is None:
+        raise RayStateApiException(f"Actor {actor_id} not found.")
+    worker_id, address = actor.get("_worker_id"), actor.get("_node_address")
+    if not worker_id or not address:
+        raise RayStateApiException(f"Actor {actor_id} has no worker yet: it has no log.")
+    nodes = [n for n in _nodes(conn, timeout) if n["_address"] == address]
+    if not nodes:
+        raise RayStateApiException(f"The node of actor {actor_id} is not alive.")
+    return _unique(conn, nodes, f"worker-{worker_id}-*.{suffix}", timeout)
