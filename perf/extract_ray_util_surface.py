@@ -28,6 +28,9 @@ TARGETS = {
         "ActorPool",
     ],
     "ray.util.queue": ["Queue"],
+    "ray.util.metrics": ["Counter", "Gauge", "Histogram"],
+    "ray.util.state": ["list_logs", "get_log"],
+    "ray.experimental.tqdm_ray": ["tqdm", "safe_print"],
     "ray.util.multiprocessing": ["Pool"],
     "ray.util.multiprocessing.pool": [
         "AsyncResult",

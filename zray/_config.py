@@ -17,6 +17,7 @@ RAY_ALIASES = {
     "address": "RAY_ADDRESS",
     "redis_address": "RAY_REDIS_ADDRESS",
     "redis_password": "RAY_REDIS_PASSWORD",
+    "tqdm_patch_print": "RAY_TQDM_PATCH_PRINT",
 }
 
 
@@ -96,6 +97,11 @@ class Config:
         1.0, "How long a task waits on resources no node has before a warning says so."
     )
     log_to_driver: bool = _setting(True, "Forward worker stdout/stderr lines to the driver.")
+    tqdm_patch_print: bool = _setting(
+        True,
+        "While zray.experimental.tqdm_ray draws progress bars in a driver, builtins.print "
+        "clears them before printing (Ray's RAY_TQDM_PATCH_PRINT, also honoured).",
+    )
     metrics_export_port: int = _setting(
         -1,
         "Port on which each node started here serves Prometheus metrics at /metrics (Ray's "

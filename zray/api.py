@@ -262,13 +262,31 @@ def _connect(
     return core
 
 
+# zray.experimental.tqdm_ray's RAY_TQDM_MAGIC, without importing tqdm into every driver.
+_TQDM_MAGIC = "__ray_tqdm_magic_token__"
+
+
 def _print_worker_lines(msg):
+    lines = msg.lines
+    if any(_TQDM_MAGIC in line for line in lines):  # bars' states: drawn, not printed
+        from zray.experimental import tqdm_ray
+
+        lines = tqdm_ray.take_progress_lines(lines)
+        if not lines:
+            return
+    tqdm_ray = sys.modules.get("zray.experimental.tqdm_ray")
+    bars = tqdm_ray.drawing() if tqdm_ray is not None else None
     stream = sys.stderr if msg.stream == "stderr" else sys.stdout
     try:
-        stream.write("".join(f"{msg.prefix} {line}\n" for line in msg.lines))
+        if bars is not None:
+            bars.hide_bars()
+        stream.write("".join(f"{msg.prefix} {line}\n" for line in lines))
         stream.flush()
     except (ValueError, OSError):
         pass  # the driver's stream was closed (interpreter exit)
+    finally:
+        if bars is not None:
+            bars.unhide_bars()
 
 
 def _configure_logging(level):

@@ -2,18 +2,21 @@
 
 It runs a small but real workload: a Monte Carlo estimate of pi fanned out over many tasks, a
 map-reduce word count whose reducers consume the mappers' outputs, and a zero-copy analysis of a
-large shared array that every task maps instead of copying.
+large shared array that every task maps instead of copying; random walks in tasks report their
+progress as bars the driver draws (`zray.experimental.tqdm_ray`).
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import random
 import time
 
 import numpy as np
 
 import zray as ray
+from zray.experimental import tqdm_ray
 
 
 @ray.remote
@@ -21,6 +24,19 @@ def sample_pi(n: int, seed: int) -> int:
     rng = np.random.default_rng(seed)
     xy = rng.random((n, 2))
     return int(((xy**2).sum(axis=1) <= 1.0).sum())
+
+
+@ray.remote
+def random_walk(walkers: int, steps: int, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    positions = np.zeros(walkers)
+    bar = tqdm_ray.tqdm(total=steps, desc=f"walk {seed}", flush_interval_s=0.1)
+    for _ in range(steps):
+        positions += rng.standard_normal(walkers)
+        time.sleep(0.002)  # slow enough to watch the bars move
+        bar.update(1)
+    bar.close()  # sends the final state (as in Ray, iterating alone never closes a bar)
+    return float(np.abs(positions).mean())
 
 
 @ray.remote
@@ -62,6 +78,14 @@ def main():
     print(
         f"pi ~= {4 * sum(hits) / (samples * tasks):.5f} from {tasks} tasks "
         f"in {time.perf_counter() - t:.2f}s"
+    )
+
+    t = time.perf_counter()
+    steps = 300
+    distances = ray.get([random_walk.remote(10_000, steps, seed) for seed in range(4)])
+    print(
+        f"random walks: mean distance {sum(distances) / len(distances):.2f} after {steps} "
+        f"steps (theory {math.sqrt(2 * steps / math.pi):.2f}) in {time.perf_counter() - t:.2f}s"
     )
 
     t = time.perf_counter()

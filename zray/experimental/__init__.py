@@ -1,0 +1,1 @@
+"""zray.experimental: Ray's experimental APIs that zray has (`tqdm_ray`)."""
