@@ -60,7 +60,7 @@ def _in_worker() -> bool:
 
 
 def _node_ip() -> str:
-    from zray.util import get_node_ip_address
+    from zray.util.cluster_queries import get_node_ip_address
 
     return get_node_ip_address()
 
