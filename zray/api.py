@@ -609,7 +609,7 @@ def _ray_node_dict(node: dict) -> dict:
         "ObjectManagerPort": _port_of(address),
         "ObjectStoreSocketName": address,
         "RayletSocketName": address,
-        "MetricsExportPort": 0,
+        "MetricsExportPort": node.get("metrics_export_port", -1),
         "MetricsAgentPort": 0,
         "DashboardAgentListenPort": 0,
         "NodeName": node["ip"],

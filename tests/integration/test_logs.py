@@ -18,6 +18,19 @@ def _head(zray) -> str:
     return runtime.core.head_address.replace("tcp://", "")
 
 
+def logged(text: str, timeout: float = 15.0, **which) -> str:
+    """The log `which` names once it holds `text`: output reaches the file from the worker's
+    forwarding thread, after the call that printed it may have returned."""
+    from zray.util.state import get_log
+
+    deadline = time.monotonic() + timeout
+    while True:
+        content = "".join(get_log(**which))
+        if text in content or time.monotonic() > deadline:
+            return content
+        time.sleep(0.05)
+
+
 def zray_logs(*args, timeout=60):
     return subprocess.run(
         [sys.executable, "-m", "zray.scripts.cli", "logs", *args],
@@ -39,6 +52,7 @@ def test_list_logs_and_get_log_of_a_tasks_worker(ray):
         return os.getpid()
 
     pid = ray.get(chatty.remote(), timeout=30)
+    out = logged("out line 4", pid=pid)
     node_id = list_nodes()[0].node_id
     logs = list_logs(node_id=node_id)
     assert logs["raylet"] == ["node.log"]
@@ -47,16 +61,14 @@ def test_list_logs_and_get_log_of_a_tasks_worker(ray):
     assert list_logs(node_ip="127.0.0.1", glob_filter=f"*-{pid}.err") == {
         "worker_err": [n for n in logs["worker_err"] if n.endswith(f"-{pid}.err")]
     }
-    out = "".join(get_log(pid=pid))
     assert [f"out line {i}" for i in range(5)] == [
         line for line in out.splitlines() if line.startswith("out line")
     ]
     assert "".join(get_log(pid=pid, tail=2)).splitlines()[-2:] == ["out line 3", "out line 4"]
-    assert "err line" in "".join(get_log(pid=pid, suffix="err"))
+    assert "err line" in logged("err line", pid=pid, suffix="err")
 
 
 def test_get_log_of_an_actor(ray):
-    from zray.util.state import get_log
 
     @ray.remote
     class Talker:
@@ -65,7 +77,7 @@ def test_get_log_of_an_actor(ray):
 
     actor = Talker.remote()
     ray.get(actor.say.remote("said by the actor"), timeout=30)
-    assert "said by the actor" in "".join(get_log(actor_id=actor._actor_id.hex()))
+    assert "said by the actor" in logged("said by the actor", actor_id=actor._actor_id.hex())
     ray.kill(actor)
 
 
@@ -130,6 +142,7 @@ def test_zray_logs_cli_lists_prints_and_follows(ray, printer):
     head = _head(ray)
     actor, pid = printer
     ray.get(actor.say.remote("cli can see this"), timeout=30)
+    assert "cli can see this" in logged("cli can see this", pid=pid)
     listed = zray_logs("--address", head)
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.startswith("Node IP: 127.0.0.1\n---\n")

@@ -95,6 +95,7 @@ def test_node_metrics_have_rays_names_and_labels(cluster):
     assert value(samples, "ray_node_mem_total") > value(samples, "ray_node_mem_used") > 0
     capacity = zray.cluster_resources()["object_store_memory"]
     assert value(samples, "ray_object_store_available_memory") <= capacity
+    assert [n["MetricsExportPort"] for n in zray.nodes()] == [port]
     (labels,) = samples["ray_object_store_used_memory"]
     assert dict(labels)["NodeAddress"] == "127.0.0.1"
     assert dict(labels)["SessionName"].startswith("session_")
@@ -133,9 +134,14 @@ def test_running_tasks_are_counted_by_their_executor(cluster):
     def sleeper(seconds):
         time.sleep(seconds)
 
-    ref = sleeper.remote(4)
+    ref = sleeper.remote(8)
     samples = wait_for(
-        port, lambda s: value(s, "ray_tasks", Name="sleeper", State="RUNNING") == 1, timeout=3.5
+        port,
+        lambda s: (
+            value(s, "ray_tasks", Name="sleeper", State="RUNNING") == 1
+            and value(s, "ray_tasks", Name="sleeper", State="SUBMITTED_TO_WORKER") == 1
+        ),
+        timeout=7,
     )
     assert value(samples, "ray_tasks", Name="sleeper", State="RUNNING", Source="executor") == 1
     assert value(samples, "ray_tasks", Name="sleeper", State="SUBMITTED_TO_WORKER") == 1

@@ -189,8 +189,10 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self.streams = Streams(self)  # generator tasks this process submitted
         self.producer = Producer(self)  # generator tasks this process runs
         self.submitter = TaskSubmitter(self)
-        self.metrics_reporter = metrics_registry.Reporter(self)
-        self.metrics_reporter.start()
+        # Only for a node that serves metrics: elsewhere nobody would read the reports.
+        self.metrics_reporter = metrics_registry.Reporter(self) if reply.metrics else None
+        if self.metrics_reporter is not None:
+            self.metrics_reporter.start()
 
     @staticmethod
     def _driver_task_id(job_id: bytes) -> bytes:
@@ -870,7 +872,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
             self._futures_pool.shutdown(wait=False, cancel_futures=True)
         if self._pin_releases:
             self.endpoint.send(self.node_address, P.ReleaseObjects(list(self._pin_releases)))
-        self.metrics_reporter.close()  # its last report, before the endpoint closes
+        if self.metrics_reporter is not None:
+            self.metrics_reporter.close()  # its last report, before the endpoint closes
         self.endpoint.close(linger_ms)
         self.ctx.term()
         self.channels.close()

@@ -47,6 +47,7 @@ class NodeRecord:
     suspect_since: float = 0.0  # its connection broke at this time (0: it did not)
     started_at: float = field(default_factory=time.time)  # wall clock, for the state API
     ended_at: float = 0.0
+    metrics_export_port: int = -1
 
     def to_wire(self) -> dict:
         return {
@@ -61,6 +62,7 @@ class NodeRecord:
             "alive": self.alive,
             "store_used": self.store_used,
             "death_reason": self.death_reason,
+            "metrics_export_port": self.metrics_export_port,
         }
 
 
@@ -115,6 +117,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
             msg.object_store_memory,
             msg.is_head,
             identity,
+            metrics_export_port=msg.metrics_export_port,
         )
         self.tables.node(self.nodes[msg.node_id].to_wire())
         logger.info("node %s joined at %s", msg.node_id.hex()[:12], msg.address)

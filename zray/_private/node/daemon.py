@@ -281,6 +281,7 @@ class NodeDaemon:
                 self.resources,
                 self.store_capacity,
                 self.opts.head,
+                self.metrics.port if self.metrics else -1,
             ),
             lambda *_: None,
         )
@@ -593,6 +594,7 @@ class NodeDaemon:
                 self.session_dir,
                 self.head_address,
                 self.opts.node_ip,
+                self.metrics is not None,
             ),
             seq,
         )

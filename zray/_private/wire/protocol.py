@@ -154,6 +154,7 @@ class RegisterNode(NamedTuple):
     resources: dict
     object_store_memory: int
     is_head: bool
+    metrics_export_port: int  # -1: it serves no metrics
 
 
 @message(11)
@@ -286,6 +287,7 @@ class ClientRegistered(NamedTuple):
     session_dir: str
     head_address: str
     node_ip: str
+    metrics: bool  # the node serves metrics: send it MetricsReport
 
 
 @message(32)
