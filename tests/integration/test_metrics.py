@@ -86,6 +86,33 @@ def test_metrics_port_taken_is_a_clear_error():
     assert_no_leaks(*before)
 
 
+def test_zray_start_serves_metrics_on_the_port_given():
+    # Before the module's shared cluster starts, whose processes the leak check would count.
+    import re
+    import shutil
+
+    from tests.integration.test_cli import short_tmp, zray_cli
+
+    tmp_path = short_tmp()
+    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=tmp_path)
+    before = (zray_segments(), zray_sessions())
+    try:
+        started = zray_cli(
+            "start", "--head", "--port", "0", "--num-cpus", "1", "--metrics-export-port", "0",
+            env=env,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        assert "ignoring --metrics-export-port" not in started.stderr
+        url = re.search(r"Prometheus metrics: (http://\S+/metrics)", started.stdout).group(1)
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        assert value(scrape(port), "ray_resources", Name="CPU", State="AVAILABLE") == 1.0
+    finally:
+        stopped = zray_cli("stop", env=env)
+    assert "Stopped 1" in stopped.stdout, stopped.stdout + stopped.stderr
+    assert_no_leaks(*before)
+    shutil.rmtree(tmp_path)
+
+
 def test_node_metrics_have_rays_names_and_labels(cluster):
     zray, port = cluster
     samples = scrape(port)

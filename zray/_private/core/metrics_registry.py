@@ -104,28 +104,32 @@ registry = Registry()
 class TaskCounts:
     """Task counts by Ray's `ray_tasks` states. The owner's pending and submitted tasks are read
     from its submitter when a report is due; finished, failed and running ones are counted here
-    as they happen (a Counter update each)."""
+    as they happen, on every task's path: plain dict updates under an uncontended lock."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.done: collections.Counter = collections.Counter()  # (name, state, is_retry)
-        self.running: collections.Counter = collections.Counter()  # name -> calls running
+        self.done: dict = {}  # (name, state, is_retry) -> count
+        self.running: dict = {}  # name -> calls running
 
     def finished(self, name: str, failed: bool, is_retry: bool):
+        key = (name, "FAILED" if failed else "FINISHED", "1" if is_retry else "0")
         with self.lock:
-            self.done[(name, "FAILED" if failed else "FINISHED", "1" if is_retry else "0")] += 1
+            done = self.done
+            done[key] = done.get(key, 0) + 1
 
     def started(self, name: str):
         with self.lock:
-            self.running[name] += 1
+            running = self.running
+            running[name] = running.get(name, 0) + 1
 
     def stopped(self, name: str):
         with self.lock:
-            left = self.running[name] - 1
+            running = self.running
+            left = running.get(name, 0) - 1
             if left > 0:
-                self.running[name] = left
+                running[name] = left
             else:
-                del self.running[name]
+                running.pop(name, None)
 
     def rows(self, submitter) -> list:
         rows = []
