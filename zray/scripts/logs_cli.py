@@ -80,6 +80,12 @@ def main(args) -> int:
         return 1
     except KeyboardInterrupt:  # the end of --follow
         return 0
+    except BrokenPipeError:  # `zray logs ... | head`: the reader has what it wanted
+        import os
+
+        # The exit's flush of stdout would fail again: let it write to nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _cluster(args, glob) -> int:
