@@ -175,6 +175,41 @@ def test_running_tasks_are_counted_by_their_executor(cluster):
     zray.get(ref, timeout=30)
 
 
+def test_running_actor_calls_are_counted_sync_and_async(cluster):
+    zray, port = cluster
+    import asyncio
+
+    @zray.remote
+    class SyncWaiter:
+        def wait(self, seconds):
+            time.sleep(seconds)
+
+    @zray.remote
+    class AsyncWaiter:
+        async def wait(self, seconds):
+            await asyncio.sleep(seconds)
+
+    sync_actor, async_actor = SyncWaiter.remote(), AsyncWaiter.remote()
+    refs = [sync_actor.wait.remote(8), async_actor.wait.remote(8)]
+    samples = wait_for(
+        port,
+        lambda s: (
+            value(s, "ray_tasks", Name="SyncWaiter.wait", State="RUNNING") == 1
+            and value(s, "ray_tasks", Name="AsyncWaiter.wait", State="RUNNING") == 1
+        ),
+        timeout=7,
+    )
+    assert value(samples, "ray_tasks", Name="AsyncWaiter.wait", Source="executor") == 1
+    zray.get(refs, timeout=30)
+    samples = wait_for(
+        port, lambda s: value(s, "ray_tasks", Name="AsyncWaiter.wait", State="FINISHED") == 1
+    )
+    assert value(samples, "ray_tasks", Name="SyncWaiter.wait", State="FINISHED") == 1
+    assert value(samples, "ray_tasks", Name="AsyncWaiter.wait", State="RUNNING") is None
+    zray.kill(sync_actor)
+    zray.kill(async_actor)
+
+
 def test_actors_by_state_on_the_head_node(cluster):
     zray, port = cluster
 

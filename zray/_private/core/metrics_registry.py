@@ -133,14 +133,14 @@ class TaskCounts:
 
     def rows(self, submitter) -> list:
         rows = []
+        pending: collections.Counter = collections.Counter()
         if submitter is not None:
-            pending: collections.Counter = collections.Counter()
             with submitter.lock:
                 for spec in submitter.tasks.values():
                     state = _OWNER_STATES.get(spec.state)
                     if state is not None:
                         pending[(spec.name, state, "1" if spec.attempt else "0")] += 1
-            rows += [[n, s, "owner", r, c] for (n, s, r), c in pending.items()]
+        rows += [[n, s, "owner", r, c] for (n, s, r), c in pending.items()]
         with self.lock:
             rows += [[n, s, "owner", r, c] for (n, s, r), c in self.done.items()]
             rows += [[n, "RUNNING", "executor", "0", c] for n, c in self.running.items()]

@@ -281,6 +281,8 @@ class ActorHost:
             exit_requested = False
             held = core.refs.receive_for_task(msg.borrowed) if msg.borrowed else ()
             sent_before = core.endpoint.sent
+            running_name = core.context.name
+            task_counts.started(running_name)
             try:
                 if cancellations.is_cancelled(msg.task_id):
                     raise X.TaskCancelledError(msg.task_id.hex())
@@ -305,6 +307,8 @@ class ActorHost:
                 values, is_error, exit_requested = self._exit_values(msg), True, True
             except BaseException as exc:  # noqa: BLE001 - goes back to the caller
                 values, is_error = [self._error(exc, msg)] * fixed_returns(msg.num_returns), True
+            finally:
+                task_counts.stopped(running_name)
             if cancellations.is_cancelled(msg.task_id):
                 values = [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns)
                 is_error = True
