@@ -364,3 +364,24 @@ def test_borrowed_across_nodes_then_freed_everywhere(cluster):
         time.sleep(0.1)
     assert objects_everywhere() == baseline
     ray.kill(holder)
+
+
+def test_logs_of_a_worker_on_another_node(cluster):
+    ray = cluster
+    from zray.util.state import get_log, list_logs
+
+    @ray.remote(resources={"w2": 1})
+    def there():
+        print("printed on w2")
+        return os.getpid()
+
+    pid = ray.get(there.remote(), timeout=60)
+    found = list_logs(node_ip="127.0.0.2", glob_filter=f"*-{pid}.out")
+    assert len(found["worker_out"]) == 1
+    assert not list_logs(node_ip="127.0.0.2", glob_filter="no-such-*")
+    deadline = time.monotonic() + 15
+    text = ""
+    while "printed on w2" not in text and time.monotonic() < deadline:
+        text = "".join(get_log(pid=pid))  # found among every node's files
+        time.sleep(0.05)
+    assert "printed on w2" in text
