@@ -33,7 +33,6 @@ _IGNORED_INIT_ARGS = (
     "include_dashboard",
     "dashboard_host",
     "dashboard_port",
-    "job_config",
     "logging_format",
     "logging_config",
     "enable_resource_isolation",
@@ -123,7 +122,6 @@ def init(
             include_dashboard=include_dashboard,
             dashboard_host=dashboard_host,
             dashboard_port=dashboard_port,
-            job_config=job_config,
             logging_format=logging_format,
             logging_config=logging_config,
             enable_resource_isolation=enable_resource_isolation,
@@ -142,6 +140,11 @@ def init(
                 _warn_once(name)
         from zray._private.common import runtime_env as RE
 
+        job_config = _job_config(job_config)
+        if runtime_env is None:
+            runtime_env = job_config.runtime_env or None
+        if namespace is None:
+            namespace = job_config.ray_namespace
         job_env = RE.parse(runtime_env)  # bad input fails before any process starts
         for name in kwargs:
             if not name.startswith("_"):
@@ -193,7 +196,9 @@ def init(
                     exc,
                 )
             else:
-                core = _connect(node["address"], session_dir, namespace, creds, node["ip"])
+                core = _connect(
+                    node["address"], session_dir, namespace, creds, node["ip"], job_config
+                )
         if core is None:
             from zray._private.core.driver import EmbeddedNode
             from zray._private.wire.security import Credentials, new_token
@@ -202,7 +207,13 @@ def init(
             _embedded = EmbeddedNode(creds, num_cpus, num_gpus, resources, object_store_memory)
             info = _embedded.info
             try:
-                core = _connect(info["node_address"], info["session_dir"], namespace, creds)
+                core = _connect(
+                    info["node_address"],
+                    info["session_dir"],
+                    namespace,
+                    creds,
+                    job_config=job_config,
+                )
             except BaseException:
                 _embedded.stop()
                 _embedded = None
@@ -228,7 +239,12 @@ def init(
 
 
 def _connect(
-    node_address: str, session_dir: str, namespace: str | None, creds, node_ip: str = "127.0.0.1"
+    node_address: str,
+    session_dir: str,
+    namespace: str | None,
+    creds,
+    node_ip: str = "127.0.0.1",
+    job_config=None,
 ) -> CoreWorker:
     import uuid
 
@@ -246,13 +262,20 @@ def _connect(
     try:
         reply, _ = core.requests.call(
             core.head_address,
-            P.RegisterJob(worker_id, core.namespace, os.getpid()),
+            P.RegisterJob(
+                worker_id,
+                core.namespace,
+                os.getpid(),
+                {str(k): str(v) for k, v in job_config.metadata.items()},
+                job_config._default_actor_lifetime,
+            ),
             config.rpc_timeout_s,
         )
     except BaseException:
         core.shutdown()
         raise
     core.job_id = reply.job_id
+    core.default_actor_lifetime = job_config._default_actor_lifetime
     core.driver_task_id = core._driver_task_id(reply.job_id)
     return core
 
@@ -280,6 +303,24 @@ def _configure_logging(level):
         )
         zray_logger.addHandler(handler)
         zray_logger.propagate = False
+
+
+def _job_config(job_config):
+    """`init`'s job_config, checked: a field zray would not honour is an error, not ignored."""
+    from zray.job_config import JobConfig
+
+    if job_config is None:
+        return JobConfig()
+    if not isinstance(job_config, JobConfig):
+        raise TypeError(f"job_config must be a zray.job_config.JobConfig, got {job_config!r}")
+    unsupported = job_config._unsupported()
+    if unsupported:
+        raise ValueError(f"JobConfig({unsupported[0]}=...) is not supported by zray")
+    if job_config.jvm_options:
+        _warn_once("job_config.jvm_options")
+    if job_config.py_logging_config is not None:
+        _warn_once("job_config.py_logging_config")
+    return job_config
 
 
 def _warn_once(name: str):

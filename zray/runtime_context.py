@@ -91,7 +91,11 @@ class RuntimeContext:
 
         meta = cloudpickle.loads(host.spec["handle_meta"])
         return ActorHandle(
-            host.actor_id, meta["class_name"], meta["methods"], meta["max_task_retries"]
+            host.actor_id,
+            meta["class_name"],
+            meta["methods"],
+            meta["max_task_retries"],
+            meta.get("generator_cap", -1),
         )
 
     @property

@@ -45,6 +45,7 @@ class ActorCall:
     retries_left: int
     nested: list = field(default_factory=list)  # [(object id, owner)] nested in the arguments
     concurrency_group: str = ""  # "" for the actor's default group
+    generator_backpressure: int = -1  # a streaming call's producer pauses this far ahead
     borrowed: list = field(default_factory=list)  # what the actor's worker will hold
     pushed_to: str = ""
     resolved: list = field(default_factory=list)
@@ -255,6 +256,7 @@ class ActorSubmitter:
                             call.resolved,
                             call.borrowed,
                             call.concurrency_group,
+                            call.generator_backpressure,
                         ),
                         call.frames + call.resolved_frames,
                     )

@@ -151,7 +151,9 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self.running = True
         self._put_index = itertools.count(1)
         self._idle_task_id = None  # a worker's task id outside any task (current_task_id)
-        self._namespaces: dict[bytes, str] = {}  # job id -> namespace, in workers
+        # job id -> (namespace, default actor lifetime), in workers
+        self._job_infos: dict[bytes, tuple[str, str]] = {}
+        self.default_actor_lifetime = "non_detached"  # a driver's, from its JobConfig
         self._pin_releases: deque = deque()
         self._live_views: dict[bytes, weakref.ref] = {}
         self._mapped_at: dict[bytes, tuple] = {}  # arena (offset, size) of pinned objects
@@ -572,15 +574,28 @@ class CoreWorker(ChannelReading, BorrowedValues):
         """The namespace of the running code's job (asked of the head once per job)."""
         if self.mode == DRIVER:
             return self.namespace
+        return self._job_info()[0]
+
+    def current_default_actor_lifetime(self) -> str:
+        """What `lifetime=None` means for an actor the running code creates: its job's
+        JobConfig(default_actor_lifetime), as in Ray."""
+        if self.mode == DRIVER:
+            return self.default_actor_lifetime
+        return self._job_info()[1]
+
+    def _job_info(self) -> tuple[str, str]:
         job_id = self.current_job_id()
-        namespace = self._namespaces.get(job_id)
-        if namespace is None:
+        info = self._job_infos.get(job_id)
+        if info is None:
             reply, _ = self.requests.call(
                 self.head_address, P.GetJobInfo(job_id), config.rpc_timeout_s
             )
-            namespace = reply.namespace if isinstance(reply, P.JobRegistered) else ""
-            self._namespaces[job_id] = namespace
-        return namespace
+            if isinstance(reply, P.JobRegistered):
+                info = (reply.namespace, reply.default_actor_lifetime)
+            else:
+                info = ("", "non_detached")
+            self._job_infos[job_id] = info
+        return info
 
     def put(self, value, _owner=None) -> ObjectRef:
         if isinstance(value, ObjectRef):

@@ -151,19 +151,26 @@ class HeadService(PlacementGroupHandlers, StateQueries):
             "driver_id": msg.driver_id,
             "pid": msg.pid,
             "namespace": msg.namespace,
+            "metadata": msg.metadata,
+            "default_actor_lifetime": msg.default_actor_lifetime,
             "start": time.time(),
             "alive": True,
             "address": self.endpoint.peers.get(identity, ""),
         }
         self.tables.job(job_id, self.jobs[job_id])
-        self.endpoint.reply(identity, P.JobRegistered(job_id, msg.namespace), seq)
+        self.endpoint.reply(
+            identity, P.JobRegistered(job_id, msg.namespace, msg.default_actor_lifetime), seq
+        )
 
     def on_GetJobInfo(self, identity, msg: P.GetJobInfo, seq):
         job = self.jobs.get(msg.job_id)
         if job is None:
             self.endpoint.reply(identity, P.Error("ValueError", f"no job {msg.job_id.hex()}"), seq)
         else:
-            self.endpoint.reply(identity, P.JobRegistered(msg.job_id, job["namespace"]), seq)
+            lifetime = job.get("default_actor_lifetime", "non_detached")
+            self.endpoint.reply(
+                identity, P.JobRegistered(msg.job_id, job["namespace"], lifetime), seq
+            )
 
     def on_UnregisterJob(self, identity, msg: P.UnregisterJob, seq):
         job = self.jobs.get(msg.job_id)

@@ -140,7 +140,7 @@ class StateQueries:
                     "error_type": None,
                     "start_time": ms(job["start"]),
                     "end_time": ms(job.get("end", 0.0)) or None,
-                    "metadata": {},
+                    "metadata": dict(job.get("metadata") or {}),
                     "runtime_env": {},
                     "driver_agent_http_address": None,
                     "driver_node_id": node.node_id.hex() if node is not None else None,

@@ -161,12 +161,15 @@ class RegisterJob(NamedTuple):
     driver_id: bytes
     namespace: str
     pid: int
+    metadata: dict  # JobConfig.metadata, shown by list_jobs
+    default_actor_lifetime: str  # JobConfig's: "detached" or "non_detached"
 
 
 @message(12)
 class JobRegistered(NamedTuple):
     job_id: bytes
     namespace: str
+    default_actor_lifetime: str
 
 
 @message(13)
@@ -685,6 +688,7 @@ class PushActorTask(NamedTuple):
     resolved: list
     borrowed: list
     concurrency_group: str
+    generator_backpressure: int  # a streaming call pauses this many values ahead (-1: never)
 
 
 # --------------------------------------------------------------------------- references

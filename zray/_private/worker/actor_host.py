@@ -59,6 +59,8 @@ class ActorHost:
         self.placement_group = start.spec.get("placement_group", "")  # as PushTask's
         self.is_async = bool(start.spec.get("is_async"))
         self.concurrency_groups = dict(start.spec.get("concurrency_groups") or {})
+        cap = start.spec.get("generator_backpressure")
+        self.core.producer.actor_cap = -1 if cap is None else cap  # across all its streams
         self.loop = None
         self.pools: tuple = ()  # every CallPool, for the executor's stall checks
         self._pool_of: dict = {}  # concurrency group ("" default) -> CallPool
@@ -188,7 +190,13 @@ class ActorHost:
             if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
                 result = asyncio.run(_awaited(result))
             if msg.num_returns == P.STREAMING:
-                core.producer.run(msg.task_id, msg.owner_address, context.name, iter(result), -1)
+                core.producer.run(
+                    msg.task_id,
+                    msg.owner_address,
+                    context.name,
+                    iter(result),
+                    msg.generator_backpressure,
+                )
                 result = None  # the completion
             values, is_error = (
                 self.executor.split_returns(result, fixed_returns(msg.num_returns), msg.method),
@@ -288,10 +296,16 @@ class ActorHost:
                     name = f"{self.class_name}.{msg.method}"
                     if inspect.isasyncgen(result):
                         await core.producer.run_async(
-                            msg.task_id, msg.owner_address, name, result, -1
+                            msg.task_id, msg.owner_address, name, result, msg.generator_backpressure
                         )
                     else:
-                        core.producer.run(msg.task_id, msg.owner_address, name, iter(result), -1)
+                        core.producer.run(
+                            msg.task_id,
+                            msg.owner_address,
+                            name,
+                            iter(result),
+                            msg.generator_backpressure,
+                        )
                     result = None  # the completion
                 values = self.executor.split_returns(
                     result, fixed_returns(msg.num_returns), msg.method
