@@ -2,55 +2,19 @@
 transparently to a waiting get; puts and max_retries=0 tasks are not (ObjectLostError)."""
 
 import os
-import re
-import shutil
 import signal
-import tempfile
 import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
-from tests.integration.test_cli import connect_remote_driver, stopped_on_failure, token_of, zray_cli
-from tests.integration.test_lifecycle import ROOT
+from tests.loopback_cluster import loopback_cluster
 
 
 @pytest.fixture
 def cluster():
-    import zray
-
-    root = tempfile.mkdtemp(prefix="zt", dir="/tmp")
-    env = dict(
-        os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root, ZRAY_NODE_DEATH_TIMEOUT_S="5"
-    )
-    before = (zray_segments(), zray_sessions())
-    with stopped_on_failure(env):
-        head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
-        assert head.returncode == 0, head.stderr
-        address = re.search(r"Head address: (\S+)", head.stdout).group(1)
-        pids = {}
-        for name in ("a", "b"):
-            resources = f'{{"{name}": 1}}'
-            joined = zray_cli(
-                "start",
-                f"--address={address}",
-                "--num-cpus",
-                "1",
-                "--resources",
-                resources,
-                "--token",
-                token_of(head.stdout),
-                env=env,
-            )
-            assert joined.returncode == 0, joined.stderr
-            pids[name] = int(re.search(r"\(pid (\d+)\)", joined.stdout).group(1))
-        connect_remote_driver(zray, address, token_of(head.stdout), 3)
-    yield zray, pids
-    zray.shutdown()
-    zray_cli("stop", env=env)
-    assert_no_leaks(*before)
-    shutil.rmtree(root, ignore_errors=True)
+    with loopback_cluster(nodes={"a": {"a": 1}, "b": {"b": 1}}, node_death_timeout_s=5) as c:
+        yield c.ray, c.pids
 
 
 def test_a_chain_of_lost_outputs_is_recomputed(cluster):
