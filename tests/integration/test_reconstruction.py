@@ -54,3 +54,31 @@ def test_a_chain_of_lost_outputs_is_recomputed(cluster):
     print(f"chain of 3 recomputed {elapsed:.1f} s after the node died")
     with pytest.raises(ray.exceptions.ObjectLostError):
         ray.get(unretried, timeout=60)
+
+
+def test_a_borrower_has_the_owner_recompute_what_was_lost(cluster):
+    ray, pids = cluster
+    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node_of = {
+        name: n["NodeID"] for n in ray.nodes() for name in ("a", "b") if name in n["Resources"]
+    }
+    on_victim = NodeAffinitySchedulingStrategy(node_of["a"], soft=True)
+
+    @ray.remote(scheduling_strategy=on_victim, max_retries=2)
+    def produce():
+        return np.arange(2**20, dtype=np.int64)  # 8 MiB: in shared memory
+
+    @ray.remote(resources={"b": 0.1})
+    class Borrower:
+        def total(self, boxed):  # boxed: the ref arrives as a borrowed ref, not its value
+            return int(ray.get(boxed[0], timeout=90).sum())
+
+    borrower = Borrower.remote()
+    recomputable = produce.remote()
+    unretried = produce.options(max_retries=0).remote()
+    ray.wait([recomputable, unretried], num_returns=2, timeout=60, fetch_local=False)
+    os.kill(pids["a"], signal.SIGKILL)
+    assert ray.get(borrower.total.remote([recomputable]), timeout=120) == (2**20 - 1) * 2**19
+    with pytest.raises(ray.exceptions.ObjectLostError):
+        ray.get(borrower.total.remote([unretried]), timeout=120)

@@ -536,6 +536,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         P.NodeDied: on_node_died,
         P.CancelTask: on_cancel_task,
         P.GetObjectStatus: on_get_object_status,
+        P.ReconstructObject: BorrowedValues.on_reconstruct_object,
         P.LogLines: on_log_lines,
         P.AddBorrowers: on_add_borrowers,
         P.GetRefTable: on_get_ref_table,
@@ -677,8 +678,12 @@ class CoreWorker(ChannelReading, BorrowedValues):
                 if type(lost) is not X.ObjectLostError:
                     raise  # the owner died, or recomputing failed: final
                 object_id = bytes.fromhex(lost.object_ref_hex)
-                if not self.refs.owns(object_id) or not self.submitter.reconstruct(object_id):
-                    raise
+                if self.refs.owns(object_id):
+                    if not self.submitter.reconstruct(object_id):
+                        raise
+                else:  # borrowed: its owner recomputes it (borrowed_values.py)
+                    owner = next(ref._owner for ref in refs if ref._id == object_id)
+                    self.reconstruct_borrowed(object_id, owner, lost)
         raise X.ObjectLostError(refs[0].hex(), None, "")
 
     def _get(self, refs: list, timeout: float | None, deadline):

@@ -548,6 +548,16 @@ class GetObjectStatus(NamedTuple):
     object_id: bytes
 
 
+@message(190)
+class ReconstructObject(NamedTuple):
+    """Borrower to owner: every copy of the object the borrower was told of is lost. The owner
+    recomputes it from lineage and answers Ok (a new GetObjectStatus then waits for the new
+    copy), or answers Error naming why it cannot (`kind` ObjectLostError, or
+    ObjectReconstructionFailedError with Ray's reason name as `message`)."""
+
+    object_id: bytes
+
+
 @message(64)
 class ObjectStatus(NamedTuple):
     """Owner to borrower. `contained`: the refs inside the value, [object_id, owner_address],
