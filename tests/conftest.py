@@ -57,12 +57,30 @@ def _foreign(segment: str) -> bool:
 
 
 def zray_sessions() -> set:
+    """Session directories under the session root, but another test run's (a CI run uses the
+    same default root)."""
     from zray._config import config
 
+    root = config.session_dir_root
     try:
-        return {n for n in os.listdir(config.session_dir_root) if n.startswith("session_")}
+        names = [n for n in os.listdir(root) if n.startswith("session_")]
     except FileNotFoundError:
         return set()
+    return {n for n in names if not _foreign_session(os.path.join(root, n))}
+
+
+def _foreign_session(path: str) -> bool:
+    """Its creator, or a node daemon it lists, lives and belongs to another run."""
+    ours = os.environ[RUN_MARK]
+    pids = [path.rsplit("_", 1)[-1]]
+    try:
+        for name in os.listdir(os.path.join(path, "nodes")):
+            with open(os.path.join(path, "nodes", name)) as f:
+                pids.append(f.read().split()[0])
+    except (OSError, IndexError):
+        pass
+    runs = {_run_of(int(pid)) for pid in pids if pid.isdigit()} - {None}
+    return bool(runs) and ours not in runs
 
 
 def child_processes() -> list:

@@ -196,6 +196,7 @@ class ActorClass:
                 "methods": self._methods,
                 "max_task_retries": options.get("max_task_retries", 0),
                 "generator_cap": _generator_cap(options),
+                "max_restarts": options.get("max_restarts", 0),
             }
         )
         spec = {
@@ -237,6 +238,7 @@ class ActorClass:
             self._methods,
             options.get("max_task_retries", 0),
             _generator_cap(options),
+            options.get("max_restarts", 0),
             _counted=True,
         )
 
@@ -324,6 +326,7 @@ def _lookup(core, name: str, namespace: str):
         meta["methods"],
         meta["max_task_retries"],
         meta.get("generator_cap", -1),
+        meta.get("max_restarts", 0),
     )
 
 
@@ -338,6 +341,7 @@ class ActorHandle:
         methods: dict,
         max_task_retries: int,
         generator_cap: int = -1,
+        max_restarts: int = 0,
         _counted: bool = False,
     ):
         self._actor_id = actor_id
@@ -346,6 +350,7 @@ class ActorHandle:
         self._max_task_retries = max_task_retries
         # Callers acknowledge taken stream values only to a producer that may pause for them.
         self._generator_cap = generator_cap
+        self._max_restarts = max_restarts  # whether lost call outputs can be recomputed
         core = runtime.require_connected()
         if not _counted:
             core.actor_submitter.track(actor_id, class_name)
@@ -387,11 +392,14 @@ class ActorHandle:
             self._methods,
             self._max_task_retries,
             self._generator_cap,
+            self._max_restarts,
         )
 
 
-def _rebuild_handle(actor_id, class_name, methods, max_task_retries, generator_cap=-1):
-    return ActorHandle(actor_id, class_name, methods, max_task_retries, generator_cap)
+def _rebuild_handle(
+    actor_id, class_name, methods, max_task_retries, generator_cap=-1, max_restarts=0
+):
+    return ActorHandle(actor_id, class_name, methods, max_task_retries, generator_cap, max_restarts)
 
 
 class ActorMethod:
@@ -445,6 +453,7 @@ class ActorMethod:
             nested,
             group or "",
             -1 if backpressure is None else backpressure,
+            max_retries=retries if handle._max_restarts else 0,
         )
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
         if streaming:  # values arrive as they are yielded (zray/_private/core/generators.py)

@@ -96,6 +96,7 @@ class RuntimeContext:
             meta["methods"],
             meta["max_task_retries"],
             meta.get("generator_cap", -1),
+            meta.get("max_restarts", 0),
         )
 
     @property

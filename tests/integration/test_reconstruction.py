@@ -82,3 +82,35 @@ def test_a_borrower_has_the_owner_recompute_what_was_lost(cluster):
     assert ray.get(borrower.total.remote([recomputable]), timeout=120) == (2**20 - 1) * 2**19
     with pytest.raises(ray.exceptions.ObjectLostError):
         ray.get(borrower.total.remote([unretried]), timeout=120)
+
+
+def test_an_actor_call_output_is_recomputed_by_the_restarted_actor(cluster):
+    ray, pids = cluster
+    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    victim_node = [n["NodeID"] for n in ray.nodes() if "a" in n["Resources"]][0]
+    on_victim = NodeAffinitySchedulingStrategy(victim_node, soft=True)
+
+    @ray.remote(num_cpus=0, scheduling_strategy=on_victim)
+    class Maker:
+        def __init__(self):
+            self.calls = 0
+
+        def make(self, n):
+            self.calls += 1
+            return np.full(2**20, n, dtype=np.int64)  # 8 MiB: in shared memory
+
+        def node(self):
+            return ray.get_runtime_context().get_node_id()
+
+    restartable = Maker.options(max_restarts=1, max_task_retries=1).remote()
+    fragile = Maker.remote()  # no restarts: its outputs cannot be recomputed, as in Ray
+    assert ray.get([restartable.node.remote(), fragile.node.remote()]) == [victim_node] * 2
+    kept, lost = restartable.make.remote(7), fragile.make.remote(8)
+    ray.wait([kept, lost], num_returns=2, timeout=60, fetch_local=False)
+    os.kill(pids["a"], signal.SIGKILL)
+    value = ray.get(kept, timeout=120)
+    assert value[0] == 7 and len(value) == 2**20
+    assert ray.get(restartable.node.remote(), timeout=60) != victim_node
+    with pytest.raises(ray.exceptions.ObjectLostError):
+        ray.get(lost, timeout=60)

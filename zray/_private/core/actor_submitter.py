@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import MessageTooLarge
+from zray._fast import ACTOR_ID_SIZE, MessageTooLarge
 from zray._private.core import actor_ordering as O
 from zray._private.wire import protocol as P
 from zray._private.common.actor_states import DEAD, PENDING
@@ -46,6 +46,10 @@ class ActorCall:
     nested: list = field(default_factory=list)  # [(object id, owner)] nested in the arguments
     concurrency_group: str = ""  # "" for the actor's default group
     generator_backpressure: int = -1  # a streaming call's producer pauses this far ahead
+    # Times a lost output may be recomputed by calling again (lineage.py): the call's
+    # max_task_retries if the actor can restart, else 0, as in Ray.
+    max_retries: int = 0
+    reconstructions: int = 0
     borrowed: list = field(default_factory=list)  # what the actor's worker will hold
     pushed_to: str = ""
     resolved: list = field(default_factory=list)
@@ -359,7 +363,33 @@ class ActorSubmitter:
     def _finish(self, call: ActorCall, entries, contained=None):
         if self.calls.pop(call.task_id, None) is None:
             return
+        if call.max_retries != 0 and call.num_returns != P.STREAMING:
+            self.core.submitter.lineage.keep(call, entries)  # before results may be freed
         store_results(self.core, entries, call.pinned_ids, contained)
+
+    def reconstruct(self, call: ActorCall, object_id: bytes, reconstruct_arguments) -> bool:
+        """Calls the actor again for an output of `call` whose every copy was lost (its
+        restarted instance, if the loss came with its node), after recomputing lost arguments.
+        Bounded by the call's max_retries, like a task's."""
+        actor_id = call.task_id[-ACTOR_ID_SIZE:]  # an actor call's id ends with its actor's
+        with self.lock:
+            if call.task_id in self.calls:
+                return True  # already being recomputed: the caller waits for it
+            record = self.actors.get(actor_id)
+            if record is None:
+                return False
+            if call.max_retries != -1 and call.reconstructions >= call.max_retries:
+                raise X.ObjectReconstructionFailedError(
+                    object_id.hex(), "OBJECT_UNRECONSTRUCTABLE_MAX_ATTEMPTS_EXCEEDED"
+                )
+            call.reconstructions += 1
+        reconstruct_arguments()
+        for oid in call.return_ids:
+            self.core.memory_store.delete(oid)  # gets wait for the new copies
+        call.pushed_to, call.borrowed, call.cancelled = "", [], False
+        call.resolved, call.resolved_frames, call.failed_entry = [], [], None
+        self.submit(actor_id, call)
+        return True
 
     def state_of(self, actor_id: bytes) -> str:
         record = self.actors.get(actor_id)
