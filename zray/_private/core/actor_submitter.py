@@ -11,6 +11,7 @@ The ordering itself (what is sent when) is decided by zray/_private/core/actor_o
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -32,6 +33,9 @@ from zray._private.core.serialization import deserialize
 
 
 KILLED_CAUSE = "The actor is dead because it was killed by `ray.kill`."  # Ray's words
+# How long the head's word that an actor died may wait for the answers its worker sent us
+# before it died (see ActorSubmitter._defer_death).
+DEATH_GRACE_S = 2.0
 
 
 @dataclass(eq=False)
@@ -88,6 +92,8 @@ class ActorSubmitter:
         self.actors: dict[bytes, ActorRecord] = {}
         self.calls: dict[bytes, tuple] = {}  # task_id -> (record, call)
         self._released = deque()
+        # actor id -> (its ActorState DEAD, the direct connection still to read, deadline)
+        self.deferred_deaths: dict[bytes, tuple] = {}
 
     # ------------------------------------------------------------------ handles
 
@@ -116,7 +122,14 @@ class ActorSubmitter:
 
     def tick(self):
         """Applies dropped handles: an actor whose creator holds no handle any more, which
-        never escaped to another process, ends once its calls are done (as in Ray)."""
+        never escaped to another process, ends once its calls are done (as in Ray). Applies
+        deaths that waited for the dead worker's last answers."""
+        if self.deferred_deaths:
+            now = time.monotonic()
+            for actor_id, (msg, connection, deadline) in list(self.deferred_deaths.items()):
+                if connection.closed or now >= deadline:
+                    del self.deferred_deaths[actor_id]
+                    self._apply_state(msg)
         while self._released:
             actor_id = self._released.popleft()
             with self.lock:
@@ -308,6 +321,26 @@ class ActorSubmitter:
             self._finish(call, [(oid, entry) for oid in call.return_ids])
 
     def on_state(self, msg: P.ActorState):
+        if msg.state == DEAD and self._defer_death(msg):
+            return
+        self._apply_state(msg)
+
+    def _defer_death(self, msg: P.ActorState) -> bool:
+        """An actor that answered calls over a direct connection and then died (exit_actor,
+        `__ray_terminate__` after them): the head's word comes on another channel and can
+        overtake those answers, failing calls that succeeded. The answers precede the end of
+        the connection, so the death waits until it has ended (at most DEATH_GRACE_S)."""
+        with self.lock:
+            record = self.actors.get(msg.actor_id)
+            if record is None or not record.order.inflight or msg.actor_id in self.deferred_deaths:
+                return False
+            connection = self.core.channels.opened(record.order.address)
+        if connection is None or connection.closed:
+            return False
+        self.deferred_deaths[msg.actor_id] = (msg, connection, time.monotonic() + DEATH_GRACE_S)
+        return True
+
+    def _apply_state(self, msg: P.ActorState):
         with self.lock:
             record = self.actors.get(msg.actor_id)
             if record is None or record.order.state == DEAD:

@@ -319,7 +319,10 @@ class CoreWorker(ChannelReading, BorrowedValues):
             or self._channels_parked
             or self._closed_unpolled
             or (submitter is not None and (submitter.leases or submitter.tasks))
-            or (self.actor_submitter is not None and self.actor_submitter._released)
+            or (
+                self.actor_submitter is not None
+                and (self.actor_submitter._released or self.actor_submitter.deferred_deaths)
+            )
         )
 
     def _housekeeping(self):
