@@ -108,10 +108,10 @@ def init(
     """
     global _embedded
     with _lock:
-        if runtime.core is not None:
+        if runtime.client is not None or runtime.core is not None:
             if ignore_reinit_error:
                 logger.info("Calling zray.init() again after it has already been called.")
-                return RayContext(runtime.core)
+                return _context()
             raise RuntimeError(
                 "Maybe you called ray.init twice by accident? This error can be suppressed by "
                 "passing in 'ignore_reinit_error=True' or by calling 'ray.shutdown()' prior to "
@@ -158,7 +158,20 @@ def init(
                     f"resources={{'{reserved}': ...}}."
                 )
         from zray._private.common import cluster_info
+        from zray.util.client import is_client_address
 
+        if is_client_address(address) or (address is None and is_client_address(config.address)):
+            for name, value in (
+                ("num_cpus", num_cpus),
+                ("num_gpus", num_gpus),
+                ("resources", resources),
+                ("object_store_memory", object_store_memory),
+            ):
+                if value is not None:
+                    raise ValueError(
+                        f"When connecting to an existing cluster, {name} must not be provided."
+                    )
+            return _client_init(address or config.address, namespace, runtime_env)
         fallback_to_local = False
         if address in ("", "local"):
             address = None
@@ -225,6 +238,45 @@ def init(
         runtime.core = core
         atexit.register(shutdown)
         return RayContext(core)
+
+
+def _client_init(address: str, namespace, runtime_env):
+    """init("ray://host:port"): no core worker here; every call goes to a session on the
+    head's client server (zray/util/client/)."""
+    from zray._private.wire import security
+    from zray.util.client.worker import connect
+
+    host_port = address.split("://", 1)[1].rstrip("/")
+    if ":" not in host_port:
+        host_port += ":10001"  # Ray's default client server port
+    endpoint = f"tcp://{host_port}"
+    if not config.token:
+        raise ConnectionError(
+            f"connecting to {address} needs the cluster token: set ZRAY_TOKEN (printed by "
+            "`zray start --head`)"
+        )
+    import zmq
+
+    ctx = zmq.Context()
+    try:
+        creds = security.negotiate(
+            ctx,
+            endpoint,
+            security.Credentials(config.token, config.encrypt),
+            config.join_timeout_s,
+        )
+    finally:
+        ctx.term()
+    runtime.client = connect(endpoint, namespace, runtime_env, creds)
+    atexit.register(shutdown)
+    return _context()
+
+
+def _context():
+    client = runtime.client
+    if client is None:
+        return RayContext(runtime.core)
+    return ClientContext(client)
 
 
 def _connect(
@@ -296,6 +348,10 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
     and its non-detached actors end. ``init()`` may be called again afterwards."""
     global _embedded
     with _lock:
+        client = runtime.client
+        if client is not None:
+            runtime.client = None
+            client.disconnect()
         core = runtime.core
         if core is not None:
             runtime.core = None
@@ -315,7 +371,7 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
 
 def is_initialized() -> bool:
     """True if ``init()`` has connected this process (or it runs as a task or actor)."""
-    return runtime.core is not None
+    return runtime.core is not None or runtime.client is not None
 
 
 def _auto_init():
@@ -343,6 +399,32 @@ class RayContext(dict):
         self.address_info = self["address_info"]
         self.dashboard_url = None
         self.python_version = "%d.%d.%d" % sys.version_info[:3]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        shutdown()
+
+    def disconnect(self):
+        shutdown()
+
+
+class ClientContext(dict):
+    """What init("ray://...") returns, as Ray's ClientContext: the cluster's versions and
+    addresses; a context manager that disconnects on exit."""
+
+    def __init__(self, client):
+        super().__init__(
+            dashboard_url=None,
+            python_version="%d.%d.%d" % sys.version_info[:3],
+            ray_version="2.60.0",
+            ray_commit="",
+            protocol_version=None,
+            _num_clients=1,
+        )
+        self.__dict__.update(self)
+        self._client = client
 
     def __enter__(self):
         return self
@@ -413,6 +495,8 @@ def put(value: Any, *, _owner=None, _tensor_transport: str | None = None) -> Obj
     object lives while any process holds a reference to it. Putting an ``ObjectRef`` is an
     error (wrap it in a list to store the ref itself).
     """
+    if runtime.client is not None:
+        return runtime.client.api("put", value)
     return runtime.require_connected().put(value)
 
 
@@ -433,7 +517,8 @@ def get(object_refs, *, timeout: float | None = None, _use_object_store: bool = 
         RayTaskError: if a task raised; TaskCancelledError, WorkerCrashedError,
             ActorDiedError, ObjectLostError for the other ways a value can fail to exist.
     """
-    core = runtime.require_connected()
+    client = runtime.client
+    core = runtime.require_connected() if client is None else None
     single = isinstance(object_refs, ObjectRef)
     if single:
         refs = [object_refs]
@@ -450,6 +535,8 @@ def get(object_refs, *, timeout: float | None = None, _use_object_store: bool = 
             "either be an ObjectRef or a list of ObjectRefs. "
         )
     _check_timeout(timeout)
+    if client is not None:
+        return client.api("get", object_refs, timeout=timeout)
     values = core.get(refs, timeout)
     return values[0] if single else values
 
@@ -464,7 +551,8 @@ def wait(
     with ``fetch_local`` (the default) also once it is on this node, and waiting starts
     fetching it here. ``timeout=None`` waits as long as it takes; ``0`` only looks.
     """
-    core = runtime.require_connected()
+    client = runtime.client
+    core = runtime.require_connected() if client is None else None
     if isinstance(ray_waitables, ObjectRef):
         raise TypeError(
             "wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, "
@@ -496,6 +584,8 @@ def wait(
             "num_returns cannot be greater than the number of objects provided to ray.wait."
         )
     _check_timeout(timeout)
+    if client is not None:
+        return client.wait(refs, num_returns, timeout, fetch_local)
     if streams:
         return _wait_with_generators(core, refs, num_returns, timeout, fetch_local)
     return core.wait(refs, num_returns, timeout, fetch_local)
@@ -541,6 +631,8 @@ def cancel(ray_waitable, *, force: bool = False, recursive: bool = True):
     ``kill``). With ``recursive`` (the default), the tasks and actor calls the cancelled
     task submitted are cancelled too. A finished task is left as it is.
     """
+    if runtime.client is not None:
+        return runtime.client.api("cancel", ray_waitable, force=force, recursive=recursive)
     core = runtime.require_connected()
     if isinstance(ray_waitable, ObjectRefGenerator):  # its task: the stream then ends
         ray_waitable = ray_waitable.completed()
@@ -561,6 +653,8 @@ def cancel(ray_waitable, *, force: bool = False, recursive: bool = True):
 def nodes() -> list:
     """One dict per node the cluster has known, dead ones included: ``NodeID``, ``Alive``,
     ``NodeManagerAddress``, ``Resources`` and Ray's other keys."""
+    if runtime.client is not None:
+        return runtime.client.api("nodes")
     core = runtime.require_connected()
     reply, _ = core.requests.call(core.head_address, P.GetNodes(True), config.rpc_timeout_s)
     return [_ray_node_dict(n) for n in reply.nodes]
@@ -608,6 +702,9 @@ def available_resources() -> dict:
 
 
 def _sum_resources(field: str) -> dict:
+    if runtime.client is not None:
+        name = "cluster_resources" if field == "resources" else "available_resources"
+        return runtime.client.api(name)
     core = runtime.require_connected()
     reply, _ = core.requests.call(core.head_address, P.GetNodes(False), config.rpc_timeout_s)
     total: dict = {}
@@ -620,6 +717,8 @@ def _sum_resources(field: str) -> dict:
 def get_gpu_ids() -> list:
     """The ids of the GPUs the running task or actor holds (also its CUDA_VISIBLE_DEVICES);
     empty in a driver and for work that asked for no GPU."""
+    if runtime.client is not None:
+        return []  # a ray:// driver holds no GPU, as a driver never does
     return list(runtime.require_connected().gpu_ids)
 
 
@@ -638,6 +737,8 @@ def get_actor(name: str, namespace: str | None = None):
         raise ValueError("Please supply a non-empty value to get_actor")
     if namespace is not None and not isinstance(namespace, str):
         raise TypeError("namespace must be None or a string")
+    if runtime.client is not None:
+        return runtime.client.api("get_actor", name, namespace)
     core = runtime.require_connected()
     handle = _lookup(core, name, namespace if namespace is not None else core.current_namespace())
     if handle is None:
@@ -655,6 +756,11 @@ def kill(actor, *, no_restart: bool = True):
     ``no_restart=False`` an actor with ``max_restarts`` left is restarted instead."""
     from zray.actor import ActorHandle
 
+    if runtime.client is not None:
+        from zray.util.client.worker import ClientActorHandle
+
+        if isinstance(actor, ClientActorHandle):
+            return runtime.client.api("kill", actor, no_restart=no_restart)
     if not isinstance(actor, ActorHandle):
         raise ValueError(
             "ray.kill() only supported for actors. For tasks, try ray.cancel(). "
