@@ -83,7 +83,10 @@ def init(
         address: The cluster to connect to: ``"host:port"`` of a head started with
             ``zray start --head``, ``"auto"`` for a cluster running on this machine, or
             ``None``/``"local"`` to start a new single-node cluster inside this program
-            (a node daemon and its worker processes, stopped again by ``shutdown()``).
+            (a node daemon and its worker processes, stopped again by ``shutdown()``), or
+            ``"ray://host:port"`` (``"zray://..."`` too) to run this program through the
+            client server of a head started with ``--ray-client-server-port``: no process
+            of the cluster ever connects to this one (needs ``ZRAY_TOKEN``).
         num_cpus, num_gpus: CPUs and GPUs the new local node offers (default: the
             machine's CPUs, no GPUs). Only for a new local cluster.
         resources: Custom resources of the new local node, e.g. ``{"disk": 2}``.

@@ -68,8 +68,13 @@ class ClientCluster:
         return [p for p in psutil.Process(self.server_pid()).children() if p.is_running()]
 
     def stop(self):
+        """`zray stop` ends the client server and its sessions with the node."""
+        server = psutil.Process(self.server_pid())
+        sessions = server.children()
         stopped = zray_cli("stop", env=self.env)
         assert "Stopped 1 zray node" in stopped.stdout, stopped.stdout + stopped.stderr
+        for process in [server] + sessions:
+            wait_until(lambda: not process.is_running(), what=f"pid {process.pid} to exit")
 
 
 @pytest.fixture(scope="module")
