@@ -115,6 +115,11 @@ def init(
             if ignore_reinit_error:
                 logger.info("Calling zray.init() again after it has already been called.")
                 return _context()
+            if runtime.client is not None:
+                raise RuntimeError(
+                    "Ray Client is already connected. Maybe you called "
+                    'ray.init("ray://<address>") twice by accident?'
+                )
             raise RuntimeError(
                 "Maybe you called ray.init twice by accident? This error can be suppressed by "
                 "passing in 'ignore_reinit_error=True' or by calling 'ray.shutdown()' prior to "

@@ -74,7 +74,7 @@ class ClientCluster:
         stopped = zray_cli("stop", env=self.env)
         assert "Stopped 1 zray node" in stopped.stdout, stopped.stdout + stopped.stderr
         for process in [server] + sessions:
-            wait_until(lambda: not process.is_running(), what=f"pid {process.pid} to exit")
+            wait_until(lambda: _gone(process), what=f"pid {process.pid} to exit")
 
 
 @pytest.fixture(scope="module")
@@ -474,3 +474,29 @@ def test_a_client_gone_beyond_the_grace_period_loses_its_session(cluster, monkey
         zray.shutdown()
         relay.close()
     assert not zray.is_initialized()
+
+
+def _gone(process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_util_connect_and_disconnect(cluster, monkeypatch):
+    import zray
+    from zray._config import config
+
+    monkeypatch.setattr(config, "token", cluster.token)
+    info = zray.util.connect(f"127.0.0.1:{cluster.port}", namespace="via-connect")
+    try:
+        assert info["ray_version"] == "2.60.0" and zray.is_initialized()
+        assert zray.get_runtime_context().namespace == "via-connect"
+        with pytest.raises(RuntimeError, match="Ray Client is already connected"):
+            zray.init(cluster.address)
+        with pytest.raises(NotImplementedError, match="secure"):
+            zray.util.connect(f"127.0.0.1:{cluster.port}", secure=True)
+    finally:
+        zray.util.disconnect()
+    assert not zray.is_initialized()
+    zray.util.disconnect()  # idempotent
