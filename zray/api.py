@@ -582,9 +582,11 @@ def wait(
                     "wait() expected a list of ray.ObjectRef or "
                     f"ray.ObjectRefGenerator, got list containing {type(ref)}"
                 )
-    distinct = len(set(refs)) if streams else len({ref._id for ref in refs})
-    if distinct != len(refs):
-        raise ValueError("Wait requires a list of unique object refs.")
+    # A ray:// client's refs may not know their ids yet: its session checks them instead.
+    if client is None:
+        distinct = len(set(refs)) if streams else len({ref._id for ref in refs})
+        if distinct != len(refs):
+            raise ValueError("Wait requires a list of unique object refs.")
     if not isinstance(num_returns, int) or isinstance(num_returns, bool) or num_returns <= 0:
         raise ValueError("Invalid number of objects to return %s." % (num_returns,))
     if num_returns > len(refs):

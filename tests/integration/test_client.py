@@ -500,3 +500,47 @@ def test_util_connect_and_disconnect(cluster, monkeypatch):
         zray.util.disconnect()
     assert not zray.is_initialized()
     zray.util.disconnect()  # idempotent
+
+
+def test_results_are_returned_before_the_call_is_answered(client, tmp_path, monkeypatch):
+    """f.remote() does not wait for the session: its refs resolve later, chains of calls are
+    submitted in order, and a call the session cannot submit fails at get."""
+    ray = client
+    from zray.util.client.worker import ClientObjectRef
+
+    @ray.remote
+    class Log:
+        def __init__(self):
+            self.items = []
+
+        def add(self, x):
+            self.items.append(x)
+            return len(self.items)
+
+        def all(self):
+            return self.items
+
+    log = Log.remote()
+    refs = [log.add.remote(i) for i in range(50)]  # in order, though none waited
+    assert ray.get(log.all.remote(), timeout=60) == list(range(50))
+    assert ray.get(refs, timeout=60) == list(range(1, 51))
+
+    @ray.remote
+    def inc(x):
+        return x + 1
+
+    ref = ray.put(0)
+    for _ in range(20):  # each names the previous result before its answer arrived
+        ref = inc.remote(ref)
+    assert isinstance(ref, ClientObjectRef) and ray.get(ref, timeout=60) == 20
+    assert len(ref.hex()) == 56 and ref == ref
+
+    # A module only this process can import: the session cannot unpickle the argument.
+    (tmp_path / "only_on_client.py").write_text("class Thing:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_on_client
+
+    failed = inc.remote(only_on_client.Thing())
+    with pytest.raises(ModuleNotFoundError, match="only_on_client"):
+        ray.get(failed, timeout=60)
+    assert ray.get(inc.remote(1), timeout=60) == 2  # the session carries on

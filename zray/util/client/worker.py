@@ -34,20 +34,41 @@ HEARTBEAT_S = 1.0
 CONNECT_TIMEOUT_S = 120.0  # a session process starts and joins the cluster first
 
 
+_ID_SLOT = ObjectRef._id  # ObjectRef's slot, under the property that may wait for it
+
+
 class ClientObjectRef(ObjectRef):
-    """An ObjectRef held through a ray:// connection (an instance of zray.ObjectRef)."""
+    """An ObjectRef held through a ray:// connection (an instance of zray.ObjectRef).
 
-    __slots__ = ("_worker",)
+    A task's or actor call's result is returned before the session has answered the call:
+    until then it is `_pending` (the call's _PendingCall and the result's index), and using
+    its id waits for the answer. Passed into another request meanwhile, it travels as
+    ("pending", call seq, index), which the session resolves itself: `get(f.remote())` is
+    one round trip."""
 
-    def __init__(self, binary: bytes, worker: "ClientWorker"):
-        self._id = binary
+    __slots__ = ("_worker", "_pending")
+
+    def __init__(self, binary: bytes | None, worker: "ClientWorker", pending=None):
+        if binary is not None:
+            _ID_SLOT.__set__(self, binary)
         self._owner = ""
         self._worker = worker
+        self._pending = pending
+
+    @property  # type: ignore[override]
+    def _id(self) -> bytes:
+        try:
+            return _ID_SLOT.__get__(self, ClientObjectRef)
+        except AttributeError:
+            call, index = self._pending
+            binary = call.result_ref(index)._id
+            _ID_SLOT.__set__(self, binary)
+            return binary
 
     def __del__(self):
         worker = getattr(self, "_worker", None)
-        if worker is not None:
-            worker.release(("ref", self._id))
+        if worker is not None and getattr(self, "_pending", None) is None:
+            worker.release(("ref", self._id))  # a pending ref's answer holds the hand-out
 
     def __reduce__(self):
         raise TypeError(
@@ -119,9 +140,13 @@ class ClientActorMethod:
         return ClientActorMethod(self._handle, self._name, dict(self._options, **options))
 
     def remote(self, *args, **kwargs):
-        _refuse_streaming(self._options.get("num_returns"))
         handle = self._handle
-        return handle._worker.call("actor_call", (handle, self._name, self._options, args, kwargs))
+        defaults = handle._methods.get(self._name, {})
+        num_returns = self._options.get("num_returns", defaults.get("num_returns", 1))
+        _refuse_streaming(num_returns)
+        return handle._worker.submit(
+            "actor_call", (handle, self._name, self._options, args, kwargs), num_returns
+        )
 
 
 def _refuse_streaming(num_returns):
@@ -133,13 +158,18 @@ def _refuse_streaming(num_returns):
 
 
 class _ClientPickler(pickling.Pickler):
-    def __init__(self, stream, buffers: list, held: list):
+    def __init__(self, stream, buffers: list, held: list, awaited: list):
         super().__init__(stream, buffers)
         self._held = held
+        self._awaited = awaited
 
     def persistent_id(self, obj):
         if isinstance(obj, ClientObjectRef):
             self._held.append(obj)  # the session keeps its ref while the request is pending
+            pending = obj._pending
+            if pending is not None and not pending[0].answered():
+                self._awaited.append(pending[0].seq)
+                return ("pending", pending[0].seq, pending[1])
             return ("ref", obj._id)
         if isinstance(obj, ClientActorHandle):
             self._held.append(obj)
@@ -169,12 +199,49 @@ def pickle_error(pid):
 
 
 class _Pending:
-    __slots__ = ("messages", "future", "held")
+    __slots__ = ("messages", "future", "held", "awaited")
 
-    def __init__(self, messages, future, held):
+    def __init__(self, messages, future, held, awaited):
         self.messages = messages
         self.future = future
         self.held = held
+        self.awaited = awaited  # seqs of the earlier calls whose results this one names
+
+
+class _PendingCall:
+    """A submitted task or actor call whose answer (its result refs) may still be on its way.
+    The answer is unpickled on arrival (on the I/O thread), so the session's hand-outs are
+    counted and given back like any other."""
+
+    def __init__(self, worker: "ClientWorker", seq: int, on_success=None):
+        self.worker = worker
+        self.seq = seq
+        self._on_success = on_success
+        self._done = threading.Event()
+        self._refs: list = []
+        self._error: BaseException | None = None
+
+    def answered(self) -> bool:
+        return self._done.is_set()
+
+    def on_answer(self, future: concurrent.futures.Future):
+        try:
+            ok, frames = future.result()
+            result = pickling.loads(_ClientUnpickler, frames, self.worker)
+            if not ok:
+                raise result
+            self._refs = result if isinstance(result, list) else [result]
+            if self._on_success is not None:
+                self._on_success()
+        except BaseException as exc:
+            self._error = exc
+        self._done.set()
+
+    def result_ref(self, index: int) -> "ClientObjectRef":
+        self._done.wait()  # the connection's end fails the future, so this ends
+        if self._error is not None:
+            raise self._error
+        return self._refs[index]
 
 
 class ClientWorker:
@@ -183,7 +250,8 @@ class ClientWorker:
         self.session_id = os.urandom(16)
         self._grace = grace_period_s
         self._lock = threading.Lock()
-        self._pending: dict = {}
+        self._pending: dict = {}  # seq -> _Pending, in seq order
+        self._awaited: dict = {}  # seq of an earlier call -> requests in flight naming it
         self._next_seq = 1
         self._releases: list = []
         self._ended: str | None = None
@@ -218,22 +286,46 @@ class ClientWorker:
             raise result
         return result
 
-    def request_async(self, op: str, value) -> concurrent.futures.Future:
+    def request_async(self, op: str, value, answered=None) -> concurrent.futures.Future:
+        """Sends a request. `answered(seq)`, if given, returns a callback that runs (on the I/O
+        thread) with the answered future before anyone waiting on it wakes."""
         held: list = []
-        frames = pickling.dumps(_ClientPickler, value, held)
+        awaited: list = []
+        frames = pickling.dumps(_ClientPickler, value, held, awaited)
         future: concurrent.futures.Future = concurrent.futures.Future()
         with self._lock:
             if self._ended is not None:
                 raise ConnectionError(self._ended)
             seq = self._next_seq
             self._next_seq += 1
+            if answered is not None:
+                future.add_done_callback(answered(seq))
+            for earlier in awaited:
+                self._awaited[earlier] = self._awaited.get(earlier, 0) + 1
             messages = split(P.ClientRequest(seq, op, self._acked(), []), frames)
-            self._pending[seq] = _Pending(messages, future, held)
+            self._pending[seq] = _Pending(messages, future, held, awaited)
         self.channel.send(messages)
         return future
 
     def _acked(self) -> int:
-        return min(self._pending) if self._pending else self._next_seq
+        """Every answer below this arrived and no request in flight names one of them: the
+        session may forget them."""
+        floor = next(iter(self._pending)) if self._pending else self._next_seq
+        return min(floor, min(self._awaited)) if self._awaited else floor
+
+    def submit(self, op: str, value, num_returns, on_success=None):
+        """A task or actor call, returned before it is answered (see ClientObjectRef)."""
+        if not isinstance(num_returns, int) or isinstance(num_returns, bool) or num_returns < 0:
+            raise ValueError(f"num_returns={num_returns!r} is not supported")
+        calls: list = []
+
+        def answered(seq):
+            calls.append(_PendingCall(self, seq, on_success))
+            return calls[0].on_answer
+
+        self.request_async(op, value, answered)
+        refs = [ClientObjectRef(None, self, (calls[0], i)) for i in range(num_returns)]
+        return refs[0] if num_returns == 1 else refs
 
     def call(self, op: str, value):
         return self.request(op, value)
@@ -248,6 +340,10 @@ class ClientWorker:
         if isinstance(record, P.ClientReply):
             with self._lock:
                 entry = self._pending.pop(record.seq, None)
+                for earlier in entry.awaited if entry is not None else ():
+                    left = self._awaited.pop(earlier) - 1
+                    if left:
+                        self._awaited[earlier] = left
             if entry is not None:
                 entry.future.set_result((record.ok, payload))
         elif isinstance(record, P.ClientSessionEnded):
@@ -315,9 +411,14 @@ class ClientWorker:
             _refuse_streaming("streaming")
         key, pickled = self.definition_key(remote_function, "f")
         options = self.upload_runtime_env(options)
-        result = self.request("task", (key, pickled, options, args, kwargs))
-        self._sent_definitions.add(key)
-        return result
+        num_returns = options.get("num_returns")
+        # The definition goes with each call until one answer says the session has it.
+        return self.submit(
+            "task",
+            (key, pickled, options, args, kwargs),
+            1 if num_returns is None else num_returns,
+            on_success=None if pickled is None else lambda: self._sent_definitions.add(key),
+        )
 
     def create_actor(self, actor_class, args, kwargs, options):
         key, pickled = self.definition_key(actor_class, "c")

@@ -49,6 +49,10 @@ _API = {
 }
 
 
+_SUBMISSIONS = frozenset({"task", "actor_call"})
+_PENDING_WAIT_S = 300.0  # a submission waits at most for room in the store (~20 s)
+
+
 class _SessionPickler(pickling.Pickler):
     def __init__(self, stream, buffers: list, session: "Session"):
         super().__init__(stream, buffers)
@@ -75,6 +79,8 @@ class _SessionUnpickler(pickling.Unpickler):
         self._session = session
 
     def persistent_load(self, pid):
+        if pid[0] == "pending":
+            return self._session.result_of(pid[1], pid[2])
         entry = self._session.held.get(tuple(pid[:2]))
         if entry is None:
             raise ValueError(
@@ -92,6 +98,13 @@ class Session:
         self._lock = threading.Lock()
         self._done: dict = {}  # seq -> reply messages, until the client acknowledges them
         self._running: set = set()
+        # Tasks and actor calls, submitted in the client's order (an actor runs its calls in
+        # submission order), and what each returned, for later requests that name it.
+        self._finished: dict = {}  # seq -> Event, set once _outcomes has the seq
+        self._outcomes: dict = {}  # seq -> (ok, refs or exception)
+        self._submitter = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="zray-client-submit"
+        )
         self._pool = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="zray-client")
         self.ended = threading.Event()
         self.end_reason = ""
@@ -136,14 +149,34 @@ class Session:
                 if record.seq in self._running:
                     return  # sent again after a reconnection: answered once it is done
                 self._running.add(record.seq)
+                if record.op in _SUBMISSIONS:
+                    self._finished[record.seq] = threading.Event()
         if cached is not None:
             self.channel.send(cached)
             return
-        self._pool.submit(self._serve, record, payload)
+        executor = self._submitter if record.op in _SUBMISSIONS else self._pool
+        executor.submit(self._serve, record, payload)
 
     def _forget_below(self, acked: int):
-        for seq in [s for s in self._done if s < acked]:
-            del self._done[seq]
+        for table in (self._done, self._outcomes, self._finished):
+            for seq in [s for s in table if s < acked]:
+                del table[seq]
+
+    def result_of(self, seq: int, index: int):
+        """Result `index` of the task or actor call the client sent as request `seq` (the
+        client named it before it had the answer)."""
+        with self._lock:
+            finished = self._finished.get(seq)
+        if finished is None:
+            raise ValueError(f"ray:// request {seq} is not a call this session knows")
+        if not finished.wait(_PENDING_WAIT_S):
+            raise TimeoutError(f"ray:// call {seq} was not submitted within {_PENDING_WAIT_S}s")
+        with self._lock:
+            ok, value = self._outcomes[seq]
+        if not ok:
+            raise value
+        refs = value if isinstance(value, list) else [value]
+        return refs[index]
 
     # ------------------------------------------------------------------ request threads
 
@@ -168,6 +201,10 @@ class Session:
         with self._lock:
             self._running.discard(request.seq)
             self._done[request.seq] = messages
+            finished = self._finished.get(request.seq)
+            if finished is not None:
+                self._outcomes[request.seq] = (ok, result)
+                finished.set()
         try:
             self.channel.send(messages)
         except ConnectionError:
@@ -280,10 +317,12 @@ class Session:
         return None
 
     def close(self):
+        self._submitter.shutdown(wait=False, cancel_futures=True)
         self._pool.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             self.held.clear()
             self._done.clear()
+            self._outcomes.clear()
         zray.shutdown()
         self.channel.close()
 
