@@ -544,3 +544,21 @@ def test_results_are_returned_before_the_call_is_answered(client, tmp_path, monk
     with pytest.raises(ModuleNotFoundError, match="only_on_client"):
         ray.get(failed, timeout=60)
     assert ray.get(inc.remote(1), timeout=60) == 2  # the session carries on
+
+
+def test_ray_address_naming_a_client_server_connects_through_it(cluster, monkeypatch):
+    import zray
+    from zray._config import config
+    from zray._private.core import runtime
+
+    monkeypatch.setattr(config, "token", cluster.token)
+    monkeypatch.setattr(config, "address", f"zray://127.0.0.1:{cluster.port}")
+    zray.init()
+    try:
+        assert runtime.client is not None and runtime.core is None
+        assert zray.get(zray.put("through RAY_ADDRESS"), timeout=30) == "through RAY_ADDRESS"
+    finally:
+        zray.shutdown()
+    with pytest.raises(ValueError, match="num_cpus"):  # the cluster's nodes have theirs
+        zray.init(f"ray://127.0.0.1:{cluster.port}", num_cpus=1)
+    assert not zray.is_initialized()
