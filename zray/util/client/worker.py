@@ -258,6 +258,10 @@ class ClientWorker:
         self._last_heard = time.monotonic()
         self._next_heartbeat = 0.0
         self._connections = 0
+        # Heartbeats (and the grace period) start once the session exists: before its init
+        # is answered, the client server knows no session to keep, and starting one may
+        # take long on a busy head.
+        self.established = False
         self._sent_definitions: set = set()
         self._futures = None
         self.info: dict = {}
@@ -362,7 +366,7 @@ class ClientWorker:
 
     def _on_tick(self):
         now = time.monotonic()
-        if self._ended is not None:
+        if self._ended is not None or not self.established:
             return
         if now - self._last_heard > self._grace:
             self._end(
@@ -494,6 +498,8 @@ def connect(address: str, namespace, runtime_env, creds) -> ClientWorker:
         worker.info = worker.request(
             "init", {"namespace": namespace, "pid": os.getpid()}, timeout=CONNECT_TIMEOUT_S
         )
+        worker._last_heard = time.monotonic()
+        worker.established = True
         if runtime_env:
             worker.info["runtime_env"] = worker.request(
                 "job_runtime_env", worker.upload_env(runtime_env)
