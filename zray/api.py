@@ -179,7 +179,9 @@ def init(
                     raise ValueError(
                         f"When connecting to an existing cluster, {name} must not be provided."
                     )
-            return _client_init(address or config.address, namespace, runtime_env)
+            if log_to_driver is None:
+                log_to_driver = config.log_to_driver
+            return _client_init(address or config.address, namespace, runtime_env, log_to_driver)
         fallback_to_local = False
         if address in ("", "local"):
             address = None
@@ -248,7 +250,7 @@ def init(
         return RayContext(core)
 
 
-def _client_init(address: str, namespace, runtime_env):
+def _client_init(address: str, namespace, runtime_env, log_to_driver: bool):
     """init("ray://host:port"): no core worker here; every call goes to a session on the
     head's client server (zray/util/client/)."""
     from zray._private.wire import security
@@ -275,7 +277,7 @@ def _client_init(address: str, namespace, runtime_env):
         )
     finally:
         ctx.term()
-    runtime.client = connect(endpoint, namespace, runtime_env, creds)
+    runtime.client = connect(endpoint, namespace, runtime_env, creds, log_to_driver)
     atexit.register(shutdown)
     return _context()
 

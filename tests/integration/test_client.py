@@ -562,3 +562,23 @@ def test_ray_address_naming_a_client_server_connects_through_it(cluster, monkeyp
     with pytest.raises(ValueError, match="num_cpus"):  # the cluster's nodes have theirs
         zray.init(f"ray://127.0.0.1:{cluster.port}", num_cpus=1)
     assert not zray.is_initialized()
+
+
+def test_task_output_is_shown_on_the_client(client, capfd):
+    ray = client
+
+    @ray.remote
+    def chatty():
+        print("hello from the cluster")
+        return 1
+
+    assert ray.get(chatty.remote(), timeout=30) == 1
+    seen = ""
+
+    def printed():
+        nonlocal seen
+        seen += capfd.readouterr().out
+        return "hello from the cluster" in seen
+
+    wait_until(printed, what="the task's output on the client")
+    assert "(chatty pid=" in seen

@@ -942,3 +942,12 @@ class ClientSessionEnded(NamedTuple):
     passed), or to a session process: end now."""
 
     reason: str
+
+
+@message(185)
+class ClientLogLines(NamedTuple):
+    """Session to client (one-way): lines a task or actor printed, as LogLines to a driver."""
+
+    stream: str
+    prefix: str
+    lines: list

@@ -19,6 +19,7 @@ import concurrent.futures
 import hashlib
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -350,6 +351,13 @@ class ClientWorker:
                         self._awaited[earlier] = left
             if entry is not None:
                 entry.future.set_result((record.ok, payload))
+        elif isinstance(record, P.ClientLogLines):
+            stream = sys.stderr if record.stream == "stderr" else sys.stdout
+            try:
+                stream.write("".join(f"{record.prefix} {line}\n" for line in record.lines))
+                stream.flush()
+            except (ValueError, OSError):
+                pass  # the program's stream was closed (interpreter exit)
         elif isinstance(record, P.ClientSessionEnded):
             self._end(f"the ray:// session at {self.address} ended: {record.reason}")
 
@@ -492,11 +500,13 @@ class ClientWorker:
                 self._futures.shutdown(wait=False)
 
 
-def connect(address: str, namespace, runtime_env, creds) -> ClientWorker:
+def connect(address: str, namespace, runtime_env, creds, log_to_driver: bool) -> ClientWorker:
     worker = ClientWorker(address, creds, config.client_reconnect_grace_period)
     try:
         worker.info = worker.request(
-            "init", {"namespace": namespace, "pid": os.getpid()}, timeout=CONNECT_TIMEOUT_S
+            "init",
+            {"namespace": namespace, "pid": os.getpid(), "log_to_driver": log_to_driver},
+            timeout=CONNECT_TIMEOUT_S,
         )
         worker._last_heard = time.monotonic()
         worker.established = True

@@ -222,6 +222,8 @@ class Session:
                 configure_logging=False,
             )
         core = runtime.core
+        if args.get("log_to_driver", True):
+            core._log_sink = self._forward_lines
         return {
             "job_id": core.job_id,
             "node_id": core.node_id,
@@ -231,6 +233,13 @@ class Session:
             "session_dir": core.session_dir,
             "runtime_env": dict(core.runtime_env),
         }
+
+    def _forward_lines(self, msg):
+        """Worker output for this driver goes on to the client (lost while it is away)."""
+        try:
+            self.channel.send([P.encode(P.ClientLogLines(msg.stream, msg.prefix, msg.lines))])
+        except ConnectionError:
+            pass  # the session is closing
 
     def _op_job_runtime_env(self, env: dict):
         from zray._private.common import runtime_env as RE
