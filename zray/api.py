@@ -253,31 +253,9 @@ def init(
 def _client_init(address: str, namespace, runtime_env, log_to_driver: bool):
     """init("ray://host:port"): no core worker here; every call goes to a session on the
     head's client server (zray/util/client/)."""
-    from zray._private.wire import security
-    from zray.util.client.worker import connect
+    from zray.util.client.connection import connect_client
 
-    host_port = address.split("://", 1)[1].rstrip("/")
-    if ":" not in host_port:
-        host_port += ":10001"  # Ray's default client server port
-    endpoint = f"tcp://{host_port}"
-    if not config.token:
-        raise ConnectionError(
-            f"connecting to {address} needs the cluster token: set ZRAY_TOKEN (printed by "
-            "`zray start --head`)"
-        )
-    import zmq
-
-    ctx = zmq.Context()
-    try:
-        creds = security.negotiate(
-            ctx,
-            endpoint,
-            security.Credentials(config.token, config.encrypt),
-            config.join_timeout_s,
-        )
-    finally:
-        ctx.term()
-    runtime.client = connect(endpoint, namespace, runtime_env, creds, log_to_driver)
+    runtime.client = connect_client(address, namespace, runtime_env, log_to_driver)
     atexit.register(shutdown)
     return _context()
 
@@ -286,7 +264,9 @@ def _context():
     client = runtime.client
     if client is None:
         return RayContext(runtime.core)
-    return ClientContext(client)
+    from zray.util.client.connection import ClientContext
+
+    return ClientContext(client, shutdown)
 
 
 def _connect(
@@ -409,32 +389,6 @@ class RayContext(dict):
         self.address_info = self["address_info"]
         self.dashboard_url = None
         self.python_version = "%d.%d.%d" % sys.version_info[:3]
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        shutdown()
-
-    def disconnect(self):
-        shutdown()
-
-
-class ClientContext(dict):
-    """What init("ray://...") returns, as Ray's ClientContext: the cluster's versions and
-    addresses; a context manager that disconnects on exit."""
-
-    def __init__(self, client):
-        super().__init__(
-            dashboard_url=None,
-            python_version="%d.%d.%d" % sys.version_info[:3],
-            ray_version="2.60.0",
-            ray_commit="",
-            protocol_version=None,
-            _num_clients=1,
-        )
-        self.__dict__.update(self)
-        self._client = client
 
     def __enter__(self):
         return self

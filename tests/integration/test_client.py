@@ -582,3 +582,37 @@ def test_task_output_is_shown_on_the_client(client, capfd):
 
     wait_until(printed, what="the task's output on the client")
     assert "(chatty pid=" in seen
+
+
+def test_bad_input_is_refused_and_kills_nothing(client, cluster):
+    import zmq
+
+    from zray._private.core import runtime
+    from zray._private.wire import protocol as P
+    from zray._private.wire.security import Credentials
+
+    worker = runtime.client
+    with pytest.raises(ValueError, match="unknown ray:// request"):
+        worker.request("no-such-op", None)
+    with pytest.raises(ValueError, match="not available through a ray:// connection"):
+        worker.request("api", ("shutdown", (), {}))
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    Credentials(cluster.token).present(sock)
+    try:
+        sock.connect(f"tcp://127.0.0.1:{cluster.port}")
+        sock.send_multipart([b"garbage"])
+        sock.send_multipart([b"\x01\x02", b"\xc1"])
+        sock.send_multipart(P.encode(P.ClientRequest(1, "task", 1, [2**62])))
+        assert sock.poll(10_000), "the client server did not answer"
+        record, _, _ = P.decode(*sock.recv_multipart()[:2])
+        assert isinstance(record, P.ClientSessionEnded)  # no session for that id
+    finally:
+        sock.close()
+        ctx.term()
+    # Through a live session: sizes no one could send, a chunk of no message.
+    worker.channel.send([P.encode(P.ClientRequest(10**9, "put", 0, [2**62]))])
+    worker.channel.send([P.encode(P.ClientChunk(10**9 + 1, 5, 0)) + [b"x"]])
+    ray = client
+    assert ray.get(ray.put("still serving"), timeout=30) == "still serving"

@@ -149,7 +149,7 @@ class Channel:
                 if self._outgoing in ready and not self._forward():
                     return
                 if self._socket in ready:
-                    self._receive()
+                    self._guard(self._receive)  # a message we cannot take is dropped, logged
                 if self._monitor in ready:
                     self._watch()
                 if time.monotonic() >= next_tick:
@@ -228,8 +228,8 @@ class Channel:
                 else:
                     frames.append(bytearray(size))
                     missing += size
-        except (StopIteration, ValueError):
-            logger.warning("dropped a ray:// message whose sizes do not match its frames")
+        except (StopIteration, ValueError, MemoryError, OverflowError) as exc:
+            logger.warning("dropped a ray:// message whose frames cannot be taken: %r", exc)
             return
         if missing:
             # A resent message replaces a partial one whose chunks were lost with a connection.

@@ -359,7 +359,10 @@ def main(argv=None) -> int:
             break
     logger.info("session ends: %s", session.end_reason)
     session.close()
-    return 0
+    logging.shutdown()
+    # A request thread may still block in a get of the program's: nothing of it is wanted now,
+    # and the interpreter's exit would wait for that thread.
+    os._exit(0)
 
 
 if __name__ == "__main__":
