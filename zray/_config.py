@@ -17,6 +17,7 @@ RAY_ALIASES = {
     "address": "RAY_ADDRESS",
     "redis_address": "RAY_REDIS_ADDRESS",
     "redis_password": "RAY_REDIS_PASSWORD",
+    "client_reconnect_grace_period": "RAY_CLIENT_RECONNECT_GRACE_PERIOD",
 }
 
 
@@ -165,6 +166,12 @@ class Config:
         "Workers a node starts at once beyond its first ones (Ray's "
         "maximum_startup_concurrency); 0: the number of CPUs, at least 2.",
     )
+    client_reconnect_grace_period: float = _setting(
+        30.0,
+        "Seconds a ray:// session outlives a dropped connection, waiting for its client to "
+        "reconnect, and a client keeps retrying before it fails its calls (Ray's "
+        "RAY_CLIENT_RECONNECT_GRACE_PERIOD, read too).",
+    )
     inline_nested_tasks: bool = _setting(
         True,
         "A worker blocked in get() on tasks it submitted runs those not yet leased to "
@@ -184,7 +191,8 @@ class Config:
             values[f.name] = _parse(f.type, raw, f.name)
         for name, ray_name in RAY_ALIASES.items():
             if not values.get(name) and environ.get(ray_name):
-                values[name] = environ[ray_name]
+                kind = next(f.type for f in dataclasses.fields(cls) if f.name == name)
+                values[name] = _parse(kind, environ[ray_name], name)
         return cls(**values)
 
     def describe(self) -> dict:

@@ -150,6 +150,8 @@ class ActorClass:
     def _create(self, args, kwargs, options):
         from zray._config import config
 
+        if runtime.client is not None:
+            return runtime.client.create_actor(self, args, kwargs, options)
         core = runtime.require_connected()
         name = options.get("name")
         namespace = options.get("namespace") or core.current_namespace()

@@ -82,7 +82,10 @@ def init(
         address: The cluster to connect to: ``"host:port"`` of a head started with
             ``zray start --head``, ``"auto"`` for a cluster running on this machine, or
             ``None``/``"local"`` to start a new single-node cluster inside this program
-            (a node daemon and its worker processes, stopped again by ``shutdown()``).
+            (a node daemon and its worker processes, stopped again by ``shutdown()``), or
+            ``"ray://host:port"`` (``"zray://..."`` too) to run this program through the
+            client server of a head started with ``--ray-client-server-port``: no process
+            of the cluster ever connects to this one (needs ``ZRAY_TOKEN``).
         num_cpus, num_gpus: CPUs and GPUs the new local node offers (default: the
             machine's CPUs, no GPUs). Only for a new local cluster.
         resources: Custom resources of the new local node, e.g. ``{"disk": 2}``.
@@ -107,10 +110,15 @@ def init(
     """
     global _embedded
     with _lock:
-        if runtime.core is not None:
+        if runtime.client is not None or runtime.core is not None:
             if ignore_reinit_error:
                 logger.info("Calling zray.init() again after it has already been called.")
-                return RayContext(runtime.core)
+                return _context()
+            if runtime.client is not None:
+                raise RuntimeError(
+                    "Ray Client is already connected. Maybe you called "
+                    'ray.init("ray://<address>") twice by accident?'
+                )
             raise RuntimeError(
                 "Maybe you called ray.init twice by accident? This error can be suppressed by "
                 "passing in 'ignore_reinit_error=True' or by calling 'ray.shutdown()' prior to "
@@ -161,7 +169,22 @@ def init(
                     f"resources={{'{reserved}': ...}}."
                 )
         from zray._private.common import cluster_info
+        from zray.util.client import is_client_address
 
+        if is_client_address(address) or (address is None and is_client_address(config.address)):
+            for name, value in (
+                ("num_cpus", num_cpus),
+                ("num_gpus", num_gpus),
+                ("resources", resources),
+                ("object_store_memory", object_store_memory),
+            ):
+                if value is not None:
+                    raise ValueError(
+                        f"When connecting to an existing cluster, {name} must not be provided."
+                    )
+            if log_to_driver is None:
+                log_to_driver = config.log_to_driver
+            return _client_init(address or config.address, namespace, runtime_env, log_to_driver)
         fallback_to_local = False
         if address in ("", "local"):
             address = None
@@ -236,6 +259,25 @@ def init(
         runtime.core = core
         atexit.register(shutdown)
         return RayContext(core)
+
+
+def _client_init(address: str, namespace, runtime_env, log_to_driver: bool):
+    """init("ray://host:port"): no core worker here; every call goes to a session on the
+    head's client server (zray/util/client/)."""
+    from zray.util.client.connection import connect_client
+
+    runtime.client = connect_client(address, namespace, runtime_env, log_to_driver)
+    atexit.register(shutdown)
+    return _context()
+
+
+def _context():
+    client = runtime.client
+    if client is None:
+        return RayContext(runtime.core)
+    from zray.util.client.connection import ClientContext
+
+    return ClientContext(client, shutdown)
 
 
 def _connect(
@@ -337,6 +379,10 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
     and its non-detached actors end. ``init()`` may be called again afterwards."""
     global _embedded
     with _lock:
+        client = runtime.client
+        if client is not None:
+            runtime.client = None
+            client.disconnect()
         core = runtime.core
         if core is not None:
             runtime.core = None
@@ -356,7 +402,7 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
 
 def is_initialized() -> bool:
     """True if ``init()`` has connected this process (or it runs as a task or actor)."""
-    return runtime.core is not None
+    return runtime.core is not None or runtime.client is not None
 
 
 def _auto_init():
@@ -454,6 +500,8 @@ def put(value: Any, *, _owner=None, _tensor_transport: str | None = None) -> Obj
     object lives while any process holds a reference to it. Putting an ``ObjectRef`` is an
     error (wrap it in a list to store the ref itself).
     """
+    if runtime.client is not None:
+        return runtime.client.api("put", value)
     return runtime.require_connected().put(value)
 
 
@@ -474,7 +522,8 @@ def get(object_refs, *, timeout: float | None = None, _use_object_store: bool = 
         RayTaskError: if a task raised; TaskCancelledError, WorkerCrashedError,
             ActorDiedError, ObjectLostError for the other ways a value can fail to exist.
     """
-    core = runtime.require_connected()
+    client = runtime.client
+    core = runtime.require_connected() if client is None else None
     single = isinstance(object_refs, ObjectRef)
     if single:
         refs = [object_refs]
@@ -491,6 +540,8 @@ def get(object_refs, *, timeout: float | None = None, _use_object_store: bool = 
             "either be an ObjectRef or a list of ObjectRefs. "
         )
     _check_timeout(timeout)
+    if client is not None:
+        return client.api("get", object_refs, timeout=timeout)
     values = core.get(refs, timeout)
     return values[0] if single else values
 
@@ -505,7 +556,8 @@ def wait(
     with ``fetch_local`` (the default) also once it is on this node, and waiting starts
     fetching it here. ``timeout=None`` waits as long as it takes; ``0`` only looks.
     """
-    core = runtime.require_connected()
+    client = runtime.client
+    core = runtime.require_connected() if client is None else None
     if isinstance(ray_waitables, ObjectRef):
         raise TypeError(
             "wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, "
@@ -527,9 +579,11 @@ def wait(
                     "wait() expected a list of ray.ObjectRef or "
                     f"ray.ObjectRefGenerator, got list containing {type(ref)}"
                 )
-    distinct = len(set(refs)) if streams else len({ref._id for ref in refs})
-    if distinct != len(refs):
-        raise ValueError("Wait requires a list of unique object refs.")
+    # A ray:// client's refs may not know their ids yet: its session checks them instead.
+    if client is None:
+        distinct = len(set(refs)) if streams else len({ref._id for ref in refs})
+        if distinct != len(refs):
+            raise ValueError("Wait requires a list of unique object refs.")
     if not isinstance(num_returns, int) or isinstance(num_returns, bool) or num_returns <= 0:
         raise ValueError("Invalid number of objects to return %s." % (num_returns,))
     if num_returns > len(refs):
@@ -537,6 +591,8 @@ def wait(
             "num_returns cannot be greater than the number of objects provided to ray.wait."
         )
     _check_timeout(timeout)
+    if client is not None:
+        return client.wait(refs, num_returns, timeout, fetch_local)
     if streams:
         return _wait_with_generators(core, refs, num_returns, timeout, fetch_local)
     return core.wait(refs, num_returns, timeout, fetch_local)
@@ -582,6 +638,8 @@ def cancel(ray_waitable, *, force: bool = False, recursive: bool = True):
     ``kill``). With ``recursive`` (the default), the tasks and actor calls the cancelled
     task submitted are cancelled too. A finished task is left as it is.
     """
+    if runtime.client is not None:
+        return runtime.client.api("cancel", ray_waitable, force=force, recursive=recursive)
     core = runtime.require_connected()
     if isinstance(ray_waitable, ObjectRefGenerator):  # its task: the stream then ends
         ray_waitable = ray_waitable.completed()
@@ -602,6 +660,8 @@ def cancel(ray_waitable, *, force: bool = False, recursive: bool = True):
 def nodes() -> list:
     """One dict per node the cluster has known, dead ones included: ``NodeID``, ``Alive``,
     ``NodeManagerAddress``, ``Resources`` and Ray's other keys."""
+    if runtime.client is not None:
+        return runtime.client.api("nodes")
     core = runtime.require_connected()
     reply, _ = core.requests.call(core.head_address, P.GetNodes(True), config.rpc_timeout_s)
     return [_ray_node_dict(n) for n in reply.nodes]
@@ -649,6 +709,9 @@ def available_resources() -> dict:
 
 
 def _sum_resources(field: str) -> dict:
+    if runtime.client is not None:
+        name = "cluster_resources" if field == "resources" else "available_resources"
+        return runtime.client.api(name)
     core = runtime.require_connected()
     reply, _ = core.requests.call(core.head_address, P.GetNodes(False), config.rpc_timeout_s)
     total: dict = {}
@@ -661,6 +724,8 @@ def _sum_resources(field: str) -> dict:
 def get_gpu_ids() -> list:
     """The ids of the GPUs the running task or actor holds (also its CUDA_VISIBLE_DEVICES);
     empty in a driver and for work that asked for no GPU."""
+    if runtime.client is not None:
+        return []  # a ray:// driver holds no GPU, as a driver never does
     return list(runtime.require_connected().gpu_ids)
 
 
@@ -679,6 +744,8 @@ def get_actor(name: str, namespace: str | None = None):
         raise ValueError("Please supply a non-empty value to get_actor")
     if namespace is not None and not isinstance(namespace, str):
         raise TypeError("namespace must be None or a string")
+    if runtime.client is not None:
+        return runtime.client.api("get_actor", name, namespace)
     core = runtime.require_connected()
     handle = _lookup(core, name, namespace if namespace is not None else core.current_namespace())
     if handle is None:
@@ -696,6 +763,11 @@ def kill(actor, *, no_restart: bool = True):
     ``no_restart=False`` an actor with ``max_restarts`` left is restarted instead."""
     from zray.actor import ActorHandle
 
+    if runtime.client is not None:
+        from zray.util.client.worker import ClientActorHandle
+
+        if isinstance(actor, ClientActorHandle):
+            return runtime.client.api("kill", actor, no_restart=no_restart)
     if not isinstance(actor, ActorHandle):
         raise ValueError(
             "ray.kill() only supported for actors. For tasks, try ray.cancel(). "

@@ -54,7 +54,8 @@ START_FLAGS = {
     "--min-worker-port": (int, TUNE, "workers take any free port"),
     "--max-worker-port": (int, TUNE, "workers take any free port"),
     "--worker-port-list": (str, TUNE, "workers take any free port"),
-    "--ray-client-server-port": (int, TUNE, "zray has no Ray Client server"),
+    # The head runs zray's Ray Client server on it (cli.cmd_start).
+    "--ray-client-server-port": (int, HONOURED, "the port of the head's ray:// client server"),
     "--include-dashboard": (click_bool, TUNE, _NO_DASHBOARD),
     "--dashboard-host": (str, TUNE, _NO_DASHBOARD),
     "--dashboard-port": (int, TUNE, _NO_DASHBOARD),
