@@ -30,9 +30,6 @@ _warned: set = set()
 _IGNORED_INIT_ARGS = (
     "labels",
     "local_mode",
-    "include_dashboard",
-    "dashboard_host",
-    "dashboard_port",
     "job_config",
     "logging_format",
     "logging_config",
@@ -120,9 +117,6 @@ def init(
         given = dict(
             labels=labels,
             local_mode=local_mode,
-            include_dashboard=include_dashboard,
-            dashboard_host=dashboard_host,
-            dashboard_port=dashboard_port,
             job_config=job_config,
             logging_format=logging_format,
             logging_config=logging_config,
@@ -178,6 +172,13 @@ def init(
                         f"When connecting to an existing cluster, {name} must not be provided."
                     )
             logger.info("Connecting to existing zray cluster at address: %s...", address)
+            if include_dashboard is not None or dashboard_port is not None:
+                # As Ray: the cluster's head already decided about its dashboard.
+                logger.warning(
+                    "include_dashboard and dashboard_port only apply to a new local cluster; "
+                    "the cluster at %s has its own dashboard settings",
+                    address,
+                )
             try:
                 node, session_dir, creds = cluster_info.attach(address)
             except ConnectionError as exc:
@@ -195,12 +196,21 @@ def init(
             else:
                 core = _connect(node["address"], session_dir, namespace, creds, node["ip"])
         if core is None:
-            from zray._private.core.driver import EmbeddedNode
+            from zray._private.core.driver import DashboardOptions, EmbeddedNode
             from zray._private.wire.security import Credentials, new_token
 
             creds = Credentials(config.token or new_token(), config.encrypt)
-            _embedded = EmbeddedNode(creds, num_cpus, num_gpus, resources, object_store_memory)
+            dashboard = DashboardOptions(include_dashboard, dashboard_host, dashboard_port)
+            _embedded = EmbeddedNode(
+                creds, num_cpus, num_gpus, resources, object_store_memory, dashboard
+            )
             info = _embedded.info
+            if info.get("dashboard_address"):
+                logger.info(
+                    "Started a local zray instance. View the dashboard at http://%s/?token=%s",
+                    info["dashboard_address"],
+                    creds.token,
+                )
             try:
                 core = _connect(info["node_address"], info["session_dir"], namespace, creds)
             except BaseException:
@@ -224,7 +234,11 @@ def init(
             core._log_sink = _print_worker_lines
         runtime.core = core
         atexit.register(shutdown)
-        return RayContext(core)
+        context = RayContext(core)
+        if _embedded is not None and _embedded.info.get("dashboard_address"):
+            context.dashboard_url = _embedded.info["dashboard_address"]
+            context.address_info["webui_url"] = context.dashboard_url
+        return context
 
 
 def _connect(

@@ -11,6 +11,8 @@ import json
 import logging
 import sys
 
+from zray.scripts.ray_flags import click_bool
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zray-node", description=__doc__.splitlines()[0])
@@ -54,6 +56,24 @@ def add_node_flags(parser: argparse.ArgumentParser):
         help="SQLite file (or directory) the head keeps its tables in (head "
         "only; default: in its session directory; RAY_REDIS_ADDRESS "
         "selects a Redis instead)",
+    )
+    parser.add_argument(
+        "--include-dashboard",
+        type=click_bool,
+        default=None,
+        help="start the web dashboard (head only; default: true)",
+    )
+    parser.add_argument(
+        "--dashboard-host",
+        default=None,
+        help="address the dashboard listens on (default 127.0.0.1; 0.0.0.0 for every "
+        "interface: it asks for the cluster token either way)",
+    )
+    parser.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=None,
+        help="port of the dashboard (default 8265, or the next free one of the 50 after it)",
     )
     parser.add_argument(
         "--encrypt",
@@ -108,6 +128,9 @@ def options_from_args(args):  # -> zray._private.node.daemon.NodeOptions (import
         embedded_by=args.embedded_by,
         token=token,
         encrypt=config.encrypt if args.encrypt is None else args.encrypt,
+        include_dashboard=bool(args.head) and args.include_dashboard is not False,
+        dashboard_host=args.dashboard_host or "127.0.0.1",
+        dashboard_port=args.dashboard_port,
     )
 
 

@@ -40,7 +40,7 @@ from zray._private.wire.transport import (
 )
 from zray._private.node.envs import NodeEnvs
 from zray._private.node.worker_pool import WorkerPool
-from zray._private.node import worker_table
+from zray._private.node import dashboard_process, worker_table
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,10 @@ class NodeOptions:
     token: str = ""
     encrypt: bool = False
     embedded_by: int = 0  # pid of the driver that started us; we stop when it dies
+    # The web dashboard, head node only (zray.dashboard; dashboard_process.py starts it).
+    include_dashboard: bool = False
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int | None = None  # None: 8265 or the next free one
     node_death_timeout_s: float = config.node_death_timeout_s
 
 
@@ -94,6 +98,18 @@ def default_resources(opts: NodeOptions) -> tuple[dict, int]:
     return resources, store
 
 
+def host_memory() -> dict:
+    """This machine's memory and CPU use, for the dashboard's node table."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    return {
+        "total": memory.total,
+        "used": memory.total - memory.available,
+        "cpu_percent": psutil.cpu_percent(interval=None),
+    }
+
+
 def worker_limit_message(limit: S.WorkerLimitReached, cpus: int) -> str:
     return (
         f"This node reached its limit of {limit.limit} worker processes (num_cpus {cpus} + "
@@ -109,6 +125,7 @@ def worker_limit_message(limit: S.WorkerLimitReached, cpus: int) -> str:
 class NodeDaemon:
     def __init__(self, opts: NodeOptions):
         self.opts = opts
+        self.dashboard = None
         self.node_id = random_id(NODE_ID_SIZE)
         self.session_dir = opts.session_dir
         self.resources, self.store_capacity = default_resources(opts)
@@ -263,6 +280,16 @@ class NodeDaemon:
         security.write_session_files(self.session_dir, self.creds, self.head_address)
         session.write_node_pid(self.session_dir, self.node_id, bool(self.opts.embedded_by))
         self._dispatch(self.scheduler.start())
+        if self.head and self.opts.include_dashboard:
+            self.dashboard = dashboard_process.prepare(
+                self.opts.dashboard_host,
+                self.opts.dashboard_port,
+                self.opts.node_ip,
+                self.session_dir,
+                self.head_address,
+                self.creds,
+                os.path.join(self.session_dir, "logs", "dashboard.log"),
+            )
         self.requests.send(
             self.head_address,
             P.RegisterNode(
@@ -285,16 +312,19 @@ class NodeDaemon:
             "session_dir": self.session_dir,
             "arena_path": self.arena_path,
             "pid": os.getpid(),
+            "dashboard_address": self.dashboard.address if self.dashboard else "",
         }
 
     def run(self):
-        poller = zmq.Poller()
+        poller = self.poller = zmq.Poller()
         poller.register(self.endpoint.inbox, zmq.POLLIN)
         if self.head:
             poller.register(self.head.endpoint.inbox, zmq.POLLIN)
         poller.register(self.pool.fd, zmq.POLLIN)
         poller.register(self.spiller.io.fd, zmq.POLLIN)
         poller.register(self.envs.fd, zmq.POLLIN)
+        if self.dashboard is not None:
+            poller.register(self.dashboard.fd, zmq.POLLIN)
         monitors = [e for e in (self.endpoint, self.head and self.head.endpoint) if e]
         for endpoint in monitors:
             poller.register(endpoint.monitor, zmq.POLLIN)
@@ -318,6 +348,9 @@ class NodeDaemon:
                         logger.exception("error handling spill I/O completions")
                 if self.envs.fd in events:
                     self.envs.on_ready()
+                if self.dashboard is not None and self.dashboard.fd in events:
+                    poller.unregister(self.dashboard.fd)  # the dashboard accepts from now on
+                    self.dashboard.spawn()
                 now = time.monotonic()
                 if now >= self._next_timers:  # timers are not worth running per message
                     self._next_timers = now + 0.005
@@ -390,6 +423,8 @@ class NodeDaemon:
         )
 
     def _check_clients(self):
+        if self.dashboard is not None and self.dashboard.exited():
+            self.poller.register(self.dashboard.fd, zmq.POLLIN)  # started again on demand
         for identity, client in list(self.clients.items()):
             if client.kind == "driver" and not session._pid_alive(client.pid):
                 self._on_client_exit(identity)
@@ -402,6 +437,8 @@ class NodeDaemon:
             return
         self._shut = True
         self.running = False
+        if self.dashboard is not None:
+            self.dashboard.stop()
         try:
             if self.head:  # first: a slow worker shutdown may end in our SIGKILL
                 try:
@@ -821,6 +858,7 @@ class NodeDaemon:
             "spill": self.spiller.stats(),
             "clients": len(self.clients),
             "workers": len(self.pool.pids),
+            "host": host_memory(),
             "dropped_messages": self.endpoint.dropped,
             "auth_rejected": self.endpoint.rejected,
             "view": {

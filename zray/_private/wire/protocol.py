@@ -590,6 +590,7 @@ class ActorStarted(NamedTuple):
     actor_id: bytes
     ok: bool
     nframes: int
+    error_text: str  # the error with its traceback, as text the head can show without unpickling
 
 
 @message(73)
