@@ -234,11 +234,7 @@ def init(
             core._log_sink = _print_worker_lines
         runtime.core = core
         atexit.register(shutdown)
-        context = RayContext(core)
-        if _embedded is not None and _embedded.info.get("dashboard_address"):
-            context.dashboard_url = _embedded.info["dashboard_address"]
-            context.address_info["webui_url"] = context.dashboard_url
-        return context
+        return RayContext(core)
 
 
 def _connect(
@@ -356,6 +352,9 @@ class RayContext(dict):
         )
         self.address_info = self["address_info"]
         self.dashboard_url = None
+        if _embedded is not None and _embedded.info.get("dashboard_address"):
+            self.dashboard_url = _embedded.info["dashboard_address"]
+            self.address_info["webui_url"] = self.dashboard_url
         self.python_version = "%d.%d.%d" % sys.version_info[:3]
 
     def __enter__(self):

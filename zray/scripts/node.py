@@ -163,12 +163,16 @@ def main(argv=None) -> int:
     if not args.ready_json:
         print(f"zray-node: session {opts.session_dir}", file=sys.stderr)
     from zray._private.head.store import StoreError
+    from zray._private.node.dashboard_process import DashboardPortError
     from zray._private.wire.security import AuthenticationError
 
     try:
         run_node(opts, sys.stdout if args.ready_json else None, log_to_session=args.log_to_session)
     except StoreError as exc:
         print(f"zray-node: the head cannot keep its state: {exc}", file=sys.stderr)
+        return 1
+    except DashboardPortError as exc:
+        print(f"zray-node: {exc}", file=sys.stderr)
         return 1
     except (AuthenticationError, ConnectionError) as exc:
         where = "" if opts.head else f"cannot join the cluster at {opts.head_address}: "

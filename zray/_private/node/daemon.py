@@ -126,6 +126,13 @@ class NodeDaemon:
     def __init__(self, opts: NodeOptions):
         self.opts = opts
         self.dashboard = None
+        # The dashboard's port first, before anything that would need undoing: a taken port
+        # fails the start with the session and its log kept for the starter to show.
+        dashboard_socket = (
+            dashboard_process.bind(opts.dashboard_host, opts.dashboard_port)
+            if opts.head and opts.include_dashboard
+            else None
+        )
         self.node_id = random_id(NODE_ID_SIZE)
         self.session_dir = opts.session_dir
         self.resources, self.store_capacity = default_resources(opts)
@@ -234,6 +241,16 @@ class NodeDaemon:
         self._prefaulted = 0  # pre-fault requested up to here
         self._prefault_done = 0  # pages allocated up to here
         self._prefault_lock = threading.Lock()
+        if dashboard_socket is not None:
+            self.dashboard = dashboard_process.prepare(
+                dashboard_socket,
+                self.opts.dashboard_host,
+                self.opts.node_ip,
+                self.session_dir,
+                self.head_address,
+                self.creds,
+                os.path.join(self.session_dir, "logs", "dashboard.log"),
+            )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -280,16 +297,6 @@ class NodeDaemon:
         security.write_session_files(self.session_dir, self.creds, self.head_address)
         session.write_node_pid(self.session_dir, self.node_id, bool(self.opts.embedded_by))
         self._dispatch(self.scheduler.start())
-        if self.head and self.opts.include_dashboard:
-            self.dashboard = dashboard_process.prepare(
-                self.opts.dashboard_host,
-                self.opts.dashboard_port,
-                self.opts.node_ip,
-                self.session_dir,
-                self.head_address,
-                self.creds,
-                os.path.join(self.session_dir, "logs", "dashboard.log"),
-            )
         self.requests.send(
             self.head_address,
             P.RegisterNode(

@@ -125,18 +125,17 @@ class DashboardProcess:
 
 
 def prepare(
+    sock: socket.socket,
     host: str,
-    port: int | None,
     node_ip: str,
     session_dir: str,
     head_address: str,
     creds,
     log_path: str,
 ) -> DashboardProcess:
-    """Binds the dashboard's socket now; the process starts at the first connection."""
+    """The dashboard on `sock` (from bind()); its process starts at the first connection."""
     import os
 
-    sock = bind(host, port)
     cmd = module_command("zray.dashboard") + [
         "--listen-fd",
         str(sock.fileno()),

@@ -1,0 +1,33 @@
+"""init()'s dashboard arguments: include_dashboard, dashboard_port."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.test_dashboard import http, token_of_cluster
+
+
+def test_include_dashboard_false_starts_none(fresh):
+    context = fresh.init(num_cpus=1, include_dashboard=False)
+    assert context.dashboard_url is None and "webui_url" not in context.address_info
+
+
+def test_dashboard_port_is_honoured_and_a_taken_one_is_an_error(fresh):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = fresh.init(num_cpus=1, dashboard_port=port)
+    assert context.dashboard_url == f"127.0.0.1:{port}"
+    status, _, body = http(
+        f"http://127.0.0.1:{port}/api/version",
+        {"Authorization": f"Bearer {token_of_cluster()}"},
+    )
+    assert status == 200
+    fresh.shutdown()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        with pytest.raises(fresh.exceptions.RaySystemError, match="dashboard cannot listen"):
+            fresh.init(num_cpus=1, dashboard_port=taken.getsockname()[1])
