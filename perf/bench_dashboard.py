@@ -30,7 +30,10 @@ import urllib.request
 import psutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RAY_VENV = os.path.expanduser("~/.zray-perf/ray-venv/bin")
+# ray[default]: the dashboard needs its extra dependencies, which the shared perf venv lacks.
+RAY_VENV = os.path.expanduser(
+    os.environ.get("RAY_DEFAULT_VENV", "~/.zray-perf/ray-default-venv") + "/bin"
+)
 CHROMIUM = shutil.which("chromium")
 
 

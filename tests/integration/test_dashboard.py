@@ -152,6 +152,9 @@ def test_the_printed_url_signs_in_and_the_overview_shows_the_node(page):
     assert node_row.count() == 1
     assert "ALIVE" in node_row.inner_text() and "(head)" in node_row.inner_text()
     assert re.search(r"\d / 2", node_row.inner_text())  # the two CPUs, with their use
+    # The machine's memory in use is drawn as a bar (a style the page's CSP must let through).
+    memory_fill = node_row.locator(".fill").nth(1)
+    assert memory_fill.evaluate("e => e.getBoundingClientRect().width") > 0
 
 
 def test_an_actor_turns_from_alive_to_dead_on_the_open_page(page, cluster):

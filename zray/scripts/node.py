@@ -61,7 +61,8 @@ def add_node_flags(parser: argparse.ArgumentParser):
         "--include-dashboard",
         type=click_bool,
         default=None,
-        help="start the web dashboard (head only; default: true)",
+        help="start the web dashboard (head only; default: yes, unless its port is taken; "
+        "true makes a taken port an error)",
     )
     parser.add_argument(
         "--dashboard-host",
@@ -128,7 +129,7 @@ def options_from_args(args):  # -> zray._private.node.daemon.NodeOptions (import
         embedded_by=args.embedded_by,
         token=token,
         encrypt=config.encrypt if args.encrypt is None else args.encrypt,
-        include_dashboard=bool(args.head) and args.include_dashboard is not False,
+        include_dashboard=args.include_dashboard if args.head else False,
         dashboard_host=args.dashboard_host or "127.0.0.1",
         dashboard_port=args.dashboard_port,
     )

@@ -57,9 +57,12 @@ class EmbeddedNode:
             cmd += ["--resources", json.dumps(resources)]
         if object_store_memory is not None:
             cmd += ["--object-store-memory", str(int(object_store_memory))]
-        include = config.include_dashboard if dashboard.include is None else dashboard.include
-        cmd += ["--include-dashboard", "true" if include else "false"]
-        if include:
+        include = dashboard.include
+        if include is None and not config.include_dashboard:
+            include = False
+        if include is not None:
+            cmd += ["--include-dashboard", "true" if include else "false"]
+        if include is not False:
             cmd += ["--dashboard-host", dashboard.host]
             if dashboard.port is not None:
                 cmd += ["--dashboard-port", str(int(dashboard.port))]

@@ -63,7 +63,7 @@ class NodeOptions:
     encrypt: bool = False
     embedded_by: int = 0  # pid of the driver that started us; we stop when it dies
     # The web dashboard, head node only (zray.dashboard; dashboard_process.py starts it).
-    include_dashboard: bool = False
+    include_dashboard: bool | None = False  # None: Ray's default, on unless its port is taken
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int | None = None  # None: 8265 or the next free one
     node_death_timeout_s: float = config.node_death_timeout_s
@@ -128,11 +128,14 @@ class NodeDaemon:
         self.dashboard = None
         # The dashboard's port first, before anything that would need undoing: a taken port
         # fails the start with the session and its log kept for the starter to show.
-        dashboard_socket = (
-            dashboard_process.bind(opts.dashboard_host, opts.dashboard_port)
-            if opts.head and opts.include_dashboard
-            else None
-        )
+        dashboard_socket = None
+        if opts.head and opts.include_dashboard is not False:
+            try:
+                dashboard_socket = dashboard_process.bind(opts.dashboard_host, opts.dashboard_port)
+            except dashboard_process.DashboardPortError as exc:
+                if opts.include_dashboard:  # asked for outright: as Ray, a failure to start
+                    raise
+                logger.error("starting without a dashboard: %s", exc)  # Ray's default too
         self.node_id = random_id(NODE_ID_SIZE)
         self.session_dir = opts.session_dir
         self.resources, self.store_capacity = default_resources(opts)
