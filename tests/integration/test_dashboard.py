@@ -254,6 +254,16 @@ def test_jobs_placement_groups_objects_and_tasks_pages(page, cluster):
     del ref
 
 
+def test_long_tables_show_their_first_500_rows_and_say_so(page, cluster):
+    ray = cluster[0]
+    refs = [ray.put(i) for i in range(600)]
+    page.goto(page.url.split("#")[0] + "#/objects")
+    page.locator("p.capped", has_text="Showing the first 500 of").wait_for()
+    assert page.locator("#objects tbody tr").count() == 500
+    assert int(page.locator("#reference-count .value").inner_text()) >= 600
+    del refs
+
+
 def test_a_browser_without_the_token_sees_401(browser, cluster):
     _, base, _ = cluster
     context = browser.new_context()

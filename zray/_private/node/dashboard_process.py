@@ -5,7 +5,7 @@ reported) before the node says it is ready, and watches it in its loop. The proc
 the first connection (socket activation, as systemd and inetd do it) and is handed the socket:
 the connection waits in the backlog meanwhile. Starting it with the node instead cost `init()`
 and the first task 0.2-0.4 s on two CPUs (Python and aiohttp importing beside the first
-workers) and every cluster ~50 MB that nobody looked at; now a cluster nobody looks at pays
+workers) and every cluster 31 MiB (PSS) that nobody looked at; now a cluster nobody looks at pays
 nothing, and the first page takes about half a second longer. The daemon stops the process
 when it stops, and arms the socket again if it dies; a process whose daemon died without a
 word (SIGKILL) notices within a second and exits.

@@ -72,6 +72,15 @@ function card(label, value, id) {
 
 function note(text, cls) { return el("p", { class: cls || "note", text }); }
 
+// Tables show at most this many rows: rebuilding thousands of rows every poll costs the
+// browser seconds, and no one reads them all. The counts above each table stay complete.
+const MAX_ROWS = 500;
+
+function capped(rows, what) {
+  if (rows.length <= MAX_ROWS) return { rows, notice: null };
+  return { rows: rows.slice(0, MAX_ROWS), notice: note(`Showing the first ${MAX_ROWS} of ${rows.length} ${what}.`, "note capped") };
+}
+
 // ------------------------------------------------------------------ pages
 
 async function overviewPage() {
@@ -129,11 +138,15 @@ async function actorsPage(arg) {
   const actors = await stateRows("actors");
   const counts = {};
   for (const a of actors) counts[a.state] = (counts[a.state] || 0) + 1;
+  // Failed and live ones first: those are the ones a person looks for.
+  const order = { DEAD: 0, RESTARTING: 1, PENDING_CREATION: 2, ALIVE: 3 };
+  const shown = capped([...actors].sort((a, b) => (order[a.state] ?? 4) - (order[b.state] ?? 4)), "actors");
   return [
     el("h1", { text: "Actors" }),
     el("div", { class: "cards" }, Object.entries(counts).map(([state, n]) => card(state, n))),
+    shown.notice,
     table(["Actor", "Class", "Name", "State", "PID", "Node", "Restarts", "Error"],
-      actors.map((a) => {
+      shown.rows.map((a) => {
         const message = deathMessage(a);
         const firstLine = message.split("\n").filter((l) => l.trim()).pop() || "";
         return el("tr", { "data-actor": a.actor_id },
@@ -194,9 +207,11 @@ async function tasksPage(arg) {
   }
   const keys = tasks.length ? Object.keys(tasks[0]) : [];
   const columns = TASK_COLUMNS.filter((c) => keys.includes(c));
+  const shown = capped(tasks, "tasks");
   return [
     el("h1", { text: "Tasks" }),
-    table([...columns, "Error"], tasks.map((t) => el("tr", {},
+    shown.notice,
+    table([...columns, "Error"], shown.rows.map((t) => el("tr", {},
       columns.map((c) => (c === "state" ? stateCell(t.state) : el("td", { class: c.endsWith("_id") ? "mono" : "", text: t[c] ?? "" }))),
       el("td", {}, t.error_message ? el("a", { class: "error traceback-link", href: `#/tasks/${t.task_id}`, text: (t.error_type || "error") }) : ""))),
     "tasks"),
@@ -221,6 +236,7 @@ async function placementGroupsPage() {
 async function objectsPage() {
   const m = await api("/api/memory");
   const refs = [...m.references].sort((a, b) => b.size - a.size);
+  const shown = capped(refs, "references (the largest)");
   return [
     el("h1", { text: "Objects and memory" }),
     el("div", { class: "cards" },
@@ -229,8 +245,9 @@ async function objectsPage() {
       card("spilled", `${fmtBytes(m.spilled_bytes)} (${m.spilled_objects})`),
       card("references", refs.length, "reference-count")),
     m.nodes_unanswered ? note(`${m.nodes_unanswered} node(s) did not answer in time.`, "error") : null,
+    shown.notice,
     table(["Node", "PID", "Type", "Object", "Size", "Reference type", "Owner", "Borrowers", "Copies"],
-      refs.map((r) => el("tr", {},
+      shown.rows.map((r) => el("tr", {},
         el("td", { text: r.node }), el("td", { text: r.pid }), el("td", { text: r.kind }),
         el("td", { class: "mono", text: r.object_id }),
         el("td", { text: fmtBytes(r.size) }),
