@@ -2,7 +2,8 @@
 2.60), and how long its main pages take to show in headless Chromium, on an idle cluster and
 with many actors and objects.
 
-    python perf/bench_dashboard.py memory        # zray off / on (unvisited) / on (visited), Ray on
+    python perf/bench_dashboard.py memory        # `zray start --head`: off / on / on and used; Ray
+    python perf/bench_dashboard.py startup       # init() + a first task, dashboard on and off
     python perf/bench_dashboard.py pages [--actors 50 --objects 2000]
 
 Memory is the summed PSS (shared pages split between their sharers) of every process of the
@@ -138,8 +139,11 @@ def cmd_memory(args) -> dict:
     for run in range(args.runs):
         for name, measure in (
             ("zray, dashboard off", lambda: zray_memory("off", args.settle)),
-            ("zray, dashboard on, not visited", lambda: zray_memory("on", args.settle)),
-            ("zray, dashboard on, visited", lambda: zray_memory("visited", args.settle)),
+            ("zray, dashboard on", lambda: zray_memory("on", args.settle)),
+            (
+                "zray, dashboard on, after its pages were loaded",
+                lambda: zray_memory("visited", args.settle),
+            ),
             ("Ray 2.60, dashboard on", lambda: ray_memory(True, args.settle)),
             ("Ray 2.60, dashboard off", lambda: ray_memory(False, args.settle)),
         ):
@@ -153,6 +157,49 @@ def cmd_memory(args) -> dict:
             "processes": runs[-1]["processes"],
         }
         for name, runs in results.items()
+    }
+
+
+# ---------------------------------------------------------------------------- init() time
+
+STARTUP_SCRIPT = """
+import sys, time
+sys.path.insert(0, {root!r})
+import zray as ray
+start = time.perf_counter()
+ray.init(num_cpus=2, include_dashboard={include}, logging_level="warning")
+@ray.remote
+def f():
+    return 1
+ray.get(f.remote())
+print(time.perf_counter() - start)
+ray.shutdown()
+"""
+
+
+def cmd_startup(args) -> dict:
+    """init() plus a first task, with and without the dashboard, alternated (fresh processes)."""
+    times: dict = {True: [], False: []}
+    root = tempfile.mkdtemp(prefix="zb", dir="/tmp")
+    env = dict(os.environ, ZRAY_SESSION_DIR_ROOT=root)
+    try:
+        for _ in range(args.runs):
+            for include in (False, True):
+                out = subprocess.run(
+                    [sys.executable, "-c", STARTUP_SCRIPT.format(root=ROOT, include=include)],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                    env=env,
+                )
+                times[include].append(float(out.stdout.strip().splitlines()[-1]))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {
+        f"init() + first task, include_dashboard={include} (median ms)": round(
+            statistics.median(values) * 1000
+        )
+        for include, values in times.items()
     }
 
 
@@ -225,12 +272,14 @@ def main():
     memory = sub.add_parser("memory")
     memory.add_argument("--settle", type=float, default=10.0)
     memory.add_argument("--runs", type=int, default=3)
+    startup = sub.add_parser("startup")
+    startup.add_argument("--runs", type=int, default=10)
     pages = sub.add_parser("pages")
     pages.add_argument("--actors", type=int, default=50)
     pages.add_argument("--objects", type=int, default=2000)
     pages.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    result = cmd_memory(args) if args.what == "memory" else cmd_pages(args)
+    result = {"memory": cmd_memory, "startup": cmd_startup, "pages": cmd_pages}[args.what](args)
     print(json.dumps(result, indent=2))
 
 

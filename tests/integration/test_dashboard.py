@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 
+import psutil
 import pytest
 
 from tests.conftest import child_processes, zray_segments
@@ -321,6 +322,16 @@ def test_zray_start_head_prints_a_dashboard_url_that_opens_in_a_browser(browser)
         url = re.search(r"View the dashboard at (\S+)", started.stdout).group(1)
         session_name = os.path.basename(re.search(r" in (\S+)", started.stdout).group(1))
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=\S+", url), url
+        # Started with the cluster, not at the first request: the URL was printed to be opened.
+        deadline = time.monotonic() + 10
+        while not [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if "zray.dashboard" in " ".join(p.info["cmdline"] or [])
+            and root in " ".join(p.info["cmdline"] or [])
+        ]:
+            assert time.monotonic() < deadline, "zray start --head started no dashboard"
+            time.sleep(0.1)
         context = browser.new_context()
         try:
             tab = context.new_page()
@@ -336,8 +347,6 @@ def test_zray_start_head_prints_a_dashboard_url_that_opens_in_a_browser(browser)
     assert stopped.returncode == 0, stopped.stderr
     # The daemon was not our child (zray start detaches it): look for its dashboard by the
     # session root on its command line, and at the port.
-    import psutil
-
     deadline = time.monotonic() + 10
     while [
         p for p in psutil.process_iter(["cmdline"]) if root in " ".join(p.info["cmdline"] or [])

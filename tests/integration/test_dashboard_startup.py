@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.integration.test_dashboard import http, token_of_cluster
@@ -36,3 +38,20 @@ def test_dashboard_port_is_honoured_and_a_taken_one_fails_as_in_ray(fresh):
         # ... and by default the cluster starts without one (the node logs why).
         context = fresh.init(num_cpus=1, dashboard_port=port)
         assert context.dashboard_url is None
+
+
+def test_a_programs_cluster_starts_its_dashboard_at_the_first_request(fresh):
+    """init() pays nothing for the dashboard until someone opens it."""
+    from tests.conftest import child_processes
+
+    def dashboards():
+        return [p for p in child_processes() if "zray.dashboard" in " ".join(p.cmdline())]
+
+    context = fresh.init(num_cpus=1)
+    time.sleep(0.5)
+    assert dashboards() == []
+    status, _, _ = http(
+        f"http://{context.dashboard_url}/api/version",
+        {"Authorization": f"Bearer {token_of_cluster()}"},
+    )
+    assert status == 200 and len(dashboards()) == 1

@@ -334,7 +334,10 @@ class NodeDaemon:
         poller.register(self.spiller.io.fd, zmq.POLLIN)
         poller.register(self.envs.fd, zmq.POLLIN)
         if self.dashboard is not None:
-            poller.register(self.dashboard.fd, zmq.POLLIN)
+            if self.opts.embedded_by:
+                poller.register(self.dashboard.fd, zmq.POLLIN)  # started on demand
+            else:
+                self.dashboard.spawn()  # `zray start` just printed its URL to open
         monitors = [e for e in (self.endpoint, self.head and self.head.endpoint) if e]
         for endpoint in monitors:
             poller.register(endpoint.monitor, zmq.POLLIN)

@@ -1,14 +1,18 @@
 """Starting the web dashboard (`zray.dashboard`) beside the head node's daemon.
 
 The daemon binds the dashboard's listening socket itself, so the URL is known (and a busy port
-reported) before the node says it is ready, and watches it in its loop. The process starts at
-the first connection (socket activation, as systemd and inetd do it) and is handed the socket:
-the connection waits in the backlog meanwhile. Starting it with the node instead cost `init()`
-and the first task 0.2-0.4 s on two CPUs (Python and aiohttp importing beside the first
-workers) and every cluster 31 MiB (PSS) that nobody looked at; now a cluster nobody looks at pays
-nothing, and the first page takes about half a second longer. The daemon stops the process
-when it stops, and arms the socket again if it dies; a process whose daemon died without a
-word (SIGKILL) notices within a second and exits.
+reported) before the node says it is ready, and hands it to the process.
+
+A cluster that `init()` starts inside a program starts the process at the first connection
+(socket activation, as systemd and inetd do it; the connection waits in the backlog
+meanwhile): starting it with the node cost `init()` and the first task 0.2-0.4 s on two CPUs
+(Python and aiohttp importing beside the first workers), and every such cluster 31 MiB (PSS)
+that nobody looked at, while its first page now takes 1-3 s longer. `zray start --head`, which
+has just printed the URL for a person to open, starts the process at once, as Ray does.
+
+The daemon stops the process when it stops, and arms the socket again if it dies (it starts
+again at the next request); a process whose daemon died without a word (SIGKILL) notices
+within a second and exits.
 """
 
 from __future__ import annotations
