@@ -300,7 +300,20 @@ def test_a_dashboard_that_died_starts_again_on_the_next_request(cluster):
 # ---------------------------------------------------------------------------- start-up
 
 
+SECOND_NODE_TASK = """
+import os
+import zray as ray
+ray.init(address={address!r})
+@ray.remote(resources={{"second": 1}})
+def hello():
+    print("hello from the second node", flush=True)
+    return os.getpid()
+print(ray.get(hello.remote(), timeout=60))
+"""
+
+
 def test_zray_start_head_prints_a_dashboard_url_that_opens_in_a_browser(browser):
+    """... and shows the cluster's nodes, and the logs of a node on another address."""
     import tempfile
 
     root = tempfile.mkdtemp(prefix="zt", dir="/tmp")  # Unix socket paths must stay short
@@ -332,13 +345,41 @@ def test_zray_start_head_prints_a_dashboard_url_that_opens_in_a_browser(browser)
         ]:
             assert time.monotonic() < deadline, "zray start --head started no dashboard"
             time.sleep(0.1)
+        address = re.search(r"Head address: (\S+)", started.stdout).group(1)
+        # A node advertising another loopback address stands for another machine.
+        joined = cli(
+            "start",
+            f"--address={address}",
+            "--num-cpus",
+            "1",
+            "--resources",
+            '{"second": 1}',
+            "--node-ip-address",
+            "127.0.0.2",
+        )
+        assert joined.returncode == 0, joined.stderr
+        ran = subprocess.run(
+            [sys.executable, "-c", SECOND_NODE_TASK.format(address=address)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+        assert ran.returncode == 0, ran.stderr
+        pid = int(ran.stdout.split()[-1])
         context = browser.new_context()
         try:
             tab = context.new_page()
             tab.set_default_timeout(TIMEOUT_MS)
             tab.goto(url)
-            tab.locator("#node-count .value", has_text="1").wait_for()
+            tab.locator("#node-count .value", has_text="2").wait_for()
             assert "token=" not in tab.url
+            tab.goto(url.split("?")[0] + "#/logs")
+            link = tab.locator(f"#log-files a[data-file$='-{pid}.out']")
+            link.wait_for()
+            assert link.inner_text().startswith("127.0.0.2 ")
+            link.click()
+            tab.locator("#log-text", has_text="hello from the second node").wait_for()
         finally:
             context.close()
     finally:

@@ -1,41 +1,53 @@
-"""The dashboard's parts that need no cluster: which log files it serves, and its port."""
+"""The dashboard's parts that need no cluster: which log files a node serves, and the port."""
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
 
 
-from zray._private.node import dashboard_process
-from zray.dashboard.logs import LogFiles
+from zray._private.node import dashboard_process, log_files
 
 
 @pytest.fixture
-def logs(tmp_path):
+def session(tmp_path):
     session = tmp_path / "session_x"
     (session / "logs").mkdir(parents=True)
     (session / "logs" / "worker-ab-1.out").write_text("one\ntwo\n")
     (tmp_path / "secret").write_text("not a log")
-    return LogFiles(lambda: {"n1": str(session)})
+    return str(session)
 
 
-def test_only_files_of_the_listing_are_read(logs):
-    assert [f["id"] for f in logs.listing()] == ["n1/worker-ab-1.out"]
-    for file_id in ("n1/../../secret", "n1/../secret", "n1/", "n2/worker-ab-1.out", "n1/x.out"):
-        assert logs.read(file_id, None) is None, file_id
+def test_only_files_of_the_nodes_log_directory_are_read(session):
+    assert [name for name, _, _ in log_files.listing(session)] == ["worker-ab-1.out"]
+    for name in ("../../secret", "../secret", "", ".", "..", "x.out", "logs/worker-ab-1.out"):
+        assert log_files.read(session, name, -1) is None, name
 
 
-def test_a_tail_continues_from_its_offset(logs, tmp_path):
-    first = logs.read("n1/worker-ab-1.out", None)
-    assert (first["text"], first["offset"]) == ("one\ntwo\n", 8)
-    with open(tmp_path / "session_x" / "logs" / "worker-ab-1.out", "a") as f:
+def test_a_tail_continues_from_its_offset(session):
+    path = os.path.join(session, "logs", "worker-ab-1.out")
+    first = log_files.read(session, "worker-ab-1.out", -1)
+    assert (first["data"], first["offset"]) == (b"one\ntwo\n", 8)
+    with open(path, "a") as f:
         f.write("three\n")
-    later = logs.read("n1/worker-ab-1.out", first["offset"])
-    assert (later["text"], later["offset"]) == ("three\n", 14)
+    later = log_files.read(session, "worker-ab-1.out", first["offset"])
+    assert (later["data"], later["offset"]) == (b"three\n", 14)
     # A file replaced by a shorter one is read again from its start.
-    (tmp_path / "session_x" / "logs" / "worker-ab-1.out").write_text("new\n")
-    assert logs.read("n1/worker-ab-1.out", 14)["text"] == "new\n"
+    with open(path, "w") as f:
+        f.write("new\n")
+    assert log_files.read(session, "worker-ab-1.out", 14)["data"] == b"new\n"
+
+
+def test_a_first_look_shows_the_end_from_a_line_start(session):
+    path = os.path.join(session, "logs", "big.out")
+    with open(path, "w") as f:
+        f.write("".join(f"line {i}\n" for i in range(40_000)))
+    tail = log_files.read(session, "big.out", -1)
+    assert tail["truncated"] and tail["data"].startswith(b"line ")
+    assert tail["data"].endswith(b"line 39999\n") and len(tail["data"]) <= log_files.TAIL_BYTES
+    assert log_files.read(session, "big.out", 0, 10**9)["offset"] == log_files.CHUNK_BYTES
 
 
 def _free_port() -> int:

@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     sock = socket.socket(fileno=args.listen_fd)
     creds = Credentials(config.token, config.encrypt)
     source = ClusterSource(args.head_address, creds)
-    logs = LogFiles(source.local_session_dirs)
+    logs = LogFiles(source)
     guard = Guard(config.token, sock.getsockname()[1])
     app = make_app(source, logs, guard, session.session_name(args.session_dir), args.head_address)
 

@@ -10,7 +10,6 @@ tabs polling the same table cost the cluster one query.
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import time
 
@@ -18,7 +17,7 @@ import zmq
 
 from zray._fast import random_id
 from zray._private.wire import protocol as P
-from zray._private.wire.transport import REPLY, Endpoint, ipc_path, serve_context
+from zray._private.wire.transport import REPLY, Endpoint, serve_context
 from zray.util.state import _transport
 from zray.util.state.api import StateApiClient
 from zray.util.state.common import ListApiOptions, StateResource
@@ -150,24 +149,13 @@ class ClusterSource:
         """Every node with its resources in use, its object store and its machine's memory."""
         return self._cached("nodes", self._nodes)
 
-    def _node_table(self) -> list:
+    def node_table(self) -> list:
         return self._cached(
             "node_table", lambda: self.connection.ask_head(P.GetNodes(True), QUERY_TIMEOUT_S).nodes
         )
 
-    def local_session_dirs(self) -> dict:
-        """{node id hex: session directory} of the nodes whose sockets are on this machine."""
-        found = {}
-        for node in self._node_table():
-            path = ipc_path(node["address"])
-            if path:
-                session_dir = os.path.dirname(os.path.dirname(path))
-                if os.path.isdir(os.path.join(session_dir, "logs")):
-                    found[node["node_id"].hex()] = session_dir
-        return found
-
     def _nodes(self) -> list:
-        nodes = self._node_table()
+        nodes = self.node_table()
         alive = [n for n in nodes if n["alive"]]
         replies = self.connection.gather(
             [(n["address"], P.GetNodeStats(0)) for n in alive], QUERY_TIMEOUT_S

@@ -40,7 +40,7 @@ from zray._private.wire.transport import (
 )
 from zray._private.node.envs import NodeEnvs
 from zray._private.node.worker_pool import WorkerPool
-from zray._private.node import dashboard_process, worker_table
+from zray._private.node import dashboard_process, log_files, worker_table
 
 logger = logging.getLogger(__name__)
 
@@ -901,6 +901,21 @@ class NodeDaemon:
         self.resources_dirty = True
         self._dispatch(self.scheduler.return_bundles(msg.pg_id, msg.indices))
 
+    def on_list_logs(self, identity, msg: P.ListLogs, seq):
+        self.endpoint.reply(
+            identity, P.LogList(log_files.listing(self.session_dir, msg.limit)), seq
+        )
+
+    def on_read_log(self, identity, msg: P.ReadLog, seq):
+        found = log_files.read(self.session_dir, msg.name, msg.offset, msg.max_bytes)
+        if found is None:
+            reply = P.Error("FileNotFound", f"this node has no log file {msg.name!r}")
+        else:
+            reply = P.LogChunk(
+                msg.name, found["data"], found["offset"], found["size"], found["truncated"]
+            )
+        self.endpoint.reply(identity, reply, seq)
+
     def on_shutdown_node(self, identity, msg: P.ShutdownNode, seq):
         logger.info("shutdown requested: %s", msg.reason)
         self.endpoint.reply(identity, P.Ok(0), seq)
@@ -931,6 +946,8 @@ class NodeDaemon:
         P.CommitBundles: on_commit_bundles,
         P.ReturnBundles: on_return_bundles,
         P.GetNodeStats: on_get_node_stats,
+        P.ListLogs: on_list_logs,
+        P.ReadLog: on_read_log,
         P.GetMemoryReport: on_get_memory_report,
         P.GetStateTable: worker_table.on_get_state_table,
     }

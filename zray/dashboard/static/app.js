@@ -280,7 +280,7 @@ async function logsPage(arg) {
     el("h1", { text: "Logs" }),
     el("div", { class: "layout" },
       el("div", { class: "files", id: "log-files" }, files.map((f) =>
-        el("a", { href: `#/logs/${f.id}`, class: f.id === arg ? "active" : "", "data-file": f.id, text: `${short(f.node_id)} ${f.name} (${fmtBytes(f.size)})` }))),
+        el("a", { href: `#/logs/${f.id}`, class: f.id === arg ? "active" : "", "data-file": f.id, text: `${f.node_ip} ${short(f.node_id)} ${f.name} (${fmtBytes(f.size)})` }))),
       el("div", { class: "viewer" }, arg ? [el("p", { class: "note", text: `${arg} (live)` }), pre] : note("Choose a file; it is followed live."))),
   ];
 }
