@@ -17,7 +17,7 @@ import urllib.request
 import psutil
 import pytest
 
-from tests.conftest import child_processes, zray_segments
+from tests.conftest import assert_no_leaks, child_processes, zray_segments, zray_sessions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -46,11 +46,25 @@ def http(url: str, headers: dict | None = None, follow: bool = True):
         return exc.code, exc.headers, exc.read()
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def cluster(ray):
-    context = ray.init(ignore_reinit_error=True)
-    base = "http://" + context.dashboard_url
-    return ray, base, token_of_cluster()
+def cluster():
+    """An embedded two-CPU cluster whose dashboard has a port of its own: the default range
+    (8265 and the 50 after it) may be taken by other clusters of this machine."""
+    import zray
+
+    before_segments, before_sessions = zray_segments(), zray_sessions()
+    context = zray.init(num_cpus=2, dashboard_port=free_port(), include_dashboard=True)
+    yield zray, "http://" + context.dashboard_url, token_of_cluster()
+    zray.shutdown()
+    assert_no_leaks(before_segments, before_sessions)
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +344,9 @@ def test_zray_start_head_prints_a_dashboard_url_that_opens_in_a_browser(browser)
 
     session_name = "?"
     try:
-        started = cli("start", "--head", "--port", "0", "--num-cpus", "1")
+        started = cli(
+            "start", "--head", "--port", "0", "--num-cpus", "1", f"--dashboard-port={free_port()}"
+        )
         assert started.returncode == 0, started.stderr
         url = re.search(r"View the dashboard at (\S+)", started.stdout).group(1)
         session_name = os.path.basename(re.search(r" in (\S+)", started.stdout).group(1))

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.integration.test_dashboard import http, token_of_cluster
+from tests.integration.test_dashboard import free_port, http, token_of_cluster
 
 
 def test_include_dashboard_false_starts_none(fresh):
@@ -47,7 +47,7 @@ def test_a_programs_cluster_starts_its_dashboard_at_the_first_request(fresh):
     def dashboards():
         return [p for p in child_processes() if "zray.dashboard" in " ".join(p.cmdline())]
 
-    context = fresh.init(num_cpus=1)
+    context = fresh.init(num_cpus=1, dashboard_port=free_port(), include_dashboard=True)
     time.sleep(0.5)
     assert dashboards() == []
     status, _, _ = http(
