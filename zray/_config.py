@@ -114,6 +114,12 @@ class Config:
         "Objects are spilled in batches of at least this many bytes, fused into "
         "one file, when that many can go (Ray's setting of the same name).",
     )
+    include_dashboard: bool = _setting(
+        True,
+        "Whether init() starts the web dashboard beside a new local cluster when its "
+        "include_dashboard is None (Ray's default: it does). `zray start --head` follows "
+        "--include-dashboard only.",
+    )
     head_port: int = _setting(6380, "Default TCP port of the head service for `zray start`.")
     node_death_timeout_s: float = _setting(
         10.0, "A node that sends no heartbeat (every second) for this long is declared dead."

@@ -30,9 +30,6 @@ _warned: set = set()
 _IGNORED_INIT_ARGS = (
     "labels",
     "local_mode",
-    "include_dashboard",
-    "dashboard_host",
-    "dashboard_port",
     "logging_format",
     "logging_config",
     "enable_resource_isolation",
@@ -127,9 +124,6 @@ def init(
         given = dict(
             labels=labels,
             local_mode=local_mode,
-            include_dashboard=include_dashboard,
-            dashboard_host=dashboard_host,
-            dashboard_port=dashboard_port,
             logging_format=logging_format,
             logging_config=logging_config,
             enable_resource_isolation=enable_resource_isolation,
@@ -204,6 +198,13 @@ def init(
                         f"When connecting to an existing cluster, {name} must not be provided."
                     )
             logger.info("Connecting to existing zray cluster at address: %s...", address)
+            if include_dashboard is not None or dashboard_port is not None:
+                # As Ray: the cluster's head already decided about its dashboard.
+                logger.warning(
+                    "include_dashboard and dashboard_port only apply to a new local cluster; "
+                    "the cluster at %s has its own dashboard settings",
+                    address,
+                )
             try:
                 node, session_dir, creds = cluster_info.attach(address)
             except ConnectionError as exc:
@@ -223,12 +224,21 @@ def init(
                     node["address"], session_dir, namespace, creds, node["ip"], job_config
                 )
         if core is None:
-            from zray._private.core.driver import EmbeddedNode
+            from zray._private.core.driver import DashboardOptions, EmbeddedNode
             from zray._private.wire.security import Credentials, new_token
 
             creds = Credentials(config.token or new_token(), config.encrypt)
-            _embedded = EmbeddedNode(creds, num_cpus, num_gpus, resources, object_store_memory)
+            dashboard = DashboardOptions(include_dashboard, dashboard_host, dashboard_port)
+            _embedded = EmbeddedNode(
+                creds, num_cpus, num_gpus, resources, object_store_memory, dashboard
+            )
             info = _embedded.info
+            if info.get("dashboard_address"):
+                logger.info(
+                    "Started a local zray instance. View the dashboard at http://%s/?token=%s",
+                    info["dashboard_address"],
+                    creds.token,
+                )
             try:
                 core = _connect(
                     info["node_address"],
@@ -429,6 +439,9 @@ class RayContext(dict):
         )
         self.address_info = self["address_info"]
         self.dashboard_url = None
+        if _embedded is not None and _embedded.info.get("dashboard_address"):
+            self.dashboard_url = _embedded.info["dashboard_address"]
+            self.address_info["webui_url"] = self.dashboard_url
         self.python_version = "%d.%d.%d" % sys.version_info[:3]
 
     def __enter__(self):

@@ -147,6 +147,9 @@ def cmd_start(args) -> int:
         "object_store_memory",
         "node_ip_address",
         "head_state_path",
+        "include_dashboard",
+        "dashboard_host",
+        "dashboard_port",
     ):
         value = getattr(args, flag)
         if value is not None:
@@ -321,10 +324,19 @@ def _started(info: dict, head_node: bool, roots: list):
             f"where nodes and drivers of this machine find it; remote drivers need "
             f"ZRAY_TOKEN={token})"
         )
+        if info.get("dashboard_address"):
+            print(f"View the dashboard at {dashboard_url(info['dashboard_address'], token)}")
         print(f"add nodes on this machine with: zray start --address={head}")
         print(f"add nodes with: zray start --address={head} --token={token}{encrypt}")
     else:
         print(f"add nodes with: zray start --address={head} --token=<cluster token>")
+
+
+def dashboard_url(address: str, token: str) -> str:
+    """The URL that opens the dashboard: it carries the token once (see zray.dashboard.auth)."""
+    from urllib.parse import quote
+
+    return f"http://{address}/?token={quote(token, safe='')}"
 
 
 def session_roots() -> list:

@@ -8,6 +8,7 @@ import os
 import select
 import subprocess
 import time
+from typing import NamedTuple
 
 from zray import exceptions as X
 from zray._config import config, environment_for_children
@@ -15,12 +16,27 @@ from zray._private.common import session
 from zray._private.common.launch import daemon_command
 
 
+class DashboardOptions(NamedTuple):
+    """init()'s include_dashboard, dashboard_host and dashboard_port (Ray's defaults)."""
+
+    include: bool | None = None
+    host: str = "127.0.0.1"
+    port: int | None = None
+
+
 class EmbeddedNode:
     """A `zray-node --head` child process owned by this driver."""
 
     def __init__(
-        self, creds, num_cpus=None, num_gpus=None, resources=None, object_store_memory=None
+        self,
+        creds,
+        num_cpus=None,
+        num_gpus=None,
+        resources=None,
+        object_store_memory=None,
+        dashboard: DashboardOptions | None = None,
     ):
+        dashboard = dashboard or DashboardOptions()
         session.clean_stale_sessions()
         self.session_dir = session.new_session_dir()
         cmd = daemon_command("zray.scripts.node") + [
@@ -41,6 +57,15 @@ class EmbeddedNode:
             cmd += ["--resources", json.dumps(resources)]
         if object_store_memory is not None:
             cmd += ["--object-store-memory", str(int(object_store_memory))]
+        include = dashboard.include
+        if include is None and not config.include_dashboard:
+            include = False
+        if include is not None:
+            cmd += ["--include-dashboard", "true" if include else "false"]
+        if include is not False:
+            cmd += ["--dashboard-host", dashboard.host]
+            if dashboard.port is not None:
+                cmd += ["--dashboard-port", str(int(dashboard.port))]
         self.log_path = os.path.join(self.session_dir, "logs", "node.log")
         log = open(self.log_path, "ab")
         try:

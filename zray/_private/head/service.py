@@ -200,7 +200,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
 
     def on_ActorStarted(self, identity, msg: P.ActorStarted, seq, payload):
         error = payload[0].bytes if (not msg.ok and payload) else b""
-        self._actor_instructions(self.actors.started(msg.actor_id, msg.ok, error))
+        self._actor_instructions(self.actors.started(msg.actor_id, msg.ok, error, msg.error_text))
 
     def on_SubscribeActor(self, identity, msg: P.SubscribeActor, seq):
         self._actor_instructions(self.actors.subscribe(msg.actor_id, identity))

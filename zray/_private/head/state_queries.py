@@ -197,7 +197,8 @@ def _group_hex(group: str) -> str | None:
 def _death_cause(actor: A.Actor) -> dict:
     spec = actor.spec
     context = {
-        "error_message": actor.death_cause,
+        # Ray's message for a constructor that raised carries its traceback.
+        "error_message": actor.error_text or actor.death_cause,
         "actor_id": actor.actor_id.hex(),
         "class_name": spec.get("class_name", ""),
         "name": spec.get("name") or "",

@@ -40,7 +40,7 @@ from zray._private.wire.transport import (
 )
 from zray._private.node.envs import NodeEnvs
 from zray._private.node.worker_pool import WorkerPool
-from zray._private.node import worker_table
+from zray._private.node import dashboard_process, log_files, worker_table
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,10 @@ class NodeOptions:
     token: str = ""
     encrypt: bool = False
     embedded_by: int = 0  # pid of the driver that started us; we stop when it dies
+    # The web dashboard, head node only (zray.dashboard; dashboard_process.py starts it).
+    include_dashboard: bool | None = False  # None: Ray's default, on unless its port is taken
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int | None = None  # None: 8265 or the next free one
     node_death_timeout_s: float = config.node_death_timeout_s
 
 
@@ -94,6 +98,18 @@ def default_resources(opts: NodeOptions) -> tuple[dict, int]:
     return resources, store
 
 
+def host_memory() -> dict:
+    """This machine's memory and CPU use, for the dashboard's node table."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    return {
+        "total": memory.total,
+        "used": memory.total - memory.available,
+        "cpu_percent": psutil.cpu_percent(interval=None),
+    }
+
+
 def worker_limit_message(limit: S.WorkerLimitReached, cpus: int) -> str:
     return (
         f"This node reached its limit of {limit.limit} worker processes (num_cpus {cpus} + "
@@ -109,6 +125,17 @@ def worker_limit_message(limit: S.WorkerLimitReached, cpus: int) -> str:
 class NodeDaemon:
     def __init__(self, opts: NodeOptions):
         self.opts = opts
+        self.dashboard = None
+        # The dashboard's port first, before anything that would need undoing: a taken port
+        # fails the start with the session and its log kept for the starter to show.
+        dashboard_socket = None
+        if opts.head and opts.include_dashboard is not False:
+            try:
+                dashboard_socket = dashboard_process.bind(opts.dashboard_host, opts.dashboard_port)
+            except dashboard_process.DashboardPortError as exc:
+                if opts.include_dashboard:  # asked for outright: as Ray, a failure to start
+                    raise
+                logger.error("starting without a dashboard: %s", exc)  # Ray's default too
         self.node_id = random_id(NODE_ID_SIZE)
         self.session_dir = opts.session_dir
         self.resources, self.store_capacity = default_resources(opts)
@@ -217,6 +244,16 @@ class NodeDaemon:
         self._prefaulted = 0  # pre-fault requested up to here
         self._prefault_done = 0  # pages allocated up to here
         self._prefault_lock = threading.Lock()
+        if dashboard_socket is not None:
+            self.dashboard = dashboard_process.prepare(
+                dashboard_socket,
+                self.opts.dashboard_host,
+                self.opts.node_ip,
+                self.session_dir,
+                self.head_address,
+                self.creds,
+                os.path.join(self.session_dir, "logs", "dashboard.log"),
+            )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -285,16 +322,22 @@ class NodeDaemon:
             "session_dir": self.session_dir,
             "arena_path": self.arena_path,
             "pid": os.getpid(),
+            "dashboard_address": self.dashboard.address if self.dashboard else "",
         }
 
     def run(self):
-        poller = zmq.Poller()
+        poller = self.poller = zmq.Poller()
         poller.register(self.endpoint.inbox, zmq.POLLIN)
         if self.head:
             poller.register(self.head.endpoint.inbox, zmq.POLLIN)
         poller.register(self.pool.fd, zmq.POLLIN)
         poller.register(self.spiller.io.fd, zmq.POLLIN)
         poller.register(self.envs.fd, zmq.POLLIN)
+        if self.dashboard is not None:
+            if self.opts.embedded_by:
+                poller.register(self.dashboard.fd, zmq.POLLIN)  # started on demand
+            else:
+                self.dashboard.spawn()  # `zray start` just printed its URL to open
         monitors = [e for e in (self.endpoint, self.head and self.head.endpoint) if e]
         for endpoint in monitors:
             poller.register(endpoint.monitor, zmq.POLLIN)
@@ -318,6 +361,9 @@ class NodeDaemon:
                         logger.exception("error handling spill I/O completions")
                 if self.envs.fd in events:
                     self.envs.on_ready()
+                if self.dashboard is not None and self.dashboard.fd in events:
+                    poller.unregister(self.dashboard.fd)  # the dashboard accepts from now on
+                    self.dashboard.spawn()
                 now = time.monotonic()
                 if now >= self._next_timers:  # timers are not worth running per message
                     self._next_timers = now + 0.005
@@ -390,6 +436,8 @@ class NodeDaemon:
         )
 
     def _check_clients(self):
+        if self.dashboard is not None and self.dashboard.exited():
+            self.poller.register(self.dashboard.fd, zmq.POLLIN)  # started again on demand
         for identity, client in list(self.clients.items()):
             if client.kind == "driver" and not session._pid_alive(client.pid):
                 self._on_client_exit(identity)
@@ -402,6 +450,8 @@ class NodeDaemon:
             return
         self._shut = True
         self.running = False
+        if self.dashboard is not None:
+            self.dashboard.stop()
         try:
             if self.head:  # first: a slow worker shutdown may end in our SIGKILL
                 try:
@@ -821,6 +871,7 @@ class NodeDaemon:
             "spill": self.spiller.stats(),
             "clients": len(self.clients),
             "workers": len(self.pool.pids),
+            "host": host_memory(),
             "dropped_messages": self.endpoint.dropped,
             "auth_rejected": self.endpoint.rejected,
             "view": {
@@ -849,6 +900,21 @@ class NodeDaemon:
     def on_return_bundles(self, identity, msg: P.ReturnBundles, seq):
         self.resources_dirty = True
         self._dispatch(self.scheduler.return_bundles(msg.pg_id, msg.indices))
+
+    def on_list_logs(self, identity, msg: P.ListLogs, seq):
+        self.endpoint.reply(
+            identity, P.LogList(log_files.listing(self.session_dir, msg.limit)), seq
+        )
+
+    def on_read_log(self, identity, msg: P.ReadLog, seq):
+        found = log_files.read(self.session_dir, msg.name, msg.offset, msg.max_bytes)
+        if found is None:
+            reply = P.Error("FileNotFound", f"this node has no log file {msg.name!r}")
+        else:
+            reply = P.LogChunk(
+                msg.name, found["data"], found["offset"], found["size"], found["truncated"]
+            )
+        self.endpoint.reply(identity, reply, seq)
 
     def on_shutdown_node(self, identity, msg: P.ShutdownNode, seq):
         logger.info("shutdown requested: %s", msg.reason)
@@ -880,6 +946,8 @@ class NodeDaemon:
         P.CommitBundles: on_commit_bundles,
         P.ReturnBundles: on_return_bundles,
         P.GetNodeStats: on_get_node_stats,
+        P.ListLogs: on_list_logs,
+        P.ReadLog: on_read_log,
         P.GetMemoryReport: on_get_memory_report,
         P.GetStateTable: worker_table.on_get_state_table,
     }

@@ -603,6 +603,7 @@ class ActorStarted(NamedTuple):
     actor_id: bytes
     ok: bool
     nframes: int
+    error_text: str  # the error with its traceback, as text the head can show without unpickling
 
 
 @message(73)
@@ -965,3 +966,43 @@ class ClientLogLines(NamedTuple):
     stream: str
     prefix: str
     lines: list
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+@message(140)
+class ListLogs(NamedTuple):
+    """The dashboard to a node: its log files, at most `limit`; answered LogList."""
+
+    limit: int
+
+
+@message(141)
+class LogList(NamedTuple):
+    """Node to the dashboard: [[name, size, mtime], ...] of `<session>/logs/`."""
+
+    files: list
+
+
+@message(142)
+class ReadLog(NamedTuple):
+    """The dashboard to a node: up to `max_bytes` (at most 256 KiB) of log file `name` from
+    `offset`, or its last 64 KiB when `offset` < 0; answered LogChunk, or Error(FileNotFound)
+    for a name the node's log directory does not hold."""
+
+    name: str
+    offset: int
+    max_bytes: int
+
+
+@message(143)
+class LogChunk(NamedTuple):
+    """Node to the dashboard: `data` read; `offset` is where the next read continues, `size`
+    the file's size, `truncated` whether a tail left the file's beginning out."""
+
+    name: str
+    data: bytes
+    offset: int
+    size: int
+    truncated: bool

@@ -103,7 +103,9 @@ class ActorHost:
             frames = [meta] + [bytes(b) for b in buffers]
         core.endpoint.send(
             core.head_address,
-            P.ActorStarted(self.actor_id, error is None, len(frames)),
+            P.ActorStarted(
+                self.actor_id, error is None, len(frames), _error_text(error) if error else ""
+            ),
             payload=frames,
         )
         return error is None
@@ -387,3 +389,15 @@ def _safe_repr(instance, fallback: str) -> str:
     except Exception:
         return fallback
     return text if len(text) < 200 else text[:197] + "..."
+
+
+ERROR_TEXT_LIMIT = 64 * 1024  # the state API and dashboard show it; a huge repr stays bounded
+
+
+def _error_text(error) -> str:
+    """What the state API shows as the actor's death cause: the error and its traceback."""
+    try:
+        text = str(error)
+    except Exception as exc:  # a user exception whose __str__ fails still leaves a trace
+        text = f"{type(error).__name__} (its message could not be shown: {exc!r})"
+    return text if len(text) <= ERROR_TEXT_LIMIT else "...\n" + text[-ERROR_TEXT_LIMIT:]

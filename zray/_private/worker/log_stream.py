@@ -70,7 +70,29 @@ def start_forwarding(streams: dict, core, pid: int):
         ).start()
 
 
+class WorkerLogFile:
+    """The worker's own copy of its output, `<session>/logs/worker-<id>-<pid>.out|err`, for the
+    dashboard's log pages: drivers only see lines while they run, a file keeps them. Opened at
+    the first byte, so workers that print nothing leave no files."""
+
+    def __init__(self, session_dir: str, worker_id: bytes, pid: int, stream: str):
+        suffix = "out" if stream == "stdout" else "err"
+        self.path = os.path.join(
+            session_dir, "logs", f"worker-{worker_id.hex()[:12]}-{pid}.{suffix}"
+        )
+        self.fd = -1
+
+    def write(self, chunk: bytes):
+        try:
+            if self.fd < 0:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.write(self.fd, chunk)
+        except OSError:
+            pass  # a full disk or a removed session must not stop the output reaching drivers
+
+
 def _forward(fd: int, stream: str, core, pid: int):
+    log_file = WorkerLogFile(core.session_dir, core.worker_id, pid, stream)
     pending = b""
     readable = select.poll()
     readable.register(fd, select.POLLIN)
@@ -89,6 +111,7 @@ def _forward(fd: int, stream: str, core, pid: int):
                 return
             if not chunk:
                 return
+            log_file.write(chunk)
             pending += chunk
             if b"\n" not in pending:
                 if len(pending) < 65536:

@@ -1,0 +1,57 @@
+"""A node's log files for the dashboard (`ListLogs` / `ReadLog`): its `<session>/logs/`
+(node.log, dashboard.log, the workers' `worker-<id>-<pid>.out|err`). Only names the listing
+holds are read, so no request reaches outside the directory, and each answer is bounded, so a
+read costs the node's loop one short local file read.
+"""
+
+from __future__ import annotations
+
+import os
+
+TAIL_BYTES = 64 * 1024  # what a first look at a file shows: its end
+CHUNK_BYTES = 256 * 1024  # most one poll of a live tail returns
+MAX_FILES = 10_000
+
+
+def listing(session_dir: str, limit: int = MAX_FILES) -> list:
+    """[[name, size, mtime], ...] of the files in the node's log directory, by name."""
+    directory = os.path.join(session_dir, "logs")
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    files = []
+    for name in names[: max(0, min(limit, MAX_FILES))]:
+        try:
+            info = os.stat(os.path.join(directory, name))
+        except OSError:
+            continue
+        if os.path.isfile(os.path.join(directory, name)):
+            files.append([name, info.st_size, info.st_mtime])
+    return files
+
+
+def read(session_dir: str, name: str, offset: int, max_bytes: int = CHUNK_BYTES) -> dict | None:
+    """{"text": bytes, "offset": where the next read continues, "size", "start"}: from
+    `offset`, or the last TAIL_BYTES (from a line start) when offset < 0; a file now shorter
+    than `offset` (replaced) is read from its start. None for a name the directory lacks."""
+    directory = os.path.join(session_dir, "logs")
+    if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
+        return None
+    try:
+        if name not in os.listdir(directory):
+            return None
+        with open(os.path.join(directory, name), "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if offset < 0:
+                start = max(0, size - TAIL_BYTES)
+            else:
+                start = offset if offset <= size else 0
+            f.seek(start)
+            data = f.read(max(0, min(max_bytes, CHUNK_BYTES)))
+    except OSError:
+        return None
+    end = start + len(data)
+    if offset < 0 and start > 0:
+        data = data.partition(b"\n")[2]  # begin on a whole line
+    return {"data": data, "offset": end, "size": size, "truncated": offset < 0 and start > 0}
