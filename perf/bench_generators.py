@@ -12,17 +12,10 @@ Each framework runs in its own subprocess; Ray runs under the venv's python, nev
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+import side_by_side
 
 
 def measure(framework: str) -> dict:
@@ -74,59 +67,14 @@ def measure(framework: str) -> dict:
         ray.shutdown()
 
 
-def ray_python() -> str:
-    venv = os.environ.get("RAY_VENV") or os.path.join(
-        os.path.expanduser("~"), ".zray-perf", "ray-venv"
-    )
-    return os.path.join(venv, "bin", "python")
-
-
-def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "inner":
-        print("RESULT " + json.dumps(measure(sys.argv[2])), flush=True)
-        return
-    results = {}
-    for framework, python in (("zray", sys.executable), ("ray", ray_python())):
-        if not os.path.exists(python):
-            print(f"no Ray venv at {python}: run bash perf/setup_ray.sh", file=sys.stderr)
-            continue
-        root = tempfile.mkdtemp(prefix="zgen", dir="/tmp")
-        env = dict(
-            os.environ,
-            PYTHONPATH=REPO if framework == "zray" else "",
-            ZRAY_SESSION_DIR_ROOT=root,
-            RAY_TMPDIR=root,
-            RAY_AUTH_MODE="disabled",
-        )
-        try:
-            done = subprocess.run(
-                [python, os.path.abspath(__file__), "inner", framework],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=900,
-                cwd=root,
-            )
-            line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-            if line:
-                results[framework] = json.loads(line[0][7:])
-            else:
-                print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-    z, r = results.get("zray"), results.get("ray")
-    print("| generators, one node | zray | Ray 2.60.0 | zray / Ray |")
-    print("| --- | --- | --- | --- |")
-    for key, label, lower_is_better in (
-        ("small_items_per_s", "stream of 10,000 small items (items/s)", False),
-        ("mib_items_gb_s", "stream of 100 x 1 MiB items (GB/s)", False),
-        ("first_item_ms", "first item in hand (ms, median of 50)", True),
-    ):
-        zv = z[key] if z else float("nan")
-        rv = r[key] if r else float("nan")
-        ratio = (rv / zv if lower_is_better else zv / rv) if z and r else float("nan")
-        print(f"| {label} | {zv:,.2f} | {rv:,.2f} | {ratio:.1f}x |")
-
-
 if __name__ == "__main__":
-    main()
+    side_by_side.main(
+        __file__,
+        measure,
+        "generators, one node",
+        [
+            ("small_items_per_s", "stream of 10,000 small items (items/s)", False),
+            ("mib_items_gb_s", "stream of 100 x 1 MiB items (GB/s)", False),
+            ("first_item_ms", "first item in hand (ms, median of 50)", True),
+        ],
+    )

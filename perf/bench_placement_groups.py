@@ -18,16 +18,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+import side_by_side
+
 NODES, CPUS_PER_NODE, BUNDLES = 3, 2, 4
 
 
@@ -184,60 +182,14 @@ def measure(framework: str) -> dict:
         stop_cluster(framework, env)
 
 
-def ray_python() -> str:
-    venv = os.environ.get("RAY_VENV") or os.path.join(
-        os.path.expanduser("~"), ".zray-perf", "ray-venv"
-    )
-    return os.path.join(venv, "bin", "python")
-
-
-def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "inner":
-        print("RESULT " + json.dumps(measure(sys.argv[2])), flush=True)
-        return
-    results = {}
-    for framework, python in (("zray", sys.executable), ("ray", ray_python())):
-        root = tempfile.mkdtemp(prefix="zpg", dir="/tmp")
-        # Ray's token auth would need the token passed to joining nodes; zray keeps its own
-        # (always on) auth, so any cost of it is on zray's side of the table.
-        env = dict(
-            os.environ,
-            PYTHONPATH=REPO if framework == "zray" else "",
-            ZRAY_SESSION_DIR_ROOT=root,
-            RAY_TMPDIR=root,
-            RAY_AUTH_MODE="disabled",
-        )
-        if framework == "ray" and not os.path.exists(python):
-            results[framework] = None
-            print(f"no Ray venv at {python}: run bash perf/setup_ray.sh", file=sys.stderr)
-            continue
-        try:
-            done = subprocess.run(
-                [python, os.path.abspath(__file__), "inner", framework],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=900,
-                cwd=root,
-            )
-            line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
-            results[framework] = json.loads(line[0][7:]) if line else None
-            if not line:
-                print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-    z, r = results.get("zray"), results.get("ray")
-    print("| placement groups, 3 nodes on loopback | zray | Ray 2.60.0 | zray / Ray |")
-    print("| --- | --- | --- | --- |")
-    for key, label, better_low in (
-        ("ready_4_bundles_ms", "create + ready, 4 bundles SPREAD (ms, median of 20)", True),
-        ("create_remove_per_s", "create/removal (groups/s, 100 per round)", False),
-    ):
-        zv = z[key] if z else float("nan")
-        rv = r[key] if r else float("nan")
-        ratio = (rv / zv if better_low else zv / rv) if z and r else float("nan")
-        print(f"| {label} | {zv:,.1f} | {rv:,.1f} | {ratio:.1f}x |")
-
-
 if __name__ == "__main__":
-    main()
+    side_by_side.main(
+        __file__,
+        measure,
+        "placement groups, 3 nodes on loopback",
+        [
+            ("ready_4_bundles_ms", "create + ready, 4 bundles SPREAD (ms, median of 20)", True),
+            ("create_remove_per_s", "create/removal (groups/s, 100 per round)", False),
+        ],
+        digits=1,
+    )

@@ -15,30 +15,72 @@ def zray_segments() -> set:
     return {name for name in os.listdir(SHM) if name.startswith("zray-")}
 
 
+# Every process this test run starts inherits this mark, daemons that outlive the CLI that
+# started them included, so a segment can be told apart from another run's on this machine.
+RUN_MARK = "ZRAY_TEST_RUN"
+os.environ.setdefault(RUN_MARK, str(os.getpid()))
+
+
+def _run_of(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            variables = f.read().split(b"\0")
+    except OSError:  # gone
+        return None
+    prefix = RUN_MARK.encode() + b"="
+    return next((v[len(prefix) :].decode() for v in variables if v.startswith(prefix)), "")
+
+
 def _foreign(segment: str) -> bool:
-    """A segment of a session created by a live process that is neither us nor one of our
-    descendants: another test run on this machine owns it, not a leak of ours."""
+    """A segment of another test run on this machine (another engineer's, a CI run), not a
+    leak of ours: its creator lives and is not of our run, or, once the creator is gone (a
+    `zray start` exits at once), a process of another run still maps it."""
     creator = segment.rsplit("-", 1)[0].rsplit("_", 1)[-1]
     if not creator.isdigit():
         return False
-    pid = int(creator)
-    if pid == os.getpid():
-        return False
-    try:
-        process = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return False
-    ours = {p.pid for p in psutil.Process().children(recursive=True)}
-    return pid not in ours and _alive(process)
+    ours = os.environ[RUN_MARK]
+    run = _run_of(int(creator))
+    if run is not None:
+        return run != ours
+    path = os.path.join(SHM, segment)
+    for pid in psutil.pids():
+        run = _run_of(pid)
+        if run is None or run == ours:
+            continue
+        try:
+            with open(f"/proc/{pid}/maps") as maps:
+                if any(line.rstrip().endswith(path) for line in maps):
+                    return True
+        except OSError:  # gone meanwhile
+            continue
+    return False
 
 
 def zray_sessions() -> set:
+    """Session directories under the session root, but another test run's (a CI run uses the
+    same default root)."""
     from zray._config import config
 
+    root = config.session_dir_root
     try:
-        return {n for n in os.listdir(config.session_dir_root) if n.startswith("session_")}
+        names = [n for n in os.listdir(root) if n.startswith("session_")]
     except FileNotFoundError:
         return set()
+    return {n for n in names if not _foreign_session(os.path.join(root, n))}
+
+
+def _foreign_session(path: str) -> bool:
+    """Its creator, or a node daemon it lists, lives and belongs to another run."""
+    ours = os.environ[RUN_MARK]
+    pids = [path.rsplit("_", 1)[-1]]
+    try:
+        for name in os.listdir(os.path.join(path, "nodes")):
+            with open(os.path.join(path, "nodes", name)) as f:
+                pids.append(f.read().split()[0])
+    except (OSError, IndexError):
+        pass
+    runs = {_run_of(int(pid)) for pid in pids if pid.isdigit()} - {None}
+    return bool(runs) and ours not in runs
 
 
 def child_processes() -> list:

@@ -32,6 +32,7 @@ def call(**fields) -> P.PushActorTask:
         nbuffers=0,
         resolved=[],
         borrowed=[],
+        generator_backpressure=-1,
     )
     values.update(fields)
     return P.PushActorTask(**values)

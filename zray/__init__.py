@@ -2,6 +2,7 @@
 
 from zray import exceptions
 from zray import actor
+from zray import job_config  # noqa: F401  (ray.job_config, as after `import ray`)
 from zray.actor import method
 from zray.api import (
     available_resources,

@@ -18,6 +18,7 @@ RAY_ALIASES = {
     "redis_address": "RAY_REDIS_ADDRESS",
     "redis_password": "RAY_REDIS_PASSWORD",
     "tqdm_patch_print": "RAY_TQDM_PATCH_PRINT",
+    "client_reconnect_grace_period": "RAY_CLIENT_RECONNECT_GRACE_PERIOD",
 }
 
 
@@ -129,6 +130,12 @@ class Config:
         "Objects are spilled in batches of at least this many bytes, fused into "
         "one file, when that many can go (Ray's setting of the same name).",
     )
+    include_dashboard: bool = _setting(
+        True,
+        "Whether init() starts the web dashboard beside a new local cluster when its "
+        "include_dashboard is None (Ray's default: it does). `zray start --head` follows "
+        "--include-dashboard only.",
+    )
     head_port: int = _setting(6380, "Default TCP port of the head service for `zray start`.")
     node_death_timeout_s: float = _setting(
         10.0, "A node that sends no heartbeat (every second) for this long is declared dead."
@@ -181,6 +188,12 @@ class Config:
         "Workers a node starts at once beyond its first ones (Ray's "
         "maximum_startup_concurrency); 0: the number of CPUs, at least 2.",
     )
+    client_reconnect_grace_period: float = _setting(
+        30.0,
+        "Seconds a ray:// session outlives a dropped connection, waiting for its client to "
+        "reconnect, and a client keeps retrying before it fails its calls (Ray's "
+        "RAY_CLIENT_RECONNECT_GRACE_PERIOD, read too).",
+    )
     inline_nested_tasks: bool = _setting(
         True,
         "A worker blocked in get() on tasks it submitted runs those not yet leased to "
@@ -200,7 +213,8 @@ class Config:
             values[f.name] = _parse(f.type, raw, f.name)
         for name, ray_name in RAY_ALIASES.items():
             if not values.get(name) and environ.get(ray_name):
-                values[name] = environ[ray_name]
+                kind = next(f.type for f in dataclasses.fields(cls) if f.name == name)
+                values[name] = _parse(kind, environ[ray_name], name)
         return cls(**values)
 
     def describe(self) -> dict:

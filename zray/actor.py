@@ -28,10 +28,9 @@ _METHOD_OPTIONS = (
     "tensor_transport",
 )
 # Method options zray does not act on yet: refused where they would change results (retrying
-# a call that raised, generator back-pressure), warned about where they would not.
+# a call that raised), warned about where they would not.
 _METHOD_SUPPORT = {
     "retry_exceptions": O.Option(False, (), O.UNSUPPORTED),
-    "_generator_backpressure_num_objects": O.Option(None, (), O.UNSUPPORTED),
     "enable_task_events": O.Option(True, (), O.WARN),
     "tensor_transport": O.Option(None, (), O.WARN),
 }
@@ -41,6 +40,12 @@ def _check_method_options(options: dict):
     for key, value in options.items():
         if key not in _METHOD_OPTIONS and key != "name":
             raise ValueError(f"Invalid option keyword {key} for actor methods.")
+        if key == "_generator_backpressure_num_objects" and not (
+            value is None or (isinstance(value, int) and not isinstance(value, bool))
+        ):
+            raise TypeError(
+                f"_generator_backpressure_num_objects must be an int, got {type(value).__name__}"
+            )
         spec = _METHOD_SUPPORT.get(key)
         if spec is not None and not O.asks_for_nothing(value, spec.default):
             O.check_support(key, spec.support, value)
@@ -145,6 +150,8 @@ class ActorClass:
     def _create(self, args, kwargs, options):
         from zray._config import config
 
+        if runtime.client is not None:
+            return runtime.client.create_actor(self, args, kwargs, options)
         core = runtime.require_connected()
         name = options.get("name")
         namespace = options.get("namespace") or core.current_namespace()
@@ -155,6 +162,8 @@ class ActorClass:
             )
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"Actor name must be a non-empty string, got {name!r}")
+        if lifetime is None:
+            lifetime = core.current_default_actor_lifetime()
         if options.get("get_if_exists") and name:
             existing = _lookup(core, name, namespace)
             if existing is not None:
@@ -188,6 +197,8 @@ class ActorClass:
                 "class_name": self._cls.__name__,
                 "methods": self._methods,
                 "max_task_retries": options.get("max_task_retries", 0),
+                "generator_cap": _generator_cap(options),
+                "max_restarts": options.get("max_restarts", 0),
             }
         )
         spec = {
@@ -209,6 +220,7 @@ class ActorClass:
             "strategy": strategy,
             "placement_group": group,
             "runtime_env": for_call(core, options.get("runtime_env")),
+            "generator_backpressure": _generator_cap(options),
         }
         reply, _ = core.requests.call(
             core.head_address,
@@ -227,8 +239,16 @@ class ActorClass:
             self._cls.__name__,
             self._methods,
             options.get("max_task_retries", 0),
+            _generator_cap(options),
+            options.get("max_restarts", 0),
             _counted=True,
         )
+
+
+def _generator_cap(options) -> int:
+    """The actor's cap on untaken values across its streams (-1: none)."""
+    cap = options.get("_actor_generator_backpressure_num_objects")
+    return -1 if cap is None else cap
 
 
 def _actor_resources(options) -> tuple[dict, dict]:
@@ -258,6 +278,9 @@ def _method_table(cls) -> dict:
             "num_returns": options.get("num_returns", "streaming" if streams else 1),
             "max_task_retries": options.get("max_task_retries"),
             "concurrency_group": options.get("concurrency_group"),
+            "_generator_backpressure_num_objects": options.get(
+                "_generator_backpressure_num_objects"
+            ),
         }
     return table
 
@@ -300,7 +323,12 @@ def _lookup(core, name: str, namespace: str):
         return None
     meta = cloudpickle.loads(reply.handle_meta)
     return ActorHandle(
-        reply.actor_id, meta["class_name"], meta["methods"], meta["max_task_retries"]
+        reply.actor_id,
+        meta["class_name"],
+        meta["methods"],
+        meta["max_task_retries"],
+        meta.get("generator_cap", -1),
+        meta.get("max_restarts", 0),
     )
 
 
@@ -314,12 +342,17 @@ class ActorHandle:
         class_name: str,
         methods: dict,
         max_task_retries: int,
+        generator_cap: int = -1,
+        max_restarts: int = 0,
         _counted: bool = False,
     ):
         self._actor_id = actor_id
         self._class_name = class_name
         self._methods = methods
         self._max_task_retries = max_task_retries
+        # Callers acknowledge taken stream values only to a producer that may pause for them.
+        self._generator_cap = generator_cap
+        self._max_restarts = max_restarts  # whether lost call outputs can be recomputed
         core = runtime.require_connected()
         if not _counted:
             core.actor_submitter.track(actor_id, class_name)
@@ -360,11 +393,15 @@ class ActorHandle:
             self._class_name,
             self._methods,
             self._max_task_retries,
+            self._generator_cap,
+            self._max_restarts,
         )
 
 
-def _rebuild_handle(actor_id, class_name, methods, max_task_retries):
-    return ActorHandle(actor_id, class_name, methods, max_task_retries)
+def _rebuild_handle(
+    actor_id, class_name, methods, max_task_retries, generator_cap=-1, max_restarts=0
+):
+    return ActorHandle(actor_id, class_name, methods, max_task_retries, generator_cap, max_restarts)
 
 
 class ActorMethod:
@@ -399,6 +436,9 @@ class ActorMethod:
         group = self._options.get("concurrency_group") or self._defaults.get("concurrency_group")
         if group is not None and not isinstance(group, str):
             raise TypeError(f"concurrency_group must be a string, got {type(group).__name__}")
+        backpressure = self._options.get("_generator_backpressure_num_objects")
+        if backpressure is None:
+            backpressure = self._defaults.get("_generator_backpressure_num_objects")
         task_id = random_id(8) + handle._actor_id
         frames, top_refs, nested = pack_arguments(core, args, kwargs)
         return_ids = [
@@ -414,12 +454,17 @@ class ActorMethod:
             retries,
             nested,
             group or "",
+            -1 if backpressure is None else backpressure,
+            max_retries=retries if handle._max_restarts else 0,
         )
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
         if streaming:  # values arrive as they are yielded (zray/_private/core/generators.py)
             from zray._private.core.generators import ObjectRefGenerator, dynamic_result
 
-            result = ObjectRefGenerator(refs[0], core.streams.open(task_id), core)
+            acknowledged = backpressure if backpressure and backpressure > 0 else -1
+            if handle._generator_cap > 0:
+                acknowledged = handle._generator_cap
+            result = ObjectRefGenerator(refs[0], core.streams.open(task_id, acknowledged), core)
             if num_returns == "dynamic":
                 stream = result
                 result, fulfil = core.promise()

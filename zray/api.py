@@ -30,10 +30,6 @@ _warned: set = set()
 _IGNORED_INIT_ARGS = (
     "labels",
     "local_mode",
-    "include_dashboard",
-    "dashboard_host",
-    "dashboard_port",
-    "job_config",
     "logging_format",
     "logging_config",
     "enable_resource_isolation",
@@ -83,7 +79,10 @@ def init(
         address: The cluster to connect to: ``"host:port"`` of a head started with
             ``zray start --head``, ``"auto"`` for a cluster running on this machine, or
             ``None``/``"local"`` to start a new single-node cluster inside this program
-            (a node daemon and its worker processes, stopped again by ``shutdown()``).
+            (a node daemon and its worker processes, stopped again by ``shutdown()``), or
+            ``"ray://host:port"`` (``"zray://..."`` too) to run this program through the
+            client server of a head started with ``--ray-client-server-port``: no process
+            of the cluster ever connects to this one (needs ``ZRAY_TOKEN``).
         num_cpus, num_gpus: CPUs and GPUs the new local node offers (default: the
             machine's CPUs, no GPUs). Only for a new local cluster.
         resources: Custom resources of the new local node, e.g. ``{"disk": 2}``.
@@ -108,10 +107,15 @@ def init(
     """
     global _embedded
     with _lock:
-        if runtime.core is not None:
+        if runtime.client is not None or runtime.core is not None:
             if ignore_reinit_error:
                 logger.info("Calling zray.init() again after it has already been called.")
-                return RayContext(runtime.core)
+                return _context()
+            if runtime.client is not None:
+                raise RuntimeError(
+                    "Ray Client is already connected. Maybe you called "
+                    'ray.init("ray://<address>") twice by accident?'
+                )
             raise RuntimeError(
                 "Maybe you called ray.init twice by accident? This error can be suppressed by "
                 "passing in 'ignore_reinit_error=True' or by calling 'ray.shutdown()' prior to "
@@ -120,10 +124,6 @@ def init(
         given = dict(
             labels=labels,
             local_mode=local_mode,
-            include_dashboard=include_dashboard,
-            dashboard_host=dashboard_host,
-            dashboard_port=dashboard_port,
-            job_config=job_config,
             logging_format=logging_format,
             logging_config=logging_config,
             enable_resource_isolation=enable_resource_isolation,
@@ -142,6 +142,11 @@ def init(
                 _warn_once(name)
         from zray._private.common import runtime_env as RE
 
+        job_config = _job_config(job_config)
+        if runtime_env is None:
+            runtime_env = job_config.runtime_env or None
+        if namespace is None:
+            namespace = job_config.ray_namespace
         job_env = RE.parse(runtime_env)  # bad input fails before any process starts
         metrics_export_port = _metrics_port(kwargs.pop("_metrics_export_port", None))
         for name in kwargs:
@@ -159,7 +164,22 @@ def init(
                     f"resources={{'{reserved}': ...}}."
                 )
         from zray._private.common import cluster_info
+        from zray.util.client import is_client_address
 
+        if is_client_address(address) or (address is None and is_client_address(config.address)):
+            for name, value in (
+                ("num_cpus", num_cpus),
+                ("num_gpus", num_gpus),
+                ("resources", resources),
+                ("object_store_memory", object_store_memory),
+            ):
+                if value is not None:
+                    raise ValueError(
+                        f"When connecting to an existing cluster, {name} must not be provided."
+                    )
+            if log_to_driver is None:
+                log_to_driver = config.log_to_driver
+            return _client_init(address or config.address, namespace, runtime_env, log_to_driver)
         fallback_to_local = False
         if address in ("", "local"):
             address = None
@@ -179,6 +199,13 @@ def init(
                         f"When connecting to an existing cluster, {name} must not be provided."
                     )
             logger.info("Connecting to existing zray cluster at address: %s...", address)
+            if include_dashboard is not None or dashboard_port is not None:
+                # As Ray: the cluster's head already decided about its dashboard.
+                logger.warning(
+                    "include_dashboard and dashboard_port only apply to a new local cluster; "
+                    "the cluster at %s has its own dashboard settings",
+                    address,
+                )
             try:
                 node, session_dir, creds = cluster_info.attach(address)
             except ConnectionError as exc:
@@ -194,20 +221,41 @@ def init(
                     exc,
                 )
             else:
-                core = _connect(node["address"], session_dir, namespace, creds, node["ip"])
+                core = _connect(
+                    node["address"], session_dir, namespace, creds, node["ip"], job_config
+                )
                 if metrics_export_port is not None:  # as in Ray: the nodes already run
                     _warn_once("_metrics_export_port")
         if core is None:
-            from zray._private.core.driver import EmbeddedNode
+            from zray._private.core.driver import DashboardOptions, EmbeddedNode
             from zray._private.wire.security import Credentials, new_token
 
             creds = Credentials(config.token or new_token(), config.encrypt)
+            dashboard = DashboardOptions(include_dashboard, dashboard_host, dashboard_port)
             _embedded = EmbeddedNode(
-                creds, num_cpus, num_gpus, resources, object_store_memory, metrics_export_port
+                creds,
+                num_cpus,
+                num_gpus,
+                resources,
+                object_store_memory,
+                metrics_export_port=metrics_export_port,
+                dashboard=dashboard,
             )
             info = _embedded.info
+            if info.get("dashboard_address"):
+                logger.info(
+                    "Started a local zray instance. View the dashboard at http://%s/?token=%s",
+                    info["dashboard_address"],
+                    creds.token,
+                )
             try:
-                core = _connect(info["node_address"], info["session_dir"], namespace, creds)
+                core = _connect(
+                    info["node_address"],
+                    info["session_dir"],
+                    namespace,
+                    creds,
+                    job_config=job_config,
+                )
             except BaseException:
                 _embedded.stop()
                 _embedded = None
@@ -232,8 +280,32 @@ def init(
         return RayContext(core)
 
 
+def _client_init(address: str, namespace, runtime_env, log_to_driver: bool):
+    """init("ray://host:port"): no core worker here; every call goes to a session on the
+    head's client server (zray/util/client/)."""
+    from zray.util.client.connection import connect_client
+
+    runtime.client = connect_client(address, namespace, runtime_env, log_to_driver)
+    atexit.register(shutdown)
+    return _context()
+
+
+def _context():
+    client = runtime.client
+    if client is None:
+        return RayContext(runtime.core)
+    from zray.util.client.connection import ClientContext
+
+    return ClientContext(client, shutdown)
+
+
 def _connect(
-    node_address: str, session_dir: str, namespace: str | None, creds, node_ip: str = "127.0.0.1"
+    node_address: str,
+    session_dir: str,
+    namespace: str | None,
+    creds,
+    node_ip: str = "127.0.0.1",
+    job_config=None,
 ) -> CoreWorker:
     import uuid
 
@@ -251,13 +323,20 @@ def _connect(
     try:
         reply, _ = core.requests.call(
             core.head_address,
-            P.RegisterJob(worker_id, core.namespace, os.getpid()),
+            P.RegisterJob(
+                worker_id,
+                core.namespace,
+                os.getpid(),
+                {str(k): str(v) for k, v in job_config.metadata.items()},
+                job_config._default_actor_lifetime,
+            ),
             config.rpc_timeout_s,
         )
     except BaseException:
         core.shutdown()
         raise
     core.job_id = reply.job_id
+    core.default_actor_lifetime = job_config._default_actor_lifetime
     core.driver_task_id = core._driver_task_id(reply.job_id)
     return core
 
@@ -313,6 +392,24 @@ def _metrics_port(port):
     return port
 
 
+def _job_config(job_config):
+    """`init`'s job_config, checked: a field zray would not honour is an error, not ignored."""
+    from zray.job_config import JobConfig
+
+    if job_config is None:
+        return JobConfig()
+    if not isinstance(job_config, JobConfig):
+        raise TypeError(f"job_config must be a zray.job_config.JobConfig, got {job_config!r}")
+    unsupported = job_config._unsupported()
+    if unsupported:
+        raise ValueError(f"JobConfig({unsupported[0]}=...) is not supported by zray")
+    if job_config.jvm_options:
+        _warn_once("job_config.jvm_options")
+    if job_config.py_logging_config is not None:
+        _warn_once("job_config.py_logging_config")
+    return job_config
+
+
 def _warn_once(name: str):
     if name not in _warned:
         _warned.add(name)
@@ -327,6 +424,10 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
     and its non-detached actors end. ``init()`` may be called again afterwards."""
     global _embedded
     with _lock:
+        client = runtime.client
+        if client is not None:
+            runtime.client = None
+            client.disconnect()
         core = runtime.core
         if core is not None:
             runtime.core = None
@@ -346,7 +447,7 @@ def shutdown(*, wait_for_processes: bool = False, _exiting_interpreter: bool = F
 
 def is_initialized() -> bool:
     """True if ``init()`` has connected this process (or it runs as a task or actor)."""
-    return runtime.core is not None
+    return runtime.core is not None or runtime.client is not None
 
 
 def _auto_init():
@@ -373,6 +474,9 @@ class RayContext(dict):
         )
         self.address_info = self["address_info"]
         self.dashboard_url = None
+        if _embedded is not None and _embedded.info.get("dashboard_address"):
+            self.dashboard_url = _embedded.info["dashboard_address"]
+            self.address_info["webui_url"] = self.dashboard_url
         self.python_version = "%d.%d.%d" % sys.version_info[:3]
 
     def __enter__(self):
@@ -444,6 +548,8 @@ def put(value: Any, *, _owner=None, _tensor_transport: str | None = None) -> Obj
     object lives while any process holds a reference to it. Putting an ``ObjectRef`` is an
     error (wrap it in a list to store the ref itself).
     """
+    if runtime.client is not None:
+        return runtime.client.api("put", value)
     return runtime.require_connected().put(value)
 
 
@@ -464,7 +570,8 @@ def get(object_refs, *, timeout: float | None = None, _use_object_store: bool = 
         RayTaskError: if a task raised; TaskCancelledError, WorkerCrashedError,
             ActorDiedError, ObjectLostError for the other ways a value can fail to exist.
     """
-    core = runtime.require_connected()
+    client = runtime.client
+    core = runtime.require_connected() if client is None else None
     single = isinstance(object_refs, ObjectRef)
     if single:
         refs = [object_refs]
@@ -481,6 +588,8 @@ def get(object_refs, *, timeout: float | None = None, _use_object_store: bool = 
             "either be an ObjectRef or a list of ObjectRefs. "
         )
     _check_timeout(timeout)
+    if client is not None:
+        return client.api("get", object_refs, timeout=timeout)
     values = core.get(refs, timeout)
     return values[0] if single else values
 
@@ -495,7 +604,8 @@ def wait(
     with ``fetch_local`` (the default) also once it is on this node, and waiting starts
     fetching it here. ``timeout=None`` waits as long as it takes; ``0`` only looks.
     """
-    core = runtime.require_connected()
+    client = runtime.client
+    core = runtime.require_connected() if client is None else None
     if isinstance(ray_waitables, ObjectRef):
         raise TypeError(
             "wait() expected a list of ray.ObjectRef or ray.ObjectRefGenerator, "
@@ -517,9 +627,11 @@ def wait(
                     "wait() expected a list of ray.ObjectRef or "
                     f"ray.ObjectRefGenerator, got list containing {type(ref)}"
                 )
-    distinct = len(set(refs)) if streams else len({ref._id for ref in refs})
-    if distinct != len(refs):
-        raise ValueError("Wait requires a list of unique object refs.")
+    # A ray:// client's refs may not know their ids yet: its session checks them instead.
+    if client is None:
+        distinct = len(set(refs)) if streams else len({ref._id for ref in refs})
+        if distinct != len(refs):
+            raise ValueError("Wait requires a list of unique object refs.")
     if not isinstance(num_returns, int) or isinstance(num_returns, bool) or num_returns <= 0:
         raise ValueError("Invalid number of objects to return %s." % (num_returns,))
     if num_returns > len(refs):
@@ -527,6 +639,8 @@ def wait(
             "num_returns cannot be greater than the number of objects provided to ray.wait."
         )
     _check_timeout(timeout)
+    if client is not None:
+        return client.wait(refs, num_returns, timeout, fetch_local)
     if streams:
         return _wait_with_generators(core, refs, num_returns, timeout, fetch_local)
     return core.wait(refs, num_returns, timeout, fetch_local)
@@ -572,6 +686,8 @@ def cancel(ray_waitable, *, force: bool = False, recursive: bool = True):
     ``kill``). With ``recursive`` (the default), the tasks and actor calls the cancelled
     task submitted are cancelled too. A finished task is left as it is.
     """
+    if runtime.client is not None:
+        return runtime.client.api("cancel", ray_waitable, force=force, recursive=recursive)
     core = runtime.require_connected()
     if isinstance(ray_waitable, ObjectRefGenerator):  # its task: the stream then ends
         ray_waitable = ray_waitable.completed()
@@ -592,6 +708,8 @@ def cancel(ray_waitable, *, force: bool = False, recursive: bool = True):
 def nodes() -> list:
     """One dict per node the cluster has known, dead ones included: ``NodeID``, ``Alive``,
     ``NodeManagerAddress``, ``Resources`` and Ray's other keys."""
+    if runtime.client is not None:
+        return runtime.client.api("nodes")
     core = runtime.require_connected()
     reply, _ = core.requests.call(core.head_address, P.GetNodes(True), config.rpc_timeout_s)
     return [_ray_node_dict(n) for n in reply.nodes]
@@ -639,6 +757,9 @@ def available_resources() -> dict:
 
 
 def _sum_resources(field: str) -> dict:
+    if runtime.client is not None:
+        name = "cluster_resources" if field == "resources" else "available_resources"
+        return runtime.client.api(name)
     core = runtime.require_connected()
     reply, _ = core.requests.call(core.head_address, P.GetNodes(False), config.rpc_timeout_s)
     total: dict = {}
@@ -651,6 +772,8 @@ def _sum_resources(field: str) -> dict:
 def get_gpu_ids() -> list:
     """The ids of the GPUs the running task or actor holds (also its CUDA_VISIBLE_DEVICES);
     empty in a driver and for work that asked for no GPU."""
+    if runtime.client is not None:
+        return []  # a ray:// driver holds no GPU, as a driver never does
     return list(runtime.require_connected().gpu_ids)
 
 
@@ -669,6 +792,8 @@ def get_actor(name: str, namespace: str | None = None):
         raise ValueError("Please supply a non-empty value to get_actor")
     if namespace is not None and not isinstance(namespace, str):
         raise TypeError("namespace must be None or a string")
+    if runtime.client is not None:
+        return runtime.client.api("get_actor", name, namespace)
     core = runtime.require_connected()
     handle = _lookup(core, name, namespace if namespace is not None else core.current_namespace())
     if handle is None:
@@ -686,6 +811,11 @@ def kill(actor, *, no_restart: bool = True):
     ``no_restart=False`` an actor with ``max_restarts`` left is restarted instead."""
     from zray.actor import ActorHandle
 
+    if runtime.client is not None:
+        from zray.util.client.worker import ClientActorHandle
+
+        if isinstance(actor, ClientActorHandle):
+            return runtime.client.api("kill", actor, no_restart=no_restart)
     if not isinstance(actor, ActorHandle):
         raise ValueError(
             "ray.kill() only supported for actors. For tasks, try ray.cancel(). "

@@ -75,6 +75,8 @@ class RemoteFunction:
         return self._function_id
 
     def _remote(self, args, kwargs, options):
+        if runtime.client is not None:
+            return runtime.client.submit_task(self, args, kwargs, options)
         core = runtime.require_connected()
         function_id = self._export(core)
         num_returns = options.get("num_returns")

@@ -91,7 +91,12 @@ class RuntimeContext:
 
         meta = cloudpickle.loads(host.spec["handle_meta"])
         return ActorHandle(
-            host.actor_id, meta["class_name"], meta["methods"], meta["max_task_retries"]
+            host.actor_id,
+            meta["class_name"],
+            meta["methods"],
+            meta["max_task_retries"],
+            meta.get("generator_cap", -1),
+            meta.get("max_restarts", 0),
         )
 
     @property
@@ -197,4 +202,8 @@ class RuntimeContext:
 def get_runtime_context() -> RuntimeContext:
     """What the calling code runs as: its job, node, worker, task and actor ids, namespace,
     the resources it holds and whether it was cancelled."""
+    if runtime.client is not None:
+        from zray.util.client.runtime_context import client_core_view
+
+        return RuntimeContext(client_core_view(runtime.client))
     return RuntimeContext(runtime.require_connected())

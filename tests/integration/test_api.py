@@ -242,6 +242,6 @@ def test_method_options_that_would_change_results_are_refused(ray):
             return 1
 
     a = A.remote()
-    with pytest.raises(NotImplementedError, match="_generator_backpressure_num_objects"):
-        a.f.options(_generator_backpressure_num_objects=2)
+    with pytest.raises(TypeError, match="_generator_backpressure_num_objects"):
+        a.f.options(_generator_backpressure_num_objects="2")
     assert ray.get(a.f.options(enable_task_events=False).remote(), timeout=30) == 1

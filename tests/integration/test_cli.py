@@ -246,8 +246,6 @@ def test_rays_start_flags_are_acted_on_warned_about_or_refused():
         assert started.returncode == 0, started.stderr
         warned = [line for line in started.stderr.splitlines() if "ignoring" in line]
         assert [re.search(r"ignoring (\S+)", line).group(1) for line in warned] == [
-            "--include-dashboard",
-            "--dashboard-port",
             "--log-style",
             "--verbose",
         ]

@@ -1,6 +1,7 @@
 """Ray generators: tasks and actor methods that yield stream their values as ObjectRefs."""
 
 import asyncio
+import concurrent.futures
 import gc
 import os
 import time
@@ -138,6 +139,57 @@ def test_back_pressure_pauses_a_producer_that_runs_ahead(ray):
     values = [ray.get(r) for r in stream]
     gaps = [b - a for a, b in zip(values, values[1:])]
     assert gaps[0] < 0.5 and gaps[1] > 0.5, gaps
+
+
+def test_back_pressure_pauses_actor_method_streams(ray):
+    @ray.remote
+    class Source:
+        def stamps(self, n):
+            for _ in range(n):
+                yield time.monotonic()
+
+    @ray.remote
+    class AsyncSource:
+        @ray.method(_generator_backpressure_num_objects=2)
+        async def stamps(self, n):
+            for _ in range(n):
+                yield time.monotonic()
+
+    streams = [
+        Source.remote().stamps.options(_generator_backpressure_num_objects=2).remote(5),
+        AsyncSource.remote().stamps.remote(5),
+    ]
+    time.sleep(1.0)  # the consumer lags: each producer must wait after two values
+    for stream in streams:
+        values = [ray.get(r, timeout=30) for r in stream]
+        gaps = [b - a for a, b in zip(values, values[1:])]
+        assert gaps[0] < 0.5 and gaps[1] > 0.5, gaps
+
+
+def test_an_actor_caps_untaken_values_across_its_streams(ray):
+    @ray.remote(max_concurrency=3, _actor_generator_backpressure_num_objects=3)
+    class Counter:
+        def __init__(self):
+            self.made = 0
+
+        def values(self, n):
+            for i in range(n):
+                self.made += 1
+                yield i
+
+        def made_so_far(self):
+            return self.made
+
+    counter = Counter.remote()
+    first, second = counter.values.remote(10), counter.values.remote(10)
+    time.sleep(1.0)
+    # Each stream checks the cap after it sends, so at most one value per stream past it.
+    assert 3 <= ray.get(counter.made_so_far.remote(), timeout=30) <= 4
+    # The streams share the room, so each needs a consumer of its own to finish.
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        taken = pool.map(lambda stream: [ray.get(r, timeout=30) for r in stream], [first, second])
+        assert list(taken) == [list(range(10))] * 2
+    assert ray.get(counter.made_so_far.remote(), timeout=30) == 20
 
 
 def test_dropping_the_generator_stops_the_producer(ray, tmp_path):

@@ -1,57 +1,21 @@
 """A node killed with SIGKILL mid-job: its tasks and actors move elsewhere, lost objects say so."""
 
 import os
-import re
-import shutil
 import signal
-import tempfile
 import time
 
 import pytest
 
-from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
-from tests.integration.test_cli import connect_remote_driver, token_of, zray_cli
-from tests.integration.test_lifecycle import ROOT
+from tests.loopback_cluster import loopback_cluster
 
 DEATH_TIMEOUT_S = 2.0
 
 
 @pytest.fixture
 def cluster():
-    import zray
-
-    root = tempfile.mkdtemp(prefix="zt", dir="/tmp")
-    env = dict(
-        os.environ,
-        PYTHONPATH=ROOT,
-        ZRAY_SESSION_DIR_ROOT=root,
-        ZRAY_NODE_DEATH_TIMEOUT_S=str(DEATH_TIMEOUT_S),
-    )
-    before = (zray_segments(), zray_sessions())
-    head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
-    assert head.returncode == 0, head.stderr
-    address = re.search(r"Head address: (\S+)", head.stdout).group(1)
-    pids = {}
-    for name in ("w1", "w2"):
-        joined = zray_cli(
-            "start",
-            f"--address={address}",
-            "--num-cpus",
-            "1",
-            "--resources",
-            f'{{"{name}": 1, "any": 1}}',
-            "--token",
-            token_of(head.stdout),
-            env=env,
-        )
-        assert joined.returncode == 0, joined.stderr
-        pids[name] = int(re.search(r"\(pid (\d+)\)", joined.stdout).group(1))
-    connect_remote_driver(zray, address, token_of(head.stdout), 3)
-    yield zray, pids
-    zray.shutdown()
-    zray_cli("stop", env=env)
-    assert_no_leaks(*before)
-    shutil.rmtree(root, ignore_errors=True)
+    nodes = {name: {name: 1, "any": 1} for name in ("w1", "w2")}
+    with loopback_cluster(nodes=nodes, node_death_timeout_s=DEATH_TIMEOUT_S) as c:
+        yield c.ray, c.pids
 
 
 def test_job_survives_a_killed_node(cluster):

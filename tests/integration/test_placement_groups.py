@@ -4,84 +4,32 @@ lifetime and Ray's errors for bad input."""
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 
 import pytest
 
-from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
-from tests.integration.test_cli import connect_remote_driver, stopped_on_failure, token_of, zray_cli
+from tests.integration.test_cli import zray_cli
+from tests.loopback_cluster import loopback_cluster
 from tests.integration.test_lifecycle import ROOT
 
 DEATH_TIMEOUT_S = 2.0
 
 
-class Cluster:
-    def __init__(self, ray, env, address, token):
-        self.ray, self.env, self.address, self.token = ray, env, address, token
-
-    def join(self, resources: str, cpus: int = 1) -> int:
-        joined = zray_cli(
-            "start",
-            f"--address={self.address}",
-            "--num-cpus",
-            str(cpus),
-            "--resources",
-            resources,
-            "--token",
-            self.token,
-            env=self.env,
-        )
-        assert joined.returncode == 0, joined.stderr
-        return int(re.search(r"\(pid (\d+)\)", joined.stdout).group(1))
-
-    def node_of(self, resource: str) -> str:
-        for node in self.ray.nodes():
-            if node["Alive"] and resource in node["Resources"]:
-                return node["NodeID"]
-        raise AssertionError(resource)
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    import zray
-
-    root = tempfile.mkdtemp(prefix="zt", dir="/tmp")
-    env = dict(
-        os.environ,
-        PYTHONPATH=ROOT,
-        ZRAY_SESSION_DIR_ROOT=root,
-        ZRAY_NODE_DEATH_TIMEOUT_S=str(DEATH_TIMEOUT_S),
-    )
-    before = (zray_segments(), zray_sessions())
-    with stopped_on_failure(env):
-        head = zray_cli(
-            "start",
-            "--head",
-            "--port",
-            "0",
-            "--num-cpus",
-            "2",
-            "--resources",
-            '{"head": 1}',
-            env=env,
-        )
-        assert head.returncode == 0, head.stderr
-        address = re.search(r"Head address: (\S+)", head.stdout).group(1)
-        cluster = Cluster(zray, env, address, token_of(head.stdout))
-        for name in ("w1", "w2"):
-            cluster.join(f'{{"{name}": 1}}', cpus=2)
-        connect_remote_driver(zray, address, token_of(head.stdout), 3)
-    yield cluster
-    zray.shutdown()
-    zray_cli("stop", env=env)
-    assert_no_leaks(*before)
-    shutil.rmtree(root, ignore_errors=True)
+    nodes = {name: {name: 1} for name in ("w1", "w2")}
+    with loopback_cluster(
+        head_cpus=2,
+        head_resources={"head": 1},
+        nodes=nodes,
+        node_cpus=2,
+        node_death_timeout_s=DEATH_TIMEOUT_S,
+    ) as c:
+        yield c
 
 
 def pg_api():
@@ -293,7 +241,7 @@ def test_pending_group_is_placed_when_a_node_joins_and_rescheduled_when_it_dies(
     pg = api.placement_group([{"CPU": 1}, {"CPU": 1, "late": 1}], strategy="STRICT_SPREAD")
     assert pg.wait(1) is False
     assert api.placement_group_table(pg)["state"] == "PENDING"
-    first = cluster.join('{"late": 1}')
+    first = cluster.join("late-1", {"late": 1})
     assert ray.get(pg.ready(), timeout=30) == pg
     late_node = cluster.node_of("late")
     assert api.placement_group_table(pg)["bundles_to_node_id"][1] == late_node
@@ -311,7 +259,7 @@ def test_pending_group_is_placed_when_a_node_joins_and_rescheduled_when_it_dies(
         DEATH_TIMEOUT_S + 10,
         "the group to lose its bundle",
     )
-    second = cluster.join('{"late": 1}')
+    second = cluster.join("late-2", {"late": 1})
     try:
         wait_until(
             lambda: api.placement_group_table(pg)["state"] == "CREATED",

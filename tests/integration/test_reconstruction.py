@@ -2,55 +2,19 @@
 transparently to a waiting get; puts and max_retries=0 tasks are not (ObjectLostError)."""
 
 import os
-import re
-import shutil
 import signal
-import tempfile
 import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
-from tests.integration.test_cli import connect_remote_driver, stopped_on_failure, token_of, zray_cli
-from tests.integration.test_lifecycle import ROOT
+from tests.loopback_cluster import loopback_cluster
 
 
 @pytest.fixture
 def cluster():
-    import zray
-
-    root = tempfile.mkdtemp(prefix="zt", dir="/tmp")
-    env = dict(
-        os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root, ZRAY_NODE_DEATH_TIMEOUT_S="5"
-    )
-    before = (zray_segments(), zray_sessions())
-    with stopped_on_failure(env):
-        head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
-        assert head.returncode == 0, head.stderr
-        address = re.search(r"Head address: (\S+)", head.stdout).group(1)
-        pids = {}
-        for name in ("a", "b"):
-            resources = f'{{"{name}": 1}}'
-            joined = zray_cli(
-                "start",
-                f"--address={address}",
-                "--num-cpus",
-                "1",
-                "--resources",
-                resources,
-                "--token",
-                token_of(head.stdout),
-                env=env,
-            )
-            assert joined.returncode == 0, joined.stderr
-            pids[name] = int(re.search(r"\(pid (\d+)\)", joined.stdout).group(1))
-        connect_remote_driver(zray, address, token_of(head.stdout), 3)
-    yield zray, pids
-    zray.shutdown()
-    zray_cli("stop", env=env)
-    assert_no_leaks(*before)
-    shutil.rmtree(root, ignore_errors=True)
+    with loopback_cluster(nodes={"a": {"a": 1}, "b": {"b": 1}}, node_death_timeout_s=5) as c:
+        yield c.ray, c.pids
 
 
 def test_a_chain_of_lost_outputs_is_recomputed(cluster):
@@ -90,3 +54,63 @@ def test_a_chain_of_lost_outputs_is_recomputed(cluster):
     print(f"chain of 3 recomputed {elapsed:.1f} s after the node died")
     with pytest.raises(ray.exceptions.ObjectLostError):
         ray.get(unretried, timeout=60)
+
+
+def test_a_borrower_has_the_owner_recompute_what_was_lost(cluster):
+    ray, pids = cluster
+    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node_of = {
+        name: n["NodeID"] for n in ray.nodes() for name in ("a", "b") if name in n["Resources"]
+    }
+    on_victim = NodeAffinitySchedulingStrategy(node_of["a"], soft=True)
+
+    @ray.remote(scheduling_strategy=on_victim, max_retries=2)
+    def produce():
+        return np.arange(2**20, dtype=np.int64)  # 8 MiB: in shared memory
+
+    @ray.remote(resources={"b": 0.1})
+    class Borrower:
+        def total(self, boxed):  # boxed: the ref arrives as a borrowed ref, not its value
+            return int(ray.get(boxed[0], timeout=90).sum())
+
+    borrower = Borrower.remote()
+    recomputable = produce.remote()
+    unretried = produce.options(max_retries=0).remote()
+    ray.wait([recomputable, unretried], num_returns=2, timeout=60, fetch_local=False)
+    os.kill(pids["a"], signal.SIGKILL)
+    assert ray.get(borrower.total.remote([recomputable]), timeout=120) == (2**20 - 1) * 2**19
+    with pytest.raises(ray.exceptions.ObjectLostError):
+        ray.get(borrower.total.remote([unretried]), timeout=120)
+
+
+def test_an_actor_call_output_is_recomputed_by_the_restarted_actor(cluster):
+    ray, pids = cluster
+    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    victim_node = [n["NodeID"] for n in ray.nodes() if "a" in n["Resources"]][0]
+    on_victim = NodeAffinitySchedulingStrategy(victim_node, soft=True)
+
+    @ray.remote(num_cpus=0, scheduling_strategy=on_victim)
+    class Maker:
+        def __init__(self):
+            self.calls = 0
+
+        def make(self, n):
+            self.calls += 1
+            return np.full(2**20, n, dtype=np.int64)  # 8 MiB: in shared memory
+
+        def node(self):
+            return ray.get_runtime_context().get_node_id()
+
+    restartable = Maker.options(max_restarts=1, max_task_retries=1).remote()
+    fragile = Maker.remote()  # no restarts: its outputs cannot be recomputed, as in Ray
+    assert ray.get([restartable.node.remote(), fragile.node.remote()]) == [victim_node] * 2
+    kept, lost = restartable.make.remote(7), fragile.make.remote(8)
+    ray.wait([kept, lost], num_returns=2, timeout=60, fetch_local=False)
+    os.kill(pids["a"], signal.SIGKILL)
+    value = ray.get(kept, timeout=120)
+    assert value[0] == 7 and len(value) == 2**20
+    assert ray.get(restartable.node.remote(), timeout=60) != victim_node
+    with pytest.raises(ray.exceptions.ObjectLostError):
+        ray.get(lost, timeout=60)

@@ -61,11 +61,23 @@ def test_value_shapes_follow_ray():
 def test_tuning_flags_warn_once_and_result_changing_flags_are_refused():
     warnings = []
     args = cli.build_parser().parse_args(
-        ["start", "--head", "--dashboard-port", "1", "--disable-usage-stats", "-v"]
+        ["start", "--head", "--dashboard-agent-grpc-port", "1", "--disable-usage-stats", "-v"]
     )
     assert ray_flags.check_flags(args, ray_flags.START_FLAGS, "start", warnings.append) is None
     assert len(warnings) == 2
-    assert "--dashboard-port" in warnings[0] and "--verbose" in warnings[1]
+    assert "--dashboard-agent-grpc-port" in warnings[0] and "--verbose" in warnings[1]
+
+
+def test_dashboard_flags_are_zrays_own():
+    """--dashboard-host/--dashboard-port start a real dashboard now: no warning, and they
+    reach the node daemon (cli.cmd_start forwards them)."""
+    warnings = []
+    args = cli.build_parser().parse_args(
+        ["start", "--head", "--dashboard-port", "8300", "--dashboard-host", "0.0.0.0"]
+    )
+    assert ray_flags.check_flags(args, ray_flags.START_FLAGS, "start", warnings.append) is None
+    assert warnings == []
+    assert (args.dashboard_port, args.dashboard_host) == (8300, "0.0.0.0")
     args = cli.build_parser().parse_args(["start", "--head", "--labels", "zone=a"])
     refused = ray_flags.check_flags(args, ray_flags.START_FLAGS, "start", warnings.append)
     assert refused.startswith("zray start: --labels is not supported")

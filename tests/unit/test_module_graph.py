@@ -202,3 +202,31 @@ def test_a_package_imports_only_the_packages_below_it(module):
     reached = {_package(m) or m for m in _own(GRAPH[module])} - {own}
     allowed = ALLOWED[own] | FOUNDATION | {m for m in MODULES if m.startswith("zray._fast")}
     assert reached <= allowed, reached - allowed
+
+
+# The web dashboard is a client of the head, as the state API is: it asks through the wire
+# layer and zray.util.state, and no process role imports it (it runs as its own process).
+DASHBOARD = sorted(m for m in MODULES if m == "zray.dashboard" or m.startswith("zray.dashboard."))
+DASHBOARD_MAY_USE = {"wire", "common", "core"}
+
+
+def test_the_dashboard_was_read():
+    assert "zray.dashboard.source" in DASHBOARD and "zray.dashboard.app" in DASHBOARD
+
+
+@pytest.mark.parametrize("module", DASHBOARD)
+def test_the_dashboard_is_a_client_of_the_head(module):
+    reached = {_package(m) or m for m in _own(GRAPH[module])}
+    allowed = (
+        DASHBOARD_MAY_USE
+        | set(DASHBOARD)
+        | FOUNDATION
+        | {m for m in MODULES if m.startswith(("zray._fast", "zray.util.state"))}
+        | {"zray", "zray.scripts.memory"}  # __version__; the rows `zray memory` prints
+    )
+    assert reached <= allowed, reached - allowed
+
+
+def test_nothing_imports_the_dashboard():
+    importers = {m for m in MODULES if m not in DASHBOARD and _own(GRAPH[m]) & set(DASHBOARD)}
+    assert importers == set()

@@ -150,6 +150,9 @@ def cmd_start(args) -> int:
         "node_ip_address",
         "head_state_path",
         "metrics_export_port",
+        "include_dashboard",
+        "dashboard_host",
+        "dashboard_port",
     ):
         value = getattr(args, flag)
         if value is not None:
@@ -180,11 +183,17 @@ def cmd_start(args) -> int:
             "Redis (RAY_REDIS_ADDRESS)",
             file=sys.stderr,
         )
+    if args.ray_client_server_port is not None and not args.head:
+        print(
+            "zray start: ignoring --ray-client-server-port: only the head runs the client server",
+            file=sys.stderr,
+        )
+        args.ray_client_server_port = None
     if args.object_spilling_directory:
         extra["ZRAY_SPILL_DIR"] = os.path.abspath(args.object_spilling_directory)
     env = environment_for_children(extra)
     if args.block:
-        return _run_blocking(cmd, env, roots)
+        return _run_blocking(cmd, env, roots, args.ray_client_server_port)
     import tempfile
 
     # Until the node has its session directory, its errors go to a scratch file we show on
@@ -205,8 +214,51 @@ def cmd_start(args) -> int:
             sys.stderr.write(early_log.read().decode(errors="replace"))
             print("zray start: the node failed to start", file=sys.stderr)
             return 1
-    _started(json.loads(line), args.head, roots)
+    info = json.loads(line)
+    _started(info, args.head, roots)
+    if args.ray_client_server_port is not None:
+        return 0 if start_client_server(info, args.ray_client_server_port, env) else 1
     return 0
+
+
+def start_client_server(info: dict, port: int, env: dict) -> bool:
+    """Starts the head's ray:// client server (zray/util/client/server/) on `port`, a process
+    of its own that ends with the head node."""
+    from zray._private.common.launch import module_command
+
+    cmd = module_command("zray.util.client.server") + [
+        "--port",
+        str(port),
+        "--address",
+        info["head_address"].replace("tcp://", ""),
+        "--session-dir",
+        info["session_dir"],
+        "--node-pid",
+        str(info["pid"]),
+        "--ready-json",
+    ]
+    log = open(os.path.join(info["session_dir"], "logs", "client_server.log"), "ab")
+    with log:
+        process = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+    line = process.stdout.readline()
+    process.stdout.close()
+    if not line:
+        print(
+            f"zray start: the ray:// client server failed to start on port {port} (see "
+            f"{os.path.join(info['session_dir'], 'logs', 'client_server.log')})",
+            file=sys.stderr,
+        )
+        return False
+    head_ip = info["head_address"].replace("tcp://", "").rsplit(":", 1)[0]
+    print(f"Ray Client server on port {port}: zray.init('ray://{head_ip}:{port}')")
+    return True
 
 
 def _json_object(raw):
@@ -223,7 +275,7 @@ def _json_object(raw):
     return value
 
 
-def _run_blocking(cmd: list, env: dict, roots: list) -> int:
+def _run_blocking(cmd: list, env: dict, roots: list, client_server_port=None) -> int:
     """Runs the node in the foreground (its log on our stderr) until it ends or Ctrl-C."""
     from zray._private.common import cluster_record
 
@@ -234,6 +286,8 @@ def _run_blocking(cmd: list, env: dict, roots: list) -> int:
         return process.wait() or 1
     info = json.loads(line)
     _started(info, "--head" in cmd, roots)
+    if client_server_port is not None:
+        start_client_server(info, client_server_port, env)
     # Ctrl-C reaches the node too (same process group); a service manager's SIGTERM only us.
     signal.signal(signal.SIGTERM, lambda *_: process.terminate())
     try:
@@ -275,10 +329,19 @@ def _started(info: dict, head_node: bool, roots: list):
             f"where nodes and drivers of this machine find it; remote drivers need "
             f"ZRAY_TOKEN={token})"
         )
+        if info.get("dashboard_address"):
+            print(f"View the dashboard at {dashboard_url(info['dashboard_address'], token)}")
         print(f"add nodes on this machine with: zray start --address={head}")
         print(f"add nodes with: zray start --address={head} --token={token}{encrypt}")
     else:
         print(f"add nodes with: zray start --address={head} --token=<cluster token>")
+
+
+def dashboard_url(address: str, token: str) -> str:
+    """The URL that opens the dashboard: it carries the token once (see zray.dashboard.auth)."""
+    from urllib.parse import quote
+
+    return f"http://{address}/?token={quote(token, safe='')}"
 
 
 def session_roots() -> list:
@@ -309,12 +372,32 @@ def local_node_pids(roots: list) -> list:
     return pids
 
 
+def client_server_pids(roots: list) -> list:
+    """The ray:// client servers of this machine's sessions (they end with their head node,
+    but `zray stop` need not wait for them to notice)."""
+    from zray._private.common import session
+    from zray.util.client.server.proxier import CLIENT_SERVER_PID_FILE
+
+    pids = []
+    for root in roots:
+        for entry in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+            try:
+                with open(os.path.join(root, entry, CLIENT_SERVER_PID_FILE)) as f:
+                    pid = int(f.read().strip())
+            except (OSError, ValueError):
+                continue
+            if session._pid_alive(pid):
+                pids.append(pid)
+    return pids
+
+
 def cmd_stop(args) -> int:
     from zray._config import config
     from zray._private.common import cluster_record, session
 
     roots = session_roots()
-    pids = local_node_pids(roots)
+    nodes = local_node_pids(roots)
+    pids = nodes + client_server_pids(roots)
     sig = signal.SIGKILL if args.force else signal.SIGTERM
     for pid in pids:
         try:
@@ -335,8 +418,8 @@ def cmd_stop(args) -> int:
         session.clean_stale_sessions(root)
         cluster_record.clear(root)
     cluster_record.forget_temp_dirs(config.session_dir_root)
-    if pids:
-        print(f"Stopped {len(pids)} zray node(s).")
+    if nodes:
+        print(f"Stopped {len(nodes)} zray node(s).")
     else:
         print("Did not find any active zray processes.")
     return 0

@@ -11,6 +11,8 @@ import json
 import logging
 import sys
 
+from zray.scripts.ray_flags import click_bool
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zray-node", description=__doc__.splitlines()[0])
@@ -61,6 +63,25 @@ def add_node_flags(parser: argparse.ArgumentParser):
         help="SQLite file (or directory) the head keeps its tables in (head "
         "only; default: in its session directory; RAY_REDIS_ADDRESS "
         "selects a Redis instead)",
+    )
+    parser.add_argument(
+        "--include-dashboard",
+        type=click_bool,
+        default=None,
+        help="start the web dashboard (head only; default: yes, unless its port is taken; "
+        "true makes a taken port an error)",
+    )
+    parser.add_argument(
+        "--dashboard-host",
+        default=None,
+        help="address the dashboard listens on (default 127.0.0.1; 0.0.0.0 for every "
+        "interface: it asks for the cluster token either way)",
+    )
+    parser.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=None,
+        help="port of the dashboard (default 8265, or the next free one of the 50 after it)",
     )
     parser.add_argument(
         "--encrypt",
@@ -120,6 +141,9 @@ def options_from_args(args):  # -> zray._private.node.daemon.NodeOptions (import
             if args.metrics_export_port is None
             else args.metrics_export_port
         ),
+        include_dashboard=args.include_dashboard if args.head else False,
+        dashboard_host=args.dashboard_host or "127.0.0.1",
+        dashboard_port=args.dashboard_port,
     )
 
 
@@ -153,6 +177,7 @@ def main(argv=None) -> int:
         print(f"zray-node: session {opts.session_dir}", file=sys.stderr)
     from zray._private.head.store import StoreError
     from zray._private.node.metrics_table import MetricsPortError
+    from zray._private.node.dashboard_process import DashboardPortError
     from zray._private.wire.security import AuthenticationError
 
     try:
@@ -160,7 +185,7 @@ def main(argv=None) -> int:
     except StoreError as exc:
         print(f"zray-node: the head cannot keep its state: {exc}", file=sys.stderr)
         return 1
-    except MetricsPortError as exc:
+    except (MetricsPortError, DashboardPortError) as exc:
         print(f"zray-node: {exc}", file=sys.stderr)
         return 1
     except (AuthenticationError, ConnectionError) as exc:

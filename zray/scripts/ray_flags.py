@@ -1,6 +1,6 @@
 """The `ray start|stop|status` flags that zray has no counterpart for, so Ray habits and scripts
 still parse. Each is accepted with Ray's value shape (from `ray <verb> --help`, Ray 2.60). Flags
-that only tune Ray's own machinery (ports, dashboard, logging style) get a warning naming them;
+that only tune Ray's own machinery (ports, dashboard agents, logging style) get a warning naming them;
 flags whose effect programs could observe (labels a scheduler would match, system settings,
 lineage reconstruction) are refused with an error, since ignoring them would change results.
 """
@@ -40,7 +40,7 @@ LOG_FLAGS = {
     ("-v", "--verbose"): (COUNT, TUNE, "zray has no verbose output"),
 }
 
-_NO_DASHBOARD = "zray has no dashboard"
+_NO_AGENT = "zray's dashboard has no per-node agents: it asks the nodes itself"
 _NO_PORT = "zray chooses this port itself"
 
 START_FLAGS = {
@@ -54,12 +54,11 @@ START_FLAGS = {
     "--min-worker-port": (int, TUNE, "workers take any free port"),
     "--max-worker-port": (int, TUNE, "workers take any free port"),
     "--worker-port-list": (str, TUNE, "workers take any free port"),
-    "--ray-client-server-port": (int, TUNE, "zray has no Ray Client server"),
-    "--include-dashboard": (click_bool, TUNE, _NO_DASHBOARD),
-    "--dashboard-host": (str, TUNE, _NO_DASHBOARD),
-    "--dashboard-port": (int, TUNE, _NO_DASHBOARD),
-    "--dashboard-agent-listen-port": (int, TUNE, _NO_DASHBOARD),
-    "--dashboard-agent-grpc-port": (int, TUNE, _NO_DASHBOARD),
+    # The head runs zray's Ray Client server on it (cli.cmd_start).
+    "--ray-client-server-port": (int, HONOURED, "the port of the head's ray:// client server"),
+    # --include-dashboard, --dashboard-host and --dashboard-port are zray's own (node.py).
+    "--dashboard-agent-listen-port": (int, TUNE, _NO_AGENT),
+    "--dashboard-agent-grpc-port": (int, TUNE, _NO_AGENT),
     "--runtime-env-agent-port": (int, TUNE, "zray has no runtime-env agent"),
     "--plasma-directory": (str, TUNE, "objects always live in /dev/shm"),
     "--autoscaling-config": (str, TUNE, "zray has no autoscaler"),
@@ -78,7 +77,7 @@ START_FLAGS = {
     "--system-reserved-cpu": (float, TUNE, "zray does not use cgroups"),
     "--system-reserved-memory": (int, TUNE, "zray does not use cgroups"),
     "--cgroup-path": (str, TUNE, "zray does not use cgroups"),
-    "--proxy-server-url": (str, TUNE, _NO_DASHBOARD),
+    "--proxy-server-url": (str, TUNE, "zray's dashboard is served directly, behind no proxy"),
     "--labels": (
         str,
         REFUSE,

@@ -3,6 +3,7 @@ submodules imported on demand, as in Ray (``from zray.util.queue import Queue``)
 
 from zray.util import scheduling_strategies
 from zray.util.actor_pool import ActorPool
+from zray.util.client_connect import connect, disconnect
 from zray.util.cluster_queries import get_node_ip_address, list_named_actors
 from zray.util.helpers import as_completed, map_unordered
 from zray.util.placement_group import (
@@ -16,6 +17,8 @@ from zray.util.placement_group import (
 __all__ = [
     "ActorPool",
     "as_completed",
+    "connect",
+    "disconnect",
     "get_current_placement_group",
     "get_node_ip_address",
     "get_placement_group",

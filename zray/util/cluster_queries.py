@@ -33,6 +33,8 @@ def list_named_actors(all_namespaces: bool = False) -> list:
     ``all_namespaces``, ``{"name": ..., "namespace": ...}`` for every namespace."""
     from zray._config import config
 
+    if runtime.client is not None:
+        return runtime.client.api("list_named_actors", all_namespaces)
     core = runtime.require_connected()
     reply, _ = core.requests.call(
         core.head_address,

@@ -187,24 +187,13 @@ _uploaded: set = set()  # package URIs this process has stored in the head's KV
 def upload(core, env: dict) -> dict:
     """`env` with each local working_dir/py_modules path replaced by its package's URI, the
     package stored in the head's KV first (acknowledged, so no node asks for it in vain)."""
-    from zray._config import config
-    from zray._private.wire import protocol as P
-
     excludes = env.get("excludes") or []
 
     def store(path: str, include_parent: bool) -> str:
         if path.startswith(PACKAGE_SCHEME):
             return path
         uri, data = package_of(path, excludes, include_parent)
-        if uri not in _uploaded:
-            reply, _ = core.requests.call(
-                core.head_address,
-                P.KvPut(KV_NAMESPACE, uri.encode(), data, False),
-                config.rpc_timeout_s,
-            )
-            if isinstance(reply, P.Error):
-                raise RuntimeError(f"uploading {path} to the cluster failed: {reply.message}")
-            _uploaded.add(uri)
+        store_package(core, uri, data, path)
         return uri
 
     out = dict(env)
@@ -213,6 +202,26 @@ def upload(core, env: dict) -> dict:
     if "py_modules" in env:
         out["py_modules"] = [store(m, include_parent=os.path.isdir(m)) for m in env["py_modules"]]
     return out
+
+
+def store_package(core, uri: str, data: bytes, what: str) -> None:
+    """Stores package `uri` in the head's KV once per process (acknowledged, so no node asks
+    for it in vain). A ray:// client's packages arrive here through its session."""
+    from zray._config import config
+    from zray._private.wire import protocol as P
+
+    if uri in _uploaded:
+        return
+    if not uri.startswith(PACKAGE_SCHEME) or len(data) >= MAX_PACKAGE_BYTES:
+        raise ValueError(_too_large(len(data), what) if uri.startswith(PACKAGE_SCHEME) else uri)
+    reply, _ = core.requests.call(
+        core.head_address,
+        P.KvPut(KV_NAMESPACE, uri.encode(), data, False),
+        config.rpc_timeout_s,
+    )
+    if isinstance(reply, P.Error):
+        raise RuntimeError(f"uploading {what} to the cluster failed: {reply.message}")
+    _uploaded.add(uri)
 
 
 def for_call(core, option) -> str:

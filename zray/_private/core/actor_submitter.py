@@ -11,12 +11,13 @@ The ordering itself (what is sent when) is decided by zray/_private/core/actor_o
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import MessageTooLarge
+from zray._fast import ACTOR_ID_SIZE, MessageTooLarge
 from zray._private.core import actor_ordering as O
 from zray._private.core import metrics_registry
 from zray._private.core.memory_store import KIND_ERROR
@@ -34,6 +35,9 @@ from zray._private.core.serialization import deserialize
 
 
 KILLED_CAUSE = "The actor is dead because it was killed by `ray.kill`."  # Ray's words
+# How long the head's word that an actor died may wait for the answers its worker sent us
+# before it died (see ActorSubmitter._defer_death).
+DEATH_GRACE_S = 2.0
 
 
 @dataclass(eq=False)
@@ -47,6 +51,11 @@ class ActorCall:
     retries_left: int
     nested: list = field(default_factory=list)  # [(object id, owner)] nested in the arguments
     concurrency_group: str = ""  # "" for the actor's default group
+    generator_backpressure: int = -1  # a streaming call's producer pauses this far ahead
+    # Times a lost output may be recomputed by calling again (lineage.py): the call's
+    # max_task_retries if the actor can restart, else 0, as in Ray.
+    max_retries: int = 0
+    reconstructions: int = 0
     borrowed: list = field(default_factory=list)  # what the actor's worker will hold
     pushed_to: str = ""
     resolved: list = field(default_factory=list)
@@ -85,6 +94,8 @@ class ActorSubmitter:
         self.actors: dict[bytes, ActorRecord] = {}
         self.calls: dict[bytes, tuple] = {}  # task_id -> (record, call)
         self._released = deque()
+        # actor id -> (its ActorState DEAD, the direct connection still to read, deadline)
+        self.deferred_deaths: dict[bytes, tuple] = {}
 
     # ------------------------------------------------------------------ handles
 
@@ -113,7 +124,14 @@ class ActorSubmitter:
 
     def tick(self):
         """Applies dropped handles: an actor whose creator holds no handle any more, which
-        never escaped to another process, ends once its calls are done (as in Ray)."""
+        never escaped to another process, ends once its calls are done (as in Ray). Applies
+        deaths that waited for the dead worker's last answers."""
+        if self.deferred_deaths:
+            now = time.monotonic()
+            for actor_id, (msg, connection, deadline) in list(self.deferred_deaths.items()):
+                if connection.closed or now >= deadline:
+                    del self.deferred_deaths[actor_id]
+                    self._apply_state(msg)
         while self._released:
             actor_id = self._released.popleft()
             with self.lock:
@@ -257,6 +275,7 @@ class ActorSubmitter:
                             call.resolved,
                             call.borrowed,
                             call.concurrency_group,
+                            call.generator_backpressure,
                         ),
                         call.frames + call.resolved_frames,
                     )
@@ -304,6 +323,26 @@ class ActorSubmitter:
             self._finish(call, [(oid, entry) for oid in call.return_ids])
 
     def on_state(self, msg: P.ActorState):
+        if msg.state == DEAD and self._defer_death(msg):
+            return
+        self._apply_state(msg)
+
+    def _defer_death(self, msg: P.ActorState) -> bool:
+        """An actor that answered calls over a direct connection and then died (exit_actor,
+        `__ray_terminate__` after them): the head's word comes on another channel and can
+        overtake those answers, failing calls that succeeded. The answers precede the end of
+        the connection, so the death waits until it has ended (at most DEATH_GRACE_S)."""
+        with self.lock:
+            record = self.actors.get(msg.actor_id)
+            if record is None or not record.order.inflight or msg.actor_id in self.deferred_deaths:
+                return False
+            connection = self.core.channels.opened(record.order.address)
+        if connection is None or connection.closed:
+            return False
+        self.deferred_deaths[msg.actor_id] = (msg, connection, time.monotonic() + DEATH_GRACE_S)
+        return True
+
+    def _apply_state(self, msg: P.ActorState):
         with self.lock:
             record = self.actors.get(msg.actor_id)
             if record is None or record.order.state == DEAD:
@@ -362,7 +401,33 @@ class ActorSubmitter:
             return
         failed = any(e.kind == KIND_ERROR for _, e in entries or ())
         metrics_registry.tasks.finished(f"{found[0].class_name}.{call.method}", failed, False)
+        if call.max_retries != 0 and call.num_returns != P.STREAMING:
+            self.core.submitter.lineage.keep(call, entries)  # before results may be freed
         store_results(self.core, entries, call.pinned_ids, contained)
+
+    def reconstruct(self, call: ActorCall, object_id: bytes, reconstruct_arguments) -> bool:
+        """Calls the actor again for an output of `call` whose every copy was lost (its
+        restarted instance, if the loss came with its node), after recomputing lost arguments.
+        Bounded by the call's max_retries, like a task's."""
+        actor_id = call.task_id[-ACTOR_ID_SIZE:]  # an actor call's id ends with its actor's
+        with self.lock:
+            if call.task_id in self.calls:
+                return True  # already being recomputed: the caller waits for it
+            record = self.actors.get(actor_id)
+            if record is None:
+                return False
+            if call.max_retries != -1 and call.reconstructions >= call.max_retries:
+                raise X.ObjectReconstructionFailedError(
+                    object_id.hex(), "OBJECT_UNRECONSTRUCTABLE_MAX_ATTEMPTS_EXCEEDED"
+                )
+            call.reconstructions += 1
+        reconstruct_arguments()
+        for oid in call.return_ids:
+            self.core.memory_store.delete(oid)  # gets wait for the new copies
+        call.pushed_to, call.borrowed, call.cancelled = "", [], False
+        call.resolved, call.resolved_frames, call.failed_entry = [], [], None
+        self.submit(actor_id, call)
+        return True
 
     def state_of(self, actor_id: bytes) -> str:
         record = self.actors.get(actor_id)

@@ -1,4 +1,6 @@
-"""Values a process borrows: asked of their owner once, or failed at once when it died.
+"""Values a process borrows: asked of their owner once, failed at once when it died, and
+recomputed by their owner when every copy was lost (Ray: only the owner can reconstruct, so a
+borrower asks it to).
 
 Mixed into CoreWorker (core_worker.py), which owns the memory store and the requests.
 """
@@ -6,8 +8,10 @@ Mixed into CoreWorker (core_worker.py), which owns the memory store and the requ
 from __future__ import annotations
 
 import logging
+import threading
 
 from zray import exceptions as X
+from zray._config import config
 from zray._private.wire import protocol as P
 from zray._private.core.dependencies import error_entry
 from zray._private.core.memory_store import Entry
@@ -62,3 +66,42 @@ class BorrowedValues:
             )
         frames = [f.buffer for f in payload]
         self.memory_store.put(reply.object_id, Entry(reply.kind, frames, reply.node_id, reply.size))
+
+    def reconstruct_borrowed(self, object_id: bytes, owner: str, lost: X.ObjectLostError):
+        """Asks the owner to recompute a borrowed object whose copies are all lost; returns
+        once it has started (the next get asks the owner again and waits for the new copy),
+        or raises why it cannot."""
+        if owner in self._dead_owners:
+            raise X.OwnerDiedError(object_id.hex(), owner.encode(), "")
+        try:
+            reply, _ = self.requests.call(
+                owner, P.ReconstructObject(object_id), config.rpc_timeout_s
+            )
+        except TimeoutError:
+            raise lost from None
+        if isinstance(reply, P.Error):
+            if reply.kind == "ObjectReconstructionFailedError":
+                raise X.ObjectReconstructionFailedError(object_id.hex(), reply.message)
+            raise lost
+        self.memory_store.delete(object_id)
+
+    def on_reconstruct_object(self, identity, msg: P.ReconstructObject, seq, payload):
+        """A borrower lost every copy of an object we own. Recomputing may ask the head
+        whether arguments are lost too, which this (I/O) thread must not wait for."""
+
+        def run():
+            try:
+                if not self.refs.owns(msg.object_id) or not self.submitter.reconstruct(
+                    msg.object_id
+                ):
+                    answer = P.Error("ObjectLostError", "")
+                else:
+                    answer = P.Ok(0)
+            except X.ObjectReconstructionFailedError as failed:
+                answer = P.Error("ObjectReconstructionFailedError", failed.reason)
+            except Exception as exc:  # noqa: BLE001 - the borrower must hear back
+                logger.exception("recomputing %s for a borrower", msg.object_id.hex())
+                answer = P.Error("ObjectLostError", str(exc))
+            self.endpoint.reply(identity, answer, seq)
+
+        threading.Thread(target=run, name="zray-reconstruct", daemon=True).start()

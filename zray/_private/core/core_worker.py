@@ -152,7 +152,9 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self.running = True
         self._put_index = itertools.count(1)
         self._idle_task_id = None  # a worker's task id outside any task (current_task_id)
-        self._namespaces: dict[bytes, str] = {}  # job id -> namespace, in workers
+        # job id -> (namespace, default actor lifetime), in workers
+        self._job_infos: dict[bytes, tuple[str, str]] = {}
+        self.default_actor_lifetime = "non_detached"  # a driver's, from its JobConfig
         self._pin_releases: deque = deque()
         self._live_views: dict[bytes, weakref.ref] = {}
         self._mapped_at: dict[bytes, tuple] = {}  # arena (offset, size) of pinned objects
@@ -322,7 +324,10 @@ class CoreWorker(ChannelReading, BorrowedValues):
             or self._channels_parked
             or self._closed_unpolled
             or (submitter is not None and (submitter.leases or submitter.tasks))
-            or (self.actor_submitter is not None and self.actor_submitter._released)
+            or (
+                self.actor_submitter is not None
+                and (self.actor_submitter._released or self.actor_submitter.deferred_deaths)
+            )
         )
 
     def _housekeeping(self):
@@ -539,6 +544,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         P.NodeDied: on_node_died,
         P.CancelTask: on_cancel_task,
         P.GetObjectStatus: on_get_object_status,
+        P.ReconstructObject: BorrowedValues.on_reconstruct_object,
         P.LogLines: on_log_lines,
         P.AddBorrowers: on_add_borrowers,
         P.GetRefTable: on_get_ref_table,
@@ -577,15 +583,28 @@ class CoreWorker(ChannelReading, BorrowedValues):
         """The namespace of the running code's job (asked of the head once per job)."""
         if self.mode == DRIVER:
             return self.namespace
+        return self._job_info()[0]
+
+    def current_default_actor_lifetime(self) -> str:
+        """What `lifetime=None` means for an actor the running code creates: its job's
+        JobConfig(default_actor_lifetime), as in Ray."""
+        if self.mode == DRIVER:
+            return self.default_actor_lifetime
+        return self._job_info()[1]
+
+    def _job_info(self) -> tuple[str, str]:
         job_id = self.current_job_id()
-        namespace = self._namespaces.get(job_id)
-        if namespace is None:
+        info = self._job_infos.get(job_id)
+        if info is None:
             reply, _ = self.requests.call(
                 self.head_address, P.GetJobInfo(job_id), config.rpc_timeout_s
             )
-            namespace = reply.namespace if isinstance(reply, P.JobRegistered) else ""
-            self._namespaces[job_id] = namespace
-        return namespace
+            if isinstance(reply, P.JobRegistered):
+                info = (reply.namespace, reply.default_actor_lifetime)
+            else:
+                info = ("", "non_detached")
+            self._job_infos[job_id] = info
+        return info
 
     def put(self, value, _owner=None) -> ObjectRef:
         if isinstance(value, ObjectRef):
@@ -667,8 +686,12 @@ class CoreWorker(ChannelReading, BorrowedValues):
                 if type(lost) is not X.ObjectLostError:
                     raise  # the owner died, or recomputing failed: final
                 object_id = bytes.fromhex(lost.object_ref_hex)
-                if not self.refs.owns(object_id) or not self.submitter.reconstruct(object_id):
-                    raise
+                if self.refs.owns(object_id):
+                    if not self.submitter.reconstruct(object_id):
+                        raise
+                else:  # borrowed: its owner recomputes it (borrowed_values.py)
+                    owner = next(ref._owner for ref in refs if ref._id == object_id)
+                    self.reconstruct_borrowed(object_id, owner, lost)
         raise X.ObjectLostError(refs[0].hex(), None, "")
 
     def _get(self, refs: list, timeout: float | None, deadline):

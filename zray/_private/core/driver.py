@@ -8,11 +8,20 @@ import os
 import select
 import subprocess
 import time
+from typing import NamedTuple
 
 from zray import exceptions as X
 from zray._config import config, environment_for_children
 from zray._private.common import session
 from zray._private.common.launch import daemon_command
+
+
+class DashboardOptions(NamedTuple):
+    """init()'s include_dashboard, dashboard_host and dashboard_port (Ray's defaults)."""
+
+    include: bool | None = None
+    host: str = "127.0.0.1"
+    port: int | None = None
 
 
 class EmbeddedNode:
@@ -26,7 +35,9 @@ class EmbeddedNode:
         resources=None,
         object_store_memory=None,
         metrics_export_port=None,
+        dashboard: DashboardOptions | None = None,
     ):
+        dashboard = dashboard or DashboardOptions()
         session.clean_stale_sessions()
         self.session_dir = session.new_session_dir()
         cmd = daemon_command("zray.scripts.node") + [
@@ -49,6 +60,15 @@ class EmbeddedNode:
             cmd += ["--object-store-memory", str(int(object_store_memory))]
         if metrics_export_port is not None:
             cmd += ["--metrics-export-port", str(metrics_export_port)]
+        include = dashboard.include
+        if include is None and not config.include_dashboard:
+            include = False
+        if include is not None:
+            cmd += ["--include-dashboard", "true" if include else "false"]
+        if include is not False:
+            cmd += ["--dashboard-host", dashboard.host]
+            if dashboard.port is not None:
+                cmd += ["--dashboard-port", str(int(dashboard.port))]
         self.log_path = os.path.join(self.session_dir, "logs", "node.log")
         log = open(self.log_path, "ab")
         try:

@@ -76,7 +76,7 @@ ACTOR_OPTIONS = dict(
         "namespace": Option(None, (str, type(None))),
         "get_if_exists": Option(False, (bool,)),
         "allow_out_of_order_execution": Option(None, (bool, type(None)), UNSUPPORTED),
-        "_actor_generator_backpressure_num_objects": Option(None, (int, type(None)), UNSUPPORTED),
+        "_actor_generator_backpressure_num_objects": Option(None, (int, type(None))),
     },
 )
 

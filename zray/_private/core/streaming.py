@@ -4,7 +4,8 @@ Values are stored like returns (inline, or in this node's arena) at stream posit
 (position 1 is the task's completion, which the usual TaskDone carries after the last item).
 An exception the generator raises becomes the last item, so the consumer meets it where it
 happened. With back-pressure, the producer pauses once it is that many values ahead of what
-the consumer took (GeneratorConsumed).
+the consumer took (GeneratorConsumed); an actor may also cap the values not yet taken across
+all of its streams together (`_actor_generator_backpressure_num_objects`), as Ray does.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ class Producer:
     def __init__(self, core):
         self.core = core
         self._consumed: dict[bytes, int] = {}
+        self._sent: dict[bytes, int] = {}  # the last position each running stream sent
         self._changed = threading.Condition()
+        self.actor_cap = -1  # an actor's cap on untaken values of all its streams (-1: none)
 
     def on_consumed(self, msg: P.GeneratorConsumed):
         with self._changed:
@@ -47,8 +50,8 @@ class Producer:
             for value in generator:
                 index += 1
                 self.send(task_id, owner, name, index, value)
-                if backpressure > 0:  # at most `backpressure` values not yet taken
-                    self._pause(task_id, index - backpressure + 1)
+                if backpressure > 0 or self.actor_cap > 0:
+                    self._pause(task_id, backpressure)
         except (KeyboardInterrupt, SystemExit):
             raise  # cancelled, or exit_actor(): the task ends as a whole
         except BaseException as exc:  # noqa: BLE001 - the consumer meets it in the stream
@@ -57,6 +60,8 @@ class Producer:
         finally:
             with self._changed:
                 self._consumed.pop(task_id, None)
+                self._sent.pop(task_id, None)
+                self._changed.notify_all()  # its untaken values no longer count for the actor
         return index - FIRST_ITEM + 1
 
     async def run_async(self, task_id: bytes, owner: str, name: str, generator, backpressure: int):
@@ -66,7 +71,7 @@ class Producer:
             async for value in generator:
                 index += 1
                 self.send(task_id, owner, name, index, value)
-                while backpressure > 0 and not self._caught_up(task_id, index - backpressure + 1):
+                while not self._has_room(task_id, backpressure):
                     await asyncio.sleep(0.005)
         except (asyncio.CancelledError, SystemExit):
             raise
@@ -76,10 +81,13 @@ class Producer:
         finally:
             with self._changed:
                 self._consumed.pop(task_id, None)
+                self._sent.pop(task_id, None)
+                self._changed.notify_all()  # its untaken values no longer count for the actor
         return index - FIRST_ITEM + 1
 
     def send(self, task_id: bytes, owner: str, name: str, index: int, value, error=False):
         core = self.core
+        self._sent[task_id] = index
         object_id = object_id_for(task_id, index)
         try:
             meta, buffers, contained = serialize(value)
@@ -102,12 +110,20 @@ class Producer:
             payload=entry.frames,
         )
 
-    def _caught_up(self, task_id: bytes, needed: int) -> bool:
-        return self._consumed.get(task_id, FIRST_ITEM - 1) >= needed
+    def _untaken(self, task_id: bytes) -> int:
+        return self._sent.get(task_id, FIRST_ITEM - 1) - self._consumed.get(task_id, FIRST_ITEM - 1)
 
-    def _pause(self, task_id: bytes, needed: int):
+    def _has_room(self, task_id: bytes, backpressure: int) -> bool:
+        """Whether the stream may produce its next value: fewer than `backpressure`
+        of its own values untaken, and fewer than the actor's cap across all its streams."""
+        if backpressure > 0 and self._untaken(task_id) >= backpressure:
+            return False
+        cap = self.actor_cap
+        return cap <= 0 or sum(self._untaken(t) for t in list(self._sent)) < cap
+
+    def _pause(self, task_id: bytes, backpressure: int):
         with self._changed:
-            while not self._caught_up(task_id, needed):
+            while not self._has_room(task_id, backpressure):
                 self._changed.wait(PAUSE_CHECK_S)  # a cancel interrupts this thread
 
     def _error(self, exc: BaseException, name: str):

@@ -446,6 +446,10 @@ class TaskSubmitter:
         spec = self.lineage.spec_for(object_id)
         if spec is None:
             return False
+        if not isinstance(spec, TaskSpec):  # an actor call's output (actor_submitter.py)
+            return self.core.actor_submitter.reconstruct(
+                spec, object_id, lambda: self._reconstruct_lost_arguments(spec, depth)
+            )
         with self.lock:
             if spec.state != "done":
                 return True  # already being recomputed: the caller waits for it
@@ -461,13 +465,16 @@ class TaskSubmitter:
             spec.name,
             spec.reconstructions,
         )
-        for ref in spec.top_refs:
-            if depth < MAX_RECONSTRUCTION_DEPTH and self._lost(ref._id):
-                self.reconstruct(ref._id, depth + 1)
+        self._reconstruct_lost_arguments(spec, depth)
         for oid in spec.return_ids:
             self.core.memory_store.delete(oid)  # gets wait for the new copies
         when_resolved(self.core, spec.top_refs, lambda *r: self._enqueue(spec, *r))
         return True
+
+    def _reconstruct_lost_arguments(self, spec, depth: int):
+        for ref in spec.top_refs:
+            if depth < MAX_RECONSTRUCTION_DEPTH and self._lost(ref._id):
+                self.reconstruct(ref._id, depth + 1)
 
     def _lost(self, object_id: bytes) -> bool:
         """Whether an argument we own in shared memory has no copy left anywhere."""

@@ -63,6 +63,7 @@ class Actor:
     num_restarts: int = 0
     death_cause: str = ""
     error: bytes = b""
+    error_text: str = ""  # the constructor's error with its traceback, for the state API
     no_restart: bool = False
     subscribers: list[object] = field(default_factory=list)
 
@@ -104,11 +105,14 @@ class ActorManager:
         self.by_lease[lease_id] = actor_id
         return [StartActor(actor_id, worker_id, actor.num_restarts)]
 
-    def started(self, actor_id: bytes, ok: bool, error: bytes = b"") -> list[Instruction]:
+    def started(
+        self, actor_id: bytes, ok: bool, error: bytes = b"", error_text: str = ""
+    ) -> list[Instruction]:
         actor = self.actors.get(actor_id)
         if actor is None or actor.state == DEAD:
             return []
         if not ok:
+            actor.error_text = error_text
             return self._die(
                 actor, "the actor's constructor raised an exception", error, stop_worker=True
             )

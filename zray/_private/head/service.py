@@ -154,19 +154,26 @@ class HeadService(PlacementGroupHandlers, StateQueries):
             "driver_id": msg.driver_id,
             "pid": msg.pid,
             "namespace": msg.namespace,
+            "metadata": msg.metadata,
+            "default_actor_lifetime": msg.default_actor_lifetime,
             "start": time.time(),
             "alive": True,
             "address": self.endpoint.peers.get(identity, ""),
         }
         self.tables.job(job_id, self.jobs[job_id])
-        self.endpoint.reply(identity, P.JobRegistered(job_id, msg.namespace), seq)
+        self.endpoint.reply(
+            identity, P.JobRegistered(job_id, msg.namespace, msg.default_actor_lifetime), seq
+        )
 
     def on_GetJobInfo(self, identity, msg: P.GetJobInfo, seq):
         job = self.jobs.get(msg.job_id)
         if job is None:
             self.endpoint.reply(identity, P.Error("ValueError", f"no job {msg.job_id.hex()}"), seq)
         else:
-            self.endpoint.reply(identity, P.JobRegistered(msg.job_id, job["namespace"]), seq)
+            lifetime = job.get("default_actor_lifetime", "non_detached")
+            self.endpoint.reply(
+                identity, P.JobRegistered(msg.job_id, job["namespace"], lifetime), seq
+            )
 
     def on_UnregisterJob(self, identity, msg: P.UnregisterJob, seq):
         job = self.jobs.get(msg.job_id)
@@ -196,7 +203,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
 
     def on_ActorStarted(self, identity, msg: P.ActorStarted, seq, payload):
         error = payload[0].bytes if (not msg.ok and payload) else b""
-        self._actor_instructions(self.actors.started(msg.actor_id, msg.ok, error))
+        self._actor_instructions(self.actors.started(msg.actor_id, msg.ok, error, msg.error_text))
 
     def on_SubscribeActor(self, identity, msg: P.SubscribeActor, seq):
         self._actor_instructions(self.actors.subscribe(msg.actor_id, identity))

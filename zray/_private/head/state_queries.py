@@ -140,7 +140,7 @@ class StateQueries:
                     "error_type": None,
                     "start_time": ms(job["start"]),
                     "end_time": ms(job.get("end", 0.0)) or None,
-                    "metadata": {},
+                    "metadata": dict(job.get("metadata") or {}),
                     "runtime_env": {},
                     "driver_agent_http_address": None,
                     "driver_node_id": node.node_id.hex() if node is not None else None,
@@ -197,7 +197,8 @@ def _group_hex(group: str) -> str | None:
 def _death_cause(actor: A.Actor) -> dict:
     spec = actor.spec
     context = {
-        "error_message": actor.death_cause,
+        # Ray's message for a constructor that raised carries its traceback.
+        "error_message": actor.error_text or actor.death_cause,
         "actor_id": actor.actor_id.hex(),
         "class_name": spec.get("class_name", ""),
         "name": spec.get("name") or "",

@@ -129,6 +129,7 @@ class HeadTables:
                 "num_restarts": actor.num_restarts,
                 "death_cause": actor.death_cause,
                 "error": actor.error,
+                "error_text": actor.error_text,
                 "no_restart": actor.no_restart,
             }
         )

@@ -40,7 +40,7 @@ from zray._private.wire.transport import (
 )
 from zray._private.node.envs import NodeEnvs
 from zray._private.node.worker_pool import WorkerPool
-from zray._private.node import log_files, worker_table
+from zray._private.node import dashboard_process, log_files, metrics_hooks, worker_table
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,10 @@ class NodeOptions:
     token: str = ""
     encrypt: bool = False
     embedded_by: int = 0  # pid of the driver that started us; we stop when it dies
+    # The web dashboard, head node only (zray.dashboard; dashboard_process.py starts it).
+    include_dashboard: bool | None = False  # None: Ray's default, on unless its port is taken
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int | None = None  # None: 8265 or the next free one
     node_death_timeout_s: float = config.node_death_timeout_s
     metrics_export_port: int = config.metrics_export_port  # -1: none
 
@@ -95,6 +99,18 @@ def default_resources(opts: NodeOptions) -> tuple[dict, int]:
     return resources, store
 
 
+def host_memory() -> dict:
+    """This machine's memory and CPU use, for the dashboard's node table."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    return {
+        "total": memory.total,
+        "used": memory.total - memory.available,
+        "cpu_percent": psutil.cpu_percent(interval=None),
+    }
+
+
 def worker_limit_message(limit: S.WorkerLimitReached, cpus: int) -> str:
     return (
         f"This node reached its limit of {limit.limit} worker processes (num_cpus {cpus} + "
@@ -110,15 +126,21 @@ def worker_limit_message(limit: S.WorkerLimitReached, cpus: int) -> str:
 class NodeDaemon:
     def __init__(self, opts: NodeOptions):
         self.opts = opts
+        self.dashboard = None
+        # The dashboard's port first, before anything that would need undoing: a taken port
+        # fails the start with the session and its log kept for the starter to show.
+        dashboard_socket = None
+        if opts.head and opts.include_dashboard is not False:
+            try:
+                dashboard_socket = dashboard_process.bind(opts.dashboard_host, opts.dashboard_port)
+            except dashboard_process.DashboardPortError as exc:
+                if opts.include_dashboard:  # asked for outright: as Ray, a failure to start
+                    raise
+                logger.error("starting without a dashboard: %s", exc)  # Ray's default too
         self.node_id = random_id(NODE_ID_SIZE)
         self.session_dir = opts.session_dir
-        # First: a port in use fails here, before anything exists that would need undoing.
-        self.metrics = None
-        if opts.metrics_export_port >= 0:
-            # Imported only here: prometheus-client and psutil cost the daemon's start ~20 ms.
-            from zray._private.node import metrics_export
-
-            self.metrics = metrics_export.start(self, opts.metrics_export_port)
+        # Its metrics port too: one in use fails here, before anything needing undoing exists.
+        self.metrics = metrics_hooks.start_export(self, opts.metrics_export_port)
         self.resources, self.store_capacity = default_resources(opts)
         units = R.to_units(self.resources)
         self.ctx = new_context()
@@ -225,6 +247,16 @@ class NodeDaemon:
         self._prefaulted = 0  # pre-fault requested up to here
         self._prefault_done = 0  # pages allocated up to here
         self._prefault_lock = threading.Lock()
+        if dashboard_socket is not None:
+            self.dashboard = dashboard_process.prepare(
+                dashboard_socket,
+                self.opts.dashboard_host,
+                self.opts.node_ip,
+                self.session_dir,
+                self.head_address,
+                self.creds,
+                os.path.join(self.session_dir, "logs", "dashboard.log"),
+            )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -296,16 +328,22 @@ class NodeDaemon:
             "pid": os.getpid(),
             "metrics_export_port": self.metrics.port if self.metrics else -1,
             "node_ip": self.opts.node_ip,
+            "dashboard_address": self.dashboard.address if self.dashboard else "",
         }
 
     def run(self):
-        poller = zmq.Poller()
+        poller = self.poller = zmq.Poller()
         poller.register(self.endpoint.inbox, zmq.POLLIN)
         if self.head:
             poller.register(self.head.endpoint.inbox, zmq.POLLIN)
         poller.register(self.pool.fd, zmq.POLLIN)
         poller.register(self.spiller.io.fd, zmq.POLLIN)
         poller.register(self.envs.fd, zmq.POLLIN)
+        if self.dashboard is not None:
+            if self.opts.embedded_by:
+                poller.register(self.dashboard.fd, zmq.POLLIN)  # started on demand
+            else:
+                self.dashboard.spawn()  # `zray start` just printed its URL to open
         monitors = [e for e in (self.endpoint, self.head and self.head.endpoint) if e]
         for endpoint in monitors:
             poller.register(endpoint.monitor, zmq.POLLIN)
@@ -329,6 +367,9 @@ class NodeDaemon:
                         logger.exception("error handling spill I/O completions")
                 if self.envs.fd in events:
                     self.envs.on_ready()
+                if self.dashboard is not None and self.dashboard.fd in events:
+                    poller.unregister(self.dashboard.fd)  # the dashboard accepts from now on
+                    self.dashboard.spawn()
                 now = time.monotonic()
                 if now >= self._next_timers:  # timers are not worth running per message
                     self._next_timers = now + 0.005
@@ -403,6 +444,8 @@ class NodeDaemon:
         )
 
     def _check_clients(self):
+        if self.dashboard is not None and self.dashboard.exited():
+            self.poller.register(self.dashboard.fd, zmq.POLLIN)  # started again on demand
         for identity, client in list(self.clients.items()):
             if client.kind == "driver" and not session._pid_alive(client.pid):
                 self._on_client_exit(identity)
@@ -415,6 +458,8 @@ class NodeDaemon:
             return
         self._shut = True
         self.running = False
+        if self.dashboard is not None:
+            self.dashboard.stop()
         try:
             if self.head:  # first: a slow worker shutdown may end in our SIGKILL
                 try:
@@ -839,6 +884,7 @@ class NodeDaemon:
             "spill": self.spiller.stats(),
             "clients": len(self.clients),
             "workers": len(self.pool.pids),
+            "host": host_memory(),
             "dropped_messages": self.endpoint.dropped,
             "auth_rejected": self.endpoint.rejected,
             "view": {
@@ -867,10 +913,6 @@ class NodeDaemon:
     def on_return_bundles(self, identity, msg: P.ReturnBundles, seq):
         self.resources_dirty = True
         self._dispatch(self.scheduler.return_bundles(msg.pg_id, msg.indices))
-
-    def on_metrics_report(self, identity, msg: P.MetricsReport, seq):
-        if self.metrics is not None:  # else nobody asked for metrics: drop it
-            self.metrics.on_report(identity, msg.metrics, msg.tasks)
 
     def on_shutdown_node(self, identity, msg: P.ShutdownNode, seq):
         logger.info("shutdown requested: %s", msg.reason)
@@ -904,7 +946,7 @@ class NodeDaemon:
         P.GetNodeStats: on_get_node_stats,
         P.GetMemoryReport: on_get_memory_report,
         P.GetStateTable: worker_table.on_get_state_table,
-        P.MetricsReport: on_metrics_report,
+        P.MetricsReport: metrics_hooks.on_metrics_report,
         P.ListLogs: log_files.on_list_logs,
         P.ReadLog: log_files.on_read_log,
     }

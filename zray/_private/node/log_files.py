@@ -1,78 +1,85 @@
-"""A node's log files (its <session>/logs: `node.log`, each worker's `worker-*.out|err`) for
-`zray logs` and `zray.util.state.list_logs/get_log`, which may ask from any machine.
-
-Answers run in the node's loop, so each reads at most `MAX_READ` bytes from the page cache;
-an asker wanting more (a whole file, or following one) asks again from where it got to.
+"""A node's log files (`ListLogs` / `ReadLog`), for the dashboard's logs page, `zray logs` and
+`zray.util.state.list_logs/get_log`, which may ask from any machine: its `<session>/logs/`
+(node.log, dashboard.log, the workers' `worker-<id>-ffffffff-<pid>.out|err`; names in
+zray/_private/common/log_names.py). Only names the listing holds are read, so no request
+reaches outside the directory, and each answer is bounded, so a read costs the node's loop one
+short local file read; an asker wanting more (a whole file, or following one) asks again from
+where it got to.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
 
 from zray._private.wire import protocol as P
 
-MAX_READ = 1 << 20
-_TAIL_BLOCK = 64 * 1024
+TAIL_BYTES = 64 * 1024  # what a first look at a file shows: its end
+CHUNK_BYTES = 256 * 1024  # most one poll of a live tail returns
+MAX_FILES = 10_000
 
 
-def logs_dir(session_dir: str) -> str:
-    return os.path.join(session_dir, "logs")
+def listing(session_dir: str, limit: int = MAX_FILES) -> list:
+    """[[name, size, mtime], ...] of the files in the node's log directory, by name."""
+    directory = os.path.join(session_dir, "logs")
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    files = []
+    for name in names[: max(0, min(limit, MAX_FILES))]:
+        try:
+            info = os.stat(os.path.join(directory, name))
+        except OSError:
+            continue
+        if os.path.isfile(os.path.join(directory, name)):
+            files.append([name, info.st_size, info.st_mtime])
+    return files
+
+
+def read(session_dir: str, name: str, offset: int, max_bytes: int = CHUNK_BYTES) -> dict | None:
+    """{"data": bytes, "offset": where the next read continues, "size", "truncated"}: from
+    `offset`, or the last TAIL_BYTES (from a line start) when offset < 0; a file now shorter
+    than `offset` (replaced) is read from its start. None for a name the directory lacks."""
+    directory = os.path.join(session_dir, "logs")
+    if not _bare_name(name):
+        return None
+    try:
+        if name not in os.listdir(directory):
+            return None
+        with open(os.path.join(directory, name), "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if offset < 0:
+                start = max(0, size - TAIL_BYTES)
+            else:
+                start = offset if offset <= size else 0
+            f.seek(start)
+            data = f.read(max(0, min(max_bytes, CHUNK_BYTES)))
+    except OSError:
+        return None
+    end = start + len(data)
+    if offset < 0 and start > 0:
+        data = data.partition(b"\n")[2]  # begin on a whole line
+    return {"data": data, "offset": end, "size": size, "truncated": offset < 0 and start > 0}
 
 
 def on_list_logs(node, identity: bytes, msg: P.ListLogs, seq: int) -> None:
-    try:
-        names = os.listdir(logs_dir(node.session_dir))
-    except OSError:
-        names = []
-    pattern = msg.glob or "*"
-    files = sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
-    node.endpoint.reply(identity, P.LogList(files), seq)
+    node.endpoint.reply(identity, P.LogList(listing(node.session_dir, msg.limit)), seq)
 
 
 def on_read_log(node, identity: bytes, msg: P.ReadLog, seq: int) -> None:
-    name = msg.filename
-    if not name or "/" in name or name in (".", ".."):
-        node.endpoint.reply(identity, P.Error("ValueError", f"bad log file name {name!r}"), seq)
+    if not _bare_name(msg.name):
+        reply = P.Error("ValueError", f"bad log file name {msg.name!r}: a bare file name only")
+        node.endpoint.reply(identity, reply, seq)
         return
-    path = os.path.join(logs_dir(node.session_dir), name)
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            offset = msg.offset if msg.offset >= 0 else _tail_start(f, size, msg.tail_lines)
-            f.seek(min(offset, size))
-            data = f.read(min(MAX_READ, max(0, size - offset)))
-    except FileNotFoundError:
-        node.endpoint.reply(
-            identity, P.Error("FileNotFoundError", f"no log file {name!r} on this node"), seq
+    found = read(node.session_dir, msg.name, msg.offset, msg.max_bytes)
+    if found is None:
+        reply = P.Error("FileNotFound", f"this node has no log file {msg.name!r}")
+    else:
+        reply = P.LogChunk(
+            msg.name, found["data"], found["offset"], found["size"], found["truncated"]
         )
-        return
-    except OSError as exc:
-        node.endpoint.reply(identity, P.Error("OSError", f"{name}: {exc.strerror}"), seq)
-        return
-    node.endpoint.reply(identity, P.LogData(min(offset, size), size, data), seq)
+    node.endpoint.reply(identity, reply, seq)
 
 
-def _tail_start(f, size: int, lines: int) -> int:
-    """Where the last `lines` lines of the file start (0 for -1, or if it has fewer); reads
-    backwards at most MAX_READ bytes, so a huge last line is cut to its end."""
-    if lines < 0 or size == 0:
-        return 0
-    if lines == 0:
-        return size
-    end = size
-    f.seek(size - 1)
-    if f.read(1) == b"\n":
-        end -= 1  # the final newline ends the last line; it starts no new one
-    position, seen = end, 0
-    while position > 0 and size - position < MAX_READ:
-        step = min(_TAIL_BLOCK, position)
-        f.seek(position - step)
-        block = f.read(step)
-        for index in range(len(block) - 1, -1, -1):
-            if block[index] == 10:
-                seen += 1
-                if seen == lines:
-                    return position - step + index + 1
-        position -= step
-    return max(position, size - MAX_READ)
+def _bare_name(name) -> bool:
+    return isinstance(name, str) and "/" not in name and name not in ("", ".", "..")

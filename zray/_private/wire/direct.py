@@ -433,6 +433,11 @@ class Channels:
                     connection = self._by_address[address] = self._open(address)
         return connection
 
+    def opened(self, address: str):
+        """The open connection to `address`, if one was opened (None otherwise)."""
+        connection = self._by_address.get(address)
+        return connection if isinstance(connection, Connection) else None
+
     def _open(self, address: str):
         path = direct_path(address)
         if path is None or not os.path.exists(path):

@@ -162,12 +162,15 @@ class RegisterJob(NamedTuple):
     driver_id: bytes
     namespace: str
     pid: int
+    metadata: dict  # JobConfig.metadata, shown by list_jobs
+    default_actor_lifetime: str  # JobConfig's: "detached" or "non_detached"
 
 
 @message(12)
 class JobRegistered(NamedTuple):
     job_id: bytes
     namespace: str
+    default_actor_lifetime: str
 
 
 @message(13)
@@ -547,6 +550,16 @@ class GetObjectStatus(NamedTuple):
     object_id: bytes
 
 
+@message(190)
+class ReconstructObject(NamedTuple):
+    """Borrower to owner: every copy of the object the borrower was told of is lost. The owner
+    recomputes it from lineage and answers Ok (a new GetObjectStatus then waits for the new
+    copy), or answers Error naming why it cannot (`kind` ObjectLostError, or
+    ObjectReconstructionFailedError with Ray's reason name as `message`)."""
+
+    object_id: bytes
+
+
 @message(64)
 class ObjectStatus(NamedTuple):
     """Owner to borrower. `contained`: the refs inside the value, [object_id, owner_address],
@@ -592,6 +605,7 @@ class ActorStarted(NamedTuple):
     actor_id: bytes
     ok: bool
     nframes: int
+    error_text: str  # the error with its traceback, as text the head can show without unpickling
 
 
 @message(73)
@@ -687,6 +701,7 @@ class PushActorTask(NamedTuple):
     resolved: list
     borrowed: list
     concurrency_group: str
+    generator_backpressure: int  # a streaming call pauses this many values ahead (-1: never)
 
 
 # --------------------------------------------------------------------------- references
@@ -859,36 +874,6 @@ class MetricsReport(NamedTuple):
     tasks: list
 
 
-@message(131)
-class ListLogs(NamedTuple):
-    """`zray logs` and `zray.util.state.list_logs` to a node: its log files whose names match
-    the glob; answered LogList."""
-
-    glob: str
-
-
-@message(132)
-class LogList(NamedTuple):
-    files: list  # names in the node's <session>/logs, sorted
-
-
-@message(133)
-class ReadLog(NamedTuple):
-    """To a node: bytes of one of its log files from `offset`, or (offset < 0) from the start
-    of its last `tail_lines` lines (-1: the whole file); answered LogData, at most 1 MiB."""
-
-    filename: str
-    offset: int
-    tail_lines: int
-
-
-@message(134)
-class LogData(NamedTuple):
-    offset: int  # where `data` starts in the file
-    size: int  # the file's size when read
-    data: bytes
-
-
 # --------------------------------------------------------------------------- state API
 
 
@@ -935,3 +920,110 @@ class GeneratorConsumed(NamedTuple):
 
     task_id: bytes
     position: int
+
+
+# --------------------------------------------------------------------------- Ray Client
+# A ray:// client's connection to the head's client server (zray/util/client/): requests and
+# replies carry a pickled payload; frames above CLIENT_CHUNK_BYTES follow as ClientChunks.
+
+CLIENT_CHUNK_BYTES = 4 * 2**20
+
+
+@message(180)
+class ClientRequest(NamedTuple):
+    """Client to its session: call `op`. `sizes`: the payload's frame sizes, the small ones
+    attached, each larger one in ClientChunks after it. `acked`: every reply below this seq
+    arrived, so the session may forget them (it keeps the others to answer a resend)."""
+
+    seq: int
+    op: str
+    acked: int
+    sizes: list
+
+
+@message(181)
+class ClientReply(NamedTuple):
+    """Session to client: the outcome of request `seq`; `ok` False: the payload is the
+    pickled exception to raise. Frames as in ClientRequest."""
+
+    seq: int
+    ok: bool
+    sizes: list
+
+
+@message(182)
+class ClientChunk(NamedTuple):
+    """One piece of a large frame of request or reply `seq`: `frame` is its index in the
+    payload, `offset` where this piece starts; the piece is the single payload frame."""
+
+    seq: int
+    frame: int
+    offset: int
+
+
+@message(183)
+class ClientHeartbeat(NamedTuple):
+    """Client to the client server each second, answered at once: the session stays while they
+    arrive (and for the reconnect grace period after the last). A session process sends one
+    when it is ready for requests."""
+
+    acked: int
+
+
+@message(184)
+class ClientSessionEnded(NamedTuple):
+    """Client server to a client whose session does not exist (ended, or its grace period
+    passed), or to a session process: end now."""
+
+    reason: str
+
+
+@message(185)
+class ClientLogLines(NamedTuple):
+    """Session to client (one-way): lines a task or actor printed, as LogLines to a driver."""
+
+    stream: str
+    prefix: str
+    lines: list
+
+
+# --------------------------------------------------------------------------- log files
+# The dashboard's logs page, `zray logs` and zray.util.state.list_logs/get_log, from any
+# machine, to the node whose log files they want (zray/_private/node/log_files.py).
+
+
+@message(140)
+class ListLogs(NamedTuple):
+    """To a node: its log files, at most `limit`; answered LogList."""
+
+    limit: int
+
+
+@message(141)
+class LogList(NamedTuple):
+    """Node to the asker: [[name, size, mtime], ...] of `<session>/logs/`, by name."""
+
+    files: list
+
+
+@message(142)
+class ReadLog(NamedTuple):
+    """To a node: up to `max_bytes` (at most 256 KiB) of log file `name` from
+    `offset`, or its last 64 KiB when `offset` < 0; answered LogChunk, or Error(FileNotFound)
+    for a name the node's log directory does not hold."""
+
+    name: str
+    offset: int
+    max_bytes: int
+
+
+@message(143)
+class LogChunk(NamedTuple):
+    """Node to the asker: `data` read; `offset` is where the next read continues, `size`
+    the file's size, `truncated` whether a tail left the file's beginning out."""
+
+    name: str
+    data: bytes
+    offset: int
+    size: int
+    truncated: bool

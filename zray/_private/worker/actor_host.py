@@ -60,6 +60,8 @@ class ActorHost:
         self.placement_group = start.spec.get("placement_group", "")  # as PushTask's
         self.is_async = bool(start.spec.get("is_async"))
         self.concurrency_groups = dict(start.spec.get("concurrency_groups") or {})
+        cap = start.spec.get("generator_backpressure")
+        self.core.producer.actor_cap = -1 if cap is None else cap  # across all its streams
         self.loop = None
         self.pools: tuple = ()  # every CallPool, for the executor's stall checks
         self._pool_of: dict = {}  # concurrency group ("" default) -> CallPool
@@ -102,7 +104,9 @@ class ActorHost:
             frames = [meta] + [bytes(b) for b in buffers]
         core.endpoint.send(
             core.head_address,
-            P.ActorStarted(self.actor_id, error is None, len(frames)),
+            P.ActorStarted(
+                self.actor_id, error is None, len(frames), _error_text(error) if error else ""
+            ),
             payload=frames,
         )
         return error is None
@@ -191,7 +195,13 @@ class ActorHost:
             if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
                 result = asyncio.run(_awaited(result))
             if msg.num_returns == P.STREAMING:
-                core.producer.run(msg.task_id, msg.owner_address, context.name, iter(result), -1)
+                core.producer.run(
+                    msg.task_id,
+                    msg.owner_address,
+                    context.name,
+                    iter(result),
+                    msg.generator_backpressure,
+                )
                 result = None  # the completion
             values, is_error = (
                 self.executor.split_returns(result, fixed_returns(msg.num_returns), msg.method),
@@ -294,10 +304,16 @@ class ActorHost:
                     name = f"{self.class_name}.{msg.method}"
                     if inspect.isasyncgen(result):
                         await core.producer.run_async(
-                            msg.task_id, msg.owner_address, name, result, -1
+                            msg.task_id, msg.owner_address, name, result, msg.generator_backpressure
                         )
                     else:
-                        core.producer.run(msg.task_id, msg.owner_address, name, iter(result), -1)
+                        core.producer.run(
+                            msg.task_id,
+                            msg.owner_address,
+                            name,
+                            iter(result),
+                            msg.generator_backpressure,
+                        )
                     result = None  # the completion
                 values = self.executor.split_returns(
                     result, fixed_returns(msg.num_returns), msg.method
@@ -381,3 +397,15 @@ def _safe_repr(instance, fallback: str) -> str:
     except Exception:
         return fallback
     return text if len(text) < 200 else text[:197] + "..."
+
+
+ERROR_TEXT_LIMIT = 64 * 1024  # the state API and dashboard show it; a huge repr stays bounded
+
+
+def _error_text(error) -> str:
+    """What the state API shows as the actor's death cause: the error and its traceback."""
+    try:
+        text = str(error)
+    except Exception as exc:  # a user exception whose __str__ fails still leaves a trace
+        text = f"{type(error).__name__} (its message could not be shown: {exc!r})"
+    return text if len(text) <= ERROR_TEXT_LIMIT else "...\n" + text[-ERROR_TEXT_LIMIT:]

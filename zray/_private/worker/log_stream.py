@@ -3,7 +3,8 @@
 File descriptors 1 and 2 are replaced by pipes, so output of C extensions and subprocesses is
 caught too. A reader thread per stream batches complete lines and sends them to the node, which
 relays them to the drivers. Every byte also goes to the worker's file in the session's logs
-directory (`worker-<id>-ffffffff-<pid>.out|err`, Ray's names), for `zray logs`.
+directory (`worker-<id>-ffffffff-<pid>.out|err`, Ray's names), for `zray logs` and the
+dashboard.
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ def start_forwarding(streams: dict, core, pid: int):
 
 
 def _open_log_file(core, stream: str, pid: int) -> int:
-    """The worker's log file of `stream` (-1 if it cannot be created: output still reaches the
-    driver)."""
+    """The worker's log file of `stream`, for `zray logs` and the dashboard's logs page: drivers
+    only see lines while they run, a file keeps them. Created at the worker's start, as Ray's,
+    so a worker that printed nothing still has one. -1 if it cannot be created: output still
+    reaches the driver."""
     from zray._private.common.log_names import worker_log_name
 
     path = os.path.join(core.session_dir, "logs", worker_log_name(core.worker_id, pid, stream))

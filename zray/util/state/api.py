@@ -96,6 +96,13 @@ class StateApiClient:
     def __init__(self, address: Optional[str] = None, cookies=None, headers=None):
         self._connection = _transport.Connection(address)
 
+    @classmethod
+    def _over(cls, connection) -> "StateApiClient":
+        """A client asking through `connection` (the dashboard's long-lived one)."""
+        client = cls.__new__(cls)
+        client._connection = connection
+        return client
+
     # ------------------------------------------------------------------ Ray's methods
 
     def list(

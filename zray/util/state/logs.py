@@ -6,6 +6,7 @@ are reachable from any other, as through Ray's dashboard agents.
 from __future__ import annotations
 
 import codecs
+import fnmatch
 import re
 import time
 from typing import Dict, Generator, List, Optional
@@ -16,6 +17,9 @@ from zray.util.state._transport import Connection
 from zray.util.state.exception import RayStateApiException
 
 DEFAULT_RPC_TIMEOUT = 30
+CHUNK_BYTES = 256 * 1024  # most a node answers to one ReadLog
+MAX_TAIL_BYTES = 1 << 20  # how far back from its end a file is searched for its last lines
+MAX_FILES = 10_000  # most names one node lists
 FOLLOW_INTERVAL_S = 0.5
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -102,12 +106,10 @@ def get_log(
 
 def _read(conn, node, filename, follow, tail, timeout, encoding, errors, interval, strip_ansi):
     decoder = codecs.getincrementaldecoder(encoding or "utf-8")(errors or "strict")
-    offset, tail_lines = -1, tail
+    offset = 0 if tail < 0 else _tail_start(conn, node, filename, tail, timeout)
     while True:
-        reply = _ask(conn, node, P.ReadLog(filename, offset, tail_lines), timeout)
-        if not isinstance(reply, P.LogData):
-            raise RayStateApiException(f"unexpected answer {type(reply).__name__}")
-        offset = reply.offset + len(reply.data)
+        reply = _read_chunk(conn, node, filename, offset, timeout)
+        offset = reply.offset
         text = decoder.decode(reply.data)
         if text:
             yield _ANSI.sub("", text) if strip_ansi else text
@@ -116,6 +118,38 @@ def _read(conn, node, filename, follow, tail, timeout, encoding, errors, interva
         if not follow:
             return
         time.sleep(interval or FOLLOW_INTERVAL_S)
+
+
+def _read_chunk(conn, node, filename: str, offset: int, timeout: float) -> P.LogChunk:
+    reply = _ask(conn, node, P.ReadLog(filename, offset, CHUNK_BYTES), timeout)
+    if not isinstance(reply, P.LogChunk):
+        raise RayStateApiException(f"unexpected answer {type(reply).__name__}")
+    return reply
+
+
+def _tail_start(conn, node, filename: str, lines: int, timeout: float) -> int:
+    """Where the file's last `lines` lines start. The node's first answer, its end, holds them
+    unless the lines are long; else blocks before it are read backwards, at most
+    MAX_TAIL_BYTES, so a huge last line is cut to its end."""
+    reply = _read_chunk(conn, node, filename, -1, timeout)
+    size, end = reply.size, reply.offset
+    if lines == 0:
+        return size
+    block, start = reply.data, reply.offset - len(reply.data)
+    seen = 0
+    while True:
+        index = len(block)
+        while (index := block.rfind(b"\n", 0, index)) >= 0:
+            if start + index == size - 1:
+                continue  # the newline ending the file ends the last line; it starts none
+            seen += 1
+            if seen == lines:
+                return start + index + 1
+        if start <= 0 or end - start >= MAX_TAIL_BYTES:
+            return max(start, 0)
+        step = min(CHUNK_BYTES, start)
+        block = _read_chunk(conn, node, filename, start - step, timeout).data[:step]
+        start -= step
 
 
 def _ask(conn, node: dict, msg, timeout: float):
@@ -153,19 +187,21 @@ def _node(conn, node_id, node_ip, timeout: float) -> dict:
 
 
 def _list(conn, node: dict, glob: str, timeout: float) -> list:
-    return _ask(conn, node, P.ListLogs(glob), timeout).files
+    return _matching(_ask(conn, node, P.ListLogs(MAX_FILES), timeout), glob)
+
+
+def _matching(reply, glob: str) -> list:
+    """The names in a node's LogList that match `glob` (none from a node that failed)."""
+    if not isinstance(reply, P.LogList):
+        return []
+    return [name for name, _size, _mtime in reply.files if fnmatch.fnmatchcase(name, glob)]
 
 
 def _unique(conn, nodes, glob: str, timeout: float) -> tuple:
     """The one (node, file) matching `glob` among `nodes` (default: every live node)."""
     nodes = nodes or _nodes(conn, timeout)
-    replies = conn.gather([(n["_address"], P.ListLogs(glob)) for n in nodes], timeout)
-    found = [
-        (node, name)
-        for node, reply in zip(nodes, replies)
-        if isinstance(reply, P.LogList)
-        for name in reply.files
-    ]
+    replies = conn.gather([(n["_address"], P.ListLogs(MAX_FILES)) for n in nodes], timeout)
+    found = [(node, name) for node, reply in zip(nodes, replies) for name in _matching(reply, glob)]
     if len(found) != 1:
         where = ", ".join(f"{n['node_id'][:8]}:{name}" for n, name in found)
         raise RayStateApiException(

@@ -1,0 +1,5 @@
+import sys
+
+from zray.util.client.server.proxier import main
+
+sys.exit(main())
