@@ -32,6 +32,7 @@ def call(**fields) -> P.PushActorTask:
         nbuffers=0,
         resolved=[],
         borrowed=[],
+        attempt=0,
     )
     values.update(fields)
     return P.PushActorTask(**values)
@@ -126,7 +127,7 @@ def not_a_call(draw, actor_id: bytes):
                 P.StartActor(actor_id, {"class_id": b"x"}, 0, [], 0),
                 P.TaskDone(b"t" * 24, [], 0, []),
                 P.PushTask(
-                    b"t" * 24, b"f" * 20, "f", 1, OWNER, 1, 0, [], [], {"CPU": 1.0}, [], "", -1
+                    b"t" * 24, b"f" * 20, "f", 1, OWNER, 1, 0, [], [], {"CPU": 1.0}, [], "", -1, 0
                 ),
                 P.Hello(OWNER),
                 P.KillWorker(b"w" * 28),

@@ -117,7 +117,7 @@ def test_a_retried_inline_task_is_queued_for_a_lease_again():
     submitter = TaskSubmitter(core)
     (task,) = queued(submitter, spec(6))
     assert submitter.take_inline(task.return_ids[0], CPU1) is task
-    submitter._retry(task)
+    submitter._retry(task, RuntimeError("its worker died"))
     assert (task.state, task.inline) == ("queued", False)
     assert list(submitter.shapes[task.key].tasks) == [task]
     assert submitter.take_inline(task.return_ids[0], CPU1) is task

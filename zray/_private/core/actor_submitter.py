@@ -28,7 +28,9 @@ from zray._private.core.dependencies import (
     too_large_error,
     when_resolved,
 )
+from zray._private.core.memory_store import KIND_ERROR
 from zray._private.core.serialization import deserialize
+from zray._private.common import task_states as TS
 
 
 KILLED_CAUSE = "The actor is dead because it was killed by `ray.kill`."  # Ray's words
@@ -53,6 +55,10 @@ class ActorCall:
     args_failed: bool = False
     failed_entry: object = None
     cancelled: bool = False
+    events: bool = False  # records task events (task_events.py)
+    parent_task_id: bytes = b""
+    attempt: int = 0  # sent again to a restarted actor: one more
+    sent: bool = False
 
     @property
     def pinned_ids(self) -> list:
@@ -209,6 +215,13 @@ class ActorSubmitter:
         core.note_submitted(call.task_id)
         with self.lock:
             record = self.actors[actor_id]
+            if call.events:
+                name = f"{record.class_name}.{call.method}"
+                core.task_events.submitted(
+                    call.task_id,
+                    0,
+                    (TS.ACTOR_TASK, name, name, actor_id, call.parent_task_id, {}, "", ""),
+                )
             self.calls[call.task_id] = (record, call)
             failed = record.order.submit(call)  # an actor already dead fails it at once
             if failed:
@@ -239,6 +252,8 @@ class ActorSubmitter:
             if call.pushed_to:  # sent before, to a worker that died: sent again or failed now
                 self._lost(call)
             if type(ins) is O.Send:
+                if call.events:
+                    self._record_sent(record, call)
                 if call.borrowed:
                     call.pushed_to = ins.address
                     self.core.register_borrower(ins.address, call.borrowed)
@@ -255,6 +270,7 @@ class ActorSubmitter:
                             call.resolved,
                             call.borrowed,
                             call.concurrency_group,
+                            call.attempt if call.events else -1,
                         ),
                         call.frames + call.resolved_frames,
                     )
@@ -284,6 +300,24 @@ class ActorSubmitter:
         if pushes:
             self._send_lock.acquire()
         return pushes, failures
+
+    def _record_sent(self, record: ActorRecord, call: ActorCall):
+        events = self.core.task_events
+        if call.sent:  # its actor's worker died with it: the attempt failed, this is the next
+            events.ended(
+                call.task_id,
+                call.attempt,
+                X.ActorDiedError(
+                    {
+                        "actor_id": record.actor_id,
+                        "class_name": record.class_name,
+                        "error_message": "The actor's worker died while running this call.",
+                    }
+                ),
+            )
+            call.attempt += 1
+        call.sent = True
+        events.state(call.task_id, call.attempt, TS.SUBMITTED_TO_WORKER)
 
     def _carry_out(self, decided: tuple[list, list]):
         """Makes the pushes `_decide` returned, in order, then fails its failures (whose
@@ -357,6 +391,13 @@ class ActorSubmitter:
     def _finish(self, call: ActorCall, entries, contained=None):
         if self.calls.pop(call.task_id, None) is None:
             return
+        if call.events:
+            first = entries[0][1] if entries else None  # an error is every return's
+            self.core.task_events.ended(
+                call.task_id,
+                call.attempt,
+                first if first is not None and first.kind == KIND_ERROR else None,
+            )
         store_results(self.core, entries, call.pinned_ids, contained)
 
     def state_of(self, actor_id: bytes) -> str:

@@ -21,6 +21,7 @@ from zray._fast import TASK_ID_SIZE, MessageTooLarge
 from zray._private.wire import protocol as P
 from zray._private.common import runtime_env as RE
 from zray._private.common import resources as R
+from zray._private.common import task_states as TS
 from zray._private.core.dependencies import (
     borrowed_by_call,
     error_entry,
@@ -67,10 +68,19 @@ class TaskSpec:
     args_released: bool = False  # its arguments were let go when it first finished
     borrowed: list = field(default_factory=list)  # what the executing worker will hold
     runtime_env: str = ""  # canonical (runtime_env.dumps); "" for the default env
+    func_name: str = ""  # Ray's func_or_class_name, for task events
+    parent_task_id: bytes = b""
+    events: bool = False  # records task events (task_events.py)
 
     @property
     def pinned_ids(self) -> list:
         return [ref._id for ref in self.top_refs] + [oid for oid, _ in self.nested]
+
+    @property
+    def event_attempt(self) -> int:
+        """The attempt number task events give this run: retries and reconstructions both
+        count, as Ray numbers them."""
+        return self.attempt + self.reconstructions if self.events else -1
 
 
 @dataclass(eq=False)
@@ -85,6 +95,7 @@ class LeaseState:
     single_use: bool = False  # SPREAD: one task per lease, or reuse would pile them on one node
     used: bool = False
     gpu_ids: list = field(default_factory=list)
+    node_id: bytes = b""
 
 
 @dataclass(eq=False)
@@ -113,9 +124,27 @@ class TaskSubmitter:
             core.refs.add_owned(oid)
         core.refs.pin(spec.pinned_ids)
         core.note_submitted(spec.task_id)
+        if spec.events:
+            self._record_submitted(spec)
         with self.lock:
             self.tasks[spec.task_id] = spec
         when_resolved(core, spec.top_refs, lambda *r: self._enqueue(spec, *r))
+
+    def _record_submitted(self, spec: TaskSpec):
+        self.core.task_events.submitted(
+            spec.task_id,
+            spec.event_attempt,
+            (
+                TS.NORMAL_TASK,
+                spec.name,
+                spec.func_name,
+                b"",
+                spec.parent_task_id,
+                spec.resources,
+                spec.placement_group,
+                spec.runtime_env,
+            ),
+        )
 
     def _enqueue(self, spec: TaskSpec, resolved, frames, failed_entry):
         """Arguments are ready: queue the task for a lease (or fail it with its argument's
@@ -129,6 +158,10 @@ class TaskSubmitter:
             if spec.cancelled:
                 return
             spec.state = "queued"
+            if spec.events:
+                self.core.task_events.state(
+                    spec.task_id, spec.event_attempt, TS.PENDING_NODE_ASSIGNMENT
+                )
             shape = self.shapes.get(spec.key)
             if shape is None:
                 shape = self.shapes[spec.key] = ShapeQueue()
@@ -207,6 +240,13 @@ class TaskSubmitter:
                     return None
             spec.state, spec.lease_id, spec.inline = "running", 0, True
             self._cancel_surplus_requests(shape)
+            if spec.events:
+                self.core.task_events.state(
+                    spec.task_id,
+                    spec.event_attempt,
+                    TS.SUBMITTED_TO_WORKER,
+                    [self.core.node_id, self.core.worker_id],
+                )
         return spec
 
     def _cancel_surplus_requests(self, shape: ShapeQueue):
@@ -238,6 +278,7 @@ class TaskSubmitter:
             list(self.core.gpu_ids) if spec.resources.get("GPU") else [],
             spec.placement_group,
             spec.generator_backpressure,
+            spec.event_attempt,
         )
         return msg, spec.frames + spec.resolved_frames
 
@@ -291,7 +332,15 @@ class TaskSubmitter:
             lease.gpu_ids,
             spec.placement_group,
             spec.generator_backpressure,
+            spec.event_attempt,
         )
+        if spec.events:
+            self.core.task_events.state(
+                spec.task_id,
+                spec.event_attempt,
+                TS.SUBMITTED_TO_WORKER,
+                [lease.node_id, lease.worker_id],
+            )
         try:
             self.core.push(lease.address, msg, payload=spec.frames + spec.resolved_frames)
         except MessageTooLarge as exc:  # never sent: the lease is free for the next task
@@ -336,6 +385,7 @@ class TaskSubmitter:
                 node_address,
                 single_use=request.strategy == "SPREAD",
                 gpu_ids=reply.gpu_ids,
+                node_id=reply.node_id,
             )
             lease.idle_since = time.monotonic()
             self.leases[lease.lease_id] = lease
@@ -394,7 +444,7 @@ class TaskSubmitter:
             and not spec.cancelled
             and self._should_retry(spec, entries[0][1])
         ):
-            self._retry(spec)
+            self._retry(spec, entries[0][1])
         else:
             self._finish(spec, entries, msg.contained)
         with self.lock:
@@ -412,13 +462,21 @@ class TaskSubmitter:
         cause = getattr(error, "cause", error)
         return isinstance(cause, tuple(spec.retry_exceptions))
 
-    def _retry(self, spec: TaskSpec):
+    def _retry(self, spec: TaskSpec, error):
+        """Runs the task again; its last attempt failed with `error` (an error entry or an
+        exception)."""
+        if spec.events:
+            self.core.task_events.ended(spec.task_id, spec.event_attempt, error)
         spec.attempt += 1
         logger.info(
             "retrying task %s (attempt %d of %d)", spec.name, spec.attempt, spec.max_retries
         )
         with self.lock:
             spec.state, spec.inline = "queued", False
+            if spec.events:
+                self.core.task_events.state(
+                    spec.task_id, spec.event_attempt, TS.PENDING_NODE_ASSIGNMENT
+                )
             shape = self.shapes.setdefault(spec.key, ShapeQueue())
             shape.tasks.append(spec)
             self._pump(spec.key, shape)
@@ -429,6 +487,13 @@ class TaskSubmitter:
                 return
             spec.state = "done"
             self.tasks.pop(spec.task_id, None)
+        if spec.events:
+            first = entries[0][1] if entries else None  # an error is every return's
+            self.core.task_events.ended(
+                spec.task_id,
+                spec.event_attempt,
+                first if first is not None and first.kind == KIND_ERROR else None,
+            )
         if spec.num_returns > 0 and entries and all(e.kind != KIND_ERROR for _, e in entries):
             self.lineage.keep(spec, entries)  # before store_results may free unwanted ones
         pinned = [] if spec.args_released else spec.pinned_ids
@@ -453,6 +518,8 @@ class TaskSubmitter:
             spec.reconstructions += 1
             spec.state, spec.cancelled = "resolving", False
             self.tasks[spec.task_id] = spec
+        if spec.events:
+            self._record_submitted(spec)
         logger.info(
             "recomputing %s: an output of it was lost (reconstruction %d)",
             spec.name,
@@ -509,7 +576,13 @@ class TaskSubmitter:
             if spec.cancelled:
                 self._finish_with_error(spec, X.TaskCancelledError(spec.task_id.hex()))
             elif spec.attempt < spec.max_retries or spec.max_retries < 0:
-                self._retry(spec)
+                self._retry(
+                    spec,
+                    X.WorkerCrashedError(
+                        f"The worker died unexpectedly while executing task {spec.name} "
+                        f"(exit code {msg.exit_code}); it is retried."
+                    ),
+                )
             else:
                 self._finish_with_error(
                     spec,

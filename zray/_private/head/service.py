@@ -12,12 +12,14 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from zray._config import config
 from zray._private.head import actor_manager as A
 from zray._private.wire import protocol as P
 from zray._private.head.placement_service import PlacementGroupHandlers
 from zray._private.head.tables import HeadTables
 from zray._private.head.object_directory import ObjectDirectory
 from zray._private.head.state_queries import StateQueries
+from zray._private.head.task_events import TaskEventTable
 from zray._private.wire.transport import REPLY, Endpoint, Requests
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         self._last_load_broadcast = 0.0
         self._load_changed = False  # a placement group changed some node's resources
         self._init_placement_groups()
+        self.task_events = TaskEventTable(config.task_events_max_num_task_in_gcs)
 
     # ------------------------------------------------------------------ dispatch
 
@@ -245,6 +248,11 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         for node in self.nodes.values():
             if node.alive:
                 self.endpoint.send(node.address, msg)
+
+    def on_AddTaskEvents(self, identity, msg: P.AddTaskEvents, seq):
+        self.task_events.add(msg.node_id, msg.worker_id, msg.pid, msg.events, msg.dropped)
+        if seq:  # the last batch of a process that exits waits for this
+            self.endpoint.reply(identity, P.Ok(0), seq)
 
     def on_WorkerDied(self, identity, msg: P.WorkerDied, seq):
         self._actor_instructions(self.actors.worker_died(msg.lease_id, msg.exit_code))

@@ -76,6 +76,10 @@ class ActorHost:
         context.task_id = self.creation_task_id
         context.name = f"{self.class_name}.__init__"
         log_stream.set_task_name(self.class_name)
+        events = core.task_events if self.spec.get("task_events") else None
+        base_id = b"\xff" * 8 + self.actor_id  # the creator's name for this creation task
+        if events is not None:
+            started = events.run_started(base_id, self.attempt)
         error = None
         try:
             cls = core.functions.load(self.spec["class_id"], config.rpc_timeout_s)
@@ -95,6 +99,10 @@ class ActorHost:
             )
         finally:
             context.task_id = None
+        if events is not None:
+            # The head, not a caller, hears how the constructor went: this worker says it.
+            events.run_ended(base_id, self.attempt, started)
+            events.ended(base_id, self.attempt, error)
         frames = []
         if error is not None:
             meta, buffers, _ = serialize(error)
@@ -177,6 +185,9 @@ class ActorHost:
         held = core.refs.receive_for_task(msg.borrowed) if msg.borrowed else ()
         sent_before = core.endpoint.sent
         cancellations = core.cancellations
+        events = core.task_events if msg.attempt >= 0 and core.task_events.enabled else None
+        if events is not None:
+            started = events.run_started(msg.task_id, msg.attempt)
         try:
             if cancellations.is_cancelled(msg.task_id):
                 raise X.TaskCancelledError(msg.task_id.hex())  # cancelled before it started
@@ -200,6 +211,8 @@ class ActorHost:
             values, is_error = [self._error(exc, msg)] * fixed_returns(msg.num_returns), True
         finally:
             context.task_id = None
+        if events is not None:
+            events.run_ended(msg.task_id, msg.attempt, started)
         if cancellations.is_cancelled(msg.task_id):
             values, is_error = (
                 [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns),
@@ -277,6 +290,9 @@ class ActorHost:
             exit_requested = False
             held = core.refs.receive_for_task(msg.borrowed) if msg.borrowed else ()
             sent_before = core.endpoint.sent
+            events = core.task_events if msg.attempt >= 0 and core.task_events.enabled else None
+            if events is not None:
+                started = events.run_started(msg.task_id, msg.attempt)
             try:
                 if cancellations.is_cancelled(msg.task_id):
                     raise X.TaskCancelledError(msg.task_id.hex())
@@ -301,6 +317,8 @@ class ActorHost:
                 values, is_error, exit_requested = self._exit_values(msg), True, True
             except BaseException as exc:  # noqa: BLE001 - goes back to the caller
                 values, is_error = [self._error(exc, msg)] * fixed_returns(msg.num_returns), True
+            if events is not None:
+                events.run_ended(msg.task_id, msg.attempt, started)
             if cancellations.is_cancelled(msg.task_id):
                 values = [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns)
                 is_error = True
