@@ -98,6 +98,12 @@ class Config:
         "The most task events a process sends in one batch; older ones are dropped and counted "
         "(Ray's task_events_max_num_status_events_buffer_on_worker).",
     )
+    task_events_mark_failed_on_job_done_delay_ms: int = _setting(
+        15000,
+        "How long after a job's driver exits the head marks the job's tasks that never ended "
+        "FAILED (Ray's gcs_mark_task_failed_on_job_done_delay_ms): the last events of its "
+        "processes arrive first.",
+    )
     task_events_max_num_task_in_gcs: int = _setting(
         100000,
         "The task attempts the head keeps events of (Ray's RAY_task_events_max_num_task_in_gcs); "

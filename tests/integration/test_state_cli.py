@@ -17,7 +17,12 @@ def test_cli_verbs_and_the_api_by_address():
     """`zray list|get|summary` against a CLI-started cluster, and the API from a process that
     never called init (address and token only)."""
     root = short_tmp()
-    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root)
+    env = dict(
+        os.environ,
+        PYTHONPATH=ROOT,
+        ZRAY_SESSION_DIR_ROOT=root,
+        ZRAY_TASK_EVENTS_MARK_FAILED_ON_JOB_DONE_DELAY_MS="300",
+    )
     before = (zray_segments(), zray_sessions())
     with stopped_on_failure(env):
         head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
@@ -81,6 +86,29 @@ def test_cli_verbs_and_the_api_by_address():
         assert "func_or_class_name: Keeper.ping" in got.stdout and "events:" in got.stdout
         tasks = cli("summary", "tasks")
         assert "Table (group by func_name):" in tasks.stdout and "Keeper.__init__" in tasks.stdout
+        # A job that ends with a task still running: a while later that task is FAILED.
+        left = run_script(
+            """
+            import time
+            import zray as ray
+            ray.init(address="auto")
+            @ray.remote
+            def left_running():
+                time.sleep(60)
+            left_running.remote()
+            time.sleep(1.5)  # it runs, and its worker reports it
+        """,
+            env={"ZRAY_SESSION_DIR_ROOT": root},
+        )
+        assert left.returncode == 0, left.stderr
+
+        def abandoned():
+            rows = json.loads(cli("list", "tasks", "--format", "json", "--detail").stdout)
+            rows = [r for r in rows if r["name"] == "left_running" and r["state"] == "FAILED"]
+            return rows or None
+
+        [row] = wait_for(abandoned)
+        assert row["error_type"] == "WORKER_DIED" and "as driver exits" in row["error_message"]
         timeline = cli("timeline")
         assert timeline.returncode == 0, timeline.stderr
         [path] = [w for w in timeline.stdout.split() if w.endswith(".json")]

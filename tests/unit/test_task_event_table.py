@@ -122,3 +122,36 @@ def test_malformed_events_are_skipped():
     )
     states = {r["task_id"]: r["state"] for r in table.rows({})}
     assert states[task(3).hex()] == "FINISHED" and states[task(2).hex()] == "NIL"
+
+
+def test_a_submission_with_its_arguments_ready_is_both_pending_states():
+    table = TaskEventTable(10)
+    owner_batch(table, [[task(1), 0, TS.PENDING_NODE_ASSIGNMENT, 7_000_000, info("h")]])
+    [row] = table.rows({})
+    assert (row["name"], row["state"], row["creation_time_ms"]) == (
+        "h",
+        "PENDING_NODE_ASSIGNMENT",
+        7,
+    )
+    assert [e["state"] for e in row["events"]] == ["PENDING_ARGS_AVAIL", "PENDING_NODE_ASSIGNMENT"]
+
+
+def test_unfinished_tasks_of_an_ended_job_fail():
+    table = TaskEventTable(10)
+    other_job = b"\x07" * 20 + b"\x02\x00\x00\x00"
+    owner_batch(
+        table,
+        [
+            [task(1), 0, TS.PENDING_ARGS_AVAIL, 1, info("done")],
+            [task(1), 0, TS.FINISHED, 2, None],
+            [task(2), 0, TS.PENDING_ARGS_AVAIL, 1, info("stuck")],
+            [other_job, 0, TS.PENDING_ARGS_AVAIL, 1, info("elsewhere")],
+        ],
+    )
+    assert table.fail_unfinished(b"\x01\x00\x00\x00", 5_000_000, "WORKER_DIED", "job ended") == 1
+    states = {r["name"]: (r["state"], r["error_type"]) for r in table.rows({})}
+    assert states == {
+        "done": ("FINISHED", None),
+        "stuck": ("FAILED", "WORKER_DIED"),
+        "elsewhere": ("PENDING_ARGS_AVAIL", None),
+    }

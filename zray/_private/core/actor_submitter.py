@@ -30,6 +30,7 @@ from zray._private.core.dependencies import (
 )
 from zray._private.core.memory_store import KIND_ERROR
 from zray._private.core.serialization import deserialize
+from zray._private.core.task_events import now
 from zray._private.common import task_states as TS
 
 
@@ -89,6 +90,7 @@ class ActorSubmitter:
         self.actors: dict[bytes, ActorRecord] = {}
         self.calls: dict[bytes, tuple] = {}  # task_id -> (record, call)
         self._released = deque()
+        self._record = core.task_events.record  # task events' hot path (task_events.py)
 
     # ------------------------------------------------------------------ handles
 
@@ -217,10 +219,14 @@ class ActorSubmitter:
             record = self.actors[actor_id]
             if call.events:
                 name = f"{record.class_name}.{call.method}"
-                core.task_events.submitted(
-                    call.task_id,
-                    0,
-                    (TS.ACTOR_TASK, name, name, actor_id, call.parent_task_id, {}, "", ""),
+                self._record(
+                    (
+                        call.task_id,
+                        0,
+                        TS.PENDING_ARGS_AVAIL,
+                        now(),
+                        (TS.ACTOR_TASK, name, name, actor_id, call.parent_task_id, {}, "", ""),
+                    )
                 )
             self.calls[call.task_id] = (record, call)
             failed = record.order.submit(call)  # an actor already dead fails it at once
@@ -253,7 +259,10 @@ class ActorSubmitter:
                 self._lost(call)
             if type(ins) is O.Send:
                 if call.events:
-                    self._record_sent(record, call)
+                    if call.sent:
+                        self._sent_again(record, call)
+                    call.sent = True
+                    self._record((call.task_id, call.attempt, TS.SUBMITTED_TO_WORKER, now(), None))
                 if call.borrowed:
                     call.pushed_to = ins.address
                     self.core.register_borrower(ins.address, call.borrowed)
@@ -301,23 +310,21 @@ class ActorSubmitter:
             self._send_lock.acquire()
         return pushes, failures
 
-    def _record_sent(self, record: ActorRecord, call: ActorCall):
-        events = self.core.task_events
-        if call.sent:  # its actor's worker died with it: the attempt failed, this is the next
-            events.ended(
-                call.task_id,
-                call.attempt,
-                X.ActorDiedError(
-                    {
-                        "actor_id": record.actor_id,
-                        "class_name": record.class_name,
-                        "error_message": "The actor's worker died while running this call.",
-                    }
-                ),
-            )
-            call.attempt += 1
-        call.sent = True
-        events.state(call.task_id, call.attempt, TS.SUBMITTED_TO_WORKER)
+    def _sent_again(self, record: ActorRecord, call: ActorCall):
+        """A call sent before, whose actor's worker died with it: that attempt failed, the
+        one now sent to the restarted actor is the next."""
+        self.core.task_events.ended(
+            call.task_id,
+            call.attempt,
+            X.ActorDiedError(
+                {
+                    "actor_id": record.actor_id,
+                    "class_name": record.class_name,
+                    "error_message": "The actor's worker died while running this call.",
+                }
+            ),
+        )
+        call.attempt += 1
 
     def _carry_out(self, decided: tuple[list, list]):
         """Makes the pushes `_decide` returned, in order, then fails its failures (whose
@@ -393,11 +400,10 @@ class ActorSubmitter:
             return
         if call.events:
             first = entries[0][1] if entries else None  # an error is every return's
-            self.core.task_events.ended(
-                call.task_id,
-                call.attempt,
-                first if first is not None and first.kind == KIND_ERROR else None,
-            )
+            if first is None or first.kind != KIND_ERROR:
+                self._record((call.task_id, call.attempt, TS.FINISHED, now(), None))
+            else:
+                self._record((call.task_id, call.attempt, TS.FAILED, now(), first))
         store_results(self.core, entries, call.pinned_ids, contained)
 
     def state_of(self, actor_id: bytes) -> str:

@@ -13,7 +13,8 @@ them: zray/_private/head/task_events.py.
 `extra` by state (the wire form, docs/protocol.md):
 - PENDING_ARGS_AVAIL (at submission): the task's description, a list
   `[type, name, func_or_class_name, actor_id, parent_task_id, required_resources,
-  placement_group_id, runtime_env]`;
+  placement_group_id, runtime_env]`; a task submitted with its arguments ready sends it with
+  PENDING_NODE_ASSIGNMENT instead, one event for both states;
 - SUBMITTED_TO_WORKER: `[node_id, worker_id]` of the lease the task was pushed to;
 - RUNNING (from the process that runs it; the batch names that process): the time the run
   ended in ns, or 0 while it still runs;
@@ -34,7 +35,7 @@ from zray._private.wire import protocol as P
 
 logger = logging.getLogger(__name__)
 
-_now = time.time_ns
+now = _now = time.time_ns
 
 
 class TaskEvents:
@@ -49,7 +50,10 @@ class TaskEvents:
         self.interval_s = interval_ms / 1000.0
         self.batch = max(1, config.task_events_flush_batch)
         self.capacity = max(self.batch, config.task_events_max_buffer)
+        # Never replaced (flush takes a prefix), so hot paths may keep `record`, its bound
+        # append: one builtin call per event.
         self.events: list = []
+        self.record = self.events.append
         # task_id -> (attempt, start ns) of the runs in progress here, reported as RUNNING at
         # each flush so a long task shows RUNNING before it ends.
         self.running: dict = {}
@@ -60,18 +64,18 @@ class TaskEvents:
     # ------------------------------------------------------------------ owner side
 
     def submitted(self, task_id: bytes, attempt: int, info: tuple):
-        self.events.append((task_id, attempt, TS.PENDING_ARGS_AVAIL, _now(), info))
+        self.record((task_id, attempt, TS.PENDING_ARGS_AVAIL, _now(), info))
 
     def state(self, task_id: bytes, attempt: int, state: int, extra=None):
-        self.events.append((task_id, attempt, state, _now(), extra))
+        self.record((task_id, attempt, state, _now(), extra))
 
     def ended(self, task_id: bytes, attempt: int, error_entry):
         """The owner's view of an attempt's end: FINISHED, or FAILED with the error entry (a
         memory-store Entry of kind error, or an exception), decoded at flush time."""
         if error_entry is None:
-            self.events.append((task_id, attempt, TS.FINISHED, _now(), None))
+            self.record((task_id, attempt, TS.FINISHED, _now(), None))
         else:
-            self.events.append((task_id, attempt, TS.FAILED, _now(), error_entry))
+            self.record((task_id, attempt, TS.FAILED, _now(), error_entry))
 
     # ------------------------------------------------------------------ executor side
 
@@ -82,7 +86,7 @@ class TaskEvents:
 
     def run_ended(self, task_id: bytes, attempt: int, start: int):
         self.running.pop(task_id, None)
-        self.events.append((task_id, attempt, TS.RUNNING, start, _now()))
+        self.record((task_id, attempt, TS.RUNNING, start, _now()))
 
     # ------------------------------------------------------------------ flushing
 
@@ -99,7 +103,10 @@ class TaskEvents:
         self._next_flush = time.monotonic() + self.interval_s
         if getattr(self.core, "head_address", None) is None:
             return  # not registered with a node yet: nowhere to send them
-        events, self.events = self.events, []
+        # Appends from other threads land after the prefix taken here and stay for next time.
+        taken = len(self.events)
+        events = self.events[:taken]
+        del self.events[:taken]
         for task_id, (attempt, start) in list(self.running.items()):
             if task_id not in self._reported_running:
                 self._reported_running.add(task_id)

@@ -31,6 +31,7 @@ from zray._private.core.dependencies import (
     when_resolved,
 )
 from zray._private.core.lineage import Lineage
+from zray._private.core.task_events import now
 from zray._private.core.memory_store import KIND_ERROR, KIND_PLASMA, Entry
 
 logger = logging.getLogger(__name__)
@@ -71,16 +72,11 @@ class TaskSpec:
     func_name: str = ""  # Ray's func_or_class_name, for task events
     parent_task_id: bytes = b""
     events: bool = False  # records task events (task_events.py)
+    event_attempt: int = -1  # the attempt's number in task events (-1: it records none)
 
     @property
     def pinned_ids(self) -> list:
         return [ref._id for ref in self.top_refs] + [oid for oid, _ in self.nested]
-
-    @property
-    def event_attempt(self) -> int:
-        """The attempt number task events give this run: retries and reconstructions both
-        count, as Ray numbers them."""
-        return self.attempt + self.reconstructions if self.events else -1
 
 
 @dataclass(eq=False)
@@ -115,6 +111,8 @@ class TaskSubmitter:
         self._request_ids = itertools.count(1)
         self._warned_infeasible: set = set()
         self.lineage = Lineage(config.max_lineage_bytes, config.enable_object_reconstruction)
+        # Task events' hot path: one append per event (task_events.py).
+        self._record = core.task_events.record
 
     # ------------------------------------------------------------------ submission
 
@@ -125,25 +123,32 @@ class TaskSubmitter:
         core.refs.pin(spec.pinned_ids)
         core.note_submitted(spec.task_id)
         if spec.events:
-            self._record_submitted(spec)
+            spec.event_attempt = 0
+            self._record_submitted(spec, TS.PENDING_NODE_ASSIGNMENT if not spec.top_refs else 0)
         with self.lock:
             self.tasks[spec.task_id] = spec
         when_resolved(core, spec.top_refs, lambda *r: self._enqueue(spec, *r))
 
-    def _record_submitted(self, spec: TaskSpec):
-        self.core.task_events.submitted(
-            spec.task_id,
-            spec.event_attempt,
+    def _record_submitted(self, spec: TaskSpec, state: int = 0):
+        """The task's description, at PENDING_ARGS_AVAIL; with `state` PENDING_NODE_ASSIGNMENT
+        (arguments ready at once: one event for both, the head sets both)."""
+        self._record(
             (
-                TS.NORMAL_TASK,
-                spec.name,
-                spec.func_name,
-                b"",
-                spec.parent_task_id,
-                spec.resources,
-                spec.placement_group,
-                spec.runtime_env,
-            ),
+                spec.task_id,
+                spec.event_attempt,
+                state or TS.PENDING_ARGS_AVAIL,
+                now(),
+                (
+                    TS.NORMAL_TASK,
+                    spec.name,
+                    spec.func_name,
+                    b"",
+                    spec.parent_task_id,
+                    spec.resources,
+                    spec.placement_group,
+                    spec.runtime_env,
+                ),
+            )
         )
 
     def _enqueue(self, spec: TaskSpec, resolved, frames, failed_entry):
@@ -158,9 +163,9 @@ class TaskSubmitter:
             if spec.cancelled:
                 return
             spec.state = "queued"
-            if spec.events:
-                self.core.task_events.state(
-                    spec.task_id, spec.event_attempt, TS.PENDING_NODE_ASSIGNMENT
+            if spec.events and spec.top_refs:  # else recorded with the submission
+                self._record(
+                    (spec.task_id, spec.event_attempt, TS.PENDING_NODE_ASSIGNMENT, now(), None)
                 )
             shape = self.shapes.get(spec.key)
             if shape is None:
@@ -335,11 +340,14 @@ class TaskSubmitter:
             spec.event_attempt,
         )
         if spec.events:
-            self.core.task_events.state(
-                spec.task_id,
-                spec.event_attempt,
-                TS.SUBMITTED_TO_WORKER,
-                [lease.node_id, lease.worker_id],
+            self._record(
+                (
+                    spec.task_id,
+                    spec.event_attempt,
+                    TS.SUBMITTED_TO_WORKER,
+                    now(),
+                    (lease.node_id, lease.worker_id),
+                )
             )
         try:
             self.core.push(lease.address, msg, payload=spec.frames + spec.resolved_frames)
@@ -467,6 +475,7 @@ class TaskSubmitter:
         exception)."""
         if spec.events:
             self.core.task_events.ended(spec.task_id, spec.event_attempt, error)
+            spec.event_attempt += 1
         spec.attempt += 1
         logger.info(
             "retrying task %s (attempt %d of %d)", spec.name, spec.attempt, spec.max_retries
@@ -489,11 +498,10 @@ class TaskSubmitter:
             self.tasks.pop(spec.task_id, None)
         if spec.events:
             first = entries[0][1] if entries else None  # an error is every return's
-            self.core.task_events.ended(
-                spec.task_id,
-                spec.event_attempt,
-                first if first is not None and first.kind == KIND_ERROR else None,
-            )
+            if first is None or first.kind != KIND_ERROR:
+                self._record((spec.task_id, spec.event_attempt, TS.FINISHED, now(), None))
+            else:
+                self._record((spec.task_id, spec.event_attempt, TS.FAILED, now(), first))
         if spec.num_returns > 0 and entries and all(e.kind != KIND_ERROR for _, e in entries):
             self.lineage.keep(spec, entries)  # before store_results may free unwanted ones
         pinned = [] if spec.args_released else spec.pinned_ids
@@ -519,7 +527,8 @@ class TaskSubmitter:
             spec.state, spec.cancelled = "resolving", False
             self.tasks[spec.task_id] = spec
         if spec.events:
-            self._record_submitted(spec)
+            spec.event_attempt += 1  # a run again is one more attempt, as Ray numbers them
+            self._record_submitted(spec, TS.PENDING_NODE_ASSIGNMENT if not spec.top_refs else 0)
         logger.info(
             "recomputing %s: an output of it was lost (reconstruction %d)",
             spec.name,

@@ -34,39 +34,59 @@ class TaskEventTable:
         """Merges one process's batch. Malformed events are skipped, never raised on."""
         self.events_dropped += dropped
         records = self.records
+        find = records.get
+        limit = self.max_attempts
+        # Locals: this loop runs once per event of every task of the cluster.
+        running, failed, submitted = TS.RUNNING, TS.FAILED, TS.SUBMITTED_TO_WORKER
+        args_avail, node_assignment = TS.PENDING_ARGS_AVAIL, TS.PENDING_NODE_ASSIGNMENT
+        highest = TS.GETTING_AND_PINNING_ARGS
         for event in events:
             try:
                 task_id, attempt, state, ts, extra = event
-                key = (bytes(task_id), attempt)
-                record = records.get(key)
+                key = (task_id, attempt)
+                record = find(key)
                 if record is None:
                     record = records[key] = [None, {}, b"", b"", 0, None, None, 0]
-                    if len(records) > self.max_attempts:
+                    if len(records) > limit:
                         records.popitem(last=False)
                         self.attempts_dropped += 1
-                states = record[STATES]
-                if state == TS.RUNNING:
+                if extra is None:
+                    if type(state) is int and 0 <= state <= highest:
+                        record[STATES][state] = ts
+                elif state == running:
                     # The process that ran it sent this: it names the node, worker and pid.
-                    states[TS.RUNNING] = ts
+                    record[STATES][running] = ts
                     record[NODE], record[WORKER], record[PID] = node_id, worker_id, pid
                     if extra:
                         record[RUN_END] = extra
-                elif state == TS.PENDING_ARGS_AVAIL:
+                elif state == args_avail or state == node_assignment:
+                    # The submission (with its arguments ready: both states at once).
+                    states = record[STATES]
                     states[state] = ts
-                    if extra:
-                        record[INFO] = extra
-                elif state == TS.SUBMITTED_TO_WORKER:
-                    states[state] = ts
-                    if extra and not record[WORKER]:
+                    states.setdefault(args_avail, ts)
+                    record[INFO] = extra
+                elif state == submitted:
+                    record[STATES][state] = ts
+                    if not record[WORKER]:
                         record[NODE], record[WORKER] = bytes(extra[0]), bytes(extra[1])
-                elif state == TS.FAILED:
-                    if extra:
-                        record[ERROR_TYPE], record[ERROR_MESSAGE] = str(extra[0]), str(extra[1])
-                    states[state] = ts
-                elif type(state) is int and 0 <= state <= TS.GETTING_AND_PINNING_ARGS:
-                    states[state] = ts
+                elif state == failed:
+                    record[ERROR_TYPE], record[ERROR_MESSAGE] = str(extra[0]), str(extra[1])
+                    record[STATES][state] = ts
             except (TypeError, ValueError, IndexError):
                 continue
+
+    def fail_unfinished(self, job_id: bytes, ts: int, error_type: str, message: str) -> int:
+        """Marks every attempt of `job_id` that has not ended FAILED with this error (Ray, once
+        a job's driver exits); returns how many."""
+        failed = 0
+        for (task_id, _attempt), record in self.records.items():
+            states = record[STATES]
+            if task_id[-4:] != job_id or TS.FINISHED in states or TS.FAILED in states:
+                continue
+            states[TS.FAILED] = ts
+            record[ERROR_TYPE], record[ERROR_MESSAGE] = error_type, message
+            failed += 1
+        return failed
 
     def stats(self) -> dict[str, int]:
         """Counts Ray's GetTaskEvents reply carries (num_status_task_events_dropped, ...)."""

@@ -376,6 +376,8 @@ class ActorHost:
         """Ends the actor on purpose: tell the head (no restart), then leave once the queued
         answers are on the wire."""
         core = self.core
+        if core.task_events.enabled:  # before the head hears of it: it stops this worker
+            core.task_events.flush(final=True)
         core.endpoint.send(core.head_address, P.ActorExiting(self.actor_id, reason))
         core.shutdown(linger_ms=1000)
         os._exit(0)
