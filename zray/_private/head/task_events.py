@@ -25,6 +25,9 @@ class TaskEventTable:
         self.records: OrderedDict[tuple[bytes, int], list[Any]] = (
             OrderedDict()
         )  # (task_id, attempt) -> record, oldest first
+        # The latest evicted attempts (as many as are kept), whose late events are ignored:
+        # otherwise each would come back and evict another, counted twice.
+        self.evicted: OrderedDict[tuple[bytes, int], None] = OrderedDict()
         self.attempts_dropped = 0  # evicted to stay within max_attempts
         self.events_dropped = 0  # dropped by the processes that recorded them
 
@@ -35,6 +38,7 @@ class TaskEventTable:
         self.events_dropped += dropped
         records = self.records
         find = records.get
+        evicted = self.evicted
         limit = self.max_attempts
         # Locals: this loop runs once per event of every task of the cluster.
         running, failed, submitted = TS.RUNNING, TS.FAILED, TS.SUBMITTED_TO_WORKER
@@ -46,9 +50,13 @@ class TaskEventTable:
                 key = (task_id, attempt)
                 record = find(key)
                 if record is None:
+                    if key in evicted:
+                        continue
                     record = records[key] = [None, {}, b"", b"", 0, None, None, 0]
                     if len(records) > limit:
-                        records.popitem(last=False)
+                        evicted[records.popitem(last=False)[0]] = None
+                        if len(evicted) > limit:
+                            evicted.popitem(last=False)
                         self.attempts_dropped += 1
                 if extra is None:
                     if type(state) is int and 0 <= state <= highest:
