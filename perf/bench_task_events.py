@@ -4,6 +4,7 @@ summed over every process of the cluster (driver, node daemon with the head, wor
 
     python perf/bench_task_events.py                  # every workload, 5 on/off pairs
     python perf/bench_task_events.py --pairs 9 --only "tasks sync"
+    python perf/bench_task_events.py --micro          # the added work per task, in-process
 
 CPU time per call is the steadier measure on a shared machine: other people's load slows the
 wall clock of a run far more than it changes how much CPU the run itself needs. It includes
@@ -93,6 +94,45 @@ def child(workload: str) -> dict:
         ray.shutdown()
 
 
+def micro(trials: int = 30, n: int = 2000) -> dict:
+    """The added work per task measured in this one process, the least of `trials` runs of
+    `n` tasks (the minimum is what the code costs; the rest is other load): recording as the
+    submitter and executor do it, the flush's encoding, and the head's decoding and merging."""
+    from zray._private.common import task_states as TS
+    from zray._private.core.task_events import TaskEvents, _wire, now
+    from zray._private.head.task_events import TaskEventTable
+    from zray._private.wire import protocol as P
+
+    class Core:
+        node_id, worker_id, head_address = b"n" * 28, b"w" * 28, "nowhere"
+
+    ids = [os.urandom(24) for _ in range(n)]
+    info = (TS.NORMAL_TASK, "f", "f", b"", b"p" * 24, {"CPU": 1.0}, "", "")
+    lease = (b"n" * 28, b"w" * 28)
+    best = {"record": 1e9, "flush": 1e9, "head": 1e9}
+    for _ in range(trials):
+        events = TaskEvents(Core())
+        record = events.record
+        t0 = time.thread_time()
+        for task_id in ids:  # owner: submitted (arguments ready), pushed; worker: the run
+            record((task_id, 0, TS.PENDING_NODE_ASSIGNMENT, now(), info))
+            record((task_id, 0, TS.SUBMITTED_TO_WORKER, now(), lease))
+            started = events.run_started(task_id, 0)
+            events.run_ended(task_id, 0, started)
+            record((task_id, 0, TS.FINISHED, now(), None))
+        t1 = time.thread_time()
+        batch = P.AddTaskEvents(b"n" * 28, b"w" * 28, 1, [_wire(e) for e in events.events], 0)
+        frames = P.encode(batch)
+        t2 = time.thread_time()
+        msg, _, _ = P.decode(frames[0], frames[1])
+        TaskEventTable(100_000).add(msg.node_id, msg.worker_id, msg.pid, msg.events, 0)
+        t3 = time.thread_time()
+        for key, spent in (("record", t1 - t0), ("flush", t2 - t1), ("head", t3 - t2)):
+            best[key] = min(best[key], 1e6 * spent / n)
+    best["bytes"] = sum(len(f) for f in frames) / n
+    return best
+
+
 def run(workload: str, events: bool) -> dict | None:
     env = dict(os.environ, PYTHONPATH=REPO, ZRAY_ENABLE_TASK_EVENTS="1" if events else "0")
     out = subprocess.run(
@@ -113,7 +153,18 @@ def main(argv=None) -> int:
     parser.add_argument("--pairs", type=int, default=5, help="on/off runs per workload")
     parser.add_argument("--only", action="append", default=[], help="workload name substring")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--micro", action="store_true", help="only the added work per task, in-process"
+    )
     args = parser.parse_args(argv)
+    if args.micro:
+        cost = micro()
+        print(
+            f"per task: recording {cost['record']:.2f} us (owner and worker threads), "
+            f"flush {cost['flush']:.2f} us (I/O thread), head {cost['head']:.2f} us "
+            f"(decode and merge); {cost['bytes']:.0f} bytes on the wire"
+        )
+        return 0
     if args.child:
         print(json.dumps(child(args.child)))
         return 0

@@ -77,6 +77,8 @@ class ActorHost:
         context.name = f"{self.class_name}.__init__"
         log_stream.set_task_name(self.class_name)
         events = core.task_events if self.spec.get("task_events") else None
+        if not core.task_events.enabled:  # this process records none (never sends them)
+            events = None
         base_id = b"\xff" * 8 + self.actor_id  # the creator's name for this creation task
         if events is not None:
             started = events.run_started(base_id, self.attempt)
