@@ -1,4 +1,4 @@
-"""`zray start | stop | status | memory | list | get | summary`: the cluster CLI, with `ray`'s flags so habits carry over.
+"""`zray start | stop | status | memory | list | get | summary | timeline`: the cluster CLI, with `ray`'s flags so habits carry over.
 
 This module only parses options and starts or signals daemons; the daemon is zray-node.
 """
@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     memory.add_parser(commands)
     state_cli.add_parsers(commands)
+    timeline = commands.add_parser(
+        "timeline", help="Take a Chrome tracing timeline for a zray cluster."
+    )
+    timeline.add_argument(
+        "--address", required=False, type=str, help="Override the address to connect to."
+    )
     state_cli.add_version_flag(parser)
     return parser
 
@@ -95,10 +101,35 @@ def main(argv=None) -> int:
             "list": state_cli.main,
             "get": state_cli.main,
             "summary": state_cli.main,
+            "timeline": cmd_timeline,
         }[args.command](args)
     except (OSError, zmq.ZMQError) as exc:  # ConnectionError is an OSError: no cluster there
         print(f"zray {args.command}: {exc}", file=sys.stderr)
         return 1
+
+
+def cmd_timeline(args) -> int:
+    """Ray's `ray timeline`: the trace goes to a file in the temp directory (the session
+    root), named by the time."""
+    from datetime import datetime
+
+    from zray._config import config
+    from zray.util.state import timeline
+    from zray.util.state.exception import RayStateApiException
+
+    try:
+        trace = timeline.dump(args.address)
+    except RayStateApiException as exc:
+        print(f"zray timeline: {exc}", file=sys.stderr)
+        return 1
+    stamp = datetime.today().strftime("%Y-%m-%d_%H-%M-%S")
+    os.makedirs(config.session_dir_root, exist_ok=True)
+    filename = os.path.join(config.session_dir_root, f"zray-timeline-{stamp}.json")
+    with open(filename, "w") as out:
+        json.dump(trace, out)
+    print(f"Trace file written to {filename} in the zray temp directory.")
+    print("You can open this with chrome://tracing in the Chrome browser.")
+    return 0
 
 
 def cmd_start(args) -> int:

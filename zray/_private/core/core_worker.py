@@ -56,6 +56,7 @@ from zray._private.core.serialization import deserialize, serialize
 from zray._private.core.actor_submitter import ActorSubmitter
 from zray._private.core.generators import Streams
 from zray._private.core.streaming import Producer
+from zray._private.core.task_events import TaskEvents
 from zray._private.core.task_submitter import TaskSubmitter
 from zray._private.wire.transport import REPLY, Endpoint, Requests, new_context, serve_context
 from zray.object_ref import ObjectRef
@@ -166,6 +167,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self._log_sink = None
         self._futures_pool = None
         self.driver_task_id = self._driver_task_id(job_id)
+        self.task_events = TaskEvents(self)
         self.submitter = None  # needs the node's answer to registration; set below
         self.actor_submitter = None
         self.actor_dispatch = None  # set in an actor worker that runs calls off the main thread
@@ -221,6 +223,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
                     timeout = HOUSEKEEPING_S if self._busy() else DOZE_S
                 if self.batcher.holding:
                     timeout = min(timeout, max(0.0, self.batcher.deadline - time.monotonic()))
+                if self.task_events.events:  # wake for the next batch even when dozing
+                    timeout = min(timeout, self.task_events.wait_s())
                 events = poller.poll(1000 * timeout)
                 if dozing:
                     self._set_doze_wake(None)
@@ -329,8 +333,11 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self._send_pin_releases()
         self._free_released()
         if self.submitter is not None:
-            self.submitter.tick(time.monotonic())
+            now = time.monotonic()
+            self.submitter.tick(now)
             self.actor_submitter.tick()
+            if self.task_events.enabled and self.task_events.due(now):
+                self.task_events.flush()
 
     def _free_released(self):
         self.apply_released(self.refs.collect())
@@ -882,6 +889,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
     def shutdown(self, linger_ms: int = 0):
         if not self.running:
             return
+        if self.task_events.enabled:
+            self.task_events.flush(final=True)  # what this process ran must not be lost
         self.submitter.shutdown()
         self.running = False
         if threading.current_thread() is not self.io_thread:

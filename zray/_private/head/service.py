@@ -12,12 +12,14 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+from zray._config import config
 from zray._private.head import actor_manager as A
 from zray._private.wire import protocol as P
 from zray._private.head.placement_service import PlacementGroupHandlers
 from zray._private.head.tables import HeadTables
 from zray._private.head.object_directory import ObjectDirectory
 from zray._private.head.state_queries import StateQueries
+from zray._private.head.task_events import TaskEventTable
 from zray._private.wire.transport import REPLY, Endpoint, Requests
 
 logger = logging.getLogger(__name__)
@@ -89,6 +91,8 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         self._last_load_broadcast = 0.0
         self._load_changed = False  # a placement group changed some node's resources
         self._init_placement_groups()
+        self.task_events = TaskEventTable(config.task_events_max_num_task_in_gcs)
+        self._ended_jobs: list = []  # (when to fail their unfinished tasks, job id)
 
     # ------------------------------------------------------------------ dispatch
 
@@ -178,6 +182,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
             job["alive"] = False
             job["end"] = time.time()
             self.tables.job(msg.job_id, job)
+            self._job_ended(msg.job_id)
             self._actor_instructions(self.actors.owner_died(job["driver_id"]))
             self._placement_job_dead(msg.job_id)
 
@@ -239,6 +244,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
                 job["alive"] = False
                 job["end"] = time.time()
                 self.tables.job(job_id, job)
+                self._job_ended(job_id)
                 self._placement_job_dead(job_id)
 
     def on_ClientJoined(self, identity, msg: P.ClientJoined, seq):
@@ -252,6 +258,28 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         for node in self.nodes.values():
             if node.alive:
                 self.endpoint.send(node.address, msg)
+
+    def _job_ended(self, job_id: bytes):
+        delay_s = config.task_events_mark_failed_on_job_done_delay_ms / 1000.0
+        self._ended_jobs.append((time.monotonic() + delay_s, job_id))
+
+    def _fail_tasks_of_ended_jobs(self, now: float):
+        """As Ray's GCS does, a while after a job's driver exited (its processes' last events
+        are in by then): the job's tasks that never ended are FAILED."""
+        while self._ended_jobs and self._ended_jobs[0][0] <= now:
+            _, job_id = self._ended_jobs.pop(0)
+            self.task_events.fail_unfinished(
+                job_id,
+                time.time_ns(),
+                "WORKER_DIED",
+                f"Job finishes ({job_id.hex()}) as driver exits. Marking all non-terminal "
+                "tasks as failed.",
+            )
+
+    def on_AddTaskEvents(self, identity, msg: P.AddTaskEvents, seq):
+        self.task_events.add(msg.node_id, msg.worker_id, msg.pid, msg.events, msg.dropped)
+        if seq:  # the last batch of a process that exits waits for this
+            self.endpoint.reply(identity, P.Ok(0), seq)
 
     def on_WorkerDied(self, identity, msg: P.WorkerDied, seq):
         self._actor_instructions(self.actors.worker_died(msg.lease_id, msg.exit_code))
@@ -490,6 +518,8 @@ class HeadService(PlacementGroupHandlers, StateQueries):
             elif self._connection_lost(node, now):
                 self.mark_dead(node.node_id, "its connection closed and it stayed silent")
         self._placement_tick(now)
+        if self._ended_jobs:
+            self._fail_tasks_of_ended_jobs(now)
         since = now - self._last_load_broadcast
         if since >= LOAD_BROADCAST_S or (self._load_changed and since >= LOAD_CHANGE_S):
             self.broadcast_load(now)

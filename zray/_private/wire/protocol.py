@@ -515,6 +515,7 @@ class PushTask(NamedTuple):
     gpu_ids: list  # the lease's GPUs: the worker's CUDA_VISIBLE_DEVICES while it runs
     placement_group: str  # "<group hex>:<capture 0|1>" for a task in a group, else ""
     generator_backpressure: int  # a streaming task pauses this many values ahead (-1: never)
+    attempt: int  # the attempt's number in task events; -1: the task records none
 
 
 @message(61)
@@ -700,6 +701,7 @@ class PushActorTask(NamedTuple):
     borrowed: list
     concurrency_group: str
     generator_backpressure: int  # a streaming call pauses this many values ahead (-1: never)
+    attempt: int  # as PushTask's
 
 
 # --------------------------------------------------------------------------- references
@@ -873,6 +875,24 @@ class StateTable(NamedTuple):
 
     kind: str
     rows: list
+
+
+# --------------------------------------------------------------------------- task events
+
+
+@message(120)
+class AddTaskEvents(NamedTuple):
+    """Any driver or worker to the head, about once a second: the task events it recorded,
+    each `[task_id, attempt, state, time_ns, extra]` (zray/_private/core/task_events.py);
+    `node_id`, `worker_id`, `pid`: the sender, where its RUNNING events ran. `dropped`: events
+    it dropped since the last batch. One-way, or answered `Ok` when sent as a request (the
+    last batch of a process that exits)."""
+
+    node_id: bytes
+    worker_id: bytes
+    pid: int
+    events: list
+    dropped: int
 
 
 # --------------------------------------------------------------------------- generators

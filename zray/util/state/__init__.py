@@ -1,6 +1,6 @@
-"""zray.util.state: Ray's state API (`ray.util.state`) for what zray's head and nodes know.
-Tasks (`list_tasks`, `get_task`, `summarize_tasks`), logs, runtime envs and cluster events are
-not there yet."""
+"""zray.util.state: Ray's state API (`ray.util.state`) for what zray's head and nodes know:
+actors, nodes, jobs, placement groups, workers, objects and tasks (from task events). Logs,
+runtime envs and cluster events are not there yet."""
 
 from zray.util.state.api import (
     StateApiClient,
@@ -8,15 +8,18 @@ from zray.util.state.api import (
     get_node,
     get_objects,
     get_placement_group,
+    get_task,
     get_worker,
     list_actors,
     list_jobs,
     list_nodes,
     list_objects,
     list_placement_groups,
+    list_tasks,
     list_workers,
     summarize_actors,
     summarize_objects,
+    summarize_tasks,
 )
 
 __all__ = [
@@ -25,13 +28,16 @@ __all__ = [
     "get_node",
     "get_objects",
     "get_placement_group",
+    "get_task",
     "get_worker",
     "list_actors",
     "list_jobs",
     "list_nodes",
     "list_objects",
     "list_placement_groups",
+    "list_tasks",
     "list_workers",
     "summarize_actors",
     "summarize_objects",
+    "summarize_tasks",
 ]
