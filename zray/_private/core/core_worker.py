@@ -41,6 +41,7 @@ from zray._private.core.channel_reading import ChannelReading
 from zray._private.wire import protocol as P
 from zray._private.common import session
 from zray._private.core.function_manager import FunctionManager
+from zray._private.core import head_reconnect
 from zray._private.core.task_context import TaskContext
 from zray._private.core.memory_store import (
     KIND_ERROR,
@@ -179,6 +180,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
             raise X.RaySystemError(f"node refused registration: {reply}")
         self.node_id = reply.node_id
         self.head_address = reply.head_address
+        self.head_link = head_reconnect.attach(self)  # a head may restart: find it again
         self.session_dir = reply.session_dir
         self.node_ip = reply.node_ip
         self.arena_fd = os.open(reply.arena_path, os.O_RDWR)
@@ -324,7 +326,9 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self._send_pin_releases()
         self._free_released()
         if self.submitter is not None:
-            self.submitter.tick(time.monotonic())
+            now = time.monotonic()
+            head_reconnect.tick(self, now)
+            self.submitter.tick(now)
             self.actor_submitter.tick()
 
     def _free_released(self):

@@ -106,8 +106,8 @@ class ActorManager:
 
     def started(self, actor_id: bytes, ok: bool, error: bytes = b"") -> list[Instruction]:
         actor = self.actors.get(actor_id)
-        if actor is None or actor.state == DEAD:
-            return []
+        if actor is None or actor.state == DEAD or not actor.worker_id:
+            return []  # (no worker: a start a restarted head gave up on, answered late)
         if not ok:
             return self._die(
                 actor, "the actor's constructor raised an exception", error, stop_worker=True

@@ -42,9 +42,9 @@ class HeadTables:
 
     @classmethod
     def open(cls, session_dir: str) -> HeadTables:
-        """The store the configuration names (off: a HeadTables that writes nothing). Refuses a
-        store holding tables, which only a head that did not shut down cleanly leaves: resuming
-        from them is not implemented yet, and writing over them would mix two clusters."""
+        """The store the configuration names (off: a HeadTables that writes nothing). Tables
+        found in it were left by a head that did not shut down cleanly: `load()` reads them
+        back and the new head resumes that cluster (head/recovery.py)."""
         from zray._config import config
 
         if not config.head_persistence or not (
@@ -58,19 +58,27 @@ class HeadTables:
             redis_password=config.redis_password,
             redis_username=config.redis_username,
         )
-        try:
-            if not store.empty():
-                raise H.StoreError(
-                    f"the head state in {store.description} holds the tables of another head: "
-                    f"one that did not shut down cleanly (zray cannot resume a head from them "
-                    f"yet), or, on a shared Redis, one running now. Remove them, or give "
-                    f"another --head-state-path or Redis, to start a new cluster"
-                )
-        except BaseException:
-            store.close()
-            raise
         logger.info("head tables are written through to %s", store.description)
         return cls(store)
+
+    def load(self) -> dict[str, dict]:
+        """The tables a previous head left, decoded ({} when there are none): jobs, nodes,
+        actors, placement_groups map ids to records, actor_args to frame lists, kv and
+        named_actors keep their raw keys and values."""
+        if self.store is None:
+            return {}
+        raw = self.store.load()
+        if not any(raw.values()):
+            return {}
+        decoded: dict[str, dict] = {}
+        for table, rows in raw.items():
+            if table in ("kv", "named_actors"):
+                decoded[table] = dict(rows)
+            else:
+                decoded[table] = {key: msgpack.unpackb(value) for key, value in rows.items()}
+        # What is in the store needs no second write.
+        self._actor_records.update(raw["actors"])
+        return decoded
 
     def _commit(self, batch: H.Batch, actor_records: dict | None = None) -> None:
         if not batch.ops or self.store is None:

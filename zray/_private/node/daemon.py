@@ -39,6 +39,8 @@ from zray._private.wire.transport import (
     serve_context,
 )
 from zray._private.node.envs import NodeEnvs
+from zray._private.node import head_resume
+from zray._private.wire.head_link import HeadLink
 from zray._private.node.worker_pool import WorkerPool
 from zray._private.node import worker_table
 
@@ -159,6 +161,19 @@ class NodeDaemon:
             self.head_address = head_endpoint.address
         else:
             self.head_address = opts.head_address
+        # The head node's own head lives and dies with it; other nodes outlive a head that
+        # restarts and find it again (head_resume.py).
+        self.head_link = None
+        if not opts.head:
+            self.head_link = HeadLink(
+                self.endpoint,
+                self.requests,
+                self.head_address,
+                config.head_reconnect_timeout_s,
+                lambda link: head_resume.resume(self, link),
+            )
+        self.head_identity = b""  # the head's, from its ClusterLoad: a new one restarted
+        self._last_cluster_load = time.monotonic()
         self.arena_path = session.arena_path(self.session_dir, self.node_id)
         self._create_arena()
         # Page-aligned objects (with page-aligned large buffers inside, see objformat) copy
@@ -368,6 +383,8 @@ class NodeDaemon:
         self.envs.tick(now)
         if self.head:
             self.head.tick(now)
+        elif self.head_link is not None and head_resume.check(self, now):
+            raise _Stop()  # the head did not come back: as Ray's raylet, give up
         if self._memory_reports:
             self._memory_reports = [r for r in self._memory_reports if not r.expire(now)]
         if now - self._last_heartbeat > (0.1 if self.resources_dirty else HEARTBEAT_S):
@@ -666,6 +683,11 @@ class NodeDaemon:
             )
 
     def on_cluster_load(self, identity, msg: P.ClusterLoad, seq):
+        self._last_cluster_load = time.monotonic()
+        if identity != self.head_identity:
+            if self.head_identity:
+                head_resume.head_replaced(self, self.head_identity)
+            self.head_identity = identity
         self.view.update(msg.nodes)
         self._rebalance()
 
