@@ -46,6 +46,10 @@ class RestartableCluster:
         self.node_pids: dict[str, int] = {}
 
     def start_head(self, num_cpus: int = 1) -> int:
+        """The first start is given the token; a restart is not, and takes its state's."""
+        env = dict(self.env)
+        if self.head_pid:
+            del env["ZRAY_TOKEN"]
         started = zray_cli(
             "start",
             "--head",
@@ -55,9 +59,10 @@ class RestartableCluster:
             str(num_cpus),
             "--head-state-path",
             self.state_path,
-            env=self.env,
+            env=env,
         )
         assert started.returncode == 0, started.stderr
+        assert f"Cluster token: {TOKEN}" in started.stdout
         self.head_pid = int(re.search(r"\(pid (\d+)\)", started.stdout).group(1))
         return self.head_pid
 

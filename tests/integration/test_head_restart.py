@@ -140,3 +140,41 @@ def test_without_a_head_calls_wait_then_fail_clearly(monkeypatch):
     finally:
         zray.shutdown()
         cluster.stop()
+
+
+def test_a_head_terminated_alone_keeps_its_state_and_zray_stop_clears_it():
+    """SIGTERM to the head alone (a service manager's restart) keeps its tables, and its node
+    comes back to the head started again on them; `zray stop` ends the cluster and clears."""
+    import os
+    import signal
+
+    from tests.conftest import exited
+    from tests.integration.test_cli import zray_cli
+    from zray._private.head import store as H
+
+    cluster = RestartableCluster(reconnect_timeout_s=30.0)
+    try:
+        cluster.start_head()
+        cluster.add_node("w1")
+        os.kill(cluster.head_pid, signal.SIGTERM)
+        assert exited(cluster.head_pid, timeout=30)
+        with H.SqliteStore(cluster.state_path) as store:
+            assert len(store.load()["nodes"]) == 2
+        other = dict(cluster.env, ZRAY_TOKEN="another-token-another-token-012345")
+        refused = zray_cli(
+            "start", "--head", "--port", str(cluster.port), "--head-state-path",
+            cluster.state_path, env=other,
+        )  # fmt: skip
+        assert refused.returncode != 0 and "another token" in refused.stderr
+        cluster.start_head()
+
+        def both_alive():
+            status = zray_cli("status", env=cluster.env)
+            return "Nodes: 2 alive, 1 dead" in status.stdout
+
+        wait_for(both_alive, 30, "the node to come back to the restarted head", interval=0.5)
+        assert zray_cli("stop", env=cluster.env).returncode == 0
+        with H.SqliteStore(cluster.state_path) as store:
+            assert store.empty()
+    finally:
+        cluster.stop()

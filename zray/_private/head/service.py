@@ -31,9 +31,16 @@ LOAD_CHANGE_S = 0.02
 
 
 class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
-    def __init__(self, endpoint: Endpoint, node_death_timeout_s: float, session_dir: str = ""):
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        node_death_timeout_s: float,
+        session_dir: str = "",
+        tables: HeadTables | None = None,
+    ):
         self.endpoint = endpoint
-        self.tables = HeadTables.open(session_dir)  # durable copies of the tables below
+        # durable copies of the tables below
+        self.tables = tables if tables is not None else HeadTables.open(session_dir)
         self.requests = Requests(endpoint)
         self.actors = A.ActorManager()
         self.actor_payloads: dict[bytes, list] = {}  # constructor frames, kept for restarts
