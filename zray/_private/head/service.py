@@ -236,6 +236,7 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
 
     def _actor_instructions_now(self, instructions):
         touched = {ins.actor_id for ins in instructions if type(ins) is not A.ReturnWorker}
+        touched |= self.actors.take_changed()
         if touched:  # before any of them is told to anyone
             self.tables.actors(self.actors, touched)
         for ins in instructions:
