@@ -623,9 +623,12 @@ class CoreWorker(ChannelReading, BorrowedValues):
         buffers: list,
         error=False,
         inline_limit: int | None = None,
+        owner_address: str = "",
     ) -> Entry:
         """Places a serialized value: inline if small (copied, since the caller's buffers may
-        change after put), otherwise in this node's arena. Returns the memory store entry."""
+        change after put), otherwise in this node's arena. Returns the memory store entry.
+        `owner_address`: whose object it is (a task's caller for its returns; default: this
+        process); the node frees it when that process dies, and only then."""
         size = object_size(len(meta), [b.nbytes for b in buffers])
         limit = config.max_inline_bytes if inline_limit is None else inline_limit
         if error or size <= limit:
@@ -634,7 +637,9 @@ class CoreWorker(ChannelReading, BorrowedValues):
         # Views dropped just before this put free their room first (same channel, so in order).
         self._send_pin_releases()
         reply, _ = self.requests.call(
-            self.node_address, P.CreateObject(object_id, size, self.address), config.rpc_timeout_s
+            self.node_address,
+            P.CreateObject(object_id, size, owner_address or self.address),
+            config.rpc_timeout_s,
         )
         if isinstance(reply, P.Error):
             if reply.kind == "ObjectExists":
