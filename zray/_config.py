@@ -154,6 +154,14 @@ class Config:
     node_death_timeout_s: float = _setting(
         10.0, "A node that sends no heartbeat (every second) for this long is declared dead."
     )
+    head_reconnect_timeout_s: float = _setting(
+        60.0,
+        "How long nodes, drivers and workers wait for a head that went away (its process "
+        "died, or its connection broke) to come back (`zray start --head` on its state, same "
+        "port) before they give up: calls that need the head wait this long before failing, "
+        "and a node stops. A restarted head waits as long for the nodes and drivers it knew "
+        "to reconnect before it declares them dead (Ray's gcs_rpc_server_reconnect_timeout_s).",
+    )
     head_persistence: bool = _setting(
         True,
         "The head writes its tables (jobs, KV, actors, named actors, placement groups, "

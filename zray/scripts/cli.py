@@ -379,7 +379,7 @@ def session_roots() -> list:
     return [root] + cluster_record.temp_dirs(root)
 
 
-def local_node_pids(roots: list) -> list:
+def local_node_pids(roots: list, mark_stopping: bool = False) -> list:
     from zray._private.common import session
 
     pids = []
@@ -395,6 +395,8 @@ def local_node_pids(roots: list) -> list:
                     continue
                 if kind == "daemon" and session._pid_alive(pid):
                     pids.append(pid)
+                    if mark_stopping:
+                        session.mark_cluster_stopping(os.path.join(root, entry))
     return pids
 
 
@@ -422,7 +424,7 @@ def cmd_stop(args) -> int:
     from zray._private.common import cluster_record, session
 
     roots = session_roots()
-    nodes = local_node_pids(roots)
+    nodes = local_node_pids(roots, mark_stopping=True)
     pids = nodes + client_server_pids(roots)
     sig = signal.SIGKILL if args.force else signal.SIGTERM
     for pid in pids:

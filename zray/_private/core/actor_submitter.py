@@ -117,6 +117,13 @@ class ActorSubmitter:
             record.detached = record.detached or detached
             return record
 
+    def resubscribe(self):
+        """After a head restart: the new head knows no subscriptions."""
+        with self.lock:
+            live = [a for a, record in self.actors.items() if record.order.state != DEAD]
+        for actor_id in live:
+            self.core.endpoint.send(self.core.head_address, P.SubscribeActor(actor_id))
+
     def handle_dropped(self, actor_id: bytes):
         self._released.append(actor_id)  # from __del__: any thread, any moment
         wake = self.core.doze_wake
@@ -156,13 +163,15 @@ class ActorSubmitter:
                     and record.order.state != DEAD
                 ):
                     record.kill_requested = True
-                    self.core.endpoint.send(
+                    # A request (answered ActorKilled), so a head that restarts gets it again.
+                    self.core.requests.send(
                         self.core.head_address,
                         P.KillActor(
                             record.actor_id,
                             True,
                             "The actor is dead because all references to the actor were removed.",
                         ),
+                        _ignore_answer,
                     )
 
     def owns_call(self, task_id: bytes) -> bool:
@@ -193,7 +202,7 @@ class ActorSubmitter:
         core = self.core
         kill = P.KillActor(actor_id, no_restart, KILLED_CAUSE)
         if no_restart:
-            core.endpoint.send(core.head_address, kill)
+            core.requests.send(core.head_address, kill, _ignore_answer)
             self._dead_here(actor_id, KILLED_CAUSE)
             return
         # The head's answer says which instance it stops: an ALIVE naming that one may still
@@ -475,3 +484,7 @@ class ActorSubmitter:
     def state_of(self, actor_id: bytes) -> str:
         record = self.actors.get(actor_id)
         return record.order.state if record else PENDING
+
+
+def _ignore_answer(reply, payload):
+    pass

@@ -41,6 +41,7 @@ from zray._private.core.channel_reading import ChannelReading
 from zray._private.wire import protocol as P
 from zray._private.common import session
 from zray._private.core.function_manager import FunctionManager
+from zray._private.core import head_reconnect
 from zray._private.core.task_context import TaskContext
 from zray._private.core.memory_store import (
     KIND_ERROR,
@@ -183,6 +184,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
             raise X.RaySystemError(f"node refused registration: {reply}")
         self.node_id = reply.node_id
         self.head_address = reply.head_address
+        self.head_link = head_reconnect.attach(self)  # a head may restart: find it again
         self.session_dir = reply.session_dir
         self.node_ip = reply.node_ip
         self.arena_fd = os.open(reply.arena_path, os.O_RDWR)
@@ -334,6 +336,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self._free_released()
         if self.submitter is not None:
             now = time.monotonic()
+            head_reconnect.tick(self, now)
             self.submitter.tick(now)
             self.actor_submitter.tick()
             if self.task_events.enabled and self.task_events.due(now):
@@ -645,9 +648,12 @@ class CoreWorker(ChannelReading, BorrowedValues):
         buffers: list,
         error=False,
         inline_limit: int | None = None,
+        owner_address: str = "",
     ) -> Entry:
         """Places a serialized value: inline if small (copied, since the caller's buffers may
-        change after put), otherwise in this node's arena. Returns the memory store entry."""
+        change after put), otherwise in this node's arena. Returns the memory store entry.
+        `owner_address`: whose object it is (a task's caller for its returns; default: this
+        process); the node frees it when that process dies, and only then."""
         size = object_size(len(meta), [b.nbytes for b in buffers])
         limit = config.max_inline_bytes if inline_limit is None else inline_limit
         if error or size <= limit:
@@ -656,7 +662,9 @@ class CoreWorker(ChannelReading, BorrowedValues):
         # Views dropped just before this put free their room first (same channel, so in order).
         self._send_pin_releases()
         reply, _ = self.requests.call(
-            self.node_address, P.CreateObject(object_id, size, self.address), config.rpc_timeout_s
+            self.node_address,
+            P.CreateObject(object_id, size, owner_address or self.address),
+            config.rpc_timeout_s,
         )
         if isinstance(reply, P.Error):
             if reply.kind == "ObjectExists":

@@ -32,6 +32,7 @@ from zray._private.core.dependencies import (
 )
 from zray._private.core.lineage import Lineage
 from zray._private.core.task_events import now
+from zray._private.core import lost_arguments
 from zray._private.core.memory_store import KIND_ERROR, KIND_PLASMA, Entry
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class TaskSpec:
     placement_group: str = ""  # "<group hex>:<capture 0|1>", see PushTask
     generator_backpressure: int = -1
     reconstructions: int = 0  # times run again because an output was lost (lineage.py)
+    lost_argument_reruns: int = 0  # times run again because an argument was lost
     args_released: bool = False  # its arguments were let go when it first finished
     borrowed: list = field(default_factory=list)  # what the executing worker will hold
     runtime_env: str = ""  # canonical (runtime_env.dumps); "" for the default env
@@ -444,7 +446,10 @@ class TaskSubmitter:
         if spec is None:
             return
         entries = returned_entries(msg.returns, payload)
-        if (
+        lost = lost_arguments.lost_argument(self, spec, entries)
+        if lost is not None:
+            lost_arguments.rerun(self, spec, lost)
+        elif (
             spec.retry_exceptions
             and entries
             and entries[0][1].kind == KIND_ERROR

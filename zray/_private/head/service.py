@@ -10,12 +10,13 @@ import itertools
 import logging
 import struct
 import time
-from dataclasses import dataclass, field
 
 from zray._config import config
 from zray._private.head import actor_manager as A
 from zray._private.wire import protocol as P
 from zray._private.head.placement_service import PlacementGroupHandlers
+from zray._private.head.node_record import NodeRecord
+from zray._private.head.recovery import HeadRecovery
 from zray._private.head.tables import HeadTables
 from zray._private.head.object_directory import ObjectDirectory
 from zray._private.head.state_queries import StateQueries
@@ -31,45 +32,17 @@ SILENCE_AFTER_DISCONNECT_S = 1.5  # nodes send a heartbeat every second
 LOAD_CHANGE_S = 0.02
 
 
-@dataclass
-class NodeRecord:
-    node_id: bytes
-    address: str
-    ip: str
-    hostname: str
-    resources: dict
-    object_store_memory: int
-    is_head: bool
-    identity: bytes
-    alive: bool = True
-    available: dict = field(default_factory=dict)
-    store_used: int = 0
-    last_seen: float = field(default_factory=time.monotonic)
-    death_reason: str = ""
-    suspect_since: float = 0.0  # its connection broke at this time (0: it did not)
-    started_at: float = field(default_factory=time.time)  # wall clock, for the state API
-    ended_at: float = 0.0
-
-    def to_wire(self) -> dict:
-        return {
-            "node_id": self.node_id,
-            "address": self.address,
-            "ip": self.ip,
-            "hostname": self.hostname,
-            "resources": self.resources,
-            "available": self.available or self.resources,
-            "object_store_memory": self.object_store_memory,
-            "is_head": self.is_head,
-            "alive": self.alive,
-            "store_used": self.store_used,
-            "death_reason": self.death_reason,
-        }
-
-
-class HeadService(PlacementGroupHandlers, StateQueries):
-    def __init__(self, endpoint: Endpoint, node_death_timeout_s: float, session_dir: str = ""):
+class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        node_death_timeout_s: float,
+        session_dir: str = "",
+        tables: HeadTables | None = None,
+    ):
         self.endpoint = endpoint
-        self.tables = HeadTables.open(session_dir)  # durable copies of the tables below
+        # durable copies of the tables below
+        self.tables = tables if tables is not None else HeadTables.open(session_dir)
         self.requests = Requests(endpoint)
         self.actors = A.ActorManager()
         self.actor_payloads: dict[bytes, list] = {}  # constructor frames, kept for restarts
@@ -93,6 +66,10 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         self._init_placement_groups()
         self.task_events = TaskEventTable(config.task_events_max_num_task_in_gcs)
         self._ended_jobs: list = []  # (when to fail their unfinished tasks, job id)
+        self._init_recovery()
+        state = self.tables.load()  # a previous head's tables: resume its cluster
+        if state:
+            self.restore(state)
 
     # ------------------------------------------------------------------ dispatch
 
@@ -294,6 +271,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
 
     def _actor_instructions_now(self, instructions):
         touched = {ins.actor_id for ins in instructions if type(ins) is not A.ReturnWorker}
+        touched |= self.actors.take_changed()
         if touched:  # before any of them is told to anyone
             self.tables.actors(self.actors, touched)
         for ins in instructions:
@@ -510,8 +488,9 @@ class HeadService(PlacementGroupHandlers, StateQueries):
                 self.kv_waiters[key] = keep
             else:
                 del self.kv_waiters[key]
+        self._recovery_tick(now)
         for node in list(self.nodes.values()):
-            if not node.alive:
+            if not node.alive or (self.recovering_until and self.awaited(node.node_id)):
                 continue
             if now - node.last_seen > self.node_death_timeout_s:
                 self.mark_dead(node.node_id, "missed heartbeats")

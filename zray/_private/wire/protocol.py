@@ -895,6 +895,40 @@ class AddTaskEvents(NamedTuple):
     dropped: int
 
 
+# --------------------------------------------------------------------------- head restart
+
+
+@message(150)
+class ResumeNode(NamedTuple):
+    """Node to a head it lost (the head's connection broke, or it stopped hearing ClusterLoad)
+    and finds again: RegisterNode's fields plus what the node holds, from which a restarted head
+    rebuilds what it does not keep. `clients`: [worker_id, address, kind] of its live drivers
+    and workers; `actor_leases`: [lease_id, worker_id] of the leases it granted to a head for
+    actors; `objects`: [object_id, size] of its sealed objects. Answered Ok."""
+
+    node_id: bytes
+    address: str
+    ip: str
+    hostname: str
+    resources: dict
+    object_store_memory: int
+    is_head: bool
+    clients: list
+    actor_leases: list
+    objects: list
+
+
+@message(151)
+class ResumeJob(NamedTuple):
+    """Driver to a head it lost and finds again: its job goes on under the same id (a
+    restarted head read it back from its store, or learns it now). Answered JobRegistered."""
+
+    job_id: bytes
+    driver_id: bytes
+    namespace: str
+    pid: int
+
+
 # --------------------------------------------------------------------------- generators
 
 STREAMING = -2  # PushTask.num_returns of a streaming generator task (Ray's marker too)

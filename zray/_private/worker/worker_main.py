@@ -334,6 +334,7 @@ class Executor:
                     buffers,
                     error=is_error,
                     inline_limit=min(budget, config.max_inline_bytes),
+                    owner_address=owner_address,
                 )
             except X.RayError as exc:
                 meta, buffers, _ = serialize(
