@@ -311,6 +311,38 @@ def single_client_tasks_async():
     return rate(lambda: ray.get([small_value.remote() for _ in range(1000)]), 1000)
 
 
+def _task_events_off():
+    """Turns task events off for every process of the cluster about to start: zray's switch,
+    and Ray's (a report interval of 0 disables its task events)."""
+    os.environ["ZRAY_ENABLE_TASK_EVENTS"] = "0"
+    os.environ["RAY_task_events_report_interval_ms"] = "0"
+    if FRAMEWORK == "zray":
+        from zray._config import config
+
+        config.enable_task_events = False  # this driver read its config at import
+
+
+@workload("single client tasks sync, task events off")
+def single_client_tasks_sync_events_off():
+    """As "single client tasks sync", with task events off: what recording them costs."""
+    _task_events_off()
+    return single_client_tasks_sync()
+
+
+@workload("single client tasks async, task events off")
+def single_client_tasks_async_events_off():
+    """As "single client tasks async", with task events off."""
+    _task_events_off()
+    return single_client_tasks_async()
+
+
+@workload("1:1 actor calls async, task events off")
+def actor_calls_async_events_off():
+    """As "1:1 actor calls async", with task events off."""
+    _task_events_off()
+    return actor_calls_async()
+
+
 @workload("multi client tasks async")
 @with_cluster
 def multi_client_tasks_async():

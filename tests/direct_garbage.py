@@ -33,6 +33,7 @@ def call(**fields) -> P.PushActorTask:
         resolved=[],
         borrowed=[],
         generator_backpressure=-1,
+        attempt=0,
     )
     values.update(fields)
     return P.PushActorTask(**values)
@@ -127,7 +128,7 @@ def not_a_call(draw, actor_id: bytes):
                 P.StartActor(actor_id, {"class_id": b"x"}, 0, [], 0),
                 P.TaskDone(b"t" * 24, [], 0, []),
                 P.PushTask(
-                    b"t" * 24, b"f" * 20, "f", 1, OWNER, 1, 0, [], [], {"CPU": 1.0}, [], "", -1
+                    b"t" * 24, b"f" * 20, "f", 1, OWNER, 1, 0, [], [], {"CPU": 1.0}, [], "", -1, 0
                 ),
                 P.Hello(OWNER),
                 P.KillWorker(b"w" * 28),

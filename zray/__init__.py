@@ -61,8 +61,10 @@ __all__ = [
     "put",
     "remote",
     "shutdown",
+    "timeline",
     "util",
     "wait",
 ]
 from zray import util  # noqa: E402  (Ray's ray.util is there after `import ray`)
 from zray import runtime_env  # noqa: E402,F401  (ray.runtime_env, as after `import ray`)
+from zray.util.state.timeline import timeline  # noqa: E402  (ray.timeline)

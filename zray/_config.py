@@ -81,6 +81,36 @@ class Config:
         "Recompute a task's output in shared memory whose every copy was lost (its node died) "
         "by running the task again, as Ray's object reconstruction does; 0 turns it off.",
     )
+    enable_task_events: bool = _setting(
+        True,
+        "Record every task's state changes and send them to the head for the state API "
+        "(`list_tasks`, `get_task`, `summarize_tasks`) and `zray.timeline()`; 0 turns them off "
+        "in every process (a task or actor can also opt out with `enable_task_events=False`).",
+    )
+    task_events_report_interval_ms: int = _setting(
+        1000,
+        "How often each process sends the task events it recorded to the head (Ray's "
+        "RAY_task_events_report_interval_ms); 0 turns task events off, as in Ray.",
+    )
+    task_events_flush_batch: int = _setting(
+        10000, "A process sends its task events early once it holds this many."
+    )
+    task_events_max_buffer: int = _setting(
+        100000,
+        "The most task events a process sends in one batch; older ones are dropped and counted "
+        "(Ray's task_events_max_num_status_events_buffer_on_worker).",
+    )
+    task_events_mark_failed_on_job_done_delay_ms: int = _setting(
+        15000,
+        "How long after a job's driver exits the head marks the job's tasks that never ended "
+        "FAILED (Ray's gcs_mark_task_failed_on_job_done_delay_ms): the last events of its "
+        "processes arrive first.",
+    )
+    task_events_max_num_task_in_gcs: int = _setting(
+        100000,
+        "The task attempts the head keeps events of (Ray's RAY_task_events_max_num_task_in_gcs); "
+        "past it the oldest are evicted and counted as dropped.",
+    )
     max_lineage_bytes: int = _setting(
         1 * 2**30,
         "The task specs an owner keeps for reconstruction, at most (Ray's default); the oldest "
@@ -139,6 +169,14 @@ class Config:
     head_port: int = _setting(6380, "Default TCP port of the head service for `zray start`.")
     node_death_timeout_s: float = _setting(
         10.0, "A node that sends no heartbeat (every second) for this long is declared dead."
+    )
+    head_reconnect_timeout_s: float = _setting(
+        60.0,
+        "How long nodes, drivers and workers wait for a head that went away (its process "
+        "died, or its connection broke) to come back (`zray start --head` on its state, same "
+        "port) before they give up: calls that need the head wait this long before failing, "
+        "and a node stops. A restarted head waits as long for the nodes and drivers it knew "
+        "to reconnect before it declares them dead (Ray's gcs_rpc_server_reconnect_timeout_s).",
     )
     head_persistence: bool = _setting(
         True,

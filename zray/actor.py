@@ -9,6 +9,7 @@ import cloudpickle
 
 from zray._fast import object_id_for, random_id
 from zray._private.common import definitions
+from zray._private.common import task_states as TS
 from zray._private.core import options as O
 from zray._private.wire import protocol as P
 from zray._private.core import runtime
@@ -31,7 +32,6 @@ _METHOD_OPTIONS = (
 # a call that raised), warned about where they would not.
 _METHOD_SUPPORT = {
     "retry_exceptions": O.Option(False, (), O.UNSUPPORTED),
-    "enable_task_events": O.Option(True, (), O.WARN),
     "tensor_transport": O.Option(None, (), O.WARN),
 }
 
@@ -192,10 +192,17 @@ class ActorClass:
         # The head starts (and restarts) the actor on a worker we never learn about, so we
         # cannot register it as a borrower: refs given to a constructor are kept for good.
         core.refs.mark_escaped([r._id for r in top_refs] + [oid for oid, _ in nested])
+        events = core.task_events.enabled and options.get("enable_task_events", True)
+        # An actor without task events records none for any of its calls, from any handle.
+        methods = (
+            self._methods
+            if events
+            else {k: dict(v, enable_task_events=False) for k, v in self._methods.items()}
+        )
         handle_meta = cloudpickle.dumps(
             {
                 "class_name": self._cls.__name__,
-                "methods": self._methods,
+                "methods": methods,
                 "max_task_retries": options.get("max_task_retries", 0),
                 "generator_cap": _generator_cap(options),
                 "max_restarts": options.get("max_restarts", 0),
@@ -221,7 +228,24 @@ class ActorClass:
             "placement_group": group,
             "runtime_env": for_call(core, options.get("runtime_env")),
             "generator_backpressure": _generator_cap(options),
+            "task_events": events,
         }
+        if events:
+            creation_task_id = b"\xff" * 8 + actor_id  # as the actor's worker names it
+            core.task_events.submitted(
+                creation_task_id,
+                0,
+                (
+                    TS.ACTOR_CREATION_TASK,
+                    f"{self._cls.__name__}.__init__",
+                    f"{self._cls.__name__}.__init__",
+                    actor_id,
+                    core.current_task_id(),
+                    placement,
+                    group,
+                    spec["runtime_env"],
+                ),
+            )
         reply, _ = core.requests.call(
             core.head_address,
             P.CreateActor(actor_id, spec, len(frames) - 1, []),
@@ -230,6 +254,8 @@ class ActorClass:
         )
         if isinstance(reply, P.Error):
             raise ValueError(reply.message)
+        if events:
+            core.task_events.state(creation_task_id, 0, TS.PENDING_NODE_ASSIGNMENT)
         # Counted here, not by the handle, so the handle count never reads 0 in between.
         core.actor_submitter.track(
             actor_id, self._cls.__name__, owned=True, detached=lifetime == "detached"
@@ -237,7 +263,7 @@ class ActorClass:
         return ActorHandle(
             actor_id,
             self._cls.__name__,
-            self._methods,
+            methods,
             options.get("max_task_retries", 0),
             _generator_cap(options),
             options.get("max_restarts", 0),
@@ -281,6 +307,7 @@ def _method_table(cls) -> dict:
             "_generator_backpressure_num_objects": options.get(
                 "_generator_backpressure_num_objects"
             ),
+            "enable_task_events": options.get("enable_task_events", True),
         }
     return table
 
@@ -441,6 +468,9 @@ class ActorMethod:
             backpressure = self._defaults.get("_generator_backpressure_num_objects")
         task_id = random_id(8) + handle._actor_id
         frames, top_refs, nested = pack_arguments(core, args, kwargs)
+        events = core.task_events.enabled and self._options.get(
+            "enable_task_events", self._defaults.get("enable_task_events", True)
+        )
         return_ids = [
             object_id_for(task_id, i) for i in range(1, (1 if streaming else num_returns) + 1)
         ]
@@ -456,6 +486,8 @@ class ActorMethod:
             group or "",
             -1 if backpressure is None else backpressure,
             max_retries=retries if handle._max_restarts else 0,
+            events=events,
+            parent_task_id=core.current_task_id() if events else b"",
         )
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
         if streaming:  # values arrive as they are yielded (zray/_private/core/generators.py)

@@ -90,7 +90,8 @@ class RemoteFunction:
             request, strategy, group = in_group(shape[0], placement)
             key = R.shape_key(R.to_units(request)) + (strategy,)
             shape = (request, key + (shape[3],) if shape[3] else key, strategy, shape[3])
-        task_id = random_id(8) + core.current_task_id()[8:]
+        parent_task_id = core.current_task_id()
+        task_id = random_id(8) + parent_task_id[8:]
         frames, top_refs, nested = pack_arguments(core, args, kwargs)
         # A stream's one fixed return is its completion; its values come as they are yielded.
         return_ids = [
@@ -115,6 +116,9 @@ class RemoteFunction:
             placement_group=group,
             generator_backpressure=backpressure,
             runtime_env=shape[3],
+            func_name=self._function.__name__,
+            parent_task_id=parent_task_id,
+            events=core.task_events.enabled and options.get("enable_task_events", True),
         )
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
         if streaming:

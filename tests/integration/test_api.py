@@ -23,6 +23,7 @@ CORE_API = [
     "available_resources",
     "get_runtime_context",
     "get_gpu_ids",
+    "timeline",
 ]
 
 

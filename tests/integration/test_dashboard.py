@@ -262,11 +262,28 @@ def test_jobs_placement_groups_objects_and_tasks_pages(page, cluster):
     row.wait_for()
     assert "1.0 MiB" in row.inner_text() and "LOCAL_REFERENCE" in row.inner_text()
 
-    page.goto(base + "#/tasks")
-    page.locator("h1", has_text="Tasks").wait_for()
-    # This build's state API keeps no task table: the page says so instead of failing.
-    page.locator("p.note", has_text="no task table").wait_for()
     del ref
+
+
+def test_a_failed_task_shows_its_error_and_links_to_its_traceback(page, cluster):
+    ray = cluster[0]
+
+    @ray.remote(max_retries=0)
+    def fails_on_purpose():
+        raise KeyError("the task failed on purpose")
+
+    with pytest.raises(KeyError):
+        ray.get(fails_on_purpose.remote(), timeout=30)
+    page.goto(page.url.split("#")[0] + "#/tasks")
+    row = rows_with(page, "tasks", "fails_on_purpose")
+    row.locator("td.state-FAILED").wait_for()  # task events reach the head within a second
+    link = row.locator("a.traceback-link")
+    assert link.inner_text() == "TASK_EXECUTION_EXCEPTION"
+    link.click()
+    traceback = page.locator("#traceback")
+    traceback.wait_for()
+    assert "the task failed on purpose" in traceback.inner_text()
+    assert "fails_on_purpose" in traceback.inner_text()
 
 
 def test_long_tables_show_their_first_500_rows_and_say_so(page, cluster):

@@ -1,6 +1,6 @@
 """The head writes its tables through to durable storage (SQLite by default, Redis when Ray's
-RAY_REDIS_ADDRESS names one), clears them when the cluster ends cleanly, and refuses to start on
-tables a crashed head left (resuming from them comes later)."""
+RAY_REDIS_ADDRESS names one), clears them when the cluster ends cleanly, and resumes from the
+tables a crashed head left (tests/integration/test_head_restart.py restarts a real cluster)."""
 
 from __future__ import annotations
 
@@ -72,17 +72,25 @@ def test_sqlite_tables_are_written_through_and_cleared_at_shutdown(fresh, tmp_pa
         assert store.empty()
 
 
-def test_a_head_refuses_the_tables_a_crashed_head_left(fresh, tmp_path, monkeypatch):
+def test_a_head_resumes_the_tables_a_crashed_head_left(fresh, tmp_path, monkeypatch):
+    """A job of a driver no node reports is over once the head has heard from every node it
+    knew; the KV entries are back."""
     path = str(tmp_path / "state.db")
     with H.SqliteStore(path) as store:
-        store.put("jobs", b"\x01\x00\x00\x00", msgpack.packb({"alive": True}))
+        store.put("jobs", b"\x07\x00\x00\x00", msgpack.packb({"alive": True, "driver_id": b"x"}))
+        store.put("kv", b"user\0key", b"kept")
     monkeypatch.setenv("ZRAY_HEAD_STATE_PATH", path)
-    with pytest.raises(
-        Exception, match="holds the tables of another head: one that did not shut down cleanly"
-    ):
-        fresh.init(num_cpus=1)
-    with H.SqliteStore(path) as store:  # untouched
-        assert dict(store.scan("jobs")) == {b"\x01\x00\x00\x00": msgpack.packb({"alive": True})}
+    fresh.init(num_cpus=1)
+    from zray._private.core import runtime
+    from zray._private.wire import protocol as P
+
+    core = runtime.core
+    reply, _ = core.requests.call(core.head_address, P.KvGet("user", b"key", 0.0), 30)
+    assert reply == P.KvValue(True, b"kept")
+    jobs = {bytes(k): msgpack.unpackb(v) for k, v in rows(path, "jobs").items()}
+    assert jobs[b"\x07\x00\x00\x00"]["alive"] is False  # nobody came back for it
+    assert [j for j in jobs.values() if j["alive"]]  # ours, numbered after it
+    assert max(jobs) == b"\x08\x00\x00\x00"
 
 
 def test_persistence_can_be_switched_off(fresh, tmp_path, monkeypatch):

@@ -78,3 +78,30 @@ def test_actor_restarts_on_another_node(cluster):
     else:
         pytest.fail("the actor never came back")
     assert second != first
+
+
+def test_a_task_whose_argument_was_lost_runs_after_it_is_recomputed(cluster):
+    """As in Ray: a task given an object whose every copy died with its node is not failed
+    with ObjectLostError; its owner recomputes the argument and runs the task again."""
+    import numpy as np
+
+    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ray, pids = cluster
+    w2 = next(n["NodeID"] for n in ray.nodes() if "w2" in n["Resources"])
+
+    @ray.remote(max_retries=2)
+    def make():
+        return np.ones(2**20)
+
+    @ray.remote(resources={"w1": 1}, max_retries=0)
+    def total(array):
+        return float(array.sum())
+
+    ref = make.options(scheduling_strategy=NodeAffinitySchedulingStrategy(w2, soft=True)).remote()
+    ray.wait([ref], timeout=30, fetch_local=False)  # its only copy is on w2
+    os.kill(pids["w2"], signal.SIGKILL)
+    deadline = time.monotonic() + DEATH_TIMEOUT_S + 10
+    while all(n["Alive"] for n in ray.nodes()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ray.get(total.remote(ref), timeout=60) == 2**20

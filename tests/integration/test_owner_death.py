@@ -29,3 +29,23 @@ def test_a_get_of_an_object_whose_owner_died_fails_fast(ray):
         assert time.monotonic() - start < 10
         assert isinstance(raised.value, ray.exceptions.ObjectLostError)
         assert inner.hex() in str(raised.value)
+
+
+def test_a_tasks_large_return_outlives_the_worker_that_made_it(ray):
+    """The caller owns a task's returns: the worker that stored one in the arena dying later
+    (killed, crashed, or retired) must not free it (found by tests/integration/test_chaos.py)."""
+    import signal
+
+    @ray.remote(num_returns=2)
+    def make():
+        return np.ones(2**20), os.getpid()
+
+    array_ref, pid_ref = make.remote()
+    pid = ray.get(pid_ref, timeout=30)
+    assert ray.get(array_ref, timeout=30).sum() == 2**20
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # its node has announced its death by now
+    assert ray.get(array_ref, timeout=10).sum() == 2**20

@@ -8,6 +8,7 @@ import shutil
 from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
 from tests.integration.test_cli import short_tmp, stopped_on_failure, token_of, zray_cli
 from tests.integration.test_lifecycle import ROOT, run_script
+from tests.integration.test_task_events import wait_for
 from zray._config import config
 from zray.util import state
 
@@ -16,7 +17,12 @@ def test_cli_verbs_and_the_api_by_address():
     """`zray list|get|summary` against a CLI-started cluster, and the API from a process that
     never called init (address and token only)."""
     root = short_tmp()
-    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root)
+    env = dict(
+        os.environ,
+        PYTHONPATH=ROOT,
+        ZRAY_SESSION_DIR_ROOT=root,
+        ZRAY_TASK_EVENTS_MARK_FAILED_ON_JOB_DONE_DELAY_MS="300",
+    )
     before = (zray_segments(), zray_sessions())
     with stopped_on_failure(env):
         head = zray_cli("start", "--head", "--port", "0", "--num-cpus", "1", env=env)
@@ -67,7 +73,48 @@ def test_cli_verbs_and_the_api_by_address():
         assert cli("list", "placement-groups").stdout.strip() == "No resource in the cluster"
         bad = cli("list", "actors", "--filter", "bogus=1")
         assert bad.returncode == 2 and "Invalid filter key 'bogus'" in bad.stderr
-        assert cli("list", "tasks").returncode == 2
+        assert cli("list", "runtime-envs").returncode == 2
+
+        def pinged():  # the driver's last batch went with its exit; the actor's within 1 s
+            rows = json.loads(cli("list", "tasks", "--format", "json").stdout or "[]")
+            ping = [r for r in rows if r["name"] == "Keeper.ping"]
+            return ping if ping and ping[0]["worker_pid"] else None
+
+        [ping] = wait_for(pinged)
+        assert (ping["state"], ping["type"]) == ("FINISHED", "ACTOR_TASK")
+        got = cli("get", "tasks", ping["task_id"])
+        assert "func_or_class_name: Keeper.ping" in got.stdout and "events:" in got.stdout
+        tasks = cli("summary", "tasks")
+        assert "Table (group by func_name):" in tasks.stdout and "Keeper.__init__" in tasks.stdout
+        # A job that ends with a task still running: a while later that task is FAILED.
+        left = run_script(
+            """
+            import time
+            import zray as ray
+            ray.init(address="auto")
+            @ray.remote
+            def left_running():
+                time.sleep(60)
+            left_running.remote()
+            time.sleep(1.5)  # it runs, and its worker reports it
+        """,
+            env={"ZRAY_SESSION_DIR_ROOT": root},
+        )
+        assert left.returncode == 0, left.stderr
+
+        def abandoned():
+            rows = json.loads(cli("list", "tasks", "--format", "json", "--detail").stdout)
+            rows = [r for r in rows if r["name"] == "left_running" and r["state"] == "FAILED"]
+            return rows or None
+
+        [row] = wait_for(abandoned)
+        assert row["error_type"] == "WORKER_DIED" and "as driver exits" in row["error_message"]
+        timeline = cli("timeline")
+        assert timeline.returncode == 0, timeline.stderr
+        [path] = [w for w in timeline.stdout.split() if w.endswith(".json")]
+        assert path.startswith(root) and any(
+            e.get("cat") == "task::Keeper.ping" for e in json.load(open(path))
+        )
         assert cli("--version").stdout.startswith("zray, version ")
 
         address = [line for line in head.stdout.splitlines() if line.startswith("Head address:")][

@@ -6,6 +6,7 @@ from __future__ import annotations
 from zray._fast import object_id_for
 from zray._private.wire import protocol as P
 from zray._private.common import resources as R
+from zray._private.core.task_events import TaskEvents
 from zray._private.core.task_submitter import TaskSpec, TaskSubmitter
 
 
@@ -37,6 +38,7 @@ class FakeCore:
         self.requests = FakeRequests()
         self.endpoint = FakeEndpoint()
         self._cancel_handler = None
+        self.task_events = TaskEvents(self)
 
 
 def spec(n: int, strategy: str = "DEFAULT", **resources) -> TaskSpec:
@@ -117,7 +119,7 @@ def test_a_retried_inline_task_is_queued_for_a_lease_again():
     submitter = TaskSubmitter(core)
     (task,) = queued(submitter, spec(6))
     assert submitter.take_inline(task.return_ids[0], CPU1) is task
-    submitter._retry(task)
+    submitter._retry(task, RuntimeError("its worker died"))
     assert (task.state, task.inline) == ("queued", False)
     assert list(submitter.shapes[task.key].tasks) == [task]
     assert submitter.take_inline(task.return_ids[0], CPU1) is task

@@ -29,6 +29,8 @@ STATE_MACHINES = {
     "zray._private.node.placement",
     "zray._private.head.placement_groups",
     "zray._private.common.bundles",
+    "zray._private.common.task_states",
+    "zray._private.head.task_events",
 }
 # What a state machine may import: the standard library's pure parts and other state machines.
 PURE_STDLIB = {

@@ -30,6 +30,7 @@ def task(**fields) -> P.PushTask:
         gpu_ids=[],
         placement_group="",
         generator_backpressure=-1,
+        attempt=0,
     )
     values.update(fields)
     return P.PushTask(**values)

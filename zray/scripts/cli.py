@@ -1,4 +1,4 @@
-"""`zray start | stop | status | memory | list | get | summary | logs`: the cluster CLI, with `ray`'s flags so habits carry over.
+"""`zray start | stop | status | memory | list | get | summary | timeline | logs`: the cluster CLI, with `ray`'s flags so habits carry over.
 
 This module only parses options and starts or signals daemons; the daemon is zray-node.
 """
@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     memory.add_parser(commands)
     state_cli.add_parsers(commands)
+    timeline = commands.add_parser(
+        "timeline", help="Take a Chrome tracing timeline for a zray cluster."
+    )
+    timeline.add_argument(
+        "--address", required=False, type=str, help="Override the address to connect to."
+    )
     logs_cli.add_parser(commands)
     state_cli.add_version_flag(parser)
     return parser
@@ -96,11 +102,36 @@ def main(argv=None) -> int:
             "list": state_cli.main,
             "get": state_cli.main,
             "summary": state_cli.main,
+            "timeline": cmd_timeline,
             "logs": logs_cli.main,
         }[args.command](args)
     except (OSError, zmq.ZMQError) as exc:  # ConnectionError is an OSError: no cluster there
         print(f"zray {args.command}: {exc}", file=sys.stderr)
         return 1
+
+
+def cmd_timeline(args) -> int:
+    """Ray's `ray timeline`: the trace goes to a file in the temp directory (the session
+    root), named by the time."""
+    from datetime import datetime
+
+    from zray._config import config
+    from zray.util.state import timeline
+    from zray.util.state.exception import RayStateApiException
+
+    try:
+        trace = timeline.dump(args.address)
+    except RayStateApiException as exc:
+        print(f"zray timeline: {exc}", file=sys.stderr)
+        return 1
+    stamp = datetime.today().strftime("%Y-%m-%d_%H-%M-%S")
+    os.makedirs(config.session_dir_root, exist_ok=True)
+    filename = os.path.join(config.session_dir_root, f"zray-timeline-{stamp}.json")
+    with open(filename, "w") as out:
+        json.dump(trace, out)
+    print(f"Trace file written to {filename} in the zray temp directory.")
+    print("You can open this with chrome://tracing in the Chrome browser.")
+    return 0
 
 
 def cmd_start(args) -> int:
@@ -353,7 +384,7 @@ def session_roots() -> list:
     return [root] + cluster_record.temp_dirs(root)
 
 
-def local_node_pids(roots: list) -> list:
+def local_node_pids(roots: list, mark_stopping: bool = False) -> list:
     from zray._private.common import session
 
     pids = []
@@ -369,6 +400,8 @@ def local_node_pids(roots: list) -> list:
                     continue
                 if kind == "daemon" and session._pid_alive(pid):
                     pids.append(pid)
+                    if mark_stopping:
+                        session.mark_cluster_stopping(os.path.join(root, entry))
     return pids
 
 
@@ -396,7 +429,7 @@ def cmd_stop(args) -> int:
     from zray._private.common import cluster_record, session
 
     roots = session_roots()
-    nodes = local_node_pids(roots)
+    nodes = local_node_pids(roots, mark_stopping=True)
     pids = nodes + client_server_pids(roots)
     sig = signal.SIGKILL if args.force else signal.SIGTERM
     for pid in pids:

@@ -114,6 +114,7 @@ def options_from_args(args):  # -> zray._private.node.daemon.NodeOptions (import
     token = args.token or config.token
     if not token and not args.head:
         token = local_token(head_address)
+    token_generated = not token
     if not token:
         if not args.head:
             raise SystemExit(
@@ -135,6 +136,7 @@ def options_from_args(args):  # -> zray._private.node.daemon.NodeOptions (import
         node_ip=args.node_ip_address,
         embedded_by=args.embedded_by,
         token=token,
+        token_generated=token_generated,
         encrypt=config.encrypt if args.encrypt is None else args.encrypt,
         metrics_export_port=(
             config.metrics_export_port

@@ -31,8 +31,8 @@ GET_RESOURCES = [
     "cluster-events",
 ]
 FORMATS = ["default", "json", "yaml", "table"]
-# What zray's state API does not cover yet (tasks come with task events).
-NOT_YET = {"tasks", "runtime-envs", "cluster-events"}
+# What zray's state API does not cover yet.
+NOT_YET = {"runtime-envs", "cluster-events"}
 
 _ADDRESS_HELP = (
     "The address of the head (host:port). If not provided, the cluster this "
@@ -122,8 +122,8 @@ def main(args) -> int:
     try:
         if args.resource in NOT_YET:
             print(
-                f"zray {args.command}: {args.resource} are not available yet (zray records "
-                "no task events)",
+                f"zray {args.command}: {args.resource} are not available yet (zray does not "
+                "record them)",
                 file=sys.stderr,
             )
             return 2
@@ -186,7 +186,11 @@ def _get(args) -> str:
 def _summary(args) -> str:
     from zray.util import state
 
-    fn = {"actors": state.summarize_actors, "objects": state.summarize_objects}[args.resource]
+    fn = {
+        "actors": state.summarize_actors,
+        "objects": state.summarize_objects,
+        "tasks": state.summarize_tasks,
+    }[args.resource]
     data = fn(
         address=args.address, timeout=args.timeout, raise_on_missing_output=False, _explain=True
     )

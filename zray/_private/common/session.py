@@ -54,6 +54,23 @@ def write_node_pid(session_dir: str, node_id: bytes, embedded: bool):
         f.write(f"{os.getpid()} {'embedded' if embedded else 'daemon'}")
 
 
+STOPPING_FILE = "cluster_stopping"
+
+
+def mark_cluster_stopping(session_dir: str):
+    """`zray stop` ends the cluster on purpose: a head stopped now clears its durable state
+    (one terminated alone keeps it, to be restarted)."""
+    try:
+        with open(os.path.join(session_dir, STOPPING_FILE), "w"):
+            pass
+    except OSError:
+        pass
+
+
+def cluster_stopping(session_dir: str) -> bool:
+    return os.path.exists(os.path.join(session_dir, STOPPING_FILE))
+
+
 def read_node_pid(path: str) -> tuple[int, str]:
     with open(path) as f:
         parts = f.read().split()

@@ -32,6 +32,8 @@ from zray._private.core.dependencies import (
     when_resolved,
 )
 from zray._private.core.serialization import deserialize
+from zray._private.core.task_events import now
+from zray._private.common import task_states as TS
 
 
 KILLED_CAUSE = "The actor is dead because it was killed by `ray.kill`."  # Ray's words
@@ -64,6 +66,10 @@ class ActorCall:
     args_failed: bool = False
     failed_entry: object = None
     cancelled: bool = False
+    events: bool = False  # records task events (task_events.py)
+    parent_task_id: bytes = b""
+    attempt: int = 0  # sent again to a restarted actor: one more
+    sent: bool = False
 
     @property
     def pinned_ids(self) -> list:
@@ -96,6 +102,7 @@ class ActorSubmitter:
         self._released = deque()
         # actor id -> (its ActorState DEAD, the direct connection still to read, deadline)
         self.deferred_deaths: dict[bytes, tuple] = {}
+        self._record = core.task_events.record  # task events' hot path (task_events.py)
 
     # ------------------------------------------------------------------ handles
 
@@ -110,6 +117,13 @@ class ActorSubmitter:
             record.owned = record.owned or owned
             record.detached = record.detached or detached
             return record
+
+    def resubscribe(self):
+        """After a head restart: the new head knows no subscriptions."""
+        with self.lock:
+            live = [a for a, record in self.actors.items() if record.order.state != DEAD]
+        for actor_id in live:
+            self.core.endpoint.send(self.core.head_address, P.SubscribeActor(actor_id))
 
     def handle_dropped(self, actor_id: bytes):
         self._released.append(actor_id)  # from __del__: any thread, any moment
@@ -150,13 +164,15 @@ class ActorSubmitter:
                     and record.order.state != DEAD
                 ):
                     record.kill_requested = True
-                    self.core.endpoint.send(
+                    # A request (answered ActorKilled), so a head that restarts gets it again.
+                    self.core.requests.send(
                         self.core.head_address,
                         P.KillActor(
                             record.actor_id,
                             True,
                             "The actor is dead because all references to the actor were removed.",
                         ),
+                        _ignore_answer,
                     )
 
     def owns_call(self, task_id: bytes) -> bool:
@@ -187,7 +203,7 @@ class ActorSubmitter:
         core = self.core
         kill = P.KillActor(actor_id, no_restart, KILLED_CAUSE)
         if no_restart:
-            core.endpoint.send(core.head_address, kill)
+            core.requests.send(core.head_address, kill, _ignore_answer)
             self._dead_here(actor_id, KILLED_CAUSE)
             return
         # The head's answer says which instance it stops: an ALIVE naming that one may still
@@ -229,6 +245,17 @@ class ActorSubmitter:
         core.note_submitted(call.task_id)
         with self.lock:
             record = self.actors[actor_id]
+            if call.events:
+                name = f"{record.class_name}.{call.method}"
+                self._record(
+                    (
+                        call.task_id,
+                        0,
+                        TS.PENDING_ARGS_AVAIL,
+                        now(),
+                        (TS.ACTOR_TASK, name, name, actor_id, call.parent_task_id, {}, "", ""),
+                    )
+                )
             self.calls[call.task_id] = (record, call)
             failed = record.order.submit(call)  # an actor already dead fails it at once
             if failed:
@@ -259,6 +286,11 @@ class ActorSubmitter:
             if call.pushed_to:  # sent before, to a worker that died: sent again or failed now
                 self._lost(call)
             if type(ins) is O.Send:
+                if call.events:
+                    if call.sent:
+                        self._sent_again(record, call)
+                    call.sent = True
+                    self._record((call.task_id, call.attempt, TS.SUBMITTED_TO_WORKER, now(), None))
                 if call.borrowed:
                     call.pushed_to = ins.address
                     self.core.register_borrower(ins.address, call.borrowed)
@@ -276,6 +308,7 @@ class ActorSubmitter:
                             call.borrowed,
                             call.concurrency_group,
                             call.generator_backpressure,
+                            call.attempt if call.events else -1,
                         ),
                         call.frames + call.resolved_frames,
                     )
@@ -305,6 +338,22 @@ class ActorSubmitter:
         if pushes:
             self._send_lock.acquire()
         return pushes, failures
+
+    def _sent_again(self, record: ActorRecord, call: ActorCall):
+        """A call sent before, whose actor's worker died with it: that attempt failed, the
+        one now sent to the restarted actor is the next."""
+        self.core.task_events.ended(
+            call.task_id,
+            call.attempt,
+            X.ActorDiedError(
+                {
+                    "actor_id": record.actor_id,
+                    "class_name": record.class_name,
+                    "error_message": "The actor's worker died while running this call.",
+                }
+            ),
+        )
+        call.attempt += 1
 
     def _carry_out(self, decided: tuple[list, list]):
         """Makes the pushes `_decide` returned, in order, then fails its failures (whose
@@ -401,6 +450,12 @@ class ActorSubmitter:
             return
         failed = any(e.kind == KIND_ERROR for _, e in entries or ())
         metrics_registry.tasks.finished(f"{found[0].class_name}.{call.method}", failed, False)
+        if call.events:
+            first = entries[0][1] if entries else None  # an error is every return's
+            if first is None or first.kind != KIND_ERROR:
+                self._record((call.task_id, call.attempt, TS.FINISHED, now(), None))
+            else:
+                self._record((call.task_id, call.attempt, TS.FAILED, now(), first))
         if call.max_retries != 0 and call.num_returns != P.STREAMING:
             self.core.submitter.lineage.keep(call, entries)  # before results may be freed
         store_results(self.core, entries, call.pinned_ids, contained)
@@ -426,9 +481,14 @@ class ActorSubmitter:
             self.core.memory_store.delete(oid)  # gets wait for the new copies
         call.pushed_to, call.borrowed, call.cancelled = "", [], False
         call.resolved, call.resolved_frames, call.failed_entry = [], [], None
+        call.attempt, call.sent = call.attempt + 1, False  # a new attempt, not a lost one
         self.submit(actor_id, call)
         return True
 
     def state_of(self, actor_id: bytes) -> str:
         record = self.actors.get(actor_id)
         return record.order.state if record else PENDING
+
+
+def _ignore_answer(reply, payload):
+    pass

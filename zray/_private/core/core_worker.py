@@ -41,6 +41,7 @@ from zray._private.core.channel_reading import ChannelReading
 from zray._private.wire import protocol as P
 from zray._private.common import session
 from zray._private.core.function_manager import FunctionManager
+from zray._private.core import head_reconnect
 from zray._private.core.task_context import TaskContext
 from zray._private.core import metrics_registry
 from zray._private.core.memory_store import (
@@ -57,6 +58,7 @@ from zray._private.core.serialization import deserialize, serialize
 from zray._private.core.actor_submitter import ActorSubmitter
 from zray._private.core.generators import Streams
 from zray._private.core.streaming import Producer
+from zray._private.core.task_events import TaskEvents
 from zray._private.core.task_submitter import TaskSubmitter
 from zray._private.wire.transport import REPLY, Endpoint, Requests, new_context, serve_context
 from zray.object_ref import ObjectRef
@@ -167,6 +169,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self._log_sink = None
         self._futures_pool = None
         self.driver_task_id = self._driver_task_id(job_id)
+        self.task_events = TaskEvents(self)
         self.submitter = None  # needs the node's answer to registration; set below
         self.actor_submitter = None
         self.actor_dispatch = None  # set in an actor worker that runs calls off the main thread
@@ -182,6 +185,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
             raise X.RaySystemError(f"node refused registration: {reply}")
         self.node_id = reply.node_id
         self.head_address = reply.head_address
+        self.head_link = head_reconnect.attach(self)  # a head may restart: find it again
         self.session_dir = reply.session_dir
         self.node_ip = reply.node_ip
         self.arena_fd = os.open(reply.arena_path, os.O_RDWR)
@@ -226,6 +230,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
                     timeout = HOUSEKEEPING_S if self._busy() else DOZE_S
                 if self.batcher.holding:
                     timeout = min(timeout, max(0.0, self.batcher.deadline - time.monotonic()))
+                if self.task_events.events:  # wake for the next batch even when dozing
+                    timeout = min(timeout, self.task_events.wait_s())
                 events = poller.poll(1000 * timeout)
                 if dozing:
                     self._set_doze_wake(None)
@@ -334,8 +340,12 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self._send_pin_releases()
         self._free_released()
         if self.submitter is not None:
-            self.submitter.tick(time.monotonic())
+            now = time.monotonic()
+            head_reconnect.tick(self, now)
+            self.submitter.tick(now)
             self.actor_submitter.tick()
+            if self.task_events.enabled and self.task_events.due(now):
+                self.task_events.flush()
 
     def _free_released(self):
         self.apply_released(self.refs.collect())
@@ -643,9 +653,12 @@ class CoreWorker(ChannelReading, BorrowedValues):
         buffers: list,
         error=False,
         inline_limit: int | None = None,
+        owner_address: str = "",
     ) -> Entry:
         """Places a serialized value: inline if small (copied, since the caller's buffers may
-        change after put), otherwise in this node's arena. Returns the memory store entry."""
+        change after put), otherwise in this node's arena. Returns the memory store entry.
+        `owner_address`: whose object it is (a task's caller for its returns; default: this
+        process); the node frees it when that process dies, and only then."""
         size = object_size(len(meta), [b.nbytes for b in buffers])
         limit = config.max_inline_bytes if inline_limit is None else inline_limit
         if error or size <= limit:
@@ -654,7 +667,9 @@ class CoreWorker(ChannelReading, BorrowedValues):
         # Views dropped just before this put free their room first (same channel, so in order).
         self._send_pin_releases()
         reply, _ = self.requests.call(
-            self.node_address, P.CreateObject(object_id, size, self.address), config.rpc_timeout_s
+            self.node_address,
+            P.CreateObject(object_id, size, owner_address or self.address),
+            config.rpc_timeout_s,
         )
         if isinstance(reply, P.Error):
             if reply.kind == "ObjectExists":
@@ -887,6 +902,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
     def shutdown(self, linger_ms: int = 0):
         if not self.running:
             return
+        if self.task_events.enabled:
+            self.task_events.flush(final=True)  # what this process ran must not be lost
         self.submitter.shutdown()
         self.running = False
         if threading.current_thread() is not self.io_thread:

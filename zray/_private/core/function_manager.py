@@ -27,8 +27,11 @@ class FunctionManager:
         if function_id in self._exported:
             return
         self._exported.add(function_id)
-        self.core.endpoint.send(
-            self.core.head_address, P.KvPut(NAMESPACE, function_id, pickled, False)
+        # A request (answered Ok), so a head that restarts before it stored it gets it again.
+        self.core.requests.send(
+            self.core.head_address,
+            P.KvPut(NAMESPACE, function_id, pickled, False),
+            lambda reply, payload: None,
         )
 
     def remember(self, function_id: bytes, value):

@@ -46,7 +46,7 @@ _COMMON = {
     "resources": Option(None, (dict, type(None))),
     "runtime_env": Option(None, (dict, type(None))),
     "scheduling_strategy": Option(None, (type(None), str, object)),
-    "enable_task_events": Option(True, (bool,), WARN),
+    "enable_task_events": Option(True, (bool,)),
     "_labels": Option(None, (dict, type(None)), WARN),
 }
 

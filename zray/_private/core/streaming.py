@@ -97,7 +97,7 @@ class Producer:
         contained = distinct(contained)
         if contained:
             core.register_borrower(owner, contained)
-        entry = core.store_value(object_id, meta, buffers, error=error)
+        entry = core.store_value(object_id, meta, buffers, error=error, owner_address=owner)
         core.endpoint.send(
             owner,
             P.GeneratorItem(

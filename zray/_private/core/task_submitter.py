@@ -21,6 +21,7 @@ from zray._fast import TASK_ID_SIZE, MessageTooLarge
 from zray._private.wire import protocol as P
 from zray._private.common import runtime_env as RE
 from zray._private.common import resources as R
+from zray._private.common import task_states as TS
 from zray._private.core.dependencies import (
     borrowed_by_call,
     error_entry,
@@ -31,6 +32,8 @@ from zray._private.core.dependencies import (
 )
 from zray._private.core import metrics_registry
 from zray._private.core.lineage import Lineage
+from zray._private.core.task_events import now
+from zray._private.core import lost_arguments
 from zray._private.core.memory_store import KIND_ERROR, KIND_PLASMA, Entry
 
 logger = logging.getLogger(__name__)
@@ -65,9 +68,14 @@ class TaskSpec:
     placement_group: str = ""  # "<group hex>:<capture 0|1>", see PushTask
     generator_backpressure: int = -1
     reconstructions: int = 0  # times run again because an output was lost (lineage.py)
+    lost_argument_reruns: int = 0  # times run again because an argument was lost
     args_released: bool = False  # its arguments were let go when it first finished
     borrowed: list = field(default_factory=list)  # what the executing worker will hold
     runtime_env: str = ""  # canonical (runtime_env.dumps); "" for the default env
+    func_name: str = ""  # Ray's func_or_class_name, for task events
+    parent_task_id: bytes = b""
+    events: bool = False  # records task events (task_events.py)
+    event_attempt: int = -1  # the attempt's number in task events (-1: it records none)
 
     @property
     def pinned_ids(self) -> list:
@@ -86,6 +94,7 @@ class LeaseState:
     single_use: bool = False  # SPREAD: one task per lease, or reuse would pile them on one node
     used: bool = False
     gpu_ids: list = field(default_factory=list)
+    node_id: bytes = b""
 
 
 @dataclass(eq=False)
@@ -105,6 +114,8 @@ class TaskSubmitter:
         self._request_ids = itertools.count(1)
         self._warned_infeasible: set = set()
         self.lineage = Lineage(config.max_lineage_bytes, config.enable_object_reconstruction)
+        # Task events' hot path: one append per event (task_events.py).
+        self._record = core.task_events.record
 
     # ------------------------------------------------------------------ submission
 
@@ -114,9 +125,34 @@ class TaskSubmitter:
             core.refs.add_owned(oid)
         core.refs.pin(spec.pinned_ids)
         core.note_submitted(spec.task_id)
+        if spec.events:
+            spec.event_attempt = 0
+            self._record_submitted(spec, TS.PENDING_NODE_ASSIGNMENT if not spec.top_refs else 0)
         with self.lock:
             self.tasks[spec.task_id] = spec
         when_resolved(core, spec.top_refs, lambda *r: self._enqueue(spec, *r))
+
+    def _record_submitted(self, spec: TaskSpec, state: int = 0):
+        """The task's description, at PENDING_ARGS_AVAIL; with `state` PENDING_NODE_ASSIGNMENT
+        (arguments ready at once: one event for both, the head sets both)."""
+        self._record(
+            (
+                spec.task_id,
+                spec.event_attempt,
+                state or TS.PENDING_ARGS_AVAIL,
+                now(),
+                (
+                    TS.NORMAL_TASK,
+                    spec.name,
+                    spec.func_name,
+                    b"",
+                    spec.parent_task_id,
+                    spec.resources,
+                    spec.placement_group,
+                    spec.runtime_env,
+                ),
+            )
+        )
 
     def _enqueue(self, spec: TaskSpec, resolved, frames, failed_entry):
         """Arguments are ready: queue the task for a lease (or fail it with its argument's
@@ -130,6 +166,10 @@ class TaskSubmitter:
             if spec.cancelled:
                 return
             spec.state = "queued"
+            if spec.events and spec.top_refs:  # else recorded with the submission
+                self._record(
+                    (spec.task_id, spec.event_attempt, TS.PENDING_NODE_ASSIGNMENT, now(), None)
+                )
             shape = self.shapes.get(spec.key)
             if shape is None:
                 shape = self.shapes[spec.key] = ShapeQueue()
@@ -208,6 +248,13 @@ class TaskSubmitter:
                     return None
             spec.state, spec.lease_id, spec.inline = "running", 0, True
             self._cancel_surplus_requests(shape)
+            if spec.events:
+                self.core.task_events.state(
+                    spec.task_id,
+                    spec.event_attempt,
+                    TS.SUBMITTED_TO_WORKER,
+                    [self.core.node_id, self.core.worker_id],
+                )
         return spec
 
     def _cancel_surplus_requests(self, shape: ShapeQueue):
@@ -239,6 +286,7 @@ class TaskSubmitter:
             list(self.core.gpu_ids) if spec.resources.get("GPU") else [],
             spec.placement_group,
             spec.generator_backpressure,
+            spec.event_attempt,
         )
         return msg, spec.frames + spec.resolved_frames
 
@@ -292,7 +340,18 @@ class TaskSubmitter:
             lease.gpu_ids,
             spec.placement_group,
             spec.generator_backpressure,
+            spec.event_attempt,
         )
+        if spec.events:
+            self._record(
+                (
+                    spec.task_id,
+                    spec.event_attempt,
+                    TS.SUBMITTED_TO_WORKER,
+                    now(),
+                    (lease.node_id, lease.worker_id),
+                )
+            )
         try:
             self.core.push(lease.address, msg, payload=spec.frames + spec.resolved_frames)
         except MessageTooLarge as exc:  # never sent: the lease is free for the next task
@@ -337,6 +396,7 @@ class TaskSubmitter:
                 node_address,
                 single_use=request.strategy == "SPREAD",
                 gpu_ids=reply.gpu_ids,
+                node_id=reply.node_id,
             )
             lease.idle_since = time.monotonic()
             self.leases[lease.lease_id] = lease
@@ -387,7 +447,10 @@ class TaskSubmitter:
         if spec is None:
             return
         entries = returned_entries(msg.returns, payload)
-        if (
+        lost = lost_arguments.lost_argument(self, spec, entries)
+        if lost is not None:
+            lost_arguments.rerun(self, spec, lost)
+        elif (
             spec.retry_exceptions
             and entries
             and entries[0][1].kind == KIND_ERROR
@@ -395,7 +458,7 @@ class TaskSubmitter:
             and not spec.cancelled
             and self._should_retry(spec, entries[0][1])
         ):
-            self._retry(spec)
+            self._retry(spec, entries[0][1])
         else:
             self._finish(spec, entries, msg.contained)
         with self.lock:
@@ -413,13 +476,22 @@ class TaskSubmitter:
         cause = getattr(error, "cause", error)
         return isinstance(cause, tuple(spec.retry_exceptions))
 
-    def _retry(self, spec: TaskSpec):
+    def _retry(self, spec: TaskSpec, error):
+        """Runs the task again; its last attempt failed with `error` (an error entry or an
+        exception)."""
+        if spec.events:
+            self.core.task_events.ended(spec.task_id, spec.event_attempt, error)
+            spec.event_attempt += 1
         spec.attempt += 1
         logger.info(
             "retrying task %s (attempt %d of %d)", spec.name, spec.attempt, spec.max_retries
         )
         with self.lock:
             spec.state, spec.inline = "queued", False
+            if spec.events:
+                self.core.task_events.state(
+                    spec.task_id, spec.event_attempt, TS.PENDING_NODE_ASSIGNMENT
+                )
             shape = self.shapes.setdefault(spec.key, ShapeQueue())
             shape.tasks.append(spec)
             self._pump(spec.key, shape)
@@ -432,6 +504,12 @@ class TaskSubmitter:
             self.tasks.pop(spec.task_id, None)
         failed = any(e.kind == KIND_ERROR for _, e in entries or ())
         metrics_registry.tasks.finished(spec.name, failed, spec.attempt > 0)
+        if spec.events:
+            first = entries[0][1] if entries else None  # an error is every return's
+            if first is None or first.kind != KIND_ERROR:
+                self._record((spec.task_id, spec.event_attempt, TS.FINISHED, now(), None))
+            else:
+                self._record((spec.task_id, spec.event_attempt, TS.FAILED, now(), first))
         if spec.num_returns > 0 and entries and all(e.kind != KIND_ERROR for _, e in entries):
             self.lineage.keep(spec, entries)  # before store_results may free unwanted ones
         pinned = [] if spec.args_released else spec.pinned_ids
@@ -460,6 +538,9 @@ class TaskSubmitter:
             spec.reconstructions += 1
             spec.state, spec.cancelled = "resolving", False
             self.tasks[spec.task_id] = spec
+        if spec.events:
+            spec.event_attempt += 1  # a run again is one more attempt, as Ray numbers them
+            self._record_submitted(spec, TS.PENDING_NODE_ASSIGNMENT if not spec.top_refs else 0)
         logger.info(
             "recomputing %s: an output of it was lost (reconstruction %d)",
             spec.name,
@@ -519,7 +600,13 @@ class TaskSubmitter:
             if spec.cancelled:
                 self._finish_with_error(spec, X.TaskCancelledError(spec.task_id.hex()))
             elif spec.attempt < spec.max_retries or spec.max_retries < 0:
-                self._retry(spec)
+                self._retry(
+                    spec,
+                    X.WorkerCrashedError(
+                        f"The worker died unexpectedly while executing task {spec.name} "
+                        f"(exit code {msg.exit_code}); it is retried."
+                    ),
+                )
             else:
                 self._finish_with_error(
                     spec,

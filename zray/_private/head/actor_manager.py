@@ -81,6 +81,13 @@ class ActorManager:
         # (namespace, name) -> actor_id of a live actor
         self.names: dict[tuple[str, str], bytes] = {}
         self.by_lease: dict[int, bytes] = {}
+        # Actors whose record changed since `take_changed()`: the head writes them through
+        # even when a change tells no one (a death without subscribers).
+        self.changed: set[bytes] = set()
+
+    def take_changed(self) -> set[bytes]:
+        changed, self.changed = self.changed, set()
+        return changed
 
     # ------------------------------------------------------------------ events
 
@@ -91,6 +98,7 @@ class ActorManager:
         if key[1] and key in self.names:
             raise NameTaken(f"The name {key[1]} (namespace={key[0]}) is already taken.")
         self.actors[actor_id] = Actor(actor_id, spec)
+        self.changed.add(actor_id)
         if key[1]:
             self.names[key] = actor_id
         return [RequestWorker(actor_id, spec.get("resources", {}))]
@@ -102,6 +110,7 @@ class ActorManager:
         if actor is None or actor.state == DEAD:
             return [ReturnWorker(lease_id)]
         actor.lease_id, actor.worker_id, actor.address = lease_id, worker_id, address
+        self.changed.add(actor_id)
         self.by_lease[lease_id] = actor_id
         return [StartActor(actor_id, worker_id, actor.num_restarts)]
 
@@ -109,14 +118,15 @@ class ActorManager:
         self, actor_id: bytes, ok: bool, error: bytes = b"", error_text: str = ""
     ) -> list[Instruction]:
         actor = self.actors.get(actor_id)
-        if actor is None or actor.state == DEAD:
-            return []
+        if actor is None or actor.state == DEAD or not actor.worker_id:
+            return []  # (no worker: a start a restarted head gave up on, answered late)
         if not ok:
             actor.error_text = error_text
             return self._die(
                 actor, "the actor's constructor raised an exception", error, stop_worker=True
             )
         actor.state = ALIVE
+        self.changed.add(actor_id)
         return self._publish(actor)
 
     def worker_died(self, lease_id: int, exit_code: int, why: str = "") -> list[Instruction]:
@@ -125,6 +135,7 @@ class ActorManager:
         if actor is None or actor.state == DEAD:
             return []
         actor.address, actor.worker_id, actor.lease_id = "", b"", 0
+        self.changed.add(actor.actor_id)
         limit = actor.spec.get("max_restarts", 0)
         if not actor.no_restart and (limit == -1 or actor.num_restarts < limit):
             actor.num_restarts += 1
@@ -148,6 +159,7 @@ class ActorManager:
             return []
         actor.no_restart = actor.no_restart or no_restart
         actor.death_cause = cause
+        self.changed.add(actor_id)
         if actor.worker_id:
             # The worker's death comes back as worker_died, which restarts or buries it.
             return [StopWorker(actor_id, actor.worker_id)]
@@ -161,6 +173,7 @@ class ActorManager:
         if actor is None or actor.state == DEAD:
             return []
         actor.no_restart = True
+        self.changed.add(actor_id)
         return self._die(actor, cause, b"", stop_worker=True)
 
     def owner_died(self, owner_id: bytes) -> list[Instruction]:
@@ -208,6 +221,7 @@ class ActorManager:
     # ------------------------------------------------------------------ internals
 
     def _die(self, actor: Actor, cause: str, error: bytes, stop_worker: bool) -> list[Instruction]:
+        self.changed.add(actor.actor_id)
         actor.state = DEAD
         actor.death_cause = cause
         actor.error = error

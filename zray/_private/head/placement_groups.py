@@ -240,6 +240,21 @@ class PlacementGroupManager:
         self.queue.append(pg_id)
         return self._schedule(now)
 
+    def restore(self, group: Group, now: float) -> list[Instruction]:
+        """A group a restarted head read back from its store: placed bundles stay where they
+        were committed (their nodes still hold them), unplaced ones are scheduled again."""
+        self.groups[group.pg_id] = group
+        if group.state == REMOVED:
+            return []
+        if group.creator_actor and not group.detached:
+            self.creators.setdefault(group.creator_actor, set()).add(group.pg_id)
+        if group.name:
+            self.names[(group.namespace, group.name)] = group.pg_id
+        if not group.unplaced():
+            return []
+        self.queue.append(group.pg_id)
+        return self._schedule(now)
+
     def remove(self, pg_id: bytes, now: float) -> list[Instruction]:
         group = self.groups.get(pg_id)
         if group is None or group.state == REMOVED:

@@ -10,14 +10,17 @@ import itertools
 import logging
 import struct
 import time
-from dataclasses import dataclass, field
 
+from zray._config import config
 from zray._private.head import actor_manager as A
 from zray._private.wire import protocol as P
 from zray._private.head.placement_service import PlacementGroupHandlers
+from zray._private.head.node_record import NodeRecord
+from zray._private.head.recovery import HeadRecovery
 from zray._private.head.tables import HeadTables
 from zray._private.head.object_directory import ObjectDirectory
 from zray._private.head.state_queries import StateQueries
+from zray._private.head.task_events import TaskEventTable
 from zray._private.wire.transport import REPLY, Endpoint, Requests
 
 logger = logging.getLogger(__name__)
@@ -29,47 +32,17 @@ SILENCE_AFTER_DISCONNECT_S = 1.5  # nodes send a heartbeat every second
 LOAD_CHANGE_S = 0.02
 
 
-@dataclass
-class NodeRecord:
-    node_id: bytes
-    address: str
-    ip: str
-    hostname: str
-    resources: dict
-    object_store_memory: int
-    is_head: bool
-    identity: bytes
-    alive: bool = True
-    available: dict = field(default_factory=dict)
-    store_used: int = 0
-    last_seen: float = field(default_factory=time.monotonic)
-    death_reason: str = ""
-    suspect_since: float = 0.0  # its connection broke at this time (0: it did not)
-    started_at: float = field(default_factory=time.time)  # wall clock, for the state API
-    ended_at: float = 0.0
-    metrics_export_port: int = -1
-
-    def to_wire(self) -> dict:
-        return {
-            "node_id": self.node_id,
-            "address": self.address,
-            "ip": self.ip,
-            "hostname": self.hostname,
-            "resources": self.resources,
-            "available": self.available or self.resources,
-            "object_store_memory": self.object_store_memory,
-            "is_head": self.is_head,
-            "alive": self.alive,
-            "store_used": self.store_used,
-            "death_reason": self.death_reason,
-            "metrics_export_port": self.metrics_export_port,
-        }
-
-
-class HeadService(PlacementGroupHandlers, StateQueries):
-    def __init__(self, endpoint: Endpoint, node_death_timeout_s: float, session_dir: str = ""):
+class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        node_death_timeout_s: float,
+        session_dir: str = "",
+        tables: HeadTables | None = None,
+    ):
         self.endpoint = endpoint
-        self.tables = HeadTables.open(session_dir)  # durable copies of the tables below
+        # durable copies of the tables below
+        self.tables = tables if tables is not None else HeadTables.open(session_dir)
         self.requests = Requests(endpoint)
         self.actors = A.ActorManager()
         self.actor_payloads: dict[bytes, list] = {}  # constructor frames, kept for restarts
@@ -91,6 +64,12 @@ class HeadService(PlacementGroupHandlers, StateQueries):
         self._last_load_broadcast = 0.0
         self._load_changed = False  # a placement group changed some node's resources
         self._init_placement_groups()
+        self.task_events = TaskEventTable(config.task_events_max_num_task_in_gcs)
+        self._ended_jobs: list = []  # (when to fail their unfinished tasks, job id)
+        self._init_recovery()
+        state = self.tables.load()  # a previous head's tables: resume its cluster
+        if state:
+            self.restore(state)
 
     # ------------------------------------------------------------------ dispatch
 
@@ -181,6 +160,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
             job["alive"] = False
             job["end"] = time.time()
             self.tables.job(msg.job_id, job)
+            self._job_ended(msg.job_id)
             self._actor_instructions(self.actors.owner_died(job["driver_id"]))
             self._placement_job_dead(msg.job_id)
 
@@ -242,6 +222,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
                 job["alive"] = False
                 job["end"] = time.time()
                 self.tables.job(job_id, job)
+                self._job_ended(job_id)
                 self._placement_job_dead(job_id)
 
     def on_ClientJoined(self, identity, msg: P.ClientJoined, seq):
@@ -256,6 +237,28 @@ class HeadService(PlacementGroupHandlers, StateQueries):
             if node.alive:
                 self.endpoint.send(node.address, msg)
 
+    def _job_ended(self, job_id: bytes):
+        delay_s = config.task_events_mark_failed_on_job_done_delay_ms / 1000.0
+        self._ended_jobs.append((time.monotonic() + delay_s, job_id))
+
+    def _fail_tasks_of_ended_jobs(self, now: float):
+        """As Ray's GCS does, a while after a job's driver exited (its processes' last events
+        are in by then): the job's tasks that never ended are FAILED."""
+        while self._ended_jobs and self._ended_jobs[0][0] <= now:
+            _, job_id = self._ended_jobs.pop(0)
+            self.task_events.fail_unfinished(
+                job_id,
+                time.time_ns(),
+                "WORKER_DIED",
+                f"Job finishes ({job_id.hex()}) as driver exits. Marking all non-terminal "
+                "tasks as failed.",
+            )
+
+    def on_AddTaskEvents(self, identity, msg: P.AddTaskEvents, seq):
+        self.task_events.add(msg.node_id, msg.worker_id, msg.pid, msg.events, msg.dropped)
+        if seq:  # the last batch of a process that exits waits for this
+            self.endpoint.reply(identity, P.Ok(0), seq)
+
     def on_WorkerDied(self, identity, msg: P.WorkerDied, seq):
         self._actor_instructions(self.actors.worker_died(msg.lease_id, msg.exit_code))
 
@@ -269,6 +272,7 @@ class HeadService(PlacementGroupHandlers, StateQueries):
 
     def _actor_instructions_now(self, instructions):
         touched = {ins.actor_id for ins in instructions if type(ins) is not A.ReturnWorker}
+        touched |= self.actors.take_changed()
         if touched:  # before any of them is told to anyone
             self.tables.actors(self.actors, touched)
         for ins in instructions:
@@ -485,14 +489,17 @@ class HeadService(PlacementGroupHandlers, StateQueries):
                 self.kv_waiters[key] = keep
             else:
                 del self.kv_waiters[key]
+        self._recovery_tick(now)
         for node in list(self.nodes.values()):
-            if not node.alive:
+            if not node.alive or (self.recovering_until and self.awaited(node.node_id)):
                 continue
             if now - node.last_seen > self.node_death_timeout_s:
                 self.mark_dead(node.node_id, "missed heartbeats")
             elif self._connection_lost(node, now):
                 self.mark_dead(node.node_id, "its connection closed and it stayed silent")
         self._placement_tick(now)
+        if self._ended_jobs:
+            self._fail_tasks_of_ended_jobs(now)
         since = now - self._last_load_broadcast
         if since >= LOAD_BROADCAST_S or (self._load_changed and since >= LOAD_CHANGE_S):
             self.broadcast_load(now)

@@ -45,6 +45,8 @@ class StateQueries:
             "nodes": self._node_rows,
             "jobs": self._job_rows,
             "placement_groups": self._placement_group_rows,
+            "tasks": self._task_rows,
+            "task_events_stats": self._task_event_stats,
         }.get(msg.kind)
         if build is None:
             self.endpoint.reply(
@@ -80,6 +82,15 @@ class StateQueries:
                 }
             )
         return rows
+
+    def _task_rows(self) -> list:
+        """One row per task attempt the head has events of (Ray's TaskState, detail fields
+        and profiling data included)."""
+        return self.task_events.rows({n.node_id: n.ip for n in self.nodes.values()})
+
+    def _task_event_stats(self) -> list:
+        """One row: how many task attempts are kept and how many were dropped."""
+        return [self.task_events.stats()]
 
     def _actor_rows(self) -> list:
         by_address = {n.address: n.node_id.hex() for n in self.nodes.values()}

@@ -151,6 +151,9 @@ class SqliteStore(HeadStore):
             os.close(self._lock_fd)
             self._lock_fd = None
             raise StoreError(f"the head state {self.path} is in use by another head")
+        # The tables hold pickled functions and the cluster's token: the owner's alone (the
+        # WAL and shared-memory files SQLite makes beside it take the same mode).
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         try:
             # isolation_level=None: no implicit transactions, so each lone write commits at once
             # and a batch is exactly the BEGIN..COMMIT written below.

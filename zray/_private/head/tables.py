@@ -11,6 +11,8 @@ Records are msgpack maps (the formats below are what a restarting head will read
 - placement_groups: group id -> {name, namespace, strategy, bundles, detached, job_id,
   soft_target, creator_actor, job_dead, nodes, state}; removed groups are deleted
 - nodes: node id -> the node's record as GetNodes sends it
+- kv key CREDENTIALS_KEY: {token, encrypt} of the cluster, so a head restarted on these tables
+  admits the nodes and drivers that held on (never served by KvGet)
 
 Writes are synchronous, one commit per change (or per actor-state batch): about 30 µs with
 SQLite, a round trip with Redis (docs/benchmarks.md). Grouping the changes of a loop turn into
@@ -29,6 +31,9 @@ from zray._private.head import store as H
 logger = logging.getLogger(__name__)
 
 
+CREDENTIALS_KEY = b"__zray_head__\0credentials"
+
+
 def _pack(record) -> bytes:
     return msgpack.packb(record, use_bin_type=True)
 
@@ -42,9 +47,9 @@ class HeadTables:
 
     @classmethod
     def open(cls, session_dir: str) -> HeadTables:
-        """The store the configuration names (off: a HeadTables that writes nothing). Refuses a
-        store holding tables, which only a head that did not shut down cleanly leaves: resuming
-        from them is not implemented yet, and writing over them would mix two clusters."""
+        """The store the configuration names (off: a HeadTables that writes nothing). Tables
+        found in it were left by a head that did not shut down cleanly: `load()` reads them
+        back and the new head resumes that cluster (head/recovery.py)."""
         from zray._config import config
 
         if not config.head_persistence or not (
@@ -58,19 +63,38 @@ class HeadTables:
             redis_password=config.redis_password,
             redis_username=config.redis_username,
         )
-        try:
-            if not store.empty():
-                raise H.StoreError(
-                    f"the head state in {store.description} holds the tables of another head: "
-                    f"one that did not shut down cleanly (zray cannot resume a head from them "
-                    f"yet), or, on a shared Redis, one running now. Remove them, or give "
-                    f"another --head-state-path or Redis, to start a new cluster"
-                )
-        except BaseException:
-            store.close()
-            raise
         logger.info("head tables are written through to %s", store.description)
         return cls(store)
+
+    def credentials(self) -> dict | None:
+        """{token, encrypt} of the cluster whose tables these are, if any."""
+        if self.store is None:
+            return None
+        raw = self.store.get("kv", CREDENTIALS_KEY)
+        return msgpack.unpackb(raw) if raw is not None else None
+
+    def save_credentials(self, token: str, encrypt: bool) -> None:
+        if self.store is not None:
+            self.store.put("kv", CREDENTIALS_KEY, _pack({"token": token, "encrypt": encrypt}))
+
+    def load(self) -> dict[str, dict]:
+        """The tables a previous head left, decoded ({} when there are none): jobs, nodes,
+        actors, placement_groups map ids to records, actor_args to frame lists, kv and
+        named_actors keep their raw keys and values."""
+        if self.store is None:
+            return {}
+        raw = self.store.load()
+        if not any(k != CREDENTIALS_KEY for rows in raw.values() for k in rows):
+            return {}
+        decoded: dict[str, dict] = {}
+        for table, rows in raw.items():
+            if table in ("kv", "named_actors"):
+                decoded[table] = {k: v for k, v in rows.items() if k != CREDENTIALS_KEY}
+            else:
+                decoded[table] = {key: msgpack.unpackb(value) for key, value in rows.items()}
+        # What is in the store needs no second write.
+        self._actor_records.update(raw["actors"])
+        return decoded
 
     def _commit(self, batch: H.Batch, actor_records: dict | None = None) -> None:
         if not batch.ops or self.store is None:

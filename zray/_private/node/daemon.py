@@ -39,6 +39,8 @@ from zray._private.wire.transport import (
     serve_context,
 )
 from zray._private.node.envs import NodeEnvs
+from zray._private.node import head_resume
+from zray._private.wire.head_link import HeadLink
 from zray._private.node.worker_pool import WorkerPool
 from zray._private.node import dashboard_process, log_files, metrics_hooks, worker_table
 
@@ -66,6 +68,7 @@ class NodeOptions:
     include_dashboard: bool | None = False  # None: Ray's default, on unless its port is taken
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int | None = None  # None: 8265 or the next free one
+    token_generated: bool = False  # nobody gave one: a head resuming takes its state's
     node_death_timeout_s: float = config.node_death_timeout_s
     metrics_export_port: int = config.metrics_export_port  # -1: none
 
@@ -79,6 +82,9 @@ class Client:
 
 class _Stop(Exception):
     pass
+
+
+_stop_signal = 0  # the signal that stopped this daemon, if one did
 
 
 def default_resources(opts: NodeOptions) -> tuple[dict, int]:
@@ -145,6 +151,13 @@ class NodeDaemon:
         units = R.to_units(self.resources)
         self.ctx = new_context()
         creds = security.Credentials(opts.token, opts.encrypt)
+        head_tables = None
+        if opts.head:
+            try:
+                head_tables, creds = _head_state(opts, creds)
+            except BaseException:
+                self.ctx.term()
+                raise
         if not opts.head:
             # Learn now, with a clear error, whether the head takes our token (and whether it
             # encrypts): later every message to it would just go unanswered.
@@ -180,8 +193,11 @@ class NodeDaemon:
                 name="head",
             )
             try:
-                self.head = HeadService(head_endpoint, opts.node_death_timeout_s, self.session_dir)
+                self.head = HeadService(
+                    head_endpoint, opts.node_death_timeout_s, self.session_dir, head_tables
+                )
             except BaseException:  # its state cannot be opened: nothing runs yet to stop
+                head_tables.close()
                 head_endpoint.close()
                 self.endpoint.close()
                 self.ctx.term()
@@ -189,6 +205,19 @@ class NodeDaemon:
             self.head_address = head_endpoint.address
         else:
             self.head_address = opts.head_address
+        # The head node's own head lives and dies with it; other nodes outlive a head that
+        # restarts and find it again (head_resume.py).
+        self.head_link = None
+        if not opts.head:
+            self.head_link = HeadLink(
+                self.endpoint,
+                self.requests,
+                self.head_address,
+                config.head_reconnect_timeout_s,
+                lambda link: head_resume.resume(self, link),
+            )
+        self.head_identity = b""  # the head's, from its ClusterLoad: a new one restarted
+        self._last_cluster_load = time.monotonic()
         self.arena_path = session.arena_path(self.session_dir, self.node_id)
         self._create_arena()
         # Page-aligned objects (with page-aligned large buffers inside, see objformat) copy
@@ -422,6 +451,8 @@ class NodeDaemon:
             self.metrics.tick(now)
         if self.head:
             self.head.tick(now)
+        elif self.head_link is not None and head_resume.check(self, now):
+            raise _Stop()  # the head did not come back: as Ray's raylet, give up
         if self._memory_reports:
             self._memory_reports = [r for r in self._memory_reports if not r.expire(now)]
         if now - self._last_heartbeat > (0.1 if self.resources_dirty else HEARTBEAT_S):
@@ -461,7 +492,9 @@ class NodeDaemon:
         if self.dashboard is not None:
             self.dashboard.stop()
         try:
-            if self.head:  # first: a slow worker shutdown may end in our SIGKILL
+            if self.head and self._head_state_kept():
+                pass
+            elif self.head:  # first: a slow worker shutdown may end in our SIGKILL
                 try:
                     self.head.tables.clear()
                 except Exception:  # e.g. Redis gone: the workers must still be stopped
@@ -486,6 +519,26 @@ class NodeDaemon:
                 session.remove_session(self.session_dir)
             if self.head:
                 self.head.tables.close()
+
+    def _head_state_kept(self) -> bool:
+        """A `zray start`ed head terminated alone (SIGTERM, as a service manager restarts it,
+        not `zray stop` nor Ctrl-C) keeps its tables: its nodes wait for it to come back on
+        them. The cluster ending on purpose clears them."""
+        import signal
+
+        keep = (
+            _stop_signal == signal.SIGTERM
+            and not self.opts.embedded_by
+            and not session.cluster_stopping(self.session_dir)
+            and any(n.alive and not n.is_head for n in self.head.nodes.values())
+        )
+        if keep:
+            logger.warning(
+                "the head stops alone: its state stays in %s for a restart "
+                "(`zray start --head` on it, same port)",
+                self.head.tables.store.description if self.head.tables.store else "nothing",
+            )
+        return keep
 
     # ------------------------------------------------------------------ instructions
 
@@ -729,6 +782,11 @@ class NodeDaemon:
             )
 
     def on_cluster_load(self, identity, msg: P.ClusterLoad, seq):
+        self._last_cluster_load = time.monotonic()
+        if identity != self.head_identity:
+            if self.head_identity:
+                head_resume.head_replaced(self, self.head_identity)
+            self.head_identity = identity
         self.view.update(msg.nodes)
         self._rebalance()
 
@@ -959,13 +1017,41 @@ class NodeDaemon:
             self.endpoint.send(self.head_address, P.AddObjectLocations(self.node_id, ids, sizes))
 
 
+def _head_state(opts: NodeOptions, creds: security.Credentials):
+    """The head's durable tables, and the credentials to serve with: those of the cluster the
+    tables hold, if they hold one (its nodes and drivers present that token when they come
+    back), else ours, recorded there."""
+    from zray._private.head.store import StoreError
+    from zray._private.head.tables import HeadTables
+
+    tables = HeadTables.open(opts.session_dir)
+    try:
+        stored = tables.credentials()
+        if stored is None:
+            tables.save_credentials(creds.token, creds.encrypt)
+        elif opts.token_generated:
+            creds = security.Credentials(stored["token"], stored["encrypt"])
+        elif stored["token"] != creds.token:
+            raise StoreError(
+                f"the head state in {tables.store.description} is a cluster's with another "
+                f"token: start the head without --token/ZRAY_TOKEN to resume it with its own, "
+                f"or give another --head-state-path or Redis to start a new cluster"
+            )
+    except BaseException:
+        tables.close()
+        raise
+    return tables, creds
+
+
 def run_node(opts: NodeOptions, ready_stream=None, log_to_session: bool = False):
     """Runs a node daemon in this process until shutdown; writes one JSON line when ready.
     With `log_to_session`, stderr moves to <session>/logs/node.log once the node is up (until
     then, start-up errors reach whoever started us)."""
     import signal
 
-    def stop(*_):
+    def stop(signum, _frame):
+        global _stop_signal
+        _stop_signal = signum
         raise _Stop()
 
     signal.signal(signal.SIGTERM, stop)

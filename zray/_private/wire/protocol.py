@@ -517,6 +517,7 @@ class PushTask(NamedTuple):
     gpu_ids: list  # the lease's GPUs: the worker's CUDA_VISIBLE_DEVICES while it runs
     placement_group: str  # "<group hex>:<capture 0|1>" for a task in a group, else ""
     generator_backpressure: int  # a streaming task pauses this many values ahead (-1: never)
+    attempt: int  # the attempt's number in task events; -1: the task records none
 
 
 @message(61)
@@ -702,6 +703,7 @@ class PushActorTask(NamedTuple):
     borrowed: list
     concurrency_group: str
     generator_backpressure: int  # a streaming call pauses this many values ahead (-1: never)
+    attempt: int  # as PushTask's
 
 
 # --------------------------------------------------------------------------- references
@@ -892,6 +894,58 @@ class StateTable(NamedTuple):
 
     kind: str
     rows: list
+
+
+# --------------------------------------------------------------------------- task events
+
+
+@message(120)
+class AddTaskEvents(NamedTuple):
+    """Any driver or worker to the head, about once a second: the task events it recorded,
+    each `[task_id, attempt, state, time_ns, extra]` (zray/_private/core/task_events.py);
+    `node_id`, `worker_id`, `pid`: the sender, where its RUNNING events ran. `dropped`: events
+    it dropped since the last batch. One-way, or answered `Ok` when sent as a request (the
+    last batch of a process that exits)."""
+
+    node_id: bytes
+    worker_id: bytes
+    pid: int
+    events: list
+    dropped: int
+
+
+# --------------------------------------------------------------------------- head restart
+
+
+@message(150)
+class ResumeNode(NamedTuple):
+    """Node to a head it lost (the head's connection broke, or it stopped hearing ClusterLoad)
+    and finds again: RegisterNode's fields plus what the node holds, from which a restarted head
+    rebuilds what it does not keep. `clients`: [worker_id, address, kind] of its live drivers
+    and workers; `actor_leases`: [lease_id, worker_id] of the leases it granted to a head for
+    actors; `objects`: [object_id, size] of its sealed objects. Answered Ok."""
+
+    node_id: bytes
+    address: str
+    ip: str
+    hostname: str
+    resources: dict
+    object_store_memory: int
+    is_head: bool
+    clients: list
+    actor_leases: list
+    objects: list
+
+
+@message(151)
+class ResumeJob(NamedTuple):
+    """Driver to a head it lost and finds again: its job goes on under the same id (a
+    restarted head read it back from its store, or learns it now). Answered JobRegistered."""
+
+    job_id: bytes
+    driver_id: bytes
+    namespace: str
+    pid: int
 
 
 # --------------------------------------------------------------------------- generators

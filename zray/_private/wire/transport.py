@@ -18,6 +18,7 @@ import logging
 import os
 import resource
 import threading
+import time
 from typing import Callable
 
 import zmq
@@ -30,6 +31,11 @@ logger = logging.getLogger(__name__)
 REPLY = 1  # header flag: this message answers the request with the same seq
 SNDMORE = zmq.SNDMORE
 ZERO_COPY_MIN = 64 * 1024
+
+
+class OutboxClosed(Exception):
+    """The outbox was closed under a sender (the head's link replaced it): send again through
+    a fresh one."""
 
 
 def _nbytes(frame) -> int:
@@ -63,6 +69,8 @@ class Outbox:
         header, body = P.encode(msg, seq, flags)
         with self._lock:
             sock = self._socket
+            if sock is None:
+                raise OutboxClosed(self.address)
             if not payload:
                 sock.send(header, SNDMORE)
                 sock.send(body)
@@ -98,7 +106,9 @@ class Outbox:
                 self._socket.disable_monitor()
                 self._watch.close(linger=0)
                 self._watch = None
-            self._socket.close(linger=linger_ms)
+            if self._socket is not None:
+                self._socket.close(linger=linger_ms)
+                self._socket = None
 
 
 def choose_address(address: str) -> str:
@@ -221,7 +231,10 @@ class Endpoint:
 
     def send(self, address: str, msg, seq: int = 0, flags: int = 0, payload=()):
         self.sent += 1
-        self.outbox(address).send(msg, seq, flags, payload)
+        try:
+            self.outbox(address).send(msg, seq, flags, payload)
+        except OutboxClosed:  # replaced under us (HeadLink): the new one says Hello first
+            self.outbox(address).send(msg, seq, flags, payload)
 
     def reply(self, identity: bytes, msg, seq: int, payload=()):
         address = self.peers.get(identity)
@@ -229,7 +242,10 @@ class Endpoint:
             logger.warning("cannot answer %s: peer never said hello", identity.hex()[:12])
             return
         self.sent += 1
-        self.outbox(address).send(msg, seq, REPLY, payload)
+        try:
+            self.outbox(address).send(msg, seq, REPLY, payload)
+        except OutboxClosed:
+            self.outbox(address).send(msg, seq, REPLY, payload)
 
     def drop_outbox(self, address: str):
         with self._outbox_lock:
@@ -302,12 +318,41 @@ class Requests:
         self.endpoint = endpoint
         self._seq = itertools.count(1)
         self._pending: dict[int, Callable] = {}
+        # The head's link (head_link.HeadLink), once there is one: requests to the head are
+        # kept until answered, to be sent again to a head that restarted.
+        self.link = None
+        self._replay: dict[int, tuple] = {}  # seq -> (msg, payload, link generation at send)
 
     def send(self, address: str, msg, callback: Callable, payload=()) -> int:
         seq = next(self._seq) & 0xFFFFFFFF or next(self._seq)
         self._pending[seq] = callback
+        link = self.link
+        if link is not None and address == link.address:
+            self._replay[seq] = (msg, payload, link.generation)
         self.endpoint.send(address, msg, seq, 0, payload)
         return seq
+
+    def replay(self, address: str, generation: int) -> int:
+        """Sends again, with their seqs, the requests to `address` still unanswered that went
+        out before link generation `generation` (on a connection that broke); returns how many."""
+        count = 0
+        for seq, (msg, payload, sent_in) in list(self._replay.items()):
+            if sent_in < generation and seq in self._pending:
+                self._replay[seq] = (msg, payload, generation)
+                self.endpoint.send(address, msg, seq, 0, payload)
+                count += 1
+        return count
+
+    def fail_replayable(self, error: Exception, keep: int = 0):
+        """Fails every request kept for replay but `keep` (the head did not come back in
+        time; a blocking `call` raises `error`'s type)."""
+        for seq in list(self._replay):
+            if seq == keep:
+                continue
+            self._replay.pop(seq, None)
+            callback = self._pending.pop(seq, None)
+            if callback is not None:
+                callback(P.Error(type(error).__name__, str(error)), ())
 
     def call(self, address: str, msg, timeout: float, payload=()):
         """Blocking request from a thread that is not the I/O loop."""
@@ -319,15 +364,37 @@ class Requests:
             done.set()
 
         seq = self.send(address, msg, on_reply, payload)
-        if not done.wait(timeout):
-            self._pending.pop(seq, None)
-            raise TimeoutError(f"no answer to {type(msg).__name__} from {address} in {timeout}s")
-        return box[0]
+        link = self.link if (self.link is not None and address == self.link.address) else None
+        deadline = time.monotonic() + timeout
+        while not done.wait(max(0.0, deadline - time.monotonic())):
+            # While the head is away, a call to it waits for it to come back (bounded by the
+            # link's window), then its own timeout again for the replayed request's answer.
+            later = link.wait_deadline(timeout) if link is not None else None
+            if later is None or later <= time.monotonic():
+                self._pending.pop(seq, None)
+                self._replay.pop(seq, None)
+                if link is not None and link.down_since:
+                    raise link.unavailable(type(msg).__name__)
+                raise TimeoutError(
+                    f"no answer to {type(msg).__name__} from {address} in {timeout}s"
+                )
+            deadline = later
+        reply = box[0]
+        if (
+            link is not None
+            and isinstance(reply[0], P.Error)
+            and reply[0].kind == "HeadUnavailableError"
+        ):
+            raise link.unavailable(type(msg).__name__)
+        return reply
 
     def forget(self, seq: int):
         self._pending.pop(seq, None)
+        self._replay.pop(seq, None)
 
     def deliver(self, msg, seq: int, payload) -> bool:
+        if self._replay:
+            self._replay.pop(seq, None)
         callback = self._pending.pop(seq, None)
         if callback is None:
             return False
@@ -335,6 +402,7 @@ class Requests:
         return True
 
     def fail_all(self, error: Exception):
+        self._replay = {}
         pending, self._pending = self._pending, {}
         for callback in pending.values():
             callback(P.Error(type(error).__name__, str(error)), ())

@@ -79,6 +79,12 @@ class ActorHost:
         context.task_id = self.creation_task_id
         context.name = f"{self.class_name}.__init__"
         log_stream.set_task_name(self.class_name)
+        events = core.task_events if self.spec.get("task_events") else None
+        if not core.task_events.enabled:  # this process records none (never sends them)
+            events = None
+        base_id = b"\xff" * 8 + self.actor_id  # the creator's name for this creation task
+        if events is not None:
+            started = events.run_started(base_id, self.attempt)
         error = None
         try:
             cls = core.functions.load(self.spec["class_id"], config.rpc_timeout_s)
@@ -98,6 +104,10 @@ class ActorHost:
             )
         finally:
             context.task_id = None
+        if events is not None:
+            # The head, not a caller, hears how the constructor went: this worker says it.
+            events.run_ended(base_id, self.attempt, started)
+            events.ended(base_id, self.attempt, error)
         frames = []
         if error is not None:
             meta, buffers, _ = serialize(error)
@@ -184,6 +194,9 @@ class ActorHost:
         cancellations = core.cancellations
         running_name = context.name
         task_counts.started(running_name)
+        events = core.task_events if msg.attempt >= 0 and core.task_events.enabled else None
+        if events is not None:
+            started = events.run_started(msg.task_id, msg.attempt)
         try:
             if cancellations.is_cancelled(msg.task_id):
                 raise X.TaskCancelledError(msg.task_id.hex())  # cancelled before it started
@@ -214,6 +227,8 @@ class ActorHost:
         finally:
             context.task_id = None
             task_counts.stopped(running_name)
+        if events is not None:
+            events.run_ended(msg.task_id, msg.attempt, started)
         if cancellations.is_cancelled(msg.task_id):
             values, is_error = (
                 [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns),
@@ -293,6 +308,9 @@ class ActorHost:
             sent_before = core.endpoint.sent
             running_name = core.context.name
             task_counts.started(running_name)
+            events = core.task_events if msg.attempt >= 0 and core.task_events.enabled else None
+            if events is not None:
+                started = events.run_started(msg.task_id, msg.attempt)
             try:
                 if cancellations.is_cancelled(msg.task_id):
                     raise X.TaskCancelledError(msg.task_id.hex())
@@ -325,6 +343,8 @@ class ActorHost:
                 values, is_error = [self._error(exc, msg)] * fixed_returns(msg.num_returns), True
             finally:
                 task_counts.stopped(running_name)
+            if events is not None:
+                events.run_ended(msg.task_id, msg.attempt, started)
             if cancellations.is_cancelled(msg.task_id):
                 values = [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns)
                 is_error = True
@@ -382,6 +402,8 @@ class ActorHost:
         """Ends the actor on purpose: tell the head (no restart), then leave once the queued
         answers are on the wire."""
         core = self.core
+        if core.task_events.enabled:  # before the head hears of it: it stops this worker
+            core.task_events.flush(final=True)
         core.endpoint.send(core.head_address, P.ActorExiting(self.actor_id, reason))
         core.shutdown(linger_ms=1000)
         os._exit(0)

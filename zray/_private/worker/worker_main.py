@@ -178,6 +178,9 @@ class Executor:
             self.running_task = push.task_id
         held = core.refs.receive_for_task(push.borrowed) if push.borrowed else ()
         sent_before = core.endpoint.sent
+        events = core.task_events if push.attempt >= 0 and core.task_events.enabled else None
+        if events is not None:
+            started = events.run_started(push.task_id, push.attempt)
         error = None
         cancellations = core.cancellations
         task_counts.started(push.name)
@@ -216,6 +219,8 @@ class Executor:
             sys.stderr.flush()
             context.task_id = context.resources = None
             context.placement_group = ""
+        if events is not None:
+            events.run_ended(push.task_id, push.attempt, started)
         if cancellations.is_cancelled(push.task_id):  # even if the task caught the interrupt
             error = X.TaskCancelledError(push.task_id.hex())
         cancellations.finished(push.task_id)
@@ -332,6 +337,7 @@ class Executor:
                     buffers,
                     error=is_error,
                     inline_limit=min(budget, config.max_inline_bytes),
+                    owner_address=owner_address,
                 )
             except X.RayError as exc:
                 meta, buffers, _ = serialize(

@@ -389,7 +389,10 @@ class ClientWorker:
             self.channel.send([P.encode(P.ClientHeartbeat(acked))])
         if self._releases:
             releases, self._releases = self._releases, []
-            self.request_async("release", releases)
+            try:
+                self.request_async("release", releases)
+            except ConnectionError:
+                pass  # shutdown() raced us: the session gives everything back as it ends
 
     def _end(self, reason: str):
         with self._lock:

@@ -1,6 +1,7 @@
-"""zray.util.state: Ray's state API (`ray.util.state`) for what zray's head and nodes know.
-Logs (`list_logs`, `get_log`) are read from each node's session directory. Tasks (`list_tasks`,
-`get_task`, `summarize_tasks`), runtime envs and cluster events are not there yet."""
+"""zray.util.state: Ray's state API (`ray.util.state`) for what zray's head and nodes know:
+actors, nodes, jobs, placement groups, workers, objects and tasks (from task events). Logs
+(`list_logs`, `get_log`) are read from each node's session directory. Runtime envs and cluster
+events are not there yet."""
 
 from zray.util.state.api import (
     StateApiClient,
@@ -8,15 +9,18 @@ from zray.util.state.api import (
     get_node,
     get_objects,
     get_placement_group,
+    get_task,
     get_worker,
     list_actors,
     list_jobs,
     list_nodes,
     list_objects,
     list_placement_groups,
+    list_tasks,
     list_workers,
     summarize_actors,
     summarize_objects,
+    summarize_tasks,
 )
 from zray.util.state.logs import get_log, list_logs
 
@@ -26,6 +30,7 @@ __all__ = [
     "get_node",
     "get_objects",
     "get_placement_group",
+    "get_task",
     "get_worker",
     "get_log",
     "list_actors",
@@ -34,7 +39,9 @@ __all__ = [
     "list_nodes",
     "list_objects",
     "list_placement_groups",
+    "list_tasks",
     "list_workers",
     "summarize_actors",
     "summarize_objects",
+    "summarize_tasks",
 ]

@@ -25,12 +25,13 @@ from zray.util.state.common import (
     StateResource,
     SummaryResource,
     SupportedFilterType,
+    TaskState,
     WorkerState,
     do_filter,
     resource_to_schema,
 )
 from zray.util.state import _transport
-from zray.util.state.exception import RayStateApiException
+from zray.util.state.exception import RayStateApiException, ServerUnavailable
 
 Filters = Optional[List[Tuple[str, PredicateType, SupportedFilterType]]]
 
@@ -41,6 +42,7 @@ _SORT_KEY = {
     StateResource.WORKERS: "worker_id",
     StateResource.JOBS: "job_id",
     StateResource.OBJECTS: "object_id",
+    StateResource.TASKS: "task_id",
 }
 _HEAD_TABLES = {
     StateResource.ACTORS,
@@ -81,10 +83,16 @@ def _server_error(message: str) -> RayStateApiException:
 
 class _Response:
     def __init__(
-        self, rows: list, partial_failure_warning: str = "", warnings_: Optional[list] = None
+        self,
+        rows: list,
+        partial_failure_warning: str = "",
+        warnings_: Optional[list] = None,
+        dropped: int = 0,
     ):
         self.rows = rows
-        self.total = len(rows)
+        self.num_after_truncation = len(rows)
+        # Ray's total: what the source had, with what it dropped (task events evicted).
+        self.total = len(rows) + dropped
         self.partial_failure_warning = partial_failure_warning
         self.warnings = warnings_ or []
 
@@ -135,6 +143,15 @@ class StateApiClient:
                 "To avoid raising an exception and allow having missing output, "
                 "set `raise_on_missing_output=False`. "
             )
+        if raise_on_missing_output and response.total != response.num_after_truncation:
+            raise RayStateApiException(
+                f"Failed to retrieve all {response.total} {resource.value} from the cluster "
+                "because they are not reachable due to data truncation. It happens "
+                "when the returned data is too large "
+                f"(> {response.num_after_truncation}) "
+                "To avoid raising an exception and allow having missing output, "
+                "set `raise_on_missing_output=False`. "
+            )
         key = _SORT_KEY[resource]
         rows.sort(key=lambda row: row.get(key) or "")
         num_filtered = len(rows)
@@ -142,6 +159,17 @@ class StateApiClient:
         if _explain:
             if response.partial_failure_warning:
                 warnings.warn(response.partial_failure_warning, stacklevel=4)
+            if response.total > response.num_after_truncation:
+                kept = response.num_after_truncation
+                warnings.warn(
+                    "The returned data may contain incomplete result. "
+                    f"{kept} ({response.total} total from the cluster) "
+                    f"{resource.value} are retrieved from the data source. "
+                    f"{response.total - kept} entries have been truncated. "
+                    f"Max of {kept} entries are retrieved "
+                    "from data source to prevent over-sized payloads.",
+                    stacklevel=4,
+                )
             if num_filtered > len(rows):
                 warnings.warn(
                     f"Limit last {len(rows)} entries (Total {num_filtered}). Use `--filter` to "
@@ -169,6 +197,8 @@ class StateApiClient:
         )
         if resource == StateResource.OBJECTS:
             return found  # one entry per process holding the object
+        if resource == StateResource.TASKS and len(found) > 1:
+            return found  # one entry per attempt, as Ray returns a retried task
         return found[0] if found else None
 
     def summary(
@@ -194,12 +224,14 @@ class StateApiClient:
             return {"cluster": _actor_summary(entries)}
         if resource == SummaryResource.OBJECTS:
             return {"cluster": _object_summary(entries)}
-        raise NotImplementedError("zray's state API cannot summarize tasks yet")
+        return {"cluster": _task_summary(entries)}
 
     # ------------------------------------------------------------------ data sources
 
     def _fetch(self, resource: StateResource, timeout: float) -> _Response:
         conn = self._connection
+        if resource == StateResource.TASKS:
+            return self._tasks(timeout)
         if resource in _HEAD_TABLES:
             rows = conn.ask_head(P.GetStateTable(resource.value), timeout).rows
             if resource == StateResource.ACTORS:
@@ -215,6 +247,21 @@ class StateApiClient:
             "Callsite is not being recorded. zray does not record where ObjectRefs are created."
         )
         return response
+
+    def _tasks(self, timeout: float) -> _Response:
+        """The head's task attempts, with how many it dropped (evicted, or dropped by the
+        processes that recorded them) as Ray counts them into the total."""
+        conn = self._connection
+        head = conn.head
+        replies = conn.gather(
+            [(head, P.GetStateTable("tasks")), (head, P.GetStateTable("task_events_stats"))],
+            timeout,
+        )
+        if any(reply is None for reply in replies):
+            raise ServerUnavailable(f"The head at {head} did not answer within {timeout}s.")
+        rows, stats = (_transport._checked(reply).rows for reply in replies)
+        dropped = stats[0]["num_status_task_events_dropped"] if stats else 0
+        return _Response(rows, dropped=dropped)
 
     def _alive_nodes(self, timeout: float) -> list:
         rows = self._connection.ask_head(P.GetStateTable("nodes"), timeout).rows
@@ -561,3 +608,72 @@ def summarize_objects(
     """{"cluster": {"summary": {call site: counts}, "total_objects", "total_size_mb",
     "callsite_enabled", "summary_by": "callsite"}}, as Ray returns it."""
     return _summary(SummaryResource.OBJECTS, address, timeout, raise_on_missing_output, _explain)
+
+
+def _task_summary(tasks: list) -> dict:
+    """Ray's TaskSummaries.to_summary_by_func_name."""
+    summary: dict = {}
+    totals = {"NORMAL_TASK": 0, "ACTOR_CREATION_TASK": 0, "ACTOR_TASK": 0}
+    for task in tasks:
+        key = task.get("name") or task.get("func_or_class_name")
+        entry = summary.setdefault(
+            key, {"func_or_class_name": key, "type": task["type"], "state_counts": {}}
+        )
+        counts = entry["state_counts"]
+        counts[task["state"]] = counts.get(task["state"], 0) + 1
+        if task["type"] in totals:
+            totals[task["type"]] += 1
+    return {
+        "summary": summary,
+        "total_tasks": totals["NORMAL_TASK"],
+        "total_actor_tasks": totals["ACTOR_TASK"],
+        "total_actor_scheduled": totals["ACTOR_CREATION_TASK"],
+        "summary_by": "func_name",
+    }
+
+
+def list_tasks(
+    address: Optional[str] = None,
+    filters: Filters = None,
+    limit: int = DEFAULT_LIMIT,
+    timeout: int = DEFAULT_RPC_TIMEOUT,
+    detail: bool = False,
+    raise_on_missing_output: bool = True,
+    _explain: bool = False,
+) -> List[TaskState]:
+    """Task attempts the head has events of (the latest `task_events_max_num_task_in_gcs`),
+    one entry per attempt; see TaskState for the fields."""
+    return _list(
+        StateResource.TASKS,
+        address,
+        filters,
+        limit,
+        timeout,
+        detail,
+        raise_on_missing_output,
+        _explain,
+    )
+
+
+def get_task(
+    id,
+    address: Optional[str] = None,
+    timeout: int = DEFAULT_RPC_TIMEOUT,
+    _explain: bool = False,
+):
+    """A task by id (a hex string, or an ObjectRef it returned): its TaskState, a list of
+    them when it ran more than once, or None."""
+    str_id = id if isinstance(id, str) else id.task_id().hex()
+    return _get(StateResource.TASKS, str_id, address, timeout, _explain)
+
+
+def summarize_tasks(
+    address: Optional[str] = None,
+    timeout: int = DEFAULT_RPC_TIMEOUT,
+    raise_on_missing_output: bool = True,
+    _explain: bool = False,
+) -> dict:
+    """{"cluster": {"summary": {name: {"func_or_class_name", "type", "state_counts"}},
+    "total_tasks", "total_actor_tasks", "total_actor_scheduled", "summary_by": "func_name"}},
+    as Ray returns it."""
+    return _summary(SummaryResource.TASKS, address, timeout, raise_on_missing_output, _explain)

@@ -57,6 +57,13 @@ class Humanify:
         return f"{x:.3f} B"
 
     @staticmethod
+    def events(events: List[dict]) -> List[dict]:
+        for event in events:
+            if "created_ms" in event:
+                event["created_ms"] = Humanify.timestamp(event["created_ms"])
+        return events
+
+    @staticmethod
     def node_resources(resources: dict) -> dict:
         return {k: Humanify.memory(v) if "memory" in k else v for k, v in resources.items()}
 
@@ -275,6 +282,50 @@ class WorkerState(StateSchema):
 
 
 @dataclass
+class TaskState(StateSchema):
+    """One attempt of a task, from the task events the head keeps (Ray's TaskState)."""
+
+    task_id: str = state_column(filterable=True)
+    attempt_number: int = state_column(filterable=True)
+    name: str = state_column(filterable=True)
+    # PENDING_ARGS_AVAIL, PENDING_NODE_ASSIGNMENT, SUBMITTED_TO_WORKER, RUNNING, FINISHED,
+    # FAILED, ... (Ray's TaskStatus); the highest one an event reported
+    state: str = state_column(filterable=True)
+    job_id: str = state_column(filterable=True)
+    actor_id: Optional[str] = state_column(filterable=True)
+    type: str = state_column(filterable=True)  # NORMAL_TASK, ACTOR_CREATION_TASK, ACTOR_TASK
+    func_or_class_name: str = state_column(filterable=True)
+    parent_task_id: str = state_column(filterable=True)
+    node_id: Optional[str] = state_column(filterable=True)
+    worker_id: Optional[str] = state_column(filterable=True)
+    worker_pid: Optional[int] = state_column(filterable=True)
+    error_type: Optional[str] = state_column(filterable=True)
+    language: Optional[str] = state_column(detail=True, filterable=True)
+    required_resources: Optional[dict] = state_column(detail=True, filterable=False)
+    runtime_env_info: Optional[dict] = state_column(detail=True, filterable=False)
+    placement_group_id: Optional[str] = state_column(detail=True, filterable=True)
+    events: Optional[List[dict]] = state_column(
+        detail=True, filterable=False, format_fn=Humanify.events
+    )
+    profiling_data: Optional[dict] = state_column(detail=True, filterable=False)
+    creation_time_ms: Optional[int] = state_column(
+        detail=True, filterable=False, format_fn=Humanify.timestamp
+    )
+    start_time_ms: Optional[int] = state_column(
+        detail=True, filterable=False, format_fn=Humanify.timestamp
+    )
+    end_time_ms: Optional[int] = state_column(
+        detail=True, filterable=False, format_fn=Humanify.timestamp
+    )
+    task_log_info: Optional[dict] = state_column(detail=True, filterable=False)
+    error_message: Optional[str] = state_column(detail=True, filterable=False)
+    is_debugger_paused: Optional[bool] = state_column(detail=True, filterable=True)
+    call_site: Optional[str] = state_column(detail=True, filterable=False)
+    label_selector: Optional[dict] = state_column(detail=True, filterable=False)
+    fallback_strategy: Optional[dict] = state_column(detail=True, filterable=False)
+
+
+@dataclass
 class ObjectState(StateSchema):
     object_id: str = state_column(filterable=True)
     object_size: int = state_column(filterable=True, format_fn=Humanify.memory)
@@ -293,6 +344,7 @@ SCHEMAS: Dict[StateResource, Any] = {
     StateResource.NODES: NodeState,
     StateResource.OBJECTS: ObjectState,
     StateResource.PLACEMENT_GROUPS: PlacementGroupState,
+    StateResource.TASKS: TaskState,
     StateResource.WORKERS: WorkerState,
 }
 

@@ -1,0 +1,205 @@
+"""What task events cost: each workload runs in a fresh process (its own embedded cluster)
+with task events on, then off, alternating; reported as throughput and as CPU time per call
+summed over every process of the cluster (driver, node daemon with the head, workers).
+
+    python perf/bench_task_events.py                  # every workload, 5 on/off pairs
+    python perf/bench_task_events.py --pairs 9 --only "tasks sync"
+    python perf/bench_task_events.py --micro          # the added work per task, in-process
+
+CPU time per call is the steadier measure on a shared machine: other people's load slows the
+wall clock of a run far more than it changes how much CPU the run itself needs. It includes
+the head merging the events: the window ends 1.5 s after the last call, once every process has
+sent its batch (the same wait with events off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+WORKLOADS = {
+    # name: (calls per repetition, repetitions)
+    "tasks sync": (3000, 1),
+    "tasks async": (1000, 10),
+    "actor calls sync": (3000, 1),
+    "actor calls async": (1000, 20),
+    "async-actor calls async": (1000, 20),
+}
+SETTLE_S = 1.5  # every process sends its events within a second
+
+
+def cluster_cpu_s() -> float:
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for process in [me] + me.children(recursive=True):
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def child(workload: str) -> dict:
+    import zray as ray
+
+    ray.init(num_cpus=2)
+    try:
+
+        @ray.remote
+        def small_value():
+            return b"ok"
+
+        @ray.remote
+        class Actor:
+            def small_value(self):
+                return b"ok"
+
+        @ray.remote
+        class AsyncActor:
+            async def small_value(self):
+                return b"ok"
+
+        calls, reps = WORKLOADS[workload]
+        if workload == "tasks sync":
+            body = lambda: [ray.get(small_value.remote()) for _ in range(calls)]  # noqa: E731
+        elif workload == "tasks async":
+            body = lambda: ray.get([small_value.remote() for _ in range(calls)])  # noqa: E731
+        else:
+            actor = (AsyncActor if workload.startswith("async") else Actor).remote()
+            if workload.endswith("sync") and not workload.endswith("async"):
+                body = lambda: [ray.get(actor.small_value.remote()) for _ in range(calls)]  # noqa: E731
+            else:
+                body = lambda: ray.get([actor.small_value.remote() for _ in range(calls)])  # noqa: E731
+        body()  # warm up: workers started, functions loaded
+        time.sleep(SETTLE_S)
+        cpu0, t0 = cluster_cpu_s(), time.perf_counter()
+        for _ in range(reps):
+            body()
+        wall = time.perf_counter() - t0
+        time.sleep(SETTLE_S)
+        cpu = cluster_cpu_s() - cpu0
+        n = calls * reps
+        return {"rate": n / wall, "cpu_us": 1e6 * cpu / n}
+    finally:
+        ray.shutdown()
+
+
+def micro(trials: int = 30, n: int = 2000) -> dict:
+    """The added work per task measured in this one process, the least of `trials` runs of
+    `n` tasks (the minimum is what the code costs; the rest is other load): recording as the
+    submitter and executor do it, the flush's encoding, and the head's decoding and merging."""
+    from zray._private.common import task_states as TS
+    from zray._private.core.task_events import TaskEvents, _wire, now
+    from zray._private.head.task_events import TaskEventTable
+    from zray._private.wire import protocol as P
+
+    class Core:
+        node_id, worker_id, head_address = b"n" * 28, b"w" * 28, "nowhere"
+
+    ids = [os.urandom(24) for _ in range(n)]
+    info = (TS.NORMAL_TASK, "f", "f", b"", b"p" * 24, {"CPU": 1.0}, "", "")
+    lease = (b"n" * 28, b"w" * 28)
+    best = {"record": 1e9, "flush": 1e9, "head": 1e9}
+    for _ in range(trials):
+        events = TaskEvents(Core())
+        record = events.record
+        t0 = time.thread_time()
+        for task_id in ids:  # owner: submitted (arguments ready), pushed; worker: the run
+            record((task_id, 0, TS.PENDING_NODE_ASSIGNMENT, now(), info))
+            record((task_id, 0, TS.SUBMITTED_TO_WORKER, now(), lease))
+            started = events.run_started(task_id, 0)
+            events.run_ended(task_id, 0, started)
+            record((task_id, 0, TS.FINISHED, now(), None))
+        t1 = time.thread_time()
+        batch = P.AddTaskEvents(b"n" * 28, b"w" * 28, 1, [_wire(e) for e in events.events], 0)
+        frames = P.encode(batch)
+        t2 = time.thread_time()
+        msg, _, _ = P.decode(frames[0], frames[1])
+        TaskEventTable(100_000).add(msg.node_id, msg.worker_id, msg.pid, msg.events, 0)
+        t3 = time.thread_time()
+        for key, spent in (("record", t1 - t0), ("flush", t2 - t1), ("head", t3 - t2)):
+            best[key] = min(best[key], 1e6 * spent / n)
+    best["bytes"] = sum(len(f) for f in frames) / n
+    return best
+
+
+def run(workload: str, events: bool) -> dict | None:
+    env = dict(os.environ, PYTHONPATH=REPO, ZRAY_ENABLE_TASK_EVENTS="1" if events else "0")
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--child", workload],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        timeout=300,
+        cwd="/",
+    ).stdout
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", type=int, default=5, help="on/off runs per workload")
+    parser.add_argument("--only", action="append", default=[], help="workload name substring")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--micro", action="store_true", help="only the added work per task, in-process"
+    )
+    args = parser.parse_args(argv)
+    if args.micro:
+        cost = micro()
+        print(
+            f"per task: recording {cost['record']:.2f} us (owner and worker threads), "
+            f"flush {cost['flush']:.2f} us (I/O thread), head {cost['head']:.2f} us "
+            f"(decode and merge); {cost['bytes']:.0f} bytes on the wire"
+        )
+        return 0
+    if args.child:
+        print(json.dumps(child(args.child)))
+        return 0
+    names = [n for n in WORKLOADS if not args.only or any(o in n for o in args.only)]
+    print(
+        "| workload | calls/s off | calls/s on | change | CPU µs/call off | CPU µs/call on "
+        "| change |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name in names:
+        results: dict = {True: [], False: []}
+        for i in range(args.pairs):
+            for events in (False, True) if i % 2 == 0 else (True, False):
+                result = run(name, events)
+                if result is not None:
+                    results[events].append(result)
+        if not results[True] or not results[False]:
+            print(f"| {name} | ? | ? | ? | ? | ? | ? |")
+            continue
+        rate = {k: statistics.median(r["rate"] for r in v) for k, v in results.items()}
+        cpu = {k: statistics.median(r["cpu_us"] for r in v) for k, v in results.items()}
+        print(
+            f"| {name} | {rate[False]:,.0f} | {rate[True]:,.0f} "
+            f"| {100 * (rate[True] / rate[False] - 1):+.1f}% | {cpu[False]:.1f} "
+            f"| {cpu[True]:.1f} | {100 * (cpu[True] / cpu[False] - 1):+.1f}% |",
+            flush=True,
+        )
+        for events in (False, True):
+            print(
+                f"  {name} events {'on' if events else 'off'}: "
+                + ", ".join(f"{r['rate']:.0f}/s {r['cpu_us']:.1f}us" for r in results[events]),
+                file=sys.stderr,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""A SIGKILLed head started again on its state (same port) resumes the cluster: worker nodes,
+their workers and actors, and drivers attached to them carry on, find the head again and
+re-register; running tasks deliver their results; actors keep their state; named and detached
+actors are still found; functions exported before the crash still load; actors pending at the
+crash get placed. Without a head, calls wait for it, and fail clearly after the window."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.head_cluster import RestartableCluster, wait_for
+
+
+@pytest.fixture
+def cluster(monkeypatch):
+    import zray
+
+    cluster = RestartableCluster(reconnect_timeout_s=30.0)
+    try:
+        cluster.start_head()
+        cluster.add_node("w1")
+        cluster.add_node("w2")
+        cluster.connect_driver(zray, monkeypatch, "w1")
+        yield zray, cluster
+    finally:
+        zray.shutdown()
+        cluster.stop()
+
+
+def test_a_restarted_head_resumes_the_cluster(cluster):
+    import numpy as np
+
+    ray, cluster = cluster
+
+    @ray.remote
+    class Counter:
+        def __init__(self):
+            self.count = 0
+
+        def add(self):
+            self.count += 1
+            return self.count
+
+    @ray.remote
+    def slow(seconds, value):
+        time.sleep(seconds)
+        return value
+
+    @ray.remote
+    def square(x):
+        return x * x
+
+    @ray.remote
+    def total(array):
+        return float(array.sum())
+
+    counter = Counter.options(resources={"w1": 0.1}).remote()
+    detached = Counter.options(name="keeper", lifetime="detached", resources={"w2": 0.1}).remote()
+    assert ray.get([counter.add.remote(), detached.add.remote()], timeout=60) == [1, 1]
+    assert ray.get(square.options(resources={"w1": 0.1}).remote(3), timeout=60) == 9
+    big = ray.put(np.ones(2**20))  # in w1's arena: the directory must learn it again
+    running = [slow.options(resources={"w2": 0.1}).remote(3, i) for i in range(2)]
+    time.sleep(0.5)
+
+    cluster.kill_head()
+    down_at = time.monotonic()
+    # Calls to the actors need no head: they go on while it is away.
+    assert ray.get(counter.add.remote(), timeout=30) == 2
+    named_while_down = []
+    lookup = threading.Thread(target=lambda: named_while_down.append(ray.get_actor("keeper")))
+    lookup.start()  # waits for the head to come back, then finds the actor
+    time.sleep(0.5)
+    cluster.start_head()
+    lookup.join(timeout=60)
+    assert named_while_down, "get_actor() while the head was away did not return"
+
+    assert ray.get(running, timeout=60) == [0, 1]  # ran through the restart
+    assert ray.get([counter.add.remote(), detached.add.remote()], timeout=60) == [3, 2]
+    assert ray.get(named_while_down[0].add.remote(), timeout=60) == 3
+    # Exported before the crash, first run on w2 after it: loaded from the restored KV.
+    assert ray.get(square.options(resources={"w2": 0.1}).remote(4), timeout=60) == 16
+    # w2 pulls `big` from w1: found through the directory w1 rebuilt.
+    assert ray.get(total.options(resources={"w2": 0.1}).remote(big), timeout=60) == 2**20
+    nodes = wait_for(
+        lambda: [n for n in ray.nodes() if n["Alive"]] if len(ray.nodes()) == 4 else None,
+        30,
+        "the nodes' view",
+    )
+    assert sorted(name for n in nodes for name in ("w1", "w2") if name in n["Resources"]) == [
+        "w1",
+        "w2",
+    ]
+    old_head = [n for n in ray.nodes() if not n["Alive"]]
+    assert len(old_head) == 1 and "node:__internal_head__" in old_head[0]["Resources"]
+    fresh = Counter.remote()
+    assert ray.get(fresh.add.remote(), timeout=60) == 1
+    assert time.monotonic() - down_at < 60
+    ray.kill(detached)
+
+
+def test_an_actor_pending_at_the_crash_is_placed_after_it(cluster):
+    ray, cluster = cluster
+
+    @ray.remote(resources={"later": 1})
+    class Waiting:
+        def where(self):
+            return "placed"
+
+    waiting = Waiting.remote()  # no node has "later": PENDING
+    ready, _ = ray.wait([waiting.where.remote()], timeout=1)
+    assert not ready
+    cluster.kill_head()
+    cluster.start_head()
+    cluster.add_node("w3", later=1)
+    assert ray.get(waiting.where.remote(), timeout=60) == "placed"
+
+
+def test_without_a_head_calls_wait_then_fail_clearly(monkeypatch):
+    import zray
+
+    from zray._private.wire.head_link import HeadUnavailableError
+
+    cluster = RestartableCluster(reconnect_timeout_s=4.0)
+    try:
+        cluster.start_head()
+        node_pid = cluster.add_node("w1")
+        cluster.connect_driver(zray, monkeypatch, "w1")
+        cluster.kill_head()
+        started = time.monotonic()
+        with pytest.raises(HeadUnavailableError, match="head_reconnect_timeout_s=4s"):
+            zray.get_actor("nobody")
+        assert 3 <= time.monotonic() - started < 30
+        # The node gives up as well, as Ray's raylet does.
+        from tests.conftest import exited
+
+        assert exited(node_pid, timeout=20)
+    finally:
+        zray.shutdown()
+        cluster.stop()
+
+
+def test_a_head_terminated_alone_keeps_its_state_and_zray_stop_clears_it():
+    """SIGTERM to the head alone (a service manager's restart) keeps its tables, and its node
+    comes back to the head started again on them; `zray stop` ends the cluster and clears."""
+    import os
+    import signal
+
+    from tests.conftest import exited
+    from tests.integration.test_cli import zray_cli
+    from zray._private.head import store as H
+
+    cluster = RestartableCluster(reconnect_timeout_s=30.0)
+    try:
+        cluster.start_head()
+        cluster.add_node("w1")
+        os.kill(cluster.head_pid, signal.SIGTERM)
+        assert exited(cluster.head_pid, timeout=30)
+        with H.SqliteStore(cluster.state_path) as store:
+            assert len(store.load()["nodes"]) == 2
+        other = dict(cluster.env, ZRAY_TOKEN="another-token-another-token-012345")
+        refused = zray_cli(
+            "start", "--head", "--port", str(cluster.port), "--head-state-path",
+            cluster.state_path, env=other,
+        )  # fmt: skip
+        assert refused.returncode != 0 and "another token" in refused.stderr
+        cluster.start_head()
+
+        def both_alive():
+            status = zray_cli("status", env=cluster.env)
+            return "Nodes: 2 alive, 1 dead" in status.stdout
+
+        wait_for(both_alive, 30, "the node to come back to the restarted head", interval=0.5)
+        assert zray_cli("stop", env=cluster.env).returncode == 0
+        with H.SqliteStore(cluster.state_path) as store:
+            assert store.empty()
+    finally:
+        cluster.stop()

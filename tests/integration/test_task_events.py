@@ -1,0 +1,231 @@
+"""Task events on a live cluster: list_tasks, get_task, summarize_tasks and timeline()."""
+
+import json
+import os
+import time
+
+import pytest
+
+from zray.util import state
+from zray.util.state import common
+from zray.util.state.exception import RayStateApiException
+
+
+def wait_for(predicate, timeout=30.0):
+    """Events reach the head within about a second; the margin is for a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met in time: {predicate.__name__}")
+
+
+def tasks_named(name, detail=False):
+    return state.list_tasks(filters=[("name", "=", name)], detail=detail, limit=10000)
+
+
+def test_normal_and_failed_tasks_with_filters_and_detail(ray):
+    @ray.remote
+    def ev_square(x):
+        return x * x, os.getpid()
+
+    @ray.remote
+    def ev_boom():
+        raise ValueError("boom from a task")
+
+    refs = [ev_square.remote(i) for i in range(3)]
+    pids = {pid for _, pid in ray.get(refs)}
+    with pytest.raises(ValueError):
+        ray.get(ev_boom.remote())
+
+    def all_reported():
+        # The owner reports the end, the worker the run (pid): each within a second.
+        rows = tasks_named("ev_square")
+        ok = len(rows) == 3 and all(t.state == "FINISHED" and t.worker_pid for t in rows)
+        return rows if ok else None
+
+    done = wait_for(all_reported)
+    context = ray.get_runtime_context()
+    for task in done:
+        assert type(task) is common.TaskState
+        assert (task.type, task.func_or_class_name, task.attempt_number) == (
+            "NORMAL_TASK",
+            "ev_square",
+            0,
+        )
+        assert task.job_id == context.get_job_id() and task.actor_id is None
+        assert task.node_id == context.get_node_id() and task.worker_pid in pids
+        assert task.error_type is None and task.start_time_ms is None  # a detail column
+    assert sorted(t.task_id for t in done) == sorted(r.task_id().hex() for r in refs)
+
+    [failed] = wait_for(
+        lambda: [t for t in tasks_named("ev_boom") if t.state == "FAILED" and t.worker_pid]
+    )
+    assert failed.error_type == "TASK_EXECUTION_EXCEPTION"
+    detailed = state.get_task(failed.task_id)
+    assert "ValueError: boom from a task" in detailed.error_message
+    assert "\x1b[" not in detailed.error_message
+    assert [e["state"] for e in detailed.events] == [
+        "PENDING_ARGS_AVAIL",
+        "PENDING_NODE_ASSIGNMENT",
+        "SUBMITTED_TO_WORKER",
+        "RUNNING",
+        "FAILED",
+    ]
+    assert detailed.creation_time_ms <= detailed.start_time_ms <= detailed.end_time_ms
+    assert detailed.required_resources == {"CPU": 1.0} and detailed.language == "PYTHON"
+
+    # Filters: = and != on any filterable column, case-insensitive values; limit; by ref.
+    failed_ids = {t.task_id for t in state.list_tasks(filters=[("state", "=", "failed")])}
+    assert failed.task_id in failed_ids and not failed_ids & {t.task_id for t in done}
+    not_square = state.list_tasks(filters=[("func_or_class_name", "!=", "ev_square")])
+    assert all(t.func_or_class_name != "ev_square" for t in not_square)
+    assert len(state.list_tasks(limit=2)) == 2
+    assert state.get_task(refs[0]).task_id == refs[0].task_id().hex()
+    assert state.get_task("ab" * 24) is None
+    with pytest.raises(RayStateApiException, match="not supported"):
+        state.list_tasks(filters=[("events", "=", "x")])
+
+
+def test_actor_creation_actor_tasks_and_summary(ray):
+    @ray.remote
+    class EvCounter:
+        def __init__(self):
+            self.n = 0
+
+        def add(self):
+            self.n += 1
+            return self.n
+
+        def fail(self):
+            raise KeyError("no such key")
+
+    counter = EvCounter.remote()
+    assert ray.get([counter.add.remote() for _ in range(3)]) == [1, 2, 3]
+    with pytest.raises(KeyError):
+        ray.get(counter.fail.remote())
+    actor_id = counter._actor_id.hex()
+
+    def of_actor():
+        rows = state.list_tasks(filters=[("actor_id", "=", actor_id)], limit=10000)
+        ended = all(r.state in ("FINISHED", "FAILED") and r.worker_pid for r in rows)
+        return rows if len(rows) == 5 and ended else None
+
+    rows = wait_for(of_actor)
+    by_name = {}
+    for row in rows:
+        by_name.setdefault(row.name, []).append(row)
+    [creation] = by_name["EvCounter.__init__"]
+    assert (creation.type, creation.state, creation.task_id) == (
+        "ACTOR_CREATION_TASK",
+        "FINISHED",
+        "ff" * 8 + actor_id,
+    )
+    assert [r.type for r in by_name["EvCounter.add"]] == ["ACTOR_TASK"] * 3
+    assert {r.worker_pid for r in rows} == {creation.worker_pid}
+    [fail] = by_name["EvCounter.fail"]
+    assert (fail.state, fail.error_type) == ("FAILED", "TASK_EXECUTION_EXCEPTION")
+
+    summary = state.summarize_tasks()["cluster"]
+    assert summary["summary_by"] == "func_name"
+    assert summary["summary"]["EvCounter.add"] == {
+        "func_or_class_name": "EvCounter.add",
+        "type": "ACTOR_TASK",
+        "state_counts": {"FINISHED": 3},
+    }
+    assert summary["total_actor_scheduled"] >= 1 and summary["total_actor_tasks"] >= 4
+    ray.kill(counter)
+
+
+def test_dead_worker_retries_and_opting_out(ray):
+    @ray.remote(max_retries=1)
+    def ev_dies():
+        os._exit(1)
+
+    with pytest.raises(ray.exceptions.WorkerCrashedError):
+        ray.get(ev_dies.remote(), timeout=60)
+
+    seen = []
+
+    def both_attempts():
+        rows = tasks_named("ev_dies", detail=True)
+        seen[:] = [(r.attempt_number, r.state, r.error_type) for r in rows]
+        return rows if [r.state for r in rows] == ["FAILED", "FAILED"] else None
+
+    try:
+        attempts = wait_for(both_attempts)
+    except AssertionError:
+        raise AssertionError(f"the attempts seen: {seen}") from None
+    assert [r.attempt_number for r in attempts] == [0, 1]
+    assert {r.error_type for r in attempts} == {"WORKER_DIED"}
+    assert isinstance(state.get_task(attempts[0].task_id), list)  # one entry per attempt
+
+    @ray.remote
+    def ev_silent():
+        return 1
+
+    @ray.remote(enable_task_events=False)
+    class EvQuiet:
+        def hush(self):
+            return 2
+
+    @ray.remote
+    def ev_marker():
+        return 3
+
+    quiet = EvQuiet.remote()
+    assert ray.get([ev_silent.options(enable_task_events=False).remote(), quiet.hush.remote()])
+    ray.get(ev_marker.remote())  # submitted last: once it shows, the others would have
+    wait_for(lambda: [t for t in tasks_named("ev_marker") if t.state == "FINISHED"])
+    time.sleep(1.2)  # the quiet actor's worker would have sent its events by now
+    assert tasks_named("ev_silent") == [] and tasks_named("EvQuiet.hush") == []
+    assert state.list_tasks(filters=[("actor_id", "=", quiet._actor_id.hex())]) == []
+
+
+def test_timeline_has_every_finished_task_once(ray, tmp_path):
+    @ray.remote
+    def ev_traced(x):
+        return x
+
+    refs = [ev_traced.remote(i) for i in range(6)]
+    ray.get(refs)
+    trace = ray.timeline()
+    spans = [e for e in trace if e["ph"] == "X" and e["cat"] == "task::ev_traced"]
+    assert sorted(e["args"]["task_id"] for e in spans) == sorted(r.task_id().hex() for r in refs)
+    for span in spans:
+        assert set(span) == {"cat", "name", "pid", "tid", "ts", "dur", "cname", "args", "ph"}
+        assert span["name"] == "ev_traced" and span["dur"] >= 0 and span["ts"] > 1e15
+        assert isinstance(span["pid"], int) and isinstance(span["tid"], int)
+        assert span["args"]["attempt_number"] == 0
+    meta = [e for e in trace if e["ph"] == "M"]
+    assert {e["name"] for e in meta} == {"process_name", "thread_name"}
+    assert any(e["args"]["name"] == "Node 127.0.0.1" for e in meta)
+    path = tmp_path / "trace.json"
+    assert ray.timeline(filename=str(path)) is None
+    written = json.loads(path.read_text())
+    assert {e["args"]["task_id"] for e in written if e.get("cat") == "task::ev_traced"} == {
+        e["args"]["task_id"] for e in spans
+    }
+
+
+def test_an_exiting_actor_sends_its_events_first(ray):
+    """The constructor's end is reported by the actor's worker alone: exiting at once must not
+    lose it."""
+
+    @ray.remote
+    class EvLeaver:
+        def leave(self):
+            ray.actor.exit_actor()
+
+    leaver = EvLeaver.remote()
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(leaver.leave.remote(), timeout=60)
+    creation_id = "ff" * 8 + leaver._actor_id.hex()
+
+    def constructed():
+        creation = state.get_task(creation_id)
+        return creation if creation is not None and creation.state == "FINISHED" else None
+
+    assert wait_for(constructed).start_time_ms is not None

@@ -1,0 +1,160 @@
+"""Task events: each process's record of the state changes of the tasks it owns (submitted,
+queued for a lease, pushed, finished or failed) and of those it runs (running, and when the
+run ended), sent to the head in batches for `zray.util.state.list_tasks` and `zray.timeline`.
+
+Recording is on the hot path of every task, so it only appends a tuple
+`(task_id, attempt, state, time_ns, extra)` to a list, from any thread (a list append is
+atomic under the GIL). The I/O thread swaps the list out every `task_events_report_interval_ms`
+(or sooner once it holds `task_events_flush_batch` events) and sends it as one
+`AddTaskEvents`; the few events whose `extra` is not wire-ready (a failure's error, turned into
+Ray's error type and message) are converted then, off the hot path. What the head does with
+them: zray/_private/head/task_events.py.
+
+`extra` by state (the wire form, docs/protocol.md):
+- PENDING_ARGS_AVAIL (at submission): the task's description, a list
+  `[type, name, func_or_class_name, actor_id, parent_task_id, required_resources,
+  placement_group_id, runtime_env]`; a task submitted with its arguments ready sends it with
+  PENDING_NODE_ASSIGNMENT instead, one event for both states;
+- SUBMITTED_TO_WORKER: `[node_id, worker_id]` of the lease the task was pushed to;
+- RUNNING (from the process that runs it; the batch names that process): the time the run
+  ended in ns, or 0 while it still runs;
+- FAILED: `[error_type, error_message]` (Ray's ErrorType name);
+- otherwise None.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+
+from zray._config import config
+from zray._private.common import task_states as TS
+from zray._private.wire import protocol as P
+
+logger = logging.getLogger(__name__)
+
+now = _now = time.time_ns
+
+
+class TaskEvents:
+    """One process's buffer of task events. `enabled` is read by the recorders before they
+    build anything, so a disabled buffer costs one attribute test per event."""
+
+    def __init__(self, core):
+        self.core = core
+        interval_ms = config.task_events_report_interval_ms
+        # Ray turns task events off with a report interval of 0 as well.
+        self.enabled = bool(config.enable_task_events and interval_ms > 0)
+        self.interval_s = interval_ms / 1000.0
+        self.batch = max(1, config.task_events_flush_batch)
+        self.capacity = max(self.batch, config.task_events_max_buffer)
+        # Never replaced (flush takes a prefix), so hot paths may keep `record`, its bound
+        # append: one builtin call per event.
+        self.events: list = []
+        self.record = self.events.append
+        # task_id -> (attempt, start ns) of the runs in progress here, reported as RUNNING at
+        # each flush so a long task shows RUNNING before it ends.
+        self.running: dict = {}
+        self._reported_running: set = set()
+        self.dropped = 0
+        self._next_flush = time.monotonic() + self.interval_s
+
+    # ------------------------------------------------------------------ owner side
+
+    def submitted(self, task_id: bytes, attempt: int, info: tuple):
+        self.record((task_id, attempt, TS.PENDING_ARGS_AVAIL, _now(), info))
+
+    def state(self, task_id: bytes, attempt: int, state: int, extra=None):
+        self.record((task_id, attempt, state, _now(), extra))
+
+    def ended(self, task_id: bytes, attempt: int, error_entry):
+        """The owner's view of an attempt's end: FINISHED, or FAILED with the error entry (a
+        memory-store Entry of kind error, or an exception), decoded at flush time."""
+        if error_entry is None:
+            self.record((task_id, attempt, TS.FINISHED, _now(), None))
+        else:
+            self.record((task_id, attempt, TS.FAILED, _now(), error_entry))
+
+    # ------------------------------------------------------------------ executor side
+
+    def run_started(self, task_id: bytes, attempt: int) -> int:
+        start = _now()
+        self.running[task_id] = (attempt, start)
+        return start
+
+    def run_ended(self, task_id: bytes, attempt: int, start: int):
+        self.running.pop(task_id, None)
+        self.record((task_id, attempt, TS.RUNNING, start, _now()))
+
+    # ------------------------------------------------------------------ flushing
+
+    def wait_s(self) -> float:
+        """How long the I/O thread may sleep before the next batch is due."""
+        return max(0.0, self._next_flush - time.monotonic())
+
+    def due(self, now: float) -> bool:
+        return now >= self._next_flush or len(self.events) >= self.batch
+
+    def flush(self, final: bool = False):
+        """Sends what was recorded since the last flush (I/O thread, or the thread shutting
+        the process down: `final` waits for the head to take it, at most a second)."""
+        self._next_flush = time.monotonic() + self.interval_s
+        if getattr(self.core, "head_address", None) is None:
+            return  # not registered with a node yet: nowhere to send them
+        # Appends from other threads land after the prefix taken here and stay for next time.
+        taken = len(self.events)
+        events = self.events[:taken]
+        del self.events[:taken]
+        for task_id, (attempt, start) in list(self.running.items()):
+            if task_id not in self._reported_running:
+                self._reported_running.add(task_id)
+                events.append((task_id, attempt, TS.RUNNING, start, 0))
+        if self._reported_running:
+            self._reported_running.intersection_update(self.running)
+        if len(events) > self.capacity:  # a head that could not keep up: keep the newest
+            self.dropped += len(events) - self.capacity
+            events = events[-self.capacity :]
+        if not events and not self.dropped:
+            return
+        core = self.core
+        msg = P.AddTaskEvents(
+            core.node_id, core.worker_id, os.getpid(), [_wire(e) for e in events], self.dropped
+        )
+        self.dropped = 0
+        try:
+            if final:
+                core.requests.call(core.head_address, msg, 1.0)
+            else:
+                core.endpoint.send(core.head_address, msg)
+        except Exception as exc:  # noqa: BLE001 - events are best effort, never a failure
+            logger.debug("task events not sent: %s", exc)
+
+
+def _wire(event: tuple):
+    if event[2] != TS.FAILED or type(event[4]) is list:
+        return event
+    task_id, attempt, state, ts, error = event
+    return (task_id, attempt, state, ts, error_info(error))
+
+
+def error_info(error) -> list:
+    """[Ray's ErrorType name, message] of an error entry or exception."""
+    if not isinstance(error, BaseException):
+        from zray._private.core.serialization import deserialize
+
+        try:
+            error = deserialize(error.frames[0], error.frames[1:])
+        except Exception as exc:  # noqa: BLE001 - an undecodable error is still a failure
+            return [TS.TASK_EXECUTION_EXCEPTION, f"(the error could not be decoded: {exc})"]
+    name = type(error).__name__
+    return [TS.error_type_of(name), _plain(str(error))]
+
+
+def _plain(text: str) -> str:
+    """Without the ANSI colour codes of a RayTaskError's text, as Ray's state API strips them."""
+    return _ANSI.sub("", text)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")

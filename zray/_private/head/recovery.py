@@ -1,0 +1,280 @@
+"""A restarted head resumes the cluster its predecessor left in the head store.
+
+`restore()` reads the tables back (head/tables.py wrote every change through before anyone was
+told of it): jobs, the KV store with the function registry, actors with their specs, states and
+constructor arguments, actor names, placement groups and node membership. What the store does
+not hold, the nodes tell when they come back (`ResumeNode`): which workers are alive where, which
+actor leases they granted, which objects they hold. Drivers come back with `ResumeJob`.
+
+The previous head node died with the head (the head service runs in its daemon): it is declared
+dead at once, with whatever ran there. Every other node the tables list as alive is awaited for
+up to head_reconnect_timeout_s; once all are back (or the window ends):
+- nodes that did not come back are declared dead (their actors restart elsewhere);
+- actors that were ALIVE stay ALIVE where a node reported their worker's lease, the others
+  (their worker died meanwhile, or was on the old head node) are treated as a worker death:
+  restarted if they have restarts left, else DEAD;
+- jobs whose driver no node reported are over, and actors whose owner no node reported lose
+  their owner (as for a ClientDied).
+Actors PENDING or RESTARTING at the crash are placed again at once: a lease the old head was
+granted for one is returned with its worker (ResumeNode lists them), since the old head may have
+sent it StartActor whose answer died with it.
+
+The same handlers serve a node or driver whose connection to a head that never died broke and
+came back: a second registration of something the head knows changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+
+from zray._config import config
+from zray._private.common import resources as R
+from zray._private.head import actor_manager as A
+from zray._private.head import placement_groups as G
+from zray._private.head.node_record import NodeRecord
+from zray._private.wire import protocol as P
+
+logger = logging.getLogger(__name__)
+
+
+class HeadRecovery:
+    def _init_recovery(self) -> None:
+        self.recovering_until = 0.0  # monotonic end of the window; 0: not recovering
+        self._awaited_nodes: set[bytes] = set()
+        self._unconfirmed_actors: set[bytes] = set()  # ALIVE at the crash, not yet reported
+        self._reported_clients: set[bytes] = set()  # worker ids some node says are alive
+        self.recovered_at = 0.0
+        self.recovery_stats: dict = {}
+
+    # ------------------------------------------------------------------ loading
+
+    def restore(self, state: dict) -> None:
+        now = time.monotonic()
+        self.recovering_until = now + config.head_reconnect_timeout_s
+        for key, value in state.get("kv", {}).items():
+            namespace, _, name = key.partition(b"\0")
+            self.kv[(namespace.decode(), name)] = value
+        for job_id, job in state.get("jobs", {}).items():
+            self.jobs[job_id] = job
+        if self.jobs:
+            self._next_job = max(struct.unpack("<I", j)[0] for j in self.jobs) + 1
+        old_heads = []
+        for node_id, r in state.get("nodes", {}).items():
+            node = self.nodes[node_id] = self._node_record(node_id, r)
+            node.alive = r["alive"]
+            node.death_reason = r.get("death_reason", "")
+            if node.alive and node.is_head:
+                old_heads.append(node_id)
+            elif node.alive:
+                self._awaited_nodes.add(node_id)
+        args = state.get("actor_args", {})
+        for actor_id, r in state.get("actors", {}).items():
+            self._restore_actor(actor_id, r, args.get(actor_id))
+        for key, actor_id in state.get("named_actors", {}).items():
+            namespace, _, name = key.partition(b"\0")
+            self.actors.names[(namespace.decode(), name.decode())] = actor_id
+        for pg_id, r in state.get("placement_groups", {}).items():
+            self._restore_group(pg_id, r, now)
+        self.recovery_stats = {
+            "jobs": len(self.jobs),
+            "kv": len(self.kv),
+            "actors": len(self.actors.actors),
+            "placement_groups": len(self.placement.groups),
+            "nodes_awaited": len(self._awaited_nodes),
+        }
+        logger.warning(
+            "resuming the cluster a previous head left in %s: %s; waiting up to %gs for its "
+            "nodes and drivers",
+            self.tables.store.description,
+            self.recovery_stats,
+            config.head_reconnect_timeout_s,
+        )
+        for node_id in old_heads:
+            self.mark_dead(node_id, "it ran the previous head, which died")
+        self._maybe_finish_recovery(now)
+
+    def _node_record(self, node_id: bytes, r: dict):
+        return NodeRecord(
+            node_id,
+            r["address"],
+            r["ip"],
+            r["hostname"],
+            r["resources"],
+            r["object_store_memory"],
+            r["is_head"],
+            b"",
+            available=r.get("available") or {},
+            metrics_export_port=r.get("metrics_export_port", -1),
+        )
+
+    def _restore_actor(self, actor_id: bytes, r: dict, frames) -> None:
+        actor = A.Actor(
+            actor_id,
+            r["spec"],
+            r["state"],
+            r["address"],
+            r["worker_id"],
+            r["lease_id"],
+            r["num_restarts"],
+            r["death_cause"],
+            r["error"],
+            r["no_restart"],
+        )
+        self.actors.actors[actor_id] = actor
+        if frames is not None:
+            self.actor_payloads[actor_id] = list(frames)
+        if actor.worker_id:
+            self.actor_workers[actor_id] = actor.worker_id
+        if actor.state == A.DEAD:
+            return
+        if actor.state == A.ALIVE and actor.lease_id:
+            self.actors.by_lease[actor.lease_id] = actor_id
+            self._unconfirmed_actors.add(actor_id)
+            return
+        # PENDING or RESTARTING: whatever lease it had is returned when its node reports it.
+        actor.address, actor.worker_id, actor.lease_id = "", b"", 0
+        self._pending_actor_placements.append((actor_id, actor.spec.get("resources", {})))
+
+    def _restore_group(self, pg_id: bytes, r: dict, now: float) -> None:
+        group = G.Group(
+            pg_id,
+            r["name"],
+            r["namespace"],
+            r["strategy"],
+            [R.to_units(b) for b in r["bundles"]],
+            r["detached"],
+            r["job_id"],
+            r["soft_target"],
+            now,
+            r["creator_actor"],
+            job_dead=r["job_dead"],
+            nodes=list(r["nodes"]),
+            state=r["state"],
+        )
+        self._placement_instructions(self.placement.restore(group, now))
+
+    # ------------------------------------------------------------------ coming back
+
+    def on_ResumeNode(self, identity, msg: P.ResumeNode, seq):
+        node = self.nodes.get(msg.node_id)
+        if node is not None and not node.alive:
+            # Declared dead while away: its actors were restarted elsewhere, so its instances
+            # must not come back beside them. It stops (as Ray's raylet does when told so).
+            self.endpoint.reply(
+                identity,
+                P.Error("NodeDiedError", f"node {msg.node_id.hex()[:12]} was declared dead"),
+                seq,
+            )
+            return
+        if node is None:
+            node = self._node_record(msg.node_id, msg._asdict())
+            self.nodes[msg.node_id] = node
+        node.identity, node.address = identity, msg.address
+        node.resources = msg.resources
+        node.last_seen = time.monotonic()
+        node.suspect_since = 0.0
+        self.tables.node(node.to_wire())
+        self.endpoint.outbox(msg.address).watch_disconnects()
+        for worker_id, address, _kind in msg.clients:
+            if self.recovering_until:
+                self._reported_clients.add(worker_id)
+            if address:
+                self.clients_of.setdefault(msg.node_id, set()).add(address)
+                self.node_of_client[address] = msg.node_id
+        if msg.objects:
+            ids = [oid for oid, _ in msg.objects]
+            self._notify(
+                self.directory.add_locations(msg.node_id, ids, [s for _, s in msg.objects])
+            )
+        for lease_id, worker_id in msg.actor_leases:
+            actor = self.actors.actors.get(self.actors.by_lease.get(lease_id, b""))
+            if actor is not None and actor.worker_id == worker_id and actor.state != A.DEAD:
+                self.actor_nodes[actor.actor_id] = msg.address
+                self._unconfirmed_actors.discard(actor.actor_id)
+            else:  # the old head's, for an actor placed again since (or dead)
+                self.endpoint.send(msg.address, P.ReturnLease(lease_id, True))
+        self._awaited_nodes.discard(msg.node_id)
+        logger.info(
+            "node %s is back: %d clients, %d actor leases, %d objects",
+            msg.node_id.hex()[:12],
+            len(msg.clients),
+            len(msg.actor_leases),
+            len(msg.objects),
+        )
+        self.endpoint.reply(identity, P.Ok(0), seq)
+        self.broadcast_load(time.monotonic())
+        self._placement_node_update(node)
+        self._retry_actor_placements()
+        self._maybe_finish_recovery(time.monotonic())
+
+    def on_ResumeJob(self, identity, msg: P.ResumeJob, seq):
+        job = self.jobs.get(msg.job_id)
+        if job is not None and not job["alive"]:
+            self.endpoint.reply(
+                identity,
+                P.Error("RaySystemError", f"job {msg.job_id.hex()} was declared finished"),
+                seq,
+            )
+            return
+        if job is None:  # a head whose state did not have it
+            job = self.jobs[msg.job_id] = {"start": time.time(), "alive": True}
+            self._next_job = max(self._next_job, struct.unpack("<I", msg.job_id)[0] + 1)
+        job.update(
+            driver_id=msg.driver_id,
+            pid=msg.pid,
+            namespace=msg.namespace,
+            address=self.endpoint.peers.get(identity, ""),
+        )
+        if self.recovering_until:
+            self._reported_clients.add(msg.driver_id)
+        self.tables.job(msg.job_id, job)
+        self.endpoint.reply(identity, P.JobRegistered(msg.job_id, msg.namespace), seq)
+
+    # ------------------------------------------------------------------ the window
+
+    def _recovery_tick(self, now: float) -> None:
+        if self.recovering_until:
+            self._maybe_finish_recovery(now)
+
+    def _maybe_finish_recovery(self, now: float) -> None:
+        if not self.recovering_until:
+            return
+        if self._awaited_nodes and now < self.recovering_until:
+            return
+        self.recovering_until = 0.0
+        for node_id in sorted(self._awaited_nodes):
+            self.mark_dead(node_id, "it did not come back after the head restarted")
+        self._awaited_nodes.clear()
+        for actor_id in sorted(self._unconfirmed_actors):
+            actor = self.actors.actors.get(actor_id)
+            if actor is not None and actor.state != A.DEAD and actor.lease_id:
+                self._actor_instructions(
+                    self.actors.worker_died(
+                        actor.lease_id, -1, "its worker was gone when the head restarted"
+                    )
+                )
+        self._unconfirmed_actors.clear()
+        live = self._reported_clients
+        for job_id, job in self.jobs.items():
+            if job["alive"] and job.get("driver_id") not in live:
+                job["alive"] = False
+                job["end"] = time.time()
+                self.tables.job(job_id, job)
+                self._actor_instructions(self.actors.owner_died(job.get("driver_id", b"")))
+                self._placement_job_dead(job_id)
+        owners = {
+            a.spec.get("owner_id")
+            for a in self.actors.actors.values()
+            if a.state != A.DEAD and a.spec.get("lifetime") != "detached"
+        }
+        for owner in sorted(o for o in owners if o and o not in live):
+            self._actor_instructions(self.actors.owner_died(owner))
+        self._reported_clients = set()
+        self.recovered_at = now
+        logger.warning("the head finished resuming the cluster")
+
+    def awaited(self, node_id: bytes) -> bool:
+        """A node the restarted head waits for: not judged by heartbeats meanwhile."""
+        return node_id in self._awaited_nodes

@@ -1,0 +1,203 @@
+"""The head's history of task events: every process's batches (`AddTaskEvents`) merged per
+task attempt, at most `max_attempts` attempts (the oldest evicted and counted, as Ray's GCS
+keeps `RAY_task_events_max_num_task_in_gcs`), turned into Ray 2.60's TaskState rows on demand.
+
+A state machine: batches in, rows out, no I/O. Merging is the per-event work, kept to a dict
+lookup and a few stores; rows are built only when someone asks.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from zray._private.common import task_states as TS
+
+# A record's slots (a list, cheaper to update than an object).
+INFO, STATES, NODE, WORKER, PID, ERROR_TYPE, ERROR_MESSAGE, RUN_END = range(8)
+
+_RUNTIME_ENV_CONFIG = {"setup_timeout_seconds": 600, "eager_install": True, "log_files": []}
+
+
+class TaskEventTable:
+    def __init__(self, max_attempts: int):
+        self.max_attempts = max(1, max_attempts)
+        self.records: OrderedDict[tuple[bytes, int], list[Any]] = (
+            OrderedDict()
+        )  # (task_id, attempt) -> record, oldest first
+        # The latest evicted attempts (as many as are kept), whose late events are ignored:
+        # otherwise each would come back and evict another, counted twice.
+        self.evicted: OrderedDict[tuple[bytes, int], None] = OrderedDict()
+        self.attempts_dropped = 0  # evicted to stay within max_attempts
+        self.events_dropped = 0  # dropped by the processes that recorded them
+
+    def add(
+        self, node_id: bytes, worker_id: bytes, pid: int, events: list[Any], dropped: int
+    ) -> None:
+        """Merges one process's batch. Malformed events are skipped, never raised on."""
+        self.events_dropped += dropped
+        records = self.records
+        find = records.get
+        evicted = self.evicted
+        limit = self.max_attempts
+        # Locals: this loop runs once per event of every task of the cluster.
+        running, failed, submitted = TS.RUNNING, TS.FAILED, TS.SUBMITTED_TO_WORKER
+        args_avail, node_assignment = TS.PENDING_ARGS_AVAIL, TS.PENDING_NODE_ASSIGNMENT
+        highest = TS.GETTING_AND_PINNING_ARGS
+        for event in events:
+            try:
+                task_id, attempt, state, ts, extra = event
+                key = (task_id, attempt)
+                record = find(key)
+                if record is None:
+                    if key in evicted:
+                        continue
+                    record = records[key] = [None, {}, b"", b"", 0, None, None, 0]
+                    if len(records) > limit:
+                        evicted[records.popitem(last=False)[0]] = None
+                        if len(evicted) > limit:
+                            evicted.popitem(last=False)
+                        self.attempts_dropped += 1
+                if extra is None:
+                    if type(state) is int and 0 <= state <= highest:
+                        record[STATES][state] = ts
+                elif state == running:
+                    # The process that ran it sent this: it names the node, worker and pid.
+                    record[STATES][running] = ts
+                    record[NODE], record[WORKER], record[PID] = node_id, worker_id, pid
+                    if extra:
+                        record[RUN_END] = extra
+                elif state == args_avail or state == node_assignment:
+                    # The submission (with its arguments ready: both states at once).
+                    states = record[STATES]
+                    states[state] = ts
+                    states.setdefault(args_avail, ts)
+                    record[INFO] = extra
+                elif state == submitted:
+                    record[STATES][state] = ts
+                    if not record[WORKER]:
+                        record[NODE], record[WORKER] = bytes(extra[0]), bytes(extra[1])
+                elif state == failed:
+                    record[ERROR_TYPE], record[ERROR_MESSAGE] = str(extra[0]), str(extra[1])
+                    record[STATES][state] = ts
+            except (TypeError, ValueError, IndexError):
+                continue
+
+    def fail_unfinished(self, job_id: bytes, ts: int, error_type: str, message: str) -> int:
+        """Marks every attempt of `job_id` that has not ended FAILED with this error (Ray, once
+        a job's driver exits); returns how many."""
+        failed = 0
+        for (task_id, _attempt), record in self.records.items():
+            states = record[STATES]
+            if task_id[-4:] != job_id or TS.FINISHED in states or TS.FAILED in states:
+                continue
+            states[TS.FAILED] = ts
+            record[ERROR_TYPE], record[ERROR_MESSAGE] = error_type, message
+            failed += 1
+        return failed
+
+    def stats(self) -> dict[str, int]:
+        """Counts Ray's GetTaskEvents reply carries (num_status_task_events_dropped, ...)."""
+        return {
+            "num_status_task_events_dropped": self.attempts_dropped + self.events_dropped,
+            "num_profile_task_events_dropped": 0,
+            "num_task_attempts_evicted": self.attempts_dropped,
+            "num_task_attempts_stored": len(self.records),
+            "max_num_task_attempts": self.max_attempts,
+        }
+
+    # ------------------------------------------------------------------ rows
+
+    def rows(self, node_ips: dict[bytes, str]) -> list[dict[str, Any]]:
+        """Ray's TaskState dicts (detail fields included), one per attempt; `node_ips`: node
+        id -> IP, for the profiling data that `timeline()` reads."""
+        infos: dict[bytes, Any] = {}
+        for (task_id, _attempt), record in self.records.items():
+            if record[INFO] is not None:
+                infos[task_id] = record[INFO]
+        return [
+            _row(task_id, attempt, record, record[INFO] or infos.get(task_id), node_ips)
+            for (task_id, attempt), record in self.records.items()
+        ]
+
+
+def _hex_or_none(value: Any) -> str | None:
+    return bytes(value).hex() if value else None
+
+
+def _ms(ns: Any) -> int | None:
+    return int(ns) // 1_000_000 if ns else None
+
+
+def _row(
+    task_id: bytes, attempt: int, record: list[Any], info: Any, node_ips: dict[bytes, str]
+) -> dict[str, Any]:
+    states = record[STATES]
+    ordered = sorted(states)  # Ray: events by state number, the last one is the state
+    state = TS.STATE_NAMES.get(ordered[-1], "NIL") if ordered else "NIL"
+    if info is None:  # its owner's events were evicted or not sent yet
+        info = (TS.NORMAL_TASK, "", "", b"", b"", {}, "", "")
+    kind, name, func_name, actor_id, parent, resources, group, runtime_env = info
+    node_id, worker_id = record[NODE], record[WORKER]
+    failed = state == "FAILED"
+    return {
+        "task_id": task_id.hex(),
+        "attempt_number": attempt,
+        "name": name,
+        "state": state,
+        "job_id": task_id[-4:].hex(),
+        "actor_id": _hex_or_none(actor_id),
+        "type": TS.TYPE_NAMES.get(kind, "NORMAL_TASK"),
+        "func_or_class_name": func_name,
+        "parent_task_id": bytes(parent).hex() if parent else "",
+        "node_id": _hex_or_none(node_id),
+        "worker_id": _hex_or_none(worker_id),
+        "worker_pid": record[PID] or None,
+        "error_type": record[ERROR_TYPE] if failed else None,
+        "language": "PYTHON",
+        "required_resources": dict(resources or {}),
+        "runtime_env_info": {
+            "serialized_runtime_env": runtime_env or "{}",
+            "runtime_env_config": dict(_RUNTIME_ENV_CONFIG),
+        },
+        "placement_group_id": group.split(":")[0] if group else None,
+        "events": [
+            {"state": TS.STATE_NAMES.get(s, "NIL"), "created_ms": _ms(states[s])} for s in ordered
+        ],
+        "profiling_data": _profiling(task_id, func_name, name, record, node_ips),
+        "creation_time_ms": _ms(states.get(TS.PENDING_ARGS_AVAIL)),
+        "start_time_ms": _ms(states.get(TS.RUNNING)),
+        "end_time_ms": _ms(states.get(TS.FAILED) or states.get(TS.FINISHED)),
+        "task_log_info": None,
+        "error_message": record[ERROR_MESSAGE] if failed else None,
+        "is_debugger_paused": None,
+        "call_site": None,
+        "label_selector": {},
+        "fallback_strategy": None,
+    }
+
+
+def _profiling(
+    task_id: bytes, func_name: str, name: str, record: list[Any], node_ips: dict[bytes, str]
+) -> dict[str, Any]:
+    """The run as Ray's profile events describe it (times in ms), what `timeline()` draws:
+    from RUNNING to the end the worker reported, else to the owner's FINISHED or FAILED."""
+    states = record[STATES]
+    start = states.get(TS.RUNNING)
+    end = record[RUN_END] or states.get(TS.FINISHED) or states.get(TS.FAILED)
+    if not start or not end or not record[WORKER]:
+        return {}
+    short = func_name or name
+    return {
+        "component_type": "worker",
+        "component_id": bytes(record[WORKER]).hex(),
+        "node_ip_address": node_ips.get(bytes(record[NODE]), ""),
+        "events": [
+            {
+                "event_name": f"task::{short}",
+                "start_time": start / 1e6,
+                "end_time": max(start, end) / 1e6,
+                "extra_data": {"name": name or short, "task_id": task_id.hex()},
+            }
+        ],
+    }
