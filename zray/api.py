@@ -301,6 +301,8 @@ def _connect(
     import uuid
 
     worker_id = random_id(WORKER_ID_SIZE)
+    job_config = job_config or _job_config(None)
+    metadata = {str(k): str(v) for k, v in job_config.metadata.items()}
     core = CoreWorker(
         DRIVER,
         node_address,
@@ -318,7 +320,7 @@ def _connect(
                 worker_id,
                 core.namespace,
                 os.getpid(),
-                {str(k): str(v) for k, v in job_config.metadata.items()},
+                metadata,
                 job_config._default_actor_lifetime,
             ),
             config.rpc_timeout_s,
@@ -328,6 +330,7 @@ def _connect(
         raise
     core.job_id = reply.job_id
     core.default_actor_lifetime = job_config._default_actor_lifetime
+    core.job_metadata = metadata
     core.driver_task_id = core._driver_task_id(reply.job_id)
     return core
 

@@ -156,6 +156,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         # job id -> (namespace, default actor lifetime), in workers
         self._job_infos: dict[bytes, tuple[str, str]] = {}
         self.default_actor_lifetime = "non_detached"  # a driver's, from its JobConfig
+        self.job_metadata: dict = {}  # a driver's JobConfig.metadata
         self._pin_releases: deque = deque()
         self._live_views: dict[bytes, weakref.ref] = {}
         self._mapped_at: dict[bytes, tuple] = {}  # arena (offset, size) of pinned objects

@@ -927,6 +927,8 @@ class ResumeJob(NamedTuple):
     driver_id: bytes
     namespace: str
     pid: int
+    metadata: dict  # as RegisterJob's
+    default_actor_lifetime: str
 
 
 # --------------------------------------------------------------------------- generators
