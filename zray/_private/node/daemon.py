@@ -103,11 +103,13 @@ def host_memory() -> dict:
     import psutil
 
     memory = psutil.virtual_memory()
-    return {
-        "total": memory.total,
-        "used": memory.total - memory.available,
-        "cpu_percent": psutil.cpu_percent(interval=None),
-    }
+    # Use since the previous call: the first call has nothing to compare with (None).
+    cpu = psutil.cpu_percent(interval=None)
+    cpu, _cpu_primed[0] = (cpu if _cpu_primed[0] else None), True
+    return {"total": memory.total, "used": memory.total - memory.available, "cpu_percent": cpu}
+
+
+_cpu_primed = [False]
 
 
 def worker_limit_message(limit: S.WorkerLimitReached, cpus: int) -> str:
