@@ -148,6 +148,7 @@ def init(
         if namespace is None:
             namespace = job_config.ray_namespace
         job_env = RE.parse(runtime_env)  # bad input fails before any process starts
+        _check_dashboard_args(include_dashboard, dashboard_host, dashboard_port)
         for name in kwargs:
             if not name.startswith("_"):
                 raise RuntimeError(f"Unknown keyword argument(s): {name}")
@@ -288,6 +289,19 @@ def _context():
     from zray.util.client.connection import ClientContext
 
     return ClientContext(client, shutdown)
+
+
+def _check_dashboard_args(include_dashboard, dashboard_host, dashboard_port):
+    if include_dashboard is not None and not isinstance(include_dashboard, bool):
+        raise TypeError(f"include_dashboard must be True, False or None, not {include_dashboard!r}")
+    if not isinstance(dashboard_host, str) or not dashboard_host:
+        raise TypeError(f"dashboard_host must be a host name or address, not {dashboard_host!r}")
+    if dashboard_port is not None and (
+        isinstance(dashboard_port, bool)
+        or not isinstance(dashboard_port, int)
+        or not 0 <= dashboard_port <= 65535
+    ):
+        raise ValueError(f"dashboard_port must be a port number (0-65535), not {dashboard_port!r}")
 
 
 def _connect(

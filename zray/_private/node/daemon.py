@@ -42,7 +42,7 @@ from zray._private.node.envs import NodeEnvs
 from zray._private.node import head_resume
 from zray._private.wire.head_link import HeadLink
 from zray._private.node.worker_pool import WorkerPool
-from zray._private.node import dashboard_process, log_files, worker_table
+from zray._private.node import dashboard_process, host_stats, log_files, worker_table
 
 logger = logging.getLogger(__name__)
 
@@ -102,18 +102,6 @@ def default_resources(opts: NodeOptions) -> tuple[dict, int]:
         resources["node:__internal_head__"] = 1.0
     resources.update(opts.resources or {})
     return resources, store
-
-
-def host_memory() -> dict:
-    """This machine's memory and CPU use, for the dashboard's node table."""
-    import psutil
-
-    memory = psutil.virtual_memory()
-    return {
-        "total": memory.total,
-        "used": memory.total - memory.available,
-        "cpu_percent": psutil.cpu_percent(interval=None),
-    }
 
 
 def worker_limit_message(limit: S.WorkerLimitReached, cpus: int) -> str:
@@ -929,7 +917,7 @@ class NodeDaemon:
             "spill": self.spiller.stats(),
             "clients": len(self.clients),
             "workers": len(self.pool.pids),
-            "host": host_memory(),
+            "host": host_stats.host_use(),
             "dropped_messages": self.endpoint.dropped,
             "auth_rejected": self.endpoint.rejected,
             "view": {
@@ -958,21 +946,6 @@ class NodeDaemon:
     def on_return_bundles(self, identity, msg: P.ReturnBundles, seq):
         self.resources_dirty = True
         self._dispatch(self.scheduler.return_bundles(msg.pg_id, msg.indices))
-
-    def on_list_logs(self, identity, msg: P.ListLogs, seq):
-        self.endpoint.reply(
-            identity, P.LogList(log_files.listing(self.session_dir, msg.limit)), seq
-        )
-
-    def on_read_log(self, identity, msg: P.ReadLog, seq):
-        found = log_files.read(self.session_dir, msg.name, msg.offset, msg.max_bytes)
-        if found is None:
-            reply = P.Error("FileNotFound", f"this node has no log file {msg.name!r}")
-        else:
-            reply = P.LogChunk(
-                msg.name, found["data"], found["offset"], found["size"], found["truncated"]
-            )
-        self.endpoint.reply(identity, reply, seq)
 
     def on_shutdown_node(self, identity, msg: P.ShutdownNode, seq):
         logger.info("shutdown requested: %s", msg.reason)
@@ -1004,8 +977,8 @@ class NodeDaemon:
         P.CommitBundles: on_commit_bundles,
         P.ReturnBundles: on_return_bundles,
         P.GetNodeStats: on_get_node_stats,
-        P.ListLogs: on_list_logs,
-        P.ReadLog: on_read_log,
+        P.ListLogs: log_files.on_list_logs,
+        P.ReadLog: log_files.on_read_log,
         P.GetMemoryReport: on_get_memory_report,
         P.GetStateTable: worker_table.on_get_state_table,
     }

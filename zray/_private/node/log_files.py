@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from zray._private.wire import protocol as P
+
 TAIL_BYTES = 64 * 1024  # what a first look at a file shows: its end
 CHUNK_BYTES = 256 * 1024  # most one poll of a live tail returns
 MAX_FILES = 10_000
@@ -55,3 +57,21 @@ def read(session_dir: str, name: str, offset: int, max_bytes: int = CHUNK_BYTES)
     if offset < 0 and start > 0:
         data = data.partition(b"\n")[2]  # begin on a whole line
     return {"data": data, "offset": end, "size": size, "truncated": offset < 0 and start > 0}
+
+
+# The node daemon's handlers (NodeDaemon._handlers): `node` is the daemon.
+
+
+def on_list_logs(node, identity, msg: P.ListLogs, seq):
+    node.endpoint.reply(identity, P.LogList(listing(node.session_dir, msg.limit)), seq)
+
+
+def on_read_log(node, identity, msg: P.ReadLog, seq):
+    found = read(node.session_dir, msg.name, msg.offset, msg.max_bytes)
+    if found is None:
+        reply = P.Error("FileNotFound", f"this node has no log file {msg.name!r}")
+    else:
+        reply = P.LogChunk(
+            msg.name, found["data"], found["offset"], found["size"], found["truncated"]
+        )
+    node.endpoint.reply(identity, reply, seq)
