@@ -534,6 +534,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         P.NodeDied: on_node_died,
         P.CancelTask: on_cancel_task,
         P.GetObjectStatus: on_get_object_status,
+        P.GetObjectStatuses: BorrowedValues.on_get_object_statuses,
         P.LogLines: on_log_lines,
         P.AddBorrowers: on_add_borrowers,
         P.GetRefTable: on_get_ref_table,

@@ -531,6 +531,24 @@ class PullEnded(NamedTuple):
     node_id: bytes
 
 
+@message(165)
+class GetObjectStatuses(NamedTuple):
+    """Borrower to owner, for several values at once (a call's arguments past the inline
+    budget): answered ObjectStatuses at once."""
+
+    object_ids: list
+
+
+@message(166)
+class ObjectStatuses(NamedTuple):
+    """Owner to borrower: `statuses` of the values ready now, each [object_id, kind, node_id,
+    size, nframes, contained] as in ObjectStatus, their frames in the payload in that order;
+    `pending`: the ids not ready yet (the borrower asks for each with GetObjectStatus)."""
+
+    statuses: list
+    pending: list
+
+
 @message(65)
 class NodeDied(NamedTuple):
     """Head to every node, node to every local client: a node was declared dead."""
