@@ -62,32 +62,33 @@ class Nodes:
         port = free_port()
         self.address = f"127.0.0.1:{port}"
         temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+        ray = os.path.join(os.path.dirname(sys.executable), "ray")
         for i in range(count):
             where = (
-                ["--head", f"--port={port}", f"--temp-dir={temp}"]
+                ["--head", f"--port={port}", f"--temp-dir={temp}", "--include-dashboard=false"]
                 if i == 0
                 else [f"--address={self.address}"]
             )
-            ray = os.path.join(os.path.dirname(sys.executable), "ray")
-            self.groups.append(
-                subprocess.Popen(
-                    [
-                        ray,
-                        "start",
-                        "--block",
-                        *where,
-                        *self._node_args(i, store_bytes),
-                        "--node-ip-address=127.0.0.1",
-                        "--disable-usage-stats",
-                    ],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+            # One at a time (nodes started together raced for the same ports), each in a new
+            # session: its daemons keep that process group, which stop() kills.
+            started = subprocess.Popen(
+                [
+                    ray,
+                    "start",
+                    *where,
+                    *self._node_args(i, store_bytes),
+                    "--node-ip-address=127.0.0.1",
+                    "--disable-usage-stats",
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
             )
-            if i == 0:
-                time.sleep(15)  # the head's GCS first
+            self.groups.append(started.pid)
+            out, _ = started.communicate(timeout=300)
+            assert started.returncode == 0, out[-3000:]
 
     @staticmethod
     def _node_args(i: int, store_bytes: int) -> list:
@@ -116,16 +117,15 @@ class Nodes:
             return
         for group in self.groups:
             try:
-                os.killpg(group.pid, signal.SIGTERM)
+                os.killpg(group, signal.SIGTERM)
             except ProcessLookupError:
                 pass
         time.sleep(3)
         for group in self.groups:
             try:
-                os.killpg(group.pid, signal.SIGKILL)
+                os.killpg(group, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            group.wait(timeout=30)
 
 
 def measure(framework: str, nodes: int, rounds: int, sizes: list) -> dict:
