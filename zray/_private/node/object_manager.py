@@ -297,6 +297,10 @@ class ObjectManager:
         for key in [k for k in self.unpinned if k[1] == pull.object_id]:
             for _ in range(self.unpinned.pop(key)):
                 self._pin(key[0], pull.object_id)
+        # Asked before we knew where the copy goes (or while we copied it another way).
+        waiting, pull.waiting = pull.waiting, []
+        for identity, seq in waiting:
+            self.on_pull_stream(identity, P.PullStream(pull.object_id), seq)
 
     def _abort(self, pull: Pull):
         """The source failed mid-transfer: drop the partial copy and look for another source."""
@@ -307,11 +311,11 @@ class ObjectManager:
     def _lost(self, pull: Pull, why: str):
         self.pulls.pop(pull.object_id, None)
         logger.warning("object %s is lost: %s", pull.object_id.hex()[:16], why)
-        if pull.stream:
-            self._refuse_waiting(pull)
-            self.node.endpoint.send(
-                self.node.head_address, P.PullEnded(pull.object_id, self.node.node_id)
-            )
+        self._refuse_waiting(pull)
+        # The directory may list us as receiving it (LocateSource): it must stop.
+        self.node.endpoint.send(
+            self.node.head_address, P.PullEnded(pull.object_id, self.node.node_id)
+        )
         self.node.object_lost(pull.object_id)
 
     def node_died(self, address: str):
@@ -352,6 +356,10 @@ class ObjectManager:
         if not address or source_id == self.node.node_id:
             pull.tried.add(source_id)
             self._locate_source(pull)
+            return
+        if self._shortcut(source_id):  # on this machine after all: copy from its arena
+            pull.stream = False
+            self._start(pull, address, source_id)
             return
         pull.source, pull.source_id = address, source_id
         self.node.requests.send(
