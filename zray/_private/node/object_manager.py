@@ -79,6 +79,7 @@ class ObjectManager:
         self.grants: dict[tuple, list] = {}
         self.unpinned: dict[tuple, int] = {}
         self._transfer: TransferService | None = None
+        self._transfer_ports: dict[bytes, tuple] = {}  # node -> its transfer (host, port)
         self.streams = not node.creds.encrypt  # plain TCP would bypass CURVE
 
     @property
@@ -409,9 +410,11 @@ class ObjectManager:
             self._grant_arriving(identity, pull, seq)
         pull.waiting.clear()
         node = self.node.view.nodes.get(pull.source_id)
+        host = node.ip if node is not None and node.ip else self.node.opts.node_ip
+        self._transfer_ports[pull.source_id] = (host, grant.port)
         self.transfer.fetch(
             (pull.object_id, attempt),
-            node.ip if node is not None and node.ip else self.node.opts.node_ip,
+            host,
             grant.port,
             grant.grant,
             pull.offset,
@@ -601,6 +604,9 @@ class ObjectManager:
             self.node.store.release(identity, [msg.object_id])
 
     def peer_gone(self, identity: bytes):
+        port = self._transfer_ports.pop(identity, None)
+        if port is not None and self._transfer is not None:
+            self._transfer.forget_peer(*port)  # its idle connections lead nowhere now
         for key in [k for k in self.grants if k[0] == identity]:
             for grant_id in self.grants.pop(key):
                 self.transfer.revoke(grant_id)
