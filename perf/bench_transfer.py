@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -61,7 +62,7 @@ class Nodes:
             return
         port = free_port()
         self.address = f"127.0.0.1:{port}"
-        temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+        temp = self.temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
         ray = os.path.join(os.path.dirname(sys.executable), "ray")
         for i in range(count):
             where = (
@@ -126,6 +127,7 @@ class Nodes:
                 os.killpg(group, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        shutil.rmtree(self.temp, ignore_errors=True)
 
 
 def measure(framework: str, nodes: int, rounds: int, sizes: list) -> dict:
@@ -248,6 +250,7 @@ def main():
             text=True,
             timeout=1800,
         )
+        shutil.rmtree(root, ignore_errors=True)
         found = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
         if not found:
             print(f"{framework}: failed\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
