@@ -51,6 +51,17 @@ class Config:
         "background, once the first object is stored. Fresh shared-memory pages cost ~30x "
         "more to write than warm ones.",
     )
+    same_host_transfer: bool = _setting(
+        True,
+        "A node pulling an object from another node on the same machine copies it straight out "
+        "of that node's shared memory. 0 makes such pulls stream over TCP as between hosts "
+        "(to test and measure the cross-host path on one machine).",
+    )
+    object_transfer_timeout_s: float = _setting(
+        30.0,
+        "A transfer connection that moves no byte for this long (a source gone silent, or a "
+        "copy being forwarded that stalled) is given up; the puller tries another copy.",
+    )
     session_dir_root: str = _setting(
         "/tmp/zray", "Where session directories (sockets, logs, tokens) are created."
     )

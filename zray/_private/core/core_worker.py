@@ -551,6 +551,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         P.CancelTask: on_cancel_task,
         P.GetObjectStatus: on_get_object_status,
         P.ReconstructObject: BorrowedValues.on_reconstruct_object,
+        P.GetObjectStatuses: BorrowedValues.on_get_object_statuses,
         P.LogLines: on_log_lines,
         P.AddBorrowers: on_add_borrowers,
         P.GetRefTable: on_get_ref_table,

@@ -358,6 +358,7 @@ class NodeDaemon:
         monitors = [e for e in (self.endpoint, self.head and self.head.endpoint) if e]
         for endpoint in monitors:
             poller.register(endpoint.monitor, zmq.POLLIN)
+        transfer_fd = None
         try:
             while self.running:
                 events = dict(poller.poll(self._poll_timeout_ms()))
@@ -381,6 +382,11 @@ class NodeDaemon:
                 if self.dashboard is not None and self.dashboard.fd in events:
                     poller.unregister(self.dashboard.fd)  # the dashboard accepts from now on
                     self.dashboard.spawn()
+                if transfer_fd in events:
+                    self.objects.on_transfer_ready()
+                elif transfer_fd is None and self.objects.transfer_started:
+                    transfer_fd = self.objects.transfer_fd  # started on the first stream
+                    poller.register(transfer_fd, zmq.POLLIN)
                 now = time.monotonic()
                 if now >= self._next_timers:  # timers are not worth running per message
                     self._next_timers = now + 0.005
@@ -885,6 +891,9 @@ class NodeDaemon:
     def on_pull_chunk(self, identity, msg: P.PullChunk, seq):
         self.objects.on_pull_chunk(identity, msg, seq)
 
+    def on_pull_stream(self, identity, msg: P.PullStream, seq):
+        self.objects.on_pull_stream(identity, msg, seq)
+
     def on_pull_done(self, identity, msg: P.PullDone, seq):
         self.objects.on_pull_done(identity, msg)
 
@@ -965,6 +974,7 @@ class NodeDaemon:
         P.PullObject: on_pull_object,
         P.PullChunk: on_pull_chunk,
         P.PullDone: on_pull_done,
+        P.PullStream: on_pull_stream,
         P.CreateObject: on_create_object,
         P.SealObject: on_seal_object,
         P.GetObjects: on_get_objects,
