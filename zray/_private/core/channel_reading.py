@@ -92,7 +92,14 @@ class ChannelReading:
         channels = self.channels
         me = threading.get_ident()
         nested = self._channel_reader_ident == me
-        if not channels.by_fd or not (nested or self._channel_reader.acquire(timeout=0.002)):
+        # A worker's executing thread also watches for tasks pushed behind its blocked one,
+        # to hand them back (worker/hand_back.py).
+        hand_back = self.hand_back
+        if hand_back is not None and not hand_back.applies():
+            hand_back = None
+        if (not channels.by_fd and hand_back is None) or not (
+            nested or self._channel_reader.acquire(timeout=0.002)
+        ):
             waiter.sleep(timeout)
             return
         self._channel_reader_ident = me
@@ -105,6 +112,8 @@ class ChannelReading:
                     return
                 poll = select.poll()
                 poll.register(self._reader_waker.fd, select.POLLIN)
+                if hand_back is not None:
+                    poll.register(hand_back.fd, select.POLLIN)
                 watched = {}
                 for connection in list(channels.by_fd.values()):
                     if not connection.closed:
@@ -121,7 +130,10 @@ class ChannelReading:
                 for fd, event in events or poll.poll(remaining * 1000):
                     connection = watched.get(fd)
                     if connection is None:
-                        self._reader_waker.drain()
+                        if hand_back is not None and fd == hand_back.fd:
+                            hand_back.serve()
+                        else:
+                            self._reader_waker.drain()
                         continue
                     if event & select.POLLOUT:
                         connection.flush()

@@ -161,6 +161,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self.cancellations = Cancellations()
         self.gpu_ids: list = []  # GPUs of the running task or actor: its CUDA_VISIBLE_DEVICES
         self._inline_runner = None  # set in a worker: runs awaited children while blocked
+        # Set in a worker: hands tasks queued behind a blocked one back (worker/hand_back.py).
+        self.hand_back = None
         self._log_sink = None
         self._futures_pool = None
         self.driver_task_id = self._driver_task_id(job_id)
@@ -399,6 +401,9 @@ class CoreWorker(ChannelReading, BorrowedValues):
     def on_worker_died(self, identity, msg, seq, payload):
         self.submitter.on_worker_died(msg)
 
+    def on_tasks_handed_back(self, identity, msg, seq, payload):
+        self.submitter.on_handed_back(msg)
+
     def on_actor_state(self, identity, msg, seq, payload):
         self.actor_submitter.on_state(msg)
 
@@ -526,6 +531,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         P.GeneratorItem: on_generator_item,
         P.GeneratorConsumed: on_generator_consumed,
         P.WorkerDied: on_worker_died,
+        P.TasksHandedBack: on_tasks_handed_back,
         P.LeaseInfeasible: on_lease_infeasible,
         P.PushTask: on_push_task,
         P.StartActor: on_start_actor,
@@ -771,6 +777,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
     def _on_block(self, blocked: bool):
         if self.mode != WORKER or self.context.task_id is None:
             return
+        if blocked and self.hand_back is not None and self.hand_back.applies():
+            self.hand_back.serve()
         self.endpoint.send(self.node_address, P.NotifyBlocked(blocked))
 
     def _map_plasma(self, object_ids: list, deadline) -> dict:

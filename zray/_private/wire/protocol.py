@@ -886,3 +886,15 @@ class GeneratorConsumed(NamedTuple):
 
     task_id: bytes
     position: int
+
+
+# --------------------------------------------------------------------------- pipelined tasks
+
+
+@message(170)
+class TasksHandedBack(NamedTuple):
+    """Worker to owner, on the connection the tasks came on: pushed tasks queued behind the
+    running one, which blocked in get/wait, handed back unstarted for the owner to run
+    elsewhere (a pipelined task must never wait behind a blocked one)."""
+
+    task_ids: list
