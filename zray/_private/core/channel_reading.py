@@ -160,11 +160,29 @@ class ChannelReading:
         messages = connection.read()
         if connection.failure:
             logger.warning("closing a direct connection: %s", connection.failure)
-        for frames in messages or ():
-            decoded = direct.decode(frames)
-            if decoded is not None:
-                msg, seq, flags, payload = decoded
-                self._dispatch(b"", msg, seq, flags, payload)
+        if not messages:
+            return
+        if len(messages) > 1:
+            # Answers read together: the pushes they free up (the next pipelined tasks) go
+            # out together too, one sendmsg per worker instead of one each (see `push`).
+            self._burst_thread = threading.get_ident()
+        try:
+            for frames in messages:
+                decoded = direct.decode(frames)
+                if decoded is not None:
+                    msg, seq, flags, payload = decoded
+                    self._dispatch(b"", msg, seq, flags, payload)
+        finally:
+            if self._burst_thread is not None:
+                self._burst_thread = None
+                self._release_burst()
+
+    def _release_burst(self):
+        """Writes the pushes held during a burst (at its end, or at a get/wait inside it,
+        which may wait for them)."""
+        held, self._burst_held = self._burst_held, []
+        for connection in held:
+            connection.release()
 
     def _serve_channel(self, poller, connection, event):
         if event & zmq.POLLOUT and not connection.flush():

@@ -135,6 +135,10 @@ class CoreWorker(ChannelReading, BorrowedValues):
         # in get/wait, which then needs no hand-off from the I/O thread (see _read_while_blocked).
         self._channel_reader = threading.Lock()
         self._channel_reader_ident = None
+        # The thread handling a burst of answers read together, and the connections its
+        # pushes were held on meanwhile (ChannelReading._read_channel).
+        self._burst_thread = None
+        self._burst_held: list = []
         self._channels_parked = False  # the I/O thread stopped polling them for a reader
         # Connection fds in the I/O thread's poller (that thread alone reads or changes it):
         # a connection can be opened, or end, without ever being polled, so membership in
@@ -290,6 +294,11 @@ class CoreWorker(ChannelReading, BorrowedValues):
         if connection is not None:
             if batch:
                 if self.batcher.send(connection, msg, payload):
+                    return
+            elif self._burst_thread is not None and self._burst_thread == threading.get_ident():
+                # Handling a burst of answers (_read_channel): written when it ends.
+                if connection.send(msg, payload=payload, hold=True):
+                    self._burst_held.append(connection)
                     return
             elif connection.send(msg, payload=payload):
                 return
@@ -660,6 +669,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
 
     def get(self, refs: list, timeout: float | None):
         self.batcher.release()  # the calls this get may wait for must be on their way
+        if self._burst_held:
+            self._release_burst()
         deadline = None if timeout is None else time.monotonic() + timeout
         for _ in range(MAX_RECONSTRUCTIONS_PER_GET):
             try:
@@ -711,6 +722,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
 
     def wait(self, refs: list, num_returns: int, timeout: float | None, fetch_local: bool):
         self.batcher.release()
+        if self._burst_held:
+            self._release_burst()
         deadline = None if timeout is None else time.monotonic() + timeout
         self._request_missing(refs)
         ids = [ref._id for ref in refs]

@@ -425,8 +425,12 @@ class TaskSubmitter:
             self._retry(spec)
         else:
             self._finish(spec, entries, msg.contained)
+        if lease is None or not (lease.single_use or self.shapes[lease.key].tasks):
+            # Nothing queued for the lease (the sync pattern): a task queued from now on
+            # finds the lease free by itself, as its inflight entry is gone.
+            return
         with self.lock:
-            if lease is not None and lease.lease_id in self.leases:
+            if lease.lease_id in self.leases:
                 if lease.single_use:
                     self._return_lease(lease)
                 self._pump(lease.key, self.shapes[lease.key])
