@@ -188,6 +188,7 @@ class TaskSubmitter:
         back if the running task blocks (over ZeroMQ it could not)."""
         return (
             not lease.handed_back
+            and not lease.single_use
             and self.pipelining.may_queue(spec, lease.inflight.values())
             and config.direct_calls
             and self.core.channels.get(lease.address) is not None
