@@ -131,6 +131,13 @@ class Config:
         "How long a caller keeps an idle worker lease before returning it, so back-to-back "
         "synchronous tasks skip the lease round trip.",
     )
+    task_pipeline_depth: int = _setting(
+        8,
+        "Tasks an owner keeps in flight on one leased worker on the same machine: short "
+        "tasks (under 10 ms last time their function ran) queue on the worker behind the "
+        "running one instead of each waiting for the previous answer; the worker hands its "
+        "queue back if the running task blocks in get/wait. 1 turns pipelining off.",
+    )
     max_pending_lease_requests: int = _setting(
         10, "Lease requests one caller keeps in flight per resource shape."
     )

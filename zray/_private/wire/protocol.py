@@ -54,10 +54,24 @@ def message_types() -> dict[int, type]:
     return dict(_TYPES)
 
 
+def _body_packer() -> Callable[[Any], bytes]:
+    """One packer for every message: msgpack.packb builds a Packer (and its buffer) per call,
+    half of a small message's encoding. Sharing the compiled one between threads is safe:
+    its `pack` holds the GIL throughout (no `default` hook calls back into Python) and resets
+    its buffer on error. msgpack's pure-Python fallback could switch threads mid-message."""
+    if msgpack.Packer.__module__ != "msgpack._cmsgpack":
+        return lambda body: msgpack.packb(body, use_bin_type=True)
+    pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True).pack
+    return pack
+
+
+_pack_body = _body_packer()
+
+
 def encode(msg: NamedTuple, seq: int = 0, flags: int = 0) -> list[bytes]:
     return [
         pack_header(PROTOCOL_VERSION, _CODES[type(msg)], flags, seq),
-        msgpack.packb(tuple(msg), use_bin_type=True),
+        _pack_body(tuple(msg)),
     ]
 
 
@@ -1131,3 +1145,15 @@ class LogChunk(NamedTuple):
     offset: int
     size: int
     truncated: bool
+
+
+# --------------------------------------------------------------------------- pipelined tasks
+
+
+@message(170)
+class TasksHandedBack(NamedTuple):
+    """Worker to owner, on the connection the tasks came on: pushed tasks queued behind the
+    running one, which blocked in get/wait, handed back unstarted for the owner to run
+    elsewhere (a pipelined task must never wait behind a blocked one)."""
+
+    task_ids: list
