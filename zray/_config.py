@@ -52,6 +52,17 @@ class Config:
         "background, once the first object is stored. Fresh shared-memory pages cost ~30x "
         "more to write than warm ones.",
     )
+    same_host_transfer: bool = _setting(
+        True,
+        "A node pulling an object from another node on the same machine copies it straight out "
+        "of that node's shared memory. 0 makes such pulls stream over TCP as between hosts "
+        "(to test and measure the cross-host path on one machine).",
+    )
+    object_transfer_timeout_s: float = _setting(
+        30.0,
+        "A transfer connection that moves no byte for this long (a source gone silent, or a "
+        "copy being forwarded that stalled) is given up; the puller tries another copy.",
+    )
     session_dir_root: str = _setting(
         "/tmp/zray", "Where session directories (sockets, logs, tokens) are created."
     )
@@ -120,6 +131,13 @@ class Config:
         0.05,
         "How long a caller keeps an idle worker lease before returning it, so back-to-back "
         "synchronous tasks skip the lease round trip.",
+    )
+    task_pipeline_depth: int = _setting(
+        8,
+        "Tasks an owner keeps in flight on one leased worker on the same machine: short "
+        "tasks (under 10 ms last time their function ran) queue on the worker behind the "
+        "running one instead of each waiting for the previous answer; the worker hands its "
+        "queue back if the running task blocks in get/wait. 1 turns pipelining off.",
     )
     max_pending_lease_requests: int = _setting(
         10, "Lease requests one caller keeps in flight per resource shape."

@@ -148,6 +148,7 @@ def init(
         if namespace is None:
             namespace = job_config.ray_namespace
         job_env = RE.parse(runtime_env)  # bad input fails before any process starts
+        _check_dashboard_args(include_dashboard, dashboard_host, dashboard_port)
         metrics_export_port = _metrics_port(kwargs.pop("_metrics_export_port", None))
         for name in kwargs:
             if not name.startswith("_"):
@@ -299,6 +300,19 @@ def _context():
     return ClientContext(client, shutdown)
 
 
+def _check_dashboard_args(include_dashboard, dashboard_host, dashboard_port):
+    if include_dashboard is not None and not isinstance(include_dashboard, bool):
+        raise TypeError(f"include_dashboard must be True, False or None, not {include_dashboard!r}")
+    if not isinstance(dashboard_host, str) or not dashboard_host:
+        raise TypeError(f"dashboard_host must be a host name or address, not {dashboard_host!r}")
+    if dashboard_port is not None and (
+        isinstance(dashboard_port, bool)
+        or not isinstance(dashboard_port, int)
+        or not 0 <= dashboard_port <= 65535
+    ):
+        raise ValueError(f"dashboard_port must be a port number (0-65535), not {dashboard_port!r}")
+
+
 def _connect(
     node_address: str,
     session_dir: str,
@@ -310,6 +324,8 @@ def _connect(
     import uuid
 
     worker_id = random_id(WORKER_ID_SIZE)
+    job_config = job_config or _job_config(None)
+    metadata = {str(k): str(v) for k, v in job_config.metadata.items()}
     core = CoreWorker(
         DRIVER,
         node_address,
@@ -327,7 +343,7 @@ def _connect(
                 worker_id,
                 core.namespace,
                 os.getpid(),
-                {str(k): str(v) for k, v in job_config.metadata.items()},
+                metadata,
                 job_config._default_actor_lifetime,
             ),
             config.rpc_timeout_s,
@@ -337,6 +353,7 @@ def _connect(
         raise
     core.job_id = reply.job_id
     core.default_actor_lifetime = job_config._default_actor_lifetime
+    core.job_metadata = metadata
     core.driver_task_id = core._driver_task_id(reply.job_id)
     return core
 

@@ -180,11 +180,13 @@ def test_an_actor_turns_from_alive_to_dead_on_the_open_page(page, cluster):
         def ping(self):
             return 1
 
-    actor = Watched.options(name="watched-actor").remote()
+    name = "watched-<b>actor</b>"  # cluster data is shown as text, never as markup
+    actor = Watched.options(name=name).remote()
     ray.get(actor.ping.remote())
     page.goto(page.url.split("#")[0] + "#/actors")
-    row = rows_with(page, "actors", "watched-actor")
+    row = rows_with(page, "actors", name)
     row.locator("td.state-ALIVE").wait_for()
+    assert row.locator("b").count() == 0
     ray.kill(actor)
     row.locator("td.state-DEAD").wait_for()  # the same page, polled: no reload
     assert "killed by `ray.kill`" in row.inner_text()

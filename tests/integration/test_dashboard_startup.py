@@ -55,3 +55,18 @@ def test_a_programs_cluster_starts_its_dashboard_at_the_first_request(fresh):
         {"Authorization": f"Bearer {token_of_cluster()}"},
     )
     assert status == 200 and len(dashboards()) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs,error",
+    [
+        ({"dashboard_port": "8265"}, ValueError),
+        ({"dashboard_port": 70000}, ValueError),
+        ({"dashboard_host": 8265}, TypeError),
+        ({"include_dashboard": "yes"}, TypeError),
+    ],
+)
+def test_bad_dashboard_arguments_are_refused_before_anything_starts(fresh, kwargs, error):
+    with pytest.raises(error, match="dashboard"):
+        fresh.init(num_cpus=1, **kwargs)
+    assert not fresh.is_initialized()

@@ -289,12 +289,15 @@ def test_pending_get_released_by_directory_callback(cluster):
 
     ref = slow_big.remote()
     core = runtime.core
+    copied = node_stats(ray)["transfer"]["copied_from_shared_memory"]
     # Ask our node for the object before it exists anywhere and without saying where it will
     # be: the node subscribes in the head's directory and is called back when w1 seals it.
     start = time.monotonic()
     reply, _ = core.requests.call(core.node_address, P.GetObjects([ref.binary()], 20.0, [b""]), 30)
     assert reply.offsets[0] is not None
     assert time.monotonic() - start >= 0.9
+    # The directory named w1, on this machine: copied out of its arena, not streamed.
+    assert node_stats(ray)["transfer"]["copied_from_shared_memory"] == copied + 1
     core.endpoint.send(core.node_address, P.ReleaseObjects([ref.binary()]))
     assert int(ray.get(ref, timeout=10)[0]) == 3
 

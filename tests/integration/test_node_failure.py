@@ -105,3 +105,32 @@ def test_a_task_whose_argument_was_lost_runs_after_it_is_recomputed(cluster):
     while all(n["Alive"] for n in ray.nodes()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert ray.get(total.remote(ref), timeout=60) == 2**20
+
+
+@pytest.fixture
+def streaming(monkeypatch):
+    """Nodes started after this stream objects over TCP as between hosts."""
+    monkeypatch.setenv("ZRAY_SAME_HOST_TRANSFER", "0")
+
+
+def test_stream_pull_from_a_node_that_died_finds_another_copy(streaming, cluster):
+    import numpy as np
+
+    ray, pids = cluster
+
+    @ray.remote(resources={"w1": 1})
+    def produce():
+        return np.arange(4 * 2**20, dtype=np.int64)  # 32 MiB, primary copy on w1
+
+    @ray.remote(resources={"w2": 1})
+    def total(arr):
+        return int(arr.sum())
+
+    ref = produce.remote()
+    expected = (4 * 2**20) * (4 * 2**20 - 1) // 2
+    assert ray.get(total.remote(ref), timeout=60) == expected  # a copy on w2 too
+    # The directory prefers w2's pulled copy to the primary; w2 dies before we pull, so
+    # our node's stream from it never starts and it must go to w1 once w2 is declared dead.
+    os.kill(pids["w2"], signal.SIGKILL)
+    arr = ray.get(ref, timeout=60)
+    assert int(arr.sum()) == expected and arr.size == 4 * 2**20

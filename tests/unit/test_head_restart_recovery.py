@@ -97,6 +97,7 @@ def durable_view(head: HeadService) -> dict:
             a.num_restarts,
             a.death_cause,
             a.error,
+            a.error_text,
             a.no_restart,
             kept,
             tuple(head.actor_payloads.get(actor_id, [])),
@@ -162,7 +163,9 @@ class HeadRestart(RuleBasedStateMachine):
     @rule(namespace=st.sampled_from(["ns", "other"]))
     def register_job(self, namespace):
         self._apply(
-            lambda: self.head.on_RegisterJob(b"driver", P.RegisterJob(b"driver", namespace, 1), 2)
+            lambda: self.head.on_RegisterJob(
+                b"driver", P.RegisterJob(b"driver", namespace, 1, {}, "non_detached"), 2
+            )
         )
 
     @rule(
@@ -230,7 +233,7 @@ class HeadRestart(RuleBasedStateMachine):
         payload = [] if ok else [_Frame(b"constructor error")]
         self._apply(
             lambda: self.head.on_ActorStarted(
-                b"w", P.ActorStarted(actor_id, ok, len(payload)), 0, payload
+                b"w", P.ActorStarted(actor_id, ok, len(payload), "" if ok else "boom"), 0, payload
             )
         )
 

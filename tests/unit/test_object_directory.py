@@ -19,16 +19,71 @@ A, B, C = b"node-a", b"node-b", b"node-c"
 
 # ================================================================== examples
 
+D = b"node-d"
+
+
+def test_locate_fans_a_broadcast_out_along_the_pullers():
+    d = ObjectDirectory()
+    d.add_locations(A, [b"x"], [100])
+    # Three nodes ask while none has finished: each is sent to the least-read holder or
+    # receiver, so the owner's node A serves one of them, not three.
+    assert d.locate("s1", b"x", B, sealed_on=A) == [Notify("s1", b"x", (A,), 100)]
+    assert d.locate("s2", b"x", C, sealed_on=A) == [Notify("s2", b"x", (B,), 100)]
+    assert d.locate("s3", b"x", D, sealed_on=A) == [Notify("s3", b"x", (C,), 100)]
+    assert d.receiving == {b"x": {B: A, C: B, D: C}}
+    # A sealed copy stops counting as receiving.
+    d.add_locations(B, [b"x"], [100])
+    assert d.receiving == {b"x": {C: B, D: C}}
+
+
+def test_locate_prefers_a_pulled_copy_to_the_primary_when_equally_read():
+    d = ObjectDirectory()
+    d.add_locations(A, [b"x"], [100])
+    d.locate("s1", b"x", B, sealed_on=A)
+    d.add_locations(B, [b"x"], [100])
+    assert d.locate("s2", b"x", C, sealed_on=A) == [Notify("s2", b"x", (B,), 100)]
+
+
+def test_locate_never_closes_a_cycle_of_forwarders():
+    d = ObjectDirectory()
+    d.add_locations(A, [b"x"], [100])
+    d.locate("s1", b"x", B)  # B <- A
+    d.locate("s2", b"x", C)  # C <- B
+    # B's source failed: asking again, it must not be sent to C, which forwards B's copy.
+    assert d.locate("s3", b"x", B, exclude=[A]) == [Notify("s3", b"x", (), 0)]
+    assert d.locate("s4", b"x", B) == [Notify("s4", b"x", (A,), 100)]
+
+
+def test_locate_waits_for_the_first_copy_and_answers_lost_when_its_node_dies():
+    d = ObjectDirectory()
+    assert d.locate("s1", b"x", B, sealed_on=A) == []
+    assert d.stats()["locating"] == 1
+    assert d.add_locations(A, [b"x"], [7]) == [Notify("s1", b"x", (A,), 7)]
+    assert d.locate("s2", b"y", B, sealed_on=C) == []
+    assert d.node_dead(C) == [Notify("s2", b"y", (), 0)]
+    assert d.stats()["locating"] == 0
+
+
+def test_pull_ended_and_node_death_forget_receivers():
+    d = ObjectDirectory()
+    d.add_locations(A, [b"x"], [100])
+    d.locate("s1", b"x", B)
+    d.locate("s2", b"x", C)
+    d.pull_ended(b"x", B)
+    assert d.receiving == {b"x": {C: B}}
+    d.node_dead(C)
+    assert d.receiving == {} and d.stats()["receiving"] == 0
+
 
 def test_subscribe_before_location_fires_once_when_first_copy_is_added():
     d = ObjectDirectory()
     assert d.subscribe("s1", b"x") == []
-    assert d.stats() == {"objects": 0, "subscriptions": 1}
+    assert d.stats() == {"objects": 0, "subscriptions": 1, "locating": 0, "receiving": 0}
     assert d.add_locations(A, [b"x"], [10]) == [Notify("s1", b"x", (A,), 10)]
     # A second copy does not notify again.
     assert d.add_locations(B, [b"x"], [10]) == []
     assert d.lookup(b"x") == (A, B)
-    assert d.stats() == {"objects": 1, "subscriptions": 0}
+    assert d.stats() == {"objects": 1, "subscriptions": 0, "locating": 0, "receiving": 0}
 
 
 def test_subscribe_after_location_fires_at_once_with_all_nodes_sorted():
@@ -237,6 +292,8 @@ class DirectoryMachine(RuleBasedStateMachine):
         assert self.d.stats() == {
             "objects": len(self.locations),
             "subscriptions": len(self.pending),
+            "locating": 0,
+            "receiving": 0,
         }
         assert set(self.d.locations) == set(self.locations)
         assert self.d.sizes == self.sizes

@@ -294,8 +294,6 @@ def placement_of(core, options: dict, resources: dict, placement_resources: dict
     """The (group, bundle index, capture) a task or actor with `options` runs in, or None.
     Ray's rules: a PlacementGroupSchedulingStrategy, else the older `placement_group=` options,
     else (when the running code's group captures its children) the running code's group."""
-    from zray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
     strategy = options.get("scheduling_strategy")
     group = options.get("placement_group", "default")
     index = options.get("placement_group_bundle_index", -1)
@@ -303,6 +301,9 @@ def placement_of(core, options: dict, resources: dict, placement_resources: dict
     current = _current(core)
     if strategy is None and group in ("default", None) and index == -1 and not current:
         return None  # the common case, on every submission: nothing to do with groups
+    # Imported past the common case: a function-level import costs every submission ~1 us.
+    from zray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
     if group not in ("default", None) and strategy is not None:
         raise ValueError(
             "Placement groups should be specified via the scheduling_strategy "

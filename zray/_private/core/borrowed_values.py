@@ -14,9 +14,13 @@ from zray import exceptions as X
 from zray._config import config
 from zray._private.wire import protocol as P
 from zray._private.core.dependencies import error_entry
-from zray._private.core.memory_store import Entry
+from zray._private.core.memory_store import KIND_ERROR, KIND_FREED, KIND_INLINE, Entry
 
 logger = logging.getLogger(__name__)
+
+# Values asked of one owner in one message: inline values are at most max_inline_bytes
+# (100 KiB) each, so an answer stays far below a connection's message limit.
+STATUS_BATCH = 256
 
 
 class BorrowedValues:
@@ -32,8 +36,11 @@ class BorrowedValues:
                 self._owner_gone(object_id, owner)
 
     def _request_missing(self, refs):
-        """Asks owners for borrowed values we do not hold yet (once per object)."""
+        """Asks owners for borrowed values we do not hold yet (once per object); several of
+        one owner in one message, since a round trip each was most of a call with thousands
+        of ref arguments."""
         present, owned, asked = self.memory_store._entries, self.refs._owned, self._owner_requests
+        by_owner: dict[str, list] = {}
         for ref in refs:  # runs over every ref of every get and wait: kept to set lookups
             oid = ref._id
             if oid in present or oid in owned or oid in asked:
@@ -44,7 +51,65 @@ class BorrowedValues:
                 self._owner_gone(oid, ref._owner)
                 continue
             self._owner_requests[oid] = ref._owner
-            self.requests.send(ref._owner, P.GetObjectStatus(oid), self._on_object_status)
+            by_owner.setdefault(ref._owner, []).append(oid)
+        for owner, oids in by_owner.items():
+            if len(oids) == 1:
+                self.requests.send(owner, P.GetObjectStatus(oids[0]), self._on_object_status)
+                continue
+            for start in range(0, len(oids), STATUS_BATCH):
+                batch = oids[start : start + STATUS_BATCH]
+                self.requests.send(
+                    owner,
+                    P.GetObjectStatuses(batch),
+                    lambda reply, payload, o=owner, b=batch: self._on_object_statuses(
+                        o, b, reply, payload
+                    ),
+                )
+
+    def _on_object_statuses(self, owner: str, asked: list, reply, payload):
+        if not isinstance(reply, P.ObjectStatuses):  # e.g. a peer without the batch message
+            for oid in asked:
+                self.requests.send(owner, P.GetObjectStatus(oid), self._on_object_status)
+            return
+        position = 0
+        for object_id, kind, node_id, size, nframes, contained in reply.statuses:
+            frames = payload[position : position + nframes]
+            position += nframes
+            self._on_object_status(
+                P.ObjectStatus(object_id, kind, node_id, size, nframes, contained), frames
+            )
+        for oid in reply.pending:
+            self.requests.send(owner, P.GetObjectStatus(oid), self._on_object_status)
+
+    def on_get_object_statuses(self, identity, msg, seq, payload):
+        """Several values a borrower asks for at once: those ready now, in one answer."""
+        statuses, pending, frames = [], [], []
+        for object_id in msg.object_ids:
+            if not isinstance(object_id, bytes):
+                continue
+            entry = self.memory_store.get(object_id)
+            if entry is None and not self.refs.owns(object_id):
+                statuses.append([object_id, KIND_FREED, b"", 0, 0, []])
+                continue
+            if entry is None:
+                pending.append(object_id)
+                continue
+            inline = list(entry.frames) if entry.kind in (KIND_INLINE, KIND_ERROR) else []
+            contained = self.refs.contents(object_id)
+            if contained:
+                self.register_borrower(self.endpoint.peers.get(identity, ""), contained)
+            statuses.append(
+                [
+                    object_id,
+                    entry.kind,
+                    entry.node_id,
+                    entry.size,
+                    len(inline),
+                    [list(r) for r in contained],
+                ]
+            )
+            frames.extend(inline)
+        self.endpoint.reply(identity, P.ObjectStatuses(statuses, pending), seq, frames)
 
     def _owner_gone(self, object_id: bytes, owner: str):
         """Its owner died before telling us the value: nobody ever will (Ray's OwnerDiedError,

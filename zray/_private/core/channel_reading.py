@@ -92,7 +92,14 @@ class ChannelReading:
         channels = self.channels
         me = threading.get_ident()
         nested = self._channel_reader_ident == me
-        if not channels.by_fd or not (nested or self._channel_reader.acquire(timeout=0.002)):
+        # A worker's executing thread also watches for tasks pushed behind its blocked one,
+        # to hand them back (worker/hand_back.py).
+        hand_back = self.hand_back
+        if hand_back is not None and not hand_back.applies():
+            hand_back = None
+        if (not channels.by_fd and hand_back is None) or not (
+            nested or self._channel_reader.acquire(timeout=0.002)
+        ):
             waiter.sleep(timeout)
             return
         self._channel_reader_ident = me
@@ -105,6 +112,8 @@ class ChannelReading:
                     return
                 poll = select.poll()
                 poll.register(self._reader_waker.fd, select.POLLIN)
+                if hand_back is not None:
+                    poll.register(hand_back.fd, select.POLLIN)
                 watched = {}
                 for connection in list(channels.by_fd.values()):
                     if not connection.closed:
@@ -121,7 +130,10 @@ class ChannelReading:
                 for fd, event in events or poll.poll(remaining * 1000):
                     connection = watched.get(fd)
                     if connection is None:
-                        self._reader_waker.drain()
+                        if hand_back is not None and fd == hand_back.fd:
+                            hand_back.serve()
+                        else:
+                            self._reader_waker.drain()
                         continue
                     if event & select.POLLOUT:
                         connection.flush()
@@ -148,11 +160,29 @@ class ChannelReading:
         messages = connection.read()
         if connection.failure:
             logger.warning("closing a direct connection: %s", connection.failure)
-        for frames in messages or ():
-            decoded = direct.decode(frames)
-            if decoded is not None:
-                msg, seq, flags, payload = decoded
-                self._dispatch(b"", msg, seq, flags, payload)
+        if not messages:
+            return
+        if len(messages) > 1:
+            # Answers read together: the pushes they free up (the next pipelined tasks) go
+            # out together too, one sendmsg per worker instead of one each (see `push`).
+            self._burst_thread = threading.get_ident()
+        try:
+            for frames in messages:
+                decoded = direct.decode(frames)
+                if decoded is not None:
+                    msg, seq, flags, payload = decoded
+                    self._dispatch(b"", msg, seq, flags, payload)
+        finally:
+            if self._burst_thread is not None:
+                self._burst_thread = None
+                self._release_burst()
+
+    def _release_burst(self):
+        """Writes the pushes held during a burst (at its end, or at a get/wait inside it,
+        which may wait for them)."""
+        held, self._burst_held = self._burst_held, []
+        for connection in held:
+            connection.release()
 
     def _serve_channel(self, poller, connection, event):
         if event & zmq.POLLOUT and not connection.flush():

@@ -138,6 +138,10 @@ class CoreWorker(ChannelReading, BorrowedValues):
         # in get/wait, which then needs no hand-off from the I/O thread (see _read_while_blocked).
         self._channel_reader = threading.Lock()
         self._channel_reader_ident = None
+        # The thread handling a burst of answers read together, and the connections its
+        # pushes were held on meanwhile (ChannelReading._read_channel).
+        self._burst_thread = None
+        self._burst_held: list = []
         self._channels_parked = False  # the I/O thread stopped polling them for a reader
         # Connection fds in the I/O thread's poller (that thread alone reads or changes it):
         # a connection can be opened, or end, without ever being polled, so membership in
@@ -157,6 +161,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         # job id -> (namespace, default actor lifetime), in workers
         self._job_infos: dict[bytes, tuple[str, str]] = {}
         self.default_actor_lifetime = "non_detached"  # a driver's, from its JobConfig
+        self.job_metadata: dict = {}  # a driver's JobConfig.metadata
         self._pin_releases: deque = deque()
         self._live_views: dict[bytes, weakref.ref] = {}
         self._mapped_at: dict[bytes, tuple] = {}  # arena (offset, size) of pinned objects
@@ -166,6 +171,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self.cancellations = Cancellations()
         self.gpu_ids: list = []  # GPUs of the running task or actor: its CUDA_VISIBLE_DEVICES
         self._inline_runner = None  # set in a worker: runs awaited children while blocked
+        # Set in a worker: hands tasks queued behind a blocked one back (worker/hand_back.py).
+        self.hand_back = None
         self._log_sink = None
         self._futures_pool = None
         self.driver_task_id = self._driver_task_id(job_id)
@@ -302,6 +309,11 @@ class CoreWorker(ChannelReading, BorrowedValues):
             if batch:
                 if self.batcher.send(connection, msg, payload):
                     return
+            elif self._burst_thread is not None and self._burst_thread == threading.get_ident():
+                # Handling a burst of answers (_read_channel): written when it ends.
+                if connection.send(msg, payload=payload, hold=True):
+                    self._burst_held.append(connection)
+                    return
             elif connection.send(msg, payload=payload):
                 return
         self.endpoint.send(address, msg, payload=payload)
@@ -418,6 +430,9 @@ class CoreWorker(ChannelReading, BorrowedValues):
 
     def on_worker_died(self, identity, msg, seq, payload):
         self.submitter.on_worker_died(msg)
+
+    def on_tasks_handed_back(self, identity, msg, seq, payload):
+        self.submitter.on_handed_back(msg)
 
     def on_actor_state(self, identity, msg, seq, payload):
         self.actor_submitter.on_state(msg)
@@ -546,6 +561,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         P.GeneratorItem: on_generator_item,
         P.GeneratorConsumed: on_generator_consumed,
         P.WorkerDied: on_worker_died,
+        P.TasksHandedBack: on_tasks_handed_back,
         P.LeaseInfeasible: on_lease_infeasible,
         P.PushTask: on_push_task,
         P.StartActor: on_start_actor,
@@ -555,6 +571,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         P.CancelTask: on_cancel_task,
         P.GetObjectStatus: on_get_object_status,
         P.ReconstructObject: BorrowedValues.on_reconstruct_object,
+        P.GetObjectStatuses: BorrowedValues.on_get_object_statuses,
         P.LogLines: on_log_lines,
         P.AddBorrowers: on_add_borrowers,
         P.GetRefTable: on_get_ref_table,
@@ -693,6 +710,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
 
     def get(self, refs: list, timeout: float | None):
         self.batcher.release()  # the calls this get may wait for must be on their way
+        if self._burst_held:
+            self._release_burst()
         deadline = None if timeout is None else time.monotonic() + timeout
         for _ in range(MAX_RECONSTRUCTIONS_PER_GET):
             try:
@@ -748,6 +767,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
 
     def wait(self, refs: list, num_returns: int, timeout: float | None, fetch_local: bool):
         self.batcher.release()
+        if self._burst_held:
+            self._release_burst()
         deadline = None if timeout is None else time.monotonic() + timeout
         self._request_missing(refs)
         ids = [ref._id for ref in refs]
@@ -814,6 +835,8 @@ class CoreWorker(ChannelReading, BorrowedValues):
     def _on_block(self, blocked: bool):
         if self.mode != WORKER or self.context.task_id is None:
             return
+        if blocked and self.hand_back is not None and self.hand_back.applies():
+            self.hand_back.serve()
         self.endpoint.send(self.node_address, P.NotifyBlocked(blocked))
 
     def _map_plasma(self, object_ids: list, deadline) -> dict:

@@ -47,7 +47,14 @@ def _resume(core, link: HeadLink) -> None:
     if previous:
         core.requests.forget(previous)
     if core.mode == "driver":
-        msg = P.ResumeJob(core.job_id, core.worker_id, core.namespace, os.getpid())
+        msg = P.ResumeJob(
+            core.job_id,
+            core.worker_id,
+            core.namespace,
+            os.getpid(),
+            core.job_metadata,
+            core.default_actor_lifetime,
+        )
     else:
         msg = P.GetNodes(False)
     core._resume_seq = core.requests.send(

@@ -34,11 +34,11 @@ from zray._private.core import metrics_registry
 from zray._private.core.lineage import Lineage
 from zray._private.core.task_events import now
 from zray._private.core import lost_arguments
+from zray._private.core.task_pipelining import Pipelining
 from zray._private.core.memory_store import KIND_ERROR, KIND_PLASMA, Entry
 
 logger = logging.getLogger(__name__)
 
-MAX_TASKS_IN_FLIGHT_PER_WORKER = 1
 MAX_RECONSTRUCTION_DEPTH = 1000  # a chain of lost outputs recomputed, argument first
 LOCALITY_MIN_BYTES = 1 * 2**20  # smaller arguments are cheaper to move than to wait for
 
@@ -95,6 +95,8 @@ class LeaseState:
     used: bool = False
     gpu_ids: list = field(default_factory=list)
     node_id: bytes = b""
+    busy_since: float = 0.0  # when its worker could start the oldest task in flight
+    handed_back: bool = False  # its worker handed tasks back: none queue there until idle
 
 
 @dataclass(eq=False)
@@ -116,6 +118,8 @@ class TaskSubmitter:
         self.lineage = Lineage(config.max_lineage_bytes, config.enable_object_reconstruction)
         # Task events' hot path: one append per event (task_events.py).
         self._record = core.task_events.record
+        self.pipelining = Pipelining(config.task_pipeline_depth)
+        self.handed_back = 0  # tasks workers handed back unstarted (stats)
 
     # ------------------------------------------------------------------ submission
 
@@ -183,13 +187,19 @@ class TaskSubmitter:
         Called with the lock held."""
         tasks = shape.tasks
         if tasks:
-            for lease in shape.leases.values():
-                while (
-                    tasks
-                    and len(lease.inflight) < MAX_TASKS_IN_FLIGHT_PER_WORKER
-                    and not (lease.single_use and lease.used)
-                ):
+            leases = shape.leases.values()
+            for lease in leases:  # idle workers first
+                if not tasks:
+                    break
+                if not lease.inflight and not (lease.single_use and lease.used):
                     self._push(lease, tasks.popleft())
+            queued = True
+            while tasks and queued:  # then queue behind running ones, round robin
+                queued = False
+                for lease in leases:
+                    if tasks and lease.inflight and self._may_queue(lease, tasks[0]):
+                        self._push(lease, tasks.popleft())
+                        queued = True
                 if not tasks:
                     break
         want = min(len(tasks), config.max_pending_lease_requests)
@@ -212,6 +222,18 @@ class TaskSubmitter:
                 ),
                 self.core.node_address,
             )
+
+    def _may_queue(self, lease: LeaseState, spec: TaskSpec) -> bool:
+        """Whether `spec` may queue on the lease's worker behind its tasks in flight
+        (task_pipelining.py): only over a direct connection, whose reader hands the queue
+        back if the running task blocks (over ZeroMQ it could not)."""
+        return (
+            not lease.handed_back
+            and not lease.single_use
+            and self.pipelining.may_queue(spec, lease.inflight.values())
+            and config.direct_calls
+            and self.core.channels.get(lease.address) is not None
+        )
 
     def take_inline(self, object_id: bytes, capacity: dict) -> TaskSpec | None:
         """The queued task that returns `object_id`, taken off its queue so that this process,
@@ -323,6 +345,8 @@ class TaskSubmitter:
         spec.lease_id = lease.lease_id
         spec.inline = False
         lease.used = True
+        if not lease.inflight:
+            lease.busy_since = time.monotonic()
         lease.inflight[spec.task_id] = spec
         if spec.borrowed:
             self.core.register_borrower(lease.address, spec.borrowed)
@@ -443,7 +467,12 @@ class TaskSubmitter:
             if spec is None:
                 spec = self.tasks.get(msg.task_id)
             if lease is not None:
-                lease.idle_since = time.monotonic()
+                now = time.monotonic()
+                if spec is not None:
+                    self.pipelining.finished(spec.function_id, now - lease.busy_since)
+                lease.idle_since = lease.busy_since = now
+                if not lease.inflight:
+                    lease.handed_back = False
         if spec is None:
             return
         entries = returned_entries(msg.returns, payload)
@@ -461,8 +490,12 @@ class TaskSubmitter:
             self._retry(spec, entries[0][1])
         else:
             self._finish(spec, entries, msg.contained)
+        if lease is None or not (lease.single_use or self.shapes[lease.key].tasks):
+            # Nothing queued for the lease (the sync pattern): a task queued from now on
+            # finds the lease free by itself, as its inflight entry is gone.
+            return
         with self.lock:
-            if lease is not None and lease.lease_id in self.leases:
+            if lease.lease_id in self.leases:
                 if lease.single_use:
                     self._return_lease(lease)
                 self._pump(lease.key, self.shapes[lease.key])
@@ -476,16 +509,18 @@ class TaskSubmitter:
         cause = getattr(error, "cause", error)
         return isinstance(cause, tuple(spec.retry_exceptions))
 
-    def _retry(self, spec: TaskSpec, error):
-        """Runs the task again; its last attempt failed with `error` (an error entry or an
-        exception)."""
-        if spec.events:
+    def _retry(self, spec: TaskSpec, error=None, count: bool = True):
+        """Queues `spec` again. `error` (an error entry or an exception) ended its last
+        attempt; None for tasks handed back unstarted. `count`: it may have run, so this is
+        one of its retries."""
+        if spec.events and error is not None:
             self.core.task_events.ended(spec.task_id, spec.event_attempt, error)
             spec.event_attempt += 1
-        spec.attempt += 1
-        logger.info(
-            "retrying task %s (attempt %d of %d)", spec.name, spec.attempt, spec.max_retries
-        )
+        if count:
+            spec.attempt += 1
+            logger.info(
+                "retrying task %s (attempt %d of %d)", spec.name, spec.attempt, spec.max_retries
+            )
         with self.lock:
             spec.state, spec.inline = "queued", False
             if spec.events:
@@ -594,11 +629,15 @@ class TaskSubmitter:
                 shape.leases.pop(lease.lease_id, None)
             inflight = list(lease.inflight.values())
             lease.inflight.clear()
-        for spec in inflight:
+        for position, spec in enumerate(inflight):
             if spec.borrowed:
                 self.core.unregister_borrower(lease.address, spec.borrowed)
             if spec.cancelled:
                 self._finish_with_error(spec, X.TaskCancelledError(spec.task_id.hex()))
+            elif position > 0:
+                # Queued behind the oldest (pipelined): it never started, so the worker's
+                # death costs it no retry.
+                self._retry(spec, count=False)
             elif spec.attempt < spec.max_retries or spec.max_retries < 0:
                 self._retry(
                     spec,
@@ -618,6 +657,36 @@ class TaskSubmitter:
         with self.lock:
             if shape is not None:
                 self._pump(lease.key, shape)
+
+    def on_handed_back(self, msg: P.TasksHandedBack):
+        """The worker's running task blocked in get/wait: the tasks queued behind it come
+        back unstarted and go to other workers (the blocked one lent its CPUs to its node)."""
+        returned = []
+        with self.lock:
+            for task_id in msg.task_ids:
+                spec = self.tasks.get(task_id)
+                lease = self.leases.get(spec.lease_id) if spec is not None else None
+                if lease is None or lease.inflight.pop(task_id, None) is None:
+                    continue  # answered, retried or given up meanwhile
+                lease.handed_back = True
+                self.handed_back += 1
+                for running in lease.inflight.values():
+                    self.pipelining.blocked(running.function_id)
+                returned.append((spec, lease))
+        for spec, lease in returned:
+            if spec.borrowed:
+                self.core.unregister_borrower(lease.address, spec.borrowed)
+        with self.lock:
+            for spec, lease in reversed(returned):  # back at the front, in their order
+                if spec.cancelled:
+                    continue
+                spec.state, spec.inline = "queued", False
+                self.shapes.setdefault(spec.key, ShapeQueue()).tasks.appendleft(spec)
+            for key in {spec.key for spec, _ in returned}:
+                self._pump(key, self.shapes[key])
+        for spec, _ in returned:
+            if spec.cancelled:
+                self._finish_with_error(spec, X.TaskCancelledError(spec.task_id.hex()))
 
     def on_node_died(self, address: str):
         """Tasks leased on a dead node are retried elsewhere (or fail); lease requests waiting
@@ -654,7 +723,7 @@ class TaskSubmitter:
             # cannot kill the worker, which is also running the task blocked on it.
             self.core.cancel_running_here(task_id, False, recursive)
         elif lease is not None:
-            if force:
+            if force and next(iter(lease.inflight), None) == task_id:
                 self.core.endpoint.send(lease.node_address, P.KillWorker(lease.worker_id))
             else:
                 self.core.endpoint.send(lease.address, P.CancelTask(task_id, False, recursive))
@@ -670,4 +739,5 @@ class TaskSubmitter:
                 "tasks": len(self.tasks),
                 "leases": len(self.leases),
                 "queued": sum(len(s.tasks) for s in self.shapes.values()),
+                "handed_back": self.handed_back,
             }

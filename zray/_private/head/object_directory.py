@@ -4,6 +4,12 @@ each object, and subscriptions for objects not yet sealed anywhere.
 A subscription is answered exactly once: immediately if a copy is known, otherwise the moment
 the first copy is added (seed 002: the callback registered for an object that does not exist
 yet), or with an empty location list when the last copy's node dies.
+
+A node about to stream an object from another host asks which node to pull from (`locate`):
+the directory names the holder with the fewest pullers, counting nodes still *receiving* a copy
+as holders too (they forward what has arrived), so N nodes pulling one object fan out along
+each other instead of all reading the owner's copy. The puller counts as receiving from then
+until it reports the copy sealed, asks again, or gives up (`pull_ended`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,10 @@ class ObjectDirectory:
         # Subscriptions naming the node said to hold the object: if it dies before reporting
         # the copy, they are answered "lost" (node -> [(subscriber, object id)]).
         self.sealed_on: dict[bytes, list[tuple[object, bytes]]] = {}
+        # object -> {node receiving a copy: the node it receives from}
+        self.receiving: dict[bytes, dict[bytes, bytes]] = {}
+        # Locate requests waiting for a first copy: object -> [(subscriber, node, exclude)]
+        self.locators: dict[bytes, list[tuple[object, bytes, frozenset[bytes], bytes]]] = {}
 
     def add_locations(
         self, node_id: bytes, object_ids: Iterable[bytes], sizes: Iterable[int]
@@ -38,11 +48,91 @@ class ObjectDirectory:
             self.lost.discard(object_id)
             self.locations.setdefault(object_id, set()).add(node_id)
             self.sizes[object_id] = size
+            self._received(object_id, node_id)
             waiting = self.subscribers.pop(object_id, None)
             if waiting:
                 nodes = tuple(sorted(self.locations[object_id]))
                 out.extend(Notify(s, object_id, nodes, size) for s in waiting)
+            for subscriber, node, exclude, primary in self.locators.pop(object_id, ()):
+                out.append(self._choose(subscriber, object_id, node, exclude, primary))
         return out
+
+    # ------------------------------------------------------------------ choosing sources
+
+    def locate(
+        self,
+        subscriber: object,
+        object_id: bytes,
+        node_id: bytes,
+        exclude: Iterable[bytes] = (),
+        sealed_on: bytes = b"",
+        sealed_on_dead: bool = False,
+    ) -> list[Notify]:
+        """Names one node for `node_id` to pull from (node_ids of one), waiting for the first
+        copy like a subscription; no node at all when every copy is lost."""
+        self._received(object_id, node_id)  # asking again: whatever it pulled before failed
+        exclude = frozenset(exclude) | {node_id}
+        if self.locations.get(object_id) or self._forwarders(object_id, node_id, exclude):
+            return [self._choose(subscriber, object_id, node_id, exclude, sealed_on)]
+        if object_id in self.lost or sealed_on_dead:
+            return [Notify(subscriber, object_id, (), 0)]
+        self.locators.setdefault(object_id, []).append((subscriber, node_id, exclude, sealed_on))
+        if sealed_on:
+            self.sealed_on.setdefault(sealed_on, []).append((subscriber, object_id))
+        return []
+
+    def pull_ended(self, object_id: bytes, node_id: bytes) -> list[Notify]:
+        self._received(object_id, node_id)
+        return []
+
+    def _choose(
+        self,
+        subscriber: object,
+        object_id: bytes,
+        node_id: bytes,
+        exclude: frozenset[bytes],
+        primary: bytes,
+    ) -> Notify:
+        sealed = self.locations.get(object_id, set()) - exclude
+        candidates = sealed | self._forwarders(object_id, node_id, exclude)
+        if not candidates:
+            return Notify(subscriber, object_id, (), 0)
+        readers: dict[bytes, int] = {}
+        for source in self.receiving.get(object_id, {}).values():
+            readers[source] = readers.get(source, 0) + 1
+        # Fewest readers first; a complete copy before one still arriving; a copy made by a
+        # pull before the primary (whose node is busy with its owner's work); then by id, so
+        # the choice is reproducible.
+        source = min(
+            candidates, key=lambda n: (readers.get(n, 0), n not in sealed, n == primary, n)
+        )
+        self.receiving.setdefault(object_id, {})[node_id] = source
+        return Notify(subscriber, object_id, (source,), self.sizes.get(object_id, 0))
+
+    def _forwarders(
+        self, object_id: bytes, node_id: bytes, exclude: frozenset[bytes]
+    ) -> set[bytes]:
+        """Nodes receiving the object that `node_id` may pull from: not itself downstream of
+        `node_id` (a cycle would wait for ever)."""
+        receiving = self.receiving.get(object_id)
+        if not receiving:
+            return set()
+        out = set()
+        for candidate in receiving:
+            if candidate in exclude:
+                continue
+            hop, seen = candidate, set()
+            while hop in receiving and hop not in seen and hop != node_id:
+                seen.add(hop)
+                hop = receiving[hop]
+            if hop != node_id:
+                out.add(candidate)
+        return out
+
+    def _received(self, object_id: bytes, node_id: bytes) -> None:
+        receiving = self.receiving.get(object_id)
+        if receiving is not None and receiving.pop(node_id, None) is not None and not receiving:
+            del self.receiving[object_id]
 
     def remove_locations(self, node_id: bytes, object_ids: Iterable[bytes]) -> list[Notify]:
         for object_id in object_ids:
@@ -54,6 +144,7 @@ class ObjectDirectory:
             if not nodes:
                 del self.locations[object_id]
                 self.sizes.pop(object_id, None)
+                self.receiving.pop(object_id, None)
         return []
 
     def subscribe(
@@ -74,6 +165,12 @@ class ObjectDirectory:
         return []
 
     def unsubscribe(self, subscriber: object) -> list[Notify]:
+        for object_id in list(self.locators):
+            left = [entry for entry in self.locators[object_id] if entry[0] != subscriber]
+            if left:
+                self.locators[object_id] = left
+            else:
+                del self.locators[object_id]
         for object_id in list(self.subscribers):
             remaining = [s for s in self.subscribers[object_id] if s != subscriber]
             if remaining:
@@ -87,6 +184,8 @@ class ObjectDirectory:
         subscriptions to them are answered at once with no location."""
         lost = [oid for oid, nodes in self.locations.items() if nodes == {node_id}]
         self.remove_locations(node_id, list(self.locations))
+        for object_id in list(self.receiving):
+            self._received(object_id, node_id)
         self.lost.update(lost)
         out = [Notify(None, oid, (), 0) for oid in lost]
         for subscriber, object_id in self.sealed_on.pop(node_id, []):
@@ -95,6 +194,14 @@ class ObjectDirectory:
                 waiting.remove(subscriber)
                 if not waiting:
                     del self.subscribers[object_id]
+                self.lost.add(object_id)
+                out.append(Notify(subscriber, object_id, (), 0))
+            locating = self.locators.get(object_id, [])
+            mine = [entry for entry in locating if entry[0] == subscriber]
+            if mine and not self.locations.get(object_id):
+                self.locators[object_id] = [e for e in locating if e[0] != subscriber]
+                if not self.locators[object_id]:
+                    del self.locators[object_id]
                 self.lost.add(object_id)
                 out.append(Notify(subscriber, object_id, (), 0))
         return out
@@ -106,4 +213,6 @@ class ObjectDirectory:
         return {
             "objects": len(self.locations),
             "subscriptions": sum(len(v) for v in self.subscribers.values()),
+            "locating": sum(len(v) for v in self.locators.values()),
+            "receiving": sum(len(v) for v in self.receiving.values()),
         }

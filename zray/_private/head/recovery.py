@@ -117,10 +117,11 @@ class HeadRecovery:
             r["address"],
             r["worker_id"],
             r["lease_id"],
-            r["num_restarts"],
-            r["death_cause"],
-            r["error"],
-            r["no_restart"],
+            num_restarts=r["num_restarts"],
+            death_cause=r["death_cause"],
+            error=r["error"],
+            error_text=r.get("error_text", ""),
+            no_restart=r["no_restart"],
         )
         self.actors.actors[actor_id] = actor
         if frames is not None:
@@ -225,12 +226,18 @@ class HeadRecovery:
             driver_id=msg.driver_id,
             pid=msg.pid,
             namespace=msg.namespace,
+            metadata=msg.metadata,
+            default_actor_lifetime=msg.default_actor_lifetime,
             address=self.endpoint.peers.get(identity, ""),
         )
         if self.recovering_until:
             self._reported_clients.add(msg.driver_id)
         self.tables.job(msg.job_id, job)
-        self.endpoint.reply(identity, P.JobRegistered(msg.job_id, msg.namespace), seq)
+        self.endpoint.reply(
+            identity,
+            P.JobRegistered(msg.job_id, msg.namespace, msg.default_actor_lifetime),
+            seq,
+        )
 
     # ------------------------------------------------------------------ the window
 

@@ -466,9 +466,34 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
         dead = bool(msg.sealed_on) and (holder is None or not holder.alive)
         self._notify(self.directory.subscribe((identity, seq), msg.object_id, msg.sealed_on, dead))
 
+    def on_LocateSource(self, identity, msg: P.LocateSource, seq):
+        holder = self.nodes.get(msg.sealed_on) if msg.sealed_on else None
+        dead = bool(msg.sealed_on) and (holder is None or not holder.alive)
+        exclude = [n for n in msg.exclude if isinstance(n, bytes)]
+        self._notify(
+            self.directory.locate(
+                (identity, seq, P.SourceChosen),
+                msg.object_id,
+                msg.node_id,
+                exclude,
+                msg.sealed_on,
+                dead,
+            )
+        )
+
+    def on_PullEnded(self, identity, msg: P.PullEnded, seq):
+        self.directory.pull_ended(msg.object_id, msg.node_id)
+
     def _notify(self, notifications):
         for note in notifications:
             if note.subscriber is None:
+                continue
+            if len(note.subscriber) == 3:  # a LocateSource: one node, or none
+                identity, seq, _ = note.subscriber
+                source = note.node_ids[0] if note.node_ids else b""
+                self.endpoint.reply(
+                    identity, P.SourceChosen(note.object_id, source, note.size), seq
+                )
                 continue
             identity, seq = note.subscriber
             self.endpoint.reply(

@@ -6,7 +6,7 @@ Records are msgpack maps (the formats below are what a restarting head will read
 - jobs: job id -> {driver_id, pid, namespace, start, alive}
 - kv: namespace (utf-8) + b"\\0" + key -> value
 - actors: actor id -> {spec, state, address, worker_id, lease_id, num_restarts, death_cause,
-  error, no_restart}; actor_args: actor id -> [constructor frames]
+  error, error_text, no_restart}; actor_args: actor id -> [constructor frames]
 - named_actors: namespace + b"\\0" + name (utf-8) -> actor id, while the actor is not dead
 - placement_groups: group id -> {name, namespace, strategy, bundles, detached, job_id,
   soft_target, creator_actor, job_dead, nodes, state}; removed groups are deleted

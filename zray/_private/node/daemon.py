@@ -42,7 +42,8 @@ from zray._private.node.envs import NodeEnvs
 from zray._private.node import head_resume
 from zray._private.wire.head_link import HeadLink
 from zray._private.node.worker_pool import WorkerPool
-from zray._private.node import dashboard_process, log_files, metrics_hooks, worker_table
+from zray._private.node import dashboard_process, host_stats, log_files, worker_table
+from zray._private.node import metrics_hooks
 
 logger = logging.getLogger(__name__)
 
@@ -103,18 +104,6 @@ def default_resources(opts: NodeOptions) -> tuple[dict, int]:
         resources["node:__internal_head__"] = 1.0
     resources.update(opts.resources or {})
     return resources, store
-
-
-def host_memory() -> dict:
-    """This machine's memory and CPU use, for the dashboard's node table."""
-    import psutil
-
-    memory = psutil.virtual_memory()
-    return {
-        "total": memory.total,
-        "used": memory.total - memory.available,
-        "cpu_percent": psutil.cpu_percent(interval=None),
-    }
 
 
 def worker_limit_message(limit: S.WorkerLimitReached, cpus: int) -> str:
@@ -376,6 +365,7 @@ class NodeDaemon:
         monitors = [e for e in (self.endpoint, self.head and self.head.endpoint) if e]
         for endpoint in monitors:
             poller.register(endpoint.monitor, zmq.POLLIN)
+        transfer_fd = None
         try:
             while self.running:
                 events = dict(poller.poll(self._poll_timeout_ms()))
@@ -399,6 +389,11 @@ class NodeDaemon:
                 if self.dashboard is not None and self.dashboard.fd in events:
                     poller.unregister(self.dashboard.fd)  # the dashboard accepts from now on
                     self.dashboard.spawn()
+                if transfer_fd in events:
+                    self.objects.on_transfer_ready()
+                elif transfer_fd is None and self.objects.transfer_started:
+                    transfer_fd = self.objects.transfer_fd  # started on the first stream
+                    poller.register(transfer_fd, zmq.POLLIN)
                 now = time.monotonic()
                 if now >= self._next_timers:  # timers are not worth running per message
                     self._next_timers = now + 0.005
@@ -910,6 +905,9 @@ class NodeDaemon:
     def on_pull_chunk(self, identity, msg: P.PullChunk, seq):
         self.objects.on_pull_chunk(identity, msg, seq)
 
+    def on_pull_stream(self, identity, msg: P.PullStream, seq):
+        self.objects.on_pull_stream(identity, msg, seq)
+
     def on_pull_done(self, identity, msg: P.PullDone, seq):
         self.objects.on_pull_done(identity, msg)
 
@@ -942,7 +940,7 @@ class NodeDaemon:
             "spill": self.spiller.stats(),
             "clients": len(self.clients),
             "workers": len(self.pool.pids),
-            "host": host_memory(),
+            "host": host_stats.host_use(),
             "dropped_messages": self.endpoint.dropped,
             "auth_rejected": self.endpoint.rejected,
             "view": {
@@ -990,6 +988,7 @@ class NodeDaemon:
         P.PullObject: on_pull_object,
         P.PullChunk: on_pull_chunk,
         P.PullDone: on_pull_done,
+        P.PullStream: on_pull_stream,
         P.CreateObject: on_create_object,
         P.SealObject: on_seal_object,
         P.GetObjects: on_get_objects,

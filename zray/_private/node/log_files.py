@@ -62,6 +62,9 @@ def read(session_dir: str, name: str, offset: int, max_bytes: int = CHUNK_BYTES)
     return {"data": data, "offset": end, "size": size, "truncated": offset < 0 and start > 0}
 
 
+# The node daemon's handlers (NodeDaemon._handlers): `node` is the daemon.
+
+
 def on_list_logs(node, identity: bytes, msg: P.ListLogs, seq: int) -> None:
     node.endpoint.reply(identity, P.LogList(listing(node.session_dir, msg.limit)), seq)
 

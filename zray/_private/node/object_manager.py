@@ -1,10 +1,21 @@
 """Moving objects between nodes: a node pulls what its clients need from a node that holds it.
 
-The puller asks the source for the object's size (the source pins it meanwhile), allocates a
-local copy, then requests chunks, keeping at most `WINDOW` chunks in flight so a transfer never
-holds more than WINDOW x CHUNK bytes of buffers. Chunks are lz4-compressed when the peer is on
-another host and compression pays. The finished copy is sealed locally, which registers it in the
-head's object directory like any other object.
+Three ways, by where the source is:
+
+- **Same host** (the shortcut, `same_host_transfer`): the puller asks the source for the
+  object's place (PullObject; the source pins it meanwhile) and copies it straight out of the
+  source's arena file into its own.
+- **Another host** (or the shortcut off): the puller asks the head's directory which node to
+  pull from (LocateSource: the holder or receiver with the fewest pullers, so a broadcast fans
+  out), asks that node for a grant (PullStream) and streams the object from its arena into ours
+  over a plain TCP connection (zray/_private/node/transfer.py). A node still receiving the
+  object forwards it as it arrives.
+- **Encrypted clusters**: the bytes must travel over CURVE, so they go as 4 MiB chunks over the
+  nodes' ZeroMQ connections (PullChunk), at most `WINDOW` in flight, each sent zero-copy from
+  the pinned source range and lz4-compressed when the peer is on another host and it pays.
+
+The finished copy is sealed locally, which registers it in the head's object directory like any
+other object.
 """
 
 from __future__ import annotations
@@ -16,15 +27,16 @@ from dataclasses import dataclass, field
 
 import lz4.block
 
+from zray._config import config
 from zray._fast import copy_into, populate
-from zray._private.wire import protocol as P
 from zray._private.node.object_table import ObjectExists, StoreFull
+from zray._private.node.transfer import Progress, TransferService, compressed_block
+from zray._private.wire import protocol as P
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 4 * 2**20
 WINDOW = 16
-COMPRESSION_MIN_SAVING = 0.2
 MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux 5.14+
 
 
@@ -41,6 +53,11 @@ class Pull:
     tried: set = field(default_factory=set)
     attempt: int = 0  # bumped per source tried: stale answers are recognised
     hint: bytes = b""  # the node its owner says holds it
+    stream: bool = False  # over a transfer connection (another host, or the shortcut off)
+    source_id: bytes = b""
+    progress: Progress | None = None  # set while the stream runs: we may forward it
+    owner_address: str = ""
+    waiting: list = field(default_factory=list)  # (identity, seq) of PullStreams to answer
 
 
 class ObjectManager:
@@ -53,7 +70,36 @@ class ObjectManager:
         self.bytes_served = 0
         self.compressed_chunks = 0
         self.copied_locally = 0  # pulls done by one copy from a same-machine peer's arena
+        self.streamed = 0  # pulls done over a transfer connection
+        self.forwarded = 0  # grants given for a copy still arriving
+        self.stream_seconds = 0.0
         self._peer_arenas: dict[str, mmap.mmap] = {}
+        # (puller identity, object id) -> [grant ids]; and -> grants on a copy still arriving,
+        # pinned once it is complete.
+        self.grants: dict[tuple, list] = {}
+        self.unpinned: dict[tuple, int] = {}
+        self._transfer: TransferService | None = None
+        self._transfer_ports: dict[bytes, tuple] = {}  # node -> its transfer (host, port)
+        self.streams = not node.creds.encrypt  # plain TCP would bypass CURVE
+
+    @property
+    def transfer(self) -> TransferService:
+        if self._transfer is None:
+            self._transfer = TransferService(
+                self.node.arena_path,
+                self.node.store_capacity,
+                self.node.opts.node_ip,
+                config.object_transfer_timeout_s,
+            )
+        return self._transfer
+
+    @property
+    def transfer_started(self) -> bool:
+        return self._transfer is not None
+
+    @property
+    def transfer_fd(self) -> int:
+        return self.transfer.fd
 
     @property
     def arena(self):
@@ -73,10 +119,16 @@ class ObjectManager:
             return
         pull = self.pulls[object_id] = Pull(object_id, hint=hint)
         source = self.node.view.address_of(hint) if hint and hint != self.node.node_id else None
-        if source:
+        if self.streams and not (source and self._shortcut(hint)):
+            pull.stream = True
+            self._locate_source(pull)
+        elif source:
             self._start(pull, source, hint)
         else:
             self._locate(pull)
+
+    def _shortcut(self, node_id: bytes) -> bool:
+        return config.same_host_transfer and not self._remote_host(node_id)
 
     def _locate(self, pull: Pull):
         """Asks the head's directory; it answers once a copy exists anywhere (seed 002)."""
@@ -148,7 +200,11 @@ class ObjectManager:
         if pull.size == 0:
             self._complete(pull)
             return
-        if not pull.compress and self._copy_from_shared_memory(pull, reply):
+        if (
+            not pull.compress
+            and config.same_host_transfer
+            and self._copy_from_shared_memory(pull, reply)
+        ):
             return
         self._request_chunks(pull)
 
@@ -238,6 +294,14 @@ class ObjectManager:
         self.pulls.pop(pull.object_id, None)
         self.node.endpoint.send(pull.source, P.PullDone(pull.object_id))
         self.node.on_seal_object(self.node.node_id, P.SealObject(pull.object_id), 0)
+        # Grants given while it arrived: from now on they hold pins like any other.
+        for key in [k for k in self.unpinned if k[1] == pull.object_id]:
+            for _ in range(self.unpinned.pop(key)):
+                self._pin(key[0], pull.object_id)
+        # Asked before we knew where the copy goes (or while we copied it another way).
+        waiting, pull.waiting = pull.waiting, []
+        for identity, seq in waiting:
+            self.on_pull_stream(identity, P.PullStream(pull.object_id), seq)
 
     def _abort(self, pull: Pull):
         """The source failed mid-transfer: drop the partial copy and look for another source."""
@@ -248,10 +312,21 @@ class ObjectManager:
     def _lost(self, pull: Pull, why: str):
         self.pulls.pop(pull.object_id, None)
         logger.warning("object %s is lost: %s", pull.object_id.hex()[:16], why)
+        self._refuse_waiting(pull)
+        # The directory may list us as receiving it (LocateSource): it must stop.
+        self.node.endpoint.send(
+            self.node.head_address, P.PullEnded(pull.object_id, self.node.node_id)
+        )
         self.node.object_lost(pull.object_id)
 
     def node_died(self, address: str):
         for pull in list(self.pulls.values()):
+            if pull.stream:
+                # A running stream fails by itself (the connection breaks or times out).
+                if pull.source == address and pull.progress is None and not pull.size:
+                    pull.tried.add(pull.source_id)
+                    self._locate_source(pull)
+                continue
             if pull.source == address:
                 if pull.size:
                     self.node.store.free([pull.object_id])
@@ -259,7 +334,198 @@ class ObjectManager:
                 pull.size = 0
                 self._locate(pull)
 
+    # ------------------------------------------------------------------ streaming
+
+    def _locate_source(self, pull: Pull):
+        pull.attempt += 1
+        pull.progress = None
+        attempt = pull.attempt
+        self.node.requests.send(
+            self.node.head_address,
+            P.LocateSource(pull.object_id, self.node.node_id, pull.hint, sorted(pull.tried)),
+            lambda reply, payload: self._on_source(pull, attempt, reply),
+        )
+
+    def _on_source(self, pull: Pull, attempt: int, reply):
+        if self.pulls.get(pull.object_id) is not pull or pull.attempt != attempt:
+            return
+        source_id = reply.node_id if isinstance(reply, P.SourceChosen) else b""
+        if not source_id:
+            self._lost(pull, "no live node holds a copy")
+            return
+        address = self.node.view.address_of(source_id)
+        if not address or source_id == self.node.node_id:
+            pull.tried.add(source_id)
+            self._locate_source(pull)
+            return
+        if self._shortcut(source_id):  # on this machine after all: copy from its arena
+            pull.stream = False
+            self._start(pull, address, source_id)
+            return
+        pull.source, pull.source_id = address, source_id
+        self.node.requests.send(
+            address,
+            P.PullStream(pull.object_id),
+            lambda reply, payload: self._on_grant(pull, attempt, address, reply),
+        )
+
+    def _on_grant(self, pull: Pull, attempt: int, source: str, reply):
+        if self.pulls.get(pull.object_id) is not pull or pull.attempt != attempt:
+            if isinstance(reply, P.StreamGrant) and reply.found:
+                self.node.endpoint.send(source, P.PullDone(pull.object_id))
+            return
+        if not isinstance(reply, P.StreamGrant) or not reply.found:
+            pull.tried.add(pull.source_id)  # that copy is gone: ask for another
+            self._locate_source(pull)
+            return
+        self.node.spiller.request_room(
+            reply.size, lambda ok, why: self._allocate_stream(pull, attempt, source, reply, ok, why)
+        )
+
+    def _allocate_stream(self, pull: Pull, attempt: int, source: str, grant, ok: bool, why: str):
+        if self.pulls.get(pull.object_id) is not pull or pull.attempt != attempt:
+            self.node.endpoint.send(source, P.PullDone(pull.object_id))
+            return
+        try:
+            if not ok:
+                raise StoreFull(why)
+            pull.offset = self.node.store.create(
+                self.node.node_id, pull.object_id, grant.size, grant.owner_address, primary=False
+            )
+        except ObjectExists:
+            self.pulls.pop(pull.object_id, None)
+            self._refuse_waiting(pull)
+            self.node.endpoint.send(source, P.PullDone(pull.object_id))
+            return
+        except StoreFull as exc:
+            self.node.endpoint.send(source, P.PullDone(pull.object_id))
+            self._lost(pull, f"no room for the copy: {exc}")
+            return
+        pull.size, pull.owner_address = grant.size, grant.owner_address
+        if pull.size == 0:
+            self._complete(pull)
+            return
+        pull.progress = Progress(pull.size)
+        for identity, seq in pull.waiting:
+            self._grant_arriving(identity, pull, seq)
+        pull.waiting.clear()
+        node = self.node.view.nodes.get(pull.source_id)
+        host = node.ip if node is not None and node.ip else self.node.opts.node_ip
+        self._transfer_ports[pull.source_id] = (host, grant.port)
+        self.transfer.fetch(
+            (pull.object_id, attempt),
+            host,
+            grant.port,
+            grant.grant,
+            pull.offset,
+            pull.size,
+            pull.progress,
+            self._remote_host(pull.source_id),
+        )
+
+    def on_transfer_ready(self):
+        for done in self.transfer.completions():
+            object_id, attempt = done.key
+            self.compressed_chunks += done.compressed_blocks
+            pull = self.pulls.get(object_id)
+            if pull is None or pull.attempt != attempt:
+                continue
+            if done.ok:
+                self.bytes_pulled += done.nbytes
+                self.streamed += 1
+                self.stream_seconds += done.seconds
+                pull.received = pull.size
+                self._complete(pull)
+                continue
+            logger.info(
+                "pulling %s from %s failed (%s): trying another copy",
+                object_id.hex()[:16],
+                pull.source,
+                done.error,
+            )
+            # The thread marked the progress failed first: forwarders stop before we free.
+            self._drop_unpinned(object_id)
+            self.node.store.free([object_id])
+            self.node.endpoint.send(pull.source, P.PullDone(object_id))
+            pull.tried.add(pull.source_id)
+            pull.size = pull.offset = pull.received = 0
+            self._locate_source(pull)
+
+    def _refuse_waiting(self, pull: Pull):
+        for identity, seq in pull.waiting:
+            self.node.endpoint.reply(
+                identity, P.StreamGrant(pull.object_id, False, 0, "", 0, b""), seq
+            )
+        pull.waiting.clear()
+        if pull.progress is not None:
+            pull.progress.fail()
+        self._drop_unpinned(pull.object_id)
+
+    def _drop_unpinned(self, object_id: bytes):
+        for key in [k for k in self.unpinned if k[1] == object_id]:
+            del self.unpinned[key]
+            for grant_id in self.grants.pop(key, ()):
+                self.transfer.revoke(grant_id)
+
+    def _pin(self, identity: bytes, object_id: bytes):
+        self.node.store.get(identity, None, [object_id], 0)
+        key = (identity, object_id)
+        self.serving[key] = self.serving.get(key, 0) + 1
+
     # ------------------------------------------------------------------ serving
+
+    def on_pull_stream(self, identity: bytes, msg: P.PullStream, seq: int):
+        obj = self.node.store.objects.get(msg.object_id)
+        pull = self.pulls.get(msg.object_id)
+        if obj is not None and obj.spilled:
+            self.node.spiller.restore(
+                msg.object_id,
+                then=lambda ok: self._stream_restored(identity, msg, seq, ok),
+            )
+        elif obj is not None and obj.sealed:
+            self._pin(identity, msg.object_id)
+            grant_id = self.transfer.grant(msg.object_id, obj.offset, obj.size, None)
+            self.grants.setdefault((identity, msg.object_id), []).append(grant_id)
+            self.node.endpoint.reply(
+                identity,
+                P.StreamGrant(
+                    msg.object_id, True, obj.size, obj.owner_address, self.transfer.port, grant_id
+                ),
+                seq,
+            )
+        elif pull is not None and pull.stream and pull.progress is not None:
+            self._grant_arriving(identity, pull, seq)
+        elif pull is not None and pull.stream:
+            pull.waiting.append((identity, seq))  # answered once we know where it goes
+        else:
+            self.node.endpoint.reply(
+                identity, P.StreamGrant(msg.object_id, False, 0, "", 0, b""), seq
+            )
+
+    def _stream_restored(self, identity: bytes, msg: P.PullStream, seq: int, ok: bool):
+        obj = self.node.store.objects.get(msg.object_id)
+        if not ok or obj is None or obj.spilled:
+            self.node.endpoint.reply(
+                identity, P.StreamGrant(msg.object_id, False, 0, "", 0, b""), seq
+            )
+            return
+        self.on_pull_stream(identity, msg, seq)
+
+    def _grant_arriving(self, identity: bytes, pull: Pull, seq: int):
+        """A grant on our copy still arriving: the serving thread sends each block once it is
+        here. Pinned when complete; until then a failure ends the forwarded stream too."""
+        key = (identity, pull.object_id)
+        grant_id = self.transfer.grant(pull.object_id, pull.offset, pull.size, pull.progress)
+        self.grants.setdefault(key, []).append(grant_id)
+        self.unpinned[key] = self.unpinned.get(key, 0) + 1
+        self.forwarded += 1
+        self.node.endpoint.reply(
+            identity,
+            P.StreamGrant(
+                pull.object_id, True, pull.size, pull.owner_address, self.transfer.port, grant_id
+            ),
+            seq,
+        )
 
     def on_pull_object(self, identity: bytes, msg: P.PullObject, seq: int):
         store = self.node.store
@@ -307,11 +573,13 @@ class ObjectManager:
             self.node.endpoint.reply(identity, P.Error("ObjectLostError", "not serving"), seq)
             return
         start = obj.offset + msg.offset
-        data = self.arena[start : start + msg.length]  # a copy: the arena may be reused later
+        # A view, sent zero-copy: the range stays pinned until the puller's PullDone, which
+        # comes after its last chunk arrived.
+        data = memoryview(self.arena)[start : start + msg.length]
         compressed = False
         if msg.compress:
-            packed = lz4.block.compress(data, store_size=False)
-            if len(packed) < len(data) * (1 - COMPRESSION_MIN_SAVING):
+            packed = compressed_block(data)
+            if packed is not None:
                 data, compressed = packed, True
         self.bytes_served += msg.length
         self.node.endpoint.reply(
@@ -320,6 +588,15 @@ class ObjectManager:
 
     def on_pull_done(self, identity: bytes, msg: P.PullDone):
         key = (identity, msg.object_id)
+        grants = self.grants.pop(key, None)
+        if grants and self._transfer is not None:
+            for grant_id in grants:
+                self._transfer.revoke(grant_id)
+        unpinned = self.unpinned.pop(key, 0)
+        if unpinned:
+            if unpinned > 1:
+                self.unpinned[key] = unpinned - 1
+            return
         count = self.serving.pop(key, 0)
         if count > 1:
             self.serving[key] = count - 1
@@ -327,6 +604,14 @@ class ObjectManager:
             self.node.store.release(identity, [msg.object_id])
 
     def peer_gone(self, identity: bytes):
+        port = self._transfer_ports.pop(identity, None)
+        if port is not None and self._transfer is not None:
+            self._transfer.forget_peer(*port)  # its idle connections lead nowhere now
+        for key in [k for k in self.grants if k[0] == identity]:
+            for grant_id in self.grants.pop(key):
+                self.transfer.revoke(grant_id)
+        for key in [k for k in self.unpinned if k[0] == identity]:
+            del self.unpinned[key]
         for key in [k for k in self.serving if k[0] == identity]:
             for _ in range(self.serving.pop(key)):
                 self.node.store.release(identity, [key[1]])
@@ -337,6 +622,8 @@ class ObjectManager:
             self._peer_arenas.pop(path).close()
 
     def close(self):
+        if self._transfer is not None:
+            self._transfer.close()
         for mapped in self._peer_arenas.values():
             mapped.close()
         self._peer_arenas.clear()
@@ -349,6 +636,10 @@ class ObjectManager:
             "bytes_served": self.bytes_served,
             "compressed_chunks": self.compressed_chunks,
             "copied_from_shared_memory": self.copied_locally,
+            "streamed": self.streamed,
+            "stream_seconds": round(self.stream_seconds, 6),
+            "forwarded": self.forwarded,
+            "connections": self._transfer.stats() if self._transfer is not None else {},
             "pulls": [
                 [p.object_id.hex()[:16], p.source, p.size, p.received, p.inflight]
                 for p in list(self.pulls.values())[:10]

@@ -303,6 +303,10 @@ class Server:
     def address(self) -> str:
         return SCHEME + self.path
 
+    def fileno(self) -> int:
+        """Readable when `poll` would find work: another thread's poll may watch it."""
+        return self._epoll.fileno()
+
     def wake(self):
         """From any thread: the reading thread leaves `poll` (work was queued elsewhere)."""
         self._waker.wake()

@@ -54,10 +54,24 @@ def message_types() -> dict[int, type]:
     return dict(_TYPES)
 
 
+def _body_packer() -> Callable[[Any], bytes]:
+    """One packer for every message: msgpack.packb builds a Packer (and its buffer) per call,
+    half of a small message's encoding. Sharing the compiled one between threads is safe:
+    its `pack` holds the GIL throughout (no `default` hook calls back into Python) and resets
+    its buffer on error. msgpack's pure-Python fallback could switch threads mid-message."""
+    if msgpack.Packer.__module__ != "msgpack._cmsgpack":
+        return lambda body: msgpack.packb(body, use_bin_type=True)
+    pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True).pack
+    return pack
+
+
+_pack_body = _body_packer()
+
+
 def encode(msg: NamedTuple, seq: int = 0, flags: int = 0) -> list[bytes]:
     return [
         pack_header(PROTOCOL_VERSION, _CODES[type(msg)], flags, seq),
-        msgpack.packb(tuple(msg), use_bin_type=True),
+        _pack_body(tuple(msg)),
     ]
 
 
@@ -483,6 +497,75 @@ class ObjectChunk(NamedTuple):
 @message(59)
 class PullDone(NamedTuple):
     object_id: bytes
+
+
+@message(160)
+class PullStream(NamedTuple):
+    """Node to the node chosen as the source (another host, or the same-host shortcut off):
+    answered StreamGrant; the source pins the object (or, if it is still receiving it, pins it
+    once complete) until PullDone."""
+
+    object_id: bytes
+
+
+@message(161)
+class StreamGrant(NamedTuple):
+    """`grant`: 16 random bytes that open the object's range on the source's transfer port
+    (`port`, a plain TCP socket; see zray/_private/node/transfer.py) until PullDone."""
+
+    object_id: bytes
+    found: bool
+    size: int
+    owner_address: str
+    port: int
+    grant: bytes
+
+
+@message(162)
+class LocateSource(NamedTuple):
+    """Node to head: which node should `node_id` stream this object from? Answered
+    SourceChosen at once, or when a first copy is sealed; `exclude`: nodes that failed it."""
+
+    object_id: bytes
+    node_id: bytes
+    sealed_on: bytes
+    exclude: list
+
+
+@message(163)
+class SourceChosen(NamedTuple):
+    """Head to puller: the node to pull from (a holder or a node still receiving a copy, the
+    one with the fewest pullers); empty when every copy is lost."""
+
+    object_id: bytes
+    node_id: bytes
+    size: int
+
+
+@message(164)
+class PullEnded(NamedTuple):
+    """Node to head: it gave up pulling this object, so it forwards no copy to anyone."""
+
+    object_id: bytes
+    node_id: bytes
+
+
+@message(165)
+class GetObjectStatuses(NamedTuple):
+    """Borrower to owner, for several values at once (a call's arguments past the inline
+    budget): answered ObjectStatuses at once."""
+
+    object_ids: list
+
+
+@message(166)
+class ObjectStatuses(NamedTuple):
+    """Owner to borrower: `statuses` of the values ready now, each [object_id, kind, node_id,
+    size, nframes, contained] as in ObjectStatus, their frames in the payload in that order;
+    `pending`: the ids not ready yet (the borrower asks for each with GetObjectStatus)."""
+
+    statuses: list
+    pending: list
 
 
 @message(65)
@@ -946,6 +1029,8 @@ class ResumeJob(NamedTuple):
     driver_id: bytes
     namespace: str
     pid: int
+    metadata: dict  # as RegisterJob's
+    default_actor_lifetime: str
 
 
 # --------------------------------------------------------------------------- generators
@@ -1081,3 +1166,15 @@ class LogChunk(NamedTuple):
     offset: int
     size: int
     truncated: bool
+
+
+# --------------------------------------------------------------------------- pipelined tasks
+
+
+@message(170)
+class TasksHandedBack(NamedTuple):
+    """Worker to owner, on the connection the tasks came on: pushed tasks queued behind the
+    running one, which blocked in get/wait, handed back unstarted for the owner to run
+    elsewhere (a pipelined task must never wait behind a blocked one)."""
+
+    task_ids: list

@@ -28,6 +28,7 @@ from zray._private.core import runtime
 from zray._private.wire import protocol as P
 from zray._private.common import runtime_env as RE
 from zray._private.core.core_worker import WORKER, CoreWorker
+from zray._private.worker.hand_back import HandBack
 from zray._private.worker.inline_tasks import InlineRunner
 from zray._private.core.memory_store import KIND_INLINE, KIND_PLASMA, Entry
 from zray._private.core.reference_counter import distinct
@@ -52,6 +53,8 @@ class Executor:
         self.suspended: list = []
         self.inline = InlineRunner(self)
         core._inline_runner = self.inline
+        if core.direct_server is not None:
+            core.hand_back = HandBack(self)
 
     def cancel(self, task_id: bytes, force: bool):
         if self.actor is not None:
