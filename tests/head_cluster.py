@@ -45,9 +45,9 @@ class RestartableCluster:
         self.head_pid = 0
         self.node_pids: dict[str, int] = {}
 
-    def start_head(self, num_cpus: int = 1) -> int:
+    def start_head(self, num_cpus: int = 1, **extra_env) -> int:
         """The first start is given the token; a restart is not, and takes its state's."""
-        env = dict(self.env)
+        env = dict(self.env, **extra_env)
         if self.head_pid:
             del env["ZRAY_TOKEN"]
         started = zray_cli(
