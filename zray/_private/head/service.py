@@ -588,6 +588,8 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
             "actors_waiting_for_a_node": len(self._pending_actor_placements),
             "directory": self.directory.stats(),
             "tables": self.tables.stats(),
+            # A resumed head: what it read back, and how long until every node was back.
+            "recovery": dict(self.recovery_stats, awaiting_nodes=len(self._awaited_nodes)),
             "dropped": self.endpoint.dropped,
             "auth_rejected": self.endpoint.rejected,
         }
