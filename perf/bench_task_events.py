@@ -35,18 +35,27 @@ WORKLOADS = {
 SETTLE_S = 1.5  # every process sends its events within a second
 
 
-def cluster_cpu_s() -> float:
+def cluster_cpu_s() -> dict:
+    """CPU seconds so far of this driver, the node daemon (with the head) and the rest (the
+    zygote and the workers it forked)."""
     import psutil
 
     me = psutil.Process()
-    total = 0.0
+    spent = {"driver": 0.0, "node": 0.0, "workers": 0.0}
     for process in [me] + me.children(recursive=True):
         try:
             times = process.cpu_times()
+            command = " ".join(process.cmdline())
         except psutil.Error:
             continue
-        total += times.user + times.system
-    return total
+        if process.pid == me.pid:
+            role = "driver"
+        elif "zray.scripts.node" in command:
+            role = "node"
+        else:
+            role = "workers"
+        spent[role] += times.user + times.system
+    return spent
 
 
 def child(workload: str) -> dict:
@@ -87,9 +96,10 @@ def child(workload: str) -> dict:
             body()
         wall = time.perf_counter() - t0
         time.sleep(SETTLE_S)
-        cpu = cluster_cpu_s() - cpu0
+        cpu1 = cluster_cpu_s()
         n = calls * reps
-        return {"rate": n / wall, "cpu_us": 1e6 * cpu / n}
+        per_role = {role: 1e6 * (cpu1[role] - cpu0[role]) / n for role in cpu1}
+        return {"rate": n / wall, "cpu_us": sum(per_role.values()), **per_role}
     finally:
         ray.shutdown()
 
@@ -193,8 +203,13 @@ def main(argv=None) -> int:
             flush=True,
         )
         for events in (False, True):
+            roles = ", ".join(
+                f"{role} {statistics.median(r[role] for r in results[events]):.1f}"
+                for role in ("driver", "node", "workers")
+            )
             print(
-                f"  {name} events {'on' if events else 'off'}: "
+                f"  {name} events {'on' if events else 'off'}: CPU us/call by process "
+                f"(medians): {roles}; runs: "
                 + ", ".join(f"{r['rate']:.0f}/s {r['cpu_us']:.1f}us" for r in results[events]),
                 file=sys.stderr,
             )

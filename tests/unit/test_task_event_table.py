@@ -156,3 +156,18 @@ def test_unfinished_tasks_of_an_ended_job_fail():
         "stuck": ("FAILED", "WORKER_DIED"),
         "elsewhere": ("PENDING_ARGS_AVAIL", None),
     }
+
+
+def test_an_actor_call_sent_at_once_is_described_by_its_submitted_event():
+    table = TaskEventTable(10)
+    owner_batch(
+        table, [[task(1), 0, TS.SUBMITTED_TO_WORKER, 4_000_000, info("A.m", TS.ACTOR_TASK)]]
+    )
+    [row] = table.rows({})
+    assert (row["name"], row["type"], row["state"], row["creation_time_ms"]) == (
+        "A.m",
+        "ACTOR_TASK",
+        "SUBMITTED_TO_WORKER",
+        4,
+    )
+    assert row["worker_id"] is None  # the worker names itself when it reports the run

@@ -119,9 +119,10 @@ class TaskEvents:
         if not events and not self.dropped:
             return
         core = self.core
-        msg = P.AddTaskEvents(
-            core.node_id, core.worker_id, os.getpid(), [_wire(e) for e in events], self.dropped
-        )
+        failed = TS.FAILED  # the rare events not wire-ready: converted here, in place
+        for index in [i for i, e in enumerate(events) if e[2] == failed]:
+            events[index] = _wire(events[index])
+        msg = P.AddTaskEvents(core.node_id, core.worker_id, os.getpid(), events, self.dropped)
         self.dropped = 0
         try:
             if final:

@@ -72,8 +72,9 @@ class TaskEventTable:
                     record[NODE], record[WORKER], record[PID] = node_id, worker_id, pid
                     if extra:
                         record[RUN_END] = extra
-                elif state == args_avail or state == node_assignment:
-                    # The submission (with its arguments ready: both states at once).
+                elif state == args_avail or state == node_assignment or len(extra) == 8:
+                    # The submission (with its arguments ready, or an actor call sent at once:
+                    # the earlier states at the same time).
                     record[state] = ts
                     record.setdefault(args_avail, ts)
                     kind, name, func, actor, parent, resources, group, env = extra
