@@ -35,9 +35,7 @@ class TaskEventTable:
         self.attempts_dropped = 0  # evicted to stay within max_attempts
         self.events_dropped = 0  # dropped by the processes that recorded them
 
-    def add(
-        self, node_id: bytes, worker_id: bytes, pid: int, events: list[Any], dropped: int
-    ) -> None:
+    def add(self, node_id: bytes, worker_id: bytes, pid: int, events: Any, dropped: int) -> None:
         """Merges one process's batch. Malformed events are skipped, never raised on."""
         self.events_dropped += dropped
         records = self.records
