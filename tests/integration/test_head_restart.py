@@ -178,3 +178,27 @@ def test_a_head_terminated_alone_keeps_its_state_and_zray_stop_clears_it():
             assert store.empty()
     finally:
         cluster.stop()
+
+
+def test_a_node_declared_dead_while_away_stops_when_it_comes_back():
+    """A node that did not come back within the window was declared dead (its actors restart
+    elsewhere): when it does come back it is refused, and stops, as Ray's raylet does."""
+    import os
+    import signal
+
+    from tests.conftest import exited
+
+    cluster = RestartableCluster(reconnect_timeout_s=60.0)  # the node waits long
+    try:
+        cluster.start_head()
+        node_pid = cluster.add_node("w1")
+        cluster.kill_head()
+        os.kill(node_pid, signal.SIGSTOP)  # away: it cannot come back in time
+        try:
+            cluster.start_head(ZRAY_HEAD_RECONNECT_TIMEOUT_S="3")  # the head does not
+            time.sleep(4.0)  # the restarted head's window ends: w1 is declared dead
+        finally:
+            os.kill(node_pid, signal.SIGCONT)
+        assert exited(node_pid, timeout=20)
+    finally:
+        cluster.stop()

@@ -117,12 +117,12 @@ def test_malformed_events_are_skipped():
             "nonsense",
             [task(1)],
             [task(1), 0, TS.FAILED, 1, ["only one"]],
-            [task(2), 0, 99, 1, None],  # no such state: the attempt exists, the event not
+            [task(2), 0, 99, 1, None],  # no such state
             [task(3), 0, TS.FINISHED, 1, None],
         ],
     )
     states = {r["task_id"]: r["state"] for r in table.rows({})}
-    assert states[task(3).hex()] == "FINISHED" and states[task(2).hex()] == "NIL"
+    assert states == {task(1).hex(): "NIL", task(3).hex(): "FINISHED"}
 
 
 def test_a_submission_with_its_arguments_ready_is_both_pending_states():
@@ -156,3 +156,18 @@ def test_unfinished_tasks_of_an_ended_job_fail():
         "stuck": ("FAILED", "WORKER_DIED"),
         "elsewhere": ("PENDING_ARGS_AVAIL", None),
     }
+
+
+def test_an_actor_call_sent_at_once_is_described_by_its_submitted_event():
+    table = TaskEventTable(10)
+    owner_batch(
+        table, [[task(1), 0, TS.SUBMITTED_TO_WORKER, 4_000_000, info("A.m", TS.ACTOR_TASK)]]
+    )
+    [row] = table.rows({})
+    assert (row["name"], row["type"], row["state"], row["creation_time_ms"]) == (
+        "A.m",
+        "ACTOR_TASK",
+        "SUBMITTED_TO_WORKER",
+        4,
+    )
+    assert row["worker_id"] is None  # the worker names itself when it reports the run

@@ -70,6 +70,7 @@ class ActorCall:
     parent_task_id: bytes = b""
     attempt: int = 0  # sent again to a restarted actor: one more
     sent: bool = False
+    info: tuple = ()  # its description for task events, until an event carried it
 
     @property
     def pinned_ids(self) -> list:
@@ -247,26 +248,25 @@ class ActorSubmitter:
             record = self.actors[actor_id]
             if call.events:
                 name = f"{record.class_name}.{call.method}"
-                self._record(
-                    (
-                        call.task_id,
-                        0,
-                        TS.PENDING_ARGS_AVAIL,
-                        now(),
-                        (TS.ACTOR_TASK, name, name, actor_id, call.parent_task_id, {}, "", ""),
-                    )
-                )
+                call.info = (TS.ACTOR_TASK, name, name, actor_id, call.parent_task_id, {}, "", "")
             self.calls[call.task_id] = (record, call)
             failed = record.order.submit(call)  # an actor already dead fails it at once
             if failed:
                 decided = self._decide(record, failed)
         if failed:
+            if call.events:
+                info, call.info = call.info, ()
+                self._record((call.task_id, 0, TS.PENDING_ARGS_AVAIL, now(), info))
             self._carry_out(decided)
             return
         if call.top_refs:
             when_resolved(core, call.top_refs, lambda *r: self._ready(record, call, *r))
         else:
             self._ready(record, call, [], [], None)
+        info = call.info
+        if info:  # not sent at once: it waits, PENDING_ARGS_AVAIL (sent: that event said it)
+            call.info = ()
+            self._record((call.task_id, 0, TS.PENDING_ARGS_AVAIL, now(), info))
 
     def _ready(self, record: ActorRecord, call: ActorCall, resolved, frames, failed_entry):
         call.borrowed = borrowed_by_call(self.core, call.top_refs, call.nested)
@@ -290,7 +290,11 @@ class ActorSubmitter:
                     if call.sent:
                         self._sent_again(record, call)
                     call.sent = True
-                    self._record((call.task_id, call.attempt, TS.SUBMITTED_TO_WORKER, now(), None))
+                    # Sent as soon as submitted (the usual case): one event says both.
+                    info, call.info = call.info, ()
+                    self._record(
+                        (call.task_id, call.attempt, TS.SUBMITTED_TO_WORKER, now(), info or None)
+                    )
                 if call.borrowed:
                     call.pushed_to = ins.address
                     self.core.register_borrower(ins.address, call.borrowed)

@@ -29,6 +29,8 @@ import os
 import re
 import time
 
+import msgpack
+
 from zray._config import config
 from zray._private.common import task_states as TS
 from zray._private.wire import protocol as P
@@ -119,8 +121,15 @@ class TaskEvents:
         if not events and not self.dropped:
             return
         core = self.core
+        failed = TS.FAILED  # the rare events not wire-ready: converted here, in place
+        for index in [i for i, e in enumerate(events) if e[2] == failed]:
+            events[index] = _wire(events[index])
         msg = P.AddTaskEvents(
-            core.node_id, core.worker_id, os.getpid(), [_wire(e) for e in events], self.dropped
+            core.node_id,
+            core.worker_id,
+            os.getpid(),
+            msgpack.packb(events, use_bin_type=True),
+            self.dropped,
         )
         self.dropped = 0
         try:

@@ -45,6 +45,7 @@ class HeadRecovery:
         self._awaited_nodes: set[bytes] = set()
         self._unconfirmed_actors: set[bytes] = set()  # ALIVE at the crash, not yet reported
         self._reported_clients: set[bytes] = set()  # worker ids some node says are alive
+        self.restore_started = 0.0
         self.recovered_at = 0.0
         self.recovery_stats: dict = {}
 
@@ -52,6 +53,7 @@ class HeadRecovery:
 
     def restore(self, state: dict) -> None:
         now = time.monotonic()
+        self.restore_started = now
         self.recovering_until = now + config.head_reconnect_timeout_s
         for key, value in state.get("kv", {}).items():
             namespace, _, name = key.partition(b"\0")
@@ -280,6 +282,8 @@ class HeadRecovery:
             self._actor_instructions(self.actors.owner_died(owner))
         self._reported_clients = set()
         self.recovered_at = now
+        self.recovery_stats["resumed_in_s"] = round(now - self.restore_started, 4)
+        self.recovery_stats["nodes_dead"] = sum(1 for n in self.nodes.values() if not n.alive)
         logger.warning("the head finished resuming the cluster")
 
     def awaited(self, node_id: bytes) -> bool:

@@ -13,8 +13,13 @@ from typing import Any
 
 from zray._private.common import task_states as TS
 
-# A record's slots (a list, cheaper to update than an object).
-INFO, STATES, NODE, WORKER, PID, ERROR_TYPE, ERROR_MESSAGE, RUN_END = range(8)
+# A record is one dict per attempt: the time of each state it reached under the state's number
+# (0-13) and its other fields under these negative keys. Only atoms and tuples of atoms go in,
+# so the garbage collector stops tracking it (and the key tuples) after one look: a table of
+# 100,000 tracked lists made every full collection walk them, which tripled the cost of
+# merging events (perf/bench_task_events.py).
+INFO, NODE, WORKER, PID, ERROR_TYPE, ERROR_MESSAGE, RUN_END = range(-1, -8, -1)
+Record = dict[int, Any]
 
 _RUNTIME_ENV_CONFIG = {"setup_timeout_seconds": 600, "eager_install": True, "log_files": []}
 
@@ -22,18 +27,15 @@ _RUNTIME_ENV_CONFIG = {"setup_timeout_seconds": 600, "eager_install": True, "log
 class TaskEventTable:
     def __init__(self, max_attempts: int):
         self.max_attempts = max(1, max_attempts)
-        self.records: OrderedDict[tuple[bytes, int], list[Any]] = (
-            OrderedDict()
-        )  # (task_id, attempt) -> record, oldest first
+        # (task_id, attempt) -> record, oldest first
+        self.records: OrderedDict[tuple[bytes, int], Record] = OrderedDict()
         # The latest evicted attempts (as many as are kept), whose late events are ignored:
         # otherwise each would come back and evict another, counted twice.
         self.evicted: OrderedDict[tuple[bytes, int], None] = OrderedDict()
         self.attempts_dropped = 0  # evicted to stay within max_attempts
         self.events_dropped = 0  # dropped by the processes that recorded them
 
-    def add(
-        self, node_id: bytes, worker_id: bytes, pid: int, events: list[Any], dropped: int
-    ) -> None:
+    def add(self, node_id: bytes, worker_id: bytes, pid: int, events: Any, dropped: int) -> None:
         """Merges one process's batch. Malformed events are skipped, never raised on."""
         self.events_dropped += dropped
         records = self.records
@@ -47,40 +49,52 @@ class TaskEventTable:
         for event in events:
             try:
                 task_id, attempt, state, ts, extra = event
+                if type(state) is not int or not 0 <= state <= highest:
+                    continue
                 key = (task_id, attempt)
                 record = find(key)
                 if record is None:
                     if key in evicted:
                         continue
-                    record = records[key] = [None, {}, b"", b"", 0, None, None, 0]
+                    record = records[key] = {}
                     if len(records) > limit:
                         evicted[records.popitem(last=False)[0]] = None
                         if len(evicted) > limit:
                             evicted.popitem(last=False)
                         self.attempts_dropped += 1
                 if extra is None:
-                    if type(state) is int and 0 <= state <= highest:
-                        record[STATES][state] = ts
+                    record[state] = ts
                 elif state == running:
                     # The process that ran it sent this: it names the node, worker and pid.
-                    record[STATES][running] = ts
+                    record[running] = ts
                     record[NODE], record[WORKER], record[PID] = node_id, worker_id, pid
                     if extra:
                         record[RUN_END] = extra
-                elif state == args_avail or state == node_assignment:
-                    # The submission (with its arguments ready: both states at once).
-                    states = record[STATES]
-                    states[state] = ts
-                    states.setdefault(args_avail, ts)
-                    record[INFO] = extra
+                elif state == args_avail or state == node_assignment or len(extra) == 8:
+                    # The submission (with its arguments ready, or an actor call sent at once:
+                    # the earlier states at the same time).
+                    record[state] = ts
+                    record.setdefault(args_avail, ts)
+                    kind, name, func, actor, parent, resources, group, env = extra
+                    # Resources as pairs: a tuple holding a dict is never untracked.
+                    record[INFO] = (
+                        kind,
+                        name,
+                        func,
+                        actor,
+                        parent,
+                        tuple(resources.items()),
+                        group,
+                        env,
+                    )
                 elif state == submitted:
-                    record[STATES][state] = ts
-                    if not record[WORKER]:
+                    record[state] = ts
+                    if WORKER not in record:
                         record[NODE], record[WORKER] = bytes(extra[0]), bytes(extra[1])
                 elif state == failed:
                     record[ERROR_TYPE], record[ERROR_MESSAGE] = str(extra[0]), str(extra[1])
-                    record[STATES][state] = ts
-            except (TypeError, ValueError, IndexError):
+                    record[state] = ts
+            except (TypeError, ValueError, IndexError, AttributeError):
                 continue
 
     def fail_unfinished(self, job_id: bytes, ts: int, error_type: str, message: str) -> int:
@@ -88,10 +102,9 @@ class TaskEventTable:
         a job's driver exits); returns how many."""
         failed = 0
         for (task_id, _attempt), record in self.records.items():
-            states = record[STATES]
-            if task_id[-4:] != job_id or TS.FINISHED in states or TS.FAILED in states:
+            if task_id[-4:] != job_id or TS.FINISHED in record or TS.FAILED in record:
                 continue
-            states[TS.FAILED] = ts
+            record[TS.FAILED] = ts
             record[ERROR_TYPE], record[ERROR_MESSAGE] = error_type, message
             failed += 1
         return failed
@@ -113,10 +126,10 @@ class TaskEventTable:
         id -> IP, for the profiling data that `timeline()` reads."""
         infos: dict[bytes, Any] = {}
         for (task_id, _attempt), record in self.records.items():
-            if record[INFO] is not None:
+            if INFO in record:
                 infos[task_id] = record[INFO]
         return [
-            _row(task_id, attempt, record, record[INFO] or infos.get(task_id), node_ips)
+            _row(task_id, attempt, record, record.get(INFO) or infos.get(task_id), node_ips)
             for (task_id, attempt), record in self.records.items()
         ]
 
@@ -130,15 +143,15 @@ def _ms(ns: Any) -> int | None:
 
 
 def _row(
-    task_id: bytes, attempt: int, record: list[Any], info: Any, node_ips: dict[bytes, str]
+    task_id: bytes, attempt: int, record: Record, info: Any, node_ips: dict[bytes, str]
 ) -> dict[str, Any]:
-    states = record[STATES]
-    ordered = sorted(states)  # Ray: events by state number, the last one is the state
+    states = record
+    ordered = sorted(k for k in record if k >= 0)  # Ray: by state number, the last is the state
     state = TS.STATE_NAMES.get(ordered[-1], "NIL") if ordered else "NIL"
     if info is None:  # its owner's events were evicted or not sent yet
         info = (TS.NORMAL_TASK, "", "", b"", b"", {}, "", "")
     kind, name, func_name, actor_id, parent, resources, group, runtime_env = info
-    node_id, worker_id = record[NODE], record[WORKER]
+    node_id, worker_id = record.get(NODE, b""), record.get(WORKER, b"")
     failed = state == "FAILED"
     return {
         "task_id": task_id.hex(),
@@ -152,8 +165,8 @@ def _row(
         "parent_task_id": bytes(parent).hex() if parent else "",
         "node_id": _hex_or_none(node_id),
         "worker_id": _hex_or_none(worker_id),
-        "worker_pid": record[PID] or None,
-        "error_type": record[ERROR_TYPE] if failed else None,
+        "worker_pid": record.get(PID) or None,
+        "error_type": record.get(ERROR_TYPE) if failed else None,
         "language": "PYTHON",
         "required_resources": dict(resources or {}),
         "runtime_env_info": {
@@ -169,7 +182,7 @@ def _row(
         "start_time_ms": _ms(states.get(TS.RUNNING)),
         "end_time_ms": _ms(states.get(TS.FAILED) or states.get(TS.FINISHED)),
         "task_log_info": None,
-        "error_message": record[ERROR_MESSAGE] if failed else None,
+        "error_message": record.get(ERROR_MESSAGE) if failed else None,
         "is_debugger_paused": None,
         "call_site": None,
         "label_selector": {},
@@ -178,20 +191,19 @@ def _row(
 
 
 def _profiling(
-    task_id: bytes, func_name: str, name: str, record: list[Any], node_ips: dict[bytes, str]
+    task_id: bytes, func_name: str, name: str, record: Record, node_ips: dict[bytes, str]
 ) -> dict[str, Any]:
     """The run as Ray's profile events describe it (times in ms), what `timeline()` draws:
     from RUNNING to the end the worker reported, else to the owner's FINISHED or FAILED."""
-    states = record[STATES]
-    start = states.get(TS.RUNNING)
-    end = record[RUN_END] or states.get(TS.FINISHED) or states.get(TS.FAILED)
-    if not start or not end or not record[WORKER]:
+    start = record.get(TS.RUNNING)
+    end = record.get(RUN_END) or record.get(TS.FINISHED) or record.get(TS.FAILED)
+    if not start or not end or WORKER not in record:
         return {}
     short = func_name or name
     return {
         "component_type": "worker",
         "component_id": bytes(record[WORKER]).hex(),
-        "node_ip_address": node_ips.get(bytes(record[NODE]), ""),
+        "node_ip_address": node_ips.get(bytes(record.get(NODE, b"")), ""),
         "events": [
             {
                 "event_name": f"task::{short}",

@@ -81,6 +81,10 @@ def _resumed(node, link, reply) -> None:
     node._resume_seq = 0
     if not isinstance(reply, P.Ok):
         logger.error("the head refused this node's return: %s", reply)
+        if isinstance(reply, P.Error) and reply.kind == "NodeDiedError":
+            # Declared dead while away: its actors run elsewhere now. As Ray's raylet does
+            # when the GCS says so, it stops rather than serve beside them.
+            node.running = False
         return
     node._last_cluster_load = time.monotonic()
     node.resources_dirty = True  # a heartbeat at once: the head's view of us is empty

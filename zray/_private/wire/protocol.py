@@ -985,7 +985,8 @@ class StateTable(NamedTuple):
 @message(120)
 class AddTaskEvents(NamedTuple):
     """Any driver or worker to the head, about once a second: the task events it recorded,
-    each `[task_id, attempt, state, time_ns, extra]` (zray/_private/core/task_events.py);
+    a msgpack array packed apart (the head unpacks it itself, see HeadService), each
+    `[task_id, attempt, state, time_ns, extra]` (zray/_private/core/task_events.py);
     `node_id`, `worker_id`, `pid`: the sender, where its RUNNING events ran. `dropped`: events
     it dropped since the last batch. One-way, or answered `Ok` when sent as a request (the
     last batch of a process that exits)."""
@@ -993,7 +994,7 @@ class AddTaskEvents(NamedTuple):
     node_id: bytes
     worker_id: bytes
     pid: int
-    events: list
+    events: bytes
     dropped: int
 
 
