@@ -201,8 +201,13 @@ def test_running_actor_calls_are_counted_sync_and_async(cluster):
     )
     assert value(samples, "ray_tasks", Name="AsyncWaiter.wait", Source="executor") == 1
     zray.get(refs, timeout=30)
+    # The owner's FINISHED and the executor's end of RUNNING come in two processes' reports.
     samples = wait_for(
-        port, lambda s: value(s, "ray_tasks", Name="AsyncWaiter.wait", State="FINISHED") == 1
+        port,
+        lambda s: (
+            value(s, "ray_tasks", Name="AsyncWaiter.wait", State="FINISHED") == 1
+            and value(s, "ray_tasks", Name="AsyncWaiter.wait", State="RUNNING") is None
+        ),
     )
     assert value(samples, "ray_tasks", Name="SyncWaiter.wait", State="FINISHED") == 1
     assert value(samples, "ray_tasks", Name="AsyncWaiter.wait", State="RUNNING") is None
