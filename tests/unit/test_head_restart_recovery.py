@@ -131,6 +131,9 @@ class HeadRestart(RuleBasedStateMachine):
         self.acknowledged = durable_view(self.head)
         self.next_actor = 0
         self.next_group = 0
+        # Nodes number their leases from a random start, so ids never repeat across head
+        # restarts; the head's request seqs do (they restart at 1), so they cannot stand in.
+        self.next_lease = 1000
         self.restarts = 0
 
     def _new_head(self) -> HeadService:
@@ -207,10 +210,11 @@ class HeadRestart(RuleBasedStateMachine):
     @rule(data=st.data())
     def grant_lease(self, data):
         msg, seq = data.draw(st.sampled_from(self._lease_requests()))
-        worker = b"w%d" % seq
+        self.next_lease += 1
+        worker = b"w%d" % self.next_lease
         self._apply(
             lambda: self.head.requests.deliver(
-                P.LeaseGranted(msg.request_id, 1000 + seq, worker, "ipc://w", b"n" * 28, []),
+                P.LeaseGranted(msg.request_id, self.next_lease, worker, "ipc://w", b"n" * 28, []),
                 seq,
                 (),
             )
