@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from zray._fast import HEADER_SIZE, pack_header
+from zray._private.wire import codec
 from zray._private.wire import protocol as P
 from zray._private.wire.protocol import ProtocolError, decode, encode, message_types
 
@@ -38,7 +39,7 @@ def examples(n: int):
 
 
 def annotation_of(cls, name: str) -> str:
-    text = P._annotation_text(cls.__annotations__[name])
+    text = codec._annotation_text(cls.__annotations__[name])
     if not isinstance(text, str):  # a real type if a module ever drops the __future__ import
         text = getattr(text, "__name__", str(text))
     return text
@@ -52,7 +53,7 @@ def test_registry_is_consistent():
         assert len(cls._checks) == len(cls._fields)
         for name in cls._fields:
             base = annotation_of(cls, name).removesuffix(" | None")
-            assert base in P._CHECKS, (cls.__name__, name, base)
+            assert base in codec._CHECKS, (cls.__name__, name, base)
 
 
 # ------------------------------------------------------------------ value strategies
@@ -155,10 +156,10 @@ def same(a, b) -> bool:
 def test_field_strategies_produce_what_the_decoder_accepts(data):
     """Covers every annotation the decoder knows, optional ones included, so a new field
     type (or a first `X | None` field) is exercised here before any message uses it."""
-    base = data.draw(st.sampled_from(sorted(P._CHECKS)))
+    base = data.draw(st.sampled_from(sorted(codec._CHECKS)))
     annotation = base + data.draw(st.sampled_from(("", " | None")))
     value = data.draw(field_strategy(annotation))
-    assert P._checker(annotation)(value)
+    assert codec._checker(annotation)(value)
     wire = msgpack.unpackb(
         msgpack.packb([value], use_bin_type=True), raw=False, use_list=True, strict_map_key=False
     )

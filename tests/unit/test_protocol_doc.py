@@ -3,6 +3,7 @@
 import os
 import re
 
+from zray._private.wire import codec
 from zray._private.wire import protocol as P
 
 DOC = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "protocol.md")
@@ -24,7 +25,8 @@ def test_every_message_type_is_documented_with_its_fields():
         name, fields = rows[code]
         assert name == cls.__name__
         expected = ", ".join(
-            f"{field}: {P._annotation_text(cls.__annotations__[field])}" for field in cls._fields
+            f"{field}: {codec._annotation_text(cls.__annotations__[field])}"
+            for field in cls._fields
         )
         assert fields == expected, cls.__name__
 

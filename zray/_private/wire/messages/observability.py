@@ -1,0 +1,108 @@
+"""Records the state API, task events, metrics and log files travel in.
+
+Each record's fields and meaning are in docs/protocol.md; the codec is in
+`zray/_private/wire/codec.py`."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from zray._private.wire.codec import message
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@message(130)
+class MetricsReport(NamedTuple):
+    """Driver or worker to its node, at most once per `metrics_report_interval_s` and only when
+    something changed: the process's `zray.util.metrics` series and task counts, each as its
+    current total (so a lost or repeated report does no harm). `metrics`: rows
+    [kind, name, description, tag_keys, boundaries, series], series [[tag values], value]
+    (a histogram's value: [bucket counts, sum, count]); `tasks`: rows
+    [name, state, source, is_retry, count]."""
+
+    worker_id: bytes
+    metrics: list
+    tasks: list
+
+
+# --------------------------------------------------------------------------- state API
+
+
+@message(110)
+class GetStateTable(NamedTuple):
+    """`zray.util.state` to the head (kind: actors, nodes, jobs, placement_groups) or to a node
+    (workers); answered StateTable."""
+
+    kind: str
+
+
+@message(111)
+class StateTable(NamedTuple):
+    """Rows with Ray's state field names (detail ones included); the asker filters, limits and
+    trims them, so the head does no per-query work beyond building the rows."""
+
+    kind: str
+    rows: list
+
+
+# --------------------------------------------------------------------------- task events
+
+
+@message(120)
+class AddTaskEvents(NamedTuple):
+    """Any driver or worker to the head, about once a second: the task events it recorded,
+    a msgpack array packed apart (the head unpacks it itself, see HeadService), each
+    `[task_id, attempt, state, time_ns, extra]` (zray/_private/core/task_events.py);
+    `node_id`, `worker_id`, `pid`: the sender, where its RUNNING events ran. `dropped`: events
+    it dropped since the last batch. One-way, or answered `Ok` when sent as a request (the
+    last batch of a process that exits)."""
+
+    node_id: bytes
+    worker_id: bytes
+    pid: int
+    events: bytes
+    dropped: int
+
+
+# --------------------------------------------------------------------------- log files
+# The dashboard's logs page, `zray logs` and zray.util.state.list_logs/get_log, from any
+# machine, to the node whose log files they want (zray/_private/node/log_files.py).
+
+
+@message(140)
+class ListLogs(NamedTuple):
+    """To a node: its log files, at most `limit`; answered LogList."""
+
+    limit: int
+
+
+@message(141)
+class LogList(NamedTuple):
+    """Node to the asker: [[name, size, mtime], ...] of `<session>/logs/`, by name."""
+
+    files: list
+
+
+@message(142)
+class ReadLog(NamedTuple):
+    """To a node: up to `max_bytes` (at most 256 KiB) of log file `name` from
+    `offset`, or its last 64 KiB when `offset` < 0; answered LogChunk, or Error(FileNotFound)
+    for a name the node's log directory does not hold."""
+
+    name: str
+    offset: int
+    max_bytes: int
+
+
+@message(143)
+class LogChunk(NamedTuple):
+    """Node to the asker: `data` read; `offset` is where the next read continues, `size`
+    the file's size, `truncated` whether a tail left the file's beginning out."""
+
+    name: str
+    data: bytes
+    offset: int
+    size: int
+    truncated: bool
