@@ -92,11 +92,11 @@ def add_node_flags(parser: argparse.ArgumentParser):
     )
 
 
-def options_from_args(args):  # -> zray._private.node.daemon.NodeOptions (imported late: lean start)
+def options_from_args(args):  # -> node.options.NodeOptions (imported late: lean start)
     from zray._config import config
     from zray._private.wire import security
     from zray._private.common import session
-    from zray._private.node.daemon import NodeOptions
+    from zray._private.node.options import NodeOptions
 
     if not args.head and not args.address:
         raise SystemExit("zray-node: give --head to start a cluster or --address to join one")

@@ -12,7 +12,6 @@ import random
 import socket
 import threading
 import time
-from dataclasses import dataclass
 
 import zmq
 
@@ -26,7 +25,15 @@ from zray._private.wire import security
 from zray._private.common import session
 from zray._private.head.service import HeadService
 from zray._private.node.object_manager import ObjectManager
-from zray._private.node.object_table import LocalObjectStore, ObjectExists, StoreFull
+from zray._private.node.object_table import LocalObjectStore
+from zray._private.node.options import (
+    Client,
+    NodeOptions,
+    default_resources,
+    worker_limit_message,
+)
+from zray._private.node.lease_handlers import LeaseHandlers
+from zray._private.node.object_handlers import ObjectHandlers
 from zray._private.node.placement import ClusterView
 from zray._private.node.memory_report import MemoryReportGather
 from zray._private.node.spill import Spiller, spill_directory
@@ -51,36 +58,6 @@ HEARTBEAT_S = 1.0
 CLIENT_CHECK_S = 0.5
 
 
-@dataclass
-class NodeOptions:
-    session_dir: str
-    head: bool = False
-    head_address: str = ""
-    head_port: int = 0
-    num_cpus: float | None = None
-    num_gpus: float | None = None
-    resources: dict | None = None
-    object_store_memory: int | None = None
-    node_ip: str = "127.0.0.1"
-    token: str = ""
-    encrypt: bool = False
-    embedded_by: int = 0  # pid of the driver that started us; we stop when it dies
-    # The web dashboard, head node only (zray.dashboard; dashboard_process.py starts it).
-    include_dashboard: bool | None = False  # None: Ray's default, on unless its port is taken
-    dashboard_host: str = "127.0.0.1"
-    dashboard_port: int | None = None  # None: 8265 or the next free one
-    token_generated: bool = False  # nobody gave one: a head resuming takes its state's
-    node_death_timeout_s: float = config.node_death_timeout_s
-    metrics_export_port: int = config.metrics_export_port  # -1: none
-
-
-@dataclass
-class Client:
-    kind: str
-    pid: int
-    job_id: bytes
-
-
 class _Stop(Exception):
     pass
 
@@ -88,37 +65,7 @@ class _Stop(Exception):
 _stop_signal = 0  # the signal that stopped this daemon, if one did
 
 
-def default_resources(opts: NodeOptions) -> tuple[dict, int]:
-    total_ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # psutil's figure
-    store = opts.object_store_memory or int(total_ram * config.object_store_fraction)
-    cpus = opts.num_cpus if opts.num_cpus is not None else os.cpu_count()
-    resources = {
-        "CPU": float(cpus),
-        "memory": float(int(total_ram * 0.7)),
-        "object_store_memory": float(store),
-        f"node:{opts.node_ip}": 1.0,
-    }
-    if opts.num_gpus:
-        resources["GPU"] = float(opts.num_gpus)
-    if opts.head:
-        resources["node:__internal_head__"] = 1.0
-    resources.update(opts.resources or {})
-    return resources, store
-
-
-def worker_limit_message(limit: S.WorkerLimitReached, cpus: int) -> str:
-    return (
-        f"This node reached its limit of {limit.limit} worker processes (num_cpus {cpus} + "
-        f"worker_pool_max_extra {limit.limit - max(cpus, 1)}) while tasks that fit its free "
-        f"resources wait for a worker; {limit.blocked} of the workers are blocked in "
-        f"ray.get()/ray.wait(). Those tasks wait until a worker is free, and stall for good if "
-        f"every worker waits on them. Raise the limit with the environment variable "
-        f"ZRAY_WORKER_POOL_MAX_EXTRA=<n> (where the node starts: the driver's init() or "
-        f"`zray start`). This warning is shown once per node."
-    )
-
-
-class NodeDaemon:
+class NodeDaemon(LeaseHandlers, ObjectHandlers):
     def __init__(self, opts: NodeOptions):
         self.opts = opts
         self.dashboard = None
@@ -699,60 +646,6 @@ class NodeDaemon:
                 self.scheduler.worker_started(identity, self.pool.env_of.get(identity, ""))
             )
 
-    def on_request_lease(self, identity, msg: P.RequestLease, seq):
-        try:
-            need = R.to_units(msg.resources)
-        except (TypeError, ValueError, OverflowError) as exc:
-            self.endpoint.reply(identity, P.Error("ValueError", str(exc)), seq)
-            return
-        target = self.view.pick(
-            need,
-            msg.strategy,
-            msg.spilled,
-            self.scheduler.available,
-            self.scheduler.total,
-            msg.preferred_node,
-        )
-        if target is not None and self._spill(identity, msg.request_id, seq, target, need):
-            return
-        self.lease_seq[(identity, msg.request_id)] = seq
-        self.lease_meta[(identity, msg.request_id)] = msg
-        self._dispatch(
-            self.scheduler.request_lease(
-                identity, msg.request_id, need, msg.for_actor, msg.runtime_env
-            )
-        )
-
-    def _spill(self, identity, request_id: int, seq: int, target: bytes, need: dict) -> bool:
-        address = self.view.address_of(target)
-        if not address:
-            return False
-        self.view.reserve(target, need)
-        self.endpoint.reply(identity, P.LeaseSpillback(request_id, target, address), seq)
-        return True
-
-    def _rebalance(self):
-        """Queued requests that cannot run here now move to a node that can (spillback)."""
-        for (client, request_id), request in list(self.scheduler.queue.items()):
-            msg = self.lease_meta.get((client, request_id))
-            if msg is None or msg.spilled or R.fits(request.need, self.scheduler.available):
-                continue
-            target = self.view.pick(
-                request.need,
-                msg.strategy,
-                False,
-                self.scheduler.available,
-                self.scheduler.total,
-                msg.preferred_node,
-            )
-            if target is None:
-                continue
-            seq = self.lease_seq.get((client, request_id), 0)
-            if self._spill(client, request_id, seq, target, request.need):
-                self.scheduler.cancel_request(client, request_id)
-                self.lease_seq.pop((client, request_id), None)
-                self.lease_meta.pop((client, request_id), None)
-
     def on_node_died(self, identity, msg: P.NodeDied, seq):
         """A peer node is gone: stop pulling from it, drop its transfer pins, tell clients."""
         node = self.view.nodes.get(msg.node_id)
@@ -763,162 +656,6 @@ class NodeDaemon:
         self.objects.forget_arena_of(msg.node_id)
         for client_id in self.clients:
             self._send_to_client(client_id, msg)
-
-    def on_holder_died(self, identity, msg: P.HolderDied, seq):
-        for client_id in self.clients:
-            self._send_to_client(client_id, msg)
-        # What the dead process owned can never be asked for again: free every copy here
-        # (Ray frees a dead owner's objects; borrowers get OwnerDiedError).
-        owned = self.store.owned_by(msg.address)
-        if owned:
-            self.store.free(owned)
-            self.endpoint.send(
-                self.head_address, P.RemoveObjectLocations(self.node_id, owned, False)
-            )
-
-    def on_cluster_load(self, identity, msg: P.ClusterLoad, seq):
-        self._last_cluster_load = time.monotonic()
-        if identity != self.head_identity:
-            if self.head_identity:
-                head_resume.head_replaced(self, self.head_identity)
-            self.head_identity = identity
-        self.view.update(msg.nodes)
-        self._rebalance()
-
-    def on_cancel_lease_request(self, identity, msg: P.CancelLeaseRequest, seq):
-        key = (identity, msg.request_id)
-        request_seq = self.lease_seq.pop(key, None)
-        self.lease_meta.pop(key, None)
-        queued = key in self.scheduler.queue
-        self.scheduler.cancel_request(identity, msg.request_id)
-        if queued and request_seq:
-            # Answered, so the owner's pending callback for it is released (else one leaks
-            # per withdrawn request); a request already granted is answered by its grant.
-            self.endpoint.reply(
-                identity,
-                P.Error("LeaseRequestCancelled", f"lease request {msg.request_id} withdrawn"),
-                request_seq,
-            )
-
-    def on_return_lease(self, identity, msg: P.ReturnLease, seq):
-        self.resources_dirty = True
-        self._dispatch(self.scheduler.return_lease(msg.lease_id, msg.kill_worker))
-
-    def on_resize_lease(self, identity, msg: P.ResizeLease, seq):
-        try:
-            need = R.to_units(msg.resources)
-        except (TypeError, ValueError) as exc:
-            logger.warning("bad ResizeLease: %s", exc)
-            return
-        self.resources_dirty = True
-        self._dispatch(self.scheduler.resize_lease(msg.lease_id, need))
-
-    def on_notify_blocked(self, identity, msg: P.NotifyBlocked, seq):
-        self.resources_dirty = True
-        self._dispatch(self.scheduler.set_blocked(identity, msg.blocked))
-
-    def on_create_object(self, identity, msg: P.CreateObject, seq):
-        if msg.size < 0:
-            self.endpoint.reply(identity, P.Error("ValueError", f"size {msg.size} < 0"), seq)
-            return
-        if msg.size > self.store_capacity:
-            self.endpoint.reply(
-                identity,
-                P.Error(
-                    "ObjectStoreFullError",
-                    (
-                        f"an object of {msg.size} bytes is larger than the whole object store "
-                        f"({self.store_capacity} bytes); raise object_store_memory"
-                    ),
-                ),
-                seq,
-            )
-            return
-        if msg.object_id in self.store.objects:
-            self.endpoint.reply(identity, P.Error("ObjectExists", msg.object_id.hex()), seq)
-            return
-        self.spiller.request_room(
-            msg.size, lambda ok, why: self._create_object(identity, msg, seq, ok, why)
-        )
-
-    def _create_object(self, identity, msg: P.CreateObject, seq, ok: bool, why: str):
-        """Runs once room was made (maybe after waiting for spills) or could not be."""
-        if identity not in self.endpoint.peers:
-            return  # the writer died while it waited: nobody would seal the object
-        warm = max(self.store.allocator.high_water, self._prefault_done)
-        try:
-            if not ok:
-                raise StoreFull(why)
-            offset = self.store.create(identity, msg.object_id, msg.size, msg.owner_address)
-        except StoreFull as exc:
-            self.endpoint.reply(identity, P.Error("ObjectStoreFullError", str(exc)), seq)
-            return
-        except ObjectExists:
-            self.endpoint.reply(identity, P.Error("ObjectExists", msg.object_id.hex()), seq)
-            return
-        self.endpoint.reply(identity, P.ObjectCreated(offset, warm), seq)
-        self.spiller.spill_above_threshold()
-        # The first large object shows this workload uses the arena: from then on keep
-        # arena_prefault_bytes of warm pages ahead of the high-water mark. An idle cluster
-        # holds no shared memory.
-        high = self.store.allocator.high_water
-        if high + config.arena_prefault_bytes // 2 > self._prefaulted:
-            self._prefault(high + config.arena_prefault_bytes)
-
-    def on_seal_object(self, identity, msg: P.SealObject, seq):
-        self._answer_waiters(self.store.seal(msg.object_id))
-        obj = self.store.objects.get(msg.object_id)
-        if obj is not None:
-            self.pending_locations.append((msg.object_id, obj.size))
-
-    def on_get_objects(self, identity, msg: P.GetObjects, seq):
-        deadline = time.monotonic() + max(0.0, min(msg.timeout_s, 3600.0))
-        found = self.store.get(identity, seq, msg.object_ids, deadline)
-        if found is not None:
-            self.endpoint.reply(identity, P.ObjectsFound(found), seq)
-            return
-        for object_id in self.store.spilled_ids(msg.object_ids):
-            self.spiller.restore(object_id, exclude=msg.object_ids)
-        hints = msg.node_hints if len(msg.node_hints) == len(msg.object_ids) else []
-        for index, object_id in enumerate(msg.object_ids):
-            if object_id not in self.store.objects:
-                hint = hints[index] if hints and isinstance(hints[index], bytes) else b""
-                self.objects.want(object_id, hint)
-
-    def object_lost(self, object_id: bytes):
-        self._answer_waiters(self.store.give_up(object_id))
-
-    def _answer_waiters(self, satisfied):
-        for waiter, locations in satisfied:
-            self.endpoint.reply(waiter.client, P.ObjectsFound(locations), waiter.handle)
-
-    def _copies_evicted(self, object_ids: list):
-        """Copies pulled from other nodes were deleted to make room: the directory must stop
-        sending pullers here (not a free: the primary copy lives on)."""
-        self.endpoint.send(
-            self.head_address, P.RemoveObjectLocations(self.node_id, object_ids, False)
-        )
-
-    def on_pull_object(self, identity, msg: P.PullObject, seq):
-        self.objects.on_pull_object(identity, msg, seq)
-
-    def on_pull_chunk(self, identity, msg: P.PullChunk, seq):
-        self.objects.on_pull_chunk(identity, msg, seq)
-
-    def on_pull_stream(self, identity, msg: P.PullStream, seq):
-        self.objects.on_pull_stream(identity, msg, seq)
-
-    def on_pull_done(self, identity, msg: P.PullDone, seq):
-        self.objects.on_pull_done(identity, msg)
-
-    def on_release_objects(self, identity, msg: P.ReleaseObjects, seq):
-        self.store.release(identity, msg.object_ids)
-
-    def on_free_objects(self, identity, msg: P.FreeObjects, seq):
-        self.store.free(msg.object_ids)
-        self.endpoint.send(
-            self.head_address, P.RemoveObjectLocations(self.node_id, msg.object_ids, msg.cascade)
-        )
 
     def on_kill_worker(self, identity, msg: P.KillWorker, seq):
         self.pool.kill(msg.worker_id)
@@ -952,24 +689,6 @@ class NodeDaemon:
             stats["head"] = self.head.stats()
         self.endpoint.reply(identity, P.NodeStats(stats), seq)
 
-    def on_prepare_bundles(self, identity, msg: P.PrepareBundles, seq):
-        try:
-            bundles = [(int(index), R.to_units(resources)) for index, resources in msg.bundles]
-        except (TypeError, ValueError) as exc:
-            logger.warning("bad PrepareBundles: %s", exc)
-            bundles = None
-        ok = bundles is not None and self.scheduler.prepare_bundles(msg.pg_id, bundles)
-        self.resources_dirty = True
-        self.endpoint.reply(identity, P.BundlesPrepared(msg.pg_id, msg.attempt, ok), seq)
-
-    def on_commit_bundles(self, identity, msg: P.CommitBundles, seq):
-        self.resources_dirty = True
-        self._dispatch(self.scheduler.commit_bundles(msg.pg_id, msg.indices))
-
-    def on_return_bundles(self, identity, msg: P.ReturnBundles, seq):
-        self.resources_dirty = True
-        self._dispatch(self.scheduler.return_bundles(msg.pg_id, msg.indices))
-
     def on_shutdown_node(self, identity, msg: P.ShutdownNode, seq):
         logger.info("shutdown requested: %s", msg.reason)
         self.endpoint.reply(identity, P.Ok(0), seq)
@@ -977,29 +696,29 @@ class NodeDaemon:
 
     _handlers = {
         P.RegisterClient: on_register_client,
-        P.RequestLease: on_request_lease,
-        P.CancelLeaseRequest: on_cancel_lease_request,
-        P.ReturnLease: on_return_lease,
-        P.NotifyBlocked: on_notify_blocked,
-        P.ResizeLease: on_resize_lease,
-        P.ClusterLoad: on_cluster_load,
+        P.RequestLease: LeaseHandlers.on_request_lease,
+        P.CancelLeaseRequest: LeaseHandlers.on_cancel_lease_request,
+        P.ReturnLease: LeaseHandlers.on_return_lease,
+        P.NotifyBlocked: LeaseHandlers.on_notify_blocked,
+        P.ResizeLease: LeaseHandlers.on_resize_lease,
+        P.ClusterLoad: LeaseHandlers.on_cluster_load,
         P.NodeDied: on_node_died,
-        P.HolderDied: on_holder_died,
-        P.PullObject: on_pull_object,
-        P.PullChunk: on_pull_chunk,
-        P.PullDone: on_pull_done,
-        P.PullStream: on_pull_stream,
-        P.CreateObject: on_create_object,
-        P.SealObject: on_seal_object,
-        P.GetObjects: on_get_objects,
-        P.ReleaseObjects: on_release_objects,
-        P.FreeObjects: on_free_objects,
+        P.HolderDied: ObjectHandlers.on_holder_died,
+        P.PullObject: ObjectHandlers.on_pull_object,
+        P.PullChunk: ObjectHandlers.on_pull_chunk,
+        P.PullDone: ObjectHandlers.on_pull_done,
+        P.PullStream: ObjectHandlers.on_pull_stream,
+        P.CreateObject: ObjectHandlers.on_create_object,
+        P.SealObject: ObjectHandlers.on_seal_object,
+        P.GetObjects: ObjectHandlers.on_get_objects,
+        P.ReleaseObjects: ObjectHandlers.on_release_objects,
+        P.FreeObjects: ObjectHandlers.on_free_objects,
         P.KillWorker: on_kill_worker,
         P.LogLines: on_log_lines,
         P.ShutdownNode: on_shutdown_node,
-        P.PrepareBundles: on_prepare_bundles,
-        P.CommitBundles: on_commit_bundles,
-        P.ReturnBundles: on_return_bundles,
+        P.PrepareBundles: LeaseHandlers.on_prepare_bundles,
+        P.CommitBundles: LeaseHandlers.on_commit_bundles,
+        P.ReturnBundles: LeaseHandlers.on_return_bundles,
         P.GetNodeStats: on_get_node_stats,
         P.GetMemoryReport: on_get_memory_report,
         P.GetStateTable: worker_table.on_get_state_table,
@@ -1007,13 +726,6 @@ class NodeDaemon:
         P.ListLogs: log_files.on_list_logs,
         P.ReadLog: log_files.on_read_log,
     }
-
-    def _flush_locations(self):
-        if self.pending_locations:
-            ids = [oid for oid, _ in self.pending_locations]
-            sizes = [size for _, size in self.pending_locations]
-            self.pending_locations = []
-            self.endpoint.send(self.head_address, P.AddObjectLocations(self.node_id, ids, sizes))
 
 
 def _head_state(opts: NodeOptions, creds: security.Credentials):

@@ -1,0 +1,137 @@
+"""The node daemon's side of the local object store: creating (after making room by spilling),
+sealing, getting, releasing and freeing objects, serving pulls, and telling the head's directory
+where copies are.
+
+A mixin of NodeDaemon (daemon.py): it runs on the daemon's one thread, with its state."""
+
+from __future__ import annotations
+
+import time
+
+from zray._config import config
+from zray._private.node.object_table import ObjectExists, StoreFull
+from zray._private.wire import protocol as P
+
+
+class ObjectHandlers:
+    def on_holder_died(self, identity, msg: P.HolderDied, seq):
+        for client_id in self.clients:
+            self._send_to_client(client_id, msg)
+        # What the dead process owned can never be asked for again: free every copy here
+        # (Ray frees a dead owner's objects; borrowers get OwnerDiedError).
+        owned = self.store.owned_by(msg.address)
+        if owned:
+            self.store.free(owned)
+            self.endpoint.send(
+                self.head_address, P.RemoveObjectLocations(self.node_id, owned, False)
+            )
+
+    def on_create_object(self, identity, msg: P.CreateObject, seq):
+        if msg.size < 0:
+            self.endpoint.reply(identity, P.Error("ValueError", f"size {msg.size} < 0"), seq)
+            return
+        if msg.size > self.store_capacity:
+            self.endpoint.reply(
+                identity,
+                P.Error(
+                    "ObjectStoreFullError",
+                    (
+                        f"an object of {msg.size} bytes is larger than the whole object store "
+                        f"({self.store_capacity} bytes); raise object_store_memory"
+                    ),
+                ),
+                seq,
+            )
+            return
+        if msg.object_id in self.store.objects:
+            self.endpoint.reply(identity, P.Error("ObjectExists", msg.object_id.hex()), seq)
+            return
+        self.spiller.request_room(
+            msg.size, lambda ok, why: self._create_object(identity, msg, seq, ok, why)
+        )
+
+    def _create_object(self, identity, msg: P.CreateObject, seq, ok: bool, why: str):
+        """Runs once room was made (maybe after waiting for spills) or could not be."""
+        if identity not in self.endpoint.peers:
+            return  # the writer died while it waited: nobody would seal the object
+        warm = max(self.store.allocator.high_water, self._prefault_done)
+        try:
+            if not ok:
+                raise StoreFull(why)
+            offset = self.store.create(identity, msg.object_id, msg.size, msg.owner_address)
+        except StoreFull as exc:
+            self.endpoint.reply(identity, P.Error("ObjectStoreFullError", str(exc)), seq)
+            return
+        except ObjectExists:
+            self.endpoint.reply(identity, P.Error("ObjectExists", msg.object_id.hex()), seq)
+            return
+        self.endpoint.reply(identity, P.ObjectCreated(offset, warm), seq)
+        self.spiller.spill_above_threshold()
+        # The first large object shows this workload uses the arena: from then on keep
+        # arena_prefault_bytes of warm pages ahead of the high-water mark. An idle cluster
+        # holds no shared memory.
+        high = self.store.allocator.high_water
+        if high + config.arena_prefault_bytes // 2 > self._prefaulted:
+            self._prefault(high + config.arena_prefault_bytes)
+
+    def on_seal_object(self, identity, msg: P.SealObject, seq):
+        self._answer_waiters(self.store.seal(msg.object_id))
+        obj = self.store.objects.get(msg.object_id)
+        if obj is not None:
+            self.pending_locations.append((msg.object_id, obj.size))
+
+    def on_get_objects(self, identity, msg: P.GetObjects, seq):
+        deadline = time.monotonic() + max(0.0, min(msg.timeout_s, 3600.0))
+        found = self.store.get(identity, seq, msg.object_ids, deadline)
+        if found is not None:
+            self.endpoint.reply(identity, P.ObjectsFound(found), seq)
+            return
+        for object_id in self.store.spilled_ids(msg.object_ids):
+            self.spiller.restore(object_id, exclude=msg.object_ids)
+        hints = msg.node_hints if len(msg.node_hints) == len(msg.object_ids) else []
+        for index, object_id in enumerate(msg.object_ids):
+            if object_id not in self.store.objects:
+                hint = hints[index] if hints and isinstance(hints[index], bytes) else b""
+                self.objects.want(object_id, hint)
+
+    def object_lost(self, object_id: bytes):
+        self._answer_waiters(self.store.give_up(object_id))
+
+    def _answer_waiters(self, satisfied):
+        for waiter, locations in satisfied:
+            self.endpoint.reply(waiter.client, P.ObjectsFound(locations), waiter.handle)
+
+    def _copies_evicted(self, object_ids: list):
+        """Copies pulled from other nodes were deleted to make room: the directory must stop
+        sending pullers here (not a free: the primary copy lives on)."""
+        self.endpoint.send(
+            self.head_address, P.RemoveObjectLocations(self.node_id, object_ids, False)
+        )
+
+    def on_pull_object(self, identity, msg: P.PullObject, seq):
+        self.objects.on_pull_object(identity, msg, seq)
+
+    def on_pull_chunk(self, identity, msg: P.PullChunk, seq):
+        self.objects.on_pull_chunk(identity, msg, seq)
+
+    def on_pull_stream(self, identity, msg: P.PullStream, seq):
+        self.objects.on_pull_stream(identity, msg, seq)
+
+    def on_pull_done(self, identity, msg: P.PullDone, seq):
+        self.objects.on_pull_done(identity, msg)
+
+    def on_release_objects(self, identity, msg: P.ReleaseObjects, seq):
+        self.store.release(identity, msg.object_ids)
+
+    def on_free_objects(self, identity, msg: P.FreeObjects, seq):
+        self.store.free(msg.object_ids)
+        self.endpoint.send(
+            self.head_address, P.RemoveObjectLocations(self.node_id, msg.object_ids, msg.cascade)
+        )
+
+    def _flush_locations(self):
+        if self.pending_locations:
+            ids = [oid for oid, _ in self.pending_locations]
+            sizes = [size for _, size in self.pending_locations]
+            self.pending_locations = []
+            self.endpoint.send(self.head_address, P.AddObjectLocations(self.node_id, ids, sizes))
