@@ -26,12 +26,12 @@ CHILD = """
 import json, sys, time, urllib.request
 import psutil
 import zray
-import zray.api
+import zray._driver_init
 
 metrics_on, scrapes, series = {metrics_on}, {scrapes}, {series}
 kwargs = {{"_metrics_export_port": 0}} if metrics_on else {{}}
 zray.init(num_cpus=2, **kwargs)
-info = zray.api._embedded.info
+info = zray._driver_init._embedded.info
 time.sleep(3)
 daemon = psutil.Process(info["pid"])
 out = {{"rss_mib": daemon.memory_info().rss / 2**20,

@@ -17,11 +17,11 @@ from tests.integration.test_lifecycle import ROOT
 @pytest.fixture(scope="module")
 def cluster():
     import zray
-    import zray.api
+    import zray._driver_init
 
     before = (zray_segments(), zray_sessions())
     zray.init(num_cpus=2, _metrics_export_port=0)
-    port = zray.api._embedded.info["metrics_export_port"]
+    port = zray._driver_init._embedded.info["metrics_export_port"]
     yield zray, port
     zray.shutdown()
     assert_no_leaks(*before)
