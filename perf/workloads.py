@@ -343,6 +343,38 @@ def actor_calls_async_events_off():
     return actor_calls_async()
 
 
+ACTORS_PER_BATCH = 10
+
+
+@workload("actor creation")
+@with_cluster
+def actor_creation():
+    """Batches of 10 actors (num_cpus=0): create, call each once, kill; actors/s. zray's head
+    writes each actor through to its durable tables (SQLite, on by default); Ray's, without
+    Redis, keeps them in memory."""
+    Actor = _actor_class()
+
+    def batch():
+        actors = [Actor.remote() for _ in range(ACTORS_PER_BATCH)]
+        ray.get([a.small_value.remote() for a in actors])
+        for actor in actors:
+            ray.kill(actor)
+
+    return rate(batch, ACTORS_PER_BATCH, unit="actors/s")
+
+
+@workload("actor creation, head persistence off")
+def actor_creation_persistence_off():
+    """As "actor creation", with zray's head keeping its tables in memory only, as Ray's does
+    without Redis (Ray runs the same workload unchanged): what write-through persistence costs."""
+    os.environ["ZRAY_HEAD_PERSISTENCE"] = "0"
+    if FRAMEWORK == "zray":
+        from zray._config import config
+
+        config.head_persistence = False  # this driver read its config at import
+    return actor_creation()
+
+
 @workload("multi client tasks async")
 @with_cluster
 def multi_client_tasks_async():
