@@ -24,8 +24,8 @@ class LoopbackCluster:
         self.token = ""
         self.pids: dict = {}  # the name a test gave a node -> its daemon's pid
 
-    def start_head(self, cpus: int, resources: dict | None = None):
-        args = ["start", "--head", "--port", "0", "--num-cpus", str(cpus)]
+    def start_head(self, cpus: int, resources: dict | None = None, flags: tuple = ()):
+        args = ["start", "--head", "--port", "0", "--num-cpus", str(cpus), *flags]
         if resources:
             args += ["--resources", json.dumps(resources)]
         head = zray_cli(*args, env=self.env)
@@ -33,8 +33,9 @@ class LoopbackCluster:
         self.address = re.search(r"Head address: (\S+)", head.stdout).group(1)
         self.token = token_of(head.stdout)
 
-    def join(self, name: str, resources: dict, cpus: int = 1) -> int:
-        """Starts a node that joins the cluster; returns (and records) its daemon's pid."""
+    def join(self, name: str, resources: dict, cpus: int = 1, flags: tuple = ()) -> int:
+        """Starts a node that joins the cluster (`flags`: more `zray start` flags); returns (and
+        records) its daemon's pid."""
         joined = zray_cli(
             "start",
             f"--address={self.address}",
@@ -44,6 +45,7 @@ class LoopbackCluster:
             json.dumps(resources),
             "--token",
             self.token,
+            *flags,
             env=self.env,
         )
         assert joined.returncode == 0, joined.stderr
@@ -68,10 +70,14 @@ def loopback_cluster(
     nodes: dict | None = None,
     node_cpus: int = 1,
     node_death_timeout_s: float | None = None,
+    head_flags: tuple = (),
+    node_flags: dict | None = None,
 ):
     """Yields a started LoopbackCluster with a driver connected: a head with `head_cpus`, then
-    one node per entry of `nodes` (name -> resources). On the way out, or if the start fails,
-    every daemon is stopped and the test fails if a process, segment or session is left."""
+    one node per entry of `nodes` (name -> resources). `head_flags`, and `node_flags` (name ->
+    flags), add `zray start` flags, e.g. `--node-ip-address 127.0.0.2` for a node whose
+    transfers count as crossing hosts. On the way out, or if the start fails, every daemon is
+    stopped and the test fails if a process, segment or session is left."""
     import zray
 
     root = tempfile.mkdtemp(prefix="zt", dir="/tmp")  # Unix socket paths must stay short
@@ -81,9 +87,9 @@ def loopback_cluster(
     before = (zray_segments(), zray_sessions())
     cluster = LoopbackCluster(zray, env)
     try:
-        cluster.start_head(head_cpus, head_resources)
+        cluster.start_head(head_cpus, head_resources, head_flags)
         for name, resources in (nodes or {}).items():
-            cluster.join(name, resources, node_cpus)
+            cluster.join(name, resources, node_cpus, (node_flags or {}).get(name, ()))
         cluster.connect()
     except BaseException:
         zray.shutdown()

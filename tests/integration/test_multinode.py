@@ -1,64 +1,23 @@
 """Three node daemons on loopback forming one cluster: placement, spillback, strategies."""
 
 import os
-import shutil
-import tempfile
 import time
 
 import pytest
 
-from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
-from tests.integration.test_cli import connect_remote_driver, stopped_on_failure, token_of, zray_cli
-from tests.integration.test_lifecycle import ROOT
+from tests.loopback_cluster import loopback_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    import zray
-
-    root = tempfile.mkdtemp(prefix="zt", dir="/tmp")
-    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root)
-    before = (zray_segments(), zray_sessions())
-    with stopped_on_failure(env):
-        head = zray_cli(
-            "start",
-            "--head",
-            "--port",
-            "0",
-            "--num-cpus",
-            "1",
-            "--resources",
-            '{"head": 1}',
-            env=env,
-        )
-        assert head.returncode == 0, head.stderr
-        address = [line for line in head.stdout.splitlines() if line.startswith("Head address:")][
-            0
-        ].split()[-1]
-        # w2 advertises another loopback address, so transfers with it count as crossing hosts
-        # (lz4 compression is tried) although everything runs on this machine.
-        for name, ip in (("w1", "127.0.0.1"), ("w2", "127.0.0.2")):
-            joined = zray_cli(
-                "start",
-                f"--address={address}",
-                "--num-cpus",
-                "1",
-                "--resources",
-                f'{{"{name}": 1}}',
-                "--node-ip-address",
-                ip,
-                "--token",
-                token_of(head.stdout),
-                env=env,
-            )
-            assert joined.returncode == 0, joined.stderr
-        connect_remote_driver(zray, address, token_of(head.stdout), 3)
-    yield zray
-    zray.shutdown()
-    stopped = zray_cli("stop", env=env)
-    assert "Stopped 3" in stopped.stdout, stopped.stdout + stopped.stderr
-    assert_no_leaks(*before)
-    shutil.rmtree(root, ignore_errors=True)
+    # w2 advertises another loopback address, so transfers with it count as crossing hosts
+    # (lz4 compression is tried) although everything runs on this machine.
+    with loopback_cluster(
+        head_resources={"head": 1},
+        nodes={"w1": {"w1": 1}, "w2": {"w2": 1}},
+        node_flags={"w2": ("--node-ip-address", "127.0.0.2")},
+    ) as started:
+        yield started.ray
 
 
 def node_of(ray, resource):

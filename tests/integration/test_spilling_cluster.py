@@ -12,66 +12,26 @@ import pytest
 
 from tests.conftest import assert_no_leaks, exited, zray_segments, zray_sessions
 from tests.integration.test_cli import (
-    connect_remote_driver,
     short_tmp,
-    stopped_on_failure,
-    token_of,
     zray_cli,
 )
 from tests.integration.test_lifecycle import ROOT, run_script
 from tests.integration.test_objects import wait_until
+from tests.loopback_cluster import loopback_cluster
 
 STORE = 200 * 2**20
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    import zray
-
-    root = short_tmp()
-    env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root)
-    before = (zray_segments(), zray_sessions())
-    with stopped_on_failure(env):
-        head = zray_cli(
-            "start",
-            "--head",
-            "--port",
-            "0",
-            "--num-cpus",
-            "1",
-            "--object-store-memory",
-            str(STORE),
-            "--resources",
-            '{"head": 1}',
-            env=env,
-        )
-        assert head.returncode == 0, head.stderr
-        address = [line for line in head.stdout.splitlines() if line.startswith("Head address:")][
-            0
-        ].split()[-1]
-        joined = zray_cli(
-            "start",
-            f"--address={address}",
-            "--num-cpus",
-            "1",
-            "--object-store-memory",
-            str(STORE),
-            "--resources",
-            '{"w2": 1}',
-            "--node-ip-address",
-            "127.0.0.2",
-            "--token",
-            token_of(head.stdout),
-            env=env,
-        )
-        assert joined.returncode == 0, joined.stderr
-        connect_remote_driver(zray, address, token_of(head.stdout), 2)
-    yield zray
-    zray.shutdown()
-    stopped = zray_cli("stop", env=env)
-    assert "Stopped 2" in stopped.stdout, stopped.stdout + stopped.stderr
-    assert_no_leaks(*before)
-    shutil.rmtree(root, ignore_errors=True)
+    store = ("--object-store-memory", str(STORE))
+    with loopback_cluster(
+        head_resources={"head": 1},
+        nodes={"w2": {"w2": 1}},
+        head_flags=store,
+        node_flags={"w2": (*store, "--node-ip-address", "127.0.0.2")},
+    ) as started:
+        yield started.ray
 
 
 def stats_of(ray, resource):
