@@ -31,7 +31,6 @@ from zray._fast import (
     read_object,
     write_object,
     object_id_for,
-    random_id,
     TASK_ID_SIZE,
 )
 from zray._private.wire import direct, pacing
@@ -42,18 +41,21 @@ from zray._private.wire import protocol as P
 from zray._private.common import session
 from zray._private.core.function_manager import FunctionManager
 from zray._private.core import head_reconnect
+from zray._private.core.runtime import DRIVER, WORKER  # noqa: F401  (core_worker.WORKER)
+from zray._private.core.ownership import Ownership
+from zray._private.core.cancelling import Cancelling
+from zray._private.core.current_context import CurrentContext
 from zray._private.core.task_context import TaskContext
 from zray._private.core import metrics_registry
 from zray._private.core.memory_store import (
     KIND_ERROR,
-    KIND_FREED,
     KIND_INLINE,
     KIND_PLASMA,
     Entry,
     MemoryStore,
 )
 from zray._private.core.push_checks import PushChecker
-from zray._private.core.reference_counter import Released, ReferenceCounter, distinct
+from zray._private.core.reference_counter import ReferenceCounter, distinct
 from zray._private.core.serialization import deserialize, serialize
 from zray._private.core.actor_submitter import ActorSubmitter
 from zray._private.core.generators import Streams
@@ -67,7 +69,6 @@ logger = logging.getLogger(__name__)
 
 MAX_RECONSTRUCTIONS_PER_GET = 1000  # each lost object of a get recomputed once per round
 
-DRIVER, WORKER = "driver", "worker"
 PUT_INDEX_BASE = 100_000_000  # put objects are numbered apart from task returns (as Ray does)
 # Populating page tables before a copy pays off between these sizes; above them the compiled
 # copy splits across two threads, which take the page faults in parallel and win (see
@@ -88,7 +89,7 @@ DOZE_S = 2.0
 POPULATE_MAX_BYTES = 32 * 2**20
 
 
-class CoreWorker(ChannelReading, BorrowedValues):
+class CoreWorker(ChannelReading, BorrowedValues, Ownership, Cancelling, CurrentContext):
     def __init__(
         self,
         mode: str,
@@ -359,69 +360,6 @@ class CoreWorker(ChannelReading, BorrowedValues):
             if self.task_events.enabled and self.task_events.due(now):
                 self.task_events.flush()
 
-    def _free_released(self):
-        self.apply_released(self.refs.collect())
-
-    def apply_released(self, released: Released):
-        """Frees what we own and no one holds, gives back borrowed registrations, and drops
-        cached values of borrowed objects no longer used here."""
-        if not released:
-            return
-        if released.freed:
-            self.free_objects(released.freed)
-        for oid in released.forgotten:
-            self.memory_store.delete(oid)
-        by_owner: dict = {}
-        for owner, oid, count in released.removes:
-            ids, counts = by_owner.setdefault(owner, ([], []))
-            ids.append(oid)
-            counts.append(count)
-        for owner, (ids, counts) in by_owner.items():
-            self.endpoint.send(owner, P.RemoveBorrowers(self.address, ids, counts))
-
-    def register_borrower(self, holder: str, refs):
-        """Tells each ref's owner that `holder` was handed it. Callers do this while they still
-        hold the refs themselves, which keeps the objects alive until the owner knows."""
-        for owner, ids in self.refs.hand_over(holder, refs).items():
-            self.endpoint.send(owner, P.AddBorrowers(holder, ids))
-
-    def unregister_borrower(self, holder: str, refs):
-        """Gives back, on a dead holder's behalf, registrations made for a call it never
-        finished: nobody else will."""
-        released, remote = self.refs.give_back_for(holder, refs)
-        for owner, ids in remote.items():
-            self.endpoint.send(owner, P.RemoveBorrowers(holder, ids, [1] * len(ids)))
-        self.apply_released(released)
-
-    def on_add_borrowers(self, identity, msg, seq, payload):
-        released = Released()
-        for oid in msg.object_ids:
-            if self.refs.owns(oid):
-                released.extend(self.refs.add_borrower(oid, msg.holder))
-            else:
-                logger.warning(
-                    "borrower registered for %s, which is not (or no longer) ours", oid.hex()
-                )
-        self.apply_released(released)
-
-    def on_remove_borrowers(self, identity, msg, seq, payload):
-        released = Released()
-        for oid, count in zip(msg.object_ids, msg.counts):
-            if isinstance(oid, bytes) and isinstance(count, int):
-                released.extend(self.refs.remove_borrower(oid, msg.holder, count))
-        self.apply_released(released)
-
-    def free_objects(self, object_ids):
-        self.submitter.lineage.freed(object_ids)
-        plasma = []
-        for oid in object_ids:
-            entry = self.memory_store.get(oid)
-            self.memory_store.delete(oid)
-            if entry is not None and entry.kind == KIND_PLASMA:
-                plasma.append(oid)
-        if plasma:
-            self.endpoint.send(self.node_address, P.FreeObjects(plasma, True))
-
     def on_task_done(self, identity, msg, seq, payload):
         if msg.lease_id == 0:
             self.actor_submitter.on_task_done(msg, payload)
@@ -472,80 +410,6 @@ class CoreWorker(ChannelReading, BorrowedValues):
         if self.direct_server is not None:
             self.direct_server.wake()  # it may be waiting on direct connections only
 
-    def on_cancel_task(self, identity, msg, seq, payload):
-        if self.mode == WORKER:
-            self.cancel_running_here(msg.task_id, msg.force, msg.recursive)
-
-    def cancel_running_here(self, task_id: bytes, force: bool, recursive: bool):
-        """Cancels a task this worker runs (or is about to run), and with `recursive` what it
-        submitted."""
-        children = self.cancellations.children_of(task_id) if recursive else ()
-        self.cancellations.cancel(task_id)
-        if self._cancel_handler is not None:
-            self._cancel_handler(task_id, force)
-        for child in children:
-            self.cancel_task(child, force, True)
-
-    def cancel_task(self, task_id: bytes, force: bool, recursive: bool):
-        """Cancels a task or actor call this process submitted (ray.cancel's semantics)."""
-        if self.actor_submitter.owns_call(task_id):
-            self.actor_submitter.cancel(task_id, recursive)
-        else:
-            self.submitter.cancel(task_id, force, recursive)
-
-    def note_submitted(self, task_id: bytes):
-        """Remembers, in workers, which running task submitted `task_id`, for recursive
-        cancellation."""
-        parent = self.context.task_id
-        if parent is not None and self.mode == WORKER:
-            self.cancellations.note_child(parent, task_id, self._still_pending)
-
-    def _still_pending(self, task_id: bytes) -> bool:
-        return task_id in self.submitter.tasks or self.actor_submitter.owns_call(task_id)
-
-    def on_get_object_status(self, identity, msg, seq, payload):
-        """A borrower asks for a value we own: answer when it is ready."""
-        if not self.refs.owns(msg.object_id) and not self.memory_store.contains(msg.object_id):
-            self.endpoint.reply(
-                identity, P.ObjectStatus(msg.object_id, KIND_FREED, b"", 0, 0, []), seq
-            )
-            return
-
-        def answer(object_id, entry):
-            frames = list(entry.frames) if entry.kind in (KIND_INLINE, KIND_ERROR) else []
-            contained = self.refs.contents(object_id)
-            if contained:
-                self.register_borrower(self.endpoint.peers.get(identity, ""), contained)
-            self.endpoint.reply(
-                identity,
-                P.ObjectStatus(
-                    object_id,
-                    entry.kind,
-                    entry.node_id,
-                    entry.size,
-                    len(frames),
-                    [list(r) for r in contained],
-                ),
-                seq,
-                frames,
-            )
-
-        self.memory_store.on_ready(msg.object_id, answer)
-
-    def on_holder_died(self, identity, msg, seq, payload):
-        self.apply_released(self.refs.forget_holder(msg.address))
-        self.owner_died(msg.address)
-
-    def on_get_ref_table(self, identity, msg, seq, payload):
-        rows = []
-        for oid, owner, reasons, borrowers in self.refs.table():
-            view = self._live_views.get(oid)
-            if view is not None and view() is not None:
-                reasons.insert(1, "PINNED_IN_MEMORY")
-            entry = self.memory_store.get(oid)
-            rows.append([oid, owner, entry.size if entry is not None else -1, reasons, borrowers])
-        self.endpoint.reply(identity, P.RefTable(self.address, rows), seq)
-
     def on_log_lines(self, identity, msg, seq, payload):
         if self._log_sink is not None:
             self._log_sink(msg)
@@ -568,70 +432,18 @@ class CoreWorker(ChannelReading, BorrowedValues):
         P.PushActorTask: on_push_actor_task,
         P.ActorState: on_actor_state,
         P.NodeDied: on_node_died,
-        P.CancelTask: on_cancel_task,
-        P.GetObjectStatus: on_get_object_status,
+        P.CancelTask: Cancelling.on_cancel_task,
+        P.GetObjectStatus: Ownership.on_get_object_status,
         P.ReconstructObject: BorrowedValues.on_reconstruct_object,
         P.GetObjectStatuses: BorrowedValues.on_get_object_statuses,
         P.LogLines: on_log_lines,
-        P.AddBorrowers: on_add_borrowers,
-        P.GetRefTable: on_get_ref_table,
-        P.HolderDied: on_holder_died,
-        P.RemoveBorrowers: on_remove_borrowers,
+        P.AddBorrowers: Ownership.on_add_borrowers,
+        P.GetRefTable: Ownership.on_get_ref_table,
+        P.HolderDied: Ownership.on_holder_died,
+        P.RemoveBorrowers: Ownership.on_remove_borrowers,
     }
 
     # ------------------------------------------------------------------ put
-
-    def current_task_id(self) -> bytes:
-        """The task running on this thread; outside any task, the process's own: the driver's
-        task id, an actor's creation task, or a worker's idle id. Put ids derive from it, so
-        it must differ between processes (every worker of a job would otherwise put the same
-        ids, all numbered from 1)."""
-        task_id = self.context.task_id
-        if task_id is not None:
-            return task_id
-        if self.mode == DRIVER:
-            return self.driver_task_id
-        host = self.actor_host
-        if host is not None:
-            return host.creation_task_id
-        if self._idle_task_id is None:
-            self._idle_task_id = random_id(8) + b"\xff" * (TASK_ID_SIZE - 12) + b"\x00" * 4
-        return self._idle_task_id
-
-    def current_job_id(self) -> bytes:
-        """The job of the code running on this thread. Workers serve every job, so theirs
-        comes from the running task: the last bytes of a task id (and of an actor id) are its
-        job's id, as in Ray."""
-        if self.mode == DRIVER:
-            return self.job_id
-        return self.current_task_id()[-4:]
-
-    def current_namespace(self) -> str:
-        """The namespace of the running code's job (asked of the head once per job)."""
-        if self.mode == DRIVER:
-            return self.namespace
-        return self._job_info()[0]
-
-    def current_default_actor_lifetime(self) -> str:
-        """What `lifetime=None` means for an actor the running code creates: its job's
-        JobConfig(default_actor_lifetime), as in Ray."""
-        if self.mode == DRIVER:
-            return self.default_actor_lifetime
-        return self._job_info()[1]
-
-    def _job_info(self) -> tuple[str, str]:
-        job_id = self.current_job_id()
-        info = self._job_infos.get(job_id)
-        if info is None:
-            reply, _ = self.requests.call(
-                self.head_address, P.GetJobInfo(job_id), config.rpc_timeout_s
-            )
-            if isinstance(reply, P.JobRegistered):
-                info = (reply.namespace, reply.default_actor_lifetime)
-            else:
-                info = ("", "non_detached")
-            self._job_infos[job_id] = info
-        return info
 
     def put(self, value, _owner=None) -> ObjectRef:
         if isinstance(value, ObjectRef):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+DRIVER, WORKER = "driver", "worker"  # what a CoreWorker is (its `mode`)
+
 core = None  # zray._private.core.core_worker.CoreWorker while connected
 # zray.util.client.worker.ClientWorker while connected through ray://: no core worker here.
 client = None
