@@ -19,6 +19,9 @@ RAY_ALIASES = {
     "redis_password": "RAY_REDIS_PASSWORD",
     "tqdm_patch_print": "RAY_TQDM_PATCH_PRINT",
     "client_reconnect_grace_period": "RAY_CLIENT_RECONNECT_GRACE_PERIOD",
+    "job_stop_signal": "RAY_JOB_STOP_SIGNAL",
+    "job_stop_wait_time_s": "RAY_JOB_STOP_WAIT_TIME_S",
+    "job_start_timeout_seconds": "RAY_JOB_START_TIMEOUT_SECONDS",
 }
 
 
@@ -249,6 +252,21 @@ class Config:
         "Seconds a ray:// session outlives a dropped connection, waiting for its client to "
         "reconnect, and a client keeps retrying before it fails its calls (Ray's "
         "RAY_CLIENT_RECONNECT_GRACE_PERIOD, read too).",
+    )
+    job_stop_signal: str = _setting(
+        "SIGTERM",
+        "The signal `zray job stop` sends a job's entrypoint and every process under it first: "
+        "SIGTERM or SIGINT (Ray's RAY_JOB_STOP_SIGNAL, read too).",
+    )
+    job_stop_wait_time_s: float = _setting(
+        3.0,
+        "Seconds a stopped job's processes have to exit after the stop signal before they are "
+        "killed with SIGKILL (Ray's RAY_JOB_STOP_WAIT_TIME_S, read too).",
+    )
+    job_start_timeout_seconds: float = _setting(
+        900.0,
+        "Seconds a submitted job may stay PENDING (its supervisor waiting for resources or its "
+        "runtime env) before it is marked FAILED (Ray's RAY_JOB_START_TIMEOUT_SECONDS).",
     )
     inline_nested_tasks: bool = _setting(
         True,

@@ -275,6 +275,8 @@ class NodeDaemon:
                 self.creds,
                 os.path.join(self.session_dir, "logs", "dashboard.log"),
             )
+            if self.head is not None:  # where the Jobs SDK finds it from a cluster address
+                self.head.kv[("dashboard", b"dashboard")] = self.dashboard.address.encode()
 
     # ------------------------------------------------------------------ lifecycle
 

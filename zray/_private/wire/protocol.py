@@ -1179,3 +1179,17 @@ class TasksHandedBack(NamedTuple):
     elsewhere (a pipelined task must never wait behind a blocked one)."""
 
     task_ids: list
+
+
+# --------------------------------------------------------------------------- jobs (200-209)
+# Ray Jobs keep each submitted job's record in the head's KV (namespace "job"), as Ray does;
+# a job's record is deleted with `zray job delete`.
+
+
+@message(200)
+class KvDel(NamedTuple):
+    """Any to head: removes `key` from the KV (and its persisted table); answered Ok(1) if it
+    was there, Ok(0) if not."""
+
+    namespace: str
+    key: bytes
