@@ -203,6 +203,11 @@ class JobSubmissionClient:
 
         if job_id:
             logger.warning("job_id kwarg is deprecated. Please use submission_id instead.")
+        if entrypoint_label_selector:
+            raise ValueError(
+                "submit_job(entrypoint_label_selector=...) is not supported by zray: its nodes "
+                "have no labels to select by"
+            )
         runtime_env = copy.deepcopy(runtime_env or {})
         metadata = dict(metadata or {})
         metadata.update(self._default_metadata)
