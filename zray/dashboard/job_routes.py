@@ -134,7 +134,7 @@ async def submit_job(request: web.Request) -> web.Response:
     manager = request.app[JOBS]
     try:
         submission_id = await asyncio.to_thread(manager.submit, submit)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, NotImplementedError):
         return _text(traceback.format_exc(), 400)
     except Exception:
         logger.exception("Failed to submit job due to unexpected exception.")

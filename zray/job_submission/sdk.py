@@ -101,7 +101,7 @@ class JobSubmissionClient:
             else:
                 raise FileNotFoundError(f"Path to CA certificates: '{verify}', does not exist.")
         else:
-            self._ssl_context = False if verify is False else None
+            self._ssl_context = verify  # True: verify with the system CAs; False: do not
         self._server_ray_version: Optional[str] = None
         self._check_connection_and_version()
 
