@@ -254,9 +254,10 @@ def cmd_latency(args) -> dict:
     for framework in ("zray", "ray"):
         head = ZrayHead() if framework == "zray" else RayHead()
         module = "zray" if framework == "zray" else "ray"
+        python = sys.executable if framework == "zray" else f"{RAY_BIN}/python"
         entrypoints = {
             "echo": "echo hello",
-            "init + one task": f"python -c 'import {module} as r; r.init(); "
+            "init + one task": f"{python} -c 'import {module} as r; r.init(); "
             "print(r.get(r.remote(lambda: 1).remote()))'",
         }
         try:

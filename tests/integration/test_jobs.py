@@ -372,7 +372,8 @@ def test_cli_failure_no_wait_stop_and_refused_flags(cluster):
 
 
 def test_job_records_survive_a_head_restart():
-    """A SIGKILLed head started again on its state (same port) still knows every job."""
+    """A SIGKILLed head started again on its state (same port) still knows every job; one
+    that was running when it died is FAILED (its supervisor died with the head's node)."""
     from tests.conftest import exited
 
     root = short_tmp()
@@ -388,6 +389,8 @@ def test_job_records_survive_a_head_restart():
             entrypoint="echo kept", submission_id="kept", metadata={"k": "v"}
         )
         assert wait_terminal(client, submission_id).status == JobStatus.SUCCEEDED
+        client.submit_job(entrypoint="sleep 300", submission_id="cut-short")
+        wait_for(lambda: client.get_job_status("cut-short") == JobStatus.RUNNING, what="RUNNING")
         head_pid = int(stdout.split("(pid ")[1].split(")")[0])
         os.kill(head_pid, signal.SIGKILL)
         assert exited(head_pid)
@@ -399,6 +402,13 @@ def test_job_records_survive_a_head_restart():
             {"k": "v"},
             "echo kept",
         )
+        # Its supervisor died with the head's node: the job is failed, not RUNNING forever.
+        lost = client.get_job_info("cut-short")
+        assert (lost.status, lost.error_type) == (
+            JobStatus.FAILED,
+            "JOB_SUPERVISOR_ACTOR_START_FAILURE",
+        )
+        assert lost.message == "Unexpected error occurred: failed to get job supervisor."
     finally:
         zray_cli("stop", "--force", env=env)
         assert_no_leaks(*before, timeout=20)

@@ -47,6 +47,13 @@ def main(argv=None) -> int:
         source, logs, guard, session.session_name(args.session_dir), args.head_address, jobs
     )
 
+    try:
+        failed = jobs.recover()
+        if failed:
+            logging.warning("%d submitted job(s) lost their supervisor: marked FAILED", failed)
+    except Exception:  # the dashboard serves on; the jobs stay as recorded
+        logging.exception("recovering submitted jobs failed")
+
     async def serve():
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

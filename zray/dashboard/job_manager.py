@@ -194,6 +194,33 @@ class JobManager:
             )
         return self._store.delete_info(submission_id) or True
 
+    # ------------------------------------------------------------------ recovery
+
+    def recover(self) -> int:
+        """At the dashboard's start (a head restarted on its state, or a dashboard restarted):
+        a job left PENDING or RUNNING whose supervisor no longer exists is FAILED, as Ray's
+        JobManager does on recovery (a head's restart ends its node's workers, supervisors
+        among them). Joins the cluster as a driver only if such a job exists. Returns the
+        number of jobs failed."""
+        from zray._private.wire import protocol as P
+
+        rows = self._store.connection.ask_head(P.GetStateTable("jobs"), 30.0).rows
+        unfinished = [
+            row["submission_id"]
+            for row in rows
+            if row["type"] == "SUBMISSION" and not JobStatus(row["status"]).is_terminal()
+        ]
+        failed = 0
+        for submission_id in unfinished:
+            if self._supervisor(submission_id) is None:
+                self._fail(
+                    submission_id,
+                    "Unexpected error occurred: failed to get job supervisor.",
+                    JobErrorType.JOB_SUPERVISOR_ACTOR_START_FAILURE,
+                )
+                failed += 1
+        return failed
+
     # ------------------------------------------------------------------ monitoring
 
     def _watch(self):

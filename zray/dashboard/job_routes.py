@@ -49,7 +49,8 @@ def _all_jobs(request) -> list:
         ListApiOptions(limit=10_000, detail=True, timeout=QUERY_TIMEOUT_S),
         raise_on_missing_output=False,
     )
-    return [row.asdict() if hasattr(row, "asdict") else dict(row) for row in rows]
+    rows = [row.asdict() if hasattr(row, "asdict") else dict(row) for row in rows]
+    return sorted(rows, key=lambda row: row["type"] != "SUBMISSION")  # Ray's order
 
 
 def _find(request, job_or_submission_id: str):

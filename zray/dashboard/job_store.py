@@ -22,11 +22,11 @@ TIMEOUT_S = 30.0
 
 class JobInfoStore:
     def __init__(self, connection):
-        self._connection = connection  # zray.util.state._transport.Connection or a subclass
+        self.connection = connection  # zray.util.state._transport.Connection or a subclass
 
     def put_info(self, submission_id: str, info: JobInfo, overwrite: bool = True) -> bool:
         """True if the record was stored (False: `overwrite` was off and the job exists)."""
-        reply = self._connection.ask_head(
+        reply = self.connection.ask_head(
             P.KvPut(
                 KV_NAMESPACE_JOB,
                 job_data_key(submission_id),
@@ -38,7 +38,7 @@ class JobInfoStore:
         return bool(reply.pass_)
 
     def get_info(self, submission_id: str) -> Optional[JobInfo]:
-        reply = self._connection.ask_head(
+        reply = self.connection.ask_head(
             P.KvGet(KV_NAMESPACE_JOB, job_data_key(submission_id), 0.0), TIMEOUT_S
         )
         if not reply.found:
@@ -46,7 +46,7 @@ class JobInfoStore:
         return JobInfo.from_json(json.loads(reply.value))
 
     def delete_info(self, submission_id: str) -> bool:
-        reply = self._connection.ask_head(
+        reply = self.connection.ask_head(
             P.KvDel(KV_NAMESPACE_JOB, job_data_key(submission_id)), TIMEOUT_S
         )
         return bool(reply.pass_)
