@@ -22,6 +22,7 @@ RAY_ALIASES = {
     "job_stop_signal": "RAY_JOB_STOP_SIGNAL",
     "job_stop_wait_time_s": "RAY_JOB_STOP_WAIT_TIME_S",
     "job_start_timeout_seconds": "RAY_JOB_START_TIMEOUT_SECONDS",
+    "job_allow_driver_on_worker_nodes": "RAY_JOB_ALLOW_DRIVER_ON_WORKER_NODES",
 }
 
 
@@ -267,6 +268,12 @@ class Config:
         900.0,
         "Seconds a submitted job may stay PENDING (its supervisor waiting for resources or its "
         "runtime env) before it is marked FAILED (Ray's RAY_JOB_START_TIMEOUT_SECONDS).",
+    )
+    job_allow_driver_on_worker_nodes: bool = _setting(
+        False,
+        "Let a submitted job's supervisor (and so its entrypoint) run on any node, as other "
+        "actors do, rather than on the head node (Ray's RAY_JOB_ALLOW_DRIVER_ON_WORKER_NODES, "
+        "read too; read by the dashboard's process).",
     )
     inline_nested_tasks: bool = _setting(
         True,

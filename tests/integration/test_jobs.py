@@ -69,6 +69,15 @@ def start_head(env: dict, *extra: str):
     return head.stdout, line.split()[-1].split("/?token=")[0]
 
 
+def head_address(stdout: str) -> str:
+    return [line for line in stdout.splitlines() if line.startswith("Head address:")][0].split()[-1]
+
+
+def head_node_id(env: dict) -> str:
+    nodes = json.loads(zray_cli("list", "nodes", "--format", "json", env=env).stdout)
+    return next(n["node_id"] for n in nodes if n["is_head_node"])
+
+
 @pytest.fixture(scope="module")
 def cluster():
     root = short_tmp()
@@ -83,10 +92,13 @@ def cluster():
     stdout, url = start_head(env)
     token = token_of(stdout)
     try:
+        # A second node on this machine: jobs still run on the head node.
+        joined = zray_cli("start", "--address", head_address(stdout), "--num-cpus", "2", env=env)
+        assert joined.returncode == 0, joined.stderr
         yield env, url, token
     finally:
         stopped = zray_cli("stop", env=env)
-        assert "Stopped 1" in stopped.stdout, stopped.stdout + stopped.stderr
+        assert "Stopped 2" in stopped.stdout, stopped.stdout + stopped.stderr
         assert_no_leaks(*before)
         shutil.rmtree(root, ignore_errors=True)
 
@@ -143,6 +155,7 @@ def test_sdk_submit_runs_a_driver_that_joins_the_cluster(cluster, client, tmp_pa
     assert info.message == "Job finished successfully."
     assert info.driver_exit_code == 0 and info.end_time >= info.start_time
     assert info.type == JobType.SUBMISSION and info.metadata == {"owner": "tests"}
+    assert info.driver_node_id == head_node_id(cluster[0])
     assert f"Running entrypoint for job {submission_id}: python -c" in logs
     assert "answer 42" in logs
     job_id = logs.split("job ")[-1].split()[0]

@@ -127,11 +127,14 @@ class JobManager:
                 options["memory"] = info.entrypoint_memory
             if info.entrypoint_resources:
                 options["resources"] = info.entrypoint_resources
-            if not resources_specified:  # as Ray: the driver runs on the head node
+            from zray._config import config
+
+            if not resources_specified and not config.job_allow_driver_on_worker_nodes:
+                # As Ray: the driver runs on the head node.
                 from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
                 options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
-                    zray.get_runtime_context().get_node_id(), soft=False
+                    self._head_node_id(), soft=False
                 )
             supervisor = (
                 zray.remote(JobSupervisor)
@@ -149,6 +152,14 @@ class JobManager:
                 JobErrorType.JOB_SUPERVISOR_ACTOR_START_FAILURE,
             )
         return submission_id
+
+    def _head_node_id(self) -> str:
+        """The head node's id (the dashboard's driver may be attached to another node of
+        this machine)."""
+        from zray._private.wire import protocol as P
+
+        nodes = self._store.connection.ask_head(P.GetNodes(False), 30.0).nodes
+        return next(n["node_id"].hex() for n in nodes if n["is_head"])
 
     def _fail(self, submission_id: str, message: str, error_type: JobErrorType):
         try:

@@ -219,6 +219,8 @@ def _submit(args) -> int:
         raise ValueError("give the entrypoint after the options: zray job submit -- python x.py")
     if args.job_id:
         print("--job-id option is deprecated. Please use --submission-id instead.")
+    if os.environ.get("RAY_JOB_SUBMIT_HOOK"):
+        raise ValueError("RAY_JOB_SUBMIT_HOOK is set, but zray does not run submit hooks: unset it")
     resources = (
         _json_dict(args.entrypoint_resources, "entrypoint-resources")
         if args.entrypoint_resources is not None
