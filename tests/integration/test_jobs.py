@@ -344,6 +344,10 @@ def test_cli_submit_waits_and_prints_the_logs(cluster, tmp_path):
     assert "cli job ran" in followed.stdout and "succeeded" in followed.stdout
     listed = job_cli(cluster, "job", "list")
     assert "submission_id='cli-job'" in listed.stdout
+    # No address and no token given: the cluster of this machine, its dashboard found in the
+    # head's KV, its token in the local session.
+    local = zray_cli("job", "status", "cli-job", env=cluster[0])
+    assert "Job 'cli-job' succeeded" in local.stdout, local.stdout + local.stderr
     # The state API's view: `zray list jobs` and `zray logs job`.
     env = cluster[0]  # the state CLI finds the cluster of this machine, as `zray list` does
     rows = json.loads(zray_cli("list", "jobs", "--format", "json", "--detail", env=env).stdout)
