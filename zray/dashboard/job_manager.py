@@ -86,6 +86,9 @@ class JobManager:
         runtime_env = req.runtime_env or {}
         RE.parse(runtime_env)  # typed error (400) before anything is recorded
         submission_id = req.submission_id or req.job_id or generate_job_id()
+        if not submission_id or "/" in submission_id or "\0" in submission_id:
+            # It names the job's log file in the logs directory, and nothing outside it.
+            raise ValueError(f"submission_id must be a file name, without '/': {submission_id!r}")
         info = JobInfo(
             entrypoint=req.entrypoint,
             status=JobStatus.PENDING,
