@@ -279,7 +279,9 @@ def test_bad_requests_are_typed_errors(cluster, client):
     assert answer.status_code == 400
     answer = requests.post(f"{url}/api/jobs/", json={"entrypoint": 5}, headers=headers, timeout=30)
     assert answer.status_code == 400 and "entrypoint must be a string" in answer.text
-    with pytest.raises(RuntimeError, match="(?s)status code 400.*submission_id must be a file name"):
+    with pytest.raises(
+        RuntimeError, match="(?s)status code 400.*submission_id must be a file name"
+    ):
         client.submit_job(entrypoint="true", submission_id="../../escape")
     body = {"entrypoint": "true", "runtime_env": {"no_such_field": 1}}
     answer = requests.post(f"{url}/api/jobs/", json=body, headers=headers, timeout=30)
