@@ -206,6 +206,26 @@ def test_a_failing_entrypoint_is_failed_with_its_last_lines(client):
     assert "about to fail" in info.message
 
 
+def test_a_runtime_env_that_cannot_be_set_up_fails_the_job(cluster, client):
+    """A working_dir package that is not a zip: the supervisor never starts, and the job is
+    FAILED with the runtime env's error rather than PENDING forever."""
+    _, url, token = cluster
+    headers = {"Authorization": f"Bearer {token}"}
+    package = f"{url}/api/packages/gcs/_ray_pkg_notazip.zip"
+    assert requests.get(package, headers=headers, timeout=30).status_code == 404
+    put = requests.put(package, data=b"not a zip", headers=headers, timeout=30)
+    assert put.status_code == 200
+    assert requests.get(package, headers=headers, timeout=30).status_code == 200
+    submission_id = client.submit_job(
+        entrypoint="echo never", runtime_env={"working_dir": "gcs://_ray_pkg_notazip.zip"}
+    )
+    info = wait_terminal(client, submission_id)
+    assert (info.status, info.error_type) == (JobStatus.FAILED, "RUNTIME_ENV_SETUP_FAILURE"), (
+        info.message
+    )
+    assert info.message == "runtime_env setup failed: File is not a zip file"
+
+
 def test_stop_ends_the_whole_process_tree(client, tmp_path):
     """A child that ignores SIGTERM and a grandchild in the background: all gone after stop
     (SIGTERM, then SIGKILL after the 1 s bound the cluster was given)."""

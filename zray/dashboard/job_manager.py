@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 DASHBOARD_NAMESPACE = "_ray_internal_dashboard"
 MONITOR_PERIOD_S = 1.0
+# The head's death reason for an actor whose runtime env failed (head/service.py).
+RUNTIME_ENV_DEATH = "its runtime env failed to set up:"
 # run, stop and ping of one supervisor may all be in flight at once.
 SUPERVISOR_CONCURRENCY = 3
 
@@ -274,11 +276,15 @@ class JobManager:
         info = self._store.get_info(submission_id)
         if info is None or info.status.is_terminal():
             return
+        env_failed = str(error).partition(RUNTIME_ENV_DEATH)[2].strip()
         if isinstance(error, E.RuntimeEnvSetupError):
-            message, kind = (
-                f"runtime_env setup failed: {error}",
-                JobErrorType.RUNTIME_ENV_SETUP_FAILURE,
-            )
+            message = f"runtime_env setup failed: {error}"
+            kind = JobErrorType.RUNTIME_ENV_SETUP_FAILURE
+        elif isinstance(error, E.RayActorError) and env_failed:
+            # zray reports an actor whose runtime env failed as dead with this reason, where
+            # Ray raises RuntimeEnvSetupError: the job's error is Ray's either way.
+            message = f"runtime_env setup failed: {env_failed}"
+            kind = JobErrorType.RUNTIME_ENV_SETUP_FAILURE
         elif isinstance(error, E.ActorUnschedulableError):
             message = f"Job supervisor actor could not be scheduled: {error}"
             kind = JobErrorType.JOB_SUPERVISOR_ACTOR_UNSCHEDULABLE

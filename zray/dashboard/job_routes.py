@@ -110,10 +110,9 @@ async def upload_package(request: web.Request) -> web.Response:
     if protocol != "gcs" or not uri.endswith((".zip", ".whl")):
         return _text(f"package_uri ({uri}) must be gcs://<name>.zip or .whl", 400)
     data = await request.read()
+    if not uri.startswith(packaging.PACKAGE_SCHEME) or len(data) >= packaging.MAX_PACKAGE_BYTES:
+        return _text(f"package {uri} is too large or malformed", 400)
     try:
-        with_zip = packaging.PACKAGE_SCHEME
-        if not uri.startswith(with_zip) or len(data) >= packaging.MAX_PACKAGE_BYTES:
-            return _text(f"package {uri} is too large or malformed", 400)
         await asyncio.to_thread(
             request.app[SOURCE].connection.ask_head,
             P.KvPut(packaging.KV_NAMESPACE, uri.encode(), data, False),

@@ -41,7 +41,6 @@ class JobDetails:
     driver_exit_code: Optional[int] = None
 
     def __init__(self, **data):
-        names = [f.name for f in fields(self)]
         for required in ("type", "status", "entrypoint"):
             if required not in data:
                 raise ValueError(f"JobDetails: field required: {required}")
@@ -53,7 +52,6 @@ class JobDetails:
             self.error_type = str(getattr(self.error_type, "value", self.error_type))
         if isinstance(self.driver_info, dict):
             self.driver_info = DriverInfo(**self.driver_info)
-        del names
 
     def dict(self) -> Dict[str, Any]:
         out = asdict(self)
