@@ -24,6 +24,9 @@ from tests.integration.test_lifecycle import ROOT
 from zray.job_submission import JobDetails, JobStatus, JobSubmissionClient, JobType
 
 WAIT_S = 60.0
+# The cluster's RAY_JOB_START_TIMEOUT_SECONDS: well above a supervisor's start on a loaded
+# machine (under 1 s), short enough to see a job that can never start fail.
+START_TIMEOUT_S = 10
 
 
 def free_port() -> int:
@@ -42,9 +45,10 @@ def wait_for(predicate, timeout: float = WAIT_S, what: str = ""):
     raise AssertionError(f"condition not met in {timeout}s: {what or predicate.__name__}")
 
 
-def wait_terminal(client, submission_id: str) -> JobDetails:
+def wait_terminal(client, submission_id: str, timeout: float = WAIT_S) -> JobDetails:
     return wait_for(
         lambda: (info := client.get_job_info(submission_id)).status.is_terminal() and info,
+        timeout=timeout,
         what=f"job {submission_id} to end",
     )
 
@@ -86,6 +90,7 @@ def cluster():
         PYTHONPATH=ROOT,
         ZRAY_SESSION_DIR_ROOT=root,
         ZRAY_JOB_STOP_WAIT_TIME_S="1",
+        RAY_JOB_START_TIMEOUT_SECONDS=str(START_TIMEOUT_S),
     )
     env.pop("ZRAY_TOKEN", None)
     before = (zray_segments(), zray_sessions())
@@ -226,6 +231,24 @@ def test_a_runtime_env_that_cannot_be_set_up_fails_the_job(cluster, client):
     assert info.message == "runtime_env setup failed: File is not a zip file"
 
 
+def test_a_job_that_no_node_can_host(client):
+    """It waits for resources, PENDING, as in Ray, until the start timeout fails it."""
+    submission_id = client.submit_job(entrypoint="echo never", entrypoint_num_cpus=64)
+    assert client.get_job_info(submission_id).message == (
+        "Job has not started yet. It may be waiting for resources "
+        "(CPUs, GPUs, memory, custom resources) to become available."
+    )
+    info = wait_terminal(client, submission_id, timeout=START_TIMEOUT_S + 30)
+    assert (info.status, info.error_type) == (
+        JobStatus.FAILED,
+        "JOB_SUPERVISOR_ACTOR_START_TIMEOUT",
+    )
+    assert info.message.startswith(
+        f"Job supervisor actor failed to start within {float(START_TIMEOUT_S)} seconds. "
+    )
+    assert "entrypoint's specified resources" in info.message
+
+
 def test_stop_ends_the_whole_process_tree(client, tmp_path):
     """A child that ignores SIGTERM and a grandchild in the background: all gone after stop
     (SIGTERM, then SIGKILL after the 1 s bound the cluster was given)."""
@@ -340,11 +363,17 @@ def test_the_jobs_api_needs_the_token(cluster):
 def test_cli_submit_waits_and_prints_the_logs(cluster, tmp_path):
     work = tmp_path / "cli-work"
     work.mkdir()
-    (work / "job.py").write_text("import zray\nzray.init()\nprint('cli job ran')\n")
+    (work / "job.py").write_text(
+        "import os, zray\nzray.init()\nprint('cli job ran', os.environ['FROM_YAML'])\n"
+    )
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text("env_vars:\n  FROM_YAML: 'yes'\n")
     submitted = job_cli(
         cluster,
         "job",
         "submit",
+        "--runtime-env",
+        str(env_file),
         "--working-dir",
         str(work),
         "--submission-id",
@@ -359,7 +388,7 @@ def test_cli_submit_waits_and_prints_the_logs(cluster, tmp_path):
     out = submitted.stdout
     assert "Job 'cli-job' submitted successfully" in out
     assert "Tailing logs until the job exits (disable with --no-wait):" in out
-    assert "cli job ran" in out and "Job 'cli-job' succeeded" in out
+    assert "cli job ran yes" in out and "Job 'cli-job' succeeded" in out
     status = job_cli(cluster, "job", "status", "cli-job")
     assert "Job 'cli-job' succeeded" in status.stdout, status.stdout + status.stderr
     logs = job_cli(cluster, "job", "logs", "cli-job")

@@ -26,6 +26,7 @@ from zray.job_submission.common import (
     JobInfo,
     JobStatus,
     JobSubmitRequest,
+    _reserves_resources,
     generate_job_id,
 )
 
@@ -310,13 +311,20 @@ class JobManager:
                 continue
             if time.time() - (info.start_time or 0) / 1000 <= timeout:
                 continue
-            self._fail(
-                submission_id,
+            message = (
                 f"Job supervisor actor failed to start within {timeout} seconds. This timeout "
                 "can be configured by setting the environment variable "
-                "RAY_JOB_START_TIMEOUT_SECONDS.",
-                JobErrorType.JOB_SUPERVISOR_ACTOR_START_TIMEOUT,
+                "RAY_JOB_START_TIMEOUT_SECONDS."
             )
+            if _reserves_resources(info):
+                message += (
+                    " This may be because the job entrypoint's specified resources "
+                    "(entrypoint_num_cpus, entrypoint_num_gpus, entrypoint_resources, "
+                    "entrypoint_memory)aren't available on the cluster. Try checking the "
+                    "cluster's available resources with `zray status` and specifying fewer "
+                    "resources for the job entrypoint."
+                )
+            self._fail(submission_id, message, JobErrorType.JOB_SUPERVISOR_ACTOR_START_TIMEOUT)
             supervisor = self._supervisor(submission_id)
             if supervisor is not None:
                 import zray
