@@ -98,7 +98,10 @@ def cluster():
     token = token_of(stdout)
     try:
         # A second node on this machine: jobs still run on the head node.
-        joined = zray_cli("start", "--address", head_address(stdout), "--num-cpus", "2", env=env)
+        joined = zray_cli(
+            "start", "--address", head_address(stdout), "--num-cpus", "2",
+            "--resources", '{"worker_only": 1}', env=env,
+        )  # fmt: skip
         assert joined.returncode == 0, joined.stderr
         yield env, url, token
     finally:
@@ -195,6 +198,18 @@ def test_sdk_working_dir_upload_and_env_vars(client, tmp_path):
     assert info.status == JobStatus.SUCCEEDED, logs
     assert "from the working dir hello ('from the working dir', 'hello')" in logs
     assert info.runtime_env["working_dir"].startswith("gcs://_ray_pkg_")
+
+
+def test_a_job_reserving_resources_runs_where_they_are(cluster, client):
+    """As in Ray, a job that reserves resources may run on any node that has them; its log
+    is read from that node."""
+    submission_id = client.submit_job(
+        entrypoint="echo on the worker node", entrypoint_resources={"worker_only": 1}
+    )
+    info = wait_terminal(client, submission_id)
+    assert info.status == JobStatus.SUCCEEDED
+    assert info.driver_node_id != head_node_id(cluster[0])
+    assert "on the worker node" in client.get_job_logs(submission_id)
 
 
 def test_a_failing_entrypoint_is_failed_with_its_last_lines(client):

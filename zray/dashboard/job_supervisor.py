@@ -160,6 +160,11 @@ class JobSupervisor:
         return child
 
     def _supervise(self, store, context, runtime_env: dict):
+        from zray._private.core import runtime
+
+        # This node's own logs directory, where its ReadLog finds the file (each node of a
+        # machine has a session of its own, unlike Ray's shared session_latest).
+        self._logs_dir = os.path.join(runtime.core.session_dir, "logs")
         path = log_path(self._logs_dir, self._submission_id)
         child = self._start(self._driver_env(context, runtime_env), path)
         while child.poll() is None and not self._stop.is_set():
