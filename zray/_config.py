@@ -23,6 +23,7 @@ RAY_ALIASES = {
     "job_stop_wait_time_s": "RAY_JOB_STOP_WAIT_TIME_S",
     "job_start_timeout_seconds": "RAY_JOB_START_TIMEOUT_SECONDS",
     "job_allow_driver_on_worker_nodes": "RAY_JOB_ALLOW_DRIVER_ON_WORKER_NODES",
+    "override_job_runtime_env": "RAY_OVERRIDE_JOB_RUNTIME_ENV",
 }
 
 
@@ -274,6 +275,12 @@ class Config:
         "Let a submitted job's supervisor (and so its entrypoint) run on any node, as other "
         "actors do, rather than on the head node (Ray's RAY_JOB_ALLOW_DRIVER_ON_WORKER_NODES, "
         "read too; read by the dashboard's process).",
+    )
+    override_job_runtime_env: bool = _setting(
+        False,
+        "In a driver a submitted job started, let init(runtime_env=...) override the job's "
+        "runtime_env where both set a field or env var, instead of failing (Ray's "
+        "RAY_OVERRIDE_JOB_RUNTIME_ENV, read too).",
     )
     inline_nested_tasks: bool = _setting(
         True,

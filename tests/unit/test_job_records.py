@@ -102,6 +102,8 @@ def test_a_submitted_driver_takes_the_jobs_env_and_metadata(monkeypatch):
     assert config.metadata == {"job_submission_id": "raysubmit_x"}
     with pytest.raises(ValueError, match="RAY_OVERRIDE_JOB_RUNTIME_ENV=1"):
         submitted_driver.apply(JobConfig(), {"env_vars": {"A": "driver"}})
-    monkeypatch.setenv("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
+    from zray._config import config
+
+    monkeypatch.setattr(config, "override_job_runtime_env", True)
     merged = submitted_driver.apply(JobConfig(), {"env_vars": {"A": "driver"}})
     assert merged["env_vars"] == {"A": "driver"}

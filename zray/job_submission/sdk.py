@@ -321,7 +321,10 @@ def _local_token() -> str:
 def api_server_url(address: Optional[str]) -> str:
     """The dashboard's http(s) URL for `address`, in Ray's order: RAY_API_SERVER_ADDRESS,
     then RAY_ADDRESS, then `address`; a cluster address is looked up in its head's KV."""
-    address = os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS") or address
+    from zray._config import config
+
+    # config.address: RAY_ADDRESS (or ZRAY_ADDRESS), read once like every setting.
+    address = os.environ.get("RAY_API_SERVER_ADDRESS") or config.address or address
     if address and address.startswith(("http://", "https://")):
         return address
     if address and "://" in address and not address.startswith("tcp://"):

@@ -43,14 +43,15 @@ def merge_runtime_env(job_env: dict | None, driver_env: dict | None, override: b
 def apply(job_config, runtime_env: dict | None) -> dict | None:
     """The runtime_env init() uses, the job's merged in; the job's metadata set on
     `job_config`. Outside a submitted job, `runtime_env` as given."""
+    # Not a setting but a message from the supervisor that started this process.
     raw = os.environ.get(RAY_JOB_CONFIG_JSON_ENV_VAR)
     if not raw:
         return runtime_env
     injected = json.loads(raw)
     job_env = injected.get("runtime_env") or {}
-    merged = merge_runtime_env(
-        job_env, runtime_env, os.environ.get("RAY_OVERRIDE_JOB_RUNTIME_ENV") == "1"
-    )
+    from zray._config import config
+
+    merged = merge_runtime_env(job_env, runtime_env, config.override_job_runtime_env)
     if merged is None and (job_env or runtime_env):
         raise ValueError(CONFLICT.format(job=job_env, driver=runtime_env))
     for key, value in (injected.get("metadata") or {}).items():
