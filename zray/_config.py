@@ -19,6 +19,11 @@ RAY_ALIASES = {
     "redis_password": "RAY_REDIS_PASSWORD",
     "tqdm_patch_print": "RAY_TQDM_PATCH_PRINT",
     "client_reconnect_grace_period": "RAY_CLIENT_RECONNECT_GRACE_PERIOD",
+    "job_stop_signal": "RAY_JOB_STOP_SIGNAL",
+    "job_stop_wait_time_s": "RAY_JOB_STOP_WAIT_TIME_S",
+    "job_start_timeout_seconds": "RAY_JOB_START_TIMEOUT_SECONDS",
+    "job_allow_driver_on_worker_nodes": "RAY_JOB_ALLOW_DRIVER_ON_WORKER_NODES",
+    "override_job_runtime_env": "RAY_OVERRIDE_JOB_RUNTIME_ENV",
 }
 
 
@@ -249,6 +254,33 @@ class Config:
         "Seconds a ray:// session outlives a dropped connection, waiting for its client to "
         "reconnect, and a client keeps retrying before it fails its calls (Ray's "
         "RAY_CLIENT_RECONNECT_GRACE_PERIOD, read too).",
+    )
+    job_stop_signal: str = _setting(
+        "SIGTERM",
+        "The signal `zray job stop` sends a job's entrypoint and every process under it first: "
+        "SIGTERM or SIGINT (Ray's RAY_JOB_STOP_SIGNAL, read too).",
+    )
+    job_stop_wait_time_s: float = _setting(
+        3.0,
+        "Seconds a stopped job's processes have to exit after the stop signal before they are "
+        "killed with SIGKILL (Ray's RAY_JOB_STOP_WAIT_TIME_S, read too).",
+    )
+    job_start_timeout_seconds: float = _setting(
+        900.0,
+        "Seconds a submitted job may stay PENDING (its supervisor waiting for resources or its "
+        "runtime env) before it is marked FAILED (Ray's RAY_JOB_START_TIMEOUT_SECONDS).",
+    )
+    job_allow_driver_on_worker_nodes: bool = _setting(
+        False,
+        "Let a submitted job's supervisor (and so its entrypoint) run on any node, as other "
+        "actors do, rather than on the head node (Ray's RAY_JOB_ALLOW_DRIVER_ON_WORKER_NODES, "
+        "read too; read by the dashboard's process).",
+    )
+    override_job_runtime_env: bool = _setting(
+        False,
+        "In a driver a submitted job started, let init(runtime_env=...) override the job's "
+        "runtime_env where both set a field or env var, instead of failing (Ray's "
+        "RAY_OVERRIDE_JOB_RUNTIME_ENV, read too).",
     )
     inline_nested_tasks: bool = _setting(
         True,

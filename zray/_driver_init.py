@@ -141,6 +141,9 @@ def init(
         job_config = _job_config(job_config)
         if runtime_env is None:
             runtime_env = job_config.runtime_env or None
+        from zray._private.common import submitted_driver
+
+        runtime_env = submitted_driver.apply(job_config, runtime_env)
         if namespace is None:
             namespace = job_config.ray_namespace
         job_env = RE.parse(runtime_env)  # bad input fails before any process starts

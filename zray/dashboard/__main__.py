@@ -33,6 +33,7 @@ def main(argv=None) -> int:
     from zray._private.wire.security import Credentials
     from zray.dashboard.app import make_app
     from zray.dashboard.auth import Guard
+    from zray.dashboard.job_manager import JobManager
     from zray.dashboard.logs import LogFiles
     from zray.dashboard.source import ClusterSource
 
@@ -41,7 +42,17 @@ def main(argv=None) -> int:
     source = ClusterSource(args.head_address, creds)
     logs = LogFiles(source)
     guard = Guard(config.token, sock.getsockname()[1])
-    app = make_app(source, logs, guard, session.session_name(args.session_dir), args.head_address)
+    jobs = JobManager(source.connection, args.head_address, args.session_dir)
+    app = make_app(
+        source, logs, guard, session.session_name(args.session_dir), args.head_address, jobs
+    )
+
+    try:
+        failed = jobs.recover()
+        if failed:
+            logging.warning("%d submitted job(s) lost their supervisor: marked FAILED", failed)
+    except Exception:  # the dashboard serves on; the jobs stay as recorded
+        logging.exception("recovering submitted jobs failed")
 
     async def serve():
         runner = web.AppRunner(app, access_log=None)
@@ -67,6 +78,7 @@ def main(argv=None) -> int:
     try:
         asyncio.run(serve())
     finally:
+        jobs.close()
         source.close()
     return 0
 

@@ -3,7 +3,9 @@
 A browser brings it once, in the URL `zray start --head` prints (`/?token=...`, as Jupyter
 does); the answer is a redirect to the same URL without it, which sets an HttpOnly,
 SameSite=Lax cookie, so the token leaves the address bar and history and scripts on the page
-cannot read it. Scripts and Ray-style clients send `Authorization: Bearer <token>` instead.
+cannot read it. Scripts and Ray-style clients send `Authorization: Bearer <token>` instead
+(or, as Ray's token authentication also accepts, `X-Ray-Authorization: Bearer <token>` or the
+token itself in the cookie `ray-authentication-token`).
 Anything else gets 401 and nothing more, pages, static files and JSON alike.
 
 The cookie holds an HMAC of the token, not the token: a leaked cookie opens this dashboard but
@@ -23,6 +25,8 @@ from aiohttp import web
 
 TOKEN_PARAM = "token"
 UNAUTHORIZED = "401: Unauthorized"
+RAY_AUTHORIZATION_HEADER = "X-Ray-Authorization"
+RAY_TOKEN_COOKIE = "ray-authentication-token"
 
 
 class Guard:
@@ -37,8 +41,15 @@ class Guard:
         return hmac.compare_digest(given.encode(), self._token)
 
     def allowed(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer ") and self._is_token(header[len("Bearer ") :].strip()):
+        # Ray's token authentication sends the token in any of these (its SDK's `headers=`
+        # and `cookies=` arguments reach them): Authorization, X-Ray-Authorization, or the
+        # raw token in the cookie `ray-authentication-token`.
+        for name in ("Authorization", RAY_AUTHORIZATION_HEADER):
+            header = request.headers.get(name, "")
+            if header.startswith("Bearer ") and self._is_token(header[len("Bearer ") :].strip()):
+                return True
+        ray_cookie = request.cookies.get(RAY_TOKEN_COOKIE, "")
+        if ray_cookie and self._is_token(ray_cookie):
             return True
         cookie = request.cookies.get(self.cookie_name, "")
         return bool(cookie) and hmac.compare_digest(cookie, self._cookie_value)

@@ -8,3 +8,4 @@ SOURCE = web.AppKey("source", object)  # zray.dashboard.source.ClusterSource
 LOGS = web.AppKey("logs", object)  # zray.dashboard.logs.LogFiles
 SESSION_NAME = web.AppKey("session_name", str)
 HEAD_ADDRESS = web.AppKey("head_address", str)
+JOBS = web.AppKey("jobs", object)  # zray.dashboard.job_manager.JobManager

@@ -14,7 +14,7 @@ import sys
 import time
 
 from zray._private.common.launch import daemon_command
-from zray.scripts import logs_cli, memory, ray_flags, state_cli
+from zray.scripts import job_cli, logs_cli, memory, ray_flags, state_cli
 from zray.scripts.node import add_node_flags
 
 
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", required=False, type=str, help="Override the address to connect to."
     )
     logs_cli.add_parser(commands)
+    job_cli.add_parser(commands)
     state_cli.add_version_flag(parser)
     return parser
 
@@ -104,6 +105,7 @@ def main(argv=None) -> int:
             "summary": state_cli.main,
             "timeline": cmd_timeline,
             "logs": logs_cli.main,
+            "job": job_cli.main,
         }[args.command](args)
     except (OSError, zmq.ZMQError) as exc:  # ConnectionError is an OSError: no cluster there
         print(f"zray {args.command}: {exc}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 `zray logs [GLOB]` (`cluster` implied) lists the head node's log files matching GLOB, or prints
 the one that matches; `actor --id ID` and `worker --pid PID` print a worker's stdout (stderr
-with `--err`). `--tail N` (default 1000, -1 for all), `--follow` streams appended lines until
+with `--err`); `job --id SUBMISSION_ID` a submitted job's driver output. `--tail N` (default 1000, -1 for all), `--follow` streams appended lines until
 interrupted.
 """
 
@@ -26,7 +26,7 @@ def add_parser(commands):
     )
     logs.add_argument("glob_filter", nargs="?", default=None, help="glob of log file names")
     logs.add_argument(
-        "-a", "--id", dest="id", default=None, help="actor id (actor), task id (task)"
+        "-a", "--id", dest="id", default=None, help="actor id (actor), submission id (job)"
     )
     logs.add_argument("-pid", "--pid", dest="pid", default=None, help="pid of the worker")
     logs.add_argument("-id", "--node-id", dest="node_id", default=None, help="node id")
@@ -55,14 +55,18 @@ def main(args) -> int:
     try:
         if verb == "cluster":
             return _cluster(args, glob)
-        if verb in ("task", "job"):
-            what = "task log offsets" if verb == "task" else "job submission"
+        if verb == "task":
             print(
-                f"zray logs {verb} is not supported: zray has no {what}; "
-                f"use `zray logs actor --id` or `zray logs worker --pid`",
+                "zray logs task is not supported: zray has no task log offsets; "
+                "use `zray logs actor --id` or `zray logs worker --pid`",
                 file=sys.stderr,
             )
             return 2
+        if verb == "job":
+            if not args.id:
+                print("zray logs job: --id (the submission id) is required", file=sys.stderr)
+                return 2
+            return _print(args, submission_id=args.id)
         if verb == "actor" and not (args.id or args.pid):
             print("zray logs actor: give --id or --pid", file=sys.stderr)
             return 2

@@ -440,13 +440,21 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
 
     def on_KvPut(self, identity, msg: P.KvPut, seq):
         key = (msg.namespace, msg.key)
-        if msg.overwrite or key not in self.kv:
+        stored = msg.overwrite or key not in self.kv
+        if stored:
             self.kv[key] = msg.value
             self.tables.kv(msg.namespace, msg.key, msg.value)
         for waiter_identity, waiter_seq, _ in self.kv_waiters.pop(key, []):
             self.endpoint.reply(waiter_identity, P.KvValue(True, self.kv[key]), waiter_seq)
         if seq:
-            self.endpoint.reply(identity, P.Ok(0), seq)
+            self.endpoint.reply(identity, P.Ok(int(stored)), seq)
+
+    def on_KvDel(self, identity, msg: P.KvDel, seq):
+        found = self.kv.pop((msg.namespace, msg.key), None) is not None
+        if found:
+            self.tables.kv_deleted(msg.namespace, msg.key)
+        if seq:
+            self.endpoint.reply(identity, P.Ok(int(found)), seq)
 
     def on_KvGet(self, identity, msg: P.KvGet, seq):
         key = (msg.namespace, msg.key)

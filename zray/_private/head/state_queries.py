@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from zray._private.head import actor_manager as A
+from zray._private.head import submitted_jobs
 from zray._private.wire import protocol as P
 
 logger = logging.getLogger(__name__)
@@ -156,9 +157,10 @@ class StateQueries:
                     "driver_agent_http_address": None,
                     "driver_node_id": node.node_id.hex() if node is not None else None,
                     "driver_exit_code": None,
+                    "_namespace": job.get("namespace", ""),
                 }
             )
-        return rows
+        return submitted_jobs.job_rows(rows, self.kv)
 
     def _placement_group_rows(self) -> list:
         rows = []

@@ -116,6 +116,11 @@ class HeadTables:
         batch.put("kv", namespace.encode() + b"\0" + key, value)
         self._commit(batch)
 
+    def kv_deleted(self, namespace: str, key: bytes) -> None:
+        batch = H.Batch()
+        batch.delete("kv", namespace.encode() + b"\0" + key)
+        self._commit(batch)
+
     def node(self, record: dict) -> None:
         batch = H.Batch()
         batch.put("nodes", record["node_id"], _pack(record))

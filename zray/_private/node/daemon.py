@@ -222,6 +222,8 @@ class NodeDaemon(LeaseHandlers, ObjectHandlers):
                 self.creds,
                 os.path.join(self.session_dir, "logs", "dashboard.log"),
             )
+            if self.head is not None:  # where the Jobs SDK finds it from a cluster address
+                self.head.kv[("dashboard", b"dashboard")] = self.dashboard.address.encode()
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -117,9 +117,11 @@ async function jobsPage() {
   const jobs = await stateRows("jobs");
   return [
     el("h1", { text: "Jobs" }),
-    table(["Job", "Status", "Driver", "Started", "Ended"],
+    table(["Job", "Submission", "Entrypoint", "Status", "Driver", "Started", "Ended"],
       jobs.map((j) => el("tr", {},
-        el("td", { class: "mono", text: j.job_id }),
+        el("td", { class: "mono", text: j.job_id || "" }),
+        el("td", { class: "mono", text: j.submission_id || "" }),
+        el("td", { class: "mono", text: j.entrypoint || "" }),
         stateCell(j.status),
         el("td", { text: j.driver_info ? `pid ${j.driver_info.pid} on ${j.driver_info.node_ip_address}` : "" }),
         el("td", { text: fmtTime(j.start_time) }),

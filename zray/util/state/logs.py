@@ -74,8 +74,7 @@ def get_log(
     only the last lines (-1: all); `follow`: keep yielding what is appended until closed.
 
     Raises:
-        NotImplementedError: for `task_id` and `submission_id` (zray records no task log
-            offsets and has no job submission).
+        NotImplementedError: for `task_id` (zray records no task log offsets).
         RayStateApiException: if no file or more than one matches.
     """
     if task_id is not None:
@@ -83,12 +82,12 @@ def get_log(
             "get_log(task_id=...) is not supported: zray does not record where a task's "
             "output starts in its worker's log; use actor_id= or pid= for the whole log"
         )
-    if submission_id is not None:
-        raise NotImplementedError("get_log(submission_id=...): zray has no job submission")
     if suffix not in ("out", "err"):
         raise ValueError(f"suffix must be 'out' or 'err', got {suffix!r}")
     conn = Connection(address)
-    if actor_id is not None:
+    if submission_id is not None:
+        node, filename = _job_log(conn, submission_id, timeout)
+    elif actor_id is not None:
         node, filename = _actor_log(conn, actor_id, suffix, timeout)
     else:
         node = None
@@ -102,6 +101,19 @@ def get_log(
             node = _node(conn, None, None, timeout)
     return _read(conn, node, filename, follow, tail, timeout, encoding, errors, _interval,
                  filter_ansi_code)  # fmt: skip
+
+
+def _job_log(conn, submission_id: str, timeout: float) -> tuple:
+    """The node and name of a submitted job's driver log (`job-driver-<id>.log`, kept where
+    its supervisor ran the entrypoint)."""
+    rows = conn.ask_head(P.GetStateTable("jobs"), timeout).rows
+    job = next((r for r in rows if r.get("submission_id") == submission_id), None)
+    if job is None:
+        raise RayStateApiException(f"Job {submission_id} does not exist")
+    node_id = job.get("driver_node_id")
+    if not node_id:
+        raise RayStateApiException(f"Job {submission_id} has not started: it has no log yet")
+    return _node(conn, node_id, None, timeout), f"job-driver-{submission_id}.log"
 
 
 def _read(conn, node, filename, follow, tail, timeout, encoding, errors, interval, strip_ansi):

@@ -93,6 +93,16 @@ class KvValue(NamedTuple):
     value: bytes
 
 
+@message(200)
+class KvDel(NamedTuple):
+    """Any to head: removes `key` from the KV (and its persisted table); answered Ok(1) if it
+    was there, Ok(0) if not. Ray Jobs keep each submitted job's record in the KV (namespace
+    "job"), as Ray does; `zray job delete` removes it."""
+
+    namespace: str
+    key: bytes
+
+
 @message(16)
 class GetNodes(NamedTuple):
     include_dead: bool
