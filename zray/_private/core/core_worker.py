@@ -237,7 +237,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
                     timeout = HOUSEKEEPING_S if self._busy() else DOZE_S
                 if self.batcher.holding:
                     timeout = min(timeout, max(0.0, self.batcher.deadline - time.monotonic()))
-                if self.task_events.events:  # wake for the next batch even when dozing
+                if self.task_events.waiting():  # wake for the next batch even when dozing
                     timeout = min(timeout, self.task_events.wait_s())
                 events = poller.poll(1000 * timeout)
                 if dozing:
