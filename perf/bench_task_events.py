@@ -150,6 +150,64 @@ def micro(trials: int = 30, n: int = 2000) -> dict:
     return best
 
 
+def micro_actor_calls(trials: int = 30, n: int = 2000) -> dict:
+    """An actor call's events, as the owner, the actor's worker and the head handle them now:
+    the owner records one event (its end, carrying when it was sent), the worker one (the
+    run), each flush scans the calls in flight, and the head keeps the batch packed ("head");
+    "merge" is what the head pays per call once someone asks (a state query)."""
+    import gc
+
+    import msgpack
+
+    from zray._private.common import task_states as TS
+    from zray._private.core.actor_submitter import ActorCall
+    from zray._private.core.task_events import TaskEvents, now
+    from zray._private.head.task_events import TaskEventTable
+    from zray._private.wire import protocol as P
+
+    class Core:
+        node_id, worker_id, head_address = b"n" * 28, b"w" * 28, "nowhere"
+
+    ids = [os.urandom(24) for _ in range(n)]
+    best = {"record": 1e9, "flush": 1e9, "head": 1e9, "merge": 1e9}
+    for _ in range(trials):
+        events = TaskEvents(Core())
+        record = events.record
+        calls = [ActorCall(task_id, "m", 1, [], [b""], [], 0, [], "", -1) for task_id in ids]
+        t0 = time.thread_time()
+        for call in calls:  # owner: described at submission, sent, ended; worker: the run
+            call.info = (TS.ACTOR_TASK, "A.m", "A.m", b"a" * 16, b"p" * 24, (), "", "")
+            call.sent_ns = now()
+            started = events.run_started(call.task_id, 0)
+            events.run_ended(call.task_id, 0, started)
+            sent, call.sent_ns = call.sent_ns, 0
+            info, call.info = call.info, ()
+            record((call.task_id, 0, TS.FINISHED, now(), (sent, info)))
+        t1 = time.thread_time()
+        packed = msgpack.packb(events.events, use_bin_type=True)
+        frames = P.encode(P.AddTaskEvents(b"n" * 28, b"w" * 28, 1, packed, 0))
+        t2 = time.thread_time()
+        msg, _, _ = P.decode(frames[0], frames[1])
+        table = TaskEventTable(100_000, decode=_decode)
+        table.add_packed(msg.node_id, msg.worker_id, msg.pid, msg.events, 0)
+        t3 = time.thread_time()
+        gc.collect()
+        t4 = time.thread_time()
+        table.merge()
+        t5 = time.thread_time()
+        for key, spent in (("record", t1 - t0), ("flush", t2 - t1), ("head", t3 - t2)):
+            best[key] = min(best[key], 1e6 * spent / n)
+        best["merge"] = min(best["merge"], 1e6 * (t5 - t4) / n)
+    best["bytes"] = sum(len(f) for f in frames) / n
+    return best
+
+
+def _decode(packed: bytes) -> tuple:
+    import msgpack
+
+    return msgpack.unpackb(packed, raw=False, use_list=False, strict_map_key=False)
+
+
 def run(workload: str, events: bool) -> dict | None:
     env = dict(os.environ, PYTHONPATH=REPO, ZRAY_ENABLE_TASK_EVENTS="1" if events else "0")
     out = subprocess.run(
@@ -180,6 +238,13 @@ def main(argv=None) -> int:
             f"per task: recording {cost['record']:.2f} us (owner and worker threads), "
             f"flush {cost['flush']:.2f} us (I/O thread), head {cost['head']:.2f} us "
             f"(decode and merge); {cost['bytes']:.0f} bytes on the wire"
+        )
+        cost = micro_actor_calls()
+        print(
+            f"per actor call: recording {cost['record']:.2f} us (owner and worker threads), "
+            f"flush {cost['flush']:.2f} us (I/O thread), head {cost['head']:.2f} us "
+            f"(kept packed), {cost['merge']:.2f} us more when queried (decode and merge); "
+            f"{cost['bytes']:.0f} bytes on the wire"
         )
         return 0
     if args.child:

@@ -3,6 +3,7 @@
 import json
 import os
 import time
+import warnings
 
 import pytest
 
@@ -295,3 +296,32 @@ def test_an_actor_call_in_flight_is_listed_with_its_description(ray, tmp_path):
     open(go, "w").close()
     assert ray.get(ref, timeout=60) == 1
     ray.kill(blocker)
+
+
+def test_the_head_filters_and_limits_so_only_the_rows_asked_for_travel(ray):
+    from zray.util.state.api import StateApiClient
+    from zray.util.state.common import ListApiOptions
+
+    @ray.remote
+    def ev_many(i):
+        return i
+
+    refs = [ev_many.remote(i) for i in range(30)]
+    assert ray.get(refs, timeout=60) == list(range(30))
+    wait_for(lambda: len([t for t in tasks_named("ev_many") if t.state == "FINISHED"]) == 30)
+
+    name = [("name", "=", "EV_MANY")]  # Ray: string filters ignore case
+    response, num_filtered = StateApiClient()._tasks_on_head(
+        ListApiOptions(limit=5, filters=name + [("state", "!=", "FAILED")])
+    )
+    assert len(response.rows) == 5 and num_filtered == 30
+    assert [r["task_id"] for r in response.rows] == sorted(r.task_id().hex() for r in refs)[:5]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = state.list_tasks(filters=name, limit=5, _explain=True)
+    assert len(rows) == 5
+    assert any("Limit last 5 entries (Total 30)" in str(w.message) for w in caught)
+    with pytest.raises(RayStateApiException, match="filter column call_site is not supported"):
+        state.list_tasks(filters=name + [("call_site", "=", "x")])
+    with pytest.raises(RayStateApiException, match="Invalid filter `--filter attempt_number x`"):
+        state.list_tasks(filters=[("attempt_number", "=", "x")])

@@ -252,7 +252,10 @@ class ActorSubmitter:
             record = self.actors[actor_id]
             if call.events:
                 name = f"{record.class_name}.{call.method}"
-                call.info = (TS.ACTOR_TASK, name, name, actor_id, call.parent_task_id, {}, "", "")
+                # No resources: () where a task has a dict, so the garbage collector stops
+                # tracking the event holding it at its first look (a dict is always tracked:
+                # thousands of calls a second of them were promoted to older generations).
+                call.info = (TS.ACTOR_TASK, name, name, actor_id, call.parent_task_id, (), "", "")
             self.calls[call.task_id] = (record, call)
             failed = record.order.submit(call)  # an actor already dead fails it at once
             if failed:

@@ -194,21 +194,28 @@ class TaskEventTable:
         """Ray's TaskState dicts (detail fields included), one per attempt; `node_ips`: node
         id -> IP, for the profiling data that `timeline()` reads."""
         self.merge()
+        infos = self.infos()
+        return [
+            task_row(task_id, attempt, record, record.get(INFO) or infos.get(task_id), node_ips)
+            for (task_id, attempt), record in self.records.items()
+        ]
+
+    def infos(self) -> dict[bytes, Any]:
+        """task id -> its description, for attempts whose own events did not carry it (a
+        retry's: the owner describes a task once)."""
         infos: dict[bytes, Any] = {}
         for (task_id, _attempt), record in self.records.items():
             if INFO in record:
                 infos[task_id] = record[INFO]
-        return [
-            _row(task_id, attempt, record, record.get(INFO) or infos.get(task_id), node_ips)
-            for (task_id, attempt), record in self.records.items()
-        ]
+        return infos
 
 
 def _info(extra: Any) -> tuple[Any, ...]:
     """A task's description as kept: resources as pairs (a tuple holding a dict is never
     untracked by the garbage collector)."""
     kind, name, func, actor, parent, resources, group, env = extra
-    return (kind, name, func, actor, parent, tuple(resources.items()), group, env)
+    pairs = tuple(resources.items()) if resources else ()  # an actor call's: ()
+    return (kind, name, func, actor, parent, pairs, group, env)
 
 
 def _sent(record: Record, sent_ns: Any, info: Any) -> None:
@@ -230,14 +237,24 @@ def _ms(ns: Any) -> int | None:
     return int(ns) // 1_000_000 if ns else None
 
 
-def _row(
+def state_name(record: Record) -> str:
+    """Ray's state of an attempt: the highest state number it reached."""
+    reached = [k for k in record if k >= 0]
+    return TS.STATE_NAMES.get(max(reached), "NIL") if reached else "NIL"
+
+
+NO_INFO = (TS.NORMAL_TASK, "", "", b"", b"", (), "", "")  # its owner's events not in (yet)
+
+
+def task_row(
     task_id: bytes, attempt: int, record: Record, info: Any, node_ips: dict[bytes, str]
 ) -> dict[str, Any]:
+    """Ray's TaskState dict of one attempt, detail fields included."""
     states = record
     ordered = sorted(k for k in record if k >= 0)  # Ray: by state number, the last is the state
     state = TS.STATE_NAMES.get(ordered[-1], "NIL") if ordered else "NIL"
-    if info is None:  # its owner's events were evicted or not sent yet
-        info = (TS.NORMAL_TASK, "", "", b"", b"", {}, "", "")
+    if info is None:
+        info = NO_INFO
     kind, name, func_name, actor_id, parent, resources, group, runtime_env = info
     node_id, worker_id = record.get(NODE, b""), record.get(WORKER, b"")
     failed = state == "FAILED"
