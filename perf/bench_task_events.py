@@ -5,6 +5,7 @@ summed over every process of the cluster (driver, node daemon with the head, wor
     python perf/bench_task_events.py                  # every workload, 5 on/off pairs
     python perf/bench_task_events.py --pairs 9 --only "tasks sync"
     python perf/bench_task_events.py --micro          # the added work per task, in-process
+    python perf/bench_task_events.py --toggle 8       # async actor calls, on/off in one cluster
 
 CPU time per call is the steadier measure on a shared machine: other people's load slows the
 wall clock of a run far more than it changes how much CPU the run itself needs. It includes
@@ -208,6 +209,66 @@ def _decode(packed: bytes) -> tuple:
     return msgpack.unpackb(packed, raw=False, use_list=False, strict_map_key=False)
 
 
+def toggled(rounds: int, calls: int = 5000) -> dict:
+    """Small async actor calls in ONE cluster, the driver's task events switched off and on in
+    turn (off, on, on, off, ...): with them off the driver sends calls without an attempt and
+    the actor's worker records nothing, so the whole chain is switched with the same processes,
+    which a loaded machine perturbs far less than fresh clusters. CPU us per call by process
+    (medians over the rounds of each setting), each window closed 1.3 s after its last call so
+    both sides' batches have gone out and reached the head."""
+    import psutil
+
+    import zray as ray
+    from zray._private.core import runtime
+
+    ray.init(num_cpus=2)
+    try:
+
+        @ray.remote
+        class Actor:
+            def small_value(self):
+                return b"ok"
+
+            def pid(self):
+                return os.getpid()
+
+        actor = Actor.remote()
+        me = psutil.Process()
+        processes = {
+            "driver": me,
+            "node": next(
+                p
+                for p in me.children(recursive=True)
+                if "zray.scripts.node" in " ".join(p.cmdline())
+            ),
+            "worker": psutil.Process(ray.get(actor.pid.remote())),
+        }
+
+        def cpu():
+            return {k: p.cpu_times().user + p.cpu_times().system for k, p in processes.items()}
+
+        ray.get([actor.small_value.remote() for _ in range(3000)])
+        spent: dict = {True: [], False: []}
+        for i in range(2 * rounds):
+            on = i % 4 in (1, 2)
+            runtime.core.task_events.enabled = on
+            time.sleep(SETTLE_S - 0.2)
+            before = cpu()
+            for _ in range(calls // 1000):
+                ray.get([actor.small_value.remote() for _ in range(1000)])
+            time.sleep(SETTLE_S - 0.2)
+            after = cpu()
+            spent[on].append({k: 1e6 * (after[k] - before[k]) / calls for k in after})
+        return {
+            ("on" if on else "off"): {
+                k: statistics.median(r[k] for r in runs) for k in ("driver", "node", "worker")
+            }
+            for on, runs in spent.items()
+        }
+    finally:
+        ray.shutdown()
+
+
 def run(workload: str, events: bool) -> dict | None:
     env = dict(os.environ, PYTHONPATH=REPO, ZRAY_ENABLE_TASK_EVENTS="1" if events else "0")
     out = subprocess.run(
@@ -231,7 +292,23 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--micro", action="store_true", help="only the added work per task, in-process"
     )
+    parser.add_argument(
+        "--toggle",
+        type=int,
+        metavar="ROUNDS",
+        help="small async actor calls, events toggled in one cluster (see toggled())",
+    )
     args = parser.parse_args(argv)
+    if args.toggle:
+        result = toggled(args.toggle)
+        for setting, roles in result.items():
+            total = sum(roles.values())
+            print(
+                f"events {setting}: CPU us/call "
+                + ", ".join(f"{k} {v:.1f}" for k, v in roles.items())
+                + f"; total {total:.1f}"
+            )
+        return 0
     if args.micro:
         cost = micro()
         print(
