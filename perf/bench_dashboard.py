@@ -5,6 +5,7 @@ with many actors and objects.
     python perf/bench_dashboard.py memory        # `zray start --head`: off / on / on and used; Ray
     python perf/bench_dashboard.py startup       # init() + a first task, dashboard on and off
     python perf/bench_dashboard.py pages [--actors 50 --objects 2000]
+    python perf/bench_dashboard.py tasks [--tasks 10000]   # the tasks page, 10,000 finished tasks
 
 Memory is the summed PSS (shared pages split between their sharers) of every process of the
 cluster after it has been idle for --settle seconds. Ray is `ray start --head` from the perf
@@ -266,6 +267,82 @@ def cmd_pages(args) -> dict:
     return results
 
 
+def cmd_tasks(args) -> dict:
+    """The tasks page and the overview with `--tasks` finished tasks on the cluster: from
+    navigation to the table on screen (median of --repeat), the bytes the tasks page fetched,
+    and the CPU the dashboard and the head's node spend while a tab stays open on it."""
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, ROOT)
+    import zray as ray
+
+    context = ray.init(num_cpus=2, logging_level="warning")
+    from zray._private.core import runtime
+
+    base, token = "http://" + context.dashboard_url, runtime.core.creds.token
+
+    @ray.remote
+    def small(i):
+        return i
+
+    for start in range(0, args.tasks, 1000):
+        ray.get([small.remote(i) for i in range(start, min(args.tasks, start + 1000))])
+    time.sleep(3.0)  # every process has sent its task events
+    results: dict = {"tasks": args.tasks}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        tab = browser.new_page()
+        tab.set_default_timeout(120_000)
+        tab.goto(f"{base}/?token={token}#/overview")
+        tab.wait_for_selector(PAGES["overview"])
+        fetched = []
+        tab.on(
+            "response",
+            # The page's JSON: /api/tasks (a page of rows), before it /api/v0/tasks (all).
+            lambda r: (
+                fetched.append(len(r.body()))
+                if "/api/v0/tasks" in r.url or "/api/tasks" in r.url
+                else None
+            ),
+        )
+        for page, selector in (("tasks", "#tasks tbody tr"), ("overview", PAGES["overview"])):
+            times = []
+            for _ in range(args.repeat):
+                tab.goto("about:blank")
+                fetched.clear()
+                start = time.perf_counter()
+                tab.goto(f"{base}/#/{page}")
+                tab.wait_for_selector(selector)
+                times.append((time.perf_counter() - start) * 1000)
+                if page == "tasks" and fetched:
+                    results["tasks page, bytes of its first fetch"] = fetched[0]
+            results[f"{page} page load ms (median of {args.repeat})"] = round(
+                statistics.median(times)
+            )
+            results[f"{page} page load ms (all)"] = [round(t) for t in times]
+        # A tab left open on the tasks page: what its polling costs the cluster.
+        tab.goto(f"{base}/#/tasks")
+        tab.wait_for_selector("#tasks tbody tr")
+        processes = [p for p in psutil.Process().children(recursive=True)]
+        watched = {
+            "dashboard": [p for p in processes if "zray.dashboard" in " ".join(p.cmdline())],
+            "node (head)": [p for p in processes if "zray.scripts.node" in " ".join(p.cmdline())],
+        }
+
+        def cpu(ps):
+            return sum(p.cpu_times().user + p.cpu_times().system for p in ps)
+
+        before = {k: cpu(v) for k, v in watched.items()}
+        time.sleep(args.watch)
+        for key, ps in watched.items():
+            results[f"{key} CPU % with the tasks page open"] = round(
+                100 * (cpu(ps) - before[key]) / args.watch, 1
+            )
+        browser.close()
+    ray.shutdown()
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -278,8 +355,18 @@ def main():
     pages.add_argument("--actors", type=int, default=50)
     pages.add_argument("--objects", type=int, default=2000)
     pages.add_argument("--repeat", type=int, default=5)
+    tasks = sub.add_parser("tasks")
+    tasks.add_argument("--tasks", type=int, default=10_000)
+    tasks.add_argument("--repeat", type=int, default=5)
+    tasks.add_argument("--watch", type=float, default=15.0)
     args = parser.parse_args()
-    result = {"memory": cmd_memory, "startup": cmd_startup, "pages": cmd_pages}[args.what](args)
+    commands = {
+        "memory": cmd_memory,
+        "startup": cmd_startup,
+        "pages": cmd_pages,
+        "tasks": cmd_tasks,
+    }
+    result = commands[args.what](args)
     print(json.dumps(result, indent=2))
 
 

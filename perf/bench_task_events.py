@@ -5,6 +5,7 @@ summed over every process of the cluster (driver, node daemon with the head, wor
     python perf/bench_task_events.py                  # every workload, 5 on/off pairs
     python perf/bench_task_events.py --pairs 9 --only "tasks sync"
     python perf/bench_task_events.py --micro          # the added work per task, in-process
+    python perf/bench_task_events.py --toggle 8       # async actor calls, on/off in one cluster
 
 CPU time per call is the steadier measure on a shared machine: other people's load slows the
 wall clock of a run far more than it changes how much CPU the run itself needs. It includes
@@ -150,6 +151,124 @@ def micro(trials: int = 30, n: int = 2000) -> dict:
     return best
 
 
+def micro_actor_calls(trials: int = 30, n: int = 2000) -> dict:
+    """An actor call's events, as the owner, the actor's worker and the head handle them now:
+    the owner records one event (its end, carrying when it was sent), the worker one (the
+    run), each flush scans the calls in flight, and the head keeps the batch packed ("head");
+    "merge" is what the head pays per call once someone asks (a state query)."""
+    import gc
+
+    import msgpack
+
+    from zray._private.common import task_states as TS
+    from zray._private.core.actor_submitter import ActorCall
+    from zray._private.core.task_events import TaskEvents, now
+    from zray._private.head.task_events import TaskEventTable
+    from zray._private.wire import protocol as P
+
+    class Core:
+        node_id, worker_id, head_address = b"n" * 28, b"w" * 28, "nowhere"
+
+    ids = [os.urandom(24) for _ in range(n)]
+    best = {"record": 1e9, "flush": 1e9, "head": 1e9, "merge": 1e9}
+    for _ in range(trials):
+        events = TaskEvents(Core())
+        record = events.record
+        calls = [ActorCall(task_id, "m", 1, [], [b""], [], 0, [], "", -1) for task_id in ids]
+        t0 = time.thread_time()
+        for call in calls:  # owner: described at submission, sent, ended; worker: the run
+            call.info = (TS.ACTOR_TASK, "A.m", "A.m", b"a" * 16, b"p" * 24, (), "", "")
+            call.sent_ns = now()
+            started = events.run_started(call.task_id, 0)
+            events.run_ended(call.task_id, 0, started)
+            sent, call.sent_ns = call.sent_ns, 0
+            info, call.info = call.info, ()
+            record((call.task_id, 0, TS.FINISHED, now(), (sent, info)))
+        t1 = time.thread_time()
+        packed = msgpack.packb(events.events, use_bin_type=True)
+        frames = P.encode(P.AddTaskEvents(b"n" * 28, b"w" * 28, 1, packed, 0))
+        t2 = time.thread_time()
+        msg, _, _ = P.decode(frames[0], frames[1])
+        table = TaskEventTable(100_000, decode=_decode)
+        table.add_packed(msg.node_id, msg.worker_id, msg.pid, msg.events, 0)
+        t3 = time.thread_time()
+        gc.collect()
+        t4 = time.thread_time()
+        table.merge()
+        t5 = time.thread_time()
+        for key, spent in (("record", t1 - t0), ("flush", t2 - t1), ("head", t3 - t2)):
+            best[key] = min(best[key], 1e6 * spent / n)
+        best["merge"] = min(best["merge"], 1e6 * (t5 - t4) / n)
+    best["bytes"] = sum(len(f) for f in frames) / n
+    return best
+
+
+def _decode(packed: bytes) -> tuple:
+    import msgpack
+
+    return msgpack.unpackb(packed, raw=False, use_list=False, strict_map_key=False)
+
+
+def toggled(rounds: int, calls: int = 5000) -> dict:
+    """Small async actor calls in ONE cluster, the driver's task events switched off and on in
+    turn (off, on, on, off, ...): with them off the driver sends calls without an attempt and
+    the actor's worker records nothing, so the whole chain is switched with the same processes,
+    which a loaded machine perturbs far less than fresh clusters. CPU us per call by process
+    (medians over the rounds of each setting), each window closed 1.3 s after its last call so
+    both sides' batches have gone out and reached the head."""
+    import psutil
+
+    import zray as ray
+    from zray._private.core import runtime
+
+    ray.init(num_cpus=2)
+    try:
+
+        @ray.remote
+        class Actor:
+            def small_value(self):
+                return b"ok"
+
+            def pid(self):
+                return os.getpid()
+
+        actor = Actor.remote()
+        me = psutil.Process()
+        processes = {
+            "driver": me,
+            "node": next(
+                p
+                for p in me.children(recursive=True)
+                if "zray.scripts.node" in " ".join(p.cmdline())
+            ),
+            "worker": psutil.Process(ray.get(actor.pid.remote())),
+        }
+
+        def cpu():
+            return {k: p.cpu_times().user + p.cpu_times().system for k, p in processes.items()}
+
+        ray.get([actor.small_value.remote() for _ in range(3000)])
+        spent: dict = {True: [], False: []}
+        for i in range(2 * rounds):
+            on = i % 4 in (1, 2)
+            runtime.core.task_events.enabled = on
+            time.sleep(SETTLE_S - 0.2)
+            before = cpu()
+            for _ in range(calls // 1000):
+                ray.get([actor.small_value.remote() for _ in range(1000)])
+            time.sleep(SETTLE_S - 0.2)
+            after = cpu()
+            spent[on].append({k: 1e6 * (after[k] - before[k]) / calls for k in after})
+        return {
+            ("on" if on else "off"): {
+                k: statistics.median(r[k] for r in runs) for k in ("driver", "node", "worker")
+            }
+            for on, runs in spent.items()
+        }
+    finally:
+        ray.shutdown()
+
+
 def run(workload: str, events: bool) -> dict | None:
     env = dict(os.environ, PYTHONPATH=REPO, ZRAY_ENABLE_TASK_EVENTS="1" if events else "0")
     out = subprocess.run(
@@ -173,13 +292,36 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--micro", action="store_true", help="only the added work per task, in-process"
     )
+    parser.add_argument(
+        "--toggle",
+        type=int,
+        metavar="ROUNDS",
+        help="small async actor calls, events toggled in one cluster (see toggled())",
+    )
     args = parser.parse_args(argv)
+    if args.toggle:
+        result = toggled(args.toggle)
+        for setting, roles in result.items():
+            total = sum(roles.values())
+            print(
+                f"events {setting}: CPU us/call "
+                + ", ".join(f"{k} {v:.1f}" for k, v in roles.items())
+                + f"; total {total:.1f}"
+            )
+        return 0
     if args.micro:
         cost = micro()
         print(
             f"per task: recording {cost['record']:.2f} us (owner and worker threads), "
             f"flush {cost['flush']:.2f} us (I/O thread), head {cost['head']:.2f} us "
             f"(decode and merge); {cost['bytes']:.0f} bytes on the wire"
+        )
+        cost = micro_actor_calls()
+        print(
+            f"per actor call: recording {cost['record']:.2f} us (owner and worker threads), "
+            f"flush {cost['flush']:.2f} us (I/O thread), head {cost['head']:.2f} us "
+            f"(kept packed), {cost['merge']:.2f} us more when queried (decode and merge); "
+            f"{cost['bytes']:.0f} bytes on the wire"
         )
         return 0
     if args.child:

@@ -432,3 +432,50 @@ def test_zray_start_head_prints_a_dashboard_url_that_opens_in_a_browser(browser)
     with pytest.raises((ConnectionError, urllib.error.URLError)):
         http(url.split("?")[0] + "api/version")
     assert not [s for s in zray_segments() if s.startswith(f"zray-{session_name}-")]
+
+
+def test_the_tasks_page_shows_a_page_at_a_time_filters_by_state_and_updates_live(page, cluster):
+    ray = cluster[0]
+
+    @ray.remote
+    def paged_task(i):
+        return i
+
+    @ray.remote(max_retries=0)
+    def fails_while_watched(i):
+        raise ValueError(i)
+
+    assert ray.get([paged_task.remote(i) for i in range(250)], timeout=120) == list(range(250))
+    with pytest.raises(ValueError):
+        ray.get(fails_while_watched.remote(1), timeout=60)
+    base = page.url.split("#")[0]
+    page.goto(base + "#/tasks")
+    counted = page.locator("#task-range", has_text=re.compile(r"^1-100 of (2[5-9]\d|[3-9]\d\d)"))
+    counted.wait_for()  # every task's events in: 251 or more (other tests' tasks too)
+    assert page.locator("#tasks tbody tr").count() == 100
+    page.click("#tasks-next")
+    page.locator("#task-range", has_text=re.compile(r"^101-200 of")).wait_for()
+    assert page.locator("#tasks tbody tr").count() == 100
+
+    page.select_option("#task-state", "FAILED")
+    page.locator("#task-range", has_text=re.compile(r"^1-\d+ of")).wait_for()
+    rows_with(page, "tasks", "fails_while_watched").wait_for()
+    assert page.locator("#tasks tbody tr td.state-FINISHED").count() == 0
+    # Live: a task failing now appears on the open page at its next poll.
+    before = rows_with(page, "tasks", "fails_while_watched").count()
+    with pytest.raises(ValueError):
+        ray.get(fails_while_watched.remote(2), timeout=60)
+    deadline = time.monotonic() + 30
+    while rows_with(page, "tasks", "fails_while_watched").count() == before:
+        assert time.monotonic() < deadline, "the failed task did not appear"
+        time.sleep(0.2)
+
+
+def test_the_tasks_endpoint_refuses_a_page_out_of_bounds(cluster):
+    _, base, token = cluster
+    headers = {"Authorization": f"Bearer {token}"}
+    status, _, body = http(base + "/api/tasks?offset=0&limit=5", headers)
+    assert status == 200 and len(json.loads(body)["data"]["result"]["result"]) <= 5
+    for query in ("offset=-1", "limit=0", "limit=1001", "offset=9950&limit=100", "limit=x"):
+        status, _, body = http(f"{base}/api/tasks?{query}", headers)
+        assert status == 400, query

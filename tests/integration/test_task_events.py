@@ -3,9 +3,11 @@
 import json
 import os
 import time
+import warnings
 
 import pytest
 
+from zray._private.common import task_states as TS
 from zray.util import state
 from zray.util.state import common
 from zray.util.state.exception import RayStateApiException
@@ -229,3 +231,97 @@ def test_an_exiting_actor_sends_its_events_first(ray):
         return creation if creation is not None and creation.state == "FINISHED" else None
 
     assert wait_for(constructed).start_time_ms is not None
+
+
+def test_an_actor_call_costs_its_owner_one_event(ray):
+    from zray._private.core import runtime
+
+    @ray.remote
+    class Echo:
+        def echo(self, x):
+            return x
+
+    echo = Echo.remote()
+    assert ray.get(echo.echo.remote(-1), timeout=60) == -1
+    events = runtime.core.task_events
+    saved = events.interval_s
+    events.interval_s, events._next_flush = 600.0, time.monotonic() + 600.0  # hold the batch
+    try:
+        refs = [echo.echo.remote(i) for i in range(20)]
+        assert ray.get(refs, timeout=60) == list(range(20))
+        ids = {ref.task_id().binary() for ref in refs}
+        # Its end says when it was sent, with its description (PENDING_ARGS_AVAIL).
+        assert [e[2] for e in list(events.events) if e[0] in ids] == [TS.FINISHED] * 20
+    finally:
+        events.interval_s, events._next_flush = saved, time.monotonic()
+
+    def listed():
+        rows = tasks_named("Echo.echo")
+        ended = all(r.state == "FINISHED" and r.worker_pid for r in rows)  # both processes'
+        return rows if len(rows) == 21 and ended else None
+
+    rows = wait_for(listed)
+    [row] = [r for r in rows if r.task_id == refs[0].task_id().hex()]
+    detail = state.get_task(row.task_id)
+    assert [e["state"] for e in detail.events] == [
+        "PENDING_ARGS_AVAIL",
+        "SUBMITTED_TO_WORKER",
+        "RUNNING",
+        "FINISHED",
+    ]
+    ray.kill(echo)
+
+
+def test_an_actor_call_in_flight_is_listed_with_its_description(ray, tmp_path):
+    @ray.remote
+    class Blocker:
+        def hold(self, path):
+            deadline = time.monotonic() + 60
+            while not os.path.exists(path) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return 1
+
+    blocker = Blocker.remote()
+    go = str(tmp_path / "go")
+    ref = blocker.hold.remote(go)
+
+    def running():  # the owner's report of its sending and the worker's of its run
+        rows = tasks_named("Blocker.hold", detail=True)
+        states = [e["state"] for e in rows[0].events] if rows else []
+        return rows if states[1:] == ["SUBMITTED_TO_WORKER", "RUNNING"] else None
+
+    [row] = wait_for(running)
+    assert row.type == "ACTOR_TASK" and row.actor_id == blocker._actor_id.hex()
+    assert (row.state, row.events[0]["state"]) == ("RUNNING", "PENDING_ARGS_AVAIL")
+    open(go, "w").close()
+    assert ray.get(ref, timeout=60) == 1
+    ray.kill(blocker)
+
+
+def test_the_head_filters_and_limits_so_only_the_rows_asked_for_travel(ray):
+    from zray.util.state.api import StateApiClient
+    from zray.util.state.common import ListApiOptions
+
+    @ray.remote
+    def ev_many(i):
+        return i
+
+    refs = [ev_many.remote(i) for i in range(30)]
+    assert ray.get(refs, timeout=60) == list(range(30))
+    wait_for(lambda: len([t for t in tasks_named("ev_many") if t.state == "FINISHED"]) == 30)
+
+    name = [("name", "=", "EV_MANY")]  # Ray: string filters ignore case
+    response, num_filtered = StateApiClient()._tasks_on_head(
+        ListApiOptions(limit=5, filters=name + [("state", "!=", "FAILED")])
+    )
+    assert len(response.rows) == 5 and num_filtered == 30
+    assert [r["task_id"] for r in response.rows] == sorted(r.task_id().hex() for r in refs)[:5]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = state.list_tasks(filters=name, limit=5, _explain=True)
+    assert len(rows) == 5
+    assert any("Limit last 5 entries (Total 30)" in str(w.message) for w in caught)
+    with pytest.raises(RayStateApiException, match="filter column call_site is not supported"):
+        state.list_tasks(filters=name + [("call_site", "=", "x")])
+    with pytest.raises(RayStateApiException, match="Invalid filter `--filter attempt_number x`"):
+        state.list_tasks(filters=[("attempt_number", "=", "x")])

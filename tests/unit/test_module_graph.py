@@ -47,6 +47,7 @@ PURE_STDLIB = {
     "functools",
     "math",
     "re",
+    "gc",  # holding collections off while merging many objects (no I/O)
 }
 # zray/_private's packages, each allowed to import only the packages named beside it. The wire
 # layer knows no process role; the head and the core worker do not know each other; the node

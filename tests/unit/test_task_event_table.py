@@ -1,5 +1,8 @@
 """The head's task event history: merged per attempt, bounded, rows with Ray's fields."""
 
+import msgpack
+import pytest
+
 from zray._private.common import task_states as TS
 from zray._private.head.task_events import TaskEventTable
 
@@ -171,3 +174,85 @@ def test_an_actor_call_sent_at_once_is_described_by_its_submitted_event():
         4,
     )
     assert row["worker_id"] is None  # the worker names itself when it reports the run
+
+
+def test_an_actor_calls_end_carries_its_unreported_sending():
+    table = TaskEventTable(10)
+    described = info("A.m", TS.ACTOR_TASK)
+    owner_batch(
+        table,
+        [
+            [task(1), 0, TS.FINISHED, 6_000_000, [4_000_000, described]],
+            [task(2), 0, TS.FAILED, 7_000_000, ["ACTOR_DIED", "gone", 5_000_000, described]],
+            # Sent after waiting for its arguments: described by its PENDING_ARGS_AVAIL.
+            [task(3), 0, TS.PENDING_ARGS_AVAIL, 1_000_000, described],
+            [task(3), 0, TS.FINISHED, 3_000_000, [2_000_000, None]],
+        ],
+    )
+    rows = {r["task_id"]: r for r in table.rows({})}
+    one, two, three = (rows[task(i).hex()] for i in (1, 2, 3))
+    assert [e["state"] for e in one["events"]] == [
+        "PENDING_ARGS_AVAIL",
+        "SUBMITTED_TO_WORKER",
+        "FINISHED",
+    ]
+    assert (one["name"], one["type"], one["creation_time_ms"], one["end_time_ms"]) == (
+        "A.m",
+        "ACTOR_TASK",
+        4,
+        6,
+    )
+    assert (two["state"], two["error_type"], two["error_message"], two["creation_time_ms"]) == (
+        "FAILED",
+        "ACTOR_DIED",
+        "gone",
+        5,
+    )
+    assert [(e["state"], e["created_ms"]) for e in three["events"]] == [
+        ("PENDING_ARGS_AVAIL", 1),
+        ("SUBMITTED_TO_WORKER", 2),
+        ("FINISHED", 3),
+    ]
+
+
+def packed(events) -> bytes:
+    return msgpack.packb(events, use_bin_type=True)
+
+
+def decode(data: bytes) -> tuple:
+    return msgpack.unpackb(data, raw=False, use_list=False, strict_map_key=False)
+
+
+def test_packed_batches_are_merged_only_when_asked():
+    decoded = []
+    table = TaskEventTable(10, decode=lambda data: decoded.append(data) or decode(data))
+    table.add_packed(NODE, OWNER, 10, packed([[task(1), 0, TS.PENDING_ARGS_AVAIL, 1, info()]]), 0)
+    table.add_packed(NODE, WORKER, 42, packed([[task(1), 0, TS.RUNNING, 2, 3]]), 2)
+    assert decoded == [] and table.pending_events == 2
+    [row] = table.rows({NODE: "10.0.0.1"})
+    assert (row["name"], row["state"], row["worker_pid"]) == ("f", "RUNNING", 42)
+    assert len(decoded) == 2 and table.pending_events == 0
+    assert table.stats()["num_status_task_events_dropped"] == 2
+
+
+def test_past_the_bound_the_oldest_batches_are_dropped_unmerged_and_counted():
+    table = TaskEventTable(2, decode=decode)  # waits for 2 * PENDING_EVENTS_PER_ATTEMPT events
+    limit = table.pending_limit
+    old = [[task(i), 0, TS.PENDING_ARGS_AVAIL, i + 1, info(f"old{i}")] for i in range(3)]
+    table.add_packed(NODE, OWNER, 10, packed(old), 0)
+    new = [[task(9), 0, TS.PENDING_ARGS_AVAIL, 1, info("new")]] * limit
+    table.add_packed(NODE, OWNER, 10, packed(new), 0)
+    assert table.pending_events == limit  # the first batch went, unread
+    assert [r["name"] for r in table.rows({})] == ["new"]
+    stats = table.stats()
+    assert stats["num_task_attempts_evicted"] == 3 and stats["num_task_attempts_stored"] == 1
+
+
+def test_a_batch_that_is_not_an_array_is_refused_and_a_corrupt_one_skipped():
+    table = TaskEventTable(10, decode=decode)
+    with pytest.raises(ValueError, match="packed msgpack array"):
+        table.add_packed(NODE, OWNER, 10, b"\x01", 0)
+    table.add_packed(NODE, OWNER, 10, b"\x91\xc1", 0)  # an array of one unreadable byte
+    table.add_packed(NODE, OWNER, 10, packed([[task(1), 0, TS.FINISHED, 1, None]]), 0)
+    assert [r["state"] for r in table.rows({})] == ["FINISHED"]
+    assert table.batches_unreadable == 1

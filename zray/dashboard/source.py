@@ -106,6 +106,8 @@ class ClusterSource:
         key = (resource, options.limit, options.detail, repr(options.filters))
 
         def compute():
+            if resource == StateResource.TASKS:  # with the head's counts, as Ray's reply has
+                return self._task_rows(options)
             rows = self.state.list(resource, options, raise_on_missing_output=False)
             result = [row.asdict() if hasattr(row, "asdict") else dict(row) for row in rows]
             return {
@@ -118,6 +120,36 @@ class ClusterSource:
             }
 
         return self._cached(key, compute)
+
+    def _task_rows(self, options: ListApiOptions) -> dict:
+        if options.has_conflicting_filters():
+            response, num_filtered = None, 0
+        else:
+            response, num_filtered = self.state._tasks_on_head(options)
+        return {
+            "total": response.total if response else 0,
+            "num_after_truncation": response.num_after_truncation if response else 0,
+            "num_filtered": num_filtered,
+            "result": response.rows if response else [],
+            "partial_failure_warning": "",
+            "warnings": None,
+        }
+
+    def task_page(self, offset: int, limit: int, state: str) -> dict:
+        """The tasks page's rows `offset` to `offset + limit` (by task id, Ray's order), with
+        the state filter it chose: the head sends only those, without detail fields."""
+        filters = [("state", "=", state)] if state else []
+        options = ListApiOptions(
+            limit=offset + limit, timeout=QUERY_TIMEOUT_S, filters=filters, detail=False
+        )
+
+        def compute():
+            found = self._task_rows(options)
+            found["result"] = found["result"][offset:]
+            found["offset"] = offset
+            return found
+
+        return self._cached(("task_page", offset, limit, state), compute)
 
     def summary(self, resource) -> dict:
         """Ray's SummaryApiResponse: {"total", "result": {"node_id_to_summary": ...}, ...}."""

@@ -32,6 +32,7 @@ from zray._private.core.dependencies import (
     when_resolved,
 )
 from zray._private.core.serialization import deserialize
+from zray._private.core import task_events as TE
 from zray._private.core.task_events import now
 from zray._private.common import task_states as TS
 
@@ -71,6 +72,9 @@ class ActorCall:
     attempt: int = 0  # sent again to a restarted actor: one more
     sent: bool = False
     info: tuple = ()  # its description for task events, until an event carried it
+    # When it was sent (ns), until an event said so: the call's end, or a flush's report of
+    # calls in flight (task_events.py), one event per call where there were two.
+    sent_ns: int = 0
 
     @property
     def pinned_ids(self) -> list:
@@ -248,7 +252,10 @@ class ActorSubmitter:
             record = self.actors[actor_id]
             if call.events:
                 name = f"{record.class_name}.{call.method}"
-                call.info = (TS.ACTOR_TASK, name, name, actor_id, call.parent_task_id, {}, "", "")
+                # No resources: () where a task has a dict, so the garbage collector stops
+                # tracking the event holding it at its first look (a dict is always tracked:
+                # thousands of calls a second of them were promoted to older generations).
+                call.info = (TS.ACTOR_TASK, name, name, actor_id, call.parent_task_id, (), "", "")
             self.calls[call.task_id] = (record, call)
             failed = record.order.submit(call)  # an actor already dead fails it at once
             if failed:
@@ -264,7 +271,7 @@ class ActorSubmitter:
         else:
             self._ready(record, call, [], [], None)
         info = call.info
-        if info:  # not sent at once: it waits, PENDING_ARGS_AVAIL (sent: that event said it)
+        if info and not call.sent:  # it waits, PENDING_ARGS_AVAIL (sent: its end says it)
             call.info = ()
             self._record((call.task_id, 0, TS.PENDING_ARGS_AVAIL, now(), info))
 
@@ -290,11 +297,7 @@ class ActorSubmitter:
                     if call.sent:
                         self._sent_again(record, call)
                     call.sent = True
-                    # Sent as soon as submitted (the usual case): one event says both.
-                    info, call.info = call.info, ()
-                    self._record(
-                        (call.task_id, call.attempt, TS.SUBMITTED_TO_WORKER, now(), info or None)
-                    )
+                    call.sent_ns = now()  # said by the call's end, or a flush while in flight
                 if call.borrowed:
                     call.pushed_to = ins.address
                     self.core.register_borrower(ins.address, call.borrowed)
@@ -346,6 +349,7 @@ class ActorSubmitter:
     def _sent_again(self, record: ActorRecord, call: ActorCall):
         """A call sent before, whose actor's worker died with it: that attempt failed, the
         one now sent to the restarted actor is the next."""
+        self._record_sent(call)
         self.core.task_events.ended(
             call.task_id,
             call.attempt,
@@ -456,13 +460,44 @@ class ActorSubmitter:
         metrics_registry.tasks.finished(f"{found[0].class_name}.{call.method}", failed, False)
         if call.events:
             first = entries[0][1] if entries else None  # an error is every return's
+            sent = call.sent_ns
+            if sent:  # its sending not reported yet: this event says it too
+                call.sent_ns = 0
+                info, call.info = call.info, ()
+                sent = (sent, info or None)
             if first is None or first.kind != KIND_ERROR:
-                self._record((call.task_id, call.attempt, TS.FINISHED, now(), None))
+                self._record((call.task_id, call.attempt, TS.FINISHED, now(), sent or None))
             else:
-                self._record((call.task_id, call.attempt, TS.FAILED, now(), first))
+                self._record(
+                    (call.task_id, call.attempt, TS.FAILED, now(), TE.Failure(first, sent))
+                )
         if call.max_retries != 0 and call.num_returns != P.STREAMING:
             self.core.submitter.lineage.keep(call, entries)  # before results may be freed
         store_results(self.core, entries, call.pinned_ids, contained)
+
+    def _record_sent(self, call: ActorCall):
+        """SUBMITTED_TO_WORKER of a call sent and not reported yet (with its description, if
+        no event carried it)."""
+        sent = call.sent_ns
+        if sent:
+            call.sent_ns = 0
+            info, call.info = call.info, ()
+            self._record((call.task_id, call.attempt, TS.SUBMITTED_TO_WORKER, sent, info or None))
+
+    def report_in_flight(self, out: list):
+        """Appends to `out` (a flush's batch, I/O thread) SUBMITTED_TO_WORKER of each call sent
+        since the last flush and still running, so the state API shows calls in flight. A call
+        ending meanwhile may say it too: the head keeps one time per state."""
+        # list() of a dict's values runs without a thread switch: no lock needed (calls end
+        # without the lock).
+        for _record, call in list(self.calls.values()):
+            sent, attempt, info = call.sent_ns, call.attempt, call.info
+            if sent:
+                out.append((call.task_id, attempt, TS.SUBMITTED_TO_WORKER, sent, info or None))
+                if call.sent_ns == sent:  # not sent again meanwhile (a restarted actor)
+                    call.sent_ns = 0
+                if info:
+                    call.info = ()
 
     def reconstruct(self, call: ActorCall, object_id: bytes, reconstruct_arguments) -> bool:
         """Calls the actor again for an output of `call` whose every copy was lost (its

@@ -238,8 +238,11 @@ class CoreWorker(ChannelReading, BorrowedValues, Ownership, Cancelling, CurrentC
                     timeout = HOUSEKEEPING_S if self._busy() else DOZE_S
                 if self.batcher.holding:
                     timeout = min(timeout, max(0.0, self.batcher.deadline - time.monotonic()))
-                if self.task_events.events:  # wake for the next batch even when dozing
-                    timeout = min(timeout, self.task_events.wait_s())
+                if self.task_events.waiting():  # wake for the next batch even when dozing
+                    # ... at the housekeeping that sends it: polling without a wait until then
+                    # would spin.
+                    due = max(self.task_events.wait_s(), next_housekeeping - time.monotonic())
+                    timeout = min(timeout, max(0.0, due))
                 events = poller.poll(1000 * timeout)
                 if dozing:
                     self._set_doze_wake(None)

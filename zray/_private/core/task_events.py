@@ -18,8 +18,15 @@ them: zray/_private/head/task_events.py.
 - SUBMITTED_TO_WORKER: `[node_id, worker_id]` of the lease the task was pushed to;
 - RUNNING (from the process that runs it; the batch names that process): the time the run
   ended in ns, or 0 while it still runs;
-- FAILED: `[error_type, error_message]` (Ray's ErrorType name);
+- FINISHED: None; or, for an actor call whose sending no event reported yet,
+  `[sent_ns, description or None]`: its SUBMITTED_TO_WORKER (and PENDING_ARGS_AVAIL with the
+  description), so a call costs its owner one event, not two;
+- FAILED: `[error_type, error_message]` (Ray's ErrorType name), followed by `sent_ns,
+  description or None` as for FINISHED;
 - otherwise None.
+
+An actor call in flight when a batch is sent is reported then (`ActorSubmitter.
+report_in_flight`): its SUBMITTED_TO_WORKER, and its end later without it.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import logging
 import os
 import re
 import time
+from typing import NamedTuple
 
 import msgpack
 
@@ -38,6 +46,14 @@ from zray._private.wire import protocol as P
 logger = logging.getLogger(__name__)
 
 now = _now = time.time_ns
+
+
+class Failure(NamedTuple):
+    """A FAILED event's extra before it is wire-ready: the error entry (or exception) and
+    `(sent_ns, description)` of the call's sending, if no event reported it yet."""
+
+    error: object
+    sent: tuple | None
 
 
 class TaskEvents:
@@ -92,6 +108,13 @@ class TaskEvents:
 
     # ------------------------------------------------------------------ flushing
 
+    def waiting(self) -> bool:
+        """Whether the next flush has anything to send: events, or actor calls in flight."""
+        if not self.enabled:
+            return False
+        submitter = getattr(self.core, "actor_submitter", None)
+        return bool(self.events or (submitter is not None and submitter.calls))
+
     def wait_s(self) -> float:
         """How long the I/O thread may sleep before the next batch is due."""
         return max(0.0, self._next_flush - time.monotonic())
@@ -109,6 +132,9 @@ class TaskEvents:
         taken = len(self.events)
         events = self.events[:taken]
         del self.events[:taken]
+        submitter = getattr(self.core, "actor_submitter", None)
+        if submitter is not None:
+            submitter.report_in_flight(events)
         for task_id, (attempt, start) in list(self.running.items()):
             if task_id not in self._reported_running:
                 self._reported_running.add(task_id)
@@ -145,6 +171,11 @@ def _wire(event: tuple):
     if event[2] != TS.FAILED or type(event[4]) is list:
         return event
     task_id, attempt, state, ts, error = event
+    if type(error) is Failure:
+        failure = error_info(error.error)
+        if error.sent:
+            failure += error.sent
+        return (task_id, attempt, state, ts, failure)
     return (task_id, attempt, state, ts, error_info(error))
 
 

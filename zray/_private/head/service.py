@@ -6,13 +6,13 @@ It runs inside the head node's daemon process, on its own socket, driven by the 
 
 from __future__ import annotations
 
-import gc
 import itertools
 import logging
 import struct
 import time
 
 import msgpack
+
 
 from zray._config import config
 from zray._private.head import actor_manager as A
@@ -67,7 +67,9 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
         self._last_load_broadcast = 0.0
         self._load_changed = False  # a placement group changed some node's resources
         self._init_placement_groups()
-        self.task_events = TaskEventTable(config.task_events_max_num_task_in_gcs)
+        self.task_events = TaskEventTable(
+            config.task_events_max_num_task_in_gcs, decode=_task_event_batch
+        )
         self._ended_jobs: list = []  # (when to fail their unfinished tasks, job id)
         self._init_recovery()
         state = self.tables.load()  # a previous head's tables: resume its cluster
@@ -258,20 +260,13 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
             )
 
     def on_AddTaskEvents(self, identity, msg: P.AddTaskEvents, seq):
-        # Unpacked here, as tuples, with collections held off: a batch's thousands of
-        # objects would otherwise outlive young collections and set off full ones over the
-        # whole daemon (the most of what a task's events cost it, measured).
-        collecting = gc.isenabled()
-        gc.disable()
+        # Kept packed, merged when someone asks (head/task_events.py).
         try:
-            events = msgpack.unpackb(msg.events, raw=False, use_list=False, strict_map_key=False)
-            if isinstance(events, tuple):
-                self.task_events.add(msg.node_id, msg.worker_id, msg.pid, events, msg.dropped)
+            self.task_events.add_packed(
+                msg.node_id, msg.worker_id, msg.pid, msg.events, msg.dropped
+            )
         except Exception as exc:  # noqa: BLE001 - a bad batch is dropped, the head goes on
             logger.warning("head: task events from %s dropped: %s", msg.worker_id.hex(), exc)
-        finally:
-            if collecting:
-                gc.enable()
         if seq:  # the last batch of a process that exits waits for this
             self.endpoint.reply(identity, P.Ok(0), seq)
 
@@ -618,3 +613,9 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
             "dropped": self.endpoint.dropped,
             "auth_rejected": self.endpoint.rejected,
         }
+
+
+def _task_event_batch(packed: bytes) -> tuple:
+    """A packed AddTaskEvents batch's events, as tuples (what TaskEventTable merges)."""
+    events = msgpack.unpackb(packed, raw=False, use_list=False, strict_map_key=False)
+    return events if isinstance(events, tuple) else ()

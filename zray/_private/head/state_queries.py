@@ -11,6 +11,7 @@ import logging
 
 from zray._private.head import actor_manager as A
 from zray._private.head import submitted_jobs
+from zray._private.head.task_queries import query_tasks
 from zray._private.wire import protocol as P
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,21 @@ class StateQueries:
             )
             return
         self.endpoint.reply(identity, P.StateTable(msg.kind, build()), seq)
+
+    def on_ListTasks(self, identity, msg: P.ListTasks, seq):
+        try:
+            found = query_tasks(
+                self.task_events,
+                {n.node_id: n.ip for n in self.nodes.values()},
+                [tuple(f) for f in msg.filters],
+                msg.limit,
+                list(msg.columns),
+                list(msg.filterable),
+            )
+        except (ValueError, TypeError) as exc:  # a bad query, never the head's failure
+            self.endpoint.reply(identity, P.Error("ValueError", str(exc)), seq)
+            return
+        self.endpoint.reply(identity, P.TaskRows(*found), seq)
 
     # ------------------------------------------------------------------ tables
 

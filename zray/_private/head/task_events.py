@@ -2,14 +2,18 @@
 task attempt, at most `max_attempts` attempts (the oldest evicted and counted, as Ray's GCS
 keeps `RAY_task_events_max_num_task_in_gcs`), turned into Ray 2.60's TaskState rows on demand.
 
-A state machine: batches in, rows out, no I/O. Merging is the per-event work, kept to a dict
-lookup and a few stores; rows are built only when someone asks.
+A state machine: batches in, rows out, no I/O. Batches are kept packed as they came and merged
+only when someone asks (rows, stats, a job's end): a cluster nobody looks at pays for
+receiving them and nothing per event. Past `pending_limit` events waiting, the oldest batches
+are dropped unmerged (their attempts counted as evicted: they would be the oldest ones).
+Merging is the per-event work, kept to a dict lookup and a few stores.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any
+import gc
+from collections import OrderedDict, deque
+from typing import Any, Callable
 
 from zray._private.common import task_states as TS
 
@@ -24,9 +28,37 @@ Record = dict[int, Any]
 _RUNTIME_ENV_CONFIG = {"setup_timeout_seconds": 600, "eager_install": True, "log_files": []}
 
 
+# Events waiting unmerged, per attempt kept: a task's attempt has 2 to 5 events (owner and
+# executor), so this keeps every attempt the merged table would.
+PENDING_EVENTS_PER_ATTEMPT = 5
+
+
+def batch_length(packed: bytes) -> int:
+    """How many events a packed batch holds, from its msgpack array header (not unpacked);
+    ValueError if it is not an array."""
+    if not isinstance(packed, bytes) or not packed:
+        raise ValueError("a task event batch must be a packed msgpack array")
+    first = packed[0]
+    if 0x90 <= first <= 0x9F:
+        return first & 0x0F
+    if first == 0xDC and len(packed) >= 3:
+        return int.from_bytes(packed[1:3], "big")
+    if first == 0xDD and len(packed) >= 5:
+        return int.from_bytes(packed[1:5], "big")
+    raise ValueError("a task event batch must be a packed msgpack array")
+
+
 class TaskEventTable:
-    def __init__(self, max_attempts: int):
+    def __init__(self, max_attempts: int, decode: Callable[[bytes], Any] = lambda b: ()):
+        """`decode`: a packed batch's events, a sequence of tuples (HeadService's decoder: the
+        codec stays out of this state machine)."""
         self.max_attempts = max(1, max_attempts)
+        self.decode = decode
+        # Batches not merged yet, oldest first: (node_id, worker_id, pid, packed, length).
+        self.pending: deque[tuple[bytes, bytes, int, bytes, int]] = deque()
+        self.pending_events = 0
+        self.pending_limit = self.max_attempts * PENDING_EVENTS_PER_ATTEMPT
+        self.batches_unreadable = 0
         # (task_id, attempt) -> record, oldest first
         self.records: OrderedDict[tuple[bytes, int], Record] = OrderedDict()
         # The latest evicted attempts (as many as are kept), whose late events are ignored:
@@ -34,6 +66,46 @@ class TaskEventTable:
         self.evicted: OrderedDict[tuple[bytes, int], None] = OrderedDict()
         self.attempts_dropped = 0  # evicted to stay within max_attempts
         self.events_dropped = 0  # dropped by the processes that recorded them
+
+    def add_packed(
+        self, node_id: bytes, worker_id: bytes, pid: int, packed: bytes, dropped: int
+    ) -> None:
+        """Keeps one process's batch (`AddTaskEvents.events`) to merge when asked; ValueError
+        if it is not a packed array."""
+        length = batch_length(packed)
+        self.events_dropped += dropped
+        self.pending.append((node_id, worker_id, pid, packed, length))
+        self.pending_events += length
+        pending = self.pending
+        while len(pending) > 1 and self.pending_events - pending[0][4] >= self.pending_limit:
+            _node, _worker, _pid, oldest, length = pending.popleft()
+            self.pending_events -= length
+            # Counted as Ray counts evicted attempts (its total): one per attempt they name.
+            self.attempts_dropped += len({e[:2] for e in self.decode(oldest) if len(e) > 2})
+
+    def merge(self) -> None:
+        """Merges every batch waiting, oldest first."""
+        pending = self.pending
+        if not pending:
+            return
+        # Collections held off: a batch's thousands of new objects would otherwise outlive
+        # young collections and set off full ones over the whole head process (the most of
+        # what merging cost, measured); records end up as atoms it stops tracking.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            while pending:
+                node_id, worker_id, pid, packed, length = pending.popleft()
+                self.pending_events -= length
+                try:
+                    events = self.decode(packed)
+                except Exception:  # noqa: BLE001 - a corrupt batch is skipped, counted
+                    self.batches_unreadable += 1
+                    continue
+                self.add(node_id, worker_id, pid, events, 0)
+        finally:
+            if collecting:
+                gc.enable()
 
     def add(self, node_id: bytes, worker_id: bytes, pid: int, events: Any, dropped: int) -> None:
         """Merges one process's batch. Malformed events are skipped, never raised on."""
@@ -44,6 +116,7 @@ class TaskEventTable:
         limit = self.max_attempts
         # Locals: this loop runs once per event of every task of the cluster.
         running, failed, submitted = TS.RUNNING, TS.FAILED, TS.SUBMITTED_TO_WORKER
+        finished = TS.FINISHED
         args_avail, node_assignment = TS.PENDING_ARGS_AVAIL, TS.PENDING_NODE_ASSIGNMENT
         highest = TS.GETTING_AND_PINNING_ARGS
         for event in events:
@@ -64,6 +137,9 @@ class TaskEventTable:
                         self.attempts_dropped += 1
                 if extra is None:
                     record[state] = ts
+                elif state == finished:  # an actor call's end, with its unreported sending
+                    record[state] = ts
+                    _sent(record, extra[0], extra[1])
                 elif state == running:
                     # The process that ran it sent this: it names the node, worker and pid.
                     record[running] = ts
@@ -75,18 +151,7 @@ class TaskEventTable:
                     # the earlier states at the same time).
                     record[state] = ts
                     record.setdefault(args_avail, ts)
-                    kind, name, func, actor, parent, resources, group, env = extra
-                    # Resources as pairs: a tuple holding a dict is never untracked.
-                    record[INFO] = (
-                        kind,
-                        name,
-                        func,
-                        actor,
-                        parent,
-                        tuple(resources.items()),
-                        group,
-                        env,
-                    )
+                    record[INFO] = _info(extra)
                 elif state == submitted:
                     record[state] = ts
                     if WORKER not in record:
@@ -94,12 +159,15 @@ class TaskEventTable:
                 elif state == failed:
                     record[ERROR_TYPE], record[ERROR_MESSAGE] = str(extra[0]), str(extra[1])
                     record[state] = ts
+                    if len(extra) == 4:
+                        _sent(record, extra[2], extra[3])
             except (TypeError, ValueError, IndexError, AttributeError):
                 continue
 
     def fail_unfinished(self, job_id: bytes, ts: int, error_type: str, message: str) -> int:
         """Marks every attempt of `job_id` that has not ended FAILED with this error (Ray, once
         a job's driver exits); returns how many."""
+        self.merge()
         failed = 0
         for (task_id, _attempt), record in self.records.items():
             if task_id[-4:] != job_id or TS.FINISHED in record or TS.FAILED in record:
@@ -111,6 +179,7 @@ class TaskEventTable:
 
     def stats(self) -> dict[str, int]:
         """Counts Ray's GetTaskEvents reply carries (num_status_task_events_dropped, ...)."""
+        self.merge()
         return {
             "num_status_task_events_dropped": self.attempts_dropped + self.events_dropped,
             "num_profile_task_events_dropped": 0,
@@ -124,14 +193,40 @@ class TaskEventTable:
     def rows(self, node_ips: dict[bytes, str]) -> list[dict[str, Any]]:
         """Ray's TaskState dicts (detail fields included), one per attempt; `node_ips`: node
         id -> IP, for the profiling data that `timeline()` reads."""
+        self.merge()
+        infos = self.infos()
+        return [
+            task_row(task_id, attempt, record, record.get(INFO) or infos.get(task_id), node_ips)
+            for (task_id, attempt), record in self.records.items()
+        ]
+
+    def infos(self) -> dict[bytes, Any]:
+        """task id -> its description, for attempts whose own events did not carry it (a
+        retry's: the owner describes a task once)."""
         infos: dict[bytes, Any] = {}
         for (task_id, _attempt), record in self.records.items():
             if INFO in record:
                 infos[task_id] = record[INFO]
-        return [
-            _row(task_id, attempt, record, record.get(INFO) or infos.get(task_id), node_ips)
-            for (task_id, attempt), record in self.records.items()
-        ]
+        return infos
+
+
+def _info(extra: Any) -> tuple[Any, ...]:
+    """A task's description as kept: resources as pairs (a tuple holding a dict is never
+    untracked by the garbage collector)."""
+    kind, name, func, actor, parent, resources, group, env = extra
+    pairs = tuple(resources.items()) if resources else ()  # an actor call's: ()
+    return (kind, name, func, actor, parent, pairs, group, env)
+
+
+def _sent(record: Record, sent_ns: Any, info: Any) -> None:
+    """An actor call's SUBMITTED_TO_WORKER carried by its end (and, with its description,
+    PENDING_ARGS_AVAIL: it was sent as soon as submitted)."""
+    if not sent_ns:
+        return
+    record[TS.SUBMITTED_TO_WORKER] = sent_ns
+    if info:
+        record.setdefault(TS.PENDING_ARGS_AVAIL, sent_ns)
+        record[INFO] = _info(info)
 
 
 def _hex_or_none(value: Any) -> str | None:
@@ -142,14 +237,24 @@ def _ms(ns: Any) -> int | None:
     return int(ns) // 1_000_000 if ns else None
 
 
-def _row(
+def state_name(record: Record) -> str:
+    """Ray's state of an attempt: the highest state number it reached."""
+    reached = [k for k in record if k >= 0]
+    return TS.STATE_NAMES.get(max(reached), "NIL") if reached else "NIL"
+
+
+NO_INFO = (TS.NORMAL_TASK, "", "", b"", b"", (), "", "")  # its owner's events not in (yet)
+
+
+def task_row(
     task_id: bytes, attempt: int, record: Record, info: Any, node_ips: dict[bytes, str]
 ) -> dict[str, Any]:
+    """Ray's TaskState dict of one attempt, detail fields included."""
     states = record
     ordered = sorted(k for k in record if k >= 0)  # Ray: by state number, the last is the state
     state = TS.STATE_NAMES.get(ordered[-1], "NIL") if ordered else "NIL"
-    if info is None:  # its owner's events were evicted or not sent yet
-        info = (TS.NORMAL_TASK, "", "", b"", b"", {}, "", "")
+    if info is None:
+        info = NO_INFO
     kind, name, func_name, actor_id, parent, resources, group, runtime_env = info
     node_id, worker_id = record.get(NODE, b""), record.get(WORKER, b"")
     failed = state == "FAILED"

@@ -18,6 +18,7 @@ import zmq
 from zray._config import config
 from zray._fast import Allocator, random_id, NODE_ID_SIZE
 from zray._private.common import bundles as B
+from zray._private.common import log_rotation
 from zray._private.wire import protocol as P
 from zray._private.common import resources as R
 from zray._private.node import scheduler as S
@@ -66,6 +67,8 @@ _stop_signal = 0  # the signal that stopped this daemon, if one did
 
 
 class NodeDaemon(LeaseHandlers, ObjectHandlers):
+    log_rotation = None  # node.log's rotation when it logs there (run_node)
+
     def __init__(self, opts: NodeOptions):
         self.opts = opts
         self.dashboard = None
@@ -404,6 +407,8 @@ class NodeDaemon(LeaseHandlers, ObjectHandlers):
         if now - self._last_client_check > CLIENT_CHECK_S:
             self._last_client_check = now
             self._check_clients()
+        if self.log_rotation is not None:
+            self.log_rotation.tick(now)
 
     def _heartbeat(self, now):
         self._last_heartbeat = now
@@ -780,14 +785,10 @@ def run_node(opts: NodeOptions, ready_stream=None, log_to_session: bool = False)
         raise
     try:
         daemon.start()
-        if log_to_session:
-            log = os.open(
-                os.path.join(opts.session_dir, "logs", "node.log"),
-                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                0o644,
+        if log_to_session:  # rotated with Ray's variables (common/log_rotation.py)
+            daemon.log_rotation = log_rotation.RotatingStderr(
+                os.path.join(opts.session_dir, "logs", "node.log"), *log_rotation.settings()
             )
-            os.dup2(log, 2)
-            os.close(log)
         if ready_stream is not None:
             ready_stream.write(json.dumps(daemon.ready_info()) + "\n")
             ready_stream.flush()

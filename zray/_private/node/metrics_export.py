@@ -38,6 +38,7 @@ class Snapshot(NamedTuple):
     store_used: int
     store_capacity: int
     local_objects: int
+    store_spilled: int  # bytes of the objects with a copy in a spill file
     spill: dict
     tasks: dict  # (Name, State, Source, IsRetry) -> count
     actors: dict  # (State, Name) -> count; head node only
@@ -103,6 +104,7 @@ class MetricsExporter:
             daemon.store.allocator.used,
             daemon.store.allocator.capacity,
             len(daemon.store.objects),
+            sum(o.size for o in daemon.store.objects.values() if o.spill_file),
             dict(daemon.spiller.counters),
             self.table.task_counts(),
             actors,
@@ -161,6 +163,7 @@ class _Collector:
         yield family
         family = gauge("ray_object_store_memory", "Object store memory by location", ("Location",))
         family.add_metric([*values, "MMAP_SHM"], snap.store_used)
+        family.add_metric([*values, "SPILLED"], snap.store_spilled)  # as Ray: on disk now
         yield family
         for name, doc, amount in (
             ("ray_object_store_used_memory", "Object store memory in use", snap.store_used),

@@ -72,18 +72,19 @@ def start_forwarding(streams: dict, core, pid: int):
         ).start()
 
 
-def _open_log_file(core, stream: str, pid: int) -> int:
+def _open_log_file(core, stream: str, pid: int):
     """The worker's log file of `stream`, for `zray logs` and the dashboard's logs page: drivers
     only see lines while they run, a file keeps them. Created at the worker's start, as Ray's,
-    so a worker that printed nothing still has one. -1 if it cannot be created: output still
-    reaches the driver."""
+    so a worker that printed nothing still has one; rotated with Ray's variables
+    (common/log_rotation.py). None if it cannot be created: output still reaches the driver."""
+    from zray._private.common import log_rotation
     from zray._private.common.log_names import worker_log_name
 
     path = os.path.join(core.session_dir, "logs", worker_log_name(core.worker_id, pid, stream))
     try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        return log_rotation.RotatingFile(path, *log_rotation.settings())
     except OSError:
-        return -1
+        return None
 
 
 def _forward(fd: int, stream: str, core, pid: int):
@@ -106,12 +107,12 @@ def _forward(fd: int, stream: str, core, pid: int):
                 return
             if not chunk:
                 return
-            if log_file >= 0:
+            if log_file is not None:
                 try:
-                    os.write(log_file, chunk)
+                    log_file.write(chunk)
                 except OSError:  # e.g. the disk is full: the driver still sees the output
-                    os.close(log_file)
-                    log_file = -1
+                    log_file.close()
+                    log_file = None
             pending += chunk
             if b"\n" not in pending:
                 if len(pending) < 65536:

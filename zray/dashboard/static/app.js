@@ -185,39 +185,70 @@ async function actorDetail(actorId) {
   ];
 }
 
-// Tasks come from the state API's task table when the cluster has one; the page shows any
-// columns the rows carry.
-const TASK_COLUMNS = ["task_id", "name", "state", "type", "job_id", "actor_id", "node_id", "worker_pid", "error_type"];
+// Tasks: a page of the table at a time, by task id as the state API orders them; the head
+// filters and limits, so a cluster with 10,000 tasks sends the browser 100 rows per poll.
+const TASK_COLUMNS = ["task_id", "name", "state", "type", "job_id", "actor_id", "node_id", "worker_pid"];
+const TASKS_PER_PAGE = 100;
+const TASK_STATES = ["PENDING_ARGS_AVAIL", "PENDING_NODE_ASSIGNMENT", "SUBMITTED_TO_WORKER", "RUNNING", "FINISHED", "FAILED"];
+const taskView = { offset: 0, state: "" };
+
+function taskControls(data, shown) {
+  const select = el("select", { id: "task-state" },
+    el("option", { value: "", text: "every state" }),
+    TASK_STATES.map((s) => el("option", { value: s, text: s })));
+  select.value = taskView.state;
+  select.addEventListener("change", () => { taskView.state = select.value; taskView.offset = 0; show(); });
+  const move = (label, id, offset, enabled) => {
+    const button = el("button", { id, text: label });
+    button.disabled = !enabled;
+    button.addEventListener("click", () => { taskView.offset = offset; show(); });
+    return button;
+  };
+  const first = data.offset + 1;
+  const last = data.offset + shown;
+  const reachable = Math.min(data.num_filtered, 10000);
+  return el("div", { class: "controls" },
+    select,
+    move("Previous", "tasks-previous", Math.max(0, data.offset - TASKS_PER_PAGE), data.offset > 0),
+    move("Next", "tasks-next", data.offset + TASKS_PER_PAGE, last < reachable && data.offset + 2 * TASKS_PER_PAGE <= 10000),
+    el("span", { id: "task-range", class: "note", text: shown ? `${first}-${last} of ${data.num_filtered}` : `none of ${data.num_filtered}` }));
+}
 
 async function tasksPage(arg) {
-  let tasks;
+  if (arg) return taskDetail(arg);
+  let data;
   try {
-    tasks = arg ? await stateRows("tasks", { filter_keys: "task_id", filter_predicates: "=", filter_values: arg }) : await stateRows("tasks");
+    const query = new URLSearchParams({ offset: taskView.offset, limit: TASKS_PER_PAGE, ...(taskView.state ? { state: taskView.state } : {}) });
+    data = await api(`/api/tasks?${query}`);
   } catch (e) {
     if (e.status === 501) return [el("h1", { text: "Tasks" }), note(`This cluster keeps no task table: ${e.message}`)];
     throw e;
   }
-  if (arg) {
-    if (!tasks.length) return [el("h1", { text: `Task ${arg}` }), note("No such task.", "error")];
-    const task = tasks[0];
-    return [
-      el("h1", {}, `Task ${task.name || arg} `, el("span", { class: `state-${task.state}`, text: task.state || "" })),
-      el("p", {}, el("a", { href: "#/tasks", text: "All tasks" })),
-      task.error_message ? [el("h2", { text: "Error" }), el("pre", { id: "traceback", text: task.error_message })] : null,
-      el("h2", { text: "Fields" }),
-      fieldsTable(task, ["error_message"]),
-    ];
-  }
-  const keys = tasks.length ? Object.keys(tasks[0]) : [];
-  const columns = TASK_COLUMNS.filter((c) => keys.includes(c));
-  const shown = capped(tasks, "tasks");
+  const tasks = data.result;
+  const unseen = data.total - data.num_after_truncation;
   return [
     el("h1", { text: "Tasks" }),
-    shown.notice,
-    table([...columns, "Error"], shown.rows.map((t) => el("tr", {},
-      columns.map((c) => (c === "state" ? stateCell(t.state) : el("td", { class: c.endsWith("_id") ? "mono" : "", text: t[c] ?? "" }))),
-      el("td", {}, t.error_message ? el("a", { class: "error traceback-link", href: `#/tasks/${t.task_id}`, text: (t.error_type || "error") }) : ""))),
+    taskControls(data, tasks.length),
+    unseen > 0 ? note(`${unseen} more task attempts are not listed: the head keeps the latest ones, and a query looks at the latest 10,000.`, "note capped") : null,
+    table([...TASK_COLUMNS, "Error"], tasks.map((t) => el("tr", {},
+      TASK_COLUMNS.map((c) => (c === "state" ? stateCell(t.state) : c === "task_id"
+        ? el("td", { class: "mono" }, el("a", { href: `#/tasks/${t.task_id}`, text: t.task_id }))
+        : el("td", { class: c.endsWith("_id") ? "mono" : "", text: t[c] ?? "" }))),
+      el("td", {}, t.error_type ? el("a", { class: "error traceback-link", href: `#/tasks/${t.task_id}`, text: t.error_type }) : ""))),
     "tasks"),
+  ];
+}
+
+async function taskDetail(taskId) {
+  const tasks = await stateRows("tasks", { filter_keys: "task_id", filter_predicates: "=", filter_values: taskId });
+  if (!tasks.length) return [el("h1", { text: `Task ${taskId}` }), note("No such task.", "error")];
+  const task = tasks[tasks.length - 1]; // its latest attempt
+  return [
+    el("h1", {}, `Task ${task.name || taskId} `, el("span", { class: `state-${task.state}`, text: task.state || "" })),
+    el("p", {}, el("a", { href: "#/tasks", text: "All tasks" })),
+    task.error_message ? [el("h2", { text: "Error" }), el("pre", { id: "traceback", text: task.error_message })] : null,
+    el("h2", { text: "Fields" }),
+    fieldsTable(task, ["error_message"]),
   ];
 }
 

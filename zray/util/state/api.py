@@ -29,6 +29,7 @@ from zray.util.state.common import (
     WorkerState,
     do_filter,
     resource_to_schema,
+    typed_filters,
 )
 from zray.util.state import _transport
 from zray.util.state.exception import RayStateApiException, ServerUnavailable
@@ -130,12 +131,16 @@ class StateApiClient:
             )
         if resource not in _SORT_KEY:
             raise NotImplementedError(f"zray's state API cannot list {resource.value} yet")
-        response = self._fetch(resource, options.timeout)
         schema = resource_to_schema(resource)
-        try:
-            rows = do_filter(response.rows, options.filters or [], schema, options.detail)
-        except ValueError as exc:
-            raise _server_error(str(exc)) from None
+        if resource == StateResource.TASKS:  # filtered, sorted and limited by the head
+            response, num_filtered = self._tasks_on_head(options)
+            rows = response.rows
+        else:
+            response = self._fetch(resource, options.timeout)
+            try:
+                rows = do_filter(response.rows, options.filters or [], schema, options.detail)
+            except ValueError as exc:
+                raise _server_error(str(exc)) from None
         if raise_on_missing_output and response.partial_failure_warning:
             raise RayStateApiException(
                 f"Failed to retrieve all {resource.value} from the cluster because"
@@ -152,10 +157,11 @@ class StateApiClient:
                 "To avoid raising an exception and allow having missing output, "
                 "set `raise_on_missing_output=False`. "
             )
-        key = _SORT_KEY[resource]
-        rows.sort(key=lambda row: row.get(key) or "")
-        num_filtered = len(rows)
-        rows = rows[: max(options.limit, 0)]
+        if resource != StateResource.TASKS:
+            key = _SORT_KEY[resource]
+            rows.sort(key=lambda row: row.get(key) or "")
+            num_filtered = len(rows)
+            rows = rows[: max(options.limit, 0)]
         if _explain:
             if response.partial_failure_warning:
                 warnings.warn(response.partial_failure_warning, stacklevel=4)
@@ -247,6 +253,32 @@ class StateApiClient:
             "Callsite is not being recorded. zray does not record where ObjectRefs are created."
         )
         return response
+
+    def _tasks_on_head(self, options: ListApiOptions) -> Tuple[_Response, int]:
+        """list_tasks' rows as the head filtered, sorted and limited them (Ray's order and
+        counts), and how many passed the filters before the limit."""
+        try:
+            filters = typed_filters(options.filters or [], TaskState)
+        except ValueError as exc:
+            raise _server_error(str(exc)) from None
+        conn = self._connection
+        query = P.ListTasks(
+            [list(f) for f in filters],
+            max(options.limit, 0),
+            TaskState.list_columns(detail=options.detail),
+            sorted(TaskState.filterable_columns()),
+        )
+        [reply] = conn.gather([(conn.head, query)], options.timeout)
+        if reply is None:
+            raise ServerUnavailable(
+                f"The head at {conn.head} did not answer within {options.timeout}s."
+            )
+        if isinstance(reply, P.Error):
+            raise _server_error(reply.message)
+        response = _Response(reply.rows)
+        response.num_after_truncation = reply.num_after_truncation
+        response.total = reply.total
+        return response, reply.num_filtered
 
     def _tasks(self, timeout: float) -> _Response:
         """The head's task attempts, with how many it dropped (evicted, or dropped by the

@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import Enum, unique
 from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
+from zray._private.common.state_filters import convert as _convert
+from zray._private.common.state_filters import matches as _matches
+
 DEFAULT_RPC_TIMEOUT = 30
 DEFAULT_LIMIT = 100
 # Ray's RAY_MAX_LIMIT_FROM_API_SERVER: the largest `limit` a list call accepts.
@@ -400,23 +403,6 @@ class ListApiOptions:
 # ---------------------------------------------------------------------------- filtering
 
 
-def _convert(value: str, to: type):
-    """Ray's convert_string_to_type: how a filter value given as text compares to a column."""
-    if type(value) is to:
-        return value
-    if to is bool:
-        if value in ("False", "false", "0"):
-            return False
-        if value in ("True", "true", "1"):
-            return True
-    else:
-        try:
-            return to(value)
-        except ValueError:
-            pass
-    raise ValueError(f"Failed to convert a value {value} of type {type(value)} to {to}")
-
-
 _TYPE_HINTS = {
     "int": (int, "a int", "an integer filter `--filter {col} [int]`"),
     "float": (float, "a float", "an integer filter `--filter {col} [float]`"),
@@ -428,7 +414,7 @@ _TYPE_HINTS = {
 }
 
 
-def _typed_filters(filters: list, schema) -> list:
+def typed_filters(filters: list, schema) -> list:
     """Filter values arrive as text, as they do over Ray's HTTP API; columns declared int, float
     or bool convert them first (Ray's errors for values that do not convert)."""
     out = []
@@ -448,24 +434,9 @@ def _typed_filters(filters: list, schema) -> list:
     return out
 
 
-def _matches(datum: dict, col: str, predicate: str, value) -> bool:
-    if col not in datum:
-        return False
-    have = datum[col]
-    if isinstance(value, str) and isinstance(have, str):
-        same = have.lower() == value.lower()  # Ray: string filters ignore case
-    elif isinstance(value, str) and isinstance(have, bool):
-        same = have == _convert(value, bool)
-    elif isinstance(value, str) and isinstance(have, int):
-        same = have == _convert(value, int)
-    else:
-        same = have == value
-    return same if predicate == "=" else not same
-
-
 def do_filter(data: list, filters: list, schema, detail: bool) -> list:
     """The rows that pass every filter, with the schema's columns only (None where missing)."""
-    filters = _typed_filters(filters, schema)
+    filters = typed_filters(filters, schema)
     filterable = schema.filterable_columns()
     columns = schema.list_columns(detail=detail)
     result = []

@@ -66,6 +66,32 @@ class AddTaskEvents(NamedTuple):
     dropped: int
 
 
+@message(220)
+class ListTasks(NamedTuple):
+    """`zray.util.state.list_tasks` (and get_task, summarize_tasks, the dashboard) to the head:
+    the head filters, sorts and limits its task attempts as Ray does (head/task_queries.py)
+    and sends only `limit` rows. `filters`: [column, "=" or "!=", value] with values typed by
+    the asker; `columns`: the fields each row keeps (detail or not); `filterable`: the columns
+    a filter may name. Answered TaskRows, or Error(ValueError) for a column not filterable."""
+
+    filters: list
+    limit: int
+    columns: list
+    filterable: list
+
+
+@message(221)
+class TaskRows(NamedTuple):
+    """The head's answer to ListTasks: the rows, and the counts Ray's warnings quote (`total`
+    held by the source, dropped ones included; `num_after_truncation` returned by the source
+    before the other filters; `num_filtered` passing every filter, before `limit`)."""
+
+    rows: list
+    total: int
+    num_after_truncation: int
+    num_filtered: int
+
+
 # --------------------------------------------------------------------------- log files
 # The dashboard's logs page, `zray logs` and zray.util.state.list_logs/get_log, from any
 # machine, to the node whose log files they want (zray/_private/node/log_files.py).

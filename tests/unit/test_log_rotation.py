@@ -1,0 +1,72 @@
+"""Log rotation with Ray's variables: sizes, names, backup count, bad values."""
+
+import os
+import subprocess
+import sys
+
+from zray._private.common import log_rotation
+from zray._private.common.log_rotation import RotatingFile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def sizes(directory) -> dict:
+    return {name: os.path.getsize(directory / name) for name in sorted(os.listdir(directory))}
+
+
+def test_a_file_past_the_limit_is_rotated_keeping_the_backup_count(tmp_path):
+    log = RotatingFile(str(tmp_path / "worker.out"), 100, 2)
+    for i in range(7):
+        log.write(bytes([ord("a") + i]) * 60)
+    log.close()
+    # Every write of 60 bytes after the first would pass 100: each starts a new file.
+    assert sizes(tmp_path) == {"worker.out": 60, "worker.out.1": 60, "worker.out.2": 60}
+    assert (tmp_path / "worker.out").read_bytes() == b"g" * 60
+    assert (tmp_path / "worker.out.2").read_bytes() == b"e" * 60
+
+
+def test_a_backup_count_of_zero_never_rotates_and_a_file_reopened_keeps_its_size(tmp_path):
+    log = RotatingFile(str(tmp_path / "a.out"), 10, 0)
+    log.write(b"x" * 50)
+    log.close()
+    assert sizes(tmp_path) == {"a.out": 50}
+    log = RotatingFile(str(tmp_path / "a.out"), 60, 1)
+    log.write(b"y" * 20)  # 50 + 20 > 60: rotated first
+    log.close()
+    assert sizes(tmp_path) == {"a.out": 20, "a.out.1": 50}
+
+
+def test_rays_variables_and_their_defaults(monkeypatch):
+    monkeypatch.delenv("RAY_ROTATION_MAX_BYTES", raising=False)
+    monkeypatch.delenv("RAY_ROTATION_BACKUP_COUNT", raising=False)
+    assert log_rotation.settings() == (512 * 1024 * 1024, 5)
+    monkeypatch.setenv("RAY_ROTATION_MAX_BYTES", "1000")
+    monkeypatch.setenv("RAY_ROTATION_BACKUP_COUNT", "3")
+    assert log_rotation.settings() == (1000, 3)
+    monkeypatch.setenv("RAY_ROTATION_MAX_BYTES", "lots")  # said, and the default used
+    assert log_rotation.settings() == (512 * 1024 * 1024, 3)
+
+
+def test_the_nodes_stderr_is_rotated_when_checked(tmp_path):
+    script = f"""
+import os, sys
+from zray._private.common.log_rotation import RotatingStderr
+rotation = RotatingStderr({str(tmp_path / "node.log")!r}, 100, 2)
+for line in range(3):
+    os.write(2, b"z" * 150)
+    rotation._next_check = 0.0
+    rotation.tick(1.0)
+os.write(2, b"last")
+"""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60, env=env)
+    assert sizes(tmp_path) == {"node.log": 4, "node.log.1": 150, "node.log.2": 150}
+
+
+def test_many_lines_written_at_once_are_split_at_line_ends(tmp_path):
+    log = RotatingFile(str(tmp_path / "w.out"), 100, 3)
+    log.write(b"".join(b"%02d" % i + b"-" * 27 + b"\n" for i in range(10)))  # 10 lines of 30
+    log.write(b"L" * 250 + b"\n")  # longer than the limit: a file of its own
+    log.close()
+    assert sizes(tmp_path) == {"w.out": 251, "w.out.1": 30, "w.out.2": 90, "w.out.3": 90}
+    assert (tmp_path / "w.out.1").read_bytes().startswith(b"09")

@@ -1,0 +1,130 @@
+"""Log rotation with Ray's variables: a log file past `RAY_ROTATION_MAX_BYTES` (512 MiB) is
+renamed `<name>.1` (the older ones shifting to `.2` ... up to `RAY_ROTATION_BACKUP_COUNT`, 5;
+the oldest removed) and a new file starts, as Python's RotatingFileHandler, which Ray uses,
+names them. A backup count of 0 never rotates, as there. Used for the workers' output files
+(`worker/log_stream.py`, at each write) and the node daemon's `node.log` (its stderr, checked
+once a second).
+
+The rotated files stay in the logs directory, so `zray logs`, `list_logs` and `get_log` list
+and read them by name; a worker's current file keeps its name, which `get_log(pid=...)` finds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # Ray's LOGGING_ROTATE_BYTES
+DEFAULT_BACKUP_COUNT = 5  # Ray's LOGGING_ROTATE_BACKUP_COUNT
+CHECK_S = 1.0  # how often the node checks its own log's size
+
+
+def _setting(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        # A bad value must not stop a worker or a node: said once, the default used.
+        logger.warning("%s=%r is not an integer; using %d", name, raw, default)
+        return default
+    return max(0, value)
+
+
+def settings() -> tuple[int, int]:
+    """(max bytes, backup count) from RAY_ROTATION_MAX_BYTES and RAY_ROTATION_BACKUP_COUNT."""
+    return (
+        _setting("RAY_ROTATION_MAX_BYTES", DEFAULT_MAX_BYTES),
+        _setting("RAY_ROTATION_BACKUP_COUNT", DEFAULT_BACKUP_COUNT),
+    )
+
+
+def shift_backups(path: str, backup_count: int) -> None:
+    """`path` becomes `path.1`, `path.1` becomes `path.2`, ...; the oldest is removed."""
+    for index in range(backup_count - 1, 0, -1):
+        older = f"{path}.{index}"
+        if os.path.exists(older):
+            os.replace(older, f"{path}.{index + 1}")
+    os.replace(path, f"{path}.1")
+
+
+def _open(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+
+class RotatingFile:
+    """An append-only log file written with os.write, rotated at a line's end before the limit
+    (a worker's pipe hands over many lines at once; a single line longer than the limit goes
+    whole into a file of its own, as a record does with Python's handler)."""
+
+    def __init__(self, path: str, max_bytes: int, backup_count: int):
+        self.path = path
+        self.max_bytes, self.backup_count = max_bytes, backup_count
+        self.fd = _open(path)
+        self.size = os.fstat(self.fd).st_size
+
+    def write(self, data: bytes) -> None:
+        limit = self.max_bytes if self.backup_count > 0 else 0
+        while data and limit > 0 and self.size + len(data) > limit:
+            room = limit - self.size
+            cut = data.rfind(b"\n", 0, room) + 1 if room > 0 else 0  # what fits, to a line end
+            if cut == 0:
+                if self.size > 0:
+                    self._rotate()
+                    continue
+                cut = data.find(b"\n", room) + 1 or len(data)  # one long line, whole
+            self._append(data[:cut])
+            data = data[cut:]
+            if data:
+                self._rotate()
+        if data:
+            self._append(data)
+
+    def _append(self, data: bytes) -> None:
+        os.write(self.fd, data)
+        self.size += len(data)
+
+    def _rotate(self) -> None:
+        os.close(self.fd)
+        self.fd = -1
+        shift_backups(self.path, self.backup_count)
+        self.fd = _open(self.path)
+        self.size = 0
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class RotatingStderr:
+    """The node daemon's stderr, pointed at `path` (node.log): past the limit, the file is
+    rotated and a new one put on fd 2 (checked every CHECK_S, so it may run over by what one
+    second of logging writes)."""
+
+    def __init__(self, path: str, max_bytes: int, backup_count: int):
+        self.path = path
+        self.max_bytes, self.backup_count = max_bytes, backup_count
+        self._next_check = 0.0
+        self._point_stderr()
+
+    def _point_stderr(self) -> None:
+        fd = _open(self.path)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+    def tick(self, now: float) -> None:
+        if now < self._next_check or self.backup_count <= 0 or self.max_bytes <= 0:
+            return
+        self._next_check = now + CHECK_S
+        try:
+            if os.fstat(2).st_size > self.max_bytes:
+                shift_backups(self.path, self.backup_count)
+                self._point_stderr()
+        except OSError as exc:  # a full or vanished disk: keep writing where we were
+            logger.warning("node.log not rotated: %s", exc)
+            self._next_check = time.monotonic() + 60.0
