@@ -11,11 +11,11 @@ MIB = 2**20
 
 
 def test_spilled_bytes_are_reported_by_location(fresh):
-    import zray.api
+    import zray._driver_init
 
     ray = fresh
     ray.init(num_cpus=1, object_store_memory=64 * MIB, _metrics_export_port=0)
-    port = zray.api._embedded.info["metrics_export_port"]
+    port = zray._driver_init._embedded.info["metrics_export_port"]
     refs = [ray.put(np.full(16 * MIB, i, dtype=np.uint8)) for i in range(8)]  # 128 MiB: spills
 
     deadline = time.monotonic() + 30
