@@ -498,3 +498,25 @@ def test_job_records_survive_a_head_restart():
         zray_cli("stop", "--force", env=env)
         assert_no_leaks(*before, timeout=20)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_state_cli_and_api_take_the_dashboard_url_jobs_users_set(cluster):
+    """RAY_ADDRESS=http://host:8265 (what `ray job` wants) also serves `zray list` and the
+    state API, as in Ray, whose state API talks to the dashboard: the dashboard names its
+    cluster's head, asked with a token this machine holds."""
+    env, url, _token = cluster
+    listed = zray_cli("list", "nodes", "--format", "json", env=dict(env, RAY_ADDRESS=url))
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == 2
+    import subprocess
+    import sys
+
+    api = subprocess.run(
+        [sys.executable, "-c", f"from zray.util.state import list_nodes; print(len(list_nodes(address={url!r})))"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert api.stdout.strip() == "2", api.stderr
+    refused = zray_cli(
+        "list", "nodes", env=dict(env, RAY_ADDRESS=url, ZRAY_SESSION_DIR_ROOT="/nonexistent")
+    )
+    assert refused.returncode != 0 and "token" in refused.stderr + refused.stdout

@@ -47,9 +47,48 @@ def bootstrap_address(address: str | None) -> tuple[str | None, bool]:
 
 def resolve_address(address: str | None) -> str:
     """'auto' or None -> the cluster this machine knows of (see bootstrap_address), as a
-    tcp:// address; otherwise host:port, likewise."""
+    tcp:// address; otherwise host:port, likewise. A dashboard's http(s):// URL (what Ray's
+    Jobs users put in RAY_ADDRESS, and Ray's state API accepts) names its cluster's head."""
     address = bootstrap_address(address or "auto")[0]
+    if address.startswith(("http://", "https://")):
+        return head_behind_dashboard(address)
     return address if "://" in address else "tcp://" + address
+
+
+def head_behind_dashboard(url: str, timeout: float = 10.0) -> str:
+    """The head address of the cluster whose dashboard serves `url`, asked of the dashboard
+    with the cluster's token: ZRAY_TOKEN, RAY_AUTH_TOKEN, else each token a node of this
+    machine holds (the dashboard answers 401 to the others)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    tokens = [config.token, os.environ.get("RAY_AUTH_TOKEN", "")]
+    for session_dir in cluster_record.local_sessions():
+        try:
+            tokens.append(security.read_token(session_dir))
+        except OSError:
+            continue
+    tried = 0
+    for token in dict.fromkeys(t for t in tokens if t):
+        tried += 1
+        request = urllib.request.Request(
+            url.rstrip("/") + "/api/cluster", headers={"Authorization": f"Bearer {token}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                head = json.loads(response.read())["data"]["result"]["head_address"]
+        except urllib.error.HTTPError as exc:
+            if exc.code == 401:
+                continue
+            raise ClusterNotFound(f"the dashboard at {url} answered {exc.code}: {exc.reason}")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ClusterNotFound(f"no zray dashboard answered at {url}: {exc}") from None
+        return head if "://" in head else "tcp://" + head
+    raise security.AuthenticationError(
+        f"the dashboard at {url} refused {'every token this machine holds' if tried else 'to answer without a token'}: "
+        f"set ZRAY_TOKEN to the token `zray start --head` printed"
+    )
 
 
 def credentials_for(address: str) -> security.Credentials:
