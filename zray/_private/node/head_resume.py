@@ -4,7 +4,9 @@ back what this node holds, and dropping what the old head had asked of it.
 What survives a head's death here: this node, its workers, the actors they host, its objects
 and the leases it granted (to owners, and to the head for actors). What the head must learn
 again is sent in one `ResumeNode` (zray/_private/wire/head_link.py says when); the restarted
-head rebuilds its object directory, its client table and its actors' whereabouts from it.
+head rebuilds its object directory, its client table and its actors' whereabouts from it. The
+placement group bundles it holds go just before (`ResumeBundles`): the head commits or returns
+what a crashed predecessor left half done.
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ def resume(node, link) -> None:
         if lease.client.startswith(HEAD_IDENTITY_PREFIX)
     ]
     objects = [[oid, obj.size] for oid, obj in node.store.objects.items() if obj.sealed]
+    bundles = [
+        [pg_id, index, bundle.committed]
+        for (pg_id, index), bundle in node.scheduler.bundles.items()
+    ]
+    if bundles:  # first: the head settles them before it places anything here
+        node.endpoint.send(node.head_address, P.ResumeBundles(node.node_id, bundles))
     node._resume_seq = node.requests.send(
         node.head_address,
         P.ResumeNode(
