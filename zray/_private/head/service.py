@@ -60,6 +60,7 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
         self.directory = ObjectDirectory()
         self._next_job = 1
         self._pending_actor_placements: list = []
+        self._actor_lease_requests: dict = {}  # seq -> (actor id, node id asked, resources)
         self._warned_pending: set = set()  # actors whose wait for a node was logged
         self.clients_of: dict[bytes, set] = {}  # node id -> addresses of its live processes
         self.node_of_client: dict[str, bytes] = {}
@@ -365,13 +366,30 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
         )
 
     def _send_actor_lease_request(self, actor_id: bytes, node, request: P.RequestLease):
-        self.requests.send(
+        seq = self.requests.send(
             node.address,
             request,
-            lambda reply, payload: self._on_actor_lease(actor_id, node, reply, request),
+            lambda reply, payload: self._on_actor_lease(actor_id, node, reply, request, seq),
         )
+        self._actor_lease_requests[seq] = (actor_id, node.node_id, request.resources)
 
-    def _on_actor_lease(self, actor_id: bytes, node, reply, request: P.RequestLease):
+    def _place_actors_asked_of(self, node_id: bytes):
+        """A dead node never answers the lease requests we sent it: their actors would stay
+        PENDING or RESTARTING for good. They are placed again, elsewhere."""
+        lost = [
+            (seq, actor_id, resources)
+            for seq, (actor_id, asked, resources) in self._actor_lease_requests.items()
+            if asked == node_id
+        ]
+        for seq, actor_id, resources in lost:
+            del self._actor_lease_requests[seq]
+            self.requests.forget(seq)
+            actor = self.actors.actors.get(actor_id)
+            if actor is not None and actor.state != A.DEAD and not actor.lease_id:
+                self._request_actor_worker(actor_id, resources)
+
+    def _on_actor_lease(self, actor_id: bytes, node, reply, request: P.RequestLease, seq=0):
+        self._actor_lease_requests.pop(seq, None)
         if isinstance(reply, P.LeaseSpillback):
             target = self.nodes.get(reply.node_id)
             if target is not None and target.alive:
@@ -589,6 +607,7 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
                     )
                 )
         self._placement_node_dead(node_id)
+        self._place_actors_asked_of(node_id)
         # Its processes died with it: announce each, as their node would have (owners drop
         # their borrows, nodes free what they owned, borrowers get OwnerDiedError).
         for address in sorted(self.clients_of.pop(node_id, ())):
