@@ -158,8 +158,7 @@ def test_chaos(monkeypatch):
             total = add.remote(a, b)
             submitted.append(
                 (
-                    (a, b),  # held: zray keeps no lineage of arguments nobody holds
-                    i,
+                    i,  # a and b are not held: their lineage is kept while total's is
                     checksum.remote(total),
                     checksum.remote(add.remote(total, base)),
                     squarer.square.remote(i),
@@ -173,7 +172,7 @@ def test_chaos(monkeypatch):
         assert not chaos.errors, chaos.errors
         print("\n".join(chaos.log))
 
-        for held_args, i, plain, with_base, square, total in submitted:
+        for i, plain, with_base, square, total in submitted:
             expected = SIZE * (2 * i + 1)
             assert ray.get(plain, timeout=120) == expected, i
             assert ray.get(with_base, timeout=120) == expected + base_sum, i
@@ -185,10 +184,10 @@ def test_chaos(monkeypatch):
         print(f"{len(submitted)} chains checked")
         assert ray.get(squarer.square.remote(12), timeout=60) == 144
 
-        # Once the refs are gone, the arenas empty. (Every name bound to a ref goes: the
-        # loop's last `held_args` kept one chain's arguments, the "leak" this test reported
-        # for a while.)
-        del submitted, held_args, total, base, plain, with_base, square, a, b
+        # Once the refs are gone, the arenas empty. (Every name bound to a ref must go: a
+        # loop variable left holding one chain's arguments was the "leak" this test
+        # reported for a while.)
+        del submitted, total, base, plain, with_base, square, a, b
         _check_stores_empty(ray)
     finally:
         if chaos is not None:

@@ -42,6 +42,7 @@ from zray._private.wire import protocol as P
 from zray._private.common import session
 from zray._private.core.function_manager import FunctionManager
 from zray._private.core import head_reconnect
+from zray._private.core import lineage_pins
 from zray._private.core.task_context import TaskContext
 from zray._private.core import metrics_registry
 from zray._private.core.memory_store import (
@@ -412,7 +413,7 @@ class CoreWorker(ChannelReading, BorrowedValues):
         self.apply_released(released)
 
     def free_objects(self, object_ids):
-        self.submitter.lineage.freed(object_ids)
+        lineage_pins.freed(self, object_ids)  # lineage no kept spec uses goes too
         plasma = []
         for oid in object_ids:
             entry = self.memory_store.get(oid)
