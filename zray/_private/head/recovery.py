@@ -50,6 +50,9 @@ class HeadRecovery:
         self.recovered_at = 0.0
         self.recovery_stats: dict = {}
         self._probes: NodeProbes | None = None  # of awaited nodes, while recovering
+        # Objects their owners freed while nodes are still awaited: their copies there go
+        # when those nodes come back.
+        self._freed_ids: set[bytes] = set()
 
     # ------------------------------------------------------------------ loading
 
@@ -188,11 +191,15 @@ class HeadRecovery:
             if address:
                 self.clients_of.setdefault(msg.node_id, set()).add(address)
                 self.node_of_client[address] = msg.node_id
-        if msg.objects:
-            ids = [oid for oid, _ in msg.objects]
-            self._notify(
-                self.directory.add_locations(msg.node_id, ids, [s for _, s in msg.objects])
-            )
+        objects = msg.objects
+        if objects and self._freed_ids:
+            freed = [oid for oid, _ in objects if oid in self._freed_ids]
+            if freed:
+                self.endpoint.send(msg.address, P.FreeObjects(freed, False))
+                objects = [(oid, size) for oid, size in objects if oid not in self._freed_ids]
+        if objects:
+            ids = [oid for oid, _ in objects]
+            self._notify(self.directory.add_locations(msg.node_id, ids, [s for _, s in objects]))
         for lease_id, worker_id in msg.actor_leases:
             actor = self.actors.actors.get(self.actors.by_lease.get(lease_id, b""))
             if actor is not None and actor.worker_id == worker_id and actor.state != A.DEAD:
@@ -241,6 +248,13 @@ class HeadRecovery:
                 sum(len(i.bundles) for i in settled if type(i) is G.Commit),
                 sum(len(i.bundles) for i in settled if type(i) is G.Return),
             )
+
+    def _freed_while_resuming(self, object_ids) -> None:
+        """An owner's free (or one a node sent again after it lost the old head) reached us
+        before every node that may hold a copy came back: their ResumeNode must not bring
+        the copies back into the directory, where nobody would ever free them."""
+        if self.recovering_until and self._awaited_nodes:
+            self._freed_ids.update(oid for oid in object_ids if isinstance(oid, bytes))
 
     def on_ResumeJob(self, identity, msg: P.ResumeJob, seq):
         job = self.jobs.get(msg.job_id)
@@ -292,6 +306,7 @@ class HeadRecovery:
         if self._awaited_nodes and now < self.recovering_until:
             return
         self.recovering_until = 0.0
+        self._freed_ids = set()
         if self._probes is not None:
             self.recovery_stats["probes"] = self._probes.sent
             self._probes.close()

@@ -484,6 +484,7 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
 
     def on_RemoveObjectLocations(self, identity, msg: P.RemoveObjectLocations, seq):
         if msg.freed:  # the owner let go: every other copy goes too
+            self._freed_while_resuming(msg.object_ids)
             by_node: dict = {}
             for object_id in msg.object_ids:
                 for node_id in self.directory.lookup(object_id):

@@ -916,6 +916,8 @@ class NodeDaemon:
 
     def on_free_objects(self, identity, msg: P.FreeObjects, seq):
         self.store.free(msg.object_ids)
+        if msg.cascade and self.head is None:
+            head_resume.note_freed(self, msg.object_ids)  # sent again to a restarted head
         self.endpoint.send(
             self.head_address, P.RemoveObjectLocations(self.node_id, msg.object_ids, msg.cascade)
         )
