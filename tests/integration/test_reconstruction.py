@@ -188,3 +188,55 @@ def test_a_lost_output_whose_freed_arguments_lineage_was_evicted_fails_as_in_ray
     ) as e:
         ray.get(third, timeout=120)
     assert third.hex() in str(e.value)  # c cannot be made again, for b's reason
+
+
+def test_a_task_that_failed_on_a_lost_argument_leaves_the_others_in_no_arena(cluster):
+    """The worker fetched one argument, then found the other lost: the task failed, and the
+    fetched argument's value must not stay mapped (pinned in its node's arena) by the frames
+    of the error's traceback once its owner frees it."""
+    from tests.head_cluster import wait_for
+    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ray, pids = cluster
+    here = ray.get_runtime_context().get_node_id()
+    node_of = {
+        name: n["NodeID"] for n in ray.nodes() for name in ("a", "b") if name in n["Resources"]
+    }
+    assert here not in node_of.values()  # the driver survives either node
+
+    def on(name):
+        return NodeAffinitySchedulingStrategy(node_of[name], soft=False)
+
+    @ray.remote(max_retries=0)  # no lineage: once lost, lost for good
+    def produce(value):
+        return np.full(2**20, value, dtype=np.int64)
+
+    @ray.remote(max_retries=0)
+    def total(first, second):
+        return int(first.sum() + second.sum())
+
+    lost = produce.options(scheduling_strategy=on("a")).remote(1)
+    kept = produce.options(scheduling_strategy=on("b")).remote(2)
+    ray.wait([lost, kept], num_returns=2, timeout=60, fetch_local=False)
+    os.kill(pids["a"], signal.SIGKILL)
+    wait_for(
+        lambda: not any(n["NodeID"] == node_of["a"] for n in ray.nodes() if n["Alive"]),
+        30,
+        "a dead",
+    )
+    with pytest.raises(ray.exceptions.RayError):
+        # The second argument first: the worker maps it, then finds the first lost.
+        ray.get(total.options(resources={"b": 0.1}).remote(kept, lost), timeout=60)
+    address = _node_address(node_of["b"])
+    del kept, lost
+    wait_for(lambda: _stored(address) == 0, 30, "b's arena empty")
+
+
+def _node_address(node_hex: str) -> str:
+    from zray._config import config
+    from zray._private.core import runtime
+    from zray._private.wire import protocol as P
+
+    core = runtime.core
+    reply, _ = core.requests.call(core.head_address, P.GetNodes(False), config.rpc_timeout_s)
+    return next(n["address"] for n in reply.nodes if n["node_id"].hex() == node_hex)
