@@ -86,3 +86,23 @@ def test_a_node_sends_its_recent_frees_again_after_its_resume():
     head_resume.resume(node, SimpleNamespace())
     assert [type(m) for m in node.sent] == [P.ResumeNode, P.RemoveObjectLocations]
     assert node.sent[1] == P.RemoveObjectLocations(A, [X, Y], True)
+
+
+def test_a_pulled_copy_registered_after_its_owner_freed_it_is_freed(tmp_path):
+    """The owner's free (owner, its node, head) overtook the registration of a copy another
+    node pulled (batched with its seals): the head frees the copy instead of listing it."""
+    store = H.SqliteStore(str(tmp_path / "state.sqlite3"))
+    try:
+        head = HeadService(FakeEndpoint(), 3600.0, tables=HeadTables(store))
+        _register(head, A, "ipc://a")
+        _register(head, B, "ipc://b")
+        head.on_AddObjectLocations(b"id-aaaa", P.AddObjectLocations(A, [X], [10]), 0)
+        head.on_RemoveObjectLocations(b"id-aaaa", P.RemoveObjectLocations(A, [X], True), 0)
+        head.on_AddCopyLocations(b"id-bbbb", P.AddCopyLocations(B, [X, Y], [10, 10]), 0)
+        assert ("ipc://b", P.FreeObjects([X], False), 0) in head.endpoint.sent
+        assert head.directory.lookup(X) == () and head.directory.lookup(Y) == (B,)
+        # A primary copy of X made again later (a recomputation) is listed as any other.
+        head.on_AddObjectLocations(b"id-aaaa", P.AddObjectLocations(A, [X], [10]), 0)
+        assert head.directory.lookup(X) == (A,)
+    finally:
+        store.close()

@@ -19,6 +19,7 @@ from zray._private.head import actor_manager as A
 from zray._private.wire import protocol as P
 from zray._private.head.placement_service import PlacementGroupHandlers
 from zray._private.head.node_record import NodeRecord
+from zray._private.head.recently_freed import RecentlyFreed
 from zray._private.head.recovery import HeadRecovery
 from zray._private.head.tables import HeadTables
 from zray._private.head.object_directory import ObjectDirectory
@@ -58,6 +59,7 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
         self.kv: dict[tuple, bytes] = {}
         self.kv_waiters: dict[tuple, list] = {}  # key -> [(identity, seq, deadline)]
         self.directory = ObjectDirectory()
+        self.recently_freed = RecentlyFreed()  # to free pulled copies registered too late
         self._next_job = 1
         self._pending_actor_placements: list = []
         self._actor_lease_requests: dict = {}  # seq -> (actor id, node id asked, resources)
@@ -482,9 +484,25 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
     def on_AddObjectLocations(self, identity, msg: P.AddObjectLocations, seq):
         self._notify(self.directory.add_locations(msg.node_id, msg.object_ids, msg.sizes))
 
+    def on_AddCopyLocations(self, identity, msg: P.AddCopyLocations, seq):
+        self.recently_freed.expire(time.monotonic())
+        late = [oid for oid in msg.object_ids if oid in self.recently_freed]
+        if not late:
+            self.on_AddObjectLocations(identity, msg, seq)
+            return
+        # Their owner freed them before we heard of this copy: nobody else will free it.
+        node = self.nodes.get(msg.node_id)
+        if node is not None and node.alive:
+            self.endpoint.send(node.address, P.FreeObjects(late, False))
+        kept = [(o, s) for o, s in zip(msg.object_ids, msg.sizes) if o not in self.recently_freed]
+        if kept:
+            ids, sizes = [o for o, _ in kept], [s for _, s in kept]
+            self._notify(self.directory.add_locations(msg.node_id, ids, sizes))
+
     def on_RemoveObjectLocations(self, identity, msg: P.RemoveObjectLocations, seq):
         if msg.freed:  # the owner let go: every other copy goes too
             self._freed_while_resuming(msg.object_ids)
+            self.recently_freed.add(msg.object_ids, time.monotonic())
             by_node: dict = {}
             for object_id in msg.object_ids:
                 for node_id in self.directory.lookup(object_id):

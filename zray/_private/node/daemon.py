@@ -869,7 +869,7 @@ class NodeDaemon:
         self._answer_waiters(self.store.seal(msg.object_id))
         obj = self.store.objects.get(msg.object_id)
         if obj is not None:
-            self.pending_locations.append((msg.object_id, obj.size))
+            self.pending_locations.append((msg.object_id, obj.size, obj.primary))
 
     def on_get_objects(self, identity, msg: P.GetObjects, seq):
         deadline = time.monotonic() + max(0.0, min(msg.timeout_s, 3600.0))
@@ -1012,10 +1012,12 @@ class NodeDaemon:
 
     def _flush_locations(self):
         if self.pending_locations:
-            ids = [oid for oid, _ in self.pending_locations]
-            sizes = [size for _, size in self.pending_locations]
-            self.pending_locations = []
-            self.endpoint.send(self.head_address, P.AddObjectLocations(self.node_id, ids, sizes))
+            pending, self.pending_locations = self.pending_locations, []
+            for kind, primary in ((P.AddObjectLocations, True), (P.AddCopyLocations, False)):
+                batch = [(oid, size) for oid, size, first in pending if first is primary]
+                if batch:
+                    ids, sizes = [oid for oid, _ in batch], [size for _, size in batch]
+                    self.endpoint.send(self.head_address, kind(self.node_id, ids, sizes))
 
 
 def _head_state(opts: NodeOptions, creds: security.Credentials):

@@ -1046,6 +1046,17 @@ class ResumeBundles(NamedTuple):
     bundles: list
 
 
+@message(211)
+class AddCopyLocations(NamedTuple):
+    """Node to head, batched like AddObjectLocations: copies it pulled from other nodes. A copy
+    of an object whose owner freed it lately (the free reached the head before this) is freed
+    at once (FreeObjects back) instead of listed: nobody would ever free it."""
+
+    node_id: bytes
+    object_ids: list
+    sizes: list
+
+
 # --------------------------------------------------------------------------- generators
 
 STREAMING = -2  # PushTask.num_returns of a streaming generator task (Ray's marker too)
