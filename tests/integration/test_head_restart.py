@@ -202,3 +202,63 @@ def test_a_node_declared_dead_while_away_stops_when_it_comes_back():
         assert exited(node_pid, timeout=20)
     finally:
         cluster.stop()
+
+
+def test_a_node_killed_while_the_head_was_away_is_declared_dead_within_seconds(cluster):
+    """The restarted head probes the nodes it awaits: one whose port refuses is dead at once,
+    so its objects are recomputed in seconds, not when the reconnect window (30 s) ends."""
+    import os
+    import signal
+
+    import numpy as np
+
+    from tests.conftest import exited
+    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ray, cluster = cluster
+
+    @ray.remote(max_retries=2)
+    def make(value):
+        return np.full(300_000, value, dtype=np.int64)  # in its node's arena
+
+    w2 = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and "w2" in n["Resources"])
+    big = make.options(scheduling_strategy=NodeAffinitySchedulingStrategy(w2, soft=True)).remote(7)
+    ready, _ = ray.wait([big], timeout=60, fetch_local=False)
+    assert ready
+
+    cluster.kill_head()
+    node_pid = cluster.node_pids.pop("w2")
+    os.kill(node_pid, signal.SIGKILL)
+    assert exited(node_pid)
+    cluster.start_head()
+    back_at = time.monotonic()
+    dead = wait_for(
+        lambda: [n for n in ray.nodes() if n["NodeID"] == w2 and not n["Alive"]], 15, "w2 dead"
+    )
+    assert "refuses connections" in dead[0]["DeathReasonMessage"]
+    assert int(ray.get(big, timeout=30)[0]) == 7  # recomputed on w1
+    assert time.monotonic() - back_at < cluster.reconnect_timeout_s
+
+
+def test_bundles_a_crashed_head_prepared_and_never_committed_are_given_back(cluster):
+    """Phase one of a placement group's reservation reached w2, then the head died before
+    committing: the restarted head learns of the reservation when w2 comes back and returns
+    it (it would otherwise hold w2's CPUs for good)."""
+    from zray._config import config
+    from zray._private.core import runtime
+    from zray._private.wire import protocol as P
+
+    ray, cluster = cluster
+    core = runtime.core
+    reply, _ = core.requests.call(core.head_address, P.GetNodes(False), config.rpc_timeout_s)
+    w2 = next(n["address"] for n in reply.nodes if n["alive"] and "w2" in n["resources"])
+    free = wait_for(lambda: ray.available_resources().get("CPU") == 5, 30, "every CPU free")
+    assert free
+    # What the old head's PrepareBundles did on w2 before it died.
+    reply, _ = core.requests.call(w2, P.PrepareBundles(b"\x01" * 18, 1, [[0, {"CPU": 2.0}]]), 30)
+    assert isinstance(reply, P.BundlesPrepared) and reply.ok
+    wait_for(lambda: ray.available_resources().get("CPU") == 3, 30, "w2's CPUs reserved")
+
+    cluster.kill_head()
+    cluster.start_head()
+    wait_for(lambda: ray.available_resources().get("CPU") == 5, 20, "w2's CPUs given back")

@@ -114,3 +114,129 @@ def test_an_actor_call_output_is_recomputed_by_the_restarted_actor(cluster):
     assert ray.get(restartable.node.remote(), timeout=60) != victim_node
     with pytest.raises(ray.exceptions.ObjectLostError):
         ray.get(lost, timeout=60)
+
+
+def _chain_on_victim(ray):
+    """a -> b -> c, all on a node other than the driver's (the victim); returns (victim
+    name, its node address, the tasks' refs)."""
+    from zray._config import config
+    from zray._private.core import runtime
+    from zray._private.wire import protocol as P
+    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    victim, victim_node = [
+        (name, n["NodeID"])
+        for n in ray.nodes()
+        for name in ("a", "b")
+        if name in n["Resources"] and n["NodeID"] != here
+    ][0]
+    core = runtime.core
+    reply, _ = core.requests.call(core.head_address, P.GetNodes(False), config.rpc_timeout_s)
+    address = next(n["address"] for n in reply.nodes if n["node_id"].hex() == victim_node)
+    on_victim = NodeAffinitySchedulingStrategy(victim_node, soft=True)
+
+    @ray.remote(scheduling_strategy=on_victim, max_retries=2)
+    def produce():
+        return np.arange(2**20, dtype=np.int64)  # 8 MiB: in shared memory
+
+    @ray.remote(scheduling_strategy=on_victim, max_retries=2)
+    def add_one(array):
+        return array + 1
+
+    first = produce.remote()
+    second = add_one.remote(first)
+    third = add_one.remote(second)
+    ray.wait([third], timeout=60, fetch_local=False)
+    return victim, address, (first, second, third)
+
+
+def _stored(address: str) -> int:
+    from zray._private.core import runtime
+    from zray._private.wire import protocol as P
+
+    reply, _ = runtime.core.requests.call(address, P.GetNodeStats(0), 30)
+    return reply.stats["store"]["objects"]
+
+
+def test_freed_arguments_are_recomputed_from_their_kept_lineage(cluster):
+    """As Ray's lineage pinning: the driver drops a and b; their values are freed at once (not
+    held for as long as c might need recomputing), their lineage is kept, and c lost with its
+    node is recomputed from it, a and b first."""
+    from tests.head_cluster import wait_for
+
+    ray, pids = cluster
+    victim, address, (first, second, third) = _chain_on_victim(ray)
+    assert _stored(address) == 3
+    del first, second
+    wait_for(lambda: _stored(address) == 1, 30, "a's and b's values freed, c's kept")
+    os.kill(pids[victim], signal.SIGKILL)
+    value = ray.get(third, timeout=120)
+    assert value[0] == 2 and value[-1] == 2**20 + 1
+
+
+def test_a_lost_output_whose_freed_arguments_lineage_was_evicted_fails_as_in_ray(cluster):
+    from zray._private.core import runtime
+
+    ray, pids = cluster
+    runtime.core.submitter.lineage.max_bytes = 1  # keeps only the newest spec
+    victim, _, (first, second, third) = _chain_on_victim(ray)
+    del first, second
+    os.kill(pids[victim], signal.SIGKILL)
+    with pytest.raises(
+        ray.exceptions.ObjectReconstructionFailedError, match="LINEAGE_EVICTED"
+    ) as e:
+        ray.get(third, timeout=120)
+    assert third.hex() in str(e.value)  # c cannot be made again, for b's reason
+
+
+def test_a_task_that_failed_on_a_lost_argument_leaves_the_others_in_no_arena(cluster):
+    """The worker fetched one argument, then found the other lost: the task failed, and the
+    fetched argument's value must not stay mapped (pinned in its node's arena) by the frames
+    of the error's traceback once its owner frees it."""
+    from tests.head_cluster import wait_for
+    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ray, pids = cluster
+    here = ray.get_runtime_context().get_node_id()
+    node_of = {
+        name: n["NodeID"] for n in ray.nodes() for name in ("a", "b") if name in n["Resources"]
+    }
+    assert here not in node_of.values()  # the driver survives either node
+
+    def on(name):
+        return NodeAffinitySchedulingStrategy(node_of[name], soft=False)
+
+    @ray.remote(max_retries=0)  # no lineage: once lost, lost for good
+    def produce(value):
+        return np.full(2**20, value, dtype=np.int64)
+
+    @ray.remote(max_retries=0)
+    def total(first, second):
+        return int(first.sum() + second.sum())
+
+    lost = produce.options(scheduling_strategy=on("a")).remote(1)
+    kept = produce.options(scheduling_strategy=on("b")).remote(2)
+    ray.wait([lost, kept], num_returns=2, timeout=60, fetch_local=False)
+    os.kill(pids["a"], signal.SIGKILL)
+    wait_for(
+        lambda: not any(n["NodeID"] == node_of["a"] for n in ray.nodes() if n["Alive"]),
+        30,
+        "a dead",
+    )
+    with pytest.raises(ray.exceptions.RayError):
+        # The second argument first: the worker maps it, then finds the first lost.
+        ray.get(total.options(resources={"b": 0.1}).remote(kept, lost), timeout=60)
+    address = _node_address(node_of["b"])
+    del kept, lost
+    wait_for(lambda: _stored(address) == 0, 30, "b's arena empty")
+
+
+def _node_address(node_hex: str) -> str:
+    from zray._config import config
+    from zray._private.core import runtime
+    from zray._private.wire import protocol as P
+
+    core = runtime.core
+    reply, _ = core.requests.call(core.head_address, P.GetNodes(False), config.rpc_timeout_s)
+    return next(n["address"] for n in reply.nodes if n["node_id"].hex() == node_hex)

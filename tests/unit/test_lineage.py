@@ -52,3 +52,69 @@ def test_turned_off_it_keeps_nothing_and_says_why():
     assert not lineage.keep(s, plasma(s))
     with pytest.raises(X.ObjectReconstructionFailedError, match="LINEAGE_DISABLED"):
         lineage.spec_for(s.oid)
+
+
+# ---------------------------------------------------------------- pinning arguments' lineage
+
+
+class _Core:
+    """What lineage_pins.py uses of a core worker."""
+
+    def __init__(self, max_bytes=10_000):
+        from zray._private.core.reference_counter import ReferenceCounter
+
+        self.refs = ReferenceCounter("me")
+        self.submitter = SimpleNamespace(lineage=Lineage(max_bytes=max_bytes))
+
+    def free(self, oid):
+        """Its last holder let go: what core_worker.free_objects does of lineage."""
+        from zray._private.core import lineage_pins
+
+        self.refs.add_local(oid)
+        self.refs.remove_local_later(oid)
+        freed = self.refs.collect().freed
+        assert freed == [oid]
+        lineage_pins.freed(self, freed)
+
+
+def task(core, n, args=(), size=100):
+    """A finished task of ours with plasma output, made from `args` (earlier tasks)."""
+    from zray._private.core import lineage_pins
+
+    s = spec(n, size)
+    s.top_refs = [SimpleNamespace(_id=a.oid, _owner="me") for a in args]
+    s.lineage_pins = None
+    core.refs.add_owned(s.oid)
+    assert core.submitter.lineage.keep(s, plasma(s))
+    lineage_pins.pin_arguments(core, s)
+    return s
+
+
+def test_a_freed_arguments_lineage_stays_while_a_kept_task_uses_it():
+    core = _Core()
+    lineage = core.submitter.lineage
+    a = task(core, 1)
+    b = task(core, 2, [a])
+    c = task(core, 3, [b])
+    assert [type(r).__name__ for r in c.top_refs] == ["ArgumentRef"]  # not the caller's ref
+    core.free(a.oid)
+    core.free(b.oid)
+    # Their values went (nothing holds them), their lineage did not: c may need them.
+    assert not core.refs.owns(a.oid) and lineage.spec_for(a.oid) is a
+    assert lineage.spec_for(b.oid) is b and core.refs.lineage_held(b.oid)
+    core.free(c.oid)  # c goes: nothing needs b's lineage, nor then a's
+    assert lineage.specs == {} and lineage.bytes == 0
+    assert not core.refs.lineage_held(a.oid) and core.refs.stats()["lineage_pinned"] == 0
+
+
+def test_evicting_a_spec_lets_go_of_its_arguments_lineage():
+    core = _Core(max_bytes=250)
+    lineage = core.submitter.lineage
+    a = task(core, 1)
+    b = task(core, 2, [a])
+    core.free(a.oid)
+    assert lineage.spec_for(a.oid) is a
+    task(core, 3)  # over the bound: a (the oldest) is evicted
+    with pytest.raises(X.ObjectReconstructionFailedError, match="LINEAGE_EVICTED"):
+        lineage.spec_for(a.oid)
+    assert lineage.spec_for(b.oid) is b

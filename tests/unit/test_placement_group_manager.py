@@ -4,6 +4,7 @@ real node schedulers (scheduler.py), with messages delivered in any order a netw
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -384,3 +385,93 @@ def test_a_group_an_actor_made_goes_when_both_the_actor_and_its_job_are_gone():
         b"r" * 18, "", "ns", "PACK", [units(CPU=1)], True, job, b"", 5.0, creator_actor=actor
     )
     assert manager.job_dead(job, 6.0) == [] and manager.actor_dead(actor, 7.0) == []
+
+
+# ---------------------------------------------------------------- a restarted head
+
+
+def _restarted(manager: G.PlacementGroupManager, pg_id: bytes) -> G.PlacementGroupManager:
+    """A new head that read `pg_id` back from what `manager` wrote to its store."""
+    fresh = G.PlacementGroupManager()
+    group = dataclasses.replace(manager.groups[pg_id])
+    group.nodes = list(group.nodes)
+    fresh.restore(group, 10.0)
+    return fresh
+
+
+def _held(node: S.LocalScheduler) -> list:
+    return [(pg_id, index, b.committed) for (pg_id, index), b in node.bundles.items()]
+
+
+def _carry_out(node: S.LocalScheduler, instructions) -> None:
+    for ins in instructions:
+        if isinstance(ins, G.Commit):
+            node.commit_bundles(ins.pg_id, [i for i, _ in ins.bundles])
+        elif isinstance(ins, G.Return):
+            node.return_bundles(ins.pg_id, [i for i, _ in ins.bundles])
+
+
+def _prepared_group(committed_in_store: bool):
+    manager = G.PlacementGroupManager()
+    node = S.LocalScheduler(units(CPU=2), min_workers=0)
+    manager.node_update(b"n", node.total, node.available, 0.0)
+    pg_id = b"p" * 18
+    (prepare,) = manager.create(
+        pg_id, "", "ns", "PACK", [units(CPU=1), units(CPU=1)], False, b"j" * 4, b"", 0.0
+    )
+    assert node.prepare_bundles(pg_id, list(prepare.bundles))
+    if committed_in_store:  # the head wrote the commit, then died before the node heard it
+        manager.prepared(pg_id, prepare.attempt, b"n", True, 0.1)
+    return manager, node, pg_id
+
+
+def test_a_reservation_a_crashed_head_never_committed_is_returned():
+    manager, node, pg_id = _prepared_group(committed_in_store=False)
+    assert node.available["CPU"] == 0
+    head = _restarted(manager, pg_id)
+    settled = head.reconcile(b"n", _held(node))
+    assert [type(i) for i in settled] == [G.Return] and not settled[0].committed
+    _carry_out(node, settled)
+    assert node.available == units(CPU=2) and not node.bundles
+    # Placed again once the node is back, from a clean slate.
+    (prepare,) = head.node_update(b"n", node.total, node.available, 11.0)
+    assert node.prepare_bundles(pg_id, list(prepare.bundles))
+    _carry_out(node, head.prepared(pg_id, prepare.attempt, b"n", True, 11.1))
+    assert node.total[f"CPU_group_{pg_id.hex()}"] == 2 * U
+    node.check_invariants()
+
+
+def test_a_commit_the_node_never_heard_is_sent_again():
+    manager, node, pg_id = _prepared_group(committed_in_store=True)
+    head = _restarted(manager, pg_id)
+    assert head.groups[pg_id].state == G.CREATED
+    settled = head.reconcile(b"n", _held(node))
+    assert [type(i) for i in settled] == [G.Commit]
+    _carry_out(node, settled)
+    assert node.total[f"CPU_group_{pg_id.hex()}"] == 2 * U
+    assert head.reconcile(b"n", _held(node)) == []  # committed on both sides: nothing to do
+    node.check_invariants()
+
+
+def test_bundles_of_a_group_removed_or_unknown_are_returned():
+    manager, node, pg_id = _prepared_group(committed_in_store=True)
+    node.commit_bundles(pg_id, [0, 1])
+    manager.remove(pg_id, 1.0)  # the head died before its ReturnBundles went out
+    head = _restarted(manager, pg_id)
+    settled = head.reconcile(b"n", _held(node))
+    assert [(type(i), i.committed) for i in settled] == [(G.Return, True)]
+    _carry_out(node, settled)
+    assert node.total == units(CPU=2) and node.available == units(CPU=2)
+    assert G.PlacementGroupManager().reconcile(b"n", [(b"x" * 18, 3, False)]) == [
+        G.Return(b"n", b"x" * 18, ((3, {}),), False)
+    ]
+
+
+def test_a_bundle_of_the_attempt_in_flight_is_left_to_it():
+    manager = G.PlacementGroupManager()
+    manager.node_update(b"n", units(CPU=2), units(CPU=2), 0.0)
+    (prepare,) = manager.create(
+        b"p" * 18, "", "ns", "PACK", [units(CPU=1)], False, b"j" * 4, b"", 0.0
+    )
+    # The node's connection broke and came back while the Prepare was on its way.
+    assert manager.reconcile(b"n", [(b"p" * 18, 0, False)]) == []

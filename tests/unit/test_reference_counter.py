@@ -111,6 +111,7 @@ def test_stats():
         "borrowed": 0,
         "with_borrowers": 0,
         "containers": 0,
+        "lineage_pinned": 0,
     }
 
 

@@ -7,6 +7,11 @@ again with the same id, so its outputs get the same ids and every ref to them st
 argument of it that is lost too is recomputed first. Attempts are bounded by the task's
 `max_retries`; the kept specs by `max_lineage_bytes` (the oldest go first, and their outputs
 then fail with Ray's "lineage evicted" reason).
+
+As in Ray, the lineage of a kept task's arguments is kept too, recursively, while the task's
+is (core/lineage_pins.py): an argument's value is freed when nothing else holds it, but its
+spec stays, so an output lost later can be recomputed from its freed arguments' lineage. An
+output's spec goes once every output is freed and no kept task uses any of them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,17 @@ from zray._private.core.memory_store import KIND_PLASMA
 EVICTED_KEPT = 100_000  # ids of evicted lineage remembered, to give the right error
 
 
+class ArgumentRef:
+    """What a kept spec holds of an argument it owns instead of the caller's ObjectRef, which
+    would hold the argument's value for as long as the lineage is kept (lineage_pins.py)."""
+
+    __slots__ = ("_id", "_owner")
+
+    def __init__(self, object_id: bytes, owner: str):
+        self._id = object_id
+        self._owner = owner
+
+
 class Lineage:
     def __init__(self, max_bytes: int, enabled: bool = True):
         self.max_bytes = max_bytes
@@ -31,6 +47,7 @@ class Lineage:
         self._sizes: dict[bytes, int] = {}
         self._evicted: set = set()
         self._evicted_order: deque = deque()
+        self._dropped: list = []  # specs evicted by keep(), for take_dropped()
         self._lock = threading.Lock()
 
     def keep(self, spec, entries) -> bool:
@@ -51,10 +68,12 @@ class Lineage:
                 self._evict_oldest()
         return True
 
-    def freed(self, object_ids):
-        """Outputs nobody references any more: their lineage can go with them."""
+    def freed(self, object_ids) -> list:
+        """Outputs nobody references (nor needs to recompute) any more: their lineage can go
+        with them. Returns the specs dropped."""
+        dropped: list = []
         if not self.specs:
-            return
+            return dropped
         with self._lock:
             for oid in object_ids:
                 task_id = oid[:TASK_ID_SIZE]
@@ -63,7 +82,15 @@ class Lineage:
                     continue
                 live.discard(oid)
                 if not live:
+                    dropped.append(self.specs.get(task_id))
                     self._drop(task_id)
+        return [spec for spec in dropped if spec is not None]
+
+    def take_dropped(self) -> list:
+        """The specs keep() evicted since last asked: the lineage they pinned can go too."""
+        with self._lock:
+            dropped, self._dropped = self._dropped, []
+        return dropped
 
     def spec_for(self, object_id: bytes):
         """The spec that makes `object_id`, or raises Ray's reason it cannot be recomputed
@@ -84,7 +111,8 @@ class Lineage:
         return None
 
     def _evict_oldest(self):
-        task_id, _ = self.specs.popitem(last=False)
+        task_id, spec = self.specs.popitem(last=False)
+        self._dropped.append(spec)
         self.live.pop(task_id, None)
         self.bytes -= self._sizes.pop(task_id, 0)
         self._evicted.add(task_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from zray._private.core import lineage_pins
 from zray._private.core.memory_store import KIND_ERROR, KIND_FREED, KIND_INLINE, KIND_PLASMA
 from zray._private.core.reference_counter import Released
 from zray._private.wire import protocol as P
@@ -69,7 +70,7 @@ class Ownership:
         self.apply_released(released)
 
     def free_objects(self, object_ids):
-        self.submitter.lineage.freed(object_ids)
+        lineage_pins.freed(self, object_ids)  # lineage no kept spec uses goes too
         plasma = []
         for oid in object_ids:
             entry = self.memory_store.get(oid)

@@ -79,6 +79,9 @@ class ReferenceCounter:
         self._contains: dict[bytes, list[tuple[bytes, str]]] = {}
         self._contained_in: dict[bytes, set[bytes]] = {}  # inner id -> outer ids holding it
         self._dead_holders: set[str] = set()  # their registrations no longer count
+        # owned id -> kept specs (lineage.py) using it as an argument: its lineage stays while
+        # they do, though its value goes once nothing above holds it (lineage_pins.py)
+        self._lineage: dict[bytes, int] = {}
 
     # ------------------------------------------------------------------ local refs
 
@@ -248,6 +251,33 @@ class ReferenceCounter:
                     self._check(oid, out)
         return out
 
+    # ------------------------------------------------------------------ lineage
+
+    def add_lineage(self, object_ids: Iterable[bytes]) -> None:
+        """A kept spec uses these owned objects as arguments: their lineage must stay (not
+        their values: this does not hold them)."""
+        with self._lock:
+            for oid in object_ids:
+                self._lineage[oid] = self._lineage.get(oid, 0) + 1
+
+    def remove_lineage(self, object_ids: Iterable[bytes]) -> list[bytes]:
+        """A kept spec went. Returns the ids no kept spec uses any more whose values are
+        freed already: their own lineage can go now."""
+        gone: list[bytes] = []
+        with self._lock:
+            for oid in object_ids:
+                count = self._lineage.get(oid, 0) - 1
+                if count > 0:
+                    self._lineage[oid] = count
+                    continue
+                self._lineage.pop(oid, None)
+                if oid not in self._owned:
+                    gone.append(oid)
+        return gone
+
+    def lineage_held(self, object_id: bytes) -> bool:
+        return object_id in self._lineage
+
     # ------------------------------------------------------------------ containment
 
     def contents(self, outer: bytes) -> list[tuple[bytes, str]]:
@@ -305,6 +335,7 @@ class ReferenceCounter:
             "borrowed": len(self._borrowed),
             "with_borrowers": len(self._borrowers),
             "containers": len(self._contains),
+            "lineage_pinned": len(self._lineage),
         }
 
     # ------------------------------------------------------------------ internals (lock held)

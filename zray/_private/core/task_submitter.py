@@ -31,6 +31,7 @@ from zray._private.core.dependencies import (
     when_resolved,
 )
 from zray._private.core import metrics_registry
+from zray._private.core import lineage_pins
 from zray._private.core.lineage import Lineage
 from zray._private.core.task_events import now
 from zray._private.core import lost_arguments
@@ -70,6 +71,7 @@ class TaskSpec:
     reconstructions: int = 0  # times run again because an output was lost (lineage.py)
     lost_argument_reruns: int = 0  # times run again because an argument was lost
     args_released: bool = False  # its arguments were let go when it first finished
+    lineage_pins: list | None = None  # arguments whose lineage its kept spec pins
     borrowed: list = field(default_factory=list)  # what the executing worker will hold
     runtime_env: str = ""  # canonical (runtime_env.dumps); "" for the default env
     func_name: str = ""  # Ray's func_or_class_name, for task events
@@ -104,6 +106,14 @@ class ShapeQueue:
     tasks: deque = field(default_factory=deque)
     leases: dict = field(default_factory=dict)
     pending_requests: dict = field(default_factory=dict)  # request id -> node address asked
+
+
+def _unrecoverable(object_id: bytes, cause: X.ObjectLostError) -> X.ObjectLostError:
+    """The error for `object_id`, which needed an argument that cannot be made again."""
+    reason = getattr(cause, "reason", None)
+    if reason:
+        return X.ObjectReconstructionFailedError(object_id.hex(), reason)
+    return X.ObjectLostError(object_id.hex(), None, "")
 
 
 class TaskSubmitter:
@@ -546,7 +556,9 @@ class TaskSubmitter:
             else:
                 self._record((spec.task_id, spec.event_attempt, TS.FAILED, now(), first))
         if spec.num_returns > 0 and entries and all(e.kind != KIND_ERROR for _, e in entries):
-            self.lineage.keep(spec, entries)  # before store_results may free unwanted ones
+            if self.lineage.keep(spec, entries):  # before store_results may free unwanted ones
+                lineage_pins.pin_arguments(self.core, spec)  # before they are unpinned
+                lineage_pins.release(self.core, ())  # what keeping it evicted
         pinned = [] if spec.args_released else spec.pinned_ids
         spec.args_released = True
         store_results(self.core, entries, pinned, contained)
@@ -573,6 +585,13 @@ class TaskSubmitter:
             spec.reconstructions += 1
             spec.state, spec.cancelled = "resolving", False
             self.tasks[spec.task_id] = spec
+        refs = self.core.refs
+        # Held until it is done again: arguments freed since (their lineage kept) are made
+        # again for it, and must not be freed before it ran.
+        refs.pin(spec.pinned_ids)
+        spec.args_released = False
+        for oid in spec.return_ids:
+            refs.add_owned(oid)  # an output freed since (an argument of another) is ours again
         if spec.events:
             spec.event_attempt += 1  # a run again is one more attempt, as Ray numbers them
             self._record_submitted(spec, TS.PENDING_NODE_ASSIGNMENT if not spec.top_refs else 0)
@@ -581,16 +600,36 @@ class TaskSubmitter:
             spec.name,
             spec.reconstructions,
         )
-        self._reconstruct_lost_arguments(spec, depth)
         for oid in spec.return_ids:
             self.core.memory_store.delete(oid)  # gets wait for the new copies
+        try:
+            self._reconstruct_lost_arguments(spec, depth)
+        except X.ObjectLostError as exc:
+            # An argument cannot be made again (its lineage was evicted, ...): neither can
+            # this, for the same reason, which its gets raise.
+            error = _unrecoverable(object_id, exc)
+            self._finish_with_error(spec, error)
+            if depth:
+                raise error from None
+            return True
         when_resolved(self.core, spec.top_refs, lambda *r: self._enqueue(spec, *r))
         return True
 
     def _reconstruct_lost_arguments(self, spec, depth: int):
         for ref in spec.top_refs:
-            if depth < MAX_RECONSTRUCTION_DEPTH and self._lost(ref._id):
+            if depth >= MAX_RECONSTRUCTION_DEPTH:
+                return
+            if self._freed(ref._id):
+                if not self.reconstruct(ref._id, depth + 1):  # a put: no lineage
+                    raise X.ObjectLostError(ref._id.hex(), None, "")
+            elif self._lost(ref._id):
                 self.reconstruct(ref._id, depth + 1)
+
+    def _freed(self, object_id: bytes) -> bool:
+        """An argument of ours whose value was freed (nothing held it) while kept lineage
+        still uses it (lineage_pins.py)."""
+        refs = self.core.refs
+        return refs.lineage_held(object_id) and not refs.owns(object_id)
 
     def _lost(self, object_id: bytes) -> bool:
         """Whether an argument we own in shared memory has no copy left anywhere."""

@@ -322,6 +322,42 @@ class PlacementGroupManager:
             return []
         return self._commit(now)
 
+    def reconcile(self, node_id: bytes, held: list[tuple[bytes, int, bool]]) -> list[Instruction]:
+        """A node that lost the head lists the bundles it holds ([(pg id, index, committed)]).
+        What a restarted head placed there (read back from its store) is committed, whatever
+        the node got of it before the crash; anything else is returned: a reservation the old
+        head prepared and never committed, or bundles of a group removed since. A bundle of
+        the attempt in flight is left to it (its Commit or Return is on its way)."""
+        commit: dict[bytes, list[IndexedBundle]] = {}
+        give_back: dict[tuple[bytes, bool], list[IndexedBundle]] = {}
+        attempt = self.attempt
+        for pg_id, index, committed in held:
+            group = self.groups.get(pg_id)
+            if attempt is not None and attempt.pg_id == pg_id:
+                if attempt.placement.get(index) == node_id:
+                    continue
+            placed_here = (
+                group is not None
+                and group.state != REMOVED
+                and 0 <= index < len(group.nodes)
+                and group.nodes[index] == node_id
+            )
+            if placed_here:
+                assert group is not None
+                if not committed:
+                    commit.setdefault(pg_id, []).append((index, group.bundles[index]))
+                continue
+            units = group.bundles[index] if group and 0 <= index < len(group.bundles) else {}
+            give_back.setdefault((pg_id, committed), []).append((index, units))
+        out: list[Instruction] = [
+            Commit(node_id, pg_id, 0, tuple(bundles)) for pg_id, bundles in commit.items()
+        ]
+        out += [
+            Return(node_id, pg_id, tuple(bundles), committed)
+            for (pg_id, committed), bundles in give_back.items()
+        ]
+        return out
+
     def tick(self, now: float) -> list[Instruction]:
         out: list[Instruction] = []
         if self.attempt is not None and now >= self.attempt.deadline:

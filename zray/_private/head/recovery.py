@@ -33,6 +33,7 @@ from zray._config import config
 from zray._private.common import resources as R
 from zray._private.head import actor_manager as A
 from zray._private.head import placement_groups as G
+from zray._private.head.node_probe import NodeProbes
 from zray._private.head.node_record import NodeRecord
 from zray._private.wire import protocol as P
 
@@ -48,6 +49,10 @@ class HeadRecovery:
         self.restore_started = 0.0
         self.recovered_at = 0.0
         self.recovery_stats: dict = {}
+        self._probes: NodeProbes | None = None  # of awaited nodes, while recovering
+        # Objects their owners freed while nodes are still awaited: their copies there go
+        # when those nodes come back.
+        self._freed_ids: set[bytes] = set()
 
     # ------------------------------------------------------------------ loading
 
@@ -186,11 +191,15 @@ class HeadRecovery:
             if address:
                 self.clients_of.setdefault(msg.node_id, set()).add(address)
                 self.node_of_client[address] = msg.node_id
-        if msg.objects:
-            ids = [oid for oid, _ in msg.objects]
-            self._notify(
-                self.directory.add_locations(msg.node_id, ids, [s for _, s in msg.objects])
-            )
+        objects = msg.objects
+        if objects and self._freed_ids:
+            freed = [oid for oid, _ in objects if oid in self._freed_ids]
+            if freed:
+                self.endpoint.send(msg.address, P.FreeObjects(freed, False))
+                objects = [(oid, size) for oid, size in objects if oid not in self._freed_ids]
+        if objects:
+            ids = [oid for oid, _ in objects]
+            self._notify(self.directory.add_locations(msg.node_id, ids, [s for _, s in objects]))
         for lease_id, worker_id in msg.actor_leases:
             actor = self.actors.actors.get(self.actors.by_lease.get(lease_id, b""))
             if actor is not None and actor.worker_id == worker_id and actor.state != A.DEAD:
@@ -211,6 +220,41 @@ class HeadRecovery:
         self._placement_node_update(node)
         self._retry_actor_placements()
         self._maybe_finish_recovery(time.monotonic())
+
+    def on_ResumeBundles(self, identity, msg: P.ResumeBundles, seq):
+        """Sent just before the node's ResumeNode: commits what the head placed there, returns
+        what a crashed head prepared and never committed (it would stay reserved for good)."""
+        node = self.nodes.get(msg.node_id)
+        address = self.endpoint.peers.get(identity) or (node.address if node else "")
+        if (node is not None and not node.alive) or not address:
+            return  # declared dead: its ResumeNode is refused, and it stops
+        try:
+            held = [(bytes(pg_id), int(index), bool(done)) for pg_id, index, done in msg.bundles]
+        except (TypeError, ValueError):
+            logger.warning("bad ResumeBundles from %s: %r", address, msg.bundles[:8])
+            return
+        settled = self.placement.reconcile(msg.node_id, held)
+        for ins in settled:
+            indices = [index for index, _ in ins.bundles]
+            if type(ins) is G.Commit:
+                self.endpoint.send(address, P.CommitBundles(ins.pg_id, indices))
+            else:
+                self.endpoint.send(address, P.ReturnBundles(ins.pg_id, indices))
+        if settled:
+            self._load_changed = True
+            logger.info(
+                "node %s: %d placement group bundle(s) committed, %d returned after the restart",
+                msg.node_id.hex()[:12],
+                sum(len(i.bundles) for i in settled if type(i) is G.Commit),
+                sum(len(i.bundles) for i in settled if type(i) is G.Return),
+            )
+
+    def _freed_while_resuming(self, object_ids) -> None:
+        """An owner's free (or one a node sent again after it lost the old head) reached us
+        before every node that may hold a copy came back: their ResumeNode must not bring
+        the copies back into the directory, where nobody would ever free them."""
+        if self.recovering_until and self._awaited_nodes:
+            self._freed_ids.update(oid for oid in object_ids if isinstance(oid, bytes))
 
     def on_ResumeJob(self, identity, msg: P.ResumeJob, seq):
         job = self.jobs.get(msg.job_id)
@@ -244,8 +288,17 @@ class HeadRecovery:
     # ------------------------------------------------------------------ the window
 
     def _recovery_tick(self, now: float) -> None:
-        if self.recovering_until:
-            self._maybe_finish_recovery(now)
+        if not self.recovering_until:
+            return
+        if self._awaited_nodes:
+            # Dead nodes are found within a probe or two, not when the window ends.
+            if self._probes is None:
+                self._probes = NodeProbes(self.node_death_timeout_s)
+            awaited = {n: self.nodes[n].address for n in self._awaited_nodes if n in self.nodes}
+            for node_id, reason in self._probes.tick(now, awaited):
+                self._awaited_nodes.discard(node_id)
+                self.mark_dead(node_id, reason)
+        self._maybe_finish_recovery(now)
 
     def _maybe_finish_recovery(self, now: float) -> None:
         if not self.recovering_until:
@@ -253,6 +306,11 @@ class HeadRecovery:
         if self._awaited_nodes and now < self.recovering_until:
             return
         self.recovering_until = 0.0
+        self._freed_ids = set()
+        if self._probes is not None:
+            self.recovery_stats["probes"] = self._probes.sent
+            self._probes.close()
+            self._probes = None
         for node_id in sorted(self._awaited_nodes):
             self.mark_dead(node_id, "it did not come back after the head restarted")
         self._awaited_nodes.clear()

@@ -19,6 +19,7 @@ from zray._private.head import actor_manager as A
 from zray._private.wire import protocol as P
 from zray._private.head.placement_service import PlacementGroupHandlers
 from zray._private.head.node_record import NodeRecord
+from zray._private.head.recently_freed import RecentlyFreed
 from zray._private.head.recovery import HeadRecovery
 from zray._private.head.tables import HeadTables
 from zray._private.head.object_directory import ObjectDirectory
@@ -58,8 +59,10 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
         self.kv: dict[tuple, bytes] = {}
         self.kv_waiters: dict[tuple, list] = {}  # key -> [(identity, seq, deadline)]
         self.directory = ObjectDirectory()
+        self.recently_freed = RecentlyFreed()  # to free pulled copies registered too late
         self._next_job = 1
         self._pending_actor_placements: list = []
+        self._actor_lease_requests: dict = {}  # seq -> (actor id, node id asked, resources)
         self._warned_pending: set = set()  # actors whose wait for a node was logged
         self.clients_of: dict[bytes, set] = {}  # node id -> addresses of its live processes
         self.node_of_client: dict[str, bytes] = {}
@@ -360,13 +363,30 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
         )
 
     def _send_actor_lease_request(self, actor_id: bytes, node, request: P.RequestLease):
-        self.requests.send(
+        seq = self.requests.send(
             node.address,
             request,
-            lambda reply, payload: self._on_actor_lease(actor_id, node, reply, request),
+            lambda reply, payload: self._on_actor_lease(actor_id, node, reply, request, seq),
         )
+        self._actor_lease_requests[seq] = (actor_id, node.node_id, request.resources)
 
-    def _on_actor_lease(self, actor_id: bytes, node, reply, request: P.RequestLease):
+    def _place_actors_asked_of(self, node_id: bytes):
+        """A dead node never answers the lease requests we sent it: their actors would stay
+        PENDING or RESTARTING for good. They are placed again, elsewhere."""
+        lost = [
+            (seq, actor_id, resources)
+            for seq, (actor_id, asked, resources) in self._actor_lease_requests.items()
+            if asked == node_id
+        ]
+        for seq, actor_id, resources in lost:
+            del self._actor_lease_requests[seq]
+            self.requests.forget(seq)
+            actor = self.actors.actors.get(actor_id)
+            if actor is not None and actor.state != A.DEAD and not actor.lease_id:
+                self._request_actor_worker(actor_id, resources)
+
+    def _on_actor_lease(self, actor_id: bytes, node, reply, request: P.RequestLease, seq=0):
+        self._actor_lease_requests.pop(seq, None)
         if isinstance(reply, P.LeaseSpillback):
             target = self.nodes.get(reply.node_id)
             if target is not None and target.alive:
@@ -467,8 +487,25 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
     def on_AddObjectLocations(self, identity, msg: P.AddObjectLocations, seq):
         self._notify(self.directory.add_locations(msg.node_id, msg.object_ids, msg.sizes))
 
+    def on_AddCopyLocations(self, identity, msg: P.AddCopyLocations, seq):
+        self.recently_freed.expire(time.monotonic())
+        late = [oid for oid in msg.object_ids if oid in self.recently_freed]
+        if not late:
+            self.on_AddObjectLocations(identity, msg, seq)
+            return
+        # Their owner freed them before we heard of this copy: nobody else will free it.
+        node = self.nodes.get(msg.node_id)
+        if node is not None and node.alive:
+            self.endpoint.send(node.address, P.FreeObjects(late, False))
+        kept = [(o, s) for o, s in zip(msg.object_ids, msg.sizes) if o not in self.recently_freed]
+        if kept:
+            ids, sizes = [o for o, _ in kept], [s for _, s in kept]
+            self._notify(self.directory.add_locations(msg.node_id, ids, sizes))
+
     def on_RemoveObjectLocations(self, identity, msg: P.RemoveObjectLocations, seq):
         if msg.freed:  # the owner let go: every other copy goes too
+            self._freed_while_resuming(msg.object_ids)
+            self.recently_freed.add(msg.object_ids, time.monotonic())
             by_node: dict = {}
             for object_id in msg.object_ids:
                 for node_id in self.directory.lookup(object_id):
@@ -592,6 +629,7 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
                     )
                 )
         self._placement_node_dead(node_id)
+        self._place_actors_asked_of(node_id)
         # Its processes died with it: announce each, as their node would have (owners drop
         # their borrows, nodes free what they owned, borrowers get OwnerDiedError).
         for address in sorted(self.clients_of.pop(node_id, ())):

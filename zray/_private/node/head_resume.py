@@ -4,7 +4,11 @@ back what this node holds, and dropping what the old head had asked of it.
 What survives a head's death here: this node, its workers, the actors they host, its objects
 and the leases it granted (to owners, and to the head for actors). What the head must learn
 again is sent in one `ResumeNode` (zray/_private/wire/head_link.py says when); the restarted
-head rebuilds its object directory, its client table and its actors' whereabouts from it.
+head rebuilds its object directory, its client table and its actors' whereabouts from it. The
+placement group bundles it holds go just before (`ResumeBundles`): the head commits or returns
+what a crashed predecessor left half done. Owners' frees sent lately go again just after: one
+sent to a head that was already gone was lost, and copies of those objects elsewhere would
+stay for good.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections import deque
 
 from zray._config import config
 from zray._private.wire import protocol as P
@@ -19,6 +24,7 @@ from zray._private.wire import protocol as P
 logger = logging.getLogger(__name__)
 
 HEAD_IDENTITY_PREFIX = b"head-"  # the head's endpoint identity (node/daemon.py)
+RECENT_FREES_KEPT = 100_000  # ids of owners' frees sent again to a head that came back
 
 
 def check(node, now: float) -> bool:
@@ -44,6 +50,29 @@ def check(node, now: float) -> bool:
     return False
 
 
+def note_freed(node, object_ids) -> None:
+    """An owner freed these (the head frees every other copy): remembered for a while, since
+    the head may be gone without our knowing yet, and what we send it then is lost."""
+    recent = getattr(node, "_recent_frees", None)
+    if recent is None:
+        recent = node._recent_frees = deque()
+    now = time.monotonic()
+    recent.append((now, list(object_ids)))
+    # Until a break is noticed: a disconnection at once, a silent head after the timeout.
+    horizon = now - config.node_death_timeout_s - 1.0
+    while recent and (recent[0][0] < horizon or len(recent) > RECENT_FREES_KEPT):
+        recent.popleft()
+
+
+def _resend_frees(node) -> None:
+    """After our ResumeNode: the frees sent since the head may have gone. The head frees the
+    copies it knows, and those of nodes that come back after (recovery.py)."""
+    recent = getattr(node, "_recent_frees", None)
+    ids = [oid for _, batch in recent or () for oid in batch]
+    if ids:
+        node.endpoint.send(node.head_address, P.RemoveObjectLocations(node.node_id, ids, True))
+
+
 def resume(node, link) -> None:
     """Sends ResumeNode (queued on the link's fresh connection until the head listens)."""
     previous = getattr(node, "_resume_seq", 0)
@@ -59,6 +88,12 @@ def resume(node, link) -> None:
         if lease.client.startswith(HEAD_IDENTITY_PREFIX)
     ]
     objects = [[oid, obj.size] for oid, obj in node.store.objects.items() if obj.sealed]
+    bundles = [
+        [pg_id, index, bundle.committed]
+        for (pg_id, index), bundle in node.scheduler.bundles.items()
+    ]
+    if bundles:  # first: the head settles them before it places anything here
+        node.endpoint.send(node.head_address, P.ResumeBundles(node.node_id, bundles))
     node._resume_seq = node.requests.send(
         node.head_address,
         P.ResumeNode(
@@ -75,6 +110,7 @@ def resume(node, link) -> None:
         ),
         lambda reply, payload: _resumed(node, link, reply),
     )
+    _resend_frees(node)
 
 
 def _resumed(node, link, reply) -> None:

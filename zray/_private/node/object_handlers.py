@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from zray._config import config
+from zray._private.node import head_resume
 from zray._private.node.object_table import ObjectExists, StoreFull
 from zray._private.wire import protocol as P
 
@@ -78,7 +79,7 @@ class ObjectHandlers:
         self._answer_waiters(self.store.seal(msg.object_id))
         obj = self.store.objects.get(msg.object_id)
         if obj is not None:
-            self.pending_locations.append((msg.object_id, obj.size))
+            self.pending_locations.append((msg.object_id, obj.size, obj.primary))
 
     def on_get_objects(self, identity, msg: P.GetObjects, seq):
         deadline = time.monotonic() + max(0.0, min(msg.timeout_s, 3600.0))
@@ -125,13 +126,17 @@ class ObjectHandlers:
 
     def on_free_objects(self, identity, msg: P.FreeObjects, seq):
         self.store.free(msg.object_ids)
+        if msg.cascade and self.head is None:
+            head_resume.note_freed(self, msg.object_ids)  # sent again to a restarted head
         self.endpoint.send(
             self.head_address, P.RemoveObjectLocations(self.node_id, msg.object_ids, msg.cascade)
         )
 
     def _flush_locations(self):
         if self.pending_locations:
-            ids = [oid for oid, _ in self.pending_locations]
-            sizes = [size for _, size in self.pending_locations]
-            self.pending_locations = []
-            self.endpoint.send(self.head_address, P.AddObjectLocations(self.node_id, ids, sizes))
+            pending, self.pending_locations = self.pending_locations, []
+            for kind, primary in ((P.AddObjectLocations, True), (P.AddCopyLocations, False)):
+                batch = [(oid, size) for oid, size, first in pending if first is primary]
+                if batch:
+                    ids, sizes = [oid for oid, _ in batch], [size for _, size in batch]
+                    self.endpoint.send(self.head_address, kind(self.node_id, ids, sizes))

@@ -157,22 +157,28 @@ class ObjectManager:
         if node_id:
             pull.tried.add(node_id)
         pull.compress = self._remote_host(node_id)
+        attempt = pull.attempt
         self.node.requests.send(
-            source, P.PullObject(pull.object_id), lambda reply, payload: self._on_info(pull, reply)
+            source,
+            P.PullObject(pull.object_id),
+            lambda reply, payload: self._on_info(pull, reply, attempt, source),
         )
 
     def _remote_host(self, node_id: bytes) -> bool:
         node = self.node.view.nodes.get(node_id)
         return node is not None and bool(node.ip) and node.ip != self.node.opts.node_ip
 
-    def _on_info(self, pull: Pull, reply):
-        if self.pulls.get(pull.object_id) is not pull:
+    def _on_info(self, pull: Pull, reply, attempt: int, source: str):
+        found = isinstance(reply, P.ObjectInfo) and reply.found
+        if self.pulls.get(pull.object_id) is not pull or pull.attempt != attempt:
+            # Given up or moved on meanwhile; the source pinned its copy for us all the same.
+            if found:
+                self.node.endpoint.send(source, P.PullDone(pull.object_id))
             return
-        if not isinstance(reply, P.ObjectInfo) or not reply.found:
+        if not found:
             self._locate(pull)  # that copy is gone: ask the directory for another
             return
         # The source pins its copy until PullDone, so waiting here for room is safe.
-        attempt, source = pull.attempt, pull.source
         self.node.spiller.request_room(
             reply.size, lambda ok, why: self._allocate(pull, attempt, source, reply, ok, why)
         )

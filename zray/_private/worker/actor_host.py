@@ -26,6 +26,7 @@ from zray._private.core.metrics_registry import tasks as task_counts
 from zray._private.wire import protocol as P
 from zray._private.core.streaming import fixed_returns
 from zray._private.worker.call_pool import CallPool
+from zray._private.worker.task_errors import release_frames
 from zray._private.core.serialization import serialize
 
 logger = logging.getLogger(__name__)
@@ -377,7 +378,7 @@ class ActorHost:
     def _error(self, exc, msg):
         if isinstance(exc, (X.RayTaskError, X.TaskCancelledError)):
             return exc
-        return X.RayTaskError.from_exception(
+        error = X.RayTaskError.from_exception(
             exc,
             f"{self.class_name}.{msg.method}",
             pid=os.getpid(),
@@ -385,6 +386,8 @@ class ActorHost:
             actor_repr=_safe_repr(self.instance, self.class_name),
             actor_id=self.actor_id.hex(),
         )
+        release_frames(exc)  # they may pin arguments in the arena (worker_main.py)
+        return error
 
     def _exit_values(self, msg):
         return [

@@ -30,6 +30,7 @@ from zray._private.common import runtime_env as RE
 from zray._private.core.core_worker import WORKER, CoreWorker
 from zray._private.worker.hand_back import HandBack
 from zray._private.worker.inline_tasks import InlineRunner
+from zray._private.worker.task_errors import release_frames
 from zray._private.core.memory_store import KIND_INLINE, KIND_PLASMA, Entry
 from zray._private.core.reference_counter import distinct
 from zray._private.core.serialization import deserialize, serialize
@@ -214,6 +215,7 @@ class Executor:
                 error = X.RayTaskError.from_exception(
                     exc, push.name, pid=os.getpid(), ip=core.node_ip
                 )
+                release_frames(exc)
         finally:
             task_counts.stopped(push.name)
             with self._lock:

@@ -202,3 +202,15 @@ class ResumeJob(NamedTuple):
     pid: int
     metadata: dict  # as RegisterJob's
     default_actor_lifetime: str
+
+
+@message(210)
+class ResumeBundles(NamedTuple):
+    """Node to a head it lost and finds again, just before its ResumeNode (so the head settles
+    them before it places anything there): `bundles` `[pg_id, index, committed]` of every
+    placement group bundle the node holds. The head commits those it had committed there and
+    returns the others (reservations a crashed head prepared and never committed, bundles of
+    groups removed meanwhile). One-way."""
+
+    node_id: bytes
+    bundles: list

@@ -120,3 +120,14 @@ class ObjectStatuses(NamedTuple):
 
     statuses: list
     pending: list
+
+
+@message(211)
+class AddCopyLocations(NamedTuple):
+    """Node to head, batched like AddObjectLocations: copies it pulled from other nodes. A copy
+    of an object whose owner freed it lately (the free reached the head before this) is freed
+    at once (FreeObjects back) instead of listed: nobody would ever free it."""
+
+    node_id: bytes
+    object_ids: list
+    sizes: list
