@@ -13,7 +13,7 @@ import importlib
 
 from zray._config import config
 
-MODULES = ("allocator", "buffers", "objformat", "frames", "ids", "stream", "refscan")
+MODULES = ("allocator", "buffers", "objformat", "frames", "ids", "stream", "refscan", "records")
 
 # Public names re-exported at package level, per module.
 _EXPORTS = {
@@ -32,6 +32,7 @@ _EXPORTS = {
         "pack",
     ),
     "refscan": ("scan_refs",),
+    "records": ("first_bad_field",),
     "ids": (
         "JOB_ID_SIZE",
         "ACTOR_ID_SIZE",
