@@ -295,6 +295,17 @@ def single_client_wait_1k_refs():
     return rate(wait_multiple_refs)
 
 
+@workload("single client wait 1k ready refs")
+@with_cluster
+def single_client_wait_1k_ready_refs():
+    """ray.wait(refs, num_returns=1000) on the results of 1,000 small tasks, all finished
+    (issue 20: the all-ready case); waits/s."""
+    small_value = _small_value()
+    refs = [small_value.remote() for _ in range(1000)]
+    ray.get(refs)
+    return rate(lambda: ray.wait(refs, num_returns=len(refs)))
+
+
 @workload("single client tasks sync")
 @with_cluster
 def single_client_tasks_sync():

@@ -176,6 +176,21 @@ def test_wait_bad_input(ray):
         ray.wait([ref], num_returns=2)
     with pytest.raises(ValueError):
         ray.wait([ref], num_returns=0)
+    with pytest.raises(TypeError, match="got list containing"):
+        ray.wait([ref, 1])
+    with pytest.raises(TypeError):
+        ray.wait([ref], timeout="1")
+
+
+def test_wait_on_refs_all_ready_keeps_their_order(ray):
+    # The all-ready case skips the store's wait (api.wait's one-pass scan): the split must
+    # still be the first num_returns refs as given, whatever the timeout and fetch_local.
+    refs = [ray.put(i) for i in range(5)][::-1]
+    assert ray.wait(refs, num_returns=5) == (refs, [])
+    assert ray.wait(refs, num_returns=2, timeout=0) == (refs[:2], refs[2:])
+    assert ray.wait(refs, num_returns=1, fetch_local=False) == (refs[:1], refs[1:])
+    assert ray.wait(list(refs), num_returns=3, timeout=None) == (refs[:3], refs[3:])
+    assert ray.wait(tuple(refs), num_returns=4) == (refs[:4], refs[4:])
 
 
 def test_runtime_context(ray):

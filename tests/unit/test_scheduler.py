@@ -99,6 +99,29 @@ def test_request_before_any_worker_starts_one_and_is_granted_when_it_registers()
     sched.check_invariants()
 
 
+def test_requests_start_no_more_workers_than_free_resources_can_run():
+    """Four owners with ten lease requests each on a 2-CPU node without idle workers: two
+    workers start, not forty (each one the cap allowed was forked, then sat idle, and the
+    owners paid for connecting to them all)."""
+    sched = LocalScheduler(units(CPU=2), min_workers=0, max_extra_workers=32)
+    out = []
+    for client in (b"a", b"b", b"c", b"d"):
+        for request_id in range(10):
+            out += sched.request_lease(client, request_id, units(CPU=1))
+    assert out == [StartWorker(), StartWorker()] and sched.starting == 2
+    [first] = started(sched, b"w1")
+    [second] = started(sched, b"w2")
+    assert (first.request_id, second.request_id) == (0, 1)
+    assert sched.return_lease(first.lease_id) == [Grant(b"a", 2, 3, b"w1")]  # reused
+    # Half a CPU each: a freed CPU starts two workers for four such requests, not four.
+    sched = LocalScheduler(units(CPU=1), min_workers=0)
+    out = []
+    for request_id in range(4):
+        out += sched.request_lease(b"e", request_id, units(CPU=0.5))
+    assert out == [StartWorker(), StartWorker()]
+    sched.check_invariants()
+
+
 def test_startup_concurrency_bounds_workers_starting_at_once():
     """A thousand actors asked at once must not fork a thousand workers together: the rest
     start as earlier ones register."""

@@ -35,6 +35,25 @@ def test_depth_bounds_the_tasks_in_flight():
     assert not Pipelining(depth=1).may_queue(spec, [spec])
 
 
+def test_a_full_worker_is_refused_without_looking_at_its_tasks():
+    """The owner asks for every queued task and every lease while its workers are full (a
+    thousand-task batch): that answer must not cost a walk over the tasks in flight."""
+    policy = Pipelining(depth=3)
+    spec = Spec(b"f")
+    policy.finished(b"f", 0.0001)
+
+    class Inflight(list):
+        walked = 0
+
+        def __iter__(self):
+            Inflight.walked += 1
+            return super().__iter__()
+
+    assert not policy.may_queue(spec, Inflight([spec, spec, spec]))
+    assert Inflight.walked == 0
+    assert policy.may_queue(spec, Inflight([spec, spec]))
+
+
 def test_streams_never_queue_and_nothing_queues_behind_them():
     policy = Pipelining(depth=4)
     policy.finished(b"f", 0.0001)

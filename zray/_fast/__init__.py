@@ -13,7 +13,7 @@ import importlib
 
 from zray._config import config
 
-MODULES = ("allocator", "buffers", "objformat", "frames", "ids", "stream")
+MODULES = ("allocator", "buffers", "objformat", "frames", "ids", "stream", "refscan", "records")
 
 # Public names re-exported at package level, per module.
 _EXPORTS = {
@@ -31,6 +31,8 @@ _EXPORTS = {
         "Unpacker",
         "pack",
     ),
+    "refscan": ("scan_refs",),
+    "records": ("first_bad_field",),
     "ids": (
         "JOB_ID_SIZE",
         "ACTOR_ID_SIZE",

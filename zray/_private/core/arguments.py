@@ -7,7 +7,7 @@ from zray._private.core.reference_counter import distinct
 from zray._private.core.serialization import is_plain, serialize, serialize_plain
 
 COPY_BELOW = 64 * 1024  # smaller out-of-band buffers are copied: cheaper than tracking them
-_NO_ARGUMENTS = serialize_plain(((), {}))
+NO_ARGUMENTS = serialize_plain(((), {}))  # also how workers spot an empty call
 
 
 def pack_arguments(core, args: tuple, kwargs: dict, promote: bool = True):
@@ -15,13 +15,14 @@ def pack_arguments(core, args: tuple, kwargs: dict, promote: bool = True):
     ObjectRefs passed directly as arguments (resolved to their values before the call runs),
     and [(object id, owner)] of refs nested inside arguments, which travel as refs: the caller
     holds them until the call is done and registers the executing worker as their borrower."""
-    from zray.object_ref import ObjectRef
-
     if not args and not kwargs:
-        return [_NO_ARGUMENTS], [], []
+        return [NO_ARGUMENTS], [], []
     call = (args, kwargs)
     if is_plain(call):  # scalars: no ref, no buffer, nothing to promote (most small calls)
         return [serialize_plain(call)], [], []
+    # Imported here, past the common cases: an import statement costs ~1 us per call.
+    from zray.object_ref import ObjectRef
+
     if promote:
         args, kwargs = _promote_large(core, args, kwargs)
     top_refs = [a for a in args if isinstance(a, ObjectRef)]

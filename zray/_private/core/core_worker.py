@@ -580,10 +580,20 @@ class CoreWorker(ChannelReading, BorrowedValues, Ownership, Cancelling, CurrentC
             return error.as_instanceof_cause()
         return error
 
-    def wait(self, refs: list, num_returns: int, timeout: float | None, fetch_local: bool):
+    def wait(
+        self,
+        refs: list,
+        num_returns: int,
+        timeout: float | None,
+        fetch_local: bool,
+        all_here: bool = False,
+    ):
+        """`all_here`: the caller saw every ref's value in the memory store (scan_refs)."""
         self.batcher.release()
         if self._burst_held:
             self._release_burst()
+        if all_here and not (fetch_local and self._copies_elsewhere()):
+            return list(refs[:num_returns]), list(refs[num_returns:])
         deadline = None if timeout is None else time.monotonic() + timeout
         self._request_missing(refs)
         ids = [ref._id for ref in refs]
@@ -606,12 +616,17 @@ class CoreWorker(ChannelReading, BorrowedValues, Ownership, Cancelling, CurrentC
                 not_ready.append(ref)
         return ready, not_ready
 
+    def _copies_elsewhere(self) -> bool:
+        """Whether any value we know of is in another node's shared memory only."""
+        here_id = self.node_id
+        return any(node != here_id for node in self.memory_store.plasma_per_node)
+
     def _fetch_here(self, ready_ids: set, num_returns: int, deadline) -> set:
         """wait(fetch_local=True): objects in shared memory on other nodes count as ready
         once they are on this one. Pulls all of them; waits only if fewer than
         `num_returns` are here already."""
         here_id = self.node_id
-        if not any(node != here_id for node in self.memory_store.plasma_per_node):
+        if not self._copies_elsewhere():
             return ready_ids  # every copy we know of is on this node
         remote = []
         entries = self.memory_store._entries

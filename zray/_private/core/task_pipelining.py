@@ -15,7 +15,7 @@ generator paused by back-pressure waits for its consumer, who may wait for a que
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Collection
 
 MAX_TASK_S = 0.01  # a task this short or shorter may have others queued behind it (the
 # owner measures from push or previous answer to answer, so a round trip is included: ~0.1 ms
@@ -47,15 +47,15 @@ class Pipelining:
     def short(self, function_id: bytes) -> bool:
         return self._seconds.get(function_id, BLOCKS) <= self.max_task_s
 
-    def may_queue(self, spec: Any, inflight: Iterable[Any]) -> bool:
+    def may_queue(self, spec: Any, inflight: Collection[Any]) -> bool:
         """Whether `spec` may be pushed to a worker running (or queuing) `inflight`, the
         specs in flight there (not empty): only below the depth, only short tasks that are
         not streams, behind short ones."""
-        if spec.num_returns < 0 or not self.short(spec.function_id):
+        if spec.num_returns < 0 or len(inflight) >= self.depth:
+            return False  # a full worker answers at once: the owner asks for every queued task
+        if not self.short(spec.function_id):
             return False
-        count = 0
         for other in inflight:
-            count += 1
-            if count >= self.depth or other.num_returns < 0 or not self.short(other.function_id):
+            if other.num_returns < 0 or not self.short(other.function_id):
                 return False
         return True

@@ -425,6 +425,10 @@ class LocalScheduler:
             for worker_id in idle:
                 idle_by_env.setdefault(self.worker_env.get(worker_id, ""), []).append(worker_id)
         waiting: dict[str, list[int]] = {}  # env -> [requests waiting for a worker, for an actor]
+        # What requests waiting for a worker may claim: each that fits takes its share, so a
+        # node never starts more workers than its free resources can run (ten owners' lease
+        # requests for 1 CPU on a node with 2 free CPUs start two workers, not ten).
+        unclaimed = dict(self.available)
         for key, request in list(self.queue.items()):
             if not R.fits(request.need, self.total):
                 if not request.reported_infeasible:
@@ -435,7 +439,9 @@ class LocalScheduler:
                 continue
             idle = idle_by_env.get(request.runtime_env, [])
             if not idle:
-                waiting.setdefault(request.runtime_env, [0, 0])[request.for_actor] += 1
+                if R.fits(request.need, unclaimed):
+                    R.subtract(unclaimed, request.need)
+                    waiting.setdefault(request.runtime_env, [0, 0])[request.for_actor] += 1
                 continue
             gpus = self._assign_gpus(request.need)
             if gpus is None:
@@ -455,6 +461,7 @@ class LocalScheduler:
                 gpu_local=gpu_local,
             )
             R.subtract(self.available, request.need)
+            R.subtract(unclaimed, request.need)
             self.leases[lease.lease_id] = lease
             self.workers[worker_id] = LEASED
             self.worker_lease[worker_id] = lease.lease_id

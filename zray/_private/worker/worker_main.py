@@ -34,6 +34,7 @@ from zray._private.worker.task_errors import release_frames
 from zray._private.core.memory_store import KIND_INLINE, KIND_PLASMA, Entry
 from zray._private.core.reference_counter import distinct
 from zray._private.core.serialization import deserialize, serialize
+from zray._private.core.arguments import NO_ARGUMENTS
 from zray._private.core.streaming import fixed_returns
 from zray.object_ref import ObjectRef
 
@@ -245,11 +246,13 @@ class Executor:
 
     def arguments(self, nbuf: int, resolved: list, payload):
         """Unpickles (args, kwargs) and replaces top-level ObjectRefs by their values."""
+        if not nbuf and not resolved and payload[0].buffer == NO_ARGUMENTS:
+            return (), {}  # f.remote(): ~2.5 us less than unpickling it and looking for refs
         args, kwargs = deserialize(payload[0].buffer, [f.buffer for f in payload[1 : 1 + nbuf]])
         if (
             not resolved
-            and not any(isinstance(a, ObjectRef) for a in args)
-            and not any(isinstance(v, ObjectRef) for v in kwargs.values())
+            and (not args or not any(isinstance(a, ObjectRef) for a in args))
+            and (not kwargs or not any(isinstance(v, ObjectRef) for v in kwargs.values()))
         ):
             return args, kwargs
         values = {}
