@@ -215,20 +215,23 @@ def test_a_task_that_failed_on_a_lost_argument_leaves_the_others_in_no_arena(clu
     def total(first, second):
         return int(first.sum() + second.sum())
 
-    lost = produce.options(scheduling_strategy=on("a")).remote(1)
-    kept = produce.options(scheduling_strategy=on("b")).remote(2)
-    ray.wait([lost, kept], num_returns=2, timeout=60, fetch_local=False)
+    # Several pairs: the worker asks its node for both arguments at once and meets them in an
+    # order set by their ids' hashes; each kept one must be let go whether it came before the
+    # lost one or after it (one that came after stayed pinned).
+    lost = [produce.options(scheduling_strategy=on("a")).remote(1) for _ in range(6)]
+    kept = [produce.options(scheduling_strategy=on("b")).remote(2) for _ in range(6)]
+    ray.wait([*lost, *kept], num_returns=12, timeout=60, fetch_local=False)
     os.kill(pids["a"], signal.SIGKILL)
     wait_for(
         lambda: not any(n["NodeID"] == node_of["a"] for n in ray.nodes() if n["Alive"]),
         30,
         "a dead",
     )
-    with pytest.raises(ray.exceptions.RayError):
-        # The second argument first: the worker maps it, then finds the first lost.
-        ray.get(total.options(resources={"b": 0.1}).remote(kept, lost), timeout=60)
+    for one_kept, one_lost in zip(kept, lost):
+        with pytest.raises(ray.exceptions.RayError):
+            ray.get(total.options(resources={"b": 0.1}).remote(one_kept, one_lost), timeout=60)
     address = _node_address(node_of["b"])
-    del kept, lost
+    del kept, lost, one_kept, one_lost
     wait_for(lambda: _stored(address) == 0, 30, "b's arena empty")
 
 

@@ -693,14 +693,18 @@ class CoreWorker(ChannelReading, BorrowedValues, Ownership, Cancelling, CurrentC
         reply, _ = self.requests.call(
             self.node_address, P.GetObjects(missing, timeout, hints), timeout + config.rpc_timeout_s
         )
+        unfetched = None
         for oid, location in zip(missing, reply.offsets):
             if location is None:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise X.GetTimeoutError(
-                        f"Get timed out: object {oid.hex()} was not fetched in time."
-                    )
-                raise X.ObjectLostError(oid.hex(), None, "")
-            views[oid] = self._pin(oid, *location)
+                unfetched = unfetched or oid
+            else:  # every object the node pinned gets its view, whose death unpins it
+                views[oid] = self._pin(oid, *location)
+        if unfetched is not None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise X.GetTimeoutError(
+                    f"Get timed out: object {unfetched.hex()} was not fetched in time."
+                )
+            raise X.ObjectLostError(unfetched.hex(), None, "")
         return views
 
     def _pin(self, oid: bytes, offset: int, size: int):
