@@ -115,12 +115,16 @@ class RestartableCluster:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
+def wait_for(predicate, timeout: float = 30.0, what: str = "", interval: float = 0.1):
+    """`predicate()`'s first truthy value, asked every `interval` s; fails the test past
+    `timeout` (generous: these machines are loaded, and most waits end in well under a second)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or predicate.__name__}"
+            )
         time.sleep(interval)

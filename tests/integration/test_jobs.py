@@ -12,7 +12,6 @@ import shlex
 import shutil
 import signal
 import socket
-import time
 
 import psutil
 import pytest
@@ -22,6 +21,7 @@ from tests.conftest import assert_no_leaks, zray_segments, zray_sessions
 from tests.integration.test_cli import short_tmp, stopped_on_failure, token_of, zray_cli
 from tests.integration.test_lifecycle import ROOT
 from zray.job_submission import JobDetails, JobStatus, JobSubmissionClient, JobType
+from tests.head_cluster import wait_for
 
 WAIT_S = 60.0
 # The cluster's RAY_JOB_START_TIMEOUT_SECONDS: well above a supervisor's start on a loaded
@@ -33,16 +33,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float = WAIT_S, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met in {timeout}s: {what or predicate.__name__}")
 
 
 def wait_terminal(client, submission_id: str, timeout: float = WAIT_S) -> JobDetails:
@@ -155,7 +145,7 @@ def test_sdk_submit_runs_a_driver_that_joins_the_cluster(cluster, client, tmp_pa
     )
     assert submission_id.startswith("raysubmit_")
     assert client.get_job_status(submission_id) in (JobStatus.PENDING, JobStatus.RUNNING)
-    wait_for(lambda: client.get_job_status(submission_id) == JobStatus.RUNNING, what="RUNNING")
+    wait_for(lambda: client.get_job_status(submission_id) == JobStatus.RUNNING, WAIT_S, "RUNNING")
     go.write_text("")
     info = wait_terminal(client, submission_id)
     logs = client.get_job_logs(submission_id)
@@ -272,7 +262,7 @@ def test_stop_ends_the_whole_process_tree(client, tmp_path):
         f"bash -c 'trap \"\" TERM; sleep 300 & echo $$ $! > {pids}; while true; do sleep 0.2; done'"
     )
     submission_id = client.submit_job(entrypoint=entrypoint)
-    wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, what="pids written")
+    wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, WAIT_S, "pids written")
     tree = [int(p) for p in pids.read_text().split()]
     assert all(psutil.pid_exists(p) for p in tree)
     assert client.stop_job(submission_id) is True
@@ -442,7 +432,7 @@ def test_cli_failure_no_wait_stop_and_refused_flags(cluster):
     assert started.returncode == 0 and "Tailing logs" not in started.stdout
     env, url, token = cluster
     client = JobSubmissionClient(url, headers={"Authorization": f"Bearer {token}"})
-    wait_for(lambda: client.get_job_status("cli-stop") == JobStatus.RUNNING, what="RUNNING")
+    wait_for(lambda: client.get_job_status("cli-stop") == JobStatus.RUNNING, WAIT_S, "RUNNING")
     stopped = job_cli(cluster, "job", "stop", "cli-stop")
     assert stopped.returncode == 0, stopped.stderr
     assert "Attempting to stop job 'cli-stop'" in stopped.stdout
@@ -475,7 +465,7 @@ def test_job_records_survive_a_head_restart():
         )
         assert wait_terminal(client, submission_id).status == JobStatus.SUCCEEDED
         client.submit_job(entrypoint="sleep 300", submission_id="cut-short")
-        wait_for(lambda: client.get_job_status("cut-short") == JobStatus.RUNNING, what="RUNNING")
+        wait_for(lambda: client.get_job_status("cut-short") == JobStatus.RUNNING, WAIT_S, "RUNNING")
         head_pid = int(stdout.split("(pid ")[1].split(")")[0])
         os.kill(head_pid, signal.SIGKILL)
         assert exited(head_pid)

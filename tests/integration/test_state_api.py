@@ -1,7 +1,6 @@
 """zray.util.state on a live cluster: Ray's functions, fields, filters and errors."""
 
 import os
-import time
 import warnings
 
 import pytest
@@ -9,16 +8,7 @@ import pytest
 from zray.util import state
 from zray.util.state import common
 from zray.util.state.exception import RayStateApiException
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+from tests.head_cluster import wait_for
 
 
 def test_nodes(ray):

@@ -11,17 +11,7 @@ from zray._private.common import task_states as TS
 from zray.util import state
 from zray.util.state import common
 from zray.util.state.exception import RayStateApiException
-
-
-def wait_for(predicate, timeout=30.0):
-    """Events reach the head within about a second; the margin is for a loaded machine."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met in time: {predicate.__name__}")
+from tests.head_cluster import wait_for
 
 
 def tasks_named(name, detail=False):
