@@ -142,30 +142,27 @@ async def submit_job(request: web.Request) -> web.Response:
     return _json(dataclasses.asdict(JobSubmitResponse(submission_id, submission_id)))
 
 
-async def stop_job(request: web.Request) -> web.Response:
+async def _on_submission(request: web.Request, verb: str, response) -> web.Response:
+    """`stop` or `delete` (the JobManager method of that name) of a submitted job: Ray refuses
+    both for a driver started by hand."""
     row, answer = await _found(request)
     if answer is None:
-        answer = _submission_only(row, "stop")
+        answer = _submission_only(row, verb)
     if answer is not None:
         return answer
     try:
-        stopped = await asyncio.to_thread(request.app[JOBS].stop, row["submission_id"])
+        done = await asyncio.to_thread(getattr(request.app[JOBS], verb), row["submission_id"])
     except Exception:
         return _text(traceback.format_exc(), 500)
-    return _json(dataclasses.asdict(JobStopResponse(stopped)))
+    return _json(dataclasses.asdict(response(done)))
+
+
+async def stop_job(request: web.Request) -> web.Response:
+    return await _on_submission(request, "stop", JobStopResponse)
 
 
 async def delete_job(request: web.Request) -> web.Response:
-    row, answer = await _found(request)
-    if answer is None:
-        answer = _submission_only(row, "delete")
-    if answer is not None:
-        return answer
-    try:
-        deleted = await asyncio.to_thread(request.app[JOBS].delete, row["submission_id"])
-    except Exception:
-        return _text(traceback.format_exc(), 500)
-    return _json(dataclasses.asdict(JobDeleteResponse(deleted)))
+    return await _on_submission(request, "delete", JobDeleteResponse)
 
 
 async def get_job_info(request: web.Request) -> web.Response:
