@@ -4,6 +4,7 @@ setup failures as RuntimeEnvSetupError, unsupported fields refused by name, pip 
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -274,11 +275,23 @@ def test_pip_env_in_a_virtualenv_and_a_failing_install(ray):
     prefix, version = ray.get(ref, timeout=60)
     assert version == "0.6.0" and "/runtime_resources/pip/" in prefix
     assert ray.get(where.options(runtime_env={"pip": ["pyjokes==0.6.0"]}).remote())[0] == prefix
-    slow = quick.options(
-        runtime_env={"pip": ["pyjokes==0.5.0"], "config": {"setup_timeout_seconds": 1}}
-    ).remote()
-    with pytest.raises(RuntimeEnvSetupError, match="setup_timeout_seconds"):
-        ray.get(slow, timeout=60)
+    # An index that accepts pip's connection and never answers: the install outlasts its 1 s
+    # for certain (a real index on a quiet machine installed this in under a second).
+    with socket.socket() as silent_index:
+        silent_index.bind(("127.0.0.1", 0))
+        silent_index.listen()
+        index = "http://127.0.0.1:%d/simple" % silent_index.getsockname()[1]
+        slow = quick.options(
+            runtime_env={
+                "pip": {
+                    "packages": ["pyjokes==0.5.0"],
+                    "pip_install_options": ["--index-url", index, "--timeout", "30"],
+                },
+                "config": {"setup_timeout_seconds": 1},
+            }
+        ).remote()
+        with pytest.raises(RuntimeEnvSetupError, match="setup_timeout_seconds"):
+            ray.get(slow, timeout=60)
     bad = quick.options(runtime_env={"pip": ["zray-surely-no-such-package==0.0.1"]}).remote()
     with pytest.raises(RuntimeEnvSetupError, match="No matching distribution"):
         ray.get(bad, timeout=60)
