@@ -294,11 +294,18 @@ class ClientWorker:
     def request_async(self, op: str, value, answered=None) -> concurrent.futures.Future:
         """Sends a request. `answered(seq)`, if given, returns a callback that runs (on the I/O
         thread) with the answered future before anyone waiting on it wakes."""
-        held: list = []
-        awaited: list = []
-        frames = pickling.dumps(_ClientPickler, value, held, awaited)
         future: concurrent.futures.Future = concurrent.futures.Future()
-        with self._lock:
+        while True:
+            held: list = []
+            awaited: list = []
+            frames = pickling.dumps(_ClientPickler, value, held, awaited)
+            self._lock.acquire()
+            # A call named as pending may have been answered while we pickled; once it is,
+            # the next ack lets the session forget it, so it must travel as its result ref.
+            if all(earlier in self._pending for earlier in awaited):
+                break
+            self._lock.release()
+        try:
             if self._ended is not None:
                 raise ConnectionError(self._ended)
             seq = self._next_seq
@@ -309,6 +316,8 @@ class ClientWorker:
                 self._awaited[earlier] = self._awaited.get(earlier, 0) + 1
             messages = split(P.ClientRequest(seq, op, self._acked(), []), frames)
             self._pending[seq] = _Pending(messages, future, held, awaited)
+        finally:
+            self._lock.release()
         self.channel.send(messages)
         return future
 
@@ -349,8 +358,10 @@ class ClientWorker:
                     left = self._awaited.pop(earlier) - 1
                     if left:
                         self._awaited[earlier] = left
-            if entry is not None:
-                entry.future.set_result((record.ok, payload))
+                # Under the lock, so "not in _pending" means "answered" to request_async:
+                # a call's _PendingCall learns its result in the future's callback.
+                if entry is not None:
+                    entry.future.set_result((record.ok, payload))
         elif isinstance(record, P.ClientLogLines):
             stream = sys.stderr if record.stream == "stderr" else sys.stdout
             try:
