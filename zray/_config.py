@@ -8,6 +8,7 @@ file is the complete list of knobs.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -24,6 +25,12 @@ RAY_ALIASES = {
     "job_start_timeout_seconds": "RAY_JOB_START_TIMEOUT_SECONDS",
     "job_allow_driver_on_worker_nodes": "RAY_JOB_ALLOW_DRIVER_ON_WORKER_NODES",
     "override_job_runtime_env": "RAY_OVERRIDE_JOB_RUNTIME_ENV",
+    "token": "RAY_AUTH_TOKEN",
+    "api_server_address": "RAY_API_SERVER_ADDRESS",
+    "job_headers": "RAY_JOB_HEADERS",
+    "job_submit_hook": "RAY_JOB_SUBMIT_HOOK",
+    "rotation_max_bytes": "RAY_ROTATION_MAX_BYTES",
+    "rotation_backup_count": "RAY_ROTATION_BACKUP_COUNT",
 }
 
 
@@ -229,7 +236,8 @@ class Config:
     token: str = _setting(
         "",
         "Cluster token: every connection must prove it holds it. A head generates one "
-        "unless given; joining nodes and remote drivers need it (local ones read the session).",
+        "unless given; joining nodes and remote drivers need it (local ones read the session). "
+        "Ray's RAY_AUTH_TOKEN is read too.",
     )
     encrypt: bool = _setting(
         False,
@@ -282,6 +290,31 @@ class Config:
         "runtime_env where both set a field or env var, instead of failing (Ray's "
         "RAY_OVERRIDE_JOB_RUNTIME_ENV, read too).",
     )
+    api_server_address: str = _setting(
+        "",
+        "The dashboard URL the Jobs SDK and `zray job` talk to before any address given "
+        "(Ray's RAY_API_SERVER_ADDRESS, read too).",
+    )
+    job_headers: str = _setting(
+        "",
+        "JSON object of HTTP headers `zray job` sends when --headers is not given (Ray's "
+        "RAY_JOB_HEADERS, read too).",
+    )
+    job_submit_hook: str = _setting(
+        "",
+        "Ray's RAY_JOB_SUBMIT_HOOK (read too): a function Ray calls on each submission. zray "
+        "runs no hooks, so `zray job submit` refuses to run while it is set.",
+    )
+    rotation_max_bytes: int = _setting(
+        512 * 1024 * 1024,
+        "A log file past this size is rotated (Ray's RAY_ROTATION_MAX_BYTES, read too, and "
+        "its default).",
+    )
+    rotation_backup_count: int = _setting(
+        5,
+        "Rotated copies kept of each log file; 0 never rotates (Ray's "
+        "RAY_ROTATION_BACKUP_COUNT, read too, and its default).",
+    )
     inline_nested_tasks: bool = _setting(
         True,
         "A worker blocked in get() on tasks it submitted runs those not yet leased to "
@@ -300,9 +333,16 @@ class Config:
                 continue
             values[f.name] = _parse(f.type, raw, f.name)
         for name, ray_name in RAY_ALIASES.items():
-            if not values.get(name) and environ.get(ray_name):
+            if name not in values and environ.get(ray_name):
                 kind = next(f.type for f in dataclasses.fields(cls) if f.name == name)
-                values[name] = _parse(kind, environ[ray_name], name)
+                try:
+                    values[name] = _parse(kind, environ[ray_name], name)
+                except ValueError:
+                    # As Ray's env_integer/env_bool: a malformed value of its variable falls
+                    # back to the default (said here, where Ray only logs at debug level).
+                    logging.getLogger(__name__).warning(
+                        "%s=%r is not a %s; using the default", ray_name, environ[ray_name], kind
+                    )
         return cls(**values)
 
     def describe(self) -> dict:

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+from zray._config import Config
 from zray._private.common import log_rotation
 from zray._private.common.log_rotation import RotatingFile
 
@@ -36,15 +37,19 @@ def test_a_backup_count_of_zero_never_rotates_and_a_file_reopened_keeps_its_size
     assert sizes(tmp_path) == {"a.out": 20, "a.out.1": 50}
 
 
-def test_rays_variables_and_their_defaults(monkeypatch):
-    monkeypatch.delenv("RAY_ROTATION_MAX_BYTES", raising=False)
-    monkeypatch.delenv("RAY_ROTATION_BACKUP_COUNT", raising=False)
-    assert log_rotation.settings() == (512 * 1024 * 1024, 5)
-    monkeypatch.setenv("RAY_ROTATION_MAX_BYTES", "1000")
-    monkeypatch.setenv("RAY_ROTATION_BACKUP_COUNT", "3")
-    assert log_rotation.settings() == (1000, 3)
-    monkeypatch.setenv("RAY_ROTATION_MAX_BYTES", "lots")  # said, and the default used
-    assert log_rotation.settings() == (512 * 1024 * 1024, 3)
+def test_rays_variables_and_their_defaults(caplog):
+    def settings(**environ):
+        return log_rotation.settings(Config.from_env(environ))
+
+    assert settings() == (512 * 1024 * 1024, 5)
+    assert settings(RAY_ROTATION_MAX_BYTES="1000", RAY_ROTATION_BACKUP_COUNT="3") == (1000, 3)
+    # A malformed value of Ray's variable is said, and the default used (Ray's env_integer).
+    assert settings(RAY_ROTATION_MAX_BYTES="lots", RAY_ROTATION_BACKUP_COUNT="3") == (
+        512 * 1024 * 1024,
+        3,
+    )
+    assert "RAY_ROTATION_MAX_BYTES='lots' is not a int" in caplog.text
+    assert settings(ZRAY_ROTATION_MAX_BYTES="10", RAY_ROTATION_MAX_BYTES="1000")[0] == 10
 
 
 def test_the_nodes_stderr_is_rotated_when_checked(tmp_path):

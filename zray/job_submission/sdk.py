@@ -307,10 +307,8 @@ class JobSubmissionClient:
 def _local_token() -> str:
     from zray._config import config
 
-    if config.token:
+    if config.token:  # ZRAY_TOKEN, else RAY_AUTH_TOKEN
         return config.token
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return os.environ["RAY_AUTH_TOKEN"]
     from zray._private.common import cluster_record
     from zray._private.wire import security
 
@@ -324,7 +322,7 @@ def api_server_url(address: Optional[str]) -> str:
     from zray._config import config
 
     # config.address: RAY_ADDRESS (or ZRAY_ADDRESS), read once like every setting.
-    address = os.environ.get("RAY_API_SERVER_ADDRESS") or config.address or address
+    address = config.api_server_address or config.address or address
     if address and address.startswith(("http://", "https://")):
         return address
     if address and "://" in address and not address.startswith("tcp://"):

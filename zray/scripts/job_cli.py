@@ -16,6 +16,8 @@ import shlex
 import sys
 import time
 
+from zray._config import config
+
 VERBS = ("submit", "status", "logs", "stop", "list", "delete")
 
 
@@ -124,8 +126,8 @@ def _client(args):
     from zray.job_submission import JobSubmissionClient
 
     headers = args.headers
-    if headers is None and "RAY_JOB_HEADERS" in os.environ:
-        headers = os.environ["RAY_JOB_HEADERS"]
+    if headers is None and config.job_headers:
+        headers = config.job_headers
     if headers is not None:
         try:
             headers = json.loads(headers)
@@ -219,7 +221,7 @@ def _submit(args) -> int:
         raise ValueError("give the entrypoint after the options: zray job submit -- python x.py")
     if args.job_id:
         print("--job-id option is deprecated. Please use --submission-id instead.")
-    if os.environ.get("RAY_JOB_SUBMIT_HOOK"):
+    if config.job_submit_hook:
         raise ValueError("RAY_JOB_SUBMIT_HOOK is set, but zray does not run submit hooks: unset it")
     resources = (
         _json_dict(args.entrypoint_resources, "entrypoint-resources")

@@ -63,7 +63,7 @@ def head_behind_dashboard(url: str, timeout: float = 10.0) -> str:
     import urllib.error
     import urllib.request
 
-    tokens = [config.token, os.environ.get("RAY_AUTH_TOKEN", "")]
+    tokens = [config.token]  # ZRAY_TOKEN, else RAY_AUTH_TOKEN
     for session_dir in cluster_record.local_sessions():
         try:
             tokens.append(security.read_token(session_dir))

@@ -17,30 +17,16 @@ import time
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 512 * 1024 * 1024  # Ray's LOGGING_ROTATE_BYTES
-DEFAULT_BACKUP_COUNT = 5  # Ray's LOGGING_ROTATE_BACKUP_COUNT
 CHECK_S = 1.0  # how often the node checks its own log's size
 
 
-def _setting(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        # A bad value must not stop a worker or a node: said once, the default used.
-        logger.warning("%s=%r is not an integer; using %d", name, raw, default)
-        return default
-    return max(0, value)
+def settings(cfg=None) -> tuple[int, int]:
+    """(max bytes, backup count): RAY_ROTATION_MAX_BYTES and RAY_ROTATION_BACKUP_COUNT, read
+    into the config like every setting."""
+    from zray._config import config
 
-
-def settings() -> tuple[int, int]:
-    """(max bytes, backup count) from RAY_ROTATION_MAX_BYTES and RAY_ROTATION_BACKUP_COUNT."""
-    return (
-        _setting("RAY_ROTATION_MAX_BYTES", DEFAULT_MAX_BYTES),
-        _setting("RAY_ROTATION_BACKUP_COUNT", DEFAULT_BACKUP_COUNT),
-    )
+    cfg = cfg or config
+    return max(0, cfg.rotation_max_bytes), max(0, cfg.rotation_backup_count)
 
 
 def shift_backups(path: str, backup_count: int) -> None:
