@@ -25,7 +25,6 @@ _warned: set = set()
 # program computes, so they only warn once.
 _IGNORED_INIT_ARGS = (
     "labels",
-    "local_mode",
     "logging_format",
     "logging_config",
     "enable_resource_isolation",
@@ -102,6 +101,13 @@ def init(
         ConnectionError: if the cluster at ``address`` cannot be reached.
     """
     global _embedded
+    if local_mode:
+        # Ray 2.60 dropped it with this error: tasks run in the driver, serially, would change
+        # timing and side effects, so it is not accepted with a warning either.
+        raise RuntimeError(
+            "`local_mode` is no longer supported. For interactive debugging consider using "
+            "the Ray distributed debugger."
+        )
     with _lock:
         if runtime.client is not None or runtime.core is not None:
             if ignore_reinit_error:
@@ -119,7 +125,6 @@ def init(
             )
         given = dict(
             labels=labels,
-            local_mode=local_mode,
             logging_format=logging_format,
             logging_config=logging_config,
             enable_resource_isolation=enable_resource_isolation,
@@ -129,7 +134,6 @@ def init(
             proxy_server_url=proxy_server_url,
         )
         defaults = {
-            "local_mode": False,
             "dashboard_host": "127.0.0.1",
             "enable_resource_isolation": False,
         }

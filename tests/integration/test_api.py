@@ -166,6 +166,13 @@ def test_init_twice(ray):
     assert ray.is_initialized()
 
 
+def test_local_mode_is_refused_as_in_ray_2_60():
+    import zray
+
+    with pytest.raises(RuntimeError, match="`local_mode` is no longer supported"):
+        zray.init(local_mode=True)  # before the already-connected check, as in Ray
+
+
 def test_wait_bad_input(ray):
     ref = ray.put(1)
     with pytest.raises(TypeError):
