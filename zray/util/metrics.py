@@ -84,6 +84,14 @@ class Metric:
         self._default_tags = default_tags
         return self
 
+    def __reduce__(self):
+        return type(self), (self._name, self._description, self._tag_keys)
+
+    def _record_number(self, value, tags) -> None:
+        if not isinstance(value, (int, float)):
+            raise TypeError(f"value must be int or float, got {type(value)}.")
+        self._record(value, tags)
+
     def _record(self, value: Union[int, float], tags: Optional[Dict[str, str]] = None) -> None:
         if self._discard_metric:
             return
@@ -135,16 +143,11 @@ class Counter(Metric):
         super().__init__(name, description, tag_keys)
         self._define()
 
-    def __reduce__(self):
-        return self.__class__, (self._name, self._description, self._tag_keys)
-
     def inc(self, value: Union[int, float] = 1.0, tags: Dict[str, str] = None):
         """Increments the counter by `value` (default 1), which must be positive."""
-        if not isinstance(value, (int, float)):
-            raise TypeError(f"value must be int or float, got {type(value)}.")
-        if value <= 0:
+        if isinstance(value, (int, float)) and value <= 0:
             raise ValueError(f"value must be >0, got {value}")
-        self._record(value, tags=tags)
+        self._record_number(value, tags)
 
 
 class Histogram(Metric):
@@ -184,9 +187,7 @@ class Histogram(Metric):
 
     def observe(self, value: Union[int, float], tags: Dict[str, str] = None):
         """Adds `value` to the bucket it falls in."""
-        if not isinstance(value, (int, float)):
-            raise TypeError(f"value must be int or float, got {type(value)}.")
-        self._record(value, tags)
+        self._record_number(value, tags)
 
     def __reduce__(self):
         return Histogram, (self._name, self._description, self.boundaries, self._tag_keys)
@@ -220,14 +221,8 @@ class Gauge(Metric):
 
     def set(self, value: Optional[Union[int, float]], tags: Dict[str, str] = None):
         """Sets the gauge to `value`; `None` does nothing."""
-        if value is None:
-            return
-        if not isinstance(value, (int, float)):
-            raise TypeError(f"value must be int or float, got {type(value)}.")
-        self._record(value, tags)
-
-    def __reduce__(self):
-        return Gauge, (self._name, self._description, self._tag_keys)
+        if value is not None:
+            self._record_number(value, tags)
 
 
 __all__ = [
