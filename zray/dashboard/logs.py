@@ -16,7 +16,7 @@ class LogFiles:
     def listing(self) -> list:
         nodes = [n for n in self._source.node_table() if n["alive"]]
         replies = self._source.connection.gather(
-            [(n["address"], P.ListLogs(10_000)) for n in nodes], QUERY_TIMEOUT_S
+            [(n["address"], P.ListLogs(P.LOG_LISTING_MAX_FILES)) for n in nodes], QUERY_TIMEOUT_S
         )
         files = []
         for node, reply in zip(nodes, replies):
@@ -46,7 +46,12 @@ class LogFiles:
         if node is None or not name:
             return None
         reply = self._source.connection.gather(
-            [(node["address"], P.ReadLog(name, -1 if offset is None else offset, 256 * 1024))],
+            [
+                (
+                    node["address"],
+                    P.ReadLog(name, -1 if offset is None else offset, P.LOG_CHUNK_MAX_BYTES),
+                )
+            ],
             QUERY_TIMEOUT_S,
         )[0]
         if not isinstance(reply, P.LogChunk):

@@ -14,8 +14,8 @@ import os
 from zray._private.wire import protocol as P
 
 TAIL_BYTES = 64 * 1024  # what a first look at a file shows: its end
-CHUNK_BYTES = 256 * 1024  # most one poll of a live tail returns
-MAX_FILES = 10_000
+CHUNK_BYTES = P.LOG_CHUNK_MAX_BYTES  # also the most one poll of a live tail returns
+MAX_FILES = P.LOG_LISTING_MAX_FILES
 
 
 def listing(session_dir: str, limit: int = MAX_FILES) -> list:

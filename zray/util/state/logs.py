@@ -17,9 +17,9 @@ from zray.util.state._transport import Connection
 from zray.util.state.exception import RayStateApiException
 
 DEFAULT_RPC_TIMEOUT = 30
-CHUNK_BYTES = 256 * 1024  # most a node answers to one ReadLog
+CHUNK_BYTES = P.LOG_CHUNK_MAX_BYTES
 MAX_TAIL_BYTES = 1 << 20  # how far back from its end a file is searched for its last lines
-MAX_FILES = 10_000  # most names one node lists
+MAX_FILES = P.LOG_LISTING_MAX_FILES
 FOLLOW_INTERVAL_S = 0.5
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 

@@ -97,6 +97,10 @@ class TaskRows(NamedTuple):
 # machine, to the node whose log files they want (zray/_private/node/log_files.py).
 
 
+LOG_LISTING_MAX_FILES = 10_000  # most names a node lists in one LogList
+LOG_CHUNK_MAX_BYTES = 256 * 1024  # most bytes a node answers to one ReadLog
+
+
 @message(140)
 class ListLogs(NamedTuple):
     """To a node: its log files, at most `limit`; answered LogList."""
@@ -113,7 +117,7 @@ class LogList(NamedTuple):
 
 @message(142)
 class ReadLog(NamedTuple):
-    """To a node: up to `max_bytes` (at most 256 KiB) of log file `name` from
+    """To a node: up to `max_bytes` (at most LOG_CHUNK_MAX_BYTES) of log file `name` from
     `offset`, or its last 64 KiB when `offset` < 0; answered LogChunk, or Error(FileNotFound)
     for a name the node's log directory does not hold."""
 
