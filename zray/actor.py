@@ -28,10 +28,8 @@ _METHOD_OPTIONS = (
     "_generator_backpressure_num_objects",
     "tensor_transport",
 )
-# Method options zray does not act on yet: refused where they would change results (retrying
-# a call that raised), warned about where they would not.
+# Method options zray does not act on yet: warned about, as they do not change results.
 _METHOD_SUPPORT = {
-    "retry_exceptions": O.Option(False, (), O.UNSUPPORTED),
     "tensor_transport": O.Option(None, (), O.WARN),
 }
 
@@ -49,6 +47,19 @@ def _check_method_options(options: dict):
         spec = _METHOD_SUPPORT.get(key)
         if spec is not None and not O.asks_for_nothing(value, spec.default):
             O.check_support(key, spec.support, value)
+
+
+def _retry_exceptions(value):
+    """False, True, or the tuple of exception classes a call that raised is retried for."""
+    if value is None:
+        return False
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    if not isinstance(value, bool):
+        raise AssertionError(  # Ray's check and words (an assert there)
+            "retry_exceptions can either be boolean or list/tuple of exception types."
+        )
+    return value
 
 
 def method(*args, **kwargs):
@@ -303,6 +314,7 @@ def _method_table(cls) -> dict:
         table[name] = {
             "num_returns": options.get("num_returns", "streaming" if streams else 1),
             "max_task_retries": options.get("max_task_retries"),
+            "retry_exceptions": options.get("retry_exceptions"),
             "concurrency_group": options.get("concurrency_group"),
             "_generator_backpressure_num_objects": options.get(
                 "_generator_backpressure_num_objects"
@@ -460,6 +472,9 @@ class ActorMethod:
         retries = self._options.get("max_task_retries", self._defaults.get("max_task_retries"))
         if retries is None:
             retries = handle._max_task_retries
+        retry_exceptions = _retry_exceptions(
+            self._options.get("retry_exceptions", self._defaults.get("retry_exceptions"))
+        )
         group = self._options.get("concurrency_group") or self._defaults.get("concurrency_group")
         if group is not None and not isinstance(group, str):
             raise TypeError(f"concurrency_group must be a string, got {type(group).__name__}")
@@ -488,6 +503,7 @@ class ActorMethod:
             max_retries=retries if handle._max_restarts else 0,
             events=events,
             parent_task_id=core.current_task_id() if events else b"",
+            retry_exceptions=retry_exceptions,
         )
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
         if streaming:  # values arrive as they are yielded (zray/_private/core/generators.py)

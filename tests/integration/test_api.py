@@ -254,10 +254,7 @@ def test_worker_output_reaches_driver(ray, capfd):
     assert f"(speak pid={pid}) complaint" in err
 
 
-def test_method_options_that_would_change_results_are_refused(ray):
-    with pytest.raises(NotImplementedError, match="retry_exceptions"):
-        ray.method(retry_exceptions=True)
-
+def test_method_options_are_checked(ray):
     @ray.remote
     class A:
         @ray.method(retry_exceptions=False, enable_task_events=False)

@@ -27,6 +27,7 @@ from zray._private.core.dependencies import (
     borrowed_by_call,
     error_entry,
     returned_entries,
+    should_retry_exception,
     store_results,
     too_large_error,
     when_resolved,
@@ -75,6 +76,8 @@ class ActorCall:
     # When it was sent (ns), until an event said so: the call's end, or a flush's report of
     # calls in flight (task_events.py), one event per call where there were two.
     sent_ns: int = 0
+    # Exceptions the method may raise that call it again (True: any), while retries_left.
+    retry_exceptions: object = False
 
     @property
     def pinned_ids(self) -> list:
@@ -248,6 +251,12 @@ class ActorSubmitter:
         if call.top_refs or call.nested:
             core.refs.pin(call.pinned_ids)
         core.note_submitted(call.task_id)
+        self._queue(actor_id, call)
+
+    def _queue(self, actor_id: bytes, call: ActorCall):
+        """Queues a call on its actor, behind the calls already queued, once its arguments
+        are ready (its results owned and its arguments pinned already)."""
+        core = self.core
         with self.lock:
             record = self.actors[actor_id]
             if call.events:
@@ -263,7 +272,7 @@ class ActorSubmitter:
         if failed:
             if call.events:
                 info, call.info = call.info, ()
-                self._record((call.task_id, 0, TS.PENDING_ARGS_AVAIL, now(), info))
+                self._record((call.task_id, call.attempt, TS.PENDING_ARGS_AVAIL, now(), info))
             self._carry_out(decided)
             return
         if call.top_refs:
@@ -273,7 +282,7 @@ class ActorSubmitter:
         info = call.info
         if info and not call.sent:  # it waits, PENDING_ARGS_AVAIL (sent: its end says it)
             call.info = ()
-            self._record((call.task_id, 0, TS.PENDING_ARGS_AVAIL, now(), info))
+            self._record((call.task_id, call.attempt, TS.PENDING_ARGS_AVAIL, now(), info))
 
     def _ready(self, record: ActorRecord, call: ActorCall, resolved, frames, failed_entry):
         call.borrowed = borrowed_by_call(self.core, call.top_refs, call.nested)
@@ -450,7 +459,34 @@ class ActorSubmitter:
             record, call = found
             record.order.done(msg.task_id)
             call.pushed_to = ""  # the worker answered: it gives back its own registrations
-        self._finish(call, returned_entries(msg.returns, payload), msg.contained)
+        entries = returned_entries(msg.returns, payload)
+        if call.retry_exceptions and self._retried(record, call, entries):
+            return
+        self._finish(call, entries, msg.contained)
+
+    def _retried(self, record: ActorRecord, call: ActorCall, entries) -> bool:
+        """Calls the actor again when the method raised an exception `retry_exceptions` names
+        and `max_task_retries` allows, as Ray does: queued again (calls submitted later may run
+        first), whether or not the actor may restart; `get` raises the last attempt's error."""
+        error = entries[0][1] if entries else None
+        if (
+            error is None
+            or error.kind != KIND_ERROR
+            or call.retries_left == 0
+            or call.cancelled
+            or call.num_returns == P.STREAMING
+            or not should_retry_exception(call.retry_exceptions, error)
+        ):
+            return False
+        if call.retries_left > 0:
+            call.retries_left -= 1
+        if call.events:
+            self._record_sent(call)
+            self.core.task_events.ended(call.task_id, call.attempt, error)
+            call.attempt += 1
+        call.sent, call.resolved, call.resolved_frames, call.failed_entry = False, [], [], None
+        self._queue(record.actor_id, call)
+        return True
 
     def _finish(self, call: ActorCall, entries, contained=None):
         found = self.calls.pop(call.task_id, None)

@@ -9,7 +9,7 @@ from zray._config import config
 from zray._fast import MAX_FRAMES
 from zray._private.core.memory_store import KIND_ERROR, KIND_INLINE, KIND_PLASMA, Entry
 from zray._private.core.reference_counter import Released
-from zray._private.core.serialization import serialize
+from zray._private.core.serialization import deserialize, serialize
 
 
 def when_resolved(core, top_refs: list, done):
@@ -84,6 +84,16 @@ def returned_entries(returns: list, payload) -> list:
 def error_entry(error: BaseException) -> Entry:
     meta, buffers, _ = serialize(error)
     return Entry(KIND_ERROR, [meta] + [bytes(b) for b in buffers])
+
+
+def should_retry_exception(retry_exceptions, entry: Entry) -> bool:
+    """Whether an error a task or actor call raised is one its `retry_exceptions` (True, or
+    exception classes) asks to retry; a listed class matches the raised exception's class."""
+    if retry_exceptions is True:
+        return True
+    error = deserialize(entry.frames[0], entry.frames[1:])
+    cause = getattr(error, "cause", error)
+    return isinstance(cause, tuple(retry_exceptions))
 
 
 def borrowed_by_call(core, top_refs: list, nested: list) -> list:

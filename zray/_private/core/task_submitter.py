@@ -26,6 +26,7 @@ from zray._private.core.dependencies import (
     borrowed_by_call,
     error_entry,
     returned_entries,
+    should_retry_exception,
     store_results,
     too_large_error,
     when_resolved,
@@ -507,7 +508,7 @@ class TaskSubmitter:
             and entries[0][1].kind == KIND_ERROR
             and spec.attempt < spec.max_retries
             and not spec.cancelled
-            and self._should_retry(spec, entries[0][1])
+            and should_retry_exception(spec.retry_exceptions, entries[0][1])
         ):
             self._retry(spec, entries[0][1])
         else:
@@ -521,15 +522,6 @@ class TaskSubmitter:
                 if lease.single_use:
                     self._return_lease(lease)
                 self._pump(lease.key, self.shapes[lease.key])
-
-    def _should_retry(self, spec: TaskSpec, entry: Entry) -> bool:
-        if spec.retry_exceptions is True:
-            return True
-        from zray._private.core.serialization import deserialize
-
-        error = deserialize(entry.frames[0], entry.frames[1:])
-        cause = getattr(error, "cause", error)
-        return isinstance(cause, tuple(spec.retry_exceptions))
 
     def _retry(self, spec: TaskSpec, error=None, count: bool = True):
         """Queues `spec` again. `error` (an error entry or an exception) ended its last
