@@ -217,6 +217,7 @@ class ActorClass:
                 "max_task_retries": options.get("max_task_retries", 0),
                 "generator_cap": _generator_cap(options),
                 "max_restarts": options.get("max_restarts", 0),
+                "max_pending_calls": options.get("max_pending_calls", -1),
             }
         )
         spec = {
@@ -268,8 +269,13 @@ class ActorClass:
         if events:
             core.task_events.state(creation_task_id, 0, TS.PENDING_NODE_ASSIGNMENT)
         # Counted here, not by the handle, so the handle count never reads 0 in between.
+        max_pending_calls = options.get("max_pending_calls", -1)
         core.actor_submitter.track(
-            actor_id, self._cls.__name__, owned=True, detached=lifetime == "detached"
+            actor_id,
+            self._cls.__name__,
+            owned=True,
+            detached=lifetime == "detached",
+            max_pending_calls=max_pending_calls,
         )
         return ActorHandle(
             actor_id,
@@ -278,6 +284,7 @@ class ActorClass:
             options.get("max_task_retries", 0),
             _generator_cap(options),
             options.get("max_restarts", 0),
+            max_pending_calls,
             _counted=True,
         )
 
@@ -360,14 +367,20 @@ def _lookup(core, name: str, namespace: str):
     )
     if not reply.found:
         return None
-    meta = cloudpickle.loads(reply.handle_meta)
+    return handle_from_meta(reply.actor_id, reply.handle_meta)
+
+
+def handle_from_meta(actor_id: bytes, handle_meta: bytes) -> "ActorHandle":
+    """A handle built from what the actor's creator recorded for handles (its `handle_meta`)."""
+    meta = cloudpickle.loads(handle_meta)
     return ActorHandle(
-        reply.actor_id,
+        actor_id,
         meta["class_name"],
         meta["methods"],
         meta["max_task_retries"],
         meta.get("generator_cap", -1),
         meta.get("max_restarts", 0),
+        meta.get("max_pending_calls", -1),
     )
 
 
@@ -383,6 +396,7 @@ class ActorHandle:
         max_task_retries: int,
         generator_cap: int = -1,
         max_restarts: int = 0,
+        max_pending_calls: int = -1,
         _counted: bool = False,
     ):
         self._actor_id = actor_id
@@ -392,9 +406,10 @@ class ActorHandle:
         # Callers acknowledge taken stream values only to a producer that may pause for them.
         self._generator_cap = generator_cap
         self._max_restarts = max_restarts  # whether lost call outputs can be recomputed
+        self._max_pending_calls = max_pending_calls
         core = runtime.require_connected()
         if not _counted:
-            core.actor_submitter.track(actor_id, class_name)
+            core.actor_submitter.track(actor_id, class_name, max_pending_calls=max_pending_calls)
         self._core = core
 
     def __del__(self):
@@ -434,13 +449,28 @@ class ActorHandle:
             self._max_task_retries,
             self._generator_cap,
             self._max_restarts,
+            self._max_pending_calls,
         )
 
 
 def _rebuild_handle(
-    actor_id, class_name, methods, max_task_retries, generator_cap=-1, max_restarts=0
+    actor_id,
+    class_name,
+    methods,
+    max_task_retries,
+    generator_cap=-1,
+    max_restarts=0,
+    max_pending_calls=-1,
 ):
-    return ActorHandle(actor_id, class_name, methods, max_task_retries, generator_cap, max_restarts)
+    return ActorHandle(
+        actor_id,
+        class_name,
+        methods,
+        max_task_retries,
+        generator_cap,
+        max_restarts,
+        max_pending_calls,
+    )
 
 
 class ActorMethod:
@@ -505,6 +535,8 @@ class ActorMethod:
             parent_task_id=core.current_task_id() if events else b"",
             retry_exceptions=retry_exceptions,
         )
+        if handle._max_pending_calls > 0:
+            core.actor_submitter.check_pending_calls(handle._actor_id, self._name)
         refs = [ObjectRef(oid, core.address) for oid in return_ids]
         if streaming:  # values arrive as they are yielded (zray/_private/core/generators.py)
             from zray._private.core.generators import ObjectRefGenerator, dynamic_result

@@ -85,19 +85,9 @@ class RuntimeContext:
         host = self._core.actor_host
         if host is None:
             raise RuntimeError("This method is only available in an actor.")
-        import cloudpickle
+        from zray.actor import handle_from_meta
 
-        from zray.actor import ActorHandle
-
-        meta = cloudpickle.loads(host.spec["handle_meta"])
-        return ActorHandle(
-            host.actor_id,
-            meta["class_name"],
-            meta["methods"],
-            meta["max_task_retries"],
-            meta.get("generator_cap", -1),
-            meta.get("max_restarts", 0),
-        )
+        return handle_from_meta(host.actor_id, host.spec["handle_meta"])
 
     @property
     def namespace(self) -> str:

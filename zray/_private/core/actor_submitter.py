@@ -95,6 +95,9 @@ class ActorRecord:
     escaped: bool = False
     detached: bool = False
     kill_requested: bool = False
+    # Ray's max_pending_calls (> 0: a limit) and the calls submitted here and not yet done.
+    max_pending_calls: int = -1
+    pending_calls: int = 0
 
 
 class ActorSubmitter:
@@ -114,12 +117,15 @@ class ActorSubmitter:
 
     # ------------------------------------------------------------------ handles
 
-    def track(self, actor_id: bytes, class_name: str, owned=False, detached=False) -> ActorRecord:
+    def track(
+        self, actor_id: bytes, class_name: str, owned=False, detached=False, max_pending_calls=-1
+    ) -> ActorRecord:
         """Counts one more handle to the actor here, subscribing to its state on the first."""
         with self.lock:
             record = self.actors.get(actor_id)
             if record is None:
                 record = self.actors[actor_id] = ActorRecord(actor_id, class_name)
+                record.max_pending_calls = max_pending_calls
                 self.core.endpoint.send(self.core.head_address, P.SubscribeActor(actor_id))
             record.handles += 1
             record.owned = record.owned or owned
@@ -252,6 +258,22 @@ class ActorSubmitter:
             core.refs.pin(call.pinned_ids)
         core.note_submitted(call.task_id)
         self._queue(actor_id, call)
+
+    def check_pending_calls(self, actor_id: bytes, method: str):
+        """Raises Ray's PendingCallsLimitExceeded when the actor's max_pending_calls calls from
+        this process are not done yet; else counts one more."""
+        record = self.actors.get(actor_id)
+        if record is None or record.max_pending_calls <= 0:
+            return
+        with self.lock:
+            if record.pending_calls >= record.max_pending_calls:
+                raise X.PendingCallsLimitExceeded(
+                    f"The task {method} could not be submitted to Actor({record.class_name}, "
+                    f"{actor_id.hex()}) because more than {record.max_pending_calls} tasks are "
+                    "queued on the actor. This limit can be adjusted with the "
+                    "`max_pending_calls` actor option."
+                )
+            record.pending_calls += 1
 
     def _queue(self, actor_id: bytes, call: ActorCall):
         """Queues a call on its actor, behind the calls already queued, once its arguments
@@ -492,6 +514,9 @@ class ActorSubmitter:
         found = self.calls.pop(call.task_id, None)
         if found is None:
             return
+        if found[0].max_pending_calls > 0 and not call.reconstructions:
+            with self.lock:
+                found[0].pending_calls -= 1
         failed = any(e.kind == KIND_ERROR for _, e in entries or ())
         metrics_registry.tasks.finished(f"{found[0].class_name}.{call.method}", failed, False)
         if call.events:

@@ -72,7 +72,7 @@ ACTOR_OPTIONS = dict(
         "max_concurrency": Option(None, (int, type(None))),
         "max_restarts": Option(0, (int,)),
         "max_task_retries": Option(0, (int,)),
-        "max_pending_calls": Option(-1, (int,), UNSUPPORTED),
+        "max_pending_calls": Option(-1, (int,)),
         "namespace": Option(None, (str, type(None))),
         "get_if_exists": Option(False, (bool,)),
         "allow_out_of_order_execution": Option(None, (bool, type(None)), UNSUPPORTED),
@@ -135,6 +135,11 @@ def _check_value(key, value):
     if key in ("num_cpus", "num_gpus", "memory") and value is not None and value < 0:
         raise ValueError(
             f"The keyword '{key}' only accepts None, 0 or a positive number, got {value}"
+        )
+    if key in ("max_restarts", "max_task_retries", "max_pending_calls") and value < -1:
+        raise ValueError(
+            f"The keyword '{key}' only accepts None, 0, -1 or a positive integer, where -1 "
+            "represents infinity."
         )
     if key == "max_retries" and value is not None and value < -1:
         raise ValueError("The keyword 'max_retries' only accepts -1, 0 or a positive integer.")
