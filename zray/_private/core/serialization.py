@@ -87,7 +87,11 @@ def deserialize(meta, buffers):
 def _unpicklable_message(value, exc) -> str:
     culprit = _find_unpicklable(value)
     where = f" (the culprit is {culprit})" if culprit else ""
-    return f"Could not serialize {type(value).__name__} value{where}: {type(exc).__name__}: {exc}"
+    return (
+        f"Could not serialize {type(value).__name__} value{where}: {type(exc).__name__}: {exc}. "
+        "zray.util.inspect_serializability(value) shows what inside it fails; "
+        "zray.util.register_serializer can teach zray a class."
+    )
 
 
 def _find_unpicklable(value, depth=0):
