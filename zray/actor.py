@@ -198,6 +198,7 @@ class ActorClass:
             placement, strategy, group = in_group(placement, in_bundle)
             running = in_group(running, in_bundle)[0]
         max_concurrency = options.get("max_concurrency") or (1000 if self._is_async else 1)
+        out_of_order = _out_of_order(options, self._is_async, max_concurrency)
         # The head keeps the constructor's arguments for restarts: every ref in them escapes.
         frames, top_refs, nested = pack_arguments(core, args, kwargs, promote=False)
         # The head starts (and restarts) the actor on a worker we never learn about, so we
@@ -218,6 +219,7 @@ class ActorClass:
                 "generator_cap": _generator_cap(options),
                 "max_restarts": options.get("max_restarts", 0),
                 "max_pending_calls": options.get("max_pending_calls", -1),
+                "out_of_order": out_of_order,
             }
         )
         spec = {
@@ -276,6 +278,7 @@ class ActorClass:
             owned=True,
             detached=lifetime == "detached",
             max_pending_calls=max_pending_calls,
+            out_of_order=out_of_order,
         )
         return ActorHandle(
             actor_id,
@@ -285,8 +288,28 @@ class ActorClass:
             _generator_cap(options),
             options.get("max_restarts", 0),
             max_pending_calls,
+            out_of_order,
             _counted=True,
         )
+
+
+def _out_of_order(options, is_async: bool, max_concurrency: int) -> bool:
+    """Ray's allow_out_of_order_execution: the default, and the only choice, for async and
+    threaded actors (which cannot run calls in order); False by default for the others."""
+    chosen = options.get("allow_out_of_order_execution")
+    if chosen is None:
+        return is_async or max_concurrency > 1
+    if is_async and not chosen:
+        raise ValueError(
+            "If you're using async actors, Ray can't execute actor tasks in order. Set "
+            "`allow_out_of_order_execution=True` to allow out-of-order execution."
+        )
+    if max_concurrency > 1 and not chosen:
+        raise ValueError(
+            "If you're using multi-threaded actors, Ray can't execute actor tasks in order. "
+            "Set `allow_out_of_order_execution=True` to allow out-of-order execution."
+        )
+    return chosen
 
 
 def _generator_cap(options) -> int:
@@ -381,6 +404,7 @@ def handle_from_meta(actor_id: bytes, handle_meta: bytes) -> "ActorHandle":
         meta.get("generator_cap", -1),
         meta.get("max_restarts", 0),
         meta.get("max_pending_calls", -1),
+        meta.get("out_of_order", False),
     )
 
 
@@ -397,6 +421,7 @@ class ActorHandle:
         generator_cap: int = -1,
         max_restarts: int = 0,
         max_pending_calls: int = -1,
+        out_of_order: bool = False,
         _counted: bool = False,
     ):
         self._actor_id = actor_id
@@ -407,9 +432,15 @@ class ActorHandle:
         self._generator_cap = generator_cap
         self._max_restarts = max_restarts  # whether lost call outputs can be recomputed
         self._max_pending_calls = max_pending_calls
+        self._out_of_order = out_of_order
         core = runtime.require_connected()
         if not _counted:
-            core.actor_submitter.track(actor_id, class_name, max_pending_calls=max_pending_calls)
+            core.actor_submitter.track(
+                actor_id,
+                class_name,
+                max_pending_calls=max_pending_calls,
+                out_of_order=out_of_order,
+            )
         self._core = core
 
     def __del__(self):
@@ -450,6 +481,7 @@ class ActorHandle:
             self._generator_cap,
             self._max_restarts,
             self._max_pending_calls,
+            self._out_of_order,
         )
 
 
@@ -461,6 +493,7 @@ def _rebuild_handle(
     generator_cap=-1,
     max_restarts=0,
     max_pending_calls=-1,
+    out_of_order=False,
 ):
     return ActorHandle(
         actor_id,
@@ -470,6 +503,7 @@ def _rebuild_handle(
         generator_cap,
         max_restarts,
         max_pending_calls,
+        out_of_order,
     )
 
 

@@ -149,22 +149,6 @@ def test_a_bundle_index_without_a_placement_group_is_refused(ray):
         f.options(placement_group_bundle_index=0).remote()
 
 
-def test_actor_options_that_would_change_results_are_refused(ray):
-    @ray.remote
-    class A:
-        pass
-
-    with pytest.raises(NotImplementedError, match="allow_out_of_order_execution"):
-        A.options(allow_out_of_order_execution=True)
-
-
-def test_init_twice(ray):
-    with pytest.raises(RuntimeError, match="Maybe you called ray.init twice by accident"):
-        ray.init()
-    ray.init(ignore_reinit_error=True)
-    assert ray.is_initialized()
-
-
 def test_local_mode_is_refused_as_in_ray_2_60():
     import zray
 

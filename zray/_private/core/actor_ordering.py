@@ -6,6 +6,10 @@ sent only once every call submitted before it was sent (or failed); a call whose
 still resolving holds back the ones after it. When the actor's worker dies, the calls in flight
 go back to the front of the queue, in their order, and are sent again to the restarted actor
 before any later call.
+
+An actor that executes out of order (Ray's `allow_out_of_order_execution`, the default for
+async and threaded actors) gets each call as soon as its arguments are ready: a call still
+resolving holds back nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ class CallOrder:
     """One actor as one caller sees it. Calls are any objects with `task_id`, `ready`,
     `args_failed` and `retries_left` (-1: unlimited) attributes."""
 
-    def __init__(self) -> None:
+    def __init__(self, out_of_order: bool = False) -> None:
+        self.out_of_order = out_of_order
         self.state = PENDING
         self.address = ""
         self.queue: deque[Any] = deque()
@@ -108,6 +113,8 @@ class CallOrder:
         return None
 
     def _pump(self) -> list[Instruction]:
+        if self.out_of_order:
+            return self._pump_every_ready()
         out: list[Instruction] = []
         queue = self.queue
         while queue and queue[0].ready:
@@ -121,6 +128,24 @@ class CallOrder:
             queue.popleft()
             self.inflight[call.task_id] = call
             out.append(Send(call, self.address))
+        return out
+
+    def _pump_every_ready(self) -> list[Instruction]:
+        """Sends (or fails) every ready call, in submission order among them; the others
+        stay queued in theirs."""
+        out: list[Instruction] = []
+        waiting: deque[Any] = deque()
+        for call in self.queue:
+            if not call.ready:
+                waiting.append(call)
+            elif call.args_failed:
+                out.append(Fail(call, ARGUMENTS))
+            elif self.state != ALIVE:
+                waiting.append(call)
+            else:
+                self.inflight[call.task_id] = call
+                out.append(Send(call, self.address))
+        self.queue = waiting
         return out
 
     def _requeue_inflight(self) -> list[Instruction]:

@@ -118,7 +118,13 @@ class ActorSubmitter:
     # ------------------------------------------------------------------ handles
 
     def track(
-        self, actor_id: bytes, class_name: str, owned=False, detached=False, max_pending_calls=-1
+        self,
+        actor_id: bytes,
+        class_name: str,
+        owned=False,
+        detached=False,
+        max_pending_calls=-1,
+        out_of_order=False,
     ) -> ActorRecord:
         """Counts one more handle to the actor here, subscribing to its state on the first."""
         with self.lock:
@@ -127,6 +133,7 @@ class ActorSubmitter:
                 record = self.actors[actor_id] = ActorRecord(actor_id, class_name)
                 record.max_pending_calls = max_pending_calls
                 self.core.endpoint.send(self.core.head_address, P.SubscribeActor(actor_id))
+            record.order.out_of_order = record.order.out_of_order or out_of_order
             record.handles += 1
             record.owned = record.owned or owned
             record.detached = record.detached or detached

@@ -75,7 +75,7 @@ ACTOR_OPTIONS = dict(
         "max_pending_calls": Option(-1, (int,)),
         "namespace": Option(None, (str, type(None))),
         "get_if_exists": Option(False, (bool,)),
-        "allow_out_of_order_execution": Option(None, (bool, type(None)), UNSUPPORTED),
+        "allow_out_of_order_execution": Option(None, (bool, type(None))),
         "_actor_generator_backpressure_num_objects": Option(None, (int, type(None))),
     },
 )
