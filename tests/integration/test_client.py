@@ -241,10 +241,40 @@ def test_cluster_information_and_runtime_context(client):
     assert ray.get_gpu_ids() == []
 
 
+def test_placement_groups_through_the_client(client):
+    ray = client
+    from zray.util.placement_group import (
+        get_placement_group,
+        placement_group,
+        placement_group_table,
+        remove_placement_group,
+    )
+    from zray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    group = placement_group([{"CPU": 1}], strategy="PACK", name="client-group")
+    assert ray.get(group.ready(), timeout=30) == group
+    assert group.wait(10) and group.bundle_specs == [{"CPU": 1.0}]
+    assert placement_group_table(group)["state"] == "CREATED"
+    assert get_placement_group("client-group") == group
+
+    @ray.remote(num_cpus=1)
+    def placed():
+        from zray.util import get_current_placement_group
+
+        return get_current_placement_group().id.hex()
+
+    strategy = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=0)
+    assert ray.get(placed.options(scheduling_strategy=strategy).remote(), timeout=30) == (
+        group.id.hex()
+    )
+    with pytest.raises(ValueError, match="Bundles must be a non-empty list"):
+        placement_group([])
+    remove_placement_group(group)
+    assert placement_group_table(group)["state"] == "REMOVED"
+
+
 def test_unsupported_calls_are_refused_by_name(client):
     ray = client
-    with pytest.raises(NotImplementedError, match="ray://"):
-        ray.util.placement_group([{"CPU": 1}])
 
     @ray.remote
     def gen():

@@ -38,6 +38,8 @@ class PlacementGroup:
 
     def ready(self):
         """An ObjectRef that resolves to this group once all its bundles are reserved."""
+        if runtime.client is not None:
+            return runtime.client.api("placement_group_ready", self)
         core = runtime.require_connected()
         if self.is_empty:
             return core.put(self)
@@ -63,6 +65,8 @@ class PlacementGroup:
 
     def wait(self, timeout_seconds: float | int = 30) -> bool:
         """Whether the group was created within `timeout_seconds`."""
+        if runtime.client is not None:
+            return runtime.client.api("placement_group_wait", self, timeout_seconds)
         core = runtime.require_connected()
         reply, _ = core.requests.call(
             core.head_address,
@@ -84,8 +88,8 @@ class PlacementGroup:
 
     def _fill_bundle_cache_if_needed(self):
         if not self.bundle_cache:
-            row = _table_rows(self.id.binary(), "", "")
-            self.bundle_cache = list(row[0]["bundles"].values()) if row else []
+            row = placement_group_table(self)
+            self.bundle_cache = list(row["bundles"].values()) if row else []
 
     def __eq__(self, other):
         return isinstance(other, PlacementGroup) and self.id == other.id
@@ -109,12 +113,16 @@ def placement_group(
     """Asynchronously creates a placement group of `bundles` (resource dicts) placed by
     `strategy` (PACK by default, SPREAD, STRICT_PACK or STRICT_SPREAD). `lifetime="detached"`
     makes it outlive the job that made it; otherwise it is removed when that job ends."""
-    core = runtime.require_connected()
     validate_placement_group(
         bundles, strategy, lifetime, _soft_target_node_id, bundle_label_selector, topology_strategy
     )
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, got {type(name).__name__}")
+    if runtime.client is not None:  # the ray:// session creates it, as its job's
+        return runtime.client.api(
+            "placement_group", bundles, strategy, name, lifetime, _soft_target_node_id
+        )
+    core = runtime.require_connected()
     pg_id = os.urandom(PlacementGroupID.SIZE - 4) + core.current_job_id()
     floats = [{k: float(v) for k, v in bundle.items()} for bundle in bundles]
     soft_target = bytes.fromhex(_soft_target_node_id) if _soft_target_node_id else b""
@@ -142,6 +150,8 @@ def remove_placement_group(placement_group: PlacementGroup) -> None:
     """Removes the group: its actors are killed, its tasks' workers stopped, its resources
     returned to their nodes."""
     assert placement_group is not None
+    if runtime.client is not None:
+        return runtime.client.api("remove_placement_group", placement_group)
     core = runtime.require_connected()
     # Asynchronous, as in Ray; whatever this process asks the head next is answered after it
     # (one ordered connection), so a placement_group_table() that follows sees it REMOVED.
@@ -152,6 +162,8 @@ def get_placement_group(placement_group_name: str) -> PlacementGroup:
     """The live group named so in the caller's namespace."""
     if not placement_group_name:
         raise ValueError("Please supply a non-empty value to get_placement_group")
+    if runtime.client is not None:
+        return runtime.client.api("get_placement_group", placement_group_name)
     core = runtime.require_connected()
     rows = _table_rows(b"", placement_group_name, core.current_namespace())
     if not rows:
@@ -161,6 +173,8 @@ def get_placement_group(placement_group_name: str) -> PlacementGroup:
 
 def placement_group_table(placement_group: PlacementGroup | None = None) -> dict:
     """The state of one group, or of every group keyed by hex id (removed ones included)."""
+    if runtime.client is not None:
+        return runtime.client.api("placement_group_table", placement_group)
     runtime.require_connected()
     if placement_group is not None:
         rows = _table_rows(placement_group.id.binary(), "", "")
@@ -170,6 +184,8 @@ def placement_group_table(placement_group: PlacementGroup | None = None) -> dict
 
 def get_current_placement_group() -> PlacementGroup | None:
     """The group the running task or actor was placed in; None in a driver or outside any."""
+    if runtime.client is not None:
+        return None  # a ray:// program is a driver
     core = runtime.require_connected()
     current = _current(core)
     if not current:

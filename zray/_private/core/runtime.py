@@ -14,7 +14,7 @@ def require():
         raise NotImplementedError(
             "this zray API is not available through a ray:// client connection (it supports "
             "tasks, actors, put/get/wait, cancel, kill, get_actor, nodes, cluster_resources, "
-            "available_resources, get_runtime_context and runtime_env)"
+            "available_resources, get_runtime_context, runtime_env and placement groups)"
         )
     if core is None:
         raise RuntimeError("zray is not initialized: call zray.init() (or ray.init()) first")

@@ -46,6 +46,12 @@ _API = {
     "cluster_resources": zray.cluster_resources,
     "available_resources": zray.available_resources,
     "list_named_actors": zray.util.list_named_actors,
+    "placement_group": zray.util.placement_group,
+    "remove_placement_group": zray.util.remove_placement_group,
+    "get_placement_group": zray.util.get_placement_group,
+    "placement_group_table": zray.util.placement_group_table,
+    "placement_group_ready": lambda group: group.ready(),
+    "placement_group_wait": lambda group, timeout: group.wait(timeout),
 }
 
 
