@@ -18,6 +18,7 @@ import os
 import threading
 import time
 
+from zray._private.common import kept_job_logs
 from zray.dashboard.job_store import JobInfoStore
 from zray.job_submission.common import (
     JOB_ACTOR_NAME_TEMPLATE,
@@ -174,7 +175,10 @@ class JobManager:
             )
         except RuntimeError:  # it ended meanwhile: its own ending stands
             return
-        path = os.path.join(self._logs_dir, f"job-driver-{submission_id}.log")
+        name = f"job-driver-{submission_id}.log"
+        path = os.path.join(self._logs_dir, name)
+        if not os.path.exists(path):  # the log of a session now gone, if it ran here
+            path = kept_job_logs.find(os.path.dirname(self._logs_dir), name) or path
         try:
             with open(path, "a") as f:
                 f.write(message + "\n")
