@@ -222,7 +222,7 @@ def test_a_pip_runtime_env_installs_for_the_entrypoint(cluster, tmp_path):
     script = "import sys, zray_job_pkg; print(zray_job_pkg.GREETING, sys.prefix)"
     submitted = job_cli(
         cluster, "job", "submit", "--runtime-env-json", json.dumps(env), "--",
-        "python", "-c", script, timeout=180,
+        "python", "-c", script, timeout=90,
     )  # fmt: skip
     out = submitted.stdout + submitted.stderr
     assert submitted.returncode == 0 and "succeeded" in submitted.stdout, out
@@ -230,7 +230,7 @@ def test_a_pip_runtime_env_installs_for_the_entrypoint(cluster, tmp_path):
     env["pip"]["packages"] = ["zray_job_pkg==9.9.9"]
     failed = job_cli(
         cluster, "job", "submit", "--submission-id", "pip-fails", "--runtime-env-json",
-        json.dumps(env), "--", "python", "-c", "import zray_job_pkg", timeout=180,
+        json.dumps(env), "--", "python", "-c", "import zray_job_pkg", timeout=90,
     )  # fmt: skip
     assert failed.returncode == 1, failed.stdout + failed.stderr
     _, url, token = cluster
