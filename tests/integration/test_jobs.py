@@ -500,6 +500,8 @@ def test_job_records_survive_a_head_restart():
         cli_env = dict(env, RAY_ADDRESS=url, RAY_JOB_HEADERS=json.dumps(headers))
         logs = zray_cli("job", "logs", "kept", env=cli_env)
         assert "Running entrypoint for job kept: echo kept\nkept\n" in logs.stdout, logs.stderr
+        by_state_cli = zray_cli("logs", "job", "--id", "kept", env=env)  # the state API's way
+        assert "echo kept\nkept\n" in by_state_cli.stdout, by_state_cli.stderr
     finally:
         zray_cli("stop", "--force", env=env)
         assert_no_leaks(*before, timeout=20)
