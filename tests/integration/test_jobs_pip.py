@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from tests.integration.test_cli import zray_cli
 from tests.integration.test_jobs import job_cli, job_cluster
 from zray.job_submission import JobStatus, JobSubmissionClient
 
@@ -71,3 +72,5 @@ def test_a_pip_runtime_env_installs_for_the_entrypoint(cluster, tmp_path):
     assert (info.status, info.error_type) == (JobStatus.FAILED, "RUNTIME_ENV_SETUP_FAILURE")
     assert "No matching distribution found for zray_job_pkg==9.9.9" in info.message
     assert "No matching distribution found" in client.get_job_logs("pip-fails")
+    by_state_cli = zray_cli("logs", "job", "--id", "pip-fails", env=cluster[0])
+    assert "No matching distribution found" in by_state_cli.stdout, by_state_cli.stderr
