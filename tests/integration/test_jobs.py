@@ -74,13 +74,18 @@ def head_node_id(env: dict) -> str:
 
 @pytest.fixture(scope="module")
 def cluster():
+    yield from job_cluster(START_TIMEOUT_S)
+
+
+def job_cluster(start_timeout_s: float):
+    """A head and a second node; (env, dashboard URL, token)."""
     root = short_tmp()
     env = dict(
         os.environ,
         PYTHONPATH=ROOT,
         ZRAY_SESSION_DIR_ROOT=root,
         ZRAY_JOB_STOP_WAIT_TIME_S="1",
-        RAY_JOB_START_TIMEOUT_SECONDS=str(START_TIMEOUT_S),
+        RAY_JOB_START_TIMEOUT_SECONDS=str(start_timeout_s),
     )
     env.pop("ZRAY_TOKEN", None)
     before = (zray_segments(), zray_sessions())
@@ -484,6 +489,19 @@ def test_job_records_survive_a_head_restart():
             "JOB_SUPERVISOR_ACTOR_START_FAILURE",
         )
         assert lost.message == "Unexpected error occurred: failed to get job supervisor."
+        # The log of a job the head node ran before the crash is still read (its session
+        # was removed at the restart), by the REST API, the SDK and the CLI.
+        headers = {"Authorization": f"Bearer {token}"}
+        answer = requests.get(f"{url}/api/jobs/kept/logs", headers=headers, timeout=30)
+        assert answer.status_code == 200 and "\nkept\n" in answer.json()["logs"], answer.text
+        cut_short = client.get_job_logs("cut-short")
+        assert "Running entrypoint for job cut-short: sleep 300" in cut_short
+        assert cut_short.endswith("failed to get job supervisor.\n")  # the recovery's note
+        cli_env = dict(env, RAY_ADDRESS=url, RAY_JOB_HEADERS=json.dumps(headers))
+        logs = zray_cli("job", "logs", "kept", env=cli_env)
+        assert "Running entrypoint for job kept: echo kept\nkept\n" in logs.stdout, logs.stderr
+        by_state_cli = zray_cli("logs", "job", "--id", "kept", env=env)  # the state API's way
+        assert "echo kept\nkept\n" in by_state_cli.stdout, by_state_cli.stderr
     finally:
         zray_cli("stop", "--force", env=env)
         assert_no_leaks(*before, timeout=20)

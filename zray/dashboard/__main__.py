@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import time
 
 PARENT_CHECK_S = 1.0
 
@@ -20,7 +21,13 @@ def main(argv=None) -> int:
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--head-address", required=True)
     parser.add_argument("--parent-pid", type=int, default=0)
+    parser.add_argument("--log-file", help="its stdout and stderr, to rotate")
     args = parser.parse_args(argv)
+    rotation = None
+    if args.log_file:  # rotated with Ray's variables (common/log_rotation.py)
+        from zray._private.common import log_rotation
+
+        rotation = log_rotation.RotatingStderr(args.log_file, *log_rotation.settings(), fds=(2, 1))
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -65,6 +72,8 @@ def main(argv=None) -> int:
             loop.add_signal_handler(sig, stop.set)
         try:
             while not stop.is_set():
+                if rotation is not None:
+                    rotation.tick(time.monotonic())
                 if args.parent_pid and os.getppid() != args.parent_pid:
                     logging.warning("the node daemon that started the dashboard is gone")
                     break

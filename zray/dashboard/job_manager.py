@@ -5,7 +5,8 @@ entrypoint and records every later status.
 
 Creating actors needs a driver: the dashboard joins the cluster as one, in Ray's internal
 namespace `_ray_internal_dashboard` (hidden from job lists), at the first job it is given. A
-monitor thread watches each supervisor's `run` call: a supervisor that dies, cannot be
+monitor thread watches each supervisor's `run` call (a restarted dashboard, which holds no such
+call, each live supervisor's `wait_ended`): a supervisor that dies, cannot be
 scheduled or whose runtime env fails to set up marks its job FAILED with the reason, and a job
 PENDING longer than `job_start_timeout_seconds` fails as in Ray. Calls block; the routes run
 them on threads.
@@ -18,6 +19,7 @@ import os
 import threading
 import time
 
+from zray._private.common import kept_job_logs
 from zray.dashboard.job_store import JobInfoStore
 from zray.job_submission.common import (
     JOB_ACTOR_NAME_TEMPLATE,
@@ -36,8 +38,10 @@ DASHBOARD_NAMESPACE = "_ray_internal_dashboard"
 MONITOR_PERIOD_S = 1.0
 # The head's death reason for an actor whose runtime env failed (head/service.py).
 RUNTIME_ENV_DEATH = "its runtime env failed to set up:"
-# run, stop and ping of one supervisor may all be in flight at once.
-SUPERVISOR_CONCURRENCY = 3
+# run, stop, ping and wait_ended of one supervisor may all be in flight at once.
+SUPERVISOR_CONCURRENCY = 4
+# How long one wait_ended call of a restarted dashboard blocks before it is asked again.
+REWATCH_S = 30.0
 
 
 class JobManager:
@@ -47,6 +51,8 @@ class JobManager:
         self._logs_dir = os.path.join(session_dir, "logs")
         self._lock = threading.Lock()
         self._monitored: dict = {}  # run() ref -> submission id
+        # wait_ended() ref -> (submission id, supervisor): jobs a previous dashboard started
+        self._rewatched: dict = {}
         self._monitor = None
         self._closed = threading.Event()
 
@@ -174,7 +180,10 @@ class JobManager:
             )
         except RuntimeError:  # it ended meanwhile: its own ending stands
             return
-        path = os.path.join(self._logs_dir, f"job-driver-{submission_id}.log")
+        name = f"job-driver-{submission_id}.log"
+        path = os.path.join(self._logs_dir, name)
+        if not os.path.exists(path):  # the log of a session now gone, if it ran here
+            path = kept_job_logs.find(os.path.dirname(self._logs_dir), name) or path
         try:
             with open(path, "a") as f:
                 f.write(message + "\n")
@@ -217,7 +226,8 @@ class JobManager:
         """At the dashboard's start (a head restarted on its state, or a dashboard restarted):
         a job left PENDING or RUNNING whose supervisor no longer exists is FAILED, as Ray's
         JobManager does on recovery (a head's restart ends its node's workers, supervisors
-        among them). Joins the cluster as a driver only if such a job exists. Returns the
+        among them); one whose supervisor lives (only the dashboard restarted) is watched
+        again. Joins the cluster as a driver only if such a job exists. Returns the
         number of jobs failed."""
         from zray._private.wire import protocol as P
 
@@ -229,7 +239,10 @@ class JobManager:
         ]
         failed = 0
         for submission_id in unfinished:
-            if self._supervisor(submission_id) is None:
+            supervisor = self._supervisor(submission_id)
+            if supervisor is not None:  # a dashboard restarted: watch its jobs as it did
+                self._rewatch(submission_id, supervisor)
+            else:
                 self._fail(
                     submission_id,
                     "Unexpected error occurred: failed to get job supervisor.",
@@ -240,12 +253,17 @@ class JobManager:
 
     # ------------------------------------------------------------------ monitoring
 
+    def _rewatch(self, submission_id: str, supervisor):
+        ref = supervisor.wait_ended.remote(REWATCH_S)
+        with self._lock:
+            self._rewatched[ref] = (submission_id, supervisor)
+
     def _watch(self):
         import zray
 
         while not self._closed.is_set():
             with self._lock:
-                refs = list(self._monitored)
+                refs = list(self._monitored) + list(self._rewatched)
             if not refs:
                 self._closed.wait(MONITOR_PERIOD_S)
                 continue
@@ -259,9 +277,25 @@ class JobManager:
                 continue
             for ref in done:
                 with self._lock:
-                    submission_id = self._monitored.pop(ref)
+                    submission_id = self._monitored.pop(ref, None)
+                    rewatched = self._rewatched.pop(ref, None)
+                if rewatched is not None:
+                    submission_id, supervisor = rewatched
+                    if self._still_running(ref):
+                        self._rewatch(submission_id, supervisor)
+                        continue
                 self._ended(submission_id, ref)
             self._check_start_timeouts()
+
+    @staticmethod
+    def _still_running(wait_ref) -> bool:
+        """Whether a finished wait_ended() call only timed out (False), its job going on."""
+        import zray
+
+        try:
+            return zray.get(wait_ref, timeout=10) is False
+        except Exception:  # the supervisor died: _ended says how
+            return False
 
     def _ended(self, submission_id: str, ref):
         """The supervisor's run() returned or failed: a job not in a terminal status by now
@@ -305,6 +339,7 @@ class JobManager:
         timeout = config.job_start_timeout_seconds
         with self._lock:
             watched = list(self._monitored.values())
+            watched += [submission_id for submission_id, _ in self._rewatched.values()]
         for submission_id in watched:
             info = self._store.get_info(submission_id)
             if info is None or info.status != JobStatus.PENDING:

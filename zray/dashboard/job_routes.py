@@ -180,9 +180,27 @@ async def list_jobs(request: web.Request) -> web.Response:
     return _json([_details(row) for row in rows])
 
 
+def _log_node(request, row: dict) -> str | None:
+    """The id of the node to read the job's log from: its driver's node while that lives;
+    else a live node of the same machine, the head's first, which finds the log kept from
+    the session that wrote it (common/kept_job_logs.py: a head restart ends the head node's
+    session). A job that ended without a driver (its supervisor never started) has the
+    dashboard's note of why in the head node's logs. None before the job has a log."""
+    node_id = row.get("driver_node_id")
+    if not node_id and not JobStatus(row["status"]).is_terminal():
+        return None
+    nodes = request.app[SOURCE].node_table()
+    driver = next((n for n in nodes if n["node_id"].hex() == node_id), None)
+    if driver is not None and driver["alive"]:
+        return node_id
+    alive = sorted((n for n in nodes if n["alive"]), key=lambda n: not n["is_head"])
+    same_machine = [n for n in alive if driver is None or n["ip"] == driver["ip"]]
+    return same_machine[0]["node_id"].hex() if same_machine else None
+
+
 def _read(request, row: dict, offset: int):
     """(text, next offset) of the job's log from `offset`; ("", offset) before it exists."""
-    node_id = row.get("driver_node_id")
+    node_id = _log_node(request, row)
     if not node_id:
         return "", offset
     name = JOB_LOGS_PATH_TEMPLATE.format(submission_id=row["submission_id"])

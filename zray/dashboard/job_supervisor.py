@@ -8,8 +8,8 @@ appended to `<session>/logs/job-driver-<submission id>.log`, with RAY_ADDRESS na
 runtime_env and metadata (its submission id among them), then records how it ended. `stop`
 ends the whole process tree: the stop signal to every process of it, SIGKILL to what is left
 after `job_stop_wait_time_s`. A watchdog process kills the entrypoint's process group should
-the supervisor die first (Ray's fate sharing). The actor is threaded (run, stop and ping at
-once) and exits when the job ends.
+the supervisor die first (Ray's fate sharing). The actor is threaded (run, stop, ping and
+wait_ended at once) and exits when the job ends.
 """
 
 from __future__ import annotations
@@ -67,9 +67,16 @@ class JobSupervisor:
         self._metadata.update(user_metadata)
         self._logs_dir = logs_dir
         self._stop = threading.Event()
+        self._ended = threading.Event()
 
     def ping(self):
         """The dashboard's question: is the supervisor alive."""
+
+    def wait_ended(self, timeout_s: float) -> bool:
+        """True once run() has recorded how the job ended, False after `timeout_s`: what a
+        restarted dashboard watches (it holds no ref to the run() its predecessor called),
+        asking again while it gets False."""
+        return self._ended.wait(timeout_s)
 
     def stop(self):
         """Ends the job's processes; run() records STOPPED."""
@@ -106,6 +113,7 @@ class JobSupervisor:
                 )
             except Exception:
                 logger.exception("job %s: failed to record FAILED", self._submission_id)
+        self._ended.set()
         zray.actor.exit_actor()
 
     def _driver_env(self, context, runtime_env: dict) -> dict:

@@ -269,8 +269,10 @@ def start_client_server(info: dict, port: int, env: dict) -> bool:
         "--node-pid",
         str(info["pid"]),
         "--ready-json",
+        "--log-file",
+        os.path.join(info["session_dir"], "logs", "client_server.log"),
     ]
-    log = open(os.path.join(info["session_dir"], "logs", "client_server.log"), "ab")
+    log = open(cmd[-1], "ab")
     with log:
         process = subprocess.Popen(
             cmd,

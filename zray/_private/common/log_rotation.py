@@ -2,8 +2,9 @@
 renamed `<name>.1` (the older ones shifting to `.2` ... up to `RAY_ROTATION_BACKUP_COUNT`, 5;
 the oldest removed) and a new file starts, as Python's RotatingFileHandler, which Ray uses,
 names them. A backup count of 0 never rotates, as there. Used for the workers' output files
-(`worker/log_stream.py`, at each write) and the node daemon's `node.log` (its stderr, checked
-once a second).
+(`worker/log_stream.py`, at each write), and the logs that are a process's own stderr, checked
+once a second: the node daemon's `node.log`, the dashboard's `dashboard.log` (its stdout
+too) and the Ray Client server's `client_server.log`.
 
 The rotated files stay in the logs directory, so `zray logs`, `list_logs` and `get_log` list
 and read them by name; a worker's current file keeps its name, which `get_log(pid=...)` finds.
@@ -88,19 +89,21 @@ class RotatingFile:
 
 
 class RotatingStderr:
-    """The node daemon's stderr, pointed at `path` (node.log): past the limit, the file is
-    rotated and a new one put on fd 2 (checked every CHECK_S, so it may run over by what one
-    second of logging writes)."""
+    """A process's stderr (and any other of `fds`), pointed at `path`: past the limit, the
+    file is rotated and a new one put on those fds (checked every CHECK_S, so it may run over
+    by what one second of logging writes). Children started before keep the old file."""
 
-    def __init__(self, path: str, max_bytes: int, backup_count: int):
+    def __init__(self, path: str, max_bytes: int, backup_count: int, fds: tuple = (2,)):
         self.path = path
         self.max_bytes, self.backup_count = max_bytes, backup_count
+        self.fds = fds
         self._next_check = 0.0
         self._point_stderr()
 
     def _point_stderr(self) -> None:
         fd = _open(self.path)
-        os.dup2(fd, 2)
+        for target in self.fds:
+            os.dup2(fd, target)
         os.close(fd)
 
     def tick(self, now: float) -> None:
@@ -108,9 +111,9 @@ class RotatingStderr:
             return
         self._next_check = now + CHECK_S
         try:
-            if os.fstat(2).st_size > self.max_bytes:
+            if os.fstat(self.fds[0]).st_size > self.max_bytes:
                 shift_backups(self.path, self.backup_count)
                 self._point_stderr()
         except OSError as exc:  # a full or vanished disk: keep writing where we were
-            logger.warning("node.log not rotated: %s", exc)
+            logger.warning("%s not rotated: %s", os.path.basename(self.path), exc)
             self._next_check = time.monotonic() + 60.0

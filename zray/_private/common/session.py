@@ -132,6 +132,9 @@ def live_sessions(root: str | None = None) -> list:
 
 
 def remove_session(session_dir: str):
+    from zray._private.common import kept_job_logs
+
+    kept_job_logs.keep(session_dir)  # a job's log stays readable after its session
     name = session_name(session_dir)
     shutil.rmtree(session_dir, ignore_errors=True)
     for entry in _list(SHM_DIR):

@@ -149,6 +149,8 @@ def prepare(
         head_address,
         "--parent-pid",
         str(os.getpid()),
+        "--log-file",
+        log_path,
     ]
     # By environment, never argv: every local user can read argv.
     env = environment_for_children(

@@ -2,7 +2,8 @@
 `zray.util.state.list_logs/get_log`, which may ask from any machine: its `<session>/logs/`
 (node.log, dashboard.log, the workers' `worker-<id>-ffffffff-<pid>.out|err`; names in
 zray/_private/common/log_names.py). Only names the listing holds are read, so no request
-reaches outside the directory, and each answer is bounded, so a read costs the node's loop one
+reaches outside the directory (but for a submitted job's log kept from a session of this
+machine now removed: common/kept_job_logs.py), and each answer is bounded, so a read costs the node's loop one
 short local file read; an asker wanting more (a whole file, or following one) asks again from
 where it got to.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from zray._private.common import kept_job_logs
 from zray._private.wire import protocol as P
 
 TAIL_BYTES = 64 * 1024  # what a first look at a file shows: its end
@@ -44,9 +46,13 @@ def read(session_dir: str, name: str, offset: int, max_bytes: int = CHUNK_BYTES)
     if not _bare_name(name):
         return None
     try:
-        if name not in os.listdir(directory):
-            return None
-        with open(os.path.join(directory, name), "rb") as f:
+        if name in os.listdir(directory):
+            path = os.path.join(directory, name)
+        else:  # a submitted job's log from a session of this machine now gone
+            path = kept_job_logs.find(session_dir, name)
+            if path is None:
+                return None
+        with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if offset < 0:
                 start = max(0, size - TAIL_BYTES)

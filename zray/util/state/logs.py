@@ -111,9 +111,22 @@ def _job_log(conn, submission_id: str, timeout: float) -> tuple:
     if job is None:
         raise RayStateApiException(f"Job {submission_id} does not exist")
     node_id = job.get("driver_node_id")
-    if not node_id:
+    terminal = job.get("status") in ("SUCCEEDED", "FAILED", "STOPPED")
+    if not node_id and not terminal:
         raise RayStateApiException(f"Job {submission_id} has not started: it has no log yet")
-    return _node(conn, node_id, None, timeout), f"job-driver-{submission_id}.log"
+    name = f"job-driver-{submission_id}.log"
+    rows = conn.ask_head(P.GetStateTable("nodes"), timeout).rows
+    driver = next((r for r in rows if node_id and r["node_id"] == node_id), None)
+    if driver is not None and driver["state"] == "ALIVE":
+        return _node(conn, node_id, None, timeout), name
+    # Its node is gone (a head restart ends the head node's session) or it never had one (it
+    # failed first): a live node of that machine, the head's first, reads the log kept from
+    # the old session (common/kept_job_logs.py), or the dashboard's note of why it failed.
+    nodes = _nodes(conn, timeout)
+    same_machine = [n for n in nodes if driver is None or n["node_ip"] == driver["node_ip"]]
+    if not same_machine:
+        raise RayStateApiException(f"There is no alive node with the log of job {submission_id}.")
+    return same_machine[0], name
 
 
 def _read(conn, node, filename, follow, tail, timeout, encoding, errors, interval, strip_ansi):

@@ -72,6 +72,7 @@ class ClientServer:
         self.back.bind(self.back_address)
         self.sessions: dict = {}
         self.stopped = False
+        self.log_rotation = None  # of client_server.log, when it logs there
 
     def _router(self):
         sock = self.ctx.socket(zmq.ROUTER)
@@ -99,6 +100,8 @@ class ClientServer:
                 self.rejections.read()
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + 1.0
+                if self.log_rotation is not None:
+                    self.log_rotation.tick(time.monotonic())
                 self._check_sessions()
                 if node_pid is not None and not _alive(node_pid):
                     logger.info("the head node (pid %d) exited: stopping", node_pid)
@@ -262,6 +265,7 @@ def main(argv=None) -> int:
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--node-pid", type=int, default=None, help="exit when it exits")
     parser.add_argument("--ready-json", action="store_true")
+    parser.add_argument("--log-file", help="its stderr, to rotate")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -278,6 +282,11 @@ def main(argv=None) -> int:
         Credentials(token, encrypt),
         config.client_reconnect_grace_period,
     )
+
+    if args.log_file:  # rotated with Ray's variables (common/log_rotation.py)
+        from zray._private.common import log_rotation
+
+        server.log_rotation = log_rotation.RotatingStderr(args.log_file, *log_rotation.settings())
 
     def stop(*_):
         server.stopped = True
