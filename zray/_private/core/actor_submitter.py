@@ -529,6 +529,7 @@ class ActorSubmitter:
             raise
         for oid in call.return_ids:
             self.core.memory_store.delete(oid)  # gets wait for the new copies
+        self.core.revive_objects(call.return_ids)
         call.pushed_to, call.borrowed, call.cancelled = "", [], False
         call.resolved, call.resolved_frames, call.failed_entry = [], [], None
         call.attempt, call.sent = call.attempt + 1, False  # a new attempt, not a lost one
