@@ -6,10 +6,14 @@ intermediates should not be there: their lineage is kept, not their values).
 
     python perf/bench_reconstruction.py [--rounds N]
     python perf/bench_reconstruction.py --head-restart   # the node dies while the head is away
+    python perf/bench_reconstruction.py --actor   # both steps are calls of one actor
 
 With --head-restart the head is SIGKILLed first, the node a moment later, and the head started
 again on its state: the restarted head must find the node dead (its probe is refused) before
 anything can be recomputed. Times are then from the node's kill, and from the head's return.
+With --actor the two steps are calls of an actor on that node (max_restarts=-1,
+max_task_retries=-1): their outputs are recomputed by calling its restarted instance again,
+and the arena shows whether a done call's kept spec still holds its argument's value.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ def arena(core, address: str) -> tuple[int, int]:
     return store["objects"], store.get("used", 0)
 
 
-def one_round(ray, head, victim_pid: int, head_restart: bool) -> dict:
+def one_round(ray, head, victim_pid: int, head_restart: bool, actor: bool = False) -> dict:
     from zray._config import config
     from zray._private.core import runtime
     from zray._private.wire import protocol as P
@@ -86,7 +90,17 @@ def one_round(ray, head, victim_pid: int, head_restart: bool) -> dict:
     def step(array):
         return array + 1
 
-    last = step.remote(step.remote(produce.remote()))
+    if actor:
+
+        @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, scheduling_strategy=there)
+        class Stepper:
+            def step(self, array):
+                return array + 1
+
+        stepper = Stepper.remote()
+        last = stepper.step.remote(stepper.step.remote(produce.remote()))
+    else:
+        last = step.remote(step.remote(produce.remote()))
     ray.wait([last], timeout=120, fetch_local=False)
     time.sleep(1.0)  # the intermediates' frees reach the node
     objects, used = arena(core, address)
@@ -110,6 +124,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--head-restart", action="store_true")
+    parser.add_argument("--actor", action="store_true")
     opts = parser.parse_args()
     root = tempfile.mkdtemp(prefix="zrc", dir="/tmp")
     env = dict(os.environ, PYTHONPATH=ROOT, ZRAY_SESSION_DIR_ROOT=root)
@@ -185,10 +200,10 @@ def main():
             victim_pid = int(re.search(r"\(pid (\d+)\)", out).group(1))
             while not any(n["Alive"] and "victim" in n["Resources"] for n in ray.nodes()):
                 time.sleep(0.1)
-            result = one_round(ray, head, victim_pid, opts.head_restart)
+            result = one_round(ray, head, victim_pid, opts.head_restart, opts.actor)
             results.append(result)
             print(
-                f"chain of 3 x 100 MiB: arena before the kill {result['arena_objects']} "
+                f"chain of 3 x 100 MiB{' (2 actor calls)' if opts.actor else ''}: arena before the kill {result['arena_objects']} "
                 f"object(s), {result['arena_mib']:.0f} MiB; value in hand "
                 f"{result['value_s']:.2f} s after SIGKILL"
                 + (

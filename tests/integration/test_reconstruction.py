@@ -119,22 +119,7 @@ def test_an_actor_call_output_is_recomputed_by_the_restarted_actor(cluster):
 def _chain_on_victim(ray):
     """a -> b -> c, all on a node other than the driver's (the victim); returns (victim
     name, its node address, the tasks' refs)."""
-    from zray._config import config
-    from zray._private.core import runtime
-    from zray._private.wire import protocol as P
-    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    here = ray.get_runtime_context().get_node_id()
-    victim, victim_node = [
-        (name, n["NodeID"])
-        for n in ray.nodes()
-        for name in ("a", "b")
-        if name in n["Resources"] and n["NodeID"] != here
-    ][0]
-    core = runtime.core
-    reply, _ = core.requests.call(core.head_address, P.GetNodes(False), config.rpc_timeout_s)
-    address = next(n["address"] for n in reply.nodes if n["node_id"].hex() == victim_node)
-    on_victim = NodeAffinitySchedulingStrategy(victim_node, soft=True)
+    victim, address, on_victim = _victim(ray)
 
     @ray.remote(scheduling_strategy=on_victim, max_retries=2)
     def produce():
@@ -149,6 +134,21 @@ def _chain_on_victim(ray):
     third = add_one.remote(second)
     ray.wait([third], timeout=60, fetch_local=False)
     return victim, address, (first, second, third)
+
+
+def _victim(ray):
+    """(name, node address, soft affinity to it) of a node other than the driver's."""
+    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    victim, victim_node = [
+        (name, n["NodeID"])
+        for n in ray.nodes()
+        for name in ("a", "b")
+        if name in n["Resources"] and n["NodeID"] != here
+    ][0]
+    on_victim = NodeAffinitySchedulingStrategy(victim_node, soft=True)
+    return victim, _node_address(victim_node), on_victim
 
 
 def _stored(address: str) -> int:
@@ -243,3 +243,65 @@ def _node_address(node_hex: str) -> str:
     core = runtime.core
     reply, _ = core.requests.call(core.head_address, P.GetNodes(False), config.rpc_timeout_s)
     return next(n["address"] for n in reply.nodes if n["node_id"].hex() == node_hex)
+
+
+def test_an_actor_call_pins_its_arguments_lineage_not_their_values(cluster):
+    """As Ray's lineage pinning, for actor calls too: once the call is done and the driver
+    dropped its big argument, the argument's value is freed (the call's kept spec does not hold
+    it), and the call's output, lost with its node, is recomputed from the argument's kept
+    lineage by the restarted actor."""
+    from tests.head_cluster import wait_for
+
+    ray, pids = cluster
+    victim, address, on_victim = _victim(ray)
+
+    @ray.remote(scheduling_strategy=on_victim, max_retries=2)
+    def produce():
+        return np.arange(2**20, dtype=np.int64)  # 8 MiB: in shared memory
+
+    @ray.remote(num_cpus=0, scheduling_strategy=on_victim)
+    class Doubler:
+        def double(self, array):
+            return array * 2
+
+    doubler = Doubler.options(max_restarts=1, max_task_retries=1).remote()
+    argument = produce.remote()
+    doubled = doubler.double.remote(argument)
+    ray.wait([doubled], timeout=60, fetch_local=False)
+    assert _stored(address) == 2
+    del argument
+    wait_for(lambda: _stored(address) == 1, 30, "the argument's value freed, the output kept")
+    os.kill(pids[victim], signal.SIGKILL)
+    value = ray.get(doubled, timeout=120)
+    assert value[0] == 0 and value[-1] == (2**20 - 1) * 2
+
+
+def test_a_retried_actor_call_has_its_lost_argument_recomputed(cluster, tmp_path):
+    """The call's node dies while it runs, with the only copy of its argument: the restarted
+    actor runs it again (max_task_retries) once its owner has recomputed the argument."""
+    from tests.head_cluster import wait_for
+
+    ray, pids = cluster
+    victim, _, on_victim = _victim(ray)
+    started = tmp_path / "started"
+
+    @ray.remote(scheduling_strategy=on_victim, max_retries=2)
+    def produce():
+        return np.arange(2**20, dtype=np.int64)  # 8 MiB: in shared memory
+
+    @ray.remote(num_cpus=0, scheduling_strategy=on_victim)
+    class Doubler:
+        def double_slowly(self, array, marker):
+            if not os.path.exists(marker):  # the first attempt waits to be killed
+                open(marker, "w").close()
+                time.sleep(60)
+            return array * 2
+
+    doubler = Doubler.options(max_restarts=1, max_task_retries=1).remote()
+    argument = produce.remote()
+    ray.wait([argument], timeout=60, fetch_local=False)
+    doubled = doubler.double_slowly.remote(argument, str(started))
+    wait_for(started.exists, 60, "the first attempt running")
+    os.kill(pids[victim], signal.SIGKILL)
+    value = ray.get(doubled, timeout=120)
+    assert value[0] == 0 and value[-1] == (2**20 - 1) * 2

@@ -88,6 +88,16 @@ def test_a_node_sends_its_recent_frees_again_after_its_resume():
     assert node.sent[1] == P.RemoveObjectLocations(A, [X, Y], True)
 
 
+def test_frees_of_objects_their_owner_makes_again_are_not_sent_again():
+    """Sent again, a free the old head had carried out would free the copy recomputed since
+    under the same id (lineage reconstruction)."""
+    node = _Node()
+    head_resume.note_freed(node, [X, Y])
+    head_resume.forget_freed(node, [X])
+    head_resume.resume(node, SimpleNamespace())
+    assert node.sent[1] == P.RemoveObjectLocations(A, [Y], True)
+
+
 def test_a_pulled_copy_registered_after_its_owner_freed_it_is_freed(tmp_path):
     """The owner's free (owner, its node, head) overtook the registration of a copy another
     node pulled (batched with its seals): the head frees the copy instead of listing it."""

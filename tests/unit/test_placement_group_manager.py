@@ -475,3 +475,19 @@ def test_a_bundle_of_the_attempt_in_flight_is_left_to_it():
     )
     # The node's connection broke and came back while the Prepare was on its way.
     assert manager.reconcile(b"n", [(b"p" * 18, 0, False)]) == []
+
+
+def test_bundles_whose_node_died_while_the_head_was_down_are_placed_again():
+    """The restarted head never hears from the bundles' node (it died meanwhile): when it is
+    declared dead, its group goes RESCHEDULING and is placed again elsewhere, as in Ray."""
+    manager, node, pg_id = _prepared_group(committed_in_store=True)
+    head = _restarted(manager, pg_id)
+    assert head.groups[pg_id].state == G.CREATED and b"n" not in head.nodes
+    assert [type(i) for i in head.node_dead(b"n", 10.0)] == [G.Infeasible]  # no node yet
+    group = head.groups[pg_id]
+    assert group.state == G.RESCHEDULING and group.nodes == [None, None]
+    other = S.LocalScheduler(units(CPU=2), min_workers=0)
+    (prepare,) = head.node_update(b"m", other.total, other.available, 11.0)
+    assert prepare.node_id == b"m" and other.prepare_bundles(pg_id, list(prepare.bundles))
+    _carry_out(other, head.prepared(pg_id, prepare.attempt, b"m", True, 11.1))
+    assert group.state == G.CREATED and group.nodes == [b"m", b"m"]

@@ -19,7 +19,7 @@ from zray import exceptions as X
 from zray._config import config
 from zray._fast import ACTOR_ID_SIZE, MessageTooLarge
 from zray._private.core import actor_ordering as O
-from zray._private.core import metrics_registry
+from zray._private.core import lineage_pins, metrics_registry
 from zray._private.core.memory_store import KIND_ERROR
 from zray._private.wire import protocol as P
 from zray._private.common.actor_states import DEAD, PENDING
@@ -60,6 +60,7 @@ class ActorCall:
     # max_task_retries if the actor can restart, else 0, as in Ray.
     max_retries: int = 0
     reconstructions: int = 0
+    lineage_pins: list | None = None  # arguments whose lineage its kept spec pins
     borrowed: list = field(default_factory=list)  # what the actor's worker will hold
     pushed_to: str = ""
     resolved: list = field(default_factory=list)
@@ -257,11 +258,11 @@ class ActorSubmitter:
 
     # ------------------------------------------------------------------ calls
 
-    def submit(self, actor_id: bytes, call: ActorCall):
+    def submit(self, actor_id: bytes, call: ActorCall, arguments_pinned: bool = False):
         core = self.core
         for oid in call.return_ids:
             core.refs.add_owned(oid)
-        if call.top_refs or call.nested:
+        if (call.top_refs or call.nested) and not arguments_pinned:
             core.refs.pin(call.pinned_ids)
         core.note_submitted(call.task_id)
         self._queue(actor_id, call)
@@ -539,8 +540,10 @@ class ActorSubmitter:
                 self._record(
                     (call.task_id, call.attempt, TS.FAILED, now(), TE.Failure(first, sent))
                 )
-        if call.max_retries != 0 and call.num_returns != P.STREAMING:
-            self.core.submitter.lineage.keep(call, entries)  # before results may be freed
+        if call.max_retries != 0 and call.num_returns != P.STREAMING and not failed:
+            if self.core.submitter.lineage.keep(call, entries):  # before results may be freed
+                lineage_pins.pin_arguments(self.core, call)  # before they are unpinned
+                lineage_pins.release(self.core, ())  # what keeping it evicted
         store_results(self.core, entries, call.pinned_ids, contained)
 
     def _record_sent(self, call: ActorCall):
@@ -583,13 +586,22 @@ class ActorSubmitter:
                     object_id.hex(), "OBJECT_UNRECONSTRUCTABLE_MAX_ATTEMPTS_EXCEEDED"
                 )
             call.reconstructions += 1
-        reconstruct_arguments()
+        # Held until it ran again, as submit() would: arguments freed since (their lineage
+        # kept) are made again for it, and must not be freed again before it ran.
+        refs = self.core.refs
+        refs.pin(call.pinned_ids)
+        try:
+            reconstruct_arguments()
+        except BaseException:
+            self.core.apply_released(refs.unpin(call.pinned_ids))
+            raise
         for oid in call.return_ids:
             self.core.memory_store.delete(oid)  # gets wait for the new copies
+        self.core.revive_objects(call.return_ids)
         call.pushed_to, call.borrowed, call.cancelled = "", [], False
         call.resolved, call.resolved_frames, call.failed_entry = [], [], None
         call.attempt, call.sent = call.attempt + 1, False  # a new attempt, not a lost one
-        self.submit(actor_id, call)
+        self.submit(actor_id, call, arguments_pinned=True)
         return True
 
     def state_of(self, actor_id: bytes) -> str:

@@ -69,6 +69,11 @@ class Ownership:
                 released.extend(self.refs.remove_borrower(oid, msg.holder, count))
         self.apply_released(released)
 
+    def revive_objects(self, object_ids):
+        """Objects we may have freed are made again under the same ids (lineage
+        reconstruction): our node must not send their frees again to a head that restarts."""
+        self.endpoint.send(self.node_address, P.ObjectsRevived(list(object_ids)))
+
     def free_objects(self, object_ids):
         lineage_pins.freed(self, object_ids)  # lineage no kept spec uses goes too
         plasma = []

@@ -600,6 +600,7 @@ class TaskSubmitter:
         spec.args_released = False
         for oid in spec.return_ids:
             refs.add_owned(oid)  # an output freed since (an argument of another) is ours again
+        self.core.revive_objects(spec.return_ids)
         if spec.events:
             spec.event_attempt += 1  # a run again is one more attempt, as Ray numbers them
             self._record_submitted(spec, TS.PENDING_NODE_ASSIGNMENT if not spec.top_refs else 0)

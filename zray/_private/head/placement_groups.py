@@ -178,9 +178,12 @@ class PlacementGroupManager:
 
     def node_dead(self, node_id: bytes, now: float) -> list[Instruction]:
         node = self.nodes.get(node_id)
-        if node is None or not node.alive:
-            return []
-        node.alive = False
+        if node is not None:
+            if not node.alive:
+                return []
+            node.alive = False
+        # Else a node a restarted head never heard from (it died while the head was down):
+        # the bundles read back as placed there are lost all the same.
         out: list[Instruction] = []
         if self.attempt is not None and node_id in self.attempt.placement.values():
             out += self._abort(now)

@@ -720,6 +720,7 @@ class NodeDaemon(LeaseHandlers, ObjectHandlers):
         P.GetObjects: ObjectHandlers.on_get_objects,
         P.ReleaseObjects: ObjectHandlers.on_release_objects,
         P.FreeObjects: ObjectHandlers.on_free_objects,
+        P.ObjectsRevived: ObjectHandlers.on_objects_revived,
         P.KillWorker: on_kill_worker,
         P.LogLines: on_log_lines,
         P.ShutdownNode: on_shutdown_node,

@@ -8,7 +8,7 @@ head rebuilds its object directory, its client table and its actors' whereabouts
 placement group bundles it holds go just before (`ResumeBundles`): the head commits or returns
 what a crashed predecessor left half done. Owners' frees sent lately go again just after: one
 sent to a head that was already gone was lost, and copies of those objects elsewhere would
-stay for good.
+stay for good; not those of objects their owner has made again since (`ObjectsRevived`).
 """
 
 from __future__ import annotations
@@ -62,6 +62,18 @@ def note_freed(node, object_ids) -> None:
     horizon = now - config.node_death_timeout_s - 1.0
     while recent and (recent[0][0] < horizon or len(recent) > RECENT_FREES_KEPT):
         recent.popleft()
+
+
+def forget_freed(node, object_ids) -> None:
+    """Their owner makes these again (lineage reconstruction): their frees must not be sent
+    again to a restarted head, which would free the new copies."""
+    recent = getattr(node, "_recent_frees", None)
+    if not recent:
+        return
+    revived = set(object_ids)
+    for index, (when, batch) in enumerate(recent):
+        if not revived.isdisjoint(batch):
+            recent[index] = (when, [oid for oid in batch if oid not in revived])
 
 
 def _resend_frees(node) -> None:

@@ -132,6 +132,10 @@ class ObjectHandlers:
             self.head_address, P.RemoveObjectLocations(self.node_id, msg.object_ids, msg.cascade)
         )
 
+    def on_objects_revived(self, identity, msg: P.ObjectsRevived, seq):
+        if self.head is None:
+            head_resume.forget_freed(self, [oid for oid in msg.object_ids if type(oid) is bytes])
+
     def _flush_locations(self):
         if self.pending_locations:
             pending, self.pending_locations = self.pending_locations, []

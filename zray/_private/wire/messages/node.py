@@ -153,6 +153,15 @@ class FreeObjects(NamedTuple):
     cascade: bool
 
 
+@message(240)
+class ObjectsRevived(NamedTuple):
+    """Owner to its node: objects it freed are being made again under the same ids (lineage
+    reconstruction). The node forgets their frees, which it keeps to send again to a head
+    that restarts: sent again, they would free the new copies."""
+
+    object_ids: list
+
+
 @message(45)
 class KillWorker(NamedTuple):
     worker_id: bytes
