@@ -135,6 +135,12 @@ def test_actors_by_pid_are_filtered_after_the_pids_are_known(cluster):
     assert state.list_actors(filters=[("pid", "=", actor.pid)], limit=0) == []
 
 
+def test_many_actors_pids_come_from_each_nodes_worker_ids(cluster, monkeypatch):
+    monkeypatch.setattr(api, "_PID_QUERIES_MAX", 3)  # past it: one query per node
+    assert state.list_actors(limit=100) == _old_list(StateResource.ACTORS, limit=100)
+    assert {a.pid for a in state.list_actors(filters=[("state", "=", "ALIVE")])} != {0}
+
+
 def test_summaries_equal_the_whole_tables_summarized(cluster):
     actors = [a.asdict() for a in _old_list(StateResource.ACTORS, limit=10_000)]
     assert state.summarize_actors() == {"cluster": state_summaries.actor_summary(actors)}
@@ -185,10 +191,12 @@ def test_only_the_rows_asked_for_cross_the_wire(cluster, monkeypatch):
         return [
             (kind, len(reply.rows))
             for name, kind, reply in replies
-            if name == "ListState"  # not the pids of the actors listed, from their nodes
+            if hasattr(reply, "rows") and kind != "nodes"  # not where the nodes are
         ]
 
-    assert rows_sent(lambda: state.list_actors(limit=5)) == [("actors", 5)]
+    [actors, *pid_lookups] = rows_sent(lambda: state.list_actors(limit=5))
+    assert actors == ("actors", 5) and len(pid_lookups) <= 5
+    assert all(kind == "workers" and rows <= 1 for kind, rows in pid_lookups)
     assert rows_sent(lambda: state.list_objects(limit=4)) == [("objects", 4)]
     assert rows_sent(lambda: state.list_workers(limit=2)) == [("workers", 2)]
     assert rows_sent(lambda: state.list_tasks(limit=3)) == [("tasks", 3)]

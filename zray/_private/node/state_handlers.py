@@ -47,6 +47,18 @@ def _answer(msg: P.ListState):
     return answer
 
 
+def _one_worker(filters: list) -> bytes | None:
+    """The worker an `worker_id =` filter names (the asker's pid lookup of an actor): only its
+    rows need building, the filter keeps no other."""
+    for col, predicate, value in filters:
+        if col.lower() == "worker_id" and predicate == "=" and isinstance(value, str):
+            try:
+                return bytes.fromhex(value)
+            except ValueError:
+                return b""  # names no worker: the filter keeps nothing
+    return None
+
+
 def on_list_state(node, identity: bytes, msg: P.ListState, seq: int) -> None:
     answer = _answer(msg)
     if msg.kind == "objects":
@@ -58,7 +70,8 @@ def on_list_state(node, identity: bytes, msg: P.ListState, seq: int) -> None:
             lambda report: answer(object_rows(report.node_ip, report.objects, report.processes)),
         )
     elif msg.kind == "workers" and not msg.summarize:
-        rows = node.worker_table.rows(node.node_id.hex(), node.opts.node_ip)
+        table, only = node.worker_table, _one_worker(msg.filters)
+        rows = table.rows(node.node_id.hex(), node.opts.node_ip, only)
         node.endpoint.reply(identity, answer(rows), seq)
     else:
         node.endpoint.reply(

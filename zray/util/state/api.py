@@ -57,6 +57,10 @@ _SUMMARIZED_COLUMNS = {
 }
 # The head learns an actor's worker by id, not its pid: the pid comes from that worker's node.
 _ACTOR_WORKER_COLUMNS = ["_worker_id", "_node_address"]
+_PID_COLUMNS = ["worker_id", "pid"]
+# Up to this many actors listed, their pids are asked for one by one (a row each); past it,
+# each node sends the ids and pids of all its workers (at most 1,000 exited and the live).
+_PID_QUERIES_MAX = 100
 _NO_CALLSITE = "Callsite is not being recorded. zray does not record where ObjectRefs are created."
 _QUERY_FAILURE = (
     "Failed to query data from {type}. Queried {total} {type} and {failures} "
@@ -303,17 +307,38 @@ class StateApiClient:
 
     def _fill_actor_pids(self, rows: list, timeout: float) -> None:
         """The pids of the actors in `rows`, from the worker tables of the nodes that ran them
-        (the head leases workers by id and never learns their pids)."""
-        addresses = sorted(
-            {row["_node_address"] for row in rows if row["_worker_id"] and row["_node_address"]}
-        )
-        replies = self._connection.gather(
-            [(a, P.GetStateTable("workers")) for a in addresses], timeout
-        )
+        (the head leases workers by id and never learns their pids): a query per actor for a
+        few (one row each), else each node's worker ids and pids only."""
+        ran = [row for row in rows if row["_worker_id"] and row["_node_address"]]
+        filterable = sorted(WorkerState.filterable_columns())
+        wait = _node_wait_ms(timeout)
+        if len(ran) <= _PID_QUERIES_MAX:
+            requests = [
+                (
+                    row["_node_address"],
+                    P.ListState(
+                        "workers",
+                        [["worker_id", "=", row["_worker_id"]]],
+                        1,
+                        _PID_COLUMNS,
+                        filterable,
+                        wait,
+                        False,
+                    ),
+                )
+                for row in ran
+            ]
+        else:
+            addresses = sorted({row["_node_address"] for row in ran})
+            requests = [
+                (a, P.ListState("workers", [], MAX_LIMIT, _PID_COLUMNS, filterable, wait, False))
+                for a in addresses
+            ]
+        replies = self._connection.gather(requests, timeout)
         pids = {
             w["worker_id"]: w["pid"]
             for reply in replies
-            if isinstance(reply, P.StateTable)
+            if isinstance(reply, P.StateRows)
             for w in reply.rows
         }
         for row in rows:
