@@ -203,3 +203,19 @@ def test_only_the_rows_asked_for_cross_the_wire(cluster, monkeypatch):
     for kind in ("actors", "objects", "tasks"):
         summarize = getattr(state, f"summarize_{kind}")
         assert rows_sent(summarize) == [(kind, 1)]  # one summary, not a row per entry
+
+
+def test_malformed_queries_get_an_error_and_every_source_keeps_answering(cluster):
+    conn = _transport.Connection(None)
+    [node] = [n for n in conn.ask_head(P.GetStateTable("nodes"), 10).rows if n["state"] == "ALIVE"]
+    bad = [
+        P.ListState("workers", [["worker_id"]], 5, ["pid"], ["worker_id"], 100, False),
+        P.ListState("workers", [[1, "=", 2, 3]], 5, ["pid"], ["worker_id"], 100, False),
+        P.ListState("objects", [["bogus", "=", "x"]], 5, ["pid"], ["pid"], 100, False),
+        P.ListState("nothing", [], 5, ["pid"], [], 100, True),
+    ]
+    replies = conn.gather([(node["_address"], msg) for msg in bad], 10)
+    assert all(isinstance(r, P.Error) and r.kind == "ValueError" for r in replies), replies
+    replies = conn.gather([(conn.head, msg) for msg in bad[:2] + [bad[3]]], 10)
+    assert all(isinstance(r, P.Error) and r.kind == "ValueError" for r in replies), replies
+    assert len(state.list_workers(limit=1)) == 1 and len(state.list_actors(limit=1)) == 1

@@ -50,8 +50,11 @@ def _answer(msg: P.ListState):
 def _one_worker(filters: list) -> bytes | None:
     """The worker an `worker_id =` filter names (the asker's pid lookup of an actor): only its
     rows need building, the filter keeps no other."""
-    for col, predicate, value in filters:
-        if col.lower() == "worker_id" and predicate == "=" and isinstance(value, str):
+    for entry in filters:
+        if len(entry) != 3:
+            continue  # malformed: query_rows answers it with its ValueError
+        col, predicate, value = entry
+        if str(col).lower() == "worker_id" and predicate == "=" and isinstance(value, str):
             try:
                 return bytes.fromhex(value)
             except ValueError:
