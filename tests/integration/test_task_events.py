@@ -290,7 +290,7 @@ def test_an_actor_call_in_flight_is_listed_with_its_description(ray, tmp_path):
 
 def test_the_head_filters_and_limits_so_only_the_rows_asked_for_travel(ray):
     from zray.util.state.api import StateApiClient
-    from zray.util.state.common import ListApiOptions
+    from zray.util.state.common import ListApiOptions, StateResource
 
     @ray.remote
     def ev_many(i):
@@ -301,10 +301,10 @@ def test_the_head_filters_and_limits_so_only_the_rows_asked_for_travel(ray):
     wait_for(lambda: len([t for t in tasks_named("ev_many") if t.state == "FINISHED"]) == 30)
 
     name = [("name", "=", "EV_MANY")]  # Ray: string filters ignore case
-    response, num_filtered = StateApiClient()._tasks_on_head(
-        ListApiOptions(limit=5, filters=name + [("state", "!=", "FAILED")])
+    response = StateApiClient()._listed(
+        StateResource.TASKS, ListApiOptions(limit=5, filters=name + [("state", "!=", "FAILED")])
     )
-    assert len(response.rows) == 5 and num_filtered == 30
+    assert len(response.rows) == 5 and response.num_filtered == 30
     assert [r["task_id"] for r in response.rows] == sorted(r.task_id().hex() for r in refs)[:5]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

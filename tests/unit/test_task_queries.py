@@ -92,3 +92,33 @@ def test_packed_batches_are_merged_before_answering():
     found = ask(table)
     assert [r["state"] for r in found.rows] == ["FINISHED"]
     assert (found.total, found.num_after_truncation) == (1 + 3, 1)  # dropped ones counted
+
+
+def test_the_summarys_columns_are_read_off_each_attempt_as_its_row_has_them():
+    table = table_of(20)
+    call = [TS.ACTOR_TASK, "", "Actor.f", b"a" * 16, b"", {}, "", ""]
+    table.add(NODE, OWNER, 1, [[task(99), 0, TS.PENDING_ARGS_AVAIL, 5, call]], 0)
+    columns = ["name", "func_or_class_name", "type", "state", "actor_id", "job_id", "task_id"]
+    built = sorted(table.rows({}), key=lambda row: row["task_id"])
+    found = ask(table, columns=columns)
+    assert found.rows == [{c: row[c] for c in columns} for row in built]
+    assert {row["type"] for row in found.rows} == {"NORMAL_TASK", "ACTOR_TASK"}
+
+
+def test_the_timeline_is_drawn_from_the_same_fields_as_from_whole_rows():
+    from zray._private.common.chrome_trace import chrome_tracing_dump
+
+    table = TaskEventTable(1000)
+    events = []
+    for i in range(6):
+        info = [TS.NORMAL_TASK, f"t{i % 2}", f"mod.t{i % 2}", b"", b"", {}, "", ""]
+        events.append([task(i), 0, TS.PENDING_ARGS_AVAIL, 1_000 + i, info])
+    table.add(NODE, OWNER, 1, events, 0)
+    worker = b"w" * 28
+    ran = [[task(i), 0, TS.RUNNING, 2_000_000 + i, 0] for i in range(4)]  # by the worker
+    ran += [[task(i), 0, TS.FINISHED, 3_000_000 + i, None] for i in range(4)]
+    table.add(NODE, worker, 2, ran, 0)
+    ips = {NODE: "10.0.0.1"}
+    trace = chrome_tracing_dump(task_queries.trace_rows(table, ips))
+    assert trace == chrome_tracing_dump(table.rows(ips))
+    assert sum(1 for event in trace if event["ph"] == "X") == 4

@@ -122,14 +122,15 @@ class ClusterSource:
         return self._cached(key, compute)
 
     def _task_rows(self, options: ListApiOptions) -> dict:
-        if options.has_conflicting_filters():
-            response, num_filtered = None, 0
-        else:
-            response, num_filtered = self.state._tasks_on_head(options)
+        response = (
+            None
+            if options.has_conflicting_filters()
+            else self.state._listed(StateResource.TASKS, options)
+        )
         return {
             "total": response.total if response else 0,
             "num_after_truncation": response.num_after_truncation if response else 0,
-            "num_filtered": num_filtered,
+            "num_filtered": response.num_filtered if response else 0,
             "result": response.rows if response else [],
             "partial_failure_warning": "",
             "warnings": None,

@@ -1,6 +1,7 @@
 """What the head answers `zray.util.state` with: its tables as rows with Ray 2.60's state field
-names (`ray.util.state.common`). Every field is sent, detail ones too; the asker filters, limits
-and trims, so a query costs the head one pass over a table and nothing per filter.
+names (`ray.util.state.common`), filtered, sorted and limited here (ListState) so only the
+rows asked for are sent; the summaries of tasks and actors and the timeline's trace are
+computed here too. GetStateTable sends a whole table (the log lookups', the jobs manager's).
 
 A mixin of HeadService: it reads the head's tables and never changes them.
 """
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import logging
 
+from zray._private.common import state_summaries
+from zray._private.common.chrome_trace import chrome_tracing_dump
+from zray._private.common.state_rows import query_rows
 from zray._private.head import actor_manager as A
 from zray._private.head import submitted_jobs
-from zray._private.head.task_queries import query_tasks
+from zray._private.head.task_queries import query_tasks, trace_rows
 from zray._private.wire import protocol as P
 
 logger = logging.getLogger(__name__)
@@ -39,16 +43,22 @@ def tcp_ip(address: str) -> str:
 
 
 class StateQueries:
-    """HeadService's answers to GetStateTable."""
+    """HeadService's answers to the state API."""
 
-    def on_GetStateTable(self, identity, msg: P.GetStateTable, seq):
-        build = {
+    def _tables(self) -> dict:
+        return {
             "actors": self._actor_rows,
             "nodes": self._node_rows,
             "jobs": self._job_rows,
             "placement_groups": self._placement_group_rows,
+        }
+
+    def on_GetStateTable(self, identity, msg: P.GetStateTable, seq):
+        build = {
+            **self._tables(),
             "tasks": self._task_rows,
             "task_events_stats": self._task_event_stats,
+            "timeline": self._timeline,
         }.get(msg.kind)
         if build is None:
             self.endpoint.reply(
@@ -57,20 +67,37 @@ class StateQueries:
             return
         self.endpoint.reply(identity, P.StateTable(msg.kind, build()), seq)
 
-    def on_ListTasks(self, identity, msg: P.ListTasks, seq):
+    def on_ListState(self, identity, msg: P.ListState, seq):
         try:
-            found = query_tasks(
-                self.task_events,
-                {n.node_id: n.ip for n in self.nodes.values()},
-                [tuple(f) for f in msg.filters],
-                msg.limit,
-                list(msg.columns),
-                list(msg.filterable),
-            )
+            reply = self._state_rows(msg)
         except (ValueError, TypeError) as exc:  # a bad query, never the head's failure
-            self.endpoint.reply(identity, P.Error("ValueError", str(exc)), seq)
-            return
-        self.endpoint.reply(identity, P.TaskRows(*found), seq)
+            reply = P.Error("ValueError", str(exc))
+        self.endpoint.reply(identity, reply, seq)
+
+    def _state_rows(self, msg: P.ListState) -> P.StateRows:
+        filters = [tuple(f) for f in msg.filters]
+        columns, filterable = list(msg.columns), list(msg.filterable)
+        if msg.kind == "tasks":
+            node_ips = {n.node_id: n.ip for n in self.nodes.values()}
+            found = query_tasks(self.task_events, node_ips, filters, msg.limit, columns, filterable)
+            rows = [state_summaries.task_summary(found.rows)] if msg.summarize else found.rows
+            return P.StateRows(rows, found.total, found.num_after_truncation, found.num_filtered)
+        build = self._tables().get(msg.kind)
+        if build is None:
+            raise ValueError(f"the head cannot list {msg.kind!r}")
+        if msg.summarize and msg.kind != "actors":
+            raise ValueError(f"the head cannot summarize {msg.kind!r}")
+        rows, num_filtered = query_rows(build(), msg.kind, filters, msg.limit, columns, filterable)
+        if msg.summarize:
+            rows = [state_summaries.actor_summary(rows)]
+        # The head's tables are the source: nothing is truncated before the filters.
+        return P.StateRows(rows, num_filtered, num_filtered, num_filtered)
+
+    def _timeline(self) -> list:
+        """The task runs the head has events of, as Chrome trace events."""
+        return chrome_tracing_dump(
+            trace_rows(self.task_events, {n.node_id: n.ip for n in self.nodes.values()})
+        )
 
     # ------------------------------------------------------------------ tables
 

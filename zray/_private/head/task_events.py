@@ -282,7 +282,7 @@ def task_row(
         "events": [
             {"state": TS.STATE_NAMES.get(s, "NIL"), "created_ms": _ms(states[s])} for s in ordered
         ],
-        "profiling_data": _profiling(task_id, func_name, name, record, node_ips),
+        "profiling_data": run_profile(task_id, func_name, name, record, node_ips),
         "creation_time_ms": _ms(states.get(TS.PENDING_ARGS_AVAIL)),
         "start_time_ms": _ms(states.get(TS.RUNNING)),
         "end_time_ms": _ms(states.get(TS.FAILED) or states.get(TS.FINISHED)),
@@ -295,7 +295,7 @@ def task_row(
     }
 
 
-def _profiling(
+def run_profile(
     task_id: bytes, func_name: str, name: str, record: Record, node_ips: dict[bytes, str]
 ) -> dict[str, Any]:
     """The run as Ray's profile events describe it (times in ms), what `timeline()` draws:

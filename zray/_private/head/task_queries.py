@@ -15,11 +15,22 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from zray._private.common import task_states as TS
 from zray._private.common.state_filters import matches
-from zray._private.head.task_events import INFO, NO_INFO, TaskEventTable, state_name, task_row
+from zray._private.head.task_events import (
+    INFO,
+    NO_INFO,
+    TaskEventTable,
+    run_profile,
+    state_name,
+    task_row,
+)
 
 DATA_SOURCE_LIMIT = 10_000  # Ray's RAY_MAX_LIMIT_FROM_DATA_SOURCE
 SOURCE_COLUMNS = frozenset(("job_id", "task_id", "actor_id", "name", "state"))
+# Columns read off an attempt without building its row: a query wanting only these (the tasks'
+# summary) builds none.
+LIGHT_COLUMNS = SOURCE_COLUMNS | {"func_or_class_name", "type"}
 
 
 class TaskQueryResult(NamedTuple):
@@ -36,9 +47,13 @@ def _source_value(column: str, task_id: bytes, record: dict[int, Any], info: Any
         return task_id[-4:].hex()
     if column == "state":
         return state_name(record)
-    actor_id, name = (info or NO_INFO)[3], (info or NO_INFO)[1]
+    kind, name, func_name, actor_id = (info or NO_INFO)[:4]
     if column == "actor_id":
         return bytes(actor_id).hex() if actor_id else None
+    if column == "func_or_class_name":
+        return func_name
+    if column == "type":
+        return TS.TYPE_NAMES.get(kind, "NORMAL_TASK")
     return name
 
 
@@ -91,7 +106,36 @@ def query_tasks(
     else:
         kept.sort(key=lambda entry: entry[0])  # bytes sort as their hex does
         num_filtered = len(kept)
+        if LIGHT_COLUMNS.issuperset(columns):
+            rows = [
+                {c: _source_value(c, t, r, i) for c in columns}
+                for t, _a, r, i in kept[: max(limit, 0)]
+            ]
+            return TaskQueryResult(rows, total, returned, num_filtered)
         rows = [task_row(t, a, r, i, node_ips) for t, a, r, i in kept[: max(limit, 0)]]
     return TaskQueryResult(
         [{c: row.get(c) for c in columns} for row in rows], total, returned, num_filtered
     )
+
+
+def trace_rows(table: TaskEventTable, node_ips: dict[bytes, str]) -> list[dict[str, Any]]:
+    """The fields of each attempt that ran which the timeline draws (task_row's, without
+    building the rest of the row): the trace is made on the head from these."""
+    table.merge()
+    infos = table.infos()
+    rows = []
+    for (task_id, attempt), record in table.records.items():
+        kind, name, func_name, actor_id = (record.get(INFO) or infos.get(task_id) or NO_INFO)[:4]
+        profile = run_profile(task_id, func_name, name, record, node_ips)
+        if profile:
+            rows.append(
+                {
+                    "task_id": task_id.hex(),
+                    "job_id": task_id[-4:].hex(),
+                    "attempt_number": attempt,
+                    "func_or_class_name": func_name,
+                    "actor_id": bytes(actor_id).hex() if actor_id else None,
+                    "profiling_data": profile,
+                }
+            )
+    return rows

@@ -36,7 +36,6 @@ from zray._private.node.options import (
 from zray._private.node.lease_handlers import LeaseHandlers
 from zray._private.node.object_handlers import ObjectHandlers
 from zray._private.node.placement import ClusterView
-from zray._private.node.memory_report import MemoryReportGather
 from zray._private.node.spill import Spiller, spill_directory
 from zray._private.wire.transport import (
     REPLY,
@@ -51,6 +50,7 @@ from zray._private.node import head_resume
 from zray._private.wire.head_link import HeadLink
 from zray._private.node.worker_pool import WorkerPool
 from zray._private.node import dashboard_process, host_stats, log_files, worker_table
+from zray._private.node import state_handlers
 from zray._private.node import metrics_hooks
 
 logger = logging.getLogger(__name__)
@@ -672,10 +672,6 @@ class NodeDaemon(LeaseHandlers, ObjectHandlers):
             if client.kind == "driver":
                 self._send_to_client(client_id, msg)
 
-    def on_get_memory_report(self, identity, msg: P.GetMemoryReport, seq):
-        timeout_s = min(max(msg.timeout_ms, 0), 60_000) / 1000
-        self._memory_reports.append(MemoryReportGather(self, identity, seq, timeout_s))
-
     def on_get_node_stats(self, identity, msg: P.GetNodeStats, seq):
         stats = {
             "store": self.store.stats(),
@@ -728,8 +724,9 @@ class NodeDaemon(LeaseHandlers, ObjectHandlers):
         P.CommitBundles: LeaseHandlers.on_commit_bundles,
         P.ReturnBundles: LeaseHandlers.on_return_bundles,
         P.GetNodeStats: on_get_node_stats,
-        P.GetMemoryReport: on_get_memory_report,
+        P.GetMemoryReport: state_handlers.on_get_memory_report,
         P.GetStateTable: worker_table.on_get_state_table,
+        P.ListState: state_handlers.on_list_state,
         P.MetricsReport: metrics_hooks.on_metrics_report,
         P.ListLogs: log_files.on_list_logs,
         P.ReadLog: log_files.on_read_log,

@@ -25,8 +25,12 @@ def store_rows(store) -> list:
 
 
 class MemoryReportGather:
-    def __init__(self, node, identity: bytes, seq: int, timeout_s: float):
+    """`answer`: the reply made of the node's MemoryReport (by default the report itself; the
+    state API's object queries filter or summarize it first)."""
+
+    def __init__(self, node, identity: bytes, seq: int, timeout_s: float, answer=None):
         self.node = node
+        self.answer = answer or (lambda report: report)
         self.identity = identity
         self.seq = seq
         self.deadline = time.monotonic() + timeout_s
@@ -66,16 +70,13 @@ class MemoryReportGather:
         self.done = True
         node = self.node
         try:
-            node.endpoint.reply(
-                self.identity,
-                P.MemoryReport(
-                    node.node_id,
-                    node.opts.node_ip,
-                    node.store.stats(),
-                    store_rows(node.store),
-                    self.processes,
-                ),
-                self.seq,
+            report = P.MemoryReport(
+                node.node_id,
+                node.opts.node_ip,
+                node.store.stats(),
+                store_rows(node.store),
+                self.processes,
             )
+            node.endpoint.reply(self.identity, self.answer(report), self.seq)
         except Exception:  # runs from the node's timers: the asker's problem must not stop it
             logger.exception("could not answer a memory report request")

@@ -43,9 +43,12 @@ class WorkerTable:
             entry.exit_code = exit_code
             self.exited.append(entry)
 
-    def rows(self, node_id: str, ip: str) -> list:
-        return [_row(e, node_id, ip, alive=True) for e in self.live.values()] + [
-            _row(e, node_id, ip, alive=False) for e in self.exited
+    def rows(self, node_id: str, ip: str, only: bytes | None = None) -> list:
+        """Every entry's row, or with `only` the rows of that worker id."""
+        live = self.live.values() if only is None else [self.live.get(only)]
+        exited = self.exited if only is None else [e for e in self.exited if e.worker_id == only]
+        return [_row(e, node_id, ip, alive=True) for e in live if e is not None] + [
+            _row(e, node_id, ip, alive=False) for e in exited
         ]
 
 

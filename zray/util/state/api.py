@@ -1,8 +1,10 @@
 """`zray.util.state`: Ray's state API (`ray.util.state`) over zray's own tables.
 
-The head answers for actors, nodes, jobs and placement groups; each node for its workers and, as
-for `zray memory`, for the objects its processes hold. Filtering, sorting, limits and dropping
-detail columns happen here, in the asker, as Ray's API server does them, with Ray's errors.
+Each query is answered where its rows are: the head filters, sorts and limits its tables
+(actors, nodes, jobs, placement groups, task attempts) and summarizes tasks and actors; each
+node does the same for its workers and the objects its processes hold, and summarizes those
+objects into a part merged here. Only the rows asked for cross the wire; this side types the
+filters, merges what several nodes sent and raises Ray's errors and warnings from the counts.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import warnings
 from typing import List, Optional, Tuple
 
+from zray._private.common import state_summaries
+from zray._private.common.state_rows import SORT_KEYS, query_rows
 from zray._private.wire import protocol as P
 from zray.util.state.common import (
     DEFAULT_LIMIT,
@@ -27,7 +31,6 @@ from zray.util.state.common import (
     SupportedFilterType,
     TaskState,
     WorkerState,
-    do_filter,
     resource_to_schema,
     typed_filters,
 )
@@ -36,21 +39,8 @@ from zray.util.state.exception import RayStateApiException, ServerUnavailable
 
 Filters = Optional[List[Tuple[str, PredicateType, SupportedFilterType]]]
 
-_SORT_KEY = {
-    StateResource.ACTORS: "actor_id",
-    StateResource.NODES: "node_id",
-    StateResource.PLACEMENT_GROUPS: "placement_group_id",
-    StateResource.WORKERS: "worker_id",
-    StateResource.JOBS: "job_id",
-    StateResource.OBJECTS: "object_id",
-    StateResource.TASKS: "task_id",
-}
-_HEAD_TABLES = {
-    StateResource.ACTORS,
-    StateResource.NODES,
-    StateResource.JOBS,
-    StateResource.PLACEMENT_GROUPS,
-}
+# Where each resource's rows are: the head's tables, or every live node's.
+_ON_NODES = {StateResource.WORKERS, StateResource.OBJECTS}
 _ID_KEY = {
     StateResource.NODES: "node_id",
     StateResource.ACTORS: "actor_id",
@@ -60,13 +50,18 @@ _ID_KEY = {
     StateResource.OBJECTS: "object_id",
     StateResource.JOBS: "submission_id",
 }
-# Ray's reference types, strongest first, for zray's reasons a process holds an object.
-_REFERENCE_ORDER = (
-    "PINNED_IN_MEMORY",
-    "USED_BY_PENDING_TASK",
-    "LOCAL_REFERENCE",
-    "CAPTURED_IN_OBJECT",
-)
+# What each summary reads of a row.
+_SUMMARIZED_COLUMNS = {
+    SummaryResource.TASKS: ["name", "func_or_class_name", "type", "state"],
+    SummaryResource.ACTORS: ["class_name", "state"],
+}
+# The head learns an actor's worker by id, not its pid: the pid comes from that worker's node.
+_ACTOR_WORKER_COLUMNS = ["_worker_id", "_node_address"]
+_PID_COLUMNS = ["worker_id", "pid"]
+# Up to this many actors listed, their pids are asked for one by one (a row each); past it,
+# each node sends the ids and pids of all its workers (at most 1,000 exited and the live).
+_PID_QUERIES_MAX = 100
+_NO_CALLSITE = "Callsite is not being recorded. zray does not record where ObjectRefs are created."
 _QUERY_FAILURE = (
     "Failed to query data from {type}. Queried {total} {type} and {failures} "
     "{type} failed to reply. It is due to (1) {type} is unexpectedly failed. "
@@ -83,19 +78,16 @@ def _server_error(message: str) -> RayStateApiException:
 
 
 class _Response:
-    def __init__(
-        self,
-        rows: list,
-        partial_failure_warning: str = "",
-        warnings_: Optional[list] = None,
-        dropped: int = 0,
-    ):
+    """What the sources returned, with Ray's counts: `total` what they held (dropped task
+    events included), `num_after_truncation` what they returned, `num_filtered` of those
+    passing every filter before the limit."""
+
+    def __init__(self, rows: list, num_filtered: int, partial_failure_warning: str = ""):
         self.rows = rows
-        self.num_after_truncation = len(rows)
-        # Ray's total: what the source had, with what it dropped (task events evicted).
-        self.total = len(rows) + dropped
+        self.num_filtered = num_filtered
+        self.total = self.num_after_truncation = num_filtered
         self.partial_failure_warning = partial_failure_warning
-        self.warnings = warnings_ or []
+        self.warnings: list = []
 
 
 class StateApiClient:
@@ -129,63 +121,12 @@ class StateApiClient:
                 f"lower limit, or set the `RAY_MAX_LIMIT_FROM_API_SERVER` environment variable "
                 f"to a larger value."
             )
-        if resource not in _SORT_KEY:
+        if resource.value not in SORT_KEYS:
             raise NotImplementedError(f"zray's state API cannot list {resource.value} yet")
         schema = resource_to_schema(resource)
-        if resource == StateResource.TASKS:  # filtered, sorted and limited by the head
-            response, num_filtered = self._tasks_on_head(options)
-            rows = response.rows
-        else:
-            response = self._fetch(resource, options.timeout)
-            try:
-                rows = do_filter(response.rows, options.filters or [], schema, options.detail)
-            except ValueError as exc:
-                raise _server_error(str(exc)) from None
-        if raise_on_missing_output and response.partial_failure_warning:
-            raise RayStateApiException(
-                f"Failed to retrieve all {resource.value} from the cluster because"
-                "they are not reachable due to query failures to the data sources. "
-                "To avoid raising an exception and allow having missing output, "
-                "set `raise_on_missing_output=False`. "
-            )
-        if raise_on_missing_output and response.total != response.num_after_truncation:
-            raise RayStateApiException(
-                f"Failed to retrieve all {response.total} {resource.value} from the cluster "
-                "because they are not reachable due to data truncation. It happens "
-                "when the returned data is too large "
-                f"(> {response.num_after_truncation}) "
-                "To avoid raising an exception and allow having missing output, "
-                "set `raise_on_missing_output=False`. "
-            )
-        if resource != StateResource.TASKS:
-            key = _SORT_KEY[resource]
-            rows.sort(key=lambda row: row.get(key) or "")
-            num_filtered = len(rows)
-            rows = rows[: max(options.limit, 0)]
-        if _explain:
-            if response.partial_failure_warning:
-                warnings.warn(response.partial_failure_warning, stacklevel=4)
-            if response.total > response.num_after_truncation:
-                kept = response.num_after_truncation
-                warnings.warn(
-                    "The returned data may contain incomplete result. "
-                    f"{kept} ({response.total} total from the cluster) "
-                    f"{resource.value} are retrieved from the data source. "
-                    f"{response.total - kept} entries have been truncated. "
-                    f"Max of {kept} entries are retrieved "
-                    "from data source to prevent over-sized payloads.",
-                    stacklevel=4,
-                )
-            if num_filtered > len(rows):
-                warnings.warn(
-                    f"Limit last {len(rows)} entries (Total {num_filtered}). Use `--filter` to "
-                    "reduce the amount of data to return or setting a higher limit with "
-                    "`--limit` to see all data. ",
-                    stacklevel=4,
-                )
-            for text in response.warnings:
-                warnings.warn(text, stacklevel=4)
-        return [schema(**row) for row in rows]
+        response = self._listed(resource, options)
+        _check(resource, response, raise_on_missing_output, _explain, stacklevel=4)
+        return [schema(**row) for row in response.rows]
 
     def get(self, resource: StateResource, id: str, options, _explain: bool = False):
         if resource not in _ID_KEY:
@@ -215,497 +156,381 @@ class StateApiClient:
         raise_on_missing_output: bool,
         _explain: bool = False,
     ) -> dict:
+        """Ray's summary of what `list(resource, limit=10,000)` returns, computed where the
+        rows are, with that listing's errors and warnings."""
         timeout = getattr(options, "timeout", DEFAULT_RPC_TIMEOUT)
         listed = StateResource(resource.value)
-        entries = [
-            s.asdict()
-            for s in self.list(
-                listed,
-                ListApiOptions(limit=MAX_LIMIT, timeout=timeout),
-                raise_on_missing_output=raise_on_missing_output,
-                _explain=_explain,
-            )
-        ]
-        if resource == SummaryResource.ACTORS:
-            return {"cluster": _actor_summary(entries)}
         if resource == SummaryResource.OBJECTS:
-            return {"cluster": _object_summary(entries)}
-        return {"cluster": _task_summary(entries)}
+            summary, response = self._object_summary(timeout)
+        else:
+            schema = resource_to_schema(listed)
+            query = P.ListState(
+                listed.value,
+                [],
+                MAX_LIMIT,
+                _SUMMARIZED_COLUMNS[resource],
+                sorted(schema.filterable_columns()),
+                _node_wait_ms(timeout),
+                True,
+            )
+            response = self._answered(
+                self._connection.gather([(self._connection.head, query)], timeout)[0], timeout
+            )
+            summary = response.rows[0]
+            response.rows = [None] * min(response.num_filtered, MAX_LIMIT)  # those summarized
+        _check(listed, response, raise_on_missing_output, _explain, stacklevel=4)
+        return {"cluster": summary}
 
     # ------------------------------------------------------------------ data sources
 
-    def _fetch(self, resource: StateResource, timeout: float) -> _Response:
-        conn = self._connection
-        if resource == StateResource.TASKS:
-            return self._tasks(timeout)
-        if resource in _HEAD_TABLES:
-            rows = conn.ask_head(P.GetStateTable(resource.value), timeout).rows
-            if resource == StateResource.ACTORS:
-                return self._with_actor_pids(rows, timeout)
-            return _Response(rows)
-        if resource == StateResource.WORKERS:
-            return self._from_nodes(
-                P.GetStateTable("workers"), timeout, "raylet", lambda reply, node: reply.rows
-            )
-        timeout_ms = int(timeout * 1000 * 0.8)  # room for the node to answer after its clients
-        response = self._from_nodes(P.GetMemoryReport(timeout_ms), timeout, "raylet", _object_rows)
-        response.warnings.append(
-            "Callsite is not being recorded. zray does not record where ObjectRefs are created."
-        )
-        return response
-
-    def _tasks_on_head(self, options: ListApiOptions) -> Tuple[_Response, int]:
-        """list_tasks' rows as the head filtered, sorted and limited them (Ray's order and
-        counts), and how many passed the filters before the limit."""
+    def _filters(self, options: ListApiOptions, schema) -> list:
         try:
-            filters = typed_filters(options.filters or [], TaskState)
+            return [list(f) for f in typed_filters(options.filters or [], schema)]
         except ValueError as exc:
             raise _server_error(str(exc)) from None
-        conn = self._connection
-        query = P.ListTasks(
-            [list(f) for f in filters],
-            max(options.limit, 0),
-            TaskState.list_columns(detail=options.detail),
-            sorted(TaskState.filterable_columns()),
+
+    def _listed(self, resource: StateResource, options: ListApiOptions) -> _Response:
+        """The rows of `list(resource)` from the head or every live node, each source sending
+        its first `limit` rows by id that pass the filters."""
+        schema = resource_to_schema(resource)
+        filters = self._filters(options, schema)
+        limit = max(options.limit, 0)
+        columns = schema.list_columns(detail=options.detail)
+        # The pid of an actor is filled in here, after the head's filters: a filter on it is
+        # applied here too, over every actor passing the others.
+        pid_filters = [
+            f for f in filters if resource == StateResource.ACTORS and f[0].lower() == "pid"
+        ]
+        if pid_filters:
+            filters = [f for f in filters if f not in pid_filters]
+            limit = MAX_LIMIT
+        query = P.ListState(
+            resource.value,
+            filters,
+            limit,
+            columns + (_ACTOR_WORKER_COLUMNS if resource == StateResource.ACTORS else []),
+            sorted(schema.filterable_columns()),
+            _node_wait_ms(options.timeout),
+            False,
         )
-        [reply] = conn.gather([(conn.head, query)], options.timeout)
+        if resource in _ON_NODES:
+            response = self._from_nodes(query, options.timeout)
+        else:
+            reply = self._connection.gather([(self._connection.head, query)], options.timeout)[0]
+            response = self._answered(reply, options.timeout)
+        if resource == StateResource.OBJECTS:
+            response.warnings.append(_NO_CALLSITE)
+        if resource == StateResource.ACTORS:
+            self._fill_actor_pids(response.rows, options.timeout)
+            if pid_filters:
+                found = query_rows(
+                    response.rows, "actors", pid_filters, options.limit, columns, ["pid"]
+                )
+                response.rows = found.rows
+                response.total = response.num_after_truncation = found.num_filtered
+                response.num_filtered = found.num_filtered
+        return response
+
+    def _answered(self, reply, timeout: float) -> _Response:
         if reply is None:
             raise ServerUnavailable(
-                f"The head at {conn.head} did not answer within {options.timeout}s."
+                f"The head at {self._connection.head} did not answer within {timeout}s."
             )
         if isinstance(reply, P.Error):
             raise _server_error(reply.message)
-        response = _Response(reply.rows)
-        response.num_after_truncation = reply.num_after_truncation
-        response.total = reply.total
-        return response, reply.num_filtered
-
-    def _tasks(self, timeout: float) -> _Response:
-        """The head's task attempts, with how many it dropped (evicted, or dropped by the
-        processes that recorded them) as Ray counts them into the total."""
-        conn = self._connection
-        head = conn.head
-        replies = conn.gather(
-            [(head, P.GetStateTable("tasks")), (head, P.GetStateTable("task_events_stats"))],
-            timeout,
-        )
-        if any(reply is None for reply in replies):
-            raise ServerUnavailable(f"The head at {head} did not answer within {timeout}s.")
-        rows, stats = (_transport._checked(reply).rows for reply in replies)
-        dropped = stats[0]["num_status_task_events_dropped"] if stats else 0
-        return _Response(rows, dropped=dropped)
+        response = _Response(reply.rows, reply.num_filtered)
+        response.total, response.num_after_truncation = reply.total, reply.num_after_truncation
+        return response
 
     def _alive_nodes(self, timeout: float) -> list:
         rows = self._connection.ask_head(P.GetStateTable("nodes"), timeout).rows
         return [row for row in rows if row["state"] == "ALIVE"]
 
-    def _from_nodes(self, msg, timeout: float, kind: str, rows_of) -> _Response:
+    def _ask_nodes(self, msg, timeout: float) -> Tuple[list, str]:
+        """The answers of every live node that answered, and Ray's warning naming how many did
+        not (its error when none did). A node's ValueError is the query's: raised."""
         nodes = self._alive_nodes(timeout)
         replies = self._connection.gather([(n["_address"], msg) for n in nodes], timeout)
-        rows: list = []
+        answers = []
         failures = 0
-        for node, reply in zip(nodes, replies):
+        for reply in replies:
+            if isinstance(reply, P.Error) and reply.kind == "ValueError":
+                raise _server_error(reply.message)
             if reply is None or isinstance(reply, P.Error):
                 failures += 1
             else:
-                rows += rows_of(reply, node)
+                answers.append(reply)
         warning = ""
         if failures:
             text = _QUERY_FAILURE.format(
-                type=kind, total=len(nodes), failures=failures, log="node.log"
+                type="raylet", total=len(nodes), failures=failures, log="node.log"
             )
             if failures == len(nodes):
                 raise _server_error(text)
             warning = f"The returned data may contain incomplete result. {text}"
-        return _Response(rows, warning)
+        return answers, warning
 
-    def _with_actor_pids(self, rows: list, timeout: float) -> _Response:
-        """Actors' pids, from the worker tables of the nodes that ran them (the head leases
-        workers by id and never learns their pids)."""
-        addresses = sorted(
-            {row["_node_address"] for row in rows if row["_worker_id"] and row["_node_address"]}
+    def _from_nodes(self, query: P.ListState, timeout: float) -> _Response:
+        """Every node's first `limit` rows merged: the first `limit` of them all by id."""
+        answers, warning = self._ask_nodes(query, timeout)
+        rows = [row for reply in answers for row in reply.rows]
+        key = SORT_KEYS[query.kind]
+        rows.sort(key=lambda row: row.get(key) or "")
+        response = _Response(rows[: query.limit], sum(r.num_filtered for r in answers), warning)
+        return response
+
+    def _object_summary(self, timeout: float) -> Tuple[dict, _Response]:
+        """Ray's summary of the 10,000 object references listed first: each node's part, merged;
+        when the nodes hold more than that, of the listed ones."""
+        query = P.ListState(
+            "objects",
+            [],
+            MAX_LIMIT,
+            ObjectState.list_columns(detail=False),
+            sorted(ObjectState.filterable_columns()),
+            _node_wait_ms(timeout),
+            True,
         )
-        replies = self._connection.gather(
-            [(a, P.GetStateTable("workers")) for a in addresses], timeout
-        )
+        answers, warning = self._ask_nodes(query, timeout)
+        held = sum(reply.total for reply in answers)
+        if held > MAX_LIMIT:
+            listed = self._listed(
+                StateResource.OBJECTS, ListApiOptions(limit=MAX_LIMIT, timeout=timeout)
+            )
+            parts = [state_summaries.object_summary_part(listed.rows)]
+            response = listed
+        else:
+            parts = [reply.rows[0] for reply in answers]
+            response = _Response([None] * held, held, warning)
+            response.warnings.append(_NO_CALLSITE)
+        return state_summaries.object_summary(parts), response
+
+    def _fill_actor_pids(self, rows: list, timeout: float) -> None:
+        """The pids of the actors in `rows`, from the worker tables of the nodes that ran them
+        (the head leases workers by id and never learns their pids): a query per actor for a
+        few (one row each), else each node's worker ids and pids only."""
+        ran = [row for row in rows if row["_worker_id"] and row["_node_address"]]
+        filterable = sorted(WorkerState.filterable_columns())
+        wait = _node_wait_ms(timeout)
+        if len(ran) <= _PID_QUERIES_MAX:
+            requests = [
+                (
+                    row["_node_address"],
+                    P.ListState(
+                        "workers",
+                        [["worker_id", "=", row["_worker_id"]]],
+                        1,
+                        _PID_COLUMNS,
+                        filterable,
+                        wait,
+                        False,
+                    ),
+                )
+                for row in ran
+            ]
+        else:
+            addresses = sorted({row["_node_address"] for row in ran})
+            requests = [
+                (a, P.ListState("workers", [], MAX_LIMIT, _PID_COLUMNS, filterable, wait, False))
+                for a in addresses
+            ]
+        replies = self._connection.gather(requests, timeout)
         pids = {
             w["worker_id"]: w["pid"]
             for reply in replies
-            if isinstance(reply, P.StateTable)
+            if isinstance(reply, P.StateRows)
             for w in reply.rows
         }
         for row in rows:
-            row["pid"] = pids.get(row["_worker_id"], 0)
-        return _Response(rows)
+            worker_id = row.pop("_worker_id")
+            row.pop("_node_address")
+            row["pid"] = pids.get(worker_id, 0)
 
 
-def _object_rows(report, node) -> list:
-    """One ObjectState row per (process, object) it holds, as Ray's memory table has them."""
-    sizes = {oid: size for oid, size, *_ in report.objects}
-    rows = []
-    for pid, kind, _address, table in report.processes:
-        for oid, _owner, size, reasons, _borrowers in table:
-            reference = next((r for r in _REFERENCE_ORDER if r in reasons), "UNKNOWN_STATUS")
-            rows.append(
-                {
-                    "object_id": oid.hex(),
-                    "object_size": size if size >= 0 else sizes.get(oid, -1),
-                    # Without task events the status of the task that made it is not known here.
-                    "task_status": "NIL",
-                    "attempt_number": 1,
-                    "reference_type": reference,
-                    "call_site": "disabled",
-                    "type": "DRIVER" if kind == "driver" else "WORKER",
-                    "pid": pid,
-                    "ip": report.node_ip,
-                }
-            )
-    return rows
+def _node_wait_ms(timeout: float) -> int:
+    """How long a node waits for its processes: room left for it to answer in `timeout`."""
+    return int(timeout * 1000 * 0.8)
 
 
-def _actor_summary(actors: list) -> dict:
-    summary: dict = {}
-    for actor in actors:
-        entry = summary.setdefault(
-            actor["class_name"], {"class_name": actor["class_name"], "state_counts": {}}
+def _check(
+    resource: StateResource,
+    response: _Response,
+    raise_on_missing_output: bool,
+    _explain: bool,
+    stacklevel: int,
+) -> None:
+    """Ray's errors for a listing with missing output, and its warnings with `_explain`."""
+    if raise_on_missing_output and response.partial_failure_warning:
+        raise RayStateApiException(
+            f"Failed to retrieve all {resource.value} from the cluster because"
+            "they are not reachable due to query failures to the data sources. "
+            "To avoid raising an exception and allow having missing output, "
+            "set `raise_on_missing_output=False`. "
         )
-        counts = entry["state_counts"]
-        counts[actor["state"]] = counts.get(actor["state"], 0) + 1
-    return {"summary": summary, "total_actors": len(actors), "summary_by": "class"}
-
-
-def _object_summary(objects: list) -> dict:
-    summary: dict = {}
-    workers: dict = {}
-    nodes: dict = {}
-    total_mb = 0.0
-    enabled = True
-    for obj in objects:
-        key = obj["call_site"]
-        enabled = enabled and key != "disabled"
-        entry = summary.setdefault(
-            key,
-            {
-                "total_objects": 0,
-                "total_size_mb": 0.0,
-                "total_num_workers": 0,
-                "total_num_nodes": 0,
-                "task_state_counts": {},
-                "task_attempt_number_counts": {},
-                "ref_type_counts": {},
-            },
+    if raise_on_missing_output and response.total != response.num_after_truncation:
+        raise RayStateApiException(
+            f"Failed to retrieve all {response.total} {resource.value} from the cluster "
+            "because they are not reachable due to data truncation. It happens "
+            "when the returned data is too large "
+            f"(> {response.num_after_truncation}) "
+            "To avoid raising an exception and allow having missing output, "
+            "set `raise_on_missing_output=False`. "
         )
-        for counts, value in (
-            (entry["task_state_counts"], obj["task_status"]),
-            (entry["task_attempt_number_counts"], str(obj["attempt_number"])),
-            (entry["ref_type_counts"], obj["reference_type"]),
-        ):
-            counts[value] = counts.get(value, 0) + 1
-        entry["total_objects"] += 1
-        if obj["object_size"] != -1:
-            entry["total_size_mb"] += obj["object_size"] / 1024**2
-            total_mb += obj["object_size"] / 1024**2
-        workers.setdefault(key, set()).add(obj["pid"])
-        nodes.setdefault(key, set()).add(obj["ip"])
-    for key, entry in summary.items():
-        entry["total_num_workers"] = len(workers[key])
-        entry["total_num_nodes"] = len(nodes[key])
-    return {
-        "summary": summary,
-        "total_objects": len(objects),
-        "total_size_mb": total_mb,
-        "callsite_enabled": enabled,
-        "summary_by": "callsite",
-    }
+    if not _explain:
+        return
+    if response.partial_failure_warning:
+        warnings.warn(response.partial_failure_warning, stacklevel=stacklevel)
+    if response.total > response.num_after_truncation:
+        kept = response.num_after_truncation
+        warnings.warn(
+            "The returned data may contain incomplete result. "
+            f"{kept} ({response.total} total from the cluster) "
+            f"{resource.value} are retrieved from the data source. "
+            f"{response.total - kept} entries have been truncated. "
+            f"Max of {kept} entries are retrieved "
+            "from data source to prevent over-sized payloads.",
+            stacklevel=stacklevel,
+        )
+    if response.num_filtered > len(response.rows):
+        warnings.warn(
+            f"Limit last {len(response.rows)} entries (Total {response.num_filtered}). Use "
+            "`--filter` to reduce the amount of data to return or setting a higher limit with "
+            "`--limit` to see all data. ",
+            stacklevel=stacklevel,
+        )
+    for text in response.warnings:
+        warnings.warn(text, stacklevel=stacklevel)
 
 
 # ---------------------------------------------------------------------------- Ray's functions
+# One path for every resource: each public function is made from the table below with Ray's
+# signature, and calls StateApiClient as Ray's do.
 
 
-def _list(resource, address, filters, limit, timeout, detail, raise_on_missing_output, _explain):
-    return StateApiClient(address=address).list(
-        resource,
-        options=ListApiOptions(limit=limit, timeout=timeout, filters=filters, detail=detail),
-        raise_on_missing_output=raise_on_missing_output,
-        _explain=_explain,
-    )
-
-
-def list_actors(
-    address: Optional[str] = None,
-    filters: Filters = None,
-    limit: int = DEFAULT_LIMIT,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    detail: bool = False,
-    raise_on_missing_output: bool = True,
-    _explain: bool = False,
-) -> List[ActorState]:
-    """Actors of the cluster, dead ones included; see ActorState for the fields."""
-    return _list(
-        StateResource.ACTORS,
-        address,
-        filters,
-        limit,
-        timeout,
-        detail,
-        raise_on_missing_output,
-        _explain,
-    )
-
-
-def list_placement_groups(
-    address: Optional[str] = None,
-    filters: Filters = None,
-    limit: int = DEFAULT_LIMIT,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    detail: bool = False,
-    raise_on_missing_output: bool = True,
-    _explain: bool = False,
-) -> List[PlacementGroupState]:
-    return _list(
-        StateResource.PLACEMENT_GROUPS,
-        address,
-        filters,
-        limit,
-        timeout,
-        detail,
-        raise_on_missing_output,
-        _explain,
-    )
-
-
-def list_nodes(
-    address: Optional[str] = None,
-    filters: Filters = None,
-    limit: int = DEFAULT_LIMIT,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    detail: bool = False,
-    raise_on_missing_output: bool = True,
-    _explain: bool = False,
-) -> List[NodeState]:
-    return _list(
-        StateResource.NODES,
-        address,
-        filters,
-        limit,
-        timeout,
-        detail,
-        raise_on_missing_output,
-        _explain,
-    )
-
-
-def list_jobs(
-    address: Optional[str] = None,
-    filters: Filters = None,
-    limit: int = DEFAULT_LIMIT,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    detail: bool = False,
-    raise_on_missing_output: bool = True,
-    _explain: bool = False,
-) -> List[JobState]:
-    return _list(
-        StateResource.JOBS,
-        address,
-        filters,
-        limit,
-        timeout,
-        detail,
-        raise_on_missing_output,
-        _explain,
-    )
-
-
-def list_workers(
-    address: Optional[str] = None,
-    filters: Filters = None,
-    limit: int = DEFAULT_LIMIT,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    detail: bool = False,
-    raise_on_missing_output: bool = True,
-    _explain: bool = False,
-) -> List[WorkerState]:
-    """Drivers and workers of every live node: live ones and each node's latest exited."""
-    return _list(
-        StateResource.WORKERS,
-        address,
-        filters,
-        limit,
-        timeout,
-        detail,
-        raise_on_missing_output,
-        _explain,
-    )
-
-
-def list_objects(
-    address: Optional[str] = None,
-    filters: Filters = None,
-    limit: int = DEFAULT_LIMIT,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    detail: bool = False,
-    raise_on_missing_output: bool = True,
-    _explain: bool = False,
-) -> List[ObjectState]:
-    """One entry per object reference per process holding it, as `zray memory` shows them."""
-    return _list(
-        StateResource.OBJECTS,
-        address,
-        filters,
-        limit,
-        timeout,
-        detail,
-        raise_on_missing_output,
-        _explain,
-    )
-
-
-def _get(resource, id, address, timeout, _explain):
-    return StateApiClient(address=address).get(
-        resource, id, ListApiOptions(timeout=timeout), _explain=_explain
-    )
-
-
-def get_actor(
-    id: str,
-    address: Optional[str] = None,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    _explain: bool = False,
-) -> Optional[ActorState]:
-    return _get(StateResource.ACTORS, id, address, timeout, _explain)
-
-
-def get_node(
-    id: str,
-    address: Optional[str] = None,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    _explain: bool = False,
-) -> Optional[NodeState]:
-    return _get(StateResource.NODES, id, address, timeout, _explain)
-
-
-def get_placement_group(
-    id: str,
-    address: Optional[str] = None,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    _explain: bool = False,
-) -> Optional[PlacementGroupState]:
-    return _get(StateResource.PLACEMENT_GROUPS, id, address, timeout, _explain)
-
-
-def get_worker(
-    id: str,
-    address: Optional[str] = None,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    _explain: bool = False,
-) -> Optional[WorkerState]:
-    return _get(StateResource.WORKERS, id, address, timeout, _explain)
-
-
-def get_objects(
-    id: str,
-    address: Optional[str] = None,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    _explain: bool = False,
-) -> List[ObjectState]:
-    return _get(StateResource.OBJECTS, id, address, timeout, _explain)
-
-
-def _summary(resource, address, timeout, raise_on_missing_output, _explain):
-    return StateApiClient(address=address).summary(
-        resource,
-        options=ListApiOptions(timeout=timeout),
-        raise_on_missing_output=raise_on_missing_output,
-        _explain=_explain,
-    )
-
-
-def summarize_actors(
-    address: Optional[str] = None,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    raise_on_missing_output: bool = True,
-    _explain: bool = False,
-) -> dict:
-    """{"cluster": {"summary": {class name: {"class_name", "state_counts"}}, "total_actors",
-    "summary_by": "class"}}, as Ray returns it."""
-    return _summary(SummaryResource.ACTORS, address, timeout, raise_on_missing_output, _explain)
-
-
-def summarize_objects(
-    address: Optional[str] = None,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    raise_on_missing_output: bool = True,
-    _explain: bool = False,
-) -> dict:
-    """{"cluster": {"summary": {call site: counts}, "total_objects", "total_size_mb",
-    "callsite_enabled", "summary_by": "callsite"}}, as Ray returns it."""
-    return _summary(SummaryResource.OBJECTS, address, timeout, raise_on_missing_output, _explain)
-
-
-def _task_summary(tasks: list) -> dict:
-    """Ray's TaskSummaries.to_summary_by_func_name."""
-    summary: dict = {}
-    totals = {"NORMAL_TASK": 0, "ACTOR_CREATION_TASK": 0, "ACTOR_TASK": 0}
-    for task in tasks:
-        key = task.get("name") or task.get("func_or_class_name")
-        entry = summary.setdefault(
-            key, {"func_or_class_name": key, "type": task["type"], "state_counts": {}}
+def _make_list(resource: StateResource, schema, doc: str):
+    def list_state(
+        address: Optional[str] = None,
+        filters: Filters = None,
+        limit: int = DEFAULT_LIMIT,
+        timeout: int = DEFAULT_RPC_TIMEOUT,
+        detail: bool = False,
+        raise_on_missing_output: bool = True,
+        _explain: bool = False,
+    ):
+        return StateApiClient(address=address).list(
+            resource,
+            options=ListApiOptions(limit=limit, timeout=timeout, filters=filters, detail=detail),
+            raise_on_missing_output=raise_on_missing_output,
+            _explain=_explain,
         )
-        counts = entry["state_counts"]
-        counts[task["state"]] = counts.get(task["state"], 0) + 1
-        if task["type"] in totals:
-            totals[task["type"]] += 1
-    return {
-        "summary": summary,
-        "total_tasks": totals["NORMAL_TASK"],
-        "total_actor_tasks": totals["ACTOR_TASK"],
-        "total_actor_scheduled": totals["ACTOR_CREATION_TASK"],
-        "summary_by": "func_name",
-    }
+
+    list_state.__annotations__["return"] = List[schema]
+    return _named(list_state, f"list_{resource.value}", doc)
 
 
-def list_tasks(
-    address: Optional[str] = None,
-    filters: Filters = None,
-    limit: int = DEFAULT_LIMIT,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    detail: bool = False,
-    raise_on_missing_output: bool = True,
-    _explain: bool = False,
-) -> List[TaskState]:
-    """Task attempts the head has events of (the latest `task_events_max_num_task_in_gcs`),
-    one entry per attempt; see TaskState for the fields."""
-    return _list(
-        StateResource.TASKS,
-        address,
-        filters,
-        limit,
-        timeout,
-        detail,
-        raise_on_missing_output,
-        _explain,
-    )
+def _make_get(resource: StateResource, name: str, returns, doc: str):
+    def get_state(
+        id: str,
+        address: Optional[str] = None,
+        timeout: int = DEFAULT_RPC_TIMEOUT,
+        _explain: bool = False,
+    ):
+        if resource == StateResource.TASKS and not isinstance(id, str):
+            id = id.task_id().hex()  # an ObjectRef the task returned
+        return StateApiClient(address=address).get(
+            resource, id, ListApiOptions(timeout=timeout), _explain=_explain
+        )
+
+    get_state.__annotations__["return"] = returns
+    return _named(get_state, name, doc)
 
 
-def get_task(
-    id,
-    address: Optional[str] = None,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    _explain: bool = False,
-):
-    """A task by id (a hex string, or an ObjectRef it returned): its TaskState, a list of
-    them when it ran more than once, or None."""
-    str_id = id if isinstance(id, str) else id.task_id().hex()
-    return _get(StateResource.TASKS, str_id, address, timeout, _explain)
+def _make_summary(resource: SummaryResource, doc: str):
+    def summarize_state(
+        address: Optional[str] = None,
+        timeout: int = DEFAULT_RPC_TIMEOUT,
+        raise_on_missing_output: bool = True,
+        _explain: bool = False,
+    ) -> dict:
+        return StateApiClient(address=address).summary(
+            resource,
+            options=ListApiOptions(timeout=timeout),
+            raise_on_missing_output=raise_on_missing_output,
+            _explain=_explain,
+        )
+
+    return _named(summarize_state, f"summarize_{resource.value}", doc)
 
 
-def summarize_tasks(
-    address: Optional[str] = None,
-    timeout: int = DEFAULT_RPC_TIMEOUT,
-    raise_on_missing_output: bool = True,
-    _explain: bool = False,
-) -> dict:
+def _named(function, name: str, doc: str):
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = doc
+    return function
+
+
+list_actors = _make_list(
+    StateResource.ACTORS,
+    ActorState,
+    "Actors of the cluster, dead ones included; see ActorState for the fields.",
+)
+list_placement_groups = _make_list(
+    StateResource.PLACEMENT_GROUPS, PlacementGroupState, "Placement groups of the cluster."
+)
+list_nodes = _make_list(StateResource.NODES, NodeState, "Nodes of the cluster, dead ones included.")
+list_jobs = _make_list(StateResource.JOBS, JobState, "Jobs: drivers and submitted jobs.")
+list_workers = _make_list(
+    StateResource.WORKERS,
+    WorkerState,
+    "Drivers and workers of every live node: live ones and each node's latest exited.",
+)
+list_objects = _make_list(
+    StateResource.OBJECTS,
+    ObjectState,
+    "One entry per object reference per process holding it, as `zray memory` shows them.",
+)
+list_tasks = _make_list(
+    StateResource.TASKS,
+    TaskState,
+    "Task attempts the head has events of (the latest `task_events_max_num_task_in_gcs`), "
+    "one entry per attempt; see TaskState for the fields.",
+)
+get_actor = _make_get(StateResource.ACTORS, "get_actor", Optional[ActorState], "An actor by id.")
+get_node = _make_get(StateResource.NODES, "get_node", Optional[NodeState], "A node by id.")
+get_placement_group = _make_get(
+    StateResource.PLACEMENT_GROUPS,
+    "get_placement_group",
+    Optional[PlacementGroupState],
+    "A placement group by id.",
+)
+get_worker = _make_get(
+    StateResource.WORKERS, "get_worker", Optional[WorkerState], "A worker by id."
+)
+get_objects = _make_get(
+    StateResource.OBJECTS,
+    "get_objects",
+    List[ObjectState],
+    "Every reference to an object, one per process holding it.",
+)
+get_task = _make_get(
+    StateResource.TASKS,
+    "get_task",
+    Optional[TaskState],
+    "A task by id (a hex string, or an ObjectRef it returned): its TaskState, a list of "
+    "them when it ran more than once, or None.",
+)
+summarize_actors = _make_summary(
+    SummaryResource.ACTORS,
+    """{"cluster": {"summary": {class name: {"class_name", "state_counts"}}, "total_actors",
+    "summary_by": "class"}}, as Ray returns it.""",
+)
+summarize_objects = _make_summary(
+    SummaryResource.OBJECTS,
+    """{"cluster": {"summary": {call site: counts}, "total_objects", "total_size_mb",
+    "callsite_enabled", "summary_by": "callsite"}}, as Ray returns it.""",
+)
+summarize_tasks = _make_summary(
+    SummaryResource.TASKS,
     """{"cluster": {"summary": {name: {"func_or_class_name", "type", "state_counts"}},
     "total_tasks", "total_actor_tasks", "total_actor_scheduled", "summary_by": "func_name"}},
-    as Ray returns it."""
-    return _summary(SummaryResource.TASKS, address, timeout, raise_on_missing_output, _explain)
+    as Ray returns it.""",
+)

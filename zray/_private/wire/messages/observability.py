@@ -32,16 +32,16 @@ class MetricsReport(NamedTuple):
 
 @message(110)
 class GetStateTable(NamedTuple):
-    """`zray.util.state` to the head (kind: actors, nodes, jobs, placement_groups) or to a node
-    (workers); answered StateTable."""
+    """`zray.util.state` to the head (kind: actors, nodes, jobs, placement_groups, tasks,
+    task_events_stats, timeline) or to a node (workers); answered StateTable."""
 
     kind: str
 
 
 @message(111)
 class StateTable(NamedTuple):
-    """Rows with Ray's state field names (detail ones included); the asker filters, limits and
-    trims them, so the head does no per-query work beyond building the rows."""
+    """A whole table: rows with Ray's state field names (detail ones included), or for
+    `timeline` the Chrome trace events of the task runs (Ray's chrome_tracing_dump)."""
 
     kind: str
     rows: list
@@ -67,24 +67,31 @@ class AddTaskEvents(NamedTuple):
 
 
 @message(220)
-class ListTasks(NamedTuple):
-    """`zray.util.state.list_tasks` (and get_task, summarize_tasks, the dashboard) to the head:
-    the head filters, sorts and limits its task attempts as Ray does (head/task_queries.py)
-    and sends only `limit` rows. `filters`: [column, "=" or "!=", value] with values typed by
-    the asker; `columns`: the fields each row keeps (detail or not); `filterable`: the columns
-    a filter may name. Answered TaskRows, or Error(ValueError) for a column not filterable."""
+class ListState(NamedTuple):
+    """`zray.util.state` to where the rows are: the head (kind: tasks, actors, nodes, jobs,
+    placement_groups) or each live node (workers, objects). It filters, sorts by the kind's id
+    and sends the first `limit` rows with `columns` only (head/task_queries.py for tasks,
+    common/state_rows.py for the rest); `filters`: [column, "=" or "!=", value] typed by the
+    asker; `filterable`: the columns a filter may name; `timeout_ms`: how long a node waits
+    for its processes' reference tables (objects). `summarize`: answer Ray's summary of the
+    listing instead of its rows (tasks and actors at the head, a part per node for objects;
+    common/state_summaries.py). Answered StateRows, or Error(ValueError) for a bad query."""
 
+    kind: str
     filters: list
     limit: int
     columns: list
     filterable: list
+    timeout_ms: int
+    summarize: bool
 
 
 @message(221)
-class TaskRows(NamedTuple):
-    """The head's answer to ListTasks: the rows, and the counts Ray's warnings quote (`total`
-    held by the source, dropped ones included; `num_after_truncation` returned by the source
-    before the other filters; `num_filtered` passing every filter, before `limit`)."""
+class StateRows(NamedTuple):
+    """The answer to ListState: the rows (or `[summary]`), and the counts Ray's warnings quote
+    (`total` held by the source, dropped task events included; `num_after_truncation`
+    returned by the source before the other filters; `num_filtered` passing every filter,
+    before `limit`)."""
 
     rows: list
     total: int
