@@ -32,6 +32,9 @@ class ObjectDirectory:
         self.sizes: dict[bytes, int] = {}
         self.subscribers: dict[bytes, list[object]] = {}
         self.lost: set[bytes] = set()  # had copies, all on nodes that died
+        # Left with no known copy while a restarted head still awaits nodes that may report
+        # one: lost only if none did (settle_deferred).
+        self.maybe_lost: set[bytes] = set()
         # Subscriptions naming the node said to hold the object: if it dies before reporting
         # the copy, they are answered "lost" (node -> [(subscriber, object id)]).
         self.sealed_on: dict[bytes, list[tuple[object, bytes]]] = {}
@@ -46,6 +49,7 @@ class ObjectDirectory:
         out: list[Notify] = []
         for object_id, size in zip(object_ids, sizes):
             self.lost.discard(object_id)
+            self.maybe_lost.discard(object_id)
             self.locations.setdefault(object_id, set()).add(node_id)
             self.sizes[object_id] = size
             self._received(object_id, node_id)
@@ -179,13 +183,21 @@ class ObjectDirectory:
                 del self.subscribers[object_id]
         return []
 
-    def node_dead(self, node_id: bytes) -> list[Notify]:
+    def node_dead(self, node_id: bytes, defer_loss: bool = False) -> list[Notify]:
         """Forgets the node's copies; objects left with none are lost, and later
-        subscriptions to them are answered at once with no location."""
+        subscriptions to them are answered at once with no location. With `defer_loss` (a
+        restarted head still awaits nodes, which may report copies) they only may be: their
+        askers wait until a copy is reported or settle_deferred() says they are lost."""
         lost = [oid for oid, nodes in self.locations.items() if nodes == {node_id}]
         self.remove_locations(node_id, list(self.locations))
         for object_id in list(self.receiving):
             self._received(object_id, node_id)
+        if defer_loss:
+            self.maybe_lost.update(lost)
+            for _subscriber, object_id in self.sealed_on.pop(node_id, []):
+                if not self.locations.get(object_id):
+                    self.maybe_lost.add(object_id)
+            return []
         self.lost.update(lost)
         out = [Notify(None, oid, (), 0) for oid in lost]
         for subscriber, object_id in self.sealed_on.pop(node_id, []):
@@ -204,6 +216,21 @@ class ObjectDirectory:
                     del self.locators[object_id]
                 self.lost.add(object_id)
                 out.append(Notify(subscriber, object_id, (), 0))
+        return out
+
+    def settle_deferred(self) -> list[Notify]:
+        """Every node a restarted head awaited is back or dead: objects that may have been
+        lost and that no node reported a copy of are lost."""
+        out: list[Notify] = []
+        for object_id in sorted(self.maybe_lost):
+            if self.locations.get(object_id):
+                continue
+            self.lost.add(object_id)
+            out.append(Notify(None, object_id, (), 0))
+            out.extend(Notify(s, object_id, (), 0) for s in self.subscribers.pop(object_id, ()))
+            for subscriber, _node, _exclude, _primary in self.locators.pop(object_id, ()):
+                out.append(Notify(subscriber, object_id, (), 0))
+        self.maybe_lost.clear()
         return out
 
     def lookup(self, object_id: bytes) -> tuple[bytes, ...]:

@@ -249,6 +249,22 @@ class HeadRecovery:
                 sum(len(i.bundles) for i in settled if type(i) is G.Return),
             )
 
+    def deferring_loss(self) -> bool:
+        """Whether nodes this restarted head awaits may still report copies: an object whose
+        known copies died is not lost yet (object_directory.py, settle_deferred)."""
+        return bool(self.recovering_until and self._awaited_nodes)
+
+    def _primary_node(self, object_id: bytes, sealed_on: bytes) -> tuple[bytes, bool]:
+        """(the node to watch for the object's first copy, whether it is dead already) for a
+        location request naming `sealed_on` as the primary's node."""
+        holder = self.nodes.get(sealed_on) if sealed_on else None
+        dead = bool(sealed_on) and (holder is None or not holder.alive)
+        if dead and self.deferring_loss():
+            # A node still awaited may report a copy (one it pulled): wait for it.
+            self.directory.maybe_lost.add(object_id)
+            return b"", False
+        return sealed_on, dead
+
     def _freed_while_resuming(self, object_ids) -> None:
         """An owner's free (or one a node sent again after it lost the old head) reached us
         before every node that may hold a copy came back: their ResumeNode must not bring
@@ -314,6 +330,7 @@ class HeadRecovery:
         for node_id in sorted(self._awaited_nodes):
             self.mark_dead(node_id, "it did not come back after the head restarted")
         self._awaited_nodes.clear()
+        self._notify(self.directory.settle_deferred())
         for actor_id in sorted(self._unconfirmed_actors):
             actor = self.actors.actors.get(actor_id)
             if actor is not None and actor.state != A.DEAD and actor.lease_id:

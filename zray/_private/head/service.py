@@ -518,13 +518,11 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
         self.directory.remove_locations(msg.node_id, msg.object_ids)
 
     def on_SubscribeObjectLocation(self, identity, msg: P.SubscribeObjectLocation, seq):
-        holder = self.nodes.get(msg.sealed_on) if msg.sealed_on else None
-        dead = bool(msg.sealed_on) and (holder is None or not holder.alive)
-        self._notify(self.directory.subscribe((identity, seq), msg.object_id, msg.sealed_on, dead))
+        sealed_on, dead = self._primary_node(msg.object_id, msg.sealed_on)
+        self._notify(self.directory.subscribe((identity, seq), msg.object_id, sealed_on, dead))
 
     def on_LocateSource(self, identity, msg: P.LocateSource, seq):
-        holder = self.nodes.get(msg.sealed_on) if msg.sealed_on else None
-        dead = bool(msg.sealed_on) and (holder is None or not holder.alive)
+        sealed_on, dead = self._primary_node(msg.object_id, msg.sealed_on)
         exclude = [n for n in msg.exclude if isinstance(n, bytes)]
         self._notify(
             self.directory.locate(
@@ -532,7 +530,7 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
                 msg.object_id,
                 msg.node_id,
                 exclude,
-                msg.sealed_on,
+                sealed_on,
                 dead,
             )
         )
@@ -615,7 +613,7 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
         node.ended_at = time.time()
         self.tables.node(node.to_wire())
         logger.warning("node %s is dead: %s", node_id.hex()[:12], reason)
-        self._notify(self.directory.node_dead(node_id))
+        self._notify(self.directory.node_dead(node_id, self.deferring_loss()))
         for other in self.nodes.values():
             if other.alive:
                 self.endpoint.send(other.address, P.NodeDied(node_id, node.address))
