@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from process_cpu import cluster_cpu_s, per_call_us
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 WORKLOADS = {
@@ -34,29 +36,6 @@ WORKLOADS = {
     "async-actor calls async": (1000, 20),
 }
 SETTLE_S = 1.5  # every process sends its events within a second
-
-
-def cluster_cpu_s() -> dict:
-    """CPU seconds so far of this driver, the node daemon (with the head) and the rest (the
-    zygote and the workers it forked)."""
-    import psutil
-
-    me = psutil.Process()
-    spent = {"driver": 0.0, "node": 0.0, "workers": 0.0}
-    for process in [me] + me.children(recursive=True):
-        try:
-            times = process.cpu_times()
-            command = " ".join(process.cmdline())
-        except psutil.Error:
-            continue
-        if process.pid == me.pid:
-            role = "driver"
-        elif "zray.scripts.node" in command:
-            role = "node"
-        else:
-            role = "workers"
-        spent[role] += times.user + times.system
-    return spent
 
 
 def child(workload: str) -> dict:
@@ -99,7 +78,7 @@ def child(workload: str) -> dict:
         time.sleep(SETTLE_S)
         cpu1 = cluster_cpu_s()
         n = calls * reps
-        per_role = {role: 1e6 * (cpu1[role] - cpu0[role]) / n for role in cpu1}
+        per_role = per_call_us(cpu0, cpu1, n)
         return {"rate": n / wall, "cpu_us": sum(per_role.values()), **per_role}
     finally:
         ray.shutdown()
