@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+from process_cpu import ROLES, cluster_cpu_s, per_call_us
+
 WORKLOADS = {
     # name: (calls per repetition, repetitions)
     "tasks sync": (2000, 1),
@@ -35,30 +37,6 @@ WORKLOADS = {
     "multi client tasks async, 4 clients": (2500, 1),
     "wait 1k ready refs": (1000, 1),
 }
-ROLES = ("driver", "node", "owners", "workers")
-
-
-def cluster_cpu_s(owner_pids: set) -> dict:
-    import psutil
-
-    me = psutil.Process()
-    spent = dict.fromkeys(ROLES, 0.0)
-    for process in [me] + me.children(recursive=True):
-        try:
-            times = process.cpu_times()
-            command = " ".join(process.cmdline())
-        except psutil.Error:
-            continue
-        if process.pid == me.pid:
-            role = "driver"
-        elif "zray.scripts.node" in command:
-            role = "node"
-        elif process.pid in owner_pids:
-            role = "owners"
-        else:
-            role = "workers"
-        spent[role] += times.user + times.system
-    return spent
 
 
 def child(workload: str) -> dict:
@@ -113,7 +91,7 @@ def child(workload: str) -> dict:
         wall = time.perf_counter() - t0
         cpu1 = cluster_cpu_s(owner_pids)
         n = calls * reps
-        per_role = {role: 1e6 * (cpu1[role] - cpu0[role]) / n for role in ROLES}
+        per_role = per_call_us(cpu0, cpu1, n)
         return {
             "rate": n / wall,
             "cpu_us": sum(per_role.values()),

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from process_cpu import cluster_cpu_s, per_call_us
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 WORKLOADS = {
@@ -34,29 +36,6 @@ WORKLOADS = {
     "async-actor calls async": (1000, 20),
 }
 SETTLE_S = 1.5  # every process sends its events within a second
-
-
-def cluster_cpu_s() -> dict:
-    """CPU seconds so far of this driver, the node daemon (with the head) and the rest (the
-    zygote and the workers it forked)."""
-    import psutil
-
-    me = psutil.Process()
-    spent = {"driver": 0.0, "node": 0.0, "workers": 0.0}
-    for process in [me] + me.children(recursive=True):
-        try:
-            times = process.cpu_times()
-            command = " ".join(process.cmdline())
-        except psutil.Error:
-            continue
-        if process.pid == me.pid:
-            role = "driver"
-        elif "zray.scripts.node" in command:
-            role = "node"
-        else:
-            role = "workers"
-        spent[role] += times.user + times.system
-    return spent
 
 
 def child(workload: str) -> dict:
@@ -99,7 +78,7 @@ def child(workload: str) -> dict:
         time.sleep(SETTLE_S)
         cpu1 = cluster_cpu_s()
         n = calls * reps
-        per_role = {role: 1e6 * (cpu1[role] - cpu0[role]) / n for role in cpu1}
+        per_role = per_call_us(cpu0, cpu1, n)
         return {"rate": n / wall, "cpu_us": sum(per_role.values()), **per_role}
     finally:
         ray.shutdown()
@@ -161,8 +140,8 @@ def micro_actor_calls(trials: int = 30, n: int = 2000) -> dict:
     import msgpack
 
     from zray._private.common import task_states as TS
-    from zray._private.core.actor_submitter import ActorCall
-    from zray._private.core.task_events import TaskEvents, now
+    from zray._private.core.actor_submitter import ActorCall, ActorRecord
+    from zray._private.core.task_events import TaskEvents, now, share_descriptions
     from zray._private.head.task_events import TaskEventTable
     from zray._private.wire import protocol as P
 
@@ -175,9 +154,10 @@ def micro_actor_calls(trials: int = 30, n: int = 2000) -> dict:
         events = TaskEvents(Core())
         record = events.record
         calls = [ActorCall(task_id, "m", 1, [], [b""], [], 0, [], "", -1) for task_id in ids]
+        actor = ActorRecord(b"a" * 16, "A")
         t0 = time.thread_time()
         for call in calls:  # owner: described at submission, sent, ended; worker: the run
-            call.info = (TS.ACTOR_TASK, "A.m", "A.m", b"a" * 16, b"p" * 24, (), "", "")
+            call.info = actor.info(call.method, b"p" * 24)
             call.sent_ns = now()
             started = events.run_started(call.task_id, 0)
             events.run_ended(call.task_id, 0, started)
@@ -185,7 +165,9 @@ def micro_actor_calls(trials: int = 30, n: int = 2000) -> dict:
             info, call.info = call.info, ()
             record((call.task_id, 0, TS.FINISHED, now(), (sent, info)))
         t1 = time.thread_time()
-        packed = msgpack.packb(events.events, use_bin_type=True)
+        batch = events.events[:]
+        share_descriptions(batch)  # as TaskEvents.flush does
+        packed = msgpack.packb(batch, use_bin_type=True)
         frames = P.encode(P.AddTaskEvents(b"n" * 28, b"w" * 28, 1, packed, 0))
         t2 = time.thread_time()
         msg, _, _ = P.decode(frames[0], frames[1])

@@ -550,9 +550,10 @@ class ActorMethod:
         events = core.task_events.enabled and self._options.get(
             "enable_task_events", self._defaults.get("enable_task_events", True)
         )
-        return_ids = [
-            object_id_for(task_id, i) for i in range(1, (1 if streaming else num_returns) + 1)
-        ]
+        if streaming or num_returns == 1:  # the common case, without a comprehension
+            return_ids = [object_id_for(task_id, 1)]
+        else:
+            return_ids = [object_id_for(task_id, i) for i in range(1, num_returns + 1)]
         call = ActorCall(
             task_id,
             self._name,
@@ -571,7 +572,10 @@ class ActorMethod:
         )
         if handle._max_pending_calls > 0:
             core.actor_submitter.check_pending_calls(handle._actor_id, self._name)
-        refs = [ObjectRef(oid, core.address) for oid in return_ids]
+        if len(return_ids) == 1:
+            refs = [ObjectRef(return_ids[0], core.address)]
+        else:
+            refs = [ObjectRef(oid, core.address) for oid in return_ids]
         if streaming:  # values arrive as they are yielded (zray/_private/core/generators.py)
             from zray._private.core.generators import ObjectRefGenerator, dynamic_result
 

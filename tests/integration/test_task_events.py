@@ -241,7 +241,10 @@ def test_an_actor_call_costs_its_owner_one_event(ray):
         assert ray.get(refs, timeout=60) == list(range(20))
         ids = {ref.task_id().binary() for ref in refs}
         # Its end says when it was sent, with its description (PENDING_ARGS_AVAIL).
-        assert [e[2] for e in list(events.events) if e[0] in ids] == [TS.FINISHED] * 20
+        ends = [e for e in list(events.events) if e[0] in ids]
+        assert [e[2] for e in ends] == [TS.FINISHED] * 20
+        # One description tuple for all: a batch sends it once (task_events.share_descriptions)
+        assert len({id(e[4][1]) for e in ends if e[4] and e[4][1]}) == 1
     finally:
         events.interval_s, events._next_flush = saved, time.monotonic()
 

@@ -117,3 +117,25 @@ def test_pieces_of_a_frame_table_and_of_a_message_after_a_whole_one(stream):
         received += unpacker.feed(bytearray(piece))  # any buffer, which the caller may reuse
     assert [[f.bytes for f in m] for m in received] == [[b"a"], [b"bb" * 3000, b"c"]]
     assert unpacker.buffered == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(frames=st.lists(st.binary(max_size=40), max_size=8), cut=st.integers(0, 400))
+def test_unsent_is_what_a_partial_send_left_in_order(stream, frames, cut):
+    data = b"".join(frames)
+    sent = min(cut, len(data))
+    rest = stream.unsent(frames, sent)
+    assert b"".join(bytes(b) for b in rest) == data[sent:]
+    if sent == len(data):
+        assert rest == []  # everything went: nothing to queue
+
+
+def test_unsent_counts_bytes_of_any_buffer_and_refuses_a_negative_count(stream):
+    import array
+
+    doubles = memoryview(array.array("d", [1.0, 2.0]))  # 2 items, 16 bytes
+    rest = stream.unsent([b"ab", doubles, bytearray(b"xyz")], 5)
+    assert [bytes(b) for b in rest] == [doubles.tobytes()[3:], b"xyz"]
+    assert stream.unsent([b"ab", doubles], 18) == []
+    with pytest.raises(ValueError):
+        stream.unsent([b"ab"], -1)

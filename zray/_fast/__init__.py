@@ -30,6 +30,7 @@ _EXPORTS = {
         "MessageTooLarge",
         "Unpacker",
         "pack",
+        "unsent",
     ),
     "refscan": ("scan_refs",),
     "records": ("first_bad_field",),

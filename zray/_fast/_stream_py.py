@@ -74,6 +74,22 @@ def pack(frames) -> list:
     return [_lengths(count + 1).pack(count, *lengths), *frames]
 
 
+def unsent(buffers, sent: int) -> list:
+    """What of `buffers` (a sendmsg's list) a send of `sent` bytes did not take, in order: []
+    if it took them all, else the rest, the first cut to its unsent part."""
+    if sent < 0:
+        raise ValueError(f"sent must be >= 0, not {sent}")
+    for index, buffer in enumerate(buffers):
+        size = len(buffer) if type(buffer) is bytes else memoryview(buffer).nbytes
+        if sent < size:
+            rest = list(buffers[index:])
+            if sent:
+                rest[0] = memoryview(buffer).cast("B")[sent:]
+            return rest
+        sent -= size
+    return []
+
+
 class Unpacker:
     """Splits a byte stream into messages, whatever the chunks it arrives in."""
 

@@ -70,6 +70,24 @@ def pack(frames):
     return out
 
 
+def unsent(buffers, Py_ssize_t sent):
+    """What of `buffers` (a sendmsg's list) a send of `sent` bytes did not take, in order: []
+    if it took them all, else the rest, the first cut to its unsent part."""
+    cdef Py_ssize_t index, count = len(buffers), size
+    if sent < 0:
+        raise ValueError(f"sent must be >= 0, not {sent}")
+    for index in range(count):
+        buffer = buffers[index]
+        size = _nbytes(buffer)
+        if sent < size:
+            rest = list(buffers[index:])
+            if sent:
+                rest[0] = memoryview(buffer).cast("B")[sent:]
+            return rest
+        sent -= size
+    return []
+
+
 cdef class Unpacker:
     """Splits a byte stream into messages, whatever the chunks it arrives in."""
     cdef list _chunks

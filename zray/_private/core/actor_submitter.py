@@ -42,6 +42,7 @@ KILLED_CAUSE = "The actor is dead because it was killed by `ray.kill`."  # Ray's
 # How long the head's word that an actor died may wait for the answers its worker sent us
 # before it died (see ActorSubmitter._defer_death).
 DEATH_GRACE_S = 2.0
+MAX_SHARED_INFOS = 1024  # task-event descriptions kept per actor (ActorRecord.info)
 
 
 @dataclass(eq=False)
@@ -82,6 +83,8 @@ class ActorCall:
 
     @property
     def pinned_ids(self) -> list:
+        if not self.top_refs and not self.nested:  # most calls: two comprehensions saved
+            return []
         return [ref._id for ref in self.top_refs] + [oid for oid, _ in self.nested]
 
 
@@ -99,6 +102,29 @@ class ActorRecord:
     # Ray's max_pending_calls (> 0: a limit) and the calls submitted here and not yet done.
     max_pending_calls: int = -1
     pending_calls: int = 0
+    # (method, parent task id) -> the calls' task-event description, one tuple shared by all
+    # (a flush sends it once per batch: task_events.py, `share_descriptions`)
+    infos: dict = field(default_factory=dict)
+    names: dict = field(default_factory=dict)  # method -> "Class.method", the metrics' name
+
+    def info(self, method: str, parent_task_id: bytes) -> tuple:
+        info = self.infos.get((method, parent_task_id))
+        if info is None:
+            if len(self.infos) >= MAX_SHARED_INFOS:  # parents come and go: stay bounded
+                self.infos.clear()
+            name = self.name(method)
+            # No resources: () where a task has a dict, so the garbage collector stops
+            # tracking the event holding it at its first look (a dict is always tracked:
+            # thousands of calls a second of them were promoted to older generations).
+            info = (TS.ACTOR_TASK, name, name, self.actor_id, parent_task_id, (), "", "")
+            self.infos[(method, parent_task_id)] = info
+        return info
+
+    def name(self, method: str) -> str:
+        name = self.names.get(method)
+        if name is None:
+            name = self.names[method] = f"{self.class_name}.{method}"
+        return name
 
 
 class ActorSubmitter:
@@ -290,22 +316,23 @@ class ActorSubmitter:
         with self.lock:
             record = self.actors[actor_id]
             if call.events:
-                name = f"{record.class_name}.{call.method}"
-                # No resources: () where a task has a dict, so the garbage collector stops
-                # tracking the event holding it at its first look (a dict is always tracked:
-                # thousands of calls a second of them were promoted to older generations).
-                call.info = (TS.ACTOR_TASK, name, name, actor_id, call.parent_task_id, (), "", "")
+                call.info = record.info(call.method, call.parent_task_id)
             self.calls[call.task_id] = (record, call)
             failed = record.order.submit(call)  # an actor already dead fails it at once
+            ready = not failed and not call.top_refs and not call.nested
             if failed:
                 decided = self._decide(record, failed)
+            elif ready:  # nothing to resolve or lend: `_ready`'s work, under this one lock
+                decided = self._decide(record, record.order.resolved(call, False))
         if failed:
             if call.events:
                 info, call.info = call.info, ()
                 self._record((call.task_id, call.attempt, TS.PENDING_ARGS_AVAIL, now(), info))
             self._carry_out(decided)
             return
-        if call.top_refs:
+        if ready:
+            self._carry_out(decided)
+        elif call.top_refs:
             when_resolved(core, call.top_refs, lambda *r: self._ready(record, call, *r))
         else:
             self._ready(record, call, [], [], None)
@@ -526,7 +553,7 @@ class ActorSubmitter:
             with self.lock:
                 found[0].pending_calls -= 1
         failed = any(e.kind == KIND_ERROR for _, e in entries or ())
-        metrics_registry.tasks.finished(f"{found[0].class_name}.{call.method}", failed, False)
+        metrics_registry.tasks.finished(found[0].name(call.method), failed, False)
         if call.events:
             first = entries[0][1] if entries else None  # an error is every return's
             sent = call.sent_ns

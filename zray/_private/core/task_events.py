@@ -20,7 +20,9 @@ them: zray/_private/head/task_events.py.
   ended in ns, or 0 while it still runs;
 - FINISHED: None; or, for an actor call whose sending no event reported yet,
   `[sent_ns, description or None]`: its SUBMITTED_TO_WORKER (and PENDING_ARGS_AVAIL with the
-  description), so a call costs its owner one event, not two;
+  description), so a call costs its owner one event, not two; a description an earlier
+  FINISHED/FAILED event of the batch sent is named by that event's index
+  (`share_descriptions`);
 - FAILED: `[error_type, error_message]` (Ray's ErrorType name), followed by `sent_ns,
   description or None` as for FINISHED;
 - otherwise None.
@@ -147,9 +149,7 @@ class TaskEvents:
         if not events and not self.dropped:
             return
         core = self.core
-        failed = TS.FAILED  # the rare events not wire-ready: converted here, in place
-        for index in [i for i, e in enumerate(events) if e[2] == failed]:
-            events[index] = _wire(events[index])
+        share_descriptions(events)
         msg = P.AddTaskEvents(
             core.node_id,
             core.worker_id,
@@ -165,6 +165,31 @@ class TaskEvents:
                 core.endpoint.send(core.head_address, msg)
         except Exception as exc:  # noqa: BLE001 - events are best effort, never a failure
             logger.debug("task events not sent: %s", exc)
+
+
+def share_descriptions(events: list):
+    """Makes a batch wire-ready, in place: FAILED events' errors converted, and an actor
+    call's description, which the calls of one (actor, method, parent) share as one tuple
+    (ActorRecord.info), sent in full by the first FINISHED or FAILED event carrying it and
+    named by that event's index in the batch by the later ones (76 of an event's ~150 bytes)."""
+    finished, failed = TS.FINISHED, TS.FAILED
+    first: dict = {}  # id(description) -> index of the event sending it in full
+    for index, event in enumerate(events):
+        state = event[2]
+        if state == finished:
+            extra = event[4]
+            if extra is None or not extra[1]:
+                continue
+            at = first.setdefault(id(extra[1]), index)
+            if at != index:
+                events[index] = (event[0], event[1], state, event[3], (extra[0], at))
+        elif state == failed:
+            event = events[index] = _wire(event)
+            extra = event[4]
+            if len(extra) == 4 and extra[3]:
+                at = first.setdefault(id(extra[3]), index)
+                if at != index:
+                    extra[3] = at
 
 
 def _wire(event: tuple):

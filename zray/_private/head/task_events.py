@@ -119,7 +119,10 @@ class TaskEventTable:
         finished = TS.FINISHED
         args_avail, node_assignment = TS.PENDING_ARGS_AVAIL, TS.PENDING_NODE_ASSIGNMENT
         highest = TS.GETTING_AND_PINNING_ARGS
-        for event in events:
+        # index in the batch -> the description its event sent in full, for the later events
+        # naming it by that index (core/task_events.py, share_descriptions)
+        shared: dict[int, tuple[Any, ...]] = {}
+        for index, event in enumerate(events):
             try:
                 task_id, attempt, state, ts, extra = event
                 if type(state) is not int or not 0 <= state <= highest:
@@ -128,6 +131,7 @@ class TaskEventTable:
                 record = find(key)
                 if record is None:
                     if key in evicted:
+                        _share(state, extra, shared, index)  # later events may name it
                         continue
                     record = records[key] = {}
                     if len(records) > limit:
@@ -139,7 +143,7 @@ class TaskEventTable:
                     record[state] = ts
                 elif state == finished:  # an actor call's end, with its unreported sending
                     record[state] = ts
-                    _sent(record, extra[0], extra[1])
+                    _sent(record, extra[0], extra[1], shared, index)
                 elif state == running:
                     # The process that ran it sent this: it names the node, worker and pid.
                     record[running] = ts
@@ -160,7 +164,7 @@ class TaskEventTable:
                     record[ERROR_TYPE], record[ERROR_MESSAGE] = str(extra[0]), str(extra[1])
                     record[state] = ts
                     if len(extra) == 4:
-                        _sent(record, extra[2], extra[3])
+                        _sent(record, extra[2], extra[3], shared, index)
             except (TypeError, ValueError, IndexError, AttributeError):
                 continue
 
@@ -218,15 +222,33 @@ def _info(extra: Any) -> tuple[Any, ...]:
     return (kind, name, func, actor, parent, pairs, group, env)
 
 
-def _sent(record: Record, sent_ns: Any, info: Any) -> None:
+def _share(state: Any, extra: Any, shared: dict[int, tuple[Any, ...]], index: int) -> None:
+    """Keeps the description a skipped event sends in full, for the events naming it."""
+    if state == TS.FINISHED and extra is not None and extra[1] and type(extra[1]) is not int:
+        shared[index] = _info(extra[1])
+    elif state == TS.FAILED and len(extra) == 4 and extra[3] and type(extra[3]) is not int:
+        shared[index] = _info(extra[3])
+
+
+def _sent(
+    record: Record, sent_ns: Any, info: Any, shared: dict[int, tuple[Any, ...]], index: int
+) -> None:
     """An actor call's SUBMITTED_TO_WORKER carried by its end (and, with its description,
-    PENDING_ARGS_AVAIL: it was sent as soon as submitted)."""
+    PENDING_ARGS_AVAIL: it was sent as soon as submitted). `info` may be the index of an
+    earlier event of the batch that sent the description: the calls then share one tuple."""
     if not sent_ns:
         return
     record[TS.SUBMITTED_TO_WORKER] = sent_ns
-    if info:
-        record.setdefault(TS.PENDING_ARGS_AVAIL, sent_ns)
-        record[INFO] = _info(info)
+    if type(info) is int:
+        kept = shared.get(info)
+        if kept is None:  # names no description sent before it: the attempt keeps none
+            return
+    elif info:
+        kept = shared[index] = _info(info)
+    else:
+        return
+    record.setdefault(TS.PENDING_ARGS_AVAIL, sent_ns)
+    record[INFO] = kept
 
 
 def _hex_or_none(value: Any) -> str | None:

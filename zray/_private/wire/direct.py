@@ -28,7 +28,7 @@ import struct
 import threading
 from collections import deque
 
-from zray._fast import FramingError, Unpacker, pack
+from zray._fast import FramingError, Unpacker, pack, unsent
 from zray._private.wire import protocol as P
 from zray._private.wire.pacing import spin
 
@@ -150,9 +150,9 @@ class Connection:
             except OSError:
                 self._close_locked()
                 return False, False
-            unsent = _unsent(chunk, sent)
-            if unsent:
-                self._pending.extend(unsent)
+            rest = unsent(chunk, sent)
+            if rest:
+                self._pending.extend(rest)
                 self._pending.extend(buffers[start + IOV_MAX :])
                 return True, True
         return True, False
@@ -173,9 +173,9 @@ class Connection:
                 except OSError:
                     self._close_locked()
                     return False
-                unsent = _unsent(batch, sent)
-                self._pending.extendleft(reversed(unsent))
-                if unsent:
+                rest = unsent(batch, sent)
+                self._pending.extendleft(reversed(rest))
+                if rest:
                     return True  # the socket is full again
             return bool(self._pending)
 
@@ -221,19 +221,6 @@ class Connection:
         self.closed = True
         self._pending.clear()
         self._held, self._held_count = [], 0
-
-
-def _unsent(buffers, sent: int) -> list:
-    """What of `buffers` a send of `sent` bytes did not take, in order."""
-    for index, buffer in enumerate(buffers):
-        size = memoryview(buffer).nbytes
-        if sent < size:
-            rest = list(buffers[index:])
-            if sent:
-                rest[0] = memoryview(buffer)[sent:]
-            return rest
-        sent -= size
-    return []
 
 
 class Waker:

@@ -1,0 +1,99 @@
+"""An actor call's task-event description is sent once per batch: the calls of one (actor,
+method, parent) share one tuple, which the batch carries in full once and names by index
+after that (core/task_events.py `share_descriptions`; head/task_events.py resolves it)."""
+
+import msgpack
+
+from zray._private.common import task_states as TS
+from zray._private.core.task_events import Failure, share_descriptions
+from zray._private.head.task_events import TaskEventTable
+
+NODE, OWNER = b"n" * 28, b"o" * 28
+
+
+def task(i: int) -> bytes:
+    return bytes([i]) * 20 + b"\x01\x00\x00\x00"
+
+
+def description(name: str) -> tuple:
+    return (TS.ACTOR_TASK, name, name, b"a" * 16, b"p" * 24, (), "", "")
+
+
+def through_the_head(events: list, max_attempts: int = 100) -> dict:
+    table = TaskEventTable(max_attempts, decode=_decode)
+    table.add_packed(NODE, OWNER, 10, msgpack.packb(events, use_bin_type=True), 0)
+    table.merge()
+    return {r["task_id"]: r for r in table.rows({})}
+
+
+def _decode(packed: bytes) -> tuple:
+    return msgpack.unpackb(packed, raw=False, use_list=False, strict_map_key=False)
+
+
+def test_a_shared_description_is_sent_once_and_named_by_index_after():
+    m, other = description("A.m"), description("A.other")
+    events = [
+        (task(1), 0, TS.FINISHED, 3_000, (1_000, m)),
+        (task(2), 0, TS.FINISHED, 4_000, (2_000, other)),
+        (task(3), 0, TS.FINISHED, 5_000, (2_500, m)),
+        (task(4), 0, TS.FAILED, 6_000, Failure(ValueError("bad"), (2_600, m))),
+        (task(5), 0, TS.FINISHED, 7_000, (2_700, None)),  # described before, by its own event
+        (task(6), 0, TS.FINISHED, 8_000, None),
+        (task(7), 0, TS.FINISHED, 9_000, (2_800, other)),
+    ]
+    share_descriptions(events)
+    assert events[0][4] == (1_000, m) and events[1][4] == (2_000, other)
+    assert events[2][4] == (2_500, 0)
+    assert events[3][4][:2] == [TS.TASK_EXECUTION_EXCEPTION, "bad"]  # converted as before
+    assert events[3][4][2:] == [2_600, 0]
+    assert events[4][4] == (2_700, None) and events[5][4] is None
+    assert events[6][4] == (2_800, 1)
+    smaller = len(msgpack.packb(events, use_bin_type=True))
+    rows = through_the_head(events)
+    names = {i: rows[task(i).hex()]["name"] for i in (1, 2, 3, 4, 7)}
+    assert names == {1: "A.m", 2: "A.other", 3: "A.m", 4: "A.m", 7: "A.other"}
+    three, four = rows[task(3).hex()], rows[task(4).hex()]
+    assert [e["state"] for e in three["events"]] == [
+        "PENDING_ARGS_AVAIL",
+        "SUBMITTED_TO_WORKER",
+        "FINISHED",
+    ]
+    assert (four["state"], four["error_type"], four["actor_id"]) == (
+        "FAILED",
+        "TASK_EXECUTION_EXCEPTION",
+        (b"a" * 16).hex(),
+    )
+    # Equal descriptions that are distinct tuples are each sent in full (no false sharing).
+    unshared = [(task(i), 0, TS.FINISHED, 3_000, (1_000, description("A.m"))) for i in range(1, 4)]
+    share_descriptions(unshared)
+    assert all(type(e[4][1]) is tuple for e in unshared)
+    assert smaller < len(msgpack.packb(unshared, use_bin_type=True)) * 7 / 3
+
+
+def test_an_index_naming_no_description_leaves_the_call_undescribed_not_dropped():
+    rows = through_the_head(
+        [
+            (task(1), 0, TS.FINISHED, 3_000, (1_000, 5)),  # names an event that is not there
+            (task(2), 0, TS.FINISHED, 4_000, (2_000, 0)),  # names one that sent none
+        ]
+    )
+    assert {rows[task(i).hex()]["state"] for i in (1, 2)} == {"FINISHED"}
+    assert rows[task(1).hex()]["name"] == ""
+
+
+def test_the_description_of_an_evicted_attempts_event_still_describes_later_calls():
+    m = description("A.m")
+    table = TaskEventTable(1, decode=_decode)
+    # task 1's attempt is recorded, then evicted by task 2's: its late end is skipped.
+    table.add(NODE, OWNER, 10, [(task(1), 0, TS.RUNNING, 500, 600)], 0)
+    table.add(NODE, OWNER, 10, [(task(2), 0, TS.RUNNING, 700, 800)], 0)
+    events = [
+        (task(1), 0, TS.FINISHED, 3_000, (1_000, m)),
+        (task(3), 0, TS.FINISHED, 4_000, (2_000, m)),
+    ]
+    share_descriptions(events)
+    assert events[1][4] == (2_000, 0)
+    table.add(NODE, OWNER, 10, _decode(msgpack.packb(events, use_bin_type=True)), 0)
+    rows = {r["task_id"]: r for r in table.rows({})}
+    assert task(1).hex() not in rows
+    assert rows[task(3).hex()]["name"] == "A.m"
