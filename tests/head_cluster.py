@@ -12,6 +12,7 @@ import signal
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 
 from tests.conftest import assert_no_leaks, exited, zray_segments, zray_sessions
 from tests.integration.test_cli import zray_cli
@@ -113,6 +114,25 @@ class RestartableCluster:
                 assert_no_leaks(*self.before, timeout=20)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def driven_cluster(monkeypatch, nodes: dict):
+    """A RestartableCluster (30 s reconnect window) with the worker nodes `nodes` names
+    ({name: add_node keyword arguments}), zray's driver attached to the first of them; yields
+    (zray, cluster) and tears both down."""
+    import zray
+
+    cluster = RestartableCluster(reconnect_timeout_s=30.0)
+    try:
+        cluster.start_head()
+        for name, options in nodes.items():
+            cluster.add_node(name, **options)
+        cluster.connect_driver(zray, monkeypatch, next(iter(nodes)))
+        yield zray, cluster
+    finally:
+        zray.shutdown()
+        cluster.stop()
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "", interval: float = 0.1):

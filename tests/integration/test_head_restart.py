@@ -11,23 +11,13 @@ import time
 
 import pytest
 
-from tests.head_cluster import RestartableCluster, wait_for
+from tests.head_cluster import RestartableCluster, driven_cluster, wait_for
 
 
 @pytest.fixture
 def cluster(monkeypatch):
-    import zray
-
-    cluster = RestartableCluster(reconnect_timeout_s=30.0)
-    try:
-        cluster.start_head()
-        cluster.add_node("w1")
-        cluster.add_node("w2")
-        cluster.connect_driver(zray, monkeypatch, "w1")
-        yield zray, cluster
-    finally:
-        zray.shutdown()
-        cluster.stop()
+    with driven_cluster(monkeypatch, {"w1": {}, "w2": {}}) as both:
+        yield both
 
 
 def test_a_restarted_head_resumes_the_cluster(cluster):

@@ -12,24 +12,13 @@ import time
 import pytest
 
 from tests.conftest import exited
-from tests.head_cluster import RestartableCluster, wait_for
+from tests.head_cluster import driven_cluster, wait_for
 
 
 @pytest.fixture
 def cluster(monkeypatch):
-    import zray
-
-    cluster = RestartableCluster(reconnect_timeout_s=30.0)
-    try:
-        cluster.start_head()
-        cluster.add_node("w1")
-        cluster.add_node("w2", spot=1)
-        cluster.add_node("w3", spot=1)
-        cluster.connect_driver(zray, monkeypatch, "w1")
-        yield zray, cluster
-    finally:
-        zray.shutdown()
-        cluster.stop()
+    with driven_cluster(monkeypatch, {"w1": {}, "w2": {"spot": 1}, "w3": {"spot": 1}}) as both:
+        yield both
 
 
 def _stored(ray, name: str) -> int:

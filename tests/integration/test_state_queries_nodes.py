@@ -4,7 +4,7 @@ filtering the nodes' whole tables did."""
 
 import pytest
 
-from tests.head_cluster import RestartableCluster
+from tests.head_cluster import driven_cluster
 from tests.integration.test_state_queries_at_source import _old_list, _whole_table
 from zray._private.common import state_summaries
 from zray.util import state
@@ -13,18 +13,8 @@ from zray.util.state.common import StateResource
 
 @pytest.fixture
 def cluster(monkeypatch):
-    import zray
-
-    cluster = RestartableCluster(reconnect_timeout_s=30.0)
-    try:
-        cluster.start_head()
-        cluster.add_node("w1")
-        cluster.add_node("w2")
-        cluster.connect_driver(zray, monkeypatch, "w1")
+    with driven_cluster(monkeypatch, {"w1": {}, "w2": {}}) as (zray, _):
         yield zray
-    finally:
-        zray.shutdown()
-        cluster.stop()
 
 
 def test_nodes_rows_and_summary_parts_merge_as_the_whole_tables(cluster):
