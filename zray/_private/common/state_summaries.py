@@ -50,23 +50,25 @@ _COUNTED = (
 )
 
 
+def _empty_entry() -> dict:
+    """One call site's running totals, in a part and in the merged summary alike."""
+    return {
+        "total_objects": 0,
+        "sizes": 0,
+        "task_state_counts": {},
+        "task_attempt_number_counts": {},
+        "ref_type_counts": {},
+        "pids": set(),
+        "ips": set(),
+    }
+
+
 def object_summary_part(objects: list) -> dict[str, Any]:
     """One node's share of Ray's ObjectSummaries: per call site, the counts and the pids and
     IPs seen (as lists), and how many rows it summed (`rows`)."""
     part: dict = {}
     for obj in objects:
-        entry = part.setdefault(
-            obj["call_site"],
-            {
-                "total_objects": 0,
-                "sizes": 0,
-                "task_state_counts": {},
-                "task_attempt_number_counts": {},
-                "ref_type_counts": {},
-                "pids": set(),
-                "ips": set(),
-            },
-        )
+        entry = part.get(obj["call_site"]) or part.setdefault(obj["call_site"], _empty_entry())
         for counts_key, field in _COUNTED:
             counts = entry[counts_key]
             value = str(obj[field]) if field == "attempt_number" else obj[field]
@@ -89,18 +91,7 @@ def object_summary(parts: list) -> dict[str, Any]:
     merged: dict = {}
     for part in parts:
         for key, entry in part["by_call_site"].items():
-            into = merged.setdefault(
-                key,
-                {
-                    "total_objects": 0,
-                    "sizes": 0,
-                    "task_state_counts": {},
-                    "task_attempt_number_counts": {},
-                    "ref_type_counts": {},
-                    "pids": set(),
-                    "ips": set(),
-                },
-            )
+            into = merged.get(key) or merged.setdefault(key, _empty_entry())
             into["total_objects"] += entry["total_objects"]
             into["sizes"] += entry["sizes"]
             for counts_key, _field in _COUNTED:
