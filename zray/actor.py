@@ -536,9 +536,11 @@ class ActorMethod:
         retries = self._options.get("max_task_retries", self._defaults.get("max_task_retries"))
         if retries is None:
             retries = handle._max_task_retries
-        retry_exceptions = _retry_exceptions(
-            self._options.get("retry_exceptions", self._defaults.get("retry_exceptions"))
+        retry_exceptions = self._options.get(
+            "retry_exceptions", self._defaults.get("retry_exceptions")
         )
+        if retry_exceptions is not None:  # checked only when given: this is every call's path
+            retry_exceptions = _retry_exceptions(retry_exceptions)
         group = self._options.get("concurrency_group") or self._defaults.get("concurrency_group")
         if group is not None and not isinstance(group, str):
             raise TypeError(f"concurrency_group must be a string, got {type(group).__name__}")
