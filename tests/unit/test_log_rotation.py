@@ -1,5 +1,6 @@
 """Log rotation with Ray's variables: sizes, names, backup count, bad values."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -37,9 +38,22 @@ def test_a_backup_count_of_zero_never_rotates_and_a_file_reopened_keeps_its_size
     assert sizes(tmp_path) == {"a.out": 20, "a.out.1": 50}
 
 
-def test_rays_variables_and_their_defaults(caplog):
+class _Said(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.text = ""
+
+    def emit(self, record):
+        self.text += record.getMessage() + "\n"
+
+
+def test_rays_variables_and_their_defaults():
     def settings(**environ):
         return log_rotation.settings(Config.from_env(environ))
+
+    # On the config's own logger: other tests may stop zray's loggers from propagating.
+    said = _Said()
+    logging.getLogger("zray._config").addHandler(said)
 
     assert settings() == (512 * 1024 * 1024, 5)
     assert settings(RAY_ROTATION_MAX_BYTES="1000", RAY_ROTATION_BACKUP_COUNT="3") == (1000, 3)
@@ -48,7 +62,8 @@ def test_rays_variables_and_their_defaults(caplog):
         512 * 1024 * 1024,
         3,
     )
-    assert "RAY_ROTATION_MAX_BYTES='lots' is not a int" in caplog.text
+    logging.getLogger("zray._config").removeHandler(said)
+    assert "RAY_ROTATION_MAX_BYTES='lots' is not a int" in said.text
     assert settings(ZRAY_ROTATION_MAX_BYTES="10", RAY_ROTATION_MAX_BYTES="1000")[0] == 10
 
 
