@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from tests.worker_output import worker_output
+
 SURFACE = json.load(open(os.path.join(os.path.dirname(__file__), "..", "data", "ray_surface.json")))
 
 CORE_API = [
@@ -223,16 +225,11 @@ def test_worker_output_reaches_driver(ray, capfd):
         print("complaint", file=sys.stderr)
         return os.getpid()
 
-    pid = ray.get(speak.remote("hello"))
-    deadline = time.monotonic() + 20  # bounded, generous: a loaded machine delays the lines
-    out = err = ""
-    while time.monotonic() < deadline:
-        captured = capfd.readouterr()
-        out += captured.out
-        err += captured.err
-        if "said hello" in out and "complaint" in err:
-            break
-        time.sleep(0.05)
+    with worker_output() as output:
+        pid = ray.get(speak.remote("hello"))
+        output.wait_for("said hello", "complaint")
+    captured = capfd.readouterr()
+    out, err = captured.out, captured.err
     assert f"(speak pid={pid}) said hello" in out
     assert f"(speak pid={pid}) complaint" in err
 

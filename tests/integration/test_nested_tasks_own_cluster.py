@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.worker_output import worker_output
 from zray import exceptions as X
 
 
@@ -94,13 +95,10 @@ def test_inline_child_output_carries_its_own_name(slot_cluster, capfd):
         print("from the parent")
         return pid
 
-    pid = ray.get(parent.remote(), timeout=60)
-    deadline, out = time.monotonic() + 5, ""
-    while time.monotonic() < deadline:
-        out += capfd.readouterr().out
-        if "from the parent" in out:
-            break
-        time.sleep(0.05)
+    with worker_output() as output:
+        pid = ray.get(parent.remote(), timeout=60)
+        output.wait_for("from the child", "from the parent")
+    out = capfd.readouterr().out
     assert f"(speaker pid={pid}) from the child" in out
     assert f"(parent pid={pid}) from the parent" in out
 
@@ -201,12 +199,11 @@ def test_full_pool_is_reported_on_the_driver(fresh, monkeypatch, capfd):
     def chain(n):
         return 0 if n == 0 else 1 + ray.get(chain.remote(n - 1))
 
-    with pytest.raises(X.GetTimeoutError):
-        ray.get(chain.remote(5), timeout=3)
-    deadline, err = time.monotonic() + 5, ""
-    while time.monotonic() < deadline and "ZRAY_WORKER_POOL_MAX_EXTRA" not in err:
-        err += capfd.readouterr().err
-        time.sleep(0.05)
+    with worker_output() as output:
+        with pytest.raises(X.GetTimeoutError):
+            ray.get(chain.remote(5), timeout=3)
+        output.wait_for("ZRAY_WORKER_POOL_MAX_EXTRA")
+    err = capfd.readouterr().err
     assert "limit of 2 worker processes" in err
     assert "ZRAY_WORKER_POOL_MAX_EXTRA" in err
     assert err.count("limit of 2 worker processes") == 1
