@@ -19,32 +19,8 @@ def cluster():
 
 def test_a_chain_of_lost_outputs_is_recomputed(cluster):
     ray, pids = cluster
-    from zray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     # Never the driver's own node: a driver dies with its node, as in Ray.
-    here = ray.get_runtime_context().get_node_id()
-    victim, victim_node = [
-        (name, n["NodeID"])
-        for n in ray.nodes()
-        for name in ("a", "b")
-        if name in n["Resources"] and n["NodeID"] != here
-    ][0]
-    on_victim = NodeAffinitySchedulingStrategy(victim_node, soft=True)
-
-    @ray.remote(scheduling_strategy=on_victim, max_retries=2)
-    def produce():
-        return np.arange(2**20, dtype=np.int64)  # 8 MiB: in shared memory
-
-    @ray.remote(scheduling_strategy=on_victim, max_retries=2)
-    def add_one(array):
-        return array + 1
-
-    first = produce.remote()
-    second = add_one.remote(first)
-    third = add_one.remote(second)
-    ray.wait([third], timeout=60, fetch_local=False)  # every copy stays on the victim
-    unretried = produce.options(max_retries=0).remote()
-    ray.wait([unretried], timeout=60, fetch_local=False)
+    victim, _, (first, _, third, unretried) = _chain_on_victim(ray, unretried=True)
     os.kill(pids[victim], signal.SIGKILL)
     start = time.monotonic()
     value = ray.get(third, timeout=120)  # most likely asked before the death is noticed
@@ -116,9 +92,10 @@ def test_an_actor_call_output_is_recomputed_by_the_restarted_actor(cluster):
         ray.get(lost, timeout=60)
 
 
-def _chain_on_victim(ray):
-    """a -> b -> c, all on a node other than the driver's (the victim); returns (victim
-    name, its node address, the tasks' refs)."""
+def _chain_on_victim(ray, unretried: bool = False):
+    """a -> b -> c, all on a node other than the driver's (the victim), every copy left there;
+    returns (victim name, its node address, the tasks' refs, and with `unretried` the ref of
+    an `a` that may not be retried)."""
     victim, address, on_victim = _victim(ray)
 
     @ray.remote(scheduling_strategy=on_victim, max_retries=2)
@@ -132,8 +109,11 @@ def _chain_on_victim(ray):
     first = produce.remote()
     second = add_one.remote(first)
     third = add_one.remote(second)
-    ray.wait([third], timeout=60, fetch_local=False)
-    return victim, address, (first, second, third)
+    refs = (first, second, third)
+    if unretried:
+        refs += (produce.options(max_retries=0).remote(),)
+    ray.wait(list(refs), num_returns=len(refs), timeout=60, fetch_local=False)
+    return victim, address, refs
 
 
 def _victim(ray):
