@@ -6,6 +6,7 @@ summed over every process of the cluster (driver, node daemon with the head, wor
     python perf/bench_task_events.py --pairs 9 --only "tasks sync"
     python perf/bench_task_events.py --micro          # the added work per task, in-process
     python perf/bench_task_events.py --toggle 8       # async actor calls, on/off in one cluster
+    python perf/bench_task_events.py --toggle 8 --toggle-workload all   # tasks and actor calls, sync and async, the same way
 
 CPU time per call is the steadier measure on a shared machine: other people's load slows the
 wall clock of a run far more than it changes how much CPU the run itself needs. It includes
@@ -191,9 +192,21 @@ def _decode(packed: bytes) -> tuple:
     return msgpack.unpackb(packed, raw=False, use_list=False, strict_map_key=False)
 
 
-def toggled(rounds: int, calls: int = 5000) -> dict:
-    """Small async actor calls in ONE cluster, the driver's task events switched off and on in
-    turn (off, on, on, off, ...): with them off the driver sends calls without an attempt and
+TOGGLED = {  # --toggle-workload: how one batch of 1,000 calls is made and awaited
+    "actor calls async": lambda ray, actor, f: ray.get(
+        [actor.small_value.remote() for _ in range(1000)]
+    ),
+    "tasks sync": lambda ray, actor, f: [ray.get(f.remote()) for _ in range(1000)],
+    "tasks async": lambda ray, actor, f: ray.get([f.remote() for _ in range(1000)]),
+    "actor calls sync": lambda ray, actor, f: [
+        ray.get(actor.small_value.remote()) for _ in range(1000)
+    ],
+}
+
+
+def toggled(rounds: int, calls: int = 5000, workload: str = "actor calls async") -> dict:
+    """Small calls (`workload`, TOGGLED) in ONE cluster, the driver's task events switched off
+    and on in turn (off, on, on, off, ...): with them off the driver sends calls without an attempt and
     the actor's worker records nothing, so the whole chain is switched with the same processes,
     which a loaded machine perturbs far less than fresh clusters. CPU us per call by process
     (medians over the rounds of each setting), each window closed 1.3 s after its last call so
@@ -214,7 +227,13 @@ def toggled(rounds: int, calls: int = 5000) -> dict:
             def pid(self):
                 return os.getpid()
 
+        @ray.remote
+        def small_value():
+            return b"ok"
+
+        batch = TOGGLED[workload]
         actor = Actor.remote()
+        ray.get([small_value.remote() for _ in range(20)])  # its workers started
         me = psutil.Process()
         processes = {
             "driver": me,
@@ -223,27 +242,40 @@ def toggled(rounds: int, calls: int = 5000) -> dict:
                 for p in me.children(recursive=True)
                 if "zray.scripts.node" in " ".join(p.cmdline())
             ),
-            "worker": psutil.Process(ray.get(actor.pid.remote())),
+            "workers": [  # and the zygote and dashboard, idle here
+                p
+                for p in me.children(recursive=True)
+                if "zray.scripts.node" not in " ".join(p.cmdline())
+            ],
         }
 
         def cpu():
-            return {k: p.cpu_times().user + p.cpu_times().system for k, p in processes.items()}
+            return {
+                k: sum(q.cpu_times().user + q.cpu_times().system for q in procs)
+                if isinstance(procs, list)
+                else procs.cpu_times().user + procs.cpu_times().system
+                for k, procs in processes.items()
+            }
 
-        ray.get([actor.small_value.remote() for _ in range(3000)])
+        for _ in range(3):
+            batch(ray, actor, small_value)
         spent: dict = {True: [], False: []}
         for i in range(2 * rounds):
             on = i % 4 in (1, 2)
             runtime.core.task_events.enabled = on
             time.sleep(SETTLE_S - 0.2)
-            before = cpu()
+            before, started = cpu(), time.perf_counter()
             for _ in range(calls // 1000):
-                ray.get([actor.small_value.remote() for _ in range(1000)])
+                batch(ray, actor, small_value)
+            rate = calls / (time.perf_counter() - started)
             time.sleep(SETTLE_S - 0.2)
             after = cpu()
             spent[on].append({k: 1e6 * (after[k] - before[k]) / calls for k in after})
+            spent[on][-1]["calls/s"] = rate
         return {
             ("on" if on else "off"): {
-                k: statistics.median(r[k] for r in runs) for k in ("driver", "node", "worker")
+                k: statistics.median(r[k] for r in runs)
+                for k in ("driver", "node", "workers", "calls/s")
             }
             for on, runs in spent.items()
         }
@@ -280,16 +312,27 @@ def main(argv=None) -> int:
         metavar="ROUNDS",
         help="small async actor calls, events toggled in one cluster (see toggled())",
     )
+    parser.add_argument(
+        "--toggle-workload",
+        choices=[*sorted(TOGGLED), "all"],
+        default="actor calls async",
+        help="what --toggle calls",
+    )
     args = parser.parse_args(argv)
     if args.toggle:
-        result = toggled(args.toggle)
-        for setting, roles in result.items():
-            total = sum(roles.values())
-            print(
-                f"events {setting}: CPU us/call "
-                + ", ".join(f"{k} {v:.1f}" for k, v in roles.items())
-                + f"; total {total:.1f}"
-            )
+        workloads = sorted(TOGGLED) if args.toggle_workload == "all" else [args.toggle_workload]
+        for workload in workloads:
+            result = toggled(args.toggle, workload=workload)
+            rates = {setting: roles.pop("calls/s") for setting, roles in result.items()}
+            for setting, roles in result.items():
+                rate = rates[setting]
+                total = sum(roles.values())
+                print(
+                    f"{workload}, events {setting}: {rate:,.0f} calls/s (median); CPU us/call "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in roles.items())
+                    + f"; total {total:.1f}"
+                )
+            print(f"{workload}: events cost {100 * (1 - rates['on'] / rates['off']):+.1f}%")
         return 0
     if args.micro:
         cost = micro()
