@@ -9,7 +9,7 @@
     ~/.zray-perf/ray-venv/bin/python perf/bench_spill.py --framework ray
 
 Spill files go to a directory on the root disk for both (Ray: /tmp/ray/session_*/..., zray: the
-session dir under /tmp/zray). Throughputs are wall-clock bytes over seconds as the user sees them;
+session dir under /tmp/zray-sessions). Throughputs are wall-clock bytes over seconds as the user sees them;
 the framework's own spill/restore counters are printed after.
 """
 

@@ -76,7 +76,10 @@ class Config:
         "copy being forwarded that stalled) is given up; the puller tries another copy.",
     )
     session_dir_root: str = _setting(
-        "/tmp/zray", "Where session directories (sockets, logs, tokens) are created."
+        "/tmp/zray-sessions",
+        "Where session directories (sockets, logs, tokens) are created. Not /tmp/zray: a "
+        "script run from /tmp would import that directory as the zray package (a namespace "
+        "package shadows an editable install).",
     )
     worker_start_timeout_s: float = _setting(
         30.0, "How long the node waits for a spawned worker to connect before giving up."

@@ -21,3 +21,21 @@ def test_an_unreaped_dead_process_is_not_alive():
         assert session._pid_alive(os.getpid())
     finally:
         child.wait()
+
+
+def test_the_default_session_root_never_shadows_the_package(tmp_path):
+    """A script run from the directory holding the default root must still import zray: a
+    root named like the package (/tmp/zray) made `import zray` in /tmp a namespace package
+    with nothing in it under an editable install (`pip install -e .`, as the README says)."""
+    from zray._config import Config
+
+    root = Config().session_dir_root
+    os.makedirs(root, exist_ok=True)
+    found = subprocess.run(
+        [sys.executable, "-c", "import zray; print(zray.remote.__name__)"],
+        cwd=os.path.dirname(root),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert found.stdout.strip() == "remote", found.stderr
