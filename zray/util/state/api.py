@@ -9,7 +9,10 @@ filters, merges what several nodes sent and raises Ray's errors and warnings fro
 
 from __future__ import annotations
 
+import logging
+import threading
 import warnings
+from contextlib import contextmanager
 from typing import List, Optional, Tuple
 
 from zray._private.common import state_summaries
@@ -36,6 +39,8 @@ from zray.util.state.common import (
 )
 from zray.util.state import _transport
 from zray.util.state.exception import RayStateApiException, ServerUnavailable
+
+logger = logging.getLogger(__name__)
 
 Filters = Optional[List[Tuple[str, PredicateType, SupportedFilterType]]]
 
@@ -139,7 +144,8 @@ class StateApiClient:
     ) -> list:
         if options.has_conflicting_filters():
             return []
-        response = self.list_response(resource, options)
+        with self._slow_notes(f"/api/v0/{resource.value}", options.timeout, _explain):
+            response = self.list_response(resource, options)
         _check(resource, response, raise_on_missing_output, _explain, stacklevel=4)
         schema = resource_to_schema(resource)
         return [schema(**row) for row in response.rows]
@@ -161,16 +167,17 @@ class StateApiClient:
         if resource not in _ID_KEY:
             raise ValueError(f"Can't get {resource.name} by id.")
         timeout = getattr(options, "timeout", DEFAULT_RPC_TIMEOUT)
-        found = self.list(
-            resource,
-            ListApiOptions(
-                limit=MAX_LIMIT,
-                timeout=timeout,
-                detail=True,
-                filters=[(_ID_KEY[resource], "=", id)],
-            ),
-            raise_on_missing_output=False,
-        )
+        with self._slow_notes(f"/api/v0/{resource.value}", timeout, _explain):
+            found = self.list(
+                resource,
+                ListApiOptions(
+                    limit=MAX_LIMIT,
+                    timeout=timeout,
+                    detail=True,
+                    filters=[(_ID_KEY[resource], "=", id)],
+                ),
+                raise_on_missing_output=False,
+            )
         if resource == StateResource.OBJECTS:
             return found  # one entry per process holding the object
         if resource == StateResource.TASKS and len(found) > 1:
@@ -188,7 +195,9 @@ class StateApiClient:
         """Ray's summary of what `list(resource, limit=10,000)` returns, computed where the
         rows are, with that listing's errors and warnings (no warning of the limit: Ray's
         summaries have none)."""
-        response = self.summary_response(resource, getattr(options, "timeout", None))
+        timeout = getattr(options, "timeout", None) or DEFAULT_RPC_TIMEOUT
+        with self._slow_notes(f"/api/v0/{resource.value}/summarize", timeout, _explain):
+            response = self.summary_response(resource, timeout)
         listed = StateResource(resource.value)
         _check(listed, response, raise_on_missing_output, _explain, stacklevel=4, limit=False)
         return {"cluster": response.rows[0]}
@@ -225,6 +234,32 @@ class StateApiClient:
             if summarized < response.num_filtered:
                 response.warnings.append(_MISSING_IN_AGGREGATION)
         return response
+
+    @contextmanager
+    def _slow_notes(self, endpoint: str, timeout: float, explain: bool):
+        """Ray's notes (logged at INFO, with `_explain` only) that an answer is slow: once an
+        eighth, a quarter and half of the timeout have passed without it."""
+        if not explain:
+            yield
+            return
+        address = self._connection.head
+
+        def note(elapsed: float):
+            logger.info(
+                f"({round(elapsed, 2)} / {timeout} seconds) "
+                "Waiting for the response from the API server "
+                f"address {address}{endpoint}.",
+            )
+
+        timers = [threading.Timer(timeout / i, note, args=[timeout / i]) for i in (2, 4, 8)]
+        try:
+            for timer in timers:
+                timer.daemon = True  # never keeps a process that exits meanwhile alive
+                timer.start()
+            yield
+        finally:
+            for timer in timers:
+                timer.cancel()
 
     # ------------------------------------------------------------------ data sources
 
