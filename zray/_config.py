@@ -142,6 +142,12 @@ class Config:
         "its own filters (Ray's RAY_MAX_LIMIT_FROM_DATA_SOURCE); the rest are counted as "
         "truncated in Ray's `total` and `num_after_truncation`.",
     )
+    kept_job_logs_max_bytes: int = _setting(
+        2**30,
+        "The most bytes of submitted jobs' driver logs kept, on each machine, from sessions "
+        "that ended (`<session root>/job_logs/`); past it the least recently written are "
+        "removed when a session's logs are added (common/kept_job_logs.py says why 1 GiB).",
+    )
     max_lineage_bytes: int = _setting(
         1 * 2**30,
         "The task specs an owner keeps for reconstruction, at most (Ray's default); the oldest "
