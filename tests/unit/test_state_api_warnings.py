@@ -57,7 +57,7 @@ def said(call) -> list:
 
 def test_a_node_that_does_not_answer_raises_or_is_warned_of():
     client = StateApiClient._over(StandIn(one_node_silent))
-    options = ListApiOptions(timeout=1)
+    options = ListApiOptions(timeout=4)
     with pytest.raises(
         RayStateApiException,
         match="Failed to retrieve all workers from the cluster becausethey are not reachable "
@@ -123,22 +123,43 @@ def test_a_task_summary_counting_fewer_than_were_listed_says_data_is_missing():
     ]
 
 
-def test_a_slow_answer_is_noted_with_explain_only(caplog):
+class Recorded(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages: list = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_a_slow_answer_is_noted_with_explain_only():
     def slow(address, msg):
         return P.StateRows([], 0, 0, 0)
 
-    client = StateApiClient._over(StandIn(slow, delay=0.4))
-    caplog.set_level(logging.INFO, logger="zray.util.state.api")
-    client.list(StateResource.NODES, ListApiOptions(timeout=1), raise_on_missing_output=True)
-    assert caplog.messages == []
-    client.list(
-        StateResource.NODES, ListApiOptions(timeout=1), raise_on_missing_output=True, _explain=True
-    )
-    assert caplog.messages[:2] == [
-        f"(0.12 / 1 seconds) Waiting for the response from the API server address "
-        f"{HEAD}/api/v0/nodes.",
-        f"(0.25 / 1 seconds) Waiting for the response from the API server address "
-        f"{HEAD}/api/v0/nodes.",
-    ]
-    time.sleep(0.3)  # past the third note's time: it was cancelled with the answer
-    assert len(caplog.messages) == 2
+    client = StateApiClient._over(StandIn(slow, delay=1.4))
+    # On the module's own logger: zray's logging setup in another test's init may have
+    # stopped it propagating to pytest's caplog.
+    notes = logging.getLogger("zray.util.state.api")
+    recorded, level = Recorded(), notes.level
+    notes.addHandler(recorded)
+    notes.setLevel(logging.INFO)
+    try:
+        client.list(StateResource.NODES, ListApiOptions(timeout=4), raise_on_missing_output=True)
+        assert recorded.messages == []
+        client.list(
+            StateResource.NODES,
+            ListApiOptions(timeout=4),
+            raise_on_missing_output=True,
+            _explain=True,
+        )
+        assert recorded.messages == [
+            f"(0.5 / 4 seconds) Waiting for the response from the API server address "
+            f"{HEAD}/api/v0/nodes.",
+            f"(1.0 / 4 seconds) Waiting for the response from the API server address "
+            f"{HEAD}/api/v0/nodes.",
+        ]
+        time.sleep(0.9)  # past the third note's time (2 s): it was cancelled with the answer
+        assert len(recorded.messages) == 2
+    finally:
+        notes.removeHandler(recorded)
+        notes.setLevel(level)
