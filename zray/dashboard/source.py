@@ -19,7 +19,7 @@ from zray._fast import random_id
 from zray._private.wire import protocol as P
 from zray._private.wire.transport import REPLY, Endpoint, serve_context
 from zray.util.state import _transport
-from zray.util.state.api import StateApiClient, _Response
+from zray.util.state.api import StateApiClient
 from zray.util.state.common import ListApiOptions, StateResource
 
 CACHE_S = 0.5  # a poll every 1-2 s from each tab: answers this fresh are as good as new
@@ -106,8 +106,15 @@ class ClusterSource:
         key = (resource, options.limit, options.detail, repr(options.filters))
 
         def compute():
-            if options.has_conflicting_filters():  # Ray's client asks nothing for these
-                return _Response([], 0, 0, 0).asdict([])
+            if options.has_conflicting_filters():  # nothing passes them: nothing is asked
+                return {
+                    "total": 0,
+                    "num_after_truncation": 0,
+                    "num_filtered": 0,
+                    "result": [],
+                    "partial_failure_warning": "",
+                    "warnings": None,
+                }
             response = self.state.list_response(resource, options)
             return response.asdict(response.rows)
 
