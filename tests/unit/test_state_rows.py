@@ -46,6 +46,9 @@ def test_actors_count_what_the_source_filtered_as_returned_and_truncate_past_its
     assert _counts(actors, "actors", [("state", "=", "DEAD")]) == (2, 2, 1)
     assert _counts(actors, "actors", [("state", "!=", "DEAD")]) == (2, 2, 1)  # not at source
     assert _counts(actors, "actors", source_limit=1) == (2, 1, 1)
+    # The live first, as Ray's GCS walks them: past the limit, the dead are left out.
+    found = query_rows(actors[::-1], "actors", [], 10, ["actor_id"], ["state"], 1)
+    assert found.rows == [{"actor_id": "a"}]
 
 
 def test_nodes_count_what_the_source_filtered_in_the_total_only():

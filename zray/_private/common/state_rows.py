@@ -43,6 +43,8 @@ SOURCE_FILTERS = {
     "workers": frozenset(("is_alive",)),
 }
 
+LIVE_FIRST = frozenset(("actors", "nodes"))
+
 
 class QueriedRows(NamedTuple):
     rows: list[dict[str, Any]]
@@ -81,6 +83,10 @@ def from_source(
     if kind == "jobs":
         return rows, len(rows), len(rows)
     source = [(c, p, v) for c, p, v in filters if _is_source_filter(kind, c, p, v)]
+    if kind in LIVE_FIRST:
+        # Ray's GCS walks its live actors (nodes) before the dead: past its limit, the dead
+        # are the ones left out.
+        rows = sorted(rows, key=lambda row: row.get("state") == "DEAD")
     returned: list[dict[str, Any]] = []
     skipped = 0
     for row in rows:
