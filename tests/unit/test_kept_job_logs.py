@@ -68,11 +68,15 @@ def test_a_deleted_jobs_kept_copies_go_and_its_live_copy_goes_with_its_session(t
     assert kept_job_logs.find(live, "job-driver-other.log") is not None  # other jobs stay
     # As in Ray, the live session's copy is still read while the session lives...
     assert log_files.read(live, "job-driver-gone.log", 0)["data"] == b"live\n"
-    # ...and goes with it, where the other jobs' logs are kept.
+    # ...and goes with it, where the other jobs' logs are kept; but a job submitted anew under
+    # a deleted job's id (Ray allows it) writes the file again, and that log is kept.
+    kept_job_logs.forget(live, "b")
+    with open(os.path.join(live, "logs", "job-driver-b.log"), "a") as f:
+        f.write("b again\n")
     session.remove_session(live)
     later = make_session(tmp_path, "session_later_4", {})
     assert kept_job_logs.find(later, "job-driver-gone.log") is None
-    assert log_files.read(later, "job-driver-b.log", 0)["data"] == b"b\n"
+    assert log_files.read(later, "job-driver-b.log", 0)["data"] == b"b\nb again\n"
     with pytest.raises(ValueError, match="no job log is named"):
         kept_job_logs.forget(later, "../x")
 

@@ -28,8 +28,9 @@ from zray._config import config
 logger = logging.getLogger(__name__)
 
 KEPT_DIR = "job_logs"
-# In a live session's directory: the names of its job logs whose jobs were deleted, which go
-# with the session instead of being kept.
+# In a live session's directory: its job logs whose jobs were deleted ("name mtime_ns size"
+# as they were then), which go with the session instead of being kept, unless written again
+# since (a job submitted anew under the id: Ray lets a deleted job's id be used again).
 FORGOTTEN = "deleted_job_logs"
 _JOB_LOG = re.compile(r"^job-driver-[^/]+\.log$")
 
@@ -57,7 +58,8 @@ def keep(session_dir: str, max_bytes: int | None = None) -> list:
         names = [n for n in os.listdir(logs) if is_job_log(n)]
     except OSError:
         return []
-    names = [n for n in names if n not in _forgotten(session_dir)]
+    forgotten = _forgotten(session_dir)
+    names = [n for n in names if _stamp(os.path.join(logs, n)) not in forgotten.get(n, ())]
     session_dir = session_dir.rstrip("/")
     target = os.path.join(_kept_dir(session_dir), os.path.basename(session_dir))
     kept = []
@@ -107,9 +109,10 @@ def forget(session_dir: str, submission_id: str) -> list:
     name = log_name(submission_id)
     if name is None:
         raise ValueError(f"no job log is named by submission id {submission_id!r}")
-    if os.path.exists(os.path.join(session_dir, "logs", name)):
+    stamp = _stamp(os.path.join(session_dir, "logs", name))
+    if stamp is not None:
         with open(os.path.join(session_dir, FORGOTTEN), "a") as f:
-            f.write(name + "\n")
+            f.write(f"{name} {stamp[0]} {stamp[1]}\n")
     removed = []
     for path in glob.glob(os.path.join(glob.escape(_kept_dir(session_dir)), "*", name)):
         try:
@@ -121,12 +124,28 @@ def forget(session_dir: str, submission_id: str) -> list:
     return removed
 
 
-def _forgotten(session_dir: str) -> set:
+def _stamp(path: str) -> tuple | None:
+    """What tells a log apart from one written since: its mtime (ns) and size."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size)
+
+
+def _forgotten(session_dir: str) -> dict:
+    """{name: {(mtime_ns, size) of the log when its job was deleted, ...}}."""
+    noted: dict = {}
     try:
         with open(os.path.join(session_dir, FORGOTTEN)) as f:
-            return set(f.read().split())
+            lines = f.read().splitlines()
     except OSError:
-        return set()
+        return noted
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 3 and fields[1].isdigit() and fields[2].isdigit():
+            noted.setdefault(fields[0], set()).add((int(fields[1]), int(fields[2])))
+    return noted
 
 
 def _remove_if_empty(directory: str) -> None:
