@@ -9,7 +9,8 @@ the clusters that share a machine's session root).
 Their lifetime is Ray's where Ray has one: `delete_job` removes a job's kept copies (Ray
 deletes only the job's record, and its log stays in its session directory, unreachable by the
 Jobs API, until that directory goes; so zray leaves the live session's copy too, but no longer
-keeps it past its session). And past `kept_job_logs_max_bytes` (1 GiB) the oldest kept logs
+keeps it past its session). Copies are known by file name only, so a submission id that two
+clusters sharing a session root both used names the same copies, for reading and deleting. And past `kept_job_logs_max_bytes` (1 GiB) the oldest kept logs
 are removed as a session's are added: Ray never removes old sessions itself, which lets a
 machine's disk fill over months of jobs; a size cap (not a count) bounds what is at stake,
 disk, whatever the logs' sizes, and 1 GiB holds two logs of the size Ray's rotation allows one
