@@ -83,19 +83,21 @@ def from_source(
     if kind == "jobs":
         return rows, len(rows), len(rows)
     source = [(c, p, v) for c, p, v in filters if _is_source_filter(kind, c, p, v)]
-    if kind in LIVE_FIRST:
+    if kind in LIVE_FIRST and len(rows) > source_limit:
         # Ray's GCS walks its live actors (nodes) before the dead: past its limit, the dead
-        # are the ones left out.
+        # are the ones left out. (Within the limit the order changes nothing.)
         rows = sorted(rows, key=lambda row: row.get("state") == "DEAD")
-    returned: list[dict[str, Any]] = []
-    skipped = 0
-    for row in rows:
-        if len(returned) >= source_limit:
-            break  # as the GCS: rows past its limit are neither returned nor counted skipped
-        if all(matches(row, c, p, v) for c, p, v in source):
-            returned.append(row)
-        else:
-            skipped += 1
+    if not source:
+        returned, skipped = rows[: max(source_limit, 0)], 0
+    else:
+        returned, skipped = [], 0
+        for row in rows:
+            if len(returned) >= source_limit:
+                break  # as the GCS: rows past its limit are neither returned nor counted
+            if all(matches(row, c, p, v) for c, p, v in source):
+                returned.append(row)
+            else:
+                skipped += 1
     if kind == "actors":
         return returned, len(rows), len(returned) + skipped
     if kind == "nodes":
@@ -123,7 +125,9 @@ def query_rows(
         for col, _predicate, _value in filters:
             if col not in filterable:
                 raise unsupported_filter(col, set(filterable))
-    kept = [row for row in returned if all(matches(row, c, p, v) for c, p, v in filters)]
+    # The source's own filters hold for every row it returned: only the others are left.
+    rest = [(c, p, v) for c, p, v in filters if not _is_source_filter(kind, c, p, v)]
+    kept = [row for row in returned if all(matches(row, c, p, v) for c, p, v in rest)]
     key = SORT_KEYS[kind]
     kept.sort(key=lambda row: row.get(key) or "")
     return QueriedRows(
