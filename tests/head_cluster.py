@@ -117,13 +117,13 @@ class RestartableCluster:
 
 
 @contextmanager
-def driven_cluster(monkeypatch, nodes: dict):
-    """A RestartableCluster (30 s reconnect window) with the worker nodes `nodes` names
-    ({name: add_node keyword arguments}), zray's driver attached to the first of them; yields
-    (zray, cluster) and tears both down."""
+def driven_cluster(monkeypatch, nodes: dict, extra_env: dict | None = None):
+    """A RestartableCluster (30 s reconnect window, its processes given `extra_env`) with the
+    worker nodes `nodes` names ({name: add_node keyword arguments}), zray's driver attached to
+    the first of them; yields (zray, cluster) and tears both down."""
     import zray
 
-    cluster = RestartableCluster(reconnect_timeout_s=30.0)
+    cluster = RestartableCluster(reconnect_timeout_s=30.0, extra_env=extra_env)
     try:
         cluster.start_head()
         for name, options in nodes.items():

@@ -31,6 +31,7 @@ RAY_ALIASES = {
     "job_submit_hook": "RAY_JOB_SUBMIT_HOOK",
     "rotation_max_bytes": "RAY_ROTATION_MAX_BYTES",
     "rotation_backup_count": "RAY_ROTATION_BACKUP_COUNT",
+    "max_limit_from_data_source": "RAY_MAX_LIMIT_FROM_DATA_SOURCE",
 }
 
 
@@ -136,6 +137,19 @@ class Config:
         100000,
         "The task attempts the head keeps events of (Ray's RAY_task_events_max_num_task_in_gcs); "
         "past it the oldest are evicted and counted as dropped.",
+    )
+    max_limit_from_data_source: int = _setting(
+        10_000,
+        "The most rows a state API data source (the head for actors, nodes, placement groups "
+        "and task attempts; each node for its workers and objects) returns to a query, after "
+        "its own filters (Ray's RAY_MAX_LIMIT_FROM_DATA_SOURCE); the rest are counted as "
+        "truncated in Ray's `total` and `num_after_truncation`.",
+    )
+    kept_job_logs_max_bytes: int = _setting(
+        2**30,
+        "The most bytes of submitted jobs' driver logs kept, on each machine, from sessions "
+        "that ended (`<session root>/job_logs/`); past it the least recently written are "
+        "removed when a session's logs are added (common/kept_job_logs.py says why 1 GiB).",
     )
     max_lineage_bytes: int = _setting(
         1 * 2**30,

@@ -6,6 +6,7 @@ surviving a head restart. The test process never calls init(): it is a remote cl
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
 import os
 import shlex
@@ -305,7 +306,7 @@ def test_tail_job_logs_streams_until_the_job_ends(client):
     assert client.get_job_status(submission_id) == JobStatus.SUCCEEDED
 
 
-def test_delete_only_a_finished_job_and_unknown_ids(client):
+def test_delete_only_a_finished_job_and_unknown_ids(cluster, client):
     submission_id = client.submit_job(entrypoint="sleep 30", submission_id="to-delete")
     with pytest.raises(RuntimeError, match="already exists"):
         client.submit_job(entrypoint="true", submission_id="to-delete")
@@ -317,6 +318,13 @@ def test_delete_only_a_finished_job_and_unknown_ids(client):
     for call in (client.get_job_info, client.delete_job, client.stop_job, client.get_job_logs):
         with pytest.raises(RuntimeError, match="status code 404: Job to-delete does not exist"):
             call(submission_id)
+    # As in Ray, its log stays in its session while the session lives; it is noted to go
+    # with the session instead of being kept past it (common/kept_job_logs.py).
+    root = glob.escape(cluster[0]["ZRAY_SESSION_DIR_ROOT"])
+    [live] = glob.glob(os.path.join(root, "session_*", "logs", "job-driver-to-delete.log"))
+    session_dir = os.path.dirname(os.path.dirname(live))
+    with open(os.path.join(session_dir, "deleted_job_logs")) as noted:
+        assert "job-driver-to-delete.log" in noted.read().split()
 
 
 def test_bad_requests_are_typed_errors(cluster, client):
@@ -502,6 +510,11 @@ def test_job_records_survive_a_head_restart():
         assert "Running entrypoint for job kept: echo kept\nkept\n" in logs.stdout, logs.stderr
         by_state_cli = zray_cli("logs", "job", "--id", "kept", env=env)  # the state API's way
         assert "echo kept\nkept\n" in by_state_cli.stdout, by_state_cli.stderr
+        # Deleting the job removes the copy kept from the session before the restart.
+        kept = os.path.join(glob.escape(root), "job_logs", "*", "job-driver-kept.log")
+        assert len(glob.glob(kept)) == 1
+        assert client.delete_job("kept") is True
+        assert glob.glob(kept) == []
     finally:
         zray_cli("stop", "--force", env=env)
         assert_no_leaks(*before, timeout=20)

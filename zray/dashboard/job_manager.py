@@ -42,6 +42,8 @@ RUNTIME_ENV_DEATH = "its runtime env failed to set up:"
 SUPERVISOR_CONCURRENCY = 4
 # How long one wait_ended call of a restarted dashboard blocks before it is asked again.
 REWATCH_S = 30.0
+# How long a job's deletion waits for the nodes to remove the job's kept logs.
+FORGET_TIMEOUT_S = 10.0
 
 
 class JobManager:
@@ -218,7 +220,33 @@ class JobManager:
                 f"Attempted to delete job '{submission_id}', "
                 f"but it is in a non-terminal state {status}."
             )
-        return self._store.delete_info(submission_id) or True
+        deleted = self._store.delete_info(submission_id) or True
+        self._forget_logs(submission_id)
+        return deleted
+
+    def _forget_logs(self, submission_id: str) -> None:
+        """Every live node removes the copies of the job's log kept from its machine's
+        earlier sessions (common/kept_job_logs.py); best effort, as the record is gone."""
+        from zray._private.wire import protocol as P
+
+        connection = self._store.connection
+        try:
+            nodes = connection.ask_head(P.GetNodes(False), FORGET_TIMEOUT_S).nodes
+        except Exception:  # the head is away: the kept logs' cap removes them in time
+            logger.warning("job %s: its kept logs were not removed", submission_id)
+            return
+        alive = [n["address"] for n in nodes]  # the live ones only
+        replies = connection.gather(
+            [(address, P.ForgetJobLog(submission_id)) for address in alive], FORGET_TIMEOUT_S
+        )
+        for address, reply in zip(alive, replies):
+            if not isinstance(reply, P.Ok):
+                logger.warning(
+                    "job %s: the node at %s did not remove its kept logs: %s",
+                    submission_id,
+                    address,
+                    reply,
+                )
 
     # ------------------------------------------------------------------ recovery
 

@@ -102,39 +102,23 @@ class ClusterSource:
     # ------------------------------------------------------------------ state rows
 
     def list_rows(self, resource: StateResource, options: ListApiOptions) -> dict:
-        """Ray's ListApiResponse for `resource` (rows as dicts)."""
+        """Ray's ListApiResponse for `resource` (rows as dicts), with Ray's counts."""
         key = (resource, options.limit, options.detail, repr(options.filters))
 
         def compute():
-            if resource == StateResource.TASKS:  # with the head's counts, as Ray's reply has
-                return self._task_rows(options)
-            rows = self.state.list(resource, options, raise_on_missing_output=False)
-            result = [row.asdict() if hasattr(row, "asdict") else dict(row) for row in rows]
-            return {
-                "total": len(result),
-                "num_after_truncation": len(result),
-                "num_filtered": len(result),
-                "result": result,
-                "partial_failure_warning": "",
-                "warnings": None,
-            }
+            if options.has_conflicting_filters():  # nothing passes them: nothing is asked
+                return {
+                    "total": 0,
+                    "num_after_truncation": 0,
+                    "num_filtered": 0,
+                    "result": [],
+                    "partial_failure_warning": "",
+                    "warnings": None,
+                }
+            response = self.state.list_response(resource, options)
+            return response.asdict(response.rows)
 
         return self._cached(key, compute)
-
-    def _task_rows(self, options: ListApiOptions) -> dict:
-        response = (
-            None
-            if options.has_conflicting_filters()
-            else self.state._listed(StateResource.TASKS, options)
-        )
-        return {
-            "total": response.total if response else 0,
-            "num_after_truncation": response.num_after_truncation if response else 0,
-            "num_filtered": response.num_filtered if response else 0,
-            "result": response.rows if response else [],
-            "partial_failure_warning": "",
-            "warnings": None,
-        }
 
     def task_page(self, offset: int, limit: int, state: str) -> dict:
         """The tasks page's rows `offset` to `offset + limit` (by task id, Ray's order), with
@@ -145,7 +129,7 @@ class ClusterSource:
         )
 
         def compute():
-            found = self._task_rows(options)
+            found = dict(self.list_rows(StateResource.TASKS, options))  # the cached one kept
             found["result"] = found["result"][offset:]
             found["offset"] = offset
             return found
@@ -156,23 +140,8 @@ class ClusterSource:
         """Ray's SummaryApiResponse: {"total", "result": {"node_id_to_summary": ...}, ...}."""
 
         def compute():
-            by_node = self.state.summary(
-                resource,
-                options=ListApiOptions(timeout=QUERY_TIMEOUT_S),
-                raise_on_missing_output=False,
-            )
-            total = sum(
-                v.get("total_actors", v.get("total_objects", v.get("total_tasks", 0)))
-                for v in by_node.values()
-            )
-            return {
-                "total": total,
-                "num_after_truncation": total,
-                "num_filtered": total,
-                "result": {"node_id_to_summary": by_node},
-                "partial_failure_warning": "",
-                "warnings": None,
-            }
+            response = self.state.summary_response(resource, QUERY_TIMEOUT_S)
+            return response.asdict({"node_id_to_summary": {"cluster": response.rows[0]}})
 
         return self._cached(("summary", resource), compute)
 

@@ -34,9 +34,23 @@ REFERENCE_ORDER = (
 )
 
 
+# Ray's data source filters: the "=" filters its GCS applies before its limit (an actor's or
+# node's id, state, ...; a worker's liveness, only when asked for live ones). Every filter is
+# applied again after the source's, as Ray's API server does.
+SOURCE_FILTERS = {
+    "actors": frozenset(("actor_id", "state", "job_id")),
+    "nodes": frozenset(("node_id", "state", "node_name")),
+    "workers": frozenset(("is_alive",)),
+}
+
+LIVE_FIRST = frozenset(("actors", "nodes"))
+
+
 class QueriedRows(NamedTuple):
     rows: list[dict[str, Any]]
-    num_filtered: int  # rows passing every filter, before the limit
+    total: int  # Ray's `total`: what the source holds, by its kind's own count
+    num_after_truncation: int  # Ray's: what the source returned (+ what its filters skipped)
+    num_filtered: int  # of the returned rows, those passing every filter (before the limit)
 
 
 def unsupported_filter(column: str, filterable: Any) -> ValueError:
@@ -49,6 +63,48 @@ def unsupported_filter(column: str, filterable: Any) -> ValueError:
     )
 
 
+def _is_source_filter(kind: str, column: str, predicate: str, value: Any) -> bool:
+    if predicate != "=" or column not in SOURCE_FILTERS.get(kind, ()):
+        return False
+    # Ray's GCS filters workers on liveness only for the text "True" (its client sends a
+    # filter's value as text: True or "True", not "true" nor False).
+    return kind != "workers" or value == "True"
+
+
+def from_source(
+    rows: list[dict[str, Any]], kind: str, filters: list, source_limit: int
+) -> tuple[list[dict[str, Any]], int, int]:
+    """The rows Ray's data source of `kind` returns (its "=" filters applied, at most
+    `source_limit` in the source's order), with Ray's `total` and `num_after_truncation` as its
+    API server computes them from the source's reply; they differ by kind as in Ray 2.60:
+    actors count what the source filters skipped as returned, nodes count it in `total` only,
+    workers, placement groups and objects count every row held in `total` (so a filter applied
+    at the source reads as truncation, as Ray's does), jobs are never truncated."""
+    if kind == "jobs":
+        return rows, len(rows), len(rows)
+    source = [(c, p, v) for c, p, v in filters if _is_source_filter(kind, c, p, v)]
+    if kind in LIVE_FIRST and len(rows) > source_limit:
+        # Ray's GCS walks its live actors (nodes) before the dead: past its limit, the dead
+        # are the ones left out. (Within the limit the order changes nothing.)
+        rows = sorted(rows, key=lambda row: row.get("state") == "DEAD")
+    if not source:
+        returned, skipped = rows[: max(source_limit, 0)], 0
+    else:
+        returned, skipped = [], 0
+        for row in rows:
+            if len(returned) >= source_limit:
+                break  # as the GCS: rows past its limit are neither returned nor counted
+            if all(matches(row, c, p, v) for c, p, v in source):
+                returned.append(row)
+            else:
+                skipped += 1
+    if kind == "actors":
+        return returned, len(rows), len(returned) + skipped
+    if kind == "nodes":
+        return returned, len(returned) + skipped, len(returned)
+    return returned, len(rows), len(returned)
+
+
 def query_rows(
     rows: list[dict[str, Any]],
     kind: str,
@@ -56,20 +112,29 @@ def query_rows(
     limit: int,
     columns: list[str],
     filterable: list[str],
+    source_limit: int = MAX_LIMIT,
 ) -> QueriedRows:
-    """`rows` that pass every (column, predicate, typed value) filter, ordered by the kind's id,
-    the first `limit` of them with `columns` only (None where a row lacks one). ValueError for
-    a filter on a column not in `filterable`, when there is a row to filter (as Ray's)."""
+    """What Ray's API server answers for `rows` held by a data source: the source's rows
+    (`from_source`) that pass every (column, predicate, typed value) filter, ordered by the
+    kind's id, the first `limit` of them with `columns` only (None where a row lacks one), and
+    Ray's counts. ValueError for a filter on a column not in `filterable`, when there is a row
+    to filter (as Ray's)."""
     filters = [(col.lower(), predicate, value) for col, predicate, value in filters]
-    if rows:
+    returned, total, num_after_truncation = from_source(rows, kind, filters, source_limit)
+    if returned:
         for col, _predicate, _value in filters:
             if col not in filterable:
                 raise unsupported_filter(col, set(filterable))
-    kept = [row for row in rows if all(matches(row, c, p, v) for c, p, v in filters)]
+    # The source's own filters hold for every row it returned: only the others are left.
+    rest = [(c, p, v) for c, p, v in filters if not _is_source_filter(kind, c, p, v)]
+    kept = [row for row in returned if all(matches(row, c, p, v) for c, p, v in rest)]
     key = SORT_KEYS[kind]
     kept.sort(key=lambda row: row.get(key) or "")
     return QueriedRows(
-        [{c: row.get(c) for c in columns} for row in kept[: max(limit, 0)]], len(kept)
+        [{c: row.get(c) for c in columns} for row in kept[: max(limit, 0)]],
+        total,
+        num_after_truncation,
+        len(kept),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from zray._config import config
 from zray._private.common import state_summaries
 from zray._private.common.chrome_trace import chrome_tracing_dump
 from zray._private.common.state_rows import query_rows
@@ -77,9 +78,12 @@ class StateQueries:
     def _state_rows(self, msg: P.ListState) -> P.StateRows:
         filters = [tuple(f) for f in msg.filters]
         columns, filterable = list(msg.columns), list(msg.filterable)
+        source_limit = config.max_limit_from_data_source
         if msg.kind == "tasks":
             node_ips = {n.node_id: n.ip for n in self.nodes.values()}
-            found = query_tasks(self.task_events, node_ips, filters, msg.limit, columns, filterable)
+            found = query_tasks(
+                self.task_events, node_ips, filters, msg.limit, columns, filterable, source_limit
+            )
             rows = [state_summaries.task_summary(found.rows)] if msg.summarize else found.rows
             return P.StateRows(rows, found.total, found.num_after_truncation, found.num_filtered)
         build = self._tables().get(msg.kind)
@@ -87,11 +91,9 @@ class StateQueries:
             raise ValueError(f"the head cannot list {msg.kind!r}")
         if msg.summarize and msg.kind != "actors":
             raise ValueError(f"the head cannot summarize {msg.kind!r}")
-        rows, num_filtered = query_rows(build(), msg.kind, filters, msg.limit, columns, filterable)
-        if msg.summarize:
-            rows = [state_summaries.actor_summary(rows)]
-        # The head's tables are the source: nothing is truncated before the filters.
-        return P.StateRows(rows, num_filtered, num_filtered, num_filtered)
+        found = query_rows(build(), msg.kind, filters, msg.limit, columns, filterable, source_limit)
+        rows = [state_summaries.actor_summary(found.rows)] if msg.summarize else found.rows
+        return P.StateRows(rows, found.total, found.num_after_truncation, found.num_filtered)
 
     def _timeline(self) -> list:
         """The task runs the head has events of, as Chrome trace events."""

@@ -730,6 +730,7 @@ class NodeDaemon(LeaseHandlers, ObjectHandlers):
         P.MetricsReport: metrics_hooks.on_metrics_report,
         P.ListLogs: log_files.on_list_logs,
         P.ReadLog: log_files.on_read_log,
+        P.ForgetJobLog: log_files.on_forget_job_log,
     }
 
 

@@ -90,5 +90,17 @@ def on_read_log(node, identity: bytes, msg: P.ReadLog, seq: int) -> None:
     node.endpoint.reply(identity, reply, seq)
 
 
+def on_forget_job_log(node, identity: bytes, msg: P.ForgetJobLog, seq: int) -> None:
+    try:
+        kept_job_logs.forget(node.session_dir, msg.submission_id)
+    except ValueError as exc:
+        node.endpoint.reply(identity, P.Error("ValueError", str(exc)), seq)
+        return
+    except OSError as exc:  # a full or read-only disk: the job's deletion stands regardless
+        node.endpoint.reply(identity, P.Error("OSError", str(exc)), seq)
+        return
+    node.endpoint.reply(identity, P.Ok(0), seq)
+
+
 def _bare_name(name) -> bool:
     return isinstance(name, str) and "/" not in name and name not in ("", ".", "..")

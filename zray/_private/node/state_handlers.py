@@ -7,6 +7,7 @@ memory`'s GetMemoryReport). Objects are gathered from the processes' reference t
 
 from __future__ import annotations
 
+from zray._config import config
 from zray._private.common import state_summaries
 from zray._private.common.state_rows import object_rows, query_rows
 from zray._private.node.memory_report import MemoryReportGather
@@ -34,15 +35,16 @@ def _answer(msg: P.ListState):
                 msg.limit,
                 list(msg.columns),
                 list(msg.filterable),
+                config.max_limit_from_data_source,
             )
         except (ValueError, TypeError) as exc:  # a bad query, never the node's failure
             return P.Error("ValueError", str(exc))
+        rows = found.rows
         if msg.summarize:
             # This node's part of Ray's summary; the asker merges the parts and lists the
             # objects instead when the nodes hold more than a summary lists.
-            part = state_summaries.object_summary_part(found.rows)
-            return P.StateRows([part], len(rows), len(rows), found.num_filtered)
-        return P.StateRows(found.rows, len(rows), len(rows), found.num_filtered)
+            rows = [state_summaries.object_summary_part(found.rows)]
+        return P.StateRows(rows, found.total, found.num_after_truncation, found.num_filtered)
 
     return answer
 

@@ -9,7 +9,10 @@ filters, merges what several nodes sent and raises Ray's errors and warnings fro
 
 from __future__ import annotations
 
+import logging
+import threading
 import warnings
+from contextlib import contextmanager
 from typing import List, Optional, Tuple
 
 from zray._private.common import state_summaries
@@ -37,6 +40,8 @@ from zray.util.state.common import (
 from zray.util.state import _transport
 from zray.util.state.exception import RayStateApiException, ServerUnavailable
 
+logger = logging.getLogger(__name__)
+
 Filters = Optional[List[Tuple[str, PredicateType, SupportedFilterType]]]
 
 # Where each resource's rows are: the head's tables, or every live node's.
@@ -61,6 +66,11 @@ _PID_COLUMNS = ["worker_id", "pid"]
 # Up to this many actors listed, their pids are asked for one by one (a row each); past it,
 # each node sends the ids and pids of all its workers (at most 1,000 exited and the live).
 _PID_QUERIES_MAX = 100
+# Ray's warning of a task summary that counts fewer tasks than were listed for it.
+_MISSING_IN_AGGREGATION = (
+    "There is missing data in this aggregation. "
+    "Possibly due to task data being evicted to preserve memory."
+)
 _NO_CALLSITE = "Callsite is not being recorded. zray does not record where ObjectRefs are created."
 _QUERY_FAILURE = (
     "Failed to query data from {type}. Queried {total} {type} and {failures} "
@@ -78,16 +88,35 @@ def _server_error(message: str) -> RayStateApiException:
 
 
 class _Response:
-    """What the sources returned, with Ray's counts: `total` what they held (dropped task
-    events included), `num_after_truncation` what they returned, `num_filtered` of those
-    passing every filter before the limit."""
+    """What the sources returned, with Ray's counts (its ListApiResponse): `total` what they
+    held (dropped task events included), `num_after_truncation` what they returned,
+    `num_filtered` of those passing every filter before the limit."""
 
-    def __init__(self, rows: list, num_filtered: int, partial_failure_warning: str = ""):
+    def __init__(
+        self,
+        rows: list,
+        total: int,
+        num_after_truncation: int,
+        num_filtered: int,
+        partial_failure_warning: str = "",
+    ):
         self.rows = rows
+        self.total = total
+        self.num_after_truncation = num_after_truncation
         self.num_filtered = num_filtered
-        self.total = self.num_after_truncation = num_filtered
         self.partial_failure_warning = partial_failure_warning
         self.warnings: list = []
+
+    def asdict(self, result) -> dict:
+        """Ray's ListApiResponse (or SummaryApiResponse) as its API server sends it."""
+        return {
+            "total": self.total,
+            "num_after_truncation": self.num_after_truncation,
+            "num_filtered": self.num_filtered,
+            "result": result,
+            "partial_failure_warning": self.partial_failure_warning or "",
+            "warnings": list(self.warnings) or None,
+        }
 
 
 class StateApiClient:
@@ -115,6 +144,15 @@ class StateApiClient:
     ) -> list:
         if options.has_conflicting_filters():
             return []
+        with self._slow_notes(f"/api/v0/{resource.value}", options.timeout, _explain):
+            response = self.list_response(resource, options)
+        _check(resource, response, raise_on_missing_output, _explain, stacklevel=4)
+        schema = resource_to_schema(resource)
+        return [schema(**row) for row in response.rows]
+
+    def list_response(self, resource: StateResource, options: ListApiOptions) -> _Response:
+        """Ray's ListApiResponse of `list(resource, options)`: the rows and Ray's counts (what
+        the dashboard's /api/v0/<resource> sends)."""
         if options.limit > MAX_LIMIT:
             raise _server_error(
                 f"Given limit {options.limit} exceeds the supported limit {MAX_LIMIT}. Use a "
@@ -123,25 +161,23 @@ class StateApiClient:
             )
         if resource.value not in SORT_KEYS:
             raise NotImplementedError(f"zray's state API cannot list {resource.value} yet")
-        schema = resource_to_schema(resource)
-        response = self._listed(resource, options)
-        _check(resource, response, raise_on_missing_output, _explain, stacklevel=4)
-        return [schema(**row) for row in response.rows]
+        return self._listed(resource, options)
 
     def get(self, resource: StateResource, id: str, options, _explain: bool = False):
         if resource not in _ID_KEY:
             raise ValueError(f"Can't get {resource.name} by id.")
         timeout = getattr(options, "timeout", DEFAULT_RPC_TIMEOUT)
-        found = self.list(
-            resource,
-            ListApiOptions(
-                limit=MAX_LIMIT,
-                timeout=timeout,
-                detail=True,
-                filters=[(_ID_KEY[resource], "=", id)],
-            ),
-            raise_on_missing_output=False,
-        )
+        with self._slow_notes(f"/api/v0/{resource.value}", timeout, _explain):
+            found = self.list(
+                resource,
+                ListApiOptions(
+                    limit=MAX_LIMIT,
+                    timeout=timeout,
+                    detail=True,
+                    filters=[(_ID_KEY[resource], "=", id)],
+                ),
+                raise_on_missing_output=False,
+            )
         if resource == StateResource.OBJECTS:
             return found  # one entry per process holding the object
         if resource == StateResource.TASKS and len(found) > 1:
@@ -157,37 +193,88 @@ class StateApiClient:
         _explain: bool = False,
     ) -> dict:
         """Ray's summary of what `list(resource, limit=10,000)` returns, computed where the
-        rows are, with that listing's errors and warnings."""
-        timeout = getattr(options, "timeout", DEFAULT_RPC_TIMEOUT)
+        rows are, with that listing's errors and warnings (no warning of the limit: Ray's
+        summaries have none)."""
+        timeout = getattr(options, "timeout", None) or DEFAULT_RPC_TIMEOUT
+        with self._slow_notes(f"/api/v0/{resource.value}/summarize", timeout, _explain):
+            response = self.summary_response(resource, timeout)
+        listed = StateResource(resource.value)
+        _check(listed, response, raise_on_missing_output, _explain, stacklevel=4, limit=False)
+        return {"cluster": response.rows[0]}
+
+    def summary_response(self, resource: SummaryResource, timeout=None) -> _Response:
+        """Ray's SummaryApiResponse: `rows` holds the one summary, the counts are those of
+        the listing summarized (what the dashboard's /api/v0/<resource>/summarize sends)."""
+        timeout = DEFAULT_RPC_TIMEOUT if timeout is None else timeout
         listed = StateResource(resource.value)
         if resource == SummaryResource.OBJECTS:
             summary, response = self._object_summary(timeout)
-        else:
-            schema = resource_to_schema(listed)
-            query = P.ListState(
-                listed.value,
-                [],
-                MAX_LIMIT,
-                _SUMMARIZED_COLUMNS[resource],
-                sorted(schema.filterable_columns()),
-                _node_wait_ms(timeout),
-                True,
+            response.rows = [summary]
+            return response
+        schema = resource_to_schema(listed)
+        query = P.ListState(
+            listed.value,
+            [],
+            MAX_LIMIT,
+            _SUMMARIZED_COLUMNS[resource],
+            sorted(schema.filterable_columns()),
+            _node_wait_ms(timeout),
+            True,
+        )
+        response = self._answered(
+            self._connection.gather([(self._connection.head, query)], timeout)[0], timeout
+        )
+        summary = response.rows[0]
+        if resource == SummaryResource.TASKS:
+            summarized = (
+                summary["total_tasks"]
+                + summary["total_actor_tasks"]
+                + summary["total_actor_scheduled"]
             )
-            response = self._answered(
-                self._connection.gather([(self._connection.head, query)], timeout)[0], timeout
+            if summarized < response.num_filtered:
+                response.warnings.append(_MISSING_IN_AGGREGATION)
+        return response
+
+    @contextmanager
+    def _slow_notes(self, endpoint: str, timeout: float, explain: bool):
+        """Ray's notes (logged at INFO, with `_explain` only) that an answer is slow: once an
+        eighth, a quarter and half of the timeout have passed without it."""
+        if not explain:
+            yield
+            return
+        address = self._connection.head
+
+        def note(elapsed: float):
+            logger.info(
+                f"({round(elapsed, 2)} / {timeout} seconds) "
+                "Waiting for the response from the API server "
+                f"address {address}{endpoint}.",
             )
-            summary = response.rows[0]
-            response.rows = [None] * min(response.num_filtered, MAX_LIMIT)  # those summarized
-        _check(listed, response, raise_on_missing_output, _explain, stacklevel=4)
-        return {"cluster": summary}
+
+        timers = [threading.Timer(timeout / i, note, args=[timeout / i]) for i in (2, 4, 8)]
+        try:
+            for timer in timers:
+                timer.daemon = True  # never keeps a process that exits meanwhile alive
+                timer.start()
+            yield
+        finally:
+            for timer in timers:
+                timer.cancel()
 
     # ------------------------------------------------------------------ data sources
 
     def _filters(self, options: ListApiOptions, schema) -> list:
+        given = options.filters or []
         try:
-            return [list(f) for f in typed_filters(options.filters or [], schema)]
+            typed = [list(f) for f in typed_filters(given, schema)]
         except ValueError as exc:
             raise _server_error(str(exc)) from None
+        for entry, (_col, _predicate, value) in zip(typed, given):
+            if entry[0].lower() == "is_alive" and str(value) == "True":
+                # Sent as the text Ray's client sends: Ray's GCS filters workers on liveness
+                # at the source for exactly this text, and the node does as it does.
+                entry[2] = "True"
+        return typed
 
     def _listed(self, resource: StateResource, options: ListApiOptions) -> _Response:
         """The rows of `list(resource)` from the head or every live node, each source sending
@@ -226,8 +313,8 @@ class StateApiClient:
                 found = query_rows(
                     response.rows, "actors", pid_filters, options.limit, columns, ["pid"]
                 )
+                # The head's counts stand: the pid is one more filter after its own.
                 response.rows = found.rows
-                response.total = response.num_after_truncation = found.num_filtered
                 response.num_filtered = found.num_filtered
         return response
 
@@ -238,9 +325,7 @@ class StateApiClient:
             )
         if isinstance(reply, P.Error):
             raise _server_error(reply.message)
-        response = _Response(reply.rows, reply.num_filtered)
-        response.total, response.num_after_truncation = reply.total, reply.num_after_truncation
-        return response
+        return _Response(reply.rows, reply.total, reply.num_after_truncation, reply.num_filtered)
 
     def _alive_nodes(self, timeout: float) -> list:
         rows = self._connection.ask_head(P.GetStateTable("nodes"), timeout).rows
@@ -276,8 +361,13 @@ class StateApiClient:
         rows = [row for reply in answers for row in reply.rows]
         key = SORT_KEYS[query.kind]
         rows.sort(key=lambda row: row.get(key) or "")
-        response = _Response(rows[: query.limit], sum(r.num_filtered for r in answers), warning)
-        return response
+        return _Response(
+            rows[: query.limit],
+            sum(r.total for r in answers),
+            sum(r.num_after_truncation for r in answers),
+            sum(r.num_filtered for r in answers),
+            warning,
+        )
 
     def _object_summary(self, timeout: float) -> Tuple[dict, _Response]:
         """Ray's summary of the 10,000 object references listed first: each node's part, merged;
@@ -292,8 +382,8 @@ class StateApiClient:
             True,
         )
         answers, warning = self._ask_nodes(query, timeout)
-        held = sum(reply.total for reply in answers)
-        if held > MAX_LIMIT:
+        summarized = sum(reply.num_filtered for reply in answers)
+        if summarized > MAX_LIMIT:
             listed = self._listed(
                 StateResource.OBJECTS, ListApiOptions(limit=MAX_LIMIT, timeout=timeout)
             )
@@ -301,7 +391,13 @@ class StateApiClient:
             response = listed
         else:
             parts = [reply.rows[0] for reply in answers]
-            response = _Response([None] * held, held, warning)
+            response = _Response(
+                [],
+                sum(reply.total for reply in answers),
+                sum(reply.num_after_truncation for reply in answers),
+                summarized,
+                warning,
+            )
             response.warnings.append(_NO_CALLSITE)
         return state_summaries.object_summary(parts), response
 
@@ -358,8 +454,10 @@ def _check(
     raise_on_missing_output: bool,
     _explain: bool,
     stacklevel: int,
+    limit: bool = True,
 ) -> None:
-    """Ray's errors for a listing with missing output, and its warnings with `_explain`."""
+    """Ray's errors for a listing with missing output, and its warnings with `_explain`
+    (`limit`: whether rows left out by the limit are warned of; not for a summary)."""
     if raise_on_missing_output and response.partial_failure_warning:
         raise RayStateApiException(
             f"Failed to retrieve all {resource.value} from the cluster because"
@@ -391,7 +489,7 @@ def _check(
             "from data source to prevent over-sized payloads.",
             stacklevel=stacklevel,
         )
-    if response.num_filtered > len(response.rows):
+    if limit and response.num_filtered > len(response.rows):
         warnings.warn(
             f"Limit last {len(response.rows)} entries (Total {response.num_filtered}). Use "
             "`--filter` to reduce the amount of data to return or setting a higher limit with "

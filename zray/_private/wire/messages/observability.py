@@ -122,6 +122,16 @@ class LogList(NamedTuple):
     files: list
 
 
+@message(250)
+class ForgetJobLog(NamedTuple):
+    """Dashboard to every live node, when a submitted job is deleted: remove the copies of its
+    driver's log kept from this machine's earlier sessions, and keep the live session's copy
+    (readable until the session ends, as Ray keeps it) from being kept past it
+    (common/kept_job_logs.py); answered Ok, or Error(ValueError) for an id no log is named by."""
+
+    submission_id: str
+
+
 @message(142)
 class ReadLog(NamedTuple):
     """To a node: up to `max_bytes` (at most LOG_CHUNK_MAX_BYTES) of log file `name` from
