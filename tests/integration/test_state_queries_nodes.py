@@ -81,7 +81,7 @@ def test_each_node_truncates_its_own_rows_and_the_counts_add_up(monkeypatch):
 
         def settled():  # the answer of tables that did not change while it was asked
             before = _rows_per_node()
-            response = StateApiClient().list_response(
+            response = StateApiClient()._list_response(
                 StateResource.OBJECTS, ListApiOptions(limit=1000)
             )
             return (before, response) if _rows_per_node() == before else None

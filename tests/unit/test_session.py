@@ -27,13 +27,15 @@ def test_the_default_session_root_never_shadows_the_package(tmp_path):
     """A script run from the directory holding the default root must still import zray: a
     root named like the package (/tmp/zray) made `import zray` in /tmp a namespace package
     with nothing in it under an editable install (`pip install -e .`, as the README says)."""
+    import dataclasses
+
     from zray._config import Config
 
-    root = Config().session_dir_root
-    os.makedirs(root, exist_ok=True)
+    default = next(f.default for f in dataclasses.fields(Config) if f.name == "session_dir_root")
+    (tmp_path / os.path.basename(default)).mkdir()  # the root, beside the script
     found = subprocess.run(
         [sys.executable, "-c", "import zray; print(zray.remote.__name__)"],
-        cwd=os.path.dirname(root),
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,

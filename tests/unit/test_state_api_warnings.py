@@ -74,7 +74,7 @@ def test_a_node_that_does_not_answer_raises_or_is_warned_of():
         "failed. (2) raylet is overloaded. (3) There's an unexpected network issue. Please check "
         "the node.log to find the root cause."
     ]
-    response = client.list_response(StateResource.WORKERS, options).asdict([])
+    response = client._list_response(StateResource.WORKERS, options).asdict([])
     assert response["partial_failure_warning"].startswith("The returned data may contain")
 
 

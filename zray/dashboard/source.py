@@ -115,7 +115,7 @@ class ClusterSource:
                     "partial_failure_warning": "",
                     "warnings": None,
                 }
-            response = self.state.list_response(resource, options)
+            response = self.state._list_response(resource, options)
             return response.asdict(response.rows)
 
         return self._cached(key, compute)
@@ -140,7 +140,7 @@ class ClusterSource:
         """Ray's SummaryApiResponse: {"total", "result": {"node_id_to_summary": ...}, ...}."""
 
         def compute():
-            response = self.state.summary_response(resource, QUERY_TIMEOUT_S)
+            response = self.state._summary_response(resource, QUERY_TIMEOUT_S)
             return response.asdict({"node_id_to_summary": {"cluster": response.rows[0]}})
 
         return self._cached(("summary", resource), compute)

@@ -145,12 +145,12 @@ class StateApiClient:
         if options.has_conflicting_filters():
             return []
         with self._slow_notes(f"/api/v0/{resource.value}", options.timeout, _explain):
-            response = self.list_response(resource, options)
+            response = self._list_response(resource, options)
         _check(resource, response, raise_on_missing_output, _explain, stacklevel=4)
         schema = resource_to_schema(resource)
         return [schema(**row) for row in response.rows]
 
-    def list_response(self, resource: StateResource, options: ListApiOptions) -> _Response:
+    def _list_response(self, resource: StateResource, options: ListApiOptions) -> _Response:
         """Ray's ListApiResponse of `list(resource, options)`: the rows and Ray's counts (what
         the dashboard's /api/v0/<resource> sends)."""
         if options.limit > MAX_LIMIT:
@@ -197,12 +197,12 @@ class StateApiClient:
         summaries have none)."""
         timeout = getattr(options, "timeout", None) or DEFAULT_RPC_TIMEOUT
         with self._slow_notes(f"/api/v0/{resource.value}/summarize", timeout, _explain):
-            response = self.summary_response(resource, timeout)
+            response = self._summary_response(resource, timeout)
         listed = StateResource(resource.value)
         _check(listed, response, raise_on_missing_output, _explain, stacklevel=4, limit=False)
         return {"cluster": response.rows[0]}
 
-    def summary_response(self, resource: SummaryResource, timeout=None) -> _Response:
+    def _summary_response(self, resource: SummaryResource, timeout=None) -> _Response:
         """Ray's SummaryApiResponse: `rows` holds the one summary, the counts are those of
         the listing summarized (what the dashboard's /api/v0/<resource>/summarize sends)."""
         timeout = DEFAULT_RPC_TIMEOUT if timeout is None else timeout
