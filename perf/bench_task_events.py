@@ -209,8 +209,10 @@ def toggled(rounds: int, calls: int = 5000, workload: str = "actor calls async")
     and on in turn (off, on, on, off, ...): with them off the driver sends calls without an attempt and
     the actor's worker records nothing, so the whole chain is switched with the same processes,
     which a loaded machine perturbs far less than fresh clusters. CPU us per call by process
-    (medians over the rounds of each setting), each window closed 1.3 s after its last call so
-    both sides' batches have gone out and reached the head."""
+    (medians over the rounds of each setting), each window closed a report interval and 0.3 s
+    after its last call so both sides' batches have gone out and reached the head. The rate
+    counts a batch's sending only if a report interval ends within the window: run with
+    --report-interval-ms well under a window (e.g. 100) for the rate to pay for it too."""
     import psutil
 
     import zray as ray
@@ -257,18 +259,21 @@ def toggled(rounds: int, calls: int = 5000, workload: str = "actor calls async")
                 for k, procs in processes.items()
             }
 
+        from zray._config import config
+
+        settle_s = config.task_events_report_interval_ms / 1000 + 0.3
         for _ in range(3):
             batch(ray, actor, small_value)
         spent: dict = {True: [], False: []}
         for i in range(2 * rounds):
             on = i % 4 in (1, 2)
             runtime.core.task_events.enabled = on
-            time.sleep(SETTLE_S - 0.2)
+            time.sleep(settle_s)
             before, started = cpu(), time.perf_counter()
             for _ in range(calls // 1000):
                 batch(ray, actor, small_value)
             rate = calls / (time.perf_counter() - started)
-            time.sleep(SETTLE_S - 0.2)
+            time.sleep(settle_s)
             after = cpu()
             spent[on].append({k: 1e6 * (after[k] - before[k]) / calls for k in after})
             spent[on][-1]["calls/s"] = rate
@@ -318,7 +323,14 @@ def main(argv=None) -> int:
         default="actor calls async",
         help="what --toggle calls",
     )
+    parser.add_argument(
+        "--report-interval-ms",
+        type=int,
+        help="with --toggle: every process's task_events_report_interval_ms (default 1000)",
+    )
     args = parser.parse_args(argv)
+    if args.report_interval_ms:
+        os.environ["ZRAY_TASK_EVENTS_REPORT_INTERVAL_MS"] = str(args.report_interval_ms)
     if args.toggle:
         workloads = sorted(TOGGLED) if args.toggle_workload == "all" else [args.toggle_workload]
         for workload in workloads:
