@@ -17,6 +17,7 @@ import time
 
 import zmq
 
+from zray._private.core.plain_calls import answer_plain
 from zray._private.wire import direct, pacing
 
 logger = logging.getLogger(__name__)
@@ -168,6 +169,8 @@ class ChannelReading:
             self._burst_thread = threading.get_ident()
         try:
             for frames in messages:
+                if answer_plain(self, frames):
+                    continue
                 decoded = direct.decode(frames)
                 if decoded is not None:
                     msg, seq, flags, payload = decoded
