@@ -144,3 +144,49 @@ def test_plain_calls_fail_and_cancel_as_others_do(ray, counted):
     for ref in [in_flight[-1]] + after:
         with pytest.raises(ray.exceptions.ActorDiedError):
             ray.get(ref, timeout=60)
+
+
+def test_a_get_of_many_actor_answers_reads_them_in_batches(ray, monkeypatch):
+    """A get waiting for many actor calls' answers sleeps a moment before each read of its
+    connections, so one read takes many answers; a get of one value, or one while tasks of
+    ours are queued or running (their answers free the next pushes), never does."""
+    from zray._private.core import channel_reading
+
+    slept = []
+    real_sleep = time.sleep
+
+    class Clock:
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds):
+            slept.append(seconds)
+            real_sleep(seconds)
+
+    monkeypatch.setattr(channel_reading, "time", Clock())
+
+    @ray.remote
+    class Busy:
+        def value(self, seconds=0.0):
+            real_sleep(seconds)
+            return 1
+
+    @ray.remote
+    def task(seconds):
+        real_sleep(seconds)
+        return 2
+
+    actor = Busy.remote()
+    ray.get(actor.value.remote(), timeout=60)
+    slept.clear()
+    for _ in range(3):  # one at a time: never more than one value to wait for
+        assert ray.get(actor.value.remote(0.05), timeout=60) == 1
+    assert slept == []
+    refs = [actor.value.remote(0.001) for _ in range(200)]
+    assert ray.get(refs, timeout=60) == [1] * 200
+    assert channel_reading.GATHER_S in slept
+    slept.clear()
+    refs = [actor.value.remote(0.001) for _ in range(100)] + [task.remote(0.5)]
+    assert ray.get(refs, timeout=60) == [1] * 100 + [2]
+    assert channel_reading.GATHER_S not in slept
