@@ -186,3 +186,40 @@ def test_plain_answer_refuses_malformed_bodies(calls):
     )
     with pytest.raises(TypeError):
         calls.plain_answer((F(header), F(body), F(b"m")), version, code)
+
+
+@pytest.mark.parametrize("size", [0, 127, 128, 65536, 2**32])
+@pytest.mark.parametrize("lease_id", [0, 1, 300, 2**40])
+def test_frame_task_done_is_the_general_message(calls, size, lease_id):
+    done = P.TaskDone(TASK, [[OID, 0, 1, b"", size]], lease_id, [])
+    general = b"".join(bytes(b) for b in pack([*P.encode(done), b"meta"]))
+    header = P.encode(done)[0]
+    assert calls.frame_task_done(header, TASK, OID, size, lease_id, b"meta") == general
+
+
+def test_frame_task_done_reads_back_as_a_plain_answer(calls):
+    header = P.encode(P.TaskDone(b"", [], 0, []))[0]
+    (frames,) = Unpacker().feed(calls.frame_task_done(header, TASK, OID, 9, 0, b"meta"))
+    assert calls.plain_answer(frames, P.PROTOCOL_VERSION, P.TaskDone.CODE) == (TASK, OID, b"", 9)
+    long_ids = calls.frame_task_done(header, b"t" * 300, b"o" * 70_000, 9, 0, b"m")
+    (frames,) = Unpacker().feed(long_ids)
+    msg, _, _ = P.decode(frames[0].buffer, frames[1].buffer)
+    assert msg == P.TaskDone(b"t" * 300, [[b"o" * 70_000, 0, 1, b"", 9]], 0, [])
+
+
+def test_frame_task_done_refuses_bad_input(calls):
+    header = P.encode(P.TaskDone(b"", [], 0, []))[0]
+    with pytest.raises(TypeError):
+        calls.frame_task_done(header, TASK, OID, True, 0, b"m")
+    with pytest.raises(TypeError):
+        calls.frame_task_done(header, TASK, OID, 1, 0.0, b"m")
+    with pytest.raises(TypeError):
+        calls.frame_task_done(header, TASK, "oid", 1, 0, b"m")
+    with pytest.raises(TypeError):
+        calls.frame_task_done(header, TASK, OID, 1, 0, memoryview(b"m"))
+    with pytest.raises(ValueError):
+        calls.frame_task_done(header[:4], TASK, OID, 1, 0, b"m")
+    with pytest.raises(OverflowError):
+        calls.frame_task_done(header, TASK, OID, 2**64, 0, b"m")
+    with pytest.raises(MessageTooLarge):
+        calls.frame_task_done(header, TASK, OID, 1, 0, b"x" * fast.MAX_MESSAGE_BYTES)

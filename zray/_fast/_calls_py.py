@@ -1,7 +1,8 @@
 """The common actor call's wire work in one call each way (pure-Python twin of ``calls.pyx``).
 
-See calls.pyx: `frame_actor_call` is the general encoder's buffers for such a call joined,
-and `plain_answer` recognizes the `TaskDone` of one inline value and nothing else.
+See calls.pyx: `frame_actor_call` and `frame_task_done` are the general encoder's buffers
+for such a call and such an answer joined, and `plain_answer` recognizes the `TaskDone` of one
+inline value and nothing else.
 """
 
 from __future__ import annotations
@@ -45,13 +46,38 @@ def frame_actor_call(
     if len(header) != 8:
         raise ValueError(f"message header must be 8 bytes, got {len(header)}")
     body = _pack([actor_id, task_id, method, 1, owner_address, 0, [], [], "", -1, attempt])
-    total = 16 + len(header) + len(body) + len(arguments)
+    return _framed(header, body, arguments)
+
+
+def frame_task_done(
+    header: bytes, task_id: bytes, object_id: bytes, size: int, lease_id: int, meta: bytes
+) -> bytes:
+    """One direct-connection message (frame table and frames, joined) carrying the `TaskDone`
+    of one inline value without refs inside (`meta`: its pickle, no out-of-band buffer; `size`:
+    its object size), for lease `lease_id` (0: an actor call). `header` is the message's 8-byte
+    header (protocol.encode's first). Raises MessageTooLarge, as `pack` does, past a reader's
+    limit."""
+    for name, value in (("header", header), ("task_id", task_id), ("object_id", object_id)):
+        if not isinstance(value, bytes):
+            raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
+    if not isinstance(meta, bytes):
+        raise TypeError(f"meta must be bytes, not {type(meta).__name__}")
+    if type(size) is not int or type(lease_id) is not int:
+        raise TypeError("size and lease_id must be int")
+    if len(header) != 8:
+        raise ValueError(f"message header must be 8 bytes, got {len(header)}")
+    body = _pack([task_id, [[object_id, 0, 1, b"", size]], lease_id, []])
+    return _framed(header, body, meta)
+
+
+def _framed(header: bytes, body: bytes, payload: bytes) -> bytes:
+    total = 16 + len(header) + len(body) + len(payload)
     if total > MAX_MESSAGE_BYTES:
         raise too_large(3, total)
     lengths = (3).to_bytes(4, "little") + b"".join(
-        n.to_bytes(4, "little") for n in (len(header), len(body), len(arguments))
+        n.to_bytes(4, "little") for n in (len(header), len(body), len(payload))
     )
-    return lengths + header + body + arguments
+    return lengths + header + body + payload
 
 
 def plain_answer(frames: list, version: int, code: int):
@@ -99,4 +125,10 @@ def plain_answer(frames: list, version: int, code: int):
     return (task_id, object_id, node_id, size)
 
 
-__all__ = ["PUSH_FIELDS", "TASK_DONE_FIELDS", "frame_actor_call", "plain_answer"]
+__all__ = [
+    "PUSH_FIELDS",
+    "TASK_DONE_FIELDS",
+    "frame_actor_call",
+    "frame_task_done",
+    "plain_answer",
+]

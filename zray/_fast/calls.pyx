@@ -3,10 +3,12 @@
 An actor call without ObjectRef arguments, with one return and default options is most
 calls (Ray's `actor calls async` microbenchmark is nothing else): `frame_actor_call` writes
 its whole direct-connection message (the stream's frame table, the header, the
-`PushActorTask` body in msgpack and the pickled arguments) into one bytes object, and
-`plain_answer` reads the `TaskDone` of one inline value straight from the message's frames.
-In Python these were a record, an encode, a frame table and a list of buffers per call, and
-a decode, a record and a type check per answer (zray/_private/core/plain_calls.py).
+`PushActorTask` body in msgpack and the pickled arguments) into one bytes object,
+`frame_task_done` does the same for the worker's answer of one inline value, and
+`plain_answer` reads that answer straight from the message's frames on the caller's side.
+In Python these were a record, an encode, a frame table and a list of buffers per message,
+and a decode, a record and a type check per answer (zray/_private/core/plain_calls.py,
+zray/_private/worker/worker_main.py).
 
 Both produce or accept exactly what the general path does: `frame_actor_call`'s bytes are the
 general encoder's buffers joined, and `plain_answer` answers None for anything it does not
@@ -175,6 +177,62 @@ def frame_actor_call(bytes header not None, bytes actor_id not None, bytes task_
     memcpy(o + table, PyBytes_AS_STRING(header), header_len)
     memcpy(o + table + header_len, b, n)
     memcpy(o + table + header_len + n, PyBytes_AS_STRING(arguments), args_len)
+    return out
+
+
+def frame_task_done(bytes header not None, bytes task_id not None, bytes object_id not None,
+                    size, lease_id, bytes meta not None):
+    """One direct-connection message (frame table and frames, joined) carrying the `TaskDone`
+    of one inline value without refs inside (`meta`: its pickle, no out-of-band buffer; `size`:
+    its object size), for lease `lease_id` (0: an actor call). `header` is the message's 8-byte
+    header (protocol.encode's first). Raises MessageTooLarge, as `pack` does, past a reader's
+    limit."""
+    if type(size) is not int or type(lease_id) is not int:
+        raise TypeError("size and lease_id must be int")
+    cdef Py_ssize_t task_len = len(task_id), oid_len = len(object_id)
+    cdef Py_ssize_t header_len = len(header), meta_len = len(meta)
+    if header_len != 8:
+        raise ValueError(f"message header must be 8 bytes, got {header_len}")
+    cdef Py_ssize_t body_max = 4 + 2 * PREFIX_MAX + task_len + oid_len + 4 + 2 * PREFIX_MAX + 1
+    cdef unsigned char body[256]
+    cdef unsigned char *b = body
+    big = None
+    if body_max > 256:
+        big = PyBytes_FromStringAndSize(NULL, body_max)
+        b = <unsigned char *>PyBytes_AS_STRING(big)
+    cdef Py_ssize_t n = 0
+    b[0] = 0x90 | TASK_DONE_FIELDS
+    n = 1
+    n += _len_prefix(b + n, task_len, 0)
+    memcpy(b + n, PyBytes_AS_STRING(task_id), task_len)
+    n += task_len
+    b[n] = 0x91  # returns: one
+    b[n + 1] = 0x95  # [object_id, kind, nframes, node_id, size]
+    n += 2
+    n += _len_prefix(b + n, oid_len, 0)
+    memcpy(b + n, PyBytes_AS_STRING(object_id), oid_len)
+    n += oid_len
+    b[n] = 0  # kind: inline
+    b[n + 1] = 1  # nframes: the pickle
+    b[n + 2] = 0xC4  # node_id: b""
+    b[n + 3] = 0
+    n += 4
+    n += _int(b + n, size)
+    n += _int(b + n, lease_id)
+    b[n] = 0x90  # contained: []
+    n += 1
+    cdef Py_ssize_t table = 4 * 4
+    if table + header_len + n + meta_len > _MAX_MESSAGE_BYTES:
+        raise too_large(3, table + header_len + n + meta_len)
+    out = PyBytes_FromStringAndSize(NULL, table + header_len + n + meta_len)
+    cdef unsigned char *o = <unsigned char *>PyBytes_AS_STRING(out)
+    _put_u32(o, 3)
+    _put_u32(o + 4, <uint32_t>header_len)
+    _put_u32(o + 8, <uint32_t>n)
+    _put_u32(o + 12, <uint32_t>meta_len)
+    memcpy(o + table, PyBytes_AS_STRING(header), header_len)
+    memcpy(o + table + header_len, b, n)
+    memcpy(o + table + header_len + n, PyBytes_AS_STRING(meta), meta_len)
     return out
 
 
