@@ -78,9 +78,13 @@ def submit_plain(handle, method: str, arguments: bytes):
         1,
         [return_id],
         [arguments],
-        [],
+        (),  # no ref arguments: only ever read (shared empties, no list per call)
         retries,
+        (),
         max_retries=retries if handle._max_restarts else 0,
+        borrowed=(),
+        resolved=(),
+        resolved_frames=(),
         events=events,
         parent_task_id=core.current_task_id() if events else b"",
     )
@@ -140,11 +144,13 @@ def submit_plain(handle, method: str, arguments: bytes):
 def answer_plain(core, frames: list) -> bool:
     """Handles a direct message if it is the plain answer of a plain call; False if the
     general path must read it (it has not been touched)."""
+    submitter = core.actor_submitter
+    if submitter is None:  # still registering: nothing of ours can be answered yet
+        return False
     answer = plain_answer(frames, _VERSION, _TASK_DONE)
     if answer is None:
         return False
     task_id, object_id, node_id, size = answer
-    submitter = core.actor_submitter
     with submitter.lock:
         found = submitter.calls.get(task_id)
         if found is None:
