@@ -187,6 +187,6 @@ def test_a_get_of_many_actor_answers_reads_them_in_batches(ray, monkeypatch):
     assert ray.get(refs, timeout=60) == [1] * 200
     assert channel_reading.GATHER_S in slept
     slept.clear()
-    refs = [actor.value.remote(0.001) for _ in range(100)] + [task.remote(0.5)]
+    refs = [actor.value.remote(0.001) for _ in range(100)] + [task.remote(2.0)]
     assert ray.get(refs, timeout=60) == [1] * 100 + [2]
     assert channel_reading.GATHER_S not in slept
