@@ -16,7 +16,9 @@ from zray._private.core import runtime
 from zray._private.common.packaging import for_call
 from zray._private.core.actor_submitter import ActorCall
 from zray._private.core.function_manager import function_id_of
-from zray._private.core.arguments import pack_arguments
+from zray._private.core.arguments import NO_ARGUMENTS, pack_arguments
+from zray._private.core.plain_calls import plain_defaults, submit_plain
+from zray._private.core.serialization import is_plain, serialize_plain
 from zray.object_ref import ObjectRef
 
 _METHOD_OPTIONS = (
@@ -451,7 +453,14 @@ class ActorHandle:
     def __getattr__(self, name):
         methods = self.__dict__.get("_methods", {})
         if name in methods or name in ("__ray_terminate__", "__ray_ready__"):
-            return ActorMethod(self, name, methods.get(name, {"num_returns": 1}))
+            plain = self.__dict__.get("_plain_methods")
+            if plain is None:  # once per handle: the methods whose own options are defaults
+                plain = self._plain_methods = frozenset(
+                    n for n, defaults in methods.items() if plain_defaults(n, defaults)
+                )
+            return ActorMethod(
+                self, name, methods.get(name, {"num_returns": 1}), None, name in plain
+            )
         raise AttributeError(f"'{self._class_name}' object has no attribute '{name}'")
 
     def __repr__(self):
@@ -508,11 +517,15 @@ def _rebuild_handle(
 
 
 class ActorMethod:
-    def __init__(self, handle: ActorHandle, name: str, defaults: dict, options=None):
+    def __init__(
+        self, handle: ActorHandle, name: str, defaults: dict, options=None, plain: bool = False
+    ):
         self._handle = handle
         self._name = name
         self._defaults = defaults
         self._options = options or {}
+        # Its calls may take the short path (zray/_private/core/plain_calls.py).
+        self._plain = plain and not options
 
     def __call__(self, *args, **kwargs):
         raise TypeError(
@@ -525,6 +538,15 @@ class ActorMethod:
         return ActorMethod(self._handle, self._name, self._defaults, options)
 
     def remote(self, *args, **kwargs):
+        if self._plain:
+            if not args and not kwargs:
+                ref = submit_plain(self._handle, self._name, NO_ARGUMENTS)
+            elif is_plain((args, kwargs)):  # scalars only: no ref, no buffer
+                ref = submit_plain(self._handle, self._name, serialize_plain((args, kwargs)))
+            else:
+                ref = None
+            if ref is not None:
+                return ref
         handle = self._handle
         core = handle._core
         num_returns = self._options.get("num_returns", self._defaults.get("num_returns", 1))

@@ -13,7 +13,17 @@ import importlib
 
 from zray._config import config
 
-MODULES = ("allocator", "buffers", "objformat", "frames", "ids", "stream", "refscan", "records")
+MODULES = (
+    "allocator",
+    "buffers",
+    "objformat",
+    "frames",
+    "ids",
+    "stream",
+    "refscan",
+    "records",
+    "calls",
+)
 
 # Public names re-exported at package level, per module.
 _EXPORTS = {
@@ -34,6 +44,7 @@ _EXPORTS = {
     ),
     "refscan": ("scan_refs",),
     "records": ("first_bad_field",),
+    "calls": ("frame_actor_call", "frame_task_done", "plain_answer"),
     "ids": (
         "JOB_ID_SIZE",
         "ACTOR_ID_SIZE",

@@ -102,7 +102,11 @@ class Connection:
         """Writes one message, or with `hold` keeps it for `release` (which the caller must
         see to) unless HOLD_MAX messages are held already: then they all go in one sendmsg.
         Messages leave in the order they were given either way."""
-        buffers = pack([*P.encode(msg, seq, flags), *payload])
+        return self.send_framed(pack([*P.encode(msg, seq, flags), *payload]), hold)
+
+    def send_framed(self, buffers: list, hold: bool = False) -> bool:
+        """`send` of a message framed already (the stream's `pack`, or
+        `zray._fast.frame_actor_call`'s bytes in a list)."""
         with self._lock:
             if self.closed:
                 return False

@@ -57,8 +57,15 @@ class Batcher:
     def send(self, connection, msg, payload) -> bool:
         hold = self._streak
         self._streak = True
-        if not connection.send(msg, payload=payload, hold=hold):
-            return False
+        return connection.send(msg, payload=payload, hold=hold) and self._sent(connection, hold)
+
+    def send_framed(self, connection, buffers: list) -> bool:
+        """`send` of a message framed already (direct.Connection.send_framed)."""
+        hold = self._streak
+        self._streak = True
+        return connection.send_framed(buffers, hold) and self._sent(connection, hold)
+
+    def _sent(self, connection, hold: bool) -> bool:
         if hold and connection not in self._connections:
             first = not self._connections
             if first:

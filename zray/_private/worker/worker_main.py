@@ -20,7 +20,7 @@ from queue import Empty
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import MessageTooLarge, object_id_for
+from zray._fast import MessageTooLarge, frame_task_done, object_id_for, object_size
 from zray._private.worker import log_stream
 from zray._private.core.metrics_registry import tasks as task_counts
 from zray._private.wire import pacing
@@ -33,12 +33,14 @@ from zray._private.worker.inline_tasks import InlineRunner
 from zray._private.worker.task_errors import release_frames
 from zray._private.core.memory_store import KIND_INLINE, KIND_PLASMA, Entry
 from zray._private.core.reference_counter import distinct
-from zray._private.core.serialization import deserialize, serialize
+from zray._private.core.serialization import deserialize, is_plain, serialize, serialize_plain
 from zray._private.core.arguments import NO_ARGUMENTS
 from zray._private.core.streaming import fixed_returns
 from zray.object_ref import ObjectRef
 
 logger = logging.getLogger(__name__)
+
+_DONE_HEADER = P.encode(P.TaskDone(b"", [], 0, []))[0]  # every plain answer's header
 
 
 class Executor:
@@ -320,6 +322,13 @@ class Executor:
         way before the owner hears the call is done, or an owner that kills this worker at
         once (an actor out of scope) would lose the object."""
         core = self.core
+        if (
+            len(values) == 1
+            and not is_error
+            and connection is not None
+            and _plain_reply(core, task_id, lease_id, values[0], connection, sent_before)
+        ):
+            return
         returns, frames, contained_per_return = [], [], []
         # Past this many inline bytes, results go to the arena: 3,000 results of 100 KiB
         # would not fit in one message.
@@ -366,6 +375,26 @@ class Executor:
             or not _send_direct(connection, done, frames)
         ):
             core.endpoint.send(owner_address, done, payload=frames)
+
+
+def _plain_reply(core, task_id, lease_id, value, connection, sent_before) -> bool:
+    """The answer of a call returning one builtin scalar (`is_plain`: no ref inside, no
+    buffer) small enough to go inline, written whole by `zray._fast.frame_task_done` on the
+    connection the call came on: what the general path below sends for it, without a record,
+    an encode or a frame table in Python. False, having sent nothing, for any other answer."""
+    if not is_plain(value):
+        return False
+    meta = serialize_plain(value)
+    size = object_size(len(meta), ())
+    if size > config.task_rpc_inlined_bytes_limit or size > config.max_inline_bytes:
+        return False
+    if core.endpoint.sent != sent_before and not getattr(connection, "in_process", False):
+        return False  # must follow what went over ZeroMQ (see `reply`)
+    send_framed = getattr(connection, "send_framed", None)
+    if send_framed is None:
+        return False
+    data = frame_task_done(_DONE_HEADER, task_id, object_id_for(task_id, 1), size, lease_id, meta)
+    return send_framed([data])
 
 
 def _send_direct(connection, msg, frames) -> bool:
