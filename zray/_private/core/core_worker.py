@@ -513,7 +513,10 @@ class CoreWorker(ChannelReading, BorrowedValues, GetValues, Ownership, Cancellin
         end = reply.offset + size
         if reply.warm_upto < end and size >= POPULATE_MIN_BYTES:
             start = max(reply.offset, reply.warm_upto)
-            os.posix_fallocate(self.arena_fd, start, end - start)  # ~4x faster than faulting
+            if USING_FAST and size >= POPULATE_MAX_BYTES:  # two threads allocate the pages
+                populate(self.arena, start, end - start)
+            else:
+                os.posix_fallocate(self.arena_fd, start, end - start)  # ~4x faster than faulting
         if POPULATE_MIN_BYTES <= size and (size < POPULATE_MAX_BYTES or not USING_FAST):
             populate(self.arena, reply.offset, size)
         write_object(self.arena, reply.offset, meta, buffers)
