@@ -1,16 +1,14 @@
 """Many values at once: the owner's batched answer (one payload frame for all values), how a
-borrower reads it (even a malformed one), and a get of many refs that unpickles the first
-ones while later ones are still on their way (core/borrowed_values.py, core/get_values.py)."""
+borrower reads it (even a malformed one), and the pins of the views a get hands out
+(core/borrowed_values.py, core/get_values.py)."""
 
 from __future__ import annotations
 
-import pickle
-import threading
 
 import zmq
 
 from zray._private.core.borrowed_values import BorrowedValues
-from zray._private.core.get_values import GET_CHUNK, GetValues
+from zray._private.core.get_values import GetValues
 from zray._private.core.memory_store import (
     KIND_ERROR,
     KIND_FREED,
@@ -122,65 +120,6 @@ def test_a_malformed_answer_is_asked_again_value_by_value():
     borrower._on_object_statuses(OWNER, ids, P.ObjectStatuses(statuses, []), [_frame(b"abcdef")])
     assert borrower.memory_store.get(b"one").frames == [b"abc"]
     assert borrower.requests.sent == [P.GetObjectStatus(b"two"), P.GetObjectStatus(b"three")]
-
-
-class _Unpickled:
-    """A value that records when it is unpickled."""
-
-    seen: threading.Event
-
-    def __reduce__(self):
-        return (_Unpickled._mark, ())
-
-    @staticmethod
-    def _mark():
-        _Unpickled.seen.set()
-        return "value"
-
-
-class _Getter(GetValues):
-    def __init__(self):
-        self.memory_store = MemoryStore()
-        self._inline_runner = None
-
-    def _request_missing(self, refs):
-        pass
-
-    def _on_block(self, blocked):
-        pass
-
-    _read_while_blocked = None
-
-
-class _Ref:
-    def __init__(self, object_id):
-        self._id = object_id
-
-
-def test_a_get_of_many_refs_unpickles_the_first_before_the_last_arrive():
-    _Unpickled.seen = threading.Event()
-    getter = _Getter()
-    count = GET_CHUNK * 3
-    ids = [i.to_bytes(4, "big") for i in range(count)]
-    first = pickle.dumps(_Unpickled())
-    getter.memory_store.put(ids[0], Entry(KIND_INLINE, [first]))
-    for i, oid in enumerate(ids[1:GET_CHUNK], 1):
-        getter.memory_store.put(oid, Entry(KIND_INLINE, [pickle.dumps(i)]))
-    unpickled_before_the_rest = []
-
-    def arrive_later():
-        unpickled_before_the_rest.append(_Unpickled.seen.wait(10))
-        for i, oid in enumerate(ids[GET_CHUNK:], GET_CHUNK):
-            getter.memory_store.put(oid, Entry(KIND_INLINE, [pickle.dumps(i)]))
-
-    late = threading.Thread(target=arrive_later)
-    late.start()
-    try:
-        values = getter._get([_Ref(oid) for oid in ids], 30, None)
-    finally:
-        late.join(15)
-    assert unpickled_before_the_rest == [True]
-    assert values == ["value"] + list(range(1, count))
 
 
 class _Pinner(GetValues):

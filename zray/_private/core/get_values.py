@@ -16,12 +16,6 @@ from zray._private.core.memory_store import KIND_ERROR, KIND_INLINE, KIND_PLASMA
 from zray._private.core.serialization import deserialize
 from zray._private.wire import protocol as P
 
-# A get of more refs than this waits for and unpickles them this many at a time, in order:
-# values still on their way from their owners (asked in batches of as many, see
-# borrowed_values.STATUS_BATCH) arrive while the earlier ones are unpickled. A task with
-# 10,000 ref arguments waited for all of them before unpickling the first.
-GET_CHUNK = 256
-
 
 class GetValues:
     def _get(self, refs: list, timeout: float | None, deadline):
@@ -30,37 +24,38 @@ class GetValues:
         if self._inline_runner is not None and timeout is None:
             self._inline_runner.run_awaited(ids, len(set(ids)))
         store = self.memory_store
+        # All at once, then unpickled: unpickling each batch of values as it arrived (tried
+        # for a task with 10,000 ref arguments) made the whole slower, as this thread and the
+        # I/O thread receiving the rest took turns with the GIL.
+        wanted = len(set(ids))
+        ready = store.wait(ids, wanted, deadline, self._on_block, self._read_while_blocked)
+        if len(ready) < wanted:
+            raise X.GetTimeoutError(
+                f"Get timed out: some object(s) not ready after {timeout} seconds."
+            )
         entries = store._entries  # read without the lock: entries are put whole, never changed
         values: list = [None] * len(ids)
-        in_arena = []  # positions of values in shared memory: mapped together at the end
+        in_arena = []  # positions of values in shared memory: mapped together first
         arena_nodes: dict = {}  # their ids -> the node holding each
-        for start in range(0, len(ids), GET_CHUNK):
-            chunk = ids[start : start + GET_CHUNK]
-            wanted = len(set(chunk))
-            ready = store.wait(chunk, wanted, deadline, self._on_block, self._read_while_blocked)
-            if len(ready) < wanted:
-                raise X.GetTimeoutError(
-                    f"Get timed out: some object(s) not ready after {timeout} seconds."
-                )
-            for position in range(start, start + len(chunk)):
-                entry = entries.get(ids[position])
-                kind = entry.kind if entry is not None else None  # None: deleted meanwhile
-                if kind == KIND_INLINE:
-                    values[position] = deserialize(entry.frames[0], entry.frames[1:])
-                elif kind == KIND_PLASMA:
-                    in_arena.append(position)
-                    arena_nodes[ids[position]] = entry.node_id
-                elif kind == KIND_ERROR:
-                    raise self._as_raisable(deserialize(entry.frames[0], entry.frames[1:]))
-                else:
-                    raise X.ReferenceCountingAssertionError(
-                        f"{refs[position]} was freed by its owner before this get"
-                    )
-        if in_arena:
-            views = self._map_plasma(list(arena_nodes), deadline, arena_nodes)
-            for position in in_arena:
+        found = [entries.get(oid) for oid in ids]
+        for position, entry in enumerate(found):
+            if entry is not None and entry.kind == KIND_PLASMA:
+                in_arena.append(position)
+                arena_nodes[ids[position]] = entry.node_id
+        views = self._map_plasma(list(arena_nodes), deadline, arena_nodes) if in_arena else {}
+        for position, entry in enumerate(found):
+            kind = entry.kind if entry is not None else None  # None: deleted meanwhile
+            if kind == KIND_INLINE:
+                values[position] = deserialize(entry.frames[0], entry.frames[1:])
+            elif kind == KIND_PLASMA:
                 meta, buffers = read_object(views[ids[position]])
                 values[position] = deserialize(meta, buffers)
+            elif kind == KIND_ERROR:
+                raise self._as_raisable(deserialize(entry.frames[0], entry.frames[1:]))
+            else:
+                raise X.ReferenceCountingAssertionError(
+                    f"{refs[position]} was freed by its owner before this get"
+                )
         return values
 
     @staticmethod
