@@ -185,6 +185,27 @@ def test_populate_large_range(buffers):
         assert m[-1] == 7
 
 
+def test_populate_allocates_every_page_of_a_range_split_across_threads(buffers, tmp_path):
+    # 40 MiB: past the size the compiled populate splits between two threads; the file's
+    # allocated blocks show that both halves (and only the range) were allocated.
+    directory = "/dev/shm" if os.path.isdir("/dev/shm") else str(tmp_path)
+    fd, path = tempfile.mkstemp(prefix="test-fast-populate-", dir=directory)
+    os.unlink(path)
+    size, start, length = 48 << 20, (4 << 20) + 5, 40 << 20
+    try:
+        os.ftruncate(fd, size)
+        with mmap.mmap(fd, size) as m:
+            assert os.fstat(fd).st_blocks == 0
+            if not buffers.populate(m, start, length):
+                pytest.skip("no MADV_POPULATE_WRITE in this kernel")
+            allocated = os.fstat(fd).st_blocks * 512
+            first, last = start - start % 4096, start + length
+            assert last - first <= allocated <= last - first + 4096 * 512  # a huge page or so
+            assert m[first : first + 8] == bytes(8) and m[last - 8 : last] == bytes(8)
+    finally:
+        os.close(fd)
+
+
 def test_populate_errors(buffers, arena):
     with pytest.raises(ValueError):
         buffers.populate(arena, 0, len(arena) + 1)

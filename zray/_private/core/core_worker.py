@@ -26,9 +26,7 @@ from zray._config import config
 from zray._fast import (
     USING_FAST,
     object_size,
-    pinned_view,
     populate,
-    read_object,
     write_object,
     object_id_for,
     TASK_ID_SIZE,
@@ -37,6 +35,7 @@ from zray._private.wire import direct, pacing
 from zray._private.core.cancellation import Cancellations
 from zray._private.core.borrowed_values import BorrowedValues
 from zray._private.core.channel_reading import ChannelReading
+from zray._private.core.get_values import GetValues
 from zray._private.wire import protocol as P
 from zray._private.common import session
 from zray._private.core.function_manager import FunctionManager
@@ -56,7 +55,7 @@ from zray._private.core.memory_store import (
 )
 from zray._private.core.push_checks import PushChecker
 from zray._private.core.reference_counter import ReferenceCounter, distinct
-from zray._private.core.serialization import deserialize, serialize
+from zray._private.core.serialization import serialize
 from zray._private.core.actor_submitter import ActorSubmitter
 from zray._private.core.generators import Streams
 from zray._private.core.streaming import Producer
@@ -89,7 +88,7 @@ DOZE_S = 2.0
 POPULATE_MAX_BYTES = 32 * 2**20
 
 
-class CoreWorker(ChannelReading, BorrowedValues, Ownership, Cancelling, CurrentContext):
+class CoreWorker(ChannelReading, BorrowedValues, GetValues, Ownership, Cancelling, CurrentContext):
     def __init__(
         self,
         mode: str,
@@ -514,7 +513,10 @@ class CoreWorker(ChannelReading, BorrowedValues, Ownership, Cancelling, CurrentC
         end = reply.offset + size
         if reply.warm_upto < end and size >= POPULATE_MIN_BYTES:
             start = max(reply.offset, reply.warm_upto)
-            os.posix_fallocate(self.arena_fd, start, end - start)  # ~4x faster than faulting
+            if USING_FAST and size >= POPULATE_MAX_BYTES:  # two threads allocate the pages
+                populate(self.arena, start, end - start)
+            else:
+                os.posix_fallocate(self.arena_fd, start, end - start)  # ~4x faster than faulting
         if POPULATE_MIN_BYTES <= size and (size < POPULATE_MAX_BYTES or not USING_FAST):
             populate(self.arena, reply.offset, size)
         write_object(self.arena, reply.offset, meta, buffers)
@@ -542,43 +544,6 @@ class CoreWorker(ChannelReading, BorrowedValues, Ownership, Cancelling, CurrentC
                     owner = next(ref._owner for ref in refs if ref._id == object_id)
                     self.reconstruct_borrowed(object_id, owner, lost)
         raise X.ObjectLostError(refs[0].hex(), None, "")
-
-    def _get(self, refs: list, timeout: float | None, deadline):
-        ids = [ref._id for ref in refs]
-        self._request_missing(refs)
-        if self._inline_runner is not None and timeout is None:
-            self._inline_runner.run_awaited(ids, len(set(ids)))
-        ready = self.memory_store.wait(
-            ids, len(set(ids)), deadline, self._on_block, self._read_while_blocked
-        )
-        if len(ready) < len(set(ids)):
-            raise X.GetTimeoutError(
-                f"Get timed out: some object(s) not ready after {timeout} seconds."
-            )
-        entries = [self.memory_store.get(oid) for oid in ids]
-        plasma = {oid for oid, e in zip(ids, entries) if e.kind == KIND_PLASMA}
-        views = self._map_plasma(list(plasma), deadline) if plasma else {}
-        values = []
-        for ref, entry in zip(refs, entries):
-            kind = entry.kind
-            if kind == KIND_INLINE:
-                values.append(deserialize(entry.frames[0], entry.frames[1:]))
-            elif kind == KIND_PLASMA:
-                meta, buffers = read_object(views[ref._id])
-                values.append(deserialize(meta, buffers))
-            elif kind == KIND_ERROR:
-                raise self._as_raisable(deserialize(entry.frames[0], entry.frames[1:]))
-            else:
-                raise X.ReferenceCountingAssertionError(
-                    f"{ref} was freed by its owner before this get"
-                )
-        return values
-
-    @staticmethod
-    def _as_raisable(error):
-        if isinstance(error, X.RayTaskError):
-            return error.as_instanceof_cause()
-        return error
 
     def wait(
         self,
@@ -669,73 +634,6 @@ class CoreWorker(ChannelReading, BorrowedValues, Ownership, Cancelling, CurrentC
             self.hand_back.serve()
         self.endpoint.send(self.node_address, P.NotifyBlocked(blocked))
 
-    def _map_plasma(self, object_ids: list, deadline) -> dict:
-        """Maps sealed objects of the local arena, pinned until the last view is gone. An object
-        still mapped by a live view is reused without asking the node again."""
-        views, missing = {}, []
-        for oid in object_ids:
-            region = self._live_views.get(oid)
-            region = region() if region is not None else None
-            if region is not None:
-                views[oid] = memoryview(region)
-                continue
-            location = self._revive(oid)
-            if location is not None:
-                views[oid] = self._pin(oid, *location)
-            else:
-                missing.append(oid)
-        if not missing:
-            return views
-        timeout = (
-            config.rpc_timeout_s if deadline is None else max(0.0, deadline - time.monotonic())
-        )
-        hints = [getattr(self.memory_store.get(oid), "node_id", b"") for oid in missing]
-        reply, _ = self.requests.call(
-            self.node_address, P.GetObjects(missing, timeout, hints), timeout + config.rpc_timeout_s
-        )
-        unfetched = None
-        for oid, location in zip(missing, reply.offsets):
-            if location is None:
-                unfetched = unfetched or oid
-            else:  # every object the node pinned gets its view, whose death unpins it
-                views[oid] = self._pin(oid, *location)
-        if unfetched is not None:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise X.GetTimeoutError(
-                    f"Get timed out: object {unfetched.hex()} was not fetched in time."
-                )
-            raise X.ObjectLostError(unfetched.hex(), None, "")
-        return views
-
-    def _pin(self, oid: bytes, offset: int, size: int):
-        view = pinned_view(self.arena, offset, size, _Release(self, oid))
-        self._live_views[oid] = weakref.ref(view.obj, self._forget_view(oid))
-        self._mapped_at[oid] = (offset, size)
-        return view
-
-    def _revive(self, oid: bytes):
-        """Takes back a pin whose release has not been sent yet (releases go out every few ms)
-        and returns where the object is: a get right after the previous view died then costs
-        no round trip to the node. Both deque operations are atomic, so either we or the
-        housekeeping thread get the release; while it is unsent the object cannot move."""
-        location = self._mapped_at.get(oid)
-        if location is None:
-            return None
-        try:
-            self._pin_releases.remove(oid)
-        except ValueError:
-            return None
-        return location
-
-    def _forget_view(self, oid):
-        views = self._live_views
-
-        def forget(dead_ref):
-            if views.get(oid) is dead_ref:
-                views.pop(oid, None)
-
-        return forget
-
     def future_for(self, ref: ObjectRef) -> concurrent.futures.Future:
         future = concurrent.futures.Future()
         if self._futures_pool is None:
@@ -781,20 +679,3 @@ class CoreWorker(ChannelReading, BorrowedValues, Ownership, Cancelling, CurrentC
         if getattr(self, "arena_fd", None) is not None:
             os.close(self.arena_fd)
             self.arena_fd = None
-
-
-class _Release:
-    """on_release callback for a pinned view: cheap and safe to call from any thread."""
-
-    __slots__ = ("core", "object_id")
-
-    def __init__(self, core: CoreWorker, object_id: bytes):
-        self.core = core
-        self.object_id = object_id
-
-    def __call__(self):
-        core = self.core
-        core._pin_releases.append(self.object_id)
-        wake = core.doze_wake
-        if wake is not None:
-            wake()

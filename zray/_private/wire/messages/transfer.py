@@ -115,7 +115,8 @@ class GetObjectStatuses(NamedTuple):
 @message(166)
 class ObjectStatuses(NamedTuple):
     """Owner to borrower: `statuses` of the values ready now, each [object_id, kind, node_id,
-    size, nframes, contained] as in ObjectStatus, their frames in the payload in that order;
+    size, frame_sizes, contained] (as in ObjectStatus, with the byte size of each of the
+    value's frames); the payload is one frame, every value's frames end to end in that order;
     `pending`: the ids not ready yet (the borrower asks for each with GetObjectStatus)."""
 
     statuses: list
