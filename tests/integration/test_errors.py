@@ -171,3 +171,25 @@ def test_get_timeout(ray):
         ray.get(ref, timeout=0.3)
     assert isinstance(info.value, TimeoutError)
     assert time.monotonic() - start < 1.5
+
+
+def test_get_raises_a_failed_objects_error_without_waiting_for_the_rest(ray):
+    @ray.remote
+    class Gate:
+        def wait_closed(self):
+            time.sleep(60)
+
+    @ray.remote
+    def boom():
+        raise ValueError("failed first")
+
+    gate = Gate.remote()
+    pending = gate.wait_closed.remote()
+    failed = boom.remote()
+    # Pending first: the error is not merely the first entry looked at. Waiting for every
+    # value would end in GetTimeoutError after 30 s instead.
+    with pytest.raises(ValueError, match="failed first"):
+        ray.get([pending, failed], timeout=30)
+    with pytest.raises(ValueError, match="failed first"):
+        ray.get([pending, failed])  # no timeout: waiting for all would hang (pytest's limit)
+    ray.kill(gate)

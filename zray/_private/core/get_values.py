@@ -28,8 +28,14 @@ class GetValues:
         # for a task with 10,000 ref arguments) made the whole slower, as this thread and the
         # I/O thread receiving the rest took turns with the GIL.
         wanted = len(set(ids))
-        ready = store.wait(ids, wanted, deadline, self._on_block, self._read_while_blocked)
+        ready = store.wait(
+            ids, wanted, deadline, self._on_block, self._read_while_blocked, stop_on_error=True
+        )
         if len(ready) < wanted:
+            for oid in ids:  # an error raises without waiting for the rest, as in Ray
+                entry = store.get(oid)
+                if entry is not None and entry.kind == KIND_ERROR:
+                    raise self._as_raisable(deserialize(entry.frames[0], entry.frames[1:]))
             raise X.GetTimeoutError(
                 f"Get timed out: some object(s) not ready after {timeout} seconds."
             )

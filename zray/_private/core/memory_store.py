@@ -37,11 +37,12 @@ class _Waiter:
     (its thread reads the answer itself), and building an Event (a Condition and two locks)
     was a measurable part of that call. A lock is made only for a thread that does sleep."""
 
-    __slots__ = ("wanted", "needed", "done", "wake", "_sleep")
+    __slots__ = ("wanted", "needed", "stop_on_error", "done", "wake", "_sleep")
 
-    def __init__(self, wanted: set, needed: int):
+    def __init__(self, wanted: set, needed: int, stop_on_error: bool = False):
         self.wanted = wanted
         self.needed = needed
+        self.stop_on_error = stop_on_error
         self.done = False
         self.wake = None  # set by a `block` that waits on something other than `sleep`
         self._sleep = None  # held while a thread sleeps in `sleep`; released by `set`
@@ -90,7 +91,7 @@ class MemoryStore:
                 if object_id in waiter.wanted:
                     waiter.wanted.discard(object_id)
                     waiter.needed -= 1
-                    if waiter.needed <= 0:
+                    if waiter.needed <= 0 or (waiter.stop_on_error and entry.kind == KIND_ERROR):
                         waiter.set()
                         if waiter.wake is not None:
                             waiter.wake()
@@ -126,22 +127,30 @@ class MemoryStore:
         callback(object_id, entry)
 
     def wait(
-        self, object_ids, num_returns: int, deadline: float | None, on_block=None, block=None
+        self,
+        object_ids,
+        num_returns: int,
+        deadline: float | None,
+        on_block=None,
+        block=None,
+        stop_on_error: bool = False,
     ) -> list:
         """Blocks until `num_returns` of `object_ids` are present or the deadline passes;
         returns the ids present. `on_block(True/False)` brackets any actual wait.
         `block(waiter, timeout)` replaces `waiter.sleep` (the core worker reads direct
-        connections meanwhile); it returns once `waiter.done` or when the time is up."""
+        connections meanwhile); it returns once `waiter.done` or when the time is up.
+        `stop_on_error`: also return as soon as one of them is an error (a get raises it
+        without waiting for the rest, as Ray's does)."""
         entries = self._entries
         ready = [oid for oid in object_ids if oid in entries]
-        if len(ready) >= num_returns:
+        if len(ready) >= num_returns or (stop_on_error and self._any_error(ready)):
             return ready
         with self._lock:
             missing = {oid for oid in object_ids if oid not in entries}
             present = len(set(object_ids)) - len(missing)
-            if present >= num_returns:
+            if present >= num_returns or (stop_on_error and self._any_error(object_ids)):
                 return [oid for oid in object_ids if oid in entries]
-            waiter = _Waiter(missing, num_returns - present)
+            waiter = _Waiter(missing, num_returns - present, stop_on_error)
             self._waiters.append(waiter)
         if on_block is not None:
             on_block(True)
@@ -161,6 +170,14 @@ class MemoryStore:
             if on_block is not None:
                 on_block(False)
         return [oid for oid in object_ids if oid in entries]
+
+    def _any_error(self, object_ids) -> bool:
+        entries = self._entries
+        for oid in object_ids:
+            entry = entries.get(oid)
+            if entry is not None and entry.kind == KIND_ERROR:
+                return True
+        return False
 
     def has_other_waiters(self, than: int = 1) -> bool:
         return len(self._waiters) > than
