@@ -19,7 +19,7 @@ for it; any other answer goes through the general decoder and dispatch.
 from __future__ import annotations
 
 from zray._config import config
-from zray._fast import frame_actor_call, object_id_for, plain_answer, random_id
+from zray._fast import MessageTooLarge, frame_actor_call, object_id_for, plain_answer, random_id
 from zray._private.common import task_states as TS
 from zray._private.common.actor_states import ALIVE
 from zray._private.core import metrics_registry
@@ -108,16 +108,21 @@ def submit_plain(handle, method: str, arguments: bytes):
     if not taken:
         submitter._queue(actor_id, call)
         return ref
+    unsendable = None
     try:
-        data = frame_actor_call(
-            _HEADER,
-            actor_id,
-            task_id,
-            method,
-            core.address,
-            call.attempt if events else -1,
-            arguments,
-        )
+        try:
+            data = frame_actor_call(
+                _HEADER,
+                actor_id,
+                task_id,
+                method,
+                core.address,
+                call.attempt if events else -1,
+                arguments,
+            )
+        except MessageTooLarge as exc:  # fails at its get, as the general path's push does
+            unsendable = submitter._unsendable(task_id, address, exc)
+            return ref
         if not core.batcher.send_framed(connection, [data]):  # closed meanwhile: as `push` does
             core.endpoint.send(
                 address,
@@ -138,6 +143,9 @@ def submit_plain(handle, method: str, arguments: bytes):
             )
     finally:
         submitter._send_lock.release()
+        if unsendable is not None:
+            failed, entry = unsendable
+            submitter._finish(failed, [(oid, entry) for oid in failed.return_ids])
     return ref
 
 
