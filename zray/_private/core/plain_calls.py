@@ -24,7 +24,6 @@ from zray._private.common import task_states as TS
 from zray._private.common.actor_states import ALIVE
 from zray._private.core import metrics_registry
 from zray._private.core.actor_submitter import ActorCall
-from zray._private.core.dependencies import store_results
 from zray._private.core.memory_store import KIND_INLINE, Entry
 from zray._private.core.task_events import now
 from zray._private.wire import protocol as P
@@ -177,6 +176,12 @@ def answer_plain(core, frames: list) -> bool:
             info, call.info = call.info, ()
             sent = (sent, info or None)
         submitter._record((task_id, call.attempt, TS.FINISHED, now(), sent or None))
-    entry = Entry(KIND_INLINE, [frame.buffer for frame in frames[2:]], node_id, size)
-    store_results(core, [(object_id, entry)], ())
+    # store_results for one inline value, no arguments held, nothing inside it: the value
+    # first (it ends the get), then whether anyone still references it.
+    core.memory_store.put(
+        object_id, Entry(KIND_INLINE, [f.buffer for f in frames[2:]], node_id, size)
+    )
+    released = core.refs.check((object_id,))
+    if released:
+        core.apply_released(released)
     return True
