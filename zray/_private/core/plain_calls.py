@@ -19,7 +19,7 @@ for it; any other answer goes through the general decoder and dispatch.
 from __future__ import annotations
 
 from zray._config import config
-from zray._fast import frame_actor_call, object_id_for, plain_answer, random_id
+from zray._fast import frame_actor_call, object_id_for, plain_answer, plain_task_answer, random_id
 from zray._private.common import task_states as TS
 from zray._private.common.actor_states import ALIVE
 from zray._private.core import metrics_registry
@@ -184,4 +184,25 @@ def answer_plain(core, frames: list) -> bool:
     released = core.refs.check((object_id,))
     if released:
         core.apply_released(released)
+    return True
+
+
+def answer_plain_task(core, frames: list) -> bool:
+    """`answer_plain` of a task's answer: a TaskDone of one inline value, no error and no refs
+    inside, from a leased worker. It cannot say an argument was lost nor ask for a retry, so
+    of TaskSubmitter.on_task_done it needs only the lease's bookkeeping and `_finish`,
+    without the general decoder, the dispatch and those checks. False: not such an answer
+    (untouched, for the general path)."""
+    submitter = core.submitter
+    if submitter is None:  # still registering: nothing of ours can be answered yet
+        return False
+    answer = plain_task_answer(frames, _VERSION, _TASK_DONE)
+    if answer is None:
+        return False
+    task_id, object_id, node_id, size, lease_id = answer
+    lease, spec = submitter._answered(lease_id, task_id)
+    if spec is not None:  # else not ours, or over already: as on_task_done, ignored
+        entry = Entry(KIND_INLINE, [f.buffer for f in frames[2:]], node_id, size)
+        submitter._finish(spec, [(object_id, entry)])
+        submitter._next_on(lease)
     return True
