@@ -12,8 +12,10 @@ answers None and the caller takes the general path.
 
 The answer of one inline value (`zray._fast.plain_answer`) to a call whose end needs nothing
 the general path would add (no retries on exceptions, no kept lineage, no pending-calls
-count) is stored by `finish_plain` with what `ActorSubmitter.on_task_done` and `_finish` do
-for it; any other answer goes through the general decoder and dispatch.
+count) is stored by `answer_plain` with what `ActorSubmitter.on_task_done` and `_finish` do
+for it; a task's answer of that shape (`zray._fast.plain_task_answer`) by `answer_plain_task`
+with what `TaskSubmitter.on_task_done` does for it. Any other answer goes through the
+general decoder and dispatch.
 """
 
 from __future__ import annotations
