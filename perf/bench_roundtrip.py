@@ -8,8 +8,8 @@ figures compared with it.
 Rows: a 200-byte message echoed by a forked child, (1) over a Unix stream socketpair with
 blocking reads (what a direct call costs without any framework: two wake-ups), (2) the same
 with both ends polling for up to 200 us before they block, as zray's direct calls do
-(`pacing.spin`), (3) over ZeroMQ DEALER/ROUTER on ipc (libzmq's I/O thread on both sides).
-Pipelined rows keep WINDOW messages in flight and count echoes per second. Round trips are
+(`pacing.spin`), (3) over ZeroMQ DEALER/ROUTER on ipc (libzmq's I/O thread on both sides),
+and REQ/REP. Pipelined rows keep WINDOW messages in flight and count echoes per second. Round trips are
 the median of ROUNDS batches of N; nothing here is zray code.
 """
 
@@ -100,19 +100,21 @@ def unix_pipelined() -> float:
     return rate
 
 
-def _zmq_pair(directory):
+def _zmq_pair(directory, req_rep: bool = False):
+    """A forked echo server and our client: DEALER/ROUTER (what zray's ZeroMQ paths use), or
+    REQ/REP (the textbook pair, with its strict send/receive alternation)."""
     import zmq
 
-    path = "ipc://" + os.path.join(directory, "echo")
+    path = "ipc://" + os.path.join(directory, "echo-rep" if req_rep else "echo")
     pid = os.fork()
     if pid == 0:
         try:
             context = zmq.Context()
-            router = context.socket(zmq.ROUTER)
+            router = context.socket(zmq.REP if req_rep else zmq.ROUTER)
             router.bind(path)
             while True:
                 frames = router.recv_multipart()
-                if frames[1] == b"stop":
+                if frames[-1] == b"stop":
                     break
                 router.send_multipart(frames)
             router.close(0)
@@ -120,7 +122,7 @@ def _zmq_pair(directory):
         finally:
             os._exit(0)
     context = zmq.Context()
-    dealer = context.socket(zmq.DEALER)
+    dealer = context.socket(zmq.REQ if req_rep else zmq.DEALER)
     dealer.connect(path)
     dealer.send(b"ping")  # the first message waits for the connection
     dealer.recv()
@@ -134,8 +136,8 @@ def _zmq_stop(pid, context, dealer):
     context.term()
 
 
-def zmq_roundtrip(directory) -> float:
-    pid, context, dealer = _zmq_pair(directory)
+def zmq_roundtrip(directory, req_rep: bool = False) -> float:
+    pid, context, dealer = _zmq_pair(directory, req_rep)
     rounds = []
     for _ in range(ROUNDS):
         start = time.perf_counter()
@@ -171,6 +173,7 @@ def measure() -> dict:
             "unix round trip, blocking (us)": unix_roundtrip(False),
             "unix round trip, spinning 200 us (us)": unix_roundtrip(True),
             "zmq round trip, ipc (us)": zmq_roundtrip(directory),
+            "zmq round trip, ipc, REQ/REP (us)": zmq_roundtrip(directory, True),
             f"unix pipelined, {WINDOW} in flight (msgs/s)": unix_pipelined(),
             f"zmq pipelined, {WINDOW} in flight (msgs/s)": zmq_pipelined(directory),
         }

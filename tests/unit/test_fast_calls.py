@@ -142,6 +142,39 @@ def test_plain_answer_refuses_the_rest(calls, msg, payload, flags):
     assert calls.plain_answer(frames, P.PROTOCOL_VERSION, P.TaskDone.CODE) is None
 
 
+def test_plain_task_answer_reads_a_leased_workers_answer(calls):
+    """A task's answer (lease > 0): the same reading, with the lease; an actor call's is not
+    one, nor is any answer plain_answer refuses for what it holds."""
+    code, version = P.TaskDone.CODE, P.PROTOCOL_VERSION
+    frames = _answer(P.TaskDone(TASK, [[OID, 0, 1, b"n", 9]], 5, []), seq=3)
+    assert calls.plain_task_answer(frames, version, code) == (TASK, OID, b"n", 9, 5)
+    assert calls.plain_answer(frames, version, code) is None
+    frames = _answer(P.TaskDone(TASK, [[OID, 0, 1, b"", 9]], 0, []))
+    assert calls.plain_task_answer(frames, version, code) is None
+    assert calls.plain_answer(frames, version, code) == (TASK, OID, b"", 9)
+    # Negative fixints read as such (the compiled reader once read -1 as 255).
+    frames = _answer(P.TaskDone(TASK, [[OID, 0, 1, b"", -1]], 0, []))
+    assert calls.plain_answer(frames, version, code) == (TASK, OID, b"", -1)
+    header = P.encode(P.TaskDone(b"", [], 0, []))[0]
+    (frames,) = Unpacker().feed(calls.frame_task_done(header, TASK, OID, 9, 2**40, b"meta"))
+    assert calls.plain_task_answer(frames, version, code) == (TASK, OID, b"", 9, 2**40)
+    for msg, payload in [
+        (P.TaskDone(TASK, [[OID, 1, 0, b"node", 9]], 5, []), ()),  # in shared memory
+        (P.TaskDone(TASK, [[OID, 2, 1, b"", 9]], 5, []), (b"m",)),  # an error
+        (P.TaskDone(TASK, [[OID, 0, 1, b"", 9]], 5, [[[OID, "o"]]]), (b"m",)),  # refs inside
+        (P.TaskDone(TASK, [[OID, 0, 1, b"", 9]] * 2, 5, []), (b"m", b"m")),  # two returns
+        (P.TaskDone(TASK, [[OID, 0, 1, b"", 9]], -1, []), (b"m",)),  # a negative lease
+        (P.CancelTask(TASK, False, False), (b"m",)),  # another message
+    ]:
+        assert calls.plain_task_answer(_answer(msg, payload), version, code) is None, msg
+    assert (
+        calls.plain_task_answer(
+            _answer(P.TaskDone(TASK, [[OID, 0, 1, b"", 9]], 5, []), flags=1), version, code
+        )
+        is None
+    )
+
+
 def test_plain_answer_refuses_malformed_bodies(calls):
     good = _answer(P.TaskDone(TASK, [[OID, 0, 1, b"", 9]], 0, []))
     header, body = bytes(good[0].buffer), bytes(good[1].buffer)

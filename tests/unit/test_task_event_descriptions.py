@@ -97,3 +97,15 @@ def test_the_description_of_an_evicted_attempts_event_still_describes_later_call
     rows = {r["task_id"]: r for r in table.rows({})}
     assert task(1).hex() not in rows
     assert rows[task(3).hex()]["name"] == "A.m"
+
+
+def test_a_run_ends_when_its_answer_left_not_when_it_is_recorded():
+    """The executor answers a call first and records its run after (worker_main, actor_host):
+    the RUNNING event keeps the end time taken before the answer left."""
+    from zray._private.core.task_events import TaskEvents
+
+    events = TaskEvents(core=None)
+    start = events.run_started(task(1), 0)
+    events.run_ended(task(1), 0, start, start + 5)
+    assert events.events == [(task(1), 0, TS.RUNNING, start, start + 5)]
+    assert task(1) not in events.running

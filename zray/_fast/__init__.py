@@ -44,7 +44,7 @@ _EXPORTS = {
     ),
     "refscan": ("scan_refs",),
     "records": ("first_bad_field",),
-    "calls": ("frame_actor_call", "frame_task_done", "plain_answer"),
+    "calls": ("frame_actor_call", "frame_task_done", "plain_answer", "plain_task_answer"),
     "ids": (
         "JOB_ID_SIZE",
         "ACTOR_ID_SIZE",

@@ -85,6 +85,16 @@ def plain_answer(frames: list, version: int, code: int):
     `version`, no flags) answering an actor call (lease 0) with one inline value whose frames
     are the message's payload and no refs inside it; None for any other message, well formed
     or not. `frames` are a message's frames as the stream's Unpacker returns them."""
+    return _plain(frames, version, code, False)
+
+
+def plain_task_answer(frames: list, version: int, code: int):
+    """`plain_answer` of a task's answer: (task id, object id, node id, size, lease id) of a
+    `TaskDone` for a leased worker's task (lease > 0), else None."""
+    return _plain(frames, version, code, True)
+
+
+def _plain(frames: list, version: int, code: int, leased: bool):
     if type(frames) is not list:
         raise TypeError(f"frames must be a list, not {type(frames).__name__}")
     if len(frames) < 3:
@@ -120,7 +130,11 @@ def plain_answer(frames: list, version: int, code: int):
         or type(contained) is not list
     ):
         return None
-    if contained or kind != 0 or lease_id != 0 or nframes != len(frames) - 2:
+    if contained or kind != 0 or nframes != len(frames) - 2:
+        return None
+    if leased:
+        return (task_id, object_id, node_id, size, lease_id) if lease_id > 0 else None
+    if lease_id != 0:
         return None
     return (task_id, object_id, node_id, size)
 
@@ -131,4 +145,5 @@ __all__ = [
     "frame_actor_call",
     "frame_task_done",
     "plain_answer",
+    "plain_task_answer",
 ]

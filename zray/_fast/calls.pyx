@@ -256,9 +256,12 @@ cdef object _read_int(Reader *r):
         return None
     cdef unsigned char m = r.p[r.pos]
     cdef int n
-    if m <= 0x7F or m >= 0xE0:
+    if m <= 0x7F:
         r.pos += 1
-        return PyLong_FromLongLong(<signed char>m if m >= 0xE0 else m)
+        return PyLong_FromLongLong(m)
+    if m >= 0xE0:  # a negative fixint (a conditional expression made it unsigned: -1 read 255)
+        r.pos += 1
+        return PyLong_FromLongLong(<signed char>m)
     if 0xCC <= m <= 0xCF:
         n = 1 << (m - 0xCC)
         if r.end - r.pos < 1 + n:
@@ -327,7 +330,8 @@ cdef Py_ssize_t _read_array(Reader *r) noexcept:
 
 
 cdef tuple _answer(const unsigned char *h, Py_ssize_t hlen, const unsigned char *body,
-                   Py_ssize_t blen, int version, int code, Py_ssize_t payload_frames):
+                   Py_ssize_t blen, int version, int code, Py_ssize_t payload_frames,
+                   bint leased):
     if hlen != 8 or h[0] != version or h[1] != code or h[2] != 0 or h[3] != 0:
         return None
     cdef Reader r
@@ -355,7 +359,11 @@ cdef tuple _answer(const unsigned char *h, Py_ssize_t hlen, const unsigned char 
     lease_id = _read_int(&r)
     if lease_id is None or _read_array(&r) != 0 or r.pos != r.end:
         return None
-    if kind != 0 or lease_id != 0 or nframes != payload_frames:
+    if kind != 0 or nframes != payload_frames:
+        return None
+    if leased:
+        return (task_id, object_id, node_id, size, lease_id) if lease_id > 0 else None
+    if lease_id != 0:
         return None
     return (task_id, object_id, node_id, size)
 
@@ -365,6 +373,16 @@ def plain_answer(list frames not None, int version, int code):
     `version`, no flags) answering an actor call (lease 0) with one inline value whose frames
     are the message's payload and no refs inside it; None for any other message, well formed
     or not. `frames` are a message's frames as the stream's Unpacker returns them."""
+    return _plain(frames, version, code, False)
+
+
+def plain_task_answer(list frames not None, int version, int code):
+    """`plain_answer` of a task's answer: (task id, object id, node id, size, lease id) of a
+    `TaskDone` for a leased worker's task (lease > 0), else None."""
+    return _plain(frames, version, code, True)
+
+
+cdef tuple _plain(list frames, int version, int code, bint leased):
     if len(frames) < 3:
         return None
     cdef Py_buffer hv, bv
@@ -380,7 +398,7 @@ def plain_answer(list frames not None, int version, int code):
         try:
             return _answer(<const unsigned char *>hv.buf, hv.len,
                            <const unsigned char *>bv.buf, bv.len, version, code,
-                           len(frames) - 2)
+                           len(frames) - 2, leased)
         finally:
             PyBuffer_Release(&bv)
     finally:

@@ -17,7 +17,7 @@ import time
 
 import zmq
 
-from zray._private.core.plain_calls import answer_plain
+from zray._private.core.plain_calls import answer_plain, answer_plain_task
 from zray._private.wire import direct, pacing
 
 logger = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ class ChannelReading:
             self._burst_thread = threading.get_ident()
         try:
             for frames in messages:
-                if answer_plain(self, frames):
+                if answer_plain(self, frames) or answer_plain_task(self, frames):
                     continue
                 decoded = direct.decode(frames)
                 if decoded is not None:

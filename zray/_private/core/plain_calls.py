@@ -12,19 +12,27 @@ answers None and the caller takes the general path.
 
 The answer of one inline value (`zray._fast.plain_answer`) to a call whose end needs nothing
 the general path would add (no retries on exceptions, no kept lineage, no pending-calls
-count) is stored by `finish_plain` with what `ActorSubmitter.on_task_done` and `_finish` do
-for it; any other answer goes through the general decoder and dispatch.
+count) is stored by `answer_plain` with what `ActorSubmitter.on_task_done` and `_finish` do
+for it; a task's answer of that shape (`zray._fast.plain_task_answer`) by `answer_plain_task`
+with what `TaskSubmitter.on_task_done` does for it. Any other answer goes through the
+general decoder and dispatch.
 """
 
 from __future__ import annotations
 
 from zray._config import config
-from zray._fast import MessageTooLarge, frame_actor_call, object_id_for, plain_answer, random_id
+from zray._fast import (
+    MessageTooLarge,
+    frame_actor_call,
+    object_id_for,
+    plain_answer,
+    plain_task_answer,
+    random_id,
+)
 from zray._private.common import task_states as TS
 from zray._private.common.actor_states import ALIVE
 from zray._private.core import metrics_registry
 from zray._private.core.actor_submitter import ActorCall
-from zray._private.core.dependencies import store_results
 from zray._private.core.memory_store import KIND_INLINE, Entry
 from zray._private.core.task_events import now
 from zray._private.wire import protocol as P
@@ -185,6 +193,33 @@ def answer_plain(core, frames: list) -> bool:
             info, call.info = call.info, ()
             sent = (sent, info or None)
         submitter._record((task_id, call.attempt, TS.FINISHED, now(), sent or None))
-    entry = Entry(KIND_INLINE, [frame.buffer for frame in frames[2:]], node_id, size)
-    store_results(core, [(object_id, entry)], ())
+    # store_results for one inline value, no arguments held, nothing inside it: the value
+    # first (it ends the get), then whether anyone still references it.
+    core.memory_store.put(
+        object_id, Entry(KIND_INLINE, [f.buffer for f in frames[2:]], node_id, size)
+    )
+    released = core.refs.check((object_id,))
+    if released:
+        core.apply_released(released)
+    return True
+
+
+def answer_plain_task(core, frames: list) -> bool:
+    """`answer_plain` of a task's answer: a TaskDone of one inline value, no error and no refs
+    inside, from a leased worker. It cannot say an argument was lost nor ask for a retry, so
+    of TaskSubmitter.on_task_done it needs only the lease's bookkeeping and `_finish`,
+    without the general decoder, the dispatch and those checks. False: not such an answer
+    (untouched, for the general path)."""
+    submitter = core.submitter
+    if submitter is None:  # still registering: nothing of ours can be answered yet
+        return False
+    answer = plain_task_answer(frames, _VERSION, _TASK_DONE)
+    if answer is None:
+        return False
+    task_id, object_id, node_id, size, lease_id = answer
+    lease, spec = submitter._answered(lease_id, task_id)
+    if spec is not None:  # else not ours, or over already: as on_task_done, ignored
+        entry = Entry(KIND_INLINE, [f.buffer for f in frames[2:]], node_id, size)
+        submitter._finish(spec, [(object_id, entry)])
+        submitter._next_on(lease)
     return True

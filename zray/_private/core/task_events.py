@@ -104,9 +104,11 @@ class TaskEvents:
         self.running[task_id] = (attempt, start)
         return start
 
-    def run_ended(self, task_id: bytes, attempt: int, start: int):
+    def run_ended(self, task_id: bytes, attempt: int, start: int, end: int = 0):
+        """`end`: when the run ended, if that was before this call (taken before the
+        answer left, recorded after it)."""
         self.running.pop(task_id, None)
-        self.record((task_id, attempt, TS.RUNNING, start, _now()))
+        self.record((task_id, attempt, TS.RUNNING, start, end or _now()))
 
     # ------------------------------------------------------------------ flushing
 

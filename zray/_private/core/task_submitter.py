@@ -484,18 +484,7 @@ class TaskSubmitter:
     # ------------------------------------------------------------------ completion
 
     def on_task_done(self, msg: P.TaskDone, payload):
-        with self.lock:
-            lease = self.leases.get(msg.lease_id)
-            spec = lease.inflight.pop(msg.task_id, None) if lease else None
-            if spec is None:
-                spec = self.tasks.get(msg.task_id)
-            if lease is not None:
-                now = time.monotonic()
-                if spec is not None:
-                    self.pipelining.finished(spec.function_id, now - lease.busy_since)
-                lease.idle_since = lease.busy_since = now
-                if not lease.inflight:
-                    lease.handed_back = False
+        lease, spec = self._answered(msg.lease_id, msg.task_id)
         if spec is None:
             return
         entries = returned_entries(msg.returns, payload)
@@ -513,6 +502,26 @@ class TaskSubmitter:
             self._retry(spec, entries[0][1])
         else:
             self._finish(spec, entries, msg.contained)
+        self._next_on(lease)
+
+    def _answered(self, lease_id: int, task_id: bytes):
+        """(lease, spec) of an answered task, no longer in flight (plain_calls.py too)."""
+        with self.lock:
+            lease = self.leases.get(lease_id)
+            spec = lease.inflight.pop(task_id, None) if lease else None
+            if spec is None:
+                spec = self.tasks.get(task_id)
+            if lease is not None:
+                now = time.monotonic()
+                if spec is not None:
+                    self.pipelining.finished(spec.function_id, now - lease.busy_since)
+                lease.idle_since = lease.busy_since = now
+                if not lease.inflight:
+                    lease.handed_back = False
+        return lease, spec
+
+    def _next_on(self, lease):
+        """Pushes what waits for a lease one of whose tasks just ended."""
         if lease is None or not (lease.single_use or self.shapes[lease.key].tasks):
             # Nothing queued for the lease (the sync pattern): a task queued from now on
             # finds the lease free by itself, as its inflight entry is gone.

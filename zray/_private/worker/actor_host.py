@@ -25,6 +25,7 @@ from zray._private.worker import log_stream
 from zray._private.core.metrics_registry import tasks as task_counts
 from zray._private.wire import protocol as P
 from zray._private.core.streaming import fixed_returns
+from zray._private.core.task_events import now
 from zray._private.worker.call_pool import CallPool
 from zray._private.worker.task_errors import release_frames
 from zray._private.core.serialization import serialize
@@ -227,25 +228,30 @@ class ActorHost:
             values, is_error = [self._error(exc, msg)] * fixed_returns(msg.num_returns), True
         finally:
             context.task_id = None
-            task_counts.stopped(running_name)
-        if events is not None:
-            events.run_ended(msg.task_id, msg.attempt, started)
+        ended = now() if events is not None else 0
         if cancellations.is_cancelled(msg.task_id):
             values, is_error = (
                 [X.TaskCancelledError(msg.task_id.hex())] * fixed_returns(msg.num_returns),
                 True,
             )
         cancellations.finished(msg.task_id)
-        self.executor.reply(
-            msg.task_id,
-            msg.owner_address,
-            0,
-            context.name or msg.method,
-            values,
-            is_error,
-            connection,
-            sent_before,
-        )
+        try:
+            self.executor.reply(
+                msg.task_id,
+                msg.owner_address,
+                0,
+                context.name or msg.method,
+                values,
+                is_error,
+                connection,
+                sent_before,
+            )
+        finally:
+            # Counted and recorded once the answer is on its way: a sync caller waits for
+            # the answer, not for this (the run's end time was taken before it left).
+            task_counts.stopped(running_name)
+            if events is not None:
+                events.run_ended(msg.task_id, msg.attempt, started, ended)
         del values
         if held:
             core.apply_released(core.refs.unpin(held))

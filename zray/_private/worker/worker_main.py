@@ -36,6 +36,7 @@ from zray._private.core.reference_counter import distinct
 from zray._private.core.serialization import deserialize, is_plain, serialize, serialize_plain
 from zray._private.core.arguments import NO_ARGUMENTS
 from zray._private.core.streaming import fixed_returns
+from zray._private.core.task_events import now
 from zray.object_ref import ObjectRef
 
 logger = logging.getLogger(__name__)
@@ -220,29 +221,33 @@ class Executor:
                 )
                 release_frames(exc)
         finally:
-            task_counts.stopped(push.name)
             with self._lock:
                 self.running_task = None
             sys.stdout.flush()
             sys.stderr.flush()
             context.task_id = context.resources = None
             context.placement_group = ""
-        if events is not None:
-            events.run_ended(push.task_id, push.attempt, started)
+        ended = now() if events is not None else 0
         if cancellations.is_cancelled(push.task_id):  # even if the task caught the interrupt
             error = X.TaskCancelledError(push.task_id.hex())
         cancellations.finished(push.task_id)
         values = [error] * fixed_returns(push.num_returns) if error else returns
-        self.reply(
-            push.task_id,
-            push.owner_address,
-            push.lease_id,
-            push.name,
-            values,
-            error is not None,
-            connection,
-            sent_before,
-        )
+        try:
+            self.reply(
+                push.task_id,
+                push.owner_address,
+                push.lease_id,
+                push.name,
+                values,
+                error is not None,
+                connection,
+                sent_before,
+            )
+        finally:
+            # After the answer left, as actor calls do (ActorHost.run_call).
+            task_counts.stopped(push.name)
+            if events is not None:
+                events.run_ended(push.task_id, push.attempt, started, ended)
         if held:
             core.apply_released(core.refs.unpin(held))
 
