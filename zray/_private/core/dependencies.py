@@ -71,11 +71,19 @@ def too_large_error(exc) -> Exception:
     )  # gRPC's RESOURCE_EXHAUSTED, as Ray's
 
 
+# Smaller returned frames are copied out of the received chunk: as bytes in a tuple they are
+# no work for the garbage collector (a memoryview and a list are two tracked objects per
+# result, walked by every full collection while results wait to be read), and a kept small
+# result does not hold on to the whole chunk it came in.
+COPY_RESULT_BELOW = 1024
+
+
 def returned_entries(returns: list, payload) -> list:
     """(object_id, Entry) pairs from a TaskDone's return records and payload frames."""
     entries, position = [], 0
     for object_id, kind, nframes, node_id, size in returns:
-        frames = [f.buffer for f in payload[position : position + nframes]]
+        views = [f.buffer for f in payload[position : position + nframes]]
+        frames = tuple([bytes(v) if len(v) < COPY_RESULT_BELOW else v for v in views])
         position += nframes
         entries.append((object_id, Entry(kind, frames, node_id, size)))
     return entries
