@@ -90,6 +90,10 @@ def child(item: str, framework: str, count: int):
         submit_gc = collector.take()
         _emit(phase="submitted", submit_seconds=submitted - start)
         time.sleep(1.0)
+        # Tasks run while others are submitted: the drain's rate counts only those left.
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        left = count - len(done)
+        del done
         collector.take()
         drain_start = time.perf_counter()
         ray.get(refs)
@@ -100,6 +104,7 @@ def child(item: str, framework: str, count: int):
             drain_seconds=drained,
             submit_gc=submit_gc,
             drain_gc=collector.take(),
+            left=left,
         )
     elif item == "actors":
 
@@ -268,6 +273,8 @@ def describe(item: str, count: int, r: dict) -> str:
             f"drain {r['drain_seconds']:.1f} s ({count / r['drain_seconds']:,.0f}/s), "
             f"{per_task / 1024:.1f} KiB/queued task, peak {_mib(r['peak_pss'])}"
         )
+        if "left" in r:  # the drain's rate over the tasks not finished when it began
+            text += f"; {r['left']:,} left to drain ({r['left'] / r['drain_seconds']:,.0f}/s)"
         if "submit_gc" in r:  # the driver's garbage collector: seconds (full collections)
             (sub, sub_full), (dra, dra_full) = r["submit_gc"], r["drain_gc"]
             text += f"; gc {sub:.1f} s ({sub_full}) + {dra:.1f} s ({dra_full})"
