@@ -19,7 +19,8 @@ for it; any other answer goes through the general decoder and dispatch.
 from __future__ import annotations
 
 from zray._config import config
-from zray._fast import frame_actor_call, object_id_for, plain_answer, random_id
+from zray._fast import MessageTooLarge, frame_actor_call, object_id_for, plain_answer
+from zray._fast import random_id
 from zray._private.common import task_states as TS
 from zray._private.common.actor_states import ALIVE
 from zray._private.core import metrics_registry
@@ -108,17 +109,22 @@ def submit_plain(handle, method: str, arguments: bytes):
     if not taken:
         submitter._queue(actor_id, call)
         return ref
+    too_large = None
     try:
-        data = frame_actor_call(
-            _HEADER,
-            actor_id,
-            task_id,
-            method,
-            core.address,
-            call.attempt if events else -1,
-            arguments,
-        )
-        if not core.batcher.send_framed(connection, [data]):  # closed meanwhile: as `push` does
+        try:
+            data = frame_actor_call(
+                _HEADER,
+                actor_id,
+                task_id,
+                method,
+                core.address,
+                call.attempt if events else -1,
+                arguments,
+            )
+        except MessageTooLarge as exc:  # never sent: fails at its get, as general calls do
+            too_large, data = exc, None
+        # Closed meanwhile: sent through ZeroMQ, as `push` does.
+        if data is not None and not core.batcher.send_framed(connection, [data]):
             core.endpoint.send(
                 address,
                 P.PushActorTask(
@@ -138,6 +144,9 @@ def submit_plain(handle, method: str, arguments: bytes):
             )
     finally:
         submitter._send_lock.release()
+    if too_large is not None:
+        failed, entry = submitter._unsendable(task_id, address, too_large)
+        submitter._finish(failed, [(return_id, entry)])
     return ref
 
 
