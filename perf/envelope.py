@@ -81,13 +81,20 @@ def child(item: str, framework: str, count: int):
         def tiny():
             return None
 
+        collector = _CollectorTime()
         _emit(phase="baseline")
         time.sleep(1.5)  # a memory sample of the idle runtime
         start = time.perf_counter()
         refs = [tiny.remote() for _ in range(count)]
         submitted = time.perf_counter()
+        submit_gc = collector.take()
         _emit(phase="submitted", submit_seconds=submitted - start)
         time.sleep(1.0)
+        # Tasks run while others are submitted: the drain's rate counts only those left.
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        left = count - len(done)
+        del done
+        collector.take()
         drain_start = time.perf_counter()
         ray.get(refs)
         drained = time.perf_counter() - drain_start
@@ -95,6 +102,9 @@ def child(item: str, framework: str, count: int):
             seconds=submitted - start + drained,
             submit_seconds=submitted - start,
             drain_seconds=drained,
+            submit_gc=submit_gc,
+            drain_gc=collector.take(),
+            left=left,
         )
     elif item == "actors":
 
@@ -114,6 +124,29 @@ def child(item: str, framework: str, count: int):
         _emit(seconds=time.perf_counter() - start, alive=len(actors))
     time.sleep(1.0)  # one more memory sample with everything alive
     ray.shutdown()
+
+
+class _CollectorTime:
+    """The driver's time in the garbage collector (gc.callbacks), as [seconds, full
+    collections] since the last `take`."""
+
+    def __init__(self):
+        import gc
+
+        self.seconds, self.full, self._start = 0.0, 0, 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase, info):
+        if phase == "start":
+            self._start = time.perf_counter()
+            return
+        self.seconds += time.perf_counter() - self._start
+        self.full += info["generation"] == 2
+
+    def take(self) -> list:
+        taken = [self.seconds, self.full]
+        self.seconds, self.full = 0.0, 0
+        return taken
 
 
 # ---------------------------------------------------------------- parent side
@@ -240,6 +273,11 @@ def describe(item: str, count: int, r: dict) -> str:
             f"drain {r['drain_seconds']:.1f} s ({count / r['drain_seconds']:,.0f}/s), "
             f"{per_task / 1024:.1f} KiB/queued task, peak {_mib(r['peak_pss'])}"
         )
+        if "left" in r:  # the drain's rate over the tasks not finished when it began
+            text += f"; {r['left']:,} left to drain ({r['left'] / r['drain_seconds']:,.0f}/s)"
+        if "submit_gc" in r:  # the driver's garbage collector: seconds (full collections)
+            (sub, sub_full), (dra, dra_full) = r["submit_gc"], r["drain_gc"]
+            text += f"; gc {sub:.1f} s ({sub_full}) + {dra:.1f} s ({dra_full})"
     elif item == "actors":
         text += f" ({r['peak_pss'] / max(1, r['alive']) / 2**20:.1f} MiB/actor)"
     return text

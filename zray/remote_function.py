@@ -94,10 +94,10 @@ class RemoteFunction:
         task_id = random_id(8) + parent_task_id[8:]
         frames, top_refs, nested = pack_arguments(core, args, kwargs)
         # A stream's one fixed return is its completion; its values come as they are yielded.
-        if streaming or num_returns == 1:
-            return_ids = [object_id_for(task_id, 1)]
+        if streaming or num_returns == 1:  # a tuple: the queued task keeps it (TaskSpec)
+            return_ids: tuple = (object_id_for(task_id, 1),)
         else:
-            return_ids = [object_id_for(task_id, i) for i in range(1, num_returns + 1)]
+            return_ids = tuple(object_id_for(task_id, i) for i in range(1, num_returns + 1))
         max_retries = options.get("max_retries")
         backpressure = options.get("_generator_backpressure_num_objects") or -1
         spec = TaskSpec(

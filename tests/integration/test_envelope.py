@@ -101,6 +101,11 @@ def test_call_too_large_for_its_connection_fails_with_a_typed_error(ray):
     with pytest.raises(zray.exceptions.RpcError, match="was not sent"):
         ray.get(sizer.size.remote(big), timeout=60)
     assert ray.get(sizer.size.remote(b"ok"), timeout=30) == 2
+    # The actor is surely ready now: a plain call (scalars only) takes the direct path, which
+    # must fail the same way (it raised MessageTooLarge from .remote() instead).
+    with pytest.raises(zray.exceptions.RpcError, match="was not sent"):
+        ray.get(sizer.size.remote(big), timeout=60)
+    assert ray.get(sizer.size.remote(b"ok"), timeout=30) == 2
 
 
 def test_150_actors(ray):

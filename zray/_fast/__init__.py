@@ -23,6 +23,7 @@ MODULES = (
     "refscan",
     "records",
     "calls",
+    "untracked",
 )
 
 # Public names re-exported at package level, per module.
@@ -45,6 +46,7 @@ _EXPORTS = {
     "refscan": ("scan_refs",),
     "records": ("first_bad_field",),
     "calls": ("frame_actor_call", "frame_task_done", "plain_answer", "plain_task_answer"),
+    "untracked": ("TaskSpec", "Entry"),
     "ids": (
         "JOB_ID_SIZE",
         "ACTOR_ID_SIZE",

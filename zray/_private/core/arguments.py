@@ -8,6 +8,10 @@ from zray._private.core.serialization import is_plain, serialize, serialize_plai
 
 COPY_BELOW = 64 * 1024  # smaller out-of-band buffers are copied: cheaper than tracking them
 NO_ARGUMENTS = serialize_plain(((), {}))  # also how workers spot an empty call
+# Tuples, not lists, for the common calls: a queued task keeps what this returns, and an
+# empty tuple (or one of bytes, after one young collection) is not tracked by the garbage
+# collector, which walks every tracked object of a queued task on each full collection.
+_NO_ARGUMENT_FRAMES = (NO_ARGUMENTS,)
 
 
 def pack_arguments(core, args: tuple, kwargs: dict, promote: bool = True):
@@ -16,10 +20,10 @@ def pack_arguments(core, args: tuple, kwargs: dict, promote: bool = True):
     and [(object id, owner)] of refs nested inside arguments, which travel as refs: the caller
     holds them until the call is done and registers the executing worker as their borrower."""
     if not args and not kwargs:
-        return [NO_ARGUMENTS], [], []
+        return _NO_ARGUMENT_FRAMES, (), ()
     call = (args, kwargs)
     if is_plain(call):  # scalars: no ref, no buffer, nothing to promote (most small calls)
-        return [serialize_plain(call)], [], []
+        return (serialize_plain(call),), (), ()
     # Imported here, past the common cases: an import statement costs ~1 us per call.
     from zray.object_ref import ObjectRef
 

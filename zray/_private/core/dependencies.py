@@ -71,11 +71,34 @@ def too_large_error(exc) -> Exception:
     )  # gRPC's RESOURCE_EXHAUSTED, as Ray's
 
 
+# Smaller returned frames are copied out of the received chunk: as bytes in a tuple they are
+# no work for the garbage collector (a memoryview and a list are two tracked objects per
+# result, walked by every full collection while results wait to be read), and a kept small
+# result does not hold on to the whole chunk it came in.
+COPY_RESULT_BELOW = 1024
+# The tiniest values (None, a bool, a small int: one frame of a few bytes) come back from
+# task after task with the same bytes: their entries share one frames tuple, so a result
+# waiting to be read costs its Entry alone, and answering a task leaves no new tracked object
+# behind for the collector (frames are immutable: nothing writes to an entry's frames).
+SHARE_RESULT_BELOW = 64
+SHARED_RESULTS_MAX = 1024
+_shared_results: dict[bytes, tuple] = {}
+
+
 def returned_entries(returns: list, payload) -> list:
     """(object_id, Entry) pairs from a TaskDone's return records and payload frames."""
     entries, position = [], 0
     for object_id, kind, nframes, node_id, size in returns:
-        frames = [f.buffer for f in payload[position : position + nframes]]
+        if nframes == 1 and len(payload[position].buffer) < SHARE_RESULT_BELOW:
+            value = bytes(payload[position].buffer)
+            frames = _shared_results.get(value)
+            if frames is None:
+                if len(_shared_results) >= SHARED_RESULTS_MAX:
+                    _shared_results.clear()  # many distinct small values: share the latest
+                frames = _shared_results[value] = (value,)
+        else:
+            views = [f.buffer for f in payload[position : position + nframes]]
+            frames = tuple([bytes(v) if len(v) < COPY_RESULT_BELOW else v for v in views])
         position += nframes
         entries.append((object_id, Entry(kind, frames, node_id, size)))
     return entries

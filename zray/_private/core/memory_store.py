@@ -9,23 +9,12 @@ from __future__ import annotations
 import threading
 import time
 
+from zray._fast import Entry  # untracked by the garbage collector: see zray/_fast/untracked.pyx
+
 KIND_INLINE = 0  # frames hold pickle-5 metadata then out-of-band buffers
 KIND_PLASMA = 1  # the value lives in node `node_id`'s shared-memory arena
 KIND_ERROR = 2  # frames hold a pickled exception to raise on get
 KIND_FREED = 3  # the owner no longer has it (borrower asked too late)
-
-
-class Entry:
-    __slots__ = ("kind", "frames", "node_id", "size")
-
-    def __init__(self, kind: int, frames=(), node_id: bytes = b"", size: int = 0):
-        self.kind = kind
-        self.frames = frames
-        self.node_id = node_id
-        self.size = size
-
-    def __repr__(self):
-        return f"Entry(kind={self.kind}, size={self.size})"
 
 
 class _Waiter:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import TASK_ID_SIZE, MessageTooLarge
+from zray._fast import TASK_ID_SIZE, MessageTooLarge, TaskSpec
 from zray._private.wire import protocol as P
 from zray._private.common import runtime_env as RE
 from zray._private.common import resources as R
@@ -43,46 +43,6 @@ logger = logging.getLogger(__name__)
 
 MAX_RECONSTRUCTION_DEPTH = 1000  # a chain of lost outputs recomputed, argument first
 LOCALITY_MIN_BYTES = 1 * 2**20  # smaller arguments are cheaper to move than to wait for
-
-
-@dataclass(eq=False, slots=True)  # slots: one is built per task, ~40% faster
-class TaskSpec:
-    task_id: bytes
-    function_id: bytes
-    name: str
-    num_returns: int
-    return_ids: list
-    frames: list  # pickled (args, kwargs): metadata then out-of-band buffers
-    top_refs: list  # top-level ObjectRef arguments, resolved before running
-    nested: list  # [(object id, owner)] of refs nested in the arguments
-    resources: dict
-    key: tuple
-    max_retries: int
-    retry_exceptions: object
-    attempt: int = 0
-    resolved: list = field(default_factory=list)
-    resolved_frames: list = field(default_factory=list)
-    lease_id: int = 0
-    cancelled: bool = False
-    state: str = "resolving"  # resolving | queued | running | done
-    inline: bool = False  # running on its owner's thread, blocked in get on it (no lease)
-    strategy: str = "DEFAULT"
-    placement_group: str = ""  # "<group hex>:<capture 0|1>", see PushTask
-    generator_backpressure: int = -1
-    reconstructions: int = 0  # times run again because an output was lost (lineage.py)
-    lost_argument_reruns: int = 0  # times run again because an argument was lost
-    args_released: bool = False  # its arguments were let go when it first finished
-    lineage_pins: list | None = None  # arguments whose lineage its kept spec pins
-    borrowed: list = field(default_factory=list)  # what the executing worker will hold
-    runtime_env: str = ""  # canonical (runtime_env.dumps); "" for the default env
-    func_name: str = ""  # Ray's func_or_class_name, for task events
-    parent_task_id: bytes = b""
-    events: bool = False  # records task events (task_events.py)
-    event_attempt: int = -1  # the attempt's number in task events (-1: it records none)
-
-    @property
-    def pinned_ids(self) -> list:
-        return [ref._id for ref in self.top_refs] + [oid for oid, _ in self.nested]
 
 
 @dataclass(eq=False)
@@ -146,7 +106,8 @@ class TaskSubmitter:
             self._record_submitted(spec, TS.PENDING_NODE_ASSIGNMENT if not spec.top_refs else 0)
         if not spec.top_refs:
             # Nothing to wait for (most calls): queued at once, under one taking of the lock.
-            spec.borrowed = list(spec.nested)
+            if spec.nested:
+                spec.borrowed = list(spec.nested)
             with self.lock:
                 self.tasks[spec.task_id] = spec
                 self._queue(spec)
@@ -333,7 +294,7 @@ class TaskSubmitter:
             spec.generator_backpressure,
             spec.event_attempt,
         )
-        return msg, spec.frames + spec.resolved_frames
+        return msg, spec.payload
 
     def inline_failed(self, spec: TaskSpec, error: BaseException):
         """An inline run ended without an answer (its owner's own task was cancelled under
@@ -400,7 +361,7 @@ class TaskSubmitter:
                 )
             )
         try:
-            self.core.push(lease.address, msg, payload=spec.frames + spec.resolved_frames)
+            self.core.push(lease.address, msg, payload=spec.payload)
         except MessageTooLarge as exc:  # never sent: the lease is free for the next task
             del lease.inflight[spec.task_id]
             if spec.borrowed:

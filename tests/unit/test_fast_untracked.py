@@ -1,0 +1,132 @@
+"""zray._fast untracked: what an owner keeps per queued task and per result, for both
+implementations; the compiled ones are not tracked by the garbage collector (a full collection
+while a million tasks are queued walks none of them)."""
+
+import gc
+
+import pytest
+
+import zray._fast as fast
+from zray._config import config
+from zray._private.core.arguments import pack_arguments
+
+
+def _load(impl):
+    compiled, pure = fast.implementations()["untracked"]
+    if impl == "python":
+        return pure
+    if compiled is None:
+        if not config.fast:
+            pytest.skip("compiled modules not built and ZRAY_FAST=0")
+        pytest.fail(
+            f"zray._fast.untracked is not built: {fast.FAST_IMPORT_ERRORS.get('untracked')}"
+        )
+    return compiled
+
+
+@pytest.fixture(scope="module", params=["cython", "python"])
+def untracked(request):
+    return _load(request.param)
+
+
+def _spec(module, **extra):
+    return module.TaskSpec(
+        task_id=b"t" * 24,
+        function_id=b"f" * 28,
+        name="tiny",
+        num_returns=1,
+        return_ids=(b"o" * 28,),
+        frames=(b"meta",),
+        top_refs=(),
+        nested=(),
+        resources={"CPU": 1.0},
+        key=(("CPU", 10000),),
+        max_retries=3,
+        retry_exceptions=False,
+        **extra,
+    )
+
+
+DEFAULTS = {
+    "attempt": 0,
+    "resolved": (),
+    "resolved_frames": (),
+    "lease_id": 0,
+    "cancelled": False,
+    "state": "resolving",
+    "inline": False,
+    "strategy": "DEFAULT",
+    "placement_group": "",
+    "generator_backpressure": -1,
+    "reconstructions": 0,
+    "lost_argument_reruns": 0,
+    "args_released": False,
+    "lineage_pins": None,
+    "borrowed": (),
+    "runtime_env": "",
+    "func_name": "",
+    "parent_task_id": b"",
+    "events": False,
+    "event_attempt": -1,
+}
+
+
+def test_task_spec_defaults_and_fields(untracked):
+    spec = _spec(untracked)
+    assert {name: getattr(spec, name) for name in DEFAULTS} == DEFAULTS
+    spec.state, spec.attempt, spec.borrowed = "queued", 2, [(b"x" * 28, "addr")]
+    assert (spec.state, spec.attempt, spec.borrowed) == ("queued", 2, [(b"x" * 28, "addr")])
+    with pytest.raises(AttributeError):
+        spec.not_a_field = 1  # a typo must not pass silently
+    given = _spec(untracked, state="queued", events=True, event_attempt=0)
+    assert (given.state, given.events, given.event_attempt) == ("queued", True, 0)
+
+
+def test_task_spec_payload_and_pins(untracked):
+    spec = _spec(untracked)
+    assert spec.payload == (b"meta",)  # nothing resolved: the call's own frames, not a copy
+    spec.resolved_frames = [b"arg"]
+    assert list(spec.payload) == [b"meta", b"arg"]
+
+    class Ref:
+        _id = b"r" * 28
+
+    spec.top_refs, spec.nested = [Ref()], [(b"n" * 28, "owner")]
+    assert spec.pinned_ids == [b"r" * 28, b"n" * 28]
+
+
+def test_entry(untracked):
+    entry = untracked.Entry(1, (), b"node", 42)
+    assert (entry.kind, entry.frames, entry.node_id, entry.size) == (1, (), b"node", 42)
+    assert untracked.Entry(0).frames == () and untracked.Entry(0).size == 0
+    assert "size=42" in repr(entry)
+
+
+def test_compiled_records_are_not_tracked():
+    compiled = _load("cython")
+    assert not gc.is_tracked(_spec(compiled))
+    assert not gc.is_tracked(compiled.Entry(0, (b"x",)))
+
+
+def test_untracked_records_keep_what_they_hold_alive_through_collections():
+    """An untracked record counts as a reference from outside: a cycle it holds survives."""
+    compiled = _load("cython")
+
+    class Node:
+        pass
+
+    cycle = Node()
+    cycle.me = cycle
+    spec = _spec(compiled, lineage_pins=[cycle])
+    entry = compiled.Entry(0, [cycle])
+    del cycle
+    gc.collect()
+    assert spec.lineage_pins[0].me is spec.lineage_pins[0]
+    assert entry.frames[0].me is entry.frames[0]
+
+
+def test_a_call_without_arguments_packs_into_untracked_values():
+    for args in [(), (1, "two", 3.0)]:
+        frames, top_refs, nested = pack_arguments(None, args, {})
+        gc.collect()  # tuples of atoms are untracked by a collection's first look
+        assert not any(gc.is_tracked(part) for part in (frames, top_refs, nested))

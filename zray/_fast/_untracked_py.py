@@ -1,0 +1,80 @@
+"""What an owner keeps per task and per result, by the million when a million tasks are
+queued (pure twin of untracked.pyx, which keeps the same fields in objects the garbage
+collector does not track).
+
+- `TaskSpec`: a task's description from submission to its end. Each full collection walks
+  every tracked one and the ~30 fields it holds (docs/benchmarks.md, "a million queued
+  tasks"). Its sequences are tuples wherever the task has nothing in them (the empty tuple
+  is shared), and lists only when filled.
+- `Entry`: a value in the owner's memory store (core/memory_store.py), immutable once put.
+
+Neither ever refers, through what it holds, to a TaskSpec or an Entry: a spec holds ids,
+ObjectRefs, tuples and lists of them, the shape's resources and key and pickled arguments;
+an entry holds its value's frames (bytes or buffers) and ids. So neither is ever part of a
+reference cycle, and the compiled twins need not be tracked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(eq=False, slots=True)  # slots: one is built per task, ~40% faster
+class TaskSpec:
+    task_id: bytes
+    function_id: bytes
+    name: str
+    num_returns: int
+    return_ids: Sequence[bytes]
+    frames: Sequence  # pickled (args, kwargs): metadata then out-of-band buffers
+    top_refs: Sequence  # top-level ObjectRef arguments, resolved before running
+    nested: Sequence  # [(object id, owner)] of refs nested in the arguments
+    resources: dict
+    key: tuple
+    max_retries: int
+    retry_exceptions: object
+    attempt: int = 0
+    resolved: Sequence = ()
+    resolved_frames: Sequence = ()
+    lease_id: int = 0
+    cancelled: bool = False
+    state: str = "resolving"  # resolving | queued | running | done
+    inline: bool = False  # running on its owner's thread, blocked in get on it (no lease)
+    strategy: str = "DEFAULT"
+    placement_group: str = ""  # "<group hex>:<capture 0|1>", see PushTask
+    generator_backpressure: int = -1
+    reconstructions: int = 0  # times run again because an output was lost (lineage.py)
+    lost_argument_reruns: int = 0  # times run again because an argument was lost
+    args_released: bool = False  # its arguments were let go when it first finished
+    lineage_pins: list | None = None  # arguments whose lineage its kept spec pins
+    borrowed: Sequence = ()  # what the executing worker will hold
+    runtime_env: str = ""  # canonical (runtime_env.dumps); "" for the default env
+    func_name: str = ""  # Ray's func_or_class_name, for task events
+    parent_task_id: bytes = b""
+    events: bool = False  # records task events (task_events.py)
+    event_attempt: int = -1  # the attempt's number in task events (-1: it records none)
+
+    @property
+    def pinned_ids(self) -> list:
+        return [ref._id for ref in self.top_refs] + [oid for oid, _ in self.nested]
+
+    @property
+    def payload(self) -> Sequence:
+        """The PushTask's payload frames: the call's, then its resolved arguments'."""
+        if not self.resolved_frames:
+            return self.frames
+        return [*self.frames, *self.resolved_frames]
+
+
+class Entry:
+    __slots__ = ("kind", "frames", "node_id", "size")
+
+    def __init__(self, kind: int, frames=(), node_id: bytes = b"", size: int = 0):
+        self.kind = kind
+        self.frames = frames
+        self.node_id = node_id
+        self.size = size
+
+    def __repr__(self):
+        return f"Entry(kind={self.kind}, size={self.size})"

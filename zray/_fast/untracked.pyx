@@ -1,0 +1,118 @@
+# cython: language_level=3
+"""What an owner keeps per task and per result (compiled twin of _untracked_py.py, which says
+why): the same fields, in objects the garbage collector does not track (`no_gc`), so a full
+collection while a million tasks are queued (or their results wait) does not walk them.
+Safe because neither ever refers back to a TaskSpec or an Entry through what it holds: they
+are never part of a reference cycle, and what they hold stays reachable for the collector
+through them (an untracked container counts as a reference from outside)."""
+
+cimport cython
+
+
+@cython.no_gc
+@cython.final
+cdef class TaskSpec:
+    cdef public object task_id, function_id, name, num_returns, return_ids, frames
+    cdef public object top_refs, nested, resources, key, max_retries, retry_exceptions
+    cdef public object attempt, resolved, resolved_frames, lease_id, cancelled, state
+    cdef public object inline, strategy, placement_group, generator_backpressure
+    cdef public object reconstructions, lost_argument_reruns, args_released, lineage_pins
+    cdef public object borrowed, runtime_env, func_name, parent_task_id, events
+    cdef public object event_attempt
+
+    def __init__(
+        self,
+        task_id,
+        function_id,
+        name,
+        num_returns,
+        return_ids,
+        frames,
+        top_refs,
+        nested,
+        resources,
+        key,
+        max_retries,
+        retry_exceptions,
+        attempt=0,
+        resolved=(),
+        resolved_frames=(),
+        lease_id=0,
+        cancelled=False,
+        state="resolving",
+        inline=False,
+        strategy="DEFAULT",
+        placement_group="",
+        generator_backpressure=-1,
+        reconstructions=0,
+        lost_argument_reruns=0,
+        args_released=False,
+        lineage_pins=None,
+        borrowed=(),
+        runtime_env="",
+        func_name="",
+        parent_task_id=b"",
+        events=False,
+        event_attempt=-1,
+    ):
+        self.task_id = task_id
+        self.function_id = function_id
+        self.name = name
+        self.num_returns = num_returns
+        self.return_ids = return_ids
+        self.frames = frames
+        self.top_refs = top_refs
+        self.nested = nested
+        self.resources = resources
+        self.key = key
+        self.max_retries = max_retries
+        self.retry_exceptions = retry_exceptions
+        self.attempt = attempt
+        self.resolved = resolved
+        self.resolved_frames = resolved_frames
+        self.lease_id = lease_id
+        self.cancelled = cancelled
+        self.state = state
+        self.inline = inline
+        self.strategy = strategy
+        self.placement_group = placement_group
+        self.generator_backpressure = generator_backpressure
+        self.reconstructions = reconstructions
+        self.lost_argument_reruns = lost_argument_reruns
+        self.args_released = args_released
+        self.lineage_pins = lineage_pins
+        self.borrowed = borrowed
+        self.runtime_env = runtime_env
+        self.func_name = func_name
+        self.parent_task_id = parent_task_id
+        self.events = events
+        self.event_attempt = event_attempt
+
+    @property
+    def pinned_ids(self):
+        return [ref._id for ref in self.top_refs] + [oid for oid, _ in self.nested]
+
+    @property
+    def payload(self):
+        """The PushTask's payload frames: the call's, then its resolved arguments'."""
+        if not self.resolved_frames:
+            return self.frames
+        return [*self.frames, *self.resolved_frames]
+
+    def __repr__(self):
+        return f"TaskSpec(task_id={self.task_id!r}, name={self.name!r}, state={self.state!r})"
+
+
+@cython.no_gc
+@cython.final
+cdef class Entry:
+    cdef public object kind, frames, node_id, size
+
+    def __init__(self, kind, frames=(), node_id=b"", size=0):
+        self.kind = kind
+        self.frames = frames
+        self.node_id = node_id
+        self.size = size
+
+    def __repr__(self):
+        return f"Entry(kind={self.kind}, size={self.size})"
