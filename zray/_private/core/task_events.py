@@ -13,8 +13,9 @@ them: zray/_private/head/task_events.py.
 `extra` by state (the wire form, docs/protocol.md):
 - PENDING_ARGS_AVAIL (at submission): the task's description, a list
   `[type, name, func_or_class_name, actor_id, parent_task_id, required_resources,
-  placement_group_id, runtime_env]`; a task submitted with its arguments ready sends it with
-  PENDING_NODE_ASSIGNMENT instead, one event for both states;
+  placement_group_id, runtime_env]` (resources as `[name, amount]` pairs), or the index of
+  the event of the batch that sent it in full (`share_descriptions`); a task submitted with
+  its arguments ready sends it with PENDING_NODE_ASSIGNMENT instead, one event for both;
 - SUBMITTED_TO_WORKER: `[node_id, worker_id]` of the lease the task was pushed to;
 - RUNNING (from the process that runs it; the batch names that process): the time the run
   ended in ns, or 0 while it still runs;
@@ -170,15 +171,23 @@ class TaskEvents:
 
 
 def share_descriptions(events: list):
-    """Makes a batch wire-ready, in place: FAILED events' errors converted, and an actor
-    call's description, which the calls of one (actor, method, parent) share as one tuple
-    (ActorRecord.info), sent in full by the first FINISHED or FAILED event carrying it and
-    named by that event's index in the batch by the later ones (76 of an event's ~150 bytes)."""
+    """Makes a batch wire-ready, in place: FAILED events' errors converted, and descriptions
+    sent once: the calls of one (actor, method, parent) share one tuple (ActorRecord.info),
+    as do the tasks of one (function, name, parent, shape) (TaskSubmitter._record_submitted);
+    the first event carrying it (a submission, FINISHED or FAILED) sends it in full and the
+    later ones name that event's index in the batch (76 of an event's ~150 bytes)."""
     finished, failed = TS.FINISHED, TS.FAILED
+    args_avail, node_assignment = TS.PENDING_ARGS_AVAIL, TS.PENDING_NODE_ASSIGNMENT
     first: dict = {}  # id(description) -> index of the event sending it in full
     for index, event in enumerate(events):
         state = event[2]
-        if state == finished:
+        if state == args_avail or state == node_assignment:
+            extra = event[4]
+            if type(extra) is tuple:  # a submission's description (null: none to send)
+                at = first.setdefault(id(extra), index)
+                if at != index:
+                    events[index] = (event[0], event[1], state, event[3], at)
+        elif state == finished:
             extra = event[4]
             if extra is None or not extra[1]:
                 continue

@@ -155,7 +155,12 @@ class TaskEventTable:
                     # the earlier states at the same time).
                     record[state] = ts
                     record.setdefault(args_avail, ts)
-                    record[INFO] = _info(extra)
+                    if type(extra) is int:  # the description an earlier event sent in full
+                        kept = shared.get(extra)
+                        if kept is not None:
+                            record[INFO] = kept
+                    else:
+                        record[INFO] = shared[index] = _info(extra)
                 elif state == submitted:
                     record[state] = ts
                     if WORKER not in record:
@@ -218,13 +223,21 @@ def _info(extra: Any) -> tuple[Any, ...]:
     """A task's description as kept: resources as pairs (a tuple holding a dict is never
     untracked by the garbage collector)."""
     kind, name, func, actor, parent, resources, group, env = extra
-    pairs = tuple(resources.items()) if resources else ()  # an actor call's: ()
+    if not resources:  # an actor call's: ()
+        pairs: tuple[Any, ...] = ()
+    elif type(resources) is dict:
+        pairs = tuple(resources.items())
+    else:  # a task's: [name, amount] pairs
+        pairs = tuple((str(key), amount) for key, amount in resources)
     return (kind, name, func, actor, parent, pairs, group, env)
 
 
 def _share(state: Any, extra: Any, shared: dict[int, tuple[Any, ...]], index: int) -> None:
     """Keeps the description a skipped event sends in full, for the events naming it."""
-    if state == TS.FINISHED and extra is not None and extra[1] and type(extra[1]) is not int:
+    if state in (TS.PENDING_ARGS_AVAIL, TS.PENDING_NODE_ASSIGNMENT):
+        if extra is not None and type(extra) is not int:
+            shared[index] = _info(extra)
+    elif state == TS.FINISHED and extra is not None and extra[1] and type(extra[1]) is not int:
         shared[index] = _info(extra[1])
     elif state == TS.FAILED and len(extra) == 4 and extra[3] and type(extra[3]) is not int:
         shared[index] = _info(extra[3])
