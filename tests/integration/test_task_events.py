@@ -291,6 +291,76 @@ def test_an_actor_call_in_flight_is_listed_with_its_description(ray, tmp_path):
     ray.kill(blocker)
 
 
+def test_a_task_costs_its_owner_one_event(ray):
+    from zray._private.core import runtime
+
+    @ray.remote
+    def double(x):
+        return 2 * x
+
+    assert ray.get(double.remote(-1), timeout=60) == -2
+    events = runtime.core.task_events
+    saved = events.interval_s
+    events.interval_s, events._next_flush = 600.0, time.monotonic() + 600.0  # hold the batch
+    try:
+        refs = [double.remote(i) for i in range(20)]
+        assert ray.get(refs, timeout=60) == [2 * i for i in range(20)]
+        ids = {ref.task_id().binary() for ref in refs}
+        # Its end says when it was submitted and pushed, where, and its description.
+        ends = [e for e in list(events.events) if e[0] in ids]
+        assert [e[2] for e in ends] == [TS.FINISHED] * 20
+        assert len({id(e[4][1]) for e in ends}) == 1  # one description, sent once a batch
+    finally:
+        events.interval_s, events._next_flush = saved, time.monotonic()
+
+    def listed():
+        rows = tasks_named("double")
+        ended = all(r.state == "FINISHED" and r.worker_pid for r in rows)
+        return rows if len(rows) == 21 and ended else None
+
+    rows = wait_for(listed)
+    [row] = [r for r in rows if r.task_id == refs[0].task_id().hex()]
+    detail = state.get_task(row.task_id)
+    assert [e["state"] for e in detail.events] == [
+        "PENDING_ARGS_AVAIL",
+        "PENDING_NODE_ASSIGNMENT",
+        "SUBMITTED_TO_WORKER",
+        "RUNNING",
+        "FINISHED",
+    ]
+    assert detail.node_id and detail.worker_id and detail.func_or_class_name == "double"
+
+
+def test_tasks_on_their_way_are_listed_with_their_description(ray, tmp_path):
+    """A running task and one queued behind it (one CPU each, more tasks than CPUs): the
+    owner's next batch reports their sending, which their ends have not said yet."""
+
+    @ray.remote(num_cpus=1)
+    def hold(path):
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return 1
+
+    go = str(tmp_path / "go")
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    refs = [hold.remote(go) for _ in range(cpus + 1)]
+
+    def listed():
+        rows = tasks_named("hold", detail=True)
+        states = sorted(r.state for r in rows)
+        return rows if states.count("RUNNING") == cpus and len(rows) == cpus + 1 else None
+
+    rows = wait_for(listed)
+    [queued] = [r for r in rows if r.state != "RUNNING"]
+    assert queued.state == "PENDING_NODE_ASSIGNMENT" and queued.func_or_class_name == "hold"
+    for row in rows:
+        assert row.required_resources == {"CPU": 1.0}
+        assert row.events[0]["state"] == "PENDING_ARGS_AVAIL"
+    open(go, "w").close()
+    assert ray.get(refs, timeout=60) == [1] * (cpus + 1)
+
+
 def test_the_head_filters_and_limits_so_only_the_rows_asked_for_travel(ray):
     from zray.util.state.api import StateApiClient
     from zray.util.state.common import ListApiOptions, StateResource

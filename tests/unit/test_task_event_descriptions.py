@@ -134,19 +134,27 @@ def _spec(i: int, name: str = "f", parent: bytes = b"p" * 24):
     )
 
 
-def _submitted(specs, owner=None) -> list:
-    """What TaskSubmitter._record_submitted records for `specs` (arguments ready), as the
-    submitter `owner` (a fresh one by default)."""
-    from types import SimpleNamespace
+def _submitter():
+    """A TaskSubmitter with only what recording task events needs."""
+    import threading
 
     from zray._private.core.task_submitter import TaskSubmitter
 
-    if owner is None:
-        owner = SimpleNamespace(_descriptions={}, _record=None)
+    submitter = TaskSubmitter.__new__(TaskSubmitter)
+    submitter.lock = threading.RLock()
+    submitter._descriptions, submitter._unreported = {}, {}
+    submitter._record = None
+    return submitter
+
+
+def _submitted(specs, owner=None) -> list:
+    """What TaskSubmitter._record_submitted records for `specs` (arguments ready), as the
+    submitter `owner` (a fresh one by default)."""
+    owner = owner or _submitter()
     recorded: list = []
     owner._record = recorded.append
     for spec in specs:
-        TaskSubmitter._record_submitted(owner, spec, TS.PENDING_NODE_ASSIGNMENT)
+        owner._record_submitted(spec, TS.PENDING_NODE_ASSIGNMENT)
     return recorded
 
 
@@ -174,12 +182,69 @@ def test_a_tasks_submission_event_is_left_untracked_by_the_garbage_collector():
     async task, perf/bench_task_events.py --toggle): the events hold no container now, so
     the first young collection after they are recorded untracks them."""
     import gc
-    from types import SimpleNamespace
 
-    owner = SimpleNamespace(_descriptions={}, _record=None)
+    owner = _submitter()
     _submitted([_spec(0)], owner)
     for _ in range(5):  # the kind's description: one nesting level per collection at worst
         gc.collect()
     events = _submitted([_spec(i) for i in range(1, 50)], owner)
     gc.collect(0)
     assert not any(gc.is_tracked(event) for event in events)
+
+
+def _sent_and_ended(specs, ended) -> tuple:
+    """Each of `specs` submitted and pushed as TaskSubmitter.submit and _push record them,
+    those in `ended` finished (_record_end), then a flush's report of the rest:
+    (the recorded events, the flush's)."""
+    from zray._private.core.task_submitter import LeaseState
+
+    owner = _submitter()
+    recorded: list = []
+    owner._record = recorded.append
+    where = (b"n" * 28, b"w" * 28)
+    lease = LeaseState(1, (), b"w" * 28, "", "", node_id=b"n" * 28, where=where)
+    for spec in specs:  # submit's part for a task with its arguments ready
+        spec.description, spec.submitted_ns = owner._description(spec), 1_000
+        owner._unreported[spec.task_id] = spec
+    for spec in specs:  # _push's part
+        spec.pushed_to, spec.pushed_ns = lease.where, 2_000
+    for spec in specs:
+        if spec.task_id in ended:
+            owner._record_end(spec, None)
+    flushed: list = []
+    owner.report_in_flight(flushed)
+    return recorded, flushed
+
+
+def test_a_tasks_one_end_event_says_its_submission_and_lease_to_the_head():
+    specs = [_spec(1), _spec(2), _spec(3)]
+    recorded, flushed = _sent_and_ended(specs, {task(1), task(3)})
+    assert [(e[0], e[2]) for e in recorded] == [(task(1), TS.FINISHED), (task(3), TS.FINISHED)]
+    # The task still on its way is reported by the flush, the ended ones are not again.
+    assert [(e[0], e[2]) for e in flushed] == [
+        (task(2), TS.PENDING_NODE_ASSIGNMENT),
+        (task(2), TS.SUBMITTED_TO_WORKER),
+    ]
+    assert not _sent_and_ended([_spec(4)], {task(4)})[1]  # nothing left for the flush
+    events = recorded + flushed
+    share_descriptions(events)
+    assert events[1][4][1] == 0  # task 3 names the description task 1's end sent
+    rows = through_the_head(events)
+    for i in (1, 2, 3):
+        row = rows[task(i).hex()]
+        assert (row["name"], row["node_id"], row["worker_id"]) == (
+            "f",
+            (b"n" * 28).hex(),
+            (b"w" * 28).hex(),
+        )
+        assert [e["state"] for e in row["events"]][:3] == [
+            "PENDING_ARGS_AVAIL",
+            "PENDING_NODE_ASSIGNMENT",
+            "SUBMITTED_TO_WORKER",
+        ]
+        assert row["required_resources"] == {"CPU": 1.0}
+    assert [rows[task(i).hex()]["state"] for i in (1, 2, 3)] == [
+        "FINISHED",
+        "SUBMITTED_TO_WORKER",
+        "FINISHED",
+    ]

@@ -54,6 +54,12 @@ class TaskSpec:
     parent_task_id: bytes = b""
     events: bool = False  # records task events (task_events.py)
     event_attempt: int = -1  # the attempt's number in task events (-1: it records none)
+    # Task events of a sending not reported yet (TaskSubmitter: its end, or the next batch
+    # while it is still on its way, reports them); 0 / (): none waits.
+    submitted_ns: int = 0
+    pushed_ns: int = 0
+    pushed_to: tuple = ()
+    description: tuple = ()
 
     @property
     def pinned_ids(self) -> list:

@@ -18,7 +18,7 @@ cdef class TaskSpec:
     cdef public object inline, strategy, placement_group, generator_backpressure
     cdef public object reconstructions, lost_argument_reruns, args_released, lineage_pins
     cdef public object borrowed, runtime_env, func_name, parent_task_id, events
-    cdef public object event_attempt
+    cdef public object event_attempt, submitted_ns, pushed_ns, pushed_to, description
 
     def __init__(
         self,
@@ -87,6 +87,12 @@ cdef class TaskSpec:
         self.parent_task_id = parent_task_id
         self.events = events
         self.event_attempt = event_attempt
+        # Task events of a sending not reported yet (TaskSubmitter: its end, or the next
+        # batch while it is still on its way, reports them); 0 / (): none waits.
+        self.submitted_ns = 0
+        self.pushed_ns = 0
+        self.pushed_to = ()
+        self.description = ()
 
     @property
     def pinned_ids(self):

@@ -21,9 +21,11 @@ them: zray/_private/head/task_events.py.
   ended in ns, or 0 while it still runs;
 - FINISHED: None; or, for an actor call whose sending no event reported yet,
   `[sent_ns, description or None]`: its SUBMITTED_TO_WORKER (and PENDING_ARGS_AVAIL with the
-  description), so a call costs its owner one event, not two; a description an earlier
-  FINISHED/FAILED event of the batch sent is named by that event's index
-  (`share_descriptions`);
+  description), so a call costs its owner one event, not two; for a task, `[pushed_ns,
+  description, submitted_ns, node_id, worker_id]`: its PENDING_ARGS_AVAIL and
+  PENDING_NODE_ASSIGNMENT (submitted with its arguments ready) and its SUBMITTED_TO_WORKER,
+  so a task costs its owner one event, not three; a description an earlier event of the
+  batch sent is named by that event's index (`share_descriptions`);
 - FAILED: `[error_type, error_message]` (Ray's ErrorType name), followed by `sent_ns,
   description or None` as for FINISHED;
 - otherwise None.
@@ -118,7 +120,12 @@ class TaskEvents:
         if not self.enabled:
             return False
         submitter = getattr(self.core, "actor_submitter", None)
-        return bool(self.events or (submitter is not None and submitter.calls))
+        tasks = getattr(self.core, "submitter", None)
+        return bool(
+            self.events
+            or (submitter is not None and submitter.calls)
+            or (tasks is not None and tasks._unreported)
+        )
 
     def wait_s(self) -> float:
         """How long the I/O thread may sleep before the next batch is due."""
@@ -140,6 +147,9 @@ class TaskEvents:
         submitter = getattr(self.core, "actor_submitter", None)
         if submitter is not None:
             submitter.report_in_flight(events)
+        tasks = getattr(self.core, "submitter", None)
+        if tasks is not None:
+            tasks.report_in_flight(events)
         for task_id, (attempt, start) in list(self.running.items()):
             if task_id not in self._reported_running:
                 self._reported_running.add(task_id)
@@ -193,7 +203,7 @@ def share_descriptions(events: list):
                 continue
             at = first.setdefault(id(extra[1]), index)
             if at != index:
-                events[index] = (event[0], event[1], state, event[3], (extra[0], at))
+                events[index] = (event[0], event[1], state, event[3], (extra[0], at, *extra[2:]))
         elif state == failed:
             event = events[index] = _wire(event)
             extra = event[4]

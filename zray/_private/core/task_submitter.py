@@ -61,6 +61,7 @@ class LeaseState:
     node_id: bytes = b""
     busy_since: float = 0.0  # when its worker could start the oldest task in flight
     handed_back: bool = False  # its worker handed tasks back: none queue there until idle
+    where: tuple = ()  # (node id, worker id): task events' SUBMITTED_TO_WORKER extra
 
 
 @dataclass(eq=False)
@@ -96,6 +97,11 @@ class TaskSubmitter:
         # full collections walked them (async tasks: 4.3 against 0.8 us of collector time per
         # task). Shared, a batch sends each once (task_events.share_descriptions).
         self._descriptions: dict = {}
+        # task id -> spec of the tasks whose sending no event reported yet: their end reports
+        # it with itself (one event per task instead of three, which cut the driver's CPU
+        # per async task with events on by ~8 us), or the next flush does while they are
+        # still on their way (report_in_flight).
+        self._unreported: dict = {}
         self.pipelining = Pipelining(config.task_pipeline_depth)
         self.handed_back = 0  # tasks workers handed back unstarted (stats)
 
@@ -110,13 +116,19 @@ class TaskSubmitter:
         core.note_submitted(spec.task_id)
         if spec.events:
             spec.event_attempt = 0
-            self._record_submitted(spec, TS.PENDING_NODE_ASSIGNMENT if not spec.top_refs else 0)
+            if spec.top_refs:
+                self._record_submitted(spec)
+            else:  # its end says it, or the next batch if it has not ended by then
+                spec.description = self._description(spec)
+                spec.submitted_ns = now()
         if not spec.top_refs:
             # Nothing to wait for (most calls): queued at once, under one taking of the lock.
             if spec.nested:
                 spec.borrowed = list(spec.nested)
             with self.lock:
                 self.tasks[spec.task_id] = spec
+                if spec.submitted_ns:
+                    self._unreported[spec.task_id] = spec
                 self._queue(spec)
             return
         with self.lock:
@@ -126,6 +138,19 @@ class TaskSubmitter:
     def _record_submitted(self, spec: TaskSpec, state: int = 0):
         """The task's description, at PENDING_ARGS_AVAIL; with `state` PENDING_NODE_ASSIGNMENT
         (arguments ready at once: one event for both, the head sets both)."""
+        self._record(
+            (
+                spec.task_id,
+                spec.event_attempt,
+                state or TS.PENDING_ARGS_AVAIL,
+                now(),
+                self._description(spec),
+            )
+        )
+
+    def _description(self, spec: TaskSpec) -> tuple:
+        """The task's description for task events: one tuple per kind of task (see
+        `_descriptions`)."""
         key = (spec.name, spec.func_name, spec.parent_task_id, spec.key, spec.placement_group)
         description = self._descriptions.get(key)
         if description is None:
@@ -141,9 +166,40 @@ class TaskSubmitter:
                 spec.placement_group,
                 spec.runtime_env,
             )
-        self._record(
-            (spec.task_id, spec.event_attempt, state or TS.PENDING_ARGS_AVAIL, now(), description)
-        )
+        return description
+
+    def _report_sending(self, spec: TaskSpec, record=None):
+        """Records (with `record`, else as any event), as separate events, the sending of
+        `spec` that its end was to report (PENDING_NODE_ASSIGNMENT with its description, and
+        SUBMITTED_TO_WORKER if it was pushed): for the paths that end or move a task
+        otherwise (retries, failures, an inline run) and for the flush of tasks on their way."""
+        submitted = spec.submitted_ns
+        if not submitted:
+            return
+        spec.submitted_ns = 0
+        self._unreported.pop(spec.task_id, None)
+        pushed, where = spec.pushed_ns, spec.pushed_to
+        spec.pushed_ns, spec.pushed_to = 0, ()
+        attempt = spec.event_attempt
+        record = record or self._record
+        record((spec.task_id, attempt, TS.PENDING_NODE_ASSIGNMENT, submitted, spec.description))
+        if pushed:
+            record((spec.task_id, attempt, TS.SUBMITTED_TO_WORKER, pushed, where))
+
+    def report_in_flight(self, out: list):
+        """A flush's part (I/O thread): the sending of each task submitted since the last
+        flush and not ended, whose end would have reported it, as events of `out`, so the
+        state API shows tasks on their way. Under the lock, which pushes hold: a push and its
+        report do not interleave (a task ending meanwhile may say it too: the head keeps one
+        time per state)."""
+        with self.lock:
+            unreported = list(self._unreported.values())
+            self._unreported = {}
+        for start in range(0, len(unreported), 1000):  # the lock in turns: submitters wait
+            with self.lock:
+                for spec in unreported[start : start + 1000]:
+                    if spec.submitted_ns:
+                        self._report_sending(spec, out.append)
 
     def _enqueue(self, spec: TaskSpec, resolved, frames, failed_entry):
         """Arguments are ready: queue the task for a lease (or fail it with its argument's
@@ -262,6 +318,7 @@ class TaskSubmitter:
             spec.state, spec.lease_id, spec.inline = "running", 0, True
             self._cancel_surplus_requests(shape)
             if spec.events:
+                self._report_sending(spec)
                 self.core.task_events.state(
                     spec.task_id,
                     spec.event_attempt,
@@ -358,15 +415,13 @@ class TaskSubmitter:
             spec.event_attempt,
         )
         if spec.events:
-            self._record(
-                (
-                    spec.task_id,
-                    spec.event_attempt,
-                    TS.SUBMITTED_TO_WORKER,
-                    now(),
-                    (lease.node_id, lease.worker_id),
+            if spec.submitted_ns:  # its end (or the next batch) reports the sending whole
+                spec.pushed_to = lease.where
+                spec.pushed_ns = now()
+            else:
+                self._record(
+                    (spec.task_id, spec.event_attempt, TS.SUBMITTED_TO_WORKER, now(), lease.where)
                 )
-            )
         try:
             self.core.push(lease.address, msg, payload=spec.payload)
         except MessageTooLarge as exc:  # never sent: the lease is free for the next task
@@ -412,6 +467,7 @@ class TaskSubmitter:
                 single_use=request.strategy == "SPREAD",
                 gpu_ids=reply.gpu_ids,
                 node_id=reply.node_id,
+                where=(reply.node_id, reply.worker_id),
             )
             lease.idle_since = time.monotonic()
             self.leases[lease.lease_id] = lease
@@ -504,6 +560,8 @@ class TaskSubmitter:
         """Queues `spec` again. `error` (an error entry or an exception) ended its last
         attempt; None for tasks handed back unstarted. `count`: it may have run, so this is
         one of its retries."""
+        if spec.events:
+            self._report_sending(spec)  # before its end, or before it is queued again
         if spec.events and error is not None:
             self.core.task_events.ended(spec.task_id, spec.event_attempt, error)
             spec.event_attempt += 1
@@ -535,11 +593,7 @@ class TaskSubmitter:
                 break
         metrics_registry.tasks.finished(spec.name, failed, spec.attempt > 0)
         if spec.events:
-            first = entries[0][1] if entries else None  # an error is every return's
-            if first is None or first.kind != KIND_ERROR:
-                self._record((spec.task_id, spec.event_attempt, TS.FINISHED, now(), None))
-            else:
-                self._record((spec.task_id, spec.event_attempt, TS.FAILED, now(), first))
+            self._record_end(spec, entries[0][1] if entries else None)  # an error is every return's
         if spec.num_returns > 0 and entries and not failed:
             if self.lineage.keep(spec, entries):  # before store_results may free unwanted ones
                 lineage_pins.pin_arguments(self.core, spec)  # before they are unpinned
@@ -547,6 +601,24 @@ class TaskSubmitter:
         pinned = [] if spec.args_released else spec.pinned_ids
         spec.args_released = True
         store_results(self.core, entries, pinned, contained)
+
+    def _record_end(self, spec: TaskSpec, first):
+        """The attempt's end as a task event: FAILED with the error entry `first`, or
+        FINISHED, which also says the sending when no event reported it yet (one event for
+        the whole attempt; the wire form: docs/protocol.md)."""
+        if first is not None and first.kind == KIND_ERROR:
+            self._report_sending(spec)
+            self._record((spec.task_id, spec.event_attempt, TS.FAILED, now(), first))
+            return
+        submitted, pushed = spec.submitted_ns, spec.pushed_ns
+        if submitted and pushed and spec.pushed_to:
+            spec.submitted_ns = 0
+            self._unreported.pop(spec.task_id, None)
+            sending = (pushed, spec.description, submitted, *spec.pushed_to)
+            self._record((spec.task_id, spec.event_attempt, TS.FINISHED, now(), sending))
+        else:
+            self._report_sending(spec)
+            self._record((spec.task_id, spec.event_attempt, TS.FINISHED, now(), None))
 
     # ------------------------------------------------------------------ reconstruction
 
@@ -579,6 +651,7 @@ class TaskSubmitter:
             refs.add_owned(oid)  # an output freed since (an argument of another) is ours again
         self.core.revive_objects(spec.return_ids)
         if spec.events:
+            self._report_sending(spec)
             spec.event_attempt += 1  # a run again is one more attempt, as Ray numbers them
             self._record_submitted(spec, TS.PENDING_NODE_ASSIGNMENT if not spec.top_refs else 0)
         logger.info(

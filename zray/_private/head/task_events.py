@@ -141,8 +141,12 @@ class TaskEventTable:
                         self.attempts_dropped += 1
                 if extra is None:
                     record[state] = ts
-                elif state == finished:  # an actor call's end, with its unreported sending
+                elif state == finished:  # an actor call's or task's end, with its sending
                     record[state] = ts
+                    if len(extra) == 5:  # a task's: its submission and lease too
+                        record[args_avail] = record[node_assignment] = extra[2]
+                        if WORKER not in record:
+                            record[NODE], record[WORKER] = bytes(extra[3]), bytes(extra[4])
                     _sent(record, extra[0], extra[1], shared, index)
                 elif state == running:
                     # The process that ran it sent this: it names the node, worker and pid.
@@ -246,8 +250,8 @@ def _share(state: Any, extra: Any, shared: dict[int, tuple[Any, ...]], index: in
 def _sent(
     record: Record, sent_ns: Any, info: Any, shared: dict[int, tuple[Any, ...]], index: int
 ) -> None:
-    """An actor call's SUBMITTED_TO_WORKER carried by its end (and, with its description,
-    PENDING_ARGS_AVAIL: it was sent as soon as submitted). `info` may be the index of an
+    """An actor call's or task's SUBMITTED_TO_WORKER carried by its end (and, with its
+    description, PENDING_ARGS_AVAIL: an actor call was sent as soon as submitted). `info` may be the index of an
     earlier event of the batch that sent the description: the calls then share one tuple."""
     if not sent_ns:
         return
