@@ -1,5 +1,6 @@
 """Task events on a live cluster: list_tasks, get_task, summarize_tasks and timeline()."""
 
+import contextlib
 import json
 import os
 import time
@@ -16,6 +17,20 @@ from tests.head_cluster import wait_for
 
 def tasks_named(name, detail=False):
     return state.list_tasks(filters=[("name", "=", name)], detail=detail, limit=10000)
+
+
+@contextlib.contextmanager
+def batch_held():
+    """The driver's task events, with its next batch held back meanwhile (read them here)."""
+    from zray._private.core import runtime
+
+    events = runtime.core.task_events
+    saved = events.interval_s
+    events.interval_s, events._next_flush = 600.0, time.monotonic() + 600.0
+    try:
+        yield events
+    finally:
+        events.interval_s, events._next_flush = saved, time.monotonic()
 
 
 def test_normal_and_failed_tasks_with_filters_and_detail(ray):
@@ -224,7 +239,6 @@ def test_an_exiting_actor_sends_its_events_first(ray):
 
 
 def test_an_actor_call_costs_its_owner_one_event(ray):
-    from zray._private.core import runtime
 
     @ray.remote
     class Echo:
@@ -233,10 +247,7 @@ def test_an_actor_call_costs_its_owner_one_event(ray):
 
     echo = Echo.remote()
     assert ray.get(echo.echo.remote(-1), timeout=60) == -1
-    events = runtime.core.task_events
-    saved = events.interval_s
-    events.interval_s, events._next_flush = 600.0, time.monotonic() + 600.0  # hold the batch
-    try:
+    with batch_held() as events:
         refs = [echo.echo.remote(i) for i in range(20)]
         assert ray.get(refs, timeout=60) == list(range(20))
         ids = {ref.task_id().binary() for ref in refs}
@@ -245,8 +256,6 @@ def test_an_actor_call_costs_its_owner_one_event(ray):
         assert [e[2] for e in ends] == [TS.FINISHED] * 20
         # One description tuple for all: a batch sends it once (task_events.share_descriptions)
         assert len({id(e[4][1]) for e in ends if e[4] and e[4][1]}) == 1
-    finally:
-        events.interval_s, events._next_flush = saved, time.monotonic()
 
     def listed():
         rows = tasks_named("Echo.echo")
@@ -292,17 +301,13 @@ def test_an_actor_call_in_flight_is_listed_with_its_description(ray, tmp_path):
 
 
 def test_a_task_costs_its_owner_one_event(ray):
-    from zray._private.core import runtime
 
     @ray.remote
     def double(x):
         return 2 * x
 
     assert ray.get(double.remote(-1), timeout=60) == -2
-    events = runtime.core.task_events
-    saved = events.interval_s
-    events.interval_s, events._next_flush = 600.0, time.monotonic() + 600.0  # hold the batch
-    try:
+    with batch_held() as events:
         refs = [double.remote(i) for i in range(20)]
         assert ray.get(refs, timeout=60) == [2 * i for i in range(20)]
         ids = {ref.task_id().binary() for ref in refs}
@@ -310,8 +315,6 @@ def test_a_task_costs_its_owner_one_event(ray):
         ends = [e for e in list(events.events) if e[0] in ids]
         assert [e[2] for e in ends] == [TS.FINISHED] * 20
         assert len({id(e[4][1]) for e in ends}) == 1  # one description, sent once a batch
-    finally:
-        events.interval_s, events._next_flush = saved, time.monotonic()
 
     def listed():
         rows = tasks_named("double")

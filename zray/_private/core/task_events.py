@@ -183,7 +183,7 @@ class TaskEvents:
 def share_descriptions(events: list):
     """Makes a batch wire-ready, in place: FAILED events' errors converted, and descriptions
     sent once: the calls of one (actor, method, parent) share one tuple (ActorRecord.info),
-    as do the tasks of one (function, name, parent, shape) (TaskSubmitter._record_submitted);
+    as do the tasks of one (function, name, parent, shape) (TaskSubmissionEvents._description);
     the first event carrying it (a submission, FINISHED or FAILED) sends it in full and the
     later ones name that event's index in the batch (76 of an event's ~150 bytes)."""
     finished, failed = TS.FINISHED, TS.FAILED

@@ -37,13 +37,13 @@ from zray._private.core.lineage import Lineage
 from zray._private.core.task_events import now
 from zray._private.core import lost_arguments
 from zray._private.core.task_pipelining import Pipelining
+from zray._private.core.task_submission_events import TaskSubmissionEvents
 from zray._private.core.memory_store import KIND_ERROR, KIND_PLASMA, Entry
 
 logger = logging.getLogger(__name__)
 
 MAX_RECONSTRUCTION_DEPTH = 1000  # a chain of lost outputs recomputed, argument first
 LOCALITY_MIN_BYTES = 1 * 2**20  # smaller arguments are cheaper to move than to wait for
-MAX_DESCRIPTIONS = 1024  # task descriptions kept for the submission events (_record_submitted)
 
 
 @dataclass(eq=False)
@@ -79,7 +79,7 @@ def _unrecoverable(object_id: bytes, cause: X.ObjectLostError) -> X.ObjectLostEr
     return X.ObjectLostError(object_id.hex(), None, "")
 
 
-class TaskSubmitter:
+class TaskSubmitter(TaskSubmissionEvents):
     def __init__(self, core):
         self.core = core
         self.lock = threading.RLock()
@@ -134,72 +134,6 @@ class TaskSubmitter:
         with self.lock:
             self.tasks[spec.task_id] = spec
         when_resolved(core, spec.top_refs, lambda *r: self._enqueue(spec, *r))
-
-    def _record_submitted(self, spec: TaskSpec, state: int = 0):
-        """The task's description, at PENDING_ARGS_AVAIL; with `state` PENDING_NODE_ASSIGNMENT
-        (arguments ready at once: one event for both, the head sets both)."""
-        self._record(
-            (
-                spec.task_id,
-                spec.event_attempt,
-                state or TS.PENDING_ARGS_AVAIL,
-                now(),
-                self._description(spec),
-            )
-        )
-
-    def _description(self, spec: TaskSpec) -> tuple:
-        """The task's description for task events: one tuple per kind of task (see
-        `_descriptions`)."""
-        key = (spec.name, spec.func_name, spec.parent_task_id, spec.key, spec.placement_group)
-        description = self._descriptions.get(key)
-        if description is None:
-            if len(self._descriptions) >= MAX_DESCRIPTIONS:  # parents come and go: a bound
-                self._descriptions.clear()
-            description = self._descriptions[key] = (
-                TS.NORMAL_TASK,
-                spec.name,
-                spec.func_name,
-                b"",
-                spec.parent_task_id,
-                tuple(spec.resources.items()),
-                spec.placement_group,
-                spec.runtime_env,
-            )
-        return description
-
-    def _report_sending(self, spec: TaskSpec, record=None):
-        """Records (with `record`, else as any event), as separate events, the sending of
-        `spec` that its end was to report (PENDING_NODE_ASSIGNMENT with its description, and
-        SUBMITTED_TO_WORKER if it was pushed): for the paths that end or move a task
-        otherwise (retries, failures, an inline run) and for the flush of tasks on their way."""
-        submitted = spec.submitted_ns
-        if not submitted:
-            return
-        spec.submitted_ns = 0
-        self._unreported.pop(spec.task_id, None)
-        pushed, where = spec.pushed_ns, spec.pushed_to
-        spec.pushed_ns, spec.pushed_to = 0, ()
-        attempt = spec.event_attempt
-        record = record or self._record
-        record((spec.task_id, attempt, TS.PENDING_NODE_ASSIGNMENT, submitted, spec.description))
-        if pushed:
-            record((spec.task_id, attempt, TS.SUBMITTED_TO_WORKER, pushed, where))
-
-    def report_in_flight(self, out: list):
-        """A flush's part (I/O thread): the sending of each task submitted since the last
-        flush and not ended, whose end would have reported it, as events of `out`, so the
-        state API shows tasks on their way. Under the lock, which pushes hold: a push and its
-        report do not interleave (a task ending meanwhile may say it too: the head keeps one
-        time per state)."""
-        with self.lock:
-            unreported = list(self._unreported.values())
-            self._unreported = {}
-        for start in range(0, len(unreported), 1000):  # the lock in turns: submitters wait
-            with self.lock:
-                for spec in unreported[start : start + 1000]:
-                    if spec.submitted_ns:
-                        self._report_sending(spec, out.append)
 
     def _enqueue(self, spec: TaskSpec, resolved, frames, failed_entry):
         """Arguments are ready: queue the task for a lease (or fail it with its argument's
@@ -562,9 +496,9 @@ class TaskSubmitter:
         one of its retries."""
         if spec.events:
             self._report_sending(spec)  # before its end, or before it is queued again
-        if spec.events and error is not None:
-            self.core.task_events.ended(spec.task_id, spec.event_attempt, error)
-            spec.event_attempt += 1
+            if error is not None:
+                self.core.task_events.ended(spec.task_id, spec.event_attempt, error)
+                spec.event_attempt += 1
         if count:
             spec.attempt += 1
             logger.info(
@@ -601,24 +535,6 @@ class TaskSubmitter:
         pinned = [] if spec.args_released else spec.pinned_ids
         spec.args_released = True
         store_results(self.core, entries, pinned, contained)
-
-    def _record_end(self, spec: TaskSpec, first):
-        """The attempt's end as a task event: FAILED with the error entry `first`, or
-        FINISHED, which also says the sending when no event reported it yet (one event for
-        the whole attempt; the wire form: docs/protocol.md)."""
-        if first is not None and first.kind == KIND_ERROR:
-            self._report_sending(spec)
-            self._record((spec.task_id, spec.event_attempt, TS.FAILED, now(), first))
-            return
-        submitted, pushed = spec.submitted_ns, spec.pushed_ns
-        if submitted and pushed and spec.pushed_to:
-            spec.submitted_ns = 0
-            self._unreported.pop(spec.task_id, None)
-            sending = (pushed, spec.description, submitted, *spec.pushed_to)
-            self._record((spec.task_id, spec.event_attempt, TS.FINISHED, now(), sending))
-        else:
-            self._report_sending(spec)
-            self._record((spec.task_id, spec.event_attempt, TS.FINISHED, now(), None))
 
     # ------------------------------------------------------------------ reconstruction
 

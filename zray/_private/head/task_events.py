@@ -251,8 +251,9 @@ def _sent(
     record: Record, sent_ns: Any, info: Any, shared: dict[int, tuple[Any, ...]], index: int
 ) -> None:
     """An actor call's or task's SUBMITTED_TO_WORKER carried by its end (and, with its
-    description, PENDING_ARGS_AVAIL: an actor call was sent as soon as submitted). `info` may be the index of an
-    earlier event of the batch that sent the description: the calls then share one tuple."""
+    description, PENDING_ARGS_AVAIL: an actor call was sent as soon as submitted). `info` may
+    be the index of an earlier event of the batch that sent the description, which the calls
+    or tasks then share as one tuple."""
     if not sent_ns:
         return
     record[TS.SUBMITTED_TO_WORKER] = sent_ns
