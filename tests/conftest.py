@@ -87,6 +87,19 @@ def child_processes() -> list:
     return [p for p in psutil.Process().children(recursive=True) if _alive(p)]
 
 
+def child_processes_running(marker: str) -> list:
+    """This process's live descendants whose command line contains `marker`; one that exits
+    while it is being looked at is left out (a zombie's command line raises)."""
+    found = []
+    for process in child_processes():
+        try:
+            if marker in " ".join(process.cmdline()):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found
+
+
 def _alive(process) -> bool:
     try:
         return process.status() != psutil.STATUS_ZOMBIE

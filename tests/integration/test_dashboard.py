@@ -17,7 +17,12 @@ import urllib.request
 import psutil
 import pytest
 
-from tests.conftest import assert_no_leaks, child_processes, zray_segments, zray_sessions
+from tests.conftest import (
+    assert_no_leaks,
+    child_processes_running,
+    zray_segments,
+    zray_sessions,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -314,7 +319,7 @@ def test_a_dashboard_that_died_starts_again_on_the_next_request(cluster):
     _, base, token = cluster
     auth = {"Authorization": f"Bearer {token}"}
     assert http(base + "/api/version", auth)[0] == 200
-    dashboards = [p for p in child_processes() if "zray.dashboard" in " ".join(p.cmdline())]
+    dashboards = child_processes_running("zray.dashboard")
     assert len(dashboards) == 1
     dashboards[0].kill()
     dashboards[0].wait(10)

@@ -42,10 +42,10 @@ def test_dashboard_port_is_honoured_and_a_taken_one_fails_as_in_ray(fresh):
 
 def test_a_programs_cluster_starts_its_dashboard_at_the_first_request(fresh):
     """init() pays nothing for the dashboard until someone opens it."""
-    from tests.conftest import child_processes
+    from tests.conftest import child_processes_running
 
     def dashboards():
-        return [p for p in child_processes() if "zray.dashboard" in " ".join(p.cmdline())]
+        return child_processes_running("zray.dashboard")
 
     context = fresh.init(num_cpus=1, dashboard_port=free_port(), include_dashboard=True)
     time.sleep(0.5)
