@@ -84,3 +84,10 @@ class Entry:
 
     def __repr__(self):
         return f"Entry(kind={self.kind}, size={self.size})"
+
+
+def untracked_tuple(value: tuple) -> tuple:
+    """`value`. The compiled twin stops the garbage collector tracking it at once when it
+    holds only atoms and such tuples; Python cannot, so here the collector stops at its next
+    look at it, if it sees the tuples within first."""
+    return value

@@ -8,6 +8,10 @@ through them (an untracked container counts as a reference from outside)."""
 
 cimport cython
 
+cdef extern from "Python.h":
+    int PyObject_GC_IsTracked(object op)
+    void PyObject_GC_UnTrack(void *op)
+
 
 @cython.no_gc
 @cython.final
@@ -122,3 +126,37 @@ cdef class Entry:
 
     def __repr__(self):
         return f"Entry(kind={self.kind}, size={self.size})"
+
+
+def untracked_tuple(tuple value):
+    """`value`; if it holds only atoms (None, bool, int, float, str, bytes) and such tuples,
+    which can never be part of a reference cycle, the garbage collector stops tracking it
+    (and the tuples within) now. The collector would do so at a look at its generation, but
+    only if it saw the tuples within untracked first, and it looks at a tuple held by only
+    another one after that other (its walk from the outside in reorders them): an event
+    holding a tuple stays tracked, into the oldest generation, until a full collection.
+    A tuple already untracked counts as an atom (the collector untracked it, or this did)."""
+    if _only_atoms(value):
+        _untrack(value)
+    return value
+
+
+cdef bint _only_atoms(tuple value):
+    for item in value:
+        if type(item) is tuple:
+            if PyObject_GC_IsTracked(item) and not _only_atoms(<tuple>item):
+                return False
+        elif item is not None and type(item) not in _ATOMS:
+            return False
+    return True
+
+
+cdef void _untrack(tuple value):
+    for item in value:
+        if type(item) is tuple and PyObject_GC_IsTracked(item):
+            _untrack(<tuple>item)
+    if PyObject_GC_IsTracked(value):
+        PyObject_GC_UnTrack(<void *>value)
+
+
+_ATOMS = frozenset((bool, int, float, str, bytes))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import ACTOR_ID_SIZE, MessageTooLarge
+from zray._fast import ACTOR_ID_SIZE, MessageTooLarge, untracked_tuple
 from zray._private.core import actor_ordering as O
 from zray._private.core import lineage_pins, metrics_registry
 from zray._private.core.memory_store import KIND_ERROR
@@ -562,7 +562,10 @@ class ActorSubmitter:
                 info, call.info = call.info, ()
                 sent = (sent, info or None)
             if first is None or first.kind != KIND_ERROR:
-                self._record((call.task_id, call.attempt, TS.FINISHED, now(), sent or None))
+                # untracked now: the collector would keep it tracked (untracked_tuple)
+                self._record(
+                    untracked_tuple((call.task_id, call.attempt, TS.FINISHED, now(), sent or None))
+                )
             else:
                 self._record(
                     (call.task_id, call.attempt, TS.FAILED, now(), TE.Failure(first, sent))

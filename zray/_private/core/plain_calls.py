@@ -28,6 +28,7 @@ from zray._fast import (
     plain_answer,
     plain_task_answer,
     random_id,
+    untracked_tuple,
 )
 from zray._private.common import task_states as TS
 from zray._private.common.actor_states import ALIVE
@@ -192,7 +193,10 @@ def answer_plain(core, frames: list) -> bool:
             call.sent_ns = 0
             info, call.info = call.info, ()
             sent = (sent, info or None)
-        submitter._record((task_id, call.attempt, TS.FINISHED, now(), sent or None))
+        # untracked now: the collector would keep it tracked (untracked_tuple)
+        submitter._record(
+            untracked_tuple((task_id, call.attempt, TS.FINISHED, now(), sent or None))
+        )
     # store_results for one inline value, no arguments held, nothing inside it: the value
     # first (it ends the get), then whether anyone still references it.
     core.memory_store.put(

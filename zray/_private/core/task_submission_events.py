@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from zray._fast import TaskSpec
+from zray._fast import TaskSpec, untracked_tuple
 from zray._private.common import task_states as TS
 from zray._private.core.memory_store import KIND_ERROR
 from zray._private.core.task_events import now
@@ -45,15 +45,19 @@ class TaskSubmissionEvents:
         if description is None:
             if len(self._descriptions) >= MAX_DESCRIPTIONS:  # parents come and go: a bound
                 self._descriptions.clear()
-            description = self._descriptions[key] = (
-                TS.NORMAL_TASK,
-                spec.name,
-                spec.func_name,
-                b"",
-                spec.parent_task_id,
-                tuple(spec.resources.items()),
-                spec.placement_group,
-                spec.runtime_env,
+            # Untracked at once: a tracked description keeps every event holding it tracked,
+            # into the oldest generation (a full collection per 10,000 tasks, measured).
+            description = self._descriptions[key] = untracked_tuple(
+                (
+                    TS.NORMAL_TASK,
+                    spec.name,
+                    spec.func_name,
+                    b"",
+                    spec.parent_task_id,
+                    tuple(spec.resources.items()),
+                    spec.placement_group,
+                    spec.runtime_env,
+                )
             )
         return description
 
@@ -103,7 +107,10 @@ class TaskSubmissionEvents:
             spec.submitted_ns = 0
             self._unreported.pop(spec.task_id, None)
             sending = (pushed, spec.description, submitted, *spec.pushed_to)
-            self._record((spec.task_id, spec.event_attempt, TS.FINISHED, now(), sending))
+            # Untracked now: the collector would keep it tracked for good (untracked_tuple).
+            self._record(
+                untracked_tuple((spec.task_id, spec.event_attempt, TS.FINISHED, now(), sending))
+            )
         else:
             self._report_sending(spec)
             self._record((spec.task_id, spec.event_attempt, TS.FINISHED, now(), None))
