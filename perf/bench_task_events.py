@@ -88,13 +88,15 @@ def child(workload: str) -> dict:
 def micro(trials: int = 30, n: int = 2000) -> dict:
     """The added work per task measured in this one process, the least of `trials` runs of
     `n` tasks (the minimum is what the code costs; the rest is other load): recording as the
-    submitter and executor do it, the flush's encoding, and the head's decoding and merging."""
+    submitter and executor do it (a task with its arguments ready: one event as its owner,
+    one as its executor), the flush's encoding, and the head's decoding and merging."""
     import gc
 
     import msgpack
 
+    from zray._fast import Shared, untracked_tuple
     from zray._private.common import task_states as TS
-    from zray._private.core.task_events import TaskEvents, _wire, now
+    from zray._private.core.task_events import TaskEvents, now, pack_batch
     from zray._private.head.task_events import TaskEventTable
     from zray._private.wire import protocol as P
 
@@ -102,25 +104,24 @@ def micro(trials: int = 30, n: int = 2000) -> dict:
         node_id, worker_id, head_address = b"n" * 28, b"w" * 28, "nowhere"
 
     ids = [os.urandom(24) for _ in range(n)]
-    info = (TS.NORMAL_TASK, "f", "f", b"", b"p" * 24, {"CPU": 1.0}, "", "")
-    lease = (b"n" * 28, b"w" * 28)
+    info = Shared((TS.NORMAL_TASK, "f", "f", b"", b"p" * 24, (("CPU", 1.0),), "", ""))
+    lease = Shared((b"n" * 28, b"w" * 28))
     best = {"record": 1e9, "flush": 1e9, "head": 1e9}
     for _ in range(trials):
         events = TaskEvents(Core())
         record = events.record
         t0 = time.thread_time()
-        for task_id in ids:  # owner: submitted (arguments ready), pushed; worker: the run
-            record((task_id, 0, TS.PENDING_NODE_ASSIGNMENT, now(), info))
-            record((task_id, 0, TS.SUBMITTED_TO_WORKER, now(), lease))
+        for task_id in ids:  # worker: the run; owner: the end, saying its sending
             started = events.run_started(task_id, 0)
             events.run_ended(task_id, 0, started)
-            record((task_id, 0, TS.FINISHED, now(), None))
+            sending = (now(), info, now(), lease)
+            record(untracked_tuple((task_id, 0, TS.FINISHED, now(), sending)))
         t1 = time.thread_time()
-        packed = msgpack.packb([_wire(e) for e in events.events], use_bin_type=True)
+        packed = pack_batch(events.events[:])
         frames = P.encode(P.AddTaskEvents(b"n" * 28, b"w" * 28, 1, packed, 0))
         t2 = time.thread_time()
         msg, _, _ = P.decode(frames[0], frames[1])
-        gc.disable()  # as the head does (HeadService.on_AddTaskEvents)
+        gc.disable()  # as the head does (TaskEventTable.merge)
         unpacked = msgpack.unpackb(msg.events, raw=False, use_list=False, strict_map_key=False)
         TaskEventTable(100_000).add(msg.node_id, msg.worker_id, msg.pid, unpacked, 0)
         gc.enable()
@@ -138,11 +139,10 @@ def micro_actor_calls(trials: int = 30, n: int = 2000) -> dict:
     "merge" is what the head pays per call once someone asks (a state query)."""
     import gc
 
-    import msgpack
 
     from zray._private.common import task_states as TS
     from zray._private.core.actor_submitter import ActorCall, ActorRecord
-    from zray._private.core.task_events import TaskEvents, now, share_descriptions
+    from zray._private.core.task_events import TaskEvents, now, pack_batch
     from zray._private.head.task_events import TaskEventTable
     from zray._private.wire import protocol as P
 
@@ -166,9 +166,7 @@ def micro_actor_calls(trials: int = 30, n: int = 2000) -> dict:
             info, call.info = call.info, ()
             record((call.task_id, 0, TS.FINISHED, now(), (sent, info)))
         t1 = time.thread_time()
-        batch = events.events[:]
-        share_descriptions(batch)  # as TaskEvents.flush does
-        packed = msgpack.packb(batch, use_bin_type=True)
+        packed = pack_batch(events.events[:])  # as TaskEvents.flush does
         frames = P.encode(P.AddTaskEvents(b"n" * 28, b"w" * 28, 1, packed, 0))
         t2 = time.thread_time()
         msg, _, _ = P.decode(frames[0], frames[1])

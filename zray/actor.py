@@ -7,7 +7,7 @@ import inspect
 
 import cloudpickle
 
-from zray._fast import object_id_for, random_id
+from zray._fast import Shared, object_id_for, random_id
 from zray._private.common import definitions
 from zray._private.common import task_states as TS
 from zray._private.core import options as O
@@ -251,15 +251,17 @@ class ActorClass:
             core.task_events.submitted(
                 creation_task_id,
                 0,
-                (
-                    TS.ACTOR_CREATION_TASK,
-                    f"{self._cls.__name__}.__init__",
-                    f"{self._cls.__name__}.__init__",
-                    actor_id,
-                    core.current_task_id(),
-                    placement,
-                    group,
-                    spec["runtime_env"],
+                Shared(
+                    (
+                        TS.ACTOR_CREATION_TASK,
+                        f"{self._cls.__name__}.__init__",
+                        f"{self._cls.__name__}.__init__",
+                        actor_id,
+                        core.current_task_id(),
+                        tuple(placement.items()),
+                        group,
+                        spec["runtime_env"],
+                    )
                 ),
             )
         reply, _ = core.requests.call(

@@ -254,7 +254,7 @@ def test_an_actor_call_costs_its_owner_one_event(ray):
         # Its end says when it was sent, with its description (PENDING_ARGS_AVAIL).
         ends = [e for e in list(events.events) if e[0] in ids]
         assert [e[2] for e in ends] == [TS.FINISHED] * 20
-        # One description tuple for all: a batch sends it once (task_events.share_descriptions)
+        # One description for all: a batch sends it once (task_events.pack_batch)
         assert len({id(e[4][1]) for e in ends if e[4] and e[4][1]}) == 1
 
     def listed():

@@ -1,11 +1,13 @@
-"""An actor call's task-event description is sent once per batch: the calls of one (actor,
-method, parent) share one tuple, which the batch carries in full once and names by index
-after that (core/task_events.py `share_descriptions`; head/task_events.py resolves it)."""
+"""Task events' shared values (a kind of task's description, a lease's ids) are sent once per
+batch: the events of one kind share one `Shared` object, which the batch carries in full where
+it first holds it and names by number after that (core/task_events.py `pack_batch`;
+head/task_events.py resolves it)."""
 
 import msgpack
 
+from zray._fast import Shared
 from zray._private.common import task_states as TS
-from zray._private.core.task_events import Failure, share_descriptions
+from zray._private.core.task_events import Failure, pack_batch
 from zray._private.head.task_events import TaskEventTable
 
 NODE, OWNER = b"n" * 28, b"o" * 28
@@ -15,13 +17,13 @@ def task(i: int) -> bytes:
     return bytes([i]) * 20 + b"\x01\x00\x00\x00"
 
 
-def description(name: str) -> tuple:
-    return (TS.ACTOR_TASK, name, name, b"a" * 16, b"p" * 24, (), "", "")
+def description(name: str) -> Shared:
+    return Shared((TS.ACTOR_TASK, name, name, b"a" * 16, b"p" * 24, (), "", ""))
 
 
 def through_the_head(events: list, max_attempts: int = 100) -> dict:
     table = TaskEventTable(max_attempts, decode=_decode)
-    table.add_packed(NODE, OWNER, 10, msgpack.packb(events, use_bin_type=True), 0)
+    table.add_packed(NODE, OWNER, 10, pack_batch(events), 0)
     table.merge()
     return {r["task_id"]: r for r in table.rows({})}
 
@@ -30,7 +32,7 @@ def _decode(packed: bytes) -> tuple:
     return msgpack.unpackb(packed, raw=False, use_list=False, strict_map_key=False)
 
 
-def test_a_shared_description_is_sent_once_and_named_by_index_after():
+def test_a_shared_description_is_sent_once_and_named_by_number_after():
     m, other = description("A.m"), description("A.other")
     events = [
         (task(1), 0, TS.FINISHED, 3_000, (1_000, m)),
@@ -41,14 +43,13 @@ def test_a_shared_description_is_sent_once_and_named_by_index_after():
         (task(6), 0, TS.FINISHED, 8_000, None),
         (task(7), 0, TS.FINISHED, 9_000, (2_800, other)),
     ]
-    share_descriptions(events)
-    assert events[0][4] == (1_000, m) and events[1][4] == (2_000, other)
-    assert events[2][4] == (2_500, 0)
-    assert events[3][4][:2] == [TS.TASK_EXECUTION_EXCEPTION, "bad"]  # converted as before
-    assert events[3][4][2:] == [2_600, 0]
-    assert events[4][4] == (2_700, None) and events[5][4] is None
-    assert events[6][4] == (2_800, 1)
-    smaller = len(msgpack.packb(events, use_bin_type=True))
+    wire = _decode(pack_batch(events))
+    assert wire[0][4] == (1_000, m.value) and wire[1][4] == (2_000, other.value)
+    assert wire[2][4] == (2_500, 0)  # the first value sent in full
+    assert wire[3][4] == (TS.TASK_EXECUTION_EXCEPTION, "bad", 2_600, 0)  # converted as before
+    assert wire[4][4] == (2_700, None) and wire[5][4] is None
+    assert wire[6][4] == (2_800, 1)
+    smaller = len(pack_batch(events))
     rows = through_the_head(events)
     names = {i: rows[task(i).hex()]["name"] for i in (1, 2, 3, 4, 7)}
     assert names == {1: "A.m", 2: "A.other", 3: "A.m", 4: "A.m", 7: "A.other"}
@@ -63,22 +64,35 @@ def test_a_shared_description_is_sent_once_and_named_by_index_after():
         "TASK_EXECUTION_EXCEPTION",
         (b"a" * 16).hex(),
     )
-    # Equal descriptions that are distinct tuples are each sent in full (no false sharing).
+    # Equal descriptions that are distinct objects are each sent in full (no false sharing).
     unshared = [(task(i), 0, TS.FINISHED, 3_000, (1_000, description("A.m"))) for i in range(1, 4)]
-    share_descriptions(unshared)
-    assert all(type(e[4][1]) is tuple for e in unshared)
-    assert smaller < len(msgpack.packb(unshared, use_bin_type=True)) * 7 / 3
+    assert all(type(e[4][1]) is tuple for e in _decode(pack_batch(unshared)))
+    assert smaller < len(pack_batch(unshared)) * 7 / 3
 
 
-def test_an_index_naming_no_description_leaves_the_call_undescribed_not_dropped():
+def test_a_number_naming_no_value_leaves_the_call_undescribed_not_dropped():
+    lease = Shared((NODE, b"w" * 28))
     rows = through_the_head(
         [
-            (task(1), 0, TS.FINISHED, 3_000, (1_000, 5)),  # names an event that is not there
-            (task(2), 0, TS.FINISHED, 4_000, (2_000, 0)),  # names one that sent none
+            (task(1), 0, TS.FINISHED, 3_000, (1_000, 5)),  # names a value that is not there
+            (task(2), 0, TS.SUBMITTED_TO_WORKER, 3_500, lease),
+            (task(2), 0, TS.FINISHED, 4_000, (2_000, 0)),  # names a lease, not a description
         ]
     )
     assert {rows[task(i).hex()]["state"] for i in (1, 2)} == {"FINISHED"}
-    assert rows[task(1).hex()]["name"] == ""
+    assert rows[task(1).hex()]["name"] == rows[task(2).hex()]["name"] == ""
+    assert rows[task(2).hex()]["worker_id"] == (b"w" * 28).hex()
+
+
+def test_a_malformed_value_sent_in_full_keeps_the_numbers_of_those_after_it():
+    m = description("A.m")
+    events = [
+        (task(1), 0, TS.FINISHED, 3_000, (1_000, [1, 2, 3])),  # neither a description nor a lease
+        (task(2), 0, TS.FINISHED, 4_000, (2_000, m)),
+        (task(3), 0, TS.FINISHED, 5_000, (3_000, 1)),
+    ]
+    rows = through_the_head(events)
+    assert [rows[task(i).hex()]["name"] for i in (1, 2, 3)] == ["", "A.m", "A.m"]
 
 
 def test_the_description_of_an_evicted_attempts_event_still_describes_later_calls():
@@ -91,9 +105,9 @@ def test_the_description_of_an_evicted_attempts_event_still_describes_later_call
         (task(1), 0, TS.FINISHED, 3_000, (1_000, m)),
         (task(3), 0, TS.FINISHED, 4_000, (2_000, m)),
     ]
-    share_descriptions(events)
-    assert events[1][4] == (2_000, 0)
-    table.add(NODE, OWNER, 10, _decode(msgpack.packb(events, use_bin_type=True)), 0)
+    wire = _decode(pack_batch(events))
+    assert wire[1][4] == (2_000, 0)
+    table.add(NODE, OWNER, 10, wire, 0)
     rows = {r["task_id"]: r for r in table.rows({})}
     assert task(1).hex() not in rows
     assert rows[task(3).hex()]["name"] == "A.m"
@@ -160,11 +174,11 @@ def _submitted(specs, owner=None) -> list:
 
 def test_tasks_of_one_kind_share_a_description_that_a_batch_sends_once():
     events = _submitted([_spec(1), _spec(2, "g"), _spec(3), _spec(4, parent=b"q" * 24)])
-    assert events[0][4] is events[2][4]  # one (function, name, parent, shape): one tuple
+    assert events[0][4] is events[2][4]  # one (function, name, parent, shape): one value
     assert events[1][4] is not events[0][4] and events[3][4] is not events[0][4]
-    share_descriptions(events)
-    assert [type(e[4]) for e in events] == [tuple, tuple, int, tuple]
-    assert events[2][4] == 0
+    wire = _decode(pack_batch(events))
+    assert [type(e[4]) for e in wire] == [tuple, tuple, int, tuple]
+    assert wire[2][4] == 0
     rows = through_the_head(events)
     described = {i: rows[task(i).hex()] for i in (1, 2, 3, 4)}
     assert {i: r["name"] for i, r in described.items()} == {1: "f", 2: "g", 3: "f", 4: "f"}
@@ -179,14 +193,18 @@ def test_tasks_of_one_kind_share_a_description_that_a_batch_sends_once():
 def test_a_tasks_submission_event_is_left_untracked_by_the_garbage_collector():
     """A dict in each description kept every recorded event tracked until its batch left,
     and a driver's full collections walked them (4.3 against 0.8 us of collector time per
-    async task, perf/bench_task_events.py --toggle): the events hold no container now, so
-    the first young collection after they are recorded untracks them."""
+    async task, perf/bench_task_events.py --toggle): the events hold atoms and the kind's
+    compiled Shared description, untracked, so the first young collection after they are
+    recorded untracks them."""
     import gc
 
+    import pytest
+
+    from zray._fast import USING_FAST
+
+    if not USING_FAST:
+        pytest.skip("the pure twin's Shared is a Python object: the collector tracks it")
     owner = _submitter()
-    _submitted([_spec(0)], owner)
-    for _ in range(5):  # the kind's description: one nesting level per collection at worst
-        gc.collect()
     events = _submitted([_spec(i) for i in range(1, 50)], owner)
     gc.collect(0)
     assert not any(gc.is_tracked(event) for event in events)
@@ -201,7 +219,7 @@ def _sent_and_ended(specs, ended) -> tuple:
     owner = _submitter()
     recorded: list = []
     owner._record = recorded.append
-    where = (b"n" * 28, b"w" * 28)
+    where = Shared((b"n" * 28, b"w" * 28))
     lease = LeaseState(1, (), b"w" * 28, "", "", node_id=b"n" * 28, where=where)
     for spec in specs:  # submit's part for a task with its arguments ready
         spec.description, spec.submitted_ns = owner._description(spec), 1_000
@@ -227,8 +245,12 @@ def test_a_tasks_one_end_event_says_its_submission_and_lease_to_the_head():
     ]
     assert not _sent_and_ended([_spec(4)], {task(4)})[1]  # nothing left for the flush
     events = recorded + flushed
-    share_descriptions(events)
-    assert events[1][4][1] == 0  # task 3 names the description task 1's end sent
+    wire = _decode(pack_batch(events))
+    # Task 3 names the description and the lease task 1's end sent (values 0 and 1).
+    assert wire[0][4][1:] == (events[0][4][1].value, 1_000, (b"n" * 28, b"w" * 28))
+    assert wire[1][4][1:] == (0, 1_000, 1)
+    assert wire[2][4] == 0 and wire[3][4] == 1  # and so do task 2's, reported by the flush
+    assert len(pack_batch(events)) < 2 * len(pack_batch(events[:1]))
     rows = through_the_head(events)
     for i in (1, 2, 3):
         row = rows[task(i).hex()]
@@ -293,3 +315,23 @@ def test_a_tasks_end_event_is_untracked_before_any_collection():
         assert not gc.is_tracked(recorded[0][4][1])  # the shared description too
     finally:
         gc.enable()
+
+
+def test_a_shared_value_holds_atoms_only_in_both_twins():
+    """Shared is untracked in the compiled twin: what it holds must never form a cycle."""
+    import pytest
+
+    from zray._fast import _untracked_py
+
+    twins = [_untracked_py]
+    try:
+        from zray._fast import untracked
+
+        twins.append(untracked)
+    except ImportError:  # pragma: no cover - the compiled set is built by .ci/run
+        pass
+    for twin in twins:
+        assert twin.Shared((1, "a", (("CPU", 1.0),), b"x", None)).value[2] == (("CPU", 1.0),)
+        for bad in ((1, []), ({"CPU": 1.0},), (object(),)):
+            with pytest.raises(TypeError, match="atoms"):
+                twin.Shared(bad)

@@ -86,8 +86,38 @@ class Entry:
         return f"Entry(kind={self.kind}, size={self.size})"
 
 
+class Shared:
+    """A value many task events hold (a kind of task's description, a lease's node and
+    worker ids), which a batch sends in full once and names by number after that
+    (core/task_events.py, pack_batch): a tuple of atoms only (TypeError otherwise). The
+    compiled twin is untracked by the garbage collector; this one is tracked."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: tuple):
+        if not _only_atoms(value):
+            raise TypeError("Shared holds a tuple of atoms (None, bool, int, float, str, bytes)")
+        self.value = value
+
+    def __repr__(self):
+        return f"Shared({self.value!r})"
+
+
 def untracked_tuple(value: tuple) -> tuple:
     """`value`. The compiled twin stops the garbage collector tracking it at once when it
     holds only atoms and such tuples; Python cannot, so here the collector stops at its next
     look at it, if it sees the tuples within first."""
     return value
+
+
+def _only_atoms(value: tuple) -> bool:
+    for item in value:
+        if type(item) is tuple:
+            if not _only_atoms(item):
+                return False
+        elif item is not None and type(item) not in _ATOMS:
+            return False
+    return True
+
+
+_ATOMS = frozenset((bool, int, float, str, bytes, Shared))

@@ -128,14 +128,35 @@ cdef class Entry:
         return f"Entry(kind={self.kind}, size={self.size})"
 
 
+
+@cython.no_gc
+@cython.final
+cdef class Shared:
+    """A value many task events hold (a kind of task's description, a lease's node and
+    worker ids), which a batch sends in full once and names by number after that
+    (core/task_events.py, pack_batch). Untracked: it holds a tuple of atoms only, checked
+    (TypeError otherwise), so it is never part of a reference cycle."""
+
+    cdef public tuple value
+
+    def __init__(self, tuple value):
+        if not _only_atoms(value):
+            raise TypeError("Shared holds a tuple of atoms (None, bool, int, float, str, bytes)")
+        self.value = untracked_tuple(value)
+
+    def __repr__(self):
+        return f"Shared({self.value!r})"
+
+
 def untracked_tuple(tuple value):
-    """`value`; if it holds only atoms (None, bool, int, float, str, bytes) and such tuples,
-    which can never be part of a reference cycle, the garbage collector stops tracking it
-    (and the tuples within) now. The collector would do so at a look at its generation, but
-    only if it saw the tuples within untracked first, and it looks at a tuple held by only
-    another one after that other (its walk from the outside in reorders them): an event
-    holding a tuple stays tracked, into the oldest generation, until a full collection.
-    A tuple already untracked counts as an atom (the collector untracked it, or this did)."""
+    """`value`; if it holds only atoms (None, bool, int, float, str, bytes, Shared) and such
+    tuples, which can never be part of a reference cycle, the garbage collector stops
+    tracking it (and the tuples within) now. The collector would do so at a look at its
+    generation, but only if it saw the tuples within untracked first, and it looks at a tuple
+    held by only another one after that other (its walk from the outside in reorders them):
+    an event holding a tuple stays tracked, into the oldest generation, until a full
+    collection. A tuple already untracked counts as an atom (the collector untracked it, or
+    this did)."""
     if _only_atoms(value):
         _untrack(value)
     return value
@@ -159,4 +180,4 @@ cdef void _untrack(tuple value):
         PyObject_GC_UnTrack(<void *>value)
 
 
-_ATOMS = frozenset((bool, int, float, str, bytes))
+_ATOMS = frozenset((bool, int, float, str, bytes, Shared))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import ACTOR_ID_SIZE, MessageTooLarge, untracked_tuple
+from zray._fast import ACTOR_ID_SIZE, MessageTooLarge, Shared, untracked_tuple
 from zray._private.core import actor_ordering as O
 from zray._private.core import lineage_pins, metrics_registry
 from zray._private.core.memory_store import KIND_ERROR
@@ -103,20 +103,19 @@ class ActorRecord:
     max_pending_calls: int = -1
     pending_calls: int = 0
     # (method, parent task id) -> the calls' task-event description, one tuple shared by all
-    # (a flush sends it once per batch: task_events.py, `share_descriptions`)
+    # (a flush sends it once per batch: task_events.py, `pack_batch`)
     infos: dict = field(default_factory=dict)
     names: dict = field(default_factory=dict)  # method -> "Class.method", the metrics' name
 
-    def info(self, method: str, parent_task_id: bytes) -> tuple:
+    def info(self, method: str, parent_task_id: bytes) -> Shared:
         info = self.infos.get((method, parent_task_id))
         if info is None:
             if len(self.infos) >= MAX_SHARED_INFOS:  # parents come and go: stay bounded
                 self.infos.clear()
             name = self.name(method)
-            # No resources: () where a task has a dict, so the garbage collector stops
-            # tracking the event holding it at its first look (a dict is always tracked:
-            # thousands of calls a second of them were promoted to older generations).
-            info = (TS.ACTOR_TASK, name, name, self.actor_id, parent_task_id, (), "", "")
+            # Atoms only (no resources: ()), as Shared requires: the collector never tracks
+            # it, nor the events holding it once they are untracked (untracked_tuple).
+            info = Shared((TS.ACTOR_TASK, name, name, self.actor_id, parent_task_id, (), "", ""))
             self.infos[(method, parent_task_id)] = info
         return info
 

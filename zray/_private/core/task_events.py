@@ -10,22 +10,23 @@ atomic under the GIL). The I/O thread swaps the list out every `task_events_repo
 Ray's error type and message) are converted then, off the hot path. What the head does with
 them: zray/_private/head/task_events.py.
 
-`extra` by state (the wire form, docs/protocol.md):
-- PENDING_ARGS_AVAIL (at submission): the task's description, a list
+`extra` by state (the wire form, docs/protocol.md). A *shared* value (a kind of task's
+description, a lease's `[node_id, worker_id]`) is one `Shared` object in every event holding
+it; a batch sends it in full where it first holds it and names it after that by its number,
+the n-th value the batch sent in full, counted from 0 in the batch's order (`pack_batch`):
+- PENDING_ARGS_AVAIL (at submission): the task's description, shared, a list
   `[type, name, func_or_class_name, actor_id, parent_task_id, required_resources,
-  placement_group_id, runtime_env]` (resources as `[name, amount]` pairs), or the index of
-  the event of the batch that sent it in full (`share_descriptions`); a task submitted with
-  its arguments ready sends it with PENDING_NODE_ASSIGNMENT instead, one event for both;
-- SUBMITTED_TO_WORKER: `[node_id, worker_id]` of the lease the task was pushed to;
+  placement_group_id, runtime_env]` (resources as `[name, amount]` pairs); a task submitted
+  with its arguments ready sends it with PENDING_NODE_ASSIGNMENT instead, one event for both;
+- SUBMITTED_TO_WORKER: the lease the task was pushed to, shared `[node_id, worker_id]`;
 - RUNNING (from the process that runs it; the batch names that process): the time the run
   ended in ns, or 0 while it still runs;
 - FINISHED: None; or, for an actor call whose sending no event reported yet,
   `[sent_ns, description or None]`: its SUBMITTED_TO_WORKER (and PENDING_ARGS_AVAIL with the
   description), so a call costs its owner one event, not two; for a task, `[pushed_ns,
-  description, submitted_ns, node_id, worker_id]`: its PENDING_ARGS_AVAIL and
-  PENDING_NODE_ASSIGNMENT (submitted with its arguments ready) and its SUBMITTED_TO_WORKER,
-  so a task costs its owner one event, not three; a description an earlier event of the
-  batch sent is named by that event's index (`share_descriptions`);
+  description, submitted_ns, lease]`: its PENDING_ARGS_AVAIL and PENDING_NODE_ASSIGNMENT
+  (submitted with its arguments ready) and its SUBMITTED_TO_WORKER, so a task costs its owner
+  one event, not three;
 - FAILED: `[error_type, error_message]` (Ray's ErrorType name), followed by `sent_ns,
   description or None` as for FINISHED;
 - otherwise None.
@@ -40,11 +41,10 @@ import logging
 import os
 import re
 import time
-from typing import NamedTuple
-
 import msgpack
 
 from zray._config import config
+from zray._fast import Shared
 from zray._private.common import task_states as TS
 from zray._private.wire import protocol as P
 
@@ -53,12 +53,16 @@ logger = logging.getLogger(__name__)
 now = _now = time.time_ns
 
 
-class Failure(NamedTuple):
-    """A FAILED event's extra before it is wire-ready: the error entry (or exception) and
-    `(sent_ns, description)` of the call's sending, if no event reported it yet."""
+class Failure:
+    """A FAILED event's extra before it is wire-ready (pack_batch): the error entry (or
+    exception) and `(sent_ns, description)` of the call's sending, if no event reported it
+    yet. Not a tuple: msgpack would pack it as one."""
 
-    error: object
-    sent: tuple | None
+    __slots__ = ("error", "sent")
+
+    def __init__(self, error: object, sent: tuple | None):
+        self.error = error
+        self.sent = sent
 
 
 class TaskEvents:
@@ -86,7 +90,11 @@ class TaskEvents:
 
     # ------------------------------------------------------------------ owner side
 
-    def submitted(self, task_id: bytes, attempt: int, info: tuple):
+    def submitted(self, task_id: bytes, attempt: int, info: Shared):
+        """`info`: the description, Shared as every one a batch sends (pack_batch numbers
+        only those: a plain tuple in its place would shift the numbers of the rest)."""
+        if type(info) is not Shared:
+            raise TypeError(f"a task's description is Shared, not {type(info).__name__}")
         self.record((task_id, attempt, TS.PENDING_ARGS_AVAIL, _now(), info))
 
     def state(self, task_id: bytes, attempt: int, state: int, extra=None):
@@ -162,13 +170,8 @@ class TaskEvents:
         if not events and not self.dropped:
             return
         core = self.core
-        share_descriptions(events)
         msg = P.AddTaskEvents(
-            core.node_id,
-            core.worker_id,
-            os.getpid(),
-            msgpack.packb(events, use_bin_type=True),
-            self.dropped,
+            core.node_id, core.worker_id, os.getpid(), pack_batch(events), self.dropped
         )
         self.dropped = 0
         try:
@@ -180,49 +183,27 @@ class TaskEvents:
             logger.debug("task events not sent: %s", exc)
 
 
-def share_descriptions(events: list):
-    """Makes a batch wire-ready, in place: FAILED events' errors converted, and descriptions
-    sent once: the calls of one (actor, method, parent) share one tuple (ActorRecord.info),
-    as do the tasks of one (function, name, parent, shape) (TaskSubmissionEvents._description);
-    the first event carrying it (a submission, FINISHED or FAILED) sends it in full and the
-    later ones name that event's index in the batch (76 of an event's ~150 bytes)."""
-    finished, failed = TS.FINISHED, TS.FAILED
-    args_avail, node_assignment = TS.PENDING_ARGS_AVAIL, TS.PENDING_NODE_ASSIGNMENT
-    first: dict = {}  # id(description) -> index of the event sending it in full
-    for index, event in enumerate(events):
-        state = event[2]
-        if state == args_avail or state == node_assignment:
-            extra = event[4]
-            if type(extra) is tuple:  # a submission's description (null: none to send)
-                at = first.setdefault(id(extra), index)
-                if at != index:
-                    events[index] = (event[0], event[1], state, event[3], at)
-        elif state == finished:
-            extra = event[4]
-            if extra is None or not extra[1]:
-                continue
-            at = first.setdefault(id(extra[1]), index)
-            if at != index:
-                events[index] = (event[0], event[1], state, event[3], (extra[0], at, *extra[2:]))
-        elif state == failed:
-            event = events[index] = _wire(event)
-            extra = event[4]
-            if len(extra) == 4 and extra[3]:
-                at = first.setdefault(id(extra[3]), index)
-                if at != index:
-                    extra[3] = at
+def pack_batch(events: list) -> bytes:
+    """A batch's events packed for `AddTaskEvents`, made wire-ready as they are packed: each
+    `Shared` value (a kind of task's description, a lease's ids) in full where the batch
+    first holds it and by its number after that (the n-th sent in full, from 0), and each
+    failure's error turned into Ray's error type and message. msgpack calls `default` only
+    for these, so the events themselves are packed as they are: no tuple is rebuilt."""
+    numbers: dict = {}  # id(Shared) -> its number in this batch (each lives while it packs)
 
+    def wire_form(value):
+        if type(value) is Shared:
+            number = numbers.get(id(value))
+            if number is None:
+                numbers[id(value)] = len(numbers)
+                return value.value
+            return number
+        if type(value) is Failure:
+            failure = error_info(value.error)
+            return failure + list(value.sent) if value.sent else failure
+        return error_info(value)  # a failure's error entry or exception (FAILED's extra)
 
-def _wire(event: tuple):
-    if event[2] != TS.FAILED or type(event[4]) is list:
-        return event
-    task_id, attempt, state, ts, error = event
-    if type(error) is Failure:
-        failure = error_info(error.error)
-        if error.sent:
-            failure += error.sent
-        return (task_id, attempt, state, ts, failure)
-    return (task_id, attempt, state, ts, error_info(error))
+    return msgpack.packb(events, use_bin_type=True, default=wire_form)
 
 
 def error_info(error) -> list:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from zray._fast import TaskSpec, untracked_tuple
+from zray._fast import Shared, TaskSpec, untracked_tuple
 from zray._private.common import task_states as TS
 from zray._private.core.memory_store import KIND_ERROR
 from zray._private.core.task_events import now
@@ -37,7 +37,7 @@ class TaskSubmissionEvents:
             )
         )
 
-    def _description(self, spec: TaskSpec) -> tuple:
+    def _description(self, spec: TaskSpec) -> Shared:
         """The task's description for task events: one tuple per kind of task (see
         `_descriptions`)."""
         key = (spec.name, spec.func_name, spec.parent_task_id, spec.key, spec.placement_group)
@@ -45,9 +45,9 @@ class TaskSubmissionEvents:
         if description is None:
             if len(self._descriptions) >= MAX_DESCRIPTIONS:  # parents come and go: a bound
                 self._descriptions.clear()
-            # Untracked at once: a tracked description keeps every event holding it tracked,
-            # into the oldest generation (a full collection per 10,000 tasks, measured).
-            description = self._descriptions[key] = untracked_tuple(
+            # Shared: a batch sends it once (task_events.pack_batch). Untracked, as its
+            # tuple: a tracked description keeps every event holding it tracked.
+            description = self._descriptions[key] = Shared(
                 (
                     TS.NORMAL_TASK,
                     spec.name,
@@ -106,7 +106,7 @@ class TaskSubmissionEvents:
         if submitted and pushed and spec.pushed_to:
             spec.submitted_ns = 0
             self._unreported.pop(spec.task_id, None)
-            sending = (pushed, spec.description, submitted, *spec.pushed_to)
+            sending = (pushed, spec.description, submitted, spec.pushed_to)
             # Untracked now: the collector would keep it tracked for good (untracked_tuple).
             self._record(
                 untracked_tuple((spec.task_id, spec.event_attempt, TS.FINISHED, now(), sending))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import TASK_ID_SIZE, MessageTooLarge, TaskSpec
+from zray._fast import TASK_ID_SIZE, MessageTooLarge, Shared, TaskSpec
 from zray._private.wire import protocol as P
 from zray._private.common import runtime_env as RE
 from zray._private.common import resources as R
@@ -61,7 +61,7 @@ class LeaseState:
     node_id: bytes = b""
     busy_since: float = 0.0  # when its worker could start the oldest task in flight
     handed_back: bool = False  # its worker handed tasks back: none queue there until idle
-    where: tuple = ()  # (node id, worker id): task events' SUBMITTED_TO_WORKER extra
+    where: Shared | tuple = ()  # Shared((node id, worker id)): task events' lease
 
 
 @dataclass(eq=False)
@@ -95,7 +95,7 @@ class TaskSubmitter(TaskSubmissionEvents):
         # name, parent, shape), holding no dict: a dict in each event's description kept
         # every event tracked by the garbage collector until its batch left, and the driver's
         # full collections walked them (async tasks: 4.3 against 0.8 us of collector time per
-        # task). Shared, a batch sends each once (task_events.share_descriptions).
+        # task). Shared, a batch sends each once (task_events.pack_batch).
         self._descriptions: dict = {}
         # task id -> spec of the tasks whose sending no event reported yet: their end reports
         # it with itself (one event per task instead of three, which cut the driver's CPU
@@ -401,7 +401,7 @@ class TaskSubmitter(TaskSubmissionEvents):
                 single_use=request.strategy == "SPREAD",
                 gpu_ids=reply.gpu_ids,
                 node_id=reply.node_id,
-                where=(reply.node_id, reply.worker_id),
+                where=Shared((reply.node_id, reply.worker_id)),
             )
             lease.idle_since = time.monotonic()
             self.leases[lease.lease_id] = lease

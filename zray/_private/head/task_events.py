@@ -119,10 +119,10 @@ class TaskEventTable:
         finished = TS.FINISHED
         args_avail, node_assignment = TS.PENDING_ARGS_AVAIL, TS.PENDING_NODE_ASSIGNMENT
         highest = TS.GETTING_AND_PINNING_ARGS
-        # index in the batch -> the description its event sent in full, for the later events
-        # naming it by that index (core/task_events.py, share_descriptions)
-        shared: dict[int, tuple[Any, ...]] = {}
-        for index, event in enumerate(events):
+        # The shared values (descriptions, leases) the batch sent in full, in its order: the
+        # later events name them by number (core/task_events.py, pack_batch).
+        shared: list[tuple[Any, ...]] = []
+        for event in events:
             try:
                 task_id, attempt, state, ts, extra = event
                 if type(state) is not int or not 0 <= state <= highest:
@@ -131,7 +131,7 @@ class TaskEventTable:
                 record = find(key)
                 if record is None:
                     if key in evicted:
-                        _share(state, extra, shared, index)  # later events may name it
+                        _keep_shared(state, extra, shared)  # later events may name them
                         continue
                     record = records[key] = {}
                     if len(records) > limit:
@@ -143,37 +143,42 @@ class TaskEventTable:
                     record[state] = ts
                 elif state == finished:  # an actor call's or task's end, with its sending
                     record[state] = ts
-                    if len(extra) == 5:  # a task's: its submission and lease too
+                    described = _take(extra[1], shared)
+                    if len(extra) == 4:  # a task's: its submission and lease too
                         record[args_avail] = record[node_assignment] = extra[2]
-                        if WORKER not in record:
-                            record[NODE], record[WORKER] = bytes(extra[3]), bytes(extra[4])
-                    _sent(record, extra[0], extra[1], shared, index)
+                        lease = _take(extra[3], shared)
+                        if lease is not None and len(lease) == 2 and WORKER not in record:
+                            record[NODE], record[WORKER] = lease
+                    _sent(record, extra[0], described)
                 elif state == running:
                     # The process that ran it sent this: it names the node, worker and pid.
                     record[running] = ts
                     record[NODE], record[WORKER], record[PID] = node_id, worker_id, pid
                     if extra:
                         record[RUN_END] = extra
-                elif state == args_avail or state == node_assignment or len(extra) == 8:
-                    # The submission (with its arguments ready, or an actor call sent at once:
-                    # the earlier states at the same time).
+                elif state == args_avail or state == node_assignment:
+                    # The submission (with its arguments ready: the earlier state too).
                     record[state] = ts
                     record.setdefault(args_avail, ts)
-                    if type(extra) is int:  # the description an earlier event sent in full
-                        kept = shared.get(extra)
-                        if kept is not None:
-                            record[INFO] = kept
-                    else:
-                        record[INFO] = shared[index] = _info(extra)
+                    described = _take(extra, shared)
+                    if described is not None and len(described) == 8:
+                        record[INFO] = described
                 elif state == submitted:
+                    # A task's lease, or an actor call's description (sent when submitted).
                     record[state] = ts
-                    if WORKER not in record:
-                        record[NODE], record[WORKER] = bytes(extra[0]), bytes(extra[1])
+                    value = _take(extra, shared)
+                    if value is None:
+                        pass
+                    elif len(value) == 8:
+                        record.setdefault(args_avail, ts)
+                        record[INFO] = value
+                    elif len(value) == 2 and WORKER not in record:
+                        record[NODE], record[WORKER] = value
                 elif state == failed:
                     record[ERROR_TYPE], record[ERROR_MESSAGE] = str(extra[0]), str(extra[1])
                     record[state] = ts
                     if len(extra) == 4:
-                        _sent(record, extra[2], extra[3], shared, index)
+                        _sent(record, extra[2], _take(extra[3], shared))
             except (TypeError, ValueError, IndexError, AttributeError):
                 continue
 
@@ -236,37 +241,51 @@ def _info(extra: Any) -> tuple[Any, ...]:
     return (kind, name, func, actor, parent, pairs, group, env)
 
 
-def _share(state: Any, extra: Any, shared: dict[int, tuple[Any, ...]], index: int) -> None:
-    """Keeps the description a skipped event sends in full, for the events naming it."""
-    if state in (TS.PENDING_ARGS_AVAIL, TS.PENDING_NODE_ASSIGNMENT):
-        if extra is not None and type(extra) is not int:
-            shared[index] = _info(extra)
-    elif state == TS.FINISHED and extra is not None and extra[1] and type(extra[1]) is not int:
-        shared[index] = _info(extra[1])
-    elif state == TS.FAILED and len(extra) == 4 and extra[3] and type(extra[3]) is not int:
-        shared[index] = _info(extra[3])
+def _take(value: Any, shared: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
+    """A shared value (pack_batch): sent in full (a description's 8 items, a lease's node and
+    worker ids), kept and numbered; or named by its number. None for none, or for a number
+    naming nothing; a malformed value sent in full is numbered all the same (as `()`), so
+    the values after it keep their numbers."""
+    if value is None:
+        return None
+    if type(value) is int:
+        return shared[value] if 0 <= value < len(shared) else None
+    kept: tuple[Any, ...] = ()
+    try:
+        if len(value) == 8:
+            kept = _info(value)
+        elif len(value) == 2:
+            kept = (bytes(value[0]), bytes(value[1]))
+    except (TypeError, ValueError):
+        pass
+    shared.append(kept)
+    return kept
 
 
-def _sent(
-    record: Record, sent_ns: Any, info: Any, shared: dict[int, tuple[Any, ...]], index: int
-) -> None:
+def _keep_shared(state: Any, extra: Any, shared: list[tuple[Any, ...]]) -> None:
+    """Numbers the shared values a skipped event sends in full, for the events naming them."""
+    if extra is None:
+        return
+    if state == TS.FINISHED:
+        _take(extra[1], shared)
+        if len(extra) == 4:
+            _take(extra[3], shared)
+    elif state == TS.FAILED:
+        if len(extra) == 4:
+            _take(extra[3], shared)
+    elif state in (TS.PENDING_ARGS_AVAIL, TS.PENDING_NODE_ASSIGNMENT, TS.SUBMITTED_TO_WORKER):
+        _take(extra, shared)
+
+
+def _sent(record: Record, sent_ns: Any, described: tuple[Any, ...] | None) -> None:
     """An actor call's or task's SUBMITTED_TO_WORKER carried by its end (and, with its
-    description, PENDING_ARGS_AVAIL: an actor call was sent as soon as submitted). `info` may
-    be the index of an earlier event of the batch that sent the description, which the calls
-    or tasks then share as one tuple."""
+    description, PENDING_ARGS_AVAIL: an actor call was sent as soon as submitted)."""
     if not sent_ns:
         return
     record[TS.SUBMITTED_TO_WORKER] = sent_ns
-    if type(info) is int:
-        kept = shared.get(info)
-        if kept is None:  # names no description sent before it: the attempt keeps none
-            return
-    elif info:
-        kept = shared[index] = _info(info)
-    else:
-        return
-    record.setdefault(TS.PENDING_ARGS_AVAIL, sent_ns)
-    record[INFO] = kept
+    if described is not None and len(described) == 8:
+        record.setdefault(TS.PENDING_ARGS_AVAIL, sent_ns)
+        record[INFO] = described
 
 
 def _hex_or_none(value: Any) -> str | None:
