@@ -139,7 +139,6 @@ def micro_actor_calls(trials: int = 30, n: int = 2000) -> dict:
     "merge" is what the head pays per call once someone asks (a state query)."""
     import gc
 
-
     from zray._private.common import task_states as TS
     from zray._private.core.actor_submitter import ActorCall, ActorRecord
     from zray._private.core.task_events import TaskEvents, now, pack_batch
