@@ -457,7 +457,7 @@ class CoreWorker(ChannelReading, BorrowedValues, GetValues, Ownership, Cancellin
         meta, buffers, contained = serialize(value)
         self._free_released()  # a loop of put/del reuses warm memory only if frees come first
         self.refs.add_owned(object_id, distinct(contained))
-        self.memory_store.put(object_id, self.store_value(object_id, meta, buffers))
+        self.memory_store.put(object_id, self.store_value(object_id, meta, buffers, kept=True))
         return ObjectRef(object_id, self.address)
 
     def promise(self):
@@ -485,11 +485,14 @@ class CoreWorker(ChannelReading, BorrowedValues, GetValues, Ownership, Cancellin
         error=False,
         inline_limit: int | None = None,
         owner_address: str = "",
+        kept: bool = False,
     ) -> Entry:
         """Places a serialized value: inline if small (copied, since the caller's buffers may
         change after put), otherwise in this node's arena. Returns the memory store entry.
         `owner_address`: whose object it is (a task's caller for its returns; default: this
-        process); the node frees it when that process dies, and only then."""
+        process); the node frees it when that process dies, and only then. `kept`: this
+        process may get it soon (a put): it keeps a pin on it, released with the dead views'
+        at the next housekeeping, and a get before that maps it without asking the node."""
         size = object_size(len(meta), [b.nbytes for b in buffers])
         limit = config.max_inline_bytes if inline_limit is None else inline_limit
         if error or size <= limit:
@@ -520,7 +523,13 @@ class CoreWorker(ChannelReading, BorrowedValues, GetValues, Ownership, Cancellin
         if POPULATE_MIN_BYTES <= size and (size < POPULATE_MAX_BYTES or not USING_FAST):
             populate(self.arena, reply.offset, size)
         write_object(self.arena, reply.offset, meta, buffers)
-        self.endpoint.send(self.node_address, P.SealObject(object_id))
+        self.endpoint.send(self.node_address, P.SealObject(object_id, kept))
+        if kept:  # as a view that just died: its release waits, a get takes it back (_revive)
+            self._mapped_at[object_id] = (reply.offset, size)
+            self._pin_releases.append(object_id)
+            wake = self.doze_wake
+            if wake is not None:  # a dozing I/O thread would hold the pin for seconds
+                wake()
         return Entry(KIND_PLASMA, (), self.node_id, size)
 
     # ------------------------------------------------------------------ get / wait

@@ -526,8 +526,6 @@ class TaskSubmitter(TaskSubmissionEvents):
                 failed = True
                 break
         metrics_registry.tasks.finished(spec.name, failed, spec.attempt > 0)
-        if spec.events:
-            self._record_end(spec, entries[0][1] if entries else None)  # an error is every return's
         if spec.num_returns > 0 and entries and not failed:
             if self.lineage.keep(spec, entries):  # before store_results may free unwanted ones
                 lineage_pins.pin_arguments(self.core, spec)  # before they are unpinned
@@ -535,6 +533,8 @@ class TaskSubmitter(TaskSubmissionEvents):
         pinned = [] if spec.args_released else spec.pinned_ids
         spec.args_released = True
         store_results(self.core, entries, pinned, contained)
+        if spec.events:  # after the results: a get waiting for them need not wait for this
+            self._record_end(spec, entries[0][1] if entries else None)  # an error is every return's
 
     # ------------------------------------------------------------------ reconstruction
 

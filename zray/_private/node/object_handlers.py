@@ -80,6 +80,8 @@ class ObjectHandlers:
         obj = self.store.objects.get(msg.object_id)
         if obj is not None:
             self.pending_locations.append((msg.object_id, obj.size, obj.primary))
+            if msg.pinned and obj.creator == identity:
+                self.store.pin_sealed(identity, msg.object_id)
 
     def on_get_objects(self, identity, msg: P.GetObjects, seq):
         deadline = time.monotonic() + max(0.0, min(msg.timeout_s, 3600.0))

@@ -299,7 +299,7 @@ class ObjectManager:
     def _complete(self, pull: Pull):
         self.pulls.pop(pull.object_id, None)
         self.node.endpoint.send(pull.source, P.PullDone(pull.object_id))
-        self.node.on_seal_object(self.node.node_id, P.SealObject(pull.object_id), 0)
+        self.node.on_seal_object(self.node.node_id, P.SealObject(pull.object_id, False), 0)
         # Grants given while it arrived: from now on they hold pins like any other.
         for key in [k for k in self.unpinned if k[1] == pull.object_id]:
             for _ in range(self.unpinned.pop(key)):

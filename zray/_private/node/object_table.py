@@ -331,6 +331,10 @@ class LocalObjectStore:
         obj = self.objects.get(object_id)
         return obj is not None and obj.sealed and not obj.spilled
 
+    def pin_sealed(self, client: bytes, object_id: bytes) -> None:
+        """The writer's pin on what it just sealed (SealObject.pinned), released as any."""
+        self._pin_all(client, (object_id,))
+
     def _pin_all(self, client: bytes, object_ids: Iterable[bytes]) -> list[Location]:
         out: list[Location] = []
         for object_id in object_ids:

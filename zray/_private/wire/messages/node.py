@@ -122,7 +122,11 @@ class ObjectCreated(NamedTuple):
 
 @message(40)
 class SealObject(NamedTuple):
+    """`pinned`: the writer keeps a pin on the object, released as a view's is (ReleaseObjects):
+    its own get of the object right after needs no GetObjects."""
+
     object_id: bytes
+    pinned: bool
 
 
 @message(41)
