@@ -94,7 +94,7 @@ def micro(trials: int = 30, n: int = 2000) -> dict:
 
     import msgpack
 
-    from zray._fast import Shared, untracked_tuple
+    from zray._fast import Finished, Shared
     from zray._private.common import task_states as TS
     from zray._private.core.task_events import TaskEvents, now, pack_batch
     from zray._private.head.task_events import TaskEventTable
@@ -114,8 +114,7 @@ def micro(trials: int = 30, n: int = 2000) -> dict:
         for task_id in ids:  # worker: the run; owner: the end, saying its sending
             started = events.run_started(task_id, 0)
             events.run_ended(task_id, 0, started)
-            sending = (now(), info, now(), lease)
-            record(untracked_tuple((task_id, 0, TS.FINISHED, now(), sending)))
+            record(Finished(task_id, 0, now(), now(), info, now(), lease))
         t1 = time.thread_time()
         packed = pack_batch(events.events[:])
         frames = P.encode(P.AddTaskEvents(b"n" * 28, b"w" * 28, 1, packed, 0))
@@ -139,7 +138,7 @@ def micro_actor_calls(trials: int = 30, n: int = 2000) -> dict:
     "merge" is what the head pays per call once someone asks (a state query)."""
     import gc
 
-    from zray._private.common import task_states as TS
+    from zray._fast import Finished
     from zray._private.core.actor_submitter import ActorCall, ActorRecord
     from zray._private.core.task_events import TaskEvents, now, pack_batch
     from zray._private.head.task_events import TaskEventTable
@@ -163,7 +162,7 @@ def micro_actor_calls(trials: int = 30, n: int = 2000) -> dict:
             events.run_ended(call.task_id, 0, started)
             sent, call.sent_ns = call.sent_ns, 0
             info, call.info = call.info, ()
-            record((call.task_id, 0, TS.FINISHED, now(), (sent, info)))
+            record(Finished(call.task_id, 0, now(), sent, info))
         t1 = time.thread_time()
         packed = pack_batch(events.events[:])  # as TaskEvents.flush does
         frames = P.encode(P.AddTaskEvents(b"n" * 28, b"w" * 28, 1, packed, 0))

@@ -46,7 +46,7 @@ _EXPORTS = {
     "refscan": ("scan_refs",),
     "records": ("first_bad_field",),
     "calls": ("frame_actor_call", "frame_task_done", "plain_answer", "plain_task_answer"),
-    "untracked": ("TaskSpec", "Entry", "Shared", "untracked_tuple"),
+    "untracked": ("TaskSpec", "Entry", "Shared", "Event", "Finished", "untracked_tuple"),
     "ids": (
         "JOB_ID_SIZE",
         "ACTOR_ID_SIZE",

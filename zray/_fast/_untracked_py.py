@@ -103,6 +103,65 @@ class Shared:
         return f"Shared({self.value!r})"
 
 
+class Event:
+    """One task event, `(task_id, attempt, state, time_ns, extra)` on the wire (`wire()`).
+    The compiled twin is not a garbage-collected type (untracked.pyx says why); this one is."""
+
+    __slots__ = ("task_id", "attempt", "state", "ts", "extra")
+
+    def __init__(self, task_id, attempt, state, ts, extra):
+        self.task_id = task_id
+        self.attempt = attempt
+        self.state = state
+        self.ts = ts
+        self.extra = extra
+
+    def wire(self) -> tuple:
+        return (self.task_id, self.attempt, self.state, self.ts, self.extra)
+
+    def __getitem__(self, index):
+        return self.wire()[index]
+
+    def __len__(self) -> int:
+        return 5
+
+    def __repr__(self):
+        return f"Event{self.wire()!r}"
+
+
+class Finished:
+    """A FINISHED event that says the call's sending too: an actor call's `[sent_ns,
+    description]`, or (with `submitted_ns` and `lease`) a task's `[pushed_ns, description,
+    submitted_ns, lease]` (docs/protocol.md)."""
+
+    __slots__ = ("task_id", "attempt", "ts", "sent_ns", "description", "submitted_ns", "lease")
+
+    def __init__(self, task_id, attempt, ts, sent_ns, description, submitted_ns=0, lease=None):
+        self.task_id = task_id
+        self.attempt = attempt
+        self.ts = ts
+        self.sent_ns = sent_ns
+        self.description = description
+        self.submitted_ns = submitted_ns
+        self.lease = lease
+
+    def wire(self) -> tuple:
+        if self.lease is None:
+            extra: tuple = (self.sent_ns, self.description)
+        else:
+            extra = (self.sent_ns, self.description, self.submitted_ns, self.lease)
+        return (self.task_id, self.attempt, 11, self.ts, extra)  # 11: FINISHED
+
+    def __getitem__(self, index):
+        return self.wire()[index]
+
+    def __len__(self) -> int:
+        return 5
+
+    def __repr__(self):
+        return f"Finished{self.wire()!r}"
+
+
 def untracked_tuple(value: tuple) -> tuple:
     """`value`. The compiled twin stops the garbage collector tracking it at once when it
     holds only atoms and such tuples; Python cannot, so here the collector stops at its next

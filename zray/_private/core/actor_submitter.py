@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import ACTOR_ID_SIZE, MessageTooLarge, Shared, untracked_tuple
+from zray._fast import ACTOR_ID_SIZE, Event, Finished, MessageTooLarge, Shared
 from zray._private.core import actor_ordering as O
 from zray._private.core import lineage_pins, metrics_registry
 from zray._private.core.memory_store import KIND_ERROR
@@ -114,7 +114,7 @@ class ActorRecord:
                 self.infos.clear()
             name = self.name(method)
             # Atoms only (no resources: ()), as Shared requires: the collector never tracks
-            # it, nor the events holding it once they are untracked (untracked_tuple).
+            # it (nor the events holding it: task_events.py).
             info = Shared((TS.ACTOR_TASK, name, name, self.actor_id, parent_task_id, (), "", ""))
             self.infos[(method, parent_task_id)] = info
         return info
@@ -326,7 +326,7 @@ class ActorSubmitter:
         if failed:
             if call.events:
                 info, call.info = call.info, ()
-                self._record((call.task_id, call.attempt, TS.PENDING_ARGS_AVAIL, now(), info))
+                self._record(Event(call.task_id, call.attempt, TS.PENDING_ARGS_AVAIL, now(), info))
             self._carry_out(decided)
             return
         if ready:
@@ -338,7 +338,7 @@ class ActorSubmitter:
         info = call.info
         if info and not call.sent:  # it waits, PENDING_ARGS_AVAIL (sent: its end says it)
             call.info = ()
-            self._record((call.task_id, call.attempt, TS.PENDING_ARGS_AVAIL, now(), info))
+            self._record(Event(call.task_id, call.attempt, TS.PENDING_ARGS_AVAIL, now(), info))
 
     def _ready(self, record: ActorRecord, call: ActorCall, resolved, frames, failed_entry):
         call.borrowed = borrowed_by_call(self.core, call.top_refs, call.nested)
@@ -560,15 +560,14 @@ class ActorSubmitter:
                 call.sent_ns = 0
                 info, call.info = call.info, ()
                 sent = (sent, info or None)
-            if first is None or first.kind != KIND_ERROR:
-                # untracked now: the collector would keep it tracked (untracked_tuple)
-                self._record(
-                    untracked_tuple((call.task_id, call.attempt, TS.FINISHED, now(), sent or None))
-                )
-            else:
+            if first is not None and first.kind == KIND_ERROR:
                 self._record(
                     (call.task_id, call.attempt, TS.FAILED, now(), TE.Failure(first, sent))
                 )
+            elif sent:
+                self._record(Finished(call.task_id, call.attempt, now(), *sent))
+            else:
+                self._record(Event(call.task_id, call.attempt, TS.FINISHED, now(), None))
         if call.max_retries != 0 and call.num_returns != P.STREAMING and not failed:
             if self.core.submitter.lineage.keep(call, entries):  # before results may be freed
                 lineage_pins.pin_arguments(self.core, call)  # before they are unpinned
@@ -582,7 +581,9 @@ class ActorSubmitter:
         if sent:
             call.sent_ns = 0
             info, call.info = call.info, ()
-            self._record((call.task_id, call.attempt, TS.SUBMITTED_TO_WORKER, sent, info or None))
+            self._record(
+                Event(call.task_id, call.attempt, TS.SUBMITTED_TO_WORKER, sent, info or None)
+            )
 
     def report_in_flight(self, out: list):
         """Appends to `out` (a flush's batch, I/O thread) SUBMITTED_TO_WORKER of each call sent

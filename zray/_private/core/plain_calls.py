@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from zray._config import config
 from zray._fast import (
+    Event,
+    Finished,
     MessageTooLarge,
     frame_actor_call,
     object_id_for,
     plain_answer,
     plain_task_answer,
     random_id,
-    untracked_tuple,
 )
 from zray._private.common import task_states as TS
 from zray._private.common.actor_states import ALIVE
@@ -187,21 +188,19 @@ def answer_plain(core, frames: list) -> bool:
         call.pushed_to = ""
         del submitter.calls[task_id]
     metrics_registry.tasks.finished(record.name(call.method), False, False)
-    if call.events:
-        sent = call.sent_ns
-        if sent:  # its sending not reported yet: this event says it too
-            call.sent_ns = 0
-            info, call.info = call.info, ()
-            sent = (sent, info or None)
-        # untracked now: the collector would keep it tracked (untracked_tuple)
-        submitter._record(
-            untracked_tuple((task_id, call.attempt, TS.FINISHED, now(), sent or None))
-        )
     # store_results for one inline value, no arguments held, nothing inside it: the value
     # first (it ends the get), then whether anyone still references it.
     core.memory_store.put(
         object_id, Entry(KIND_INLINE, [f.buffer for f in frames[2:]], node_id, size)
     )
+    if call.events:  # after the value: a get waiting for it need not wait for this
+        sent = call.sent_ns
+        if sent:  # its sending not reported yet: this event says it too
+            call.sent_ns = 0
+            info, call.info = call.info, ()
+            submitter._record(Finished(task_id, call.attempt, now(), sent, info or None))
+        else:
+            submitter._record(Event(task_id, call.attempt, TS.FINISHED, now(), None))
     released = core.refs.check((object_id,))
     if released:
         core.apply_released(released)

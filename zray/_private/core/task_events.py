@@ -2,9 +2,11 @@
 queued for a lease, pushed, finished or failed) and of those it runs (running, and when the
 run ended), sent to the head in batches for `zray.util.state.list_tasks` and `zray.timeline`.
 
-Recording is on the hot path of every task, so it only appends a tuple
+Recording is on the hot path of every task, so it only appends an event
 `(task_id, attempt, state, time_ns, extra)` to a list, from any thread (a list append is
-atomic under the GIL). The I/O thread swaps the list out every `task_events_report_interval_ms`
+atomic under the GIL): an `Event` (or a `Finished`, which says the call's sending too), an
+object the garbage collector does not count (zray/_fast/untracked.pyx says why it matters),
+or a tuple for the rare event holding an error. The I/O thread swaps the list out every `task_events_report_interval_ms`
 (or sooner once it holds `task_events_flush_batch` events) and sends it as one
 `AddTaskEvents`; the few events whose `extra` is not wire-ready (a failure's error, turned into
 Ray's error type and message) are converted then, off the hot path. What the head does with
@@ -44,7 +46,7 @@ import time
 import msgpack
 
 from zray._config import config
-from zray._fast import Shared
+from zray._fast import Event, Finished, Shared
 from zray._private.common import task_states as TS
 from zray._private.wire import protocol as P
 
@@ -95,17 +97,18 @@ class TaskEvents:
         only those: a plain tuple in its place would shift the numbers of the rest)."""
         if type(info) is not Shared:
             raise TypeError(f"a task's description is Shared, not {type(info).__name__}")
-        self.record((task_id, attempt, TS.PENDING_ARGS_AVAIL, _now(), info))
+        self.record(Event(task_id, attempt, TS.PENDING_ARGS_AVAIL, _now(), info))
 
     def state(self, task_id: bytes, attempt: int, state: int, extra=None):
-        self.record((task_id, attempt, state, _now(), extra))
+        self.record(Event(task_id, attempt, state, _now(), extra))
 
     def ended(self, task_id: bytes, attempt: int, error_entry):
         """The owner's view of an attempt's end: FINISHED, or FAILED with the error entry (a
         memory-store Entry of kind error, or an exception), decoded at flush time."""
         if error_entry is None:
-            self.record((task_id, attempt, TS.FINISHED, _now(), None))
+            self.record(Event(task_id, attempt, TS.FINISHED, _now(), None))
         else:
+            # A tuple: an error may refer back to anything (Event holds atoms only).
             self.record((task_id, attempt, TS.FAILED, _now(), error_entry))
 
     # ------------------------------------------------------------------ executor side
@@ -119,7 +122,7 @@ class TaskEvents:
         """`end`: when the run ended, if that was before this call (taken before the
         answer left, recorded after it)."""
         self.running.pop(task_id, None)
-        self.record((task_id, attempt, TS.RUNNING, start, end or _now()))
+        self.record(Event(task_id, attempt, TS.RUNNING, start, end or _now()))
 
     # ------------------------------------------------------------------ flushing
 
@@ -184,21 +187,24 @@ class TaskEvents:
 
 
 def pack_batch(events: list) -> bytes:
-    """A batch's events packed for `AddTaskEvents`, made wire-ready as they are packed: each
-    `Shared` value (a kind of task's description, a lease's ids) in full where the batch
-    first holds it and by its number after that (the n-th sent in full, from 0), and each
-    failure's error turned into Ray's error type and message. msgpack calls `default` only
-    for these, so the events themselves are packed as they are: no tuple is rebuilt."""
+    """A batch's events packed for `AddTaskEvents`, made wire-ready as they are packed: an
+    `Event` or `Finished` as its tuple, each `Shared` value (a kind of task's description, a
+    lease's ids) in full where the batch first holds it and by its number after that (the
+    n-th sent in full, from 0), and each failure's error turned into Ray's error type and
+    message. msgpack calls `default` only for these: nothing is rebuilt before packing."""
     numbers: dict = {}  # id(Shared) -> its number in this batch (each lives while it packs)
 
     def wire_form(value):
-        if type(value) is Shared:
+        kind = type(value)
+        if kind is Event or kind is Finished:
+            return value.wire()
+        if kind is Shared:
             number = numbers.get(id(value))
             if number is None:
                 numbers[id(value)] = len(numbers)
                 return value.value
             return number
-        if type(value) is Failure:
+        if kind is Failure:
             failure = error_info(value.error)
             return failure + list(value.sent) if value.sent else failure
         return error_info(value)  # a failure's error entry or exception (FAILED's extra)

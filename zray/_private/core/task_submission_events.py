@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from zray._fast import Shared, TaskSpec, untracked_tuple
+from zray._fast import Event, Finished, Shared, TaskSpec
 from zray._private.common import task_states as TS
 from zray._private.core.memory_store import KIND_ERROR
 from zray._private.core.task_events import now
@@ -28,7 +28,7 @@ class TaskSubmissionEvents:
         """The task's description, at PENDING_ARGS_AVAIL; with `state` PENDING_NODE_ASSIGNMENT
         (arguments ready at once: one event for both, the head sets both)."""
         self._record(
-            (
+            Event(
                 spec.task_id,
                 spec.event_attempt,
                 state or TS.PENDING_ARGS_AVAIL,
@@ -75,9 +75,11 @@ class TaskSubmissionEvents:
         spec.pushed_ns, spec.pushed_to = 0, ()
         attempt = spec.event_attempt
         record = record or self._record
-        record((spec.task_id, attempt, TS.PENDING_NODE_ASSIGNMENT, submitted, spec.description))
+        record(
+            Event(spec.task_id, attempt, TS.PENDING_NODE_ASSIGNMENT, submitted, spec.description)
+        )
         if pushed:
-            record((spec.task_id, attempt, TS.SUBMITTED_TO_WORKER, pushed, where))
+            record(Event(spec.task_id, attempt, TS.SUBMITTED_TO_WORKER, pushed, where))
 
     def report_in_flight(self, out: list):
         """A flush's part (I/O thread): the sending of each task submitted since the last
@@ -106,11 +108,17 @@ class TaskSubmissionEvents:
         if submitted and pushed and spec.pushed_to:
             spec.submitted_ns = 0
             self._unreported.pop(spec.task_id, None)
-            sending = (pushed, spec.description, submitted, spec.pushed_to)
-            # Untracked now: the collector would keep it tracked for good (untracked_tuple).
             self._record(
-                untracked_tuple((spec.task_id, spec.event_attempt, TS.FINISHED, now(), sending))
+                Finished(
+                    spec.task_id,
+                    spec.event_attempt,
+                    now(),
+                    pushed,
+                    spec.description,
+                    submitted,
+                    spec.pushed_to,
+                )
             )
         else:
             self._report_sending(spec)
-            self._record((spec.task_id, spec.event_attempt, TS.FINISHED, now(), None))
+            self._record(Event(spec.task_id, spec.event_attempt, TS.FINISHED, now(), None))
