@@ -46,7 +46,15 @@ _EXPORTS = {
     "refscan": ("scan_refs",),
     "records": ("first_bad_field",),
     "calls": ("frame_actor_call", "frame_task_done", "plain_answer", "plain_task_answer"),
-    "untracked": ("TaskSpec", "Entry", "Shared", "Event", "Finished", "untracked_tuple"),
+    "untracked": (
+        "TaskSpec",
+        "Entry",
+        "Shared",
+        "Event",
+        "Finished",
+        "untracked_tuple",
+        "wire_batch",
+    ),
     "ids": (
         "JOB_ID_SIZE",
         "ACTOR_ID_SIZE",

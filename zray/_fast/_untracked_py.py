@@ -162,6 +162,50 @@ class Finished:
         return f"Finished{self.wire()!r}"
 
 
+def wire_batch(events: list, convert) -> list:
+    """A batch of recorded events as the wire's tuples, in order (core/task_events.py packs
+    them): an Event or Finished as its tuple; each Shared value in full (its tuple) where the
+    batch first holds it and by its number after, the n-th sent in full from 0, looking one
+    level into tuples and lists; any other extra (a failure's error) through `convert`
+    first, which returns a list (Shared values in it numbered as above)."""
+    numbers: dict = {}
+
+    def shared_wire(value):
+        if type(value) is not Shared:
+            return value
+        number = numbers.get(id(value))  # each lives while the batch is converted
+        if number is None:
+            numbers[id(value)] = len(numbers)
+            return value.value
+        return number
+
+    out = []
+    for event in events:
+        if type(event) is Finished:
+            if event.lease is None:
+                extra: tuple = (event.sent_ns, shared_wire(event.description))
+            else:
+                extra = (
+                    event.sent_ns,
+                    shared_wire(event.description),
+                    event.submitted_ns,
+                    shared_wire(event.lease),
+                )
+            out.append((event.task_id, event.attempt, 11, event.ts, extra))  # 11: FINISHED
+            continue
+        task_id, attempt, state, ts, value = event.wire() if type(event) is Event else event
+        if value is None or type(value) in (int, bytes, str, float):
+            pass
+        elif type(value) is Shared:
+            value = shared_wire(value)
+        else:
+            if type(value) not in (tuple, list):
+                value = convert(value)
+            value = [shared_wire(item) for item in value]
+        out.append((task_id, attempt, state, ts, value))
+    return out
+
+
 def untracked_tuple(value: tuple) -> tuple:
     """`value`. The compiled twin stops the garbage collector tracking it at once when it
     holds only atoms and such tuples; Python cannot, so here the collector stops at its next

@@ -219,6 +219,69 @@ cdef class Finished:
         return f"Finished{self.wire()!r}"
 
 
+
+def wire_batch(list events, convert):
+    """A batch of recorded events as the wire's tuples, in order (core/task_events.py packs
+    them): an Event or Finished as its tuple; each Shared value in full (its tuple) where the
+    batch first holds it and by its number after, the n-th sent in full from 0, looking one
+    level into tuples and lists; any other extra (a failure's error) through `convert`
+    first, which returns a list (Shared values in it numbered as above)."""
+    cdef dict numbers = {}
+    cdef list out = []
+    cdef object event, extra, kind
+    for event in events:
+        kind = type(event)
+        if kind is Finished:
+            out.append(_finished_wire(<Finished>event, numbers))
+            continue
+        if kind is Event:
+            extra = (<Event>event).extra
+            head = ((<Event>event).task_id, (<Event>event).attempt, (<Event>event).state,
+                    (<Event>event).ts)
+        else:
+            extra = event[4]
+            head = event[:4]
+        out.append(head + (_extra_wire(extra, numbers, convert),))
+    return out
+
+
+cdef tuple _finished_wire(Finished event, dict numbers):
+    cdef object extra
+    if event.lease is None:
+        extra = (event.sent_ns, _shared_wire(event.description, numbers))
+    else:
+        extra = (
+            event.sent_ns,
+            _shared_wire(event.description, numbers),
+            event.submitted_ns,
+            _shared_wire(event.lease, numbers),
+        )
+    return (event.task_id, event.attempt, 11, event.ts, extra)  # 11: FINISHED
+
+
+cdef object _shared_wire(object value, dict numbers):
+    cdef object key, number
+    if type(value) is not Shared:
+        return value
+    key = id(value)  # each Shared lives while the batch is converted: ids are not reused
+    number = numbers.get(key)
+    if number is None:
+        numbers[key] = len(numbers)
+        return (<Shared>value).value
+    return number
+
+
+cdef object _extra_wire(object extra, dict numbers, object convert):
+    cdef object kind = type(extra)
+    if extra is None or kind is int or kind is bytes or kind is str or kind is float:
+        return extra
+    if kind is Shared:
+        return _shared_wire(extra, numbers)
+    if kind is not tuple and kind is not list:
+        extra = convert(extra)
+    return [_shared_wire(item, numbers) for item in extra]
+
+
 def untracked_tuple(tuple value):
     """`value`; if it holds only atoms (None, bool, int, float, str, bytes, Shared) and such
     tuples, which can never be part of a reference cycle, the garbage collector stops

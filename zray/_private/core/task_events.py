@@ -46,7 +46,7 @@ import time
 import msgpack
 
 from zray._config import config
-from zray._fast import Event, Finished, Shared
+from zray._fast import Event, Shared, wire_batch
 from zray._private.common import task_states as TS
 from zray._private.wire import protocol as P
 
@@ -187,29 +187,20 @@ class TaskEvents:
 
 
 def pack_batch(events: list) -> bytes:
-    """A batch's events packed for `AddTaskEvents`, made wire-ready as they are packed: an
-    `Event` or `Finished` as its tuple, each `Shared` value (a kind of task's description, a
-    lease's ids) in full where the batch first holds it and by its number after that (the
+    """A batch's events packed for `AddTaskEvents`, made wire-ready (`wire_batch`, compiled):
+    an `Event` or `Finished` as its tuple, each `Shared` value (a kind of task's description,
+    a lease's ids) in full where the batch first holds it and by its number after that (the
     n-th sent in full, from 0), and each failure's error turned into Ray's error type and
-    message. msgpack calls `default` only for these: nothing is rebuilt before packing."""
-    numbers: dict = {}  # id(Shared) -> its number in this batch (each lives while it packs)
+    message."""
+    return msgpack.packb(wire_batch(events, _failure_wire), use_bin_type=True)
 
-    def wire_form(value):
-        kind = type(value)
-        if kind is Event or kind is Finished:
-            return value.wire()
-        if kind is Shared:
-            number = numbers.get(id(value))
-            if number is None:
-                numbers[id(value)] = len(numbers)
-                return value.value
-            return number
-        if kind is Failure:
-            failure = error_info(value.error)
-            return failure + list(value.sent) if value.sent else failure
-        return error_info(value)  # a failure's error entry or exception (FAILED's extra)
 
-    return msgpack.packb(events, use_bin_type=True, default=wire_form)
+def _failure_wire(value) -> list:
+    """A FAILED event's extra: a Failure, or an error entry or exception alone."""
+    if type(value) is Failure:
+        failure = error_info(value.error)
+        return failure + list(value.sent) if value.sent else failure
+    return error_info(value)
 
 
 def error_info(error) -> list:
