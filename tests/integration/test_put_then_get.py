@@ -55,6 +55,7 @@ def test_a_get_right_after_a_put_maps_it_without_asking_the_node(ray, monkeypatc
         array = np.arange(MB8, dtype=np.float64)
         ref = ray.put(array)
         value = ray.get(ref)
+        assert node_stats()["store"]["pinned"] >= 1  # the put's pin, which the view now holds
     assert "CreateObject" in asked and "GetObjects" not in asked
     assert np.array_equal(value, array) and not value.flags.writeable  # a view of the arena
     # The view holds the pin now; once it and the ref are gone the object is freed.
