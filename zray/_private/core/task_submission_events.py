@@ -38,15 +38,15 @@ class TaskSubmissionEvents:
         )
 
     def _description(self, spec: TaskSpec) -> Shared:
-        """The task's description for task events: one tuple per kind of task (see
+        """The task's description for task events: one Shared value per kind of task (see
         `_descriptions`)."""
         key = (spec.name, spec.func_name, spec.parent_task_id, spec.key, spec.placement_group)
         description = self._descriptions.get(key)
         if description is None:
             if len(self._descriptions) >= MAX_DESCRIPTIONS:  # parents come and go: a bound
                 self._descriptions.clear()
-            # Shared: a batch sends it once (task_events.pack_batch). Untracked, as its
-            # tuple: a tracked description keeps every event holding it tracked.
+            # Shared: a batch sends it once (task_events.pack_batch), and the collector never
+            # tracks it (a tracked description kept every event holding it tracked).
             description = self._descriptions[key] = Shared(
                 (
                     TS.NORMAL_TASK,
