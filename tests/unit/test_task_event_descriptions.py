@@ -351,3 +351,40 @@ def test_a_shared_value_holds_atoms_only_in_both_twins():
         for bad in ((1, []), ({"CPU": 1.0},), (object(),)):
             with pytest.raises(TypeError, match="atoms"):
                 twin.Shared(bad)
+
+
+def test_both_twins_make_a_batch_wire_ready_alike():
+    """wire_batch: the compiled pass and its pure twin give the same tuples for a mixed batch
+    (Events, Finished ends of a task and of an actor call, a failure through `convert`)."""
+    import pytest
+
+    from zray._fast import _untracked_py
+
+    try:
+        from zray._fast import untracked as compiled
+    except ImportError:  # pragma: no cover - the compiled set is built by .ci/run
+        pytest.skip("the compiled zray._fast.untracked is not built")
+
+    def batch(twin):
+        desc = twin.Shared((TS.NORMAL_TASK, "f", "f", b"", b"p" * 24, (("CPU", 1.0),), "", ""))
+        lease = twin.Shared((NODE, b"w" * 28))
+        return [
+            twin.Finished(task(1), 0, 30, 10, desc, 5, lease),
+            twin.Event(task(2), 0, TS.SUBMITTED_TO_WORKER, 12, lease),
+            twin.Finished(task(3), 1, 31, 11, desc),
+            twin.Event(task(4), 0, TS.RUNNING, 13, 14),
+            (task(5), 0, TS.FAILED, 40, ValueError("boom")),
+            (task(6), 0, TS.SUBMITTED_TO_WORKER, 41, desc),
+            twin.Event(task(7), 0, TS.FINISHED, 42, None),
+        ]
+
+    def convert(error):
+        return [TS.TASK_EXECUTION_EXCEPTION, str(error)]
+
+    wires = [twin.wire_batch(batch(twin), convert) for twin in (compiled, _untracked_py)]
+    assert wires[0] == wires[1]
+    wire = wires[0]
+    assert wire[0][4][1][1] == "f" and wire[0][4][3] == (NODE, b"w" * 28)  # sent in full
+    assert wire[1][4] == 1 and wire[2][4] == (11, 0) and wire[5][4] == 0  # then by number
+    assert wire[3][4] == 14 and wire[4][4] == [TS.TASK_EXECUTION_EXCEPTION, "boom"]
+    assert wire[6] == (task(7), 0, TS.FINISHED, 42, None)

@@ -194,7 +194,7 @@ def wire_batch(events: list, convert) -> list:
             out.append((event.task_id, event.attempt, 11, event.ts, extra))  # 11: FINISHED
             continue
         task_id, attempt, state, ts, value = event.wire() if type(event) is Event else event
-        if value is None or type(value) in (int, bytes, str, float):
+        if value is None or type(value) in (int, bytes, str, float, bool):
             pass
         elif type(value) is Shared:
             value = shared_wire(value)

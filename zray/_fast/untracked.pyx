@@ -273,7 +273,7 @@ cdef object _shared_wire(object value, dict numbers):
 
 cdef object _extra_wire(object extra, dict numbers, object convert):
     cdef object kind = type(extra)
-    if extra is None or kind is int or kind is bytes or kind is str or kind is float:
+    if extra is None or kind is int or kind is bytes or kind is str or kind is float or kind is bool:
         return extra
     if kind is Shared:
         return _shared_wire(extra, numbers)
