@@ -52,7 +52,6 @@ _EXPORTS = {
         "Shared",
         "Event",
         "Finished",
-        "untracked_tuple",
         "wire_batch",
     ),
     "ids": (

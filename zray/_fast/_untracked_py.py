@@ -181,25 +181,17 @@ def wire_batch(events: list, convert) -> list:
 
     out = []
     for event in events:
-        if type(event) is Finished:
-            if event.lease is None:
-                extra: tuple = (event.sent_ns, shared_wire(event.description))
-            else:
-                extra = (
-                    event.sent_ns,
-                    shared_wire(event.description),
-                    event.submitted_ns,
-                    shared_wire(event.lease),
-                )
-            out.append((event.task_id, event.attempt, 11, event.ts, extra))  # 11: FINISHED
-            continue
-        task_id, attempt, state, ts, value = event.wire() if type(event) is Event else event
+        task_id, attempt, state, ts, value = (
+            event.wire() if type(event) in (Event, Finished) else event
+        )
         if value is None or type(value) in (int, bytes, str, float, bool):
             pass
         elif type(value) is Shared:
             value = shared_wire(value)
+        elif type(value) is tuple:  # an end's sending: its shape kept
+            value = tuple(shared_wire(item) for item in value)
         else:
-            if type(value) not in (tuple, list):
+            if type(value) is not list:
                 value = convert(value)
             value = [shared_wire(item) for item in value]
         out.append((task_id, attempt, state, ts, value))

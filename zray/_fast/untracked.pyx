@@ -228,35 +228,12 @@ def wire_batch(list events, convert):
     first, which returns a list (Shared values in it numbered as above)."""
     cdef dict numbers = {}
     cdef list out = []
-    cdef object event, extra, kind
+    cdef object event, kind, wire
     for event in events:
         kind = type(event)
-        if kind is Finished:
-            out.append(_finished_wire(<Finished>event, numbers))
-            continue
-        if kind is Event:
-            extra = (<Event>event).extra
-            head = ((<Event>event).task_id, (<Event>event).attempt, (<Event>event).state,
-                    (<Event>event).ts)
-        else:
-            extra = event[4]
-            head = event[:4]
-        out.append(head + (_extra_wire(extra, numbers, convert),))
+        wire = event.wire() if kind is Event or kind is Finished else event
+        out.append(wire[:4] + (_extra_wire(wire[4], numbers, convert),))
     return out
-
-
-cdef tuple _finished_wire(Finished event, dict numbers):
-    cdef object extra
-    if event.lease is None:
-        extra = (event.sent_ns, _shared_wire(event.description, numbers))
-    else:
-        extra = (
-            event.sent_ns,
-            _shared_wire(event.description, numbers),
-            event.submitted_ns,
-            _shared_wire(event.lease, numbers),
-        )
-    return (event.task_id, event.attempt, 11, event.ts, extra)  # 11: FINISHED
 
 
 cdef object _shared_wire(object value, dict numbers):
@@ -277,7 +254,9 @@ cdef object _extra_wire(object extra, dict numbers, object convert):
         return extra
     if kind is Shared:
         return _shared_wire(extra, numbers)
-    if kind is not tuple and kind is not list:
+    if kind is tuple:  # an end's sending: its shape kept
+        return tuple([_shared_wire(item, numbers) for item in extra])
+    if kind is not list:
         extra = convert(extra)
     return [_shared_wire(item, numbers) for item in extra]
 
