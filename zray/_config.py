@@ -32,6 +32,7 @@ RAY_ALIASES = {
     "rotation_max_bytes": "RAY_ROTATION_MAX_BYTES",
     "rotation_backup_count": "RAY_ROTATION_BACKUP_COUNT",
     "max_limit_from_data_source": "RAY_MAX_LIMIT_FROM_DATA_SOURCE",
+    "oom_grace_period_s": "RAY_oom_grace_period_s",
 }
 
 
@@ -206,6 +207,11 @@ class Config:
         100 * 2**20,
         "Objects are spilled in batches of at least this many bytes, fused into "
         "one file, when that many can go (Ray's setting of the same name).",
+    )
+    oom_grace_period_s: float = _setting(
+        2.0,
+        "A put that finds the object store full of objects in use waits this long for readers "
+        "to let go before it fails with ObjectStoreFullError (Ray's setting of the same name).",
     )
     include_dashboard: bool = _setting(
         True,

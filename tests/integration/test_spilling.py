@@ -3,6 +3,7 @@
 import gc
 import glob
 import os
+import threading
 import time
 
 import numpy as np
@@ -97,6 +98,20 @@ def test_spilled_object_as_task_argument(small_store):
     others = [ray.put(np.ones(10 * 2**20)) for _ in range(3)]  # push it out to disk
     assert ray.get(checksum.remote(first), timeout=60) == (10 * 2**20) * (10 * 2**20 - 1) // 2
     del others
+
+
+def test_a_put_waits_for_readers_to_let_go(small_store):
+    """A store full of mapped objects is seldom full a moment later (Ray's oom_grace_period_s):
+    the put waits for the views to die instead of failing at once."""
+    ray = small_store
+    held = [ray.get(ray.put(np.ones(60 * 2**20 // 8))) for _ in range(3)]  # mapped: pinned
+    letting_go = threading.Timer(0.5, held.clear)
+    letting_go.start()
+    started = time.monotonic()
+    ref = ray.put(np.full(80 * 2**20 // 8, 2.0))
+    assert 0.4 < time.monotonic() - started < 10
+    assert ray.get(ref)[-1] == 2.0
+    letting_go.join()
 
 
 def test_store_full_when_nothing_can_be_spilled(small_store):

@@ -32,6 +32,7 @@ def env(tmp_path):
         threshold=0.75,
         min_spilling_size=16 * KIB,
         wait_s=5.0,
+        grace_s=0.0,
         on_evicted=events["evicted"].extend,
         on_restored=events["restored"].extend,
         on_lost=events["lost"].append,
@@ -106,15 +107,58 @@ def test_put_waits_for_the_spill_then_restore_brings_bytes_back(env):
         assert f.read(size) == bytes([b"o0"[-1]]) * size
 
 
-def test_full_of_pinned_objects_fails_at_once_with_the_largest_listed(env):
-    store, spiller, _, arena = env
-    for i in range(4):
+def fill_with_pinned(store, arena, count=4):
+    for i in range(count):
         put(store, arena, b"o%d" % i, 16 * KIB)
         store.get(b"r", "h", [b"o%d" % i], 0)
+
+
+def test_full_of_pinned_objects_fails_after_the_grace_with_the_largest_listed(env):
+    store, spiller, _, arena = env
+    fill_with_pinned(store, arena)
     answers = []
-    spiller.request_room(4 * KIB, lambda ok, why: answers.append((ok, why)))
+    spiller.request_room(4 * KIB, lambda ok, why: answers.append((ok, why)), grace_s=0.2)
+    spiller.expire(time.monotonic())
+    assert answers == []  # readers let go of their views moments later, as a rule
+    assert spiller.next_deadline() is not None  # the node wakes up to look again
+    spiller.expire(time.monotonic() + 0.3)
     [(ok, why)] = answers
     assert not ok and "Largest objects" in why and "pinned by 1 reader" in why
+    answers.clear()
+    spiller.request_room(4 * KIB, lambda ok, why: answers.append((ok, why)))  # grace 0
+    assert [ok for ok, _ in answers] == [False]
+
+
+def test_a_release_within_the_grace_makes_room(env):
+    store, spiller, _, arena = env
+    fill_with_pinned(store, arena)
+    answers = []
+    spiller.request_room(16 * KIB, lambda ok, why: answers.append(ok), grace_s=60.0)
+    spiller.retry()
+    assert answers == []
+    store.release(b"r", [b"o1"])
+    spiller.retry()
+    settle(spiller)  # o1 is written out, then its room is handed over
+    assert answers == [True]
+
+
+def test_a_restore_waits_for_room_instead_of_losing_its_object(env):
+    """The object is on disk, not lost: a store full of pinned objects delays it only."""
+    store, spiller, events, arena = env
+    put(store, arena, b"s0", 16 * KIB)
+    spiller.request_room(CAPACITY, lambda ok, why: None)  # writes s0 out: its room is freed
+    settle(spiller)
+    assert store.objects[b"s0"].spilled
+    fill_with_pinned(store, arena)
+    assert store.get(b"g", "h", [b"s0"], time.monotonic() + 5) is None
+    spiller.restore(b"s0", exclude=[b"s0"])
+    spiller.expire(time.monotonic() + 1)  # past any put's grace, within the restore's wait
+    assert events["lost"] == [] and events["restored"] == []
+    store.release(b"r", [b"o2"])
+    spiller.retry()
+    settle(spiller)
+    [(waiter, [(offset, size)])] = events["restored"]
+    assert waiter.client == b"g" and size == 16 * KIB and events["lost"] == []
 
 
 def test_waiting_for_room_is_bounded(env):

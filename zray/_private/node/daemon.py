@@ -201,6 +201,7 @@ class NodeDaemon(LeaseHandlers, ObjectHandlers):
             threshold=config.object_spilling_threshold,
             min_spilling_size=config.min_spilling_size,
             wait_s=config.rpc_timeout_s * 2 / 3,
+            grace_s=config.oom_grace_period_s,
             on_evicted=self._copies_evicted,
             on_restored=self._answer_waiters,
             on_lost=self.object_lost,
@@ -383,7 +384,8 @@ class NodeDaemon(LeaseHandlers, ObjectHandlers):
 
     def _poll_timeout_ms(self) -> int:
         timeout = 100
-        deadline = self.store.next_deadline()
+        deadlines = (self.store.next_deadline(), self.spiller.next_deadline())
+        deadline = min((d for d in deadlines if d is not None), default=None)
         if deadline is not None:
             timeout = min(timeout, max(0, int((deadline - time.monotonic()) * 1000) + 1))
         return timeout
@@ -603,6 +605,7 @@ class NodeDaemon(LeaseHandlers, ObjectHandlers):
         if self.metrics:
             self.metrics.process_exited(identity)
         self.store.client_exited(identity)
+        self.spiller.retry()
         address = self.endpoint.peers.pop(identity, None)
         if client is not None:
             self.endpoint.send(self.head_address, P.ClientDied(identity))

@@ -82,6 +82,7 @@ class ObjectHandlers:
             self.pending_locations.append((msg.object_id, obj.size, obj.primary))
             if msg.pinned and obj.creator == identity:
                 self.store.pin_sealed(identity, msg.object_id)
+        self.spiller.retry()  # what is sealed may leave memory
 
     def on_get_objects(self, identity, msg: P.GetObjects, seq):
         deadline = time.monotonic() + max(0.0, min(msg.timeout_s, 3600.0))
@@ -125,9 +126,11 @@ class ObjectHandlers:
 
     def on_release_objects(self, identity, msg: P.ReleaseObjects, seq):
         self.store.release(identity, msg.object_ids)
+        self.spiller.retry()
 
     def on_free_objects(self, identity, msg: P.FreeObjects, seq):
         self.store.free(msg.object_ids)
+        self.spiller.retry()
         if msg.cascade and self.head is None:
             head_resume.note_freed(self, msg.object_ids)  # sent again to a restarted head
         self.endpoint.send(

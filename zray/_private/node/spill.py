@@ -3,8 +3,11 @@
 - Ahead of need: once the store's use (less what spills in flight will free) passes
   `object_spilling_threshold`, the node makes room in the background, so later puts find it.
 - On demand: a put, pull or restore that does not fit waits in line (back-pressure) while
-  room is made; it fails with ObjectStoreFullError only when nothing more can leave memory, or
-  at its deadline.
+  room is made. When nothing can leave memory (every object is mapped by a reader, being
+  written or being read back), it keeps waiting for `oom_grace_period_s` (Ray's setting, 2 s):
+  readers' pins are released a few milliseconds after their views die, so a store that is full
+  of pinned objects now is seldom full a moment later. A restore waits its whole deadline: its
+  object is on disk, not lost. Only then does the request fail (ObjectStoreFullError for a put).
 
 Room is made cheapest first: copies pulled from other nodes are deleted (the head's directory
 is told), then objects whose spill file is still valid simply leave memory, and only then are
@@ -29,6 +32,7 @@ from zray._private.node.spill_io import Read, SpillIO, Written
 logger = logging.getLogger(__name__)
 
 PAUSE_AFTER_ERROR_S = 1.0  # a failing disk is retried at this pace, not in a tight loop
+RETRY_S = 0.05  # requests waiting for room are looked at again at least this often
 
 
 @dataclass
@@ -38,6 +42,7 @@ class RoomRequest:
     then: object  # then(ok: bool, message: str), called once
     deadline: float
     exclude: frozenset
+    grace_until: float  # while nothing can leave memory, wait for readers' pins until then
 
 
 class Spiller:
@@ -51,6 +56,7 @@ class Spiller:
         threshold: float,
         min_spilling_size: int,
         wait_s: float,
+        grace_s: float,
         on_evicted=None,
         on_restored=None,
         on_lost=None,
@@ -61,6 +67,7 @@ class Spiller:
         self.threshold = threshold
         self.min_spilling_size = max(1, min_spilling_size)
         self.wait_s = wait_s
+        self.grace_s = grace_s
         self.on_evicted = on_evicted or (lambda ids: None)  # secondary copies deleted
         self.on_restored = on_restored or (lambda sat: None)  # waiters a restore satisfied
         self.on_lost = on_lost or (lambda oid: None)  # an object that cannot come back
@@ -69,19 +76,24 @@ class Spiller:
         self.after_restore: dict[bytes, list] = {}  # object id -> callbacks(ok)
         self._restores_requested: set = set()  # waiting for room or being read
         self._paused_until = 0.0
+        self._next_retry = 0.0
         self.last_error = ""
         self.counters = collections.Counter()
 
     # ------------------------------------------------------------------ room
 
-    def request_room(self, size: int, then, exclude=(), wait_s: float | None = None):
+    def request_room(
+        self, size: int, then, exclude=(), wait_s: float | None = None, grace_s: float | None = None
+    ):
         """Calls then(True, "") once a block of `size` bytes is free -- at once, or after
         spilling -- or then(False, message) if it cannot be had. Requests are served in order,
         so a large put is not starved by a stream of small ones."""
         alignment = self.store.allocator.alignment
         need = -(-max(size, 1) // alignment) * alignment
-        deadline = time.monotonic() + (self.wait_s if wait_s is None else wait_s)
-        request = RoomRequest(need, size, then, deadline, frozenset(exclude))
+        now = time.monotonic()
+        deadline = now + (self.wait_s if wait_s is None else wait_s)
+        grace_until = min(deadline, now + (self.grace_s if grace_s is None else grace_s))
+        request = RoomRequest(need, size, then, deadline, frozenset(exclude), grace_until)
         if not self.waiting and self._free_without_io(need, request.exclude):
             _call(then, True, "")
             self.spill_above_threshold()
@@ -112,16 +124,29 @@ class Spiller:
                 self.counters["secondary_evicted"] += len(evicted)
                 self.on_evicted(evicted)
 
-    def _pump(self):
+    def retry(self):
+        """Serves the requests waiting for room again: the store changed (a pin was released,
+        an object freed or sealed, a client left)."""
+        if self.waiting:
+            self._pump()
+
+    def next_deadline(self) -> float | None:
+        """When a waiting request must next be looked at even if nothing else happens."""
+        if not self.waiting:
+            return None
+        return min(self._next_retry, min(r.deadline for r in self.waiting))
+
+    def _pump(self, now: float | None = None):
         """Serves waiting requests in order; starts spills for the first one that does not fit
-        yet; fails requests for which nothing more can leave memory."""
+        yet; fails requests for which nothing more can leave memory once their grace is over."""
+        now = time.monotonic() if now is None else now
         while self.waiting:
             request = self.waiting[0]
             if self._free_without_io(request.need, request.exclude):
                 self.waiting.popleft()
                 _call(request.then, True, "")
                 continue
-            if self._spill_for(request):
+            if self._spill_for(request) or now < request.grace_until:
                 break
             self.waiting.popleft()
             _call(request.then, False, self.full_message(request.size))
@@ -185,8 +210,12 @@ class Spiller:
         return total
 
     def expire(self, now: float):
-        """Fails requests past their deadline: every wait for room is bounded."""
+        """Fails requests past their deadline: every wait for room is bounded. One whose grace
+        is over fails too if room still cannot be made."""
         if not any(r.deadline <= now for r in self.waiting):
+            if self.waiting and now >= self._next_retry:  # pins also go in ways not hooked
+                self._next_retry = now + RETRY_S
+                self._pump(now)
             return
         keep = collections.deque()
         for request in self.waiting:
@@ -200,7 +229,7 @@ class Spiller:
             else:
                 keep.append(request)
         self.waiting = keep
-        self._pump()
+        self._pump(now)
 
     # ------------------------------------------------------------------ restore
 
@@ -221,6 +250,7 @@ class Spiller:
             obj.size,
             lambda ok, message: self._begin_restore(object_id, ok, message),
             exclude=set(exclude) | {object_id},
+            grace_s=self.wait_s,
         )
 
     def _begin_restore(self, object_id: bytes, ok: bool, message: str):
