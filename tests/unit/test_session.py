@@ -41,3 +41,21 @@ def test_the_default_session_root_never_shadows_the_package(tmp_path):
         timeout=60,
     )
     assert found.stdout.strip() == "remote", found.stderr
+
+
+def test_removing_a_session_removes_its_nodes_spill_files_in_a_configured_dir(
+    tmp_path, monkeypatch
+):
+    """A node SIGKILLed while it closed its spill threads left its files in the configured
+    spill directory: removing the session removes them, and nothing of another session."""
+    from zray._config import config
+
+    spill_dir = tmp_path / "spill"
+    monkeypatch.setattr(config, "spill_dir", str(spill_dir))
+    gone, kept = "session_2026_1", "session_2026_2"
+    for node in (f"{gone}-aaaa", f"{gone}-bbbb", f"{kept}-cccc"):
+        (spill_dir / node).mkdir(parents=True)
+        (spill_dir / node / "1").write_bytes(b"x")
+    (tmp_path / gone).mkdir()
+    session.remove_session(str(tmp_path / gone))
+    assert sorted(os.listdir(spill_dir)) == [f"{kept}-cccc"]

@@ -140,6 +140,11 @@ def remove_session(session_dir: str):
     for entry in _list(SHM_DIR):
         if entry.startswith(f"{SHM_PREFIX}{name}-"):
             _unlink(os.path.join(SHM_DIR, entry))
+    # A node killed while it closed its spill threads leaves its files in a configured spill
+    # directory, outside the session's own.
+    for entry in _list(config.spill_dir) if config.spill_dir else ():
+        if entry.startswith(f"{name}-"):
+            shutil.rmtree(os.path.join(config.spill_dir, entry), ignore_errors=True)
 
 
 def _owner_dead(owner: str, live_names: set) -> bool:
