@@ -172,3 +172,25 @@ def test_garbage_on_an_actors_direct_socket_and_inbox_leaves_its_callers_served(
     direct_dropped, inbox_dropped = ray.get(target.dropped.remote(), timeout=30)
     assert written[0] >= 300 and direct_dropped >= 100 and inbox_dropped >= 2
     ray.kill(target)
+
+
+def test_a_batch_of_creates_refuses_each_bad_entry_with_its_reason_and_creates_the_rest(ray):
+    import numpy as np
+
+    from zray._private.core import runtime
+
+    core = runtime.core
+    held = ray.put(np.ones(2**20))  # in the arena: its id exists there
+    new_ids = [b"\x07" * 28, b"\x08" * 28]
+    ids = [new_ids[0], held.binary(), b"\x09" * 28, "not bytes", b"\x0a" * 28, new_ids[1]]
+    sizes = [4096, 4096, 2**62, 4096, -1, 8192]
+    reply, _ = core.requests.call(core.node_address, P.CreateObjects(ids, sizes, core.address), 10)
+    kinds = [error[0] if error else None for error in reply.errors]
+    assert kinds == [None, "ObjectExists", "ObjectStoreFullError", "ValueError", "ValueError", None]
+    assert reply.offsets[0] >= 0 and reply.offsets[5] >= 0 and reply.offsets[1:5] == [-1] * 4
+    core.endpoint.send(core.node_address, P.SealObjects(new_ids + ["junk"]))
+    found, _ = core.requests.call(core.node_address, P.GetObjects(new_ids, 10, []), 20)
+    assert [location[1] for location in found.offsets] == [4096, 8192]
+    core.endpoint.send(core.node_address, P.ReleaseObjects(new_ids))
+    core.endpoint.send(core.node_address, P.FreeObjects(new_ids, False))
+    assert ray.get(held).sum() == 2**20

@@ -76,6 +76,41 @@ def test_three_thousand_returns(ray):
     assert time.monotonic() - start < 30
 
 
+def test_returns_past_the_inline_budget_are_created_in_batches(ray):
+    """One CreateObject round trip per result was most of a task with 3,000 returns: the
+    worker creates up to 1,024 of them (or 64 MiB) per CreateObjects."""
+
+    @ray.remote
+    class Returner:
+        def __init__(self):
+            from collections import Counter
+
+            from zray._private.core import runtime
+
+            self.asked: Counter = Counter()
+            call = runtime.core.requests.call
+
+            def counting(address, msg, *args, **kwargs):
+                self.asked[type(msg).__name__] += 1
+                return call(address, msg, *args, **kwargs)
+
+            runtime.core.requests.call = counting
+
+        @zray.method(num_returns=3000)
+        def many(self):
+            return tuple(bytes([i % 256]) * 10_000 for i in range(3000))
+
+        def asked_for(self):
+            return dict(self.asked)
+
+    returner = Returner.remote()
+    values = ray.get(returner.many.remote(), timeout=60)
+    assert [v[:1] for v in values] == [bytes([i % 256]) for i in range(3000)]
+    asked = ray.get(returner.asked_for.remote(), timeout=30)
+    # ~2,000 results past the 10 MiB budget: two batches, none created alone.
+    assert asked.get("CreateObjects") == 2 and "CreateObject" not in asked, asked
+
+
 def test_get_of_many_shared_memory_objects(ray):
     refs = [ray.put(np.full(13_000, i, dtype=np.int64)) for i in range(2_000)]  # 104 KB each
     values = ray.get(refs, timeout=60)

@@ -513,16 +513,7 @@ class CoreWorker(ChannelReading, BorrowedValues, GetValues, Ownership, Cancellin
                 return Entry(KIND_PLASMA, (), self.node_id, size)
             cls = getattr(X, reply.kind, X.RaySystemError)
             raise cls(reply.message)
-        end = reply.offset + size
-        if reply.warm_upto < end and size >= POPULATE_MIN_BYTES:
-            start = max(reply.offset, reply.warm_upto)
-            if USING_FAST and size >= POPULATE_MAX_BYTES:  # two threads allocate the pages
-                populate(self.arena, start, end - start)
-            else:
-                os.posix_fallocate(self.arena_fd, start, end - start)  # ~4x faster than faulting
-        if POPULATE_MIN_BYTES <= size and (size < POPULATE_MAX_BYTES or not USING_FAST):
-            populate(self.arena, reply.offset, size)
-        write_object(self.arena, reply.offset, meta, buffers)
+        self._write_object(reply.offset, reply.warm_upto, size, meta, buffers)
         self.endpoint.send(self.node_address, P.SealObject(object_id, kept))
         if kept:  # as a view that just died: its release waits, a get takes it back (_revive)
             self._mapped_at[object_id] = (reply.offset, size)
@@ -531,6 +522,52 @@ class CoreWorker(ChannelReading, BorrowedValues, GetValues, Ownership, Cancellin
             if wake is not None:  # a dozing I/O thread would hold the pin for seconds
                 wake()
         return Entry(KIND_PLASMA, (), self.node_id, size)
+
+    def store_in_arena(self, items: list, owner_address: str) -> list:
+        """Places many serialized values, each (object_id, meta, buffers, size), in this node's
+        arena with one CreateObjects and one SealObjects: a task's 3,000 returns cost one
+        round trip instead of 3,000. Returns per value its memory store entry, or the
+        exception that refused it."""
+        self._send_pin_releases()
+        reply, _ = self.requests.call(
+            self.node_address,
+            P.CreateObjects(
+                [item[0] for item in items], [item[3] for item in items], owner_address
+            ),
+            config.rpc_timeout_s,
+        )
+        if isinstance(reply, P.Error):
+            raise getattr(X, reply.kind, X.RaySystemError)(reply.message)
+        out: list = []
+        sealed = []
+        for (object_id, meta, buffers, size), offset, error in zip(
+            items, reply.offsets, reply.errors
+        ):
+            if error is not None:
+                kind, message = error
+                if kind == "ObjectExists":  # sealed by an earlier attempt (see store_value)
+                    out.append(Entry(KIND_PLASMA, (), self.node_id, size))
+                else:
+                    out.append(getattr(X, kind, X.RaySystemError)(message))
+                continue
+            self._write_object(offset, reply.warm_upto, size, meta, buffers)
+            sealed.append(object_id)
+            out.append(Entry(KIND_PLASMA, (), self.node_id, size))
+        if sealed:
+            self.endpoint.send(self.node_address, P.SealObjects(sealed))
+        return out
+
+    def _write_object(self, offset: int, warm_upto: int, size: int, meta: bytes, buffers):
+        end = offset + size
+        if warm_upto < end and size >= POPULATE_MIN_BYTES:
+            start = max(offset, warm_upto)
+            if USING_FAST and size >= POPULATE_MAX_BYTES:  # two threads allocate the pages
+                populate(self.arena, start, end - start)
+            else:
+                os.posix_fallocate(self.arena_fd, start, end - start)  # ~4x faster than faulting
+        if POPULATE_MIN_BYTES <= size and (size < POPULATE_MAX_BYTES or not USING_FAST):
+            populate(self.arena, offset, size)
+        write_object(self.arena, offset, meta, buffers)
 
     # ------------------------------------------------------------------ get / wait
 

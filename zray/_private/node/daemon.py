@@ -716,6 +716,8 @@ class NodeDaemon(LeaseHandlers, ObjectHandlers):
         P.PullStream: ObjectHandlers.on_pull_stream,
         P.CreateObject: ObjectHandlers.on_create_object,
         P.SealObject: ObjectHandlers.on_seal_object,
+        P.CreateObjects: ObjectHandlers.on_create_objects,
+        P.SealObjects: ObjectHandlers.on_seal_objects,
         P.GetObjects: ObjectHandlers.on_get_objects,
         P.ReleaseObjects: ObjectHandlers.on_release_objects,
         P.FreeObjects: ObjectHandlers.on_free_objects,

@@ -310,6 +310,29 @@ class Executor:
             )
         return list(result)
 
+    def _store_in_arena(self, arena_bound: list, entries: list, owner_address: str, name: str):
+        """Fills `entries` for results too large to go inline; one that cannot be stored
+        becomes its error (what a get of it raises)."""
+        core = self.core
+        if len(arena_bound) == 1:
+            [(position, object_id, meta, buffers, size)] = arena_bound
+            try:
+                entries[position] = core.store_value(
+                    object_id, meta, buffers, inline_limit=0, owner_address=owner_address
+                )
+            except X.RayError as exc:
+                entries[position] = _error_entry(core, object_id, exc, name)
+            return
+        items = [item[1:] for item in arena_bound]
+        try:
+            stored = core.store_in_arena(items, owner_address)
+        except X.RayError as exc:
+            stored = [exc] * len(items)
+        for (position, object_id, *_), entry in zip(arena_bound, stored):
+            if isinstance(entry, Exception):
+                entry = _error_entry(core, object_id, entry, name)
+            entries[position] = entry
+
     def reply(
         self,
         task_id: bytes,
@@ -334,10 +357,12 @@ class Executor:
             and _plain_reply(core, task_id, lease_id, values[0], connection, sent_before)
         ):
             return
-        returns, frames, contained_per_return = [], [], []
+        entries, contained_per_return = [], []
         # Past this many inline bytes, results go to the arena: 3,000 results of 100 KiB
-        # would not fit in one message.
+        # would not fit in one message. Those are created in batches (one round trip each).
         budget = config.task_rpc_inlined_bytes_limit
+        arena_bound: list = []  # (position, object_id, meta, buffers, size)
+        arena_bytes = 0
         for index, value in enumerate(values, start=1):
             object_id = object_id_for(task_id, index)
             try:
@@ -352,24 +377,25 @@ class Executor:
                 # Registered now, while `values` still holds the refs here.
                 core.register_borrower(owner_address, contained)
             contained_per_return.append([list(r) for r in contained])
-            try:
-                entry = core.store_value(
-                    object_id,
-                    meta,
-                    buffers,
-                    error=is_error,
-                    inline_limit=min(budget, config.max_inline_bytes),
-                    owner_address=owner_address,
-                )
-            except X.RayError as exc:
-                meta, buffers, _ = serialize(
-                    X.RayTaskError.from_exception(exc, name, pid=os.getpid(), ip=core.node_ip)
-                )
-                entry = core.store_value(object_id, meta, buffers, error=True)
+            size = object_size(len(meta), [b.nbytes for b in buffers])
+            if not is_error and size > min(budget, config.max_inline_bytes):
+                arena_bound.append((len(entries), object_id, meta, buffers, size))
+                entries.append(None)
+                arena_bytes += size
+                if arena_bytes >= ARENA_BATCH_BYTES or len(arena_bound) >= ARENA_BATCH_COUNT:
+                    self._store_in_arena(arena_bound, entries, owner_address, name)
+                    arena_bound, arena_bytes = [], 0
+                continue
+            entry = core.store_value(object_id, meta, buffers, error=is_error, inline_limit=size)
+            entries.append(entry)
+            budget -= entry.size
+        if arena_bound:
+            self._store_in_arena(arena_bound, entries, owner_address, name)
+        returns, frames = [], []
+        for index, entry in enumerate(entries, start=1):
+            object_id = object_id_for(task_id, index)
             returns.append([object_id, entry.kind, len(entry.frames), entry.node_id, entry.size])
             frames.extend(entry.frames)
-            if entry.kind != KIND_PLASMA:
-                budget -= entry.size
         done = P.TaskDone(
             task_id, returns, lease_id, contained_per_return if any(contained_per_return) else []
         )
@@ -380,6 +406,19 @@ class Executor:
             or not _send_direct(connection, done, frames)
         ):
             core.endpoint.send(owner_address, done, payload=frames)
+
+
+# A task's results bound for the arena are created together, up to this many bytes or objects
+# per round trip: serialized values wait for their batch, so the bound keeps that memory small.
+ARENA_BATCH_BYTES = 64 * 2**20
+ARENA_BATCH_COUNT = 1024
+
+
+def _error_entry(core, object_id: bytes, exc: Exception, name: str) -> Entry:
+    meta, buffers, _ = serialize(
+        X.RayTaskError.from_exception(exc, name, pid=os.getpid(), ip=core.node_ip)
+    )
+    return core.store_value(object_id, meta, buffers, error=True)
 
 
 def _plain_reply(core, task_id, lease_id, value, connection, sent_before) -> bool:

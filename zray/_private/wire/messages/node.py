@@ -129,6 +129,33 @@ class SealObject(NamedTuple):
     pinned: bool
 
 
+@message(48)
+class CreateObjects(NamedTuple):
+    """Many CreateObject in one request (a task's many returns): answered with one
+    ObjectsCreated once each has room or cannot have it."""
+
+    object_ids: list
+    sizes: list
+    owner_address: str
+
+
+@message(49)
+class ObjectsCreated(NamedTuple):
+    """Per object of a CreateObjects, in order: its offset, or -1 and `errors[i]` =
+    [exception kind, message]. Pages from `warm_upto` on were never allocated."""
+
+    offsets: list
+    warm_upto: int
+    errors: list
+
+
+@message(26)
+class SealObjects(NamedTuple):
+    """SealObject for many objects, none pinned for the writer."""
+
+    object_ids: list
+
+
 @message(41)
 class GetObjects(NamedTuple):
     """Pins and answers with ObjectsFound once every id is sealed locally (or at timeout);
