@@ -228,22 +228,42 @@ def wire_batch(list events, convert):
     first, which returns a list (Shared values in it numbered as above)."""
     cdef dict numbers = {}
     cdef list out = []
-    cdef object event, kind, wire
+    cdef object event, kind, extra
+    cdef Finished end
+    cdef Event one
     for event in events:
         kind = type(event)
-        wire = event.wire() if kind is Event or kind is Finished else event
-        out.append(wire[:4] + (_extra_wire(wire[4], numbers, convert),))
+        if kind is Finished:  # most of a batch: its wire tuple built at once
+            end = <Finished>event
+            if end.lease is None:
+                extra = (end.sent_ns, _shared_wire(end.description, numbers))
+            else:
+                extra = (
+                    end.sent_ns,
+                    _shared_wire(end.description, numbers),
+                    end.submitted_ns,
+                    _shared_wire(end.lease, numbers),
+                )
+            out.append((end.task_id, end.attempt, 11, end.ts, extra))  # 11: FINISHED
+        elif kind is Event:
+            one = <Event>event
+            out.append(
+                (one.task_id, one.attempt, one.state, one.ts, _extra_wire(one.extra, numbers, convert))
+            )
+        else:
+            out.append(event[:4] + (_extra_wire(event[4], numbers, convert),))
     return out
 
 
 cdef object _shared_wire(object value, dict numbers):
-    cdef object key, number
+    cdef object number
     if type(value) is not Shared:
         return value
-    key = id(value)  # each Shared lives while the batch is converted: ids are not reused
-    number = numbers.get(key)
+    # Keyed by the object itself (Shared compares by identity): each lives while the batch
+    # is converted.
+    number = numbers.get(value)
     if number is None:
-        numbers[key] = len(numbers)
+        numbers[value] = len(numbers)
         return (<Shared>value).value
     return number
 
