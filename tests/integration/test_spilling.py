@@ -114,6 +114,23 @@ def test_a_put_waits_for_readers_to_let_go(small_store):
     letting_go.join()
 
 
+def test_many_returns_through_a_store_mostly_in_use(small_store):
+    """A task's results are created in batches, unsealed until the whole batch has room: a
+    batch of 64 MiB did not fit beside 150 MiB of mapped objects in a 200 MiB store, where
+    one result at a time (each sealed, then spillable) did. Batches are at most an eighth of
+    the store."""
+    ray = small_store
+    held = [ray.get(ray.put(np.ones(50 * 2**20 // 8))) for _ in range(3)]  # mapped: pinned
+
+    @ray.remote(num_returns=400)
+    def many():
+        return tuple(np.full(25_000, i) for i in range(400))  # 80 MB, 200 KB each
+
+    refs = many.remote()
+    assert [int(ray.get(ref, timeout=60)[0]) for ref in refs] == list(range(400))  # in turn
+    del refs, held
+
+
 def test_store_full_when_nothing_can_be_spilled(small_store):
     ray = small_store
     held = [ray.get(ray.put(np.ones(60 * 2**20 // 8))) for _ in range(3)]  # mapped: pinned

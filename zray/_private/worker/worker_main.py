@@ -363,6 +363,9 @@ class Executor:
         budget = config.task_rpc_inlined_bytes_limit
         arena_bound: list = []  # (position, object_id, meta, buffers, size)
         arena_bytes = 0
+        # A batch's objects stay unsealed (so unspillable) until all of them have room: a
+        # small share of the store, or a store full of them could not make room for the rest.
+        batch_bytes = min(ARENA_BATCH_BYTES, len(core.arena) // 8)
         for index, value in enumerate(values, start=1):
             object_id = object_id_for(task_id, index)
             try:
@@ -382,7 +385,7 @@ class Executor:
                 arena_bound.append((len(entries), object_id, meta, buffers, size))
                 entries.append(None)
                 arena_bytes += size
-                if arena_bytes >= ARENA_BATCH_BYTES or len(arena_bound) >= ARENA_BATCH_COUNT:
+                if arena_bytes >= batch_bytes or len(arena_bound) >= ARENA_BATCH_COUNT:
                     self._store_in_arena(arena_bound, entries, owner_address, name)
                     arena_bound, arena_bytes = [], 0
                 continue
@@ -408,8 +411,9 @@ class Executor:
             core.endpoint.send(owner_address, done, payload=frames)
 
 
-# A task's results bound for the arena are created together, up to this many bytes or objects
-# per round trip: serialized values wait for their batch, so the bound keeps that memory small.
+# A task's results bound for the arena are created together, up to this many bytes (at most an
+# eighth of the store) or objects per round trip: serialized values wait for their batch, so
+# the bound keeps that memory small.
 ARENA_BATCH_BYTES = 64 * 2**20
 ARENA_BATCH_COUNT = 1024
 
