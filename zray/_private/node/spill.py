@@ -32,7 +32,7 @@ from zray._private.node.spill_io import Read, SpillIO, Written
 logger = logging.getLogger(__name__)
 
 PAUSE_AFTER_ERROR_S = 1.0  # a failing disk is retried at this pace, not in a tight loop
-RETRY_S = 0.05  # requests waiting for room are looked at again at least this often
+RETRY_S = 0.05  # a request stuck waiting for room is looked at again at least this often
 
 
 @dataclass
@@ -77,6 +77,7 @@ class Spiller:
         self._restores_requested: set = set()  # waiting for room or being read
         self._paused_until = 0.0
         self._next_retry = 0.0
+        self._stuck = False  # the first request waits with nothing able to leave memory
         self.last_error = ""
         self.counters = collections.Counter()
 
@@ -126,27 +127,34 @@ class Spiller:
 
     def retry(self):
         """Serves the requests waiting for room again: the store changed (a pin was released,
-        an object freed or sealed, a client left)."""
-        if self.waiting:
+        an object freed or sealed, a client left). Only while the first one is stuck (nothing
+        could leave memory for it): a spill in flight serves them when it completes, and each
+        look scans the store."""
+        if self._stuck:
             self._pump()
 
     def next_deadline(self) -> float | None:
         """When a waiting request must next be looked at even if nothing else happens."""
         if not self.waiting:
             return None
-        return min(self._next_retry, min(r.deadline for r in self.waiting))
+        deadline = min(r.deadline for r in self.waiting)
+        return min(self._next_retry, deadline) if self._stuck else deadline
 
     def _pump(self, now: float | None = None):
         """Serves waiting requests in order; starts spills for the first one that does not fit
         yet; fails requests for which nothing more can leave memory once their grace is over."""
         now = time.monotonic() if now is None else now
+        self._stuck = False
         while self.waiting:
             request = self.waiting[0]
             if self._free_without_io(request.need, request.exclude):
                 self.waiting.popleft()
                 _call(request.then, True, "")
                 continue
-            if self._spill_for(request) or now < request.grace_until:
+            if self._spill_for(request):
+                break
+            if now < request.grace_until:
+                self._stuck = True
                 break
             self.waiting.popleft()
             _call(request.then, False, self.full_message(request.size))
@@ -213,7 +221,7 @@ class Spiller:
         """Fails requests past their deadline: every wait for room is bounded. One whose grace
         is over fails too if room still cannot be made."""
         if not any(r.deadline <= now for r in self.waiting):
-            if self.waiting and now >= self._next_retry:  # pins also go in ways not hooked
+            if self._stuck and now >= self._next_retry:  # pins also go in ways not hooked
                 self._next_retry = now + RETRY_S
                 self._pump(now)
             return
