@@ -238,38 +238,6 @@ class NodeDaemon(LeaseHandlers, ObjectHandlers):
         finally:
             os.close(fd)
 
-    def _prefault(self, upto: int):
-        """Allocates shared-memory pages ahead of use, in the background: writing a fresh page
-        costs ~30x a warm one on these machines."""
-        upto = min(upto, self.store_capacity)
-        with self._prefault_lock:
-            if upto <= self._prefaulted:
-                return
-            start, self._prefaulted = self._prefaulted, upto
-
-        def run():
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-            except OSError:
-                pass
-            try:
-                fd = os.open(self.arena_path, os.O_RDWR)
-            except FileNotFoundError:
-                return
-            try:
-                chunk = 64 * 2**20
-                for offset in range(start, upto, chunk):
-                    if not self.running:
-                        break
-                    os.posix_fallocate(fd, offset, min(chunk, upto - offset))
-                    self._prefault_done = max(self._prefault_done, offset + chunk)
-            except OSError as exc:
-                logger.warning("arena pre-fault stopped: %s", exc)
-            finally:
-                os.close(fd)
-
-        threading.Thread(target=run, name="zray-prefault", daemon=True).start()
-
     def start(self):
         security.write_session_files(self.session_dir, self.creds, self.head_address)
         session.write_node_pid(self.session_dir, self.node_id, bool(self.opts.embedded_by))

@@ -6,12 +6,17 @@ A mixin of NodeDaemon (daemon.py): it runs on the daemon's one thread, with its 
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
 import time
 
 from zray._config import config
 from zray._private.node import head_resume
 from zray._private.node.object_table import ObjectExists, StoreFull
 from zray._private.wire import protocol as P
+
+logger = logging.getLogger(__name__)
 
 
 class ObjectHandlers:
@@ -124,6 +129,38 @@ class ObjectHandlers:
         high = self.store.allocator.high_water
         if high + config.arena_prefault_bytes // 2 > self._prefaulted:
             self._prefault(high + config.arena_prefault_bytes)
+
+    def _prefault(self, upto: int):
+        """Allocates shared-memory pages ahead of use, in the background: writing a fresh page
+        costs ~30x a warm one on these machines."""
+        upto = min(upto, self.store_capacity)
+        with self._prefault_lock:
+            if upto <= self._prefaulted:
+                return
+            start, self._prefaulted = self._prefaulted, upto
+
+        def run():
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            except OSError:
+                pass
+            try:
+                fd = os.open(self.arena_path, os.O_RDWR)
+            except FileNotFoundError:
+                return
+            try:
+                chunk = 64 * 2**20
+                for offset in range(start, upto, chunk):
+                    if not self.running:
+                        break
+                    os.posix_fallocate(fd, offset, min(chunk, upto - offset))
+                    self._prefault_done = max(self._prefault_done, offset + chunk)
+            except OSError as exc:
+                logger.warning("arena pre-fault stopped: %s", exc)
+            finally:
+                os.close(fd)
+
+        threading.Thread(target=run, name="zray-prefault", daemon=True).start()
 
     def on_seal_objects(self, identity, msg: P.SealObjects, seq):
         for object_id in msg.object_ids:
