@@ -222,10 +222,10 @@ def _sent_and_ended(specs, ended) -> tuple:
     where = Shared((b"n" * 28, b"w" * 28))
     lease = LeaseState(1, (), b"w" * 28, "", "", node_id=b"n" * 28, where=where)
     for spec in specs:  # submit's part for a task with its arguments ready
-        spec.description, spec.submitted_ns = owner._description(spec), 1_000
+        spec.submitted_ns = 1_000
         owner._unreported[spec.task_id] = spec
-    for spec in specs:  # _push's part
-        spec.pushed_to, spec.pushed_ns = lease.where, 2_000
+    for spec in specs:  # _push's, after the push
+        owner._note_pushed(spec, lease.where)
     for spec in specs:
         if spec.task_id in ended:
             owner._record_end(spec, None)
@@ -317,9 +317,9 @@ def test_recording_an_end_neither_tracks_nor_counts_toward_a_collection():
     lease = LeaseState(1, (), b"w" * 28, "", "", node_id=b"n" * 28, where=Shared((NODE, NODE)))
     specs = [_spec(i % 250) for i in range(1, 1000)]
     for spec in specs:  # as submit and _push leave them
-        spec.description, spec.submitted_ns = owner._description(spec), 1_000
-        spec.pushed_to, spec.pushed_ns = lease.where, 2_000
+        spec.submitted_ns = 1_000
         owner._unreported[spec.task_id] = spec
+        owner._note_pushed(spec, lease.where)
     gc.disable()  # the count is read, not reset by a collection
     try:
         before = gc.get_count()[0]
@@ -388,3 +388,111 @@ def test_both_twins_make_a_batch_wire_ready_alike():
     assert wire[1][4] == 1 and wire[2][4] == (11, 0) and wire[5][4] == 0  # then by number
     assert wire[3][4] == 14 and wire[4][4] == [TS.TASK_EXECUTION_EXCEPTION, "boom"]
     assert wire[6] == (task(7), 0, TS.FINISHED, 42, None)
+
+
+def _packing_twins():
+    """(compiled, pure) zray._fast.untracked: the compiled one must be built unless the
+    pure twins were asked for (ZRAY_FAST=0)."""
+    import pytest
+
+    import zray._fast as fast
+    from zray._config import config
+
+    compiled, pure = fast.implementations()["untracked"]
+    if compiled is None:
+        if not config.fast:
+            pytest.skip("compiled modules not built and ZRAY_FAST=0")
+        pytest.fail(f"zray._fast.untracked is not built: {fast.FAST_IMPORT_ERRORS['untracked']}")
+    return compiled, pure
+
+
+class _Pick:
+    def __init__(self, index: int):
+        self.index = index
+
+
+def test_the_compiled_packer_writes_what_msgpack_writes_for_the_same_batch():
+    """pack_batch writes msgpack itself (no wire tuples in between): for generated batches of
+    every event shape, with atoms at each of msgpack's format boundaries, its bytes are
+    msgpack's for the pure twin's wire tuples, Shared values numbered alike."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    compiled, pure = _packing_twins()
+    edges = [0, 1, 31, 32, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1]
+    ints = st.one_of(
+        st.sampled_from(edges + [-e for e in edges if e <= 2**63] + [-33, -129, -32769]),
+        st.integers(-(2**63), 2**64 - 1),
+    )
+    sizes = st.sampled_from([0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536])
+    atoms = st.one_of(
+        st.none(),
+        st.booleans(),
+        ints,
+        st.floats(allow_nan=False),
+        st.text(max_size=40),
+        st.binary(max_size=40),
+        sizes.map(lambda n: "é" * (n // 2) + "x" * (n % 2)),
+        sizes.map(lambda n: b"b" * n),
+    )
+    values = st.recursive(
+        atoms, lambda inner: st.tuples(inner, inner) | st.lists(inner), max_leaves=8
+    )
+    shared_values = st.lists(st.tuples(atoms, atoms), min_size=1, max_size=4)
+
+    tids = st.binary(max_size=24)
+    # An event as a recipe either twin builds: a _Pick names one of the batch's Shared values.
+    pick = st.builds(_Pick, st.integers(0, 3))
+    extras = values | pick | st.tuples(pick, atoms) | st.lists(pick | atoms)
+    recipes = st.one_of(
+        st.tuples(st.just("Finished"), tids, ints, ints, ints, pick, ints, pick),
+        st.tuples(st.just("Finished"), tids, ints, ints, ints, pick),
+        st.tuples(st.just("Event"), tids, ints, ints, ints, extras),
+        st.tuples(st.just("tuple"), tids, ints, ints, ints, extras | st.text().map(ValueError)),
+    )
+
+    def build(twin, shared_tuples, recipe):
+        shared = [twin.Shared(v) for v in shared_tuples]
+
+        def resolve(value):
+            if type(value) is _Pick:
+                return shared[value.index % len(shared)]
+            if type(value) in (tuple, list):
+                return type(value)(resolve(item) for item in value)
+            return value
+
+        events = []
+        for kind, *fields in recipe:
+            fields = [resolve(f) for f in fields]
+            events.append(tuple(fields) if kind == "tuple" else getattr(twin, kind)(*fields))
+        return events
+
+    def convert(error):
+        return [TS.TASK_EXECUTION_EXCEPTION, str(error)]
+
+    @settings(max_examples=300, deadline=None)
+    @given(shared_values, st.lists(recipes, max_size=40))
+    def check(shared_tuples, recipe):
+        # the pure twin's wire tuples, packed by msgpack
+        expected = pure.pack_batch(build(pure, shared_tuples, recipe), convert)
+        assert compiled.pack_batch(build(compiled, shared_tuples, recipe), convert) == expected
+
+    check()
+
+
+def test_the_compiled_packer_sends_a_large_batch_whole():
+    """Past msgpack's 16-bit array length and its buffer's first size: 70,000 ends."""
+    compiled, pure = _packing_twins()
+
+    def ends(twin):
+        lease = twin.Shared((NODE, b"w" * 28))
+        desc = twin.Shared((TS.NORMAL_TASK, "f", "f", b"", b"p" * 24, (("CPU", 1.0),), "", ""))
+        return [
+            twin.Finished(task(i % 200), 0, 1_700_000_000_000_000_000 + i, 10, desc, 5, lease)
+            for i in range(70_000)
+        ]
+
+    packed = compiled.pack_batch(ends(compiled), None)
+    assert packed == pure.pack_batch(ends(pure), None)
+    wire = _decode(packed)
+    assert len(wire) == 70_000 and wire[-1][3] == 1_700_000_000_000_000_000 + 69_999

@@ -53,6 +53,7 @@ _EXPORTS = {
         "Event",
         "Finished",
         "wire_batch",
+        "pack_batch",
     ),
     "ids": (
         "JOB_ID_SIZE",

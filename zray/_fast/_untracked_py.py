@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgpack
+
 
 @dataclass(eq=False, slots=True)  # slots: one is built per task, ~40% faster
 class TaskSpec:
@@ -60,6 +62,7 @@ class TaskSpec:
     pushed_ns: int = 0
     pushed_to: tuple = ()
     description: tuple = ()
+    finished: Finished | None = None  # its end's event, built after the push
 
     @property
     def pinned_ids(self) -> list:
@@ -196,6 +199,12 @@ def wire_batch(events: list, convert) -> list:
             value = [shared_wire(item) for item in value]
         out.append((task_id, attempt, state, ts, value))
     return out
+
+
+def pack_batch(events: list, convert) -> bytes:
+    """A batch of recorded events packed for `AddTaskEvents`: their wire tuples
+    (`wire_batch`) as msgpack."""
+    return msgpack.packb(wire_batch(events, convert), use_bin_type=True)
 
 
 def untracked_tuple(value: tuple) -> tuple:

@@ -23,6 +23,7 @@ cdef class TaskSpec:
     cdef public object reconstructions, lost_argument_reruns, args_released, lineage_pins
     cdef public object borrowed, runtime_env, func_name, parent_task_id, events
     cdef public object event_attempt, submitted_ns, pushed_ns, pushed_to, description
+    cdef public object finished
 
     def __init__(
         self,
@@ -97,6 +98,9 @@ cdef class TaskSpec:
         self.pushed_ns = 0
         self.pushed_to = ()
         self.description = ()
+        # Its end's event, built after the push (off a sync call's round trip): the end only
+        # stamps and records it (TaskSubmitter._record_end).
+        self.finished = None
 
     @property
     def pinned_ids(self):
@@ -314,3 +318,204 @@ cdef void _untrack(tuple value):
 
 
 _ATOMS = frozenset((bool, int, float, str, bytes, Shared))
+
+
+# ------------------------------------------------------------------ a batch straight to bytes
+# `pack_batch`: what msgpack.packb(wire_batch(events, convert), use_bin_type=True) gives,
+# written at once without the wire tuples in between. The flush of a second's events (20,000
+# and more) is CPU the task pipeline's threads wait for on two cores: this halves it
+# (perf/bench_task_events.py --micro). The formats are msgpack's smallest, as msgpack's
+# packer chooses them; anything else in an event goes through msgpack itself.
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLong
+from cpython.unicode cimport PyUnicode_AsUTF8String
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcpy
+
+
+cdef struct _Out:
+    char *data
+    Py_ssize_t size
+    Py_ssize_t capacity
+
+
+cdef int _room(_Out *out, Py_ssize_t more) except -1:
+    cdef Py_ssize_t capacity
+    cdef char *grown
+    if out.size + more <= out.capacity:
+        return 0
+    capacity = max(2 * out.capacity, out.size + more, 65536)
+    grown = <char *>realloc(out.data, capacity)
+    if grown == NULL:
+        raise MemoryError()
+    out.data, out.capacity = grown, capacity
+    return 0
+
+
+cdef int _head(_Out *out, unsigned char code, uint64_t value, int width) except -1:
+    """`code`, then `value` big-endian in `width` bytes (0: the code alone)."""
+    cdef int i
+    _room(out, 1 + width)
+    out.data[out.size] = <char>code
+    for i in range(width):
+        out.data[out.size + 1 + i] = <char>((value >> (8 * (width - 1 - i))) & 0xFF)
+    out.size += 1 + width
+    return 0
+
+
+cdef int _raw(_Out *out, const char *data, Py_ssize_t n) except -1:
+    _room(out, n)
+    memcpy(out.data + out.size, data, n)
+    out.size += n
+    return 0
+
+
+cdef int _int(_Out *out, object value) except -1:
+    cdef int overflow = 0
+    cdef long long v = PyLong_AsLongLongAndOverflow(value, &overflow)
+    cdef uint64_t u
+    if overflow > 0:  # past int64: uint64, or OverflowError as msgpack's
+        return _head(out, 0xCF, PyLong_AsUnsignedLongLong(value), 8)
+    if overflow < 0:
+        raise OverflowError("an integer below -2**63 cannot be packed")
+    if v >= 0:
+        u = <uint64_t>v
+        if u < 0x80:
+            return _head(out, <unsigned char>u, 0, 0)
+        if u <= 0xFF:
+            return _head(out, 0xCC, u, 1)
+        if u <= 0xFFFF:
+            return _head(out, 0xCD, u, 2)
+        if u <= 0xFFFFFFFF:
+            return _head(out, 0xCE, u, 4)
+        return _head(out, 0xCF, u, 8)
+    if v >= -32:
+        return _head(out, <unsigned char>(v & 0xFF), 0, 0)
+    if v >= -0x80:
+        return _head(out, 0xD0, <uint64_t>v & 0xFF, 1)
+    if v >= -0x8000:
+        return _head(out, 0xD1, <uint64_t>v & 0xFFFF, 2)
+    if v >= -0x80000000:
+        return _head(out, 0xD2, <uint64_t>v & 0xFFFFFFFF, 4)
+    return _head(out, 0xD3, <uint64_t>v, 8)
+
+
+cdef int _sized(_Out *out, Py_ssize_t n, unsigned char fix, Py_ssize_t fix_limit,
+                unsigned char one, unsigned char two, unsigned char four) except -1:
+    """The header of a string, binary or array of `n` items (`one` 0: no 8-bit form)."""
+    if n < fix_limit:
+        return _head(out, fix | <unsigned char>n, 0, 0)
+    if one and n <= 0xFF:
+        return _head(out, one, n, 1)
+    if n <= 0xFFFF:
+        return _head(out, two, n, 2)
+    return _head(out, four, n, 4)
+
+
+cdef int _value(_Out *out, object value) except -1:
+    cdef object kind = type(value)
+    cdef object encoded
+    cdef double real
+    cdef uint64_t bits
+    if value is None:
+        return _head(out, 0xC0, 0, 0)
+    if kind is bool:
+        return _head(out, 0xC3 if value else 0xC2, 0, 0)
+    if kind is int:
+        return _int(out, value)
+    if kind is bytes:
+        _sized(out, PyBytes_GET_SIZE(value), 0, 0, 0xC4, 0xC5, 0xC6)
+        return _raw(out, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value))
+    if kind is str:
+        encoded = PyUnicode_AsUTF8String(value)
+        _sized(out, PyBytes_GET_SIZE(encoded), 0xA0, 32, 0xD9, 0xDA, 0xDB)
+        return _raw(out, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded))
+    if kind is float:
+        real = value
+        memcpy(&bits, &real, 8)
+        return _head(out, 0xCB, bits, 8)
+    if kind is tuple or kind is list:
+        _sized(out, len(value), 0x90, 16, 0, 0xDC, 0xDD)
+        for item in value:
+            _value(out, item)
+        return 0
+    encoded = _msgpack_packb(value, use_bin_type=True)  # TypeError for what it cannot pack
+    return _raw(out, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded))
+
+
+cdef int _shared(_Out *out, object value, dict numbers) except -1:
+    """A Shared value in full where the batch first holds it, by its number after (as
+    `_shared_wire`); anything else as itself."""
+    cdef object number
+    if type(value) is not Shared:
+        return _value(out, value)
+    number = numbers.get(value)
+    if number is None:
+        numbers[value] = len(numbers)
+        return _value(out, (<Shared>value).value)
+    return _int(out, number)
+
+
+cdef int _extra(_Out *out, object extra, dict numbers, object convert) except -1:
+    """As `_extra_wire`, written."""
+    cdef object kind = type(extra)
+    if extra is None or kind is int or kind is bytes or kind is str or kind is float or kind is bool:
+        return _value(out, extra)
+    if kind is Shared:
+        return _shared(out, extra, numbers)
+    if kind is not tuple and kind is not list:
+        extra = convert(extra)
+    _sized(out, len(extra), 0x90, 16, 0, 0xDC, 0xDD)
+    for item in extra:
+        _shared(out, item, numbers)
+    return 0
+
+
+def pack_batch(list events, convert):
+    """msgpack.packb(wire_batch(events, convert), use_bin_type=True), written at once."""
+    cdef dict numbers = {}
+    cdef _Out out
+    cdef Finished end
+    cdef Event one
+    cdef object event, kind
+    out.data, out.size, out.capacity = NULL, 0, 0
+    try:
+        _sized(&out, len(events), 0x90, 16, 0, 0xDC, 0xDD)
+        for event in events:
+            kind = type(event)
+            _head(&out, 0x95, 0, 0)  # each event is [task_id, attempt, state, ts, extra]
+            if kind is Finished:
+                end = <Finished>event
+                _value(&out, end.task_id)
+                _value(&out, end.attempt)
+                _head(&out, 11, 0, 0)  # FINISHED
+                _value(&out, end.ts)
+                if end.lease is None:
+                    _head(&out, 0x92, 0, 0)
+                    _value(&out, end.sent_ns)
+                    _shared(&out, end.description, numbers)
+                else:
+                    _head(&out, 0x94, 0, 0)
+                    _value(&out, end.sent_ns)
+                    _shared(&out, end.description, numbers)
+                    _value(&out, end.submitted_ns)
+                    _shared(&out, end.lease, numbers)
+            elif kind is Event:
+                one = <Event>event
+                _value(&out, one.task_id)
+                _value(&out, one.attempt)
+                _value(&out, one.state)
+                _value(&out, one.ts)
+                _extra(&out, one.extra, numbers, convert)
+            else:
+                for item in event[:4]:
+                    _value(&out, item)
+                _extra(&out, event[4], numbers, convert)
+        return PyBytes_FromStringAndSize(out.data, out.size)
+    finally:
+        free(out.data)
+
+
+from msgpack import packb as _msgpack_packb

@@ -61,6 +61,33 @@ class TaskSubmissionEvents:
             )
         return description
 
+    def _described(self, spec: TaskSpec) -> Shared:
+        """The spec's description, computed now if the submission has not yet (it does so
+        after the push, which a failure to send comes before)."""
+        description = spec.description
+        if not description:  # () until then
+            description = spec.description = self._description(spec)
+        return description
+
+    def _note_pushed(self, spec: TaskSpec, where: Shared):
+        """`spec` was pushed to the lease `where` (its node and worker ids): its end event,
+        which also says the sending, is built now for the end to stamp and record, or, if a
+        flush reported its submission already, SUBMITTED_TO_WORKER is recorded now."""
+        if spec.submitted_ns:  # its end (or the next batch) reports the sending whole
+            spec.pushed_to = where
+            spec.pushed_ns = pushed = now()
+            spec.finished = Finished(
+                spec.task_id,
+                spec.event_attempt,
+                0,
+                pushed,
+                self._described(spec),
+                spec.submitted_ns,
+                where,
+            )
+        else:
+            self._record((spec.task_id, spec.event_attempt, TS.SUBMITTED_TO_WORKER, now(), where))
+
     def _report_sending(self, spec: TaskSpec, record=None):
         """Records (with `record`, else as any event), as separate events, the sending of
         `spec` that its end was to report (PENDING_NODE_ASSIGNMENT with its description, and
@@ -72,11 +99,13 @@ class TaskSubmissionEvents:
         spec.submitted_ns = 0
         self._unreported.pop(spec.task_id, None)
         pushed, where = spec.pushed_ns, spec.pushed_to
-        spec.pushed_ns, spec.pushed_to = 0, ()
+        spec.pushed_ns, spec.pushed_to, spec.finished = 0, (), None
         attempt = spec.event_attempt
         record = record or self._record
         record(
-            Event(spec.task_id, attempt, TS.PENDING_NODE_ASSIGNMENT, submitted, spec.description)
+            Event(
+                spec.task_id, attempt, TS.PENDING_NODE_ASSIGNMENT, submitted, self._described(spec)
+            )
         )
         if pushed:
             record(Event(spec.task_id, attempt, TS.SUBMITTED_TO_WORKER, pushed, where))
@@ -104,21 +133,12 @@ class TaskSubmissionEvents:
             self._report_sending(spec)
             self._record((spec.task_id, spec.event_attempt, TS.FAILED, now(), first))
             return
-        submitted, pushed = spec.submitted_ns, spec.pushed_ns
-        if submitted and pushed and spec.pushed_to:
-            spec.submitted_ns = 0
+        finished = spec.finished
+        if finished is not None and spec.submitted_ns:  # built at its push, stamped now
+            spec.submitted_ns, spec.finished = 0, None
             self._unreported.pop(spec.task_id, None)
-            self._record(
-                Finished(
-                    spec.task_id,
-                    spec.event_attempt,
-                    now(),
-                    pushed,
-                    spec.description,
-                    submitted,
-                    spec.pushed_to,
-                )
-            )
+            finished.ts = now()
+            self._record(finished)
         else:
             self._report_sending(spec)
             self._record(Event(spec.task_id, spec.event_attempt, TS.FINISHED, now(), None))

@@ -119,7 +119,6 @@ class TaskSubmitter(TaskSubmissionEvents):
             if spec.top_refs:
                 self._record_submitted(spec)
             else:  # its end says it, or the next batch if it has not ended by then
-                spec.description = self._description(spec)
                 spec.submitted_ns = now()
         if not spec.top_refs:
             # Nothing to wait for (most calls): queued at once, under one taking of the lock.
@@ -127,9 +126,9 @@ class TaskSubmitter(TaskSubmissionEvents):
                 spec.borrowed = list(spec.nested)
             with self.lock:
                 self.tasks[spec.task_id] = spec
-                if spec.submitted_ns:
-                    self._unreported[spec.task_id] = spec
                 self._queue(spec)
+                if spec.submitted_ns:  # after the push: a sync caller would spin meanwhile
+                    self._unreported[spec.task_id] = spec
             return
         with self.lock:
             self.tasks[spec.task_id] = spec
@@ -348,14 +347,6 @@ class TaskSubmitter(TaskSubmissionEvents):
             spec.generator_backpressure,
             spec.event_attempt,
         )
-        if spec.events:
-            if spec.submitted_ns:  # its end (or the next batch) reports the sending whole
-                spec.pushed_to = lease.where
-                spec.pushed_ns = now()
-            else:
-                self._record(
-                    (spec.task_id, spec.event_attempt, TS.SUBMITTED_TO_WORKER, now(), lease.where)
-                )
         try:
             self.core.push(lease.address, msg, payload=spec.payload)
         except MessageTooLarge as exc:  # never sent: the lease is free for the next task
@@ -363,6 +354,11 @@ class TaskSubmitter(TaskSubmissionEvents):
             if spec.borrowed:
                 self.core.unregister_borrower(lease.address, spec.borrowed)
             self._finish_with_error(spec, too_large_error(exc))
+            return
+        # After the push: off a sync call's round trip (its caller would spin meanwhile),
+        # and before its answer is handled, which waits for the lock held here (_answered).
+        if spec.events:
+            self._note_pushed(spec, lease.where)
 
     def _on_lease_reply(
         self, key: tuple, request_id: int, reply, request: P.RequestLease, node_address: str
