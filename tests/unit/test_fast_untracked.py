@@ -130,3 +130,24 @@ def test_a_call_without_arguments_packs_into_untracked_values():
         frames, top_refs, nested = pack_arguments(None, args, {})
         gc.collect()  # tuples of atoms are untracked by a collection's first look
         assert not any(gc.is_tracked(part) for part in (frames, top_refs, nested))
+
+
+def test_an_end_built_at_the_push_is_stamped_with_the_wall_clock_and_recorded_once(untracked):
+    """record_finished, on a sync call's round trip: the end event built at the push gets
+    time.time_ns's clock and goes to `record`, once; a spec without one (or whose sending a
+    flush reported meanwhile) is left for the general path."""
+    import time
+
+    spec = _spec(untracked)
+    recorded: list = []
+    assert not untracked.record_finished(spec, recorded.append)  # never pushed
+    lease = untracked.Shared((b"n" * 28, b"w" * 28))
+    built = untracked.Finished(spec.task_id, 0, 0, 2_000, untracked.Shared(("f",)), 1_000, lease)
+    spec.finished, spec.submitted_ns = built, 1_000
+    before = time.time_ns()
+    assert untracked.record_finished(spec, recorded.append)
+    assert recorded == [built] and before <= built.ts <= time.time_ns()
+    assert spec.finished is None and spec.submitted_ns == 0
+    assert not untracked.record_finished(spec, recorded.append) and len(recorded) == 1
+    spec.finished = built  # a flush reported the sending: submitted_ns is 0 again
+    assert not untracked.record_finished(spec, recorded.append) and len(recorded) == 1

@@ -156,7 +156,7 @@ def _submitter():
 
     submitter = TaskSubmitter.__new__(TaskSubmitter)
     submitter.lock = threading.RLock()
-    submitter._descriptions, submitter._unreported = {}, {}
+    submitter._descriptions, submitter._unreported, submitter.leases = {}, {}, {}
     submitter._record = None
     return submitter
 
@@ -221,13 +221,17 @@ def _sent_and_ended(specs, ended) -> tuple:
     owner._record = recorded.append
     where = Shared((b"n" * 28, b"w" * 28))
     lease = LeaseState(1, (), b"w" * 28, "", "", node_id=b"n" * 28, where=where)
-    for spec in specs:  # submit's part for a task with its arguments ready
+    owner.leases[lease.lease_id] = lease
+    for spec in specs:  # submit's part for a task with its arguments ready, queued
         spec.submitted_ns = 1_000
         owner._unreported[spec.task_id] = spec
     for spec in specs:  # _push's, after the push
+        lease.inflight[spec.task_id] = spec
         owner._note_pushed(spec, lease.where)
+    assert not owner._unreported  # in flight: its lease has it
     for spec in specs:
         if spec.task_id in ended:
+            del lease.inflight[spec.task_id]  # its answer (_answered)
             owner._record_end(spec, None)
     flushed: list = []
     owner.report_in_flight(flushed)
@@ -441,12 +445,13 @@ def test_the_compiled_packer_writes_what_msgpack_writes_for_the_same_batch():
     shared_values = st.lists(st.tuples(atoms, atoms), min_size=1, max_size=4)
 
     tids = st.binary(max_size=24)
+    times = st.one_of(st.sampled_from([0, 2**32, 2**63 - 1, -(2**63)]), st.integers(0, 2**62))
     # An event as a recipe either twin builds: a _Pick names one of the batch's Shared values.
     pick = st.builds(_Pick, st.integers(0, 3))
     extras = values | pick | st.tuples(pick, atoms) | st.lists(pick | atoms)
     recipes = st.one_of(
-        st.tuples(st.just("Finished"), tids, ints, ints, ints, pick, ints, pick),
-        st.tuples(st.just("Finished"), tids, ints, ints, ints, pick),
+        st.tuples(st.just("Finished"), tids, ints, times, times, pick, times, pick),
+        st.tuples(st.just("Finished"), tids, ints, times, times, pick),
         st.tuples(st.just("Event"), tids, ints, ints, ints, extras),
         st.tuples(st.just("tuple"), tids, ints, ints, ints, extras | st.text().map(ValueError)),
     )

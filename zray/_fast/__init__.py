@@ -54,6 +54,7 @@ _EXPORTS = {
         "Finished",
         "wire_batch",
         "pack_batch",
+        "record_finished",
     ),
     "ids": (
         "JOB_ID_SIZE",

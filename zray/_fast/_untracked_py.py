@@ -17,6 +17,7 @@ reference cycle, and the compiled twins need not be tracked.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import time
 from dataclasses import dataclass
 
 import msgpack
@@ -163,6 +164,18 @@ class Finished:
 
     def __repr__(self):
         return f"Finished{self.wire()!r}"
+
+
+def record_finished(spec: TaskSpec, record) -> bool:
+    """Records `spec`'s end event, built at its push, stamped now, and takes it off the spec;
+    False, having done nothing, if it has none or a flush reported its sending meanwhile."""
+    built = spec.finished
+    if built is None or not spec.submitted_ns:
+        return False
+    spec.submitted_ns, spec.finished = 0, None
+    built.ts = time.time_ns()
+    record(built)
+    return True
 
 
 def wire_batch(events: list, convert) -> list:

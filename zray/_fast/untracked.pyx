@@ -195,7 +195,10 @@ cdef class Finished:
     description]`, or (with `submitted_ns` and `lease`) a task's `[pushed_ns, description,
     submitted_ns, lease]` (docs/protocol.md)."""
 
-    cdef public object task_id, attempt, ts, sent_ns, description, submitted_ns, lease
+    # The times as C integers: a second's worth of ends waits for its batch, and three int
+    # objects each were most of what they held.
+    cdef public object task_id, attempt, description, lease
+    cdef public long long ts, sent_ns, submitted_ns
 
     def __init__(self, task_id, attempt, ts, sent_ns, description, submitted_ns=0, lease=None):
         self.task_id = task_id
@@ -222,6 +225,32 @@ cdef class Finished:
     def __repr__(self):
         return f"Finished{self.wire()!r}"
 
+
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clock, timespec *now)
+    int CLOCK_REALTIME
+
+
+def record_finished(TaskSpec spec, record):
+    """Records `spec`'s end event, built at its push, stamped now (time.time_ns's clock), and
+    takes it off the spec; False, having done nothing, if it has none or a flush reported
+    its sending meanwhile (TaskSubmitter._record_end records its end then). On a sync
+    call's round trip: a field test, a clock read and an append."""
+    cdef object built = spec.finished
+    cdef timespec now
+    if built is None or not spec.submitted_ns:
+        return False
+    spec.submitted_ns = 0
+    spec.finished = None
+    clock_gettime(CLOCK_REALTIME, &now)
+    (<Finished>built).ts = <long long>now.tv_sec * 1000000000 + now.tv_nsec
+    record(built)
+    return True
 
 
 def wire_batch(list events, convert):
@@ -375,11 +404,15 @@ cdef int _raw(_Out *out, const char *data, Py_ssize_t n) except -1:
 cdef int _int(_Out *out, object value) except -1:
     cdef int overflow = 0
     cdef long long v = PyLong_AsLongLongAndOverflow(value, &overflow)
-    cdef uint64_t u
     if overflow > 0:  # past int64: uint64, or OverflowError as msgpack's
         return _head(out, 0xCF, PyLong_AsUnsignedLongLong(value), 8)
     if overflow < 0:
         raise OverflowError("an integer below -2**63 cannot be packed")
+    return _int64(out, v)
+
+
+cdef int _int64(_Out *out, long long v) except -1:
+    cdef uint64_t u
     if v >= 0:
         u = <uint64_t>v
         if u < 0x80:
@@ -491,16 +524,16 @@ def pack_batch(list events, convert):
                 _value(&out, end.task_id)
                 _value(&out, end.attempt)
                 _head(&out, 11, 0, 0)  # FINISHED
-                _value(&out, end.ts)
+                _int64(&out, end.ts)
                 if end.lease is None:
                     _head(&out, 0x92, 0, 0)
-                    _value(&out, end.sent_ns)
+                    _int64(&out, end.sent_ns)
                     _shared(&out, end.description, numbers)
                 else:
                     _head(&out, 0x94, 0, 0)
-                    _value(&out, end.sent_ns)
+                    _int64(&out, end.sent_ns)
                     _shared(&out, end.description, numbers)
-                    _value(&out, end.submitted_ns)
+                    _int64(&out, end.submitted_ns)
                     _shared(&out, end.lease, numbers)
             elif kind is Event:
                 one = <Event>event

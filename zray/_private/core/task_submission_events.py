@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from zray._fast import Event, Finished, Shared, TaskSpec
+from zray._fast import Event, Finished, Shared, TaskSpec, record_finished
 from zray._private.common import task_states as TS
 from zray._private.core.memory_store import KIND_ERROR
 from zray._private.core.task_events import now
@@ -18,11 +18,13 @@ MAX_DESCRIPTIONS = 1024  # task descriptions kept for the submission events (_de
 
 class TaskSubmissionEvents:
     # TaskSubmitter's: the submitter's lock (pushes hold it), task events' bound append, the
-    # shared descriptions and the specs whose sending is unreported (task id -> spec).
+    # shared descriptions, the queued specs whose submission is unreported (task id -> spec;
+    # those pushed are in their lease's `inflight`) and the leases.
     lock: Any
     _record: Callable[[tuple], None]
     _descriptions: dict
     _unreported: dict
+    leases: dict
 
     def _record_submitted(self, spec: TaskSpec, state: int = 0):
         """The task's description, at PENDING_ARGS_AVAIL; with `state` PENDING_NODE_ASSIGNMENT
@@ -74,6 +76,7 @@ class TaskSubmissionEvents:
         which also says the sending, is built now for the end to stamp and record, or, if a
         flush reported its submission already, SUBMITTED_TO_WORKER is recorded now."""
         if spec.submitted_ns:  # its end (or the next batch) reports the sending whole
+            self._unreported.pop(spec.task_id, None)  # if it was queued: now in flight
             spec.pushed_to = where
             spec.pushed_ns = pushed = now()
             spec.finished = Finished(
@@ -111,14 +114,16 @@ class TaskSubmissionEvents:
             record(Event(spec.task_id, attempt, TS.SUBMITTED_TO_WORKER, pushed, where))
 
     def report_in_flight(self, out: list):
-        """A flush's part (I/O thread): the sending of each task submitted since the last
-        flush and not ended, whose end would have reported it, as events of `out`, so the
-        state API shows tasks on their way. Under the lock, which pushes hold: a push and its
-        report do not interleave (a task ending meanwhile may say it too: the head keeps one
-        time per state)."""
+        """A flush's part (I/O thread): the sending of each task submitted and not ended
+        whose end would have reported it (queued: `_unreported`; pushed: its lease's
+        `inflight`), as events of `out`, so the state API shows tasks on their way. Under the
+        lock, which pushes hold: a push and its report do not interleave (a task ending
+        meanwhile may say it too: the head keeps one time per state)."""
         with self.lock:
             unreported = list(self._unreported.values())
             self._unreported = {}
+            for lease in self.leases.values():
+                unreported.extend(lease.inflight.values())
         for start in range(0, len(unreported), 1000):  # the lock in turns: submitters wait
             with self.lock:
                 for spec in unreported[start : start + 1000]:
@@ -133,12 +138,6 @@ class TaskSubmissionEvents:
             self._report_sending(spec)
             self._record((spec.task_id, spec.event_attempt, TS.FAILED, now(), first))
             return
-        finished = spec.finished
-        if finished is not None and spec.submitted_ns:  # built at its push, stamped now
-            spec.submitted_ns, spec.finished = 0, None
-            self._unreported.pop(spec.task_id, None)
-            finished.ts = now()
-            self._record(finished)
-        else:
+        if not record_finished(spec, self._record):  # built at its push, stamped now
             self._report_sending(spec)
             self._record(Event(spec.task_id, spec.event_attempt, TS.FINISHED, now(), None))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import TASK_ID_SIZE, MessageTooLarge, Shared, TaskSpec
+from zray._fast import TASK_ID_SIZE, MessageTooLarge, Shared, TaskSpec, record_finished
 from zray._private.wire import protocol as P
 from zray._private.common import runtime_env as RE
 from zray._private.common import resources as R
@@ -97,10 +97,11 @@ class TaskSubmitter(TaskSubmissionEvents):
         # full collections walked them (async tasks: 4.3 against 0.8 us of collector time per
         # task). Shared, a batch sends each once (task_events.pack_batch).
         self._descriptions: dict = {}
-        # task id -> spec of the tasks whose sending no event reported yet: their end reports
-        # it with itself (one event per task instead of three, which cut the driver's CPU
-        # per async task with events on by ~8 us), or the next flush does while they are
-        # still on their way (report_in_flight).
+        # task id -> spec of the queued tasks whose submission no event reported yet. A
+        # task's end reports its sending with itself (one event per task instead of three,
+        # which cut the driver's CPU per async task with events on by ~8 us), or the next
+        # flush does while it is still on its way (report_in_flight): from here while
+        # queued, from its lease's `inflight` once pushed (so an end has nothing to drop).
         self._unreported: dict = {}
         self.pipelining = Pipelining(config.task_pipeline_depth)
         self.handed_back = 0  # tasks workers handed back unstarted (stats)
@@ -127,7 +128,7 @@ class TaskSubmitter(TaskSubmissionEvents):
             with self.lock:
                 self.tasks[spec.task_id] = spec
                 self._queue(spec)
-                if spec.submitted_ns:  # after the push: a sync caller would spin meanwhile
+                if spec.submitted_ns and spec.finished is None:  # queued, not pushed yet
                     self._unreported[spec.task_id] = spec
             return
         with self.lock:
@@ -529,7 +530,9 @@ class TaskSubmitter(TaskSubmissionEvents):
         pinned = [] if spec.args_released else spec.pinned_ids
         spec.args_released = True
         store_results(self.core, entries, pinned, contained)
-        if spec.events:  # after the results: a get waiting for them need not wait for this
+        # After the results: a get waiting for them need not wait for this. The usual end
+        # only stamps and records the event built at its push (compiled: a sync call waits).
+        if spec.events and (failed or not record_finished(spec, self._record)):
             self._record_end(spec, entries[0][1] if entries else None)  # an error is every return's
 
     # ------------------------------------------------------------------ reconstruction
