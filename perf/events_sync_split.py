@@ -1,19 +1,34 @@
-"""What task events cost a sync call, and on which side: sync tasks (or sync actor calls) in
-ONE cluster, events switched off and on in ABBA blocks of short windows (off, on, on, off;
+"""What task events cost a call, and on which side: sync tasks or actor calls (or async ones:
+a window's calls submitted at once, then one get of all) in ONE cluster, events switched off and on in ABBA blocks of short windows (off, on, on, off;
 then on, off, off, on), on both sides, on the driver only (the worker's stay off) or on the
 worker only (the driver's stay on). The figure is the median over blocks of each block's
 difference (on - off): a block lasts ~0.1 s, so the machine's slow drift, which moves a
-window's latency by more than the effect, cancels within it.
+window's latency by more than the effect, cancels within it. The mean difference is given
+too: a window holding a batch's flush (one a second) is an outlier the median leaves out.
 
     python perf/events_sync_split.py                          # tasks: both, driver, worker
     python perf/events_sync_split.py --work actor --blocks 300
+    python perf/events_sync_split.py --work task --async --window 2000 --sides both
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
+
+
+def process_cpu_us(pid: int) -> float:
+    """CPU time of every thread of `pid` so far (us), from /proc/<pid>/task/*/schedstat."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            pass  # a thread that just exited
+    return total / 1000
 
 
 def main() -> None:
@@ -22,6 +37,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=500, help="sync calls per window")
     parser.add_argument("--work", choices=("task", "actor"), default="task")
     parser.add_argument("--sides", default="both,driver,worker")
+    parser.add_argument(
+        "--async", dest="pipelined", action="store_true", help="a window's calls at once"
+    )
     args = parser.parse_args()
 
     import zray as ray
@@ -60,36 +78,51 @@ def main() -> None:
         ray.get(call.remote())
     core = runtime.core
 
-    def window() -> float:
+    driver = os.getpid()
+
+    def window() -> tuple:
+        """(latency, the driver's CPU) per call, in us."""
         for _ in range(50):
             ray.get(call.remote())
+        cpu = process_cpu_us(driver)
         start = time.perf_counter()
-        for _ in range(args.window):
-            ray.get(call.remote())
-        return 1e6 * (time.perf_counter() - start) / args.window
+        if args.pipelined:
+            ray.get([call.remote() for _ in range(args.window)])
+        else:
+            for _ in range(args.window):
+                ray.get(call.remote())
+        wall = time.perf_counter() - start
+        return 1e6 * wall / args.window, (process_cpu_us(driver) - cpu) / args.window
 
     for side in args.sides.split(","):
-        offs, ons, diffs = [], [], []
+        offs, ons, diffs, cpu_diffs = [], [], [], []
         for block in range(args.blocks):
             order = (False, True, True, False) if block % 2 == 0 else (True, False, False, True)
             latency: dict = {False: [], True: []}
+            cpu: dict = {False: [], True: []}
             for on in order:
                 core.task_events.enabled = on if side != "worker" else True
                 worker_on = on if side != "driver" else False
                 for _ in range(20):
                     ray.get(set_events.remote(worker_on))
-                latency[on].append(window())
+                took, used = window()
+                latency[on].append(took)
+                cpu[on].append(used)
             off, on_ = statistics.mean(latency[False]), statistics.mean(latency[True])
             offs.append(off)
             ons.append(on_)
             diffs.append(on_ - off)
+            cpu_diffs.append(statistics.mean(cpu[True]) - statistics.mean(cpu[False]))
         quartiles = statistics.quantiles(diffs, n=4)
         median_off = statistics.median(offs)
+        mean_diff = statistics.mean(diffs)
         print(
-            f"{args.work} {side:6}: off {median_off:.1f} us, on {statistics.median(ons):.1f} us; "
-            f"median paired difference {statistics.median(diffs):+.2f} us "
-            f"({100 * statistics.median(diffs) / median_off:+.1f}%), "
-            f"quartiles {quartiles[0]:+.2f} .. {quartiles[2]:+.2f}"
+            f"{args.work}{' async' if args.pipelined else ''} {side:6}: off {median_off:.1f} us, "
+            f"on {statistics.median(ons):.1f} us per call; median paired difference "
+            f"{statistics.median(diffs):+.2f} us ({100 * statistics.median(diffs) / median_off:+.1f}%), "
+            f"quartiles {quartiles[0]:+.2f} .. {quartiles[2]:+.2f}; mean {mean_diff:+.2f} us "
+            f"({100 * mean_diff / statistics.mean(offs):+.1f}%); the driver's CPU per call "
+            f"{statistics.median(cpu_diffs):+.2f} us (median), {statistics.mean(cpu_diffs):+.2f} (mean)"
         )
     ray.shutdown()
 

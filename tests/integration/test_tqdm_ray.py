@@ -25,7 +25,9 @@ def test_task_progress_is_drawn_once_on_the_driver():
             return os.getpid()
 
         pids = ray.get([crunch.remote(40), crunch.remote(25)], timeout=60)
-        print("PIDS", *pids)
+        # One write: the lines forwarded from workers share this stream, and print() of
+        # several values writes each apart (one landed between them once).
+        print(f"PIDS {pids[0]} {pids[1]}")
         time.sleep(1)  # output travels apart from results: let the last lines arrive
         ray.shutdown()
         """
@@ -33,7 +35,7 @@ def test_task_progress_is_drawn_once_on_the_driver():
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     assert "__ray_tqdm_magic_token__" not in output
-    pids = result.stdout.split("PIDS")[1].split()
+    pids = re.search(r"PIDS (\d+) (\d+)", result.stdout).groups()
     assert sorted(re.findall(r"\) crunched (\d+)", result.stdout)) == ["25", "40"]
     # Each task's bar, with its worker's pid, reached its total on the driver's terminal.
     assert re.search(rf"\(pid={pids[0]}\) .*crunching: 100%.*40\.0/40\.0", result.stderr)

@@ -151,3 +151,41 @@ def test_an_end_built_at_the_push_is_stamped_with_the_wall_clock_and_recorded_on
     assert not untracked.record_finished(spec, recorded.append) and len(recorded) == 1
     spec.finished = built  # a flush reported the sending: submitted_ns is 0 again
     assert not untracked.record_finished(spec, recorded.append) and len(recorded) == 1
+
+
+def test_a_push_describes_the_task_once_and_builds_its_end(untracked):
+    """note_pushed, after a push: the spec leaves the queued-unreported table, finds its
+    kind's description (or has `describe` make it, once), and gets the end event its end
+    will stamp, which says its submission, push and lease; nothing if a flush reported the
+    submission already."""
+    import time
+
+    made: list = []
+    descriptions: dict = {}
+
+    def describe(spec):
+        key = (spec.name, spec.func_name, spec.parent_task_id, spec.key, spec.placement_group)
+        made.append(key)
+        description = descriptions[key] = untracked.Shared((spec.name,))
+        return description
+
+    lease = untracked.Shared((b"n" * 28, b"w" * 28))
+    first, second, reported = _spec(untracked), _spec(untracked), _spec(untracked)
+    unreported = {first.task_id: first}
+    for spec in (first, second):
+        spec.event_attempt, spec.submitted_ns = 0, 1_000
+        before = time.time_ns()
+        assert untracked.note_pushed(spec, lease, unreported, descriptions, describe)
+        assert before <= spec.pushed_ns <= time.time_ns() and spec.pushed_to is lease
+        built = spec.finished
+        assert (built.task_id, built.attempt, built.sent_ns, built.submitted_ns) == (
+            spec.task_id,
+            0,
+            spec.pushed_ns,
+            1_000,
+        )
+        assert built.lease is lease and built.description is spec.description
+    assert not unreported and len(made) == 1  # described once, looked up after
+    assert first.description is second.description
+    assert not untracked.note_pushed(reported, lease, unreported, descriptions, describe)
+    assert reported.finished is None and reported.pushed_ns == 0

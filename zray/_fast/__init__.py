@@ -55,6 +55,7 @@ _EXPORTS = {
         "wire_batch",
         "pack_batch",
         "record_finished",
+        "note_pushed",
     ),
     "ids": (
         "JOB_ID_SIZE",

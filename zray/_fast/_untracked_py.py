@@ -166,6 +166,29 @@ class Finished:
         return f"Finished{self.wire()!r}"
 
 
+def note_pushed(spec: TaskSpec, where, unreported: dict, descriptions: dict, describe) -> bool:
+    """After `spec`'s push to the lease `where`, if its submission is unreported: it leaves
+    `unreported`, gets its description (`descriptions` keyed as TaskSubmissionEvents.
+    _description keys it; `describe(spec)` makes a missing one), its push time and lease, and
+    the end event its end will stamp. False, having done nothing, if a flush reported its
+    submission already."""
+    if not spec.submitted_ns:
+        return False
+    unreported.pop(spec.task_id, None)
+    description = spec.description
+    if not description:  # () until described
+        key = (spec.name, spec.func_name, spec.parent_task_id, spec.key, spec.placement_group)
+        description = descriptions.get(key)
+        if description is None:
+            description = describe(spec)
+        spec.description = description
+    spec.pushed_to, spec.pushed_ns = where, time.time_ns()
+    spec.finished = Finished(
+        spec.task_id, spec.event_attempt, 0, spec.pushed_ns, description, spec.submitted_ns, where
+    )
+    return True
+
+
 def record_finished(spec: TaskSpec, record) -> bool:
     """Records `spec`'s end event, built at its push, stamped now, and takes it off the spec;
     False, having done nothing, if it has none or a flush reported its sending meanwhile."""

@@ -236,6 +236,44 @@ cdef extern from "<time.h>" nogil:
     int CLOCK_REALTIME
 
 
+def note_pushed(TaskSpec spec, where, dict unreported, dict descriptions, describe):
+    """After `spec`'s push to the lease `where` (Shared node and worker ids), if its
+    submission is unreported: it leaves `unreported` (it was queued), gets its description
+    (`descriptions` keyed as TaskSubmissionEvents._description keys it; `describe(spec)`
+    makes a missing one), its push time and lease, and the end event its end will stamp
+    (record_finished). False, having done nothing, if a flush reported its submission
+    already. Compiled: per task, on the submitter's thread (async tasks pay it in full)."""
+    cdef object description
+    cdef timespec now
+    cdef long long pushed
+    cdef Finished built
+    if not spec.submitted_ns:
+        return False
+    unreported.pop(spec.task_id, None)
+    description = spec.description
+    if not description:  # () until described
+        description = descriptions.get(
+            (spec.name, spec.func_name, spec.parent_task_id, spec.key, spec.placement_group)
+        )
+        if description is None:
+            description = describe(spec)
+        spec.description = description
+    clock_gettime(CLOCK_REALTIME, &now)
+    pushed = <long long>now.tv_sec * 1000000000 + now.tv_nsec
+    spec.pushed_to = where
+    spec.pushed_ns = pushed
+    built = Finished.__new__(Finished)
+    built.task_id = spec.task_id
+    built.attempt = spec.event_attempt
+    built.ts = 0
+    built.sent_ns = pushed
+    built.description = description
+    built.submitted_ns = spec.submitted_ns
+    built.lease = where
+    spec.finished = built
+    return True
+
+
 def record_finished(TaskSpec spec, record):
     """Records `spec`'s end event, built at its push, stamped now (time.time_ns's clock), and
     takes it off the spec; False, having done nothing, if it has none or a flush reported

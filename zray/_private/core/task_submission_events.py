@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from zray._fast import Event, Finished, Shared, TaskSpec, record_finished
+from zray._fast import Event, Shared, TaskSpec, note_pushed, record_finished
 from zray._private.common import task_states as TS
 from zray._private.core.memory_store import KIND_ERROR
 from zray._private.core.task_events import now
@@ -42,6 +42,7 @@ class TaskSubmissionEvents:
     def _description(self, spec: TaskSpec) -> Shared:
         """The task's description for task events: one Shared value per kind of task (see
         `_descriptions`)."""
+        # The key note_pushed (compiled) looks a description up by, before it calls this.
         key = (spec.name, spec.func_name, spec.parent_task_id, spec.key, spec.placement_group)
         description = self._descriptions.get(key)
         if description is None:
@@ -73,22 +74,10 @@ class TaskSubmissionEvents:
 
     def _note_pushed(self, spec: TaskSpec, where: Shared):
         """`spec` was pushed to the lease `where` (its node and worker ids): its end event,
-        which also says the sending, is built now for the end to stamp and record, or, if a
-        flush reported its submission already, SUBMITTED_TO_WORKER is recorded now."""
-        if spec.submitted_ns:  # its end (or the next batch) reports the sending whole
-            self._unreported.pop(spec.task_id, None)  # if it was queued: now in flight
-            spec.pushed_to = where
-            spec.pushed_ns = pushed = now()
-            spec.finished = Finished(
-                spec.task_id,
-                spec.event_attempt,
-                0,
-                pushed,
-                self._described(spec),
-                spec.submitted_ns,
-                where,
-            )
-        else:
+        which also says the sending, is built now for the end to stamp and record
+        (`note_pushed`, compiled), or, if a flush reported its submission already,
+        SUBMITTED_TO_WORKER is recorded now."""
+        if not note_pushed(spec, where, self._unreported, self._descriptions, self._description):
             self._record((spec.task_id, spec.event_attempt, TS.SUBMITTED_TO_WORKER, now(), where))
 
     def _report_sending(self, spec: TaskSpec, record=None):
