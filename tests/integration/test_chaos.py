@@ -202,6 +202,8 @@ def _check_stores_empty(ray):
 
     core = runtime.core
 
+    held: dict = {}  # node -> a few of the objects it holds (ObjectTable.sample)
+
     def stored():
         counts = {}
         for node in ray.nodes():
@@ -216,6 +218,7 @@ def _check_stores_empty(ray):
                     counts[node["NodeID"][:8]] = "unreachable"
                     continue
                 store = reply.stats["store"]
+                held[node["NodeID"][:8]] = reply.stats.get("held")
                 counts[node["NodeID"][:8]] = (
                     store["objects"] - store["secondary"],
                     store["secondary"],
@@ -229,8 +232,20 @@ def _check_stores_empty(ray):
             "empty stores",
         )
     except AssertionError:
+        left = stored()
+        # What the driver, the owner of nearly everything here, still knows of each.
+        known = {
+            row[0]: (
+                core.refs.owns(bytes.fromhex(row[0])),
+                core.memory_store.get(bytes.fromhex(row[0])),
+            )
+            for rows in held.values()
+            for row in rows or ()
+        }
         raise AssertionError(
-            f"objects left in the arenas (held, copies pulled) per node: {stored()}"
+            f"objects left in the arenas (held, copies pulled) per node: {left}; held "
+            f"[id, owner, pins, primary, sealed, free requested, spilled]: {held}; the "
+            f"driver's (owns, memory store entry) of each: {known}"
         ) from None
 
 

@@ -646,6 +646,7 @@ class NodeDaemon(LeaseHandlers, ObjectHandlers):
     def on_get_node_stats(self, identity, msg: P.GetNodeStats, seq):
         stats = {
             "store": self.store.stats(),
+            "held": self.store.sample(8),  # a few objects held, for diagnosis
             "scheduler": self.scheduler.stats(),
             "transfer": self.objects.stats(),
             "spill": self.spiller.stats(),

@@ -373,6 +373,25 @@ class LocalObjectStore:
                 self.dead_files.append(obj.spill_file)
         return obj.offset, obj.size
 
+    def sample(self, limit: int) -> list[list]:
+        """Up to `limit` objects held, for diagnosis (a leak's first question: whose, and who
+        pins it): [object id hex, owner address, pins by client, primary, sealed, free
+        requested, spilled]."""
+        rows = []
+        for object_id, stored in list(self.objects.items())[:limit]:
+            rows.append(
+                [
+                    object_id.hex(),
+                    stored.owner_address,
+                    {client.hex()[:12]: count for client, count in stored.pins.items()},
+                    stored.primary,
+                    stored.sealed,
+                    stored.free_requested,
+                    stored.spilled,
+                ]
+            )
+        return rows
+
     def stats(self) -> dict[str, int]:
         return {
             "objects": len(self.objects),
