@@ -373,7 +373,7 @@ class LocalObjectStore:
                 self.dead_files.append(obj.spill_file)
         return obj.offset, obj.size
 
-    def sample(self, limit: int) -> list[list]:
+    def sample(self, limit: int) -> list[list[object]]:
         """Up to `limit` objects held, for diagnosis (a leak's first question: whose, and who
         pins it): [object id hex, owner address, pins by client, primary, sealed, free
         requested, spilled]."""
