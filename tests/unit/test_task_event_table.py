@@ -235,6 +235,16 @@ def test_packed_batches_are_merged_only_when_asked():
     assert table.stats()["num_status_task_events_dropped"] == 2
 
 
+def test_a_batch_kept_as_its_received_frame_is_merged_alike():
+    """A batch travels as its own frame and is kept as received (a buffer, not copied)."""
+    table = TaskEventTable(10, decode=decode)
+    batch = packed([[task(1), 0, TS.PENDING_ARGS_AVAIL, 1, info()]] * 20)  # array16 header
+    table.add_packed(NODE, OWNER, 10, memoryview(batch), 0)
+    assert table.pending_events == 20
+    [row] = table.rows({NODE: "10.0.0.1"})
+    assert (row["name"], row["state"]) == ("f", "PENDING_ARGS_AVAIL")
+
+
 def test_past_the_bound_the_oldest_batches_are_dropped_unmerged_and_counted():
     table = TaskEventTable(2, decode=decode)  # waits for 2 * PENDING_EVENTS_PER_ATTEMPT events
     limit = table.pending_limit

@@ -173,15 +173,17 @@ class TaskEvents:
         if not events and not self.dropped:
             return
         core = self.core
-        msg = P.AddTaskEvents(
-            core.node_id, core.worker_id, os.getpid(), pack_batch(events), self.dropped
-        )
+        # The batch travels as its own frame, sent without a copy: a second's batch is
+        # megabytes, and copying it into the message, then into ZeroMQ, faulted in fresh
+        # pages each time while the flush held the GIL.
+        batch = [pack_batch(events)]
+        msg = P.AddTaskEvents(core.node_id, core.worker_id, os.getpid(), b"", self.dropped)
         self.dropped = 0
         try:
             if final:
-                core.requests.call(core.head_address, msg, 1.0)
+                core.requests.call(core.head_address, msg, 1.0, payload=batch)
             else:
-                core.endpoint.send(core.head_address, msg)
+                core.endpoint.send(core.head_address, msg, payload=batch)
         except Exception as exc:  # noqa: BLE001 - events are best effort, never a failure
             logger.debug("task events not sent: %s", exc)
 

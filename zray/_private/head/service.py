@@ -89,7 +89,7 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
         if handler is None:
             logger.warning("head: unexpected %s", type(msg).__name__)
             return
-        if type(msg) in (P.CreateActor, P.ActorStarted):
+        if type(msg) in (P.CreateActor, P.ActorStarted, P.AddTaskEvents):
             handler(identity, msg, seq, payload)
         else:
             handler(identity, msg, seq)
@@ -262,12 +262,14 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
                 "tasks as failed.",
             )
 
-    def on_AddTaskEvents(self, identity, msg: P.AddTaskEvents, seq):
-        # Kept packed, merged when someone asks (head/task_events.py).
+    def on_AddTaskEvents(self, identity, msg: P.AddTaskEvents, seq, payload):
+        # Kept packed, merged when someone asks (head/task_events.py). The batch is the
+        # message's frame (kept as received, not copied), or `events` if a sender put it there.
+        packed = msg.events
+        if not packed and payload:
+            packed = getattr(payload[0], "buffer", payload[0])
         try:
-            self.task_events.add_packed(
-                msg.node_id, msg.worker_id, msg.pid, msg.events, msg.dropped
-            )
+            self.task_events.add_packed(msg.node_id, msg.worker_id, msg.pid, packed, msg.dropped)
         except Exception as exc:  # noqa: BLE001 - a bad batch is dropped, the head goes on
             logger.warning("head: task events from %s dropped: %s", msg.worker_id.hex(), exc)
         if seq:  # the last batch of a process that exits waits for this
@@ -651,7 +653,7 @@ class HeadService(PlacementGroupHandlers, StateQueries, HeadRecovery):
         }
 
 
-def _task_event_batch(packed: bytes) -> tuple:
+def _task_event_batch(packed: bytes | memoryview) -> tuple:
     """A packed AddTaskEvents batch's events, as tuples (what TaskEventTable merges)."""
     events = msgpack.unpackb(packed, raw=False, use_list=False, strict_map_key=False)
     return events if isinstance(events, tuple) else ()

@@ -33,11 +33,12 @@ _RUNTIME_ENV_CONFIG = {"setup_timeout_seconds": 600, "eager_install": True, "log
 PENDING_EVENTS_PER_ATTEMPT = 5
 
 
-def batch_length(packed: bytes) -> int:
+def batch_length(packed: bytes | memoryview) -> int:
     """How many events a packed batch holds, from its msgpack array header (not unpacked);
-    ValueError if it is not an array."""
-    if not isinstance(packed, bytes) or not packed:
+    ValueError if it is not an array. `packed`: bytes, or a received frame's buffer."""
+    if not isinstance(packed, (bytes, memoryview)) or not len(packed):
         raise ValueError("a task event batch must be a packed msgpack array")
+    packed = bytes(packed[:5])  # the header
     first = packed[0]
     if 0x90 <= first <= 0x9F:
         return first & 0x0F
@@ -49,13 +50,15 @@ def batch_length(packed: bytes) -> int:
 
 
 class TaskEventTable:
-    def __init__(self, max_attempts: int, decode: Callable[[bytes], Any] = lambda b: ()):
+    def __init__(
+        self, max_attempts: int, decode: Callable[[bytes | memoryview], Any] = lambda b: ()
+    ):
         """`decode`: a packed batch's events, a sequence of tuples (HeadService's decoder: the
         codec stays out of this state machine)."""
         self.max_attempts = max(1, max_attempts)
         self.decode = decode
         # Batches not merged yet, oldest first: (node_id, worker_id, pid, packed, length).
-        self.pending: deque[tuple[bytes, bytes, int, bytes, int]] = deque()
+        self.pending: deque[tuple[bytes, bytes, int, bytes | memoryview, int]] = deque()
         self.pending_events = 0
         self.pending_limit = self.max_attempts * PENDING_EVENTS_PER_ATTEMPT
         self.batches_unreadable = 0
@@ -68,7 +71,7 @@ class TaskEventTable:
         self.events_dropped = 0  # dropped by the processes that recorded them
 
     def add_packed(
-        self, node_id: bytes, worker_id: bytes, pid: int, packed: bytes, dropped: int
+        self, node_id: bytes, worker_id: bytes, pid: int, packed: bytes | memoryview, dropped: int
     ) -> None:
         """Keeps one process's batch (`AddTaskEvents.events`) to merge when asked; ValueError
         if it is not a packed array."""
