@@ -176,16 +176,16 @@ def test_a_push_describes_the_task_once_and_builds_its_end(untracked):
         spec.event_attempt, spec.submitted_ns = 0, 1_000
         before = time.time_ns()
         assert untracked.note_pushed(spec, lease, unreported, descriptions, describe)
-        assert before <= spec.pushed_ns <= time.time_ns() and spec.pushed_to is lease
         built = spec.finished
+        assert before <= built.sent_ns <= time.time_ns() and built.lease is lease
         assert (built.task_id, built.attempt, built.sent_ns, built.submitted_ns) == (
             spec.task_id,
             0,
-            spec.pushed_ns,
+            built.sent_ns,
             1_000,
         )
         assert built.lease is lease and built.description is spec.description
     assert not unreported and len(made) == 1  # described once, looked up after
     assert first.description is second.description
     assert not untracked.note_pushed(reported, lease, unreported, descriptions, describe)
-    assert reported.finished is None and reported.pushed_ns == 0
+    assert reported.finished is None

@@ -60,8 +60,6 @@ class TaskSpec:
     # Task events of a sending not reported yet (TaskSubmitter: its end, or the next batch
     # while it is still on its way, reports them); 0 / (): none waits.
     submitted_ns: int = 0
-    pushed_ns: int = 0
-    pushed_to: tuple = ()
     description: tuple = ()
     finished: Finished | None = None  # its end's event, built after the push
 
@@ -182,9 +180,8 @@ def note_pushed(spec: TaskSpec, where, unreported: dict, descriptions: dict, des
         if description is None:
             description = describe(spec)
         spec.description = description
-    spec.pushed_to, spec.pushed_ns = where, time.time_ns()
     spec.finished = Finished(
-        spec.task_id, spec.event_attempt, 0, spec.pushed_ns, description, spec.submitted_ns, where
+        spec.task_id, spec.event_attempt, 0, time.time_ns(), description, spec.submitted_ns, where
     )
     return True
 

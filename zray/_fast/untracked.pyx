@@ -22,7 +22,7 @@ cdef class TaskSpec:
     cdef public object inline, strategy, placement_group, generator_backpressure
     cdef public object reconstructions, lost_argument_reruns, args_released, lineage_pins
     cdef public object borrowed, runtime_env, func_name, parent_task_id, events
-    cdef public object event_attempt, submitted_ns, pushed_ns, pushed_to, description
+    cdef public object event_attempt, submitted_ns, description
     cdef public object finished
 
     def __init__(
@@ -95,8 +95,6 @@ cdef class TaskSpec:
         # Task events of a sending not reported yet (TaskSubmitter: its end, or the next
         # batch while it is still on its way, reports them); 0 / (): none waits.
         self.submitted_ns = 0
-        self.pushed_ns = 0
-        self.pushed_to = ()
         self.description = ()
         # Its end's event, built after the push (off a sync call's round trip): the end only
         # stamps and records it (TaskSubmitter._record_end).
@@ -260,8 +258,6 @@ def note_pushed(TaskSpec spec, where, dict unreported, dict descriptions, descri
         spec.description = description
     clock_gettime(CLOCK_REALTIME, &now)
     pushed = <long long>now.tv_sec * 1000000000 + now.tv_nsec
-    spec.pushed_to = where
-    spec.pushed_ns = pushed
     built = Finished.__new__(Finished)
     built.task_id = spec.task_id
     built.attempt = spec.event_attempt

@@ -90,8 +90,7 @@ class TaskSubmissionEvents:
             return
         spec.submitted_ns = 0
         self._unreported.pop(spec.task_id, None)
-        pushed, where = spec.pushed_ns, spec.pushed_to
-        spec.pushed_ns, spec.pushed_to, spec.finished = 0, (), None
+        built, spec.finished = spec.finished, None  # its push, if it was pushed
         attempt = spec.event_attempt
         record = record or self._record
         record(
@@ -99,8 +98,8 @@ class TaskSubmissionEvents:
                 spec.task_id, attempt, TS.PENDING_NODE_ASSIGNMENT, submitted, self._described(spec)
             )
         )
-        if pushed:
-            record(Event(spec.task_id, attempt, TS.SUBMITTED_TO_WORKER, pushed, where))
+        if built is not None:
+            record(Event(spec.task_id, attempt, TS.SUBMITTED_TO_WORKER, built.sent_ns, built.lease))
 
     def report_in_flight(self, out: list):
         """A flush's part (I/O thread), so the state API shows tasks on their way, as events
