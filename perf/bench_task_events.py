@@ -96,7 +96,7 @@ def micro(trials: int = 30, n: int = 2000) -> dict:
 
     from zray._fast import Finished, Shared
     from zray._private.common import task_states as TS
-    from zray._private.core.task_events import TaskEvents, now, pack_batch
+    from zray._private.core.task_events import TaskEvents, _failure_wire, now
     from zray._private.head.task_events import TaskEventTable
     from zray._private.wire import protocol as P
 
@@ -116,7 +116,7 @@ def micro(trials: int = 30, n: int = 2000) -> dict:
             events.run_ended(task_id, 0, started)
             record(Finished(task_id, 0, now(), now(), info, now(), lease))
         t1 = time.thread_time()
-        packed = pack_batch(events.events[:])  # the batch travels as its own frame
+        packed, _ = events.events.take(_failure_wire)  # the batch travels as its own frame
         frames = P.encode(P.AddTaskEvents(b"n" * 28, b"w" * 28, 1, b"", 0)) + [packed]
         t2 = time.thread_time()
         msg, _, _ = P.decode(frames[0], frames[1])
@@ -140,7 +140,7 @@ def micro_actor_calls(trials: int = 30, n: int = 2000) -> dict:
 
     from zray._fast import Finished
     from zray._private.core.actor_submitter import ActorCall, ActorRecord
-    from zray._private.core.task_events import TaskEvents, now, pack_batch
+    from zray._private.core.task_events import TaskEvents, _failure_wire, now
     from zray._private.head.task_events import TaskEventTable
     from zray._private.wire import protocol as P
 
@@ -164,7 +164,7 @@ def micro_actor_calls(trials: int = 30, n: int = 2000) -> dict:
             info, call.info = call.info, ()
             record(Finished(call.task_id, 0, now(), sent, info))
         t1 = time.thread_time()
-        packed = pack_batch(events.events[:])  # as TaskEvents.flush does: its own frame
+        packed, _ = events.events.take(_failure_wire)  # as TaskEvents.flush: its own frame
         frames = P.encode(P.AddTaskEvents(b"n" * 28, b"w" * 28, 1, b"", 0)) + [packed]
         t2 = time.thread_time()
         msg, _, _ = P.decode(frames[0], frames[1])

@@ -31,6 +31,25 @@ def process_cpu_us(pid: int) -> float:
     return total / 1000
 
 
+def descendants(root: int) -> list:
+    """The pids under `root` (its node, head and workers), from /proc/*/stat."""
+    children: dict = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--blocks", type=int, default=200, help="ABBA blocks per side")
@@ -56,7 +75,8 @@ def main() -> None:
         from zray._private.core import runtime as worker_runtime
 
         worker_runtime.core.task_events.enabled = on
-        return 1
+        time.sleep(0.002)  # so that a burst of these reaches every worker
+        return os.getpid()
 
     @ray.remote
     class Echo:
@@ -67,7 +87,7 @@ def main() -> None:
             from zray._private.core import runtime as worker_runtime
 
             worker_runtime.core.task_events.enabled = on
-            return 1
+            return os.getpid()
 
     if args.work == "actor":
         echo = Echo.remote()
@@ -80,11 +100,26 @@ def main() -> None:
 
     driver = os.getpid()
 
+    others = descendants(driver)
+
+    def others_cpu_us() -> dict:
+        """pid -> CPU so far (us), of every other process of the runtime."""
+        return {pid: process_cpu_us(pid) for pid in others if os.path.exists(f"/proc/{pid}")}
+
+    def name(pid: int) -> str:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                words = f.read().split(b"\0")
+            return " ".join(w.decode()[-30:] for w in words[:3])
+        except OSError:
+            return "?"
+
     def window() -> tuple:
-        """(latency, the driver's CPU) per call, in us."""
+        """(latency, the driver's CPU, the rest of the runtime's CPU) per call, in us."""
         for _ in range(50):
             ray.get(call.remote())
         cpu = process_cpu_us(driver)
+        rest = others_cpu_us()
         start = time.perf_counter()
         if args.pipelined:
             ray.get([call.remote() for _ in range(args.window)])
@@ -92,27 +127,41 @@ def main() -> None:
             for _ in range(args.window):
                 ray.get(call.remote())
         wall = time.perf_counter() - start
-        return 1e6 * wall / args.window, (process_cpu_us(driver) - cpu) / args.window
+        after = others_cpu_us()
+        by_pid = {pid: (after[pid] - rest.get(pid, 0)) / args.window for pid in after}
+        return 1e6 * wall / args.window, (process_cpu_us(driver) - cpu) / args.window, by_pid
 
     for side in args.sides.split(","):
-        offs, ons, diffs, cpu_diffs = [], [], [], []
+        offs, ons, diffs, cpu_diffs, rest_diffs = [], [], [], [], []
+        by_process: dict = {}
         for block in range(args.blocks):
             order = (False, True, True, False) if block % 2 == 0 else (True, False, False, True)
             latency: dict = {False: [], True: []}
             cpu: dict = {False: [], True: []}
+            rest: dict = {False: [], True: []}
             for on in order:
                 core.task_events.enabled = on if side != "worker" else True
                 worker_on = on if side != "driver" else False
-                for _ in range(20):
-                    ray.get(set_events.remote(worker_on))
-                took, used = window()
+                for _ in range(20):  # every worker the calls run on (the tasks have two)
+                    ray.get([set_events.remote(worker_on) for _ in range(4)])
+                took, used, used_elsewhere = window()
                 latency[on].append(took)
                 cpu[on].append(used)
+                rest[on].append(used_elsewhere)
             off, on_ = statistics.mean(latency[False]), statistics.mean(latency[True])
             offs.append(off)
             ons.append(on_)
             diffs.append(on_ - off)
             cpu_diffs.append(statistics.mean(cpu[True]) - statistics.mean(cpu[False]))
+            rest_diffs.append(
+                statistics.mean(sum(r.values()) for r in rest[True])
+                - statistics.mean(sum(r.values()) for r in rest[False])
+            )
+            for pid in rest[True][0]:
+                by_process.setdefault(pid, []).append(
+                    statistics.mean(r.get(pid, 0) for r in rest[True])
+                    - statistics.mean(r.get(pid, 0) for r in rest[False])
+                )
         quartiles = statistics.quantiles(diffs, n=4)
         median_off = statistics.median(offs)
         mean_diff = statistics.mean(diffs)
@@ -122,8 +171,12 @@ def main() -> None:
             f"{statistics.median(diffs):+.2f} us ({100 * statistics.median(diffs) / median_off:+.1f}%), "
             f"quartiles {quartiles[0]:+.2f} .. {quartiles[2]:+.2f}; mean {mean_diff:+.2f} us "
             f"({100 * mean_diff / statistics.mean(offs):+.1f}%); the driver's CPU per call "
-            f"{statistics.median(cpu_diffs):+.2f} us (median), {statistics.mean(cpu_diffs):+.2f} (mean)"
+            f"{statistics.median(cpu_diffs):+.2f} us (median), {statistics.mean(cpu_diffs):+.2f} (mean); the other processes' "
+            f"(node, head, workers) {statistics.median(rest_diffs):+.2f} (median), "
+            f"{statistics.mean(rest_diffs):+.2f} (mean)"
         )
+        for pid, pid_diffs in sorted(by_process.items()):
+            print(f"    {name(pid)}: {statistics.mean(pid_diffs):+.2f} us per call (mean)")
     ray.shutdown()
 
 

@@ -30,7 +30,7 @@ def untracked(request):
 
 
 def _spec(module, **extra):
-    return module.TaskSpec(
+    fields = dict(
         task_id=b"t" * 24,
         function_id=b"f" * 28,
         name="tiny",
@@ -43,8 +43,8 @@ def _spec(module, **extra):
         key=(("CPU", 10000),),
         max_retries=3,
         retry_exceptions=False,
-        **extra,
     )
+    return module.TaskSpec(**{**fields, **extra})
 
 
 DEFAULTS = {
@@ -80,6 +80,21 @@ def test_task_spec_defaults_and_fields(untracked):
         spec.not_a_field = 1  # a typo must not pass silently
     given = _spec(untracked, state="queued", events=True, event_attempt=0)
     assert (given.state, given.events, given.event_attempt) == ("queued", True, 0)
+
+
+def test_a_spec_recording_events_stamps_its_submission(untracked):
+    """Built by its submission: with events on it is attempt 0, and with its arguments ready
+    it keeps when it was submitted (its end or a flush reports it); otherwise neither."""
+    import time
+
+    before = time.time_ns()
+    ready = _spec(untracked, events=True)
+    assert ready.event_attempt == 0 and before <= ready.submitted_ns <= time.time_ns()
+    waiting = _spec(untracked, events=True, top_refs=[object()])
+    assert (waiting.event_attempt, waiting.submitted_ns) == (0, 0)  # recorded at submission
+    assert _spec(untracked, events=True, event_attempt=2).event_attempt == 2
+    off = _spec(untracked)
+    assert (off.event_attempt, off.submitted_ns) == (-1, 0)
 
 
 def test_task_spec_payload_and_pins(untracked):
@@ -154,8 +169,7 @@ def test_an_end_built_at_the_push_is_stamped_with_the_wall_clock_and_recorded_on
 
 
 def test_a_push_describes_the_task_once_and_builds_its_end(untracked):
-    """note_pushed, after a push: the spec leaves the queued-unreported table, finds its
-    kind's description (or has `describe` make it, once), and gets the end event its end
+    """note_pushed, after a push: the spec finds its kind's description (or has `describe` make it, once), and gets the end event its end
     will stamp, which says its submission, push and lease; nothing if a flush reported the
     submission already."""
     import time
@@ -171,11 +185,10 @@ def test_a_push_describes_the_task_once_and_builds_its_end(untracked):
 
     lease = untracked.Shared((b"n" * 28, b"w" * 28))
     first, second, reported = _spec(untracked), _spec(untracked), _spec(untracked)
-    unreported = {first.task_id: first}
     for spec in (first, second):
         spec.event_attempt, spec.submitted_ns = 0, 1_000
         before = time.time_ns()
-        assert untracked.note_pushed(spec, lease, unreported, descriptions, describe)
+        assert untracked.note_pushed(spec, lease, descriptions, describe)
         built = spec.finished
         assert before <= built.sent_ns <= time.time_ns() and built.lease is lease
         assert (built.task_id, built.attempt, built.sent_ns, built.submitted_ns) == (
@@ -185,7 +198,56 @@ def test_a_push_describes_the_task_once_and_builds_its_end(untracked):
             1_000,
         )
         assert built.lease is lease and built.description is spec.description
-    assert not unreported and len(made) == 1  # described once, looked up after
+    assert len(made) == 1  # described once, looked up after
     assert first.description is second.description
-    assert not untracked.note_pushed(reported, lease, unreported, descriptions, describe)
+    assert not untracked.note_pushed(reported, lease, descriptions, describe)
     assert reported.finished is None
+
+
+def _unpacked(packed: bytes) -> tuple:
+    import msgpack
+
+    return msgpack.unpackb(packed, use_list=False)
+
+
+def test_a_run_is_noted_while_it_lasts_and_recorded_as_one_event(untracked):
+    stream = untracked.EventStream(10)
+    runs = untracked.Runs(stream, 8)
+    start = runs.started(b"t" * 24, 1)
+    assert runs.running == {b"t" * 24: (1, start)}  # a flush reports it RUNNING meanwhile
+    runs.ended(b"t" * 24, 1, start, start + 5)  # its end taken before its answer left
+    runs.ended(b"u" * 24, 0, 7)  # no end given: now
+    assert runs.running == {} and len(stream) == 2
+    packed, dropped = stream.take(None)
+    first, second = _unpacked(packed)
+    assert first == (b"t" * 24, 1, 8, start, start + 5) and dropped == 0
+    assert second[:4] == (b"u" * 24, 0, 8, 7) and second[4] >= start
+
+
+def test_a_stream_converts_errors_last_and_drops_what_it_cannot_pack_alone(untracked):
+    """The batch keeps its events but for the one that cannot be packed or converted, each
+    counted as dropped; past its capacity it drops the newest; then a new batch begins,
+    numbering its shared values from 0 again."""
+    lease = untracked.Shared((b"n" * 28, b"w" * 28))
+    stream = untracked.EventStream(5)
+    stream.add(untracked.Event(b"a", 0, 5, 1, lease))
+    stream.add((b"b", 0, 12, 2, ValueError("boom")))  # converted when taken
+    stream.add((b"c", 0, 5, 3, (lease, object())))  # no msgpack form: dropped
+    stream.add((b"d", 0, 12, 4, KeyError("unconvertible")))
+    stream.add(untracked.Event(b"e", 0, 5, 5, lease))
+    stream.add(untracked.Event(b"f", 0, 5, 6, lease))  # the fifth kept
+    stream.add(untracked.Event(b"h", 0, 5, 6, lease))  # past the capacity
+
+    def convert(error):
+        if isinstance(error, KeyError):
+            raise RuntimeError("cannot")
+        return [1, str(error)]
+
+    packed, dropped = stream.take(convert)
+    wire = _unpacked(packed)
+    assert [e[0] for e in wire] == [b"a", b"e", b"f", b"b"] and dropped == 3
+    assert wire[0][4] == (b"n" * 28, b"w" * 28) and wire[1][4] == 0  # sent once, then named
+    assert wire[3][4] == (1, "boom")
+    assert len(stream) == 0 and stream.take(convert) == (b"\x90", 0)
+    stream.add(untracked.Event(b"g", 0, 5, 7, lease))
+    assert _unpacked(stream.take(convert)[0])[0][4] == (b"n" * 28, b"w" * 28)  # a new batch

@@ -46,9 +46,11 @@ def test_a_shared_description_is_sent_once_and_named_by_number_after():
     wire = _decode(pack_batch(events))
     assert wire[0][4] == (1_000, m.value) and wire[1][4] == (2_000, other.value)
     assert wire[2][4] == (2_500, 0)  # the first value sent in full
-    assert wire[3][4] == (TS.TASK_EXECUTION_EXCEPTION, "bad", 2_600, 0)  # converted as before
-    assert wire[4][4] == (2_700, None) and wire[5][4] is None
-    assert wire[6][4] == (2_800, 1)
+    assert wire[3][4] == (2_700, None) and wire[4][4] is None
+    assert wire[5][4] == (2_800, 1)
+    # A failure's error is converted at the flush, off the hot path: after the others.
+    assert wire[6][:2] == (task(4), 0)
+    assert wire[6][4] == (TS.TASK_EXECUTION_EXCEPTION, "bad", 2_600, 0)
     smaller = len(pack_batch(events))
     rows = through_the_head(events)
     names = {i: rows[task(i).hex()]["name"] for i in (1, 2, 3, 4, 7)}
@@ -121,7 +123,8 @@ def test_a_run_ends_when_its_answer_left_not_when_it_is_recorded():
     events = TaskEvents(core=None)
     start = events.run_started(task(1), 0)
     events.run_ended(task(1), 0, start, start + 5)
-    assert [e.wire() for e in events.events] == [(task(1), 0, TS.RUNNING, start, start + 5)]
+    packed, dropped = events.events.take(None)
+    assert (_decode(packed), dropped) == (((task(1), 0, TS.RUNNING, start, start + 5),), 0)
     assert task(1) not in events.running
 
 
@@ -156,9 +159,29 @@ def _submitter():
 
     submitter = TaskSubmitter.__new__(TaskSubmitter)
     submitter.lock = threading.RLock()
-    submitter._descriptions, submitter._unreported, submitter.leases = {}, {}, {}
+    submitter._descriptions, submitter.shapes, submitter.leases = {}, {}, {}
+    submitter._describe = submitter._description
     submitter._record = None
     return submitter
+
+
+def _queued(owner, spec):
+    """`spec` queued for a lease, as TaskSubmitter._queue leaves it."""
+    from zray._private.core.task_submitter import ShapeQueue
+
+    owner.shapes.setdefault(spec.key, ShapeQueue()).tasks.append(spec)
+
+
+def _pushed(owner, spec, lease):
+    """`spec` taken off its queue and pushed to `lease`, as TaskSubmitter._push records it."""
+    from zray._fast import note_pushed
+
+    shape = owner.shapes.get(spec.key)
+    if shape is not None and spec in shape.tasks:
+        shape.tasks.remove(spec)
+    lease.inflight[spec.task_id] = spec
+    if not note_pushed(spec, lease.where, owner._descriptions, owner._describe):
+        owner._pushed_reported(spec, lease.where)
 
 
 def _submitted(specs, owner=None) -> list:
@@ -224,17 +247,16 @@ def _sent_and_ended(specs, ended) -> tuple:
     owner.leases[lease.lease_id] = lease
     for spec in specs:  # submit's part for a task with its arguments ready, queued
         spec.submitted_ns = 1_000
-        owner._unreported[spec.task_id] = spec
-    for spec in specs:  # _push's, after the push
-        lease.inflight[spec.task_id] = spec
-        owner._note_pushed(spec, lease.where)
-    assert not owner._unreported  # in flight: its lease has it
+        _queued(owner, spec)
+    for spec in specs:
+        _pushed(owner, spec, lease)
+    assert not any(shape.tasks for shape in owner.shapes.values())  # its lease has it
     for spec in specs:
         if spec.task_id in ended:
             del lease.inflight[spec.task_id]  # its answer (_answered)
             owner._record_end(spec, None)
     flushed: list = []
-    owner.report_in_flight(flushed)
+    owner.report_in_flight(flushed.append)
     return recorded, flushed
 
 
@@ -251,16 +273,15 @@ def test_a_task_queued_at_a_flush_is_listed_once_and_its_end_still_says_its_send
     owner.leases[lease.lease_id] = lease
     spec = _spec(1)
     spec.submitted_ns = 1_000
-    owner._unreported[spec.task_id] = spec  # queued: no lease yet
+    _queued(owner, spec)  # no lease yet
     flushed: list = []
-    owner.report_in_flight(flushed)
+    owner.report_in_flight(flushed.append)
     assert [(e[0], e[2], e[3]) for e in flushed] == [(task(1), TS.PENDING_NODE_ASSIGNMENT, 1_000)]
     assert flushed[0][4] is spec.description and spec.description.value[2] == spec.func_name
     again: list = []
-    owner.report_in_flight(again)
+    owner.report_in_flight(again.append)
     assert not again  # once
-    lease.inflight[spec.task_id] = spec  # pushed at last, then answered
-    owner._note_pushed(spec, lease.where)
+    _pushed(owner, spec, lease)  # at last, then answered
     del lease.inflight[spec.task_id]
     owner._record_end(spec, None)
     [end] = recorded
@@ -351,8 +372,7 @@ def test_recording_an_end_neither_tracks_nor_counts_toward_a_collection():
     specs = [_spec(i % 250) for i in range(1, 1000)]
     for spec in specs:  # as submit and _push leave them
         spec.submitted_ns = 1_000
-        owner._unreported[spec.task_id] = spec
-        owner._note_pushed(spec, lease.where)
+        _pushed(owner, spec, lease)
     gc.disable()  # the count is read, not reset by a collection
     try:
         before = gc.get_count()[0]
@@ -530,3 +550,19 @@ def test_the_compiled_packer_sends_a_large_batch_whole():
     assert packed == pure.pack_batch(ends(pure), None)
     wire = _decode(packed)
     assert len(wire) == 70_000 and wire[-1][3] == 1_700_000_000_000_000_000 + 69_999
+
+
+def test_a_plain_call_is_described_by_the_first_event_that_needs_it():
+    """A plain actor call is sent undescribed (off a sync call's round trip): the event that
+    first reports its sending (its end, or a flush while it is in flight) makes its
+    description; later ones, and calls another event described already, carry none."""
+    from zray._private.core.actor_submitter import ActorCall, ActorRecord
+
+    record = ActorRecord(b"a" * 16, "A")
+    plain = ActorCall(task(1), "m", 1, [], [b""], [], 0, [], "", -1, parent_task_id=b"p" * 24)
+    plain.info = None
+    info = record.described(plain)
+    assert info is record.info("m", b"p" * 24) and info.value[1] == "A.m"
+    assert record.described(plain) is None  # carried once
+    waited = ActorCall(task(2), "m", 1, [], [b""], [], 0, [], "", -1)  # its PENDING said it
+    assert record.described(waited) is None

@@ -54,6 +54,8 @@ _EXPORTS = {
         "Finished",
         "wire_batch",
         "pack_batch",
+        "EventStream",
+        "Runs",
         "record_finished",
         "note_pushed",
     ),

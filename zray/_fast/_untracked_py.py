@@ -63,6 +63,13 @@ class TaskSpec:
     description: tuple = ()
     finished: Finished | None = None  # its end's event, built after the push
 
+    def __post_init__(self):
+        if self.events:  # recorded from its submission, which this is (TaskSubmitter.submit)
+            if self.event_attempt < 0:
+                self.event_attempt = 0
+            if not self.top_refs:  # its arguments are ready: its end (or a flush) says when
+                self.submitted_ns = time.time_ns()
+
     @property
     def pinned_ids(self) -> list:
         return [ref._id for ref in self.top_refs] + [oid for oid, _ in self.nested]
@@ -164,15 +171,14 @@ class Finished:
         return f"Finished{self.wire()!r}"
 
 
-def note_pushed(spec: TaskSpec, where, unreported: dict, descriptions: dict, describe) -> bool:
-    """After `spec`'s push to the lease `where`, if its submission is unreported: it leaves
-    `unreported`, gets its description (`descriptions` keyed as TaskSubmissionEvents.
+def note_pushed(spec: TaskSpec, where, descriptions: dict, describe) -> bool:
+    """After `spec`'s push to the lease `where`, if its submission is unreported: it gets its
+    description (`descriptions` keyed as TaskSubmissionEvents.
     _description keys it; `describe(spec)` makes a missing one), its push time and lease, and
     the end event its end will stamp. False, having done nothing, if a flush reported its
     submission already."""
     if not spec.submitted_ns:
         return False
-    unreported.pop(spec.task_id, None)
     description = spec.description
     if not description:  # () until described
         key = (spec.name, spec.func_name, spec.parent_task_id, spec.key, spec.placement_group)
@@ -205,39 +211,136 @@ def wire_batch(events: list, convert) -> list:
     level into tuples and lists; any other extra (a failure's error) through `convert`
     first, which returns a list (Shared values in it numbered as above)."""
     numbers: dict = {}
+    return [_wire_event(event, numbers, convert) for event in events]
+
+
+def _wire_event(event, numbers: dict, convert) -> tuple:
+    """One event's wire tuple, numbering in `numbers` (id -> number) the Shared values it
+    sends in full. Each Shared value lives while its batch is converted."""
 
     def shared_wire(value):
         if type(value) is not Shared:
             return value
-        number = numbers.get(id(value))  # each lives while the batch is converted
+        number = numbers.get(id(value))
         if number is None:
             numbers[id(value)] = len(numbers)
             return value.value
         return number
 
-    out = []
-    for event in events:
-        task_id, attempt, state, ts, value = (
-            event.wire() if type(event) in (Event, Finished) else event
-        )
-        if value is None or type(value) in (int, bytes, str, float, bool):
-            pass
-        elif type(value) is Shared:
-            value = shared_wire(value)
-        elif type(value) is tuple:  # an end's sending: its shape kept
-            value = tuple(shared_wire(item) for item in value)
+    task_id, attempt, state, ts, value = event.wire() if type(event) in (Event, Finished) else event
+    if value is None or type(value) in (int, bytes, str, float, bool):
+        pass
+    elif type(value) is Shared:
+        value = shared_wire(value)
+    elif type(value) is tuple:  # an end's sending: its shape kept
+        value = tuple(shared_wire(item) for item in value)
+    else:
+        if type(value) is not list:
+            value = convert(value)
+        value = [shared_wire(item) for item in value]
+    return (task_id, attempt, state, ts, value)
+
+
+def _ready(event) -> bool:
+    """Whether `event` packs without `convert`: all but a failure's error."""
+    if type(event) is Finished:
+        return True
+    extra = event.extra if type(event) is Event else event[4]
+    return extra is None or type(extra) in _READY
+
+
+_READY = frozenset((int, bytes, str, float, bool, Shared, tuple, list))
+
+
+def _packs(event) -> bool:
+    try:
+        msgpack.packb(_wire_event(event, {}, None), use_bin_type=True)
+    except Exception:  # noqa: BLE001 - whatever msgpack refuses
+        return False
+    return True
+
+
+class EventStream:
+    """A batch of task events being recorded (the compiled twin packs each one as it is
+    recorded, this one at `take`): the batch `take` gives is msgpack of the events' wire
+    tuples (`wire_batch`), those whose extra needs `convert` (a failure's error) after the
+    rest. Past `capacity` events, newer ones are dropped and counted, as is one that cannot
+    be packed (or converted)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = max(1, capacity)
+        self.dropped = 0
+        self._ready: list = []
+        self._aside: list = []
+
+    def __len__(self) -> int:
+        return len(self._ready) + len(self._aside)
+
+    def add(self, event) -> None:
+        if len(self._ready) + len(self._aside) >= self.capacity:
+            self.dropped += 1
+        elif not _ready(event):
+            self._aside.append(event)
+        elif _packs(event):  # as the compiled twin finds when it writes the event at once
+            self._ready.append(event)
         else:
-            if type(value) is not list:
-                value = convert(value)
-            value = [shared_wire(item) for item in value]
-        out.append((task_id, attempt, state, ts, value))
-    return out
+            self.dropped += 1
+
+    def take(self, convert) -> tuple:
+        """(the batch as msgpack bytes, events dropped since the last take); a new batch
+        begins."""
+        ready, self._ready = self._ready, []
+        aside, self._aside = self._aside, []
+        dropped, self.dropped = self.dropped, 0
+        try:
+            return msgpack.packb(wire_batch(ready + aside, convert), use_bin_type=True), dropped
+        except Exception:  # noqa: BLE001 - some event cannot be packed: find it, keep the rest
+            pass
+        numbers: dict = {}
+        wire = []
+        for event in ready + aside:
+            trial = dict(numbers)
+            try:
+                one = _wire_event(event, trial, convert)
+                msgpack.packb(one, use_bin_type=True)
+            except Exception:  # noqa: BLE001 - a batch is not lost for one event
+                dropped += 1
+                continue
+            numbers = trial
+            wire.append(one)
+        return msgpack.packb(wire, use_bin_type=True), dropped
+
+
+class Runs:
+    """The runs in progress in an executing process (task id -> (attempt, start ns)), which a
+    flush reports as RUNNING while they last, and each run's one event when it ends
+    (`[task_id, attempt, RUNNING, start, end]`), written to `stream`."""
+
+    def __init__(self, stream: EventStream, state: int):
+        self.running: dict = {}
+        self._stream = stream
+        self._state = state  # RUNNING's number
+
+    def started(self, task_id: bytes, attempt: int) -> int:
+        """Notes a run starting now; returns its start (ns)."""
+        start = time.time_ns()
+        self.running[task_id] = (attempt, start)
+        return start
+
+    def ended(self, task_id: bytes, attempt: int, start: int, end: int = 0) -> None:
+        """Records the run's event; `end`: when it ended, if that was before this call
+        (taken before the answer left, recorded after it)."""
+        self.running.pop(task_id, None)
+        self._stream.add(Event(task_id, attempt, self._state, start, end or time.time_ns()))
 
 
 def pack_batch(events: list, convert) -> bytes:
-    """A batch of recorded events packed for `AddTaskEvents`: their wire tuples
-    (`wire_batch`) as msgpack."""
-    return msgpack.packb(wire_batch(events, convert), use_bin_type=True)
+    """The bytes an EventStream takes for `events` recorded in order (those whose extra
+    needs `convert` after the rest)."""
+    stream = EventStream(len(events))
+    for event in events:
+        stream.add(event)
+    return stream.take(convert)[0]
 
 
 def untracked_tuple(value: tuple) -> tuple:

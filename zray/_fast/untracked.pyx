@@ -13,6 +13,22 @@ cdef extern from "Python.h":
     void PyObject_GC_UnTrack(void *op)
 
 
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    cdef struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clock, timespec *now)
+    int CLOCK_REALTIME
+
+
+cdef inline long long _now_ns():
+    """time.time_ns(), without making an int object of it."""
+    cdef timespec now
+    clock_gettime(CLOCK_REALTIME, &now)
+    return <long long>now.tv_sec * 1000000000 + now.tv_nsec
+
+
 @cython.no_gc
 @cython.final
 cdef class TaskSpec:
@@ -95,6 +111,11 @@ cdef class TaskSpec:
         # Task events of a sending not reported yet (TaskSubmitter: its end, or the next
         # batch while it is still on its way, reports them); 0 / (): none waits.
         self.submitted_ns = 0
+        if events:  # recorded from its submission, which this is (TaskSubmitter.submit)
+            if event_attempt < 0:
+                self.event_attempt = 0
+            if not top_refs:  # its arguments are ready: its end (or a flush) says when
+                self.submitted_ns = _now_ns()
         self.description = ()
         # Its end's event, built after the push (off a sync call's round trip): the end only
         # stamps and records it (TaskSubmitter._record_end).
@@ -225,29 +246,19 @@ cdef class Finished:
 
 
 
-cdef extern from "<time.h>" nogil:
-    ctypedef long time_t
-    cdef struct timespec:
-        time_t tv_sec
-        long tv_nsec
-    int clock_gettime(int clock, timespec *now)
-    int CLOCK_REALTIME
 
 
-def note_pushed(TaskSpec spec, where, dict unreported, dict descriptions, describe):
+def note_pushed(TaskSpec spec, where, dict descriptions, describe):
     """After `spec`'s push to the lease `where` (Shared node and worker ids), if its
-    submission is unreported: it leaves `unreported` (it was queued), gets its description
+    submission is unreported: it gets its description
     (`descriptions` keyed as TaskSubmissionEvents._description keys it; `describe(spec)`
     makes a missing one), its push time and lease, and the end event its end will stamp
     (record_finished). False, having done nothing, if a flush reported its submission
     already. Compiled: per task, on the submitter's thread (async tasks pay it in full)."""
     cdef object description
-    cdef timespec now
-    cdef long long pushed
     cdef Finished built
     if not spec.submitted_ns:
         return False
-    unreported.pop(spec.task_id, None)
     description = spec.description
     if not description:  # () until described
         description = descriptions.get(
@@ -256,13 +267,11 @@ def note_pushed(TaskSpec spec, where, dict unreported, dict descriptions, descri
         if description is None:
             description = describe(spec)
         spec.description = description
-    clock_gettime(CLOCK_REALTIME, &now)
-    pushed = <long long>now.tv_sec * 1000000000 + now.tv_nsec
     built = Finished.__new__(Finished)
     built.task_id = spec.task_id
     built.attempt = spec.event_attempt
     built.ts = 0
-    built.sent_ns = pushed
+    built.sent_ns = _now_ns()
     built.description = description
     built.submitted_ns = spec.submitted_ns
     built.lease = where
@@ -276,13 +285,11 @@ def record_finished(TaskSpec spec, record):
     its sending meanwhile (TaskSubmitter._record_end records its end then). On a sync
     call's round trip: a field test, a clock read and an append."""
     cdef object built = spec.finished
-    cdef timespec now
     if built is None or not spec.submitted_ns:
         return False
     spec.submitted_ns = 0
     spec.finished = None
-    clock_gettime(CLOCK_REALTIME, &now)
-    (<Finished>built).ts = <long long>now.tv_sec * 1000000000 + now.tv_nsec
+    (<Finished>built).ts = _now_ns()
     record(built)
     return True
 
@@ -540,49 +547,185 @@ cdef int _extra(_Out *out, object extra, dict numbers, object convert) except -1
     return 0
 
 
-def pack_batch(list events, convert):
-    """msgpack.packb(wire_batch(events, convert), use_bin_type=True), written at once."""
-    cdef dict numbers = {}
-    cdef _Out out
+cdef int _event(_Out *out, object event, dict numbers, object convert) except -1:
+    """One event, `[task_id, attempt, state, ts, extra]`."""
+    cdef object kind = type(event)
     cdef Finished end
     cdef Event one
-    cdef object event, kind
-    out.data, out.size, out.capacity = NULL, 0, 0
-    try:
-        _sized(&out, len(events), 0x90, 16, 0, 0xDC, 0xDD)
-        for event in events:
-            kind = type(event)
-            _head(&out, 0x95, 0, 0)  # each event is [task_id, attempt, state, ts, extra]
-            if kind is Finished:
-                end = <Finished>event
-                _value(&out, end.task_id)
-                _value(&out, end.attempt)
-                _head(&out, 11, 0, 0)  # FINISHED
-                _int64(&out, end.ts)
-                if end.lease is None:
-                    _head(&out, 0x92, 0, 0)
-                    _int64(&out, end.sent_ns)
-                    _shared(&out, end.description, numbers)
-                else:
-                    _head(&out, 0x94, 0, 0)
-                    _int64(&out, end.sent_ns)
-                    _shared(&out, end.description, numbers)
-                    _int64(&out, end.submitted_ns)
-                    _shared(&out, end.lease, numbers)
-            elif kind is Event:
-                one = <Event>event
-                _value(&out, one.task_id)
-                _value(&out, one.attempt)
-                _value(&out, one.state)
-                _value(&out, one.ts)
-                _extra(&out, one.extra, numbers, convert)
-            else:
-                for item in event[:4]:
-                    _value(&out, item)
-                _extra(&out, event[4], numbers, convert)
-        return PyBytes_FromStringAndSize(out.data, out.size)
-    finally:
-        free(out.data)
+    _head(out, 0x95, 0, 0)
+    if kind is Finished:
+        end = <Finished>event
+        _value(out, end.task_id)
+        _value(out, end.attempt)
+        _head(out, 11, 0, 0)  # FINISHED
+        _int64(out, end.ts)
+        if end.lease is None:
+            _head(out, 0x92, 0, 0)
+            _int64(out, end.sent_ns)
+            _shared(out, end.description, numbers)
+        else:
+            _head(out, 0x94, 0, 0)
+            _int64(out, end.sent_ns)
+            _shared(out, end.description, numbers)
+            _int64(out, end.submitted_ns)
+            _shared(out, end.lease, numbers)
+    elif kind is Event:
+        one = <Event>event
+        _value(out, one.task_id)
+        _value(out, one.attempt)
+        _value(out, one.state)
+        _value(out, one.ts)
+        _extra(out, one.extra, numbers, convert)
+    else:
+        for item in event[:4]:
+            _value(out, item)
+        _extra(out, event[4], numbers, convert)
+    return 0
+
+
+cdef bint _ready(object event):
+    """Whether `event` packs without `convert`: all but a failure's error."""
+    cdef object kind = type(event)
+    if kind is Finished:
+        return True
+    extra = (<Event>event).extra if kind is Event else event[4]
+    kind = type(extra)
+    return (
+        extra is None or kind is int or kind is bytes or kind is str or kind is float
+        or kind is bool or kind is Shared or kind is tuple or kind is list
+    )
+
+
+@cython.final
+cdef class EventStream:
+    """A batch of task events being written: each one is packed (msgpack, as `wire_batch`
+    gives it, Shared values numbered in the batch) when it is recorded, while what it holds
+    is still in the cache, so that a flush only hands the bytes over. Packing a second's
+    10,000 events at once held the I/O thread for 3-5 ms: long enough for the workers'
+    queues of async tasks to run dry behind it. An event whose extra needs `convert` (a
+    failure's error: decoding it is no work for the hot path) waits for `take` and comes
+    after the others in its batch. Past `capacity` events, newer ones are dropped and
+    counted. `add` runs no Python code, so a thread switch never splits an event."""
+
+    cdef _Out out  # the events packed, without the array's header
+    cdef Py_ssize_t written
+    cdef dict numbers  # Shared value -> its number in this batch
+    cdef list aside  # events waiting for `convert`
+    cdef readonly Py_ssize_t capacity
+    cdef public Py_ssize_t dropped
+
+    def __cinit__(self):
+        self.out.data, self.out.size, self.out.capacity = NULL, 0, 0
+
+    def __init__(self, Py_ssize_t capacity):
+        self.capacity = max(1, capacity)
+        self.written = 0
+        self.numbers = {}
+        self.aside = []
+        self.dropped = 0
+
+    def __dealloc__(self):
+        free(self.out.data)
+
+    def __len__(self):
+        return self.written + len(self.aside)
+
+    cpdef add(self, event):
+        """Records `event`: an Event, a Finished, or a 5-tuple of the same fields."""
+        if self.written + len(self.aside) >= self.capacity:
+            self.dropped += 1
+        elif _ready(event):
+            self._write(event)
+        else:
+            self.aside.append(event)
+
+    cdef _write(self, object event):
+        """Writes `event`; one that cannot be packed (a value msgpack has no form for) leaves
+        the batch as it was, and is dropped and counted."""
+        cdef Py_ssize_t size = self.out.size
+        cdef Py_ssize_t known = len(self.numbers)
+        try:
+            _event(&self.out, event, self.numbers, _unconverted)
+        except Exception:  # noqa: BLE001 - a batch is not lost for one event
+            self.out.size = size
+            if len(self.numbers) > known:  # numbers given to values the batch lost
+                self.numbers = {v: n for v, n in self.numbers.items() if n < known}
+            self.dropped += 1
+            return
+        self.written += 1
+
+    def take(self, convert):
+        """(the batch as msgpack bytes, events dropped since the last take), and a new batch
+        begins. The waiting events' extras go through `convert` first (one that raises is
+        dropped and counted)."""
+        cdef _Out head
+        cdef bytes packed
+        cdef Py_ssize_t dropped
+        while self.aside:  # convert may switch threads: new events land after these
+            event = self.aside.pop(0)
+            if type(event) is Event:
+                event = (event.task_id, event.attempt, event.state, event.ts, event.extra)
+            try:
+                extra = convert(event[4])
+            except Exception:  # noqa: BLE001 - a batch is not lost for one event
+                self.dropped += 1
+                continue
+            self._write((*event[:4], extra))
+        head.data, head.size, head.capacity = NULL, 0, 0
+        try:
+            _sized(&head, self.written, 0x90, 16, 0, 0xDC, 0xDD)
+            packed = PyBytes_FromStringAndSize(NULL, head.size + self.out.size)
+            memcpy(PyBytes_AS_STRING(packed), head.data, head.size)
+            if self.out.size:
+                memcpy(PyBytes_AS_STRING(packed) + head.size, self.out.data, self.out.size)
+        finally:
+            free(head.data)
+        dropped = self.dropped
+        self.out.size = self.written = self.dropped = 0  # the buffer's pages stay, warm
+        self.numbers = {}
+        return packed, dropped
+
+
+@cython.final
+cdef class Runs:
+    """The runs in progress in an executing process (task id -> (attempt, start ns)), which a
+    flush reports as RUNNING while they last, and each run's one event when it ends
+    (`[task_id, attempt, RUNNING, start, end]`), written to `stream`. Compiled: an executor
+    pays both on every task."""
+
+    cdef readonly dict running
+    cdef EventStream stream
+    cdef object state
+
+    def __init__(self, EventStream stream, state):
+        self.running = {}
+        self.stream = stream
+        self.state = state  # RUNNING's number
+
+    def started(self, task_id, attempt):
+        """Notes a run starting now; returns its start (ns)."""
+        cdef long long start = _now_ns()
+        self.running[task_id] = (attempt, start)
+        return start
+
+    def ended(self, task_id, attempt, long long start, long long end=0):
+        """Records the run's event; `end`: when it ended, if that was before this call
+        (taken before the answer left, recorded after it)."""
+        self.running.pop(task_id, None)
+        self.stream.add(Event(task_id, attempt, self.state, start, end or _now_ns()))
+
+
+def _unconverted(extra):
+    raise TypeError(f"a task event's extra of type {type(extra).__name__} is not wire-ready")
+
+
+def pack_batch(list events, convert):
+    """The bytes an EventStream takes for `events` recorded in order (those whose extra
+    needs `convert` after the rest): msgpack.packb(wire_batch(ready + waiting, convert))."""
+    stream = EventStream(len(events))
+    for event in events:
+        stream.add(event)
+    return stream.take(convert)[0]
 
 
 from msgpack import packb as _msgpack_packb

@@ -74,7 +74,9 @@ class ActorCall:
     parent_task_id: bytes = b""
     attempt: int = 0  # sent again to a restarted actor: one more
     sent: bool = False
-    info: tuple = ()  # its description for task events, until an event carried it
+    # Its description for task events, until an event carried it (then ()); None: not made
+    # yet, made by the first event that needs it (`ActorRecord.described`).
+    info: Shared | tuple | None = ()
     # When it was sent (ns), until an event said so: the call's end, or a flush's report of
     # calls in flight (task_events.py), one event per call where there were two.
     sent_ns: int = 0
@@ -118,6 +120,15 @@ class ActorRecord:
             info = Shared((TS.ACTOR_TASK, name, name, self.actor_id, parent_task_id, (), "", ""))
             self.infos[(method, parent_task_id)] = info
         return info
+
+    def described(self, call: ActorCall) -> Shared | None:
+        """`call`'s description for the event reporting its sending, taken off the call; None
+        if an earlier event carried it. A plain call's is made only now: off a sync call's
+        round trip (plain_calls.py)."""
+        info, call.info = call.info, ()
+        if info is None:
+            return self.info(call.method, call.parent_task_id)
+        return info or None
 
     def name(self, method: str) -> str:
         name = self.names.get(method)
@@ -414,7 +425,7 @@ class ActorSubmitter:
     def _sent_again(self, record: ActorRecord, call: ActorCall):
         """A call sent before, whose actor's worker died with it: that attempt failed, the
         one now sent to the restarted actor is the next."""
-        self._record_sent(call)
+        self._record_sent(record, call)
         self.core.task_events.ended(
             call.task_id,
             call.attempt,
@@ -537,7 +548,7 @@ class ActorSubmitter:
         if call.retries_left > 0:
             call.retries_left -= 1
         if call.events:
-            self._record_sent(call)
+            self._record_sent(record, call)
             self.core.task_events.ended(call.task_id, call.attempt, error)
             call.attempt += 1
         call.sent, call.resolved, call.resolved_frames, call.failed_entry = False, [], [], None
@@ -558,8 +569,7 @@ class ActorSubmitter:
             sent = call.sent_ns
             if sent:  # its sending not reported yet: this event says it too
                 call.sent_ns = 0
-                info, call.info = call.info, ()
-                sent = (sent, info or None)
+                sent = (sent, found[0].described(call))
             if first is not None and first.kind == KIND_ERROR:
                 self._record(
                     (call.task_id, call.attempt, TS.FAILED, now(), TE.Failure(first, sent))
@@ -574,31 +584,35 @@ class ActorSubmitter:
                 lineage_pins.release(self.core, ())  # what keeping it evicted
         store_results(self.core, entries, call.pinned_ids, contained)
 
-    def _record_sent(self, call: ActorCall):
+    def _record_sent(self, record: ActorRecord, call: ActorCall):
         """SUBMITTED_TO_WORKER of a call sent and not reported yet (with its description, if
         no event carried it)."""
         sent = call.sent_ns
         if sent:
             call.sent_ns = 0
-            info, call.info = call.info, ()
             self._record(
-                Event(call.task_id, call.attempt, TS.SUBMITTED_TO_WORKER, sent, info or None)
+                Event(
+                    call.task_id,
+                    call.attempt,
+                    TS.SUBMITTED_TO_WORKER,
+                    sent,
+                    record.described(call),
+                )
             )
 
-    def report_in_flight(self, out: list):
-        """Appends to `out` (a flush's batch, I/O thread) SUBMITTED_TO_WORKER of each call sent
+    def report_in_flight(self, record):
+        """Records with `record` (a flush's, I/O thread) SUBMITTED_TO_WORKER of each call sent
         since the last flush and still running, so the state API shows calls in flight. A call
         ending meanwhile may say it too: the head keeps one time per state."""
         # list() of a dict's values runs without a thread switch: no lock needed (calls end
         # without the lock).
-        for _record, call in list(self.calls.values()):
-            sent, attempt, info = call.sent_ns, call.attempt, call.info
+        for actor, call in list(self.calls.values()):
+            sent, attempt = call.sent_ns, call.attempt
             if sent:
-                out.append((call.task_id, attempt, TS.SUBMITTED_TO_WORKER, sent, info or None))
+                info = actor.described(call)
+                record((call.task_id, attempt, TS.SUBMITTED_TO_WORKER, sent, info))
                 if call.sent_ns == sent:  # not sent again meanwhile (a restarted actor)
                     call.sent_ns = 0
-                if info:
-                    call.info = ()
 
     def reconstruct(self, call: ActorCall, object_id: bytes, reconstruct_arguments) -> bool:
         """Calls the actor again for an output of `call` whose every copy was lost (its

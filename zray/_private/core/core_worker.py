@@ -237,9 +237,11 @@ class CoreWorker(ChannelReading, BorrowedValues, GetValues, Ownership, Cancellin
                     timeout = HOUSEKEEPING_S if self._busy() else DOZE_S
                 if self.batcher.holding:
                     timeout = min(timeout, max(0.0, self.batcher.deadline - time.monotonic()))
-                if self.task_events.waiting():  # wake for the next batch even when dozing
-                    # ... at the housekeeping that sends it: polling without a wait until then
-                    # would spin.
+                # Wake for the next batch even when dozing, at the housekeeping that sends it
+                # (polling without a wait until then would spin). A busy loop polls no longer
+                # than a housekeeping's interval anyway: not asked there, since it loops per
+                # message or two (~0.5 us an async task).
+                if timeout > HOUSEKEEPING_S and self.task_events.waiting():
                     due = max(self.task_events.wait_s(), next_housekeeping - time.monotonic())
                     timeout = min(timeout, max(0.0, due))
                 events = poller.poll(1000 * timeout)

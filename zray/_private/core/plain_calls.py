@@ -108,7 +108,7 @@ def submit_plain(handle, method: str, arguments: bytes):
         else:
             taken = True
             if events:
-                call.info = record.info(method, call.parent_task_id)
+                call.info = None  # made when an event first needs it (ActorRecord.described)
                 call.sent = True
                 call.sent_ns = now()
             submitter.calls[task_id] = (record, call)
@@ -197,8 +197,9 @@ def answer_plain(core, frames: list) -> bool:
         sent = call.sent_ns
         if sent:  # its sending not reported yet: this event says it too
             call.sent_ns = 0
-            info, call.info = call.info, ()
-            submitter._record(Finished(task_id, call.attempt, now(), sent, info or None))
+            # Described here, after the value, rather than before the send: off a sync
+            # call's round trip.
+            submitter._record(Finished(task_id, call.attempt, now(), sent, record.described(call)))
         else:
             submitter._record(Event(task_id, call.attempt, TS.FINISHED, now(), None))
     released = core.refs.check((object_id,))

@@ -2,12 +2,13 @@
 queued for a lease, pushed, finished or failed) and of those it runs (running, and when the
 run ended), sent to the head in batches for `zray.util.state.list_tasks` and `zray.timeline`.
 
-Recording is on the hot path of every task, so it only appends an event
-`(task_id, attempt, state, time_ns, extra)` to a list, from any thread (a list append is
-atomic under the GIL): an `Event` (or a `Finished`, which says the call's sending too), an
-object the garbage collector does not count (zray/_fast/untracked.pyx says why it matters),
-or a tuple for the rare event holding an error. The I/O thread swaps the list out every `task_events_report_interval_ms`
-(or sooner once it holds `task_events_flush_batch` events) and sends it as one
+Recording is on the hot path of every task, so it only hands an event
+`(task_id, attempt, state, time_ns, extra)` to the batch being written (`EventStream`,
+compiled), from any thread: an `Event` (or a `Finished`, which says the call's sending too),
+an object the garbage collector does not count (zray/_fast/untracked.pyx says why it
+matters), or a tuple for the rare event holding an error. The batch packs it at once, so the
+I/O thread's flush, every `task_events_report_interval_ms` (or sooner once
+`task_events_flush_batch` events wait), only takes the bytes and sends them as one
 `AddTaskEvents`; the few events whose `extra` is not wire-ready (a failure's error, turned into
 Ray's error type and message) are converted then, off the hot path. What the head does with
 them: zray/_private/head/task_events.py.
@@ -15,7 +16,7 @@ them: zray/_private/head/task_events.py.
 `extra` by state (the wire form, docs/protocol.md). A *shared* value (a kind of task's
 description, a lease's `[node_id, worker_id]`) is one `Shared` object in every event holding
 it; a batch sends it in full where it first holds it and names it after that by its number,
-the n-th value the batch sent in full, counted from 0 in the batch's order (`pack_batch`):
+the n-th value the batch sent in full, counted from 0 in the batch's order (`EventStream`):
 - PENDING_ARGS_AVAIL (at submission): the task's description, shared, a list
   `[type, name, func_or_class_name, actor_id, parent_task_id, required_resources,
   placement_group_id, runtime_env]` (resources as `[name, amount]` pairs); a task submitted
@@ -45,7 +46,7 @@ import re
 import time
 
 from zray._config import config
-from zray._fast import Event, Shared
+from zray._fast import Event, EventStream, Runs, Shared
 from zray._fast import pack_batch as _pack_batch
 from zray._private.common import task_states as TS
 from zray._private.wire import protocol as P
@@ -58,7 +59,7 @@ now = _now = time.time_ns
 class Failure:
     """A FAILED event's extra before it is wire-ready (pack_batch): the error entry (or
     exception) and `(sent_ns, description)` of the call's sending, if no event reported it
-    yet. Not a tuple: msgpack would pack it as one."""
+    yet. Not a tuple: the batch would pack it as one."""
 
     __slots__ = ("error", "sent")
 
@@ -78,22 +79,27 @@ class TaskEvents:
         self.enabled = bool(config.enable_task_events and interval_ms > 0)
         self.interval_s = interval_ms / 1000.0
         self.batch = max(1, config.task_events_flush_batch)
-        self.capacity = max(self.batch, config.task_events_max_buffer)
-        # Never replaced (flush takes a prefix), so hot paths may keep `record`, its bound
-        # append: one builtin call per event.
-        self.events: list = []
-        self.record = self.events.append
-        # task_id -> (attempt, start ns) of the runs in progress here, reported as RUNNING at
-        # each flush so a long task shows RUNNING before it ends.
-        self.running: dict = {}
+        # Never replaced (a flush takes its bytes), so hot paths may keep `record`, its bound
+        # `add`: one compiled call per event. Past the capacity (a head that cannot keep up)
+        # newer events are dropped and counted.
+        self.events = EventStream(max(self.batch, config.task_events_max_buffer))
+        self.record = self.events.add
+        # The runs in progress here (task_id -> (attempt, start ns) in `running`), reported as
+        # RUNNING at each flush so a long task shows RUNNING before it ends, and their ends.
+        runs = Runs(self.events, TS.RUNNING)
+        self.running: dict = runs.running
+        # run_started(task_id, attempt) -> start ns; run_ended(task_id, attempt, start,
+        # end=0), `end` when the run ended if that was before this call (taken before the
+        # answer left, recorded after it). Compiled: an executor pays both on every task.
+        self.run_started = runs.started
+        self.run_ended = runs.ended
         self._reported_running: set = set()
-        self.dropped = 0
         self._next_flush = time.monotonic() + self.interval_s
 
     # ------------------------------------------------------------------ owner side
 
     def submitted(self, task_id: bytes, attempt: int, info: Shared):
-        """`info`: the description, Shared as every one a batch sends (pack_batch numbers
+        """`info`: the description, Shared as every one a batch sends (a batch numbers
         only those: a plain tuple in its place would shift the numbers of the rest)."""
         if type(info) is not Shared:
             raise TypeError(f"a task's description is Shared, not {type(info).__name__}")
@@ -111,19 +117,6 @@ class TaskEvents:
             # A tuple: an error may refer back to anything (Event holds atoms only).
             self.record((task_id, attempt, TS.FAILED, _now(), error_entry))
 
-    # ------------------------------------------------------------------ executor side
-
-    def run_started(self, task_id: bytes, attempt: int) -> int:
-        start = _now()
-        self.running[task_id] = (attempt, start)
-        return start
-
-    def run_ended(self, task_id: bytes, attempt: int, start: int, end: int = 0):
-        """`end`: when the run ended, if that was before this call (taken before the
-        answer left, recorded after it)."""
-        self.running.pop(task_id, None)
-        self.record(Event(task_id, attempt, TS.RUNNING, start, end or _now()))
-
     # ------------------------------------------------------------------ flushing
 
     def waiting(self) -> bool:
@@ -135,7 +128,7 @@ class TaskEvents:
         return bool(
             self.events
             or (submitter is not None and submitter.calls)
-            or (tasks is not None and tasks._unreported)
+            or (tasks is not None and tasks.tasks)  # queued or pushed: a flush lists them
         )
 
     def wait_s(self) -> float:
@@ -151,34 +144,29 @@ class TaskEvents:
         self._next_flush = time.monotonic() + self.interval_s
         if getattr(self.core, "head_address", None) is None:
             return  # not registered with a node yet: nowhere to send them
-        # Appends from other threads land after the prefix taken here and stay for next time.
-        taken = len(self.events)
-        events = self.events[:taken]
-        del self.events[:taken]
+        record = self.record
         submitter = getattr(self.core, "actor_submitter", None)
         if submitter is not None:
-            submitter.report_in_flight(events)
+            submitter.report_in_flight(record)
         tasks = getattr(self.core, "submitter", None)
         if tasks is not None:
-            tasks.report_in_flight(events)
+            tasks.report_in_flight(record)
         for task_id, (attempt, start) in list(self.running.items()):
             if task_id not in self._reported_running:
                 self._reported_running.add(task_id)
-                events.append((task_id, attempt, TS.RUNNING, start, 0))
+                record((task_id, attempt, TS.RUNNING, start, 0))
         if self._reported_running:
             self._reported_running.intersection_update(self.running)
-        if len(events) > self.capacity:  # a head that could not keep up: keep the newest
-            self.dropped += len(events) - self.capacity
-            events = events[-self.capacity :]
-        if not events and not self.dropped:
+        if not len(self.events) and not self.events.dropped:
             return
+        # Events other threads record meanwhile go with it, or with the next batch.
+        packed, dropped = self.events.take(_failure_wire)
         core = self.core
         # The batch travels as its own frame, sent without a copy: a second's batch is
         # megabytes, and copying it into the message, then into ZeroMQ, faulted in fresh
         # pages each time while the flush held the GIL.
-        batch = [pack_batch(events)]
-        msg = P.AddTaskEvents(core.node_id, core.worker_id, os.getpid(), b"", self.dropped)
-        self.dropped = 0
+        batch = [packed]
+        msg = P.AddTaskEvents(core.node_id, core.worker_id, os.getpid(), b"", dropped)
         try:
             if final:
                 core.requests.call(core.head_address, msg, 1.0, payload=batch)
@@ -189,11 +177,11 @@ class TaskEvents:
 
 
 def pack_batch(events: list) -> bytes:
-    """A batch's events packed for `AddTaskEvents` (`zray._fast.pack_batch`, compiled: written
-    straight to msgpack): an `Event` or `Finished` as its wire tuple, each `Shared` value (a
+    """`events` packed as a batch for `AddTaskEvents` (as an EventStream recording them in
+    order sends them): an `Event` or `Finished` as its wire tuple, each `Shared` value (a
     kind of task's description, a lease's ids) in full where the batch first holds it and by
     its number after that (the n-th sent in full, from 0), and each failure's error turned
-    into Ray's error type and message."""
+    into Ray's error type and message, those events last."""
     return _pack_batch(events, _failure_wire)
 
 

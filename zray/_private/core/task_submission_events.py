@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from zray._fast import Event, Shared, TaskSpec, note_pushed, record_finished
+from zray._fast import Event, Shared, TaskSpec, record_finished
 from zray._private.common import task_states as TS
 from zray._private.core.memory_store import KIND_ERROR
 from zray._private.core.task_events import now
@@ -17,13 +17,13 @@ MAX_DESCRIPTIONS = 1024  # task descriptions kept for the submission events (_de
 
 
 class TaskSubmissionEvents:
-    # TaskSubmitter's: the submitter's lock (pushes hold it), task events' bound append, the
-    # shared descriptions, the queued specs whose submission is unreported (task id -> spec;
-    # those pushed are in their lease's `inflight`) and the leases.
+    # TaskSubmitter's: the submitter's lock (pushes hold it), task events' bound `add`, the
+    # shared descriptions, the queues of tasks waiting for a lease (by shape) and the leases
+    # (their `inflight`: the tasks pushed to them).
     lock: Any
     _record: Callable[[tuple], None]
     _descriptions: dict
-    _unreported: dict
+    shapes: dict
     leases: dict
 
     def _record_submitted(self, spec: TaskSpec, state: int = 0):
@@ -72,13 +72,12 @@ class TaskSubmissionEvents:
             description = spec.description = self._description(spec)
         return description
 
-    def _note_pushed(self, spec: TaskSpec, where: Shared):
-        """`spec` was pushed to the lease `where` (its node and worker ids): its end event,
-        which also says the sending, is built now for the end to stamp and record
-        (`note_pushed`, compiled), or, if a flush reported its submission already,
-        SUBMITTED_TO_WORKER is recorded now."""
-        if not note_pushed(spec, where, self._unreported, self._descriptions, self._description):
-            self._record((spec.task_id, spec.event_attempt, TS.SUBMITTED_TO_WORKER, now(), where))
+    def _pushed_reported(self, spec: TaskSpec, where: Shared):
+        """`spec`, whose submission a flush reported already, was pushed to the lease `where`
+        (its node and worker ids): SUBMITTED_TO_WORKER. The usual push builds the end event
+        instead, which says the sending with the end (`note_pushed`, compiled, in
+        TaskSubmitter._push)."""
+        self._record((spec.task_id, spec.event_attempt, TS.SUBMITTED_TO_WORKER, now(), where))
 
     def _report_sending(self, spec: TaskSpec, record=None):
         """Records (with `record`, else as any event), as separate events, the sending of
@@ -89,7 +88,6 @@ class TaskSubmissionEvents:
         if not submitted:
             return
         spec.submitted_ns = 0
-        self._unreported.pop(spec.task_id, None)
         built, spec.finished = spec.finished, None  # its push, if it was pushed
         attempt = spec.event_attempt
         record = record or self._record
@@ -101,24 +99,25 @@ class TaskSubmissionEvents:
         if built is not None:
             record(Event(spec.task_id, attempt, TS.SUBMITTED_TO_WORKER, built.sent_ns, built.lease))
 
-    def report_in_flight(self, out: list):
-        """A flush's part (I/O thread), so the state API shows tasks on their way, as events
-        of `out`: each task queued since the last flush (`_unreported`) at
-        PENDING_NODE_ASSIGNMENT with its description, once, its end still saying its whole
-        sending (a burst of async tasks is mostly queued at any flush: three events each
-        instead of one cost them ~10%); and the sending of each task pushed and not ended
-        (its lease's `inflight`), which its end then no longer says. Under the lock, which
-        pushes hold: a push and its report do not interleave (a task ending meanwhile may say
-        it too: the head keeps one time per state)."""
+    def report_in_flight(self, record: Callable):
+        """A flush's part (I/O thread), so the state API shows tasks on their way, recorded
+        with `record`: each task queued for a lease (its shape's queue) at
+        PENDING_NODE_ASSIGNMENT with its description, once (described now: a description
+        marks it reported), its end still saying its whole sending (a burst of async tasks is
+        mostly queued at any flush: three events each instead of one cost them ~10%); and the
+        sending of each task pushed and not ended (its lease's `inflight`), which its end then
+        no longer says. Under the lock, which pushes hold: a push and its report do not
+        interleave (a task ending meanwhile may say it too: the head keeps one time per
+        state). Walking the queues here costs a task nothing until a flush finds it queued."""
         with self.lock:
-            queued = list(self._unreported.values())
-            self._unreported = {}
+            queued = [spec for shape in self.shapes.values() for spec in shape.tasks]
             pushed = [spec for lease in self.leases.values() for spec in lease.inflight.values()]
         for start in range(0, len(queued), 1000):  # the lock in turns: submitters wait
             with self.lock:
                 for spec in queued[start : start + 1000]:
-                    if spec.submitted_ns and spec.finished is None:  # still queued
-                        out.append(
+                    # Still queued, its submission unreported (a retry's is recorded apart).
+                    if spec.submitted_ns and spec.finished is None and not spec.description:
+                        record(
                             Event(
                                 spec.task_id,
                                 spec.event_attempt,
@@ -130,7 +129,7 @@ class TaskSubmissionEvents:
         with self.lock:
             for spec in pushed:
                 if spec.submitted_ns:
-                    self._report_sending(spec, out.append)
+                    self._report_sending(spec, record)
 
     def _record_end(self, spec: TaskSpec, first):
         """The attempt's end as a task event: FAILED with the error entry `first`, or

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 
 from zray import exceptions as X
 from zray._config import config
-from zray._fast import TASK_ID_SIZE, MessageTooLarge, Shared, TaskSpec, record_finished
+from zray._fast import (
+    TASK_ID_SIZE,
+    MessageTooLarge,
+    Shared,
+    TaskSpec,
+    note_pushed,
+    record_finished,
+)
 from zray._private.wire import protocol as P
 from zray._private.common import runtime_env as RE
 from zray._private.common import resources as R
@@ -97,12 +104,7 @@ class TaskSubmitter(TaskSubmissionEvents):
         # full collections walked them (async tasks: 4.3 against 0.8 us of collector time per
         # task). Shared, a batch sends each once (task_events.pack_batch).
         self._descriptions: dict = {}
-        # task id -> spec of the queued tasks whose submission no event reported yet. A
-        # task's end reports its sending with itself (one event per task instead of three,
-        # which cut the driver's CPU per async task with events on by ~8 us), or the next
-        # flush does while it is still on its way (report_in_flight): from here while
-        # queued, from its lease's `inflight` once pushed (so an end has nothing to drop).
-        self._unreported: dict = {}
+        self._describe = self._description  # bound once: a push may need it
         self.pipelining = Pipelining(config.task_pipeline_depth)
         self.handed_back = 0  # tasks workers handed back unstarted (stats)
 
@@ -115,12 +117,11 @@ class TaskSubmitter(TaskSubmissionEvents):
         if spec.top_refs or spec.nested:
             core.refs.pin(spec.pinned_ids)
         core.note_submitted(spec.task_id)
-        if spec.events:
-            spec.event_attempt = 0
-            if spec.top_refs:
-                self._record_submitted(spec)
-            else:  # its end says it, or the next batch if it has not ended by then
-                spec.submitted_ns = now()
+        # With its arguments ready, its spec stamped the submission: its end reports it with
+        # itself (one event per task instead of three, which cut the driver's CPU per async
+        # task with events on by ~8 us), or a flush while it is on its way (report_in_flight).
+        if spec.events and spec.top_refs:
+            self._record_submitted(spec)
         if not spec.top_refs:
             # Nothing to wait for (most calls): queued at once, under one taking of the lock.
             if spec.nested:
@@ -128,8 +129,6 @@ class TaskSubmitter(TaskSubmissionEvents):
             with self.lock:
                 self.tasks[spec.task_id] = spec
                 self._queue(spec)
-                if spec.submitted_ns and spec.finished is None:  # queued, not pushed yet
-                    self._unreported[spec.task_id] = spec
             return
         with self.lock:
             self.tasks[spec.task_id] = spec
@@ -358,8 +357,8 @@ class TaskSubmitter(TaskSubmissionEvents):
             return
         # After the push: off a sync call's round trip (its caller would spin meanwhile),
         # and before its answer is handled, which waits for the lock held here (_answered).
-        if spec.events:
-            self._note_pushed(spec, lease.where)
+        if spec.events and not note_pushed(spec, lease.where, self._descriptions, self._describe):
+            self._pushed_reported(spec, lease.where)
 
     def _on_lease_reply(
         self, key: tuple, request_id: int, reply, request: P.RequestLease, node_address: str
