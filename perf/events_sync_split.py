@@ -142,8 +142,11 @@ def main() -> None:
             for on in order:
                 core.task_events.enabled = on if side != "worker" else True
                 worker_on = on if side != "driver" else False
-                for _ in range(20):  # every worker the calls run on (the tasks have two)
-                    ray.get([set_events.remote(worker_on) for _ in range(4)])
+                # On every worker the calls run on: async tasks lease two (a burst of these
+                # reaches both); sync ones one, which a burst would make them alternate with.
+                burst = 4 if args.pipelined and args.work == "task" else 1
+                for _ in range(20):
+                    ray.get([set_events.remote(worker_on) for _ in range(burst)])
                 took, used, used_elsewhere = window()
                 latency[on].append(took)
                 cpu[on].append(used)

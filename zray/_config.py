@@ -125,8 +125,8 @@ class Config:
     )
     task_events_max_buffer: int = _setting(
         100000,
-        "The most task events a process sends in one batch; older ones are dropped and counted "
-        "(Ray's task_events_max_num_status_events_buffer_on_worker).",
+        "The most task events a process sends in one batch; newer ones are dropped and counted "
+        "(Ray's task_events_max_num_status_events_buffer_on_worker, which evicts the oldest).",
     )
     task_events_mark_failed_on_job_done_delay_ms: int = _setting(
         15000,

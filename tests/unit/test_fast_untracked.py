@@ -251,3 +251,32 @@ def test_a_stream_converts_errors_last_and_drops_what_it_cannot_pack_alone(untra
     assert len(stream) == 0 and stream.take(convert) == (b"\x90", 0)
     stream.add(untracked.Event(b"g", 0, 5, 7, lease))
     assert _unpacked(stream.take(convert)[0])[0][4] == (b"n" * 28, b"w" * 28)  # a new batch
+
+
+def test_a_plain_calls_end_says_its_sending_and_description_once(untracked):
+    """call_ended: the end of a call sent and not reported says its sending, with the
+    description made now for a plain call (none yet), or the one it holds, or none if an
+    earlier event carried it; a call whose sending a flush reported ends with FINISHED alone."""
+    from zray._private.core.actor_submitter import ActorCall, ActorRecord
+
+    recorded: list = []
+    actor = ActorRecord(b"a" * 16, "A")
+
+    def call(i: int, sent_ns: int, info):
+        made = ActorCall(bytes([i]) * 24, "m", 1, [], [b""], [], 0, [], "", -1)
+        made.parent_task_id, made.sent_ns, made.info = b"p" * 24, sent_ns, info
+        return made
+
+    plain, general, waited, flushed = (
+        call(1, 10, None),
+        call(2, 20, "x"),
+        call(3, 30, ()),
+        call(4, 0, ()),
+    )
+    for each in (plain, general, waited, flushed):
+        untracked.call_ended(each, actor, recorded.append)
+        assert (each.sent_ns, each.info) == (0, ())
+    ends = [e.wire() for e in recorded]
+    assert [(e[0][0], e[2]) for e in ends] == [(1, 11), (2, 11), (3, 11), (4, 11)]
+    assert ends[0][4] == (10, actor.info("m", b"p" * 24)) and ends[1][4] == (20, "x")
+    assert ends[2][4] == (30, None) and ends[3][4] is None

@@ -566,3 +566,26 @@ def test_a_plain_call_is_described_by_the_first_event_that_needs_it():
     assert record.described(plain) is None  # carried once
     waited = ActorCall(task(2), "m", 1, [], [b""], [], 0, [], "", -1)  # its PENDING said it
     assert record.described(waited) is None
+
+
+def test_a_flush_lists_only_the_tasks_queued_since_the_last_one():
+    """The queue is read from its newest end up to the first task a flush listed: each
+    queued task is listed once, a retry queued meanwhile (recorded apart) does not hide the
+    tasks queued before it, and a flush that finds nothing new lists nothing."""
+    owner = _submitter()
+    first, second = _spec(1), _spec(2)
+    for spec in (first, second):
+        _queued(owner, spec)
+    listed: list = []
+    owner.report_in_flight(listed.append)
+    assert [e[0] for e in listed] == [task(2), task(1)]
+    later, retried, last = _spec(3), _spec(4), _spec(5)
+    retried.submitted_ns, retried.description = 0, first.description  # _retry leaves these
+    for spec in (later, retried, last):
+        _queued(owner, spec)
+    listed.clear()
+    owner.report_in_flight(listed.append)
+    assert [e[0] for e in listed] == [task(5), task(3)]
+    listed.clear()
+    owner.report_in_flight(listed.append)
+    assert listed == []

@@ -57,6 +57,7 @@ _EXPORTS = {
         "EventStream",
         "Runs",
         "record_finished",
+        "call_ended",
         "note_pushed",
     ),
     "ids": (

@@ -204,6 +204,18 @@ def record_finished(spec: TaskSpec, record) -> bool:
     return True
 
 
+def call_ended(call, actor, record) -> None:
+    """Records a plain actor call's end (answer_plain, after the value): FINISHED, saying the
+    call's sending if no event said it yet, with its description, made now if the call has
+    none (`ActorRecord.described`)."""
+    sent = call.sent_ns
+    if not sent:
+        record(Event(call.task_id, call.attempt, 11, time.time_ns(), None))  # 11: FINISHED
+        return
+    call.sent_ns = 0
+    record(Finished(call.task_id, call.attempt, time.time_ns(), sent, actor.described(call)))
+
+
 def wire_batch(events: list, convert) -> list:
     """A batch of recorded events as the wire's tuples, in order (core/task_events.py packs
     them): an Event or Finished as its tuple; each Shared value in full (its tuple) where the

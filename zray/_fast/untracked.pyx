@@ -294,6 +294,38 @@ def record_finished(TaskSpec spec, record):
     return True
 
 
+def call_ended(call, actor, record):
+    """Records a plain actor call's end (answer_plain, after the value; compiled: an async
+    call pays it on the answering thread): FINISHED, saying the call's sending if no event
+    said it yet, with its description, made now if the call has none
+    (`ActorRecord.described`: the actor's `infos` by (method, parent task id), else
+    `actor.info`)."""
+    cdef object sent = call.sent_ns
+    cdef object info
+    cdef Finished built
+    if not sent:
+        record(Event(call.task_id, call.attempt, 11, _now_ns(), None))  # 11: FINISHED
+        return
+    call.sent_ns = 0
+    info = call.info
+    call.info = ()
+    if info is None:
+        info = actor.infos.get((call.method, call.parent_task_id))
+        if info is None:
+            info = actor.info(call.method, call.parent_task_id)
+    elif not info:
+        info = None  # an earlier event carried it
+    built = Finished.__new__(Finished)
+    built.task_id = call.task_id
+    built.attempt = call.attempt
+    built.ts = _now_ns()
+    built.sent_ns = sent
+    built.description = info
+    built.submitted_ns = 0
+    built.lease = None
+    record(built)
+
+
 def wire_batch(list events, convert):
     """A batch of recorded events as the wire's tuples, in order (core/task_events.py packs
     them): an Event or Finished as its tuple; each Shared value in full (its tuple) where the

@@ -22,16 +22,14 @@ from __future__ import annotations
 
 from zray._config import config
 from zray._fast import (
-    Event,
-    Finished,
     MessageTooLarge,
+    call_ended,
     frame_actor_call,
     object_id_for,
     plain_answer,
     plain_task_answer,
     random_id,
 )
-from zray._private.common import task_states as TS
 from zray._private.common.actor_states import ALIVE
 from zray._private.core import metrics_registry
 from zray._private.core.actor_submitter import ActorCall
@@ -194,14 +192,9 @@ def answer_plain(core, frames: list) -> bool:
         object_id, Entry(KIND_INLINE, [f.buffer for f in frames[2:]], node_id, size)
     )
     if call.events:  # after the value: a get waiting for it need not wait for this
-        sent = call.sent_ns
-        if sent:  # its sending not reported yet: this event says it too
-            call.sent_ns = 0
-            # Described here, after the value, rather than before the send: off a sync
-            # call's round trip.
-            submitter._record(Finished(task_id, call.attempt, now(), sent, record.described(call)))
-        else:
-            submitter._record(Event(task_id, call.attempt, TS.FINISHED, now(), None))
+        # Its sending too, if no event said it yet, and its description, made here rather
+        # than before the send: off a sync call's round trip.
+        call_ended(call, record, submitter._record)
     released = core.refs.check((object_id,))
     if released:
         core.apply_released(released)

@@ -101,22 +101,21 @@ class TaskSubmissionEvents:
 
     def report_in_flight(self, record: Callable):
         """A flush's part (I/O thread), so the state API shows tasks on their way, recorded
-        with `record`: each task queued for a lease (its shape's queue) at
-        PENDING_NODE_ASSIGNMENT with its description, once (described now: a description
-        marks it reported), its end still saying its whole sending (a burst of async tasks is
-        mostly queued at any flush: three events each instead of one cost them ~10%); and the
-        sending of each task pushed and not ended (its lease's `inflight`), which its end then
-        no longer says. Under the lock, which pushes hold: a push and its report do not
-        interleave (a task ending meanwhile may say it too: the head keeps one time per
-        state). Walking the queues here costs a task nothing until a flush finds it queued."""
+        with `record`: each task queued for a lease since the last flush at
+        PENDING_NODE_ASSIGNMENT with its description, once, its end still saying its whole
+        sending (a burst of async tasks is mostly queued at any flush: three events each
+        instead of one cost them ~10%); and the sending of each task pushed and not ended (its
+        lease's `inflight`), which its end then no longer says. Under the lock, which pushes
+        hold: a push and its report do not interleave (a task ending meanwhile may say it
+        too: the head keeps one time per state). The queues are read here, not filled into a
+        table on the hot path (`_unlisted`)."""
         with self.lock:
-            queued = [spec for shape in self.shapes.values() for spec in shape.tasks]
+            queued = [spec for shape in self.shapes.values() for spec in _unlisted(shape.tasks)]
             pushed = [spec for lease in self.leases.values() for spec in lease.inflight.values()]
         for start in range(0, len(queued), 1000):  # the lock in turns: submitters wait
             with self.lock:
                 for spec in queued[start : start + 1000]:
-                    # Still queued, its submission unreported (a retry's is recorded apart).
-                    if spec.submitted_ns and spec.finished is None and not spec.description:
+                    if spec.submitted_ns and spec.finished is None:  # still queued
                         record(
                             Event(
                                 spec.task_id,
@@ -142,3 +141,17 @@ class TaskSubmissionEvents:
         if not record_finished(spec, self._record):  # built at its push, stamped now
             self._report_sending(spec)
             self._record(Event(spec.task_id, spec.event_attempt, TS.FINISHED, now(), None))
+
+
+def _unlisted(queue) -> list:
+    """The tasks of a lease queue (oldest first) that no flush listed yet: those after the
+    last one a flush listed. A task is queued at the end, and a flush describes each task
+    it lists (`_described`), so the walk from the newest end stops at the first one queued
+    and described: a million queued tasks cost a flush that finds none new nothing. A retry
+    (its submission recorded apart, `submitted_ns` 0) does not stop it."""
+    found = []
+    for spec in reversed(queue):
+        if spec.submitted_ns and spec.description:
+            break
+        found.append(spec)
+    return found
