@@ -280,3 +280,24 @@ def test_a_plain_calls_end_says_its_sending_and_description_once(untracked):
     assert [(e[0][0], e[2]) for e in ends] == [(1, 11), (2, 11), (3, 11), (4, 11)]
     assert ends[0][4] == (10, actor.info("m", b"p" * 24)) and ends[1][4] == (20, "x")
     assert ends[2][4] == (30, None) and ends[3][4] is None
+
+
+def test_a_plain_calls_end_stamps_the_event_built_after_its_send(untracked):
+    """call_ended uses the end event built after the send while that sending is the one
+    unreported (it carries the description), and builds its own otherwise."""
+    from zray._private.core.actor_submitter import ActorCall, ActorRecord
+
+    recorded: list = []
+    actor = ActorRecord(b"a" * 16, "A")
+    info = actor.info("m", b"p" * 24)
+    call = ActorCall(b"c" * 24, "m", 1, [], [b""], [], 0, [], "", -1)
+    call.parent_task_id, call.sent_ns, call.info = b"p" * 24, 10, None
+    call.finished = built = untracked.Finished(call.task_id, 0, 0, 10, info)
+    untracked.call_ended(call, actor, recorded.append)
+    assert recorded == [built] and built.ts > 0 and built.wire()[4] == (10, info)
+    assert (call.finished, call.info, call.sent_ns) == (None, (), 0)
+    # Sent again since (a restarted actor): the stale event is not used.
+    call.sent_ns, call.info = 20, None
+    call.finished = untracked.Finished(call.task_id, 0, 0, 10, info)
+    untracked.call_ended(call, actor, recorded.append)
+    assert recorded[1].wire()[4] == (20, info) and call.finished is None

@@ -206,13 +206,20 @@ def record_finished(spec: TaskSpec, record) -> bool:
 
 def call_ended(call, actor, record) -> None:
     """Records a plain actor call's end (answer_plain, after the value): FINISHED, saying the
-    call's sending if no event said it yet, with its description, made now if the call has
-    none (`ActorRecord.described`)."""
+    call's sending if no event said it yet: the event built after that sending
+    (`call.finished`), stamped now, or one built now with the call's description, made now
+    if the call has none (`ActorRecord.described`)."""
     sent = call.sent_ns
     if not sent:
         record(Event(call.task_id, call.attempt, 11, time.time_ns(), None))  # 11: FINISHED
         return
     call.sent_ns = 0
+    prebuilt, call.finished = call.finished, None
+    if prebuilt is not None and prebuilt.sent_ns == sent:  # built after this sending
+        call.info = ()
+        prebuilt.ts = time.time_ns()
+        record(prebuilt)
+        return
     record(Finished(call.task_id, call.attempt, time.time_ns(), sent, actor.described(call)))
 
 

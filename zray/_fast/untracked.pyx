@@ -297,7 +297,8 @@ def record_finished(TaskSpec spec, record):
 def call_ended(call, actor, record):
     """Records a plain actor call's end (answer_plain, after the value; compiled: an async
     call pays it on the answering thread): FINISHED, saying the call's sending if no event
-    said it yet, with its description, made now if the call has none
+    said it yet: the event built after that sending (`call.finished`), stamped now, or one
+    built now with the call's description, made now if the call has none
     (`ActorRecord.described`: the actor's `infos` by (method, parent task id), else
     `actor.info`)."""
     cdef object sent = call.sent_ns
@@ -307,6 +308,14 @@ def call_ended(call, actor, record):
         record(Event(call.task_id, call.attempt, 11, _now_ns(), None))  # 11: FINISHED
         return
     call.sent_ns = 0
+    prebuilt = call.finished
+    if prebuilt is not None:
+        call.finished = None
+        if (<Finished>prebuilt).sent_ns == sent:  # built after this sending
+            call.info = ()
+            (<Finished>prebuilt).ts = _now_ns()
+            record(prebuilt)
+            return
     info = call.info
     call.info = ()
     if info is None:

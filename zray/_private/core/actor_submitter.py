@@ -80,6 +80,9 @@ class ActorCall:
     # When it was sent (ns), until an event said so: the call's end, or a flush's report of
     # calls in flight (task_events.py), one event per call where there were two.
     sent_ns: int = 0
+    # A plain call's end event, built after its send (a sync caller spins meanwhile) for its
+    # end to stamp (`call_ended`); used only while `sent_ns` is still its send's.
+    finished: Finished | None = None
     # Exceptions the method may raise that call it again (True: any), while retries_left.
     retry_exceptions: object = False
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from zray._config import config
 from zray._fast import (
+    Finished,
     MessageTooLarge,
     call_ended,
     frame_actor_call,
@@ -100,6 +101,7 @@ def submit_plain(handle, method: str, arguments: bytes):
     ref = ObjectRef(return_id, core.address)
     core.refs.add_owned(return_id)
     core.note_submitted(task_id)
+    sent_ns = 0
     with submitter.lock:
         if order.state != ALIVE or order.queue or order.address != address:
             taken = False  # changed meanwhile: the general path queues it (submit's rest)
@@ -108,7 +110,7 @@ def submit_plain(handle, method: str, arguments: bytes):
             if events:
                 call.info = None  # made when an event first needs it (ActorRecord.described)
                 call.sent = True
-                call.sent_ns = now()
+                call.sent_ns = sent_ns = now()
             submitter.calls[task_id] = (record, call)
             call.ready = True
             order.inflight[task_id] = call
@@ -154,6 +156,14 @@ def submit_plain(handle, method: str, arguments: bytes):
         if unsendable is not None:
             failed, entry = unsendable
             submitter._finish(failed, [(oid, entry) for oid in failed.return_ids])
+    if events:
+        # Its end event, built while a sync caller would spin for the answer: the end only
+        # stamps it. Its answer may be handled first (another thread): that end then does it
+        # all, and this one is never used. The call's `info` is left to whichever event
+        # reports the sending, so it is never lost.
+        call.finished = Finished(
+            task_id, call.attempt, 0, sent_ns, record.info(method, call.parent_task_id)
+        )
     return ref
 
 
