@@ -89,7 +89,8 @@ def micro(trials: int = 30, n: int = 2000) -> dict:
     """The added work per task measured in this one process, the least of `trials` runs of
     `n` tasks (the minimum is what the code costs; the rest is other load): recording as the
     submitter and executor do it (a task with its arguments ready: one event as its owner,
-    one as its executor), the flush's encoding, and the head's decoding and merging."""
+    one as its executor, each packed as recorded), the flush (taking the bytes), and the
+    head's decoding and merging."""
     import gc
 
     import msgpack

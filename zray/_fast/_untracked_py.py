@@ -98,7 +98,7 @@ class Entry:
 class Shared:
     """A value many task events hold (a kind of task's description, a lease's node and
     worker ids), which a batch sends in full once and names by number after that
-    (core/task_events.py, pack_batch): a tuple of atoms only (TypeError otherwise). The
+    (core/task_events.py, EventStream): a tuple of atoms only (TypeError otherwise). The
     compiled twin is untracked by the garbage collector; this one is tracked."""
 
     __slots__ = ("value",)

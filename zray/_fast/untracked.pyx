@@ -157,7 +157,7 @@ cdef class Entry:
 cdef class Shared:
     """A value many task events hold (a kind of task's description, a lease's node and
     worker ids), which a batch sends in full once and names by number after that
-    (core/task_events.py, pack_batch). Untracked: it holds a tuple of atoms only, checked
+    (core/task_events.py, EventStream). Untracked: it holds a tuple of atoms only, checked
     (TypeError otherwise), so it is never part of a reference cycle."""
 
     cdef public tuple value
@@ -432,11 +432,10 @@ _ATOMS = frozenset((bool, int, float, str, bytes, Shared))
 
 
 # ------------------------------------------------------------------ a batch straight to bytes
-# `pack_batch`: what msgpack.packb(wire_batch(events, convert), use_bin_type=True) gives,
-# written at once without the wire tuples in between. The flush of a second's events (20,000
-# and more) is CPU the task pipeline's threads wait for on two cores: this halves it
-# (perf/bench_task_events.py --micro). The formats are msgpack's smallest, as msgpack's
-# packer chooses them; anything else in an event goes through msgpack itself.
+# `EventStream`: what msgpack.packb(wire_batch(events, convert), use_bin_type=True) gives,
+# written event by event as they are recorded, without the wire tuples in between. The formats
+# are msgpack's smallest, as msgpack's packer chooses them; anything else in an event goes
+# through msgpack itself.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLong

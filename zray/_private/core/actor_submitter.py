@@ -108,7 +108,7 @@ class ActorRecord:
     max_pending_calls: int = -1
     pending_calls: int = 0
     # (method, parent task id) -> the calls' task-event description, one tuple shared by all
-    # (a flush sends it once per batch: task_events.py, `pack_batch`)
+    # (a batch sends it once: task_events.py, `EventStream`)
     infos: dict = field(default_factory=dict)
     names: dict = field(default_factory=dict)  # method -> "Class.method", the metrics' name
 

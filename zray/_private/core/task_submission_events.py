@@ -48,7 +48,7 @@ class TaskSubmissionEvents:
         if description is None:
             if len(self._descriptions) >= MAX_DESCRIPTIONS:  # parents come and go: a bound
                 self._descriptions.clear()
-            # Shared: a batch sends it once (task_events.pack_batch), and the collector never
+            # Shared: a batch sends it once (task_events.py, EventStream), and the collector never
             # tracks it (a tracked description kept every event holding it tracked).
             description = self._descriptions[key] = Shared(
                 (

@@ -102,7 +102,7 @@ class TaskSubmitter(TaskSubmissionEvents):
         # name, parent, shape), holding no dict: a dict in each event's description kept
         # every event tracked by the garbage collector until its batch left, and the driver's
         # full collections walked them (async tasks: 4.3 against 0.8 us of collector time per
-        # task). Shared, a batch sends each once (task_events.pack_batch).
+        # task). Shared, a batch sends each once (task_events.py, EventStream).
         self._descriptions: dict = {}
         self._describe = self._description  # bound once: a push may need it
         self.pipelining = Pipelining(config.task_pipeline_depth)

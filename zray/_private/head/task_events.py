@@ -127,7 +127,7 @@ class TaskEventTable:
         args_avail, node_assignment = TS.PENDING_ARGS_AVAIL, TS.PENDING_NODE_ASSIGNMENT
         highest = TS.GETTING_AND_PINNING_ARGS
         # The shared values (descriptions, leases) the batch sent in full, in its order: the
-        # later events name them by number (core/task_events.py, pack_batch).
+        # later events name them by number (core/task_events.py, EventStream).
         shared: list[tuple[Any, ...]] = []
         for event in events:
             try:
@@ -249,7 +249,7 @@ def _info(extra: Any) -> tuple[Any, ...]:
 
 
 def _take(value: Any, shared: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
-    """A shared value (pack_batch): sent in full (a description's 8 items, a lease's node and
+    """A shared value (EventStream): sent in full (a description's 8 items, a lease's node and
     worker ids), kept and numbered; or named by its number. None for none, or for a number
     naming nothing; a malformed value sent in full is numbered all the same (as `()`), so
     the values after it keep their numbers."""
