@@ -47,7 +47,6 @@ import time
 
 from zray._config import config
 from zray._fast import Event, EventStream, Runs, Shared
-from zray._fast import pack_batch as _pack_batch
 from zray._private.common import task_states as TS
 from zray._private.wire import protocol as P
 
@@ -57,7 +56,7 @@ now = _now = time.time_ns
 
 
 class Failure:
-    """A FAILED event's extra before it is wire-ready (pack_batch): the error entry (or
+    """A FAILED event's extra before it is wire-ready (EventStream.take): the error entry (or
     exception) and `(sent_ns, description)` of the call's sending, if no event reported it
     yet. Not a tuple: the batch would pack it as one."""
 
@@ -174,15 +173,6 @@ class TaskEvents:
                 core.endpoint.send(core.head_address, msg, payload=batch)
         except Exception as exc:  # noqa: BLE001 - events are best effort, never a failure
             logger.debug("task events not sent: %s", exc)
-
-
-def pack_batch(events: list) -> bytes:
-    """`events` packed as a batch for `AddTaskEvents` (as an EventStream recording them in
-    order sends them): an `Event` or `Finished` as its wire tuple, each `Shared` value (a
-    kind of task's description, a lease's ids) in full where the batch first holds it and by
-    its number after that (the n-th sent in full, from 0), and each failure's error turned
-    into Ray's error type and message, those events last."""
-    return _pack_batch(events, _failure_wire)
 
 
 def _failure_wire(value) -> list:
