@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 
+from zray._fast import untrack
 from zray._private.core import runtime
 from zray._private.core.serialization import note_ref_serialized
 
@@ -24,6 +25,8 @@ class ObjectRef:
             raise ValueError(f"ObjectRef needs {_OBJECT_ID_SIZE} id bytes, got {binary!r}")
         self._id = binary
         self._owner = owner_address
+        if type(self) is ObjectRef:  # what a subclass adds might make a cycle
+            untrack(self)
         core = runtime.core
         if _count and core is not None:
             core.refs.add_local(binary)

@@ -156,3 +156,42 @@ def test_150_actors(ray):
     assert time.monotonic() - start < 30
     for actor in actors:
         ray.kill(actor)
+
+
+def test_queued_tasks_and_waiting_results_leave_the_collector_nothing_to_walk(ray):
+    # A full collection walks every tracked object: a million refs held, or a million results
+    # waiting as a memoryview in a list each, cost the seventh to twelfth sessions' drivers
+    # seconds per collection (docs/benchmarks.md, "a million queued tasks").
+    import gc
+
+    import zray._fast
+
+    @ray.remote
+    def nothing():
+        return None
+
+    @ray.remote
+    class Echo:
+        def value(self, v):
+            return v
+
+    echo = Echo.remote()
+    ray.get([nothing.remote(), echo.value.remote(1)])
+    gc.collect()
+    before = len(gc.get_objects())
+    refs = [nothing.remote() for _ in range(2_000)]
+    refs += [echo.value.remote(i % 3) for i in range(1_000)]
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=60, fetch_local=False)
+    assert len(ready) == len(refs)
+    del ready
+    tracked = gc.get_objects()
+    held_refs = sum(1 for o in tracked if type(o) is zray.ObjectRef)
+    if zray._fast.USING_FAST:
+        assert held_refs == 0, "a plain ObjectRef holds bytes and a str: never in a cycle"
+        left = len(tracked) - before
+    else:  # pure Python cannot untrack an instance: refs and the twins' records stay tracked
+        assert held_refs >= len(refs)
+        left = sum(1 for o in tracked if type(o).__module__ != "zray._fast._untracked_py")
+        left -= held_refs + before
+    assert left < 300, f"{left} tracked objects left by {len(refs)} results"
+    assert ray.get(refs[-3:]) == [i % 3 for i in range(997, 1_000)]

@@ -123,6 +123,27 @@ def test_compiled_records_are_not_tracked():
     assert not gc.is_tracked(compiled.Entry(0, (b"x",)))
 
 
+def test_an_object_ref_is_not_tracked_but_a_subclass_adding_fields_is():
+    from zray.object_ref import ObjectRef
+
+    class Labelled(ObjectRef):  # what it adds could make a cycle
+        __slots__ = ("label",)
+
+    ref, labelled = ObjectRef(b"r" * 28, _count=False), Labelled(b"s" * 28, _count=False)
+    assert gc.is_tracked(ref) is (not fast.USING_FAST)
+    assert gc.is_tracked(labelled)
+    gc.collect()
+    assert ref.binary() == b"r" * 28 and ref.owner_address() == ""
+
+
+def test_untrack_stops_tracking_in_the_compiled_twin_only():
+    compiled, pure = _load("cython"), _load("python")
+    value, other = [1], [2]
+    compiled.untrack(value)
+    pure.untrack(other)
+    assert not gc.is_tracked(value) and gc.is_tracked(other)
+
+
 def test_untracked_records_keep_what_they_hold_alive_through_collections():
     """An untracked record counts as a reference from outside: a cycle it holds survives."""
     compiled = _load("cython")

@@ -59,6 +59,7 @@ _EXPORTS = {
         "record_finished",
         "call_ended",
         "note_pushed",
+        "untrack",
     ),
     "ids": (
         "JOB_ID_SIZE",

@@ -362,6 +362,10 @@ def pack_batch(events: list, convert) -> bytes:
     return stream.take(convert)[0]
 
 
+def untrack(value) -> None:
+    """Pure Python cannot stop the collector tracking an object: it keeps walking it."""
+
+
 def untracked_tuple(value: tuple) -> tuple:
     """`value`. The compiled twin stops the garbage collector tracking it at once when it
     holds only atoms and such tuples; Python cannot, so here the collector stops at its next

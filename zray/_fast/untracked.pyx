@@ -396,6 +396,14 @@ cdef object _extra_wire(object extra, dict numbers, object convert):
     return [_shared_wire(item, numbers) for item in extra]
 
 
+def untrack(value):
+    """Stop the garbage collector tracking `value`, whose caller knows it can never be part
+    of a reference cycle (an ObjectRef: an id and an owner's address). A driver holding a
+    million refs to queued tasks then has no full collection walk them. Every instance of a
+    class written in Python is tracked from birth, however little it holds."""
+    PyObject_GC_UnTrack(<void *>value)
+
+
 def untracked_tuple(tuple value):
     """`value`; if it holds only atoms (None, bool, int, float, str, bytes, Shared) and such
     tuples, which can never be part of a reference cycle, the garbage collector stops

@@ -89,19 +89,24 @@ def returned_entries(returns: list, payload) -> list:
     """(object_id, Entry) pairs from a TaskDone's return records and payload frames."""
     entries, position = [], 0
     for object_id, kind, nframes, node_id, size in returns:
-        if nframes == 1 and len(payload[position].buffer) < SHARE_RESULT_BELOW:
-            value = bytes(payload[position].buffer)
-            frames = _shared_results.get(value)
-            if frames is None:
-                if len(_shared_results) >= SHARED_RESULTS_MAX:
-                    _shared_results.clear()  # many distinct small values: share the latest
-                frames = _shared_results[value] = (value,)
-        else:
-            views = [f.buffer for f in payload[position : position + nframes]]
-            frames = tuple([bytes(v) if len(v) < COPY_RESULT_BELOW else v for v in views])
+        frames = result_frames(payload[position : position + nframes])
         position += nframes
         entries.append((object_id, Entry(kind, frames, node_id, size)))
     return entries
+
+
+def result_frames(received: list) -> tuple:
+    """The frames an Entry keeps of one result's received frames (zmq Frames)."""
+    if len(received) == 1 and len(received[0].buffer) < SHARE_RESULT_BELOW:
+        value = bytes(received[0].buffer)
+        frames = _shared_results.get(value)
+        if frames is None:
+            if len(_shared_results) >= SHARED_RESULTS_MAX:
+                _shared_results.clear()  # many distinct small values: share the latest
+            frames = _shared_results[value] = (value,)
+        return frames
+    views = [f.buffer for f in received]
+    return tuple([bytes(v) if len(v) < COPY_RESULT_BELOW else v for v in views])
 
 
 def error_entry(error: BaseException) -> Entry:

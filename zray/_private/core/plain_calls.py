@@ -34,6 +34,7 @@ from zray._fast import (
 from zray._private.common.actor_states import ALIVE
 from zray._private.core import metrics_registry
 from zray._private.core.actor_submitter import ActorCall
+from zray._private.core.dependencies import result_frames
 from zray._private.core.memory_store import KIND_INLINE, Entry
 from zray._private.core.task_events import now
 from zray._private.wire import protocol as P
@@ -198,9 +199,7 @@ def answer_plain(core, frames: list) -> bool:
     metrics_registry.tasks.finished(record.name(call.method), False, False)
     # store_results for one inline value, no arguments held, nothing inside it: the value
     # first (it ends the get), then whether anyone still references it.
-    core.memory_store.put(
-        object_id, Entry(KIND_INLINE, [f.buffer for f in frames[2:]], node_id, size)
-    )
+    core.memory_store.put(object_id, Entry(KIND_INLINE, result_frames(frames[2:]), node_id, size))
     if call.events:  # after the value: a get waiting for it need not wait for this
         # Its sending too, if no event said it yet, and its description, made here rather
         # than before the send: off a sync call's round trip.
@@ -226,7 +225,7 @@ def answer_plain_task(core, frames: list) -> bool:
     task_id, object_id, node_id, size, lease_id = answer
     lease, spec = submitter._answered(lease_id, task_id)
     if spec is not None:  # else not ours, or over already: as on_task_done, ignored
-        entry = Entry(KIND_INLINE, [f.buffer for f in frames[2:]], node_id, size)
+        entry = Entry(KIND_INLINE, result_frames(frames[2:]), node_id, size)
         submitter._finish(spec, [(object_id, entry)])
         submitter._next_on(lease)
     return True
