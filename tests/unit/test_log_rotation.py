@@ -38,6 +38,59 @@ def test_a_backup_count_of_zero_never_rotates_and_a_file_reopened_keeps_its_size
     assert sizes(tmp_path) == {"a.out": 20, "a.out.1": 50}
 
 
+def test_the_current_name_never_goes_missing_while_a_file_rotates(tmp_path):
+    # get_log(pid=...) looks a worker's output up by its current name while the worker's
+    # forwarding thread may be rotating it: the name must name a file throughout.
+    import threading
+
+    path = str(tmp_path / "worker-1.out")
+    log = RotatingFile(path, 200, 2)
+    done, missing = threading.Event(), []
+
+    def look():
+        while not done.is_set():
+            try:
+                with open(path, "rb"):
+                    pass
+            except FileNotFoundError:
+                missing.append(1)
+
+    reader = threading.Thread(target=look)
+    reader.start()
+    try:
+        for i in range(3_000):
+            log.write(b"%04d " % i + b"x" * 95 + b"\n")
+    finally:
+        done.set()
+        reader.join(10)
+        log.close()
+    assert not missing
+    assert sorted(os.listdir(tmp_path)) == ["worker-1.out", "worker-1.out.1", "worker-1.out.2"]
+    assert (tmp_path / "worker-1.out").read_bytes().startswith(b"2999 ")  # a line a file
+
+
+def test_without_hard_links_a_rotation_renames_and_one_backup_is_replaced(tmp_path, monkeypatch):
+    def no_links(*args):
+        raise OSError("hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    log = RotatingFile(str(tmp_path / "a.out"), 10, 1)
+    for letter in b"abc":
+        log.write(bytes([letter]) * 8)
+    log.close()
+    assert sizes(tmp_path) == {"a.out": 8, "a.out.1": 8}
+    assert (tmp_path / "a.out.1").read_bytes() == b"b" * 8
+
+
+def test_a_log_listing_skips_the_hidden_file_a_rotation_is_making(tmp_path):
+    from zray._private.node import log_files
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "worker-1.out").write_bytes(b"x")
+    (tmp_path / "logs" / ".worker-1.out.rotating").write_bytes(b"")
+    assert [name for name, _, _ in log_files.listing(str(tmp_path))] == ["worker-1.out"]
+
+
 class _Said(logging.Handler):
     def __init__(self):
         super().__init__()

@@ -12,6 +12,7 @@ and read them by name; a worker's current file keeps its name, which `get_log(pi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -31,12 +32,26 @@ def settings(cfg=None) -> tuple[int, int]:
 
 
 def shift_backups(path: str, backup_count: int) -> None:
-    """`path` becomes `path.1`, `path.1` becomes `path.2`, ...; the oldest is removed."""
+    """`path.1` becomes `path.2`, ... (the oldest is removed), what `path` holds becomes
+    `path.1`, and `path` names a new empty file. `path` never stops naming a file: its content
+    is linked as `path.1` before the new file replaces it in one rename, so a reader looking it
+    up meanwhile (`get_log(pid=...)` while a worker's output rotates) finds the old or the new."""
     for index in range(backup_count - 1, 0, -1):
         older = f"{path}.{index}"
         if os.path.exists(older):
             os.replace(older, f"{path}.{index + 1}")
-    os.replace(path, f"{path}.1")
+    backup = f"{path}.1"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(backup)  # still there only with one backup kept
+    try:
+        os.link(path, backup)
+    except OSError:  # a file system without hard links: renamed, as Python's handler does
+        os.replace(path, backup)
+        return
+    directory, name = os.path.split(path)
+    fresh = os.path.join(directory, f".{name}.rotating")  # hidden: log listings skip it
+    os.close(os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+    os.replace(fresh, path)
 
 
 def _open(path: str) -> int:

@@ -21,10 +21,11 @@ MAX_FILES = P.LOG_LISTING_MAX_FILES
 
 
 def listing(session_dir: str, limit: int = MAX_FILES) -> list:
-    """[[name, size, mtime], ...] of the files in the node's log directory, by name."""
+    """[[name, size, mtime], ...] of the files in the node's log directory, by name; hidden
+    ones are files being made (a rotation's new file: common/log_rotation.py)."""
     directory = os.path.join(session_dir, "logs")
     try:
-        names = sorted(os.listdir(directory))
+        names = sorted(n for n in os.listdir(directory) if not n.startswith("."))
     except OSError:
         return []
     files = []
