@@ -97,14 +97,16 @@ def returned_entries(returns: list, payload) -> list:
 
 def result_frames(received: list) -> tuple:
     """The frames an Entry keeps of one result's received frames (zmq Frames)."""
-    if len(received) == 1 and len(received[0].buffer) < SHARE_RESULT_BELOW:
-        value = bytes(received[0].buffer)
-        frames = _shared_results.get(value)
-        if frames is None:
-            if len(_shared_results) >= SHARED_RESULTS_MAX:
-                _shared_results.clear()  # many distinct small values: share the latest
-            frames = _shared_results[value] = (value,)
-        return frames
+    if len(received) == 1:
+        view = received[0].buffer
+        if len(view) < SHARE_RESULT_BELOW:
+            value = bytes(view)
+            frames = _shared_results.get(value)
+            if frames is None:
+                if len(_shared_results) >= SHARED_RESULTS_MAX:
+                    _shared_results.clear()  # many distinct small values: share the latest
+                frames = _shared_results[value] = (value,)
+            return frames
     views = [f.buffer for f in received]
     return tuple([bytes(v) if len(v) < COPY_RESULT_BELOW else v for v in views])
 
