@@ -119,6 +119,47 @@ def test_pieces_of_a_frame_table_and_of_a_message_after_a_whole_one(stream):
     assert unpacker.buffered == 0
 
 
+def _fed_through_one_buffer(unpacker, raw: bytes, cuts) -> list:
+    """What a direct connection's reader does: every piece lands in the same buffer, which is
+    overwritten once the unpacker has returned."""
+    inbox, received, start = bytearray(max(cuts + [1])), [], 0
+    for size in cuts:
+        piece = raw[start : start + size]
+        inbox[: len(piece)] = piece
+        received += unpacker.feed(memoryview(inbox)[: len(piece)])
+        inbox[:] = b"\xee" * len(inbox)
+        start += size
+    return received
+
+
+LARGE = [b"meta", b"s" * 20_000, b"L" * (1 << 20), b"t" * 100]
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_a_large_message_in_reused_pieces_comes_out_whole_among_small_ones(stream, data):
+    # Pieces of a message and of those around it are kept past the feed that brought them:
+    # copies, never the caller's buffer (the pure twin kept a first piece as it was).
+    messages = [[b"a", b"bc"], LARGE, [b"d"], LARGE, [b"e" * 70_000]]
+    raw = wire(stream, messages)
+    cuts = data.draw(st.lists(st.integers(1, 300_000), min_size=1, max_size=40))
+    cuts.append(len(raw))  # whatever the drawn pieces leave, in one last piece
+    unpacker = stream.Unpacker()
+    received = _fed_through_one_buffer(unpacker, raw, cuts)
+    assert [[f.bytes for f in m] for m in received] == messages
+    assert unpacker.buffered == 0
+
+
+def test_a_large_message_is_buffered_as_it_fills_and_its_frames_survive_the_reader(stream):
+    raw = wire(stream, [LARGE, [b"after"]])
+    unpacker, size = stream.Unpacker(), 256 * 1024
+    first = _fed_through_one_buffer(unpacker, raw, [size])
+    assert first == [] and unpacker.buffered == size
+    rest = _fed_through_one_buffer(unpacker, raw[size:], [size] * 5)
+    assert [[f.bytes for f in m] for m in rest] == [LARGE, [b"after"]]
+    assert unpacker.buffered == 0
+
+
 @settings(max_examples=200, deadline=None)
 @given(frames=st.lists(st.binary(max_size=40), max_size=8), cut=st.integers(0, 400))
 def test_unsent_is_what_a_partial_send_left_in_order(stream, frames, cut):

@@ -98,11 +98,12 @@ class Unpacker:
         self._size = 0
         self._need = 0  # bytes the buffered start of a message must reach to be parsed further
 
-    def feed(self, data: bytes) -> list:
-        """Returns the complete messages (lists of frames) the stream now holds."""
+    def feed(self, data) -> list:
+        """Returns the complete messages (lists of frames) the stream now holds. `data` may
+        be any buffer: the caller may reuse it once this returns."""
+        if type(data) is not bytes:
+            data = bytes(data)  # frames and pieces are kept past this call
         if self._chunks:
-            if type(data) is not bytes:
-                data = bytes(data)  # kept past this call: the caller may reuse its buffer
             self._chunks.append(data)
             self._size += len(data)
             if self._size < self._need:
