@@ -53,7 +53,6 @@ _EXPORTS = {
         "Event",
         "Finished",
         "wire_batch",
-        "pack_batch",
         "EventStream",
         "Runs",
         "record_finished",

@@ -353,15 +353,6 @@ class Runs:
         self._stream.add(Event(task_id, attempt, self._state, start, end or time.time_ns()))
 
 
-def pack_batch(events: list, convert) -> bytes:
-    """The bytes an EventStream takes for `events` recorded in order (those whose extra
-    needs `convert` after the rest)."""
-    stream = EventStream(len(events))
-    for event in events:
-        stream.add(event)
-    return stream.take(convert)[0]
-
-
 def untrack(value) -> None:
     """Pure Python cannot stop the collector tracking an object: it keeps walking it."""
 

@@ -767,13 +767,4 @@ def _unconverted(extra):
     raise TypeError(f"a task event's extra of type {type(extra).__name__} is not wire-ready")
 
 
-def pack_batch(list events, convert):
-    """The bytes an EventStream takes for `events` recorded in order (those whose extra
-    needs `convert` after the rest): msgpack.packb(wire_batch(ready + waiting, convert))."""
-    stream = EventStream(len(events))
-    for event in events:
-        stream.add(event)
-    return stream.take(convert)[0]
-
-
 from msgpack import packb as _msgpack_packb
